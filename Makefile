@@ -1,0 +1,59 @@
+# Tanpu build skeleton. `make test` needs only Python 3.11 (or 3.12) and gcc.
+
+# Prefer python3.11, then python3.12, then python3 -- whichever first is a
+# Python in [3.11, 3.13) (a pyenv shim for a missing version is skipped).
+ifeq ($(origin PYTHON),undefined)
+PYTHON := $(shell for p in python3.11 python3.12 python3; do \
+	  command -v $$p >/dev/null 2>&1 && \
+	  $$p -c 'import sys; sys.exit(not ((3, 11) <= sys.version_info[:2] < (3, 13)))' >/dev/null 2>&1 && \
+	  { command -v $$p; break; }; \
+	done)
+endif
+VENV ?= .venv
+PYTEST_ARGS ?=
+
+STAMP := $(VENV)/.installed
+
+.PHONY: install test run check fuzz bench clean distclean
+
+install: $(STAMP)
+
+# durable-rules 2.0.28 ships only as an sdist: pip compiles its C extension
+# (durable_rules_engine) with gcc against the Python headers. Nothing else is
+# needed (checked on CPython 3.11.7 and 3.12.1).
+$(STAMP): pyproject.toml
+	@test -n "$(PYTHON)" || { echo "error: no Python 3.11 or 3.12 found (set PYTHON=...)" >&2; exit 1; }
+	@command -v $${CC:-gcc} >/dev/null 2>&1 || command -v cc >/dev/null 2>&1 || \
+	  { echo "error: a C compiler (gcc) is needed to build durable-rules" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --upgrade pip
+	$(VENV)/bin/python -m pip install -e '.[test]'
+	touch $@
+
+test: $(STAMP)
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# Command-line demo: check, then run the tests of, the bundled methodologies.
+run: $(STAMP)
+	$(VENV)/bin/tanpu check methodologies/ && $(VENV)/bin/tanpu test methodologies/
+
+check: $(STAMP)
+	$(VENV)/bin/tanpu check methodologies/
+
+# Long property-based runs; pytest exit 5 (no slow tests collected) is not an error.
+fuzz: $(STAMP)
+	HYPOTHESIS_PROFILE=fuzz $(VENV)/bin/pytest -m slow $(PYTEST_ARGS) || [ $$? -eq 5 ]
+
+bench: $(STAMP)
+	@set -e; for f in bench/*.py; do \
+	  [ -e "$$f" ] || continue; \
+	  echo "== $$f"; \
+	  $(VENV)/bin/python "$$f"; \
+	done
+
+clean:
+	rm -rf build dist *.egg-info .pytest_cache .hypothesis bench/out bench/results
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)

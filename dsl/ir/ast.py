@@ -1,0 +1,341 @@
+"""The typed IR: what the checker produces and every evaluator consumes.
+
+Plain frozen data, no Python callables, so that the scalar evaluator, the columnar
+evaluator and the rules engine all read the same thing, and so that its canonical JSON
+(dsl/ir/printer.py) can be hashed into the content hash the registry binds votes to.
+
+Run-time values (the contract every evaluator implements):
+- quantity: binary64 float in the coherent SI unit of its dimension (kg, m, s, J ...);
+  unit conversions were folded into constants at compile time.
+- integer: a whole number (int64); boolean: bool; text: str; choice: the value's name.
+- date: a calendar date; datetime: an instant (UTC, microsecond precision).
+- The outputs baseline, project, leakage and reduction are masses quantized to whole
+  milligrams (round half away from zero) as soon as they are computed; expressions that
+  refer to them see the quantized value. points is a whole number.
+
+Rounding (``Round`` and the mg quantization): q = x / precision; if q is within a relative
+2**-40 of a multiple of 0.5 it is snapped to it (so 0.3 / 0.1 counts as 3, not
+2.9999999999999996); then floor, ceil, or round half away from zero; then q × precision.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Optional, Union
+
+from ..types import Type
+
+Value = Union[float, int, bool, str, dt.date, dt.datetime, None]
+
+SNAP_TOLERANCE = 2.0 ** -40
+MG_PER_KG = 1_000_000
+
+
+# ---------------------------------------------------------------- expressions
+@dataclass(frozen=True)
+class Const:
+    type: Type
+    value: Value
+
+
+@dataclass(frozen=True)
+class Input:
+    type: Type
+    name: str
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A let or an output, evaluated once per record."""
+    type: Type
+    name: str
+
+
+@dataclass(frozen=True)
+class Negate:
+    type: Type
+    operand: "Expr"
+
+
+@dataclass(frozen=True)
+class Arith:
+    type: Type
+    op: str  # + - * /
+    left: "Expr"
+    right: "Expr"
+
+
+@dataclass(frozen=True)
+class Elapsed:
+    """end - start of two dates or datetimes, in seconds."""
+    type: Type
+    end: "Expr"
+    start: "Expr"
+
+
+@dataclass(frozen=True)
+class Compare:
+    type: Type
+    op: str  # < <= == != >= >
+    left: "Expr"
+    right: "Expr"
+
+
+@dataclass(frozen=True)
+class Logic:
+    type: Type
+    op: str  # and | or
+    left: "Expr"
+    right: "Expr"
+
+
+@dataclass(frozen=True)
+class Not:
+    type: Type
+    operand: "Expr"
+
+
+@dataclass(frozen=True)
+class InSet:
+    type: Type
+    operand: "Expr"
+    values: tuple["Expr", ...]
+
+
+@dataclass(frozen=True)
+class If:
+    type: Type
+    cond: "Expr"
+    then: "Expr"
+    otherwise: "Expr"
+
+
+@dataclass(frozen=True)
+class MinMax:
+    type: Type
+    op: str  # min | max
+    args: tuple["Expr", ...]
+
+
+@dataclass(frozen=True)
+class Abs:
+    type: Type
+    operand: "Expr"
+
+
+@dataclass(frozen=True)
+class Round:
+    type: Type
+    mode: str  # round (half away from zero) | floor | ceil
+    operand: "Expr"
+    precision: float  # in SI; 1.0 for a whole number
+
+
+@dataclass(frozen=True)
+class DatePart:
+    """year, month, day, hour, weekday (1 = Monday) of a date or datetime, in the
+    methodology's time zone."""
+    type: Type
+    part: str
+    operand: "Expr"
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """The value of a parameter in force at the record's date, at the given keys."""
+    type: Type
+    parameter: str
+    keys: tuple["Expr", ...]
+
+
+Expr = Union[Const, Input, Ref, Negate, Arith, Elapsed, Compare, Logic, Not, InSet, If,
+             MinMax, Abs, Round, DatePart, Lookup]
+
+
+# ---------------------------------------------------------------- declarations
+@dataclass(frozen=True)
+class Citation:
+    text: str
+    details: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Metadata:
+    id: str
+    title: str
+    version: str
+    titles: tuple[tuple[str, str], ...] = ()  # (lang, title) besides the main title
+    issuer: str = ""
+    citations: tuple[Citation, ...] = ()
+    covers: tuple[str, ...] = ()
+    descriptions: tuple[tuple[str, str], ...] = ()
+    effective_from: Optional[dt.date] = None
+    effective_until: Optional[dt.date] = None
+    timezone: str = "Asia/Shanghai"
+    precedes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    name: str
+    type: Type
+    required: bool = True
+    default: Value = None
+    low: Value = None  # inclusive bounds, in the run-time representation
+    high: Value = None
+    label: str = ""
+    choice_labels: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Source:
+    text: str
+    tag: str = ""  # SRC | DER | ASM | MEM
+
+
+@dataclass(frozen=True)
+class Period:
+    start: dt.date
+    source: Source
+    scalar: Optional[float] = None  # SI
+    entries: tuple[tuple[tuple[Value, ...], float], ...] = ()  # (key tuple, SI value)
+    written: tuple[str, ...] = ()  # the values as written, for documents and explanations
+
+
+@dataclass(frozen=True)
+class Missing:
+    """What a lookup of a key the table does not list gives."""
+    kind: str  # "reject" | "value" | "impossible" (the checker proved every key is listed)
+    code: str = ""
+    message: str = ""
+    value: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class Parameter:
+    name: str
+    type: Type
+    keys: tuple[str, ...] = ()
+    key_types: tuple[Type, ...] = ()
+    periods: tuple[Period, ...] = ()
+    missing: Missing = field(default_factory=lambda: Missing("impossible"))
+
+
+@dataclass(frozen=True)
+class Definition:
+    name: str
+    kind: str  # let | output
+    type: Type
+    expr: Expr
+    quantized: bool = False  # an output mass, held as whole milligrams
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class Require:
+    cond: Expr
+    code: str
+    message: str
+    line: int = 0
+
+
+# ---------------------------------------------------------------- cross-record rules
+@dataclass(frozen=True)
+class Cap:
+    target: str  # reduction | points
+    limit: int  # mg for reduction, points for points
+    period: str  # day | week | month | year
+    timezone: str
+
+
+@dataclass(frozen=True)
+class Overlap:
+    start: str
+    end: str
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Duplicate:
+    keys: tuple[str, ...]
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Bonus:
+    points: int
+    ordinal: int
+    window_seconds: int
+
+
+@dataclass(frozen=True)
+class Flag:
+    count: int
+    window_seconds: int
+    code: str
+    message: str
+
+
+# ---------------------------------------------------------------- examples
+@dataclass(frozen=True)
+class Expected:
+    status: str = "credited"  # credited | rejected | capped | duplicate | not_applicable
+    code: str = ""
+    outputs: tuple[tuple[str, Value], ...] = ()  # mg for masses, whole number for points
+    flags: tuple[str, ...] = ()
+    bonus: Optional[int] = None
+    status_given: bool = False
+
+
+@dataclass(frozen=True)
+class ExampleStep:
+    record: tuple[tuple[str, Value], ...]
+    expected: Expected
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class Example:
+    title: str
+    steps: tuple[ExampleStep, ...]
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class Methodology:
+    metadata: Metadata
+    inputs: tuple[InputSpec, ...]
+    parameters: tuple[Parameter, ...]
+    definitions: tuple[Definition, ...]  # in evaluation order (dependencies first)
+    requires: tuple[Require, ...]
+    caps: tuple[Cap, ...] = ()
+    overlaps: tuple[Overlap, ...] = ()
+    duplicates: tuple[Duplicate, ...] = ()
+    bonuses: tuple[Bonus, ...] = ()
+    flags: tuple[Flag, ...] = ()
+    examples: tuple[Example, ...] = ()
+
+    def input(self, name: str) -> InputSpec:
+        return next(i for i in self.inputs if i.name == name)
+
+    def parameter(self, name: str) -> Parameter:
+        return next(p for p in self.parameters if p.name == name)
+
+    def definition(self, name: str) -> Definition:
+        return next(d for d in self.definitions if d.name == name)
+
+    @property
+    def outputs(self) -> tuple[Definition, ...]:
+        return tuple(d for d in self.definitions if d.kind == "output")
+
+    @property
+    def has_cross_record_rules(self) -> bool:
+        return bool(self.caps or self.overlaps or self.duplicates or self.bonuses or self.flags)
+
+
+BUILTIN_FIELDS = ("id", "account", "time", "activity")
+OUTPUT_NAMES = ("baseline", "project", "leakage", "reduction", "points")
+MASS_OUTPUTS = ("baseline", "project", "leakage", "reduction")

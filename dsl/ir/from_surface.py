@@ -1,0 +1,171 @@
+"""Surface AST -> typed IR: the checker's passes, in order, over one file.
+
+Each pass reports what it finds and goes on, so one run lists every problem. The IR is
+produced only when there is no error; warnings do not stop it.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Optional
+
+from ..check import declarations, definitions, examples, rules
+from ..check.expressions import LookupSite, Uses
+from ..check.scope import Scope
+from ..messages import Reporter
+from ..surface import ast
+from ..types import Kind
+from . import ast as ir
+
+
+def lower(module: ast.Module, report: Reporter, failed_names: set[str] = frozenset()
+          ) -> Optional[ir.Methodology]:
+    scope = Scope()
+    scope.failed |= set(failed_names)
+    metadata = declarations.check_header(module.header, report)
+    if metadata is not None:
+        scope.timezone = metadata.timezone
+        scope.effective_from = metadata.effective_from
+    items = module.items
+    declared: dict[str, object] = {}
+
+    declarations.check_inputs(items, scope, report, declared)
+    parameter_nodes = declarations.check_parameters(items, scope, report, declared)
+    written = definitions.collect(items, scope, report, declared)
+    if "reduction" not in written and "baseline" not in written:
+        if not ({"reduction", "baseline"} & scope.failed) and module.header is not None:
+            report.report("E0601", module.header.id,
+                          help="write `reduction = ...`, or `baseline = ...` with `project` and `leakage` if any")
+    if "points" not in written and "points" not in scope.failed and module.header is not None:
+        report.report("E0602", module.header.id,
+                      help="say how a reduction becomes points, e.g. `points = floor(reduction / 1 g)`")
+    definitions.synthesize_reduction(written)
+    scope.definition_names |= set(written)
+    lowered, definition_uses = definitions.check_definitions(written, scope, report)
+    requires, require_uses = rules.check_requires(items, scope, report)
+    cross = rules.check_cross_record(items, scope, report, declarations.timezone_given(module.header))
+
+    required = _required_keys(scope, lowered, definition_uses, requires, require_uses)
+    declarations.check_table_coverage(scope, parameter_nodes, required, report)
+    declarations.check_value_in_force(scope, parameter_nodes, report)
+
+    codes = {
+        "rejected": {r.code for r in requires}
+                    | {p.missing.code for p in scope.parameters.values() if p.missing.kind == "reject"}
+                    | {o.code for o in cross["overlaps"]},
+        "duplicate": {d.code for d in cross["duplicates"]},
+        "flagged": {f.code for f in cross["flags"]},
+    }
+    example_list = examples.check_examples(items, scope, report, codes)
+    _warn_unused(scope, written, declared, definition_uses, require_uses, cross["used_inputs"], report)
+
+    if report.has_errors or metadata is None:
+        return None
+    return ir.Methodology(
+        metadata=metadata,
+        inputs=tuple(scope.inputs.values()),
+        parameters=tuple(scope.parameters.values()),
+        definitions=tuple(lowered),
+        requires=tuple(requires),
+        caps=tuple(cross["caps"]),
+        overlaps=tuple(cross["overlaps"]),
+        duplicates=tuple(cross["duplicates"]),
+        bonuses=tuple(cross["bonuses"]),
+        flags=tuple(cross["flags"]),
+        examples=tuple(example_list),
+    )
+
+
+# ---------------------------------------------------------------- narrowing
+def _facts(cond: ir.Expr) -> list[tuple[str, set, bool]]:
+    """(input, values, allowed?) that a passing `require` guarantees about choice inputs."""
+    if isinstance(cond, ir.Logic) and cond.op == "and":
+        return _facts(cond.left) + _facts(cond.right)
+    negated = False
+    if isinstance(cond, ir.Not):
+        cond, negated = cond.operand, True
+    if isinstance(cond, ir.InSet) and isinstance(cond.operand, ir.Input) and \
+            all(isinstance(v, ir.Const) for v in cond.values):
+        return [(cond.operand.name, {v.value for v in cond.values}, not negated)]
+    if isinstance(cond, ir.Compare) and cond.op in ("==", "!=") and \
+            isinstance(cond.left, ir.Input) and isinstance(cond.right, ir.Const):
+        allowed = (cond.op == "==") != negated
+        return [(cond.left.name, {cond.right.value}, allowed)]
+    return []
+
+
+def _closure(names: set[str], uses: dict[str, Uses]) -> set[str]:
+    seen, stack = set(), list(names)
+    while stack:
+        name = stack.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        if name in uses:
+            stack.extend(uses[name].definitions)
+    return seen
+
+
+def _required_keys(scope: Scope, lowered, definition_uses: dict[str, Uses], requires,
+                   require_uses: list[Uses]) -> dict[str, set]:
+    """For each table, the key tuples its lookups can ask for, after narrowing.
+
+    `require`s are checked in order before any output; a definition is first evaluated
+    by the first `require` that needs it (or after all of them), so only the `require`s
+    before that point narrow the keys its lookups see.
+    """
+    first_use: dict[str, int] = {}
+    for index, uses in enumerate(require_uses):
+        for name in _closure(set(uses.definitions), definition_uses):
+            first_use.setdefault(name, index)
+    sites: list[tuple[LookupSite, int]] = []
+    for name, uses in definition_uses.items():
+        limit = first_use.get(name, len(requires))
+        sites += [(site, limit) for site in uses.lookups]
+    for index, uses in enumerate(require_uses):
+        sites += [(site, index) for site in uses.lookups]
+    facts = [_facts(r.cond) for r in requires]
+
+    required: dict[str, set] = {}
+    for site, limit in sites:
+        parameter = scope.parameters[site.parameter]
+        domains = []
+        for key, key_type in zip(site.keys, parameter.key_types):
+            if key_type.kind == Kind.CHOICE:
+                domain = set(key_type.choices)
+            elif key_type.kind == Kind.BOOLEAN:
+                domain = {True, False}
+            else:
+                domain = None  # unbounded: the table has `otherwise`
+            if isinstance(key, ir.Const):
+                domain = {key.value}
+            elif isinstance(key, ir.Input) and domain is not None:
+                for guard in facts[:limit]:
+                    for name, values, allowed in guard:
+                        if name == key.name:
+                            domain = domain & values if allowed else domain - values
+            domains.append(domain)
+        if any(d is None for d in domains):
+            continue
+        required.setdefault(site.parameter, set()).update(itertools.product(*domains))
+    return required
+
+
+# ---------------------------------------------------------------- unused
+def _warn_unused(scope: Scope, written: dict, declared: dict, definition_uses: dict[str, Uses],
+                 require_uses: list[Uses], rule_inputs: set[str], report: Reporter) -> None:
+    if scope.failed:
+        return  # a statement that did not compile may be the one that uses them
+    all_uses = list(definition_uses.values()) + require_uses
+    used_parameters = set().union(*(u.parameters for u in all_uses)) if all_uses else set()
+    used_definitions = set().union(*(u.definitions for u in all_uses)) if all_uses else set()
+    used_inputs = set(rule_inputs).union(*(u.inputs for u in all_uses)) if all_uses else set(rule_inputs)
+    for name in scope.parameters:
+        if name not in used_parameters:
+            report.report("W0101", declared[name], name=name)
+    for name, node in written.items():
+        if isinstance(node, ast.LetDef) and name not in used_definitions and name not in scope.failed:
+            report.report("W0102", node.name, name=name)
+    for name in scope.inputs:
+        if name not in used_inputs:
+            report.report("W0103", declared[name], name=name)

@@ -1,0 +1,1 @@
+"""Surface syntax: grammar -> AST with positions."""

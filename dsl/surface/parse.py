@@ -1,0 +1,320 @@
+"""Source text -> surface AST, with every syntax error reported, not just the first.
+
+An LALR parser stops at its first error. To report all of them, a file that does not
+parse as a whole is cut into statements (each starts with a statement keyword at the
+start of a line) and each statement is parsed on its own: one error per broken
+statement, and the good statements still reach the checker, so a typo in one place and
+a syntax error in another are both reported in one run.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from typing import Optional
+
+from lark import Lark, Token, Transformer, Tree, ast_utils
+from lark.exceptions import (UnexpectedCharacters, UnexpectedEOF, UnexpectedInput,
+                             UnexpectedToken, VisitError)
+
+from ..messages import Reporter
+from . import ast
+from .syntax_errors import LABELLED_EXAMPLES
+
+MAX_DEPTH = 120
+MAX_BYTES = 4 * 1024 * 1024
+
+_ITEM_START = re.compile(
+    r"^[ \t\u3000]*(?:"
+    r"(?:input|parameter|let|require|forbid|bonus|flag|example)\b"
+    r"|cap[ \t]+(?:reduction|points)\b"
+    r"|(?:baseline|project|leakage|reduction|points)[ \t]*(?:\[[^\]\n]*\])?[ \t]*=(?!>)"
+    r")",
+    re.MULTILINE,
+)
+
+# What a person calls each terminal, for "expected ..." messages.
+_TERMINAL_NAMES = {
+    "NAME": "a name",
+    "NUMBER": "a number",
+    "STRING": 'a quoted text ("...")',
+    "DATE": "a date (2024-05-20)",
+    "DATETIME": "a date and time (2024-05-20T08:30)",
+    "UNIT": "a unit",
+    "METH_ID": "a methodology id",
+    "VERSION": "a version (1.0.0)",
+    "ZONE": "a time zone (Asia/Shanghai)",
+    "LANG": "a language code (en, zh)",
+    "TAG": "a provenance tag ([SRC], [DER], [ASM], [MEM])",
+    "ORDINAL": "an ordinal (3rd)",
+    "COMPARE": "a comparison (<, <=, ==, !=, >=, >)",
+    "ADD_OP": "`+` or `-`",
+    "MUL_OP": "`*` or `/`",
+    "SIGN": "`-`",
+    "NOT": "`not`",
+    "$END": "the end of the file",
+}
+
+
+class _ToAst(Transformer):
+    """Rules that are keywords or tokens only; everything else is ast_utils' job."""
+
+    def STRING(self, token: Token) -> Token:
+        body = token[1:-1]
+        if "\\" in body:
+            body = re.sub(r"\\(.)", lambda m: {"n": "\n", "t": "\t"}.get(m.group(1), m.group(1)), body)
+        return token.update(value=body)
+
+    def _keyword(self, children) -> Token:
+        first, last = children[0], children[-1]
+        value = " ".join(str(c) for c in children)
+        token = Token("KEYWORD", value, first.start_pos, first.line, first.column,
+                      last.end_line, last.end_column, last.end_pos)
+        return token
+
+    cite_key = simple_type_name = bound_kind = output_name = cap_target = _keyword
+    period_name = status_name = bool_value = _keyword
+
+    def _only_child(self, children):
+        return children[0]
+
+    item = case_subject = case_default = _only_child
+
+
+@lru_cache(maxsize=1)
+def _parser() -> Lark:
+    grammar = resources.files("dsl").joinpath("grammar.lark").read_text(encoding="utf-8")
+    return Lark(grammar, parser="lalr", lexer="contextual", start=["module", "header", "item"],
+                propagate_positions=True, maybe_placeholders=True, strict=True)
+
+
+@lru_cache(maxsize=1)
+def _transformer() -> Transformer:
+    return ast_utils.create_transformer(ast, _ToAst())
+
+
+@lru_cache(maxsize=1)
+def _terminal_display() -> dict[str, str]:
+    shown = dict(_TERMINAL_NAMES)
+    for terminal in _parser().terminals:
+        if terminal.name not in shown and terminal.pattern.type == "str":
+            shown[terminal.name] = f"`{terminal.pattern.value}`"
+    return shown
+
+
+@dataclass
+class ParseResult:
+    module: ast.Module
+    failed_names: set[str]  # names that broken statements tried to define
+
+
+_EXPRESSION_START = {"NAME", "NUMBER", "LPAR", "STRING", "DATE", "DATETIME", "MINUS", "SIGN", "CASE",
+                     "IF", "NOT", "TRUE", "FALSE", "BASELINE", "PROJECT", "LEAKAGE",
+                     "REDUCTION", "POINTS"}
+
+
+def _expected_text(expected) -> str:
+    expected = {e for e in expected if e != "$END" or len(expected) == 1}
+    shown = _terminal_display()
+    words = []
+    if {"NAME", "NUMBER", "LPAR"} <= expected:
+        words.append("an expression")
+        expected = expected - _EXPRESSION_START
+    words += sorted({shown.get(e, e) for e in expected if not e.startswith("__")})
+    if not words:
+        return ""
+    if len(words) > 8:
+        return "expected one of " + ", ".join(words[:8]) + ", ..."
+    if len(words) == 1:
+        return "expected " + words[0]
+    return "expected " + ", ".join(words[:-1]) + " or " + words[-1]
+
+
+def _accepted(error: UnexpectedInput, text: str, start: str) -> set[str]:
+    """The tokens the parser would really take here (LALR's merged states list more)."""
+    try:
+        if isinstance(error, UnexpectedToken) and error.interactive_parser is not None:
+            return set(error.interactive_parser.accepts())
+        if isinstance(error, (UnexpectedToken, UnexpectedEOF)):
+            interactive = _parser().parse_interactive(text, start=start)
+            interactive.exhaust_lexer()
+            return set(interactive.accepts())
+    except UnexpectedInput:
+        pass
+    return set(getattr(error, "expected", ()) or ())
+
+
+def _found_text(token: Token) -> str:
+    if token.type == "$END":
+        return "end of the statement"
+    shown = _terminal_display().get(token.type)
+    if token.type in ("NAME", "NUMBER", "UNIT", "STRING", "DATE", "DATETIME"):
+        return f"{shown} `{token}`" if shown else f"`{token}`"
+    return f"`{token}`"
+
+
+def _label_for(error: UnexpectedInput, start: str) -> str:
+    """The label of the first known mistake that fails in the same parser state."""
+    if not isinstance(error, UnexpectedToken) or start != "item":
+        return ""
+    parser = _parser()
+    try:
+        return error.match_examples(lambda text: parser.parse(text, start="item"),
+                                    LABELLED_EXAMPLES, use_accepts=True) or ""
+    except Exception:  # a label is a nicety; never let it hide the error itself
+        return ""
+
+
+def _report_syntax(report: Reporter, error: UnexpectedInput, text: str, start: str,
+                   line_offset: int, chunk_lines: int) -> None:
+    line = (error.line if error.line and error.line > 0 else chunk_lines) + line_offset
+    column = error.column if error.column and error.column > 0 else 1
+    if isinstance(error, UnexpectedCharacters):
+        char = error.char
+        shown = repr(char) if not char.isprintable() or char.isspace() else f"`{char}`"
+        report.report("E0102", _point(line, column), char=shown)
+        return
+    if isinstance(error, UnexpectedEOF) or (isinstance(error, UnexpectedToken) and error.token.type == "$END"):
+        expected = _accepted(error, text, start)
+        place = "the header" if start == "header" else "this statement"
+        label = _label_for(error, start)
+        report.report("E0103", _point(line, column), place=place,
+                      label=_expected_text(expected) + " after this", help=label)
+        return
+    assert isinstance(error, UnexpectedToken)
+    token = error.token
+    width = max(len(str(token)), 1)
+    from ..diagnostics import Span
+    span = Span(line, column, line, column + width)
+    label = _label_for(error, start)
+    report.report("E0101", span, found=_found_text(token),
+                  label=_expected_text(_accepted(error, text, start)), help=label)
+
+
+def _point(line: int, column: int):
+    from ..diagnostics import Span
+    return Span(line, column, line, column + 1)
+
+
+def _tree_depth(tree: Tree) -> int:
+    deepest = 0
+    stack = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if deepest > MAX_DEPTH:
+            return deepest
+        for child in node.children:
+            if isinstance(child, Tree):
+                stack.append((child, depth + 1))
+    return deepest
+
+
+def _shift(tree: Tree, lines: int, chars: int) -> None:
+    """Move the positions of a statement parsed on its own to where it is in the file."""
+    if not lines and not chars:
+        return
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        meta = node.meta
+        if not meta.empty:
+            meta.line += lines
+            meta.end_line += lines
+            meta.start_pos += chars
+            meta.end_pos += chars
+        for child in node.children:
+            if isinstance(child, Tree):
+                stack.append(child)
+            elif isinstance(child, Token) and child.line is not None:
+                child.line += lines
+                child.end_line += lines
+                child.start_pos += chars
+                child.end_pos += chars
+
+
+def _parse_piece(text: str, start: str, report: Reporter, line_offset: int,
+                 char_offset: int):
+    parser = _parser()
+    try:
+        tree = parser.parse(text, start=start)
+    except UnexpectedInput as error:
+        _report_syntax(report, error, text, start, line_offset, text.count("\n") + 1)
+        return None
+    if _tree_depth(tree) > MAX_DEPTH:
+        report.report("E0104", _point(line_offset + 1, 1), limit=MAX_DEPTH)
+        return None
+    _shift(tree, line_offset, char_offset)
+    try:
+        return _transformer().transform(tree)
+    except VisitError as error:  # pragma: no cover - a bug in the AST classes
+        raise error.orig_exc
+
+
+def _defined_names(text: str) -> set[str]:
+    """Names a broken statement meant to define, so they are not reported as unknown."""
+    m = re.match(r"\s*(?:let|parameter)\s+(\w+)", text)
+    if m:
+        return {m.group(1)}
+    m = re.match(r"\s*input\s+([\w\s,]+?)\s*:", text)
+    if m:
+        return {n.strip() for n in m.group(1).split(",") if n.strip()}
+    m = re.match(r"\s*(baseline|project|leakage|reduction|points)\b", text)
+    if m:
+        return {m.group(1)}
+    return set()
+
+
+def parse(text: str, file: str, report: Reporter) -> Optional[ParseResult]:
+    """Parse a whole file; every syntax error goes to ``report``."""
+    size = len(text.encode("utf-8", errors="replace"))
+    if size > MAX_BYTES:
+        report.report("E0003", _point(1, 1), size=size, limit=MAX_BYTES)
+        return None
+    try:
+        tree = _parser().parse(text, start="module")
+        if _tree_depth(tree) <= MAX_DEPTH:
+            module = _transformer().transform(tree)
+            return ParseResult(module, set())
+    except UnexpectedInput:
+        pass
+    return _parse_by_statement(text, report)
+
+
+def _parse_by_statement(text: str, report: Reporter) -> ParseResult:
+    starts = [m.start() for m in _ITEM_START.finditer(text)]
+    header_end = starts[0] if starts else len(text)
+    header = None
+    failed: set[str] = set()
+    head_text = text[:header_end]
+    if head_text.strip():
+        if re.match(r"\s*methodology\b", head_text):
+            header = _parse_piece(head_text, "header", report, 0, 0)
+        else:
+            report.report("E0002", _first_token_span(head_text))
+    else:
+        report.report("E0002", _point(1, 1))
+    items = ast.ItemList()
+    bounds = starts + [len(text)]
+    line = text.count("\n", 0, header_end)
+    for begin, end in zip(bounds, bounds[1:]):
+        piece = text[begin:end]
+        item = _parse_piece(piece, "item", report, line, begin)
+        if item is None:
+            failed |= _defined_names(piece)
+        else:
+            items.append(item)
+        line += piece.count("\n")
+    return ParseResult(ast.Module(header, items), failed)
+
+
+def _first_token_span(text: str):
+    m = re.search(r"\S+", text)
+    if not m:
+        return _point(1, 1)
+    line = text.count("\n", 0, m.start()) + 1
+    column = m.start() - (text.rfind("\n", 0, m.start()) + 1) + 1
+    from ..diagnostics import Span
+    return Span(line, column, line, column + len(m.group(0)))

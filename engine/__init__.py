@@ -1,0 +1,1 @@
+"""The Tanpu engine: evaluates checked methodologies over activity data."""

@@ -1,0 +1,1 @@
+"""The Tanpu registry: versioned, reviewable storage of methodologies and results."""

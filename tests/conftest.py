@@ -1,0 +1,17 @@
+"""Shared pytest configuration: Hypothesis profiles.
+
+Profiles: "default" (local runs), "ci" (CI=true; derandomized, so a CI run is
+repeatable) and "fuzz" (`make fuzz`). HYPOTHESIS_PROFILE picks one explicitly.
+"""
+
+import os
+
+from hypothesis import settings
+
+settings.register_profile("default", max_examples=100, deadline=None, derandomize=False)
+settings.register_profile("ci", max_examples=200, deadline=None, derandomize=True)
+settings.register_profile("fuzz", max_examples=20000, deadline=None, derandomize=False)
+
+settings.load_profile(
+    os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "default")
+)

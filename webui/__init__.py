@@ -1,0 +1,1 @@
+"""The Tanpu web UI: browse, review and audit methodologies and their results."""
