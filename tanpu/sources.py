@@ -1,0 +1,35 @@
+"""Finding and reading methodology files: the file-system edge of the language."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dsl import Compiled, compile_bytes
+
+SUFFIX = ".tanpu"
+
+
+class SourceError(Exception):
+    """A path given on the command line that is not a methodology file or folder."""
+
+
+def find(paths) -> list[Path]:
+    """Files named on the command line, and every *.tanpu below the folders named."""
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found += sorted(p for p in path.rglob(f"*{SUFFIX}") if p.is_file())
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise SourceError(f"no such file or folder: {raw}")
+    return found
+
+
+def compile_file(path: Path) -> Compiled:
+    return compile_bytes(path.read_bytes(), str(path))
+
+
+def compile_paths(paths) -> list[Compiled]:
+    return [compile_file(p) for p in find(paths)]
