@@ -212,7 +212,7 @@ class _Gen:
             self._bounds(spec)
         if self.explain:
             for spec in m.inputs:
-                self.emit(f"T.append({{'kind': 'input', 'name': {spec.name!r}, 'value': v[{spec.name!r}], "
+                self.emit(f"T.append({{'kind': 'input', 'name': {spec.name!r}, 'value': v[{spec.name!r}], 'type': {spec.type.kind.value!r}, "
                           f"'unit': {spec.type.unit.text if spec.type.kind == Kind.QUANTITY else ''!r}, "
                           f"'factor': {float(spec.type.unit.factor) if spec.type.kind == Kind.QUANTITY else 1.0!r}}})")
         done: set[str] = set()

@@ -4,19 +4,32 @@ from __future__ import annotations
 
 import json
 import sys
+from collections import Counter
+from pathlib import Path
 
 import click
 
-from dsl import render_text
+from dsl import Compiled, render_text
 
 from . import sources
 
 
-def _fail_on_missing(paths):
+def _compile_all(paths) -> list[Compiled]:
     try:
         return sources.compile_paths(paths)
     except sources.SourceError as error:
         raise click.UsageError(str(error)) from None
+
+
+def _compile_one(path) -> Compiled:
+    compiled = _compile_all([path])
+    if len(compiled) != 1:
+        raise click.UsageError(f"{path}: give one methodology file")
+    c = compiled[0]
+    if not c.ok:
+        click.echo(c.render(), err=True)
+        raise click.ClickException(f"{path} does not compile")
+    return c
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -25,6 +38,7 @@ def main():
     """Tanpu: executable, reviewable carbon-inclusion (碳普惠) methodologies."""
 
 
+# ---------------------------------------------------------------- check
 @main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
@@ -34,7 +48,7 @@ def check(paths, fmt):
 
     Exits 0 only when there are no errors; warnings do not fail the check.
     """
-    compiled = _fail_on_missing(paths)
+    compiled = _compile_all(paths)
     errors = sum(len(c.errors) for c in compiled)
     warnings = sum(len(c.warnings) for c in compiled)
     if fmt == "json":
@@ -51,6 +65,162 @@ def check(paths, fmt):
                 click.echo()
         click.echo(f"checked {len(compiled)} file(s): {errors} error(s), {warnings} warning(s)")
     sys.exit(1 if errors else 0)
+
+
+# ---------------------------------------------------------------- test
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+def test(paths):
+    """Run the examples embedded in methodology files.
+
+    Ends with a line `N passed, M failed`; a file that does not compile counts as one
+    failure.
+    """
+    from engine import Engine
+    from engine.examples import run_examples
+
+    passed = failed = 0
+    for c in _compile_all(paths):
+        if not c.ok:
+            click.echo(f"{c.file}: does not compile")
+            click.echo(c.render())
+            failed += 1
+            continue
+        outcomes = run_examples(Engine(c.methodology))
+        if not outcomes:
+            click.echo(f"{c.file}: no examples")
+        for outcome in outcomes:
+            if outcome.passed:
+                passed += 1
+                click.echo(f"ok      {c.file}:{outcome.line} {outcome.title}")
+            else:
+                failed += 1
+                click.echo(f"FAILED  {c.file}:{outcome.line} {outcome.title}")
+                for failure in outcome.failures:
+                    click.echo(f"          {failure}")
+    click.echo(f"{passed} passed, {failed} failed")
+    sys.exit(1 if failed else 0)
+
+
+# ---------------------------------------------------------------- eval
+def _progress(total: int):
+    """A progress bar on a terminal; nothing when output is piped or in CI."""
+    if not sys.stderr.isatty():
+        return None
+    from rich.progress import (BarColumn, Progress, TextColumn, TimeRemainingColumn,
+                               TransferSpeedColumn)
+    progress = Progress(TextColumn("evaluating"), BarColumn(), TransferSpeedColumn(),
+                        TimeRemainingColumn(), transient=True)
+    progress.start()
+    task = progress.add_task("records", total=total)
+    return progress, task
+
+
+@main.command(name="eval")
+@click.argument("methodology", type=click.Path(exists=True, dir_okay=False))
+@click.argument("records", type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False),
+              help="write results here (.csv, .jsonl or .parquet); default: CSV on stdout")
+@click.option("--explain", is_flag=True, help="include where each number came from")
+@click.option("--engine", "engine_name", type=click.Choice(["scalar"]), default="scalar",
+              help="the evaluation path")
+def eval_command(methodology, records, output, explain, engine_name):
+    """Evaluate the activity records in RECORDS (.csv, .jsonl, .parquet) with METHODOLOGY.
+
+    A row that cannot be read is reported with its row number and reason, and the
+    others are still evaluated. A summary by status ends the run (on stderr).
+    """
+    from engine import Engine
+    from engine.explain import humanize, render
+
+    from .recordfiles import FileFormatError, format_of, open_records, results_to_text, write_results
+
+    c = _compile_one(methodology)
+    engine = Engine(c.methodology)
+    try:
+        if output:
+            format_of(Path(output))
+        source = open_records(Path(records))
+    except FileFormatError as error:
+        raise click.UsageError(str(error)) from None
+    bar = _progress(source.size)
+
+    def rows():
+        for n, row in enumerate(source.rows, start=1):
+            if bar and n % 2048 == 0:
+                bar[0].update(bar[1], completed=source.position())
+            yield row
+    results = engine.evaluate(rows(), explain=explain, column_units=source.column_units)
+    if bar:
+        bar[0].stop()
+    dicts = []
+    for r in results:
+        if explain and r.explanation is not None:
+            humanize(r.explanation, engine.methodology.metadata.timezone)
+        dicts.append(r.to_dict(engine.ref))
+    if output:
+        write_results(Path(output), dicts)
+    elif explain:
+        for r in results:
+            click.echo(f"row {r.row} {r.id}: {r.status}{' ' + r.code if r.code else ''}"
+                       f"{' (' + r.message + ')' if r.message else ''}; "
+                       f"reduction {r.reduction_mg / 1000:g} g, {r.points} points")
+            for line in render(r.explanation or [], engine.methodology.metadata.timezone):
+                click.echo(line)
+    else:
+        click.echo(results_to_text(dicts), nl=False)
+    _summary(results, engine)
+
+
+def _summary(results, engine) -> None:
+    counts = Counter(r.status for r in results)
+    total_mg = sum(r.reduction_mg for r in results if r.status in ("credited", "capped"))
+    points = sum(r.points + r.bonus for r in results if r.status in ("credited", "capped"))
+    echo = lambda text="": click.echo(text, err=True)  # noqa: E731
+    echo(f"{engine.ref.id} {engine.ref.version} ({engine.ref.content_hash[:19]}): "
+         f"{len(results)} record(s)")
+    for status in ("credited", "capped", "rejected", "duplicate", "not_applicable", "invalid"):
+        if counts.get(status):
+            echo(f"  {status:<15} {counts[status]}")
+    echo(f"  total reduction {total_mg / 1_000_000:.6f} kgCO2e, {points} points")
+    bad = [r for r in results if r.status == "invalid"]
+    for r in bad[:20]:
+        echo(f"  row {r.row}: {r.message}")
+    if len(bad) > 20:
+        echo(f"  ... and {len(bad) - 20} more invalid rows")
+
+
+# ---------------------------------------------------------------- inspect
+@main.command()
+@click.argument("methodology", type=click.Path(exists=True, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="machine-readable (metadata, parameters, input JSON Schema)")
+def inspect(methodology, as_json):
+    """Metadata, parameters with sources and dates, and the input schema of a methodology."""
+    from engine.schema import describe
+
+    c = _compile_one(methodology)
+    info = describe(c.methodology, c.content_hash)
+    if as_json:
+        click.echo(json.dumps(info, ensure_ascii=False, indent=2))
+        return
+    meta = info["metadata"]
+    click.echo(f"{meta['id']} {meta['version']}  {meta['title']}")
+    click.echo(f"content hash {info['content_hash']}")
+    if meta.get("issuer"):
+        click.echo(f"issuer       {meta['issuer']}")
+    click.echo(f"covers       {', '.join(meta['covers'])}")
+    click.echo(f"effective    from {meta['effective_from']}" + (f" until {meta['effective_until']}" if meta.get('effective_until') else ""))
+    click.echo("inputs")
+    for name, prop in info["input_schema"]["properties"].items():
+        required = "required" if name in info["input_schema"].get("required", []) else "optional"
+        click.echo(f"  {name:<16} {prop.get('x-tanpu-type', prop.get('type'))} {prop.get('x-unit', '')} ({required})")
+    click.echo("parameters")
+    for p in info["parameters"]:
+        for period in p["periods"]:
+            values = period["values"] if isinstance(period["values"], str) else ", ".join(
+                f"{k}: {v}" for k, v in period["values"].items())
+            click.echo(f"  {p['name']} [{p['unit']}] from {period['from']}: {values}")
+            click.echo(f"      source: {period['source']}{' [' + period['tag'] + ']' if period['tag'] else ''}")
 
 
 if __name__ == "__main__":  # pragma: no cover

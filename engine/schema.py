@@ -1,0 +1,108 @@
+"""What a methodology publishes to integrators: metadata, parameters, and the JSON
+Schema of its activity records (`tanpu inspect --json`, the API's schema endpoint)."""
+
+from __future__ import annotations
+
+from dsl.ir import ast as ir
+from dsl.types import Kind
+
+
+def input_schema(methodology: ir.Methodology) -> dict:
+    properties: dict[str, dict] = {
+        "id": {"type": "string", "description": "unique id of the record (idempotency key)"},
+        "account": {"type": "string", "description": "the carbon account credited"},
+        "time": {"type": "string", "format": "date-time",
+                 "description": f"when the activity happened; without an offset it is in {methodology.metadata.timezone}"},
+        "activity": {"type": "string", "enum": list(methodology.metadata.covers)},
+    }
+    required = ["id", "account"]
+    if not any(s.type.kind == Kind.DATETIME for s in methodology.inputs):
+        required.append("time")
+    for spec in methodology.inputs:
+        t = spec.type
+        prop: dict = {"x-tanpu-type": t.kind.value}
+        if spec.label:
+            prop["description"] = spec.label
+        if t.kind == Kind.QUANTITY and t.dimension:
+            prop.update({
+                "oneOf": [
+                    {"type": "string", "pattern": r"^\s*[+-]?\d+(\.\d+)?([eE][+-]?\d+)?\s*\S+\s*$",
+                     "examples": [f"8.2 {t.unit.text}"]},
+                    {"type": "object", "required": ["value", "unit"],
+                     "properties": {"value": {"type": "number"}, "unit": {"type": "string"}}},
+                ],
+                "x-unit": t.unit.text,
+            })
+            if spec.low is not None:
+                prop["x-minimum"] = f"{t.unit.from_si(spec.low):g} {t.unit.text}"
+            if spec.high is not None:
+                prop["x-maximum"] = f"{t.unit.from_si(spec.high):g} {t.unit.text}"
+        elif t.kind == Kind.QUANTITY:
+            prop["type"] = "number"
+        elif t.kind == Kind.INTEGER:
+            prop["type"] = "integer"
+        elif t.kind == Kind.BOOLEAN:
+            prop["type"] = "boolean"
+        elif t.kind == Kind.CHOICE:
+            prop["type"] = "string"
+            prop["enum"] = list(t.choices)
+            labels = dict(spec.choice_labels)
+            if labels:
+                prop["x-labels"] = labels
+        elif t.kind == Kind.DATE:
+            prop.update({"type": "string", "format": "date"})
+        elif t.kind == Kind.DATETIME:
+            prop.update({"type": "string", "format": "date-time"})
+        else:
+            prop["type"] = "string"
+        if spec.default is not None and not isinstance(spec.default, float):
+            prop["default"] = spec.default if not hasattr(spec.default, "isoformat") else spec.default.isoformat()
+        properties[spec.name] = prop
+        if spec.required:
+            required.append(spec.name)
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema",
+            "title": f"{methodology.metadata.id} {methodology.metadata.version} activity record",
+            "type": "object", "properties": properties, "required": required}
+
+
+def describe(methodology: ir.Methodology, content_hash: str) -> dict:
+    meta = methodology.metadata
+    parameters = []
+    for p in methodology.parameters:
+        periods = []
+        for period in p.periods:
+            if p.keys:
+                values = {"/".join(map(str, key)): written
+                          for (key, _), written in zip(period.entries, period.written)}
+            else:
+                values = period.written[0] if period.written else ""
+            periods.append({"from": period.start.isoformat(), "source": period.source.text,
+                            "tag": period.source.tag, "values": values})
+        parameters.append({"name": p.name, "unit": p.type.unit.text, "keys": list(p.keys),
+                           "periods": periods,
+                           "missing": {"kind": p.missing.kind, "code": p.missing.code}})
+    return {
+        "content_hash": content_hash,
+        "metadata": {
+            "id": meta.id, "title": meta.title, "version": meta.version,
+            "titles": dict(meta.titles), "issuer": meta.issuer,
+            "citations": [{"text": c.text, **dict(c.details)} for c in meta.citations],
+            "covers": list(meta.covers), "descriptions": dict(meta.descriptions),
+            "effective_from": meta.effective_from.isoformat() if meta.effective_from else None,
+            "effective_until": meta.effective_until.isoformat() if meta.effective_until else None,
+            "timezone": meta.timezone, "precedes": list(meta.precedes),
+        },
+        "parameters": parameters,
+        "requires": [{"code": r.code, "message": r.message} for r in methodology.requires],
+        "cross_record_rules": {
+            "caps": [{"target": c.target, "limit": c.limit, "period": c.period, "timezone": c.timezone}
+                     for c in methodology.caps],
+            "overlaps": [{"start": o.start, "end": o.end, "code": o.code} for o in methodology.overlaps],
+            "duplicates": [{"keys": list(d.keys), "code": d.code} for d in methodology.duplicates],
+            "bonuses": [{"points": b.points, "ordinal": b.ordinal, "window_seconds": b.window_seconds}
+                        for b in methodology.bonuses],
+            "flags": [{"count": f.count, "window_seconds": f.window_seconds, "code": f.code}
+                      for f in methodology.flags],
+        },
+        "input_schema": input_schema(methodology),
+    }
