@@ -48,6 +48,8 @@ def snap(q: float) -> float:
     if not _isfinite(q):
         return q
     h = q * 2.0
+    if not _isfinite(h):
+        return q
     n = _copysign(float(round(h)), h)
     if abs(h - n) <= SNAP_TOLERANCE * maximum(1.0, abs(h)):
         return n * 0.5

@@ -1,0 +1,110 @@
+"""The reference semantics of cross-record rules, on sequences worked out by hand."""
+
+BIKE = '''
+input distance: quantity [km]
+parameter factor [g/km] = 100 source "test" [ASM]
+reduction = factor * distance
+points = floor(reduction / 1 g)
+'''
+
+
+def rides(*items, account="a"):
+    return [{"id": f"r{i}", "account": account, "time": t, "distance": d}
+            for i, (t, d) in enumerate(items)]
+
+
+def statuses(results):
+    return [(r.status, r.code, r.reduction_mg, r.points) for r in results]
+
+
+def test_daily_cap_credits_what_is_left_then_nothing(engine_for):
+    engine = engine_for(BIKE + "cap reduction at 1 kg per account per day\n")
+    results = engine.evaluate(rides(("2024-05-20T08:00", "6 km"), ("2024-05-20T09:00", "6 km"),
+                                    ("2024-05-20T10:00", "1 km"), ("2024-05-21T08:00", "1 km")))
+    assert statuses(results) == [
+        ("credited", "", 600_000, 600),
+        ("capped", "CAP_REACHED", 400_000, 400),  # points recomputed from the capped reduction
+        ("capped", "CAP_REACHED", 0, 0),
+        ("credited", "", 100_000, 100),  # a new day in Asia/Shanghai
+    ]
+
+
+def test_cap_days_are_local_days(engine_for):
+    engine = engine_for(BIKE + "cap reduction at 1 kg per account per day in Asia/Shanghai\n")
+    # 23:30 and 00:30 local are different days although both are 2024-05-20 in UTC
+    results = engine.evaluate(rides(("2024-05-20T23:30+08:00", "8 km"), ("2024-05-21T00:30+08:00", "8 km")))
+    assert [r.status for r in results] == ["credited", "credited"]
+
+
+def test_cap_is_per_account_and_in_time_order(engine_for):
+    engine = engine_for(BIKE + "cap reduction at 1 kg per account per day\n")
+    records = rides(("2024-05-20T10:00", "8 km"), ("2024-05-20T08:00", "8 km"))
+    records += rides(("2024-05-20T09:00", "8 km"), account="b")
+    records[2]["id"] = "b0"
+    results = engine.evaluate(records)
+    # the 08:00 ride of account a comes first even though it is the second row
+    assert statuses(results) == [("capped", "CAP_REACHED", 200_000, 200),
+                                 ("credited", "", 800_000, 800),
+                                 ("credited", "", 800_000, 800)]
+
+
+def test_points_cap_leaves_the_reduction(engine_for):
+    engine = engine_for(BIKE + "cap points at 1000 per account per month\n")
+    results = engine.evaluate(rides(("2024-05-01T08:00", "8 km"), ("2024-05-20T08:00", "8 km"),
+                                    ("2024-06-01T08:00", "8 km")))
+    assert statuses(results) == [("credited", "", 800_000, 800),
+                                 ("capped", "CAP_REACHED", 800_000, 200),
+                                 ("credited", "", 800_000, 800)]
+
+
+def test_duplicate_ids_and_duplicate_keys(engine_for):
+    engine = engine_for(BIKE + "input route: text\nforbid duplicate route per account else SAME_ROUTE \"同一路线 / same route\"\n"
+                        "require route != \"\" else NO_ROUTE \"无路线 / no route\"\n")
+    records = rides(("2024-05-20T08:00", "1 km"), ("2024-05-20T09:00", "1 km"), ("2024-05-20T10:00", "1 km"))
+    for record, route in zip(records, ["x", "x", "y"]):
+        record["route"] = route
+    records.append(dict(records[2]))  # the same id again
+    results = engine.evaluate(records)
+    assert [(r.status, r.code) for r in results] == [
+        ("credited", ""), ("duplicate", "SAME_ROUTE"), ("credited", ""), ("duplicate", "DUPLICATE_ID")]
+
+
+def test_overlap_is_half_open_and_only_against_accepted_rides(engine_for):
+    engine = engine_for('''
+input distance: quantity [km]
+input started: datetime
+input ended: datetime
+parameter factor [g/km] = 100 source "test" [ASM]
+reduction = factor * distance
+points = floor(reduction / 1 g)
+forbid overlap between started and ended per account else OVERLAP "重叠 / overlap"
+''')
+    def ride(i, start, end):
+        return {"id": f"r{i}", "account": "a", "distance": "1 km",
+                "started": f"2024-05-20T{start}", "ended": f"2024-05-20T{end}"}
+    results = engine.evaluate([ride(0, "08:00", "08:30"), ride(1, "08:30", "09:00"),
+                               ride(2, "08:45", "09:10"), ride(3, "09:00", "09:05")])
+    # 08:30 may start when the first ends; 08:45 overlaps the second; 09:00 only overlaps
+    # the rejected third ride, which does not count
+    assert [(r.status, r.code) for r in results] == [
+        ("credited", ""), ("credited", ""), ("rejected", "OVERLAP"), ("credited", "")]
+
+
+def test_flag_and_bonus_windows(engine_for):
+    engine = engine_for(BIKE + "flag more than 2 records per account within 1 h as TOO_MANY \"过多 / too many\"\n"
+                        "bonus 50 points on the 3rd record per account within 7 days\n")
+    results = engine.evaluate(rides(("2024-05-20T08:00", "1 km"), ("2024-05-20T08:20", "1 km"),
+                                    ("2024-05-20T08:59", "1 km"), ("2024-05-20T09:00", "1 km"),
+                                    ("2024-05-28T09:00", "1 km")))
+    assert [r.flags for r in results] == [(), (), ("TOO_MANY",), ("TOO_MANY",), ()]
+    # (t - 1 h, t]: at 09:00 the 08:00 ride is out of the window, 08:20 and 08:59 are in
+    assert [r.bonus for r in results] == [0, 0, 50, 0, 0]
+
+
+def test_rejected_records_take_no_part_in_caps(engine_for):
+    engine = engine_for(BIKE.replace("points =", "require distance < 5 km else TOO_FAR \"太远 / too far\"\npoints =")
+                        + "cap reduction at 1 kg per account per day\n")
+    results = engine.evaluate(rides(("2024-05-20T08:00", "9 km"), ("2024-05-20T09:00", "4 km"),
+                                    ("2024-05-20T10:00", "4 km"), ("2024-05-20T11:00", "4 km")))
+    assert statuses(results) == [("rejected", "TOO_FAR", 0, 0), ("credited", "", 400_000, 400),
+                                 ("credited", "", 400_000, 400), ("capped", "CAP_REACHED", 200_000, 200)]
