@@ -45,6 +45,7 @@ class Span:
 class Note:
     message: str
     span: Optional[Span] = None
+    file: str = ""  # when the note points into another file than its diagnostic
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ class Diagnostic:
             out["help"] = self.help
         if self.notes:
             out["notes"] = [
-                {"message": n.message,
+                {"message": n.message, "file": n.file or self.file,
                  "line": n.span.line if n.span else None,
                  "column": n.span.column if n.span else None}
                 for n in self.notes
@@ -134,7 +135,7 @@ def render_text(diagnostic: Diagnostic, source: Optional[str]) -> str:
         out += _caret_block(lines, d.span, d.label, gutter)
     for note in d.notes:
         if note.span:
-            out.append(f"{' ' * gutter} = note: {note.message} ({d.file}:{note.span.line}:{note.span.column})")
+            out.append(f"{' ' * gutter} = note: {note.message} ({note.file or d.file}:{note.span.line}:{note.span.column})")
         else:
             out.append(f"{' ' * gutter} = note: {note.message}")
     if d.help:

@@ -48,7 +48,11 @@ def check(paths, fmt):
 
     Exits 0 only when there are no errors; warnings do not fail the check.
     """
+    from dsl.check.library import check_library
+
     compiled = _compile_all(paths)
+    for diagnostic in check_library(compiled):
+        next(c for c in compiled if c.file == diagnostic.file).diagnostics.append(diagnostic)
     errors = sum(len(c.errors) for c in compiled)
     warnings = sum(len(c.warnings) for c in compiled)
     if fmt == "json":
