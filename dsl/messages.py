@@ -47,6 +47,7 @@ CATALOGUE: dict[str, str] = {
     "E0312": "this `case` does not cover {missing}: add them or an `else`",
     "E0313": "a `case` without a subject needs an `else`",
     "E0314": "a value of `{name}` must be whole milligrams, found {found}",
+    "E0315": "the optional input `{name}` is {kind} and has no empty value: give it a default with `= ...`",
     # parameters and tables
     "E0401": "`{name}` has no value in force from {start} (the methodology's start) until {first}",
     "E0402": "the periods of `{name}` are not in date order",
@@ -102,8 +103,10 @@ class Reporter:
         self.file = file
         self.diagnostics: list[Diagnostic] = []
 
-    def report(self, code: str, where=None, *, label: str = "", help: str = "",
+    def report(self, code: str, where=None, /, *, label: str = "", help: str = "",
                notes: Iterable[Note] = (), **fields) -> Diagnostic:
+        # `code` and `where` are positional-only: a message may have a `{code}` field
+        # of its own (E0704, W0302: a reason code).
         message = CATALOGUE[code].format(**fields)
         diagnostic = Diagnostic(
             code=code, severity=severity_of(code), message=message, file=self.file,

@@ -166,6 +166,9 @@ def _input_spec(name: str, t: Type, item: ast.InputDecl, scope: Scope,
                 high = value(option.value)
         elif isinstance(option, ast.LabelOption):
             label = str(option.text)
+    if not required and default is None and t.kind in (Kind.CHOICE, Kind.DATE, Kind.DATETIME):
+        report.report("E0315", item.names[0], name=name, kind=t.describe(),
+                      help="text, true/false, whole numbers and quantities default to \"\", false, 0 and 0")
     labels = ()
     if isinstance(item.type, ast.ChoiceType):
         labels = tuple((str(o.name), str(o.label)) for o in item.type.options if o.label)
