@@ -227,5 +227,32 @@ def inspect(methodology, as_json):
             click.echo(f"      source: {period['source']}{' [' + period['tag'] + ']' if period['tag'] else ''}")
 
 
+
+# ---------------------------------------------------------------- doc
+@main.command()
+@click.argument("methodology", type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False),
+              help="write the document here (.html); default: HTML on stdout")
+@click.option("--lang", type=click.Choice(["zh", "en"]), default="zh", show_default=True,
+              help="the language of the document")
+def doc(methodology, output, lang):
+    """Render METHODOLOGY as the document a committee reads (one self-contained HTML file).
+
+    Scope, applicability conditions in words, parameter tables with sources and dates,
+    numbered formulas (MathML), cross-record rules, the examples as run by the engine,
+    and the content hash. For PDF, print the HTML from a browser.
+    """
+    from docgen import render_html
+
+    if output and Path(output).suffix.lower() not in (".html", ".htm"):
+        raise click.UsageError(f"{output}: tanpu doc writes HTML (.html); for PDF, print the HTML from a browser")
+    c = _compile_one(methodology)
+    html = render_html(c.methodology, lang=lang, content_hash=c.content_hash)
+    if output:
+        Path(output).write_text(html, encoding="utf-8")
+    else:
+        click.echo(html, nl=False)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
