@@ -49,6 +49,8 @@ def unit_latex(unit_text: str) -> str:
         return ""
     if unit_text == "%":
         return r"\%"
+    if "^" not in unit_text and "**" not in unit_text:
+        return text(unit_text.replace("*", "·"))
     out = []
     for token in re.split(r"(/|·|\*(?!\*))", unit_text.replace("**", "^")):
         if token == "/":
@@ -141,7 +143,7 @@ class Symbols:
         for i, part in enumerate(parts):
             if part.lower() in ABBREVIATIONS:
                 rest = parts[:i] + parts[i + 1:]
-                return _abbreviation(part.upper()), tuple(text(r) for r in rest)
+                return _abbreviation(part.upper()), ((text(" ".join(rest)),) if rest else ())
         initials = "".join(p[0] for p in parts if p[0].isalpha()).upper()
         return (_abbreviation(initials), ()) if initials else (text(name), ())
 
@@ -219,8 +221,8 @@ class Notation:
         if value is None:
             return text("—")
         if t.kind == Kind.QUANTITY:
-            shown = values.in_unit(float(value), t.unit) if t.dimension else values.number(float(value))
-            unit = unit_latex(t.unit.text) if t.dimension else ""
+            unit = unit_latex(t.unit.text)
+            shown = values.in_unit(float(value), t.unit) if unit else values.number(float(value))
             return shown + (r"\," + unit if unit else "")
         if t.kind == Kind.INTEGER:
             return str(value)
@@ -294,10 +296,10 @@ class Notation:
                 and not e.right.type.dimension and e.right.value == 1.0:
             return self._render(e.left)  # an integer widened to a number (checker's _retype)
         if e.op == "*":
-            right = self._op(e.right, P_FRAC)
-            return rf"{self._op(e.left, P_MUL)} \times {right}", P_MUL
-        right = self._op(e.right, P_MUL)
-        return f"{self._op(e.left, P_ADD)} {e.op} {right}", P_ADD
+            left = self._op(e.left, P_MUL)
+            return rf"{left} \times {self._op(e.right, P_FRAC)}", P_MUL
+        left = self._op(e.left, P_ADD)
+        return f"{left} {e.op} {self._op(e.right, P_MUL)}", P_ADD
 
     def _in_set(self, e: ir.InSet, negated: bool) -> str:
         subject = self._op(e.operand, P_ADD)

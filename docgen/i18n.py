@@ -14,7 +14,9 @@ DEFAULT_LANG = "zh"
 _CJK = re.compile(r"[\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uff00-\uffef]")
 _LATIN = re.compile(r"[A-Za-z]")
 # "华中 Central China (incl. Hubei)": a Chinese part without Latin letters, then English
-_ZH_THEN_EN = re.compile(r"^\s*([^A-Za-z]*?[\u3400-\u9fff][^A-Za-z]*?)\s+([A-Za-z][^\u3400-\u9fff]*)$")
+# (only Chinese characters and punctuation before the English, so "深圳商报 2022-09-22,
+# SZ EEB" is not split)
+_ZH_THEN_EN = re.compile(r"^\s*([\u3000-\u303f\u3400-\u9fff\uff00-\uffef·]+)\s+([A-Za-z][^\u3400-\u9fff]*)$")
 
 STRINGS: dict[str, dict[str, str]] = {
     # title block and sections
@@ -79,9 +81,12 @@ STRINGS: dict[str, dict[str, str]] = {
     # applicability
     "app_intro": {"zh": "活动记录须同时满足下列条件，方可按本方法学核算减排量。条件按所列顺序检查，第一项不满足的条件决定记录的结果与原因代码。",
                   "en": "An activity record is credited under this methodology only if it meets all of the following conditions. They are checked in the order listed; the first one not met decides the record's outcome and reason code."},
-    "app_period": {"zh": "活动时间（{tz}）须在本方法学生效期内：{period}。", "en": "The time of the activity ({tz}) is within the period of the methodology: {period}."},
+    "app_period_from": {"zh": "活动日期（按 {tz} 时间）不早于 {start}。", "en": "The date of the activity ({tz}) is on or after {start}."},
+    "app_period_range": {"zh": "活动日期（按 {tz} 时间）在 {start} 至 {end} 之间（含首尾两日）。", "en": "The date of the activity ({tz}) is from {start} to {end}, both included."},
     "app_covers": {"zh": "记录的活动类型（如给出）须为 {covers}。", "en": "The activity type of the record, when given, is {covers}."},
-    "app_bounds": {"zh": "「{label}」须在 {range} 范围内。", "en": "{label} is within {range}."},
+    "app_between": {"zh": "{label}在 {low} 至 {high} 之间（含端点）。", "en": "{label} is between {low} and {high} (inclusive)."},
+    "app_least": {"zh": "{label}不小于 {low}。", "en": "{label} is at least {low}."},
+    "app_most": {"zh": "{label}不大于 {high}。", "en": "{label} is at most {high}."},
     "app_missing": {"zh": "参数 {name} 的表中须列有记录所取的键值。", "en": "The table of the parameter {name} lists the record's key."},
     "app_condition": {"zh": "条件", "en": "Condition"},
     "app_else": {"zh": "否则：{outcome}，原因代码 {code}", "en": "Otherwise: {outcome}, reason code {code}"},
@@ -91,7 +96,7 @@ STRINGS: dict[str, dict[str, str]] = {
     "param_intro": {"zh": "参数取活动记录日期（{tz}）当日有效的值。每个值注明生效日期、来源与出处标注。",
                     "en": "A parameter takes the value in force on the date of the activity record ({tz}). Each value states its effective date, its source and a provenance tag."},
     "table": {"zh": "表 {n}", "en": "Table {n}"},
-    "param_by": {"zh": "按 {keys} 取值", "en": "by {keys}"},
+    "param_by": {"zh": "按{keys}取值", "en": "by {keys}"},
     "param_scalar": {"zh": "单一取值", "en": "single value"},
     "col_value": {"zh": "取值", "en": "Value"},
     "col_unit": {"zh": "单位", "en": "Unit"},
@@ -109,7 +114,7 @@ STRINGS: dict[str, dict[str, str]] = {
     "tag_MEM": {"zh": "凭记忆引用，尚未逐字核实", "en": "recalled, not yet re-verified against the source"},
     "no_parameters": {"zh": "本方法学没有参数。", "en": "This methodology has no parameters."},
     # calculation
-    "calc_intro": {"zh": "每条活动记录按下列公式依次计算（按依赖顺序排列）。", "en": "Each activity record is computed with the following equations, in dependency order."},
+    "calc_intro": {"zh": "每条活动记录按下列公式依次计算（按依赖顺序排列）。", "en": "Each activity record is computed with the following equations, in dependency order. "},
     "calc_rounding": {"zh": "基准线排放量、项目排放量、泄漏排放量与减排量在算出后即取整到毫克（四舍五入，半数远离零），后续公式使用取整后的值；积分为整数。",
                       "en": "Baseline, project and leakage emissions and the reduction are rounded to whole milligrams as soon as they are computed (half away from zero), and later equations use the rounded value; points are whole numbers."},
     "calc_reduction_derived": {"zh": "减排量由基准线排放量减去项目排放量与泄漏排放量得出。", "en": "The reduction is the baseline less project emissions and leakage."},
@@ -139,7 +144,12 @@ STRINGS: dict[str, dict[str, str]] = {
     "cross_none": {"zh": "除重复记录编号外，本方法学没有跨记录规则。", "en": "Besides repeated record ids, this methodology has no cross-record rules."},
     # examples
     "ex_intro": {"zh": "下列示例是方法学的组成部分，每次生成本文件时均由核算引擎实际运行；“实际结果”为引擎的计算结果。",
-                 "en": "These examples are part of the methodology and were run by the evaluation engine when this document was generated; “actual” is what the engine computed."},
+                 "en": "These examples are part of the methodology and were run by the evaluation engine when this document was generated; the actual result is what the engine computed."},
+    "ex_out_baseline": {"zh": "基准线排放", "en": "baseline"},
+    "ex_out_project": {"zh": "项目排放", "en": "project"},
+    "ex_out_leakage": {"zh": "泄漏", "en": "leakage"},
+    "ex_out_reduction": {"zh": "减排量", "en": "reduction"},
+    "ex_out_points": {"zh": "积分", "en": "points"},
     "ex_summary": {"zh": "共 {total} 个示例：{passed} 个通过，{failed} 个未通过。", "en": "{total} examples: {passed} passed, {failed} failed."},
     "ex_record": {"zh": "记录 {n}", "en": "Record {n}"},
     "ex_input": {"zh": "输入", "en": "Input"},
@@ -171,14 +181,22 @@ def has_cjk(text: str) -> bool:
     return bool(_CJK.search(text))
 
 
+def _mostly_chinese(text: str) -> bool:
+    """Chinese, even with a unit or a name in Latin letters ("须小于 6 MW"); English,
+    even with a Chinese name in it ("as measured by 惠节电")."""
+    cjk = len(_CJK.findall(text))
+    latin = len(_LATIN.findall(text))
+    return cjk * 4 > latin
+
+
 def split_bilingual(text: str) -> dict[str, str]:
     """The languages of a text written "中文 / English" (or "中文 English" for a short
     label): {"zh": ..., "en": ...}; a text in one language gives just that one."""
     text = text.strip()
     if " / " in text:
         parts = [p.strip() for p in text.split(" / ") if p.strip()]
-        zh = [p for p in parts if has_cjk(p)]
-        en = [p for p in parts if not has_cjk(p)]
+        zh = [p for p in parts if _mostly_chinese(p)]
+        en = [p for p in parts if not _mostly_chinese(p)]
         if zh and en:
             return {"zh": " / ".join(zh), "en": " / ".join(en)}
     m = _ZH_THEN_EN.match(text)
