@@ -59,7 +59,8 @@ def collect(items, scope: Scope, report: Reporter, declared: dict) -> dict:
 
 def order(definitions: dict, report: Reporter) -> tuple[list[str], set[str]]:
     """Dependencies-first order (stable: source order among equals) and the names in cycles."""
-    graph = {name: sorted(names_in(node.expr) & definitions.keys(), key=list(definitions).index)
+    position = {name: index for index, name in enumerate(definitions)}
+    graph = {name: sorted(names_in(node.expr) & definitions.keys(), key=position.__getitem__)
              for name, node in definitions.items()}
     state: dict[str, int] = {}  # 1 visiting, 2 done
     ordered: list[str] = []
