@@ -264,7 +264,7 @@ class Notation:
         if isinstance(e, ir.Not):
             if isinstance(e.operand, ir.InSet):
                 return self._in_set(e.operand, negated=True), P_REL
-            return r"\lnot " + self._op(e.operand, P_NOT), P_NOT
+            return r"\lnot " + self._op(e.operand, P_ADD), P_NOT  # ¬(a < b), ¬(a ∧ b)
         if isinstance(e, ir.Logic):
             if e.op == "and":
                 return rf"{self._op(e.left, P_AND)} \land {self._op(e.right, P_AND)}", P_AND

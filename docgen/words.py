@@ -8,6 +8,7 @@ from the same IR that runs, so they cannot say something the rule does not do.
 
 from __future__ import annotations
 
+import re
 from typing import Optional
 
 from dsl.ir import ast as ir
@@ -42,6 +43,14 @@ def _join(items: list[str], lang: str, word_zh: str = "或", word_en: str = "or"
     if lang == "zh":
         return "、".join(items[:-1]) + word_zh + items[-1]
     return ", ".join(items[:-1]) + f" {word_en} " + items[-1]
+
+
+_ZH_GAP = re.compile(r"(?<=[\u3400-\u9fff])(?=[A-Za-z0-9])|(?<=[A-Za-z0-9%])(?=[\u3400-\u9fff])")
+
+
+def zh_spaced(text: str) -> str:
+    """A space between Chinese and Latin letters or digits: "speed不大于40 km/h" -> "speed 不大于 40 km/h"."""
+    return _ZH_GAP.sub(" ", text)
 
 
 def duration(seconds: int, lang: str) -> str:
@@ -120,7 +129,7 @@ class Words:
             if subject is None or any(i is None for i in items):
                 return None
             if lang == "zh":
-                return f"{subject}{'不' if negated else ''}为{_join(items, lang)}"
+                return zh_spaced(f"{subject}{'不' if negated else ''}为{_join(items, lang)}")
             if negated:
                 return f"{subject} is not {_join(items, lang, word_en='or')}" if len(items) == 1 \
                     else f"{subject} is neither {_join(items, lang, word_en='nor')}"
@@ -138,7 +147,7 @@ class Words:
                 verb = {"zh": {"==": "为", "!=": "不为"}, "en": {"==": "is", "!=": "is not"}}[lang][op]
             else:
                 verb = _COMPARE[lang][op]
-            return f"{subject}{verb}{other}" if lang == "zh" else f"{subject} {verb} {other}"
+            return zh_spaced(f"{subject}{verb}{other}") if lang == "zh" else f"{subject} {verb} {other}"
         if isinstance(e, ir.Input) and e.type.kind == Kind.BOOLEAN:
             label = self.label(e.name)
             if lang == "zh":
@@ -161,9 +170,9 @@ class Words:
             tail = "，积分按封顶后的减排量重新计算" if cap.target == "reduction" else ""
             return (f"每个碳账户{period}（按 {cap.timezone} 时间）计入的{what}不超过 {self._limit(cap)}。"
                     f"超出的记录只计入剩余额度，状态为“达到上限”（原因代码 CAP_REACHED）{tail}；奖励积分不受此限。")
-        what = "reduction" if cap.target == "reduction" else "points"
+        what = " of reduction" if cap.target == "reduction" else ""
         tail = "; its points are recomputed from the capped reduction" if cap.target == "reduction" else ""
-        return (f"Each carbon account is credited at most {self._limit(cap)} of {what} per {period} "
+        return (f"Each carbon account is credited at most {self._limit(cap)}{what} per {period} "
                 f"({cap.timezone}). A record beyond it is credited what is left and is capped "
                 f"(reason code CAP_REACHED){tail}. Bonus points are not capped.")
 
@@ -189,7 +198,7 @@ class Words:
     def bonus(self, rule: ir.Bonus) -> str:
         window = duration(rule.window_seconds, self.lang)
         if self.lang == "zh":
-            return (f"碳账户在 {window} 内被接受的第 {rule.ordinal} 条记录另得 {rule.points} 奖励积分"
+            return (f"碳账户在 {window}内被接受的第 {rule.ordinal} 条记录另得 {rule.points} 奖励积分"
                     f"（计数包括该记录本身）。")
         return (f"The {_ordinal_en(rule.ordinal)} accepted record of a carbon account within "
                 f"{window} (itself included) earns {rule.points} bonus points.")
@@ -198,7 +207,7 @@ class Words:
         window = duration(rule.window_seconds, self.lang)
         message = i18n.pick(rule.message, self.lang)
         if self.lang == "zh":
-            return (f"碳账户在截至某条记录的 {window} 内被接受的记录（含该记录）超过 {rule.count} 条时，"
+            return (f"碳账户在截至某条记录的 {window}内被接受的记录（含该记录）超过 {rule.count} 条时，"
                     f"该记录被标记 {rule.code}：{message}；标记不影响计入。")
         return (f"A record is flagged {rule.code} when more than {rule.count} accepted records of "
                 f"the carbon account (itself included) fall within the {window} up to it: "
