@@ -2,7 +2,7 @@
 
 In docs/*.md:
 - every ```tanpu block is a complete methodology that compiles with no error and no
-  warning;
+  warning, and whose embedded examples pass (as `tanpu test` runs them);
 - every ```tanpu-error block starts with a comment line `# expect: CODE` and compiles to
   diagnostics that all have exactly that code (an error, or a warning such as W0301);
 - a ```console block that starts with `$ tanpu check FILE` and comes right after a
@@ -77,6 +77,20 @@ def test_tanpu_block_compiles_cleanly(block: Block):
     compiled = compile_source(block.text, block.id)
     assert not compiled.diagnostics, _shown(compiled)
     assert compiled.ok
+
+
+@pytest.mark.parametrize("block", [b for b in _of("tanpu") if "example " in b.text],
+                         ids=lambda b: b.id)
+def test_tanpu_block_examples_pass(block: Block):
+    """What `tanpu test` does: the examples of the docs give the results they claim."""
+    from engine.evaluate import Engine
+    from engine.examples import run_examples
+
+    compiled = compile_source(block.text, block.id)
+    assert compiled.ok, _shown(compiled)
+    failed = [f"line {o.line} {o.title}: {'; '.join(o.failures)}"
+              for o in run_examples(Engine(compiled.methodology)) if not o.passed]
+    assert not failed, "\n".join(failed)
 
 
 @pytest.mark.parametrize("block", _of("tanpu-error"), ids=lambda b: b.id)
