@@ -1,0 +1,92 @@
+"""Engines and sessions from a URL, and the unit of work.
+
+    db = Database("postgresql+psycopg://postgres@127.0.0.1:5432/tanpu")   # or sqlite:///path
+    with db.unit_of_work() as session:      # one transaction: commit on success,
+        workflow.submit(session, user, 7)   # rollback on any exception
+
+SQLite: foreign keys on, WAL, a 30 s busy timeout, and write transactions that start
+with BEGIN IMMEDIATE (so two writers queue instead of failing half way). PostgreSQL:
+READ COMMITTED; `read()` sessions are READ ONLY.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Optional
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+_READ_ONLY = "tanpu_read_only"
+
+
+def make_engine(url: str, **kwargs) -> Engine:
+    """An Engine for `url`; an SQLite file's folder is created if missing."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(parsed, pool_pre_ping=True, **kwargs)
+
+    database = parsed.database or ""
+    in_memory = database in ("", ":memory:") or database.startswith("file::memory:")
+    if in_memory:
+        raise ValueError("an in-memory SQLite database cannot be shared by sessions: "
+                         "give a file, e.g. sqlite:///var/tanpu.db")
+    if not database.startswith("file:"):
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(parsed, connect_args={"timeout": 30}, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection, _record):
+        dbapi_connection.isolation_level = None  # the driver must not BEGIN on its own
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.execute("PRAGMA busy_timeout = 30000")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection):
+        read_only = connection.get_execution_options().get(_READ_ONLY)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+    return engine
+
+
+class Database:
+    """An engine and its session factories."""
+
+    def __init__(self, url: Optional[str] = None, **engine_kwargs):
+        if url is None:
+            from tanpu.settings import load
+            url = load().database_url
+        self.url = url
+        self.engine = make_engine(url, **engine_kwargs)
+        self.dialect = self.engine.dialect.name
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        reader = self.engine.execution_options(**{_READ_ONLY: True})
+        if self.dialect == "postgresql":
+            @event.listens_for(reader, "begin")
+            def _read_only(connection):
+                connection.exec_driver_sql("SET TRANSACTION READ ONLY")
+        self._readers = sessionmaker(reader, expire_on_commit=False)
+
+    @contextmanager
+    def unit_of_work(self) -> Iterator[Session]:
+        """One transaction: committed when the block ends, rolled back on an exception."""
+        with self._sessions.begin() as session:
+            yield session
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A read-only session; its transaction is rolled back when the block ends, and the
+        objects it loaded stay readable (detached) after it."""
+        with self._readers() as session:
+            yield session
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    def __repr__(self) -> str:
+        return f"<Database {make_url(self.url).render_as_string(hide_password=True)}>"

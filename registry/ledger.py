@@ -1,0 +1,214 @@
+"""The accounts ledger: what each record earned, credited at most once.
+
+    outcome = ledger.credit(session, integrator, engine.ref, results,
+                            idempotency_key="batch-2024-05-20-0001",
+                            reason=str(applicable_version(...)))
+
+One call is one transaction (the caller's unit of work): a credit batch row under its
+idempotency key, one entry per newly credited record, and one audit entry. UNIQUE
+(methodology_id, record_id) makes the database itself refuse a second credit of a
+record, whichever version, batch or concurrent transaction tries: entries are inserted
+with ON CONFLICT DO NOTHING (PostgreSQL and SQLite), so of two transactions crediting the
+same record one inserts it and the other finds it already present, without an error and
+without losing either's other records.
+
+Replaying a call with the same idempotency key and the same results writes nothing and
+returns the first call's outcome; the same key with different results is a Conflict.
+Only `credited` and `capped` results are credited; the others are returned as not
+creditable.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Iterable, Optional, Sequence
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from engine.result import MethodologyRef, Result
+
+from . import audit, users
+from .errors import Conflict, Invalid, InvalidTransition, NotFound
+from .models import (CREDIT_STATUSES, PUBLISHED, SUPERSEDED, CreditBatch, CreditEntry,
+                     MethodologyVersion, utcnow)
+from .users import require
+
+CREDITABLE_VERSION_STATES = (PUBLISHED, SUPERSEDED)
+_CHUNK = 500  # rows per INSERT ... ON CONFLICT statement
+
+
+@dataclass
+class CreditOutcome:
+    batch_id: int
+    idempotency_key: str
+    replayed: bool  # True: this key was seen before; nothing was written now
+    new: list[CreditEntry] = field(default_factory=list)  # credited by this batch
+    present: list[CreditEntry] = field(default_factory=list)  # credited before, by another batch
+    not_creditable: list[Result] = field(default_factory=list)  # status not credited / capped
+
+    @property
+    def new_record_ids(self) -> list[str]:
+        return [e.record_id for e in self.new]
+
+    @property
+    def present_record_ids(self) -> list[str]:
+        return [e.record_id for e in self.present]
+
+
+def _us_to_datetime(us: Optional[int]) -> Optional[dt.datetime]:
+    if us is None:
+        return None
+    return dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(microseconds=us)
+
+
+def _creditable(results: Iterable[Result]) -> tuple[dict[str, Result], list[Result]]:
+    """(record id → result to credit, results not creditable). A record id given twice
+    with different outcomes is refused."""
+    chosen: dict[str, Result] = {}
+    skipped = []
+    for r in results:
+        if r.status not in CREDIT_STATUSES:
+            skipped.append(r)
+            continue
+        if not r.id:
+            raise Invalid("a result without a record id cannot be credited")
+        if r.id in chosen and _row_fields(chosen[r.id]) != _row_fields(r):
+            raise Invalid(f"record {r.id} appears twice with different results")
+        chosen[r.id] = r
+    return chosen, skipped
+
+
+def _row_fields(r: Result) -> tuple:
+    return (r.id, r.account, r.time, r.status, r.reduction_mg, r.points, r.bonus)
+
+
+def request_digest(ref: MethodologyRef, results: Sequence[Result]) -> str:
+    payload = json.dumps({
+        "methodology": ref.id, "version": ref.version, "content_hash": ref.content_hash,
+        "results": sorted([list(_row_fields(r)) for r in results if r.status in CREDIT_STATUSES],
+                          key=lambda row: row[0])},
+        sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def _insert(session: Session, table, rows: list[dict], conflict_columns: list[str],
+            returning) -> list:
+    """INSERT ... ON CONFLICT (conflict_columns) DO NOTHING RETURNING `returning`."""
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    returned = []
+    for start in range(0, len(rows), _CHUNK):
+        statement = (insert(table).values(rows[start:start + _CHUNK])
+                     .on_conflict_do_nothing(index_elements=conflict_columns)
+                     .returning(returning))
+        returned.extend(session.execute(statement).scalars())
+    return returned
+
+
+def _entries(session: Session, methodology_id: str, record_ids: Sequence[str]) -> list[CreditEntry]:
+    found: list[CreditEntry] = []
+    ids = list(record_ids)
+    for start in range(0, len(ids), _CHUNK):
+        found.extend(session.scalars(select(CreditEntry).where(
+            CreditEntry.methodology_id == methodology_id,
+            CreditEntry.record_id.in_(ids[start:start + _CHUNK]))))
+    found.sort(key=lambda e: e.record_id)
+    return found
+
+
+def credit(session: Session, actor, ref: MethodologyRef, results: Sequence[Result], *,
+           idempotency_key: Optional[str] = None, reason: str = "") -> CreditOutcome:
+    """Credits the creditable `results`, evaluated with `ref`, at most once per record.
+
+    `ref` must be a published (or superseded, within its grace period: the caller's
+    applicable_version decides) version with its exact content hash. `reason` says why
+    that version applied (applicable_version's reason) and is kept on every entry.
+    Without an idempotency key the request digest serves as one.
+    """
+    actor = users.actor_in(session, actor)
+    require(users.can_credit(actor))
+    results = list(results)
+    chosen, skipped = _creditable(results)
+    digest = request_digest(ref, results)
+    key = idempotency_key or f"digest:{digest}"
+    if len(key) > 200:
+        raise Invalid("an idempotency key has at most 200 characters")
+
+    version = session.scalar(select(MethodologyVersion).where(
+        MethodologyVersion.methodology_id == ref.id, MethodologyVersion.version == ref.version))
+    if version is None:
+        raise NotFound(f"no version {ref.version} of {ref.id}")
+    if version.content_hash != ref.content_hash:
+        raise Invalid(f"{ref.id} {ref.version} has content hash {version.content_hash}, "
+                      f"not {ref.content_hash}")
+    if version.state not in CREDITABLE_VERSION_STATES:
+        raise InvalidTransition(f"{ref.id} {ref.version} is {version.state}: nothing is credited with it")
+
+    # The batch first: a concurrent call with the same key waits here for ours to commit.
+    now = utcnow()
+    batch_ids = _insert(session, CreditBatch.__table__, [{
+        "idempotency_key": key, "request_digest": digest, "actor_id": actor.id,
+        "methodology_id": ref.id, "version": ref.version, "content_hash": ref.content_hash,
+        "created_at": now}], ["idempotency_key"], CreditBatch.__table__.c.id)
+    if not batch_ids:
+        return _replay(session, key, digest, ref, chosen, skipped)
+    batch_id = batch_ids[0]
+
+    # Sorted by record id, so that concurrent batches lock index entries in one order.
+    rows = [{
+        "batch_id": batch_id, "account": r.account, "methodology_id": ref.id,
+        "version": ref.version, "content_hash": ref.content_hash, "record_id": record_id,
+        "activity_time": _us_to_datetime(r.time), "reduction_mg": r.reduction_mg,
+        "points": r.points, "bonus": r.bonus, "status": r.status, "reason": reason,
+        "credited_at": now} for record_id, r in sorted(chosen.items())]
+    inserted = set(_insert(session, CreditEntry.__table__, rows, ["methodology_id", "record_id"],
+                           CreditEntry.__table__.c.record_id))
+    entries = _entries(session, ref.id, sorted(chosen))
+    new = [e for e in entries if e.record_id in inserted]
+    present = [e for e in entries if e.record_id not in inserted]
+    audit.append(session, actor, "ledger.credit", "credit_batch", batch_id, {
+        "idempotency_key": key, "request_digest": digest, "methodology": ref.id,
+        "version": ref.version, "content_hash": ref.content_hash,
+        "new": len(new), "already_present": len(present), "not_creditable": len(skipped),
+        "reduction_mg": sum(e.reduction_mg for e in new),
+        "points": sum(e.points + e.bonus for e in new),
+        "entries_digest": _entries_digest(new)})
+    return CreditOutcome(batch_id, key, False, new, present, skipped)
+
+
+def _entries_digest(entries: Sequence[CreditEntry]) -> str:
+    lines = "\n".join(f"{e.record_id}\t{e.account}\t{e.reduction_mg}\t{e.points}\t{e.bonus}"
+                      for e in sorted(entries, key=lambda e: e.record_id))
+    return hashlib.sha256(lines.encode("utf-8")).hexdigest()
+
+
+def _replay(session: Session, key: str, digest: str, ref: MethodologyRef,
+            chosen: dict[str, Result], skipped: list[Result]) -> CreditOutcome:
+    batch = session.scalar(select(CreditBatch).where(CreditBatch.idempotency_key == key))
+    if batch.request_digest != digest:
+        raise Conflict(f"idempotency key {key!r} was used for a different request")
+    entries = _entries(session, ref.id, sorted(chosen))
+    return CreditOutcome(batch.id, key, True,
+                         [e for e in entries if e.batch_id == batch.id],
+                         [e for e in entries if e.batch_id != batch.id], skipped)
+
+
+def entries_of_account(session: Session, account: str) -> list[CreditEntry]:
+    return list(session.scalars(select(CreditEntry).where(CreditEntry.account == account)
+                                .order_by(CreditEntry.id)))
+
+
+def balance(session: Session, account: str) -> dict[str, int]:
+    """Total credited reduction (mg) and points (with bonuses) of an account."""
+    from sqlalchemy import func
+    row = session.execute(select(
+        func.coalesce(func.sum(CreditEntry.reduction_mg), 0),
+        func.coalesce(func.sum(CreditEntry.points + CreditEntry.bonus), 0))
+        .where(CreditEntry.account == account)).one()
+    return {"reduction_mg": int(row[0]), "points": int(row[1])}

@@ -1,0 +1,423 @@
+"""The registry's tables as typed SQLAlchemy 2 models.
+
+The migrations in registry/migrations/ create these tables (a test checks that Alembic's
+autogenerate finds no difference); the triggers that make published versions, votes,
+publications, the audit log and the ledger tamper-proof live only in the migrations.
+
+Times are timezone-aware UTC datetimes on both SQLite and PostgreSQL (`UTCDateTime`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Optional
+
+from sqlalchemy import (JSON, BigInteger, Boolean, CheckConstraint, Date, DateTime,
+                        ForeignKey, ForeignKeyConstraint, Integer, MetaData, String, Text,
+                        TypeDecorator, UniqueConstraint)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+UTC = dt.timezone.utc
+
+# Roles (users.py explains what each may do).
+EXPERT = "expert"
+COMMITTEE_MEMBER = "committee_member"
+ADMINISTRATOR = "administrator"
+INTEGRATOR = "integrator"
+ROLES = (EXPERT, COMMITTEE_MEMBER, ADMINISTRATOR, INTEGRATOR)
+
+# Version states (workflow.py has the transitions between them).
+DRAFT = "draft"
+SUBMITTED = "submitted"
+IN_REVIEW = "in_review"
+CHANGES_REQUESTED = "changes_requested"
+RESUBMITTED = "resubmitted"
+APPROVED = "approved"
+REJECTED = "rejected"
+PUBLISHED = "published"
+SUPERSEDED = "superseded"
+SUSPENDED = "suspended"
+RETIRED = "retired"
+STATES = (DRAFT, SUBMITTED, IN_REVIEW, CHANGES_REQUESTED, RESUBMITTED, APPROVED, REJECTED,
+          PUBLISHED, SUPERSEDED, SUSPENDED, RETIRED)
+# Once published a version's content never changes again (database triggers).
+FROZEN_STATES = (PUBLISHED, SUPERSEDED, SUSPENDED, RETIRED)
+
+# Vote decisions; `abstain` is what a declared conflict of interest records.
+APPROVE = "approve"
+REQUEST_CHANGES = "request_changes"
+REJECT = "reject"
+ABSTAIN = "abstain"
+DECISIONS = (APPROVE, REQUEST_CHANGES, REJECT, ABSTAIN)
+
+# Ledger entry statuses: only results that earn something are credited.
+CREDIT_STATUSES = ("credited", "capped")
+
+
+def _in(values) -> str:
+    return "(" + ", ".join(f"'{v}'" for v in values) + ")"
+
+
+class UTCDateTime(TypeDecorator):
+    """An aware datetime, stored as UTC (SQLite keeps no offset, so it is added back)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: give a timezone-aware time")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(UTC)
+
+
+# A 64-bit key that is still SQLite's INTEGER PRIMARY KEY (its autoincrementing rowid).
+BigKey = BigInteger().with_variant(Integer(), "sqlite")
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+# ---------------------------------------------------------------- users
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)  # stored lower-case
+    name: Mapped[str] = mapped_column(String(200))
+    # argon2id PHC string; NULL: cannot log in (no password set)
+    password_hash: Mapped[Optional[str]] = mapped_column(String(255))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    role_rows: Mapped[list["UserRole"]] = relationship(
+        back_populates="user", cascade="all, delete-orphan", lazy="selectin")
+
+    @property
+    def roles(self) -> frozenset[str]:
+        return frozenset(r.role for r in self.role_rows)
+
+    def has_role(self, role: str) -> bool:
+        return self.active and role in self.roles
+
+    def __repr__(self) -> str:
+        return f"<User {self.id} {self.email} {sorted(self.roles)}>"
+
+
+class UserRole(Base):
+    __tablename__ = "user_roles"
+    __table_args__ = (CheckConstraint(f"role IN {_in(ROLES)}", name="role"),)
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    role: Mapped[str] = mapped_column(String(32), primary_key=True)
+
+    user: Mapped[User] = relationship(back_populates="role_rows")
+
+
+# ---------------------------------------------------------------- committees
+class Committee(Base):
+    """The expert committee of one domain (transport, energy, waste, forestry, ...).
+
+    Quorum: at least `min_votes` votes that are not abstentions, of which at least
+    approval_numerator / approval_denominator approve (default 3 votes, two thirds).
+    """
+
+    __tablename__ = "committees"
+    __table_args__ = (
+        CheckConstraint("min_votes >= 1", name="min_votes"),
+        CheckConstraint("approval_numerator >= 1 AND approval_numerator <= approval_denominator",
+                        name="approval_share"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    domain: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    min_votes: Mapped[int] = mapped_column(Integer, default=3)
+    approval_numerator: Mapped[int] = mapped_column(Integer, default=2)
+    approval_denominator: Mapped[int] = mapped_column(Integer, default=3)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    member_rows: Mapped[list["CommitteeMember"]] = relationship(
+        back_populates="committee", cascade="all, delete-orphan", lazy="selectin")
+
+    @property
+    def member_ids(self) -> frozenset[int]:
+        return frozenset(m.user_id for m in self.member_rows)
+
+
+class CommitteeMember(Base):
+    __tablename__ = "committee_members"
+
+    committee_id: Mapped[int] = mapped_column(ForeignKey("committees.id"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    added_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    committee: Mapped[Committee] = relationship(back_populates="member_rows")
+    user: Mapped[User] = relationship()
+
+
+# ---------------------------------------------------------------- methodologies
+class Methodology(Base):
+    """A methodology, by the id its source declares (e.g. cn.shenzhen.public-transit)."""
+
+    __tablename__ = "methodologies"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    title: Mapped[str] = mapped_column(String(400))
+    committee_id: Mapped[int] = mapped_column(ForeignKey("committees.id"), index=True)
+    created_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    committee: Mapped[Committee] = relationship()
+    versions: Mapped[list["MethodologyVersion"]] = relationship(
+        back_populates="methodology", order_by="MethodologyVersion.id")
+
+
+class MethodologyVersion(Base):
+    """One version: its source, what the compiler and the examples said at submission,
+    its author, state and effective dates.
+
+    Database triggers (migrations) allow only the state changes of workflow.TRANSITIONS,
+    refuse any change to the content of a published (or later) version and its deletion,
+    and let a version become published only with its publication record.
+    """
+
+    __tablename__ = "methodology_versions"
+    __table_args__ = (
+        UniqueConstraint("methodology_id", "version", name="uq_versions_methodology_version"),
+        # targets of composite foreign keys (publications, ledger)
+        UniqueConstraint("id", "content_hash", name="uq_versions_id_hash"),
+        UniqueConstraint("methodology_id", "version", "content_hash",
+                         name="uq_versions_methodology_version_hash"),
+        CheckConstraint(f"state IN {_in(STATES)}", name="state"),
+        CheckConstraint("major >= 0 AND minor >= 0 AND patch >= 0", name="semver"),
+        CheckConstraint("state = 'draft' OR content_hash IS NOT NULL", name="hash_when_submitted"),
+        CheckConstraint(f"state NOT IN {_in(FROZEN_STATES)} OR "
+                        "(effective_from IS NOT NULL AND published_at IS NOT NULL)",
+                        name="published_dates"),
+        CheckConstraint("state <> 'superseded' OR "
+                        "(superseded_by_id IS NOT NULL AND grace_days IS NOT NULL)",
+                        name="superseded_by"),
+        CheckConstraint("grace_days IS NULL OR grace_days >= 0", name="grace_days"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    methodology_id: Mapped[str] = mapped_column(ForeignKey("methodologies.id"), index=True)
+    version: Mapped[str] = mapped_column(String(64))  # MAJOR.MINOR.PATCH
+    major: Mapped[int] = mapped_column(Integer)
+    minor: Mapped[int] = mapped_column(Integer)
+    patch: Mapped[int] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(Text)
+    content_hash: Mapped[Optional[str]] = mapped_column(String(80))  # NULL: does not compile
+    timezone: Mapped[Optional[str]] = mapped_column(String(64))  # the source's, once compiled
+    diagnostics: Mapped[Optional[list[dict[str, Any]]]] = mapped_column(JSON)
+    example_results: Mapped[Optional[list[dict[str, Any]]]] = mapped_column(JSON)
+    author_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    state: Mapped[str] = mapped_column(String(24), default=DRAFT)
+    review_round: Mapped[int] = mapped_column(Integer, default=0)  # +1 when the content changes under review
+    effective_from: Mapped[Optional[dt.date]] = mapped_column(Date)
+    superseded_by_id: Mapped[Optional[int]] = mapped_column(ForeignKey("methodology_versions.id"))
+    grace_days: Mapped[Optional[int]] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    submitted_at: Mapped[Optional[dt.datetime]] = mapped_column(UTCDateTime)
+    published_at: Mapped[Optional[dt.datetime]] = mapped_column(UTCDateTime)
+    superseded_at: Mapped[Optional[dt.datetime]] = mapped_column(UTCDateTime)
+
+    methodology: Mapped[Methodology] = relationship(back_populates="versions")
+    author: Mapped[User] = relationship()
+    superseded_by: Mapped[Optional["MethodologyVersion"]] = relationship(remote_side=[id])
+
+    @property
+    def semver(self) -> tuple[int, int, int]:
+        return (self.major, self.minor, self.patch)
+
+    @property
+    def frozen(self) -> bool:
+        return self.state in FROZEN_STATES
+
+    def __repr__(self) -> str:
+        return f"<MethodologyVersion {self.methodology_id} {self.version} {self.state}>"
+
+
+class Vote(Base):
+    """One member's vote in one review round, on the content hash they reviewed.
+
+    Append-only; a trigger refuses a vote by the author, on another content hash than the
+    version's, outside review, or in another round than the version's.
+    """
+
+    __tablename__ = "votes"
+    __table_args__ = (
+        UniqueConstraint("version_id", "voter_id", "review_round", name="uq_votes_one_per_round"),
+        UniqueConstraint("id", "version_id", "content_hash", name="uq_votes_id_version_hash"),
+        CheckConstraint(f"decision IN {_in(DECISIONS)}", name="decision"),
+        CheckConstraint("NOT conflict_of_interest OR decision = 'abstain'", name="conflict_abstains"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("methodology_versions.id"), index=True)
+    voter_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    review_round: Mapped[int] = mapped_column(Integer)
+    content_hash: Mapped[str] = mapped_column(String(80))
+    decision: Mapped[str] = mapped_column(String(24))
+    conflict_of_interest: Mapped[bool] = mapped_column(Boolean, default=False)
+    comment: Mapped[str] = mapped_column(Text, default="")
+    cast_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    voter: Mapped[User] = relationship()
+
+
+class Comment(Base):
+    """A review comment outside a vote. Append-only."""
+
+    __tablename__ = "comments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("methodology_versions.id"), index=True)
+    author_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    review_round: Mapped[int] = mapped_column(Integer)
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    author: Mapped[User] = relationship()
+
+
+class Publication(Base):
+    """The record of a publication: who published which content hash when, under which
+    quorum rule, bound (publication_votes) to the votes that made the quorum. Append-only.
+    """
+
+    __tablename__ = "publications"
+    __table_args__ = (
+        ForeignKeyConstraint(["version_id", "content_hash"],
+                             ["methodology_versions.id", "methodology_versions.content_hash"],
+                             name="fk_publications_version_hash"),
+        UniqueConstraint("id", "version_id", "content_hash", name="uq_publications_id_version_hash"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version_id: Mapped[int] = mapped_column(Integer, unique=True)
+    content_hash: Mapped[str] = mapped_column(String(80))
+    published_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    published_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    effective_from: Mapped[dt.date] = mapped_column(Date)
+    review_round: Mapped[int] = mapped_column(Integer)
+    min_votes: Mapped[int] = mapped_column(Integer)
+    approval_numerator: Mapped[int] = mapped_column(Integer)
+    approval_denominator: Mapped[int] = mapped_column(Integer)
+    votes_counted: Mapped[int] = mapped_column(Integer)
+    approvals: Mapped[int] = mapped_column(Integer)
+
+    vote_links: Mapped[list["PublicationVote"]] = relationship(lazy="selectin")
+
+
+class PublicationVote(Base):
+    """A vote a publication rests on. The composite foreign keys make the database refuse
+    a vote on another content hash (or another version) than the one published."""
+
+    __tablename__ = "publication_votes"
+    __table_args__ = (
+        ForeignKeyConstraint(["publication_id", "version_id", "content_hash"],
+                             ["publications.id", "publications.version_id",
+                              "publications.content_hash"],
+                             name="fk_publication_votes_publication"),
+        ForeignKeyConstraint(["vote_id", "version_id", "content_hash"],
+                             ["votes.id", "votes.version_id", "votes.content_hash"],
+                             name="fk_publication_votes_vote"),
+    )
+
+    publication_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    vote_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version_id: Mapped[int] = mapped_column(Integer)
+    content_hash: Mapped[str] = mapped_column(String(80))
+
+
+# ---------------------------------------------------------------- audit
+class AuditEntry(Base):
+    """One entry of the append-only audit chain (audit.py computes and checks the hashes;
+    triggers refuse UPDATE and DELETE, and an INSERT that does not continue the chain)."""
+
+    __tablename__ = "audit_log"
+
+    seq: Mapped[int] = mapped_column(BigKey, primary_key=True, autoincrement=False)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    actor_id: Mapped[Optional[int]] = mapped_column(ForeignKey("users.id"))  # NULL: the system / CLI
+    action: Mapped[str] = mapped_column(String(64))
+    object_type: Mapped[str] = mapped_column(String(64))
+    object_id: Mapped[str] = mapped_column(String(200))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON)
+    prev_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+# ---------------------------------------------------------------- ledger
+class CreditBatch(Base):
+    """One call of ledger.credit, by its idempotency key. Append-only."""
+
+    __tablename__ = "credit_batches"
+    __table_args__ = (
+        ForeignKeyConstraint(["methodology_id", "version", "content_hash"],
+                             ["methodology_versions.methodology_id", "methodology_versions.version",
+                              "methodology_versions.content_hash"],
+                             name="fk_credit_batches_version"),
+    )
+
+    id: Mapped[int] = mapped_column(BigKey, primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
+    request_digest: Mapped[str] = mapped_column(String(64))  # sha256 of the credited results
+    actor_id: Mapped[Optional[int]] = mapped_column(ForeignKey("users.id"))
+    methodology_id: Mapped[str] = mapped_column(String(128))
+    version: Mapped[str] = mapped_column(String(64))
+    content_hash: Mapped[str] = mapped_column(String(80))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class CreditEntry(Base):
+    """A credited record. UNIQUE (methodology_id, record_id): a record is never credited
+    twice, whatever version or batch. Append-only."""
+
+    __tablename__ = "credit_entries"
+    __table_args__ = (
+        UniqueConstraint("methodology_id", "record_id", name="uq_credit_entries_methodology_record"),
+        ForeignKeyConstraint(["methodology_id", "version", "content_hash"],
+                             ["methodology_versions.methodology_id", "methodology_versions.version",
+                              "methodology_versions.content_hash"],
+                             name="fk_credit_entries_version"),
+        CheckConstraint(f"status IN {_in(CREDIT_STATUSES)}", name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigKey, primary_key=True)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("credit_batches.id"), index=True)
+    account: Mapped[str] = mapped_column(String(200), index=True)
+    methodology_id: Mapped[str] = mapped_column(String(128))
+    version: Mapped[str] = mapped_column(String(64))
+    content_hash: Mapped[str] = mapped_column(String(80))
+    record_id: Mapped[str] = mapped_column(String(200))
+    activity_time: Mapped[Optional[dt.datetime]] = mapped_column(UTCDateTime)
+    reduction_mg: Mapped[int] = mapped_column(BigInteger)
+    points: Mapped[int] = mapped_column(BigInteger)
+    bonus: Mapped[int] = mapped_column(BigInteger, default=0)
+    status: Mapped[str] = mapped_column(String(24))
+    reason: Mapped[str] = mapped_column(Text, default="")  # why this version applied
+    credited_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,0 +1,56 @@
+"""Settings from the environment. Small on purpose.
+
+    DATABASE_URL  SQLAlchemy URL; default an SQLite file: <checkout>/var/tanpu.db when
+                  running from a source checkout, else $XDG_DATA_HOME/tanpu/tanpu.db
+                  (~/.local/share/tanpu/tanpu.db). PostgreSQL:
+                  postgresql+psycopg://user@host:5432/dbname
+    SECRET_KEY    signs web sessions; unset: a random key per process (sessions do not
+                  survive a restart), which is fine for development only
+    PORT          the web server's port (default 8000)
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Optional
+
+_CHECKOUT = Path(__file__).resolve().parent.parent
+
+
+def default_database_path() -> Path:
+    if (_CHECKOUT / "pyproject.toml").is_file() and (_CHECKOUT / ".git").exists():
+        return _CHECKOUT / "var" / "tanpu.db"
+    data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data_home) / "tanpu" / "tanpu.db"
+
+
+def default_database_url() -> str:
+    return f"sqlite:///{default_database_path()}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    secret_key: str
+    secret_key_is_ephemeral: bool
+    port: int
+
+    @classmethod
+    def from_env(cls, env: Optional[Mapping[str, str]] = None) -> "Settings":
+        env = os.environ if env is None else env
+        secret = env.get("SECRET_KEY") or ""
+        try:
+            port = int(env.get("PORT") or 8000)
+        except ValueError:
+            raise ValueError(f"PORT must be a number, not {env.get('PORT')!r}") from None
+        return cls(database_url=env.get("DATABASE_URL") or default_database_url(),
+                   secret_key=secret or secrets.token_urlsafe(32),
+                   secret_key_is_ephemeral=not secret,
+                   port=port)
+
+
+def load() -> Settings:
+    return Settings.from_env()

@@ -1,0 +1,271 @@
+"""Committee review: who may vote, conflicts of interest, the quorum rule, a change after
+votes resetting the review, and who may approve and publish."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from registry import workflow
+from registry.errors import Conflict, Forbidden, Invalid, InvalidTransition, QuorumNotMet
+from registry.models import Vote
+
+from .helpers import source
+
+
+def _vote(reg, voter, vid, decision="approve", comment="ok"):
+    with reg.uow() as s:
+        return workflow.vote(s, voter, vid, decision, comment)
+
+
+# ---------------------------------------------------------------- who votes
+def test_the_author_cannot_vote_on_their_own_submission(reg):
+    vid = reg.to_state("in_review")  # the author is a member of the transport committee
+    with pytest.raises(Forbidden, match="author cannot vote"):
+        _vote(reg, reg.author, vid)
+    assert reg.count("votes") == 0
+
+
+def test_an_expert_cannot_vote(reg):
+    vid = reg.to_state("in_review")
+    with pytest.raises(Forbidden, match="committee member role"):
+        _vote(reg, reg.expert, vid)
+
+
+def test_only_members_of_the_methodologys_committee_vote(reg):
+    vid = reg.to_state("in_review")
+    with pytest.raises(Forbidden, match="transport committee"):
+        _vote(reg, reg.outsider, vid)
+    for who in (reg.admin, reg.integrator):
+        with pytest.raises(Forbidden):
+            _vote(reg, who, vid)
+
+
+def test_one_vote_per_member_per_round(reg):
+    vid = reg.to_state("in_review")
+    _vote(reg, reg.members[0], vid)
+    with pytest.raises(Conflict, match="already voted"):
+        _vote(reg, reg.members[0], vid, "reject", "changed my mind")
+
+
+def test_votes_other_than_approve_need_a_comment(reg):
+    vid = reg.to_state("in_review")
+    for decision in ("request_changes", "reject"):
+        with pytest.raises(Invalid, match="needs a comment"):
+            _vote(reg, reg.members[0], vid, decision, "  ")
+    with pytest.raises(Invalid, match="decision"):
+        _vote(reg, reg.members[0], vid, "maybe")
+
+
+def test_votes_only_during_review(reg):
+    vid = reg.to_state("submitted")
+    with pytest.raises(InvalidTransition, match="during a review"):
+        _vote(reg, reg.members[0], vid)
+
+
+def test_a_conflict_of_interest_abstains(reg):
+    vid = reg.to_state("in_review")
+    with pytest.raises(Invalid, match="conflict of interest needs a comment"):
+        with reg.uow() as s:
+            workflow.declare_conflict(s, reg.members[0], vid, "")
+    with reg.uow() as s:
+        row = workflow.declare_conflict(s, reg.members[0], vid, "I consult for the bus operator")
+        assert (row.decision, row.conflict_of_interest) == ("abstain", True)
+    reg.votes(vid, "approve", "approve", voters=reg.members[1:3])
+    with reg.uow() as s:
+        q = workflow.quorum(s, vid)
+        assert (q.met, q.counted, q.abstentions, q.conflicts) == (False, 2, 1, 1)
+    with pytest.raises(QuorumNotMet, match="2 vote"):
+        with reg.uow() as s:
+            workflow.approve(s, reg.admin, vid)
+    _vote(reg, reg.members[3], vid)
+    with reg.uow() as s:
+        assert workflow.quorum(s, vid).met
+        workflow.approve(s, reg.admin, vid)
+
+
+# ---------------------------------------------------------------- quorum
+@pytest.mark.parametrize("decisions, met", [
+    (("approve", "approve", "approve"), True),
+    (("approve", "approve", "request_changes"), True),  # 2/3 is enough
+    (("approve", "approve", "reject"), True),
+    (("approve", "reject", "request_changes"), False),  # 1/3
+    (("approve", "approve"), False),  # too few votes
+    (("approve", "approve", "reject", "reject"), False),  # 2/4 < 2/3
+])
+def test_default_quorum_is_three_votes_and_two_thirds(reg, decisions, met):
+    vid = reg.to_state("in_review")
+    reg.votes(vid, *decisions)
+    with reg.uow() as s:
+        q = workflow.quorum(s, vid)
+    assert (q.min_votes, q.numerator, q.denominator) == (3, 2, 3)
+    assert q.met is met, q.explanation
+
+
+def test_the_quorum_is_configurable_per_committee(reg):
+    vid = reg.to_state("in_review")
+    with pytest.raises(Forbidden):
+        with reg.uow() as s:
+            workflow.set_quorum(s, reg.members[0], reg.committee, min_votes=1, approval_share=(1, 2))
+    with pytest.raises(Invalid):
+        with reg.uow() as s:
+            workflow.set_quorum(s, reg.admin, reg.committee, min_votes=2, approval_share=(3, 2))
+    with reg.uow() as s:
+        workflow.set_quorum(s, reg.admin, reg.committee, min_votes=2, approval_share=(1, 1))
+    reg.votes(vid, "approve", "reject")
+    with reg.uow() as s:
+        assert not workflow.quorum(s, vid).met  # unanimity needed
+    with reg.uow() as s:
+        workflow.set_quorum(s, reg.admin, reg.committee, min_votes=2, approval_share=(1, 2))
+    with reg.uow() as s:
+        assert workflow.quorum(s, vid).met  # half is enough now
+        workflow.approve(s, reg.admin, vid)
+
+
+# ---------------------------------------------------------------- a change resets the review
+def test_a_change_after_votes_resets_the_review(reg):
+    vid = reg.to_state("in_review")
+    reg.votes(vid, "approve", "approve")
+    old_hash = reg.version(vid).content_hash
+    with reg.uow() as s:
+        v = workflow.revise(s, reg.author, vid, source(title="Shenzhen public transport, revised"))
+        assert v.content_hash != old_hash and v.review_round == 2 and v.state == "in_review"
+        q = workflow.quorum(s, vid)
+        assert (q.counted, q.review_round, q.content_hash) == (0, 2, v.content_hash)
+    # the earlier votes stay on record, bound to the hash they were cast on
+    with reg.db.read() as s:
+        assert {(x.review_round, x.content_hash) for x in s.query(Vote)} == {(1, old_hash)}
+    # the same members vote again, on the new content
+    reg.votes(vid, "approve", "approve", "approve")
+    with reg.uow() as s:
+        assert workflow.quorum(s, vid).met
+
+
+def test_a_change_after_approval_sends_it_back_to_review(reg):
+    vid = reg.to_state("approved")
+    with reg.uow() as s:
+        v = workflow.revise(s, reg.author, vid, source(title="Changed after approval"))
+        assert (v.state, v.review_round) == ("in_review", 2)
+    with pytest.raises(InvalidTransition):
+        with reg.uow() as s:
+            workflow.publish(s, reg.admin, vid, effective_from=dt.date(2024, 1, 1))
+
+
+def test_reformatting_keeps_the_content_hash_and_the_votes(reg):
+    vid = reg.to_state("in_review")
+    reg.votes(vid, "approve", "approve", "approve")
+    with reg.uow() as s:
+        v = workflow.revise(s, reg.author, vid, source(comment="a comment changes no content"))
+        assert v.review_round == 1
+        assert workflow.quorum(s, vid).met
+
+
+def test_only_the_author_revises(reg):
+    vid = reg.to_state("draft")
+    for who in (reg.expert, reg.admin, reg.members[0]):
+        with pytest.raises(Forbidden):
+            with reg.uow() as s:
+                workflow.revise(s, who, vid, source(title="not mine"))
+
+
+# ---------------------------------------------------------------- approve and publish
+def test_publish_is_refused_without_quorum(reg):
+    vid = reg.to_state("in_review")
+    reg.votes(vid, "approve", "reject", "request_changes")
+    with pytest.raises(QuorumNotMet, match="1 approving"):
+        with reg.uow() as s:
+            workflow.approve(s, reg.admin, vid)
+    # approved under a 2-vote rule, then the committee tightens it: publish re-checks
+    vid2 = reg.to_state("in_review", "1.1.0")
+    with reg.uow() as s:
+        workflow.set_quorum(s, reg.admin, reg.committee, min_votes=2, approval_share=(2, 3))
+    reg.votes(vid2, "approve", "approve")
+    with reg.uow() as s:
+        workflow.approve(s, reg.admin, vid2)
+    with reg.uow() as s:
+        workflow.set_quorum(s, reg.admin, reg.committee, min_votes=4, approval_share=(2, 3))
+    with pytest.raises(QuorumNotMet, match="needs 4 votes"):
+        with reg.uow() as s:
+            workflow.publish(s, reg.admin, vid2, effective_from=dt.date(2024, 1, 1))
+    assert reg.state(vid2) == "approved"
+
+
+def test_only_administrators_approve_and_publish(reg):
+    vid = reg.to_state("in_review")
+    reg.votes(vid, "approve", "approve", "approve")
+    for who in (reg.members[0], reg.expert, reg.integrator):
+        with pytest.raises(Forbidden):
+            with reg.uow() as s:
+                workflow.approve(s, who, vid)
+    with reg.uow() as s:
+        workflow.approve(s, reg.admin, vid)
+    for who in (reg.members[0], reg.author, reg.integrator):
+        with pytest.raises(Forbidden):
+            with reg.uow() as s:
+                workflow.publish(s, who, vid, effective_from=dt.date(2024, 1, 1))
+    assert reg.state(vid) == "approved"
+
+
+def test_an_author_cannot_approve_or_publish_their_own_work(reg):
+    # admin2 is an administrator and an expert: they author a version
+    vid = reg.to_state("in_review", author=reg.admin2)
+    reg.votes(vid, "approve", "approve", "approve")
+    with pytest.raises(Forbidden, match="own work"):
+        with reg.uow() as s:
+            workflow.approve(s, reg.admin2, vid)
+    with reg.uow() as s:
+        workflow.approve(s, reg.admin, vid)
+    with pytest.raises(Forbidden, match="own work"):
+        with reg.uow() as s:
+            workflow.publish(s, reg.admin2, vid, effective_from=dt.date(2024, 1, 1))
+    with pytest.raises(Forbidden):
+        with reg.uow() as s:
+            workflow.open_review(s, reg.admin2, vid)
+
+
+def test_an_integrator_sees_no_review_pages(reg):
+    vid = reg.to_state("in_review")
+    for who in (reg.integrator, reg.expert, reg.outsider):
+        with pytest.raises(Forbidden):
+            with reg.db.read() as s:
+                workflow.review(s, who, vid)
+        with pytest.raises(Forbidden):
+            with reg.db.read() as s:
+                workflow.view_version(s, who, vid)
+        with pytest.raises(Forbidden):
+            with reg.uow() as s:
+                workflow.comment(s, who, vid, "hello")
+    for who in (reg.admin, reg.author, reg.members[0]):
+        with reg.db.read() as s:
+            assert workflow.review(s, who, vid).version.id == vid
+
+
+def test_everyone_signed_in_sees_published_versions(reg):
+    vid = reg.to_state("published")
+    with reg.db.read() as s:
+        assert workflow.view_version(s, reg.integrator, vid).state == "published"
+        with pytest.raises(Forbidden):
+            workflow.review(s, reg.integrator, vid)
+
+
+def test_a_deactivated_user_can_do_nothing(reg):
+    from registry import users
+    vid = reg.to_state("in_review")
+    with reg.uow() as s:
+        users.set_active(s, reg.admin, reg.members[0], False)
+    with pytest.raises(Forbidden, match="deactivated"):
+        _vote(reg, reg.members[0], vid)
+
+
+def test_review_shows_votes_comments_and_history(reg):
+    vid = reg.to_state("in_review")
+    reg.votes(vid, "approve", "request_changes")
+    with reg.uow() as s:
+        workflow.comment(s, reg.author, vid, "thanks, looking into it")
+    with reg.db.read() as s:
+        r = workflow.review(s, reg.members[2], vid)
+        assert [v.decision for v in r.votes] == ["approve", "request_changes"]
+        assert [c.body for c in r.comments] == ["thanks, looking into it"]
+        assert r.quorum.counted == 2 and r.publication is None
+        assert r.history[-1].action == "comment.add"
