@@ -115,8 +115,8 @@ STRINGS: dict[str, dict[str, str]] = {
     "no_parameters": {"zh": "本方法学没有参数。", "en": "This methodology has no parameters."},
     # calculation
     "calc_intro": {"zh": "每条活动记录按下列公式依次计算（按依赖顺序排列）。", "en": "Each activity record is computed with the following equations, in dependency order. "},
-    "calc_rounding": {"zh": "基准线排放量、项目排放量、泄漏排放量与减排量在算出后即取整到毫克（四舍五入，半数远离零），后续公式使用取整后的值；积分为整数。",
-                      "en": "Baseline, project and leakage emissions and the reduction are rounded to whole milligrams as soon as they are computed (half away from zero), and later equations use the rounded value; points are whole numbers."},
+    "calc_rounding": {"zh": "{masses}{are}在算出后即取整到毫克（四舍五入，半数远离零），后续公式使用取整后的值；积分为整数。",
+                      "en": "{masses} {are} rounded to whole milligrams as soon as computed (half away from zero), and later equations use the rounded value; points are whole numbers."},
     "calc_reduction_derived": {"zh": "减排量由基准线排放量减去项目排放量与泄漏排放量得出。", "en": "The reduction is the baseline less project emissions and leakage."},
     "where": {"zh": "式中：", "en": "where:"},
     "equation": {"zh": "式", "en": "Eq."},

@@ -321,6 +321,18 @@ class _Builder:
                                 formula.latex, legend))
         return out
 
+    def rounding_note(self) -> str:
+        masses = [self.tr("out_" + d.name) for d in self.m.definitions if d.quantized]
+        if not masses:
+            return ""
+        if self.lang == "zh":
+            listed = "、".join(masses[:-1]) + ("与" if len(masses) > 1 else "") + masses[-1]
+        else:
+            listed = ", ".join(masses[:-1]) + (" and " if len(masses) > 1 else "") + masses[-1]
+            listed = listed[0].upper() + listed[1:]
+        are = "" if self.lang == "zh" else ("are" if len(masses) > 1 else "is")
+        return self.tr("calc_rounding", masses=listed, are=are)
+
     def reduction_derived(self) -> bool:
         names = {d.name: d for d in self.m.definitions}
         r, b = names.get("reduction"), names.get("baseline")
@@ -456,7 +468,7 @@ class _Builder:
             "inputs": self.input_rows(), "conditions": self.conditions(),
             "parameters": self.parameter_tables(), "tags": self.tags(),
             "equations": self.equations(), "reduction_derived": self.reduction_derived(),
-            "has_masses": any(d.quantized for d in self.m.definitions),
+            "rounding": self.rounding_note(),
             "cross_rules": self.cross_rules(), "examples": examples, "summary": summary,
             "citations": self.citations(), "tool": tool,
         }
