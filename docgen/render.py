@@ -17,6 +17,7 @@ from markupsafe import Markup
 from dsl.ir import ast as ir
 from dsl.ir.printer import content_hash as compute_hash
 from dsl.types import Kind, Type
+from dsl.units import SI_MASS
 
 from . import i18n, values
 from .formulas import Notation, to_mathml, unit_latex
@@ -403,8 +404,8 @@ class _Builder:
         if name == "points":
             shown = str(value)
         else:
-            shown = values.mass_mg(value, self.m.definition(name).type.unit
-                                   if name in self.equation_of else values_unit_kg())
+            unit = self.m.definition(name).type.unit if name in self.equation_of else SI_MASS
+            shown = values.mass_mg(value, unit)
         return f"{label} {shown}"
 
     def _sep(self) -> Markup:
@@ -447,7 +448,8 @@ class _Builder:
             for key, value in c.details:
                 label = self.tr("cite_" + key) if ("cite_" + key) in i18n.STRINGS else key
                 shown = value if key in ("url", "equation", "doi") else pick(value, self.lang)
-                details.append({"key": key, "label": label, "value": shown})
+                link = key == "url" and value.startswith(("https://", "http://"))
+                details.append({"key": key, "label": label, "value": shown, "link": link})
             out.append({"text": c.text, "details": details})
         return out
 
@@ -472,11 +474,6 @@ class _Builder:
             "cross_rules": self.cross_rules(), "examples": examples, "summary": summary,
             "citations": self.citations(), "tool": tool,
         }
-
-
-def values_unit_kg():
-    from dsl.units import SI_MASS
-    return SI_MASS
 
 
 _ENV: Optional[Environment] = None

@@ -206,6 +206,7 @@ methodology test.kitchen-sink "测试：各种写法" version 0.1.0 {
   title en "Test: every construct"
   issuer "测试单位 Test issuer"
   cite "A source" year "2024" note "说明 / a note" url "https://example.org/a?b=1&c=2"
+  cite "Another" url "javascript:alert(1)"
   covers ride
   description zh "测试用方法学。"
   description en "A methodology for tests."
@@ -285,6 +286,7 @@ def test_every_construct_renders(sink):
         assert "Source &lt;A&gt; &amp; co" in page and "<A>" not in page
         assert "a wrong expectation &lt;b&gt;" in page
         assert "x&lt;y" in page and "x<y" not in page.replace("alttext", "")
+        assert 'href="https://example.org/a?b=1&amp;c=2"' in page and 'href="javascript' not in page
         # a failing example is shown as failing, with the engine's reason
         blocks = example_blocks(page)
         assert ("未通过" if lang == "zh" else "FAILED") in blocks["a wrong expectation <b>"]
@@ -342,6 +344,11 @@ def test_bilingual_split():
     assert pick("华中 Central China (incl. Hubei, Wuhan)", "en") == "Central China (incl. Hubei, Wuhan)"
     assert pick("深圳商报 2022-09-22, SZ EEB factors", "en") == "深圳商报 2022-09-22, SZ EEB factors"
     assert pick("only English", "zh") == "only English"
+
+
+def test_template_is_package_data():
+    from importlib.resources import files
+    assert (files("docgen") / "templates" / "methodology.html.j2").is_file()
 
 
 # ---------------------------------------------------------------- the command
