@@ -334,7 +334,7 @@ class ExpressionChecker:
                 missing = [c for c in subject.type.choices if c not in covered]
                 self.report.report("E0312", node, missing=", ".join(f"`{m}`" for m in missing))
             else:
-                self.report.report("E0313", node)
+                self.report.report("E0316", node, kind=subject.type.describe())
             return None
         if not ok or result_type is None:
             return None

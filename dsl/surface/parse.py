@@ -290,7 +290,7 @@ def _parse_by_statement(text: str, report: Reporter) -> ParseResult:
     failed: set[str] = set()
     head_text = text[:header_end]
     if head_text.strip():
-        if re.match(r"\s*methodology\b", head_text):
+        if re.match(r"(?:\s|#[^\n]*)*methodology\b", head_text):  # comments may come first
             header = _parse_piece(head_text, "header", report, 0, 0)
         else:
             report.report("E0002", _first_token_span(head_text))
