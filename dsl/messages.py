@@ -48,6 +48,7 @@ CATALOGUE: dict[str, str] = {
     "E0313": "a `case` without a subject needs an `else`",
     "E0314": "a value of `{name}` must be whole milligrams, found {found}",
     "E0315": "the optional input `{name}` is {kind} and has no empty value: give it a default with `= ...`",
+    "E0316": "a `case` on {kind} cannot list every value: add an `else`",
     # parameters and tables
     "E0401": "`{name}` has no value in force from {start} (the methodology's start) until {first}",
     "E0402": "the periods of `{name}` are not in date order",
@@ -102,6 +103,7 @@ class Reporter:
     def __init__(self, file: str):
         self.file = file
         self.diagnostics: list[Diagnostic] = []
+        self._seen: set[Diagnostic] = set()
 
     def report(self, code: str, where=None, /, *, label: str = "", help: str = "",
                notes: Iterable[Note] = (), **fields) -> Diagnostic:
@@ -111,7 +113,9 @@ class Reporter:
         diagnostic = Diagnostic(
             code=code, severity=severity_of(code), message=message, file=self.file,
             span=Span.of(where), label=label, help=help, notes=tuple(notes))
-        self.diagnostics.append(diagnostic)
+        if diagnostic not in self._seen:  # one check applied twice says it once
+            self._seen.add(diagnostic)
+            self.diagnostics.append(diagnostic)
         return diagnostic
 
     def note(self, message: str, where=None) -> Note:
