@@ -117,6 +117,8 @@ STRINGS: dict[str, dict[str, str]] = {
     "calc_intro": {"zh": "每条活动记录按下列公式依次计算（按依赖顺序排列）。", "en": "Each activity record is computed with the following equations, in dependency order. "},
     "calc_rounding": {"zh": "{masses}{are}在算出后即取整到毫克（四舍五入，半数远离零），后续公式使用取整后的值；积分为整数。",
                       "en": "{masses} {are} rounded to whole milligrams as soon as computed (half away from zero), and later equations use the rounded value; points are whole numbers."},
+    "calc_round": {"zh": "round(x) 为四舍五入到整数，恰为半数时远离零取整（2.5 → 3，−2.5 → −3）。",
+                   "en": "round(x) rounds to the nearest whole number, halves away from zero (2.5 → 3, −2.5 → −3)."},
     "calc_reduction_derived": {"zh": "减排量由基准线排放量减去项目排放量与泄漏排放量得出。", "en": "The reduction is the baseline less project emissions and leakage."},
     "where": {"zh": "式中：", "en": "where:"},
     "equation": {"zh": "式", "en": "Eq."},

@@ -8,6 +8,7 @@ and the language: no clock, no paths, so the same source always gives the same b
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -23,6 +24,19 @@ from . import i18n, values
 from .formulas import Notation, to_mathml, unit_latex
 from .i18n import pick, t
 from .words import Words
+
+_EXPRS = (ir.Const, ir.Input, ir.Ref, ir.Negate, ir.Arith, ir.Elapsed, ir.Compare, ir.Logic, ir.Not,
+          ir.InSet, ir.If, ir.MinMax, ir.Abs, ir.Round, ir.DatePart, ir.Lookup)
+
+def _walk(e):
+    """An expression and all its subexpressions."""
+    yield e
+    for f in dataclasses.fields(e):
+        value = getattr(e, f.name)
+        for child in (value if isinstance(value, tuple) else (value,)):
+            if isinstance(child, _EXPRS):
+                yield from _walk(child)
+
 
 SECTIONS = ("s_scope", "s_applicability", "s_parameters", "s_calculation", "s_cross",
             "s_examples", "s_version")
@@ -334,6 +348,11 @@ class _Builder:
         are = "" if self.lang == "zh" else ("are" if len(masses) > 1 else "is")
         return self.tr("calc_rounding", masses=listed, are=are)
 
+    def uses_round(self) -> bool:
+        """Whether any formula rounds to nearest (its tie rule then needs saying)."""
+        exprs = [d.expr for d in self.m.definitions] + [r.cond for r in self.m.requires]
+        return any(isinstance(e, ir.Round) and e.mode == "round" for root in exprs for e in _walk(root))
+
     def reduction_derived(self) -> bool:
         names = {d.name: d for d in self.m.definitions}
         r, b = names.get("reduction"), names.get("baseline")
@@ -471,6 +490,7 @@ class _Builder:
             "parameters": self.parameter_tables(), "tags": self.tags(),
             "equations": self.equations(), "reduction_derived": self.reduction_derived(),
             "rounding": self.rounding_note(),
+            "round_note": self.tr("calc_round") if self.uses_round() else "",
             "cross_rules": self.cross_rules(), "examples": examples, "summary": summary,
             "citations": self.citations(), "tool": tool,
         }

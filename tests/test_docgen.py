@@ -296,6 +296,7 @@ def test_every_construct_renders(sink):
             assert code in visible
         assert ("10 奖励积分" if lang == "zh" else "earns 10 bonus points") in visible
         assert ("2025-12-31" in visible) and ("NO_FACTOR" in visible)
+        assert ("半数时远离零" if lang == "zh" else "halves away from zero") in visible  # round()
 
 
 def test_notation(sink):
