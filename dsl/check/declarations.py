@@ -140,12 +140,14 @@ def check_inputs(items, scope: Scope, report: Reporter, declared: dict) -> None:
             if t is None:
                 scope.failed.add(name)
                 continue
-            scope.inputs[name] = _input_spec(name, t, item, scope, report)
+            scope.inputs[name] = _input_spec(name_token, t, item, scope, report)
 
 
-def _input_spec(name: str, t: Type, item: ast.InputDecl, scope: Scope,
+def _input_spec(name_token, t: Type, item: ast.InputDecl, scope: Scope,
                 report: Reporter) -> ir.InputSpec:
+    name = str(name_token)
     required, default, low, high, label = True, None, None, None, ""
+    default_written = False
 
     def value(node):
         v = literal_value(node, t, report, code="E0303", zone=scope.timezone)
@@ -157,6 +159,7 @@ def _input_spec(name: str, t: Type, item: ast.InputDecl, scope: Scope,
         elif isinstance(option, ast.DefaultOption):
             default = value(option.value)
             required = False
+            default_written = True  # a wrong default is reported as such, not as E0315
         elif isinstance(option, ast.BetweenOption):
             low, high = value(option.low), value(option.high)
         elif isinstance(option, ast.BoundOption):
@@ -166,8 +169,8 @@ def _input_spec(name: str, t: Type, item: ast.InputDecl, scope: Scope,
                 high = value(option.value)
         elif isinstance(option, ast.LabelOption):
             label = str(option.text)
-    if not required and default is None and t.kind in (Kind.CHOICE, Kind.DATE, Kind.DATETIME):
-        report.report("E0315", item.names[0], name=name, kind=t.describe(),
+    if not required and not default_written and t.kind in (Kind.CHOICE, Kind.DATE, Kind.DATETIME):
+        report.report("E0315", name_token, name=name, kind=t.describe(),
                       help="text, true/false, whole numbers and quantities default to \"\", false, 0 and 0")
     labels = ()
     if isinstance(item.type, ast.ChoiceType):

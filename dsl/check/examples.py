@@ -14,7 +14,8 @@ from ..messages import Reporter
 from ..suggestions import did_you_mean
 from ..surface import ast
 from ..types import INTEGER
-from .literals import INVALID, describe_literal, literal_value, whole_milligrams
+from ..units import MASS
+from .literals import INVALID, describe_literal, literal_value, unit_of, whole_milligrams
 from .scope import Scope
 
 EXAMPLE_ACCOUNT = "example"
@@ -82,7 +83,7 @@ def _record(record: ast.Record, scope: Scope, report: Reporter, title: str, inde
             continue
         values[name] = value
     for name, spec in scope.inputs.items():
-        if name in values:
+        if name in seen:  # set, even if to a wrong value (reported above)
             continue
         if spec.required:
             report.report("E0702", record, name=name)
@@ -103,16 +104,17 @@ def _expected(expectations, scope: Scope, report: Reporter, codes: dict[str, set
                 value = literal_value(expectation.value, INTEGER, report, code="E0705",
                                       zone=scope.timezone, output=output)
             elif isinstance(expectation.value, ast.QuantityLiteral):
-                value = whole_milligrams(expectation.value, report, output)
-                if value is not INVALID:
-                    from .literals import unit_of
-                    from ..units import MASS
-                    unit = unit_of(expectation.value.unit, report)
-                    if unit is None or unit.dimension != MASS:
-                        report.report("E0705", expectation.value, output=output,
-                                      expected="a mass such as `220.58 g`",
-                                      found=describe_literal(expectation.value))
-                        value = INVALID
+                # the unit first: a length is reported as not a mass, whatever its digits
+                unit = unit_of(expectation.value.unit, report)
+                if unit is None:
+                    value = INVALID
+                elif unit.dimension != MASS:
+                    report.report("E0705", expectation.value, output=output,
+                                  expected="a mass such as `220.58 g`",
+                                  found=describe_literal(expectation.value))
+                    value = INVALID
+                else:
+                    value = whole_milligrams(expectation.value, report, output)
             else:
                 report.report("E0705", expectation.value, output=output,
                               expected="a mass such as `220.58 g`",

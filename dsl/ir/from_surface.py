@@ -57,7 +57,10 @@ def lower(module: ast.Module, report: Reporter, failed_names: set[str] = frozens
         "flagged": {f.code for f in cross["flags"]},
     }
     example_list = examples.check_examples(items, scope, report, codes)
-    _warn_unused(scope, written, declared, definition_uses, require_uses, cross["used_inputs"], report)
+    if len(requires) == sum(isinstance(item, ast.RequireStmt) for item in items):
+        # like a broken definition, a broken `require` may be the one that uses them
+        _warn_unused(scope, written, declared, definition_uses, require_uses,
+                     cross["used_inputs"], report)
 
     if report.has_errors or metadata is None:
         return None
