@@ -59,7 +59,7 @@ def compare(step: ir.ExampleStep, result: Result) -> list[str]:
 def run_examples(engine: Engine) -> list[ExampleOutcome]:
     outcomes = []
     for example in engine.methodology.examples:
-        records = [from_example(step.record) for step in example.steps]
+        records = [from_example(step.record, engine.schema) for step in example.steps]
         results = engine.evaluate_prepared(records)
         outcome = ExampleOutcome(example.title, example.line)
         for number, (step, result) in enumerate(zip(example.steps, results), start=1):

@@ -211,7 +211,7 @@ def ingest(raw: Mapping[str, Any], schema: Schema, *, default_id: Optional[str] 
     units = column_units or {}
     tz = schema.timezone
     values: dict[str, Any] = {}
-    for spec in schema.fields:
+    for spec in (schema.fields if schema else ()):
         raw_value = raw.get(spec.name)
         if _present(raw_value):
             values[spec.name] = parse_value(spec, raw_value, tz, units.get(spec.name))
@@ -241,8 +241,11 @@ def ingest(raw: Mapping[str, Any], schema: Schema, *, default_id: Optional[str] 
     return values
 
 
-def from_example(record: tuple) -> dict:
-    """An embedded example's record (IR values) -> run-time values."""
+def from_example(record: tuple, schema: Optional[Schema] = None) -> dict:
+    """An embedded example's record (IR values) -> run-time values; an optional input
+    the example leaves out takes its default, as it would in a file."""
     values = {name: runtime_value(value) for name, value in record}
+    for spec in (schema.fields if schema else ()):
+        values.setdefault(spec.name, spec.default)
     values.setdefault("activity", "")
     return values

@@ -78,3 +78,16 @@ def test_a_wrong_example_fails_with_what_was_expected(tmp_path):
     failures = [o for o in run_examples(Engine(compiled.methodology)) if not o.passed]
     assert len(failures) == 1
     assert failures[0].failures == ["expected reduction 220.59 g, got 220.58 g"]
+
+
+def test_an_example_may_leave_out_an_optional_input(engine_for):
+    from tests.engine.conftest import compile_text
+    methodology = compile_text('''
+input distance: quantity [km]
+input extra: quantity [km] optional
+reduction = 1 g/km * (distance + extra)
+points = floor(reduction / 1 g)
+example "extra left out" { distance: 2 km } => reduction 2 g
+''')
+    (outcome,) = run_examples(Engine(methodology))
+    assert outcome.passed, outcome.failures
