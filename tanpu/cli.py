@@ -254,5 +254,97 @@ def doc(methodology, output, lang):
         click.echo(html, nl=False)
 
 
+
+# ---------------------------------------------------------------- registry: db, admin, audit
+_DATABASE_URL = click.option(
+    "--database-url", envvar="DATABASE_URL", metavar="URL",
+    help="SQLAlchemy URL (env DATABASE_URL); default: the SQLite file of tanpu.settings")
+
+
+def _database(url):
+    from registry import migrate
+    from registry.db import Database
+
+    db = Database(url)
+    if not migrate.is_up_to_date(db):
+        db.dispose()
+        raise click.ClickException("the database schema is not up to date: run `tanpu db upgrade`")
+    return db
+
+
+@main.group()
+def db():
+    """The registry database."""
+
+
+@db.command("upgrade")
+@_DATABASE_URL
+def db_upgrade(database_url):
+    """Create or migrate the registry database to the newest schema."""
+    from registry import migrate
+    from registry.db import Database
+
+    database = Database(database_url)
+    try:
+        before = migrate.current(database)
+        after = migrate.upgrade(database)
+    finally:
+        database.dispose()
+    click.echo(f"{database!r}: schema {before or 'empty'} -> {after}"
+               if before != after else f"{database!r}: schema {after} is up to date")
+
+
+@main.group()
+def admin():
+    """Registry administration."""
+
+
+@admin.command("create-user")
+@_DATABASE_URL
+@click.option("--email", required=True)
+@click.option("--name", required=True)
+@click.option("--role", "roles", multiple=True, required=True,
+              type=click.Choice(["expert", "committee_member", "administrator", "integrator"]),
+              help="repeat for several roles")
+@click.option("--password", envvar="TANPU_PASSWORD", prompt=True, hide_input=True,
+              confirmation_prompt=True, help="prompted for when not given (env TANPU_PASSWORD)")
+def admin_create_user(database_url, email, name, roles, password):
+    """Create a user (recorded in the audit log as done by the system)."""
+    from registry import users
+    from registry.errors import RegistryError
+
+    database = _database(database_url)
+    try:
+        with database.unit_of_work() as session:
+            user = users.create_user(session, None, email=email, name=name, roles=roles,
+                                     password=password)
+            click.echo(f"created user {user.id} {user.email} ({', '.join(sorted(user.roles))})")
+    except RegistryError as error:
+        raise click.ClickException(str(error)) from None
+    finally:
+        database.dispose()
+
+
+@main.group(name="audit")
+def audit_group():
+    """The audit log."""
+
+
+@audit_group.command("verify")
+@_DATABASE_URL
+def audit_verify(database_url):
+    """Check the audit chain; exit 1 at the first broken entry."""
+    from registry import audit
+
+    database = _database(database_url)
+    try:
+        with database.read() as session:
+            result = audit.verify(session)
+    finally:
+        database.dispose()
+    click.echo(str(result))
+    sys.exit(0 if result.ok else 1)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
