@@ -168,5 +168,5 @@ def synthesize_reduction(definitions: dict) -> None:
     expr = name("baseline")
     for part in ("project", "leakage"):
         if part in definitions:
-            expr = ast.BinaryAdd(baseline.meta, expr, Token("ADD_OP", "-"), name(part))
+            expr = ast.BinaryAdd(baseline.meta, expr, Token("SIGN", "-"), name(part))
     definitions["reduction"] = ast.OutputDef(baseline.meta, Token("KEYWORD", "reduction"), None, expr)

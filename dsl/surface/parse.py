@@ -50,7 +50,7 @@ _TERMINAL_NAMES = {
     "TAG": "a provenance tag ([SRC], [DER], [ASM], [MEM])",
     "ORDINAL": "an ordinal (3rd)",
     "COMPARE": "a comparison (<, <=, ==, !=, >=, >)",
-    "ADD_OP": "`+` or `-`",
+    "PLUS": "`+`",
     "MUL_OP": "`*` or `/`",
     "SIGN": "`-`",
     "NOT": "`not`",
