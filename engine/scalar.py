@@ -46,11 +46,21 @@ class Outcome:
 
 
 class LocalTime:
-    """UTC microseconds -> local civil time in one zone, cached per quarter hour."""
+    """UTC microseconds -> local civil time in one zone, cached per quarter hour.
+
+    A quarter hour is cached only when the offset is the same at its first and last
+    microsecond: some historical changes (Africa/Monrovia 1972-01-07T00:44:30Z, local
+    mean times before 1901) fall inside a quarter hour, and there the offset is computed
+    for each instant, so that it never depends on which record was seen first.
+    """
 
     def __init__(self, zone_name: str):
         self.zone = records.zone(zone_name)
         self._offsets: dict[int, int] = {}
+
+    def _exact(self, us: int) -> int:
+        moment = records.us_to_datetime(us).astimezone(self.zone)
+        return int(moment.utcoffset().total_seconds()) * 1_000_000
 
     def offset_us(self, us: int) -> int:
         bucket = us // 900_000_000
@@ -58,8 +68,10 @@ class LocalTime:
         if offset is None:
             if len(self._offsets) > 200_000:
                 self._offsets.clear()
-            moment = records.us_to_datetime(us).astimezone(self.zone)
-            offset = int(moment.utcoffset().total_seconds()) * 1_000_000
+            start = bucket * 900_000_000
+            offset = self._exact(start)
+            if self._exact(start + 899_999_999) != offset:
+                return self._exact(us)  # a change within this quarter hour
             self._offsets[bucket] = offset
         return offset
 

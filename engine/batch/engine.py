@@ -1,0 +1,276 @@
+"""The columnar batch evaluator: frames of raw records in, a frame of results out.
+
+Per-record evaluation goes chunk by chunk (ingest.py, program.py); of each chunk only
+what the results and the cross-record rules need is kept (no Python object per row).
+Cross-record rules (rules.py) then run on all kept records, in memory or, for a file too
+big for that, partition by partition from disk (store.py). Results are the same, bit
+for bit, as engine.Engine's: `Result.key()` of every record.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator, Mapping, Optional
+
+import numpy as np
+import polars as pl
+
+from dsl.ir import ast as ir
+from dsl.ir.printer import content_hash
+from dsl.types import Kind
+
+from ..records import Schema
+from ..result import INVALID, MethodologyRef, Result
+from .ingest import Ingested, ingest_frame, raw_frame
+from .program import Program
+from .rules import Batch, Rules
+from .values import Cat, Reasons
+
+CHUNK_ROWS = 1 << 18
+
+RESULT_COLUMNS = ("row", "id", "account", "time", "status", "code", "message", "reduction_mg",
+                  "points", "bonus", "baseline_mg", "project_mg", "leakage_mg", "flags")
+
+
+@dataclass
+class Part:
+    """The kept columns of one chunk after per-record evaluation."""
+
+    rows: np.ndarray
+    ids: pl.Series
+    accounts: pl.Series
+    time: np.ndarray
+    reason: np.ndarray
+    messages: pl.Series            # String; the reason of invalid rows, null elsewhere
+    reduction_mg: np.ndarray
+    points: np.ndarray
+    masses: dict[str, np.ndarray]  # baseline/project/leakage mg, where defined
+    credited: np.ndarray           # credited by the formulas (the masses are shown)
+    columns: dict = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return int(self.rows.size)
+
+
+class BatchEngine:
+    """A methodology compiled for columns. `evaluate_frame` is the entry point."""
+
+    def __init__(self, methodology: ir.Methodology, chunk_rows: int = CHUNK_ROWS):
+        self.methodology = methodology
+        self.schema = Schema.of(methodology)
+        meta = methodology.metadata
+        self.ref = MethodologyRef(meta.id, meta.version, content_hash(methodology))
+        self.chunk_rows = chunk_rows
+        self.reasons = Reasons()
+        self.program = Program(methodology, self.reasons)
+        self.rules = Rules(methodology, self.reasons, recompute=self._recompute)
+        self.masses = tuple(n for n in ("baseline", "project", "leakage") if n in self.program.defined)
+        keep = set(self.rules.needed_inputs())
+        if any(c.target == "reduction" for c in methodology.caps):
+            keep |= {s.name for s in methodology.inputs} | {"activity", "id", "account"}
+        self.keep = sorted(keep)
+        self.kinds = {s.name: s.type.kind for s in methodology.inputs}
+        self.kinds.update(activity=Kind.TEXT, id=Kind.TEXT, account=Kind.TEXT)
+
+    # ------------------------------------------------------------ per record
+    def per_record(self, frame: pl.DataFrame, column_units: Optional[Mapping[str, str]] = None,
+                   first_row: int = 1) -> Part:
+        """Reads and evaluates one chunk (no cross-record rules)."""
+        got = ingest_frame(frame, self.schema, column_units, first_row)
+        return self._evaluate(got)
+
+    def _evaluate(self, got: Ingested) -> Part:
+        n = got.n
+        reason = np.zeros(n, dtype=np.int32)
+        reason[got.invalid] = Reasons.INVALID
+        columns = got.columns
+        columns["id"] = got.ids
+        columns["account"] = got.accounts
+        outcome = self.program.run(columns, n, reason)
+        credited = reason == Reasons.CREDITED
+        reduction = np.where(credited, outcome.masses["reduction"], 0)
+        points = np.where(credited, outcome.points, 0)
+        if got.messages:
+            positions = np.fromiter(got.messages.keys(), dtype=np.int64)
+            messages = pl.Series("message", [None] * n, dtype=pl.String)
+            messages.scatter(positions, pl.Series(list(got.messages.values()), dtype=pl.String))
+        else:
+            messages = pl.repeat(None, n, dtype=pl.String, eager=True).alias("message")
+        kept = {name: columns[name] for name in self.keep}
+        time = np.where(got.invalid, 0, columns["time"])
+        return Part(got.rows, got.ids, got.accounts, time, reason, messages, reduction, points,
+                    {name: outcome.masses[name] for name in self.masses}, credited, kept)
+
+    def _recompute(self, batch: Batch, positions: np.ndarray, reduction_mg: np.ndarray) -> np.ndarray:
+        """Points of capped records: the formulas re-run with the capped reduction."""
+        columns = {}
+        for name, column in batch.columns.items():
+            if isinstance(column, Cat):
+                columns[name] = Cat(column.codes[positions], column.labels)
+            elif isinstance(column, pl.Series):
+                columns[name] = column.gather(positions)
+            else:
+                columns[name] = column[positions]
+        columns["time"] = batch.time[positions]
+        k = positions.size
+        reason = np.zeros(k, dtype=np.int32)
+        outcome = self.program.run(columns, k, reason, override_mg=reduction_mg)
+        return np.where(reason == 0, outcome.points, 0)
+
+    # ------------------------------------------------------------ whole frames
+    def evaluate_frame(self, frame: pl.DataFrame, column_units: Optional[Mapping[str, str]] = None,
+                       first_row: int = 1) -> pl.DataFrame:
+        """Raw records (one per row) -> results (one per row, in the same order)."""
+        parts = [self.per_record(frame.slice(start, self.chunk_rows), column_units, first_row + start)
+                 for start in range(0, frame.height, self.chunk_rows)] or \
+            [self.per_record(frame, column_units, first_row)]
+        return self.finish(parts)
+
+    def finish(self, parts: list[Part]) -> pl.DataFrame:
+        """Cross-record rules over the kept columns of every chunk -> results."""
+        merged = concat_parts(parts)
+        batch = self.batch_of(merged)
+        self.rules.apply(batch)
+        return self.results(merged, batch)
+
+    def batch_of(self, part: Part) -> Batch:
+        n = part.n
+        return Batch(part.rows, part.ids, part.accounts, part.time, part.reason.copy(),
+                     part.reduction_mg.copy(), part.points.copy(), np.zeros(n, dtype=np.int64),
+                     np.zeros(n, dtype=np.int64), part.columns)
+
+    def results(self, part: Part, batch: Batch) -> pl.DataFrame:
+        n = part.n
+        reason = pl.Series(batch.reason).cast(pl.UInt32)
+        status = self.reasons.column(0).gather(reason)
+        code = self.reasons.column(1).gather(reason)
+        message = self.reasons.column(2).gather(reason)
+        time = pl.Series("time", batch.time)
+        invalid = batch.reason == Reasons.INVALID
+        if invalid.any():
+            valid = pl.Series(~invalid)
+            message = message.zip_with(valid, part.messages)
+            time = time.zip_with(valid, pl.repeat(None, n, dtype=pl.Int64, eager=True))
+        columns = {
+            "row": part.rows, "id": part.ids, "account": part.accounts, "time": time,
+            "status": status, "code": code, "message": message,
+            "reduction_mg": batch.reduction_mg, "points": batch.points, "bonus": batch.bonus,
+        }
+        credited = pl.Series(part.credited)
+        for name in ("baseline", "project", "leakage"):
+            if name in part.masses:
+                columns[f"{name}_mg"] = pl.Series(part.masses[name]).zip_with(
+                    credited, pl.repeat(None, n, dtype=pl.Int64, eager=True))
+            else:
+                columns[f"{name}_mg"] = pl.repeat(None, n, dtype=pl.Int64, eager=True)
+        columns["flags"] = self.flag_lists(batch.flags)
+        return pl.DataFrame({k: pl.Series(k, columns[k]) if isinstance(columns[k], np.ndarray)
+                             else columns[k].alias(k) for k in RESULT_COLUMNS})
+
+    def flag_lists(self, flags: np.ndarray) -> pl.Series:
+        codes = self.rules.flag_codes
+        if not codes or not flags.any():
+            return pl.Series("flags", [[]], dtype=pl.List(pl.String)).gather(np.zeros(flags.size, dtype=np.int64))
+        distinct, inverse = np.unique(flags, return_inverse=True)
+        lists = [[c for i, c in enumerate(codes) if int(v) >> i & 1] for v in distinct]
+        return pl.Series("flags", lists, dtype=pl.List(pl.String)).gather(inverse)
+
+    # ------------------------------------------------------------ files
+    def evaluate_file(self, path, column_units: Optional[Mapping[str, str]] = None, *,
+                      memory_rows: int = 1_000_000, progress=None, spill_dir=None
+                      ) -> Iterator[pl.DataFrame]:
+        """A record file (.csv, .jsonl, .parquet) -> frames of results, in row order.
+
+        Streams: a chunk at a time is read and evaluated; what the cross-record rules need
+        is kept in memory when the file has at most `memory_rows` rows (estimated from
+        its size), else in partitions on disk (store.DiskStore). `progress(done, total)`
+        is called as the file is read.
+        """
+        from pathlib import Path
+
+        from .reader import estimate_rows, open_chunks
+        from .store import DiskStore, MemoryStore
+
+        path = Path(path)
+        chunks = open_chunks(path, self.chunk_rows)
+        units = dict(chunks.column_units)
+        units.update(column_units or {})
+        expected = estimate_rows(path)
+        if expected > memory_rows:
+            store = DiskStore(self, -(-expected // memory_rows) + 1, spill_dir)
+        else:
+            store = MemoryStore(self)
+        try:
+            for frame, first_row in chunks.frames:
+                store.add(self.per_record(frame, units, first_row))
+                if progress is not None:
+                    progress(chunks.position(), chunks.size)
+            yield from store.results()
+        finally:
+            store.close()
+
+    # ------------------------------------------------------------ the Result adapter
+    def evaluate(self, raw_records: Iterable[Mapping], column_units: Optional[Mapping[str, str]] = None,
+                 first_row: int = 1) -> list[Result]:
+        """Like engine.Engine.evaluate (without explanations): dicts in, Results out."""
+        frame = raw_frame(list(raw_records))
+        return to_results(self.evaluate_frame(frame, column_units, first_row))
+
+
+def concat_parts(parts: list[Part]) -> Part:
+    if len(parts) == 1:
+        return parts[0]
+    first = parts[0]
+    columns = {}
+    for name, column in first.columns.items():
+        if isinstance(column, Cat):
+            columns[name] = Cat(np.concatenate([p.columns[name].codes for p in parts]), column.labels)
+        elif isinstance(column, pl.Series):
+            columns[name] = pl.concat([p.columns[name] for p in parts])
+        else:
+            columns[name] = np.concatenate([p.columns[name] for p in parts])
+    return Part(
+        np.concatenate([p.rows for p in parts]), pl.concat([p.ids for p in parts]),
+        pl.concat([p.accounts for p in parts]), np.concatenate([p.time for p in parts]),
+        np.concatenate([p.reason for p in parts]), pl.concat([p.messages for p in parts]),
+        np.concatenate([p.reduction_mg for p in parts]), np.concatenate([p.points for p in parts]),
+        {k: np.concatenate([p.masses[k] for p in parts]) for k in first.masses},
+        np.concatenate([p.credited for p in parts]), columns)
+
+
+def to_results(frame: pl.DataFrame) -> list[Result]:
+    out = []
+    for r in frame.iter_rows(named=True):
+        out.append(Result(
+            id=r["id"], account=r["account"], time=r["time"], status=r["status"], code=r["code"],
+            message=r["message"], reduction_mg=r["reduction_mg"], points=r["points"],
+            bonus=r["bonus"], baseline_mg=r["baseline_mg"], project_mg=r["project_mg"],
+            leakage_mg=r["leakage_mg"], flags=tuple(r["flags"]), row=r["row"]))
+    return out
+
+
+def results_frame(results: list[Result]) -> pl.DataFrame:
+    """engine.Engine's results as the batch engine's frame (to write both the same way)."""
+    data = {name: [] for name in RESULT_COLUMNS}
+    for r in results:
+        data["row"].append(r.row)
+        data["id"].append(r.id)
+        data["account"].append(r.account)
+        data["time"].append(r.time)
+        data["status"].append(r.status)
+        data["code"].append(r.code)
+        data["message"].append(r.message)
+        data["reduction_mg"].append(r.reduction_mg)
+        data["points"].append(r.points)
+        data["bonus"].append(r.bonus)
+        data["baseline_mg"].append(r.baseline_mg)
+        data["project_mg"].append(r.project_mg)
+        data["leakage_mg"].append(r.leakage_mg)
+        data["flags"].append(list(r.flags))
+    schema = {"row": pl.Int64, "id": pl.String, "account": pl.String, "time": pl.Int64,
+              "status": pl.String, "code": pl.String, "message": pl.String,
+              "reduction_mg": pl.Int64, "points": pl.Int64, "bonus": pl.Int64,
+              "baseline_mg": pl.Int64, "project_mg": pl.Int64, "leakage_mg": pl.Int64,
+              "flags": pl.List(pl.String)}
+    return pl.DataFrame(data, schema=schema)

@@ -1,0 +1,424 @@
+"""Raw columns (a Polars frame of what a file holds) -> the run-time columns formulas use.
+
+The same accept/reject rules as engine/records.py, column by column: each field is read
+by a fast path (text.py for text cells, casts for typed columns) that is exact where it
+answers; a row any fast path is not sure about is read by engine/records.ingest itself,
+so invalid rows get the scalar path's `field: reason` (first failing field in schema
+order) and unusual but valid cells get the scalar path's value.
+
+Run-time columns: quantity float64, integer int64, boolean bool, date int64 days,
+datetime int64 µs UTC, choice `Cat` (codes into the choices), text a String Series.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Optional
+
+import numpy as np
+import polars as pl
+
+from dsl.types import Kind
+
+from .. import records
+from ..records import RecordError, Schema
+from . import text as tx
+from .timezones import zone_table
+from .values import Cat
+
+_NUMERIC = (pl.Float64, pl.Float32, pl.Int64, pl.Int32, pl.Int16, pl.Int8,
+            pl.UInt64, pl.UInt32, pl.UInt16, pl.UInt8)
+_BOOL_TEXT = ("true", "false", "1", "0", "True", "False", "TRUE", "FALSE", "yes", "no",
+              "Yes", "No", "YES", "NO", "y", "n", "t", "f", "Y", "N", "T", "F")
+
+
+@dataclass
+class Ingested:
+    """One chunk of rows, read. Invalid rows keep garbage in the value columns."""
+
+    n: int
+    rows: np.ndarray                 # int64 row numbers
+    columns: dict[str, Any]          # input name (and `time`, `activity`) -> values
+    ids: pl.Series                   # String: each row's result id
+    accounts: pl.Series              # String
+    invalid: np.ndarray              # bool
+    messages: dict[int, str] = field(default_factory=dict)  # position -> "field: reason"
+
+
+def _is_string(dtype) -> bool:
+    return dtype == pl.String
+
+
+def _is_numeric(dtype) -> bool:
+    return any(dtype == t for t in _NUMERIC)
+
+
+def _is_categorical(dtype) -> bool:
+    return isinstance(dtype, (pl.Categorical, pl.Enum)) or dtype == pl.Categorical
+
+
+def _present_mask(series: pl.Series, nbytes: Optional[tx.Bytes]) -> tuple[np.ndarray, np.ndarray]:
+    """(surely present, surely absent): a cell that is only spaces is neither (slow path)."""
+    if nbytes is not None:
+        length = nbytes.length
+        absent = ~nbytes.valid | (length == 0)
+        present = nbytes.valid & (length > 0) & ~tx.maybe_padded(nbytes)
+        # a padded cell is present unless it is all spaces: let Python decide
+        return present, absent
+    nulls = series.is_null().to_numpy() if series.null_count() else np.zeros(len(series), dtype=bool)
+    return ~nulls, nulls
+
+
+class _Reader:
+    def __init__(self, frame: pl.DataFrame, schema: Schema, units: Mapping[str, str]):
+        self.frame = frame
+        self.schema = schema
+        self.units = units
+        self.n = frame.height
+        self.zone = zone_table(schema.timezone)
+        self._bytes: dict[str, tx.Bytes] = {}
+
+    def series(self, name: str) -> Optional[pl.Series]:
+        return self.frame.get_column(name) if name in self.frame.columns else None
+
+    def text(self, name: str, series: pl.Series) -> tx.Bytes:
+        if name not in self._bytes:
+            self._bytes[name] = tx.Bytes.of(series)
+        return self._bytes[name]
+
+    # ------------------------------------------------------------ one field
+    def field(self, spec: records.FieldSpec):
+        """(values, ok): ok False where the row must be read by engine/records.py."""
+        n = self.n
+        series = self.series(spec.name)
+        if series is None or series.dtype == pl.Null:
+            present = np.zeros(n, dtype=bool)
+            values, ok = self._empty(spec), np.zeros(n, dtype=bool)
+        else:
+            values, ok, present = self._parse(spec, series)
+        absent = ~present & ok if False else None  # (kept simple below)
+        return values, ok
+
+    def _empty(self, spec):
+        n = self.n
+        kind = spec.kind
+        if kind == Kind.QUANTITY:
+            return np.zeros(n)
+        if kind in (Kind.INTEGER, Kind.DATE, Kind.DATETIME):
+            return np.zeros(n, dtype=np.int64)
+        if kind == Kind.BOOLEAN:
+            return np.zeros(n, dtype=bool)
+        if kind == Kind.CHOICE:
+            return Cat(np.full(n, -1, dtype=np.int32), tuple(spec.choices))
+        return pl.Series(spec.name, [""] * n, dtype=pl.String)
+
+    def _default_fill(self, spec, values, absent: np.ndarray, ok: np.ndarray):
+        """Absent cells: the default when the input is optional, else the slow path."""
+        if not absent.any():
+            return values, ok
+        if spec.required:
+            return values, ok & ~absent
+        default = spec.default
+        kind = spec.kind
+        if kind == Kind.CHOICE:
+            values.codes[absent] = spec.choices.index(default)
+        elif kind == Kind.TEXT:
+            values = _scatter(values, np.flatnonzero(absent), [default] * int(absent.sum()))
+        else:
+            values[absent] = default
+        return values, ok | absent
+
+    def _parse(self, spec, series: pl.Series):
+        kind = spec.kind
+        n = self.n
+        dtype = series.dtype
+        unit = self.units.get(spec.name)
+        if _is_string(dtype):
+            b = self.text(spec.name, series)
+            absent = ~b.valid | (b.length == 0)
+            values, ok = self._from_text(spec, series, b, unit)
+            ok &= ~absent
+            values, ok = self._default_fill(spec, values, absent, ok)
+            return values, ok, ~absent
+        nulls = series.is_null().to_numpy() if series.null_count() else np.zeros(n, dtype=bool)
+        values, ok = self._from_typed(spec, series, unit)
+        ok &= ~nulls
+        values, ok = self._default_fill(spec, values, nulls, ok)
+        return values, ok, ~nulls
+
+    def _from_text(self, spec, series, b: tx.Bytes, unit):
+        kind = spec.kind
+        n = self.n
+        if kind == Kind.QUANTITY:
+            d = tx.decimals(b)
+            codes, texts = tx.unit_codes(b, d.unit_start, d.ok)
+            factors = np.zeros(len(texts) + 1)
+            good = np.zeros(len(texts) + 1, dtype=bool)
+            for i, text in enumerate(texts):
+                factor = _unit_check(text, unit, spec.dimension)
+                if factor is not None:
+                    factors[i], good[i] = factor, True
+            ok = d.ok & good[codes]  # code -1 -> the last (not good) slot
+            factor = factors[codes]
+            value = np.where(factor != 1.0, d.value * factor, d.value)
+            return value, ok
+        if kind == Kind.INTEGER:
+            return tx.whole_numbers(b)
+        if kind == Kind.BOOLEAN:
+            index = tx.match_strings(b, _BOOL_TEXT)
+            truth = np.array([t.lower() in records._TRUE for t in _BOOL_TEXT] + [False])
+            return truth[index], index >= 0
+        if kind == Kind.CHOICE:
+            index = tx.match_strings(b, spec.choices)
+            return Cat(index, tuple(spec.choices)), index >= 0
+        if kind == Kind.DATETIME:
+            local, offset, has_offset, ok = tx.iso_datetimes(b)
+            return self._to_utc(local, offset, has_offset, ok), ok
+        if kind == Kind.DATE:
+            return tx.iso_dates(b)
+        return series.rename(spec.name), np.ones(n, dtype=bool)  # text: the cell as written
+
+    def _to_utc(self, local, offset, has_offset, ok):
+        naive = ok & ~has_offset
+        out = local - offset
+        if naive.any():
+            if naive.all():
+                return self.zone.local_to_utc(local)
+            out[naive] = self.zone.local_to_utc(local[naive])
+        return out
+
+    def _from_typed(self, spec, series: pl.Series, unit):
+        kind = spec.kind
+        n = self.n
+        dtype = series.dtype
+        none = np.zeros(n, dtype=bool)
+        if kind == Kind.QUANTITY and _is_numeric(dtype):
+            number = series.cast(pl.Float64).to_numpy()
+            if dtype == pl.UInt64 or dtype == pl.Int64:
+                pass  # float(int) rounds to nearest, as the cast does
+            factor = _unit_check("", unit, spec.dimension)
+            if factor is None:
+                return np.zeros(n), none
+            if unit:
+                finite = np.isfinite(number)
+                value = number * factor if factor != 1.0 else number
+                return value, finite
+            return number, np.ones(n, dtype=bool)
+        if kind == Kind.INTEGER and _is_numeric(dtype):
+            if dtype == pl.UInt64:
+                raw = series.to_numpy()
+                return raw.astype(np.int64), raw < 2 ** 63
+            if dtype in (pl.Float64, pl.Float32):
+                number = series.cast(pl.Float64).to_numpy()
+                with np.errstate(invalid="ignore"):
+                    ok = np.isfinite(number) & (np.floor(number) == number) & (np.abs(number) < 2.0 ** 63)
+                return np.where(ok, number, 0).astype(np.int64), ok
+            return series.cast(pl.Int64).to_numpy(), np.ones(n, dtype=bool)
+        if kind == Kind.BOOLEAN and dtype == pl.Boolean:
+            return series.fill_null(False).to_numpy(), np.ones(n, dtype=bool)
+        if kind == Kind.CHOICE and _is_categorical(dtype):
+            physical = series.to_physical()
+            categories = _categories(series)
+            mapping = np.array([spec.choices.index(c) if c in spec.choices else -1 for c in categories] + [-1],
+                               dtype=np.int32)
+            codes = physical.fill_null(len(categories)).cast(pl.Int64).to_numpy()
+            index = mapping[np.minimum(codes, len(categories))]
+            return Cat(index, tuple(spec.choices)), index >= 0
+        if kind == Kind.DATETIME and isinstance(dtype, pl.Datetime):
+            us, ok = _datetime_us(series)
+            if dtype.time_zone is None:
+                return self.zone.local_to_utc(us), ok
+            return us, ok
+        if kind == Kind.DATE and dtype == pl.Date:
+            return series.to_physical().cast(pl.Int64).fill_null(0).to_numpy(), np.ones(n, dtype=bool)
+        if kind == Kind.TEXT and _is_categorical(dtype):
+            return series.cast(pl.String).rename(spec.name), np.ones(n, dtype=bool)
+        return self._empty(spec), none  # anything else: engine/records.py decides
+
+
+def _categories(series: pl.Series) -> list[str]:
+    dtype = series.dtype
+    if isinstance(dtype, pl.Enum):
+        return list(dtype.categories)
+    return list(series.cat.get_categories())
+
+
+def _datetime_us(series: pl.Series) -> tuple[np.ndarray, np.ndarray]:
+    unit = series.dtype.time_unit
+    raw = series.to_physical().fill_null(0).to_numpy().astype(np.int64)
+    n = raw.size
+    if unit == "us":
+        return raw, np.ones(n, dtype=bool)
+    if unit == "ms":
+        return raw * 1000, np.ones(n, dtype=bool)
+    return raw // 1000, raw % 1000 == 0  # nanoseconds: exact ones only
+
+
+def _unit_check(text: str, column_unit: Optional[str], dimension) -> Optional[float]:
+    """The factor engine/records.parse_quantity uses for this unit text, or None when it
+    would reject it (the row is then read by records.py for the message)."""
+    if text != text.strip() or any(c.isspace() for c in text[:1] + text[-1:]):
+        return None
+    unit_text = text or (column_unit or "")
+    if not unit_text:
+        return None if dimension else 1.0
+    try:
+        factor, unit_dimension = records._unit_factor(unit_text)
+    except Exception:
+        return None
+    if unit_dimension != dimension:
+        return None
+    return factor
+
+
+def _scatter(series: pl.Series, positions: np.ndarray, values: list) -> pl.Series:
+    if positions.size == 0:
+        return series
+    series = series.clone()
+    series.scatter(positions, pl.Series(values, dtype=series.dtype))
+    return series
+
+
+# ---------------------------------------------------------------- builtins
+def _stripped(reader: _Reader, name: str):
+    """A builtin text column stripped as str.strip() does: (values, present)."""
+    series = reader.series(name)
+    n = reader.n
+    if series is None or series.dtype == pl.Null:
+        return pl.Series(name, [""] * n, dtype=pl.String), np.zeros(n, dtype=bool)
+    if not _is_string(series.dtype):
+        if _is_categorical(series.dtype):
+            series = series.cast(pl.String)
+        else:
+            raw = series.to_list()
+            out = [str(v).strip() if records._present(v) else "" for v in raw]
+            return pl.Series(name, out, dtype=pl.String), np.array([records._present(v) for v in raw], dtype=bool)
+    b = reader.text(name, series)
+    suspect = tx.maybe_padded(b)
+    present = b.valid & (b.length > 0)
+    values = series.fill_null("") if series.null_count() else series
+    if suspect.any():
+        positions = np.flatnonzero(suspect)
+        cells = values.gather(positions).to_list()
+        stripped = [c.strip() for c in cells]
+        values = _scatter(values, positions, stripped)
+        present[positions] = np.array([s != "" for s in stripped], dtype=bool)
+    return values.rename(name), present
+
+
+def ingest_frame(frame: pl.DataFrame, schema: Schema, column_units: Optional[Mapping[str, str]] = None,
+                 first_row: int = 1) -> Ingested:
+    units = dict(column_units or {})
+    reader = _Reader(frame, schema, units)
+    n = reader.n
+    rows = np.arange(first_row, first_row + n, dtype=np.int64)
+    columns: dict[str, Any] = {}
+    ok = np.ones(n, dtype=bool)
+    for spec in schema.fields:
+        values, field_ok = reader.field(spec)
+        columns[spec.name] = values
+        ok &= field_ok
+    # id, account, activity
+    ids, id_present = _stripped(reader, "id")
+    if not id_present.all():
+        missing = np.flatnonzero(~id_present)
+        ids = _scatter(ids, missing, [f"row-{first_row + int(i)}" for i in missing])
+    accounts, _ = _stripped(reader, "account")
+    activity, _ = _stripped(reader, "activity")
+    columns["activity"] = activity
+    # time: written, or the earliest datetime input
+    time_series = reader.series("time")
+    stamps = [columns[name] for name in schema.time_default_from]
+    fallback_time = None
+    if stamps:
+        fallback_time = stamps[0]
+        for s in stamps[1:]:
+            fallback_time = np.minimum(fallback_time, s)
+    if time_series is None or time_series.dtype == pl.Null:
+        if fallback_time is None:
+            ok[:] = False
+            time = np.zeros(n, dtype=np.int64)
+        else:
+            time = fallback_time
+    else:
+        spec = records.FieldSpec("time", Kind.DATETIME, required=fallback_time is None)
+        if _is_string(time_series.dtype):
+            b = reader.text("time", time_series)
+            written, time_ok = reader._from_text(spec, time_series, b, None)
+            absent = ~b.valid | (b.length == 0)
+        else:
+            written, time_ok = reader._from_typed(spec, time_series, None)
+            absent = time_series.is_null().to_numpy()
+        if fallback_time is None:
+            ok &= time_ok & ~absent
+            time = written
+        else:
+            ok &= (time_ok & ~absent) | absent
+            time = np.where(absent, fallback_time, written)
+    columns["time"] = np.asarray(time, dtype=np.int64)
+    invalid = np.zeros(n, dtype=bool)
+    messages: dict[int, str] = {}
+    slow = np.flatnonzero(~ok)
+    if slow.size:
+        ids, accounts = _read_slowly(frame, schema, units, rows, slow, columns, ids, accounts,
+                                     invalid, messages)
+    return Ingested(n, rows, columns, ids, accounts, invalid, messages)
+
+
+def _read_slowly(frame, schema: Schema, units, rows, positions, columns, ids, accounts,
+                 invalid, messages):
+    """Rows the fast paths were not sure of, read by engine/records.py one at a time."""
+    fix_id, fix_account = [], []
+    text_fixes: dict[str, list] = {}
+    for position in positions.tolist():
+        raw = frame.row(position, named=True)
+        row = int(rows[position])
+        try:
+            values = records.ingest(raw, schema, default_id=f"row-{row}", column_units=units)
+        except RecordError as error:
+            invalid[position] = True
+            messages[position] = f"{error.field}: {error.reason}"
+            fix_id.append(str(raw.get("id") or f"row-{row}"))
+            fix_account.append(str(raw.get("account") or ""))
+            continue
+        fix_id.append(values["id"])
+        fix_account.append(values["account"])
+        for spec in schema.fields:
+            value = values[spec.name]
+            column = columns[spec.name]
+            if spec.kind == Kind.CHOICE:
+                column.codes[position] = spec.choices.index(value)
+            elif spec.kind == Kind.TEXT:
+                text_fixes.setdefault(spec.name, []).append((position, value))
+            else:
+                column[position] = value
+        text_fixes.setdefault("activity", []).append((position, values["activity"]))
+        columns["time"][position] = values["time"]
+    for name, fixes in text_fixes.items():
+        columns[name] = _scatter(columns[name], np.array([p for p, _ in fixes], dtype=np.int64),
+                                 [v for _, v in fixes])
+    ids = _scatter(ids, positions, fix_id)
+    accounts = _scatter(accounts, positions, fix_account)
+    return ids, accounts
+
+
+def raw_frame(raw_records) -> pl.DataFrame:
+    """Records as dicts (what Engine.evaluate takes) -> a frame of their raw values.
+
+    A column whose values are all text (or missing) becomes a String column; any other
+    column keeps the Python values (Object) and is read by engine/records.py.
+    """
+    rows = [r if isinstance(r, Mapping) else {} for r in raw_records]
+    names: dict[str, None] = {}
+    for r in rows:
+        for key in r:
+            names.setdefault(key, None)
+    data = {}
+    for name in names:
+        values = [r.get(name) for r in rows]
+        if all(v is None or isinstance(v, str) for v in values):
+            data[name] = pl.Series(name, values, dtype=pl.String)
+        else:
+            data[name] = pl.Series(name, values, dtype=pl.Object)
+    return pl.DataFrame(data, height=len(rows)) if data else pl.DataFrame(height=len(rows))

@@ -1,0 +1,88 @@
+"""Parameter tables as arrays: the period in force by searchsorted on the local day, the
+value by the codes of the keys into a dense table per period."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dsl.ir import ast as ir
+
+from .. import records
+from .values import Cat
+
+
+class Table:
+    def __init__(self, parameter: ir.Parameter):
+        self.parameter = parameter
+        self.starts = np.array([p.start.toordinal() - records.EPOCH_DAY for p in parameter.periods],
+                               dtype=np.int64)
+        periods = parameter.periods
+        if not parameter.keys:
+            # the scalar path indexes its list with the period index: -1 is the last one
+            self.values = np.array([p.scalar for p in periods], dtype=np.float64)
+            return
+        # every key value any period lists, per key position, in a fixed order
+        self.domains: list[list] = [[] for _ in parameter.keys]
+        seen: list[dict] = [{} for _ in parameter.keys]
+        for period in periods:
+            for key, _ in period.entries:
+                for j, part in enumerate(key):
+                    part = records.runtime_value(part)
+                    if part not in seen[j]:
+                        seen[j][part] = len(self.domains[j])
+                        self.domains[j].append(part)
+        self.index = seen
+        self.dims = [max(len(d), 1) for d in self.domains]
+        self.strides = np.cumprod([1] + self.dims[::-1][:-1])[::-1].astype(np.int64)
+        size = int(np.prod(self.dims))
+        self.dense = np.zeros((len(periods), size), dtype=np.float64)
+        self.present = np.zeros((len(periods), size), dtype=bool)
+        for p, period in enumerate(periods):
+            for key, value in period.entries:
+                code = sum(seen[j][records.runtime_value(part)] * int(self.strides[j])
+                           for j, part in enumerate(key))
+                self.dense[p, code] = value
+                self.present[p, code] = True
+
+    def period(self, day: np.ndarray) -> np.ndarray:
+        return np.searchsorted(self.starts, day, side="right") - 1
+
+    def key_codes(self, j: int, value, n: int) -> np.ndarray:
+        """Codes of key position j (-1: a value no period lists)."""
+        index = self.index[j]
+        if isinstance(value, Cat):
+            mapping = np.array([index.get(label, -1) for label in value.labels] + [-1], dtype=np.int64)
+            return mapping[np.where(value.codes >= 0, value.codes, len(value.labels))]
+        if isinstance(value, (str, bool, int, float, np.generic)):
+            scalar = value.item() if isinstance(value, np.generic) else value
+            found = index.get(scalar, -1) if not (isinstance(scalar, float) and scalar != scalar) else -1
+            return np.full(n, found, dtype=np.int64)
+        array = np.asarray(value)
+        if array.dtype == bool:
+            mapping = np.array([index.get(False, -1), index.get(True, -1)], dtype=np.int64)
+            return mapping[array.astype(np.int64)]
+        # whole numbers (an int64 array, or a float64 array holding them)
+        keys = [k for k in self.domains[j] if isinstance(k, (int, float)) and not isinstance(k, bool)]
+        if not keys:
+            return np.full(n, -1, dtype=np.int64)
+        order = np.argsort(np.asarray(keys, dtype=np.float64), kind="stable")
+        sorted_keys = np.asarray(keys, dtype=np.float64)[order]
+        codes = np.asarray([index[keys[i]] for i in order], dtype=np.int64)
+        at = np.searchsorted(sorted_keys, array.astype(np.float64))
+        at_c = np.minimum(at, sorted_keys.size - 1)
+        hit = (at < sorted_keys.size) & (sorted_keys[at_c] == array)
+        return np.where(hit, codes[at_c], -1)
+
+    def lookup(self, period: np.ndarray, keys: list, n: int):
+        """(values, missing) for the rows' period indexes and key values."""
+        if not self.parameter.keys:
+            return self.values[period], np.zeros(n, dtype=bool)
+        composite = np.zeros(n, dtype=np.int64)
+        missing = period < 0
+        for j, value in enumerate(keys):
+            codes = self.key_codes(j, value, n)
+            missing |= codes < 0
+            composite += np.maximum(codes, 0) * self.strides[j]
+        p = np.maximum(period, 0)
+        missing |= ~self.present[p, composite]
+        return self.dense[p, composite], missing

@@ -1,0 +1,375 @@
+"""Cross-record rules on columns: engine/cross_record.py's semantics, vectorized.
+
+- Canonical order (account, time, id, row): records are split by a 64-bit hash of the
+  account into partitions (every record of an account lands in one), and each partition
+  is sorted by (account hash, time, row) with np.lexsort; records of one account with
+  equal times are then ordered by (id, row). Equal hashes of different accounts would be
+  noticed (the sorted accounts are compared) and the partition sorted by the text.
+- Duplicate ids: records whose id hash occurs twice are the only candidates; among them
+  the first in canonical order (sorted on the text) keeps its status.
+- Duplicate keys and overlaps depend on which earlier records were accepted: a record
+  none of whose keys any earlier credited record of the account had, and that starts at
+  or after every earlier credited end, is accepted whatever happened before; only the
+  accounts with other records are replayed record by record, as the reference does.
+- Flags and bonuses: the number of accepted records of the account in (t - W, t] up to
+  the record itself, by searchsorted on (account, time) keys.
+- Caps, in source order: per (account, period), allowed_i = min(cs_i, L) - min(cs_i-1, L)
+  on the cumulative sums when every value of the group is >= 0 and L >= 0; other groups
+  are replayed record by record. Capped reductions recompute points with the
+  methodology's own formula (the program re-run with the capped reduction).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import numpy as np
+import polars as pl
+
+from dsl.ir import ast as ir
+
+from ..result import CAP_REACHED, CAPPED, DUPLICATE, DUPLICATE_ID, REJECTED
+from ..cross_record import _shown
+from .timezones import DAY_US, period_index, zone_table
+from .values import Reasons
+
+PARTITION_ROWS = 1 << 18
+
+
+@dataclass
+class Batch:
+    """The records of a run that cross-record rules need, as columns (all rows)."""
+
+    rows: np.ndarray          # int64
+    ids: pl.Series            # String
+    accounts: pl.Series       # String
+    time: np.ndarray          # int64 µs UTC (garbage where invalid)
+    reason: np.ndarray        # int32 (Reasons index)
+    reduction_mg: np.ndarray  # int64
+    points: np.ndarray        # int64
+    bonus: np.ndarray         # int64
+    flags: np.ndarray         # int64 bit mask over Rules.flag_codes
+    columns: dict             # inputs the rules read (keys, bounds, points recomputation)
+
+    @property
+    def n(self) -> int:
+        return int(self.rows.size)
+
+
+def _value_column(batch: Batch, name: str):
+    if name == "id":
+        return batch.ids
+    if name == "account":
+        return batch.accounts
+    if name == "time":
+        return batch.time
+    return batch.columns[name]
+
+
+def _take(column, positions: np.ndarray):
+    if isinstance(column, pl.Series):
+        return column.gather(positions)
+    if hasattr(column, "codes"):
+        return column.codes[positions]
+    return column[positions]
+
+
+def _python_values(column, positions: np.ndarray) -> list:
+    taken = _take(column, positions)
+    if isinstance(taken, pl.Series):
+        return taken.to_list()
+    if hasattr(column, "labels"):
+        labels = list(column.labels) + [None]
+        return [labels[c] for c in taken.tolist()]
+    return taken.tolist()
+
+
+class Rules:
+    """The cross-record rules of one methodology, ready for batches."""
+
+    def __init__(self, methodology: ir.Methodology, reasons: Reasons,
+                 recompute: Optional[Callable[[Batch, np.ndarray, np.ndarray], np.ndarray]] = None):
+        self.m = methodology
+        self.reasons = reasons
+        self.recompute = recompute
+        self.duplicate_id = reasons.add(DUPLICATE, DUPLICATE_ID, "this record id was already evaluated")
+        self.duplicate = [reasons.add(DUPLICATE, d.code, d.message) for d in methodology.duplicates]
+        self.overlap = [reasons.add(REJECTED, o.code, o.message) for o in methodology.overlaps]
+        self.capped = [reasons.add(CAPPED, CAP_REACHED,
+                                   f"{c.target} cap of {_shown(c)} per account per {c.period} reached")
+                       for c in methodology.caps]
+        self.flag_codes = sorted({f.code for f in methodology.flags})
+        self.flag_bit = {code: 1 << i for i, code in enumerate(self.flag_codes)}
+
+    def needed_inputs(self) -> set[str]:
+        names = set()
+        for d in self.m.duplicates:
+            names |= set(d.keys)
+        for o in self.m.overlaps:
+            names |= {o.start, o.end}
+        return names - {"id", "account", "time"}
+
+    # ------------------------------------------------------------ everything
+    def apply(self, batch: Batch, duplicate_ids: Optional[np.ndarray] = None) -> None:
+        """Applies the rules in place. `duplicate_ids` (positions) when already known."""
+        with np.errstate(all="ignore"):
+            if duplicate_ids is None:
+                duplicate_ids = find_duplicate_ids(batch.ids, batch.accounts, batch.time, batch.rows,
+                                                   batch.reason != Reasons.INVALID)
+            if duplicate_ids.size:
+                batch.reason[duplicate_ids] = self.duplicate_id
+                batch.reduction_mg[duplicate_ids] = 0
+                batch.points[duplicate_ids] = 0
+            if not self.m.has_cross_record_rules:
+                return
+            credited = np.flatnonzero(batch.reason == Reasons.CREDITED)
+            if credited.size == 0:
+                return
+            hashes = batch.accounts.gather(credited).hash().to_numpy()
+            parts = max(1, credited.size // PARTITION_ROWS)
+            if parts == 1:
+                self._accounts(batch, credited, hashes)
+                return
+            part = (hashes % np.uint64(parts)).astype(np.uint16)
+            order = np.argsort(part, kind="stable")
+            bounds = np.searchsorted(part[order], np.arange(parts + 1))
+            for p in range(parts):
+                chosen = order[bounds[p]:bounds[p + 1]]
+                if chosen.size:
+                    self._accounts(batch, credited[chosen], hashes[chosen])
+
+    # ------------------------------------------------------------ one partition
+    def _accounts(self, batch: Batch, positions: np.ndarray, hashes: np.ndarray) -> None:
+        order = canonical(batch, positions, hashes)
+        pos = positions[order]
+        try:
+            account = _account_codes(hashes[order], batch.accounts, pos)
+        except HashCollision:  # pragma: no cover - two accounts with one 64-bit hash
+            exact = batch.accounts.gather(positions).rank("dense").cast(pl.UInt64).to_numpy()
+            order = canonical(batch, positions, exact)
+            pos = positions[order]
+            account = np.cumsum(np.r_[0, exact[order][1:] != exact[order][:-1]])
+        starts = np.flatnonzero(np.r_[True, account[1:] != account[:-1]])
+        accepted = self._keys_and_overlaps(batch, pos, account, starts)
+        pos = pos[accepted]
+        account = account[accepted]
+        if pos.size == 0:
+            return
+        time = batch.time[pos]
+        if self.m.flags or self.m.bonuses:
+            self._windows(batch, pos, account, time)
+        for index, cap in enumerate(self.m.caps):
+            self._cap(batch, pos, account, time, cap, self.capped[index])
+
+    # ------------------------------------------------------------ duplicates, overlaps
+    def _keys_and_overlaps(self, batch, pos, account, starts) -> np.ndarray:
+        m = self.m
+        n = pos.size
+        if not (m.duplicates or m.overlaps):
+            return np.ones(n, dtype=bool)
+        candidate = np.zeros(n, dtype=bool)
+        for rule in m.duplicates:
+            frame = {"a": account}
+            nan = np.zeros(n, dtype=bool)
+            for i, key in enumerate(rule.keys):
+                column = _take(_value_column(batch, key), pos)
+                if isinstance(column, np.ndarray) and column.dtype.kind == "f":
+                    nan |= np.isnan(column)
+                    column = column + 0.0  # -0.0 == 0.0 as Python compares keys
+                frame[f"k{i}"] = column
+            seen_before = ~pl.DataFrame(frame).select(
+                pl.struct(pl.all()).is_first_distinct()).to_series().to_numpy()
+            candidate |= seen_before & ~nan
+        for rule in m.overlaps:
+            start = np.asarray(_take(_value_column(batch, rule.start), pos), dtype=np.int64)
+            end = np.asarray(_take(_value_column(batch, rule.end), pos), dtype=np.int64)
+            latest = segmented_cummax(end, starts)
+            earlier = np.empty(n, dtype=np.int64)
+            earlier[1:] = latest[:-1]
+            first = np.zeros(n, dtype=bool)
+            first[starts] = True
+            candidate |= ~first & (start < earlier)
+        if not candidate.any():
+            return np.ones(n, dtype=bool)
+        # replay the accounts that have a candidate, record by record
+        accepted = np.ones(n, dtype=bool)
+        seg_of = np.cumsum(np.r_[False, account[1:] != account[:-1]])
+        ends = np.r_[starts[1:], n]
+        for s in np.unique(seg_of[candidate]).tolist():
+            lo, hi = int(starts[s]), int(ends[s])
+            self._replay(batch, pos, lo, hi, accepted)
+        return accepted
+
+    def _replay(self, batch, pos, lo, hi, accepted):
+        m = self.m
+        where = pos[lo:hi]
+        keys = [list(zip(*[_python_values(_value_column(batch, k), where) for k in rule.keys]))
+                for rule in m.duplicates]
+        bounds = [(_python_values(_value_column(batch, o.start), where),
+                   _python_values(_value_column(batch, o.end), where)) for o in m.overlaps]
+        seen = [set() for _ in m.duplicates]
+        latest = [None for _ in m.overlaps]
+        for i in range(hi - lo):
+            p = int(where[i])
+            rejected = False
+            for r, rule in enumerate(m.duplicates):
+                if keys[r][i] in seen[r]:
+                    batch.reason[p] = self.duplicate[r]
+                    rejected = True
+                    break
+            if not rejected:
+                for r, rule in enumerate(m.overlaps):
+                    if latest[r] is not None and bounds[r][0][i] < latest[r]:
+                        batch.reason[p] = self.overlap[r]
+                        rejected = True
+                        break
+            if rejected:
+                batch.reduction_mg[p] = 0
+                batch.points[p] = 0
+                accepted[lo + i] = False
+                continue
+            for r in range(len(m.duplicates)):
+                seen[r].add(keys[r][i])
+            for r in range(len(m.overlaps)):
+                end = bounds[r][1][i]
+                if latest[r] is None or end > latest[r]:
+                    latest[r] = end
+
+    # ------------------------------------------------------------ windows
+    def _windows(self, batch, pos, account, time):
+        # keys increasing along (account, time): account code, then the rank of the time
+        for rule in list(self.m.flags) + list(self.m.bonuses):
+            window = rule.window_seconds * 1_000_000
+            low = time - window
+            values, inverse = np.unique(np.concatenate([time, low]), return_inverse=True)
+            width = values.size + 1
+            key = account.astype(np.int64) * width + inverse[:time.size]
+            probe = account.astype(np.int64) * width + inverse[time.size:]
+            first = np.searchsorted(key, probe, side="right")
+            count = np.arange(pos.size) - first + 1
+            if isinstance(rule, ir.Flag):
+                hit = count > rule.count
+                batch.flags[pos[hit]] |= self.flag_bit[rule.code]
+            else:
+                hit = count == rule.ordinal
+                batch.bonus[pos[hit]] += rule.points
+
+    # ------------------------------------------------------------ caps
+    def _cap(self, batch, pos, account, time, cap: ir.Cap, reason: int):
+        zone = zone_table(cap.timezone)
+        period = period_index(zone.local_day(time), cap.period)
+        target = batch.reduction_mg if cap.target == "reduction" else batch.points
+        value = target[pos]
+        # groups (account, period), keeping the canonical order inside each
+        order = np.lexsort((np.arange(pos.size), period, account))
+        g_account, g_period = account[order], period[order]
+        new = np.r_[True, (g_account[1:] != g_account[:-1]) | (g_period[1:] != g_period[:-1])]
+        group = np.cumsum(new) - 1
+        v = value[order]
+        starts = np.flatnonzero(new)
+        negative_group = np.zeros(starts.size, dtype=bool)
+        if (v < 0).any() or cap.limit < 0:
+            negative_group = np.ones(starts.size, dtype=bool) if cap.limit < 0 else \
+                np.bitwise_or.reduceat((v < 0).astype(np.int8), starts).astype(bool)
+        cs = np.cumsum(v)
+        base = np.repeat(np.r_[0, cs[starts[1:] - 1]] if starts.size else np.zeros(0, np.int64),
+                         np.diff(np.r_[starts, v.size]))
+        within = cs - base
+        before = within - v
+        limit = cap.limit
+        allowed = np.minimum(within, limit) - np.minimum(before, limit)
+        slow = negative_group[group]
+        if slow.any():
+            for g in np.flatnonzero(negative_group).tolist():
+                lo = int(starts[g])
+                hi = int(starts[g + 1]) if g + 1 < starts.size else v.size
+                used = 0
+                for i in range(lo, hi):
+                    a = max(0, min(int(v[i]), limit - used))
+                    allowed[i] = a
+                    used += a if a < v[i] else int(v[i])
+        capped_sorted = allowed < v
+        if not capped_sorted.any():
+            return
+        capped_at = pos[order[capped_sorted]]
+        new_value = allowed[capped_sorted]
+        batch.reason[capped_at] = reason
+        if cap.target == "reduction":
+            batch.reduction_mg[capped_at] = new_value
+            if self.recompute is not None:
+                batch.points[capped_at] = self.recompute(batch, capped_at, new_value)
+        else:
+            batch.points[capped_at] = new_value
+
+
+# ---------------------------------------------------------------- helpers
+def segmented_cummax(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Running maximum of int64 values, restarting at each segment start."""
+    n = values.size
+    if n == 0:
+        return values.copy()
+    lengths = np.diff(np.r_[starts, n])
+    low = int(values.min())
+    span = int(values.max()) - low + 1
+    if span * starts.size < 2 ** 62:
+        offset = np.repeat(np.arange(starts.size, dtype=np.int64) * span, lengths) - low
+        return np.maximum.accumulate(values + offset) - offset
+    segment = np.repeat(np.arange(starts.size), lengths)  # pragma: no cover - huge spans
+    return pl.DataFrame({"s": segment, "v": values}).select(
+        pl.col("v").cum_max().over("s")).to_series().to_numpy()
+
+
+def canonical(batch: Batch, positions: np.ndarray, hashes: np.ndarray) -> np.ndarray:
+    """Order of `positions` by (account hash, time, id, row)."""
+    time = batch.time[positions]
+    rows = batch.rows[positions]
+    order = np.lexsort((rows, time, hashes))
+    h, t = hashes[order], time[order]
+    tie = np.r_[False, (h[1:] == h[:-1]) & (t[1:] == t[:-1])]
+    if tie.any():
+        # runs of equal (account, time): order them by (id, row)
+        run_start = tie.copy()
+        run_start[:-1] |= tie[1:]
+        members = np.flatnonzero(run_start)
+        run = np.cumsum(~tie[members])
+        ids = batch.ids.gather(positions[order[members]])
+        id_rank = ids.rank("dense").cast(pl.Int64).to_numpy()
+        inner = np.lexsort((rows[order[members]], id_rank, run))
+        order[members] = order[members][inner]
+    return order
+
+
+def _account_codes(sorted_hashes: np.ndarray, accounts: pl.Series, pos: np.ndarray) -> np.ndarray:
+    """Segment codes of accounts along the order; checks that equal hashes are equal texts."""
+    same = sorted_hashes[1:] == sorted_hashes[:-1]
+    if same.any():
+        texts = accounts.gather(pos)
+        text_same = (texts.slice(1) == texts.slice(0, texts.len() - 1)).to_numpy()
+        if (same & ~text_same).any():  # pragma: no cover - a 64-bit hash collision
+            raise HashCollision()
+    return np.cumsum(np.r_[0, ~same])
+
+
+class HashCollision(Exception):
+    """Two accounts (or ids) with the same 64-bit hash: the caller sorts by the text."""
+
+
+def find_duplicate_ids(ids: pl.Series, accounts: pl.Series, time: np.ndarray, rows: np.ndarray,
+                       valid: np.ndarray) -> np.ndarray:
+    """Positions of the valid records whose id an earlier record (canonical order) has."""
+    candidates = np.flatnonzero(valid)
+    if candidates.size < 2:
+        return np.zeros(0, dtype=np.int64)
+    hashes = ids.gather(candidates).hash().to_numpy() if candidates.size < ids.len() else ids.hash().to_numpy()
+    ordered = np.sort(hashes)
+    repeated = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
+    if repeated.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    candidates = candidates[np.isin(hashes, repeated)]
+    sub = pl.DataFrame({
+        "id": ids.gather(candidates), "account": accounts.gather(candidates),
+        "time": time[candidates], "row": rows[candidates], "pos": candidates,
+    }).sort(["id", "account", "time", "row"])
+    later = ~sub.get_column("id").is_first_distinct().to_numpy()
+    return np.sort(sub.get_column("pos").to_numpy()[later])
