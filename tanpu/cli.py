@@ -125,28 +125,56 @@ def _progress(total: int):
 @click.argument("records", type=click.Path(exists=True, dir_okay=False))
 @click.option("-o", "--output", type=click.Path(dir_okay=False),
               help="write results here (.csv, .jsonl or .parquet); default: CSV on stdout")
-@click.option("--explain", is_flag=True, help="include where each number came from")
-@click.option("--engine", "engine_name", type=click.Choice(["scalar"]), default="scalar",
-              help="the evaluation path")
+@click.option("--explain", is_flag=True,
+              help="include where each number came from (always the scalar path)")
+@click.option("--engine", "engine_name", type=click.Choice(["batch", "scalar"]), default="batch",
+              show_default=True,
+              help="batch: columnar, streams files of millions of records; scalar: record by "
+                   "record. Both give the same results.")
 def eval_command(methodology, records, output, explain, engine_name):
     """Evaluate the activity records in RECORDS (.csv, .jsonl, .parquet) with METHODOLOGY.
 
     A row that cannot be read is reported with its row number and reason, and the
     others are still evaluated. A summary by status ends the run (on stderr).
     """
-    from engine import Engine
-    from engine.explain import humanize, render
-
-    from .recordfiles import FileFormatError, format_of, open_records, results_to_text, write_results
+    from .recordfiles import FileFormatError, format_of
 
     c = _compile_one(methodology)
-    engine = Engine(c.methodology)
     try:
         if output:
             format_of(Path(output))
-        source = open_records(Path(records))
+        format_of(Path(records))
     except FileFormatError as error:
         raise click.UsageError(str(error)) from None
+    if explain:
+        _eval_explained(c.methodology, Path(records), output)
+        return
+    from .recordfiles import ResultWriter
+
+    if engine_name == "scalar":
+        from engine import Engine
+        from engine.batch import results_frame
+
+        engine = Engine(c.methodology)
+        frames = iter([results_frame(_evaluate_scalar(engine, Path(records)))])
+    else:
+        from engine.batch import BatchEngine
+
+        engine = BatchEngine(c.methodology)
+        frames = _evaluate_batch(engine, Path(records))
+    writer = ResultWriter(Path(output) if output else None, engine.ref, stream=sys.stdout)
+    summary = _Summary()
+    for frame in frames:
+        writer.write(frame)
+        summary.add(frame)
+    writer.close()
+    summary.echo(engine.ref)
+
+
+def _evaluate_scalar(engine, path: Path):
+    from .recordfiles import open_records
+
+    source = open_records(path)
     bar = _progress(source.size)
 
     def rows():
@@ -154,44 +182,93 @@ def eval_command(methodology, records, output, explain, engine_name):
             if bar and n % 2048 == 0:
                 bar[0].update(bar[1], completed=source.position())
             yield row
-    results = engine.evaluate(rows(), explain=explain, column_units=source.column_units)
-    if bar:
-        bar[0].stop()
+    try:
+        return engine.evaluate(rows(), column_units=source.column_units)
+    finally:
+        if bar:
+            bar[0].stop()
+
+
+def _evaluate_batch(engine, path: Path):
+    bar = _progress(path.stat().st_size or 1)
+
+    def progress(done, total):
+        if bar:
+            bar[0].update(bar[1], completed=done, total=total)
+    try:
+        yield from engine.evaluate_file(path, progress=progress)
+    finally:
+        if bar:
+            bar[0].stop()
+
+
+def _eval_explained(methodology, path: Path, output) -> None:
+    """--explain: the scalar path, with each record's explanation."""
+    from engine import Engine
+    from engine.explain import humanize, render
+
+    from .recordfiles import open_records, results_to_text, write_results
+
+    engine = Engine(methodology)
+    source = open_records(path)
+    results = engine.evaluate(source.rows, explain=True, column_units=source.column_units)
     dicts = []
     for r in results:
-        if explain and r.explanation is not None:
+        if r.explanation is not None:
             humanize(r.explanation, engine.methodology.metadata.timezone)
         dicts.append(r.to_dict(engine.ref))
     if output:
         write_results(Path(output), dicts)
-    elif explain:
+    else:
         for r in results:
             click.echo(f"row {r.row} {r.id}: {r.status}{' ' + r.code if r.code else ''}"
                        f"{' (' + r.message + ')' if r.message else ''}; "
                        f"reduction {r.reduction_mg / 1000:g} g, {r.points} points")
             for line in render(r.explanation or [], engine.methodology.metadata.timezone):
                 click.echo(line)
-    else:
-        click.echo(results_to_text(dicts), nl=False)
-    _summary(results, engine)
+    summary = _Summary()
+    from engine.batch import results_frame
+    summary.add(results_frame(results))
+    summary.echo(engine.ref)
 
 
-def _summary(results, engine) -> None:
-    counts = Counter(r.status for r in results)
-    total_mg = sum(r.reduction_mg for r in results if r.status in ("credited", "capped"))
-    points = sum(r.points + r.bonus for r in results if r.status in ("credited", "capped"))
-    echo = lambda text="": click.echo(text, err=True)  # noqa: E731
-    echo(f"{engine.ref.id} {engine.ref.version} ({engine.ref.content_hash[:19]}): "
-         f"{len(results)} record(s)")
-    for status in ("credited", "capped", "rejected", "duplicate", "not_applicable", "invalid"):
-        if counts.get(status):
-            echo(f"  {status:<15} {counts[status]}")
-    echo(f"  total reduction {total_mg / 1_000_000:.6f} kgCO2e, {points} points")
-    bad = [r for r in results if r.status == "invalid"]
-    for r in bad[:20]:
-        echo(f"  row {r.row}: {r.message}")
-    if len(bad) > 20:
-        echo(f"  ... and {len(bad) - 20} more invalid rows")
+class _Summary:
+    """Counts by status, totals and the first invalid rows, over frames of results."""
+
+    STATUSES = ("credited", "capped", "rejected", "duplicate", "not_applicable", "invalid")
+
+    def __init__(self):
+        self.total = 0
+        self.counts: Counter = Counter()
+        self.mg = 0
+        self.points = 0
+        self.invalid: list[tuple[int, str]] = []
+
+    def add(self, frame) -> None:
+        import polars as pl
+
+        self.total += frame.height
+        for status, count in frame.group_by("status").len().iter_rows():
+            self.counts[status] += count
+        counted = frame.filter(pl.col("status").is_in(["credited", "capped"]))
+        self.mg += int(counted.get_column("reduction_mg").sum() or 0)
+        self.points += int((counted.get_column("points") + counted.get_column("bonus")).sum() or 0)
+        if len(self.invalid) < 21:
+            bad = frame.filter(pl.col("status") == "invalid").head(21 - len(self.invalid))
+            self.invalid += [(row, message) for row, message in bad.select("row", "message").iter_rows()]
+
+    def echo(self, ref) -> None:
+        echo = lambda text="": click.echo(text, err=True)  # noqa: E731
+        echo(f"{ref.id} {ref.version} ({ref.content_hash[:19]}): {self.total} record(s)")
+        for status in self.STATUSES:
+            if self.counts.get(status):
+                echo(f"  {status:<15} {self.counts[status]}")
+        echo(f"  total reduction {self.mg / 1_000_000:.6f} kgCO2e, {self.points} points")
+        for row, message in self.invalid[:20]:
+            echo(f"  row {row}: {message}")
+        invalid = self.counts.get("invalid", 0)
+        if invalid > 20:
+            echo(f"  ... and {invalid - 20} more invalid rows")
 
 
 # ---------------------------------------------------------------- inspect

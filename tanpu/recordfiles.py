@@ -146,3 +146,81 @@ def results_to_text(rows: list[dict]) -> str:
     for r in rows:
         writer.writerow({**r, "flags": ";".join(r.get("flags") or [])})
     return buffer.getvalue()
+
+
+# ---------------------------------------------------------------- results as columns
+def _result_columns(frame, ref, fmt: str):
+    """A frame of engine results (engine.batch RESULT_COLUMNS) -> the columns written."""
+    import polars as pl
+
+    t = pl.col("time")
+    moment = pl.from_epoch(t, time_unit="us")
+    time = (pl.when(t.is_null()).then(None)
+            .when(t % 1_000_000 == 0).then(moment.dt.strftime("%Y-%m-%dT%H:%M:%SZ"))
+            .otherwise(moment.dt.strftime("%Y-%m-%dT%H:%M:%S%.6fZ")))
+    flags = pl.col("flags") if fmt == "jsonl" else pl.col("flags").list.join(";")
+    out = frame.select(
+        pl.col("row"), pl.col("id"), pl.col("account"), time.alias("time"), pl.col("status"),
+        pl.col("code"), pl.col("message"),
+        (pl.col("reduction_mg") / 1_000_000).alias("reduction_kg"), pl.col("reduction_mg"),
+        pl.col("points"), pl.col("bonus"), pl.col("baseline_mg"), pl.col("project_mg"),
+        pl.col("leakage_mg"), flags.alias("flags"),
+        pl.lit(ref.id).alias("methodology"), pl.lit(ref.version).alias("version"),
+        pl.lit(ref.content_hash).alias("content_hash"))
+    if fmt == "csv":  # an empty text is an empty cell, as the csv module writes it
+        text = [c for c, t in out.schema.items() if t == pl.String]
+        out = out.with_columns(pl.when(pl.col(c) == "").then(None).otherwise(pl.col(c)).alias(c)
+                               for c in text)
+    return out
+
+
+class ResultWriter:
+    """Writes frames of results as they come: to a file (.csv, .jsonl, .parquet), or the
+    first columns as CSV to a text stream (stdout)."""
+
+    def __init__(self, path: Optional[Path], ref, stream=None):
+        self.path = path
+        self.ref = ref
+        self.fmt = format_of(path) if path is not None else "stdout"
+        self.stream = stream
+        self._handle = None
+        self._parquet = None
+        self._header = True
+
+    def write(self, frame) -> None:
+        if self.fmt == "stdout":
+            out = _result_columns(frame, self.ref, "csv").select(_RESULT_COLUMNS[:11])
+            self.stream.write(out.write_csv(include_header=self._header))
+            self._header = False
+            return
+        out = _result_columns(frame, self.ref, self.fmt)
+        if self.fmt == "parquet":
+            import pyarrow.parquet as pq
+            table = out.to_arrow()
+            if self._parquet is None:
+                self._parquet = pq.ParquetWriter(self.path, table.schema)
+            self._parquet.write_table(table.cast(self._parquet.schema))
+            return
+        if self._handle is None:
+            self._handle = open(self.path, "wb")
+        if self.fmt == "csv":
+            out.write_csv(self._handle, include_header=self._header)
+        else:
+            out.write_ndjson(self._handle)
+        self._header = False
+
+    def close(self) -> None:
+        if self.fmt == "parquet" and self._parquet is None:
+            from engine.batch.engine import results_frame
+            self.write(results_frame([]))
+        if self._parquet is not None:
+            self._parquet.close()
+        if self.fmt in ("csv", "jsonl") and self._handle is None:
+            self._handle = open(self.path, "wb")
+            if self.fmt == "csv":
+                from engine.batch.engine import results_frame
+                _result_columns(results_frame([]), self.ref, "csv").write_csv(self._handle)
+        if self._handle is not None:
+            self._handle.close()
+        if self.fmt == "stdout" and self._header:
+            self.stream.write(",".join(_RESULT_COLUMNS[:11]) + "\n")
