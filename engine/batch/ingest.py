@@ -218,8 +218,8 @@ class _Reader:
         if kind == Kind.BOOLEAN and dtype == pl.Boolean:
             return series.fill_null(False).to_numpy(), np.ones(n, dtype=bool)
         if kind == Kind.CHOICE and _is_categorical(dtype):
+            series, categories = _enum(series)
             physical = series.to_physical()
-            categories = _categories(series)
             mapping = np.array([spec.choices.index(c) if c in spec.choices else -1 for c in categories] + [-1],
                                dtype=np.int32)
             codes = physical.fill_null(len(categories)).cast(pl.Int64).to_numpy()
@@ -237,11 +237,13 @@ class _Reader:
         return self._empty(spec), none  # anything else: engine/records.py decides
 
 
-def _categories(series: pl.Series) -> list[str]:
+def _enum(series: pl.Series) -> tuple[pl.Series, list[str]]:
+    """A Categorical or Enum column as an Enum and its categories (codes index them)."""
     dtype = series.dtype
     if isinstance(dtype, pl.Enum):
-        return list(dtype.categories)
-    return list(series.cat.get_categories())
+        return series, list(dtype.categories)
+    categories = series.drop_nulls().unique().cast(pl.String).to_list()
+    return series.cast(pl.String).cast(pl.Enum(categories)), categories
 
 
 def _datetime_us(series: pl.Series) -> tuple[np.ndarray, np.ndarray]:

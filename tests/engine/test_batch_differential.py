@@ -1,0 +1,401 @@
+"""The batch (columnar) evaluator against the scalar one: the same results, bit for bit.
+
+For every methodology in methodologies/ and for small synthetic ones that exercise caps
+(day/week/month, reduction and points, negative values, points recomputed after a cap),
+overlaps, duplicates, bonuses, flags, lookups with `otherwise reject`, lazy `if`/`case`
+lookups, division by zero, date parts and a time zone with daylight saving time:
+`Result.key()` and the message of every record agree, invalid rows included, through
+`BatchEngine.evaluate`, through `evaluate_file` (CSV, JSON Lines, Parquet; in memory and
+spilled to disk partitions) and through `tanpu eval --engine batch|scalar`.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import random
+from decimal import Decimal
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dsl import compile_source
+from engine import Engine, records
+from engine.batch import BatchEngine, to_results
+from engine.batch import text as tx
+from engine.batch.timezones import zone_table
+from tanpu.recordfiles import open_records
+
+from .strategies import record_stream
+
+ROOT = Path(__file__).resolve().parents[2]
+METHODOLOGIES = sorted((ROOT / "methodologies").glob("*.tanpu"))
+
+
+def _examples(n: int) -> int:
+    """n examples under the default profile, twice that in CI (profile 'ci')."""
+    return max(5, min(n * settings.default.max_examples // 100, 4 * n))
+
+
+def _settings(n: int):
+    return settings(max_examples=_examples(n), deadline=None,
+                    suppress_health_check=list(HealthCheck))
+
+
+HEADER = '''methodology test.{id} "{id}" version 1.0.0 {{
+  covers thing
+  effective from 2024-01-01{until}
+  timezone {zone}
+}}
+'''
+
+SYNTHETIC = {
+    # caps of reduction (day) and points (month); negative values; points from reduction
+    "caps": ("Asia/Shanghai", "", '''
+input mode: choice { ebus, metro, walk }
+input distance: quantity [km] between 0 km and 30 km
+input adjust: quantity [g] between -400 g and 300 g
+parameter factor [g/km] by mode from 2024-01-01 source "test" [ASM] { ebus: 26.9, metro: 46.7, walk: 0 }
+reduction = factor[mode] * distance + adjust
+points = floor(reduction / 1 g) + 1
+cap reduction at 1 kg per account per day
+cap points at 1500 per account per month
+'''),
+    # duplicates, overlaps, two bonuses, two flags, a weekly points cap
+    "rules": ("Asia/Shanghai", "", '''
+input route: choice { r1, r2, r3 }
+input started: datetime
+input ended: datetime
+input fare: integer between 0 and 50
+reduction = 10 g * fare
+points = floor(reduction / 1 g)
+forbid duplicate route, started per account else DUP_TRIP "duplicate trip"
+forbid overlap between started and ended per account else OVERLAP "overlap"
+bonus 50 points on the 3rd record per account within 1 d
+bonus 7 points on the 2nd record per account within 2 h
+flag more than 2 records per account within 3 h as BUSY "busy"
+flag more than 4 records per account within 1 d as TOO_MANY "too many"
+cap points at 700 per account per week
+'''),
+    # lookups that reject (choice, integer keys; a second period), lazy if/case/and/or,
+    # a text key with a default, a boolean key, a scalar parameter, division by zero,
+    # date parts, dates, an end date (not applicable after it)
+    "lazy": ("Asia/Shanghai", " until 2024-05-22", '''
+input kind: choice { a, b, c, d }
+input size: integer between 0 and 50
+input amount: quantity [kWh] at least 0 kWh
+input flagged: boolean
+input note: text optional
+input day: date
+input at: datetime
+parameter f [kg/kWh] by kind otherwise reject NO_F "no factor for this kind" {
+  from 2024-01-01 source "t" [ASM]: a: 0.5, b: 0.25
+  from 2024-05-21 source "t" [ASM]: a: 0.6, c: 0.1
+}
+parameter g [kg/kWh] by size from 2024-01-01 source "t" [ASM] otherwise reject NO_G "no factor for this size" { 0: 1.0, 1: 2.0, 2: 0.5, 10: 3.0, 33: 0.125 }
+parameter h [kg] by flagged from 2024-01-01 source "t" [ASM] { true: 1, false: 2 }
+parameter t [kg] by note from 2024-01-01 source "t" [ASM] otherwise 0.5 { "abc": 1.5, "a": 0.25, "": 0.75 }
+parameter k [kg/kWh] = 0.3 from 2024-01-01 source "t" [ASM]
+let r = amount / (size * 1 kWh)
+let late = hour(at) >= 12 and f[kind] > 0.2 kg/kWh
+require weekday(at) != 2 or hour(at) >= 8 else TUESDAY_EARLY "not early on Tuesdays"
+require t[note] < 1.4 kg or flagged else NOTE_BAD "bad note"
+baseline = if kind == a or kind == b then f[kind] * amount else (case kind when c then g[size] * amount else k * amount end)
+project = h[flagged] * (amount / (amount + 1 kWh)) + (if late then 1 g else 0 g)
+leakage = if size > 5 then min(r, 3) * 1 kg else max(0 kg, (day - 2024-05-20) / 1 d * 1 g) + month(day) * 1 mg + day(at) * 1 mg
+points = round(reduction / 1 g) + year(day) - 2024
+'''),
+    # a capped reduction re-runs the formulas: a require on the reduction can then fail
+    # (points 0), a let divides by the distance
+    "recompute": ("Asia/Shanghai", "", '''
+input distance: quantity [km] between 0 km and 30 km
+input mode: choice { bus, metro }
+reduction = (if mode == bus then 40 g/km else 25 g/km) * distance
+let per_km = reduction / distance
+require reduction > 100 g else SMALL "small ride"
+points = floor(per_km * 1 km / 1 g) + round(ceil(reduction, 10 g) / 10 g)
+cap reduction at 700 g per account per day
+cap points at 120 per account per day
+'''),
+}
+
+DST = '''methodology test.dst "dst" version 1.0.0 {
+  covers walk
+  effective from 2024-01-01
+  timezone America/New_York
+}
+input steps: integer between 0 and 50000
+input at: datetime
+let h = hour(at)
+reduction = if h < 3 then 1 g * steps / 100 else 2 g * steps / 100
+points = floor(reduction / 1 g) + weekday(at) * 100 + day(at)
+cap reduction at 500 g per account per day
+cap points at 900 per account per week in UTC
+'''
+
+
+def _compile(text: str):
+    compiled = compile_source(text, "test.tanpu")
+    assert compiled.ok, compiled.render()
+    return compiled.methodology
+
+
+def _synthetic(name: str):
+    zone, until, body = SYNTHETIC[name]
+    return _compile(HEADER.format(id=name, until=until, zone=zone) + body)
+
+
+def _keys(results) -> list:
+    return [r.key() + (r.message,) for r in results]
+
+
+def _agree(methodology, stream, **kwargs):
+    expected = _keys(Engine(methodology).evaluate(stream, **kwargs))
+    got = _keys(BatchEngine(methodology).evaluate(stream, **kwargs))
+    assert got == expected
+
+
+# ---------------------------------------------------------------- record streams
+@pytest.mark.parametrize("path", METHODOLOGIES, ids=lambda p: p.stem)
+def test_every_methodology_gives_the_same_results(path):
+    compiled = compile_source(path.read_text(encoding="utf-8"), str(path))
+    assert compiled.ok, compiled.render()
+    methodology = compiled.methodology
+    scalar, batch = Engine(methodology), BatchEngine(methodology)
+
+    @_settings(20)
+    @given(record_stream(methodology))
+    def check(stream):
+        assert _keys(batch.evaluate(stream)) == _keys(scalar.evaluate(stream))
+    check()
+
+
+@pytest.mark.parametrize("name", sorted(SYNTHETIC))
+def test_synthetic_methodologies_give_the_same_results(name):
+    methodology = _synthetic(name)
+    scalar, batch = Engine(methodology), BatchEngine(methodology)
+
+    @_settings(40)
+    @given(record_stream(methodology, max_size=60))
+    def check(stream):
+        assert _keys(batch.evaluate(stream)) == _keys(scalar.evaluate(stream))
+    check()
+
+
+@st.composite
+def _dst_stream(draw):
+    """Walks around the 2024 DST changes of New York: gaps, repeated hours, offsets."""
+    size = draw(st.integers(min_value=0, max_value=40))
+    out = []
+    for i in range(size):
+        base = draw(st.sampled_from([dt.datetime(2024, 3, 9, 22), dt.datetime(2024, 11, 2, 22)]))
+        moment = base + dt.timedelta(minutes=draw(st.integers(min_value=0, max_value=8 * 60)))
+        text = moment.isoformat(timespec="minutes")
+        text += draw(st.sampled_from(["", "", "", "-04:00", "-05:00", "Z", ":30"]))
+        out.append({"id": f"w{draw(st.integers(min_value=0, max_value=size))}",
+                    "account": draw(st.sampled_from(["a", "b"])),
+                    "steps": str(draw(st.integers(min_value=0, max_value=50000))), "at": text})
+    return out
+
+
+def test_daylight_saving_time_days_hours_and_caps():
+    methodology = _compile(DST)
+    scalar, batch = Engine(methodology), BatchEngine(methodology)
+
+    @_settings(40)
+    @given(_dst_stream())
+    def check(stream):
+        assert _keys(batch.evaluate(stream)) == _keys(scalar.evaluate(stream))
+    check()
+
+
+def test_an_empty_stream_and_an_all_invalid_stream():
+    methodology = _synthetic("rules")
+    _agree(methodology, [])
+    _agree(methodology, [{"id": "x"}, {"account": "a", "fare": "3"}, {}])
+
+
+def test_unusual_but_valid_cells_are_read_as_the_scalar_path_reads_them():
+    methodology = _synthetic("caps")
+    cells = [" 8.2 km", "8.2km", "1e1 km", "８ km", "+.5 km", "5. km", "8.2\tkm", "3 km ",
+             "12345678901234567 m", "0.000001 km", "-0 km", "8200 m", "8.2 mi", "1e999 km"]
+    stream = [{"id": f"r{i}", "account": " a ", "mode": " ebus" if i % 3 else "metro",
+               "distance": cell, "adjust": "-0.5 g", "time": "2024-05-20T08:00"}
+              for i, cell in enumerate(cells)]
+    _agree(methodology, stream)
+
+
+# ---------------------------------------------------------------- files
+def _write(path: Path, stream: list[dict]) -> None:
+    names = sorted({k for r in stream for k in r}) or ["id"]
+    if path.suffix == ".csv":
+        with open(path, "w", newline="", encoding="utf-8") as out:
+            writer = csv.writer(out)
+            writer.writerow(names)
+            for i, r in enumerate(stream):
+                writer.writerow([r.get(n, "") for n in names])
+                if i % 7 == 3:
+                    writer.writerow([])  # blank lines are skipped, not counted
+    else:
+        with open(path, "w", encoding="utf-8") as out:
+            for r in stream:
+                out.write(json.dumps(r, ensure_ascii=False) + "\n")
+
+
+def _file_agrees(methodology, path: Path, chunk_rows: int, memory_rows: int, tmp_path: Path):
+    source = open_records(path)
+    expected = _keys(Engine(methodology).evaluate(source.rows, column_units=source.column_units))
+    frames = list(BatchEngine(methodology, chunk_rows=chunk_rows).evaluate_file(
+        path, memory_rows=memory_rows, spill_dir=tmp_path / "spill"))
+    got = _keys(to_results(pl.concat(frames))) if frames else []
+    assert got == expected
+
+
+@pytest.mark.parametrize("name", ["rules", "caps"])
+def test_files_streamed_in_chunks_and_spilled_to_disk(name, tmp_path_factory):
+    methodology = _synthetic(name)
+
+    @_settings(15)
+    @given(record_stream(methodology, max_size=50), st.integers(min_value=1, max_value=16),
+           st.integers(min_value=1, max_value=60), st.sampled_from([".csv", ".jsonl"]))
+    def check(stream, chunk_rows, memory_rows, suffix):
+        folder = tmp_path_factory.mktemp("files")
+        path = folder / f"records{suffix}"
+        _write(path, stream)
+        _file_agrees(methodology, path, chunk_rows, memory_rows, folder)
+    check()
+
+
+def test_parquet_with_typed_columns_and_header_units(tmp_path):
+    methodology = _compile((ROOT / "methodologies" / "shenzhen-public-transit.tanpu").read_text())
+    rng = random.Random(7)
+    start = dt.datetime(2024, 5, 20, 6, 0)
+    rows = []
+    for i in range(300):
+        boarded = start + dt.timedelta(minutes=rng.randrange(0, 3000))
+        rows.append({"id": f"r{rng.randrange(0, 280)}", "account": rng.choice("abc"),
+                     "mode": rng.choice(["ebus", "metro", "diesel_bus"]),
+                     "distance[km]": rng.choice([rng.uniform(0, 210), float("nan"), None, 8.2]),
+                     "boarded": boarded, "alighted": boarded + dt.timedelta(minutes=rng.randrange(-5, 90))})
+    frame = pl.DataFrame(rows).with_columns(pl.col("mode").cast(pl.Categorical))
+    path = tmp_path / "rides.parquet"
+    frame.write_parquet(path)
+    _file_agrees(methodology, path, 64, 1000, tmp_path)
+    _file_agrees(methodology, path, 64, 50, tmp_path)
+
+
+# ---------------------------------------------------------------- the fast paths
+def test_decimal_cells_parse_to_pythons_floats():
+    rng = random.Random(3)
+    cells = []
+    for _ in range(5000):
+        digits = "".join(rng.choice("0123456789") for _ in range(rng.randrange(1, 17)))
+        cut = rng.randrange(0, len(digits) + 1)
+        number = digits[:cut] + "." + digits[cut:] if rng.random() < 0.7 else digits
+        cells.append(rng.choice(["", "-", "+"]) + number + rng.choice(["", " km", "km", "  g"]))
+    b = tx.Bytes.of(pl.Series(cells))
+    d = tx.decimals(b)
+    for i, cell in enumerate(cells):
+        if d.ok[i]:
+            match = records._NUMBER_UNIT.match(cell)
+            assert str(float(match.group(1))) == str(d.value[i]), cell
+            assert cell.encode()[d.unit_start[i] - b.start[i]:].decode() == match.group(2), cell
+
+
+def test_iso_datetime_cells_parse_as_fromisoformat():
+    rng = random.Random(5)
+    cells = []
+    for _ in range(3000):
+        moment = dt.datetime(2024, 1, 1) + dt.timedelta(seconds=rng.randrange(0, 400 * 86400),
+                                                        microseconds=rng.randrange(0, 10 ** 6))
+        text = moment.isoformat(sep=rng.choice("T "), timespec=rng.choice(
+            ["minutes", "seconds", "milliseconds", "microseconds"]))
+        cells.append(text + rng.choice(["", "", "Z", "+08:00", "-03:30", "+0800", " "]))
+    cells += ["2024-02-30T10:00", "2024-13-01T00:00", "2024-05-20T24:00", "2024-05-20", "2024-05-20T08"]
+    b = tx.Bytes.of(pl.Series(cells))
+    local, offset, has_offset, ok = tx.iso_datetimes(b)
+    zone = zone_table("Asia/Shanghai")
+    utc = np.where(has_offset, local - offset, zone.local_to_utc(local))
+    for cell, value, fine in zip(cells, utc, ok):
+        if fine:
+            assert records.parse_datetime_us("t", cell, "Asia/Shanghai") == value, cell
+
+
+@pytest.mark.parametrize("name", ["America/New_York", "Europe/London", "Australia/Lord_Howe",
+                                  "Africa/Monrovia", "Asia/Shanghai"])
+def test_zone_tables_agree_with_zoneinfo(name):
+    table = zone_table(name)
+    zone = records.zone(name)
+    rng = np.random.default_rng(11)
+    seconds = rng.integers(-2_208_988_800, 4_102_444_800, 1500)
+    near = table._t[(table._t > -2_208_988_800) & (table._t < 4_102_444_800)][:200]
+    seconds = np.concatenate([seconds, near - 1, near, near + 1, near + 1800])
+    utc = seconds * 1_000_000 + rng.integers(0, 1_000_000, seconds.size)
+    offsets = np.broadcast_to(table.utc_offsets(utc), utc.shape)
+    for us, off in zip(utc.tolist(), offsets.tolist()):
+        moment = records.us_to_datetime(us).astimezone(zone)
+        assert int(moment.utcoffset().total_seconds()) * 1_000_000 == off
+    local = utc + offsets + rng.integers(-5400, 5400, utc.size) * 1_000_000
+    for wall, got in zip(local.tolist(), table.local_to_utc(local).tolist()):
+        naive = dt.datetime(1970, 1, 1) + dt.timedelta(microseconds=wall)
+        assert records.datetime_to_us(naive.replace(tzinfo=zone)) == got
+
+
+# ---------------------------------------------------------------- tanpu eval
+BROKEN = """id,account,mode,distance,boarded,alighted
+r1,alice,ebus,8.2 km,2024-05-20T08:00,2024-05-20T08:30
+r2,alice,metro,12.5 km,2024-05-20T08:20,2024-05-20T08:45
+r3,bob,metro,abc,2024-05-20T09:00,2024-05-20T09:30
+r4,bob,diesel_bus,3 km,2024-05-20T09:00,2024-05-20T09:30
+
+r5,bob,ebus,3,2024-05-20T10:00,2024-05-20T10:30
+r6,carol,ebus,300 km,2024-05-20T10:00,2024-05-20T10:30
+r7,carol,tram,3 km,2024-05-20T10:00,2024-05-20T10:30
+r8,carol,ebus,3 km,2024-13-45,2024-05-20T10:30
+r1,dave,ebus,1 km,2024-05-20T07:00,2024-05-20T07:10
+r9,dave,metro,"1,5 km",2024-05-20T11:00,2024-05-20T11:10
+r10,dave,ebus,2.5 km,2024-05-20T12:00,2024-05-20T12:30
+"""
+BAD_ROWS = {3: "distance: `abc` is not a number with a unit",
+            5: "distance: `3` has no unit (write e.g. `3 km`)",
+            7: "mode: `tram` is not one of ebus, metro, diesel_bus",
+            8: "boarded: `2024-13-45` is not a date and time",
+            10: "distance: unknown unit `,5 km`"}
+
+
+def _tanpu(*args):
+    from click.testing import CliRunner
+
+    from tanpu.cli import main
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def test_tanpu_eval_batch_and_scalar_report_the_same_rows(tmp_path):
+    (tmp_path / "rides.csv").write_text(BROKEN, encoding="utf-8")
+    methodology = "methodologies/shenzhen-public-transit.tanpu"
+    runs = {}
+    for engine in ("batch", "scalar"):
+        out = tmp_path / f"{engine}.csv"
+        done = _tanpu("eval", str(ROOT / methodology), str(tmp_path / "rides.csv"), "--engine", engine,
+                      "-o", str(out))
+        assert done.exit_code == 0, done.stderr
+        stdout = _tanpu("eval", str(ROOT / methodology), str(tmp_path / "rides.csv"), "--engine", engine)
+        assert stdout.exit_code == 0, stdout.stderr
+        runs[engine] = (out.read_bytes(), done.stderr, stdout.stdout)
+    assert runs["batch"] == runs["scalar"]
+    content, summary, _ = runs["batch"]
+    rows = list(csv.DictReader(content.decode("utf-8").splitlines()))
+    assert [int(r["row"]) for r in rows] == list(range(1, 12))
+    for r in rows:
+        row = int(r["row"])
+        if row in BAD_ROWS:
+            assert r["status"] == "invalid" and r["message"].startswith(BAD_ROWS[row])
+            assert f"  row {row}: {BAD_ROWS[row]}" in summary
+        else:
+            assert r["status"] in ("credited", "rejected", "duplicate") and r["time"]
+    assert "invalid         5" in summary and "11 record(s)" in summary
