@@ -55,7 +55,7 @@ def compile_source(text: str, file: str = "<source>") -> Compiled:
     parsed = parse(text, file, report)
     methodology = None
     if parsed is not None:
-        methodology = lower(parsed.module, report, parsed.failed_names)
+        methodology = lower(parsed.module, report, parsed.failed_names, parsed.broken)
         if report.has_errors:
             methodology = None
     return Compiled(file, text, methodology, report.sorted())

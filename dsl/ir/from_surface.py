@@ -18,8 +18,10 @@ from ..types import Kind
 from . import ast as ir
 
 
-def lower(module: ast.Module, report: Reporter, failed_names: set[str] = frozenset()
-          ) -> Optional[ir.Methodology]:
+def lower(module: ast.Module, report: Reporter, failed_names: set[str] = frozenset(),
+          broken: set[str] = frozenset()) -> Optional[ir.Methodology]:
+    """``failed_names``: what statements that did not parse meant to define;
+    ``broken``: the first words of those statements (`require`, `forbid` ...)."""
     scope = Scope()
     scope.failed |= set(failed_names)
     metadata = declarations.check_header(module.header, report)
@@ -45,20 +47,18 @@ def lower(module: ast.Module, report: Reporter, failed_names: set[str] = frozens
     requires, require_uses = rules.check_requires(items, scope, report)
     cross = rules.check_cross_record(items, scope, report, declarations.timezone_given(module.header))
 
+    # A `require` that did not parse or check may be the one that narrows a table, or
+    # that uses a name: then a missing key or an unused name is not reported.
+    requires_complete = "require" not in broken and \
+        len(requires) == sum(isinstance(item, ast.RequireStmt) for item in items)
     required = _required_keys(scope, lowered, definition_uses, requires, require_uses)
-    declarations.check_table_coverage(scope, parameter_nodes, required, report)
+    if requires_complete:
+        declarations.check_table_coverage(scope, parameter_nodes, required, report)
     declarations.check_value_in_force(scope, parameter_nodes, report)
 
-    codes = {
-        "rejected": {r.code for r in requires}
-                    | {p.missing.code for p in scope.parameters.values() if p.missing.kind == "reject"}
-                    | {o.code for o in cross["overlaps"]},
-        "duplicate": {d.code for d in cross["duplicates"]},
-        "flagged": {f.code for f in cross["flags"]},
-    }
+    codes = _reason_codes(items, broken)
     example_list = examples.check_examples(items, scope, report, codes)
-    if len(requires) == sum(isinstance(item, ast.RequireStmt) for item in items):
-        # like a broken definition, a broken `require` may be the one that uses them
+    if requires_complete:
         _warn_unused(scope, written, declared, definition_uses, require_uses,
                      cross["used_inputs"], report)
 
@@ -77,6 +77,31 @@ def lower(module: ast.Module, report: Reporter, failed_names: set[str] = frozens
         flags=tuple(cross["flags"]),
         examples=tuple(example_list),
     )
+
+
+def _reason_codes(items, broken: set[str]) -> dict[str, Optional[set[str]]]:
+    """The reason codes the file writes, by what an example expects of them.
+
+    Taken from the statements as written, so that a rule with an error of its own
+    does not make every example that expects its code wrong too; None when a statement
+    that could give such a code did not parse (the code is then not checked).
+    """
+    codes: dict[str, Optional[set[str]]] = {"rejected": set(), "duplicate": set(),
+                                             "flagged": set()}
+    for item in items:
+        if isinstance(item, (ast.RequireStmt, ast.OverlapRule)):
+            codes["rejected"].add(str(item.code))
+        elif isinstance(item, ast.ParameterDecl) and isinstance(item.otherwise, ast.OtherwiseReject):
+            codes["rejected"].add(str(item.otherwise.code))
+        elif isinstance(item, ast.DuplicateRule):
+            codes["duplicate"].add(str(item.code))
+        elif isinstance(item, ast.FlagRule):
+            codes["flagged"].add(str(item.code))
+    for kind, words in (("rejected", {"require", "parameter", "forbid"}),
+                        ("duplicate", {"forbid"}), ("flagged", {"flag"})):
+        if broken & words:
+            codes[kind] = None
+    return codes
 
 
 # ---------------------------------------------------------------- narrowing

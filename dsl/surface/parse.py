@@ -10,7 +10,7 @@ a syntax error in another are both reported in one run.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from typing import Optional
@@ -108,6 +108,7 @@ def _terminal_display() -> dict[str, str]:
 class ParseResult:
     module: ast.Module
     failed_names: set[str]  # names that broken statements tried to define
+    broken: set[str] = field(default_factory=set)  # first words of statements that did not parse
 
 
 _EXPRESSION_START = {"NAME", "NUMBER", "LPAR", "STRING", "DATE", "DATETIME", "MINUS", "SIGN", "CASE",
@@ -288,6 +289,7 @@ def _parse_by_statement(text: str, report: Reporter) -> ParseResult:
     header_end = starts[0] if starts else len(text)
     header = None
     failed: set[str] = set()
+    broken: set[str] = set()
     head_text = text[:header_end]
     if head_text.strip():
         if re.match(r"(?:\s|#[^\n]*)*methodology\b", head_text):  # comments may come first
@@ -304,10 +306,11 @@ def _parse_by_statement(text: str, report: Reporter) -> ParseResult:
         item = _parse_piece(piece, "item", report, line, begin)
         if item is None:
             failed |= _defined_names(piece)
+            broken.add(piece.split(None, 1)[0])
         else:
             items.append(item)
         line += piece.count("\n")
-    return ParseResult(ast.Module(header, items), failed)
+    return ParseResult(ast.Module(header, items), failed, broken)
 
 
 def _first_token_span(text: str):
