@@ -96,6 +96,15 @@ def has_errors(diagnostics: Iterable[Diagnostic]) -> bool:
     return any(d.is_error for d in diagnostics)
 
 
+def source_lines(source: str) -> list[str]:
+    """The lines as the parser counts them: split at "\n" only (and a CRLF's "\r" dropped).
+
+    Not str.splitlines(), which also splits at form feeds, "\r", U+2028 ... that the
+    parser takes as spaces, and would show the wrong line under a diagnostic.
+    """
+    return [line[:-1] if line.endswith("\r") else line for line in source.split("\n")]
+
+
 def _caret_block(lines: list[str], span: Span, label: str, gutter: int) -> list[str]:
     out = []
     if not (1 <= span.line <= len(lines)):
@@ -123,7 +132,7 @@ def _caret_block(lines: list[str], span: Span, label: str, gutter: int) -> list[
 def render_text(diagnostic: Diagnostic, source: Optional[str]) -> str:
     """rustc-style: header, location, the source line with a caret, then help and notes."""
     d = diagnostic
-    lines = source.splitlines() if source is not None else []
+    lines = source_lines(source) if source is not None else []
     head = f"{d.severity}[{d.code}]: {d.message}"
     if d.span:
         where = f"{d.file}:{d.span.line}:{d.span.column}"

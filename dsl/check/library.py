@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Sequence
 
-from ..diagnostics import Diagnostic, Note, Span
+from ..diagnostics import Diagnostic, Note, Span, source_lines
 from ..ir import ast as ir
 from ..messages import Reporter
 
@@ -52,7 +52,7 @@ def check_library(compiled: Sequence) -> list[Diagnostic]:
 
 
 def _covers_span(source: str, activity: str):
-    for number, line in enumerate(source.splitlines(), start=1):
+    for number, line in enumerate(source_lines(source), start=1):
         stripped = line.lstrip()
         if stripped.startswith("covers") and activity in line:
             column = line.index(activity, line.index("covers")) + 1

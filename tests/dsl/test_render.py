@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from dsl import render_json, render_text
 from dsl.diagnostics import Diagnostic, Note, Span
 
@@ -118,3 +120,23 @@ def test_json_keeps_chinese_as_is():
     compiled = check(body("input m: choice { 公交 }\nrequire m == 地铁 else X \"m\"\n"))
     rendered = render_json(compiled.diagnostics)
     assert "地铁" in rendered and "\\u" not in rendered
+
+
+@pytest.mark.parametrize("separator", ["\u2028", "\x0c", "\r", "\x85", "\x1c", "\x0b"])
+def test_the_line_shown_is_the_line_the_parser_counted(separator):
+    # The parser starts a line at "\n" only; these are spaces or comment text to it.
+    text = body(f"# note{separator}more\nlet x = nope\n")
+    compiled = check(text)
+    (error,) = compiled.diagnostics
+    assert (error.code, error.span.line) == ("E0201", 10)
+    rendered = compiled.render()
+    assert source_line(rendered, 10) == "let x = nope"
+    assert caret_line(rendered) == " " * 8 + "^^^^ not defined"
+
+
+def test_crlf_files_show_their_lines_without_the_cr():
+    text = body("let x = nope\n").replace("\n", "\r\n")
+    compiled = check(text)
+    (error,) = compiled.diagnostics
+    assert (error.span.line, error.span.column) == (9, 9)
+    assert source_line(compiled.render(), 9) == "let x = nope"
