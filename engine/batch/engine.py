@@ -21,7 +21,7 @@ from dsl.types import Kind
 
 from ..records import Schema
 from ..result import INVALID, MethodologyRef, Result
-from .ingest import Ingested, ingest_frame, raw_frame
+from .ingest import Ingested, ingest_frame, raw_frame, text_series
 from .program import Program
 from .rules import Batch, Rules
 from .values import Cat, Reasons
@@ -56,6 +56,8 @@ class Part:
 class BatchEngine:
     """A methodology compiled for columns. `evaluate_frame` is the entry point."""
 
+    eval_rows = 1 << 16  # rows the formulas are evaluated on at once
+
     def __init__(self, methodology: ir.Methodology, chunk_rows: int = CHUNK_ROWS):
         self.methodology = methodology
         self.schema = Schema.of(methodology)
@@ -87,20 +89,30 @@ class BatchEngine:
         columns = got.columns
         columns["id"] = got.ids
         columns["account"] = got.accounts
-        outcome = self.program.run(columns, n, reason)
+        masses = {name: np.zeros(n, dtype=np.int64) for name in ("reduction",) + self.masses}
+        points = np.zeros(n, dtype=np.int64)
+        step = self.eval_rows
+        for lo in range(0, n, step):  # slices that stay in the CPU caches
+            hi = min(n, lo + step)
+            part = {k: _slice(v, lo, hi) for k, v in columns.items()} if (lo, hi) != (0, n) else columns
+            outcome = self.program.run(part, hi - lo, reason[lo:hi])
+            for name, values in masses.items():
+                values[lo:hi] = outcome.masses[name]
+            points[lo:hi] = outcome.points
         credited = reason == Reasons.CREDITED
-        reduction = np.where(credited, outcome.masses["reduction"], 0)
-        points = np.where(credited, outcome.points, 0)
+        reduction = np.where(credited, masses["reduction"], 0)
+        points = np.where(credited, points, 0)
         if got.messages:
             positions = np.fromiter(got.messages.keys(), dtype=np.int64)
             messages = pl.Series("message", [None] * n, dtype=pl.String)
             messages.scatter(positions, pl.Series(list(got.messages.values()), dtype=pl.String))
         else:
             messages = pl.repeat(None, n, dtype=pl.String, eager=True).alias("message")
-        kept = {name: columns[name] for name in self.keep}
+        kept = {name: text_series(columns[name]) if self.kinds.get(name) == Kind.TEXT else columns[name]
+                for name in self.keep}
         time = np.where(got.invalid, 0, columns["time"])
         return Part(got.rows, got.ids, got.accounts, time, reason, messages, reduction, points,
-                    {name: outcome.masses[name] for name in self.masses}, credited, kept)
+                    {name: masses[name] for name in self.masses}, credited, kept)
 
     def _recompute(self, batch: Batch, positions: np.ndarray, reduction_mg: np.ndarray) -> np.ndarray:
         """Points of capped records: the formulas re-run with the capped reduction."""
@@ -216,6 +228,12 @@ class BatchEngine:
         """Like engine.Engine.evaluate (without explanations): dicts in, Results out."""
         frame = raw_frame(list(raw_records))
         return to_results(self.evaluate_frame(frame, column_units, first_row))
+
+
+def _slice(column, lo: int, hi: int):
+    if isinstance(column, Cat):
+        return Cat(column.codes[lo:hi], column.labels)
+    return column[lo:hi] if isinstance(column, np.ndarray) else column.slice(lo, hi - lo)
 
 
 def concat_parts(parts: list[Part]) -> Part:

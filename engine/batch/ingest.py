@@ -58,18 +58,6 @@ def _is_categorical(dtype) -> bool:
     return isinstance(dtype, (pl.Categorical, pl.Enum)) or dtype == pl.Categorical
 
 
-def _present_mask(series: pl.Series, nbytes: Optional[tx.Bytes]) -> tuple[np.ndarray, np.ndarray]:
-    """(surely present, surely absent): a cell that is only spaces is neither (slow path)."""
-    if nbytes is not None:
-        length = nbytes.length
-        absent = ~nbytes.valid | (length == 0)
-        present = nbytes.valid & (length > 0) & ~tx.maybe_padded(nbytes)
-        # a padded cell is present unless it is all spaces: let Python decide
-        return present, absent
-    nulls = series.is_null().to_numpy() if series.null_count() else np.zeros(len(series), dtype=bool)
-    return ~nulls, nulls
-
-
 class _Reader:
     def __init__(self, frame: pl.DataFrame, schema: Schema, units: Mapping[str, str]):
         self.frame = frame
@@ -93,11 +81,9 @@ class _Reader:
         n = self.n
         series = self.series(spec.name)
         if series is None or series.dtype == pl.Null:
-            present = np.zeros(n, dtype=bool)
-            values, ok = self._empty(spec), np.zeros(n, dtype=bool)
-        else:
-            values, ok, present = self._parse(spec, series)
-        absent = ~present & ok if False else None  # (kept simple below)
+            return self._default_fill(spec, self._empty(spec), np.ones(n, dtype=bool),
+                                      np.zeros(n, dtype=bool))
+        values, ok, _ = self._parse(spec, series)
         return values, ok
 
     def _empty(self, spec):
@@ -111,7 +97,7 @@ class _Reader:
             return np.zeros(n, dtype=bool)
         if kind == Kind.CHOICE:
             return Cat(np.full(n, -1, dtype=np.int32), tuple(spec.choices))
-        return pl.Series(spec.name, [""] * n, dtype=pl.String)
+        return pl.repeat("", n, dtype=pl.String, eager=True).alias(spec.name)
 
     def _default_fill(self, spec, values, absent: np.ndarray, ok: np.ndarray):
         """Absent cells: the default when the input is optional, else the slow path."""
@@ -124,7 +110,8 @@ class _Reader:
         if kind == Kind.CHOICE:
             values.codes[absent] = spec.choices.index(default)
         elif kind == Kind.TEXT:
-            values = _scatter(values, np.flatnonzero(absent), [default] * int(absent.sum()))
+            values = values.zip_with(pl.Series(~absent),
+                                     pl.repeat(default, self.n, dtype=pl.String, eager=True))
         else:
             values[absent] = default
         return values, ok | absent
@@ -194,7 +181,9 @@ class _Reader:
         dtype = series.dtype
         none = np.zeros(n, dtype=bool)
         if kind == Kind.QUANTITY and _is_numeric(dtype):
-            number = series.cast(pl.Float64).to_numpy()
+            if series.null_count():
+                series = series.fill_null(0)
+            number = (series if dtype == pl.Float64 else series.cast(pl.Float64)).to_numpy()
             if dtype == pl.UInt64 or dtype == pl.Int64:
                 pass  # float(int) rounds to nearest, as the cast does
             factor = _unit_check("", unit, spec.dimension)
@@ -248,7 +237,10 @@ def _enum(series: pl.Series) -> tuple[pl.Series, list[str]]:
 
 def _datetime_us(series: pl.Series) -> tuple[np.ndarray, np.ndarray]:
     unit = series.dtype.time_unit
-    raw = series.to_physical().fill_null(0).to_numpy().astype(np.int64)
+    if series.null_count():
+        raw = series.to_physical().fill_null(0).to_numpy().astype(np.int64, copy=False)
+    else:
+        raw = series.to_numpy().view(np.int64)
     n = raw.size
     if unit == "us":
         return raw, np.ones(n, dtype=bool)
@@ -274,6 +266,14 @@ def _unit_check(text: str, column_unit: Optional[str], dimension) -> Optional[fl
     return factor
 
 
+def text_series(column) -> pl.Series:
+    """A text column (a String Series, or a Cat) as a String Series."""
+    if isinstance(column, Cat):
+        labels = pl.Series(list(column.labels) + [""], dtype=pl.String)
+        return labels.gather(np.where(column.codes >= 0, column.codes, len(column.labels)))
+    return column
+
+
 def _scatter(series: pl.Series, positions: np.ndarray, values: list) -> pl.Series:
     if positions.size == 0:
         return series
@@ -288,7 +288,7 @@ def _stripped(reader: _Reader, name: str):
     series = reader.series(name)
     n = reader.n
     if series is None or series.dtype == pl.Null:
-        return pl.Series(name, [""] * n, dtype=pl.String), np.zeros(n, dtype=bool)
+        return pl.repeat("", n, dtype=pl.String, eager=True).alias(name), np.zeros(n, dtype=bool)
     if not _is_string(series.dtype):
         if _is_categorical(series.dtype):
             series = series.cast(pl.String)
@@ -296,9 +296,9 @@ def _stripped(reader: _Reader, name: str):
             raw = series.to_list()
             out = [str(v).strip() if records._present(v) else "" for v in raw]
             return pl.Series(name, out, dtype=pl.String), np.array([records._present(v) for v in raw], dtype=bool)
-    b = reader.text(name, series)
-    suspect = tx.maybe_padded(b)
-    present = b.valid & (b.length > 0)
+    edges = tx.Edges(series)
+    suspect = tx.maybe_padded(series, edges)
+    present = edges.length > 0
     values = series.fill_null("") if series.null_count() else series
     if suspect.any():
         positions = np.flatnonzero(suspect)
@@ -324,11 +324,13 @@ def ingest_frame(frame: pl.DataFrame, schema: Schema, column_units: Optional[Map
     # id, account, activity
     ids, id_present = _stripped(reader, "id")
     if not id_present.all():
-        missing = np.flatnonzero(~id_present)
-        ids = _scatter(ids, missing, [f"row-{first_row + int(i)}" for i in missing])
+        numbered = pl.select(pl.format("row-{}", pl.int_range(first_row, first_row + n))).to_series()
+        ids = ids.zip_with(pl.Series(id_present), numbered)
     accounts, _ = _stripped(reader, "account")
-    activity, _ = _stripped(reader, "activity")
-    columns["activity"] = activity
+    if reader.series("activity") is None:
+        columns["activity"] = Cat(np.zeros(n, dtype=np.int32), ("",))
+    else:
+        columns["activity"], _ = _stripped(reader, "activity")
     # time: written, or the earliest datetime input
     time_series = reader.series("time")
     stamps = [columns[name] for name in schema.time_default_from]
@@ -398,7 +400,7 @@ def _read_slowly(frame, schema: Schema, units, rows, positions, columns, ids, ac
         text_fixes.setdefault("activity", []).append((position, values["activity"]))
         columns["time"][position] = values["time"]
     for name, fixes in text_fixes.items():
-        columns[name] = _scatter(columns[name], np.array([p for p, _ in fixes], dtype=np.int64),
+        columns[name] = _scatter(text_series(columns[name]), np.array([p for p, _ in fixes], dtype=np.int64),
                                  [v for _, v in fixes])
     ids = _scatter(ids, positions, fix_id)
     accounts = _scatter(accounts, positions, fix_account)

@@ -44,15 +44,21 @@ class Table:
                 self.dense[p, code] = value
                 self.present[p, code] = True
 
-    def period(self, day: np.ndarray) -> np.ndarray:
+    def period(self, day: np.ndarray):
+        """Index of the period in force at each local day (an int when one for all)."""
+        if day.size:
+            low, high = np.searchsorted(self.starts, [day.min(), day.max()], side="right") - 1
+            if low == high:
+                return int(low)
         return np.searchsorted(self.starts, day, side="right") - 1
 
     def key_codes(self, j: int, value, n: int) -> np.ndarray:
         """Codes of key position j (-1: a value no period lists)."""
         index = self.index[j]
         if isinstance(value, Cat):
+            # code -1 (a row that does not count) wraps to the -1 at the end
             mapping = np.array([index.get(label, -1) for label in value.labels] + [-1], dtype=np.int64)
-            return mapping[np.where(value.codes >= 0, value.codes, len(value.labels))]
+            return np.take(mapping, value.codes, mode="wrap")
         if isinstance(value, (str, bool, int, float, np.generic)):
             scalar = value.item() if isinstance(value, np.generic) else value
             found = index.get(scalar, -1) if not (isinstance(scalar, float) and scalar != scalar) else -1
@@ -73,16 +79,25 @@ class Table:
         hit = (at < sorted_keys.size) & (sorted_keys[at_c] == array)
         return np.where(hit, codes[at_c], -1)
 
-    def lookup(self, period: np.ndarray, keys: list, n: int):
-        """(values, missing) for the rows' period indexes and key values."""
+    def lookup(self, period, keys: list, n: int):
+        """(values, missing) for the rows' period indexes (or one for all) and key values."""
         if not self.parameter.keys:
             return self.values[period], np.zeros(n, dtype=bool)
-        composite = np.zeros(n, dtype=np.int64)
-        missing = period < 0
+        composite = None
+        missing = None
         for j, value in enumerate(keys):
             codes = self.key_codes(j, value, n)
-            missing |= codes < 0
-            composite += np.maximum(codes, 0) * self.strides[j]
+            bad = codes < 0
+            missing = bad if missing is None else missing | bad
+            part = np.where(bad, 0, codes) * self.strides[j] if j + 1 < len(keys) or self.strides[j] != 1 \
+                else np.where(bad, 0, codes)
+            composite = part if composite is None else composite + part
+        if isinstance(period, int):
+            if period < 0:
+                return np.zeros(n), np.ones(n, dtype=bool)
+            missing |= ~self.present[period][composite]
+            return self.dense[period][composite], missing
+        missing |= period < 0
         p = np.maximum(period, 0)
         missing |= ~self.present[p, composite]
         return self.dense[p, composite], missing

@@ -33,10 +33,20 @@ _MG = float(ir.MG_PER_KG)
 
 # ---------------------------------------------------------------- the numeric contract
 def snap(q: np.ndarray) -> np.ndarray:
+    """engine.numeric.snap on arrays: q, or the multiple of 0.5 within a relative 2**-40.
+
+    np.rint keeps the sign of a zero (as copysign(round(h), h) does), and for a
+    non-finite q the comparison is false, so q passes unchanged.
+    """
+    q = np.asarray(q, dtype=np.float64)
     h = q * 2.0
-    n = np.copysign(np.rint(h), h)
-    near = np.abs(h - n) <= ir.SNAP_TOLERANCE * np.maximum(1.0, np.abs(h))
-    return np.where(np.isfinite(q) & near, n * 0.5, q)
+    n = np.rint(h)
+    gap = np.abs(h - n)
+    np.abs(h, out=h)
+    np.maximum(h, 1.0, out=h)
+    h *= ir.SNAP_TOLERANCE
+    n *= 0.5
+    return np.where(gap <= h, n, q)
 
 
 def _floor(q):
@@ -48,7 +58,11 @@ def _ceil(q):
 
 
 def half_away(q):
-    return np.where(np.isfinite(q), np.copysign(np.floor(np.abs(q) + 0.5), q), q)
+    """copysign(floor(|q| + 0.5), q); non-finite values pass (floor keeps them)."""
+    r = np.abs(q)
+    r += 0.5
+    np.floor(r, out=r)
+    return np.copysign(r, q, out=r)
 
 
 _MODES = {"floor": _floor, "ceil": _ceil, "round": half_away}
@@ -186,7 +200,7 @@ class _Run:
     def day(self) -> np.ndarray:
         return self.local_us() // DAY_US
 
-    def period(self, name: str) -> np.ndarray:
+    def period(self, name: str):
         found = self._periods.get(name)
         if found is None:
             found = self._periods[name] = self.p.tables[name].period(self.day())
@@ -385,7 +399,7 @@ class _Run:
             return values
         parameter = table.parameter
         alive = (self.reason == 0) if active is None else active & (self.reason == 0)
-        no_period = period < 0
+        no_period = np.broadcast_to(np.asarray(period) < 0, (n,))
         self.reject(no_period & alive, self.p.in_force[e.parameter])
         keyed_missing = missing & ~no_period
         policy = parameter.missing

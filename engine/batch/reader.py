@@ -61,7 +61,7 @@ def _blank_rows(frame: pl.DataFrame) -> np.ndarray:
     for series in frame.get_columns():
         b = tx.Bytes.of(series)
         empty = ~b.valid | (b.length == 0)
-        maybe = tx.maybe_padded(b) & ~empty & blank
+        maybe = tx.maybe_padded(series) & ~empty & blank
         if maybe.any():
             positions = np.flatnonzero(maybe)
             cells = series.gather(positions).to_list()

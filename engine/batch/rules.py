@@ -88,6 +88,8 @@ def _python_values(column, positions: np.ndarray) -> list:
 class Rules:
     """The cross-record rules of one methodology, ready for batches."""
 
+    rounds = 32  # fixed-point rounds for duplicates/overlaps before replaying an account
+
     def __init__(self, methodology: ir.Methodology, reasons: Reasons,
                  recompute: Optional[Callable[[Batch, np.ndarray, np.ndarray], np.ndarray]] = None):
         self.m = methodology
@@ -141,15 +143,12 @@ class Rules:
 
     # ------------------------------------------------------------ one partition
     def _accounts(self, batch: Batch, positions: np.ndarray, hashes: np.ndarray) -> None:
-        order = canonical(batch, positions, hashes)
-        pos = positions[order]
         try:
-            account = _account_codes(hashes[order], batch.accounts, pos)
+            order, account = canonical(batch, positions, hashes)
         except HashCollision:  # pragma: no cover - two accounts with one 64-bit hash
             exact = batch.accounts.gather(positions).rank("dense").cast(pl.UInt64).to_numpy()
-            order = canonical(batch, positions, exact)
-            pos = positions[order]
-            account = np.cumsum(np.r_[0, exact[order][1:] != exact[order][:-1]])
+            order, account = canonical(batch, positions, exact)
+        pos = positions[order]
         starts = np.flatnonzero(np.r_[True, account[1:] != account[:-1]])
         accepted = self._keys_and_overlaps(batch, pos, account, starts)
         pos = pos[accepted]
@@ -164,42 +163,100 @@ class Rules:
 
     # ------------------------------------------------------------ duplicates, overlaps
     def _keys_and_overlaps(self, batch, pos, account, starts) -> np.ndarray:
+        """Which records the duplicate and overlap rules accept (rejecting the others).
+
+        Whether a record is accepted depends only on the accepted records before it in its
+        account, so the acceptance A is the unique fixed point of A = F(A), F giving the
+        records whose keys no earlier record of A had and that start at or after every
+        earlier end in A. F is computed on arrays and iterated from A = everything; the
+        few accounts still changing after a number of rounds are replayed one record at a
+        time.
+        """
         m = self.m
         n = pos.size
-        if not (m.duplicates or m.overlaps):
+        if not (m.duplicates or m.overlaps) or n == 0:
             return np.ones(n, dtype=bool)
-        candidate = np.zeros(n, dtype=bool)
-        for rule in m.duplicates:
-            frame = {"a": account}
-            nan = np.zeros(n, dtype=bool)
-            for i, key in enumerate(rule.keys):
-                column = _take(_value_column(batch, key), pos)
-                if isinstance(column, np.ndarray) and column.dtype.kind == "f":
-                    nan |= np.isnan(column)
-                    column = column + 0.0  # -0.0 == 0.0 as Python compares keys
-                frame[f"k{i}"] = column
-            seen_before = ~pl.DataFrame(frame).select(
-                pl.struct(pl.all()).is_first_distinct()).to_series().to_numpy()
-            candidate |= seen_before & ~nan
+        segment_start = np.zeros(n, dtype=bool)
+        segment_start[starts] = True
+        lengths = np.diff(np.r_[starts, n])
+        keys = [self._key_groups(batch, pos, account, rule) for rule in m.duplicates]
+        bounds = []
         for rule in m.overlaps:
             start = np.asarray(_take(_value_column(batch, rule.start), pos), dtype=np.int64)
             end = np.asarray(_take(_value_column(batch, rule.end), pos), dtype=np.int64)
-            latest = segmented_cummax(end, starts)
-            earlier = np.empty(n, dtype=np.int64)
-            earlier[1:] = latest[:-1]
-            first = np.zeros(n, dtype=bool)
-            first[starts] = True
-            candidate |= ~first & (start < earlier)
-        if not candidate.any():
-            return np.ones(n, dtype=bool)
-        # replay the accounts that have a candidate, record by record
+            bounds.append((start, end, int(end.min())))
+
+        def rejections(accepted):
+            """Per rule, the records it rejects given that `accepted` are accepted."""
+            out = []
+            for order, first in keys:
+                a = accepted[order].astype(np.int64)
+                before = np.cumsum(a) - a
+                base = np.repeat(before[first], np.diff(np.r_[first, n]))
+                seen = np.empty(n, dtype=bool)
+                seen[order] = before - base > 0
+                out.append(seen)
+            if bounds:
+                counts = np.cumsum(accepted.astype(np.int64)) - accepted
+                earlier = counts - np.repeat(counts[starts], lengths)
+            for start, end, low in bounds:
+                latest = segmented_cummax(np.where(accepted, end, low), starts)
+                previous = np.empty(n, dtype=np.int64)
+                previous[1:] = latest[:-1]
+                previous[segment_start] = low
+                out.append((earlier > 0) & (start < previous))
+            return out
+
         accepted = np.ones(n, dtype=bool)
-        seg_of = np.cumsum(np.r_[False, account[1:] != account[:-1]])
-        ends = np.r_[starts[1:], n]
-        for s in np.unique(seg_of[candidate]).tolist():
-            lo, hi = int(starts[s]), int(ends[s])
-            self._replay(batch, pos, lo, hi, accepted)
+        for _ in range(self.rounds):
+            rejected = rejections(accepted)
+            new = ~np.logical_or.reduce(rejected)
+            if np.array_equal(new, accepted):
+                break
+            accepted = new
+        else:
+            rejected = rejections(accepted)
+            changing = np.flatnonzero(~np.logical_or.reduce(rejected) != accepted)
+            segment = np.cumsum(segment_start) - 1
+            for s in np.unique(segment[changing]).tolist():
+                lo = int(starts[s])
+                hi = int(starts[s + 1]) if s + 1 < starts.size else n
+                accepted[lo:hi] = True
+                self._replay(batch, pos, lo, hi, accepted)
+            rejected = rejections(accepted)
+        # the reason: the first rule (duplicates, then overlaps, in source order) that rejects
+        codes = self.duplicate + self.overlap
+        reason = np.zeros(n, dtype=np.int32)
+        for index, hit in zip(codes[::-1], rejected[::-1]):
+            reason[hit] = index
+        out = ~accepted
+        at = pos[out]
+        batch.reason[at] = reason[out]
+        batch.reduction_mg[at] = 0
+        batch.points[at] = 0
         return accepted
+
+    def _key_groups(self, batch, pos, account, rule):
+        """(order, group starts): records sorted by (account, keys, position), and where
+        each group of equal keys begins. A NaN key equals nothing (as in Python)."""
+        n = pos.size
+        frame = {"a": account}
+        nan = np.zeros(n, dtype=bool)
+        for i, key in enumerate(rule.keys):
+            column = _take(_value_column(batch, key), pos)
+            if isinstance(column, np.ndarray) and column.dtype.kind == "f":
+                nan |= np.isnan(column)
+                column = np.where(np.isnan(column), 0.0, column + 0.0)  # -0.0 == 0.0
+            frame[f"k{i}"] = column
+        frame["nan"] = np.where(nan, np.arange(n), -1)
+        frame["i"] = np.arange(n)
+        table = pl.DataFrame(frame)
+        names = [c for c in table.columns if c != "i"]
+        ordered = table.sort(names + ["i"])
+        order = ordered.get_column("i").to_numpy()
+        changed = ordered.select(pl.any_horizontal([pl.col(c) != pl.col(c).shift(1) for c in names])
+                                 .fill_null(True)).to_series().to_numpy()
+        return order, np.flatnonzero(changed)
 
     def _replay(self, batch, pos, lo, hi, accepted):
         m = self.m
@@ -211,22 +268,17 @@ class Rules:
         seen = [set() for _ in m.duplicates]
         latest = [None for _ in m.overlaps]
         for i in range(hi - lo):
-            p = int(where[i])
             rejected = False
             for r, rule in enumerate(m.duplicates):
                 if keys[r][i] in seen[r]:
-                    batch.reason[p] = self.duplicate[r]
                     rejected = True
                     break
             if not rejected:
                 for r, rule in enumerate(m.overlaps):
                     if latest[r] is not None and bounds[r][0][i] < latest[r]:
-                        batch.reason[p] = self.overlap[r]
                         rejected = True
                         break
             if rejected:
-                batch.reduction_mg[p] = 0
-                batch.points[p] = 0
                 accepted[lo + i] = False
                 continue
             for r in range(len(m.duplicates)):
@@ -261,10 +313,16 @@ class Rules:
         period = period_index(zone.local_day(time), cap.period)
         target = batch.reduction_mg if cap.target == "reduction" else batch.points
         value = target[pos]
-        # groups (account, period), keeping the canonical order inside each
-        order = np.lexsort((np.arange(pos.size), period, account))
-        g_account, g_period = account[order], period[order]
-        new = np.r_[True, (g_account[1:] != g_account[:-1]) | (g_period[1:] != g_period[:-1])]
+        # groups (account, period), keeping the canonical order inside each; they are
+        # already contiguous unless a local clock went back across midnight
+        account_change = account[1:] != account[:-1]
+        if np.all(account_change | (period[1:] >= period[:-1])):
+            order = np.arange(pos.size)
+            new = np.r_[True, account_change | (period[1:] != period[:-1])]
+        else:
+            order = np.lexsort((np.arange(pos.size), period, account))
+            g_account, g_period = account[order], period[order]
+            new = np.r_[True, (g_account[1:] != g_account[:-1]) | (g_period[1:] != g_period[:-1])]
         group = np.cumsum(new) - 1
         v = value[order]
         starts = np.flatnonzero(new)
@@ -320,35 +378,43 @@ def segmented_cummax(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
         pl.col("v").cum_max().over("s")).to_series().to_numpy()
 
 
-def canonical(batch: Batch, positions: np.ndarray, hashes: np.ndarray) -> np.ndarray:
-    """Order of `positions` by (account hash, time, id, row)."""
+def canonical(batch: Batch, positions: np.ndarray, hashes: np.ndarray):
+    """(order of `positions` by (account, time, id, row), account code along that order).
+
+    Accounts are told apart by a 64-bit hash of their text, checked against the text.
+    """
     time = batch.time[positions]
-    rows = batch.rows[positions]
-    order = np.lexsort((rows, time, hashes))
-    h, t = hashes[order], time[order]
-    tie = np.r_[False, (h[1:] == h[:-1]) & (t[1:] == t[:-1])]
+    if time.size == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    by_hash = np.argsort(hashes)
+    sorted_hashes = hashes[by_hash]
+    code = np.cumsum(np.r_[0, sorted_hashes[1:] != sorted_hashes[:-1]])  # along by_hash
+    low = int(time.min())
+    span = int(time.max()) - low + 1
+    if (int(code[-1]) + 1) * span < 2 ** 62:
+        within = np.argsort(code * span + (time[by_hash] - low))
+    else:  # pragma: no cover - centuries of microseconds times millions of accounts
+        within = np.lexsort((time[by_hash], code))
+    order = by_hash[within]
+    code = code[within]
+    c, t = code, time[order]
+    tie = np.r_[False, (c[1:] == c[:-1]) & (t[1:] == t[:-1])]
     if tie.any():
         # runs of equal (account, time): order them by (id, row)
         run_start = tie.copy()
         run_start[:-1] |= tie[1:]
         members = np.flatnonzero(run_start)
         run = np.cumsum(~tie[members])
-        ids = batch.ids.gather(positions[order[members]])
+        chosen = order[members]
+        ids = batch.ids.gather(positions[chosen])
         id_rank = ids.rank("dense").cast(pl.Int64).to_numpy()
-        inner = np.lexsort((rows[order[members]], id_rank, run))
-        order[members] = order[members][inner]
-    return order
-
-
-def _account_codes(sorted_hashes: np.ndarray, accounts: pl.Series, pos: np.ndarray) -> np.ndarray:
-    """Segment codes of accounts along the order; checks that equal hashes are equal texts."""
-    same = sorted_hashes[1:] == sorted_hashes[:-1]
-    if same.any():
-        texts = accounts.gather(pos)
-        text_same = (texts.slice(1) == texts.slice(0, texts.len() - 1)).to_numpy()
-        if (same & ~text_same).any():  # pragma: no cover - a 64-bit hash collision
-            raise HashCollision()
-    return np.cumsum(np.r_[0, ~same])
+        inner = np.lexsort((batch.rows[positions[chosen]], id_rank, run))
+        order[members] = chosen[inner]
+    same = c[1:] == c[:-1]
+    texts = batch.accounts.gather(positions[order])
+    if texts.len() > 1 and (same & ~(texts.slice(1) == texts.slice(0, texts.len() - 1)).to_numpy()).any():
+        raise HashCollision()  # pragma: no cover - two accounts with one 64-bit hash
+    return order, (np.cumsum(np.r_[0, ~same]) if c.size else c)
 
 
 class HashCollision(Exception):

@@ -30,7 +30,12 @@ _LEAD_MULTIBYTE_WS[[0xC2, 0xE1, 0xE2, 0xE3]] = True
 
 @dataclass
 class Bytes:
-    """A String column as (start, end) offsets into one buffer of UTF-8 bytes."""
+    """A String column as (start, end) offsets into one buffer of UTF-8 bytes.
+
+    Cells of at most 12 bytes are read in place from Polars' string views (Arrow
+    StringView: 16 bytes a cell, the short ones inline); longer ones are copied once into
+    one buffer (Arrow LargeString).
+    """
 
     data: np.ndarray   # uint8, with at least one byte
     start: np.ndarray  # int64
@@ -39,6 +44,13 @@ class Bytes:
 
     @staticmethod
     def of(series: pl.Series) -> "Bytes":
+        views = _views(series)
+        if views is not None:
+            view, length, _ = views
+            if length.size == 0 or int(length.max()) <= 12:
+                start = np.arange(length.size, dtype=np.int64) * 16 + 4
+                data = view.reshape(-1) if view.size else np.zeros(1, dtype=np.uint8)
+                return Bytes(data, start, start + length, _valid(series))
         array = series.to_arrow(compat_level=pl.CompatLevel.oldest())
         if isinstance(array, pa.ChunkedArray):
             array = array.combine_chunks()
@@ -51,9 +63,7 @@ class Bytes:
         data = np.frombuffer(buffers[2], dtype=np.uint8) if buffers[2] is not None and buffers[2].size else np.zeros(0, np.uint8)
         if data.size == 0:
             data = np.zeros(1, dtype=np.uint8)
-        valid = np.ones(len(array), dtype=bool) if array.null_count == 0 else \
-            ~series.is_null().to_numpy()
-        return Bytes(data, offsets[:-1], offsets[1:], valid)
+        return Bytes(data, offsets[:-1], offsets[1:], _valid(series))
 
     @property
     def length(self) -> np.ndarray:
@@ -71,23 +81,90 @@ class Bytes:
         return np.where(inside, self.data[np.clip(pos, 0, self.data.size - 1)], 0)
 
 
+def _valid(series: pl.Series) -> np.ndarray:
+    if series.null_count() == 0:
+        return np.ones(series.len(), dtype=bool)
+    return series.is_not_null().to_numpy()
+
+
+def _views(series: pl.Series):
+    """(views as n x 16 bytes, lengths, data buffers) of a String column, no copy."""
+    try:
+        array = series.to_arrow(compat_level=pl.CompatLevel.newest())
+    except Exception:  # pragma: no cover
+        return None
+    if isinstance(array, pa.ChunkedArray):
+        if array.num_chunks != 1:
+            return None
+        array = array.chunk(0)
+    if not pa.types.is_string_view(array.type):
+        return None
+    buffers = array.buffers()
+    n = len(array)
+    view = np.frombuffer(buffers[1], dtype=np.uint8).reshape(-1, 16)[array.offset:array.offset + n]
+    length = view[:, :4].copy().view(np.uint32).reshape(-1).astype(np.int64)
+    if array.null_count:
+        length[~_valid(series)] = 0
+    data = [np.frombuffer(b, dtype=np.uint8) if b is not None else np.zeros(0, np.uint8)
+            for b in buffers[2:]]
+    return view, length, data
+
+
+class Edges:
+    """First and last bytes of each cell of a String column, read without copying text."""
+
+    def __init__(self, series: pl.Series):
+        views = _views(series)
+        if views is None:
+            b = Bytes.of(series)
+            self.length = np.where(b.valid, b.length, 0)
+            self.first = b.byte(0)
+            self._from_end = b.byte_from_end
+            return
+        view, length, data = views
+        self.length = length
+        flat = view.reshape(-1)
+        n = length.size
+        top = max(flat.size - 1, 0)
+        base = np.arange(n, dtype=np.int64) * 16 + 4
+        self.first = np.where(length > 0, flat[np.minimum(base, top)], 0) if n else np.zeros(0, np.uint8)
+        long_rows = np.flatnonzero(length > 12)
+
+        def from_end(k: int) -> np.ndarray:
+            if n == 0:
+                return np.zeros(0, dtype=np.uint8)
+            inline = (length >= k) & (length <= 12)
+            out = np.where(inline, flat[np.clip(base + length - k, 0, top)], 0).astype(np.uint8)
+            if long_rows.size:
+                index = view[long_rows, 8:12].copy().view(np.uint32).reshape(-1)
+                offset = view[long_rows, 12:16].copy().view(np.uint32).reshape(-1).astype(np.int64)
+                for i in np.unique(index).tolist():
+                    chosen = index == i
+                    rows = long_rows[chosen]
+                    out[rows] = data[i][offset[chosen] + length[rows] - k]
+            return out
+        self._from_end = from_end
+
+    def from_end(self, k: int) -> np.ndarray:
+        return self._from_end(k)
+
+
 def _digit(b: np.ndarray) -> np.ndarray:
     return (b >= 48) & (b <= 57)
 
 
-def maybe_padded(text: Bytes) -> np.ndarray:
+def maybe_padded(series: pl.Series, edges: "Edges | None" = None) -> np.ndarray:
     """Cells that might start or end with what str.strip() removes (a superset)."""
-    length = text.length
-    first = text.byte(0)
-    last = text.byte_from_end(1)
+    edges = edges or Edges(series)
+    first, length = edges.first, edges.length
+    last = edges.from_end(1)
     suspect = _ASCII_WS[first] | _LEAD_MULTIBYTE_WS[first] | _ASCII_WS[last]
-    cont = (last >= 0x80) & (last <= 0xBF)
+    cont = (last >= 0x80) & (last <= 0xBF) & (length > 0)
     if cont.any():
-        second = text.byte_from_end(2)
-        third = text.byte_from_end(3)
+        second, third = edges.from_end(2), edges.from_end(3)
         suspect |= cont & (((length >= 2) & (second == 0xC2)) |
                            ((length >= 3) & _LEAD_MULTIBYTE_WS[third]))
-    return suspect & text.valid & (length > 0)
+    return suspect & (length > 0)
 
 
 def match_strings(text: Bytes, candidates) -> np.ndarray:

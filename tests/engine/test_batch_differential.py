@@ -179,6 +179,8 @@ def test_every_methodology_gives_the_same_results(path):
 def test_synthetic_methodologies_give_the_same_results(name):
     methodology = _synthetic(name)
     scalar, batch = Engine(methodology), BatchEngine(methodology)
+    if name == "rules":
+        batch.rules.rounds = 1  # duplicates/overlaps: also replay accounts record by record
 
     @_settings(40)
     @given(record_stream(methodology, max_size=60))
