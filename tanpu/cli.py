@@ -127,10 +127,11 @@ def _progress(total: int):
               help="write results here (.csv, .jsonl or .parquet); default: CSV on stdout")
 @click.option("--explain", is_flag=True,
               help="include where each number came from (always the scalar path)")
-@click.option("--engine", "engine_name", type=click.Choice(["batch", "scalar"]), default="batch",
-              show_default=True,
+@click.option("--engine", "engine_name", type=click.Choice(["batch", "scalar", "rules"]),
+              default="batch", show_default=True,
               help="batch: columnar, streams files of millions of records; scalar: record by "
-                   "record. Both give the same results.")
+                   "record; rules: scalar formulas, cross-record rules by durable_rules in a "
+                   "worker process. All give the same results.")
 def eval_command(methodology, records, output, explain, engine_name):
     """Evaluate the activity records in RECORDS (.csv, .jsonl, .parquet) with METHODOLOGY.
 
@@ -157,6 +158,15 @@ def eval_command(methodology, records, output, explain, engine_name):
 
         engine = Engine(c.methodology)
         frames = iter([results_frame(_evaluate_scalar(engine, Path(records)))])
+    elif engine_name == "rules":
+        from engine.batch import results_frame
+        from engine.rules import RulesEngineError, RulesPathEngine
+
+        engine = RulesPathEngine(c.methodology)
+        try:
+            frames = iter([results_frame(_evaluate_scalar(engine, Path(records)))])
+        except RulesEngineError as error:
+            raise click.ClickException(str(error)) from None
     else:
         from engine.batch import BatchEngine
 

@@ -9,8 +9,8 @@ short-lived sessions, worker.py is the process and its handle, client.py the int
 prior.py the prior state (what was already credited).
 """
 
-from .client import RulesEngine, RulesEngineError
+from .client import RulesEngine, RulesEngineError, RulesPathEngine
 from .prior import Credited
 from .ruleset import CompiledRules, compile_rules
 
-__all__ = ["RulesEngine", "RulesEngineError", "Credited", "CompiledRules", "compile_rules"]
+__all__ = ["RulesEngine", "RulesEngineError", "RulesPathEngine", "Credited", "CompiledRules", "compile_rules"]

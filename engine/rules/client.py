@@ -24,6 +24,7 @@ from typing import Iterable, Optional
 from dsl.ir import ast as ir
 
 from ..cross_record import _set, _shown, canonical_order, period_of
+from ..evaluate import Engine
 from ..result import (CAP_REACHED, CAPPED, CREDITED, DUPLICATE, DUPLICATE_ID, REJECTED,
                       Result)
 from ..scalar import LocalTime
@@ -85,7 +86,6 @@ class RulesEngine:
 
     def _recompute(self, result: Result, reduction_mg: int) -> int:
         if self._engine is None:
-            from ..evaluate import Engine
             self._engine = Engine(self.methodology)
         return self._engine.recompute_points(result, reduction_mg)
 
@@ -191,6 +191,18 @@ class RulesEngine:
                 raise RulesEngineError(f"unknown decision {decision!r}")
         for seq, codes in flags.items():
             results[seq].flags = tuple(sorted(set(codes)))
+
+
+class RulesPathEngine(Engine):
+    """An Engine whose cross-record rules are applied by RulesEngine (`tanpu eval
+    --engine rules`); everything else is Engine's."""
+
+    def __init__(self, methodology: ir.Methodology, **options):
+        super().__init__(methodology)
+        self.rules_engine = RulesEngine(methodology, engine=self, **options)
+
+    def apply_cross_record(self, results: list[Result], *, explain: bool = False) -> None:
+        self.rules_engine.apply(results, explain=explain)
 
 
 def _key_text(values: tuple, seq: int) -> str:
