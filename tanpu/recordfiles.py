@@ -155,9 +155,11 @@ def _result_columns(frame, ref, fmt: str):
 
     t = pl.col("time")
     moment = pl.from_epoch(t, time_unit="us")
-    time = (pl.when(t.is_null()).then(None)
-            .when(t % 1_000_000 == 0).then(moment.dt.strftime("%Y-%m-%dT%H:%M:%SZ"))
-            .otherwise(moment.dt.strftime("%Y-%m-%dT%H:%M:%S%.6fZ")))
+    if frame.select((t % 1_000_000 != 0).any()).item():  # as isoformat: a fraction if any
+        time = (pl.when(t % 1_000_000 == 0).then(moment.dt.strftime("%Y-%m-%dT%H:%M:%SZ"))
+                .otherwise(moment.dt.strftime("%Y-%m-%dT%H:%M:%S%.6fZ")))
+    else:
+        time = moment.dt.strftime("%Y-%m-%dT%H:%M:%SZ")
     flags = pl.col("flags") if fmt == "jsonl" else pl.col("flags").list.join(";")
     out = frame.select(
         pl.col("row"), pl.col("id"), pl.col("account"), time.alias("time"), pl.col("status"),

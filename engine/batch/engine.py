@@ -190,7 +190,7 @@ class BatchEngine:
 
     # ------------------------------------------------------------ files
     def evaluate_file(self, path, column_units: Optional[Mapping[str, str]] = None, *,
-                      memory_rows: int = 1_000_000, progress=None, spill_dir=None
+                      memory_rows: int = 2_000_000, progress=None, spill_dir=None
                       ) -> Iterator[pl.DataFrame]:
         """A record file (.csv, .jsonl, .parquet) -> frames of results, in row order.
 

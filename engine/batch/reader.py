@@ -72,7 +72,7 @@ def _blank_rows(frame: pl.DataFrame) -> np.ndarray:
     return blank
 
 
-def _csv(path: Path, chunk_rows: int) -> Chunks:
+def _csv(path: Path, chunk_rows: int, whole_bytes: int = 256 << 20) -> Chunks:
     size = path.stat().st_size
     with open(path, "r", encoding="utf-8-sig", newline="") as handle:
         try:
@@ -94,12 +94,19 @@ def _csv(path: Path, chunk_rows: int) -> Chunks:
     rename = {placeholders[i]: names[i] for i in last.values()}
     state = {"rows": 0, "bytes": 0.0}
 
+    def batches():
+        options = dict(has_header=False, skip_rows=1, infer_schema=False, truncate_ragged_lines=True,
+                       new_columns=placeholders, raise_if_empty=False, encoding="utf8")
+        if size <= whole_bytes:  # small enough to read at once (multithreaded), then slice
+            whole = pl.read_csv(path, **options)
+            for start in range(0, whole.height, chunk_rows):
+                yield whole.slice(start, chunk_rows)
+            return
+        yield from pl.scan_csv(path, **options).collect_batches(chunk_size=chunk_rows)
+
     def frames():
-        lazy = pl.scan_csv(path, has_header=False, skip_rows=1, infer_schema=False,
-                           truncate_ragged_lines=True, new_columns=placeholders,
-                           raise_if_empty=False, encoding="utf8")
         row = 1
-        for frame in lazy.collect_batches(chunk_size=chunk_rows):
+        for frame in batches():
             if frame.width < len(placeholders):
                 for name in placeholders[frame.width:]:
                     frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias(name))

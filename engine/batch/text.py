@@ -167,18 +167,44 @@ def maybe_padded(series: pl.Series, edges: "Edges | None" = None) -> np.ndarray:
     return suspect & (length > 0)
 
 
+def widths(text: Bytes, limit: int = 64):
+    """The valid cells grouped by length: (length, rows, bytes as a rows x length matrix).
+
+    Cells longer than `limit` are left out (the parsers then leave them to Python).
+    """
+    length = np.where(text.valid, text.length, limit + 1)
+    n = length.size
+    counts = np.bincount(np.minimum(length, limit + 1), minlength=limit + 2)
+    for width in np.flatnonzero(counts[:limit + 1]).tolist():
+        rows = np.arange(n) if counts[width] == n else np.flatnonzero(length == width)
+        if width == 0:
+            yield 0, rows, np.zeros((rows.size, 0), dtype=np.uint8)
+            continue
+        starts = text.start[rows]
+        if rows.size and starts[-1] - starts[0] == (rows.size - 1) * width and \
+                (rows.size == 1 or np.all(np.diff(starts) == width)) and text.data.size >= starts[0] + rows.size * width:
+            matrix = text.data[starts[0]:starts[0] + rows.size * width].reshape(rows.size, width)
+        else:
+            windows = np.lib.stride_tricks.sliding_window_view(text.data, width) \
+                if text.data.size >= width else np.zeros((1, width), dtype=np.uint8)
+            matrix = windows[np.minimum(starts, windows.shape[0] - 1)]
+        # position-major, so that each position is one contiguous row of bytes
+        yield width, rows, np.ascontiguousarray(matrix.T).T
+
+
 def match_strings(text: Bytes, candidates) -> np.ndarray:
     """Index of the candidate each cell equals byte for byte; -1 for none (or null)."""
     out = np.full(text.start.shape, -1, dtype=np.int32)
-    length = text.length
+    wanted: dict[int, list] = {}
     for index, candidate in enumerate(candidates):
-        encoded = candidate.encode("utf-8")
-        hit = (length == len(encoded)) & text.valid & (out < 0)
-        for k, value in enumerate(encoded):
-            if not hit.any():
-                break
-            hit &= text.byte(k) == value
-        out[hit] = index
+        encoded = np.frombuffer(candidate.encode("utf-8"), dtype=np.uint8)
+        wanted.setdefault(encoded.size, []).append((index, encoded))
+    longest = max(wanted) if wanted else 0
+    for width, rows, matrix in widths(text, longest):
+        for index, encoded in wanted.get(width, ()):
+            hit = (matrix == encoded).all(axis=1) if width else np.ones(rows.size, dtype=bool)
+            free = out[rows] < 0
+            out[rows[hit & free]] = index
     return out
 
 
@@ -192,50 +218,56 @@ class Decimals:
     ok: np.ndarray
 
 
-def decimals(text: Bytes) -> Decimals:
+def decimals(text: Bytes, limit: int = 40) -> Decimals:
     """Cells shaped `[+-]digits[.digits][spaces][unit]`, at most 15 digits, no exponent,
     no leading or trailing space."""
-    data, start, end = text.data, text.start, text.end
-    n = start.size
-    first = text.byte(0)
-    signed = (first == 43) | (first == 45)
-    p0 = start + signed
-    stops = np.flatnonzero(~(_digit(data) | (data == 46)))
-    if stops.size:
-        at = np.searchsorted(stops, p0)
-        num_end = np.minimum(np.where(at < stops.size, stops[np.minimum(at, stops.size - 1)], end), end)
-    else:
-        num_end = end.copy()
-    width = num_end - p0
-    digit_count = np.zeros(n, dtype=np.int64)
-    dots = np.zeros(n, dtype=np.int64)
-    frac = np.zeros(n, dtype=np.int64)
+    n = text.start.size
+    value = np.zeros(n)
     mantissa = np.zeros(n, dtype=np.int64)
-    seen_dot = np.zeros(n, dtype=bool)
-    max_width = min(int(width.max()) if n else 0, 17)
-    for j in range(max_width):
-        active = j < width
-        b = np.where(active, data[np.minimum(p0 + j, data.size - 1)], 0).astype(np.int64)
-        is_digit = active & (b >= 48) & (b <= 57)
-        is_dot = active & (b == 46)
-        mantissa = np.where(is_digit, mantissa * 10 + (b - 48), mantissa)
-        digit_count += is_digit
-        frac += is_digit & seen_dot
-        dots += is_dot
-        seen_dot |= is_dot
-    after = np.where(num_end < end, data[np.minimum(num_end, data.size - 1)], 0)
-    ok = (text.valid & (width <= max_width) & (digit_count >= 1) & (digit_count <= 15)
-          & (dots <= 1) & (after != 101) & (after != 69))  # an exponent: leave it to Python
-    negative = first == 45
-    value = mantissa.astype(np.float64) / (10.0 ** np.minimum(frac, 15))
-    value = np.where(negative, -value, value)
-    not_space = np.flatnonzero(data != 32)
-    if not_space.size:
-        at = np.searchsorted(not_space, num_end)
-        unit_start = np.minimum(np.where(at < not_space.size, not_space[np.minimum(at, not_space.size - 1)], end), end)
-    else:
-        unit_start = end.copy()
-    ok &= ~((unit_start < end) & (text.byte_from_end(1) == 32))  # trailing spaces
+    negative = np.zeros(n, dtype=bool)
+    dots = np.zeros(n, dtype=np.int64)
+    unit_start = text.end.copy()
+    ok = np.zeros(n, dtype=bool)
+    for width, rows, m in widths(text, limit):
+        k = rows.size
+        if width == 0:
+            continue
+        first = m[:, 0]
+        signed = (first == 43) | (first == 45)
+        digit = (m >= 48) & (m <= 57)
+        numeric = digit | (m == 46)
+        numeric[:, 0] |= signed
+        # the number ends at the first non-numeric byte (or the end)
+        stop = np.where(numeric.all(axis=1), width, np.argmin(numeric, axis=1))
+        cols = np.arange(width)
+        inside = (cols >= signed[:, None]) & (cols < stop[:, None])
+        d = digit & inside
+        count = d.sum(axis=1)
+        dot = (m == 46) & inside
+        ndots = dot.sum(axis=1)
+        dot_at = np.where(ndots > 0, np.argmax(dot, axis=1), width)
+        frac = (d & (cols > dot_at[:, None])).sum(axis=1)
+        mant = np.zeros(k, dtype=np.int64)
+        for j in range(min(width, 17)):
+            column = d[:, j]
+            if column.any():
+                mant = np.where(column, mant * 10 + (m[:, j].astype(np.int64) - 48), mant)
+        after = m[np.arange(k), np.minimum(stop, width - 1)]
+        good = ((count >= 1) & (count <= 15) & (ndots <= 1)
+                & ~((stop < width) & ((after == 101) | (after == 69))))
+        # spaces, then the unit; no trailing space
+        space = m == 32
+        not_space_after = ~space & (cols >= stop[:, None])
+        ustart = np.where(not_space_after.any(axis=1), np.argmax(not_space_after, axis=1), width)
+        good &= ~((ustart < width) & (m[:, width - 1] == 32))
+        v = mant.astype(np.float64) / (10.0 ** np.minimum(frac, 15))
+        neg = first == 45
+        value[rows] = np.where(neg, -v, v)
+        mantissa[rows] = mant
+        negative[rows] = neg
+        dots[rows] = ndots
+        unit_start[rows] = text.start[rows] + ustart
+        ok[rows] = good
     return Decimals(value, mantissa, negative, dots, unit_start, ok)
 
 
@@ -248,15 +280,15 @@ def unit_codes(text: Bytes, unit_start: np.ndarray, ok: np.ndarray, limit: int =
     while pending.any() and len(units) < limit:
         i = int(np.argmax(pending))
         raw = bytes(text.data[unit_start[i]:text.end[i]])
-        hit = pending & (length == len(raw))
-        for k, value in enumerate(raw):
-            if not hit.any():
-                break
-            hit &= text.data[np.minimum(unit_start + k, text.data.size - 1)] == value
-        hit[i] = True
+        rows = np.flatnonzero(pending & (length == len(raw)))
+        if raw:
+            matrix = text.data[unit_start[rows][:, None] + np.arange(len(raw))]
+            rows = rows[(matrix == np.frombuffer(raw, dtype=np.uint8)).all(axis=1)]
         units.append(raw.decode("utf-8", "replace"))
-        codes[hit] = len(units) - 1
-        pending &= ~hit
+        codes[rows] = len(units) - 1
+        codes[i] = len(units) - 1
+        pending[rows] = False
+        pending[i] = False
     return codes, units
 
 
@@ -268,9 +300,40 @@ def whole_numbers(text: Bytes):
     return np.where(ok, value, 0), ok
 
 
-def _two(text: Bytes, k: int) -> tuple[np.ndarray, np.ndarray]:
-    a, b = text.byte(k), text.byte(k + 1)
-    return (a.astype(np.int64) - 48) * 10 + (b.astype(np.int64) - 48), _digit(a) & _digit(b)
+_48 = np.uint8(48)
+
+
+def _pair(m: np.ndarray, k) -> tuple[np.ndarray, np.ndarray]:
+    """Two digits at column k (a number or an array of columns, one per row)."""
+    width = m.shape[1]
+    if isinstance(k, (int, np.integer)):
+        if k + 1 >= width:
+            zero = np.zeros(m.shape[0], dtype=np.int64)
+            return zero, zero.astype(bool)
+        a, b = m[:, k] - _48, m[:, k + 1] - _48  # uint8: a non-digit wraps to >= 10
+    else:
+        rows = np.arange(m.shape[0])
+        inside = k + 1 < width
+        a = np.where(inside, m[rows, np.minimum(k, width - 1)], 0).astype(np.uint8) - _48
+        b = np.where(inside, m[rows, np.minimum(k + 1, width - 1)], 0).astype(np.uint8) - _48
+    ok = (a < 10) & (b < 10)
+    value = a.astype(np.int16)
+    value *= 10
+    value += b
+    return value.astype(np.int64), ok
+
+
+def _at(m: np.ndarray, k) -> np.ndarray:
+    width = m.shape[1]
+    if isinstance(k, (int, np.integer)):
+        return m[:, k].astype(np.int64) if k < width else np.zeros(m.shape[0], dtype=np.int64)
+    rows = np.arange(m.shape[0])
+    return np.where(k < width, m[rows, np.minimum(k, width - 1)], 0).astype(np.int64)
+
+
+def _calendar_ok(year, month, day):
+    ok = (year >= 1) & (month >= 1) & (month <= 12) & (day >= 1)
+    return ok & (day <= days_in_month(year, month))
 
 
 def iso_datetimes(text: Bytes):
@@ -279,70 +342,87 @@ def iso_datetimes(text: Bytes):
     Returns (local µs since the epoch on the wall clock, offset µs, has_offset, ok),
     valid calendar fields only (as datetime.fromisoformat checks them).
     """
-    length = text.length
-    n = length.size
-    hi, ok_hi = _two(text, 0)
-    lo, ok_lo = _two(text, 2)
-    year = hi * 100 + lo
-    month, ok_m = _two(text, 5)
-    day, ok_d = _two(text, 8)
-    ok = text.valid & ok_hi & ok_lo & ok_m & ok_d & (text.byte(4) == 45) & (text.byte(7) == 45)
-    ok &= (year >= 1) & (month >= 1) & (month <= 12) & (day >= 1)
-    ok &= day <= days_in_month(year, month)
-    date_only = length == 10
-    sep = text.byte(10)
-    hour, ok_h = _two(text, 11)
-    minute, ok_mi = _two(text, 14)
-    has_time = ((sep == 84) | (sep == 32)) & ok_h & ok_mi & (text.byte(13) == 58) & (length >= 16)
-    ok &= date_only | has_time
-    has_seconds = has_time & (length >= 19) & (text.byte(16) == 58)
-    second, ok_s = _two(text, 17)
-    ok &= ~has_seconds | ok_s
-    # fraction: '.' then 1..6 digits
-    has_frac = has_seconds & (text.byte(19) == 46)
-    frac_digits = np.zeros(n, dtype=np.int64)
-    frac_value = np.zeros(n, dtype=np.int64)
-    going = has_frac.copy()
-    for k in range(7):
-        b = text.byte(20 + k)
-        d = going & _digit(b) & (20 + k < length)
-        if k == 6:
-            ok &= ~d  # a 7th digit: leave it to Python
-            break
-        frac_value = np.where(d, frac_value * 10 + (b.astype(np.int64) - 48), frac_value)
-        frac_digits += d
-        going &= d
-    ok &= ~has_frac | (frac_digits >= 1)
-    micro = frac_value * (10 ** (6 - np.minimum(frac_digits, 6)))
-    pos = np.where(date_only, 10, np.where(has_frac, 20 + frac_digits, np.where(has_seconds, 19, 16)))
-    tail = length - pos
-    zb = text.byte(pos)
-    zulu = (tail == 1) & ((zb == 90) | (zb == 122)) & ~date_only
-    signed = (tail == 6) & ((zb == 43) | (zb == 45)) & ~date_only
-    oh, ok_oh = _two(text, pos + 1)
-    om, ok_om = _two(text, pos + 4)
-    signed &= ok_oh & ok_om & (text.byte(pos + 3) == 58) & (oh <= 23) & (om <= 59)
-    ok &= (tail == 0) | zulu | signed
-    hour = np.where(has_time, hour, 0)
-    minute = np.where(has_time, minute, 0)
-    second = np.where(has_seconds, second, 0)
-    ok &= (hour <= 23) & (minute <= 59) & (second <= 59)
-    days = days_from_civil(np.where(ok, year, 1970), np.where(ok, month, 1), np.where(ok, day, 1))
-    local = days * 86_400_000_000 + hour * 3_600_000_000 + minute * 60_000_000 + second * 1_000_000 + micro
-    offset = np.where(signed, np.where(zb == 45, -1, 1) * (oh * 3600 + om * 60) * 1_000_000, 0)
-    return local, offset, zulu | signed, ok
+    n = text.start.size
+    local = np.zeros(n, dtype=np.int64)
+    offset = np.zeros(n, dtype=np.int64)
+    has_offset = np.zeros(n, dtype=bool)
+    ok = np.zeros(n, dtype=bool)
+    for width, rows, m in widths(text, 32):
+        if width < 10:
+            continue
+        k = rows.size
+        hi, ok_hi = _pair(m, 0)
+        lo, ok_lo = _pair(m, 2)
+        year = hi * 100 + lo
+        month, ok_m = _pair(m, 5)
+        day, ok_d = _pair(m, 8)
+        good = ok_hi & ok_lo & ok_m & ok_d & (m[:, 4] == 45) & (m[:, 7] == 45)
+        good &= _calendar_ok(year, month, day)
+        zero = np.zeros(k, dtype=np.int64)
+        if width == 10:
+            hour = minute = second = micro = zero
+            pos = np.full(k, 10)
+            date_only = True
+        else:
+            date_only = False
+            sep = _at(m, 10)
+            hour, ok_h = _pair(m, 11)
+            minute, ok_mi = _pair(m, 14)
+            good &= ((sep == 84) | (sep == 32)) & ok_h & ok_mi & (_at(m, 13) == 58) & (width >= 16)
+            has_seconds = (_at(m, 16) == 58) & (width >= 19)
+            second, ok_s = _pair(m, 17)
+            good &= ~has_seconds | ok_s
+            second = np.where(has_seconds, second, 0)
+            has_frac = has_seconds & (_at(m, 19) == 46)
+            frac_digits = zero.copy()
+            micro = zero.copy()
+            going = has_frac.copy()
+            for j in range(7 if has_frac.any() else 0):
+                b = _at(m, 20 + j)
+                d = going & (b >= 48) & (b <= 57)
+                if j == 6:
+                    good &= ~d  # a 7th digit: leave it to Python
+                    break
+                micro = np.where(d, micro * 10 + (b - 48), micro)
+                frac_digits += d
+                going &= d
+            good &= ~has_frac | (frac_digits >= 1)
+            micro = micro * (10 ** (6 - np.minimum(frac_digits, 6)))
+            pos = np.where(has_frac, 20 + frac_digits, np.where(has_seconds, 19, 16))
+            good &= (hour <= 23) & (minute <= 59) & (second <= 59)
+        tail = width - pos
+        z = _at(m, pos)
+        zulu = (tail == 1) & ((z == 90) | (z == 122)) & (not date_only)
+        oh, ok_oh = _pair(m, pos + 1)
+        om, ok_om = _pair(m, pos + 4)
+        signed = ((tail == 6) & ((z == 43) | (z == 45)) & ok_oh & ok_om & (_at(m, pos + 3) == 58)
+                  & (oh <= 23) & (om <= 59) & (not date_only))
+        good &= (tail == 0) | zulu | signed
+        days = days_from_civil(np.where(good, year, 1970), np.where(good, month, 1), np.where(good, day, 1))
+        local[rows] = (days * 86_400_000_000 + hour * 3_600_000_000 + minute * 60_000_000
+                       + second * 1_000_000 + micro)
+        offset[rows] = np.where(signed, np.where(z == 45, -1, 1) * (oh * 3600 + om * 60) * 1_000_000, 0)
+        has_offset[rows] = zulu | signed
+        ok[rows] = good
+    return local, offset, has_offset, ok
 
 
 def iso_dates(text: Bytes):
     """`YYYY-MM-DD` cells -> (days since the epoch, ok)."""
-    hi, ok_hi = _two(text, 0)
-    lo, ok_lo = _two(text, 2)
-    year = hi * 100 + lo
-    month, ok_m = _two(text, 5)
-    day, ok_d = _two(text, 8)
-    ok = (text.valid & (text.length == 10) & ok_hi & ok_lo & ok_m & ok_d
-          & (text.byte(4) == 45) & (text.byte(7) == 45))
-    ok &= (year >= 1) & (month >= 1) & (month <= 12) & (day >= 1)
-    ok &= day <= days_in_month(year, month)
-    days = days_from_civil(np.where(ok, year, 1970), np.where(ok, month, 1), np.where(ok, day, 1))
+    n = text.start.size
+    days = np.zeros(n, dtype=np.int64)
+    ok = np.zeros(n, dtype=bool)
+    for width, rows, m in widths(text, 10):
+        if width != 10:
+            continue
+        hi, ok_hi = _pair(m, 0)
+        lo, ok_lo = _pair(m, 2)
+        year = hi * 100 + lo
+        month, ok_m = _pair(m, 5)
+        day, ok_d = _pair(m, 8)
+        good = ok_hi & ok_lo & ok_m & ok_d & (m[:, 4] == 45) & (m[:, 7] == 45)
+        good &= _calendar_ok(year, month, day)
+        days[rows] = days_from_civil(np.where(good, year, 1970), np.where(good, month, 1),
+                                     np.where(good, day, 1))
+        ok[rows] = good
     return days, ok
