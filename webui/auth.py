@@ -1,0 +1,263 @@
+"""Signing in and out, the current user, and the checks every view makes on the server.
+
+    from webui.auth import current_user, login_required, require, requires
+
+    @bp.get("/things")
+    @login_required                          # anonymous: redirect to the sign-in page
+    def things(): ...                        # (401 JSON under /api/)
+
+    @bp.post("/users/<int:uid>/roles")
+    @requires(users.can_manage_users)        # signed in and the predicate allows, else 403
+    def grant(uid): ...
+
+    require(workflow.can(current_user, version, "publish"))   # 403 with the reason
+
+`current_user` is the signed-in registry User (loaded once per request, detached; its
+roles are loaded) or None. Pass `current_user.id` to registry functions: they load the
+actor in their own session and check its rights again.
+
+Sessions are signed cookies that expire: after SESSION_IDLE_MINUTES without a request
+(default 30) and at the latest SESSION_MAX_HOURS after signing in (default 12). They end
+at once when the user is deactivated or their password changes.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+import threading
+import time
+from collections import defaultdict, deque
+from typing import Callable, Optional
+from urllib.parse import urlsplit
+
+from flask import (Blueprint, abort, current_app, flash, g, jsonify, redirect, render_template,
+                   request, session, url_for)
+from flask_babel import gettext as _
+from werkzeug.local import LocalProxy
+
+from registry import users
+from registry.models import User
+from registry.users import Decision
+
+from .db import get_db
+
+bp = Blueprint("auth", __name__)
+
+_SESSION_KEY = "auth"
+
+
+# ---------------------------------------------------------------- the current user
+def _current_user() -> Optional[User]:
+    return g.get("user")
+
+
+current_user: Optional[User] = LocalProxy(_current_user)  # type: ignore[assignment]
+
+
+def _fingerprint(user: User) -> str:
+    """Changes when the password does: a session made before a password change ends."""
+    key = current_app.secret_key.encode() if isinstance(current_app.secret_key, str) \
+        else current_app.secret_key
+    return hmac.new(key, (user.password_hash or "").encode(), hashlib.sha256).hexdigest()[:20]
+
+
+def wants_json() -> bool:
+    """API requests get JSON errors (and 401 instead of a redirect to the sign-in page)."""
+    if request.path.startswith("/api/") or (request.blueprint or "").split(".")[0] == "api":
+        return True
+    best = request.accept_mimetypes.best_match(["text/html", "application/json"])
+    return best == "application/json" and request.accept_mimetypes[best] > \
+        request.accept_mimetypes["text/html"]
+
+
+def load_user() -> None:
+    """before_request: the session's user, if the session is still valid."""
+    g.user = None
+    data = session.get(_SESSION_KEY)
+    if not data:
+        return
+    now = time.time()
+    config = current_app.config
+    idle = config["SESSION_IDLE_MINUTES"] * 60
+    longest = config["SESSION_MAX_HOURS"] * 3600
+    try:
+        uid, signed_in, seen, fingerprint = (int(data["uid"]), float(data["at"]),
+                                             float(data["seen"]), str(data["fp"]))
+    except (KeyError, TypeError, ValueError):
+        session.pop(_SESSION_KEY, None)
+        return
+    if now - seen > idle or now - signed_in > longest:
+        session.clear()
+        g.session_expired = True
+        return
+    with get_db().read() as s:
+        user = s.get(User, uid)
+        if user is not None:
+            _ = user.roles  # loaded now: the object is used after the session ends
+    if user is None or not user.active or not hmac.compare_digest(fingerprint, _fingerprint(user)):
+        session.clear()
+        return
+    g.user = user
+    if now - seen > 30:  # do not rewrite the cookie on every request
+        data["seen"] = now
+        session[_SESSION_KEY] = data
+
+
+def sign_in(user: User) -> None:
+    session.clear()  # a new session: nothing from before signing in carries over
+    session.permanent = True
+    now = time.time()
+    session[_SESSION_KEY] = {"uid": user.id, "at": now, "seen": now, "fp": _fingerprint(user)}
+    g.user = user
+
+
+def sign_out() -> None:
+    session.clear()
+    g.user = None
+
+
+# ---------------------------------------------------------------- checks
+def _unauthenticated():
+    if wants_json():
+        response = jsonify(error="unauthenticated", message="sign in first")
+        response.status_code = 401
+        return response
+    if g.get("session_expired"):
+        flash(_("Your session has expired. Please sign in again."), "warning")
+    else:
+        flash(_("Please sign in to continue."), "info")
+    target = request.full_path if request.query_string else request.path
+    return redirect(url_for("auth.login", next=target))
+
+
+def login_required(view: Callable) -> Callable:
+    @functools.wraps(view)
+    def wrapped(*args, **kwargs):
+        if g.get("user") is None:
+            return _unauthenticated()
+        return view(*args, **kwargs)
+    return wrapped
+
+
+def require(decision: Decision) -> None:
+    """403 with the decision's reason when it does not allow."""
+    if not decision:
+        abort(403, description=decision.reason or None)
+
+
+def requires(predicate: Callable[[Optional[User]], Decision]) -> Callable:
+    """A view for signed-in users whom `predicate(user)` (a registry.users.can_*) allows."""
+    def decorate(view: Callable) -> Callable:
+        @functools.wraps(view)
+        def wrapped(*args, **kwargs):
+            if g.get("user") is None:
+                return _unauthenticated()
+            require(predicate(g.user))
+            return view(*args, **kwargs)
+        return wrapped
+    return decorate
+
+
+def roles_required(*roles: str) -> Callable:
+    """A view for signed-in users with at least one of `roles`."""
+    def predicate(user: Optional[User]) -> Decision:
+        if user is not None and user.active and user.roles & set(roles):
+            return users.ALLOW
+        return users.deny("needs the " + " or ".join(r.replace("_", " ") for r in roles) + " role")
+    return requires(predicate)
+
+
+def has_role(role: str) -> bool:
+    user = g.get("user")
+    return user is not None and user.has_role(role)
+
+
+# ---------------------------------------------------------------- brute force
+class _Throttle:
+    """At most `limit` failed sign-ins per email and per address in `window` seconds."""
+
+    def __init__(self):
+        self._failures: dict[str, deque] = defaultdict(deque)
+        self._lock = threading.Lock()
+
+    def _trim(self, key: str, now: float, window: float) -> deque:
+        failures = self._failures[key]
+        while failures and now - failures[0] > window:
+            failures.popleft()
+        return failures
+
+    def blocked(self, keys: list[str], limit: int, window: float) -> bool:
+        now = time.time()
+        with self._lock:
+            return any(len(self._trim(k, now, window)) >= limit for k in keys)
+
+    def fail(self, keys: list[str]) -> None:
+        now = time.time()
+        with self._lock:
+            for key in keys:
+                self._failures[key].append(now)
+
+    def clear(self, keys: list[str]) -> None:
+        with self._lock:
+            for key in keys:
+                self._failures.pop(key, None)
+
+
+def _safe_next(target: Optional[str]) -> str:
+    """Only a path on this site: never an absolute URL (an open redirect)."""
+    if not target:
+        return url_for("dashboard.index") if "dashboard.index" in current_app.view_functions \
+            else "/"
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//") \
+            or "\\" in target:
+        return "/"
+    return target
+
+
+safe_next = _safe_next
+
+
+# ---------------------------------------------------------------- views
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    throttle: _Throttle = current_app.extensions.setdefault("tanpu.throttle", _Throttle())
+    next_url = request.values.get("next", "")
+    if g.get("user") is not None and request.method == "GET":
+        return redirect(_safe_next(next_url))
+    email = ""
+    status = 200
+    if request.method == "POST":
+        email = (request.form.get("email") or "").strip()
+        password = request.form.get("password") or ""
+        keys = ["email:" + email.lower(), "addr:" + (request.remote_addr or "")]
+        limit, window = (current_app.config["LOGIN_MAX_FAILURES"],
+                         current_app.config["LOGIN_FAILURE_WINDOW_SECONDS"])
+        if throttle.blocked(keys, limit, window):
+            flash(_("Too many failed sign-ins. Please wait a few minutes and try again."), "error")
+            status = 429
+        else:
+            with get_db().unit_of_work() as s:
+                user = users.authenticate(s, email, password)
+                if user is not None:
+                    _ = user.roles
+            if user is not None:
+                throttle.clear(keys[:1])
+                sign_in(user)
+                current_app.logger.info("sign-in: user %s", user.id)
+                flash(_("Welcome, %(name)s.", name=user.name), "success")
+                return redirect(_safe_next(next_url))
+            throttle.fail(keys)
+            current_app.logger.info("failed sign-in for %r from %s", email, request.remote_addr)
+            flash(_("The email or password is not right."), "error")
+            status = 401
+    return render_template("auth/login.html", email=email, next_url=next_url), status
+
+
+@bp.post("/logout")
+def logout():
+    sign_out()
+    flash(_("You have signed out."), "info")
+    return redirect(url_for("auth.login"))

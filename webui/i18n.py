@@ -1,0 +1,181 @@
+"""Languages (Simplified Chinese by default, English) and dates (Asia/Shanghai).
+
+The language is the one chosen with the switch (/lang/<code>, kept in a cookie for a
+year), else zh. `?lang=en` on any page shows it in that language once.
+
+Messages: English msgids in the code and templates (`_("...")`), Chinese in
+translations/zh/LC_MESSAGES/messages.po. Each blueprint package may have its own
+`translations/` folder beside its `__init__.py` (webui/editor/translations/...): every
+such folder is used, and catalogs are merged. The .mo files are committed, and compiled
+again from the .po at start-up when missing or older (so a fresh clone works either way).
+
+    make i18n    # extract the msgids, update the .po files (then translate), compile
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import tempfile
+from pathlib import Path
+from typing import Iterable, Optional
+from zoneinfo import ZoneInfo
+
+from flask import Blueprint, current_app, g, redirect, request
+from flask_babel import get_locale
+
+LANGUAGES = {"zh": "中文", "en": "English"}
+DEFAULT_LANGUAGE = "zh"
+DISPLAY_TIMEZONE = "Asia/Shanghai"
+COOKIE = "tanpu_lang"
+
+PACKAGE = Path(__file__).resolve().parent
+log = logging.getLogger(__name__)
+
+bp = Blueprint("i18n", __name__)
+
+
+def select_locale() -> str:
+    wanted = request.args.get("lang") or request.cookies.get(COOKIE)
+    return wanted if wanted in LANGUAGES else DEFAULT_LANGUAGE
+
+
+def lang() -> str:
+    """The request's language code: zh or en."""
+    return str(get_locale() or DEFAULT_LANGUAGE).split("_")[0]
+
+
+@bp.get("/lang/<code>")
+def switch(code: str):
+    from .auth import safe_next
+    target = safe_next(request.args.get("next"))
+    response = redirect(target)
+    if code in LANGUAGES:
+        response.set_cookie(COOKIE, code, max_age=365 * 24 * 3600, samesite="Lax",
+                            httponly=True, secure=current_app.config["SESSION_COOKIE_SECURE"])
+    return response
+
+
+# ---------------------------------------------------------------- dates
+def _zone() -> ZoneInfo:
+    return ZoneInfo(current_app.config.get("DISPLAY_TIMEZONE", DISPLAY_TIMEZONE))
+
+
+def local(value: Optional[dt.datetime]) -> Optional[dt.datetime]:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.timezone.utc)
+    return value.astimezone(_zone())
+
+
+def format_datetime(value: Optional[dt.datetime], seconds: bool = False) -> str:
+    """2024-05-20 16:00 in Asia/Shanghai (the same digits in both languages)."""
+    shown = local(value)
+    if shown is None:
+        return ""
+    return shown.strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
+
+
+def format_date(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, dt.datetime):
+        value = local(value).date()
+    return value.isoformat()
+
+
+def iso_utc(value: Optional[dt.datetime]) -> str:
+    if value is None:
+        return ""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.timezone.utc)
+    return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_local_date(text: str) -> Optional[dt.date]:
+    try:
+        return dt.date.fromisoformat((text or "").strip())
+    except ValueError:
+        return None
+
+
+def local_day_start(day: dt.date) -> dt.datetime:
+    """The UTC instant a local (Asia/Shanghai) day starts."""
+    return dt.datetime.combine(day, dt.time(), tzinfo=_zone()).astimezone(dt.timezone.utc)
+
+
+# ---------------------------------------------------------------- catalogs
+def translation_directories() -> list[Path]:
+    """webui/translations and every webui/<blueprint>/translations."""
+    found = [PACKAGE / "translations"]
+    found += sorted(p for p in PACKAGE.glob("*/translations") if p.is_dir() and p not in found)
+    return [p for p in found if p.is_dir()]
+
+
+def _stale(po: Path, mo: Path) -> bool:
+    return not mo.exists() or mo.stat().st_mtime < po.stat().st_mtime
+
+
+def compile_catalog(po: Path, mo: Path) -> None:
+    from babel.messages.mofile import write_mo
+    from babel.messages.pofile import read_po
+
+    with po.open("rb") as f:
+        catalog = read_po(f)
+    mo.parent.mkdir(parents=True, exist_ok=True)
+    tmp = mo.with_suffix(".mo.tmp")
+    with tmp.open("wb") as f:
+        write_mo(f, catalog, use_fuzzy=False)
+    tmp.replace(mo)
+
+
+def compiled_directories(directories: Iterable[Path]) -> list[str]:
+    """The directories Flask-Babel reads, each with .mo files as new as their .po.
+
+    Compiles in place; where a folder cannot be written (an installed, read-only
+    package), into a temporary folder instead."""
+    out = []
+    for directory in directories:
+        pos = list(directory.glob("*/LC_MESSAGES/*.po"))
+        if not any(_stale(po, po.with_suffix(".mo")) for po in pos):
+            out.append(str(directory))
+            continue
+        try:
+            for po in pos:
+                if _stale(po, po.with_suffix(".mo")):
+                    compile_catalog(po, po.with_suffix(".mo"))
+            out.append(str(directory))
+        except OSError:
+            target = Path(tempfile.mkdtemp(prefix="tanpu-i18n-"))
+            for po in pos:
+                compile_catalog(po, target / po.relative_to(directory).with_suffix(".mo"))
+            log.info("compiled the catalogs of %s into %s", directory, target)
+            out.append(str(target))
+    return out
+
+
+def init_app(app) -> None:
+    from .extensions import babel
+
+    app.config.setdefault("BABEL_DEFAULT_LOCALE", DEFAULT_LANGUAGE)
+    app.config.setdefault("BABEL_DEFAULT_TIMEZONE", DISPLAY_TIMEZONE)
+    app.config.setdefault("DISPLAY_TIMEZONE", DISPLAY_TIMEZONE)
+    app.config["BABEL_TRANSLATION_DIRECTORIES"] = ";".join(
+        compiled_directories(translation_directories()))
+    babel.init_app(app, locale_selector=select_locale)
+    app.register_blueprint(bp)
+    app.add_template_filter(format_datetime, "datetime")
+    app.add_template_filter(format_date, "date")
+    app.add_template_filter(iso_utc, "utc")
+
+    @app.context_processor
+    def _languages():
+        return {"LANGUAGES": LANGUAGES, "lang": lang(), "DISPLAY_TIMEZONE":
+                app.config["DISPLAY_TIMEZONE"]}
+
+    @app.after_request
+    def _content_language(response):
+        response.headers.setdefault("Content-Language", "zh-Hans" if lang() == "zh" else "en")
+        response.vary.add("Cookie")
+        return response
