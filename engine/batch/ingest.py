@@ -164,7 +164,8 @@ class _Reader:
             return self._to_utc(local, offset, has_offset, ok), ok
         if kind == Kind.DATE:
             return tx.iso_dates(b)
-        return series.rename(spec.name), np.ones(n, dtype=bool)  # text: the cell as written
+        # text: the cell as written; one that might be only spaces is absent to records.py
+        return series.rename(spec.name), ~tx.maybe_padded(series)
 
     def _to_utc(self, local, offset, has_offset, ok):
         naive = ok & ~has_offset

@@ -216,6 +216,52 @@ def test_daylight_saving_time_days_hours_and_caps():
     check()
 
 
+BUILTINS = '''methodology test.builtins "builtins" version 1.0.0 {
+  covers walk, run
+  effective from 2024-01-01
+  timezone Europe/London
+}
+input steps: integer between 0 and 50000
+input kind: text optional
+input at: datetime optional = 2024-05-20T00:00
+require account != "" else NO_ACCOUNT "an account is needed"
+let per_step = if activity == "run" then 2 g else 1 g
+reduction = steps * per_step / 1000 + (if id == "r1" then 5 g else 0 g) + (if kind == "x" then 1 g else 0 g)
+points = floor(reduction / 1 g) + hour(time) + (if at > time then 1 else 0)
+forbid duplicate activity, kind per account else SAME "same kind"
+cap points at 30 per account per day in Asia/Tokyo
+'''
+
+
+@st.composite
+def _builtin_record(draw, i: int):
+    """Cells as people write them: padded, blank, Unicode spaces, missing columns."""
+    record = {
+        "id": draw(st.sampled_from([f"r{i}", "r1", " r1", "", None])),
+        "account": draw(st.sampled_from(["a", "b", "", " a", None, "张三", "张三\u3000"])),
+        "activity": draw(st.sampled_from(["", "walk", "run", " run", "swim", None, "walk\t"])),
+        "steps": draw(st.sampled_from(["100", "2500", " 30", "-1", "50001", "1e3", "7.0", ""])),
+        "kind": draw(st.sampled_from(["", " ", "x", " x", "x ", "y", "\u3000x", "x\xa0", None])),
+        "time": draw(st.sampled_from(["2024-05-20T08:00", "2024-05-20T23:30", "2024-05-21T00:10+09:00",
+                                      "", None, "2024-05-20 12:00:00Z"])),
+        "at": draw(st.sampled_from(["", "2024-05-20T09:00", None, "2024-05-20T07:00"])),
+    }
+    return {k: v for k, v in record.items() if v is not None or draw(st.booleans())}
+
+
+def test_builtins_in_formulas_activities_and_padded_cells():
+    methodology = _compile(BUILTINS)
+    scalar, batch = Engine(methodology), BatchEngine(methodology)
+
+    @_settings(60)
+    @given(st.integers(min_value=0, max_value=30).flatmap(
+        lambda n: st.tuples(*[_builtin_record(i) for i in range(n)])))
+    def check(stream):
+        stream = list(stream)
+        assert _keys(batch.evaluate(stream)) == _keys(scalar.evaluate(stream))
+    check()
+
+
 def test_an_empty_stream_and_an_all_invalid_stream():
     methodology = _synthetic("rules")
     _agree(methodology, [])
