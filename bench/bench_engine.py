@@ -1,0 +1,234 @@
+"""Throughput of the evaluation paths on the Shenzhen bus/metro methodology.
+
+    .venv/bin/python bench/bench_engine.py [--n 5000000] [--scalar-n 200000] [--csv-n 1000000]
+                                           [--no-memory]
+
+Prints records/s for: the scalar path (on a smaller sample), the batch path per record
+(formulas only) and whole (with the methodology's overlap rule and duplicate ids), the
+batch path with a daily cap per account, a hand-written Polars expression of the same
+per-record calculation and a hand-written NumPy daily cap (sort + segmented cumsum), with
+the ratios; `tanpu eval` end to end on a CSV; and the peak memory of `evaluate_file` on
+files of 1M and 5M rows. Figures only: nothing here asserts a timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from dsl import compile_source  # noqa: E402
+from engine import Engine  # noqa: E402
+from engine.batch import BatchEngine  # noqa: E402
+
+SOURCE = ROOT / "methodologies" / "shenzhen-public-transit.tanpu"
+CAP = "\ncap reduction at 2 kg per account per day\n"
+START_US = 1_714_514_400_000_000  # 2024-05-01T06:00 local, as UTC µs (+08:00)
+
+
+def compile_text(text: str):
+    compiled = compile_source(text, "bench.tanpu")
+    assert compiled.ok, compiled.render()
+    return compiled.methodology
+
+
+# ---------------------------------------------------------------- data
+def typed_frame(n: int, seed: int = 0) -> pl.DataFrame:
+    """n rides: ~40 per account over 30 days, some overlapping, 1/3 diesel (rejected)."""
+    rng = np.random.default_rng(seed)
+    accounts = max(1, n // 40)
+    boarded = START_US - 8 * 3_600_000_000 + rng.integers(0, 30 * 24 * 60, n) * 60_000_000
+    boarded = boarded + 8 * 3_600_000_000  # naive local wall time (Asia/Shanghai)
+    minutes = rng.integers(5, 60, n) * 60_000_000
+    return pl.DataFrame({
+        "id": pl.int_range(0, n, eager=True).cast(pl.String).str.pad_start(1, "r").alias("id"),
+        "account": pl.Series(rng.integers(0, accounts, n)).cast(pl.String),
+        "mode": pl.Series(np.array(["ebus", "metro", "diesel_bus"])[rng.integers(0, 3, n)])
+                  .cast(pl.Enum(["ebus", "metro", "diesel_bus"])),
+        "distance": rng.integers(100, 30_000, n) / 1000.0,  # km, a column unit
+        "boarded": pl.Series(boarded).cast(pl.Datetime("us")),
+        "alighted": pl.Series(boarded + minutes).cast(pl.Datetime("us")),
+    }).with_columns(("r" + pl.col("id")).alias("id"), ("a" + pl.col("account")).alias("account"))
+
+
+UNITS = {"distance": "km"}
+
+
+def text_rows(frame: pl.DataFrame) -> list[dict]:
+    """The rows as a CSV reader gives them (every cell text, quantities with units)."""
+    text = frame.with_columns(
+        pl.col("mode").cast(pl.String),
+        (pl.col("distance").cast(pl.String) + " km").alias("distance"),
+        pl.col("boarded").dt.strftime("%Y-%m-%dT%H:%M"),
+        pl.col("alighted").dt.strftime("%Y-%m-%dT%H:%M"))
+    return text.to_dicts()
+
+
+def write_csv(frame: pl.DataFrame, path: Path) -> None:
+    frame.with_columns(
+        pl.col("mode").cast(pl.String),
+        (pl.col("distance").cast(pl.String) + " km").alias("distance"),
+        pl.col("boarded").dt.strftime("%Y-%m-%dT%H:%M"),
+        pl.col("alighted").dt.strftime("%Y-%m-%dT%H:%M")).write_csv(path)
+
+
+# ---------------------------------------------------------------- hand-written baselines
+def handwritten_polars(frame: pl.DataFrame) -> pl.DataFrame:
+    """The per-record calculation written directly: factor × distance, mg, points."""
+    factor = (pl.when(pl.col("mode") == "ebus").then(26.9e-6)
+              .when(pl.col("mode") == "metro").then(46.7e-6).otherwise(None))  # kg/m
+    kg = factor * (pl.col("distance") * 1000.0)
+    ok = (factor.is_not_null() & (pl.col("alighted") > pl.col("boarded"))
+          & (pl.col("distance") >= 0) & (pl.col("distance") <= 200))
+    mg = (kg * 1e6).round(mode="half_away_from_zero")
+    return frame.select(
+        pl.col("id"), pl.col("account"),
+        pl.when(ok).then(mg).otherwise(0).cast(pl.Int64).alias("reduction_mg"),
+        pl.when(ok).then((mg / 1000.0).floor()).otherwise(0).cast(pl.Int64).alias("points"),
+        ok.alias("credited"))
+
+
+def handwritten_cap(account: np.ndarray, time_us: np.ndarray, reduction_mg: np.ndarray,
+                    limit: int = 2_000_000) -> np.ndarray:
+    """Daily cap per account: sort, then min(cs, L) - min(cs_prev, L) per (account, day)."""
+    day = (time_us + 8 * 3_600_000_000) // 86_400_000_000
+    order = np.lexsort((time_us, account))
+    a, d, v = account[order], day[order], reduction_mg[order]
+    new = np.r_[True, (a[1:] != a[:-1]) | (d[1:] != d[:-1])]
+    cs = np.cumsum(v)
+    starts = np.flatnonzero(new)
+    base = np.repeat(np.r_[0, cs[starts[1:] - 1]], np.diff(np.r_[starts, v.size]))
+    within = cs - base
+    allowed = np.minimum(within, limit) - np.minimum(within - v, limit)
+    out = np.empty_like(allowed)
+    out[order] = allowed
+    return out
+
+
+# ---------------------------------------------------------------- measuring
+def best_of(fn, repeat: int = 3) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def rate(n: int, seconds: float) -> str:
+    return f"{n / seconds / 1e6:8.2f} M records/s  ({seconds:7.3f} s for {n:,})"
+
+
+def memory_child(path: str, methodology: str) -> None:
+    """Runs in a subprocess: evaluate_file, frames discarded; prints peak RSS (MB)."""
+    engine = BatchEngine(compile_text(Path(methodology).read_text(encoding="utf-8")))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rows = 0
+    for frame in engine.evaluate_file(Path(path)):
+        rows += frame.height
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"{rows} {before:.0f} {peak:.0f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=5_000_000)
+    parser.add_argument("--scalar-n", type=int, default=200_000)
+    parser.add_argument("--csv-n", type=int, default=1_000_000)
+    parser.add_argument("--no-memory", action="store_true", help="skip the 1M/5M peak memory runs")
+    parser.add_argument("--memory-child", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.memory_child:
+        memory_child(*args.memory_child)
+        return
+
+    text = SOURCE.read_text(encoding="utf-8")
+    plain, capped = compile_text(text), compile_text(text + CAP)
+    n = args.n
+    print(f"machine: {os.cpu_count()} CPU(s), load average {os.getloadavg()[0]:.2f}; "
+          f"polars {pl.__version__}, numpy {np.__version__}")
+    t = time.perf_counter()
+    frame = typed_frame(n)
+    print(f"generated {n:,} typed records in {time.perf_counter() - t:.1f} s "
+          f"(distance Float64 in km, boarded/alighted naive Datetime, mode Enum)")
+
+    # scalar, on a sample
+    k = min(args.scalar_n, n)
+    sample = frame.head(k)
+    rows = text_rows(sample)
+    scalar = Engine(plain)
+    scalar_s = best_of(lambda: scalar.evaluate(rows), 1)
+    print(f"scalar   Engine.evaluate, text rows        {rate(k, scalar_s)}  [sample of {k:,}]")
+    from engine.records import ingest
+    values = [ingest(r, scalar.schema, default_id="x") for r in rows]
+    prepared_s = best_of(lambda: scalar.evaluate_prepared(values), 1)
+    print(f"scalar   evaluate_prepared (read values)   {rate(k, prepared_s)}  [sample of {k:,}]")
+    del values
+
+    # batch
+    batch = BatchEngine(plain)
+    per_record_s = best_of(lambda: [batch.per_record(frame.slice(s, batch.chunk_rows), UNITS, s + 1)
+                                    for s in range(0, n, batch.chunk_rows)])
+    print(f"batch    per record (formulas only)        {rate(n, per_record_s)}")
+    whole_s = best_of(lambda: batch.evaluate_frame(frame, UNITS), 2)
+    print(f"batch    evaluate_frame (+ overlap, ids)   {rate(n, whole_s)}")
+    batch_cap = BatchEngine(capped)
+    cap_s = best_of(lambda: batch_cap.evaluate_frame(frame, UNITS), 2)
+    print(f"batch    evaluate_frame + 2 kg/day cap     {rate(n, cap_s)}")
+
+    # hand-written
+    polars_s = best_of(lambda: handwritten_polars(frame))
+    print(f"polars   hand-written expression           {rate(n, polars_s)}")
+    mg = handwritten_polars(frame).get_column("reduction_mg").to_numpy()
+    account = frame.get_column("account").str.slice(1).cast(pl.Int64).to_numpy()
+    time_us = frame.get_column("boarded").dt.epoch("us").to_numpy() - 8 * 3_600_000_000
+    numpy_s = best_of(lambda: handwritten_cap(account, time_us, mg))
+    print(f"numpy    hand-written sort + daily cap     {rate(n, numpy_s)}")
+    print(f"ratios   batch per record / polars = {per_record_s / polars_s:.2f}x time; "
+          f"batch cap / (polars + numpy cap) = {cap_s / (polars_s + numpy_s):.2f}x time")
+    del frame
+
+    with tempfile.TemporaryDirectory(prefix="tanpu-bench-") as folder:
+        folder = Path(folder)
+        # tanpu eval end to end
+        m = args.csv_n
+        path = folder / f"rides-{m}.csv"
+        write_csv(typed_frame(m, seed=1), path)
+        started = time.perf_counter()
+        done = subprocess.run([sys.executable, "-m", "tanpu.cli", "check", str(SOURCE)],
+                              cwd=ROOT, capture_output=True)
+        startup = time.perf_counter() - started
+        started = time.perf_counter()
+        done = subprocess.run([sys.executable, "-m", "tanpu.cli", "eval", str(SOURCE), str(path),
+                               "-o", str(folder / "out.csv")], cwd=ROOT, capture_output=True, text=True)
+        wall = time.perf_counter() - started
+        assert done.returncode == 0, done.stderr
+        print(f"tanpu eval {m:,}-row CSV -> CSV: {wall:.2f} s wall "
+              f"(of which start-up + compiling the methodology, as `tanpu check` takes: {startup:.2f} s)")
+        if not args.no_memory:
+            for rows_n in (1_000_000, 5_000_000):
+                p = folder / f"mem-{rows_n}.csv"
+                write_csv(typed_frame(rows_n, seed=2), p)
+                out = subprocess.run([sys.executable, __file__, "--memory-child", str(p), str(SOURCE)],
+                                     cwd=ROOT, capture_output=True, text=True)
+                assert out.returncode == 0, out.stderr
+                count, before, peak = out.stdout.split()
+                print(f"memory   evaluate_file {int(count):>9,} rows ({p.stat().st_size / 1e6:5.0f} MB CSV): "
+                      f"peak RSS {float(peak):6.0f} MB (after imports and compiling: {float(before):.0f} MB)")
+                p.unlink()
+
+
+if __name__ == "__main__":
+    main()
