@@ -8,6 +8,6 @@ Neither language nor engine: it reads the IR (dsl/) and runs the examples (engin
 """
 
 from .i18n import DEFAULT_LANG, LANGS
-from .render import render_html
+from .render import document_context, render_html
 
-__all__ = ["render_html", "LANGS", "DEFAULT_LANG"]
+__all__ = ["render_html", "document_context", "LANGS", "DEFAULT_LANG"]

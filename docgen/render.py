@@ -508,6 +508,18 @@ def _environment() -> Environment:
     return _ENV
 
 
+def document_context(methodology: ir.Methodology, lang: str = i18n.DEFAULT_LANG,
+                     content_hash: Optional[str] = None) -> dict:
+    """The document's content as render_html's template gets it (parameter tables with
+    their sources and dates, equations as MathML, examples with their results, ...), for
+    another page that shows parts of it (the web UI's methodology page). `tr(key)` in it
+    gives the document's fixed strings in ``lang``."""
+    if lang not in i18n.LANGS:
+        raise ValueError(f"unknown language {lang!r}: use one of {', '.join(i18n.LANGS)}")
+    digest = content_hash or compute_hash(methodology)
+    return _Builder(methodology, lang, digest).context()
+
+
 def render_html(methodology: ir.Methodology, lang: str = i18n.DEFAULT_LANG,
                 content_hash: Optional[str] = None) -> str:
     """The methodology as one self-contained HTML document in ``lang`` (zh or en)."""
@@ -518,4 +530,4 @@ def render_html(methodology: ir.Methodology, lang: str = i18n.DEFAULT_LANG,
     return _environment().get_template("methodology.html.j2").render(**builder.context())
 
 
-__all__ = ["render_html", "unit_latex"]
+__all__ = ["render_html", "document_context", "unit_latex"]

@@ -433,5 +433,122 @@ def audit_verify(database_url):
     sys.exit(0 if result.ok else 1)
 
 
+@admin.command("set-password")
+@_DATABASE_URL
+@click.option("--email", required=True)
+@click.option("--password", envvar="TANPU_PASSWORD", prompt=True, hide_input=True,
+              confirmation_prompt=True, help="prompted for when not given (env TANPU_PASSWORD)")
+def admin_set_password(database_url, email, password):
+    """Set a user's password (e.g. a lost first administrator's)."""
+    from registry import users
+    from registry.errors import RegistryError
+
+    database = _database(database_url)
+    try:
+        with database.unit_of_work() as session:
+            user = users.by_email(session, email)
+            if user is None:
+                raise click.ClickException(f"no user {email}")
+            users.set_password(session, None, user, password)
+            click.echo(f"password set for {user.email}")
+    except RegistryError as error:
+        raise click.ClickException(str(error)) from None
+    finally:
+        database.dispose()
+
+
+# ---------------------------------------------------------------- seed and serve
+def _migrated(url):
+    from registry import migrate
+    from registry.db import Database
+
+    database = Database(url)
+    migrate.upgrade(database)
+    return database
+
+
+_DEMO_PASSWORD = click.option(
+    "--demo-password", envvar="TANPU_DEMO_PASSWORD", default=None, metavar="PASSWORD",
+    help="also let the demo reviewers and the curator sign in with this password "
+         "(env TANPU_DEMO_PASSWORD; never on a real deployment)")
+
+
+@main.command()
+@_DATABASE_URL
+@_DEMO_PASSWORD
+def seed(database_url, demo_password):
+    """Migrate the database and publish the bundled methodologies (idempotent).
+
+    Creates the system and curator accounts, a demo committee per domain with demo
+    reviewers, and publishes every methodologies/*.tanpu not yet registered, through the
+    review workflow (so the audit log records it)."""
+    from .seed import seed as run_seed
+
+    database = _migrated(database_url)
+    try:
+        report = run_seed(database, demo_password=demo_password)
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
+    finally:
+        database.dispose()
+    for line in report.lines():
+        click.echo(line)
+
+
+@main.command()
+@_DATABASE_URL
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="address to listen on (0.0.0.0: every interface)")
+@click.option("--port", type=int, envvar="PORT", default=5000, show_default=True,
+              help="port to listen on (env PORT)")
+@click.option("--threads", type=int, default=8, show_default=True)
+@click.option("--no-seed", is_flag=True, help="do not publish the bundled methodologies")
+@_DEMO_PASSWORD
+def serve(database_url, host, port, threads, no_seed, demo_password):
+    """Run the web UI with waitress: migrates the database, seeds it, and creates (and
+    prints, once) a first administrator when none can sign in."""
+    import logging
+
+    from waitress import serve as waitress_serve
+
+    from tanpu.settings import Settings, load
+    from webui import create_app
+
+    from .seed import ensure_first_admin, seed as run_seed
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = load()
+    if database_url:
+        settings = Settings(database_url=database_url, secret_key=settings.secret_key,
+                            secret_key_is_ephemeral=settings.secret_key_is_ephemeral,
+                            port=port)
+    database = _migrated(settings.database_url)
+    click.echo(f"database: {database!r} (migrated)")
+    if not no_seed:
+        try:
+            for line in run_seed(database, demo_password=demo_password).lines():
+                click.echo(line)
+        except ValueError as error:
+            raise click.ClickException(str(error)) from None
+    created = ensure_first_admin(database)
+    if created:
+        email, password = created
+        click.echo("")
+        click.echo("=" * 64)
+        click.echo("  First administrator (shown once; change the password after signing in")
+        click.echo("  or set one with `tanpu admin set-password`):")
+        click.echo(f"    email:    {email}")
+        click.echo(f"    password: {password}")
+        click.echo("=" * 64)
+        click.echo("")
+    if settings.secret_key_is_ephemeral:
+        click.echo("note: SECRET_KEY is not set: sessions end when the server restarts")
+    app = create_app(settings, database=database)
+    shown = f"[{host}]" if ":" in host else host
+    click.echo(f"Tanpu web UI on http://{shown}:{port}/  (Ctrl+C to stop)", nl=True)
+    sys.stdout.flush()
+    waitress_serve(app, host=host, port=port, threads=threads, ident="tanpu")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

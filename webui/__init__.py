@@ -98,10 +98,12 @@ def create_app(settings: Union[Settings, Mapping[str, Any], None] = None, *,
     from .auth import current_user, has_role, load_user
     from .blueprints import register_all
     from .extensions import csrf
+    from .views import common
 
     csrf.init_app(app)
     i18n.init_app(app)
     errors.init_app(app)
+    common.init_app(app)
     app.before_request(load_user)
     register_all(app)
 

@@ -95,7 +95,7 @@ def load_user() -> None:
     with get_db().read() as s:
         user = s.get(User, uid)
         if user is not None:
-            _ = user.roles  # loaded now: the object is used after the session ends
+            user.roles  # noqa: B018 - loaded now: the object is used after the session ends
     if user is None or not user.active or not hmac.compare_digest(fingerprint, _fingerprint(user)):
         session.clear()
         return
@@ -242,7 +242,7 @@ def login():
             with get_db().unit_of_work() as s:
                 user = users.authenticate(s, email, password)
                 if user is not None:
-                    _ = user.roles
+                    user.roles  # noqa: B018 - loaded while the session is open
             if user is not None:
                 throttle.clear(keys[:1])
                 sign_in(user)

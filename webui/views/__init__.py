@@ -1,0 +1,1 @@
+"""The core pages: catalogue, methodology, dashboard, audit log, administration."""

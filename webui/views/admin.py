@@ -1,0 +1,323 @@
+"""Administration: users and roles, committees and their members and quorum, and the
+versions to publish, suspend, reinstate or retire.
+
+Every route checks the registry predicate for what it does (users.can_manage_users,
+users.can_manage_committees, the version transition's own predicate) and answers 403
+otherwise; the registry function it calls checks again. A request the state does not
+allow (409/422 from the registry) comes back to the form with the reason.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Optional
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from sqlalchemy import func, select
+from sqlalchemy.orm import selectinload
+
+from registry import users, workflow
+from registry.errors import Conflict, Invalid, InvalidTransition, QuorumNotMet
+from registry.models import (ADMINISTRATOR, APPROVED, PUBLISHED, ROLES, SUPERSEDED, SUSPENDED,
+                             Committee, Methodology, MethodologyVersion, User)
+
+from .. import sources
+from ..auth import current_user, require, requires, roles_required, safe_next
+from ..db import get_db
+from ..i18n import lang
+from .common import paginate
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+_EXPECTED = (Invalid, InvalidTransition, QuorumNotMet, Conflict)
+VERSION_ACTIONS = ("publish", "suspend", "reinstate", "retire")
+
+
+def _back(default: str):
+    return redirect(safe_next(request.form.get("next") or default), code=303)
+
+
+def _int(name: str, default: Optional[int] = None) -> Optional[int]:
+    try:
+        return int(request.form.get(name, ""))
+    except ValueError:
+        return default
+
+
+# ---------------------------------------------------------------- overview
+@bp.get("/")
+@roles_required(ADMINISTRATOR)
+def index():
+    with get_db().read() as s:
+        counts = {
+            "users": s.scalar(select(func.count()).select_from(User)),
+            "active": s.scalar(select(func.count()).select_from(User).where(User.active.is_(True))),
+            "committees": s.scalar(select(func.count()).select_from(Committee)),
+            "approved": s.scalar(select(func.count()).select_from(MethodologyVersion)
+                                 .where(MethodologyVersion.state == APPROVED)),
+            "published": s.scalar(select(func.count()).select_from(MethodologyVersion)
+                                  .where(MethodologyVersion.state == PUBLISHED)),
+            "suspended": s.scalar(select(func.count()).select_from(MethodologyVersion)
+                                  .where(MethodologyVersion.state == SUSPENDED)),
+        }
+        return render_template("admin/index.html", counts=counts)
+
+
+# ---------------------------------------------------------------- users
+@bp.get("/users")
+@requires(users.can_manage_users)
+def users_list():
+    q = (request.args.get("q") or "").strip().lower()
+    role = request.args.get("role") or ""
+    status = request.args.get("status") or ""
+    with get_db().read() as s:
+        everyone = s.scalars(select(User).order_by(User.email)).all()
+        chosen = [u for u in everyone
+                  if (not q or q in u.email.lower() or q in u.name.lower())
+                  and (not role or role in u.roles)
+                  and (not status or (status == "active") == u.active)]
+        committees = {}
+        for c in s.scalars(select(Committee)).all():
+            for uid in c.member_ids:
+                committees.setdefault(uid, []).append(c.domain)
+        page = paginate(chosen, 50)
+        return render_template("admin/users.html", page=page, q=q, role=role, status=status,
+                               roles=ROLES, committees=committees, total=len(everyone),
+                               min_password=users.MIN_PASSWORD_LENGTH)
+
+
+@bp.post("/users")
+@requires(users.can_manage_users)
+def users_create():
+    roles = [r for r in request.form.getlist("roles") if r]
+    password = request.form.get("password") or None
+    try:
+        with get_db().unit_of_work() as s:
+            user = users.create_user(s, current_user.id, email=request.form.get("email", ""),
+                                     name=request.form.get("name", ""), roles=roles,
+                                     password=password)
+            email = user.email
+    except _EXPECTED as error:
+        flash(_("The user was not created: %(why)s", why=str(error)), "error")
+        return redirect(url_for("admin.users_list"), code=303)
+    flash(_("User %(email)s created.", email=email), "success")
+    return redirect(url_for("admin.users_list"), code=303)
+
+
+@bp.get("/users/<int:user_id>")
+@requires(users.can_manage_users)
+def user_detail(user_id: int):
+    from registry.models import AuditEntry
+    with get_db().read() as s:
+        user = s.get(User, user_id)
+        if user is None:
+            abort(404)
+        committees = [c for c in s.scalars(select(Committee).order_by(Committee.domain)).all()
+                      if user.id in c.member_ids]
+        activity = s.scalars(select(AuditEntry).where(AuditEntry.actor_id == user.id)
+                             .order_by(AuditEntry.seq.desc()).limit(20)).all()
+        about = s.scalars(select(AuditEntry).where(AuditEntry.object_type == "user",
+                                                   AuditEntry.object_id == str(user.id))
+                          .order_by(AuditEntry.seq.desc()).limit(20)).all()
+        return render_template("admin/user.html", user=user, roles=ROLES,
+                               committees=committees, activity=activity, about=about,
+                               min_password=users.MIN_PASSWORD_LENGTH)
+
+
+@bp.post("/users/<int:user_id>/roles")
+@requires(users.can_manage_users)
+def user_roles(user_id: int):
+    role = request.form.get("role", "")
+    grant = request.form.get("op") != "revoke"
+    try:
+        with get_db().unit_of_work() as s:
+            (users.grant_role if grant else users.revoke_role)(s, current_user.id, user_id, role)
+    except _EXPECTED as error:
+        flash(str(error), "error")
+    else:
+        flash(_("Role granted.") if grant else _("Role revoked."), "success")
+    return _back(url_for("admin.user_detail", user_id=user_id))
+
+
+@bp.post("/users/<int:user_id>/active")
+@requires(users.can_manage_users)
+def user_active(user_id: int):
+    active = request.form.get("active") == "1"
+    try:
+        with get_db().unit_of_work() as s:
+            users.set_active(s, current_user.id, user_id, active)
+    except _EXPECTED as error:
+        flash(str(error), "error")
+    else:
+        flash(_("Account activated.") if active else _("Account deactivated."), "success")
+    return _back(url_for("admin.user_detail", user_id=user_id))
+
+
+@bp.post("/users/<int:user_id>/password")
+@requires(users.can_manage_users)
+def user_password(user_id: int):
+    password = request.form.get("password") or ""
+    if password != (request.form.get("confirm") or ""):
+        flash(_("The two passwords differ."), "error")
+        return _back(url_for("admin.user_detail", user_id=user_id))
+    try:
+        with get_db().unit_of_work() as s:
+            users.set_password(s, current_user.id, user_id, password)
+    except _EXPECTED as error:
+        flash(str(error), "error")
+    else:
+        flash(_("Password set."), "success")
+    return _back(url_for("admin.user_detail", user_id=user_id))
+
+
+# ---------------------------------------------------------------- committees
+@bp.get("/committees")
+@requires(users.can_manage_committees)
+def committees_list():
+    with get_db().read() as s:
+        committees = s.scalars(select(Committee).order_by(Committee.domain)).all()
+        methodologies = dict(s.execute(select(Methodology.committee_id, func.count())
+                                       .group_by(Methodology.committee_id)).all())
+        return render_template("admin/committees.html", committees=committees,
+                               methodologies=methodologies)
+
+
+@bp.post("/committees")
+@requires(users.can_manage_committees)
+def committees_create():
+    try:
+        with get_db().unit_of_work() as s:
+            committee = workflow.create_committee(
+                s, current_user.id, domain=request.form.get("domain", ""),
+                name=request.form.get("name", ""), min_votes=_int("min_votes", 3),
+                approval_share=(_int("numerator", 2), _int("denominator", 3)))
+            committee_id = committee.id
+    except _EXPECTED as error:
+        flash(_("The committee was not created: %(why)s", why=str(error)), "error")
+        return redirect(url_for("admin.committees_list"), code=303)
+    flash(_("Committee created."), "success")
+    return redirect(url_for("admin.committee_detail", committee_id=committee_id), code=303)
+
+
+@bp.get("/committees/<int:committee_id>")
+@requires(users.can_manage_committees)
+def committee_detail(committee_id: int):
+    with get_db().read() as s:
+        committee = s.get(Committee, committee_id)
+        if committee is None:
+            abort(404)
+        members = sorted((m.user for m in committee.member_rows), key=lambda u: u.email)
+        candidates = [u for u in s.scalars(select(User).order_by(User.email)).all()
+                      if u.has_role("committee_member") and u.id not in committee.member_ids]
+        methodologies = s.scalars(select(Methodology).where(Methodology.committee_id == committee.id)
+                                  .order_by(Methodology.id)).all()
+        titles = {}
+        for m in methodologies:
+            shown = max(m.versions, key=lambda v: v.semver, default=None)
+            titles[m.id] = sources.info(shown.source).title_in(lang(), m.title) if shown else m.title
+        return render_template("admin/committee.html", committee=committee, members=members,
+                               candidates=candidates, methodologies=methodologies,
+                               titles=titles)
+
+
+@bp.post("/committees/<int:committee_id>/quorum")
+@requires(users.can_manage_committees)
+def committee_quorum(committee_id: int):
+    try:
+        with get_db().unit_of_work() as s:
+            workflow.set_quorum(s, current_user.id, committee_id,
+                                min_votes=_int("min_votes", 0),
+                                approval_share=(_int("numerator", 0), _int("denominator", 0)))
+    except _EXPECTED as error:
+        flash(_("The quorum was not changed: %(why)s", why=str(error)), "error")
+    else:
+        flash(_("Quorum changed; it applies to every decision from now on."), "success")
+    return _back(url_for("admin.committee_detail", committee_id=committee_id))
+
+
+@bp.post("/committees/<int:committee_id>/members")
+@requires(users.can_manage_committees)
+def committee_add(committee_id: int):
+    member = _int("user_id")
+    try:
+        with get_db().unit_of_work() as s:
+            if member is None:
+                raise Invalid("choose a user")
+            workflow.add_member(s, current_user.id, committee_id, member)
+    except _EXPECTED as error:
+        flash(str(error), "error")
+    else:
+        flash(_("Member added."), "success")
+    return _back(url_for("admin.committee_detail", committee_id=committee_id))
+
+
+@bp.post("/committees/<int:committee_id>/members/<int:user_id>/remove")
+@requires(users.can_manage_committees)
+def committee_remove(committee_id: int, user_id: int):
+    try:
+        with get_db().unit_of_work() as s:
+            workflow.remove_member(s, current_user.id, committee_id, user_id)
+    except _EXPECTED as error:
+        flash(str(error), "error")
+    else:
+        flash(_("Member removed."), "success")
+    return _back(url_for("admin.committee_detail", committee_id=committee_id))
+
+
+# ---------------------------------------------------------------- versions
+@bp.get("/versions")
+@roles_required(ADMINISTRATOR)
+def versions():
+    with get_db().read() as s:
+        rows = s.scalars(select(MethodologyVersion)
+                         .where(MethodologyVersion.state.in_((APPROVED, PUBLISHED, SUPERSEDED,
+                                                              SUSPENDED)))
+                         .options(selectinload(MethodologyVersion.methodology))
+                         .order_by(MethodologyVersion.methodology_id,
+                                   MethodologyVersion.major, MethodologyVersion.minor,
+                                   MethodologyVersion.patch)).all()
+        groups = {state: [v for v in rows if v.state == state]
+                  for state in (APPROVED, PUBLISHED, SUSPENDED, SUPERSEDED)}
+        titles = {v.id: sources.info(v.source).title_in(lang(), v.methodology.title) for v in rows}
+        actions = {v.id: {a: workflow.can(current_user, v, a) for a in VERSION_ACTIONS}
+                   for v in rows}
+        quorums = {v.id: workflow.quorum(s, v) for v in groups[APPROVED]}
+        return render_template("admin/versions.html", groups=groups, titles=titles,
+                               actions=actions, quorums=quorums,
+                               today=dt.date.today(), grace_days=workflow.DEFAULT_GRACE_DAYS)
+
+
+@bp.post("/versions/<int:version_id>/<action>")
+@roles_required(ADMINISTRATOR)
+def version_action(version_id: int, action: str):
+    if action not in VERSION_ACTIONS:
+        abort(404)
+    reason = (request.form.get("reason") or "").strip()
+    label = ""
+    try:
+        with get_db().unit_of_work() as s:
+            version = workflow.get_version(s, version_id)
+            require(workflow.TRANSITIONS[action].who(current_user, version))
+            label = f"{version.methodology_id} {version.version}"
+            default = url_for("methodology.show_version", methodology_id=version.methodology_id,
+                              version=version.version)
+            if action == "publish":
+                effective = request.form.get("effective_from") or ""
+                try:
+                    effective_from = dt.date.fromisoformat(effective) if effective else None
+                except ValueError:
+                    raise Invalid(f"not a date: {effective!r}") from None
+                workflow.publish(s, current_user.id, version_id, effective_from=effective_from,
+                                 grace_days=_int("grace_days", workflow.DEFAULT_GRACE_DAYS))
+            else:
+                getattr(workflow, action)(s, current_user.id, version_id, reason)
+    except _EXPECTED as error:
+        flash(str(error), "error")
+        return _back(url_for("admin.versions"))
+    messages = {"publish": _("%(v)s is published.", v=label),
+                "suspend": _("%(v)s is suspended.", v=label),
+                "reinstate": _("%(v)s is reinstated.", v=label),
+                "retire": _("%(v)s is retired.", v=label)}
+    flash(messages[action], "success")
+    return _back(default)

@@ -1,0 +1,190 @@
+"""Helpers shared by the core pages: which versions a user sees, labels, pagination."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional, Sequence
+from urllib.parse import urlencode
+
+from flask import request
+from flask_babel import lazy_gettext as _l
+
+from registry import users
+from registry.models import (FROZEN_STATES, PUBLISHED, Methodology, MethodologyVersion, User)
+
+STATE_LABELS = {
+    "draft": _l("Draft"),
+    "submitted": _l("Submitted"),
+    "in_review": _l("In review"),
+    "changes_requested": _l("Changes requested"),
+    "resubmitted": _l("Resubmitted"),
+    "approved": _l("Approved"),
+    "rejected": _l("Rejected"),
+    "published": _l("Published"),
+    "superseded": _l("Superseded"),
+    "suspended": _l("Suspended"),
+    "retired": _l("Retired"),
+}
+
+ROLE_LABELS = {
+    "expert": _l("Expert"),
+    "committee_member": _l("Committee member"),
+    "administrator": _l("Administrator"),
+    "integrator": _l("Integrator"),
+}
+
+DOMAIN_LABELS = {
+    "transport": _l("Transport"),
+    "energy": _l("Energy"),
+    "waste": _l("Waste"),
+    "forestry": _l("Forestry"),
+    "buildings": _l("Buildings"),
+}
+
+DECISION_LABELS = {
+    "approve": _l("Approve"),
+    "request_changes": _l("Request changes"),
+    "reject": _l("Reject"),
+    "abstain": _l("Abstain"),
+}
+
+
+ACTION_LABELS = {
+    "version.create": _l("Version created"),
+    "version.revise": _l("Source revised"),
+    "version.submit": _l("Submitted for review"),
+    "version.resubmit": _l("Resubmitted"),
+    "version.open_review": _l("Review opened"),
+    "version.request_changes": _l("Changes requested"),
+    "version.approve": _l("Approved"),
+    "version.reject": _l("Rejected"),
+    "version.withdraw": _l("Withdrawn to draft"),
+    "version.reset_review": _l("Review restarted"),
+    "version.publish": _l("Published"),
+    "version.supersede": _l("Superseded"),
+    "version.suspend": _l("Suspended"),
+    "version.reinstate": _l("Reinstated"),
+    "version.retire": _l("Retired"),
+    "vote.cast": _l("Vote cast"),
+    "comment.add": _l("Comment"),
+    "methodology.create": _l("Methodology created"),
+    "committee.create": _l("Committee created"),
+    "committee.set_quorum": _l("Quorum changed"),
+    "committee.add_member": _l("Member added"),
+    "committee.remove_member": _l("Member removed"),
+    "user.create": _l("User created"),
+    "user.grant_role": _l("Role granted"),
+    "user.revoke_role": _l("Role revoked"),
+    "user.activate": _l("User activated"),
+    "user.deactivate": _l("User deactivated"),
+    "user.set_password": _l("Password set"),
+}
+
+
+def action_label(action: str) -> str:
+    return str(ACTION_LABELS.get(action, action))
+
+
+def state_label(state: str) -> str:
+    return str(STATE_LABELS.get(state, state))
+
+
+def role_label(role: str) -> str:
+    return str(ROLE_LABELS.get(role, role))
+
+
+def domain_label(domain: str) -> str:
+    return str(DOMAIN_LABELS.get(domain, domain))
+
+
+def visible_versions(user: Optional[User], methodology: Methodology) -> list[MethodologyVersion]:
+    """The versions `user` may see, oldest first (by version number)."""
+    return sorted((v for v in methodology.versions if users.can_view_version(user, v)),
+                  key=lambda v: v.semver)
+
+
+def current_version(versions: Sequence[MethodologyVersion]) -> Optional[MethodologyVersion]:
+    """The version a methodology is shown by: the newest published one, else the newest
+    that was ever published (superseded, suspended, retired), else the newest."""
+    if not versions:
+        return None
+    for states in ((PUBLISHED,), FROZEN_STATES):
+        chosen = [v for v in versions if v.state in states]
+        if chosen:
+            return max(chosen, key=lambda v: v.semver)
+    return max(versions, key=lambda v: v.semver)
+
+
+@dataclass
+class Page:
+    items: list
+    number: int
+    size: int
+    total: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, math.ceil(self.total / self.size))
+
+    @property
+    def first_index(self) -> int:
+        return 0 if not self.total else (self.number - 1) * self.size + 1
+
+    @property
+    def last_index(self) -> int:
+        return min(self.total, self.number * self.size)
+
+    def window(self, around: int = 2) -> list[Optional[int]]:
+        """Page numbers to show, None for a gap: 1 … 4 5 [6] 7 8 … 20."""
+        shown: list[Optional[int]] = []
+        for n in range(1, self.pages + 1):
+            if n in (1, self.pages) or abs(n - self.number) <= around:
+                shown.append(n)
+            elif shown and shown[-1] is not None:
+                shown.append(None)
+        return shown
+
+
+def page_number() -> int:
+    try:
+        return max(1, int(request.args.get("page", 1)))
+    except ValueError:
+        return 1
+
+
+def paginate(items: Sequence, size: int, number: Optional[int] = None) -> Page:
+    number = number or page_number()
+    total = len(items)
+    pages = max(1, math.ceil(total / size))
+    number = min(number, pages)
+    start = (number - 1) * size
+    return Page(list(items[start:start + size]), number, size, total)
+
+
+def url_with(**changes) -> str:
+    """This page's URL with some query arguments changed (None: removed)."""
+    args = request.args.to_dict(flat=False)
+    for key, value in changes.items():
+        if value is None or value == "":
+            args.pop(key, None)
+        else:
+            args[key] = [str(value)]
+    query = urlencode(args, doseq=True)
+    return request.path + ("?" + query if query else "")
+
+
+def json_text(value) -> str:
+    """JSON for people: Chinese stays Chinese (the template escapes it)."""
+    import json
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def init_app(app) -> None:
+    app.add_template_filter(json_text, "json_text")
+    app.add_template_global(state_label)
+    app.add_template_global(action_label)
+    app.add_template_global(role_label)
+    app.add_template_global(domain_label)
+    app.add_template_global(url_with)
+    app.add_template_global(DECISION_LABELS, "DECISION_LABELS")
