@@ -421,3 +421,40 @@ class CreditEntry(Base):
     status: Mapped[str] = mapped_column(String(24))
     reason: Mapped[str] = mapped_column(Text, default="")  # why this version applied
     credited_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# ---------------------------------------------------------------- web: API tokens, line comments
+class ApiToken(Base):
+    """A bearer token of an integrator for the JSON API (/api/v1). Only its sha256 is kept;
+    the token itself is shown once, when it is made (registry/tokens.py). A revoked token
+    stays, with who revoked it and when."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    prefix: Mapped[str] = mapped_column(String(16))  # the token's first characters, to tell it apart
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 hex
+    created_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at: Mapped[Optional[dt.datetime]] = mapped_column(UTCDateTime)
+    revoked_by: Mapped[Optional[int]] = mapped_column(ForeignKey("users.id"))
+
+    user: Mapped[User] = relationship(foreign_keys=[user_id])
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+
+class CommentLine(Base):
+    """The source line a review comment is about, in the content it was made on.
+    Append-only, like comments."""
+
+    __tablename__ = "comment_lines"
+
+    comment_id: Mapped[int] = mapped_column(ForeignKey("comments.id"), primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("methodology_versions.id"), index=True)
+    line: Mapped[int] = mapped_column(Integer)
+    content_hash: Mapped[Optional[str]] = mapped_column(String(80))

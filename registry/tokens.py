@@ -1,0 +1,102 @@
+"""API tokens of integrators (the JSON API /api/v1 authenticates with them).
+
+    with db.unit_of_work() as s:
+        row, token = tokens.create(s, admin_id, integrator_id, "ERP connector")
+    # `token` is shown once; only its sha256 is stored
+    with db.read() as s:
+        user = tokens.authenticate(s, request_token)   # None: unknown, revoked, or not allowed
+
+A token belongs to a user with the integrator role and acts as that user; it stops
+working when it is revoked, when the user is deactivated, or when they lose the role.
+Only the integrator themselves or an administrator make and revoke tokens; both are
+audited.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from typing import Optional
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from . import audit, users
+from .errors import Invalid, NotFound
+from .models import INTEGRATOR, ApiToken, User, utcnow
+from .users import Decision, require
+
+PREFIX = "tanpu_"
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def can_manage_tokens(actor: Optional[User], owner: User) -> Decision:
+    """The integrator themselves, or an administrator."""
+    if actor is None or not actor.active:
+        return users.deny("not signed in")
+    if users.can_manage_users(actor):
+        return users.ALLOW
+    if actor.id == owner.id and INTEGRATOR in actor.roles:
+        return users.ALLOW
+    return users.deny("only the integrator themselves or an administrator manage API tokens")
+
+
+def create(session: Session, actor: User | int, owner: User | int, name: str
+           ) -> tuple[ApiToken, str]:
+    """A new token for `owner` (who must have the integrator role): (row, token)."""
+    actor, owner = users.actor_in(session, actor), users.get(session, owner)
+    require(can_manage_tokens(actor, owner))
+    if not owner.has_role(INTEGRATOR):
+        raise Invalid(f"{owner.email} is not an active integrator: API tokens are for integrators")
+    name = (name or "").strip()[:100]
+    if not name:
+        raise Invalid("give the token a name (what uses it)")
+    token = PREFIX + secrets.token_urlsafe(32)
+    row = ApiToken(user_id=owner.id, name=name, prefix=token[:len(PREFIX) + 6],
+                   token_hash=hash_token(token), created_by=actor.id, created_at=utcnow())
+    session.add(row)
+    session.flush()
+    audit.append(session, actor, "api_token.create", "api_token", row.id,
+                 {"user_id": owner.id, "name": name, "prefix": row.prefix})
+    return row, token
+
+
+def revoke(session: Session, actor: User | int, token_id: int) -> ApiToken:
+    actor = users.actor_in(session, actor)
+    row = session.get(ApiToken, token_id)
+    if row is None:
+        raise NotFound(f"no API token {token_id}")
+    require(can_manage_tokens(actor, row.user))
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()
+        row.revoked_by = actor.id
+        session.flush()
+        audit.append(session, actor, "api_token.revoke", "api_token", row.id,
+                     {"user_id": row.user_id, "prefix": row.prefix})
+    return row
+
+
+def of_user(session: Session, owner: User | int) -> list[ApiToken]:
+    owner_id = owner.id if isinstance(owner, User) else owner
+    return list(session.scalars(select(ApiToken).where(ApiToken.user_id == owner_id)
+                                .order_by(ApiToken.id)))
+
+
+def authenticate(session: Session, token: str) -> Optional[User]:
+    """The integrator a token belongs to, or None (unknown, revoked, user deactivated or
+    no longer an integrator)."""
+    if not token or not token.startswith(PREFIX) or len(token) > 200:
+        return None
+    digest = hash_token(token)
+    row = session.scalar(select(ApiToken).where(ApiToken.token_hash == digest))
+    if row is None or not hmac.compare_digest(row.token_hash, digest) or row.revoked_at is not None:
+        return None
+    user = row.user
+    if user is None or not user.has_role(INTEGRATOR):
+        return None
+    _ = user.roles  # loaded: the caller uses it after the session
+    return user
