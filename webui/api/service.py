@@ -1,0 +1,349 @@
+"""What the JSON API does, without Flask: listing published methodologies, their schema,
+evaluating records with the version applicable at each record's time, and crediting the
+results to the ledger, idempotently.
+
+Every function takes a registry session; errors are ApiError (a code, an HTTP status, a
+message, optional details) or registry errors, which the views turn into JSON.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from engine.records import RecordError, parse_datetime_us, us_to_datetime
+from engine.result import INVALID, Result
+from engine.schema import describe
+from registry import ledger, workflow
+from registry.models import (FROZEN_STATES, PUBLISHED, SUPERSEDED, Methodology,
+                             MethodologyVersion, utcnow)
+
+from .. import evaluation
+from ..records import Records
+
+MAX_RECORDS = 10_000
+LISTED_STATES = (PUBLISHED, SUPERSEDED)
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, details: Optional[dict] = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details or {}
+
+    def to_dict(self) -> dict:
+        out = {"code": self.code, "message": self.message}
+        if self.details:
+            out["details"] = self.details
+        return out
+
+
+# ---------------------------------------------------------------- versions and engines
+def _version_dict(v: MethodologyVersion) -> dict:
+    return {"version": v.version, "state": v.state, "content_hash": v.content_hash,
+            "effective_from": v.effective_from.isoformat() if v.effective_from else None,
+            "published_at": v.published_at.isoformat().replace("+00:00", "Z")
+            if v.published_at else None,
+            "superseded_by": v.superseded_by.version if v.superseded_by_id else None,
+            "grace_days": v.grace_days}
+
+
+def engine_of(version: MethodologyVersion):
+    """The Engine of a stored version; its content hash must be the stored one."""
+    try:
+        engine = evaluation.engine_for(version.source, f"{version.methodology_id}@{version.version}")
+    except ValueError as error:
+        raise ApiError(500, "version_does_not_compile",
+                       f"{version.methodology_id} {version.version} does not compile: {error}")
+    if engine.ref.content_hash != version.content_hash:
+        raise ApiError(500, "content_hash_mismatch",
+                       f"{version.methodology_id} {version.version}: the stored content hash "
+                       f"{version.content_hash} is not the source's {engine.ref.content_hash}")
+    return engine
+
+
+def _frozen_versions(session: Session, methodology_id: str) -> list[MethodologyVersion]:
+    return list(session.scalars(select(MethodologyVersion).where(
+        MethodologyVersion.methodology_id == methodology_id,
+        MethodologyVersion.state.in_(FROZEN_STATES))
+        .order_by(MethodologyVersion.major, MethodologyVersion.minor, MethodologyVersion.patch)))
+
+
+def _methodology(session: Session, methodology_id: str) -> tuple[Methodology, list[MethodologyVersion]]:
+    methodology = session.get(Methodology, methodology_id) if methodology_id else None
+    versions = _frozen_versions(session, methodology_id) if methodology else []
+    if methodology is None or not any(v.state in LISTED_STATES for v in versions):
+        raise ApiError(404, "methodology_not_found",
+                       f"no published methodology {methodology_id!r}")
+    return methodology, versions
+
+
+# ---------------------------------------------------------------- GET /methodologies
+def list_methodologies(session: Session, page: int = 1, per_page: int = 20) -> dict:
+    """Methodologies with a published (or superseded) version, by id, a page at a time."""
+    if page < 1 or not (1 <= per_page <= 100):
+        raise ApiError(400, "bad_pagination", "page ≥ 1 and 1 ≤ per_page ≤ 100")
+    listed = (select(MethodologyVersion.methodology_id)
+              .where(MethodologyVersion.state.in_(LISTED_STATES)).distinct())
+    total = session.scalar(select(func.count()).select_from(listed.subquery()))
+    ids = list(session.scalars(listed.order_by(MethodologyVersion.methodology_id)
+                               .offset((page - 1) * per_page).limit(per_page)))
+    today = utcnow()
+    items = []
+    for methodology_id in ids:
+        methodology = session.get(Methodology, methodology_id)
+        versions = _frozen_versions(session, methodology_id)
+        current = workflow.applicable_version(session, methodology_id, today, as_of=today)
+        items.append({
+            "id": methodology_id, "title": methodology.title,
+            "domain": methodology.committee.domain,
+            "current_version": current.version.version if current.version else None,
+            "current_reason": current.reason,
+            "versions": [_version_dict(v) for v in versions],
+        })
+    return {"items": items, "page": page, "per_page": per_page, "total": total,
+            "pages": (total + per_page - 1) // per_page}
+
+
+# ---------------------------------------------------------------- GET /methodologies/<id>/schema
+def schema(session: Session, methodology_id: str, version: Optional[str] = None) -> dict:
+    """describe() of a version (default: the one in force today, else the latest
+    published), with the JSON Schema of its input records."""
+    _, versions = _methodology(session, methodology_id)
+    if version:
+        chosen = next((v for v in versions if v.version == version), None)
+        if chosen is None:
+            raise ApiError(404, "version_not_found",
+                           f"{methodology_id} has no published version {version!r}")
+        reason = f"{chosen.version} as asked"
+    else:
+        now = utcnow()
+        applicable = workflow.applicable_version(session, methodology_id, now, as_of=now)
+        chosen = applicable.version or [v for v in versions if v.state in LISTED_STATES][-1]
+        reason = applicable.reason if applicable.version else \
+            f"none is in force today ({applicable.reason}); the latest published is shown"
+    engine = engine_of(chosen)
+    out = describe(engine.methodology, chosen.content_hash)
+    out["version"] = _version_dict(chosen)
+    out["reason"] = reason
+    return out
+
+
+# ---------------------------------------------------------------- POST /evaluate
+@dataclass
+class Group:
+    """Records evaluated with one version (for one reason)."""
+
+    version: MethodologyVersion
+    reason: str
+    indices: list[int] = field(default_factory=list)
+    results: list[Result] = field(default_factory=list)
+    engine: Any = None
+
+
+@dataclass
+class Evaluation:
+    methodology_id: str
+    count: int
+    groups: list[Group]
+    errors: list[dict]  # {index, id, code, reason}
+
+    def result_rows(self, explain: bool) -> list[dict]:
+        rows = []
+        for group in self.groups:
+            for index, r in zip(group.indices, group.results):
+                if r.status == INVALID:
+                    continue
+                row = evaluation.result_dict(group.engine, r, explain=explain)
+                row.pop("row", None)
+                row.pop("values", None)
+                row = {"index": index, **row, "applicability": group.reason}
+                rows.append(row)
+        rows.sort(key=lambda row: row["index"])
+        return rows
+
+
+def _error(index: int, record, code: str, reason: str) -> dict:
+    record_id = record.get("id") if isinstance(record, dict) else None
+    return {"index": index, "id": None if record_id is None else str(record_id),
+            "code": code, "reason": reason}
+
+
+def _activity_time(record: dict, schema) -> int:
+    """µs UTC: `time`, else the earliest of the datetime inputs that stand in for it."""
+    raw = record.get("time")
+    if raw not in (None, ""):
+        return parse_datetime_us("time", raw, schema.timezone)
+    stamps = [parse_datetime_us(name, record[name], schema.timezone)
+              for name in schema.time_default_from if record.get(name) not in (None, "")]
+    if not stamps:
+        needed = ", ".join(("time",) + schema.time_default_from)
+        raise RecordError("time", f"missing (give {needed.replace(', ', ' or ', 1) if schema.time_default_from else 'time'})")
+    return min(stamps)
+
+
+def check_records(records) -> list:
+    if not isinstance(records, list):
+        raise ApiError(400, "bad_request", "`records` must be a JSON array of objects")
+    if len(records) > MAX_RECORDS:
+        raise ApiError(413, "too_many_records",
+                       f"{len(records)} records: at most {MAX_RECORDS} per request")
+    return records
+
+
+def evaluate(session: Session, methodology_id: str, records: list, *,
+             as_of: Optional[dt.date] = None, require_ids: bool = False) -> Evaluation:
+    """Each record evaluated by the version applicable at its time (on `as_of`, default
+    today). A record that cannot be read, or for whose time no version applies, is an
+    error with its index and reason; the others are evaluated, each version's records
+    together (so cross-record rules apply among them)."""
+    records = check_records(records)
+    _, versions = _methodology(session, methodology_id)
+    latest = max((v for v in versions if v.state in LISTED_STATES),
+                 key=lambda v: (v.effective_from, v.semver))
+    schema = engine_of(latest).schema
+    from zoneinfo import ZoneInfo
+    zone = ZoneInfo(schema.timezone or "Asia/Shanghai")
+    now = utcnow()
+    as_of = as_of or now
+
+    errors: list[dict] = []
+    by_day: dict[dt.date, workflow.Applicability] = {}
+    groups: dict[tuple[int, str], Group] = {}
+    seen_ids: dict[str, int] = {}
+    for index, record in enumerate(records):
+        if not isinstance(record, dict):
+            errors.append(_error(index, record, "not_an_object", "a record must be a JSON object"))
+            continue
+        if require_ids:
+            record_id = record.get("id")
+            if record_id in (None, "") or not isinstance(record_id, (str, int)) or isinstance(record_id, bool):
+                errors.append(_error(index, record, "missing_id",
+                                     "a record to credit needs its own `id` (the idempotency key of the record)"))
+                continue
+            if str(record_id) in seen_ids and records[seen_ids[str(record_id)]] != record:
+                errors.append(_error(index, record, "conflicting_id",
+                                     f"record id {record_id} is also at index "
+                                     f"{seen_ids[str(record_id)]} with other values"))
+                continue
+            seen_ids.setdefault(str(record_id), index)
+            if record.get("account") in (None, "") or not isinstance(record.get("account"), (str, int)):
+                errors.append(_error(index, record, "missing_account",
+                                     "a record to credit needs the `account` to credit"))
+                continue
+        try:
+            moment = us_to_datetime(_activity_time(record, schema))
+        except RecordError as error:
+            errors.append(_error(index, record, "invalid_record", f"{error.field}: {error.reason}"))
+            continue
+        day = moment.astimezone(zone).date()
+        if day not in by_day:
+            by_day[day] = workflow.applicable_version(session, methodology_id, day, as_of=as_of)
+        applicable = by_day[day]
+        if applicable.version is None:
+            errors.append(_error(index, record, "no_applicable_version", applicable.reason))
+            continue
+        key = (applicable.version.id, applicable.reason)
+        if key not in groups:
+            groups[key] = Group(applicable.version, applicable.reason)
+        groups[key].indices.append(index)
+
+    for group in groups.values():
+        group.engine = engine_of(group.version)
+        rows = Records([records[i] for i in group.indices])
+        group.results = evaluation.evaluate(group.engine, rows)
+        for index, r in zip(group.indices, group.results):
+            if r.status == INVALID:
+                errors.append(_error(index, records[index], "invalid_record", r.message))
+    errors.sort(key=lambda e: e["index"])
+    return Evaluation(methodology_id, len(records), list(groups.values()), errors)
+
+
+def evaluation_response(result: Evaluation, explain: bool) -> dict:
+    rows = result.result_rows(explain)
+    counted = [r for r in rows if r["status"] in evaluation.CREDIT_STATUSES]
+    by_status: dict[str, int] = {}
+    for r in rows:
+        by_status[r["status"]] = by_status.get(r["status"], 0) + 1
+    return {
+        "methodology": result.methodology_id,
+        "summary": {"records": result.count, "evaluated": len(rows), "errors": len(result.errors),
+                    "by_status": by_status,
+                    "reduction_mg": sum(r["reduction_mg"] for r in counted),
+                    "points": sum(r["points"] + r["bonus"] for r in counted),
+                    "versions": sorted({f"{g.version.version}" for g in result.groups})},
+        "results": rows, "errors": result.errors,
+    }
+
+
+# ---------------------------------------------------------------- POST /credits
+def _group_key(key: Optional[str], group: Group) -> Optional[str]:
+    if not key:
+        return None
+    derived = f"{key}:{group.version.methodology_id}@{group.version.version}"
+    if len(derived) > 200:
+        derived = "sha256:" + hashlib.sha256(derived.encode("utf-8")).hexdigest()
+    return derived
+
+
+def credit(session: Session, actor_id: int, result: Evaluation, *,
+           idempotency_key: Optional[str] = None) -> dict:
+    """Credits the evaluated records (one ledger call per version, all in the caller's
+    transaction). A record credited before, by this or another request, is said to be
+    `already_credited` with what it was credited; a replay of the same request writes
+    nothing."""
+    if idempotency_key is not None and not (1 <= len(idempotency_key) <= 150):
+        raise ApiError(400, "bad_idempotency_key", "an idempotency key has 1 to 150 characters")
+    outcome_of: dict[str, tuple[str, Any, Group, bool]] = {}
+    batches = []
+    for group in result.groups:
+        engine = group.engine
+        results = [r for r in group.results if r.status != INVALID]
+        outcome = ledger.credit(session, actor_id, engine.ref, results,
+                                idempotency_key=_group_key(idempotency_key, group),
+                                reason=group.reason)
+        batches.append({"batch_id": outcome.batch_id, "version": group.version.version,
+                        "idempotency_key": outcome.idempotency_key, "replayed": outcome.replayed,
+                        "new": len(outcome.new) if not outcome.replayed else 0})
+        for entry in outcome.new:
+            outcome_of[entry.record_id] = ("already_credited" if outcome.replayed else "credited",
+                                           entry, group, outcome.replayed)
+        for entry in outcome.present:
+            outcome_of[entry.record_id] = ("already_credited", entry, group, outcome.replayed)
+
+    rows = result.result_rows(explain=False)
+    credited_mg = credited_points = new = already = 0
+    for row in rows:
+        found = outcome_of.get(row["id"])
+        if found is None or row["status"] not in evaluation.CREDIT_STATUSES:
+            row["credit"] = "not_creditable"
+            continue
+        state, entry, _group, _replayed = found
+        row["credit"] = state
+        if state == "credited":
+            new += 1
+            credited_mg += entry.reduction_mg
+            credited_points += entry.points + entry.bonus
+        else:
+            already += 1
+            row["credited"] = {
+                "version": entry.version, "content_hash": entry.content_hash,
+                "account": entry.account, "reduction_mg": entry.reduction_mg,
+                "points": entry.points, "bonus": entry.bonus, "batch_id": entry.batch_id,
+                "credited_at": entry.credited_at.isoformat().replace("+00:00", "Z")
+                if entry.credited_at else None}
+    return {
+        "methodology": result.methodology_id,
+        "summary": {"records": result.count, "evaluated": len(rows), "errors": len(result.errors),
+                    "credited": new, "already_credited": already,
+                    "not_creditable": sum(r["credit"] == "not_creditable" for r in rows),
+                    "credited_reduction_mg": credited_mg, "credited_points": credited_points},
+        "batches": batches, "results": rows, "errors": result.errors,
+    }

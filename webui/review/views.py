@@ -1,0 +1,379 @@
+"""The review pages.
+
+    GET  /review/                               the versions you may review (or wrote)
+    GET  /review/<version_id>                   the review page: side-by-side diff against the
+                                                previous published version (?line=N prepares
+                                                a comment on line N; ?full=1 every line),
+                                                comments, votes and quorum, compile and example
+                                                status, impact preview on the sample records
+    POST /review/<version_id>/impact            the impact preview on uploaded records
+    GET  /review/<version_id>/impact.json       the impact preview on the sample, as JSON
+    GET  /review/<version_id>/diff.json         the diff and the changes in meaning, as JSON
+    POST /review/<version_id>/comment           a comment (optionally on a line)
+    POST /review/<version_id>/vote              approve / request_changes / reject, with a comment
+    POST /review/<version_id>/conflict          declare a conflict of interest (an abstention)
+    POST /review/<version_id>/open              open a review round
+    POST /review/<version_id>/request-changes   send it back to the author
+    POST /review/<version_id>/approve           approve (an administrator, quorum met)
+    POST /review/<version_id>/reject            reject
+    POST /review/<version_id>/publish           publish (effective date, grace period)
+    POST /review/<version_id>/withdraw          back to draft
+
+Who may do what is decided on the server by registry.users / registry.workflow, for every
+request: integrators see no review page (403), the author cannot vote or decide on their
+own work, experts cannot vote, a published version cannot be changed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from typing import Optional
+
+from flask import (Blueprint, abort, flash, jsonify, redirect, render_template, request,
+                   url_for)
+from flask_babel import gettext as _
+from sqlalchemy import select
+
+from registry import users, workflow
+from registry.errors import Invalid
+from registry.models import (ADMINISTRATOR, COMMITTEE_MEMBER, EXPERT, FROZEN_STATES,
+                             CommentLine, CommitteeMember, Methodology, MethodologyVersion,
+                             User)
+
+from .. import evaluation
+from ..auth import current_user, login_required, require
+from ..db import get_db
+from ..records import RecordsError, from_bytes, from_text
+from . import diff as diffs
+from . import impact as impacts
+
+bp = Blueprint("review", __name__, url_prefix="/review")
+
+IN_PROGRESS = ("submitted", "in_review", "changes_requested", "resubmitted", "approved")
+DECISIONS = ("approve", "request_changes", "reject")
+
+
+# ---------------------------------------------------------------- loading
+def _may_see_reviews(user: Optional[User]) -> users.Decision:
+    """Review pages are for authors, committee members and administrators; an integrator
+    (a machine client) sees none."""
+    if user is None or not user.active:
+        return users.deny("not signed in")
+    if user.roles & {EXPERT, COMMITTEE_MEMBER, ADMINISTRATOR}:
+        return users.ALLOW
+    return users.deny("review pages are for authors, committee members and administrators")
+
+
+def previous_published(session, version: MethodologyVersion) -> Optional[MethodologyVersion]:
+    """The latest published (or later) version before this one."""
+    candidates = [v for v in session.scalars(select(MethodologyVersion).where(
+        MethodologyVersion.methodology_id == version.methodology_id,
+        MethodologyVersion.state.in_(FROZEN_STATES),
+        MethodologyVersion.id != version.id)) if v.semver < version.semver]
+    return max(candidates, key=lambda v: v.semver) if candidates else None
+
+
+def _load(session, version_id: int) -> workflow.Review:
+    require(_may_see_reviews(current_user))
+    return workflow.review(session, current_user.id, version_id)
+
+
+def _line_of(session, version_id: int) -> dict[int, CommentLine]:
+    return {row.comment_id: row for row in session.scalars(
+        select(CommentLine).where(CommentLine.version_id == version_id))}
+
+
+def _impact_of(version: MethodologyVersion, previous: Optional[MethodologyVersion],
+               records=None) -> impacts.Impact:
+    compiled = evaluation.compiled(version.source)
+    if records is None:
+        if not compiled.ok:
+            empty = impacts.SideTotals(None, None)
+            return impacts.Impact("", 0, empty, empty,
+                                  error="the version does not compile: no impact preview")
+        records = impacts.sample_records(compiled.methodology)
+        if records is None:
+            empty = impacts.SideTotals(None, None)
+            return impacts.Impact("", 0, empty, empty,
+                                  error="no sample records for this methodology: upload some")
+    return impacts.impact(previous.source if previous is not None else None, version.source,
+                          records)
+
+
+def _actions(session, version: MethodologyVersion, review: workflow.Review) -> dict:
+    """What the current user may do now: {action: Decision}."""
+    out = {name: workflow.can(current_user, version, name)
+           for name in ("open_review", "request_changes", "approve", "reject", "publish",
+                        "withdraw")}
+    vote = users.can_vote(current_user, version)
+    if vote and version.state != "in_review":
+        vote = users.deny(f"votes are cast during a review; this version is {version.state}")
+    if vote and any(v.voter_id == current_user.id and v.review_round == version.review_round
+                    for v in review.votes):
+        vote = users.deny("you have voted in this review round")
+    out["vote"] = vote
+    out["comment"] = users.can_comment(current_user, version)
+    out["edit"] = users.can_edit(current_user, version)
+    if out["edit"] and version.frozen:
+        out["edit"] = users.deny("a published version is immutable")
+    return out
+
+
+def _resets(review: workflow.Review) -> list[dict]:
+    """When the content changed under review (a new round; the votes before it no longer count)."""
+    out = []
+    for entry in review.history:
+        details = entry.details or {}
+        if entry.action == "version.revise" and details.get("review_reset"):
+            out.append({"at": entry.at, "round": details.get("review_round"),
+                        "old_hash": details.get("old_content_hash"),
+                        "new_hash": details.get("content_hash")})
+    return out
+
+
+def _page(version_id: int, *, records=None, status: int = 200, records_error: str = ""):
+    with get_db().read() as s:
+        review = _load(s, version_id)
+        version = review.version
+        previous = previous_published(s, version)
+        lines = _line_of(s, version.id)
+        line_comments: dict[int, list] = defaultdict(list)
+        general = []
+        for c in review.comments:
+            anchor = lines.get(c.id)
+            if anchor is not None and anchor.content_hash == version.content_hash:
+                line_comments[anchor.line].append(c)
+            else:
+                general.append((c, anchor))
+        full = request.args.get("full") == "1"
+        rows = diffs.side_by_side(previous.source if previous else None, version.source,
+                                  context=-1 if full else 4,
+                                  keep_lines=frozenset(line_comments))
+        stats = diffs.stats(diffs.full_rows(previous.source if previous else None, version.source))
+        new_compiled = evaluation.compiled(version.source)
+        old_compiled = evaluation.compiled(previous.source) if previous else None
+        changes = diffs.semantic_changes(
+            old_compiled.methodology if old_compiled is not None and old_compiled.ok else None,
+            new_compiled.methodology if new_compiled.ok else None)
+        problems = []
+        if not version.frozen:
+            problems = workflow.check_source(version.source, version.methodology_id,
+                                             version.version).problems
+        votes_by_round: dict[int, list] = defaultdict(list)
+        for v in review.votes:
+            votes_by_round[v.review_round].append(v)
+        try:
+            line = int(request.args.get("line", "") or 0) or None
+        except ValueError:
+            line = None
+        return render_template(
+            "review/show.html", review=review, version=version, previous=previous,
+            methodology=version.methodology, rows=rows, stats=stats, changes=changes,
+            line_comments=line_comments, general_comments=general,
+            quorum=review.quorum, votes_by_round=dict(sorted(votes_by_round.items(), reverse=True)),
+            resets=_resets(review), problems=problems,
+            diagnostics=version.diagnostics or [], examples=version.example_results or [],
+            impact=_impact_of(version, previous, records), records_error=records_error,
+            actions=_actions(s, version, review), comment_line=line, full=full,
+            today=dt.date.today().isoformat(), caret=evaluation.caret_block,
+            decisions=DECISIONS, default_grace=workflow.DEFAULT_GRACE_DAYS), status
+
+
+# ---------------------------------------------------------------- pages
+@bp.get("/")
+@login_required
+def index():
+    require(_may_see_reviews(current_user))
+    show_all = request.args.get("all") == "1"
+    with get_db().read() as s:
+        query = select(MethodologyVersion).order_by(MethodologyVersion.updated_at.desc())
+        if not show_all:
+            query = query.where(MethodologyVersion.state.in_(IN_PROGRESS))
+        else:
+            query = query.where(MethodologyVersion.state != "draft")
+        if ADMINISTRATOR not in current_user.roles:
+            committees = select(CommitteeMember.committee_id).where(
+                CommitteeMember.user_id == current_user.id)
+            in_mine = select(Methodology.id).where(Methodology.committee_id.in_(committees))
+            query = query.where((MethodologyVersion.author_id == current_user.id)
+                                | MethodologyVersion.methodology_id.in_(in_mine))
+        versions = list(s.scalars(query.limit(200)))
+        for v in versions:
+            _ = (v.methodology.title, v.author.name)
+        return render_template("review/index.html", versions=versions, show_all=show_all)
+
+
+@bp.get("/<int:version_id>")
+@login_required
+def show(version_id: int):
+    return _page(version_id)
+
+
+@bp.post("/<int:version_id>/impact")
+@login_required
+def impact_upload(version_id: int):
+    upload = request.files.get("file")
+    try:
+        if upload is not None and upload.filename:
+            records = from_bytes(upload.read(), upload.filename)
+        else:
+            records = from_text(request.form.get("records", ""), "pasted")
+    except RecordsError as error:
+        return _page(version_id, status=422, records_error=str(error))
+    return _page(version_id, records=records)
+
+
+@bp.get("/<int:version_id>/impact.json")
+@login_required
+def impact_json(version_id: int):
+    with get_db().read() as s:
+        review = _load(s, version_id)
+        previous = previous_published(s, review.version)
+        result = _impact_of(review.version, previous)
+        return jsonify(result.to_dict())
+
+
+@bp.get("/<int:version_id>/diff.json")
+@login_required
+def diff_json(version_id: int):
+    with get_db().read() as s:
+        review = _load(s, version_id)
+        version = review.version
+        previous = previous_published(s, version)
+        rows = diffs.full_rows(previous.source if previous else None, version.source)
+        new_compiled = evaluation.compiled(version.source)
+        old_compiled = evaluation.compiled(previous.source) if previous else None
+        changes = diffs.semantic_changes(
+            old_compiled.methodology if old_compiled is not None and old_compiled.ok else None,
+            new_compiled.methodology if new_compiled.ok else None)
+        return jsonify({
+            "version": version.version,
+            "previous": previous.version if previous else None,
+            "stats": diffs.stats(rows).to_dict(),
+            "rows": [r.to_dict() for r in rows],
+            "changes": [c.to_dict() for c in changes]})
+
+
+# ---------------------------------------------------------------- actions
+def _back(version_id: int, anchor: str = ""):
+    return redirect(url_for("review.show", version_id=version_id) + (f"#{anchor}" if anchor else ""),
+                    code=303)
+
+
+def _text(name: str) -> str:
+    return (request.form.get(name) or "").strip()
+
+
+@bp.post("/<int:version_id>/comment")
+@login_required
+def comment(version_id: int):
+    require(_may_see_reviews(current_user))
+    body = _text("body")
+    line_text = _text("line")
+    with get_db().unit_of_work() as s:
+        version = workflow.get_version(s, version_id)
+        line = None
+        if line_text:
+            try:
+                line = int(line_text)
+            except ValueError:
+                raise Invalid(f"line {line_text!r} is not a number") from None
+            count = len(version.source.split("\n"))
+            if not 1 <= line <= count:
+                raise Invalid(f"line {line} is not in the source (1 to {count})")
+        row = workflow.comment(s, current_user.id, version_id, body)
+        if line is not None:
+            s.add(CommentLine(comment_id=row.id, version_id=version_id, line=line,
+                              content_hash=version.content_hash))
+            s.flush()
+    flash(_("Comment added."), "success")
+    return _back(version_id, f"L{line}" if line else "comments")
+
+
+@bp.post("/<int:version_id>/vote")
+@login_required
+def vote(version_id: int):
+    require(_may_see_reviews(current_user))
+    decision = _text("decision")
+    if decision not in DECISIONS:
+        abort(400, description=_("Choose approve, request changes or reject."))
+    with get_db().unit_of_work() as s:
+        workflow.vote(s, current_user.id, version_id, decision, _text("comment"))
+    flash(_("Your vote is recorded."), "success")
+    return _back(version_id, "votes")
+
+
+@bp.post("/<int:version_id>/conflict")
+@login_required
+def conflict(version_id: int):
+    require(_may_see_reviews(current_user))
+    with get_db().unit_of_work() as s:
+        workflow.declare_conflict(s, current_user.id, version_id, _text("comment"))
+    flash(_("Your conflict of interest is recorded: you abstain in this round."), "info")
+    return _back(version_id, "votes")
+
+
+@bp.post("/<int:version_id>/open")
+@login_required
+def open_review(version_id: int):
+    with get_db().unit_of_work() as s:
+        workflow.open_review(s, current_user.id, version_id)
+    flash(_("The review is open."), "success")
+    return _back(version_id)
+
+
+@bp.post("/<int:version_id>/request-changes")
+@login_required
+def request_changes(version_id: int):
+    with get_db().unit_of_work() as s:
+        workflow.request_changes(s, current_user.id, version_id, _text("comment"))
+    flash(_("Sent back to the author."), "info")
+    return _back(version_id)
+
+
+@bp.post("/<int:version_id>/approve")
+@login_required
+def approve(version_id: int):
+    with get_db().unit_of_work() as s:
+        workflow.approve(s, current_user.id, version_id)
+    flash(_("Approved."), "success")
+    return _back(version_id)
+
+
+@bp.post("/<int:version_id>/reject")
+@login_required
+def reject(version_id: int):
+    with get_db().unit_of_work() as s:
+        workflow.reject(s, current_user.id, version_id, _text("reason"))
+    flash(_("Rejected."), "info")
+    return _back(version_id)
+
+
+@bp.post("/<int:version_id>/publish")
+@login_required
+def publish(version_id: int):
+    effective = _text("effective_from")
+    try:
+        effective_from = dt.date.fromisoformat(effective) if effective else None
+    except ValueError:
+        raise Invalid(f"effective date {effective!r} is not YYYY-MM-DD") from None
+    grace = _text("grace_days")
+    try:
+        grace_days = int(grace) if grace else workflow.DEFAULT_GRACE_DAYS
+    except ValueError:
+        raise Invalid(f"grace period {grace!r} is not a number of days") from None
+    with get_db().unit_of_work() as s:
+        workflow.publish(s, current_user.id, version_id, effective_from=effective_from,
+                         grace_days=grace_days)
+    flash(_("Published."), "success")
+    return _back(version_id)
+
+
+@bp.post("/<int:version_id>/withdraw")
+@login_required
+def withdraw(version_id: int):
+    with get_db().unit_of_work() as s:
+        workflow.withdraw(s, current_user.id, version_id, _text("reason"))
+    flash(_("Withdrawn: the version is a draft again."), "info")
+    return _back(version_id)
