@@ -15,3 +15,16 @@ settings.register_profile("fuzz", max_examples=20000, deadline=None, derandomize
 settings.load_profile(
     os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "default")
 )
+
+
+def pytest_collection_modifyitems(config, items):
+    """`make test` stays fast: tests marked slow run only when asked for (`make fuzz`
+    runs `pytest -m slow` with the fuzz profile)."""
+    import pytest
+
+    if "slow" in (config.getoption("markexpr") or ""):
+        return
+    skip = pytest.mark.skip(reason="slow: run by `make fuzz` (pytest -m slow)")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
