@@ -121,7 +121,7 @@ ENGINES = {name: Engine(m) for name, m in METHODOLOGIES}
 RULES = {name: RulesEngine(m, engine=ENGINES[name], retries=0) for name, m in METHODOLOGIES}
 TINY = {name: RulesEngine(m, engine=ENGINES[name], retries=0, chunk_size=3) for name, m in METHODOLOGIES}
 
-EXAMPLES = max(15, settings().max_examples // 6)  # each example is a round trip to the worker
+EXAMPLES = min(30, max(15, settings().max_examples // 6))  # each example: a round trip to the worker
 
 
 def _per_record(engine: Engine, raws: list[dict]):
@@ -379,3 +379,40 @@ def test_the_worker_is_recycled_after_its_rulesets():
         assert worker.pid != pid
     finally:
         worker.stop()
+
+
+def test_without_cross_record_rules_only_ids_are_checked_and_no_worker_starts():
+    compiled = compile_source((ROOT / "methodologies" / "rooftop-pv-grid.tanpu").read_text(encoding="utf-8"))
+    m = compiled.methodology
+    assert not m.has_cross_record_rules
+    engine = Engine(m)
+    raws = [{"id": i, "account": a, "generated": "100 kWh", "region": "south", "capacity": "0.01 MW",
+             "time": "2023-06-30T12:00"} for i, a in (("x", "a"), ("y", "a"), ("x", "b"))]
+    reference, mine = _per_record(engine, raws), _per_record(engine, raws)
+    cross_record.apply(reference, m, engine.recompute_points)
+    worker = Worker()
+    RulesEngine(m, worker=worker).apply(mine)
+    assert [r.key() for r in mine] == [r.key() for r in reference]
+    assert mine[2].code == "DUPLICATE_ID" and worker.pid is None
+
+
+def test_tanpu_eval_engine_rules(tmp_path):
+    from click.testing import CliRunner
+
+    from tanpu.cli import main
+
+    rides = tmp_path / "rides.csv"
+    rides.write_text("id,account,distance,started,ended\n"
+                     "r1,a,10 km,2024-05-20T08:00,2024-05-20T08:30\n"
+                     "r2,a,3 km,2024-05-20T08:20,2024-05-20T08:40\n"
+                     "r3,a,20 km,2024-05-20T09:00,2024-05-20T09:50\n"
+                     "r4,a,5 km,2024-05-20T10:00,2024-05-20T10:20\n"
+                     "r1,b,1 km,2024-05-20T10:00,2024-05-20T10:20\n", encoding="utf-8")
+    source = str(ROOT / "methodologies" / "chongqing-shared-ebike.tanpu")
+    outputs = {}
+    for engine in ("scalar", "rules"):
+        done = CliRunner().invoke(main, ["eval", source, str(rides), "--engine", engine])
+        assert done.exit_code == 0, done.output
+        outputs[engine] = done.output
+    assert outputs["rules"] == outputs["scalar"]
+    assert "OVERLAP" in outputs["rules"] and "CAP_REACHED" in outputs["rules"]
