@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 
 STAMP := $(VENV)/.installed
 
-.PHONY: install test run check fuzz bench clean distclean
+.PHONY: install test run demo i18n check fuzz bench clean distclean
 
 install: $(STAMP)
 
@@ -33,9 +33,23 @@ $(STAMP): pyproject.toml
 test: $(STAMP)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
-# Command-line demo: check, then run the tests of, the bundled methodologies.
+# The web UI on http://127.0.0.1:5000 (PORT overrides) with waitress: migrates the
+# SQLite database (var/tanpu.db; DATABASE_URL overrides), publishes the bundled
+# methodologies, and prints a first administrator's password on the first start.
+PORT ?= 5000
 run: $(STAMP)
+	$(VENV)/bin/tanpu serve --port $(PORT)
+
+# Command-line demo: check, then run the tests of, the bundled methodologies.
+demo: $(STAMP)
 	$(VENV)/bin/tanpu check methodologies/ && $(VENV)/bin/tanpu test methodologies/
+
+# Web UI messages: extract the msgids, merge them into the .po files (translate the new
+# ones), compile the .mo files (both are committed).
+i18n: $(STAMP)
+	$(VENV)/bin/pybabel extract -F webui/babel.cfg -k _l -o $(VENV)/messages.pot webui
+	$(VENV)/bin/pybabel update -i $(VENV)/messages.pot -d webui/translations --no-fuzzy-matching
+	$(VENV)/bin/pybabel compile -d webui/translations
 
 check: $(STAMP)
 	$(VENV)/bin/tanpu check methodologies/

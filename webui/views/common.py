@@ -180,8 +180,35 @@ def json_text(value) -> str:
     return json.dumps(value, ensure_ascii=False, sort_keys=True)
 
 
+_SUMMARY_KEYS = ("methodology", "version", "from", "to", "decision", "reason", "comment", "role",
+                 "email", "name", "roles", "domain", "effective_from", "min_votes", "approval_share",
+                 "successor", "grace_days", "idempotency_key", "credited", "body")
+
+
+def details_summary(details) -> list[tuple[str, str]]:
+    """The telling fields of an audit entry's details, short: (key, text)."""
+    if not isinstance(details, dict):
+        return []
+    out = []
+    for key in _SUMMARY_KEYS:
+        if key in details and details[key] not in (None, "", [], {}):
+            value = details[key]
+            if isinstance(value, (list, tuple)):
+                text = "/".join(str(v) for v in value) if key == "approval_share" else \
+                    ", ".join(str(v) for v in value)
+            else:
+                text = str(value)
+            out.append((key, text if len(text) <= 120 else text[:117] + "…"))
+    quorum = details.get("quorum")
+    if isinstance(quorum, dict) and "met" in quorum:
+        out.append(("quorum", f"{quorum.get('approvals')}/{quorum.get('counted')} "
+                              f"({'met' if quorum.get('met') else 'not met'})"))
+    return out
+
+
 def init_app(app) -> None:
     app.add_template_filter(json_text, "json_text")
+    app.add_template_global(details_summary)
     app.add_template_global(state_label)
     app.add_template_global(action_label)
     app.add_template_global(role_label)
