@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Iterable, Literal, Optional
 
 Severity = Literal["error", "warning"]
@@ -96,16 +97,19 @@ def has_errors(diagnostics: Iterable[Diagnostic]) -> bool:
     return any(d.is_error for d in diagnostics)
 
 
-def source_lines(source: str) -> list[str]:
+@lru_cache(maxsize=8)
+def source_lines(source: str) -> tuple[str, ...]:
     """The lines as the parser counts them: split at "\n" only (and a CRLF's "\r" dropped).
 
     Not str.splitlines(), which also splits at form feeds, "\r", U+2028 ... that the
-    parser takes as spaces, and would show the wrong line under a diagnostic.
+    parser takes as spaces, and would show the wrong line under a diagnostic. Cached:
+    the diagnostics of one file are rendered one by one against the same source, and
+    splitting a big file once per diagnostic made rendering quadratic.
     """
-    return [line[:-1] if line.endswith("\r") else line for line in source.split("\n")]
+    return tuple(line[:-1] if line.endswith("\r") else line for line in source.split("\n"))
 
 
-def _caret_block(lines: list[str], span: Span, label: str, gutter: int) -> list[str]:
+def _caret_block(lines: tuple[str, ...], span: Span, label: str, gutter: int) -> list[str]:
     out = []
     if not (1 <= span.line <= len(lines)):
         return out
@@ -132,7 +136,7 @@ def _caret_block(lines: list[str], span: Span, label: str, gutter: int) -> list[
 def render_text(diagnostic: Diagnostic, source: Optional[str]) -> str:
     """rustc-style: header, location, the source line with a caret, then help and notes."""
     d = diagnostic
-    lines = source_lines(source) if source is not None else []
+    lines = source_lines(source) if source is not None else ()
     head = f"{d.severity}[{d.code}]: {d.message}"
     if d.span:
         where = f"{d.file}:{d.span.line}:{d.span.column}"

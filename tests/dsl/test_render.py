@@ -140,3 +140,15 @@ def test_crlf_files_show_their_lines_without_the_cr():
     (error,) = compiled.diagnostics
     assert (error.span.line, error.span.column) == (9, 9)
     assert source_line(compiled.render(), 9) == "let x = nope"
+
+
+def test_rendering_many_diagnostics_splits_the_source_once():
+    from dsl.diagnostics import source_lines
+
+    text = body("".join(f"let spare{i} = {i}\n" for i in range(300)))
+    compiled = check(text)
+    assert len(compiled.warnings) == 300
+    source_lines.cache_clear()
+    rendered = compiled.render()
+    assert rendered.count("warning[W0102]") == 300
+    assert source_lines.cache_info().misses == 1  # not once per diagnostic
