@@ -57,17 +57,15 @@ methodology {id} "{title}" version {version} {{
 
 input distance: quantity [km] between 0 km and 100 km label "distance"
 
+# where the factor comes from, and when it applies
 parameter factor [g/km]
-  from 2025-01-01 source "where the factor comes from" [SRC] 50
+  from 2025-01-01 source "the source of the factor" [SRC] = 50
 
 reduction = factor * distance
 points = floor(reduction / 1 g)
 
-example "E1 a 10 km trip" {{
-  distance: 10 km, time: 2025-05-20T08:00
-}} => reduction 500 g, points 500
+example "E1 a 10 km trip" {{ distance: 10 km }} => reduction 500 g, points 500
 """
-
 
 # ---------------------------------------------------------------- helpers
 def _json_body() -> dict:
