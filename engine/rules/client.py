@@ -55,14 +55,6 @@ def shared_worker() -> Worker:
         return _shared
 
 
-_locks: dict[int, threading.Lock] = {}
-
-
-def _lock_of(worker: Worker) -> threading.Lock:
-    with _shared_lock:
-        return _locks.setdefault(id(worker), threading.Lock())
-
-
 class RulesEngine:
     def __init__(self, methodology: ir.Methodology, *, engine=None, worker: Optional[Worker] = None,
                  retries: int = 1, timeout: Optional[float] = None, chunk_size: int = CHUNK_SIZE,
@@ -140,7 +132,7 @@ class RulesEngine:
             timeout = 60.0 + 0.01 * sum(len(records) for records, _ in batches)
         worker = self.worker
         failures = []
-        with _lock_of(worker):
+        with worker.lock:
             for _attempt in range(1 + max(0, self.retries)):
                 try:
                     return worker.run(self.rules, methodology, batches, self.chunk_size, timeout)

@@ -19,6 +19,7 @@ import multiprocessing
 import os
 import resource
 import sys
+import threading
 import traceback
 import uuid
 from dataclasses import dataclass
@@ -104,6 +105,7 @@ class Worker:
 
     def __init__(self, limits: Optional[Limits] = None):
         self.limits = limits or Limits()
+        self.lock = threading.Lock()  # one request at a time (held by the client)
         self._process = None
         self._conn = None
         self.rulesets = 0
