@@ -54,7 +54,8 @@ def entry_hash(*, seq: int, at: dt.datetime, actor_id: Optional[int], action: st
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
-def hash_of(entry: AuditEntry) -> str:
+def hash_of(entry) -> str:
+    """The hash an entry (an AuditEntry or a row with its columns) should have."""
     return entry_hash(seq=entry.seq, at=entry.at, actor_id=entry.actor_id, action=entry.action,
                       object_type=entry.object_type, object_id=entry.object_id,
                       details=entry.details, prev_hash=entry.prev_hash)
@@ -105,26 +106,31 @@ class Verification:
 
 
 def verify(session: Session, *, batch: int = 1000) -> Verification:
-    """Walks the chain from the first entry; stops at the first broken one."""
+    """Walks the chain from the first entry; stops at the first broken one. Reads rows, not
+    objects, so a long chain does not fill the session."""
+    columns = [AuditEntry.seq, AuditEntry.at, AuditEntry.actor_id, AuditEntry.action,
+               AuditEntry.object_type, AuditEntry.object_id, AuditEntry.details,
+               AuditEntry.prev_hash, AuditEntry.hash]
     prev, expected_seq, checked = GENESIS, 1, 0
     after = 0
     while True:
-        entries = session.scalars(select(AuditEntry).where(AuditEntry.seq > after)
-                                  .order_by(AuditEntry.seq).limit(batch)).all()
-        if not entries:
+        rows = session.execute(select(*columns).where(AuditEntry.seq > after)
+                               .order_by(AuditEntry.seq).limit(batch)).all()
+        if not rows:
             return Verification(True, checked, head=prev)
-        for entry in entries:
+        for row in rows:
             problem = ""
-            if entry.seq != expected_seq:
-                problem = f"expected entry {expected_seq} next, found {entry.seq} (entries removed)"
-            elif entry.prev_hash != prev:
+            if row.seq != expected_seq:
+                problem = f"expected entry {expected_seq} next, found {row.seq} (entries removed)"
+            elif row.prev_hash != prev:
                 problem = "its prev_hash is not the previous entry's hash"
-            elif hash_of(entry) != entry.hash:
+            elif hash_of(row) != row.hash:
                 problem = "its content does not match its hash (the entry was changed)"
             if problem:
-                return Verification(False, checked, entry, problem, head=prev)
-            prev, expected_seq, checked = entry.hash, entry.seq + 1, checked + 1
-            after = entry.seq
+                return Verification(False, checked, session.get(AuditEntry, row.seq), problem,
+                                    head=prev)
+            prev, expected_seq, checked = row.hash, row.seq + 1, checked + 1
+            after = row.seq
 
 
 def head(session: Session) -> str:

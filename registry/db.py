@@ -22,11 +22,23 @@ from sqlalchemy.orm import Session, sessionmaker
 _READ_ONLY = "tanpu_read_only"
 
 
-def make_engine(url: str, **kwargs) -> Engine:
-    """An Engine for `url`; an SQLite file's folder is created if missing."""
+def make_engine(url: str, *, durable: bool = True, **kwargs) -> Engine:
+    """An Engine for `url`; an SQLite file's folder is created if missing.
+
+    durable=False (tests only): commits do not wait for the disk (SQLite synchronous=OFF,
+    PostgreSQL synchronous_commit=off); a crash may lose the last commits.
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(parsed, pool_pre_ping=True, **kwargs)
+        kwargs.setdefault("pool_pre_ping", True)
+        engine = create_engine(parsed, **kwargs)
+        if not durable:
+            @event.listens_for(engine, "connect")
+            def _fast(dbapi_connection, _record):
+                with dbapi_connection.cursor() as cursor:
+                    cursor.execute("SET synchronous_commit = off")
+                dbapi_connection.commit()
+        return engine
 
     database = parsed.database or ""
     in_memory = database in ("", ":memory:") or database.startswith("file::memory:")
@@ -44,6 +56,7 @@ def make_engine(url: str, **kwargs) -> Engine:
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.execute("PRAGMA busy_timeout = 30000")
         cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = " + ("FULL" if durable else "OFF"))
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -57,12 +70,12 @@ def make_engine(url: str, **kwargs) -> Engine:
 class Database:
     """An engine and its session factories."""
 
-    def __init__(self, url: Optional[str] = None, **engine_kwargs):
+    def __init__(self, url: Optional[str] = None, *, durable: bool = True, **engine_kwargs):
         if url is None:
             from tanpu.settings import load
             url = load().database_url
         self.url = url
-        self.engine = make_engine(url, **engine_kwargs)
+        self.engine = make_engine(url, durable=durable, **engine_kwargs)
         self.dialect = self.engine.dialect.name
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         reader = self.engine.execution_options(**{_READ_ONLY: True})

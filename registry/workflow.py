@@ -25,7 +25,9 @@ counted votes to the published content hash.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Callable, Optional
@@ -159,7 +161,14 @@ class SourceCheck:
 
 def check_source(source: str, methodology_id: str, version: str) -> SourceCheck:
     """Compiles `source` and runs its examples. Submittable when `ok`: it compiles, it
-    declares this methodology id and version, it has examples and they all pass."""
+    declares this methodology id and version, it has examples and they all pass.
+
+    Pure, so the last results are kept (a draft is checked again when it is submitted)."""
+    return copy.deepcopy(_check_source(source, methodology_id, version))
+
+
+@functools.lru_cache(maxsize=64)
+def _check_source(source: str, methodology_id: str, version: str) -> SourceCheck:
     from dsl import compile_source
     from engine import Engine
     from engine.examples import run_examples
