@@ -88,13 +88,14 @@ class Web:
 
     # ------------------------------------------------------------ versions
     def published(self, version: str = "1.0.0", effective_from=dt.date(2024, 1, 1),
-                  text: str | None = None, methodology_id: str = METHODOLOGY) -> int:
+                  text: str | None = None, methodology_id: str = METHODOLOGY,
+                  grace_days: int = 30) -> int:
         """A version brought to published through the workflow (text: its source)."""
         reg = self.reg
         with reg.uow() as s:
             vid = workflow.create_version(s, reg.author, methodology_id, version,
                                           text or source(methodology_id, version)).id
-        return self.to_published(vid, effective_from)
+        return self.to_published(vid, effective_from, grace_days)
 
     def to_review(self, vid: int) -> int:
         reg = self.reg
@@ -104,14 +105,16 @@ class Web:
             workflow.open_review(s, reg.members[0], vid)
         return vid
 
-    def to_published(self, vid: int, effective_from=dt.date(2024, 1, 1)) -> int:
+    def to_published(self, vid: int, effective_from=dt.date(2024, 1, 1),
+                     grace_days: int = 30) -> int:
         reg = self.reg
         self.to_review(vid)
         reg.votes(vid, "approve", "approve", "approve")
         with reg.uow() as s:
             workflow.approve(s, reg.admin, vid)
         with reg.uow() as s:
-            workflow.publish(s, reg.admin, vid, effective_from=effective_from)
+            workflow.publish(s, reg.admin, vid, effective_from=effective_from,
+                             grace_days=grace_days)
         return vid
 
     def draft(self, version: str = "1.1.0", text: str | None = None,

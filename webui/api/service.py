@@ -199,7 +199,8 @@ def check_records(records) -> list:
 
 
 def evaluate(session: Session, methodology_id: str, records: list, *,
-             as_of: Optional[dt.date] = None, require_ids: bool = False) -> Evaluation:
+             as_of: Optional[dt.date] = None, require_ids: bool = False,
+             explain: bool = False) -> Evaluation:
     """Each record evaluated by the version applicable at its time (on `as_of`, default
     today). A record that cannot be read, or for whose time no version applies, is an
     error with its index and reason; the others are evaluated, each version's records
@@ -258,7 +259,7 @@ def evaluate(session: Session, methodology_id: str, records: list, *,
     for group in groups.values():
         group.engine = engine_of(group.version)
         rows = Records([records[i] for i in group.indices])
-        group.results = evaluation.evaluate(group.engine, rows)
+        group.results = evaluation.evaluate(group.engine, rows, explain=explain)
         for index, r in zip(group.indices, group.results):
             if r.status == INVALID:
                 errors.append(_error(index, records[index], "invalid_record", r.message))

@@ -160,7 +160,8 @@ def evaluate():
         except ValueError:
             raise ApiError(400, "bad_request", "`as_of`: a date, YYYY-MM-DD") from None
     with get_db().read() as s:
-        result = service.evaluate(s, methodology_id, data.get("records"), as_of=as_of)
+        result = service.evaluate(s, methodology_id, data.get("records"), as_of=as_of,
+                                  explain=explain)
         return jsonify(service.evaluation_response(result, explain))
 
 
