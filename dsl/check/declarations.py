@@ -12,7 +12,8 @@ from ..suggestions import did_you_mean
 from ..surface import ast
 from ..types import BOOLEAN, INTEGER, NUMBER, Kind, Type, duration, quantity
 from ..types import DATE, DATETIME, TEXT
-from .literals import INVALID, check_code, decimal_of, literal_value, parse_date, unit_of
+from .literals import (INVALID, check_code, decimal_of, literal_value, parse_date, si_float,
+                       unit_of, whole_token)
 from .scope import BUILTIN_TYPES, Scope
 
 DEFAULT_TIMEZONE = "Asia/Shanghai"
@@ -271,8 +272,10 @@ def _parameter(item: ast.ParameterDecl, scope: Scope, report: Reporter) -> Optio
             if keys:
                 report.report("E0409", node, problem=f"`{name}` is keyed by {', '.join(keys)}: give a value for each key")
                 return None
-            periods.append(ir.Period(start, source, scalar=unit.to_si(decimal_of(content.number, content.sign)),
-                                     written=(_written(content),)))
+            scalar = si_float(unit, decimal_of(content.number, content.sign), content, report)
+            if scalar is INVALID:
+                return None
+            periods.append(ir.Period(start, source, scalar=scalar, written=(_written(content),)))
         else:
             if not keys:
                 report.report("E0409", node, problem=f"`{name}` has keyed values but no `by`: say what they are keyed by, e.g. `by mode`")
@@ -287,7 +290,10 @@ def _parameter(item: ast.ParameterDecl, scope: Scope, report: Reporter) -> Optio
         missing = ir.Missing("reject", check_code(item.otherwise.code, report), str(item.otherwise.message))
     elif isinstance(item.otherwise, ast.OtherwiseValue):
         v = item.otherwise.value
-        missing = ir.Missing("value", value=unit.to_si(decimal_of(v.number, v.sign)))
+        value = si_float(unit, decimal_of(v.number, v.sign), v, report)
+        if value is INVALID:
+            return None
+        missing = ir.Missing("value", value=value)
     elif keys and any(kt.kind in (Kind.INTEGER, Kind.TEXT) for kt in key_types):
         kt = next(k for k, kt in zip(keys, key_types) if kt.kind in (Kind.INTEGER, Kind.TEXT))
         report.report("E0406", item.by, kind=scope.input_type(kt).describe(), keyname=kt)
@@ -319,7 +325,9 @@ def _entries(name, entries, keys, key_types, unit, report):
                           notes=[report.note("first given here", seen[key])])
             return None
         seen[key] = entry
-        si = unit.to_si(decimal_of(entry.value.number, entry.value.sign))
+        si = si_float(unit, decimal_of(entry.value.number, entry.value.sign), entry.value, report)
+        if si is INVALID:
+            return None
         out.append(((key, si), _written(entry.value)))
     return out
 
@@ -335,7 +343,7 @@ def _key_value(token, key_name: str, kt: Type, report: Reporter):
     if kt.kind == Kind.BOOLEAN and text in ("true", "false"):
         return text == "true"
     if kt.kind == Kind.INTEGER and token.type == "NUMBER" and text.isdigit():
-        return int(text)
+        return whole_token(token, report)
     if kt.kind == Kind.TEXT and token.type in ("STRING", "NAME"):
         return text
     report.report("E0404", token, key=text, keyname=key_name)

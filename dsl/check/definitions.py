@@ -13,7 +13,7 @@ from ..ir import ast as ir
 from ..messages import Reporter
 from ..surface import ast
 from ..types import Kind, Type, is_mass, quantity
-from .expressions import ExpressionChecker, Uses
+from .expressions import ExpressionChecker, Uses, within_depth
 from .literals import unit_of
 from .scope import BUILTIN_TYPES, Scope
 
@@ -106,7 +106,7 @@ def check_definitions(definitions: dict, scope: Scope, report: Reporter
     for name in ordered:
         node = definitions[name]
         checker = ExpressionChecker(scope, report)
-        expr = checker.check(node.expr)
+        expr = within_depth(checker.check(node.expr), node.expr, report)
         uses[name] = checker.uses  # kept even when it fails, so its lookups still count
         if expr is None:
             scope.failed.add(name)

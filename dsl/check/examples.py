@@ -16,7 +16,8 @@ from ..suggestions import did_you_mean
 from ..surface import ast
 from ..types import INTEGER
 from ..units import MASS
-from .literals import INVALID, describe_literal, literal_value, unit_of, whole_milligrams
+from .literals import (INVALID, describe_literal, literal_value, unit_of, whole_milligrams,
+                       whole_token)
 from .scope import Scope
 
 EXAMPLE_ACCOUNT = "example"
@@ -140,7 +141,8 @@ def _expected(expectations, scope: Scope, report: Reporter, codes: dict[str, set
             flags.append(str(expectation.code))
             ok &= _known_code(expectation.code, codes["flagged"], report)
         elif isinstance(expectation, ast.ExpectBonus):
-            bonus = int(str(expectation.points))
+            bonus = whole_token(expectation.points, report)
+            ok &= bonus is not INVALID
     if not ok:
         return None
     return ir.Expected(status, code, tuple(outputs), tuple(flags), bonus, status_given)

@@ -6,6 +6,7 @@ it lowers to None without a second message, so one typo gives one diagnostic.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -16,7 +17,9 @@ from ..surface import ast
 from ..types import (BOOLEAN, DATE, DATETIME, INTEGER, NUMBER, TEXT, Kind, Type, duration,
                      quantity)
 from ..units import ONE
-from .literals import decimal_of, parse_date, parse_datetime, unit_of
+from .literals import (INVALID, decimal_of, parse_date, parse_datetime, si_float, unit_of,
+                       whole_value)
+from ..surface.parse import MAX_DEPTH
 from .scope import BUILTIN_TYPES, FUNCTIONS, Scope
 
 
@@ -64,11 +67,14 @@ class ExpressionChecker:
             unit = unit_of(node.unit, self.report)
             if unit is None:
                 return None
-            return ir.Const(quantity(unit), unit.to_si(value))
+            si = si_float(unit, value, node, self.report)
+            return None if si is INVALID else ir.Const(quantity(unit), si)
         text = str(node.number)
         if "." in text or "e" in text or "E" in text:
-            return ir.Const(NUMBER, float(value))
-        return ir.Const(INTEGER, int(value))
+            si = si_float(ONE, value, node, self.report)
+            return None if si is INVALID else ir.Const(NUMBER, si)
+        whole = whole_value(value, node, self.report)
+        return None if whole is INVALID else ir.Const(INTEGER, whole)
 
     def _TextExpr(self, node, hint):
         return ir.Const(TEXT, str(node.text))
@@ -464,6 +470,38 @@ class ExpressionChecker:
         return ir.Round(_num_type(value.type), func, value, step)
 
 
+def ir_depth(expr: ir.Expr, limit: int) -> int:
+    """How deep the lowered expression nests, counted without recursion; stops past ``limit``."""
+    deepest = 0
+    stack = [(expr, 1)]
+    while stack:
+        current, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if deepest > limit:
+            break
+        for f in dataclasses.fields(current):
+            value = getattr(current, f.name)
+            for child in (value if isinstance(value, tuple) else (value,)):
+                if dataclasses.is_dataclass(child) and not isinstance(child, Type):
+                    stack.append((child, depth + 1))
+    return deepest
+
+
+def within_depth(expr: Optional[ir.Expr], node, report: Reporter) -> Optional[ir.Expr]:
+    """The expression, or None (reported) when it lowers deeper than the parser allows.
+
+    A `case` lowers to one `if` per arm and a `when` with many values to a chain of
+    `or`s, so a flat source can make a deep IR; every consumer of the IR (hash,
+    evaluators) walks it, and must not run out of stack.
+    """
+    if expr is not None and ir_depth(expr, MAX_DEPTH) > MAX_DEPTH:
+        report.report("E0104", node, limit=MAX_DEPTH,
+                      help="a `case` nests one level per `when`: a table (`parameter ... by`) "
+                           "holds many values better")
+        return None
+    return expr
+
+
 def _retype(expr: ir.Expr, t: Type) -> ir.Expr:
     """A branch of a conditional takes the conditional's unified type (int -> number)."""
     if expr.type == t or expr.type.kind != Kind.INTEGER or t.kind == Kind.INTEGER:
@@ -479,4 +517,4 @@ def _unit_help(op: str, lt: Type, rt: Type) -> str:
     return ""
 
 
-__all__ = ["ExpressionChecker", "Uses", "LookupSite"]
+__all__ = ["ExpressionChecker", "Uses", "LookupSite", "within_depth", "ir_depth"]

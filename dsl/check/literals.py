@@ -8,6 +8,7 @@ example's field all follow the same rules, including "a distance needs a unit".
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
@@ -18,7 +19,7 @@ from ..messages import Reporter
 from ..suggestions import did_you_mean
 from ..surface import ast
 from ..types import Kind, Type
-from ..units import UnitError, parse_unit
+from ..units import ONE, UnitError, parse_unit
 
 
 class Invalid:
@@ -34,6 +35,55 @@ INVALID = Invalid()
 def decimal_of(number: str, sign=None) -> Decimal:
     value = Decimal(str(number))
     return -value if sign else value
+
+
+# Past this decimal exponent no unit brings a number into the range of a binary64 float;
+# checking it first also keeps exact arithmetic on `1e999999999` from running forever.
+_EXPONENT_LIMIT = 400
+INT64 = 2 ** 63
+
+
+def _written(node) -> str:
+    sign = "-" if getattr(node, "sign", None) else ""
+    unit = getattr(node, "unit", None)
+    return f"`{sign}{node.number}{' ' + str(unit) if unit is not None else ''}`"
+
+
+def si_float(unit, magnitude: Decimal, node, report: Reporter):
+    """An exact decimal in ``unit`` as the nearest binary64 in SI, or INVALID (E0310) when
+    that is not a finite float, or is 0 for a number that is not."""
+    value = None
+    if not magnitude or abs(magnitude.adjusted()) <= _EXPONENT_LIMIT:
+        try:
+            value = unit.to_si(magnitude)
+        except OverflowError:
+            value = None
+    if value is None or math.isinf(value) or (value == 0 and magnitude != 0):
+        report.report("E0310", node, what=_written(node),
+                      kind="number: it is out of the range of a binary64 float in SI units")
+        return INVALID
+    return value
+
+
+def whole_token(token, report: Reporter, digits=None):
+    """A written whole number (a NUMBER token, or ``digits`` of it) within 64 bits, or
+    INVALID (E0310). Decimal first: int() refuses more than 4300 digits."""
+    value = Decimal(str(token) if digits is None else digits)
+    if value.adjusted() > _EXPONENT_LIMIT or not -INT64 <= value < INT64:
+        report.report("E0310", token, what=f"`{token}`",
+                      kind="whole number: it needs more than 64 bits")
+        return INVALID
+    return int(value)
+
+
+def whole_value(value, node, report: Reporter):
+    """A whole number (int, or an integral Decimal) within 64 bits, the run-time integer,
+    or INVALID (E0310)."""
+    if not (isinstance(value, Decimal) and value.adjusted() > _EXPONENT_LIMIT) \
+            and -INT64 <= value < INT64:
+        return int(value)
+    report.report("E0310", node, what=_written(node), kind="whole number: it needs more than 64 bits")
+    return INVALID
 
 
 def parse_date(text: str) -> Optional[dt.date]:
@@ -111,15 +161,17 @@ def literal_value(node, expected: Type, report: Reporter, *, code: str, zone: st
                 return INVALID
             if unit.dimension != expected.dimension:
                 return mismatch()
-            return unit.to_si(decimal_of(node.number, node.sign))
+            return si_float(unit, decimal_of(node.number, node.sign), node, report)
         if isinstance(node, ast.NumberLiteral) and not expected.dimension:
-            return float(decimal_of(node.number, node.sign))
+            return si_float(ONE, decimal_of(node.number, node.sign), node, report)
         return mismatch()
     if kind == Kind.INTEGER:
         if isinstance(node, ast.NumberLiteral):
             value = decimal_of(node.number, node.sign)
+            if value and value.adjusted() > _EXPONENT_LIMIT:
+                return whole_value(value, node, report)
             if value == value.to_integral_value():
-                return int(value)
+                return whole_value(value, node, report)
         return mismatch()
     if kind == Kind.BOOLEAN:
         if isinstance(node, ast.BoolLiteral):
@@ -166,11 +218,16 @@ def whole_milligrams(node: ast.QuantityLiteral, report: Reporter, name: str):
     unit = unit_of(node.unit, report)
     if unit is None:
         return INVALID
-    exact = Fraction(decimal_of(node.number, node.sign)) * unit.factor * 1_000_000
-    if exact.denominator != 1:
+    magnitude = decimal_of(node.number, node.sign)
+    if magnitude and magnitude.adjusted() > _EXPONENT_LIMIT:
+        return whole_value(magnitude, node, report)
+    exact = None  # a number too small to be whole milligrams in any unit
+    if not magnitude or magnitude.adjusted() >= -_EXPONENT_LIMIT:
+        exact = Fraction(magnitude) * unit.factor * 1_000_000
+    if exact is None or exact.denominator != 1:
         report.report("E0314", node, name=name, found=f"{node.number} {node.unit}")
         return INVALID
-    return int(exact)
+    return whole_value(int(exact), node, report)
 
 
 UPPER_SNAKE = re.compile(r"^[A-Z][A-Z0-9_]*$")
@@ -184,4 +241,4 @@ def check_code(token, report: Reporter) -> str:
 
 
 __all__ = ["INVALID", "Invalid", "literal_value", "parse_date", "parse_datetime",
-           "decimal_of", "unit_of", "whole_milligrams", "check_code", "InvalidOperation"]
+           "decimal_of", "si_float", "whole_value", "whole_token", "unit_of", "whole_milligrams", "check_code", "InvalidOperation"]

@@ -11,8 +11,9 @@ from ..surface import ast
 from ..types import INTEGER, Kind, is_duration
 from ..units import MASS, SECOND
 from .declarations import DEFAULT_TIMEZONE, valid_zone
-from .expressions import ExpressionChecker, Uses
-from .literals import INVALID, check_code, describe_literal, literal_value, unit_of, whole_milligrams
+from .expressions import ExpressionChecker, Uses, within_depth
+from .literals import (INVALID, check_code, describe_literal, literal_value, si_float, unit_of,
+                       whole_milligrams, whole_token, whole_value)
 from .scope import Scope
 
 
@@ -22,7 +23,7 @@ def check_requires(items, scope: Scope, report: Reporter) -> tuple[list[ir.Requi
         if not isinstance(item, ast.RequireStmt):
             continue
         checker = ExpressionChecker(scope, report)
-        cond = checker.check(item.cond)
+        cond = within_depth(checker.check(item.cond), item.cond, report)
         code = check_code(item.code, report)
         if cond is None:
             continue
@@ -43,9 +44,12 @@ def _window_seconds(node, report: Reporter) -> Optional[int]:
         if unit is None:
             return None
         if unit.dimension == SECOND.dimension:
-            seconds = float(unit.to_si(_decimal(node)))
+            seconds = si_float(unit, _decimal(node), node, report)
+            if seconds is INVALID:
+                return None
             if seconds > 0 and seconds == int(seconds):
-                return int(seconds)
+                whole = whole_value(int(seconds), node, report)
+                return None if whole is INVALID else whole
     report.report("E0605", node, found=describe_literal(node))
     return None
 
@@ -92,17 +96,19 @@ def check_cross_record(items, scope: Scope, report: Reporter, zone_given: bool) 
             if ok:
                 duplicates.append(ir.Duplicate(tuple(str(k) for k in item.keys), code, str(item.message)))
         elif isinstance(item, ast.BonusRule):
-            ordinal = int(str(item.ordinal)[:-2])
+            ordinal = whole_token(item.ordinal, report, str(item.ordinal)[:-2])
+            points = whole_token(item.points, report)
             window = _window_seconds(item.window, report)
-            if ordinal < 1:
+            if ordinal is not INVALID and ordinal < 1:
                 report.report("E0607", item.ordinal, ordinal=str(item.ordinal))
-            elif window is not None:
-                bonuses.append(ir.Bonus(int(str(item.points)), ordinal, window))
+            elif INVALID not in (ordinal, points) and window is not None:
+                bonuses.append(ir.Bonus(points, ordinal, window))
         elif isinstance(item, ast.FlagRule):
+            count = whole_token(item.count, report)
             window = _window_seconds(item.window, report)
             code = check_code(item.code, report)
-            if window is not None:
-                flags.append(ir.Flag(int(str(item.count)), window, code, str(item.message)))
+            if count is not INVALID and window is not None:
+                flags.append(ir.Flag(count, window, code, str(item.message)))
     return {"caps": caps, "overlaps": overlaps, "duplicates": duplicates, "bonuses": bonuses,
             "flags": flags, "used_inputs": used_inputs}
 

@@ -20,7 +20,6 @@ from .kit import HEADER, MINIMAL, SHENZHEN, body, check, position
 
 # Codes in the catalogue that no file can trigger, and why.
 NOT_TRIGGERABLE = {
-    "E0310": "reserved: never reported (invalid dates and datetimes are E0504)",
     "E0311": "reserved: never reported (a non-number in arithmetic is E0302/E0303)",
     "E0606": "reserved: never reported; a written `reduction` is used as written and "
              "`baseline - project - leakage` is derived only when there is none",
@@ -73,6 +72,12 @@ CASES = [
     case("E0102", "let x = 1 $ 2\n", "$"),
     case("E0103", "let x = (1 +\n", "(1 »+", label="expected an expression"),
     case("E0104", "let x = " + "-" * 200 + "1\n", "let x"),
+    # a flat `case` lowers to one `if` per arm: as deep as 200 nested `if`s
+    case("E0104", "input k: integer\nlet x = case k " + " ".join(
+        f"when {i} then {i}" for i in range(200)) + " else 0 end\n", "case",
+         help="a table"),
+    case("E0104", "input k: integer\nrequire case when " + ", ".join(
+        f"k == {i}" for i in range(200)) + " then true else false end else X \"m\"\n", "case"),
     # ------------------------------------------------------------ names
     case("E0201", "let x = distanse * 2\n", "distanse", help="did you mean `distance`?"),
     case("E0201", "let x = Distance\n", "Distance", help="did you mean `distance`?"),
@@ -126,6 +131,16 @@ CASES = [
     case("E0308", "let x = if distance > 1 km then 1 km else 2 kg\n", "2 kg"),
     case("E0309", "let x = 20 degC\n", "degC"),
     case("E0309", "input t: quantity [degF]\n", "degF"),
+    case("E0310", "let x = 1e999 km\n", "1e999"),
+    case("E0310", "let x = 1e-999 km\n", "1e-999"),
+    case("E0310", "let x = 1e99999999\n", "1e99999999"),  # at once, not after hours
+    case("E0310", "let x = 9223372036854775808\n", "9223372036854775808"),
+    case("E0310", 'parameter p [g] = 1e999 source "s"\n', "1e999"),
+    case("E0310", "cap reduction at 1e999 kg per account per day\n", "1e999"),
+    case("E0310", "bonus 5 points on the 3rd record per account within 1e400 s\n", "1e400"),
+    case("E0310", "flag more than " + "9" * 5000 + " records per account within 1 h as F \"m\"\n",
+         "9999"),
+    case("E0310", 'example "e" { distance: 1 km } => bonus ' + "9" * 30 + "\n", "9999"),
     case("E0312", CHOICE + "let x = case mode when ebus then 1 when metro then 2 end\n",
          "case", label=""),
     case("E0313", "let x = case when distance > 1 km then 1 end\n", "case"),

@@ -116,6 +116,7 @@ FRAGMENTS = _terminal_strings() + [
     "2024-05-20T08:00", "2024-02-30", "Asia/Shanghai", "Mars/Base", "3rd", "0th", "[SRC]",
     "1.0.0", "a.b", "en", "(", ")", "{", "}", "[", "]", ",", ":", "=", "=>", "+", "-", "*",
     "/", "×", "<", "==", "≥", "\n", "\n\n", "#c\n", "\u3000", "$", "\t",
+    "1e99999999", "1e-99999999", "9" * 30, "9" * 5000 + "th", "when 1 then 1 " * 150,
 ]
 
 
@@ -217,6 +218,14 @@ def test_deep_parentheses_in_an_expression_are_not_nodes():
 def test_deep_nesting_is_refused_not_crashed(nested):
     compiled = compile_text(body(f"let x = {nested}\n"))
     assert [d.code for d in compiled.errors] in (["E0104"], ["E0103"])
+
+
+def test_a_case_with_many_arms_under_the_limit_compiles_and_hashes():
+    arms = " ".join(f"when {i} then {i}" for i in range(MAX_DEPTH - 10))
+    text = body(f"input k: integer\nlet x = case k {arms} else 0 end\n"
+                "require x > 0 else X \"m\"\n")
+    compiled = compile_text(text)
+    assert compiled.ok and compiled.content_hash
 
 
 def test_nesting_just_under_the_limit_compiles():
