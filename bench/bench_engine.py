@@ -131,15 +131,35 @@ def rate(n: int, seconds: float) -> str:
     return f"{n / seconds / 1e6:8.2f} M records/s  ({seconds:7.3f} s for {n:,})"
 
 
-def memory_child(path: str, methodology: str) -> None:
-    """Runs in a subprocess: evaluate_file, frames discarded; prints peak RSS (MB)."""
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+
+
+def memory_child(path: str, methodology: str, memory_rows: str = "0") -> None:
+    """Runs in a subprocess: evaluate_file, frames discarded; prints its peak RSS (MB).
+
+    The resident size is sampled every 10 ms (ru_maxrss would include the parent's size,
+    which Linux carries over a fork and exec)."""
+    import threading
+
     engine = BatchEngine(compile_text(Path(methodology).read_text(encoding="utf-8")))
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    before = _rss_mb()
+    peak = [before]
+    done = threading.Event()
+
+    def sample():
+        while not done.wait(0.01):
+            peak[0] = max(peak[0], _rss_mb())
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
     rows = 0
-    for frame in engine.evaluate_file(Path(path)):
+    budget = {"memory_rows": int(memory_rows)} if int(memory_rows) else {}
+    for frame in engine.evaluate_file(Path(path), **budget):
         rows += frame.height
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"{rows} {before:.0f} {peak:.0f}")
+    done.set()
+    thread.join()
+    print(f"{rows} {before:.0f} {max(peak[0], _rss_mb()):.0f}")
 
 
 def main() -> None:
@@ -148,7 +168,7 @@ def main() -> None:
     parser.add_argument("--scalar-n", type=int, default=200_000)
     parser.add_argument("--csv-n", type=int, default=1_000_000)
     parser.add_argument("--no-memory", action="store_true", help="skip the 1M/5M peak memory runs")
-    parser.add_argument("--memory-child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--memory-child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
         memory_child(*args.memory_child)
@@ -218,17 +238,22 @@ def main() -> None:
         print(f"tanpu eval {m:,}-row CSV -> CSV: {wall:.2f} s wall "
               f"(of which start-up + compiling the methodology, as `tanpu check` takes: {startup:.2f} s)")
         if not args.no_memory:
-            for rows_n in (1_000_000, 5_000_000):
-                p = folder / f"mem-{rows_n}.csv"
-                write_csv(typed_frame(rows_n, seed=2), p)
-                out = subprocess.run([sys.executable, __file__, "--memory-child", str(p), str(SOURCE)],
-                                     cwd=ROOT, capture_output=True, text=True)
-                assert out.returncode == 0, out.stderr
-                count, before, peak = out.stdout.split()
-                print(f"memory   evaluate_file {int(count):>9,} rows ({p.stat().st_size / 1e6:5.0f} MB CSV): "
-                      f"peak RSS {float(peak):6.0f} MB (after imports and compiling: {float(before):.0f} MB)")
-                p.unlink()
-
+            sizes = (1_000_000, 5_000_000)
+            files = {}
+            for rows_n in sizes:
+                files[rows_n] = folder / f"mem-{rows_n}.csv"
+                write_csv(typed_frame(rows_n, seed=2), files[rows_n])
+            for budget, label in ((0, "default budget: <= 2M rows in memory, else disk partitions"),
+                                  (500_000, "budget 500k rows: both spilled to disk partitions")):
+                print(f"memory   evaluate_file, {label}")
+                for rows_n in sizes:
+                    p = files[rows_n]
+                    out = subprocess.run([sys.executable, __file__, "--memory-child", str(p), str(SOURCE),
+                                          str(budget)], cwd=ROOT, capture_output=True, text=True)
+                    assert out.returncode == 0, out.stderr
+                    count, before, peak = out.stdout.split()
+                    print(f"           {int(count):>9,} rows ({p.stat().st_size / 1e6:4.0f} MB CSV): peak RSS "
+                          f"{float(peak):5.0f} MB (after imports and compiling: {float(before):.0f} MB)")
 
 if __name__ == "__main__":
     main()

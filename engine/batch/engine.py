@@ -210,7 +210,8 @@ class BatchEngine:
         units.update(column_units or {})
         expected = estimate_rows(path)
         if expected > memory_rows:
-            store = DiskStore(self, -(-expected // memory_rows) + 1, spill_dir)
+            # partitions of about half the in-memory budget: never more held than in memory
+            store = DiskStore(self, -(-expected * 2 // memory_rows) + 1, spill_dir)
         else:
             store = MemoryStore(self)
         try:

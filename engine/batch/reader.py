@@ -72,7 +72,34 @@ def _blank_rows(frame: pl.DataFrame) -> np.ndarray:
     return blank
 
 
-def _csv(path: Path, chunk_rows: int, whole_bytes: int = 256 << 20) -> Chunks:
+_QUOTE, _NEWLINE = 34, 10
+_FIELD_START = np.zeros(256, dtype=bool)
+_FIELD_START[[ord(","), 10, 13, _QUOTE]] = True
+
+
+def _record_end(buffer: bytes, final: bool) -> Optional[int]:
+    """Where the last whole record of `buffer` ends (after its newline), by quote parity;
+    -1 when a quote stands inside a field (parity then says nothing: read it all at once)."""
+    data = np.frombuffer(buffer, dtype=np.uint8)
+    quotes = np.flatnonzero(data == _QUOTE)
+    newlines = np.flatnonzero(data == _NEWLINE)
+    if quotes.size:
+        opening = quotes[0::2]
+        closing = quotes[1::2]
+        before = data[np.maximum(opening - 1, 0)]
+        if not np.all(_FIELD_START[before] | (opening == 0)):
+            return -1
+        after = data[np.minimum(closing + 1, data.size - 1)]
+        if not np.all(_FIELD_START[after] | (closing + 1 >= data.size)):
+            return -1
+        outside = np.searchsorted(quotes, newlines) % 2 == 0
+        newlines = newlines[outside]
+    if final:
+        return data.size
+    return int(newlines[-1]) + 1 if newlines.size else None
+
+
+def _csv(path: Path, chunk_rows: int, block_bytes: int = 8 << 20) -> Chunks:
     size = path.stat().st_size
     with open(path, "r", encoding="utf-8-sig", newline="") as handle:
         try:
@@ -87,45 +114,106 @@ def _csv(path: Path, chunk_rows: int, whole_bytes: int = 256 << 20) -> Chunks:
         names.append(name)
         if unit:
             units[name] = unit
+    if len(set(names)) < len(names):
+        return _csv_rows(path, names, units, chunk_rows)
     placeholders = [f"c{i}" for i in range(len(names))]
     # a later column of the same name wins, as dict(zip(names, cells)) does
     last = {name: i for i, name in enumerate(names)}
     keep = [placeholders[i] for i in sorted(last.values())]
     rename = {placeholders[i]: names[i] for i in last.values()}
-    state = {"rows": 0, "bytes": 0.0}
+    state = {"bytes": 0}
+    options = dict(has_header=False, schema={c: pl.String for c in placeholders},
+                   truncate_ragged_lines=True, raise_if_empty=False, missing_columns="insert",
+                   extra_columns="ignore")
 
-    def batches():
-        options = dict(has_header=False, skip_rows=1, infer_schema=False, truncate_ragged_lines=True,
-                       new_columns=placeholders, raise_if_empty=False, encoding="utf8")
-        if size <= whole_bytes:  # small enough to read at once (multithreaded), then slice
-            whole = pl.read_csv(path, **options)
-            for start in range(0, whole.height, chunk_rows):
-                yield whole.slice(start, chunk_rows)
-            return
-        yield from pl.scan_csv(path, **options).collect_batches(chunk_size=chunk_rows)
+    def parse(source, skip_rows: int = 0) -> pl.DataFrame:
+        return pl.scan_csv(source, skip_rows=skip_rows, **options).collect()
+
+    def blocks():
+        """The file after its header in blocks of whole records (quote-aware)."""
+        with open(path, "rb") as source:
+            head = source.read(min(size, 1 << 20))
+            start = _header_end(head)
+            if start is None:  # a header longer than 1 MB or not parity-clean
+                yield parse(path, skip_rows=1)
+                state["bytes"] = size
+                return
+            source.seek(start)
+            carry = b""
+            while True:
+                data = source.read(block_bytes)
+                final = not data
+                buffer = carry + data
+                if not buffer:
+                    return
+                end = _record_end(buffer, final=final)
+                if end == -1:  # a quote inside a field: let the parser see the rest at once
+                    buffer += source.read()
+                    end, final = len(buffer), True
+                if end is None:  # no whole record yet
+                    carry = buffer
+                    continue
+                state["bytes"] = source.tell() - (len(buffer) - end)
+                yield parse(buffer[:end])
+                carry = buffer[end:]
+                if final:
+                    return
 
     def frames():
         row = 1
-        for frame in batches():
-            if frame.width < len(placeholders):
-                for name in placeholders[frame.width:]:
-                    frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias(name))
-            frame = frame.select(keep).rename(rename)
-            blank = _blank_rows(frame)
-            if blank.any():
-                frame = frame.filter(pl.Series(~blank))
-            state["rows"] += frame.height
-            if frame.height:
-                yield frame, row
-                row += frame.height
+        for block in blocks():
+            for at in range(0, max(block.height, 1), chunk_rows):
+                frame = block.slice(at, chunk_rows)
+                if frame.width < len(placeholders):
+                    for name in placeholders[frame.width:]:
+                        frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias(name))
+                frame = frame.select(keep).rename(rename)
+                blank = _blank_rows(frame)
+                if blank.any():
+                    frame = frame.filter(pl.Series(~blank))
+                if frame.height:
+                    yield frame, row
+                    row += frame.height
 
-    def estimated():
+    return Chunks(frames(), units, size, lambda: state["bytes"], lambda: None)
+
+
+def _csv_rows(path: Path, names: list[str], units: dict, chunk_rows: int) -> Chunks:
+    """A CSV whose header names a column twice, read by the csv module as tanpu/recordfiles.py
+    reads it (a short row keeps the earlier column's cell)."""
+    size = path.stat().st_size
+    handle = open(path, "r", encoding="utf-8-sig", newline="")
+    reader = csv.reader(handle)
+    next(reader, None)
+
+    def frames():
+        row, batch = 1, []
+        with handle:
+            for cells in reader:
+                if not any(c.strip() for c in cells):
+                    continue
+                batch.append(dict(zip(names, cells)))
+                if len(batch) >= chunk_rows:
+                    yield raw_frame(batch), row
+                    row, batch = row + len(batch), []
+        if batch:
+            yield raw_frame(batch), row
+
+    return Chunks(frames(), units, size, lambda: handle.tell() if not handle.closed else size,
+                  lambda: None)
+
+
+def _header_end(head: bytes) -> Optional[int]:
+    """Offset just after the header record (BOM included), or None."""
+    end = _record_end(head, final=False) if head else None
+    if end in (None, -1):
         return None
-
-    def position():
-        return min(size, int(state["rows"] * _bytes_per_row(path, size)))
-
-    return Chunks(frames(), units, size, position, estimated)
+    data = np.frombuffer(head, dtype=np.uint8)
+    quotes = np.flatnonzero(data == _QUOTE)
+    for newline in np.flatnonzero(data == _NEWLINE).tolist():
+        if np.searchsorted(quotes, newline) % 2 == 0:
+            return newline + 1
+    return None
 
 
 _SAMPLES: dict = {}

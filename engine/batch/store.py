@@ -110,7 +110,7 @@ class _Appender:
     def read(self, index: int) -> Optional[pl.DataFrame]:
         if not self.paths[index].exists():
             return None
-        with pa.memory_map(str(self.paths[index])) as source:
+        with pa.OSFile(str(self.paths[index]), "rb") as source:  # read, not mapped: RSS stays honest
             table = pa.ipc.open_stream(source).read_all()
         return pl.from_arrow(table)
 
@@ -193,7 +193,7 @@ class DiskStore:
         maps = []
         try:
             for path in self.result_paths:
-                source = pa.memory_map(str(path))
+                source = pa.OSFile(str(path), "rb")
                 maps.append(source)
                 readers.append(pa.ipc.open_file(source))
             for k in range(starts.size):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import io
 import json
 import random
 from decimal import Decimal
@@ -317,6 +318,32 @@ def test_files_streamed_in_chunks_and_spilled_to_disk(name, tmp_path_factory):
         _write(path, stream)
         _file_agrees(methodology, path, chunk_rows, memory_rows, folder)
     check()
+
+
+def test_csv_blocks_are_cut_between_records_as_the_csv_module_reads_them(tmp_path):
+    from engine.batch.reader import _csv
+
+    rng = random.Random(4)
+    cells = ["a", "", " ", "x,y", 'q"r', "line\nbreak", "é", "张三", "  pad ", '"', "crlf\r\n", "8.2 km"]
+    for trial in range(60):
+        header = ["id", "b", "c[km]", "b" if trial % 2 else "d"]  # a name twice: the csv module's way
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator=rng.choice(["\n", "\r\n"]))
+        writer.writerow(header)
+        for _ in range(rng.randrange(0, 30)):
+            if rng.random() < 0.1:
+                buffer.write("\n")
+            writer.writerow([rng.choice(cells) for _ in range(rng.randrange(1, 5))])
+        path = tmp_path / f"t{trial}.csv"
+        path.write_text(buffer.getvalue(), encoding="utf-8")
+        keys = ["id", "b", "c", "d"]
+
+        def norm(rows):
+            return [{k: r.get(k) if r.get(k) != "" else None for k in keys} for r in rows]
+        expected = norm(open_records(path).rows)
+        got = [r for frame, _ in _csv(path, rng.randrange(1, 7), block_bytes=rng.randrange(1, 40)).frames
+               for r in frame.to_dicts()]
+        assert norm(got) == expected, buffer.getvalue()
 
 
 def test_parquet_with_typed_columns_and_header_units(tmp_path):
