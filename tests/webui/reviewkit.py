@@ -73,8 +73,9 @@ class Web:
             session["auth"] = {"uid": user_id, "at": now, "seen": now, "fp": fingerprint}
         return client
 
-    def new_client(self, user_id: int | None = None):
+    def new_client(self, user_id: int | None = None, lang: str = "en"):
         client = self.app.test_client()
+        client.set_cookie("tanpu_lang", lang)
         if user_id is not None:
             self.login(user_id, client)
         return client
@@ -129,7 +130,9 @@ def web(reg) -> Web:
     from webui import create_app
     app = create_app({"TESTING": True, "WTF_CSRF_ENABLED": False, "SECRET_KEY": "test-secret",
                       "DATABASE_URL": reg.db.url}, database=reg.db)
-    return Web(reg, app, app.test_client())
+    client = app.test_client()
+    client.set_cookie("tanpu_lang", "en")  # the tests read English; test_i18n reads Chinese
+    return Web(reg, app, client)
 
 
 def text_of(response) -> str:

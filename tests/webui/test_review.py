@@ -275,3 +275,16 @@ def test_request_changes_and_resubmit_round_trip(web):
     assert member.post(f"/review/{vid}/open").status_code == 303
     v = reg.version(vid)
     assert (v.state, v.review_round) == ("in_review", 2)
+
+
+def test_the_pages_speak_chinese_by_default_and_english_on_request(web):
+    reg = web.reg
+    _, vid = _faster(web)
+    zh = web.new_client(reg.members[0], lang="zh")
+    text = text_of(zh.get(f"/review/{vid}"))
+    assert "影响预览" in text and "投票与法定人数" in text and "与上一个已发布版本 1.0.0 相比" in text
+    assert "Impact preview" not in text
+    editor = text_of(web.new_client(reg.author, lang="zh").get(f"/editor/{vid}"))
+    assert "试算" in editor and "诊断" in editor
+    en = text_of(web.new_client(reg.members[0], lang="en").get(f"/review/{vid}"))
+    assert "Impact preview" in en and "影响预览" not in en
