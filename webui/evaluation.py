@@ -184,6 +184,12 @@ def caret_block(source: str, diagnostic: dict) -> str:
     def width(s: str) -> int:
         return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in s)
 
+    if width(text[:start]) > 32:  # a long line: a window around the columns
+        cut = start - 16
+        text = "…" + text[cut:]
+        start, end = start - cut + 1, end - cut + 1
+    if len(text) > end + 24:
+        text = text[:end + 16] + "…"
     gutter = str(line)
     label = diagnostic.get("label") or ""
     return (f"{gutter} | {text}\n{' ' * len(gutter)} | {' ' * width(text[:start])}"

@@ -89,6 +89,14 @@
       }
       return w;
     }
+    // a long line: a window around the columns, so the carets stay in view
+    if (width(text.slice(0, start)) > 32) {
+      var cut = start - 16;
+      text = "…" + text.slice(cut);
+      start -= cut - 1;
+      end -= cut - 1;
+    }
+    if (text.length > end + 24) { text = text.slice(0, end + 16) + "…"; }
     var pad = new Array(width(text.slice(0, start)) + 1).join(" ");
     var carets = new Array(Math.max(width(text.slice(start, end)), 1) + 1).join("^");
     var gut = String(d.line);
@@ -98,6 +106,8 @@
 
   function renderList() {
     list.innerHTML = "";
+    var none = document.getElementById("no-diagnostics");
+    if (none) { none.hidden = diagnostics.length > 0; }
     diagnostics.forEach(function (d) {
       var li = document.createElement("li");
       li.className = "diagnostic " + (d.severity === "error" ? "error" : "warning");
