@@ -9,7 +9,10 @@ for bit, as engine.Engine's: `Result.key()` of every record.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Iterable, Iterator, Mapping, Optional
 
 import numpy as np
@@ -57,6 +60,7 @@ class BatchEngine:
     """A methodology compiled for columns. `evaluate_frame` is the entry point."""
 
     eval_rows = 1 << 16  # rows the formulas are evaluated on at once
+    threads = min(4, os.cpu_count() or 1)  # slices evaluated at once
 
     def __init__(self, methodology: ir.Methodology, chunk_rows: int = CHUNK_ROWS):
         self.methodology = methodology
@@ -92,13 +96,20 @@ class BatchEngine:
         masses = {name: np.zeros(n, dtype=np.int64) for name in ("reduction",) + self.masses}
         points = np.zeros(n, dtype=np.int64)
         step = self.eval_rows
-        for lo in range(0, n, step):  # slices that stay in the CPU caches
+
+        def run(lo: int) -> None:  # a slice that stays in the CPU caches
             hi = min(n, lo + step)
             part = {k: _slice(v, lo, hi) for k, v in columns.items()} if (lo, hi) != (0, n) else columns
             outcome = self.program.run(part, hi - lo, reason[lo:hi])
             for name, values in masses.items():
                 values[lo:hi] = outcome.masses[name]
             points[lo:hi] = outcome.points
+        starts = range(0, n, step)
+        if self.threads > 1 and len(starts) > 1:  # NumPy releases the GIL in its loops
+            list(_pool(self.threads).map(run, starts))
+        else:
+            for lo in starts:
+                run(lo)
         credited = reason == Reasons.CREDITED
         reduction = np.where(credited, masses["reduction"], 0)
         points = np.where(credited, points, 0)
@@ -229,6 +240,11 @@ class BatchEngine:
         """Like engine.Engine.evaluate (without explanations): dicts in, Results out."""
         frame = raw_frame(list(raw_records))
         return to_results(self.evaluate_frame(frame, column_units, first_row))
+
+
+@lru_cache(maxsize=8)
+def _pool(threads: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="tanpu-batch")
 
 
 def _slice(column, lo: int, hi: int):

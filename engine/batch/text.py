@@ -102,7 +102,8 @@ def _views(series: pl.Series):
     buffers = array.buffers()
     n = len(array)
     view = np.frombuffer(buffers[1], dtype=np.uint8).reshape(-1, 16)[array.offset:array.offset + n]
-    length = view[:, :4].copy().view(np.uint32).reshape(-1).astype(np.int64)
+    length = np.frombuffer(buffers[1], dtype=np.uint32)[array.offset * 4:(array.offset + n) * 4:4] \
+        .astype(np.int64)
     if array.null_count:
         length[~_valid(series)] = 0
     data = [np.frombuffer(b, dtype=np.uint8) if b is not None else np.zeros(0, np.uint8)
