@@ -517,6 +517,7 @@ def serve(database_url, host, port, threads, no_seed, demo_password):
     from .seed import ensure_first_admin, seed as run_seed
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     settings = load()
     if database_url:
         settings = Settings(database_url=database_url, secret_key=settings.secret_key,
