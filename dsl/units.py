@@ -134,7 +134,10 @@ def parse_unit(text: str) -> Unit:
     factor = Fraction(1)
     dimension: dict[str, int] = {}
     for name, exponent in parsed._units.items():
-        if not registry._units[name].is_multiplicative:
+        # An offset (°C) or logarithmic (dB, Np) unit is not multiplicative; in a compound
+        # Pint names it `delta_...`, which it may not define (then it is not in _units).
+        definition = registry._units[name] if name in registry._units else None
+        if definition is None or not definition.is_multiplicative:
             raise UnitError(text, "offset unit")
         atom_factor, atom_dimension = _atom(name)
         power = int(exponent)
