@@ -224,3 +224,40 @@ def test_unit_arithmetic_helpers():
     quotient = km.per(parse_unit("h"))
     assert quotient.dimension == parse_unit("km/h").dimension
     assert quotient.factor == Fraction(5, 18)
+
+
+# ---------------------------------------------------------------- properties
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+ATOMS = ["km", "m", "g", "kg", "t", "h", "min", "s", "L", "mL", "kWh", "MWh", "J", "mile",
+         "gallon", "day", "%", "pkm", "tCO2e", "degC", "dB", "Np", "kelvin", "pi", "e",
+         "furlongz", "x", "µm", "°", "ton"]
+
+
+@settings(max_examples=200)
+@given(st.lists(st.tuples(st.sampled_from(["*", "/", "·"]), st.sampled_from(ATOMS),
+                          st.sampled_from(["", "^2", "^-1", "^3", "^0"])),
+                min_size=1, max_size=4))
+def test_compound_units_are_exact_products_or_a_unit_error(parts):
+    text = parts[0][1] + parts[0][2] + "".join(op + atom + power for op, atom, power in parts[1:])
+    try:
+        unit = parse_unit(text)
+    except UnitError as error:
+        assert error.reason in ("unknown unit", "offset unit", "fractional power")
+        return
+    factor, dimension = Fraction(1), {}
+    for index, (op, atom, power) in enumerate(parts):
+        exponent = int(power[1:]) if power else 1
+        sign = -1 if index and op == "/" else 1
+        try:
+            part = parse_unit(atom)
+        except UnitError:
+            # an atom refused alone may still be part of a compound that Pint accepts:
+            # °C·d is a difference (degree-days), dB/dB and furlongz^0 cancel out
+            return
+        factor *= part.factor ** (sign * exponent)
+        for dim, exp in part.dimension:
+            dimension[dim] = dimension.get(dim, 0) + sign * exponent * exp
+    assert unit.factor == factor
+    assert unit.dimension == tuple(sorted((d, e) for d, e in dimension.items() if e))
