@@ -28,7 +28,7 @@ MAX_BYTES = 4 * 1024 * 1024
 
 _ITEM_START = re.compile(
     r"^[ \t\u3000]*(?:"
-    r"(?:input|parameter|let|require|forbid|bonus|flag|example)\b"
+    r"(?:input|parameter|let|require|forbid|bonus|flag|example)\b(?![ \t]*:)"  # `flag:` is a field
     r"|cap[ \t]+(?:reduction|points)\b"
     r"|(?:baseline|project|leakage|reduction|points)[ \t]*(?:\[[^\]\n]*\])?[ \t]*=(?!>)"
     r")",

@@ -121,3 +121,11 @@ def test_byte_order_mark_is_ignored():
     from dsl import compile_bytes
     compiled = compile_bytes(b"\xef\xbb\xbf" + SHENZHEN.encode("utf-8"))
     assert compiled.ok and compiled.diagnostics == []
+
+
+def test_a_record_field_named_like_a_statement_does_not_start_one():
+    text = body('input flag: boolean\ninput example: text\nrequire flag else NO "m"\n'
+                "let broken = (1 +\n"
+                'example "x" {\n  flag: true,\n  example: "t",\n  distance: 1 km\n} => credited\n')
+    compiled = check(text)
+    assert [(d.code, d.span.line) for d in compiled.diagnostics] == [("E0103", 12)]
