@@ -12,6 +12,8 @@ from dsl.surface.parse import parse
 ROOT = Path(__file__).resolve().parents[2]
 SHENZHEN_PATH = ROOT / "methodologies" / "shenzhen-public-transit.tanpu"
 SHENZHEN = SHENZHEN_PATH.read_text(encoding="utf-8")
+# Every construct of the language, compiling with no diagnostic (its examples pass too).
+KITCHEN_SINK = (Path(__file__).parent / "data" / "kitchen-sink.tanpu").read_text(encoding="utf-8")
 
 # Five lines; a body given to `body()` starts on line 6.
 HEADER = """methodology t.x "T" version 1.0.0 {

@@ -16,7 +16,7 @@ from dsl import compile_bytes
 from dsl.check.library import check_library
 from dsl.messages import CATALOGUE
 
-from .kit import HEADER, MINIMAL, SHENZHEN, body, check, position
+from .kit import HEADER, KITCHEN_SINK, MINIMAL, SHENZHEN, body, check, position
 
 # Codes in the catalogue that no file can trigger, and why.
 NOT_TRIGGERABLE = {
@@ -426,3 +426,19 @@ def test_a_case_that_covers_every_value_without_else_compiles():
                 "require x > 0 else X \"m\"\n")
     compiled = check(text)
     assert compiled.ok and compiled.diagnostics == []
+
+
+# ---------------------------------------------------------------- clean files
+def test_the_clean_files_have_no_diagnostic():
+    for text in (SHENZHEN, KITCHEN_SINK):
+        compiled = check(text)
+        assert compiled.ok and compiled.diagnostics == [], compiled.render()
+    m = check(KITCHEN_SINK).methodology
+    assert (len(m.inputs), len(m.parameters), len(m.requires), len(m.caps), len(m.overlaps),
+            len(m.duplicates), len(m.bonuses), len(m.flags), len(m.examples)) == \
+        (14, 6, 4, 2, 1, 1, 1, 1, 4)
+    assert [d.name for d in m.outputs] == ["baseline", "project", "leakage", "reduction",
+                                           "points"]
+    assert m.metadata.effective_until.isoformat() == "2030-12-31"
+    assert m.parameter("per_rider").missing.kind == "reject"
+    assert m.parameter("pair_bonus").missing.value == 0.0

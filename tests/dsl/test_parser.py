@@ -11,7 +11,7 @@ from lark import Token
 
 from dsl.surface import ast
 
-from .kit import HEADER, HEADER_LINES, SHENZHEN, parse_module, position
+from .kit import HEADER, HEADER_LINES, KITCHEN_SINK, SHENZHEN, parse_module, position
 
 
 def items(text: str) -> list:
@@ -499,3 +499,20 @@ def test_no_parser_state_accepts_two_terminals_for_the_same_text():
             if len(fits) > 1:
                 clashes.add((sample, tuple(fits)))
     assert clashes == set()
+
+
+def test_the_kitchen_sink_uses_every_construct():
+    """tests/dsl/data/kitchen-sink.tanpu has a node of every class of the surface AST."""
+    import dataclasses
+
+    seen, stack = set(), [parse_module(KITCHEN_SINK)]
+    while stack:
+        node = stack.pop()
+        seen.add(type(node))
+        if isinstance(node, list):
+            stack.extend(node)
+        if dataclasses.is_dataclass(node):
+            stack.extend(getattr(node, f.name) for f in dataclasses.fields(node) if f.name != "meta")
+    classes = {c for c in vars(ast).values()
+               if isinstance(c, type) and issubclass(c, ast._Ast) and not c.__name__.startswith("_")}
+    assert sorted(c.__name__ for c in classes - seen) == []

@@ -24,7 +24,7 @@ from dsl.messages import CATALOGUE
 from dsl.surface.parse import MAX_BYTES, MAX_DEPTH, _parser
 from dsl.units import parse_unit
 
-from .kit import HEADER, MINIMAL, ROOT, SHENZHEN, body
+from .kit import HEADER, KITCHEN_SINK, MINIMAL, ROOT, SHENZHEN, body
 
 SLOW = pytest.mark.slow
 _QUIET = [HealthCheck.too_slow, HealthCheck.data_too_large]
@@ -165,6 +165,15 @@ def test_token_mutations_of_the_shenzhen_file(text):
     compile_text(text)
 
 
+KITCHEN_TOKENS = _TOKEN.findall(KITCHEN_SINK)
+
+
+@budget(50)
+@given(mutations(KITCHEN_TOKENS))
+def test_token_mutations_of_the_kitchen_sink(text):
+    compile_text(text)
+
+
 @budget(50)
 @given(mutations(list(SHENZHEN)))
 def test_character_mutations_of_the_shenzhen_file(text):
@@ -173,7 +182,8 @@ def test_character_mutations_of_the_shenzhen_file(text):
 
 @SLOW  # the twin of the two above, for `make fuzz` (its profile runs 20,000 examples)
 @NO_HEALTH
-@given(st.one_of(mutations(SHENZHEN_TOKENS), mutations(list(SHENZHEN))))
+@given(st.one_of(mutations(SHENZHEN_TOKENS), mutations(list(SHENZHEN)),
+                 mutations(KITCHEN_TOKENS), mutations(list(KITCHEN_SINK))))
 def test_many_mutations_of_the_shenzhen_file(text):
     compile_text(text)
 
