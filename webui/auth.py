@@ -75,6 +75,8 @@ def wants_json() -> bool:
 def load_user() -> None:
     """before_request: the session's user, if the session is still valid."""
     g.user = None
+    if request.endpoint == "static":  # no database round trip for a stylesheet
+        return
     data = session.get(_SESSION_KEY)
     if not data:
         return

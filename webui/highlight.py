@@ -18,6 +18,7 @@ Tokens (Pygments types, CSS short names in webui/static/tanpu.css):
   reason codes                   Name.Label (.nl): NOT_COVERED, OVERLAP
   output names                   Name.Builtin (.nb): reduction, points, baseline ...
   methodology ids, time zones    Name.Class (.nc), Name.Constant (.no)
+  language of a title/description  Name.Attribute (.na): title en "..."
 """
 
 from __future__ import annotations
@@ -84,6 +85,9 @@ class TanpuLexer(RegexLexer):
              bygroups(Keyword, Whitespace, Number.Other)),
             (r"(precedes)(\s+)([A-Za-z][A-Za-z0-9_.\-]*)",
              bygroups(Keyword, Whitespace, Name.Class)),
+            # title en "...", description zh "...": the language of the text
+            (r'(title|description)(\s+)([a-z]{2}(?:-[A-Za-z]{2,4})?)(?=\s+")',
+             bygroups(Keyword, Whitespace, Name.Attribute)),
             (r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]+)?)?"
              r"(?:Z|[+\-][0-9]{2}:[0-9]{2})?", Literal.Date),
             (r"[0-9]{4}-[0-9]{2}-[0-9]{2}", Literal.Date),
