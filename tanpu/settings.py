@@ -6,7 +6,7 @@
                   postgresql+psycopg://user@host:5432/dbname
     SECRET_KEY    signs web sessions; unset: a random key per process (sessions do not
                   survive a restart), which is fine for development only
-    PORT          the web server's port (default 8000)
+    PORT          the web server's port (default 5000)
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ class Settings:
         env = os.environ if env is None else env
         secret = env.get("SECRET_KEY") or ""
         try:
-            port = int(env.get("PORT") or 8000)
+            port = int(env.get("PORT") or 5000)
         except ValueError:
             raise ValueError(f"PORT must be a number, not {env.get('PORT')!r}") from None
         return cls(database_url=env.get("DATABASE_URL") or default_database_url(),

@@ -84,7 +84,7 @@ def test_settings_from_environment(tmp_path):
     from tanpu.settings import Settings, default_database_url
     s = Settings.from_env({})
     assert s.database_url == default_database_url() and s.database_url.startswith("sqlite:///")
-    assert s.secret_key_is_ephemeral and len(s.secret_key) > 20 and s.port == 8000
+    assert s.secret_key_is_ephemeral and len(s.secret_key) > 20 and s.port == 5000
     s = Settings.from_env({"DATABASE_URL": "postgresql+psycopg://x@h/db", "SECRET_KEY": "k",
                            "PORT": "9000"})
     assert (s.database_url, s.secret_key, s.secret_key_is_ephemeral, s.port) == (
