@@ -106,14 +106,24 @@ def from_text(text: str, name: str = "pasted") -> Records:
             raise RecordsError(f"not valid JSON: {error.msg} at line {error.lineno} "
                                f"column {error.colno}") from None
         return from_objects(value, name)
+    if kind == "jsonl":  # one object holding `records`: the API's request body
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = None
+        if isinstance(value, dict) and isinstance(value.get("records"), list):
+            return from_objects(value, name)
     suffix = ".jsonl" if kind == "jsonl" else ".csv"
     handle, path = tempfile.mkstemp(suffix=suffix)
     try:
         with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
             out.write(text.lstrip("\ufeff"))
-        return _from_path(Path(path), name)
+        found = _from_path(Path(path), name)
     finally:
         os.unlink(path)
+    if not found.rows:
+        raise RecordsError("no records: CSV needs a header row and at least one record")
+    return found
 
 
 def from_objects(value, name: str = "json") -> Records:

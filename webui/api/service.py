@@ -184,8 +184,8 @@ def _activity_time(record: dict, schema) -> int:
     stamps = [parse_datetime_us(name, record[name], schema.timezone)
               for name in schema.time_default_from if record.get(name) not in (None, "")]
     if not stamps:
-        needed = ", ".join(("time",) + schema.time_default_from)
-        raise RecordError("time", f"missing (give {needed.replace(', ', ' or ', 1) if schema.time_default_from else 'time'})")
+        others = " or ".join(f"`{name}`" for name in schema.time_default_from)
+        raise RecordError("time", "missing: give `time`" + (f", or {others}" if others else ""))
     return min(stamps)
 
 
