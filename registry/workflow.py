@@ -262,6 +262,13 @@ def create_committee(session: Session, actor: User | int, *, domain: str, name: 
     return committee
 
 
+def _committee(session: Session, committee: Committee | int) -> Committee:
+    found = session.get(Committee, committee.id if isinstance(committee, Committee) else committee)
+    if found is None:
+        raise NotFound("no such committee")
+    return found
+
+
 def _set_quorum(committee: Committee, min_votes: int, approval_share: tuple[int, int]) -> None:
     numerator, denominator = approval_share
     if min_votes < 1:
@@ -285,9 +292,7 @@ def set_quorum(session: Session, actor: User | int, committee: Committee | int, 
     """Changes the quorum rule; it applies to every decision taken from now on."""
     actor = users.actor_in(session, actor)
     require(users.can_manage_committees(actor))
-    committee = session.get(Committee, committee.id if isinstance(committee, Committee) else committee)
-    if committee is None:
-        raise NotFound("no such committee")
+    committee = _committee(session, committee)
     _set_quorum(committee, min_votes, approval_share)
     session.flush()
     audit.append(session, actor, "committee.set_quorum", "committee", committee.id,
@@ -299,9 +304,7 @@ def add_member(session: Session, actor: User | int, committee: Committee | int,
                member: User | int) -> Committee:
     actor, member = users.actor_in(session, actor), users.get(session, member)
     require(users.can_manage_committees(actor))
-    committee = session.get(Committee, committee.id if isinstance(committee, Committee) else committee)
-    if committee is None:
-        raise NotFound("no such committee")
+    committee = _committee(session, committee)
     if not member.has_role("committee_member"):
         raise Invalid(f"{member.email} needs the committee member role first")
     if member.id not in committee.member_ids:
@@ -317,9 +320,7 @@ def remove_member(session: Session, actor: User | int, committee: Committee | in
                   member: User | int) -> Committee:
     actor, member = users.actor_in(session, actor), users.get(session, member)
     require(users.can_manage_committees(actor))
-    committee = session.get(Committee, committee.id if isinstance(committee, Committee) else committee)
-    if committee is None:
-        raise NotFound("no such committee")
+    committee = _committee(session, committee)
     rows = [m for m in committee.member_rows if m.user_id == member.id]
     if rows:
         committee.member_rows.remove(rows[0])
