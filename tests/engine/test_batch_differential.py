@@ -169,7 +169,7 @@ def test_every_methodology_gives_the_same_results(path):
     methodology = compiled.methodology
     scalar, batch = Engine(methodology), BatchEngine(methodology)
 
-    @_settings(20)
+    @_settings(12)
     @given(record_stream(methodology))
     def check(stream):
         assert _keys(batch.evaluate(stream)) == _keys(scalar.evaluate(stream))
@@ -183,8 +183,8 @@ def test_synthetic_methodologies_give_the_same_results(name):
     if name == "rules":
         batch.rules.rounds = 1  # duplicates/overlaps: also replay accounts record by record
 
-    @_settings(40)
-    @given(record_stream(methodology, max_size=60))
+    @_settings(25)
+    @given(record_stream(methodology, max_size=50))
     def check(stream):
         assert _keys(batch.evaluate(stream)) == _keys(scalar.evaluate(stream))
     check()
@@ -210,7 +210,7 @@ def test_daylight_saving_time_days_hours_and_caps():
     methodology = _compile(DST)
     scalar, batch = Engine(methodology), BatchEngine(methodology)
 
-    @_settings(40)
+    @_settings(25)
     @given(_dst_stream())
     def check(stream):
         assert _keys(batch.evaluate(stream)) == _keys(scalar.evaluate(stream))
@@ -254,7 +254,7 @@ def test_builtins_in_formulas_activities_and_padded_cells():
     methodology = _compile(BUILTINS)
     scalar, batch = Engine(methodology), BatchEngine(methodology)
 
-    @_settings(60)
+    @_settings(30)
     @given(st.integers(min_value=0, max_value=30).flatmap(
         lambda n: st.tuples(*[_builtin_record(i) for i in range(n)])))
     def check(stream):
@@ -309,8 +309,8 @@ def _file_agrees(methodology, path: Path, chunk_rows: int, memory_rows: int, tmp
 def test_files_streamed_in_chunks_and_spilled_to_disk(name, tmp_path_factory):
     methodology = _synthetic(name)
 
-    @_settings(15)
-    @given(record_stream(methodology, max_size=50), st.integers(min_value=1, max_value=16),
+    @_settings(8)
+    @given(record_stream(methodology, max_size=40), st.integers(min_value=2, max_value=16),
            st.integers(min_value=1, max_value=60), st.sampled_from([".csv", ".jsonl"]))
     def check(stream, chunk_rows, memory_rows, suffix):
         folder = tmp_path_factory.mktemp("files")
@@ -325,7 +325,7 @@ def test_csv_blocks_are_cut_between_records_as_the_csv_module_reads_them(tmp_pat
 
     rng = random.Random(4)
     cells = ["a", "", " ", "x,y", 'q"r', "line\nbreak", "é", "张三", "  pad ", '"', "crlf\r\n", "8.2 km"]
-    for trial in range(60):
+    for trial in range(30):
         header = ["id", "b", "c[km]", "b" if trial % 2 else "d"]  # a name twice: the csv module's way
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator=rng.choice(["\n", "\r\n"]))
