@@ -84,6 +84,12 @@ class Shots:
         self.count = 0
         self.saved: dict[str, Path] = {}
 
+    def remove_others(self) -> None:
+        """Screenshots of earlier runs that this one did not make (renamed steps)."""
+        for path in self.folder.glob("*.png"):
+            if path not in self.saved.values():
+                path.unlink(missing_ok=True)
+
     def take(self, page, name: str, *, full_page: bool = False) -> Path:
         self.count += 1
         path = self.folder / (f"{self.count:02d}-{name}.png" if name != "FAILED" else "FAILED.png")
@@ -163,6 +169,7 @@ def test_story(browser, server):
             a.context.close()
 
     step("done")
+    shots.remove_others()
     if server.backend == "sqlite" and os.environ.get("TANPU_DOC_SCREENSHOTS") == "1":
         docs = ROOT / "docs" / "screenshots"
         for name, doc_name in DOC_SHOTS.items():
@@ -244,7 +251,7 @@ def _story(actor, step, shots: Shots, server, expect) -> None:
     expect(explanation).to_be_visible()
     expect(explanation).to_contain_text("parameter  ef[bike] = 34.5 g/km")
     expect(explanation).to_contain_text("output     reduction = 69 g")
-    page.locator("#tryit").scroll_into_view_if_needed()
+    page.locator("#tryit").evaluate("card => card.scrollIntoView()")
     shots.take(page, "try-it")
 
     step('saves the draft and submits it')
@@ -329,7 +336,8 @@ def _story(actor, step, shots: Shots, server, expect) -> None:
     page.get_by_role("button", name="Request changes", exact=True).click()
     member1.flash("Sent back to the author.")
     member1.state("changes_requested")
-    shots.take(page, "review-changes-requested", full_page=True)
+    page.locator(f'#diff tr.line-comments[data-line="{factor_line}"]').scroll_into_view_if_needed()
+    shots.take(page, "review-changes-requested")
 
     step('the expert revises and resubmits')
     expert = actor("expert")
