@@ -23,8 +23,6 @@ import shutil
 import time as _time
 from pathlib import Path
 
-import pytest
-
 from .conftest import PASSWORD, PEOPLE, ROOT, SCREENSHOTS
 
 METHODOLOGY = "cn.hello.shared-bike"
@@ -194,10 +192,12 @@ def _story(actor, step, shots: Shots, server, expect) -> None:
     shots.take(page, "catalogue-zh")
     page.goto("/")  # the cookie's English again
 
-    step('the expert starts version 1.1.0 in the editor')
-    expert.nav("Editor")
+    step('the expert starts version 1.1.0 in the editor (from the dashboard)')
+    expect(page.get_by_role("heading", level=1)).to_have_text("Dashboard")
+    page.get_by_role("link", name="New methodology").click()  # was a 404 (/editor/new)
     expect(page.get_by_role("heading", level=1)).to_have_text("Editor")
-    page.get_by_label("Methodology", exact=False).first.select_option(METHODOLOGY)
+    expect(page.get_by_role("heading", name="New methodology")).to_be_visible()
+    page.locator("#new-version-form").get_by_label("Methodology").select_option(METHODOLOGY)
     page.get_by_role("button", name="Start a new version").click()
     expect(page).to_have_url(re.compile(r"/editor/new\?methodology=" + re.escape(METHODOLOGY)))
     expect(page.get_by_label("Version number")).to_have_value("1.1.0")
