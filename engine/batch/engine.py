@@ -23,7 +23,7 @@ from dsl.ir.printer import content_hash
 from dsl.types import Kind
 
 from ..records import Schema
-from ..result import INVALID, MethodologyRef, Result
+from ..result import MethodologyRef, Result
 from .ingest import Ingested, ingest_frame, raw_frame, text_series
 from .program import Program
 from .rules import Batch, Rules

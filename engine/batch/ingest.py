@@ -12,7 +12,6 @@ datetime int64 µs UTC, choice `Cat` (codes into the choices), text a String Ser
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 

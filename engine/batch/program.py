@@ -23,7 +23,7 @@ from dsl.types import Kind
 from .. import records
 from ..result import (ACTIVITY_NOT_COVERED, NO_VALUE, NOT_APPLICABLE, NOT_FINITE,
                       OUT_OF_PERIOD, OUT_OF_RANGE, REJECTED)
-from ..scalar import _bound_text, _definition_needs, _refs
+from ..scalar import _bound_text, _definition_needs
 from .lookups import Table
 from .timezones import DAY_US, day_part, zone_table
 from .values import Cat, Reasons, as_cat, full, union

@@ -31,7 +31,7 @@ from dsl.ir import ast as ir
 
 from ..result import CAP_REACHED, CAPPED, DUPLICATE, DUPLICATE_ID, REJECTED
 from ..cross_record import _shown
-from .timezones import DAY_US, period_index, zone_table
+from .timezones import period_index, zone_table
 from .values import Reasons
 
 PARTITION_ROWS = 1 << 18
