@@ -72,7 +72,7 @@ def browser():
         pytest.skip(f"browser tests skipped: {problem}")
     from playwright.sync_api import expect, sync_playwright
 
-    expect.set_options(timeout=15_000)
+    expect.set_options(timeout=30_000)  # generous: CI machines can be busy
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=chromium_path(), headless=True,
                                               args=CHROMIUM_ARGS)

@@ -104,7 +104,7 @@ class Actor:
         self.server = server
         self.context = browser.new_context(base_url=server.url, locale="en-US",
                                            viewport={"width": 1280, "height": 900})
-        self.context.set_default_timeout(15_000)
+        self.context.set_default_timeout(30_000)
         self.context.add_cookies([{"name": "tanpu_lang", "value": "en", "url": server.url}])
         self.page = self.context.new_page()
 
