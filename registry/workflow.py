@@ -628,7 +628,8 @@ DEFAULT_GRACE_DAYS = 30
 def publish(session: Session, actor: User | int, version_id: int, *,
             effective_from: Optional[dt.date] = None,
             grace_days: int = DEFAULT_GRACE_DAYS) -> Publication:
-    """approved → published, effective from `effective_from` (default: today, UTC).
+    """approved → published, effective from `effective_from` (default: today in the
+    methodology's time zone, so a morning publication in Shanghai is not dated yesterday).
 
     Only an administrator who is not the author, and only when the quorum is still met on
     the approved content hash. The publication record binds the round's votes to that
@@ -643,7 +644,7 @@ def publish(session: Session, actor: User | int, version_id: int, *,
                            + status.explanation)
     if grace_days < 0:
         raise Invalid("a grace period cannot be negative")
-    effective_from = effective_from or utcnow().date()
+    effective_from = effective_from or local_today(version)
     earlier = list(session.scalars(select(MethodologyVersion).where(
         MethodologyVersion.methodology_id == version.methodology_id,
         MethodologyVersion.state.in_(FROZEN_STATES), MethodologyVersion.id != version.id)
@@ -733,6 +734,11 @@ class Applicability:
 
     def __str__(self) -> str:
         return self.reason
+
+
+def local_today(version: MethodologyVersion) -> dt.date:
+    """Today's date where the methodology applies (its time zone), not the server's."""
+    return _local_date(utcnow(), _zone(version.timezone))
 
 
 def _local_date(value: dt.datetime | dt.date, zone: ZoneInfo) -> dt.date:

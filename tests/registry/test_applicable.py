@@ -121,3 +121,16 @@ def test_only_administrators_suspend_reinstate_and_retire(two_versions):
             with pytest.raises(Forbidden):
                 with reg.uow() as s:
                     action(s, who, v2, "no")
+
+
+def test_publication_defaults_to_today_where_the_methodology_applies(monkeypatch):
+    """Published at 03:43 in Shanghai (19:43 UTC the day before): effective today, Shanghai."""
+    import datetime as dt
+    from types import SimpleNamespace
+
+    from registry import workflow
+
+    moment = dt.datetime(2026, 11, 23, 19, 43, tzinfo=dt.timezone.utc)
+    monkeypatch.setattr(workflow, "utcnow", lambda: moment)
+    assert workflow.local_today(SimpleNamespace(timezone="Asia/Shanghai")) == dt.date(2026, 11, 24)
+    assert workflow.local_today(SimpleNamespace(timezone="UTC")) == dt.date(2026, 11, 23)

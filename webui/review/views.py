@@ -176,7 +176,7 @@ def _page(version_id: int, *, records=None, status: int = 200, records_error: st
             diagnostics=version.diagnostics or [], examples=version.example_results or [],
             impact=_impact_of(version, previous, records), records_error=records_error,
             actions=_actions(s, version, review), comment_line=line, full=full,
-            today=dt.date.today().isoformat(), caret=evaluation.caret_block,
+            today=workflow.local_today(version).isoformat(), caret=evaluation.caret_block,
             decisions=DECISIONS, default_grace=workflow.DEFAULT_GRACE_DAYS), status
 
 
