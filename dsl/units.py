@@ -190,19 +190,3 @@ def describe(dimension: Dimension) -> str:
         base = dim.strip("[]")
         parts.append(base if exp == 1 else f"{base}^{exp}")
     return "a quantity of " + "·".join(parts)
-
-
-def si_unit_text(dimension: Dimension) -> str:
-    """The coherent SI unit a runtime value of this dimension is held in."""
-    if not dimension:
-        return "1"
-    registry = _registry()
-    base = {"[mass]": "kg", "[length]": "m", "[time]": "s", "[current]": "A",
-            "[temperature]": "K", "[substance]": "mol", "[luminosity]": "cd"}
-    num = [f"{base.get(d, d)}{'' if e == 1 else '^' + str(e)}" for d, e in dimension if e > 0]
-    den = [f"{base.get(d, d)}{'' if e == -1 else '^' + str(-e)}" for d, e in dimension if e < 0]
-    del registry
-    text = "·".join(num) or "1"
-    if den:
-        text += "/" + "·".join(den)
-    return text

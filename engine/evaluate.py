@@ -12,7 +12,7 @@ from dsl.ir.printer import content_hash
 
 from . import cross_record
 from .records import RecordError, Schema, ingest
-from .result import INVALID, MethodologyRef, Result
+from .result import MethodologyRef, Result, invalid
 from .scalar import ScalarProgram
 
 
@@ -58,10 +58,10 @@ class Engine:
                 values = ingest(raw, self.schema, default_id=f"row-{row}",
                                 column_units=column_units)
             except RecordError as error:
-                record_id = str(raw.get("id") or f"row-{row}") if isinstance(raw, Mapping) else f"row-{row}"
-                results.append(Result(id=record_id, account=str(raw.get("account") or "") if isinstance(raw, Mapping) else "",
-                                      time=None, status=INVALID, code="INVALID_RECORD",
-                                      message=f"{error.field}: {error.reason}", row=row))
+                fields = raw if isinstance(raw, Mapping) else {}
+                results.append(invalid(row, str(fields.get("id") or f"row-{row}"),
+                                       str(fields.get("account") or ""),
+                                       f"{error.field}: {error.reason}"))
                 continue
             results.append(self.evaluate_values(values, explain=explain, row=row))
         self.apply_cross_record(results, explain=explain)

@@ -82,6 +82,7 @@ class Result:
         return out
 
 
-def invalid(row: Optional[int], record_id: str, reason: str, field_name: str = "") -> Result:
-    return Result(id=record_id, account="", time=None, status=INVALID, code="INVALID_RECORD",
-                  message=reason, row=row)
+def invalid(row: Optional[int], record_id: str, account: str, reason: str) -> Result:
+    """A record that could not be read: no time, no amounts, the reason in the message."""
+    return Result(id=record_id, account=account, time=None, status=INVALID,
+                  code="INVALID_RECORD", message=reason, row=row)

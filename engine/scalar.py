@@ -392,7 +392,8 @@ class ScalarProgram:
             "_lookup_traced": lookup_traced,
         }
         exec(compile(source, f"<tanpu:{self.methodology.metadata.id}>", "exec"), namespace)
-        self.source = source if not explain else getattr(self, "source", source)
+        if not explain:
+            self.source = source  # the generated code, for reading and debugging
         return namespace["run"]
 
     def run(self, values: dict, *, explain: bool = False, override_reduction_mg: Optional[int] = None

@@ -295,10 +295,6 @@ class ExpressionChecker:
                         self.report.report("W0201", value_node)
                     covered.add(cond.value)
                 conds.append(cond)
-            if subject is not None and subject.type.kind == Kind.CHOICE and conds and \
-                    all(isinstance(c, ir.Const) for c in conds) and \
-                    covered == set(subject.type.choices) and when is not node.whens[-1]:
-                pass
             result = self.check(when.result, result_type or hint)
             if result is None or not conds:
                 ok = False

@@ -63,8 +63,6 @@ def test_floor_ceil_half_away_match_numpy(q):
 
 def test_snapping_fixes_binary_artefacts():
     assert 0.3 / 0.1 < 3  # the artefact itself
-    assert numeric.round_to(0.3, 0.1, "floor") == 0.30000000000000004 or \
-        numeric.round_to(0.3 / 0.1, 1.0, "floor") == 3.0
     assert numeric.round_to(0.3 / 0.1, 1.0, "floor") == 3.0
     assert numeric.round_to(2.675, 0.01, "round") == 2.68  # half away from zero, as written
     assert numeric.round_to(-2.5, 1.0, "round") == -3.0
