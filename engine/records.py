@@ -208,6 +208,8 @@ def _present(raw) -> bool:
 def ingest(raw: Mapping[str, Any], schema: Schema, *, default_id: Optional[str] = None,
            column_units: Optional[Mapping[str, str]] = None) -> dict:
     """A raw record (CSV row, JSON object) -> run-time values. Raises RecordError."""
+    if "__invalid__" in raw:  # the file reader could not make a record of this line
+        raise RecordError("record", str(raw["__invalid__"]))
     units = column_units or {}
     tz = schema.timezone
     values: dict[str, Any] = {}

@@ -91,3 +91,17 @@ example "extra left out" { distance: 2 km } => reduction 2 g
 ''')
     (outcome,) = run_examples(Engine(methodology))
     assert outcome.passed, outcome.failures
+
+
+def test_a_line_that_is_not_json_says_so(tmp_path):
+    import subprocess
+    import sys
+    good = ('{"id":"r1","account":"a","mode":"ebus","distance":"8.2 km",'
+            '"boarded":"2024-05-20T08:00","alighted":"2024-05-20T08:30"}')
+    (tmp_path / "r.jsonl").write_text(good + "\n{bad json\n")
+    for engine in ("scalar", "batch"):
+        done = subprocess.run([sys.executable, "-m", "tanpu.cli", "eval", "--engine", engine,
+                               str(ROOT / "methodologies" / "shenzhen-public-transit.tanpu"),
+                               str(tmp_path / "r.jsonl")], capture_output=True, text=True, timeout=120)
+        assert "row 2: record: not a JSON object" in done.stderr, (engine, done.stderr)
+        assert done.stdout.splitlines()[1].split(",")[4] == "credited"
