@@ -13,10 +13,14 @@ bits on any machine.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
 from functools import lru_cache
+from typing import Optional
+
+from . import cache
 
 # Carbon accounting writes the gas after the unit; for arithmetic they are masses.
 # Person-km (pkm) is the unit of transit factors; for arithmetic it is a km.
@@ -29,6 +33,8 @@ _DEFINITIONS = [
     "tCO2 = metric_ton",
     "pkm = kilometer = passenger_km",
 ]
+
+_REGISTRY_OPTIONS = {"autoconvert_offset_to_baseunit": False}
 
 Dimension = tuple[tuple[str, int], ...]
 
@@ -95,7 +101,7 @@ ONE = Unit("1", DIMENSIONLESS, Fraction(1))
 def _registry():
     import pint
 
-    registry = pint.UnitRegistry(non_int_type=Decimal, autoconvert_offset_to_baseunit=False)
+    registry = pint.UnitRegistry(non_int_type=Decimal, **_REGISTRY_OPTIONS)
     for definition in _DEFINITIONS:
         registry.define(definition)
     return registry
@@ -115,14 +121,34 @@ def _atom(name: str) -> tuple[Fraction, Dimension]:
 
 @lru_cache(maxsize=4096)
 def parse_unit(text: str) -> Unit:
-    """``"g/km"`` -> Unit(g/km, mass/length, 1/1000000). Raises UnitError."""
-    import pint
+    """``"g/km"`` -> Unit(g/km, mass/length, 1/1000000). Raises UnitError.
 
+    Building Pint's registry takes most of a second, so what Pint answered is remembered:
+    the answers for common units ship in dsl/unit_table.py, others are kept in the user's
+    cache (dsl/cache.py). Either way the result is the one Pint gives.
+    """
     text = text.strip()
     if text in ("", "1"):
         return ONE
     if not all(c.isalnum() or c in "/*·^-_%° µ()." for c in text):
         raise UnitError(text, "unknown unit")
+    known = _remembered().units.get(text)
+    if known is None:
+        try:
+            known = _pint_parse_unit(text)
+        except UnitError as error:
+            _remembered().remember_unit(text, error.reason)
+            raise
+        _remembered().remember_unit(text, known)
+    if isinstance(known, str):
+        raise UnitError(text, known)
+    return known
+
+
+def _pint_parse_unit(text: str) -> Unit:
+    """parse_unit by Pint itself (``text`` is stripped and not "" or "1")."""
+    import pint
+
     registry = _registry()
     try:
         parsed = registry.parse_units(text.replace("·", "*"))
@@ -150,6 +176,152 @@ def parse_unit(text: str) -> Unit:
     return Unit(_short(parsed, text), dim, factor)
 
 
+class _Memory:
+    """What Pint answered, by unit text and by product: shipped, cached, and this run's."""
+
+    VERSION = 1  # of the cache file's layout
+
+    def __init__(self, key: Optional[str]):
+        self.key = key  # None: Pint is not installed, nothing is cached
+        self.units: dict[str, Unit | str] = {}  # text -> Unit, or the reason it is refused
+        self.products: dict[tuple[str, str, int], str] = {}
+        self._new_units: dict[str, Unit | str] = {}
+        self._new_products: dict[tuple[str, str, int], str] = {}
+
+    @property
+    def file_name(self) -> str:
+        return f"units-{self.key[:32]}.json"
+
+    def load(self, data: Optional[bytes]) -> None:
+        """Add the entries of a cache file; a file that is not exactly ours adds nothing."""
+        if not data:
+            return
+        try:
+            units, products = self._decode(data)
+        except Exception:  # stale, truncated or corrupt: Pint answers again
+            return
+        self.units.update(units)
+        self.products.update(products)
+
+    def _decode(self, data: bytes):
+        content = json.loads(data.decode("utf-8"))
+        if content["key"] != self.key or content["version"] != self.VERSION:
+            raise ValueError("another Pint or another layout")
+        units: dict[str, Unit | str] = {}
+        for text, value in content["units"].items():
+            units[_str(text)] = _str(value) if isinstance(value, str) else _unit_of_entry(value)
+        products = {}
+        for a, b, sign, text in content["products"]:
+            if sign not in (1, -1) or isinstance(sign, bool):
+                raise ValueError("sign")
+            products[(_str(a), _str(b), sign)] = _str(text)
+        return units, products
+
+    def remember_unit(self, text: str, value: Unit | str) -> None:
+        self.units[text] = self._new_units[text] = value
+        self._save()
+
+    def remember_product(self, key: tuple[str, str, int], text: str) -> None:
+        self.products[key] = self._new_products[key] = text
+        self._save()
+
+    def _save(self) -> None:
+        if self.key is None:
+            return
+        merged = _Memory(self.key)
+        merged.load(cache.read(self.file_name))
+        merged.units.update(self._new_units)
+        merged.products.update(self._new_products)
+        cache.write(self.file_name, merged.to_json().encode("utf-8"))
+
+    def to_json(self, indent: Optional[int] = None) -> str:
+        content = {
+            "key": self.key, "version": self.VERSION,
+            "units": {text: value if isinstance(value, str) else _entry_of_unit(value)
+                      for text, value in self.units.items()},
+            "products": [[a, b, sign, text] for (a, b, sign), text in self.products.items()],
+        }
+        if indent is None:
+            return json.dumps(content, ensure_ascii=False)
+        # one entry a line: a readable, diffable dsl/unit_table.py
+        lines = ['{"key": %s, "version": %d,' % (json.dumps(self.key), self.VERSION), '"units": {']
+        lines += [",\n".join(f"{json.dumps(t, ensure_ascii=False)}: "
+                              f"{json.dumps(e, ensure_ascii=False)}"
+                              for t, e in content["units"].items())]
+        lines += ['},', '"products": [']
+        lines += [",\n".join(json.dumps(p, ensure_ascii=False) for p in content["products"])]
+        lines += [']}']
+        return "\n".join(lines)
+
+
+def _str(value) -> str:
+    if not isinstance(value, str):
+        raise ValueError("not a text")
+    return value
+
+
+def _entry_of_unit(unit: Unit) -> list:
+    return [unit.text, [[dim, exp] for dim, exp in unit.dimension],
+            unit.factor.numerator, unit.factor.denominator]
+
+
+def _unit_of_entry(entry) -> Unit:
+    text, dimension, numerator, denominator = entry
+    dim = tuple((_str(d), e) for d, e in dimension)
+    if not all(type(e) is int for _, e in dim) or type(numerator) is not int \
+            or type(denominator) is not int or denominator <= 0:
+        raise ValueError("not a unit")
+    return Unit(_str(text), dim, Fraction(numerator, denominator))
+
+
+def _pint_version() -> Optional[str]:
+    """The installed Pint's version without importing it (that alone takes 0.1 s)."""
+    import importlib.util
+    import os
+
+    try:
+        spec = importlib.util.find_spec("pint")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.origin:
+        return None
+    site = os.path.dirname(os.path.dirname(spec.origin))
+    try:
+        names = os.listdir(site)
+    except OSError:
+        names = []
+    for name in names:
+        lower = name.lower()
+        if lower.startswith("pint-") and lower.endswith(".dist-info"):
+            return name[len("pint-"):-len(".dist-info")]
+    try:
+        from importlib.metadata import version
+        return version("pint")
+    except Exception:
+        return None
+
+
+@lru_cache(maxsize=1)
+def _remembered() -> _Memory:
+    version = _pint_version()
+    if version is None:
+        return _Memory(None)
+    key = _memory_key(version)
+    memory = _Memory(key)
+    from . import unit_table
+    if unit_table.KEY == key:  # the same Pint version and definitions
+        memory.load(unit_table.DATA.encode("utf-8"))
+    memory.load(cache.read(memory.file_name))
+    return memory
+
+
+def _memory_key(version: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(json.dumps(
+        [version, _DEFINITIONS, _REGISTRY_OPTIONS, _Memory.VERSION]).encode("utf-8")).hexdigest()
+
+
 def _short(parsed, text: str) -> str:
     """Display text: as the author wrote it when it was already short."""
     if len(text) <= 12:
@@ -169,6 +341,15 @@ def _combine(a: Unit, b: Unit, sign: int) -> Unit:
 @lru_cache(maxsize=4096)
 def _display_product(a: str, b: str, sign: int) -> str:
     """A readable unit for a product or quotient: g/km × km -> g; km / s -> km/s."""
+    key = (a, b, sign)
+    text = _remembered().products.get(key)
+    if text is None:
+        text = _pint_display_product(a, b, sign)
+        _remembered().remember_product(key, text)
+    return text
+
+
+def _pint_display_product(a: str, b: str, sign: int) -> str:
     registry = _registry()
     try:
         ua = registry.parse_units(a.replace("·", "*")) if a != "1" else registry.dimensionless

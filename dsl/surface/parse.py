@@ -9,6 +9,8 @@ a syntax error in another are both reported in one run.
 
 from __future__ import annotations
 
+import io
+import pickle
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -19,6 +21,7 @@ from lark import Lark, Token, Transformer, Tree, ast_utils
 from lark.exceptions import (UnexpectedCharacters, UnexpectedEOF, UnexpectedInput,
                              UnexpectedToken, VisitError)
 
+from .. import cache
 from ..messages import Reporter
 from . import ast
 from .syntax_errors import LABELLED_EXAMPLES
@@ -83,11 +86,47 @@ class _ToAst(Transformer):
     item = case_subject = case_default = _only_child
 
 
+_PARSER_OPTIONS = dict(parser="lalr", lexer="contextual", start=["module", "header", "item"],
+                       propagate_positions=True, maybe_placeholders=True, strict=True)
+
+
 @lru_cache(maxsize=1)
 def _parser() -> Lark:
+    """The LALR parser; its tables are built once and then loaded from the user's cache.
+
+    The cache entry is keyed by the grammar text, the options and the lark and Python
+    versions; an entry that does not load is rebuilt (see dsl/cache.py).
+    """
     grammar = resources.files("dsl").joinpath("grammar.lark").read_text(encoding="utf-8")
-    return Lark(grammar, parser="lalr", lexer="contextual", start=["module", "header", "item"],
-                propagate_positions=True, maybe_placeholders=True, strict=True)
+    name, header = _cache_entry(grammar)
+    data = cache.read(name)
+    if data is not None and data.startswith(header):
+        try:
+            return Lark.load(io.BytesIO(data[len(header):]))
+        except Exception:  # a corrupt entry: build the parser as if there were none
+            pass
+    parser = Lark(grammar, **_PARSER_OPTIONS)
+    try:
+        saved = io.BytesIO()
+        parser.save(saved)
+    except Exception:  # pragma: no cover - the cache is an optimisation only
+        return parser
+    cache.write(name, header + saved.getvalue())
+    return parser
+
+
+def _cache_entry(grammar: str) -> tuple[str, bytes]:
+    """The cache file name and the header that proves an entry is for this grammar."""
+    import hashlib
+    import sys
+
+    import lark
+
+    key = hashlib.sha256("\0".join([
+        grammar, repr(sorted(_PARSER_OPTIONS.items())), lark.__version__,
+        "%d.%d" % sys.version_info[:2], str(pickle.HIGHEST_PROTOCOL),
+    ]).encode("utf-8")).hexdigest()
+    return f"grammar-{key[:32]}.lark", f"tanpu-lalr {key}\n".encode("ascii")
 
 
 @lru_cache(maxsize=1)

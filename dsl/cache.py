@@ -1,0 +1,67 @@
+"""A small on-disk cache for work that is the same at every start (the LALR tables).
+
+The cache only ever saves time: every entry is keyed by the content it was built from,
+an entry that cannot be read (missing, stale, truncated, corrupt) is rebuilt, and a
+directory that cannot be written is silently not used. Entries are written to a temporary
+file and renamed into place, so two processes that start at once never see half a file.
+
+Where: ``$TANPU_CACHE_DIR`` if set (empty: no cache), else ``$XDG_CACHE_HOME/tanpu``, else
+``~/.cache/tanpu``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional
+
+
+def cache_dir() -> Optional[Path]:
+    """The cache directory (not created here), or None when caching is off."""
+    explicit = os.environ.get("TANPU_CACHE_DIR")
+    if explicit is not None:
+        return Path(explicit) if explicit.strip() else None
+    base = os.environ.get("XDG_CACHE_HOME")
+    if base and os.path.isabs(base):
+        return Path(base) / "tanpu"
+    try:
+        home = Path.home()
+    except (RuntimeError, KeyError, OSError):
+        return None
+    return home / ".cache" / "tanpu"
+
+
+def read(name: str) -> Optional[bytes]:
+    """The bytes of entry ``name``, or None (no cache, no entry, unreadable)."""
+    directory = cache_dir()
+    if directory is None:
+        return None
+    try:
+        return (directory / name).read_bytes()
+    except (OSError, ValueError):
+        return None
+
+
+def write(name: str, data: bytes) -> None:
+    """Store entry ``name`` atomically; any failure is ignored (the cache is optional)."""
+    directory = cache_dir()
+    if directory is None:
+        return
+    import tempfile
+
+    temporary = None
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(temporary, directory / name)
+        temporary = None
+    except (OSError, ValueError):
+        pass
+    finally:
+        if temporary is not None:
+            try:
+                os.unlink(temporary)
+            except OSError:
+                pass
