@@ -7,14 +7,17 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import click
 
-from dsl import Compiled, render_text
-
-from . import sources
+if TYPE_CHECKING:  # dsl is imported by the commands that compile: `--help` stays quick
+    from dsl import Compiled
 
 
 def _compile_all(paths) -> list[Compiled]:
+    from . import sources
+
     try:
         return sources.compile_paths(paths)
     except sources.SourceError as error:
@@ -48,6 +51,7 @@ def check(paths, fmt):
 
     Exits 0 only when there are no errors; warnings do not fail the check.
     """
+    from dsl import render_text
     from dsl.check.library import check_library
 
     compiled = _compile_all(paths)
