@@ -10,6 +10,7 @@ for bit, as engine.Engine's: `Result.key()` of every record.
 from __future__ import annotations
 
 import os
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -17,6 +18,7 @@ from typing import Iterable, Iterator, Mapping, Optional
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from dsl.ir import ast as ir
 from dsl.ir.printer import content_hash
@@ -60,7 +62,7 @@ class BatchEngine:
     """A methodology compiled for columns. `evaluate_frame` is the entry point."""
 
     eval_rows = 1 << 16  # rows the formulas are evaluated on at once
-    threads = min(4, os.cpu_count() or 1)  # slices evaluated at once
+    threads = min(4, os.cpu_count() or 1)  # chunks (or slices of one chunk) evaluated at once
 
     def __init__(self, methodology: ir.Methodology, chunk_rows: int = CHUNK_ROWS):
         self.methodology = methodology
@@ -81,12 +83,38 @@ class BatchEngine:
 
     # ------------------------------------------------------------ per record
     def per_record(self, frame: pl.DataFrame, column_units: Optional[Mapping[str, str]] = None,
-                   first_row: int = 1) -> Part:
-        """Reads and evaluates one chunk (no cross-record rules)."""
-        got = ingest_frame(frame, self.schema, column_units, first_row)
-        return self._evaluate(got)
+                   first_row: int = 1, threads: Optional[int] = None) -> Part:
+        """Reads and evaluates one chunk (no cross-record rules).
 
-    def _evaluate(self, got: Ingested) -> Part:
+        `threads`: slices of the chunk evaluated at once (the engine's default); 1 when
+        the caller already evaluates several chunks at once.
+        """
+        got = ingest_frame(frame, self.schema, column_units, first_row)
+        return self._evaluate(got, self.threads if threads is None else threads)
+
+    def per_record_chunks(self, chunks: Iterable[tuple[pl.DataFrame, int]],
+                          column_units: Optional[Mapping[str, str]] = None) -> Iterator[Part]:
+        """(frame, first row) chunks -> their Parts, in order, several chunks at once.
+
+        Reading a chunk (mostly Polars and NumPy, which release the GIL) and evaluating it
+        take about as long as each other, so whole chunks in threads keep every core busy
+        where slices of one chunk leave the reading single-threaded. At most `threads`
+        chunks beyond the one being handed out are in flight, so memory stays bounded.
+        """
+        if self.threads <= 1:
+            for frame, first_row in chunks:
+                yield self.per_record(frame, column_units, first_row)
+            return
+        pool = _pool(self.threads)
+        pending: deque = deque()
+        for frame, first_row in chunks:
+            pending.append(pool.submit(self.per_record, frame, column_units, first_row, 1))
+            if len(pending) > self.threads:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+    def _evaluate(self, got: Ingested, threads: int) -> Part:
         n = got.n
         reason = np.zeros(n, dtype=np.int32)
         reason[got.invalid] = Reasons.INVALID
@@ -105,8 +133,8 @@ class BatchEngine:
                 values[lo:hi] = outcome.masses[name]
             points[lo:hi] = outcome.points
         starts = range(0, n, step)
-        if self.threads > 1 and len(starts) > 1:  # NumPy releases the GIL in its loops
-            list(_pool(self.threads).map(run, starts))
+        if threads > 1 and len(starts) > 1:  # NumPy releases the GIL in its loops
+            list(_slice_pool(threads).map(run, starts))
         else:
             for lo in starts:
                 run(lo)
@@ -145,8 +173,9 @@ class BatchEngine:
     def evaluate_frame(self, frame: pl.DataFrame, column_units: Optional[Mapping[str, str]] = None,
                        first_row: int = 1) -> pl.DataFrame:
         """Raw records (one per row) -> results (one per row, in the same order)."""
-        parts = [self.per_record(frame.slice(start, self.chunk_rows), column_units, first_row + start)
-                 for start in range(0, frame.height, self.chunk_rows)] or \
+        chunks = ((frame.slice(start, self.chunk_rows), first_row + start)
+                  for start in range(0, frame.height, self.chunk_rows))
+        parts = list(self.per_record_chunks(chunks, column_units)) or \
             [self.per_record(frame, column_units, first_row)]
         return self.finish(parts)
 
@@ -193,8 +222,10 @@ class BatchEngine:
 
     def flag_lists(self, flags: np.ndarray) -> pl.Series:
         codes = self.rules.flag_codes
-        if not codes or not flags.any():
-            return pl.Series("flags", [[]], dtype=pl.List(pl.String)).gather(np.zeros(flags.size, dtype=np.int64))
+        if not codes or not flags.any():  # all empty: n zero offsets, built without a copy
+            empty = pa.LargeListArray.from_arrays(pa.array(np.zeros(flags.size + 1, dtype=np.int64)),
+                                                  pa.array([], pa.large_string()))
+            return pl.Series("flags", empty, dtype=pl.List(pl.String))
         distinct, inverse = np.unique(flags, return_inverse=True)
         lists = [[c for i, c in enumerate(codes) if int(v) >> i & 1] for v in distinct]
         return pl.Series("flags", lists, dtype=pl.List(pl.String)).gather(inverse)
@@ -226,8 +257,8 @@ class BatchEngine:
         else:
             store = MemoryStore(self)
         try:
-            for frame, first_row in chunks.frames:
-                store.add(self.per_record(frame, units, first_row))
+            for part in self.per_record_chunks(chunks.frames, units):
+                store.add(part)
                 if progress is not None:
                     progress(chunks.position(), chunks.size)
             yield from store.results()
@@ -244,7 +275,13 @@ class BatchEngine:
 
 @lru_cache(maxsize=8)
 def _pool(threads: int) -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="tanpu-batch")
+    return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="tanpu-chunk")
+
+
+@lru_cache(maxsize=8)
+def _slice_pool(threads: int) -> ThreadPoolExecutor:
+    """Apart from the chunk pool: a chunk's slices must never wait behind chunks."""
+    return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="tanpu-slice")
 
 
 def _slice(column, lo: int, hi: int):

@@ -2,9 +2,11 @@
 
 - Canonical order (account, time, id, row): records are split by a 64-bit hash of the
   account into partitions (every record of an account lands in one), and each partition
-  is sorted by (account hash, time, row) with np.lexsort; records of one account with
-  equal times are then ordered by (id, row). Equal hashes of different accounts would be
-  noticed (the sorted accounts are compared) and the partition sorted by the text.
+  is sorted by (account hash, time); records of one account with equal times are then
+  ordered by (id, row). Two accounts with one hash are noticed by a second, independently
+  seeded hash of the text (checked on neighbours in the sorted order, integers only:
+  gathering the texts themselves in that order cost more than all the rest), and the
+  partition is then sorted by the text itself.
 - Duplicate ids: records whose id hash occurs twice are the only candidates; among them
   the first in canonical order (sorted on the text) keeps its status.
 - Duplicate keys and overlaps depend on which earlier records were accepted: a record
@@ -128,26 +130,26 @@ class Rules:
             credited = np.flatnonzero(batch.reason == Reasons.CREDITED)
             if credited.size == 0:
                 return
-            hashes = batch.accounts.gather(credited).hash().to_numpy()
+            hashes = account_hashes(batch.accounts, credited)
             parts = max(1, credited.size // PARTITION_ROWS)
             if parts == 1:
                 self._accounts(batch, credited, hashes)
                 return
-            part = (hashes % np.uint64(parts)).astype(np.uint16)
+            part = (hashes[0] % np.uint64(parts)).astype(np.uint16)
             order = np.argsort(part, kind="stable")
             bounds = np.searchsorted(part[order], np.arange(parts + 1))
             for p in range(parts):
                 chosen = order[bounds[p]:bounds[p + 1]]
                 if chosen.size:
-                    self._accounts(batch, credited[chosen], hashes[chosen])
+                    self._accounts(batch, credited[chosen], (hashes[0][chosen], hashes[1][chosen]))
 
     # ------------------------------------------------------------ one partition
-    def _accounts(self, batch: Batch, positions: np.ndarray, hashes: np.ndarray) -> None:
+    def _accounts(self, batch: Batch, positions: np.ndarray, hashes) -> None:
         try:
-            order, account = canonical(batch, positions, hashes)
-        except HashCollision:  # pragma: no cover - two accounts with one 64-bit hash
+            order, account = canonical(batch, positions, *hashes)
+        except HashCollision:  # two accounts with one 64-bit hash: sort by the text
             exact = batch.accounts.gather(positions).rank("dense").cast(pl.UInt64).to_numpy()
-            order, account = canonical(batch, positions, exact)
+            order, account = canonical(batch, positions, exact, exact)
         pos = positions[order]
         starts = np.flatnonzero(np.r_[True, account[1:] != account[:-1]])
         accepted = self._keys_and_overlaps(batch, pos, account, starts)
@@ -378,17 +380,39 @@ def segmented_cummax(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
         pl.col("v").cum_max().over("s")).to_series().to_numpy()
 
 
-def canonical(batch: Batch, positions: np.ndarray, hashes: np.ndarray):
+def account_hashes(accounts: pl.Series, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two independently seeded 64-bit hashes of the accounts at `positions`.
+
+    The first groups the records; the second tells two accounts apart when they share
+    the first (canonical checks it). Hashing every row and then indexing the integers is
+    faster than gathering the texts first.
+    """
+    first = accounts.hash(seed=0).to_numpy()
+    second = accounts.hash(seed=_SECOND_SEED).to_numpy()
+    if positions.size == first.size:
+        return first, second
+    return first[positions], second[positions]
+
+
+_SECOND_SEED = 0x9E3779B97F4A7C15 >> 1
+
+
+def canonical(batch: Batch, positions: np.ndarray, hashes: np.ndarray, check: np.ndarray):
     """(order of `positions` by (account, time, id, row), account code along that order).
 
-    Accounts are told apart by a 64-bit hash of their text, checked against the text.
+    Accounts are told apart by `hashes` (a 64-bit hash of their text); `check`, another
+    hash of the same texts, must agree wherever `hashes` does, else HashCollision.
     """
     time = batch.time[positions]
     if time.size == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     by_hash = np.argsort(hashes)
     sorted_hashes = hashes[by_hash]
-    code = np.cumsum(np.r_[0, sorted_hashes[1:] != sorted_hashes[:-1]])  # along by_hash
+    equal = sorted_hashes[1:] == sorted_hashes[:-1]
+    sorted_check = check[by_hash]
+    if (equal & (sorted_check[1:] != sorted_check[:-1])).any():
+        raise HashCollision()
+    code = np.cumsum(np.r_[0, ~equal])  # along by_hash
     low = int(time.min())
     span = int(time.max()) - low + 1
     if (int(code[-1]) + 1) * span < 2 ** 62:
@@ -410,11 +434,7 @@ def canonical(batch: Batch, positions: np.ndarray, hashes: np.ndarray):
         id_rank = ids.rank("dense").cast(pl.Int64).to_numpy()
         inner = np.lexsort((batch.rows[positions[chosen]], id_rank, run))
         order[members] = chosen[inner]
-    same = c[1:] == c[:-1]
-    texts = batch.accounts.gather(positions[order])
-    if texts.len() > 1 and (same & ~(texts.slice(1) == texts.slice(0, texts.len() - 1)).to_numpy()).any():
-        raise HashCollision()  # pragma: no cover - two accounts with one 64-bit hash
-    return order, (np.cumsum(np.r_[0, ~same]) if c.size else c)
+    return order, code
 
 
 class HashCollision(Exception):
@@ -427,7 +447,9 @@ def find_duplicate_ids(ids: pl.Series, accounts: pl.Series, time: np.ndarray, ro
     candidates = np.flatnonzero(valid)
     if candidates.size < 2:
         return np.zeros(0, dtype=np.int64)
-    hashes = ids.gather(candidates).hash().to_numpy() if candidates.size < ids.len() else ids.hash().to_numpy()
+    hashes = ids.hash().to_numpy()
+    if candidates.size < hashes.size:
+        hashes = hashes[candidates]
     ordered = np.sort(hashes)
     repeated = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
     if repeated.size == 0:

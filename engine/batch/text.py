@@ -22,10 +22,21 @@ from .timezones import days_from_civil, days_in_month
 
 # what str.strip() removes: the characters for which str.isspace() is true
 PY_WS = "".join(ch for ch in map(chr, range(0x3001)) if ch.isspace())
-_ASCII_WS = np.zeros(256, dtype=bool)
-_ASCII_WS[[ord(c) for c in PY_WS if ord(c) < 128]] = True
-_LEAD_MULTIBYTE_WS = np.zeros(256, dtype=bool)  # first bytes of the non-ASCII spaces
-_LEAD_MULTIBYTE_WS[[0xC2, 0xE1, 0xE2, 0xE3]] = True
+_ASCII_WS_BYTES = sorted(ord(c) for c in PY_WS if ord(c) < 128)
+_LEAD_MULTIBYTE_WS_BYTES = sorted({c.encode()[0] for c in PY_WS if ord(c) >= 128})
+assert _ASCII_WS_BYTES == [9, 10, 11, 12, 13, 28, 29, 30, 31, 32]
+assert _LEAD_MULTIBYTE_WS_BYTES == [0xC2, 0xE1, 0xE2, 0xE3]
+
+
+# Comparisons rather than a 256-entry table: NumPy vectorizes them, table lookups it does not.
+def _ascii_ws(b: np.ndarray) -> np.ndarray:
+    """Bytes that are ASCII whitespace to str.isspace(): 9-13 and 28-32."""
+    return (b <= 32) & ((b >= 28) | ((b >= 9) & (b <= 13)))
+
+
+def _lead_multibyte_ws(b: np.ndarray) -> np.ndarray:
+    """First bytes of the UTF-8 encodings of the non-ASCII whitespace characters."""
+    return (b == 0xC2) | ((b >= 0xE1) & (b <= 0xE3))
 
 
 @dataclass
@@ -112,7 +123,12 @@ def _views(series: pl.Series):
 
 
 class Edges:
-    """First and last bytes of each cell of a String column, read without copying text."""
+    """First and last bytes of each cell of a String column, read without copying text.
+
+    In a string view (16 bytes: length, then the bytes themselves when at most 12, else a
+    4-byte prefix, buffer index and offset) the first byte is always at offset 4; the
+    last bytes of short cells are in the view too, only long cells need their buffer.
+    """
 
     def __init__(self, series: pl.Series):
         views = _views(series)
@@ -124,19 +140,20 @@ class Edges:
             return
         view, length, data = views
         self.length = length
-        flat = view.reshape(-1)
         n = length.size
-        top = max(flat.size - 1, 0)
-        base = np.arange(n, dtype=np.int64) * 16 + 4
-        self.first = np.where(length > 0, flat[np.minimum(base, top)], 0) if n else np.zeros(0, np.uint8)
+        self.first = np.where(length > 0, view[:, 4], 0) if n else np.zeros(0, np.uint8)
+        flat = view.reshape(-1)
         long_rows = np.flatnonzero(length > 12)
 
         def from_end(k: int) -> np.ndarray:
             if n == 0:
                 return np.zeros(0, dtype=np.uint8)
-            inline = (length >= k) & (length <= 12)
-            out = np.where(inline, flat[np.clip(base + length - k, 0, top)], 0).astype(np.uint8)
+            at = np.arange(4 - k, 16 * n + 4 - k, 16, dtype=np.int64)
+            at += length
+            out = flat.take(at, mode="clip")
+            out[length < k] = 0
             if long_rows.size:
+                out[long_rows] = 0
                 index = view[long_rows, 8:12].copy().view(np.uint32).reshape(-1)
                 offset = view[long_rows, 12:16].copy().view(np.uint32).reshape(-1).astype(np.int64)
                 for i in np.unique(index).tolist():
@@ -159,12 +176,12 @@ def maybe_padded(series: pl.Series, edges: "Edges | None" = None) -> np.ndarray:
     edges = edges or Edges(series)
     first, length = edges.first, edges.length
     last = edges.from_end(1)
-    suspect = _ASCII_WS[first] | _LEAD_MULTIBYTE_WS[first] | _ASCII_WS[last]
+    suspect = _ascii_ws(first) | _lead_multibyte_ws(first) | _ascii_ws(last)
     cont = (last >= 0x80) & (last <= 0xBF) & (length > 0)
     if cont.any():
         second, third = edges.from_end(2), edges.from_end(3)
         suspect |= cont & (((length >= 2) & (second == 0xC2)) |
-                           ((length >= 3) & _LEAD_MULTIBYTE_WS[third]))
+                           ((length >= 3) & _lead_multibyte_ws(third)))
     return suspect & (length > 0)
 
 

@@ -7,6 +7,7 @@ where it holds a float) or a Python scalar (a constant, broadcast). Text and cho
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -81,14 +82,18 @@ class Reasons:
     def __init__(self):
         self.items: list[tuple[str, str, str]] = [(CREDITED, "", ""), (INVALID, "INVALID_RECORD", "")]
         self._index = {item: i for i, item in enumerate(self.items)}
+        self._lock = threading.Lock()  # chunks are evaluated in threads
 
     def add(self, status: str, code: str, message: str) -> int:
         item = (status, code, message)
         index = self._index.get(item)
         if index is None:
-            index = len(self.items)
-            self.items.append(item)
-            self._index[item] = index
+            with self._lock:
+                index = self._index.get(item)
+                if index is None:
+                    index = len(self.items)
+                    self.items.append(item)
+                    self._index[item] = index
         return index
 
     def column(self, part: int) -> pl.Series:

@@ -1,0 +1,104 @@
+"""How the batch cross-record rules tell accounts apart, and the edge bytes of text cells.
+
+Accounts are grouped by a 64-bit hash of their text; a second, independently seeded
+hash must agree wherever the first does. These tests give `canonical` and the rules
+hashes that collide on purpose (the real hash never does on such small inputs), so the
+fallback to the text itself is exercised.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dsl import compile_source
+from engine import Engine
+from engine.batch import BatchEngine
+from engine.batch import text as tx
+from engine.batch.rules import HashCollision, account_hashes, canonical
+
+CAPPED = '''methodology test.collide "collide" version 1.0.0 {
+  covers ride
+  effective from 2024-01-01
+  timezone Asia/Shanghai
+}
+input distance: quantity [km]
+parameter factor [g/km] from 2024-01-01 source "test" [ASM] = 100
+reduction = factor * distance
+points = floor(reduction / 1 g)
+cap reduction at 1 kg per account per day
+'''
+
+
+def _engine() -> BatchEngine:
+    compiled = compile_source(CAPPED, "collide.tanpu")
+    assert compiled.ok, compiled.render()
+    return BatchEngine(compiled.methodology)
+
+
+def _records() -> list[dict]:
+    # two accounts, 6 km each on one day: each reaches its 1 kg cap on its own
+    out = []
+    for i in range(6):
+        for account in ("alice", "bob"):
+            out.append({"id": f"{account}-{i}", "account": account, "activity": "ride",
+                        "time": f"2024-05-20T08:{i:02d}:00", "distance": "2 km"})
+    return out
+
+
+def _batch(engine: BatchEngine, raw: list[dict]):
+    frame = pl.DataFrame(raw)
+    part = engine.per_record(frame)
+    return engine.batch_of(part)
+
+
+def test_colliding_hashes_with_different_checks_raise():
+    engine = _engine()
+    batch = _batch(engine, _records())
+    positions = np.arange(batch.n)
+    same = np.zeros(batch.n, dtype=np.uint64)  # every account collides
+    _, check = account_hashes(batch.accounts, positions)
+    with pytest.raises(HashCollision):
+        canonical(batch, positions, same, check)
+
+
+def test_a_collision_falls_back_to_the_text_and_gives_the_same_results():
+    engine = _engine()
+    raw = _records()
+    honest = _batch(engine, raw)
+    engine.rules.apply(honest)
+
+    colliding = _batch(engine, raw)
+    positions = np.arange(colliding.n)
+    _, check = account_hashes(colliding.accounts, positions)
+    engine.rules._accounts(colliding, positions, (np.zeros(colliding.n, dtype=np.uint64), check))
+
+    assert colliding.reduction_mg.tolist() == honest.reduction_mg.tolist()
+    assert colliding.reason.tolist() == honest.reason.tolist()
+    # each account is capped on its own: 1 kg each, not 1 kg shared
+    assert int(honest.reduction_mg.sum()) == 2 * 1_000_000
+    scalar = Engine(engine.methodology).evaluate(raw)
+    assert [r.reduction_mg for r in scalar] == honest.reduction_mg.tolist()
+
+
+_CELL = st.text(alphabet=st.sampled_from(list("ab1é中 \t\u3000\u00a0\x1c\u2028")), max_size=20)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.none(), _CELL), max_size=40))
+def test_edge_bytes_are_the_first_and_last_bytes_of_each_cell(cells):
+    series = pl.Series(cells, dtype=pl.String)
+    edges = tx.Edges(series)
+    for i, cell in enumerate(cells):
+        data = (cell or "").encode()
+        assert edges.length[i] == len(data)
+        assert edges.first[i] == (data[0] if data else 0)
+        for k in (1, 2, 3):
+            assert edges.from_end(k)[i] == (data[-k] if len(data) >= k else 0)
+    padded = tx.maybe_padded(series)
+    for i, cell in enumerate(cells):
+        if cell and cell != cell.strip():
+            assert padded[i], repr(cell)
