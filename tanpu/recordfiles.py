@@ -149,6 +149,17 @@ def results_to_text(rows: list[dict]) -> str:
 
 
 # ---------------------------------------------------------------- results as columns
+def _kilograms(milligrams):
+    """mg / 10**6, correctly rounded as Python's `/` (engine.Result.reduction_kg) gives it.
+
+    Not Polars' `/ 1_000_000`: on long columns it multiplies by the reciprocal, and
+    924193 mg came out as 0.9241929999999999 kg.
+    """
+    import polars as pl
+
+    return pl.Series(milligrams.name, milligrams.to_numpy() / 1_000_000, dtype=pl.Float64)
+
+
 def _result_columns(frame, ref, fmt: str):
     """A frame of engine results (engine.batch RESULT_COLUMNS) -> the columns written."""
     import polars as pl
@@ -164,7 +175,8 @@ def _result_columns(frame, ref, fmt: str):
     out = frame.select(
         pl.col("row"), pl.col("id"), pl.col("account"), time.alias("time"), pl.col("status"),
         pl.col("code"), pl.col("message"),
-        (pl.col("reduction_mg") / 1_000_000).alias("reduction_kg"), pl.col("reduction_mg"),
+        pl.col("reduction_mg").map_batches(_kilograms, return_dtype=pl.Float64).alias("reduction_kg"),
+        pl.col("reduction_mg"),
         pl.col("points"), pl.col("bonus"), pl.col("baseline_mg"), pl.col("project_mg"),
         pl.col("leakage_mg"), flags.alias("flags"),
         pl.lit(ref.id).alias("methodology"), pl.lit(ref.version).alias("version"),

@@ -474,3 +474,25 @@ def test_tanpu_eval_batch_and_scalar_report_the_same_rows(tmp_path):
         else:
             assert r["status"] in ("credited", "rejected", "duplicate") and r["time"]
     assert "invalid         5" in summary and "11 record(s)" in summary
+
+
+def test_written_kilograms_are_the_milligrams_divided_exactly(tmp_path):
+    """reduction_kg is mg / 10**6 as Python divides; long columns once came out as
+    mg × 10**-6 (0.9241929999999999 for 924193 mg)."""
+    distances = [f"{1 + (i * 7919) % 29_000 / 1000} km" for i in range(5000)]
+    lines = ["id,account,mode,distance,boarded,alighted"]
+    lines += [f"r{i},a{i},metro,{d},2024-05-20T08:00,2024-05-20T08:30" for i, d in enumerate(distances)]
+    (tmp_path / "rides.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    methodology = str(ROOT / "methodologies/shenzhen-public-transit.tanpu")
+    for fmt in ("csv", "jsonl"):
+        out = tmp_path / f"out.{fmt}"
+        done = _tanpu("eval", methodology, str(tmp_path / "rides.csv"), "-o", str(out))
+        assert done.exit_code == 0, done.stderr
+        text = out.read_text(encoding="utf-8")
+        rows = list(csv.DictReader(text.splitlines())) if fmt == "csv" else \
+            [json.loads(line) for line in text.splitlines()]
+        assert len(rows) == 5000
+        for r in rows:
+            assert float(r["reduction_kg"]) == int(r["reduction_mg"]) / 1_000_000
+            if fmt == "csv":
+                assert r["reduction_kg"] == repr(int(r["reduction_mg"]) / 1_000_000)
