@@ -10,8 +10,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
@@ -149,6 +153,11 @@ def results_to_text(rows: list[dict]) -> str:
 
 
 # ---------------------------------------------------------------- results as columns
+@lru_cache(maxsize=1)
+def _preparing_pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=min(2, os.cpu_count() or 1), thread_name_prefix="tanpu-write")
+
+
 def _kilograms(milligrams):
     """mg / 10**6, correctly rounded as Python's `/` (engine.Result.reduction_kg) gives it.
 
@@ -190,7 +199,14 @@ def _result_columns(frame, ref, fmt: str):
 
 class ResultWriter:
     """Writes frames of results as they come: to a file (.csv, .jsonl, .parquet), or the
-    first columns as CSV to a text stream (stdout)."""
+    first columns as CSV to a text stream (stdout).
+
+    Turning a frame into the written columns (times as text, kilograms) is Polars work
+    that releases the GIL, so the next frames are prepared in threads while one is
+    written; frames are still written in the order they came.
+    """
+
+    AHEAD = 2  # frames prepared ahead of the one being written
 
     def __init__(self, path: Optional[Path], ref, stream=None):
         self.path = path
@@ -200,14 +216,23 @@ class ResultWriter:
         self._handle = None
         self._parquet = None
         self._header = True
+        self._pending: deque = deque()
 
     def write(self, frame) -> None:
+        fmt = "csv" if self.fmt == "stdout" else self.fmt
+        self._pending.append(_preparing_pool().submit(_result_columns, frame, self.ref, fmt))
+        while len(self._pending) > self.AHEAD:
+            self._emit(self._pending.popleft().result())
+
+    def _flush(self) -> None:
+        while self._pending:
+            self._emit(self._pending.popleft().result())
+
+    def _emit(self, out) -> None:
         if self.fmt == "stdout":
-            out = _result_columns(frame, self.ref, "csv").select(_RESULT_COLUMNS[:11])
-            self.stream.write(out.write_csv(include_header=self._header))
+            self.stream.write(out.select(_RESULT_COLUMNS[:11]).write_csv(include_header=self._header))
             self._header = False
             return
-        out = _result_columns(frame, self.ref, self.fmt)
         if self.fmt == "parquet":
             import pyarrow.parquet as pq
             table = out.to_arrow()
@@ -224,9 +249,10 @@ class ResultWriter:
         self._header = False
 
     def close(self) -> None:
+        self._flush()
         if self.fmt == "parquet" and self._parquet is None:
             from engine.batch.engine import results_frame
-            self.write(results_frame([]))
+            self._emit(_result_columns(results_frame([]), self.ref, "parquet"))
         if self._parquet is not None:
             self._parquet.close()
         if self.fmt in ("csv", "jsonl") and self._handle is None:

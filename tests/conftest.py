@@ -5,8 +5,14 @@ repeatable) and "fuzz" (`make fuzz`). HYPOTHESIS_PROFILE picks one explicitly.
 """
 
 import os
+import tempfile
 
 from hypothesis import settings
+
+# The parser and unit caches (dsl/cache.py) of this run live in a folder of its own, not in
+# the user's ~/.cache/tanpu; subprocesses started by the tests inherit it.
+if "TANPU_CACHE_DIR" not in os.environ:
+    os.environ["TANPU_CACHE_DIR"] = tempfile.mkdtemp(prefix="tanpu-test-cache-")
 
 settings.register_profile("default", max_examples=100, deadline=None, derandomize=False)
 settings.register_profile("ci", max_examples=200, deadline=None, derandomize=True)

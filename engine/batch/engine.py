@@ -182,14 +182,20 @@ class BatchEngine:
     def finish(self, parts: list[Part]) -> pl.DataFrame:
         """Cross-record rules over the kept columns of every chunk -> results."""
         merged = concat_parts(parts)
-        batch = self.batch_of(merged)
+        # the rules write into the batch: a concatenation is already a copy of the parts
+        batch = self.batch_of(merged, copy=len(parts) == 1)
         self.rules.apply(batch)
         return self.results(merged, batch)
 
-    def batch_of(self, part: Part) -> Batch:
+    def batch_of(self, part: Part, copy: bool = True) -> Batch:
+        """The part as the rules' batch; `copy=False` lets the rules write into the part's
+        reason, reduction and points (which results() then no longer reads from it)."""
         n = part.n
-        return Batch(part.rows, part.ids, part.accounts, part.time, part.reason.copy(),
-                     part.reduction_mg.copy(), part.points.copy(), np.zeros(n, dtype=np.int64),
+
+        def own(array: np.ndarray) -> np.ndarray:
+            return array.copy() if copy else array
+        return Batch(part.rows, part.ids, part.accounts, part.time, own(part.reason),
+                     own(part.reduction_mg), own(part.points), np.zeros(n, dtype=np.int64),
                      np.zeros(n, dtype=np.int64), part.columns)
 
     def results(self, part: Part, batch: Batch) -> pl.DataFrame:
