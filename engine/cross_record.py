@@ -56,22 +56,55 @@ def period_of(local_day: int, period: str) -> int:
 def apply(results: list[Result], methodology: ir.Methodology,
           recompute_points: Optional[RECOMPUTE] = None, explain: bool = False) -> None:
     """Applies every cross-record rule to ``results`` in place."""
-    order = canonical_order(results)
+    _mark_repeated_ids(results, explain)
+    if not methodology.has_cross_record_rules:
+        return
+    local = {cap.timezone: LocalTime(cap.timezone) for cap in methodology.caps}
+    for indexes in _accounts(results).values():
+        _account(results, indexes, methodology, local, recompute_points, explain)
+
+
+def _mark_repeated_ids(results: list[Result], explain: bool) -> None:
+    """A record id seen before in the canonical order is a duplicate. Ids are usually all
+    different, which one set tells without sorting anything."""
+    ids = [r.id for r in results if r.status != INVALID]
+    if len(set(ids)) == len(ids):
+        return
     seen_ids: set[str] = set()
-    for i in order:
+    for i in canonical_order(results):
         r = results[i]
         if r.id in seen_ids:
             _set(r, DUPLICATE, DUPLICATE_ID, "this record id was already evaluated", explain)
             r.reduction_mg, r.points = 0, 0
         seen_ids.add(r.id)
-    if not methodology.has_cross_record_rules:
-        return
+
+
+def _accounts(results: list[Result]) -> dict[str, list[int]]:
+    """Each account's records (invalid ones aside) in the canonical order.
+
+    The rules of one account never look at another's records, so sorting each account
+    on its own gives the canonical order where it matters, for less than one sort of
+    all the records."""
     by_account: dict[str, list[int]] = defaultdict(list)
-    for i in order:
-        by_account[results[i].account].append(i)
-    local = {cap.timezone: LocalTime(cap.timezone) for cap in methodology.caps}
+    for i, r in enumerate(results):
+        if r.status != INVALID:
+            by_account[r.account].append(i)
+    times = [r.time for r in results]
     for indexes in by_account.values():
-        _account(results, indexes, methodology, local, recompute_points, explain)
+        _sort_account(indexes, results, times)
+    return by_account
+
+
+def _sort_account(indexes: list[int], results: list[Result], times: list) -> None:
+    """Sorts one account's indexes (ascending) by (time, id, row): by time alone first,
+    which needs no Python key function; only when two records share a time is the
+    whole key needed. Both sorts are stable, as canonical_order's is."""
+    indexes.sort(key=times.__getitem__)
+    if len(set(map(times.__getitem__, indexes))) < len(indexes):
+        def key(i):
+            r = results[i]
+            return (r.time, r.id, r.row if r.row is not None else i)
+        indexes.sort(key=key)
 
 
 def _set(r: Result, status: str, code: str, message: str, explain: bool, **detail):
@@ -81,59 +114,69 @@ def _set(r: Result, status: str, code: str, message: str, explain: bool, **detai
 
 
 def _account(results, indexes, m: ir.Methodology, local, recompute_points, explain):
-    seen_keys = [set() for _ in m.duplicates]
-    latest_end = [None for _ in m.overlaps]
-    windows_flag = [deque() for _ in m.flags]
-    windows_bonus = [deque() for _ in m.bonuses]
-    cap_totals = [defaultdict(int) for _ in m.caps]
+    # a methodology has few kinds of rules: the others' loops are skipped, not run empty
+    duplicates, overlaps, flag_rules, bonuses, caps = m.duplicates, m.overlaps, m.flags, m.bonuses, m.caps
+    seen_keys = [set() for _ in duplicates]
+    latest_end = [None for _ in overlaps]
+    windows_flag = [deque() for _ in flag_rules]
+    windows_bonus = [deque() for _ in bonuses]
+    cap_totals = [defaultdict(int) for _ in caps]
     for i in indexes:
         r = results[i]
         if r.status != CREDITED:
             continue
         values = r.values
         stop = False
-        for rule, seen in zip(m.duplicates, seen_keys):
-            key = tuple(values[k] for k in rule.keys)
-            if key in seen:
-                _set(r, DUPLICATE, rule.code, rule.message, explain, keys=list(rule.keys))
-                r.reduction_mg, r.points = 0, 0
-                stop = True
-                break
-        if stop:
-            continue
-        for index, rule in enumerate(m.overlaps):
-            start, end = values[rule.start], values[rule.end]
-            if latest_end[index] is not None and start < latest_end[index]:
-                _set(r, REJECTED, rule.code, rule.message, explain)
-                r.reduction_mg, r.points = 0, 0
-                stop = True
-                break
-        if stop:
-            continue
+        if duplicates:
+            for rule, seen in zip(duplicates, seen_keys):
+                key = tuple(values[k] for k in rule.keys)
+                if key in seen:
+                    _set(r, DUPLICATE, rule.code, rule.message, explain, keys=list(rule.keys))
+                    r.reduction_mg, r.points = 0, 0
+                    stop = True
+                    break
+            if stop:
+                continue
+        if overlaps:
+            for index, rule in enumerate(overlaps):
+                latest = latest_end[index]
+                if latest is not None and values[rule.start] < latest:
+                    _set(r, REJECTED, rule.code, rule.message, explain)
+                    r.reduction_mg, r.points = 0, 0
+                    stop = True
+                    break
+            if stop:
+                continue
         # accepted: it now counts for the other rules of this account
-        for seen, rule in zip(seen_keys, m.duplicates):
-            seen.add(tuple(values[k] for k in rule.keys))
-        for index, rule in enumerate(m.overlaps):
-            end = values[rule.end]
-            if latest_end[index] is None or end > latest_end[index]:
-                latest_end[index] = end
+        if duplicates:
+            for seen, rule in zip(seen_keys, duplicates):
+                seen.add(tuple(values[k] for k in rule.keys))
+        if overlaps:
+            for index, rule in enumerate(overlaps):
+                end, latest = values[rule.end], latest_end[index]
+                if latest is None or end > latest:
+                    latest_end[index] = end
         t = r.time
-        flags = []
-        for rule, window in zip(m.flags, windows_flag):
-            window.append(t)
-            while window and window[0] <= t - rule.window_seconds * 1_000_000:
-                window.popleft()
-            if len(window) > rule.count:
-                flags.append(rule.code)
-        if flags:
-            r.flags = tuple(sorted(set(flags)))
-        for rule, window in zip(m.bonuses, windows_bonus):
-            window.append(t)
-            while window and window[0] <= t - rule.window_seconds * 1_000_000:
-                window.popleft()
-            if len(window) == rule.ordinal:
-                r.bonus += rule.points
-        for cap, totals in zip(m.caps, cap_totals):
+        if flag_rules:
+            flags = []
+            for rule, window in zip(flag_rules, windows_flag):
+                window.append(t)
+                while window and window[0] <= t - rule.window_seconds * 1_000_000:
+                    window.popleft()
+                if len(window) > rule.count:
+                    flags.append(rule.code)
+            if flags:
+                r.flags = tuple(sorted(set(flags)))
+        if bonuses:
+            for rule, window in zip(bonuses, windows_bonus):
+                window.append(t)
+                while window and window[0] <= t - rule.window_seconds * 1_000_000:
+                    window.popleft()
+                if len(window) == rule.ordinal:
+                    r.bonus += rule.points
+        if not caps:
+            continue
+        for cap, totals in zip(caps, cap_totals):
             period = period_of(local[cap.timezone].day(t), cap.period)
             used = totals[period]
             value = r.reduction_mg if cap.target == "reduction" else r.points

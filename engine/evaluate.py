@@ -11,7 +11,7 @@ from dsl.ir import ast as ir
 from dsl.ir.printer import content_hash
 
 from . import cross_record
-from .records import RecordError, Schema, ingest
+from .records import RecordError, RecordReader, Schema
 from .result import MethodologyRef, Result, invalid
 from .scalar import ScalarProgram
 
@@ -23,25 +23,23 @@ class Engine:
         self.methodology = methodology
         self.program = ScalarProgram(methodology)
         self.schema = Schema.of(methodology)
+        self.reader = RecordReader(self.schema)
         meta = methodology.metadata
         self.ref = MethodologyRef(meta.id, meta.version, content_hash(methodology))
 
     # ------------------------------------------------------------ one record
-    def evaluate_values(self, values: dict, *, explain: bool = False, row: Optional[int] = None
+    def evaluate_values(self, values: dict, explain: bool = False, row: Optional[int] = None
                         ) -> Result:
         """Per-record formulas only (no cross-record rules) on ingested values."""
-        outcome = self.program.run(values, explain=explain)
-        masses = outcome.masses or {}
-        return Result(
-            id=values["id"], account=values["account"], time=values["time"],
-            status=outcome.status, code=outcome.code, message=outcome.message,
-            reduction_mg=masses.get("reduction", 0), points=outcome.points,
-            baseline_mg=masses.get("baseline"), project_mg=masses.get("project"),
-            leakage_mg=masses.get("leakage"), row=row, explanation=outcome.trace,
-            values=values)
+        trace = [] if explain else None
+        (status, code, message, reduction_mg, points,
+         baseline_mg, project_mg, leakage_mg) = self.program.run(values, trace)
+        return Result(values["id"], values["account"], values["time"], status, code, message,
+                      reduction_mg, points, 0, baseline_mg, project_mg, leakage_mg, (), row,
+                      trace, values)
 
     def recompute_points(self, result: Result, reduction_mg: int) -> int:
-        return self.program.run(result.values, override_reduction_mg=reduction_mg).points
+        return self.program.run(result.values, None, reduction_mg)[4]  # the verdict's points
 
     # ------------------------------------------------------------ many records
     def evaluate(self, raw_records: Iterable[Mapping], *, explain: bool = False,
@@ -52,25 +50,26 @@ class Engine:
         A record that cannot be read becomes an `invalid` result with its row number and
         the reason; the others are evaluated.
         """
+        read, evaluate_values = self.reader.read, self.evaluate_values
         results = []
         for row, raw in enumerate(raw_records, start=first_row):
             try:
-                values = ingest(raw, self.schema, default_id=f"row-{row}",
-                                column_units=column_units)
+                values = read(raw, f"row-{row}", column_units)
             except RecordError as error:
                 fields = raw if isinstance(raw, Mapping) else {}
                 results.append(invalid(row, str(fields.get("id") or f"row-{row}"),
                                        str(fields.get("account") or ""),
                                        f"{error.field}: {error.reason}"))
                 continue
-            results.append(self.evaluate_values(values, explain=explain, row=row))
+            results.append(evaluate_values(values, explain, row))
         self.apply_cross_record(results, explain=explain)
         return results
 
     def evaluate_prepared(self, records: list[dict], *, explain: bool = False) -> list[Result]:
         """Ingested values in, results out (examples and benchmarks start here)."""
-        results = [self.evaluate_values(values, explain=explain, row=i + 1)
-                   for i, values in enumerate(records)]
+        evaluate_values = self.evaluate_values
+        results = [evaluate_values(values, explain, row)
+                   for row, values in enumerate(records, start=1)]
         self.apply_cross_record(results, explain=explain)
         return results
 

@@ -27,6 +27,10 @@ from dsl.units import UnitError, parse_unit
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 EPOCH_DAY = dt.date(1970, 1, 1).toordinal()
+_NAIVE_EPOCH = dt.datetime(1970, 1, 1)
+_ONE_US = dt.timedelta(microseconds=1)
+_QUARTER_HOUR_US = 900_000_000
+_INF = float("inf")
 
 _NUMBER_UNIT = re.compile(r"^\s*([+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*(.*?)\s*$")
 _TRUE = {"true", "1", "yes", "y", "t", "是", "真"}
@@ -103,6 +107,54 @@ def zone(name: str) -> ZoneInfo:
     return ZoneInfo(name)
 
 
+class LocalClock:
+    """A zone's local times (naive datetimes) -> UTC microseconds, exactly as
+    `datetime_to_us(naive.replace(tzinfo=zone))` gives them (fold=0: an ambiguous local
+    time takes the earlier offset, one in a gap the offset before the gap).
+
+    Asking zoneinfo costs more than the rest of reading a record, so the offset is kept
+    per local quarter hour; a quarter hour whose first and last microsecond get different
+    offsets is never kept: there each instant is asked (as LocalTime does for UTC -> local).
+    """
+
+    def __init__(self, name: str):
+        self.zone = zone(name)
+        self._offsets: dict[int, int] = {}
+
+    def to_us(self, naive: dt.datetime) -> int:
+        if type(naive) is not dt.datetime or naive.fold:  # subclasses, fold=1: as written
+            return datetime_to_us(naive.replace(tzinfo=self.zone))
+        local = (naive - _NAIVE_EPOCH) // _ONE_US
+        offset = self._offsets.get(local // _QUARTER_HOUR_US)
+        if offset is None:
+            offset = self._offset(local)
+        return local - offset
+
+    def _offset(self, local: int) -> int:
+        bucket = local // _QUARTER_HOUR_US
+        start = bucket * _QUARTER_HOUR_US
+        try:
+            offset = self._exact(start)
+            steady = self._exact(start + _QUARTER_HOUR_US - 1) == offset
+        except (OverflowError, ValueError):  # at the ends of datetime's range
+            steady = False
+        if not steady:
+            return self._exact(local)
+        if len(self._offsets) > 200_000:
+            self._offsets.clear()
+        self._offsets[bucket] = offset
+        return offset
+
+    def _exact(self, local: int) -> int:
+        naive = _NAIVE_EPOCH + dt.timedelta(microseconds=local)
+        return local - datetime_to_us(naive.replace(tzinfo=self.zone))
+
+
+@lru_cache(maxsize=16)
+def local_clock(name: str) -> LocalClock:
+    return LocalClock(name)
+
+
 def parse_quantity(field: str, raw: Any, dimension: tuple, column_unit: Optional[str]) -> float:
     if isinstance(raw, Mapping) and "value" in raw:
         return parse_quantity(field, raw["value"], dimension, str(raw.get("unit", "")) or None)
@@ -138,6 +190,10 @@ def _example_unit(dimension) -> str:
 
 
 def parse_datetime_us(field: str, raw: Any, tz: str) -> int:
+    return _datetime_us(field, raw, local_clock(tz))
+
+
+def _datetime_us(field: str, raw: Any, clock: LocalClock) -> int:
     if isinstance(raw, dt.datetime):
         value = raw
     else:
@@ -149,7 +205,7 @@ def parse_datetime_us(field: str, raw: Any, tz: str) -> int:
         except ValueError:
             raise RecordError(field, f"`{raw}` is not a date and time (2024-05-20T08:30 or with +08:00)") from None
     if value.tzinfo is None:
-        value = value.replace(tzinfo=zone(tz))
+        return clock.to_us(value)
     return datetime_to_us(value)
 
 
@@ -208,39 +264,145 @@ def _present(raw) -> bool:
 def ingest(raw: Mapping[str, Any], schema: Schema, *, default_id: Optional[str] = None,
            column_units: Optional[Mapping[str, str]] = None) -> dict:
     """A raw record (CSV row, JSON object) -> run-time values. Raises RecordError."""
-    if "__invalid__" in raw:  # the file reader could not make a record of this line
-        raise RecordError("record", str(raw["__invalid__"]))
-    units = column_units or {}
-    tz = schema.timezone
-    values: dict[str, Any] = {}
-    for spec in (schema.fields if schema else ()):
-        raw_value = raw.get(spec.name)
-        if _present(raw_value):
-            values[spec.name] = parse_value(spec, raw_value, tz, units.get(spec.name))
-        elif spec.required:
-            raise RecordError(spec.name, "missing")
+    return reader(schema).read(raw, default_id, column_units)
+
+
+@lru_cache(maxsize=64)
+def reader(schema: Schema) -> "RecordReader":
+    return RecordReader(schema)
+
+
+class RecordReader:
+    """Reads the records of one schema (what `ingest` does), with each input's way of
+    reading chosen once instead of for every record."""
+
+    def __init__(self, schema: Schema):
+        tz = schema.timezone
+        self.fields = tuple((spec.name, _field_reader(spec, tz), spec.required, spec.default)
+                            for spec in schema.fields)
+        self.clock = local_clock(tz)
+        self.time_default_from = schema.time_default_from
+
+    def read(self, raw: Mapping[str, Any], default_id: Optional[str] = None,
+             column_units: Optional[Mapping[str, str]] = None) -> dict:
+        if "__invalid__" in raw:  # the file reader could not make a record of this line
+            raise RecordError("record", str(raw["__invalid__"]))
+        units = column_units or {}
+        values: dict[str, Any] = {}
+        for name, read_field, required, default in self.fields:
+            value = read_field(raw.get(name), units)
+            if value is _ABSENT:
+                if required:
+                    raise RecordError(name, "missing")
+                value = default
+            values[name] = value
+        record_id = _text(raw.get("id"))
+        if record_id is not None:
+            values["id"] = record_id
+        elif default_id is not None:
+            values["id"] = default_id
         else:
-            values[spec.name] = spec.default
-    record_id = raw.get("id")
-    if _present(record_id):
-        values["id"] = str(record_id).strip()
-    elif default_id is not None:
-        values["id"] = default_id
-    else:
-        raise RecordError("id", "missing")
-    account = raw.get("account")
-    values["account"] = str(account).strip() if _present(account) else ""
-    activity = raw.get("activity")
-    values["activity"] = str(activity).strip() if _present(activity) else ""
-    time = raw.get("time")
-    if _present(time):
-        values["time"] = parse_datetime_us("time", time, tz)
-    else:
-        stamps = [values[n] for n in schema.time_default_from if values.get(n) is not None]
-        if not stamps:
-            raise RecordError("time", "missing")
-        values["time"] = min(stamps)
-    return values
+            raise RecordError("id", "missing")
+        values["account"] = _text(raw.get("account")) or ""
+        values["activity"] = _text(raw.get("activity")) or ""
+        time = _read_datetime("time", raw.get("time"), self.clock)
+        if time is _ABSENT:
+            stamps = [values[n] for n in self.time_default_from if values.get(n) is not None]
+            if not stamps:
+                raise RecordError("time", "missing")
+            time = min(stamps)
+        values["time"] = time
+        return values
+
+
+_ABSENT = object()  # what a field reader gives for a value that is not there (None, blank)
+
+
+def _text(raw) -> Optional[str]:
+    """str(raw).strip(), or None when the value is not there."""
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        return raw.strip() or None
+    return str(raw).strip()
+
+
+def _field_reader(spec: FieldSpec, tz: str):
+    """`read(raw, column_units)` for one input: parse_value, or _ABSENT; with shortcuts
+    for the usual quantities, choices and datetimes (they give the same values)."""
+    name = spec.name
+    if spec.kind == Kind.QUANTITY:
+        return _quantity_reader(spec)
+    if spec.kind == Kind.CHOICE:
+        choices = frozenset(c for c in spec.choices if c and c == c.strip())
+
+        def read_choice(raw, column_units):
+            if type(raw) is str and raw in choices:  # as written: nothing to strip
+                return raw
+            return parse_value(spec, raw, tz) if _present(raw) else _ABSENT
+        return read_choice
+    if spec.kind == Kind.DATETIME:
+        clock = local_clock(tz)
+        return lambda raw, column_units: _read_datetime(name, raw, clock)
+
+    def read_other(raw, column_units):
+        return parse_value(spec, raw, tz, column_units.get(name)) if _present(raw) else _ABSENT
+    return read_other
+
+
+def _read_datetime(field: str, raw: Any, clock: LocalClock):
+    """parse_datetime_us, or _ABSENT; text without an offset takes the shortest way."""
+    if type(raw) is str:
+        text = raw.strip()
+        if not text:
+            return _ABSENT
+        if text[-1] == "Z" or text[-1] == "z":
+            text = text[:-1] + "+00:00"
+        try:
+            value = dt.datetime.fromisoformat(text)
+        except ValueError:
+            raise RecordError(field, f"`{raw}` is not a date and time (2024-05-20T08:30 or with +08:00)") from None
+        return clock.to_us(value) if value.tzinfo is None else datetime_to_us(value)
+    return _datetime_us(field, raw, clock) if _present(raw) else _ABSENT
+
+
+def _quantity_reader(spec: FieldSpec):
+    """parse_quantity for one input, with a shortcut for text such as `8.2 km`: a plain
+    decimal number, one space and a unit of the input's kind (its factor is kept per
+    unit text); anything else goes to parse_quantity."""
+    name, dimension = spec.name, spec.dimension
+    factors: dict[str, float] = {}
+
+    def read_quantity(raw, column_units):
+        if type(raw) is str:
+            number, _, unit = raw.partition(" ")
+            if number.isascii() and number.replace(".", "", 1).isdigit():
+                unit = unit or column_units.get(name)
+                factor = factors.get(unit)
+                if factor is None and isinstance(unit, str):
+                    factor = _plain_unit_factor(unit, dimension, factors)
+                value = float(number)  # the regular expression's number, and never nan
+                if factor is not None and value != _INF:
+                    return value * factor if factor != 1.0 else value
+        if not _present(raw):
+            return _ABSENT
+        return parse_quantity(name, raw, dimension, column_units.get(name))
+    return read_quantity
+
+
+def _plain_unit_factor(unit: str, dimension: tuple, factors: dict) -> Optional[float]:
+    """The factor of a unit text as parse_quantity would take it (no surrounding space,
+    no line break, known, of the right dimension), remembered in `factors`; else None."""
+    if not unit or unit != unit.strip() or "\n" in unit or len(factors) >= 64:
+        return None
+    try:
+        factor, unit_dimension = _unit_factor(unit)
+    except UnitError:
+        return None
+    if unit_dimension != dimension:
+        return None
+    factors[unit] = factor
+    return factor
 
 
 def from_example(record: tuple, schema: Optional[Schema] = None) -> dict:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 import math
-from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from dsl.ir import ast as ir
@@ -35,14 +34,15 @@ class Reject(Exception):
         self.status = status
 
 
-@dataclass
-class Outcome:
-    status: str  # credited | rejected | not_applicable
-    code: str = ""
-    message: str = ""
-    masses: dict[str, int] = None  # output name -> mg
-    points: int = 0
-    trace: Optional[list] = None
+# What `ScalarProgram.run` gives for a record: a plain tuple with these fields (a tuple
+# because building one costs next to nothing, and this happens once per record).
+VERDICT = ("status", "code", "message", "reduction_mg", "points",
+           "baseline_mg", "project_mg", "leakage_mg")
+
+
+def _rejected(code: str, message: str, status: str = "rejected") -> tuple:
+    """The verdict of a record that is not credited: no amounts."""
+    return (status, code, message, 0, 0, None, None, None)
 
 
 class LocalTime:
@@ -76,7 +76,10 @@ class LocalTime:
         return offset
 
     def day(self, us: int) -> int:
-        return (us + self.offset_us(us)) // 86_400_000_000
+        offset = self._offsets.get(us // 900_000_000)  # the usual case, without a call
+        if offset is None:
+            offset = self.offset_us(us)
+        return (us + offset) // 86_400_000_000
 
     def part(self, us: int, part: str) -> int:
         local = us + self.offset_us(us)
@@ -93,17 +96,36 @@ def day_part(days: int, part: str) -> int:
 
 
 # ---------------------------------------------------------------- code generation
+_ROUNDING = {"floor": "_floor", "ceil": "_ceil", "round": "_half_away"}
+
+
 class _Gen:
+    """Writes the Python source of `run(v, T=None, override=None)` for one methodology.
+
+    The function returns a verdict tuple (see VERDICT): a constant one (R[n]) for a record
+    that is not applicable or rejected by a bound, a `require` or a value that is not
+    finite. A lookup that fails raises Reject, as it happens inside an expression.
+    """
+
     def __init__(self, methodology: ir.Methodology, explain: bool):
         self.m = methodology
         self.explain = explain
         self.consts: list[Any] = []
+        self.rejects: list[tuple] = []
         self.lines: list[str] = []
         self.param_index = {p.name: i for i, p in enumerate(methodology.parameters)}
+        self.lookups = 0  # lookups written so far: each gets its own temporaries
 
     def const(self, value) -> str:
         self.consts.append(value)
         return f"K[{len(self.consts) - 1}]"
+
+    def reject(self, code: str, message: str, status: str = "rejected") -> str:
+        """The constant verdict for a failed check, as an expression."""
+        verdict = _rejected(code, message, status)
+        if verdict not in self.rejects:
+            self.rejects.append(verdict)
+        return f"R[{self.rejects.index(verdict)}]"
 
     def emit(self, line: str, depth: int = 1):
         self.lines.append("    " * depth + line)
@@ -126,6 +148,9 @@ class _Gen:
         if isinstance(e, ir.Arith):
             left, right = self.expr(e.left), self.expr(e.right)
             if e.op == "/":
+                divisor = _plain_divisor(e.right)
+                if divisor is not None:
+                    return f"({left} / {divisor!r})"
                 return f"_div({left}, {right})"
             return f"({left} {e.op} {right})"
         if isinstance(e, ir.Elapsed):
@@ -153,20 +178,46 @@ class _Gen:
         if isinstance(e, ir.Abs):
             return f"abs({self.expr(e.operand)})"
         if isinstance(e, ir.Round):
-            return f"_round({self.expr(e.operand)}, {e.precision!r}, {e.mode!r})"
+            return self.rounding(e)
         if isinstance(e, ir.DatePart):
             if e.operand.type.kind == Kind.DATE:
                 return f"_day_part({self.expr(e.operand)}, {e.part!r})"
             return f"LT.part({self.expr(e.operand)}, {e.part!r})"
         if isinstance(e, ir.Lookup):
-            i = self.param_index[e.parameter]
-            keys = ", ".join(self.expr(k) for k in e.keys)
-            if self.explain:
-                return f"_lookup_traced(T, {i}, pi[{i}], ({keys}{',' if keys else ''}))"
-            if not e.keys:
-                return f"P[{i}][pi[{i}]]"
-            return f"_lookup({i}, pi[{i}], ({keys},))"
+            return self.lookup(e)
         raise TypeError(f"unknown IR node {type(e).__name__}")  # pragma: no cover
+
+    def rounding(self, e: ir.Round) -> str:
+        """numeric.round_to written out: the same operations without its dispatch."""
+        p = e.precision
+        if not (isinstance(p, float) and math.isfinite(p) and p != 0.0):
+            return f"_round({self.expr(e.operand)}, {p!r}, {e.mode!r})"
+        x = f"float({self.expr(e.operand)})"
+        fn = _ROUNDING[e.mode]
+        if p == 1.0:
+            return f"{fn}(_snap({x}))"
+        return f"({fn}(_snap({x} / {p!r})) * {p!r})"
+
+    def lookup(self, e: ir.Lookup) -> str:
+        """A parameter's value; `p{i}` (the period in force) is computed once per record.
+
+        A table without the key calls `_missing`, which applies the parameter's policy
+        (or says that no period is in force: `tab{i}` is then an empty table)."""
+        i = self.param_index[e.parameter]
+        keys = ", ".join(self.expr(k) for k in e.keys)
+        if self.explain:
+            return f"_lookup_traced(T, {i}, p{i}, ({keys}{',' if keys else ''}))"
+        if not e.keys:
+            periods = self.m.parameters[i].periods
+            value = periods[0].scalar
+            if len(periods) == 1 and isinstance(value, float) and math.isfinite(value):
+                # one period: its value whatever the index (-1, none in force, is the last)
+                return repr(value)
+            return f"P[{i}][p{i}]"
+        n = self.lookups
+        self.lookups += 1
+        return (f"(_l{n} if (_l{n} := tab{i}.get(_k{n} := ({keys},))) is not None "
+                f"else _missing({i}, p{i}, _k{n}))")
 
     # ---------------------------------------------------------- statements
     def definition(self, d: ir.Definition, depth: int = 1):
@@ -187,10 +238,11 @@ class _Gen:
     def _finish_definition(self, d: ir.Definition, name: str, depth: int):
         if d.type.kind in (Kind.QUANTITY, Kind.INTEGER):
             self.emit(f"if {name} != {name} or {name} - {name} != 0:", depth)
-            self.emit(f"raise Reject({NOT_FINITE!r}, {'`' + d.name + '` is not a finite number'!r})", depth + 1)
+            self.emit(f"return {self.reject(NOT_FINITE, '`' + d.name + '` is not a finite number')}", depth + 1)
         if d.quantized:
+            # numeric.to_mg written out (the value is finite here)
             mg = f"m_{_ident(d.name)}"
-            self.emit(f"{mg} = int(_to_mg({name}))", depth)
+            self.emit(f"{mg} = int(_half_away(_snap({name} * {float(ir.MG_PER_KG)!r})))", depth)
             self.emit(f"{name} = {mg} / 1000000.0", depth)
         elif d.type.kind == Kind.INTEGER:
             self.emit(f"{name} = int({name})", depth)
@@ -201,25 +253,39 @@ class _Gen:
                       f"'factor': {float(d.type.unit.factor) if d.type.kind == Kind.QUANTITY else 1.0!r}, "
                       f"'line': {d.line}}})", depth)
 
+    def periods(self):
+        """The period in force of each parameter the formulas look up, at the record's
+        local day: its index (-1 before the first), and for a table the table itself."""
+        used = _parameters_used(self.m)
+        for i, param in enumerate(self.m.parameters):
+            if param.name not in used:
+                continue
+            starts = [p.start.toordinal() - records.EPOCH_DAY for p in param.periods]
+            if len(starts) == 1:
+                self.emit(f"p{i} = 0 if day >= {starts[0]} else -1")
+            else:
+                self.emit(f"p{i} = _bisect(S[{i}], day) - 1")
+            if param.keys and not self.explain:
+                self.emit(f"tab{i} = P[{i}][p{i}]")
+
     def build(self) -> str:
         m = self.m
         meta = m.metadata
         self.emit("def run(v, T=None, override=None):", 0)
         self.emit("t = v['time']")
-        self.emit("day = LT.day(t)")
+        self.emit("day = LT_day(t)")
         if meta.effective_from is not None:
             start = meta.effective_from.toordinal() - records.EPOCH_DAY
             self.emit(f"if day < {start}:")
-            self.emit(f"raise Reject({OUT_OF_PERIOD!r}, 'the activity is before the methodology applies ({meta.effective_from})', 'not_applicable')", 2)
+            self.emit(f"return {self.reject(OUT_OF_PERIOD, f'the activity is before the methodology applies ({meta.effective_from})', 'not_applicable')}", 2)
         if meta.effective_until is not None:
             until = meta.effective_until.toordinal() - records.EPOCH_DAY
             self.emit(f"if day > {until}:")
-            self.emit(f"raise Reject({OUT_OF_PERIOD!r}, 'the activity is after the methodology ends ({meta.effective_until})', 'not_applicable')", 2)
+            self.emit(f"return {self.reject(OUT_OF_PERIOD, f'the activity is after the methodology ends ({meta.effective_until})', 'not_applicable')}", 2)
         if meta.covers:
             self.emit(f"if v['activity'] and v['activity'] not in {tuple(meta.covers)!r}:")
-            self.emit(f"raise Reject({ACTIVITY_NOT_COVERED!r}, 'this methodology covers ' + {', '.join(meta.covers)!r}, 'not_applicable')", 2)
-        # parameter periods: index of the period in force at the record's local date
-        self.emit("pi = [_period(S[i], day) for i in range(NP)]" if m.parameters else "pi = ()")
+            self.emit(f"return {self.reject(ACTIVITY_NOT_COVERED, 'this methodology covers ' + ', '.join(meta.covers), 'not_applicable')}", 2)
+        self.periods()
         for spec in m.inputs:
             self._bounds(spec)
         if self.explain:
@@ -237,15 +303,17 @@ class _Gen:
             self.emit(f"if not {self.expr(require.cond)}:")
             if self.explain:
                 self.emit(f"T.append({{'kind': 'require', 'code': {require.code!r}, 'passed': False, 'line': {require.line}}})", 2)
-            self.emit(f"raise Reject({require.code!r}, {require.message!r})", 2)
+            self.emit(f"return {self.reject(require.code, require.message)}", 2)
             if self.explain:
                 self.emit(f"T.append({{'kind': 'require', 'code': {require.code!r}, 'passed': True, 'line': {require.line}}})")
         for d in m.definitions:
             if d.name not in done:
                 self.definition(d)
                 done.add(d.name)
-        masses = ", ".join(f"{n!r}: m_{n}" for n in ir.MASS_OUTPUTS if n in done)
-        self.emit(f"return {{{masses}}}, d_points")
+        masses = {n: f"m_{n}" if n in done else ("0" if n == "reduction" else "None")
+                  for n in ir.MASS_OUTPUTS}
+        self.emit(f"return ('credited', '', '', {masses['reduction']}, d_points, "
+                  f"{masses['baseline']}, {masses['project']}, {masses['leakage']})")
         return "\n".join(self.lines)
 
     def _bounds(self, spec: ir.InputSpec):
@@ -260,10 +328,22 @@ class _Gen:
         if high is not None:
             checks.append(f"v[{name!r}] > {self.expr_value(high)}")
         self.emit(f"if {' or '.join(checks)}:")
-        self.emit(f"raise Reject({OUT_OF_RANGE!r}, {shown!r})", 2)
+        self.emit(f"return {self.reject(OUT_OF_RANGE, shown)}", 2)
 
     def expr_value(self, value) -> str:
         return repr(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else self.const(value)
+
+
+def _plain_divisor(e: ir.Expr) -> Optional[float]:
+    """A constant divisor that is a finite non-zero number, as numeric.div would convert
+    it: `a / b` then gives div's bits (div only differs for a zero divisor)."""
+    if not isinstance(e, ir.Const):
+        return None
+    value = records.runtime_value(e.value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    divisor = float(value)
+    return divisor if math.isfinite(divisor) and divisor != 0.0 else None
 
 
 def _bound_text(spec: ir.InputSpec) -> str:
@@ -309,18 +389,26 @@ def _definition_needs(methodology):
     return _Needs(methodology)
 
 
-def _refs(e) -> set[str]:
-    found, stack = set(), [e]
+def _nodes(e):
+    """Every node of an expression tree."""
+    stack = [e]
     while stack:
         node = stack.pop()
-        if isinstance(node, ir.Ref):
-            found.add(node.name)
+        yield node
         for value in getattr(node, "__dict__", {}).values():
             if isinstance(value, tuple):
                 stack.extend(v for v in value if hasattr(v, "type"))
             elif hasattr(value, "type") and not isinstance(value, type):
                 stack.append(value)
-    return found
+
+
+def _refs(e) -> set[str]:
+    return {node.name for node in _nodes(e) if isinstance(node, ir.Ref)}
+
+
+def _parameters_used(methodology: ir.Methodology) -> set[str]:
+    exprs = [d.expr for d in methodology.definitions] + [r.cond for r in methodology.requires]
+    return {node.parameter for e in exprs for node in _nodes(e) if isinstance(node, ir.Lookup)}
 
 
 # ---------------------------------------------------------------- the compiled program
@@ -344,20 +432,15 @@ class ScalarProgram:
                                 for key, value in period.entries} for period in param.periods])
             else:
                 tables.append([period.scalar for period in param.periods])
+        # the generated code indexes a table by its period index: -1 (no period in force)
+        # finds the empty table at the end, and `missing` reports it
+        in_force = [periods + [{}] if param.keys else periods
+                    for param, periods in zip(params, tables)]
         local_time = LocalTime(self.methodology.metadata.timezone)
 
-        def period(period_starts, day):
-            return bisect.bisect_right(period_starts, day) - 1
-
-        def lookup(i, p, key):
+        def missing(i, p, key):
             if p < 0:
                 raise Reject(NO_VALUE, f"`{params[i].name}` has no value in force at this date")
-            value = tables[i][p].get(key)
-            if value is None:
-                return missing(i, key)
-            return value
-
-        def missing(i, key):
             policy = params[i].missing
             if policy.kind == "value":
                 return policy.value
@@ -373,7 +456,7 @@ class ScalarProgram:
                 value = tables[i][p].get(key)
                 found = value is not None
                 if not found:
-                    value = missing(i, key)
+                    value = missing(i, p, key)
             else:
                 value, found = tables[i][p], True
             period_ = param.periods[p]
@@ -385,10 +468,12 @@ class ScalarProgram:
             return value
 
         namespace = {
-            "K": gen.consts, "P": tables, "S": starts, "NP": len(params), "LT": local_time,
-            "Reject": Reject, "_div": numeric.div, "_min": numeric.minimum,
-            "_max": numeric.maximum, "_round": numeric.round_to, "_to_mg": numeric.to_mg,
-            "_day_part": day_part, "_period": period, "_lookup": lookup,
+            "K": gen.consts, "R": gen.rejects, "P": in_force, "S": starts,
+            "LT": local_time, "LT_day": local_time.day,
+            "_div": numeric.div, "_min": numeric.minimum, "_max": numeric.maximum,
+            "_round": numeric.round_to, "_snap": numeric.snap, "_floor": numeric.floor,
+            "_ceil": numeric.ceil, "_half_away": numeric.half_away,
+            "_day_part": day_part, "_bisect": bisect.bisect_right, "_missing": missing,
             "_lookup_traced": lookup_traced,
         }
         exec(compile(source, f"<tanpu:{self.methodology.metadata.id}>", "exec"), namespace)
@@ -396,14 +481,13 @@ class ScalarProgram:
             self.source = source  # the generated code, for reading and debugging
         return namespace["run"]
 
-    def run(self, values: dict, *, explain: bool = False, override_reduction_mg: Optional[int] = None
-            ) -> Outcome:
-        trace = [] if explain else None
+    def run(self, values: dict, trace: Optional[list] = None,
+            override_reduction_mg: Optional[int] = None) -> tuple:
+        """The record's verdict (a tuple laid out as VERDICT). With a `trace` list, the
+        explaining variant runs and appends each step to it."""
         try:
-            if explain:
-                masses, points = self._run_explained(values, trace, override_reduction_mg)
-            else:
-                masses, points = self._run(values, None, override_reduction_mg)
+            if trace is None:
+                return self._run(values, None, override_reduction_mg)
+            return self._run_explained(values, trace, override_reduction_mg)
         except Reject as reject:
-            return Outcome(reject.status, reject.code, reject.message, {}, 0, trace)
-        return Outcome("credited", "", "", masses, points, trace)
+            return _rejected(reject.code, reject.message, reject.status)
