@@ -251,32 +251,35 @@ def decimals(text: Bytes, limit: int = 40) -> Decimals:
         if width == 0:
             continue
         first = m[:, 0]
-        signed = (first == 43) | (first == 45)
+        signed = ((first == 43) | (first == 45)).astype(np.int64)
         digit = (m >= 48) & (m <= 57)
-        numeric = digit | (m == 46)
-        numeric[:, 0] |= signed
-        # the number ends at the first non-numeric byte (or the end)
+        is_dot = m == 46
+        numeric = digit | is_dot
+        numeric[:, 0] |= signed.astype(bool)
+        # the number is [signed, stop): it ends at the first non-numeric byte (or the end)
         stop = np.where(numeric.all(axis=1), width, np.argmin(numeric, axis=1))
         cols = np.arange(width)
-        inside = (cols >= signed[:, None]) & (cols < stop[:, None])
-        d = digit & inside
-        count = d.sum(axis=1)
-        dot = (m == 46) & inside
+        # inside the number every byte is a digit or a dot: count dots, the rest are digits
+        dot = is_dot & (cols < stop[:, None])
         ndots = dot.sum(axis=1)
+        count = stop - signed - ndots
         dot_at = np.where(ndots > 0, np.argmax(dot, axis=1), width)
-        frac = (d & (cols > dot_at[:, None])).sum(axis=1)
+        frac = np.where(ndots > 0, stop - dot_at - 1, 0)
         mant = np.zeros(k, dtype=np.int64)
         for j in range(min(width, 17)):
-            column = d[:, j]
+            column = digit[:, j] & (j < stop) & (j >= signed)
             if column.any():
                 mant = np.where(column, mant * 10 + (m[:, j].astype(np.int64) - 48), mant)
         after = m[np.arange(k), np.minimum(stop, width - 1)]
         good = ((count >= 1) & (count <= 15) & (ndots <= 1)
                 & ~((stop < width) & ((after == 101) | (after == 69))))
         # spaces, then the unit; no trailing space
-        space = m == 32
-        not_space_after = ~space & (cols >= stop[:, None])
-        ustart = np.where(not_space_after.any(axis=1), np.argmax(not_space_after, axis=1), width)
+        ustart = stop.copy()
+        spaces = np.flatnonzero(ustart < width)
+        while spaces.size:  # step over the spaces after the number (usually one or none)
+            spaces = spaces[m[spaces, ustart[spaces]] == 32]
+            ustart[spaces] += 1
+            spaces = spaces[ustart[spaces] < width]
         good &= ~((ustart < width) & (m[:, width - 1] == 32))
         v = mant.astype(np.float64) / (10.0 ** np.minimum(frac, 15))
         neg = first == 45
@@ -409,17 +412,25 @@ def iso_datetimes(text: Bytes):
             pos = np.where(has_frac, 20 + frac_digits, np.where(has_seconds, 19, 16))
             good &= (hour <= 23) & (minute <= 59) & (second <= 59)
         tail = width - pos
-        z = _at(m, pos)
-        zulu = (tail == 1) & ((z == 90) | (z == 122)) & (not date_only)
-        oh, ok_oh = _pair(m, pos + 1)
-        om, ok_om = _pair(m, pos + 4)
-        signed = ((tail == 6) & ((z == 43) | (z == 45)) & ok_oh & ok_om & (_at(m, pos + 3) == 58)
-                  & (oh <= 23) & (om <= 59) & (not date_only))
-        good &= (tail == 0) | zulu | signed
+        if isinstance(pos, np.ndarray) and pos.size and (pos == pos[0]).all():
+            pos = int(pos[0])  # one layout for the whole group: columns, not gathers
+            tail = width - pos
+        if np.all(tail == 0):  # nothing after the time: no offset to read
+            zulu = signed = np.zeros(k, dtype=bool)
+            z = oh = om = zero
+        else:
+            z = _at(m, pos)
+            zulu = (tail == 1) & ((z == 90) | (z == 122)) & (not date_only)
+            oh, ok_oh = _pair(m, pos + 1)
+            om, ok_om = _pair(m, pos + 4)
+            signed = ((tail == 6) & ((z == 43) | (z == 45)) & ok_oh & ok_om & (_at(m, pos + 3) == 58)
+                      & (oh <= 23) & (om <= 59) & (not date_only))
+            good &= (tail == 0) | zulu | signed
         days = days_from_civil(np.where(good, year, 1970), np.where(good, month, 1), np.where(good, day, 1))
         local[rows] = (days * 86_400_000_000 + hour * 3_600_000_000 + minute * 60_000_000
                        + second * 1_000_000 + micro)
-        offset[rows] = np.where(signed, np.where(z == 45, -1, 1) * (oh * 3600 + om * 60) * 1_000_000, 0)
+        if signed.any():
+            offset[rows] = np.where(signed, np.where(z == 45, -1, 1) * (oh * 3600 + om * 60) * 1_000_000, 0)
         has_offset[rows] = zulu | signed
         ok[rows] = good
     return local, offset, has_offset, ok

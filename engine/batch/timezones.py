@@ -191,9 +191,25 @@ def civil_from_days(days: np.ndarray):
 
 
 def days_from_civil(year: np.ndarray, month: np.ndarray, day: np.ndarray) -> np.ndarray:
+    """Days since 1970-01-01 of valid (year, month, day) arrays.
+
+    Records of a file span a few years at most: then the first day of each month in that
+    span is computed once and looked up (3 operations a row instead of 20).
+    """
     year = np.asarray(year, dtype=np.int64)
     month = np.asarray(month, dtype=np.int64)
     day = np.asarray(day, dtype=np.int64)
+    if year.size > 4096:
+        low, high = int(year.min()), int(year.max())
+        if high - low < 400 and int(month.min()) >= 1 and int(month.max()) <= 12:
+            years = np.repeat(np.arange(low, high + 1, dtype=np.int64), 12)
+            months = np.tile(np.arange(1, 13, dtype=np.int64), high - low + 1)
+            first = _days_from_civil(years, months, np.ones_like(years))
+            return first[(year - low) * 12 + (month - 1)] + (day - 1)
+    return _days_from_civil(year, month, day)
+
+
+def _days_from_civil(year: np.ndarray, month: np.ndarray, day: np.ndarray) -> np.ndarray:
     y = year - (month <= 2)
     era = y // 400
     yoe = y - era * 400

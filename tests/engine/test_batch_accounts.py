@@ -1,4 +1,4 @@
-"""How the batch cross-record rules tell accounts apart, and the edge bytes of text cells.
+"""How the batch cross-record rules tell accounts apart, and the fast paths that read text cells.
 
 Accounts are grouped by a 64-bit hash of their text; a second, independently seeded
 hash must agree wherever the first does. These tests give `canonical` and the rules
@@ -102,3 +102,51 @@ def test_edge_bytes_are_the_first_and_last_bytes_of_each_cell(cells):
     for i, cell in enumerate(cells):
         if cell and cell != cell.strip():
             assert padded[i], repr(cell)
+
+
+# ---------------------------------------------------------------- text fast paths
+_NUMBERISH = st.text(alphabet=st.sampled_from(list("0123456789.+-eE km g\u00a0")), max_size=24)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_NUMBERISH, min_size=1, max_size=50))
+def test_decimals_are_pythons_floats_wherever_the_fast_path_answers(cells):
+    from engine import records
+
+    b = tx.Bytes.of(pl.Series(cells, dtype=pl.String))
+    d = tx.decimals(b)
+    for i, cell in enumerate(cells):
+        if not d.ok[i]:
+            continue
+        match = records._NUMBER_UNIT.match(cell)
+        assert match is not None, cell
+        assert float(match.group(1)) == d.value[i], cell
+        unit = cell.encode()[d.unit_start[i] - b.start[i]:].decode()
+        if unit == unit.strip():  # else ingest's unit check sends the row to records.py
+            assert unit == match.group(2), cell
+
+
+def test_decimals_answer_for_the_common_shapes():
+    cells = ["19.79 km", "8 km", "-0.5 g", "+12.250km", "3.", "42"]
+    d = tx.decimals(tx.Bytes.of(pl.Series(cells)))
+    assert d.ok.tolist() == [True] * len(cells)
+    assert d.value.tolist() == [19.79, 8.0, -0.5, 12.25, 3.0, 42.0]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.dates(), min_size=1, max_size=6000))
+def test_days_from_civil_by_table_and_by_formula_agree(dates):
+    import datetime as dt
+
+    from engine.batch.timezones import days_from_civil
+
+    year = np.array([d.year for d in dates], dtype=np.int64)
+    month = np.array([d.month for d in dates], dtype=np.int64)
+    day = np.array([d.day for d in dates], dtype=np.int64)
+    expected = [(d - dt.date(1970, 1, 1)).days for d in dates]
+    assert days_from_civil(year, month, day).tolist() == expected
+    # a file's span of a few years: the table path (more than 4096 rows)
+    near = [dt.date(2023, 1, 1) + dt.timedelta(days=(i * 37) % 1000) for i in range(5000)]
+    got = days_from_civil(np.array([d.year for d in near]), np.array([d.month for d in near]),
+                          np.array([d.day for d in near]))
+    assert got.tolist() == [(d - dt.date(1970, 1, 1)).days for d in near]
