@@ -226,6 +226,9 @@ def match_strings(text: Bytes, candidates) -> np.ndarray:
     return out
 
 
+_POWERS_OF_TEN = 10.0 ** np.arange(16)  # exact doubles, as 10.0 ** k gives them
+
+
 @dataclass
 class Decimals:
     value: np.ndarray       # float64, correctly rounded where ok
@@ -258,18 +261,26 @@ def decimals(text: Bytes, limit: int = 40) -> Decimals:
         numeric[:, 0] |= signed.astype(bool)
         # the number is [signed, stop): it ends at the first non-numeric byte (or the end)
         stop = np.where(numeric.all(axis=1), width, np.argmin(numeric, axis=1))
-        cols = np.arange(width)
-        # inside the number every byte is a digit or a dot: count dots, the rest are digits
-        dot = is_dot & (cols < stop[:, None])
-        ndots = dot.sum(axis=1)
-        count = stop - signed - ndots
-        dot_at = np.where(ndots > 0, np.argmax(dot, axis=1), width)
-        frac = np.where(ndots > 0, stop - dot_at - 1, 0)
+        # one pass over the byte positions (each a contiguous column): the mantissa's
+        # digits, the dots and where the first one is; inside the number every byte is a
+        # digit or a dot, so the digits are the rest
         mant = np.zeros(k, dtype=np.int64)
-        for j in range(min(width, 17)):
-            column = digit[:, j] & (j < stop) & (j >= signed)
-            if column.any():
-                mant = np.where(column, mant * 10 + (m[:, j].astype(np.int64) - 48), mant)
+        ndots = np.zeros(k, dtype=np.int64)
+        dot_at = np.full(k, width, dtype=np.int64)
+        for j in range(width):
+            within = j < stop
+            if not within.any():
+                break
+            dots_here = is_dot[:, j] & within
+            if dots_here.any():
+                dot_at = np.where(dots_here & (ndots == 0), j, dot_at)
+                ndots += dots_here
+            if j < 17:
+                column = digit[:, j] & within & (j >= signed)
+                if column.any():
+                    mant = np.where(column, mant * 10 + (m[:, j].astype(np.int64) - 48), mant)
+        count = stop - signed - ndots
+        frac = np.where(ndots > 0, stop - dot_at - 1, 0)
         after = m[np.arange(k), np.minimum(stop, width - 1)]
         good = ((count >= 1) & (count <= 15) & (ndots <= 1)
                 & ~((stop < width) & ((after == 101) | (after == 69))))
@@ -281,7 +292,7 @@ def decimals(text: Bytes, limit: int = 40) -> Decimals:
             ustart[spaces] += 1
             spaces = spaces[ustart[spaces] < width]
         good &= ~((ustart < width) & (m[:, width - 1] == 32))
-        v = mant.astype(np.float64) / (10.0 ** np.minimum(frac, 15))
+        v = mant.astype(np.float64) / _POWERS_OF_TEN[np.minimum(frac, 15)]
         neg = first == 45
         value[rows] = np.where(neg, -v, v)
         mantissa[rows] = mant
