@@ -31,9 +31,13 @@ class Engine:
     def evaluate_values(self, values: dict, explain: bool = False, row: Optional[int] = None
                         ) -> Result:
         """Per-record formulas only (no cross-record rules) on ingested values."""
-        trace = [] if explain else None
-        (status, code, message, reduction_mg, points,
-         baseline_mg, project_mg, leakage_mg) = self.program.run(values, trace)
+        if explain:
+            trace = []
+            verdict = self.program.run_traced(values, trace)
+        else:
+            trace = None
+            verdict = self.program.run_plain(values)
+        status, code, message, reduction_mg, points, baseline_mg, project_mg, leakage_mg = verdict
         return Result(values["id"], values["account"], values["time"], status, code, message,
                       reduction_mg, points, 0, baseline_mg, project_mg, leakage_mg, (), row,
                       trace, values)

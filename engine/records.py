@@ -280,7 +280,7 @@ class RecordReader:
         tz = schema.timezone
         self.fields = tuple((spec.name, _field_reader(spec, tz), spec.required, spec.default)
                             for spec in schema.fields)
-        self.clock = local_clock(tz)
+        self.read_time = _datetime_reader("time", local_clock(tz))
         self.time_default_from = schema.time_default_from
 
     def read(self, raw: Mapping[str, Any], default_id: Optional[str] = None,
@@ -305,14 +305,23 @@ class RecordReader:
             raise RecordError("id", "missing")
         values["account"] = _text(raw.get("account")) or ""
         values["activity"] = _text(raw.get("activity")) or ""
-        time = _read_datetime("time", raw.get("time"), self.clock)
+        time = self.read_time(raw.get("time"))
         if time is _ABSENT:
-            stamps = [values[n] for n in self.time_default_from if values.get(n) is not None]
-            if not stamps:
-                raise RecordError("time", "missing")
-            time = min(stamps)
+            time = _earliest(values, self.time_default_from)
         values["time"] = time
         return values
+
+
+def _earliest(values: dict, names: tuple[str, ...]) -> int:
+    """The earliest of the datetime inputs that are there (a record's default time)."""
+    earliest = None
+    for name in names:
+        stamp = values.get(name)
+        if stamp is not None and (earliest is None or stamp < earliest):
+            earliest = stamp
+    if earliest is None:
+        raise RecordError("time", "missing")
+    return earliest
 
 
 _ABSENT = object()  # what a field reader gives for a value that is not there (None, blank)
@@ -342,28 +351,29 @@ def _field_reader(spec: FieldSpec, tz: str):
             return parse_value(spec, raw, tz) if _present(raw) else _ABSENT
         return read_choice
     if spec.kind == Kind.DATETIME:
-        clock = local_clock(tz)
-        return lambda raw, column_units: _read_datetime(name, raw, clock)
+        return _datetime_reader(name, local_clock(tz))
 
     def read_other(raw, column_units):
         return parse_value(spec, raw, tz, column_units.get(name)) if _present(raw) else _ABSENT
     return read_other
 
 
-def _read_datetime(field: str, raw: Any, clock: LocalClock):
-    """parse_datetime_us, or _ABSENT; text without an offset takes the shortest way."""
-    if type(raw) is str:
-        text = raw.strip()
-        if not text:
-            return _ABSENT
-        if text[-1] == "Z" or text[-1] == "z":
-            text = text[:-1] + "+00:00"
-        try:
-            value = dt.datetime.fromisoformat(text)
-        except ValueError:
-            raise RecordError(field, f"`{raw}` is not a date and time (2024-05-20T08:30 or with +08:00)") from None
-        return clock.to_us(value) if value.tzinfo is None else datetime_to_us(value)
-    return _datetime_us(field, raw, clock) if _present(raw) else _ABSENT
+def _datetime_reader(field: str, clock: LocalClock):
+    """parse_datetime_us for one field, or _ABSENT; text takes the shortest way."""
+    def read_datetime(raw, column_units=None):
+        if type(raw) is str:
+            text = raw.strip()
+            if not text:
+                return _ABSENT
+            if text[-1] == "Z" or text[-1] == "z":
+                text = text[:-1] + "+00:00"
+            try:
+                value = dt.datetime.fromisoformat(text)
+            except ValueError:
+                raise RecordError(field, f"`{raw}` is not a date and time (2024-05-20T08:30 or with +08:00)") from None
+            return clock.to_us(value) if value.tzinfo is None else datetime_to_us(value)
+        return _datetime_us(field, raw, clock) if _present(raw) else _ABSENT
+    return read_datetime
 
 
 def _quantity_reader(spec: FieldSpec):

@@ -104,7 +104,8 @@ class _Gen:
 
     The function returns a verdict tuple (see VERDICT): a constant one (R[n]) for a record
     that is not applicable or rejected by a bound, a `require` or a value that is not
-    finite. A lookup that fails raises Reject, as it happens inside an expression.
+    finite. A lookup that fails raises Reject (it happens inside an expression), which
+    the function itself turns into a verdict.
     """
 
     def __init__(self, methodology: ir.Methodology, explain: bool):
@@ -136,7 +137,7 @@ class _Gen:
             value = records.runtime_value(e.value)
             if isinstance(value, float):
                 return repr(value) if math.isfinite(value) else self.const(value)
-            if isinstance(value, (bool, int)):
+            if isinstance(value, (bool, int)) or type(value) is str:
                 return repr(value)
             return self.const(value)
         if isinstance(e, ir.Input):
@@ -192,11 +193,33 @@ class _Gen:
         p = e.precision
         if not (isinstance(p, float) and math.isfinite(p) and p != 0.0):
             return f"_round({self.expr(e.operand)}, {p!r}, {e.mode!r})"
-        x = f"float({self.expr(e.operand)})"
+        x = self.expr(e.operand)
+        if not self.floating(e.operand):
+            x = f"float({x})"
         fn = _ROUNDING[e.mode]
         if p == 1.0:
             return f"{fn}(_snap({x}))"
         return f"({fn}(_snap({x} / {p!r})) * {p!r})"
+
+    def floating(self, e: ir.Expr) -> bool:
+        """Whether an expression's value is certainly a Python float (so float() of it is
+        the value itself): divisions, roundings, durations, quantized outputs and float
+        constants, and what + - * min max abs if/case make of those alone."""
+        if isinstance(e, ir.Const):
+            return type(records.runtime_value(e.value)) is float
+        if isinstance(e, (ir.Round, ir.Elapsed)):
+            return True
+        if isinstance(e, ir.Ref):
+            return self.m.definition(e.name).quantized  # whole mg / 1000000.0
+        if isinstance(e, ir.Arith):
+            return e.op == "/" or (self.floating(e.left) and self.floating(e.right))
+        if isinstance(e, (ir.Negate, ir.Abs)):
+            return self.floating(e.operand)
+        if isinstance(e, ir.MinMax):
+            return all(self.floating(arg) for arg in e.args)
+        if isinstance(e, ir.If):
+            return self.floating(e.then) and self.floating(e.otherwise)
+        return False
 
     def lookup(self, e: ir.Lookup) -> str:
         """A parameter's value; `p{i}` (the period in force) is computed once per record.
@@ -314,7 +337,10 @@ class _Gen:
                   for n in ir.MASS_OUTPUTS}
         self.emit(f"return ('credited', '', '', {masses['reduction']}, d_points, "
                   f"{masses['baseline']}, {masses['project']}, {masses['leakage']})")
-        return "\n".join(self.lines)
+        header, body = self.lines[0], self.lines[1:]
+        return "\n".join([header, "    try:"] + ["    " + line for line in body] + [
+            "    except Reject as reject:  # a lookup that has no value",
+            "        return _rejected(reject.code, reject.message, reject.status)"])
 
     def _bounds(self, spec: ir.InputSpec):
         low, high = records.runtime_value(spec.low), records.runtime_value(spec.high)
@@ -417,8 +443,9 @@ class ScalarProgram:
 
     def __init__(self, methodology: ir.Methodology):
         self.methodology = methodology
-        self._run = self._compile(explain=False)
-        self._run_explained = self._compile(explain=True)
+        # the generated functions, `(values, trace, override_reduction_mg) -> verdict`
+        self.run_plain = self._compile(explain=False)
+        self.run_traced = self._compile(explain=True)
 
     def _compile(self, explain: bool) -> Callable:
         gen = _Gen(self.methodology, explain)
@@ -469,6 +496,7 @@ class ScalarProgram:
 
         namespace = {
             "K": gen.consts, "R": gen.rejects, "P": in_force, "S": starts,
+            "Reject": Reject, "_rejected": _rejected,
             "LT": local_time, "LT_day": local_time.day,
             "_div": numeric.div, "_min": numeric.minimum, "_max": numeric.maximum,
             "_round": numeric.round_to, "_snap": numeric.snap, "_floor": numeric.floor,
@@ -485,9 +513,6 @@ class ScalarProgram:
             override_reduction_mg: Optional[int] = None) -> tuple:
         """The record's verdict (a tuple laid out as VERDICT). With a `trace` list, the
         explaining variant runs and appends each step to it."""
-        try:
-            if trace is None:
-                return self._run(values, None, override_reduction_mg)
-            return self._run_explained(values, trace, override_reduction_mg)
-        except Reject as reject:
-            return _rejected(reject.code, reject.message, reject.status)
+        if trace is None:
+            return self.run_plain(values, None, override_reduction_mg)
+        return self.run_traced(values, trace, override_reduction_mg)

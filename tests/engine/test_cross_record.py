@@ -108,3 +108,23 @@ def test_rejected_records_take_no_part_in_caps(engine_for):
                                     ("2024-05-20T10:00", "4 km"), ("2024-05-20T11:00", "4 km")))
     assert statuses(results) == [("rejected", "TOO_FAR", 0, 0), ("credited", "", 400_000, 400),
                                  ("credited", "", 400_000, 400), ("capped", "CAP_REACHED", 200_000, 200)]
+
+
+def test_each_account_is_taken_in_the_canonical_order():
+    """Accounts are sorted one by one (by time first, the whole key on a tie): the order
+    is canonical_order's, ties on time, id and row included."""
+    import random
+
+    from engine import cross_record
+    from engine.result import INVALID, Result
+
+    rng = random.Random(7)
+    for _ in range(200):
+        results = [Result(id=f"r{rng.randint(0, 5)}", account=rng.choice("abc"), time=rng.randint(0, 4),
+                          status=rng.choice(["credited", "credited", INVALID]),
+                          row=rng.choice([None, 1, 2, rng.randint(0, 30)]))
+                   for _ in range(rng.randint(0, 30))]
+        expected: dict[str, list[int]] = {}
+        for i in cross_record.canonical_order(results):
+            expected.setdefault(results[i].account, []).append(i)
+        assert dict(cross_record._accounts(results)) == expected
