@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import gc
 import os
 import resource
 import subprocess
@@ -124,9 +125,12 @@ CPU: dict = {}
 
 
 def best_of(fn, repeat: int = 3) -> float:
-    """Best wall time of `repeat` runs; the CPU time (all threads) of that run goes to CPU."""
+    """Best wall time of `repeat` runs; the CPU time (all threads) of that run goes to CPU.
+
+    Garbage is collected before each run, so that one run does not pay for another's."""
     best = float("inf")
     for _ in range(repeat):
+        gc.collect()
         t, c = time.perf_counter(), time.process_time()
         fn()
         wall, cpu = time.perf_counter() - t, time.process_time() - c
@@ -199,11 +203,11 @@ def main() -> None:
     sample = frame.head(k)
     rows = text_rows(sample)
     scalar = Engine(plain)
-    scalar_s = best_of(lambda: scalar.evaluate(rows), 1)
+    scalar_s = best_of(lambda: scalar.evaluate(rows))
     print(f"scalar   Engine.evaluate, text rows        {rate(k, scalar_s)}  [sample of {k:,}]")
     from engine.records import ingest
     values = [ingest(r, scalar.schema, default_id="x") for r in rows]
-    prepared_s = best_of(lambda: scalar.evaluate_prepared(values), 1)
+    prepared_s = best_of(lambda: scalar.evaluate_prepared(values))
     print(f"scalar   evaluate_prepared (read values)   {rate(k, prepared_s)}  [sample of {k:,}]")
     del values
 

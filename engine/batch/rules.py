@@ -23,7 +23,10 @@
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Callable, Optional
 
 import numpy as np
@@ -37,6 +40,11 @@ from .timezones import period_index, zone_table
 from .values import Reasons
 
 PARTITION_ROWS = 1 << 18
+
+
+@lru_cache(maxsize=1)
+def _partition_pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="tanpu-rules")
 
 
 @dataclass
@@ -138,10 +146,15 @@ class Rules:
             part = (hashes[0] % np.uint64(parts)).astype(np.uint16)
             order = np.argsort(part, kind="stable")
             bounds = np.searchsorted(part[order], np.arange(parts + 1))
-            for p in range(parts):
+
+            def one(p: int) -> None:
                 chosen = order[bounds[p]:bounds[p + 1]]
                 if chosen.size:
-                    self._accounts(batch, credited[chosen], (hashes[0][chosen], hashes[1][chosen]))
+                    with np.errstate(all="ignore"):  # the error state is per thread
+                        self._accounts(batch, credited[chosen], (hashes[0][chosen], hashes[1][chosen]))
+            # partitions hold disjoint accounts, so they write disjoint rows; NumPy's
+            # sorts release the GIL, so partitions in threads use every core
+            list(_partition_pool().map(one, range(parts)))
 
     # ------------------------------------------------------------ one partition
     def _accounts(self, batch: Batch, positions: np.ndarray, hashes) -> None:
