@@ -11,6 +11,7 @@ from dsl.ir import ast as ir
 from dsl.ir.printer import content_hash
 
 from . import cross_record
+from .gc_pause import cycle_collector_paused
 from .records import RecordError, RecordReader, Schema
 from .result import MethodologyRef, Result, invalid
 from .scalar import ScalarProgram
@@ -56,25 +57,27 @@ class Engine:
         """
         read, evaluate_values = self.reader.read, self.evaluate_values
         results = []
-        for row, raw in enumerate(raw_records, start=first_row):
-            try:
-                values = read(raw, f"row-{row}", column_units)
-            except RecordError as error:
-                fields = raw if isinstance(raw, Mapping) else {}
-                results.append(invalid(row, str(fields.get("id") or f"row-{row}"),
-                                       str(fields.get("account") or ""),
-                                       f"{error.field}: {error.reason}"))
-                continue
-            results.append(evaluate_values(values, explain, row))
-        self.apply_cross_record(results, explain=explain)
+        with cycle_collector_paused():
+            for row, raw in enumerate(raw_records, start=first_row):
+                try:
+                    values = read(raw, f"row-{row}", column_units)
+                except RecordError as error:
+                    fields = raw if isinstance(raw, Mapping) else {}
+                    results.append(invalid(row, str(fields.get("id") or f"row-{row}"),
+                                           str(fields.get("account") or ""),
+                                           f"{error.field}: {error.reason}"))
+                    continue
+                results.append(evaluate_values(values, explain, row))
+            self.apply_cross_record(results, explain=explain)
         return results
 
     def evaluate_prepared(self, records: list[dict], *, explain: bool = False) -> list[Result]:
         """Ingested values in, results out (examples and benchmarks start here)."""
         evaluate_values = self.evaluate_values
-        results = [evaluate_values(values, explain, row)
-                   for row, values in enumerate(records, start=1)]
-        self.apply_cross_record(results, explain=explain)
+        with cycle_collector_paused():
+            results = [evaluate_values(values, explain, row)
+                       for row, values in enumerate(records, start=1)]
+            self.apply_cross_record(results, explain=explain)
         return results
 
     def apply_cross_record(self, results: list[Result], *, explain: bool = False) -> None:

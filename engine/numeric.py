@@ -18,6 +18,8 @@ _copysign = math.copysign
 _floor = math.floor
 _ceil = math.ceil
 _isfinite = math.isfinite
+_remainder = math.remainder
+_MG = float(MG_PER_KG)
 
 
 def div(a, b) -> float:
@@ -44,14 +46,19 @@ def maximum(a, b):
 
 
 def snap(q: float) -> float:
-    """q, or the multiple of 0.5 it is within a relative 2**-40 of."""
-    if not _isfinite(q):
-        return q
+    """q, or the multiple of 0.5 it is within a relative 2**-40 of.
+
+    The nearest integer n to h = 2q is h - remainder(h, 1): the IEEE remainder is exact
+    and rounds ties to even as np.rint does, and the difference is exact as well. It is
+    written out without helper calls because every quantized value goes through here.
+    """
     h = q * 2.0
-    if not _isfinite(h):
+    if h - h != 0.0:  # q or 2q not finite
         return q
-    n = _copysign(float(round(h)), h)
-    if abs(h - n) <= SNAP_TOLERANCE * maximum(1.0, abs(h)):
+    n = _copysign(h - _remainder(h, 1.0), h)
+    gap = h - n
+    size = -h if h < 0.0 else h
+    if (-gap if gap < 0.0 else gap) <= SNAP_TOLERANCE * (size if size > 1.0 else 1.0):
         return n * 0.5
     return q
 
@@ -77,6 +84,18 @@ def round_to(x: float, precision: float, mode: str) -> float:
     q = x / precision if precision != 1.0 else x
     r = _MODES[mode](snap(q))
     return r * precision if precision != 1.0 else r
+
+
+def whole_mg(kilograms: float) -> int:
+    """int(to_mg(kilograms)) for a finite mass, in one call (the scalar path's hot spot).
+
+    A mass too large for a float in mg raises OverflowError, as int(inf) does.
+    """
+    q = snap(kilograms * _MG)
+    if q - q != 0.0:
+        return int(q)
+    r = _floor((-q if q < 0.0 else q) + 0.5)
+    return -r if q < 0.0 else r
 
 
 def to_mg(kilograms: float) -> float:

@@ -265,7 +265,7 @@ class _Gen:
         if d.quantized:
             # numeric.to_mg written out (the value is finite here)
             mg = f"m_{_ident(d.name)}"
-            self.emit(f"{mg} = int(_half_away(_snap({name} * {float(ir.MG_PER_KG)!r})))", depth)
+            self.emit(f"{mg} = _whole_mg({name})", depth)
             self.emit(f"{name} = {mg} / 1000000.0", depth)
         elif d.type.kind == Kind.INTEGER:
             self.emit(f"{name} = int({name})", depth)
@@ -500,7 +500,7 @@ class ScalarProgram:
             "LT": local_time, "LT_day": local_time.day,
             "_div": numeric.div, "_min": numeric.minimum, "_max": numeric.maximum,
             "_round": numeric.round_to, "_snap": numeric.snap, "_floor": numeric.floor,
-            "_ceil": numeric.ceil, "_half_away": numeric.half_away,
+            "_ceil": numeric.ceil, "_half_away": numeric.half_away, "_whole_mg": numeric.whole_mg,
             "_day_part": day_part, "_bisect": bisect.bisect_right, "_missing": missing,
             "_lookup_traced": lookup_traced,
         }

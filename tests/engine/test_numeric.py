@@ -8,6 +8,7 @@ import math
 import struct
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -86,3 +87,23 @@ def test_round_to_matches_numpy(x, precision, mode):
              "round": lambda v: np.copysign(np.floor(np.abs(v) + 0.5), v)}[mode](s)
         expected = r * precision if precision != 1.0 else r
     assert bits(numeric.round_to(x, precision, mode)) == bits(expected)
+
+
+@given(floats)
+def test_whole_mg_is_the_quantization_as_an_integer(kilograms):
+    mg = numeric.to_mg(kilograms)
+    if math.isfinite(mg):
+        assert numeric.whole_mg(kilograms) == int(mg)
+    elif math.isinf(mg):
+        with pytest.raises(OverflowError):
+            numeric.whole_mg(kilograms)
+    with np.errstate(invalid="ignore", over="ignore"):
+        expected = np.copysign(np.floor(np.abs(np_snap(np.float64(kilograms) * 1e6)) + 0.5),
+                               np_snap(np.float64(kilograms) * 1e6))
+    assert bits(mg) == bits(expected)
+
+
+@given(st.integers(-2 ** 60, 2 ** 60), st.sampled_from([0.0, 1e-13, -1e-13, 0.25, 0.5, -0.5, 1e-9]))
+def test_snap_near_halves_matches_numpy(k, d):
+    q = k / 2 + d
+    assert bits(numeric.snap(q)) == bits(np_snap(q))
