@@ -264,12 +264,16 @@ class _Summary:
         self.total += frame.height
         for status, count in frame.group_by("status").len().iter_rows():
             self.counts[status] += count
-        counted = frame.filter(pl.col("status").is_in(["credited", "capped"]))
-        self.mg += int(counted.get_column("reduction_mg").sum() or 0)
-        self.points += int((counted.get_column("points") + counted.get_column("bonus")).sum() or 0)
-        if len(self.invalid) < 21:
-            bad = frame.filter(pl.col("status") == "invalid").head(21 - len(self.invalid))
-            self.invalid += [(row, message) for row, message in bad.select("row", "message").iter_rows()]
+        # expressions on the columns needed, not filtered copies of the whole frame
+        counted = pl.col("status").is_in(["credited", "capped"])
+        mg, points = frame.select(pl.col("reduction_mg").filter(counted).sum(),
+                                  (pl.col("points") + pl.col("bonus")).filter(counted).sum()).row(0)
+        self.mg += int(mg or 0)
+        self.points += int(points or 0)
+        if len(self.invalid) < 21 and self.counts.get("invalid"):
+            bad = (frame.lazy().filter(pl.col("status") == "invalid").select("row", "message")
+                   .head(21 - len(self.invalid)).collect())
+            self.invalid += list(bad.iter_rows())
 
     def echo(self, ref) -> None:
         echo = lambda text="": click.echo(text, err=True)  # noqa: E731
