@@ -60,7 +60,12 @@ def apply(results: list[Result], methodology: ir.Methodology,
     if not methodology.has_cross_record_rules:
         return
     local = {cap.timezone: LocalTime(cap.timezone) for cap in methodology.caps}
+    # duplicate and overlap rules compare a record with the account's earlier ones: alone
+    # in its account, a record has nothing to compare with (many accounts of a day's file)
+    pairwise_only = not (methodology.flags or methodology.bonuses or methodology.caps)
     for indexes in _accounts(results).values():
+        if pairwise_only and len(indexes) == 1:
+            continue
         _account(results, indexes, methodology, local, recompute_points, explain)
 
 
@@ -91,7 +96,8 @@ def _accounts(results: list[Result]) -> dict[str, list[int]]:
             by_account[r.account].append(i)
     times = [r.time for r in results]
     for indexes in by_account.values():
-        _sort_account(indexes, results, times)
+        if len(indexes) > 1:
+            _sort_account(indexes, results, times)
     return by_account
 
 
