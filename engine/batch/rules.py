@@ -393,6 +393,9 @@ def segmented_cummax(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
         pl.col("v").cum_max().over("s")).to_series().to_numpy()
 
 
+_SECOND_SEED = 0x9E3779B97F4A7C15 >> 1  # any seed other than the first hash's 0
+
+
 def account_hashes(accounts: pl.Series, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Two independently seeded 64-bit hashes of the accounts at `positions`.
 
@@ -406,8 +409,6 @@ def account_hashes(accounts: pl.Series, positions: np.ndarray) -> tuple[np.ndarr
         return first, second
     return first[positions], second[positions]
 
-
-_SECOND_SEED = 0x9E3779B97F4A7C15 >> 1
 
 
 def canonical(batch: Batch, positions: np.ndarray, hashes: np.ndarray, check: np.ndarray):

@@ -368,6 +368,17 @@ def _calendar_ok(year, month, day):
     return ok & (day <= days_in_month(year, month))
 
 
+def _iso_date(m: np.ndarray):
+    """(year, month, day, ok) of cells starting `YYYY-MM-DD` (a valid calendar date)."""
+    hi, ok_hi = _pair(m, 0)
+    lo, ok_lo = _pair(m, 2)
+    year = hi * 100 + lo
+    month, ok_m = _pair(m, 5)
+    day, ok_d = _pair(m, 8)
+    good = ok_hi & ok_lo & ok_m & ok_d & (m[:, 4] == 45) & (m[:, 7] == 45)
+    return year, month, day, good & _calendar_ok(year, month, day)
+
+
 def iso_datetimes(text: Bytes):
     """ISO 8601 cells `YYYY-MM-DD[(T| )HH:MM[:SS[.f{1,6}]]][Z|±HH:MM]`.
 
@@ -383,13 +394,7 @@ def iso_datetimes(text: Bytes):
         if width < 10:
             continue
         k = rows.size
-        hi, ok_hi = _pair(m, 0)
-        lo, ok_lo = _pair(m, 2)
-        year = hi * 100 + lo
-        month, ok_m = _pair(m, 5)
-        day, ok_d = _pair(m, 8)
-        good = ok_hi & ok_lo & ok_m & ok_d & (m[:, 4] == 45) & (m[:, 7] == 45)
-        good &= _calendar_ok(year, month, day)
+        year, month, day, good = _iso_date(m)
         zero = np.zeros(k, dtype=np.int64)
         if width == 10:
             hour = minute = second = micro = zero
@@ -428,7 +433,6 @@ def iso_datetimes(text: Bytes):
             tail = width - pos
         if np.all(tail == 0):  # nothing after the time: no offset to read
             zulu = signed = np.zeros(k, dtype=bool)
-            z = oh = om = zero
         else:
             z = _at(m, pos)
             zulu = (tail == 1) & ((z == 90) | (z == 122)) & (not date_only)
@@ -455,13 +459,7 @@ def iso_dates(text: Bytes):
     for width, rows, m in widths(text, 10):
         if width != 10:
             continue
-        hi, ok_hi = _pair(m, 0)
-        lo, ok_lo = _pair(m, 2)
-        year = hi * 100 + lo
-        month, ok_m = _pair(m, 5)
-        day, ok_d = _pair(m, 8)
-        good = ok_hi & ok_lo & ok_m & ok_d & (m[:, 4] == 45) & (m[:, 7] == 45)
-        good &= _calendar_ok(year, month, day)
+        year, month, day, good = _iso_date(m)
         days[rows] = days_from_civil(np.where(good, year, 1970), np.where(good, month, 1),
                                      np.where(good, day, 1))
         ok[rows] = good
