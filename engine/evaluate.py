@@ -10,9 +10,9 @@ from typing import Iterable, Mapping, Optional
 from dsl.ir import ast as ir
 from dsl.ir.printer import content_hash
 
-from . import cross_record
+from . import cross_record, records
 from .gc_pause import cycle_collector_paused
-from .records import RecordError, RecordReader, Schema
+from .records import RecordError, Schema
 from .result import MethodologyRef, Result, invalid
 from .scalar import ScalarProgram
 
@@ -24,7 +24,7 @@ class Engine:
         self.methodology = methodology
         self.program = ScalarProgram(methodology)
         self.schema = Schema.of(methodology)
-        self.reader = RecordReader(self.schema)
+        self.reader = records.reader(self.schema)  # shared with records.ingest
         meta = methodology.metadata
         self.ref = MethodologyRef(meta.id, meta.version, content_hash(methodology))
 
