@@ -155,15 +155,7 @@ class BatchEngine:
 
     def _recompute(self, batch: Batch, positions: np.ndarray, reduction_mg: np.ndarray) -> np.ndarray:
         """Points of capped records: the formulas re-run with the capped reduction."""
-        columns = {}
-        for name, column in batch.columns.items():
-            if isinstance(column, Cat):
-                columns[name] = Cat(column.codes[positions], column.labels)
-            elif isinstance(column, pl.Series):
-                columns[name] = column.gather(positions)
-            else:
-                columns[name] = column[positions]
-        columns["time"] = batch.time[positions]
+        columns = _Gathered(batch, positions)
         k = positions.size
         reason = np.zeros(k, dtype=np.int32)
         outcome = self.program.run(columns, k, reason, override_mg=reduction_mg)
@@ -277,6 +269,32 @@ class BatchEngine:
         """Like engine.Engine.evaluate (without explanations): dicts in, Results out."""
         frame = raw_frame(list(raw_records))
         return to_results(self.evaluate_frame(frame, column_units, first_row))
+
+
+class _Gathered(dict):
+    """The batch's columns at some positions, each gathered when the formulas first read it.
+
+    A cap keeps every input (and id, account, activity) for this recomputation, but the
+    points formula reads only a few of them: gathering the text columns it never reads
+    was most of the recomputation's time.
+    """
+
+    def __init__(self, batch: Batch, positions: np.ndarray):
+        super().__init__()
+        self.batch = batch
+        self.positions = positions
+
+    def __missing__(self, name: str):
+        positions = self.positions
+        column = self.batch.time if name == "time" else self.batch.columns[name]
+        if isinstance(column, Cat):
+            value = Cat(column.codes[positions], column.labels)
+        elif isinstance(column, pl.Series):
+            value = column.gather(positions)
+        else:
+            value = column[positions]
+        self[name] = value
+        return value
 
 
 @lru_cache(maxsize=8)

@@ -159,10 +159,10 @@ class Rules:
     # ------------------------------------------------------------ one partition
     def _accounts(self, batch: Batch, positions: np.ndarray, hashes) -> None:
         try:
-            order, account = canonical(batch, positions, *hashes)
+            order, account, time = canonical(batch, positions, *hashes)
         except HashCollision:  # two accounts with one 64-bit hash: sort by the text
             exact = batch.accounts.gather(positions).rank("dense").cast(pl.UInt64).to_numpy()
-            order, account = canonical(batch, positions, exact, exact)
+            order, account, time = canonical(batch, positions, exact, exact)
         pos = positions[order]
         starts = np.flatnonzero(np.r_[True, account[1:] != account[:-1]])
         accepted = self._keys_and_overlaps(batch, pos, account, starts)
@@ -170,7 +170,7 @@ class Rules:
         account = account[accepted]
         if pos.size == 0:
             return
-        time = batch.time[pos]
+        time = time[accepted]
         if self.m.flags or self.m.bonuses:
             self._windows(batch, pos, account, time)
         for index, cap in enumerate(self.m.caps):
@@ -412,14 +412,14 @@ def account_hashes(accounts: pl.Series, positions: np.ndarray) -> tuple[np.ndarr
 
 
 def canonical(batch: Batch, positions: np.ndarray, hashes: np.ndarray, check: np.ndarray):
-    """(order of `positions` by (account, time, id, row), account code along that order).
+    """(order of `positions` by (account, time, id, row), account code and time along it).
 
     Accounts are told apart by `hashes` (a 64-bit hash of their text); `check`, another
     hash of the same texts, must agree wherever `hashes` does, else HashCollision.
     """
     time = batch.time[positions]
     if time.size == 0:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), time
     by_hash = np.argsort(hashes)
     sorted_hashes = hashes[by_hash]
     equal = sorted_hashes[1:] == sorted_hashes[:-1]
@@ -429,13 +429,14 @@ def canonical(batch: Batch, positions: np.ndarray, hashes: np.ndarray, check: np
     code = np.cumsum(np.r_[0, ~equal])  # along by_hash
     low = int(time.min())
     span = int(time.max()) - low + 1
+    time = time[by_hash]
     if (int(code[-1]) + 1) * span < 2 ** 62:
-        within = np.argsort(code * span + (time[by_hash] - low))
+        within = np.argsort(code * span + (time - low))
     else:  # pragma: no cover - centuries of microseconds times millions of accounts
-        within = np.lexsort((time[by_hash], code))
+        within = np.lexsort((time, code))
     order = by_hash[within]
     code = code[within]
-    c, t = code, time[order]
+    c, t = code, time[within]
     tie = np.r_[False, (c[1:] == c[:-1]) & (t[1:] == t[:-1])]
     if tie.any():
         # runs of equal (account, time): order them by (id, row)
@@ -448,7 +449,7 @@ def canonical(batch: Batch, positions: np.ndarray, hashes: np.ndarray, check: np
         id_rank = ids.rank("dense").cast(pl.Int64).to_numpy()
         inner = np.lexsort((batch.rows[positions[chosen]], id_rank, run))
         order[members] = chosen[inner]
-    return order, code
+    return order, code, t
 
 
 class HashCollision(Exception):
