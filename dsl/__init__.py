@@ -15,10 +15,8 @@ from typing import Optional
 
 from .diagnostics import Diagnostic, has_errors, render_json, render_text
 from .ir import ast as ir
-from .ir.from_surface import lower
 from .ir.printer import content_hash
 from .messages import Reporter
-from .surface.parse import parse
 
 
 @dataclass
@@ -51,6 +49,9 @@ class Compiled:
 
 
 def compile_source(text: str, file: str = "<source>") -> Compiled:
+    from .ir.from_surface import lower
+    from .surface.parse import parse
+
     report = Reporter(file)
     parsed = parse(text, file, report)
     methodology = None

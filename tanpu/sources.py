@@ -28,7 +28,16 @@ def find(paths) -> list[Path]:
 
 
 def compile_file(path: Path) -> Compiled:
-    return compile_bytes(path.read_bytes(), str(path))
+    """A methodology file, compiled; the result is kept between runs (dsl/compile_cache.py)."""
+    from dsl import compile_cache
+
+    data = path.read_bytes()
+    file = str(path)
+    compiled = compile_cache.load(data, file)
+    if compiled is None:
+        compiled = compile_bytes(data, file)
+        compile_cache.store(data, file, compiled)
+    return compiled
 
 
 def compile_paths(paths) -> list[Compiled]:
