@@ -169,6 +169,9 @@ def _kilograms(milligrams):
     return pl.Series(milligrams.name, milligrams.to_numpy() / 1_000_000, dtype=pl.Float64)
 
 
+_WHOLE_SECONDS = "%Y-%m-%dT%H:%M:%SZ"
+
+
 def _result_columns(frame, ref, fmt: str):
     """A frame of engine results (engine.batch RESULT_COLUMNS) -> the columns written."""
     import polars as pl
@@ -176,10 +179,12 @@ def _result_columns(frame, ref, fmt: str):
     t = pl.col("time")
     moment = pl.from_epoch(t, time_unit="us")
     if frame.select((t % 1_000_000 != 0).any()).item():  # as isoformat: a fraction if any
-        time = (pl.when(t % 1_000_000 == 0).then(moment.dt.strftime("%Y-%m-%dT%H:%M:%SZ"))
+        time = (pl.when(t % 1_000_000 == 0).then(moment.dt.strftime(_WHOLE_SECONDS))
                 .otherwise(moment.dt.strftime("%Y-%m-%dT%H:%M:%S%.6fZ")))
+    elif fmt == "csv":  # formatted by write_csv's threads (_emit), not here on one
+        time = moment
     else:
-        time = moment.dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+        time = moment.dt.strftime(_WHOLE_SECONDS)
     flags = pl.col("flags") if fmt == "jsonl" else pl.col("flags").list.join(";")
     out = frame.select(
         pl.col("row"), pl.col("id"), pl.col("account"), time.alias("time"), pl.col("status"),
@@ -230,7 +235,8 @@ class ResultWriter:
 
     def _emit(self, out) -> None:
         if self.fmt == "stdout":
-            self.stream.write(out.select(_RESULT_COLUMNS[:11]).write_csv(include_header=self._header))
+            self.stream.write(out.select(_RESULT_COLUMNS[:11]).write_csv(
+                include_header=self._header, datetime_format=_WHOLE_SECONDS))
             self._header = False
             return
         if self.fmt == "parquet":
@@ -243,7 +249,7 @@ class ResultWriter:
         if self._handle is None:
             self._handle = open(self.path, "wb")
         if self.fmt == "csv":
-            out.write_csv(self._handle, include_header=self._header)
+            out.write_csv(self._handle, include_header=self._header, datetime_format=_WHOLE_SECONDS)
         else:
             out.write_ndjson(self._handle)
         self._header = False
@@ -259,7 +265,8 @@ class ResultWriter:
             self._handle = open(self.path, "wb")
             if self.fmt == "csv":
                 from engine.batch.engine import results_frame
-                _result_columns(results_frame([]), self.ref, "csv").write_csv(self._handle)
+                _result_columns(results_frame([]), self.ref, "csv").write_csv(
+                    self._handle, datetime_format=_WHOLE_SECONDS)
         if self._handle is not None:
             self._handle.close()
         if self.fmt == "stdout" and self._header:
