@@ -28,6 +28,9 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --upgrade pip
 	$(VENV)/bin/python -m pip install -e '.[test]'
+	@# an editable install compiles no bytecode, and where PYTHONDONTWRITEBYTECODE is set
+	@# nothing ever would: every command would compile the project's modules at its start
+	$(VENV)/bin/python -m compileall -q dsl engine tanpu registry webui docgen >/dev/null
 	touch $@
 
 test: $(STAMP)
