@@ -6,7 +6,8 @@
   ordered by (id, row). Two accounts with one hash are noticed by a second, independently
   seeded hash of the text (checked on neighbours in the sorted order, integers only:
   gathering the texts themselves in that order cost more than all the rest), and the
-  partition is then sorted by the text itself.
+  partition is then sorted by the text itself. Both sorts sort one integer column with
+  the positions packed into its low bits (pack_sort), not an argsort.
 - Duplicate ids: records whose id hash occurs twice are the only candidates; among them
   the first in canonical order (sorted on the text) keeps its status.
 - Duplicate keys and overlaps depend on which earlier records were accepted: a record
@@ -415,23 +416,31 @@ def canonical(batch: Batch, positions: np.ndarray, hashes: np.ndarray, check: np
     """(order of `positions` by (account, time, id, row), account code and time along it).
 
     Accounts are told apart by `hashes` (a 64-bit hash of their text); `check`, another
-    hash of the same texts, must agree wherever `hashes` does, else HashCollision.
+    hash of the same texts, must agree wherever the `hashes` sorted on agree, else
+    HashCollision.
     """
     time = batch.time[positions]
     if time.size == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), time
-    by_hash = np.argsort(hashes)
-    sorted_hashes = hashes[by_hash]
-    equal = sorted_hashes[1:] == sorted_hashes[:-1]
+    # by the hashes' high bits (pack_sort keeps about 46 of 64): two accounts alike there
+    # differ in `check` but for a chance of 2**-64 per pair
+    by_hash, prefix, _ = pack_sort(hashes)
+    equal = prefix[1:] == prefix[:-1]
     sorted_check = check[by_hash]
     if (equal & (sorted_check[1:] != sorted_check[:-1])).any():
         raise HashCollision()
     code = np.cumsum(np.r_[0, ~equal])  # along by_hash
-    low = int(time.min())
-    span = int(time.max()) - low + 1
     time = time[by_hash]
+    # times as multiples of their common step (a minute, a second) keep their order and
+    # usually leave room in 64 bits for the account code and the position
+    offset = time - int(time.min())
+    step = int(np.gcd.reduce(offset)) or 1
+    span = int(offset.max()) // step + 1
     if (int(code[-1]) + 1) * span < 2 ** 62:
-        within = np.argsort(code * span + (time - low))
+        key = code * span + (offset // step if step > 1 else offset)
+        within, _, lossy = pack_sort(key)
+        if lossy:
+            within = np.argsort(key, kind="stable")
     else:  # pragma: no cover - centuries of microseconds times millions of accounts
         within = np.lexsort((time, code))
     order = by_hash[within]
@@ -450,6 +459,26 @@ def canonical(batch: Batch, positions: np.ndarray, hashes: np.ndarray, check: np
         inner = np.lexsort((batch.rows[positions[chosen]], id_rank, run))
         order[members] = chosen[inner]
     return order, code, t
+
+
+def pack_sort(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+    """(order, sorted keys, lossy) of non-negative integer keys, ties in position order.
+
+    Sorts one uint64 column of (key, position) packed together instead of arg-sorting:
+    NumPy sorts a plain integer column with SIMD, about 3x faster than argsort here. A
+    key too wide to share 64 bits with a position keeps only its high bits (`lossy`):
+    equal sorted keys may then stand for different keys, which the caller must check.
+    """
+    n = keys.size
+    bits = max(1, (n - 1).bit_length())
+    keys = keys.astype(np.uint64, copy=False)
+    width = int(keys.max()).bit_length() if n else 0
+    shift = max(0, width + bits - 64)
+    packed = np.left_shift(np.right_shift(keys, np.uint64(shift)) if shift else keys, np.uint64(bits))
+    packed |= np.arange(n, dtype=np.uint64)
+    packed.sort()
+    order = (packed & np.uint64((1 << bits) - 1)).astype(np.int64)
+    return order, np.right_shift(packed, np.uint64(bits)), shift > 0
 
 
 class HashCollision(Exception):

@@ -18,7 +18,7 @@ from dsl import compile_source
 from engine import Engine
 from engine.batch import BatchEngine
 from engine.batch import text as tx
-from engine.batch.rules import HashCollision, account_hashes, canonical
+from engine.batch.rules import HashCollision, account_hashes, canonical, pack_sort
 
 CAPPED = '''methodology test.collide "collide" version 1.0.0 {
   covers ride
@@ -63,6 +63,38 @@ def test_colliding_hashes_with_different_checks_raise():
     _, check = account_hashes(batch.accounts, positions)
     with pytest.raises(HashCollision):
         canonical(batch, positions, same, check)
+
+
+@settings(max_examples=300)
+@given(st.lists(st.integers(0, 2 ** 64 - 1) | st.integers(0, 40), max_size=300))
+def test_pack_sort_orders_like_a_stable_argsort(values):
+    keys = np.array(values, dtype=np.uint64)
+    order, sorted_keys, lossy = pack_sort(keys)
+    assert sorted(order.tolist()) == list(range(keys.size))
+    if not lossy:  # exact: the stable argsort itself, and the keys along it
+        assert order.tolist() == np.argsort(keys, kind="stable").tolist()
+        assert sorted_keys.tolist() == keys[order].tolist()
+    else:  # the high bits are sorted, and every run of equal high bits is in position order
+        bits = max(1, (keys.size - 1).bit_length())
+        shift = int(keys.max()).bit_length() + bits - 64
+        assert shift > 0
+        high = (keys >> np.uint64(shift)).tolist()
+        assert sorted_keys.tolist() == [high[i] for i in order.tolist()] == sorted(high)
+        for a, b in zip(order[:-1].tolist(), order[1:].tolist()):
+            if high[a] == high[b]:
+                assert a < b
+
+
+def test_wide_keys_that_differ_only_in_their_low_bits_are_caught():
+    """Two accounts whose hashes agree in the bits pack_sort keeps must not be merged."""
+    engine = _engine()
+    batch = _batch(engine, _records())
+    positions = np.arange(batch.n)
+    first, check = account_hashes(batch.accounts, positions)
+    alice = batch.accounts.to_numpy() == "alice"
+    near = np.where(alice, np.uint64(2 ** 63), np.uint64(2 ** 63 + 1))  # differ in bit 0 only
+    with pytest.raises(HashCollision):
+        canonical(batch, positions, near, near)
 
 
 def test_a_collision_falls_back_to_the_text_and_gives_the_same_results():
