@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from dsl import compile_source  # noqa: E402
+from tanpu.memory import keep_freed_memory  # noqa: E402
 from engine import Engine  # noqa: E402
 from engine.batch import BatchEngine  # noqa: E402
 
@@ -203,6 +204,7 @@ def memory_child(path: str, methodology: str, memory_rows: str = "0") -> None:
     which Linux carries over a fork and exec)."""
     import threading
 
+    keep_freed_memory()  # as `tanpu eval` does
     engine = BatchEngine(compile_text(Path(methodology).read_text(encoding="utf-8")))
     before = _rss_mb()
     peak = [before]
@@ -228,6 +230,8 @@ def main() -> None:
     parser.add_argument("--scalar-n", type=int, default=200_000)
     parser.add_argument("--csv-n", type=int, default=1_000_000)
     parser.add_argument("--no-memory", action="store_true", help="skip the 1M/5M peak memory runs")
+    parser.add_argument("--default-malloc", action="store_true",
+                        help="leave glibc's malloc as it is (tanpu eval and serve raise its thresholds)")
     parser.add_argument("--memory-child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
@@ -237,8 +241,11 @@ def main() -> None:
     text = SOURCE.read_text(encoding="utf-8")
     plain, capped = compile_text(text), compile_text(text + CAP)
     n = args.n
+    # as `tanpu eval` and `tanpu serve` do (tanpu/memory.py); --default-malloc to compare
+    kept = not args.default_malloc and keep_freed_memory()
     print(f"machine: {os.cpu_count()} CPU(s), load average {os.getloadavg()[0]:.2f}; "
-          f"polars {pl.__version__}, numpy {np.__version__}")
+          f"polars {pl.__version__}, numpy {np.__version__}; freed memory kept for reuse: "
+          f"{'yes' if kept else 'no'}")
     t = time.perf_counter()
     frame = typed_frame(n)
     print(f"generated {n:,} typed records in {time.perf_counter() - t:.1f} s "

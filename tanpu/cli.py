@@ -142,8 +142,10 @@ def eval_command(methodology, records, output, explain, engine_name):
     A row that cannot be read is reported with its row number and reason, and the
     others are still evaluated. A summary by status ends the run (on stderr).
     """
+    from .memory import keep_freed_memory
     from .recordfiles import FileFormatError, format_of
 
+    keep_freed_memory()
     c = _compile_one(methodology)
     try:
         if output:
@@ -524,8 +526,11 @@ def serve(database_url, host, port, threads, no_seed, demo_password):
 
     from .seed import ensure_first_admin, seed as run_seed
 
+    from .memory import keep_freed_memory
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    keep_freed_memory()  # API batches reuse the memory earlier ones freed
     settings = load()
     if database_url:
         settings = Settings(database_url=database_url, secret_key=settings.secret_key,
