@@ -63,10 +63,14 @@ def apply(results: list[Result], methodology: ir.Methodology,
     # duplicate and overlap rules compare a record with the account's earlier ones: alone
     # in its account, a record has nothing to compare with (many accounts of a day's file)
     pairwise_only = not (methodology.flags or methodology.bonuses or methodology.caps)
+    overlaps_only = pairwise_only and not methodology.duplicates
     for indexes in _accounts(results).values():
         if pairwise_only and len(indexes) == 1:
             continue
-        _account(results, indexes, methodology, local, recompute_points, explain)
+        if overlaps_only:
+            _overlaps(results, indexes, methodology.overlaps, explain)
+        else:
+            _account(results, indexes, methodology, local, recompute_points, explain)
 
 
 def _mark_repeated_ids(results: list[Result], explain: bool) -> None:
@@ -117,6 +121,29 @@ def _set(r: Result, status: str, code: str, message: str, explain: bool, **detai
     r.status, r.code, r.message = status, code, message
     if explain and r.explanation is not None:
         r.explanation.append({"kind": "rule", "status": status, "code": code, "message": message, **detail})
+
+
+def _overlaps(results, indexes, rules, explain):
+    """_account for a methodology whose only cross-record rules are overlap rules (the
+    transit ones): the same decisions, without the per-account state of the other rules,
+    which cost more than the check itself on accounts of a few rides."""
+    latest_end = [None] * len(rules)
+    for i in indexes:
+        r = results[i]
+        if r.status != CREDITED:
+            continue
+        values = r.values
+        for index, rule in enumerate(rules):
+            latest = latest_end[index]
+            if latest is not None and values[rule.start] < latest:
+                _set(r, REJECTED, rule.code, rule.message, explain)
+                r.reduction_mg, r.points = 0, 0
+                break
+        else:  # accepted: its end now counts for the account's later records
+            for index, rule in enumerate(rules):
+                end, latest = values[rule.end], latest_end[index]
+                if latest is None or end > latest:
+                    latest_end[index] = end
 
 
 def _account(results, indexes, m: ir.Methodology, local, recompute_points, explain):

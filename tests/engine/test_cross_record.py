@@ -90,6 +90,34 @@ forbid overlap between started and ended per account else OVERLAP "重叠 / over
         ("credited", ""), ("credited", ""), ("rejected", "OVERLAP"), ("credited", "")]
 
 
+def test_two_overlap_rules_the_first_one_names_the_rejection(engine_for):
+    """Overlap rules only (the scalar path's own loop for them): a ride rejected by either
+    rule counts for neither, and one both reject gets the first rule's code."""
+    engine = engine_for('''
+input distance: quantity [km]
+input started: datetime
+input ended: datetime
+input docked: datetime
+input undocked: datetime
+parameter factor [g/km] = 100 source "test" [ASM]
+reduction = factor * distance
+points = floor(reduction / 1 g)
+forbid overlap between started and ended per account else RIDE_OVERLAP "重叠 / overlap"
+forbid overlap between docked and undocked per account else DOCK_OVERLAP "重叠 / dock overlap"
+''')
+    def ride(i, start, end, dock, undock):
+        day = "2024-05-20T"
+        return {"id": f"r{i}", "account": "a", "distance": "1 km", "started": day + start,
+                "ended": day + end, "docked": day + dock, "undocked": day + undock}
+    records = [ride(0, "08:00", "08:30", "10:00", "10:10"), ride(1, "08:30", "09:00", "10:05", "10:20"),
+               ride(2, "08:40", "08:50", "10:10", "10:15"), ride(3, "08:45", "08:55", "10:12", "10:20")]
+    results = engine.evaluate(records)
+    assert [(r.status, r.code) for r in results] == [
+        ("credited", ""), ("rejected", "DOCK_OVERLAP"), ("credited", ""), ("rejected", "RIDE_OVERLAP")]
+    from engine.batch import BatchEngine
+    assert [r.key() for r in BatchEngine(engine.methodology).evaluate(records)] == [r.key() for r in results]
+
+
 def test_flag_and_bonus_windows(engine_for):
     engine = engine_for(BIKE + "flag more than 2 records per account within 1 h as TOO_MANY \"过多 / too many\"\n"
                         "bonus 50 points on the 3rd record per account within 7 days\n")
