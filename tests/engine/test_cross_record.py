@@ -69,8 +69,7 @@ def test_duplicate_ids_and_duplicate_keys(engine_for):
         ("credited", ""), ("duplicate", "SAME_ROUTE"), ("credited", ""), ("duplicate", "DUPLICATE_ID")]
 
 
-def test_overlap_is_half_open_and_only_against_accepted_rides(engine_for):
-    engine = engine_for('''
+TIMED_RIDES = '''
 input distance: quantity [km]
 input started: datetime
 input ended: datetime
@@ -78,7 +77,11 @@ parameter factor [g/km] = 100 source "test" [ASM]
 reduction = factor * distance
 points = floor(reduction / 1 g)
 forbid overlap between started and ended per account else OVERLAP "重叠 / overlap"
-''')
+'''
+
+
+def test_overlap_is_half_open_and_only_against_accepted_rides(engine_for):
+    engine = engine_for(TIMED_RIDES)
     def ride(i, start, end):
         return {"id": f"r{i}", "account": "a", "distance": "1 km",
                 "started": f"2024-05-20T{start}", "ended": f"2024-05-20T{end}"}
@@ -93,18 +96,8 @@ forbid overlap between started and ended per account else OVERLAP "重叠 / over
 def test_two_overlap_rules_the_first_one_names_the_rejection(engine_for):
     """Overlap rules only (the scalar path's own loop for them): a ride rejected by either
     rule counts for neither, and one both reject gets the first rule's code."""
-    engine = engine_for('''
-input distance: quantity [km]
-input started: datetime
-input ended: datetime
-input docked: datetime
-input undocked: datetime
-parameter factor [g/km] = 100 source "test" [ASM]
-reduction = factor * distance
-points = floor(reduction / 1 g)
-forbid overlap between started and ended per account else RIDE_OVERLAP "重叠 / overlap"
-forbid overlap between docked and undocked per account else DOCK_OVERLAP "重叠 / dock overlap"
-''')
+    engine = engine_for(TIMED_RIDES + "input docked: datetime\ninput undocked: datetime\n"
+                        'forbid overlap between docked and undocked per account else DOCK_OVERLAP "停放重叠 / dock"\n')
     def ride(i, start, end, dock, undock):
         day = "2024-05-20T"
         return {"id": f"r{i}", "account": "a", "distance": "1 km", "started": day + start,
@@ -113,7 +106,7 @@ forbid overlap between docked and undocked per account else DOCK_OVERLAP "重叠
                ride(2, "08:40", "08:50", "10:10", "10:15"), ride(3, "08:45", "08:55", "10:12", "10:20")]
     results = engine.evaluate(records)
     assert [(r.status, r.code) for r in results] == [
-        ("credited", ""), ("rejected", "DOCK_OVERLAP"), ("credited", ""), ("rejected", "RIDE_OVERLAP")]
+        ("credited", ""), ("rejected", "DOCK_OVERLAP"), ("credited", ""), ("rejected", "OVERLAP")]
     from engine.batch import BatchEngine
     assert [r.key() for r in BatchEngine(engine.methodology).evaluate(records)] == [r.key() for r in results]
 
