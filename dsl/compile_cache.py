@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from . import Compiled
 
 _MAGIC = b"tanpu-compiled 1\n"
+KEPT = 256  # compilations kept; the least recently written beyond this are removed
 
 
 @lru_cache(maxsize=1)
@@ -80,3 +81,21 @@ def store(data: bytes, file: str, compiled: "Compiled") -> None:
     except Exception:  # pragma: no cover - everything in a Compiled pickles today
         return
     cache.write(name, header + payload)
+    _prune()
+
+
+def _prune() -> None:
+    """An expert who checks a file at every save writes an entry each time: keep the
+    newest KEPT, so that the folder does not grow without end."""
+    directory = cache.cache_dir()
+    if directory is None:
+        return
+    try:
+        entries = list(directory.glob("compiled-*.pickle"))
+        if len(entries) <= KEPT:
+            return
+        entries.sort(key=lambda p: p.stat().st_mtime_ns)
+        for stale in entries[:len(entries) - KEPT]:
+            stale.unlink()
+    except OSError:  # another process pruned at the same time: nothing is lost but time
+        pass

@@ -117,3 +117,21 @@ def test_the_fingerprint_covers_the_grammar_and_every_module():
             assert fingerprint(copy) != base, name
             target.write_bytes(original)
         assert fingerprint(copy) == base
+
+
+def test_only_the_newest_compilations_are_kept(cache_dir, tmp_path, monkeypatch):
+    import os
+
+    monkeypatch.setattr(compile_cache, "KEPT", 3)
+    paths = []
+    for i in range(5):
+        path = tmp_path / f"m{i}.tanpu"
+        path.write_text(SHENZHEN, encoding="utf-8")
+        before = set(_entries(cache_dir))
+        sources.compile_file(path)
+        (new,) = set(_entries(cache_dir)) - before
+        os.utime(new, ns=(i * 10 ** 9, i * 10 ** 9))  # written one second apart
+        paths.append(path)
+    assert len(_entries(cache_dir)) == 3
+    kept = [compile_cache.load(p.read_bytes(), str(p)) is not None for p in paths]
+    assert kept == [False, False, True, True, True]
