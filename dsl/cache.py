@@ -65,3 +65,31 @@ def write(name: str, data: bytes) -> None:
                 os.unlink(temporary)
             except OSError:
                 pass
+
+
+def installed_version(distribution: str) -> Optional[str]:
+    """An installed library's version, read from its dist-info folder without importing it
+    (importing Pint alone takes 0.1 s); cache keys carry it, so that an upgrade rebuilds."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(distribution)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.origin:
+        return None
+    site = os.path.dirname(os.path.dirname(spec.origin))
+    try:
+        names = os.listdir(site)
+    except OSError:
+        names = []
+    prefix = distribution.lower() + "-"
+    for name in names:
+        lower = name.lower()
+        if lower.startswith(prefix) and lower.endswith(".dist-info"):
+            return name[len(prefix):-len(".dist-info")]
+    try:
+        from importlib.metadata import version
+        return version(distribution)
+    except Exception:
+        return None

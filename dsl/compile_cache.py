@@ -4,7 +4,7 @@ Every command that reads a methodology file (`tanpu eval`, `inspect`, `test`, ..
 import the parser, the checkers and Lark and compile the file again: about 0.3 s of a
 start, where loading the compiled result takes a few milliseconds. An entry is keyed by
 everything the result depends on: the file's bytes and name (diagnostics carry it), the
-compiler's own code (every file of dsl/), the Lark and Pint installed, and the Python
+compiler's own code (every file of dsl/), the Lark and Pint versions, and the Python
 version. A changed compiler or library therefore never serves an old result, and an
 entry that does not load is compiled again (dsl/cache.py keeps the files).
 """
@@ -12,7 +12,6 @@ entry that does not load is compiled again (dsl/cache.py keeps the files).
 from __future__ import annotations
 
 import hashlib
-import os
 import pickle
 import sys
 from functools import lru_cache
@@ -38,23 +37,9 @@ def compiler_fingerprint() -> bytes:
             digest.update(str(path.relative_to(root)).encode("utf-8") + b"\0")
             digest.update(path.read_bytes() + b"\0")
     for name in ("lark", "pint"):
-        digest.update(_installed(name).encode("utf-8") + b"\0")
+        digest.update(f"{name} {cache.installed_version(name)}".encode("utf-8") + b"\0")
     digest.update(("%d.%d" % sys.version_info[:2]).encode("ascii"))
     return digest.digest()
-
-
-def _installed(name: str) -> str:
-    """Where a library is and when its files were written, without importing it."""
-    import importlib.util
-
-    try:
-        spec = importlib.util.find_spec(name)
-        stat = os.stat(spec.origin) if spec is not None and spec.origin else None
-    except (ImportError, ValueError, OSError):
-        return f"{name}: absent"
-    if stat is None:
-        return f"{name}: absent"
-    return f"{name}: {spec.origin} {stat.st_size} {stat.st_mtime_ns}"
 
 
 def _entry(data: bytes, file: str) -> tuple[str, bytes]:

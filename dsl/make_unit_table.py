@@ -15,7 +15,7 @@ import re
 import sys
 from pathlib import Path
 
-from . import units
+from . import cache, units
 
 # Units a methodology is likely to write; their products and quotients with each other
 # (CORE only) are in the table too.
@@ -70,7 +70,7 @@ def main() -> None:
     products |= set(shipped.products)
     for a, b in itertools.product(CORE + ["1"], repeat=2):
         products |= {(a, b, 1), (a, b, -1)}
-    memory = units._Memory(units._memory_key(units._pint_version()))
+    memory = units._Memory(units._memory_key(cache.installed_version("pint")))
     for text in sorted(texts):
         try:
             memory.units[text] = units._pint_parse_unit(text)

@@ -274,36 +274,9 @@ def _unit_of_entry(entry) -> Unit:
     return Unit(_str(text), dim, Fraction(numerator, denominator))
 
 
-def _pint_version() -> Optional[str]:
-    """The installed Pint's version without importing it (that alone takes 0.1 s)."""
-    import importlib.util
-    import os
-
-    try:
-        spec = importlib.util.find_spec("pint")
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.origin:
-        return None
-    site = os.path.dirname(os.path.dirname(spec.origin))
-    try:
-        names = os.listdir(site)
-    except OSError:
-        names = []
-    for name in names:
-        lower = name.lower()
-        if lower.startswith("pint-") and lower.endswith(".dist-info"):
-            return name[len("pint-"):-len(".dist-info")]
-    try:
-        from importlib.metadata import version
-        return version("pint")
-    except Exception:
-        return None
-
-
 @lru_cache(maxsize=1)
 def _remembered() -> _Memory:
-    version = _pint_version()
+    version = cache.installed_version("pint")
     if version is None:
         return _Memory(None)
     key = _memory_key(version)

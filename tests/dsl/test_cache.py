@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from dsl import compile_source, render_text, unit_table, units
+from dsl import cache, compile_source, render_text, unit_table, units
 from dsl.ir.printer import to_json
 from dsl.surface import parse as parse_module
 
@@ -150,7 +150,7 @@ def test_processes_starting_at_once_share_an_empty_cache(tmp_path):
 
 def test_the_shipped_unit_table_is_what_pint_answers():
     """Regenerate with `python -m dsl.make_unit_table` when this fails (a Pint upgrade)."""
-    key = units._memory_key(units._pint_version())
+    key = units._memory_key(cache.installed_version("pint"))
     assert unit_table.KEY == key, "dsl/unit_table.py is for another Pint: regenerate it"
     shipped = units._Memory(key)
     shipped.load(unit_table.DATA.encode("utf-8"))
