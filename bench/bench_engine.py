@@ -24,14 +24,19 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import polars as pl
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dsl import compile_source  # noqa: E402
 from tanpu.memory import keep_freed_memory  # noqa: E402
+
+# as `tanpu eval` and `tanpu serve` do (tanpu/memory.py), before Polars loads, since its
+# allocator reads the setting then; --default-malloc measures without it
+KEPT = "--default-malloc" not in sys.argv and keep_freed_memory()
+
+import numpy as np  # noqa: E402
+import polars as pl  # noqa: E402
+
+from dsl import compile_source  # noqa: E402
 from engine import Engine  # noqa: E402
 from engine.batch import BatchEngine  # noqa: E402
 
@@ -186,6 +191,16 @@ def best_of(fn, repeat: int = 3) -> float:
     return best
 
 
+def machine_speed() -> float:
+    """Seconds for 20 million additions in pure Python: on a shared virtual machine this
+    moves by a third from one minute to the next, and every figure below with it."""
+    started = time.perf_counter()
+    total = 0
+    for i in range(20_000_000):
+        total += i
+    return time.perf_counter() - started
+
+
 def rate(n: int, seconds: float) -> str:
     cpu = CPU.get("last", seconds)
     return (f"{n / seconds / 1e6:6.2f} M records/s wall ({seconds:6.2f} s), "
@@ -204,7 +219,6 @@ def memory_child(path: str, methodology: str, memory_rows: str = "0") -> None:
     which Linux carries over a fork and exec)."""
     import threading
 
-    keep_freed_memory()  # as `tanpu eval` does
     engine = BatchEngine(compile_text(Path(methodology).read_text(encoding="utf-8")))
     before = _rss_mb()
     peak = [before]
@@ -241,9 +255,9 @@ def main() -> None:
     text = SOURCE.read_text(encoding="utf-8")
     plain, capped = compile_text(text), compile_text(text + CAP)
     n = args.n
-    # as `tanpu eval` and `tanpu serve` do (tanpu/memory.py); --default-malloc to compare
-    kept = not args.default_malloc and keep_freed_memory()
-    print(f"machine: {os.cpu_count()} CPU(s), load average {os.getloadavg()[0]:.2f}; "
+    kept = KEPT
+    print(f"machine: {os.cpu_count()} CPU(s), load average {os.getloadavg()[0]:.2f}, "
+          f"a fixed pure-Python loop in {machine_speed():.2f} s (compare runs by it); "
           f"polars {pl.__version__}, numpy {np.__version__}; freed memory kept for reuse: "
           f"{'yes' if kept else 'no'}")
     t = time.perf_counter()

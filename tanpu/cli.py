@@ -143,9 +143,10 @@ def eval_command(methodology, records, output, explain, engine_name):
     others are still evaluated. A summary by status ends the run (on stderr).
     """
     from .memory import keep_freed_memory
+
+    keep_freed_memory()  # before Polars loads: its allocator reads the setting then
     from .recordfiles import FileFormatError, format_of
 
-    keep_freed_memory()
     c = _compile_one(methodology)
     try:
         if output:
@@ -519,6 +520,9 @@ def serve(database_url, host, port, threads, no_seed, demo_password):
     prints, once) a first administrator when none can sign in."""
     import logging
 
+    from .memory import keep_freed_memory
+
+    keep_freed_memory()  # API batches reuse the memory earlier ones freed; before Polars loads
     from waitress import serve as waitress_serve
 
     from tanpu.settings import Settings, load
@@ -526,11 +530,8 @@ def serve(database_url, host, port, threads, no_seed, demo_password):
 
     from .seed import ensure_first_admin, seed as run_seed
 
-    from .memory import keep_freed_memory
-
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    keep_freed_memory()  # API batches reuse the memory earlier ones freed
     settings = load()
     if database_url:
         settings = Settings(database_url=database_url, secret_key=settings.secret_key,
