@@ -185,7 +185,12 @@ def _result_columns(frame, ref, fmt: str):
         time = moment
     else:
         time = moment.dt.strftime(_WHOLE_SECONDS)
-    flags = pl.col("flags") if fmt == "jsonl" else pl.col("flags").list.join(";")
+    if fmt == "jsonl":
+        flags = pl.col("flags")
+    elif frame.height and frame.get_column("flags").list.len().max():
+        flags = pl.col("flags").list.join(";")
+    else:  # no flag on any row (the usual case): joining a million empty lists took 70 ms
+        flags = pl.lit(None, dtype=pl.String)
     out = frame.select(
         pl.col("row"), pl.col("id"), pl.col("account"), time.alias("time"), pl.col("status"),
         pl.col("code"), pl.col("message"),
@@ -196,7 +201,8 @@ def _result_columns(frame, ref, fmt: str):
         pl.lit(ref.id).alias("methodology"), pl.lit(ref.version).alias("version"),
         pl.lit(ref.content_hash).alias("content_hash"))
     if fmt == "csv":  # an empty text is an empty cell, as the csv module writes it
-        text = [c for c, t in out.schema.items() if t == pl.String]
+        constant = {"methodology", "version", "content_hash"}  # never empty
+        text = [c for c, t in out.schema.items() if t == pl.String and c not in constant]
         out = out.with_columns(pl.when(pl.col(c) == "").then(None).otherwise(pl.col(c)).alias(c)
                                for c in text)
     return out

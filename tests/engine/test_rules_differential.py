@@ -14,7 +14,6 @@ import datetime as dt
 import json
 import os
 import signal
-import threading
 import time
 from pathlib import Path
 
@@ -295,11 +294,26 @@ def test_message_ids_never_share_a_hash():
 
 # ---------------------------------------------------------------- the worker
 def _busy(records: int):
-    """One account with many records, 10 g each: a batch that takes seconds."""
-    start = int(dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc).timestamp()) * 1_000_000
-    return [Result(id=f"r{i}", account="a", time=start + i * 60_000_000, status=CREDITED,
-                   reduction_mg=10_000, points=10, values={"distance": 250.0})
-            for i in range(records)]
+    """One account with many rides, 10 g each, as the formulas left them: a batch that
+    takes the worker a while (and that it can finish, capped, if it is quick)."""
+    start = dt.datetime(2024, 1, 1)
+    return _per_record(ENGINES["daily"], [
+        {"id": f"r{i}", "account": "a", "distance": "0.25 km",
+         "time": (start + dt.timedelta(minutes=i)).isoformat()} for i in range(records)])
+
+
+class _SignalledWithTheRequest(Worker):
+    """A real worker process that gets a signal as soon as the next request is sent to it
+    (SIGKILL: it dies mid-request; SIGSTOP: it hangs), on any machine, however fast it
+    would have got through the request."""
+
+    signal_next = None
+
+    def _receive(self, timeout: float):
+        if self.signal_next is not None:
+            os.kill(self.pid, self.signal_next)
+            self.signal_next = None
+        return super()._receive(timeout)
 
 
 def _small():
@@ -308,22 +322,16 @@ def _small():
 
 
 def test_a_killed_worker_raises_and_the_next_call_works():
-    worker = Worker()
+    worker = _SignalledWithTheRequest()
     try:
         rules = RulesEngine(DAILY, worker=worker, retries=0)
         rules.apply(_small())  # the worker is up
         pid = worker.pid
-        results = _busy(20_000)
+        results = _busy(2_000)
         before = [r.key() for r in results]
-
-        def kill():  # the request is sent within a second, then it takes several
-            time.sleep(1.0)
-            os.kill(pid, signal.SIGKILL)
-        killer = threading.Thread(target=kill)
-        killer.start()
+        worker.signal_next = signal.SIGKILL
         with pytest.raises(RulesEngineError, match="died"):
             rules.apply(results)
-        killer.join()
         assert [r.key() for r in results] == before  # untouched: the caller can fall back
         again = _small()
         rules.apply(again)
@@ -348,13 +356,14 @@ def test_a_retry_hides_one_crash():
 
 
 def test_a_hung_worker_times_out_and_is_replaced():
-    worker = Worker()
+    worker = _SignalledWithTheRequest()
     try:
-        slow = RulesEngine(DAILY, worker=worker, retries=0, timeout=0.2)
+        slow = RulesEngine(DAILY, worker=worker, retries=0, timeout=0.5)
         slow.apply(_small())
         pid = worker.pid
+        worker.signal_next = signal.SIGSTOP  # hangs: stopped, not dead
         with pytest.raises(RulesEngineError, match="no answer within"):
-            slow.apply(_busy(20_000))
+            slow.apply(_busy(2_000))
         results = _small()
         RulesEngine(DAILY, worker=worker).apply(results)
         assert results[0].status == CREDITED and worker.pid != pid
