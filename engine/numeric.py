@@ -89,11 +89,12 @@ def round_to(x: float, precision: float, mode: str) -> float:
 def whole_mg(kilograms: float) -> int:
     """int(to_mg(kilograms)) for a finite mass, in one call (the scalar path's hot spot).
 
-    A mass too large for a float in mg raises OverflowError, as int(inf) does.
+    A mass too large for a float in mg gives the float infinity, which the caller rejects
+    with every other mass beyond int64 (scalar.too_large).
     """
     q = snap(kilograms * _MG)
     if q - q != 0.0:
-        return int(q)
+        return q
     r = _floor((-q if q < 0.0 else q) + 0.5)
     return -r if q < 0.0 else r
 

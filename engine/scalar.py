@@ -40,6 +40,12 @@ VERDICT = ("status", "code", "message", "reduction_mg", "points",
            "baseline_mg", "project_mg", "leakage_mg")
 
 
+def too_large(name: str) -> str:
+    """The message of a value beyond 64-bit whole numbers (mg for a mass): every path
+    rejects it, since the columnar ones hold such numbers in int64."""
+    return f"`{name}` is too large to count (beyond ±9.2e18 whole units)"
+
+
 def _rejected(code: str, message: str, status: str = "rejected") -> tuple:
     """The verdict of a record that is not credited: no amounts."""
     return (status, code, message, 0, 0, None, None, None)
@@ -266,8 +272,13 @@ class _Gen:
             # numeric.to_mg written out (the value is finite here)
             mg = f"m_{_ident(d.name)}"
             self.emit(f"{mg} = _whole_mg({name})", depth)
+            self.emit(f"if not -9223372036854775808 <= {mg} <= 9223372036854775807:", depth)
+            self.emit(f"return {self.reject(NOT_FINITE, too_large(d.name))}", depth + 1)
             self.emit(f"{name} = {mg} / 1000000.0", depth)
         elif d.type.kind == Kind.INTEGER:
+            # a whole number from a float must fit in 64 bits, as the columnar paths hold it
+            self.emit(f"if {name}.__class__ is float and not -9.223372036854776e18 <= {name} < 9.223372036854776e18:", depth)
+            self.emit(f"return {self.reject(NOT_FINITE, too_large(d.name))}", depth + 1)
             self.emit(f"{name} = int({name})", depth)
         if self.explain:
             mg = f"m_{_ident(d.name)}" if d.quantized else "None"

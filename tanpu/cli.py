@@ -177,7 +177,9 @@ def eval_command(methodology, records, output, explain, engine_name):
     else:
         from engine.batch import BatchEngine
 
-        engine = BatchEngine(c.methodology)
+        from .kernels import build
+
+        engine = BatchEngine(c.methodology, kernels=build)  # the formulas in C where it can
         frames = _evaluate_batch(engine, Path(records))
     writer = ResultWriter(Path(output) if output else None, engine.ref, stream=sys.stdout)
     summary = _Summary()

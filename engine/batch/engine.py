@@ -14,7 +14,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Iterable, Iterator, Mapping, Optional
+from typing import Callable, Iterable, Iterator, Mapping, Optional
 
 import numpy as np
 import polars as pl
@@ -26,6 +26,7 @@ from dsl.types import Kind
 from ..records import Schema
 from ..result import MethodologyRef, Result
 from .ingest import Ingested, ingest_frame, raw_frame, text_series
+from .kernel import Kernels
 from .program import Program
 from .rules import Batch, Rules
 from .values import Cat, Reasons
@@ -63,7 +64,11 @@ class BatchEngine:
     eval_rows = 1 << 16  # rows the formulas are evaluated on at once
     threads = min(4, os.cpu_count() or 1)  # chunks (or slices of one chunk) evaluated at once
 
-    def __init__(self, methodology: ir.Methodology, chunk_rows: int = CHUNK_ROWS):
+    def __init__(self, methodology: ir.Methodology, chunk_rows: int = CHUNK_ROWS,
+                 kernels: Optional[Callable[[str], Optional[Callable]]] = None):
+        """`kernels`: C source -> a loaded kernel, or None (tanpu/kernels.py builds them);
+        with it the formulas run as one C function per chunk (kernel.py), without it as
+        NumPy operations (program.py). The results are the same."""
         self.methodology = methodology
         self.schema = Schema.of(methodology)
         meta = methodology.metadata
@@ -71,6 +76,7 @@ class BatchEngine:
         self.chunk_rows = chunk_rows
         self.reasons = Reasons()
         self.program = Program(methodology, self.reasons)
+        self.formulas = Kernels(self.program, kernels) if kernels is not None else self.program
         self.rules = Rules(methodology, self.reasons, recompute=self._recompute)
         self.masses = tuple(n for n in ("baseline", "project", "leakage") if n in self.program.defined)
         keep = set(self.rules.needed_inputs())
@@ -120,26 +126,37 @@ class BatchEngine:
         columns = got.columns
         columns["id"] = got.ids
         columns["account"] = got.accounts
-        masses = {name: np.zeros(n, dtype=np.int64) for name in ("reduction",) + self.masses}
-        points = np.zeros(n, dtype=np.int64)
-        step = self.eval_rows
-
-        def run(lo: int) -> None:  # a slice that stays in the CPU caches
-            hi = min(n, lo + step)
-            part = {k: _slice(v, lo, hi) for k, v in columns.items()} if (lo, hi) != (0, n) else columns
-            outcome = self.program.run(part, hi - lo, reason[lo:hi])
-            for name, values in masses.items():
-                values[lo:hi] = outcome.masses[name]
-            points[lo:hi] = outcome.points
-        starts = range(0, n, step)
-        if threads > 1 and len(starts) > 1:  # NumPy releases the GIL in its loops
-            list(_slice_pool(threads).map(run, starts))
+        credited_only = self.formulas is not self.program and self.formulas.compiles_for(columns)
+        if credited_only:
+            # the kernel writes the amounts of credited rows only, into these arrays,
+            # on the whole chunk at once (C needs no cache-sized slices)
+            outcome = self.formulas.run(columns, n, reason)
+            masses = dict(outcome.masses)
+            masses.setdefault("reduction", np.zeros(n, dtype=np.int64))
+            points = outcome.points
         else:
-            for lo in starts:
-                run(lo)
+            masses = {name: np.zeros(n, dtype=np.int64) for name in ("reduction",) + self.masses}
+            points = np.zeros(n, dtype=np.int64)
+            step = self.eval_rows
+
+            def run(lo: int) -> None:  # a slice that stays in the CPU caches
+                hi = min(n, lo + step)
+                part = {k: _slice(v, lo, hi) for k, v in columns.items()} if (lo, hi) != (0, n) else columns
+                outcome = self.program.run(part, hi - lo, reason[lo:hi])
+                for name, values in masses.items():
+                    values[lo:hi] = outcome.masses[name]
+                points[lo:hi] = outcome.points
+            starts = range(0, n, step)
+            if threads > 1 and len(starts) > 1:  # NumPy releases the GIL in its loops
+                list(_slice_pool(threads).map(run, starts))
+            else:
+                for lo in starts:
+                    run(lo)
         credited = reason == Reasons.CREDITED
-        reduction = np.where(credited, masses["reduction"], 0)
-        points = np.where(credited, points, 0)
+        if not credited_only:
+            masses["reduction"] = np.where(credited, masses["reduction"], 0)
+            points = np.where(credited, points, 0)
+        reduction = masses["reduction"]
         if got.messages:
             positions = np.fromiter(got.messages.keys(), dtype=np.int64)
             messages = pl.Series("message", [None] * n, dtype=pl.String)

@@ -209,6 +209,10 @@ class _Reader:
         if kind == Kind.CHOICE and _is_categorical(dtype):
             series, categories = _enum(series)
             physical = series.to_physical()
+            if tuple(categories) == tuple(spec.choices) and not series.null_count():
+                # the column's own Enum is the choice (a typed file, the usual case): its
+                # codes are the choice's
+                return Cat(physical.cast(pl.Int32).to_numpy(), tuple(spec.choices)), np.ones(n, dtype=bool)
             mapping = np.array([spec.choices.index(c) if c in spec.choices else -1 for c in categories] + [-1],
                                dtype=np.int32)
             codes = physical.fill_null(len(categories)).cast(pl.Int64).to_numpy()

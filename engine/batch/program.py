@@ -23,7 +23,7 @@ from dsl.types import Kind
 from .. import records
 from ..result import (ACTIVITY_NOT_COVERED, NO_VALUE, NOT_APPLICABLE, NOT_FINITE,
                       OUT_OF_PERIOD, OUT_OF_RANGE, REJECTED)
-from ..scalar import _bound_text, _definition_needs
+from ..scalar import _bound_text, _definition_needs, too_large
 from .lookups import Table
 from .timezones import DAY_US, day_part, zone_table
 from .values import Cat, Reasons, as_cat, full, union
@@ -152,6 +152,9 @@ class Program:
         self.require_reason = {id(r): add(REJECTED, r.code, r.message) for r in methodology.requires}
         self.not_finite = {d.name: add(REJECTED, NOT_FINITE, f"`{d.name}` is not a finite number")
                            for d in methodology.definitions}
+        self.too_large = {d.name: add(REJECTED, NOT_FINITE, too_large(d.name))
+                          for d in methodology.definitions
+                          if d.quantized or d.type.kind == Kind.INTEGER}
         self.in_force = {p.name: add(REJECTED, NO_VALUE, f"`{p.name}` has no value in force at this date")
                          for p in methodology.parameters}
         self.policy = {p.name: add(REJECTED, p.missing.code, p.missing.message)
@@ -264,14 +267,23 @@ class _Run:
                 mg = to_mg(array)
                 if finite is not None:
                     mg = np.where(finite, mg, 0.0)
+                self._fits(mg, d.name)
                 mg = mg.astype(np.int64)
                 self.mg[d.name] = mg
                 value = mg / 1000000.0
             elif kind == Kind.INTEGER and array.dtype.kind == "f":
-                value = (np.where(finite, array, 0.0) if finite is not None else array).astype(np.int64)
+                whole = np.where(finite, array, 0.0) if finite is not None else array
+                self._fits(whole, d.name)
+                value = whole.astype(np.int64)
             else:
                 value = array
         self.defs[d.name] = value
+
+    def _fits(self, whole: np.ndarray, name: str) -> None:
+        """Rejects the rows whose whole number is beyond int64 (scalar.too_large)."""
+        beyond = ~((whole >= -2.0 ** 63) & (whole < 2.0 ** 63))
+        if beyond.any():
+            self.reject(beyond, self.p.too_large[name])
 
     # ------------------------------------------------------------ expressions
     def cat(self, name: str) -> Cat:

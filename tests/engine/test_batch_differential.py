@@ -30,6 +30,7 @@ from engine import Engine, records
 from engine.batch import BatchEngine, to_results
 from engine.batch import text as tx
 from engine.batch.timezones import zone_table
+from tanpu.kernels import build
 from tanpu.recordfiles import open_records
 
 from .strategies import record_stream
@@ -155,10 +156,17 @@ def _keys(results) -> list:
     return [r.key() + (r.message,) for r in results]
 
 
+def _batches(methodology) -> tuple[BatchEngine, BatchEngine]:
+    """The batch engine with its formulas in NumPy, and in a C kernel (which must build)."""
+    in_c = BatchEngine(methodology, kernels=build)
+    assert in_c.formulas.compiles(), "the kernel did not build: the NumPy path would hide it"
+    return BatchEngine(methodology), in_c
+
+
 def _agree(methodology, stream, **kwargs):
     expected = _keys(Engine(methodology).evaluate(stream, **kwargs))
-    got = _keys(BatchEngine(methodology).evaluate(stream, **kwargs))
-    assert got == expected
+    for batch in _batches(methodology):
+        assert _keys(batch.evaluate(stream, **kwargs)) == expected
 
 
 # ---------------------------------------------------------------- record streams
@@ -167,26 +175,30 @@ def test_every_methodology_gives_the_same_results(path):
     compiled = compile_source(path.read_text(encoding="utf-8"), str(path))
     assert compiled.ok, compiled.render()
     methodology = compiled.methodology
-    scalar, batch = Engine(methodology), BatchEngine(methodology)
+    scalar, batches = Engine(methodology), _batches(methodology)
 
     @_settings(12)
     @given(record_stream(methodology))
     def check(stream):
-        assert _keys(batch.evaluate(stream)) == _keys(scalar.evaluate(stream))
+        expected = _keys(scalar.evaluate(stream))
+        for batch in batches:
+            assert _keys(batch.evaluate(stream)) == expected
     check()
 
 
 @pytest.mark.parametrize("name", sorted(SYNTHETIC))
 def test_synthetic_methodologies_give_the_same_results(name):
     methodology = _synthetic(name)
-    scalar, batch = Engine(methodology), BatchEngine(methodology)
+    scalar, batches = Engine(methodology), _batches(methodology)
     if name == "rules":
-        batch.rules.rounds = 1  # duplicates/overlaps: also replay accounts record by record
+        batches[0].rules.rounds = 1  # duplicates/overlaps: also replay accounts record by record
 
     @_settings(25)
     @given(record_stream(methodology, max_size=50))
     def check(stream):
-        assert _keys(batch.evaluate(stream)) == _keys(scalar.evaluate(stream))
+        expected = _keys(scalar.evaluate(stream))
+        for batch in batches:
+            assert _keys(batch.evaluate(stream)) == expected
     check()
 
 
@@ -208,12 +220,14 @@ def _dst_stream(draw):
 
 def test_daylight_saving_time_days_hours_and_caps():
     methodology = _compile(DST)
-    scalar, batch = Engine(methodology), BatchEngine(methodology)
+    scalar, batches = Engine(methodology), _batches(methodology)
 
     @_settings(25)
     @given(_dst_stream())
     def check(stream):
-        assert _keys(batch.evaluate(stream)) == _keys(scalar.evaluate(stream))
+        expected = _keys(scalar.evaluate(stream))
+        for batch in batches:
+            assert _keys(batch.evaluate(stream)) == expected
     check()
 
 
@@ -252,14 +266,16 @@ def _builtin_record(draw, i: int):
 
 def test_builtins_in_formulas_activities_and_padded_cells():
     methodology = _compile(BUILTINS)
-    scalar, batch = Engine(methodology), BatchEngine(methodology)
+    scalar, batches = Engine(methodology), _batches(methodology)
 
     @_settings(30)
     @given(st.integers(min_value=0, max_value=30).flatmap(
         lambda n: st.tuples(*[_builtin_record(i) for i in range(n)])))
     def check(stream):
         stream = list(stream)
-        assert _keys(batch.evaluate(stream)) == _keys(scalar.evaluate(stream))
+        expected = _keys(scalar.evaluate(stream))
+        for batch in batches:
+            assert _keys(batch.evaluate(stream)) == expected
     check()
 
 

@@ -1,0 +1,187 @@
+"""The C kernel of the batch formulas (engine/batch/kernel.py, tanpu/kernels.py).
+
+test_batch_differential.py runs every methodology through the kernel as well; these
+tests aim at what a C translation gets wrong: the bits of the numeric contract on
+awkward numbers, what it must leave to NumPy, and how kernels are built and kept.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dsl import compile_source
+from engine import Engine
+from engine.batch import BatchEngine
+from engine.batch.kernel import Kernels, generate
+from engine.batch.values import Cat
+from tanpu import kernels
+
+pytestmark = pytest.mark.skipif(kernels.compiler() is None, reason="no C compiler")
+
+HEADER = '''methodology test.{name} "{name}" version 1.0.0 {{
+  covers thing
+  effective from 2024-01-01
+  timezone Asia/Shanghai
+}}
+'''
+
+# every rounding mode and precision path, min/max with ties and signed zeros, abs, a
+# division that can be by zero (not finite: rejected), whole mg on halves, int64 math
+NUMBERS = HEADER.format(name="numbers") + '''
+input x: quantity [kg]
+input y: quantity [kg]
+input z: integer between -1000000 and 1000000
+let q = x / y
+baseline = round(q * 1 kg, 0.001 kg) + floor(x, 0.01 kg) + ceil(y, 1 kg)
+project = min(x, y) - max(x, abs(y)) + (if x > y then x else y)
+reduction = baseline - project + round(x / 1 kg) * 1 kg - ceil(y / 1 kg) * 1 g
+points = round(reduction / 1 g) + z * z - z + floor(q)
+'''
+
+AWKWARD = [0.0, -0.0, 0.5, -0.5, 1.5, 2.5, -2.5, 0.0000005, -0.0000005, 0.0000015, 1e-300,
+           5e-324, 1e300, -1e300, 4503599627370496.5, 9.007199254740993e15, 0.1, 0.3, 2.675,
+           1.0000000000001, 0.9999999999999999]
+
+
+def _compile(text: str):
+    compiled = compile_source(text, "test.tanpu")
+    assert compiled.ok, compiled.render()
+    return compiled.methodology
+
+
+def _keys(results) -> list:
+    return [r.key() + (r.message,) for r in results]
+
+
+_number = st.one_of(st.sampled_from(AWKWARD), st.floats(allow_nan=False, allow_infinity=False),
+                    st.floats(min_value=-1e4, max_value=1e4).map(lambda v: round(v, 7)))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(st.tuples(_number, _number, st.integers(-1_000_000, 1_000_000)), max_size=40))
+def test_awkward_numbers_give_the_scalar_paths_bits(rows):
+    methodology = NUMBERS_METHODOLOGY
+    stream = [{"id": f"r{i}", "account": "a", "time": "2024-05-20T08:00",
+               "x": f"{x!r} kg", "y": f"{y!r} kg", "z": str(z)} for i, (x, y, z) in enumerate(rows)]
+    expected = _keys(Engine(methodology).evaluate(stream))
+    assert _keys(IN_C.evaluate(stream)) == expected
+    assert _keys(IN_NUMPY.evaluate(stream)) == expected
+
+
+NUMBERS_METHODOLOGY = _compile(NUMBERS)
+IN_C = BatchEngine(NUMBERS_METHODOLOGY, kernels=kernels.build)
+IN_NUMPY = BatchEngine(NUMBERS_METHODOLOGY)
+
+
+def test_the_numbers_methodology_runs_in_c():
+    assert IN_C.formulas.compiles()
+    results = IN_C.evaluate([{"id": "r", "account": "a", "time": "2024-05-20T08:00",
+                              "x": "1 kg", "y": "0 kg", "z": "2"}])
+    assert results[0].code == "NOT_FINITE"  # x / 0 kg
+
+
+def test_a_methodology_the_kernel_does_not_compile_runs_in_numpy_alike():
+    methodology = _compile(HEADER.format(name="texts") + '''
+input a: text
+input b: text
+input n: integer between 0 and 100
+require a != b else SAME "the two texts are the same"
+reduction = n * 1 g
+points = n
+''')
+    batch = BatchEngine(methodology, kernels=kernels.build)
+    assert not batch.formulas.compiles()  # text against text: left to program.py
+    stream = [{"id": f"r{i}", "account": "a", "time": "2024-05-20T08:00", "a": a, "b": b, "n": "7"}
+              for i, (a, b) in enumerate([("x", "y"), ("x", "x"), ("甲", "甲")])]
+    assert _keys(batch.evaluate(stream)) == _keys(Engine(methodology).evaluate(stream))
+    assert [r.code for r in batch.evaluate(stream)] == ["", "SAME", "SAME"]
+
+
+def test_a_key_the_checker_ruled_out_is_handed_back_to_numpy_for_its_message():
+    """A choice outside the table cannot come from ingest (it rejects unknown choices),
+    but the kernel must still not invent an outcome: program.py writes the message."""
+    methodology = _compile(HEADER.format(name="impossible") + '''
+input mode: choice { bus, metro }
+input distance: quantity [km] between 0 km and 100 km
+parameter factor [g/km] by mode from 2024-01-01 source "t" [ASM] { bus: 20, metro: 30 }
+reduction = factor[mode] * distance
+points = floor(reduction / 1 g)
+''')
+    columns = {"mode": Cat(np.array([0, 2, 1], dtype=np.int32), ("bus", "metro", "tram")),
+               "distance": np.array([10_000.0, 10_000.0, 10_000.0]),  # metres
+               "time": np.full(3, 1_716_163_200_000_000, dtype=np.int64),
+               "activity": Cat(np.zeros(3, dtype=np.int32), ("",))}
+    batch = BatchEngine(methodology, kernels=kernels.build)
+    assert isinstance(batch.formulas, Kernels) and batch.formulas.compiles()
+    by_c = batch.formulas.run(dict(columns), 3, np.zeros(3, dtype=np.int32))
+    by_numpy = batch.program.run(dict(columns), 3, np.zeros(3, dtype=np.int32))
+    assert by_c.reason.tolist() == by_numpy.reason.tolist()
+    assert by_c.reason[0] == 0 and by_c.reason[1] > 1
+    assert "tram" in batch.reasons.items[by_c.reason[1]][2]
+    assert by_c.points[[0, 2]].tolist() == by_numpy.points[[0, 2]].tolist() == [200, 300]
+    assert by_c.masses["reduction"][[0, 2]].tolist() == [200_000, 300_000]
+
+
+def test_the_source_asks_for_ieee_operations_only():
+    source = generate(IN_C.program, {"x": "d", "y": "d", "z": "i", "time": "i", "activity": "c"})
+    assert "-ffp-contract=off" in kernels.FLAGS and not any("fast" in f and "fno" not in f
+                                                         for f in kernels.FLAGS)
+    # a division by a constant stays a division (not a multiplication by its reciprocal)
+    assert " / (0x1.0624dd2f1a9fcp-10)" in source.text or "/ (double)((0x1.0624dd2f1a9fcp-10))" in source.text
+    assert math.isclose(float.fromhex("0x1.0624dd2f1a9fcp-10"), 0.001)
+
+
+def test_kernels_are_kept_and_reused_without_a_compiler(tmp_path, monkeypatch):
+    monkeypatch.setenv("TANPU_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(kernels, "_loaded", {})
+    source = generate(IN_C.program, {"x": "d", "y": "d", "z": "i", "time": "i", "activity": "c"}).text
+    assert kernels.build(source) is not None
+    libraries = list((tmp_path / "kernels").glob("*.so"))
+    assert len(libraries) == 1
+    monkeypatch.setattr(kernels, "_loaded", {})  # a new process: only the file remains
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
+    assert kernels.compiler() is None
+    assert kernels.build(source) is not None  # loaded from the cache folder
+
+
+def test_a_damaged_library_is_compiled_again(tmp_path, monkeypatch):
+    monkeypatch.setenv("TANPU_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(kernels, "_loaded", {})
+    source = generate(IN_C.program, {"x": "d", "y": "d", "z": "i", "time": "i", "activity": "c"}).text
+    library = kernels.library_path(source)
+    library.write_bytes(b"not a shared library")  # a disk that filled up, a copy cut short
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
+    assert kernels.build(source) is None  # cannot be loaded, and nothing to compile it with
+    assert not library.exists()
+    monkeypatch.delenv("CC")
+    library.write_bytes(b"not a shared library")
+    assert kernels.build(source) is not None
+    assert library.read_bytes()[:4] == b"\x7fELF"
+
+
+def test_without_a_compiler_the_engine_evaluates_in_numpy(tmp_path, monkeypatch):
+    monkeypatch.setenv("TANPU_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
+    monkeypatch.setattr(kernels, "_loaded", {})
+    batch = BatchEngine(NUMBERS_METHODOLOGY, kernels=kernels.build)
+    assert not batch.formulas.compiles()
+    stream = [{"id": "r", "account": "a", "time": "2024-05-20T08:00", "x": "1.5 kg", "y": "2 kg", "z": "3"}]
+    assert _keys(batch.evaluate(stream)) == _keys(Engine(NUMBERS_METHODOLOGY).evaluate(stream))
+
+
+def test_a_failing_compiler_warns_and_the_engine_evaluates_in_numpy(tmp_path, monkeypatch):
+    failing = tmp_path / "cc"
+    failing.write_text("#!/bin/sh\necho 'no space left on device' >&2\nexit 1\n")
+    failing.chmod(0o755)
+    monkeypatch.setenv("TANPU_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("CC", str(failing))
+    monkeypatch.setattr(kernels, "_loaded", {})
+    batch = BatchEngine(NUMBERS_METHODOLOGY, kernels=kernels.build)
+    with pytest.warns(RuntimeWarning, match="no space left"):
+        assert not batch.formulas.compiles()
