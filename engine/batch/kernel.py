@@ -45,6 +45,7 @@ from dsl.types import Kind
 
 from .. import records
 from .program import Outcome, Program, _Run
+from .timezones import DAY_US
 from .values import Cat, full
 
 # returned by a kernel in `reason` for a row program.py must redo (an "impossible" key)
@@ -60,7 +61,7 @@ class Unsupported(Exception):
 class Arg:
     """One array the kernel reads, in the order of its `void **` argument."""
 
-    # per row: input, period, keycodes (number keys), lookup_value (no keys), leaf, day;
+    # per row: input, period, keycodes (number keys), lookup_value (no keys), leaf, offset;
     # tables: dense, present (a parameter's), keymap (label -> key code), covered (activity)
     kind: str
     ctype: str        # d (double), i (int64), b (one byte), c (int32 code)
@@ -74,6 +75,7 @@ class KernelSource:
     codes: list[tuple[str, str]]  # (input, label): int32 codes passed per call
     masses: list[str]             # the quantized mass outputs written, in order
     nodes: dict[int, Any]         # id -> the lookups compiled
+    redo: bool                    # whether a row can come back as REDO
 
 
 _C_TYPES = {"d": "double", "i": "int64_t", "b": "uint8_t", "c": "int32_t"}
@@ -104,6 +106,10 @@ static inline int64_t t_sub(int64_t a, int64_t b) { return (int64_t)((uint64_t)a
 static inline int64_t t_mul(int64_t a, int64_t b) { return (int64_t)((uint64_t)a * (uint64_t)b); }
 static inline int64_t t_neg(int64_t a) { return (int64_t)(0u - (uint64_t)a); }
 static inline int64_t t_iabs(int64_t a) { return a < 0 ? t_neg(a) : a; }
+static inline int64_t t_floordiv(int64_t a, int64_t b) {
+    int64_t q = a / b;
+    return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
+}
 static inline int64_t t_to_i64(double x) {
     return (x >= -0x1p63 && x < 0x1p63) ? (int64_t)x : INT64_MIN;
 }
@@ -135,6 +141,7 @@ class _Gen:
         self.lines: list[str] = []
         self.defined: dict[str, str] = {}  # definition -> ctype
         self.nodes: dict[int, Any] = {}
+        self.redo = False
         self.temps = 0
 
     # ------------------------------------------------------------ arguments
@@ -148,8 +155,10 @@ class _Gen:
         return f"a{index}"
 
     def arg(self, kind: str, ctype: str, node=None) -> str:
-        """The row's value of a per-row array argument."""
-        return self.pointer(kind, ctype, node) + "[i]"
+        """The row's value of a per-row argument: an array, or one value for every row
+        (its mask M is then 0 instead of all ones: no array of n copies is made)."""
+        name = self.pointer(kind, ctype, node)
+        return f"{name}[i & M[{name[1:]}]]"
 
     def code_of(self, name: str, label: str) -> str:
         if (name, label) not in self.codes:
@@ -380,6 +389,7 @@ class _Gen:
             missing = f"{{ R[i] = {self.p.policy[e.parameter]}; goto next; }}"
         else:
             missing = f"{{ R[i] = {REDO}; goto next; }}"
+            self.redo = True
         return ("({ " + " ".join(parts) + f" double {x}; "
                 f"if ({x}p < 0) {{ R[i] = {self.p.in_force[e.parameter]}; goto next; }} "
                 f"int64_t {x}c = {x}p * INT64_C({size}) + ({composite}); "
@@ -425,7 +435,8 @@ class _Gen:
     def build(self) -> KernelSource:
         p, m = self.p, self.m
         if p.before is not None or p.after is not None:
-            day = self.arg("day", "i")
+            # the local day: UTC time plus the zone's offset (one for the chunk, usually)
+            day = f"t_floordiv({self.arg('input', 'i', 'time')} + {self.arg('offset', 'i')}, INT64_C({DAY_US}))"
             if p.before is not None:
                 self.reject_if(f"{day} < INT64_C({p.start_day})", p.before)
             if p.after is not None:
@@ -459,7 +470,7 @@ class _Gen:
                 self.reject_if(f"!({cond})", p.require_reason[id(item)])
         masses = [name for name in MASSES if name in self.defined and self.m.definition(name).quantized]
         for j, name in enumerate(masses):
-            self.emit(f"M{j}[i] = m_{name};")
+            self.emit(f"O{j}[i] = m_{name};")
         points = self.defined.get("points")
         if points == "i":
             self.emit("P[i] = d_points;")
@@ -475,15 +486,16 @@ class _Gen:
             head.append(f"    const {_C_TYPES[arg.ctype]} *a{j} = (const {_C_TYPES[arg.ctype]} *)a[{j}];")
         k = len(self.args)
         head.append(f"    const int32_t *K = (const int32_t *)a[{k}];")
-        head.append(f"    int32_t *R = (int32_t *)a[{k + 1}];")
-        head.append(f"    int64_t *P = (int64_t *)a[{k + 2}];")
+        head.append(f"    const int64_t *M = (const int64_t *)a[{k + 1}];")
+        head.append(f"    int32_t *R = (int32_t *)a[{k + 2}];")
+        head.append(f"    int64_t *P = (int64_t *)a[{k + 3}];")
         for j in range(len(masses)):
-            head.append(f"    int64_t *M{j} = (int64_t *)a[{k + 3 + j}];")
+            head.append(f"    int64_t *O{j} = (int64_t *)a[{k + 4 + j}];")
         head.append("    for (int64_t i = 0; i < n; i++) {")
         head.append("        if (R[i] != 0) continue;")
         tail = ["    next:;", "    }", "}"]
         text = PRELUDE + "\n".join(head + body + tail) + "\n"
-        return KernelSource(text, self.args, self.codes, masses, self.nodes)
+        return KernelSource(text, self.args, self.codes, masses, self.nodes, self.redo)
 
 
 def generate(program: Program, types: dict[str, str]) -> KernelSource:
@@ -557,12 +569,17 @@ def _call(program: Program, source: KernelSource, function, columns: dict, n: in
     run = _Run(program, columns, n, reason, None)  # program.py's leaves: its own code
     keep = []  # every array handed to C stays referenced until the call returns
     pointers = []
+    masks = []
+    offset = None
 
-    def add(array: np.ndarray, dtype, whole: bool = False):
-        """A per-row array (a scalar broadcast to n), or with `whole` a table as it is."""
-        array = np.ascontiguousarray(array if whole else full(array, n), dtype=dtype)
+    def add(array, dtype, whole: bool = False):
+        """A per-row array, a value for every row (mask 0), or with `whole` a table."""
+        array = np.ascontiguousarray(array, dtype=dtype)
+        if array.ndim == 0:
+            array = array.reshape(1)
         keep.append(array)
         pointers.append(array.ctypes.data)
+        masks.append(-1 if not whole and array.size == n and n > 1 else 0)
 
     for arg in source.args:
         kind, node = arg.kind, arg.node
@@ -572,10 +589,12 @@ def _call(program: Program, source: KernelSource, function, columns: dict, n: in
             else:
                 add(columns[node], {"d": np.float64, "i": np.int64, "b": np.uint8}[arg.ctype])
         elif kind == "lookup_value":  # a parameter without keys: its value per period
-            values, _ = program.tables[node.parameter].lookup(run.period(node.parameter), [], n)
-            add(values, np.float64)
+            add(program.tables[node.parameter].values[_period(run, node.parameter)], np.float64)
         elif kind == "period":
-            add(run.period(node), np.int64)
+            add(_period(run, node), np.int64)
+        elif kind == "offset":
+            offset = program.zone.utc_offsets(columns["time"]) if offset is None else offset
+            add(offset, np.int64)
         elif kind == "keymap":
             lookup_id, j, name = node
             add(_keymap(program, source, lookup_id, j, columns[name], run), np.int64, whole=True)
@@ -593,11 +612,10 @@ def _call(program: Program, source: KernelSource, function, columns: dict, n: in
                          dtype=np.uint8), np.uint8, whole=True)
         elif kind == "leaf":
             add(np.asarray(run.ev(node, None)), np.int64)
-        elif kind == "day":
-            add(run.day(), np.int64)
     codes = np.array([run.cat(name).index(label) for name, label in source.codes] or [0], dtype=np.int32)
-    keep.append(codes)
-    pointers.append(codes.ctypes.data)
+    mask = np.array(masks or [0], dtype=np.int64)
+    keep.extend((codes, mask))
+    pointers.extend((codes.ctypes.data, mask.ctypes.data))
     if reason.dtype != np.int32 or not reason.flags.c_contiguous:  # pragma: no cover - engine's own
         raise TypeError("reason must be a contiguous int32 array")
     pointers.append(reason.ctypes.data)
@@ -607,8 +625,8 @@ def _call(program: Program, source: KernelSource, function, columns: dict, n: in
     pointers.extend(m.ctypes.data for m in masses.values())
     table = (ctypes_pointer_array(len(pointers)))(*pointers)
     function(n, table)  # ctypes lets go of the GIL: chunks run on every core
-    redo = np.flatnonzero(reason == REDO)
-    if redo.size:  # a key the checker proved impossible: program.py says which
+    redo = np.flatnonzero(reason == REDO) if source.redo else ()
+    if len(redo):  # a key the checker proved impossible: program.py says which
         reason[redo] = 0
         sub_reason = np.zeros(redo.size, dtype=np.int32)
         outcome = program.run(_gather(columns, redo), redo.size, sub_reason)
@@ -618,6 +636,21 @@ def _call(program: Program, source: KernelSource, function, columns: dict, n: in
         for name in masses:
             masses[name][redo] = np.where(credited, outcome.masses[name], 0)
     return Outcome(reason, masses, points)
+
+
+def _period(run: _Run, parameter: str):
+    """The index of the parameter's period in force: one for all rows when the chunk's
+    local days lie in one period (found from the first and last instant when the zone
+    has one offset for the chunk), else program.py's per-row array."""
+    table = run.p.tables[parameter]
+    time = run.columns["time"]
+    offset = run.p.zone.utc_offsets(time) if time.size else None
+    if isinstance(offset, int):
+        ends = (np.array([time.min(), time.max()], dtype=np.int64) + offset) // DAY_US
+        found = table.period(ends)
+        if isinstance(found, int):
+            return found
+    return run.period(parameter)
 
 
 def _keymap(program: Program, source: KernelSource, lookup_id: int, j: int, column, run: _Run) -> np.ndarray:
