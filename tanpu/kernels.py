@@ -13,6 +13,7 @@ which rounds once where the scalar path rounds twice) and no fast-math option.
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import hashlib
 import os
@@ -51,8 +52,9 @@ def _folder() -> Path:
             return folder
         except OSError:
             pass
-    if _scratch is None:  # no cache: a folder of this process's own
+    if _scratch is None:  # no cache: a folder of this process's own, gone at its exit
         _scratch = Path(tempfile.mkdtemp(prefix="tanpu-kernels-"))
+        atexit.register(shutil.rmtree, _scratch, True)
     return _scratch
 
 

@@ -44,6 +44,7 @@ from dsl.ir import ast as ir
 from dsl.types import Kind
 
 from .. import records
+from ..scalar import _ident
 from .program import Outcome, Program, _Run
 from .timezones import DAY_US
 from .values import Cat, full
@@ -199,7 +200,7 @@ class _Gen:
             ctype = self.defined.get(e.name)
             if ctype is None:
                 raise Unsupported(f"`{e.name}` is not a number or a truth value")
-            return f"d_{e.name}", ctype
+            return f"d_{_ident(e.name)}", ctype
         if t is ir.Arith:
             (a, ta), (b, tb) = self.pair(e.left, e.right)
             if e.op == "/":
@@ -404,7 +405,7 @@ class _Gen:
         name = d.name
         value, ctype = self.expr(d.expr)
         kind = d.type.kind
-        v = f"d_{name}"
+        v = f"d_{_ident(name)}"  # ASCII: a methodology's names may be Chinese
         if kind in (Kind.QUANTITY, Kind.INTEGER):
             if ctype not in "id":
                 raise Unsupported(f"`{name}` is not a number")
@@ -414,8 +415,8 @@ class _Gen:
             if d.quantized:
                 self.emit(f"double {v}_mg = t_half_away(t_snap((double){v}_raw * 1000000.0));")
                 self.reject_if(f"!({v}_mg >= -0x1p63 && {v}_mg < 0x1p63)", self.p.too_large[name])
-                self.emit(f"int64_t m_{name} = (int64_t){v}_mg;")
-                self.emit(f"double {v} = (double)m_{name} / 1000000.0;")
+                self.emit(f"int64_t m_{_ident(name)} = (int64_t){v}_mg;")
+                self.emit(f"double {v} = (double)m_{_ident(name)} / 1000000.0;")
                 self.defined[name] = "d"
             elif kind == Kind.INTEGER and ctype == "d":
                 self.reject_if(f"!({v}_raw >= -0x1p63 && {v}_raw < 0x1p63)", self.p.too_large[name])
@@ -470,7 +471,7 @@ class _Gen:
                 self.reject_if(f"!({cond})", p.require_reason[id(item)])
         masses = [name for name in MASSES if name in self.defined and self.m.definition(name).quantized]
         for j, name in enumerate(masses):
-            self.emit(f"O{j}[i] = m_{name};")
+            self.emit(f"O{j}[i] = m_{_ident(name)};")
         points = self.defined.get("points")
         if points == "i":
             self.emit("P[i] = d_points;")

@@ -86,6 +86,21 @@ def test_the_numbers_methodology_runs_in_c():
     assert results[0].code == "NOT_FINITE"  # x / 0 kg
 
 
+def test_names_in_chinese_become_c_identifiers():
+    methodology = _compile(HEADER.format(name="names") + '''
+input 距离: quantity [km] between 0 km and 100 km
+let 系数 = 40 g/km
+let 减排 = 系数 * 距离
+reduction = 减排
+points = floor(reduction / 1 g)
+''')
+    batch = BatchEngine(methodology, kernels=kernels.build)
+    assert batch.formulas.compiles()
+    stream = [{"id": "r", "account": "a", "time": "2024-05-20T08:00", "距离": "2.5 km"}]
+    assert [r.points for r in batch.evaluate(stream)] == [100]
+    assert _keys(batch.evaluate(stream)) == _keys(Engine(methodology).evaluate(stream))
+
+
 def test_a_methodology_the_kernel_does_not_compile_runs_in_numpy_alike():
     methodology = _compile(HEADER.format(name="texts") + '''
 input a: text
@@ -185,3 +200,13 @@ def test_a_failing_compiler_warns_and_the_engine_evaluates_in_numpy(tmp_path, mo
     batch = BatchEngine(NUMBERS_METHODOLOGY, kernels=kernels.build)
     with pytest.warns(RuntimeWarning, match="no space left"):
         assert not batch.formulas.compiles()
+
+
+def test_with_caching_off_kernels_go_to_a_folder_of_the_process(monkeypatch):
+    monkeypatch.setenv("TANPU_CACHE_DIR", "")  # caching off (dsl/cache.py)
+    monkeypatch.setattr(kernels, "_loaded", {})
+    monkeypatch.setattr(kernels, "_scratch", None)
+    source = generate(IN_C.program, {"x": "d", "y": "d", "z": "i", "time": "i", "activity": "c"}).text
+    assert kernels.build(source) is not None
+    library = kernels.library_path(source)
+    assert library.exists() and library.parent.name.startswith("tanpu-kernels-")
