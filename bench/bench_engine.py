@@ -288,12 +288,12 @@ def main() -> None:
     batch = BatchEngine(plain, kernels=build)
     assert batch.formulas.compiles(), "no C compiler: the batch figures would be NumPy's"
     per_record_s = best_of(lambda: list(batch.per_record_chunks(
-        ((frame.slice(s, batch.chunk_rows), s + 1) for s in range(0, n, batch.chunk_rows)), UNITS)))
+        batch.frame_chunks(frame), UNITS)))
     print(f"batch    per record, formulas in C         {rate(n, per_record_s)}")
     per_record_cpu = CPU["last"]
     in_numpy = BatchEngine(plain)
     numpy_formulas_s = best_of(lambda: list(in_numpy.per_record_chunks(
-        ((frame.slice(s, in_numpy.chunk_rows), s + 1) for s in range(0, n, in_numpy.chunk_rows)), UNITS)))
+        in_numpy.frame_chunks(frame), UNITS)))
     print(f"batch    per record, formulas in NumPy     {rate(n, numpy_formulas_s)}")
     whole_s = best_of(lambda: batch.evaluate_frame(frame, UNITS), 2)
     print(f"batch    evaluate_frame (+ overlap, ids)   {rate(n, whole_s)}")
@@ -310,7 +310,7 @@ def main() -> None:
     print(f"polars   hand-written, the engine's outputs {rate(n, same_s)}")
     same_cpu = CPU["last"]
     parts = list(batch.per_record_chunks(
-        ((frame.slice(s, batch.chunk_rows), s + 1) for s in range(0, n, batch.chunk_rows)), UNITS))
+        batch.frame_chunks(frame), UNITS))
     agree = same_as_engine(handwritten_polars_same_outputs(frame), parts, batch.reasons)
     del parts
     mg = handwritten_polars(frame).get_column("reduction_mg").to_numpy()

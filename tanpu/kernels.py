@@ -24,7 +24,7 @@ import tempfile
 import threading
 import warnings
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 from dsl.cache import cache_dir
 
@@ -33,7 +33,7 @@ if platform.machine() in ("x86_64", "AMD64"):
     # floor/ceil/rint as single instructions (every CPU NumPy 2 runs on has SSE4.1)
     FLAGS.append("-msse4.1")
 
-_loaded: dict[str, Callable] = {}
+_loaded: dict[str, ctypes.CDLL] = {}
 _lock = threading.Lock()
 _scratch: Optional[Path] = None
 
@@ -61,8 +61,8 @@ def _folder() -> Path:
 KEEP = 256  # libraries kept in the cache folder, newest first (an expert's every edit makes one)
 
 
-def build(source: str) -> Optional[Callable]:
-    """The loaded `tanpu_kernel` of this C source, compiled if need be; None if it cannot be."""
+def build(source: str) -> Optional[ctypes.CDLL]:
+    """The loaded library of this C source, compiled if need be; None if it cannot be."""
     with _lock:
         library = library_path(source)
         function = _loaded.get(library.name)
@@ -79,7 +79,7 @@ def library_path(source: str) -> Path:
     return _folder() / f"{key}.so"
 
 
-def _load_or_compile(source: str, library: Path) -> Optional[Callable]:
+def _load_or_compile(source: str, library: Path) -> Optional[ctypes.CDLL]:
     if library.exists():
         try:
             return _load(library)
@@ -103,11 +103,8 @@ def _load_or_compile(source: str, library: Path) -> Optional[Callable]:
     return _load(library)
 
 
-def _load(library: Path) -> Callable:
-    function = ctypes.CDLL(str(library)).tanpu_kernel
-    function.argtypes = (ctypes.c_int64, ctypes.c_void_p)
-    function.restype = None
-    return function
+def _load(library: Path) -> ctypes.CDLL:
+    return ctypes.CDLL(str(library))
 
 
 def _prune(folder: Path) -> None:

@@ -58,10 +58,11 @@ def _is_categorical(dtype) -> bool:
 
 
 class _Reader:
-    def __init__(self, frame: pl.DataFrame, schema: Schema, units: Mapping[str, str]):
+    def __init__(self, frame: pl.DataFrame, schema: Schema, units: Mapping[str, str], native=None):
         self.frame = frame
         self.schema = schema
         self.units = units
+        self.native = native  # native_text.NativeText, or None: NumPy's checks
         self.n = frame.height
         self.zone = zone_table(schema.timezone)
         self._bytes: dict[str, tx.Bytes] = {}
@@ -300,9 +301,13 @@ def _stripped(reader: _Reader, name: str):
             raw = series.to_list()
             out = [str(v).strip() if records._present(v) else "" for v in raw]
             return pl.Series(name, out, dtype=pl.String), np.array([records._present(v) for v in raw], dtype=bool)
-    edges = tx.Edges(series)
-    suspect = tx.maybe_padded(series, edges)
-    present = edges.length > 0
+    found = reader.native.padded(series) if reader.native is not None else None
+    if found is not None:
+        suspect, present = found
+    else:
+        edges = tx.Edges(series)
+        suspect = tx.maybe_padded(series, edges)
+        present = edges.length > 0
     values = series.fill_null("") if series.null_count() else series
     if suspect.any():
         positions = np.flatnonzero(suspect)
@@ -314,9 +319,10 @@ def _stripped(reader: _Reader, name: str):
 
 
 def ingest_frame(frame: pl.DataFrame, schema: Schema, column_units: Optional[Mapping[str, str]] = None,
-                 first_row: int = 1) -> Ingested:
+                 first_row: int = 1, native=None) -> Ingested:
+    """`native`: a native_text.NativeText for the whitespace checks in C (else NumPy's)."""
     units = dict(column_units or {})
-    reader = _Reader(frame, schema, units)
+    reader = _Reader(frame, schema, units, native)
     n = reader.n
     rows = np.arange(first_row, first_row + n, dtype=np.int64)
     columns: dict[str, Any] = {}

@@ -504,6 +504,16 @@ def generate(program: Program, types: dict[str, str]) -> KernelSource:
     return _Gen(program, types).build()
 
 
+def entry(library, name: str):
+    """A function of a loaded library that takes (int64 n, void **arguments)."""
+    import ctypes
+
+    function = getattr(library, name)
+    function.argtypes = (ctypes.c_int64, ctypes.c_void_p)
+    function.restype = None
+    return function
+
+
 def column_type(column) -> Optional[str]:
     if isinstance(column, (Cat, pl.Series)):
         return "c"
@@ -517,7 +527,7 @@ class Kernels:
     """Kernels of one program, built on first use for each set of column types."""
 
     program: Program
-    build: Callable[[str], Optional[Callable]]  # C source -> the loaded tanpu_kernel, or None
+    build: Callable[[str], Any]  # C source -> the loaded library (ctypes.CDLL), or None
     _built: dict = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -531,8 +541,8 @@ class Kernels:
                 if found is False:
                     try:
                         source = generate(self.program, {k: v for k, v in types.items() if v})
-                        function = self.build(source.text)
-                        found = (source, function) if function is not None else None
+                        library = self.build(source.text)
+                        found = (source, entry(library, "tanpu_kernel")) if library is not None else None
                     except Unsupported:
                         found = None
                     self._built[key] = found
