@@ -347,13 +347,13 @@ def concat_parts(parts: list[Part]) -> Part:
         if isinstance(column, Cat):
             columns[name] = Cat(np.concatenate([p.columns[name].codes for p in parts]), column.labels)
         elif isinstance(column, pl.Series):
-            columns[name] = pl.concat([p.columns[name] for p in parts])
+            columns[name] = pl.concat([p.columns[name] for p in parts], rechunk=False)
         else:
             columns[name] = np.concatenate([p.columns[name] for p in parts])
     return Part(
-        np.concatenate([p.rows for p in parts]), pl.concat([p.ids for p in parts]),
-        pl.concat([p.accounts for p in parts]), np.concatenate([p.time for p in parts]),
-        np.concatenate([p.reason for p in parts]), pl.concat([p.messages for p in parts]),
+        np.concatenate([p.rows for p in parts]), pl.concat([p.ids for p in parts], rechunk=False),
+        pl.concat([p.accounts for p in parts], rechunk=False), np.concatenate([p.time for p in parts]),
+        np.concatenate([p.reason for p in parts]), pl.concat([p.messages for p in parts], rechunk=False),
         np.concatenate([p.reduction_mg for p in parts]), np.concatenate([p.points for p in parts]),
         {k: np.concatenate([p.masses[k] for p in parts]) for k in first.masses},
         np.concatenate([p.credited for p in parts]), columns)
