@@ -137,9 +137,11 @@ class _Reader:
     def _from_text(self, spec, series, b: tx.Bytes, unit):
         kind = spec.kind
         n = self.n
+        native = self.native
         if kind == Kind.QUANTITY:
-            d = tx.decimals(b)
-            codes, texts = tx.unit_codes(b, d.unit_start, d.ok)
+            d = (native.decimals(b) if native is not None else None) or tx.decimals(b)
+            codes, texts = (native.unit_codes(b, d.unit_start, d.ok) if native is not None else None) \
+                or tx.unit_codes(b, d.unit_start, d.ok)
             factors = np.zeros(len(texts) + 1)
             good = np.zeros(len(texts) + 1, dtype=bool)
             for i, text in enumerate(texts):
@@ -151,16 +153,20 @@ class _Reader:
             value = np.where(factor != 1.0, d.value * factor, d.value)
             return value, ok
         if kind == Kind.INTEGER:
-            return tx.whole_numbers(b)
+            return tx.whole_numbers(b, native.decimals(b) if native is not None else None)
+        if kind in (Kind.BOOLEAN, Kind.CHOICE):
+            candidates = _BOOL_TEXT if kind == Kind.BOOLEAN else spec.choices
+            index = native.match_strings(b, candidates) if native is not None else None
+            if index is None:
+                index = tx.match_strings(b, candidates)
         if kind == Kind.BOOLEAN:
-            index = tx.match_strings(b, _BOOL_TEXT)
             truth = np.array([t.lower() in records._TRUE for t in _BOOL_TEXT] + [False])
             return truth[index], index >= 0
         if kind == Kind.CHOICE:
-            index = tx.match_strings(b, spec.choices)
             return Cat(index, tuple(spec.choices)), index >= 0
         if kind == Kind.DATETIME:
-            local, offset, has_offset, ok = tx.iso_datetimes(b)
+            local, offset, has_offset, ok = (native.iso_datetimes(b) if native is not None else None) \
+                or tx.iso_datetimes(b)
             return self._to_utc(local, offset, has_offset, ok), ok
         if kind == Kind.DATE:
             return tx.iso_dates(b)

@@ -324,9 +324,10 @@ def unit_codes(text: Bytes, unit_start: np.ndarray, ok: np.ndarray, limit: int =
     return codes, units
 
 
-def whole_numbers(text: Bytes):
-    """Cells shaped `[+-]digits` with at most 15 digits -> (int64 value, ok)."""
-    d = decimals(text)
+def whole_numbers(text: Bytes, d: "Decimals | None" = None):
+    """Cells shaped `[+-]digits` with at most 15 digits -> (int64 value, ok); `d`: their
+    decimals() when already read (native_text reads them in C)."""
+    d = d if d is not None else decimals(text)
     ok = d.ok & (d.unit_start == text.end) & (d.dots == 0)
     value = np.where(d.negative, -d.mantissa, d.mantissa)
     return np.where(ok, value, 0), ok
