@@ -64,7 +64,8 @@ def apply(results: list[Result], methodology: ir.Methodology,
     # in its account, a record has nothing to compare with (many accounts of a day's file)
     pairwise_only = not (methodology.flags or methodology.bonuses or methodology.caps)
     overlaps_only = pairwise_only and not methodology.duplicates
-    for indexes in _accounts(results).values():
+    # an overlap rule looks at credited records only: the others need no grouping
+    for indexes in _accounts(results, CREDITED if overlaps_only else None).values():
         if pairwise_only and len(indexes) == 1:
             continue
         if overlaps_only:
@@ -88,19 +89,27 @@ def _mark_repeated_ids(results: list[Result], explain: bool) -> None:
         seen_ids.add(r.id)
 
 
-def _accounts(results: list[Result]) -> dict[str, list[int]]:
-    """Each account's records (invalid ones aside) in the canonical order.
+def _accounts(results: list[Result], only: Optional[str] = None) -> dict[str, list[int]]:
+    """Each account's records (invalid ones aside; with `only`, those of that status) in
+    the canonical order.
 
     The rules of one account never look at another's records, so sorting each account
     on its own gives the canonical order where it matters, for less than one sort of
     all the records."""
     by_account: dict[str, list[int]] = defaultdict(list)
-    for i, r in enumerate(results):
-        if r.status != INVALID:
-            by_account[r.account].append(i)
-    times = [r.time for r in results]
+    if only is None:
+        for i, r in enumerate(results):
+            if r.status != INVALID:
+                by_account[r.account].append(i)
+    else:
+        for i, r in enumerate(results):
+            if r.status == only:
+                by_account[r.account].append(i)
+    times = None
     for indexes in by_account.values():
         if len(indexes) > 1:
+            if times is None:
+                times = [r.time for r in results]
             _sort_account(indexes, results, times)
     return by_account
 

@@ -47,7 +47,7 @@ from .. import records
 from ..scalar import _ident
 from .program import Outcome, Program, _Run
 from .timezones import DAY_US
-from .values import Cat, full
+from .values import Cat
 
 # returned by a kernel in `reason` for a row program.py must redo (an "impossible" key)
 REDO = -1
@@ -434,7 +434,7 @@ class _Gen:
             raise Unsupported(f"`{name}` is {kind.value}")
 
     def build(self) -> KernelSource:
-        p, m = self.p, self.m
+        p = self.p
         if p.before is not None or p.after is not None:
             # the local day: UTC time plus the zone's offset (one for the chunk, usually)
             day = f"t_floordiv({self.arg('input', 'i', 'time')} + {self.arg('offset', 'i')}, INT64_C({DAY_US}))"

@@ -8,7 +8,6 @@ awkward numbers, what it must leave to NumPy, and how kernels are built and kept
 from __future__ import annotations
 
 import math
-import os
 
 import numpy as np
 import pytest
