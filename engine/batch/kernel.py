@@ -159,7 +159,7 @@ class _Gen:
         """The row's value of a per-row argument: an array, or one value for every row
         (its mask M is then 0 instead of all ones: no array of n copies is made)."""
         name = self.pointer(kind, ctype, node)
-        return f"{name}[i & M[{name[1:]}]]"
+        return f"{name}[i & m{name[1:]}]"
 
     def code_of(self, name: str, label: str) -> str:
         if (name, label) not in self.codes:
@@ -483,15 +483,18 @@ class _Gen:
             raise Unsupported("no numeric points")
         body = self.lines
         head = ["void tanpu_kernel(int64_t n, void **a) {"]
-        for j, arg in enumerate(self.args):
-            head.append(f"    const {_C_TYPES[arg.ctype]} *a{j} = (const {_C_TYPES[arg.ctype]} *)a[{j}];")
+        # restrict: no two arrays overlap, so loads need not be repeated after each store;
+        # the masks are read into locals once (they would otherwise be reloaded per row)
         k = len(self.args)
-        head.append(f"    const int32_t *K = (const int32_t *)a[{k}];")
         head.append(f"    const int64_t *M = (const int64_t *)a[{k + 1}];")
-        head.append(f"    int32_t *R = (int32_t *)a[{k + 2}];")
-        head.append(f"    int64_t *P = (int64_t *)a[{k + 3}];")
+        for j, arg in enumerate(self.args):
+            ctype = _C_TYPES[arg.ctype]
+            head.append(f"    const {ctype} *restrict a{j} = (const {ctype} *)a[{j}]; const int64_t m{j} = M[{j}];")
+        head.append(f"    const int32_t *restrict K = (const int32_t *)a[{k}];")
+        head.append(f"    int32_t *restrict R = (int32_t *)a[{k + 2}];")
+        head.append(f"    int64_t *restrict P = (int64_t *)a[{k + 3}];")
         for j in range(len(masses)):
-            head.append(f"    int64_t *O{j} = (int64_t *)a[{k + 4 + j}];")
+            head.append(f"    int64_t *restrict O{j} = (int64_t *)a[{k + 4 + j}];")
         head.append("    for (int64_t i = 0; i < n; i++) {")
         head.append("        if (R[i] != 0) continue;")
         tail = ["    next:;", "    }", "}"]
