@@ -211,12 +211,7 @@ class _Gen:
                 return f"t_{ {'+': 'add', '-': 'sub', '*': 'mul'}[e.op]}({a}, {b})", "i"
             return f"((double)({a}) {e.op} (double)({b}))", "d"
         if t is ir.Negate:
-            a, ta = self.expr(e.operand)
-            if ta == "i":
-                return f"t_neg({a})", "i"
-            if ta != "d":
-                raise Unsupported("negated non-number")
-            return f"(-({a}))", "d"
+            return self.unary(e.operand, "t_neg({})", "(-({}))")
         if t is ir.Compare:
             return self.compare(e.op, e.left, e.right), "b"
         if t is ir.Logic:
@@ -245,12 +240,7 @@ class _Gen:
         if t is ir.MinMax:
             return self.min_max(e)
         if t is ir.Abs:
-            a, ta = self.expr(e.operand)
-            if ta == "i":
-                return f"t_iabs({a})", "i"
-            if ta != "d":
-                raise Unsupported("abs of a non-number")
-            return f"fabs({a})", "d"
+            return self.unary(e.operand, "t_iabs({})", "fabs({})")
         if t is ir.Round:
             return self.rounding(e), "d"
         if t is ir.Elapsed:
@@ -267,6 +257,13 @@ class _Gen:
         if t is ir.Lookup:
             return self.lookup(e), "d"
         raise Unsupported(f"IR node {t.__name__}")
+
+    def unary(self, operand, on_int: str, on_double: str) -> tuple[str, str]:
+        """A one-operand number operation, with int64's or double's C form."""
+        a, ta = self.expr(operand)
+        if ta not in "id":
+            raise Unsupported("a number operation on a non-number")
+        return (on_int if ta == "i" else on_double).format(a), ta
 
     def pair(self, left, right) -> tuple[tuple[str, str], tuple[str, str]]:
         """Both operands of a binary node. C leaves the order of operands open, and where
