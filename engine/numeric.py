@@ -78,47 +78,6 @@ def half_away(q: float) -> float:
 _MODES = {"floor": floor, "ceil": ceil, "round": half_away}
 
 
-# mode(snap(q)) as one function each, snap written out: the scalar path rounds every
-# record's points this way, and a Python call costs more than the arithmetic
-def floor_snapped(q: float) -> float:
-    """floor(snap(q))."""
-    h = q * 2.0
-    if h - h != 0.0:  # q or 2q not finite: snap gives q itself
-        return floor(q)
-    n = _copysign(h - _remainder(h, 1.0), h)
-    gap = h - n
-    size = -h if h < 0.0 else h
-    if (-gap if gap < 0.0 else gap) <= SNAP_TOLERANCE * (size if size > 1.0 else 1.0):
-        q = n * 0.5
-    return _copysign(float(_floor(q)), q)  # q is finite here
-
-
-def ceil_snapped(q: float) -> float:
-    """ceil(snap(q))."""
-    h = q * 2.0
-    if h - h != 0.0:
-        return ceil(q)
-    n = _copysign(h - _remainder(h, 1.0), h)
-    gap = h - n
-    size = -h if h < 0.0 else h
-    if (-gap if gap < 0.0 else gap) <= SNAP_TOLERANCE * (size if size > 1.0 else 1.0):
-        q = n * 0.5
-    return _copysign(float(_ceil(q)), q)
-
-
-def half_away_snapped(q: float) -> float:
-    """half_away(snap(q))."""
-    h = q * 2.0
-    if h - h != 0.0:
-        return half_away(q)
-    n = _copysign(h - _remainder(h, 1.0), h)
-    gap = h - n
-    size = -h if h < 0.0 else h
-    if (-gap if gap < 0.0 else gap) <= SNAP_TOLERANCE * (size if size > 1.0 else 1.0):
-        q = n * 0.5
-    return _copysign(float(_floor((-q if q < 0.0 else q) + 0.5)), q)
-
-
 def round_to(x: float, precision: float, mode: str) -> float:
     """floor/ceil/round(x, precision) per the contract; stays float (non-finite passes)."""
     x = float(x)
@@ -133,14 +92,7 @@ def whole_mg(kilograms: float) -> int:
     A mass too large for a float in mg gives the float infinity, which the caller rejects
     with every other mass beyond int64 (scalar.too_large).
     """
-    q = kilograms * _MG
-    h = q * 2.0  # snap(q), written out: this runs once per quantized value
-    if h - h == 0.0:
-        n = _copysign(h - _remainder(h, 1.0), h)
-        gap = h - n
-        size = -h if h < 0.0 else h
-        if (-gap if gap < 0.0 else gap) <= SNAP_TOLERANCE * (size if size > 1.0 else 1.0):
-            q = n * 0.5
+    q = snap(kilograms * _MG)
     if q - q != 0.0:
         return q
     r = _floor((-q if q < 0.0 else q) + 0.5)

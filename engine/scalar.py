@@ -102,7 +102,7 @@ def day_part(days: int, part: str) -> int:
 
 
 # ---------------------------------------------------------------- code generation
-_ROUNDING = {"floor": "_floor_snapped", "ceil": "_ceil_snapped", "round": "_half_away_snapped"}
+_ROUNDING = {"floor": "_floor", "ceil": "_ceil", "round": "_half_away"}
 
 
 class _Gen:
@@ -202,10 +202,10 @@ class _Gen:
         x = self.expr(e.operand)
         if not self.floating(e.operand):
             x = f"float({x})"
-        fn = _ROUNDING[e.mode]  # mode(snap(q)) in one call
+        fn = _ROUNDING[e.mode]
         if p == 1.0:
-            return f"{fn}({x})"
-        return f"({fn}({x} / {p!r}) * {p!r})"
+            return f"{fn}(_snap({x}))"
+        return f"({fn}(_snap({x} / {p!r})) * {p!r})"
 
     def floating(self, e: ir.Expr) -> bool:
         """Whether an expression's value is certainly a Python float (so float() of it is
@@ -512,8 +512,6 @@ class ScalarProgram:
             "_div": numeric.div, "_min": numeric.minimum, "_max": numeric.maximum,
             "_round": numeric.round_to, "_snap": numeric.snap, "_floor": numeric.floor,
             "_ceil": numeric.ceil, "_half_away": numeric.half_away, "_whole_mg": numeric.whole_mg,
-            "_floor_snapped": numeric.floor_snapped, "_ceil_snapped": numeric.ceil_snapped,
-            "_half_away_snapped": numeric.half_away_snapped,
             "_day_part": day_part, "_bisect": bisect.bisect_right, "_missing": missing,
             "_lookup_traced": lookup_traced,
         }

@@ -106,11 +106,3 @@ def test_snap_near_halves_matches_numpy(k, d):
     q = k / 2 + d
     assert bits(numeric.snap(q)) == bits(np_snap(q))
 
-
-@given(floats)
-def test_snapped_roundings_are_the_two_steps(q):
-    """The scalar path's one-call roundings are mode(snap(q)), bit for bit."""
-    assert bits(numeric.floor_snapped(q)) == bits(numeric.floor(numeric.snap(q)))
-    assert bits(numeric.ceil_snapped(q)) == bits(numeric.ceil(numeric.snap(q)))
-    assert bits(numeric.half_away_snapped(q)) == bits(numeric.half_away(numeric.snap(q)))
-
