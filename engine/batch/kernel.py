@@ -15,10 +15,12 @@ floor/ceil, the snap and the mg rounding are written out as engine/numeric.py wr
 them; int64 arithmetic wraps as NumPy's does; a float too large for int64 becomes
 INT64_MIN, as NumPy's cast gives on x86-64.
 
-What stays in NumPy: the leaves that need tables or time zones (lookups, with their
-keys; date parts; the local day; the activity check), computed per call by program.py's
-own code and passed in as arrays. A lookup's rejection still happens where the record's
-evaluation reaches it (C's && || ?: are lazy, as the scalar path is).
+What stays in NumPy: what needs the time zone's table or Python values, computed per
+call by program.py's own code and passed in: the zone's offset (usually one for the
+chunk), each parameter's period in force, date parts, the codes of number keys, and the
+maps from a column's labels to table keys. Lookups themselves (the dense tables of
+lookups.py), the local day and the activity check run in C. A lookup's rejection happens
+where the record's evaluation reaches it (C's && || ?: are lazy, as the scalar path is).
 
 What is not compiled (`Unsupported`; program.py runs instead): text or choice values
 other than compared with a constant, lookups whose keys could reject, and any IR node
@@ -32,9 +34,11 @@ engine itself never runs a compiler or writes a file.
 
 from __future__ import annotations
 
+import ctypes
 import math
 import threading
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -506,8 +510,6 @@ def generate(program: Program, types: dict[str, str]) -> KernelSource:
 
 def entry(library, name: str):
     """A function of a loaded library that takes (int64 n, void **arguments)."""
-    import ctypes
-
     function = getattr(library, name)
     function.argtypes = (ctypes.c_int64, ctypes.c_void_p)
     function.restype = None
@@ -581,7 +583,7 @@ def _call(program: Program, source: KernelSource, function, columns: dict, n: in
     keep = []  # every array handed to C stays referenced until the call returns
     pointers = []
     masks = []
-    offset = None
+    offset = _Offset(program, columns["time"])
 
     def add(array, dtype, whole: bool = False):
         """A per-row array, a value for every row (mask 0), or with `whole` a table."""
@@ -600,12 +602,11 @@ def _call(program: Program, source: KernelSource, function, columns: dict, n: in
             else:
                 add(columns[node], {"d": np.float64, "i": np.int64, "b": np.uint8}[arg.ctype])
         elif kind == "lookup_value":  # a parameter without keys: its value per period
-            add(program.tables[node.parameter].values[_period(run, node.parameter)], np.float64)
+            add(program.tables[node.parameter].values[_period(run, node.parameter, offset)], np.float64)
         elif kind == "period":
-            add(_period(run, node), np.int64)
+            add(_period(run, node, offset), np.int64)
         elif kind == "offset":
-            offset = program.zone.utc_offsets(columns["time"]) if offset is None else offset
-            add(offset, np.int64)
+            add(offset.value, np.int64)
         elif kind == "keymap":
             lookup_id, j, name = node
             add(_keymap(program, source, lookup_id, j, columns[name], run), np.int64, whole=True)
@@ -634,7 +635,7 @@ def _call(program: Program, source: KernelSource, function, columns: dict, n: in
     pointers.append(points.ctypes.data)
     masses = {name: np.zeros(n, dtype=np.int64) for name in source.masses}
     pointers.extend(m.ctypes.data for m in masses.values())
-    table = (ctypes_pointer_array(len(pointers)))(*pointers)
+    table = (ctypes.c_void_p * len(pointers))(*pointers)
     function(n, table)  # ctypes lets go of the GIL: chunks run on every core
     redo = np.flatnonzero(reason == REDO) if source.redo else ()
     if len(redo):  # a key the checker proved impossible: program.py says which
@@ -649,16 +650,30 @@ def _call(program: Program, source: KernelSource, function, columns: dict, n: in
     return Outcome(reason, masses, points)
 
 
-def _period(run: _Run, parameter: str):
+class _Offset:
+    """The zone's UTC offset for a chunk's times and its first and last local day,
+    computed once per call and only if asked for."""
+
+    def __init__(self, program: Program, time: np.ndarray):
+        self.program, self.time = program, time
+
+    @cached_property
+    def value(self):
+        """One offset (an int) when the zone keeps it for the whole chunk, else per row."""
+        return self.program.zone.utc_offsets(self.time) if self.time.size else 0
+
+    @cached_property
+    def day_range(self) -> Optional[np.ndarray]:
+        if not isinstance(self.value, int) or not self.time.size:
+            return None
+        return (np.array([self.time.min(), self.time.max()], dtype=np.int64) + self.value) // DAY_US
+
+
+def _period(run: _Run, parameter: str, offset: _Offset):
     """The index of the parameter's period in force: one for all rows when the chunk's
-    local days lie in one period (found from the first and last instant when the zone
-    has one offset for the chunk), else program.py's per-row array."""
-    table = run.p.tables[parameter]
-    time = run.columns["time"]
-    offset = run.p.zone.utc_offsets(time) if time.size else None
-    if isinstance(offset, int):
-        ends = (np.array([time.min(), time.max()], dtype=np.int64) + offset) // DAY_US
-        found = table.period(ends)
+    local days lie in one period, else program.py's per-row array."""
+    if offset.day_range is not None:
+        found = run.p.tables[parameter].period(offset.day_range)
         if isinstance(found, int):
             return found
     return run.period(parameter)
@@ -688,8 +703,3 @@ def _gather(columns: dict, rows: np.ndarray) -> dict:
             out[name] = column
     return out
 
-
-def ctypes_pointer_array(size: int):
-    import ctypes
-
-    return ctypes.c_void_p * size
