@@ -62,7 +62,7 @@ class _Reader:
         self.frame = frame
         self.schema = schema
         self.units = units
-        self.native = native  # native_text.NativeText, or None: NumPy's checks
+        self.parse = native if native is not None else tx  # text readers: in C, or text.py's
         self.n = frame.height
         self.zone = zone_table(schema.timezone)
         self._bytes: dict[str, tx.Bytes] = {}
@@ -137,11 +137,10 @@ class _Reader:
     def _from_text(self, spec, series, b: tx.Bytes, unit):
         kind = spec.kind
         n = self.n
-        native = self.native
+        parse = self.parse
         if kind == Kind.QUANTITY:
-            d = (native.decimals(b) if native is not None else None) or tx.decimals(b)
-            codes, texts = (native.unit_codes(b, d.unit_start, d.ok) if native is not None else None) \
-                or tx.unit_codes(b, d.unit_start, d.ok)
+            d = parse.decimals(b)
+            codes, texts = parse.unit_codes(b, d.unit_start, d.ok)
             factors = np.zeros(len(texts) + 1)
             good = np.zeros(len(texts) + 1, dtype=bool)
             for i, text in enumerate(texts):
@@ -153,20 +152,16 @@ class _Reader:
             value = np.where(factor != 1.0, d.value * factor, d.value)
             return value, ok
         if kind == Kind.INTEGER:
-            return tx.whole_numbers(b, native.decimals(b) if native is not None else None)
-        if kind in (Kind.BOOLEAN, Kind.CHOICE):
-            candidates = _BOOL_TEXT if kind == Kind.BOOLEAN else spec.choices
-            index = native.match_strings(b, candidates) if native is not None else None
-            if index is None:
-                index = tx.match_strings(b, candidates)
+            return tx.whole_numbers(b, parse.decimals(b))
         if kind == Kind.BOOLEAN:
+            index = parse.match_strings(b, _BOOL_TEXT)
             truth = np.array([t.lower() in records._TRUE for t in _BOOL_TEXT] + [False])
             return truth[index], index >= 0
         if kind == Kind.CHOICE:
+            index = parse.match_strings(b, spec.choices)
             return Cat(index, tuple(spec.choices)), index >= 0
         if kind == Kind.DATETIME:
-            local, offset, has_offset, ok = (native.iso_datetimes(b) if native is not None else None) \
-                or tx.iso_datetimes(b)
+            local, offset, has_offset, ok = parse.iso_datetimes(b)
             return self._to_utc(local, offset, has_offset, ok), ok
         if kind == Kind.DATE:
             return tx.iso_dates(b)
@@ -307,13 +302,7 @@ def _stripped(reader: _Reader, name: str):
             raw = series.to_list()
             out = [str(v).strip() if records._present(v) else "" for v in raw]
             return pl.Series(name, out, dtype=pl.String), np.array([records._present(v) for v in raw], dtype=bool)
-    found = reader.native.padded(series) if reader.native is not None else None
-    if found is not None:
-        suspect, present = found
-    else:
-        edges = tx.Edges(series)
-        suspect = tx.maybe_padded(series, edges)
-        present = edges.length > 0
+    suspect, present = reader.parse.padded(series)
     values = series.fill_null("") if series.null_count() else series
     if suspect.any():
         positions = np.flatnonzero(suspect)
@@ -326,7 +315,7 @@ def _stripped(reader: _Reader, name: str):
 
 def ingest_frame(frame: pl.DataFrame, schema: Schema, column_units: Optional[Mapping[str, str]] = None,
                  first_row: int = 1, native=None) -> Ingested:
-    """`native`: a native_text.NativeText for the whitespace checks in C (else NumPy's)."""
+    """`native`: a native_text.NativeText, to read text cells in C (else text.py's NumPy)."""
     units = dict(column_units or {})
     reader = _Reader(frame, schema, units, native)
     n = reader.n

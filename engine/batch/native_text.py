@@ -10,8 +10,9 @@ checks every function against its text.py counterpart on generated cells, bit fo
 where a cell is accepted.
 
 Like the formula kernels, the source is compiled by whoever holds a builder
-(tanpu/kernels.py, handed over by `BatchEngine(..., kernels=...)`); without one each
-method gives None and text.py's NumPy version runs.
+(tanpu/kernels.py, handed over by `BatchEngine(..., kernels=...)`); without one the
+engine reads with text.py itself, and where the library cannot be built each method of
+NativeText runs text.py's version.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import numpy as np
 import polars as pl
 
 from . import text as tx
+from .kernel import entry
 
 SOURCE = r"""
 #include <stdint.h>
@@ -262,95 +264,88 @@ void tanpu_unit_codes(int64_t n, void **a) {
 """
 
 
+SYMBOLS = ("tanpu_padded", "tanpu_decimals", "tanpu_iso_datetimes", "tanpu_match", "tanpu_unit_codes")
+
+
 class NativeText:
-    """The compiled scan, built on first use."""
+    """text.py's readers under the same names, in C once the library is built; each falls
+    back to text.py's NumPy version when it cannot be (no compiler, a column that is not
+    one chunk of string views), so a caller never chooses between the two."""
 
     def __init__(self, build: Callable[[str], Any]):
         self._build = build
-        self._function = None
-        self._library = None
-        self._functions: dict = {}
-        self._tried = False
+        self._functions: Optional[dict] = None
         self._lock = threading.Lock()
 
-    def _get(self):
-        if not self._tried:
+    def _function(self, symbol: str):
+        if self._functions is None:
             with self._lock:
-                if not self._tried:
-                    from .kernel import entry
-
+                if self._functions is None:
                     library = self._build(SOURCE)
-                    self._library = library
-                    self._function = entry(library, "tanpu_padded") if library is not None else None
-                    self._tried = True
-        return self._function
+                    self._functions = {s: entry(library, s) for s in SYMBOLS} if library is not None else {}
+        return self._functions.get(symbol)
 
-    def padded(self, series: pl.Series) -> Optional[tuple[np.ndarray, np.ndarray]]:
-        """(may need stripping, not empty) per cell, as text.maybe_padded and Edges give
-        them; None when this column is left to them."""
-        function = self._get()
-        if function is None:
-            return None
-        views = tx._views(series)
+    def padded(self, series: pl.Series) -> tuple[np.ndarray, np.ndarray]:
+        """text.padded: (may need stripping, not empty) per cell."""
+        function = self._function("tanpu_padded")
+        views = tx._views(series) if function is not None else None
         if views is None:
-            return None
+            return tx.padded(series)
         view, _, data = views
         n = view.shape[0]
         suspect = np.zeros(n, dtype=np.uint8)
         present = np.zeros(n, dtype=np.uint8)
-        if n == 0:
-            return suspect.view(bool), present.view(bool)
-        view = np.ascontiguousarray(view)
-        buffers = (ctypes.c_void_p * max(1, len(data)))(*[b.ctypes.data for b in data])
-        valid = series.is_not_null().to_numpy().astype(np.uint8) if series.null_count() else None
-        arguments = (ctypes.c_void_p * 5)(view.ctypes.data, ctypes.cast(buffers, ctypes.c_void_p),
-                                          None if valid is None else valid.ctypes.data,
-                                          suspect.ctypes.data, present.ctypes.data)
-        function(n, arguments)  # the GIL is let go of, as for the formula kernels
+        if n:
+            view = np.ascontiguousarray(view)
+            buffers = (ctypes.c_void_p * max(1, len(data)))(*[b.ctypes.data for b in data])
+            valid = series.is_not_null().to_numpy().astype(np.uint8) if series.null_count() else None
+            arguments = (ctypes.c_void_p * 5)(view.ctypes.data, ctypes.cast(buffers, ctypes.c_void_p),
+                                              None if valid is None else valid.ctypes.data,
+                                              suspect.ctypes.data, present.ctypes.data)
+            function(n, arguments)  # the GIL is let go of, as for the formula kernels
         return suspect.view(bool), present.view(bool)
 
-    def decimals(self, text: "tx.Bytes") -> Optional["tx.Decimals"]:
-        """text.decimals in one C pass; None without the compiled library. The outputs of
-        a cell that is not ok are unspecified, as there."""
-        function = self._functions.get("decimals") or self._function_of("tanpu_decimals", "decimals")
+    def decimals(self, text: "tx.Bytes") -> "tx.Decimals":
+        """text.decimals. The outputs of a cell that is not ok are unspecified, as there."""
+        function = self._function("tanpu_decimals")
         if function is None:
-            return None
+            return tx.decimals(text)
         n = text.start.size
         out = tx.Decimals(np.zeros(n), np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.uint8),
                           np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.uint8))
-        self._run(function, text, [out.value, out.mantissa, out.negative, out.dots, out.unit_start, out.ok])
+        _run(function, text, [out.value, out.mantissa, out.negative, out.dots, out.unit_start, out.ok])
         out.negative, out.ok = out.negative.view(bool), out.ok.view(bool)
         return out
 
     def iso_datetimes(self, text: "tx.Bytes"):
-        """text.iso_datetimes in one C pass: (local µs, offset µs, has_offset, ok), or None."""
-        function = self._functions.get("iso") or self._function_of("tanpu_iso_datetimes", "iso")
+        """text.iso_datetimes: (local µs, offset µs, has_offset, ok)."""
+        function = self._function("tanpu_iso_datetimes")
         if function is None:
-            return None
+            return tx.iso_datetimes(text)
         n = text.start.size
         local, offset = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
         has_offset, ok = np.zeros(n, dtype=np.uint8), np.zeros(n, dtype=np.uint8)
-        self._run(function, text, [local, offset, has_offset, ok])
+        _run(function, text, [local, offset, has_offset, ok])
         return local, offset, has_offset.view(bool), ok.view(bool)
 
-    def match_strings(self, text: "tx.Bytes", candidates) -> Optional[np.ndarray]:
-        """text.match_strings in one C pass, or None."""
-        function = self._functions.get("match") or self._function_of("tanpu_match", "match")
+    def match_strings(self, text: "tx.Bytes", candidates) -> np.ndarray:
+        """text.match_strings."""
+        function = self._function("tanpu_match")
         if function is None:
-            return None
+            return tx.match_strings(text, candidates)
         encoded = [c.encode("utf-8") for c in candidates]
         words = np.frombuffer(b"".join(encoded) or b"\0", dtype=np.uint8)
         offsets = np.cumsum([0] + [len(e) for e in encoded], dtype=np.int64)
         k = np.array([len(encoded)], dtype=np.int64)
         index = np.full(text.start.size, -1, dtype=np.int32)
-        self._run(function, text, [words, offsets, k, index])
+        _run(function, text, [words, offsets, k, index])
         return index
 
     def unit_codes(self, text: "tx.Bytes", unit_start: np.ndarray, ok: np.ndarray, limit: int = 16):
-        """text.unit_codes in one C pass: (code per cell or -1, unit texts), or None."""
-        function = self._functions.get("units") or self._function_of("tanpu_unit_codes", "units")
+        """text.unit_codes: (code per cell or -1, unit texts)."""
+        function = self._function("tanpu_unit_codes")
         if function is None:
-            return None
+            return tx.unit_codes(text, unit_start, ok, limit)
         n = text.start.size
         codes = np.full(n, -1, dtype=np.int32)
         first = np.zeros(max(1, limit), dtype=np.int64)
@@ -364,26 +359,15 @@ class NativeText:
                  for i in first[:int(count[0])].tolist()]
         return codes, units
 
-    def _function_of(self, symbol: str, key: str):
-        if self._get() is None:
-            return None
-        from .kernel import entry
 
-        with self._lock:
-            function = self._functions.get(key)
-            if function is None:
-                function = self._functions[key] = entry(self._library, symbol)
-        return function
-
-    @staticmethod
-    def _run(function, text: "tx.Bytes", outputs: list) -> None:
-        n = text.start.size
-        if n == 0:
-            return
-        data = np.ascontiguousarray(text.data, dtype=np.uint8)
-        start = np.ascontiguousarray(text.start, dtype=np.int64)
-        end = np.ascontiguousarray(text.end, dtype=np.int64)
-        valid = np.ascontiguousarray(text.valid, dtype=np.uint8)
-        arrays = [data, start, end, valid, *outputs]
-        arguments = (ctypes.c_void_p * len(arrays))(*[x.ctypes.data for x in arrays])
-        function(n, arguments)
+def _run(function, text: "tx.Bytes", outputs: list) -> None:
+    """Calls a reader with the cells' (data, start, end, valid) and its output arrays."""
+    n = text.start.size
+    if n == 0:
+        return
+    data = np.ascontiguousarray(text.data, dtype=np.uint8)
+    start = np.ascontiguousarray(text.start, dtype=np.int64)
+    end = np.ascontiguousarray(text.end, dtype=np.int64)
+    valid = np.ascontiguousarray(text.valid, dtype=np.uint8)
+    arrays = [data, start, end, valid, *outputs]
+    function(n, (ctypes.c_void_p * len(arrays))(*[x.ctypes.data for x in arrays]))

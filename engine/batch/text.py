@@ -167,6 +167,12 @@ class Edges:
         return self._from_end(k)
 
 
+def padded(series: pl.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(may need stripping, not empty) per cell of a String column."""
+    edges = Edges(series)
+    return maybe_padded(series, edges), edges.length > 0
+
+
 def _digit(b: np.ndarray) -> np.ndarray:
     return (b >= 48) & (b <= 57)
 
