@@ -256,11 +256,10 @@ def main() -> None:
     text = SOURCE.read_text(encoding="utf-8")
     plain, capped = compile_text(text), compile_text(text + CAP)
     n = args.n
-    kept = KEPT
     print(f"machine: {os.cpu_count()} CPU(s), load average {os.getloadavg()[0]:.2f}, "
           f"a fixed pure-Python loop in {machine_speed():.2f} s (compare runs by it); "
           f"polars {pl.__version__}, numpy {np.__version__}; freed memory kept for reuse: "
-          f"{'yes' if kept else 'no'}")
+          f"{'yes' if KEPT else 'no'}")
     t = time.perf_counter()
     frame = typed_frame(n)
     print(f"generated {n:,} typed records in {time.perf_counter() - t:.1f} s "
