@@ -37,6 +37,7 @@ from __future__ import annotations
 import ctypes
 import math
 import threading
+from pathlib import Path
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Callable, Optional
@@ -85,40 +86,7 @@ class KernelSource:
 
 _C_TYPES = {"d": "double", "i": "int64_t", "b": "uint8_t", "c": "int32_t"}
 
-PRELUDE = r"""
-#include <math.h>
-#include <stdint.h>
-
-static inline double t_snap(double q) {
-    double h = q * 2.0;
-    double n = rint(h);
-    double gap = fabs(h - n);
-    double s = fabs(h);
-    s = (s != s) ? s : (s > 1.0 ? s : 1.0);
-    s *= 0x1p-40;
-    n *= 0.5;
-    return gap <= s ? n : q;
-}
-static inline double t_floor(double q) { return isfinite(q) ? copysign(floor(q), q) : q; }
-static inline double t_ceil(double q) { return isfinite(q) ? copysign(ceil(q), q) : q; }
-static inline double t_half_away(double q) { return copysign(floor(fabs(q) + 0.5), q); }
-static inline double t_dmin(double a, double b) { return (a != a) ? a : (a < b ? a : b); }
-static inline double t_dmax(double a, double b) { return (a != a) ? a : (a > b ? a : b); }
-static inline int64_t t_imin(int64_t a, int64_t b) { return a < b ? a : b; }
-static inline int64_t t_imax(int64_t a, int64_t b) { return a > b ? a : b; }
-static inline int64_t t_add(int64_t a, int64_t b) { return (int64_t)((uint64_t)a + (uint64_t)b); }
-static inline int64_t t_sub(int64_t a, int64_t b) { return (int64_t)((uint64_t)a - (uint64_t)b); }
-static inline int64_t t_mul(int64_t a, int64_t b) { return (int64_t)((uint64_t)a * (uint64_t)b); }
-static inline int64_t t_neg(int64_t a) { return (int64_t)(0u - (uint64_t)a); }
-static inline int64_t t_iabs(int64_t a) { return a < 0 ? t_neg(a) : a; }
-static inline int64_t t_floordiv(int64_t a, int64_t b) {
-    int64_t q = a / b;
-    return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
-}
-static inline int64_t t_to_i64(double x) {
-    return (x >= -0x1p63 && x < 0x1p63) ? (int64_t)x : INT64_MIN;
-}
-"""
+PRELUDE = (Path(__file__).resolve().parent.parent / "native" / "numeric.h").read_text(encoding="utf-8")
 
 
 def _float(value: float) -> str:
