@@ -95,7 +95,7 @@ def _load_or_compile(source: str, library: Path) -> Optional[ctypes.CDLL]:
         done = subprocess.run([cc, *FLAGS, "-o", str(built), str(c_file), "-lm"],
                               capture_output=True, text=True)
         if done.returncode != 0:
-            warnings.warn(f"the C kernel did not compile; NumPy evaluates the formulas:\n"
+            warnings.warn(f"the C kernel did not compile; the formulas run row by row:\n"
                           f"{done.stderr[-2000:]}", RuntimeWarning, stacklevel=3)
             return None
         os.replace(built, library)  # whole or not at all, for processes starting at once

@@ -1,6 +1,6 @@
 """The columnar batch evaluator: frames of raw records in, a frame of results out.
 
-Per-record evaluation goes chunk by chunk (ingest.py, program.py); of each chunk only
+Per-record evaluation goes chunk by chunk (ingest.py, kernel.py); of each chunk only
 what the results and the cross-record rules need is kept (no Python object per row).
 Cross-record rules (rules.py) then run on all kept records, in memory or, for a file too
 big for that, partition by partition from disk (store.py). Results are the same, bit
@@ -25,10 +25,10 @@ from dsl.types import Kind
 
 from ..records import Schema
 from ..result import MethodologyRef, Result
+from ..scalar import ScalarProgram
 from .ingest import Ingested, ingest_frame, raw_frame, text_series
 from .kernel import Kernels
 from .native_text import NativeText
-from .program import Program
 from .rules import Batch, Rules
 from .values import Cat, Reasons
 
@@ -62,14 +62,13 @@ class Part:
 class BatchEngine:
     """A methodology compiled for columns. `evaluate_frame` is the entry point."""
 
-    eval_rows = 1 << 16  # rows the NumPy formulas are evaluated on at once
-    threads = min(4, os.cpu_count() or 1)  # chunks (or slices of one chunk) evaluated at once
+    threads = min(4, os.cpu_count() or 1)  # chunks evaluated at once
 
     def __init__(self, methodology: ir.Methodology, chunk_rows: int = CHUNK_ROWS,
                  kernels: Optional[Callable[[str], Any]] = None):
         """`kernels`: C source -> the loaded library, or None (tanpu/kernels.py builds them);
-        with it the formulas run as one C function per chunk (kernel.py), without it as
-        NumPy operations (program.py). The results are the same."""
+        with it the formulas run as one C function per chunk (kernel.py), without it as the
+        scalar path's function row by row. The results are the same."""
         self.methodology = methodology
         self.schema = Schema.of(methodology)
         meta = methodology.metadata
@@ -80,11 +79,12 @@ class BatchEngine:
         # chunks two threads ran at 1.3x the speed of one; 5M rows, 2 cores)
         self.frame_rows = 2 * chunk_rows
         self.reasons = Reasons()
-        self.program = Program(methodology, self.reasons)
-        self.formulas = Kernels(self.program, kernels) if kernels is not None else self.program
+        self.scalar = ScalarProgram(methodology)
+        self.plan = self.scalar.plan
+        self.formulas = Kernels(self.plan, self.reasons, self.scalar, kernels)
         self.native_text = NativeText(kernels) if kernels is not None else None
         self.rules = Rules(methodology, self.reasons, recompute=self._recompute)
-        self.masses = tuple(n for n in ("baseline", "project", "leakage") if n in self.program.defined)
+        self.masses = tuple(n for n in ("baseline", "project", "leakage") if n in self.plan.masses)
         keep = set(self.rules.needed_inputs())
         if any(c.target == "reduction" for c in methodology.caps):
             keep |= {s.name for s in methodology.inputs} | {"activity", "id", "account"}
@@ -94,14 +94,10 @@ class BatchEngine:
 
     # ------------------------------------------------------------ per record
     def per_record(self, frame: pl.DataFrame, column_units: Optional[Mapping[str, str]] = None,
-                   first_row: int = 1, threads: Optional[int] = None) -> Part:
-        """Reads and evaluates one chunk (no cross-record rules).
-
-        `threads`: slices of the chunk evaluated at once (the engine's default); 1 when
-        the caller already evaluates several chunks at once.
-        """
+                   first_row: int = 1) -> Part:
+        """Reads and evaluates one chunk (no cross-record rules)."""
         got = ingest_frame(frame, self.schema, column_units, first_row, self.native_text)
-        return self._evaluate(got, self.threads if threads is None else threads)
+        return self._evaluate(got)
 
     def per_record_chunks(self, chunks: Iterable[tuple[pl.DataFrame, int]],
                           column_units: Optional[Mapping[str, str]] = None) -> Iterator[Part]:
@@ -119,49 +115,26 @@ class BatchEngine:
         pool = _pool(self.threads)
         pending: deque = deque()
         for frame, first_row in chunks:
-            pending.append(pool.submit(self.per_record, frame, column_units, first_row, 1))
+            pending.append(pool.submit(self.per_record, frame, column_units, first_row))
             if len(pending) > self.threads:
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
 
-    def _evaluate(self, got: Ingested, threads: int) -> Part:
+    def _evaluate(self, got: Ingested) -> Part:
         n = got.n
         reason = np.zeros(n, dtype=np.int32)
         reason[got.invalid] = Reasons.INVALID
         columns = got.columns
         columns["id"] = got.ids
         columns["account"] = got.accounts
-        credited_only = self.formulas is not self.program and self.formulas.compiles_for(columns)
-        if credited_only:
-            # the kernel writes the amounts of credited rows only, into these arrays,
-            # on the whole chunk at once (C needs no cache-sized slices)
-            outcome = self.formulas.run(columns, n, reason)
-            masses = dict(outcome.masses)
-            masses.setdefault("reduction", np.zeros(n, dtype=np.int64))
-            points = outcome.points
-        else:
-            masses = {name: np.zeros(n, dtype=np.int64) for name in ("reduction",) + self.masses}
-            points = np.zeros(n, dtype=np.int64)
-            step = self.eval_rows
-
-            def run(lo: int) -> None:  # a slice that stays in the CPU caches
-                hi = min(n, lo + step)
-                part = {k: _slice(v, lo, hi) for k, v in columns.items()} if (lo, hi) != (0, n) else columns
-                outcome = self.program.run(part, hi - lo, reason[lo:hi])
-                for name, values in masses.items():
-                    values[lo:hi] = outcome.masses[name]
-                points[lo:hi] = outcome.points
-            starts = range(0, n, step)
-            if threads > 1 and len(starts) > 1:  # NumPy releases the GIL in its loops
-                list(_slice_pool(threads).map(run, starts))
-            else:
-                for lo in starts:
-                    run(lo)
+        # amounts of credited rows only, on the whole chunk at once (C needs no
+        # cache-sized slices)
+        outcome = self.formulas.run(columns, n, reason)
+        masses = dict(outcome.masses)
+        masses.setdefault("reduction", np.zeros(n, dtype=np.int64))
+        points = outcome.points
         credited = reason == Reasons.CREDITED
-        if not credited_only:
-            masses["reduction"] = np.where(credited, masses["reduction"], 0)
-            points = np.where(credited, points, 0)
         reduction = masses["reduction"]
         if got.messages:
             positions = np.fromiter(got.messages.keys(), dtype=np.int64)
@@ -180,7 +153,7 @@ class BatchEngine:
         columns = _Gathered(batch, positions)
         k = positions.size
         reason = np.zeros(k, dtype=np.int32)
-        outcome = self.program.run(columns, k, reason, override_mg=reduction_mg)
+        outcome = self.formulas.run(columns, k, reason, override_mg=reduction_mg)
         return np.where(reason == 0, outcome.points, 0)
 
     # ------------------------------------------------------------ whole frames
@@ -324,18 +297,6 @@ class _Gathered(dict):
 @lru_cache(maxsize=8)
 def _pool(threads: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="tanpu-chunk")
-
-
-@lru_cache(maxsize=8)
-def _slice_pool(threads: int) -> ThreadPoolExecutor:
-    """Apart from the chunk pool: a chunk's slices must never wait behind chunks."""
-    return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="tanpu-slice")
-
-
-def _slice(column, lo: int, hi: int):
-    if isinstance(column, Cat):
-        return Cat(column.codes[lo:hi], column.labels)
-    return column[lo:hi] if isinstance(column, np.ndarray) else column.slice(lo, hi - lo)
 
 
 def concat_parts(parts: list[Part]) -> Part:

@@ -1,8 +1,9 @@
-"""The C kernel of the batch formulas (engine/batch/kernel.py, tanpu/kernels.py).
+"""The C kernel of the batch formulas (engine/to_c.py, engine/batch/kernel.py, tanpu/kernels.py).
 
 test_batch_differential.py runs every methodology through the kernel as well; these
 tests aim at what a C translation gets wrong: the bits of the numeric contract on
-awkward numbers, what it must leave to NumPy, and how kernels are built and kept.
+awkward numbers, text, keys that cannot be found, and how kernels are built and kept.
+Without a kernel the batch engine runs the scalar path's function row by row.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from hypothesis import strategies as st
 from dsl import compile_source
 from engine import Engine
 from engine.batch import BatchEngine
-from engine.batch.kernel import Kernels, generate
+from engine.to_c import generate
 from engine.batch.values import Cat
 from tanpu import kernels
 
@@ -69,12 +70,12 @@ def test_awkward_numbers_give_the_scalar_paths_bits(rows):
                "x": f"{x!r} kg", "y": f"{y!r} kg", "z": str(z)} for i, (x, y, z) in enumerate(rows)]
     expected = _keys(Engine(methodology).evaluate(stream))
     assert _keys(IN_C.evaluate(stream)) == expected
-    assert _keys(IN_NUMPY.evaluate(stream)) == expected
+    assert _keys(WITHOUT_C.evaluate(stream)) == expected
 
 
 NUMBERS_METHODOLOGY = _compile(NUMBERS)
 IN_C = BatchEngine(NUMBERS_METHODOLOGY, kernels=kernels.build)
-IN_NUMPY = BatchEngine(NUMBERS_METHODOLOGY)
+WITHOUT_C = BatchEngine(NUMBERS_METHODOLOGY)
 
 
 def test_the_numbers_methodology_runs_in_c():
@@ -99,7 +100,7 @@ points = floor(reduction / 1 g)
     assert _keys(batch.evaluate(stream)) == _keys(Engine(methodology).evaluate(stream))
 
 
-def test_a_methodology_the_kernel_does_not_compile_runs_in_numpy_alike():
+def test_text_compared_with_text_runs_in_c():
     methodology = _compile(HEADER.format(name="texts") + '''
 input a: text
 input b: text
@@ -109,16 +110,17 @@ reduction = n * 1 g
 points = n
 ''')
     batch = BatchEngine(methodology, kernels=kernels.build)
-    assert not batch.formulas.compiles()  # text against text: left to program.py
+    assert batch.formulas.compiles()  # text against text, in one label space per call
     stream = [{"id": f"r{i}", "account": "a", "time": "2024-05-20T08:00", "a": a, "b": b, "n": "7"}
               for i, (a, b) in enumerate([("x", "y"), ("x", "x"), ("甲", "甲")])]
     assert _keys(batch.evaluate(stream)) == _keys(Engine(methodology).evaluate(stream))
     assert [r.code for r in batch.evaluate(stream)] == ["", "SAME", "SAME"]
 
 
-def test_a_key_the_checker_ruled_out_is_handed_back_to_numpy_for_its_message():
+def test_a_key_the_checker_ruled_out_is_named_by_the_kernel():
     """A choice outside the table cannot come from ingest (it rejects unknown choices),
-    but the kernel must still not invent an outcome: program.py writes the message."""
+    but the kernel must still not invent an outcome: it rejects the row and hands back
+    the key, and the message names it as the scalar path's does."""
     methodology = _compile(HEADER.format(name="impossible") + '''
 input mode: choice { bus, metro }
 input distance: quantity [km] between 0 km and 100 km
@@ -131,18 +133,19 @@ points = floor(reduction / 1 g)
                "time": np.full(3, 1_716_163_200_000_000, dtype=np.int64),
                "activity": Cat(np.zeros(3, dtype=np.int32), ("",))}
     batch = BatchEngine(methodology, kernels=kernels.build)
-    assert isinstance(batch.formulas, Kernels) and batch.formulas.compiles()
+    assert batch.formulas.compiles()
+    scalar = BatchEngine(methodology)
     by_c = batch.formulas.run(dict(columns), 3, np.zeros(3, dtype=np.int32))
-    by_numpy = batch.program.run(dict(columns), 3, np.zeros(3, dtype=np.int32))
-    assert by_c.reason.tolist() == by_numpy.reason.tolist()
+    by_rows = scalar.formulas.run(dict(columns), 3, np.zeros(3, dtype=np.int32))
+    assert [batch.reasons.items[r] for r in by_c.reason] == [scalar.reasons.items[r] for r in by_rows.reason]
     assert by_c.reason[0] == 0 and by_c.reason[1] > 1
-    assert "tram" in batch.reasons.items[by_c.reason[1]][2]
-    assert by_c.points[[0, 2]].tolist() == by_numpy.points[[0, 2]].tolist() == [200, 300]
+    assert batch.reasons.items[by_c.reason[1]] == ("rejected", "NO_VALUE", "`factor` has no value for tram")
+    assert by_c.points[[0, 2]].tolist() == by_rows.points[[0, 2]].tolist() == [200, 300]
     assert by_c.masses["reduction"][[0, 2]].tolist() == [200_000, 300_000]
 
 
 def test_the_source_asks_for_ieee_operations_only():
-    source = generate(IN_C.program, {"x": "d", "y": "d", "z": "i", "time": "i", "activity": "c"})
+    source = generate(IN_C.plan)
     assert "-ffp-contract=off" in kernels.FLAGS and not any("fast" in f and "fno" not in f
                                                          for f in kernels.FLAGS)
     # a division by a constant (1 g in kg, written exactly) stays a division, not a
@@ -153,7 +156,7 @@ def test_the_source_asks_for_ieee_operations_only():
 def test_kernels_are_kept_and_reused_without_a_compiler(tmp_path, monkeypatch):
     monkeypatch.setenv("TANPU_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(kernels, "_loaded", {})
-    source = generate(IN_C.program, {"x": "d", "y": "d", "z": "i", "time": "i", "activity": "c"}).text
+    source = generate(IN_C.plan).text
     assert kernels.build(source) is not None
     libraries = list((tmp_path / "kernels").glob("*.so"))
     assert len(libraries) == 1
@@ -166,7 +169,7 @@ def test_kernels_are_kept_and_reused_without_a_compiler(tmp_path, monkeypatch):
 def test_a_damaged_library_is_compiled_again(tmp_path, monkeypatch):
     monkeypatch.setenv("TANPU_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(kernels, "_loaded", {})
-    source = generate(IN_C.program, {"x": "d", "y": "d", "z": "i", "time": "i", "activity": "c"}).text
+    source = generate(IN_C.plan).text
     library = kernels.library_path(source)
     library.write_bytes(b"not a shared library")  # a disk that filled up, a copy cut short
     monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
@@ -178,7 +181,7 @@ def test_a_damaged_library_is_compiled_again(tmp_path, monkeypatch):
     assert library.read_bytes()[:4] == b"\x7fELF"
 
 
-def test_without_a_compiler_the_engine_evaluates_in_numpy(tmp_path, monkeypatch):
+def test_without_a_compiler_the_engine_evaluates_row_by_row(tmp_path, monkeypatch):
     monkeypatch.setenv("TANPU_CACHE_DIR", str(tmp_path))
     monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
     monkeypatch.setattr(kernels, "_loaded", {})
@@ -188,7 +191,7 @@ def test_without_a_compiler_the_engine_evaluates_in_numpy(tmp_path, monkeypatch)
     assert _keys(batch.evaluate(stream)) == _keys(Engine(NUMBERS_METHODOLOGY).evaluate(stream))
 
 
-def test_a_failing_compiler_warns_and_the_engine_evaluates_in_numpy(tmp_path, monkeypatch):
+def test_a_failing_compiler_warns_and_the_engine_evaluates_row_by_row(tmp_path, monkeypatch):
     failing = tmp_path / "cc"
     failing.write_text("#!/bin/sh\necho 'no space left on device' >&2\nexit 1\n")
     failing.chmod(0o755)
@@ -204,7 +207,7 @@ def test_with_caching_off_kernels_go_to_a_folder_of_the_process(monkeypatch):
     monkeypatch.setenv("TANPU_CACHE_DIR", "")  # caching off (dsl/cache.py)
     monkeypatch.setattr(kernels, "_loaded", {})
     monkeypatch.setattr(kernels, "_scratch", None)
-    source = generate(IN_C.program, {"x": "d", "y": "d", "z": "i", "time": "i", "activity": "c"}).text
+    source = generate(IN_C.plan).text
     assert kernels.build(source) is not None
     library = kernels.library_path(source)
     assert library.exists() and library.parent.name.startswith("tanpu-kernels-")

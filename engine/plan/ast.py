@@ -1,0 +1,277 @@
+"""The evaluation plan: a methodology lowered for evaluation, the one thing both formula
+backends are written from (engine/to_python.py and engine/to_c.py).
+
+Decided here, once, so that no backend decides it again:
+- the order of the steps: the period test, the activity test, input bounds, each
+  `require` preceded by the definitions it needs, then the remaining definitions; the
+  first step that fails is the record's outcome;
+- every outcome that is not a credit, as an index into `Plan.reasons`;
+- which expressions can reject a record (`rejects`) and with which reason;
+- where values are checked for finiteness, converted to whole numbers and quantized to
+  whole milligrams;
+- the representation of every value (`rep`): how a backend holds it.
+
+Representations:
+  f    a binary64 float (a quantity, in SI)      i    a 64-bit whole number (wraps)
+  b    a truth value                             t    a text or a choice's name
+  day  a date, as days since 1970-01-01          dt   an instant, as UTC microseconds
+Lazy nodes are `Logic` (and, or) and `If` (if, case): a backend evaluates only the
+operand or branch taken, so a lookup in a branch not taken never rejects the record.
+Every other node evaluates its operands left to right.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Union
+
+from dsl.ir import ast as ir
+
+F, I, B, T, DAY, DT = "f", "i", "b", "t", "day", "dt"
+NUMBERS = (F, I)
+
+
+@dataclass(frozen=True)
+class Const:
+    rep: str
+    value: Union[float, int, bool, str]
+    rejects: bool = False
+
+
+@dataclass(frozen=True)
+class Input:
+    """An input or a built-in field (time, activity) of the record."""
+    rep: str
+    name: str
+    rejects: bool = False
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A definition computed by an earlier step."""
+    rep: str
+    name: str
+    rejects: bool = False
+
+
+@dataclass(frozen=True)
+class Day:
+    """The local calendar day of the record's time, in the methodology's zone."""
+    rep: str = I
+    rejects: bool = False
+
+
+@dataclass(frozen=True)
+class Unary:
+    rep: str
+    op: str  # neg | abs | not
+    operand: "Expr"
+    rejects: bool = False
+
+
+@dataclass(frozen=True)
+class Arith:
+    """+ - * on numbers (f if either operand is f, else i, wrapping), / always f."""
+    rep: str
+    op: str
+    left: "Expr"
+    right: "Expr"
+    rejects: bool = False
+
+
+@dataclass(frozen=True)
+class Compare:
+    """Numbers compare as numbers (an i against an f as floats); text, truth values,
+    days and instants only with their own kind."""
+    rep: str
+    op: str  # < <= == != >= >
+    left: "Expr"
+    right: "Expr"
+    rejects: bool = False
+
+
+@dataclass(frozen=True)
+class Logic:
+    rep: str
+    op: str  # and | or (lazy)
+    left: "Expr"
+    right: "Expr"
+    rejects: bool = False
+
+
+@dataclass(frozen=True)
+class InSet:
+    rep: str
+    operand: "Expr"
+    values: tuple["Expr", ...]
+    rejects: bool = False
+
+
+@dataclass(frozen=True)
+class If:
+    rep: str
+    cond: "Expr"
+    then: "Expr"
+    otherwise: "Expr"
+    rejects: bool = False
+
+
+@dataclass(frozen=True)
+class MinMax:
+    rep: str
+    op: str  # min | max (numeric.minimum / maximum: nan propagates, ties give the second)
+    args: tuple["Expr", ...]
+    rejects: bool = False
+
+
+@dataclass(frozen=True)
+class Round:
+    """numeric.round_to: snap(x / precision), then floor, ceil or half away, × precision."""
+    rep: str
+    mode: str  # round | floor | ceil
+    operand: "Expr"
+    precision: float
+    rejects: bool = False
+
+
+@dataclass(frozen=True)
+class Elapsed:
+    """end - start in seconds (f): of two days (× 86400) or two instants (/ 10⁶)."""
+    rep: str
+    end: "Expr"
+    start: "Expr"
+    rejects: bool = False
+
+
+@dataclass(frozen=True)
+class DatePart:
+    """year, month, day, weekday (1 = Monday) or hour of a day or of an instant's local
+    time in the methodology's zone."""
+    rep: str
+    part: str
+    operand: "Expr"
+    rejects: bool = False
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """A parameter's value (f) in the period in force at the record's local day.
+
+    Without keys: the period's value (before the first period, the last one's: the
+    checker makes that unreachable). With keys: a missing period rejects with
+    `in_force`; a key the table does not list gives `default`, rejects with `missing`
+    (a reason), or, where the checker proved every key listed (`impossible`), rejects
+    with NO_VALUE and a message naming the key."""
+    rep: str
+    parameter: int  # index into Plan.parameters
+    keys: tuple["Expr", ...]
+    in_force: Optional[int] = None   # reason: no period in force (keyed tables)
+    missing: Optional[int] = None    # reason: the key is not listed ("reject" policy)
+    default: Optional[float] = None  # value of an unlisted key ("value" policy)
+    impossible: bool = False
+    rejects: bool = False
+
+
+Expr = Union[Const, Input, Ref, Day, Unary, Arith, Compare, Logic, InSet, If, MinMax, Round,
+             Elapsed, DatePart, Lookup]
+
+
+# ---------------------------------------------------------------- steps
+@dataclass(frozen=True)
+class Check:
+    """Rejects the record with `reason` unless `cond` holds."""
+    kind: str  # period | activity | bound | require
+    cond: Expr
+    reason: int
+    code: str = ""  # a require's code, for explanations
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class Define:
+    """A let or an output. The value is computed (`expr`), then, in this order:
+    - `not_finite`: a reason if the value is a float that must be finite;
+    - `quantize`: a mass held as whole milligrams (numeric.whole_mg); beyond int64:
+      `too_large`; the definition's value is then mg / 10⁶;
+    - `whole`: a whole number computed as a float becomes an int64; beyond: `too_large`.
+    `overridable`: the reduction, which a cap may replace by a smaller amount in mg
+    before the definitions that follow it are computed again."""
+    name: str
+    kind: str  # let | output
+    rep: str   # of the value after this step
+    expr: Expr
+    type: object  # dsl.types.Type, for explanations (unit shown)
+    not_finite: Optional[int] = None
+    quantize: bool = False
+    whole: bool = False
+    too_large: Optional[int] = None
+    overridable: bool = False
+    line: int = 0
+
+
+Step = Union[Check, Define]
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """A parameter as lookups see it: its periods' first days and values."""
+    name: str
+    starts: tuple[int, ...]  # first day of each period, days since 1970-01-01, ascending
+    keyed: bool
+    scalars: tuple[float, ...] = ()  # unkeyed: each period's value
+    tables: tuple[tuple[tuple[tuple, float], ...], ...] = ()  # keyed: each period's entries
+    source: Optional[ir.Parameter] = None  # for explanations: units, sources
+
+
+@dataclass(frozen=True)
+class Plan:
+    id: str
+    timezone: str
+    inputs: tuple[tuple[str, str], ...]  # (name, rep) of every field the steps read
+    parameters: tuple[Parameter, ...]
+    steps: tuple[Step, ...]
+    masses: tuple[str, ...]   # the quantized mass outputs computed, in MASS_OUTPUTS order
+    reasons: tuple[tuple[str, str, str], ...] = field(default=())  # (status, code, message)
+    methodology: Optional[ir.Methodology] = field(default=None, repr=False, compare=False)
+
+    @property
+    def used_parameters(self) -> tuple[int, ...]:
+        """Indexes of the parameters some step looks up."""
+        found = set()
+        for step in self.steps:
+            for node in nodes(step.expr if isinstance(step, Define) else step.cond):
+                if isinstance(node, Lookup):
+                    found.add(node.parameter)
+        return tuple(sorted(found))
+
+    def define(self, name: str) -> Define:
+        return next(s for s in self.steps if isinstance(s, Define) and s.name == name)
+
+
+def children(e: Expr) -> tuple:
+    """The operands of a node, left to right."""
+    t = type(e)
+    if t in (Unary, Round, DatePart):
+        return (e.operand,)
+    if t in (Arith, Compare, Logic):
+        return (e.left, e.right)
+    if t is InSet:
+        return (e.operand,) + e.values
+    if t is If:
+        return (e.cond, e.then, e.otherwise)
+    if t is MinMax:
+        return e.args
+    if t is Elapsed:
+        return (e.end, e.start)
+    if t is Lookup:
+        return e.keys
+    return ()
+
+
+def nodes(e: Expr):
+    """Every node of an expression, the node before its operands."""
+    stack = [e]
+    while stack:
+        node = stack.pop()
+        yield node
+        stack.extend(reversed(children(node)))
