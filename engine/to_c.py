@@ -32,9 +32,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import records
 from .plan import ast as p
-from .to_python import ident
+from .plan.ast import ident
 
 REASON_BASE = 2  # the batch engine's reasons 0 (credited) and 1 (invalid) come first
 _NATIVE = Path(__file__).resolve().parent / "native"
@@ -216,10 +215,8 @@ class _Gen:
             return "1" if e.value else "0"
         if e.rep == p.F:
             return _float(e.value)
-        if e.rep == p.DT:  # an instant: its local time is known now
-            offset = records.us_to_datetime(e.value).astimezone(records.zone(self.plan.timezone)).utcoffset()
-            local = e.value + int(offset.total_seconds()) * 1_000_000
-            return f"((t_instant){{{_int(e.value)}, {_int(local)}}})"
+        if e.rep == p.DT:
+            return f"((t_instant){{{_int(e.value)}, {_int(e.local)}}})"
         return _int(e.value)
 
     def input(self, name: str, rep: str) -> str:

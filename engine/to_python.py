@@ -19,16 +19,9 @@ from typing import Any
 from dsl.types import Kind
 
 from .plan import ast as p
+from .plan.ast import ident
 
 _ROUNDING = {"floor": "_floor", "ceil": "_ceil", "round": "_half_away"}
-
-
-def ident(name: str) -> str:
-    """An ASCII identifier for any methodology name (Chinese names included), for the
-    generated Python and C alike."""
-    if name.isidentifier() and name.isascii():
-        return name
-    return "u" + "".join(c if c.isalnum() and c.isascii() else f"_{ord(c):x}" for c in name)
 
 
 class Source:

@@ -19,7 +19,7 @@
 - Caps, in source order: per (account, period), allowed_i = min(cs_i, L) - min(cs_i-1, L)
   on the cumulative sums when every value of the group is >= 0 and L >= 0; other groups
   are replayed record by record. Capped reductions recompute points with the
-  methodology's own formula (the program re-run with the capped reduction).
+  methodology's own formula (the formulas run again with the capped reduction).
 """
 
 from __future__ import annotations

@@ -225,13 +225,6 @@ def days_in_month(year: np.ndarray, month: np.ndarray) -> np.ndarray:
     return table[np.clip(month, 0, 12)] + (leap & (month == 2))
 
 
-def day_part(days: np.ndarray, part: str) -> np.ndarray:
-    """year, month, day or weekday (1 = Monday) of days since the epoch (int64)."""
-    days = np.asarray(days, dtype=np.int64)
-    if part == "weekday":
-        return (days + 3) % 7 + 1
-    year, month, day = civil_from_days(days)
-    return {"year": year, "month": month, "day": day}[part]
 
 
 def period_index(days: np.ndarray, period: str) -> np.ndarray:

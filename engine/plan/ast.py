@@ -36,6 +36,15 @@ class Const:
     rep: str
     value: Union[float, int, bool, str]
     rejects: bool = False
+    local: Optional[int] = None  # an instant's local time (µs) in the methodology's zone
+
+
+def ident(name: str) -> str:
+    """An ASCII identifier for any methodology name (Chinese names included), for the
+    generated Python and C alike."""
+    if name.isidentifier() and name.isascii():
+        return name
+    return "u" + "".join(c if c.isalnum() and c.isascii() else f"_{ord(c):x}" for c in name)
 
 
 @dataclass(frozen=True)

@@ -41,12 +41,16 @@ def bound_text(spec: ir.InputSpec) -> str:
     return f"`{spec.name}` must be at most {show(spec.high)}"
 
 
-def const(value, kind: Kind) -> p.Const:
+def const(value, kind: Kind, timezone: str = "UTC") -> p.Const:
+    """A constant in its run-time representation; an instant with its local time."""
     value = records.runtime_value(value)
     if isinstance(value, bool):
         return p.Const(p.B, value)
-    if kind in (Kind.DATE, Kind.DATETIME):
-        return p.Const(_REPS[kind], value)
+    if kind == Kind.DATETIME:
+        offset = records.us_to_datetime(value).astimezone(records.zone(timezone)).utcoffset()
+        return p.Const(p.DT, value, local=value + int(offset.total_seconds()) * 1_000_000)
+    if kind == Kind.DATE:
+        return p.Const(p.DAY, value)
     if isinstance(value, int):
         return p.Const(p.I, value)
     if isinstance(value, float):
@@ -108,7 +112,7 @@ class _Lower:
     def expr(self, e) -> p.Expr:
         t = type(e)
         if t is ir.Const:
-            return const(e.value, e.type.kind)
+            return const(e.value, e.type.kind, self.m.metadata.timezone)
         if t is ir.Input:
             return p.Input(_REPS[e.type.kind], e.name)
         if t is ir.Ref:
@@ -196,7 +200,7 @@ class _Lower:
             if spec.low is None and spec.high is None:
                 continue
             x = p.Input(_REPS[spec.type.kind], spec.name)
-            tests = [p.Compare(p.B, op, x, const(bound, spec.type.kind))
+            tests = [p.Compare(p.B, op, x, const(bound, spec.type.kind, self.m.metadata.timezone))
                      for op, bound in (("<", spec.low), (">", spec.high)) if bound is not None]
             outside = tests[0] if len(tests) == 1 else p.Logic(p.B, "or", tests[0], tests[1])
             out.append(p.Check("bound", p.Unary(p.B, "not", outside),
