@@ -298,11 +298,21 @@ class _Summary:
 @main.command()
 @click.argument("methodology", type=click.Path(exists=True, dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="machine-readable (metadata, parameters, input JSON Schema)")
-def inspect(methodology, as_json):
+@click.option("--plan", "as_plan", is_flag=True,
+              help="the evaluation plan both formula backends are written from, one step a line")
+@click.option("--c", "as_c", is_flag=True, help="the C source of the batch kernel")
+def inspect(methodology, as_json, as_plan, as_c):
     """Metadata, parameters with sources and dates, and the input schema of a methodology."""
     from engine.schema import describe
 
     c = _compile_one(methodology)
+    if as_plan or as_c:
+        from engine.plan import from_ir, plan_text
+        from engine.to_c import generate
+
+        plan = from_ir(c.methodology)
+        click.echo(plan_text(plan) if as_plan else generate(plan).text, nl=False)
+        return
     info = describe(c.methodology, c.content_hash)
     if as_json:
         click.echo(json.dumps(info, ensure_ascii=False, indent=2))

@@ -41,3 +41,19 @@ def test_inspect_json_gives_the_input_schema():
     assert "distance" in schema["required"]
     (factor,) = info["parameters"]
     assert factor["periods"][0]["values"] == {"ebus": "26.9", "metro": "46.7"}
+
+
+def test_inspect_plan_shows_the_steps_in_their_order_and_the_c_source_compiles(tmp_path):
+    done = tanpu("inspect", "--plan", "methodologies/shenzhen-public-transit.tanpu")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    steps = [line.split()[1] if line.startswith("  check") else line.split()[0]
+             for line in lines if line.startswith(("  check", "  output", "  let"))]
+    assert steps == ["period", "activity", "bound", "require", "require", "output", "output"]
+    assert any("unlisted: NO_VALUE" in line for line in lines)  # the lookup that can reject
+    c = tanpu("inspect", "--c", "methodologies/shenzhen-public-transit.tanpu")
+    assert c.returncode == 0 and "void tanpu_kernel(int64_t n, void **a)" in c.stdout
+    (tmp_path / "k.c").write_text(c.stdout)
+    built = subprocess.run(["cc", "-std=gnu11", "-fsyntax-only", str(tmp_path / "k.c")],
+                           capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr
