@@ -67,9 +67,10 @@ class BatchEngine:
 
     def __init__(self, methodology: ir.Methodology, chunk_rows: int = CHUNK_ROWS,
                  kernels: Optional[Callable[[str], Any]] = None):
-        """`kernels`: C source -> the loaded library, or None (tanpu/kernels.py builds them);
-        with it the formulas run as one C function per chunk (kernel.py), without it as
-        NumPy operations (program.py). The results are the same."""
+        """`kernels`: C source -> the loaded library, or None (engine/native/build.py builds
+        them); with it the formulas run as one C function per chunk (kernel.py) and text
+        cells are read by the installed fixed C (native_text.py), without it both run as
+        NumPy operations (program.py, text.py). The results are the same."""
         self.methodology = methodology
         self.schema = Schema.of(methodology)
         meta = methodology.metadata
@@ -82,7 +83,7 @@ class BatchEngine:
         self.reasons = Reasons()
         self.program = Program(methodology, self.reasons)
         self.formulas = Kernels(self.program, kernels) if kernels is not None else self.program
-        self.native_text = NativeText(kernels) if kernels is not None else None
+        self.native_text = NativeText() if kernels is not None else None
         self.rules = Rules(methodology, self.reasons, recompute=self._recompute)
         self.masses = tuple(n for n in ("baseline", "project", "leakage") if n in self.program.defined)
         keep = set(self.rules.needed_inputs())
