@@ -170,7 +170,7 @@ def _load_or_compile(source: str, library: Path) -> Optional[ctypes.CDLL]:
     if cc is None:
         if os.environ.get("CC", "").strip():
             _warn_once(("no compiler", os.environ["CC"]), f"CC={os.environ['CC']!r} is not a command found "
-                                                          f"on PATH; NumPy evaluates the formulas")
+                                                          f"on PATH (or cannot be split into words); NumPy evaluates the formulas")
         return None
     work = _work_folder(library.parent)
     if work is None:
