@@ -168,9 +168,10 @@ def _load_or_compile(source: str, library: Path) -> Optional[ctypes.CDLL]:
                 pass
     cc = compiler()
     if cc is None:
-        if os.environ.get("CC", "").strip():
-            _warn_once(("no compiler", os.environ["CC"]), f"CC={os.environ['CC']!r} is not a command found "
-                                                          f"on PATH (or cannot be split into words); NumPy evaluates the formulas")
+        named = os.environ.get("CC", "").strip()
+        if named:
+            _warn_once(("no compiler", named), f"CC={named!r} is not a command found on PATH (or cannot "
+                                               f"be split into words); NumPy evaluates the formulas")
         return None
     work = _work_folder(library.parent)
     if work is None:
