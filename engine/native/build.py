@@ -251,8 +251,11 @@ def _run(command: list[str], seconds: float) -> subprocess.CompletedProcess:
         try:
             os.killpg(process.pid, signal.SIGKILL)
         except OSError:  # gone already
+            process.kill()
+        try:
+            process.communicate(timeout=5)
+        except subprocess.TimeoutExpired:  # something that left the group holds the pipes open
             pass
-        process.communicate()
         raise
     return subprocess.CompletedProcess(command, process.returncode, out, err)
 
