@@ -21,7 +21,7 @@ install: $(STAMP)
 # durable-rules 2.0.28 ships only as an sdist: pip compiles its C extension
 # (durable_rules_engine) with gcc against the Python headers. Nothing else is
 # needed (checked on CPython 3.11.7 and 3.12.1).
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py $(wildcard engine/native/*.c engine/native/*.h)
 	@test -n "$(PYTHON)" || { echo "error: no Python 3.11 or 3.12 found (set PYTHON=...)" >&2; exit 1; }
 	@command -v $${CC:-gcc} >/dev/null 2>&1 || command -v cc >/dev/null 2>&1 || \
 	  { echo "error: a C compiler (gcc) is needed to build durable-rules" >&2; exit 1; }

@@ -39,7 +39,7 @@ import polars as pl  # noqa: E402
 from dsl import compile_source  # noqa: E402
 from engine import Engine  # noqa: E402
 from engine.batch import BatchEngine  # noqa: E402
-from tanpu.kernels import build  # noqa: E402
+from engine.native.build import build  # noqa: E402
 
 SOURCE = ROOT / "methodologies" / "shenzhen-public-transit.tanpu"
 CAP = "\ncap reduction at 2 kg per account per day\n"

@@ -177,7 +177,7 @@ def eval_command(methodology, records, output, explain, engine_name):
     else:
         from engine.batch import BatchEngine
 
-        from .kernels import build
+        from engine.native.build import build
 
         engine = BatchEngine(c.methodology, kernels=build)  # the formulas in C where it can
         frames = _evaluate_batch(engine, Path(records))

@@ -66,9 +66,11 @@ class BatchEngine:
 
     def __init__(self, methodology: ir.Methodology, chunk_rows: int = CHUNK_ROWS,
                  kernels: Optional[Callable[[str], Any]] = None):
-        """`kernels`: C source -> the loaded library, or None (tanpu/kernels.py builds them);
-        with it the formulas run as one C function per chunk (kernel.py), without it as the
-        scalar path's function row by row. The results are the same."""
+        """`kernels`: C source -> the loaded library, or None (engine/native/build.py builds
+        them); with it the formulas run as one C function per chunk (kernel.py) and text
+        cells are read by the installed fixed C (native_text.py), without it the formulas
+        run as the scalar path's function row by row and text cells as NumPy operations
+        (text.py). The results are the same."""
         self.methodology = methodology
         self.schema = Schema.of(methodology)
         meta = methodology.metadata
@@ -82,7 +84,7 @@ class BatchEngine:
         self.scalar = ScalarProgram(methodology)
         self.plan = self.scalar.plan
         self.formulas = Kernels(self.plan, self.reasons, self.scalar, kernels)
-        self.native_text = NativeText(kernels) if kernels is not None else None
+        self.native_text = NativeText() if kernels is not None else None
         self.rules = Rules(methodology, self.reasons, recompute=self._recompute)
         self.masses = tuple(n for n in ("baseline", "project", "leakage") if n in self.plan.masses)
         keep = set(self.rules.needed_inputs())

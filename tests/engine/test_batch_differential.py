@@ -30,7 +30,7 @@ from engine import Engine, records
 from engine.batch import BatchEngine, to_results
 from engine.batch import text as tx
 from engine.batch.timezones import zone_table
-from tanpu.kernels import build, compiler
+from engine.native.build import build, compiler
 from tanpu.recordfiles import open_records
 
 from .strategies import record_stream

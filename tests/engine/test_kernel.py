@@ -1,4 +1,4 @@
-"""The C kernel of the batch formulas (engine/to_c.py, engine/batch/kernel.py, tanpu/kernels.py).
+"""The C kernel of the batch formulas (engine/to_c.py, engine/batch/kernel.py, engine/native/build.py).
 
 test_batch_differential.py runs every methodology through the kernel as well; these
 tests aim at what a C translation gets wrong: the bits of the numeric contract on
@@ -19,7 +19,7 @@ from engine import Engine
 from engine.batch import BatchEngine
 from engine.to_c import generate
 from engine.batch.values import Cat
-from tanpu import kernels
+from engine.native import build as kernels
 
 pytestmark = pytest.mark.skipif(kernels.compiler() is None, reason="no C compiler")
 

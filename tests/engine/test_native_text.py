@@ -9,11 +9,12 @@ from hypothesis import strategies as st
 
 from engine.batch import text as tx
 from engine.batch.native_text import NativeText
-from tanpu import kernels
+from engine.native import fixed
 
-pytestmark = pytest.mark.skipif(kernels.compiler() is None, reason="no C compiler")
+# built by pip with the package (setup.py); tests/test_packaging.py fails where it is not
+pytestmark = pytest.mark.skipif(fixed() is None, reason="the extension engine.native._fixed is not built")
 
-NATIVE = NativeText(kernels.build)
+NATIVE = NativeText()
 
 # the characters that decide: every kind str.strip() removes (ASCII, two- and three-byte
 # UTF-8), look-alikes that it keeps (U+200B, U+FEFF, Latin-1 letters), CJK text
@@ -134,3 +135,27 @@ def test_unit_texts_in_c_are_numpys(cells, limit):
     expected_codes, expected_units = tx.unit_codes(text, d.unit_start, d.ok, limit)
     assert units == expected_units
     assert codes.tolist() == expected_codes.tolist()
+
+
+def test_without_the_extension_text_py_reads_with_one_warning(monkeypatch):
+    """An installation built without engine.native._fixed: every reader is text.py's, and
+    the process is told once, not at each reader or engine."""
+    import sys
+    import warnings
+
+    import engine.native
+
+    monkeypatch.setitem(sys.modules, "engine.native._fixed", None)  # import fails
+    monkeypatch.setattr(engine.native, "_tried", False)
+    monkeypatch.setattr(engine.native, "_library", None)
+    cells = ["1.5 km", "2024-05-20T08:00", " x", None, "ebus"]
+    text = _bytes(cells)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for reader in (NativeText(), NativeText()):
+            got, expected = reader.decimals(text), tx.decimals(text)
+            assert got.ok.tolist() == expected.ok.tolist() and got.value.tolist() == expected.value.tolist()
+            assert reader.match_strings(text, ["ebus"]).tolist() == tx.match_strings(text, ["ebus"]).tolist()
+            assert [a.tolist() for a in reader.iso_datetimes(text)] == [a.tolist() for a in tx.iso_datetimes(text)]
+    assert [str(w.message)[:40] for w in caught] == ["the engine's C text readers are not buil"]
+    assert caught[0].category is RuntimeWarning

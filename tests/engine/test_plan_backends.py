@@ -23,7 +23,7 @@ from engine import Engine
 from engine.batch import BatchEngine
 from engine.plan import ast as p
 from engine.plan import from_ir, plan_text
-from tanpu import kernels
+from engine.native import build as kernels
 
 SOURCE = (Path(__file__).parent / "data" / "constructs.tanpu").read_text(encoding="utf-8")
 METHODOLOGY = compile_source(SOURCE, "constructs.tanpu").methodology
