@@ -145,7 +145,7 @@ class _Gen:
         if t is p.Ref:
             return f"d_{ident(e.name)}"
         if t is p.Day:
-            return f"t_fdiv({self.input('time', p.DT)}.local, INT64_C({DAY_US}))"
+            return f"t_floordiv({self.input('time', p.DT)}.local, INT64_C({DAY_US}))"
         if t is p.Unary:
             x = self.expr(e.operand)
             if e.op == "not":

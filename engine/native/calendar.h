@@ -5,16 +5,12 @@
 #ifndef TANPU_CALENDAR_H
 #define TANPU_CALENDAR_H
 #include <stdint.h>
-
-static inline int64_t t_fdiv(int64_t a, int64_t b) {
-    int64_t q = a / b;
-    return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
-}
+/* follows numeric.h (t_floordiv) in every kernel's source */
 static inline int64_t t_day_part(int64_t days, int part) {
     /* part: 0 year, 1 month, 2 day, 3 weekday (1 = Monday) */
     if (part == 3) return ((days % 7) + 7 + 3) % 7 + 1;
     int64_t z = days + 719468;
-    int64_t era = t_fdiv(z, 146097);
+    int64_t era = t_floordiv(z, 146097);
     int64_t doe = z - era * 146097;
     int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
     int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
@@ -26,8 +22,8 @@ static inline int64_t t_day_part(int64_t days, int part) {
 }
 static inline int64_t t_local_part(int64_t local_us, int part) {
     /* part: 0 year, 1 month, 2 day, 3 weekday, 4 hour */
-    if (part == 4) return ((t_fdiv(local_us, INT64_C(3600000000)) % 24) + 24) % 24;
-    return t_day_part(t_fdiv(local_us, INT64_C(86400000000)), part);
+    if (part == 4) return ((t_floordiv(local_us, INT64_C(3600000000)) % 24) + 24) % 24;
+    return t_day_part(t_floordiv(local_us, INT64_C(86400000000)), part);
 }
 /* The code of a number key in a table: its position among the sorted keys, or -1. */
 static inline int64_t t_find(const double *keys, const int64_t *codes, int64_t n, double x) {
