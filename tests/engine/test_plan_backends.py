@@ -99,3 +99,28 @@ def test_the_plan_decides_representations():
     assert plan.define("points").rep == p.I and plan.define("points").whole
     assert plan.define("reduction").quantize and plan.define("reduction").overridable
     assert dict(plan.inputs)["registered"] == p.DAY and dict(plan.inputs)["started"] == p.DT
+
+
+CALENDAR = compile_source('''methodology test.calendar "calendar" version 1.0.0 {
+  covers thing
+  effective from 1700-01-01
+  timezone America/New_York
+}
+input d: date
+input t: datetime
+reduction = 1 g
+points = year(d) * 100000 + month(d) * 1000 + day(d) * 10 + weekday(d) + hour(t) * 1000000000 + year(t) * 10000000000000
+''', "calendar.tanpu").methodology
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(st.tuples(st.dates(dt.date(1, 1, 3), dt.date(9999, 12, 28)),
+                          st.datetimes(dt.datetime(1800, 1, 1), dt.datetime(2300, 1, 1))),
+                min_size=1, max_size=40))
+def test_calendar_parts_agree_over_the_whole_calendar(rows):
+    """Day numbers from year 1 to 9999 (the C calendar against Python's datetime.date),
+    and local hours before, inside and beyond the zone's transition table."""
+    stream = [{"id": f"r{i}", "account": "a", "d": d.isoformat(), "t": t.isoformat()}
+              for i, (d, t) in enumerate(rows)]
+    expected = _keys(Engine(CALENDAR).evaluate(stream))
+    assert _keys(BatchEngine(CALENDAR, kernels=kernels.build).evaluate(stream)) == expected
