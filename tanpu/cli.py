@@ -358,7 +358,7 @@ def doc(methodology, output, lang):
 # ---------------------------------------------------------------- registry: db, admin, audit
 _DATABASE_URL = click.option(
     "--database-url", envvar="DATABASE_URL", metavar="URL",
-    help="SQLAlchemy URL (env DATABASE_URL); default: the SQLite file of tanpu.settings")
+    help="SQLAlchemy URL (env DATABASE_URL); default: the SQLite file of registry.settings")
 
 
 def _database(url):
@@ -527,7 +527,7 @@ def serve(database_url, host, port, threads, no_seed, demo_password):
     keep_freed_memory()  # API batches reuse the memory earlier ones freed; before Polars loads
     from waitress import serve as waitress_serve
 
-    from tanpu.settings import Settings, load
+    from registry.settings import Settings, load
     from webui import create_app
 
     from .seed import ensure_first_admin, seed as run_seed
