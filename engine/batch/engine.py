@@ -265,7 +265,7 @@ class BatchEngine:
         """
         from pathlib import Path
 
-        from .reader import estimate_rows, open_chunks
+        from ..recordfiles import estimate_rows, open_chunks
         from .store import DiskStore, MemoryStore
 
         path = Path(path)
