@@ -14,26 +14,26 @@ take the format from the extension (FORMATS) and the units from the headers
   reason (`__invalid__`), which the engine reports with its row number;
 - Parquet: columns as typed; units in the column names as in CSV headers.
 
-Writing results (`ResultWriter`, `write_results`, `results_to_text`): the columns of
-engine.result.COLUMNS, with the kilograms and the methodology.
+Writing results (`ResultWriter`, `write_results`): engine.result.FILE_COLUMNS.
 """
 
 from __future__ import annotations
 
 import csv
-import io
 import json
 import os
 import re
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Optional
 
 import numpy as np
 import polars as pl
+
+from .result import FILE_COLUMNS, REF_COLUMNS, SHORT_COLUMNS, MethodologyRef
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
            ".parquet": "parquet"}
@@ -364,15 +364,10 @@ def _parquet_chunks(path: Path, chunk_rows: int) -> Chunks:
 
 
 # ---------------------------------------------------------------- results
-_RESULT_COLUMNS = ["row", "id", "account", "time", "status", "code", "message", "reduction_kg",
-                   "reduction_mg", "points", "bonus", "baseline_mg", "project_mg", "leakage_mg",
-                   "flags", "methodology", "version", "content_hash"]
-
-
 def write_results(path: Path, rows: list[dict]) -> None:
     fmt = format_of(path)
     explained = any("explanation" in r for r in rows)
-    columns = _RESULT_COLUMNS + (["explanation"] if explained else [])
+    columns = list(FILE_COLUMNS) + (["explanation"] if explained else [])
     if fmt == "jsonl":
         with open(path, "w", encoding="utf-8") as out:
             for r in rows:
@@ -396,15 +391,6 @@ def write_results(path: Path, rows: list[dict]) -> None:
     pq.write_table(pa.Table.from_pylist(flat), path)
 
 
-def results_to_text(rows: list[dict]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=_RESULT_COLUMNS[:11], extrasaction="ignore")
-    writer.writeheader()
-    for r in rows:
-        writer.writerow({**r, "flags": ";".join(r.get("flags") or [])})
-    return buffer.getvalue()
-
-
 # ---------------------------------------------------------------- results as columns
 @lru_cache(maxsize=1)
 def _preparing_pool() -> ThreadPoolExecutor:
@@ -424,7 +410,7 @@ _WHOLE_SECONDS = "%Y-%m-%dT%H:%M:%SZ"
 
 
 def _result_columns(frame, ref, fmt: str):
-    """A frame of engine results (engine.batch RESULT_COLUMNS) -> the columns written."""
+    """A frame of engine results (engine.result.COLUMNS) -> the columns written (FILE_COLUMNS)."""
     t = pl.col("time")
     moment = pl.from_epoch(t, time_unit="us")
     if frame.select((t % 1_000_000 != 0).any()).item():  # as isoformat: a fraction if any
@@ -440,18 +426,15 @@ def _result_columns(frame, ref, fmt: str):
         flags = pl.col("flags").list.join(";")
     else:  # no flag on any row (the usual case): joining a million empty lists took 70 ms
         flags = pl.lit(None, dtype=pl.String)
-    out = frame.select(
-        pl.col("row"), pl.col("id"), pl.col("account"), time.alias("time"), pl.col("status"),
-        pl.col("code"), pl.col("message"),
-        pl.col("reduction_mg").map_batches(_kilograms, return_dtype=pl.Float64).alias("reduction_kg"),
-        pl.col("reduction_mg"),
-        pl.col("points"), pl.col("bonus"), pl.col("baseline_mg"), pl.col("project_mg"),
-        pl.col("leakage_mg"), flags.alias("flags"),
-        pl.lit(ref.id).alias("methodology"), pl.lit(ref.version).alias("version"),
-        pl.lit(ref.content_hash).alias("content_hash"))
+    computed = {
+        "time": time, "flags": flags,
+        "reduction_kg": pl.col("reduction_mg").map_batches(_kilograms, return_dtype=pl.Float64),
+        **{name: pl.lit(getattr(ref, f.name)) for name, f in zip(REF_COLUMNS, fields(MethodologyRef))},
+    }
+    out = frame.select([computed.get(name, pl.col(name)).alias(name) for name in FILE_COLUMNS])
     if fmt == "csv":  # an empty text is an empty cell, as the csv module writes it
-        constant = {"methodology", "version", "content_hash"}  # never empty
-        text = [c for c, t in out.schema.items() if t == pl.String and c not in constant]
+        # (the methodology's columns are never empty)
+        text = [c for c, t in out.schema.items() if t == pl.String and c not in REF_COLUMNS]
         out = out.with_columns(pl.when(pl.col(c) == "").then(None).otherwise(pl.col(c)).alias(c)
                                for c in text)
     return out
@@ -490,7 +473,7 @@ class ResultWriter:
 
     def _emit(self, out) -> None:
         if self.fmt == "stdout":
-            self.stream.write(out.select(_RESULT_COLUMNS[:11]).write_csv(
+            self.stream.write(out.select(SHORT_COLUMNS).write_csv(
                 include_header=self._header, datetime_format=_WHOLE_SECONDS))
             self._header = False
             return
@@ -525,4 +508,4 @@ class ResultWriter:
         if self._handle is not None:
             self._handle.close()
         if self.fmt == "stdout" and self._header:
-            self.stream.write(",".join(_RESULT_COLUMNS[:11]) + "\n")
+            self.stream.write(",".join(SHORT_COLUMNS) + "\n")

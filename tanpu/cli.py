@@ -226,7 +226,7 @@ def _eval_explained(methodology, path: Path, output) -> None:
     from engine import Engine
     from engine.explain import humanize, render
 
-    from engine.recordfiles import open_records, results_to_text, write_results
+    from engine.recordfiles import open_records, write_results
 
     engine = Engine(methodology)
     source = open_records(path)

@@ -9,6 +9,7 @@ for bit, as engine.Engine's: `Result.key()` of every record.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +25,7 @@ from dsl.ir.printer import content_hash
 from dsl.types import Kind
 
 from ..records import Schema
-from ..result import MethodologyRef, Result
+from ..result import COLUMNS, MethodologyRef, Result
 from .ingest import Ingested, ingest_frame, raw_frame, text_series
 from .kernel import Kernels
 from .native_text import NativeText
@@ -34,8 +35,7 @@ from .values import Cat, Reasons
 
 CHUNK_ROWS = 1 << 18
 
-RESULT_COLUMNS = ("row", "id", "account", "time", "status", "code", "message", "reduction_mg",
-                  "points", "bonus", "baseline_mg", "project_mg", "leakage_mg", "flags")
+RESULT_COLUMNS = COLUMNS  # the results frame's columns: engine.result's, in its order
 
 
 @dataclass
@@ -362,35 +362,20 @@ def concat_parts(parts: list[Part]) -> Part:
 def to_results(frame: pl.DataFrame) -> list[Result]:
     out = []
     for r in frame.iter_rows(named=True):
-        out.append(Result(
-            id=r["id"], account=r["account"], time=r["time"], status=r["status"], code=r["code"],
-            message=r["message"], reduction_mg=r["reduction_mg"], points=r["points"],
-            bonus=r["bonus"], baseline_mg=r["baseline_mg"], project_mg=r["project_mg"],
-            leakage_mg=r["leakage_mg"], flags=tuple(r["flags"]), row=r["row"]))
+        r["flags"] = tuple(r["flags"])
+        out.append(Result(**{name: r[name] for name in RESULT_COLUMNS}))
     return out
+
+
+# Result's field types -> the frame's: Optional[int] masses and a missing time are nulls
+_DTYPES = {"str": pl.String, "int": pl.Int64, "Optional[int]": pl.Int64,
+           "tuple[str, ...]": pl.List(pl.String)}
+RESULT_SCHEMA = {name: _DTYPES[field.type] for name in RESULT_COLUMNS
+                 for field in dataclasses.fields(Result) if field.name == name}
 
 
 def results_frame(results: list[Result]) -> pl.DataFrame:
     """engine.Engine's results as the batch engine's frame (to write both the same way)."""
-    data = {name: [] for name in RESULT_COLUMNS}
-    for r in results:
-        data["row"].append(r.row)
-        data["id"].append(r.id)
-        data["account"].append(r.account)
-        data["time"].append(r.time)
-        data["status"].append(r.status)
-        data["code"].append(r.code)
-        data["message"].append(r.message)
-        data["reduction_mg"].append(r.reduction_mg)
-        data["points"].append(r.points)
-        data["bonus"].append(r.bonus)
-        data["baseline_mg"].append(r.baseline_mg)
-        data["project_mg"].append(r.project_mg)
-        data["leakage_mg"].append(r.leakage_mg)
-        data["flags"].append(list(r.flags))
-    schema = {"row": pl.Int64, "id": pl.String, "account": pl.String, "time": pl.Int64,
-              "status": pl.String, "code": pl.String, "message": pl.String,
-              "reduction_mg": pl.Int64, "points": pl.Int64, "bonus": pl.Int64,
-              "baseline_mg": pl.Int64, "project_mg": pl.Int64, "leakage_mg": pl.Int64,
-              "flags": pl.List(pl.String)}
-    return pl.DataFrame(data, schema=schema)
+    data = {name: [getattr(r, name) for r in results] for name in RESULT_COLUMNS}
+    data["flags"] = [list(flags) for flags in data["flags"]]
+    return pl.DataFrame(data, schema=RESULT_SCHEMA)
