@@ -13,7 +13,6 @@ import dataclasses
 import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
 
@@ -30,33 +29,14 @@ from .ingest import Ingested, ingest_frame, raw_frame, text_series
 from .kernel import Kernels
 from .native_text import NativeText
 from .program import Program
+from .part import Part, concat_parts
 from .rules import Batch, Rules
+from .store import DiskStore, MemoryStore
 from .values import Cat, Reasons
 
 CHUNK_ROWS = 1 << 18
 
 RESULT_COLUMNS = COLUMNS  # the results frame's columns: engine.result's, in its order
-
-
-@dataclass
-class Part:
-    """The kept columns of one chunk after per-record evaluation."""
-
-    rows: np.ndarray
-    ids: pl.Series
-    accounts: pl.Series
-    time: np.ndarray
-    reason: np.ndarray
-    messages: pl.Series            # String; the reason of invalid rows, null elsewhere
-    reduction_mg: np.ndarray
-    points: np.ndarray
-    masses: dict[str, np.ndarray]  # baseline/project/leakage mg, where defined
-    credited: np.ndarray           # credited by the formulas (the masses are shown)
-    columns: dict = field(default_factory=dict)
-
-    @property
-    def n(self) -> int:
-        return int(self.rows.size)
 
 
 class BatchEngine:
@@ -266,8 +246,6 @@ class BatchEngine:
         from pathlib import Path
 
         from ..recordfiles import estimate_rows, open_chunks
-        from .store import DiskStore, MemoryStore
-
         path = Path(path)
         chunks = open_chunks(path, self.chunk_rows)
         units = dict(chunks.column_units)
@@ -336,27 +314,6 @@ def _slice(column, lo: int, hi: int):
     if isinstance(column, Cat):
         return Cat(column.codes[lo:hi], column.labels)
     return column[lo:hi] if isinstance(column, np.ndarray) else column.slice(lo, hi - lo)
-
-
-def concat_parts(parts: list[Part]) -> Part:
-    if len(parts) == 1:
-        return parts[0]
-    first = parts[0]
-    columns = {}
-    for name, column in first.columns.items():
-        if isinstance(column, Cat):
-            columns[name] = Cat(np.concatenate([p.columns[name].codes for p in parts]), column.labels)
-        elif isinstance(column, pl.Series):
-            columns[name] = pl.concat([p.columns[name] for p in parts], rechunk=False)
-        else:
-            columns[name] = np.concatenate([p.columns[name] for p in parts])
-    return Part(
-        np.concatenate([p.rows for p in parts]), pl.concat([p.ids for p in parts], rechunk=False),
-        pl.concat([p.accounts for p in parts], rechunk=False), np.concatenate([p.time for p in parts]),
-        np.concatenate([p.reason for p in parts]), pl.concat([p.messages for p in parts], rechunk=False),
-        np.concatenate([p.reduction_mg for p in parts]), np.concatenate([p.points for p in parts]),
-        {k: np.concatenate([p.masses[k] for p in parts]) for k in first.masses},
-        np.concatenate([p.credited for p in parts]), columns)
 
 
 def to_results(frame: pl.DataFrame) -> list[Result]:
