@@ -28,7 +28,6 @@ from typing import Callable, Optional
 
 from dsl.ir import ast as ir
 
-from .records import zone
 from .result import (CAP_REACHED, CAPPED, CREDITED, DUPLICATE, DUPLICATE_ID, INVALID,
                      REJECTED, Result)
 from .scalar import LocalTime
