@@ -9,7 +9,8 @@ take the format from the extension (FORMATS) and the units from the headers
 - CSV: cells as text; a row whose cells are all blank is skipped and not counted; a
   header may carry the unit of its plain numbers, `distance[km]` or `distance (km)`;
   without it every quantity cell must carry its own unit (`8.2 km`), so that no number
-  is silently taken to be kilometres; a column named twice: the later cell wins;
+  is silently taken to be kilometres; a column named twice: the later cell wins (a row
+  too short to have it keeps the earlier one);
 - JSON Lines: values as parsed; a line that is not an object is a row holding only the
   reason (`__invalid__`), which the engine reports with its row number;
 - Parquet: columns as typed; units in the column names as in CSV headers.
