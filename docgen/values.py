@@ -6,11 +6,11 @@ from __future__ import annotations
 import datetime as dt
 import math
 from decimal import Decimal
-from zoneinfo import ZoneInfo
 
 from dsl.ir import ast as ir
 from dsl.types import Kind, Type
 from dsl.units import Unit
+from dsl.zones import zone
 
 
 def number(value) -> str:
@@ -38,7 +38,7 @@ def quantity(si_value: float, unit: Unit) -> str:
 
 
 def local(moment: dt.datetime, timezone: str) -> str:
-    shown = moment.astimezone(ZoneInfo(timezone))
+    shown = moment.astimezone(zone(timezone))
     text = shown.strftime("%Y-%m-%d %H:%M")
     if shown.second or shown.microsecond:
         text = shown.strftime("%Y-%m-%d %H:%M:%S")

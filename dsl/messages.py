@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Iterable, Optional
 
 from .diagnostics import Diagnostic, Note, Span
+from .zones import DEFAULT_TIMEZONE
 
 CATALOGUE: dict[str, str] = {
     # file
@@ -87,7 +88,7 @@ CATALOGUE: dict[str, str] = {
     "W0103": "the input `{name}` is never used",
     "W0201": "this branch can never be taken",
     "W0202": "this condition is always {value}",
-    "W0301": "the cap period has no time zone; Asia/Shanghai is assumed",
+    "W0301": f"the cap period has no time zone; {DEFAULT_TIMEZONE} is assumed",
     "W0302": "reason code `{code}` is not written in UPPER_SNAKE_CASE",
     "W0401": "two methodologies cover `{activity}` from {start} and neither says which takes precedence",
 }

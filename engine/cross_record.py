@@ -28,7 +28,6 @@ from typing import Callable, Optional
 
 from dsl.ir import ast as ir
 
-from .records import zone
 from .result import (CAP_REACHED, CAPPED, CREDITED, DUPLICATE, DUPLICATE_ID, INVALID,
                      REJECTED, Result)
 from .scalar import LocalTime
@@ -84,7 +83,7 @@ def _mark_repeated_ids(results: list[Result], explain: bool) -> None:
     for i in canonical_order(results):
         r = results[i]
         if r.id in seen_ids:
-            _set(r, DUPLICATE, DUPLICATE_ID, "this record id was already evaluated", explain)
+            decide(r, DUPLICATE, DUPLICATE_ID, "this record id was already evaluated", explain)
             r.reduction_mg, r.points = 0, 0
         seen_ids.add(r.id)
 
@@ -126,7 +125,9 @@ def _sort_account(indexes: list[int], results: list[Result], times: list) -> Non
         indexes.sort(key=key)
 
 
-def _set(r: Result, status: str, code: str, message: str, explain: bool, **detail):
+def decide(r: Result, status: str, code: str, message: str, explain: bool, **detail):
+    """A cross-record rule's decision on a result (with its explanation when asked for);
+    every path (this reference, the rules client) decides the same way."""
     r.status, r.code, r.message = status, code, message
     if explain and r.explanation is not None:
         r.explanation.append({"kind": "rule", "status": status, "code": code, "message": message, **detail})
@@ -145,7 +146,7 @@ def _overlaps(results, indexes, rules, explain):
         for index, rule in enumerate(rules):
             latest = latest_end[index]
             if latest is not None and values[rule.start] < latest:
-                _set(r, REJECTED, rule.code, rule.message, explain)
+                decide(r, REJECTED, rule.code, rule.message, explain)
                 r.reduction_mg, r.points = 0, 0
                 break
         else:  # accepted: its end now counts for the account's later records
@@ -173,7 +174,7 @@ def _account(results, indexes, m: ir.Methodology, local, recompute_points, expla
             for rule, seen in zip(duplicates, seen_keys):
                 key = tuple(values[k] for k in rule.keys)
                 if key in seen:
-                    _set(r, DUPLICATE, rule.code, rule.message, explain, keys=list(rule.keys))
+                    decide(r, DUPLICATE, rule.code, rule.message, explain, keys=list(rule.keys))
                     r.reduction_mg, r.points = 0, 0
                     stop = True
                     break
@@ -183,7 +184,7 @@ def _account(results, indexes, m: ir.Methodology, local, recompute_points, expla
             for index, rule in enumerate(overlaps):
                 latest = latest_end[index]
                 if latest is not None and values[rule.start] < latest:
-                    _set(r, REJECTED, rule.code, rule.message, explain)
+                    decide(r, REJECTED, rule.code, rule.message, explain)
                     r.reduction_mg, r.points = 0, 0
                     stop = True
                     break
@@ -224,8 +225,7 @@ def _account(results, indexes, m: ir.Methodology, local, recompute_points, expla
             value = r.reduction_mg if cap.target == "reduction" else r.points
             allowed = max(0, min(value, cap.limit - used))
             if allowed < value:
-                _set(r, CAPPED, CAP_REACHED,
-                     f"{cap.target} cap of {_shown(cap)} per account per {cap.period} reached",
+                decide(r, CAPPED, CAP_REACHED, cap_reached(cap),
                      explain, period=cap.period, limit=cap.limit, before=used, allowed=allowed)
                 if cap.target == "reduction":
                     r.reduction_mg = allowed
@@ -236,7 +236,12 @@ def _account(results, indexes, m: ir.Methodology, local, recompute_points, expla
             totals[period] = used + (r.reduction_mg if cap.target == "reduction" else r.points)
 
 
-def _shown(cap: ir.Cap) -> str:
+def cap_reached(cap: ir.Cap) -> str:
+    """The message of a result the cap cut, the same on every path."""
+    return f"{cap.target} cap of {_limit(cap)} per account per {cap.period} reached"
+
+
+def _limit(cap: ir.Cap) -> str:
     if cap.target == "points":
         return f"{cap.limit} points"
     grams = cap.limit / 1000

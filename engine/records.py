@@ -19,11 +19,11 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Mapping, Optional
-from zoneinfo import ZoneInfo
 
 from dsl.ir import ast as ir
 from dsl.types import Kind
 from dsl.units import UnitError, parse_unit
+from dsl.zones import zone  # the one cache of zones
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 EPOCH_DAY = dt.date(1970, 1, 1).toordinal()
@@ -100,11 +100,6 @@ def us_to_datetime(us: int) -> dt.datetime:
 def _unit_factor(unit_text: str):
     unit = parse_unit(unit_text)
     return float(unit.factor), unit.dimension
-
-
-@lru_cache(maxsize=16)
-def zone(name: str) -> ZoneInfo:
-    return ZoneInfo(name)
 
 
 class LocalClock:

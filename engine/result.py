@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Optional
 
 CREDITED = "credited"
@@ -63,24 +63,36 @@ class Result:
                 self.flags, self.row)
 
     def to_dict(self, methodology: Optional[MethodologyRef] = None) -> dict:
+        """The result as written (FILE_COLUMNS): time as ISO text, flags as a list."""
         from .records import us_to_datetime
-        out = {
-            "row": self.row, "id": self.id, "account": self.account,
-            "time": us_to_datetime(self.time).isoformat().replace("+00:00", "Z") if self.time is not None else None,
-            "status": self.status, "code": self.code, "message": self.message,
-            "reduction_kg": self.reduction_mg / 1_000_000, "reduction_mg": self.reduction_mg,
-            "points": self.points, "bonus": self.bonus,
-            "baseline_mg": self.baseline_mg, "project_mg": self.project_mg,
-            "leakage_mg": self.leakage_mg, "flags": list(self.flags),
-        }
+        out = {}
+        for name in COLUMNS:
+            value = getattr(self, name)
+            if name == "time":
+                value = us_to_datetime(value).isoformat().replace("+00:00", "Z") if value is not None else None
+            elif name == "reduction_mg":
+                out["reduction_kg"] = value / 1_000_000
+            elif name == "flags":
+                value = list(value)
+            out[name] = value
         if methodology is not None:
-            out["methodology"] = methodology.id
-            out["version"] = methodology.version
-            out["content_hash"] = methodology.content_hash
+            out.update(zip(REF_COLUMNS, (getattr(methodology, f.name) for f in fields(MethodologyRef))))
         if self.explanation is not None:
             out["explanation"] = self.explanation
         return out
 
+
+# The columns of a result, in the order every path and every file gives them: the row
+# number first, then Result's fields, without the explanation and the inputs (no columns).
+COLUMNS = ("row",) + tuple(f.name for f in fields(Result) if f.name not in ("row", "explanation", "values"))
+# What a written result adds: the methodology that gave it (MethodologyRef's fields).
+REF_COLUMNS = ("methodology", "version", "content_hash")
+assert len(REF_COLUMNS) == len(fields(MethodologyRef))
+# Written (files, Result.to_dict): the kilograms before the milligrams, then the methodology.
+FILE_COLUMNS = tuple(c for name in COLUMNS
+                     for c in (("reduction_kg", name) if name == "reduction_mg" else (name,))) + REF_COLUMNS
+# Written to the terminal: up to the amounts (not the masses, flags or methodology).
+SHORT_COLUMNS = FILE_COLUMNS[:FILE_COLUMNS.index("bonus") + 1]
 
 def invalid(row: Optional[int], record_id: str, account: str, reason: str) -> Result:
     """A record that could not be read: no time, no amounts, the reason in the message."""

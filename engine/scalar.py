@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
-import math
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 from dsl.ir import ast as ir
+from dsl.zones import zone
 
 from . import numeric, records
 from .plan import from_ir
@@ -51,7 +51,7 @@ class LocalTime:
     """
 
     def __init__(self, zone_name: str):
-        self.zone = records.zone(zone_name)
+        self.zone = zone(zone_name)
         self._offsets: dict[int, int] = {}
 
     def _exact(self, us: int) -> int:

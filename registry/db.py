@@ -72,7 +72,7 @@ class Database:
 
     def __init__(self, url: Optional[str] = None, *, durable: bool = True, **engine_kwargs):
         if url is None:
-            from tanpu.settings import load
+            from .settings import load
             url = load().database_url
         self.url = url
         self.engine = make_engine(url, durable=durable, **engine_kwargs)

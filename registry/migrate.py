@@ -39,7 +39,7 @@ def _engine(target: Target) -> tuple[Engine, bool]:
     if isinstance(target, Database):
         return target.engine, False
     if target is None:
-        from tanpu.settings import load
+        from .settings import load
         target = load().database_url
     return make_engine(target), True
 

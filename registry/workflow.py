@@ -36,6 +36,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from dsl.zones import DEFAULT_TIMEZONE, zone
+
 from . import audit, users
 from .errors import (Conflict, Invalid, InvalidTransition, NotFound, QuorumNotMet,
                      SubmissionRejected)
@@ -749,9 +751,9 @@ def _local_date(value: dt.datetime | dt.date, zone: ZoneInfo) -> dt.date:
 
 def _zone(name: Optional[str]) -> ZoneInfo:
     try:
-        return ZoneInfo(name or "Asia/Shanghai")
+        return zone(name or DEFAULT_TIMEZONE)
     except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo("UTC")
+        return zone("UTC")
 
 
 def applicable_version(session: Session, methodology_id: str,

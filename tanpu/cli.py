@@ -145,7 +145,7 @@ def eval_command(methodology, records, output, explain, engine_name):
     from .memory import keep_freed_memory
 
     keep_freed_memory()  # before Polars loads: its allocator reads the setting then
-    from .recordfiles import FileFormatError, format_of
+    from engine.recordfiles import FileFormatError, format_of
 
     c = _compile_one(methodology)
     try:
@@ -157,7 +157,7 @@ def eval_command(methodology, records, output, explain, engine_name):
     if explain:
         _eval_explained(c.methodology, Path(records), output)
         return
-    from .recordfiles import ResultWriter
+    from engine.recordfiles import ResultWriter
 
     if engine_name == "scalar":
         from engine import Engine
@@ -191,7 +191,7 @@ def eval_command(methodology, records, output, explain, engine_name):
 
 
 def _evaluate_scalar(engine, path: Path):
-    from .recordfiles import open_records
+    from engine.recordfiles import open_records
 
     source = open_records(path)
     bar = _progress(source.size)
@@ -226,7 +226,7 @@ def _eval_explained(methodology, path: Path, output) -> None:
     from engine import Engine
     from engine.explain import humanize, render
 
-    from .recordfiles import open_records, results_to_text, write_results
+    from engine.recordfiles import open_records, write_results
 
     engine = Engine(methodology)
     source = open_records(path)
@@ -368,7 +368,7 @@ def doc(methodology, output, lang):
 # ---------------------------------------------------------------- registry: db, admin, audit
 _DATABASE_URL = click.option(
     "--database-url", envvar="DATABASE_URL", metavar="URL",
-    help="SQLAlchemy URL (env DATABASE_URL); default: the SQLite file of tanpu.settings")
+    help="SQLAlchemy URL (env DATABASE_URL); default: the SQLite file of registry.settings")
 
 
 def _database(url):
@@ -537,7 +537,7 @@ def serve(database_url, host, port, threads, no_seed, demo_password):
     keep_freed_memory()  # API batches reuse the memory earlier ones freed; before Polars loads
     from waitress import serve as waitress_serve
 
-    from tanpu.settings import Settings, load
+    from registry.settings import Settings, load
     from webui import create_app
 
     from .seed import ensure_first_admin, seed as run_seed

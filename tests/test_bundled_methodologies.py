@@ -20,7 +20,7 @@ from dsl.check.library import check_library
 from engine import Engine
 from engine.examples import run_examples
 from tanpu import sources
-from tanpu.recordfiles import open_records
+from engine.recordfiles import open_records
 
 ROOT = Path(__file__).resolve().parent.parent
 METHODOLOGIES = ROOT / "methodologies"

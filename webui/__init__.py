@@ -3,7 +3,7 @@
     from webui import create_app
     app = create_app()                                    # settings from the environment
     app = create_app({"DATABASE_URL": "sqlite:///x.db"})  # or Flask config overrides
-    app = create_app(Settings(...))                       # or a tanpu.settings.Settings
+    app = create_app(Settings(...))                       # or a registry.settings.Settings
 
 `tanpu serve` runs it under waitress (`make run`).
 
@@ -33,7 +33,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import BuildError
 
 from registry.db import Database
-from tanpu.settings import Settings
+from registry.settings import Settings
 
 from .db import EXTENSION
 

@@ -52,14 +52,14 @@ def render_error(status: int, detail: str = "", code: str = ""):
     titles = _titles()
     title, explanation = titles.get(status, titles[500 if status >= 500 else 400])
     if wants_json():
-        response = jsonify(error=code or _json_code(status), message=detail or explanation)
+        response = jsonify(error=code or json_code(status), message=detail or explanation)
         response.status_code = status
         return response
     return render_template("errors/error.html", status=status, title=title,
                            explanation=explanation, detail=detail), status
 
 
-def _json_code(status: int) -> str:
+def json_code(status: int) -> str:
     return {400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404: "not_found",
             405: "method_not_allowed", 409: "conflict", 422: "invalid",
             429: "too_many_requests"}.get(status, "server_error")

@@ -24,9 +24,11 @@ from zoneinfo import ZoneInfo
 from flask import Blueprint, current_app, g, redirect, request
 from flask_babel import get_locale
 
+from dsl.zones import DEFAULT_TIMEZONE, zone
+
 LANGUAGES = {"zh": "中文", "en": "English"}
 DEFAULT_LANGUAGE = "zh"
-DISPLAY_TIMEZONE = "Asia/Shanghai"
+DISPLAY_TIMEZONE = DEFAULT_TIMEZONE  # dates shown in the methodologies' default zone
 COOKIE = "tanpu_lang"
 
 PACKAGE = Path(__file__).resolve().parent
@@ -58,7 +60,7 @@ def switch(code: str):
 
 # ---------------------------------------------------------------- dates
 def _zone() -> ZoneInfo:
-    return ZoneInfo(current_app.config.get("DISPLAY_TIMEZONE", DISPLAY_TIMEZONE))
+    return zone(current_app.config.get("DISPLAY_TIMEZONE", DISPLAY_TIMEZONE))
 
 
 def local(value: Optional[dt.datetime]) -> Optional[dt.datetime]:

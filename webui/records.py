@@ -1,5 +1,5 @@
 """Activity records that a person pastes or uploads in the web UI (try-it panel, impact
-preview), read the way `tanpu eval` reads files (tanpu/recordfiles.py): CSV with units in
+preview), read the way `tanpu eval` reads files (engine/recordfiles.py): CSV with units in
 the headers (`distance[km]`), JSON Lines, a JSON array of objects, or Parquet.
 
 Pure: no Flask, no database.
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from tanpu.recordfiles import FORMATS, FileFormatError, open_records
+from engine.recordfiles import FORMATS, FileFormatError, open_records
 
 MAX_BYTES = 5 * 1024 * 1024  # an upload or a paste
 MAX_RECORDS = 20_000

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Optional
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..ir import ast as ir
 from ..messages import Reporter
@@ -12,20 +11,10 @@ from ..suggestions import did_you_mean
 from ..surface import ast
 from ..types import BOOLEAN, INTEGER, NUMBER, Kind, Type, duration, quantity
 from ..types import DATE, DATETIME, TEXT
+from ..zones import DEFAULT_TIMEZONE, valid_zone
 from .literals import (INVALID, check_code, decimal_of, literal_value, parse_date, si_float,
                        unit_of, whole_token)
 from .scope import BUILTIN_TYPES, Scope
-
-DEFAULT_TIMEZONE = "Asia/Shanghai"
-
-
-def valid_zone(zone: str) -> bool:
-    try:
-        ZoneInfo(zone)
-        return True
-    except (ZoneInfoNotFoundError, ValueError):
-        return False
-
 
 # ---------------------------------------------------------------- header
 def check_header(header: Optional[ast.Header], report: Reporter) -> Optional[ir.Metadata]:

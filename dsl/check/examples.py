@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Optional
-from zoneinfo import ZoneInfo
 
 from ..ir import ast as ir
 from ..messages import Reporter
@@ -16,6 +15,7 @@ from ..suggestions import did_you_mean
 from ..surface import ast
 from ..types import INTEGER
 from ..units import MASS
+from ..zones import zone
 from .literals import (INVALID, describe_literal, literal_value, unit_of, whole_milligrams,
                        whole_token)
 from .scope import Scope
@@ -26,7 +26,7 @@ EXAMPLE_ACCOUNT = "example"
 def default_time(scope: Scope) -> dt.datetime:
     """Noon on the methodology's first day, so examples see the first parameter values."""
     day = scope.effective_from or dt.date(2000, 1, 1)
-    local = dt.datetime(day.year, day.month, day.day, 12, 0, tzinfo=ZoneInfo(scope.timezone))
+    local = dt.datetime(day.year, day.month, day.day, 12, 0, tzinfo=zone(scope.timezone))
     return local.astimezone(dt.timezone.utc)
 
 

@@ -13,8 +13,8 @@ import re
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from typing import Optional
-from zoneinfo import ZoneInfo
 
+from .. import zones
 from ..messages import Reporter
 from ..suggestions import did_you_mean
 from ..surface import ast
@@ -103,7 +103,7 @@ def parse_datetime(text: str, zone: str) -> Optional[dt.datetime]:
     except ValueError:
         return None
     if value.tzinfo is None:
-        value = value.replace(tzinfo=ZoneInfo(zone))
+        value = value.replace(tzinfo=zones.zone(zone))
     return value.astimezone(dt.timezone.utc)
 
 

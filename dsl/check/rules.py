@@ -10,7 +10,7 @@ from ..suggestions import did_you_mean
 from ..surface import ast
 from ..types import INTEGER, Kind, is_duration
 from ..units import MASS, SECOND
-from .declarations import DEFAULT_TIMEZONE, valid_zone
+from ..zones import DEFAULT_TIMEZONE, valid_zone
 from .expressions import ExpressionChecker, Uses, within_depth
 from .literals import (INVALID, check_code, describe_literal, literal_value, si_float, unit_of,
                        whole_milligrams, whole_token, whole_value)

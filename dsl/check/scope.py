@@ -7,6 +7,7 @@ from typing import Optional
 
 from ..ir import ast as ir
 from ..types import DATETIME, TEXT, Kind, Type
+from ..zones import DEFAULT_TIMEZONE
 
 BUILTIN_TYPES: dict[str, Type] = {"id": TEXT, "account": TEXT, "time": DATETIME, "activity": TEXT}
 
@@ -16,7 +17,7 @@ FUNCTIONS = ("min", "max", "abs", "round", "floor", "ceil", "year", "month", "da
 
 @dataclass
 class Scope:
-    timezone: str = "Asia/Shanghai"
+    timezone: str = DEFAULT_TIMEZONE
     effective_from: Optional[object] = None
     inputs: dict[str, ir.InputSpec] = field(default_factory=dict)
     parameters: dict[str, ir.Parameter] = field(default_factory=dict)

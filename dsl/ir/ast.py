@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Optional, Union
 
 from ..types import Type
+from ..zones import DEFAULT_TIMEZONE
 
 Value = Union[float, int, bool, str, dt.date, dt.datetime, None]
 
@@ -172,7 +173,7 @@ class Metadata:
     descriptions: tuple[tuple[str, str], ...] = ()
     effective_from: Optional[dt.date] = None
     effective_until: Optional[dt.date] = None
-    timezone: str = "Asia/Shanghai"
+    timezone: str = DEFAULT_TIMEZONE
     precedes: tuple[str, ...] = ()
 
 

@@ -9,10 +9,10 @@ for bit, as engine.Engine's: `Result.key()` of every record.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
 
@@ -24,39 +24,19 @@ from dsl.ir.printer import content_hash
 from dsl.types import Kind
 
 from ..records import Schema
-from ..result import MethodologyRef, Result
+from ..result import COLUMNS, MethodologyRef, Result
 from ..scalar import ScalarProgram
 from .ingest import Ingested, ingest_frame, raw_frame, text_series
 from .kernel import Kernels
 from .native_text import NativeText
+from .part import Part, concat_parts
 from .rules import Batch, Rules
+from .store import DiskStore, MemoryStore
 from .values import Cat, Reasons
 
 CHUNK_ROWS = 1 << 18
 
-RESULT_COLUMNS = ("row", "id", "account", "time", "status", "code", "message", "reduction_mg",
-                  "points", "bonus", "baseline_mg", "project_mg", "leakage_mg", "flags")
-
-
-@dataclass
-class Part:
-    """The kept columns of one chunk after per-record evaluation."""
-
-    rows: np.ndarray
-    ids: pl.Series
-    accounts: pl.Series
-    time: np.ndarray
-    reason: np.ndarray
-    messages: pl.Series            # String; the reason of invalid rows, null elsewhere
-    reduction_mg: np.ndarray
-    points: np.ndarray
-    masses: dict[str, np.ndarray]  # baseline/project/leakage mg, where defined
-    credited: np.ndarray           # credited by the formulas (the masses are shown)
-    columns: dict = field(default_factory=dict)
-
-    @property
-    def n(self) -> int:
-        return int(self.rows.size)
+RESULT_COLUMNS = COLUMNS  # the results frame's columns: engine.result's, in its order
 
 
 class BatchEngine:
@@ -240,9 +220,7 @@ class BatchEngine:
         """
         from pathlib import Path
 
-        from .reader import estimate_rows, open_chunks
-        from .store import DiskStore, MemoryStore
-
+        from ..recordfiles import estimate_rows, open_chunks
         path = Path(path)
         chunks = open_chunks(path, self.chunk_rows)
         units = dict(chunks.column_units)
@@ -301,59 +279,25 @@ def _pool(threads: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="tanpu-chunk")
 
 
-def concat_parts(parts: list[Part]) -> Part:
-    if len(parts) == 1:
-        return parts[0]
-    first = parts[0]
-    columns = {}
-    for name, column in first.columns.items():
-        if isinstance(column, Cat):
-            columns[name] = Cat(np.concatenate([p.columns[name].codes for p in parts]), column.labels)
-        elif isinstance(column, pl.Series):
-            columns[name] = pl.concat([p.columns[name] for p in parts], rechunk=False)
-        else:
-            columns[name] = np.concatenate([p.columns[name] for p in parts])
-    return Part(
-        np.concatenate([p.rows for p in parts]), pl.concat([p.ids for p in parts], rechunk=False),
-        pl.concat([p.accounts for p in parts], rechunk=False), np.concatenate([p.time for p in parts]),
-        np.concatenate([p.reason for p in parts]), pl.concat([p.messages for p in parts], rechunk=False),
-        np.concatenate([p.reduction_mg for p in parts]), np.concatenate([p.points for p in parts]),
-        {k: np.concatenate([p.masses[k] for p in parts]) for k in first.masses},
-        np.concatenate([p.credited for p in parts]), columns)
 
 
 def to_results(frame: pl.DataFrame) -> list[Result]:
     out = []
     for r in frame.iter_rows(named=True):
-        out.append(Result(
-            id=r["id"], account=r["account"], time=r["time"], status=r["status"], code=r["code"],
-            message=r["message"], reduction_mg=r["reduction_mg"], points=r["points"],
-            bonus=r["bonus"], baseline_mg=r["baseline_mg"], project_mg=r["project_mg"],
-            leakage_mg=r["leakage_mg"], flags=tuple(r["flags"]), row=r["row"]))
+        r["flags"] = tuple(r["flags"])
+        out.append(Result(**{name: r[name] for name in RESULT_COLUMNS}))
     return out
+
+
+# Result's field types -> the frame's: Optional[int] masses and a missing time are nulls
+_DTYPES = {"str": pl.String, "int": pl.Int64, "Optional[int]": pl.Int64,
+           "tuple[str, ...]": pl.List(pl.String)}
+RESULT_SCHEMA = {name: _DTYPES[field.type] for name in RESULT_COLUMNS
+                 for field in dataclasses.fields(Result) if field.name == name}
 
 
 def results_frame(results: list[Result]) -> pl.DataFrame:
     """engine.Engine's results as the batch engine's frame (to write both the same way)."""
-    data = {name: [] for name in RESULT_COLUMNS}
-    for r in results:
-        data["row"].append(r.row)
-        data["id"].append(r.id)
-        data["account"].append(r.account)
-        data["time"].append(r.time)
-        data["status"].append(r.status)
-        data["code"].append(r.code)
-        data["message"].append(r.message)
-        data["reduction_mg"].append(r.reduction_mg)
-        data["points"].append(r.points)
-        data["bonus"].append(r.bonus)
-        data["baseline_mg"].append(r.baseline_mg)
-        data["project_mg"].append(r.project_mg)
-        data["leakage_mg"].append(r.leakage_mg)
-        data["flags"].append(list(r.flags))
-    schema = {"row": pl.Int64, "id": pl.String, "account": pl.String, "time": pl.Int64,
-              "status": pl.String, "code": pl.String, "message": pl.String,
-              "reduction_mg": pl.Int64, "points": pl.Int64, "bonus": pl.Int64,
-              "baseline_mg": pl.Int64, "project_mg": pl.Int64, "leakage_mg": pl.Int64,
-              "flags": pl.List(pl.String)}
-    return pl.DataFrame(data, schema=schema)
+    data = {name: [getattr(r, name) for r in results] for name in RESULT_COLUMNS}
+    data["flags"] = [list(flags) for flags in data["flags"]]
+    return pl.DataFrame(data, schema=RESULT_SCHEMA)

@@ -19,7 +19,6 @@ import threading
 from typing import Any, Callable, Optional
 
 import numpy as np
-import polars as pl
 
 from ..plan import ast as p
 from ..result import NO_VALUE, REJECTED

@@ -36,7 +36,7 @@ import polars as pl
 from dsl.ir import ast as ir
 
 from ..result import CAP_REACHED, CAPPED, DUPLICATE, DUPLICATE_ID, REJECTED
-from ..cross_record import _shown
+from ..cross_record import cap_reached
 from .timezones import period_index, zone_table
 from .values import Reasons
 
@@ -109,9 +109,7 @@ class Rules:
         self.duplicate_id = reasons.add(DUPLICATE, DUPLICATE_ID, "this record id was already evaluated")
         self.duplicate = [reasons.add(DUPLICATE, d.code, d.message) for d in methodology.duplicates]
         self.overlap = [reasons.add(REJECTED, o.code, o.message) for o in methodology.overlaps]
-        self.capped = [reasons.add(CAPPED, CAP_REACHED,
-                                   f"{c.target} cap of {_shown(c)} per account per {c.period} reached")
-                       for c in methodology.caps]
+        self.capped = [reasons.add(CAPPED, CAP_REACHED, cap_reached(c)) for c in methodology.caps]
         self.flag_codes = sorted({f.code for f in methodology.flags})
         self.flag_bit = {code: 1 << i for i, code in enumerate(self.flag_codes)}
 

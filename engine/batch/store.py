@@ -21,12 +21,12 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from .engine import BatchEngine, Part
+from .part import Part
 from .rules import find_duplicate_ids
 from .values import Cat, Reasons
 
 
-def part_frame(engine: BatchEngine, part: Part) -> pl.DataFrame:
+def part_frame(engine, part: Part) -> pl.DataFrame:
     columns = {
         "row": part.rows, "id": part.ids, "account": part.accounts, "time": part.time,
         "reason": part.reason, "message": part.messages, "reduction_mg": part.reduction_mg,
@@ -40,7 +40,7 @@ def part_frame(engine: BatchEngine, part: Part) -> pl.DataFrame:
                          for k, v in columns.items()})
 
 
-def frame_part(engine: BatchEngine, frame: pl.DataFrame) -> Part:
+def frame_part(engine, frame: pl.DataFrame) -> Part:
     def array(name, dtype):
         return frame.get_column(name).to_numpy().astype(dtype, copy=False)
     masses = {c[2:]: array(c, np.int64) for c in frame.columns if c.startswith("m:")}
@@ -64,7 +64,7 @@ def frame_part(engine: BatchEngine, frame: pl.DataFrame) -> Part:
 
 
 class MemoryStore:
-    def __init__(self, engine: BatchEngine):
+    def __init__(self, engine):
         self.engine = engine
         self.parts: list[Part] = []
 
@@ -116,7 +116,7 @@ class _Appender:
 
 
 class DiskStore:
-    def __init__(self, engine: BatchEngine, partitions: int, folder: Optional[Path] = None):
+    def __init__(self, engine, partitions: int, folder: Optional[Path] = None):
         self.engine = engine
         self.partitions = max(1, partitions)
         self._own = folder is None
@@ -210,5 +210,5 @@ class DiskStore:
             shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def _empty_part(engine: BatchEngine) -> Part:
+def _empty_part(engine) -> Part:
     return engine.per_record(pl.DataFrame(), None, 1)

@@ -24,6 +24,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from dsl.zones import zone
+
 from .. import records
 
 US = 1_000_000
@@ -56,7 +58,7 @@ class ZoneTable:
 
     def __init__(self, name: str):
         self.name = name
-        self.zone = records.zone(name)
+        self.zone = zone(name)
         explicit = _explicit_transitions(name)
         if explicit is None:  # pragma: no cover
             self._t = np.zeros(0, dtype=np.int64)

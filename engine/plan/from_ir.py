@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dsl.ir import ast as ir
 from dsl.types import Kind
+from dsl.zones import zone
 
 from .. import records
 from ..result import (ACTIVITY_NOT_COVERED, NO_VALUE, NOT_APPLICABLE, NOT_FINITE, OUT_OF_PERIOD,
@@ -47,7 +48,7 @@ def const(value, kind: Kind, timezone: str = "UTC") -> p.Const:
     if isinstance(value, bool):
         return p.Const(p.B, value)
     if kind == Kind.DATETIME:
-        offset = records.us_to_datetime(value).astimezone(records.zone(timezone)).utcoffset()
+        offset = records.us_to_datetime(value).astimezone(zone(timezone)).utcoffset()
         return p.Const(p.DT, value, local=value + int(offset.total_seconds()) * 1_000_000)
     if kind == Kind.DATE:
         return p.Const(p.DAY, value)

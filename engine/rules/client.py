@@ -23,7 +23,7 @@ from typing import Iterable, Optional
 
 from dsl.ir import ast as ir
 
-from ..cross_record import _set, _shown, canonical_order, period_of
+from ..cross_record import canonical_order, cap_reached, decide, period_of
 from ..evaluate import Engine
 from ..result import (CAP_REACHED, CAPPED, CREDITED, DUPLICATE, DUPLICATE_ID, REJECTED,
                       Result)
@@ -102,7 +102,7 @@ class RulesEngine:
             decisions = self._decide(results, by_account, ledgers(m, prior_state))
         # everything decided: only now change the results
         for i in repeated:
-            _set(results[i], DUPLICATE, DUPLICATE_ID, "this record id was already evaluated", explain)
+            decide(results[i], DUPLICATE, DUPLICATE_ID, "this record id was already evaluated", explain)
             results[i].reduction_mg, results[i].points = 0, 0
         self._apply_decisions(results, decisions, explain)
 
@@ -158,11 +158,11 @@ class RulesEngine:
             kind = decision[0]
             if kind == "duplicate":
                 rule = m.duplicates[decision[1]]
-                _set(r, DUPLICATE, rule.code, rule.message, explain, keys=list(rule.keys))
+                decide(r, DUPLICATE, rule.code, rule.message, explain, keys=list(rule.keys))
                 r.reduction_mg, r.points = 0, 0
             elif kind == "overlap":
                 rule = m.overlaps[decision[1]]
-                _set(r, REJECTED, rule.code, rule.message, explain)
+                decide(r, REJECTED, rule.code, rule.message, explain)
                 r.reduction_mg, r.points = 0, 0
             elif kind == "flag":
                 flags[seq].append(m.flags[decision[1]].code)
@@ -171,8 +171,7 @@ class RulesEngine:
             elif kind == "capped":
                 cap, before = m.caps[decision[1]], decision[2]
                 amount = allowed(cap.limit, before)
-                _set(r, CAPPED, CAP_REACHED,
-                     f"{cap.target} cap of {_shown(cap)} per account per {cap.period} reached",
+                decide(r, CAPPED, CAP_REACHED, cap_reached(cap),
                      explain, period=cap.period, limit=cap.limit, before=before, allowed=amount)
                 if cap.target == "reduction":
                     r.reduction_mg = amount

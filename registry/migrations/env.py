@@ -1,5 +1,5 @@
 """Alembic environment: runs on the connection that registry.migrate hands over, or on
-DATABASE_URL (tanpu settings) when Alembic's own command line is used."""
+DATABASE_URL (registry/settings.py) when Alembic's own command line is used."""
 
 from alembic import context
 
@@ -28,7 +28,7 @@ def run_migrations_online() -> None:
         return
     url = config.get_main_option("sqlalchemy.url")
     if not url:
-        from tanpu.settings import load
+        from registry.settings import load
         url = load().database_url
     engine = make_engine(url)
     try:

@@ -31,7 +31,7 @@ from engine.batch import BatchEngine, to_results
 from engine.batch import text as tx
 from engine.batch.timezones import zone_table
 from engine.native.build import build, compiler
-from tanpu.recordfiles import open_records
+from engine.recordfiles import open_records
 
 from .strategies import record_stream
 
@@ -340,7 +340,7 @@ def test_files_streamed_in_chunks_and_spilled_to_disk(name, tmp_path_factory):
 
 
 def test_csv_blocks_are_cut_between_records_as_the_csv_module_reads_them(tmp_path):
-    from engine.batch.reader import _csv
+    from engine.recordfiles import _csv_chunks as _csv
 
     rng = random.Random(4)
     cells = ["a", "", " ", "x,y", 'q"r', "line\nbreak", "é", "张三", "  pad ", '"', "crlf\r\n", "8.2 km"]

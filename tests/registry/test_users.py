@@ -81,7 +81,7 @@ def test_only_administrators_manage_users_and_every_change_is_audited(reg):
 
 
 def test_settings_from_environment(tmp_path):
-    from tanpu.settings import Settings, default_database_url
+    from registry.settings import Settings, default_database_url
     s = Settings.from_env({})
     assert s.database_url == default_database_url() and s.database_url.startswith("sqlite:///")
     assert s.secret_key_is_ephemeral and len(s.secret_key) > 20 and s.port == 5000

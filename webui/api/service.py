@@ -210,8 +210,8 @@ def evaluate(session: Session, methodology_id: str, records: list, *,
     latest = max((v for v in versions if v.state in LISTED_STATES),
                  key=lambda v: (v.effective_from, v.semver))
     schema = engine_of(latest).schema
-    from zoneinfo import ZoneInfo
-    zone = ZoneInfo(schema.timezone or "Asia/Shanghai")
+    from dsl.zones import DEFAULT_TIMEZONE, zone as zone_of
+    zone = zone_of(schema.timezone or DEFAULT_TIMEZONE)
     now = utcnow()
     as_of = as_of or now
 

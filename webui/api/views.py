@@ -78,10 +78,10 @@ def _registry_error(error: RegistryError):
 
 @v1.errorhandler(HTTPException)
 def _http_error(error: HTTPException):
-    from ..errors import _json_code
+    from ..errors import json_code
     message = error.description if error.description != type(error).description else error.name
     headers = {"Allow": ", ".join(error.valid_methods)} if getattr(error, "valid_methods", None) else None
-    return _error(error.code or 500, _json_code(error.code or 500), message, headers=headers)
+    return _error(error.code or 500, json_code(error.code or 500), message, headers=headers)
 
 
 @v1.errorhandler(Exception)

@@ -157,7 +157,7 @@ def _declared_id(path: Path) -> Optional[str]:
 
 
 def _sample_headers(path: Path) -> set[str]:
-    from tanpu.recordfiles import split_header
+    from engine.recordfiles import split_header
     try:
         with open(path, encoding="utf-8-sig") as handle:
             first = handle.readline()

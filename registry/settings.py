@@ -1,5 +1,8 @@
 """Settings from the environment. Small on purpose.
 
+Here, in the lowest package that reads them (the registry opens the default database),
+so that the web UI and the command line, above it, read them from here too.
+
     DATABASE_URL  SQLAlchemy URL; default an SQLite file: <checkout>/var/tanpu.db when
                   running from a source checkout, else $XDG_DATA_HOME/tanpu/tanpu.db
                   (~/.local/share/tanpu/tanpu.db). PostgreSQL:

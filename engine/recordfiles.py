@@ -1,0 +1,512 @@
+"""Record files: activity records read from CSV, JSON Lines and Parquet; results written.
+
+The one reader of record files, for every caller: the command line and the web UI's
+try-it panel and impact preview read rows (`open_records`: dicts, what engine.Engine
+takes), the batch engine reads the same rows as frames in chunks (`open_chunks`). Both
+take the format from the extension (FORMATS) and the units from the headers
+(`split_header`), and agree on what a row is:
+
+- CSV: cells as text; a row whose cells are all blank is skipped and not counted; a
+  header may carry the unit of its plain numbers, `distance[km]` or `distance (km)`;
+  without it every quantity cell must carry its own unit (`8.2 km`), so that no number
+  is silently taken to be kilometres; a column named twice: the later cell wins (a row
+  too short to have it keeps the earlier one);
+- JSON Lines: values as parsed; a line that is not an object is a row holding only the
+  reason (`__invalid__`), which the engine reports with its row number;
+- Parquet: columns as typed; units in the column names as in CSV headers.
+
+Writing results (`ResultWriter`, `write_results`): engine.result.FILE_COLUMNS.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, fields
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Optional
+
+import numpy as np
+import polars as pl
+
+from .result import FILE_COLUMNS, REF_COLUMNS, SHORT_COLUMNS, MethodologyRef
+
+FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
+           ".parquet": "parquet"}
+_HEADER_UNIT = re.compile(r"^\s*([^\[\(]+?)\s*(?:\[([^\]]+)\]|\(([^)]+)\))\s*$")
+
+
+class FileFormatError(ValueError):
+    pass
+
+
+def format_of(path: Path) -> str:
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise FileFormatError(f"{path}: unknown format (use .csv, .jsonl or .parquet)")
+    return fmt
+
+
+def split_header(header: str) -> tuple[str, Optional[str]]:
+    """`distance[km]`, `distance (km)` -> ("distance", "km"); `distance` -> ("distance", None)."""
+    match = _HEADER_UNIT.match(header)
+    if match:
+        return match.group(1), match.group(2) or match.group(3)
+    return header.strip(), None
+
+
+def header_units(headers: Iterable[str]) -> tuple[list[str], dict[str, str]]:
+    """Column headers -> (the column names, the units the headers declare by name)."""
+    names, units = [], {}
+    for header in headers:
+        name, unit = split_header(header)
+        names.append(name)
+        if unit:
+            units[name] = unit
+    return names, units
+
+
+def _csv_header(path: Path) -> Optional[list[str]]:
+    """The header row of a CSV file as the csv module reads it; None when empty."""
+    with open(path, "r", encoding="utf-8-sig", newline="") as handle:
+        return next(csv.reader(handle), None) or None
+
+
+def _csv_rows(cells_of_rows: Iterable[list[str]], names: list[str]) -> Iterator[dict]:
+    for cells in cells_of_rows:
+        if not any(c.strip() for c in cells):
+            continue
+        yield dict(zip(names, cells))
+
+
+def _json_rows(lines: Iterable[bytes]) -> Iterator[dict]:
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as error:
+            yield {"__invalid__": f"not a JSON object ({error.msg})"}
+            continue
+        yield value if isinstance(value, dict) else {"__invalid__": "not a JSON object"}
+
+
+# ---------------------------------------------------------------- rows
+@dataclass
+class RecordSource:
+    """An open record file: its rows as dicts, the units its headers declare, its size."""
+
+    rows: Iterator[dict]
+    column_units: dict[str, str]
+    size: int
+    position: Callable[[], int]
+
+
+def open_records(path: Path) -> RecordSource:
+    fmt = format_of(path)
+    size = path.stat().st_size
+    if fmt == "csv":
+        handle = open(path, "r", encoding="utf-8-sig", newline="")
+        reader = csv.reader(handle)
+        try:
+            headers = next(reader)
+        except StopIteration:
+            return RecordSource(iter(()), {}, size, lambda: size)
+        names, units = header_units(headers)
+
+        def rows():
+            with handle:
+                yield from _csv_rows(reader, names)
+        return RecordSource(rows(), units, size, lambda: handle.tell() if not handle.closed else size)
+    if fmt == "jsonl":
+        handle = open(path, "rb")
+
+        def rows():
+            with handle:
+                yield from _json_rows(handle)
+        return RecordSource(rows(), {}, size, lambda: handle.tell() if not handle.closed else size)
+    import pyarrow.parquet as pq
+    table = pq.ParquetFile(path)
+    total = table.metadata.num_rows or 1
+    done = [0]
+    columns, units = header_units(table.schema_arrow.names)
+
+    def rows():
+        for batch in table.iter_batches(batch_size=65_536):
+            for row in batch.to_pylist():
+                done[0] += 1
+                yield {columns[i]: v for i, v in enumerate(row.values())}
+    return RecordSource(rows(), units, total, lambda: done[0])
+
+
+# ---------------------------------------------------------------- frames, for the batch engine
+@dataclass
+class Chunks:
+    """An open record file as frames of raw rows, the header units, progress."""
+
+    frames: Iterator[tuple[pl.DataFrame, int]]  # (rows, first row number)
+    column_units: dict[str, str]
+    size: int                                   # bytes (rows for Parquet)
+    position: Callable[[], int]                 # how far the reading is, same unit
+    estimated_rows: Callable[[], Optional[int]]
+
+
+def open_chunks(path: Path, chunk_rows: int = 1 << 18) -> Chunks:
+    """The rows open_records gives, as frames of at most `chunk_rows` rows (CSV and
+    Parquet read by Polars and Arrow; JSON Lines, and a CSV that names a column twice,
+    by open_records)."""
+    fmt = format_of(path)
+    if fmt == "csv":
+        return _csv_chunks(path, chunk_rows)
+    if fmt == "jsonl":
+        return _row_chunks(open_records(path), chunk_rows)
+    return _parquet_chunks(path, chunk_rows)
+
+
+def _row_chunks(source: RecordSource, chunk_rows: int) -> Chunks:
+    """open_records' rows in frames of `chunk_rows`."""
+    from .batch.ingest import raw_frame
+
+    def frames():
+        row, batch = 1, []
+        for record in source.rows:
+            batch.append(record)
+            if len(batch) >= chunk_rows:
+                yield raw_frame(batch), row
+                row, batch = row + len(batch), []
+        if batch:
+            yield raw_frame(batch), row
+
+    return Chunks(frames(), source.column_units, source.size, source.position, lambda: None)
+
+
+# ---------------------------------------------------------------- CSV
+def _blank_rows(frame: pl.DataFrame) -> np.ndarray:
+    """Rows whose every cell is missing or only spaces (the csv path skips them)."""
+    from .batch import text as tx
+
+    blank = np.ones(frame.height, dtype=bool)
+    for series in frame.get_columns():
+        b = tx.Bytes.of(series)
+        empty = ~b.valid | (b.length == 0)
+        maybe = tx.maybe_padded(series) & ~empty & blank
+        if maybe.any():
+            positions = np.flatnonzero(maybe)
+            cells = series.gather(positions).to_list()
+            empty[positions] = np.array([c.strip() == "" for c in cells], dtype=bool)
+        blank &= empty
+        if not blank.any():
+            break
+    return blank
+
+
+_QUOTE, _NEWLINE = 34, 10
+_FIELD_START = np.zeros(256, dtype=bool)
+_FIELD_START[[ord(","), 10, 13, _QUOTE]] = True
+
+
+def _record_end(buffer: bytes, final: bool) -> Optional[int]:
+    """Where the last whole record of `buffer` ends (after its newline), by quote parity;
+    -1 when a quote stands inside a field (parity then says nothing: read it all at once)."""
+    data = np.frombuffer(buffer, dtype=np.uint8)
+    quotes = np.flatnonzero(data == _QUOTE)
+    newlines = np.flatnonzero(data == _NEWLINE)
+    if quotes.size:
+        opening = quotes[0::2]
+        closing = quotes[1::2]
+        before = data[np.maximum(opening - 1, 0)]
+        if not np.all(_FIELD_START[before] | (opening == 0)):
+            return -1
+        after = data[np.minimum(closing + 1, data.size - 1)]
+        if not np.all(_FIELD_START[after] | (closing + 1 >= data.size)):
+            return -1
+        outside = np.searchsorted(quotes, newlines) % 2 == 0
+        newlines = newlines[outside]
+    if final:
+        return data.size
+    return int(newlines[-1]) + 1 if newlines.size else None
+
+
+def _csv_chunks(path: Path, chunk_rows: int, block_bytes: int = 8 << 20) -> Chunks:
+    size = path.stat().st_size
+    headers = _csv_header(path)
+    if not headers:
+        return Chunks(iter(()), {}, size, lambda: size, lambda: 0)
+    names, units = header_units(headers)
+    if len(set(names)) < len(names):  # the csv module's way: a short row keeps the earlier cell
+        return _row_chunks(open_records(path), chunk_rows)
+    placeholders = [f"c{i}" for i in range(len(names))]
+    # a later column of the same name wins, as dict(zip(names, cells)) does
+    last = {name: i for i, name in enumerate(names)}
+    keep = [placeholders[i] for i in sorted(last.values())]
+    rename = {placeholders[i]: names[i] for i in last.values()}
+    state = {"bytes": 0}
+    options = dict(has_header=False, schema={c: pl.String for c in placeholders},
+                   truncate_ragged_lines=True, raise_if_empty=False, missing_columns="insert",
+                   extra_columns="ignore")
+
+    def parse(source, skip_rows: int = 0) -> pl.DataFrame:
+        return pl.scan_csv(source, skip_rows=skip_rows, **options).collect()
+
+    def blocks():
+        """The file after its header in blocks of whole records (quote-aware)."""
+        with open(path, "rb") as source:
+            head = source.read(min(size, 1 << 20))
+            start = _header_end(head)
+            if start is None:  # a header longer than 1 MB or not parity-clean
+                yield parse(path, skip_rows=1)
+                state["bytes"] = size
+                return
+            source.seek(start)
+            carry = b""
+            while True:
+                data = source.read(block_bytes)
+                final = not data
+                buffer = carry + data
+                if not buffer:
+                    return
+                end = _record_end(buffer, final=final)
+                if end == -1:  # a quote inside a field: let the parser see the rest at once
+                    buffer += source.read()
+                    end, final = len(buffer), True
+                if end is None:  # no whole record yet
+                    carry = buffer
+                    continue
+                state["bytes"] = source.tell() - (len(buffer) - end)
+                yield parse(buffer[:end])
+                carry = buffer[end:]
+                if final:
+                    return
+
+    def frames():
+        row = 1
+        for block in blocks():
+            for at in range(0, max(block.height, 1), chunk_rows):
+                frame = block.slice(at, chunk_rows)
+                if frame.width < len(placeholders):
+                    for name in placeholders[frame.width:]:
+                        frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias(name))
+                frame = frame.select(keep).rename(rename)
+                blank = _blank_rows(frame)
+                if blank.any():
+                    frame = frame.filter(pl.Series(~blank))
+                if frame.height:
+                    yield frame, row
+                    row += frame.height
+
+    return Chunks(frames(), units, size, lambda: state["bytes"], lambda: None)
+
+
+def _header_end(head: bytes) -> Optional[int]:
+    """Offset just after the header record (BOM included), or None."""
+    end = _record_end(head, final=False) if head else None
+    if end in (None, -1):
+        return None
+    data = np.frombuffer(head, dtype=np.uint8)
+    quotes = np.flatnonzero(data == _QUOTE)
+    for newline in np.flatnonzero(data == _NEWLINE).tolist():
+        if np.searchsorted(quotes, newline) % 2 == 0:
+            return newline + 1
+    return None
+
+
+_SAMPLES: dict = {}
+
+
+def _bytes_per_row(path: Path, size: int) -> float:
+    """Average bytes per row from the first 64 kB (for progress and estimates)."""
+    key = (str(path), size)
+    found = _SAMPLES.get(key)
+    if found is None:
+        with open(path, "rb") as handle:
+            head = handle.read(65536)
+        lines = max(head.count(b"\n") - 1, 1)
+        found = _SAMPLES[key] = max(len(head) / (lines + 1), 1.0)
+    return found
+
+
+def estimate_rows(path: Path) -> int:
+    """About how many rows a file holds (exact for Parquet)."""
+    if format_of(path) == "parquet":
+        import pyarrow.parquet as pq
+        return pq.ParquetFile(path).metadata.num_rows
+    size = path.stat().st_size
+    return int(size / _bytes_per_row(path, size))
+
+
+# ---------------------------------------------------------------- Parquet
+def _parquet_chunks(path: Path, chunk_rows: int) -> Chunks:
+    import pyarrow.parquet as pq
+    table = pq.ParquetFile(path)
+    total = table.metadata.num_rows or 0
+    names, units = header_units(table.schema_arrow.names)
+    state = {"rows": 0}
+
+    def frames():
+        row = 1
+        for batch in table.iter_batches(batch_size=chunk_rows):
+            frame = pl.from_arrow(batch)
+            if isinstance(frame, pl.Series):  # pragma: no cover
+                frame = frame.to_frame()
+            last = {name: i for i, name in enumerate(names)}
+            frame = frame.select([frame.columns[i] for i in sorted(last.values())])
+            frame.columns = [names[i] for i in sorted(last.values())]
+            state["rows"] += frame.height
+            if frame.height:
+                yield frame, row
+                row += frame.height
+
+    return Chunks(frames(), units, max(total, 1), lambda: state["rows"], lambda: total)
+
+
+# ---------------------------------------------------------------- results
+def write_results(path: Path, rows: list[dict]) -> None:
+    fmt = format_of(path)
+    explained = any("explanation" in r for r in rows)
+    columns = list(FILE_COLUMNS) + (["explanation"] if explained else [])
+    if fmt == "jsonl":
+        with open(path, "w", encoding="utf-8") as out:
+            for r in rows:
+                out.write(json.dumps(r, ensure_ascii=False, default=str) + "\n")
+        return
+    flat = []
+    for r in rows:
+        item = {c: r.get(c) for c in columns}
+        item["flags"] = ";".join(r.get("flags") or [])
+        if explained:
+            item["explanation"] = json.dumps(r.get("explanation"), ensure_ascii=False, default=str)
+        flat.append(item)
+    if fmt == "csv":
+        with open(path, "w", encoding="utf-8", newline="") as out:
+            writer = csv.DictWriter(out, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(flat)
+        return
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    pq.write_table(pa.Table.from_pylist(flat), path)
+
+
+# ---------------------------------------------------------------- results as columns
+@lru_cache(maxsize=1)
+def _preparing_pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=min(2, os.cpu_count() or 1), thread_name_prefix="tanpu-write")
+
+
+def _kilograms(milligrams):
+    """mg / 10**6, correctly rounded as Python's `/` (engine.Result.reduction_kg) gives it.
+
+    Not Polars' `/ 1_000_000`: on long columns it multiplies by the reciprocal, and
+    924193 mg came out as 0.9241929999999999 kg.
+    """
+    return pl.Series(milligrams.name, milligrams.to_numpy() / 1_000_000, dtype=pl.Float64)
+
+
+_WHOLE_SECONDS = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def _result_columns(frame, ref, fmt: str):
+    """A frame of engine results (engine.result.COLUMNS) -> the columns written (FILE_COLUMNS)."""
+    t = pl.col("time")
+    moment = pl.from_epoch(t, time_unit="us")
+    if frame.select((t % 1_000_000 != 0).any()).item():  # as isoformat: a fraction if any
+        time = (pl.when(t % 1_000_000 == 0).then(moment.dt.strftime(_WHOLE_SECONDS))
+                .otherwise(moment.dt.strftime("%Y-%m-%dT%H:%M:%S%.6fZ")))
+    elif fmt == "csv":  # formatted by write_csv's threads (_emit), not here on one
+        time = moment
+    else:
+        time = moment.dt.strftime(_WHOLE_SECONDS)
+    if fmt == "jsonl":
+        flags = pl.col("flags")
+    elif frame.height and frame.get_column("flags").list.len().max():
+        flags = pl.col("flags").list.join(";")
+    else:  # no flag on any row (the usual case): joining a million empty lists took 70 ms
+        flags = pl.lit(None, dtype=pl.String)
+    computed = {
+        "time": time, "flags": flags,
+        "reduction_kg": pl.col("reduction_mg").map_batches(_kilograms, return_dtype=pl.Float64),
+        **{name: pl.lit(getattr(ref, f.name)) for name, f in zip(REF_COLUMNS, fields(MethodologyRef))},
+    }
+    out = frame.select([computed.get(name, pl.col(name)).alias(name) for name in FILE_COLUMNS])
+    if fmt == "csv":  # an empty text is an empty cell, as the csv module writes it
+        # (the methodology's columns are never empty)
+        text = [c for c, t in out.schema.items() if t == pl.String and c not in REF_COLUMNS]
+        out = out.with_columns(pl.when(pl.col(c) == "").then(None).otherwise(pl.col(c)).alias(c)
+                               for c in text)
+    return out
+
+
+class ResultWriter:
+    """Writes frames of results as they come: to a file (.csv, .jsonl, .parquet), or the
+    first columns as CSV to a text stream (stdout).
+
+    Turning a frame into the written columns (times as text, kilograms) is Polars work
+    that releases the GIL, so the next frames are prepared in threads while one is
+    written; frames are still written in the order they came.
+    """
+
+    AHEAD = 2  # frames prepared ahead of the one being written
+
+    def __init__(self, path: Optional[Path], ref, stream=None):
+        self.path = path
+        self.ref = ref
+        self.fmt = format_of(path) if path is not None else "stdout"
+        self.stream = stream
+        self._handle = None
+        self._parquet = None
+        self._header = True
+        self._pending: deque = deque()
+
+    def write(self, frame) -> None:
+        fmt = "csv" if self.fmt == "stdout" else self.fmt
+        self._pending.append(_preparing_pool().submit(_result_columns, frame, self.ref, fmt))
+        while len(self._pending) > self.AHEAD:
+            self._emit(self._pending.popleft().result())
+
+    def _flush(self) -> None:
+        while self._pending:
+            self._emit(self._pending.popleft().result())
+
+    def _emit(self, out) -> None:
+        if self.fmt == "stdout":
+            self.stream.write(out.select(SHORT_COLUMNS).write_csv(
+                include_header=self._header, datetime_format=_WHOLE_SECONDS))
+            self._header = False
+            return
+        if self.fmt == "parquet":
+            import pyarrow.parquet as pq
+            table = out.to_arrow()
+            if self._parquet is None:
+                self._parquet = pq.ParquetWriter(self.path, table.schema)
+            self._parquet.write_table(table.cast(self._parquet.schema))
+            return
+        if self._handle is None:
+            self._handle = open(self.path, "wb")
+        if self.fmt == "csv":
+            out.write_csv(self._handle, include_header=self._header, datetime_format=_WHOLE_SECONDS)
+        else:
+            out.write_ndjson(self._handle)
+        self._header = False
+
+    def close(self) -> None:
+        self._flush()
+        if self.fmt == "parquet" and self._parquet is None:
+            from .batch.engine import results_frame
+            self._emit(_result_columns(results_frame([]), self.ref, "parquet"))
+        if self._parquet is not None:
+            self._parquet.close()
+        if self.fmt in ("csv", "jsonl") and self._handle is None:
+            self._handle = open(self.path, "wb")
+            if self.fmt == "csv":
+                from .batch.engine import results_frame
+                _result_columns(results_frame([]), self.ref, "csv").write_csv(
+                    self._handle, datetime_format=_WHOLE_SECONDS)
+        if self._handle is not None:
+            self._handle.close()
+        if self.fmt == "stdout" and self._header:
+            self.stream.write(",".join(SHORT_COLUMNS) + "\n")
