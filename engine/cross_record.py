@@ -52,9 +52,9 @@ def period_of(local_day: int, period: str) -> int:
     return date.year * 12 + date.month - 1 if period == "month" else date.year
 
 
-def apply(results: list[Result], methodology: ir.Methodology,
+def apply(results: list[Result], methodology: CrossRecord,
           recompute_points: Optional[RECOMPUTE] = None, explain: bool = False) -> None:
-    """Applies every cross-record rule to ``results`` in place."""
+    """Applies every cross-record rule of a plan (`plan.rules`) to ``results`` in place."""
     _mark_repeated_ids(results, explain)
     if not methodology.has_cross_record_rules:
         return
@@ -156,7 +156,7 @@ def _overlaps(results, indexes, rules, explain):
                     latest_end[index] = end
 
 
-def _account(results, indexes, m: ir.Methodology, local, recompute_points, explain):
+def _account(results, indexes, m: CrossRecord, local, recompute_points, explain):
     # a methodology has few kinds of rules: the others' loops are skipped, not run empty
     duplicates, overlaps, flag_rules, bonuses, caps = m.duplicates, m.overlaps, m.flags, m.bonuses, m.caps
     seen_keys = [set() for _ in duplicates]

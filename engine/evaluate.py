@@ -81,4 +81,4 @@ class Engine:
         return results
 
     def apply_cross_record(self, results: list[Result], *, explain: bool = False) -> None:
-        cross_record.apply(results, self.methodology, self.recompute_points, explain)
+        cross_record.apply(results, self.program.plan.rules, self.recompute_points, explain)

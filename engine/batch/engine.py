@@ -65,7 +65,7 @@ class BatchEngine:
         self.plan = self.scalar.plan
         self.formulas = Kernels(self.plan, self.reasons, self.scalar, kernels)
         self.native_text = NativeText() if kernels is not None else None
-        self.rules = Rules(methodology, self.reasons, recompute=self._recompute)
+        self.rules = Rules(self.plan.rules, self.reasons, recompute=self._recompute)
         self.masses = tuple(n for n in ("baseline", "project", "leakage") if n in self.plan.masses)
         keep = set(self.rules.needed_inputs())
         if any(c.target == "reduction" for c in methodology.caps):

@@ -35,6 +35,7 @@ import polars as pl
 
 from dsl.ir import ast as ir
 
+from ..plan.ast import CrossRecord
 from ..result import CAP_REACHED, CAPPED, DUPLICATE, DUPLICATE_ID, REJECTED
 from ..cross_record import cap_reached
 from .timezones import period_index, zone_table
@@ -97,11 +98,11 @@ def _python_values(column, positions: np.ndarray) -> list:
 
 
 class Rules:
-    """The cross-record rules of one methodology, ready for batches."""
+    """The cross-record rules of a plan (`plan.rules`), ready for batches."""
 
     rounds = 32  # fixed-point rounds for duplicates/overlaps before replaying an account
 
-    def __init__(self, methodology: ir.Methodology, reasons: Reasons,
+    def __init__(self, methodology: CrossRecord, reasons: Reasons,
                  recompute: Optional[Callable[[Batch, np.ndarray, np.ndarray], np.ndarray]] = None):
         self.m = methodology
         self.reasons = reasons

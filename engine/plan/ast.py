@@ -233,6 +233,22 @@ class Parameter:
 
 
 @dataclass(frozen=True)
+class CrossRecord:
+    """The rules that judge a record against the account's other records, applied after
+    the per-record steps in the order engine/cross_record.py (the reference) states:
+    duplicate keys, overlaps, flags, bonuses, then caps in source order."""
+    duplicates: tuple[ir.Duplicate, ...] = ()
+    overlaps: tuple[ir.Overlap, ...] = ()
+    flags: tuple[ir.Flag, ...] = ()
+    bonuses: tuple[ir.Bonus, ...] = ()
+    caps: tuple[ir.Cap, ...] = ()
+
+    @property
+    def has_cross_record_rules(self) -> bool:
+        return bool(self.caps or self.overlaps or self.duplicates or self.bonuses or self.flags)
+
+
+@dataclass(frozen=True)
 class Plan:
     id: str
     timezone: str
@@ -241,6 +257,7 @@ class Plan:
     steps: tuple[Step, ...]
     masses: tuple[str, ...]   # the quantized mass outputs computed, in MASS_OUTPUTS order
     reasons: tuple[tuple[str, str, str], ...] = field(default=())  # (status, code, message)
+    rules: CrossRecord = field(default_factory=CrossRecord)
     methodology: Optional[ir.Methodology] = field(default=None, repr=False, compare=False)
 
     @property

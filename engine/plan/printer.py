@@ -62,4 +62,15 @@ def plan_text(plan: p.Plan) -> str:
             lines.append(f"  {step.kind} {step.name}: {step.rep} = {expr(step.expr)}"
                          + (f"  [{', '.join(marks)}]" if marks else ""))
     lines.append(f"  masses {', '.join(plan.masses) or '-'}")
+    rules = plan.rules
+    for d in rules.duplicates:
+        lines.append(f"  rule duplicate ({', '.join(d.keys)}) per account else {d.code}")
+    for o in rules.overlaps:
+        lines.append(f"  rule overlap [{o.start}, {o.end}) per account else {o.code}")
+    for f in rules.flags:
+        lines.append(f"  rule flag > {f.count} within {f.window_seconds} s: {f.code}")
+    for b in rules.bonuses:
+        lines.append(f"  rule bonus {b.points} on record {b.ordinal} within {b.window_seconds} s")
+    for c in rules.caps:
+        lines.append(f"  rule cap {c.target} at {c.limit} per {c.period} in {c.timezone}")
     return "\n".join(lines) + "\n"
