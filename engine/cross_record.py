@@ -28,9 +28,11 @@ from typing import Callable, Optional
 
 from dsl.ir import ast as ir
 
+from .plan.ast import CrossRecord
 from .result import (CAP_REACHED, CAPPED, CREDITED, DUPLICATE, DUPLICATE_ID, INVALID,
                      REJECTED, Result)
 from .scalar import LocalTime
+from .state import AccountState
 
 RECOMPUTE = Callable[[Result, int], int]  # (record, capped reduction mg) -> points
 
@@ -53,8 +55,14 @@ def period_of(local_day: int, period: str) -> int:
 
 
 def apply(results: list[Result], methodology: CrossRecord,
-          recompute_points: Optional[RECOMPUTE] = None, explain: bool = False) -> None:
-    """Applies every cross-record rule of a plan (`plan.rules`) to ``results`` in place."""
+          recompute_points: Optional[RECOMPUTE] = None, explain: bool = False,
+          state: Optional[dict[str, AccountState]] = None) -> None:
+    """Applies every cross-record rule of a plan (`plan.rules`) to ``results`` in place.
+
+    With `state` (account -> AccountState, engine/state.py), each account's records are
+    judged after what the state remembers of its earlier ones, and the state of every
+    account with a record here is left updated: evaluating a stream in pieces, the state
+    carried from one to the next, gives the results of evaluating it whole."""
     _mark_repeated_ids(results, explain)
     if not methodology.has_cross_record_rules:
         return
@@ -64,7 +72,14 @@ def apply(results: list[Result], methodology: CrossRecord,
     pairwise_only = not (methodology.flags or methodology.bonuses or methodology.caps)
     overlaps_only = pairwise_only and not methodology.duplicates
     # an overlap rule looks at credited records only: the others need no grouping
-    for indexes in _accounts(results, CREDITED if overlaps_only else None).values():
+    for account, indexes in _accounts(results, CREDITED if overlaps_only else None).items():
+        if state is not None:
+            prior = state.get(account)
+            if prior is None:
+                prior = state[account] = AccountState.empty(methodology)
+            _account(results, indexes, methodology, local, recompute_points, explain, prior)
+            prior.prune(methodology)
+            continue
         if pairwise_only and len(indexes) == 1:
             continue
         if overlaps_only:
@@ -156,14 +171,29 @@ def _overlaps(results, indexes, rules, explain):
                     latest_end[index] = end
 
 
-def _account(results, indexes, m: CrossRecord, local, recompute_points, explain):
+def _account(results, indexes, m: CrossRecord, local, recompute_points, explain,
+             state: Optional[AccountState] = None):
+    """One account's records in canonical order; with `state`, after what it remembers
+    of the account's earlier records, and updating it."""
     # a methodology has few kinds of rules: the others' loops are skipped, not run empty
     duplicates, overlaps, flag_rules, bonuses, caps = m.duplicates, m.overlaps, m.flags, m.bonuses, m.caps
-    seen_keys = [set() for _ in duplicates]
-    latest_end = [None for _ in overlaps]
-    windows_flag = [deque() for _ in flag_rules]
-    windows_bonus = [deque() for _ in bonuses]
-    cap_totals = [defaultdict(int) for _ in caps]
+    if state is None:
+        state = AccountState.empty(m)
+    seen_keys = state.keys
+    latest_end = state.ends
+    windows_flag = [deque(times) for times in state.flag_times]
+    windows_bonus = [deque(times) for times in state.bonus_times]
+    cap_totals = state.caps
+    try:
+        _judge(results, indexes, duplicates, overlaps, flag_rules, bonuses, caps, seen_keys,
+               latest_end, windows_flag, windows_bonus, cap_totals, local, recompute_points, explain)
+    finally:
+        state.flag_times = [list(w) for w in windows_flag]
+        state.bonus_times = [list(w) for w in windows_bonus]
+
+
+def _judge(results, indexes, duplicates, overlaps, flag_rules, bonuses, caps, seen_keys,
+           latest_end, windows_flag, windows_bonus, cap_totals, local, recompute_points, explain):
     for i in indexes:
         r = results[i]
         if r.status != CREDITED:
@@ -221,7 +251,7 @@ def _account(results, indexes, m: CrossRecord, local, recompute_points, explain)
             continue
         for cap, totals in zip(caps, cap_totals):
             period = period_of(local[cap.timezone].day(t), cap.period)
-            used = totals[period]
+            used = totals.get(period, 0)
             value = r.reduction_mg if cap.target == "reduction" else r.points
             allowed = max(0, min(value, cap.limit - used))
             if allowed < value:

@@ -48,12 +48,14 @@ class Engine:
 
     # ------------------------------------------------------------ many records
     def evaluate(self, raw_records: Iterable[Mapping], *, explain: bool = False,
-                 column_units: Optional[Mapping[str, str]] = None, first_row: int = 1
-                 ) -> list[Result]:
+                 column_units: Optional[Mapping[str, str]] = None, first_row: int = 1,
+                 state: Optional[dict] = None, per_record_only: bool = False) -> list[Result]:
         """Reads, evaluates and applies the cross-record rules to a batch of records.
 
         A record that cannot be read becomes an `invalid` result with its row number and
-        the reason; the others are evaluated.
+        the reason; the others are evaluated. `state` (account -> engine.state.AccountState):
+        the accounts' prior state, left as their posterior. `per_record_only`: the
+        per-record formulas only (the ledger applies the rules with the stored state).
         """
         read, evaluate_values = self.reader.read, self.evaluate_values
         results = []
@@ -68,17 +70,25 @@ class Engine:
                                            f"{error.field}: {error.reason}"))
                     continue
                 results.append(evaluate_values(values, explain, row))
-            self.apply_cross_record(results, explain=explain)
+            if not per_record_only:
+                self.apply_cross_record(results, explain=explain, state=state)
         return results
 
-    def evaluate_prepared(self, records: list[dict], *, explain: bool = False) -> list[Result]:
+    def evaluate_prepared(self, records: list[dict], *, explain: bool = False,
+                          state: Optional[dict] = None) -> list[Result]:
         """Ingested values in, results out (examples and benchmarks start here)."""
         evaluate_values = self.evaluate_values
         with cycle_collector_paused():
             results = [evaluate_values(values, explain, row)
                        for row, values in enumerate(records, start=1)]
-            self.apply_cross_record(results, explain=explain)
+            self.apply_cross_record(results, explain=explain, state=state)
         return results
 
-    def apply_cross_record(self, results: list[Result], *, explain: bool = False) -> None:
-        cross_record.apply(results, self.program.plan.rules, self.recompute_points, explain)
+    @property
+    def rules(self):
+        """The cross-record rules of the plan (engine.plan.ast.CrossRecord)."""
+        return self.program.plan.rules
+
+    def apply_cross_record(self, results: list[Result], *, explain: bool = False,
+                           state: Optional[dict] = None) -> None:
+        cross_record.apply(results, self.program.plan.rules, self.recompute_points, explain, state)

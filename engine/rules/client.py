@@ -192,7 +192,10 @@ class RulesPathEngine(Engine):
         super().__init__(methodology)
         self.rules_engine = RulesEngine(methodology, engine=self, **options)
 
-    def apply_cross_record(self, results: list[Result], *, explain: bool = False) -> None:
+    def apply_cross_record(self, results: list[Result], *, explain: bool = False,
+                           state: Optional[dict] = None) -> None:
+        if state is not None:  # the ledger and `tanpu eval` evaluate with the reference
+            raise ValueError("the durable_rules path takes no account state; use engine.Engine")
         self.rules_engine.apply(results, explain=explain)
 
 

@@ -1,0 +1,103 @@
+"""What a methodology's cross-record rules remember of one account between evaluations.
+
+The engine is a step function: `cross_record.apply(results, rules, ..., state=states)`
+takes each account's prior state from `states` and leaves its posterior there. Whatever
+stores it (the ledger's `rule_states` rows, a file), the property that makes every path
+agree is, for records in canonical order:
+
+    apply(r1 + r2, {})  ==  apply(r1, s); apply(r2, s)      (s carried over)
+
+tested in tests/engine/test_state.py with the state sent through JSON in between.
+
+What is kept, per rule, is only what a later record can be judged by:
+- `forbid duplicate`: the keys of the account's accepted records (a duplicate rule has no
+  horizon: every key ever accepted);
+- `forbid overlap`: the latest end among the accepted records;
+- `flag` and `bonus` windows: the accepted records' times that can still fall in the
+  window of a later record (those after the newest time minus the window);
+- caps: the amount credited in each calendar period (a number per period: a record that
+  arrives late is judged against its own period's total).
+
+A record that arrives after later ones (out of time order) is judged against the state
+as it stands: it may be rejected by an overlap rule whose latest end is past its start,
+and a window counts the times still kept. docs/ledger.md says so.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Optional
+
+from .plan.ast import CrossRecord
+
+
+@dataclass
+class AccountState:
+    keys: list[set[tuple]] = field(default_factory=list)        # per duplicate rule
+    ends: list[Optional[int]] = field(default_factory=list)     # per overlap rule
+    flag_times: list[list[int]] = field(default_factory=list)   # per flag rule
+    bonus_times: list[list[int]] = field(default_factory=list)  # per bonus rule
+    caps: list[dict[int, int]] = field(default_factory=list)    # per cap: period -> used
+
+    @classmethod
+    def empty(cls, rules: CrossRecord) -> "AccountState":
+        return cls([set() for _ in rules.duplicates], [None for _ in rules.overlaps],
+                   [[] for _ in rules.flags], [[] for _ in rules.bonuses],
+                   [{} for _ in rules.caps])
+
+    def prune(self, rules: CrossRecord) -> None:
+        """Drops the window times no later record in time order can count."""
+        for times_of, windowed in ((self.flag_times, rules.flags), (self.bonus_times, rules.bonuses)):
+            for j, rule in enumerate(windowed):
+                times = times_of[j]
+                if times:
+                    horizon = max(times) - rule.window_seconds * 1_000_000
+                    times_of[j] = [t for t in times if t > horizon]
+
+    # ------------------------------------------------------------ storage
+    def to_json(self, rules: CrossRecord) -> str:
+        """Canonical JSON (sorted keys and sets), so that equal states are equal text.
+        Each rule's part is named by what the rule is (its kind and terms), so that a new
+        version of the methodology keeps the state of the rules it keeps, and starts
+        afresh for a rule it changes (a cap per week instead of per day)."""
+        data: dict = {}
+        for rule, keys in zip(rules.duplicates, self.keys):
+            data[_name(rule)] = sorted(json.dumps(list(k), ensure_ascii=False) for k in keys)
+        for rule, end in zip(rules.overlaps, self.ends):
+            data[_name(rule)] = end
+        for rule, times in zip(rules.flags, self.flag_times):
+            data[_name(rule)] = sorted(times)
+        for rule, times in zip(rules.bonuses, self.bonus_times):
+            data[_name(rule)] = sorted(times)
+        for rule, periods in zip(rules.caps, self.caps):
+            data[_name(rule)] = {str(p): used for p, used in sorted(periods.items())}
+        return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, rules: CrossRecord, text: Optional[str]) -> "AccountState":
+        """The state stored as `text` (None or "": an account seen for the first time)."""
+        state = cls.empty(rules)
+        if not text:
+            return state
+        data = json.loads(text)
+        for j, rule in enumerate(rules.duplicates):
+            state.keys[j] = {tuple(json.loads(k)) for k in data.get(_name(rule), ())}
+        for j, rule in enumerate(rules.overlaps):
+            state.ends[j] = data.get(_name(rule))
+        for j, rule in enumerate(rules.flags):
+            state.flag_times[j] = list(data.get(_name(rule), ()))
+        for j, rule in enumerate(rules.bonuses):
+            state.bonus_times[j] = list(data.get(_name(rule), ()))
+        for j, rule in enumerate(rules.caps):
+            state.caps[j] = {int(p): int(used) for p, used in data.get(_name(rule), {}).items()}
+        return state
+
+
+def _name(rule) -> str:
+    """A rule's kind and terms, without its message: the key of its part of the state."""
+    terms = {k: v for k, v in vars(rule).items() if k not in ("code", "message")}
+    return type(rule).__name__.lower() + ":" + json.dumps(terms, sort_keys=True, ensure_ascii=False)
+
+
+States = dict  # account -> AccountState

@@ -1,0 +1,88 @@
+"""An account's state carried between evaluations (engine/state.py): a stream evaluated
+in pieces, the state stored as JSON between them, gives the results of the stream
+evaluated whole, for every kind of cross-record rule (the synthetic methodologies of
+test_rules_differential.py and the bundled ones with rules)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from engine import cross_record
+from engine.state import AccountState
+
+from .strategies import record_stream
+from .test_rules_differential import ENGINES, METHODOLOGIES
+
+NAMES = [name for name, _ in METHODOLOGIES]
+
+
+def _keys(results):
+    return [(r.id, r.status, r.code, r.reduction_mg, r.points, r.bonus, r.flags) for r in results]
+
+
+def _arrival(engine, raws):
+    """Per-record results of a stream in arrival order: by time, then account and id
+    (within an account, the canonical order), every id its own."""
+    for i, raw in enumerate(raws):
+        raw["id"] = f"r{i}"
+    results = [r for r in engine.evaluate(raws, per_record_only=True) if r.status != "invalid"]
+    results.sort(key=lambda r: (r.time, r.account, r.id))
+    return results
+
+
+@pytest.mark.parametrize("name", NAMES)
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_a_stream_in_pieces_with_its_state_is_the_stream_whole(name, data):
+    engine = ENGINES[name]
+    methodology = dict(METHODOLOGIES)[name]
+    results = _arrival(engine, data.draw(record_stream(methodology, max_size=30, broken=False)))
+    whole = copy.deepcopy(results)
+    cross_record.apply(whole, engine.rules, engine.recompute_points)
+    cuts = sorted(data.draw(st.sets(st.integers(0, len(results)), max_size=5)))
+    pieces = [results[a:b] for a, b in zip([0] + cuts, cuts + [len(results)])]
+    state: dict = {}
+    out = []
+    for piece in pieces:
+        piece = copy.deepcopy(piece)
+        cross_record.apply(piece, engine.rules, engine.recompute_points, state=state)
+        out.extend(piece)
+        # stored and read back between requests, as the ledger does
+        state = {account: AccountState.from_json(engine.rules, s.to_json(engine.rules))
+                 for account, s in state.items()}
+    assert _keys(out) == _keys(whole)
+
+
+def test_a_daily_cap_holds_across_single_record_evaluations():
+    """The integrator's story of issue 13: one ride per request, the same day."""
+    name = "caps"
+    engine = ENGINES[name]
+    rides = [{"id": f"r{i}", "account": "a", "distance": "40 km", "mode": "fast",
+              "time": f"2024-05-20T0{i}:00"} for i in range(1, 6)]
+    state: dict = {}
+    credited = 0
+    for ride in rides:
+        (result,) = engine.evaluate([ride], state=state)
+        credited += result.reduction_mg
+    assert credited == 1_500_000  # the 1.5 kg daily cap, not 5 × 1.2 kg
+    whole = sum(r.reduction_mg for r in engine.evaluate(rides))
+    assert whole == credited
+
+
+def test_a_state_keeps_what_a_changed_rule_no_longer_fits_out():
+    """A new version with a weekly cap instead of a daily one starts the cap afresh; the
+    rules it keeps keep their state."""
+    engine = ENGINES["everything"]
+    state = AccountState.empty(engine.rules)
+    state.caps[0][19863] = 900_000
+    state.keys[0].add(("r1", 1716163200000000))
+    text = state.to_json(engine.rules)
+    again = AccountState.from_json(engine.rules, text)
+    assert again.caps[0] == {19863: 900_000} and again.keys[0] == {("r1", 1716163200000000)}
+    other = ENGINES["caps"].rules  # different caps, no duplicate rule
+    moved = AccountState.from_json(other, text)
+    assert all(periods == {} for periods in moved.caps) and moved.keys == []
