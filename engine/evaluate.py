@@ -70,7 +70,14 @@ class Engine:
                                            f"{error.field}: {error.reason}"))
                     continue
                 results.append(evaluate_values(values, explain, row))
-            if not per_record_only:
+            if per_record_only:
+                pass
+            elif state is None:
+                self.apply_cross_record(results, explain=explain)
+            else:
+                if state is None:
+                self.apply_cross_record(results, explain=explain)
+            else:
                 self.apply_cross_record(results, explain=explain, state=state)
         return results
 
@@ -81,7 +88,10 @@ class Engine:
         with cycle_collector_paused():
             results = [evaluate_values(values, explain, row)
                        for row, values in enumerate(records, start=1)]
-            self.apply_cross_record(results, explain=explain, state=state)
+            if state is None:
+                self.apply_cross_record(results, explain=explain)
+            else:
+                self.apply_cross_record(results, explain=explain, state=state)
         return results
 
     @property
