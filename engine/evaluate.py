@@ -75,9 +75,6 @@ class Engine:
             elif state is None:
                 self.apply_cross_record(results, explain=explain)
             else:
-                if state is None:
-                self.apply_cross_record(results, explain=explain)
-            else:
                 self.apply_cross_record(results, explain=explain, state=state)
         return results
 
