@@ -23,6 +23,7 @@ Semantics (docs/engine.md repeats them for readers):
 
 from __future__ import annotations
 
+from bisect import bisect_right, insort
 from collections import defaultdict, deque
 from typing import Callable, Optional
 
@@ -177,23 +178,51 @@ def _account(results, indexes, m: CrossRecord, local, recompute_points, explain,
     of the account's earlier records, and updating it."""
     # a methodology has few kinds of rules: the others' loops are skipped, not run empty
     duplicates, overlaps, flag_rules, bonuses, caps = m.duplicates, m.overlaps, m.flags, m.bonuses, m.caps
+    # the accepted intervals are kept only for a state that outlives this call: a later
+    # call may bring a record that arrives late (within one call, records are in order)
+    history = state is not None
     if state is None:
         state = AccountState.empty(m)
-    seen_keys = state.keys
-    latest_end = state.ends
     windows_flag = [deque(times) for times in state.flag_times]
     windows_bonus = [deque(times) for times in state.bonus_times]
-    cap_totals = state.caps
     try:
-        _judge(results, indexes, duplicates, overlaps, flag_rules, bonuses, caps, seen_keys,
-               latest_end, windows_flag, windows_bonus, cap_totals, local, recompute_points, explain)
+        _judge(results, indexes, duplicates, overlaps, flag_rules, bonuses, caps, state.keys,
+               state.ends, state.intervals if history else None, windows_flag, windows_bonus,
+               state.caps, local, recompute_points, explain)
     finally:
         state.flag_times = [list(w) for w in windows_flag]
         state.bonus_times = [list(w) for w in windows_bonus]
 
 
+def _in_window(window: deque, t: int, seconds: int) -> int:
+    """Adds an accepted record's time to a window (kept in time order) and gives how many
+    of its times are in (t - W, t]; times no later record in order can count go."""
+    width = seconds * 1_000_000
+    if not window or t >= window[-1]:  # in order: the usual case
+        window.append(t)
+        while window[0] <= t - width:
+            window.popleft()
+        return len(window)
+    window.insert(bisect_right(window, t), t)  # a record arriving after later ones
+    while window[0] <= window[-1] - width:
+        window.popleft()
+    return bisect_right(window, t) - bisect_right(window, t - width)
+
+
+def _overlaps_late(intervals: list, t: int, start, end) -> bool:
+    """Whether a record of time `t`, arriving after accepted records of later times,
+    overlaps one: it starts before the latest end of those of its time or earlier, or
+    ends after the start of one of a later time (credits are final: the later one,
+    accepted first, stands)."""
+    before = [e for (tt, _, e) in intervals if tt <= t]
+    if before and start < max(before):
+        return True
+    return any(s < end for (tt, s, _) in intervals if tt > t)
+
+
 def _judge(results, indexes, duplicates, overlaps, flag_rules, bonuses, caps, seen_keys,
-           latest_end, windows_flag, windows_bonus, cap_totals, local, recompute_points, explain):
+           latest_end, intervals, windows_flag, windows_bonus, cap_totals, local,
+           recompute_points, explain):
     for i in indexes:
         r = results[i]
         if r.status != CREDITED:
@@ -210,10 +239,16 @@ def _judge(results, indexes, duplicates, overlaps, flag_rules, bonuses, caps, se
                     break
             if stop:
                 continue
+        t = r.time
         if overlaps:
             for index, rule in enumerate(overlaps):
                 latest = latest_end[index]
-                if latest is not None and values[rule.start] < latest:
+                kept = intervals[index] if intervals is not None else None
+                if kept and t < kept[-1][0]:  # a record arriving after later ones
+                    overlapping = _overlaps_late(kept, t, values[rule.start], values[rule.end])
+                else:
+                    overlapping = latest is not None and values[rule.start] < latest
+                if overlapping:
                     decide(r, REJECTED, rule.code, rule.message, explain)
                     r.reduction_mg, r.points = 0, 0
                     stop = True
@@ -229,23 +264,18 @@ def _judge(results, indexes, duplicates, overlaps, flag_rules, bonuses, caps, se
                 end, latest = values[rule.end], latest_end[index]
                 if latest is None or end > latest:
                     latest_end[index] = end
-        t = r.time
+                if intervals is not None:
+                    insort(intervals[index], (t, values[rule.start], end))
         if flag_rules:
             flags = []
             for rule, window in zip(flag_rules, windows_flag):
-                window.append(t)
-                while window and window[0] <= t - rule.window_seconds * 1_000_000:
-                    window.popleft()
-                if len(window) > rule.count:
+                if _in_window(window, t, rule.window_seconds) > rule.count:
                     flags.append(rule.code)
             if flags:
                 r.flags = tuple(sorted(set(flags)))
         if bonuses:
             for rule, window in zip(bonuses, windows_bonus):
-                window.append(t)
-                while window and window[0] <= t - rule.window_seconds * 1_000_000:
-                    window.popleft()
-                if len(window) == rule.ordinal:
+                if _in_window(window, t, rule.window_seconds) == rule.ordinal:
                     r.bonus += rule.points
         if not caps:
             continue

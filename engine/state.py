@@ -12,15 +12,18 @@ tested in tests/engine/test_state.py with the state sent through JSON in between
 What is kept, per rule, is only what a later record can be judged by:
 - `forbid duplicate`: the keys of the account's accepted records (a duplicate rule has no
   horizon: every key ever accepted);
-- `forbid overlap`: the latest end among the accepted records;
+- `forbid overlap`: the latest end among the accepted records, and the accepted
+  intervals of the last week, for a record that arrives after later ones;
 - `flag` and `bonus` windows: the accepted records' times that can still fall in the
   window of a later record (those after the newest time minus the window);
 - caps: the amount credited in each calendar period (a number per period: a record that
   arrives late is judged against its own period's total).
 
 A record that arrives after later ones (out of time order) is judged against the state
-as it stands: it may be rejected by an overlap rule whose latest end is past its start,
-and a window counts the times still kept. docs/ledger.md says so.
+as it stands: an overlap rule rejects it when it overlaps an accepted interval of the
+last week (before or after it: credits are final, the one accepted first stands); a
+window counts the times still kept (those within the window of the latest); a cap counts
+what its own period has credited. docs/ledger.md says so.
 """
 
 from __future__ import annotations
@@ -32,10 +35,16 @@ from typing import Optional
 from .plan.ast import CrossRecord
 
 
+OVERLAP_HORIZON_US = 7 * 86_400_000_000  # how long accepted intervals are kept for late records
+
+
 @dataclass
 class AccountState:
     keys: list[set[tuple]] = field(default_factory=list)        # per duplicate rule
     ends: list[Optional[int]] = field(default_factory=list)     # per overlap rule
+    # per overlap rule: the accepted records' (time, start, end), in time order, for a
+    # record that arrives after later ones (those ending a week before the latest end go)
+    intervals: list[list[tuple]] = field(default_factory=list)
     flag_times: list[list[int]] = field(default_factory=list)   # per flag rule
     bonus_times: list[list[int]] = field(default_factory=list)  # per bonus rule
     caps: list[dict[int, int]] = field(default_factory=list)    # per cap: period -> used
@@ -43,11 +52,16 @@ class AccountState:
     @classmethod
     def empty(cls, rules: CrossRecord) -> "AccountState":
         return cls([set() for _ in rules.duplicates], [None for _ in rules.overlaps],
-                   [[] for _ in rules.flags], [[] for _ in rules.bonuses],
-                   [{} for _ in rules.caps])
+                   [[] for _ in rules.overlaps], [[] for _ in rules.flags],
+                   [[] for _ in rules.bonuses], [{} for _ in rules.caps])
 
     def prune(self, rules: CrossRecord) -> None:
-        """Drops the window times no later record in time order can count."""
+        """Drops the window times no later record in time order can count, and the
+        intervals that ended a week before the latest end."""
+        for j, kept in enumerate(self.intervals):
+            if kept and self.ends[j] is not None:
+                horizon = self.ends[j] - OVERLAP_HORIZON_US
+                self.intervals[j] = [iv for iv in kept if iv[2] > horizon]
         for times_of, windowed in ((self.flag_times, rules.flags), (self.bonus_times, rules.bonuses)):
             for j, rule in enumerate(windowed):
                 times = times_of[j]
@@ -64,8 +78,8 @@ class AccountState:
         data: dict = {}
         for rule, keys in zip(rules.duplicates, self.keys):
             data[_name(rule)] = sorted(json.dumps(list(k), ensure_ascii=False) for k in keys)
-        for rule, end in zip(rules.overlaps, self.ends):
-            data[_name(rule)] = end
+        for rule, end, kept in zip(rules.overlaps, self.ends, self.intervals):
+            data[_name(rule)] = {"end": end, "intervals": [list(iv) for iv in kept]}
         for rule, times in zip(rules.flags, self.flag_times):
             data[_name(rule)] = sorted(times)
         for rule, times in zip(rules.bonuses, self.bonus_times):
@@ -84,7 +98,9 @@ class AccountState:
         for j, rule in enumerate(rules.duplicates):
             state.keys[j] = {tuple(json.loads(k)) for k in data.get(_name(rule), ())}
         for j, rule in enumerate(rules.overlaps):
-            state.ends[j] = data.get(_name(rule))
+            part = data.get(_name(rule)) or {}
+            state.ends[j] = part.get("end")
+            state.intervals[j] = [tuple(iv) for iv in part.get("intervals", ())]
         for j, rule in enumerate(rules.flags):
             state.flag_times[j] = list(data.get(_name(rule), ()))
         for j, rule in enumerate(rules.bonuses):

@@ -16,6 +16,20 @@ Replaying a call with the same idempotency key and the same results writes nothi
 returns the first call's outcome; the same key with different results is a Conflict.
 Only `credited` and `capped` results are credited; the others are returned as not
 creditable.
+
+Record ids and idempotency keys are each integrator's own (the acting user's): UNIQUE
+(integrator_id, methodology_id, record_id) and (actor_id, idempotency_key).
+
+The cross-record rules (caps, duplicate keys, overlaps, windows) hold across requests:
+given the methodology's `engine`, `credit` takes the per-record results
+(`Engine.evaluate(..., per_record_only=True)`) and applies the rules itself, each account
+judged after the state its earlier credits left (`rule_states`, engine/state.py), and
+stores the new state in the same transaction. The accounts' state rows are locked first
+(in account order, so that two requests never wait for each other in a circle):
+PostgreSQL `SELECT ... FOR UPDATE`; SQLite has one writer at a time (BEGIN IMMEDIATE).
+So concurrent requests for the same accounts are judged one after the other, and a cap is
+never exceeded. A record already credited is not judged again; sent again with other
+values it is a conflict, named with the fields that differ.
 """
 
 from __future__ import annotations
@@ -26,17 +40,20 @@ import json
 from dataclasses import dataclass, field
 from typing import Iterable, Optional, Sequence
 
+from sqlalchemy import bindparam as sa_bindparam
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from engine import cross_record
 from engine.result import MethodologyRef, Result
+from engine.state import AccountState
 
 from . import audit, users
 from .errors import Conflict, Invalid, InvalidTransition, NotFound
 from .models import (CREDIT_STATUSES, PUBLISHED, SUPERSEDED, CreditBatch, CreditEntry,
-                     MethodologyVersion, utcnow)
+                     MethodologyVersion, RuleState, utcnow)
 from .users import require
 
 CREDITABLE_VERSION_STATES = (PUBLISHED, SUPERSEDED)
@@ -51,6 +68,9 @@ class CreditOutcome:
     new: list[CreditEntry] = field(default_factory=list)  # credited by this batch
     present: list[CreditEntry] = field(default_factory=list)  # credited before, by another batch
     not_creditable: list[Result] = field(default_factory=list)  # status not credited / capped
+    # record id -> the fields whose values differ from the record credited under that id
+    conflicts: dict[str, list[str]] = field(default_factory=dict)
+    judged: dict[str, Result] = field(default_factory=dict)  # after the cross-record rules
 
     @property
     def new_record_ids(self) -> list[str]:
@@ -111,11 +131,13 @@ def _insert(session: Session, table, rows: list[dict], conflict_columns: list[st
     return returned
 
 
-def _entries(session: Session, methodology_id: str, record_ids: Sequence[str]) -> list[CreditEntry]:
+def _entries(session: Session, integrator_id: int, methodology_id: str,
+             record_ids: Sequence[str]) -> list[CreditEntry]:
     found: list[CreditEntry] = []
     ids = list(record_ids)
     for start in range(0, len(ids), _CHUNK):
         found.extend(session.scalars(select(CreditEntry).where(
+            CreditEntry.integrator_id == integrator_id,
             CreditEntry.methodology_id == methodology_id,
             CreditEntry.record_id.in_(ids[start:start + _CHUNK]))))
     found.sort(key=lambda e: e.record_id)
@@ -123,13 +145,18 @@ def _entries(session: Session, methodology_id: str, record_ids: Sequence[str]) -
 
 
 def credit(session: Session, actor, ref: MethodologyRef, results: Sequence[Result], *,
-           idempotency_key: Optional[str] = None, reason: str = "") -> CreditOutcome:
+           idempotency_key: Optional[str] = None, reason: str = "", engine=None,
+           records: Optional[dict[str, dict]] = None) -> CreditOutcome:
     """Credits the creditable `results`, evaluated with `ref`, at most once per record.
 
     `ref` must be a published (or superseded, within its grace period: the caller's
     applicable_version decides) version with its exact content hash. `reason` says why
     that version applied (applicable_version's reason) and is kept on every entry.
     Without an idempotency key the request digest serves as one.
+
+    `engine` (the engine.Engine of `ref`): `results` are per-record results and the
+    cross-record rules are applied here with the accounts' stored state (module
+    docstring). `records`: record id -> the record as sent, kept on its entry.
     """
     actor = users.actor_in(session, actor)
     require(users.can_credit(actor))
@@ -155,31 +182,104 @@ def credit(session: Session, actor, ref: MethodologyRef, results: Sequence[Resul
     batch_ids = _insert(session, CreditBatch.__table__, [{
         "idempotency_key": key, "request_digest": digest, "actor_id": actor.id,
         "methodology_id": ref.id, "version": ref.version, "content_hash": ref.content_hash,
-        "created_at": now}], ["idempotency_key"], CreditBatch.__table__.c.id)
+        "created_at": now}], ["actor_id", "idempotency_key"], CreditBatch.__table__.c.id)
     if not batch_ids:
-        return _replay(session, key, digest, ref, chosen, skipped)
+        return _replay(session, actor.id, key, digest, ref, chosen, skipped)
     batch_id = batch_ids[0]
+
+    conflicts: dict[str, list[str]] = {}
+    judged: dict[str, Result] = {}
+    if engine is not None:
+        # the accounts' states first: a concurrent request for them waits here until
+        # ours commits, and then sees our entries and our state
+        rules = engine.rules
+        states = (_lock_states(session, rules, ref.id, sorted({r.account for r in chosen.values()}), now)
+                  if rules.has_cross_record_rules and chosen else None)
+        # records credited before are not judged again; the others are, after the state
+        present = {e.record_id: e for e in _entries(session, actor.id, ref.id, sorted(chosen))}
+        for record_id, entry in present.items():
+            differ = _differing(entry.record, (records or {}).get(record_id))
+            if differ:
+                conflicts[record_id] = differ
+        fresh = [r for record_id, r in chosen.items() if record_id not in present]
+        cross_record.apply(fresh, rules, engine.recompute_points, state=states)
+        if states is not None:
+            _save_states(session, rules, ref.id, states, now)
+        judged = {r.id: r for r in fresh}
+        chosen = {r.id: r for r in fresh if r.status in CREDIT_STATUSES}
+        skipped = skipped + [r for r in fresh if r.status not in CREDIT_STATUSES]
+        ids_to_read = sorted(set(chosen) | set(present))
+    else:
+        ids_to_read = sorted(chosen)
 
     # Sorted by record id, so that concurrent batches lock index entries in one order.
     rows = [{
-        "batch_id": batch_id, "account": r.account, "methodology_id": ref.id,
-        "version": ref.version, "content_hash": ref.content_hash, "record_id": record_id,
-        "activity_time": _us_to_datetime(r.time), "reduction_mg": r.reduction_mg,
-        "points": r.points, "bonus": r.bonus, "status": r.status, "reason": reason,
-        "credited_at": now} for record_id, r in sorted(chosen.items())]
-    inserted = set(_insert(session, CreditEntry.__table__, rows, ["methodology_id", "record_id"],
+        "batch_id": batch_id, "integrator_id": actor.id, "account": r.account,
+        "methodology_id": ref.id, "version": ref.version, "content_hash": ref.content_hash,
+        "record_id": record_id, "activity_time": _us_to_datetime(r.time),
+        "reduction_mg": r.reduction_mg, "points": r.points, "bonus": r.bonus, "status": r.status,
+        "reason": reason, "credited_at": now, "code": r.code if r.status != "credited" else "",
+        "message": r.message if r.status != "credited" else "",
+        "record": _record_text((records or {}).get(record_id))}
+        for record_id, r in sorted(chosen.items())]
+    inserted = set(_insert(session, CreditEntry.__table__, rows,
+                           ["integrator_id", "methodology_id", "record_id"],
                            CreditEntry.__table__.c.record_id))
-    entries = _entries(session, ref.id, sorted(chosen))
+    entries = _entries(session, actor.id, ref.id, ids_to_read)
     new = [e for e in entries if e.record_id in inserted]
-    present = [e for e in entries if e.record_id not in inserted]
+    present_entries = [e for e in entries if e.record_id not in inserted]
     audit.append(session, actor, "ledger.credit", "credit_batch", batch_id, {
         "idempotency_key": key, "request_digest": digest, "methodology": ref.id,
         "version": ref.version, "content_hash": ref.content_hash,
-        "new": len(new), "already_present": len(present), "not_creditable": len(skipped),
+        "new": len(new), "already_present": len(present_entries), "not_creditable": len(skipped),
         "reduction_mg": sum(e.reduction_mg for e in new),
         "points": sum(e.points + e.bonus for e in new),
         "entries_digest": _entries_digest(new)})
-    return CreditOutcome(batch_id, key, False, new, present, skipped)
+    return CreditOutcome(batch_id, key, False, new, present_entries, skipped, conflicts, judged)
+
+
+def _lock_states(session: Session, rules, methodology_id: str, accounts: list[str],
+                 now) -> dict[str, AccountState]:
+    """The accounts' stored states, their rows locked until the transaction ends (made
+    first where missing, so that there is a row to lock), in account order."""
+    _insert(session, RuleState.__table__, [
+        {"methodology_id": methodology_id, "account": a, "state": "", "updated_at": now}
+        for a in accounts], ["methodology_id", "account"], RuleState.__table__.c.account)
+    stored: dict[str, str] = {}
+    for start in range(0, len(accounts), _CHUNK):
+        for row in session.execute(
+                select(RuleState.account, RuleState.state)
+                .where(RuleState.methodology_id == methodology_id,
+                       RuleState.account.in_(accounts[start:start + _CHUNK]))
+                .order_by(RuleState.account).with_for_update()):
+            stored[row.account] = row.state
+    return {a: AccountState.from_json(rules, stored.get(a)) for a in accounts}
+
+
+def _save_states(session: Session, rules, methodology_id: str, states: dict[str, AccountState],
+                 now) -> None:
+    table = RuleState.__table__
+    session.execute(
+        table.update()
+        .where(table.c.methodology_id == methodology_id, table.c.account == sa_bindparam("b_account"))
+        .values(state=sa_bindparam("b_state"), updated_at=now),
+        [{"b_account": a, "b_state": s.to_json(rules)} for a, s in states.items()])
+
+
+def _record_text(record: Optional[dict]) -> Optional[str]:
+    if record is None:
+        return None
+    return json.dumps(record, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def _differing(stored: Optional[str], record: Optional[dict]) -> list[str]:
+    """The fields of `record` whose values differ from the stored record's (both as
+    sent); nothing when either is unknown."""
+    if stored is None or record is None:
+        return []
+    before = json.loads(stored)
+    now = json.loads(_record_text(record))
+    return sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
 
 
 def _entries_digest(entries: Sequence[CreditEntry]) -> str:
@@ -188,12 +288,13 @@ def _entries_digest(entries: Sequence[CreditEntry]) -> str:
     return hashlib.sha256(lines.encode("utf-8")).hexdigest()
 
 
-def _replay(session: Session, key: str, digest: str, ref: MethodologyRef,
+def _replay(session: Session, actor_id: int, key: str, digest: str, ref: MethodologyRef,
             chosen: dict[str, Result], skipped: list[Result]) -> CreditOutcome:
-    batch = session.scalar(select(CreditBatch).where(CreditBatch.idempotency_key == key))
+    batch = session.scalar(select(CreditBatch).where(CreditBatch.actor_id == actor_id,
+                                                     CreditBatch.idempotency_key == key))
     if batch.request_digest != digest:
         raise Conflict(f"idempotency key {key!r} was used for a different request")
-    entries = _entries(session, ref.id, sorted(chosen))
+    entries = _entries(session, actor_id, ref.id, sorted(chosen))
     return CreditOutcome(batch.id, key, True,
                          [e for e in entries if e.batch_id == batch.id],
                          [e for e in entries if e.batch_id != batch.id], skipped)

@@ -377,6 +377,7 @@ class CreditBatch(Base):
 
     __tablename__ = "credit_batches"
     __table_args__ = (
+        UniqueConstraint("actor_id", "idempotency_key"),
         ForeignKeyConstraint(["methodology_id", "version", "content_hash"],
                              ["methodology_versions.methodology_id", "methodology_versions.version",
                               "methodology_versions.content_hash"],
@@ -384,7 +385,7 @@ class CreditBatch(Base):
     )
 
     id: Mapped[int] = mapped_column(BigKey, primary_key=True)
-    idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
+    idempotency_key: Mapped[str] = mapped_column(String(200))  # unique per actor
     request_digest: Mapped[str] = mapped_column(String(64))  # sha256 of the credited results
     actor_id: Mapped[Optional[int]] = mapped_column(ForeignKey("users.id"))
     methodology_id: Mapped[str] = mapped_column(String(128))
@@ -394,12 +395,14 @@ class CreditBatch(Base):
 
 
 class CreditEntry(Base):
-    """A credited record. UNIQUE (methodology_id, record_id): a record is never credited
-    twice, whatever version or batch. Append-only."""
+    """A credited record. UNIQUE (integrator_id, methodology_id, record_id): an
+    integrator's record is never credited twice, whatever version or batch; record ids are
+    each integrator's own. `record`: the record as sent (JSON), so that a record id sent
+    again with other values is told apart, and a credit can be recomputed. Append-only."""
 
     __tablename__ = "credit_entries"
     __table_args__ = (
-        UniqueConstraint("methodology_id", "record_id", name="uq_credit_entries_methodology_record"),
+        UniqueConstraint("integrator_id", "methodology_id", "record_id"),
         ForeignKeyConstraint(["methodology_id", "version", "content_hash"],
                              ["methodology_versions.methodology_id", "methodology_versions.version",
                               "methodology_versions.content_hash"],
@@ -409,6 +412,7 @@ class CreditEntry(Base):
 
     id: Mapped[int] = mapped_column(BigKey, primary_key=True)
     batch_id: Mapped[int] = mapped_column(ForeignKey("credit_batches.id"), index=True)
+    integrator_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     account: Mapped[str] = mapped_column(String(200), index=True)
     methodology_id: Mapped[str] = mapped_column(String(128))
     version: Mapped[str] = mapped_column(String(64))
@@ -421,6 +425,22 @@ class CreditEntry(Base):
     status: Mapped[str] = mapped_column(String(24))
     reason: Mapped[str] = mapped_column(Text, default="")  # why this version applied
     credited_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    code: Mapped[str] = mapped_column(String(64), default="", server_default="")  # a cap's CAP_REACHED
+    message: Mapped[str] = mapped_column(Text, default="", server_default="")
+    record: Mapped[Optional[str]] = mapped_column(Text)
+
+
+class RuleState(Base):
+    """What a methodology's cross-record rules remember of an account (engine/state.py),
+    written in the transaction that credits the account's records, its row locked while
+    it is (registry/ledger.py). One per methodology and account, across versions."""
+
+    __tablename__ = "rule_states"
+
+    methodology_id: Mapped[str] = mapped_column(ForeignKey("methodologies.id"), primary_key=True)
+    account: Mapped[str] = mapped_column(String(200), primary_key=True)
+    state: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 # ---------------------------------------------------------------- web: API tokens, line comments

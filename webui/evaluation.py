@@ -86,13 +86,16 @@ def engine_for(source: str, file: str = "<source>") -> Engine:
 
 
 # ---------------------------------------------------------------- evaluating
-def evaluate(engine: Engine, records: Records, *, explain: bool = False) -> list[Result]:
+def evaluate(engine: Engine, records: Records, *, explain: bool = False,
+             per_record_only: bool = False) -> list[Result]:
     """The records' results in their order (row numbers from 1). A row that could not be
-    read as an object (a JSON line that is not one) is `invalid` with that reason."""
+    read as an object (a JSON line that is not one) is `invalid` with that reason.
+    `per_record_only`: without the cross-record rules (the ledger applies them)."""
     unreadable = {i: row["__invalid__"] for i, row in enumerate(records.rows)
                   if "__invalid__" in row}
     rows = [{} if i in unreadable else row for i, row in enumerate(records.rows)]
-    results = engine.evaluate(rows, explain=explain, column_units=records.column_units or None)
+    results = engine.evaluate(rows, explain=explain, column_units=records.column_units or None,
+                              per_record_only=per_record_only)
     for i, reason in unreadable.items():
         r = results[i]
         r.status, r.code, r.message = INVALID, "INVALID_RECORD", reason

@@ -86,3 +86,27 @@ def test_a_state_keeps_what_a_changed_rule_no_longer_fits_out():
     other = ENGINES["caps"].rules  # different caps, no duplicate rule
     moved = AccountState.from_json(other, text)
     assert all(periods == {} for periods in moved.caps) and moved.keys == []
+
+
+def test_a_late_record_is_judged_against_the_intervals_on_both_sides():
+    """Rides arrive out of order (two requests, the later ride first): one that fits in
+    the gap is credited; one that overlaps the ride accepted before it is rejected, as is
+    one that overlaps the later ride already accepted (the first accepted stands)."""
+    engine = ENGINES["everything"]
+    state: dict = {}
+
+    def send(record_id, start, end, route="r1"):
+        raw = {"id": record_id, "account": "a", "route": route, "distance": "1 km",
+               "started": start, "ended": end}
+        (result,) = engine.evaluate([raw], state=state)
+        return result.status, result.code
+
+    assert send("noon", "2024-05-20T12:00", "2024-05-20T12:30") == ("credited", "")
+    assert send("morning", "2024-05-20T08:00", "2024-05-20T08:30", "r2") == ("credited", "")
+    assert send("gap", "2024-05-20T10:00", "2024-05-20T10:20", "r3") == ("credited", "")
+    assert send("into-noon", "2024-05-20T11:50", "2024-05-20T12:10", "r2")[1] == "OVERLAP"
+    assert send("into-morning", "2024-05-20T08:20", "2024-05-20T09:00", "r3")[1] == "OVERLAP"
+    text = state["a"].to_json(engine.rules)
+    again = AccountState.from_json(engine.rules, text)
+    assert [iv[0] for iv in again.intervals[0]] == sorted(iv[0] for iv in again.intervals[0])
+    assert len(again.intervals[0]) == 3

@@ -160,7 +160,7 @@ def test_credits_are_idempotent_by_record_id(two_versions):
         json={"methodology": METHODOLOGY, "records": records, **extra})
     first = post(batch).get_json()
     assert first["summary"] == {"records": 4, "evaluated": 3, "errors": 1, "credited": 2,
-                                "already_credited": 0, "not_creditable": 1,
+                                "already_credited": 0, "conflicts": 0, "not_creditable": 1,
                                 "credited_reduction_mg": 1_002_000, "credited_points": 1002}
     assert {r["id"]: r["credit"] for r in first["results"]} == {
         "r1": "credited", "r2": "credited", "r3": "not_creditable"}

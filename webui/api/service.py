@@ -28,6 +28,8 @@ from ..records import Records
 
 MAX_RECORDS = 10_000
 LISTED_STATES = (PUBLISHED, SUPERSEDED)
+# how far in the future a record's time may be (the integrator's clock against ours)
+CLOCK_SKEW = dt.timedelta(minutes=5)
 
 
 class ApiError(Exception):
@@ -154,6 +156,7 @@ class Evaluation:
     count: int
     groups: list[Group]
     errors: list[dict]  # {index, id, code, reason}
+    records: list = field(default_factory=list)  # as sent
 
     def result_rows(self, explain: bool) -> list[dict]:
         rows = []
@@ -244,6 +247,13 @@ def evaluate(session: Session, methodology_id: str, records: list, *,
         except RecordError as error:
             errors.append(_error(index, record, "invalid_record", f"{error.field}: {error.reason}"))
             continue
+        if require_ids and moment > now + CLOCK_SKEW:
+            errors.append(_error(index, record, "future_record",
+                                 f"the record's time {moment.isoformat().replace('+00:00', 'Z')} is "
+                                 f"after now ({now.isoformat(timespec='seconds').replace('+00:00', 'Z')}"
+                                 f", {int(CLOCK_SKEW.total_seconds() // 60)} min of clock skew "
+                                 f"allowed): a record is credited once it has happened"))
+            continue
         day = moment.astimezone(zone).date()
         if day not in by_day:
             by_day[day] = workflow.applicable_version(session, methodology_id, day, as_of=as_of)
@@ -259,12 +269,15 @@ def evaluate(session: Session, methodology_id: str, records: list, *,
     for group in groups.values():
         group.engine = engine_of(group.version)
         rows = Records([records[i] for i in group.indices])
-        group.results = evaluation.evaluate(group.engine, rows, explain=explain)
+        # to credit: the per-record formulas here, the cross-record rules in the ledger,
+        # after the state the accounts' earlier credits left
+        group.results = evaluation.evaluate(group.engine, rows, explain=explain,
+                                            per_record_only=require_ids)
         for index, r in zip(group.indices, group.results):
             if r.status == INVALID:
                 errors.append(_error(index, records[index], "invalid_record", r.message))
     errors.sort(key=lambda e: e["index"])
-    return Evaluation(methodology_id, len(records), list(groups.values()), errors)
+    return Evaluation(methodology_id, len(records), list(groups.values()), errors, records)
 
 
 def evaluation_response(result: Evaluation, explain: bool) -> dict:
@@ -304,12 +317,18 @@ def credit(session: Session, actor_id: int, result: Evaluation, *,
         raise ApiError(400, "bad_idempotency_key", "an idempotency key has 1 to 150 characters")
     outcome_of: dict[str, tuple[str, Any, Group, bool]] = {}
     batches = []
-    for group in result.groups:
+    conflicts: dict[str, list[str]] = {}
+    judged: dict[str, Result] = {}
+    # the groups in the order of their versions' dates: an account's state follows time
+    for group in sorted(result.groups, key=lambda g: (g.version.effective_from, g.version.semver)):
         engine = group.engine
         results = [r for r in group.results if r.status != INVALID]
+        sent = {str(result.records[i].get("id")): result.records[i] for i in group.indices}
         outcome = ledger.credit(session, actor_id, engine.ref, results,
                                 idempotency_key=_group_key(idempotency_key, group),
-                                reason=group.reason)
+                                reason=group.reason, engine=engine, records=sent)
+        conflicts.update(outcome.conflicts)
+        judged.update(outcome.judged)
         batches.append({"batch_id": outcome.batch_id, "version": group.version.version,
                         "idempotency_key": outcome.idempotency_key, "replayed": outcome.replayed,
                         "new": len(outcome.new) if not outcome.replayed else 0})
@@ -322,18 +341,28 @@ def credit(session: Session, actor_id: int, result: Evaluation, *,
     rows = result.result_rows(explain=False)
     credited_mg = credited_points = new = already = 0
     for row in rows:
+        after = judged.get(row["id"])
+        if after is not None:  # as the cross-record rules judged it in the ledger
+            row.update(status=after.status, code=after.code, message=after.message,
+                       reduction_mg=after.reduction_mg, reduction_kg=after.reduction_mg / 1_000_000,
+                       points=after.points, bonus=after.bonus, flags=list(after.flags))
         found = outcome_of.get(row["id"])
         if found is None or row["status"] not in evaluation.CREDIT_STATUSES:
             row["credit"] = "not_creditable"
             continue
         state, entry, _group, _replayed = found
         row["credit"] = state
+        if row["id"] in conflicts:
+            row["credit"] = "conflict"
+            row["conflict"] = {"fields": conflicts[row["id"]],
+                               "message": "this record id was credited with other values: "
+                                          + ", ".join(conflicts[row["id"]]) + " differ"}
         if state == "credited":
             new += 1
             credited_mg += entry.reduction_mg
             credited_points += entry.points + entry.bonus
         else:
-            already += 1
+            already += row["credit"] == "already_credited"
             row["credited"] = {
                 "version": entry.version, "content_hash": entry.content_hash,
                 "account": entry.account, "reduction_mg": entry.reduction_mg,
@@ -344,6 +373,7 @@ def credit(session: Session, actor_id: int, result: Evaluation, *,
         "methodology": result.methodology_id,
         "summary": {"records": result.count, "evaluated": len(rows), "errors": len(result.errors),
                     "credited": new, "already_credited": already,
+                    "conflicts": sum(r["credit"] == "conflict" for r in rows),
                     "not_creditable": sum(r["credit"] == "not_creditable" for r in rows),
                     "credited_reduction_mg": credited_mg, "credited_points": credited_points},
         "batches": batches, "results": rows, "errors": result.errors,

@@ -1,0 +1,216 @@
+"""Issue 13 as an integrator meets it: the cross-record rules hold across requests, the
+ledger keeps each account's state (caps, overlaps), concurrent clients never exceed a
+cap, integrators are isolated from each other, a record from the future is refused, and
+a record id sent again with other values is a conflict that names the fields (Flask test
+client, SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import threading
+
+import pytest
+import sqlalchemy as sa
+
+from dsl import compile_source
+from engine.batch import BatchEngine
+from registry import ledger, users
+from tests.webui.reviewkit import *  # noqa: F401,F403 - fixtures
+from tests.webui.reviewkit import METHODOLOGY, source
+
+CAP_MG = 1_000_000  # 1 kg a day
+KM_MG = 46_700      # a metro kilometre
+
+
+def capped_source() -> str:
+    return source(METHODOLOGY, "1.0.0") + "\ncap reduction at 1 kg per account per day\n"
+
+
+@pytest.fixture
+def capped(web):
+    web.published("1.0.0", dt.date(2024, 1, 1), capped_source())
+    return web, web.token()
+
+
+def ride(record_id, minute, km=10, account="acct-1", day="2024-06-20", mode="metro"):
+    start = dt.datetime.fromisoformat(f"{day}T06:00") + dt.timedelta(minutes=minute)
+    return {"id": record_id, "account": account, "mode": mode, "distance": f"{km} km",
+            "boarded": start.isoformat(timespec="minutes"),
+            "alighted": (start + dt.timedelta(minutes=30)).isoformat(timespec="minutes")}
+
+
+def post(web, token, records, **extra):
+    response = web.app.test_client().post("/api/v1/credits", headers=web.api(token), json={
+        "methodology": METHODOLOGY, "records": records, **extra})
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return response.get_json()
+
+
+def credited_mg(web, account=None) -> int:
+    with web.reg.db.engine.connect() as c:
+        query = "SELECT COALESCE(SUM(reduction_mg), 0) FROM credit_entries"
+        if account is None:
+            return c.execute(sa.text(query)).scalar_one()
+        return c.execute(sa.text(query + " WHERE account = :a"), {"a": account}).scalar_one()
+
+
+def test_a_daily_cap_holds_one_ride_a_request(capped):
+    web, token = capped
+    rides = [ride(f"r{i}", 60 * i) for i in range(5)]  # 467 g each; 1 kg a day
+    answers = [post(web, token, [r]) for r in rides]
+    assert [a["results"][0]["reduction_mg"] for a in answers] == [467_000, 467_000, 66_000, 0, 0]
+    assert [a["results"][0]["status"] for a in answers] == ["credited", "credited", "capped",
+                                                            "capped", "capped"]
+    assert answers[2]["results"][0]["code"] == "CAP_REACHED"
+    assert credited_mg(web) == CAP_MG
+
+
+def test_one_request_and_one_ride_a_request_give_the_same_ledger(capped, reg):
+    web, token = capped
+    rides = [ride(f"r{i}", 45 * i, km=3 + i, account=f"acct-{i % 2}") for i in range(8)]
+    post(web, token, rides)
+    whole = _entries(web)
+    other = web.token(_second_integrator(reg))  # its own record ids: the same rides again
+    for r in rides:
+        post(web, other, [{**r, "account": r["account"] + "-b"}])
+    one_by_one = {(record_id, account[:-2]): rest for (record_id, account), rest in
+                  _entries(web, integrator=_second_integrator(reg)).items()}
+    assert one_by_one == whole
+
+
+def test_overlapping_rides_in_two_requests_credit_the_first_only(capped):
+    web, token = capped
+    post(web, token, [ride("a", 0, km=2)])
+    second = post(web, token, [ride("b", 10, km=2)])["results"][0]
+    assert (second["status"], second["code"], second["credit"]) == ("rejected", "OVERLAP", "not_creditable")
+    assert credited_mg(web) == 2 * KM_MG
+
+
+def test_sixteen_concurrent_clients_never_exceed_a_cap(capped):
+    web, token = capped
+    clients, per_client, accounts = 16, 5, 4
+    rng = random.Random(13)
+    jobs = []
+    for c in range(clients):
+        batch = []
+        for k in range(per_client):
+            n = c * per_client + k
+            batch.append(ride(f"c{n}", n * 35 // accounts * accounts + n % accounts,
+                              km=rng.randint(1, 15), account=f"acct-{n % accounts}"))
+        jobs.append(batch)
+    barrier = threading.Barrier(clients)
+    errors = []
+
+    def send(batch):
+        try:
+            barrier.wait()
+            post(web, token, batch)
+            post(web, token, batch)  # a retry after a timeout: nothing twice
+        except Exception as error:  # noqa: BLE001
+            errors.append(error)
+
+    threads = [threading.Thread(target=send, args=(batch,)) for batch in jobs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert errors == []
+    assert web.reg.count("credit_entries") == clients * per_client  # each ride once
+    # per account and local day: exactly what the cap lets through, never more
+    sent: dict = {}
+    for batch in jobs:
+        for r in batch:
+            key = (r["account"], r["boarded"][:10])
+            sent[key] = sent.get(key, 0) + int(r["distance"].split()[0]) * KM_MG
+    with web.reg.db.engine.connect() as c:
+        rows = c.execute(sa.text("SELECT account, activity_time, reduction_mg FROM credit_entries")).all()
+    got: dict = {}
+    for account, when, mg in rows:
+        when = dt.datetime.fromisoformat(when) if isinstance(when, str) else when  # SQLite: text
+        local = (when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)) + dt.timedelta(hours=8)
+        key = (account, local.date().isoformat())
+        got[key] = got.get(key, 0) + mg
+    assert got == {key: min(CAP_MG, total) for key, total in sent.items()}
+
+
+def _second_integrator(reg) -> int:
+    with reg.uow() as s:
+        found = users.find_user(s, "bikes@tanpu.test") if hasattr(users, "find_user") else None
+        if found is not None:
+            return found.id
+        existing = s.execute(sa.text("SELECT id FROM users WHERE email = 'bikes@tanpu.test'")).scalar()
+        if existing is not None:
+            return existing
+        return users.create_user(s, None, email="bikes@tanpu.test", name="bikes",
+                                 roles=("integrator",)).id
+
+
+def _entries(web, integrator=None) -> dict:
+    query = ("SELECT record_id, account, status, reduction_mg, points, code FROM credit_entries"
+             + (" WHERE integrator_id = :i" if integrator else ""))
+    with web.reg.db.engine.connect() as c:
+        rows = c.execute(sa.text(query), {"i": integrator} if integrator else {}).all()
+    return {(r[0], r[1]): tuple(r[2:]) for r in rows if integrator or True}
+
+
+def test_integrators_have_their_own_record_ids_and_keys(capped, reg):
+    web, token = capped
+    bikes = web.token(_second_integrator(reg))
+    mine = post(web, token, [ride("ride-42", 0, account="p1")], idempotency_key="k-1")
+    theirs = post(web, bikes, [ride("ride-42", 0, account="b7")], idempotency_key="k-1")
+    assert mine["results"][0]["credit"] == "credited"
+    assert theirs["results"][0]["credit"] == "credited"  # not the other's record, not a replay
+    assert theirs["batches"][0]["replayed"] is False
+    again = post(web, bikes, [ride("ride-42", 0, account="b7")])["results"][0]
+    assert again["credit"] == "already_credited" and again["credited"]["account"] == "b7"
+    assert web.reg.count("credit_entries") == 2
+
+
+def test_a_record_from_the_future_is_refused_with_its_own_code(capped):
+    web, token = capped
+    tomorrow = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1)).date().isoformat()
+    body = post(web, token, [ride("late", 0), ride("soon", 0, day=tomorrow)])
+    assert [e["code"] for e in body["errors"]] == ["future_record"]
+    assert body["errors"][0]["id"] == "soon" and "after now" in body["errors"][0]["reason"]
+    assert [r["id"] for r in body["results"]] == ["late"]
+
+
+def test_the_same_record_id_with_other_values_is_a_conflict_naming_the_fields(capped):
+    web, token = capped
+    post(web, token, [ride("r1", 0, km=10)])
+    body = post(web, token, [ride("r1", 0, km=12)])
+    row = body["results"][0]
+    assert row["credit"] == "conflict" and row["conflict"]["fields"] == ["distance"]
+    assert body["summary"]["conflicts"] == 1 and body["summary"]["already_credited"] == 0
+    assert row["credited"]["reduction_mg"] == 467_000  # what was credited stands
+    same = post(web, token, [ride("r1", 0, km=10)])["results"][0]
+    assert same["credit"] == "already_credited"
+
+
+def test_the_ledger_after_random_batches_is_the_batch_engine_on_the_whole_stream(capped, reg):
+    """The differential property of issue 13: one stream, credited in batches of random
+    sizes in arrival order, gives the entries the batch engine gives the whole stream."""
+    web, token = capped
+    rng = random.Random(2026)
+    stream = []
+    for n in range(60):
+        account = f"acct-{rng.randrange(3)}"
+        stream.append(ride(f"s{n}", n * 20 + rng.randrange(25), km=rng.randint(1, 20),
+                           account=account, mode=rng.choice(["metro", "ebus", "metro"])))
+    stream.sort(key=lambda r: r["boarded"])
+    at = 0
+    while at < len(stream):
+        size = rng.randint(1, 9)
+        post(web, token, stream[at:at + size])
+        at += size
+    methodology = compile_source(capped_source(), "capped.tanpu").methodology
+    expected = {}
+    for r in BatchEngine(methodology).evaluate(stream):
+        if r.status in ("credited", "capped"):
+            expected[(r.id, r.account)] = (r.status, r.reduction_mg, r.points,
+                                           r.code if r.status == "capped" else "")
+    assert _entries(web) == expected
+    with web.reg.db.read() as s:
+        assert ledger.balance(s, "acct-0")["reduction_mg"] == sum(
+            mg for (_, account), (_, mg, _, _) in expected.items() if account == "acct-0")
