@@ -20,8 +20,8 @@ take the same cells: the cast rejects "1_0", " 8.2", "１２.５" (float() takes
 fromisoformat rejects. An exact Polars reader therefore tests each cell's shape with a
 regular expression before it parses, and written so (bench/bench_text.py: text.py's
 cells, text.py's bits) it costs more than these: on 1M cells, CPU ms text.py vs Polars,
-plain decimals 107 vs 115, "123.456 km" cells 173 vs 210, ISO datetimes 83 vs 141 (mixed
-layouts 127 vs 471). Polars wins wall-clock time only with a core to itself, and the
+plain decimals 98 vs 105, "123.456 km" cells 139 vs 164, ISO datetimes 66 vs 133 (mixed
+layouts 116 vs 444; 2026-12-06, 2 cores). Polars wins wall-clock time only with a core to itself, and the
 batch engine already reads two chunks at once. So these stay.
 """
 
