@@ -360,10 +360,6 @@ class _Gen:
 
     def build(self) -> Kernel:
         plan = self.plan
-        for step in plan.steps:
-            if isinstance(step, p.Check) and step.kind in ("period", "activity"):
-                continue
-            break
         first = [s for s in plan.steps if isinstance(s, p.Check) and s.kind in ("period", "activity")]
         for step in first:
             self.emit(f"if (!({self.expr(step.cond)})) {self.reject(step.reason)}")

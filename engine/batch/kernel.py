@@ -168,10 +168,6 @@ class Kernels:
                 values[name] = column.tolist()
             else:
                 values[name] = [np.asarray(column).item()] * n
-        if any(rep == p.B for _, rep in self.plan.inputs):
-            for name, rep in self.plan.inputs:
-                if rep == p.B:
-                    values[name] = [bool(v) for v in values[name]]
         points = np.zeros(n, dtype=np.int64)
         masses = {name: np.zeros(n, dtype=np.int64) for name in self.plan.masses}
         run = self.scalar.run_plain
