@@ -31,6 +31,7 @@ def main() -> None:
     parser.add_argument("--accounts", type=int, default=1_000_000)
     parser.add_argument("--units", type=int, default=1000)
     parser.add_argument("--url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    parser.add_argument("--explain", action="store_true", help="print the query plan too")
     args = parser.parse_args()
     schema = f"bench_accounts_{uuid.uuid4().hex[:8]}"
     admin = sa.create_engine(args.url, isolation_level="AUTOCOMMIT")
@@ -76,6 +77,14 @@ def main() -> None:
         assert result.subtree.entries == args.accounts
         print(f"accounts.balances(region): best {min(times) * 1000:.0f} ms "
               f"(runs: {', '.join(f'{x * 1000:.0f}' for x in times)} ms)")
+        if args.explain:
+            from sqlalchemy.dialects import postgresql
+            with db.read() as s:
+                statement = accounts.balance_statement(1)
+                sql = str(statement.compile(dialect=postgresql.dialect(),
+                                            compile_kwargs={"literal_binds": True}))
+                for line in s.execute(sa.text("EXPLAIN (ANALYZE, BUFFERS) " + sql)).scalars():
+                    print(line)
         with db.engine.connect() as c:
             ids = [str(i) for i in c.execute(sa.text("SELECT id FROM accounts")).scalars()]
             t = time.perf_counter()

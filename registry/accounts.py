@@ -221,6 +221,18 @@ class Balances:
                 "subtree": self.subtree.to_dict()}
 
 
+def balance_statement(account_id: int):
+    """The one statement of balances(): (methodology, own?, entries, mg, points) rows."""
+    entries = CreditEntry.__table__
+    tree = _subtree(account_id)
+    own = (entries.c.account == str(account_id)).label("own")
+    return (select(entries.c.methodology_id, own, func.count(),
+                   func.coalesce(func.sum(entries.c.reduction_mg), 0),
+                   func.coalesce(func.sum(entries.c.points + entries.c.bonus), 0))
+            .select_from(entries.join(tree, entries.c.account == cast(tree.c.id, String)))
+            .group_by(entries.c.methodology_id, own))
+
+
 def balances(session: Session, account_id: int) -> Balances:
     """The credited totals of the account and of its subtree, per methodology too.
 
@@ -230,15 +242,7 @@ def balances(session: Session, account_id: int) -> Balances:
     region with a million accounts below it costs one scan of each table at most.
     """
     get(session, account_id)
-    entries = CreditEntry.__table__
-    tree = _subtree(account_id)
-    own = (entries.c.account == str(account_id)).label("own")
-    rows = session.execute(
-        select(entries.c.methodology_id, own, func.count(),
-               func.coalesce(func.sum(entries.c.reduction_mg), 0),
-               func.coalesce(func.sum(entries.c.points + entries.c.bonus), 0))
-        .select_from(entries.join(tree, entries.c.account == cast(tree.c.id, String)))
-        .group_by(entries.c.methodology_id, own)).all()
+    rows = session.execute(balance_statement(account_id)).all()
     result = Balances(account_id, Totals(), Totals())
     for methodology_id, is_own, count, mg, points in rows:
         result.subtree.add(methodology_id, int(count), int(mg), int(points))
