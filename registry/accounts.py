@@ -55,6 +55,9 @@ _CHUNK = 500  # ids per IN (...) / rows per INSERT
 # pg_advisory_xact_lock key for hierarchy changes: 'tanpuacc' as a 64-bit int
 _PG_HIERARCHY_LOCK = int.from_bytes(b"tanpuacc", "big") & 0x7FFF_FFFF_FFFF_FFFF
 
+# The kinds that can have accounts below them.
+PARENTS = tuple(sorted({k for kinds in PARENT_KINDS.values() for k in kinds}))
+
 # Status changes by their names in the API, the CLI and the admin page.
 STATUS_ACTIONS = {"freeze": FROZEN, "unfreeze": ACTIVE, "close": CLOSED}
 
@@ -158,11 +161,17 @@ def identities(session: Session, account_id: int,
 
 
 def _subtree(account_id: int):
-    """A recursive CTE of the ids of the account and everything below it (follows
-    ix_accounts_parent_id_id, one level per step)."""
+    """A recursive CTE of the ids (and kinds) of the account and everything below it,
+    one level per step by ix_accounts_parent_id_kind_id. Only units and regions have
+    accounts below them, so the step looks for children of those alone: the million
+    individuals at the bottom of a region are found, never probed for children of their
+    own (which made the walk four times slower)."""
     table = Account.__table__
-    tree = select(table.c.id).where(table.c.id == account_id).cte("subtree", recursive=True)
-    return tree.union_all(select(table.c.id).join(tree, table.c.parent_id == tree.c.id))
+    tree = (select(table.c.id, table.c.kind).where(table.c.id == account_id)
+            .cte("subtree", recursive=True))
+    return tree.union_all(select(table.c.id, table.c.kind)
+                          .join(tree, table.c.parent_id == tree.c.id)
+                          .where(tree.c.kind.in_(PARENTS)))
 
 
 def descendants(session: Session, account_id: int) -> list[int]:

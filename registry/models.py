@@ -466,7 +466,7 @@ class Account(Base):
         CheckConstraint(f"status IN {_in(ACCOUNT_STATUSES)}", name="status"),
         CheckConstraint("parent_id IS NULL OR parent_id <> id", name="not_own_parent"),
         # the recursive CTE of accounts.descendants walks parent_id -> id (index only)
-        Index("ix_accounts_parent_id_id", "parent_id", "id"),
+        Index("ix_accounts_parent_id_kind_id", "parent_id", "kind", "id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -2,7 +2,7 @@
 and the integrators' identities for them. Additive: no existing table changes.
 
 Balances are not stored: accounts.balances sums the ledger's entries of an account's
-subtree, walking the hierarchy by ix_accounts_parent_id_id (a recursive CTE) and reaching
+subtree, walking the hierarchy by ix_accounts_parent_id_kind_id (a recursive CTE) and reaching
 the entries by credit_entries' existing index on `account`.
 
 Revision ID: 0005
@@ -44,7 +44,7 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["created_by"], ["users.id"], name="fk_accounts_created_by"),
         sa.PrimaryKeyConstraint("id", name="pk_accounts"),
     )
-    op.create_index("ix_accounts_parent_id_id", "accounts", ["parent_id", "id"])
+    op.create_index("ix_accounts_parent_id_kind_id", "accounts", ["parent_id", "kind", "id"])
     op.create_table(
         "account_identities",
         sa.Column("integrator_id", sa.Integer(), nullable=False),
@@ -63,5 +63,5 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_account_identities_account_id", table_name="account_identities")
     op.drop_table("account_identities")
-    op.drop_index("ix_accounts_parent_id_id", table_name="accounts")
+    op.drop_index("ix_accounts_parent_id_kind_id", table_name="accounts")
     op.drop_table("accounts")
