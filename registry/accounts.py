@@ -340,11 +340,18 @@ def update_status(session: Session, actor: Optional[User | int], account_id: int
         return account
     if account.status == CLOSED:
         raise InvalidTransition(f"account {account.id} is closed: its status is final")
-    before = account.status
-    account.status, account.updated_at = status, utcnow()
+    return _set(session, actor, account, "status", status)
+
+
+def _set(session: Session, actor: Optional[User], account: Account, column: str,
+         value) -> Account:
+    """Sets one column, audited as account.set_<column> with the value before and after."""
+    before = getattr(account, column)
+    setattr(account, column, value)
+    account.updated_at = utcnow()
     session.flush()
-    audit.append(session, actor, "account.set_status", "account", account.id,
-                 {"from": before, "to": status})
+    audit.append(session, actor, f"account.set_{column.removesuffix('_id')}", "account",
+                 account.id, {"from": before, "to": value})
     return account
 
 
@@ -364,12 +371,7 @@ def set_parent(session: Session, actor: Optional[User | int], account_id: int,
     if account.parent_id == parent_id:
         return account
     _check_parent(session, actor, account.kind, parent_id, account.id)
-    before = account.parent_id
-    account.parent_id, account.updated_at = parent_id, utcnow()
-    session.flush()
-    audit.append(session, actor, "account.set_parent", "account", account.id,
-                 {"from": before, "to": parent_id})
-    return account
+    return _set(session, actor, account, "parent_id", parent_id)
 
 
 def update(session: Session, actor: Optional[User | int], account_id: int, *,
