@@ -13,7 +13,7 @@ import datetime as dt
 from typing import Any, Optional
 
 from sqlalchemy import (JSON, BigInteger, Boolean, CheckConstraint, Date, DateTime,
-                        ForeignKey, ForeignKeyConstraint, Integer, MetaData, String, Text,
+                        ForeignKey, ForeignKeyConstraint, Index, Integer, MetaData, String, Text,
                         TypeDecorator, UniqueConstraint)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -441,6 +441,83 @@ class RuleState(Base):
     account: Mapped[str] = mapped_column(String(200), primary_key=True)
     state: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# ---------------------------------------------------------------- carbon accounts
+# Account kinds, and the kinds each may have as its parent (accounts.py checks it, with
+# the absence of cycles, which only regions can form: nothing else has a region parent).
+INDIVIDUAL = "individual"
+UNIT = "unit"  # an enterprise or organisation
+PROJECT = "project"
+REGION = "region"
+ACCOUNT_KINDS = (INDIVIDUAL, UNIT, PROJECT, REGION)
+PARENT_KINDS = {INDIVIDUAL: (UNIT, REGION), PROJECT: (UNIT, REGION), UNIT: (REGION,),
+                REGION: (REGION,)}
+
+# Account statuses: a frozen account can be unfrozen; closed is final.
+ACTIVE = "active"
+FROZEN = "frozen"
+CLOSED = "closed"
+ACCOUNT_STATUSES = (ACTIVE, FROZEN, CLOSED)
+
+# The seven domains of the Quzhou carbon accounts, a fixed vocabulary.
+ACCOUNT_DOMAINS = ("industry", "agriculture", "energy", "buildings", "transport", "residential",
+                   "forestry")
+
+
+class Account(Base):
+    """A platform carbon account: an individual, a unit (enterprise, organisation), a
+    project or a region, in a hierarchy (parent_id). Balances are not stored here: they
+    are summed from the ledger's entries of the account and everything below it
+    (accounts.balances).
+
+    `domains` is a JSON list (a subset of ACCOUNT_DOMAINS, in that order) rather than a
+    join table: the vocabulary is seven fixed words, an account is always read with its
+    domains and never looked up by one, so a list costs one column instead of a table,
+    its index and a join on every read; accounts.py validates it.
+    `name` is a display name; for an individual it is empty or a pseudonym (docs/ledger.md).
+    `created_by`: the user who created it (an integrator may manage what it created; an
+    account accounts.resolve makes is the integrator's); NULL: the system (command line).
+    """
+
+    __tablename__ = "accounts"
+    __table_args__ = (
+        CheckConstraint(f"kind IN {_in(ACCOUNT_KINDS)}", name="kind"),
+        CheckConstraint(f"status IN {_in(ACCOUNT_STATUSES)}", name="status"),
+        CheckConstraint("parent_id IS NULL OR parent_id <> id", name="not_own_parent"),
+        # the recursive CTE of accounts.descendants walks parent_id -> id (index only)
+        Index("ix_accounts_parent_id_kind_id", "parent_id", "kind", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    parent_id: Mapped[Optional[int]] = mapped_column(ForeignKey("accounts.id"))
+    name: Mapped[str] = mapped_column(String(200), default="")
+    domains: Mapped[list[str]] = mapped_column(JSON, default=list)
+    status: Mapped[str] = mapped_column(String(16), default=ACTIVE)
+    created_by: Mapped[Optional[int]] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    parent: Mapped[Optional["Account"]] = relationship(remote_side=[id])
+
+    def __repr__(self) -> str:
+        return f"<Account {self.id} {self.kind} {self.status}>"
+
+
+class AccountIdentity(Base):
+    """An integrator's own id for a platform account. (integrator_id, external_id) is
+    unique: one integrator's id names one account; an account may have ids from several
+    integrators (one person seen by a bus and a bike operator)."""
+
+    __tablename__ = "account_identities"
+
+    integrator_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    integrator: Mapped[User] = relationship()
 
 
 # ---------------------------------------------------------------- web: API tokens, line comments

@@ -200,6 +200,48 @@ def can_credit(user: Optional[User]) -> Decision:
     return _has(user, INTEGRATOR) or _has(user, ADMINISTRATOR) or deny("needs the integrator role")
 
 
+# ---------------------------------------------------------------- carbon accounts
+# Administrators manage every account. An integrator creates accounts, links its own
+# account ids to them, and sees and changes what it created; it also sees the accounts
+# it has an id for (whoever created them). accounts.py computes `created` and `linked`.
+def can_create_account(user: Optional[User]) -> Decision:
+    return (_has(user, ADMINISTRATOR) or _has(user, INTEGRATOR)
+            or deny("needs the integrator or administrator role"))
+
+
+def can_view_account(user: Optional[User], *, created: bool, linked: bool) -> Decision:
+    """created: `user` created the account; linked: `user` has an identity for it."""
+    if _has(user, ADMINISTRATOR):
+        return ALLOW
+    ok = _has(user, INTEGRATOR)
+    if not ok:
+        return deny("needs the integrator or administrator role")
+    return ALLOW if created or linked else deny(
+        "an integrator sees only the accounts it created or has an account id for")
+
+
+def can_change_account(user: Optional[User], *, created: bool) -> Decision:
+    """Status, parent, name, domains: an administrator, or the integrator that created it."""
+    if _has(user, ADMINISTRATOR):
+        return ALLOW
+    ok = _has(user, INTEGRATOR)
+    if not ok:
+        return deny("needs the integrator or administrator role")
+    return ALLOW if created else deny("only an administrator or the integrator that created "
+                                      "an account can change it")
+
+
+def can_link_identity(user: Optional[User], integrator_id: int) -> Decision:
+    """Link or unlink an integrator's account id: that integrator, or an administrator."""
+    if _has(user, ADMINISTRATOR):
+        return ALLOW
+    ok = _has(user, INTEGRATOR)
+    if not ok:
+        return deny("needs the integrator or administrator role")
+    return ALLOW if user.id == integrator_id else deny(
+        "an integrator links only its own account ids")
+
+
 # ---------------------------------------------------------------- users
 def normalize_email(email: str) -> str:
     email = (email or "").strip().lower()

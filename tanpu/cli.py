@@ -480,6 +480,177 @@ def admin_set_password(database_url, email, password):
         database.dispose()
 
 
+# ---------------------------------------------------------------- carbon accounts
+_JSON = click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+
+
+def _table(headers, rows) -> None:
+    """Columns padded to their widest cell."""
+    rows = [[str(cell) for cell in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
+              for i, h in enumerate(headers)]
+    for row in [list(headers), *rows]:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+
+
+def _account_row(a) -> dict:
+    return {"id": a.id, "kind": a.kind, "parent": a.parent_id, "name": a.name,
+            "domains": list(a.domains), "status": a.status,
+            "created_at": a.created_at.isoformat().replace("+00:00", "Z")}
+
+
+def _accounts_command(work):
+    """Runs work(session) in a unit of work on the database; registry errors end the
+    command with their message (as the system: the command line may do everything)."""
+    from registry.errors import RegistryError
+
+    def run(database_url):
+        database = _database(database_url)
+        try:
+            with database.unit_of_work() as session:
+                return work(session)
+        except RegistryError as error:
+            raise click.ClickException(str(error)) from None
+        finally:
+            database.dispose()
+    return run
+
+
+def _echo_account(account, as_json) -> None:
+    if as_json:
+        click.echo(json.dumps(_account_row(account), ensure_ascii=False))
+    else:
+        _table(["id", "kind", "parent", "name", "domains", "status"],
+               [[account.id, account.kind, account.parent_id or "-", account.name or "-",
+                 ",".join(account.domains) or "-", account.status]])
+
+
+@main.group(name="accounts")
+def accounts_group():
+    """Carbon accounts: regions, units, projects, individuals (docs/ledger.md)."""
+
+
+@accounts_group.command("create")
+@_DATABASE_URL
+@click.argument("kind", type=click.Choice(["individual", "unit", "project", "region"]))
+@click.option("--parent", type=int, help="the id of the parent account")
+@click.option("--name", default="", help="a display name (for an individual: a pseudonym at most)")
+@click.option("--domain", "domains", multiple=True, help="repeat for several domains")
+@_JSON
+def accounts_create(database_url, kind, parent, name, domains, as_json):
+    """Create an account (audited as done by the system)."""
+    from registry import accounts
+
+    account = _accounts_command(lambda s: accounts.create(
+        s, None, kind, parent_id=parent, name=name, domains=domains))(database_url)
+    _echo_account(account, as_json)
+
+
+@accounts_group.command("show")
+@_DATABASE_URL
+@click.argument("account_id", type=int)
+@_JSON
+def accounts_show(database_url, account_id, as_json):
+    """An account: its parents, children, every integrator's ids, and its balance."""
+    from registry import accounts
+    from registry.models import User
+
+    def work(s):
+        account = accounts.get(s, account_id)
+        identities = [{"integrator": s.get(User, i.integrator_id).email,
+                       "external_id": i.external_id} for i in accounts.identities(s, account_id)]
+        return {**_account_row(account),
+                "parents": [a.id for a in accounts.ancestors(s, account_id)],
+                "children": accounts.children_count(s, account_id), "identities": identities,
+                "balance": accounts.balances(s, account_id).to_dict()}
+    info = _accounts_command(work)(database_url)
+    if as_json:
+        click.echo(json.dumps(info, ensure_ascii=False, indent=2))
+        return
+    chain = " > ".join(str(i) for i in [*info["parents"], info["id"]])
+    click.echo(f"account {info['id']}  {info['kind']}  {info['status']}  {info['name'] or '-'}")
+    click.echo(f"hierarchy  {chain}  ({info['children']} below it directly)")
+    click.echo(f"domains    {', '.join(info['domains']) or '-'}")
+    if info["identities"]:
+        click.echo("identities")
+        _table(["integrator", "external id"],
+               [[i["integrator"], i["external_id"]] for i in info["identities"]])
+    balance = info["balance"]
+    click.echo("balance")
+    _table(["", "reduction kg", "points", "entries"],
+           [[part, f"{balance[part]['reduction_kg']:.6f}", balance[part]["points"],
+             balance[part]["entries"]] for part in ("own", "subtree")])
+
+
+@accounts_group.command("list")
+@_DATABASE_URL
+@click.option("--kind", type=click.Choice(["individual", "unit", "project", "region"]))
+@click.option("--status", type=click.Choice(["active", "frozen", "closed"]))
+@click.option("--parent", type=int, help="the accounts directly under this one (0: at the top)")
+@click.option("--page", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--per-page", type=click.IntRange(1, 1000), default=50, show_default=True)
+@_JSON
+def accounts_list(database_url, kind, status, parent, page, per_page, as_json):
+    """Accounts by id, a page at a time."""
+    from registry import accounts
+
+    items, total = _accounts_command(lambda s: accounts.list_accounts(
+        s, None, kind=kind, status=status, parent_id=parent, page=page,
+        per_page=per_page))(database_url)
+    if as_json:
+        click.echo(json.dumps({"items": [_account_row(a) for a in items], "page": page,
+                               "per_page": per_page, "total": total}, ensure_ascii=False))
+        return
+    _table(["id", "kind", "parent", "name", "domains", "status"],
+           [[a.id, a.kind, a.parent_id or "-", a.name or "-", ",".join(a.domains) or "-",
+             a.status] for a in items])
+    click.echo(f"page {page} of {max(1, -(-total // per_page))}: {total} account(s)")
+
+
+def _status_command(name: str, status: str):
+    @accounts_group.command(name, help=f"Set an account's status to {status}"
+                            + (" (final)." if status == "closed" else "."))
+    @_DATABASE_URL
+    @click.argument("account_id", type=int)
+    @_JSON
+    def command(database_url, account_id, as_json):
+        from registry import accounts
+
+        account = _accounts_command(lambda s: accounts.update_status(
+            s, None, account_id, status))(database_url)
+        _echo_account(account, as_json)
+    return command
+
+
+accounts_freeze = _status_command("freeze", "frozen")
+accounts_unfreeze = _status_command("unfreeze", "active")
+accounts_close = _status_command("close", "closed")
+
+
+@accounts_group.command("link")
+@_DATABASE_URL
+@click.argument("account_id", type=int)
+@click.option("--integrator", required=True, help="the integrator's email")
+@click.option("--external-id", required=True, help="the integrator's id for the account")
+@_JSON
+def accounts_link(database_url, account_id, integrator, external_id, as_json):
+    """Map an integrator's account id to a platform account."""
+    from registry import accounts, users
+
+    def work(s):
+        user = users.by_email(s, integrator)
+        if user is None:
+            raise click.ClickException(f"no user {integrator}")
+        identity = accounts.link(s, None, user.id, external_id, account_id)
+        return {"account": identity.account_id, "integrator": user.email,
+                "external_id": identity.external_id}
+    info = _accounts_command(work)(database_url)
+    if as_json:
+        click.echo(json.dumps(info, ensure_ascii=False))
+    else:
+        click.echo(f"{info['integrator']} {info['external_id']} -> account {info['account']}")
+
+
 # ---------------------------------------------------------------- seed and serve
 def _migrated(url):
     from registry import migrate

@@ -13,7 +13,7 @@ from registry.models import Base
 TABLES = {"users", "user_roles", "audit_log", "committees", "committee_members", "methodologies",
           "methodology_versions", "votes", "comments", "publications", "publication_votes",
           "credit_batches", "credit_entries", "api_tokens", "comment_lines", "rule_states",
-          "alembic_version"}
+          "accounts", "account_identities", "alembic_version"}
 
 
 def _diff(db: Database) -> list:
@@ -27,9 +27,9 @@ def test_upgrade_creates_every_table_at_head(empty_url):
     try:
         assert migrate.current(db) is None
         assert not migrate.is_up_to_date(db)
-        assert migrate.upgrade(db) == migrate.head() == "0005"
+        assert migrate.upgrade(db) == migrate.head() == "0006"
         assert set(sa.inspect(db.engine).get_table_names()) == TABLES
-        assert migrate.upgrade(db) == "0005"  # again: nothing to do
+        assert migrate.upgrade(db) == "0006"  # again: nothing to do
     finally:
         db.dispose()
 
@@ -55,7 +55,7 @@ def test_downgrade_to_nothing_and_up_again(db):
         config.attributes["connection"] = connection
         command.downgrade(config, "base")
     assert set(sa.inspect(db.engine).get_table_names()) <= {"alembic_version"}
-    assert migrate.upgrade(db) == "0005"
+    assert migrate.upgrade(db) == "0006"
     assert _diff(db) == []
 
 

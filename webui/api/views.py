@@ -15,6 +15,15 @@
                                                  above, then credited in one transaction; a
                                                  record is credited at most once
 
+    POST   /api/v1/accounts                      carbon accounts (accounts.py): create one
+    GET    /api/v1/accounts?page=&per_page=&kind=&status=&parent=   those you see
+    GET    /api/v1/accounts/<id>                 with its parent, children, domains, status
+                                                 and your own ids for it (never another's)
+    PATCH  /api/v1/accounts/<id>                 status, parent, name, domains
+    PUT    /api/v1/accounts/<id>/identities/<external_id>   link your account id to it
+    DELETE /api/v1/accounts/<id>/identities/<external_id>   unlink it
+    GET    /api/v1/accounts/<id>/balance         its totals and its subtree's (computed)
+
     GET  /integrations/tokens                    (signed in) your API tokens; administrators
     POST /integrations/tokens                    see and make them for every integrator
     POST /integrations/tokens/<id>/revoke
@@ -39,7 +48,7 @@ from registry.models import INTEGRATOR, User, UserRole
 
 from ..auth import current_user, login_required, require
 from ..db import get_db
-from . import service
+from . import accounts, service
 from .service import ApiError
 
 bp = Blueprint("integrations", __name__)
@@ -128,7 +137,11 @@ def _methodology(data: dict) -> str:
 def index():
     return jsonify({"version": "v1", "user": g.api_user.email, "endpoints": [
         "GET /api/v1/methodologies", "GET /api/v1/methodologies/<id>/schema",
-        "POST /api/v1/evaluate", "POST /api/v1/credits"]})
+        "POST /api/v1/evaluate", "POST /api/v1/credits", "POST /api/v1/accounts",
+        "GET /api/v1/accounts", "GET /api/v1/accounts/<id>", "PATCH /api/v1/accounts/<id>",
+        "PUT /api/v1/accounts/<id>/identities/<external_id>",
+        "DELETE /api/v1/accounts/<id>/identities/<external_id>",
+        "GET /api/v1/accounts/<id>/balance"]})
 
 
 @v1.get("/methodologies")
@@ -179,11 +192,14 @@ def credits():
         return jsonify(service.credit(s, g.api_user.id, result, idempotency_key=key))
 
 
+accounts.register(v1)
+
+
 @v1.route("/<path:rest>", methods=ALL_METHODS)
 def unknown(rest: str):
     adapter = current_app.url_map.bind("")
     allowed = []
-    for method in ("GET", "POST"):
+    for method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
         try:
             endpoint, _args = adapter.match(request.path, method=method)
         except HTTPException:

@@ -1,5 +1,7 @@
-"""Administration: users and roles, committees and their members and quorum, and the
-versions to publish, suspend, reinstate or retire.
+"""Administration: users and roles, committees and their members and quorum, the
+versions to publish, suspend, reinstate or retire, and the carbon accounts (a filtered
+list, a form to create one, an account's page with its parents, children, identities,
+status buttons and rolled-up balance).
 
 Every route checks the registry predicate for what it does (users.can_manage_users,
 users.can_manage_committees, the version transition's own predicate) and answers 403
@@ -14,19 +16,21 @@ from typing import Optional
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
-from registry import users, workflow
-from registry.errors import Conflict, Invalid, InvalidTransition, QuorumNotMet
-from registry.models import (ADMINISTRATOR, APPROVED, PUBLISHED, ROLES, SUPERSEDED, SUSPENDED,
+from registry import accounts, users, workflow
+from registry.errors import Conflict, Invalid, InvalidTransition, NotFound, QuorumNotMet
+from registry.models import (ACCOUNT_DOMAINS, ACCOUNT_KINDS, ACCOUNT_STATUSES, ADMINISTRATOR,
+                             APPROVED, PUBLISHED, ROLES, SUPERSEDED, SUSPENDED, Account,
                              Committee, Methodology, MethodologyVersion, User)
 
 from .. import sources
 from ..auth import current_user, require, requires, roles_required, safe_next
 from ..db import get_db
 from ..i18n import lang
-from .common import paginate
+from .common import Page, page_number, paginate
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -321,3 +325,103 @@ def version_action(version_id: int, action: str):
                 "retire": _("%(v)s is retired.", v=label)}
     flash(messages[action], "success")
     return _back(default)
+
+
+# ---------------------------------------------------------------- carbon accounts
+KIND_LABELS = {"individual": _l("Individual"), "unit": _l("Unit"), "project": _l("Project"),
+               "region": _l("Region")}
+ACCOUNT_STATUS_LABELS = {"active": _l("Active"), "frozen": _l("Frozen"), "closed": _l("Closed")}
+ACCOUNT_DOMAIN_LABELS = {"industry": _l("Industry"), "agriculture": _l("Agriculture"),
+                         "energy": _l("Energy"), "buildings": _l("Buildings"),
+                         "transport": _l("Transport"), "residential": _l("Residential life"),
+                         "forestry": _l("Forestry sinks")}
+ACCOUNTS_PER_PAGE = 50
+
+
+def _account_labels() -> dict:
+    return {"kinds": ACCOUNT_KINDS, "statuses": ACCOUNT_STATUSES, "domains": ACCOUNT_DOMAINS,
+            "kind_labels": KIND_LABELS, "status_labels": ACCOUNT_STATUS_LABELS,
+            "domain_labels": ACCOUNT_DOMAIN_LABELS}
+
+
+@bp.get("/accounts")
+@roles_required(ADMINISTRATOR)
+def accounts_list():
+    """Filtered and paginated in SQL: there may be millions of accounts."""
+    kind = request.args.get("kind") if request.args.get("kind") in ACCOUNT_KINDS else ""
+    status = request.args.get("status") if request.args.get("status") in ACCOUNT_STATUSES else ""
+    parent = request.args.get("parent", type=int)
+    number = page_number()
+    with get_db().read() as s:
+        items, total = accounts.list_accounts(s, current_user.id, kind=kind or None,
+                                              status=status or None, parent_id=parent,
+                                              page=number, per_page=ACCOUNTS_PER_PAGE)
+        if not items and total and number > 1:  # past the end: the last page
+            number = -(-total // ACCOUNTS_PER_PAGE)
+            items, total = accounts.list_accounts(
+                s, current_user.id, kind=kind or None, status=status or None,
+                parent_id=parent, page=number, per_page=ACCOUNTS_PER_PAGE)
+        page = Page(items, number, ACCOUNTS_PER_PAGE, total)
+        parent_account = s.get(Account, parent) if parent else None
+        children = {a.id: accounts.children_count(s, a.id) for a in items}
+        return render_template("admin/accounts.html", page=page, kind=kind, status=status,
+                               parent=parent, parent_account=parent_account, children=children,
+                               **_account_labels())
+
+
+@bp.post("/accounts")
+@roles_required(ADMINISTRATOR)
+def accounts_create():
+    parent = _int("parent")
+    try:
+        with get_db().unit_of_work() as s:
+            account = accounts.create(s, current_user.id, request.form.get("kind", ""),
+                                      parent_id=parent, name=request.form.get("name", ""),
+                                      domains=[d for d in request.form.getlist("domains") if d])
+            account_id = account.id
+    except (*_EXPECTED, NotFound) as error:
+        flash(_("The account was not created: %(why)s", why=str(error)), "error")
+        return redirect(url_for("admin.accounts_list"), code=303)
+    flash(_("Account %(id)d created.", id=account_id), "success")
+    return redirect(url_for("admin.account_detail", account_id=account_id), code=303)
+
+
+@bp.get("/accounts/<int:account_id>")
+@roles_required(ADMINISTRATOR)
+def account_detail(account_id: int):
+    from registry.models import AuditEntry
+    with get_db().read() as s:
+        account = s.get(Account, account_id)
+        if account is None:
+            abort(404)
+        identities = accounts.identities(s, account.id)
+        integrators = {u.id: u for u in s.scalars(select(User).where(
+            User.id.in_({i.integrator_id for i in identities})))}
+        history = s.scalars(select(AuditEntry).where(AuditEntry.object_type == "account",
+                                                     AuditEntry.object_id == str(account.id))
+                            .order_by(AuditEntry.seq.desc()).limit(20)).all()
+        creator = s.get(User, account.created_by) if account.created_by else None
+        return render_template(
+            "admin/account.html", account=account, chain=accounts.ancestors(s, account.id),
+            children=accounts.children(s, account.id),
+            children_total=accounts.children_count(s, account.id), identities=identities,
+            integrators=integrators, balances=accounts.balances(s, account.id),
+            history=history, creator=creator, actions=accounts.STATUS_ACTIONS,
+            **_account_labels())
+
+
+@bp.post("/accounts/<int:account_id>/status")
+@roles_required(ADMINISTRATOR)
+def account_status(account_id: int):
+    action = request.form.get("action", "")
+    if action not in accounts.STATUS_ACTIONS:
+        abort(400)
+    try:
+        with get_db().unit_of_work() as s:
+            accounts.update_status(s, current_user.id, account_id, accounts.STATUS_ACTIONS[action])
+    except (*_EXPECTED, NotFound) as error:
+        flash(str(error), "error")
+    else:
+        flash({"freeze": _("Account frozen."), "unfreeze": _("Account unfrozen."),
+               "close": _("Account closed.")}[action], "success")
+    return _back(url_for("admin.account_detail", account_id=account_id))

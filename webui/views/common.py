@@ -79,6 +79,13 @@ ACTION_LABELS = {
     "user.activate": _l("User activated"),
     "user.deactivate": _l("User deactivated"),
     "user.set_password": _l("Password set"),
+    "account.create": _l("Account created"),
+    "account.resolve": _l("Accounts created for an integrator's ids"),
+    "account.set_status": _l("Account status changed"),
+    "account.set_parent": _l("Account moved"),
+    "account.update": _l("Account changed"),
+    "account.link": _l("Account id linked"),
+    "account.unlink": _l("Account id unlinked"),
 }
 
 

@@ -1,0 +1,540 @@
+"""Carbon accounts: individuals, units, projects and regions in a hierarchy, the
+integrators' own ids for them, and their balances rolled up the hierarchy.
+
+    with db.unit_of_work() as s:
+        region = accounts.create(s, admin, "region", name="Quzhou", domains=["transport"])
+        unit = accounts.create(s, integrator, "unit", parent_id=region.id, name="Bus company")
+        person = accounts.resolve(s, integrator_id, "rider-42")   # made on first sight
+        accounts.link(s, other_integrator, other_integrator_id, "bike-7", person.id)
+    with db.read() as s:
+        accounts.balances(s, region.id).subtree.reduction_mg
+
+Hierarchy (models.PARENT_KINDS): an individual or a project is under a unit or a region
+or nothing, a unit under a region or nothing, a region under a region or nothing; only
+regions can therefore form a cycle, and set_parent refuses one (hierarchy changes are
+serialized: a PostgreSQL advisory lock, SQLite's single writer, so two concurrent moves
+cannot close a cycle between them).
+
+Status: active ⇄ frozen, and either → closed, which is final: a closed account changes no
+more and nothing is attached to it. What frozen means for crediting is the ledger's call.
+
+Identities: (integrator, external id) → account, unique; one account may carry ids of
+several integrators. `resolve` is how the ledger turns an integrator's account id into a
+platform account, creating an individual on first sight, race-free.
+
+Balances are computed, never stored: the ledger's entries whose `account` is the
+platform account id (as text) of any account in the subtree, summed by one statement (a
+recursive CTE joined to credit_entries), so they cannot disagree with the entries.
+
+Every change appends to the audit chain in the same transaction. Permissions are the
+predicates of users.py (can_create_account, can_view_account, can_change_account,
+can_link_identity); actor None is the system (the command line) and may do everything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable, Optional, Sequence
+
+from sqlalchemy import String, cast, delete, func, literal, or_, select, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from . import audit, users
+from .errors import Conflict, Invalid, InvalidTransition, NotFound
+from .models import (ACCOUNT_DOMAINS, ACCOUNT_KINDS, ACCOUNT_STATUSES, ACTIVE, CLOSED, FROZEN,
+                     INDIVIDUAL, INTEGRATOR, PARENT_KINDS, REGION, Account, AccountIdentity,
+                     CreditEntry, User, utcnow)
+from .users import require
+
+MAX_EXTERNAL_ID = 200
+MAX_NAME = 200
+MAX_DEPTH = 64  # a guard for the upward walk; real hierarchies are a few levels deep
+_CHUNK = 500  # ids per IN (...) / rows per INSERT
+# pg_advisory_xact_lock key for hierarchy changes: 'tanpuacc' as a 64-bit int
+_PG_HIERARCHY_LOCK = int.from_bytes(b"tanpuacc", "big") & 0x7FFF_FFFF_FFFF_FFFF
+
+# The kinds that can have accounts below them.
+PARENTS = tuple(sorted({k for kinds in PARENT_KINDS.values() for k in kinds}))
+
+# Status changes by their names in the API, the CLI and the admin page.
+STATUS_ACTIONS = {"freeze": FROZEN, "unfreeze": ACTIVE, "close": CLOSED}
+
+
+# ---------------------------------------------------------------- reading
+def get(session: Session, account_id: int) -> Account:
+    account = session.get(Account, account_id) if isinstance(account_id, int) else None
+    if account is None:
+        raise NotFound(f"no account {account_id}")
+    return account
+
+
+def _created(actor: Optional[User], account: Account) -> bool:
+    return actor is not None and account.created_by == actor.id
+
+
+def _linked(session: Session, actor: Optional[User], account_id: int) -> bool:
+    if actor is None:
+        return False
+    return session.scalar(select(AccountIdentity.account_id).where(
+        AccountIdentity.integrator_id == actor.id,
+        AccountIdentity.account_id == account_id).limit(1)) is not None
+
+
+def can_view(session: Session, actor: Optional[User | int], account: Account) -> users.Decision:
+    """users.can_view_account with what it needs to know; None (the system) sees all."""
+    actor = users.actor_in(session, actor)
+    if actor is None:
+        return users.ALLOW
+    return users.can_view_account(actor, created=_created(actor, account),
+                                  linked=_linked(session, actor, account.id))
+
+
+def can_change(session: Session, actor: Optional[User | int], account: Account) -> users.Decision:
+    actor = users.actor_in(session, actor)
+    if actor is None:
+        return users.ALLOW
+    return users.can_change_account(actor, created=_created(actor, account))
+
+
+def visible(session: Session, actor: Optional[User | int], account_id: int) -> Account:
+    """The account, when `actor` may see it (NotFound otherwise: an integrator does not
+    learn which ids exist beyond its own)."""
+    account = get(session, account_id)
+    if not can_view(session, actor, account):
+        raise NotFound(f"no account {account_id}")
+    return account
+
+
+def _visible_clause(actor: User):
+    """SQL: the accounts an integrator sees (what it created or has an id for)."""
+    return or_(Account.created_by == actor.id,
+               Account.id.in_(select(AccountIdentity.account_id)
+                              .where(AccountIdentity.integrator_id == actor.id)))
+
+
+def list_accounts(session: Session, actor: Optional[User | int], *, kind: Optional[str] = None,
+                  status: Optional[str] = None, parent_id: Optional[int] = None,
+                  page: int = 1, per_page: int = 20) -> tuple[list[Account], int]:
+    """(a page of accounts by id, how many match): all for administrators and the
+    system, what it sees for an integrator. parent_id 0 means "at the top"."""
+    actor = users.actor_in(session, actor)
+    query = select(Account)
+    if actor is not None and not actor.has_role("administrator"):
+        require(users.can_create_account(actor))  # integrators (and administrators)
+        query = query.where(_visible_clause(actor))
+    if kind:
+        _check(kind, ACCOUNT_KINDS, "kind")
+        query = query.where(Account.kind == kind)
+    if status:
+        _check(status, ACCOUNT_STATUSES, "status")
+        query = query.where(Account.status == status)
+    if parent_id is not None:
+        query = query.where(Account.parent_id.is_(None) if parent_id == 0
+                            else Account.parent_id == parent_id)
+    total = session.scalar(select(func.count()).select_from(query.subquery()))
+    items = list(session.scalars(query.order_by(Account.id)
+                                 .offset((page - 1) * per_page).limit(per_page)))
+    return items, total
+
+
+def children_count(session: Session, account_id: int) -> int:
+    return session.scalar(select(func.count()).select_from(Account)
+                          .where(Account.parent_id == account_id))
+
+
+def children(session: Session, account_id: int, limit: int = 100) -> list[Account]:
+    return list(session.scalars(select(Account).where(Account.parent_id == account_id)
+                                .order_by(Account.id).limit(limit)))
+
+
+def identities(session: Session, account_id: int,
+               integrator_id: Optional[int] = None) -> list[AccountIdentity]:
+    """The account's ids (only one integrator's when integrator_id is given: an
+    integrator is never shown another's ids)."""
+    query = select(AccountIdentity).where(AccountIdentity.account_id == account_id)
+    if integrator_id is not None:
+        query = query.where(AccountIdentity.integrator_id == integrator_id)
+    return list(session.scalars(query.order_by(AccountIdentity.integrator_id,
+                                               AccountIdentity.external_id)))
+
+
+def _subtree(account_id: int):
+    """A recursive CTE of the ids (and kinds) of the account and everything below it,
+    one level per step by ix_accounts_parent_id_kind_id. Only units and regions have
+    accounts below them, so the step looks for children of those alone: the million
+    individuals at the bottom of a region are found, never probed for children of their
+    own (which made the walk four times slower)."""
+    table = Account.__table__
+    tree = (select(table.c.id, table.c.kind).where(table.c.id == account_id)
+            .cte("subtree", recursive=True))
+    return tree.union_all(select(table.c.id, table.c.kind)
+                          .join(tree, table.c.parent_id == tree.c.id)
+                          .where(tree.c.kind.in_(PARENTS)))
+
+
+def descendants(session: Session, account_id: int) -> list[int]:
+    """The ids of every account below `account_id` (not itself), by id."""
+    tree = _subtree(account_id)
+    return list(session.scalars(select(tree.c.id).where(tree.c.id != account_id)
+                                .order_by(tree.c.id)))
+
+
+def ancestors(session: Session, account_id: int) -> list[Account]:
+    """The chain of parents, the top first (not the account itself): breadcrumbs."""
+    table = Account.__table__
+    up = (select(table.c.id, table.c.parent_id, literal(0).label("depth"))
+          .where(table.c.id == account_id).cte("ancestors", recursive=True))
+    up = up.union_all(select(table.c.id, table.c.parent_id, up.c.depth + 1)
+                      .join(up, table.c.id == up.c.parent_id).where(up.c.depth < MAX_DEPTH))
+    rows = session.execute(select(up.c.id, up.c.depth).where(up.c.depth > 0)).all()
+    ids = [r.id for r in sorted(rows, key=lambda r: -r.depth)]
+    found = {a.id: a for a in session.scalars(select(Account).where(Account.id.in_(ids)))}
+    return [found[i] for i in ids]
+
+
+# ---------------------------------------------------------------- balances
+@dataclass
+class Totals:
+    reduction_mg: int = 0
+    points: int = 0  # points with bonuses
+    entries: int = 0
+    by_methodology: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def add(self, methodology_id: str, entries: int, reduction_mg: int, points: int) -> None:
+        self.entries += entries
+        self.reduction_mg += reduction_mg
+        self.points += points
+        row = self.by_methodology.setdefault(methodology_id,
+                                             {"reduction_mg": 0, "points": 0, "entries": 0})
+        row["entries"] += entries
+        row["reduction_mg"] += reduction_mg
+        row["points"] += points
+
+    def to_dict(self) -> dict:
+        return {"reduction_mg": self.reduction_mg, "reduction_kg": self.reduction_mg / 1_000_000,
+                "points": self.points, "entries": self.entries,
+                "by_methodology": {k: {**v, "reduction_kg": v["reduction_mg"] / 1_000_000}
+                                   for k, v in sorted(self.by_methodology.items())}}
+
+
+@dataclass
+class Balances:
+    account_id: int
+    own: Totals  # the account's own entries
+    subtree: Totals  # the account's and every account's below it
+
+    def to_dict(self) -> dict:
+        return {"account": self.account_id, "own": self.own.to_dict(),
+                "subtree": self.subtree.to_dict()}
+
+
+def balance_statement(account_id: int):
+    """The one statement of balances(): (methodology, own?, entries, mg, points) rows."""
+    entries = CreditEntry.__table__
+    tree = _subtree(account_id)
+    own = (entries.c.account == str(account_id)).label("own")
+    return (select(entries.c.methodology_id, own, func.count(),
+                   func.coalesce(func.sum(entries.c.reduction_mg), 0),
+                   func.coalesce(func.sum(entries.c.points + entries.c.bonus), 0))
+            .select_from(entries.join(tree, entries.c.account == cast(tree.c.id, String)))
+            .group_by(entries.c.methodology_id, own))
+
+
+def balances(session: Session, account_id: int) -> Balances:
+    """The credited totals of the account and of its subtree, per methodology too.
+
+    One statement: the subtree's ids (a recursive CTE), joined to credit_entries on
+    `account` = the id as text (the ledger stores str(account.id)), grouped by
+    methodology and by whether the entry is the account's own. No loop per account, so a
+    region with a million accounts below it costs one scan of each table at most.
+    """
+    get(session, account_id)
+    rows = session.execute(balance_statement(account_id)).all()
+    result = Balances(account_id, Totals(), Totals())
+    for methodology_id, is_own, count, mg, points in rows:
+        result.subtree.add(methodology_id, int(count), int(mg), int(points))
+        if is_own:
+            result.own.add(methodology_id, int(count), int(mg), int(points))
+    return result
+
+
+# ---------------------------------------------------------------- changes
+def _check(value: str, allowed: Sequence[str], what: str) -> str:
+    if value not in allowed:
+        raise Invalid(f"unknown {what} {value!r} ({what}s: {', '.join(allowed)})")
+    return value
+
+
+def _domains(domains: Iterable[str]) -> list[str]:
+    if isinstance(domains, str):
+        raise Invalid("domains: a list of domains")
+    chosen = set()
+    for d in domains:
+        _check(d, ACCOUNT_DOMAINS, "domain")
+        chosen.add(d)
+    return [d for d in ACCOUNT_DOMAINS if d in chosen]  # canonical order
+
+
+def _name(name: Optional[str]) -> str:
+    name = (name or "").strip()
+    if len(name) > MAX_NAME:
+        raise Invalid(f"a name has at most {MAX_NAME} characters")
+    return name
+
+
+def _lock_hierarchy(session: Session) -> None:
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_HIERARCHY_LOCK})
+
+
+def _check_parent(session: Session, actor: Optional[User], kind: str,
+                  parent_id: Optional[int], account_id: Optional[int] = None) -> Optional[Account]:
+    """The parent, if `kind` may be under it, it is open, `actor` sees it, and (for an
+    existing account) it is not the account or below it."""
+    if parent_id is None:
+        return None
+    parent = visible(session, actor, parent_id)
+    if parent.kind not in PARENT_KINDS[kind]:
+        raise Invalid(f"a {kind} account can be under a {' or a '.join(PARENT_KINDS[kind])} "
+                      f"account or none, not under a {parent.kind}")
+    if parent.status == CLOSED:
+        raise InvalidTransition(f"account {parent.id} is closed: nothing is attached to it")
+    if account_id is not None and kind == REGION:
+        # only a region can have a region below it, so only a region can close a cycle
+        if parent.id == account_id or account_id in {a.id for a in ancestors(session, parent.id)}:
+            raise Invalid(f"account {parent.id} is {account_id} or below it: "
+                          "a region cannot be under itself")
+    return parent
+
+
+def create(session: Session, actor: Optional[User | int], kind: str,
+           parent_id: Optional[int] = None, name: str = "",
+           domains: Iterable[str] = ()) -> Account:
+    """A new active account. actor None is the system (the command line)."""
+    actor = users.actor_in(session, actor)
+    if actor is not None:
+        require(users.can_create_account(actor))
+    _check(kind, ACCOUNT_KINDS, "kind")
+    domains, name = _domains(domains), _name(name)
+    _check_parent(session, actor, kind, parent_id)
+    now = utcnow()
+    account = Account(kind=kind, parent_id=parent_id, name=name, domains=domains, status=ACTIVE,
+                      created_by=actor.id if actor else None, created_at=now, updated_at=now)
+    session.add(account)
+    session.flush()
+    audit.append(session, actor, "account.create", "account", account.id,
+                 {"kind": kind, "parent": parent_id, "name": name, "domains": domains})
+    return account
+
+
+def update_status(session: Session, actor: Optional[User | int], account_id: int,
+                  status: str) -> Account:
+    """active ⇄ frozen, either → closed; closed is final."""
+    actor = users.actor_in(session, actor)
+    _check(status, ACCOUNT_STATUSES, "status")
+    account = visible(session, actor, account_id)
+    require(can_change(session, actor, account))
+    if account.status == status:
+        return account
+    if account.status == CLOSED:
+        raise InvalidTransition(f"account {account.id} is closed: its status is final")
+    return _set(session, actor, account, "status", status)
+
+
+def _set(session: Session, actor: Optional[User], account: Account, column: str,
+         value) -> Account:
+    """Sets one column, audited as account.set_<column> with the value before and after."""
+    before = getattr(account, column)
+    setattr(account, column, value)
+    account.updated_at = utcnow()
+    session.flush()
+    audit.append(session, actor, f"account.set_{column.removesuffix('_id')}", "account",
+                 account.id, {"from": before, "to": value})
+    return account
+
+
+def _open(account: Account) -> None:
+    if account.status == CLOSED:
+        raise InvalidTransition(f"account {account.id} is closed: it changes no more")
+
+
+def set_parent(session: Session, actor: Optional[User | int], account_id: int,
+               parent_id: Optional[int]) -> Account:
+    """Moves the account (and what is below it) under `parent_id` (None: to the top)."""
+    actor = users.actor_in(session, actor)
+    _lock_hierarchy(session)  # before reading the hierarchy the check relies on
+    account = visible(session, actor, account_id)
+    require(can_change(session, actor, account))
+    _open(account)
+    if account.parent_id == parent_id:
+        return account
+    _check_parent(session, actor, account.kind, parent_id, account.id)
+    return _set(session, actor, account, "parent_id", parent_id)
+
+
+def update(session: Session, actor: Optional[User | int], account_id: int, *,
+           name: Optional[str] = None, domains: Optional[Iterable[str]] = None) -> Account:
+    """Changes the name and/or the domains (None: unchanged)."""
+    actor = users.actor_in(session, actor)
+    account = visible(session, actor, account_id)
+    require(can_change(session, actor, account))
+    changes = {}
+    if name is not None and _name(name) != account.name:
+        changes["name"] = {"from": account.name, "to": _name(name)}
+    if domains is not None and _domains(domains) != list(account.domains):
+        changes["domains"] = {"from": list(account.domains), "to": _domains(domains)}
+    if not changes:
+        return account
+    _open(account)
+    if "name" in changes:
+        account.name = changes["name"]["to"]
+    if "domains" in changes:
+        account.domains = changes["domains"]["to"]
+    account.updated_at = utcnow()
+    session.flush()
+    audit.append(session, actor, "account.update", "account", account.id, changes)
+    return account
+
+
+# ---------------------------------------------------------------- identities
+def _external_id(external_id: str) -> str:
+    if not isinstance(external_id, str) or not external_id.strip():
+        raise Invalid("an account id of the integrator is a non-empty string")
+    if len(external_id) > MAX_EXTERNAL_ID:
+        raise Invalid(f"an account id has at most {MAX_EXTERNAL_ID} characters")
+    return external_id
+
+
+def _integrator(session: Session, integrator_id: int) -> User:
+    integrator = session.get(User, integrator_id)
+    if integrator is None or not integrator.has_role(INTEGRATOR):
+        raise Invalid(f"user {integrator_id} is not an active integrator")
+    return integrator
+
+
+def _insert_identities(session: Session, rows: list[dict]) -> set[str]:
+    """INSERT ... ON CONFLICT DO NOTHING: the external ids inserted now (of two
+    concurrent transactions inserting one pair, one inserts and the other waits for it
+    to commit, then finds it present)."""
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    table = AccountIdentity.__table__
+    inserted: set[str] = set()
+    for start in range(0, len(rows), _CHUNK):
+        statement = (insert(table).values(rows[start:start + _CHUNK])
+                     .on_conflict_do_nothing(index_elements=["integrator_id", "external_id"])
+                     .returning(table.c.external_id))
+        inserted.update(session.execute(statement).scalars())
+    return inserted
+
+
+def _known(session: Session, integrator_id: int, external_ids: Sequence[str]) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for start in range(0, len(external_ids), _CHUNK):
+        found.update(session.execute(select(AccountIdentity.external_id, AccountIdentity.account_id)
+                                     .where(AccountIdentity.integrator_id == integrator_id,
+                                            AccountIdentity.external_id.in_(
+                                                external_ids[start:start + _CHUNK]))).all())
+    return found
+
+
+def link(session: Session, actor: Optional[User | int], integrator_id: int, external_id: str,
+         account_id: int) -> AccountIdentity:
+    """Maps the integrator's `external_id` to the account. Linking it again to the same
+    account changes nothing; to another account is a Conflict (unlink it first)."""
+    actor = users.actor_in(session, actor)
+    if actor is not None:
+        require(users.can_link_identity(actor, integrator_id))
+    external_id = _external_id(external_id)
+    _integrator(session, integrator_id)
+    account = visible(session, actor, account_id)
+    _open(account)
+    inserted = _insert_identities(session, [{"integrator_id": integrator_id,
+                                             "external_id": external_id,
+                                             "account_id": account.id, "created_at": utcnow()}])
+    identity = session.get(AccountIdentity, (integrator_id, external_id))
+    if not inserted:
+        if identity.account_id != account.id:
+            raise Conflict(f"account id {external_id!r} of integrator {integrator_id} is linked "
+                           f"to account {identity.account_id}: unlink it first")
+        return identity
+    audit.append(session, actor, "account.link", "account", account.id,
+                 {"integrator_id": integrator_id, "external_id": external_id})
+    return identity
+
+
+def unlink(session: Session, actor: Optional[User | int], integrator_id: int,
+           external_id: str) -> None:
+    actor = users.actor_in(session, actor)
+    if actor is not None:
+        require(users.can_link_identity(actor, integrator_id))
+    identity = session.get(AccountIdentity, (integrator_id, _external_id(external_id)))
+    if identity is None:
+        raise NotFound(f"integrator {integrator_id} has no account id {external_id!r}")
+    account_id = identity.account_id
+    session.delete(identity)
+    session.flush()
+    audit.append(session, actor, "account.unlink", "account", account_id,
+                 {"integrator_id": integrator_id, "external_id": external_id})
+
+
+def resolve(session: Session, integrator_id: int, external_id: str, *,
+            create: bool = True) -> Account:
+    """The platform account of an integrator's account id.
+
+    Unknown and create=True: a new active individual account without a parent, created by
+    the integrator, with the identity, in the caller's transaction (audited as
+    `account.resolve`); unknown and create=False: NotFound. Whatever its status: what a
+    frozen or closed account may receive is the caller's decision.
+
+    Race-free: of two transactions resolving the same new pair, both create an account,
+    one inserts the identity (ON CONFLICT DO NOTHING), the other waits for it to commit,
+    finds it, removes its own account and returns the winner's. Call it before appending
+    to the audit chain in a transaction (the chain's lock is taken after the identity's).
+    """
+    return resolve_many(session, integrator_id, [external_id], create=create)[external_id]
+
+
+def resolve_many(session: Session, integrator_id: int, external_ids: Iterable[str], *,
+                 create: bool = True) -> dict[str, Account]:
+    """resolve() for many ids at once (external id → account), a few statements per 500
+    ids however many are new, and one audit entry for all those created."""
+    wanted = sorted({_external_id(e) for e in external_ids})
+    found = _known(session, integrator_id, wanted)
+    missing = [e for e in wanted if e not in found]
+    created: list[list] = []
+    if missing:
+        if not create:
+            raise NotFound(f"integrator {integrator_id} has no account id {missing[0]!r}")
+        _integrator(session, integrator_id)
+        now = utcnow()
+        table = Account.__table__
+        ids = list(session.scalars(table.insert().returning(table.c.id,
+                                                            sort_by_parameter_order=True), [
+            {"kind": INDIVIDUAL, "parent_id": None, "name": "", "domains": [],
+             "status": ACTIVE, "created_by": integrator_id, "created_at": now,
+             "updated_at": now} for _ in missing]))
+        new_ids = dict(zip(missing, ids))
+        inserted = _insert_identities(session, [
+            {"integrator_id": integrator_id, "external_id": e, "account_id": new_ids[e],
+             "created_at": now} for e in missing])
+        lost = [new_ids[e] for e in missing if e not in inserted]
+        if lost:  # another transaction linked these ids first: keep its accounts
+            for start in range(0, len(lost), _CHUNK):
+                session.execute(delete(Account).where(Account.id.in_(lost[start:start + _CHUNK])))
+            found.update(_known(session, integrator_id, [e for e in missing if e not in inserted]))
+        for e in missing:
+            if e in inserted:
+                found[e] = new_ids[e]
+                created.append([new_ids[e], e])
+        if created:
+            audit.append(session, integrator_id, "account.resolve", "integrator", integrator_id,
+                         {"created": created, "kind": INDIVIDUAL})
+    accounts: dict[int, Account] = {}
+    account_ids = sorted(set(found.values()))
+    for start in range(0, len(account_ids), _CHUNK):
+        accounts.update((a.id, a) for a in session.scalars(
+            select(Account).where(Account.id.in_(account_ids[start:start + _CHUNK]))))
+    return {e: accounts[found[e]] for e in wanted}
