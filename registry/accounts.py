@@ -498,13 +498,18 @@ def resolve(session: Session, integrator_id: int, external_id: str, *,
 
 
 def resolve_many(session: Session, integrator_id: int, external_ids: Iterable[str], *,
-                 create: bool = True) -> dict[str, Account]:
+                 create: bool = True, created: Optional[list] = None) -> dict[str, Account]:
     """resolve() for many ids at once (external id → account), a few statements per 500
-    ids however many are new, and one audit entry for all those created."""
+    ids however many are new, and one audit entry for all those created.
+
+    `created`: a list the caller audits itself: the [account id, external id] of each
+    account created are appended to it instead of an audit entry of their own (the ledger
+    records them in its credit's entry, and so takes the chain's lock once, last)."""
+    audit_here = created is None
+    created = [] if created is None else created
     wanted = sorted({_external_id(e) for e in external_ids})
     found = _known(session, integrator_id, wanted)
     missing = [e for e in wanted if e not in found]
-    created: list[list] = []
     if missing:
         if not create:
             raise NotFound(f"integrator {integrator_id} has no account id {missing[0]!r}")
@@ -529,7 +534,7 @@ def resolve_many(session: Session, integrator_id: int, external_ids: Iterable[st
             if e in inserted:
                 found[e] = new_ids[e]
                 created.append([new_ids[e], e])
-        if created:
+        if created and audit_here:
             audit.append(session, integrator_id, "account.resolve", "integrator", integrator_id,
                          {"created": created, "kind": INDIVIDUAL})
     accounts: dict[int, Account] = {}

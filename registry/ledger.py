@@ -37,7 +37,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Iterable, Optional, Sequence
 
 from sqlalchemy import bindparam as sa_bindparam
@@ -50,9 +50,9 @@ from engine import cross_record
 from engine.result import MethodologyRef, Result
 from engine.state import AccountState
 
-from . import audit, users
+from . import accounts, audit, users
 from .errors import Conflict, Invalid, InvalidTransition, NotFound
-from .models import (CREDIT_STATUSES, PUBLISHED, SUPERSEDED, CreditBatch, CreditEntry,
+from .models import (ACTIVE, CREDIT_STATUSES, PUBLISHED, SUPERSEDED, CreditBatch, CreditEntry,
                      MethodologyVersion, RuleState, utcnow)
 from .users import require
 
@@ -189,7 +189,15 @@ def credit(session: Session, actor, ref: MethodologyRef, results: Sequence[Resul
 
     conflicts: dict[str, list[str]] = {}
     judged: dict[str, Result] = {}
+    created: list = []
     if engine is not None:
+        # each integrator's account id -> its platform account, which the rules and the
+        # entries are about: one person seen by two integrators is one account
+        platform = accounts.resolve_many(session, actor.id, {r.account for r in chosen.values()},
+                                         created=created) if chosen else {}
+        chosen = {record_id: replace(r, account=str(platform[r.account].id))
+                  for record_id, r in chosen.items()}
+        shut = {str(a.id): a.status for a in platform.values() if a.status != ACTIVE}
         # the accounts' states first: a concurrent request for them waits here until
         # ours commits, and then sees our entries and our state
         rules = engine.rules
@@ -202,6 +210,11 @@ def credit(session: Session, actor, ref: MethodologyRef, results: Sequence[Resul
             if differ:
                 conflicts[record_id] = differ
         fresh = [r for record_id, r in chosen.items() if record_id not in present]
+        for r in fresh:  # a frozen or closed account receives nothing
+            if r.account in shut:
+                r.status, r.code = "rejected", f"ACCOUNT_{shut[r.account].upper()}"
+                r.message = f"the account is {shut[r.account]}: it receives no credits"
+                r.reduction_mg = r.points = 0
         cross_record.apply(fresh, rules, engine.recompute_points, state=states)
         if states is not None:
             _save_states(session, rules, ref.id, states, now)
@@ -234,7 +247,8 @@ def credit(session: Session, actor, ref: MethodologyRef, results: Sequence[Resul
         "new": len(new), "already_present": len(present_entries), "not_creditable": len(skipped),
         "reduction_mg": sum(e.reduction_mg for e in new),
         "points": sum(e.points + e.bonus for e in new),
-        "entries_digest": _entries_digest(new)})
+        "entries_digest": _entries_digest(new),
+        **({"accounts_created": created} if created else {})})
     return CreditOutcome(batch_id, key, False, new, present_entries, skipped, conflicts, judged)
 
 

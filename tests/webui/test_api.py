@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from registry import ledger, tokens, users, workflow
+from registry import accounts, ledger, tokens, users, workflow
 from registry.errors import Forbidden, Invalid
 from tests.webui.reviewkit import *  # noqa: F401,F403 - fixtures
 from tests.webui.reviewkit import METHODOLOGY, faster_metro, source, text_of
@@ -187,7 +187,9 @@ def test_credits_are_idempotent_by_record_id(two_versions):
     assert clash.status_code == 409 and clash.get_json()["error"] == "conflict"
     assert reg.count("credit_entries") == 3
     with reg.db.read() as s:
-        assert ledger.balance(s, "acct-1") == {"reduction_mg": 1_503_000, "points": 1503}
+        # the entries are the platform account's that the integrator's "acct-1" names
+        platform = accounts.resolve(s, reg.integrator, "acct-1", create=False)
+        assert ledger.balance(s, str(platform.id)) == {"reduction_mg": 1_503_000, "points": 1503}
     # an integrator's credits go through the ledger's rights: nothing bypasses them
     assert reg.count("credit_batches") == 2
 

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from dsl import compile_source
 from engine.batch import BatchEngine
-from registry import ledger, users
+from registry import accounts, ledger, users
 from tests.webui.reviewkit import *  # noqa: F401,F403 - fixtures
 from tests.webui.reviewkit import METHODOLOGY, source
 
@@ -47,12 +47,17 @@ def post(web, token, records, **extra):
     return response.get_json()
 
 
-def credited_mg(web, account=None) -> int:
+def credited_mg(web) -> int:
     with web.reg.db.engine.connect() as c:
-        query = "SELECT COALESCE(SUM(reduction_mg), 0) FROM credit_entries"
-        if account is None:
-            return c.execute(sa.text(query)).scalar_one()
-        return c.execute(sa.text(query + " WHERE account = :a"), {"a": account}).scalar_one()
+        return c.execute(sa.text("SELECT COALESCE(SUM(reduction_mg), 0) FROM credit_entries")).scalar_one()
+
+
+def platform_of(web, integrator: int) -> dict:
+    """The platform account id (as entries hold it) -> the integrator's own account id."""
+    with web.reg.db.engine.connect() as c:
+        rows = c.execute(sa.text("SELECT account_id, external_id FROM account_identities "
+                                 "WHERE integrator_id = :i"), {"i": integrator}).all()
+    return {str(account_id): external for account_id, external in rows}
 
 
 def test_a_daily_cap_holds_one_ride_a_request(capped):
@@ -125,8 +130,10 @@ def test_sixteen_concurrent_clients_never_exceed_a_cap(capped):
             sent[key] = sent.get(key, 0) + int(r["distance"].split()[0]) * KM_MG
     with web.reg.db.engine.connect() as c:
         rows = c.execute(sa.text("SELECT account, activity_time, reduction_mg FROM credit_entries")).all()
+    named = platform_of(web, web.reg.integrator)
     got: dict = {}
     for account, when, mg in rows:
+        account = named[account]
         when = dt.datetime.fromisoformat(when) if isinstance(when, str) else when  # SQLite: text
         local = (when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)) + dt.timedelta(hours=8)
         key = (account, local.date().isoformat())
@@ -147,11 +154,13 @@ def _second_integrator(reg) -> int:
 
 
 def _entries(web, integrator=None) -> dict:
-    query = ("SELECT record_id, account, status, reduction_mg, points, code FROM credit_entries"
-             + (" WHERE integrator_id = :i" if integrator else ""))
+    """(record id, the integrator's account id) -> (status, mg, points, code) of its entries."""
+    integrator = integrator or web.reg.integrator
+    named = platform_of(web, integrator)
     with web.reg.db.engine.connect() as c:
-        rows = c.execute(sa.text(query), {"i": integrator} if integrator else {}).all()
-    return {(r[0], r[1]): tuple(r[2:]) for r in rows if integrator or True}
+        rows = c.execute(sa.text("SELECT record_id, account, status, reduction_mg, points, code "
+                                 "FROM credit_entries WHERE integrator_id = :i"), {"i": integrator}).all()
+    return {(r[0], named[r[1]]): tuple(r[2:]) for r in rows}
 
 
 def test_integrators_have_their_own_record_ids_and_keys(capped, reg):
@@ -212,5 +221,33 @@ def test_the_ledger_after_random_batches_is_the_batch_engine_on_the_whole_stream
                                            r.code if r.status == "capped" else "")
     assert _entries(web) == expected
     with web.reg.db.read() as s:
-        assert ledger.balance(s, "acct-0")["reduction_mg"] == sum(
+        platform = accounts.resolve(s, reg.integrator, "acct-0", create=False)
+        assert ledger.balance(s, str(platform.id))["reduction_mg"] == sum(
             mg for (_, account), (_, mg, _, _) in expected.items() if account == "acct-0")
+
+
+def test_one_ride_reported_by_two_integrators_for_one_person_is_credited_once(capped, reg):
+    """A bus operator and a city app both report the same ride of one person: the app
+    links its account id to the person's platform account, and the overlap rule on that
+    account credits the ride once."""
+    web, token = capped
+    app = _second_integrator(reg)
+    first = post(web, token, [ride("bus-1", 0, km=4, account="p-42")])["results"][0]
+    assert first["credit"] == "credited"
+    with reg.uow() as s:
+        person = accounts.resolve(s, reg.integrator, "p-42", create=False)
+        accounts.link(s, reg.admin, app, "citizen-9", person.id)
+    second = post(web, web.token(app), [ride("app-7", 0, km=4, account="citizen-9")])["results"][0]
+    assert (second["status"], second["code"], second["credit"]) == ("rejected", "OVERLAP", "not_creditable")
+    with reg.db.read() as s:
+        assert accounts.balances(s, person.id).own.reduction_mg == 4 * KM_MG
+
+
+def test_a_frozen_account_receives_nothing(capped, reg):
+    web, token = capped
+    post(web, token, [ride("r1", 0, km=1, account="p-1")])
+    with reg.uow() as s:
+        person = accounts.resolve(s, reg.integrator, "p-1", create=False)
+        accounts.update_status(s, reg.admin, person.id, "frozen")
+    row = post(web, token, [ride("r2", 60, km=1, account="p-1")])["results"][0]
+    assert (row["status"], row["code"], row["credit"]) == ("rejected", "ACCOUNT_FROZEN", "not_creditable")

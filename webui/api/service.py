@@ -298,6 +298,15 @@ def evaluation_response(result: Evaluation, explain: bool) -> dict:
 
 
 # ---------------------------------------------------------------- POST /credits
+def _sent_account(entry) -> Any:
+    """The account as the integrator named it in the record it sent (the entry holds the
+    platform account's id)."""
+    if entry.record:
+        import json
+        return json.loads(entry.record).get("account", entry.account)
+    return entry.account
+
+
 def _group_key(key: Optional[str], group: Group) -> Optional[str]:
     if not key:
         return None
@@ -365,7 +374,7 @@ def credit(session: Session, actor_id: int, result: Evaluation, *,
             already += row["credit"] == "already_credited"
             row["credited"] = {
                 "version": entry.version, "content_hash": entry.content_hash,
-                "account": entry.account, "reduction_mg": entry.reduction_mg,
+                "account": _sent_account(entry), "reduction_mg": entry.reduction_mg,
                 "points": entry.points, "bonus": entry.bonus, "batch_id": entry.batch_id,
                 "credited_at": entry.credited_at.isoformat().replace("+00:00", "Z")
                 if entry.credited_at else None}
