@@ -115,6 +115,15 @@ class ScalarProgram:
                     for param, periods in zip(params, tables)]
         local_time = LocalTime(self.methodology.metadata.timezone)
 
+        reasons = self.plan.reasons
+
+        def int64(value, reason):
+            """A whole number as the columnar paths hold it, or the plan's reason."""
+            if -9223372036854775808 <= value <= 9223372036854775807:
+                return value
+            status, code, message = reasons[reason]
+            raise Reject(code, message, status)
+
         def missing(i, p, key):
             if p < 0:
                 raise Reject(NO_VALUE, f"`{params[i].name}` has no value in force at this date")
@@ -153,7 +162,7 @@ class ScalarProgram:
             "_round": numeric.round_to, "_snap": numeric.snap, "_floor": numeric.floor,
             "_ceil": numeric.ceil, "_half_away": numeric.half_away, "_whole_mg": numeric.whole_mg,
             "_day_part": day_part, "_bisect": bisect.bisect_right, "_missing": missing,
-            "_lookup_traced": lookup_traced,
+            "_lookup_traced": lookup_traced, "_int64": int64,
         }
         exec(compile(source, f"<tanpu:{self.methodology.metadata.id}>", "exec"), namespace)
         if not explain:

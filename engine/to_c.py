@@ -150,13 +150,18 @@ class _Gen:
             x = self.expr(e.operand)
             if e.op == "not":
                 return f"(!({x}))"
-            if e.op == "neg":
-                return f"t_neg({x})" if e.rep == p.I else f"(-({x}))"
-            return f"t_iabs({x})" if e.rep == p.I else f"fabs({x})"
+            if e.rep == p.I:  # -INT64_MIN is beyond int64: the plan's reason
+                v = self.temp()
+                return (f"({{ int64_t {v} = {x}; if ({v} == INT64_MIN) {self.reject(e.overflow)} "
+                        f"{'-' if e.op == 'neg' else f'{v} < 0 ? -{v} : '}{v}; }})")
+            return f"(-({x}))" if e.op == "neg" else f"fabs({x})"
         if t is p.Arith:
             head, (a, b) = self.operands((e.left, e.right))
-            if e.rep == p.I:
-                body = f"t_{ {'+': 'add', '-': 'sub', '*': 'mul'}[e.op]}({a}, {b})"
+            if e.rep == p.I:  # checked: a whole number beyond int64 rejects the record
+                v = self.temp()
+                fn = {"+": "add", "-": "sub", "*": "mul"}[e.op]
+                body = (f"({{ int64_t {v}; if (__builtin_{fn}_overflow((int64_t)({a}), (int64_t)({b}), &{v})) "
+                        f"{self.reject(e.overflow)} {v}; }})")
             else:
                 body = f"((double)({a}) {e.op} (double)({b}))"
             return self.wrap(head, body)

@@ -59,7 +59,8 @@ class Source:
             return "day"
         if t is p.Unary:
             x = self.expr(e.operand)
-            return {"neg": f"(-{x})", "abs": f"abs({x})", "not": f"(not {x})"}[e.op]
+            out = {"neg": f"(-{x})", "abs": f"abs({x})", "not": f"(not {x})"}[e.op]
+            return f"_int64({out}, {e.overflow})" if e.overflow is not None else out
         if t is p.Arith:
             left, right = self.expr(e.left), self.expr(e.right)
             if e.op == "/":
@@ -67,6 +68,8 @@ class Source:
                 if divisor is not None:
                     return f"({left} / {divisor!r})"
                 return f"_div({left}, {right})"
+            if e.overflow is not None:  # a whole number: it must fit in int64
+                return f"_int64(({left} {e.op} {right}), {e.overflow})"
             return f"({left} {e.op} {right})"
         if t in (p.Compare, p.Logic):
             return f"({self.expr(e.left)} {e.op} {self.expr(e.right)})"

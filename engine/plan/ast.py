@@ -76,16 +76,20 @@ class Unary:
     op: str  # neg | abs | not
     operand: "Expr"
     rejects: bool = False
+    overflow: Optional[int] = None  # an i result beyond int64 rejects with this reason
 
 
 @dataclass(frozen=True)
 class Arith:
-    """+ - * on numbers (f if either operand is f, else i, wrapping), / always f."""
+    """+ - * on numbers (f if either operand is f, else i), / always f. A whole-number
+    result beyond int64 rejects the record with `overflow` (NOT_FINITE), at the operation
+    itself: the columnar paths hold whole numbers in int64 and must not wrap."""
     rep: str
     op: str
     left: "Expr"
     right: "Expr"
     rejects: bool = False
+    overflow: Optional[int] = None
 
 
 @dataclass(frozen=True)

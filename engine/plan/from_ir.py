@@ -102,6 +102,11 @@ class _Lower:
         self.reasons: list[tuple[str, str, str]] = []
         self.reps: dict[str, str] = {}
         self.param_index = {prm.name: i for i, prm in enumerate(m.parameters)}
+        self.context = ""  # what the expression being lowered computes, for messages
+
+    def overflow(self) -> int:
+        """The reason of a whole number beyond int64 in the expression being lowered."""
+        return self.reason(REJECTED, NOT_FINITE, too_large(self.context))
 
     def reason(self, status: str, code: str, message: str) -> int:
         item = (status, code, message)
@@ -118,18 +123,20 @@ class _Lower:
             return p.Input(_REPS[e.type.kind], e.name)
         if t is ir.Ref:
             return p.Ref(self.reps[e.name], e.name)
-        if t is ir.Negate:
+        if t in (ir.Negate, ir.Abs):
             x = self.expr(e.operand)
-            return p.Unary(x.rep, "neg", x, x.rejects)
-        if t is ir.Abs:
-            x = self.expr(e.operand)
-            return p.Unary(x.rep, "abs", x, x.rejects)
+            op = "neg" if t is ir.Negate else "abs"
+            if x.rep == p.I:  # -(-2**63) is beyond int64
+                return p.Unary(x.rep, op, x, True, self.overflow())
+            return p.Unary(x.rep, op, x, x.rejects)
         if t is ir.Not:
             x = self.expr(e.operand)
             return p.Unary(p.B, "not", x, x.rejects)
         if t is ir.Arith:
             a, b = self.expr(e.left), self.expr(e.right)
             rep = p.F if e.op == "/" or p.F in (a.rep, b.rep) else p.I
+            if rep == p.I:
+                return p.Arith(rep, e.op, a, b, True, self.overflow())
             return p.Arith(rep, e.op, a, b, a.rejects or b.rejects)
         if t is ir.Compare:
             a, b = self.expr(e.left), self.expr(e.right)
@@ -209,6 +216,7 @@ class _Lower:
         return out
 
     def define(self, d: ir.Definition) -> p.Define:
+        self.context = d.name
         x = self.expr(d.expr)
         kind = d.type.kind
         numeric = kind in (Kind.QUANTITY, Kind.INTEGER)
@@ -227,6 +235,7 @@ class _Lower:
         steps: list = self.checks()
         for item in step_order(m):
             if isinstance(item, ir.Require):
+                self.context = f"a whole number in the require on line {item.line}"
                 steps.append(p.Check("require", self.expr(item.cond),
                                      self.reason(REJECTED, item.code, item.message), item.code, item.line))
             else:

@@ -124,3 +124,34 @@ def test_calendar_parts_agree_over_the_whole_calendar(rows):
               for i, (d, t) in enumerate(rows)]
     expected = _keys(Engine(CALENDAR).evaluate(stream))
     assert _keys(BatchEngine(CALENDAR, kernels=kernels.build).evaluate(stream)) == expected
+
+
+CUBES = compile_source('''methodology test.cubes "cubes" version 1.0.0 {
+  covers thing
+  effective from 2024-01-01
+}
+input n: integer between -4000000 and 4000000
+let cube = n * n * n
+reduction = 1 g
+points = cube - cube + (if n > 0 then -n else n)
+''', "cubes.tanpu").methodology
+
+
+@pytest.mark.parametrize("n, fits", [(2_000_000, True), (3_000_000, False), (-3_000_000, False)])
+def test_a_whole_number_beyond_int64_rejects_the_record_on_every_path(n, fits):
+    """Issue 12: n * n * n with n = 3,000,000 is 2.7e19: the scalar path used to crash in
+    results_frame and the batch path to wrap; every path now rejects it, at the product."""
+    from engine.batch import results_frame
+    from engine.rules import RulesPathEngine
+
+    stream = [{"id": "r", "account": "a", "time": "2024-05-20T08:00", "n": str(n)}]
+    scalar = _keys(Engine(CUBES).evaluate(stream))
+    assert _keys(BatchEngine(CUBES).evaluate(stream)) == scalar
+    assert _keys(BatchEngine(CUBES, kernels=kernels.build).evaluate(stream)) == scalar
+    assert _keys(RulesPathEngine(CUBES).evaluate(stream)) == scalar
+    (status, code, message) = scalar[0][3], scalar[0][4], scalar[0][-1]
+    if fits:
+        assert status == "credited" and scalar[0][6] == -abs(n)
+    else:
+        assert (status, code) == ("rejected", "NOT_FINITE") and "`cube` is too large" in message
+    assert results_frame(Engine(CUBES).evaluate(stream)).height == 1  # no crash writing it
