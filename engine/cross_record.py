@@ -16,7 +16,8 @@ Semantics (docs/engine.md repeats them for readers):
      it is exactly the Kth accepted record of the account in (t - W, t].
   5. caps, in source order: within each calendar day/week (Monday)/month/year of the
      cap's time zone, a record credits at most what is left of the limit; one that
-     credits less than it computed is capped (CAP_REACHED). A capped reduction
+     credits less than it computed is capped (CAP_REACHED); a negative amount stays as
+     it is and counts as nothing towards the cap (it never makes room). A capped reduction
      recomputes points from the capped reduction with the methodology's own formula.
      Bonus points are not capped.
 """
@@ -293,7 +294,8 @@ def _judge(results, indexes, duplicates, overlaps, flag_rules, bonuses, caps, se
                         r.points = recompute_points(r, allowed)
                 else:
                     r.points = allowed
-            totals[period] = used + (r.reduction_mg if cap.target == "reduction" else r.points)
+            # a negative amount (a debit) counts as nothing: it never makes room under a cap
+            totals[period] = used + max(0, r.reduction_mg if cap.target == "reduction" else r.points)
 
 
 def cap_reached(cap: ir.Cap) -> str:

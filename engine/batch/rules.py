@@ -361,7 +361,7 @@ class Rules:
                 for i in range(lo, hi):
                     a = max(0, min(int(v[i]), limit - used))
                     allowed[i] = a
-                    used += a if a < v[i] else int(v[i])
+                    used += a  # a negative amount counts as nothing (cross_record.py)
         capped_sorted = allowed < v
         if not capped_sorted.any():
             return

@@ -190,4 +190,4 @@ class AccountRun:
                         points = self.recompute(record.values, credited)
                 else:
                     points = credited
-            self._credit(session, c, period, credited)
+            self._credit(session, c, period, max(0, credited))  # a debit makes no room

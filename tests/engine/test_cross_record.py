@@ -149,3 +149,28 @@ def test_each_account_is_taken_in_the_canonical_order():
         for i in cross_record.canonical_order(results):
             expected.setdefault(results[i].account, []).append(i)
         assert dict(cross_record._accounts(results)) == expected
+
+
+DEBITS = '''
+input delta: quantity [g] between -1 kg and 1 kg
+reduction = delta
+points = floor(reduction / 1 g)
+cap reduction at 300 g per account per day
+'''
+
+
+def test_a_negative_reduction_makes_no_room_under_a_cap_on_every_path(engine_for):
+    """Issue 12: after a -500 g record, +400 g and +100 g records were both credited in
+    full under a 300 g daily cap. A negative amount stays what it is and counts as nothing
+    towards the cap, on the reference, the batch and the rules paths."""
+    from engine.batch import BatchEngine
+    from engine.rules import RulesPathEngine
+
+    engine = engine_for(DEBITS)
+    records = [{"id": f"r{i}", "account": "a", "time": f"2024-05-20T{8 + i:02d}:00", "delta": d}
+               for i, d in enumerate(["-500 g", "400 g", "100 g"])]
+    expected = [("credited", "", -500_000, -500), ("capped", "CAP_REACHED", 300_000, 300),
+                ("capped", "CAP_REACHED", 0, 0)]
+    assert statuses(engine.evaluate(records)) == expected
+    assert statuses(BatchEngine(engine.methodology).evaluate(records)) == expected
+    assert statuses(RulesPathEngine(engine.methodology).evaluate(records)) == expected
