@@ -114,7 +114,7 @@ def handwritten_polars_same_outputs(frame: pl.DataFrame) -> pl.DataFrame:
     handwritten_polars skips what the methodology asks beyond the formula: the record's
     time in UTC, the effective-from date, the reason of each rejection in the engine's
     order (period, input bounds, then each `require`), and the numeric contract (the
-    2**-40 snap before rounding to mg). This one does them, in stages so that nothing is
+    2**-48 snap before rounding to mg). This one does them, in stages so that nothing is
     computed twice, with Shanghai's fixed +08:00 (since 1991) instead of a time zone
     conversion (which alone took 0.1 s per million rows); the bench checks its outputs
     against the engine's, row by row.
@@ -132,7 +132,7 @@ def handwritten_polars_same_outputs(frame: pl.DataFrame) -> pl.DataFrame:
             .with_columns(local.alias("local"), (factor * (distance * 1000.0) * 1e6).alias("q"))  # mg
             .with_columns(code.alias("code"), (q * 2.0).alias("h"))
             .with_columns(h.round(0, mode="half_to_even").alias("n"))
-            .with_columns(pl.when((h - n).abs() <= 2.0 ** -40 * pl.max_horizontal(h.abs(), 1.0))
+            .with_columns(pl.when((h - n).abs() <= 2.0 ** -48 * pl.max_horizontal(h.abs(), 1.0))
                           .then(n * 0.5).otherwise(q).alias("snapped"))
             .with_columns(pl.when(snapped < 0).then(-(0.5 - snapped).floor()).otherwise((snapped + 0.5).floor())
                           .cast(pl.Int64).alias("mg"))

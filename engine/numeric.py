@@ -46,7 +46,7 @@ def maximum(a, b):
 
 
 def snap(q: float) -> float:
-    """q, or the multiple of 0.5 it is within a relative 2**-40 of.
+    """q, or the multiple of 0.5 it is within a relative 2**-48 of (16 to 32 ulps).
 
     The nearest integer n to h = 2q is h - remainder(h, 1): the IEEE remainder is exact
     and rounds ties to even as np.rint does, and the difference is exact as well. It is

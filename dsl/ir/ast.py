@@ -14,7 +14,7 @@ Run-time values (the contract every evaluator implements):
   refer to them see the quantized value. points is a whole number.
 
 Rounding (``Round`` and the mg quantization): q = x / precision; if q is within a relative
-2**-40 of a multiple of 0.5 it is snapped to it (so 0.3 / 0.1 counts as 3, not
+2**-48 of a multiple of 0.5 it is snapped to it (so 0.3 / 0.1 counts as 3, not
 2.9999999999999996); then floor, ceil, or round half away from zero; then q × precision.
 """
 
@@ -29,7 +29,8 @@ from ..zones import DEFAULT_TIMEZONE
 
 Value = Union[float, int, bool, str, dt.date, dt.datetime, None]
 
-SNAP_TOLERANCE = 2.0 ** -40
+SNAP_TOLERANCE = 2.0 ** -48  # 16 to 32 ulps of the value: a window that stays below a
+# thousandth of a milligram for masses up to 10^12 mg (2**-40 was a quarter of a mg there)
 MG_PER_KG = 1_000_000
 
 

@@ -16,7 +16,7 @@ static inline double t_snap(double q) {
     double gap = fabs(h - n);
     double s = fabs(h);
     s = (s != s) ? s : (s > 1.0 ? s : 1.0);
-    s *= 0x1p-40;
+    s *= 0x1p-48;  /* SNAP_TOLERANCE of dsl/ir/ast.py */
     n *= 0.5;
     return gap <= s ? n : q;
 }

@@ -106,3 +106,34 @@ def test_snap_near_halves_matches_numpy(k, d):
     q = k / 2 + d
     assert bits(numeric.snap(q)) == bits(np_snap(q))
 
+
+
+# ---------------------------------------------------------------- against exact decimals
+from fractions import Fraction  # noqa: E402
+
+
+def _decimal(mantissa: int, exponent: int) -> str:
+    return f"{mantissa}e{exponent}"
+
+
+def _half_away(q: Fraction) -> int:
+    whole = (abs(q) + Fraction(1, 2)).__floor__()
+    return whole if q >= 0 else -whole
+
+
+@given(st.integers(-9_999_999, 9_999_999), st.integers(-12, -1),
+       st.integers(0, 9_999_999), st.integers(-10, -7))
+def test_quantization_is_exact_decimal_arithmetic_up_to_a_trillion_mg(ma, ea, mb, eb):
+    """Issue 12: the mg of a mass times a factor, each a decimal of up to 7 significant
+    digits (masses up to 10^12 mg), is the exact rational product rounded half away from
+    zero: the snap (16-32 ulps) only absorbs the float error of results that are exactly
+    a half or whole, and never moves one that is not (2**-40 moved 275.0000000004 t)."""
+    a, b = _decimal(ma, ea), _decimal(mb, eb)  # a in kg (below 10^6), b a factor below 1
+    exact = _half_away(Fraction(a) * Fraction(b) * 1_000_000)
+    assert numeric.whole_mg(float(a) * float(b)) == exact
+
+
+def test_a_large_mass_keeps_its_milligrams():
+    assert numeric.whole_mg(float("275000.0000004")) == 275_000_000_000  # 275 t + 0.4 mg
+    assert numeric.whole_mg(float("275000.0000006")) == 275_000_000_001  # 275 t + 0.6 mg
+    assert numeric.whole_mg(0.3 / 0.1 * 1e-6) == 3  # 2.9999999999999996 mg is 3
