@@ -134,11 +134,36 @@ def check_definitions(definitions: dict, scope: Scope, report: Reporter
     return lowered, uses
 
 
+def _text(e) -> str:
+    """An expression written back as text, for the common shapes ("" for the others)."""
+    if isinstance(e, (ast.NameExpr, ast.NameLiteral)):
+        return str(e.name)
+    if isinstance(e, ast.NumberExpr):
+        return f"{e.number} {e.unit}" if e.unit is not None else str(e.number)
+    if isinstance(e, (ast.BinaryAdd, ast.BinaryMul)):
+        left, right = _text(e.left), _text(e.right)
+        return f"{left} {e.op} {right}" if left and right else ""
+    if isinstance(e, ast.Call):
+        args = [_text(a) for a in e.args]
+        return f"{e.func}({', '.join(args)})" if all(args) else ""
+    return ""
+
+
+def _points_help(t: Type, expr) -> str:
+    """A conversion that applies to what `points` was given: a number is rounded down as it
+    is, a mass per gram; the expression by its name where it is one."""
+    what = _text(expr) or "..."
+    if t.is_number:
+        return f"convert explicitly, e.g. `points = floor({what})` or `round({what})`"
+    if is_mass(t):
+        return f"convert explicitly, e.g. `points = floor({what} / 1 g)`"
+    return "convert explicitly, e.g. `points = floor(reduction / 1 g)`"
+
+
 def _output_ok(name: str, t: Type, node, report: Reporter) -> bool:
     if name == "points":
         if t.kind != Kind.INTEGER:
-            report.report("E0305", node.expr, found=t.describe(),
-                          help="convert explicitly, e.g. `points = floor(reduction / 1 g)`")
+            report.report("E0305", node.expr, found=t.describe(), help=_points_help(t, node.expr))
             return False
         return True
     if not is_mass(t):
