@@ -78,6 +78,9 @@ class Schema:
         return Schema(tuple(fields), methodology.metadata.timezone, dt_inputs)
 
 
+_WHOLE = re.compile(r"[+-]?[0-9]+")  # ASCII digits: what int() takes beyond them is no number
+
+
 def runtime_value(value):
     """An IR constant (dates as date objects) -> its run-time representation."""
     if isinstance(value, dt.datetime):
@@ -221,16 +224,22 @@ def parse_value(spec: FieldSpec, raw: Any, tz: str, column_unit: Optional[str] =
         if isinstance(raw, bool):
             raise RecordError(spec.name, f"expected a whole number, found {raw!r}")
         if isinstance(raw, int):
+            if not -2 ** 63 <= raw < 2 ** 63:
+                raise RecordError(spec.name, f"`{raw}` is too large")
             return raw
-        try:
-            number = float(str(raw).strip())
-        except ValueError:
-            raise RecordError(spec.name, f"`{raw}` is not a whole number") from None
-        if not math.isfinite(number) or number != int(number):
-            raise RecordError(spec.name, f"`{raw}` is not a whole number")
+        if isinstance(raw, float):  # a JSON number or a typed column: whole, or refused
+            if not math.isfinite(raw) or raw != int(raw):
+                raise RecordError(spec.name, f"`{raw}` is not a whole number")
+            number = int(raw)
+        else:  # text: digits only, as a whole number is written (not `1.5e3`, not `7.0`)
+            text = str(raw).strip()
+            if not _WHOLE.fullmatch(text):
+                raise RecordError(spec.name, f"`{raw}` is not a whole number"
+                                  + (": write its digits, e.g. 1500" if text[:1].isdigit() else ""))
+            number = int(text)
         if abs(number) >= 2 ** 63:
             raise RecordError(spec.name, f"`{raw}` is too large")
-        return int(number)
+        return number
     if kind == Kind.BOOLEAN:
         if isinstance(raw, bool):
             return raw

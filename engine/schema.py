@@ -20,7 +20,8 @@ def input_schema(methodology: ir.Methodology) -> dict:
         required.append("time")
     for spec in methodology.inputs:
         t = spec.type
-        prop: dict = {"x-tanpu-type": t.kind.value}
+        number = t.kind == Kind.QUANTITY and not t.dimension  # a plain (dimensionless) number
+        prop: dict = {"x-tanpu-type": "number" if number else t.kind.value}
         if spec.label:
             prop["description"] = spec.label
         if t.kind == Kind.QUANTITY and t.dimension:
@@ -33,14 +34,22 @@ def input_schema(methodology: ir.Methodology) -> dict:
                 ],
                 "x-unit": t.unit.text,
             })
+            # in the input's own unit, as text an integrator shows (JSON Schema's minimum
+            # would compare the number without its unit)
             if spec.low is not None:
-                prop["x-minimum"] = f"{t.unit.from_si(spec.low):g} {t.unit.text}"
+                prop["x-minimum"] = _in_unit(t, spec.low)
             if spec.high is not None:
-                prop["x-maximum"] = f"{t.unit.from_si(spec.high):g} {t.unit.text}"
-        elif t.kind == Kind.QUANTITY:
-            prop["type"] = "number"
-        elif t.kind == Kind.INTEGER:
-            prop["type"] = "integer"
+                prop["x-maximum"] = _in_unit(t, spec.high)
+            if spec.default is not None:
+                prop["default"] = _in_unit(t, spec.default)
+        elif number or t.kind == Kind.INTEGER:
+            prop["type"] = "number" if number else "integer"
+            if spec.low is not None:
+                prop["minimum"] = spec.low
+            if spec.high is not None:
+                prop["maximum"] = spec.high
+            if spec.default is not None:
+                prop["default"] = spec.default
         elif t.kind == Kind.BOOLEAN:
             prop["type"] = "boolean"
         elif t.kind == Kind.CHOICE:
@@ -55,7 +64,7 @@ def input_schema(methodology: ir.Methodology) -> dict:
             prop.update({"type": "string", "format": "date-time"})
         else:
             prop["type"] = "string"
-        if spec.default is not None and not isinstance(spec.default, float):
+        if spec.default is not None and "default" not in prop:
             prop["default"] = spec.default if not hasattr(spec.default, "isoformat") else spec.default.isoformat()
         properties[spec.name] = prop
         if spec.required:
@@ -63,6 +72,11 @@ def input_schema(methodology: ir.Methodology) -> dict:
     return {"$schema": "https://json-schema.org/draft/2020-12/schema",
             "title": f"{methodology.metadata.id} {methodology.metadata.version} activity record",
             "type": "object", "properties": properties, "required": required}
+
+
+def _in_unit(t, si_value) -> str:
+    """A quantity in SI as the input's unit writes it: `1.5 km`."""
+    return f"{t.unit.from_si(si_value):g} {t.unit.text}"
 
 
 def describe(methodology: ir.Methodology, content_hash: str) -> dict:

@@ -57,3 +57,27 @@ def test_inspect_plan_shows_the_steps_in_their_order_and_the_c_source_compiles(t
     built = subprocess.run(["cc", "-std=gnu11", "-fsyntax-only", str(tmp_path / "k.c")],
                            capture_output=True, text=True)
     assert built.returncode == 0, built.stderr
+
+
+def test_inspect_json_describes_every_input_exactly(tmp_path):
+    """Issue 12: integrators build forms and validation from the schema: integer and number
+    bounds and defaults, a quantity's in its unit, and a number is a number."""
+    (tmp_path / "m.tanpu").write_text('''methodology test.schema "schema" version 1.0.0 {
+  covers ride
+  effective from 2024-01-01
+}
+input n: integer between 0 and 100 = 3
+input x: number between 0 and 5 = 1.5
+input d: quantity [km] between 0 km and 10 km = 2.5 km
+reduction = n * x * d * 1 g/km
+points = n
+''', encoding="utf-8")
+    done = tanpu("inspect", "--json", str(tmp_path / "m.tanpu"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    props = json.loads(done.stdout)["input_schema"]["properties"]
+    assert {k: props["n"][k] for k in ("x-tanpu-type", "type", "minimum", "maximum", "default")} == {
+        "x-tanpu-type": "integer", "type": "integer", "minimum": 0, "maximum": 100, "default": 3}
+    assert {k: props["x"][k] for k in ("x-tanpu-type", "type", "minimum", "maximum", "default")} == {
+        "x-tanpu-type": "number", "type": "number", "minimum": 0, "maximum": 5, "default": 1.5}
+    assert (props["d"]["x-minimum"], props["d"]["x-maximum"], props["d"]["default"]) == (
+        "0 km", "10 km", "2.5 km")

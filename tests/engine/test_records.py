@@ -139,3 +139,23 @@ points = floor(reduction / 1 g)
                       "d": 0.0, "id": "r1", "account": "7", "activity": "", "time": 1716163200000000}
     with pytest.raises(RecordError, match="missing"):
         records.ingest({"id": "r1", "n": "1", "ok": "true", "day": "2024-05-20", "at": " "}, schema)
+
+
+@pytest.mark.parametrize("raw, value", [("1500", 1500), (" -7 ", -7), ("+3", 3), (1500, 1500),
+                                        (1500.0, 1500), ("1.5e3", None), ("7.0", None),
+                                        ("١٥", None), (1.5, None), (True, None), (2 ** 63, None)])
+def test_a_whole_number_is_written_as_digits(raw, value):
+    """Issue 12: an integer input accepted `1.5e3`. Text is digits with a sign; a JSON
+    number or a typed column may be a float that is whole; on every path (the batch path
+    leaves every cell that is not plain digits to this reader)."""
+    from engine import Engine
+    from engine.batch import BatchEngine
+
+    methodology = compile_text("input n: integer\nreduction = n * 1 g\npoints = n\n")
+    record = [{"id": "r", "account": "a", "time": "2024-05-20T08:00", "n": raw}]
+    results = [Engine(methodology).evaluate(record)[0], BatchEngine(methodology).evaluate(record)[0]]
+    if value is None:
+        assert [r.status for r in results] == ["invalid", "invalid"]
+        assert "whole number" in results[0].message or "too large" in results[0].message
+    else:
+        assert [(r.status, r.points) for r in results] == [("credited", value)] * 2
