@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from dsl.ir import ast as ir
 
@@ -23,9 +24,12 @@ class ExampleOutcome:
 
 
 def _mass(mg: int) -> str:
+    """Whole milligrams in g or kg with every digit (a float's 6 significant figures would
+    print two different masses alike)."""
     if mg is None:
         return "nothing"
-    return f"{mg / 1000:g} g" if abs(mg) < 1_000_000 else f"{mg / 1_000_000:g} kg"
+    unit, scale = ("g", 1000) if abs(mg) < 1_000_000 else ("kg", 1_000_000)
+    return f"{format((Decimal(mg) / scale).normalize(), 'f')} {unit}"
 
 
 def compare(step: ir.ExampleStep, result: Result) -> list[str]:
@@ -48,7 +52,8 @@ def compare(step: ir.ExampleStep, result: Result) -> list[str]:
             if name == "points":
                 problems.append(f"expected points {want}, got {got}")
             else:
-                problems.append(f"expected {name} {_mass(want)}, got {_mass(got)}")
+                difference = f" ({got - want:+,d} mg)" if want is not None and got is not None else ""
+                problems.append(f"expected {name} {_mass(want)}, got {_mass(got)}{difference}")
     if expected.flags and set(expected.flags) != set(result.flags):
         problems.append(f"expected flags {', '.join(expected.flags)}, got {', '.join(result.flags) or 'none'}")
     if expected.bonus is not None and expected.bonus != result.bonus:

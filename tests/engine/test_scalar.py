@@ -77,7 +77,7 @@ def test_a_wrong_example_fails_with_what_was_expected(tmp_path):
     compiled = compile_source(broken, "x.tanpu")
     failures = [o for o in run_examples(Engine(compiled.methodology)) if not o.passed]
     assert len(failures) == 1
-    assert failures[0].failures == ["expected reduction 220.59 g, got 220.58 g"]
+    assert failures[0].failures == ["expected reduction 220.59 g, got 220.58 g (-10 mg)"]
 
 
 def test_an_example_may_leave_out_an_optional_input(engine_for):
@@ -105,3 +105,11 @@ def test_a_line_that_is_not_json_says_so(tmp_path):
                                str(tmp_path / "r.jsonl")], capture_output=True, text=True, timeout=120)
         assert "row 2: record: not a JSON object" in done.stderr, (engine, done.stderr)
         assert done.stdout.splitlines()[1].split(",")[4] == "credited"
+
+
+def test_a_failed_example_shows_every_digit_and_the_difference():
+    """Issue 12: masses 0.1 g apart in 1.2 t printed as the same six figures."""
+    from engine.examples import _mass  # noqa: PLC2701 - the module's own formatter
+
+    assert (_mass(1_234_567_800), _mass(1_234_567_900)) == ("1234.5678 kg", "1234.5679 kg")
+    assert (_mass(583_750), _mass(-5), _mass(0)) == ("583.75 g", "-0.005 g", "0 g")

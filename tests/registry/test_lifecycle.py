@@ -87,7 +87,7 @@ def test_a_version_that_does_not_compile_or_fails_examples_cannot_be_submitted(r
     else:
         failed = [e for e in raised.value.example_results if not e["passed"]]
         assert [e["title"] for e in failed] == ["E1.1 e-bus, 8.2 km"]
-        assert "expected reduction 221 g, got 220.58 g" in failed[0]["failures"][0]
+        assert "expected reduction 221 g, got 220.58 g (-420 mg)" in failed[0]["failures"][0]
     assert reg.state(vid) == "draft"
 
 

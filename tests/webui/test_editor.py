@@ -53,7 +53,7 @@ def test_check_of_a_good_source_runs_its_examples_and_says_it_could_be_submitted
     assert body["ok"] and body["examples_passed"] is False
     failed = [e for e in body["examples"] if not e["passed"]]
     assert failed[0]["title"] == "E1.1 e-bus, 8.2 km"
-    assert failed[0]["failures"] == ["expected reduction 221 g, got 220.58 g"]
+    assert failed[0]["failures"] == ["expected reduction 221 g, got 220.58 g (-420 mg)"]
     problems = body["submission"]["problems"]
     assert body["submission"]["submittable"] is False
     assert any("declares version 1.1.0, not 1.2.0" in p for p in problems)

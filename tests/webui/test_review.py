@@ -121,7 +121,7 @@ def test_compile_and_example_status_and_why_a_draft_cannot_be_submitted(web):
     html = _html(web.login(reg.author).get(f"/review/{vid}"))
     assert 'id="compile-status" data-ok="true"' in html
     assert 'id="example-status" data-passed="3" data-failed="1"' in html
-    assert "expected reduction 221 g, got 220.58 g" in html
+    assert "expected reduction 221 g, got 220.58 g (-420 mg)" in html
     assert 'id="submission-problems"' in html
     broken = web.draft("1.1.0", source(METHODOLOGY, "1.1.0", broken=True))
     html = _html(web.login(reg.author).get(f"/review/{broken}"))
