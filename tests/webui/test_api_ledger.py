@@ -257,3 +257,18 @@ def test_tanpu_ledger_reads_and_verifies(world, reg):
     _raw(reg, "UPDATE credit_entries SET points = points + 1 WHERE record_id = 'first'")
     broken = cli(reg, "ledger", "verify")
     assert broken.exit_code == 1 and "record first" in broken.output and "points" in broken.output
+
+
+def test_a_late_record_of_the_previous_version_leaves_the_new_versions_cap(web, reg):
+    """1.0.0 in its grace period beside 1.1.0: a June ride arriving after July rides
+    must not wipe the July cap totals (the state keeps the other version's parts)."""
+    web.published("1.0.0", dt.date(2024, 1, 1), source(METHODOLOGY, "1.0.0") + RULES)
+    web.published("1.1.0", dt.date(2024, 7, 1), source(METHODOLOGY, "1.1.0") + NEXT_RULES,
+                  grace_days=36500)
+    bus = web.token()
+    july = [ride(f"j{i}", 60 * i, km=25, day="2024-07-02") for i in range(2)]  # 2 × 1,167.5 g
+    post(web, bus, july)
+    post(web, bus, [ride("late-june", 0, km=1, day="2024-06-20")])
+    more = post(web, bus, [ride("j9", 600, km=25, day="2024-07-02")])["results"][0]
+    assert (more["status"], more["reduction_mg"]) == ("capped", 0)  # the 2 kg day is full
+    assert report_of(reg).ok
