@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import random
+import re
 
 import pytest
 import sqlalchemy as sa
@@ -272,3 +273,25 @@ def test_a_late_record_of_the_previous_version_leaves_the_new_versions_cap(web, 
     more = post(web, bus, [ride("j9", 600, km=25, day="2024-07-02")])["results"][0]
     assert (more["status"], more["reduction_mg"]) == ("capped", 0)  # the 2 kg day is full
     assert report_of(reg).ok
+
+
+# ---------------------------------------------------------------- the admin page
+def test_the_admin_account_page_shows_the_statement_and_the_months(world, reg, monkeypatch):
+    from webui.views import admin
+    monkeypatch.setattr(admin, "STATEMENT_PER_PAGE", 4)
+    web, bus, app, person, unit = world
+    with reg.db.engine.connect() as c:
+        ids = [r[0] for r in c.execute(sa.text(
+            "SELECT id FROM credit_entries WHERE account = :a ORDER BY id DESC"), {"a": str(person)})]
+    assert len(ids) > 8
+    en = web.new_client(reg.admin, lang="en")
+    page = en.get(f"/admin/accounts/{person}").get_data(as_text=True)
+    shown = [int(i) for i in re.findall(r'data-entry="(\d+)"', page)]
+    assert shown == ids[:4]  # newest first, a page at a time
+    assert "Statement" in page and 'data-month="2024-06"' in page and 'data-month="2024-07"' in page
+    older = en.get(f"/admin/accounts/{person}?before={shown[-1]}").get_data(as_text=True)
+    assert [int(i) for i in re.findall(r'data-entry="(\d+)"', older)] == ids[4:8]
+    zh = web.new_client(reg.admin, lang="zh").get(f"/admin/accounts/{person}").get_data(as_text=True)
+    assert "账单" in zh and "按月" in zh
+    empty = web.new_client(reg.admin, lang="zh").get(f"/admin/accounts/{unit}").get_data(as_text=True)
+    assert "data-empty-statement" in empty and "尚无记账" in empty
