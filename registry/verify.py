@@ -48,12 +48,14 @@ What is recomputed, and against what:
 
 4. **The audit chain** verifies (registry.audit.verify).
 
-What this cannot see, and says so as a difference when it happens: a batch whose records
-for an account were all rejected or already credited, under a version whose rules differ
-from the versions before and after it, rewrote that account's state with those rules
-(dropping the parts of the others) and left no entry to replay; an entry without its
-record (written before records were kept) cannot be recomputed and is counted in
-`unverifiable`, and its account's later credits are not judged (their state is unknown).
+What this cannot replay, and reports as a difference when it happens: a record credited
+by two concurrent requests under one record id with two different accounts (each judged
+it against its own account's state, one wrote it: the other account's state counts a
+record without an entry). An entry without its record (written before records were
+kept) cannot be recomputed: it is counted in `unverifiable`, and its account's later
+credits are not judged (their state is unknown). The parts of another version's rules
+are kept in the state (engine/state.py, `others`), so records of two versions
+interleaved replay as they were judged.
 """
 
 from __future__ import annotations
