@@ -660,6 +660,17 @@ def _entry_rows(items) -> None:
              e["code"] or "-"] for e in items])
 
 
+def _span(command):
+    """--from, --to and --subtree: what a statement and balances read of an account."""
+    for option in reversed((
+            click.option("--from", "start", help="activity time from (ISO date or datetime, "
+                                                 "in the time zone; Asia/Shanghai by default)"),
+            click.option("--to", "end", help="activity time before (ISO date or datetime)"),
+            click.option("--subtree", is_flag=True, help="with the accounts below it"))):
+        command = option(command)
+    return command
+
+
 @main.group(name="ledger")
 def ledger_group():
     """Read the ledger back and verify it (docs/ledger.md)."""
@@ -670,9 +681,7 @@ def ledger_group():
 @click.argument("account_id", type=int)
 @click.option("--after", type=int, help="the last entry id of the previous page")
 @click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
-@click.option("--from", "start", help="activity time from (ISO date or datetime, Asia/Shanghai)")
-@click.option("--to", "end", help="activity time before (ISO date or datetime)")
-@click.option("--subtree", is_flag=True, help="with the accounts below it")
+@_span
 @_JSON
 def ledger_statement(database_url, account_id, after, limit, start, end, subtree, as_json):
     """An account's entries in the order they were written, a page at a time."""
@@ -695,9 +704,7 @@ def ledger_statement(database_url, account_id, after, limit, start, end, subtree
 @click.option("--period", type=click.Choice(["day", "week", "month", "year"]), default="month",
               show_default=True)
 @click.option("--timezone", default="Asia/Shanghai", show_default=True)
-@click.option("--from", "start", help="activity time from (ISO date or datetime)")
-@click.option("--to", "end", help="activity time before (ISO date or datetime)")
-@click.option("--subtree", is_flag=True, help="with the accounts below it")
+@_span
 @_JSON
 def ledger_balances(database_url, account_id, period, timezone, start, end, subtree, as_json):
     """Reduction, points and bonus per period and methodology."""
