@@ -48,6 +48,11 @@ class AccountState:
     flag_times: list[list[int]] = field(default_factory=list)   # per flag rule
     bonus_times: list[list[int]] = field(default_factory=list)  # per bonus rule
     caps: list[dict[int, int]] = field(default_factory=list)    # per cap: period -> used
+    # the stored parts of rules this version does not have (another version's), kept as
+    # they were: records of two versions arrive interleaved (a version in its grace
+    # period beside its successor), and crediting one must not wipe what the other's
+    # rules remember (the successor's cap totals), which `tanpu ledger verify` found
+    others: dict = field(default_factory=dict)
 
     @classmethod
     def empty(cls, rules: CrossRecord) -> "AccountState":
@@ -74,8 +79,9 @@ class AccountState:
         """Canonical JSON (sorted keys and sets), so that equal states are equal text.
         Each rule's part is named by what the rule is (its kind and terms), so that a new
         version of the methodology keeps the state of the rules it keeps, and starts
-        afresh for a rule it changes (a cap per week instead of per day)."""
-        data: dict = {}
+        afresh for a rule it changes (a cap per week instead of per day); the parts of
+        the rules it does not have are written back unchanged (`others`)."""
+        data: dict = dict(self.others)
         for rule, keys in zip(rules.duplicates, self.keys):
             data[_name(rule)] = sorted(json.dumps(list(k), ensure_ascii=False) for k in keys)
         for rule, end, kept in zip(rules.overlaps, self.ends, self.intervals):
@@ -95,6 +101,10 @@ class AccountState:
         if not text:
             return state
         data = json.loads(text)
+        mine = {_name(rule) for rules_of_a_kind in (rules.duplicates, rules.overlaps, rules.flags,
+                                                    rules.bonuses, rules.caps)
+                for rule in rules_of_a_kind}
+        state.others = {name: part for name, part in data.items() if name not in mine}
         for j, rule in enumerate(rules.duplicates):
             state.keys[j] = {tuple(json.loads(k)) for k in data.get(_name(rule), ())}
         for j, rule in enumerate(rules.overlaps):

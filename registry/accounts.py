@@ -174,6 +174,14 @@ def _subtree(account_id: int):
                           .where(tree.c.kind.in_(PARENTS)))
 
 
+def subtree_keys(account_id: int):
+    """A SELECT of the ledger keys (the account ids as text, what credit_entries.account
+    holds) of the account and everything below it: the statement and the period balances
+    of a subtree filter entries by it, as balance_statement joins them."""
+    tree = _subtree(account_id)
+    return select(cast(tree.c.id, String))
+
+
 def descendants(session: Session, account_id: int) -> list[int]:
     """The ids of every account below `account_id` (not itself), by id."""
     tree = _subtree(account_id)

@@ -651,6 +651,110 @@ def accounts_link(database_url, account_id, integrator, external_id, as_json):
         click.echo(f"{info['integrator']} {info['external_id']} -> account {info['account']}")
 
 
+# ---------------------------------------------------------------- the ledger
+def _entry_rows(items) -> None:
+    _table(["id", "record", "time", "methodology", "version", "status", "reduction g", "points",
+            "bonus", "rule"],
+           [[e["id"], e["record_id"], e["time"] or "-", e["methodology"], e["version"],
+             e["status"], f"{e['reduction_mg'] / 1000:g}", e["points"], e["bonus"],
+             e["code"] or "-"] for e in items])
+
+
+def _span(command):
+    """--from, --to and --subtree: what a statement and balances read of an account."""
+    for option in reversed((
+            click.option("--from", "start", help="activity time from (ISO date or datetime, "
+                                                 "in the time zone; Asia/Shanghai by default)"),
+            click.option("--to", "end", help="activity time before (ISO date or datetime)"),
+            click.option("--subtree", is_flag=True, help="with the accounts below it"))):
+        command = option(command)
+    return command
+
+
+@main.group(name="ledger")
+def ledger_group():
+    """Read the ledger back and verify it (docs/ledger.md)."""
+
+
+@ledger_group.command("statement")
+@_DATABASE_URL
+@click.argument("account_id", type=int)
+@click.option("--after", type=int, help="the last entry id of the previous page")
+@click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
+@_span
+@_JSON
+def ledger_statement(database_url, account_id, after, limit, start, end, subtree, as_json):
+    """An account's entries in the order they were written, a page at a time."""
+    from registry import statements
+
+    page = _accounts_command(lambda s: statements.statement(
+        s, None, account_id, after=after, limit=limit, start=statements.parse_time(start),
+        end=statements.parse_time(end), subtree=subtree).to_dict())(database_url)
+    if as_json:
+        click.echo(json.dumps({"account": account_id, **page}, ensure_ascii=False, indent=2))
+        return
+    _entry_rows(page["items"])
+    if page["next"] is not None:
+        click.echo(f"more: --after {page['next']}")
+
+
+@ledger_group.command("balances")
+@_DATABASE_URL
+@click.argument("account_id", type=int)
+@click.option("--period", type=click.Choice(["day", "week", "month", "year"]), default="month",
+              show_default=True)
+@click.option("--timezone", default="Asia/Shanghai", show_default=True)
+@_span
+@_JSON
+def ledger_balances(database_url, account_id, period, timezone, start, end, subtree, as_json):
+    """Reduction, points and bonus per period and methodology."""
+    from registry import statements
+
+    info = _accounts_command(lambda s: statements.period_balances(
+        s, None, account_id, period, timezone=timezone,
+        start=statements.parse_time(start, timezone), end=statements.parse_time(end, timezone),
+        subtree=subtree).to_dict())(database_url)
+    if as_json:
+        click.echo(json.dumps(info, ensure_ascii=False, indent=2))
+        return
+    _table(["period", "methodology", "reduction kg", "points", "bonus", "entries"],
+           [[r["period"] or "-", r["methodology"], f"{r['reduction_kg']:.6f}", r["points"],
+             r["bonus"], r["entries"]] for r in info["items"]])
+
+
+@ledger_group.command("entries")
+@_DATABASE_URL
+@click.option("--record", "record_id", required=True, help="a record id as an integrator sent it")
+@click.option("--methodology", help="only under this methodology")
+@_JSON
+def ledger_entries(database_url, record_id, methodology, as_json):
+    """The credits of a record id (every integrator's: ids are each integrator's own)."""
+    from registry import statements
+
+    items = _accounts_command(lambda s: [statements.entry_dict(e) for e in statements.by_record(
+        s, None, record_id, methodology=methodology)])(database_url)
+    if as_json:
+        click.echo(json.dumps({"record_id": record_id, "items": items}, ensure_ascii=False,
+                              indent=2))
+        return
+    _entry_rows(items)
+
+
+@ledger_group.command("verify")
+@_DATABASE_URL
+@click.option("--sample", type=click.IntRange(min=1), help="this many accounts at random (seeded)")
+@click.option("--seed", type=int, default=13, show_default=True)
+@_JSON
+def ledger_verify(database_url, sample, seed, as_json):
+    """Recompute every balance and credit; exit 1 when anything differs."""
+    from registry import verify
+
+    report = _accounts_command(lambda s: verify.verify(s, sample, seed=seed))(database_url)
+    click.echo(json.dumps(report.to_dict(), ensure_ascii=False, indent=2, default=str)
+               if as_json else str(report))
+    sys.exit(0 if report.ok else 1)
+
+
 # ---------------------------------------------------------------- seed and serve
 def _migrated(url):
     from registry import migrate

@@ -110,3 +110,17 @@ def test_a_late_record_is_judged_against_the_intervals_on_both_sides():
     again = AccountState.from_json(engine.rules, text)
     assert [iv[0] for iv in again.intervals[0]] == sorted(iv[0] for iv in again.intervals[0])
     assert len(again.intervals[0]) == 3
+
+
+def test_the_parts_of_another_versions_rules_are_written_back_unchanged():
+    """Records of two versions arrive interleaved (one in its grace period beside its
+    successor): crediting one version's record must not wipe what the other's rules
+    remember, or the successor's cap could be exceeded (found by `tanpu ledger verify`)."""
+    engine, other = ENGINES["everything"].rules, ENGINES["caps"].rules
+    state = AccountState.empty(engine)
+    state.caps[0][19863] = 900_000
+    state.keys[0].add(("r1", 1716163200000000))
+    text = state.to_json(engine)
+    through = AccountState.from_json(other, text).to_json(other)  # a record of the other version
+    back = AccountState.from_json(engine, through)
+    assert back.caps[0] == {19863: 900_000} and back.keys[0] == {("r1", 1716163200000000)}

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from dsl import compile_source
 from engine.batch import BatchEngine
-from registry import accounts, ledger, users
+from registry import accounts, ledger, users, verify
 from tests.webui.reviewkit import *  # noqa: F401,F403 - fixtures
 from tests.webui.reviewkit import METHODOLOGY, source
 
@@ -31,6 +31,17 @@ def capped_source() -> str:
 def capped(web):
     web.published("1.0.0", dt.date(2024, 1, 1), capped_source())
     return web, web.token()
+
+
+@pytest.fixture(autouse=True)
+def _the_ledger_verifies(reg):
+    """After every test here, on the database it built: every balance and every credit
+    recomputed from the entries, the stored states replayed, the audit chain checked
+    (registry/verify.py, `tanpu ledger verify`)."""
+    yield
+    with reg.db.read() as s:
+        report = verify.verify(s)
+    assert report.ok, str(report)
 
 
 def ride(record_id, minute, km=10, account="acct-1", day="2024-06-20", mode="metro"):

@@ -72,7 +72,7 @@ def _domains(data: dict):
     return domains
 
 
-def _int_arg(name: str, default: Optional[int]) -> Optional[int]:
+def int_arg(name: str, default: Optional[int]) -> Optional[int]:
     raw = request.args.get(name)
     if raw in (None, ""):
         return default
@@ -106,10 +106,10 @@ def register(api: Blueprint) -> None:
 
     @api.get("/accounts")
     def list_accounts():
-        page, per_page = _int_arg("page", 1), _int_arg("per_page", 20)
+        page, per_page = int_arg("page", 1), int_arg("per_page", 20)
         if page < 1 or not (1 <= per_page <= MAX_PER_PAGE):
             raise ApiError(400, "bad_pagination", f"page ≥ 1 and 1 ≤ per_page ≤ {MAX_PER_PAGE}")
-        parent = _int_arg("parent", None)
+        parent = int_arg("parent", None)
         with get_db().read() as s:
             items, total = accounts.list_accounts(
                 s, g.api_user.id, kind=request.args.get("kind") or None,

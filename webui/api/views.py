@@ -24,6 +24,15 @@
     DELETE /api/v1/accounts/<id>/identities/<external_id>   unlink it
     GET    /api/v1/accounts/<id>/balance         its totals and its subtree's (computed)
 
+    GET /api/v1/accounts/<id>/statement?after=&limit=&from=&to=&methodology=&subtree=
+                                                 your entries of the account in the order
+                                                 they were written (ledger.py; keyset pages)
+    GET /api/v1/accounts/<id>/balances?period=day|week|month|year&from=&to=&timezone=
+                                                 reduction, points and bonus per period
+                                                 and methodology
+    GET /api/v1/credits/<record_id>?methodology= your credits of one of your record ids
+    GET /api/v1/batches/<id>?after=&limit=       one of your credit batches, its entries
+
     GET  /integrations/tokens                    (signed in) your API tokens; administrators
     POST /integrations/tokens                    see and make them for every integrator
     POST /integrations/tokens/<id>/revoke
@@ -48,7 +57,7 @@ from registry.models import INTEGRATOR, User, UserRole
 
 from ..auth import current_user, login_required, require
 from ..db import get_db
-from . import accounts, service
+from . import accounts, ledger, service
 from .service import ApiError
 
 bp = Blueprint("integrations", __name__)
@@ -141,7 +150,9 @@ def index():
         "GET /api/v1/accounts", "GET /api/v1/accounts/<id>", "PATCH /api/v1/accounts/<id>",
         "PUT /api/v1/accounts/<id>/identities/<external_id>",
         "DELETE /api/v1/accounts/<id>/identities/<external_id>",
-        "GET /api/v1/accounts/<id>/balance"]})
+        "GET /api/v1/accounts/<id>/balance", "GET /api/v1/accounts/<id>/statement",
+        "GET /api/v1/accounts/<id>/balances", "GET /api/v1/credits/<record_id>",
+        "GET /api/v1/batches/<id>"]})
 
 
 @v1.get("/methodologies")
@@ -193,6 +204,7 @@ def credits():
 
 
 accounts.register(v1)
+ledger.register(v1)
 
 
 @v1.route("/<path:rest>", methods=ALL_METHODS)

@@ -20,7 +20,7 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
-from registry import accounts, users, workflow
+from registry import accounts, statements, users, workflow
 from registry.errors import Conflict, Invalid, InvalidTransition, NotFound, QuorumNotMet
 from registry.models import (ACCOUNT_DOMAINS, ACCOUNT_KINDS, ACCOUNT_STATUSES, ADMINISTRATOR,
                              APPROVED, PUBLISHED, ROLES, SUPERSEDED, SUSPENDED, Account,
@@ -336,6 +336,7 @@ ACCOUNT_DOMAIN_LABELS = {"industry": _l("Industry"), "agriculture": _l("Agricult
                          "transport": _l("Transport"), "residential": _l("Residential life"),
                          "forestry": _l("Forestry sinks")}
 ACCOUNTS_PER_PAGE = 50
+STATEMENT_PER_PAGE = 50
 
 
 def _account_labels() -> dict:
@@ -401,13 +402,19 @@ def account_detail(account_id: int):
                                                      AuditEntry.object_id == str(account.id))
                             .order_by(AuditEntry.seq.desc()).limit(20)).all()
         creator = s.get(User, account.created_by) if account.created_by else None
+        # the statement, newest first, by keyset (`before`: the last id shown), and the
+        # account's own balances by month (registry/statements.py)
+        statement = statements.statement(s, current_user.id, account.id,
+                                         before=request.args.get("before", type=int),
+                                         limit=STATEMENT_PER_PAGE, newest_first=True)
+        months = statements.period_balances(s, current_user.id, account.id, "month")
         return render_template(
             "admin/account.html", account=account, chain=accounts.ancestors(s, account.id),
             children=accounts.children(s, account.id),
             children_total=accounts.children_count(s, account.id), identities=identities,
             integrators=integrators, balances=accounts.balances(s, account.id),
             history=history, creator=creator, actions=accounts.STATUS_ACTIONS,
-            **_account_labels())
+            statement=statement, months=months, **_account_labels())
 
 
 @bp.post("/accounts/<int:account_id>/status")
