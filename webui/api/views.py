@@ -24,6 +24,10 @@
     DELETE /api/v1/accounts/<id>/identities/<external_id>   unlink it
     GET    /api/v1/accounts/<id>/balance         its totals and its subtree's (computed)
 
+    GET/POST /api/v1/rewards, POST /api/v1/accounts/<id>/redemptions, GET .../wallet,
+    POST /api/v1/credits/<entry_id>/reversal, POST /api/v1/accounts/<id>/retirements,
+    GET /api/v1/retirements/<id> (public): spending, reversal, retirement (rewards.py)
+
     GET  /integrations/tokens                    (signed in) your API tokens; administrators
     POST /integrations/tokens                    see and make them for every integrator
     POST /integrations/tokens/<id>/revoke
@@ -48,7 +52,7 @@ from registry.models import INTEGRATOR, User, UserRole
 
 from ..auth import current_user, login_required, require
 from ..db import get_db
-from . import accounts, service
+from . import accounts, rewards, service
 from .service import ApiError
 
 bp = Blueprint("integrations", __name__)
@@ -141,7 +145,10 @@ def index():
         "GET /api/v1/accounts", "GET /api/v1/accounts/<id>", "PATCH /api/v1/accounts/<id>",
         "PUT /api/v1/accounts/<id>/identities/<external_id>",
         "DELETE /api/v1/accounts/<id>/identities/<external_id>",
-        "GET /api/v1/accounts/<id>/balance"]})
+        "GET /api/v1/accounts/<id>/balance", "GET /api/v1/rewards", "POST /api/v1/rewards",
+        "POST /api/v1/accounts/<id>/redemptions", "GET /api/v1/accounts/<id>/wallet",
+        "POST /api/v1/credits/<entry_id>/reversal", "POST /api/v1/accounts/<id>/retirements",
+        "GET /api/v1/retirements/<id>"]})
 
 
 @v1.get("/methodologies")
@@ -193,6 +200,7 @@ def credits():
 
 
 accounts.register(v1)
+rewards.register(v1)
 
 
 @v1.route("/<path:rest>", methods=ALL_METHODS)
@@ -253,6 +261,7 @@ def revoke_token(token_id: int):
 
 
 bp.register_blueprint(v1)
+bp.register_blueprint(rewards.public)  # no token: anyone verifies a certificate
 bp.register_blueprint(pages)
 
 
