@@ -39,7 +39,6 @@ import json
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Optional
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -47,7 +46,7 @@ from sqlalchemy.orm import Session
 from . import accounts, audit, users
 from .errors import Conflict, Invalid, InvalidTransition, NotFound
 from .models import ACTIVE, CreditEntry, Retirement, RetirementPart, Reversal, utcnow
-from .rewards import lock_account
+from .rewards import lock_account, text
 
 MAX_PURPOSE = 2000
 MAX_BENEFICIARY = 400
@@ -100,15 +99,6 @@ def retirable_mg(session: Session, account_id: int) -> int:
         CreditEntry.account == str(account_id), left > 0)))
 
 
-def _text(value: Optional[str], what: str, limit: int, required: bool) -> str:
-    value = (value or "").strip()
-    if required and not value:
-        raise Invalid(f"a retirement needs a {what}")
-    if len(value) > limit:
-        raise Invalid(f"a {what} has at most {limit} characters")
-    return value
-
-
 def retire(session: Session, actor, account_id: int, reduction_mg: int, purpose: str,
            beneficiary: str = "") -> Retirement:
     """Retires `reduction_mg` of the account's grams (module docstring). Conflict when the
@@ -116,8 +106,8 @@ def retire(session: Session, actor, account_id: int, reduction_mg: int, purpose:
     actor = users.actor_in(session, actor)
     if isinstance(reduction_mg, bool) or not isinstance(reduction_mg, int) or reduction_mg <= 0:
         raise Invalid("the amount to retire is a positive whole number of milligrams")
-    purpose = _text(purpose, "purpose", MAX_PURPOSE, True)
-    beneficiary = _text(beneficiary, "beneficiary", MAX_BENEFICIARY, False)
+    purpose = text(purpose, "a retirement's purpose", MAX_PURPOSE, required=True)
+    beneficiary = text(beneficiary, "a beneficiary", MAX_BENEFICIARY, required=False)
     accounts.visible(session, actor, account_id)  # an integrator's own accounts only
     account = lock_account(session, account_id)
     if account.status != ACTIVE:

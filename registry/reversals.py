@@ -52,7 +52,7 @@ from . import accounts, audit
 from .errors import Conflict, Invalid, NotFound
 from .models import (ACTIVE, FROZEN, Account, CreditEntry, MethodologyVersion, Reversal,
                      RetirementPart, RuleState, utcnow)
-from .rewards import lock_account, points_of, require_administrator
+from .rewards import lock_account, points_of, require_administrator, text
 
 MAX_REASON = 2000
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
@@ -157,11 +157,7 @@ def reverse(session: Session, actor, entry_id: Optional[int] = None, *,
     """Reverses one credit (module docstring). Conflict when it was reversed before or
     its grams were retired."""
     actor = require_administrator(session, actor)
-    reason = (reason or "").strip()
-    if not reason:
-        raise Invalid("a reversal needs a reason")
-    if len(reason) > MAX_REASON:
-        raise Invalid(f"a reason has at most {MAX_REASON} characters")
+    reason = text(reason, "a reversal's reason", MAX_REASON, required=True)
     entry = find_entry(session, entry_id, integrator_id=integrator_id,
                        methodology_id=methodology_id, record_id=record_id)
     account = _platform_account(session, entry)

@@ -112,12 +112,14 @@ def points_of(session: Session, account_id: int) -> Points:
 
 
 # ---------------------------------------------------------------- the catalogue
-def _name(value: Optional[str], what: str, required: bool) -> str:
+def text(value: Optional[str], what: str, limit: int, *, required: bool) -> str:
+    """`value` stripped, of at most `limit` characters (and not empty when required): the
+    names, purposes and reasons of spending, reversal and retirement are checked alike."""
     value = (value or "").strip()
     if required and not value:
-        raise Invalid(f"a reward needs a {what}")
-    if len(value) > MAX_NAME:
-        raise Invalid(f"a reward's {what} has at most {MAX_NAME} characters")
+        raise Invalid(f"{what} is required")
+    if len(value) > limit:
+        raise Invalid(f"{what} has at most {limit} characters")
     return value
 
 
@@ -152,8 +154,8 @@ def _flag(value) -> bool:
 def _fields(data: dict, *, creating: bool) -> dict:
     """The reward's columns from `data` (only those given when updating), checked."""
     checks = {
-        "name": lambda v: _name(v, "name", True),
-        "name_en": lambda v: _name(v, "English name", False),
+        "name": lambda v: text(v, "a reward's name", MAX_NAME, required=True),
+        "name_en": lambda v: text(v, "a reward's English name", MAX_NAME, required=False),
         "price_points": lambda v: _count(v, "price_points", 1, False),
         "stock_per_period": lambda v: _count(v, "stock_per_period", 0, True),
         "limit_per_account_per_period": lambda v: _count(v, "limit_per_account_per_period", 1, True),
