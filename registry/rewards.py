@@ -174,6 +174,10 @@ def _fields(data: dict, *, creating: bool) -> dict:
     return {k: checks[k](v) for k, v in data.items()}
 
 
+REWARD_FIELDS = ("name", "name_en", "price_points", "stock_per_period", "period",
+                 "limit_per_account_per_period", "timezone", "active")
+
+
 def create_reward(session: Session, actor: Optional[User | int], **data) -> Reward:
     """A new reward (name, name_en, price_points, stock_per_period, period,
     limit_per_account_per_period, timezone, active)."""

@@ -80,6 +80,8 @@ def test_rewards_redemption_and_a_reversal_that_freezes(capped):
     reward = created.get_json()["id"]
     assert call(web, "post", "/api/v1/rewards", boss,
                 json={"name": "x", "price_points": 0}).status_code == 422
+    assert call(web, "post", "/api/v1/rewards", boss,
+                json={"name": "x", "price_points": 1, "session": 1}).status_code == 400
     listed = call(web, "get", "/api/v1/rewards", token).get_json()["items"]
     assert [(r["id"], r["stock_left"]) for r in listed] == [(reward, 100)]
 

@@ -84,8 +84,12 @@ def register(api: Blueprint) -> None:
     @api.post("/rewards")
     def create_reward():
         data = body()
+        unknown = sorted(set(data) - set(rewards.REWARD_FIELDS))
+        if unknown:
+            raise ApiError(400, "bad_request", f"a reward has no {', '.join(unknown)} "
+                           f"({', '.join(rewards.REWARD_FIELDS)})")
         with get_db().unit_of_work() as s:
-            reward = rewards.create_reward(s, g.api_user.id, **data)  # unknown fields: 422
+            reward = rewards.create_reward(s, g.api_user.id, **data)
             return _created(reward_dict(s, reward))
 
     @api.post("/accounts/<int:account_id>/redemptions")
