@@ -555,3 +555,108 @@ class CommentLine(Base):
     version_id: Mapped[int] = mapped_column(ForeignKey("methodology_versions.id"), index=True)
     line: Mapped[int] = mapped_column(Integer)
     content_hash: Mapped[Optional[str]] = mapped_column(String(80))
+
+
+# ---------------------------------------------------------------- spending, reversal, retirement
+# The calendar periods of a reward's stock and per-account limit (as a cap's periods).
+REWARD_PERIODS = ("day", "week", "month", "year")
+
+
+class Reward(Base):
+    """An item of the rewards catalogue: a price in points, a stock per period (NULL: no
+    limit) and a limit per account per period (NULL: none), the periods being calendar
+    periods in `timezone` (registry/rewards.py). Deactivated, never deleted: redemptions
+    refer to it."""
+
+    __tablename__ = "rewards"
+    __table_args__ = (
+        CheckConstraint("price_points > 0", name="price_points"),
+        CheckConstraint("stock_per_period IS NULL OR stock_per_period >= 0", name="stock"),
+        CheckConstraint("limit_per_account_per_period IS NULL OR limit_per_account_per_period >= 1",
+                        name="account_limit"),
+        CheckConstraint(f"period IN {_in(REWARD_PERIODS)}", name="period"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))  # Chinese first
+    name_en: Mapped[str] = mapped_column(String(200), default="")
+    price_points: Mapped[int] = mapped_column(BigInteger)
+    stock_per_period: Mapped[Optional[int]] = mapped_column(BigInteger)
+    period: Mapped[str] = mapped_column(String(8), default="month")
+    limit_per_account_per_period: Mapped[Optional[int]] = mapped_column(Integer)
+    timezone: Mapped[str] = mapped_column(String(64), default="Asia/Shanghai")
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_by: Mapped[Optional[int]] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Redemption(Base):
+    """Points spent on a reward, once per (actor, idempotency key). `period_key`: the
+    reward's period the redemption counts in (engine.cross_record.period_of). Append-only."""
+
+    __tablename__ = "redemptions"
+    __table_args__ = (
+        UniqueConstraint("actor_id", "idempotency_key"),
+        Index("ix_redemptions_reward_id_period_key_account_id", "reward_id", "period_key",
+              "account_id"),
+        CheckConstraint("points > 0", name="points"),
+    )
+
+    id: Mapped[int] = mapped_column(BigKey, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    reward_id: Mapped[int] = mapped_column(ForeignKey("rewards.id"))
+    actor_id: Mapped[Optional[int]] = mapped_column(ForeignKey("users.id"))  # NULL: the system
+    idempotency_key: Mapped[str] = mapped_column(String(200))
+    points: Mapped[int] = mapped_column(BigInteger)
+    period_key: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Reversal(Base):
+    """The compensating entry of a credit found wrong (fraud): what the credit gave, taken
+    back, with the reason and who did it. UNIQUE entry_id: a credit is reversed at most
+    once. `account`: the entry's, so balances subtract it without a join. Append-only."""
+
+    __tablename__ = "reversals"
+
+    id: Mapped[int] = mapped_column(BigKey, primary_key=True)
+    entry_id: Mapped[int] = mapped_column(ForeignKey("credit_entries.id"), unique=True)
+    account: Mapped[str] = mapped_column(String(200), index=True)
+    reduction_mg: Mapped[int] = mapped_column(BigInteger)
+    points: Mapped[int] = mapped_column(BigInteger)
+    bonus: Mapped[int] = mapped_column(BigInteger)
+    reason: Mapped[str] = mapped_column(Text)
+    actor_id: Mapped[Optional[int]] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Retirement(Base):
+    """Grams retired from an account against a purpose, with its certificate's digest
+    (sha256 of the certificate's canonical JSON, registry/retirements.py). `id`: a random
+    UUID, the certificate's public id. Append-only."""
+
+    __tablename__ = "retirements"
+    __table_args__ = (CheckConstraint("reduction_mg > 0", name="reduction_mg"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    reduction_mg: Mapped[int] = mapped_column(BigInteger)
+    purpose: Mapped[str] = mapped_column(Text)
+    beneficiary: Mapped[str] = mapped_column(String(400), default="")
+    actor_id: Mapped[Optional[int]] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    digest: Mapped[str] = mapped_column(String(64))
+
+
+class RetirementPart(Base):
+    """The grams of one credit a retirement took (oldest credits first). Per entry, the
+    parts never sum to more than what the entry credited (checked under the account's
+    lock). Append-only."""
+
+    __tablename__ = "retirement_parts"
+    __table_args__ = (CheckConstraint("reduction_mg > 0", name="reduction_mg"),)
+
+    retirement_id: Mapped[str] = mapped_column(ForeignKey("retirements.id"), primary_key=True)
+    entry_id: Mapped[int] = mapped_column(ForeignKey("credit_entries.id"), primary_key=True,
+                                          index=True)
+    reduction_mg: Mapped[int] = mapped_column(BigInteger)

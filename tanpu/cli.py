@@ -755,6 +755,123 @@ def ledger_verify(database_url, sample, seed, as_json):
     sys.exit(0 if report.ok else 1)
 
 
+# ---------------------------------------------------------------- rewards and retirement
+def _reward_row(session, r) -> dict:
+    from registry import rewards
+
+    return {"id": r.id, "name": r.name, "name_en": r.name_en, "price_points": r.price_points,
+            "stock_per_period": r.stock_per_period, "stock_left": rewards.stock_left(session, r),
+            "period": r.period, "limit_per_account_per_period": r.limit_per_account_per_period,
+            "active": r.active}
+
+
+def _echo_rewards(rows: list[dict], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps({"items": rows}, ensure_ascii=False))
+        return
+    _table(["id", "name", "name_en", "price", "stock", "left", "period", "per account", "active"],
+           [[r["id"], r["name"], r["name_en"] or "-", r["price_points"],
+             "-" if r["stock_per_period"] is None else r["stock_per_period"],
+             "-" if r["stock_left"] is None else r["stock_left"], r["period"],
+             "-" if r["limit_per_account_per_period"] is None else r["limit_per_account_per_period"],
+             "yes" if r["active"] else "no"] for r in rows])
+
+
+@main.group(name="rewards")
+def rewards_group():
+    """The rewards catalogue and redemptions (docs/ledger.md, "Spending")."""
+
+
+@rewards_group.command("list")
+@_DATABASE_URL
+@click.option("--all", "everything", is_flag=True, help="deactivated rewards too")
+@_JSON
+def rewards_list(database_url, everything, as_json):
+    """The catalogue, with what is left of each stock this period."""
+    from registry import rewards
+
+    rows = _accounts_command(lambda s: [_reward_row(s, r) for r in rewards.list_rewards(
+        s, include_inactive=everything)])(database_url)
+    _echo_rewards(rows, as_json)
+
+
+@rewards_group.command("create")
+@_DATABASE_URL
+@click.option("--name", required=True, help="the name (Chinese)")
+@click.option("--name-en", default="", help="the English name")
+@click.option("--price", "price_points", type=int, required=True, help="the price in points")
+@click.option("--stock", "stock_per_period", type=int, help="items per period (none: unlimited)")
+@click.option("--period", type=click.Choice(["day", "week", "month", "year"]), default="month",
+              show_default=True)
+@click.option("--limit-per-account", "limit", type=int, help="per account per period (none: no limit)")
+@_JSON
+def rewards_create(database_url, name, name_en, price_points, stock_per_period, period, limit,
+                   as_json):
+    """Add a reward to the catalogue (audited as done by the system)."""
+    from registry import rewards
+
+    rows = _accounts_command(lambda s: [_reward_row(s, rewards.create_reward(
+        s, None, name=name, name_en=name_en, price_points=price_points,
+        stock_per_period=stock_per_period, period=period,
+        limit_per_account_per_period=limit))])(database_url)
+    _echo_rewards(rows, as_json)
+
+
+@rewards_group.command("redeem")
+@_DATABASE_URL
+@click.argument("account_id", type=int)
+@click.argument("reward_id", type=int)
+@click.option("--key", "idempotency_key", required=True,
+              help="an idempotency key: the same key again redeems nothing more")
+@_JSON
+def rewards_redeem(database_url, account_id, reward_id, idempotency_key, as_json):
+    """Spend an account's points on a reward, once per key."""
+    from registry import rewards
+
+    def work(s):
+        out = rewards.redeem(s, None, account_id, reward_id, idempotency_key)
+        return {"redemption": out.redemption.id, "account": account_id, "reward": reward_id,
+                "points": out.redemption.points, "replayed": out.replayed,
+                "balance": out.points.balance}
+    info = _accounts_command(work)(database_url)
+    if as_json:
+        click.echo(json.dumps(info, ensure_ascii=False))
+    else:
+        click.echo(f"redemption {info['redemption']}{' (replayed)' if info['replayed'] else ''}: "
+                   f"{info['points']} points; balance {info['balance']}")
+
+
+@main.command(name="retire")
+@_DATABASE_URL
+@click.argument("account_id", type=int)
+@click.option("--mg", type=int, help="the amount in milligrams")
+@click.option("--kg", help="the amount in kilograms (e.g. 1.5)")
+@click.option("-t", "--tonnes", "t", help="the amount in tonnes")
+@click.option("--purpose", required=True, help="what the grams are retired for")
+@click.option("--beneficiary", default="", help="on whose behalf")
+@_JSON
+def retire_command(database_url, account_id, mg, kg, t, purpose, beneficiary, as_json):
+    """Retire an account's reductions (oldest credits first) and print the certificate."""
+    from registry import retirements
+    from registry.errors import RegistryError
+
+    try:
+        amount = retirements.to_mg(mg=mg, kg=kg, t=t)
+    except RegistryError as error:
+        raise click.ClickException(str(error)) from None
+    cert = _accounts_command(lambda s: retirements.certificate(s, retirements.retire(
+        s, None, account_id, amount, purpose, beneficiary).id).to_dict())(database_url)
+    if as_json:
+        click.echo(json.dumps(cert, ensure_ascii=False))
+        return
+    click.echo(f"certificate {cert['certificate']}: {cert['reduction_t']} t "
+               f"({cert['reduction_mg']} mg) from account {cert['account']}")
+    _table(["record", "methodology", "version", "mg"],
+           [[c["record_id"], c["methodology"], c["version"], c["reduction_mg"]]
+            for c in cert["credits"]])
+    click.echo(f"digest {cert['digest']} (verify: /certificates/{cert['certificate']})")
+
+
 # ---------------------------------------------------------------- seed and serve
 def _migrated(url):
     from registry import migrate

@@ -30,6 +30,7 @@ BLUEPRINTS: list[tuple[str, Optional[str]]] = [
     ("webui.views.dashboard", None),
     ("webui.views.audit", None),
     ("webui.views.admin", None),
+    ("webui.views.rewards", None),
     # the second web engineer's blueprints (skipped while they do not exist)
     ("webui.editor", None),
     ("webui.review", None),

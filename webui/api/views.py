@@ -32,6 +32,9 @@
                                                  and methodology
     GET /api/v1/credits/<record_id>?methodology= your credits of one of your record ids
     GET /api/v1/batches/<id>?after=&limit=       one of your credit batches, its entries
+    GET/POST /api/v1/rewards, POST /api/v1/accounts/<id>/redemptions, GET .../wallet,
+    POST /api/v1/credits/<entry_id>/reversal, POST /api/v1/accounts/<id>/retirements,
+    GET /api/v1/retirements/<id> (public): spending, reversal, retirement (rewards.py)
 
     GET  /integrations/tokens                    (signed in) your API tokens; administrators
     POST /integrations/tokens                    see and make them for every integrator
@@ -57,7 +60,7 @@ from registry.models import INTEGRATOR, User, UserRole
 
 from ..auth import current_user, login_required, require
 from ..db import get_db
-from . import accounts, ledger, service
+from . import accounts, ledger, rewards, service
 from .service import ApiError
 
 bp = Blueprint("integrations", __name__)
@@ -152,7 +155,10 @@ def index():
         "DELETE /api/v1/accounts/<id>/identities/<external_id>",
         "GET /api/v1/accounts/<id>/balance", "GET /api/v1/accounts/<id>/statement",
         "GET /api/v1/accounts/<id>/balances", "GET /api/v1/credits/<record_id>",
-        "GET /api/v1/batches/<id>"]})
+        "GET /api/v1/batches/<id>", "GET /api/v1/rewards", "POST /api/v1/rewards",
+        "POST /api/v1/accounts/<id>/redemptions", "GET /api/v1/accounts/<id>/wallet",
+        "POST /api/v1/credits/<entry_id>/reversal", "POST /api/v1/accounts/<id>/retirements",
+        "GET /api/v1/retirements/<id>"]})
 
 
 @v1.get("/methodologies")
@@ -205,6 +211,7 @@ def credits():
 
 accounts.register(v1)
 ledger.register(v1)
+rewards.register(v1)
 
 
 @v1.route("/<path:rest>", methods=ALL_METHODS)
@@ -265,6 +272,7 @@ def revoke_token(token_id: int):
 
 
 bp.register_blueprint(v1)
+bp.register_blueprint(rewards.public)  # no token: anyone verifies a certificate
 bp.register_blueprint(pages)
 
 
