@@ -109,6 +109,26 @@ def _platform_account(session: Session, entry: CreditEntry) -> Optional[Account]
     return session.get(Account, int(entry.account))
 
 
+def uncap(state: AccountState, rules, entry: CreditEntry) -> list[dict]:
+    """Takes the entry's amounts off its period's totals of each cap in `state` (never
+    below 0): what a reversal does to the rules' memory. Pure: the ledger stores the
+    result (`_uncap`), verify replays it (registry/verify.py)."""
+    if entry.activity_time is None:
+        return []
+    us = (entry.activity_time - _EPOCH) // dt.timedelta(microseconds=1)
+    changes = []
+    for cap, totals in zip(rules.caps, state.caps):
+        period = period_of(LocalTime(cap.timezone).day(us), cap.period)
+        if period not in totals:
+            continue
+        amount = entry.reduction_mg if cap.target == "reduction" else entry.points
+        before = totals[period]
+        totals[period] = max(0, before - amount)
+        changes.append({"cap": f"{cap.target} per {cap.period}", "period": period,
+                        "before": before, "after": totals[period]})
+    return changes
+
+
 def _uncap(session: Session, entry: CreditEntry, now: dt.datetime) -> list[dict]:
     """Takes the entry's amounts off its period's cap totals in the account's stored state
     (module docstring, 3); what changed, per cap."""
@@ -127,17 +147,7 @@ def _uncap(session: Session, entry: CreditEntry, now: dt.datetime) -> list[dict]
         return []
     stored = json.loads(row.state)
     state = AccountState.from_json(rules, row.state)
-    us = (entry.activity_time - _EPOCH) // dt.timedelta(microseconds=1)
-    changes = []
-    for cap, totals in zip(rules.caps, state.caps):
-        period = period_of(LocalTime(cap.timezone).day(us), cap.period)
-        if period not in totals:
-            continue
-        amount = entry.reduction_mg if cap.target == "reduction" else entry.points
-        before = totals[period]
-        totals[period] = max(0, before - amount)
-        changes.append({"cap": f"{cap.target} per {cap.period}", "period": period,
-                        "before": before, "after": totals[period]})
+    changes = uncap(state, rules, entry)
     if not changes:
         return []
     # only the parts that were stored and changed: the other rules' parts (and those of

@@ -77,7 +77,8 @@ from engine.result import INVALID
 from engine.state import AccountState
 
 from . import accounts, audit
-from .models import Account, CreditEntry, MethodologyVersion, RuleState
+from .models import Account, CreditBatch, CreditEntry, MethodologyVersion, Reversal, RuleState
+from .reversals import uncap
 
 _FIELDS = ("time", "status", "reduction_mg", "points", "bonus", "code")
 
@@ -277,8 +278,28 @@ def _replay(session: Session, engines: _Engines, methodology_id: str, account: s
         .order_by(CreditEntry.id)))
     state_text: Optional[str] = None
     rules = None
+    # reversals take a credit off its cap totals when they happen: replayed between the
+    # batches by time, each with the rules of the version that made the reversed credit
+    batch_times = dict(session.execute(select(CreditBatch.id, CreditBatch.created_at).where(
+        CreditBatch.id.in_({e.batch_id for e in entries}))).all()) if entries else {}
+    by_id = {e.id: e for e in entries}
+    pending = [rv for rv in session.scalars(select(Reversal).where(Reversal.account == account)
+                                            .order_by(Reversal.created_at, Reversal.id))
+               if rv.entry_id in by_id]
+
+    def reverse_until(moment) -> None:
+        nonlocal state_text
+        while pending and (moment is None or pending[0].created_at < moment):
+            entry = by_id[pending.pop(0).entry_id]
+            engine = engines(methodology_id, entry.version)
+            if engine is not None and engine.rules.caps and state_text is not None:
+                state = AccountState.from_json(engine.rules, state_text)
+                uncap(state, engine.rules, entry)
+                state_text = state.to_json(engine.rules)
+
     for run in _runs(entries):
         first = run[0]
+        reverse_until(batch_times.get(first.batch_id))
         engine = engines(methodology_id, first.version)
         if engine is None or engine.ref.content_hash != first.content_hash:
             report.differences.append(Difference(
@@ -301,6 +322,7 @@ def _replay(session: Session, engines: _Engines, methodology_id: str, account: s
         for entry, r in zip(run, results):
             report.entries += 1
             _compare(entry, r, report)
+    reverse_until(None)
     row = session.get(RuleState, (methodology_id, account))
     if rules is None:
         if row is not None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from registry import users
+from registry import users, verify
 from tests.webui.reviewkit import *  # noqa: F401,F403 - fixtures
 from tests.webui.test_api_state import capped, post, ride  # noqa: F401 - the capped fixture
 
@@ -64,6 +64,9 @@ def test_a_reversal_gives_the_cap_back_to_a_later_ride_of_that_day(capped):
         credited = c.execute(sa.text("SELECT SUM(reduction_mg) FROM credit_entries")).scalar_one()
         reversed_ = c.execute(sa.text("SELECT SUM(reduction_mg) FROM reversals")).scalar_one()
     assert credited - reversed_ == 1_000_000  # the day's cap, after the reversal
+    with web.reg.db.read() as s:  # verify replays the reversal between the batches
+        report = verify.verify(s)
+    assert report.ok, str(report)
 
 
 def test_rewards_redemption_and_a_reversal_that_freezes(capped):
