@@ -262,3 +262,18 @@ def test_a_frozen_account_receives_nothing(capped, reg):
         accounts.update_status(s, reg.admin, person.id, "frozen")
     row = post(web, token, [ride("r2", 60, km=1, account="p-1")])["results"][0]
     assert (row["status"], row["code"], row["credit"]) == ("rejected", "ACCOUNT_FROZEN", "not_creditable")
+
+
+@pytest.mark.parametrize("field, value, code", [
+    ("id", "x" * 201, "invalid_id"), ("id", "ride\x00-1", "invalid_id"),
+    ("account", "a" * 300, "invalid_account"), ("account", "p\x00", "invalid_account"),
+    ("account", True, "missing_account"), ("account", " p-1", "invalid_account")])
+def test_a_bad_id_or_account_is_an_error_of_its_record_and_the_rest_is_credited(capped, field, value, code):
+    """Issue 17: on PostgreSQL one record with a 201-character id, a 300-character account
+    or a NUL failed the whole batch with a 500; `"account": true` was taken as "True"."""
+    web, token = capped
+    records = [ride(f"ok-{i}", 45 * i, km=1) for i in range(4)]
+    records.insert(2, {**ride("bad", 300, km=1), field: value})
+    body = post(web, token, records)
+    assert [(e["index"], e["code"]) for e in body["errors"]] == [(2, code)]
+    assert body["summary"]["credited"] == 4

@@ -192,6 +192,21 @@ def _activity_time(record: dict, schema) -> int:
     return min(stamps)
 
 
+MAX_IDENTIFIER = 200  # characters of a record id, an account id (the ledger's columns)
+
+
+def _identifier_problem(value, field: str) -> Optional[tuple[str, str]]:
+    """(field, reason) when a record id or account id cannot be stored as it is."""
+    text = str(value)
+    if len(text) > MAX_IDENTIFIER:
+        return field, f"`{field}` has {len(text)} characters: at most {MAX_IDENTIFIER}"
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        return field, f"`{field}` contains a control character (NUL, tab, newline ...)"
+    if text != text.strip():
+        return field, f"`{field}` begins or ends with white space"
+    return None
+
+
 def check_records(records) -> list:
     if not isinstance(records, list):
         raise ApiError(400, "bad_request", "`records` must be a JSON array of objects")
@@ -238,9 +253,15 @@ def evaluate(session: Session, methodology_id: str, records: list, *,
                                      f"{seen_ids[str(record_id)]} with other values"))
                 continue
             seen_ids.setdefault(str(record_id), index)
-            if record.get("account") in (None, "") or not isinstance(record.get("account"), (str, int)):
+            account = record.get("account")
+            if account in (None, "") or not isinstance(account, (str, int)) or isinstance(account, bool):
                 errors.append(_error(index, record, "missing_account",
-                                     "a record to credit needs the `account` to credit"))
+                                     "a record to credit needs the `account` to credit "
+                                     "(a string or a whole number)"))
+                continue
+            bad = _identifier_problem(record_id, "id") or _identifier_problem(account, "account")
+            if bad:  # checked here, the same on SQLite and PostgreSQL, before the database
+                errors.append(_error(index, record, f"invalid_{bad[0]}", bad[1]))
                 continue
         try:
             moment = us_to_datetime(_activity_time(record, schema))
