@@ -453,7 +453,12 @@ class ResultWriter:
     AHEAD = 2  # frames prepared ahead of the one being written
 
     def __init__(self, path: Optional[Path], ref, stream=None):
-        self.path = path
+        """A file is written under a temporary name beside it and renamed when `close`
+        ends, so the final path holds a whole result file or none (a full disk, a kill);
+        `abort` removes what was written."""
+        self.final = path
+        self.path = (path.with_name(f".{path.name}.partial-{os.getpid()}")
+                     if path is not None else None)
         self.ref = ref
         self.fmt = format_of(path) if path is not None else "stdout"
         self.stream = stream
@@ -508,5 +513,23 @@ class ResultWriter:
                     self._handle, datetime_format=_WHOLE_SECONDS)
         if self._handle is not None:
             self._handle.close()
-        if self.fmt == "stdout" and self._header:
-            self.stream.write(",".join(SHORT_COLUMNS) + "\n")
+        if self.fmt == "stdout":
+            if self._header:
+                self.stream.write(",".join(SHORT_COLUMNS) + "\n")
+            self.stream.flush()  # a full disk or a closed pipe is an error now, not at exit
+        else:
+            os.replace(self.path, self.final)
+
+    def abort(self) -> None:
+        """Removes the partial file (the run failed)."""
+        for closing in (self._handle, self._parquet):
+            try:
+                if closing is not None:
+                    closing.close()
+            except Exception:  # noqa: BLE001 - what failed is being reported already
+                pass
+        if self.path is not None:
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections import Counter
 from pathlib import Path
@@ -154,6 +155,12 @@ def eval_command(methodology, records, output, explain, engine_name):
         format_of(Path(records))
     except FileFormatError as error:
         raise click.UsageError(str(error)) from None
+    if output:  # before any record is read, not after the whole file was evaluated
+        folder = Path(output).resolve().parent
+        if not folder.is_dir():
+            raise click.UsageError(f"-o {output}: the folder {folder} does not exist")
+        if not os.access(folder, os.W_OK):
+            raise click.UsageError(f"-o {output}: the folder {folder} cannot be written")
     if explain:
         _eval_explained(c.methodology, Path(records), output)
         return
@@ -183,10 +190,17 @@ def eval_command(methodology, records, output, explain, engine_name):
         frames = _evaluate_batch(engine, Path(records))
     writer = ResultWriter(Path(output) if output else None, engine.ref, stream=sys.stdout)
     summary = _Summary()
-    for frame in frames:
-        writer.write(frame)
-        summary.add(frame)
-    writer.close()
+    try:
+        for frame in frames:
+            writer.write(frame)
+            summary.add(frame)
+        writer.close()
+    except OSError as error:  # a full disk, a closed pipe: said, and no partial file left
+        writer.abort()
+        raise click.ClickException(f"writing the results failed: {error}") from None
+    except BaseException:
+        writer.abort()
+        raise
     summary.echo(engine.ref)
 
 

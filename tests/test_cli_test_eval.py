@@ -1,6 +1,8 @@
 """`tanpu test` and `tanpu inspect` as a user runs them."""
 
 import json
+
+import pytest
 import subprocess
 import sys
 from pathlib import Path
@@ -81,3 +83,42 @@ points = n
         "x-tanpu-type": "number", "type": "number", "minimum": 0, "maximum": 5, "default": 1.5}
     assert (props["d"]["x-minimum"], props["d"]["x-maximum"], props["d"]["default"]) == (
         "0 km", "10 km", "2.5 km")
+
+
+SAMPLE = "methodologies/samples/shenzhen-public-transit.csv"
+SHENZHEN = "methodologies/shenzhen-public-transit.tanpu"
+
+
+def test_eval_to_a_missing_folder_fails_before_reading_the_records(tmp_path):
+    done = tanpu("eval", SHENZHEN, SAMPLE, "-o", str(tmp_path / "missing" / "out.csv"))
+    assert done.returncode == 2 and "does not exist" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_eval_to_a_full_disk_fails_and_leaves_no_partial_file(tmp_path):
+    """Issue 17: `> full-disk/out.csv` exited 0 after writing part of the rows, and `-o` on a
+    full disk left a partial file at the final path."""
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([sys.executable, "-m", "tanpu.cli", "eval", SHENZHEN, SAMPLE],
+                              cwd=ROOT, stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert done.returncode == 1 and "writing the results failed" in done.stderr
+    small = tmp_path / "small"
+    small.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(small)],
+                             capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip("no tmpfs to fill here (not root, or in a container without mount)")
+    try:
+        done = tanpu("eval", SHENZHEN, SAMPLE, "-o", str(small / "out.csv"))
+        assert done.returncode == 1 and "writing the results failed" in done.stderr
+        assert list(small.iterdir()) == []  # neither the final file nor a partial one
+    finally:
+        subprocess.run(["umount", str(small)], capture_output=True)
+
+
+def test_eval_writes_the_whole_file_under_its_name(tmp_path):
+    out = tmp_path / "out.csv"
+    done = tanpu("eval", SHENZHEN, SAMPLE, "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["out.csv"]
+    assert out.read_text().count("\n") > 300
