@@ -1,11 +1,11 @@
-"""`tanpu test` and `tanpu inspect` as a user runs them."""
+"""`tanpu test`, `tanpu inspect` and `tanpu eval`'s output as a user runs them."""
 
 import json
-
-import pytest
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
