@@ -61,8 +61,9 @@ def render_error(status: int, detail: str = "", code: str = ""):
 
 def json_code(status: int) -> str:
     return {400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404: "not_found",
-            405: "method_not_allowed", 409: "conflict", 422: "invalid",
-            429: "too_many_requests"}.get(status, "server_error")
+            405: "method_not_allowed", 409: "conflict", 413: "payload_too_large",
+            422: "invalid", 429: "too_many_requests"}.get(
+                status, "server_error" if status >= 500 else "bad_request")
 
 
 def init_app(app) -> None:

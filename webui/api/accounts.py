@@ -25,7 +25,7 @@ from registry import accounts
 from registry.models import Account
 
 from ..db import get_db
-from .service import ApiError
+from .service import MAX_PAGE, ApiError
 
 MAX_PER_PAGE = 100
 
@@ -107,8 +107,9 @@ def register(api: Blueprint) -> None:
     @api.get("/accounts")
     def list_accounts():
         page, per_page = int_arg("page", 1), int_arg("per_page", 20)
-        if page < 1 or not (1 <= per_page <= MAX_PER_PAGE):
-            raise ApiError(400, "bad_pagination", f"page ≥ 1 and 1 ≤ per_page ≤ {MAX_PER_PAGE}")
+        if not (1 <= page <= MAX_PAGE) or not (1 <= per_page <= MAX_PER_PAGE):
+            raise ApiError(400, "bad_pagination",
+                           f"1 ≤ page ≤ {MAX_PAGE:,} and 1 ≤ per_page ≤ {MAX_PER_PAGE}")
         parent = int_arg("parent", None)
         with get_db().read() as s:
             items, total = accounts.list_accounts(

@@ -27,6 +27,7 @@ from .. import evaluation
 from ..records import Records
 
 MAX_RECORDS = 10_000
+MAX_PAGE = 1_000_000  # an offset that fits every database's integers
 LISTED_STATES = (PUBLISHED, SUPERSEDED)
 # how far in the future a record's time may be (the integrator's clock against ours)
 CLOCK_SKEW = dt.timedelta(minutes=5)
@@ -90,8 +91,8 @@ def _methodology(session: Session, methodology_id: str) -> tuple[Methodology, li
 # ---------------------------------------------------------------- GET /methodologies
 def list_methodologies(session: Session, page: int = 1, per_page: int = 20) -> dict:
     """Methodologies with a published (or superseded) version, by id, a page at a time."""
-    if page < 1 or not (1 <= per_page <= 100):
-        raise ApiError(400, "bad_pagination", "page ≥ 1 and 1 ≤ per_page ≤ 100")
+    if not (1 <= page <= MAX_PAGE) or not (1 <= per_page <= 100):
+        raise ApiError(400, "bad_pagination", f"1 ≤ page ≤ {MAX_PAGE:,} and 1 ≤ per_page ≤ 100")
     listed = (select(MethodologyVersion.methodology_id)
               .where(MethodologyVersion.state.in_(LISTED_STATES)).distinct())
     total = session.scalar(select(func.count()).select_from(listed.subquery()))
@@ -265,8 +266,13 @@ def evaluate(session: Session, methodology_id: str, records: list, *,
                 continue
         try:
             moment = us_to_datetime(_activity_time(record, schema))
+            day = moment.astimezone(zone).date()
         except RecordError as error:
             errors.append(_error(index, record, "invalid_record", f"{error.field}: {error.reason}"))
+            continue
+        except (OverflowError, ValueError):  # 0001-01-01T00:00 in a zone east of UTC
+            errors.append(_error(index, record, "invalid_record",
+                                 "time: outside the years 1 to 9999 in the methodology's time zone"))
             continue
         if require_ids and moment > now + CLOCK_SKEW:
             errors.append(_error(index, record, "future_record",
@@ -275,7 +281,6 @@ def evaluate(session: Session, methodology_id: str, records: list, *,
                                  f", {int(CLOCK_SKEW.total_seconds() // 60)} min of clock skew "
                                  f"allowed): a record is credited once it has happened"))
             continue
-        day = moment.astimezone(zone).date()
         if day not in by_day:
             by_day[day] = workflow.applicable_version(session, methodology_id, day, as_of=as_of)
         applicable = by_day[day]

@@ -114,6 +114,14 @@ def _unexpected(error: Exception):
 
 # ---------------------------------------------------------------- authentication
 @v1.before_request
+def _no_nul():
+    """A NUL character is no text any database stores (PostgreSQL refuses it mid-query)."""
+    if "\x00" in request.path or any("\x00" in k or "\x00" in v
+                                     for k, v in request.args.items(multi=True)):
+        raise ApiError(400, "bad_request", "the path or a query parameter holds a NUL character")
+
+
+@v1.before_request
 def _authenticate():
     header = request.headers.get("Authorization", "")
     scheme, _sep, token = header.partition(" ")
@@ -131,7 +139,10 @@ def _authenticate():
 
 
 def _body() -> dict:
-    data = request.get_json(silent=True)
+    try:
+        data = request.get_json(silent=True)
+    except RecursionError:  # nested deeper than the parser goes: not a record anyway
+        raise ApiError(400, "bad_request", "the JSON body is nested too deeply") from None
     if not isinstance(data, dict):
         raise ApiError(400, "bad_request", "send a JSON object (Content-Type: application/json)")
     return data
