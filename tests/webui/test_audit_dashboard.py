@@ -171,3 +171,15 @@ def test_dashboard_recent_activity(site):
     # others see lifecycle events of what they may see, not user administration
     other = rows(site.new_client(reg.integrator).get("/"), "action")
     assert other and all(a.startswith("version.") for a in other)
+
+
+def test_hostile_filters_find_nothing_instead_of_failing(site):
+    """Issue 17: /audit?actor=99999999999999999999 answered 500 (and the CSV broke mid-way);
+    a NUL in a filter did on PostgreSQL."""
+    client = site.login(site.reg.admin)
+    for query in ("actor=99999999999999999999", "actor=x%00y", "action=a%00", "object_id=%00"):
+        page = client.get(f"/audit?{query}")
+        assert page.status_code == 200, query
+        export = client.get(f"/audit.csv?{query}")
+        assert export.status_code == 200 and export.get_data(as_text=True).lstrip("\ufeff").startswith("seq,"), query
+    assert _seqs(client.get("/audit?actor=99999999999999999999")) == []

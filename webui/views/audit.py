@@ -13,7 +13,7 @@ from typing import Optional
 from flask import (Blueprint, Response, current_app, flash, redirect, render_template, request,
                    stream_with_context, url_for)
 from flask_babel import gettext as _
-from sqlalchemy import func, or_, select
+from sqlalchemy import false, func, or_, select
 
 from registry import audit
 from registry.models import ADMINISTRATOR, AuditEntry, User
@@ -48,9 +48,11 @@ class Filters:
             dates[key] = parse_local_date(text) if text else None
             if text and dates[key] is None:
                 problems.append(_("%(text)s is not a date (YYYY-MM-DD).", text=text))
-        return cls(actor=(args.get("actor") or "").strip(), action=(args.get("action") or "").strip(),
-                   object_type=(args.get("object_type") or "").strip(),
-                   object_id=(args.get("object_id") or "").strip(),
+        def text(key: str) -> str:  # a NUL is in no stored text (PostgreSQL refuses it)
+            return (args.get(key) or "").replace("\x00", "").strip()
+
+        return cls(actor=text("actor"), action=text("action"), object_type=text("object_type"),
+                   object_id=text("object_id"),
                    date_from=dates["from"], date_to=dates["to"], problems=tuple(problems))
 
     @property
@@ -69,8 +71,9 @@ class Filters:
         if self.actor:
             if self.actor.lower() == SYSTEM:
                 query = query.where(AuditEntry.actor_id.is_(None))
-            elif self.actor.isdigit():
-                query = query.where(AuditEntry.actor_id == int(self.actor))
+            elif self.actor.isdigit():  # a user id: beyond the column's integers, nobody
+                number = int(self.actor)
+                query = query.where(AuditEntry.actor_id == number if number < 2 ** 31 else false())
             else:
                 pattern = f"%{self.actor.lower()}%"
                 ids = select(User.id).where(or_(func.lower(User.email).like(pattern),
