@@ -124,6 +124,20 @@ class User(Base):
         return f"<User {self.id} {self.email} {sorted(self.roles)}>"
 
 
+class WebSession(Base):
+    """A signed-in web session. The cookie holds a random token; only its sha256 is kept
+    here, and a session whose row is ended (signed out, password or roles changed, user
+    deactivated) is refused whatever its cookie says (webui/auth.py)."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 of the token
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    ended_at: Mapped[Optional[dt.datetime]] = mapped_column(UTCDateTime)
+    end_reason: Mapped[str] = mapped_column(String(32), default="", server_default="")
+
+
 class UserRole(Base):
     __tablename__ = "user_roles"
     __table_args__ = (CheckConstraint(f"role IN {_in(ROLES)}", name="role"),)

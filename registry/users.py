@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 from . import audit
 from .errors import Forbidden, Invalid, NotFound
 from .models import (ADMINISTRATOR, COMMITTEE_MEMBER, EXPERT, INTEGRATOR, ROLES, Committee,
-                     MethodologyVersion, User, UserRole)
+                     MethodologyVersion, User, UserRole, WebSession, utcnow)
 
 MIN_PASSWORD_LENGTH = 10
 
@@ -304,6 +304,48 @@ def create_user(session: Session, actor: Optional[User | int], *, email: str, na
     return user
 
 
+# ---------------------------------------------------------------- web sessions
+def session_key(token: str) -> str:
+    """What is stored of a session token: its sha256 (a database read gives no cookie)."""
+    import hashlib
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def start_session(session: Session, user: User | int) -> str:
+    """A new web session of `user`: the token its cookie carries."""
+    import secrets
+    user = get(session, user)
+    token = secrets.token_urlsafe(32)
+    session.add(WebSession(id=session_key(token), user_id=user.id, created_at=utcnow()))
+    session.flush()
+    return token
+
+
+def session_user(session: Session, token: str) -> Optional[User]:
+    """The user of a web session still open, else None."""
+    row = session.get(WebSession, session_key(token))
+    if row is None or row.ended_at is not None:
+        return None
+    return session.get(User, row.user_id)
+
+
+def end_session(session: Session, token: str, reason: str = "signed out") -> None:
+    row = session.get(WebSession, session_key(token))
+    if row is not None and row.ended_at is None:
+        row.ended_at, row.end_reason = utcnow(), reason
+        session.flush()
+
+
+def end_sessions(session: Session, user: User | int, reason: str) -> int:
+    """Ends every open web session of `user` (what changed makes them stale)."""
+    from sqlalchemy import update
+    user_id = user.id if isinstance(user, User) else user
+    done = session.execute(update(WebSession).where(WebSession.user_id == user_id,
+                                                    WebSession.ended_at.is_(None))
+                           .values(ended_at=utcnow(), end_reason=reason))
+    return done.rowcount or 0
+
+
 def grant_role(session: Session, actor: User | int, user: User | int, role: str) -> User:
     actor, user = actor_in(session, actor), get(session, user)
     require(can_manage_users(actor))
@@ -311,6 +353,7 @@ def grant_role(session: Session, actor: User | int, user: User | int, role: str)
     if role not in user.roles:
         user.role_rows.append(UserRole(role=role))
         session.flush()
+        end_sessions(session, user, "roles changed")
         audit.append(session, actor, "user.grant_role", "user", user.id, {"role": role})
     return user
 
@@ -324,6 +367,7 @@ def revoke_role(session: Session, actor: User | int, user: User | int, role: str
     if rows:
         user.role_rows.remove(rows[0])
         session.flush()
+        end_sessions(session, user, "roles changed")
         audit.append(session, actor, "user.revoke_role", "user", user.id, {"role": role})
     return user
 
@@ -336,6 +380,8 @@ def set_active(session: Session, actor: User | int, user: User | int, active: bo
     if user.active != active:
         user.active = active
         session.flush()
+        if not active:
+            end_sessions(session, user, "deactivated")
         audit.append(session, actor, "user.activate" if active else "user.deactivate",
                      "user", user.id, {})
     return user
@@ -349,6 +395,7 @@ def set_password(session: Session, actor: Optional[User | int], user: User | int
         require(can_manage_users(actor))
     user.password_hash = hash_password(password)
     session.flush()
+    end_sessions(session, user, "password changed")
     audit.append(session, actor, "user.set_password", "user", user.id, {})
     return user
 

@@ -94,8 +94,13 @@ def load_user() -> None:
         session.clear()
         g.session_expired = True
         return
+    token = data.get("sid")
     with get_db().read() as s:
-        user = s.get(User, uid)
+        # the session must still be open on the server: signing out, a password or role
+        # change and a deactivation end it there, whatever a copied cookie says
+        user = users.session_user(s, token) if isinstance(token, str) else None
+        if user is not None and user.id != uid:
+            user = None
         if user is not None:
             user.roles  # noqa: B018 - loaded now: the object is used after the session ends
     if user is None or not user.active or not hmac.compare_digest(fingerprint, _fingerprint(user)):
@@ -111,11 +116,18 @@ def sign_in(user: User) -> None:
     session.clear()  # a new session: nothing from before signing in carries over
     session.permanent = True
     now = time.time()
-    session[_SESSION_KEY] = {"uid": user.id, "at": now, "seen": now, "fp": _fingerprint(user)}
+    with get_db().unit_of_work() as s:
+        token = users.start_session(s, user.id)
+    session[_SESSION_KEY] = {"uid": user.id, "at": now, "seen": now, "fp": _fingerprint(user),
+                             "sid": token}
     g.user = user
 
 
 def sign_out() -> None:
+    data = session.get(_SESSION_KEY) or {}
+    if isinstance(data.get("sid"), str):
+        with get_db().unit_of_work() as s:
+            users.end_session(s, data["sid"])
     session.clear()
     g.user = None
 

@@ -88,9 +88,12 @@ class Site:
             with self.db.read() as s:
                 user = s.get(User, user_id)
             fingerprint = auth._fingerprint(user)
+        with self.db.unit_of_work() as s:  # a session open on the server, as signing in makes
+            token = users.start_session(s, user_id)
         now = time.time()
         with client.session_transaction() as session:
-            session["auth"] = {"uid": user_id, "at": now, "seen": now, "fp": fingerprint}
+            session["auth"] = {"uid": user_id, "at": now, "seen": now, "fp": fingerprint,
+                               "sid": token}
         return client
 
     def new_client(self, user_id: Optional[int] = None):

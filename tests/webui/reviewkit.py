@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 import tests.registry.conftest as _registry_fixtures
-from registry import tokens, workflow
+from registry import tokens, users, workflow
 from registry.models import User
 from tests.registry.helpers import METHODOLOGY, Registry, source
 
@@ -68,9 +68,12 @@ class Web:
             with self.reg.db.read() as s:
                 user = s.get(User, user_id)
             fingerprint = auth._fingerprint(user)
+        with self.reg.db.unit_of_work() as s:  # a session open on the server, as signing in makes
+            token = users.start_session(s, user_id)
         now = time.time()
         with client.session_transaction() as session:
-            session["auth"] = {"uid": user_id, "at": now, "seen": now, "fp": fingerprint}
+            session["auth"] = {"uid": user_id, "at": now, "seen": now, "fp": fingerprint,
+                               "sid": token}
         return client
 
     def new_client(self, user_id: int | None = None, lang: str = "en"):

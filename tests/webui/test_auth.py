@@ -143,3 +143,22 @@ def test_too_many_failed_sign_ins_are_slowed_down(site):
 def test_anonymous_json_callers_get_401_not_a_redirect(site):
     response = site.client.get("/methodologies", headers={"Accept": "application/json"})
     assert response.status_code == 401 and response.get_json()["error"] == "unauthenticated"
+
+
+def test_a_copied_cookie_stops_working_when_its_session_ends(site):
+    """Issue 17: a session cookie saved before signing out still worked after it. Sessions
+    are kept on the server: signing out ends that one, a role change ends them all."""
+    client = site.login(site.reg.expert)
+    assert client.get("/").status_code == 200
+    with client.session_transaction() as session:
+        saved = dict(session["auth"])
+    client.post("/logout")
+    assert client.get("/").status_code == 302
+    with client.session_transaction() as session:  # the cookie as it was before signing out
+        session["auth"] = saved
+    assert client.get("/").status_code == 302
+    other = site.login(site.reg.expert, site.app.test_client())
+    assert other.get("/").status_code == 200
+    with site.db.unit_of_work() as s:
+        users.grant_role(s, site.reg.admin, site.reg.expert, "integrator")
+    assert other.get("/").status_code == 302
