@@ -174,3 +174,19 @@ def test_a_negative_reduction_makes_no_room_under_a_cap_on_every_path(engine_for
     assert statuses(engine.evaluate(records)) == expected
     assert statuses(BatchEngine(engine.methodology).evaluate(records)) == expected
     assert statuses(RulesPathEngine(engine.methodology).evaluate(records)) == expected
+
+
+def test_a_duplicate_rule_on_the_builtin_time_is_the_same_on_every_path(engine_for):
+    """Issue 12 asked whether `forbid duplicate time per account` is meant: it is (one
+    record per instant and account, docs/language.md §9.3), and every path agrees."""
+    from engine.batch import BatchEngine
+    from engine.rules import RulesPathEngine
+
+    engine = engine_for(BIKE + 'forbid duplicate time per account else SAME_TIME "one a minute"\n')
+    records = rides(("2024-05-20T08:00", "1 km"), ("2024-05-20T08:00", "2 km"),
+                    ("2024-05-20T09:00", "1 km"))
+    expected = [("credited", "", 100_000, 100), ("duplicate", "SAME_TIME", 0, 0),
+                ("credited", "", 100_000, 100)]
+    assert statuses(engine.evaluate(records)) == expected
+    assert statuses(BatchEngine(engine.methodology).evaluate(records)) == expected
+    assert statuses(RulesPathEngine(engine.methodology).evaluate(records)) == expected
