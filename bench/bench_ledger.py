@@ -4,16 +4,26 @@ it), with a methodology that has a daily cap and a duplicate rule, beside a hand
 reference that does the same database work in plain SQL with psycopg and the same rules
 in Python (issue 13, item 10).
 
-    .venv/bin/python bench/bench_ledger.py [--batches 20] [--client-batches 12]
-        [--latency 1000] [--http] [--profile] [--url postgresql+psycopg://...]
+    .venv/bin/python bench/bench_ledger.py [--batches 15] [--client-batches 10]
+        [--latency 600] [--accounts 20000] [--only batch|clients|latency] [--http]
+        [--profile] [--url postgresql+psycopg://...]
 
 Figures printed (nothing asserts a timing):
   - records/s, one client, batches of 1,000 (and the share of it in evaluate and credit);
-  - records/s, 16 concurrent clients (threads, each its own session), batches of 100;
-  - single-record credit latency p50/p99 at a paced 200 requests/s (from each request's
-    scheduled time, so a late start counts);
+  - records/s, 16 concurrent clients (threads, each its own session and its own people),
+    batches of 100;
+  - single-record credit latency p50/p99 one at a time (the service time), and at a paced
+    200 requests/s from 8 workers (from each request's scheduled time, so a request that
+    starts late because the others are slow counts its wait; the rate achieved is printed);
   - the reference for each, and the ratio;
-  - with --http, the one-client case again through the Flask test client.
+  - with --http, the one-client case again through the Flask test client;
+  - with --profile, cProfile's top functions of the one-client run.
+
+The records: bike rides a few seconds apart in time order over 20,000 accounts (each
+client of the concurrent run has its own 1,250), 2 % repeating an order number of their
+account (rejected by the duplicate rule), and the 500 g daily cap reached by the busy
+accounts. The accounts exist before the clock starts (an integrator's people are mostly
+known): the first credit of a new account also makes the account.
 
 The database ($TANPU_BENCH_POSTGRES_URL, default
 postgresql+psycopg://postgres@127.0.0.1:5432/tanpu_bench) is created if missing; each run
@@ -93,8 +103,13 @@ class Stream:
         self.n = 0
         self.start = dt.datetime(2024, 3, 1, 7, 0, tzinfo=TZ)
         self.orders: dict[int, list[str]] = {}
+        self.lock = threading.Lock()  # the paced run's workers share one stream
 
     def take(self, count: int) -> list[dict]:
+        with self.lock:
+            return self._take(count)
+
+    def _take(self, count: int) -> list[dict]:
         out = []
         for _ in range(count):
             n = self.n
@@ -358,6 +373,17 @@ def paced(make_run, count: int, rate: float, workers: int = 8) -> list[float]:
     return sorted(latencies)
 
 
+def sequential(run, count: int) -> list[float]:
+    """Latencies (s) of `count` single-record credits sent one after the other: the
+    service time, without queueing."""
+    latencies = []
+    for _ in range(count):
+        t = time.perf_counter()
+        run(1)
+        latencies.append(time.perf_counter() - t)
+    return sorted(latencies)
+
+
 def percentile(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
 
@@ -370,7 +396,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--client-batches", type=int, default=10,
                         help="batches of 100 each concurrent client sends")
-    parser.add_argument("--latency", type=int, default=1000, help="single-record credits, paced")
+    parser.add_argument("--latency", type=int, default=600, help="single-record credits, paced")
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--http", action="store_true", help="the one-client case through Flask too")
     parser.add_argument("--profile", action="store_true",
@@ -394,27 +420,28 @@ def main() -> None:
         reference = Reference(db, theirs, content_hash)
         streams: dict[str, Stream] = {}
 
-        def stream(prefix: str) -> Stream:
+        def stream(prefix: str, accounts: int = args.accounts) -> Stream:
             if prefix not in streams:
-                streams[prefix] = Stream(prefix, args.accounts, seed=len(streams))
+                streams[prefix] = Stream(prefix, accounts, seed=len(streams))
                 integrator = theirs if prefix.startswith("ref") else ours
-                warm_accounts(db, integrator, prefix, args.accounts)
+                warm_accounts(db, integrator, prefix, accounts)
             return streams[prefix]
 
-        def ledger_run(prefix: str, split=None):
-            s = stream(prefix)
+        def ledger_run(prefix: str, split=None, accounts: int = args.accounts):
+            s = stream(prefix, accounts)
             if split is None:
                 return lambda n: credit_once(db, ours, s.take(n))
             return lambda n: credit_timed(db, ours, s.take(n), split)
 
-        def reference_run(prefix: str):
-            s = stream(prefix)
+        def reference_run(prefix: str, accounts: int = args.accounts):
+            s = stream(prefix, accounts)
             conn = reference.connection()
             return lambda n: reference.credit(conn, s.take(n))
 
         # a first request compiles the methodology and fills the caches
-        ledger_run("warm")(100)
-        reference_run("refwarm")(100)
+        ledger_run("warm", accounts=1000)(100)
+        reference_run("refwarm", accounts=1000)(100)
+        per_client = max(100, args.accounts // args.clients)  # each client its own people
         size = 1000
         if args.only in (None, "batch"):
             split: list = []
@@ -444,20 +471,32 @@ def main() -> None:
                 print(f"one client through Flask (test client), batches of {size:,}: "
                       f"{http_rate:,.0f} records/s; {load()}")
         if args.only in (None, "clients"):
-            many = many_clients(lambda c: ledger_run(f"c{c}"), args.clients,
+            many = many_clients(lambda c: ledger_run(f"c{c}", accounts=per_client), args.clients,
                                 args.client_batches, 100)
-            ref_many = many_clients(lambda c: reference_run(f"refc{c}"), args.clients,
-                                    args.client_batches, 100)
+            ref_many = many_clients(lambda c: reference_run(f"refc{c}", accounts=per_client),
+                                    args.clients, args.client_batches, 100)
             print(f"{args.clients} clients, batches of 100 ({args.clients * args.client_batches * 100:,} "
                   f"records): {many:,.0f} records/s; reference {ref_many:,.0f} records/s; "
                   f"ratio {ref_many / many:.2f}x; {load()}")
         if args.only in (None, "latency"):
+            one = ledger_run("lat")
+            ref_one = reference_run("reflat")
+            alone = sequential(one, args.latency // 4)
+            ref_alone = sequential(ref_one, args.latency // 4)
+            print(f"single-record credits one at a time ({args.latency // 4:,}): "
+                  f"p50 {percentile(alone, 50) * 1000:.1f} ms, p99 {percentile(alone, 99) * 1000:.1f} ms; "
+                  f"reference p50 {percentile(ref_alone, 50) * 1000:.1f} ms, "
+                  f"p99 {percentile(ref_alone, 99) * 1000:.1f} ms; {load()}")
+            started = time.perf_counter()
             lat = paced(lambda w: ledger_run("lat"), args.latency, args.rate)
-            ref_lat = paced(lambda w: reference_run(f"reflat{w}"), args.latency, args.rate)
-            print(f"single-record credits at {args.rate:.0f}/s ({args.latency:,}): "
-                  f"p50 {percentile(lat, 50) * 1000:.1f} ms, p99 {percentile(lat, 99) * 1000:.1f} ms; "
-                  f"reference p50 {percentile(ref_lat, 50) * 1000:.1f} ms, "
-                  f"p99 {percentile(ref_lat, 99) * 1000:.1f} ms; {load()}")
+            achieved = args.latency / (time.perf_counter() - started)
+            started = time.perf_counter()
+            ref_lat = paced(lambda w: reference_run("reflat"), args.latency, args.rate)
+            ref_achieved = args.latency / (time.perf_counter() - started)
+            print(f"single-record credits paced at {args.rate:.0f}/s ({args.latency:,}, 8 workers): "
+                  f"p50 {percentile(lat, 50) * 1000:.1f} ms, p99 {percentile(lat, 99) * 1000:.1f} ms "
+                  f"({achieved:.0f}/s done); reference p50 {percentile(ref_lat, 50) * 1000:.1f} ms, "
+                  f"p99 {percentile(ref_lat, 99) * 1000:.1f} ms ({ref_achieved:.0f}/s done); {load()}")
     finally:
         db.dispose()
         with admin.connect() as c:
