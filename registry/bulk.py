@@ -61,8 +61,12 @@ def insert_ignoring(session: Session, table: Table, rows: Sequence[dict],
         return []
     columns = list(rows[0])
     if is_postgresql(session):
-        sql = _pg_statement(table, columns, tuple(conflict_columns), tuple(returning))
-        params = {f"c{i}": [row[c] for row in rows] for i, c in enumerate(columns)}
+        values = [[row[c] for row in rows] for c in columns]
+        # a column with one value for every row (the batch, the version, the time of a
+        # credit) goes as one parameter, not an array: less to send and to dump
+        same = tuple(all(v == column[0] for v in column) for column in values)
+        sql = _pg_statement(table, columns, same, tuple(conflict_columns), tuple(returning))
+        params = {f"c{i}": column[0] if same[i] else column for i, column in enumerate(values)}
         result = session.connection().exec_driver_sql(sql, params)
         return [tuple(r) for r in result] if returning else []
     statement = (sqlite_insert(table) if session.get_bind().dialect.name == "sqlite"
@@ -76,14 +80,20 @@ def insert_ignoring(session: Session, table: Table, rows: Sequence[dict],
     return [tuple(r) for r in session.execute(statement, list(rows))]
 
 
-def _pg_statement(table: Table, columns: list[str], conflict: tuple, returning: tuple) -> str:
-    """The unnest INSERT for these columns, built once (its text is the cache key of
-    psycopg's prepared statements too)."""
-    key = (table.name, tuple(columns), conflict, returning)
+def _pg_statement(table: Table, columns: list[str], same: tuple, conflict: tuple,
+                  returning: tuple) -> str:
+    """The unnest INSERT for these columns (`same`: those given as one value for all the
+    rows), built once (its text is the cache key of psycopg's prepared statements too)."""
+    key = (table.name, tuple(columns), same, conflict, returning)
     sql = _statements.get(key)
     if sql is None:
-        arrays = ", ".join(f"%(c{i})b::{_pg_type(table.c[c])}[]" for i, c in enumerate(columns))
-        sql = (f"INSERT INTO {table.name} ({', '.join(columns)}) SELECT * FROM unnest({arrays}) "
+        arrays = ", ".join(f"%(c{i})b::{_pg_type(table.c[c])}[]"
+                           for i, c in enumerate(columns) if not same[i])
+        names = ", ".join(f"c{i}" for i in range(len(columns)) if not same[i])
+        picked = ", ".join(f"%(c{i})b::{_pg_type(table.c[c])}" if same[i] else f"u.c{i}"
+                           for i, c in enumerate(columns))
+        source = f" FROM unnest({arrays}) AS u({names})" if arrays else ""
+        sql = (f"INSERT INTO {table.name} ({', '.join(columns)}) SELECT {picked}{source} "
                f"ON CONFLICT ({', '.join(conflict)}) DO NOTHING"
                + (f" RETURNING {', '.join(returning)}" if returning else ""))
         _statements[key] = sql
