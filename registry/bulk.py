@@ -24,7 +24,6 @@ from typing import Iterable, Iterator, Sequence
 
 from sqlalchemy import Table, any_, bindparam
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
@@ -69,8 +68,7 @@ def insert_ignoring(session: Session, table: Table, rows: Sequence[dict],
         params = {f"c{i}": column[0] if same[i] else column for i, column in enumerate(values)}
         result = session.connection().exec_driver_sql(sql, params)
         return [tuple(r) for r in result] if returning else []
-    statement = (sqlite_insert(table) if session.get_bind().dialect.name == "sqlite"
-                 else pg_insert(table)).on_conflict_do_nothing(index_elements=list(conflict_columns))
+    statement = sqlite_insert(table).on_conflict_do_nothing(index_elements=list(conflict_columns))
     if not returning:
         session.execute(statement, list(rows))
         return []
@@ -83,7 +81,9 @@ def insert_ignoring(session: Session, table: Table, rows: Sequence[dict],
 def _pg_statement(table: Table, columns: list[str], same: tuple, conflict: tuple,
                   returning: tuple) -> str:
     """The unnest INSERT for these columns (`same`: those given as one value for all the
-    rows), built once (its text is the cache key of psycopg's prepared statements too)."""
+    rows), built once (its text is the cache key of psycopg's prepared statements too).
+    When every column is `same` the SELECT makes one row: rows all alike would have had
+    one key, and ON CONFLICT DO NOTHING would have inserted one of them."""
     key = (table.name, tuple(columns), same, conflict, returning)
     sql = _statements.get(key)
     if sql is None:
