@@ -37,11 +37,9 @@ from dataclasses import dataclass, field
 from typing import Iterable, Optional, Sequence
 
 from sqlalchemy import String, cast, delete, func, literal, or_, select, text
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from . import audit, users
+from . import audit, bulk, users
 from .errors import Conflict, Invalid, InvalidTransition, NotFound
 from .models import (ACCOUNT_DOMAINS, ACCOUNT_KINDS, ACCOUNT_STATUSES, ACTIVE, CLOSED, FROZEN,
                      INDIVIDUAL, INTEGRATOR, PARENT_KINDS, REGION, Account, AccountIdentity,
@@ -51,7 +49,6 @@ from .users import require
 MAX_EXTERNAL_ID = 200
 MAX_NAME = 200
 MAX_DEPTH = 64  # a guard for the upward walk; real hierarchies are a few levels deep
-_CHUNK = 500  # ids per IN (...) / rows per INSERT
 # pg_advisory_xact_lock key for hierarchy changes: 'tanpuacc' as a 64-bit int
 _PG_HIERARCHY_LOCK = int.from_bytes(b"tanpuacc", "big") & 0x7FFF_FFFF_FFFF_FFFF
 
@@ -426,25 +423,17 @@ def _insert_identities(session: Session, rows: list[dict]) -> set[str]:
     """INSERT ... ON CONFLICT DO NOTHING: the external ids inserted now (of two
     concurrent transactions inserting one pair, one inserts and the other waits for it
     to commit, then finds it present)."""
-    dialect = session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    table = AccountIdentity.__table__
-    inserted: set[str] = set()
-    for start in range(0, len(rows), _CHUNK):
-        statement = (insert(table).values(rows[start:start + _CHUNK])
-                     .on_conflict_do_nothing(index_elements=["integrator_id", "external_id"])
-                     .returning(table.c.external_id))
-        inserted.update(session.execute(statement).scalars())
-    return inserted
+    return {external for (external,) in bulk.insert_ignoring(
+        session, AccountIdentity.__table__, rows, ["integrator_id", "external_id"],
+        ["external_id"])}
 
 
 def _known(session: Session, integrator_id: int, external_ids: Sequence[str]) -> dict[str, int]:
     found: dict[str, int] = {}
-    for start in range(0, len(external_ids), _CHUNK):
+    for among in bulk.among(session, AccountIdentity.external_id, external_ids):
         found.update(session.execute(select(AccountIdentity.external_id, AccountIdentity.account_id)
                                      .where(AccountIdentity.integrator_id == integrator_id,
-                                            AccountIdentity.external_id.in_(
-                                                external_ids[start:start + _CHUNK]))).all())
+                                            among)).all())
     return found
 
 
@@ -507,12 +496,47 @@ def resolve(session: Session, integrator_id: int, external_id: str, *,
 
 def resolve_many(session: Session, integrator_id: int, external_ids: Iterable[str], *,
                  create: bool = True, created: Optional[list] = None) -> dict[str, Account]:
-    """resolve() for many ids at once (external id → account), a few statements per 500
-    ids however many are new, and one audit entry for all those created.
+    """resolve() for many ids at once (external id → account), a few statements however
+    many ids and however many are new, and one audit entry for all those created.
 
     `created`: a list the caller audits itself: the [account id, external id] of each
     account created are appended to it instead of an audit entry of their own (the ledger
     records them in its credit's entry, and so takes the chain's lock once, last)."""
+    found = _resolve_ids(session, integrator_id, external_ids, create, created)
+    accounts: dict[int, Account] = {}
+    for among in bulk.among(session, Account.id, sorted(set(found.values()))):
+        accounts.update((a.id, a) for a in session.scalars(select(Account).where(among)))
+    return {e: accounts[account_id] for e, account_id in found.items()}
+
+
+def resolve_statuses(session: Session, integrator_id: int, external_ids: Iterable[str], *,
+                     created: Optional[list] = None) -> dict[str, tuple[int, str]]:
+    """resolve_many() as the ledger needs it, external id → (account id, status): the
+    known ids and their accounts' statuses in one query (a credit is a few statements
+    more than its round trips are worth), without an Account object per id (making them
+    was a good part of a 1,000-record credit); new accounts are made as resolve_many
+    makes them."""
+    wanted = sorted({_external_id(e) for e in external_ids})
+    found: dict[str, tuple[int, str]] = {}
+    for among in bulk.among(session, AccountIdentity.external_id, wanted):
+        found.update((external, (account_id, status)) for external, account_id, status in
+                     session.execute(select(AccountIdentity.external_id, Account.id, Account.status)
+                                     .join(Account, Account.id == AccountIdentity.account_id)
+                                     .where(AccountIdentity.integrator_id == integrator_id, among)))
+    missing = [e for e in wanted if e not in found]
+    if missing:
+        ids = _resolve_ids(session, integrator_id, missing, True, created)
+        status: dict[int, str] = {}
+        for among in bulk.among(session, Account.id, sorted(set(ids.values()))):
+            status.update(session.execute(select(Account.id, Account.status).where(among)).all())
+        found.update((e, (account_id, status[account_id])) for e, account_id in ids.items())
+    return found
+
+
+def _resolve_ids(session: Session, integrator_id: int, external_ids: Iterable[str],
+                 create: bool, created: Optional[list]) -> dict[str, int]:
+    """External id → account id, in id order, new accounts made for unknown ids (race-free:
+    see resolve) and audited here unless `created` is given (resolve_many)."""
     audit_here = created is None
     created = [] if created is None else created
     wanted = sorted({_external_id(e) for e in external_ids})
@@ -535,8 +559,8 @@ def resolve_many(session: Session, integrator_id: int, external_ids: Iterable[st
              "created_at": now} for e in missing])
         lost = [new_ids[e] for e in missing if e not in inserted]
         if lost:  # another transaction linked these ids first: keep its accounts
-            for start in range(0, len(lost), _CHUNK):
-                session.execute(delete(Account).where(Account.id.in_(lost[start:start + _CHUNK])))
+            for among in bulk.among(session, Account.id, lost):
+                session.execute(delete(Account).where(among))
             found.update(_known(session, integrator_id, [e for e in missing if e not in inserted]))
         for e in missing:
             if e in inserted:
@@ -545,9 +569,4 @@ def resolve_many(session: Session, integrator_id: int, external_ids: Iterable[st
         if created and audit_here:
             audit.append(session, integrator_id, "account.resolve", "integrator", integrator_id,
                          {"created": created, "kind": INDIVIDUAL})
-    accounts: dict[int, Account] = {}
-    account_ids = sorted(set(found.values()))
-    for start in range(0, len(account_ids), _CHUNK):
-        accounts.update((a.id, a) for a in session.scalars(
-            select(Account).where(Account.id.in_(account_ids[start:start + _CHUNK]))))
-    return {e: accounts[found[e]] for e in wanted}
+    return {e: found[e] for e in wanted}

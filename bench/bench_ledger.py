@@ -1,0 +1,528 @@
+"""Crediting records to the ledger on PostgreSQL, end to end through the real credit path
+(webui/api/service.py evaluate + credit with a real session, as POST /api/v1/credits does
+it), with a methodology that has a daily cap and a duplicate rule, beside a hand-written
+reference that does the same database work in plain SQL with psycopg and the same rules
+in Python (issue 13, item 10).
+
+    .venv/bin/python bench/bench_ledger.py [--batches 15] [--client-batches 10]
+        [--latency 600] [--accounts 20000] [--only batch|clients|latency] [--http]
+        [--profile] [--url postgresql+psycopg://...]
+
+Figures printed (nothing asserts a timing):
+  - records/s, one client, batches of 1,000 (and the share of it in evaluate and credit);
+  - records/s, 16 concurrent clients (threads, each its own session and its own people),
+    batches of 100;
+  - single-record credit latency p50/p99 one at a time (the service time), and at a paced
+    200 requests/s from 8 workers (from each request's scheduled time, so a request that
+    starts late because the others are slow counts its wait; the rate achieved is printed);
+  - the reference for each, and the ratio;
+  - with --http, the one-client case again through the Flask test client;
+  - with --profile, cProfile's top functions of the one-client run.
+
+The records: bike rides a few seconds apart in time order over 20,000 accounts (each
+client of the concurrent run has its own 1,250), 2 % repeating an order number of their
+account (rejected by the duplicate rule), and the 500 g daily cap reached by the busy
+accounts. The accounts exist before the clock starts (an integrator's people are mostly
+known): the first credit of a new account also makes the account.
+
+The database ($TANPU_BENCH_POSTGRES_URL, default
+postgresql+psycopg://postgres@127.0.0.1:5432/tanpu_bench) is created if missing; each run
+works in a schema of its own, migrated by Alembic and dropped at the end. Without a
+server the bench says so and exits 0. The load average is printed: the machine may be
+shared, so compare figures within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import datetime as dt
+import hashlib
+import json
+import os
+import pstats
+import random
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import sqlalchemy as sa  # noqa: E402
+
+DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/tanpu_bench"
+METHODOLOGY = "bench.bike"
+TZ = dt.timezone(dt.timedelta(hours=8))  # Asia/Shanghai
+EF_MG_PER_KM = {"bike": 33_880, "ebike": 35_010}
+CAP_MG = 500_000  # 500 g per account per day
+DUPLICATE_SHARE = 0.02  # records that repeat an order number of their account
+
+SOURCE = """\
+methodology bench.bike "共享单车 bench bike rides" version 1.0.0 {
+  title en "Shared bike rides (ledger bench)"
+  covers bike_ride
+  effective from 2022-01-01
+  timezone Asia/Shanghai
+}
+
+input order: text label "订单号 / order number"
+input vehicle: choice { bike "共享单车 bike", ebike "共享电单车 e-bike" } label "车型 / vehicle"
+input distance: quantity [km] between 0 km and 50 km label "骑行距离 / distance"
+
+parameter ef [g/km] by vehicle source "bench" [SRC] { bike: 33.88  ebike: 35.01 }
+
+reduction = ef[vehicle] * distance
+points = floor(reduction / 1 g)
+
+forbid duplicate order per account else DUPLICATE_ORDER "one credit per order"
+cap reduction at 500 g per account per day in Asia/Shanghai
+
+example "a ride" { order: "A1", vehicle: bike, distance: 2 km } => reduction 67.76 g, points 67
+"""
+
+
+def load() -> str:
+    try:
+        return "load average %.2f %.2f %.2f" % os.getloadavg()
+    except OSError:
+        return "load average unknown"
+
+
+# ---------------------------------------------------------------- records
+class Stream:
+    """Rides in time order (a minute apart from 2024-03-01 on), over a pool of accounts
+    named `prefix`-n; some repeat an earlier order number of their account."""
+
+    def __init__(self, prefix: str, accounts: int, seed: int):
+        self.prefix, self.accounts = prefix, accounts
+        self.rng = random.Random(seed)
+        self.n = 0
+        self.start = dt.datetime(2024, 3, 1, 7, 0, tzinfo=TZ)
+        self.orders: dict[int, list[str]] = {}
+        self.lock = threading.Lock()  # the paced run's workers share one stream
+
+    def take(self, count: int) -> list[dict]:
+        with self.lock:
+            return self._take(count)
+
+    def _take(self, count: int) -> list[dict]:
+        out = []
+        for _ in range(count):
+            n = self.n
+            self.n += 1
+            account = self.rng.randrange(self.accounts)
+            seen = self.orders.setdefault(account, [])
+            if seen and self.rng.random() < DUPLICATE_SHARE:
+                order = self.rng.choice(seen)
+            else:
+                order = f"o{n}"
+                seen.append(order)
+            when = self.start + dt.timedelta(seconds=6 * n)
+            out.append({"id": f"{self.prefix}-r{n}", "account": f"{self.prefix}-{account}",
+                        "order": order, "vehicle": "bike" if n % 3 else "ebike",
+                        "distance": f"{1 + n % 7}.{n % 10} km",
+                        "time": when.isoformat(timespec="seconds")})
+        return out
+
+
+# ---------------------------------------------------------------- the database
+def connect(url: str):
+    """(admin engine, schema, Database) for a fresh migrated schema, or None without a
+    server."""
+    from registry.db import Database
+    parsed = sa.engine.make_url(url)
+    try:
+        server = sa.create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
+        with server.connect() as c:
+            if not c.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :d"),
+                             {"d": parsed.database}).first():
+                c.execute(sa.text(f'CREATE DATABASE "{parsed.database}"'))
+        server.dispose()
+    except sa.exc.OperationalError as error:
+        print(f"no PostgreSQL at {parsed.render_as_string(hide_password=True)} "
+              f"({str(error.orig).splitlines()[0]}): the ledger bench is skipped "
+              f"(set TANPU_BENCH_POSTGRES_URL)")
+        return None
+    schema = f"bench_ledger_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(parsed, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(sa.text(f"CREATE SCHEMA {schema}"))
+    scoped = parsed.update_query_dict({"options": f"-csearch_path={schema}"})
+    db = Database(scoped.render_as_string(hide_password=False), pool_size=20, max_overflow=4)
+    return admin, schema, db
+
+
+def prepare(db, folder: Path) -> tuple[int, int]:
+    """Migrates, publishes the bench methodology through the workflow (tanpu seed), and
+    makes two integrators: (the ledger's, the reference's)."""
+    from registry import migrate, users
+    from tanpu.seed import seed
+    migrate.upgrade(db)
+    (folder / "bench-bike.tanpu").write_text(SOURCE, encoding="utf-8")
+    report = seed(db, folder=folder)
+    assert f"{METHODOLOGY} 1.0.0" in report.published, report
+    with db.unit_of_work() as s:
+        ours = users.create_user(s, None, email="bench@tanpu.test", name="bench",
+                                 roles=["integrator"]).id
+        theirs = users.create_user(s, None, email="reference@tanpu.test", name="reference",
+                                   roles=["integrator"]).id
+    return ours, theirs
+
+
+# ---------------------------------------------------------------- the real credit path
+def credit_once(db, integrator: int, records: list[dict], key: str | None = None) -> dict:
+    """What POST /api/v1/credits does with the records, without HTTP."""
+    from webui.api import service
+    with db.read() as s:
+        result = service.evaluate(s, METHODOLOGY, records, require_ids=True)
+    with db.unit_of_work() as s:
+        answer = service.credit(s, integrator, result, idempotency_key=key)
+    assert not answer["errors"], answer["errors"][:3]
+    return answer
+
+
+def credit_timed(db, integrator: int, records: list[dict], split: list) -> dict:
+    from webui.api import service
+    t0 = time.perf_counter()
+    with db.read() as s:
+        result = service.evaluate(s, METHODOLOGY, records, require_ids=True)
+    t1 = time.perf_counter()
+    with db.unit_of_work() as s:
+        answer = service.credit(s, integrator, result)
+    split.append((t1 - t0, time.perf_counter() - t1))
+    return answer
+
+
+def warm_accounts(db, integrator: int, prefix: str, accounts: int) -> None:
+    """The accounts exist before timing (an integrator's people are mostly known)."""
+    from registry import accounts as registry_accounts
+    with db.unit_of_work() as s:
+        registry_accounts.resolve_many(s, integrator, [f"{prefix}-{a}" for a in range(accounts)])
+
+
+# ---------------------------------------------------------------- the reference
+class Reference:
+    """The same database work in plain SQL on a psycopg connection, the same per-record
+    formula and rules in Python: the identities read, a batch row, the state rows upserted
+    and locked (FOR UPDATE, in account order), the entries COPYed, the states updated,
+    one audit entry on the chain."""
+
+    def __init__(self, db, integrator: int, content_hash: str):
+        import psycopg
+        url = sa.engine.make_url(db.url)
+        self.dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self.psycopg = psycopg
+        self.integrator = integrator
+        self.content_hash = content_hash
+
+    def connection(self):
+        conn = self.psycopg.connect(self.dsn)
+        return conn
+
+    def credit(self, conn, records: list[dict]) -> int:
+        from registry import audit
+        now = dt.datetime.now(dt.timezone.utc)
+        rows = []
+        for r in records:  # the per-record formula
+            km = float(r["distance"].split()[0])
+            mg = round(EF_MG_PER_KM[r["vehicle"]] * km)
+            when = dt.datetime.fromisoformat(r["time"])
+            rows.append((r["id"], r["account"], r["order"], when, mg))
+        rows.sort(key=lambda row: (row[1], row[3], row[0]))
+        digest = hashlib.sha256(json.dumps([row[:3] + (row[4],) for row in rows]).encode()).hexdigest()
+        with conn.transaction(), conn.cursor() as cur:
+            cur.execute("SELECT external_id, account_id FROM account_identities "
+                        "WHERE integrator_id = %s AND external_id = ANY(%s)",
+                        (self.integrator, sorted({row[1] for row in rows})))
+            platform = {e: str(a) for e, a in cur.fetchall()}
+            cur.execute("INSERT INTO credit_batches (idempotency_key, request_digest, actor_id, "
+                        "methodology_id, version, content_hash, created_at) VALUES "
+                        "(%s, %s, %s, %s, '1.0.0', %s, %s) ON CONFLICT DO NOTHING RETURNING id",
+                        (f"digest:{digest}", digest, self.integrator, METHODOLOGY,
+                         self.content_hash, now))
+            batch_id = cur.fetchone()[0]
+            accounts = sorted({platform[row[1]] for row in rows})
+            cur.execute("INSERT INTO rule_states (methodology_id, account, state, updated_at) "
+                        "SELECT %s, a, '', %s FROM unnest(%s::text[]) a ON CONFLICT DO NOTHING",
+                        (METHODOLOGY, now, accounts))
+            cur.execute("SELECT account, state FROM rule_states WHERE methodology_id = %s "
+                        "AND account = ANY(%s) ORDER BY account FOR UPDATE", (METHODOLOGY, accounts))
+            states = {}
+            for account, text in cur.fetchall():
+                data = json.loads(text) if text else {}
+                states[account] = (set(data.get("keys", ())), dict(data.get("caps", {})))
+            cur.execute("SELECT record_id FROM credit_entries WHERE integrator_id = %s AND "
+                        "methodology_id = %s AND record_id = ANY(%s)",
+                        (self.integrator, METHODOLOGY, [row[0] for row in rows]))
+            present = {r for (r,) in cur.fetchall()}
+            entries = []
+            for record_id, account, order, when, mg in rows:  # the rules
+                if record_id in present:
+                    continue
+                keys, caps = states[platform[account]]
+                if order in keys:
+                    continue
+                keys.add(order)
+                day = when.astimezone(TZ).date().isoformat()
+                used = caps.get(day, 0)
+                take = max(0, min(mg, CAP_MG - used))
+                caps[day] = used + take
+                entries.append((batch_id, self.integrator, platform[account], METHODOLOGY,
+                                "1.0.0", self.content_hash, record_id, when, take, take // 1000,
+                                0, "credited" if take == mg else "capped", "in force", now,
+                                "" if take == mg else "CAP_REACHED", "",
+                                json.dumps({"id": record_id, "order": order})))
+            with cur.copy("COPY credit_entries (batch_id, integrator_id, account, methodology_id, "
+                          "version, content_hash, record_id, activity_time, reduction_mg, points, "
+                          "bonus, status, reason, credited_at, code, message, record) "
+                          "FROM STDIN") as copy:
+                for entry in entries:
+                    copy.write_row(entry)
+            cur.executemany("UPDATE rule_states SET state = %s, updated_at = %s "
+                            "WHERE methodology_id = %s AND account = %s",
+                            [(json.dumps({"keys": sorted(keys), "caps": caps}), now, METHODOLOGY, a)
+                             for a, (keys, caps) in states.items()])
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (audit._PG_LOCK_KEY,))
+            cur.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+            last = cur.fetchone()
+            seq, prev = (last[0] + 1, last[1]) if last else (1, audit.GENESIS)
+            details = {"new": len(entries), "request_digest": digest,
+                       "reduction_mg": sum(e[8] for e in entries)}
+            at = dt.datetime.now(dt.timezone.utc)
+            digest_of_entry = audit.entry_hash(seq=seq, at=at, actor_id=self.integrator,
+                                               action="ledger.credit", object_type="credit_batch",
+                                               object_id=str(batch_id), details=details,
+                                               prev_hash=prev)
+            cur.execute("INSERT INTO audit_log (seq, at, actor_id, action, object_type, object_id, "
+                        "details, prev_hash, hash) VALUES (%s, %s, %s, 'ledger.credit', "
+                        "'credit_batch', %s, %s, %s, %s)",
+                        (seq, at, self.integrator, str(batch_id), json.dumps(details), prev,
+                         digest_of_entry))
+        return len(entries)
+
+
+# ---------------------------------------------------------------- the measurements
+def one_client(run, batches: int, size: int) -> float:
+    t = time.perf_counter()
+    for _ in range(batches):
+        run(size)
+    return batches * size / (time.perf_counter() - t)
+
+
+def many_clients(make_run, clients: int, batches: int, size: int) -> float:
+    runs = [make_run(c) for c in range(clients)]
+    barrier = threading.Barrier(clients + 1)
+    errors = []
+
+    def work(run):
+        try:
+            barrier.wait()
+            for _ in range(batches):
+                run(size)
+        except Exception as error:  # noqa: BLE001
+            errors.append(error)
+
+    threads = [threading.Thread(target=work, args=(run,)) for run in runs]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    t = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - t
+    if errors:
+        raise errors[0]
+    return clients * batches * size / elapsed
+
+
+def paced(make_run, count: int, rate: float, workers: int = 8) -> list[float]:
+    """Latencies (s) of `count` single-record credits scheduled at `rate` per second, from
+    each one's scheduled time (a request that starts late because the others are slow
+    counts its wait)."""
+    runs = [make_run(w) for w in range(workers)]
+    latencies: list[float] = []
+    lock = threading.Lock()
+    next_index = [0]
+    start = time.perf_counter() + 0.05
+
+    def work(run):
+        while True:
+            with lock:
+                i = next_index[0]
+                next_index[0] += 1
+            if i >= count:
+                return
+            due = start + i / rate
+            pause = due - time.perf_counter()
+            if pause > 0:
+                time.sleep(pause)
+            run(1)
+            done = time.perf_counter()
+            with lock:
+                latencies.append(done - due)
+
+    threads = [threading.Thread(target=work, args=(run,)) for run in runs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sorted(latencies)
+
+
+def sequential(run, count: int) -> list[float]:
+    """Latencies (s) of `count` single-record credits sent one after the other: the
+    service time, without queueing."""
+    latencies = []
+    for _ in range(count):
+        t = time.perf_counter()
+        run(1)
+        latencies.append(time.perf_counter() - t)
+    return sorted(latencies)
+
+
+def percentile(values: list[float], p: float) -> float:
+    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--url", default=os.environ.get("TANPU_BENCH_POSTGRES_URL", DEFAULT_URL))
+    parser.add_argument("--accounts", type=int, default=20_000, help="accounts per stream")
+    parser.add_argument("--batches", type=int, default=15, help="batches of 1,000, one client")
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--client-batches", type=int, default=10,
+                        help="batches of 100 each concurrent client sends")
+    parser.add_argument("--latency", type=int, default=600, help="single-record credits, paced")
+    parser.add_argument("--rate", type=float, default=200.0)
+    parser.add_argument("--http", action="store_true", help="the one-client case through Flask too")
+    parser.add_argument("--profile", action="store_true",
+                        help="cProfile the one-client ledger run (top functions printed)")
+    parser.add_argument("--only", choices=["batch", "clients", "latency"], default=None)
+    args = parser.parse_args()
+
+    made = connect(args.url)
+    if made is None:
+        return
+    admin, schema, db = made
+    print(f"PostgreSQL {sa.engine.make_url(args.url).render_as_string(hide_password=True)}, "
+          f"schema {schema}; {load()}")
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            ours, theirs = prepare(db, Path(folder))
+        from webui.api import service
+        with db.read() as s:
+            version = service._methodology(s, METHODOLOGY)[1][-1]
+            content_hash = version.content_hash
+        reference = Reference(db, theirs, content_hash)
+        streams: dict[str, Stream] = {}
+
+        def stream(prefix: str, accounts: int = args.accounts) -> Stream:
+            if prefix not in streams:
+                streams[prefix] = Stream(prefix, accounts, seed=len(streams))
+                integrator = theirs if prefix.startswith("ref") else ours
+                warm_accounts(db, integrator, prefix, accounts)
+            return streams[prefix]
+
+        def ledger_run(prefix: str, split=None, accounts: int = args.accounts):
+            s = stream(prefix, accounts)
+            if split is None:
+                return lambda n: credit_once(db, ours, s.take(n))
+            return lambda n: credit_timed(db, ours, s.take(n), split)
+
+        def reference_run(prefix: str, accounts: int = args.accounts):
+            s = stream(prefix, accounts)
+            conn = reference.connection()
+            return lambda n: reference.credit(conn, s.take(n))
+
+        # a first request compiles the methodology and fills the caches
+        ledger_run("warm", accounts=1000)(100)
+        reference_run("refwarm", accounts=1000)(100)
+        per_client = max(100, args.accounts // args.clients)  # each client its own people
+        size = 1000
+        if args.only in (None, "batch"):
+            split: list = []
+            run = ledger_run("one", split)  # its accounts made before the clock starts
+            profile = cProfile.Profile() if args.profile else None
+            if profile:
+                profile.enable()
+            rate = one_client(run, args.batches, size)
+            if profile:
+                profile.disable()
+            ref_run = reference_run("refone")
+            ref_rate = one_client(ref_run, args.batches, size)
+            evaluate_s = sum(e for e, _ in split)
+            credit_s = sum(c for _, c in split)
+            p50 = sorted(e + c for e, c in split)[len(split) // 2]
+            print(f"one client, batches of {size:,} ({args.batches * size:,} records): "
+                  f"{rate:,.0f} records/s (a request: p50 {p50 * 1000:.0f} ms; "
+                  f"evaluate {evaluate_s / (evaluate_s + credit_s):.0%}, "
+                  f"credit {credit_s / (evaluate_s + credit_s):.0%}); "
+                  f"reference {ref_rate:,.0f} records/s; ratio {ref_rate / rate:.2f}x; {load()}")
+            if profile:
+                stats = pstats.Stats(profile)
+                stats.sort_stats("cumulative").print_stats(40)
+                stats.sort_stats("tottime").print_stats(25)
+            if args.http:
+                http_rate = http_one_client(db, ours, stream("http"), args.batches, size)
+                print(f"one client through Flask (test client), batches of {size:,}: "
+                      f"{http_rate:,.0f} records/s; {load()}")
+        if args.only in (None, "clients"):
+            many = many_clients(lambda c: ledger_run(f"c{c}", accounts=per_client), args.clients,
+                                args.client_batches, 100)
+            ref_many = many_clients(lambda c: reference_run(f"refc{c}", accounts=per_client),
+                                    args.clients, args.client_batches, 100)
+            print(f"{args.clients} clients, batches of 100 ({args.clients * args.client_batches * 100:,} "
+                  f"records): {many:,.0f} records/s; reference {ref_many:,.0f} records/s; "
+                  f"ratio {ref_many / many:.2f}x; {load()}")
+        if args.only in (None, "latency"):
+            one = ledger_run("lat")
+            ref_one = reference_run("reflat")
+            alone = sequential(one, args.latency // 4)
+            ref_alone = sequential(ref_one, args.latency // 4)
+            print(f"single-record credits one at a time ({args.latency // 4:,}): "
+                  f"p50 {percentile(alone, 50) * 1000:.1f} ms, p99 {percentile(alone, 99) * 1000:.1f} ms; "
+                  f"reference p50 {percentile(ref_alone, 50) * 1000:.1f} ms, "
+                  f"p99 {percentile(ref_alone, 99) * 1000:.1f} ms; {load()}")
+            started = time.perf_counter()
+            lat = paced(lambda w: ledger_run("lat"), args.latency, args.rate)
+            achieved = args.latency / (time.perf_counter() - started)
+            started = time.perf_counter()
+            ref_lat = paced(lambda w: reference_run("reflat"), args.latency, args.rate)
+            ref_achieved = args.latency / (time.perf_counter() - started)
+            print(f"single-record credits paced at {args.rate:.0f}/s ({args.latency:,}, 8 workers): "
+                  f"p50 {percentile(lat, 50) * 1000:.1f} ms, p99 {percentile(lat, 99) * 1000:.1f} ms "
+                  f"({achieved:.0f}/s done); reference p50 {percentile(ref_lat, 50) * 1000:.1f} ms, "
+                  f"p99 {percentile(ref_lat, 99) * 1000:.1f} ms ({ref_achieved:.0f}/s done); {load()}")
+    finally:
+        db.dispose()
+        with admin.connect() as c:
+            c.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+
+
+def http_one_client(db, integrator: int, stream: Stream, batches: int, size: int) -> float:
+    from registry import tokens, users
+    from tanpu.seed import SYSTEM_EMAIL
+    from webui import create_app
+    with db.unit_of_work() as s:
+        token = tokens.create(s, users.by_email(s, SYSTEM_EMAIL), integrator, "bench")[1]
+    app = create_app({"TESTING": True, "WTF_CSRF_ENABLED": False, "SECRET_KEY": "bench",
+                      "DATABASE_URL": db.url}, database=db)
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {token}"}
+
+    def run(n):
+        response = client.post("/api/v1/credits", headers=headers,
+                               json={"methodology": METHODOLOGY, "records": stream.take(n)})
+        assert response.status_code == 200, response.get_data(as_text=True)[:300]
+
+    run(10)
+    return one_client(run, batches, size)
+
+
+if __name__ == "__main__":
+    main()
