@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -328,7 +329,6 @@ def _sent_account(entry) -> Any:
     """The account as the integrator named it in the record it sent (the entry holds the
     platform account's id)."""
     if entry.record:
-        import json
         return json.loads(entry.record).get("account", entry.account)
     return entry.account
 
