@@ -70,12 +70,8 @@ class Engine:
                                            f"{error.field}: {error.reason}"))
                     continue
                 results.append(evaluate_values(values, explain, row))
-            if per_record_only:
-                pass
-            elif state is None:
-                self.apply_cross_record(results, explain=explain)
-            else:
-                self.apply_cross_record(results, explain=explain, state=state)
+            if not per_record_only:
+                self._cross_record(results, explain, state)
         return results
 
     def evaluate_prepared(self, records: list[dict], *, explain: bool = False,
@@ -85,11 +81,16 @@ class Engine:
         with cycle_collector_paused():
             results = [evaluate_values(values, explain, row)
                        for row, values in enumerate(records, start=1)]
-            if state is None:
-                self.apply_cross_record(results, explain=explain)
-            else:
-                self.apply_cross_record(results, explain=explain, state=state)
+            self._cross_record(results, explain, state)
         return results
+
+    def _cross_record(self, results: list[Result], explain: bool, state: Optional[dict]) -> None:
+        """apply_cross_record, given a state only when there is one (a subclass or a test
+        may replace apply_cross_record with one that takes none)."""
+        if state is None:
+            self.apply_cross_record(results, explain=explain)
+        else:
+            self.apply_cross_record(results, explain=explain, state=state)
 
     @property
     def rules(self):

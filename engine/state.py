@@ -138,5 +138,3 @@ def _name(rule) -> str:
 
 _NAMES: dict[int, tuple[object, str]] = {}
 
-
-States = dict  # account -> AccountState

@@ -118,9 +118,10 @@ class _Gen:
         return f"{{ R[i] = {REASON_BASE + index}; goto next; }}"
 
     # ------------------------------------------------------------ expressions
-    def operands(self, nodes) -> tuple[str, list[str]]:
-        """C for operands evaluated left to right: temporaries where one can reject."""
-        if sum(n.rejects for n in nodes) == 0:
+    def operands(self, nodes, temporaries: bool = False) -> tuple[str, list[str]]:
+        """C for operands evaluated left to right: temporaries where one can reject (or
+        where asked for: a value used more than once)."""
+        if not temporaries and not any(n.rejects for n in nodes):
             return "", [self.expr(n) for n in nodes]
         head, names = [], []
         for n in nodes:
@@ -271,13 +272,7 @@ class _Gen:
                 return values[0]  # one period: its value whatever the index
             table = self.static("double", values)
             return f"{table}[{period} >= 0 ? {period} : {len(values) - 1}]"
-        head, names = self.operands(e.keys)
-        if not head:
-            temps = []
-            for key, code in zip(e.keys, names):
-                x = self.temp()
-                temps.append(f"{_CTYPE[key.rep]} {x} = {code};")
-            head, names = " ".join(temps), [t.split(" = ")[0].split()[-1] for t in temps]
+        head, names = self.operands(e.keys, temporaries=True)  # a key is read twice
         # every key value any period lists, per key position, in a fixed order
         domains: list[dict] = [{} for _ in e.keys]
         for entries in prm.tables:
@@ -368,15 +363,17 @@ class _Gen:
         first = [s for s in plan.steps if isinstance(s, p.Check) and s.kind in ("period", "activity")]
         for step in first:
             self.emit(f"if (!({self.expr(step.cond)})) {self.reject(step.reason)}")
+        if plan.used_parameters:  # the record's local day, once for every parameter's period
+            self.emit(f"const int64_t day = {self.expr(p.Day())};")
+        day = "day"
         for i in plan.used_parameters:
             starts = plan.parameters[i].starts
-            day = self.expr(p.Day())
             if len(starts) == 1:
                 self.emit(f"int64_t p{i} = {day} >= {_int(starts[0])} ? 0 : -1;")
             else:
                 s = self.static("int64_t", [_int(v) for v in starts])
-                self.emit(f"int64_t p{i} = -1; {{ int64_t dd = {day}; "
-                          f"while (p{i} + 1 < {len(starts)} && {s}[p{i} + 1] <= dd) p{i}++; }}")
+                self.emit(f"int64_t p{i} = -1; "
+                          f"while (p{i} + 1 < {len(starts)} && {s}[p{i} + 1] <= {day}) p{i}++;")
         for step in plan.steps[len(first):]:
             if isinstance(step, p.Check):
                 self.emit(f"if (!({self.expr(step.cond)})) {self.reject(step.reason)}")
