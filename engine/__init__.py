@@ -18,7 +18,8 @@ are all of them:
   a record's unit; `BatchEngine.evaluate_file` keeps the columns of a file too big for
   memory in a temporary folder, removed when it is done (batch/store.py);
   recordfiles.py reads and writes the files it is given. The C formulas are compiled
-  and cached by the `kernels` function the caller passes (tanpu/kernels.py), not here.
+  and cached in the cache folder by native/build.py's `build`, which only a caller
+  hands to the engine (`BatchEngine(..., kernels=build)`, as `tanpu eval` does).
 
 The other caches (zones, unit factors, record readers, zone tables) are in memory and
 only save time.
