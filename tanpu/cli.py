@@ -456,18 +456,37 @@ def audit_group():
 
 @audit_group.command("verify")
 @_DATABASE_URL
-def audit_verify(database_url):
-    """Check the audit chain; exit 1 at the first broken entry."""
+@click.option("--head", "head", metavar="HASH",
+              help="a head published earlier (tanpu audit head): the chain must still pass "
+                   "through it, or it was rewritten or cut since")
+def audit_verify(database_url, head):
+    """Check the audit chain and that it covers every ledger row; exit 1 at the first
+    broken entry, a ledger row it does not cover, or a HEAD it no longer passes through."""
     from registry import audit
 
     database = _database(database_url)
     try:
         with database.read() as session:
-            result = audit.verify(session)
+            result = audit.verify(session, head=head)
     finally:
         database.dispose()
     click.echo(str(result))
     sys.exit(0 if result.ok else 1)
+
+
+@audit_group.command("head")
+@_DATABASE_URL
+def audit_head(database_url):
+    """Print the chain's newest entry (seq, time, hash) as JSON: publish it where the
+    database cannot reach, and check later with `tanpu audit verify --head HASH`."""
+    from registry import audit
+
+    database = _database(database_url)
+    try:
+        with database.read() as session:
+            click.echo(json.dumps(audit.head_entry(session), ensure_ascii=False))
+    finally:
+        database.dispose()
 
 
 @admin.command("set-password")
@@ -977,6 +996,10 @@ def serve(database_url, host, port, threads, no_seed, demo_password):
     if settings.secret_key_is_ephemeral:
         click.echo("note: SECRET_KEY is not set: sessions end when the server restarts")
     app = create_app(settings, database=database)
+    from registry import audit
+    with database.read() as session:  # a copy of the head outside the database, in the log
+        logging.getLogger("tanpu.audit").info("audit chain head at start: %s",
+                                              json.dumps(audit.head_entry(session)))
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"Tanpu web UI on http://{shown}:{port}/  (Ctrl+C to stop)", nl=True)
     sys.stdout.flush()
