@@ -950,9 +950,18 @@ def seed(database_url, demo_password):
 @click.option("--port", type=int, envvar="PORT", default=5000, show_default=True,
               help="port to listen on (env PORT)")
 @click.option("--threads", type=int, default=8, show_default=True)
+@click.option("--connection-limit", type=click.IntRange(1), envvar="TANPU_CONNECTION_LIMIT",
+              default=1000, show_default=True,
+              help="open connections accepted at once; more wait in the listen queue "
+                   "(env TANPU_CONNECTION_LIMIT)")
+@click.option("--channel-timeout", type=click.IntRange(1), envvar="TANPU_CHANNEL_TIMEOUT",
+              default=60, show_default=True,
+              help="seconds an idle connection is kept before it is closed "
+                   "(env TANPU_CHANNEL_TIMEOUT)")
 @click.option("--no-seed", is_flag=True, help="do not publish the bundled methodologies")
 @_DEMO_PASSWORD
-def serve(database_url, host, port, threads, no_seed, demo_password):
+def serve(database_url, host, port, threads, connection_limit, channel_timeout, no_seed,
+          demo_password):
     """Run the web UI with waitress: migrates the database, seeds it, and creates (and
     prints, once) a first administrator when none can sign in."""
     import logging
@@ -1003,7 +1012,12 @@ def serve(database_url, host, port, threads, no_seed, demo_password):
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"Tanpu web UI on http://{shown}:{port}/  (Ctrl+C to stop)", nl=True)
     sys.stdout.flush()
-    waitress_serve(app, host=host, port=port, threads=threads, ident="tanpu")
+    # Idle connections are closed after channel_timeout, checked every cleanup_interval:
+    # with waitress' defaults (100 connections, 120 s, checked every 30 s) 110 idle
+    # sockets locked every other client out for minutes (issue 17; docs/deploy.md).
+    waitress_serve(app, host=host, port=port, threads=threads, ident="tanpu",
+                   connection_limit=connection_limit, channel_timeout=channel_timeout,
+                   cleanup_interval=max(1, min(30, channel_timeout // 4)))
 
 
 if __name__ == "__main__":  # pragma: no cover
