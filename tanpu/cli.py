@@ -164,6 +164,13 @@ def eval_command(methodology, records, output, explain, engine_name):
     if explain:
         _eval_explained(c.methodology, Path(records), output)
         return
+    try:
+        _eval_to(c, Path(records), output, engine_name)
+    except FileFormatError as error:  # the file cannot be read on: said, no output left
+        raise click.ClickException(str(error)) from None
+
+
+def _eval_to(c, records: Path, output, engine_name: str) -> None:
     from engine.recordfiles import ResultWriter
 
     if engine_name == "scalar":
@@ -171,14 +178,14 @@ def eval_command(methodology, records, output, explain, engine_name):
         from engine.batch import results_frame
 
         engine = Engine(c.methodology)
-        frames = iter([results_frame(_evaluate_scalar(engine, Path(records)))])
+        frames = iter([results_frame(_evaluate_scalar(engine, records))])
     elif engine_name == "rules":
         from engine.batch import results_frame
         from engine.rules import RulesEngineError, RulesPathEngine
 
         engine = RulesPathEngine(c.methodology)
         try:
-            frames = iter([results_frame(_evaluate_scalar(engine, Path(records)))])
+            frames = iter([results_frame(_evaluate_scalar(engine, records))])
         except RulesEngineError as error:
             raise click.ClickException(str(error)) from None
     else:
@@ -187,7 +194,7 @@ def eval_command(methodology, records, output, explain, engine_name):
         from engine.native.build import build
 
         engine = BatchEngine(c.methodology, kernels=build)  # the formulas in C where it can
-        frames = _evaluate_batch(engine, Path(records))
+        frames = _evaluate_batch(engine, records)
     writer = ResultWriter(Path(output) if output else None, engine.ref, stream=sys.stdout)
     summary = _Summary()
     try:
