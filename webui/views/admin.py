@@ -30,7 +30,7 @@ from .. import sources
 from ..auth import current_user, require, requires, roles_required, safe_next
 from ..db import get_db
 from ..i18n import lang
-from .common import Page, page_number, paginate
+from .common import Page, id_arg, page_number, paginate
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -351,7 +351,7 @@ def accounts_list():
     """Filtered and paginated in SQL: there may be millions of accounts."""
     kind = request.args.get("kind") if request.args.get("kind") in ACCOUNT_KINDS else ""
     status = request.args.get("status") if request.args.get("status") in ACCOUNT_STATUSES else ""
-    parent = request.args.get("parent", type=int)
+    parent = id_arg("parent")
     number = page_number()
     with get_db().read() as s:
         items, total = accounts.list_accounts(s, current_user.id, kind=kind or None,
@@ -405,7 +405,7 @@ def account_detail(account_id: int):
         # the statement, newest first, by keyset (`before`: the last id shown), and the
         # account's own balances by month (registry/statements.py)
         statement = statements.statement(s, current_user.id, account.id,
-                                         before=request.args.get("before", type=int),
+                                         before=id_arg("before"),
                                          limit=STATEMENT_PER_PAGE, newest_first=True)
         months = statements.period_balances(s, current_user.id, account.id, "month")
         return render_template(
