@@ -48,7 +48,7 @@ from engine import cross_record
 from engine.result import MethodologyRef, Result
 from engine.state import AccountState
 
-from . import accounts, audit, bulk, users
+from . import accounts, audit, bulk, precedence, reversals, users
 from .errors import Conflict, Invalid, InvalidTransition, NotFound
 from .models import (ACTIVE, CREDIT_STATUSES, PUBLISHED, SUPERSEDED, CreditBatch, CreditEntry,
                      MethodologyVersion, RuleState, utcnow)
@@ -183,6 +183,7 @@ def credit(session: Session, actor, ref: MethodologyRef, results: Sequence[Resul
     conflicts: dict[str, list[str]] = {}
     judged: dict[str, Result] = {}
     created: list = []
+    across = precedence.Found()
     present: dict[str, CreditEntry] = {}
     if engine is not None:
         # each integrator's account id -> its platform account, which the rules and the
@@ -193,6 +194,13 @@ def credit(session: Session, actor, ref: MethodologyRef, results: Sequence[Resul
         chosen = {record_id: replace(r, account=str(platform[r.account][0]))
                   for record_id, r in chosen.items()}
         shut = {str(a): status for a, status in platform.values() if status != ACTIVE}
+        # methodologies covering the same activity with a `precedes` order between them
+        # (registry/precedence.py): their credits of these accounts are judged one after
+        # the other, the accounts' rows locked before the states (as reversals lock them)
+        meta = engine.methodology.metadata
+        related = precedence.relations(session, ref.id, meta.covers, meta.precedes) if chosen else []
+        if related:
+            precedence.lock_accounts(session, [r.account for r in chosen.values()])
         # the accounts' states first: a concurrent request for them waits here until
         # ours commits, and then sees our entries and our state
         rules = engine.rules
@@ -209,6 +217,14 @@ def credit(session: Session, actor, ref: MethodologyRef, results: Sequence[Resul
             if r.account in shut:
                 r.status, r.code = "rejected", f"ACCOUNT_{shut[r.account].upper()}"
                 r.message = f"the account is {shut[r.account]}: it receives no credits"
+                r.reduction_mg = r.points = 0
+        # the same activity credited under a related methodology: before the rules judge,
+        # so that a record not credited leaves nothing in the state
+        across = precedence.find(session, related, [r for r in fresh if r.status in CREDIT_STATUSES],
+                                 records or {}, _us_to_datetime)
+        for r in fresh:
+            if r.id in across.blocked:
+                r.status, (r.code, r.message) = "duplicate", across.blocked[r.id]
                 r.reduction_mg = r.points = 0
         cross_record.apply(fresh, rules, engine.recompute_points, state=states)
         if states is not None:
@@ -235,6 +251,16 @@ def credit(session: Session, actor, ref: MethodologyRef, results: Sequence[Resul
     # (not inserted here, yet not read then; usually none, so no query).
     new = [_entry(id=inserted[row["record_id"]], **row) for row in rows
            if row["record_id"] in inserted]
+    # a credit under a methodology this one precedes, of an activity just credited here,
+    # is reversed (after our entries, so the points balance counts them)
+    displaced = []
+    if engine is not None and across.displaces:
+        for entry in new:
+            for other in across.displaces.get(entry.record_id, ()):
+                reversals.reverse(session, None, other, reason=(
+                    f"preceded: the same activity was credited under {ref.id} "
+                    f"(record {entry.record_id}, entry {entry.id}), which takes precedence"))
+                displaced.append(other)
     raced = [record_id for record_id in chosen if record_id not in inserted and record_id not in present]
     present_entries = sorted([*present.values(), *_entries(session, actor.id, ref.id, raced)],
                              key=lambda e: e.record_id)
@@ -245,7 +271,8 @@ def credit(session: Session, actor, ref: MethodologyRef, results: Sequence[Resul
         "reduction_mg": sum(e.reduction_mg for e in new),
         "points": sum(e.points + e.bonus for e in new),
         "entries_digest": _entries_digest(new),
-        **({"accounts_created": created} if created else {})})
+        **({"accounts_created": created} if created else {}),
+        **({"reversed_preceded": displaced} if displaced else {})})
     return CreditOutcome(batch_id, key, False, new, present_entries, skipped, conflicts, judged)
 
 
