@@ -166,6 +166,15 @@ def _balances(session: Session, chosen: set[str], report: Report) -> None:
                    func.sum(CreditEntry.bonus))
             .group_by(CreditEntry.account, CreditEntry.methodology_id)):
         own[account][methodology] = [int(n), int(mg or 0), int(points or 0) + int(bonus or 0)]
+    # balances are net of reversals: each reversal's amounts, summed on their own (the
+    # reversal's copy of them, not the entry's) and taken off its entry's account
+    for account, methodology, mg, points in session.execute(
+            select(Reversal.account, CreditEntry.methodology_id, Reversal.reduction_mg,
+                   Reversal.points + Reversal.bonus)
+            .join(CreditEntry, CreditEntry.id == Reversal.entry_id)):
+        row = own[account].setdefault(methodology, [0, 0, 0])
+        row[1] -= int(mg)
+        row[2] -= int(points)
     children: dict[int, list[int]] = defaultdict(list)
     ids = []
     for account_id, parent_id in session.execute(select(Account.id, Account.parent_id)):
