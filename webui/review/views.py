@@ -103,7 +103,7 @@ def _impact_of(version: MethodologyVersion, previous: Optional[MethodologyVersio
 
 def _actions(session, version: MethodologyVersion, review: workflow.Review) -> dict:
     """What the current user may do now: {action: Decision}."""
-    out = {name: workflow.can(current_user, version, name)
+    out = {name: workflow.may(session, current_user, version, name)
            for name in ("open_review", "request_changes", "approve", "reject", "publish",
                         "withdraw")}
     vote = users.can_vote(current_user, version)
@@ -171,7 +171,8 @@ def _page(version_id: int, *, records=None, status: int = 200, records_error: st
             "review/show.html", review=review, version=version, previous=previous,
             methodology=version.methodology, rows=rows, stats=stats, changes=changes,
             line_comments=line_comments, general_comments=general,
-            quorum=review.quorum, votes_by_round=dict(sorted(votes_by_round.items(), reverse=True)),
+            quorum=review.quorum, discounted={v.id for v, _ in review.quorum.discounted},
+            votes_by_round=dict(sorted(votes_by_round.items(), reverse=True)),
             resets=_resets(review), problems=problems,
             diagnostics=version.diagnostics or [], examples=version.example_results or [],
             impact=_impact_of(version, previous, records), records_error=records_error,
