@@ -909,6 +909,70 @@ def applicable_version(session: Session, methodology_id: str,
                                f"activities before then ended on {grace_end - dt.timedelta(days=1)}")
 
 
+# ---------------------------------------------------------------- which version is current
+IN_FORCE, SCHEDULED, IN_GRACE, ENDED = "in_force", "scheduled", "in_grace", "ended"
+
+
+@dataclass(frozen=True)
+class Standing:
+    """Where a published (or later) version stands today, with its dates (local dates of
+    the methodology's time zone; `until` is the last day, inclusive)."""
+
+    kind: str  # in_force, scheduled, in_grace, ended, suspended, retired
+    since: Optional[dt.date] = None
+    until: Optional[dt.date] = None
+
+
+@dataclass
+class Currency:
+    """Which version of a methodology is current and where every published one stands."""
+
+    current: Optional[MethodologyVersion]  # in force today for today's activities
+    reason: str  # applicable_version's reason for today
+    standing: dict[int, Standing] = field(default_factory=dict)  # version id -> standing
+    today: Optional[dt.date] = None
+
+
+def currency(session: Session, methodology_id: str, *,
+             as_of: Optional[dt.datetime | dt.date] = None) -> Currency:
+    """The one decision of which version is current, for the UI and the API alike (issue
+    15: the page called a version taking effect tomorrow current while the API, by
+    applicable_version, said its predecessor was in force until then).
+
+    The current version is the one applicable_version gives for an activity of today.
+    Every published, superseded, suspended or retired version gets a standing: in force
+    (since its date, until the day before a scheduled successor takes effect), scheduled
+    (from its date), in grace (its successor in force; activities before it accepted
+    until the grace period's last day), ended, suspended or retired."""
+    versions = list(session.scalars(select(MethodologyVersion).where(
+        MethodologyVersion.methodology_id == methodology_id,
+        MethodologyVersion.state.in_(FROZEN_STATES))))
+    now = as_of if as_of is not None else utcnow()
+    applicable = applicable_version(session, methodology_id, now, as_of=now)
+    if not versions:
+        return Currency(None, applicable.reason)
+    today = _local_date(now, _zone(versions[0].timezone))
+    out = Currency(applicable.version, applicable.reason, today=today)
+    later = sorted(versions, key=lambda v: (v.effective_from, v.semver))
+    for i, v in enumerate(later):
+        following = next((w for w in later[i + 1:] if w.state not in (SUSPENDED, RETIRED)), None)
+        ends = following.effective_from - dt.timedelta(days=1) if following else None
+        if v.state in (SUSPENDED, RETIRED):
+            out.standing[v.id] = Standing(v.state, v.effective_from)
+        elif applicable.version is not None and v.id == applicable.version.id:
+            out.standing[v.id] = Standing(IN_FORCE, v.effective_from, ends)
+        elif v.effective_from > today:
+            out.standing[v.id] = Standing(SCHEDULED, v.effective_from, ends)
+        elif v.state == SUPERSEDED and v.superseded_by is not None:
+            takes_effect = v.superseded_by.effective_from
+            last = takes_effect + dt.timedelta(days=v.grace_days or 0) - dt.timedelta(days=1)
+            kind = IN_GRACE if takes_effect <= today <= last else ENDED
+            out.standing[v.id] = Standing(kind, v.effective_from, last if kind == IN_GRACE else ends)
+        else:
+            out.standing[v.id] = Standing(ENDED, v.effective_from, ends)
+    return out
+
+
 # ---------------------------------------------------------------- the review, for the UI
 @dataclass
 class Review:

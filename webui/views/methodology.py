@@ -68,7 +68,8 @@ def _default_effective(methodology, version) -> dt.date:
 def _render(session, methodology: Methodology, version):
     require(users.can_view_version(current_user, version))
     versions = visible_versions(current_user, methodology)
-    current = current_version(versions)
+    currency = workflow.currency(session, methodology.id)
+    current = _current(versions, currency)
     info = sources.info(version.source)
     language = lang()
     document = sources.document(version.source, language, version.content_hash)
@@ -80,7 +81,7 @@ def _render(session, methodology: Methodology, version):
         select(User).where(User.id.in_({v.author_id for v in versions} | {version.author_id})))}
     return render_template(
         "methodology/show.html", methodology=methodology, version=version, versions=versions,
-        current=current, info=info, doc=document, can_review=can_review, actions=actions,
+        current=current, standing=currency.standing, today=currency.today, info=info, doc=document, can_review=can_review, actions=actions,
         successor=successor, committee=committee, authors=authors,
         history=_history(session, methodology, version, can_review),
         source_html=sources.highlighted(version.source),
@@ -91,12 +92,21 @@ def _render(session, methodology: Methodology, version):
         quorum=workflow.quorum(session, version) if can_review and version.review_round else None)
 
 
+def _current(versions, currency: workflow.Currency):
+    """The version in force today (workflow.currency, which the API asks too), else the
+    one the methodology is shown by (common.current_version)."""
+    if currency.current is not None and any(v.id == currency.current.id for v in versions):
+        return next(v for v in versions if v.id == currency.current.id)
+    return current_version(versions)
+
+
 @bp.get("/methodologies/<methodology_id>")
 @login_required
 def show(methodology_id: str):
     with get_db().read() as s:
         methodology = _load(s, methodology_id)
-        version = current_version(visible_versions(current_user, methodology))
+        version = _current(visible_versions(current_user, methodology),
+                           workflow.currency(s, methodology.id))
         if version is None:
             abort(404)
         return _render(s, methodology, version)
