@@ -188,6 +188,7 @@ class SourceCheck:
     diagnostics: list[dict]
     example_results: list[dict]
     problems: list[str] = field(default_factory=list)
+    effective_from: Optional[dt.date] = None  # the source's `effective from`
 
     @property
     def ok(self) -> bool:
@@ -216,6 +217,7 @@ def _check_source(source: str, methodology_id: str, version: str) -> SourceCheck
         return check
     meta = compiled.methodology.metadata
     check.timezone = meta.timezone
+    check.effective_from = meta.effective_from
     if meta.id != methodology_id:
         check.problems.append(f"the source declares methodology {meta.id}, not {methodology_id}")
     if meta.version != version:
@@ -730,11 +732,43 @@ def approve(session: Session, actor: User | int, version_id: int) -> Methodology
 DEFAULT_GRACE_DAYS = 30
 
 
+@dataclass(frozen=True)
+class EffectiveDate:
+    """The date a version is published from by default, and what its source says."""
+
+    default: dt.date
+    written: Optional[dt.date]  # the source's `effective from`
+    earliest: Optional[dt.date]  # the first date allowed (after the versions published before)
+
+    @property
+    def differs(self) -> bool:
+        return self.written is not None and self.default != self.written
+
+
+def effective_date(session: Session, version: MethodologyVersion) -> EffectiveDate:
+    """The publish forms' default, and publish()'s (issue 15: the form defaulted to today
+    and ignored the methodology's own `effective from`): the source's date when it may be
+    used (after the date of every version published before), else the first day it may,
+    but not before today in the methodology's time zone."""
+    written = check_source(version.source, version.methodology_id, version.version).effective_from
+    before = [v.effective_from for v in session.scalars(select(MethodologyVersion).where(
+        MethodologyVersion.methodology_id == version.methodology_id,
+        MethodologyVersion.state.in_(FROZEN_STATES), MethodologyVersion.id != version.id))
+        if v.effective_from is not None]
+    earliest = max(before) + dt.timedelta(days=1) if before else None
+    if written is not None and (earliest is None or written >= earliest):
+        return EffectiveDate(written, written, earliest)
+    default = max(local_today(version), earliest) if earliest else local_today(version)
+    return EffectiveDate(max(default, written) if written else default, written, earliest)
+
+
 def publish(session: Session, actor: User | int, version_id: int, *,
             effective_from: Optional[dt.date] = None,
             grace_days: int = DEFAULT_GRACE_DAYS) -> Publication:
-    """approved → published, effective from `effective_from` (default: today in the
-    methodology's time zone, so a morning publication in Shanghai is not dated yesterday).
+    """approved → published, effective from `effective_from` (default: effective_date(),
+    the source's own `effective from` where it may be used). Never before the source's
+    `effective from`: the methodology itself does not apply before it, so the registry
+    would send it activities its engine refuses (issue 15).
 
     Only an administrator who is not the author, and only when the quorum is still met on
     the approved content hash. The publication record binds the round's votes to that
@@ -749,7 +783,11 @@ def publish(session: Session, actor: User | int, version_id: int, *,
                            + status.explanation)
     if grace_days < 0:
         raise Invalid("a grace period cannot be negative")
-    effective_from = effective_from or local_today(version)
+    dates = effective_date(session, version)
+    effective_from = effective_from or dates.default
+    if dates.written is not None and effective_from < dates.written:
+        raise Invalid(f"{version.version} cannot take effect on {effective_from}: its source says "
+                      f"`effective from {dates.written}`, and it applies to nothing before that")
     earlier = list(session.scalars(select(MethodologyVersion).where(
         MethodologyVersion.methodology_id == version.methodology_id,
         MethodologyVersion.state.in_(FROZEN_STATES), MethodologyVersion.id != version.id)

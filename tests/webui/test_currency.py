@@ -80,3 +80,51 @@ def test_a_superseded_version_in_grace_shows_the_grace_periods_last_day(web):
         later = workflow.currency(s, METHODOLOGY, as_of=last + dt.timedelta(days=1))
         old = workflow.find_version(s, METHODOLOGY, "1.0.0")
         assert later.standing[old.id].kind == "ended"
+
+
+# ---------------------------------------------------------------- the effective date (issue 15, item 2)
+def _publish_form(html: str, form_id: str = "publish-form") -> str:
+    return re.search(rf'<form[^>]*id="{form_id}".*?</form>', html, re.S).group(0)
+
+
+def test_the_publish_form_defaults_to_the_methodologys_own_effective_date(web):
+    reg = web.reg
+    vid = web.to_review(web.draft("1.0.0", source(METHODOLOGY, "1.0.0")))  # effective from 2021-12-16
+    reg.votes(vid, "approve", "approve", "approve")
+    admin = web.login(reg.admin)
+    assert admin.post(f"/review/{vid}/approve").status_code == 303
+    form = _publish_form(admin.get(f"/review/{vid}").get_data(as_text=True))
+    assert 'value="2021-12-16"' in form and 'data-written="2021-12-16"' in form
+    assert "The methodology says: effective from 2021-12-16" in form
+    assert re.search(r'class="small warning effective-differs" hidden', form)  # the same date
+    versions = admin.get("/admin/versions").get_data(as_text=True)
+    assert 'name="effective_from" value="2021-12-16"' in versions
+    # before the methodology's own date: refused, it would apply to nothing
+    refused = admin.post(f"/review/{vid}/publish", data={"effective_from": "2021-01-01"})
+    assert refused.status_code == 422 and "effective from 2021-12-16" in text_of(refused)
+    # a later date: published, with a warning; one date shown afterwards
+    later = admin.post(f"/review/{vid}/publish", data={"effective_from": "2022-03-01"},
+                       follow_redirects=True)
+    assert "not from the date the methodology says (2021-12-16)" in text_of(later)
+    page = text_of(admin.get(f"/methodologies/{METHODOLOGY}"))
+    assert "from 2022-03-01" in page and "2021-12-16 (as written)" not in page
+    api = web.client.get("/api/v1/methodologies", headers=web.api(web.token())).get_json()
+    assert api["items"][0]["versions"][0]["effective_from"] == "2022-03-01"
+
+
+def test_a_new_version_keeping_the_header_date_defaults_to_today_and_warns(web):
+    """1.1.0 keeps `effective from 2021-12-16`, which 1.0.0 already covers: the default is
+    the first day it may take effect (today), and the warning shows without typing."""
+    reg = web.reg
+    web.published("1.0.0", dt.date(2024, 1, 1))
+    vid = web.to_review(web.draft("1.1.0", source(METHODOLOGY, "1.1.0")))
+    reg.votes(vid, "approve", "approve", "approve")
+    admin = web.login(reg.admin)
+    assert admin.post(f"/review/{vid}/approve").status_code == 303
+    form = _publish_form(admin.get(f"/review/{vid}").get_data(as_text=True))
+    assert f'value="{shanghai_today().isoformat()}"' in form
+    assert re.search(r'class="small warning effective-differs">', form)  # shown, not hidden
+    with reg.db.read() as s:
+        dates = workflow.effective_date(s, workflow.get_version(s, vid))
+        assert (dates.written, dates.earliest, dates.differs) == (
+            dt.date(2021, 12, 16), dt.date(2024, 1, 2), True)

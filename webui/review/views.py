@@ -177,7 +177,7 @@ def _page(version_id: int, *, records=None, status: int = 200, records_error: st
             diagnostics=version.diagnostics or [], examples=version.example_results or [],
             impact=_impact_of(version, previous, records), records_error=records_error,
             actions=_actions(s, version, review), comment_line=line, full=full,
-            today=workflow.local_today(version).isoformat(), caret=evaluation.caret_block,
+            effective=workflow.effective_date(s, version), caret=evaluation.caret_block,
             decisions=DECISIONS, default_grace=workflow.DEFAULT_GRACE_DAYS), status
 
 
@@ -365,9 +365,14 @@ def publish(version_id: int):
     except ValueError:
         raise Invalid(f"grace period {grace!r} is not a number of days") from None
     with get_db().unit_of_work() as s:
-        workflow.publish(s, current_user.id, version_id, effective_from=effective_from,
-                         grace_days=grace_days)
+        written = workflow.effective_date(s, workflow.get_version(s, version_id)).written
+        publication = workflow.publish(s, current_user.id, version_id,
+                                       effective_from=effective_from, grace_days=grace_days)
+        taken = publication.effective_from
     flash(_("Published."), "success")
+    if written and taken != written:
+        flash(_("In force from %(date)s, not from the date the methodology says (%(written)s).",
+                date=taken.isoformat(), written=written.isoformat()), "warning")
     return _back(version_id)
 
 

@@ -8,14 +8,12 @@ admin blueprint, which checks the rights again.
 
 from __future__ import annotations
 
-import datetime as dt
-
 from flask import Blueprint, Response, abort, render_template
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from registry import audit, users, workflow
-from registry.models import FROZEN_STATES, AuditEntry, Methodology, User, utcnow
+from registry.models import AuditEntry, Methodology, User
 
 from .. import sources
 from ..auth import current_user, login_required, require
@@ -56,15 +54,6 @@ def _history(session, methodology, version, can_review: bool) -> list[dict]:
             for e in entries]
 
 
-def _default_effective(methodology, version) -> dt.date:
-    today = utcnow().date()
-    published = [v.effective_from for v in methodology.versions
-                 if v.state in FROZEN_STATES and v.id != version.id and v.effective_from]
-    if published and max(published) >= today:
-        return max(published) + dt.timedelta(days=1)
-    return today
-
-
 def _render(session, methodology: Methodology, version):
     require(users.can_view_version(current_user, version))
     versions = visible_versions(current_user, methodology)
@@ -74,7 +63,7 @@ def _render(session, methodology: Methodology, version):
     language = lang()
     document = sources.document(version.source, language, version.content_hash)
     can_review = bool(users.can_view_review(current_user, version))
-    actions = {a: workflow.can(current_user, version, a) for a in ADMIN_ACTIONS}
+    actions = {a: workflow.may(session, current_user, version, a) for a in ADMIN_ACTIONS}
     successor = version.superseded_by
     committee = methodology.committee
     authors = {u.id: u for u in session.scalars(
@@ -87,7 +76,7 @@ def _render(session, methodology: Methodology, version):
         source_html=sources.highlighted(version.source),
         source_lines=version.source.count("\n") + 1,
         can_edit=bool(users.can_edit(current_user, version)),
-        default_effective=_default_effective(methodology, version),
+        default_effective=workflow.effective_date(session, version),
         grace_days=workflow.DEFAULT_GRACE_DAYS,
         quorum=workflow.quorum(session, version) if can_review and version.review_round else None)
 
