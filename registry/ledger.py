@@ -28,8 +28,10 @@ stores the new state in the same transaction. The accounts' state rows are locke
 (in account order, so that two requests never wait for each other in a circle):
 PostgreSQL `SELECT ... FOR UPDATE`; SQLite has one writer at a time (BEGIN IMMEDIATE).
 So concurrent requests for the same accounts are judged one after the other, and a cap is
-never exceeded. A record already credited is not judged again; sent again with other
-values it is a conflict, named with the fields that differ.
+never exceeded. Then the record ids are locked (PostgreSQL advisory locks, `_lock_records`),
+so two requests crediting one record id to two accounts are judged one after the other
+too. A record already credited is not judged again; sent again with other values it is a
+conflict, named with the fields that differ.
 """
 
 from __future__ import annotations
@@ -206,6 +208,11 @@ def credit(session: Session, actor, ref: MethodologyRef, results: Sequence[Resul
         rules = engine.rules
         states = (_lock_states(session, rules, ref.id, sorted({r.account for r in chosen.values()}), now)
                   if rules.has_cross_record_rules and chosen else None)
+        # the record ids locked (after every account and state lock, in one order), so
+        # that of two requests crediting one record id to two accounts the second waits,
+        # finds the first's entry below, and answers a conflict: its account's state never
+        # counts a record it did not credit
+        _lock_records(session, actor.id, ref.id, chosen)
         # records credited before are not judged again; the others are, after the state
         present = {e.record_id: e for e in _entries(session, actor.id, ref.id, sorted(chosen))}
         for record_id, entry in present.items():
@@ -286,6 +293,29 @@ def _entry(**values) -> CreditEntry:
 
 
 _NEW_ENTRY = CreditEntry._sa_class_manager.new_instance
+
+
+# pg_advisory_xact_lock(namespace, key) for record ids: the two-int key space, apart from
+# the one-bigint keys of the audit chain and the hierarchy; 'tnpr' as a 32-bit int
+_PG_RECORD_NAMESPACE = 0x746E7072
+_PG_LOCK_RECORDS = ("SELECT pg_advisory_xact_lock(%(ns)s, k) FROM "
+                    "(SELECT DISTINCT unnest(%(keys)b::int4[]) AS k ORDER BY k) AS t")
+
+
+def _lock_records(session: Session, integrator_id: int, methodology_id: str,
+                  chosen: dict[str, Result]) -> None:
+    """Transaction locks on the integrator's record ids (PostgreSQL; SQLite has one writer).
+    Keys are 32-bit hashes: two ids sharing one only wait for each other. Taken after the
+    accounts' and states' locks, in key order in one statement: a holder of record locks
+    waits for no lock that a credit takes before its record locks, so no cycle of waits
+    forms (a reversal of a preceded credit waits for that methodology's state row, which
+    its credits take only after the account rows this credit holds: registry/precedence.py)."""
+    if not chosen or not bulk.is_postgresql(session):
+        return
+    keys = sorted({int.from_bytes(hashlib.blake2b(
+        f"{integrator_id}\x1f{methodology_id}\x1f{record_id}".encode("utf-8"), digest_size=4).digest(),
+        "big", signed=True) for record_id in chosen})
+    session.connection().exec_driver_sql(_PG_LOCK_RECORDS, {"ns": _PG_RECORD_NAMESPACE, "keys": keys})
 
 
 def _lock_states(session: Session, rules, methodology_id: str, accounts: list[str],

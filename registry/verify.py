@@ -48,10 +48,7 @@ What is recomputed, and against what:
 
 4. **The audit chain** verifies (registry.audit.verify).
 
-What this cannot replay, and reports as a difference when it happens: a record credited
-by two concurrent requests under one record id with two different accounts (each judged
-it against its own account's state, one wrote it: the other account's state counts a
-record without an entry). An entry without its record (written before records were
+What this cannot replay: an entry without its record (written before records were
 kept) cannot be recomputed: it is counted in `unverifiable`, and its account's later
 credits are not judged (their state is unknown). The parts of another version's rules
 are kept in the state (engine/state.py, `others`), so records of two versions

@@ -90,7 +90,8 @@ def test_the_preceding_methodology_arriving_second_takes_the_activity_over(two, 
         reversal = reversals.reversal_of(s, entry.id)
         assert "preceded" in reversal.reason and PREFERRED in reversal.reason
         person = accounts.resolve(s, reg.integrator, "p-1", create=False)
-        assert accounts.balances(s, person.id).own.reduction_mg == 8 * KM_MG  # credited, gross
+        own = accounts.balances(s, person.id).own
+        assert (own.reduction_mg, own.credited_mg, own.reversed_mg) == (4 * KM_MG, 8 * KM_MG, 4 * KM_MG)
 
 
 def test_other_accounts_times_and_activity_types_are_other_activities(two):
