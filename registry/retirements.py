@@ -39,6 +39,7 @@ import json
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from typing import Optional
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -190,3 +191,17 @@ def certificate(session: Session, retirement_id: str) -> Certificate:
 def retirements_of(session: Session, account_id: int, limit: int = 100) -> list[Retirement]:
     return list(session.scalars(select(Retirement).where(Retirement.account_id == account_id)
                                 .order_by(Retirement.created_at.desc()).limit(limit)))
+
+
+def list_retirements(session: Session, *, account_id: Optional[int] = None, page: int = 1,
+                     per_page: int = 50) -> tuple[list[Retirement], int]:
+    """Retirements, newest first (one account's, or all), a page at a time."""
+    query = select(Retirement)
+    count = select(func.count()).select_from(Retirement)
+    if account_id is not None:
+        query = query.where(Retirement.account_id == account_id)
+        count = count.where(Retirement.account_id == account_id)
+    total = int(session.scalar(count))
+    items = list(session.scalars(query.order_by(Retirement.created_at.desc(), Retirement.id)
+                                 .offset((page - 1) * per_page).limit(per_page)))
+    return items, total

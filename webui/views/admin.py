@@ -415,13 +415,17 @@ def account_detail(account_id: int):
                                          before=request.args.get("before", type=int),
                                          limit=STATEMENT_PER_PAGE, newest_first=True)
         months = statements.period_balances(s, current_user.id, account.id, "month")
+        from registry.models import Reversal
+        shown = [e.id for e in statement.entries]
+        reversed_ids = set(s.scalars(select(Reversal.entry_id).where(Reversal.entry_id.in_(shown)))) \
+            if shown else set()
         return render_template(
             "admin/account.html", account=account, chain=accounts.ancestors(s, account.id),
             children=accounts.children(s, account.id),
             children_total=accounts.children_count(s, account.id), identities=identities,
             integrators=integrators, balances=accounts.balances(s, account.id),
             history=history, creator=creator, actions=accounts.STATUS_ACTIONS,
-            statement=statement, months=months, **_account_labels())
+            statement=statement, months=months, reversed_ids=reversed_ids, **_account_labels())
 
 
 @bp.post("/accounts/<int:account_id>/status")
