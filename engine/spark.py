@@ -1,0 +1,345 @@
+"""The batch engine on Spark: a DataFrame of activity records in, a DataFrame of results out.
+
+    >>> from engine.spark import evaluate          # also tanpu.spark.evaluate
+    >>> results = evaluate(records_df, Path("methodologies/shenzhen-public-transit.tanpu"))
+
+For a city or province whose records live in a data lake. The results are those of
+`tanpu eval` on the same records, row for row (tests/engine/test_spark.py runs both):
+
+1. Per record (PySpark's `mapInArrow`): each Arrow batch goes through
+   `BatchEngine.per_record` as it is, in whatever task holds it; nothing is shuffled.
+2. Record ids repeated anywhere in the DataFrame: the only step that looks at every
+   record. A record whose id an earlier one (canonical order: account, time, row) has is
+   a duplicate, as in `tanpu eval`; found by an aggregation of the ids (partial
+   aggregates, so only repeated ids travel) joined back.
+3. Cross-record rules (duplicates, overlaps, windows, caps), if the methodology has any:
+   `groupBy(account)` + `applyInArrow` (PySpark >= 4.0; `applyInPandas` before), so every
+   record of an account meets in one task, which runs the whole batch engine on them. With
+   prior states (engine/state.py's AccountState JSON, one per account, as the ledger keeps
+   them), the account's records and its state are cogrouped and judged after it by the
+   scalar engine, the one path that carries state; the posterior states come back beside
+   the results (`evaluate_with_states`).
+
+Why this lives in engine/ (and tanpu/spark.py only re-exports it): it needs nothing but
+the compiler and the engine, and executors import it by name, so it must not pull in the
+registry, the web UI or the CLI. PySpark is imported only when a function is called.
+
+The methodology travels to executors as its source text; each Python worker compiles it
+once and keeps the engine (and its C kernel, engine/native/build.py) by the text's
+SHA-256 (`_engine`), so tasks after the first start at once.
+
+Row numbers: `tanpu eval` numbers a file's rows from 1, and a record without an id gets
+`row-N`. Here `row=` names a column holding those numbers; without it the rows are
+numbered in the DataFrame's own order (partition by partition: a Parquet file read by
+Spark gets the numbers `tanpu eval` gives it). Ids are filled in (`row-N`) before the
+records are split up, so they never depend on which task reads a record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Optional, Union
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from .result import COLUMNS, DUPLICATE, DUPLICATE_ID, INVALID
+
+ROW = "__tanpu_row"        # the row number column carried with the records
+ACCOUNT = "__tanpu_account"  # the account as the engine read it (results' `account`)
+STATE = "state"            # an account's AccountState JSON (input and output)
+
+_DUPLICATE_MESSAGE = None  # the engine's own wording, read from an engine (see _duplicate_message)
+
+
+@dataclass(frozen=True)
+class Source:
+    """A methodology as executors get it: its text and the name errors are reported under."""
+
+    text: str
+    name: str
+
+    @classmethod
+    def of(cls, methodology: Union[str, Path]) -> "Source":
+        """A path (a .tanpu file) or the source text itself."""
+        if isinstance(methodology, Path) or (isinstance(methodology, str) and "\n" not in methodology
+                                             and methodology.endswith(".tanpu")):
+            path = Path(methodology)
+            return cls(path.read_text(encoding="utf-8"), str(path))
+        return cls(methodology, "<methodology>")
+
+    @property
+    def key(self) -> str:
+        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
+
+
+# ---------------------------------------------------------------- the executors' side
+_ENGINES: dict = {}
+_LOCK = threading.Lock()
+
+
+def _engine(source: Source):
+    """The batch engine of this methodology, compiled once per Python worker."""
+    key = source.key
+    with _LOCK:
+        engine = _ENGINES.get(key)
+        if engine is None:
+            from dsl import compile_source
+
+            from .batch import BatchEngine
+            from .native.build import build
+
+            compiled = compile_source(source.text, source.name)
+            if not compiled.ok:
+                raise ValueError(compiled.render())
+            engine = BatchEngine(compiled.methodology, kernels=build)
+            engine.threads = 1  # Spark runs tasks side by side: one core each
+            _ENGINES[key] = engine
+        return engine
+
+
+def _results_schema() -> pa.Schema:
+    fields = []
+    for name in COLUMNS:
+        if name == "flags":
+            fields.append(pa.field(name, pa.list_(pa.string())))
+        elif name in ("row", "time", "reduction_mg", "points", "bonus") or name.endswith("_mg"):
+            fields.append(pa.field(name, pa.int64()))
+        else:
+            fields.append(pa.field(name, pa.string()))
+    return pa.schema(fields)
+
+
+RESULTS_SCHEMA = _results_schema()
+
+
+def _sorted_by_row(table: pa.Table) -> tuple[pl.DataFrame, np.ndarray]:
+    """The records in row order (the engine's canonical order breaks ties by row) and
+    their row numbers; the frame without the row column."""
+    frame = pl.from_arrow(table)
+    if isinstance(frame, pl.Series):  # pragma: no cover
+        frame = frame.to_frame()
+    frame = frame.sort(ROW)
+    rows = frame.get_column(ROW).to_numpy()
+    return frame.drop(ROW), rows
+
+
+def _as_table(results: pl.DataFrame, rows: np.ndarray, extra: Optional[dict] = None) -> pa.Table:
+    results = results.with_columns(pl.Series("row", rows, dtype=pl.Int64))
+    table = results.select(COLUMNS).to_arrow().cast(RESULTS_SCHEMA)
+    for name, column in (extra or {}).items():
+        table = table.append_column(name, column)
+    return table
+
+
+def per_record_batches(source: Source, units: dict, keep: tuple[str, ...] = ()):
+    """The function `mapInArrow` runs: record batches -> per-record results (no duplicate
+    ids marked, no cross-record rules), with the input columns `keep` passed through."""
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        engine = _engine(source)
+        for batch in batches:
+            if batch.num_rows == 0:
+                continue
+            frame, rows = _sorted_by_row(pa.Table.from_batches([batch]))
+            part = engine.per_record(frame, units)
+            results = engine.results(part, engine.batch_of(part, copy=False))
+            extra = {name: frame.get_column(name).to_arrow() for name in keep}
+            extra[ROW] = pa.array(rows, pa.int64())
+            yield from _as_table(results, rows, extra).to_batches()
+    return run
+
+
+def account_results(source: Source, units: dict):
+    """The function `applyInArrow` runs per account: its records -> their results, the
+    whole batch engine (duplicate keys, overlaps, windows, caps) on them."""
+    def run(table: pa.Table) -> pa.Table:
+        engine = _engine(source)
+        frame, rows = _sorted_by_row(table)
+        results = engine.evaluate_frame(frame, units)
+        return _as_table(results, rows)
+    return run
+
+
+def account_results_with_state(source: Source, units: dict):
+    """Cogrouped (records, prior state) of one account -> results and its posterior state
+    (as a column: the state on the last row, null on the others). The scalar engine,
+    which carries state (engine/state.py), judges the records after the prior state."""
+    def run(records: pa.Table, states: pa.Table) -> pa.Table:
+        if records.num_rows == 0:
+            return pa.Table.from_pylist([], schema=RESULTS_SCHEMA.append(pa.field(STATE, pa.string())))
+        from . import Engine
+        from .batch import results_frame
+        from .state import AccountState
+
+        batch_engine = _engine(source)
+        engine = Engine(batch_engine.methodology)
+        frame, rows = _sorted_by_row(records.drop_columns([ACCOUNT]))
+        account = records.column(ACCOUNT)[0].as_py()
+        prior = states.column(STATE)[0].as_py() if states.num_rows else None
+        state = {account: AccountState.from_json(engine.rules, prior)}
+        results = results_frame(engine.evaluate(frame.to_dicts(), column_units=units, state=state))
+        after = [None] * (len(rows) - 1) + [state[account].to_json(engine.rules)]
+        return _as_table(results, rows, {STATE: pa.array(after, pa.string())})
+    return run
+
+
+# ---------------------------------------------------------------- the driver's side
+def _duplicate_message(source: Source) -> str:
+    engine = _engine(source)
+    return engine.reasons.column(2)[engine.rules.duplicate_id]
+
+
+def _spark_schema(schema: pa.Schema):
+    from pyspark.sql.pandas.types import from_arrow_schema
+    return from_arrow_schema(schema)
+
+
+def _prepared(df, row: Optional[str]):
+    """The records with units split off the column names (`distance[km]`), a row number
+    column and every record's id (`row-N` where it has none)."""
+    from pyspark.sql import functions as F
+
+    from .recordfiles import header_units
+
+    names, units = header_units(df.columns, "the DataFrame")
+    df = df.toDF(*names)
+    if row is None:
+        df = _numbered(df)
+    else:
+        df = df.withColumn(ROW, F.col(row).cast("long"))
+    default = F.concat(F.lit("row-"), F.col(ROW).cast("string"))
+    if "id" in df.columns:
+        if dict(df.dtypes)["id"] == "string":
+            df = df.withColumn("id", F.when(F.col("id").isNull() | (F.col("id") == ""), default)
+                               .otherwise(F.col("id")))
+    else:
+        df = df.withColumn("id", default)
+    return df, units
+
+
+def _numbered(df):
+    """Row numbers 1.. in the DataFrame's order: each partition's count, then the
+    position in the partition (monotonically_increasing_id's low 33 bits)."""
+    from pyspark.sql import functions as F
+
+    df = df.withColumn("__tanpu_part", F.spark_partition_id()) \
+           .withColumn("__tanpu_pos", F.monotonically_increasing_id().bitwiseAND((1 << 33) - 1))
+    counts = dict(df.groupBy("__tanpu_part").count().collect())
+    offsets, total = {}, 0
+    for part in sorted(counts):
+        offsets[part] = total
+        total += counts[part]
+    offset = F.lit(0)
+    for part, start in offsets.items():
+        offset = F.when(F.col("__tanpu_part") == part, F.lit(start)).otherwise(offset)
+    return df.withColumn(ROW, offset + F.col("__tanpu_pos") + 1).drop("__tanpu_part", "__tanpu_pos")
+
+
+def _mark_duplicate_ids(results, message: str):
+    """Every valid record whose id a record before it (account, time, row) has -> a
+    duplicate, as the engine marks them."""
+    from pyspark.sql import functions as F
+
+    valid = F.col("status") != INVALID
+    key = F.struct("account", "time", "row")
+    repeated = (results.filter(valid).groupBy("id")
+                .agg(F.count(F.lit(1)).alias("__n"), F.min(key).alias("__first"))
+                .filter(F.col("__n") > 1).drop("__n"))
+    joined = results.join(repeated, "id", "left")
+    later = F.col("__first").isNotNull() & valid & (key != F.col("__first"))
+    marked = joined.select(
+        *[F.when(later, F.lit(value)).otherwise(F.col(name)).alias(name)
+          if (value := {"status": DUPLICATE, "code": DUPLICATE_ID, "message": message,
+                        "reduction_mg": 0, "points": 0}.get(name)) is not None
+          else F.col(name) for name in joined.columns if name != "__first"],
+        later.alias("__later"))
+    return marked
+
+
+def _has_rules(source: Source) -> bool:
+    return _engine(source).plan.rules.has_cross_record_rules
+
+
+def evaluate(df, methodology: Union[str, Path], *, row: Optional[str] = None):
+    """Records (a Spark DataFrame, columns as in a record file) -> results (a Spark
+    DataFrame with the columns of `tanpu eval`'s results frame: row, id, account, time
+    (µs UTC), status, code, message, reduction_mg, points, bonus, masses, flags)."""
+    return _evaluate(df, Source.of(methodology), row, None)[0]
+
+
+def evaluate_with_states(df, methodology: Union[str, Path], states, *, row: Optional[str] = None):
+    """Like evaluate, each account judged after its prior state: `states` a DataFrame of
+    (account, state) with AccountState JSON (engine/state.py; the ledger's rule_states).
+    -> (results, states after): the posterior state of every account with a record here."""
+    return _evaluate(df, Source.of(methodology), row, states)
+
+
+def _evaluate(df, source: Source, row: Optional[str], states):
+    from pyspark.sql import functions as F
+
+    message = _duplicate_message(source)  # compiles on the driver: errors before any task
+    df, units = _prepared(df, row)
+    rules = _has_rules(source)
+    keep = tuple(c for c in df.columns if c != ROW) if rules else ()
+    out_schema = RESULTS_SCHEMA
+    for name in keep:
+        out_schema = out_schema.append(pa.field(f"__in_{name}", _arrow_type(df, name)))
+    out_schema = out_schema.append(pa.field(ROW, pa.int64()))
+    first = df.mapInArrow(_renamed(per_record_batches(source, units, keep)), _spark_schema(out_schema))
+    marked = _mark_duplicate_ids(first, message)
+    if not rules:
+        return marked.select(*COLUMNS), None
+    settled = marked.filter((F.col("status") == INVALID) | F.col("__later")).select(*COLUMNS)
+    judged = marked.filter((F.col("status") != INVALID) & ~F.col("__later")).select(
+        *[F.col(f"__in_{name}").alias(name) for name in keep], F.col(ROW),
+        F.col("account").alias(ACCOUNT))
+    if states is None:
+        grouped = judged.groupBy(ACCOUNT)
+        run = _dropping(account_results(source, units))
+        if hasattr(grouped, "applyInArrow"):  # PySpark >= 4.0
+            results = grouped.applyInArrow(run, _spark_schema(RESULTS_SCHEMA))
+        else:
+            results = grouped.applyInPandas(_pandas(run), _spark_schema(RESULTS_SCHEMA))
+        return settled.unionByName(results), None
+    prior = states.select(F.col("account").alias(ACCOUNT), F.col(STATE))
+    with_state = RESULTS_SCHEMA.append(pa.field(STATE, pa.string()))
+    both = judged.groupBy(ACCOUNT).cogroup(prior.groupBy(ACCOUNT)).applyInArrow(
+        account_results_with_state(source, units), _spark_schema(with_state))
+    both = both.persist()
+    results = settled.unionByName(both.drop(STATE))
+    after = both.filter(F.col(STATE).isNotNull()).select("account", STATE)
+    unchanged = states.select("account", STATE).join(after.select("account"), "account", "left_anti")
+    return results, unchanged.unionByName(after)
+
+
+def _arrow_type(df, name: str) -> pa.DataType:
+    from pyspark.sql.pandas.types import to_arrow_type
+    return to_arrow_type(df.schema[name].dataType)
+
+
+def _renamed(run):
+    """Names the passed-through input columns `__in_<name>` (the results have an `id`)."""
+    def wrapped(batches):
+        for batch in run(batches):
+            names = [n if i < len(COLUMNS) or n == ROW else f"__in_{n}"
+                     for i, n in enumerate(batch.schema.names)]
+            yield pa.RecordBatch.from_arrays(batch.columns, names=names)
+    return wrapped
+
+
+def _dropping(run):
+    """The account column of the grouping goes (the engine reads the records' own)."""
+    def wrapped(table: pa.Table) -> pa.Table:
+        return run(table.drop_columns([ACCOUNT]))
+    return wrapped
+
+
+def _pandas(run):
+    """applyInPandas (PySpark < 4.0) around an Arrow function."""
+    def wrapped(frame):
+        return run(pa.Table.from_pandas(frame, preserve_index=False)).to_pandas()
+    return wrapped
