@@ -1027,5 +1027,10 @@ def serve(database_url, host, port, threads, connection_limit, channel_timeout, 
                    cleanup_interval=max(1, min(30, channel_timeout // 4)))
 
 
+from .spark import spark_eval  # noqa: E402  (the command; Spark is imported when it runs)
+
+main.add_command(spark_eval)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

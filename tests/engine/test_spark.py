@@ -40,7 +40,7 @@ def spark():
     os.environ["PYSPARK_PYTHON"] = sys.executable  # the workers import the engine
     session = (SparkSession.builder.master("local[2]").appName("tanpu-test")
                .config("spark.ui.enabled", "false")
-               .config("spark.sql.shuffle.partitions", "4")
+               .config("spark.sql.shuffle.partitions", "2")
                .config("spark.sql.adaptive.enabled", "false")
                # small Arrow batches: a repeated id and an account span several batches
                .config("spark.sql.execution.arrow.maxRecordsPerBatch", "700")
@@ -88,11 +88,11 @@ def collected(df) -> pl.DataFrame:
 @pytest.mark.parametrize("source", [PER_RECORD, SHENZHEN, CAPPED], ids=["per-record", "overlap", "cap"])
 def test_spark_gives_the_results_of_tanpu_eval(spark, tmp_path, source):
     path = tmp_path / "records.parquet"
-    records(3000, seed=len(source)).write_parquet(path)
+    records(2000, seed=len(source)).write_parquet(path)
     want = expected(source, path)
     got = collected(evaluate(spark.read.parquet(str(path)), source))
     assert got.columns == want.columns
-    assert got.height == want.height == 3000
+    assert got.height == want.height == 2000
     # the cases the comparison is about are there
     statuses = set(want.get_column("status"))
     assert {"credited", "rejected", "duplicate", "invalid"} <= statuses
@@ -107,7 +107,7 @@ def test_spark_gives_the_results_of_tanpu_eval(spark, tmp_path, source):
 def test_rows_numbered_by_a_column_and_records_in_any_partition(spark, tmp_path):
     """With `row=`, the records can be spread over partitions in any order."""
     path = tmp_path / "records.parquet"
-    frame = records(2000, seed=7)
+    frame = records(1500, seed=7)
     frame.with_row_index("line", offset=1).write_parquet(path)
     want = expected(CAPPED, path)
     df = spark.read.parquet(str(path)).repartition(3)
@@ -118,11 +118,11 @@ def test_rows_numbered_by_a_column_and_records_in_any_partition(spark, tmp_path)
 def test_states_carried_between_two_pieces_give_the_stream_whole(spark, tmp_path):
     """Records up to a day evaluated, their states kept, then the later records with those
     states: the later records get the results they get when all are evaluated at once."""
-    frame = records(2000, seed=11).with_row_index("line", offset=1)
+    frame = records(1000, seed=11).with_row_index("line", offset=1)
     # time order across the pieces, and every id its own (a repeated id across pieces is
     # the ledger's to refuse, not the rules')
     frame = frame.sort("boarded").with_columns(
-        pl.format("r{}", pl.col("line")).alias("id"), pl.int_range(1, 2001).alias("line"))
+        pl.format("r{}", pl.col("line")).alias("id"), pl.int_range(1, 1001).alias("line"))
     cut = frame.height // 2
     df = spark.createDataFrame(frame.to_arrow())
     whole = collected(evaluate(df, CAPPED, row="line"))
@@ -140,3 +140,27 @@ def test_states_carried_between_two_pieces_give_the_stream_whole(spark, tmp_path
     kept = dict(after.toArrow().to_pylist() and [(r["account"], r["state"]) for r in after.toArrow().to_pylist()])
     assert set(kept) == accounts
     assert all("cap" in state for state in kept.values())
+
+
+def test_the_spark_eval_command_writes_the_results_of_tanpu_eval(spark, tmp_path):
+    """`tanpu spark-eval` (in the test's Spark session): a folder of Parquet results with
+    the methodology that gave them, the same as `tanpu eval`'s engine gives."""
+    from click.testing import CliRunner
+
+    from tanpu.cli import main
+
+    methodology = tmp_path / "capped.tanpu"
+    methodology.write_text(CAPPED, encoding="utf-8")
+    path = tmp_path / "records.parquet"
+    records(1500, seed=3).write_parquet(path)
+    out = tmp_path / "results"
+    run = CliRunner().invoke(main, ["spark-eval", str(methodology), str(path), "-o", str(out),
+                                    "--batch-rows", "700", "--partitions", "2"])
+    assert run.exit_code == 0, run.output
+    assert "1500 record(s)" in run.output
+    got = pl.read_parquet(out / "*.parquet").sort("row")
+    want = expected(CAPPED, path)
+    assert got.select(want.columns).equals(want)
+    assert got.get_column("content_hash").unique().to_list()[0].startswith("sha256:")
+    again = CliRunner().invoke(main, ["spark-eval", str(methodology), str(path), "-o", str(out)])
+    assert again.exit_code != 0  # an existing output is never overwritten
