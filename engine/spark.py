@@ -10,8 +10,8 @@ For a city or province whose records live in a data lake. The results are those 
    `BatchEngine.per_record` as it is, in whatever task holds it; nothing is shuffled.
 2. Record ids repeated anywhere in the DataFrame: the only step that looks at every
    record. A record whose id an earlier one (canonical order: account, time, row) has is
-   a duplicate, as in `tanpu eval`; found by an aggregation of the ids (partial
-   aggregates, so only repeated ids travel) joined back.
+   a duplicate, as in `tanpu eval`; found by a window over the id (one shuffle of the
+   results by id).
 3. Cross-record rules (duplicates, overlaps, windows, caps), if the methodology has any:
    `groupBy(account)` + `applyInArrow` (PySpark >= 4.0; `applyInPandas` before), so every
    record of an account meets in one task, which runs the whole batch engine on them. With
@@ -241,23 +241,24 @@ def _numbered(df):
 
 def _mark_duplicate_ids(results, message: str):
     """Every valid record whose id a record before it (account, time, row) has -> a
-    duplicate, as the engine marks them."""
+    duplicate, as the engine marks them; `__later` says which.
+
+    A window over the id rather than an aggregation joined back: the results are then
+    computed once (the engine runs in one pass over the records) at the cost of one
+    shuffle of the results by id, where a join would read them twice, evaluating twice."""
+    from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     valid = F.col("status") != INVALID
-    key = F.struct("account", "time", "row")
-    repeated = (results.filter(valid).groupBy("id")
-                .agg(F.count(F.lit(1)).alias("__n"), F.min(key).alias("__first"))
-                .filter(F.col("__n") > 1).drop("__n"))
-    joined = results.join(repeated, "id", "left")
-    later = F.col("__first").isNotNull() & valid & (key != F.col("__first"))
-    marked = joined.select(
-        *[F.when(later, F.lit(value)).otherwise(F.col(name)).alias(name)
-          if (value := {"status": DUPLICATE, "code": DUPLICATE_ID, "message": message,
-                        "reduction_mg": 0, "points": 0}.get(name)) is not None
-          else F.col(name) for name in joined.columns if name != "__first"],
-        later.alias("__later"))
-    return marked
+    by_id = Window.partitionBy("id", valid).orderBy("account", "time", "row")
+    later = valid & (F.row_number().over(by_id) > 1)
+    changed = {"status": DUPLICATE, "code": DUPLICATE_ID, "message": message,
+               "reduction_mg": 0, "points": 0}
+    marked = results.withColumn("__later", later)
+    return marked.select(
+        *[F.when(F.col("__later"), F.lit(changed[name])).otherwise(F.col(name)).alias(name)
+          if name in changed else F.col(name) for name in results.columns],
+        F.col("__later"))
 
 
 def _has_rules(source: Source) -> bool:
@@ -289,7 +290,8 @@ def _evaluate(df, source: Source, row: Optional[str], states):
     for name in keep:
         out_schema = out_schema.append(pa.field(f"__in_{name}", _arrow_type(df, name)))
     out_schema = out_schema.append(pa.field(ROW, pa.int64()))
-    first = df.mapInArrow(_renamed(per_record_batches(source, units, keep)), _spark_schema(out_schema))
+    first = df.mapInArrow(_renamed(per_record_batches(source, units, keep), out_schema),
+                        _spark_schema(out_schema))
     marked = _mark_duplicate_ids(first, message)
     if not rules:
         return marked.select(*COLUMNS), None
@@ -321,13 +323,16 @@ def _arrow_type(df, name: str) -> pa.DataType:
     return to_arrow_type(df.schema[name].dataType)
 
 
-def _renamed(run):
-    """Names the passed-through input columns `__in_<name>` (the results have an `id`)."""
+def _renamed(run, schema: pa.Schema):
+    """Names the passed-through input columns `__in_<name>` (the results have an `id`)
+    and gives every column the type declared to Spark (Polars hands back large or view
+    strings, say, where Spark's schema says string)."""
     def wrapped(batches):
         for batch in run(batches):
             names = [n if i < len(COLUMNS) or n == ROW else f"__in_{n}"
                      for i, n in enumerate(batch.schema.names)]
-            yield pa.RecordBatch.from_arrays(batch.columns, names=names)
+            table = pa.Table.from_batches([pa.RecordBatch.from_arrays(batch.columns, names=names)])
+            yield from table.cast(schema).to_batches()
     return wrapped
 
 
