@@ -58,6 +58,10 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1_000_000)
     parser.add_argument("--rules", action="store_true", help="the overlap rule and a daily cap")
     args = parser.parse_args()
+    import importlib.util
+    if importlib.util.find_spec("pyspark") is None or shutil.which("java") is None:
+        print("skipped: needs PySpark (pip install -e '.[test]') and a Java runtime")
+        return
     text = RULES if args.rules else PER_RECORD
     work = Path(tempfile.mkdtemp(prefix="tanpu-bench-spark-"))
     try:
