@@ -13,9 +13,10 @@ For a city or province whose records live in a data lake. The results are those 
    a duplicate, as in `tanpu eval`; found by a window over the id (one shuffle of the
    results by id).
 3. Cross-record rules (duplicates, overlaps, windows, caps), if the methodology has any:
-   `groupBy(account)` + `applyInArrow` (PySpark >= 4.0; `applyInPandas` before), so every
-   record of an account meets in one task, which runs the whole batch engine on them. With
-   prior states (engine/state.py's AccountState JSON, one per account, as the ledger keeps
+   the records are repartitioned by account (its hash), so every record of an account
+   meets in one task, and `mapInArrow` runs the whole batch engine once on each partition
+   (not `groupBy(account).applyInArrow`, which calls it once per account: see
+   partition_results). With prior states (engine/state.py's AccountState JSON, one per account, as the ledger keeps
    them), the account's records and its state are cogrouped and judged after it by the
    scalar engine, the one path that carries state; the posterior states come back beside
    the results (`evaluate_with_states`).
@@ -153,14 +154,22 @@ def per_record_batches(source: Source, units: dict, keep: tuple[str, ...] = ()):
     return run
 
 
-def account_results(source: Source, units: dict):
-    """The function `applyInArrow` runs per account: its records -> their results, the
-    whole batch engine (duplicate keys, overlaps, windows, caps) on them."""
-    def run(table: pa.Table) -> pa.Table:
+def partition_results(source: Source, units: dict):
+    """The function `mapInArrow` runs on the records partitioned by account: the whole
+    partition (all the records of its accounts) -> their results, the whole batch engine
+    (duplicate keys, overlaps, windows, caps) run once on it.
+
+    Once per partition, not once per account as `groupBy(account).applyInArrow` would:
+    the engine has a fixed cost per call, which at ~40 records an account was most of
+    the time (bench/bench_spark.py --rules; docs/spark.md); the engine applies the
+    rules to each account of a frame on its own anyway."""
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        batches = [b for b in batches if b.num_rows]
+        if not batches:
+            return
         engine = _engine(source)
-        frame, rows = _sorted_by_row(table)
-        results = engine.evaluate_frame(frame, units)
-        return _as_table(results, rows)
+        frame, rows = _sorted_by_row(pa.Table.from_batches(batches).drop_columns([ACCOUNT]))
+        yield from _as_table(engine.evaluate_frame(frame, units), rows).to_batches()
     return run
 
 
@@ -300,12 +309,10 @@ def _evaluate(df, source: Source, row: Optional[str], states):
         *[F.col(f"__in_{name}").alias(name) for name in keep], F.col(ROW),
         F.col("account").alias(ACCOUNT))
     if states is None:
-        grouped = judged.groupBy(ACCOUNT)
-        run = _dropping(account_results(source, units))
-        if hasattr(grouped, "applyInArrow"):  # PySpark >= 4.0
-            results = grouped.applyInArrow(run, _spark_schema(RESULTS_SCHEMA))
-        else:
-            results = grouped.applyInPandas(_pandas(run), _spark_schema(RESULTS_SCHEMA))
+        # every record of an account in one partition (by the account's hash), each
+        # partition evaluated whole
+        results = judged.repartition(ACCOUNT).mapInArrow(
+            partition_results(source, units), _spark_schema(RESULTS_SCHEMA))
         return settled.unionByName(results), None
     prior = states.select(F.col("account").alias(ACCOUNT), F.col(STATE))
     with_state = RESULTS_SCHEMA.append(pa.field(STATE, pa.string()))
@@ -333,18 +340,4 @@ def _renamed(run, schema: pa.Schema):
                      for i, n in enumerate(batch.schema.names)]
             table = pa.Table.from_batches([pa.RecordBatch.from_arrays(batch.columns, names=names)])
             yield from table.cast(schema).to_batches()
-    return wrapped
-
-
-def _dropping(run):
-    """The account column of the grouping goes (the engine reads the records' own)."""
-    def wrapped(table: pa.Table) -> pa.Table:
-        return run(table.drop_columns([ACCOUNT]))
-    return wrapped
-
-
-def _pandas(run):
-    """applyInPandas (PySpark < 4.0) around an Arrow function."""
-    def wrapped(frame):
-        return run(pa.Table.from_pandas(frame, preserve_index=False)).to_pandas()
     return wrapped
