@@ -98,7 +98,8 @@ def main() -> None:
         same = pl.read_parquet(work / "eval.parquet").select(compared).equals(
             pl.read_parquet(work / "spark-cli" / "*.parquet").sort("row").select(compared))
         rate = lambda s: f"{args.n / s / 1000:,.0f} k/s"  # noqa: E731
-        print(f"{'hand-written Polars':<32} {hand:8.2f} s  {rate(hand):>10}")
+        label = "hand-written Polars (no rules)" if args.rules else "hand-written Polars"
+        print(f"{label:<32} {hand:8.2f} s  {rate(hand):>10}")
         print(f"{'tanpu eval':<32} {cli:8.2f} s  {rate(cli):>10}  {cli / hand:5.1f}x hand-written")
         print(f"{'tanpu spark-eval local[2]':<32} {submit:8.2f} s  {rate(submit):>10}  "
               f"{submit / cli:5.1f}x tanpu eval")
