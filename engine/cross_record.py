@@ -30,6 +30,7 @@ from typing import Callable, Optional
 
 from dsl.ir import ast as ir
 
+from . import counters
 from .plan.ast import CrossRecord
 from .result import (CAP_REACHED, CAPPED, CREDITED, DUPLICATE, DUPLICATE_ID, INVALID,
                      REJECTED, Result)
@@ -59,6 +60,15 @@ def period_of(local_day: int, period: str) -> int:
 def apply(results: list[Result], methodology: CrossRecord,
           recompute_points: Optional[RECOMPUTE] = None, explain: bool = False,
           state: Optional[dict[str, AccountState]] = None) -> None:
+    """The rules below, then the counters and rewards (engine/counters.py)."""
+    _rules(results, methodology, recompute_points, explain, state)
+    if methodology.counters or methodology.rewards:
+        counters.apply(results, methodology, explain, state, _accounts(results))
+
+
+def _rules(results: list[Result], methodology: CrossRecord,
+           recompute_points: Optional[RECOMPUTE] = None, explain: bool = False,
+           state: Optional[dict[str, AccountState]] = None) -> None:
     """Applies every cross-record rule of a plan (`plan.rules`) to ``results`` in place.
 
     With `state` (account -> AccountState, engine/state.py), each account's records are
@@ -66,7 +76,7 @@ def apply(results: list[Result], methodology: CrossRecord,
     account with a record here is left updated: evaluating a stream in pieces, the state
     carried from one to the next, gives the results of evaluating it whole."""
     _mark_repeated_ids(results, explain)
-    if not methodology.has_cross_record_rules:
+    if not methodology.has_record_rules:
         return
     local = {cap.timezone: LocalTime(cap.timezone) for cap in methodology.caps}
     # duplicate and overlap rules compare a record with the account's earlier ones: alone
@@ -88,6 +98,11 @@ def apply(results: list[Result], methodology: CrossRecord,
             _overlaps(results, indexes, methodology.overlaps, explain)
         else:
             _account(results, indexes, methodology, local, recompute_points, explain)
+
+
+def accounts_of(results: list[Result]) -> dict[str, list[int]]:
+    """Each account's records (invalid ones aside) in the canonical order."""
+    return _accounts(results)
 
 
 def _mark_repeated_ids(results: list[Result], explain: bool) -> None:

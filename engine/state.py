@@ -48,6 +48,11 @@ class AccountState:
     flag_times: list[list[int]] = field(default_factory=list)   # per flag rule
     bonus_times: list[list[int]] = field(default_factory=list)  # per bonus rule
     caps: list[dict[int, int]] = field(default_factory=list)    # per cap: period -> used
+    # engine/counters.py: per counter cap, period -> added; per counter, its total; per
+    # reward, the remainder of its source not yet converted
+    counter_caps: list[dict[int, int]] = field(default_factory=list)
+    counter_totals: list[int] = field(default_factory=list)
+    balances: list[int] = field(default_factory=list)
     # the stored parts of rules this version does not have (another version's), kept as
     # they were: records of two versions arrive interleaved (a version in its grace
     # period beside its successor), and crediting one must not wipe what the other's
@@ -58,7 +63,9 @@ class AccountState:
     def empty(cls, rules: CrossRecord) -> "AccountState":
         return cls([set() for _ in rules.duplicates], [None for _ in rules.overlaps],
                    [[] for _ in rules.overlaps], [[] for _ in rules.flags],
-                   [[] for _ in rules.bonuses], [{} for _ in rules.caps])
+                   [[] for _ in rules.bonuses], [{} for _ in rules.caps],
+                   [{} for _ in rules.counter_caps], [0 for _ in rules.counters],
+                   [0 for _ in rules.rewards])
 
     def prune(self, rules: CrossRecord) -> None:
         """Drops the window times no later record in time order can count, and the
@@ -92,6 +99,12 @@ class AccountState:
             data[_name(rule)] = sorted(times)
         for rule, periods in zip(rules.caps, self.caps):
             data[_name(rule)] = {str(p): used for p, used in sorted(periods.items())}
+        for rule, periods in zip(rules.counter_caps, self.counter_caps):
+            data[_name(rule)] = {str(p): used for p, used in sorted(periods.items())}
+        for name, total in zip(rules.counters, self.counter_totals):
+            data[_counter_name(name)] = total
+        for rule, balance in zip(rules.rewards, self.balances):
+            data[_name(rule)] = balance
         return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
     @classmethod
@@ -102,8 +115,9 @@ class AccountState:
             return state
         data = json.loads(text)
         mine = {_name(rule) for rules_of_a_kind in (rules.duplicates, rules.overlaps, rules.flags,
-                                                    rules.bonuses, rules.caps)
-                for rule in rules_of_a_kind}
+                                                    rules.bonuses, rules.caps, rules.counter_caps,
+                                                    rules.rewards)
+                for rule in rules_of_a_kind} | {_counter_name(name) for name in rules.counters}
         state.others = {name: part for name, part in data.items() if name not in mine}
         for j, rule in enumerate(rules.duplicates):
             state.keys[j] = {tuple(json.loads(k)) for k in data.get(_name(rule), ())}
@@ -117,7 +131,18 @@ class AccountState:
             state.bonus_times[j] = list(data.get(_name(rule), ()))
         for j, rule in enumerate(rules.caps):
             state.caps[j] = {int(p): int(used) for p, used in data.get(_name(rule), {}).items()}
+        for j, rule in enumerate(rules.counter_caps):
+            state.counter_caps[j] = {int(p): int(used) for p, used in data.get(_name(rule), {}).items()}
+        for j, name in enumerate(rules.counters):
+            state.counter_totals[j] = int(data.get(_counter_name(name), 0))
+        for j, rule in enumerate(rules.rewards):
+            state.balances[j] = int(data.get(_name(rule), 0))
         return state
+
+
+def _counter_name(name: str) -> str:
+    """The key of a counter's total in the stored state."""
+    return "counter:" + json.dumps(name, ensure_ascii=False)
 
 
 def _name(rule) -> str:

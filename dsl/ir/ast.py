@@ -281,6 +281,35 @@ class Flag:
     message: str
 
 
+@dataclass(frozen=True)
+class Counter:
+    """A named counter: what each credited record adds to it (a whole number of `unit`),
+    summed per account (engine/counters.py)."""
+    name: str
+    unit: str  # as written ("" for a plain count)
+    expr: Expr
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class CounterCap:
+    counter: str
+    limit: int  # whole units of the counter
+    period: str  # day | week | month | year
+    timezone: str
+
+
+@dataclass(frozen=True)
+class Reward:
+    """Every `every` accumulated units of `source` (`points` or a counter) give one
+    `name`, worth `worth` `unit` each; the remainder stays on the account."""
+    name: str
+    every: int
+    source: str
+    worth: str  # the decimal as written
+    unit: str
+
+
 # ---------------------------------------------------------------- examples
 @dataclass(frozen=True)
 class Expected:
@@ -319,6 +348,11 @@ class Methodology:
     bonuses: tuple[Bonus, ...] = ()
     flags: tuple[Flag, ...] = ()
     examples: tuple[Example, ...] = ()
+    # counters and rewards (engine/counters.py); empty ones are left out of the content
+    # hash (dsl/ir/printer.py), so the methodologies written before them keep theirs
+    counters: tuple[Counter, ...] = ()
+    counter_caps: tuple[CounterCap, ...] = ()
+    rewards: tuple[Reward, ...] = ()
 
     def input(self, name: str) -> InputSpec:
         return next(i for i in self.inputs if i.name == name)

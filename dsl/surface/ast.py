@@ -518,6 +518,32 @@ class CapRule(_Node):
 
 
 @dataclass
+class CounterDef(_Node):
+    meta: Meta
+    name: Token
+    unit: Optional[Unit]
+    expr: Expr
+
+
+@dataclass
+class CounterCapRule(_Node):
+    meta: Meta
+    counter: Token
+    limit: Literal
+    period: Token  # day | week | month | year
+    zone: Optional[Token]
+
+
+@dataclass
+class RewardRule(_Node):
+    meta: Meta
+    name: Token
+    every: Token   # NUMBER: how many of the source make one reward
+    source: Token  # `points` or a counter
+    worth: Literal
+
+
+@dataclass
 class OverlapRule(_Node):
     meta: Meta
     start: Token

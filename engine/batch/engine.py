@@ -285,6 +285,7 @@ def to_results(frame: pl.DataFrame) -> list[Result]:
     out = []
     for r in frame.iter_rows(named=True):
         r["flags"] = tuple(r["flags"])
+        r["counters"] = tuple(r["counters"])
         out.append(Result(**{name: r[name] for name in RESULT_COLUMNS}))
     return out
 
@@ -300,4 +301,5 @@ def results_frame(results: list[Result]) -> pl.DataFrame:
     """engine.Engine's results as the batch engine's frame (to write both the same way)."""
     data = {name: [getattr(r, name) for r in results] for name in RESULT_COLUMNS}
     data["flags"] = [list(flags) for flags in data["flags"]]
+    data["counters"] = [list(moved) for moved in data["counters"]]
     return pl.DataFrame(data, schema=RESULT_SCHEMA)
