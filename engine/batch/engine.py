@@ -30,6 +30,7 @@ from .ingest import Ingested, ingest_frame, raw_frame, text_series
 from .kernel import Kernels
 from .native_text import NativeText
 from .part import Part, concat_parts
+from .counters import COLUMN as COUNTER_COLUMN
 from .rules import Batch, Rules
 from .store import DiskStore, MemoryStore
 from .values import Cat, Reasons
@@ -126,6 +127,8 @@ class BatchEngine:
             messages = pl.repeat(None, n, dtype=pl.String, eager=True).alias("message")
         kept = {name: text_series(columns[name]) if self.kinds.get(name) == Kind.TEXT else columns[name]
                 for name in self.keep}
+        for name, amounts in zip(self.plan.counters, outcome.counters):  # kept for the counters
+            kept[COUNTER_COLUMN + name] = np.where(credited, amounts, 0)
         time = np.where(got.invalid, 0, columns["time"])
         return Part(got.rows, got.ids, got.accounts, time, reason, messages, reduction, points,
                     {name: masses[name] for name in self.masses}, credited, kept)
@@ -195,6 +198,8 @@ class BatchEngine:
             else:
                 columns[f"{name}_mg"] = pl.repeat(None, n, dtype=pl.Int64, eager=True)
         columns["flags"] = self.flag_lists(batch.flags)
+        columns["counters"] = batch.counters if batch.counters is not None else \
+            pl.Series("counters", [[]], dtype=pl.List(pl.String)).new_from_index(0, n)
         return pl.DataFrame({k: pl.Series(k, columns[k]) if isinstance(columns[k], np.ndarray)
                              else columns[k].alias(k) for k in RESULT_COLUMNS})
 
