@@ -61,6 +61,9 @@ def apply(results: list[Result], methodology: CrossRecord,
           recompute_points: Optional[RECOMPUTE] = None, explain: bool = False,
           state: Optional[dict[str, AccountState]] = None) -> None:
     """The rules below, then the counters and rewards (engine/counters.py)."""
+    if isinstance(methodology, ir.Methodology):  # the IR itself: its rules as the plan has them
+        from .plan.from_ir import cross_record
+        methodology = cross_record(methodology)
     _rules(results, methodology, recompute_points, explain, state)
     if methodology.counters or methodology.rewards:
         counters.apply(results, methodology, explain, state, _accounts(results))
