@@ -442,6 +442,8 @@ class CreditEntry(Base):
     code: Mapped[str] = mapped_column(String(64), default="", server_default="")  # a cap's CAP_REACHED
     message: Mapped[str] = mapped_column(Text, default="", server_default="")
     record: Mapped[Optional[str]] = mapped_column(Text)
+    # the counters and rewards the record moved, `name=amount;...` (engine/counters.py)
+    counters: Mapped[str] = mapped_column(Text, default="", server_default="")
 
 
 class RuleState(Base):

@@ -380,7 +380,8 @@ def credit(session: Session, actor_id: int, result: Evaluation, *,
         if after is not None:  # as the cross-record rules judged it in the ledger
             row.update(status=after.status, code=after.code, message=after.message,
                        reduction_mg=after.reduction_mg, reduction_kg=after.reduction_mg / 1_000_000,
-                       points=after.points, bonus=after.bonus, flags=list(after.flags))
+                       points=after.points, bonus=after.bonus, flags=list(after.flags),
+                       counters=list(after.counters))
         found = outcome_of.get(row["id"])
         if found is None or row["status"] not in evaluation.CREDIT_STATUSES:
             row["credit"] = "not_creditable"
@@ -402,6 +403,7 @@ def credit(session: Session, actor_id: int, result: Evaluation, *,
                 "version": entry.version, "content_hash": entry.content_hash,
                 "account": _sent_account(entry), "reduction_mg": entry.reduction_mg,
                 "points": entry.points, "bonus": entry.bonus, "batch_id": entry.batch_id,
+                "counters": [c for c in (entry.counters or "").split(";") if c],
                 "credited_at": entry.credited_at.isoformat().replace("+00:00", "Z")
                 if entry.credited_at else None}
     return {
