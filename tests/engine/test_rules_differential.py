@@ -80,20 +80,6 @@ flag more than 4 records per account within 1 d as BUSY "five within a day"
 bonus 10 points on the 1st record per account within 1 d
 bonus 5 points on the 3rd record per account within 2 h
 """,
-    "everything": """
-input route: choice { r1 "r1", r2 "r2", r3 "r3" }
-input distance: quantity [km] between 0 km and 40 km
-input started: datetime
-input ended: datetime
-reduction = distance * 25 g/km
-points = floor(reduction / 2 g)
-forbid duplicate route, started per account else SAME_TRIP "the same trip again"
-forbid overlap between started and ended per account else OVERLAP "trips overlap"
-flag more than 3 records per account within 2 h as BURST "four within two hours"
-bonus 20 points on the 2nd record per account within 6 h
-cap reduction at 1 kg per account per day
-cap points at 700 per account per day
-""",
     # counters with caps (one in UTC), rewards from points (after a points cap and with
     # bonus points) and from a capped counter, the remainders carried on the account
     "counters": """
@@ -111,6 +97,20 @@ cap counter km at 50 per account per week in UTC
 reward voucher every 40 points worth 5 CNY
 reward ticket every 3 rides worth 2 CNY
 reward refund every 500 fares worth 1 ride
+""",
+    "everything": """
+input route: choice { r1 "r1", r2 "r2", r3 "r3" }
+input distance: quantity [km] between 0 km and 40 km
+input started: datetime
+input ended: datetime
+reduction = distance * 25 g/km
+points = floor(reduction / 2 g)
+forbid duplicate route, started per account else SAME_TRIP "the same trip again"
+forbid overlap between started and ended per account else OVERLAP "trips overlap"
+flag more than 3 records per account within 2 h as BURST "four within two hours"
+bonus 20 points on the 2nd record per account within 6 h
+cap reduction at 1 kg per account per day
+cap points at 700 per account per day
 """,
 }
 
