@@ -97,7 +97,7 @@ CATALOGUE: dict[str, str] = {
     "W0202": "this condition is always {value}",
     "W0301": f"the cap period has no time zone; {DEFAULT_TIMEZONE} is assumed",
     "W0302": "reason code `{code}` is not written in UPPER_SNAKE_CASE",
-    "W0401": "two methodologies cover `{activity}` from {start} and neither says which takes precedence",
+    "W0401": "two methodologies cover `{activity}` from {start}{where} and neither says which takes precedence",
 }
 
 

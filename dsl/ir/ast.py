@@ -176,6 +176,9 @@ class Metadata:
     effective_until: Optional[dt.date] = None
     timezone: str = DEFAULT_TIMEZONE
     precedes: tuple[str, ...] = ()
+    # where it applies (`covers ... in CN-HB`): ISO 3166 codes with `.Place` parts; none:
+    # everywhere. Left out of the content hash while empty (dsl/ir/printer.py)
+    regions: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

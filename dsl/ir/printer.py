@@ -21,7 +21,7 @@ from .ast import Methodology
 _POSITIONAL = {"line"}
 # fields added to the IR after methodologies were registered: left out while empty, so
 # that the content hash of a methodology that does not use them stays what it was
-_LATER = {"counters", "counter_caps", "rewards"}
+_LATER = {"counters", "counter_caps", "rewards", "regions"}
 
 
 def to_data(value, *, positions: bool = True):
