@@ -46,13 +46,7 @@ class Counting:
         empty = pl.Series("counters", [[]], dtype=pl.List(pl.String)).new_from_index(0, n)
         if pos.size == 0:
             return empty
-        order = pl.DataFrame({
-            "a": batch.accounts.gather(pos), "t": batch.time[pos], "id": batch.ids.gather(pos),
-            "row": batch.rows[pos], "i": np.arange(pos.size),
-        }).sort(["a", "t", "id", "row"]).get_column("i").to_numpy()
-        pos = pos[order]
-        accounts = batch.accounts.gather(pos)
-        new_account = (accounts != accounts.shift(1)).fill_null(True).to_numpy()
+        pos, new_account = _canonical(batch, pos)
         account = np.cumsum(new_account) - 1
         time = batch.time[pos]
         amounts = {name: np.asarray(batch.columns[COLUMN + name], dtype=np.int64)[pos].copy()
@@ -86,15 +80,70 @@ class Counting:
             cs = _segmented_cumsum(given, new_account)
             counts.append(cs // reward.every - (cs - given) // reward.every)
         columns = [amounts[name] for name in m.counters] + counts
-        frame = pl.DataFrame({f"c{j}": column for j, column in enumerate(columns)})
-        listed = frame.select(pl.concat_list([pl.lit(f"{name}=") + pl.col(f"c{j}").cast(pl.String)
-                                              for j, name in enumerate(names)]).alias("counters"))
-        lists = listed.get_column("counters")
+        lists = _lists(names, columns)
         # back to row order: the rows that count at their positions, empty lists elsewhere
         where = np.full(n, -1, dtype=np.int64)
         where[pos] = np.arange(pos.size)
         gathered = lists.gather(np.where(where >= 0, where, 0))
         return gathered.zip_with(pl.Series(where >= 0), empty).alias("counters")
+
+
+def _canonical(batch, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The positions in canonical order within each account (accounts in the order of a
+    64-bit hash of their text: only the order inside an account matters), and where each
+    account starts. Sorted on (hash, time, position) numbers; two accounts with one hash,
+    or two records of an account at one time (ordered by id, then row), are sorted again
+    by the whole key."""
+    accounts = batch.accounts.gather(pos)
+    hashes = accounts.hash().to_numpy()
+    time = batch.time[pos]
+    order = pl.DataFrame({"h": hashes, "t": time, "i": np.arange(pos.size)}) \
+        .sort(["h", "t", "i"]).get_column("i").to_numpy().copy()
+    h, t = hashes[order], time[order]
+    same_hash = h[1:] == h[:-1]
+    ordered = accounts.gather(order)
+    same_account = (ordered == ordered.shift(1)).fill_null(False).to_numpy()[1:]
+    tied = same_account & (t[1:] == t[:-1])
+    if not np.any(same_hash & ~same_account) and np.any(tied):
+        # records of one account at one time (few): each such run by (id, row)
+        starts = np.flatnonzero(tied & ~np.r_[False, tied[:-1]])
+        ends = np.flatnonzero(tied & ~np.r_[tied[1:], False]) + 2
+        ids = batch.ids
+        for lo, hi in zip(starts.tolist(), ends.tolist()):
+            run = pos[order[lo:hi]]
+            keys = sorted(zip(ids.gather(run).to_list(), batch.rows[run].tolist(), order[lo:hi].tolist()))
+            order[lo:hi] = [k[2] for k in keys]
+        tied[:] = False
+    if np.any(same_hash & ~same_account) or np.any(tied):
+        order = pl.DataFrame({
+            "a": accounts, "t": time, "id": batch.ids.gather(pos), "row": batch.rows[pos],
+            "i": np.arange(pos.size)}).sort(["a", "t", "id", "row"]).get_column("i").to_numpy()
+        ordered = accounts.gather(order)
+        same_account = (ordered == ordered.shift(1)).fill_null(False).to_numpy()[1:]
+    return pos[order], np.r_[True, ~same_account]
+
+
+def _lists(names: list[str], columns: list[np.ndarray]) -> pl.Series:
+    """`name=amount` lists of each record. Records moving the same amounts share one list,
+    made once and gathered: few combinations of amounts occur (a ride, no voucher)."""
+    k = columns[0].size
+    key, width = np.zeros(k, dtype=np.int64), 1
+    for column in columns:
+        low, high = (int(column.min()), int(column.max())) if k else (0, 0)
+        span = high - low + 1
+        if low < 0 or width * span > 4 * k + 1024:  # too many combinations: one list each
+            frame = pl.DataFrame({f"c{j}": c for j, c in enumerate(columns)})
+            return frame.select(pl.concat_list([pl.lit(f"{name}=") + pl.col(f"c{j}").cast(pl.String)
+                                                for j, name in enumerate(names)])).to_series()
+        key += (column - low) * width
+        width *= span
+    present = np.bincount(key, minlength=1) > 0
+    distinct = np.flatnonzero(present)
+    inverse = (np.cumsum(present) - 1)[key]
+    first = np.zeros(distinct.size, dtype=np.int64)
+    first[inverse[::-1]] = np.arange(k)[::-1]  # a record of each combination
+    lists = [[f"{name}={int(c[i])}" for name, c in zip(names, columns)] for i in first.tolist()]
+    return pl.Series("counters", lists, dtype=pl.List(pl.String)).gather(inverse)
 
 
 def _segmented_cumsum(values: np.ndarray, new: np.ndarray) -> np.ndarray:

@@ -534,3 +534,17 @@ def test_written_kilograms_are_the_milligrams_divided_exactly(tmp_path):
             assert float(r["reduction_kg"]) == int(r["reduction_mg"]) / 1_000_000
             if fmt == "csv":
                 assert r["reduction_kg"] == repr(int(r["reduction_mg"]) / 1_000_000)
+
+
+def test_counters_of_records_at_one_time_follow_the_canonical_order():
+    """Records of one account at one time are counted in (id, row) order on the batch path
+    too (it sorts by account hash and time, then orders such runs by id): the reward and
+    the counter cap fall on the same records as on the scalar path."""
+    methodology = _synthetic("counters")
+    ids = ["r9", "r3", "r7", "r1", "r5", "r2", "r8", "r4", "r6"]
+    stream = [{"id": i, "account": "a" if n % 3 else "b", "time": "2024-06-01T08:00",
+               "mode": ["ebus", "metro"][n % 2], "distance": f"{3 + n} km"}
+              for n, i in enumerate(ids)]
+    _agree(methodology, stream)
+    results = Engine(methodology).evaluate(stream)
+    assert {r.code for r in results} == {"", "CAP_REACHED"}  # the cap falls inside a run
