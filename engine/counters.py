@@ -102,7 +102,7 @@ def apply(results: list[Result], m: CrossRecord, explain: bool = False,
             for j, name in enumerate(m.counters):
                 totals[j] += amounts[j]
                 if explain and r.explanation is not None:
-                    r.explanation.append({"kind": "counter", "name": name, "amount": amounts[j],
+                    r.explanation.append({"kind": "counted", "name": name, "amount": amounts[j],
                                           "unit": units.get(name, ""), "total": totals[j]})
             counts = []
             for k, reward in enumerate(m.rewards):

@@ -50,7 +50,7 @@ def render(trace: list[dict], timezone: str = "") -> list[str]:
             tag = f" [{step['tag']}]" if step.get("tag") else ""
             lines.append(f"  parameter  {step['name']}{key} = {step['shown']}   "
                          f"in force from {step['from']}; source: {step['source']}{tag}")
-        elif kind in ("let", "output"):
+        elif kind in ("let", "output", "counter"):
             note = f" ({step['note']})" if step.get("note") else ""
             lines.append(f"  {kind:<10} {step['name']} = {step['shown']}{note}   line {step['line']}")
         elif kind == "require":
@@ -58,4 +58,10 @@ def render(trace: list[dict], timezone: str = "") -> list[str]:
             lines.append(f"  require    {step['code']} {verdict}   line {step['line']}")
         elif kind == "rule":
             lines.append(f"  rule       {step['status']} {step['code']}: {step['message']}")
+        elif kind == "counted":  # engine/counters.py: what the record added, after caps
+            lines.append(f"  counted    {step['name']} + {step['amount']} {step['unit']}".rstrip()
+                         + f"   account total {step['total']}")
+        elif kind == "reward":
+            lines.append(f"  reward     {step['name']} × {step['count']} = {step['value']}   "
+                         f"every {step['every']} {step['source']}; {step['remainder']} kept")
     return lines
