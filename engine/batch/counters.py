@@ -1,8 +1,8 @@
 """engine/counters.py's semantics on columns: counter caps and reward conversions for
 every account at once.
 
-Records still credited are put in the canonical order (account, time, id, row) by one
-sort. A counter cap is a per-(account, period) limit on non-negative amounts (a negative
+Records still credited are put in the canonical order (account, time, id, row) by the
+rules' own sort (engine/batch/rules.py). A counter cap is a per-(account, period) limit on non-negative amounts (a negative
 amount rejected the record already), so allowed_i = min(cs_i, L) - min(cs_i - a_i, L)
 on the cumulative sums of the group; a reward's count is floor(cs_i / N) -
 floor((cs_i - a_i) / N) on the per-account cumulative sums of its source.
@@ -16,6 +16,7 @@ import polars as pl
 from ..counters import counter_cap_reached
 from ..plan.ast import CrossRecord
 from ..result import CAP_REACHED, CAPPED, CREDITED
+from .rules import HashCollision, account_hashes, canonical
 from .timezones import period_index, zone_table
 from .values import Reasons
 
@@ -39,9 +40,11 @@ class Counting:
         reason into `batch.reason`."""
         m = self.m
         n = batch.n
-        status = self.reasons.column(0).to_numpy()
-        counting = np.isin(status[batch.reason], [CREDITED, CAPPED])
-        pos = np.flatnonzero(counting)
+        # per reason index (a few), then per row by indexing booleans, not texts
+        statuses = self.reasons.column(0).to_list()
+        is_credited = np.array([s == CREDITED for s in statuses], dtype=bool)
+        counts = np.array([s in (CREDITED, CAPPED) for s in statuses], dtype=bool)
+        pos = np.flatnonzero(counts[batch.reason])
         names = list(m.counters) + [r.name for r in m.rewards]
         empty = pl.Series("counters", [[]], dtype=pl.List(pl.String)).new_from_index(0, n)
         if pos.size == 0:
@@ -68,7 +71,7 @@ class Counting:
             if cut.any():
                 at = group_order[cut]
                 rows = pos[at]
-                credited = status[batch.reason[rows]] == CREDITED
+                credited = is_credited[batch.reason[rows]]
                 batch.reason[rows[credited]] = reason
                 value[at] = allowed[cut]
         counts = []
@@ -89,38 +92,17 @@ class Counting:
 
 
 def _canonical(batch, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The positions in canonical order within each account (accounts in the order of a
-    64-bit hash of their text: only the order inside an account matters), and where each
-    account starts. Sorted on (hash, time, position) numbers; two accounts with one hash,
-    or two records of an account at one time (ordered by id, then row), are sorted again
-    by the whole key."""
-    accounts = batch.accounts.gather(pos)
-    hashes = accounts.hash().to_numpy()
-    time = batch.time[pos]
-    order = pl.DataFrame({"h": hashes, "t": time, "i": np.arange(pos.size)}) \
-        .sort(["h", "t", "i"]).get_column("i").to_numpy().copy()
-    h, t = hashes[order], time[order]
-    same_hash = h[1:] == h[:-1]
-    ordered = accounts.gather(order)
-    same_account = (ordered == ordered.shift(1)).fill_null(False).to_numpy()[1:]
-    tied = same_account & (t[1:] == t[:-1])
-    if not np.any(same_hash & ~same_account) and np.any(tied):
-        # records of one account at one time (few): each such run by (id, row)
-        starts = np.flatnonzero(tied & ~np.r_[False, tied[:-1]])
-        ends = np.flatnonzero(tied & ~np.r_[tied[1:], False]) + 2
-        ids = batch.ids
-        for lo, hi in zip(starts.tolist(), ends.tolist()):
-            run = pos[order[lo:hi]]
-            keys = sorted(zip(ids.gather(run).to_list(), batch.rows[run].tolist(), order[lo:hi].tolist()))
-            order[lo:hi] = [k[2] for k in keys]
-        tied[:] = False
-    if np.any(same_hash & ~same_account) or np.any(tied):
-        order = pl.DataFrame({
-            "a": accounts, "t": time, "id": batch.ids.gather(pos), "row": batch.rows[pos],
-            "i": np.arange(pos.size)}).sort(["a", "t", "id", "row"]).get_column("i").to_numpy()
-        ordered = accounts.gather(order)
-        same_account = (ordered == ordered.shift(1)).fill_null(False).to_numpy()[1:]
-    return pos[order], np.r_[True, ~same_account]
+    """The positions in canonical order within each account, and where each account
+    starts: the rules' sort (engine/batch/rules.py `canonical`: accounts by a 64-bit hash
+    of their text, then time; records at one time by id and row), by the text itself
+    when two accounts share a hash."""
+    first, second = account_hashes(batch.accounts, pos)
+    try:
+        order, code, _ = canonical(batch, pos, first, second)
+    except HashCollision:
+        exact = batch.accounts.gather(pos).rank("dense").cast(pl.UInt64).to_numpy()
+        order, code, _ = canonical(batch, pos, exact, exact)
+    return pos[order], np.r_[True, code[1:] != code[:-1]]
 
 
 def _lists(names: list[str], columns: list[np.ndarray]) -> pl.Series:
