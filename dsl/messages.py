@@ -49,6 +49,11 @@ CATALOGUE: dict[str, str] = {
     "E0313": "a `case` without a subject needs an `else`",
     "E0314": "a value of `{name}` must be whole milligrams, found {found}",
     "E0315": "the optional input `{name}` is {kind} and has no empty value: give it a default with `= ...`",
+    "E0330": "{problem}",
+    "E0331": "the leg field `{name}` is {kind}: a leg's fields are quantities, numbers, whole numbers, true/false, text or choices",
+    "E0332": "`{name}` is not a list of legs here",
+    "E0333": "lists do not nest: this goes over legs inside a sum over `{outer}`",
+    "E0334": "`{var}` is not a leg being gone over here",
     "E0316": "a `case` on {kind} cannot list every value: add an `else`",
     # parameters and tables
     "E0401": "`{name}` has no value in force from {start} (the methodology's start) until {first}",

@@ -62,6 +62,7 @@ class Schema:
     fields: tuple[FieldSpec, ...]
     timezone: str
     time_default_from: tuple[str, ...]  # datetime inputs that stand in for a missing `time`
+    groups: tuple = ()  # dsl.ir.ast.Group: repeated groups (legs), read by engine/legs.py
 
     @staticmethod
     def of(methodology: ir.Methodology) -> "Schema":
@@ -75,7 +76,7 @@ class Schema:
             fields.append(FieldSpec(spec.name, t.kind, t.dimension, t.unit.text, t.choices,
                                     spec.required, runtime_value(default)))
         dt_inputs = tuple(s.name for s in methodology.inputs if s.type.kind == Kind.DATETIME)
-        return Schema(tuple(fields), methodology.metadata.timezone, dt_inputs)
+        return Schema(tuple(fields), methodology.metadata.timezone, dt_inputs, methodology.groups)
 
 
 _WHOLE = re.compile(r"[+-]?[0-9]+")  # ASCII digits: what int() takes beyond them is no number
@@ -286,6 +287,8 @@ class RecordReader:
                             for spec in schema.fields)
         self.read_time = _datetime_reader("time", local_clock(tz))
         self.time_default_from = schema.time_default_from
+        self.tz = tz
+        self.groups = schema.groups
 
     def read(self, raw: Mapping[str, Any], default_id: Optional[str] = None,
              column_units: Optional[Mapping[str, str]] = None) -> dict:
@@ -300,6 +303,10 @@ class RecordReader:
                     raise RecordError(name, "missing")
                 value = default
             values[name] = value
+        if self.groups:
+            from .legs import read_legs  # legs.py builds on this module's field readers
+            for group in self.groups:
+                values[group.name] = read_legs(raw, group, self.tz, units)
         record_id = _text(raw.get("id"))
         if record_id is not None:
             values["id"] = record_id
@@ -425,5 +432,9 @@ def from_example(record: tuple, schema: Optional[Schema] = None) -> dict:
     values = {name: runtime_value(value) for name, value in record}
     for spec in (schema.fields if schema else ()):
         values.setdefault(spec.name, spec.default)
+    if schema is not None and schema.groups:
+        from .legs import reader as leg_reader
+        for group in schema.groups:
+            values[group.name] = leg_reader(group).from_example(values.get(group.name) or ())
     values.setdefault("activity", "")
     return values

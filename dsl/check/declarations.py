@@ -16,6 +16,11 @@ from .literals import (INVALID, check_code, decimal_of, literal_value, parse_dat
                        unit_of, whole_token)
 from .scope import BUILTIN_TYPES, Scope
 
+
+def leg_field_type(scope: Scope, name: str):
+    from .legs import leg_field_type as find  # legs.py reads this module's input options
+    return find(scope, name)
+
 # ---------------------------------------------------------------- header
 def check_header(header: Optional[ast.Header], report: Reporter) -> Optional[ir.Metadata]:
     if header is None:
@@ -211,7 +216,7 @@ def _parameter(item: ast.ParameterDecl, scope: Scope, report: Reporter) -> Optio
     if item.by is not None:
         for key in item.by.names:
             key_name = str(key)
-            kt = scope.input_type(key_name)
+            kt = scope.input_type(key_name) or leg_field_type(scope, key_name)
             if kt is None:
                 if key_name not in scope.failed:
                     report.report("E0207", key, name=key_name,

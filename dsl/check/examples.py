@@ -18,6 +18,7 @@ from ..units import MASS
 from ..zones import zone
 from .literals import (INVALID, describe_literal, literal_value, unit_of, whole_milligrams,
                        whole_token)
+from .legs import example_legs
 from .scope import Scope
 
 EXAMPLE_ACCOUNT = "example"
@@ -72,6 +73,11 @@ def _record(record: ast.Record, scope: Scope, report: Reporter, title: str, inde
             ok = False
             continue
         seen.add(name)
+        if name in scope.groups:
+            value = example_legs(field, scope.groups[name], scope, report)
+            ok &= value is not INVALID
+            values[name] = value
+            continue
         t = scope.input_type(name)
         if t is None:
             if name not in scope.failed:
@@ -79,11 +85,18 @@ def _record(record: ast.Record, scope: Scope, report: Reporter, title: str, inde
                               help=did_you_mean(name, list(scope.inputs) + ["id", "account", "time", "activity"]))
             ok = False
             continue
+        if isinstance(field.value, ast.LegList):
+            report.report("E0703", field.value, name=name, expected=t.describe(), found="a list")
+            ok = False
+            continue
         value = literal_value(field.value, t, report, code="E0703", zone=scope.timezone, name=name)
         if value is INVALID:
             ok = False
             continue
         values[name] = value
+    for name in scope.groups:
+        if name not in seen:  # a record without the list carries no legs
+            values[name] = ()
     for name, spec in scope.inputs.items():
         if name in seen:  # set, even if to a wrong value (reported above)
             continue

@@ -151,8 +151,27 @@ class Lookup:
     keys: tuple["Expr", ...]
 
 
+@dataclass(frozen=True)
+class LegField:
+    """A field of the leg an aggregate is going over (`leg.distance`)."""
+    type: Type
+    group: str
+    name: str
+
+
+@dataclass(frozen=True)
+class LegAggregate:
+    """sum (of `body`) or count of the legs of a record's group for which `where` holds
+    (every leg without one), in the legs' order. An empty sum is 0 of the body's type."""
+    type: Type
+    op: str  # sum | count
+    group: str
+    body: Optional["Expr"]  # None for count
+    where: Optional["Expr"] = None
+
+
 Expr = Union[Const, Input, Ref, Negate, Arith, Elapsed, Compare, Logic, Not, InSet, If,
-             MinMax, Abs, Round, DatePart, Lookup]
+             MinMax, Abs, Round, DatePart, Lookup, LegField, LegAggregate]
 
 
 # ---------------------------------------------------------------- declarations
@@ -188,6 +207,20 @@ class InputSpec:
     high: Value = None
     label: str = ""
     choice_labels: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Group:
+    """A repeated group inside a record (the legs of a trip): each field is declared as
+    an input is; `low`/`high` bound how many legs a record may carry."""
+    name: str
+    fields: tuple[InputSpec, ...]
+    low: Optional[int] = None
+    high: Optional[int] = None
+    label: str = ""
+
+    def field(self, name: str) -> InputSpec:
+        return next(f for f in self.fields if f.name == name)
 
 
 @dataclass(frozen=True)
@@ -319,6 +352,7 @@ class Methodology:
     bonuses: tuple[Bonus, ...] = ()
     flags: tuple[Flag, ...] = ()
     examples: tuple[Example, ...] = ()
+    groups: tuple[Group, ...] = ()  # repeated groups (legs) of a record
 
     def input(self, name: str) -> InputSpec:
         return next(i for i in self.inputs if i.name == name)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 from typing import Optional
 
-from ..check import declarations, definitions, examples, rules
+from ..check import declarations, definitions, examples, legs, rules
 from ..check.expressions import LookupSite, Uses
 from ..check.scope import Scope
 from ..messages import Reporter
@@ -32,6 +32,7 @@ def lower(module: ast.Module, report: Reporter, failed_names: set[str] = frozens
     declared: dict[str, object] = {}
 
     declarations.check_inputs(items, scope, report, declared)
+    legs.check_groups(items, scope, report, declared)
     parameter_nodes = declarations.check_parameters(items, scope, report, declared)
     written = definitions.collect(items, scope, report, declared)
     if "reduction" not in written and "baseline" not in written:
@@ -76,6 +77,7 @@ def lower(module: ast.Module, report: Reporter, failed_names: set[str] = frozens
         bonuses=tuple(cross["bonuses"]),
         flags=tuple(cross["flags"]),
         examples=tuple(example_list),
+        groups=tuple(scope.groups.values()),
     )
 
 

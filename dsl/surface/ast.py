@@ -45,6 +45,8 @@ class FieldList(_List): ...
 class ExpectationList(_List): ...
 class ExprList(_List): ...
 class WhenList(_List): ...
+class GroupFieldList(_List): ...
+class LegList(_List): ...
 
 
 # ---------------------------------------------------------------- literals
@@ -251,6 +253,23 @@ class InputDecl(_Node):
     meta: Meta
     names: NameList
     type: TypeSpec
+    options: InputOptionList
+
+
+@dataclass
+class GroupField(_Node):
+    meta: Meta
+    name: Token
+    type: TypeSpec
+    options: InputOptionList
+
+
+@dataclass
+class GroupDecl(_Node):
+    """`input legs: list { mode: choice {...}, distance: quantity [km] } at most 8`."""
+    meta: Meta
+    names: NameList
+    fields: GroupFieldList
     options: InputOptionList
 
 
@@ -478,9 +497,34 @@ class CaseExpr(_Node):
     otherwise: Optional["Expr"]
 
 
+@dataclass
+class LegAggregate(_Node):
+    """`sum(body for leg in legs where cond)`, `count(leg for leg in legs ...)`."""
+    meta: Meta
+    func: Token
+    body: "Expr"
+    var: Token
+    group: Token
+    where: Optional["LegWhere"]
+
+
+@dataclass
+class LegWhere(_Node):
+    meta: Meta
+    cond: "Expr"
+
+
+@dataclass
+class LegField(_Node):
+    """`leg.distance`: a field of the leg an aggregate is going over."""
+    meta: Meta
+    var: Token
+    field: Token
+
+
 Expr = Union[IfExpr, OrOp, AndOp, NotOp, Compare, InSet, BinaryAdd, BinaryMul, Negate,
              Lookup, NumberExpr, NameExpr, TextExpr, DateExpr, DatetimeExpr, BoolExpr,
-             Call, CaseExpr]
+             Call, CaseExpr, LegAggregate, LegField]
 
 
 # ---------------------------------------------------------------- definitions and rules
@@ -631,7 +675,7 @@ class SequenceExample(_Node):
     steps: ExampleStepList
 
 
-Item = Union[InputDecl, ParameterDecl, LetDef, OutputDef, RequireStmt, CapRule,
+Item = Union[InputDecl, GroupDecl, ParameterDecl, LetDef, OutputDef, RequireStmt, CapRule,
              OverlapRule, DuplicateRule, BonusRule, FlagRule, SingleExample, SequenceExample]
 
 
