@@ -66,8 +66,7 @@ class LegReader:
             legs = [self._leg(f"{name}[{k}]", item, tz, {}) for k, item in enumerate(items)]
         else:
             legs = [self._leg(f"{name}[{k}]", cells, tz, units, prefix=f"{name}[{k}].")
-                    for k, cells in sorted(columns.items())
-                    if any(records._present(v) for v in cells.values())]
+                    for k, cells in sorted(columns.items())]
         self._count(len(legs))
         return legs
 
@@ -79,7 +78,8 @@ class LegReader:
                 match = self.column.match(key)
                 if match:
                     found.setdefault(int(match.group(1)), {})[match.group(2)] = value
-        return found
+        # a leg whose cells are all blank is not there (a file has columns for its longest trip)
+        return {k: cells for k, cells in found.items() if any(records._present(v) for v in cells.values())}
 
     def _leg(self, path: str, item: Any, tz: str, units: Mapping[str, str], prefix: str = "") -> dict:
         if not isinstance(item, Mapping):
