@@ -210,3 +210,14 @@ def test_every_file_format_gives_the_same_results(tmp_path):
     assert results[0][:2] == [("credited", round((116.7 * 12.4 + 0.8) * 1000), 1447 + 2, 1),
                               ("credited", 453000, 453 + 10 + 1, 2)]
     assert results[0][2][0] == "invalid" and results[0][2][3] == 3
+
+
+def test_the_record_schema_describes_the_legs():
+    from engine.schema import input_schema
+    legs = input_schema(METHODOLOGY)["properties"]["legs"]
+    assert (legs["type"], legs["maxItems"], legs["description"]) == ("array", 6, "行程段 / legs")
+    fields = legs["items"]["properties"]
+    assert fields["mode"]["enum"] == ["walk", "metro", "bike", "bus"]
+    assert (fields["distance"]["x-minimum"], fields["distance"]["x-maximum"]) == ("0 km", "100 km")
+    assert legs["items"]["required"] == ["mode", "distance"]
+    assert "legs" not in input_schema(METHODOLOGY)["required"]
