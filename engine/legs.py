@@ -158,3 +158,13 @@ def read_legs(raw: Mapping[str, Any], group: ir.Group, tz: str,
               units: Optional[Mapping[str, str]] = None) -> list[dict]:
     """The legs of one raw record; RecordError names the leg and field (`legs[2].distance`)."""
     return reader(group).read(raw, tz, units or {})
+
+
+def shown(legs: list[dict], group: ir.Group) -> str:
+    """A record's legs as an explanation shows them, each field in its own unit:
+    `walk, 0.8 km; metro, 12.4 km`."""
+    def one(spec, value):
+        if spec.type.kind == Kind.QUANTITY and spec.type.dimension and isinstance(value, (int, float)):
+            return f"{spec.type.unit.from_si(value):.12g} {spec.type.unit.text}"
+        return str(value).lower() if isinstance(value, bool) else str(value)
+    return "; ".join(", ".join(one(spec, leg.get(spec.name)) for spec in group.fields) for leg in legs)

@@ -429,12 +429,15 @@ def _plain_unit_factor(unit: str, dimension: tuple, factors: dict) -> Optional[f
 def from_example(record: tuple, schema: Optional[Schema] = None) -> dict:
     """An embedded example's record (IR values) -> run-time values; an optional input
     the example leaves out takes its default, as it would in a file."""
-    values = {name: runtime_value(value) for name, value in record}
+    values = {name: runtime_value(value) if not isinstance(value, tuple) else
+              [{k: runtime_value(v) for k, v in leg} for leg in value]  # a list of legs
+              for name, value in record}
     for spec in (schema.fields if schema else ()):
         values.setdefault(spec.name, spec.default)
     if schema is not None and schema.groups:
         from .legs import reader as leg_reader
         for group in schema.groups:
-            values[group.name] = leg_reader(group).from_example(values.get(group.name) or ())
+            legs = dict(record).get(group.name) or ()  # as the checker wrote them
+            values[group.name] = leg_reader(group).from_example(legs)
     values.setdefault("activity", "")
     return values

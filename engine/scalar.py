@@ -18,6 +18,7 @@ from dsl.zones import zone
 from . import numeric, records
 from .plan import from_ir
 from .result import NO_VALUE
+from .legs import shown as legs_shown
 from .to_python import Source
 
 
@@ -180,6 +181,7 @@ class ScalarProgram:
             "_day_part": day_part, "_bisect": bisect.bisect_right, "_missing": missing,
             "_lookup_traced": lookup_traced, "_int64": int64,
             "_isum": isum, "_fsum": fsum_legs,
+            "_legs_shown": legs_shown, "G": self.methodology.groups,
         }
         exec(compile(source, f"<tanpu:{self.methodology.metadata.id}>", "exec"), namespace)
         if not explain:

@@ -232,6 +232,10 @@ class Source:
                       f"'type': {spec.type.kind.value!r}, "
                       f"'unit': {spec.type.unit.text if quantity else ''!r}, "
                       f"'factor': {float(spec.type.unit.factor) if quantity else 1.0!r}}})")
+        for i, group in enumerate(self.plan.methodology.groups):  # legs, each field in its unit
+            self.emit(f"T.append({{'kind': 'input', 'name': {group.name!r}, "
+                      f"'value': _legs_shown(v[{group.name!r}], G[{i}]), 'type': 'list', 'unit': '', "
+                      f"'factor': 1.0}})")
 
     def _build(self) -> str:
         plan = self.plan
