@@ -54,6 +54,9 @@ CATALOGUE: dict[str, str] = {
     "E0332": "`{name}` is not a list of legs here",
     "E0333": "lists do not nest: this goes over legs inside a sum over `{outer}`",
     "E0334": "`{var}` is not a leg being gone over here",
+    "E0335": "`{name}` is {found}: the key that may differ `within` a window must be a datetime input",
+    "E0336": "`{name}` is not a datetime input saying when a record arrived",
+    "E0337": "a duplicate rule's `where` tests one input against values",
     "E0316": "a `case` on {kind} cannot list every value: add an `else`",
     # parameters and tables
     "E0401": "`{name}` has no value in force from {start} (the methodology's start) until {first}",

@@ -300,6 +300,24 @@ class Duplicate:
 
 
 @dataclass(frozen=True)
+class NearDuplicate:
+    """One real event reported more than once, perhaps through different channels whose
+    fields differ slightly (engine/channels.py): records of an account whose `keys` are
+    equal and whose `near` datetimes are at most `window_us` apart (0: equal) are one
+    event; only records for which `when` holds take part: (input, values, allowed?) —
+    the input's value is (allowed) or is not (not allowed) one of `values`. The first
+    record to arrive (by the `arrival` input when given, else the canonical order) is the
+    event; the others are duplicates of it."""
+    keys: tuple[str, ...]
+    near: Optional[str]
+    window_us: int
+    when: Optional[tuple[str, tuple, bool]]
+    arrival: Optional[str]
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
 class Bonus:
     points: int
     ordinal: int
@@ -353,6 +371,7 @@ class Methodology:
     flags: tuple[Flag, ...] = ()
     examples: tuple[Example, ...] = ()
     groups: tuple[Group, ...] = ()  # repeated groups (legs) of a record
+    near_duplicates: tuple[NearDuplicate, ...] = ()  # one event through several channels
 
     def input(self, name: str) -> InputSpec:
         return next(i for i in self.inputs if i.name == name)
@@ -369,7 +388,8 @@ class Methodology:
 
     @property
     def has_cross_record_rules(self) -> bool:
-        return bool(self.caps or self.overlaps or self.duplicates or self.bonuses or self.flags)
+        return bool(self.caps or self.overlaps or self.duplicates or self.bonuses or self.flags
+                    or self.near_duplicates)
 
 
 BUILTIN_FIELDS = ("id", "account", "time", "activity")

@@ -579,6 +579,43 @@ class DuplicateRule(_Node):
 
 
 @dataclass
+class DupWhere(_Node):
+    meta: Meta
+    cond: Expr
+
+
+@dataclass
+class DupArrival(_Node):
+    meta: Meta
+    name: Token
+
+
+@dataclass
+class NearDuplicateRule(_Node):
+    """`forbid duplicate k1, t within 5 min per account [where c] [keep first by a] else ...`"""
+    meta: Meta
+    keys: NameList
+    window: Literal
+    where: Optional[DupWhere]
+    arrival: Optional[DupArrival]
+    code: Token
+    message: Token
+
+
+@dataclass
+class ConditionalDuplicateRule(_Node):
+    """`forbid duplicate k per account where c [keep first by a] else ...`"""
+    meta: Meta
+    keys: NameList
+    where: DupWhere
+    arrival: Optional[DupArrival]
+    code: Token
+    message: Token
+
+    window = None
+
+
+@dataclass
 class BonusRule(_Node):
     meta: Meta
     points: Token
@@ -676,7 +713,7 @@ class SequenceExample(_Node):
 
 
 Item = Union[InputDecl, GroupDecl, ParameterDecl, LetDef, OutputDef, RequireStmt, CapRule,
-             OverlapRule, DuplicateRule, BonusRule, FlagRule, SingleExample, SequenceExample]
+             OverlapRule, DuplicateRule, NearDuplicateRule, ConditionalDuplicateRule, BonusRule, FlagRule, SingleExample, SequenceExample]
 
 
 @dataclass

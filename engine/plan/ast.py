@@ -272,10 +272,12 @@ class CrossRecord:
     flags: tuple[ir.Flag, ...] = ()
     bonuses: tuple[ir.Bonus, ...] = ()
     caps: tuple[ir.Cap, ...] = ()
+    near_duplicates: tuple[ir.NearDuplicate, ...] = ()  # judged first (engine/channels.py)
 
     @property
     def has_cross_record_rules(self) -> bool:
-        return bool(self.caps or self.overlaps or self.duplicates or self.bonuses or self.flags)
+        return bool(self.caps or self.overlaps or self.duplicates or self.bonuses or self.flags
+                    or self.near_duplicates)
 
 
 @dataclass(frozen=True)

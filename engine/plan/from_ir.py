@@ -262,7 +262,8 @@ class _Lower:
         masses = tuple(n for n in ir.MASS_OUTPUTS if n in defined and m.definition(n).quantized)
         return p.Plan(m.metadata.id, m.metadata.timezone, tuple(read.items()),
                       tuple(parameter(prm) for prm in m.parameters), tuple(steps), masses,
-                      tuple(self.reasons), p.CrossRecord(m.duplicates, m.overlaps, m.flags, m.bonuses, m.caps),
+                      tuple(self.reasons), p.CrossRecord(m.duplicates, m.overlaps, m.flags, m.bonuses, m.caps,
+                                                    m.near_duplicates),
                       m)
 
 
