@@ -43,8 +43,9 @@ def check(items, scope: Scope, report: Reporter) -> tuple[list[ir.NearDuplicate]
                 report.report("E0335", item.keys[-1], name=near,
                               found=scope.input_type(near).describe())
                 ok = False
-            window = _window_us(item.window, report)
-            ok &= window is not None
+            else:
+                window = _window_us(item.window, report)
+                ok &= window is not None
         when = _when(item.where, scope, report) if item.where is not None else None
         if item.where is not None:
             ok &= when is not None

@@ -161,6 +161,15 @@ CASES = [
          "require x > 0 km else X \"m\"\n", "sum(m"),
     case("E0334", LEGS + USE_LEGS + "let y [km] = l.distance\nrequire y > 0 km else Y \"m\"\n",
          "l.distance", 2),
+    # one event through several channels
+    case("E0335", "forbid duplicate distance within 1 km per account else SAME \"m\"\n",
+         "duplicate »distance"),
+    case("E0336", "input started: datetime\n"
+         "forbid duplicate distance, started within 5 min per account keep first by distance else SAME \"m\"\n",
+         "by »distance"),
+    case("E0337", "input started: datetime\n"
+         "forbid duplicate distance, started within 5 min per account where distance > 1 km else SAME \"m\"\n",
+         "distance > 1 km"),
     case("E0314", "cap reduction at 0.5 mg per account per day\n", "0.5 mg"),
     case("E0314", 'example "e" { distance: 1 km } => reduction 1.0000001 g\n', "1.0000001"),
     case("E0315", "input a, b: choice { x, y } optional\n"
