@@ -136,6 +136,10 @@ def describe(methodology: ir.Methodology, content_hash: str) -> dict:
                      for c in methodology.caps],
             "overlaps": [{"start": o.start, "end": o.end, "code": o.code} for o in methodology.overlaps],
             "duplicates": [{"keys": list(d.keys), "code": d.code} for d in methodology.duplicates],
+            "near_duplicates": [{"keys": list(d.keys), "near": d.near, "window_seconds": d.window_us / 1e6,
+                                 "where": list(d.when[:1]) + [list(d.when[1]), d.when[2]] if d.when else None,
+                                 "arrival": d.arrival, "code": d.code}
+                                for d in methodology.near_duplicates],
             "bonuses": [{"points": b.points, "ordinal": b.ordinal, "window_seconds": b.window_seconds}
                         for b in methodology.bonuses],
             "flags": [{"count": f.count, "window_seconds": f.window_seconds, "code": f.code}
