@@ -18,6 +18,7 @@ from ..units import MASS
 from ..zones import zone
 from .literals import (INVALID, describe_literal, literal_value, unit_of, whole_milligrams,
                        whole_token)
+from . import expectations as value_checks
 from .legs import example_legs
 from .scope import Scope
 
@@ -110,6 +111,7 @@ def _record(record: ast.Record, scope: Scope, report: Reporter, title: str, inde
 
 def _expected(expectations, scope: Scope, report: Reporter, codes: dict[str, set[str]]):
     status, code, outputs, flags, bonus = "credited", "", [], [], None
+    checks = []
     status_given = False
     ok = True
     for expectation in expectations:
@@ -153,12 +155,16 @@ def _expected(expectations, scope: Scope, report: Reporter, codes: dict[str, set
         elif isinstance(expectation, ast.ExpectFlagged):
             flags.append(str(expectation.code))
             ok &= _known_code(expectation.code, codes["flagged"], report)
+        elif isinstance(expectation, value_checks.NODES):  # named values, totals, decimals
+            value_check = value_checks.check(expectation, scope, report)
+            ok &= value_check is not INVALID
+            checks.append(value_check)
         elif isinstance(expectation, ast.ExpectBonus):
             bonus = whole_token(expectation.points, report)
             ok &= bonus is not INVALID
     if not ok:
         return None
-    return ir.Expected(status, code, tuple(outputs), tuple(flags), bonus, status_given)
+    return ir.Expected(status, code, tuple(outputs), tuple(flags), bonus, status_given, tuple(checks))
 
 
 def _known_code(token, known: Optional[set[str]], report: Reporter) -> bool:

@@ -334,6 +334,20 @@ class Flag:
 
 # ---------------------------------------------------------------- examples
 @dataclass(frozen=True)
+class ValueCheck:
+    """An example's expectation on a named value (dsl/check/expectations.py): a
+    definition (`let` or output) of the record, or the account's total of an output
+    after it, compared by engine/expectations.py: with `decimals`, the computed value in
+    `unit` rounded half away from zero to that many decimals equals the written one;
+    without, exactly (the float nearest the written value; whole mg for a mass output)."""
+    kind: str  # definition | total
+    name: str
+    value: Value  # as written: a decimal number's text, a whole number, true/false, a name
+    unit: str = ""
+    decimals: Optional[int] = None
+
+
+@dataclass(frozen=True)
 class Expected:
     status: str = "credited"  # credited | rejected | capped | duplicate | not_applicable
     code: str = ""
@@ -341,6 +355,7 @@ class Expected:
     flags: tuple[str, ...] = ()
     bonus: Optional[int] = None
     status_given: bool = False
+    checks: tuple[ValueCheck, ...] = ()  # named values and totals (left out of hashes while empty)
 
 
 @dataclass(frozen=True)

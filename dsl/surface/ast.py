@@ -683,8 +683,41 @@ class ExpectBonus(_Node):
     points: Token
 
 
+@dataclass
+class Decimals(_Node):
+    meta: Meta
+    count: Token
+
+
+@dataclass
+class ExpectRounded(_Node):
+    """`reduction 12.35 kg to 2 decimals`"""
+    meta: Meta
+    output: Token
+    value: Literal
+    decimals: Decimals
+
+
+@dataclass
+class ExpectNamed(_Node):
+    """`car_factor 271.82 g/km [to 2 decimals]`: any let or output by name."""
+    meta: Meta
+    name: Token
+    value: Literal
+    decimals: Optional[Decimals]
+
+
+@dataclass
+class ExpectTotal(_Node):
+    """`total points 935`: the account's total after this record of the sequence."""
+    meta: Meta
+    output: Token
+    value: Literal
+    decimals: Optional[Decimals]
+
+
 Expectation = Union[ExpectValue, ExpectRejected, ExpectStatus, ExpectDuplicate,
-                    ExpectFlagged, ExpectBonus]
+                    ExpectFlagged, ExpectBonus, ExpectRounded, ExpectNamed, ExpectTotal]
 
 
 @dataclass
