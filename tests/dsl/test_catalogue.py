@@ -255,6 +255,9 @@ CASES = [
     case("E0705", 'example "e" { distance: 1 km } => reduction 26.9\n', "26.9", 2),
     case("E0705", 'example "e" { distance: 1 km } => reduction 1.0000001 km\n', "1.0000001"),
     case("E0705", 'example "e" { distance: 1 km } => points 2.5\n', "2.5"),
+    case("E0705", 'example "e" { distance: 1 km } => reduction 26.9 km to 1 decimals\n', "26.9", 2),
+    case("E0707", 'example "e" { distance: 1 km } => factor 26.9 g/km\n', "factor"),
+    case("E0708", 'example "e" { distance: 1 km } => total baseline 1 kg\n', "total »baseline"),
     # ------------------------------------------------------------ warnings
     case("W0101", 'parameter unused [g] = 1 source "s"\n', "unused"),
     case("W0102", "let spare = distance * 2\n", "spare"),
