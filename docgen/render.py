@@ -445,6 +445,10 @@ class _Builder:
             parts.append(self.tr("flagged", codes=", ".join(e.flags)))
         if e.bonus is not None:
             parts.append(self.tr("bonus", n=e.bonus))
+        for c in e.checks:  # named values and totals, as the example writes them
+            decimals = f" (≈ {c.decimals})" if c.decimals is not None else ""
+            parts.append(f"{'Σ ' if c.kind == 'total' else ''}{c.name} = {c.value}"
+                         f"{' ' + c.unit if c.unit else ''}{decimals}")
         return self._sep().join(parts)
 
     def _actual(self, e: ir.Expected, r) -> str:
