@@ -386,3 +386,8 @@ def check_value_in_force(scope: Scope, nodes: dict, report: Reporter) -> None:
             report.report("E0401", node.name, name=name, start=start,
                           first=parameter.periods[0].start,
                           help="start its first value no later than the methodology's `effective from` date")
+
+
+# a leg's fields (dsl/check/legs.py) are read as inputs are: one reading of types and options
+input_type = _input_type
+input_spec = _input_spec

@@ -28,7 +28,7 @@ LEG_KINDS = (Kind.QUANTITY, Kind.INTEGER, Kind.BOOLEAN, Kind.TEXT, Kind.CHOICE)
 
 def check_groups(items, scope: Scope, report: Reporter, declared: dict) -> None:
     """Declares every `input NAME: list { ... }` in scope.groups."""
-    from .declarations import _input_spec, _input_type  # one reading of a field's options
+    from .declarations import input_spec, input_type  # one reading of a field's options
     for item in items:
         if not isinstance(item, ast.GroupDecl):
             continue
@@ -53,7 +53,7 @@ def check_groups(items, scope: Scope, report: Reporter, declared: dict) -> None:
                 ok = False
                 continue
             seen.add(field_name)
-            t = _input_type(field.type, field_name, report)
+            t = input_type(field.type, field_name, report)
             if t is None:
                 ok = False
                 continue
@@ -61,7 +61,7 @@ def check_groups(items, scope: Scope, report: Reporter, declared: dict) -> None:
                 report.report("E0331", field.type, name=field_name, kind=t.describe())
                 ok = False
                 continue
-            fields.append(_input_spec(field.name, t, field, scope, report))
+            fields.append(input_spec(field.name, t, field, scope, report))
         low = high = None
         label = ""
         for option in item.options:
