@@ -30,17 +30,15 @@ from . import records
 from .records import FieldSpec, RecordError
 
 _EMPTY = {Kind.TEXT: "", Kind.BOOLEAN: False, Kind.INTEGER: 0, Kind.QUANTITY: 0.0}
+_NO_UNITS: dict = {}  # a list's quantities carry their units
 
 
-@dataclasses.dataclass(frozen=True)
 class LegReader:
-    """How to read one group: its fields as record fields, and its bounds."""
-    group: ir.Group
-    specs: tuple[FieldSpec, ...]
-    column: re.Pattern
+    """How to read one group: its fields as record fields (engine/records.py's readers,
+    one per leg index and field so that an error names `legs[2].distance`), its bounds."""
 
-    @staticmethod
-    def of(group: ir.Group) -> "LegReader":
+    def __init__(self, group: ir.Group):
+        self.group = group
         specs = []
         for spec in group.fields:
             t = spec.type
@@ -49,68 +47,93 @@ class LegReader:
                 default = _EMPTY.get(t.kind)
             specs.append(FieldSpec(spec.name, t.kind, t.dimension, t.unit.text, t.choices,
                                    spec.required, records.runtime_value(default)))
-        return LegReader(group, tuple(specs),
-                         re.compile(rf"^{re.escape(group.name)}\[(\d+)\]\.(\w+)$"))
+        self.specs = tuple(specs)
+        self.bounds = {s.name: (records.runtime_value(s.low), records.runtime_value(s.high))
+                       for s in group.fields}
+        self.column = re.compile(rf"^{re.escape(group.name)}\[(\d+)\]\.(\w+)$")
+        self._readers: dict[tuple[int, str], Any] = {}
+        self._keys: dict[str, Optional[tuple[int, str]]] = {}
+
+    @staticmethod
+    def of(group: ir.Group) -> "LegReader":
+        return LegReader(group)
+
+    def _reader(self, k: int, spec: FieldSpec, tz: str):
+        found = self._readers.get((k, spec.name))
+        if found is None:
+            path = f"{self.group.name}[{k}].{spec.name}"
+            found = (path, records.field_reader(dataclasses.replace(spec, name=path), tz))
+            if len(self._readers) < 4096:
+                self._readers[(k, spec.name)] = found
+        return found
 
     # ------------------------------------------------------------ a record
     def read(self, raw: Mapping[str, Any], tz: str, units: Mapping[str, str]) -> list[dict]:
         name = self.group.name
         written = raw.get(name)
         columns = self._columns(raw)
-        listed = records._present(written) and not (isinstance(written, (list, tuple)) and not written)
+        listed = records.present(written) and not (isinstance(written, (list, tuple)) and not written)
         if listed and columns:
             raise RecordError(name, "written both as a list and as columns "
                                     f"({name}[0].…): write one of them")
         if listed:
             items = _as_list(name, written)
-            legs = [self._leg(f"{name}[{k}]", item, tz, {}) for k, item in enumerate(items)]
+            legs = [self._leg(k, item, tz, _NO_UNITS) for k, item in enumerate(items)]
         else:
-            legs = [self._leg(f"{name}[{k}]", cells, tz, units, prefix=f"{name}[{k}].")
-                    for k, cells in sorted(columns.items())]
+            legs = [self._leg(k, cells, tz, units) for k, cells in sorted(columns.items())]
         self._count(len(legs))
         return legs
 
     def _columns(self, raw: Mapping[str, Any]) -> dict[int, dict]:
         found: dict[int, dict] = {}
         start = self.group.name + "["
+        keys = self._keys
         for key, value in raw.items():
             if isinstance(key, str) and key.startswith(start):
-                match = self.column.match(key)
-                if match:
-                    found.setdefault(int(match.group(1)), {})[match.group(2)] = value
+                parsed = keys.get(key, False)
+                if parsed is False:
+                    match = self.column.match(key)
+                    parsed = (int(match.group(1)), match.group(2)) if match else None
+                    if len(keys) < 4096:
+                        keys[key] = parsed
+                if parsed is not None:
+                    found.setdefault(parsed[0], {})[parsed[1]] = value
         # a leg whose cells are all blank is not there (a file has columns for its longest trip)
-        return {k: cells for k, cells in found.items() if any(records._present(v) for v in cells.values())}
+        return {k: cells for k, cells in found.items() if any(records.present(v) for v in cells.values())}
 
-    def _leg(self, path: str, item: Any, tz: str, units: Mapping[str, str], prefix: str = "") -> dict:
+    def _leg(self, k: int, item: Any, tz: str, units: Mapping[str, str]) -> dict:
         if not isinstance(item, Mapping):
-            raise RecordError(path, "is not a leg: write an object with "
+            raise RecordError(f"{self.group.name}[{k}]", "is not a leg: write an object with "
                               + ", ".join(s.name for s in self.specs))
         leg = {}
         for spec in self.specs:
-            field = f"{path}.{spec.name}"
             raw = item.get(spec.name)
-            if not records._present(raw):
+            if not records.present(raw):
                 if spec.required:
-                    raise RecordError(field, "missing")
+                    raise RecordError(f"{self.group.name}[{k}].{spec.name}", "missing")
                 leg[spec.name] = spec.default
                 continue
-            value = records.parse_value(dataclasses.replace(spec, name=field), raw, tz,
-                                        units.get(prefix + spec.name) if prefix else None)
-            self._bounds(field, spec.name, value)
+            path, read = self._reader(k, spec, tz)
+            value = read(raw, units)
+            low, high = self.bounds[spec.name]
+            if (low is not None and value < low) or (high is not None and value > high):
+                self._out_of_bounds(path, spec.name)
             leg[spec.name] = value
         for key, value in item.items():
-            if key not in leg and records._present(value):
-                raise RecordError(f"{path}.{key}", "is not a field of a leg ("
+            if key not in leg and records.present(value):
+                raise RecordError(f"{self.group.name}[{k}].{key}", "is not a field of a leg ("
                                   + ", ".join(s.name for s in self.specs) + ")")
         return leg
 
     def _bounds(self, field: str, name: str, value) -> None:
-        spec = self.group.field(name)
-        low = records.runtime_value(spec.low)
-        high = records.runtime_value(spec.high)
+        low, high = self.bounds[name]
         if (low is not None and value < low) or (high is not None and value > high):
-            from .plan.from_ir import bound_text  # the message the inputs' bounds give
-            raise RecordError(field, bound_text(dataclasses.replace(spec, name=field)).split("` ", 1)[1])
+            self._out_of_bounds(field, name)
+
+    def _out_of_bounds(self, field: str, name: str) -> None:
+        from .plan.from_ir import bound_text  # the message the inputs' bounds give
+        spec = self.group.field(name)
+        raise RecordError(field, bound_text(dataclasses.replace(spec, name=field)).split("` ", 1)[1])
 
     def _count(self, n: int) -> None:
         low, high, name = self.group.low, self.group.high, self.group.name

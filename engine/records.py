@@ -293,7 +293,10 @@ class RecordReader:
         self.read_time = _datetime_reader("time", local_clock(tz))
         self.time_default_from = schema.time_default_from
         self.tz = tz
-        self.groups = schema.groups
+        self.groups = ()
+        if schema.groups:  # (name, reader) of each list of legs (engine/legs.py)
+            from .legs import reader as leg_reader
+            self.groups = tuple((group.name, leg_reader(group)) for group in schema.groups)
 
     def read(self, raw: Mapping[str, Any], default_id: Optional[str] = None,
              column_units: Optional[Mapping[str, str]] = None) -> dict:
@@ -308,10 +311,8 @@ class RecordReader:
                     raise RecordError(name, "missing")
                 value = default
             values[name] = value
-        if self.groups:
-            from .legs import read_legs  # legs.py builds on this module's field readers
-            for group in self.groups:
-                values[group.name] = read_legs(raw, group, self.tz, units)
+        for name, legs in self.groups:
+            values[name] = legs.read(raw, self.tz, units)
         record_id = _text(raw.get("id"))
         if record_id is not None:
             values["id"] = record_id
@@ -446,3 +447,9 @@ def from_example(record: tuple, schema: Optional[Schema] = None) -> dict:
             values[group.name] = leg_reader(group).from_example(legs)
     values.setdefault("activity", "")
     return values
+
+
+# engine/legs.py reads a leg's fields as a record's: the same readers and the same test of
+# a value that is there
+field_reader = _field_reader
+present = _present

@@ -47,7 +47,30 @@ def legs_column(frame: pl.DataFrame, group: ir.Group, units: Mapping[str, str],
                 lists[i] = legs_reader.read(raw, tz, units)
             except RecordError:
                 ok[i] = False
-    return pl.Series(group.name, lists, dtype=dtype_of(group)), ok
+    return list_column(group, lists), ok
+
+
+_ARROW = {Kind.QUANTITY: "float64", Kind.INTEGER: "int64", Kind.BOOLEAN: "bool_",
+          Kind.TEXT: "large_string", Kind.CHOICE: "large_string"}
+
+
+def list_column(group: ir.Group, lists: list) -> pl.Series:
+    """Rows' legs (lists of dicts) as a List(Struct) column, built through Arrow arrays
+    (one per field) and the rows' offsets: building it from the dicts themselves cost
+    more than reading them."""
+    import pyarrow as pa
+    names = [f.name for f in group.fields]
+    flat: dict[str, list] = {name: [] for name in names}
+    offsets = [0]
+    for legs in lists:
+        for leg in legs:
+            for name in names:
+                flat[name].append(leg[name])
+        offsets.append(offsets[-1] + len(legs))
+    arrays = [pa.array(flat[f.name], type=getattr(pa, _ARROW[f.type.kind])()) for f in group.fields]
+    struct = pa.StructArray.from_arrays(arrays, names=names) if names else pa.array([{}] * offsets[-1])
+    column = pl.from_arrow(pa.LargeListArray.from_arrays(pa.array(offsets, type=pa.int64()), struct))
+    return column.alias(group.name).cast(dtype_of(group))
 
 
 def legs_lists(column, n: int) -> list[list[dict]]:
