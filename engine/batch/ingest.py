@@ -330,7 +330,7 @@ def ingest_frame(frame: pl.DataFrame, schema: Schema, column_units: Optional[Map
         columns[spec.name] = values
         ok &= field_ok
     for group in schema.groups:  # repeated groups (legs): row by row, engine/legs.py's reader
-        columns[group.name], legs_ok = legs_column(frame, group, units, schema.timezone)
+        columns[group.name], legs_ok = legs_column(frame, group, units, schema.timezone, reader)
         ok &= legs_ok
     # id, account, activity
     ids, id_present = _stripped(reader, "id")

@@ -20,7 +20,8 @@ from dsl.ir import ast as ir
 from dsl.types import Kind
 
 from ..legs import reader
-from ..records import RecordError
+from ..records import FieldSpec, RecordError
+from ..records import runtime_value as records_value
 from .values import Cat
 
 _DTYPE = {Kind.QUANTITY: pl.Float64, Kind.INTEGER: pl.Int64, Kind.BOOLEAN: pl.Boolean,
@@ -32,9 +33,14 @@ def dtype_of(group: ir.Group) -> pl.DataType:
 
 
 def legs_column(frame: pl.DataFrame, group: ir.Group, units: Mapping[str, str],
-                tz: str) -> tuple[pl.Series, np.ndarray]:
+                tz: str, cells=None) -> tuple[pl.Series, np.ndarray]:
     """(the group's legs per row, ok): ok False where a row's legs cannot be read (the
-    row is then read by engine/records.py, which gives its error)."""
+    row is then read by engine/records.py, which gives its error). `cells`: ingest.py's
+    column reader, for the repeated text columns of a CSV file (`_columns_fast`)."""
+    if cells is not None:
+        fast = _columns_fast(frame, group, units, tz, cells)
+        if fast is not None:
+            return fast
     n = frame.height
     legs_reader = reader(group)
     prefix = group.name + "["
@@ -48,6 +54,115 @@ def legs_column(frame: pl.DataFrame, group: ir.Group, units: Mapping[str, str],
             except RecordError:
                 ok[i] = False
     return list_column(group, lists), ok
+
+
+_FAST_KINDS = (Kind.QUANTITY, Kind.INTEGER, Kind.CHOICE)
+_EMPTY = {Kind.QUANTITY: 0.0, Kind.INTEGER: 0}
+
+
+def _columns_fast(frame: pl.DataFrame, group: ir.Group, units, tz, cells):
+    """Repeated text columns (`legs[k].field`) read column by column with the inputs'
+    own column readers, the legs flattened in (row, k) order with NumPy; rows the column
+    readers are not sure of, or whose legs break a rule (a blank required field, a bound,
+    the number of legs), are read by engine/legs.py one at a time (which gives the same
+    legs or the row's error). None where this does not apply (a list column, a field
+    kind or a column type it does not read)."""
+    legs_reader = reader(group)
+    if group.name in frame.columns or any(f.type.kind not in _FAST_KINDS for f in group.fields):
+        return None
+    columns: dict[tuple[int, str], str] = {}
+    fields = {f.name: f for f in group.fields}
+    for c in frame.columns:
+        match = legs_reader.column.match(c)
+        if match:
+            if match.group(2) not in fields or frame.get_column(c).dtype != pl.String:
+                return None
+            columns[(int(match.group(1)), match.group(2))] = c
+    if not columns:
+        return None
+    n, ks = frame.height, sorted({k for k, _ in columns})
+    present = np.zeros((n, len(ks)), dtype=bool)
+    ok = np.ones(n, dtype=bool)
+    matrices, given = {}, {}
+    for f in group.fields:
+        t = f.type
+        default = records_value(f.default) if f.default is not None else _EMPTY.get(t.kind)
+        matrix = np.zeros((n, len(ks)), dtype=np.int32 if t.kind == Kind.CHOICE else
+                          np.int64 if t.kind == Kind.INTEGER else np.float64)
+        there = np.zeros((n, len(ks)), dtype=bool)
+        for j, k in enumerate(ks):
+            c = columns.get((k, f.name))
+            if c is None:
+                if default is not None:
+                    matrix[:, j] = t.choices.index(default) if t.kind == Kind.CHOICE else default
+                continue
+            series = frame.get_column(c)
+            there[:, j] = (series.is_not_null() & (series.str.len_bytes() > 0)).to_numpy()
+            spec = FieldSpec(c, t.kind, t.dimension, t.unit.text, t.choices, False,
+                             default if default is not None else (t.choices[0] if t.choices else 0))
+            values, cell_ok = cells.field(spec)
+            matrix[:, j] = values.codes if isinstance(values, Cat) else values
+            ok &= cell_ok | ~there[:, j]
+        present |= there
+        matrices[f.name], given[f.name] = matrix, there
+    for f in group.fields:
+        if f.required:
+            ok &= ~(present & ~given[f.name]).any(axis=1)
+        low, high = legs_reader.bounds[f.name]
+        if low is not None or high is not None:
+            m = matrices[f.name]
+            out = (m < low if low is not None else False) | (m > high if high is not None else False)
+            ok &= ~(present & given[f.name] & out).any(axis=1)
+    counts = present.sum(axis=1)
+    if group.low is not None:
+        ok &= counts >= group.low
+    if group.high is not None:
+        ok &= counts <= group.high
+    # rows the readers were not sure of: engine/legs.py, row by row
+    slow = np.flatnonzero(~ok)
+    mask = present & ok[:, None]
+    flat = {name: m[mask] for name, m in matrices.items()}
+    if slow.size:
+        raws = frame.select(list(columns.values())).gather(slow).iter_rows(named=True)
+        inserts: dict[str, list] = {name: [] for name in fields}
+        at: list[int] = []
+        done = np.cumsum(mask.sum(axis=1)) - mask.sum(axis=1)  # fast legs before each row
+        for position, raw in zip(slow.tolist(), raws):
+            try:
+                legs = legs_reader.read(raw, tz, units)
+            except RecordError:
+                continue
+            ok[position] = True
+            counts[position] = len(legs)
+            for leg in legs:
+                at.append(int(done[position]))
+                for name, f in fields.items():
+                    value = leg[name]
+                    inserts[name].append(f.type.choices.index(value) if f.type.kind == Kind.CHOICE else value)
+        for name in fields:
+            flat[name] = np.insert(flat[name], at, np.array(inserts[name], dtype=flat[name].dtype)) \
+                if at else flat[name]
+        counts = np.where(ok, np.where(np.isin(np.arange(n), slow), counts, mask.sum(axis=1)), 0)
+    else:
+        counts = mask.sum(axis=1)
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    return _arrow_column(group, offsets, flat), ok
+
+
+def _arrow_column(group: ir.Group, offsets: np.ndarray, flat: dict) -> pl.Series:
+    import pyarrow as pa
+    arrays = []
+    for f in group.fields:
+        values = flat[f.name]
+        if f.type.kind == Kind.CHOICE:
+            values = np.array(f.type.choices, dtype=object)[values] if values.size else np.array([], dtype=object)
+            arrays.append(pa.array(values.tolist(), type=pa.large_string()))
+        else:
+            arrays.append(pa.array(values))
+    struct = pa.StructArray.from_arrays(arrays, names=[f.name for f in group.fields])
+    column = pl.from_arrow(pa.LargeListArray.from_arrays(pa.array(offsets, type=pa.int64()), struct))
+    return column.alias(group.name).cast(dtype_of(group))
 
 
 _ARROW = {Kind.QUANTITY: "float64", Kind.INTEGER: "int64", Kind.BOOLEAN: "bool_",
