@@ -58,14 +58,17 @@ class AccountState:
     # period beside its successor), and crediting one must not wipe what the other's
     # rules remember (the successor's cap totals), which `tanpu ledger verify` found
     others: dict = field(default_factory=dict)
+    # per near-duplicate rule: the events kept (engine/channels.py; no horizon, as keys)
+    near: list = field(default_factory=list)
 
     @classmethod
     def empty(cls, rules: CrossRecord) -> "AccountState":
+        from .channels import Events
         return cls([set() for _ in rules.duplicates], [None for _ in rules.overlaps],
                    [[] for _ in rules.overlaps], [[] for _ in rules.flags],
                    [[] for _ in rules.bonuses], [{} for _ in rules.caps],
                    [{} for _ in rules.counter_caps], [0 for _ in rules.counters],
-                   [0 for _ in rules.rewards])
+                   [0 for _ in rules.rewards], near=[Events() for _ in rules.near_duplicates])
 
     def prune(self, rules: CrossRecord) -> None:
         """Drops the window times no later record in time order can count, and the
@@ -105,6 +108,8 @@ class AccountState:
             data[_counter_name(name)] = total
         for rule, balance in zip(rules.rewards, self.balances):
             data[_name(rule)] = balance
+        for rule, events in zip(rules.near_duplicates, self.near):
+            data[_name(rule)] = events.to_data()
         return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
     @classmethod
@@ -115,8 +120,8 @@ class AccountState:
             return state
         data = json.loads(text)
         mine = {_name(rule) for rules_of_a_kind in (rules.duplicates, rules.overlaps, rules.flags,
-                                                    rules.bonuses, rules.caps, rules.counter_caps,
-                                                    rules.rewards)
+                                                    rules.bonuses, rules.caps, rules.near_duplicates,
+                                                    rules.counter_caps, rules.rewards)
                 for rule in rules_of_a_kind} | {_counter_name(name) for name in rules.counters}
         state.others = {name: part for name, part in data.items() if name not in mine}
         for j, rule in enumerate(rules.duplicates):
@@ -137,6 +142,9 @@ class AccountState:
             state.counter_totals[j] = int(data.get(_counter_name(name), 0))
         for j, rule in enumerate(rules.rewards):
             state.balances[j] = int(data.get(_name(rule), 0))
+        from .channels import Events
+        for j, rule in enumerate(rules.near_duplicates):
+            state.near[j] = Events.from_data(data.get(_name(rule)))
         return state
 
 

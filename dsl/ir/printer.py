@@ -19,9 +19,10 @@ from ..units import Unit
 from .ast import Methodology
 
 _POSITIONAL = {"line"}
-# fields added to the IR after methodologies were registered: left out while empty, so
-# that the content hash of a methodology that does not use them stays what it was
-_LATER = {"counters", "counter_caps", "rewards", "regions"}
+# fields the language gained after versions were approved and their hashes stored: left
+# out while empty, so a methodology that does not use them keeps the hash it was voted on
+_ADDED_LATER = {"groups", "near_duplicates", "checks", "counters", "counter_caps", "rewards",
+                "regions"}
 
 
 def to_data(value, *, positions: bool = True):
@@ -34,7 +35,7 @@ def to_data(value, *, positions: bool = True):
         for f in dataclasses.fields(value):
             if not positions and f.name in _POSITIONAL:
                 continue
-            if f.name in _LATER and not getattr(value, f.name):
+            if f.name in _ADDED_LATER and getattr(value, f.name) == ():
                 continue
             out[f.name] = to_data(getattr(value, f.name), positions=positions)
         return out

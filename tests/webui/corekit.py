@@ -38,7 +38,7 @@ _FIXTURES = {name: value for name, value in vars(_registry_fixtures).items()
 globals().update(_FIXTURES)
 
 PASSWORD = "correct horse battery"
-# methodologies/*.tanpu, all seeded and published (counted: helpers add methodologies)
+# the bundled methodologies/*.tanpu, which `tanpu seed` publishes
 BUNDLED = len(list((Path(__file__).resolve().parents[2] / "methodologies").glob("*.tanpu")))
 
 

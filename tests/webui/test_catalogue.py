@@ -47,7 +47,7 @@ def test_filters_by_domain_activity_and_state(site):
     assert rows(client.get("/methodologies?state=suspended"), "methodology") == []
     both = rows(client.get("/methodologies?domain=transport&q=metro"), "methodology")
     assert set(both) == {"cn.wuhan.metro-bike", "cn.guangzhou.metro-trip",
-                         "cn.shenzhen.public-transit"}
+                         "cn.shenzhen.public-transit", "cn.beijing.maas-green-trip"}
 
 
 def test_pages(site):
