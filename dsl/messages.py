@@ -75,6 +75,10 @@ CATALOGUE: dict[str, str] = {
     "E0605": "a window must be a duration such as `7 days` or `1 h`, found {found}",
     "E0606": "`{name}` is defined both directly and as `baseline - project - leakage`",
     "E0607": "the ordinal `{ordinal}` must be 1st or later",
+    # history windows
+    "E1001": "a history aggregates a number, integer or quantity input; `{name}` is {found}",
+    "E1002": "a window is 1 to {most} {unit}, found {found}",
+    "E1003": "the value of `{name}` when its history is short must be {expected}, found {found}",
     # examples
     "E0701": "the example sets `{name}`, which is not an input",
     "E0702": "the example does not set the required input `{name}`",

@@ -105,6 +105,9 @@ class ExpressionChecker:
         if input_type is not None:
             self.uses.inputs.add(name)
             return ir.Input(input_type, name)
+        if name in scope.histories:  # a history window: given to the formulas as an input
+            self.uses.inputs.add(name)
+            return ir.Input(scope.histories[name], name)
         if name in scope.definitions:
             self.uses.definitions.add(name)
             return ir.Ref(scope.definitions[name], name)

@@ -281,6 +281,29 @@ class Flag:
     message: str
 
 
+@dataclass(frozen=True)
+class History:
+    """`history NAME = AGG SUBJECT over the (previous|last) SIZE (days|records)
+    otherwise ...`: an aggregate of an input over the account's own earlier records
+    (engine/history.py evaluates it; docs/language.md §9.6 says what it means).
+
+    Formulas refer to it by its name as an `Input` of type `type`: its value is given to
+    the per-record formulas beside the record's own inputs."""
+    name: str
+    type: Type
+    aggregate: str  # mean | sum | count | min | max
+    subject: str    # a numeric input
+    side: str       # previous (the current day or record excluded) | last (included)
+    size: int       # days or records, >= 1
+    unit: str       # days | records
+    short: str      # reject | partial | value: what a history shorter than the window gives
+    timezone: str   # the methodology's: calendar days are its local days
+    code: str = ""
+    message: str = ""
+    value: Value = None  # `otherwise VALUE`, in the run-time representation
+    line: int = 0
+
+
 # ---------------------------------------------------------------- examples
 @dataclass(frozen=True)
 class Expected:
@@ -319,6 +342,7 @@ class Methodology:
     bonuses: tuple[Bonus, ...] = ()
     flags: tuple[Flag, ...] = ()
     examples: tuple[Example, ...] = ()
+    histories: tuple[History, ...] = ()
 
     def input(self, name: str) -> InputSpec:
         return next(i for i in self.inputs if i.name == name)

@@ -9,13 +9,15 @@ from __future__ import annotations
 import itertools
 from typing import Optional
 
-from ..check import declarations, definitions, examples, rules
+from ..check import declarations, definitions, examples, history, rules
 from ..check.expressions import LookupSite, Uses
 from ..check.scope import Scope
 from ..messages import Reporter
 from ..surface import ast
 from ..types import Kind
 from . import ast as ir
+
+NO_HISTORY = "NO_HISTORY"  # engine.result's: a window with no record to take a mean of
 
 
 def lower(module: ast.Module, report: Reporter, failed_names: set[str] = frozenset(),
@@ -32,6 +34,7 @@ def lower(module: ast.Module, report: Reporter, failed_names: set[str] = frozens
     declared: dict[str, object] = {}
 
     declarations.check_inputs(items, scope, report, declared)
+    histories = history.check_histories(items, scope, report, declared)
     parameter_nodes = declarations.check_parameters(items, scope, report, declared)
     written = definitions.collect(items, scope, report, declared)
     if "reduction" not in written and "baseline" not in written:
@@ -76,6 +79,7 @@ def lower(module: ast.Module, report: Reporter, failed_names: set[str] = frozens
         bonuses=tuple(cross["bonuses"]),
         flags=tuple(cross["flags"]),
         examples=tuple(example_list),
+        histories=tuple(histories),
     )
 
 
@@ -97,7 +101,11 @@ def _reason_codes(items, broken: set[str]) -> dict[str, Optional[set[str]]]:
             codes["duplicate"].add(str(item.code))
         elif isinstance(item, ast.FlagRule):
             codes["flagged"].add(str(item.code))
-    for kind, words in (("rejected", {"require", "parameter", "forbid"}),
+        elif isinstance(item, ast.HistoryDef):
+            codes["rejected"].add(NO_HISTORY)  # an empty window's mean, least or greatest
+            if isinstance(item.short, ast.ShortReject):
+                codes["rejected"].add(str(item.short.code))
+    for kind, words in (("rejected", {"require", "parameter", "forbid", "history"}),
                         ("duplicate", {"forbid"}), ("flagged", {"flag"})):
         if broken & words:
             codes[kind] = None

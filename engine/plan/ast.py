@@ -246,6 +246,9 @@ class CrossRecord:
     flags: tuple[ir.Flag, ...] = ()
     bonuses: tuple[ir.Bonus, ...] = ()
     caps: tuple[ir.Cap, ...] = ()
+    # history windows (engine/history.py): judged before the formulas, not after them,
+    # but kept here because what they remember is part of the account's state
+    histories: tuple[ir.History, ...] = ()
 
     @property
     def has_cross_record_rules(self) -> bool:

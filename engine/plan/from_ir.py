@@ -14,6 +14,7 @@ from .. import records
 from ..result import (ACTIVITY_NOT_COVERED, NO_VALUE, NOT_APPLICABLE, NOT_FINITE, OUT_OF_PERIOD,
                       OUT_OF_RANGE, REJECTED)
 from . import ast as p
+from . import history
 
 _REPS = {Kind.QUANTITY: p.F, Kind.INTEGER: p.I, Kind.BOOLEAN: p.B, Kind.TEXT: p.T,
          Kind.CHOICE: p.T, Kind.DATE: p.DAY, Kind.DATETIME: p.DT}
@@ -233,6 +234,7 @@ class _Lower:
     def plan(self) -> p.Plan:
         m = self.m
         steps: list = self.checks()
+        steps += history.checks(m.histories, self.reason)
         for item in step_order(m):
             if isinstance(item, ir.Require):
                 self.context = f"a whole number in the require on line {item.line}"
@@ -249,7 +251,8 @@ class _Lower:
         masses = tuple(n for n in ir.MASS_OUTPUTS if n in defined and m.definition(n).quantized)
         return p.Plan(m.metadata.id, m.metadata.timezone, tuple(read.items()),
                       tuple(parameter(prm) for prm in m.parameters), tuple(steps), masses,
-                      tuple(self.reasons), p.CrossRecord(m.duplicates, m.overlaps, m.flags, m.bonuses, m.caps),
+                      tuple(self.reasons), p.CrossRecord(m.duplicates, m.overlaps, m.flags, m.bonuses, m.caps,
+                                    m.histories),
                       m)
 
 
