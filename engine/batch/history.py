@@ -66,21 +66,25 @@ def compute(histories: tuple[ir.History, ...], columns: dict, accounts: pl.Serie
         return
     order, segment = canonical_order(accounts, ids, np.asarray(time, dtype=np.int64), ~invalid)
     m = order.size
+    if m == 0:  # nothing read: every row is invalid, the columns are never looked at
+        for h in histories:
+            columns[h.name] = np.zeros(n, dtype=np.int64 if h.type.kind == Kind.INTEGER else np.float64)
+            columns[status_name(h)] = np.zeros(n, dtype=np.int64)
+        return
     t = np.asarray(time, dtype=np.int64)[order]
-    offsets = zone_table(histories[0].timezone).utc_offsets(t) if m else 0
+    offsets = zone_table(histories[0].timezone).utc_offsets(t)
     day = np.floor_divide(t + offsets, DAY_US)
     index = np.arange(m, dtype=np.int64)
-    starts = np.flatnonzero(np.r_[True, segment[1:] != segment[:-1]]) if m else index
-    seg_start = starts[segment] if m else index
+    starts = np.flatnonzero(np.r_[True, segment[1:] != segment[:-1]])
+    seg_start = starts[segment]
     first_day = day[seg_start]
     day_key = None
     for h in histories:
-        if h.unit == "days" and day_key is None and m:
-            low = int(day.min()) - 4000  # every day of a window start is above it
+        low = int(day.min()) - 4000  # every day of a window start is above it
+        if h.unit == "days" and day_key is None:
             day_key = (segment << 32) | (day - low)
         x = np.asarray(columns[h.subject])[order]
-        value, status = _one(h, x, day, first_day, seg_start, index, segment, day_key,
-                             int(day.min()) - 4000 if m else 0)
+        value, status = _one(h, x, day, first_day, seg_start, index, segment, day_key, low)
         integer = h.type.kind == Kind.INTEGER
         out_value = np.zeros(n, dtype=np.int64 if integer else np.float64)
         out_status = np.zeros(n, dtype=np.int64)
