@@ -213,6 +213,13 @@ CASES = [
     case("E0605", "bonus 5 points on the 2nd record per account within 7 km\n", "7 km"),
     case("E0605", 'flag more than 5 records per account within 3 as FAST "m"\n', "3 as"),
     case("E0607", "bonus 5 points on the 0th record per account within 7 days\n", "0th"),
+    # ------------------------------------------------------------ history windows
+    case("E1001", "history h = mean distanse over the previous 7 days otherwise partial\n",
+         "distanse"),
+    case("E1001", "history h = mean time over the previous 7 days otherwise partial\n", "time over"),
+    case("E1002", "history h = sum distance over the previous 0 days otherwise partial\n", "0 days"),
+    case("E1002", "history h = sum distance over the last 5000 records otherwise partial\n", "5000"),
+    case("E1003", "history h = sum distance over the previous 7 days otherwise 5 kg\n", "5 kg"),
     # ------------------------------------------------------------ examples
     case("E0701", 'example "e" { distance: 1 km, distanse: 2 km } => credited\n',
          "distanse", help="did you mean `distance`?"),
