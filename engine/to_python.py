@@ -91,7 +91,11 @@ class Source:
             if e.end.rep == p.DAY:
                 return f"(({end} - {start}) * 86400.0)"
             return f"(({end} - {start}) / 1000000.0)"
+        if t is p.DateShift:
+            return f"_shift_days({self.expr(e.date)}, {e.op!r}, {self.expr(e.duration)}, {e.overflow})"
         if t is p.DatePart:
+            if e.part == "date":
+                return f"LT_day({self.expr(e.operand)})"
             if e.operand.rep == p.DAY:
                 return f"_day_part({self.expr(e.operand)}, {e.part!r})"
             return f"LT.part({self.expr(e.operand)}, {e.part!r})"

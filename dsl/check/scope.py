@@ -12,7 +12,7 @@ from ..zones import DEFAULT_TIMEZONE
 BUILTIN_TYPES: dict[str, Type] = {"id": TEXT, "account": TEXT, "time": DATETIME, "activity": TEXT}
 
 FUNCTIONS = ("min", "max", "abs", "round", "floor", "ceil", "year", "month", "day", "hour",
-             "weekday")
+             "weekday", "date", "days_in_year")
 
 
 @dataclass

@@ -133,6 +133,10 @@ class _Lower:
         if t is ir.Not:
             x = self.expr(e.operand)
             return p.Unary(p.B, "not", x, x.rejects)
+        if t is ir.Arith and e.type.kind == Kind.DATE:  # a date moved by a duration
+            a, b = self.expr(e.left), self.expr(e.right)
+            return p.DateShift(p.DAY, e.op, a, b, True, self.reason(
+                REJECTED, NOT_FINITE, f"`{self.context}`: a date moved beyond 0001-01-01 … 9999-12-31"))
         if t is ir.Arith:
             a, b = self.expr(e.left), self.expr(e.right)
             rep = p.F if e.op == "/" or p.F in (a.rep, b.rep) else p.I
@@ -165,7 +169,7 @@ class _Lower:
             return p.Elapsed(p.F, a, b, a.rejects or b.rejects)
         if t is ir.DatePart:
             x = self.expr(e.operand)
-            return p.DatePart(p.I, e.part, x, x.rejects)
+            return p.DatePart(p.DAY if e.part == "date" else p.I, e.part, x, x.rejects)
         if t is ir.Lookup:
             return self.lookup(e)
         raise TypeError(f"unknown IR node {t.__name__}")  # pragma: no cover
