@@ -102,7 +102,8 @@ def _reason_codes(items, broken: set[str]) -> dict[str, Optional[set[str]]]:
         elif isinstance(item, ast.FlagRule):
             codes["flagged"].add(str(item.code))
         elif isinstance(item, ast.HistoryDef):
-            codes["rejected"].add(NO_HISTORY)  # an empty window's mean, least or greatest
+            if str(item.aggregate) in ("mean", "min", "max") and not isinstance(item.short, ast.ShortValue):
+                codes["rejected"].add(NO_HISTORY)  # an empty window's mean, least or greatest
             if isinstance(item.short, ast.ShortReject):
                 codes["rejected"].add(str(item.short.code))
     for kind, words in (("rejected", {"require", "parameter", "forbid", "history"}),
