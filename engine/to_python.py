@@ -19,6 +19,7 @@ from typing import Any
 from dsl.types import Kind
 
 from .plan import ast as p
+from .plan.history import status_name
 from .plan.ast import ident
 
 _ROUNDING = {"floor": "_floor", "ceil": "_ceil", "round": "_half_away"}
@@ -223,6 +224,13 @@ class Source:
                       f"'type': {spec.type.kind.value!r}, "
                       f"'unit': {spec.type.unit.text if quantity else ''!r}, "
                       f"'factor': {float(spec.type.unit.factor) if quantity else 1.0!r}}})")
+        for h in self.plan.rules.histories:  # the windows, as the formulas saw them
+            quantity = h.type.kind == Kind.QUANTITY
+            window = f"{h.aggregate} of {h.subject} over the {h.side} {h.size} {h.unit}"
+            self.emit(f"T.append({{'kind': 'history', 'name': {h.name!r}, 'value': v[{h.name!r}], "
+                      f"'status': v[{status_name(h)!r}], 'window': {window!r}, "
+                      f"'unit': {h.type.unit.text if quantity else ''!r}, "
+                      f"'factor': {float(h.type.unit.factor) if quantity else 1.0!r}, 'line': {h.line}}})")
 
     def _build(self) -> str:
         plan = self.plan
