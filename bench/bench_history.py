@@ -57,8 +57,9 @@ def frame_of(n: int, accounts: int, seed: int = 0) -> pl.DataFrame:
     account = account[order]
     first = np.r_[True, account[1:] != account[:-1]]
     rank = np.arange(n) - np.maximum.accumulate(np.where(first, np.arange(n), 0))
-    gaps = np.cumsum(rng.random(n) < 0.05) - np.maximum.accumulate(np.where(first, np.cumsum(rng.random(n) < 0), 0))
-    day = rank + (gaps % 3) + rng.integers(0, 5, accounts)[account]
+    missed = np.cumsum(rng.random(n) < 0.05)  # a day without a reading, now and then
+    gaps = missed - np.maximum.accumulate(np.where(first, missed, 0))
+    day = rank + gaps + rng.integers(0, 5, accounts)[account]
     local = START_US + day * DAY_US + rng.integers(18 * 3600, 24 * 3600, n) * 1_000_000
     shuffle = rng.permutation(n)
     return pl.DataFrame({

@@ -28,6 +28,63 @@ from .timezones import zone_table
 
 DAY_US = 86_400_000_000
 
+# The window scans in C, where the caller can build it (BatchEngine(kernels=...)): one
+# loop over each row's window, adding (or comparing) in canonical order exactly as the
+# NumPy scan below does; built with the kernels' flags (no fast-math, no contraction),
+# so a sum is the same bits either way.
+C_SOURCE = r"""
+#include <stdint.h>
+#define SCAN(NAME, T, INIT, STEP) \
+void NAME(int64_t n, void **a) { \
+    const T *x = (const T *)a[0]; const int64_t *lo = (const int64_t *)a[1]; \
+    const int64_t *count = (const int64_t *)a[2]; T *out = (T *)a[3]; \
+    for (int64_t i = 0; i < n; i++) { \
+        const T *w = x + lo[i]; int64_t c = count[i]; \
+        if (c <= 0) { out[i] = 0; continue; } \
+        T acc = INIT; \
+        for (int64_t k = 0; k < c; k++) { STEP; } \
+        out[i] = acc; \
+    } \
+}
+SCAN(tanpu_window_sum_f, double, 0.0, acc = acc + w[k])
+SCAN(tanpu_window_sum_i, int64_t, 0, acc = (int64_t)((uint64_t)acc + (uint64_t)w[k]))
+SCAN(tanpu_window_min_f, double, w[0], if (w[k] < acc) acc = w[k])
+SCAN(tanpu_window_min_i, int64_t, w[0], if (w[k] < acc) acc = w[k])
+SCAN(tanpu_window_max_f, double, w[0], if (w[k] > acc) acc = w[k])
+SCAN(tanpu_window_max_i, int64_t, w[0], if (w[k] > acc) acc = w[k])
+/* The bounds of day windows in one sweep (days never decrease within an account). */
+void tanpu_window_days(int64_t n, void **a) {
+    const int64_t *day = (const int64_t *)a[0]; const int64_t *seg = (const int64_t *)a[1];
+    const int64_t *p = (const int64_t *)a[2]; int64_t *lo = (int64_t *)a[3];
+    int64_t *hi = (int64_t *)a[4];
+    int64_t back = p[0], previous = p[1], l = 0, h = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (seg[i] == i) { l = i; h = i; }
+        int64_t start = day[i] - back;
+        while (l < i && day[l] < start) l++;
+        if (previous) {
+            if (h < l) h = l;
+            while (h < i && day[h] < day[i]) h++;
+            hi[i] = h;
+        } else {
+            hi[i] = i + 1;
+        }
+        lo[i] = l;
+    }
+}
+"""
+
+
+def _scanner(build):
+    """name -> the C scan, or None without a compiler."""
+    if build is None:
+        return None
+    library = build(C_SOURCE)
+    if library is None:
+        return None
+    from .kernel import entry
+    return lambda name: entry(library, name)
+
 
 def canonical_order(accounts: pl.Series, ids: pl.Series, time: np.ndarray,
                     valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -35,19 +92,21 @@ def canonical_order(accounts: pl.Series, ids: pl.Series, time: np.ndarray,
     positions = np.flatnonzero(valid)
     if positions.size == 0:
         return positions, np.zeros(0, dtype=np.int64)
-    codes = accounts.gather(positions).cast(pl.Categorical).to_physical().to_numpy().astype(np.int64)
+    every = positions.size == len(accounts)  # usually: no row to leave out, nothing gathered
+    chosen = accounts if every else accounts.gather(positions)
+    codes = chosen.cast(pl.Categorical).to_physical().to_numpy().astype(np.int64)
     t = time[positions]
     t0, t1 = int(t.min()), int(t.max())
     span = t1 - t0 + 1
     ncodes = int(codes.max()) + 1
     if ncodes * span < 2 ** 63:  # one integer key: a single sort
         key = codes * span + (t - t0)
-        order = pl.Series(key).arg_sort().to_numpy()
+        order = pl.Series(key).arg_sort().to_numpy().astype(np.int64)
         ordered = key[order]
-        ties = ordered.size > 1 and bool((ordered[1:] == ordered[:-1]).any())
-    else:
-        ties = True
-    if ties:  # equal times in an account (or a span too wide): the whole key
+        tied = np.flatnonzero(ordered[1:] == ordered[:-1]) if ordered.size > 1 else ordered[:0]
+        if tied.size:  # equal times in an account: those runs by (id, row), few as they are
+            _order_ties(order, tied, ids if every else ids.gather(positions))
+    else:  # a span too wide for one key: the whole key
         frame = pl.DataFrame({"a": codes, "t": t, "id": ids.gather(positions),
                               "p": np.arange(positions.size)})
         order = frame.sort(["a", "t", "id", "p"]).get_column("p").to_numpy()
@@ -59,8 +118,18 @@ def canonical_order(accounts: pl.Series, ids: pl.Series, time: np.ndarray,
     return positions[order], segment
 
 
+def _order_ties(order: np.ndarray, tied: np.ndarray, ids: pl.Series) -> None:
+    """Reorders, in place, each run of equal keys in `order` by (id, position)."""
+    starts = tied[np.r_[True, tied[1:] != tied[:-1] + 1]]
+    ends = np.r_[tied[np.r_[tied[1:] != tied[:-1] + 1, True]]] + 2
+    for a, b in zip(starts.tolist(), ends.tolist()):
+        run = order[a:b].tolist()
+        names = ids.gather(run).to_list()
+        order[a:b] = [p for _, p in sorted(zip(names, run))]
+
+
 def compute(histories: tuple[ir.History, ...], columns: dict, accounts: pl.Series,
-            ids: pl.Series, time: np.ndarray, invalid: np.ndarray, n: int) -> None:
+            ids: pl.Series, time: np.ndarray, invalid: np.ndarray, n: int, build=None) -> None:
     """Adds each history's value and status column to `columns` (invalid rows: 0, OK)."""
     if not histories:
         return
@@ -79,12 +148,13 @@ def compute(histories: tuple[ir.History, ...], columns: dict, accounts: pl.Serie
     seg_start = starts[segment]
     first_day = day[seg_start]
     day_key = None
+    scan = _scanner(build)
     for h in histories:
         low = int(day.min()) - 4000  # every day of a window start is above it
-        if h.unit == "days" and day_key is None:
+        if h.unit == "days" and day_key is None and scan is None:
             day_key = (segment << 32) | (day - low)
         x = np.asarray(columns[h.subject])[order]
-        value, status = _one(h, x, day, first_day, seg_start, index, segment, day_key, low)
+        value, status = _one(h, x, day, first_day, seg_start, index, segment, day_key, low, scan)
         integer = h.type.kind == Kind.INTEGER
         out_value = np.zeros(n, dtype=np.int64 if integer else np.float64)
         out_status = np.zeros(n, dtype=np.int64)
@@ -94,7 +164,7 @@ def compute(histories: tuple[ir.History, ...], columns: dict, accounts: pl.Serie
         columns[status_name(h)] = out_status
 
 
-def _one(h: ir.History, x, day, first_day, seg_start, index, segment, day_key, low):
+def _one(h: ir.History, x, day, first_day, seg_start, index, segment, day_key, low, scan=None):
     n = h.size
     m = index.size
     if h.unit == "records":
@@ -106,15 +176,23 @@ def _one(h: ir.History, x, day, first_day, seg_start, index, segment, day_key, l
         short = count < n
     else:
         start = day - n if h.side == "previous" else day - n + 1
-        lo = np.searchsorted(day_key, (segment << 32) | (start - low), side="left")
-        if h.side == "previous":
-            hi = np.searchsorted(day_key, (segment << 32) | (day - low), side="left")
+        if scan is not None:  # one sweep in C
+            import ctypes
+            lo, hi = np.empty(m, dtype=np.int64), np.empty(m, dtype=np.int64)
+            terms = np.array([n if h.side == "previous" else n - 1, h.side == "previous"], dtype=np.int64)
+            days, starts = np.ascontiguousarray(day), np.ascontiguousarray(seg_start)
+            scan("tanpu_window_days")(m, (ctypes.c_void_p * 5)(
+                days.ctypes.data, starts.ctypes.data, terms.ctypes.data, lo.ctypes.data, hi.ctypes.data))
         else:
-            hi = index + 1
+            lo = np.searchsorted(day_key, (segment << 32) | (start - low), side="left")
+            if h.side == "previous":
+                hi = np.searchsorted(day_key, (segment << 32) | (day - low), side="left")
+            else:
+                hi = index + 1
         count = hi - lo
         short = first_day > start
     integer = h.type.kind == Kind.INTEGER or (h.aggregate == "mean" and x.dtype.kind in "iu")
-    value = _aggregate(h.aggregate, x, lo, count, m, integer)
+    value = _aggregate(h.aggregate, x, lo, count, m, integer, scan)
     status = np.zeros(m, dtype=np.int64)
     if h.short == "reject":
         status[short] = SHORT
@@ -132,9 +210,25 @@ def _one(h: ir.History, x, day, first_day, seg_start, index, segment, day_key, l
 
 
 def _aggregate(kind: str, x: np.ndarray, lo: np.ndarray, count: np.ndarray, m: int,
-               integer: bool) -> np.ndarray:
+               integer: bool, scan=None) -> np.ndarray:
     if kind == "count":
         return count.astype(np.int64)
+    if scan is not None:
+        import ctypes
+        dtype = np.int64 if (integer or x.dtype.kind in "iu") else np.float64
+        xs = np.ascontiguousarray(x, dtype=dtype)
+        los = np.ascontiguousarray(lo, dtype=np.int64)
+        counts = np.ascontiguousarray(count, dtype=np.int64)
+        out = np.zeros(m, dtype=dtype)
+        name = {"sum": "sum", "mean": "sum", "min": "min", "max": "max"}[kind]
+        function = scan(f"tanpu_window_{name}_{'i' if dtype == np.int64 else 'f'}")
+        pointers = (ctypes.c_void_p * 4)(xs.ctypes.data, los.ctypes.data, counts.ctypes.data,
+                                         out.ctypes.data)
+        function(m, pointers)
+        if kind != "mean":
+            return out
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return out.astype(np.float64) / np.maximum(count, 1)
     if kind in ("sum", "mean"):
         acc = np.zeros(m, dtype=np.int64 if integer else np.float64)
         x = x.astype(acc.dtype, copy=False)
