@@ -19,7 +19,8 @@ Semantics (docs/language.md §9.6 says them for readers):
 - A mean, least or greatest of a window that holds no record (a gap in a long history,
   or a short one under `partial`) gives the declared value if there is one, and else
   rejects the record with NO_HISTORY; a sum or a count of no record is 0.
-- The aggregates, exactly: the sum adds the values in canonical order starting from 0;
+- The aggregates, exactly: the sum adds the values in canonical order starting from 0
+  (whole numbers: a partial sum beyond int64 rejects the record, NOT_FINITE);
   the mean is that sum divided by the count (an integer sum converted to a float
   first); the least/greatest starts from the first value and takes a later one only if
   it is strictly smaller/greater. Every path computes these operations in this order.
@@ -39,7 +40,9 @@ from typing import Optional
 
 from dsl.ir import ast as ir
 
-from .plan.history import EMPTY, OK, SHORT, status_name
+from .plan.history import EMPTY, OK, SHORT, TOO_LARGE, status_name
+
+INT64 = (-(1 << 63), (1 << 63) - 1)
 from .scalar import LocalTime
 
 
@@ -69,6 +72,8 @@ def aggregate(h: ir.History, values: list):
         total = 0 if h.type.kind.value == "integer" or (kind == "mean" and _integers(values)) else 0.0
         for v in values:
             total = total + v
+            if type(total) is int and not INT64[0] <= total <= INT64[1]:
+                return None  # beyond int64, as the columnar path counts: TOO_LARGE
         if kind == "sum":
             return total
         return float(total) / len(values)
@@ -113,7 +118,8 @@ def window_of(h: ir.History, entries: list, position: int, day: int, first: int,
         return OK, h.value
     if not values and h.aggregate in ("mean", "min", "max"):
         return (OK, h.value) if h.short == "value" else (EMPTY, _zero(h))
-    return OK, aggregate(h, values)
+    value = aggregate(h, values)
+    return (TOO_LARGE, _zero(h)) if value is None else (OK, value)
 
 
 def _zero(h: ir.History):

@@ -23,7 +23,7 @@ import polars as pl
 from dsl.ir import ast as ir
 from dsl.types import Kind
 
-from ..plan.history import EMPTY, OK, SHORT, status_name
+from ..plan.history import EMPTY, OK, SHORT, TOO_LARGE, status_name
 from .timezones import zone_table
 
 DAY_US = 86_400_000_000
@@ -47,7 +47,8 @@ void NAME(int64_t n, void **a) { \
     } \
 }
 SCAN(tanpu_window_sum_f, double, 0.0, acc = acc + w[k])
-SCAN(tanpu_window_sum_i, int64_t, 0, acc = (int64_t)((uint64_t)acc + (uint64_t)w[k]))
+SCAN(tanpu_window_sum_i, int64_t, 0, if (__builtin_add_overflow(acc, w[k], &acc)) { acc = 0; \
+     ((uint8_t *)a[4])[i] = 1; break; })
 SCAN(tanpu_window_min_f, double, w[0], if (w[k] < acc) acc = w[k])
 SCAN(tanpu_window_min_i, int64_t, w[0], if (w[k] < acc) acc = w[k])
 SCAN(tanpu_window_max_f, double, w[0], if (w[k] > acc) acc = w[k])
@@ -192,13 +193,16 @@ def _one(h: ir.History, x, day, first_day, seg_start, index, segment, day_key, l
         count = hi - lo
         short = first_day > start
     integer = h.type.kind == Kind.INTEGER or (h.aggregate == "mean" and x.dtype.kind in "iu")
-    value = _aggregate(h.aggregate, x, lo, count, m, integer, scan)
+    too_large = np.zeros(m, dtype=np.uint8)
+    value = _aggregate(h.aggregate, x, lo, count, m, integer, scan, too_large)
     status = np.zeros(m, dtype=np.int64)
+    status[too_large.view(bool)] = TOO_LARGE
     if h.short == "reject":
         status[short] = SHORT
         value = np.where(short, 0, value).astype(value.dtype)
     elif h.short == "value":
         value = np.where(short, h.value, value).astype(value.dtype)
+        status[short] = OK  # the declared value, whatever the window would have summed
     if h.aggregate in ("mean", "min", "max"):
         empty = (count == 0) & (status == OK) & ~(short & (h.short == "value"))
         if h.short == "value":
@@ -210,7 +214,7 @@ def _one(h: ir.History, x, day, first_day, seg_start, index, segment, day_key, l
 
 
 def _aggregate(kind: str, x: np.ndarray, lo: np.ndarray, count: np.ndarray, m: int,
-               integer: bool, scan=None) -> np.ndarray:
+               integer: bool, scan=None, too_large=None) -> np.ndarray:
     if kind == "count":
         return count.astype(np.int64)
     if scan is not None:
@@ -222,8 +226,8 @@ def _aggregate(kind: str, x: np.ndarray, lo: np.ndarray, count: np.ndarray, m: i
         out = np.zeros(m, dtype=dtype)
         name = {"sum": "sum", "mean": "sum", "min": "min", "max": "max"}[kind]
         function = scan(f"tanpu_window_{name}_{'i' if dtype == np.int64 else 'f'}")
-        pointers = (ctypes.c_void_p * 4)(xs.ctypes.data, los.ctypes.data, counts.ctypes.data,
-                                         out.ctypes.data)
+        pointers = (ctypes.c_void_p * 5)(xs.ctypes.data, los.ctypes.data, counts.ctypes.data,
+                                         out.ctypes.data, too_large.ctypes.data)
         function(m, pointers)
         if kind != "mean":
             return out
@@ -235,7 +239,16 @@ def _aggregate(kind: str, x: np.ndarray, lo: np.ndarray, count: np.ndarray, m: i
         active = np.flatnonzero(count > 0)
         k = 0
         while active.size:
-            acc[active] += x[lo[active] + k]
+            before, v = acc[active], x[lo[active] + k]
+            after = before + v
+            if integer:  # a sum beyond int64: TOO_LARGE, where the scalar path's stops
+                over = ((before >= 0) == (v >= 0)) & ((after >= 0) != (before >= 0))
+                if over.any():
+                    too_large[active[over]] = 1
+                    after[over] = 0
+                    count = count.copy()
+                    count[active[over]] = k + 1  # no further step
+            acc[active] = after
             k += 1
             active = active[count[active] > k]
         if kind == "sum":

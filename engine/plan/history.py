@@ -5,7 +5,8 @@ the formulas run, so that neither formula backend knows anything of windows.
 A status other than OK rejects the record, by a check placed after the input bounds and
 before every `require` and definition: SHORT with the methodology's own code (`otherwise
 reject CODE "..."`), EMPTY with NO_HISTORY (a mean, least or greatest of a window that
-holds no record and no declared value to use instead).
+holds no record and no declared value to use instead), TOO_LARGE with NOT_FINITE (a sum
+of whole numbers beyond int64, which the columnar path must not wrap).
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ from __future__ import annotations
 from dsl.ir import ast as ir
 from dsl.types import Kind
 
-from ..result import REJECTED
+from ..result import NOT_FINITE, REJECTED
 from . import ast as p
 
-OK, SHORT, EMPTY = 0, 1, 2
+OK, SHORT, EMPTY, TOO_LARGE = 0, 1, 2, 3
 NO_HISTORY = "NO_HISTORY"
 
 
@@ -43,6 +44,11 @@ def checks(histories: tuple[ir.History, ...], reason) -> list[p.Check]:
         if h.short == "reject":
             out.append(p.Check("history", p.Compare(p.B, "!=", status, p.Const(p.I, SHORT)),
                                reason(REJECTED, h.code, h.message), h.code, h.line))
+        if h.aggregate in ("sum", "mean"):
+            out.append(p.Check("history", p.Compare(p.B, "!=", status, p.Const(p.I, TOO_LARGE)),
+                               reason(REJECTED, NOT_FINITE, f"`{h.name}`: the sum of `{h.subject}` "
+                                                            "is too large to count (beyond ±9.2e18)"),
+                               NOT_FINITE, h.line))
         if h.aggregate in ("mean", "min", "max") and h.short != "value":
             out.append(p.Check("history", p.Compare(p.B, "!=", status, p.Const(p.I, EMPTY)),
                                reason(REJECTED, NO_HISTORY, empty_message(h)), NO_HISTORY, h.line))

@@ -209,6 +209,18 @@ def test_the_rules_path_with_a_cap_and_a_window():
         assert _keys(batch.evaluate(raws)) == expected
 
 
+def test_a_sum_of_whole_numbers_beyond_int64_is_rejected_on_every_path():
+    m = compile_source(source("sum", "last", 3, "records", "partial")).methodology
+    big = str(2 ** 62)
+    raws = [{"id": f"r{i}", "account": "a", "time": f"2024-03-0{i + 1}T12:00+08:00", "used": "1 kWh",
+             "n": big} for i in range(3)]
+    expected = _keys(Engine(m).evaluate(raws))
+    assert [(k[1], k[2]) for k in expected] == [("credited", ""), ("rejected", "NOT_FINITE"),
+                                                ("rejected", "NOT_FINITE")]
+    for batch in (BatchEngine(m), BatchEngine(m, kernels=build)):
+        assert _keys(batch.evaluate(raws)) == expected
+
+
 # ---------------------------------------------------------------- by hand
 def test_the_mean_of_the_seven_days_before():
     """An account's mean daily reading over the 7 days ending the day before: the
