@@ -263,3 +263,27 @@ def test_the_state_keeps_only_what_a_later_window_can_hold():
     engine.evaluate(raws, state=state)
     assert [len(w.entries) for w in state["a"].windows] == [3, 3]
     assert state["a"].windows[0].first is not None
+
+
+def test_a_file_in_several_chunks_is_one_stream(tmp_path):
+    """evaluate_file reads a history methodology's file whole before it evaluates it: a
+    window reaches across the chunks the file is read in."""
+    import csv
+
+    import polars as pl
+
+    from engine.batch.engine import to_results
+    m = compile_source(source("mean", "previous", 3, "days", "reject")).methodology
+    raws = [{"id": f"r{i}", "account": "ab"[i % 2], "time": f"2024-03-{1 + i // 2:02d}T12:00+08:00",
+             "used": f"{i % 7} kWh", "n": str(i)} for i in range(40)]
+    path = tmp_path / "readings.csv"
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(raws[0]))
+        writer.writeheader()
+        writer.writerows(raws)
+    batch = BatchEngine(m, chunk_rows=7, kernels=build)
+    frames = list(batch.evaluate_file(path))
+    got = _keys(to_results(pl.concat(frames)))
+    expected = _keys(Engine(m).evaluate(raws))
+    assert got == expected
+    assert sum(1 for k in expected if k[1] == "credited") > 20
