@@ -115,7 +115,7 @@ class BatchEngine:
         columns["account"] = got.accounts
         if self.histories:  # the chunk is the whole stream (evaluate_frame, evaluate_file)
             history.compute(self.histories, columns, got.accounts, got.ids, columns["time"],
-                            got.invalid, n, self.formulas.build)
+                            got.rows, got.invalid, n, self.formulas.build)
         # amounts of credited rows only, on the whole chunk at once (C needs no
         # cache-sized slices)
         outcome = self.formulas.run(columns, n, reason)

@@ -1,9 +1,8 @@
 """History windows on columns: engine/history.py's semantics, in one pass per history
 over the records sorted by account and time (sorted segmented scans).
 
-- Order: the valid records sorted by (account, time), ties by (id, row) as the
-  canonical order; the accounts as the codes of a categorical (any grouping will do:
-  only the order within an account matters).
+- Order: the valid records in canonical order (account, time, id, row), sorted as the
+  cross-record rules sort them (rules.canonical), each account a run ("segment").
 - Bounds: each record's window is a run [lo, hi) of that order: the previous/last N
   records by index arithmetic within the account's segment, the previous/last N days by
   a binary search of (segment, local day) keys.
@@ -17,6 +16,8 @@ The batch path keeps no account state between calls: a file is one stream.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import polars as pl
 
@@ -24,6 +25,7 @@ from dsl.ir import ast as ir
 from dsl.types import Kind
 
 from ..plan.history import EMPTY, OK, SHORT, TOO_LARGE, status_name
+from .rules import HashCollision, account_hashes, canonical
 from .timezones import zone_table
 
 DAY_US = 86_400_000_000
@@ -87,54 +89,30 @@ def _scanner(build):
     return lambda name: entry(library, name)
 
 
-def canonical_order(accounts: pl.Series, ids: pl.Series, time: np.ndarray,
+def canonical_order(accounts: pl.Series, ids: pl.Series, time: np.ndarray, rows: np.ndarray,
                     valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(positions of the valid records in canonical order, their account segment ids)."""
+    """(positions of the valid records in canonical order, their account code along it):
+    the cross-record rules' own sort (rules.canonical: two hashes of the account, the
+    time, ties by id and row), so that both mean the same order."""
     positions = np.flatnonzero(valid)
     if positions.size == 0:
         return positions, np.zeros(0, dtype=np.int64)
-    every = positions.size == len(accounts)  # usually: no row to leave out, nothing gathered
-    chosen = accounts if every else accounts.gather(positions)
-    codes = chosen.cast(pl.Categorical).to_physical().to_numpy().astype(np.int64)
-    t = time[positions]
-    t0, t1 = int(t.min()), int(t.max())
-    span = t1 - t0 + 1
-    ncodes = int(codes.max()) + 1
-    if ncodes * span < 2 ** 63:  # one integer key: a single sort
-        key = codes * span + (t - t0)
-        order = pl.Series(key).arg_sort().to_numpy().astype(np.int64)
-        ordered = key[order]
-        tied = np.flatnonzero(ordered[1:] == ordered[:-1]) if ordered.size > 1 else ordered[:0]
-        if tied.size:  # equal times in an account: those runs by (id, row), few as they are
-            _order_ties(order, tied, ids if every else ids.gather(positions))
-    else:  # a span too wide for one key: the whole key
-        frame = pl.DataFrame({"a": codes, "t": t, "id": ids.gather(positions),
-                              "p": np.arange(positions.size)})
-        order = frame.sort(["a", "t", "id", "p"]).get_column("p").to_numpy()
-    sorted_codes = codes[order]
-    change = np.empty(sorted_codes.size, dtype=bool)
-    change[0] = True
-    np.not_equal(sorted_codes[1:], sorted_codes[:-1], out=change[1:])
-    segment = np.cumsum(change) - 1
-    return positions[order], segment
-
-
-def _order_ties(order: np.ndarray, tied: np.ndarray, ids: pl.Series) -> None:
-    """Reorders, in place, each run of equal keys in `order` by (id, position)."""
-    starts = tied[np.r_[True, tied[1:] != tied[:-1] + 1]]
-    ends = np.r_[tied[np.r_[tied[1:] != tied[:-1] + 1, True]]] + 2
-    for a, b in zip(starts.tolist(), ends.tolist()):
-        run = order[a:b].tolist()
-        names = ids.gather(run).to_list()
-        order[a:b] = [p for _, p in sorted(zip(names, run))]
+    batch = SimpleNamespace(time=time, ids=ids, rows=rows)
+    try:
+        order, code, _ = canonical(batch, positions, *account_hashes(accounts, positions))
+    except HashCollision:  # two accounts with one 64-bit hash: by the text
+        exact = accounts.gather(positions).rank("dense").cast(pl.UInt64).to_numpy()
+        order, code, _ = canonical(batch, positions, exact, exact)
+    return positions[order], np.asarray(code, dtype=np.int64)
 
 
 def compute(histories: tuple[ir.History, ...], columns: dict, accounts: pl.Series,
-            ids: pl.Series, time: np.ndarray, invalid: np.ndarray, n: int, build=None) -> None:
+            ids: pl.Series, time: np.ndarray, rows: np.ndarray, invalid: np.ndarray, n: int,
+            build=None) -> None:
     """Adds each history's value and status column to `columns` (invalid rows: 0, OK)."""
     if not histories:
         return
-    order, segment = canonical_order(accounts, ids, np.asarray(time, dtype=np.int64), ~invalid)
+    order, segment = canonical_order(accounts, ids, np.asarray(time, dtype=np.int64), rows, ~invalid)
     m = order.size
     if m == 0:  # nothing read: every row is invalid, the columns are never looked at
         for h in histories:
