@@ -206,3 +206,6 @@ def _warn_unused(scope: Scope, written: dict, declared: dict, definition_uses: d
     for name in scope.inputs:
         if name not in used_inputs:
             report.report("W0103", declared[name], name=name)
+    for name in scope.histories:  # a history window no formula reads
+        if name not in used_inputs:
+            report.report("W0102", declared[name], name=name)
