@@ -37,7 +37,7 @@ _FIXTURES = {name: value for name, value in vars(_registry_fixtures).items()
 globals().update(_FIXTURES)
 
 PASSWORD = "correct horse battery"
-BUNDLED = 9  # methodologies/*.tanpu
+BUNDLED = 10  # methodologies/*.tanpu
 
 
 @dataclass(frozen=True)
