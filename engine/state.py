@@ -58,13 +58,17 @@ class AccountState:
     # period beside its successor), and crediting one must not wipe what the other's
     # rules remember (the successor's cap totals), which `tanpu ledger verify` found
     others: dict = field(default_factory=dict)
+    # per near-duplicate rule: the events kept (engine/channels.py; no horizon, as keys)
+    near: list = field(default_factory=list)
 
     @classmethod
     def empty(cls, rules: CrossRecord) -> "AccountState":
+        from .channels import Events
         return cls([set() for _ in rules.duplicates], [None for _ in rules.overlaps],
                    [[] for _ in rules.overlaps], [[] for _ in rules.flags],
                    [[] for _ in rules.bonuses], [{} for _ in rules.caps],
-                   [Window() for _ in rules.histories])
+                   windows=[Window() for _ in rules.histories],
+                   near=[Events() for _ in rules.near_duplicates])
 
     def prune(self, rules: CrossRecord) -> None:
         """Drops the window times no later record in time order can count, and the
@@ -100,6 +104,8 @@ class AccountState:
             data[_name(rule)] = {str(p): used for p, used in sorted(periods.items())}
         for history, window in zip(rules.histories, self.windows):
             data[history_name(history)] = window.to_data()
+        for rule, events in zip(rules.near_duplicates, self.near):
+            data[_name(rule)] = events.to_data()
         return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
     @classmethod
@@ -110,7 +116,7 @@ class AccountState:
             return state
         data = json.loads(text)
         mine = {_name(rule) for rules_of_a_kind in (rules.duplicates, rules.overlaps, rules.flags,
-                                                    rules.bonuses, rules.caps)
+                                                    rules.bonuses, rules.caps, rules.near_duplicates)
                 for rule in rules_of_a_kind}
         mine |= {history_name(h) for h in rules.histories}
         state.others = {name: part for name, part in data.items() if name not in mine}
@@ -128,6 +134,9 @@ class AccountState:
             state.caps[j] = {int(p): int(used) for p, used in data.get(_name(rule), {}).items()}
         for j, history in enumerate(rules.histories):
             state.windows[j] = Window.of_data(data.get(history_name(history)))
+        from .channels import Events
+        for j, rule in enumerate(rules.near_duplicates):
+            state.near[j] = Events.from_data(data.get(_name(rule)))
         return state
 
 

@@ -25,6 +25,7 @@ class Scope:
     definition_names: set[str] = field(default_factory=set)  # every let/output, typed or not
     failed: set[str] = field(default_factory=set)  # names whose definition did not compile
     histories: dict[str, Type] = field(default_factory=dict)  # history windows (check/history.py)
+    groups: dict[str, ir.Group] = field(default_factory=dict)  # repeated groups (legs)
 
     def input_type(self, name: str) -> Optional[Type]:
         if name in BUILTIN_TYPES:
@@ -41,6 +42,7 @@ class Scope:
     def all_names(self) -> set[str]:
         names = set(BUILTIN_TYPES) | set(self.inputs) | set(self.parameters) | self.definition_names
         names |= set(self.histories)
+        names |= set(self.groups)
         for spec in self.inputs.values():
             names |= set(spec.type.choices)
         return names
