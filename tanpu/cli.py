@@ -932,10 +932,13 @@ def seed(database_url, demo_password):
               help="port to listen on (env PORT)")
 @click.option("--threads", type=int, default=8, show_default=True)
 @click.option("--no-seed", is_flag=True, help="do not publish the bundled methodologies")
+@click.option("--no-worker", is_flag=True,
+              help="do not start a worker for jobs and webhooks (run `tanpu worker` elsewhere)")
 @_DEMO_PASSWORD
-def serve(database_url, host, port, threads, no_seed, demo_password):
+def serve(database_url, host, port, threads, no_seed, no_worker, demo_password):
     """Run the web UI with waitress: migrates the database, seeds it, and creates (and
-    prints, once) a first administrator when none can sign in."""
+    prints, once) a first administrator when none can sign in. Starts a worker process
+    (`tanpu worker`) for the API's jobs and webhooks, and starts it again if it dies."""
     import logging
 
     from .memory import keep_freed_memory
@@ -978,9 +981,85 @@ def serve(database_url, host, port, threads, no_seed, demo_password):
         click.echo("note: SECRET_KEY is not set: sessions end when the server restarts")
     app = create_app(settings, database=database)
     shown = f"[{host}]" if ":" in host else host
+    supervisor = None if no_worker else _WorkerSupervisor(settings.database_url)
     click.echo(f"Tanpu web UI on http://{shown}:{port}/  (Ctrl+C to stop)", nl=True)
     sys.stdout.flush()
-    waitress_serve(app, host=host, port=port, threads=threads, ident="tanpu")
+    from registry.jobs import MAX_BYTES
+    try:
+        # a job's file may be larger than waitress's default limit of 1 GB
+        waitress_serve(app, host=host, port=port, threads=threads, ident="tanpu",
+                       max_request_body_size=MAX_BYTES)
+    finally:
+        if supervisor is not None:
+            supervisor.stop()
+
+
+class _WorkerSupervisor:
+    """`tanpu worker` as a child of `tanpu serve`, started again when it dies (a crash,
+    a kill -9: its job is resumed from the database, registry/jobs.py). The worker
+    stops by itself when this process is gone."""
+
+    def __init__(self, database_url: str):
+        import subprocess
+        import threading
+
+        self._command = [sys.executable, "-m", "tanpu.cli", "worker", "--database-url",
+                         database_url, "--parent", str(os.getpid())]
+        self._popen = subprocess.Popen
+        self._stopping = threading.Event()
+        self.process = self._start()
+        threading.Thread(target=self._watch, name="worker-supervisor", daemon=True).start()
+
+    def _start(self):
+        process = self._popen(self._command)
+        click.echo(f"worker: process {process.pid}")
+        return process
+
+    def _watch(self) -> None:
+        while not self._stopping.is_set():
+            code = self.process.wait()
+            if self._stopping.is_set():
+                return
+            click.echo(f"worker: process {self.process.pid} ended ({code}); starting another")
+            self._stopping.wait(1.0)
+            if not self._stopping.is_set():
+                self.process = self._start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.process.terminate()
+        try:
+            self.process.wait(30)
+        except Exception:  # noqa: BLE001 - it did not stop: it is killed
+            self.process.kill()
+
+
+@main.command()
+@_DATABASE_URL
+@click.option("--once", is_flag=True, help="do what is due, then stop")
+@click.option("--parent", type=int, default=None, hidden=True,
+              help="stop when this process (tanpu serve) is gone")
+def worker(database_url, once, parent):
+    """Run the integrators' jobs and send their webhooks (`tanpu serve` starts one; more
+    may run, on other machines sharing the database and TANPU_JOBS_DIR)."""
+    import logging
+    import signal
+
+    from webui.worker import Worker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    database = _database(database_url)
+    running = Worker(database, parent_pid=parent)
+    signal.signal(signal.SIGTERM, lambda *_: running.stop())
+    try:
+        if once:
+            running.run_once()
+        else:
+            running.run()
+    except KeyboardInterrupt:
+        running.stop()
+    finally:
+        database.dispose()
 
 
 if __name__ == "__main__":  # pragma: no cover
