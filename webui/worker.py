@@ -20,16 +20,19 @@ from __future__ import annotations
 
 import csv
 import io
+import ipaddress
 import itertools
 import json
 import logging
 import os
+import socket
 import threading
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Iterator, Optional
+from urllib.parse import urlsplit
 
 from engine.recordfiles import open_records
 from registry import jobs, webhooks
@@ -216,8 +219,30 @@ class Worker:
         return len(batch)
 
 
+def _private_address(url: str) -> Optional[str]:
+    """The address of `url`'s host that is not a public one (loopback, private,
+    link-local such as a cloud's metadata service), unless TANPU_WEBHOOK_ALLOW_PRIVATE
+    is set: an integrator's URL must not make the server reach inside its own network."""
+    if os.environ.get("TANPU_WEBHOOK_ALLOW_PRIVATE", "").lower() in ("1", "true", "yes"):
+        return None
+    parts = urlsplit(url)
+    try:
+        infos = socket.getaddrinfo(parts.hostname, parts.port or 443, proto=socket.IPPROTO_TCP)
+    except (socket.gaierror, UnicodeError) as error:
+        return f"{parts.hostname} (not resolved: {error})"
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0].split("%")[0])
+        if not address.is_global:
+            return str(address)
+    return None
+
+
 def _post(url: str, secret: str, payload: str, delivery_id: int, attempt: int,
           timeout: float = 10) -> tuple[Optional[int], str]:
+    private = _private_address(url)
+    if private is not None:
+        return None, (f"refused: the URL's host is {private}, not a public address "
+                      f"(TANPU_WEBHOOK_ALLOW_PRIVATE=1 allows it)")
     body = payload.encode("utf-8")
     event = json.loads(payload)
     request = urllib.request.Request(url, data=body, method="POST", headers={

@@ -72,6 +72,7 @@ def receivers():
 def _fast(tmp_path, monkeypatch):
     monkeypatch.setenv("TANPU_JOBS_DIR", str(tmp_path / "jobs"))
     monkeypatch.setenv("TANPU_WEBHOOK_BACKOFF_SECONDS", "0")
+    monkeypatch.setenv("TANPU_WEBHOOK_ALLOW_PRIVATE", "1")  # the receivers are on 127.0.0.1
 
 
 def subscribe(web, token, url, events) -> dict:
@@ -191,3 +192,18 @@ def test_subscriptions_are_checked_and_each_integrator_s_own(web, reg, receivers
     assert client.get("/api/v1/webhooks", headers=web.api(token)).get_json()["items"] == []
     with web.reg.db.unit_of_work() as s:
         assert webhooks.emit(s, "job.finished", {}, integrator_id=reg.integrator) == 0
+
+
+def test_a_url_inside_the_server_s_network_is_not_posted_to(web, receivers, monkeypatch):
+    monkeypatch.delenv("TANPU_WEBHOOK_ALLOW_PRIVATE")
+    token = web.token()
+    inside = receivers()
+    sub = subscribe(web, token, inside.url, ["methodology.published"])
+    web.published("1.0.0", dt.date(2024, 1, 1))
+    deliver(web)
+    assert inside.received == []
+    log = web.app.test_client().get(f"/api/v1/webhooks/{sub['id']}/deliveries",
+                                    headers=web.api(token)).get_json()["items"]
+    # (retried without waiting here, until the attempts run out)
+    assert log[0]["status"] == "failed" and log[0]["attempts"] == webhooks.MAX_ATTEMPTS
+    assert "127.0.0.1" in log[0]["last_error"] and "not a public address" in log[0]["last_error"]
