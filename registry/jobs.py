@@ -142,6 +142,17 @@ def of_integrator(session: Session, integrator_id: int, *, limit: int = 50,
     return list(session.scalars(query.order_by(Job.created_at.desc(), Job.id).limit(limit)))
 
 
+def listing(session: Session, *, status: Optional[str] = None,
+            integrator_id: Optional[int] = None, limit: int = 50) -> list[Job]:
+    """Every integrator's jobs, newest first (the operator's view: `tanpu jobs list`)."""
+    query = select(Job)
+    if status:
+        query = query.where(Job.status == status)
+    if integrator_id is not None:
+        query = query.where(Job.integrator_id == integrator_id)
+    return list(session.scalars(query.order_by(Job.created_at.desc(), Job.id).limit(limit)))
+
+
 def to_dict(job: Job) -> dict:
     def when(t):
         return t.isoformat().replace("+00:00", "Z") if t else None

@@ -886,6 +886,70 @@ def retire_command(database_url, account_id, mg, kg, t, purpose, beneficiary, as
     click.echo(f"digest {cert['digest']} (verify: /certificates/{cert['certificate']})")
 
 
+# ---------------------------------------------------------------- jobs
+@main.group(name="jobs")
+def jobs_group():
+    """The integrators' jobs (large submissions done by `tanpu worker`; docs/api.md)."""
+
+
+@jobs_group.command("list")
+@_DATABASE_URL
+@click.option("--status", type=click.Choice(["queued", "running", "succeeded", "failed"]))
+@click.option("--integrator", metavar="EMAIL", help="one integrator's jobs")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@_JSON
+def jobs_list(database_url, status, integrator, limit, as_json):
+    """Jobs, newest first, with their progress."""
+    from registry import jobs
+    from registry.models import User
+    from sqlalchemy import select
+
+    database = _database(database_url)
+    try:
+        with database.read() as s:
+            integrator_id = None
+            if integrator:
+                integrator_id = s.scalar(select(User.id).where(User.email == integrator))
+                if integrator_id is None:
+                    raise click.ClickException(f"no user {integrator}")
+            found = [jobs.to_dict(j) | {"integrator": j.integrator_id}
+                     for j in jobs.listing(s, status=status, integrator_id=integrator_id,
+                                           limit=limit)]
+    finally:
+        database.dispose()
+    if as_json:
+        click.echo(json.dumps(found, ensure_ascii=False))
+        return
+    _table(["id", "integrator", "status", "mode", "methodology", "rows", "errors", "credited",
+            "created"],
+           [[j["id"], j["integrator"], j["status"], j["mode"], j["methodology"],
+             f"{j['progress']['rows_done']}/{j['progress']['rows_total'] if j['progress']['rows_total'] is not None else '?'}",
+             j["summary"]["errors"], j["summary"]["credited"], j["created_at"]] for j in found])
+
+
+@jobs_group.command("show")
+@_DATABASE_URL
+@click.argument("job_id")
+def jobs_show(database_url, job_id):
+    """One job, as the API shows it to its integrator (JSON), with where its files are."""
+    from registry import jobs
+    from registry.models import Job
+
+    database = _database(database_url)
+    try:
+        with database.read() as s:
+            job = s.get(Job, job_id)
+            if job is None:
+                raise click.ClickException(f"no job {job_id}")
+            out = jobs.to_dict(job) | {"integrator": job.integrator_id,
+                                       "lease_owner": job.lease_owner,
+                                       "lease_until": job.lease_until.isoformat() if job.lease_until else None,
+                                       "folder": str(jobs.folder(job.id))}
+    finally:
+        database.dispose()
+    click.echo(json.dumps(out, ensure_ascii=False, indent=2))
+
+
 # ---------------------------------------------------------------- seed and serve
 def _migrated(url):
     from registry import migrate

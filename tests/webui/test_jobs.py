@@ -225,3 +225,25 @@ def test_what_cannot_be_a_job_is_refused_at_once(published):
     with web.reg.db.engine.connect() as c:
         assert c.execute(sa.text("SELECT COUNT(*) FROM jobs")).scalar_one() == 0
     assert not any((jobs.jobs_dir()).glob("*/input.*"))
+
+
+def test_the_operator_lists_and_shows_jobs_from_the_command_line(published):
+    from click.testing import CliRunner
+
+    from tanpu.cli import main
+    web, token = published
+    job_id = submit(web, token, as_jsonl(rides(4)), "application/x-ndjson").get_json()["id"]
+    run_worker(web)
+    runner = CliRunner()
+    listed = runner.invoke(main, ["jobs", "list", "--database-url", web.reg.db.url, "--json"])
+    assert listed.exit_code == 0, listed.output
+    assert [(j["id"], j["status"], j["progress"]["rows_done"]) for j in json.loads(listed.output)] == \
+        [(job_id, "succeeded", 4)]
+    assert json.loads(runner.invoke(main, ["jobs", "list", "--database-url", web.reg.db.url,
+                                           "--status", "queued", "--json"]).output) == []
+    table = runner.invoke(main, ["jobs", "list", "--database-url", web.reg.db.url])
+    assert job_id in table.output and "4/4" in table.output
+    shown = runner.invoke(main, ["jobs", "show", job_id, "--database-url", web.reg.db.url])
+    assert json.loads(shown.output)["folder"] == str(jobs.folder(job_id))
+    missing = runner.invoke(main, ["jobs", "show", "nope", "--database-url", web.reg.db.url])
+    assert missing.exit_code == 1 and "no job nope" in missing.output
