@@ -14,7 +14,7 @@ from registry import tokens, users
 from registry.db import Database
 from tests.webui.reviewkit import *  # noqa: F401,F403 - fixtures (backend, empty_url)
 from tests.webui.reviewkit import ROOT, SAMPLE
-from tests.webui.test_crash import _start
+from tests.webui.serverkit import start_server as _start
 
 
 def _blocks() -> list[str]:

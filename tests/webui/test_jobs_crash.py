@@ -16,7 +16,8 @@ import sqlalchemy as sa
 from registry import tokens, users
 from registry.db import Database
 from tests.webui.reviewkit import *  # noqa: F401,F403 - fixtures (backend, empty_url)
-from tests.webui.test_crash import METHODOLOGY, _rides, _start
+from tests.webui.serverkit import start_server as _start
+from tests.webui.test_crash import METHODOLOGY, _rides
 
 N = 12_000
 
