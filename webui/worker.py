@@ -152,20 +152,18 @@ class Worker:
             # a worker taking a job over reads past the rows done (once; then it streams)
             for _row in itertools.islice(rows, job.rows_done):
                 pass
-        except (OSError, UnicodeDecodeError, ValueError) as error:
-            return f"{job.input_name}: cannot be read ({type(error).__name__}: {error})"
-        except Exception as error:  # noqa: BLE001 - a malformed Parquet file
-            if isinstance(error, LostLease):
-                raise
-            return f"{job.input_name}: cannot be read ({type(error).__name__}: {error})"
+        except LostLease:
+            raise
+        except Exception as error:  # noqa: BLE001 - whatever the readers raise (Parquet)
+            return _unreadable(job, path, error)
         done, chunk = job.rows_done, job.chunks_done
         while True:
             if self.stopping():
                 raise LostLease()  # given up on purpose: the lease runs out, another resumes
             try:
                 records = list(itertools.islice(rows, job.chunk_rows))
-            except (UnicodeDecodeError, ValueError, OSError) as error:
-                return f"{job.input_name}: cannot be read after row {done:,} ({error})"
+            except Exception as error:  # noqa: BLE001 - as above
+                return _unreadable(job, path, error)
             if not records:
                 return None
             try:
@@ -217,6 +215,13 @@ class Worker:
             with self.db.unit_of_work() as s:
                 webhooks.record_attempt(s, delivery_id, status=status, error=error)
         return len(batch)
+
+
+def _unreadable(job: Job, path: Path, error: Exception) -> str:
+    """Why the job's file cannot be read, naming it as the integrator did (not by the
+    server's path)."""
+    reason = str(error).replace(str(path), job.input_name)
+    return f"{job.input_name}: cannot be read ({type(error).__name__}: {reason})"
 
 
 def _private_address(url: str) -> Optional[str]:

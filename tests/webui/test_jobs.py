@@ -247,3 +247,22 @@ def test_the_operator_lists_and_shows_jobs_from_the_command_line(published):
     assert json.loads(shown.output)["folder"] == str(jobs.folder(job_id))
     missing = runner.invoke(main, ["jobs", "show", "nope", "--database-url", web.reg.db.url])
     assert missing.exit_code == 1 and "no job nope" in missing.output
+
+
+def test_a_file_that_breaks_mid_way_or_is_too_long_fails_its_job_with_the_reason(published, monkeypatch):
+    web, token = published
+    good = as_csv(rides(6)).decode()
+    broken = good + 'r-x,p1,metro,3,"2024-06-20T06:00,2024-06-20T06:30\n'  # a quote never closed
+    first = submit(web, token, broken.encode(), "text/csv").get_json()["id"]
+    monkeypatch.setattr(jobs, "MAX_RECORDS", 5)
+    second = submit(web, token, good.encode(), "text/csv", mode="credit").get_json()["id"]
+    run_worker(web)
+    failed = job_of(web, token, first)
+    assert failed["status"] == "failed" and "cannot be read" in failed["failure"]
+    assert failed["failure"] == (
+        "body: cannot be read (FileFormatError: body: line 8 (byte 356): a quoted cell opens "
+        'here and is never closed (the file has an odd number of " characters))')
+    too_long = job_of(web, token, second)
+    assert too_long["status"] == "failed"
+    assert too_long["failure"] == "6 records: at most 5 in a job"
+    assert too_long["progress"]["rows_done"] == 0 and entries(web) == []

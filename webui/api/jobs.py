@@ -95,8 +95,9 @@ def _readable(path: Path, name: str) -> None:
         source = open_records(path)
         next(iter(source.rows), None)
     except Exception as error:  # noqa: BLE001 - whatever the readers raise
+        reason = str(error).replace(str(path), name)
         raise ApiError(400, "unreadable_file",
-                       f"{name}: cannot be read ({type(error).__name__}: {error})") from None
+                       f"{name}: cannot be read ({type(error).__name__}: {reason})") from None
 
 
 def _links(job_id: str) -> dict:
