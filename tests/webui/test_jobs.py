@@ -266,3 +266,23 @@ def test_a_file_that_breaks_mid_way_or_is_too_long_fails_its_job_with_the_reason
     assert too_long["status"] == "failed"
     assert too_long["failure"] == "6 records: at most 5 in a job"
     assert too_long["progress"]["rows_done"] == 0 and entries(web) == []
+
+
+def test_two_workers_share_the_queue_and_never_take_the_same_job(published, monkeypatch):
+    import threading
+    web, token = published
+    monkeypatch.setenv("TANPU_JOB_CHUNK_ROWS", "20")
+    ids = [submit(web, token, as_jsonl([dict(r, account=f"{n}-{r['account']}")
+                                        for r in rides(60, prefix=f"j{n}-")]),
+                  "application/x-ndjson", mode="credit").get_json()["id"] for n in range(4)]
+    workers = [Worker(web.reg.db), Worker(web.reg.db)]
+    threads = [threading.Thread(target=w.run_once) for w in workers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    done = [job_of(web, token, job_id) for job_id in ids]
+    assert [(j["status"], j["attempts"], j["progress"]["rows_done"]) for j in done] == \
+        [("succeeded", 1, 60)] * 4
+    assert len(entries(web)) == sum(j["summary"]["credited"] for j in done)
+    assert {j["summary"]["credited"] for j in done} == {done[0]["summary"]["credited"]}
