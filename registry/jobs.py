@@ -97,11 +97,11 @@ def worker_name() -> str:
 
 # ---------------------------------------------------------------- the API's side
 def create(session: Session, integrator_id: int, *, job_id: str, methodology_id: str,
-           mode: str, input_format: str, input_name: str, input_bytes: int,
+           mode: str, input_format: str, input_name: str, input_bytes: int, input_sha256: str,
            as_of: Optional[dt.date] = None, idempotency_key: Optional[str] = None) -> tuple[Job, bool]:
     """The job of a file already at input_path(job_id, input_format); (job, created).
     The same idempotency key again gives the first job (created False), when it asked
-    for the same methodology and mode, else Conflict."""
+    for the same methodology, mode and date with the same file, else Conflict."""
     if mode not in JOB_MODES:
         raise Invalid(f"mode: one of {', '.join(JOB_MODES)}, not {mode!r}")
     if input_format not in JOB_FORMATS:
@@ -112,12 +112,15 @@ def create(session: Session, integrator_id: int, *, job_id: str, methodology_id:
         earlier = session.scalar(select(Job).where(Job.integrator_id == integrator_id,
                                                    Job.idempotency_key == idempotency_key))
         if earlier is not None:
-            if (earlier.methodology_id, earlier.mode) != (methodology_id, mode):
-                raise Conflict(f"idempotency key {idempotency_key!r} was used for another job")
+            if (earlier.methodology_id, earlier.mode, earlier.as_of, earlier.input_sha256) != \
+                    (methodology_id, mode, as_of, input_sha256):
+                raise Conflict(f"idempotency key {idempotency_key!r} was used for another job "
+                               f"(another file, methodology, mode or as_of)")
             return earlier, False
     job = Job(id=job_id, integrator_id=integrator_id, methodology_id=methodology_id, mode=mode,
               as_of=as_of, idempotency_key=idempotency_key, input_format=input_format,
-              input_name=input_name[:200], input_bytes=input_bytes, chunk_rows=chunk_rows(),
+              input_name=input_name[:200], input_bytes=input_bytes, input_sha256=input_sha256,
+              chunk_rows=chunk_rows(),
               status="queued", rows_done=0, chunks_done=0, results=0, errors=0, credited=0,
               reduction_mg=0, points=0, attempts=0, failure="", created_at=utcnow())
     session.add(job)
@@ -160,7 +163,8 @@ def to_dict(job: Job) -> dict:
         "id": job.id, "status": job.status, "methodology": job.methodology_id, "mode": job.mode,
         "as_of": job.as_of.isoformat() if job.as_of else None,
         "idempotency_key": job.idempotency_key,
-        "input": {"name": job.input_name, "format": job.input_format, "bytes": job.input_bytes},
+        "input": {"name": job.input_name, "format": job.input_format, "bytes": job.input_bytes,
+                  "sha256": job.input_sha256},
         "progress": {"rows_done": job.rows_done, "rows_total": job.rows_total,
                      "chunks_done": job.chunks_done, "chunk_rows": job.chunk_rows},
         "summary": {"results": job.results, "errors": job.errors, "credited": job.credited,

@@ -707,6 +707,7 @@ class Job(Base):
     input_format: Mapped[str] = mapped_column(String(16))
     input_name: Mapped[str] = mapped_column(String(200))  # as the integrator named it
     input_bytes: Mapped[int] = mapped_column(BigInteger)
+    input_sha256: Mapped[str] = mapped_column(String(64))  # tells a replay from another file
     chunk_rows: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(16), default="queued")
     rows_total: Mapped[Optional[int]] = mapped_column(BigInteger)

@@ -201,6 +201,10 @@ def test_parquet_and_bad_lines_and_idempotency(published):
         data=sink.getvalue(), headers={**web.api(token), "Content-Type": "application/vnd.apache.parquet",
                                        "Idempotency-Key": "day-1"})
     assert replay.status_code == 200 and replay.get_json()["id"] == first
+    other_file = web.app.test_client().post(
+        "/api/v1/jobs", query_string={"methodology": METHODOLOGY}, data=as_jsonl(records),
+        headers={**web.api(token), "Content-Type": "application/x-ndjson", "Idempotency-Key": "day-1"})
+    assert other_file.status_code == 409 and "another job" in other_file.get_json()["message"]
     jsonl = as_jsonl([records[0], "not json", "[1, 2]", records[1]])
     second = submit(web, token, jsonl, "application/x-ndjson").get_json()["id"]
     run_worker(web)

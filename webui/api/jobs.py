@@ -21,6 +21,7 @@ Another integrator's job is a 404, as if it did not exist.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
 from pathlib import Path
 
@@ -69,10 +70,11 @@ def _format(filename: str) -> str:
                    ".parquet, or ?format=")
 
 
-def _copy(source, path: Path) -> int:
-    """Streams `source` to `path` a block at a time; the bytes written."""
+def _copy(source, path: Path) -> tuple[int, str]:
+    """Streams `source` to `path` a block at a time; the bytes written and their sha256."""
     path.parent.mkdir(parents=True, exist_ok=True)
     written = 0
+    digest = hashlib.sha256()
     with open(path, "wb") as out:
         while True:
             block = source.read(BLOCK)
@@ -82,10 +84,11 @@ def _copy(source, path: Path) -> int:
             if written > jobs.MAX_BYTES:
                 raise ApiError(413, "payload_too_large",
                                f"a job's file has at most {jobs.MAX_BYTES:,} bytes")
+            digest.update(block)
             out.write(block)
         out.flush()
         os.fsync(out.fileno())
-    return written
+    return written, digest.hexdigest()
 
 
 def _readable(path: Path, name: str) -> None:
@@ -147,12 +150,13 @@ def register(api: Blueprint) -> None:
         job_id = jobs.new_id()
         path = jobs.input_path(job_id, fmt)
         try:
-            size = _copy(stream, path)
+            size, sha256 = _copy(stream, path)
             _readable(path, name)
             with get_db().unit_of_work() as s:
                 job, created = jobs.create(
                     s, g.api_user.id, job_id=job_id, methodology_id=methodology_id, mode=mode,
-                    input_format=fmt, input_name=name, input_bytes=size, as_of=as_of,
+                    input_format=fmt, input_name=name, input_bytes=size, input_sha256=sha256,
+                    as_of=as_of,
                     idempotency_key=key)
                 body = _job_dict(job)
         except BaseException:

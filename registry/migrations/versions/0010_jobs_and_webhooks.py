@@ -31,6 +31,7 @@ def upgrade() -> None:
         sa.Column("input_format", sa.String(16), nullable=False),
         sa.Column("input_name", sa.String(200), nullable=False),
         sa.Column("input_bytes", sa.BigInteger(), nullable=False),
+        sa.Column("input_sha256", sa.String(64), nullable=False),
         sa.Column("chunk_rows", sa.Integer(), nullable=False),
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("rows_total", sa.BigInteger(), nullable=True),
