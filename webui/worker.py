@@ -81,7 +81,12 @@ class Worker:
         sender = threading.Thread(target=self._send_loop, name="webhooks", daemon=True)
         sender.start()
         while not self.stopping():
-            if not self.run_job():
+            try:
+                busy = self.run_job()
+            except Exception:  # noqa: BLE001 - the database away for a moment: try again
+                log.exception("worker %s: claiming or ending a job", self.name)
+                busy = False
+            if not busy:
                 self._stop.wait(self.poll_seconds)
         sender.join(timeout=15)
         log.info("worker %s: stopped", self.name)
