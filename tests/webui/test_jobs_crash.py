@@ -22,7 +22,7 @@ from tests.webui.test_crash import METHODOLOGY, _rides
 N = 12_000
 
 
-def _request(url: str, token: str, path: str, data: bytes | None = None, headers=None):
+def _request(url: str, token: str, path: str, data=None, headers=None):
     request = urllib.request.Request(url + path, data=data, headers={
         "Authorization": f"Bearer {token}", **(headers or {})})
     with urllib.request.urlopen(request, timeout=60) as response:
@@ -63,7 +63,8 @@ def test_kill_9_of_the_worker_and_the_server_mid_job_credits_each_record_once(em
             integrator = users.create_user(s, None, email="bus@tanpu.test", name="bus",
                                            roles=("integrator",))
             token = tokens.create(s, admin, integrator, "crash")[1]
-        body = "".join(json.dumps(r) + "\n" for r in _rides(N)).encode()
+        # a stream of records (chunked transfer encoding: no length said beforehand)
+        body = ((json.dumps(r) + "\n").encode() for r in _rides(N))
         status, answer = _request(url, token, f"/api/v1/jobs?methodology={METHODOLOGY}&mode=credit",
                                   body, {"Content-Type": "application/x-ndjson"})
         assert status == 202
