@@ -16,7 +16,8 @@ job, and neither waits for the other), under SQLite's single writer elsewhere; a
 that is not renewed runs out, and the next worker takes the job over where it stands.
 The records go in chunks of `chunk_rows`; one chunk is one transaction, which
 (1) checks and locks the job row: still ours, at the row we think (`take_chunk`),
-(2) credits the chunk into the ledger (idempotency key `job:<id>:<chunk>`),
+(2) credits the chunk into the ledger (idempotency key `job:<id>:<chunk>`; its audit
+    entry is the ledger's, as for any credit request),
 (3) writes the chunk's results and errors to its part files (renamed into place when
     whole, so a part file is either the last attempt's or absent), and
 (4) moves `rows_done` and the totals (`chunk_done`).
@@ -42,7 +43,7 @@ from typing import Optional
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from . import bulk, webhooks
+from . import audit, bulk, webhooks
 from .errors import Conflict, Invalid, NotFound
 from .models import JOB_FORMATS, JOB_MODES, Job, utcnow
 from .settings import default_database_path
@@ -125,6 +126,10 @@ def create(session: Session, integrator_id: int, *, job_id: str, methodology_id:
               reduction_mg=0, points=0, attempts=0, failure="", created_at=utcnow())
     session.add(job)
     session.flush()
+    audit.append(session, integrator_id, "job.submit", "job", job.id, {
+        "methodology": methodology_id, "mode": mode, "as_of": as_of.isoformat() if as_of else None,
+        "idempotency_key": idempotency_key, "input_format": input_format,
+        "input_bytes": input_bytes, "input_sha256": input_sha256})
     return job, True
 
 
@@ -243,6 +248,10 @@ def finish(session: Session, job_id: str, owner: str, *, failure: str = "") -> b
         return False
     job = session.get(Job, job_id)
     session.refresh(job)
+    audit.append(session, None, "job.finish", "job", job.id, {
+        "status": job.status, "failure": job.failure or None, "rows": job.rows_done,
+        "chunks": job.chunks_done, "results": job.results, "errors": job.errors,
+        "credited": job.credited, "reduction_mg": job.reduction_mg, "points": job.points})
     webhooks.emit(session, "job.finished", to_dict(job), integrator_id=job.integrator_id)
     return True
 

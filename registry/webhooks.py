@@ -40,7 +40,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import bulk
+from . import audit, bulk
 from .errors import Invalid, NotFound
 from .models import WEBHOOK_EVENTS, WebhookDelivery, WebhookSubscription, utcnow
 
@@ -115,6 +115,8 @@ def subscribe(session: Session, integrator_id: int, url, events) -> tuple[Webhoo
                               secret=secret, active=True, created_at=utcnow())
     session.add(row)
     session.flush()
+    audit.append(session, integrator_id, "webhook.subscribe", "webhook_subscription", row.id,
+                 {"url": url, "events": events})
     return row, secret
 
 
@@ -135,6 +137,8 @@ def unsubscribe(session: Session, integrator_id: int, subscription_id: int) -> N
     """Deactivated: no new deliveries; the pending ones are not sent."""
     row = get(session, integrator_id, subscription_id)
     row.active = False
+    audit.append(session, integrator_id, "webhook.unsubscribe", "webhook_subscription", row.id,
+                 {"url": row.url})
     session.execute(WebhookDelivery.__table__.update().where(
         WebhookDelivery.subscription_id == row.id, WebhookDelivery.status == "pending")
         .values(status="failed", last_error="unsubscribed"))

@@ -108,6 +108,10 @@ def test_a_job_is_answered_at_once_and_gives_what_evaluate_gives(published):
     assert [r["row"] for r in got] == list(range(1, 121))
     assert done["summary"]["reduction_mg"] == direct["summary"]["reduction_mg"] > 0
     assert entries(web) == []  # evaluated, not credited
+    with web.reg.db.engine.connect() as c:
+        audited = c.execute(sa.text("SELECT action, actor_id FROM audit_log WHERE object_id = :j "
+                                    "ORDER BY seq"), {"j": job["id"]}).all()
+    assert audited == [("job.submit", web.reg.integrator), ("job.finish", None)]
 
 
 def test_a_credit_job_from_csv_credits_each_record_once_and_lists_the_bad_ones(published, monkeypatch):
