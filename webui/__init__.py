@@ -68,6 +68,8 @@ def _config(settings: Union[Settings, Mapping[str, Any], None]) -> dict[str, Any
         "MAX_CONTENT_LENGTH": 16 * 1024 * 1024,
         "CATALOGUE_PAGE_SIZE": 20,
         "AUDIT_PAGE_SIZE": 50,
+        # the editor's check runs in a worker process stopped after this long (issue 17)
+        "EDITOR_CHECK_SECONDS": float(os.environ.get("TANPU_EDITOR_CHECK_SECONDS") or 10),
         "TRUST_PROXY": _flag("TANPU_TRUST_PROXY"),
         # a blueprint that needs more (a CDN, inline scripts) changes it here, not per page
         "CONTENT_SECURITY_POLICY": (
