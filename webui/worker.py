@@ -144,7 +144,7 @@ class Worker:
             return "the job's file is gone from the jobs folder"
         try:
             if job.rows_total is None:
-                total = sum(1 for _row in open_records(path).rows)
+                total = self._pass(job, open_records(path).rows)
                 with self.db.unit_of_work() as s:
                     if not jobs.set_total(s, job.id, self.name, total):
                         raise LostLease()
@@ -155,8 +155,7 @@ class Worker:
             rows = source.rows
             units = dict(source.column_units)
             # a worker taking a job over reads past the rows done (once; then it streams)
-            for _row in itertools.islice(rows, job.rows_done):
-                pass
+            self._pass(job, itertools.islice(rows, job.rows_done))
         except LostLease:
             raise
         except Exception as error:  # noqa: BLE001 - whatever the readers raise (Parquet)
@@ -177,6 +176,19 @@ class Worker:
                 return f"{error.code}: {error.message}"
             done += len(records)
             chunk += 1
+
+    RENEW_EVERY = 100_000  # rows read between two renewals of the lease, when not evaluating
+
+    def _pass(self, job: Job, rows) -> int:
+        """Reads `rows` through (to count them, or to skip those done), renewing the lease
+        as it goes: 10 million rows take longer than a lease."""
+        count = 0
+        for count, _row in enumerate(rows, 1):
+            if count % self.RENEW_EVERY == 0:
+                with self.db.unit_of_work() as s:
+                    if not jobs.renew(s, job.id, self.name):
+                        raise LostLease()
+        return count
 
     def _chunk(self, job: Job, chunk: int, offset: int, records: list, units: dict) -> None:
         unreadable = {i: r["__invalid__"] for i, r in enumerate(records)

@@ -294,3 +294,27 @@ def test_two_workers_share_the_queue_and_never_take_the_same_job(published, monk
         [("succeeded", 1, 60)] * 4
     assert len(entries(web)) == sum(j["summary"]["credited"] for j in done)
     assert {j["summary"]["credited"] for j in done} == {done[0]["summary"]["credited"]}
+
+
+def test_a_long_count_renews_the_lease(published, monkeypatch):
+    web, token = published
+    monkeypatch.setattr(Worker, "RENEW_EVERY", 10)
+    monkeypatch.setenv("TANPU_JOB_LEASE_SECONDS", "3600")
+    job_id = submit(web, token, as_jsonl(rides(45)), "application/x-ndjson").get_json()["id"]
+    worker = Worker(web.reg.db)
+    with web.reg.db.unit_of_work() as s:
+        jobs.claim(s, worker.name)
+        s.execute(sa.update(jobs.Job).values(lease_until=jobs.utcnow() + dt.timedelta(seconds=5)))
+    with web.reg.db.read() as s:
+        job = s.get(jobs.Job, job_id)
+        s.expunge(job)
+    source = jobs.input_path(job_id, "jsonl")
+    from engine.recordfiles import open_records
+    assert worker._pass(job, open_records(source).rows) == 45
+    with web.reg.db.read() as s:
+        renewed = s.get(jobs.Job, job_id).lease_until
+    assert renewed - jobs.utcnow() > dt.timedelta(minutes=50)
+    with web.reg.db.unit_of_work() as s:  # another worker took it meanwhile: the count stops
+        s.execute(sa.update(jobs.Job).values(lease_owner="someone else"))
+    with pytest.raises(LostLease):
+        worker._pass(job, open_records(source).rows)
