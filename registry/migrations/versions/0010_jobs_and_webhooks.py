@@ -2,7 +2,7 @@
 integrator's subscriptions and the delivery log) (issue 14, items 4 and 7).
 
 Revision ID: 0010
-Revises: 0008
+Revises: 0011
 Create Date: 2026-12-06
 """
 from typing import Sequence, Union
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0010"
-down_revision: Union[str, Sequence[str], None] = "0008"
+down_revision: Union[str, Sequence[str], None] = "0011"
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
