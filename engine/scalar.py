@@ -18,6 +18,7 @@ from dsl.zones import zone
 from . import numeric, records
 from .plan import from_ir
 from .result import NO_VALUE
+from .legs import shown as legs_shown
 from .to_python import Source
 
 
@@ -84,6 +85,15 @@ class LocalTime:
         return day_part(local // 86_400_000_000, part)
 
 
+def fsum_legs(values) -> float:
+    """A sum of floats over legs: binary64 additions from 0.0, left to right, as the C
+    kernel adds them (not math.fsum, nor a compensated sum)."""
+    total = 0.0
+    for value in values:
+        total += value
+    return total
+
+
 def day_part(days: int, part: str) -> int:
     date = dt.date.fromordinal(days + records.EPOCH_DAY)
     if part == "weekday":
@@ -124,6 +134,13 @@ class ScalarProgram:
             status, code, message = reasons[reason]
             raise Reject(code, message, status)
 
+        def isum(values, reason):
+            """A sum of whole numbers over legs, each partial sum within int64 (as C's)."""
+            total = 0
+            for value in values:
+                total = int64(total + value, reason)
+            return total
+
         def missing(i, p, key):
             if p < 0:
                 raise Reject(NO_VALUE, f"`{params[i].name}` has no value in force at this date")
@@ -163,6 +180,8 @@ class ScalarProgram:
             "_ceil": numeric.ceil, "_half_away": numeric.half_away, "_whole_mg": numeric.whole_mg,
             "_day_part": day_part, "_bisect": bisect.bisect_right, "_missing": missing,
             "_lookup_traced": lookup_traced, "_int64": int64,
+            "_isum": isum, "_fsum": fsum_legs,
+            "_legs_shown": legs_shown, "G": self.methodology.groups,
         }
         exec(compile(source, f"<tanpu:{self.methodology.metadata.id}>", "exec"), namespace)
         if not explain:

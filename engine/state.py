@@ -53,12 +53,16 @@ class AccountState:
     # period beside its successor), and crediting one must not wipe what the other's
     # rules remember (the successor's cap totals), which `tanpu ledger verify` found
     others: dict = field(default_factory=dict)
+    # per near-duplicate rule: the events kept (engine/channels.py; no horizon, as keys)
+    near: list = field(default_factory=list)
 
     @classmethod
     def empty(cls, rules: CrossRecord) -> "AccountState":
+        from .channels import Events
         return cls([set() for _ in rules.duplicates], [None for _ in rules.overlaps],
                    [[] for _ in rules.overlaps], [[] for _ in rules.flags],
-                   [[] for _ in rules.bonuses], [{} for _ in rules.caps])
+                   [[] for _ in rules.bonuses], [{} for _ in rules.caps],
+                   near=[Events() for _ in rules.near_duplicates])
 
     def prune(self, rules: CrossRecord) -> None:
         """Drops the window times no later record in time order can count, and the
@@ -92,6 +96,8 @@ class AccountState:
             data[_name(rule)] = sorted(times)
         for rule, periods in zip(rules.caps, self.caps):
             data[_name(rule)] = {str(p): used for p, used in sorted(periods.items())}
+        for rule, events in zip(rules.near_duplicates, self.near):
+            data[_name(rule)] = events.to_data()
         return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
     @classmethod
@@ -102,7 +108,7 @@ class AccountState:
             return state
         data = json.loads(text)
         mine = {_name(rule) for rules_of_a_kind in (rules.duplicates, rules.overlaps, rules.flags,
-                                                    rules.bonuses, rules.caps)
+                                                    rules.bonuses, rules.caps, rules.near_duplicates)
                 for rule in rules_of_a_kind}
         state.others = {name: part for name, part in data.items() if name not in mine}
         for j, rule in enumerate(rules.duplicates):
@@ -117,6 +123,9 @@ class AccountState:
             state.bonus_times[j] = list(data.get(_name(rule), ()))
         for j, rule in enumerate(rules.caps):
             state.caps[j] = {int(p): int(used) for p, used in data.get(_name(rule), {}).items()}
+        from .channels import Events
+        for j, rule in enumerate(rules.near_duplicates):
+            state.near[j] = Events.from_data(data.get(_name(rule)))
         return state
 
 

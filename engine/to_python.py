@@ -97,6 +97,17 @@ class Source:
             return f"LT.part({self.expr(e.operand)}, {e.part!r})"
         if t is p.Lookup:
             return self.lookup(e)
+        if t is p.LegField:
+            return f"L[{e.name!r}]"
+        if t is p.LegAggregate:
+            legs = f"v[{e.group!r}]"
+            where = f" if {self.expr(e.where)}" if e.where is not None else ""
+            if e.op == "count":
+                return f"sum(1 for L in {legs}{where})"
+            body = self.expr(e.body)
+            if e.rep == p.I:
+                return f"_isum(({body} for L in {legs}{where}), {e.overflow})"
+            return f"_fsum({body} for L in {legs}{where})"
         raise TypeError(f"unknown plan node {t.__name__}")  # pragma: no cover
 
     def rounding(self, e: p.Round) -> str:
@@ -130,6 +141,8 @@ class Source:
             return e.op != "not" and self.floating(e.operand)
         if t is p.MinMax:
             return all(self.floating(arg) for arg in e.args)
+        if t is p.LegAggregate:
+            return e.rep == p.F
         if t is p.If:
             return self.floating(e.then) and self.floating(e.otherwise)
         return False
@@ -219,6 +232,10 @@ class Source:
                       f"'type': {spec.type.kind.value!r}, "
                       f"'unit': {spec.type.unit.text if quantity else ''!r}, "
                       f"'factor': {float(spec.type.unit.factor) if quantity else 1.0!r}}})")
+        for i, group in enumerate(self.plan.methodology.groups):  # legs, each field in its unit
+            self.emit(f"T.append({{'kind': 'input', 'name': {group.name!r}, "
+                      f"'value': _legs_shown(v[{group.name!r}], G[{i}]), 'type': 'list', 'unit': '', "
+                      f"'factor': 1.0}})")
 
     def _build(self) -> str:
         plan = self.plan

@@ -20,6 +20,7 @@ from ..units import ONE
 from .literals import (INVALID, decimal_of, parse_date, parse_datetime, si_float, unit_of,
                        whole_value)
 from ..surface.parse import MAX_DEPTH
+from . import legs
 from .scope import BUILTIN_TYPES, FUNCTIONS, Scope
 
 
@@ -54,6 +55,7 @@ class ExpressionChecker:
         self.scope = scope
         self.report = report
         self.uses = Uses()
+        self.leg_binding: Optional[tuple[str, str]] = None  # (leg variable, group) inside an aggregate
 
     # ------------------------------------------------------------ entry
     def check(self, node, hint: Optional[Type] = None) -> Optional[ir.Expr]:
@@ -118,6 +120,8 @@ class ExpressionChecker:
             return ir.Lookup(parameter.type, name, ())
         if name in scope.failed or name in scope.definition_names:
             return None  # its own definition is broken and already reported
+        if legs.bare_name(self, node):
+            return None
         if hint is not None and hint.kind == Kind.CHOICE:
             self.report.report("E0204", node, value=name, choice=hint.choice_of or "the choice",
                                help=did_you_mean(name, hint.choices)
@@ -383,6 +387,12 @@ class ExpressionChecker:
             keys.append(key)
         self.uses.lookups.append(LookupSite(name, tuple(keys), node))
         return ir.Lookup(parameter.type, name, tuple(keys))
+
+    def _LegAggregate(self, node: ast.LegAggregate, hint):
+        return legs.check_aggregate(self, node, hint)
+
+    def _LegField(self, node: ast.LegField, hint):
+        return legs.check_field(self, node)
 
     def _Call(self, node: ast.Call, hint):
         func = str(node.func)

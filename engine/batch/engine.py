@@ -70,6 +70,7 @@ class BatchEngine:
         keep = set(self.rules.needed_inputs())
         if any(c.target == "reduction" for c in methodology.caps):
             keep |= {s.name for s in methodology.inputs} | {"activity", "id", "account"}
+            keep |= {g.name for g in methodology.groups}
         self.keep = sorted(keep)
         self.kinds = {s.name: s.type.kind for s in methodology.inputs}
         self.kinds.update(activity=Kind.TEXT, id=Kind.TEXT, account=Kind.TEXT)

@@ -185,8 +185,34 @@ class Lookup:
     rejects: bool = False
 
 
+@dataclass(frozen=True)
+class LegField:
+    """A field of the leg an aggregate is at (aggregates do not nest: one leg at a time)."""
+    rep: str
+    group: str
+    name: str
+    rejects: bool = False
+
+
+@dataclass(frozen=True)
+class LegAggregate:
+    """Over the legs of a record's group in their order: `count` (i) of those where
+    `where` holds, or `sum` of `body` over them, from 0 (0.0 for f) adding left to right
+    (f: binary64 additions, never a compensated sum; i: beyond int64 rejects with
+    `overflow`). `where` is evaluated before `body`, and `body` only where it holds."""
+    rep: str
+    op: str  # sum | count
+    group: str
+    body: Optional["Expr"]
+    where: Optional["Expr"]
+    rejects: bool = False
+    overflow: Optional[int] = None
+
+
+LEGS = "legs"  # the rep of a group in Plan.inputs: a list of legs (dicts) per record
+
 Expr = Union[Const, Input, Ref, Day, Unary, Arith, Compare, Logic, InSet, If, MinMax, Round,
-             Elapsed, DatePart, Lookup]
+             Elapsed, DatePart, Lookup, LegField, LegAggregate]
 
 
 # ---------------------------------------------------------------- steps
@@ -246,10 +272,12 @@ class CrossRecord:
     flags: tuple[ir.Flag, ...] = ()
     bonuses: tuple[ir.Bonus, ...] = ()
     caps: tuple[ir.Cap, ...] = ()
+    near_duplicates: tuple[ir.NearDuplicate, ...] = ()  # judged first (engine/channels.py)
 
     @property
     def has_cross_record_rules(self) -> bool:
-        return bool(self.caps or self.overlaps or self.duplicates or self.bonuses or self.flags)
+        return bool(self.caps or self.overlaps or self.duplicates or self.bonuses or self.flags
+                    or self.near_duplicates)
 
 
 @dataclass(frozen=True)
@@ -295,6 +323,8 @@ def children(e: Expr) -> tuple:
         return (e.end, e.start)
     if t is Lookup:
         return e.keys
+    if t is LegAggregate:
+        return tuple(x for x in (e.where, e.body) if x is not None)
     return ()
 
 

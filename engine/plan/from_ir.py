@@ -167,6 +167,17 @@ class _Lower:
             return p.DatePart(p.I, e.part, x, x.rejects)
         if t is ir.Lookup:
             return self.lookup(e)
+        if t is ir.LegField:
+            return p.LegField(_REPS[e.type.kind], e.group, e.name)
+        if t is ir.LegAggregate:
+            where = self.expr(e.where) if e.where is not None else None
+            body = self.expr(e.body) if e.body is not None else None
+            inner = any(x.rejects for x in (where, body) if x is not None)
+            if e.op == "count":
+                return p.LegAggregate(p.I, "count", e.group, None, where, inner)
+            if body.rep == p.I:
+                return p.LegAggregate(p.I, "sum", e.group, body, where, True, self.overflow())
+            return p.LegAggregate(p.F, "sum", e.group, body, where, inner)
         raise TypeError(f"unknown IR node {t.__name__}")  # pragma: no cover
 
     def lookup(self, e: ir.Lookup) -> p.Lookup:
@@ -245,11 +256,14 @@ class _Lower:
             for node in p.nodes(step.expr if isinstance(step, p.Define) else step.cond):
                 if isinstance(node, p.Input):
                     read.setdefault(node.name, node.rep)
+                elif isinstance(node, p.LegAggregate):
+                    read.setdefault(node.group, p.LEGS)
         defined = {s.name for s in steps if isinstance(s, p.Define)}
         masses = tuple(n for n in ir.MASS_OUTPUTS if n in defined and m.definition(n).quantized)
         return p.Plan(m.metadata.id, m.metadata.timezone, tuple(read.items()),
                       tuple(parameter(prm) for prm in m.parameters), tuple(steps), masses,
-                      tuple(self.reasons), p.CrossRecord(m.duplicates, m.overlaps, m.flags, m.bonuses, m.caps),
+                      tuple(self.reasons), p.CrossRecord(m.duplicates, m.overlaps, m.flags, m.bonuses, m.caps,
+                                                    m.near_duplicates),
                       m)
 
 
