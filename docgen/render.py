@@ -308,6 +308,13 @@ class _Builder:
             return self.tr("sym_time"), self.tr("unit_none")
         if name in ("id", "account", "activity"):
             return self.tr("sym_builtin", name=name), self.tr("unit_none")
+        history = next((h for h in m.histories if h.name == name), None)
+        if history is not None:  # a history window (docs/language.md §9.6)
+            spec = self.inputs[history.subject]
+            label = pick(spec.label, self.lang) if spec.label else history.subject
+            window = self.tr(f"window_{history.side}_{history.unit}", n=history.size)
+            return (self.tr("sym_history", aggregate=self.tr("agg_" + history.aggregate),
+                            input=label, window=window), self.unit_of(history.type))
         if name in self.table_of:
             p = m.parameter(name)
             keys = [self.words.label(k) for k in p.keys]

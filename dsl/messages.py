@@ -92,6 +92,10 @@ CATALOGUE: dict[str, str] = {
     "E0611": "a reward needs at least 1 unit per reward, found `every {found}`",
     "E0612": "`{source}` already converts into `{other}`: one reward per points or counter",
     "E0613": "a reward must be worth an amount of money or a count, such as `5 CNY` or `1 ride`, found {found}",
+    # history windows
+    "E1001": "a history aggregates a number, integer or quantity input; `{name}` is {found}",
+    "E1002": "a window is 1 to {most} {unit}, found {found}",
+    "E1003": "the value of `{name}` when its history is short must be {expected}, found {found}",
     # examples
     "E0701": "the example sets `{name}`, which is not an input",
     "E0702": "the example does not set the required input `{name}`",

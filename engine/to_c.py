@@ -39,7 +39,7 @@ REASON_BASE = 2  # the batch engine's reasons 0 (credited) and 1 (invalid) come 
 _NATIVE = Path(__file__).resolve().parent / "native"
 _CTYPE = {p.F: "double", p.I: "int64_t", p.B: "uint8_t", p.T: "int32_t", p.DAY: "int64_t",
           p.DT: "t_instant"}
-_PARTS = {"year": 0, "month": 1, "day": 2, "weekday": 3, "hour": 4}
+_PARTS = {"year": 0, "month": 1, "day": 2, "weekday": 3, "hour": 4, "days_in_year": 5}
 DAY_US = 86_400_000_000
 
 
@@ -205,8 +205,19 @@ class _Gen:
             if e.end.rep == p.DAY:
                 return self.wrap(head, f"((double)t_sub({end}, {start}) * 86400.0)")
             return self.wrap(head, f"((double)t_sub(({end}).utc, ({start}).utc) / 1000000.0)")
+        if t is p.DateShift:  # as scalar.py's shift_days, operation for operation
+            head, (d, s) = self.operands((e.date, e.duration), temporaries=True)
+            q, out = self.temp(), self.temp()
+            sign = "-" if e.op == "-" else ""
+            return (f"({{ {head} double {q} = ({sign}(double)({s})) / 86400.0; "
+                    f"if (!({q} >= -1e8 && {q} <= 1e8)) {self.reject(e.overflow)} "
+                    f"int64_t {out} = {d} + (int64_t)floor({q}); "
+                    f"if ({out} < INT64_C({p.FIRST_DAY}) || {out} > INT64_C({p.LAST_DAY})) "
+                    f"{self.reject(e.overflow)} {out}; }})")
         if t is p.DatePart:
             x = self.expr(e.operand)
+            if e.part == "date":
+                return f"t_floordiv(({x}).local, INT64_C({DAY_US}))"
             if e.operand.rep == p.DAY:
                 return f"t_day_part({x}, {_PARTS[e.part]})"
             return f"t_local_part(({x}).local, {_PARTS[e.part]})"

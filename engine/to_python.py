@@ -19,6 +19,7 @@ from typing import Any
 from dsl.types import Kind
 
 from .plan import ast as p
+from .plan.history import status_name
 from .plan.ast import ident
 
 _ROUNDING = {"floor": "_floor", "ceil": "_ceil", "round": "_half_away"}
@@ -91,7 +92,11 @@ class Source:
             if e.end.rep == p.DAY:
                 return f"(({end} - {start}) * 86400.0)"
             return f"(({end} - {start}) / 1000000.0)"
+        if t is p.DateShift:
+            return f"_shift_days({self.expr(e.date)}, {e.op!r}, {self.expr(e.duration)}, {e.overflow})"
         if t is p.DatePart:
+            if e.part == "date":
+                return f"LT_day({self.expr(e.operand)})"
             if e.operand.rep == p.DAY:
                 return f"_day_part({self.expr(e.operand)}, {e.part!r})"
             return f"LT.part({self.expr(e.operand)}, {e.part!r})"
@@ -232,6 +237,13 @@ class Source:
                       f"'type': {spec.type.kind.value!r}, "
                       f"'unit': {spec.type.unit.text if quantity else ''!r}, "
                       f"'factor': {float(spec.type.unit.factor) if quantity else 1.0!r}}})")
+        for h in self.plan.rules.histories:  # the windows, as the formulas saw them
+            quantity = h.type.kind == Kind.QUANTITY
+            window = f"{h.aggregate} of {h.subject} over the {h.side} {h.size} {h.unit}"
+            self.emit(f"T.append({{'kind': 'history', 'name': {h.name!r}, 'value': v[{h.name!r}], "
+                      f"'status': v[{status_name(h)!r}], 'window': {window!r}, "
+                      f"'unit': {h.type.unit.text if quantity else ''!r}, "
+                      f"'factor': {float(h.type.unit.factor) if quantity else 1.0!r}, 'line': {h.line}}})")
         for i, group in enumerate(self.plan.methodology.groups):  # legs, each field in its unit
             self.emit(f"T.append({{'kind': 'input', 'name': {group.name!r}, "
                       f"'value': _legs_shown(v[{group.name!r}], G[{i}]), 'type': 'list', 'unit': '', "

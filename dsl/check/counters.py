@@ -1,4 +1,4 @@
-"""Counters and rewards: `counter`, `cap counter`, `reward` (docs/language.md §9.6).
+"""Counters and rewards: `counter`, `cap counter`, `reward` (docs/language.md §9.7).
 
 A counter is what a credited record adds to a named per-account total, a whole number of
 a count unit (ride, person ...) or of money (CNY); a reward converts every N accumulated

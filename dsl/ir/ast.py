@@ -364,6 +364,29 @@ class Reward:
     unit: str
 
 
+@dataclass(frozen=True)
+class History:
+    """`history NAME = AGG SUBJECT over the (previous|last) SIZE (days|records)
+    otherwise ...`: an aggregate of an input over the account's own earlier records
+    (engine/history.py evaluates it; docs/language.md §9.6 says what it means).
+
+    Formulas refer to it by its name as an `Input` of type `type`: its value is given to
+    the per-record formulas beside the record's own inputs."""
+    name: str
+    type: Type
+    aggregate: str  # mean | sum | count | min | max
+    subject: str    # a numeric input
+    side: str       # previous (the current day or record excluded) | last (included)
+    size: int       # days or records, >= 1
+    unit: str       # days | records
+    short: str      # reject | partial | value: what a history shorter than the window gives
+    timezone: str   # the methodology's: calendar days are its local days
+    code: str = ""
+    message: str = ""
+    value: Value = None  # `otherwise VALUE`, in the run-time representation
+    line: int = 0
+
+
 # ---------------------------------------------------------------- examples
 @dataclass(frozen=True)
 class ValueCheck:
@@ -422,6 +445,7 @@ class Methodology:
     counters: tuple[Counter, ...] = ()
     counter_caps: tuple[CounterCap, ...] = ()
     rewards: tuple[Reward, ...] = ()
+    histories: tuple[History, ...] = ()
     groups: tuple[Group, ...] = ()  # repeated groups (legs) of a record
     near_duplicates: tuple[NearDuplicate, ...] = ()  # one event through several channels
 

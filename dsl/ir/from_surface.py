@@ -9,13 +9,15 @@ from __future__ import annotations
 import itertools
 from typing import Optional
 
-from ..check import channels, counters, declarations, definitions, examples, legs, rules
+from ..check import channels, counters, declarations, definitions, examples, history, legs, rules
 from ..check.expressions import LookupSite, Uses
 from ..check.scope import Scope
 from ..messages import Reporter
 from ..surface import ast
 from ..types import Kind
 from . import ast as ir
+
+NO_HISTORY = "NO_HISTORY"  # engine.result's: a window with no record to take a mean of
 
 
 def lower(module: ast.Module, report: Reporter, failed_names: set[str] = frozenset(),
@@ -32,6 +34,7 @@ def lower(module: ast.Module, report: Reporter, failed_names: set[str] = frozens
     declared: dict[str, object] = {}
 
     declarations.check_inputs(items, scope, report, declared)
+    histories = history.check_histories(items, scope, report, declared)
     legs.check_groups(items, scope, report, declared)
     parameter_nodes = declarations.check_parameters(items, scope, report, declared)
     written = definitions.collect(items, scope, report, declared)
@@ -83,6 +86,7 @@ def lower(module: ast.Module, report: Reporter, failed_names: set[str] = frozens
         bonuses=tuple(cross["bonuses"]),
         flags=tuple(cross["flags"]),
         examples=tuple(example_list),
+        histories=tuple(histories),
         groups=tuple(scope.groups.values()),
         near_duplicates=tuple(near_duplicates),
         **counted,
@@ -107,7 +111,12 @@ def _reason_codes(items, broken: set[str]) -> dict[str, Optional[set[str]]]:
             codes["duplicate"].add(str(item.code))
         elif isinstance(item, ast.FlagRule):
             codes["flagged"].add(str(item.code))
-    for kind, words in (("rejected", {"require", "parameter", "forbid"}),
+        elif isinstance(item, ast.HistoryDef):
+            if str(item.aggregate) in ("mean", "min", "max") and not isinstance(item.short, ast.ShortValue):
+                codes["rejected"].add(NO_HISTORY)  # an empty window's mean, least or greatest
+            if isinstance(item.short, ast.ShortReject):
+                codes["rejected"].add(str(item.short.code))
+    for kind, words in (("rejected", {"require", "parameter", "forbid", "history"}),
                         ("duplicate", {"forbid"}), ("flagged", {"flag"})):
         if broken & words:
             codes[kind] = None
@@ -207,3 +216,6 @@ def _warn_unused(scope: Scope, written: dict, declared: dict, definition_uses: d
     for name in scope.inputs:
         if name not in used_inputs:
             report.report("W0103", declared[name], name=name)
+    for name in scope.histories:  # a history window no formula reads
+        if name not in used_inputs:
+            report.report("W0102", declared[name], name=name)

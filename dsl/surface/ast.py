@@ -660,6 +660,38 @@ class FlagRule(_Node):
     message: Token
 
 
+# ---------------------------------------------------------------- history windows
+@dataclass
+class ShortReject(_Node):
+    meta: Meta
+    code: Token
+    message: Token
+
+
+@dataclass
+class ShortPartial(_Node):
+    meta: Meta
+
+
+@dataclass
+class ShortValue(_Node):
+    meta: Meta
+    value: Literal
+
+
+@dataclass
+class HistoryDef(_Node):
+    """history NAME = AGG SUBJECT over the (previous|last) N (days|records) otherwise ..."""
+    meta: Meta
+    name: Token
+    aggregate: Token
+    subject: Token
+    side: Token
+    size: Token
+    unit: Token
+    short: Union[ShortReject, ShortPartial, ShortValue]
+
+
 # ---------------------------------------------------------------- examples
 @dataclass
 class Field(_Node):
@@ -774,7 +806,8 @@ class SequenceExample(_Node):
 
 
 Item = Union[InputDecl, GroupDecl, ParameterDecl, LetDef, OutputDef, RequireStmt, CapRule,
-             OverlapRule, DuplicateRule, NearDuplicateRule, ConditionalDuplicateRule, BonusRule, FlagRule, SingleExample, SequenceExample]
+             OverlapRule, DuplicateRule, NearDuplicateRule, ConditionalDuplicateRule, BonusRule, FlagRule,
+             HistoryDef, SingleExample, SequenceExample]
 
 
 @dataclass

@@ -157,9 +157,27 @@ class Elapsed:
 
 
 @dataclass(frozen=True)
+class DateShift:
+    """A date (day) moved by a duration (f, seconds): day ± floor(seconds / 86400), the
+    quotient first checked to lie within ±10⁸ days and the result within the dates a
+    record can hold (0001-01-01 … 9999-12-31), else the record is rejected with
+    `overflow` (NOT_FINITE). Both backends do exactly these operations."""
+    rep: str
+    op: str  # + | -
+    date: "Expr"
+    duration: "Expr"
+    rejects: bool = True
+    overflow: Optional[int] = None
+
+
+FIRST_DAY, LAST_DAY = -719_162, 2_932_896  # 0001-01-01 and 9999-12-31, days since 1970
+
+
+@dataclass(frozen=True)
 class DatePart:
-    """year, month, day, weekday (1 = Monday) or hour of a day or of an instant's local
-    time in the methodology's zone."""
+    """year, month, day, weekday (1 = Monday), days_in_year (365 or 366) or hour of a day
+    or of an instant's local time in the methodology's zone; `date` (rep day): an
+    instant's local date."""
     rep: str
     part: str
     operand: "Expr"
@@ -212,7 +230,7 @@ class LegAggregate:
 LEGS = "legs"  # the rep of a group in Plan.inputs: a list of legs (dicts) per record
 
 Expr = Union[Const, Input, Ref, Day, Unary, Arith, Compare, Logic, InSet, If, MinMax, Round,
-             Elapsed, DatePart, Lookup, LegField, LegAggregate]
+             Elapsed, DateShift, DatePart, Lookup, LegField, LegAggregate]
 
 
 # ---------------------------------------------------------------- steps
@@ -273,6 +291,9 @@ class CrossRecord:
     bonuses: tuple[ir.Bonus, ...] = ()
     caps: tuple[ir.Cap, ...] = ()
     near_duplicates: tuple[ir.NearDuplicate, ...] = ()  # judged first (engine/channels.py)
+    # history windows (engine/history.py): judged before the formulas, not after them,
+    # but kept here because what they remember is part of the account's state
+    histories: tuple[ir.History, ...] = ()
     # then the counters and rewards (engine/counters.py)
     counters: tuple[str, ...] = ()
     counter_units: tuple[str, ...] = ()
@@ -335,6 +356,8 @@ def children(e: Expr) -> tuple:
         return e.args
     if t is Elapsed:
         return (e.end, e.start)
+    if t is DateShift:
+        return (e.date, e.duration)
     if t is Lookup:
         return e.keys
     if t is LegAggregate:

@@ -14,6 +14,7 @@ from .. import records
 from ..result import (ACTIVITY_NOT_COVERED, NEGATIVE_COUNTER, NO_VALUE, NOT_APPLICABLE, NOT_FINITE,
                       OUT_OF_PERIOD, OUT_OF_RANGE, REJECTED)
 from . import ast as p
+from . import history
 
 _REPS = {Kind.QUANTITY: p.F, Kind.INTEGER: p.I, Kind.BOOLEAN: p.B, Kind.TEXT: p.T,
          Kind.CHOICE: p.T, Kind.DATE: p.DAY, Kind.DATETIME: p.DT}
@@ -132,6 +133,10 @@ class _Lower:
         if t is ir.Not:
             x = self.expr(e.operand)
             return p.Unary(p.B, "not", x, x.rejects)
+        if t is ir.Arith and e.type.kind == Kind.DATE:  # a date moved by a duration
+            a, b = self.expr(e.left), self.expr(e.right)
+            return p.DateShift(p.DAY, e.op, a, b, True, self.reason(
+                REJECTED, NOT_FINITE, f"`{self.context}`: a date moved beyond 0001-01-01 … 9999-12-31"))
         if t is ir.Arith:
             a, b = self.expr(e.left), self.expr(e.right)
             rep = p.F if e.op == "/" or p.F in (a.rep, b.rep) else p.I
@@ -164,7 +169,7 @@ class _Lower:
             return p.Elapsed(p.F, a, b, a.rejects or b.rejects)
         if t is ir.DatePart:
             x = self.expr(e.operand)
-            return p.DatePart(p.I, e.part, x, x.rejects)
+            return p.DatePart(p.DAY if e.part == "date" else p.I, e.part, x, x.rejects)
         if t is ir.Lookup:
             return self.lookup(e)
         if t is ir.LegField:
@@ -259,6 +264,7 @@ class _Lower:
     def plan(self) -> p.Plan:
         m = self.m
         steps: list = self.checks()
+        steps += history.checks(m.histories, self.reason)
         for item in step_order(m):
             if isinstance(item, ir.Require):
                 self.context = f"a whole number in the require on line {item.line}"
@@ -286,8 +292,9 @@ class _Lower:
 def cross_record(m: ir.Methodology) -> p.CrossRecord:
     """The rules applied after the per-record steps, counters and rewards included."""
     return p.CrossRecord(m.duplicates, m.overlaps, m.flags, m.bonuses, m.caps, m.near_duplicates,
-                         tuple(c.name for c in m.counters), tuple(c.unit for c in m.counters),
-                         m.counter_caps, m.rewards)
+                         histories=m.histories, counters=tuple(c.name for c in m.counters),
+                         counter_units=tuple(c.unit for c in m.counters),
+                         counter_caps=m.counter_caps, rewards=m.rewards)
 
 
 def parameter(prm: ir.Parameter) -> p.Parameter:

@@ -241,6 +241,32 @@ def wuhan_electricity_saving() -> Sample:
     return s
 
 
+def shenzhen_household_electricity() -> Sample:
+    """Daily readings of households over four weeks: some below their baseline, some
+    above it and saving against their own 7-day mean, some not; a few days missing."""
+    s = Sample("shenzhen-household-electricity", ["id", "account", "time", "used[kWh]", "members"])
+    r = s.rng
+    homes = [(f"sz-home-{i:03d}", r.randint(1, 5), r.uniform(1.5, 4.0)) for i in range(1, 16)]
+    for day in days(dt.date(2023, 5, 1), 28):
+        for home, members, per_person in homes:
+            if r.random() < 0.08:
+                continue  # no reading that day
+            used = max(0.0, r.gauss(per_person * members, 1.2))
+            t = at(day, 23 + r.uniform(0, 0.9))
+            s.add({"id": s.next_id("kwh"), "account": home, "time": stamp(t, r.random() < 0.03),
+                   "used": f"{used:.2f}", "members": str(members)})
+    s.add({"id": "kwh-no-members", "account": "sz-home-004", "time": "2023-05-20T23:10",
+           "used": "5.00", "members": "0"})  # OUT_OF_RANGE
+    s.repeat_ids(2)
+    s.break_rows([
+        {"id": "kwh-broken-1", "account": "sz-home-002", "time": "2023-05-12T23:05",
+         "used": "5 kg", "members": "2"},
+        {"id": "kwh-broken-2", "account": "sz-home-009", "time": "2023-05-13T23:05",
+         "used": "4.10", "members": "two"},
+    ])
+    return s
+
+
 def chongqing_shared_ebike() -> Sample:
     s = Sample("chongqing-shared-ebike", ["id", "account", "distance[km]", "started", "ended"])
     r = s.rng
@@ -520,6 +546,7 @@ SAMPLES = {
     "rooftop-pv-grid": rooftop_pv_grid,
     "wuhan-metro-bike": wuhan_metro_bike,
     "wuhan-electricity-saving": wuhan_electricity_saving,
+    "shenzhen-household-electricity": shenzhen_household_electricity,
     "chongqing-shared-ebike": chongqing_shared_ebike,
     "guangzhou-metro-trip": guangzhou_metro_trip,
     "ev-trip-baseline-project": ev_trip_baseline_project,

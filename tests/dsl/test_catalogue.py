@@ -253,6 +253,13 @@ CASES = [
     case("E0612", "reward voucher every 50 points worth 5 CNY\n"
          "reward ticket every 20 points worth 2 CNY\n", "points", 3),
     case("E0613", "reward voucher every 50 points worth 5 kg\n", "5 kg"),
+    # ------------------------------------------------------------ history windows
+    case("E1001", "history h = mean distanse over the previous 7 days otherwise partial\n",
+         "distanse"),
+    case("E1001", "history h = mean time over the previous 7 days otherwise partial\n", "time over"),
+    case("E1002", "history h = sum distance over the previous 0 days otherwise partial\n", "0 days"),
+    case("E1002", "history h = sum distance over the last 5000 records otherwise partial\n", "5000"),
+    case("E1003", "history h = sum distance over the previous 7 days otherwise 5 kg\n", "5 kg"),
     # ------------------------------------------------------------ examples
     case("E0701", 'example "e" { distance: 1 km, distanse: 2 km } => credited\n',
          "distanse", help="did you mean `distance`?"),

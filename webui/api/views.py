@@ -35,6 +35,10 @@
     GET/POST /api/v1/rewards, POST /api/v1/accounts/<id>/redemptions, GET .../wallet,
     POST /api/v1/credits/<entry_id>/reversal, POST /api/v1/accounts/<id>/retirements,
     GET /api/v1/retirements/<id> (public): spending, reversal, retirement (rewards.py)
+    POST /api/v1/jobs, GET /api/v1/jobs[/<id>[/results|/errors]]: large submissions
+                                                 done by the worker (jobs.py)
+    POST/GET /api/v1/webhooks, GET/DELETE /api/v1/webhooks/<id>, GET .../deliveries:
+                                                 event subscriptions (webhooks.py)
 
     GET  /integrations/tokens                    (signed in) your API tokens; administrators
     POST /integrations/tokens                    see and make them for every integrator
@@ -60,7 +64,7 @@ from registry.models import INTEGRATOR, User, UserRole
 
 from ..auth import current_user, login_required, require
 from ..db import get_db
-from . import accounts, ledger, rewards, service
+from . import accounts, jobs, ledger, rewards, service, webhooks
 from .service import ApiError
 
 bp = Blueprint("integrations", __name__)
@@ -161,7 +165,10 @@ def index():
         "GET /api/v1/batches/<id>", "GET /api/v1/rewards", "POST /api/v1/rewards",
         "POST /api/v1/accounts/<id>/redemptions", "GET /api/v1/accounts/<id>/wallet",
         "POST /api/v1/credits/<entry_id>/reversal", "POST /api/v1/accounts/<id>/retirements",
-        "GET /api/v1/retirements/<id>"]})
+        "GET /api/v1/retirements/<id>", "POST /api/v1/jobs", "GET /api/v1/jobs",
+        "GET /api/v1/jobs/<id>", "GET /api/v1/jobs/<id>/results", "GET /api/v1/jobs/<id>/errors",
+        "POST /api/v1/webhooks", "GET /api/v1/webhooks", "GET /api/v1/webhooks/<id>",
+        "DELETE /api/v1/webhooks/<id>", "GET /api/v1/webhooks/<id>/deliveries"]})
 
 
 @v1.get("/methodologies")
@@ -215,6 +222,8 @@ def credits():
 accounts.register(v1)
 ledger.register(v1)
 rewards.register(v1)
+jobs.register(v1)
+webhooks.register(v1)
 
 
 @v1.route("/<path:rest>", methods=ALL_METHODS)
