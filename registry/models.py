@@ -535,6 +535,9 @@ class AccountIdentity(Base):
 
 
 # ---------------------------------------------------------------- web: API tokens, line comments
+TOKEN_SCOPES = "evaluate credit accounts redeem admin"
+
+
 class ApiToken(Base):
     """A bearer token of an integrator for the JSON API (/api/v1). Only its sha256 is kept;
     the token itself is shown once, when it is made (registry/tokens.py). A revoked token
@@ -551,12 +554,20 @@ class ApiToken(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     revoked_at: Mapped[Optional[dt.datetime]] = mapped_column(UTCDateTime)
     revoked_by: Mapped[Optional[int]] = mapped_column(ForeignKey("users.id"))
+    # what the token may do (space-separated, registry/tokens.py SCOPES) and until when
+    scopes: Mapped[str] = mapped_column(String(200), default=TOKEN_SCOPES,
+                                        server_default=TOKEN_SCOPES)
+    expires_at: Mapped[Optional[dt.datetime]] = mapped_column(UTCDateTime)
 
     user: Mapped[User] = relationship(foreign_keys=[user_id])
 
     @property
     def active(self) -> bool:
-        return self.revoked_at is None
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > utcnow())
+
+    @property
+    def scope_set(self) -> frozenset[str]:
+        return frozenset(self.scopes.split())
 
 
 class CommentLine(Base):

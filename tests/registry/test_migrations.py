@@ -28,9 +28,9 @@ def test_upgrade_creates_every_table_at_head(empty_url):
     try:
         assert migrate.current(db) is None
         assert not migrate.is_up_to_date(db)
-        assert migrate.upgrade(db) == migrate.head() == "0008"
+        assert migrate.upgrade(db) == migrate.head() == "0009"
         assert set(sa.inspect(db.engine).get_table_names()) == TABLES
-        assert migrate.upgrade(db) == "0008"  # again: nothing to do
+        assert migrate.upgrade(db) == "0009"  # again: nothing to do
     finally:
         db.dispose()
 
@@ -56,7 +56,7 @@ def test_downgrade_to_nothing_and_up_again(db):
         config.attributes["connection"] = connection
         command.downgrade(config, "base")
     assert set(sa.inspect(db.engine).get_table_names()) <= {"alembic_version"}
-    assert migrate.upgrade(db) == "0008"
+    assert migrate.upgrade(db) == "0009"
     assert _diff(db) == []
 
 

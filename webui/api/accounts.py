@@ -19,12 +19,14 @@ from __future__ import annotations
 
 from typing import Optional
 
-from flask import Blueprint, g, jsonify, request
+from flask import Blueprint, g, jsonify, request, url_for
 
 from registry import accounts
 from registry.models import Account
 
 from ..db import get_db
+from . import models
+from .openapi import operation, query
 from .service import MAX_PAGE, ApiError
 
 MAX_PER_PAGE = 100
@@ -50,28 +52,6 @@ def account_dict(session, account: Account, caller_id: int) -> dict:
     }
 
 
-def _body() -> dict:
-    data = request.get_json(silent=True)
-    if not isinstance(data, dict):
-        raise ApiError(400, "bad_request", "send a JSON object (Content-Type: application/json)")
-    return data
-
-
-def _optional(data: dict, key: str, kind, what: str):
-    value = data.get(key)
-    if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
-        raise ApiError(400, "bad_request", f"`{key}`: {what}")
-    return value
-
-
-def _domains(data: dict):
-    domains = data.get("domains")
-    if domains is not None and (not isinstance(domains, list)
-                                or not all(isinstance(d, str) for d in domains)):
-        raise ApiError(400, "bad_request", "`domains`: a list of domains")
-    return domains
-
-
 def int_arg(name: str, default: Optional[int]) -> Optional[int]:
     raw = request.args.get(name)
     if raw in (None, ""):
@@ -83,28 +63,38 @@ def int_arg(name: str, default: Optional[int]) -> Optional[int]:
                        f"{name} is a number") from None
 
 
+def link_next(response, **changes):
+    """Link: <this URL with `changes`>; rel="next" (the next page)."""
+    args = request.args.to_dict()
+    args.update({k: str(v) for k, v in changes.items()})
+    url = url_for(request.endpoint, **(request.view_args or {}), **args)
+    response.headers["Link"] = f'<{url}>; rel="next"'
+    return response
+
+
 def register(api: Blueprint) -> None:
     """Adds the account routes to the API blueprint (before the app registers it)."""
 
-    @api.post("/accounts")
-    def create_account():
-        data = _body()
-        kind = _optional(data, "kind", str, "individual, unit, project or region")
-        if not kind:
-            raise ApiError(400, "bad_request", "`kind`: individual, unit, project or region")
-        parent = _optional(data, "parent", int, "the id of the parent account, or null")
-        name = _optional(data, "name", str, "a display name (no personal data)")
-        external_id = _optional(data, "external_id", str, "your id for this account")
+    @operation(api, "POST", "/accounts", summary="Create a carbon account", status=201,
+               body=models.AccountCreate, response=models.Account, scope="accounts",
+               problems=(403, 409, 422))
+    def create_account(body: models.AccountCreate):
         with get_db().unit_of_work() as s:
-            account = accounts.create(s, g.api_user.id, kind, parent_id=parent, name=name or "",
-                                      domains=_domains(data) or ())
-            if external_id is not None:
-                accounts.link(s, g.api_user.id, g.api_user.id, external_id, account.id)
+            account = accounts.create(s, g.api_user.id, body.kind, parent_id=body.parent,
+                                      name=body.name or "", domains=body.domains or ())
+            if body.external_id is not None:
+                accounts.link(s, g.api_user.id, g.api_user.id, body.external_id, account.id)
             response = jsonify(account_dict(s, account, g.api_user.id))
         response.status_code = 201
         return response
 
-    @api.get("/accounts")
+    @operation(api, "GET", "/accounts", summary="The accounts you see, a page at a time",
+               response=models.AccountList, scope="accounts", paged=True,
+               params=(query("page", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}),
+                       query("per_page", {"type": "integer", "minimum": 1,
+                                          "maximum": MAX_PER_PAGE}),
+                       query("kind", {"type": "string"}), query("status", {"type": "string"}),
+                       query("parent", {"type": "integer"})))
     def list_accounts():
         page, per_page = int_arg("page", 1), int_arg("per_page", 20)
         if not (1 <= page <= MAX_PAGE) or not (1 <= per_page <= MAX_PER_PAGE):
@@ -116,44 +106,45 @@ def register(api: Blueprint) -> None:
                 s, g.api_user.id, kind=request.args.get("kind") or None,
                 status=request.args.get("status") or None, parent_id=parent,
                 page=page, per_page=per_page)
-            return jsonify({"items": [account_dict(s, a, g.api_user.id) for a in items],
-                            "page": page, "per_page": per_page, "total": total,
-                            "pages": (total + per_page - 1) // per_page})
+            pages = (total + per_page - 1) // per_page
+            response = jsonify({"items": [account_dict(s, a, g.api_user.id) for a in items],
+                                "page": page, "per_page": per_page, "total": total,
+                                "pages": pages})
+        return link_next(response, page=page + 1) if page < pages else response
 
-    @api.get("/accounts/<int:account_id>")
+    @operation(api, "GET", "/accounts/<int:account_id>", summary="An account",
+               response=models.Account, scope="accounts", problems=(404,))
     def show_account(account_id: int):
         with get_db().read() as s:
             return jsonify(account_dict(s, accounts.visible(s, g.api_user.id, account_id),
                                         g.api_user.id))
 
-    @api.patch("/accounts/<int:account_id>")
-    def change_account(account_id: int):
-        data = _body()
-        unknown = sorted(set(data) - {"status", "parent", "name", "domains"})
-        if unknown:
-            raise ApiError(400, "bad_request", f"cannot change {', '.join(unknown)} "
-                           "(status, parent, name, domains)")
-        status = _optional(data, "status", str, "active, frozen or closed")
-        parent = _optional(data, "parent", int, "the id of the parent account, or null")
-        name = _optional(data, "name", str, "a display name (no personal data)")
-        domains = _domains(data)
+    @operation(api, "PATCH", "/accounts/<int:account_id>", summary="Change an account",
+               body=models.AccountChange, response=models.Account, scope="accounts",
+               problems=(403, 404, 409, 422))
+    def change_account(account_id: int, body: models.AccountChange):
+        given = body.model_fields_set
         actor = g.api_user.id
         with get_db().unit_of_work() as s:
-            if name is not None or domains is not None:
-                accounts.update(s, actor, account_id, name=name, domains=domains)
-            if "parent" in data:
-                accounts.set_parent(s, actor, account_id, parent)
-            if status is not None:
-                accounts.update_status(s, actor, account_id, status)
+            if body.name is not None or body.domains is not None:
+                accounts.update(s, actor, account_id, name=body.name, domains=body.domains)
+            if "parent" in given:
+                accounts.set_parent(s, actor, account_id, body.parent)
+            if body.status is not None:
+                accounts.update_status(s, actor, account_id, body.status)
             return jsonify(account_dict(s, accounts.visible(s, actor, account_id), actor))
 
-    @api.put("/accounts/<int:account_id>/identities/<path:external_id>")
+    @operation(api, "PUT", "/accounts/<int:account_id>/identities/<path:external_id>",
+               summary="Link your id for an account (idempotent)", response=models.Account,
+               scope="accounts", problems=(403, 404, 409, 422))
     def link_identity(account_id: int, external_id: str):
         with get_db().unit_of_work() as s:
             accounts.link(s, g.api_user.id, g.api_user.id, external_id, account_id)
             return jsonify(account_dict(s, accounts.get(s, account_id), g.api_user.id))
 
-    @api.delete("/accounts/<int:account_id>/identities/<path:external_id>")
+    @operation(api, "DELETE", "/accounts/<int:account_id>/identities/<path:external_id>",
+               summary="Unlink your id for an account", response=models.Account,
+               scope="accounts", problems=(403, 404, 409))
     def unlink_identity(account_id: int, external_id: str):
         with get_db().unit_of_work() as s:
             accounts.visible(s, g.api_user.id, account_id)
@@ -165,7 +156,9 @@ def register(api: Blueprint) -> None:
             accounts.unlink(s, g.api_user.id, g.api_user.id, external_id)
             return jsonify(account_dict(s, accounts.get(s, account_id), g.api_user.id))
 
-    @api.get("/accounts/<int:account_id>/balance")
+    @operation(api, "GET", "/accounts/<int:account_id>/balance",
+               summary="An account's totals and its subtree's", response=models.Balance,
+               scope="accounts", problems=(404,))
     def account_balance(account_id: int):
         with get_db().read() as s:
             accounts.visible(s, g.api_user.id, account_id)

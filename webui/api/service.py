@@ -35,18 +35,17 @@ CLOCK_SKEW = dt.timedelta(minutes=5)
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, details: Optional[dict] = None):
+    """An error the API answers as problem details (problems.py): an HTTP status, a short
+    code, a sentence, and `errors` (one per invalid field or record, with a JSON pointer)."""
+
+    def __init__(self, status: int, code: str, message: str, details: Optional[dict] = None,
+                 errors: Optional[list[dict]] = None):
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.details = details or {}
-
-    def to_dict(self) -> dict:
-        out = {"code": self.code, "message": self.message}
-        if self.details:
-            out["details"] = self.details
-        return out
+        self.errors = errors or []
 
 
 # ---------------------------------------------------------------- versions and engines
@@ -177,8 +176,8 @@ class Evaluation:
 
 def _error(index: int, record, code: str, reason: str) -> dict:
     record_id = record.get("id") if isinstance(record, dict) else None
-    return {"index": index, "id": None if record_id is None else str(record_id),
-            "code": code, "reason": reason}
+    return {"index": index, "pointer": f"/records/{index}",
+            "id": None if record_id is None else str(record_id), "code": code, "reason": reason}
 
 
 def _activity_time(record: dict, schema) -> int:

@@ -1,0 +1,31 @@
+"""API tokens with scopes and an optional expiry (issue 14): a token made for a nightly
+credit upload need not redeem rewards, and one made for a trial ends by itself. Tokens
+made before this migration keep every scope (what they could do before).
+
+Revision ID: 0009
+Revises: 0008
+Create Date: 2026-12-06
+"""
+from typing import Sequence, Union
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0009"
+down_revision: Union[str, Sequence[str], None] = "0008"
+branch_labels: Union[str, Sequence[str], None] = None
+depends_on: Union[str, Sequence[str], None] = None
+
+ALL = "evaluate credit accounts redeem admin"
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("api_tokens") as batch:
+        batch.add_column(sa.Column("scopes", sa.String(200), nullable=False, server_default=ALL))
+        batch.add_column(sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("api_tokens") as batch:
+        batch.drop_column("expires_at")
+        batch.drop_column("scopes")
