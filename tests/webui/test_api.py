@@ -146,7 +146,7 @@ def test_each_record_is_evaluated_by_the_version_applicable_at_its_time(two_vers
     explained = web.client.post("/api/v1/evaluate", headers=web.api(token), json={
         "methodology": METHODOLOGY, "records": [ride("june")], "explain": True}).get_json()
     [r] = explained["results"]
-    assert "parameter  reduction_factor[metro] = 50.1 g/km" in "\n".join(r["explanation_text"])
+    assert "parameter  reduction_factor[metro] = 50.1 g/km" in r["explanation_text"]
     assert any(step["kind"] == "output" and step["name"] == "reduction" for step in r["explanation"])
 
 

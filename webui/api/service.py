@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from engine.records import RecordError, parse_datetime_us, us_to_datetime
+from engine.explain import as_written
 from engine.result import INVALID, Result
 from engine.schema import describe
 from registry import ledger, workflow
@@ -169,6 +170,10 @@ class Evaluation:
                 row.pop("row", None)
                 row.pop("values", None)
                 row = {"index": index, **row, "applicability": group.reason}
+                if explain:  # in the methodology's units, the SI value beside; text as text
+                    zone = group.engine.methodology.metadata.timezone
+                    row["explanation"] = [as_written(step, zone) for step in row["explanation"]]
+                    row["explanation_text"] = "\n".join(row["explanation_text"])
                 rows.append(row)
         rows.sort(key=lambda row: row["index"])
         return rows
