@@ -30,6 +30,7 @@ from .openapi import operation, query
 from .service import MAX_PAGE, ApiError
 
 MAX_PER_PAGE = 100
+MAX_INTEGER = 2**63 - 1  # the largest id a database column holds
 
 
 def _time(value) -> Optional[str]:
@@ -56,11 +57,18 @@ def int_arg(name: str, default: Optional[int]) -> Optional[int]:
     raw = request.args.get(name)
     if raw in (None, ""):
         return default
+    code = "bad_pagination" if name in ("page", "per_page") else "bad_request"
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
-        raise ApiError(400, "bad_pagination" if name in ("page", "per_page") else "bad_request",
-                       f"{name} is a number") from None
+        raise ApiError(400, code, f"{name} is a number",
+                       errors=[{"pointer": f"#/query/{name}", "detail": "not a whole number",
+                                "code": "int_parsing"}]) from None
+    if not (-MAX_INTEGER - 1 <= value <= MAX_INTEGER):  # beyond every database's integers
+        raise ApiError(400, code, f"{name} is beyond any id or count (at most {MAX_INTEGER})",
+                       errors=[{"pointer": f"#/query/{name}", "detail": "too large",
+                                "code": "too_large"}])
+    return value
 
 
 def link_next(response, **changes):

@@ -166,10 +166,17 @@ def document(server_url: str = "/") -> dict:
         responses: dict[str, Any] = {str(op.status): ok}
         for extra in op.extra_statuses:
             responses[str(extra)] = ok
-        statuses = set(op.problems) | {400, 404, 405, 413, 500} if op.body else set(op.problems) | {400}
+        statuses = set(op.problems) | {400, 422}
+        if op.body is not None:
+            statuses |= {404, 413, 415}
+        if "{" in op.path:
+            statuses.add(404)
         if not op.public:
             statuses |= {401, 403, 429}
         for status in sorted(statuses):
+            if status == 304:
+                responses["304"] = {"description": "not modified (If-None-Match)"}
+                continue
             responses[str(status)] = _problem_response(status) if status != 500 else {
                 "description": "server error (problem details)",
                 "content": {"application/problem+json": {

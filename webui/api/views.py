@@ -154,6 +154,15 @@ def _authenticate():
     g.api_grant = grant
 
 
+@v1.before_request
+def _ids_in_range():
+    """An id in the path beyond any database integer is no account, entry or batch (and
+    not a database error)."""
+    for name, value in (request.view_args or {}).items():
+        if isinstance(value, int) and not (0 <= value <= accounts.MAX_INTEGER):
+            raise ApiError(404, "not_found", f"no such {name.replace('_id', '')} {value}")
+
+
 # per token (before the token is checked: its digest is the key) and per address
 limiter.limit(token_limit, key_func=token_key, scope="api-token")(v1)
 limiter.limit(address_limit, key_func=address, scope="api-address")(v1)

@@ -1,0 +1,66 @@
+"""Schemathesis runs the OpenAPI document of /api/v1 against a live `tanpu serve`
+(waitress, SQLite): every operation with generated requests, valid and invalid; no
+answer is a 5xx, every answer matches its declared status, content type, headers and
+schema. A few examples per operation in the suite; many more under `make fuzz`."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+
+from schemathesis.specs.openapi.checks import (content_type_conformance,
+                                               response_schema_conformance,
+                                               status_code_conformance)
+from schemathesis.checks import not_a_server_error
+from tests.webui import livekit
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("fuzz")
+    server = livekit.start(f"sqlite:///{folder / 'tanpu.db'}", folder / "server.log",
+                           TANPU_API_RATE_LIMIT_TOKEN="1000000 per minute",
+                           TANPU_API_RATE_LIMIT_ADDRESS="1000000 per minute")
+    yield server
+    server.stop()
+
+
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
+          response_schema_conformance]
+
+
+def fuzz(live, examples: int) -> list[str]:
+    """Every operation of the document, `examples` generated cases each (positive and
+    negative); the failures, by operation."""
+    schema = schemathesis.openapi.from_url(live.url + "/api/v1/openapi.json")
+    schema.config.update(base_url=live.url + "/api/v1")
+    headers = {"Authorization": f"Bearer {live.token}"}
+    failures = []
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert len(operations) >= 20
+    for operation in operations:
+        @given(case=operation.as_strategy())
+        @settings(max_examples=examples, deadline=None, database=None, derandomize=True,
+                  suppress_health_check=list(HealthCheck), phases=[Phase.generate])
+        def run(case):
+            case.call_and_validate(headers=headers, checks=CHECKS)
+        try:
+            run()
+        except Exception as error:  # noqa: BLE001 - collected, reported together
+            failures.append(f"{operation.label}: {type(error).__name__}: {str(error)[:1500]}")
+    return failures
+
+
+def test_the_api_keeps_its_declared_contract(live):
+    failures = fuzz(live, int(os.environ.get("TANPU_FUZZ_EXAMPLES", 3)))
+    assert not failures, "\n\n".join(failures)
+
+
+@pytest.mark.slow
+@pytest.mark.fuzz
+def test_the_api_keeps_its_declared_contract_long(live):
+    failures = fuzz(live, int(os.environ.get("TANPU_FUZZ_EXAMPLES", 150)))
+    assert not failures, "\n\n".join(failures)
