@@ -1,5 +1,6 @@
 """Schemathesis runs the OpenAPI document of /api/v1 against a live `tanpu serve`
-(waitress, SQLite): every operation with generated requests, valid and invalid; no
+(waitress, SQLite): every operation with generated requests, valid (positive) and
+invalid (negative: wrong types, missing fields, values out of range); no
 answer is a 5xx, every answer matches its declared status, content type, headers and
 schema. A few examples per operation in the suite; many more under `make fuzz`."""
 
@@ -9,6 +10,8 @@ import os
 
 import pytest
 import schemathesis
+from hypothesis import strategies as st
+from schemathesis import GenerationMode
 from hypothesis import HealthCheck, Phase, given, settings
 
 from schemathesis.specs.openapi.checks import (content_type_conformance,
@@ -42,7 +45,8 @@ def fuzz(live, examples: int) -> list[str]:
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 20
     for operation in operations:
-        @given(case=operation.as_strategy())
+        @given(case=st.one_of(operation.as_strategy(GenerationMode.POSITIVE),
+                              operation.as_strategy(GenerationMode.NEGATIVE)))
         @settings(max_examples=examples, deadline=None, database=None, derandomize=True,
                   suppress_health_check=list(HealthCheck), phases=[Phase.generate])
         def run(case):

@@ -116,6 +116,7 @@ def operation(bp: Blueprint, method: str, rule: str, *, summary: str,
 def _problem_response(status: int) -> dict:
     return {"description": {400: "bad request (problem details)", 401: "no valid token",
                             403: "forbidden or the token lacks the scope",
+                            405: "method not allowed (with Allow)",
                             404: "not found", 409: "conflict", 412: "precondition failed",
                             413: "too large", 415: "not JSON", 422: "cannot accept this",
                             429: "too many requests"}.get(status, "problem"),
@@ -167,7 +168,7 @@ def document(server_url: str = "/") -> dict:
         responses: dict[str, Any] = {str(op.status): ok}
         for extra in op.extra_statuses:
             responses[str(extra)] = ok
-        statuses = set(op.problems) | {400, 422}
+        statuses = set(op.problems) | {400, 405, 422}  # 405: a malformed id may name another route
         if op.body is not None:
             statuses |= {404, 413, 415}
         if "{" in op.path:
