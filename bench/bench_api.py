@@ -60,8 +60,8 @@ def start(folder: Path):
             time.sleep(0.3)
     database = Database(url)
     with database.unit_of_work() as s:
-        admin = users.create_user(s, None, email="ops@bench", name="ops", roles=("administrator",))
-        integrator = users.create_user(s, None, email="bus@bench", name="bus",
+        admin = users.create_user(s, None, email="ops@bench.test", name="ops", roles=("administrator",))
+        integrator = users.create_user(s, None, email="bus@bench.test", name="bus",
                                        roles=("integrator",))
         token = tokens.create(s, admin, integrator, "bench")[1]
     database.dispose()

@@ -144,7 +144,7 @@ def document(server_url: str = "/") -> dict:
     paths: dict[str, dict] = {}
     for op in OPERATIONS:
         item: dict[str, Any] = {"operationId": op.endpoint, "summary": op.summary,
-                                "tags": [op.scope or "public"]}
+                                "tags": [op.scope or ("public" if op.public else "token")]}
         if op.params:
             item["parameters"] = [
                 {"name": p.name, "in": p.where, "required": p.required or p.where == "path",
@@ -186,16 +186,17 @@ def document(server_url: str = "/") -> dict:
         item["responses"] = responses
         if op.public:
             item["security"] = []
-        elif op.scope:
-            item["security"] = [{"bearer": [op.scope]}]
+        else:
+            item["security"] = [{"bearer": [op.scope] if op.scope else []}]
         paths.setdefault(op.path, {})[op.method.lower()] = item
     return {
         "openapi": "3.1.0",
         "info": {"title": "Tanpu integrator API", "version": "v1",
                  "description": "Evaluate activity records by published carbon-inclusion "
                  "methodologies and credit them to carbon accounts. Every error is "
-                 "application/problem+json (RFC 9457). Authorization: Bearer <token>; a "
-                 "token's scopes are listed under each operation."},
+                 "application/problem+json (RFC 9457). Send `Authorization: Bearer <token>` "
+                 "(an integrator's token, from the tokens page); the scope each operation "
+                 "needs is in its `security`."},
         "servers": [{"url": server_url.rstrip("/") + "/api/v1"}],
         "paths": paths,
         "components": {"schemas": components, "securitySchemes": {"bearer": {
