@@ -1,5 +1,5 @@
 """Schemathesis runs the OpenAPI document of /api/v1 against a live `tanpu serve`
-(waitress, SQLite): every operation with generated requests, valid (positive) and
+(waitress; SQLite and PostgreSQL): every operation with generated requests, valid (positive) and
 invalid (negative: wrong types, missing fields, values out of range); no
 answer is a 5xx, every answer matches its declared status, content type, headers and
 schema. A few examples per operation in the suite; many more under `make fuzz`."""
@@ -19,16 +19,24 @@ from schemathesis.specs.openapi.checks import (content_type_conformance,
                                                status_code_conformance)
 from schemathesis.checks import not_a_server_error
 from tests.webui import livekit
+from tests.webui.reviewkit import postgres_server  # noqa: F401 - fixture
 
 
-@pytest.fixture(scope="module")
-def live(tmp_path_factory):
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def live(request, tmp_path_factory):
     folder = tmp_path_factory.mktemp("fuzz")
-    server = livekit.start(f"sqlite:///{folder / 'tanpu.db'}", folder / "server.log",
+    drop = None
+    if request.param == "sqlite":
+        url = f"sqlite:///{folder / 'tanpu.db'}"
+    else:
+        url, drop = request.getfixturevalue("postgres_server").empty()
+    server = livekit.start(url, folder / "server.log",
                            TANPU_API_RATE_LIMIT_TOKEN="1000000 per minute",
                            TANPU_API_RATE_LIMIT_ADDRESS="1000000 per minute")
     yield server
     server.stop()
+    if drop:
+        drop()
 
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,

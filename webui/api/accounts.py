@@ -30,7 +30,14 @@ from .openapi import operation, query
 from .service import MAX_PAGE, ApiError
 
 MAX_PER_PAGE = 100
-MAX_INTEGER = 2**63 - 1  # the largest id a database column holds
+MAX_INTEGER = 2**63 - 1  # the largest id a BIGINT column holds (entries, batches)
+MAX_ID = 2**31 - 1  # the largest id an INTEGER column holds (accounts, rewards, users)
+BIG_IDS = ("after", "batch_id", "entry_id")  # ids of BIGINT columns
+
+
+def largest(name: str) -> int:
+    """The largest value of the id or number `name` that the database can compare."""
+    return MAX_INTEGER if name in BIG_IDS else MAX_ID
 
 
 def _time(value) -> Optional[str]:
@@ -64,8 +71,8 @@ def int_arg(name: str, default: Optional[int]) -> Optional[int]:
         raise ApiError(400, code, f"{name} is a number",
                        errors=[{"pointer": f"#/query/{name}", "detail": "not a whole number",
                                 "code": "int_parsing"}]) from None
-    if not (-MAX_INTEGER - 1 <= value <= MAX_INTEGER):  # beyond every database's integers
-        raise ApiError(400, code, f"{name} is beyond any id or count (at most {MAX_INTEGER})",
+    if not (-largest(name) - 1 <= value <= largest(name)):  # beyond the database's integers
+        raise ApiError(400, code, f"{name} is beyond any id or count (at most {largest(name)})",
                        errors=[{"pointer": f"#/query/{name}", "detail": "too large",
                                 "code": "too_large"}])
     return value

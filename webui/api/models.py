@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import (BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt,
                       ValidationError)
@@ -131,6 +131,8 @@ class Problem(Response):
 
 
 # ---------------------------------------------------------------- evaluate, credits
+Id = Annotated[StrictInt, Field(ge=0, le=2**31 - 1)]  # an INTEGER column's id
+Count = Annotated[StrictInt, Field(ge=0, le=2**31 - 1)]
 Records = list[Any]
 RECORDS_DESCRIPTION = (
     f"activity records (at most {MAX_RECORDS:,}), each a JSON object as the methodology's "
@@ -290,7 +292,7 @@ class MethodologySchema(Response):
 # ---------------------------------------------------------------- accounts
 class AccountCreate(Request):
     kind: str = Field(description="individual, unit, project or region (another kind: 422)")
-    parent: Optional[StrictInt] = Field(None, description="the id of the parent account")
+    parent: Optional[Id] = Field(None, description="the id of the parent account")
     name: Optional[str] = Field(None, max_length=200, description="a display name (no personal data)")
     domains: Optional[list[str]] = None
     external_id: Optional[str] = Field(None, description="your id for this account")
@@ -298,7 +300,7 @@ class AccountCreate(Request):
 
 class AccountChange(Request):
     status: Optional[str] = Field(None, description="active, frozen or closed")
-    parent: Optional[StrictInt] = None
+    parent: Optional[Id] = None
     name: Optional[str] = Field(None, max_length=200)
     domains: Optional[list[str]] = None
 
@@ -405,10 +407,10 @@ class BatchDetail(Response):
 class RewardCreate(Request):
     name: str
     name_en: Optional[str] = None
-    price_points: StrictInt
-    stock_per_period: Optional[StrictInt] = None
+    price_points: Count
+    stock_per_period: Optional[Count] = None
     period: Optional[Literal["day", "week", "month", "year"]] = None
-    limit_per_account_per_period: Optional[StrictInt] = None
+    limit_per_account_per_period: Optional[Count] = None
     timezone: Optional[str] = None
     active: Optional[StrictBool] = None
 
@@ -432,7 +434,7 @@ class RewardList(Response):
 
 
 class RedemptionRequest(Request):
-    reward: StrictInt = Field(description="the id of a reward")
+    reward: Id = Field(description="the id of a reward")
     idempotency_key: Optional[str] = Field(None, description="or the Idempotency-Key header")
 
 

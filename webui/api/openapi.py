@@ -69,7 +69,8 @@ def _openapi_path(rule: str) -> tuple[str, list[Param]]:
 
     def replace(match):
         converter, name = match.group(1) or "string", match.group(2)
-        schema = {"type": "integer", "minimum": 0, "maximum": 2**63 - 1} \
+        big = name in ("batch_id", "entry_id")  # BIGINT columns; the others INTEGER
+        schema = {"type": "integer", "minimum": 0, "maximum": 2**63 - 1 if big else 2**31 - 1} \
             if converter == "int" else {"type": "string", "minLength": 1}
         params.append(Param(name, "path", schema, required=True))
         return "{" + name + "}"

@@ -159,7 +159,7 @@ def _ids_in_range():
     """An id in the path beyond any database integer is no account, entry or batch (and
     not a database error)."""
     for name, value in (request.view_args or {}).items():
-        if isinstance(value, int) and not (0 <= value <= accounts.MAX_INTEGER):
+        if isinstance(value, int) and not (0 <= value <= accounts.largest(name)):
             raise ApiError(404, "not_found", f"no such {name.replace('_id', '')} {value}")
 
 
