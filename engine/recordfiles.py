@@ -9,10 +9,16 @@ take the format from the extension (FORMATS) and the units from the headers
 - CSV: cells as text; a row whose cells are all blank is skipped and not counted; a
   header may carry the unit of its plain numbers, `distance[km]` or `distance (km)`;
   without it every quantity cell must carry its own unit (`8.2 km`), so that no number
-  is silently taken to be kilometres; a column named twice: the later cell wins (a row
-  too short to have it keeps the earlier one);
-- JSON Lines: values as parsed; a line that is not an object is a row holding only the
-  reason (`__invalid__`), which the engine reports with its row number;
+  is silently taken to be kilometres. What is wrong with one row is that row's error
+  (`records.INVALID`, reported with its row number, and the rest goes on): a row with
+  more cells than the header, unless the extra cells are empty (a trailing comma). What
+  makes the rest of the file unreadable stops the whole file with a FileFormatError
+  that names the line and byte, the same on every engine (`tanpu eval` then leaves no
+  output file): a header that names a column twice, bytes that are not UTF-8, a quoted
+  cell that is never closed;
+- JSON Lines: values as parsed; a line that is not an object (or not UTF-8) is a row
+  holding only the reason (`records.INVALID`), which the engine reports with its row
+  number;
 - Parquet: columns as typed; units in the column names as in CSV headers.
 
 Writing results (`ResultWriter`, `write_results`): engine.result.FILE_COLUMNS.
@@ -21,6 +27,7 @@ Writing results (`ResultWriter`, `write_results`): engine.result.FILE_COLUMNS.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import re
@@ -34,6 +41,7 @@ from typing import Callable, Iterable, Iterator, Optional
 import numpy as np
 import polars as pl
 
+from .records import INVALID
 from .result import FILE_COLUMNS, REF_COLUMNS, SHORT_COLUMNS, MethodologyRef
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
@@ -60,28 +68,107 @@ def split_header(header: str) -> tuple[str, Optional[str]]:
     return header.strip(), None
 
 
-def header_units(headers: Iterable[str]) -> tuple[list[str], dict[str, str]]:
-    """Column headers -> (the column names, the units the headers declare by name)."""
-    names, units = [], {}
-    for header in headers:
+def header_units(headers: Iterable[str], source: object = "") -> tuple[list[str], dict[str, str]]:
+    """Column headers -> (the column names, the units the headers declare by name). A
+    name given twice is a FileFormatError: which of the two cells is the record's would
+    be a guess (`distance[km]` and `distance[m]`, say)."""
+    names, units, seen = [], {}, {}
+    for number, header in enumerate(headers, start=1):
         name, unit = split_header(header)
+        if name in seen:
+            raise FileFormatError(f"{source}: line 1: the header names column `{name}` twice "
+                                  f"(columns {seen[name]} and {number})")
+        seen[name] = number
         names.append(name)
         if unit:
             units[name] = unit
     return names, units
 
 
+def not_utf8(path: Path) -> FileFormatError:
+    """The error for a file with bytes that are not UTF-8: where the first one is (line
+    and byte offset, from the start of the file). Read again from the start, so every
+    reader says the same whichever way it found out."""
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    line, offset = 1, 0
+    with open(path, "rb") as handle:
+        while True:
+            block = handle.read(1 << 20)
+            try:
+                decoder.decode(block, final=not block)
+            except UnicodeDecodeError as error:
+                at = max(error.start, 0)  # counted from the start of this block
+                pending = len(error.object) - len(block)  # bytes held from the last block
+                position = offset - pending + at
+                line += block[:max(at - pending, 0)].count(b"\n")
+                byte = error.object[at] if at < len(error.object) else 0
+                return FileFormatError(f"{path}: line {line} (byte {position}): not UTF-8 text "
+                                       f"(byte 0x{byte:02x}); save the file as UTF-8")
+            if not block:
+                return FileFormatError(f"{path}: not UTF-8 text")
+            line += block.count(b"\n")
+            offset += len(block)
+
+
+def unclosed_quote(path: Path) -> FileFormatError:
+    """The error for a CSV file with an odd number of quote characters: a quoted cell
+    opens and never closes, so the rest of the file would be read as one cell. Where:
+    the line of the last quote (the pairs before it close)."""
+    line, last, offset = 1, None, 0
+    with open(path, "rb") as handle:
+        for raw in handle:
+            if b'"' in raw:
+                last = (line, offset + raw.rindex(b'"'))
+            line += 1
+            offset += len(raw)
+    where = f"line {last[0]} (byte {last[1]})" if last else "the end"
+    return FileFormatError(f"{path}: {where}: a quoted cell opens here and is never closed "
+                           f"(the file has an odd number of \" characters)")
+
+
+def _extra_cells(count: int, width: int) -> str:
+    return (f"the row has {count} cells and the header {width} columns: "
+            f"cells beyond the header's must be empty")
+
+
 def _csv_header(path: Path) -> Optional[list[str]]:
     """The header row of a CSV file as the csv module reads it; None when empty."""
-    with open(path, "r", encoding="utf-8-sig", newline="") as handle:
-        return next(csv.reader(handle), None) or None
+    try:
+        with open(path, "r", encoding="utf-8-sig", newline="") as handle:
+            return next(csv.reader(handle), None) or None
+    except UnicodeDecodeError:
+        raise not_utf8(path) from None
 
 
 def _csv_rows(cells_of_rows: Iterable[list[str]], names: list[str]) -> Iterator[dict]:
+    width = len(names)
     for cells in cells_of_rows:
         if not any(c.strip() for c in cells):
             continue
-        yield dict(zip(names, cells))
+        row = dict(zip(names, cells))
+        if len(cells) > width and any(c.strip() for c in cells[width:]):
+            row[INVALID] = _extra_cells(len(cells), width)
+        yield row
+
+
+class _CountingLines:
+    """A text file's lines for csv.reader, counting quote characters (an odd count at the
+    end: a quoted cell never closed) and turning a decoding error into the file's error."""
+
+    def __init__(self, handle, path: Path):
+        self.handle, self.path, self.quotes = handle, path, 0
+
+    def __iter__(self):
+        try:
+            for line in self.handle:
+                self.quotes += line.count('"')
+                yield line
+        except UnicodeDecodeError:
+            raise not_utf8(self.path) from None
+        if self.quotes % 2:
+            raise unclosed_quote(self.path)
 
 
 def _json_rows(lines: Iterable[bytes]) -> Iterator[dict]:
@@ -91,9 +178,13 @@ def _json_rows(lines: Iterable[bytes]) -> Iterator[dict]:
         try:
             value = json.loads(line)
         except json.JSONDecodeError as error:
-            yield {"__invalid__": f"not a JSON object ({error.msg})"}
+            yield {INVALID: f"not a JSON object ({error.msg})"}
             continue
-        yield value if isinstance(value, dict) else {"__invalid__": "not a JSON object"}
+        except UnicodeDecodeError as error:
+            yield {INVALID: f"not UTF-8 text (byte 0x{line[error.start]:02x} at column "
+                            f"{error.start + 1} of the line)"}
+            continue
+        yield value if isinstance(value, dict) else {INVALID: "not a JSON object"}
 
 
 # ---------------------------------------------------------------- rows
@@ -112,12 +203,16 @@ def open_records(path: Path) -> RecordSource:
     size = path.stat().st_size
     if fmt == "csv":
         handle = open(path, "r", encoding="utf-8-sig", newline="")
-        reader = csv.reader(handle)
+        reader = csv.reader(_CountingLines(handle, path))
         try:
             headers = next(reader)
         except StopIteration:
+            handle.close()
             return RecordSource(iter(()), {}, size, lambda: size)
-        names, units = header_units(headers)
+        except FileFormatError:
+            handle.close()
+            raise
+        names, units = header_units(headers, path)
 
         def rows():
             with handle:
@@ -156,13 +251,12 @@ class Chunks:
     estimated_rows: Callable[[], Optional[int]]
 
 
-def open_chunks(path: Path, chunk_rows: int = 1 << 18) -> Chunks:
+def open_chunks(path: Path, chunk_rows: int = 1 << 18, block_bytes: int = 8 << 20) -> Chunks:
     """The rows open_records gives, as frames of at most `chunk_rows` rows (CSV and
-    Parquet read by Polars and Arrow; JSON Lines, and a CSV that names a column twice,
-    by open_records)."""
+    Parquet read by Polars and Arrow; JSON Lines by open_records)."""
     fmt = format_of(path)
-    if fmt == "csv":
-        return _csv_chunks(path, chunk_rows)
+    if fmt == "csv":  # read in blocks of about `block_bytes` (whole records)
+        return _csv_chunks(path, chunk_rows, block_bytes)
     if fmt == "jsonl":
         return _row_chunks(open_records(path), chunk_rows)
     return _parquet_chunks(path, chunk_rows)
@@ -237,21 +331,61 @@ def _csv_chunks(path: Path, chunk_rows: int, block_bytes: int = 8 << 20) -> Chun
     headers = _csv_header(path)
     if not headers:
         return Chunks(iter(()), {}, size, lambda: size, lambda: 0)
-    names, units = header_units(headers)
-    if len(set(names)) < len(names):  # the csv module's way: a short row keeps the earlier cell
-        return _row_chunks(open_records(path), chunk_rows)
-    placeholders = [f"c{i}" for i in range(len(names))]
-    # a later column of the same name wins, as dict(zip(names, cells)) does
-    last = {name: i for i, name in enumerate(names)}
-    keep = [placeholders[i] for i in sorted(last.values())]
-    rename = {placeholders[i]: names[i] for i in last.values()}
+    names, units = header_units(headers, path)
+    width = len(names)
+    # one more column than the header: a row with one extra cell parses, and that cell is
+    # checked (empty: a trailing comma); a row with more makes Polars refuse the block,
+    # which is then read by the csv module (`parse_slowly`), as open_records reads it
+    placeholders = [f"c{i}" for i in range(width + 1)]
+    extra = placeholders[width]
+    rename = {placeholders[i]: names[i] for i in range(width)}
     state = {"bytes": 0}
     options = dict(has_header=False, schema={c: pl.String for c in placeholders},
-                   truncate_ragged_lines=True, raise_if_empty=False, missing_columns="insert",
-                   extra_columns="ignore")
+                   truncate_ragged_lines=False, raise_if_empty=False, missing_columns="insert")
+
+    def parse_slowly(buffer: bytes) -> pl.DataFrame:
+        from .batch.ingest import raw_frame
+
+        text = buffer.decode("utf-8")
+        rows = list(_csv_rows(csv.reader(io.StringIO(text, newline="")), names))
+        frame = raw_frame(rows)
+        # what parse() gives: every column, as text, in the header's order
+        for name in names:
+            if name not in frame.columns:
+                frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias(name))
+        return frame.select(*names, *([INVALID] if INVALID in frame.columns else []))
 
     def parse(source, skip_rows: int = 0) -> pl.DataFrame:
-        return pl.scan_csv(source, skip_rows=skip_rows, **options).collect()
+        try:
+            frame = pl.scan_csv(source, skip_rows=skip_rows, **options).collect()
+        except (pl.exceptions.ComputeError, pl.exceptions.SchemaError):  # more cells
+            if not isinstance(source, bytes):
+                with open(source, "rb") as handle:
+                    source = handle.read()
+                    source = source[_header_end_any(source):]
+            return parse_slowly(source)
+        if frame.width < len(placeholders):
+            for name in placeholders[frame.width:]:
+                frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias(name))
+        spare = frame[extra]
+        if spare.null_count() < frame.height:
+            bad = spare.str.strip_chars().str.len_bytes().fill_null(0) > 0
+            if bad.any():
+                reason = _extra_cells(width + 1, width)
+                frame = frame.with_columns(pl.when(bad).then(pl.lit(reason))
+                                           .otherwise(pl.lit(None, dtype=pl.String)).alias(INVALID))
+        return frame.drop(extra).rename(rename)
+
+    def checked(buffer: bytes, final: bool) -> bytes:
+        """The bytes of whole records, as the file's error when they cannot be read."""
+        if not buffer.isascii():
+            try:
+                buffer.decode("utf-8")
+            except UnicodeDecodeError:
+                raise not_utf8(path) from None
+        if final and buffer.count(b'"') % 2:
+            raise unclosed_quote(path)
+        return buffer
 
     def blocks():
         """The file after its header in blocks of whole records (quote-aware)."""
@@ -259,7 +393,10 @@ def _csv_chunks(path: Path, chunk_rows: int, block_bytes: int = 8 << 20) -> Chun
             head = source.read(min(size, 1 << 20))
             start = _header_end(head)
             if start is None:  # a header longer than 1 MB or not parity-clean
-                yield parse(path, skip_rows=1)
+                source.seek(0)
+                whole = source.read()
+                checked(whole, final=True)
+                yield parse(whole[_header_end_any(whole):])
                 state["bytes"] = size
                 return
             source.seek(start)
@@ -278,7 +415,7 @@ def _csv_chunks(path: Path, chunk_rows: int, block_bytes: int = 8 << 20) -> Chun
                     carry = buffer
                     continue
                 state["bytes"] = source.tell() - (len(buffer) - end)
-                yield parse(buffer[:end])
+                yield parse(checked(buffer[:end], final))
                 carry = buffer[end:]
                 if final:
                     return
@@ -288,10 +425,6 @@ def _csv_chunks(path: Path, chunk_rows: int, block_bytes: int = 8 << 20) -> Chun
         for block in blocks():
             for at in range(0, max(block.height, 1), chunk_rows):
                 frame = block.slice(at, chunk_rows)
-                if frame.width < len(placeholders):
-                    for name in placeholders[frame.width:]:
-                        frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias(name))
-                frame = frame.select(keep).rename(rename)
                 blank = _blank_rows(frame)
                 if blank.any():
                     frame = frame.filter(pl.Series(~blank))
@@ -300,6 +433,15 @@ def _csv_chunks(path: Path, chunk_rows: int, block_bytes: int = 8 << 20) -> Chun
                     row += frame.height
 
     return Chunks(frames(), units, size, lambda: state["bytes"], lambda: None)
+
+
+def _header_end_any(data: bytes) -> int:
+    """Offset just after the header record of a whole file, as the csv module reads it
+    (a header of any length, quotes in it or not)."""
+    text = data.decode("utf-8")
+    lines = io.StringIO(text, newline="")
+    next(csv.reader(lines), None)
+    return len(text[:lines.tell()].encode("utf-8"))
 
 
 def _header_end(head: bytes) -> Optional[int]:

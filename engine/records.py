@@ -25,6 +25,11 @@ from dsl.types import Kind
 from dsl.units import UnitError, parse_unit
 from dsl.zones import zone  # the one cache of zones
 
+# The key a file reader puts in a row it could not make a record of (a JSON line that is
+# no object, a CSV row with cells beyond its header), with the reason: the engine reports
+# that row as invalid with its row number, and the others go on.
+INVALID = "__invalid__"
+
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 EPOCH_DAY = dt.date(1970, 1, 1).toordinal()
 _NAIVE_EPOCH = dt.datetime(1970, 1, 1)
@@ -293,8 +298,8 @@ class RecordReader:
 
     def read(self, raw: Mapping[str, Any], default_id: Optional[str] = None,
              column_units: Optional[Mapping[str, str]] = None) -> dict:
-        if "__invalid__" in raw:  # the file reader could not make a record of this line
-            raise RecordError("record", str(raw["__invalid__"]))
+        if raw.get(INVALID) is not None:  # the file reader could not make a record of this row
+            raise RecordError("record", str(raw[INVALID]))
         units = column_units or {}
         values: dict[str, Any] = {}
         for name, read_field, required, default in self.fields:

@@ -10,9 +10,21 @@ The database adds its own guards (migrations): UPDATE and DELETE are refused, an
 INSERT must continue the chain (next seq, previous hash). Appends are serialized: on
 PostgreSQL by a transaction-level advisory lock, on SQLite by its single writer.
 
+The chain also covers the ledger's rows, which live in their own tables: the entry of a
+credit batch holds `entries_digest` (`ledger_digest`: sha256 over every column of the
+batch's credit entries that says what was credited, the record as sent included); the
+entries of a reversal, a retirement and a redemption hold their rows' values. So
+`verify()` also reads the ledger tables and reports a row no entry covers (an INSERT
+made with database access), a row that differs from its entry (an UPDATE made with the
+triggers switched off) and a row an entry names that is gone (a DELETE).
+
 What the chain cannot show on its own: the loss of the newest entries (truncating the
-tail leaves a valid, shorter chain). Compare `head()` with a copy kept elsewhere to
-detect that.
+tail leaves a valid, shorter chain), or a chain rewritten from some entry onward by
+someone who can also switch off the triggers (a rewritten chain is valid again). Both
+are caught against a head kept where the database cannot reach: publish `head()` (the
+public page `/audit/head`, `tanpu audit head`, the server's log at start) and check
+later with `verify(head=...)` (`tanpu audit verify --head HASH`) that the chain still
+passes through it, unchanged.
 """
 
 from __future__ import annotations
@@ -20,13 +32,14 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from .models import AuditEntry, User, utcnow
+from .models import (AuditEntry, CreditEntry, Redemption, Retirement, RetirementPart, Reversal,
+                     User, utcnow)
 
 GENESIS = "0" * 64
 # pg_advisory_xact_lock key for appends: 't','a','n','p','u','a','u','d' as a 64-bit int
@@ -90,6 +103,21 @@ def append(session: Session, actor: Optional[User | int], action: str, object_ty
     return entry
 
 
+def ledger_digest(entries) -> str:
+    """What the audit entry of a credit batch holds of the batch's credit entries: sha256
+    over each entry's columns that say what was credited, to whom, by which version, from
+    which record (every column but the ids, the batch and the write time), in record-id
+    order. Tab-separated text: no column holds a tab or a newline raw (the record is
+    JSON)."""
+    lines = "\n".join("\t".join(str(v) for v in (
+        e.record_id, e.account, e.methodology_id, e.version, e.content_hash,
+        _time_text(e.activity_time) if e.activity_time is not None else "",
+        e.reduction_mg, e.points, e.bonus, e.status, e.code or "", e.message or "",
+        e.reason or "", e.record if e.record is not None else ""))
+        for e in sorted(entries, key=lambda e: e.record_id))
+    return hashlib.sha256(lines.encode("utf-8")).hexdigest()
+
+
 @dataclass
 class Verification:
     ok: bool
@@ -97,17 +125,41 @@ class Verification:
     first_broken: Optional[AuditEntry] = None
     problem: str = ""
     head: str = GENESIS  # hash of the last entry checked
+    ledger_problems: list[str] = field(default_factory=list)  # rows the chain does not cover
+    ledger_rows: int = 0  # ledger rows checked against their entries
 
     def __str__(self) -> str:
-        if self.ok:
-            return f"audit chain ok: {self.checked} entries, head {self.head}"
-        seq = self.first_broken.seq if self.first_broken is not None else "?"
-        return f"audit chain broken at entry {seq}: {self.problem}"
+        if self.first_broken is not None:
+            return f"audit chain broken at entry {self.first_broken.seq}: {self.problem}"
+        if self.problem:
+            return f"audit chain not verified: {self.problem}"
+        if self.ledger_problems:
+            shown = self.ledger_problems[:20]
+            more = len(self.ledger_problems) - len(shown)
+            return "\n".join([f"audit chain ok ({self.checked} entries) but the ledger is not "
+                              f"what it recorded: {len(self.ledger_problems)} problem(s)",
+                              *(f"  {p}" for p in shown), *([f"  ... {more} more"] if more else [])])
+        return (f"audit chain ok: {self.checked} entries, head {self.head}; "
+                f"{self.ledger_rows} ledger rows covered")
 
 
-def verify(session: Session, *, batch: int = 1000) -> Verification:
-    """Walks the chain from the first entry; stops at the first broken one. Reads rows, not
-    objects, so a long chain does not fill the session."""
+def verify(session: Session, *, batch: int = 1000, head: Optional[str] = None,
+           ledger: bool = True) -> Verification:
+    """Walks the chain from the first entry and stops at the first broken one; then, when
+    `ledger`, checks the ledger's rows against the entries that recorded them
+    (`verify_ledger`). `head`: a hash published earlier (`head()`): the chain must still
+    pass through it, or it was rewritten or cut since. Reads rows, not objects, so a long
+    chain does not fill the session."""
+    result = _verify_chain(session, batch, head)
+    if result.ok and ledger:
+        result.ledger_problems, result.ledger_rows = verify_ledger(session)
+        result.ok = not result.ledger_problems
+    return result
+
+
+def _verify_chain(session: Session, batch: int, head: Optional[str]) -> Verification:
+    head = head.strip().lower() if head else None
+    seen_head = head is None
     columns = [AuditEntry.seq, AuditEntry.at, AuditEntry.actor_id, AuditEntry.action,
                AuditEntry.object_type, AuditEntry.object_id, AuditEntry.details,
                AuditEntry.prev_hash, AuditEntry.hash]
@@ -117,6 +169,10 @@ def verify(session: Session, *, batch: int = 1000) -> Verification:
         rows = session.execute(select(*columns).where(AuditEntry.seq > after)
                                .order_by(AuditEntry.seq).limit(batch)).all()
         if not rows:
+            if not seen_head:
+                return Verification(False, checked, problem=(
+                    f"the chain no longer passes through head {head} (published earlier): "
+                    "it was rewritten or cut since"), head=prev)
             return Verification(True, checked, head=prev)
         for row in rows:
             problem = ""
@@ -131,6 +187,98 @@ def verify(session: Session, *, batch: int = 1000) -> Verification:
                                     head=prev)
             prev, expected_seq, checked = row.hash, row.seq + 1, checked + 1
             after = row.seq
+            seen_head = seen_head or row.hash == head
+
+
+def verify_ledger(session: Session, *, batch: int = 5000) -> tuple[list[str], int]:
+    """(problems, rows checked): every credit entry, reversal, retirement (with its parts)
+    and redemption against the audit entry that recorded it. Credit entries are read in
+    batch order, a batch at a time, so memory holds one batch's entries and the digests
+    of the batches."""
+    problems: list[str] = []
+    recorded = {int(object_id): details for object_id, details in session.execute(
+        select(AuditEntry.object_id, AuditEntry.details)
+        .where(AuditEntry.action == "ledger.credit", AuditEntry.object_type == "credit_batch"))}
+    rows = 0
+    seen: set[int] = set()
+
+    def check(batch_id: int, entries: list) -> None:
+        seen.add(batch_id)
+        details = recorded.get(batch_id)
+        if details is None:
+            problems.append(f"credit batch {batch_id}: {len(entries)} ledger row(s) that no "
+                            f"audit entry records (inserted behind the ledger's back)")
+        elif details.get("new") != len(entries) or details.get("entries_digest") != ledger_digest(entries):
+            problems.append(f"credit batch {batch_id}: its {len(entries)} ledger row(s) are not "
+                            f"the {details.get('new')} its audit entry recorded (changed, added or "
+                            f"removed rows)")
+
+    current, entries = None, []
+    table = CreditEntry.__table__
+    for entry in session.execute(select(*table.c).order_by(table.c.batch_id, table.c.id)
+                                 .execution_options(yield_per=batch)):
+        rows += 1
+        if entry.batch_id != current:
+            if current is not None:
+                check(current, entries)
+            current, entries = entry.batch_id, []
+        entries.append(entry)
+    if current is not None:
+        check(current, entries)
+    problems += [f"credit batch {b}: its audit entry records {d.get('new')} ledger row(s); none "
+                 f"is in the ledger (removed)" for b, d in sorted(recorded.items())
+                 if b not in seen and d.get("new")]
+
+    rows += _match(problems, "reversal", session.execute(select(
+        Reversal.id, Reversal.entry_id, Reversal.account, Reversal.reduction_mg, Reversal.points,
+        Reversal.bonus, Reversal.reason)).all(),
+        _recorded(session, "ledger.reverse", lambda o, d: d.get("reversal")),
+        lambda r, o, d: (str(r.entry_id), r.account, r.reduction_mg, r.points, r.bonus, r.reason)
+        == (o, d.get("account"), d.get("reduction_mg"), d.get("points"), d.get("bonus"),
+            d.get("reason")))
+    parts: dict[str, list] = {}
+    for p in session.execute(select(RetirementPart.retirement_id, RetirementPart.entry_id,
+                                    RetirementPart.reduction_mg)
+                             .order_by(RetirementPart.retirement_id, RetirementPart.entry_id)):
+        parts.setdefault(p.retirement_id, []).append([p.entry_id, p.reduction_mg])
+    rows += _match(problems, "retirement", session.execute(select(
+        Retirement.id, Retirement.account_id, Retirement.reduction_mg, Retirement.purpose,
+        Retirement.digest)).all(),
+        _recorded(session, "ledger.retire", lambda o, d: o),
+        lambda r, o, d: (r.account_id, r.reduction_mg, r.purpose, r.digest,
+                         sorted(parts.get(r.id, [])))
+        == (d.get("account"), d.get("reduction_mg"), d.get("purpose"), d.get("digest"),
+            sorted(d.get("parts") or [])))
+    rows += _match(problems, "redemption", session.execute(select(
+        Redemption.id, Redemption.account_id, Redemption.reward_id, Redemption.points,
+        Redemption.period_key, Redemption.idempotency_key)).all(),
+        _recorded(session, "reward.redeem", lambda o, d: d.get("redemption")),
+        lambda r, o, d: (str(r.account_id), r.reward_id, r.points, r.period_key,
+                         r.idempotency_key)
+        == (o, d.get("reward"), d.get("points"), d.get("period_key"), d.get("idempotency_key")))
+    return problems, rows
+
+
+def _recorded(session: Session, action: str, key) -> dict:
+    """{key(object_id, details): (object_id, details)} of the entries of one action."""
+    return {str(key(o, d)): (o, d) for o, d in session.execute(
+        select(AuditEntry.object_id, AuditEntry.details).where(AuditEntry.action == action))}
+
+
+def _match(problems: list[str], kind: str, rows, recorded: dict, same) -> int:
+    """Each row against the entry recording it (by the row's id), and entries whose row
+    is gone."""
+    for row in rows:
+        entry = recorded.pop(str(row.id), None)
+        if entry is None:
+            problems.append(f"{kind} {row.id}: a ledger row that no audit entry records "
+                            f"(inserted behind the ledger's back)")
+        elif not same(row, *entry):
+            problems.append(f"{kind} {row.id}: the ledger row is not what its audit entry "
+                            f"recorded (changed)")
+    problems.extend(f"{kind} {k}: recorded in the audit chain, not in the ledger (removed)"
+                    for k in sorted(recorded))
+    return len(rows)
 
 
 def head(session: Session) -> str:
@@ -138,6 +286,16 @@ def head(session: Session) -> str:
     truncated tail."""
     last = session.scalar(select(AuditEntry.hash).order_by(AuditEntry.seq.desc()).limit(1))
     return last or GENESIS
+
+
+def head_entry(session: Session) -> dict:
+    """The newest entry as published (`/audit/head`, `tanpu audit head`, the server's log):
+    {"seq", "at", "hash"}; seq 0 and GENESIS for an empty chain."""
+    last = session.execute(select(AuditEntry.seq, AuditEntry.at, AuditEntry.hash)
+                           .order_by(AuditEntry.seq.desc()).limit(1)).first()
+    if last is None:
+        return {"seq": 0, "at": None, "hash": GENESIS}
+    return {"seq": last.seq, "at": _time_text(last.at), "hash": last.hash}
 
 
 def entries_for(session: Session, object_type: str, object_id: Any) -> list[AuditEntry]:

@@ -244,7 +244,7 @@ def credit(session: Session, actor, ref: MethodologyRef, results: Sequence[Resul
         "new": len(new), "already_present": len(present_entries), "not_creditable": len(skipped),
         "reduction_mg": sum(e.reduction_mg for e in new),
         "points": sum(e.points + e.bonus for e in new),
-        "entries_digest": _entries_digest(new),
+        "entries_digest": audit.ledger_digest(new),
         **({"accounts_created": created} if created else {})})
     return CreditOutcome(batch_id, key, False, new, present_entries, skipped, conflicts, judged)
 
@@ -328,12 +328,6 @@ def _differing(stored: Optional[str], record: Optional[dict]) -> list[str]:
     before = json.loads(stored)
     now = json.loads(_record_text(record))
     return sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
-
-
-def _entries_digest(entries: Sequence[CreditEntry]) -> str:
-    lines = "\n".join(f"{e.record_id}\t{e.account}\t{e.reduction_mg}\t{e.points}\t{e.bonus}"
-                      for e in sorted(entries, key=lambda e: e.record_id))
-    return hashlib.sha256(lines.encode("utf-8")).hexdigest()
 
 
 def _replay(session: Session, actor_id: int, key: str, digest: str, ref: MethodologyRef,

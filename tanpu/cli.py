@@ -164,6 +164,13 @@ def eval_command(methodology, records, output, explain, engine_name):
     if explain:
         _eval_explained(c.methodology, Path(records), output)
         return
+    try:
+        _eval_to(c, Path(records), output, engine_name)
+    except FileFormatError as error:  # the file cannot be read on: said, no output left
+        raise click.ClickException(str(error)) from None
+
+
+def _eval_to(c, records: Path, output, engine_name: str) -> None:
     from engine.recordfiles import ResultWriter
 
     if engine_name == "scalar":
@@ -171,14 +178,14 @@ def eval_command(methodology, records, output, explain, engine_name):
         from engine.batch import results_frame
 
         engine = Engine(c.methodology)
-        frames = iter([results_frame(_evaluate_scalar(engine, Path(records)))])
+        frames = iter([results_frame(_evaluate_scalar(engine, records))])
     elif engine_name == "rules":
         from engine.batch import results_frame
         from engine.rules import RulesEngineError, RulesPathEngine
 
         engine = RulesPathEngine(c.methodology)
         try:
-            frames = iter([results_frame(_evaluate_scalar(engine, Path(records)))])
+            frames = iter([results_frame(_evaluate_scalar(engine, records))])
         except RulesEngineError as error:
             raise click.ClickException(str(error)) from None
     else:
@@ -187,7 +194,7 @@ def eval_command(methodology, records, output, explain, engine_name):
         from engine.native.build import build
 
         engine = BatchEngine(c.methodology, kernels=build)  # the formulas in C where it can
-        frames = _evaluate_batch(engine, Path(records))
+        frames = _evaluate_batch(engine, records)
     writer = ResultWriter(Path(output) if output else None, engine.ref, stream=sys.stdout)
     summary = _Summary()
     try:
@@ -456,18 +463,37 @@ def audit_group():
 
 @audit_group.command("verify")
 @_DATABASE_URL
-def audit_verify(database_url):
-    """Check the audit chain; exit 1 at the first broken entry."""
+@click.option("--head", "head", metavar="HASH",
+              help="a head published earlier (tanpu audit head): the chain must still pass "
+                   "through it, or it was rewritten or cut since")
+def audit_verify(database_url, head):
+    """Check the audit chain and that it covers every ledger row; exit 1 at the first
+    broken entry, a ledger row it does not cover, or a HEAD it no longer passes through."""
     from registry import audit
 
     database = _database(database_url)
     try:
         with database.read() as session:
-            result = audit.verify(session)
+            result = audit.verify(session, head=head)
     finally:
         database.dispose()
     click.echo(str(result))
     sys.exit(0 if result.ok else 1)
+
+
+@audit_group.command("head")
+@_DATABASE_URL
+def audit_head(database_url):
+    """Print the chain's newest entry (seq, time, hash) as JSON: publish it where the
+    database cannot reach, and check later with `tanpu audit verify --head HASH`."""
+    from registry import audit
+
+    database = _database(database_url)
+    try:
+        with database.read() as session:
+            click.echo(json.dumps(audit.head_entry(session), ensure_ascii=False))
+    finally:
+        database.dispose()
 
 
 @admin.command("set-password")
@@ -931,9 +957,18 @@ def seed(database_url, demo_password):
 @click.option("--port", type=int, envvar="PORT", default=5000, show_default=True,
               help="port to listen on (env PORT)")
 @click.option("--threads", type=int, default=8, show_default=True)
+@click.option("--connection-limit", type=click.IntRange(1), envvar="TANPU_CONNECTION_LIMIT",
+              default=1000, show_default=True,
+              help="open connections accepted at once; more wait in the listen queue "
+                   "(env TANPU_CONNECTION_LIMIT)")
+@click.option("--channel-timeout", type=click.IntRange(1), envvar="TANPU_CHANNEL_TIMEOUT",
+              default=60, show_default=True,
+              help="seconds an idle connection is kept before it is closed "
+                   "(env TANPU_CHANNEL_TIMEOUT)")
 @click.option("--no-seed", is_flag=True, help="do not publish the bundled methodologies")
 @_DEMO_PASSWORD
-def serve(database_url, host, port, threads, no_seed, demo_password):
+def serve(database_url, host, port, threads, connection_limit, channel_timeout, no_seed,
+          demo_password):
     """Run the web UI with waitress: migrates the database, seeds it, and creates (and
     prints, once) a first administrator when none can sign in."""
     import logging
@@ -977,10 +1012,19 @@ def serve(database_url, host, port, threads, no_seed, demo_password):
     if settings.secret_key_is_ephemeral:
         click.echo("note: SECRET_KEY is not set: sessions end when the server restarts")
     app = create_app(settings, database=database)
+    from registry import audit
+    with database.read() as session:  # a copy of the head outside the database, in the log
+        logging.getLogger("tanpu.audit").info("audit chain head at start: %s",
+                                              json.dumps(audit.head_entry(session)))
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"Tanpu web UI on http://{shown}:{port}/  (Ctrl+C to stop)", nl=True)
     sys.stdout.flush()
-    waitress_serve(app, host=host, port=port, threads=threads, ident="tanpu")
+    # Idle connections are closed after channel_timeout, checked every cleanup_interval:
+    # with waitress' defaults (100 connections, 120 s, checked every 30 s) 110 idle
+    # sockets locked every other client out for minutes (issue 17; docs/deploy.md).
+    waitress_serve(app, host=host, port=port, threads=threads, ident="tanpu",
+                   connection_limit=connection_limit, channel_timeout=channel_timeout,
+                   cleanup_interval=max(1, min(30, channel_timeout // 4)))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -122,3 +122,67 @@ def test_eval_writes_the_whole_file_under_its_name(tmp_path):
     assert done.returncode == 0, done.stderr
     assert [p.name for p in tmp_path.iterdir()] == ["out.csv"]
     assert out.read_text().count("\n") > 300
+
+
+# ---------------------------------------------------------------- malformed record files
+HEADER = b"id,account,mode,distance[km],boarded,alighted\n"
+GOOD = b"r1,a,metro,27.3,2024-05-06T07:41,2024-05-06T08:37\n"  # 50 bytes
+LATER = b"r3,a,metro,5,2024-05-07T07:41,2024-05-07T08:37\n"
+MALFORMED = {
+    # the file cannot be read on: an error naming line and byte, and no output
+    "unclosed-quote": (HEADER + GOOD + b'r2,a,"metro,7.4,2024-05-06T18:06,2024-05-06T18:20\n' + LATER,
+                       'line 3 (byte 101): a quoted cell opens here and is never closed'),
+    "not-utf8": (HEADER + GOOD + b"r2,a\xff,metro,5,2024-05-07T07:41,2024-05-07T08:37\n",
+                 "line 3 (byte 100): not UTF-8 text (byte 0xff)"),
+    "named-twice": (HEADER.replace(b"alighted", b"alighted,mode") + GOOD.replace(b"\n", b",bus\n"),
+                    "line 1: the header names column `mode` twice (columns 3 and 7)"),
+}
+
+
+@pytest.mark.parametrize("engine", ["batch", "scalar", "rules"])
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_a_file_that_cannot_be_read_on_is_refused_the_same_way_on_every_engine(tmp_path, case, engine):
+    """Issue 17: an unclosed quote gave a Polars traceback on the batch path while the
+    scalar path swallowed the rest of the file into one record and exited 0; bytes that
+    are not UTF-8 gave a traceback without a place; a column named twice took the last."""
+    data, message = MALFORMED[case]
+    records = tmp_path / "in.csv"
+    records.write_bytes(data)
+    done = tanpu("eval", SHENZHEN, str(records), "-o", str(tmp_path / "out.csv"), "--engine", engine)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert f"Error: {records}: {message}" in done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]  # nothing passed off
+
+
+@pytest.mark.parametrize("engine", ["batch", "scalar", "rules"])
+def test_cells_beyond_the_header_make_their_row_invalid_and_the_rest_goes_on(tmp_path, engine):
+    """Issue 17: extra cells in a row were ignored. Empty ones (a trailing comma) still are."""
+    records = tmp_path / "in.csv"
+    records.write_bytes(HEADER + GOOD.replace(b"\n", b",,\n") + LATER.replace(b"\n", b",9 km\n")
+                        + LATER.replace(b"r3", b"r4").replace(b"-07", b"-08"))
+    out = tmp_path / "out.csv"
+    done = tanpu("eval", SHENZHEN, str(records), "-o", str(out), "--engine", engine)
+    assert done.returncode == 0, done.stderr
+    rows = [line.split(",")[:5] for line in out.read_text().splitlines()[1:]]
+    assert rows == [["1", "r1", "a", "2024-05-05T23:41:00Z", "credited"],
+                    ["2", "r3", "a", "", "invalid"],
+                    ["3", "r4", "a", "2024-05-07T23:41:00Z", "credited"]]
+    assert ("row 2: record: the row has 7 cells and the header 6 columns: cells beyond the "
+            "header's must be empty") in done.stderr
+
+
+@pytest.mark.parametrize("engine", ["batch", "scalar"])
+def test_a_json_line_that_is_not_utf8_is_an_invalid_row_and_the_rest_goes_on(tmp_path, engine):
+    records = tmp_path / "in.jsonl"
+    line = {"id": "r1", "account": "a", "mode": "metro", "distance": "5 km",
+            "boarded": "2024-05-06T07:41", "alighted": "2024-05-06T08:37"}
+    records.write_bytes(json.dumps(line).encode() + b"\n"
+                        + json.dumps({**line, "id": "r2"}).encode().replace(b"metro", b"metr\xff")
+                        + b"\n" + json.dumps({**line, "id": "r3", "boarded": "2024-05-07T07:41",
+                                               "alighted": "2024-05-07T08:37"}).encode() + b"\n")
+    out = tmp_path / "out.csv"
+    done = tanpu("eval", SHENZHEN, str(records), "-o", str(out), "--engine", engine)
+    assert done.returncode == 0, done.stderr
+    statuses = [line.split(",")[4] for line in out.read_text().splitlines()[1:]]
+    assert statuses == ["credited", "invalid", "credited"]
+    assert "row 2: record: not UTF-8 text (byte 0xff at column" in done.stderr

@@ -322,6 +322,8 @@ def ingest_frame(frame: pl.DataFrame, schema: Schema, column_units: Optional[Map
     rows = np.arange(first_row, first_row + n, dtype=np.int64)
     columns: dict[str, Any] = {}
     ok = np.ones(n, dtype=bool)
+    if records.INVALID in frame.columns:  # rows the file reader refused: read slowly, refused
+        ok &= frame[records.INVALID].is_null().to_numpy()
     for spec in schema.fields:
         values, field_ok = reader.field(spec)
         columns[spec.name] = values

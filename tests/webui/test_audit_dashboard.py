@@ -111,7 +111,17 @@ def test_csv_cells_that_would_be_formulas_are_quoted():
 def test_verify_the_chain_from_the_page(site):
     client = site.login(site.reg.admin)
     response = client.post("/audit/verify", follow_redirects=True)
-    assert "审计链完整" in text_of(response)
+    assert "审计链完整" in text_of(response) and "条账本记录" in text_of(response)
+
+
+def test_the_chain_head_is_public(site):
+    """Anyone can copy the head without signing in (to check the chain against later)."""
+    response = site.app.test_client().get("/audit/head")
+    assert response.status_code == 200 and response.headers["Cache-Control"] == "no-store"
+    with site.db.read() as s:
+        newest = s.scalar(select(AuditEntry).order_by(AuditEntry.seq.desc()).limit(1))
+        assert response.get_json() == {"seq": newest.seq, "hash": newest.hash,
+                                       "at": newest.at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")}
 
 
 # ---------------------------------------------------------------- dashboard

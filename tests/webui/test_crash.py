@@ -7,16 +7,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
-import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -24,37 +18,9 @@ import sqlalchemy as sa
 from registry import tokens, users
 from registry.db import Database
 from tests.webui.reviewkit import *  # noqa: F401,F403 - fixtures (backend, empty_url)
+from tests.webui.serverkit import start_server
 
-ROOT = Path(__file__).resolve().parents[2]
 METHODOLOGY = "cn.shenzhen.public-transit"  # published by the first start (the seeds)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start(database_url: str, log: Path) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
-    env = {**os.environ, "SECRET_KEY": "crash-test"}
-    env.pop("DATABASE_URL", None)
-    with open(log, "ab") as out:
-        process = subprocess.Popen([sys.executable, "-m", "tanpu.cli", "serve", "--database-url",
-                                    database_url, "--port", str(port)],
-                                   cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"tanpu serve exited: {log.read_text()[-2000:]}")
-        try:
-            with urllib.request.urlopen(url + "/healthz", timeout=2):
-                return process, url
-        except (urllib.error.URLError, ConnectionError, OSError):
-            time.sleep(0.2)
-    process.kill()
-    raise RuntimeError(f"tanpu serve did not answer: {log.read_text()[-2000:]}")
 
 
 def _rides(n: int) -> list[dict]:
@@ -78,7 +44,7 @@ def _post(url: str, token: str, body: dict, timeout: float = 300):
 
 def test_kill_9_in_a_large_credit_request_loses_nothing_and_doubles_nothing(empty_url, tmp_path):
     log = tmp_path / "server.log"
-    server, url = _start(empty_url, log)  # migrates and seeds the bundled methodologies
+    server, url = start_server(empty_url, log)  # migrates and seeds the bundled methodologies
     database = Database(empty_url)
     try:
         with database.unit_of_work() as s:
@@ -108,7 +74,7 @@ def test_kill_9_in_a_large_credit_request_loses_nothing_and_doubles_nothing(empt
         assert before in (0, 6000), "a request's credits are all written or none"
         assert not acknowledged or before == 6000, "an answered request lost credits"
 
-        server, url = _start(empty_url, log)
+        server, url = start_server(empty_url, log)
         again = _post(url, token, body)
         summary = again["summary"]
         assert summary["credited"] + summary["already_credited"] == 6000

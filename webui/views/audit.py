@@ -10,8 +10,8 @@ import json
 from dataclasses import dataclass
 from typing import Optional
 
-from flask import (Blueprint, Response, current_app, flash, redirect, render_template, request,
-                   stream_with_context, url_for)
+from flask import (Blueprint, Response, current_app, flash, jsonify, redirect, render_template,
+                   request, stream_with_context, url_for)
 from flask_babel import gettext as _
 from sqlalchemy import false, func, or_, select
 
@@ -186,9 +186,26 @@ def verify():
     with get_db().read() as s:
         result = audit.verify(s)
     if result.ok:
-        flash(_("The audit chain is intact: %(n)d entries checked.", n=result.checked), "success")
+        flash(_("The audit chain is intact: %(n)d entries checked, %(rows)d ledger rows covered.",
+                n=result.checked, rows=result.ledger_rows), "success")
+    elif result.ledger_problems:
+        flash(_("The ledger is not what the audit chain recorded (%(n)d problems), first: "
+                "%(problem)s", n=len(result.ledger_problems),
+                problem=result.ledger_problems[0]), "error")
     else:
         seq = result.first_broken.seq if result.first_broken is not None else "?"
         flash(_("The audit chain is broken at entry %(seq)s: %(problem)s", seq=seq,
                 problem=result.problem), "error")
     return redirect(url_for("audit.index"), code=303)
+
+
+@bp.get("/audit/head")
+def head():
+    """The chain's newest entry, for anyone without signing in: copies of it kept outside
+    the database (a notary, a newspaper, another organisation's log) let `tanpu audit
+    verify --head HASH` prove later that the chain was not rewritten since. JSON, not
+    cached."""
+    with get_db().read() as s:
+        response = jsonify(audit.head_entry(s))
+    response.headers["Cache-Control"] = "no-store"
+    return response
