@@ -1,23 +1,18 @@
-"""A live `tanpu serve` (waitress in a subprocess, as in production) with an integrator's
-token, for the tests that must go through real HTTP: the fuzzer (test_api_fuzz.py) and
+"""A live `tanpu serve` (serverkit.py: waitress in a subprocess, as in production) with an
+integrator's token, for the tests that must go through real HTTP: the fuzzer (test_api_fuzz.py) and
 the examples of docs/api.md (test_api_docs.py)."""
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 from registry import tokens, users
 from registry.db import Database
+from tests.webui.serverkit import ROOT, start_server
 
-ROOT = Path(__file__).resolve().parents[2]
+__all__ = ["Live", "ROOT", "start"]
 
 
 @dataclass
@@ -38,35 +33,10 @@ class Live:
         self.database.dispose()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start(database_url: str, log: Path, **env_extra: str) -> Live:
     """`tanpu serve` on a free port (migrates and seeds the bundled methodologies), an
     administrator and an integrator with a token of every scope."""
-    port = _free_port()
-    env = {**os.environ, "SECRET_KEY": "live-test", **env_extra}
-    env.pop("DATABASE_URL", None)
-    with open(log, "ab") as out:
-        process = subprocess.Popen([sys.executable, "-m", "tanpu.cli", "serve", "--database-url",
-                                    database_url, "--port", str(port)],
-                                   cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"tanpu serve exited: {log.read_text()[-2000:]}")
-        try:
-            with urllib.request.urlopen(url + "/healthz", timeout=2):
-                break
-        except (urllib.error.URLError, ConnectionError, OSError):
-            if time.monotonic() > deadline:
-                process.kill()
-                raise RuntimeError(f"tanpu serve did not answer: {log.read_text()[-2000:]}")
-            time.sleep(0.2)
+    process, url = start_server(database_url, log, env_extra=env_extra)
     database = Database(database_url)
     with database.unit_of_work() as s:
         admin = users.create_user(s, None, email="ops@tanpu.test", name="ops",
