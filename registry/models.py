@@ -685,3 +685,22 @@ class RetirementPart(Base):
     entry_id: Mapped[int] = mapped_column(ForeignKey("credit_entries.id"), primary_key=True,
                                           index=True)
     reduction_mg: Mapped[int] = mapped_column(BigInteger)
+
+
+class ApiIdempotency(Base):
+    """An answered API request that changed state, by its idempotency key (per integrator
+    and operation): a retry with the same key and body gets the same answer and writes
+    nothing; with another body it is a conflict (registry/idempotency.py). Written in the
+    same transaction as the change it answers, so the two are kept or lost together."""
+
+    __tablename__ = "api_idempotency"
+    __table_args__ = (UniqueConstraint("user_id", "operation", "key"),)
+
+    id: Mapped[int] = mapped_column(BigKey, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    operation: Mapped[str] = mapped_column(String(100))
+    key: Mapped[str] = mapped_column(String(150))
+    request_digest: Mapped[str] = mapped_column(String(64))
+    status: Mapped[int] = mapped_column(Integer)
+    response: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

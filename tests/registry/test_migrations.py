@@ -14,7 +14,7 @@ TABLES = {"users", "user_roles", "audit_log", "committees", "committee_members",
           "methodology_versions", "votes", "comments", "publications", "publication_votes",
           "credit_batches", "credit_entries", "api_tokens", "comment_lines", "rule_states",
           "accounts", "account_identities", "web_sessions", "rewards", "redemptions", "reversals",
-          "retirements", "retirement_parts", "alembic_version"}
+          "retirements", "retirement_parts", "api_idempotency", "alembic_version"}
 
 
 def _diff(db: Database) -> list:

@@ -244,3 +244,36 @@ def test_schema_etag_and_link_headers(api):
     assert page.headers["Link"] == '</api/v1/accounts?per_page=2&page=2>; rel="next"'
     last = web.client.get("/api/v1/accounts?per_page=2&page=2", headers=headers)
     assert "Link" not in last.headers
+
+
+def test_creating_an_account_and_retiring_are_idempotent_by_key(api):
+    web, headers = api
+    post = lambda path, body, key: web.client.post(  # noqa: E731
+        path, headers={**headers, "Idempotency-Key": key}, json=body)
+    first = post("/api/v1/accounts", {"kind": "individual", "name": "p"}, "acct-1")
+    again = post("/api/v1/accounts", {"kind": "individual", "name": "p"}, "acct-1")
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert first.get_json() == again.get_json() and again.headers["Idempotent-Replayed"] == "true"
+    listed = web.client.get("/api/v1/accounts", headers=headers).get_json()
+    assert listed["total"] == 1
+    other = post("/api/v1/accounts", {"kind": "individual", "name": "q"}, "acct-1")
+    _problem(other, 409, "conflict")
+    _problem(post("/api/v1/accounts", {"kind": "unit"}, " padded "), 400, "bad_idempotency_key")
+    # a retirement retried after a lost answer retires once
+    account = first.get_json()["id"]
+    assert web.client.put(f"/api/v1/accounts/{account}/identities/rider-k",
+                          headers=headers).status_code == 200
+    rides = [{**RIDE, "id": f"k{i}", "account": "rider-k",
+              "boarded": f"2024-06-20T{8 + i:02d}:00", "alighted": f"2024-06-20T{8 + i:02d}:30"}
+             for i in range(2)]
+    credited = web.client.post("/api/v1/credits", headers=headers,
+                               json={"methodology": METHODOLOGY, "records": rides}).get_json()
+    assert credited["summary"]["credited"] == 2
+    body = {"reduction_mg": 1000, "purpose": "test"}
+    one = post(f"/api/v1/accounts/{account}/retirements", body, "retire-1")
+    two = post(f"/api/v1/accounts/{account}/retirements", body, "retire-1")
+    assert (one.status_code, two.status_code) == (201, 201), one.get_json()
+    assert one.get_json()["certificate"] == two.get_json()["certificate"]
+    wallet = web.client.get(f"/api/v1/accounts/{account}/wallet", headers=headers).get_json()
+    total = sum(r["reduction_mg"] for r in credited["results"])
+    assert wallet["retirable_mg"] == total - 1000

@@ -19,17 +19,23 @@ from __future__ import annotations
 
 from typing import Optional
 
-from flask import Blueprint, g, jsonify, request, url_for
+import json
 
-from registry import accounts
+from flask import Blueprint, Response, g, jsonify, request, url_for
+
+from registry import accounts, idempotency
+from registry.errors import Invalid
 from registry.models import Account
 
 from ..db import get_db
 from . import models
-from .openapi import operation, query
+from .openapi import header, operation, query
 from .service import MAX_PAGE, ApiError
 
 MAX_PER_PAGE = 100
+IDEMPOTENCY_KEY = header("Idempotency-Key", "optional: a retry with the same key and body "
+                         "answers the first answer (Idempotent-Replayed: true) and changes "
+                         "nothing; with another body, 409")
 MAX_INTEGER = 2**63 - 1  # the largest id a BIGINT column holds (entries, batches)
 MAX_ID = 2**31 - 1  # the largest id an INTEGER column holds (accounts, rewards, users)
 BIG_IDS = ("after", "batch_id", "entry_id")  # ids of BIGINT columns
@@ -78,6 +84,33 @@ def int_arg(name: str, default: Optional[int]) -> Optional[int]:
     return value
 
 
+def idempotent(operation: str, sent: dict, change, status: int = 201):
+    """`change(session) -> answer` in one transaction, once per Idempotency-Key header:
+    a retry with the same key and body answers the stored answer (header
+    Idempotent-Replayed: true) and writes nothing; with another body it is a 409
+    (registry/idempotency.py). Without the header: no key, as before."""
+    key = request.headers.get("Idempotency-Key")
+    if key is not None:
+        try:
+            idempotency.check_key(key)
+        except Invalid as error:
+            raise ApiError(400, "bad_idempotency_key", str(error),
+                           errors=[{"pointer": "#/header/Idempotency-Key", "detail": str(error),
+                                    "code": "bad_idempotency_key"}]) from None
+    fingerprint = idempotency.digest({"path": request.path, "body": sent})
+    with get_db().unit_of_work() as s:
+        if key is not None:
+            found = idempotency.replay(s, g.api_user.id, operation, key, fingerprint)
+            if found is not None:
+                response = Response(found[1], status=found[0], mimetype="application/json")
+                response.headers["Idempotent-Replayed"] = "true"
+                return response
+        text = json.dumps(change(s), ensure_ascii=False)
+        if key is not None:
+            idempotency.remember(s, g.api_user.id, operation, key, fingerprint, status, text)
+    return Response(text, status=status, mimetype="application/json")
+
+
 def link_next(response, **changes):
     """Link: <this URL with `changes`>; rel="next" (the next page)."""
     args = request.args.to_dict()
@@ -92,16 +125,15 @@ def register(api: Blueprint) -> None:
 
     @operation(api, "POST", "/accounts", summary="Create a carbon account", status=201,
                body=models.AccountCreate, response=models.Account, scope="accounts",
-               problems=(403, 409, 422))
+               problems=(403, 409, 422), params=(IDEMPOTENCY_KEY,))
     def create_account(body: models.AccountCreate):
-        with get_db().unit_of_work() as s:
+        def change(s):
             account = accounts.create(s, g.api_user.id, body.kind, parent_id=body.parent,
                                       name=body.name or "", domains=body.domains or ())
             if body.external_id is not None:
                 accounts.link(s, g.api_user.id, g.api_user.id, body.external_id, account.id)
-            response = jsonify(account_dict(s, account, g.api_user.id))
-        response.status_code = 201
-        return response
+            return account_dict(s, account, g.api_user.id)
+        return idempotent("create_account", body.model_dump(mode="json"), change)
 
     @operation(api, "GET", "/accounts", summary="The accounts you see, a page at a time",
                response=models.AccountList, scope="accounts", paged=True,

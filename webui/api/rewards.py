@@ -31,6 +31,7 @@ from registry.models import Redemption, Reward
 
 from ..db import get_db
 from . import models
+from .accounts import IDEMPOTENCY_KEY, idempotent
 from .openapi import header, operation, query
 from .service import ApiError
 
@@ -138,16 +139,18 @@ def register(api: Blueprint) -> None:
     @operation(api, "POST", "/accounts/<int:account_id>/retirements",
                summary="Retire reductions: 201 with the certificate", status=201,
                body=models.RetirementRequest, response=models.Certificate, scope="redeem",
-               problems=(403, 404, 409, 422))
+               problems=(403, 404, 409, 422), params=(IDEMPOTENCY_KEY,))
     def retire(account_id: int, body: models.RetirementRequest):
         data = body.model_dump(exclude_unset=True)
         amounts = {unit: data[key] for key, unit in (("reduction_mg", "mg"), ("g", "g"),
                                                      ("kg", "kg"), ("t", "t")) if key in data}
         purpose, beneficiary = body.purpose, body.beneficiary or ""
         mg = retirements.to_mg(**amounts)
-        with get_db().unit_of_work() as s:
+
+        def change(s):
             retirement = retirements.retire(s, g.api_user.id, account_id, mg, purpose, beneficiary)
-            return _created(retirements.certificate(s, retirement.id).to_dict())
+            return retirements.certificate(s, retirement.id).to_dict()
+        return idempotent("retire", data, change)
 
 
 def register_public(api: Blueprint = public) -> None:

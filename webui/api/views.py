@@ -2,9 +2,9 @@
 
     Authorization: Bearer tanpu_...              every /api/v1 request (an integrator's token)
 
-    GET  /api/v1/                                what is here (public, no token:
-    GET  /api/v1/openapi.json                    the OpenAPI 3.1 document; /api/v1/docs its
-                                                 browsable reference)
+    GET  /api/v1/                                what is here, and the token's scopes
+    GET  /api/v1/openapi.json                    (public, no token) the OpenAPI 3.1 document;
+    GET  /api/v1/docs                            its browsable reference (Swagger UI)
     GET  /api/v1/methodologies?page=&per_page=   published methodologies, with their versions
     GET  /api/v1/methodologies/<id>/schema       describe() of the version in force (or
                                                  ?version=X.Y.Z), with the input JSON Schema

@@ -121,13 +121,16 @@ class Client:
     # ------------------------------------------------------------ accounts
     def create_account(self, kind: str, *, parent: Optional[int] = None,
                        name: Optional[str] = None, domains: Optional[Sequence[str]] = None,
-                       external_id: Optional[str] = None) -> Account:
+                       external_id: Optional[str] = None,
+                       idempotency_key: Optional[str] = None) -> Account:
+        """A new account; with `idempotency_key`, a retry makes it once."""
         body: Dict[str, Any] = {"kind": kind}
         for key, value in (("parent", parent), ("name", name), ("external_id", external_id),
                            ("domains", list(domains) if domains is not None else None)):
             if value is not None:
                 body[key] = value
-        return cast(Account, self.request("POST", "/accounts", body))
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        return cast(Account, self.request("POST", "/accounts", body, headers=headers))
 
     def account(self, account_id: int) -> Account:
         return cast(Account, self.request("GET", f"/accounts/{int(account_id)}"))
