@@ -49,17 +49,38 @@ class Compiled:
 
 
 def compile_source(text: str, file: str = "<source>") -> Compiled:
+    """Never raises for any text: a failure of the checker itself is the diagnostic E9999,
+    and the input is kept for a bug report (`crash_report`, where its help says)."""
     from .ir.from_surface import lower
     from .surface.parse import parse
 
     report = Reporter(file)
-    parsed = parse(text, file, report)
-    methodology = None
-    if parsed is not None:
-        methodology = lower(parsed.module, report, parsed.failed_names, parsed.broken)
-        if report.has_errors:
-            methodology = None
+    try:
+        parsed = parse(text, file, report)
+        methodology = None
+        if parsed is not None:
+            methodology = lower(parsed.module, report, parsed.failed_names, parsed.broken)
+            if report.has_errors:
+                methodology = None
+    except RecursionError as error:  # deep input the depth limits missed: still a bug
+        return _crashed(file, text, error)
+    except Exception as error:  # noqa: BLE001 - the checker's own bug, said as a diagnostic
+        return _crashed(file, text, error)
     return Compiled(file, text, methodology, report.sorted())
+
+
+def _crashed(file: str, text: str, error: BaseException) -> Compiled:
+    import traceback
+
+    from .cache import crash_report
+
+    trace = "".join(traceback.format_exception(error))
+    saved = crash_report(text, trace)
+    report = Reporter(file)
+    report.report("E9999", None, error=type(error).__name__,
+                  help=(f"the file and the error were saved in {saved}: please attach them to "
+                        f"a bug report" if saved else "please report it with the file"))
+    return Compiled(file, text, None, report.sorted())
 
 
 def compile_bytes(data: bytes, file: str = "<source>") -> Compiled:

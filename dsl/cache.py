@@ -1,4 +1,5 @@
-"""A small on-disk cache for work that is the same at every start (the LALR tables).
+"""A small on-disk cache for work that is the same at every start (the LALR tables), and
+the folder where a file the checker failed on is kept for a bug report.
 
 The cache only ever saves time: every entry is keyed by the content it was built from,
 an entry that cannot be read (missing, stale, truncated, corrupt) is rebuilt, and a
@@ -65,6 +66,25 @@ def write(name: str, data: bytes) -> None:
                 os.unlink(temporary)
             except OSError:
                 pass
+
+
+def crash_report(source: str, trace: str) -> Optional[Path]:
+    """Keeps a file the checker failed on, with the traceback, for a bug report: the
+    folder `crashes/<sha256 of the file>` under the cache directory (the same file
+    twice: one folder). None when it cannot be written."""
+    import hashlib
+
+    directory = cache_dir()
+    if directory is None:
+        return None
+    folder = directory / "crashes" / hashlib.sha256(source.encode("utf-8", "replace")).hexdigest()[:16]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "input.tanpu").write_text(source, encoding="utf-8", errors="replace")
+        (folder / "traceback.txt").write_text(trace, encoding="utf-8", errors="replace")
+    except (OSError, ValueError):
+        return None
+    return folder
 
 
 def installed_version(distribution: str) -> Optional[str]:

@@ -109,6 +109,9 @@ def source_lines(source: str) -> tuple[str, ...]:
     return tuple(line[:-1] if line.endswith("\r") else line for line in source.split("\n"))
 
 
+_FRAME = 160  # characters of a source line shown in a code frame
+
+
 def _caret_block(lines: tuple[str, ...], span: Span, label: str, gutter: int) -> list[str]:
     out = []
     if not (1 <= span.line <= len(lines)):
@@ -119,6 +122,12 @@ def _caret_block(lines: tuple[str, ...], span: Span, label: str, gutter: int) ->
         end = max(span.end_column - 1, start + 1)
     else:
         end = max(len(text), start + 1)
+    if len(text) > _FRAME:  # a long line is shown around the caret, cut with … on each side
+        left = max(0, min(start - _FRAME // 3, len(text) - _FRAME))
+        cut = text[left:left + _FRAME]
+        text = ("…" if left else "") + cut + ("…" if left + _FRAME < len(text) else "")
+        shift = left - (1 if left else 0)
+        start, end = start - shift, min(end - shift, len(text))
     pad = " " * gutter
     out.append(f"{pad} |")
     out.append(f"{str(span.line).rjust(gutter)} | {text}")

@@ -18,6 +18,8 @@ CATALOGUE: dict[str, str] = {
     "E0001": "the file is not UTF-8 text",
     "E0002": "a methodology file starts with `methodology ID \"title\" version X.Y.Z {{ ... }}`",
     "E0003": "the file is too large ({size} bytes; at most {limit})",
+    "E0004": "this line is too long ({length} characters; at most {limit})",
+    "E0005": "the file is too long: more than {limit} {what}",
     # syntax
     "E0101": "unexpected {found}",
     "E0102": "unexpected character {char}",
@@ -91,6 +93,8 @@ CATALOGUE: dict[str, str] = {
     "W0301": f"the cap period has no time zone; {DEFAULT_TIMEZONE} is assumed",
     "W0302": "reason code `{code}` is not written in UPPER_SNAKE_CASE",
     "W0401": "two methodologies cover `{activity}` from {start} and neither says which takes precedence",
+    # the checker itself
+    "E9999": "the checker failed on this file ({error}): a bug in Tanpu, not in the file",
 }
 
 

@@ -119,6 +119,12 @@ def _atom(name: str) -> tuple[Fraction, Dimension]:
     return Fraction(Decimal(factor)), dimension
 
 
+# The longest unit text looked at (the longest real one, `kgCO2e/passenger/km`, has
+# 19): Pint's parse of one long unknown word takes time with the square of its length
+# (10,000 characters: 2.4 s), so longer text is refused before Pint sees it (issue 17).
+MAX_UNIT_LENGTH = 100
+
+
 @lru_cache(maxsize=4096)
 def parse_unit(text: str) -> Unit:
     """``"g/km"`` -> Unit(g/km, mass/length, 1/1000000). Raises UnitError.
@@ -130,6 +136,8 @@ def parse_unit(text: str) -> Unit:
     text = text.strip()
     if text in ("", "1"):
         return ONE
+    if len(text) > MAX_UNIT_LENGTH:  # before Pint, whose time grows with the square of it
+        raise UnitError(text[:40] + "…", f"a unit is at most {MAX_UNIT_LENGTH} characters")
     if not all(c.isalnum() or c in "/*·^-_%° µ()." for c in text):
         raise UnitError(text, "unknown unit")
     known = _remembered().units.get(text)
@@ -155,6 +163,8 @@ def _pint_parse_unit(text: str) -> Unit:
     except (pint.errors.UndefinedUnitError, pint.errors.DefinitionSyntaxError, AttributeError,
             TypeError, ValueError, KeyError, AssertionError, SyntaxError) as error:
         raise UnitError(text, "unknown unit") from error
+    except (TimeoutError, MemoryError, RecursionError):
+        raise  # the caller's time or memory running out is not an unknown unit
     except Exception as error:  # Pint raises a variety; an unknown unit is the meaning
         raise UnitError(text, "unknown unit") from error
     factor = Fraction(1)

@@ -20,9 +20,17 @@ def zone(name: str) -> ZoneInfo:
     return ZoneInfo(name)
 
 
+# IANA names are at most 30 characters (`America/Argentina/ComodRivadavia`, 32, is the
+# longest alias); longer text is no zone, and never reaches the file system, where a long
+# name is `OSError: File name too long` (issue 17).
+MAX_ZONE_LENGTH = 64
+
+
 def valid_zone(name: str) -> bool:
+    if not name or len(name) > MAX_ZONE_LENGTH:
+        return False
     try:
         zone(name)
         return True
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         return False

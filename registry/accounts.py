@@ -23,8 +23,10 @@ several integrators. `resolve` is how the ledger turns an integrator's account i
 platform account, creating an individual on first sight, race-free.
 
 Balances are computed, never stored: the ledger's entries whose `account` is the
-platform account id (as text) of any account in the subtree, summed by one statement (a
-recursive CTE joined to credit_entries), so they cannot disagree with the entries.
+platform account id (as text) of any account in the subtree, net of their reversals,
+summed by one statement (a recursive CTE joined to credit_entries and reversals), so they
+cannot disagree with the entries. `balances()` is the only computation of a balance:
+the API's /balance and /wallet, the account page, redemption and reversal use it.
 
 Every change appends to the audit chain in the same transaction. Permissions are the
 predicates of users.py (can_create_account, can_view_account, can_change_account,
@@ -43,7 +45,7 @@ from . import audit, bulk, users
 from .errors import Conflict, Invalid, InvalidTransition, NotFound
 from .models import (ACCOUNT_DOMAINS, ACCOUNT_KINDS, ACCOUNT_STATUSES, ACTIVE, CLOSED, FROZEN,
                      INDIVIDUAL, INTEGRATOR, PARENT_KINDS, REGION, Account, AccountIdentity,
-                     CreditEntry, User, utcnow)
+                     CreditEntry, Redemption, RetirementPart, Reversal, User, utcnow)
 from .users import require
 
 MAX_EXTERNAL_ID = 200
@@ -202,66 +204,123 @@ def ancestors(session: Session, account_id: int) -> list[Account]:
 # ---------------------------------------------------------------- balances
 @dataclass
 class Totals:
-    reduction_mg: int = 0
-    points: int = 0  # points with bonuses
-    entries: int = 0
+    """What the entries gave, what reversals took back of them, and the difference."""
+
+    reduction_mg: int = 0  # net: credited - reversed
+    points: int = 0  # net, points with bonuses
+    entries: int = 0  # every entry, reversed ones too
+    credited_mg: int = 0
+    credited_points: int = 0
+    reversed_mg: int = 0
+    reversed_points: int = 0
+    reversed_entries: int = 0
     by_methodology: dict[str, dict[str, int]] = field(default_factory=dict)
 
-    def add(self, methodology_id: str, entries: int, reduction_mg: int, points: int) -> None:
-        self.entries += entries
-        self.reduction_mg += reduction_mg
-        self.points += points
-        row = self.by_methodology.setdefault(methodology_id,
-                                             {"reduction_mg": 0, "points": 0, "entries": 0})
-        row["entries"] += entries
-        row["reduction_mg"] += reduction_mg
-        row["points"] += points
+    def add(self, methodology_id: str, entries: int, reduction_mg: int, points: int,
+            reversed_entries: int = 0, reversed_mg: int = 0, reversed_points: int = 0) -> None:
+        row = self.by_methodology.setdefault(methodology_id, dict.fromkeys(
+            ("reduction_mg", "points", "entries", "credited_mg", "credited_points",
+             "reversed_mg", "reversed_points", "reversed_entries"), 0))
+        for target in (self.__dict__, row):
+            target["entries"] += entries
+            target["credited_mg"] += reduction_mg
+            target["credited_points"] += points
+            target["reversed_entries"] += reversed_entries
+            target["reversed_mg"] += reversed_mg
+            target["reversed_points"] += reversed_points
+            target["reduction_mg"] += reduction_mg - reversed_mg
+            target["points"] += points - reversed_points
 
     def to_dict(self) -> dict:
         return {"reduction_mg": self.reduction_mg, "reduction_kg": self.reduction_mg / 1_000_000,
                 "points": self.points, "entries": self.entries,
+                "credited_mg": self.credited_mg, "credited_points": self.credited_points,
+                "reversed_mg": self.reversed_mg, "reversed_points": self.reversed_points,
+                "reversed_entries": self.reversed_entries,
                 "by_methodology": {k: {**v, "reduction_kg": v["reduction_mg"] / 1_000_000}
                                    for k, v in sorted(self.by_methodology.items())}}
 
 
 @dataclass
 class Balances:
+    """An account's balances, the one computation behind every balance shown (the API's
+    /balance and /wallet, the account page, redemption and reversal checks)."""
+
     account_id: int
-    own: Totals  # the account's own entries
-    subtree: Totals  # the account's and every account's below it
+    own: Totals  # the account's own entries, net of their reversals
+    subtree: Totals  # the account's and every account's below it (own only: see balances())
+    redeemed_points: int = 0  # the account's own redemptions
+    retirable_mg: int = 0  # the grams the account can still retire (its own credits)
+
+    @property
+    def points_balance(self) -> int:
+        """What the account may spend: its own net points less what it redeemed. Not
+        rolled up: a region does not spend its residents' points."""
+        return self.own.points - self.redeemed_points
 
     def to_dict(self) -> dict:
         return {"account": self.account_id, "own": self.own.to_dict(),
-                "subtree": self.subtree.to_dict()}
+                "subtree": self.subtree.to_dict(), "redeemed_points": self.redeemed_points,
+                "points_balance": self.points_balance, "retirable_mg": self.retirable_mg}
 
 
-def balance_statement(account_id: int):
-    """The one statement of balances(): (methodology, own?, entries, mg, points) rows."""
+def balance_statement(account_id: int, subtree: bool = True):
+    """The one statement of balances(): (methodology, own?, entries, mg, points, reversed
+    entries, reversed mg, reversed points) rows. Each entry is joined to its reversal (at
+    most one: UNIQUE entry_id)."""
     entries = CreditEntry.__table__
-    tree = _subtree(account_id)
+    reversals = Reversal.__table__
     own = (entries.c.account == str(account_id)).label("own")
-    return (select(entries.c.methodology_id, own, func.count(),
-                   func.coalesce(func.sum(entries.c.reduction_mg), 0),
-                   func.coalesce(func.sum(entries.c.points + entries.c.bonus), 0))
-            .select_from(entries.join(tree, entries.c.account == cast(tree.c.id, String)))
-            .group_by(entries.c.methodology_id, own))
+    columns = (entries.c.methodology_id, own, func.count(),
+               func.coalesce(func.sum(entries.c.reduction_mg), 0),
+               func.coalesce(func.sum(entries.c.points + entries.c.bonus), 0),
+               func.count(reversals.c.id),
+               func.coalesce(func.sum(reversals.c.reduction_mg), 0),
+               func.coalesce(func.sum(reversals.c.points + reversals.c.bonus), 0))
+    joined = entries.outerjoin(reversals, reversals.c.entry_id == entries.c.id)
+    if subtree:
+        tree = _subtree(account_id)
+        joined = joined.join(tree, entries.c.account == cast(tree.c.id, String))
+        query = select(*columns).select_from(joined)
+    else:
+        query = select(*columns).select_from(joined).where(entries.c.account == str(account_id))
+    return query.group_by(entries.c.methodology_id, own)
 
 
-def balances(session: Session, account_id: int) -> Balances:
-    """The credited totals of the account and of its subtree, per methodology too.
+def remaining_mg():
+    """SQL: each credit's grams still retirable (credited - reversed - retired)."""
+    reversed_mg = (select(Reversal.reduction_mg).where(Reversal.entry_id == CreditEntry.id)
+                   .scalar_subquery())
+    retired_mg = (select(func.coalesce(func.sum(RetirementPart.reduction_mg), 0))
+                  .where(RetirementPart.entry_id == CreditEntry.id).scalar_subquery())
+    return CreditEntry.reduction_mg - func.coalesce(reversed_mg, 0) - retired_mg
 
-    One statement: the subtree's ids (a recursive CTE), joined to credit_entries on
-    `account` = the id as text (the ledger stores str(account.id)), grouped by
-    methodology and by whether the entry is the account's own. No loop per account, so a
-    region with a million accounts below it costs one scan of each table at most.
-    """
+
+def balances(session: Session, account_id: int, *, subtree: bool = True,
+             retirable: bool = True) -> Balances:
+    """The totals of the account and of its subtree, net of reversals, per methodology
+    too; its redeemed points and points balance; the grams it can retire.
+
+    One statement for the totals: the subtree's ids (a recursive CTE), joined to
+    credit_entries on `account` = the id as text (the ledger stores str(account.id)) and
+    to reversals on the entry, grouped by methodology and by whether the entry is the
+    account's own. No loop per account, so a region with a million accounts below it
+    costs one scan of each table at most. `subtree=False`: the account's own only (the
+    subtree totals are then its own), for checks under the account's lock."""
     get(session, account_id)
-    rows = session.execute(balance_statement(account_id)).all()
+    rows = session.execute(balance_statement(account_id, subtree)).all()
     result = Balances(account_id, Totals(), Totals())
-    for methodology_id, is_own, count, mg, points in rows:
-        result.subtree.add(methodology_id, int(count), int(mg), int(points))
+    for methodology_id, is_own, count, mg, points, r_count, r_mg, r_points in rows:
+        numbers = (int(count), int(mg), int(points), int(r_count), int(r_mg), int(r_points))
+        result.subtree.add(methodology_id, *numbers)
         if is_own:
-            result.own.add(methodology_id, int(count), int(mg), int(points))
+            result.own.add(methodology_id, *numbers)
+    result.redeemed_points = int(session.scalar(
+        select(func.coalesce(func.sum(Redemption.points), 0)).where(Redemption.account_id == account_id)))
+    if retirable:
+        left = remaining_mg()
+        result.retirable_mg = int(session.scalar(select(func.coalesce(func.sum(left), 0)).where(
+            CreditEntry.account == str(account_id), left > 0)))
     return result
 
 

@@ -28,8 +28,10 @@ stores the new state in the same transaction. The accounts' state rows are locke
 (in account order, so that two requests never wait for each other in a circle):
 PostgreSQL `SELECT ... FOR UPDATE`; SQLite has one writer at a time (BEGIN IMMEDIATE).
 So concurrent requests for the same accounts are judged one after the other, and a cap is
-never exceeded. A record already credited is not judged again; sent again with other
-values it is a conflict, named with the fields that differ.
+never exceeded. Then the record ids are locked (PostgreSQL advisory locks, `_lock_records`),
+so two requests crediting one record id to two accounts are judged one after the other
+too. A record already credited is not judged again; sent again with other values it is a
+conflict, named with the fields that differ.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ from engine import cross_record
 from engine.result import MethodologyRef, Result
 from engine.state import AccountState
 
-from . import accounts, audit, bulk, users
+from . import accounts, audit, bulk, precedence, reversals, users
 from .errors import Conflict, Invalid, InvalidTransition, NotFound
 from .models import (ACTIVE, CREDIT_STATUSES, PUBLISHED, SUPERSEDED, CreditBatch, CreditEntry,
                      MethodologyVersion, RuleState, utcnow)
@@ -183,6 +185,7 @@ def credit(session: Session, actor, ref: MethodologyRef, results: Sequence[Resul
     conflicts: dict[str, list[str]] = {}
     judged: dict[str, Result] = {}
     created: list = []
+    across = precedence.Found()
     present: dict[str, CreditEntry] = {}
     if engine is not None:
         # each integrator's account id -> its platform account, which the rules and the
@@ -193,11 +196,23 @@ def credit(session: Session, actor, ref: MethodologyRef, results: Sequence[Resul
         chosen = {record_id: replace(r, account=str(platform[r.account][0]))
                   for record_id, r in chosen.items()}
         shut = {str(a): status for a, status in platform.values() if status != ACTIVE}
+        # methodologies covering the same activity with a `precedes` order between them
+        # (registry/precedence.py): their credits of these accounts are judged one after
+        # the other, the accounts' rows locked before the states (as reversals lock them)
+        meta = engine.methodology.metadata
+        related = precedence.relations(session, ref.id, meta.covers, meta.precedes) if chosen else []
+        if related:
+            precedence.lock_accounts(session, [r.account for r in chosen.values()])
         # the accounts' states first: a concurrent request for them waits here until
         # ours commits, and then sees our entries and our state
         rules = engine.rules
         states = (_lock_states(session, rules, ref.id, sorted({r.account for r in chosen.values()}), now)
                   if rules.has_cross_record_rules and chosen else None)
+        # the record ids locked (after every account and state lock, in one order), so
+        # that of two requests crediting one record id to two accounts the second waits,
+        # finds the first's entry below, and answers a conflict: its account's state never
+        # counts a record it did not credit
+        _lock_records(session, actor.id, ref.id, chosen)
         # records credited before are not judged again; the others are, after the state
         present = {e.record_id: e for e in _entries(session, actor.id, ref.id, sorted(chosen))}
         for record_id, entry in present.items():
@@ -209,6 +224,14 @@ def credit(session: Session, actor, ref: MethodologyRef, results: Sequence[Resul
             if r.account in shut:
                 r.status, r.code = "rejected", f"ACCOUNT_{shut[r.account].upper()}"
                 r.message = f"the account is {shut[r.account]}: it receives no credits"
+                r.reduction_mg = r.points = 0
+        # the same activity credited under a related methodology: before the rules judge,
+        # so that a record not credited leaves nothing in the state
+        across = precedence.find(session, related, [r for r in fresh if r.status in CREDIT_STATUSES],
+                                 records or {}, _us_to_datetime)
+        for r in fresh:
+            if r.id in across.blocked:
+                r.status, (r.code, r.message) = "duplicate", across.blocked[r.id]
                 r.reduction_mg = r.points = 0
         cross_record.apply(fresh, rules, engine.recompute_points, state=states)
         if states is not None:
@@ -235,6 +258,16 @@ def credit(session: Session, actor, ref: MethodologyRef, results: Sequence[Resul
     # (not inserted here, yet not read then; usually none, so no query).
     new = [_entry(id=inserted[row["record_id"]], **row) for row in rows
            if row["record_id"] in inserted]
+    # a credit under a methodology this one precedes, of an activity just credited here,
+    # is reversed (after our entries, so the points balance counts them)
+    displaced = []
+    if engine is not None and across.displaces:
+        for entry in new:
+            for other in across.displaces.get(entry.record_id, ()):
+                reversals.reverse(session, None, other, reason=(
+                    f"preceded: the same activity was credited under {ref.id} "
+                    f"(record {entry.record_id}, entry {entry.id}), which takes precedence"))
+                displaced.append(other)
     raced = [record_id for record_id in chosen if record_id not in inserted and record_id not in present]
     present_entries = sorted([*present.values(), *_entries(session, actor.id, ref.id, raced)],
                              key=lambda e: e.record_id)
@@ -245,7 +278,8 @@ def credit(session: Session, actor, ref: MethodologyRef, results: Sequence[Resul
         "reduction_mg": sum(e.reduction_mg for e in new),
         "points": sum(e.points + e.bonus for e in new),
         "entries_digest": audit.ledger_digest(new),
-        **({"accounts_created": created} if created else {})})
+        **({"accounts_created": created} if created else {}),
+        **({"reversed_preceded": displaced} if displaced else {})})
     return CreditOutcome(batch_id, key, False, new, present_entries, skipped, conflicts, judged)
 
 
@@ -259,6 +293,29 @@ def _entry(**values) -> CreditEntry:
 
 
 _NEW_ENTRY = CreditEntry._sa_class_manager.new_instance
+
+
+# pg_advisory_xact_lock(namespace, key) for record ids: the two-int key space, apart from
+# the one-bigint keys of the audit chain and the hierarchy; 'tnpr' as a 32-bit int
+_PG_RECORD_NAMESPACE = 0x746E7072
+_PG_LOCK_RECORDS = ("SELECT pg_advisory_xact_lock(%(ns)s, k) FROM "
+                    "(SELECT DISTINCT unnest(%(keys)b::int4[]) AS k ORDER BY k) AS t")
+
+
+def _lock_records(session: Session, integrator_id: int, methodology_id: str,
+                  chosen: dict[str, Result]) -> None:
+    """Transaction locks on the integrator's record ids (PostgreSQL; SQLite has one writer).
+    Keys are 32-bit hashes: two ids sharing one only wait for each other. Taken after the
+    accounts' and states' locks, in key order in one statement: a holder of record locks
+    waits for no lock that a credit takes before its record locks, so no cycle of waits
+    forms (a reversal of a preceded credit waits for that methodology's state row, which
+    its credits take only after the account rows this credit holds: registry/precedence.py)."""
+    if not chosen or not bulk.is_postgresql(session):
+        return
+    keys = sorted({int.from_bytes(hashlib.blake2b(
+        f"{integrator_id}\x1f{methodology_id}\x1f{record_id}".encode("utf-8"), digest_size=4).digest(),
+        "big", signed=True) for record_id in chosen})
+    session.connection().exec_driver_sql(_PG_LOCK_RECORDS, {"ns": _PG_RECORD_NAMESPACE, "keys": keys})
 
 
 def _lock_states(session: Session, rules, methodology_id: str, accounts: list[str],

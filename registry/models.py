@@ -274,6 +274,28 @@ class MethodologyVersion(Base):
         return f"<MethodologyVersion {self.methodology_id} {self.version} {self.state}>"
 
 
+class ReviewRound(Base):
+    """One review round of a version, with the quorum rule it was opened under: the rule
+    is fixed when the round opens, so that changing the committee's quorum during a
+    review applies to the next round only (issue 15). A round's row is written once, when
+    it opens, and never changed: a new content hash opens a new round."""
+
+    __tablename__ = "review_rounds"
+    __table_args__ = (
+        CheckConstraint("min_votes >= 1", name="min_votes"),
+        CheckConstraint("approval_numerator >= 1 AND approval_numerator <= approval_denominator",
+                        name="approval_share"),
+    )
+
+    version_id: Mapped[int] = mapped_column(ForeignKey("methodology_versions.id"), primary_key=True)
+    review_round: Mapped[int] = mapped_column(Integer, primary_key=True)
+    min_votes: Mapped[int] = mapped_column(Integer)
+    approval_numerator: Mapped[int] = mapped_column(Integer)
+    approval_denominator: Mapped[int] = mapped_column(Integer)
+    opened_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    opened_by: Mapped[Optional[int]] = mapped_column(ForeignKey("users.id"))
+
+
 class Vote(Base):
     """One member's vote in one review round, on the content hash they reviewed.
 

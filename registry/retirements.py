@@ -39,13 +39,14 @@ import json
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from typing import Optional
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from . import accounts, audit, users
 from .errors import Conflict, Invalid, InvalidTransition, NotFound
-from .models import ACTIVE, CreditEntry, Retirement, RetirementPart, Reversal, utcnow
+from .models import ACTIVE, CreditEntry, Retirement, RetirementPart, utcnow
 from .rewards import lock_account, text
 
 MAX_PURPOSE = 2000
@@ -83,20 +84,9 @@ def _time(value) -> str:
     return value.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-def _remaining():
-    """SQL: each credit's grams still retirable (credited - reversed - retired)."""
-    reversed_mg = (select(Reversal.reduction_mg).where(Reversal.entry_id == CreditEntry.id)
-                   .scalar_subquery())
-    retired_mg = (select(func.coalesce(func.sum(RetirementPart.reduction_mg), 0))
-                  .where(RetirementPart.entry_id == CreditEntry.id).scalar_subquery())
-    return CreditEntry.reduction_mg - func.coalesce(reversed_mg, 0) - retired_mg
-
-
 def retirable_mg(session: Session, account_id: int) -> int:
-    """The grams (mg) the account can still retire."""
-    left = _remaining()
-    return int(session.scalar(select(func.coalesce(func.sum(left), 0)).where(
-        CreditEntry.account == str(account_id), left > 0)))
+    """The grams (mg) the account can still retire (accounts.balances computes it)."""
+    return accounts.balances(session, account_id, subtree=False).retirable_mg
 
 
 def retire(session: Session, actor, account_id: int, reduction_mg: int, purpose: str,
@@ -112,7 +102,7 @@ def retire(session: Session, actor, account_id: int, reduction_mg: int, purpose:
     account = lock_account(session, account_id)
     if account.status != ACTIVE:
         raise InvalidTransition(f"account {account.id} is {account.status}: it retires nothing")
-    left = _remaining().label("left")
+    left = accounts.remaining_mg().label("left")
     parts: list[tuple[int, int]] = []
     needed = reduction_mg
     rows = session.execute(select(CreditEntry.id, left).where(
@@ -201,3 +191,17 @@ def certificate(session: Session, retirement_id: str) -> Certificate:
 def retirements_of(session: Session, account_id: int, limit: int = 100) -> list[Retirement]:
     return list(session.scalars(select(Retirement).where(Retirement.account_id == account_id)
                                 .order_by(Retirement.created_at.desc()).limit(limit)))
+
+
+def list_retirements(session: Session, *, account_id: Optional[int] = None, page: int = 1,
+                     per_page: int = 50) -> tuple[list[Retirement], int]:
+    """Retirements, newest first (one account's, or all), a page at a time."""
+    query = select(Retirement)
+    count = select(func.count()).select_from(Retirement)
+    if account_id is not None:
+        query = query.where(Retirement.account_id == account_id)
+        count = count.where(Retirement.account_id == account_id)
+    total = int(session.scalar(count))
+    items = list(session.scalars(query.order_by(Retirement.created_at.desc(), Retirement.id)
+                                 .offset((page - 1) * per_page).limit(per_page)))
+    return items, total

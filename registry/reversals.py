@@ -213,3 +213,18 @@ def reversed_totals(session: Session, account: str) -> dict[str, int]:
                                  func.coalesce(func.sum(Reversal.points + Reversal.bonus), 0))
                           .where(Reversal.account == account)).one()
     return {"reduction_mg": int(row[0]), "points": int(row[1])}
+
+
+def list_reversals(session: Session, *, account_id: Optional[int] = None, page: int = 1,
+                   per_page: int = 50) -> tuple[list[tuple[Reversal, CreditEntry]], int]:
+    """Reversals, newest first, with their credits (one account's, or all), a page at a
+    time (offset: the list only grows at its head, and an administrator reads it)."""
+    query = select(Reversal, CreditEntry).join(CreditEntry, CreditEntry.id == Reversal.entry_id)
+    count = select(func.count()).select_from(Reversal)
+    if account_id is not None:
+        query = query.where(Reversal.account == str(account_id))
+        count = count.where(Reversal.account == str(account_id))
+    total = int(session.scalar(count))
+    rows = session.execute(query.order_by(Reversal.id.desc())
+                           .offset((page - 1) * per_page).limit(per_page)).all()
+    return [(r, e) for r, e in rows], total

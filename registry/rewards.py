@@ -45,8 +45,8 @@ from engine.cross_record import period_of
 
 from . import accounts, audit, users
 from .errors import Conflict, Invalid, InvalidTransition, NotFound
-from .models import (ACTIVE, ADMINISTRATOR, REWARD_PERIODS, Account, CreditEntry, Redemption,
-                     Reversal, Reward, User, utcnow)
+from .models import (ACTIVE, ADMINISTRATOR, REWARD_PERIODS, Account, Redemption, Reward, User,
+                     utcnow)
 from .users import require
 
 MAX_KEY = 200
@@ -98,17 +98,12 @@ class Points:
 
 
 def points_of(session: Session, account_id: int) -> Points:
-    """The account's points, by three sums (its own entries: the balance of what one
-    person may spend, not rolled up the hierarchy). Under the account's lock the result
-    cannot be lowered by anyone else before the transaction ends."""
-    key = str(account_id)
-    credited = session.scalar(select(func.coalesce(func.sum(CreditEntry.points + CreditEntry.bonus), 0))
-                              .where(CreditEntry.account == key))
-    redeemed = session.scalar(select(func.coalesce(func.sum(Redemption.points), 0))
-                              .where(Redemption.account_id == account_id))
-    reversed_ = session.scalar(select(func.coalesce(func.sum(Reversal.points + Reversal.bonus), 0))
-                               .where(Reversal.account == key))
-    return Points(int(credited), int(redeemed), int(reversed_))
+    """The account's points, from accounts.balances (its own entries net of reversals,
+    less its redemptions: the balance of what one person may spend, not rolled up the
+    hierarchy). Under the account's lock the result cannot be lowered by anyone else
+    before the transaction ends."""
+    found = accounts.balances(session, account_id, subtree=False, retirable=False)
+    return Points(found.own.credited_points, found.redeemed_points, found.own.reversed_points)
 
 
 # ---------------------------------------------------------------- the catalogue

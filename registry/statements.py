@@ -91,7 +91,11 @@ def parse_time(value: Optional[str], zone: str = DEFAULT_TIMEZONE,
         raise Invalid(f"{what}: an ISO date (YYYY-MM-DD) or datetime, not {value!r}") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=zone_of(zone))
-    return moment.astimezone(dt.timezone.utc)
+    try:
+        return moment.astimezone(dt.timezone.utc)
+    except OverflowError:  # the first or last day a date can name, in a zone ahead or behind
+        return (dt.datetime.min if moment.year == 1 else dt.datetime.max).replace(
+            tzinfo=dt.timezone.utc)
 
 
 def _limit(limit: int) -> int:

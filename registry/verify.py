@@ -48,10 +48,7 @@ What is recomputed, and against what:
 
 4. **The audit chain** verifies (registry.audit.verify).
 
-What this cannot replay, and reports as a difference when it happens: a record credited
-by two concurrent requests under one record id with two different accounts (each judged
-it against its own account's state, one wrote it: the other account's state counts a
-record without an entry). An entry without its record (written before records were
+What this cannot replay: an entry without its record (written before records were
 kept) cannot be recomputed: it is counted in `unverifiable`, and its account's later
 credits are not judged (their state is unknown). The parts of another version's rules
 are kept in the state (engine/state.py, `others`), so records of two versions
@@ -166,6 +163,15 @@ def _balances(session: Session, chosen: set[str], report: Report) -> None:
                    func.sum(CreditEntry.bonus))
             .group_by(CreditEntry.account, CreditEntry.methodology_id)):
         own[account][methodology] = [int(n), int(mg or 0), int(points or 0) + int(bonus or 0)]
+    # balances are net of reversals: each reversal's amounts, summed on their own (the
+    # reversal's copy of them, not the entry's) and taken off its entry's account
+    for account, methodology, mg, points in session.execute(
+            select(Reversal.account, CreditEntry.methodology_id, Reversal.reduction_mg,
+                   Reversal.points + Reversal.bonus)
+            .join(CreditEntry, CreditEntry.id == Reversal.entry_id)):
+        row = own[account].setdefault(methodology, [0, 0, 0])
+        row[1] -= int(mg)
+        row[2] -= int(points)
     children: dict[int, list[int]] = defaultdict(list)
     ids = []
     for account_id, parent_id in session.execute(select(Account.id, Account.parent_id)):

@@ -18,9 +18,20 @@ version's content.
 Review: opening a review starts a new review round; each committee member votes once per
 round, on the content hash in review. Changing the content (a new content hash) during
 review, or after approval, starts a new round: earlier votes no longer count. The quorum
-(committee.min_votes votes that are not abstentions, of which the committee's share
-approve) must be met to approve and again to publish; the publication record binds the
-counted votes to the published content hash.
+(min_votes votes that are not abstentions, of which the share approve) must be met to
+approve and again to publish; the publication record binds the counted votes to the
+published content hash. Its integrity (issue 15; `quorum()` decides, the UI asks it):
+
+- the quorum rule is the committee's when the round opens (`review_rounds`): a change of
+  the committee's quorum applies to the next round;
+- a vote counts only while its voter may vote on it (a member of the committee with the
+  committee member role, not the author): at the time of voting (`vote` refuses others)
+  and when the round is approved or published (`quorum` leaves out the votes of people
+  removed from the committee or who lost the role since);
+- approval needs at least two approving people (the author never votes);
+- whoever changed the committee's rules (its quorum or members) during the round cannot
+  be its only approvers: at least one approving voter did not;
+- `quorum().reachable` says whether the members who have not voted can still meet it.
 """
 
 from __future__ import annotations
@@ -34,7 +45,7 @@ from typing import Callable, Optional
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from dsl.zones import DEFAULT_TIMEZONE, zone
 
@@ -44,8 +55,8 @@ from .errors import (Conflict, Invalid, InvalidTransition, NotFound, QuorumNotMe
 from .models import (ABSTAIN, APPROVE, APPROVED, CHANGES_REQUESTED, DECISIONS, DRAFT,
                      FROZEN_STATES, IN_REVIEW, PUBLISHED, REJECT, REJECTED, REQUEST_CHANGES,
                      RESUBMITTED, RETIRED, SUBMITTED, SUPERSEDED, SUSPENDED, Comment, Committee,
-                     Methodology, MethodologyVersion, Publication, PublicationVote, User, Vote,
-                     utcnow)
+                     Methodology, MethodologyVersion, Publication, PublicationVote, ReviewRound,
+                     User, Vote, utcnow)
 from .users import Decision, require
 
 # ---------------------------------------------------------------- transitions
@@ -110,6 +121,28 @@ def can(actor: Optional[User], version: MethodologyVersion, action: str) -> Deci
     return decision
 
 
+def may(session: Session, actor: Optional[User], version: MethodologyVersion, action: str) -> Decision:
+    """Whether `actor` may do `action` to `version` now, as the server will decide it: the
+    transition's rule (`can`), and for approve and publish the quorum (`quorum`), and for
+    publish an earlier version that is not published already. The UI offers an action
+    only when this allows it (issue 15: never offer what the server refuses)."""
+    decision = can(actor, version, action)
+    if not decision or action not in ("approve", "publish"):
+        return decision
+    session = session or object_session(version)
+    status = quorum(session, version)
+    if not status.met:
+        return users.deny(status.explanation)
+    if action == "publish":
+        for other in session.scalars(select(MethodologyVersion).where(
+                MethodologyVersion.methodology_id == version.methodology_id,
+                MethodologyVersion.state.in_(FROZEN_STATES), MethodologyVersion.id != version.id)):
+            if other.semver >= version.semver:
+                return users.deny(f"{other.version} is already published: {version.version} "
+                                  "cannot follow it")
+    return decision
+
+
 def _check(actor: Optional[User], version: MethodologyVersion, action: str) -> Transition:
     transition = TRANSITIONS[action]
     require(transition.who(actor, version))
@@ -155,6 +188,7 @@ class SourceCheck:
     diagnostics: list[dict]
     example_results: list[dict]
     problems: list[str] = field(default_factory=list)
+    effective_from: Optional[dt.date] = None  # the source's `effective from`
 
     @property
     def ok(self) -> bool:
@@ -183,6 +217,7 @@ def _check_source(source: str, methodology_id: str, version: str) -> SourceCheck
         return check
     meta = compiled.methodology.metadata
     check.timezone = meta.timezone
+    check.effective_from = meta.effective_from
     if meta.id != methodology_id:
         check.problems.append(f"the source declares methodology {meta.id}, not {methodology_id}")
     if meta.version != version:
@@ -291,7 +326,8 @@ def committee_by_domain(session: Session, domain: str) -> Committee:
 
 def set_quorum(session: Session, actor: User | int, committee: Committee | int, *,
                min_votes: int, approval_share: tuple[int, int]) -> Committee:
-    """Changes the quorum rule; it applies to every decision taken from now on."""
+    """Changes the quorum rule; it applies to the review rounds opened from now on (a
+    round keeps the rule it was opened under)."""
     actor = users.actor_in(session, actor)
     require(users.can_manage_committees(actor))
     committee = _committee(session, committee)
@@ -409,7 +445,7 @@ def revise(session: Session, actor: User | int, version_id: int, source: str) ->
     _store_check(version, check)
     reset = version.state in (IN_REVIEW, APPROVED) and check.content_hash != old_hash
     if reset:
-        version.review_round += 1
+        _new_round(session, actor, version)
     version.updated_at = utcnow()
     session.flush()
     audit.append(session, actor, "version.revise", "methodology_version", version.id, {
@@ -448,12 +484,24 @@ def resubmit(session: Session, actor: User | int, version_id: int) -> Methodolog
     return _submit(session, actor, version_id, "resubmit", RESUBMITTED)
 
 
+def _new_round(session: Session, actor: Optional[User], version: MethodologyVersion) -> None:
+    """The next review round, under the committee's quorum rule as it is now."""
+    committee = version.methodology.committee
+    version.review_round += 1
+    session.add(ReviewRound(version_id=version.id, review_round=version.review_round,
+                            min_votes=committee.min_votes,
+                            approval_numerator=committee.approval_numerator,
+                            approval_denominator=committee.approval_denominator,
+                            opened_at=utcnow(), opened_by=actor.id if actor else None))
+
+
 def open_review(session: Session, actor: User | int, version_id: int) -> MethodologyVersion:
-    """submitted | resubmitted → in_review: a new review round on the current content hash."""
+    """submitted | resubmitted → in_review: a new review round on the current content hash,
+    under the committee's quorum rule as it is now."""
     actor = users.actor_in(session, actor)
     version = get_version(session, version_id, lock=True)
     _check(actor, version, "open_review")
-    version.review_round += 1
+    _new_round(session, actor, version)
     _move(session, actor, version, "open_review", IN_REVIEW)
     return version
 
@@ -555,10 +603,14 @@ def comment(session: Session, actor: User | int, version_id: int, body: str) -> 
     return row
 
 
+MIN_APPROVERS = 2  # approving people, the author never among them
+RULE_CHANGES = ("committee.set_quorum", "committee.add_member", "committee.remove_member")
+
+
 @dataclass
 class Quorum:
     met: bool
-    counted: int  # votes that are not abstentions
+    counted: int  # votes that are not abstentions, of voters who may still vote
     approvals: int
     changes_requested: int
     rejections: int
@@ -569,46 +621,99 @@ class Quorum:
     denominator: int
     review_round: int
     content_hash: Optional[str]
-    votes: list[Vote] = field(default_factory=list)  # all of this round, abstentions too
+    votes: list[Vote] = field(default_factory=list)  # counted, abstentions too
+    # votes of this round that no longer count, with why (voter removed, role lost)
+    discounted: list[tuple[Vote, str]] = field(default_factory=list)
+    rule_changers: list[int] = field(default_factory=list)  # changed the committee's rules in the round
+    waiting: list[int] = field(default_factory=list)  # members who may still vote
+    problems: list[str] = field(default_factory=list)  # why it is not met
+    reachable: bool = True  # the members who have not voted can still meet it
 
     @property
     def explanation(self) -> str:
-        rule = f"needs {self.min_votes} votes with {self.numerator}/{self.denominator} approving"
+        rule = (f"needs {self.min_votes} votes with {self.numerator}/{self.denominator} approving, "
+                f"from at least {MIN_APPROVERS} people")
         have = (f"{self.counted} vote(s), {self.approvals} approving"
-                + (f", {self.abstentions} abstention(s)" if self.abstentions else ""))
-        return f"quorum {'met' if self.met else 'not met'}: {have}; {rule}"
+                + (f", {self.abstentions} abstention(s)" if self.abstentions else "")
+                + (f", {len(self.discounted)} no longer counted" if self.discounted else ""))
+        why = f" ({'; '.join(self.problems)})" if self.problems and not self.met else ""
+        return f"quorum {'met' if self.met else 'not met'}: {have}; {rule}{why}"
 
     def summary(self) -> dict:
         return {"met": self.met, "counted": self.counted, "approvals": self.approvals,
                 "changes_requested": self.changes_requested, "rejections": self.rejections,
                 "abstentions": self.abstentions, "min_votes": self.min_votes,
                 "approval_share": [self.numerator, self.denominator],
-                "review_round": self.review_round}
+                "review_round": self.review_round,
+                "discounted": [v.id for v, _ in self.discounted],
+                "rule_changers": self.rule_changers}
+
+
+def _shortfalls(counted: int, approvals: int, approvers: set[int], changers: set[int],
+                min_votes: int, numerator: int, denominator: int) -> list[str]:
+    """What a round with these votes lacks (nothing: the quorum is met)."""
+    problems = []
+    if counted < min_votes:
+        problems.append(f"{counted} of {min_votes} votes")
+    if approvals * denominator < numerator * counted:
+        problems.append(f"{approvals} of {counted} approve, under {numerator}/{denominator}")
+    if len(approvers) < MIN_APPROVERS:
+        problems.append(f"{len(approvers)} approving people, {MIN_APPROVERS} needed")
+    elif not approvers - changers:
+        problems.append("every approver changed the committee's rules during the round")
+    return problems
+
+
+def round_rule(session: Session, version: MethodologyVersion) -> tuple[int, int, int, Optional[dt.datetime]]:
+    """(min_votes, numerator, denominator, opened_at) of the version's current round: the
+    rule fixed when it opened (the committee's for a round opened before rounds were kept)."""
+    row = session.get(ReviewRound, (version.id, version.review_round))
+    if row is not None:
+        return row.min_votes, row.approval_numerator, row.approval_denominator, row.opened_at
+    committee = version.methodology.committee
+    return committee.min_votes, committee.approval_numerator, committee.approval_denominator, None
 
 
 def quorum(session: Session, version: MethodologyVersion | int) -> Quorum:
-    """The votes of the current round on the current content hash, against the committee's
-    rule: at least min_votes non-abstaining votes, approvals ≥ share × those votes."""
+    """The votes of the current round on the current content hash, of voters who may still
+    vote, against the round's rule (module docstring): at least min_votes non-abstaining
+    votes, approvals ≥ share × those votes, two approving people, not only rule changers."""
     if not isinstance(version, MethodologyVersion):
         version = get_version(session, version)
     committee = version.methodology.committee
-    votes = list(session.scalars(select(Vote).where(
-        Vote.version_id == version.id, Vote.review_round == version.review_round,
-        Vote.content_hash == version.content_hash).order_by(Vote.id)))
+    min_votes, numerator, denominator, opened_at = round_rule(session, version)
+    votes, discounted = [], []
+    for v in session.scalars(select(Vote).where(
+            Vote.version_id == version.id, Vote.review_round == version.review_round,
+            Vote.content_hash == version.content_hash).order_by(Vote.id)):
+        still = users.can_vote(v.voter, version)
+        (votes.append(v) if still else discounted.append((v, still.reason)))
     counted = [v for v in votes if v.decision != ABSTAIN]
-    approvals = sum(v.decision == APPROVE for v in counted)
-    met = (version.review_round > 0 and len(counted) >= committee.min_votes
-           and approvals * committee.approval_denominator
-           >= committee.approval_numerator * len(counted))
+    approvers = {v.voter_id for v in counted if v.decision == APPROVE}
+    changers: set[int] = set()
+    if opened_at is not None:
+        for entry in audit.entries_for(session, "committee", committee.id):
+            if entry.action in RULE_CHANGES and entry.at >= opened_at and entry.actor_id is not None:
+                changers.add(entry.actor_id)
+    voted = {v.voter_id for v in votes} | {v.voter_id for v, _ in discounted}
+    waiting = sorted(m.user_id for m in committee.member_rows
+                     if m.user_id not in voted and users.can_vote(m.user, version))
+    problems = (["no review round has been opened"] if version.review_round == 0 else
+                _shortfalls(len(counted), len(approvers), approvers, changers,
+                            min_votes, numerator, denominator))
+    # the best the round can still do: every member who has not voted approves
+    best = _shortfalls(len(counted) + len(waiting), len(approvers) + len(waiting),
+                       approvers | set(waiting), changers, min_votes, numerator, denominator)
     return Quorum(
-        met=met, counted=len(counted), approvals=approvals,
+        met=not problems, counted=len(counted), approvals=len(approvers),
         changes_requested=sum(v.decision == REQUEST_CHANGES for v in counted),
         rejections=sum(v.decision == REJECT for v in counted),
         abstentions=len(votes) - len(counted),
         conflicts=sum(v.conflict_of_interest for v in votes),
-        min_votes=committee.min_votes, numerator=committee.approval_numerator,
-        denominator=committee.approval_denominator, review_round=version.review_round,
-        content_hash=version.content_hash, votes=votes)
+        min_votes=min_votes, numerator=numerator, denominator=denominator,
+        review_round=version.review_round, content_hash=version.content_hash, votes=votes,
+        discounted=discounted, rule_changers=sorted(changers), waiting=waiting,
+        problems=problems, reachable=not problems or not best)
 
 
 def approve(session: Session, actor: User | int, version_id: int) -> MethodologyVersion:
@@ -627,11 +732,43 @@ def approve(session: Session, actor: User | int, version_id: int) -> Methodology
 DEFAULT_GRACE_DAYS = 30
 
 
+@dataclass(frozen=True)
+class EffectiveDate:
+    """The date a version is published from by default, and what its source says."""
+
+    default: dt.date
+    written: Optional[dt.date]  # the source's `effective from`
+    earliest: Optional[dt.date]  # the first date allowed (after the versions published before)
+
+    @property
+    def differs(self) -> bool:
+        return self.written is not None and self.default != self.written
+
+
+def effective_date(session: Session, version: MethodologyVersion) -> EffectiveDate:
+    """The publish forms' default, and publish()'s (issue 15: the form defaulted to today
+    and ignored the methodology's own `effective from`): the source's date when it may be
+    used (after the date of every version published before), else the first day it may,
+    but not before today in the methodology's time zone."""
+    written = check_source(version.source, version.methodology_id, version.version).effective_from
+    before = [v.effective_from for v in session.scalars(select(MethodologyVersion).where(
+        MethodologyVersion.methodology_id == version.methodology_id,
+        MethodologyVersion.state.in_(FROZEN_STATES), MethodologyVersion.id != version.id))
+        if v.effective_from is not None]
+    earliest = max(before) + dt.timedelta(days=1) if before else None
+    if written is not None and (earliest is None or written >= earliest):
+        return EffectiveDate(written, written, earliest)
+    default = max(local_today(version), earliest) if earliest else local_today(version)
+    return EffectiveDate(max(default, written) if written else default, written, earliest)
+
+
 def publish(session: Session, actor: User | int, version_id: int, *,
             effective_from: Optional[dt.date] = None,
             grace_days: int = DEFAULT_GRACE_DAYS) -> Publication:
-    """approved → published, effective from `effective_from` (default: today in the
-    methodology's time zone, so a morning publication in Shanghai is not dated yesterday).
+    """approved → published, effective from `effective_from` (default: effective_date(),
+    the source's own `effective from` where it may be used). Never before the source's
+    `effective from`: the methodology itself does not apply before it, so the registry
+    would send it activities its engine refuses (issue 15).
 
     Only an administrator who is not the author, and only when the quorum is still met on
     the approved content hash. The publication record binds the round's votes to that
@@ -646,7 +783,11 @@ def publish(session: Session, actor: User | int, version_id: int, *,
                            + status.explanation)
     if grace_days < 0:
         raise Invalid("a grace period cannot be negative")
-    effective_from = effective_from or local_today(version)
+    dates = effective_date(session, version)
+    effective_from = effective_from or dates.default
+    if dates.written is not None and effective_from < dates.written:
+        raise Invalid(f"{version.version} cannot take effect on {effective_from}: its source says "
+                      f"`effective from {dates.written}`, and it applies to nothing before that")
     earlier = list(session.scalars(select(MethodologyVersion).where(
         MethodologyVersion.methodology_id == version.methodology_id,
         MethodologyVersion.state.in_(FROZEN_STATES), MethodologyVersion.id != version.id)
@@ -804,6 +945,70 @@ def applicable_version(session: Session, methodology_id: str,
     return Applicability(None, f"{v.version} was superseded by {successor.version} on "
                                f"{takes_effect}; its {v.grace_days}-day grace period for "
                                f"activities before then ended on {grace_end - dt.timedelta(days=1)}")
+
+
+# ---------------------------------------------------------------- which version is current
+IN_FORCE, SCHEDULED, IN_GRACE, ENDED = "in_force", "scheduled", "in_grace", "ended"
+
+
+@dataclass(frozen=True)
+class Standing:
+    """Where a published (or later) version stands today, with its dates (local dates of
+    the methodology's time zone; `until` is the last day, inclusive)."""
+
+    kind: str  # in_force, scheduled, in_grace, ended, suspended, retired
+    since: Optional[dt.date] = None
+    until: Optional[dt.date] = None
+
+
+@dataclass
+class Currency:
+    """Which version of a methodology is current and where every published one stands."""
+
+    current: Optional[MethodologyVersion]  # in force today for today's activities
+    reason: str  # applicable_version's reason for today
+    standing: dict[int, Standing] = field(default_factory=dict)  # version id -> standing
+    today: Optional[dt.date] = None
+
+
+def currency(session: Session, methodology_id: str, *,
+             as_of: Optional[dt.datetime | dt.date] = None) -> Currency:
+    """The one decision of which version is current, for the UI and the API alike (issue
+    15: the page called a version taking effect tomorrow current while the API, by
+    applicable_version, said its predecessor was in force until then).
+
+    The current version is the one applicable_version gives for an activity of today.
+    Every published, superseded, suspended or retired version gets a standing: in force
+    (since its date, until the day before a scheduled successor takes effect), scheduled
+    (from its date), in grace (its successor in force; activities before it accepted
+    until the grace period's last day), ended, suspended or retired."""
+    versions = list(session.scalars(select(MethodologyVersion).where(
+        MethodologyVersion.methodology_id == methodology_id,
+        MethodologyVersion.state.in_(FROZEN_STATES))))
+    now = as_of if as_of is not None else utcnow()
+    applicable = applicable_version(session, methodology_id, now, as_of=now)
+    if not versions:
+        return Currency(None, applicable.reason)
+    today = _local_date(now, _zone(versions[0].timezone))
+    out = Currency(applicable.version, applicable.reason, today=today)
+    later = sorted(versions, key=lambda v: (v.effective_from, v.semver))
+    for i, v in enumerate(later):
+        following = next((w for w in later[i + 1:] if w.state not in (SUSPENDED, RETIRED)), None)
+        ends = following.effective_from - dt.timedelta(days=1) if following else None
+        if v.state in (SUSPENDED, RETIRED):
+            out.standing[v.id] = Standing(v.state, v.effective_from)
+        elif applicable.version is not None and v.id == applicable.version.id:
+            out.standing[v.id] = Standing(IN_FORCE, v.effective_from, ends)
+        elif v.effective_from > today:
+            out.standing[v.id] = Standing(SCHEDULED, v.effective_from, ends)
+        elif v.state == SUPERSEDED and v.superseded_by is not None:
+            takes_effect = v.superseded_by.effective_from
+            last = takes_effect + dt.timedelta(days=v.grace_days or 0) - dt.timedelta(days=1)
+            kind = IN_GRACE if takes_effect <= today <= last else ENDED
+            out.standing[v.id] = Standing(kind, v.effective_from, last if kind == IN_GRACE else ends)
+        else:
+            out.standing[v.id] = Standing(ENDED, v.effective_from, ends)
+    return out
 
 
 # ---------------------------------------------------------------- the review, for the UI

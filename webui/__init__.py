@@ -30,7 +30,7 @@ from typing import Any, Mapping, Optional, Union
 
 from flask import Flask, url_for
 from werkzeug.middleware.proxy_fix import ProxyFix
-from werkzeug.routing import BuildError
+from werkzeug.routing import BuildError, IntegerConverter
 
 from registry.db import Database
 from registry.settings import Settings
@@ -72,6 +72,8 @@ def _config(settings: Union[Settings, Mapping[str, Any], None]) -> dict[str, Any
         "MAX_CONTENT_LENGTH": 16 * 1024 * 1024,
         "CATALOGUE_PAGE_SIZE": 20,
         "AUDIT_PAGE_SIZE": 50,
+        # the editor's check runs in a worker process stopped after this long (issue 17)
+        "EDITOR_CHECK_SECONDS": float(os.environ.get("TANPU_EDITOR_CHECK_SECONDS") or 10),
         "TRUST_PROXY": _flag("TANPU_TRUST_PROXY"),
         # a blueprint that needs more (a CDN, inline scripts) changes it here, not per page
         "CONTENT_SECURITY_POLICY": (
@@ -83,12 +85,21 @@ def _config(settings: Union[Settings, Mapping[str, Any], None]) -> dict[str, Any
     return config
 
 
+class _Id(IntegerConverter):
+    def __init__(self, map, *args, **kwargs):
+        kwargs.setdefault("max", 2 ** 63 - 1)
+        super().__init__(map, *args, **kwargs)
+
+
 def create_app(settings: Union[Settings, Mapping[str, Any], None] = None, *,
                database: Optional[Database] = None) -> Flask:
     """The web application. `settings`: a tanpu Settings, or a mapping of Flask config
     overrides (DATABASE_URL, SECRET_KEY, TESTING, ...); None: from the environment.
     `database`: an existing registry Database to use (else one for DATABASE_URL)."""
     app = Flask(__name__)
+    # `<int:id>` in every route: at most a 64-bit id, so that a larger number is a 404
+    # here rather than an overflow in the database driver (a 500; issue 17)
+    app.url_map.converters["int"] = _Id
     app.config.update(_config(settings))
     if app.config["TRUST_PROXY"]:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)  # type: ignore

@@ -52,6 +52,62 @@ def check(source: str, file: str = "<editor>", *, run_examples: bool = True) -> 
     return out
 
 
+class _Checker:
+    """Checks run in two worker processes, so that one that takes too long is stopped
+    (its process killed) instead of holding a web server thread: the editor checks what
+    an author types, whatever it is (issue 17). The language's own limits (dsl/surface/
+    parse.py: size, line length, tokens) keep every check well under a second; this is
+    the guard behind them, for what they miss."""
+
+    def __init__(self):
+        self._pool = None
+        self._lock = threading.Lock()
+
+    def _current(self):
+        import multiprocessing
+
+        with self._lock:
+            if self._pool is None:  # forkserver: no fork of a process with server threads
+                context = multiprocessing.get_context("forkserver")
+                self._pool = context.Pool(2, maxtasksperchild=500)
+            return self._pool
+
+    def run(self, source: str, file: str, seconds: float) -> Optional[dict]:
+        """check()'s answer, or None when it took more than `seconds` (then the pool is
+        replaced: its processes are killed, and checks running in them answer None)."""
+        import multiprocessing
+
+        pool = self._current()
+        try:
+            return pool.apply_async(check, (source, file)).get(timeout=seconds)
+        except multiprocessing.TimeoutError:
+            with self._lock:
+                if self._pool is pool:
+                    self._pool = None
+            pool.terminate()
+            return None
+        except ValueError:  # the pool was terminated by another check's time-out
+            return None
+
+
+_checker = _Checker()
+
+
+def check_in_time(source: str, file: str, seconds: float) -> dict:
+    """check() in a worker process, stopped after `seconds` with an error that says so."""
+    out = _checker.run(source, file, seconds)
+    if out is not None:
+        return out
+    message = (f"checking took longer than {seconds:g} s and was stopped; "
+               f"shorten the file, or report it if it is short")
+    return {"file": file, "ok": False, "content_hash": None, "id": None, "version": None,
+            "errors": 1, "warnings": 0, "timed_out": True,
+            "diagnostics": [{"code": "TIMEOUT", "severity": "error", "message": message,
+                             "file": file, "line": None, "column": None, "end_line": None,
+                             "end_column": None}],
+            "examples": [], "examples_passed": None}
+
+
 @functools.lru_cache(maxsize=128)
 def _compiled(source: str, file: str):
     return compile_source(source, file)

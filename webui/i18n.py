@@ -103,7 +103,12 @@ def parse_local_date(text: str) -> Optional[dt.date]:
 
 
 def local_day_start(day: dt.date) -> dt.datetime:
-    """The UTC instant a local (Asia/Shanghai) day starts."""
+    """The UTC instant a local (Asia/Shanghai) day starts; the first and the last days
+    a date can name give the earliest and latest instants (not an overflow)."""
+    if day <= dt.date.min + dt.timedelta(days=1):
+        return dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+    if day >= dt.date.max - dt.timedelta(days=1):
+        return dt.datetime.max.replace(tzinfo=dt.timezone.utc)
     return dt.datetime.combine(day, dt.time(), tzinfo=_zone()).astimezone(dt.timezone.utc)
 
 

@@ -115,8 +115,12 @@ def unit_of(token, report: Reporter):
         if error.reason == "offset unit":
             report.report("E0309", token, unit=str(token))
         else:
-            report.report("E0301", token, unit=str(token),
-                          help="units are written like km, kg, g/km, kWh, km/h, L, mile, gallon")
+            text = str(token)
+            shown = text if len(text) <= 60 else text[:60] + "…"
+            long = error.reason.startswith("a unit is at most")
+            report.report("E0301", token, unit=shown,
+                          help=(error.reason + "; " if long else "")
+                          + "units are written like km, kg, g/km, kWh, km/h, L, mile, gallon")
         return None
 
 

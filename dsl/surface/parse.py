@@ -26,8 +26,15 @@ from ..messages import Reporter
 from . import ast
 from .syntax_errors import LABELLED_EXAMPLES
 
+# Limits checked before any expensive step (issue 17), so that checking any input takes
+# well under a second: lark's LALR parser takes about 40 µs a token, and the largest
+# bundled methodology has about 2,300 tokens and 14 kB.
 MAX_DEPTH = 120
-MAX_BYTES = 4 * 1024 * 1024
+MAX_BYTES = 1024 * 1024       # E0003
+MAX_LINE = 10_000             # characters in one line, E0004
+MAX_TOKENS = 10_000           # words, numbers, strings and symbols, comments aside, E0005
+MAX_LINES = 20_000            # lines, E0005
+_ROUGH_TOKEN = re.compile(r'"(?:[^"\\\n]|\\.)*"?|(#[^\n]*)|[^\W\d][\w.]*|\d[\w.+-]*|\S')
 
 _ITEM_START = re.compile(
     r"^[ \t\u3000]*(?:"
@@ -182,8 +189,21 @@ def _expected_text(expected) -> str:
     return "expected " + ", ".join(words[:-1]) + " or " + words[-1]
 
 
+# lark's `accepts` copies the parser's stack once for every terminal: in input nested
+# thousands deep (within the line limit) that took seconds per error. Deeper than this,
+# the error says what LALR's merged state expects, and gets no label.
+_DEEP_STACK = 4 * MAX_DEPTH
+
+
+def _deep(error: UnexpectedInput) -> bool:
+    state = getattr(error, "state", None)
+    return state is not None and len(getattr(state, "state_stack", ())) > _DEEP_STACK
+
+
 def _accepted(error: UnexpectedInput, text: str, start: str) -> set[str]:
     """The tokens the parser would really take here (LALR's merged states list more)."""
+    if _deep(error):
+        return set(getattr(error, "expected", ()) or ())
     try:
         if isinstance(error, UnexpectedToken) and error.interactive_parser is not None:
             return set(error.interactive_parser.accepts())
@@ -205,16 +225,31 @@ def _found_text(token: Token) -> str:
     return f"`{token}`"
 
 
+_LABELS: dict[tuple, str] = {}
+
+
 def _label_for(error: UnexpectedInput, start: str) -> str:
-    """The label of the first known mistake that fails in the same parser state."""
-    if not isinstance(error, UnexpectedToken) or start != "item":
+    """The label of the first known mistake that fails in the same parser state.
+
+    Remembered by what lark's match_examples compares (the parser state, the token, the
+    tokens accepted there): it parses every labelled example, and a file with a thousand
+    broken statements took seconds to check (issue 17)."""
+    if not isinstance(error, UnexpectedToken) or start != "item" or _deep(error):
         return ""
+    state = error.state
+    key = (len(state.state_stack), state.position, error.token.type, str(error.token),
+           frozenset(getattr(error, "accepts", None) or ()))
+    if key in _LABELS:
+        return _LABELS[key]
     parser = _parser()
     try:
-        return error.match_examples(lambda text: parser.parse(text, start="item"),
-                                    LABELLED_EXAMPLES, use_accepts=True) or ""
+        label = error.match_examples(lambda text: parser.parse(text, start="item"),
+                                     LABELLED_EXAMPLES, use_accepts=True) or ""
     except Exception:  # a label is a nicety; never let it hide the error itself
         return ""
+    if len(_LABELS) < 4096:
+        _LABELS[key] = label
+    return label
 
 
 def _report_syntax(report: Reporter, error: UnexpectedInput, text: str, start: str,
@@ -323,6 +358,8 @@ def parse(text: str, file: str, report: Reporter) -> Optional[ParseResult]:
     if size > MAX_BYTES:
         report.report("E0003", _point(1, 1), size=size, limit=MAX_BYTES)
         return None
+    if not _within_limits(text, report):
+        return None
     try:
         tree = _parser().parse(text, start="module")
         if _tree_depth(tree) <= MAX_DEPTH:
@@ -331,6 +368,36 @@ def parse(text: str, file: str, report: Reporter) -> Optional[ParseResult]:
     except UnexpectedInput:
         pass
     return _parse_by_statement(text, report)
+
+
+def _within_limits(text: str, report: Reporter) -> bool:
+    """E0004 on the first line over MAX_LINE characters; E0005 when the file has more than
+    MAX_TOKENS tokens (counted roughly, by a regular expression: it only has to be
+    linear and never below the parser's count by much)."""
+    if len(text) > MAX_LINE:
+        for number, line in enumerate(text.split("\n"), start=1):
+            if len(line) > MAX_LINE:
+                report.report("E0004", _point(number, MAX_LINE + 1), length=len(line),
+                              limit=MAX_LINE, help="break it into several lines; a long text "
+                              "can be split into several strings or `note` lines")
+                return False
+    lines = text.count("\n") + 1
+    if lines > MAX_LINES:
+        report.report("E0005", _point(MAX_LINES + 1, 1), limit=f"{MAX_LINES:,}", what="lines",
+                      help="a methodology this long is several methodologies")
+        return False
+    if len(text) > MAX_TOKENS:
+        count = 0
+        for match in _ROUGH_TOKEN.finditer(text):
+            if match.group(1) is None:
+                count += 1
+                if count > MAX_TOKENS:
+                    report.report("E0005", _point(text.count("\n", 0, match.start()) + 1, 1),
+                                  limit=f"{MAX_TOKENS:,}", what="words, numbers and symbols",
+                                  help="a methodology this long is several "
+                                  "methodologies, or its tables belong in fewer rows")
+                    return False
+    return True
 
 
 def _parse_by_statement(text: str, report: Reporter) -> ParseResult:

@@ -63,7 +63,12 @@ CASES = [
          help="0xff"),
     Case("E0002", "input d: number\n", "input", others=["W0103"]),
     Case("E0002", 'methodolgy t.x "T" version 1.0.0 { }\n' + MINIMAL, "methodolgy"),
-    Case("E0003", "# " + "x" * (4 * 1024 * 1024) + "\n", "#"),
+    Case("E0003", "# " + "x" * (1024 * 1024) + "\n", "#"),
+    # the first line over 10,000 characters, at the first character beyond
+    case("E0004", "# " + "x" * 10_000 + "\n", "# " + "x" * 9_998 + "»x", help="break it"),
+    # more than 20,000 lines: at the first line beyond; more than 10,000 tokens
+    case("E0005", "# c\n" * 20_000, "# c", 20_001 - HEADER.count("\n") - MINIMAL.count("\n")),
+    case("E0005", "let v = distance\n" + "  + distance\n" * 5_000, "  + distance", 4_979),
     # ------------------------------------------------------------ syntax
     case("E0101", "let x = 1 2\n", "2", 4, label="expected"),
     case("E0101", "require distance > 1 km NOT_LONG \"m\"\n", "NOT_LONG",
@@ -252,6 +257,9 @@ CASES = [
 ]
 
 CROSS_FILE = {"W0401"}
+# The checker's own failure: no file may reach it (the fuzz tests assert that), so its
+# test makes the checker fail on purpose (test_a_failure_of_the_checker_is_e9999...).
+INTERNAL = {"E9999"}
 
 
 def _position(c: Case, source: str) -> tuple[int, int]:
@@ -284,7 +292,7 @@ def test_code_at_line_and_column(c: Case):
 
 
 def test_every_code_has_a_row():
-    rows = {c.code for c in CASES} | CROSS_FILE
+    rows = {c.code for c in CASES} | CROSS_FILE | INTERNAL
     assert rows.isdisjoint(NOT_TRIGGERABLE)
     assert rows | set(NOT_TRIGGERABLE) == set(CATALOGUE)
 
@@ -442,3 +450,26 @@ def test_the_clean_files_have_no_diagnostic():
     assert m.metadata.effective_until.isoformat() == "2030-12-31"
     assert m.parameter("per_rider").missing.kind == "reject"
     assert m.parameter("pair_bonus").missing.value == 0.0
+
+
+def test_a_failure_of_the_checker_is_e9999_and_keeps_the_file(monkeypatch, tmp_path):
+    """The checker never raises: its own bug is a diagnostic, and the file and the
+    traceback are kept for a bug report (issue 17). The failure is made on purpose here,
+    since no file may cause one."""
+    import importlib
+
+    from_surface = importlib.import_module("dsl.ir.from_surface")  # (dsl.ir is the IR's ast)
+
+    def broken(*args, **kwargs):
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(from_surface, "lower", broken)
+    monkeypatch.setenv("TANPU_CACHE_DIR", str(tmp_path))
+    compiled = check(SHENZHEN, "sz.tanpu")
+    (error,) = compiled.diagnostics
+    assert error.code == "E9999" and "KeyError" in error.message and not compiled.ok
+    (folder,) = (tmp_path / "crashes").iterdir()
+    assert str(folder) in error.help
+    assert (folder / "input.tanpu").read_text(encoding="utf-8") == SHENZHEN
+    assert "KeyError: 'a bug'" in (folder / "traceback.txt").read_text()
+    compiled.render()  # a diagnostic without a place renders too

@@ -334,7 +334,8 @@ def test_balances_roll_up_the_tree(reg):
         assert (top.own.entries, top.own.reduction_mg) == (0, 0)
         assert (top.subtree.entries, top.subtree.reduction_mg, top.subtree.points) == (
             5, 3_500_017, 3513)
-        assert top.subtree.by_methodology == {
+        assert {m: {k: row[k] for k in ("entries", "reduction_mg", "points")}
+                for m, row in top.subtree.by_methodology.items()} == {
             names["a"]: {"entries": 3, "reduction_mg": 3_000_010, "points": 3006},
             names["b"]: {"entries": 2, "reduction_mg": 500_007, "points": 507}}
         middle = accounts.balances(s, unit)

@@ -104,7 +104,6 @@ def test_default_quorum_is_three_votes_and_two_thirds(reg, decisions, met):
 
 
 def test_the_quorum_is_configurable_per_committee(reg):
-    vid = reg.to_state("in_review")
     with pytest.raises(Forbidden):
         with reg.uow() as s:
             workflow.set_quorum(s, reg.members[0], reg.committee, min_votes=1, approval_share=(1, 2))
@@ -113,14 +112,146 @@ def test_the_quorum_is_configurable_per_committee(reg):
             workflow.set_quorum(s, reg.admin, reg.committee, min_votes=2, approval_share=(3, 2))
     with reg.uow() as s:
         workflow.set_quorum(s, reg.admin, reg.committee, min_votes=2, approval_share=(1, 1))
+    vid = reg.to_state("in_review")  # opened under unanimity of 2
     reg.votes(vid, "approve", "reject")
     with reg.uow() as s:
         assert not workflow.quorum(s, vid).met  # unanimity needed
+    third = reg.to_state("in_review", version="2.0.0")
+    reg.votes(third, "approve", "approve")
+    with reg.uow() as s:
+        assert workflow.quorum(s, third).met
+        workflow.approve(s, reg.admin, third)
+
+
+# ---------------------------------------------------------------- quorum integrity (issue 15)
+def test_a_quorum_change_during_a_round_applies_to_the_next_round(reg):
+    """An administrator lowering the quorum to 1 in the middle of a review cannot approve
+    with one vote: the round keeps the rule it was opened under."""
+    vid = reg.to_state("in_review")
+    with reg.uow() as s:
+        workflow.set_quorum(s, reg.admin, reg.committee, min_votes=1, approval_share=(1, 2))
+    reg.votes(vid, "approve", "approve")
+    with reg.uow() as s:
+        q = workflow.quorum(s, vid)
+        assert (q.met, q.min_votes, q.numerator, q.denominator) == (False, 3, 2, 3)
+    with pytest.raises(QuorumNotMet):
+        with reg.uow() as s:
+            workflow.approve(s, reg.admin, vid)
+    with reg.uow() as s:  # a new content hash opens a new round, under the rule of now
+        workflow.revise(s, reg.author, vid, source(title="Shenzhen transit, round two"))
+    reg.votes(vid, "approve", "approve")
+    with reg.uow() as s:
+        q = workflow.quorum(s, vid)
+        assert (q.review_round, q.min_votes, q.met) == (2, 1, True)
+
+
+def test_votes_of_people_removed_or_without_the_role_no_longer_count(reg):
+    from registry import users
+    vid = reg.to_state("in_review")
+    reg.votes(vid, "approve", "approve", "approve")
+    with reg.uow() as s:
+        workflow.remove_member(s, reg.admin, reg.committee, reg.members[0])
+        users.revoke_role(s, reg.admin, reg.members[1], "committee_member")
+    with reg.uow() as s:
+        q = workflow.quorum(s, vid)
+        assert (q.met, q.counted, len(q.discounted)) == (False, 1, 2)
+        assert "votes" in q.explanation and "no longer counted" in q.explanation
+    with pytest.raises(QuorumNotMet):
+        with reg.uow() as s:
+            workflow.approve(s, reg.admin, vid)
+    _vote(reg, reg.members[3], vid)
+    with reg.uow() as s:  # 2 counted: still one short of 3
+        assert not workflow.quorum(s, vid).met
+    with reg.uow() as s:  # a member again: the vote they cast counts again
+        workflow.add_member(s, reg.admin, reg.committee, reg.members[0])
+    with reg.uow() as s:
+        assert workflow.quorum(s, vid).met
+        workflow.approve(s, reg.admin, vid)
+
+
+def test_approval_needs_two_approving_people(reg):
+    with reg.uow() as s:
+        workflow.set_quorum(s, reg.admin, reg.committee, min_votes=1, approval_share=(1, 2))
+    vid = reg.to_state("in_review")
+    reg.votes(vid, "approve")
+    with reg.uow() as s:
+        q = workflow.quorum(s, vid)
+        assert not q.met and "2 needed" in q.explanation
+    reg.votes(vid, "approve", voters=[reg.members[1]])
+    with reg.uow() as s:
+        assert workflow.quorum(s, vid).met
+
+
+def test_one_administrator_cannot_publish_alone(reg):
+    """Add themselves to the committee, lower the quorum to 1, vote, approve, publish: the
+    round keeps its rule, and a rule changer cannot be the only approver."""
+    from registry import users
+    vid = reg.to_state("in_review")
+    with reg.uow() as s:
+        users.grant_role(s, reg.admin, reg.admin2, "committee_member")
+        workflow.add_member(s, reg.admin2, reg.committee, reg.admin2)
+        workflow.set_quorum(s, reg.admin2, reg.committee, min_votes=1, approval_share=(1, 2))
+    reg.votes(vid, "approve", voters=[reg.admin2])
+    with pytest.raises(QuorumNotMet):
+        with reg.uow() as s:
+            workflow.approve(s, reg.admin, vid)
+    # with the rule of the round met, the rule changers alone still cannot carry it
+    with reg.uow() as s:
+        users.grant_role(s, reg.admin2, reg.admin, "committee_member")
+        workflow.add_member(s, reg.admin, reg.committee, reg.admin)  # admin: a changer now too
+    reg.votes(vid, "approve", voters=[reg.admin])
+    with reg.uow() as s:
+        q = workflow.quorum(s, vid)
+        assert (q.counted, q.approvals) == (2, 2) and q.min_votes == 3
+    reg.votes(vid, "approve", voters=[reg.members[0]])
+    with reg.uow() as s:
+        q = workflow.quorum(s, vid)
+        assert q.met and set(q.rule_changers) == {reg.admin, reg.admin2}, q.explanation
+
+
+def test_only_rule_changers_approving_is_not_enough(reg):
+    vid = reg.to_state("in_review")
     with reg.uow() as s:
         workflow.set_quorum(s, reg.admin, reg.committee, min_votes=2, approval_share=(1, 2))
+        for who in (reg.admin, reg.admin2):
+            from registry import users
+            users.grant_role(s, reg.admin, who, "committee_member")
+            workflow.add_member(s, who, reg.committee, who)
+    reg.votes(vid, "approve", "approve", "approve", voters=[reg.admin, reg.admin2, reg.members[0]])
     with reg.uow() as s:
-        assert workflow.quorum(s, vid).met  # half is enough now
-        workflow.approve(s, reg.admin, vid)
+        assert workflow.quorum(s, vid).met  # a member who changed nothing approves too
+    other = reg.to_state("in_review", version="2.0.0")  # opened now: min 2 of 1/2
+    with reg.uow() as s:
+        workflow.remove_member(s, reg.admin, reg.committee, reg.members[3])
+        workflow.remove_member(s, reg.admin2, reg.committee, reg.members[2])
+    reg.votes(other, "approve", "approve", voters=[reg.admin, reg.admin2])
+    with reg.uow() as s:
+        q = workflow.quorum(s, other)
+        assert not q.met and "changed the committee's rules" in q.explanation
+
+
+def test_a_quorum_that_can_no_longer_be_met_says_so(reg):
+    """Conflict-of-interest abstentions leave too few members: the round cannot reach
+    three votes, and quorum() says so before anyone waits for it."""
+    vid = reg.to_state("in_review")
+    with reg.uow() as s:
+        q = workflow.quorum(s, vid)
+        assert q.reachable and q.waiting == sorted(reg.members)
+    with reg.uow() as s:
+        workflow.declare_conflict(s, reg.members[0], vid, "I wrote the data source")
+    with reg.uow() as s:
+        assert workflow.quorum(s, vid).reachable  # 3 members left for 3 votes
+    with reg.uow() as s:
+        workflow.declare_conflict(s, reg.members[1], vid, "I work for the operator")
+    with reg.uow() as s:
+        q = workflow.quorum(s, vid)
+        assert (q.reachable, q.waiting) == (False, sorted(reg.members[2:]))  # 2 left for 3 votes
+    with reg.uow() as s:  # a new member makes it reachable again
+        from registry import users
+        users.grant_role(s, reg.admin, reg.expert, "committee_member")
+        workflow.add_member(s, reg.admin, reg.committee, reg.expert)
+    with reg.uow() as s:
+        assert workflow.quorum(s, vid).reachable
 
 
 # ---------------------------------------------------------------- a change resets the review
@@ -176,16 +307,18 @@ def test_publish_is_refused_without_quorum(reg):
     with pytest.raises(QuorumNotMet, match="1 approving"):
         with reg.uow() as s:
             workflow.approve(s, reg.admin, vid)
-    # approved under a 2-vote rule, then the committee tightens it: publish re-checks
-    vid2 = reg.to_state("in_review", "1.1.0")
+    # approved under a 2-vote rule, then an approving member leaves the committee:
+    # publish re-checks, and that vote no longer counts
     with reg.uow() as s:
         workflow.set_quorum(s, reg.admin, reg.committee, min_votes=2, approval_share=(2, 3))
+    vid2 = reg.to_state("in_review", "1.1.0")
     reg.votes(vid2, "approve", "approve")
     with reg.uow() as s:
         workflow.approve(s, reg.admin, vid2)
-    with reg.uow() as s:
+    with reg.uow() as s:  # a tighter rule now applies to later rounds only
         workflow.set_quorum(s, reg.admin, reg.committee, min_votes=4, approval_share=(2, 3))
-    with pytest.raises(QuorumNotMet, match="needs 4 votes"):
+        workflow.remove_member(s, reg.admin, reg.committee, reg.members[1])
+    with pytest.raises(QuorumNotMet, match="needs 2 votes"):
         with reg.uow() as s:
             workflow.publish(s, reg.admin, vid2, effective_from=dt.date(2024, 1, 1))
     assert reg.state(vid2) == "approved"

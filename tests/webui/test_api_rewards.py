@@ -113,6 +113,21 @@ def test_rewards_redemption_and_a_reversal_that_freezes(capped):
                    headers={"Idempotency-Key": "order-3"})
     assert refused.status_code == 409 and "frozen" in refused.get_json()["detail"]
 
+    # /balance, /wallet and the account page agree: one computation (accounts.balances),
+    # net of the reversal (/balance summed what was credited, issue 13)
+    balance = call(web, "get", f"/api/v1/accounts/{account}/balance", token).get_json()
+    wallet = call(web, "get", f"/api/v1/accounts/{account}/wallet", token).get_json()
+    assert wallet["points"] == {"credited": 934, "redeemed": 500, "reversed": 467, "balance": -33}
+    assert (balance["own"]["points"], balance["own"]["credited_points"],
+            balance["own"]["reversed_points"]) == (467, 934, 467)
+    assert (balance["own"]["reduction_mg"], balance["subtree"]["reduction_mg"]) == (467_000, 467_000)
+    assert balance["points_balance"] == wallet["points"]["balance"] == -33
+    assert balance["retirable_mg"] == wallet["retirable_mg"] == 467_000
+    assert balance["own"]["by_methodology"]["test.transit"]["reversed_entries"] == 1
+    page = web.new_client(web.reg.admin).get(f"/admin/accounts/{account}")
+    assert page.status_code == 200
+    assert 'data-balance="own"><th>This account</th><td>0.467 kg</td><td>467</td>' in page.get_data(as_text=True)
+
 
 def test_retirement_and_its_public_certificate(capped):
     web, token = capped

@@ -277,3 +277,36 @@ def test_a_bad_id_or_account_is_an_error_of_its_record_and_the_rest_is_credited(
     body = post(web, token, records)
     assert [(e["index"], e["code"]) for e in body["errors"]] == [(2, code)]
     assert body["summary"]["credited"] == 4
+
+
+def test_one_record_id_credited_to_two_accounts_at_once_is_credited_once(capped):
+    """Issue 13: two requests of one integrator credit record `dup-N` at the same moment,
+    one to account A, the other to account B. Exactly one credits it; the other answers a
+    conflict naming `account`, and its account's state does not count the ride (the
+    ledger verifies after the test)."""
+    web, token = capped
+    rounds, answers, errors = 8, [], []
+
+    def send(n, account, barrier):
+        try:
+            barrier.wait()
+            body = post(web, token, [ride(f"dup-{n}", 60 * n, km=2, account=account)])
+            answers.append((n, account, body["results"][0]))
+        except Exception as error:  # noqa: BLE001
+            errors.append(error)
+
+    for n in range(rounds):
+        barrier = threading.Barrier(2)
+        threads = [threading.Thread(target=send, args=(n, account, barrier))
+                   for account in ("acct-A", "acct-B")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    assert errors == []
+    for n in range(rounds):
+        pair = [row for m, _account, row in answers if m == n]
+        assert sorted(row["credit"] for row in pair) == ["conflict", "credited"], pair
+        loser = next(row for row in pair if row["credit"] == "conflict")
+        assert loser["conflict"]["fields"] == ["account"]
+    assert web.reg.count("credit_entries") == rounds

@@ -60,6 +60,19 @@ def test_check_of_a_good_source_runs_its_examples_and_says_it_could_be_submitted
     assert any("1 of 4 example(s) fail" in p for p in problems)
 
 
+def test_a_check_that_runs_too_long_is_stopped_and_says_so(web):
+    """The editor's check runs in a worker process with a time limit (issue 17): the
+    limit made tiny here, so that starting the worker alone is over it."""
+    client = web.login(web.reg.author)
+    web.app.config["EDITOR_CHECK_SECONDS"] = 0.001
+    body = _check(client, source(METHODOLOGY, "1.1.0")).get_json()
+    assert body["ok"] is False and body["timed_out"] is True
+    (d,) = body["diagnostics"]
+    assert d["code"] == "TIMEOUT" and "took longer than 0.001 s and was stopped" in d["message"]
+    web.app.config["EDITOR_CHECK_SECONDS"] = 60  # a new worker, and the check gets through
+    assert _check(client, source(METHODOLOGY, "1.1.0")).get_json()["ok"] is True
+
+
 def test_try_it_evaluates_pasted_records_with_the_explanation(web):
     client = web.login(web.reg.author)
     records = ("id,account,mode,distance[km],boarded,alighted\n"

@@ -150,13 +150,15 @@ def test_a_superseded_version_points_to_its_successor(site):
     with reg.uow() as s:
         workflow.publish(s, reg.admin, vid, effective_from=dt.date(2030, 1, 1))
     client = site.login(reg.integrator)
+    # 1.1.0 takes effect in 2030: 1.0.0 is in force until then (issue 15: the page called
+    # 1.1.0 current while the API said 1.0.0)
     current = client.get(f"/methodologies/{SHENZHEN}")
     assert rows(current, "version") == ["1.1.0", "1.0.0"]
-    assert "1.1.0" in text_of(current).split("版本历史")[0]
-    old = client.get(f"/methodologies/{SHENZHEN}/versions/1.0.0")
-    text = text_of(old)
-    assert "已被版本 1.1.0 取代" in text and "2030-01-01" in text and "30 天宽限期" in text
-    assert "您正在查看版本 1.0.0" in text
+    text = text_of(current)
+    assert "施行至 2029-12-31" in text and "版本 1.1.0 自 2030-01-01 起施行" in text
+    assert "您正在查看版本" not in text
+    scheduled = text_of(client.get(f"/methodologies/{SHENZHEN}/versions/1.1.0"))
+    assert "已排期：此版本自 2030-01-01 起施行" in scheduled and "您正在查看版本 1.1.0" in scheduled
 
 
 def test_drafts_are_visible_to_the_review_only(site):

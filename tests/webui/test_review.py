@@ -288,3 +288,48 @@ def test_the_pages_speak_chinese_by_default_and_english_on_request(web):
     assert "试算" in editor and "诊断" in editor
     en = text_of(web.new_client(reg.members[0], lang="en").get(f"/review/{vid}"))
     assert "Impact preview" in en and "影响预览" not in en
+
+
+# ---------------------------------------------------------------- quorum integrity on the page (issue 15)
+def test_the_page_offers_approve_and_publish_only_when_the_server_allows_them(web):
+    """Never an action the server will refuse: approve appears once the quorum is met,
+    publish disappears when an approving member leaves the committee after approval
+    (publish re-checks the quorum), and each says why not."""
+    reg = web.reg
+    _, vid = _faster(web)
+    admin = web.login(reg.admin)
+    reg.votes(vid, "approve", "approve")
+    html = _html(admin.get(f"/review/{vid}"))
+    assert 'id="approve-form"' not in html and 'id="approve-why-not"' in html
+    assert "2 of 3 votes" in html
+    assert admin.post(f"/review/{vid}/approve").status_code == 409  # as the page said
+    reg.votes(vid, "approve", voters=[reg.members[2]])
+    html = _html(admin.get(f"/review/{vid}"))
+    assert 'id="approve-form"' in html
+    assert admin.post(f"/review/{vid}/approve").status_code == 303
+    assert 'id="publish-form"' in _html(admin.get(f"/review/{vid}"))
+    with reg.uow() as s:
+        workflow.remove_member(s, reg.admin, reg.committee, reg.members[0])
+    html = _html(admin.get(f"/review/{vid}"))
+    assert 'id="publish-form"' not in html and 'id="publish-why-not"' in html
+    assert 'id="quorum-discounted"' in html
+    assert re.search(r'data-voter="member1@tanpu.test" data-counts="false"', html)
+    assert admin.post(f"/review/{vid}/publish").status_code == 409
+    assert reg.state(vid) == "approved"
+
+
+def test_the_page_warns_when_the_quorum_can_no_longer_be_met(web, lang_client=None):
+    reg = web.reg
+    _, vid = _faster(web)
+    for member, why in zip(reg.members[:2], ("I wrote the data", "I work for the operator")):
+        with reg.uow() as s:
+            workflow.declare_conflict(s, member, vid, why)
+    html = _html(web.login(reg.members[2]).get(f"/review/{vid}"))
+    assert 'id="quorum-unreachable"' in html and "(2 left)" in html
+    zh = web.new_client(reg.members[2], lang="zh").get(f"/review/{vid}").get_data(as_text=True)
+    assert 'id="quorum-unreachable"' in zh and "法定人数" in zh
+    with reg.uow() as s:
+        from registry import users
+        users.grant_role(s, reg.admin, reg.expert, "committee_member")
+        workflow.add_member(s, reg.admin, reg.committee, reg.expert)
+    assert 'id="quorum-unreachable"' not in _html(web.login(reg.members[2]).get(f"/review/{vid}"))

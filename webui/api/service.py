@@ -59,6 +59,14 @@ def _version_dict(v: MethodologyVersion) -> dict:
             "grace_days": v.grace_days}
 
 
+def _standing(standing) -> Optional[dict]:
+    if standing is None:
+        return None
+    return {"kind": standing.kind,
+            "since": standing.since.isoformat() if standing.since else None,
+            "until": standing.until.isoformat() if standing.until else None}
+
+
 def engine_of(version: MethodologyVersion):
     """The Engine of a stored version; its content hash must be the stored one."""
     try:
@@ -104,13 +112,14 @@ def list_methodologies(session: Session, page: int = 1, per_page: int = 20) -> d
     for methodology_id in ids:
         methodology = session.get(Methodology, methodology_id)
         versions = _frozen_versions(session, methodology_id)
-        current = workflow.applicable_version(session, methodology_id, today, as_of=today)
+        current = workflow.currency(session, methodology_id, as_of=today)  # as the page decides
         items.append({
             "id": methodology_id, "title": methodology.title,
             "domain": methodology.committee.domain,
-            "current_version": current.version.version if current.version else None,
+            "current_version": current.current.version if current.current else None,
             "current_reason": current.reason,
-            "versions": [_version_dict(v) for v in versions],
+            "versions": [{**_version_dict(v), "standing": _standing(current.standing.get(v.id))}
+                         for v in versions],
         })
     return {"items": items, "page": page, "per_page": per_page, "total": total,
             "pages": (total + per_page - 1) // per_page}

@@ -128,14 +128,6 @@ for _blueprint in (v1, meta, rewards.public):
 
 # ---------------------------------------------------------------- authentication, limits
 @v1.before_request
-def _no_nul():
-    """A NUL character is no text any database stores (PostgreSQL refuses it mid-query)."""
-    if "\x00" in request.path or any("\x00" in k or "\x00" in v
-                                     for k, v in request.args.items(multi=True)):
-        raise ApiError(400, "bad_request", "the path or a query parameter holds a NUL character")
-
-
-@v1.before_request
 def _authenticate():
     header_value = request.headers.get("Authorization", "")
     scheme, _sep, token = header_value.partition(" ")

@@ -25,8 +25,8 @@ from __future__ import annotations
 import re
 from typing import Optional
 
-from flask import (Blueprint, abort, flash, jsonify, redirect, render_template, request,
-                   url_for)
+from flask import (Blueprint, abort, current_app, flash, jsonify, redirect, render_template,
+                   request, url_for)
 from flask_babel import gettext as _
 from sqlalchemy import select
 
@@ -322,7 +322,8 @@ def check():
     data = _json_body() if request.is_json else request.form
     methodology_id = (data.get("methodology") or "").strip()
     number = (data.get("version") or "").strip()
-    out = evaluation.check(source, f"{methodology_id or 'source'}@{number or '?'}.tanpu")
+    out = evaluation.check_in_time(source, f"{methodology_id or 'source'}@{number or '?'}.tanpu",
+                                   current_app.config["EDITOR_CHECK_SECONDS"])
     if methodology_id and number:
         out["submission"] = _submission(source, methodology_id, number)
     return jsonify(out)

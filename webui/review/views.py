@@ -103,7 +103,7 @@ def _impact_of(version: MethodologyVersion, previous: Optional[MethodologyVersio
 
 def _actions(session, version: MethodologyVersion, review: workflow.Review) -> dict:
     """What the current user may do now: {action: Decision}."""
-    out = {name: workflow.can(current_user, version, name)
+    out = {name: workflow.may(session, current_user, version, name)
            for name in ("open_review", "request_changes", "approve", "reject", "publish",
                         "withdraw")}
     vote = users.can_vote(current_user, version)
@@ -171,12 +171,13 @@ def _page(version_id: int, *, records=None, status: int = 200, records_error: st
             "review/show.html", review=review, version=version, previous=previous,
             methodology=version.methodology, rows=rows, stats=stats, changes=changes,
             line_comments=line_comments, general_comments=general,
-            quorum=review.quorum, votes_by_round=dict(sorted(votes_by_round.items(), reverse=True)),
+            quorum=review.quorum, discounted={v.id for v, _ in review.quorum.discounted},
+            votes_by_round=dict(sorted(votes_by_round.items(), reverse=True)),
             resets=_resets(review), problems=problems,
             diagnostics=version.diagnostics or [], examples=version.example_results or [],
             impact=_impact_of(version, previous, records), records_error=records_error,
             actions=_actions(s, version, review), comment_line=line, full=full,
-            today=workflow.local_today(version).isoformat(), caret=evaluation.caret_block,
+            effective=workflow.effective_date(s, version), caret=evaluation.caret_block,
             decisions=DECISIONS, default_grace=workflow.DEFAULT_GRACE_DAYS), status
 
 
@@ -364,9 +365,14 @@ def publish(version_id: int):
     except ValueError:
         raise Invalid(f"grace period {grace!r} is not a number of days") from None
     with get_db().unit_of_work() as s:
-        workflow.publish(s, current_user.id, version_id, effective_from=effective_from,
-                         grace_days=grace_days)
+        written = workflow.effective_date(s, workflow.get_version(s, version_id)).written
+        publication = workflow.publish(s, current_user.id, version_id,
+                                       effective_from=effective_from, grace_days=grace_days)
+        taken = publication.effective_from
     flash(_("Published."), "success")
+    if written and taken != written:
+        flash(_("In force from %(date)s, not from the date the methodology says (%(written)s).",
+                date=taken.isoformat(), written=written.isoformat()), "warning")
     return _back(version_id)
 
 

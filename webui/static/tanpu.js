@@ -23,6 +23,17 @@
     }
   });
 
+  // <input data-written="YYYY-MM-DD">: the publish forms warn when the date chosen differs
+  // from the methodology's own effective date (the warning is the next .effective-differs).
+  document.addEventListener("input", function (event) {
+    var written = event.target.getAttribute && event.target.getAttribute("data-written");
+    var form = event.target.form;
+    var warning = written && form ? form.querySelector(".effective-differs") : null;
+    if (warning) {
+      warning.hidden = event.target.value === written;
+    }
+  });
+
   // <select data-autosubmit>: filters apply when changed.
   document.addEventListener("change", function (event) {
     if (event.target.hasAttribute && event.target.hasAttribute("data-autosubmit")) {

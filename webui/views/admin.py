@@ -30,7 +30,7 @@ from .. import sources
 from ..auth import current_user, require, requires, roles_required, safe_next
 from ..db import get_db
 from ..i18n import lang
-from .common import Page, page_number, paginate
+from .common import Page, id_arg, page_number, paginate
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -284,12 +284,13 @@ def versions():
         groups = {state: [v for v in rows if v.state == state]
                   for state in (APPROVED, PUBLISHED, SUSPENDED, SUPERSEDED)}
         titles = {v.id: sources.info(v.source).title_in(lang(), v.methodology.title) for v in rows}
-        actions = {v.id: {a: workflow.can(current_user, v, a) for a in VERSION_ACTIONS}
+        actions = {v.id: {a: workflow.may(s, current_user, v, a) for a in VERSION_ACTIONS}
                    for v in rows}
         quorums = {v.id: workflow.quorum(s, v) for v in groups[APPROVED]}
+        effective = {v.id: workflow.effective_date(s, v) for v in groups[APPROVED]}
         return render_template("admin/versions.html", groups=groups, titles=titles,
-                               actions=actions, quorums=quorums,
-                               today=dt.date.today(), grace_days=workflow.DEFAULT_GRACE_DAYS)
+                               actions=actions, quorums=quorums, effective=effective,
+                               grace_days=workflow.DEFAULT_GRACE_DAYS)
 
 
 @bp.post("/versions/<int:version_id>/<action>")
@@ -312,8 +313,14 @@ def version_action(version_id: int, action: str):
                     effective_from = dt.date.fromisoformat(effective) if effective else None
                 except ValueError:
                     raise Invalid(f"not a date: {effective!r}") from None
-                workflow.publish(s, current_user.id, version_id, effective_from=effective_from,
-                                 grace_days=_int("grace_days", workflow.DEFAULT_GRACE_DAYS))
+                written = workflow.effective_date(s, version).written
+                publication = workflow.publish(s, current_user.id, version_id,
+                                               effective_from=effective_from,
+                                               grace_days=_int("grace_days", workflow.DEFAULT_GRACE_DAYS))
+                if written and publication.effective_from != written:
+                    flash(_("%(v)s takes effect on %(date)s, not on the date its source says (%(written)s).",
+                            v=label, date=publication.effective_from.isoformat(),
+                            written=written.isoformat()), "warning")
             else:
                 getattr(workflow, action)(s, current_user.id, version_id, reason)
     except _EXPECTED as error:
@@ -351,7 +358,7 @@ def accounts_list():
     """Filtered and paginated in SQL: there may be millions of accounts."""
     kind = request.args.get("kind") if request.args.get("kind") in ACCOUNT_KINDS else ""
     status = request.args.get("status") if request.args.get("status") in ACCOUNT_STATUSES else ""
-    parent = request.args.get("parent", type=int)
+    parent = id_arg("parent")
     number = page_number()
     with get_db().read() as s:
         items, total = accounts.list_accounts(s, current_user.id, kind=kind or None,
@@ -405,16 +412,20 @@ def account_detail(account_id: int):
         # the statement, newest first, by keyset (`before`: the last id shown), and the
         # account's own balances by month (registry/statements.py)
         statement = statements.statement(s, current_user.id, account.id,
-                                         before=request.args.get("before", type=int),
+                                         before=id_arg("before"),
                                          limit=STATEMENT_PER_PAGE, newest_first=True)
         months = statements.period_balances(s, current_user.id, account.id, "month")
+        from registry.models import Reversal
+        shown = [e.id for e in statement.entries]
+        reversed_ids = set(s.scalars(select(Reversal.entry_id).where(Reversal.entry_id.in_(shown)))) \
+            if shown else set()
         return render_template(
             "admin/account.html", account=account, chain=accounts.ancestors(s, account.id),
             children=accounts.children(s, account.id),
             children_total=accounts.children_count(s, account.id), identities=identities,
             integrators=integrators, balances=accounts.balances(s, account.id),
             history=history, creator=creator, actions=accounts.STATUS_ACTIONS,
-            statement=statement, months=months, **_account_labels())
+            statement=statement, months=months, reversed_ids=reversed_ids, **_account_labels())
 
 
 @bp.post("/accounts/<int:account_id>/status")

@@ -90,7 +90,7 @@ class Filters:
             query = query.where(AuditEntry.object_id == self.object_id)
         if self.date_from:
             query = query.where(AuditEntry.at >= local_day_start(self.date_from))
-        if self.date_to:
+        if self.date_to and self.date_to < dt.date.max:
             query = query.where(AuditEntry.at < local_day_start(self.date_to + dt.timedelta(days=1)))
         return query
 

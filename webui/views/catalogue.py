@@ -9,6 +9,7 @@ from flask import Blueprint, current_app, render_template, request
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
+from registry import workflow
 from registry.models import STATES, Committee, Methodology, MethodologyVersion
 
 from .. import sources
@@ -42,7 +43,9 @@ def rows_for(session, user) -> list[Row]:
     rows = []
     for m in methodologies:
         versions = visible_versions(user, m)
-        shown = current_version(versions)
+        current = workflow.currency(session, m.id).current  # in force today, as the API says
+        shown = next((v for v in versions if current is not None and v.id == current.id), None) \
+            or current_version(versions)
         if shown is None:
             continue
         newer = [v for v in versions if v.semver > shown.semver]

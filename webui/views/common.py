@@ -153,9 +153,26 @@ class Page:
         return shown
 
 
+MAX_ID = 2 ** 63 - 1
+
+
+def id_arg(name: str, source=None) -> Optional[int]:
+    """A query (or form) argument that is a row id: a whole number from 0 to 2**63 - 1
+    (0: none, where a view gives it a meaning), else None (a larger number would
+    overflow the database driver: a 500; issue 17)."""
+    text = ((source if source is not None else request.args).get(name) or "").strip()
+    if not text.isdigit() or len(text) > 19:
+        return None
+    number = int(text)
+    return number if number <= MAX_ID else None
+
+
+MAX_PAGE = 10 ** 9  # beyond any list's last page; a larger number would overflow an OFFSET
+
+
 def page_number() -> int:
     try:
-        return max(1, int(request.args.get("page", 1)))
+        return min(max(1, int(request.args.get("page", 1))), MAX_PAGE)
     except ValueError:
         return 1
 

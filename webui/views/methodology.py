@@ -8,14 +8,12 @@ admin blueprint, which checks the rights again.
 
 from __future__ import annotations
 
-import datetime as dt
-
 from flask import Blueprint, Response, abort, render_template
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from registry import audit, users, workflow
-from registry.models import FROZEN_STATES, AuditEntry, Methodology, User, utcnow
+from registry.models import AuditEntry, Methodology, User
 
 from .. import sources
 from ..auth import current_user, login_required, require
@@ -56,39 +54,39 @@ def _history(session, methodology, version, can_review: bool) -> list[dict]:
             for e in entries]
 
 
-def _default_effective(methodology, version) -> dt.date:
-    today = utcnow().date()
-    published = [v.effective_from for v in methodology.versions
-                 if v.state in FROZEN_STATES and v.id != version.id and v.effective_from]
-    if published and max(published) >= today:
-        return max(published) + dt.timedelta(days=1)
-    return today
-
-
 def _render(session, methodology: Methodology, version):
     require(users.can_view_version(current_user, version))
     versions = visible_versions(current_user, methodology)
-    current = current_version(versions)
+    currency = workflow.currency(session, methodology.id)
+    current = _current(versions, currency)
     info = sources.info(version.source)
     language = lang()
     document = sources.document(version.source, language, version.content_hash)
     can_review = bool(users.can_view_review(current_user, version))
-    actions = {a: workflow.can(current_user, version, a) for a in ADMIN_ACTIONS}
+    actions = {a: workflow.may(session, current_user, version, a) for a in ADMIN_ACTIONS}
     successor = version.superseded_by
     committee = methodology.committee
     authors = {u.id: u for u in session.scalars(
         select(User).where(User.id.in_({v.author_id for v in versions} | {version.author_id})))}
     return render_template(
         "methodology/show.html", methodology=methodology, version=version, versions=versions,
-        current=current, info=info, doc=document, can_review=can_review, actions=actions,
+        current=current, standing=currency.standing, today=currency.today, info=info, doc=document, can_review=can_review, actions=actions,
         successor=successor, committee=committee, authors=authors,
         history=_history(session, methodology, version, can_review),
         source_html=sources.highlighted(version.source),
         source_lines=version.source.count("\n") + 1,
         can_edit=bool(users.can_edit(current_user, version)),
-        default_effective=_default_effective(methodology, version),
+        default_effective=workflow.effective_date(session, version),
         grace_days=workflow.DEFAULT_GRACE_DAYS,
         quorum=workflow.quorum(session, version) if can_review and version.review_round else None)
+
+
+def _current(versions, currency: workflow.Currency):
+    """The version in force today (workflow.currency, which the API asks too), else the
+    one the methodology is shown by (common.current_version)."""
+    if currency.current is not None and any(v.id == currency.current.id for v in versions):
+        return next(v for v in versions if v.id == currency.current.id)
+    return current_version(versions)
 
 
 @bp.get("/methodologies/<methodology_id>")
@@ -96,7 +94,8 @@ def _render(session, methodology: Methodology, version):
 def show(methodology_id: str):
     with get_db().read() as s:
         methodology = _load(s, methodology_id)
-        version = current_version(visible_versions(current_user, methodology))
+        version = _current(visible_versions(current_user, methodology),
+                           workflow.currency(s, methodology.id))
         if version is None:
             abort(404)
         return _render(s, methodology, version)

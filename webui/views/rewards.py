@@ -3,6 +3,10 @@
     GET  /admin/rewards                      the catalogue, with each reward's stock left in
     POST /admin/rewards                      the current period; create a reward
     POST /admin/rewards/<id>/active          deactivate (or offer again) a reward
+    GET  /admin/reversals[?account=]         reversals, newest first, paginated (one account's)
+    GET  /admin/retirements[?account=]       retirements and their certificates, likewise
+    GET  /admin/credits/<entry_id>/reversal  a credit and the form to reverse it (with a reason)
+    POST /admin/credits/<entry_id>/reversal  reverse it (registry/reversals.py)
     GET  /certificates/<id>                  a retirement certificate, for anyone (no sign-in):
                                              what was retired from which credits, and whether
                                              the digest recomputed from the stored rows matches
@@ -17,16 +21,18 @@ from __future__ import annotations
 from typing import Optional
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from sqlalchemy import select
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
-from registry import retirements, rewards
-from registry.errors import Forbidden, Invalid, InvalidTransition, NotFound
-from registry.models import ADMINISTRATOR, REWARD_PERIODS
+from registry import retirements, reversals, rewards
+from registry.errors import Conflict, Forbidden, Invalid, InvalidTransition, NotFound
+from registry.models import ADMINISTRATOR, REWARD_PERIODS, Account, RetirementPart, User
 
 from ..auth import current_user, roles_required
 from ..db import get_db
 from ..i18n import lang
+from .common import Page, id_arg, page_number
 
 bp = Blueprint("rewards", __name__)
 
@@ -88,6 +94,93 @@ def set_active(reward_id: int):
         flash(_("The reward is offered again.") if offer else _("The reward is no longer offered."),
               "success")
     return redirect(url_for("rewards.catalogue"), code=303)
+
+
+LIST_PER_PAGE = 50
+MAX_PAGE = 1_000_000  # an offset every database's integers hold
+
+
+def _listing(lister, account_id: Optional[int]) -> tuple[Page, dict[int, str]]:
+    """A page of `lister`'s rows (past the end: the last page), and the names of who did them."""
+    number = min(page_number(), MAX_PAGE)
+    with get_db().read() as s:
+        items, total = lister(s, account_id=account_id, page=number, per_page=LIST_PER_PAGE)
+        last = max(1, -(-total // LIST_PER_PAGE))
+        if number > last:
+            number = last
+            items, total = lister(s, account_id=account_id, page=number, per_page=LIST_PER_PAGE)
+        names = {u.id: u.name for u in s.scalars(
+            select(User).where(User.id.in_({_actor(i) for i in items} - {None}))).all()}
+    return Page(items, number, LIST_PER_PAGE, total), names
+
+
+def _actor(item) -> Optional[int]:
+    return (item[0] if isinstance(item, tuple) else item).actor_id
+
+
+def _account_filter() -> Optional[int]:
+    return id_arg("account") or None  # (0: no account filter)
+
+
+@bp.get("/admin/reversals")
+@roles_required(ADMINISTRATOR)
+def reversals_list():
+    account = _account_filter()
+    page, names = _listing(reversals.list_reversals, account)
+    return render_template("rewards/reversals.html", page=page, names=names, account=account)
+
+
+@bp.get("/admin/retirements")
+@roles_required(ADMINISTRATOR)
+def retirements_list():
+    account = _account_filter()
+    page, names = _listing(retirements.list_retirements, account)
+    return render_template("rewards/retirements.html", page=page, names=names, account=account)
+
+
+def _reverse_page(entry_id: int, reason: str = "", error: str = "", status: int = 200):
+    with get_db().read() as s:
+        try:
+            entry = reversals.find_entry(s, entry_id)
+        except NotFound:
+            abort(404)
+        done = reversals.reversal_of(s, entry.id)
+        retired = sorted(set(s.scalars(select(RetirementPart.retirement_id).where(
+            RetirementPart.entry_id == entry.id))))
+        account = s.get(Account, int(entry.account)) if entry.account.isdigit() else None
+        return render_template("rewards/reverse.html", entry=entry, done=done, retired=retired,
+                               account=account, reason=reason, error=error), status
+
+
+@bp.get("/admin/credits/<int:entry_id>/reversal")
+@roles_required(ADMINISTRATOR)
+def reverse_form(entry_id: int):
+    return _reverse_page(entry_id)
+
+
+@bp.post("/admin/credits/<int:entry_id>/reversal")
+@roles_required(ADMINISTRATOR)
+def reverse(entry_id: int):
+    """Reverses the credit; a refusal shows the form again with the reason as typed."""
+    reason = request.form.get("reason", "")
+    try:
+        with get_db().unit_of_work() as s:
+            out = reversals.reverse(s, current_user.id, entry_id, reason=reason)
+            account, frozen = out.entry.account, out.frozen
+    except NotFound:
+        abort(404)
+    except Invalid as error:
+        return _reverse_page(entry_id, reason, str(error), 422)
+    except (Conflict, InvalidTransition) as error:
+        return _reverse_page(entry_id, reason, str(error), 409)
+    flash(_("Credit %(id)d reversed.", id=entry_id), "success")
+    if frozen:
+        flash(_("The points balance went below zero: the account is frozen until an "
+                "administrator unfreezes it."), "warning")
+    if account.isdigit():
+        return redirect(url_for("admin.account_detail", account_id=int(account)) + "#statement",
+                        code=303)
+    return redirect(url_for("rewards.reversals_list"), code=303)
 
 
 @bp.get("/certificates/<certificate_id>")

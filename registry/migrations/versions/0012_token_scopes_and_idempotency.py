@@ -3,8 +3,8 @@ credit upload need not redeem rewards, and one made for a trial ends by itself. 
 made before this migration keep every scope (what they could do before). And the stored
 answers of API requests by idempotency key (api_idempotency, registry/idempotency.py).
 
-Revision ID: 0009
-Revises: 0008
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-12-06
 """
 from typing import Sequence, Union
@@ -12,8 +12,8 @@ from typing import Sequence, Union
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0009"
-down_revision: Union[str, Sequence[str], None] = "0008"
+revision: str = "0012"
+down_revision: Union[str, Sequence[str], None] = "0011"
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
