@@ -726,3 +726,101 @@ class ApiIdempotency(Base):
     status: Mapped[int] = mapped_column(Integer)
     response: Mapped[str] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# ---------------------------------------------------------------- jobs, webhooks
+JOB_MODES = ("evaluate", "credit")
+JOB_STATES = ("queued", "running", "succeeded", "failed")
+JOB_FORMATS = ("csv", "jsonl", "parquet")
+
+
+class Job(Base):
+    """A large submission of an integrator (registry/jobs.py): the records are in a file
+    on disk (`input_name` in the jobs folder), the progress here. A worker holds a job
+    while `lease_until` is in the future; `rows_done`, `chunks_done` and the totals move
+    in the transaction that credits a chunk, so a chunk counts once. `id`: a random UUID,
+    the job's public id."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        UniqueConstraint("integrator_id", "idempotency_key"),
+        Index("ix_jobs_status_lease_until", "status", "lease_until"),
+        CheckConstraint(f"mode IN {_in(JOB_MODES)}", name="mode"),
+        CheckConstraint(f"status IN {_in(JOB_STATES)}", name="status"),
+        CheckConstraint(f"input_format IN {_in(JOB_FORMATS)}", name="input_format"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    integrator_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    methodology_id: Mapped[str] = mapped_column(String(128))
+    mode: Mapped[str] = mapped_column(String(16))
+    as_of: Mapped[Optional[dt.date]] = mapped_column(Date)
+    idempotency_key: Mapped[Optional[str]] = mapped_column(String(150))
+    input_format: Mapped[str] = mapped_column(String(16))
+    input_name: Mapped[str] = mapped_column(String(200))  # as the integrator named it
+    input_bytes: Mapped[int] = mapped_column(BigInteger)
+    input_sha256: Mapped[str] = mapped_column(String(64))  # tells a replay from another file
+    chunk_rows: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    rows_total: Mapped[Optional[int]] = mapped_column(BigInteger)
+    rows_done: Mapped[int] = mapped_column(BigInteger, default=0)
+    chunks_done: Mapped[int] = mapped_column(Integer, default=0)
+    results: Mapped[int] = mapped_column(BigInteger, default=0)
+    errors: Mapped[int] = mapped_column(BigInteger, default=0)
+    credited: Mapped[int] = mapped_column(BigInteger, default=0)
+    reduction_mg: Mapped[int] = mapped_column(BigInteger, default=0)
+    points: Mapped[int] = mapped_column(BigInteger, default=0)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_owner: Mapped[Optional[str]] = mapped_column(String(100))
+    lease_until: Mapped[Optional[dt.datetime]] = mapped_column(UTCDateTime)
+    failure: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[Optional[dt.datetime]] = mapped_column(UTCDateTime)
+    finished_at: Mapped[Optional[dt.datetime]] = mapped_column(UTCDateTime)
+
+
+WEBHOOK_EVENTS = ("methodology.published", "methodology.superseded", "job.finished",
+                  "credit.reversed")
+DELIVERY_STATES = ("pending", "delivered", "failed")
+
+
+class WebhookSubscription(Base):
+    """An integrator's URL for events (registry/webhooks.py). `secret` signs each delivery
+    (HMAC-SHA256), so it is kept as it is; `events`: a space-separated list. Deactivated,
+    never deleted: deliveries refer to it."""
+
+    __tablename__ = "webhook_subscriptions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    integrator_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    events: Mapped[str] = mapped_column(String(400))
+    secret: Mapped[str] = mapped_column(String(100))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class WebhookDelivery(Base):
+    """One event for one subscription, written in the transaction of the event (so an
+    event is delivered if and only if it happened), then sent by the worker until the
+    receiver answers 2xx or the attempts run out. `next_attempt_at` is also the lease of
+    the worker sending it."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        Index("ix_webhook_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
+        CheckConstraint(f"status IN {_in(DELIVERY_STATES)}", name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigKey, primary_key=True)
+    subscription_id: Mapped[int] = mapped_column(ForeignKey("webhook_subscriptions.id"), index=True)
+    event_id: Mapped[str] = mapped_column(String(36))
+    event: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_status: Mapped[Optional[int]] = mapped_column(Integer)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    delivered_at: Mapped[Optional[dt.datetime]] = mapped_column(UTCDateTime)

@@ -233,11 +233,12 @@ def check_records(records) -> list:
 
 def evaluate(session: Session, methodology_id: str, records: list, *,
              as_of: Optional[dt.date] = None, require_ids: bool = False,
-             explain: bool = False) -> Evaluation:
+             explain: bool = False, column_units: Optional[dict] = None) -> Evaluation:
     """Each record evaluated by the version applicable at its time (on `as_of`, default
     today). A record that cannot be read, or for whose time no version applies, is an
     error with its index and reason; the others are evaluated, each version's records
-    together (so cross-record rules apply among them)."""
+    together (so cross-record rules apply among them). `column_units`: the units a
+    file's headers declare (`distance[km]`), for records read from a file (jobs)."""
     records = check_records(records)
     _, versions = _methodology(session, methodology_id)
     latest = max((v for v in versions if v.state in LISTED_STATES),
@@ -308,7 +309,7 @@ def evaluate(session: Session, methodology_id: str, records: list, *,
 
     for group in groups.values():
         group.engine = engine_of(group.version)
-        rows = Records([records[i] for i in group.indices])
+        rows = Records([records[i] for i in group.indices], dict(column_units or {}))
         # to credit: the per-record formulas here, the cross-record rules in the ledger,
         # after the state the accounts' earlier credits left
         group.results = evaluation.evaluate(group.engine, rows, explain=explain,

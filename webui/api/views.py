@@ -37,6 +37,10 @@
     GET/POST /api/v1/rewards, POST /api/v1/accounts/<id>/redemptions, GET .../wallet,
     POST /api/v1/credits/<entry_id>/reversal, POST /api/v1/accounts/<id>/retirements,
     GET /api/v1/retirements/<id> (public): spending, reversal, retirement (rewards.py)
+    POST /api/v1/jobs, GET /api/v1/jobs[/<id>[/results|/errors]]: large submissions
+                                                 done by the worker (jobs.py)
+    POST/GET /api/v1/webhooks, GET/DELETE /api/v1/webhooks/<id>, GET .../deliveries:
+                                                 event subscriptions (webhooks.py)
 
     GET  /integrations/tokens                    (signed in) your API tokens; administrators
     POST /integrations/tokens                    see and make them for every integrator
@@ -71,7 +75,7 @@ from registry.models import INTEGRATOR, User, UserRole
 from ..auth import current_user, login_required, require
 from ..db import get_db
 from ..limits import address, address_limit, limiter, token_key, token_limit
-from . import accounts, ledger, models, openapi, rewards, service
+from . import accounts, jobs, ledger, models, openapi, rewards, service, webhooks
 from .openapi import header, operation, query
 from .problems import REQUEST_ID, TITLES, problem, request_id
 from .service import ApiError
@@ -255,6 +259,8 @@ accounts.register(v1)
 ledger.register(v1)
 rewards.register(v1)
 rewards.register_public(rewards.public)
+jobs.register(v1)
+webhooks.register(v1)
 
 
 @v1.route("/<path:rest>", methods=ALL_METHODS)

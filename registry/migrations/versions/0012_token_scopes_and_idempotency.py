@@ -4,7 +4,7 @@ made before this migration keep every scope (what they could do before). And the
 answers of API requests by idempotency key (api_idempotency, registry/idempotency.py).
 
 Revision ID: 0012
-Revises: 0011
+Revises: 0010
 Create Date: 2026-12-06
 """
 from typing import Sequence, Union
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0012"
-down_revision: Union[str, Sequence[str], None] = "0011"
+down_revision: Union[str, Sequence[str], None] = "0010"
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
