@@ -375,3 +375,17 @@ def describe(dimension: Dimension) -> str:
         base = dim.strip("[]")
         parts.append(base if exp == 1 else f"{base}^{exp}")
     return "a quantity of " + "·".join(parts)
+
+
+@lru_cache(maxsize=64)
+def units_of(dimension: Dimension, limit: int = 8) -> tuple[str, ...]:
+    """Common units of a dimension (those dsl/unit_table.py lists), for error messages
+    that say which units are accepted: units_of(length) -> ('km', 'm', 'mi', ...)."""
+    from . import unit_table
+    units = json.loads(unit_table.DATA)["units"]
+    found = [text for text, entry in units.items()
+             if isinstance(entry, list) and tuple(tuple(d) for d in entry[1]) == tuple(dimension)
+             and entry[0] == text]
+    # the plainest first: SI-prefixed metric units before long names
+    found.sort(key=lambda t: (len(t) > 3, t.lower()))
+    return tuple(found[:limit])

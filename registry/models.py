@@ -559,6 +559,9 @@ class AccountIdentity(Base):
 
 
 # ---------------------------------------------------------------- web: API tokens, line comments
+TOKEN_SCOPES = "evaluate credit accounts redeem admin"
+
+
 class ApiToken(Base):
     """A bearer token of an integrator for the JSON API (/api/v1). Only its sha256 is kept;
     the token itself is shown once, when it is made (registry/tokens.py). A revoked token
@@ -575,12 +578,20 @@ class ApiToken(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     revoked_at: Mapped[Optional[dt.datetime]] = mapped_column(UTCDateTime)
     revoked_by: Mapped[Optional[int]] = mapped_column(ForeignKey("users.id"))
+    # what the token may do (space-separated, registry/tokens.py SCOPES) and until when
+    scopes: Mapped[str] = mapped_column(String(200), default=TOKEN_SCOPES,
+                                        server_default=TOKEN_SCOPES)
+    expires_at: Mapped[Optional[dt.datetime]] = mapped_column(UTCDateTime)
 
     user: Mapped[User] = relationship(foreign_keys=[user_id])
 
     @property
     def active(self) -> bool:
-        return self.revoked_at is None
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > utcnow())
+
+    @property
+    def scope_set(self) -> frozenset[str]:
+        return frozenset(self.scopes.split())
 
 
 class CommentLine(Base):
@@ -698,6 +709,25 @@ class RetirementPart(Base):
     entry_id: Mapped[int] = mapped_column(ForeignKey("credit_entries.id"), primary_key=True,
                                           index=True)
     reduction_mg: Mapped[int] = mapped_column(BigInteger)
+
+
+class ApiIdempotency(Base):
+    """An answered API request that changed state, by its idempotency key (per integrator
+    and operation): a retry with the same key and body gets the same answer and writes
+    nothing; with another body it is a conflict (registry/idempotency.py). Written in the
+    same transaction as the change it answers, so the two are kept or lost together."""
+
+    __tablename__ = "api_idempotency"
+    __table_args__ = (UniqueConstraint("user_id", "operation", "key"),)
+
+    id: Mapped[int] = mapped_column(BigKey, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    operation: Mapped[str] = mapped_column(String(100))
+    key: Mapped[str] = mapped_column(String(150))
+    request_digest: Mapped[str] = mapped_column(String(64))
+    status: Mapped[int] = mapped_column(Integer)
+    response: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 # ---------------------------------------------------------------- jobs, webhooks

@@ -15,7 +15,7 @@ TABLES = {"users", "user_roles", "audit_log", "committees", "committee_members",
           "credit_batches", "credit_entries", "api_tokens", "comment_lines", "rule_states",
           "accounts", "account_identities", "web_sessions", "rewards", "redemptions", "reversals",
           "retirements", "retirement_parts", "review_rounds", "jobs", "webhook_subscriptions",
-          "webhook_deliveries", "alembic_version"}
+          "webhook_deliveries", "api_idempotency", "alembic_version"}
 
 
 def _diff(db: Database) -> list:

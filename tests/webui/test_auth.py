@@ -92,7 +92,7 @@ def test_csrf_token_is_required_on_every_form(csrf_site):
     assert response.status_code == 303
     # JSON callers get JSON
     response = client.post("/logout", headers={"Accept": "application/json"})
-    assert response.status_code == 400 and response.get_json()["error"] == "csrf"
+    assert response.status_code == 400 and response.get_json()["code"] == "csrf"
 
 
 def test_a_session_ends_after_idle_time_and_at_its_maximum_age(site):
@@ -142,7 +142,7 @@ def test_too_many_failed_sign_ins_are_slowed_down(site):
 
 def test_anonymous_json_callers_get_401_not_a_redirect(site):
     response = site.client.get("/methodologies", headers={"Accept": "application/json"})
-    assert response.status_code == 401 and response.get_json()["error"] == "unauthenticated"
+    assert response.status_code == 401 and response.get_json()["code"] == "unauthenticated"
 
 
 def test_a_copied_cookie_stops_working_when_its_session_ends(site):

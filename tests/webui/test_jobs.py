@@ -208,7 +208,7 @@ def test_parquet_and_bad_lines_and_idempotency(published):
     other_file = web.app.test_client().post(
         "/api/v1/jobs", query_string={"methodology": METHODOLOGY}, data=as_jsonl(records),
         headers={**web.api(token), "Content-Type": "application/x-ndjson", "Idempotency-Key": "day-1"})
-    assert other_file.status_code == 409 and "another job" in other_file.get_json()["message"]
+    assert other_file.status_code == 409 and "another job" in other_file.get_json()["detail"]
     jsonl = as_jsonl([records[0], "not json", "[1, 2]", records[1]])
     second = submit(web, token, jsonl, "application/x-ndjson").get_json()["id"]
     run_worker(web)
@@ -222,8 +222,8 @@ def test_parquet_and_bad_lines_and_idempotency(published):
 def test_what_cannot_be_a_job_is_refused_at_once(published):
     web, token = published
     bad = submit(web, token, b"PAR1 this is no parquet", "application/vnd.apache.parquet", 400)
-    assert bad.get_json()["error"] == "unreadable_file"
-    assert submit(web, token, b"{}", "application/octet-stream", 415).get_json()["error"] == \
+    assert bad.get_json()["code"] == "unreadable_file"
+    assert submit(web, token, b"{}", "application/octet-stream", 415).get_json()["code"] == \
         "unsupported_media_type"
     response = web.app.test_client().post(
         "/api/v1/jobs", query_string={"methodology": "no.such"}, data=b"{}\n",

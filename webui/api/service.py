@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from engine.records import RecordError, parse_datetime_us, us_to_datetime
+from engine.explain import as_written
 from engine.result import INVALID, Result
 from engine.schema import describe
 from registry import ledger, workflow
@@ -35,18 +36,17 @@ CLOCK_SKEW = dt.timedelta(minutes=5)
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, details: Optional[dict] = None):
+    """An error the API answers as problem details (problems.py): an HTTP status, a short
+    code, a sentence, and `errors` (one per invalid field or record, with a JSON pointer)."""
+
+    def __init__(self, status: int, code: str, message: str, details: Optional[dict] = None,
+                 errors: Optional[list[dict]] = None):
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.details = details or {}
-
-    def to_dict(self) -> dict:
-        out = {"code": self.code, "message": self.message}
-        if self.details:
-            out["details"] = self.details
-        return out
+        self.errors = errors or []
 
 
 # ---------------------------------------------------------------- versions and engines
@@ -179,6 +179,10 @@ class Evaluation:
                 row.pop("row", None)
                 row.pop("values", None)
                 row = {"index": index, **row, "applicability": group.reason}
+                if explain:  # in the methodology's units, the SI value beside; text as text
+                    zone = group.engine.methodology.metadata.timezone
+                    row["explanation"] = [as_written(step, zone) for step in row["explanation"]]
+                    row["explanation_text"] = "\n".join(row["explanation_text"])
                 rows.append(row)
         rows.sort(key=lambda row: row["index"])
         return rows
@@ -186,8 +190,8 @@ class Evaluation:
 
 def _error(index: int, record, code: str, reason: str) -> dict:
     record_id = record.get("id") if isinstance(record, dict) else None
-    return {"index": index, "id": None if record_id is None else str(record_id),
-            "code": code, "reason": reason}
+    return {"index": index, "pointer": f"/records/{index}",
+            "id": None if record_id is None else str(record_id), "code": code, "reason": reason}
 
 
 def _activity_time(record: dict, schema) -> int:
