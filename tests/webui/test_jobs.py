@@ -318,3 +318,18 @@ def test_a_long_count_renews_the_lease(published, monkeypatch):
         s.execute(sa.update(jobs.Job).values(lease_owner="someone else"))
     with pytest.raises(LostLease):
         worker._pass(job, open_records(source).rows)
+
+
+def test_a_token_needs_the_scope_of_what_its_job_does(published):
+    from registry import tokens
+    web, _token = published
+    with web.reg.uow() as s:
+        evaluate_only = tokens.create(s, web.reg.integrator, web.reg.integrator, "eval",
+                                      scopes=["evaluate"])[1]
+    refused = submit(web, evaluate_only, as_jsonl(rides(2)), "application/x-ndjson", 403,
+                     mode="credit").get_json()
+    assert refused["code"] == "insufficient_scope" and "`credit`" in refused["detail"]
+    job_id = submit(web, evaluate_only, as_jsonl(rides(2)), "application/x-ndjson").get_json()["id"]
+    assert job_of(web, evaluate_only, job_id)["mode"] == "evaluate"
+    with web.reg.db.engine.connect() as c:
+        assert c.execute(sa.text("SELECT COUNT(*) FROM jobs")).scalar_one() == 1

@@ -25,7 +25,10 @@ import hashlib
 import os
 from pathlib import Path
 
+from typing import Literal, Optional
+
 from flask import Blueprint, Response, g, jsonify, request, url_for
+from pydantic import Field
 from sqlalchemy import select
 
 from engine.recordfiles import FORMATS, open_records
@@ -34,8 +37,92 @@ from registry.models import MethodologyVersion
 
 from .. import worker
 from ..db import get_db
+from . import models
 from .accounts import int_arg
+from .openapi import header, query
+from .openapi import operation as declare
 from .service import LISTED_STATES, ApiError
+
+
+# ---------------------------------------------------------------- declared bodies
+class JobInput(models.Response):
+    name: str = Field(description="the file's name as sent (`body` for a raw body)")
+    format: Literal["csv", "jsonl", "parquet"]
+    bytes: int
+    sha256: str
+
+
+class JobProgress(models.Response):
+    rows_done: int = Field(description="records done (evaluated, and credited if asked)")
+    rows_total: Optional[int] = Field(description="the file's records, once the worker counted them")
+    chunks_done: int
+    chunk_rows: int = Field(description="records per chunk, each one transaction")
+
+
+class JobSummary(models.Response):
+    results: int = Field(description="records evaluated (lines of the results file)")
+    errors: int = Field(description="records in error (lines of the errors file)")
+    credited: int = Field(description="records credited by this job")
+    reduction_mg: int = Field(description="credited (or, evaluating, creditable) reduction, mg")
+    points: int
+
+
+class JobLinks(models.Response):
+    self: str
+    results: str
+    errors: str
+
+
+class Job(models.Response):
+    id: str
+    status: Literal["queued", "running", "succeeded", "failed"]
+    methodology: str
+    mode: Literal["evaluate", "credit"]
+    as_of: Optional[str]
+    idempotency_key: Optional[str]
+    input: JobInput
+    progress: JobProgress
+    summary: JobSummary
+    failure: Optional[str] = Field(description="why the job failed as a whole")
+    attempts: int = Field(description="times a worker took the job")
+    created_at: str
+    started_at: Optional[str]
+    finished_at: Optional[str]
+    links: JobLinks
+
+
+class JobList(models.Response):
+    items: list[Job]
+
+
+FILE = {"type": "string", "format": "binary"}
+UPLOAD = {"text/csv": FILE, "application/x-ndjson": FILE, "application/vnd.apache.parquet": FILE,
+          "multipart/form-data": {"type": "object", "required": ["file"],
+                                  "properties": {"file": FILE, "methodology": {"type": "string"},
+                                                 "mode": {"type": "string"},
+                                                 "as_of": {"type": "string", "format": "date"}}}}
+DOWNLOAD = {"application/x-ndjson": {"type": "string", "description": "a JSON object a line"},
+            "text/csv": {"type": "string", "description": "a header, then a record a line"}}
+JOB_PARAMS = (
+    query("methodology", {"type": "string"}, "a published methodology's id (required)"),
+    query("mode", {"type": "string", "enum": ["evaluate", "credit"], "default": "evaluate"},
+          "evaluate, or evaluate and credit (the token needs the `credit` scope)"),
+    query("as_of", {"type": "string", "format": "date"}, "the versions as published that day"),
+    query("format", {"type": "string", "enum": ["csv", "jsonl", "parquet"]},
+          "the file's format when neither the Content-Type nor the file name says it"),
+    header("Idempotency-Key", "the same job again (200), not a second one"))
+FORMAT = query("format", {"type": "string", "enum": ["jsonl", "csv"], "default": "jsonl"},
+               "JSON Lines or CSV")
+
+
+def _require_scope(*wanted: str) -> None:
+    """A job evaluates (`evaluate`) or credits (`credit`): the token needs that scope, and
+    one of them to read its jobs."""
+    granted = g.get("api_scopes") or ()
+    if not any(scope in granted for scope in wanted):
+        raise ApiError(403, "insufficient_scope",
+                       f"this token lacks the `{'` or `'.join(wanted)}` scope "
+                       f"(it has: {', '.join(sorted(granted)) or 'none'})")
 
 # what a body's Content-Type says its format is
 CONTENT_TYPES = {"text/csv": "csv", "application/csv": "csv", "application/x-ndjson": "jsonl",
@@ -116,15 +203,22 @@ def _job_dict(job) -> dict:
 def register(api: Blueprint) -> None:
     """Adds the job routes to the API blueprint."""
 
-    @api.post("/jobs")
+    @declare(api, "POST", "/jobs", status=202, extra_statuses=(200,), response=Job,
+             summary="Submit a file of records (CSV, JSON Lines, Parquet) to evaluate or credit "
+                     "in the background", params=JOB_PARAMS, upload=UPLOAD, problems=(409,))
     def submit_job():
         request.max_content_length = jobs.MAX_BYTES  # this endpoint only: it streams to disk
         methodology_id = _param("methodology")
         if not methodology_id or len(methodology_id) > 128:
-            raise ApiError(400, "bad_request", "`methodology`: the id of a published methodology")
+            raise ApiError(400, "bad_request", "`methodology`: the id of a published methodology",
+                           errors=[{"pointer": "#/query/methodology", "detail": "required",
+                                    "code": "missing"}])
         mode = _param("mode") or "evaluate"
         if mode not in ("evaluate", "credit"):
-            raise ApiError(400, "bad_request", f"`mode`: evaluate or credit, not {mode!r}")
+            raise ApiError(400, "bad_request", f"`mode`: evaluate or credit, not {mode!r}",
+                           errors=[{"pointer": "#/query/mode", "detail": "evaluate or credit",
+                                    "code": "enum"}])
+        _require_scope(mode)
         as_of = None
         if _param("as_of"):
             try:
@@ -169,8 +263,10 @@ def register(api: Blueprint) -> None:
         response.headers["Location"] = body["links"]["self"]
         return response
 
-    @api.get("/jobs")
+    @declare(api, "GET", "/jobs", response=JobList, summary="Your jobs, newest first",
+             params=(query("limit", {"type": "integer", "minimum": 1, "maximum": 200}),))
     def list_jobs():
+        _require_scope("evaluate", "credit")
         limit = int_arg("limit", 50)
         if not (1 <= limit <= 200):
             raise ApiError(400, "bad_pagination", "1 ≤ limit ≤ 200")
@@ -178,12 +274,15 @@ def register(api: Blueprint) -> None:
             return jsonify({"items": [_job_dict(j) for j in jobs.of_integrator(s, g.api_user.id,
                                                                                 limit=limit)]})
 
-    @api.get("/jobs/<job_id>")
+    @declare(api, "GET", "/jobs/<job_id>", response=Job,
+             summary="A job: its status and progress (rows done / total), its totals")
     def job(job_id: str):
+        _require_scope("evaluate", "credit")
         with get_db().read() as s:
             return jsonify(_job_dict(jobs.get(s, g.api_user.id, job_id)))
 
     def download(job_id: str, kind: str):
+        _require_scope("evaluate", "credit")
         fmt = (request.args.get("format") or "jsonl").lower()
         if fmt not in ("jsonl", "csv"):
             raise ApiError(400, "bad_format", f"format: jsonl or csv, not {fmt!r}")
@@ -201,11 +300,13 @@ def register(api: Blueprint) -> None:
         response.headers["Tanpu-Rows-Done"] = str(found.rows_done)
         return response
 
-    @api.get("/jobs/<job_id>/results")
+    @declare(api, "GET", "/jobs/<job_id>/results", download=DOWNLOAD, params=(FORMAT,),
+             summary="A job's results, a record a line (of the chunks done so far)")
     def job_results(job_id: str):
         return download(job_id, "results")
 
-    @api.get("/jobs/<job_id>/errors")
+    @declare(api, "GET", "/jobs/<job_id>/errors", download=DOWNLOAD, params=(FORMAT,),
+             summary="A job's records in error: index, id, code, reason")
     def job_errors(job_id: str):
         return download(job_id, "errors")
 

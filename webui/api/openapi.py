@@ -58,6 +58,9 @@ class Operation:
     problems: tuple[int, ...] = ()
     extra_statuses: tuple[int, ...] = ()
     paged: bool = False
+    # a body that is not JSON (a job's file) / a response that is a file: media type -> schema
+    upload: Optional[dict] = None
+    download: Optional[dict] = None
 
 
 OPERATIONS: list[Operation] = []
@@ -89,7 +92,8 @@ def operation(bp: Blueprint, method: str, rule: str, *, summary: str,
               body: Optional[type[BaseModel]] = None, response: Optional[type[BaseModel]] = None,
               status: int = 200, params: tuple[Param, ...] = (), scope: Optional[str] = None,
               public: bool = False, problems: tuple[int, ...] = (),
-              extra_statuses: tuple[int, ...] = (), paged: bool = False) -> Callable:
+              extra_statuses: tuple[int, ...] = (), paged: bool = False,
+              upload: Optional[dict] = None, download: Optional[dict] = None) -> Callable:
     """Registers `view` on `bp` for `method rule`, and declares it (see the module)."""
     def decorate(view: Callable) -> Callable:
         path, path_params = _openapi_path(rule)
@@ -109,7 +113,7 @@ def operation(bp: Blueprint, method: str, rule: str, *, summary: str,
         bp.add_url_rule(rule, view.__name__, wrapped, methods=[method])
         OPERATIONS.append(Operation(method, path, view.__name__, summary, body, response,
                                     status, path_params + list(params), scope, public,
-                                    problems, extra_statuses, paged))
+                                    problems, extra_statuses, paged, upload, download))
         return wrapped
     return decorate
 
@@ -154,10 +158,15 @@ def document(server_url: str = "/") -> dict:
         if op.body is not None:
             item["requestBody"] = {"required": True, "content": {"application/json": {
                 "schema": {"$ref": f"#/components/schemas/{op.body.__name__}"}}}}
+        elif op.upload is not None:
+            item["requestBody"] = {"required": True, "content": {
+                media: {"schema": schema} for media, schema in op.upload.items()}}
         ok: dict[str, Any] = {"description": op.summary}
         if op.response is not None:
             ok["content"] = {"application/json": {
                 "schema": {"$ref": f"#/components/schemas/{op.response.__name__}"}}}
+        elif op.download is not None:
+            ok["content"] = {media: {"schema": schema} for media, schema in op.download.items()}
         headers = {"X-Request-Id": {"schema": {"type": "string"},
                                     "description": "the request's id (the client's if sent)"}}
         if not op.public:
@@ -170,7 +179,7 @@ def document(server_url: str = "/") -> dict:
         for extra in op.extra_statuses:
             responses[str(extra)] = ok
         statuses = set(op.problems) | {400, 405, 422}  # 405: a malformed id may name another route
-        if op.body is not None:
+        if op.body is not None or op.upload is not None:
             statuses |= {404, 413, 415}
         if "{" in op.path:
             statuses.add(404)

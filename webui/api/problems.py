@@ -45,6 +45,8 @@ TITLES = {
     "payload_too_large": "Payload too large",
     "too_many_records": "Too many records",
     "unsupported_media_type": "Unsupported media type",
+    "bad_format": "Bad format",
+    "unreadable_file": "The file cannot be read",
     "invalid": "Cannot accept this",
     "invalid_unit": "Wrong unit",
     "too_many_requests": "Too many requests",
