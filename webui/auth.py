@@ -40,7 +40,7 @@ from registry.models import User
 from registry.users import Decision
 
 from .db import get_db
-from .limits import address, limiter, login_email, login_limit
+from .limits import address, limiter, login_email, sign_in_attempt
 
 bp = Blueprint("auth", __name__)
 
@@ -187,11 +187,6 @@ def has_role(role: str) -> bool:
 
 
 # ---------------------------------------------------------------- brute force
-def _failed(response) -> bool:
-    """Only a failed sign-in counts against the limits (webui/limits.py)."""
-    return response.status_code == 401
-
-
 def _too_many(_limit):
     """Over the limit: the sign-in page again, with why (the right password waits too)."""
     flash(_("Too many failed sign-ins. Please wait a few minutes and try again."), "error")
@@ -217,10 +212,7 @@ safe_next = _safe_next
 
 # ---------------------------------------------------------------- views
 @bp.route("/login", methods=["GET", "POST"])
-@limiter.limit(login_limit, key_func=login_email, methods=["POST"], deduct_when=_failed,
-               on_breach=_too_many, scope="login-email")
-@limiter.limit(login_limit, key_func=address, methods=["POST"], deduct_when=_failed,
-               on_breach=_too_many, scope="login-address")
+@limiter.exempt  # the failure limits are counted in the view (webui/limits.sign_in_attempt)
 def login():
     next_url = request.values.get("next", "")
     if g.get("user") is not None and request.method == "GET":
@@ -230,10 +222,15 @@ def login():
     if request.method == "POST":
         email = (request.form.get("email") or "").strip()
         password = request.form.get("password") or ""
-        with get_db().unit_of_work() as s:
-            user = users.authenticate(s, email, password)
-            if user is not None:
-                user.roles  # noqa: B018 - loaded while the session is open
+        with sign_in_attempt(login_email(), "address:" + address()) as attempt:
+            if not attempt.allowed:
+                return _too_many(None)
+            with get_db().unit_of_work() as s:
+                user = users.authenticate(s, email, password)
+                if user is not None:
+                    user.roles  # noqa: B018 - loaded while the session is open
+            if user is None:
+                attempt.failed()
         if user is not None:
             sign_in(user)
             current_app.logger.info("sign-in: user %s", user.id)

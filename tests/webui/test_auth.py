@@ -140,6 +140,32 @@ def test_too_many_failed_sign_ins_are_slowed_down(site):
     assert response.status_code == 429 and "登录失败次数过多" in text_of(response)
 
 
+def test_two_hundred_concurrent_wrong_passwords_check_at_most_the_limit(site):
+    """Issue 17: 200 concurrent wrong passwords for one account got 17 checks through a
+    limit of 10 (the failures were counted after the responses)."""
+    import threading
+
+    app = make_app(site.db, LOGIN_MAX_FAILURES=10)
+    email = site.email(site.reg.admin)
+    barrier = threading.Barrier(50)
+    statuses: list[int] = []
+
+    def attempt():
+        client = app.test_client()
+        barrier.wait()
+        for _ in range(4):
+            statuses.append(client.post("/login", data={"email": email,
+                                                        "password": "wrong password"}).status_code)
+
+    threads = [threading.Thread(target=attempt) for _ in range(50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert len(statuses) == 200
+    assert statuses.count(401) == 10 and statuses.count(429) == 190
+
+
 def test_anonymous_json_callers_get_401_not_a_redirect(site):
     response = site.client.get("/methodologies", headers={"Accept": "application/json"})
     assert response.status_code == 401 and response.get_json()["code"] == "unauthenticated"
