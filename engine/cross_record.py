@@ -2,6 +2,8 @@
 
 Semantics (docs/engine.md repeats them for readers):
 - Records are taken in the canonical order (account, time, id, row).
+- Near-duplicate rules (one event through several channels) come first, as
+  engine/channels.py says, on the records still credited after DUPLICATE_ID.
 - A record id seen before (in that order) is a duplicate (DUPLICATE_ID), whatever its
   first occurrence's status; invalid records take no part.
 - Then, per account, over records that are still credited, in order:
@@ -30,6 +32,8 @@ from typing import Callable, Optional
 
 from dsl.ir import ast as ir
 
+from . import counters
+from . import channels
 from .plan.ast import CrossRecord
 from .result import (CAP_REACHED, CAPPED, CREDITED, DUPLICATE, DUPLICATE_ID, INVALID,
                      REJECTED, Result)
@@ -59,6 +63,18 @@ def period_of(local_day: int, period: str) -> int:
 def apply(results: list[Result], methodology: CrossRecord,
           recompute_points: Optional[RECOMPUTE] = None, explain: bool = False,
           state: Optional[dict[str, AccountState]] = None) -> None:
+    """The rules below, then the counters and rewards (engine/counters.py)."""
+    if isinstance(methodology, ir.Methodology):  # the IR itself: its rules as the plan has them
+        from .plan.from_ir import cross_record
+        methodology = cross_record(methodology)
+    _rules(results, methodology, recompute_points, explain, state)
+    if methodology.counters or methodology.rewards:
+        counters.apply(results, methodology, explain, state, _accounts(results))
+
+
+def _rules(results: list[Result], methodology: CrossRecord,
+           recompute_points: Optional[RECOMPUTE] = None, explain: bool = False,
+           state: Optional[dict[str, AccountState]] = None) -> None:
     """Applies every cross-record rule of a plan (`plan.rules`) to ``results`` in place.
 
     With `state` (account -> AccountState, engine/state.py), each account's records are
@@ -66,8 +82,10 @@ def apply(results: list[Result], methodology: CrossRecord,
     account with a record here is left updated: evaluating a stream in pieces, the state
     carried from one to the next, gives the results of evaluating it whole."""
     _mark_repeated_ids(results, explain)
-    if not methodology.has_cross_record_rules:
+    if not methodology.has_record_rules:
         return
+    if methodology.near_duplicates:  # before every other rule (engine/channels.py)
+        _near_duplicates(results, methodology, explain, state)
     local = {cap.timezone: LocalTime(cap.timezone) for cap in methodology.caps}
     # duplicate and overlap rules compare a record with the account's earlier ones: alone
     # in its account, a record has nothing to compare with (many accounts of a day's file)
@@ -88,6 +106,28 @@ def apply(results: list[Result], methodology: CrossRecord,
             _overlaps(results, indexes, methodology.overlaps, explain)
         else:
             _account(results, indexes, methodology, local, recompute_points, explain)
+
+
+def accounts_of(results: list[Result]) -> dict[str, list[int]]:
+    """Each account's records (invalid ones aside) in the canonical order."""
+    return _accounts(results)
+
+
+def _near_duplicates(results: list[Result], m: CrossRecord, explain: bool,
+                     state: Optional[dict[str, AccountState]]) -> None:
+    for account, indexes in _accounts(results, CREDITED).items():
+        events = None
+        if state is not None:
+            prior = state.get(account)
+            if prior is None:
+                prior = state[account] = AccountState.empty(m)
+            events = prior.near
+        found = channels.judge(m.near_duplicates, [(i, results[i].id, results[i].values) for i in indexes],
+                               events)
+        for i, rule_index, event in found:
+            rule = m.near_duplicates[rule_index]
+            decide(results[i], DUPLICATE, rule.code, channels.message(rule, event), explain, of=event)
+            results[i].reduction_mg, results[i].points = 0, 0
 
 
 def _mark_repeated_ids(results: list[Result], explain: bool) -> None:

@@ -17,7 +17,9 @@ What is kept, per rule, is only what a later record can be judged by:
 - `flag` and `bonus` windows: the accepted records' times that can still fall in the
   window of a later record (those after the newest time minus the window);
 - caps: the amount credited in each calendar period (a number per period: a record that
-  arrives late is judged against its own period's total).
+  arrives late is judged against its own period's total);
+- history windows: the day of the account's first record and the records (time, id,
+  day, value) a later record's window can still hold (engine/history.py).
 
 A record that arrives after later ones (out of time order) is judged against the state
 as it stands: an overlap rule rejects it when it overlaps an accepted interval of the
@@ -32,6 +34,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Optional
 
+from .history import Window
 from .plan.ast import CrossRecord
 
 
@@ -48,17 +51,30 @@ class AccountState:
     flag_times: list[list[int]] = field(default_factory=list)   # per flag rule
     bonus_times: list[list[int]] = field(default_factory=list)  # per bonus rule
     caps: list[dict[int, int]] = field(default_factory=list)    # per cap: period -> used
+    # engine/counters.py: per counter cap, period -> added; per counter, its total; per
+    # reward, the remainder of its source not yet converted
+    counter_caps: list[dict[int, int]] = field(default_factory=list)
+    counter_totals: list[int] = field(default_factory=list)
+    balances: list[int] = field(default_factory=list)
+    # per history window (engine/history.py): the first day and the records still in reach
+    windows: list[Window] = field(default_factory=list)
     # the stored parts of rules this version does not have (another version's), kept as
     # they were: records of two versions arrive interleaved (a version in its grace
     # period beside its successor), and crediting one must not wipe what the other's
     # rules remember (the successor's cap totals), which `tanpu ledger verify` found
     others: dict = field(default_factory=dict)
+    # per near-duplicate rule: the events kept (engine/channels.py; no horizon, as keys)
+    near: list = field(default_factory=list)
 
     @classmethod
     def empty(cls, rules: CrossRecord) -> "AccountState":
+        from .channels import Events
         return cls([set() for _ in rules.duplicates], [None for _ in rules.overlaps],
                    [[] for _ in rules.overlaps], [[] for _ in rules.flags],
-                   [[] for _ in rules.bonuses], [{} for _ in rules.caps])
+                   [[] for _ in rules.bonuses], [{} for _ in rules.caps],
+                   [{} for _ in rules.counter_caps], [0 for _ in rules.counters],
+                   [0 for _ in rules.rewards], windows=[Window() for _ in rules.histories],
+                   near=[Events() for _ in rules.near_duplicates])
 
     def prune(self, rules: CrossRecord) -> None:
         """Drops the window times no later record in time order can count, and the
@@ -92,6 +108,16 @@ class AccountState:
             data[_name(rule)] = sorted(times)
         for rule, periods in zip(rules.caps, self.caps):
             data[_name(rule)] = {str(p): used for p, used in sorted(periods.items())}
+        for rule, periods in zip(rules.counter_caps, self.counter_caps):
+            data[_name(rule)] = {str(p): used for p, used in sorted(periods.items())}
+        for name, total in zip(rules.counters, self.counter_totals):
+            data[_counter_name(name)] = total
+        for rule, balance in zip(rules.rewards, self.balances):
+            data[_name(rule)] = balance
+        for history, window in zip(rules.histories, self.windows):
+            data[history_name(history)] = window.to_data()
+        for rule, events in zip(rules.near_duplicates, self.near):
+            data[_name(rule)] = events.to_data()
         return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
     @classmethod
@@ -102,8 +128,10 @@ class AccountState:
             return state
         data = json.loads(text)
         mine = {_name(rule) for rules_of_a_kind in (rules.duplicates, rules.overlaps, rules.flags,
-                                                    rules.bonuses, rules.caps)
-                for rule in rules_of_a_kind}
+                                                    rules.bonuses, rules.caps, rules.near_duplicates,
+                                                    rules.counter_caps, rules.rewards)
+                for rule in rules_of_a_kind} | {_counter_name(name) for name in rules.counters}
+        mine |= {history_name(h) for h in rules.histories}
         state.others = {name: part for name, part in data.items() if name not in mine}
         for j, rule in enumerate(rules.duplicates):
             state.keys[j] = {tuple(json.loads(k)) for k in data.get(_name(rule), ())}
@@ -117,7 +145,30 @@ class AccountState:
             state.bonus_times[j] = list(data.get(_name(rule), ()))
         for j, rule in enumerate(rules.caps):
             state.caps[j] = {int(p): int(used) for p, used in data.get(_name(rule), {}).items()}
+        for j, rule in enumerate(rules.counter_caps):
+            state.counter_caps[j] = {int(p): int(used) for p, used in data.get(_name(rule), {}).items()}
+        for j, name in enumerate(rules.counters):
+            state.counter_totals[j] = int(data.get(_counter_name(name), 0))
+        for j, rule in enumerate(rules.rewards):
+            state.balances[j] = int(data.get(_name(rule), 0))
+        for j, history in enumerate(rules.histories):
+            state.windows[j] = Window.of_data(data.get(history_name(history)))
+        from .channels import Events
+        for j, rule in enumerate(rules.near_duplicates):
+            state.near[j] = Events.from_data(data.get(_name(rule)))
         return state
+
+
+def _counter_name(name: str) -> str:
+    """The key of a counter's total in the stored state."""
+    return "counter:" + json.dumps(name, ensure_ascii=False)
+
+
+def history_name(h) -> str:
+    """The key of a history window's part of the state: what decides which records it
+    keeps (its name, input, size and time zone), not what it does with them, so that a
+    new version that changes a history's aggregate or its `otherwise` keeps its window."""
+    return "history:" + json.dumps([h.name, h.subject, h.size, h.unit, h.timezone], ensure_ascii=False)
 
 
 def _name(rule) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Optional
 
 from ..ir import ast as ir
@@ -16,11 +17,18 @@ from .literals import (INVALID, check_code, decimal_of, literal_value, parse_dat
                        unit_of, whole_token)
 from .scope import BUILTIN_TYPES, Scope
 
+# ISO 3166-1 alpha-2, an optional ISO 3166-2 subdivision, then `.Place` parts (CN-HB.Wuhan)
+REGION = re.compile(r"[A-Z]{2}(-[A-Z0-9]{1,3})?(\.[A-Za-z][A-Za-z0-9_]*)*")
+
+def leg_field_type(scope: Scope, name: str):
+    from .legs import leg_field_type as find  # legs.py reads this module's input options
+    return find(scope, name)
+
 # ---------------------------------------------------------------- header
 def check_header(header: Optional[ast.Header], report: Reporter) -> Optional[ir.Metadata]:
     if header is None:
         return None
-    titles, descriptions, citations, covers, precedes = [], [], [], [], []
+    titles, descriptions, citations, covers, precedes, regions = [], [], [], [], [], []
     issuer, effective_from, effective_until, zone = "", None, None, None
     seen: dict[str, object] = {}
 
@@ -45,6 +53,13 @@ def check_header(header: Optional[ast.Header], report: Reporter) -> Optional[ir.
         elif isinstance(field, ast.CoversField):
             if once("covers", field):
                 covers = [str(n) for n in field.names]
+                for region in field.regions or ():
+                    if REGION.fullmatch(str(region)):
+                        regions.append(str(region))
+                    else:
+                        report.report("E0504", region, text=str(region),
+                                      kind="region (an ISO 3166 code such as `CN` or `CN-HB`, "
+                                           "then `.Place` for a part of it)")
         elif isinstance(field, ast.DescriptionField):
             lang = str(field.lang) if field.lang else "zh"
             if once(f"description {lang}", field):
@@ -74,7 +89,7 @@ def check_header(header: Optional[ast.Header], report: Reporter) -> Optional[ir.
         titles=tuple(titles), issuer=issuer, citations=tuple(citations), covers=tuple(covers),
         descriptions=tuple(descriptions), effective_from=effective_from,
         effective_until=effective_until, timezone=zone or DEFAULT_TIMEZONE,
-        precedes=tuple(precedes))
+        precedes=tuple(precedes), regions=tuple(regions))
 
 
 def timezone_given(header: Optional[ast.Header]) -> bool:
@@ -211,7 +226,7 @@ def _parameter(item: ast.ParameterDecl, scope: Scope, report: Reporter) -> Optio
     if item.by is not None:
         for key in item.by.names:
             key_name = str(key)
-            kt = scope.input_type(key_name)
+            kt = scope.input_type(key_name) or leg_field_type(scope, key_name)
             if kt is None:
                 if key_name not in scope.failed:
                     report.report("E0207", key, name=key_name,
@@ -381,3 +396,8 @@ def check_value_in_force(scope: Scope, nodes: dict, report: Reporter) -> None:
             report.report("E0401", node.name, name=name, start=start,
                           first=parameter.periods[0].start,
                           help="start its first value no later than the methodology's `effective from` date")
+
+
+# a leg's fields (dsl/check/legs.py) are read as inputs are: one reading of types and options
+input_type = _input_type
+input_spec = _input_spec

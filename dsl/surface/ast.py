@@ -36,6 +36,7 @@ class MetaList(_List): ...
 class CiteDetailList(_List): ...
 class NameList(_List): ...
 class MethIdList(_List): ...
+class RegionList(_List): ...
 class InputOptionList(_List): ...
 class PeriodList(_List): ...
 class EntryList(_List): ...
@@ -45,6 +46,8 @@ class FieldList(_List): ...
 class ExpectationList(_List): ...
 class ExprList(_List): ...
 class WhenList(_List): ...
+class GroupFieldList(_List): ...
+class LegList(_List): ...
 
 
 # ---------------------------------------------------------------- literals
@@ -136,6 +139,7 @@ class CiteField(_Node):
 class CoversField(_Node):
     meta: Meta
     names: NameList
+    regions: Optional["RegionList"]  # `in CN-HB, CN-BJ`: where it applies (all when none)
 
 
 @dataclass
@@ -251,6 +255,23 @@ class InputDecl(_Node):
     meta: Meta
     names: NameList
     type: TypeSpec
+    options: InputOptionList
+
+
+@dataclass
+class GroupField(_Node):
+    meta: Meta
+    name: Token
+    type: TypeSpec
+    options: InputOptionList
+
+
+@dataclass
+class GroupDecl(_Node):
+    """`input legs: list { mode: choice {...}, distance: quantity [km] } at most 8`."""
+    meta: Meta
+    names: NameList
+    fields: GroupFieldList
     options: InputOptionList
 
 
@@ -478,9 +499,34 @@ class CaseExpr(_Node):
     otherwise: Optional["Expr"]
 
 
+@dataclass
+class LegAggregate(_Node):
+    """`sum(body for leg in legs where cond)`, `count(leg for leg in legs ...)`."""
+    meta: Meta
+    func: Token
+    body: "Expr"
+    var: Token
+    group: Token
+    where: Optional["LegWhere"]
+
+
+@dataclass
+class LegWhere(_Node):
+    meta: Meta
+    cond: "Expr"
+
+
+@dataclass
+class LegField(_Node):
+    """`leg.distance`: a field of the leg an aggregate is going over."""
+    meta: Meta
+    var: Token
+    field: Token
+
+
 Expr = Union[IfExpr, OrOp, AndOp, NotOp, Compare, InSet, BinaryAdd, BinaryMul, Negate,
              Lookup, NumberExpr, NameExpr, TextExpr, DateExpr, DatetimeExpr, BoolExpr,
-             Call, CaseExpr]
+             Call, CaseExpr, LegAggregate, LegField]
 
 
 # ---------------------------------------------------------------- definitions and rules
@@ -518,6 +564,32 @@ class CapRule(_Node):
 
 
 @dataclass
+class CounterDef(_Node):
+    meta: Meta
+    name: Token
+    unit: Optional[Unit]
+    expr: Expr
+
+
+@dataclass
+class CounterCapRule(_Node):
+    meta: Meta
+    counter: Token
+    limit: Literal
+    period: Token  # day | week | month | year
+    zone: Optional[Token]
+
+
+@dataclass
+class RewardRule(_Node):
+    meta: Meta
+    name: Token
+    every: Token   # NUMBER: how many of the source make one reward
+    source: Token  # `points` or a counter
+    worth: Literal
+
+
+@dataclass
 class OverlapRule(_Node):
     meta: Meta
     start: Token
@@ -535,6 +607,43 @@ class DuplicateRule(_Node):
 
 
 @dataclass
+class DupWhere(_Node):
+    meta: Meta
+    cond: Expr
+
+
+@dataclass
+class DupArrival(_Node):
+    meta: Meta
+    name: Token
+
+
+@dataclass
+class NearDuplicateRule(_Node):
+    """`forbid duplicate k1, t within 5 min per account [where c] [keep first by a] else ...`"""
+    meta: Meta
+    keys: NameList
+    window: Literal
+    where: Optional[DupWhere]
+    arrival: Optional[DupArrival]
+    code: Token
+    message: Token
+
+
+@dataclass
+class ConditionalDuplicateRule(_Node):
+    """`forbid duplicate k per account where c [keep first by a] else ...`"""
+    meta: Meta
+    keys: NameList
+    where: DupWhere
+    arrival: Optional[DupArrival]
+    code: Token
+    message: Token
+
+    window = None
+
+
+@dataclass
 class BonusRule(_Node):
     meta: Meta
     points: Token
@@ -549,6 +658,38 @@ class FlagRule(_Node):
     window: Literal
     code: Token
     message: Token
+
+
+# ---------------------------------------------------------------- history windows
+@dataclass
+class ShortReject(_Node):
+    meta: Meta
+    code: Token
+    message: Token
+
+
+@dataclass
+class ShortPartial(_Node):
+    meta: Meta
+
+
+@dataclass
+class ShortValue(_Node):
+    meta: Meta
+    value: Literal
+
+
+@dataclass
+class HistoryDef(_Node):
+    """history NAME = AGG SUBJECT over the (previous|last) N (days|records) otherwise ..."""
+    meta: Meta
+    name: Token
+    aggregate: Token
+    subject: Token
+    side: Token
+    size: Token
+    unit: Token
+    short: Union[ShortReject, ShortPartial, ShortValue]
 
 
 # ---------------------------------------------------------------- examples
@@ -602,8 +743,41 @@ class ExpectBonus(_Node):
     points: Token
 
 
+@dataclass
+class Decimals(_Node):
+    meta: Meta
+    count: Token
+
+
+@dataclass
+class ExpectRounded(_Node):
+    """`reduction 12.35 kg to 2 decimals`"""
+    meta: Meta
+    output: Token
+    value: Literal
+    decimals: Decimals
+
+
+@dataclass
+class ExpectNamed(_Node):
+    """`car_factor 271.82 g/km [to 2 decimals]`: any let or output by name."""
+    meta: Meta
+    name: Token
+    value: Literal
+    decimals: Optional[Decimals]
+
+
+@dataclass
+class ExpectTotal(_Node):
+    """`total points 935`: the account's total after this record of the sequence."""
+    meta: Meta
+    output: Token
+    value: Literal
+    decimals: Optional[Decimals]
+
+
 Expectation = Union[ExpectValue, ExpectRejected, ExpectStatus, ExpectDuplicate,
-                    ExpectFlagged, ExpectBonus]
+                    ExpectFlagged, ExpectBonus, ExpectRounded, ExpectNamed, ExpectTotal]
 
 
 @dataclass
@@ -631,8 +805,9 @@ class SequenceExample(_Node):
     steps: ExampleStepList
 
 
-Item = Union[InputDecl, ParameterDecl, LetDef, OutputDef, RequireStmt, CapRule,
-             OverlapRule, DuplicateRule, BonusRule, FlagRule, SingleExample, SequenceExample]
+Item = Union[InputDecl, GroupDecl, ParameterDecl, LetDef, OutputDef, RequireStmt, CapRule,
+             OverlapRule, DuplicateRule, NearDuplicateRule, ConditionalDuplicateRule, BonusRule, FlagRule,
+             HistoryDef, SingleExample, SequenceExample]
 
 
 @dataclass

@@ -26,10 +26,12 @@ from dsl.types import Kind
 from ..records import Schema
 from ..result import COLUMNS, MethodologyRef, Result
 from ..scalar import ScalarProgram
+from . import history
 from .ingest import Ingested, ingest_frame, raw_frame, text_series
 from .kernel import Kernels
 from .native_text import NativeText
 from .part import Part, concat_parts
+from .counters import COLUMN as COUNTER_COLUMN
 from .rules import Batch, Rules
 from .store import DiskStore, MemoryStore
 from .values import Cat, Reasons
@@ -68,8 +70,11 @@ class BatchEngine:
         self.rules = Rules(self.plan.rules, self.reasons, recompute=self._recompute)
         self.masses = tuple(n for n in ("baseline", "project", "leakage") if n in self.plan.masses)
         keep = set(self.rules.needed_inputs())
+        self.histories = self.plan.rules.histories
         if any(c.target == "reduction" for c in methodology.caps):
             keep |= {s.name for s in methodology.inputs} | {"activity", "id", "account"}
+            keep |= {name for name, _ in self.plan.inputs}  # the history windows' columns
+            keep |= {g.name for g in methodology.groups}
         self.keep = sorted(keep)
         self.kinds = {s.name: s.type.kind for s in methodology.inputs}
         self.kinds.update(activity=Kind.TEXT, id=Kind.TEXT, account=Kind.TEXT)
@@ -110,6 +115,9 @@ class BatchEngine:
         columns = got.columns
         columns["id"] = got.ids
         columns["account"] = got.accounts
+        if self.histories:  # the chunk is the whole stream (evaluate_frame, evaluate_file)
+            history.compute(self.histories, columns, got.accounts, got.ids, columns["time"],
+                            got.rows, got.invalid, n, self.formulas.build)
         # amounts of credited rows only, on the whole chunk at once (C needs no
         # cache-sized slices)
         outcome = self.formulas.run(columns, n, reason)
@@ -126,6 +134,8 @@ class BatchEngine:
             messages = pl.repeat(None, n, dtype=pl.String, eager=True).alias("message")
         kept = {name: text_series(columns[name]) if self.kinds.get(name) == Kind.TEXT else columns[name]
                 for name in self.keep}
+        for name, amounts in zip(self.plan.counters, outcome.counters):  # kept for the counters
+            kept[COUNTER_COLUMN + name] = np.where(credited, amounts, 0)
         time = np.where(got.invalid, 0, columns["time"])
         return Part(got.rows, got.ids, got.accounts, time, reason, messages, reduction, points,
                     {name: masses[name] for name in self.masses}, credited, kept)
@@ -142,8 +152,11 @@ class BatchEngine:
     def evaluate_frame(self, frame: pl.DataFrame, column_units: Optional[Mapping[str, str]] = None,
                        first_row: int = 1) -> pl.DataFrame:
         """Raw records (one per row) -> results (one per row, in the same order)."""
-        parts = list(self.per_record_chunks(self.frame_chunks(frame, first_row), column_units)) or \
-            [self.per_record(frame, column_units, first_row)]
+        if self.histories:  # a window reaches across chunks: the frame is one chunk
+            parts = [self.per_record(frame, column_units, first_row)]
+        else:
+            parts = list(self.per_record_chunks(self.frame_chunks(frame, first_row), column_units)) or \
+                [self.per_record(frame, column_units, first_row)]
         return self.finish(parts)
 
     def frame_chunks(self, frame: pl.DataFrame, first_row: int = 1) -> Iterator[tuple[pl.DataFrame, int]]:
@@ -195,6 +208,8 @@ class BatchEngine:
             else:
                 columns[f"{name}_mg"] = pl.repeat(None, n, dtype=pl.Int64, eager=True)
         columns["flags"] = self.flag_lists(batch.flags)
+        columns["counters"] = batch.counters if batch.counters is not None else \
+            pl.Series("counters", [[]], dtype=pl.List(pl.String)).new_from_index(0, n)
         return pl.DataFrame({k: pl.Series(k, columns[k]) if isinstance(columns[k], np.ndarray)
                              else columns[k].alias(k) for k in RESULT_COLUMNS})
 
@@ -225,6 +240,12 @@ class BatchEngine:
         chunks = open_chunks(path, self.chunk_rows)
         units = dict(chunks.column_units)
         units.update(column_units or {})
+        if self.histories:  # windows reach across chunks: the file is read whole, then evaluated
+            frames = [frame for frame, _ in chunks.frames]
+            whole = pl.concat(frames, how="diagonal_relaxed") if frames else None
+            if whole is not None:
+                yield self.evaluate_frame(whole, units)
+            return
         expected = estimate_rows(path)
         if expected > memory_rows:
             # partitions of about half the in-memory budget: never more held than in memory
@@ -285,6 +306,7 @@ def to_results(frame: pl.DataFrame) -> list[Result]:
     out = []
     for r in frame.iter_rows(named=True):
         r["flags"] = tuple(r["flags"])
+        r["counters"] = tuple(r["counters"])
         out.append(Result(**{name: r[name] for name in RESULT_COLUMNS}))
     return out
 
@@ -300,4 +322,5 @@ def results_frame(results: list[Result]) -> pl.DataFrame:
     """engine.Engine's results as the batch engine's frame (to write both the same way)."""
     data = {name: [getattr(r, name) for r in results] for name in RESULT_COLUMNS}
     data["flags"] = [list(flags) for flags in data["flags"]]
+    data["counters"] = [list(moved) for moved in data["counters"]]
     return pl.DataFrame(data, schema=RESULT_SCHEMA)

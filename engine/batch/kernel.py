@@ -24,6 +24,7 @@ from ..plan import ast as p
 from ..result import NO_VALUE, REJECTED
 from ..scalar import ScalarProgram
 from ..to_c import REASON_BASE, Kernel, generate
+from .legs import FlatLegs, legs_lists
 from .timezones import zone_table
 from .values import Cat, Reasons
 
@@ -34,10 +35,12 @@ class Outcome:
     """Per-record results of one chunk: reason index, masses (mg), points; the amounts
     of rows that are not credited are zero."""
 
-    def __init__(self, reason: np.ndarray, masses: dict[str, np.ndarray], points: np.ndarray):
+    def __init__(self, reason: np.ndarray, masses: dict[str, np.ndarray], points: np.ndarray,
+                 counters: tuple = ()):
         self.reason = reason
         self.masses = masses
         self.points = points
+        self.counters = counters  # the counters' amounts (int64), in plan.counters order
 
 
 def entry(library, name: str):
@@ -110,9 +113,23 @@ class Kernels:
             masks.append(-1 if per_row and array.size == n and n > 1 else 0)
 
         cats: dict[str, Cat] = {}
+        flat: dict[str, FlatLegs] = {}
         for arg in kernel.args:
-            column = columns[arg.name]
+            if arg.kind in ("leg", "legs"):  # a group's legs: flat arrays (legs.py)
+                group = arg.name.partition(".")[0]
+                if group not in flat:
+                    flat[group] = FlatLegs.of(columns[group], n)
+                legs = flat[group]
+                if arg.kind == "legs":
+                    add(legs.offsets, np.int64, per_row=False)
+                elif arg.ctype == "int32_t":
+                    cats[arg.name] = legs.cat(arg.name.partition(".")[2])
+                    add(cats[arg.name].codes, np.int32, per_row=False)
+                else:
+                    add(legs.values(arg.name.partition(".")[2]), _DTYPES[arg.ctype], per_row=False)
+                continue
             if arg.kind == "input":
+                column = columns[arg.name]
                 if arg.ctype == "int32_t":
                     cats[arg.name] = _cat(column)
                     add(cats[arg.name].codes, np.int32)
@@ -122,6 +139,7 @@ class Kernels:
                 remap = [labels.setdefault(label, len(labels)) for label in cats[arg.name].labels]
                 add(np.array(remap or [0], dtype=np.int32), np.int32, per_row=False)
             else:  # offset: one for the chunk (usually) or per row
+                column = columns[arg.name]
                 add(self.zone.utc_offsets(column) if len(column) else 0, np.int64)
         mask = np.array(masks or [0], dtype=np.int64)
         points = np.zeros(n, dtype=np.int64)
@@ -132,6 +150,9 @@ class Kernels:
         keep.extend((mask, override, spill))
         pointers += [mask.ctypes.data, reason.ctypes.data, points.ctypes.data]
         pointers += [m.ctypes.data for m in masses.values()]
+        counters = tuple(np.zeros(n, dtype=np.int64) for _ in self.plan.counters)
+        keep.extend(counters)
+        pointers += [c.ctypes.data for c in counters]
         pointers += [override.ctypes.data if override is not None else None,
                      spill.ctypes.data if spill is not None else None]
         function(n, (ctypes.c_void_p * len(pointers))(*pointers))
@@ -139,7 +160,7 @@ class Kernels:
             missed = np.flatnonzero(reason < 0)
             if missed.size:
                 self._name_keys(kernel, missed, reason, spill, list(labels))
-        return Outcome(reason, masses, points)
+        return Outcome(reason, masses, points, counters)
 
     def _name_keys(self, kernel: Kernel, rows, reason, spill, labels: list[str]) -> None:
         """A key the checker proved every table lists was missing after all: the
@@ -162,7 +183,9 @@ class Kernels:
         values = {}
         for name, rep in self.plan.inputs:
             column = columns[name]
-            if rep == p.T:
+            if rep == p.LEGS:
+                values[name] = legs_lists(column, n)
+            elif rep == p.T:
                 values[name] = _cat(column).strings()
             elif isinstance(column, np.ndarray) and column.ndim == 1 and column.size == n:
                 values[name] = column.tolist()
@@ -170,12 +193,13 @@ class Kernels:
                 values[name] = [np.asarray(column).item()] * n
         points = np.zeros(n, dtype=np.int64)
         masses = {name: np.zeros(n, dtype=np.int64) for name in self.plan.masses}
+        counters = tuple(np.zeros(n, dtype=np.int64) for _ in self.plan.counters)
         run = self.scalar.run_plain
         names = list(values)
         overrides = override_mg.tolist() if override_mg is not None else None
         for row in np.flatnonzero(reason == 0).tolist():
             record = {name: values[name][row] for name in names}
-            status, code, message, reduction, pts, baseline, project, leakage = run(
+            status, code, message, reduction, pts, baseline, project, leakage, amounts = run(
                 record, None, overrides[row] if overrides is not None else None)
             if status != "credited":
                 reason[row] = self.reasons.add(status, code, message)
@@ -184,6 +208,8 @@ class Kernels:
             got = {"reduction": reduction, "baseline": baseline, "project": project, "leakage": leakage}
             for name in masses:
                 masses[name][row] = got[name]
-        return Outcome(reason, masses, points)
+            for column, amount in zip(counters, amounts):
+                column[row] = amount
+        return Outcome(reason, masses, points, counters)
 
 

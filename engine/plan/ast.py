@@ -157,9 +157,27 @@ class Elapsed:
 
 
 @dataclass(frozen=True)
+class DateShift:
+    """A date (day) moved by a duration (f, seconds): day ± floor(seconds / 86400), the
+    quotient first checked to lie within ±10⁸ days and the result within the dates a
+    record can hold (0001-01-01 … 9999-12-31), else the record is rejected with
+    `overflow` (NOT_FINITE). Both backends do exactly these operations."""
+    rep: str
+    op: str  # + | -
+    date: "Expr"
+    duration: "Expr"
+    rejects: bool = True
+    overflow: Optional[int] = None
+
+
+FIRST_DAY, LAST_DAY = -719_162, 2_932_896  # 0001-01-01 and 9999-12-31, days since 1970
+
+
+@dataclass(frozen=True)
 class DatePart:
-    """year, month, day, weekday (1 = Monday) or hour of a day or of an instant's local
-    time in the methodology's zone."""
+    """year, month, day, weekday (1 = Monday), days_in_year (365 or 366) or hour of a day
+    or of an instant's local time in the methodology's zone; `date` (rep day): an
+    instant's local date."""
     rep: str
     part: str
     operand: "Expr"
@@ -185,8 +203,34 @@ class Lookup:
     rejects: bool = False
 
 
+@dataclass(frozen=True)
+class LegField:
+    """A field of the leg an aggregate is at (aggregates do not nest: one leg at a time)."""
+    rep: str
+    group: str
+    name: str
+    rejects: bool = False
+
+
+@dataclass(frozen=True)
+class LegAggregate:
+    """Over the legs of a record's group in their order: `count` (i) of those where
+    `where` holds, or `sum` of `body` over them, from 0 (0.0 for f) adding left to right
+    (f: binary64 additions, never a compensated sum; i: beyond int64 rejects with
+    `overflow`). `where` is evaluated before `body`, and `body` only where it holds."""
+    rep: str
+    op: str  # sum | count
+    group: str
+    body: Optional["Expr"]
+    where: Optional["Expr"]
+    rejects: bool = False
+    overflow: Optional[int] = None
+
+
+LEGS = "legs"  # the rep of a group in Plan.inputs: a list of legs (dicts) per record
+
 Expr = Union[Const, Input, Ref, Day, Unary, Arith, Compare, Logic, InSet, If, MinMax, Round,
-             Elapsed, DatePart, Lookup]
+             Elapsed, DateShift, DatePart, Lookup, LegField, LegAggregate]
 
 
 # ---------------------------------------------------------------- steps
@@ -210,7 +254,7 @@ class Define:
     `overridable`: the reduction, which a cap may replace by a smaller amount in mg
     before the definitions that follow it are computed again."""
     name: str
-    kind: str  # let | output
+    kind: str  # let | output | counter
     rep: str   # of the value after this step
     expr: Expr
     type: object  # dsl.types.Type, for explanations (unit shown)
@@ -246,10 +290,26 @@ class CrossRecord:
     flags: tuple[ir.Flag, ...] = ()
     bonuses: tuple[ir.Bonus, ...] = ()
     caps: tuple[ir.Cap, ...] = ()
+    near_duplicates: tuple[ir.NearDuplicate, ...] = ()  # judged first (engine/channels.py)
+    # history windows (engine/history.py): judged before the formulas, not after them,
+    # but kept here because what they remember is part of the account's state
+    histories: tuple[ir.History, ...] = ()
+    # then the counters and rewards (engine/counters.py)
+    counters: tuple[str, ...] = ()
+    counter_units: tuple[str, ...] = ()
+    counter_caps: tuple[ir.CounterCap, ...] = ()
+    rewards: tuple[ir.Reward, ...] = ()
+
+    @property
+    def has_record_rules(self) -> bool:
+        """Rules that judge records against each other (the counters aside)."""
+        return bool(self.caps or self.overlaps or self.duplicates or self.bonuses or self.flags
+                    or self.near_duplicates)
 
     @property
     def has_cross_record_rules(self) -> bool:
-        return bool(self.caps or self.overlaps or self.duplicates or self.bonuses or self.flags)
+        """Anything that depends on the account's other records (counters included)."""
+        return self.has_record_rules or bool(self.counters or self.rewards)
 
 
 @dataclass(frozen=True)
@@ -263,6 +323,9 @@ class Plan:
     reasons: tuple[tuple[str, str, str], ...] = field(default=())  # (status, code, message)
     rules: CrossRecord = field(default_factory=CrossRecord)
     methodology: Optional[ir.Methodology] = field(default=None, repr=False, compare=False)
+    # the counters' Define steps (kind "counter", whole numbers >= 0), in declaration
+    # order: what each credited record adds to them, before the counter rules
+    counters: tuple[str, ...] = ()
 
     @property
     def used_parameters(self) -> tuple[int, ...]:
@@ -293,8 +356,12 @@ def children(e: Expr) -> tuple:
         return e.args
     if t is Elapsed:
         return (e.end, e.start)
+    if t is DateShift:
+        return (e.date, e.duration)
     if t is Lookup:
         return e.keys
+    if t is LegAggregate:
+        return tuple(x for x in (e.where, e.body) if x is not None)
     return ()
 
 

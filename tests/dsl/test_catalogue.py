@@ -24,6 +24,8 @@ NOT_TRIGGERABLE = {
     "E0606": "reserved: never reported; a written `reduction` is used as written and "
              "`baseline - project - leakage` is derived only when there is none",
     "E0706": "reserved: never reported; a file without examples compiles",
+    "E0602": "reserved: never reported since `points` is optional (0 when not written: a "
+             "project methodology giving tonnes only)",
 }
 
 NO_ZONE_HEADER = """methodology t.x "T" version 1.0.0 {
@@ -56,6 +58,8 @@ def case(code, snippet, needle, occurrence=1, *, minimal=True, **kw) -> Case:
 CHOICE = "input mode: choice { ebus, metro, bike }\n"
 TABLE = 'parameter f [g/km] by mode source "s" { ebus: 26.9, metro: 46.7, bike: 0 }\n'
 USE_F = "let x = f[mode] * distance\nrequire x > 0 g else X \"m\"\n"
+LEGS = "input legs: list { mode: choice { walk, metro }, distance: quantity [km] }\n"
+USE_LEGS = "let x [km] = sum(l.distance for l in legs where l.mode != walk)\nrequire x > 0 km else X \"m\"\n"
 
 CASES = [
     # ------------------------------------------------------------ file
@@ -149,8 +153,31 @@ CASES = [
     case("E0312", CHOICE + "let x = case mode when ebus then 1 when metro then 2 end\n",
          "case", label=""),
     case("E0313", "let x = case when distance > 1 km then 1 end\n", "case"),
+    case("E0317", "counter saved [kg] = 1\n", "[kg]"),
     case("E0316", "let x = case distance when 1 km then 2 end\n", "case"),
     case("E0316", "input n: integer\nlet x = case n when 1 then 2 end\n", "case"),
+    # legs (repeated groups inside a record)
+    case("E0330", LEGS.replace(" }\n", " } optional\n") + USE_LEGS, "optional"),
+    case("E0330", LEGS + "let x = count(l.mode for l in legs)\nrequire x > 0 else X \"m\"\n", "l.mode"),
+    case("E0331", "input legs: list { day_: date }\n"
+         "let x = count(l for l in legs)\nrequire x > 0 else X \"m\"\n", "date"),
+    case("E0332", LEGS + USE_LEGS + "let y [km] = sum(l.distance for l in trips)\n"
+         "require y > 0 km else Y \"m\"\n", "trips"),
+    case("E0332", LEGS + USE_LEGS + "let y = legs\nrequire y > 0 else Y \"m\"\n", "y = »legs",
+         others=[]),
+    case("E0333", LEGS + "let x [km] = sum(sum(m.distance for m in legs) for l in legs)\n"
+         "require x > 0 km else X \"m\"\n", "sum(m"),
+    case("E0334", LEGS + USE_LEGS + "let y [km] = l.distance\nrequire y > 0 km else Y \"m\"\n",
+         "l.distance", 2),
+    # one event through several channels
+    case("E0335", "forbid duplicate distance within 1 km per account else SAME \"m\"\n",
+         "duplicate »distance"),
+    case("E0336", "input started: datetime\n"
+         "forbid duplicate distance, started within 5 min per account keep first by distance else SAME \"m\"\n",
+         "by »distance"),
+    case("E0337", "input started: datetime\n"
+         "forbid duplicate distance, started within 5 min per account where distance > 1 km else SAME \"m\"\n",
+         "distance > 1 km"),
     case("E0314", "cap reduction at 0.5 mg per account per day\n", "0.5 mg"),
     case("E0314", 'example "e" { distance: 1 km } => reduction 1.0000001 g\n', "1.0000001"),
     case("E0315", "input a, b: choice { x, y } optional\n"
@@ -205,10 +232,8 @@ CASES = [
     Case("E0505", HEADER.replace("2024-01-01", "2024-01-01 until 2023-12-31") + MINIMAL,
          "effective"),
     # ------------------------------------------------------------ rules
-    case("E0601", "input distance: quantity [km]\npoints = 1\n", "t.x", minimal=False,
-         others=["W0103"]),
-    case("E0602", "input distance: quantity [km]\nreduction = 1 g/km * distance\n", "t.x",
-         minimal=False),
+    case("E0601", "input distance: quantity [km]\nlet x = 1\n", "t.x", minimal=False,
+         others=["W0103", "W0102"]),
     case("E0603", "cap reduction at 2 km per account per day\n", "2 km",
          label=""),
     case("E0603", "cap points at 2.5 per account per day\n", "2.5"),
@@ -218,6 +243,23 @@ CASES = [
     case("E0605", "bonus 5 points on the 2nd record per account within 7 km\n", "7 km"),
     case("E0605", 'flag more than 5 records per account within 3 as FAST "m"\n', "3 as"),
     case("E0607", "bonus 5 points on the 0th record per account within 7 days\n", "0th"),
+    case("E0608", "cap counter ridez at 2 per account per day\n", "ridez"),
+    case("E0608", "reward voucher every 50 kilometres worth 5 CNY\n", "kilometres"),
+    case("E0609", "counter km = distance\n", "distance", 3),
+    case("E0610", "counter rides [ride] = 1\ncap counter rides at 2 kg per account per day\n", "2 kg"),
+    case("E0610", "counter rides [ride] = 1\ncap counter rides at 2.5 ride per account per day\n",
+         "2.5 ride"),
+    case("E0611", "reward voucher every 0 points worth 5 CNY\n", "0 points"),
+    case("E0612", "reward voucher every 50 points worth 5 CNY\n"
+         "reward ticket every 20 points worth 2 CNY\n", "points", 3),
+    case("E0613", "reward voucher every 50 points worth 5 kg\n", "5 kg"),
+    # ------------------------------------------------------------ history windows
+    case("E1001", "history h = mean distanse over the previous 7 days otherwise partial\n",
+         "distanse"),
+    case("E1001", "history h = mean time over the previous 7 days otherwise partial\n", "time over"),
+    case("E1002", "history h = sum distance over the previous 0 days otherwise partial\n", "0 days"),
+    case("E1002", "history h = sum distance over the last 5000 records otherwise partial\n", "5000"),
+    case("E1003", "history h = sum distance over the previous 7 days otherwise 5 kg\n", "5 kg"),
     # ------------------------------------------------------------ examples
     case("E0701", 'example "e" { distance: 1 km, distanse: 2 km } => credited\n',
          "distanse", help="did you mean `distance`?"),
@@ -236,6 +278,9 @@ CASES = [
     case("E0705", 'example "e" { distance: 1 km } => reduction 26.9\n', "26.9", 2),
     case("E0705", 'example "e" { distance: 1 km } => reduction 1.0000001 km\n', "1.0000001"),
     case("E0705", 'example "e" { distance: 1 km } => points 2.5\n', "2.5"),
+    case("E0705", 'example "e" { distance: 1 km } => reduction 26.9 km to 1 decimals\n', "26.9", 2),
+    case("E0707", 'example "e" { distance: 1 km } => factor 26.9 g/km\n', "factor"),
+    case("E0708", 'example "e" { distance: 1 km } => total baseline 1 kg\n', "total »baseline"),
     # ------------------------------------------------------------ warnings
     case("W0101", 'parameter unused [g] = 1 source "s"\n', "unused"),
     case("W0102", "let spare = distance * 2\n", "spare"),
@@ -444,7 +489,8 @@ def test_the_clean_files_have_no_diagnostic():
     m = check(KITCHEN_SINK).methodology
     assert (len(m.inputs), len(m.parameters), len(m.requires), len(m.caps), len(m.overlaps),
             len(m.duplicates), len(m.bonuses), len(m.flags), len(m.examples)) == \
-        (14, 6, 4, 2, 1, 1, 1, 1, 4)
+        (14, 6, 4, 2, 1, 1, 1, 1, 5)
+    assert [g.name for g in m.groups] == ["legs"]
     assert [d.name for d in m.outputs] == ["baseline", "project", "leakage", "reduction",
                                            "points"]
     assert m.metadata.effective_until.isoformat() == "2030-12-31"
