@@ -104,15 +104,18 @@ def _engine(source: Source):
 
 
 def _results_schema() -> pa.Schema:
-    fields = []
-    for name in COLUMNS:
-        if name == "flags":
-            fields.append(pa.field(name, pa.list_(pa.string())))
-        elif name in ("row", "time", "reduction_mg", "points", "bonus") or name.endswith("_mg"):
-            fields.append(pa.field(name, pa.int64()))
-        else:
-            fields.append(pa.field(name, pa.string()))
-    return pa.schema(fields)
+    """The batch engine's results frame (engine.batch.engine.RESULT_SCHEMA, from
+    engine.result's fields) in the Arrow types Spark declares: plain strings and lists."""
+    from .batch.engine import RESULT_SCHEMA
+
+    def plain(t: pa.DataType) -> pa.DataType:
+        if pa.types.is_large_string(t) or pa.types.is_string_view(t):
+            return pa.string()
+        if pa.types.is_large_list(t) or pa.types.is_list(t) or pa.types.is_list_view(t):
+            return pa.list_(plain(t.value_type))
+        return t
+    schema = pl.DataFrame(schema=RESULT_SCHEMA).to_arrow().schema
+    return pa.schema([pa.field(f.name, plain(f.type)) for f in schema])
 
 
 RESULTS_SCHEMA = _results_schema()
@@ -277,7 +280,8 @@ def _has_rules(source: Source) -> bool:
 def evaluate(df, methodology: Union[str, Path], *, row: Optional[str] = None):
     """Records (a Spark DataFrame, columns as in a record file) -> results (a Spark
     DataFrame with the columns of `tanpu eval`'s results frame: row, id, account, time
-    (µs UTC), status, code, message, reduction_mg, points, bonus, masses, flags)."""
+    (µs UTC), status, code, message, reduction_mg, points, bonus, masses, flags, ...:
+    RESULTS_SCHEMA, from engine.batch.engine.RESULT_SCHEMA)."""
     return _evaluate(df, Source.of(methodology), row, None)[0]
 
 
