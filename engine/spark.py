@@ -54,7 +54,6 @@ ROW = "__tanpu_row"        # the row number column carried with the records
 ACCOUNT = "__tanpu_account"  # the account as the engine read it (results' `account`)
 STATE = "state"            # an account's AccountState JSON (input and output)
 
-_DUPLICATE_MESSAGE = None  # the engine's own wording, read from an engine (see _duplicate_message)
 
 
 @dataclass(frozen=True)
