@@ -37,6 +37,7 @@ from registry.models import (DRAFT, FROZEN_STATES, Committee, Methodology, Metho
 from .. import evaluation
 from ..auth import current_user, login_required, require
 from ..db import get_db
+from ..i18n import for_reader
 from ..records import RecordsError, from_bytes, from_objects, from_text
 
 bp = Blueprint("editor", __name__, url_prefix="/editor")
@@ -134,6 +135,7 @@ def _editor_page(*, methodology: Methodology, version: Optional[MethodologyVersi
                  source: str, version_number: str, status: int = 200,
                  rejection: Optional[SubmissionRejected] = None):
     check = evaluation.check(source, f"{methodology.id}@{version_number}.tanpu")
+    check["diagnostics"] = for_reader(check["diagnostics"])
     submission = _submission(source, methodology.id, version_number)
     actions = {}
     if version is not None:
@@ -324,6 +326,7 @@ def check():
     number = (data.get("version") or "").strip()
     out = evaluation.check_in_time(source, f"{methodology_id or 'source'}@{number or '?'}.tanpu",
                                    current_app.config["EDITOR_CHECK_SECONDS"])
+    out["diagnostics"] = for_reader(out["diagnostics"])
     if methodology_id and number:
         out["submission"] = _submission(source, methodology_id, number)
     return jsonify(out)
@@ -357,7 +360,11 @@ def try_records():
             raise RecordsError("send records as text (CSV, JSON Lines, a JSON array) or a file")
     except RecordsError as error:
         return jsonify(ok=False, error="bad_records", message=str(error)), 422
-    return jsonify(evaluation.try_it(source.replace("\r\n", "\n"), parsed, explain=explain))
+    out = evaluation.try_it(source.replace("\r\n", "\n"), parsed, explain=explain)
+    if not out["ok"]:
+        out["diagnostics"] = for_reader(out["diagnostics"])
+        out["message"] = _("The source does not compile: fix the errors first.")
+    return jsonify(out)
 
 
 def init_app(app) -> None:

@@ -44,6 +44,7 @@ from registry.models import (ADMINISTRATOR, COMMITTEE_MEMBER, EXPERT, FROZEN_STA
 from .. import evaluation
 from ..auth import current_user, login_required, require
 from ..db import get_db
+from ..i18n import for_reader
 from ..records import RecordsError, from_bytes, from_text
 from . import diff as diffs
 from . import impact as impacts
@@ -174,7 +175,7 @@ def _page(version_id: int, *, records=None, status: int = 200, records_error: st
             quorum=review.quorum, discounted={v.id for v, _ in review.quorum.discounted},
             votes_by_round=dict(sorted(votes_by_round.items(), reverse=True)),
             resets=_resets(review), problems=problems,
-            diagnostics=version.diagnostics or [], examples=version.example_results or [],
+            diagnostics=for_reader(version.diagnostics or []), examples=version.example_results or [],
             impact=_impact_of(version, previous, records), records_error=records_error,
             actions=_actions(s, version, review), comment_line=line, full=full,
             effective=workflow.effective_date(s, version), caret=evaluation.caret_block,

@@ -42,6 +42,15 @@ DOMAIN_LABELS = {
     "buildings": _l("Buildings"),
 }
 
+RESULT_STATUS_LABELS = {
+    "credited": _l("credited"),
+    "capped": _l("capped"),
+    "rejected": _l("rejected"),
+    "duplicate": _l("duplicate"),
+    "not_applicable": _l("not applicable"),
+    "invalid": _l("invalid"),
+}
+
 DECISION_LABELS = {
     "approve": _l("Approve"),
     "request_changes": _l("Request changes"),
@@ -91,6 +100,11 @@ ACTION_LABELS = {
 
 def action_label(action: str) -> str:
     return str(ACTION_LABELS.get(action, action))
+
+
+def result_status_label(status: str) -> str:
+    """A record's outcome (engine/result.py statuses) in the reader's language."""
+    return str(RESULT_STATUS_LABELS.get(status, status))
 
 
 def state_label(state: str) -> str:
@@ -226,14 +240,43 @@ def details_summary(details) -> list[tuple[str, str]]:
     quorum = details.get("quorum")
     if isinstance(quorum, dict) and "met" in quorum:
         out.append(("quorum", f"{quorum.get('approvals')}/{quorum.get('counted')} "
-                              f"({'met' if quorum.get('met') else 'not met'})"))
-    return out
+                              f"({_l('met') if quorum.get('met') else _l('not met')})"))
+    return [(str(DETAIL_LABELS.get(key, key)), _detail_value(key, text)) for key, text in out]
+
+
+# The audit details' keys and coded values in the reader's language (the JSON beside
+# them keeps the stored words).
+DETAIL_LABELS = {
+    "methodology": _l("methodology"), "version": _l("version"), "from": _l("from"),
+    "to": _l("to"), "decision": _l("decision"), "reason": _l("reason"),
+    "comment": _l("comment"), "role": _l("role"), "email": _l("email"), "name": _l("name"),
+    "roles": _l("roles"), "domain": _l("domain"), "effective_from": _l("effective from"),
+    "min_votes": _l("minimum votes"), "approval_share": _l("approving share"),
+    "successor": _l("successor"), "grace_days": _l("grace days"),
+    "idempotency_key": _l("idempotency key"), "credited": _l("credited"), "body": _l("text"),
+    "quorum": _l("quorum"),
+}
+
+
+def _detail_value(key: str, text: str) -> str:
+    if key in ("from", "to"):
+        return state_label(text)
+    if key == "decision":
+        return str(DECISION_LABELS.get(text, text))
+    if key == "role":
+        return role_label(text)
+    if key == "roles":
+        return ", ".join(role_label(r.strip()) for r in text.split(","))
+    if key == "domain":
+        return domain_label(text)
+    return text
 
 
 def init_app(app) -> None:
     app.add_template_filter(json_text, "json_text")
     app.add_template_global(details_summary)
     app.add_template_global(state_label)
+    app.add_template_global(result_status_label)
     app.add_template_global(action_label)
     app.add_template_global(role_label)
     app.add_template_global(domain_label)

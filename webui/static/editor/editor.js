@@ -25,7 +25,7 @@
 
   root.classList.add("enhanced");
 
-  function t(key) { return i18n[key] || key; }
+  function t(key) { return i18n[key] || key.replace(/^status:/, ""); }
 
   // ------------------------------------------------------------ rendering
   function marksByLine() {
@@ -281,7 +281,7 @@
     summary.setAttribute("data-reduction-mg", totals.reduction_mg);
     summary.textContent = totals.records + " " + t("records") + " · " + t("total reduction") + " " +
       money(totals.reduction_mg) + " · " + totals.points + " " + t("points") + " · " +
-      Object.keys(totals.by_status).map(function (k) { return k + " " + totals.by_status[k]; }).join(", ");
+      Object.keys(totals.by_status).map(function (k) { return t("status:" + k) + " " + totals.by_status[k]; }).join(", ");
     tryResults.appendChild(summary);
     var table = document.createElement("table");
     table.className = "list try-table";
@@ -296,7 +296,7 @@
       tr.setAttribute("data-status", r.status);
       var why = (r.explanation_text || []).join("\n");
       tr.innerHTML = "<td>" + (r.row || "") + "</td><td class=\"mono\">" + lexer.escapeHtml(r.id || "") +
-        '</td><td><span class="status">' + lexer.escapeHtml(r.status) + "</span>" +
+        '</td><td><span class="status">' + lexer.escapeHtml(t("status:" + r.status)) + "</span>" +
         (r.code ? ' <span class="tag">' + lexer.escapeHtml(r.code) + "</span>" : "") +
         (r.message ? '<div class="small muted">' + lexer.escapeHtml(r.message) + "</div>" : "") +
         '</td><td class="num">' + money(r.reduction_mg) + '</td><td class="num">' + r.points +
