@@ -256,6 +256,7 @@ _PHRASES: list[tuple[str, str]] = [
     (r"compare", "比较"), (r"round to", "舍入到"), (r"choose between", "在其间选择"),
     (r"true", "真"), (r"false", "假"),
     # the most general last
+    (r"(.+?) (\+|-|\*|/|<=|>=|<|>|==|!=) (.+)", r"{\1} \2 {\3}"),  # E0302's label
     (r"(`[^`]+`) is (.+)", r"\1 是{\2}"),
 ]
 

@@ -258,3 +258,23 @@ def test_a_new_methodology_from_the_editor(web):
     assert check.ok, check.problems
     assert client.post("/editor/methodologies", data={"id": "Bad Id", "title": "x",
                                                       "domain": "transport"}).status_code == 422
+
+
+def test_diagnostics_and_try_it_speak_the_readers_language(web):
+    """zh (the default): message, label and help from the Chinese catalogue; en: as
+    `tanpu check` says them. The codes and positions are the same."""
+    client = web.login(web.reg.author)
+    text = source(METHODOLOGY, "1.1.0").replace(
+        "reduction = reduction_factor[mode] * distance", UNIT_ERROR, 1)
+    zh = [d for d in client.post("/editor/check?lang=zh", json={"source": text}).get_json()[
+        "diagnostics"] if d["severity"] == "error"]
+    en = [d for d in client.post("/editor/check?lang=en", json={"source": text}).get_json()[
+        "diagnostics"] if d["severity"] == "error"]
+    assert [(d["code"], d["line"], d["column"]) for d in zh] == [
+        (d["code"], d["line"], d["column"]) for d in en]
+    assert en[0]["message"] == "cannot add a mass (g) and a mass per length (kg/km)"
+    assert zh[0]["message"] == "不能相加 质量（g） 与 单位长度质量（kg/km）"
+    assert "两边必须是同一类量" in zh[0]["help"] and "质量（g） + 单位长度质量（kg/km）" == zh[0]["label"]
+    body = client.post("/editor/try?lang=zh", json={"source": text, "records": "[]"}).get_json()
+    assert body["ok"] is False and body["message"] == "源文本无法编译：请先修正错误。"
+    assert body["diagnostics"][0]["message"].startswith("不能")
