@@ -261,46 +261,61 @@ _PHRASES: list[tuple[str, str]] = [
 ]
 
 
-@lru_cache(maxsize=1)
-def _phrases() -> list[tuple[re.Pattern, str]]:
-    return [(re.compile(pattern, re.DOTALL), zh) for pattern, zh in _PHRASES]
+class Phrasebook:
+    """English patterns, each matched against a whole text, with their Chinese: `{\\1}` in
+    the Chinese is group 1 translated in turn (a list item by item), `\\1` is it as written.
+    The first pattern that matches wins: the general ones go last."""
+
+    def __init__(self, patterns: list[tuple[str, str]], fallback: Optional["Phrasebook"] = None):
+        self.patterns = [(re.compile(pattern, re.DOTALL), zh) for pattern, zh in patterns]
+        self.fallback = fallback
+
+    def phrase(self, text: str) -> Optional[str]:
+        """The Chinese of one English phrase, or None when no pattern matches it whole."""
+        for pattern, zh in self.patterns:
+            match = pattern.fullmatch(text)
+            if match:
+                groups = ["" if g is None else g for g in match.groups()]
+
+                def group(m: re.Match) -> str:
+                    return groups[int(m.group(1)) - 1]
+
+                def inner(m: re.Match) -> str:
+                    part = groups[int(m.group(1)) - 1]
+                    found = self.phrase(part)
+                    if found is None and "; " in part:  # sentences: each
+                        return self.text(part)
+                    if found is None and ", " in part:  # a list: each item
+                        return "、".join(self.phrase(p) or p for p in part.split(", "))
+                    return part if found is None else found
+
+                out = re.sub(r"\{\\(\d)\}", inner, zh)
+                return re.sub(r"\\(\d)", group, out)
+        return self.fallback.phrase(text) if self.fallback else None
+
+    def text(self, english: str) -> str:
+        """The whole in Chinese, else each "; "-separated part, else as written."""
+        if not english:
+            return english
+        whole = self.phrase(english)
+        if whole is not None:
+            return whole
+        parts = english.split("; ")
+        if len(parts) > 1:
+            return "；".join(self.text(part) for part in parts)
+        return english
+
+
+PHRASES = Phrasebook(_PHRASES)
 
 
 def phrase(text: str) -> Optional[str]:
-    """The Chinese of one English phrase (its parts in {braces} translated in turn), or
-    None when no pattern matches the whole text."""
-    for pattern, zh in _phrases():
-        match = pattern.fullmatch(text)
-        if match:
-            groups = ["" if g is None else g for g in match.groups()]
-
-            def group(m: re.Match) -> str:
-                return groups[int(m.group(1)) - 1]
-
-            def inner(m: re.Match) -> str:
-                part = groups[int(m.group(1)) - 1]
-                found = phrase(part)
-                if found is None and ", " in part:  # a list: each item
-                    return "、".join(phrase(p) or p for p in part.split(", "))
-                return part if found is None else found
-
-            out = re.sub(r"\{\\(\d)\}", inner, zh)
-            return re.sub(r"\\(\d)", group, out)
-    return None
+    return PHRASES.phrase(text)
 
 
 def text(english: str) -> str:
-    """A label, help line or note in Chinese: the whole, else each "; "-separated part,
-    else as written."""
-    if not english:
-        return english
-    whole = phrase(english)
-    if whole is not None:
-        return whole
-    parts = english.split("; ")
-    if len(parts) > 1:
-        return "；".join(text(part) for part in parts)
-    return english
+    """A label, help line or note in Chinese (as written when no pattern knows it)."""
+    return PHRASES.text(english)
 
 
 @lru_cache(maxsize=None)
@@ -349,4 +364,4 @@ def translate(diagnostic: dict) -> dict:
     return out
 
 
-__all__ = ["ZH", "fields_of", "message", "phrase", "text", "translate"]
+__all__ = ["ZH", "PHRASES", "Phrasebook", "fields_of", "message", "phrase", "text", "translate"]

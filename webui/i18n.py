@@ -69,6 +69,23 @@ def for_reader(diagnostics: Iterable[dict]) -> list[dict]:
     return [translate(d) for d in diagnostics]
 
 
+def server(text) -> str:
+    """A message of the registry (why it refused) in the request's language."""
+    from .messages_zh import server_text
+    return server_text(str(text or ""), lang())
+
+
+def back_link() -> str:
+    """Where the user came from (the Referer, when it is a page of this site), else ""."""
+    from urllib.parse import urlsplit
+    referrer = request.referrer or ""
+    parts = urlsplit(referrer)
+    if not referrer or parts.netloc != request.host:
+        return ""
+    target = parts.path + ("?" + parts.query if parts.query else "")
+    return "" if target == request.full_path.rstrip("?") else target
+
+
 # ---------------------------------------------------------------- dates
 def _zone() -> ZoneInfo:
     return zone(current_app.config.get("DISPLAY_TIMEZONE", DISPLAY_TIMEZONE))
@@ -209,6 +226,8 @@ def init_app(app) -> None:
     app.add_template_filter(format_date, "date")
     app.add_template_filter(iso_utc, "utc")
     app.add_template_global(for_reader)
+    app.add_template_global(back_link)
+    app.add_template_filter(server, "server")
 
     @app.context_processor
     def _languages():

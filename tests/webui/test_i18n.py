@@ -188,3 +188,28 @@ def test_the_zh_pages_show_no_english_message(site, extracted):
                     queue.append(path.path + (("?" + path.query) if path.query else ""))
         assert pages > (1 if who is None else 3), (who, pages)
     assert found == {}, {u: sorted(set(t)) for u, t in found.items()}
+
+
+# ---------------------------------------------------------------- the registry's refusals
+@pytest.mark.parametrize("english", [
+    "unknown role wizard (roles: expert, committee_member, administrator, integrator)",
+    "there is already a waste committee",
+    "asking for changes needs a comment saying why",
+    "a vote to request changes needs a comment saying why",
+    "cannot reinstate cn.x 1.0.0: it is retired (a published version is immutable); "
+    "reinstate applies to suspended",
+    "cannot approve cn.x 1.0.0: quorum not met: 1 vote(s), 1 approving, 1 abstention(s); "
+    "needs 3 votes with 2/3 approving, from at least 2 people (1 of 3 votes; "
+    "1 approving people, 2 needed)",
+    "a individual account can be under a unit or a region account or none, not under a project",
+    "a password needs at least 10 characters",
+    "an author cannot approve or publish their own work",
+    "cn.x 1.1.0 cannot be submitted: does not compile: 2 error(s)",
+])
+def test_a_registry_refusal_reads_in_chinese(english):
+    from webui.messages_zh import server_text
+    zh = server_text(english, "zh")
+    words = re.sub(r"`[^`]*`|cn\.x|\b(expert|committee_member|administrator|integrator|waste|wizard)\b",
+                   "", zh)
+    assert not re.search(r"[A-Za-z]{3}", words), zh
+    assert server_text(english, "en") == english

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 from urllib.parse import urlencode
 
-from flask import request
+from flask import g, request, session
 from flask_babel import lazy_gettext as _l
 
 from registry import users
@@ -272,7 +272,36 @@ def _detail_value(key: str, text: str) -> str:
     return text
 
 
+# ---------------------------------------------------------------- kept form values
+_SECRETS = ("password", "csrf_token", "token")
+
+
+def keep_typed() -> None:
+    """A refused form's values (not passwords) come back in it on the page the user is
+    sent back to, so nothing typed is lost: held in the session for the next page only."""
+    session["typed"] = {k: [v[:4000] for v in values[:50]]
+                        for k, values in request.form.to_dict(flat=False).items()
+                        if not any(secret in k for secret in _SECRETS)}
+
+
+def kept(name: str, default="") -> str:
+    """The value typed in the field `name` of a form just refused (else `default`)."""
+    values = (g.get("typed") or {}).get(name)
+    return values[0] if values else default
+
+
+def kept_all(name: str) -> list[str]:
+    return list((g.get("typed") or {}).get(name) or [])
+
+
 def init_app(app) -> None:
+    @app.before_request
+    def _typed():
+        if request.method == "GET" and "typed" in session:
+            g.typed = session.pop("typed")
+
+    app.add_template_global(kept)
+    app.add_template_global(kept_all)
     app.add_template_filter(json_text, "json_text")
     app.add_template_global(details_summary)
     app.add_template_global(state_label)
