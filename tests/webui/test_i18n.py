@@ -213,3 +213,18 @@ def test_a_registry_refusal_reads_in_chinese(english):
                    "", zh)
     assert not re.search(r"[A-Za-z]{3}", words), zh
     assert server_text(english, "en") == english
+
+
+def test_every_audit_action_has_a_label():
+    """Each action the registry records (audit.append(..., "x.y", ...), the workflow's
+    version.<transition>) is named in the reader's language on the audit pages."""
+    from registry.workflow import TRANSITIONS
+    from webui.views.common import ACTION_LABELS
+    written = set()
+    for path in list((ROOT / "registry").glob("*.py")) + list((ROOT / "webui").rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        written |= set(re.findall(r'audit\.append\(\s*\w+,\s*[\w.]+,\s*"([a-z_]+\.[a-z_]+)"', text))
+    written |= {f"version.{name}" for name in TRANSITIONS}
+    written |= {"account.set_status", "account.set_parent"}  # f"account.set_{column}"
+    assert len(written) > 30
+    assert sorted(written - set(ACTION_LABELS)) == []

@@ -176,6 +176,24 @@ def user_password(user_id: int):
     return _back(url_for("admin.user_detail", user_id=user_id))
 
 
+@bp.post("/users/<int:user_id>/reset-link")
+@requires(users.can_manage_users)
+def user_reset_link(user_id: int):
+    """A one-time link (webui/auth.py reset_link) the administrator hands to the user,
+    who then chooses a password nobody else has seen. Recorded in the audit log."""
+    from registry import audit
+
+    from ..auth import RESET_SECONDS, reset_link
+    with get_db().unit_of_work() as s:
+        user = users.get(s, user_id)
+        link = reset_link(user)
+        audit.append(s, current_user.id, "user.reset_link", "user", user.id,
+                     {"valid_hours": RESET_SECONDS // 3600})
+    flash(_("A one-time link for %(email)s, valid for %(hours)d hours: %(link)s",
+            email=user.email, hours=RESET_SECONDS // 3600, link=link), "success")
+    return _back(url_for("admin.user_detail", user_id=user_id))
+
+
 # ---------------------------------------------------------------- committees
 @bp.get("/committees")
 @requires(users.can_manage_committees)

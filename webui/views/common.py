@@ -88,6 +88,7 @@ ACTION_LABELS = {
     "user.activate": _l("User activated"),
     "user.deactivate": _l("User deactivated"),
     "user.set_password": _l("Password set"),
+    "user.reset_link": _l("Password link made"),
     "account.create": _l("Account created"),
     "account.resolve": _l("Accounts created for an integrator's ids"),
     "account.set_status": _l("Account status changed"),
@@ -95,6 +96,14 @@ ACTION_LABELS = {
     "account.update": _l("Account changed"),
     "account.link": _l("Account id linked"),
     "account.unlink": _l("Account id unlinked"),
+    "api_token.create": _l("API token created"),
+    "api_token.revoke": _l("API token revoked"),
+    "ledger.credit": _l("Credited"),
+    "ledger.retire": _l("Reductions retired"),
+    "ledger.reverse": _l("Credit reversed"),
+    "reward.create": _l("Reward created"),
+    "reward.update": _l("Reward changed"),
+    "reward.redeem": _l("Reward redeemed"),
 }
 
 
