@@ -75,6 +75,15 @@ def server(text) -> str:
     return server_text(str(text or ""), lang())
 
 
+def ticks(text) -> "Markup":
+    """A message with `backticks` (a name, a piece of the language) shown as code; the rest
+    escaped as text."""
+    import re
+
+    from markupsafe import Markup, escape
+    return Markup(re.sub(r"`([^`\n]+)`", r"<code>\1</code>", str(escape(str(text or "")))))
+
+
 def back_link() -> str:
     """Where the user came from (the Referer, when it is a page of this site), else ""."""
     from urllib.parse import urlsplit
@@ -228,6 +237,7 @@ def init_app(app) -> None:
     app.add_template_global(for_reader)
     app.add_template_global(back_link)
     app.add_template_filter(server, "server")
+    app.add_template_filter(ticks, "ticks")
 
     @app.context_processor
     def _languages():

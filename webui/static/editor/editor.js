@@ -25,6 +25,9 @@
 
   root.classList.add("enhanced");
 
+  // `name` in a message is code: shown as code, the rest escaped as text
+  function ticks(s) { return lexer.escapeHtml(s || "").replace(/`([^`\n]+)`/g, "<code>$1</code>"); }
+
   function t(key) { return i18n[key] || key.replace(/^status:/, ""); }
 
   // ------------------------------------------------------------ rendering
@@ -119,7 +122,7 @@
       head.className = "head";
       head.innerHTML = '<span class="where">' + (d.line ? t("line") + " " + d.line + ":" + d.column : "") +
         '</span> <span class="code">' + lexer.escapeHtml(d.code) + '</span> <span class="message">' +
-        lexer.escapeHtml(d.message) + "</span>";
+        ticks(d.message) + "</span>";
       li.appendChild(head);
       if (d.line) {
         var pre = document.createElement("pre");
@@ -130,7 +133,7 @@
       if (d.help) {
         var help = document.createElement("p");
         help.className = "help";
-        help.textContent = t("help") + ": " + d.help;
+        help.innerHTML = lexer.escapeHtml(t("help")) + ": " + ticks(d.help);
         li.appendChild(help);
       }
       li.addEventListener("click", function () { jumpTo(d.line, d.column); });
