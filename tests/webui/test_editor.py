@@ -278,3 +278,26 @@ def test_diagnostics_and_try_it_speak_the_readers_language(web):
     body = client.post("/editor/try?lang=zh", json={"source": text, "records": "[]"}).get_json()
     assert body["ok"] is False and body["message"] == "源文本无法编译：请先修正错误。"
     assert body["diagnostics"][0]["message"].startswith("不能")
+
+
+def test_a_capped_record_says_what_was_credited_and_which_cap_cut_it(web):
+    """Issue 15, item 8: 430 g + 430 g, then a ride of 215 g under a cap of 1 kg a day."""
+    from pathlib import Path
+    text = (Path(__file__).resolve().parents[2] / "methodologies" / "chongqing-shared-ebike.tanpu"
+            ).read_text(encoding="utf-8")
+    records = ("id,account,time,activity,distance,started,ended\n"
+               "r1,a,2024-04-10T07:30:00+08:00,chongqing_ebike_ride,10 km,2024-04-10T07:30,2024-04-10T08:10\n"
+               "r2,a,2024-04-10T12:00:00+08:00,chongqing_ebike_ride,10 km,2024-04-10T12:00,2024-04-10T12:40\n"
+               "r3,a,2024-04-10T18:00:00+08:00,chongqing_ebike_ride,5 km,2024-04-10T18:00,2024-04-10T18:20\n")
+    client = web.login(web.reg.author)
+    body = client.post("/editor/try", json={"source": text, "records": records}).get_json()
+    assert body["ok"], body
+    third = body["results"][2]
+    assert third["status"] == "capped", third["message"]
+    assert "cap_note" not in body["results"][0]
+    assert third["cap_note"] == ("Credited 140.000 g of the 215.000 g computed: the cap of "
+                                 "1000.000 g per account per day cut it (860.000 g credited "
+                                 "earlier in that day).")
+    assert third["explanation_text"][0] == third["cap_note"]
+    zh = client.post("/editor/try?lang=zh", json={"source": text, "records": records}).get_json()
+    assert zh["results"][2]["cap_note"].startswith("计入 140.000 g")

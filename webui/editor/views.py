@@ -28,6 +28,7 @@ from typing import Optional
 from flask import (Blueprint, abort, current_app, flash, jsonify, redirect, render_template,
                    request, url_for)
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 
 from registry import users, workflow
@@ -361,10 +362,50 @@ def try_records():
     except RecordsError as error:
         return jsonify(ok=False, error="bad_records", message=str(error)), 422
     out = evaluation.try_it(source.replace("\r\n", "\n"), parsed, explain=explain)
+    for result in out.get("results", []):
+        note = cap_note(result)
+        if note:
+            result["cap_note"] = note
+            result["explanation_text"] = [note] + list(result.get("explanation_text") or [])
     if not out["ok"]:
         out["diagnostics"] = for_reader(out["diagnostics"])
         out["message"] = _("The source does not compile: fix the errors first.")
     return jsonify(out)
+
+
+def _amount(value: int, target: str) -> str:
+    return _("%(n)d points", n=value) if target == "points" else f"{value / 1000:.3f} g"
+
+
+def cap_note(result: dict) -> str:
+    """What a capped record was credited and which cap cut it, in the reader's language:
+    the amount computed (the explanation's output step), the amount credited, the cap, and
+    what the account had already been credited in the cap's period."""
+    if result.get("status") != "capped":
+        return ""
+    step = next((s for s in reversed(result.get("explanation") or [])
+                 if s.get("kind") == "rule" and s.get("status") == "capped"), None)
+    if step is None or "allowed" not in step:
+        return ""
+    target = "points" if (step.get("message") or "").startswith("points") else "reduction"
+    computed = next((s for s in result.get("explanation") or []
+                     if s.get("kind") == "output" and s.get("name") == target), None)
+    computed_value = None if computed is None else (
+        computed["mg"] if computed.get("mg") is not None else computed.get("value"))
+    period = str(PERIOD_LABELS.get(step.get("period"), step.get("period")))
+    cap = _amount(int(step["limit"]), target)
+    credited, before = _amount(int(step["allowed"]), target), _amount(int(step["before"]), target)
+    if isinstance(computed_value, int):
+        return _("Credited %(credited)s of the %(computed)s computed: the cap of %(cap)s per "
+                 "account per %(period)s cut it (%(before)s credited earlier in that %(period)s).",
+                 credited=credited, computed=_amount(computed_value, target), cap=cap,
+                 period=period, before=before)
+    return _("Credited %(credited)s: the cap of %(cap)s per account per %(period)s cut it "
+             "(%(before)s credited earlier in that %(period)s).",
+             credited=credited, cap=cap, period=period, before=before)
+
+
+PERIOD_LABELS = {"day": _l("day"), "week": _l("week"), "month": _l("month"), "year": _l("year")}
 
 
 def init_app(app) -> None:

@@ -302,6 +302,7 @@
         '</td><td><span class="status">' + lexer.escapeHtml(t("status:" + r.status)) + "</span>" +
         (r.code ? ' <span class="tag">' + lexer.escapeHtml(r.code) + "</span>" : "") +
         (r.message ? '<div class="small muted">' + lexer.escapeHtml(r.message) + "</div>" : "") +
+        (r.cap_note ? '<div class="small cap-note">' + ticks(r.cap_note) + "</div>" : "") +
         '</td><td class="num">' + money(r.reduction_mg) + '</td><td class="num">' + r.points +
         (r.bonus ? " + " + r.bonus : "") + "</td><td>" +
         (why ? "<details><summary>" + t("why") + '</summary><pre class="explanation">' +
