@@ -282,6 +282,14 @@ class Notation:
             return self._round(e), P_ATOM if e.precision == 1.0 and not e.type.dimension else P_MUL
         if isinstance(e, ir.DatePart):
             return rf"\operatorname{{{e.part}}}\left({self._ex(e.operand)}\right)", P_ATOM
+        if isinstance(e, ir.LegField):  # the field of leg k
+            return f"{text(e.name)}_{{k}}", P_ATOM
+        if isinstance(e, ir.LegAggregate):  # over the legs k of the record's list
+            where = rf",\; {self._ex(e.where)}" if e.where is not None else ""
+            over = rf"k \in {text(e.group)}{where}"
+            if e.op == "count":
+                return rf"\left|\left\{{{over}\right\}}\right|", P_ATOM
+            return rf"\sum_{{{over}}} {self._op(e.body, P_MUL)}", P_ADD
         raise TypeError(f"unknown expression {type(e).__name__}")
 
     def _key(self, k: ir.Expr) -> str:

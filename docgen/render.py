@@ -308,6 +308,13 @@ class _Builder:
             return self.tr("sym_time"), self.tr("unit_none")
         if name in ("id", "account", "activity"):
             return self.tr("sym_builtin", name=name), self.tr("unit_none")
+        history = next((h for h in m.histories if h.name == name), None)
+        if history is not None:  # a history window (docs/language.md §9.6)
+            spec = self.inputs[history.subject]
+            label = pick(spec.label, self.lang) if spec.label else history.subject
+            window = self.tr(f"window_{history.side}_{history.unit}", n=history.size)
+            return (self.tr("sym_history", aggregate=self.tr("agg_" + history.aggregate),
+                            input=label, window=window), self.unit_of(history.type))
         if name in self.table_of:
             p = m.parameter(name)
             keys = [self.words.label(k) for k in p.keys]
@@ -376,7 +383,7 @@ class _Builder:
         views = []
         for example, outcome in zip(self.m.examples, outcomes):
             fields = self._example_fields(example)
-            results = engine.evaluate_prepared([from_example(s.record) for s in example.steps])
+            results = engine.evaluate_prepared([from_example(s.record, engine.schema) for s in example.steps])
             rows = []
             for number, (step, result) in enumerate(zip(example.steps, results), start=1):
                 record = dict(step.record)
@@ -400,6 +407,7 @@ class _Builder:
             if record.get("time") not in others:
                 times_redundant = False
         fields = [spec.name for spec in self.m.inputs if spec.name in present]
+        fields += [g.name for g in self.m.groups if dict(example.steps[0].record).get(g.name) is not None]
         if "activity" in present and any(dict(s.record).get("activity") for s in example.steps):
             fields.append("activity")
         if "time" in present and not times_redundant:
@@ -407,6 +415,10 @@ class _Builder:
         return fields
 
     def _field_cell(self, name: str, value) -> Markup:
+        group = next((g for g in self.m.groups if g.name == name), None)
+        if group is not None:  # a list of legs, each field in its own unit
+            from engine.legs import reader, shown
+            return Markup("{}").format(shown(reader(group).from_example(value), group) or "—")
         if value is None:
             return Markup("—")
         spec = self.inputs.get(name)
@@ -440,6 +452,10 @@ class _Builder:
             parts.append(self.tr("flagged", codes=", ".join(e.flags)))
         if e.bonus is not None:
             parts.append(self.tr("bonus", n=e.bonus))
+        for c in e.checks:  # named values and totals, as the example writes them
+            decimals = f" (≈ {c.decimals})" if c.decimals is not None else ""
+            parts.append(f"{'Σ ' if c.kind == 'total' else ''}{c.name} = {c.value}"
+                         f"{' ' + c.unit if c.unit else ''}{decimals}")
         return self._sep().join(parts)
 
     def _actual(self, e: ir.Expected, r) -> str:

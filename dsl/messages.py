@@ -51,6 +51,14 @@ CATALOGUE: dict[str, str] = {
     "E0313": "a `case` without a subject needs an `else`",
     "E0314": "a value of `{name}` must be whole milligrams, found {found}",
     "E0315": "the optional input `{name}` is {kind} and has no empty value: give it a default with `= ...`",
+    "E0330": "{problem}",
+    "E0331": "the leg field `{name}` is {kind}: a leg's fields are quantities, numbers, whole numbers, true/false, text or choices",
+    "E0332": "`{name}` is not a list of legs here",
+    "E0333": "lists do not nest: this goes over legs inside a sum over `{outer}`",
+    "E0334": "`{var}` is not a leg being gone over here",
+    "E0335": "`{name}` is {found}: the key that may differ `within` a window must be a datetime input",
+    "E0336": "`{name}` is not a datetime input saying when a record arrived",
+    "E0337": "a duplicate rule's `where` tests one input against values",
     "E0316": "a `case` on {kind} cannot list every value: add an `else`",
     # parameters and tables
     "E0401": "`{name}` has no value in force from {start} (the methodology's start) until {first}",
@@ -77,12 +85,18 @@ CATALOGUE: dict[str, str] = {
     "E0605": "a window must be a duration such as `7 days` or `1 h`, found {found}",
     "E0606": "`{name}` is defined both directly and as `baseline - project - leakage`",
     "E0607": "the ordinal `{ordinal}` must be 1st or later",
+    # history windows
+    "E1001": "a history aggregates a number, integer or quantity input; `{name}` is {found}",
+    "E1002": "a window is 1 to {most} {unit}, found {found}",
+    "E1003": "the value of `{name}` when its history is short must be {expected}, found {found}",
     # examples
     "E0701": "the example sets `{name}`, which is not an input",
     "E0702": "the example does not set the required input `{name}`",
     "E0703": "the example value for `{name}` must be {expected}, found {found}",
     "E0704": "unknown reason code `{code}`",
     "E0705": "the expected `{output}` must be {expected}, found {found}",
+    "E0707": "`{name}` is not a `let` or an output of this methodology",
+    "E0708": "a `total` is of `reduction` or `points`, not `{name}`",
     "E0706": "the methodology has no examples",
     # warnings
     "W0101": "the parameter `{name}` is never used",

@@ -2,6 +2,8 @@
 
 Semantics (docs/engine.md repeats them for readers):
 - Records are taken in the canonical order (account, time, id, row).
+- Near-duplicate rules (one event through several channels) come first, as
+  engine/channels.py says, on the records still credited after DUPLICATE_ID.
 - A record id seen before (in that order) is a duplicate (DUPLICATE_ID), whatever its
   first occurrence's status; invalid records take no part.
 - Then, per account, over records that are still credited, in order:
@@ -30,6 +32,7 @@ from typing import Callable, Optional
 
 from dsl.ir import ast as ir
 
+from . import channels
 from .plan.ast import CrossRecord
 from .result import (CAP_REACHED, CAPPED, CREDITED, DUPLICATE, DUPLICATE_ID, INVALID,
                      REJECTED, Result)
@@ -68,6 +71,8 @@ def apply(results: list[Result], methodology: CrossRecord,
     _mark_repeated_ids(results, explain)
     if not methodology.has_cross_record_rules:
         return
+    if methodology.near_duplicates:  # before every other rule (engine/channels.py)
+        _near_duplicates(results, methodology, explain, state)
     local = {cap.timezone: LocalTime(cap.timezone) for cap in methodology.caps}
     # duplicate and overlap rules compare a record with the account's earlier ones: alone
     # in its account, a record has nothing to compare with (many accounts of a day's file)
@@ -88,6 +93,23 @@ def apply(results: list[Result], methodology: CrossRecord,
             _overlaps(results, indexes, methodology.overlaps, explain)
         else:
             _account(results, indexes, methodology, local, recompute_points, explain)
+
+
+def _near_duplicates(results: list[Result], m: CrossRecord, explain: bool,
+                     state: Optional[dict[str, AccountState]]) -> None:
+    for account, indexes in _accounts(results, CREDITED).items():
+        events = None
+        if state is not None:
+            prior = state.get(account)
+            if prior is None:
+                prior = state[account] = AccountState.empty(m)
+            events = prior.near
+        found = channels.judge(m.near_duplicates, [(i, results[i].id, results[i].values) for i in indexes],
+                               events)
+        for i, rule_index, event in found:
+            rule = m.near_duplicates[rule_index]
+            decide(results[i], DUPLICATE, rule.code, channels.message(rule, event), explain, of=event)
+            results[i].reduction_mg, results[i].points = 0, 0
 
 
 def _mark_repeated_ids(results: list[Result], explain: bool) -> None:

@@ -10,7 +10,7 @@ from typing import Iterable, Mapping, Optional
 from dsl.ir import ast as ir
 from dsl.ir.printer import content_hash
 
-from . import cross_record, records
+from . import cross_record, history, records
 from .gc_pause import cycle_collector_paused
 from .records import RecordError, Schema
 from .result import MethodologyRef, Result, invalid
@@ -57,6 +57,9 @@ class Engine:
         the accounts' prior state, left as their posterior. `per_record_only`: the
         per-record formulas only (the ledger applies the rules with the stored state).
         """
+        if self.histories:
+            return self._evaluate_with_history(raw_records, explain, column_units, first_row,
+                                               state, per_record_only)
         read, evaluate_values = self.reader.read, self.evaluate_values
         results = []
         with cycle_collector_paused():
@@ -74,10 +77,59 @@ class Engine:
                 self._cross_record(results, explain, state)
         return results
 
+    def _evaluate_with_history(self, raw_records, explain, column_units, first_row, state,
+                               per_record_only) -> list[Result]:
+        """evaluate() of a methodology with history windows: every record is read first,
+        the windows are computed over them all (engine/history.py), then the formulas."""
+        read = self.reader.read
+        slots: list = []
+        with cycle_collector_paused():
+            for row, raw in enumerate(raw_records, start=first_row):
+                try:
+                    slots.append((row, read(raw, f"row-{row}", column_units)))
+                except RecordError as error:
+                    fields = raw if isinstance(raw, Mapping) else {}
+                    slots.append(invalid(row, str(fields.get("id") or f"row-{row}"),
+                                         str(fields.get("account") or ""),
+                                         f"{error.field}: {error.reason}"))
+            history.apply([s[1] for s in slots if isinstance(s, tuple)], self.histories, state)
+            results = [self.evaluate_values(s[1], explain, s[0]) if isinstance(s, tuple) else s
+                       for s in slots]
+            if not per_record_only:
+                self._cross_record(results, explain, state)
+        return results
+
+    @property
+    def histories(self):
+        return self.program.plan.rules.histories
+
+    def apply_history(self, results: list[Result], state: Optional[dict] = None) -> None:
+        """Evaluates again, in place, results whose history windows were computed without
+        the accounts' stored state (the ledger evaluates each request per record, then
+        judges it with the state it has locked): the windows from `state` (left updated),
+        then the formulas."""
+        if not self.histories:
+            return
+        judged = [r for r in results if r.values is not None and r.status != "invalid"]
+        values = []
+        for r in judged:
+            v = dict(r.values)
+            v["account"] = r.account  # the ledger's platform account
+            values.append(v)
+        history.apply(values, self.histories, state)
+        for r, v in zip(judged, values):
+            fresh = self.evaluate_values(v, r.explanation is not None, r.row)
+            for name in ("status", "code", "message", "reduction_mg", "points", "baseline_mg",
+                         "project_mg", "leakage_mg", "explanation", "values"):
+                setattr(r, name, getattr(fresh, name))
+
     def evaluate_prepared(self, records: list[dict], *, explain: bool = False,
                           state: Optional[dict] = None) -> list[Result]:
         """Ingested values in, results out (examples and benchmarks start here)."""
         evaluate_values = self.evaluate_values
+        if self.histories:
+            records = [dict(v) for v in records]
+            history.apply(records, self.histories, state)
         with cycle_collector_paused():
             results = [evaluate_values(values, explain, row)
                        for row, values in enumerate(records, start=1)]

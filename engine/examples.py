@@ -7,6 +7,7 @@ from decimal import Decimal
 
 from dsl.ir import ast as ir
 
+from . import expectations
 from .evaluate import Engine
 from .records import from_example
 from .result import Result
@@ -65,10 +66,17 @@ def run_examples(engine: Engine) -> list[ExampleOutcome]:
     outcomes = []
     for example in engine.methodology.examples:
         records = [from_example(step.record, engine.schema) for step in example.steps]
-        results = engine.evaluate_prepared(records)
+        named = any(step.expected.checks for step in example.steps)  # values from the trace
+        results = engine.evaluate_prepared(records, explain=named)
         outcome = ExampleOutcome(example.title, example.line)
+        totals: dict[str, dict] = {}
         for number, (step, result) in enumerate(zip(example.steps, results), start=1):
-            for problem in compare(step, result):
+            total = totals.setdefault(result.account, {"reduction_mg": 0, "points": 0})
+            total["reduction_mg"] += result.reduction_mg
+            total["points"] += result.points + result.bonus
+            problems = compare(step, result)
+            problems += [p for p in (expectations.compare(c, result, total) for c in step.expected.checks) if p]
+            for problem in problems:
                 prefix = f"record {number}: " if len(example.steps) > 1 else ""
                 outcome.failures.append(prefix + problem)
         outcomes.append(outcome)

@@ -53,6 +53,9 @@ def render(trace: list[dict], timezone: str = "") -> list[str]:
         elif kind in ("let", "output"):
             note = f" ({step['note']})" if step.get("note") else ""
             lines.append(f"  {kind:<10} {step['name']} = {step['shown']}{note}   line {step['line']}")
+        elif kind == "history":
+            value = step["shown"] if step.get("status") == 0 else "none (short or empty)"
+            lines.append(f"  history    {step['name']} = {value}   {step['window']}, line {step['line']}")
         elif kind == "require":
             verdict = "passed" if step["passed"] else "FAILED"
             lines.append(f"  require    {step['code']} {verdict}   line {step['line']}")

@@ -6,7 +6,8 @@ takes), the batch engine reads the same rows as frames in chunks (`open_chunks`)
 take the format from the extension (FORMATS) and the units from the headers
 (`split_header`), and agree on what a row is:
 
-- CSV: cells as text; a row whose cells are all blank is skipped and not counted; a
+- CSV: cells as text (a record's legs as repeated columns `legs[0].mode`, `legs[0].distance`
+  ..., or a JSON list in one cell: engine/legs.py); a row whose cells are all blank is skipped and not counted; a
   header may carry the unit of its plain numbers, `distance[km]` or `distance (km)`;
   without it every quantity cell must carry its own unit (`8.2 km`), so that no number
   is silently taken to be kilometres. What is wrong with one row is that row's error
@@ -46,7 +47,8 @@ from .result import FILE_COLUMNS, REF_COLUMNS, SHORT_COLUMNS, MethodologyRef
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
            ".parquet": "parquet"}
-_HEADER_UNIT = re.compile(r"^\s*([^\[\(]+?)\s*(?:\[([^\]]+)\]|\(([^)]+)\))\s*$")
+# a name may hold leg indexes (`legs[0].distance[km]`: the name `legs[0].distance`)
+_HEADER_UNIT = re.compile(r"^\s*((?:[^\[\(]|\[[0-9]+\](?=\.))+?)\s*(?:\[([^\]]+)\]|\(([^)]+)\))\s*$")
 
 
 class FileFormatError(ValueError):

@@ -67,6 +67,7 @@ class Schema:
     fields: tuple[FieldSpec, ...]
     timezone: str
     time_default_from: tuple[str, ...]  # datetime inputs that stand in for a missing `time`
+    groups: tuple = ()  # dsl.ir.ast.Group: repeated groups (legs), read by engine/legs.py
 
     @staticmethod
     def of(methodology: ir.Methodology) -> "Schema":
@@ -80,7 +81,7 @@ class Schema:
             fields.append(FieldSpec(spec.name, t.kind, t.dimension, t.unit.text, t.choices,
                                     spec.required, runtime_value(default)))
         dt_inputs = tuple(s.name for s in methodology.inputs if s.type.kind == Kind.DATETIME)
-        return Schema(tuple(fields), methodology.metadata.timezone, dt_inputs)
+        return Schema(tuple(fields), methodology.metadata.timezone, dt_inputs, methodology.groups)
 
 
 _WHOLE = re.compile(r"[+-]?[0-9]+")  # ASCII digits: what int() takes beyond them is no number
@@ -291,6 +292,11 @@ class RecordReader:
                             for spec in schema.fields)
         self.read_time = _datetime_reader("time", local_clock(tz))
         self.time_default_from = schema.time_default_from
+        self.tz = tz
+        self.groups = ()
+        if schema.groups:  # (name, reader) of each list of legs (engine/legs.py)
+            from .legs import reader as leg_reader
+            self.groups = tuple((group.name, leg_reader(group)) for group in schema.groups)
 
     def read(self, raw: Mapping[str, Any], default_id: Optional[str] = None,
              column_units: Optional[Mapping[str, str]] = None) -> dict:
@@ -305,6 +311,8 @@ class RecordReader:
                     raise RecordError(name, "missing")
                 value = default
             values[name] = value
+        for name, legs in self.groups:
+            values[name] = legs.read(raw, self.tz, units)
         record_id = _text(raw.get("id"))
         if record_id is not None:
             values["id"] = record_id
@@ -427,8 +435,21 @@ def _plain_unit_factor(unit: str, dimension: tuple, factors: dict) -> Optional[f
 def from_example(record: tuple, schema: Optional[Schema] = None) -> dict:
     """An embedded example's record (IR values) -> run-time values; an optional input
     the example leaves out takes its default, as it would in a file."""
-    values = {name: runtime_value(value) for name, value in record}
+    values = {name: runtime_value(value) if not isinstance(value, tuple) else
+              [{k: runtime_value(v) for k, v in leg} for leg in value]  # a list of legs
+              for name, value in record}
     for spec in (schema.fields if schema else ()):
         values.setdefault(spec.name, spec.default)
+    if schema is not None and schema.groups:
+        from .legs import reader as leg_reader
+        for group in schema.groups:
+            legs = dict(record).get(group.name) or ()  # as the checker wrote them
+            values[group.name] = leg_reader(group).from_example(legs)
     values.setdefault("activity", "")
     return values
+
+
+# engine/legs.py reads a leg's fields as a record's: the same readers and the same test of
+# a value that is there
+field_reader = _field_reader
+present = _present

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+import math
 from typing import Callable, Optional
 
 from dsl.ir import ast as ir
@@ -17,7 +18,9 @@ from dsl.zones import zone
 
 from . import numeric, records
 from .plan import from_ir
+from .plan.ast import FIRST_DAY, LAST_DAY
 from .result import NO_VALUE
+from .legs import shown as legs_shown
 from .to_python import Source
 
 
@@ -84,10 +87,22 @@ class LocalTime:
         return day_part(local // 86_400_000_000, part)
 
 
+def fsum_legs(values) -> float:
+    """A sum of floats over legs: binary64 additions from 0.0, left to right, as the C
+    kernel adds them (not math.fsum, nor a compensated sum)."""
+    total = 0.0
+    for value in values:
+        total += value
+    return total
+
+
 def day_part(days: int, part: str) -> int:
     date = dt.date.fromordinal(days + records.EPOCH_DAY)
     if part == "weekday":
         return date.isoweekday()
+    if part == "days_in_year":
+        y = date.year
+        return 366 if y % 4 == 0 and (y % 100 != 0 or y % 400 == 0) else 365
     return getattr(date, part)
 
 
@@ -123,6 +138,24 @@ class ScalarProgram:
                 return value
             status, code, message = reasons[reason]
             raise Reject(code, message, status)
+
+        def shift_days(day, op, seconds, reason):
+            """plan.ast.DateShift: day ± floor(seconds / 86400), checked as C checks it."""
+            q = (-seconds if op == "-" else seconds) / 86400.0
+            if not -1e8 <= q <= 1e8:
+                status, code, message = reasons[reason]
+                raise Reject(code, message, status)
+            out = day + math.floor(q)
+            if not FIRST_DAY <= out <= LAST_DAY:
+                status, code, message = reasons[reason]
+                raise Reject(code, message, status)
+            return out
+        def isum(values, reason):
+            """A sum of whole numbers over legs, each partial sum within int64 (as C's)."""
+            total = 0
+            for value in values:
+                total = int64(total + value, reason)
+            return total
 
         def missing(i, p, key):
             if p < 0:
@@ -162,7 +195,9 @@ class ScalarProgram:
             "_round": numeric.round_to, "_snap": numeric.snap, "_floor": numeric.floor,
             "_ceil": numeric.ceil, "_half_away": numeric.half_away, "_whole_mg": numeric.whole_mg,
             "_day_part": day_part, "_bisect": bisect.bisect_right, "_missing": missing,
-            "_lookup_traced": lookup_traced, "_int64": int64,
+            "_lookup_traced": lookup_traced, "_int64": int64, "_shift_days": shift_days,
+            "_isum": isum, "_fsum": fsum_legs,
+            "_legs_shown": legs_shown, "G": self.methodology.groups,
         }
         exec(compile(source, f"<tanpu:{self.methodology.metadata.id}>", "exec"), namespace)
         if not explain:

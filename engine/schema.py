@@ -3,6 +3,8 @@ Schema of its activity records (`tanpu inspect --json`, the API's schema endpoin
 
 from __future__ import annotations
 
+import dataclasses
+
 from dsl.ir import ast as ir
 from dsl.types import Kind
 
@@ -69,9 +71,30 @@ def input_schema(methodology: ir.Methodology) -> dict:
         properties[spec.name] = prop
         if spec.required:
             required.append(spec.name)
+    for group in methodology.groups:
+        properties[group.name] = _legs_schema(methodology, group)
     return {"$schema": "https://json-schema.org/draft/2020-12/schema",
             "title": f"{methodology.metadata.id} {methodology.metadata.version} activity record",
             "type": "object", "properties": properties, "required": required}
+
+
+def _legs_schema(methodology: ir.Methodology, group: ir.Group) -> dict:
+    """A list input: an array of legs, each described as the inputs are (the same code,
+    given the leg's fields as a record's inputs)."""
+    fields = input_schema(dataclasses.replace(methodology, inputs=group.fields, groups=()))
+    leg = {"type": "object",
+           "properties": {f.name: fields["properties"][f.name] for f in group.fields},
+           "required": [f.name for f in group.fields if f.required]}
+    out: dict = {"type": "array", "items": leg, "x-tanpu-type": "list",
+                 "x-csv-columns": f"{group.name}[0].{group.fields[0].name}, ... (or a JSON list in one cell)"
+                 if group.fields else ""}
+    if group.label:
+        out["description"] = group.label
+    if group.low is not None:
+        out["minItems"] = group.low
+    if group.high is not None:
+        out["maxItems"] = group.high
+    return out
 
 
 def _in_unit(t, si_value) -> str:
@@ -113,6 +136,10 @@ def describe(methodology: ir.Methodology, content_hash: str) -> dict:
                      for c in methodology.caps],
             "overlaps": [{"start": o.start, "end": o.end, "code": o.code} for o in methodology.overlaps],
             "duplicates": [{"keys": list(d.keys), "code": d.code} for d in methodology.duplicates],
+            "near_duplicates": [{"keys": list(d.keys), "near": d.near, "window_seconds": d.window_us / 1e6,
+                                 "where": list(d.when[:1]) + [list(d.when[1]), d.when[2]] if d.when else None,
+                                 "arrival": d.arrival, "code": d.code}
+                                for d in methodology.near_duplicates],
             "bonuses": [{"points": b.points, "ordinal": b.ordinal, "window_seconds": b.window_seconds}
                         for b in methodology.bonuses],
             "flags": [{"count": f.count, "window_seconds": f.window_seconds, "code": f.code}

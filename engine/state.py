@@ -17,7 +17,9 @@ What is kept, per rule, is only what a later record can be judged by:
 - `flag` and `bonus` windows: the accepted records' times that can still fall in the
   window of a later record (those after the newest time minus the window);
 - caps: the amount credited in each calendar period (a number per period: a record that
-  arrives late is judged against its own period's total).
+  arrives late is judged against its own period's total);
+- history windows: the day of the account's first record and the records (time, id,
+  day, value) a later record's window can still hold (engine/history.py).
 
 A record that arrives after later ones (out of time order) is judged against the state
 as it stands: an overlap rule rejects it when it overlaps an accepted interval of the
@@ -32,6 +34,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Optional
 
+from .history import Window
 from .plan.ast import CrossRecord
 
 
@@ -48,17 +51,24 @@ class AccountState:
     flag_times: list[list[int]] = field(default_factory=list)   # per flag rule
     bonus_times: list[list[int]] = field(default_factory=list)  # per bonus rule
     caps: list[dict[int, int]] = field(default_factory=list)    # per cap: period -> used
+    # per history window (engine/history.py): the first day and the records still in reach
+    windows: list[Window] = field(default_factory=list)
     # the stored parts of rules this version does not have (another version's), kept as
     # they were: records of two versions arrive interleaved (a version in its grace
     # period beside its successor), and crediting one must not wipe what the other's
     # rules remember (the successor's cap totals), which `tanpu ledger verify` found
     others: dict = field(default_factory=dict)
+    # per near-duplicate rule: the events kept (engine/channels.py; no horizon, as keys)
+    near: list = field(default_factory=list)
 
     @classmethod
     def empty(cls, rules: CrossRecord) -> "AccountState":
+        from .channels import Events
         return cls([set() for _ in rules.duplicates], [None for _ in rules.overlaps],
                    [[] for _ in rules.overlaps], [[] for _ in rules.flags],
-                   [[] for _ in rules.bonuses], [{} for _ in rules.caps])
+                   [[] for _ in rules.bonuses], [{} for _ in rules.caps],
+                   windows=[Window() for _ in rules.histories],
+                   near=[Events() for _ in rules.near_duplicates])
 
     def prune(self, rules: CrossRecord) -> None:
         """Drops the window times no later record in time order can count, and the
@@ -92,6 +102,10 @@ class AccountState:
             data[_name(rule)] = sorted(times)
         for rule, periods in zip(rules.caps, self.caps):
             data[_name(rule)] = {str(p): used for p, used in sorted(periods.items())}
+        for history, window in zip(rules.histories, self.windows):
+            data[history_name(history)] = window.to_data()
+        for rule, events in zip(rules.near_duplicates, self.near):
+            data[_name(rule)] = events.to_data()
         return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
     @classmethod
@@ -102,8 +116,9 @@ class AccountState:
             return state
         data = json.loads(text)
         mine = {_name(rule) for rules_of_a_kind in (rules.duplicates, rules.overlaps, rules.flags,
-                                                    rules.bonuses, rules.caps)
+                                                    rules.bonuses, rules.caps, rules.near_duplicates)
                 for rule in rules_of_a_kind}
+        mine |= {history_name(h) for h in rules.histories}
         state.others = {name: part for name, part in data.items() if name not in mine}
         for j, rule in enumerate(rules.duplicates):
             state.keys[j] = {tuple(json.loads(k)) for k in data.get(_name(rule), ())}
@@ -117,7 +132,19 @@ class AccountState:
             state.bonus_times[j] = list(data.get(_name(rule), ()))
         for j, rule in enumerate(rules.caps):
             state.caps[j] = {int(p): int(used) for p, used in data.get(_name(rule), {}).items()}
+        for j, history in enumerate(rules.histories):
+            state.windows[j] = Window.of_data(data.get(history_name(history)))
+        from .channels import Events
+        for j, rule in enumerate(rules.near_duplicates):
+            state.near[j] = Events.from_data(data.get(_name(rule)))
         return state
+
+
+def history_name(h) -> str:
+    """The key of a history window's part of the state: what decides which records it
+    keeps (its name, input, size and time zone), not what it does with them, so that a
+    new version that changes a history's aggregate or its `otherwise` keeps its window."""
+    return "history:" + json.dumps([h.name, h.subject, h.size, h.unit, h.timezone], ensure_ascii=False)
 
 
 def _name(rule) -> str:

@@ -39,7 +39,7 @@ REASON_BASE = 2  # the batch engine's reasons 0 (credited) and 1 (invalid) come 
 _NATIVE = Path(__file__).resolve().parent / "native"
 _CTYPE = {p.F: "double", p.I: "int64_t", p.B: "uint8_t", p.T: "int32_t", p.DAY: "int64_t",
           p.DT: "t_instant"}
-_PARTS = {"year": 0, "month": 1, "day": 2, "weekday": 3, "hour": 4}
+_PARTS = {"year": 0, "month": 1, "day": 2, "weekday": 3, "hour": 4, "days_in_year": 5}
 DAY_US = 86_400_000_000
 
 
@@ -205,14 +205,58 @@ class _Gen:
             if e.end.rep == p.DAY:
                 return self.wrap(head, f"((double)t_sub({end}, {start}) * 86400.0)")
             return self.wrap(head, f"((double)t_sub(({end}).utc, ({start}).utc) / 1000000.0)")
+        if t is p.DateShift:  # as scalar.py's shift_days, operation for operation
+            head, (d, s) = self.operands((e.date, e.duration), temporaries=True)
+            q, out = self.temp(), self.temp()
+            sign = "-" if e.op == "-" else ""
+            return (f"({{ {head} double {q} = ({sign}(double)({s})) / 86400.0; "
+                    f"if (!({q} >= -1e8 && {q} <= 1e8)) {self.reject(e.overflow)} "
+                    f"int64_t {out} = {d} + (int64_t)floor({q}); "
+                    f"if ({out} < INT64_C({p.FIRST_DAY}) || {out} > INT64_C({p.LAST_DAY})) "
+                    f"{self.reject(e.overflow)} {out}; }})")
         if t is p.DatePart:
             x = self.expr(e.operand)
+            if e.part == "date":
+                return f"t_floordiv(({x}).local, INT64_C({DAY_US}))"
             if e.operand.rep == p.DAY:
                 return f"t_day_part({x}, {_PARTS[e.part]})"
             return f"t_local_part(({x}).local, {_PARTS[e.part]})"
         if t is p.Lookup:
             return self.lookup(e)
+        if t is p.LegField:
+            return self.leg_field(e)
+        if t is p.LegAggregate:
+            return self.leg_aggregate(e)
         raise TypeError(f"unknown plan node {t.__name__}")  # pragma: no cover
+
+    def leg_field(self, e: p.LegField) -> str:
+        """The field of leg `_j` (aggregates do not nest): one flat array per field over
+        every leg of the chunk, text as codes with their remap."""
+        name = f"{e.group}.{e.name}"
+        if e.rep == p.T:
+            codes = self.arg("leg", name, "int32_t")
+            remap = self.arg("remap", name, "int32_t")
+            return f"({codes}[_j] >= 0 ? {remap}[{codes}[_j]] : -1)"
+        ctype = {p.F: "double", p.I: "int64_t", p.B: "uint8_t"}[e.rep]
+        return f"{self.arg('leg', name, ctype)}[_j]"
+
+    def leg_aggregate(self, e: p.LegAggregate) -> str:
+        """A loop over the row's legs `offsets[i] .. offsets[i + 1]`: the where test,
+        then the body, added in order (f: binary64; i: checked against int64)."""
+        offsets = self.arg("legs", e.group, "int64_t")
+        acc = self.temp()
+        where = f"if (!({self.expr(e.where)})) continue; " if e.where is not None else ""
+        if e.op == "count":
+            init, add = f"int64_t {acc} = 0;", f"{acc}++;"
+        elif e.rep == p.I:
+            b = self.temp()
+            init = f"int64_t {acc} = 0;"
+            add = (f"int64_t {b} = {self.expr(e.body)}; "
+                   f"if (__builtin_add_overflow({acc}, {b}, &{acc})) {self.reject(e.overflow)}")
+        else:
+            init, add = f"double {acc} = 0.0;", f"{acc} += (double)({self.expr(e.body)});"
+        return (f"({{ {init} for (int64_t _j = {offsets}[i]; _j < {offsets}[i + 1]; _j++) "
+                f"{{ {where}{add} }} {acc}; }})")
 
     def const(self, e: p.Const) -> str:
         if e.rep == p.T:

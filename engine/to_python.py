@@ -19,6 +19,7 @@ from typing import Any
 from dsl.types import Kind
 
 from .plan import ast as p
+from .plan.history import status_name
 from .plan.ast import ident
 
 _ROUNDING = {"floor": "_floor", "ceil": "_ceil", "round": "_half_away"}
@@ -91,12 +92,27 @@ class Source:
             if e.end.rep == p.DAY:
                 return f"(({end} - {start}) * 86400.0)"
             return f"(({end} - {start}) / 1000000.0)"
+        if t is p.DateShift:
+            return f"_shift_days({self.expr(e.date)}, {e.op!r}, {self.expr(e.duration)}, {e.overflow})"
         if t is p.DatePart:
+            if e.part == "date":
+                return f"LT_day({self.expr(e.operand)})"
             if e.operand.rep == p.DAY:
                 return f"_day_part({self.expr(e.operand)}, {e.part!r})"
             return f"LT.part({self.expr(e.operand)}, {e.part!r})"
         if t is p.Lookup:
             return self.lookup(e)
+        if t is p.LegField:
+            return f"L[{e.name!r}]"
+        if t is p.LegAggregate:
+            legs = f"v[{e.group!r}]"
+            where = f" if {self.expr(e.where)}" if e.where is not None else ""
+            if e.op == "count":
+                return f"sum(1 for L in {legs}{where})"
+            body = self.expr(e.body)
+            if e.rep == p.I:
+                return f"_isum(({body} for L in {legs}{where}), {e.overflow})"
+            return f"_fsum({body} for L in {legs}{where})"
         raise TypeError(f"unknown plan node {t.__name__}")  # pragma: no cover
 
     def rounding(self, e: p.Round) -> str:
@@ -130,6 +146,8 @@ class Source:
             return e.op != "not" and self.floating(e.operand)
         if t is p.MinMax:
             return all(self.floating(arg) for arg in e.args)
+        if t is p.LegAggregate:
+            return e.rep == p.F
         if t is p.If:
             return self.floating(e.then) and self.floating(e.otherwise)
         return False
@@ -219,6 +237,17 @@ class Source:
                       f"'type': {spec.type.kind.value!r}, "
                       f"'unit': {spec.type.unit.text if quantity else ''!r}, "
                       f"'factor': {float(spec.type.unit.factor) if quantity else 1.0!r}}})")
+        for h in self.plan.rules.histories:  # the windows, as the formulas saw them
+            quantity = h.type.kind == Kind.QUANTITY
+            window = f"{h.aggregate} of {h.subject} over the {h.side} {h.size} {h.unit}"
+            self.emit(f"T.append({{'kind': 'history', 'name': {h.name!r}, 'value': v[{h.name!r}], "
+                      f"'status': v[{status_name(h)!r}], 'window': {window!r}, "
+                      f"'unit': {h.type.unit.text if quantity else ''!r}, "
+                      f"'factor': {float(h.type.unit.factor) if quantity else 1.0!r}, 'line': {h.line}}})")
+        for i, group in enumerate(self.plan.methodology.groups):  # legs, each field in its unit
+            self.emit(f"T.append({{'kind': 'input', 'name': {group.name!r}, "
+                      f"'value': _legs_shown(v[{group.name!r}], G[{i}]), 'type': 'list', 'unit': '', "
+                      f"'factor': 1.0}})")
 
     def _build(self) -> str:
         plan = self.plan

@@ -86,13 +86,16 @@ def _us_to_datetime(us: Optional[int]) -> Optional[dt.datetime]:
     return dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(microseconds=us)
 
 
-def _creditable(results: Iterable[Result]) -> tuple[dict[str, Result], list[Result]]:
+def _creditable(results: Iterable[Result], judged_again: bool = False
+                ) -> tuple[dict[str, Result], list[Result]]:
     """(record id → result to credit, results not creditable). A record id given twice
-    with different outcomes is refused."""
+    with different outcomes is refused. `judged_again`: every record that was read is
+    chosen (a history window, judged here with the stored state, may credit a record
+    the request alone rejected as short of history, and counts every record read)."""
     chosen: dict[str, Result] = {}
     skipped = []
     for r in results:
-        if r.status not in CREDIT_STATUSES:
+        if r.status not in CREDIT_STATUSES and not (judged_again and r.status != "invalid"):
             skipped.append(r)
             continue
         if not r.id:
@@ -107,10 +110,14 @@ def _row_fields(r: Result) -> tuple:
     return (r.id, r.account, r.time, r.status, r.reduction_mg, r.points, r.bonus)
 
 
-def request_digest(ref: MethodologyRef, results: Sequence[Result]) -> str:
+def request_digest(ref: MethodologyRef, results: Sequence[Result], every: bool = False) -> str:
+    """`every`: of every record read, not only the creditable ones (a methodology with a
+    history window judges them all again: two requests of records rejected alone are
+    two requests, not one replayed)."""
     payload = json.dumps({
         "methodology": ref.id, "version": ref.version, "content_hash": ref.content_hash,
-        "results": sorted([list(_row_fields(r)) for r in results if r.status in CREDIT_STATUSES],
+        "results": sorted([list(_row_fields(r)) for r in results
+                           if r.status in CREDIT_STATUSES or (every and r.status != "invalid")],
                           key=lambda row: row[0])},
         sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
@@ -155,8 +162,9 @@ def credit(session: Session, actor, ref: MethodologyRef, results: Sequence[Resul
     actor = users.actor_in(session, actor)
     require(users.can_credit(actor))
     results = list(results)
-    chosen, skipped = _creditable(results)
-    digest = request_digest(ref, results)
+    judged_again = engine is not None and bool(engine.rules.histories)
+    chosen, skipped = _creditable(results, judged_again)
+    digest = request_digest(ref, results, judged_again)
     key = idempotency_key or f"digest:{digest}"
     if len(key) > 200:
         raise Invalid("an idempotency key has at most 200 characters")
@@ -207,7 +215,7 @@ def credit(session: Session, actor, ref: MethodologyRef, results: Sequence[Resul
         # ours commits, and then sees our entries and our state
         rules = engine.rules
         states = (_lock_states(session, rules, ref.id, sorted({r.account for r in chosen.values()}), now)
-                  if rules.has_cross_record_rules and chosen else None)
+                  if (rules.has_cross_record_rules or rules.histories) and chosen else None)
         # the record ids locked (after every account and state lock, in one order), so
         # that of two requests crediting one record id to two accounts the second waits,
         # finds the first's entry below, and answers a conflict: its account's state never
@@ -220,6 +228,9 @@ def credit(session: Session, actor, ref: MethodologyRef, results: Sequence[Resul
             if differ:
                 conflicts[record_id] = differ
         fresh = [r for record_id, r in chosen.items() if record_id not in present]
+        if rules.histories and states is not None:
+            # the history windows, evaluated per request without the state, again with it
+            engine.apply_history(fresh, states)
         for r in fresh:  # a frozen or closed account receives nothing
             if r.account in shut:
                 r.status, r.code = "rejected", f"ACCOUNT_{shut[r.account].upper()}"

@@ -50,7 +50,9 @@ What is recomputed, and against what:
 
 What this cannot replay: an entry without its record (written before records were
 kept) cannot be recomputed: it is counted in `unverifiable`, and its account's later
-credits are not judged (their state is unknown). The parts of another version's rules
+credits are not judged (their state is unknown). Nor can the credits of a methodology
+with a history window (docs/language.md §9.6): its windows count every record judged,
+the rejected ones too, which are not entries; they are counted in `unverifiable`. The parts of another version's rules
 are kept in the state (engine/state.py, `others`), so records of two versions
 interleaved replay as they were judged.
 """
@@ -124,7 +126,8 @@ class Report:
     def __str__(self) -> str:
         head = (f"ledger {'ok' if self.ok else 'DIFFERS'}: {self.accounts} balance(s), "
                 f"{self.entries} credit(s), {self.states} state(s) recomputed"
-                + (f" ({self.unverifiable} without their record)" if self.unverifiable else "")
+                + (f" ({self.unverifiable} without their record or with a history window)"
+                   if self.unverifiable else "")
                 + f"; {self.audit}")
         return "\n".join([head, *(f"  {d}" for d in self.differences)])
 
@@ -313,6 +316,11 @@ def _replay(session: Session, engines: _Engines, methodology_id: str, account: s
                 engine.ref.content_hash if engine else None, methodology_id))
             return
         if any(e.record is None for e in run):
+            report.unverifiable += sum(1 for e in entries if e.id >= first.id)
+            return
+        if engine.histories:
+            # a history window counts every record the ledger judged, the rejected ones
+            # too, and those are not entries: the judgments cannot be replayed from them
             report.unverifiable += sum(1 for e in entries if e.id >= first.id)
             return
         results = engine.evaluate([json.loads(e.record) for e in run], per_record_only=True)

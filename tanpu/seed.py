@@ -51,6 +51,7 @@ REVIEWER_NAMES = {
 DOMAINS = {
     "cn.rooftop-pv-grid": "energy",
     "cn.wuhan.electricity-saving": "energy",
+    "cn.shenzhen.household-electricity": "energy",
 }
 
 

@@ -16,6 +16,11 @@ from .literals import (INVALID, check_code, decimal_of, literal_value, parse_dat
                        unit_of, whole_token)
 from .scope import BUILTIN_TYPES, Scope
 
+
+def leg_field_type(scope: Scope, name: str):
+    from .legs import leg_field_type as find  # legs.py reads this module's input options
+    return find(scope, name)
+
 # ---------------------------------------------------------------- header
 def check_header(header: Optional[ast.Header], report: Reporter) -> Optional[ir.Metadata]:
     if header is None:
@@ -211,7 +216,7 @@ def _parameter(item: ast.ParameterDecl, scope: Scope, report: Reporter) -> Optio
     if item.by is not None:
         for key in item.by.names:
             key_name = str(key)
-            kt = scope.input_type(key_name)
+            kt = scope.input_type(key_name) or leg_field_type(scope, key_name)
             if kt is None:
                 if key_name not in scope.failed:
                     report.report("E0207", key, name=key_name,
@@ -381,3 +386,8 @@ def check_value_in_force(scope: Scope, nodes: dict, report: Reporter) -> None:
             report.report("E0401", node.name, name=name, start=start,
                           first=parameter.periods[0].start,
                           help="start its first value no later than the methodology's `effective from` date")
+
+
+# a leg's fields (dsl/check/legs.py) are read as inputs are: one reading of types and options
+input_type = _input_type
+input_spec = _input_spec

@@ -18,6 +18,8 @@ from ..units import MASS
 from ..zones import zone
 from .literals import (INVALID, describe_literal, literal_value, unit_of, whole_milligrams,
                        whole_token)
+from . import expectations as value_checks
+from .legs import example_legs
 from .scope import Scope
 
 EXAMPLE_ACCOUNT = "example"
@@ -72,6 +74,11 @@ def _record(record: ast.Record, scope: Scope, report: Reporter, title: str, inde
             ok = False
             continue
         seen.add(name)
+        if name in scope.groups:
+            value = example_legs(field, scope.groups[name], scope, report)
+            ok &= value is not INVALID
+            values[name] = value
+            continue
         t = scope.input_type(name)
         if t is None:
             if name not in scope.failed:
@@ -79,11 +86,18 @@ def _record(record: ast.Record, scope: Scope, report: Reporter, title: str, inde
                               help=did_you_mean(name, list(scope.inputs) + ["id", "account", "time", "activity"]))
             ok = False
             continue
+        if isinstance(field.value, ast.LegList):
+            report.report("E0703", field.value, name=name, expected=t.describe(), found="a list")
+            ok = False
+            continue
         value = literal_value(field.value, t, report, code="E0703", zone=scope.timezone, name=name)
         if value is INVALID:
             ok = False
             continue
         values[name] = value
+    for name in scope.groups:
+        if name not in seen:  # a record without the list carries no legs
+            values[name] = ()
     for name, spec in scope.inputs.items():
         if name in seen:  # set, even if to a wrong value (reported above)
             continue
@@ -97,6 +111,7 @@ def _record(record: ast.Record, scope: Scope, report: Reporter, title: str, inde
 
 def _expected(expectations, scope: Scope, report: Reporter, codes: dict[str, set[str]]):
     status, code, outputs, flags, bonus = "credited", "", [], [], None
+    checks = []
     status_given = False
     ok = True
     for expectation in expectations:
@@ -140,12 +155,16 @@ def _expected(expectations, scope: Scope, report: Reporter, codes: dict[str, set
         elif isinstance(expectation, ast.ExpectFlagged):
             flags.append(str(expectation.code))
             ok &= _known_code(expectation.code, codes["flagged"], report)
+        elif isinstance(expectation, value_checks.NODES):  # named values, totals, decimals
+            value_check = value_checks.check(expectation, scope, report)
+            ok &= value_check is not INVALID
+            checks.append(value_check)
         elif isinstance(expectation, ast.ExpectBonus):
             bonus = whole_token(expectation.points, report)
             ok &= bonus is not INVALID
     if not ok:
         return None
-    return ir.Expected(status, code, tuple(outputs), tuple(flags), bonus, status_given)
+    return ir.Expected(status, code, tuple(outputs), tuple(flags), bonus, status_given, tuple(checks))
 
 
 def _known_code(token, known: Optional[set[str]], report: Reporter) -> bool:

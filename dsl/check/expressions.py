@@ -15,11 +15,12 @@ from ..messages import Reporter
 from ..suggestions import did_you_mean
 from ..surface import ast
 from ..types import (BOOLEAN, DATE, DATETIME, INTEGER, NUMBER, TEXT, Kind, Type, duration,
-                     quantity)
+                     is_duration, quantity)
 from ..units import ONE
 from .literals import (INVALID, decimal_of, parse_date, parse_datetime, si_float, unit_of,
                        whole_value)
 from ..surface.parse import MAX_DEPTH
+from . import legs
 from .scope import BUILTIN_TYPES, FUNCTIONS, Scope
 
 
@@ -54,6 +55,7 @@ class ExpressionChecker:
         self.scope = scope
         self.report = report
         self.uses = Uses()
+        self.leg_binding: Optional[tuple[str, str]] = None  # (leg variable, group) inside an aggregate
 
     # ------------------------------------------------------------ entry
     def check(self, node, hint: Optional[Type] = None) -> Optional[ir.Expr]:
@@ -105,6 +107,9 @@ class ExpressionChecker:
         if input_type is not None:
             self.uses.inputs.add(name)
             return ir.Input(input_type, name)
+        if name in scope.histories:  # a history window: given to the formulas as an input
+            self.uses.inputs.add(name)
+            return ir.Input(scope.histories[name], name)
         if name in scope.definitions:
             self.uses.definitions.add(name)
             return ir.Ref(scope.definitions[name], name)
@@ -118,6 +123,8 @@ class ExpressionChecker:
             return ir.Lookup(parameter.type, name, ())
         if name in scope.failed or name in scope.definition_names:
             return None  # its own definition is broken and already reported
+        if legs.bare_name(self, node):
+            return None
         if hint is not None and hint.kind == Kind.CHOICE:
             self.report.report("E0204", node, value=name, choice=hint.choice_of or "the choice",
                                help=did_you_mean(name, hint.choices)
@@ -150,6 +157,9 @@ class ExpressionChecker:
         lt, rt = left.type, right.type
         if op == "-" and lt.kind in (Kind.DATE, Kind.DATETIME) and rt.kind == lt.kind:
             return ir.Elapsed(duration(), left, right)
+        if op in "+-" and lt.kind == Kind.DATE and rt.kind == Kind.QUANTITY and is_duration(rt):
+            # a date moved by a duration: the date of its midnight moved (whole days down)
+            return ir.Arith(lt, op, left, right)
         if not lt.is_numeric or not rt.is_numeric:
             self._cannot(node, op, lt, rt)
             return None
@@ -384,6 +394,12 @@ class ExpressionChecker:
         self.uses.lookups.append(LookupSite(name, tuple(keys), node))
         return ir.Lookup(parameter.type, name, tuple(keys))
 
+    def _LegAggregate(self, node: ast.LegAggregate, hint):
+        return legs.check_aggregate(self, node, hint)
+
+    def _LegField(self, node: ast.LegField, hint):
+        return legs.check_field(self, node)
+
     def _Call(self, node: ast.Call, hint):
         func = str(node.func)
         if func not in FUNCTIONS:
@@ -423,12 +439,16 @@ class ExpressionChecker:
         if len(args) != 1:
             self.report.report("E0306", node, func=func, expected="1", found=len(args))
             return None
-        allowed = (Kind.DATETIME,) if func == "hour" else (Kind.DATE, Kind.DATETIME)
+        if func == "date" and args[0].type.kind == Kind.DATE:
+            return args[0]  # a date's date is itself
+        allowed = (Kind.DATETIME,) if func in ("hour", "date") else (Kind.DATE, Kind.DATETIME)
         if args[0].type.kind not in allowed:
             self.report.report("E0303", node.args[0],
-                               expected="a datetime" if func == "hour" else "a date or datetime",
+                               expected="a datetime" if func in ("hour", "date") else "a date or datetime",
                                found=args[0].type.describe())
             return None
+        if func == "date":  # the local date of an instant, in the methodology's zone
+            return ir.DatePart(DATE, func, args[0])
         return ir.DatePart(INTEGER, func, args[0])
 
     def _rounding(self, node: ast.Call, func: str, args):

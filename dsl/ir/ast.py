@@ -151,8 +151,27 @@ class Lookup:
     keys: tuple["Expr", ...]
 
 
+@dataclass(frozen=True)
+class LegField:
+    """A field of the leg an aggregate is going over (`leg.distance`)."""
+    type: Type
+    group: str
+    name: str
+
+
+@dataclass(frozen=True)
+class LegAggregate:
+    """sum (of `body`) or count of the legs of a record's group for which `where` holds
+    (every leg without one), in the legs' order. An empty sum is 0 of the body's type."""
+    type: Type
+    op: str  # sum | count
+    group: str
+    body: Optional["Expr"]  # None for count
+    where: Optional["Expr"] = None
+
+
 Expr = Union[Const, Input, Ref, Negate, Arith, Elapsed, Compare, Logic, Not, InSet, If,
-             MinMax, Abs, Round, DatePart, Lookup]
+             MinMax, Abs, Round, DatePart, Lookup, LegField, LegAggregate]
 
 
 # ---------------------------------------------------------------- declarations
@@ -188,6 +207,20 @@ class InputSpec:
     high: Value = None
     label: str = ""
     choice_labels: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Group:
+    """A repeated group inside a record (the legs of a trip): each field is declared as
+    an input is; `low`/`high` bound how many legs a record may carry."""
+    name: str
+    fields: tuple[InputSpec, ...]
+    low: Optional[int] = None
+    high: Optional[int] = None
+    label: str = ""
+
+    def field(self, name: str) -> InputSpec:
+        return next(f for f in self.fields if f.name == name)
 
 
 @dataclass(frozen=True)
@@ -267,6 +300,24 @@ class Duplicate:
 
 
 @dataclass(frozen=True)
+class NearDuplicate:
+    """One real event reported more than once, perhaps through different channels whose
+    fields differ slightly (engine/channels.py): records of an account whose `keys` are
+    equal and whose `near` datetimes are at most `window_us` apart (0: equal) are one
+    event; only records for which `when` holds take part: (input, values, allowed?) —
+    the input's value is (allowed) or is not (not allowed) one of `values`. The first
+    record to arrive (by the `arrival` input when given, else the canonical order) is the
+    event; the others are duplicates of it."""
+    keys: tuple[str, ...]
+    near: Optional[str]
+    window_us: int
+    when: Optional[tuple[str, tuple, bool]]
+    arrival: Optional[str]
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
 class Bonus:
     points: int
     ordinal: int
@@ -281,7 +332,44 @@ class Flag:
     message: str
 
 
+@dataclass(frozen=True)
+class History:
+    """`history NAME = AGG SUBJECT over the (previous|last) SIZE (days|records)
+    otherwise ...`: an aggregate of an input over the account's own earlier records
+    (engine/history.py evaluates it; docs/language.md §9.6 says what it means).
+
+    Formulas refer to it by its name as an `Input` of type `type`: its value is given to
+    the per-record formulas beside the record's own inputs."""
+    name: str
+    type: Type
+    aggregate: str  # mean | sum | count | min | max
+    subject: str    # a numeric input
+    side: str       # previous (the current day or record excluded) | last (included)
+    size: int       # days or records, >= 1
+    unit: str       # days | records
+    short: str      # reject | partial | value: what a history shorter than the window gives
+    timezone: str   # the methodology's: calendar days are its local days
+    code: str = ""
+    message: str = ""
+    value: Value = None  # `otherwise VALUE`, in the run-time representation
+    line: int = 0
+
+
 # ---------------------------------------------------------------- examples
+@dataclass(frozen=True)
+class ValueCheck:
+    """An example's expectation on a named value (dsl/check/expectations.py): a
+    definition (`let` or output) of the record, or the account's total of an output
+    after it, compared by engine/expectations.py: with `decimals`, the computed value in
+    `unit` rounded half away from zero to that many decimals equals the written one;
+    without, exactly (the float nearest the written value; whole mg for a mass output)."""
+    kind: str  # definition | total
+    name: str
+    value: Value  # as written: a decimal number's text, a whole number, true/false, a name
+    unit: str = ""
+    decimals: Optional[int] = None
+
+
 @dataclass(frozen=True)
 class Expected:
     status: str = "credited"  # credited | rejected | capped | duplicate | not_applicable
@@ -290,6 +378,7 @@ class Expected:
     flags: tuple[str, ...] = ()
     bonus: Optional[int] = None
     status_given: bool = False
+    checks: tuple[ValueCheck, ...] = ()  # named values and totals (left out of hashes while empty)
 
 
 @dataclass(frozen=True)
@@ -319,6 +408,9 @@ class Methodology:
     bonuses: tuple[Bonus, ...] = ()
     flags: tuple[Flag, ...] = ()
     examples: tuple[Example, ...] = ()
+    histories: tuple[History, ...] = ()
+    groups: tuple[Group, ...] = ()  # repeated groups (legs) of a record
+    near_duplicates: tuple[NearDuplicate, ...] = ()  # one event through several channels
 
     def input(self, name: str) -> InputSpec:
         return next(i for i in self.inputs if i.name == name)
@@ -335,7 +427,8 @@ class Methodology:
 
     @property
     def has_cross_record_rules(self) -> bool:
-        return bool(self.caps or self.overlaps or self.duplicates or self.bonuses or self.flags)
+        return bool(self.caps or self.overlaps or self.duplicates or self.bonuses or self.flags
+                    or self.near_duplicates)
 
 
 BUILTIN_FIELDS = ("id", "account", "time", "activity")

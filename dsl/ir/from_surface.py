@@ -9,13 +9,15 @@ from __future__ import annotations
 import itertools
 from typing import Optional
 
-from ..check import declarations, definitions, examples, rules
+from ..check import channels, declarations, definitions, examples, history, legs, rules
 from ..check.expressions import LookupSite, Uses
 from ..check.scope import Scope
 from ..messages import Reporter
 from ..surface import ast
 from ..types import Kind
 from . import ast as ir
+
+NO_HISTORY = "NO_HISTORY"  # engine.result's: a window with no record to take a mean of
 
 
 def lower(module: ast.Module, report: Reporter, failed_names: set[str] = frozenset(),
@@ -32,6 +34,8 @@ def lower(module: ast.Module, report: Reporter, failed_names: set[str] = frozens
     declared: dict[str, object] = {}
 
     declarations.check_inputs(items, scope, report, declared)
+    histories = history.check_histories(items, scope, report, declared)
+    legs.check_groups(items, scope, report, declared)
     parameter_nodes = declarations.check_parameters(items, scope, report, declared)
     written = definitions.collect(items, scope, report, declared)
     if "reduction" not in written and "baseline" not in written:
@@ -46,6 +50,7 @@ def lower(module: ast.Module, report: Reporter, failed_names: set[str] = frozens
     lowered, definition_uses = definitions.check_definitions(written, scope, report)
     requires, require_uses = rules.check_requires(items, scope, report)
     cross = rules.check_cross_record(items, scope, report, declarations.timezone_given(module.header))
+    near_duplicates, near_inputs = channels.check(items, scope, report)
 
     # A `require` that did not parse or check may be the one that narrows a table, or
     # that uses a name: then a missing key or an unused name is not reported.
@@ -60,7 +65,7 @@ def lower(module: ast.Module, report: Reporter, failed_names: set[str] = frozens
     example_list = examples.check_examples(items, scope, report, codes)
     if requires_complete:
         _warn_unused(scope, written, declared, definition_uses, require_uses,
-                     cross["used_inputs"], report)
+                     cross["used_inputs"] | near_inputs, report)
 
     if report.has_errors or metadata is None:
         return None
@@ -76,6 +81,9 @@ def lower(module: ast.Module, report: Reporter, failed_names: set[str] = frozens
         bonuses=tuple(cross["bonuses"]),
         flags=tuple(cross["flags"]),
         examples=tuple(example_list),
+        histories=tuple(histories),
+        groups=tuple(scope.groups.values()),
+        near_duplicates=tuple(near_duplicates),
     )
 
 
@@ -93,11 +101,16 @@ def _reason_codes(items, broken: set[str]) -> dict[str, Optional[set[str]]]:
             codes["rejected"].add(str(item.code))
         elif isinstance(item, ast.ParameterDecl) and isinstance(item.otherwise, ast.OtherwiseReject):
             codes["rejected"].add(str(item.otherwise.code))
-        elif isinstance(item, ast.DuplicateRule):
+        elif isinstance(item, (ast.DuplicateRule, ast.NearDuplicateRule, ast.ConditionalDuplicateRule)):
             codes["duplicate"].add(str(item.code))
         elif isinstance(item, ast.FlagRule):
             codes["flagged"].add(str(item.code))
-    for kind, words in (("rejected", {"require", "parameter", "forbid"}),
+        elif isinstance(item, ast.HistoryDef):
+            if str(item.aggregate) in ("mean", "min", "max") and not isinstance(item.short, ast.ShortValue):
+                codes["rejected"].add(NO_HISTORY)  # an empty window's mean, least or greatest
+            if isinstance(item.short, ast.ShortReject):
+                codes["rejected"].add(str(item.short.code))
+    for kind, words in (("rejected", {"require", "parameter", "forbid", "history"}),
                         ("duplicate", {"forbid"}), ("flagged", {"flag"})):
         if broken & words:
             codes[kind] = None
@@ -197,3 +210,6 @@ def _warn_unused(scope: Scope, written: dict, declared: dict, definition_uses: d
     for name in scope.inputs:
         if name not in used_inputs:
             report.report("W0103", declared[name], name=name)
+    for name in scope.histories:  # a history window no formula reads
+        if name not in used_inputs:
+            report.report("W0102", declared[name], name=name)

@@ -19,6 +19,9 @@ from ..units import Unit
 from .ast import Methodology
 
 _POSITIONAL = {"line"}
+# fields the language gained after versions were approved and their hashes stored: left
+# out while empty, so a methodology that does not use them keeps the hash it was voted on
+_ADDED_LATER = {"groups", "near_duplicates", "checks"}
 
 
 def to_data(value, *, positions: bool = True):
@@ -30,6 +33,8 @@ def to_data(value, *, positions: bool = True):
         out = {"node": type(value).__name__}
         for f in dataclasses.fields(value):
             if not positions and f.name in _POSITIONAL:
+                continue
+            if f.name in _ADDED_LATER and getattr(value, f.name) == ():
                 continue
             out[f.name] = to_data(getattr(value, f.name), positions=positions)
         return out

@@ -45,6 +45,8 @@ class FieldList(_List): ...
 class ExpectationList(_List): ...
 class ExprList(_List): ...
 class WhenList(_List): ...
+class GroupFieldList(_List): ...
+class LegList(_List): ...
 
 
 # ---------------------------------------------------------------- literals
@@ -251,6 +253,23 @@ class InputDecl(_Node):
     meta: Meta
     names: NameList
     type: TypeSpec
+    options: InputOptionList
+
+
+@dataclass
+class GroupField(_Node):
+    meta: Meta
+    name: Token
+    type: TypeSpec
+    options: InputOptionList
+
+
+@dataclass
+class GroupDecl(_Node):
+    """`input legs: list { mode: choice {...}, distance: quantity [km] } at most 8`."""
+    meta: Meta
+    names: NameList
+    fields: GroupFieldList
     options: InputOptionList
 
 
@@ -478,9 +497,34 @@ class CaseExpr(_Node):
     otherwise: Optional["Expr"]
 
 
+@dataclass
+class LegAggregate(_Node):
+    """`sum(body for leg in legs where cond)`, `count(leg for leg in legs ...)`."""
+    meta: Meta
+    func: Token
+    body: "Expr"
+    var: Token
+    group: Token
+    where: Optional["LegWhere"]
+
+
+@dataclass
+class LegWhere(_Node):
+    meta: Meta
+    cond: "Expr"
+
+
+@dataclass
+class LegField(_Node):
+    """`leg.distance`: a field of the leg an aggregate is going over."""
+    meta: Meta
+    var: Token
+    field: Token
+
+
 Expr = Union[IfExpr, OrOp, AndOp, NotOp, Compare, InSet, BinaryAdd, BinaryMul, Negate,
              Lookup, NumberExpr, NameExpr, TextExpr, DateExpr, DatetimeExpr, BoolExpr,
-             Call, CaseExpr]
+             Call, CaseExpr, LegAggregate, LegField]
 
 
 # ---------------------------------------------------------------- definitions and rules
@@ -535,6 +579,43 @@ class DuplicateRule(_Node):
 
 
 @dataclass
+class DupWhere(_Node):
+    meta: Meta
+    cond: Expr
+
+
+@dataclass
+class DupArrival(_Node):
+    meta: Meta
+    name: Token
+
+
+@dataclass
+class NearDuplicateRule(_Node):
+    """`forbid duplicate k1, t within 5 min per account [where c] [keep first by a] else ...`"""
+    meta: Meta
+    keys: NameList
+    window: Literal
+    where: Optional[DupWhere]
+    arrival: Optional[DupArrival]
+    code: Token
+    message: Token
+
+
+@dataclass
+class ConditionalDuplicateRule(_Node):
+    """`forbid duplicate k per account where c [keep first by a] else ...`"""
+    meta: Meta
+    keys: NameList
+    where: DupWhere
+    arrival: Optional[DupArrival]
+    code: Token
+    message: Token
+
+    window = None
+
+
+@dataclass
 class BonusRule(_Node):
     meta: Meta
     points: Token
@@ -549,6 +630,38 @@ class FlagRule(_Node):
     window: Literal
     code: Token
     message: Token
+
+
+# ---------------------------------------------------------------- history windows
+@dataclass
+class ShortReject(_Node):
+    meta: Meta
+    code: Token
+    message: Token
+
+
+@dataclass
+class ShortPartial(_Node):
+    meta: Meta
+
+
+@dataclass
+class ShortValue(_Node):
+    meta: Meta
+    value: Literal
+
+
+@dataclass
+class HistoryDef(_Node):
+    """history NAME = AGG SUBJECT over the (previous|last) N (days|records) otherwise ..."""
+    meta: Meta
+    name: Token
+    aggregate: Token
+    subject: Token
+    side: Token
+    size: Token
+    unit: Token
+    short: Union[ShortReject, ShortPartial, ShortValue]
 
 
 # ---------------------------------------------------------------- examples
@@ -602,8 +715,41 @@ class ExpectBonus(_Node):
     points: Token
 
 
+@dataclass
+class Decimals(_Node):
+    meta: Meta
+    count: Token
+
+
+@dataclass
+class ExpectRounded(_Node):
+    """`reduction 12.35 kg to 2 decimals`"""
+    meta: Meta
+    output: Token
+    value: Literal
+    decimals: Decimals
+
+
+@dataclass
+class ExpectNamed(_Node):
+    """`car_factor 271.82 g/km [to 2 decimals]`: any let or output by name."""
+    meta: Meta
+    name: Token
+    value: Literal
+    decimals: Optional[Decimals]
+
+
+@dataclass
+class ExpectTotal(_Node):
+    """`total points 935`: the account's total after this record of the sequence."""
+    meta: Meta
+    output: Token
+    value: Literal
+    decimals: Optional[Decimals]
+
+
 Expectation = Union[ExpectValue, ExpectRejected, ExpectStatus, ExpectDuplicate,
-                    ExpectFlagged, ExpectBonus]
+                    ExpectFlagged, ExpectBonus, ExpectRounded, ExpectNamed, ExpectTotal]
 
 
 @dataclass
@@ -631,8 +777,9 @@ class SequenceExample(_Node):
     steps: ExampleStepList
 
 
-Item = Union[InputDecl, ParameterDecl, LetDef, OutputDef, RequireStmt, CapRule,
-             OverlapRule, DuplicateRule, BonusRule, FlagRule, SingleExample, SequenceExample]
+Item = Union[InputDecl, GroupDecl, ParameterDecl, LetDef, OutputDef, RequireStmt, CapRule,
+             OverlapRule, DuplicateRule, NearDuplicateRule, ConditionalDuplicateRule, BonusRule, FlagRule,
+             HistoryDef, SingleExample, SequenceExample]
 
 
 @dataclass

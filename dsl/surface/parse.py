@@ -38,7 +38,7 @@ _ROUGH_TOKEN = re.compile(r'"(?:[^"\\\n]|\\.)*"?|(#[^\n]*)|[^\W\d][\w.]*|\d[\w.+
 
 _ITEM_START = re.compile(
     r"^[ \t\u3000]*(?:"
-    r"(?:input|parameter|let|require|forbid|bonus|flag|example)\b(?![ \t]*:)"  # `flag:` is a field
+    r"(?:input|parameter|let|require|forbid|bonus|flag|example|history)\b(?![ \t]*:)"  # `flag:` is a field
     r"|cap[ \t]+(?:reduction|points)\b"
     r"|(?:baseline|project|leakage|reduction|points)[ \t]*(?:\[[^\]\n]*\])?[ \t]*=(?!>)"
     r")",
@@ -86,6 +86,7 @@ class _ToAst(Transformer):
 
     cite_key = simple_type_name = bound_kind = output_name = cap_target = _keyword
     period_name = status_name = bool_value = _keyword
+    history_agg = window_side = window_unit = _keyword
 
     def _only_child(self, children):
         return children[0]
@@ -340,7 +341,7 @@ def _parse_piece(text: str, start: str, report: Reporter, line_offset: int,
 
 def _defined_names(text: str) -> set[str]:
     """Names a broken statement meant to define, so they are not reported as unknown."""
-    m = re.match(r"\s*(?:let|parameter)\s+(\w+)", text)
+    m = re.match(r"\s*(?:let|parameter|history)\s+(\w+)", text)
     if m:
         return {m.group(1)}
     m = re.match(r"\s*input\s+([\w\s,]+?)\s*:", text)

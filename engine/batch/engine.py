@@ -26,6 +26,7 @@ from dsl.types import Kind
 from ..records import Schema
 from ..result import COLUMNS, MethodologyRef, Result
 from ..scalar import ScalarProgram
+from . import history
 from .ingest import Ingested, ingest_frame, raw_frame, text_series
 from .kernel import Kernels
 from .native_text import NativeText
@@ -68,8 +69,11 @@ class BatchEngine:
         self.rules = Rules(self.plan.rules, self.reasons, recompute=self._recompute)
         self.masses = tuple(n for n in ("baseline", "project", "leakage") if n in self.plan.masses)
         keep = set(self.rules.needed_inputs())
+        self.histories = self.plan.rules.histories
         if any(c.target == "reduction" for c in methodology.caps):
             keep |= {s.name for s in methodology.inputs} | {"activity", "id", "account"}
+            keep |= {name for name, _ in self.plan.inputs}  # the history windows' columns
+            keep |= {g.name for g in methodology.groups}
         self.keep = sorted(keep)
         self.kinds = {s.name: s.type.kind for s in methodology.inputs}
         self.kinds.update(activity=Kind.TEXT, id=Kind.TEXT, account=Kind.TEXT)
@@ -110,6 +114,9 @@ class BatchEngine:
         columns = got.columns
         columns["id"] = got.ids
         columns["account"] = got.accounts
+        if self.histories:  # the chunk is the whole stream (evaluate_frame, evaluate_file)
+            history.compute(self.histories, columns, got.accounts, got.ids, columns["time"],
+                            got.rows, got.invalid, n, self.formulas.build)
         # amounts of credited rows only, on the whole chunk at once (C needs no
         # cache-sized slices)
         outcome = self.formulas.run(columns, n, reason)
@@ -142,8 +149,11 @@ class BatchEngine:
     def evaluate_frame(self, frame: pl.DataFrame, column_units: Optional[Mapping[str, str]] = None,
                        first_row: int = 1) -> pl.DataFrame:
         """Raw records (one per row) -> results (one per row, in the same order)."""
-        parts = list(self.per_record_chunks(self.frame_chunks(frame, first_row), column_units)) or \
-            [self.per_record(frame, column_units, first_row)]
+        if self.histories:  # a window reaches across chunks: the frame is one chunk
+            parts = [self.per_record(frame, column_units, first_row)]
+        else:
+            parts = list(self.per_record_chunks(self.frame_chunks(frame, first_row), column_units)) or \
+                [self.per_record(frame, column_units, first_row)]
         return self.finish(parts)
 
     def frame_chunks(self, frame: pl.DataFrame, first_row: int = 1) -> Iterator[tuple[pl.DataFrame, int]]:
@@ -225,6 +235,12 @@ class BatchEngine:
         chunks = open_chunks(path, self.chunk_rows)
         units = dict(chunks.column_units)
         units.update(column_units or {})
+        if self.histories:  # windows reach across chunks: the file is read whole, then evaluated
+            frames = [frame for frame, _ in chunks.frames]
+            whole = pl.concat(frames, how="diagonal_relaxed") if frames else None
+            if whole is not None:
+                yield self.evaluate_frame(whole, units)
+            return
         expected = estimate_rows(path)
         if expected > memory_rows:
             # partitions of about half the in-memory budget: never more held than in memory

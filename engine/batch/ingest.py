@@ -23,6 +23,7 @@ from dsl.types import Kind
 from .. import records
 from ..records import RecordError, Schema
 from . import text as tx
+from .legs import legs_column
 from .timezones import zone_table
 from .values import Cat
 
@@ -328,6 +329,9 @@ def ingest_frame(frame: pl.DataFrame, schema: Schema, column_units: Optional[Map
         values, field_ok = reader.field(spec)
         columns[spec.name] = values
         ok &= field_ok
+    for group in schema.groups:  # repeated groups (legs): row by row, engine/legs.py's reader
+        columns[group.name], legs_ok = legs_column(frame, group, units, schema.timezone, reader)
+        ok &= legs_ok
     # id, account, activity
     ids, id_present = _stripped(reader, "id")
     if not id_present.all():

@@ -24,6 +24,7 @@ from ..plan import ast as p
 from ..result import NO_VALUE, REJECTED
 from ..scalar import ScalarProgram
 from ..to_c import REASON_BASE, Kernel, generate
+from .legs import FlatLegs, legs_lists
 from .timezones import zone_table
 from .values import Cat, Reasons
 
@@ -110,9 +111,23 @@ class Kernels:
             masks.append(-1 if per_row and array.size == n and n > 1 else 0)
 
         cats: dict[str, Cat] = {}
+        flat: dict[str, FlatLegs] = {}
         for arg in kernel.args:
-            column = columns[arg.name]
+            if arg.kind in ("leg", "legs"):  # a group's legs: flat arrays (legs.py)
+                group = arg.name.partition(".")[0]
+                if group not in flat:
+                    flat[group] = FlatLegs.of(columns[group], n)
+                legs = flat[group]
+                if arg.kind == "legs":
+                    add(legs.offsets, np.int64, per_row=False)
+                elif arg.ctype == "int32_t":
+                    cats[arg.name] = legs.cat(arg.name.partition(".")[2])
+                    add(cats[arg.name].codes, np.int32, per_row=False)
+                else:
+                    add(legs.values(arg.name.partition(".")[2]), _DTYPES[arg.ctype], per_row=False)
+                continue
             if arg.kind == "input":
+                column = columns[arg.name]
                 if arg.ctype == "int32_t":
                     cats[arg.name] = _cat(column)
                     add(cats[arg.name].codes, np.int32)
@@ -122,6 +137,7 @@ class Kernels:
                 remap = [labels.setdefault(label, len(labels)) for label in cats[arg.name].labels]
                 add(np.array(remap or [0], dtype=np.int32), np.int32, per_row=False)
             else:  # offset: one for the chunk (usually) or per row
+                column = columns[arg.name]
                 add(self.zone.utc_offsets(column) if len(column) else 0, np.int64)
         mask = np.array(masks or [0], dtype=np.int64)
         points = np.zeros(n, dtype=np.int64)
@@ -162,7 +178,9 @@ class Kernels:
         values = {}
         for name, rep in self.plan.inputs:
             column = columns[name]
-            if rep == p.T:
+            if rep == p.LEGS:
+                values[name] = legs_lists(column, n)
+            elif rep == p.T:
                 values[name] = _cat(column).strings()
             elif isinstance(column, np.ndarray) and column.ndim == 1 and column.size == n:
                 values[name] = column.tolist()

@@ -37,6 +37,7 @@ from dsl.ir import ast as ir
 
 from ..plan.ast import CrossRecord
 from ..result import CAP_REACHED, CAPPED, DUPLICATE, DUPLICATE_ID, REJECTED
+from .. import channels
 from ..cross_record import cap_reached
 from .timezones import period_index, zone_table
 from .values import Reasons
@@ -87,6 +88,15 @@ def _take(column, positions: np.ndarray):
     return column[positions]
 
 
+def _near_inputs(m: CrossRecord) -> set[str]:
+    names: set[str] = set()
+    for rule in m.near_duplicates:
+        names |= set(rule.keys) | {n for n in (rule.near, rule.arrival) if n}
+        if rule.when is not None:
+            names.add(rule.when[0])
+    return names
+
+
 def _python_values(column, positions: np.ndarray) -> list:
     taken = _take(column, positions)
     if isinstance(taken, pl.Series):
@@ -120,6 +130,7 @@ class Rules:
             names |= set(d.keys)
         for o in self.m.overlaps:
             names |= {o.start, o.end}
+        names |= _near_inputs(self.m)
         return names - {"id", "account", "time"}
 
     # ------------------------------------------------------------ everything
@@ -135,6 +146,8 @@ class Rules:
                 batch.points[duplicate_ids] = 0
             if not self.m.has_cross_record_rules:
                 return
+            if self.m.near_duplicates:
+                self._near_duplicates(batch)
             credited = np.flatnonzero(batch.reason == Reasons.CREDITED)
             if credited.size == 0:
                 return
@@ -155,6 +168,31 @@ class Rules:
             # partitions hold disjoint accounts, so they write disjoint rows; NumPy's
             # sorts release the GIL, so partitions in threads use every core
             list(_partition_pool().map(one, range(parts)))
+
+    # ------------------------------------------------------------ one event, several reports
+    def _near_duplicates(self, batch: Batch) -> None:
+        """engine/channels.py's judging, on the credited records of each account in
+        canonical order (a Python loop over those records: the documented fallback)."""
+        credited = np.flatnonzero(batch.reason == Reasons.CREDITED)
+        if credited.size == 0:
+            return
+        names = sorted(_near_inputs(self.m))
+        columns = {name: _python_values(_value_column(batch, name), credited) for name in names}
+        ids = batch.ids.gather(credited).to_list()
+        accounts = batch.accounts.gather(credited).to_list()
+        time, rows = batch.time[credited].tolist(), batch.rows[credited].tolist()
+        by_account: dict[str, list[int]] = {}
+        for j, account in enumerate(accounts):
+            by_account.setdefault(account, []).append(j)
+        for js in by_account.values():
+            js.sort(key=lambda j: (time[j], ids[j], rows[j]))
+            records = [(j, ids[j], {name: columns[name][j] for name in names}) for j in js]
+            for j, r, event in channels.judge(self.m.near_duplicates, records):
+                rule = self.m.near_duplicates[r]
+                at = credited[j]
+                batch.reason[at] = self.reasons.add(DUPLICATE, rule.code, channels.message(rule, event))
+                batch.reduction_mg[at] = 0
+                batch.points[at] = 0
 
     # ------------------------------------------------------------ one partition
     def _accounts(self, batch: Batch, positions: np.ndarray, hashes) -> None:

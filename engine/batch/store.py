@@ -53,7 +53,7 @@ def frame_part(engine, frame: pl.DataFrame) -> Part:
         series = frame.get_column(c)
         if name in choices and choices[name]:
             columns[name] = Cat(series.to_numpy().astype(np.int32), tuple(choices[name]))
-        elif series.dtype == pl.String:
+        elif series.dtype == pl.String or isinstance(series.dtype, pl.List):  # text, legs
             columns[name] = series.alias(name)
         else:
             columns[name] = series.to_numpy()

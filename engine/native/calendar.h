@@ -7,7 +7,7 @@
 #include <stdint.h>
 /* follows numeric.h (t_floordiv) in every kernel's source */
 static inline int64_t t_day_part(int64_t days, int part) {
-    /* part: 0 year, 1 month, 2 day, 3 weekday (1 = Monday) */
+    /* part: 0 year, 1 month, 2 day, 3 weekday (1 = Monday), 5 days in the year */
     if (part == 3) return ((days % 7) + 7 + 3) % 7 + 1;
     int64_t z = days + 719468;
     int64_t era = t_floordiv(z, 146097);
@@ -18,6 +18,7 @@ static inline int64_t t_day_part(int64_t days, int part) {
     int64_t d = doy - (153 * mp + 2) / 5 + 1;
     int64_t m = mp < 10 ? mp + 3 : mp - 9;
     int64_t y = yoe + era * 400 + (m <= 2);
+    if (part == 5) return (y % 4 == 0 && (y % 100 != 0 || y % 400 == 0)) ? 366 : 365;
     return part == 0 ? y : (part == 1 ? m : d);
 }
 static inline int64_t t_local_part(int64_t local_us, int part) {

@@ -157,9 +157,27 @@ class Elapsed:
 
 
 @dataclass(frozen=True)
+class DateShift:
+    """A date (day) moved by a duration (f, seconds): day ± floor(seconds / 86400), the
+    quotient first checked to lie within ±10⁸ days and the result within the dates a
+    record can hold (0001-01-01 … 9999-12-31), else the record is rejected with
+    `overflow` (NOT_FINITE). Both backends do exactly these operations."""
+    rep: str
+    op: str  # + | -
+    date: "Expr"
+    duration: "Expr"
+    rejects: bool = True
+    overflow: Optional[int] = None
+
+
+FIRST_DAY, LAST_DAY = -719_162, 2_932_896  # 0001-01-01 and 9999-12-31, days since 1970
+
+
+@dataclass(frozen=True)
 class DatePart:
-    """year, month, day, weekday (1 = Monday) or hour of a day or of an instant's local
-    time in the methodology's zone."""
+    """year, month, day, weekday (1 = Monday), days_in_year (365 or 366) or hour of a day
+    or of an instant's local time in the methodology's zone; `date` (rep day): an
+    instant's local date."""
     rep: str
     part: str
     operand: "Expr"
@@ -185,8 +203,34 @@ class Lookup:
     rejects: bool = False
 
 
+@dataclass(frozen=True)
+class LegField:
+    """A field of the leg an aggregate is at (aggregates do not nest: one leg at a time)."""
+    rep: str
+    group: str
+    name: str
+    rejects: bool = False
+
+
+@dataclass(frozen=True)
+class LegAggregate:
+    """Over the legs of a record's group in their order: `count` (i) of those where
+    `where` holds, or `sum` of `body` over them, from 0 (0.0 for f) adding left to right
+    (f: binary64 additions, never a compensated sum; i: beyond int64 rejects with
+    `overflow`). `where` is evaluated before `body`, and `body` only where it holds."""
+    rep: str
+    op: str  # sum | count
+    group: str
+    body: Optional["Expr"]
+    where: Optional["Expr"]
+    rejects: bool = False
+    overflow: Optional[int] = None
+
+
+LEGS = "legs"  # the rep of a group in Plan.inputs: a list of legs (dicts) per record
+
 Expr = Union[Const, Input, Ref, Day, Unary, Arith, Compare, Logic, InSet, If, MinMax, Round,
-             Elapsed, DatePart, Lookup]
+             Elapsed, DateShift, DatePart, Lookup, LegField, LegAggregate]
 
 
 # ---------------------------------------------------------------- steps
@@ -246,10 +290,15 @@ class CrossRecord:
     flags: tuple[ir.Flag, ...] = ()
     bonuses: tuple[ir.Bonus, ...] = ()
     caps: tuple[ir.Cap, ...] = ()
+    near_duplicates: tuple[ir.NearDuplicate, ...] = ()  # judged first (engine/channels.py)
+    # history windows (engine/history.py): judged before the formulas, not after them,
+    # but kept here because what they remember is part of the account's state
+    histories: tuple[ir.History, ...] = ()
 
     @property
     def has_cross_record_rules(self) -> bool:
-        return bool(self.caps or self.overlaps or self.duplicates or self.bonuses or self.flags)
+        return bool(self.caps or self.overlaps or self.duplicates or self.bonuses or self.flags
+                    or self.near_duplicates)
 
 
 @dataclass(frozen=True)
@@ -293,8 +342,12 @@ def children(e: Expr) -> tuple:
         return e.args
     if t is Elapsed:
         return (e.end, e.start)
+    if t is DateShift:
+        return (e.date, e.duration)
     if t is Lookup:
         return e.keys
+    if t is LegAggregate:
+        return tuple(x for x in (e.where, e.body) if x is not None)
     return ()
 
 

@@ -14,6 +14,7 @@ from .. import records
 from ..result import (ACTIVITY_NOT_COVERED, NO_VALUE, NOT_APPLICABLE, NOT_FINITE, OUT_OF_PERIOD,
                       OUT_OF_RANGE, REJECTED)
 from . import ast as p
+from . import history
 
 _REPS = {Kind.QUANTITY: p.F, Kind.INTEGER: p.I, Kind.BOOLEAN: p.B, Kind.TEXT: p.T,
          Kind.CHOICE: p.T, Kind.DATE: p.DAY, Kind.DATETIME: p.DT}
@@ -132,6 +133,10 @@ class _Lower:
         if t is ir.Not:
             x = self.expr(e.operand)
             return p.Unary(p.B, "not", x, x.rejects)
+        if t is ir.Arith and e.type.kind == Kind.DATE:  # a date moved by a duration
+            a, b = self.expr(e.left), self.expr(e.right)
+            return p.DateShift(p.DAY, e.op, a, b, True, self.reason(
+                REJECTED, NOT_FINITE, f"`{self.context}`: a date moved beyond 0001-01-01 … 9999-12-31"))
         if t is ir.Arith:
             a, b = self.expr(e.left), self.expr(e.right)
             rep = p.F if e.op == "/" or p.F in (a.rep, b.rep) else p.I
@@ -164,9 +169,20 @@ class _Lower:
             return p.Elapsed(p.F, a, b, a.rejects or b.rejects)
         if t is ir.DatePart:
             x = self.expr(e.operand)
-            return p.DatePart(p.I, e.part, x, x.rejects)
+            return p.DatePart(p.DAY if e.part == "date" else p.I, e.part, x, x.rejects)
         if t is ir.Lookup:
             return self.lookup(e)
+        if t is ir.LegField:
+            return p.LegField(_REPS[e.type.kind], e.group, e.name)
+        if t is ir.LegAggregate:
+            where = self.expr(e.where) if e.where is not None else None
+            body = self.expr(e.body) if e.body is not None else None
+            inner = any(x.rejects for x in (where, body) if x is not None)
+            if e.op == "count":
+                return p.LegAggregate(p.I, "count", e.group, None, where, inner)
+            if body.rep == p.I:
+                return p.LegAggregate(p.I, "sum", e.group, body, where, True, self.overflow())
+            return p.LegAggregate(p.F, "sum", e.group, body, where, inner)
         raise TypeError(f"unknown IR node {t.__name__}")  # pragma: no cover
 
     def lookup(self, e: ir.Lookup) -> p.Lookup:
@@ -233,6 +249,7 @@ class _Lower:
     def plan(self) -> p.Plan:
         m = self.m
         steps: list = self.checks()
+        steps += history.checks(m.histories, self.reason)
         for item in step_order(m):
             if isinstance(item, ir.Require):
                 self.context = f"a whole number in the require on line {item.line}"
@@ -245,11 +262,14 @@ class _Lower:
             for node in p.nodes(step.expr if isinstance(step, p.Define) else step.cond):
                 if isinstance(node, p.Input):
                     read.setdefault(node.name, node.rep)
+                elif isinstance(node, p.LegAggregate):
+                    read.setdefault(node.group, p.LEGS)
         defined = {s.name for s in steps if isinstance(s, p.Define)}
         masses = tuple(n for n in ir.MASS_OUTPUTS if n in defined and m.definition(n).quantized)
         return p.Plan(m.metadata.id, m.metadata.timezone, tuple(read.items()),
                       tuple(parameter(prm) for prm in m.parameters), tuple(steps), masses,
-                      tuple(self.reasons), p.CrossRecord(m.duplicates, m.overlaps, m.flags, m.bonuses, m.caps),
+                      tuple(self.reasons), p.CrossRecord(m.duplicates, m.overlaps, m.flags, m.bonuses, m.caps,
+                                                    m.near_duplicates, histories=m.histories),
                       m)
 
 

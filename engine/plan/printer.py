@@ -30,6 +30,8 @@ def expr(e: p.Expr) -> str:
         return f"{e.mode}({expr(e.operand)}, {e.precision!r})"
     if t is p.Elapsed:
         return f"seconds({expr(e.end)} - {expr(e.start)})"
+    if t is p.DateShift:
+        return f"({expr(e.date)} {e.op} days({expr(e.duration)}))"
     if t is p.DatePart:
         return f"{e.part}({expr(e.operand)})"
     if t is p.Lookup:

@@ -23,6 +23,7 @@ from typing import Iterable, Optional
 
 from dsl.ir import ast as ir
 
+from .. import channels
 from ..cross_record import canonical_order, cap_reached, decide, period_of
 from ..evaluate import Engine
 from ..result import (CAP_REACHED, CAPPED, CREDITED, DUPLICATE, DUPLICATE_ID, REJECTED,
@@ -63,8 +64,9 @@ class RulesEngine:
         (built from `methodology` when needed); `worker`: a Worker of one's own instead
         of the shared one; `timeout`: seconds per request (default 60 + 10 ms a record)."""
         self.methodology = methodology
-        self.rules: Optional[CompiledRules] = (compile_rules(methodology)
-                                               if methodology.has_cross_record_rules else None)
+        others = (methodology.duplicates or methodology.overlaps or methodology.flags
+                  or methodology.bonuses or methodology.caps)  # near duplicates: channels.py
+        self.rules: Optional[CompiledRules] = compile_rules(methodology) if others else None
         self._engine = engine
         self._worker = worker
         self.retries = retries
@@ -93,8 +95,9 @@ class RulesEngine:
                 repeated.append(i)
             seen_ids.add(results[i].id)
         decisions: list[tuple] = []
+        near = self._near_duplicates(results, order, set(repeated)) if m.near_duplicates else []
         if self.rules is not None:
-            skip = set(repeated)
+            skip = set(repeated) | {i for i, _, _ in near}
             by_account: dict[str, list[int]] = defaultdict(list)
             for i in order:
                 if i not in skip and results[i].status == CREDITED:
@@ -104,7 +107,24 @@ class RulesEngine:
         for i in repeated:
             decide(results[i], DUPLICATE, DUPLICATE_ID, "this record id was already evaluated", explain)
             results[i].reduction_mg, results[i].points = 0, 0
+        for i, r, event in near:
+            rule = m.near_duplicates[r]
+            decide(results[i], DUPLICATE, rule.code, channels.message(rule, event), explain, of=event)
+            results[i].reduction_mg, results[i].points = 0, 0
         self._apply_decisions(results, decisions, explain)
+
+    def _near_duplicates(self, results, order, repeated: set) -> list:
+        """engine/channels.py's judging (one event through several channels), before the
+        ruleset sees the records it leaves: the ruleset has no arrival order to match on."""
+        by_account: dict[str, list[int]] = defaultdict(list)
+        for i in order:
+            if i not in repeated and results[i].status == CREDITED:
+                by_account[results[i].account].append(i)
+        found = []
+        for indexes in by_account.values():
+            found += channels.judge(self.methodology.near_duplicates,
+                                    [(i, results[i].id, results[i].values) for i in indexes])
+        return found
 
     def _decide(self, results, by_account, prior) -> list[tuple]:
         rules = self.rules

@@ -61,7 +61,8 @@ class Sample:
 
     def write(self, folder: Path = HERE) -> Path:
         path = folder / f"{self.name}.csv"
-        names = [h.split("[")[0] for h in self.header]
+        # the header's unit goes (`distance[km]` -> distance), a leg's index stays (legs[0].mode)
+        names = [h[:h.rindex("[")] if h.endswith("]") else h for h in self.header]
         with open(path, "w", encoding="utf-8", newline="") as handle:
             writer = csv.writer(handle, lineterminator="\n")
             writer.writerow(self.header)
@@ -236,6 +237,32 @@ def wuhan_electricity_saving() -> Sample:
          "saved": "1.2 kg", "event": "DR-20250821-20"},
         {"id": "dr-broken-2", "account": "wh-home-029", "time": "2025-08-25T22:05",
          "saved": "0.8", "event": ""},
+    ])
+    return s
+
+
+def shenzhen_household_electricity() -> Sample:
+    """Daily readings of households over four weeks: some below their baseline, some
+    above it and saving against their own 7-day mean, some not; a few days missing."""
+    s = Sample("shenzhen-household-electricity", ["id", "account", "time", "used[kWh]", "members"])
+    r = s.rng
+    homes = [(f"sz-home-{i:03d}", r.randint(1, 5), r.uniform(1.5, 4.0)) for i in range(1, 16)]
+    for day in days(dt.date(2023, 5, 1), 28):
+        for home, members, per_person in homes:
+            if r.random() < 0.08:
+                continue  # no reading that day
+            used = max(0.0, r.gauss(per_person * members, 1.2))
+            t = at(day, 23 + r.uniform(0, 0.9))
+            s.add({"id": s.next_id("kwh"), "account": home, "time": stamp(t, r.random() < 0.03),
+                   "used": f"{used:.2f}", "members": str(members)})
+    s.add({"id": "kwh-no-members", "account": "sz-home-004", "time": "2023-05-20T23:10",
+           "used": "5.00", "members": "0"})  # OUT_OF_RANGE
+    s.repeat_ids(2)
+    s.break_rows([
+        {"id": "kwh-broken-1", "account": "sz-home-002", "time": "2023-05-12T23:05",
+         "used": "5 kg", "members": "2"},
+        {"id": "kwh-broken-2", "account": "sz-home-009", "time": "2023-05-13T23:05",
+         "used": "4.10", "members": "two"},
     ])
     return s
 
@@ -431,16 +458,76 @@ def hello_shared_bike() -> Sample:
     return s
 
 
+def beijing_maas_green_trip() -> Sample:
+    """Trip chains as repeated leg columns (legs[0].mode, legs[0].distance[km], ...)."""
+    legs_header = [f"legs[{k}].{f}" for k in range(4) for f in ("mode", "distance[km]")]
+    s = Sample("beijing-maas-green-trip", ["id", "account", "trip_id", "started", "ended"] + legs_header)
+    r = s.rng
+    accounts = [f"bj-{i:03d}" for i in range(1, 13)]
+
+    def trip(account: str, start: dt.datetime, chain: list[tuple[str, float]], trip_id: str = "") -> dict:
+        minutes = max(5, round(sum(km / {"walk": 4.5, "bike": 12, "bus": 16, "metro": 30}[m] * 60
+                                   for m, km in chain)))
+        row = {"id": s.next_id("bj"), "account": account, "trip_id": trip_id or f"T{s.count:05d}",
+               "started": stamp(start, r.random() < 0.03),
+               "ended": stamp(start + dt.timedelta(minutes=minutes))}
+        for k, (mode, km) in enumerate(chain):
+            row[f"legs[{k}].mode"], row[f"legs[{k}].distance"] = mode, f"{km:.1f}"
+        return s.add(row)
+
+    def chain() -> list[tuple[str, float]]:
+        kind = r.choices(["metro", "bus", "bike", "walk"], [0.45, 0.3, 0.15, 0.1])[0]
+        if kind == "metro":
+            out = [("walk", r.uniform(0.2, 1.2)), ("metro", r.uniform(4, 16))]
+            return out + [r.choice([("walk", r.uniform(0.2, 1.0)), ("bike", r.uniform(0.8, 3.0))])]
+        if kind == "bus":
+            return [("walk", r.uniform(0.2, 0.8)), ("bus", r.uniform(2, 12))]
+        return [(kind, r.uniform(0.8, 6.0 if kind == "bike" else 2.5))]
+
+    for day in days(dt.date(2024, 5, 6), 14):
+        for account in accounts:
+            for hour in (7.8, 18.2):
+                if r.random() < (0.7 if day.weekday() < 5 else 0.25):
+                    row = trip(account, at(day, hour + r.uniform(-0.6, 1.0)), chain())
+                    if r.random() < 0.03:  # the same trip order reported again: DUPLICATE_TRIP
+                        again = dict(row, id=s.next_id("bj"))
+                        s.add(again)
+    # a long commute there and back: past the 5 kg daily cap
+    for account, day in (("bj-002", dt.date(2024, 5, 21)), ("bj-005", dt.date(2024, 5, 22))):
+        trip(account, at(day, 7.5), [("walk", 0.6), ("metro", 38.0), ("bike", 1.5)])
+        trip(account, at(day, 19.0), [("bike", 1.5), ("metro", 38.0), ("walk", 0.6)])
+    # a trip inside another of the same account: OVERLAP
+    trip("bj-004", at(dt.date(2024, 5, 23), 8.0), [("walk", 0.5), ("metro", 15.0)])
+    trip("bj-004", at(dt.date(2024, 5, 23), 8.2), [("bike", 2.0)])
+    s.add({"id": "bj-bad-times", "account": "bj-006", "trip_id": "T-bad", "started": "2024-05-14T19:40",
+           "ended": "2024-05-14T19:10", "legs[0].mode": "bus", "legs[0].distance": "5.0"})  # BAD_TIMES
+    s.add({"id": "bj-no-legs", "account": "bj-007", "trip_id": "T-empty", "started": "2024-05-15T08:00",
+           "ended": "2024-05-15T08:30"})  # NO_LEGS
+    s.repeat_ids(3)
+    s.break_rows([
+        {"id": "bj-broken-1", "account": "bj-003", "trip_id": "T-b1", "started": "2024-05-16T08:00",
+         "ended": "2024-05-16T08:40", "legs[0].mode": "walk", "legs[0].distance": "0.5",
+         "legs[1].mode": "metro", "legs[1].distance": "12,5"},  # legs[1].distance: not a number
+        {"id": "bj-broken-2", "account": "bj-009", "trip_id": "T-b2", "started": "2024-05-17T08:00",
+         "ended": "2024-05-17T08:20", "legs[0].mode": "taxi", "legs[0].distance": "6.0"},  # not a mode
+        {"id": "bj-broken-3", "account": "bj-011", "trip_id": "T-b3", "started": "2024-05-17T08:00",
+         "ended": "2024-05-17T08:20", "legs[0].mode": "bus", "legs[0].distance": "160.0"},  # out of range
+    ])
+    return s
+
+
 SAMPLES = {
     "hello-shared-bike": hello_shared_bike,
     "shenzhen-public-transit": shenzhen_public_transit,
     "rooftop-pv-grid": rooftop_pv_grid,
     "wuhan-metro-bike": wuhan_metro_bike,
     "wuhan-electricity-saving": wuhan_electricity_saving,
+    "shenzhen-household-electricity": shenzhen_household_electricity,
     "chongqing-shared-ebike": chongqing_shared_ebike,
     "guangzhou-metro-trip": guangzhou_metro_trip,
     "ev-trip-baseline-project": ev_trip_baseline_project,
     "public-bike-rule-of-thumb": public_bike_rule_of_thumb,
+    "beijing-maas-green-trip": beijing_maas_green_trip,
 }
 
 

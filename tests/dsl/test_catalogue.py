@@ -56,6 +56,8 @@ def case(code, snippet, needle, occurrence=1, *, minimal=True, **kw) -> Case:
 CHOICE = "input mode: choice { ebus, metro, bike }\n"
 TABLE = 'parameter f [g/km] by mode source "s" { ebus: 26.9, metro: 46.7, bike: 0 }\n'
 USE_F = "let x = f[mode] * distance\nrequire x > 0 g else X \"m\"\n"
+LEGS = "input legs: list { mode: choice { walk, metro }, distance: quantity [km] }\n"
+USE_LEGS = "let x [km] = sum(l.distance for l in legs where l.mode != walk)\nrequire x > 0 km else X \"m\"\n"
 
 CASES = [
     # ------------------------------------------------------------ file
@@ -151,6 +153,28 @@ CASES = [
     case("E0313", "let x = case when distance > 1 km then 1 end\n", "case"),
     case("E0316", "let x = case distance when 1 km then 2 end\n", "case"),
     case("E0316", "input n: integer\nlet x = case n when 1 then 2 end\n", "case"),
+    # legs (repeated groups inside a record)
+    case("E0330", LEGS.replace(" }\n", " } optional\n") + USE_LEGS, "optional"),
+    case("E0330", LEGS + "let x = count(l.mode for l in legs)\nrequire x > 0 else X \"m\"\n", "l.mode"),
+    case("E0331", "input legs: list { day_: date }\n"
+         "let x = count(l for l in legs)\nrequire x > 0 else X \"m\"\n", "date"),
+    case("E0332", LEGS + USE_LEGS + "let y [km] = sum(l.distance for l in trips)\n"
+         "require y > 0 km else Y \"m\"\n", "trips"),
+    case("E0332", LEGS + USE_LEGS + "let y = legs\nrequire y > 0 else Y \"m\"\n", "y = »legs",
+         others=[]),
+    case("E0333", LEGS + "let x [km] = sum(sum(m.distance for m in legs) for l in legs)\n"
+         "require x > 0 km else X \"m\"\n", "sum(m"),
+    case("E0334", LEGS + USE_LEGS + "let y [km] = l.distance\nrequire y > 0 km else Y \"m\"\n",
+         "l.distance", 2),
+    # one event through several channels
+    case("E0335", "forbid duplicate distance within 1 km per account else SAME \"m\"\n",
+         "duplicate »distance"),
+    case("E0336", "input started: datetime\n"
+         "forbid duplicate distance, started within 5 min per account keep first by distance else SAME \"m\"\n",
+         "by »distance"),
+    case("E0337", "input started: datetime\n"
+         "forbid duplicate distance, started within 5 min per account where distance > 1 km else SAME \"m\"\n",
+         "distance > 1 km"),
     case("E0314", "cap reduction at 0.5 mg per account per day\n", "0.5 mg"),
     case("E0314", 'example "e" { distance: 1 km } => reduction 1.0000001 g\n', "1.0000001"),
     case("E0315", "input a, b: choice { x, y } optional\n"
@@ -218,6 +242,13 @@ CASES = [
     case("E0605", "bonus 5 points on the 2nd record per account within 7 km\n", "7 km"),
     case("E0605", 'flag more than 5 records per account within 3 as FAST "m"\n', "3 as"),
     case("E0607", "bonus 5 points on the 0th record per account within 7 days\n", "0th"),
+    # ------------------------------------------------------------ history windows
+    case("E1001", "history h = mean distanse over the previous 7 days otherwise partial\n",
+         "distanse"),
+    case("E1001", "history h = mean time over the previous 7 days otherwise partial\n", "time over"),
+    case("E1002", "history h = sum distance over the previous 0 days otherwise partial\n", "0 days"),
+    case("E1002", "history h = sum distance over the last 5000 records otherwise partial\n", "5000"),
+    case("E1003", "history h = sum distance over the previous 7 days otherwise 5 kg\n", "5 kg"),
     # ------------------------------------------------------------ examples
     case("E0701", 'example "e" { distance: 1 km, distanse: 2 km } => credited\n',
          "distanse", help="did you mean `distance`?"),
@@ -236,6 +267,9 @@ CASES = [
     case("E0705", 'example "e" { distance: 1 km } => reduction 26.9\n', "26.9", 2),
     case("E0705", 'example "e" { distance: 1 km } => reduction 1.0000001 km\n', "1.0000001"),
     case("E0705", 'example "e" { distance: 1 km } => points 2.5\n', "2.5"),
+    case("E0705", 'example "e" { distance: 1 km } => reduction 26.9 km to 1 decimals\n', "26.9", 2),
+    case("E0707", 'example "e" { distance: 1 km } => factor 26.9 g/km\n', "factor"),
+    case("E0708", 'example "e" { distance: 1 km } => total baseline 1 kg\n', "total »baseline"),
     # ------------------------------------------------------------ warnings
     case("W0101", 'parameter unused [g] = 1 source "s"\n', "unused"),
     case("W0102", "let spare = distance * 2\n", "spare"),
@@ -444,7 +478,8 @@ def test_the_clean_files_have_no_diagnostic():
     m = check(KITCHEN_SINK).methodology
     assert (len(m.inputs), len(m.parameters), len(m.requires), len(m.caps), len(m.overlaps),
             len(m.duplicates), len(m.bonuses), len(m.flags), len(m.examples)) == \
-        (14, 6, 4, 2, 1, 1, 1, 1, 4)
+        (14, 6, 4, 2, 1, 1, 1, 1, 5)
+    assert [g.name for g in m.groups] == ["legs"]
     assert [d.name for d in m.outputs] == ["baseline", "project", "leakage", "reduction",
                                            "points"]
     assert m.metadata.effective_until.isoformat() == "2030-12-31"

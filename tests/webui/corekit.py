@@ -22,6 +22,7 @@ import dataclasses
 import re
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional
 
 import pytest
@@ -37,7 +38,8 @@ _FIXTURES = {name: value for name, value in vars(_registry_fixtures).items()
 globals().update(_FIXTURES)
 
 PASSWORD = "correct horse battery"
-BUNDLED = 9  # methodologies/*.tanpu
+# the bundled methodologies/*.tanpu, which `tanpu seed` publishes
+BUNDLED = len(list((Path(__file__).resolve().parents[2] / "methodologies").glob("*.tanpu")))
 
 
 @dataclass(frozen=True)

@@ -310,3 +310,30 @@ def test_one_record_id_credited_to_two_accounts_at_once_is_credited_once(capped)
         loser = next(row for row in pair if row["credit"] == "conflict")
         assert loser["conflict"]["fields"] == ["account"]
     assert web.reg.count("credit_entries") == rounds
+
+
+def test_near_duplicates_one_by_one_and_at_once_give_the_same_ledger(web, reg):
+    """One ride reported twice (a feed and an app, two minutes apart): the second is a
+    duplicate that names the first, whether the rides come in one request or one a
+    request (the kept events are part of the account's stored state)."""
+    text = source(METHODOLOGY, "1.0.0") + (
+        "\nforbid duplicate mode, boarded within 5 min per account where mode != ebus\n"
+        "  else SAME_RIDE \"the same ride reported again\"\n")
+    web.published("1.0.0", dt.date(2024, 1, 1), text)
+    token = web.token()
+    rides = [ride("feed", 0, km=4), ride("app", 2, km=4), ride("ebus-1", 60, km=2, mode="ebus"),
+             ride("later", 120, km=5), ride("other", 1, km=3, account="acct-2"),
+             ride("again", 123, km=5)]
+    answers = post(web, token, rides)["results"]
+    by_id = {a["id"]: a for a in answers}
+    assert (by_id["app"]["status"], by_id["app"]["code"]) == ("duplicate", "SAME_RIDE")
+    assert "the same event as record feed" in by_id["app"]["message"]
+    assert (by_id["again"]["status"], by_id["again"]["code"]) == ("duplicate", "SAME_RIDE")
+    assert by_id["feed"]["status"] == by_id["later"]["status"] == by_id["other"]["status"] == "credited"
+    whole = _entries(web)
+    other = web.token(_second_integrator(reg))
+    for r in rides:
+        post(web, other, [{**r, "account": r["account"] + "-b"}])
+    one_by_one = {(record_id, account[:-2]): rest for (record_id, account), rest in
+                  _entries(web, integrator=_second_integrator(reg)).items()}
+    assert one_by_one == whole

@@ -223,6 +223,9 @@ def _rules(description: dict) -> dict[str, str]:
         out[f"no overlap {o['start']}..{o['end']}"] = o["code"]
     for d in rules["duplicates"]:
         out[f"no duplicate {', '.join(d['keys'])}"] = d["code"]
+    for d in rules.get("near_duplicates", ()):
+        keys = ", ".join(d["keys"] + ([d["near"]] if d["near"] else []))
+        out[f"no duplicate {keys} within {d['window_seconds']:g} s"] = d["code"]
     for b in rules["bonuses"]:
         out[f"bonus #{b['ordinal']} in {b['window_seconds']} s"] = f"{b['points']} points"
     for f in rules["flags"]:

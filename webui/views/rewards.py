@@ -32,7 +32,7 @@ from registry.models import ADMINISTRATOR, REWARD_PERIODS, Account, RetirementPa
 from ..auth import current_user, roles_required
 from ..db import get_db
 from ..i18n import lang, server
-from .common import Page, keep_typed, page_number
+from .common import Page, id_arg, keep_typed, page_number
 
 bp = Blueprint("rewards", __name__)
 
@@ -120,8 +120,7 @@ def _actor(item) -> Optional[int]:
 
 
 def _account_filter() -> Optional[int]:
-    account = request.args.get("account", type=int)
-    return account if account is not None and 0 < account < 2**31 else None
+    return id_arg("account") or None  # (0: no account filter)
 
 
 @bp.get("/admin/reversals")

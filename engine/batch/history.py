@@ -1,0 +1,248 @@
+"""History windows on columns: engine/history.py's semantics, in one pass per history
+over the records sorted by account and time (sorted segmented scans).
+
+- Order: the valid records in canonical order (account, time, id, row), sorted as the
+  cross-record rules sort them (rules.canonical), each account a run ("segment").
+- Bounds: each record's window is a run [lo, hi) of that order: the previous/last N
+  records by index arithmetic within the account's segment, the previous/last N days by
+  a binary search of (segment, local day) keys.
+- Aggregates: a count is hi - lo; a sum, mean, least and greatest are scanned from lo
+  up, one step for every record of the longest window (the rows whose window is shorter
+  drop out as they finish), so that each row adds its values in canonical order from 0
+  exactly as the reference does: the results are the same bits, not merely close.
+
+The batch path keeps no account state between calls: a file is one stream.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import polars as pl
+
+from dsl.ir import ast as ir
+from dsl.types import Kind
+
+from ..plan.history import EMPTY, OK, SHORT, TOO_LARGE, status_name
+from .rules import HashCollision, account_hashes, canonical
+from .timezones import zone_table
+
+DAY_US = 86_400_000_000
+
+# The window scans in C, where the caller can build it (BatchEngine(kernels=...)): one
+# loop over each row's window, adding (or comparing) in canonical order exactly as the
+# NumPy scan below does; built with the kernels' flags (no fast-math, no contraction),
+# so a sum is the same bits either way.
+C_SOURCE = r"""
+#include <stdint.h>
+#define SCAN(NAME, T, INIT, STEP) \
+void NAME(int64_t n, void **a) { \
+    const T *x = (const T *)a[0]; const int64_t *lo = (const int64_t *)a[1]; \
+    const int64_t *count = (const int64_t *)a[2]; T *out = (T *)a[3]; \
+    for (int64_t i = 0; i < n; i++) { \
+        const T *w = x + lo[i]; int64_t c = count[i]; \
+        if (c <= 0) { out[i] = 0; continue; } \
+        T acc = INIT; \
+        for (int64_t k = 0; k < c; k++) { STEP; } \
+        out[i] = acc; \
+    } \
+}
+SCAN(tanpu_window_sum_f, double, 0.0, acc = acc + w[k])
+SCAN(tanpu_window_sum_i, int64_t, 0, if (__builtin_add_overflow(acc, w[k], &acc)) { acc = 0; \
+     ((uint8_t *)a[4])[i] = 1; break; })
+SCAN(tanpu_window_min_f, double, w[0], if (w[k] < acc) acc = w[k])
+SCAN(tanpu_window_min_i, int64_t, w[0], if (w[k] < acc) acc = w[k])
+SCAN(tanpu_window_max_f, double, w[0], if (w[k] > acc) acc = w[k])
+SCAN(tanpu_window_max_i, int64_t, w[0], if (w[k] > acc) acc = w[k])
+/* The bounds of day windows in one sweep (days never decrease within an account). */
+void tanpu_window_days(int64_t n, void **a) {
+    const int64_t *day = (const int64_t *)a[0]; const int64_t *seg = (const int64_t *)a[1];
+    const int64_t *p = (const int64_t *)a[2]; int64_t *lo = (int64_t *)a[3];
+    int64_t *hi = (int64_t *)a[4];
+    int64_t back = p[0], previous = p[1], l = 0, h = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (seg[i] == i) { l = i; h = i; }
+        int64_t start = day[i] - back;
+        while (l < i && day[l] < start) l++;
+        if (previous) {
+            if (h < l) h = l;
+            while (h < i && day[h] < day[i]) h++;
+            hi[i] = h;
+        } else {
+            hi[i] = i + 1;
+        }
+        lo[i] = l;
+    }
+}
+"""
+
+
+def _scanner(build):
+    """name -> the C scan, or None without a compiler."""
+    if build is None:
+        return None
+    library = build(C_SOURCE)
+    if library is None:
+        return None
+    from .kernel import entry
+    return lambda name: entry(library, name)
+
+
+def canonical_order(accounts: pl.Series, ids: pl.Series, time: np.ndarray, rows: np.ndarray,
+                    valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(positions of the valid records in canonical order, their account code along it):
+    the cross-record rules' own sort (rules.canonical: two hashes of the account, the
+    time, ties by id and row), so that both mean the same order."""
+    positions = np.flatnonzero(valid)
+    if positions.size == 0:
+        return positions, np.zeros(0, dtype=np.int64)
+    batch = SimpleNamespace(time=time, ids=ids, rows=rows)
+    try:
+        order, code, _ = canonical(batch, positions, *account_hashes(accounts, positions))
+    except HashCollision:  # two accounts with one 64-bit hash: by the text
+        exact = accounts.gather(positions).rank("dense").cast(pl.UInt64).to_numpy()
+        order, code, _ = canonical(batch, positions, exact, exact)
+    return positions[order], np.asarray(code, dtype=np.int64)
+
+
+def compute(histories: tuple[ir.History, ...], columns: dict, accounts: pl.Series,
+            ids: pl.Series, time: np.ndarray, rows: np.ndarray, invalid: np.ndarray, n: int,
+            build=None) -> None:
+    """Adds each history's value and status column to `columns` (invalid rows: 0, OK)."""
+    if not histories:
+        return
+    order, segment = canonical_order(accounts, ids, np.asarray(time, dtype=np.int64), rows, ~invalid)
+    m = order.size
+    if m == 0:  # nothing read: every row is invalid, the columns are never looked at
+        for h in histories:
+            columns[h.name] = np.zeros(n, dtype=np.int64 if h.type.kind == Kind.INTEGER else np.float64)
+            columns[status_name(h)] = np.zeros(n, dtype=np.int64)
+        return
+    t = np.asarray(time, dtype=np.int64)[order]
+    offsets = zone_table(histories[0].timezone).utc_offsets(t)
+    day = np.floor_divide(t + offsets, DAY_US)
+    index = np.arange(m, dtype=np.int64)
+    starts = np.flatnonzero(np.r_[True, segment[1:] != segment[:-1]])
+    seg_start = starts[segment]
+    first_day = day[seg_start]
+    day_key = None
+    scan = _scanner(build)
+    for h in histories:
+        low = int(day.min()) - 4000  # every day of a window start is above it
+        if h.unit == "days" and day_key is None and scan is None:
+            day_key = (segment << 32) | (day - low)
+        x = np.asarray(columns[h.subject])[order]
+        value, status = _one(h, x, day, first_day, seg_start, index, segment, day_key, low, scan)
+        integer = h.type.kind == Kind.INTEGER
+        out_value = np.zeros(n, dtype=np.int64 if integer else np.float64)
+        out_status = np.zeros(n, dtype=np.int64)
+        out_value[order] = value
+        out_status[order] = status
+        columns[h.name] = out_value
+        columns[status_name(h)] = out_status
+
+
+def _one(h: ir.History, x, day, first_day, seg_start, index, segment, day_key, low, scan=None):
+    n = h.size
+    m = index.size
+    if h.unit == "records":
+        if h.side == "previous":
+            lo, hi = np.maximum(seg_start, index - n), index
+        else:
+            lo, hi = np.maximum(seg_start, index - n + 1), index + 1
+        count = hi - lo
+        short = count < n
+    else:
+        start = day - n if h.side == "previous" else day - n + 1
+        if scan is not None:  # one sweep in C
+            import ctypes
+            lo, hi = np.empty(m, dtype=np.int64), np.empty(m, dtype=np.int64)
+            terms = np.array([n if h.side == "previous" else n - 1, h.side == "previous"], dtype=np.int64)
+            days, starts = np.ascontiguousarray(day), np.ascontiguousarray(seg_start)
+            scan("tanpu_window_days")(m, (ctypes.c_void_p * 5)(
+                days.ctypes.data, starts.ctypes.data, terms.ctypes.data, lo.ctypes.data, hi.ctypes.data))
+        else:
+            lo = np.searchsorted(day_key, (segment << 32) | (start - low), side="left")
+            if h.side == "previous":
+                hi = np.searchsorted(day_key, (segment << 32) | (day - low), side="left")
+            else:
+                hi = index + 1
+        count = hi - lo
+        short = first_day > start
+    integer = h.type.kind == Kind.INTEGER or (h.aggregate == "mean" and x.dtype.kind in "iu")
+    too_large = np.zeros(m, dtype=np.uint8)
+    value = _aggregate(h.aggregate, x, lo, count, m, integer, scan, too_large)
+    status = np.zeros(m, dtype=np.int64)
+    status[too_large.view(bool)] = TOO_LARGE
+    if h.short == "reject":
+        status[short] = SHORT
+        value = np.where(short, 0, value).astype(value.dtype)
+    elif h.short == "value":
+        value = np.where(short, h.value, value).astype(value.dtype)
+        status[short] = OK  # the declared value, whatever the window would have summed
+    if h.aggregate in ("mean", "min", "max"):
+        empty = (count == 0) & (status == OK) & ~(short & (h.short == "value"))
+        if h.short == "value":
+            value = np.where(empty, h.value, value).astype(value.dtype)
+        else:
+            status[empty] = EMPTY
+            value = np.where(empty, 0, value).astype(value.dtype)
+    return value, status
+
+
+def _aggregate(kind: str, x: np.ndarray, lo: np.ndarray, count: np.ndarray, m: int,
+               integer: bool, scan=None, too_large=None) -> np.ndarray:
+    if kind == "count":
+        return count.astype(np.int64)
+    if scan is not None:
+        import ctypes
+        dtype = np.int64 if (integer or x.dtype.kind in "iu") else np.float64
+        xs = np.ascontiguousarray(x, dtype=dtype)
+        los = np.ascontiguousarray(lo, dtype=np.int64)
+        counts = np.ascontiguousarray(count, dtype=np.int64)
+        out = np.zeros(m, dtype=dtype)
+        name = {"sum": "sum", "mean": "sum", "min": "min", "max": "max"}[kind]
+        function = scan(f"tanpu_window_{name}_{'i' if dtype == np.int64 else 'f'}")
+        pointers = (ctypes.c_void_p * 5)(xs.ctypes.data, los.ctypes.data, counts.ctypes.data,
+                                         out.ctypes.data, too_large.ctypes.data)
+        function(m, pointers)
+        if kind != "mean":
+            return out
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return out.astype(np.float64) / np.maximum(count, 1)
+    if kind in ("sum", "mean"):
+        acc = np.zeros(m, dtype=np.int64 if integer else np.float64)
+        x = x.astype(acc.dtype, copy=False)
+        active = np.flatnonzero(count > 0)
+        k = 0
+        while active.size:
+            before, v = acc[active], x[lo[active] + k]
+            after = before + v
+            if integer:  # a sum beyond int64: TOO_LARGE, where the scalar path's stops
+                over = ((before >= 0) == (v >= 0)) & ((after >= 0) != (before >= 0))
+                if over.any():
+                    too_large[active[over]] = 1
+                    after[over] = 0
+                    count = count.copy()
+                    count[active[over]] = k + 1  # no further step
+            acc[active] = after
+            k += 1
+            active = active[count[active] > k]
+        if kind == "sum":
+            return acc
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return acc.astype(np.float64) / np.maximum(count, 1)
+    acc = np.zeros(m, dtype=x.dtype)
+    active = np.flatnonzero(count > 0)
+    acc[active] = x[lo[active]]
+    k = 1
+    active = active[count[active] > k]
+    while active.size:
+        candidate = x[lo[active] + k]
+        current = acc[active]
+        better = candidate < current if kind == "min" else candidate > current
+        acc[active] = np.where(better, candidate, current)
+        k += 1
+        active = active[count[active] > k]
+    return acc
