@@ -145,6 +145,8 @@ def _english_matcher(extracted: dict[str, list]):
         words = re.sub(r"%\([a-z_]+\)[sd]|%[sd]", "", msgid)
         if not re.search(r"[A-Za-z]{3}", words) or msgid.isupper():
             continue  # a symbol, an abbreviation (CSV, API)
+        if words != msgid and len(words.split()) < 2:
+            continue  # "%(n)d points": as likely an author's own text (an example's title)
         pattern = re.escape(" ".join(msgid.split()))
         pattern = re.sub(r"%\\\([a-z_]+\\\)[sd]|%[sd]", ".+?", pattern)
         patterns.append(pattern)
