@@ -21,13 +21,15 @@ install: $(STAMP)
 # durable-rules 2.0.28 ships only as an sdist: pip compiles its C extension
 # (durable_rules_engine) with gcc against the Python headers. Nothing else is
 # needed (checked on CPython 3.11.7 and 3.12.1).
-$(STAMP): pyproject.toml setup.py $(wildcard engine/native/*.c engine/native/*.h)
+$(STAMP): pyproject.toml setup.py clients/python/pyproject.toml $(wildcard engine/native/*.c engine/native/*.h)
 	@test -n "$(PYTHON)" || { echo "error: no Python 3.11 or 3.12 found (set PYTHON=...)" >&2; exit 1; }
 	@command -v $${CC:-gcc} >/dev/null 2>&1 || command -v cc >/dev/null 2>&1 || \
 	  { echo "error: a C compiler (gcc) is needed to build durable-rules" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --upgrade pip
 	$(VENV)/bin/python -m pip install -e '.[test]'
+	@# the API's Python client (clients/python): tests/webui/test_api_docs.py runs the docs with it
+	$(VENV)/bin/python -m pip install -e clients/python
 	@# an editable install compiles no bytecode, and where PYTHONDONTWRITEBYTECODE is set
 	@# nothing ever would: every command would compile the project's modules at its start
 	$(VENV)/bin/python -m compileall -q dsl engine tanpu registry webui docgen >/dev/null
@@ -57,7 +59,8 @@ i18n: $(STAMP)
 check: $(STAMP)
 	$(VENV)/bin/tanpu check methodologies/
 
-# Long property-based runs; pytest exit 5 (no slow tests collected) is not an error.
+# Long property-based runs (and the API fuzzed longer: tests/webui/test_api_fuzz.py,
+# TANPU_FUZZ_EXAMPLES per operation); pytest exit 5 (no slow tests collected) is not an error.
 fuzz: $(STAMP)
 	HYPOTHESIS_PROFILE=fuzz $(VENV)/bin/pytest -m slow $(PYTEST_ARGS) || [ $$? -eq 5 ]
 

@@ -370,7 +370,8 @@ class _Builder:
         w, m = self.words, self.m
         return ([w.duplicate(r) for r in m.duplicates] + [w.overlap(r) for r in m.overlaps]
                 + [w.flag(r) for r in m.flags] + [w.bonus(r) for r in m.bonuses]
-                + [w.cap(r) for r in m.caps])
+                + [w.cap(r) for r in m.caps] + [w.counter(c) for c in m.counters]
+                + [w.counter_cap(c) for c in m.counter_caps] + [w.reward(r) for r in m.rewards])
 
     # ------------------------------------------------------------ examples
     def examples(self) -> tuple[list[ExampleView], dict]:

@@ -176,6 +176,30 @@ class Words:
                 f"({cap.timezone}). A record beyond it is credited what is left and is capped "
                 f"(reason code CAP_REACHED){tail}. Bonus points are not capped.")
 
+    def counter(self, counter: ir.Counter) -> str:
+        unit = f" {counter.unit}" if counter.unit else ""
+        if self.lang == "zh":
+            return f"计数器 {counter.name}：每条计入的记录按其公式累加（整数{unit}），为负数的记录被拒绝（NEGATIVE_COUNTER）。"
+        return (f"Counter {counter.name}: each credited record adds its formula's whole number{unit} "
+                f"to the account's total; a record giving a negative amount is rejected (NEGATIVE_COUNTER).")
+
+    def counter_cap(self, cap: ir.CounterCap) -> str:
+        period = _PERIOD[self.lang][cap.period]
+        if self.lang == "zh":
+            return (f"每个碳账户{period}（按 {cap.timezone} 时间）计数器 {cap.counter} 累加不超过 {cap.limit}；"
+                    f"超出的记录只累加剩余额度，状态为“达到上限”（CAP_REACHED），其减排量与积分不变。")
+        return (f"Each carbon account adds at most {cap.limit} to counter {cap.counter} per {period} "
+                f"({cap.timezone}); a record beyond it adds what is left and is capped (CAP_REACHED), "
+                f"its reduction and points unchanged.")
+
+    def reward(self, reward: ir.Reward) -> str:
+        source = ("积分" if self.lang == "zh" else "points") if reward.source == "points" else reward.source
+        if self.lang == "zh":
+            return (f"碳账户每累计 {reward.every} {source}折合一个 {reward.name}（价值 {reward.worth} {reward.unit}），"
+                    f"余数保留至该账户之后的记录。")
+        return (f"Every {reward.every} {source} a carbon account accumulates give one {reward.name} "
+                f"worth {reward.worth} {reward.unit}; the remainder stays for the account's next records.")
+
     def overlap(self, rule: ir.Overlap) -> str:
         start, end = self.label(rule.start), self.label(rule.end)
         message = i18n.pick(rule.message, self.lang)

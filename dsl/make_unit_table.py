@@ -27,6 +27,8 @@ COMMON = CORE + [
     "g/km", "kg/km", "g/pkm", "gCO2e/km", "gCO2e/pkm", "kgCO2e/km", "kgCO2e/pkm", "kgCO2/km",
     "kg/kWh", "g/kWh", "kgCO2/kWh", "kgCO2e/kWh", "tCO2/MWh", "tCO2e/MWh", "t/MWh",
     "kg/L", "kgCO2/L", "kgCO2e/L", "L/km", "kWh/km", "km/h", "kgCO2/kg", "kg/t", "kWh/day",
+    "device", "household", "person", "ride", "trip", "CNY", "yuan", "jiao", "fen",
+    "MWh/device", "kWh/household", "kg/person/day", "kg/person", "g/ride", "g/trip", "CNY/kg",
 ]
 
 

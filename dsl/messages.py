@@ -60,6 +60,7 @@ CATALOGUE: dict[str, str] = {
     "E0336": "`{name}` is not a datetime input saying when a record arrived",
     "E0337": "a duplicate rule's `where` tests one input against values",
     "E0316": "a `case` on {kind} cannot list every value: add an `else`",
+    "E0317": "the unit of a counter must count something (device, household, person, ride, trip) or be money (CNY), found `{unit}`",
     # parameters and tables
     "E0401": "`{name}` has no value in force from {start} (the methodology's start) until {first}",
     "E0402": "the periods of `{name}` are not in date order",
@@ -78,13 +79,19 @@ CATALOGUE: dict[str, str] = {
     "E0504": "`{text}` is not a valid {kind}",
     "E0505": "the methodology ends ({until}) before it starts ({start})",
     # rules
-    "E0601": "the methodology defines no `reduction` (or `baseline` to derive it from)",
+    "E0601": "the methodology credits nothing: no `reduction` (or `baseline` to derive it from), `points` or counter",
     "E0602": "the methodology defines no `points` conversion",
     "E0603": "a cap on {target} must be {expected}, found {found}",
     "E0604": "`{name}` must be a date or datetime input to bound an overlap, but it is {found}",
     "E0605": "a window must be a duration such as `7 days` or `1 h`, found {found}",
     "E0606": "`{name}` is defined both directly and as `baseline - project - leakage`",
     "E0607": "the ordinal `{ordinal}` must be 1st or later",
+    "E0608": "`{name}` is not a counter",
+    "E0609": "the counter `{name}` must be a whole number, but it is {found}",
+    "E0610": "a cap on the counter `{name}` must be {expected} (at least 0), found {found}",
+    "E0611": "a reward needs at least 1 unit per reward, found `every {found}`",
+    "E0612": "`{source}` already converts into `{other}`: one reward per points or counter",
+    "E0613": "a reward must be worth an amount of money or a count, such as `5 CNY` or `1 ride`, found {found}",
     # history windows
     "E1001": "a history aggregates a number, integer or quantity input; `{name}` is {found}",
     "E1002": "a window is 1 to {most} {unit}, found {found}",
@@ -106,7 +113,7 @@ CATALOGUE: dict[str, str] = {
     "W0202": "this condition is always {value}",
     "W0301": f"the cap period has no time zone; {DEFAULT_TIMEZONE} is assumed",
     "W0302": "reason code `{code}` is not written in UPPER_SNAKE_CASE",
-    "W0401": "two methodologies cover `{activity}` from {start} and neither says which takes precedence",
+    "W0401": "two methodologies cover `{activity}` from {start}{where} and neither says which takes precedence",
     # the checker itself
     "E9999": "the checker failed on this file ({error}): a bug in Tanpu, not in the file",
 }

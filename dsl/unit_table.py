@@ -6,11 +6,13 @@ is refused; products: [a, b, 1 for a·b or -1 for a/b, display text]. Used only 
 KEY matches: the same Pint version, unit definitions and layout.
 """
 
-KEY = 'c5b05814ee76d7d0e0940c0030a0e040f3e828df5433e790ed208df68f805cee'
+KEY = 'bb422bcfe66bf7b0aea29396f8f275f10b444d6455e8dab5a2f7b7f81c97698e'
 
-DATA = r'''{"key": "c5b05814ee76d7d0e0940c0030a0e040f3e828df5433e790ed208df68f805cee", "version": 1,
+DATA = r'''{"key": "bb422bcfe66bf7b0aea29396f8f275f10b444d6455e8dab5a2f7b7f81c97698e", "version": 1,
 "units": {
 "%": ["%", [], 1, 100],
+"CNY": ["CNY", [["[currency]", 1]], 1, 1],
+"CNY/kg": ["CNY/kg", [["[currency]", 1], ["[mass]", -1]], 1, 1],
 "GJ": ["GJ", [["[length]", 2], ["[mass]", 1], ["[time]", -2]], 1000000000, 1],
 "J": ["J", [["[length]", 2], ["[mass]", 1], ["[time]", -2]], 1, 1],
 "L": ["L", [["[length]", 3]], 1, 1000],
@@ -18,14 +20,19 @@ DATA = r'''{"key": "c5b05814ee76d7d0e0940c0030a0e040f3e828df5433e790ed208df68f80
 "MJ": ["MJ", [["[length]", 2], ["[mass]", 1], ["[time]", -2]], 1000000, 1],
 "MW": ["MW", [["[length]", 2], ["[mass]", 1], ["[time]", -3]], 1000000, 1],
 "MWh": ["MWh", [["[length]", 2], ["[mass]", 1], ["[time]", -2]], 3600000000, 1],
+"MWh/device": ["MWh/device", [["[device]", -1], ["[length]", 2], ["[mass]", 1], ["[time]", -2]], 3600000000, 1],
 "W": ["W", [["[length]", 2], ["[mass]", 1], ["[time]", -3]], 1, 1],
 "Wh": ["Wh", [["[length]", 2], ["[mass]", 1], ["[time]", -2]], 3600, 1],
 "day": ["day", [["[time]", 1]], 86400, 1],
 "days": ["days", [["[time]", 1]], 86400, 1],
+"device": ["device", [["[device]", 1]], 1, 1],
+"fen": ["fen", [["[currency]", 1]], 1, 100],
 "g": ["g", [["[mass]", 1]], 1, 1000],
 "g/kWh": ["g/kWh", [["[length]", -2], ["[time]", 2]], 1, 3600000000],
 "g/km": ["g/km", [["[length]", -1], ["[mass]", 1]], 1, 1000000],
 "g/pkm": ["g/pkm", [["[length]", -1], ["[mass]", 1]], 1, 1000000],
+"g/ride": ["g/ride", [["[mass]", 1], ["[ride]", -1]], 1, 1000],
+"g/trip": ["g/trip", [["[mass]", 1], ["[trip]", -1]], 1, 1000],
 "gCO2": ["gCO2", [["[mass]", 1]], 1, 1000],
 "gCO2e": ["gCO2e", [["[mass]", 1]], 1, 1000],
 "gCO2e/km": ["gCO2e/km", [["[length]", -1], ["[mass]", 1]], 1, 1000000],
@@ -33,15 +40,20 @@ DATA = r'''{"key": "c5b05814ee76d7d0e0940c0030a0e040f3e828df5433e790ed208df68f80
 "gal": ["gal", [["[length]", 3]], 473176473, 125000000000],
 "gallon": ["gallon", [["[length]", 3]], 473176473, 125000000000],
 "h": ["h", [["[time]", 1]], 3600, 1],
+"household": ["household", [["[household]", 1]], 1, 1],
+"jiao": ["jiao", [["[currency]", 1]], 1, 10],
 "kJ": ["kJ", [["[length]", 2], ["[mass]", 1], ["[time]", -2]], 1000, 1],
 "kW": ["kW", [["[length]", 2], ["[mass]", 1], ["[time]", -3]], 1000, 1],
 "kWh": ["kWh", [["[length]", 2], ["[mass]", 1], ["[time]", -2]], 3600000, 1],
 "kWh/day": ["kWh/day", [["[length]", 2], ["[mass]", 1], ["[time]", -3]], 125, 3],
+"kWh/household": ["kWh/household", [["[household]", -1], ["[length]", 2], ["[mass]", 1], ["[time]", -2]], 3600000, 1],
 "kWh/km": ["kWh/km", [["[length]", 1], ["[mass]", 1], ["[time]", -2]], 3600, 1],
 "kg": ["kg", [["[mass]", 1]], 1, 1],
 "kg/L": ["kg/L", [["[length]", -3], ["[mass]", 1]], 1000, 1],
 "kg/kWh": ["kg/kWh", [["[length]", -2], ["[time]", 2]], 1, 3600000],
 "kg/km": ["kg/km", [["[length]", -1], ["[mass]", 1]], 1, 1000],
+"kg/person": ["kg/person", [["[mass]", 1], ["[person]", -1]], 1, 1],
+"kg/person/day": ["kg/d/person", [["[mass]", 1], ["[person]", -1], ["[time]", -1]], 1, 86400],
 "kg/t": ["kg/t", [], 1, 1000],
 "kgCO2": ["kgCO2", [["[mass]", 1]], 1, 1],
 "kgCO2/L": ["kgCO2/L", [["[length]", -3], ["[mass]", 1]], 1000, 1],
@@ -65,7 +77,9 @@ DATA = r'''{"key": "c5b05814ee76d7d0e0940c0030a0e040f3e828df5433e790ed208df68f80
 "mi": ["mi", [["[length]", 1]], 201168, 125],
 "mile": ["mile", [["[length]", 1]], 201168, 125],
 "min": ["min", [["[time]", 1]], 60, 1],
+"person": ["person", [["[person]", 1]], 1, 1],
 "pkm": ["pkm", [["[length]", 1]], 1000, 1],
+"ride": ["ride", [["[ride]", 1]], 1, 1],
 "s": ["s", [["[time]", 1]], 1, 1],
 "t": ["t", [["[mass]", 1]], 1000, 1],
 "t/MWh": ["t/MWh", [["[length]", -2], ["[time]", 2]], 1, 3600000],
@@ -74,8 +88,10 @@ DATA = r'''{"key": "c5b05814ee76d7d0e0940c0030a0e040f3e828df5433e790ed208df68f80
 "tCO2e": ["tCO2e", [["[mass]", 1]], 1000, 1],
 "tCO2e/MWh": ["tCO2e/MWh", [["[length]", -2], ["[time]", 2]], 1, 3600000],
 "tonne": ["tonne", [["[mass]", 1]], 1000, 1],
+"trip": ["trip", [["[trip]", 1]], 1, 1],
 "week": ["week", [["[time]", 1]], 604800, 1],
-"year": ["year", [["[time]", 1]], 31557600, 1]
+"year": ["year", [["[time]", 1]], 31557600, 1],
+"yuan": ["yuan", [["[currency]", 1]], 1, 1]
 },
 "products": [
 ["%", "%", -1, "1"],

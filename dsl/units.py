@@ -32,7 +32,22 @@ _DEFINITIONS = [
     "kgCO2 = kilogram",
     "tCO2 = metric_ton",
     "pkm = kilometer = passenger_km",
+    # Countable things, each its own dimension (kg/person is not kg/device), and money as
+    # its own dimension (CNY never converts to a mass): what counters, rewards and
+    # per-device or per-person factors are written in (docs/language.md §11).
+    "device = [device]",
+    "household = [household]",
+    "person = [person]",
+    "ride = [ride]",
+    "trip = [trip]",
+    "CNY = [currency] = yuan = RMB",
+    "jiao = 0.1 CNY",
+    "fen = 0.01 CNY",
 ]
+# The dimensions of those units: a counter's unit must be one of them (E0317).
+COUNT_DIMENSIONS = frozenset({(("[device]", 1),), (("[household]", 1),), (("[person]", 1),),
+                              (("[ride]", 1),), (("[trip]", 1),)})
+CURRENCY = (("[currency]", 1),)
 
 _REGISTRY_OPTIONS = {"autoconvert_offset_to_baseunit": False}
 
@@ -51,6 +66,12 @@ _NAMED_DIMENSIONS: dict[Dimension, str] = {
     (("[length]", -2), ("[time]", 2)): "a mass per energy",
     (("[length]", -3), ("[mass]", 1)): "a mass per volume",
     (("[length]", -2),): "a per-volume length",
+    (("[currency]", 1),): "an amount of money",
+    (("[device]", 1),): "a count of devices",
+    (("[household]", 1),): "a count of households",
+    (("[person]", 1),): "a count of persons",
+    (("[ride]", 1),): "a count of rides",
+    (("[trip]", 1),): "a count of trips",
 }
 
 MASS: Dimension = (("[mass]", 1),)
@@ -354,3 +375,17 @@ def describe(dimension: Dimension) -> str:
         base = dim.strip("[]")
         parts.append(base if exp == 1 else f"{base}^{exp}")
     return "a quantity of " + "·".join(parts)
+
+
+@lru_cache(maxsize=64)
+def units_of(dimension: Dimension, limit: int = 8) -> tuple[str, ...]:
+    """Common units of a dimension (those dsl/unit_table.py lists), for error messages
+    that say which units are accepted: units_of(length) -> ('km', 'm', 'mi', ...)."""
+    from . import unit_table
+    units = json.loads(unit_table.DATA)["units"]
+    found = [text for text, entry in units.items()
+             if isinstance(entry, list) and tuple(tuple(d) for d in entry[1]) == tuple(dimension)
+             and entry[0] == text]
+    # the plainest first: SI-prefixed metric units before long names
+    found.sort(key=lambda t: (len(t) > 3, t.lower()))
+    return tuple(found[:limit])

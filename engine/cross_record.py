@@ -32,6 +32,7 @@ from typing import Callable, Optional
 
 from dsl.ir import ast as ir
 
+from . import counters
 from . import channels
 from .plan.ast import CrossRecord
 from .result import (CAP_REACHED, CAPPED, CREDITED, DUPLICATE, DUPLICATE_ID, INVALID,
@@ -62,6 +63,18 @@ def period_of(local_day: int, period: str) -> int:
 def apply(results: list[Result], methodology: CrossRecord,
           recompute_points: Optional[RECOMPUTE] = None, explain: bool = False,
           state: Optional[dict[str, AccountState]] = None) -> None:
+    """The rules below, then the counters and rewards (engine/counters.py)."""
+    if isinstance(methodology, ir.Methodology):  # the IR itself: its rules as the plan has them
+        from .plan.from_ir import cross_record
+        methodology = cross_record(methodology)
+    _rules(results, methodology, recompute_points, explain, state)
+    if methodology.counters or methodology.rewards:
+        counters.apply(results, methodology, explain, state, _accounts(results))
+
+
+def _rules(results: list[Result], methodology: CrossRecord,
+           recompute_points: Optional[RECOMPUTE] = None, explain: bool = False,
+           state: Optional[dict[str, AccountState]] = None) -> None:
     """Applies every cross-record rule of a plan (`plan.rules`) to ``results`` in place.
 
     With `state` (account -> AccountState, engine/state.py), each account's records are
@@ -69,7 +82,7 @@ def apply(results: list[Result], methodology: CrossRecord,
     account with a record here is left updated: evaluating a stream in pieces, the state
     carried from one to the next, gives the results of evaluating it whole."""
     _mark_repeated_ids(results, explain)
-    if not methodology.has_cross_record_rules:
+    if not methodology.has_record_rules:
         return
     if methodology.near_duplicates:  # before every other rule (engine/channels.py)
         _near_duplicates(results, methodology, explain, state)
@@ -93,6 +106,11 @@ def apply(results: list[Result], methodology: CrossRecord,
             _overlaps(results, indexes, methodology.overlaps, explain)
         else:
             _account(results, indexes, methodology, local, recompute_points, explain)
+
+
+def accounts_of(results: list[Result]) -> dict[str, list[int]]:
+    """Each account's records (invalid ones aside) in the canonical order."""
+    return _accounts(results)
 
 
 def _near_duplicates(results: list[Result], m: CrossRecord, explain: bool,

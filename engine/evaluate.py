@@ -38,10 +38,10 @@ class Engine:
         else:
             trace = None
             verdict = self.program.run_plain(values)
-        status, code, message, reduction_mg, points, baseline_mg, project_mg, leakage_mg = verdict
+        status, code, message, reduction_mg, points, baseline_mg, project_mg, leakage_mg, amounts = verdict
         return Result(values["id"], values["account"], values["time"], status, code, message,
-                      reduction_mg, points, 0, baseline_mg, project_mg, leakage_mg, (), row,
-                      trace, values)
+                      reduction_mg, points, 0, baseline_mg, project_mg, leakage_mg, (), (), row,
+                      trace, values, amounts)
 
     def recompute_points(self, result: Result, reduction_mg: int) -> int:
         return self.program.run(result.values, None, reduction_mg)[4]  # the verdict's points

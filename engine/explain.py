@@ -4,6 +4,8 @@ methodology was written in (the trace itself holds SI values)."""
 from __future__ import annotations
 
 import datetime as dt
+from fractions import Fraction
+from functools import lru_cache
 
 from .records import EPOCH_DAY, us_to_datetime, zone
 
@@ -50,7 +52,7 @@ def render(trace: list[dict], timezone: str = "") -> list[str]:
             tag = f" [{step['tag']}]" if step.get("tag") else ""
             lines.append(f"  parameter  {step['name']}{key} = {step['shown']}   "
                          f"in force from {step['from']}; source: {step['source']}{tag}")
-        elif kind in ("let", "output"):
+        elif kind in ("let", "output", "counter"):
             note = f" ({step['note']})" if step.get("note") else ""
             lines.append(f"  {kind:<10} {step['name']} = {step['shown']}{note}   line {step['line']}")
         elif kind == "history":
@@ -61,4 +63,82 @@ def render(trace: list[dict], timezone: str = "") -> list[str]:
             lines.append(f"  require    {step['code']} {verdict}   line {step['line']}")
         elif kind == "rule":
             lines.append(f"  rule       {step['status']} {step['code']}: {step['message']}")
+        elif kind == "counted":  # engine/counters.py: what the record added, after caps
+            lines.append(f"  counted    {step['name']} + {step['amount']} {step['unit']}".rstrip()
+                         + f"   account total {step['total']}")
+        elif kind == "reward":
+            lines.append(f"  reward     {step['name']} × {step['count']} = {step['value']}   "
+                         f"every {step['every']} {step['source']}; {step['remainder']} kept")
     return lines
+
+
+_SI_BASE = {"[mass]": "kg", "[length]": "m", "[time]": "s", "[temperature]": "K",
+            "[current]": "A", "[substance]": "mol", "[luminosity]": "cd"}
+
+
+def si_unit(dimension) -> str:
+    """The SI unit of a dimension as text: kg, m, kg/m, kg·m^2/s^2."""
+    def part(name, exp):
+        base = _SI_BASE.get(name, name.strip("[]"))
+        return base if abs(exp) == 1 else f"{base}^{abs(exp)}"
+    top = [part(n, e) for n, e in dimension if e > 0]
+    bottom = [part(n, e) for n, e in dimension if e < 0]
+    text = "·".join(top) or "1"
+    return text + ("/" + "·".join(bottom) if bottom else "")
+
+
+@lru_cache(maxsize=256)
+def _unit(text: str):
+    from dsl.units import parse_unit
+    return parse_unit(text)
+
+
+def written_number(si_value: float, unit_text: str, *, as_record: bool = True) -> float:
+    """`si_value` in the unit `unit_text`: the shortest decimal that, read back, gives
+    `si_value` again bit for bit, else the float nearest the exact quotient. Read back as
+    a record's `<number> <unit>` is (number × the unit's factor, engine/records.py) when
+    `as_record`; as the methodology's text is (the exact decimal × factor) otherwise."""
+    unit = _unit(unit_text)
+    factor = float(unit.factor)
+    exact = float(Fraction(si_value) / unit.factor)
+    for digits in range(1, 18):
+        text = f"{exact:.{digits}g}"
+        candidate = float(text)
+        back = (candidate * factor if factor != 1.0 else candidate) if as_record \
+            else unit.to_si(Fraction(text))
+        if back == si_value:
+            return candidate
+    return exact
+
+
+def as_written(step: dict, timezone: str = "") -> dict:
+    """A step with its value as the methodology wrote it (3 km, 35 g/km; a time as ISO
+    text), and the internal value beside it (`si_value`, `si_unit`) when they differ.
+    Input values given back as records (`"3 km"`) are read to the same SI values."""
+    out = dict(step)
+    value, unit = step.get("value"), step.get("unit") or ""
+    if step.get("type") in ("datetime", "date") and isinstance(value, int) \
+            and not isinstance(value, bool):
+        out["value"] = shown(step, timezone)
+        out["si_value"] = value
+        out["si_unit"] = "µs since 1970-01-01T00:00Z" if step["type"] == "datetime" \
+            else "days since 1970-01-01"
+        return out
+    if not unit or unit == "1" or isinstance(value, bool) or \
+            not isinstance(value, (int, float)) and step.get("mg") is None:
+        return out
+    try:
+        parsed = _unit(unit)
+    except ValueError:  # not a unit the reader knows: as it was
+        return out
+    if step.get("mg") is not None:  # a mass kept in whole milligrams
+        si = step["mg"] / 1_000_000
+        out["value"] = float(Fraction(step["mg"], 1_000_000) / parsed.factor)
+    else:
+        si = float(value)
+        out["value"] = written_number(si, unit, as_record=step.get("kind") == "input") \
+            if parsed.factor != 1 else value
+    if parsed.factor != 1:
+        out["si_value"] = si
+        out["si_unit"] = si_unit(parsed.dimension)
+    return out

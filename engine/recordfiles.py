@@ -522,6 +522,7 @@ def write_results(path: Path, rows: list[dict]) -> None:
     for r in rows:
         item = {c: r.get(c) for c in columns}
         item["flags"] = ";".join(r.get("flags") or [])
+        item["counters"] = ";".join(r.get("counters") or [])
         if explained:
             item["explanation"] = json.dumps(r.get("explanation"), ensure_ascii=False, default=str)
         flat.append(item)
@@ -571,8 +572,14 @@ def _result_columns(frame, ref, fmt: str):
         flags = pl.col("flags").list.join(";")
     else:  # no flag on any row (the usual case): joining a million empty lists took 70 ms
         flags = pl.lit(None, dtype=pl.String)
+    if fmt == "jsonl":
+        counters = pl.col("counters")
+    elif frame.height and frame.get_column("counters").list.len().max():
+        counters = pl.col("counters").list.join(";")
+    else:
+        counters = pl.lit(None, dtype=pl.String)
     computed = {
-        "time": time, "flags": flags,
+        "time": time, "flags": flags, "counters": counters,
         "reduction_kg": pl.col("reduction_mg").map_batches(_kilograms, return_dtype=pl.Float64),
         **{name: pl.lit(getattr(ref, f.name)) for name, f in zip(REF_COLUMNS, fields(MethodologyRef))},
     }

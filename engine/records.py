@@ -182,7 +182,11 @@ def parse_quantity(field: str, raw: Any, dimension: tuple, column_unit: Optional
     except UnitError:
         raise RecordError(field, f"unknown unit `{unit_text}`") from None
     if unit_dimension != dimension:
-        raise RecordError(field, f"`{unit_text}` is not the right kind of unit here")
+        from dsl.units import describe, units_of
+        accepted = ", ".join(units_of(dimension))
+        raise RecordError(field, f"`{unit_text}` is not the right kind of unit here: {field} is "
+                          f"{describe(dimension)}, `{unit_text}` {describe(unit_dimension)}"
+                          + (f" (units accepted: {accepted}, ...)" if accepted else ""))
     if number != number or number in (float("inf"), float("-inf")):
         raise RecordError(field, f"`{raw}` is not a finite number")
     return number * factor if factor != 1.0 else number

@@ -22,6 +22,7 @@ NOT_FINITE = "NOT_FINITE"
 NO_VALUE = "NO_VALUE"
 DUPLICATE_ID = "DUPLICATE_ID"
 CAP_REACHED = "CAP_REACHED"
+NEGATIVE_COUNTER = "NEGATIVE_COUNTER"
 
 
 @dataclass(frozen=True)
@@ -48,9 +49,13 @@ class Result:
     project_mg: Optional[int] = None
     leakage_mg: Optional[int] = None
     flags: tuple[str, ...] = ()
+    # the counters and rewards the record moved, `name=amount` (engine/counters.py)
+    counters: tuple[str, ...] = ()
     row: Optional[int] = None
     explanation: Optional[list[dict]] = None
     values: Optional[dict[str, Any]] = field(default=None, repr=False)  # inputs, for cross-record rules
+    # what the formulas gave each counter, before the counter rules (engine/counters.py)
+    amounts: tuple[int, ...] = field(default=(), repr=False)
 
     @property
     def reduction_kg(self) -> float:
@@ -60,7 +65,7 @@ class Result:
         """Everything that must agree between two evaluation paths."""
         return (self.id, self.account, self.time, self.status, self.code, self.reduction_mg,
                 self.points, self.bonus, self.baseline_mg, self.project_mg, self.leakage_mg,
-                self.flags, self.row)
+                self.flags, self.counters, self.row)
 
     def to_dict(self, methodology: Optional[MethodologyRef] = None) -> dict:
         """The result as written (FILE_COLUMNS): time as ISO text, flags as a list."""
@@ -72,7 +77,7 @@ class Result:
                 value = us_to_datetime(value).isoformat().replace("+00:00", "Z") if value is not None else None
             elif name == "reduction_mg":
                 out["reduction_kg"] = value / 1_000_000
-            elif name == "flags":
+            elif name in ("flags", "counters"):
                 value = list(value)
             out[name] = value
         if methodology is not None:
@@ -84,7 +89,8 @@ class Result:
 
 # The columns of a result, in the order every path and every file gives them: the row
 # number first, then Result's fields, without the explanation and the inputs (no columns).
-COLUMNS = ("row",) + tuple(f.name for f in fields(Result) if f.name not in ("row", "explanation", "values"))
+COLUMNS = ("row",) + tuple(f.name for f in fields(Result)
+                           if f.name not in ("row", "explanation", "values", "amounts"))
 # What a written result adds: the methodology that gave it (MethodologyRef's fields).
 REF_COLUMNS = ("methodology", "version", "content_hash")
 assert len(REF_COLUMNS) == len(fields(MethodologyRef))

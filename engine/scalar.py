@@ -36,12 +36,12 @@ class Reject(Exception):
 # What `ScalarProgram.run` gives for a record: a plain tuple with these fields (a tuple
 # because building one costs next to nothing, and this happens once per record).
 VERDICT = ("status", "code", "message", "reduction_mg", "points",
-           "baseline_mg", "project_mg", "leakage_mg")
+           "baseline_mg", "project_mg", "leakage_mg", "counters")
 
 
 def _rejected(code: str, message: str, status: str = "rejected") -> tuple:
     """The verdict of a record that is not credited: no amounts."""
-    return (status, code, message, 0, 0, None, None, None)
+    return (status, code, message, 0, 0, None, None, None, ())
 
 
 class LocalTime:

@@ -51,6 +51,11 @@ class AccountState:
     flag_times: list[list[int]] = field(default_factory=list)   # per flag rule
     bonus_times: list[list[int]] = field(default_factory=list)  # per bonus rule
     caps: list[dict[int, int]] = field(default_factory=list)    # per cap: period -> used
+    # engine/counters.py: per counter cap, period -> added; per counter, its total; per
+    # reward, the remainder of its source not yet converted
+    counter_caps: list[dict[int, int]] = field(default_factory=list)
+    counter_totals: list[int] = field(default_factory=list)
+    balances: list[int] = field(default_factory=list)
     # per history window (engine/history.py): the first day and the records still in reach
     windows: list[Window] = field(default_factory=list)
     # the stored parts of rules this version does not have (another version's), kept as
@@ -67,7 +72,8 @@ class AccountState:
         return cls([set() for _ in rules.duplicates], [None for _ in rules.overlaps],
                    [[] for _ in rules.overlaps], [[] for _ in rules.flags],
                    [[] for _ in rules.bonuses], [{} for _ in rules.caps],
-                   windows=[Window() for _ in rules.histories],
+                   [{} for _ in rules.counter_caps], [0 for _ in rules.counters],
+                   [0 for _ in rules.rewards], windows=[Window() for _ in rules.histories],
                    near=[Events() for _ in rules.near_duplicates])
 
     def prune(self, rules: CrossRecord) -> None:
@@ -102,6 +108,12 @@ class AccountState:
             data[_name(rule)] = sorted(times)
         for rule, periods in zip(rules.caps, self.caps):
             data[_name(rule)] = {str(p): used for p, used in sorted(periods.items())}
+        for rule, periods in zip(rules.counter_caps, self.counter_caps):
+            data[_name(rule)] = {str(p): used for p, used in sorted(periods.items())}
+        for name, total in zip(rules.counters, self.counter_totals):
+            data[_counter_name(name)] = total
+        for rule, balance in zip(rules.rewards, self.balances):
+            data[_name(rule)] = balance
         for history, window in zip(rules.histories, self.windows):
             data[history_name(history)] = window.to_data()
         for rule, events in zip(rules.near_duplicates, self.near):
@@ -116,8 +128,9 @@ class AccountState:
             return state
         data = json.loads(text)
         mine = {_name(rule) for rules_of_a_kind in (rules.duplicates, rules.overlaps, rules.flags,
-                                                    rules.bonuses, rules.caps, rules.near_duplicates)
-                for rule in rules_of_a_kind}
+                                                    rules.bonuses, rules.caps, rules.near_duplicates,
+                                                    rules.counter_caps, rules.rewards)
+                for rule in rules_of_a_kind} | {_counter_name(name) for name in rules.counters}
         mine |= {history_name(h) for h in rules.histories}
         state.others = {name: part for name, part in data.items() if name not in mine}
         for j, rule in enumerate(rules.duplicates):
@@ -132,12 +145,23 @@ class AccountState:
             state.bonus_times[j] = list(data.get(_name(rule), ()))
         for j, rule in enumerate(rules.caps):
             state.caps[j] = {int(p): int(used) for p, used in data.get(_name(rule), {}).items()}
+        for j, rule in enumerate(rules.counter_caps):
+            state.counter_caps[j] = {int(p): int(used) for p, used in data.get(_name(rule), {}).items()}
+        for j, name in enumerate(rules.counters):
+            state.counter_totals[j] = int(data.get(_counter_name(name), 0))
+        for j, rule in enumerate(rules.rewards):
+            state.balances[j] = int(data.get(_name(rule), 0))
         for j, history in enumerate(rules.histories):
             state.windows[j] = Window.of_data(data.get(history_name(history)))
         from .channels import Events
         for j, rule in enumerate(rules.near_duplicates):
             state.near[j] = Events.from_data(data.get(_name(rule)))
         return state
+
+
+def _counter_name(name: str) -> str:
+    """The key of a counter's total in the stored state."""
+    return "counter:" + json.dumps(name, ensure_ascii=False)
 
 
 def history_name(h) -> str:

@@ -20,7 +20,7 @@ microseconds, the local time from the per-call offsets of each datetime column.
 The function's arguments, `void **a`: the per-call arrays of `Kernel.args` in order,
 then the masks M (-1: an array per row, 0: one value for every row), the reasons R
 (int32; rows not 0 on entry are skipped), points P, the mass outputs O0.., the capped
-reduction OV (mg, or NULL) and, for lookups the checker proved cannot miss, X (the key
+reduction OV (mg, or NULL; after the counters' amounts C0.., if any) and, for lookups the checker proved cannot miss, X (the key
 codes of a row that missed after all; R is then -(lookup + 1)).
 
 The source is a pure function of the plan; compiling it is engine/batch/kernel.py's.
@@ -425,6 +425,8 @@ class _Gen:
                 self.define(step)
         for j, name in enumerate(plan.masses):
             self.emit(f"O{j}[i] = m_{ident(name)};")
+        for j, name in enumerate(plan.counters):
+            self.emit(f"C{j}[i] = d_{ident(name)};")
         points = plan.define("points")
         self.emit("P[i] = isfinite(d_points) ? t_to_i64(d_points) : 0;" if points.rep == p.F
                   else "P[i] = d_points;")
@@ -438,7 +440,9 @@ class _Gen:
         head.append(f"    int64_t *restrict P = (int64_t *)a[{k + 2}];")
         for j in range(len(plan.masses)):
             head.append(f"    int64_t *restrict O{j} = (int64_t *)a[{k + 3 + j}];")
-        base = k + 3 + len(plan.masses)
+        for j in range(len(plan.counters)):
+            head.append(f"    int64_t *restrict C{j} = (int64_t *)a[{k + 3 + len(plan.masses) + j}];")
+        base = k + 3 + len(plan.masses) + len(plan.counters)
         head.append(f"    const int64_t *restrict OV = (const int64_t *)a[{base}];")
         head.append(f"    int64_t *restrict X = (int64_t *)a[{base + 1}];")
         head.append("    (void)OV; (void)X;")

@@ -271,8 +271,9 @@ class Source:
             self.trace_inputs()
         masses = {n: f"m_{n}" if n in plan.masses else ("0" if n == "reduction" else "None")
                   for n in ("baseline", "project", "leakage", "reduction")}
+        amounts = "".join(f"d_{ident(name)}, " for name in plan.counters)
         self.emit(f"return ('credited', '', '', {masses['reduction']}, d_points, "
-                  f"{masses['baseline']}, {masses['project']}, {masses['leakage']})")
+                  f"{masses['baseline']}, {masses['project']}, {masses['leakage']}, ({amounts}))")
         header, body = self.lines[0], self.lines[1:]
         return "\n".join([header, "    try:"] + ["    " + line for line in body] + [
             "    except Reject as reject:  # a lookup that has no value",

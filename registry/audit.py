@@ -113,7 +113,10 @@ def ledger_digest(entries) -> str:
         e.record_id, e.account, e.methodology_id, e.version, e.content_hash,
         _time_text(e.activity_time) if e.activity_time is not None else "",
         e.reduction_mg, e.points, e.bonus, e.status, e.code or "", e.message or "",
-        e.reason or "", e.record if e.record is not None else ""))
+        e.reason or "", e.record if e.record is not None else "")
+        # what the record moved (issue 12), only where it moved something: the digests of
+        # entries of methodologies without counters are what they were before the column
+        + ((e.counters,) if getattr(e, "counters", "") else ()))
         for e in sorted(entries, key=lambda e: e.record_id))
     return hashlib.sha256(lines.encode("utf-8")).hexdigest()
 

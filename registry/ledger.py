@@ -259,7 +259,7 @@ def credit(session: Session, actor, ref: MethodologyRef, results: Sequence[Resul
         "reduction_mg": r.reduction_mg, "points": r.points, "bonus": r.bonus, "status": r.status,
         "reason": reason, "credited_at": now, "code": r.code if r.status != "credited" else "",
         "message": r.message if r.status != "credited" else "",
-        "record": _record_text((records or {}).get(record_id))}
+        "record": _record_text((records or {}).get(record_id)), "counters": ";".join(r.counters)}
         for record_id, r in sorted(chosen.items())]
     inserted = dict((record_id, entry_id) for entry_id, record_id in _insert(
         session, CreditEntry.__table__, rows, ["integrator_id", "methodology_id", "record_id"],
@@ -423,3 +423,14 @@ def balance(session: Session, account: str) -> dict[str, int]:
         func.coalesce(func.sum(CreditEntry.points + CreditEntry.bonus), 0))
         .where(CreditEntry.account == account)).one()
     return {"reduction_mg": int(row[0]), "points": int(row[1])}
+
+
+def counter_totals(session: Session, account: str) -> dict[str, int]:
+    """What an account's credits moved, per counter and reward (engine/counters.py)."""
+    from engine.counters import parse_moved
+    totals: dict[str, int] = {}
+    for text in session.scalars(select(CreditEntry.counters).where(
+            CreditEntry.account == account, CreditEntry.counters != "")):
+        for name, amount in parse_moved(text.split(";")).items():
+            totals[name] = totals.get(name, 0) + amount
+    return totals

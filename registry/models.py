@@ -464,6 +464,8 @@ class CreditEntry(Base):
     code: Mapped[str] = mapped_column(String(64), default="", server_default="")  # a cap's CAP_REACHED
     message: Mapped[str] = mapped_column(Text, default="", server_default="")
     record: Mapped[Optional[str]] = mapped_column(Text)
+    # the counters and rewards the record moved, `name=amount;...` (engine/counters.py)
+    counters: Mapped[str] = mapped_column(Text, default="", server_default="")
 
 
 class RuleState(Base):
@@ -557,6 +559,9 @@ class AccountIdentity(Base):
 
 
 # ---------------------------------------------------------------- web: API tokens, line comments
+TOKEN_SCOPES = "evaluate credit accounts redeem admin"
+
+
 class ApiToken(Base):
     """A bearer token of an integrator for the JSON API (/api/v1). Only its sha256 is kept;
     the token itself is shown once, when it is made (registry/tokens.py). A revoked token
@@ -573,12 +578,20 @@ class ApiToken(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     revoked_at: Mapped[Optional[dt.datetime]] = mapped_column(UTCDateTime)
     revoked_by: Mapped[Optional[int]] = mapped_column(ForeignKey("users.id"))
+    # what the token may do (space-separated, registry/tokens.py SCOPES) and until when
+    scopes: Mapped[str] = mapped_column(String(200), default=TOKEN_SCOPES,
+                                        server_default=TOKEN_SCOPES)
+    expires_at: Mapped[Optional[dt.datetime]] = mapped_column(UTCDateTime)
 
     user: Mapped[User] = relationship(foreign_keys=[user_id])
 
     @property
     def active(self) -> bool:
-        return self.revoked_at is None
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > utcnow())
+
+    @property
+    def scope_set(self) -> frozenset[str]:
+        return frozenset(self.scopes.split())
 
 
 class CommentLine(Base):
@@ -696,3 +709,120 @@ class RetirementPart(Base):
     entry_id: Mapped[int] = mapped_column(ForeignKey("credit_entries.id"), primary_key=True,
                                           index=True)
     reduction_mg: Mapped[int] = mapped_column(BigInteger)
+
+
+class ApiIdempotency(Base):
+    """An answered API request that changed state, by its idempotency key (per integrator
+    and operation): a retry with the same key and body gets the same answer and writes
+    nothing; with another body it is a conflict (registry/idempotency.py). Written in the
+    same transaction as the change it answers, so the two are kept or lost together."""
+
+    __tablename__ = "api_idempotency"
+    __table_args__ = (UniqueConstraint("user_id", "operation", "key"),)
+
+    id: Mapped[int] = mapped_column(BigKey, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    operation: Mapped[str] = mapped_column(String(100))
+    key: Mapped[str] = mapped_column(String(150))
+    request_digest: Mapped[str] = mapped_column(String(64))
+    status: Mapped[int] = mapped_column(Integer)
+    response: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# ---------------------------------------------------------------- jobs, webhooks
+JOB_MODES = ("evaluate", "credit")
+JOB_STATES = ("queued", "running", "succeeded", "failed")
+JOB_FORMATS = ("csv", "jsonl", "parquet")
+
+
+class Job(Base):
+    """A large submission of an integrator (registry/jobs.py): the records are in a file
+    on disk (`input_name` in the jobs folder), the progress here. A worker holds a job
+    while `lease_until` is in the future; `rows_done`, `chunks_done` and the totals move
+    in the transaction that credits a chunk, so a chunk counts once. `id`: a random UUID,
+    the job's public id."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        UniqueConstraint("integrator_id", "idempotency_key"),
+        Index("ix_jobs_status_lease_until", "status", "lease_until"),
+        CheckConstraint(f"mode IN {_in(JOB_MODES)}", name="mode"),
+        CheckConstraint(f"status IN {_in(JOB_STATES)}", name="status"),
+        CheckConstraint(f"input_format IN {_in(JOB_FORMATS)}", name="input_format"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    integrator_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    methodology_id: Mapped[str] = mapped_column(String(128))
+    mode: Mapped[str] = mapped_column(String(16))
+    as_of: Mapped[Optional[dt.date]] = mapped_column(Date)
+    idempotency_key: Mapped[Optional[str]] = mapped_column(String(150))
+    input_format: Mapped[str] = mapped_column(String(16))
+    input_name: Mapped[str] = mapped_column(String(200))  # as the integrator named it
+    input_bytes: Mapped[int] = mapped_column(BigInteger)
+    input_sha256: Mapped[str] = mapped_column(String(64))  # tells a replay from another file
+    chunk_rows: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    rows_total: Mapped[Optional[int]] = mapped_column(BigInteger)
+    rows_done: Mapped[int] = mapped_column(BigInteger, default=0)
+    chunks_done: Mapped[int] = mapped_column(Integer, default=0)
+    results: Mapped[int] = mapped_column(BigInteger, default=0)
+    errors: Mapped[int] = mapped_column(BigInteger, default=0)
+    credited: Mapped[int] = mapped_column(BigInteger, default=0)
+    reduction_mg: Mapped[int] = mapped_column(BigInteger, default=0)
+    points: Mapped[int] = mapped_column(BigInteger, default=0)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_owner: Mapped[Optional[str]] = mapped_column(String(100))
+    lease_until: Mapped[Optional[dt.datetime]] = mapped_column(UTCDateTime)
+    failure: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[Optional[dt.datetime]] = mapped_column(UTCDateTime)
+    finished_at: Mapped[Optional[dt.datetime]] = mapped_column(UTCDateTime)
+
+
+WEBHOOK_EVENTS = ("methodology.published", "methodology.superseded", "job.finished",
+                  "credit.reversed")
+DELIVERY_STATES = ("pending", "delivered", "failed")
+
+
+class WebhookSubscription(Base):
+    """An integrator's URL for events (registry/webhooks.py). `secret` signs each delivery
+    (HMAC-SHA256), so it is kept as it is; `events`: a space-separated list. Deactivated,
+    never deleted: deliveries refer to it."""
+
+    __tablename__ = "webhook_subscriptions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    integrator_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    events: Mapped[str] = mapped_column(String(400))
+    secret: Mapped[str] = mapped_column(String(100))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class WebhookDelivery(Base):
+    """One event for one subscription, written in the transaction of the event (so an
+    event is delivered if and only if it happened), then sent by the worker until the
+    receiver answers 2xx or the attempts run out. `next_attempt_at` is also the lease of
+    the worker sending it."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        Index("ix_webhook_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
+        CheckConstraint(f"status IN {_in(DELIVERY_STATES)}", name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigKey, primary_key=True)
+    subscription_id: Mapped[int] = mapped_column(ForeignKey("webhook_subscriptions.id"), index=True)
+    event_id: Mapped[str] = mapped_column(String(36))
+    event: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_status: Mapped[Optional[int]] = mapped_column(Integer)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    delivered_at: Mapped[Optional[dt.datetime]] = mapped_column(UTCDateTime)

@@ -48,7 +48,7 @@ from engine.cross_record import period_of
 from engine.scalar import LocalTime
 from engine.state import AccountState
 
-from . import accounts, audit
+from . import accounts, audit, webhooks
 from .errors import Conflict, Invalid, NotFound
 from .models import (ACTIVE, FROZEN, Account, CreditEntry, MethodologyVersion, Reversal,
                      RetirementPart, RuleState, utcnow)
@@ -204,6 +204,11 @@ def reverse(session: Session, actor, entry_id: Optional[int] = None, *,
         "record_id": entry.record_id, "reduction_mg": entry.reduction_mg,
         "points": entry.points, "bonus": entry.bonus, "caps": caps,
         "points_balance": outcome.points_balance, "froze_account": outcome.frozen})
+    webhooks.emit(session, "credit.reversed", {
+        "reversal": new_id, "entry": entry.id, "methodology": entry.methodology_id,
+        "version": entry.version, "record_id": entry.record_id, "reason": reason,
+        "reduction_mg": entry.reduction_mg, "points": entry.points, "bonus": entry.bonus,
+        "created_at": now.isoformat().replace("+00:00", "Z")}, integrator_id=entry.integrator_id)
     return outcome
 
 

@@ -10,6 +10,9 @@ A token belongs to a user with the integrator role and acts as that user; it sto
 working when it is revoked, when the user is deactivated, or when they lose the role.
 Only the integrator themselves or an administrator make and revoke tokens; both are
 audited.
+
+A token has scopes (SCOPES: what it may do; every scope unless fewer are asked) and an
+optional expiry, after which it is refused as a revoked one is.
 """
 
 from __future__ import annotations
@@ -17,17 +20,30 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from typing import Optional
+import datetime as dt
+from dataclasses import dataclass
+from typing import Iterable, Optional
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from . import audit, users
 from .errors import Invalid, NotFound
-from .models import INTEGRATOR, ApiToken, User, utcnow
+from .models import INTEGRATOR, TOKEN_SCOPES, ApiToken, User, utcnow
 from .users import Decision, require
 
 PREFIX = "tanpu_"
+SCOPES = tuple(TOKEN_SCOPES.split())  # evaluate, credit, accounts, redeem, admin
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What an authenticated token lets its bearer do."""
+
+    user: User
+    token_id: int
+    scopes: frozenset[str]
+    expires_at: Optional[dt.datetime]
 
 
 def hash_token(token: str) -> str:
@@ -45,9 +61,11 @@ def can_manage_tokens(actor: Optional[User], owner: User) -> Decision:
     return users.deny("only the integrator themselves or an administrator manage API tokens")
 
 
-def create(session: Session, actor: User | int, owner: User | int, name: str
+def create(session: Session, actor: User | int, owner: User | int, name: str,
+           scopes: Optional[Iterable[str]] = None, expires_at: Optional[dt.datetime] = None
            ) -> tuple[ApiToken, str]:
-    """A new token for `owner` (who must have the integrator role): (row, token)."""
+    """A new token for `owner` (who must have the integrator role): (row, token).
+    `scopes`: some of SCOPES (default all); `expires_at`: when it stops working."""
     actor, owner = users.actor_in(session, actor), users.get(session, owner)
     require(can_manage_tokens(actor, owner))
     if not owner.has_role(INTEGRATOR):
@@ -55,13 +73,24 @@ def create(session: Session, actor: User | int, owner: User | int, name: str
     name = (name or "").strip()[:100]
     if not name:
         raise Invalid("give the token a name (what uses it)")
+    chosen = SCOPES if scopes is None else tuple(s for s in SCOPES if s in set(scopes))
+    unknown = sorted(set(scopes or ()) - set(SCOPES))
+    if unknown:
+        raise Invalid(f"no scope {', '.join(unknown)} (scopes: {', '.join(SCOPES)})")
+    if not chosen:
+        raise Invalid(f"give the token at least one scope ({', '.join(SCOPES)})")
+    if expires_at is not None and expires_at <= utcnow():
+        raise Invalid("the expiry is in the past")
     token = PREFIX + secrets.token_urlsafe(32)
     row = ApiToken(user_id=owner.id, name=name, prefix=token[:len(PREFIX) + 6],
-                   token_hash=hash_token(token), created_by=actor.id, created_at=utcnow())
+                   token_hash=hash_token(token), created_by=actor.id, created_at=utcnow(),
+                   scopes=" ".join(chosen), expires_at=expires_at)
     session.add(row)
     session.flush()
     audit.append(session, actor, "api_token.create", "api_token", row.id,
-                 {"user_id": owner.id, "name": name, "prefix": row.prefix})
+                 {"user_id": owner.id, "name": name, "prefix": row.prefix,
+                  "scopes": list(chosen),
+                  "expires_at": expires_at.isoformat() if expires_at else None})
     return row, token
 
 
@@ -86,17 +115,23 @@ def of_user(session: Session, owner: User | int) -> list[ApiToken]:
                                 .order_by(ApiToken.id)))
 
 
-def authenticate(session: Session, token: str) -> Optional[User]:
-    """The integrator a token belongs to, or None (unknown, revoked, user deactivated or
-    no longer an integrator)."""
+def grant(session: Session, token: str) -> Optional[Grant]:
+    """What a token lets its bearer do, or None (unknown, revoked, expired, user
+    deactivated or no longer an integrator)."""
     if not token or not token.startswith(PREFIX) or len(token) > 200:
         return None
     digest = hash_token(token)
     row = session.scalar(select(ApiToken).where(ApiToken.token_hash == digest))
-    if row is None or not hmac.compare_digest(row.token_hash, digest) or row.revoked_at is not None:
+    if row is None or not hmac.compare_digest(row.token_hash, digest) or not row.active:
         return None
     user = row.user
     if user is None or not user.has_role(INTEGRATOR):
         return None
     _ = user.roles  # loaded: the caller uses it after the session
-    return user
+    return Grant(user, row.id, row.scope_set, row.expires_at)
+
+
+def authenticate(session: Session, token: str) -> Optional[User]:
+    """The integrator a token belongs to, or None (see grant())."""
+    found = grant(session, token)
+    return found.user if found else None

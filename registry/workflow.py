@@ -49,7 +49,7 @@ from sqlalchemy.orm import Session, object_session
 
 from dsl.zones import DEFAULT_TIMEZONE, zone
 
-from . import audit, users
+from . import audit, users, webhooks
 from .errors import (Conflict, Invalid, InvalidTransition, NotFound, QuorumNotMet,
                      SubmissionRejected)
 from .models import (ABSTAIN, APPROVE, APPROVED, CHANGES_REQUESTED, DECISIONS, DRAFT,
@@ -834,6 +834,13 @@ def publish(session: Session, actor: User | int, version_id: int, *,
             audit.append(session, actor, "version.supersede", "methodology_version", other.id,
                          {"methodology": other.methodology_id, "version": other.version,
                           "from": other.state, "to": other.state, **details})
+        webhooks.emit(session, "methodology.superseded", {
+            "methodology": other.methodology_id, "version": other.version,
+            "content_hash": other.content_hash, **details})
+    webhooks.emit(session, "methodology.published", {
+        "methodology": version.methodology_id, "version": version.version,
+        "content_hash": version.content_hash, "effective_from": effective_from.isoformat(),
+        "published_at": now.isoformat().replace("+00:00", "Z")})
     return publication
 
 

@@ -912,6 +912,70 @@ def retire_command(database_url, account_id, mg, kg, t, purpose, beneficiary, as
     click.echo(f"digest {cert['digest']} (verify: /certificates/{cert['certificate']})")
 
 
+# ---------------------------------------------------------------- jobs
+@main.group(name="jobs")
+def jobs_group():
+    """The integrators' jobs (large submissions done by `tanpu worker`; docs/api.md)."""
+
+
+@jobs_group.command("list")
+@_DATABASE_URL
+@click.option("--status", type=click.Choice(["queued", "running", "succeeded", "failed"]))
+@click.option("--integrator", metavar="EMAIL", help="one integrator's jobs")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@_JSON
+def jobs_list(database_url, status, integrator, limit, as_json):
+    """Jobs, newest first, with their progress."""
+    from registry import jobs
+    from registry.models import User
+    from sqlalchemy import select
+
+    database = _database(database_url)
+    try:
+        with database.read() as s:
+            integrator_id = None
+            if integrator:
+                integrator_id = s.scalar(select(User.id).where(User.email == integrator))
+                if integrator_id is None:
+                    raise click.ClickException(f"no user {integrator}")
+            found = [jobs.to_dict(j) | {"integrator": j.integrator_id}
+                     for j in jobs.listing(s, status=status, integrator_id=integrator_id,
+                                           limit=limit)]
+    finally:
+        database.dispose()
+    if as_json:
+        click.echo(json.dumps(found, ensure_ascii=False))
+        return
+    _table(["id", "integrator", "status", "mode", "methodology", "rows", "errors", "credited",
+            "created"],
+           [[j["id"], j["integrator"], j["status"], j["mode"], j["methodology"],
+             f"{j['progress']['rows_done']}/{j['progress']['rows_total'] if j['progress']['rows_total'] is not None else '?'}",
+             j["summary"]["errors"], j["summary"]["credited"], j["created_at"]] for j in found])
+
+
+@jobs_group.command("show")
+@_DATABASE_URL
+@click.argument("job_id")
+def jobs_show(database_url, job_id):
+    """One job, as the API shows it to its integrator (JSON), with where its files are."""
+    from registry import jobs
+    from registry.models import Job
+
+    database = _database(database_url)
+    try:
+        with database.read() as s:
+            job = s.get(Job, job_id)
+            if job is None:
+                raise click.ClickException(f"no job {job_id}")
+            out = jobs.to_dict(job) | {"integrator": job.integrator_id,
+                                       "lease_owner": job.lease_owner,
+                                       "lease_until": job.lease_until.isoformat() if job.lease_until else None,
+                                       "folder": str(jobs.folder(job.id))}
+    finally:
+        database.dispose()
+    click.echo(json.dumps(out, ensure_ascii=False, indent=2))
+
+
 # ---------------------------------------------------------------- seed and serve
 def _migrated(url):
     from registry import migrate
@@ -966,11 +1030,14 @@ def seed(database_url, demo_password):
               help="seconds an idle connection is kept before it is closed "
                    "(env TANPU_CHANNEL_TIMEOUT)")
 @click.option("--no-seed", is_flag=True, help="do not publish the bundled methodologies")
+@click.option("--no-worker", is_flag=True,
+              help="do not start a worker for jobs and webhooks (run `tanpu worker` elsewhere)")
 @_DEMO_PASSWORD
 def serve(database_url, host, port, threads, connection_limit, channel_timeout, no_seed,
-          demo_password):
+          no_worker, demo_password):
     """Run the web UI with waitress: migrates the database, seeds it, and creates (and
-    prints, once) a first administrator when none can sign in."""
+    prints, once) a first administrator when none can sign in. Starts a worker process
+    (`tanpu worker`) for the API's jobs and webhooks, and starts it again if it dies."""
     import logging
 
     from .memory import keep_freed_memory
@@ -1017,14 +1084,90 @@ def serve(database_url, host, port, threads, connection_limit, channel_timeout, 
         logging.getLogger("tanpu.audit").info("audit chain head at start: %s",
                                               json.dumps(audit.head_entry(session)))
     shown = f"[{host}]" if ":" in host else host
+    supervisor = None if no_worker else _WorkerSupervisor(settings.database_url)
     click.echo(f"Tanpu web UI on http://{shown}:{port}/  (Ctrl+C to stop)", nl=True)
     sys.stdout.flush()
-    # Idle connections are closed after channel_timeout, checked every cleanup_interval:
-    # with waitress' defaults (100 connections, 120 s, checked every 30 s) 110 idle
-    # sockets locked every other client out for minutes (issue 17; docs/deploy.md).
-    waitress_serve(app, host=host, port=port, threads=threads, ident="tanpu",
-                   connection_limit=connection_limit, channel_timeout=channel_timeout,
-                   cleanup_interval=max(1, min(30, channel_timeout // 4)))
+    from registry.jobs import MAX_BYTES
+    try:
+        # Idle connections are closed after channel_timeout, checked every cleanup_interval:
+        # with waitress' defaults (100 connections, 120 s, checked every 30 s) 110 idle
+        # sockets locked every other client out for minutes (issue 17; docs/deploy.md).
+        # A job's file may be larger than waitress's default limit of 1 GB.
+        waitress_serve(app, host=host, port=port, threads=threads, ident="tanpu",
+                       connection_limit=connection_limit, channel_timeout=channel_timeout,
+                       cleanup_interval=max(1, min(30, channel_timeout // 4)),
+                       max_request_body_size=MAX_BYTES)
+    finally:
+        if supervisor is not None:
+            supervisor.stop()
+
+
+class _WorkerSupervisor:
+    """`tanpu worker` as a child of `tanpu serve`, started again when it dies (a crash,
+    a kill -9: its job is resumed from the database, registry/jobs.py). The worker
+    stops by itself when this process is gone."""
+
+    def __init__(self, database_url: str):
+        import subprocess
+        import threading
+
+        self._command = [sys.executable, "-m", "tanpu.cli", "worker", "--database-url",
+                         database_url, "--parent", str(os.getpid())]
+        self._popen = subprocess.Popen
+        self._stopping = threading.Event()
+        self.process = self._start()
+        threading.Thread(target=self._watch, name="worker-supervisor", daemon=True).start()
+
+    def _start(self):
+        process = self._popen(self._command)
+        click.echo(f"worker: process {process.pid}")
+        return process
+
+    def _watch(self) -> None:
+        while not self._stopping.is_set():
+            code = self.process.wait()
+            if self._stopping.is_set():
+                return
+            click.echo(f"worker: process {self.process.pid} ended ({code}); starting another")
+            self._stopping.wait(1.0)
+            if not self._stopping.is_set():
+                self.process = self._start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.process.terminate()
+        try:
+            self.process.wait(30)
+        except Exception:  # noqa: BLE001 - it did not stop: it is killed
+            self.process.kill()
+
+
+@main.command()
+@_DATABASE_URL
+@click.option("--once", is_flag=True, help="do what is due, then stop")
+@click.option("--parent", type=int, default=None, hidden=True,
+              help="stop when this process (tanpu serve) is gone")
+def worker(database_url, once, parent):
+    """Run the integrators' jobs and send their webhooks (`tanpu serve` starts one; more
+    may run, on other machines sharing the database and TANPU_JOBS_DIR)."""
+    import logging
+    import signal
+
+    from webui.worker import Worker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    database = _database(database_url)
+    running = Worker(database, parent_pid=parent)
+    signal.signal(signal.SIGTERM, lambda *_: running.stop())
+    try:
+        if once:
+            running.run_once()
+        else:
+            running.run()
+    except KeyboardInterrupt:
+        running.stop()
+    finally:
+        database.dispose()
 
 
 if __name__ == "__main__":  # pragma: no cover

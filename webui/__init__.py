@@ -65,6 +65,10 @@ def _config(settings: Union[Settings, Mapping[str, Any], None]) -> dict[str, Any
         "WTF_CSRF_TIME_LIMIT": None,
         "LOGIN_MAX_FAILURES": 10,
         "LOGIN_FAILURE_WINDOW_SECONDS": 15 * 60,
+        # /api/v1 rate limits (webui/limits.py): Flask-Limiter's "N per second|minute|hour"
+        "API_RATE_LIMIT_TOKEN": os.environ.get("TANPU_API_RATE_LIMIT_TOKEN") or "6000 per minute",
+        "API_RATE_LIMIT_ADDRESS": os.environ.get("TANPU_API_RATE_LIMIT_ADDRESS") or "12000 per minute",
+        "RATELIMIT_STORAGE_URI": os.environ.get("TANPU_RATELIMIT_STORAGE_URI") or "memory://",
         "MAX_CONTENT_LENGTH": 16 * 1024 * 1024,
         "CATALOGUE_PAGE_SIZE": 20,
         "AUDIT_PAGE_SIZE": 50,
@@ -105,13 +109,14 @@ def create_app(settings: Union[Settings, Mapping[str, Any], None] = None, *,
     db = database or Database(app.config["DATABASE_URL"])
     app.extensions[EXTENSION] = db
 
-    from . import errors, i18n
+    from . import errors, i18n, limits
     from .auth import current_user, has_role, load_user
     from .blueprints import register_all
     from .extensions import csrf
     from .views import common
 
     csrf.init_app(app)
+    limits.init_app(app)
     i18n.init_app(app)
     errors.init_app(app)
     common.init_app(app)

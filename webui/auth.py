@@ -26,13 +26,11 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
-import threading
 import time
-from collections import defaultdict, deque
 from typing import Callable, Optional
 from urllib.parse import urlsplit
 
-from flask import (Blueprint, abort, current_app, flash, g, jsonify, redirect, render_template,
+from flask import (Blueprint, abort, current_app, flash, g, redirect, render_template,
                    request, session, url_for)
 from flask_babel import gettext as _
 from werkzeug.local import LocalProxy
@@ -42,6 +40,7 @@ from registry.models import User
 from registry.users import Decision
 
 from .db import get_db
+from .limits import address, limiter, login_email, sign_in_attempt
 
 bp = Blueprint("auth", __name__)
 
@@ -135,9 +134,8 @@ def sign_out() -> None:
 # ---------------------------------------------------------------- checks
 def _unauthenticated():
     if wants_json():
-        response = jsonify(error="unauthenticated", message="sign in first")
-        response.status_code = 401
-        return response
+        from .api.problems import problem
+        return problem(401, "unauthenticated", "sign in first")
     if g.get("session_expired"):
         flash(_("Your session has expired. Please sign in again."), "warning")
     else:
@@ -189,34 +187,12 @@ def has_role(role: str) -> bool:
 
 
 # ---------------------------------------------------------------- brute force
-class _Throttle:
-    """At most `limit` failed sign-ins per email and per address in `window` seconds."""
-
-    def __init__(self):
-        self._failures: dict[str, deque] = defaultdict(deque)
-        self._lock = threading.Lock()
-
-    def _trim(self, key: str, now: float, window: float) -> deque:
-        failures = self._failures[key]
-        while failures and now - failures[0] > window:
-            failures.popleft()
-        return failures
-
-    def blocked(self, keys: list[str], limit: int, window: float) -> bool:
-        now = time.time()
-        with self._lock:
-            return any(len(self._trim(k, now, window)) >= limit for k in keys)
-
-    def fail(self, keys: list[str]) -> None:
-        now = time.time()
-        with self._lock:
-            for key in keys:
-                self._failures[key].append(now)
-
-    def clear(self, keys: list[str]) -> None:
-        with self._lock:
-            for key in keys:
-                self._failures.pop(key, None)
+def _too_many(_limit):
+    """Over the limit: the sign-in page again, with why (the right password waits too)."""
+    flash(_("Too many failed sign-ins. Please wait a few minutes and try again."), "error")
+    email = (request.form.get("email") or "").strip()
+    return render_template("auth/login.html", email=email,
+                           next_url=request.values.get("next", "")), 429
 
 
 def _safe_next(target: Optional[str]) -> str:
@@ -236,8 +212,8 @@ safe_next = _safe_next
 
 # ---------------------------------------------------------------- views
 @bp.route("/login", methods=["GET", "POST"])
+@limiter.exempt  # the failure limits are counted in the view (webui/limits.sign_in_attempt)
 def login():
-    throttle: _Throttle = current_app.extensions.setdefault("tanpu.throttle", _Throttle())
     next_url = request.values.get("next", "")
     if g.get("user") is not None and request.method == "GET":
         return redirect(_safe_next(next_url))
@@ -246,27 +222,23 @@ def login():
     if request.method == "POST":
         email = (request.form.get("email") or "").strip()
         password = request.form.get("password") or ""
-        keys = ["email:" + email.lower(), "addr:" + (request.remote_addr or "")]
-        limit, window = (current_app.config["LOGIN_MAX_FAILURES"],
-                         current_app.config["LOGIN_FAILURE_WINDOW_SECONDS"])
-        if throttle.blocked(keys, limit, window):
-            flash(_("Too many failed sign-ins. Please wait a few minutes and try again."), "error")
-            status = 429
-        else:
+        with sign_in_attempt(login_email(), "address:" + address()) as attempt:
+            if not attempt.allowed:
+                return _too_many(None)
             with get_db().unit_of_work() as s:
                 user = users.authenticate(s, email, password)
                 if user is not None:
                     user.roles  # noqa: B018 - loaded while the session is open
-            if user is not None:
-                throttle.clear(keys[:1])
-                sign_in(user)
-                current_app.logger.info("sign-in: user %s", user.id)
-                flash(_("Welcome, %(name)s.", name=user.name), "success")
-                return redirect(_safe_next(next_url))
-            throttle.fail(keys)
-            current_app.logger.info("failed sign-in for %r from %s", email, request.remote_addr)
-            flash(_("The email or password is not right."), "error")
-            status = 401
+            if user is None:
+                attempt.failed()
+        if user is not None:
+            sign_in(user)
+            current_app.logger.info("sign-in: user %s", user.id)
+            flash(_("Welcome, %(name)s.", name=user.name), "success")
+            return redirect(_safe_next(next_url))
+        current_app.logger.info("failed sign-in for %r from %s", email, request.remote_addr)
+        flash(_("The email or password is not right."), "error")
+        status = 401
     return render_template("auth/login.html", email=email, next_url=next_url), status
 
 

@@ -8,7 +8,7 @@ English). Anything else is a 500 whose details go to the log only.
 
 from __future__ import annotations
 
-from flask import jsonify, render_template, request
+from flask import render_template, request
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
@@ -52,10 +52,9 @@ def _titles() -> dict[int, tuple[str, str]]:
 def render_error(status: int, detail: str = "", code: str = ""):
     titles = _titles()
     title, explanation = titles.get(status, titles[500 if status >= 500 else 400])
-    if wants_json():
-        response = jsonify(error=code or json_code(status), message=detail or explanation)
-        response.status_code = status
-        return response
+    if wants_json():  # problem details, as the API's own errors (webui/api/problems.py)
+        from .api.problems import problem
+        return problem(status, code or json_code(status), detail or explanation)
     return render_template("errors/error.html", status=status, title=title,
                            explanation=explanation, detail=server(detail)), status
 

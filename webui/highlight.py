@@ -30,7 +30,7 @@ from pygments.token import (Comment, Keyword, Literal, Name, Number, Operator, P
                             String, Text, Whitespace)
 
 DECLARATIONS = ("methodology", "input", "parameter", "let", "require", "cap", "forbid",
-                "bonus", "flag", "example")
+                "bonus", "flag", "example", "counter", "reward")
 TYPES = ("quantity", "number", "integer", "boolean", "text", "date", "datetime", "duration",
          "choice")
 OUTPUTS = ("baseline", "project", "leakage", "reduction", "points")

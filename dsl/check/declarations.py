@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Optional
 
 from ..ir import ast as ir
@@ -16,6 +17,8 @@ from .literals import (INVALID, check_code, decimal_of, literal_value, parse_dat
                        unit_of, whole_token)
 from .scope import BUILTIN_TYPES, Scope
 
+# ISO 3166-1 alpha-2, an optional ISO 3166-2 subdivision, then `.Place` parts (CN-HB.Wuhan)
+REGION = re.compile(r"[A-Z]{2}(-[A-Z0-9]{1,3})?(\.[A-Za-z][A-Za-z0-9_]*)*")
 
 def leg_field_type(scope: Scope, name: str):
     from .legs import leg_field_type as find  # legs.py reads this module's input options
@@ -25,7 +28,7 @@ def leg_field_type(scope: Scope, name: str):
 def check_header(header: Optional[ast.Header], report: Reporter) -> Optional[ir.Metadata]:
     if header is None:
         return None
-    titles, descriptions, citations, covers, precedes = [], [], [], [], []
+    titles, descriptions, citations, covers, precedes, regions = [], [], [], [], [], []
     issuer, effective_from, effective_until, zone = "", None, None, None
     seen: dict[str, object] = {}
 
@@ -50,6 +53,13 @@ def check_header(header: Optional[ast.Header], report: Reporter) -> Optional[ir.
         elif isinstance(field, ast.CoversField):
             if once("covers", field):
                 covers = [str(n) for n in field.names]
+                for region in field.regions or ():
+                    if REGION.fullmatch(str(region)):
+                        regions.append(str(region))
+                    else:
+                        report.report("E0504", region, text=str(region),
+                                      kind="region (an ISO 3166 code such as `CN` or `CN-HB`, "
+                                           "then `.Place` for a part of it)")
         elif isinstance(field, ast.DescriptionField):
             lang = str(field.lang) if field.lang else "zh"
             if once(f"description {lang}", field):
@@ -79,7 +89,7 @@ def check_header(header: Optional[ast.Header], report: Reporter) -> Optional[ir.
         titles=tuple(titles), issuer=issuer, citations=tuple(citations), covers=tuple(covers),
         descriptions=tuple(descriptions), effective_from=effective_from,
         effective_until=effective_until, timezone=zone or DEFAULT_TIMEZONE,
-        precedes=tuple(precedes))
+        precedes=tuple(precedes), regions=tuple(regions))
 
 
 def timezone_given(header: Optional[ast.Header]) -> bool:

@@ -195,3 +195,22 @@ def synthesize_reduction(definitions: dict) -> None:
         if part in definitions:
             expr = ast.BinaryAdd(baseline.meta, expr, Token("SIGN", "-"), name(part))
     definitions["reduction"] = ast.OutputDef(baseline.meta, Token("KEYWORD", "reduction"), None, expr)
+
+
+def synthesize_zero(definitions: dict, header, failed: set) -> None:
+    """`reduction = 0 g` and `points = 0` where the file does not write them: a points-only
+    scheme credits no mass, a project methodology giving tonnes no points. Built as
+    surface syntax at the header, so every path evaluates them like written ones."""
+    from lark import Token
+
+    def token(kind, text):
+        return Token(kind, text, line=header.id.line, column=header.id.column,
+                     end_line=header.id.end_line, end_column=header.id.end_column)
+    if not {"reduction", "baseline"} & (set(definitions) | failed):
+        definitions["reduction"] = ast.OutputDef(
+            header.meta, token("KEYWORD", "reduction"), None,
+            ast.NumberExpr(header.meta, token("NUMBER", "0"), token("NAME", "g")))
+    if "points" not in definitions and "points" not in failed:
+        definitions["points"] = ast.OutputDef(
+            header.meta, token("KEYWORD", "points"), None,
+            ast.NumberExpr(header.meta, token("NUMBER", "0"), None))

@@ -195,6 +195,9 @@ class Metadata:
     effective_until: Optional[dt.date] = None
     timezone: str = DEFAULT_TIMEZONE
     precedes: tuple[str, ...] = ()
+    # where it applies (`covers ... in CN-HB`): ISO 3166 codes with `.Place` parts; none:
+    # everywhere. Left out of the content hash while empty (dsl/ir/printer.py)
+    regions: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -333,6 +336,35 @@ class Flag:
 
 
 @dataclass(frozen=True)
+class Counter:
+    """A named counter: what each credited record adds to it (a whole number of `unit`),
+    summed per account (engine/counters.py)."""
+    name: str
+    unit: str  # as written ("" for a plain count)
+    expr: Expr
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class CounterCap:
+    counter: str
+    limit: int  # whole units of the counter
+    period: str  # day | week | month | year
+    timezone: str
+
+
+@dataclass(frozen=True)
+class Reward:
+    """Every `every` accumulated units of `source` (`points` or a counter) give one
+    `name`, worth `worth` `unit` each; the remainder stays on the account."""
+    name: str
+    every: int
+    source: str
+    worth: str  # the decimal as written
+    unit: str
+
+
+@dataclass(frozen=True)
 class History:
     """`history NAME = AGG SUBJECT over the (previous|last) SIZE (days|records)
     otherwise ...`: an aggregate of an input over the account's own earlier records
@@ -408,6 +440,11 @@ class Methodology:
     bonuses: tuple[Bonus, ...] = ()
     flags: tuple[Flag, ...] = ()
     examples: tuple[Example, ...] = ()
+    # counters and rewards (engine/counters.py); empty ones are left out of the content
+    # hash (dsl/ir/printer.py), so the methodologies written before them keep theirs
+    counters: tuple[Counter, ...] = ()
+    counter_caps: tuple[CounterCap, ...] = ()
+    rewards: tuple[Reward, ...] = ()
     histories: tuple[History, ...] = ()
     groups: tuple[Group, ...] = ()  # repeated groups (legs) of a record
     near_duplicates: tuple[NearDuplicate, ...] = ()  # one event through several channels

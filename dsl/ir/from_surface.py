@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 from typing import Optional
 
-from ..check import channels, declarations, definitions, examples, history, legs, rules
+from ..check import channels, counters, declarations, definitions, examples, history, legs, rules
 from ..check.expressions import LookupSite, Uses
 from ..check.scope import Scope
 from ..messages import Reporter
@@ -38,18 +38,23 @@ def lower(module: ast.Module, report: Reporter, failed_names: set[str] = frozens
     legs.check_groups(items, scope, report, declared)
     parameter_nodes = declarations.check_parameters(items, scope, report, declared)
     written = definitions.collect(items, scope, report, declared)
-    if "reduction" not in written and "baseline" not in written:
-        if not ({"reduction", "baseline"} & scope.failed) and module.header is not None:
-            report.report("E0601", module.header.id,
-                          help="write `reduction = ...`, or `baseline = ...` with `project` and `leakage` if any")
-    if "points" not in written and "points" not in scope.failed and module.header is not None:
-        report.report("E0602", module.header.id,
-                      help="say how a reduction becomes points, e.g. `points = floor(reduction / 1 g)`")
+    # `reduction` and `points` are each optional (a points-only scheme, a project giving
+    # tonnes only: the missing one is 0); a file that credits nothing at all is E0601
+    credits = {"reduction", "baseline", "points"} & (set(written) | scope.failed) or \
+        any(isinstance(item, ast.CounterDef) for item in items) or "counter" in broken
+    if not credits and module.header is not None:
+        report.report("E0601", module.header.id,
+                      help="write `reduction = ...` (or `baseline = ...` with `project` and `leakage`), "
+                           "`points = ...`, or a `counter`")
     definitions.synthesize_reduction(written)
+    if module.header is not None:
+        definitions.synthesize_zero(written, module.header, scope.failed)
     scope.definition_names |= set(written)
     lowered, definition_uses = definitions.check_definitions(written, scope, report)
     requires, require_uses = rules.check_requires(items, scope, report)
     cross = rules.check_cross_record(items, scope, report, declarations.timezone_given(module.header))
+    counted, counter_uses = counters.check_counters(items, scope, report, declared,
+                                                    declarations.timezone_given(module.header))
     near_duplicates, near_inputs = channels.check(items, scope, report)
 
     # A `require` that did not parse or check may be the one that narrows a table, or
@@ -64,7 +69,7 @@ def lower(module: ast.Module, report: Reporter, failed_names: set[str] = frozens
     codes = _reason_codes(items, broken)
     example_list = examples.check_examples(items, scope, report, codes)
     if requires_complete:
-        _warn_unused(scope, written, declared, definition_uses, require_uses,
+        _warn_unused(scope, written, declared, definition_uses, require_uses + counter_uses,
                      cross["used_inputs"] | near_inputs, report)
 
     if report.has_errors or metadata is None:
@@ -84,6 +89,7 @@ def lower(module: ast.Module, report: Reporter, failed_names: set[str] = frozens
         histories=tuple(histories),
         groups=tuple(scope.groups.values()),
         near_duplicates=tuple(near_duplicates),
+        **counted,
     )
 
 

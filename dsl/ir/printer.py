@@ -21,7 +21,8 @@ from .ast import Methodology
 _POSITIONAL = {"line"}
 # fields the language gained after versions were approved and their hashes stored: left
 # out while empty, so a methodology that does not use them keeps the hash it was voted on
-_ADDED_LATER = {"groups", "near_duplicates", "checks"}
+_ADDED_LATER = {"groups", "near_duplicates", "checks", "counters", "counter_caps", "rewards",
+                "regions"}
 
 
 def to_data(value, *, positions: bool = True):

@@ -36,6 +36,7 @@ class MetaList(_List): ...
 class CiteDetailList(_List): ...
 class NameList(_List): ...
 class MethIdList(_List): ...
+class RegionList(_List): ...
 class InputOptionList(_List): ...
 class PeriodList(_List): ...
 class EntryList(_List): ...
@@ -138,6 +139,7 @@ class CiteField(_Node):
 class CoversField(_Node):
     meta: Meta
     names: NameList
+    regions: Optional["RegionList"]  # `in CN-HB, CN-BJ`: where it applies (all when none)
 
 
 @dataclass
@@ -559,6 +561,32 @@ class CapRule(_Node):
     limit: Literal
     period: Token  # day | week | month | year
     zone: Optional[Token]
+
+
+@dataclass
+class CounterDef(_Node):
+    meta: Meta
+    name: Token
+    unit: Optional[Unit]
+    expr: Expr
+
+
+@dataclass
+class CounterCapRule(_Node):
+    meta: Meta
+    counter: Token
+    limit: Literal
+    period: Token  # day | week | month | year
+    zone: Optional[Token]
+
+
+@dataclass
+class RewardRule(_Node):
+    meta: Meta
+    name: Token
+    every: Token   # NUMBER: how many of the source make one reward
+    source: Token  # `points` or a counter
+    worth: Literal
 
 
 @dataclass

@@ -38,8 +38,8 @@ _ROUGH_TOKEN = re.compile(r'"(?:[^"\\\n]|\\.)*"?|(#[^\n]*)|[^\W\d][\w.]*|\d[\w.+
 
 _ITEM_START = re.compile(
     r"^[ \t\u3000]*(?:"
-    r"(?:input|parameter|let|require|forbid|bonus|flag|example|history)\b(?![ \t]*:)"  # `flag:` is a field
-    r"|cap[ \t]+(?:reduction|points)\b"
+    r"(?:input|parameter|let|require|forbid|bonus|flag|example|history|counter|reward)\b(?![ \t]*:)"  # `flag:` is a field
+    r"|cap[ \t]+(?:reduction|points|counter)\b"
     r"|(?:baseline|project|leakage|reduction|points)[ \t]*(?:\[[^\]\n]*\])?[ \t]*=(?!>)"
     r")",
     re.MULTILINE,
@@ -341,7 +341,7 @@ def _parse_piece(text: str, start: str, report: Reporter, line_offset: int,
 
 def _defined_names(text: str) -> set[str]:
     """Names a broken statement meant to define, so they are not reported as unknown."""
-    m = re.match(r"\s*(?:let|parameter|history)\s+(\w+)", text)
+    m = re.match(r"\s*(?:let|parameter|history|counter|reward)\s+(\w+)", text)
     if m:
         return {m.group(1)}
     m = re.match(r"\s*input\s+([\w\s,]+?)\s*:", text)

@@ -31,6 +31,7 @@ from .ingest import Ingested, ingest_frame, raw_frame, text_series
 from .kernel import Kernels
 from .native_text import NativeText
 from .part import Part, concat_parts
+from .counters import COLUMN as COUNTER_COLUMN
 from .rules import Batch, Rules
 from .store import DiskStore, MemoryStore
 from .values import Cat, Reasons
@@ -133,6 +134,8 @@ class BatchEngine:
             messages = pl.repeat(None, n, dtype=pl.String, eager=True).alias("message")
         kept = {name: text_series(columns[name]) if self.kinds.get(name) == Kind.TEXT else columns[name]
                 for name in self.keep}
+        for name, amounts in zip(self.plan.counters, outcome.counters):  # kept for the counters
+            kept[COUNTER_COLUMN + name] = np.where(credited, amounts, 0)
         time = np.where(got.invalid, 0, columns["time"])
         return Part(got.rows, got.ids, got.accounts, time, reason, messages, reduction, points,
                     {name: masses[name] for name in self.masses}, credited, kept)
@@ -205,6 +208,8 @@ class BatchEngine:
             else:
                 columns[f"{name}_mg"] = pl.repeat(None, n, dtype=pl.Int64, eager=True)
         columns["flags"] = self.flag_lists(batch.flags)
+        columns["counters"] = batch.counters if batch.counters is not None else \
+            pl.Series("counters", [[]], dtype=pl.List(pl.String)).new_from_index(0, n)
         return pl.DataFrame({k: pl.Series(k, columns[k]) if isinstance(columns[k], np.ndarray)
                              else columns[k].alias(k) for k in RESULT_COLUMNS})
 
@@ -301,6 +306,7 @@ def to_results(frame: pl.DataFrame) -> list[Result]:
     out = []
     for r in frame.iter_rows(named=True):
         r["flags"] = tuple(r["flags"])
+        r["counters"] = tuple(r["counters"])
         out.append(Result(**{name: r[name] for name in RESULT_COLUMNS}))
     return out
 
@@ -316,4 +322,5 @@ def results_frame(results: list[Result]) -> pl.DataFrame:
     """engine.Engine's results as the batch engine's frame (to write both the same way)."""
     data = {name: [getattr(r, name) for r in results] for name in RESULT_COLUMNS}
     data["flags"] = [list(flags) for flags in data["flags"]]
+    data["counters"] = [list(moved) for moved in data["counters"]]
     return pl.DataFrame(data, schema=RESULT_SCHEMA)

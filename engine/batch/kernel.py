@@ -35,10 +35,12 @@ class Outcome:
     """Per-record results of one chunk: reason index, masses (mg), points; the amounts
     of rows that are not credited are zero."""
 
-    def __init__(self, reason: np.ndarray, masses: dict[str, np.ndarray], points: np.ndarray):
+    def __init__(self, reason: np.ndarray, masses: dict[str, np.ndarray], points: np.ndarray,
+                 counters: tuple = ()):
         self.reason = reason
         self.masses = masses
         self.points = points
+        self.counters = counters  # the counters' amounts (int64), in plan.counters order
 
 
 def entry(library, name: str):
@@ -148,6 +150,9 @@ class Kernels:
         keep.extend((mask, override, spill))
         pointers += [mask.ctypes.data, reason.ctypes.data, points.ctypes.data]
         pointers += [m.ctypes.data for m in masses.values()]
+        counters = tuple(np.zeros(n, dtype=np.int64) for _ in self.plan.counters)
+        keep.extend(counters)
+        pointers += [c.ctypes.data for c in counters]
         pointers += [override.ctypes.data if override is not None else None,
                      spill.ctypes.data if spill is not None else None]
         function(n, (ctypes.c_void_p * len(pointers))(*pointers))
@@ -155,7 +160,7 @@ class Kernels:
             missed = np.flatnonzero(reason < 0)
             if missed.size:
                 self._name_keys(kernel, missed, reason, spill, list(labels))
-        return Outcome(reason, masses, points)
+        return Outcome(reason, masses, points, counters)
 
     def _name_keys(self, kernel: Kernel, rows, reason, spill, labels: list[str]) -> None:
         """A key the checker proved every table lists was missing after all: the
@@ -188,12 +193,13 @@ class Kernels:
                 values[name] = [np.asarray(column).item()] * n
         points = np.zeros(n, dtype=np.int64)
         masses = {name: np.zeros(n, dtype=np.int64) for name in self.plan.masses}
+        counters = tuple(np.zeros(n, dtype=np.int64) for _ in self.plan.counters)
         run = self.scalar.run_plain
         names = list(values)
         overrides = override_mg.tolist() if override_mg is not None else None
         for row in np.flatnonzero(reason == 0).tolist():
             record = {name: values[name][row] for name in names}
-            status, code, message, reduction, pts, baseline, project, leakage = run(
+            status, code, message, reduction, pts, baseline, project, leakage, amounts = run(
                 record, None, overrides[row] if overrides is not None else None)
             if status != "credited":
                 reason[row] = self.reasons.add(status, code, message)
@@ -202,6 +208,8 @@ class Kernels:
             got = {"reduction": reduction, "baseline": baseline, "project": project, "leakage": leakage}
             for name in masses:
                 masses[name][row] = got[name]
-        return Outcome(reason, masses, points)
+            for column, amount in zip(counters, amounts):
+                column[row] = amount
+        return Outcome(reason, masses, points, counters)
 
 

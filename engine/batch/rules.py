@@ -64,6 +64,7 @@ class Batch:
     bonus: np.ndarray         # int64
     flags: np.ndarray         # int64 bit mask over Rules.flag_codes
     columns: dict             # inputs the rules read (keys, bounds, points recomputation)
+    counters: Optional[pl.Series] = None  # the results' `counters` (engine/batch/counters.py)
 
     @property
     def n(self) -> int:
@@ -123,6 +124,8 @@ class Rules:
         self.capped = [reasons.add(CAPPED, CAP_REACHED, cap_reached(c)) for c in methodology.caps]
         self.flag_codes = sorted({f.code for f in methodology.flags})
         self.flag_bit = {code: 1 << i for i, code in enumerate(self.flag_codes)}
+        from .counters import Counting
+        self.counting = Counting(methodology, reasons)
 
     def needed_inputs(self) -> set[str]:
         names = set()
@@ -135,7 +138,15 @@ class Rules:
 
     # ------------------------------------------------------------ everything
     def apply(self, batch: Batch, duplicate_ids: Optional[np.ndarray] = None) -> None:
-        """Applies the rules in place. `duplicate_ids` (positions) when already known."""
+        """Applies the rules in place, then the counters and rewards (which leave the
+        results' `counters` column in `batch.counters`). `duplicate_ids` (positions)
+        when already known."""
+        self._rules(batch, duplicate_ids)
+        if self.counting.active:
+            with np.errstate(all="ignore"):
+                batch.counters = self.counting.apply(batch)
+
+    def _rules(self, batch: Batch, duplicate_ids: Optional[np.ndarray] = None) -> None:
         with np.errstate(all="ignore"):
             if duplicate_ids is None:
                 duplicate_ids = find_duplicate_ids(batch.ids, batch.accounts, batch.time, batch.rows,
@@ -144,7 +155,7 @@ class Rules:
                 batch.reason[duplicate_ids] = self.duplicate_id
                 batch.reduction_mg[duplicate_ids] = 0
                 batch.points[duplicate_ids] = 0
-            if not self.m.has_cross_record_rules:
+            if not self.m.has_record_rules:
                 return
             if self.m.near_duplicates:
                 self._near_duplicates(batch)

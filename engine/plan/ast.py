@@ -254,7 +254,7 @@ class Define:
     `overridable`: the reduction, which a cap may replace by a smaller amount in mg
     before the definitions that follow it are computed again."""
     name: str
-    kind: str  # let | output
+    kind: str  # let | output | counter
     rep: str   # of the value after this step
     expr: Expr
     type: object  # dsl.types.Type, for explanations (unit shown)
@@ -294,11 +294,22 @@ class CrossRecord:
     # history windows (engine/history.py): judged before the formulas, not after them,
     # but kept here because what they remember is part of the account's state
     histories: tuple[ir.History, ...] = ()
+    # then the counters and rewards (engine/counters.py)
+    counters: tuple[str, ...] = ()
+    counter_units: tuple[str, ...] = ()
+    counter_caps: tuple[ir.CounterCap, ...] = ()
+    rewards: tuple[ir.Reward, ...] = ()
+
+    @property
+    def has_record_rules(self) -> bool:
+        """Rules that judge records against each other (the counters aside)."""
+        return bool(self.caps or self.overlaps or self.duplicates or self.bonuses or self.flags
+                    or self.near_duplicates)
 
     @property
     def has_cross_record_rules(self) -> bool:
-        return bool(self.caps or self.overlaps or self.duplicates or self.bonuses or self.flags
-                    or self.near_duplicates)
+        """Anything that depends on the account's other records (counters included)."""
+        return self.has_record_rules or bool(self.counters or self.rewards)
 
 
 @dataclass(frozen=True)
@@ -312,6 +323,9 @@ class Plan:
     reasons: tuple[tuple[str, str, str], ...] = field(default=())  # (status, code, message)
     rules: CrossRecord = field(default_factory=CrossRecord)
     methodology: Optional[ir.Methodology] = field(default=None, repr=False, compare=False)
+    # the counters' Define steps (kind "counter", whole numbers >= 0), in declaration
+    # order: what each credited record adds to them, before the counter rules
+    counters: tuple[str, ...] = ()
 
     @property
     def used_parameters(self) -> tuple[int, ...]:

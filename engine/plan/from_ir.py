@@ -11,8 +11,8 @@ from dsl.types import Kind
 from dsl.zones import zone
 
 from .. import records
-from ..result import (ACTIVITY_NOT_COVERED, NO_VALUE, NOT_APPLICABLE, NOT_FINITE, OUT_OF_PERIOD,
-                      OUT_OF_RANGE, REJECTED)
+from ..result import (ACTIVITY_NOT_COVERED, NEGATIVE_COUNTER, NO_VALUE, NOT_APPLICABLE, NOT_FINITE,
+                      OUT_OF_PERIOD, OUT_OF_RANGE, REJECTED)
 from . import ast as p
 from . import history
 
@@ -246,6 +246,21 @@ class _Lower:
         return p.Define(d.name, d.kind, rep, x, d.type, not_finite, quantize, whole, big,
                         overridable=d.name == "reduction", line=d.line)
 
+    def counter(self, c: ir.Counter) -> list:
+        """A counter's amount, a whole number; a negative one rejects the record (a
+        counter only grows: what it has counted, converted or capped stays)."""
+        self.context = c.name
+        x = self.expr(c.expr)
+        whole = x.rep == p.F
+        big = self.reason(REJECTED, NOT_FINITE, too_large(c.name)) if whole else None
+        not_finite = self.reason(REJECTED, NOT_FINITE, f"`{c.name}` is not a finite number") if whole else None
+        from dsl.types import INTEGER
+        define = p.Define(c.name, "counter", p.I, x, INTEGER, not_finite, False, whole, big, line=c.line)
+        negative = self.reason(REJECTED, NEGATIVE_COUNTER, f"the counter `{c.name}` cannot be negative")
+        check = p.Check("counter", p.Compare(p.B, ">=", p.Ref(p.I, c.name), p.Const(p.I, 0)), negative)
+        self.reps[c.name] = p.I
+        return [define, check]
+
     def plan(self) -> p.Plan:
         m = self.m
         steps: list = self.checks()
@@ -257,6 +272,8 @@ class _Lower:
                                      self.reason(REJECTED, item.code, item.message), item.code, item.line))
             else:
                 steps.append(self.define(item))
+        for counter in m.counters:  # after every definition: they never change an amount
+            steps.extend(self.counter(counter))
         read: dict[str, str] = {"time": p.DT}
         for step in steps:
             for node in p.nodes(step.expr if isinstance(step, p.Define) else step.cond):
@@ -268,9 +285,16 @@ class _Lower:
         masses = tuple(n for n in ir.MASS_OUTPUTS if n in defined and m.definition(n).quantized)
         return p.Plan(m.metadata.id, m.metadata.timezone, tuple(read.items()),
                       tuple(parameter(prm) for prm in m.parameters), tuple(steps), masses,
-                      tuple(self.reasons), p.CrossRecord(m.duplicates, m.overlaps, m.flags, m.bonuses, m.caps,
-                                                    m.near_duplicates, histories=m.histories),
-                      m)
+                      tuple(self.reasons), cross_record(m),
+                      m, tuple(c.name for c in m.counters))
+
+
+def cross_record(m: ir.Methodology) -> p.CrossRecord:
+    """The rules applied after the per-record steps, counters and rewards included."""
+    return p.CrossRecord(m.duplicates, m.overlaps, m.flags, m.bonuses, m.caps, m.near_duplicates,
+                         histories=m.histories, counters=tuple(c.name for c in m.counters),
+                         counter_units=tuple(c.unit for c in m.counters),
+                         counter_caps=m.counter_caps, rewards=m.rewards)
 
 
 def parameter(prm: ir.Parameter) -> p.Parameter:

@@ -23,8 +23,9 @@ from typing import Iterable, Optional
 
 from dsl.ir import ast as ir
 
-from .. import channels
-from ..cross_record import canonical_order, cap_reached, decide, period_of
+from .. import channels, counters
+from ..cross_record import accounts_of, canonical_order, cap_reached, decide, period_of
+from ..plan.from_ir import cross_record as cross_record_of
 from ..evaluate import Engine
 from ..result import (CAP_REACHED, CAPPED, CREDITED, DUPLICATE, DUPLICATE_ID, REJECTED,
                       Result)
@@ -112,6 +113,10 @@ class RulesEngine:
             decide(results[i], DUPLICATE, rule.code, channels.message(rule, event), explain, of=event)
             results[i].reduction_mg, results[i].points = 0, 0
         self._apply_decisions(results, decisions, explain)
+        # counters and rewards come after every rule: the reference's, on the decisions
+        # durable_rules made (engine/counters.py)
+        if m.counters or m.rewards:
+            counters.apply(results, cross_record_of(m), explain, None, accounts_of(results))
 
     def _near_duplicates(self, results, order, repeated: set) -> list:
         """engine/channels.py's judging (one event through several channels), before the

@@ -458,6 +458,30 @@ def hello_shared_bike() -> Sample:
     return s
 
 
+def zhengzhou_tanyixing_bus() -> Sample:
+    s = Sample("zhengzhou-tanyixing-bus", ["id", "account", "time", "line", "paid_by"])
+    r = s.rng
+    accounts = [f"zz-{i:03d}" for i in range(1, 16)]
+    heavy = {"zz-004", "zz-011"}  # five or six rides a day: past the 4-ride daily cap
+    lines = ["B2", "B11", "K1", "Y801", "S115"]
+    for day in days(dt.date(2024, 4, 8), 14):
+        for account in accounts:
+            rides = r.randint(5, 6) if account in heavy else sum(r.random() < 0.45 for _ in range(3))
+            for hour in sorted(r.uniform(6.5, 22) for _ in range(rides)):
+                paid = "other" if r.random() < 0.06 else "alipay_qr"
+                s.add({"id": s.next_id("zz"), "account": account,
+                       "time": stamp(at(day, hour), r.random() < 0.03),
+                       "line": r.choice(lines), "paid_by": paid})
+    s.repeat_ids(3)
+    s.break_rows([
+        {"id": "zz-broken-1", "account": "zz-002", "time": "2024-04-09T25:10", "line": "B2",
+         "paid_by": "alipay_qr"},
+        {"id": "zz-broken-2", "account": "zz-007", "time": "2024-04-10T08:00", "line": "K1",
+         "paid_by": "wechat"},
+    ])
+    return s
+
+
 def beijing_maas_green_trip() -> Sample:
     """Trip chains as repeated leg columns (legs[0].mode, legs[0].distance[km], ...)."""
     legs_header = [f"legs[{k}].{f}" for k in range(4) for f in ("mode", "distance[km]")]
@@ -527,6 +551,7 @@ SAMPLES = {
     "guangzhou-metro-trip": guangzhou_metro_trip,
     "ev-trip-baseline-project": ev_trip_baseline_project,
     "public-bike-rule-of-thumb": public_bike_rule_of_thumb,
+    "zhengzhou-tanyixing-bus": zhengzhou_tanyixing_bus,
     "beijing-maas-green-trip": beijing_maas_green_trip,
 }
 

@@ -24,6 +24,8 @@ NOT_TRIGGERABLE = {
     "E0606": "reserved: never reported; a written `reduction` is used as written and "
              "`baseline - project - leakage` is derived only when there is none",
     "E0706": "reserved: never reported; a file without examples compiles",
+    "E0602": "reserved: never reported since `points` is optional (0 when not written: a "
+             "project methodology giving tonnes only)",
 }
 
 NO_ZONE_HEADER = """methodology t.x "T" version 1.0.0 {
@@ -151,6 +153,7 @@ CASES = [
     case("E0312", CHOICE + "let x = case mode when ebus then 1 when metro then 2 end\n",
          "case", label=""),
     case("E0313", "let x = case when distance > 1 km then 1 end\n", "case"),
+    case("E0317", "counter saved [kg] = 1\n", "[kg]"),
     case("E0316", "let x = case distance when 1 km then 2 end\n", "case"),
     case("E0316", "input n: integer\nlet x = case n when 1 then 2 end\n", "case"),
     # legs (repeated groups inside a record)
@@ -229,10 +232,8 @@ CASES = [
     Case("E0505", HEADER.replace("2024-01-01", "2024-01-01 until 2023-12-31") + MINIMAL,
          "effective"),
     # ------------------------------------------------------------ rules
-    case("E0601", "input distance: quantity [km]\npoints = 1\n", "t.x", minimal=False,
-         others=["W0103"]),
-    case("E0602", "input distance: quantity [km]\nreduction = 1 g/km * distance\n", "t.x",
-         minimal=False),
+    case("E0601", "input distance: quantity [km]\nlet x = 1\n", "t.x", minimal=False,
+         others=["W0103", "W0102"]),
     case("E0603", "cap reduction at 2 km per account per day\n", "2 km",
          label=""),
     case("E0603", "cap points at 2.5 per account per day\n", "2.5"),
@@ -242,6 +243,16 @@ CASES = [
     case("E0605", "bonus 5 points on the 2nd record per account within 7 km\n", "7 km"),
     case("E0605", 'flag more than 5 records per account within 3 as FAST "m"\n', "3 as"),
     case("E0607", "bonus 5 points on the 0th record per account within 7 days\n", "0th"),
+    case("E0608", "cap counter ridez at 2 per account per day\n", "ridez"),
+    case("E0608", "reward voucher every 50 kilometres worth 5 CNY\n", "kilometres"),
+    case("E0609", "counter km = distance\n", "distance", 3),
+    case("E0610", "counter rides [ride] = 1\ncap counter rides at 2 kg per account per day\n", "2 kg"),
+    case("E0610", "counter rides [ride] = 1\ncap counter rides at 2.5 ride per account per day\n",
+         "2.5 ride"),
+    case("E0611", "reward voucher every 0 points worth 5 CNY\n", "0 points"),
+    case("E0612", "reward voucher every 50 points worth 5 CNY\n"
+         "reward ticket every 20 points worth 2 CNY\n", "points", 3),
+    case("E0613", "reward voucher every 50 points worth 5 kg\n", "5 kg"),
     # ------------------------------------------------------------ history windows
     case("E1001", "history h = mean distanse over the previous 7 days otherwise partial\n",
          "distanse"),

@@ -261,3 +261,40 @@ def test_compound_units_are_exact_products_or_a_unit_error(parts):
             dimension[dim] = dimension.get(dim, 0) + sign * exponent * exp
     assert unit.factor == factor
     assert unit.dimension == tuple(sorted((d, e) for d, e in dimension.items() if e))
+
+
+# ---------------------------------------------------------------- counts and money (issue 12)
+@pytest.mark.parametrize("formula", [
+    "2.5 MWh/device * devices / 1 MWh * 1 kg",       # per device, times devices
+    "0.3 kg/person/day * people * 7 day",            # per person per day
+    "1 kg/household * households",
+    "40 g/ride * rides + 15 g/trip * 2 trip",
+])
+def test_count_units_in_compound_units_give_masses(formula):
+    text = HEADER + ("input devices: quantity [device]\ninput people: quantity [person]\n"
+                     "input households: quantity [household]\ninput rides: quantity [ride]\n"
+                     f"reduction = {formula}\npoints = 1\n")
+    compiled = check(text)
+    assert compiled.ok, compiled.render()
+    assert compiled.methodology.definition("reduction").type.dimension == MASS
+
+
+@pytest.mark.parametrize("formula, code, found", [
+    ("1 kg/person * 2 device", "E0304", "a quantity of device·mass·person^-1"),
+    ("5 CNY", "E0304", "an amount of money"),
+    ("price * 2 kg", "E0304", "a quantity of currency·mass"),
+    ("1 kg + 5 CNY", "E0302", "cannot add a mass (kg) and an amount of money (CNY)"),
+])
+def test_money_and_counts_never_become_a_mass(formula, code, found):
+    text = HEADER + ("input price: quantity [CNY]\n"
+                     f"reduction = {formula}\npoints = 1\n")
+    compiled = check(text)
+    (error,) = compiled.errors
+    assert error.code == code and found in error.message, error.message
+
+
+def test_money_converts_within_its_own_units_exactly():
+    assert parse_unit("fen").factor == Fraction(1, 100) and parse_unit("jiao").factor == Fraction(1, 10)
+    assert parse_unit("yuan").dimension == parse_unit("CNY").dimension == (("[currency]", 1),)
+    assert describe(parse_unit("CNY/kg").dimension) == "a quantity of currency·mass^-1"
+    assert parse_unit("person").dimension != parse_unit("device").dimension

@@ -80,6 +80,24 @@ flag more than 4 records per account within 1 d as BUSY "five within a day"
 bonus 10 points on the 1st record per account within 1 d
 bonus 5 points on the 3rd record per account within 2 h
 """,
+    # counters with caps (one in UTC), rewards from points (after a points cap and with
+    # bonus points) and from a capped counter, the remainders carried on the account
+    "counters": """
+input mode: choice { bus "bus", walk "walk" }
+input distance: quantity [km] between 0 km and 40 km
+reduction = distance * 10 g/km
+points = floor(reduction / 1 g)
+cap points at 300 per account per day
+bonus 10 points on the 2nd record per account within 1 d
+counter rides [ride] = if mode == bus then 1 else 0
+counter km = floor(distance / 1 km)
+counter fares [fen] = if mode == bus then 200 else 0
+cap counter rides at 2 ride per account per day
+cap counter km at 50 per account per week in UTC
+reward voucher every 40 points worth 5 CNY
+reward ticket every 3 rides worth 2 CNY
+reward refund every 500 fares worth 1 ride
+""",
     "everything": """
 input route: choice { r1 "r1", r2 "r2", r3 "r3" }
 input distance: quantity [km] between 0 km and 40 km

@@ -21,7 +21,8 @@ NAMES = [name for name, _ in METHODOLOGIES]
 
 
 def _keys(results):
-    return [(r.id, r.status, r.code, r.reduction_mg, r.points, r.bonus, r.flags) for r in results]
+    return [(r.id, r.status, r.code, r.reduction_mg, r.points, r.bonus, r.flags, r.counters)
+            for r in results]
 
 
 def _arrival(engine, raws):

@@ -100,6 +100,12 @@ def test_a_changed_or_deleted_credit_row_is_found(world):
         f"credit batch {entries[1].batch_id}"]
     raw(reg.db, "UPDATE credit_entries SET status = 'credited' WHERE id = :id", id=entries[1].id)
     assert verify(reg).ok  # put back as it was: covered again
+    # ... what it moved (counters and rewards, issue 12): none recorded, one written in
+    raw(reg.db, "UPDATE credit_entries SET counters = 'voucher=9' WHERE id = :id", id=entries[1].id)
+    assert [p.split(":")[0] for p in verify(reg).ledger_problems] == [
+        f"credit batch {entries[1].batch_id}"]
+    raw(reg.db, "UPDATE credit_entries SET counters = '' WHERE id = :id", id=entries[1].id)
+    assert verify(reg).ok
     # ... and the evidence: the record as sent
     raw(reg.db, "UPDATE credit_entries SET record = '{\"distance\": \"900 km\"}' WHERE id = :id",
         id=entries[2].id)

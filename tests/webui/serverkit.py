@@ -21,11 +21,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(database_url: str, log: Path, *options: str) -> tuple[subprocess.Popen, str]:
+def start_server(database_url: str, log: Path, *options: str,
+                 env_extra: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
     """`tanpu serve` on a free port, once it answers /healthz: (process, base url).
-    `options`: more `tanpu serve` options. Its output is appended to `log`."""
+    `options`: more `tanpu serve` options; `env_extra`: more environment (settings such
+    as TANPU_API_RATE_LIMIT_TOKEN). Its output is appended to `log`."""
     port = free_port()
-    env = {**os.environ, "SECRET_KEY": "server-test"}
+    env = {**os.environ, "SECRET_KEY": "server-test", **(env_extra or {})}
     env.pop("DATABASE_URL", None)
     with open(log, "ab") as out:
         process = subprocess.Popen([sys.executable, "-m", "tanpu.cli", "serve", "--database-url",

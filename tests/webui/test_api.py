@@ -35,10 +35,10 @@ def test_requests_need_an_integrators_token(web):
     web.published("1.0.0")
     response = web.client.get("/api/v1/methodologies")
     assert response.status_code == 401
-    assert response.get_json()["error"] == "unauthenticated"
+    assert response.get_json()["code"] == "unauthenticated"
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
     bad = web.client.get("/api/v1/methodologies", headers=web.api("tanpu_not-a-token"))
-    assert bad.status_code == 401 and bad.get_json()["error"] == "invalid_token"
+    assert bad.status_code == 401 and bad.get_json()["code"] == "invalid_token"
     # a signed-in browser session is not an API credential
     assert web.login(reg.admin).get("/api/v1/methodologies").status_code == 401
     token = web.token()
@@ -85,7 +85,7 @@ def test_published_methodologies_a_page_at_a_time(web):
     assert item["versions"][0]["state"] == "published"
     assert item["versions"][0]["content_hash"] == reg.version(1).content_hash
     bad = web.client.get("/api/v1/methodologies?per_page=1000", headers=headers)
-    assert bad.status_code == 400 and bad.get_json()["error"] == "bad_pagination"
+    assert bad.status_code == 400 and bad.get_json()["code"] == "bad_pagination"
 
 
 def test_schema_of_the_version_in_force(two_versions):
@@ -105,9 +105,9 @@ def test_schema_of_the_version_in_force(two_versions):
     assert old["version"]["state"] == "superseded" and old["metadata"]["version"] == "1.0.0"
     missing = web.client.get(f"/api/v1/methodologies/{METHODOLOGY}/schema?version=9.9.9",
                              headers=web.api(token))
-    assert missing.status_code == 404 and missing.get_json()["error"] == "version_not_found"
+    assert missing.status_code == 404 and missing.get_json()["code"] == "version_not_found"
     nothing = web.client.get("/api/v1/methodologies/no.such/schema", headers=web.api(token))
-    assert nothing.status_code == 404 and nothing.get_json()["error"] == "methodology_not_found"
+    assert nothing.status_code == 404 and nothing.get_json()["code"] == "methodology_not_found"
 
 
 def test_each_record_is_evaluated_by_the_version_applicable_at_its_time(two_versions):
@@ -133,7 +133,7 @@ def test_each_record_is_evaluated_by_the_version_applicable_at_its_time(two_vers
     assert "explanation" not in june
     errors = {e["index"]: e for e in body["errors"]}
     assert errors[2]["code"] == "not_an_object"
-    assert errors[3] == {"index": 3, "id": "no-distance", "code": "invalid_record",
+    assert errors[3] == {"index": 3, "pointer": "/records/3", "id": "no-distance", "code": "invalid_record",
                          "reason": "distance: missing"}
     assert errors[4]["code"] == "invalid_record" and errors[4]["reason"].startswith("time: missing")
     assert errors[6]["code"] == "no_applicable_version"
@@ -146,7 +146,7 @@ def test_each_record_is_evaluated_by_the_version_applicable_at_its_time(two_vers
     explained = web.client.post("/api/v1/evaluate", headers=web.api(token), json={
         "methodology": METHODOLOGY, "records": [ride("june")], "explain": True}).get_json()
     [r] = explained["results"]
-    assert "parameter  reduction_factor[metro] = 50.1 g/km" in "\n".join(r["explanation_text"])
+    assert "parameter  reduction_factor[metro] = 50.1 g/km" in r["explanation_text"]
     assert any(step["kind"] == "output" and step["name"] == "reduction" for step in r["explanation"])
 
 
@@ -164,7 +164,7 @@ def test_credits_are_idempotent_by_record_id(two_versions):
                                 "credited_reduction_mg": 1_002_000, "credited_points": 1002}
     assert {r["id"]: r["credit"] for r in first["results"]} == {
         "r1": "credited", "r2": "credited", "r3": "not_creditable"}
-    assert first["errors"] == [{"index": 3, "id": None, "code": "missing_id",
+    assert first["errors"] == [{"index": 3, "pointer": "/records/3", "id": None, "code": "missing_id",
                                 "reason": first["errors"][0]["reason"]}]
     # the same batch again: nothing is credited twice, and it says which were
     again = post(batch).get_json()
@@ -184,7 +184,7 @@ def test_credits_are_idempotent_by_record_id(two_versions):
                                                                  "r5": "already_credited"}
     # the same key for other records is a conflict
     clash = post([ride("r9")], idempotency_key="erp-0001")
-    assert clash.status_code == 409 and clash.get_json()["error"] == "conflict"
+    assert clash.status_code == 409 and clash.get_json()["code"] == "conflict"
     assert reg.count("credit_entries") == 3
     with reg.db.read() as s:
         # the entries are the platform account's that the integrator's "acct-1" names
@@ -237,9 +237,9 @@ def test_errors_are_json_with_codes_and_no_traceback(web, monkeypatch):
     web.published("1.0.0")
     headers = web.api(web.token())
     get, post = web.client.get, web.client.post
-    assert get("/api/v1/nothing-here", headers=headers).get_json()["error"] == "not_found"
+    assert get("/api/v1/nothing-here", headers=headers).get_json()["code"] == "not_found"
     wrong = get("/api/v1/evaluate", headers=headers)
-    assert wrong.status_code == 405 and wrong.get_json()["error"] == "method_not_allowed"
+    assert wrong.status_code == 405 and wrong.get_json()["code"] == "method_not_allowed"
     assert wrong.headers["Allow"] == "POST"
     assert post("/api/v1/methodologies", headers=headers).status_code == 405
     # there is no route that changes a version
@@ -247,18 +247,18 @@ def test_errors_are_json_with_codes_and_no_traceback(web, monkeypatch):
                           json={"source": "x"}).status_code == 404
     garbled = post("/api/v1/evaluate", headers={**headers, "Content-Type": "application/json"},
                    data="{not json")
-    assert garbled.status_code == 400 and garbled.get_json()["error"] == "bad_request"
+    assert garbled.status_code == 400 and garbled.get_json()["code"] == "bad_request"
     assert post("/api/v1/evaluate", headers=headers, json={"methodology": METHODOLOGY,
                                                            "records": {"a": 1}}).status_code == 400
     assert post("/api/v1/evaluate", headers=headers, json={"records": []}).status_code == 400
     unknown = post("/api/v1/evaluate", headers=headers, json={"methodology": "no.such",
                                                               "records": []})
-    assert unknown.status_code == 404 and unknown.get_json()["error"] == "methodology_not_found"
+    assert unknown.status_code == 404 and unknown.get_json()["code"] == "methodology_not_found"
     from webui.api import service
     monkeypatch.setattr(service, "MAX_RECORDS", 2)
     big = post("/api/v1/evaluate", headers=headers, json={"methodology": METHODOLOGY,
                                                           "records": [{}, {}, {}]})
-    assert big.status_code == 413 and big.get_json()["error"] == "too_many_records"
+    assert big.status_code == 413 and big.get_json()["code"] == "too_many_records"
 
     def boom(*args, **kwargs):
         raise RuntimeError("secret internals")
@@ -266,8 +266,12 @@ def test_errors_are_json_with_codes_and_no_traceback(web, monkeypatch):
     crash = post("/api/v1/evaluate", headers=headers, json={"methodology": METHODOLOGY,
                                                             "records": []})
     assert crash.status_code == 500
-    assert crash.get_json() == {"error": "server_error",
-                                "message": "an unexpected error occurred; it has been logged"}
+    problem = crash.get_json()
+    assert crash.mimetype == "application/problem+json"
+    assert (problem["code"], problem["status"], problem["type"], problem["instance"]) == (
+        "server_error", 500, "/api/v1/problems/server_error", "/api/v1/evaluate")
+    assert problem["detail"] == ("an unexpected error occurred; it has been logged with "
+                                 f"request id {crash.headers['X-Request-Id']}")
     assert b"Traceback" not in crash.data and b"secret" not in crash.data
 
 
@@ -281,7 +285,7 @@ def test_the_api_needs_no_csrf_token_but_the_editor_does(reg):
     response = client.post("/api/v1/evaluate", headers={"Authorization": f"Bearer {token}"},
                            json={"methodology": METHODOLOGY, "records": []})
     assert response.status_code == 404  # past the CSRF check: there is no published version
-    assert response.get_json()["error"] == "methodology_not_found"
+    assert response.get_json()["code"] == "methodology_not_found"
     editor = client.post("/editor/check", json={"source": "x"})
     assert editor.status_code == 400  # the CSRF check (signed out or not)
 

@@ -40,12 +40,12 @@ def test_create_show_change_and_list_accounts(web):
 
     # refused: with the reason, as JSON
     bad = post({"kind": "unit", "parent": person["id"]})
-    assert bad.status_code == 422 and bad.get_json()["error"] == "invalid"
-    assert "can be under" in bad.get_json()["message"]
+    assert bad.status_code == 422 and bad.get_json()["code"] == "invalid"
+    assert "can be under" in bad.get_json()["detail"]
     assert post({"kind": "household"}).status_code == 422
     assert post({"kind": "unit", "domains": "transport"}).status_code == 400
     assert post({"kind": "unit", "parent": "1"}).status_code == 400
-    assert post({}).get_json()["error"] == "bad_request"
+    assert post({}).get_json()["code"] == "bad_request"
 
     # change: name, domains, parent, status
     patch = web.client.patch(f"/api/v1/accounts/{person['id']}", headers=headers,
@@ -60,10 +60,12 @@ def test_create_show_change_and_list_accounts(web):
     assert to_top["parent"] is None and to_top["status"] == "closed"
     final = web.client.patch(f"/api/v1/accounts/{person['id']}", headers=headers,
                              json={"status": "active"})
-    assert final.status_code == 409 and final.get_json()["error"] == "conflict"
+    assert final.status_code == 409 and final.get_json()["code"] == "conflict"
     odd = web.client.patch(f"/api/v1/accounts/{person['id']}", headers=headers,
                            json={"kind": "unit"})
-    assert odd.status_code == 400 and "cannot change kind" in odd.get_json()["message"]
+    assert odd.status_code == 400 and "unknown field `kind`" in odd.get_json()["detail"]
+    assert odd.get_json()["errors"] == [{"pointer": "/kind", "code": "extra_forbidden",
+                                         "detail": "/kind: unknown field `kind`"}]
 
     # a page at a time, filtered
     listed = web.client.get("/api/v1/accounts?per_page=2", headers=headers).get_json()
@@ -76,7 +78,7 @@ def test_create_show_change_and_list_accounts(web):
     closed = web.client.get("/api/v1/accounts?status=closed", headers=headers).get_json()
     assert [a["id"] for a in closed["items"]] == [person["id"]]
     too_many = web.client.get("/api/v1/accounts?per_page=1000", headers=headers)
-    assert too_many.status_code == 400 and too_many.get_json()["error"] == "bad_pagination"
+    assert too_many.status_code == 400 and too_many.get_json()["code"] == "bad_pagination"
     assert web.client.get("/api/v1/accounts?kind=x", headers=headers).status_code == 422
     # every change is in the audit chain
     with web.reg.db.read() as s:
@@ -113,7 +115,7 @@ def test_identities_are_the_callers_own_and_accounts_are_private(web):
     assert [i["external_id"] for i in mine_seen["identities"]] == ["bus-42"]
     # it sees the account but may not change it (it did not create it)
     frozen = web.client.patch(url, headers=theirs, json={"status": "frozen"})
-    assert frozen.status_code == 403 and frozen.get_json()["error"] == "forbidden"
+    assert frozen.status_code == 403 and frozen.get_json()["code"] == "forbidden"
     # linking: idempotent, a second id, a clash, unlinking
     put = web.client.put(url + "/identities/bus-42", headers=mine)
     assert put.status_code == 200
@@ -121,7 +123,7 @@ def test_identities_are_the_callers_own_and_accounts_are_private(web):
     assert [i["external_id"] for i in put["identities"]] == ["bus-42", "bus-42/alt"]
     other = web.client.post("/api/v1/accounts", headers=mine, json={"kind": "individual"}).get_json()
     clash = web.client.put(f"/api/v1/accounts/{other['id']}/identities/bus-42", headers=mine)
-    assert clash.status_code == 409 and "unlink it first" in clash.get_json()["message"]
+    assert clash.status_code == 409 and "unlink it first" in clash.get_json()["detail"]
     gone = web.client.delete(url + "/identities/bus-42%2Falt", headers=mine).get_json()
     assert [i["external_id"] for i in gone["identities"]] == ["bus-42"]
     assert web.client.delete(url + "/identities/bike-7", headers=mine).status_code == 404

@@ -29,7 +29,7 @@ def ride(**extra):
 def test_a_page_beyond_any_integer_is_bad_pagination(api, path):
     client, headers = api
     response = client.get(path, headers=headers)
-    assert response.status_code == 400 and response.get_json()["error"] == "bad_pagination"
+    assert response.status_code == 400 and response.get_json()["code"] == "bad_pagination"
 
 
 @pytest.mark.parametrize("record, code", [
@@ -50,9 +50,9 @@ def test_a_body_nested_too_deep_or_too_large_is_refused_with_its_code(api):
     client, headers = api
     json_headers = {**headers, "Content-Type": "application/json"}
     deep = client.post("/api/v1/evaluate", headers=json_headers, data="[" * 100_000 + "]" * 100_000)
-    assert deep.status_code == 400 and deep.get_json()["error"] == "bad_request"
+    assert deep.status_code == 400 and deep.get_json()["code"] == "bad_request"
     big = client.post("/api/v1/evaluate", headers=json_headers, data=b"x" * (50 * 1024 * 1024))
-    assert big.status_code == 413 and big.get_json()["error"] == "payload_too_large"
+    assert big.status_code == 413 and big.get_json()["code"] == "payload_too_large"
 
 
 @pytest.mark.parametrize("path", ["/api/v1/methodologies/te\x00st/schema",
@@ -60,4 +60,4 @@ def test_a_body_nested_too_deep_or_too_large_is_refused_with_its_code(api):
 def test_a_nul_in_a_path_or_a_query_is_a_bad_request(api, path):
     client, headers = api
     response = client.get(path, headers=headers)
-    assert response.status_code == 400 and response.get_json()["error"] == "bad_request"
+    assert response.status_code == 400 and response.get_json()["code"] == "bad_request"

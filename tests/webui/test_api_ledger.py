@@ -203,7 +203,7 @@ def test_balances_per_period_add_up_to_the_accounts_balance(world, reg):
     weeks = get(web, bus, f"/api/v1/accounts/{person}/balances?period=week")
     assert all(t["period"].startswith("2024-W") for t in weeks["totals"])
     bad = get(web, bus, f"/api/v1/accounts/{person}/balances?period=hour", status=422)
-    assert bad["error"] == "invalid"
+    assert bad["code"] == "invalid"
 
 
 def test_credits_are_read_back_by_record_and_by_batch_by_their_integrator_only(world, reg):
@@ -228,8 +228,8 @@ def test_an_account_the_integrator_does_not_see_has_no_statement(web, reg):
         person = accounts.resolve(s, reg.integrator, "p9", create=False).id
     other = web.token(_second_integrator(reg))
     for url in (f"/api/v1/accounts/{person}/statement", f"/api/v1/accounts/{person}/balances"):
-        assert get(web, other, url, status=404)["error"] == "not_found"
-    assert get(web, bus, f"/api/v1/accounts/{person}/statement?limit=0", status=400)["error"] == "bad_pagination"
+        assert get(web, other, url, status=404)["code"] == "not_found"
+    assert get(web, bus, f"/api/v1/accounts/{person}/statement?limit=0", status=400)["code"] == "bad_pagination"
 
 
 # ---------------------------------------------------------------- the CLI

@@ -55,7 +55,7 @@ def test_a_reversal_gives_the_cap_back_to_a_later_ride_of_that_day(capped):
     assert [(c["before"], c["after"]) for c in body["caps"]] == [(1_000_000, 533_000)]
     again = call(web, "post", f"/api/v1/credits/{entry_id(web, 'r1')}/reversal", boss,
                  json={"reason": "again"})
-    assert again.status_code == 409 and again.get_json()["error"] == "conflict"
+    assert again.status_code == 409 and again.get_json()["code"] == "conflict"
     later = post(web, token, [ride("r3", 240)])["results"][0]  # the same day: the cap again
     assert (later["status"], later["reduction_mg"]) == ("credited", 467_000)
     last = post(web, token, [ride("r4", 300)])["results"][0]
@@ -100,7 +100,7 @@ def test_rewards_redemption_and_a_reversal_that_freezes(capped):
     assert replay.get_json()["redemption"]["id"] == first.get_json()["redemption"]["id"]
     poor = call(web, "post", path, token, json={"reward": reward},
                 headers={"Idempotency-Key": "order-2"})
-    assert poor.status_code == 409 and "434 points" in poor.get_json()["message"]
+    assert poor.status_code == 409 and "434 points" in poor.get_json()["detail"]
     wallet = call(web, "get", f"/api/v1/accounts/{account}/wallet", token).get_json()
     assert wallet["points"] == {"credited": 934, "redeemed": 500, "reversed": 0, "balance": 434}
 
@@ -111,7 +111,7 @@ def test_rewards_redemption_and_a_reversal_that_freezes(capped):
     assert shown["status"] == "frozen"
     refused = call(web, "post", path, token, json={"reward": reward},
                    headers={"Idempotency-Key": "order-3"})
-    assert refused.status_code == 409 and "frozen" in refused.get_json()["message"]
+    assert refused.status_code == 409 and "frozen" in refused.get_json()["detail"]
 
     # /balance, /wallet and the account page agree: one computation (accounts.balances),
     # net of the reversal (/balance summed what was credited, issue 13)

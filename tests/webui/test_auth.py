@@ -92,7 +92,7 @@ def test_csrf_token_is_required_on_every_form(csrf_site):
     assert response.status_code == 303
     # JSON callers get JSON
     response = client.post("/logout", headers={"Accept": "application/json"})
-    assert response.status_code == 400 and response.get_json()["error"] == "csrf"
+    assert response.status_code == 400 and response.get_json()["code"] == "csrf"
 
 
 def test_a_session_ends_after_idle_time_and_at_its_maximum_age(site):
@@ -140,9 +140,35 @@ def test_too_many_failed_sign_ins_are_slowed_down(site):
     assert response.status_code == 429 and "登录失败次数过多" in text_of(response)
 
 
+def test_two_hundred_concurrent_wrong_passwords_check_at_most_the_limit(site):
+    """Issue 17: 200 concurrent wrong passwords for one account got 17 checks through a
+    limit of 10 (the failures were counted after the responses)."""
+    import threading
+
+    app = make_app(site.db, LOGIN_MAX_FAILURES=10)
+    email = site.email(site.reg.admin)
+    barrier = threading.Barrier(50)
+    statuses: list[int] = []
+
+    def attempt():
+        client = app.test_client()
+        barrier.wait()
+        for _ in range(4):
+            statuses.append(client.post("/login", data={"email": email,
+                                                        "password": "wrong password"}).status_code)
+
+    threads = [threading.Thread(target=attempt) for _ in range(50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert len(statuses) == 200
+    assert statuses.count(401) == 10 and statuses.count(429) == 190
+
+
 def test_anonymous_json_callers_get_401_not_a_redirect(site):
     response = site.client.get("/methodologies", headers={"Accept": "application/json"})
-    assert response.status_code == 401 and response.get_json()["error"] == "unauthenticated"
+    assert response.status_code == 401 and response.get_json()["code"] == "unauthenticated"
 
 
 def test_a_copied_cookie_stops_working_when_its_session_ends(site):

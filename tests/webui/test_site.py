@@ -116,7 +116,7 @@ def test_404_and_405_pages_in_the_site_style(site):
     response = client.put("/methodologies")
     assert response.status_code == 405 and "GET" in response.headers["Allow"]
     as_json = client.get("/no/such/thing", headers={"Accept": "application/json"})
-    assert as_json.status_code == 404 and as_json.get_json()["error"] == "not_found"
+    assert as_json.status_code == 404 and as_json.get_json()["code"] == "not_found"
 
 
 def test_500_shows_no_traceback_and_is_logged(site, caplog):
@@ -135,7 +135,7 @@ def test_500_shows_no_traceback_and_is_logged(site, caplog):
     no_traceback(response)
     assert any("hunter2" in (r.exc_text or "") or "boom" in r.getMessage() for r in caplog.records)
     response = client.get("/boom", headers={"Accept": "application/json"})
-    assert response.status_code == 500 and response.get_json()["error"] == "server_error"
+    assert response.status_code == 500 and response.get_json()["code"] == "server_error"
 
 
 def test_registry_errors_become_their_statuses():

@@ -19,15 +19,31 @@ from __future__ import annotations
 
 from typing import Optional
 
-from flask import Blueprint, g, jsonify, request
+import json
 
-from registry import accounts
+from flask import Blueprint, Response, g, jsonify, request, url_for
+
+from registry import accounts, idempotency
+from registry.errors import Invalid
 from registry.models import Account
 
 from ..db import get_db
+from . import models
+from .openapi import header, operation, query
 from .service import MAX_PAGE, ApiError
 
 MAX_PER_PAGE = 100
+IDEMPOTENCY_KEY = header("Idempotency-Key", "optional: a retry with the same key and body "
+                         "answers the first answer (Idempotent-Replayed: true) and changes "
+                         "nothing; with another body, 409")
+MAX_INTEGER = 2**63 - 1  # the largest id a BIGINT column holds (entries, batches)
+MAX_ID = 2**31 - 1  # the largest id an INTEGER column holds (accounts, rewards, users)
+BIG_IDS = ("after", "batch_id", "entry_id")  # ids of BIGINT columns
+
+
+def largest(name: str) -> int:
+    """The largest value of the id or number `name` that the database can compare."""
+    return MAX_INTEGER if name in BIG_IDS else MAX_ID
 
 
 def _time(value) -> Optional[str]:
@@ -50,61 +66,82 @@ def account_dict(session, account: Account, caller_id: int) -> dict:
     }
 
 
-def _body() -> dict:
-    data = request.get_json(silent=True)
-    if not isinstance(data, dict):
-        raise ApiError(400, "bad_request", "send a JSON object (Content-Type: application/json)")
-    return data
-
-
-def _optional(data: dict, key: str, kind, what: str):
-    value = data.get(key)
-    if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
-        raise ApiError(400, "bad_request", f"`{key}`: {what}")
-    return value
-
-
-def _domains(data: dict):
-    domains = data.get("domains")
-    if domains is not None and (not isinstance(domains, list)
-                                or not all(isinstance(d, str) for d in domains)):
-        raise ApiError(400, "bad_request", "`domains`: a list of domains")
-    return domains
-
-
 def int_arg(name: str, default: Optional[int]) -> Optional[int]:
     raw = request.args.get(name)
     if raw in (None, ""):
         return default
+    code = "bad_pagination" if name in ("page", "per_page") else "bad_request"
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
-        raise ApiError(400, "bad_pagination" if name in ("page", "per_page") else "bad_request",
-                       f"{name} is a number") from None
+        raise ApiError(400, code, f"{name} is a number",
+                       errors=[{"pointer": f"#/query/{name}", "detail": "not a whole number",
+                                "code": "int_parsing"}]) from None
+    if not (-largest(name) - 1 <= value <= largest(name)):  # beyond the database's integers
+        raise ApiError(400, code, f"{name} is beyond any id or count (at most {largest(name)})",
+                       errors=[{"pointer": f"#/query/{name}", "detail": "too large",
+                                "code": "too_large"}])
+    return value
+
+
+def idempotent(operation: str, sent: dict, change, status: int = 201):
+    """`change(session) -> answer` in one transaction, once per Idempotency-Key header:
+    a retry with the same key and body answers the stored answer (header
+    Idempotent-Replayed: true) and writes nothing; with another body it is a 409
+    (registry/idempotency.py). Without the header: no key, as before."""
+    key = request.headers.get("Idempotency-Key")
+    if key is not None:
+        try:
+            idempotency.check_key(key)
+        except Invalid as error:
+            raise ApiError(400, "bad_idempotency_key", str(error),
+                           errors=[{"pointer": "#/header/Idempotency-Key", "detail": str(error),
+                                    "code": "bad_idempotency_key"}]) from None
+    fingerprint = idempotency.digest({"path": request.path, "body": sent})
+    with get_db().unit_of_work() as s:
+        if key is not None:
+            found = idempotency.replay(s, g.api_user.id, operation, key, fingerprint)
+            if found is not None:
+                response = Response(found[1], status=found[0], mimetype="application/json")
+                response.headers["Idempotent-Replayed"] = "true"
+                return response
+        text = json.dumps(change(s), ensure_ascii=False)
+        if key is not None:
+            idempotency.remember(s, g.api_user.id, operation, key, fingerprint, status, text)
+    return Response(text, status=status, mimetype="application/json")
+
+
+def link_next(response, **changes):
+    """Link: <this URL with `changes`>; rel="next" (the next page)."""
+    args = request.args.to_dict()
+    args.update({k: str(v) for k, v in changes.items()})
+    url = url_for(request.endpoint, **(request.view_args or {}), **args)
+    response.headers["Link"] = f'<{url}>; rel="next"'
+    return response
 
 
 def register(api: Blueprint) -> None:
     """Adds the account routes to the API blueprint (before the app registers it)."""
 
-    @api.post("/accounts")
-    def create_account():
-        data = _body()
-        kind = _optional(data, "kind", str, "individual, unit, project or region")
-        if not kind:
-            raise ApiError(400, "bad_request", "`kind`: individual, unit, project or region")
-        parent = _optional(data, "parent", int, "the id of the parent account, or null")
-        name = _optional(data, "name", str, "a display name (no personal data)")
-        external_id = _optional(data, "external_id", str, "your id for this account")
-        with get_db().unit_of_work() as s:
-            account = accounts.create(s, g.api_user.id, kind, parent_id=parent, name=name or "",
-                                      domains=_domains(data) or ())
-            if external_id is not None:
-                accounts.link(s, g.api_user.id, g.api_user.id, external_id, account.id)
-            response = jsonify(account_dict(s, account, g.api_user.id))
-        response.status_code = 201
-        return response
+    @operation(api, "POST", "/accounts", summary="Create a carbon account", status=201,
+               body=models.AccountCreate, response=models.Account, scope="accounts",
+               problems=(403, 409, 422), params=(IDEMPOTENCY_KEY,))
+    def create_account(body: models.AccountCreate):
+        def change(s):
+            account = accounts.create(s, g.api_user.id, body.kind, parent_id=body.parent,
+                                      name=body.name or "", domains=body.domains or ())
+            if body.external_id is not None:
+                accounts.link(s, g.api_user.id, g.api_user.id, body.external_id, account.id)
+            return account_dict(s, account, g.api_user.id)
+        return idempotent("create_account", body.model_dump(mode="json"), change)
 
-    @api.get("/accounts")
+    @operation(api, "GET", "/accounts", summary="The accounts you see, a page at a time",
+               response=models.AccountList, scope="accounts", paged=True,
+               params=(query("page", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}),
+                       query("per_page", {"type": "integer", "minimum": 1,
+                                          "maximum": MAX_PER_PAGE}),
+                       query("kind", {"type": "string"}), query("status", {"type": "string"}),
+                       query("parent", {"type": "integer"})))
     def list_accounts():
         page, per_page = int_arg("page", 1), int_arg("per_page", 20)
         if not (1 <= page <= MAX_PAGE) or not (1 <= per_page <= MAX_PER_PAGE):
@@ -116,44 +153,45 @@ def register(api: Blueprint) -> None:
                 s, g.api_user.id, kind=request.args.get("kind") or None,
                 status=request.args.get("status") or None, parent_id=parent,
                 page=page, per_page=per_page)
-            return jsonify({"items": [account_dict(s, a, g.api_user.id) for a in items],
-                            "page": page, "per_page": per_page, "total": total,
-                            "pages": (total + per_page - 1) // per_page})
+            pages = (total + per_page - 1) // per_page
+            response = jsonify({"items": [account_dict(s, a, g.api_user.id) for a in items],
+                                "page": page, "per_page": per_page, "total": total,
+                                "pages": pages})
+        return link_next(response, page=page + 1) if page < pages else response
 
-    @api.get("/accounts/<int:account_id>")
+    @operation(api, "GET", "/accounts/<int:account_id>", summary="An account",
+               response=models.Account, scope="accounts", problems=(404,))
     def show_account(account_id: int):
         with get_db().read() as s:
             return jsonify(account_dict(s, accounts.visible(s, g.api_user.id, account_id),
                                         g.api_user.id))
 
-    @api.patch("/accounts/<int:account_id>")
-    def change_account(account_id: int):
-        data = _body()
-        unknown = sorted(set(data) - {"status", "parent", "name", "domains"})
-        if unknown:
-            raise ApiError(400, "bad_request", f"cannot change {', '.join(unknown)} "
-                           "(status, parent, name, domains)")
-        status = _optional(data, "status", str, "active, frozen or closed")
-        parent = _optional(data, "parent", int, "the id of the parent account, or null")
-        name = _optional(data, "name", str, "a display name (no personal data)")
-        domains = _domains(data)
+    @operation(api, "PATCH", "/accounts/<int:account_id>", summary="Change an account",
+               body=models.AccountChange, response=models.Account, scope="accounts",
+               problems=(403, 404, 409, 422))
+    def change_account(account_id: int, body: models.AccountChange):
+        given = body.model_fields_set
         actor = g.api_user.id
         with get_db().unit_of_work() as s:
-            if name is not None or domains is not None:
-                accounts.update(s, actor, account_id, name=name, domains=domains)
-            if "parent" in data:
-                accounts.set_parent(s, actor, account_id, parent)
-            if status is not None:
-                accounts.update_status(s, actor, account_id, status)
+            if body.name is not None or body.domains is not None:
+                accounts.update(s, actor, account_id, name=body.name, domains=body.domains)
+            if "parent" in given:
+                accounts.set_parent(s, actor, account_id, body.parent)
+            if body.status is not None:
+                accounts.update_status(s, actor, account_id, body.status)
             return jsonify(account_dict(s, accounts.visible(s, actor, account_id), actor))
 
-    @api.put("/accounts/<int:account_id>/identities/<path:external_id>")
+    @operation(api, "PUT", "/accounts/<int:account_id>/identities/<path:external_id>",
+               summary="Link your id for an account (idempotent)", response=models.Account,
+               scope="accounts", problems=(403, 404, 409, 422))
     def link_identity(account_id: int, external_id: str):
         with get_db().unit_of_work() as s:
             accounts.link(s, g.api_user.id, g.api_user.id, external_id, account_id)
             return jsonify(account_dict(s, accounts.get(s, account_id), g.api_user.id))
 
-    @api.delete("/accounts/<int:account_id>/identities/<path:external_id>")
+    @operation(api, "DELETE", "/accounts/<int:account_id>/identities/<path:external_id>",
+               summary="Unlink your id for an account", response=models.Account,
+               scope="accounts", problems=(403, 404, 409))
     def unlink_identity(account_id: int, external_id: str):
         with get_db().unit_of_work() as s:
             accounts.visible(s, g.api_user.id, account_id)
@@ -165,7 +203,9 @@ def register(api: Blueprint) -> None:
             accounts.unlink(s, g.api_user.id, g.api_user.id, external_id)
             return jsonify(account_dict(s, accounts.get(s, account_id), g.api_user.id))
 
-    @api.get("/accounts/<int:account_id>/balance")
+    @operation(api, "GET", "/accounts/<int:account_id>/balance",
+               summary="An account's totals and its subtree's", response=models.Balance,
+               scope="accounts", problems=(404,))
     def account_balance(account_id: int):
         with get_db().read() as s:
             accounts.visible(s, g.api_user.id, account_id)

@@ -26,8 +26,20 @@ from dsl.zones import DEFAULT_TIMEZONE
 from registry import statements
 
 from ..db import get_db
-from .accounts import int_arg
+from . import models
+from .accounts import int_arg, link_next
+from .openapi import operation, query
 from .service import ApiError
+
+LIMIT = query("limit", {"type": "integer", "minimum": 1, "maximum": statements.MAX_LIMIT},
+              "entries per page")
+AFTER = query("after", {"type": "integer"}, "the `next` of the page before (a cursor)")
+TIME_BOUNDS = (query("from", {"type": "string"}, "activity time from (ISO date or datetime)"),
+               query("to", {"type": "string"}, "activity time before (ISO date or datetime)"))
+
+
+def _paged(response, page: dict):
+    return link_next(response, after=page["next"]) if page.get("next") is not None else response
 
 
 def _limit() -> int:
@@ -49,17 +61,26 @@ def _bounds(timezone: str):
 def register(api: Blueprint) -> None:
     """Adds the ledger's reading routes to the API blueprint."""
 
-    @api.get("/accounts/<int:account_id>/statement")
+    @operation(api, "GET", "/accounts/<int:account_id>/statement",
+               summary="An account's entries in the order they were written (cursor pages)",
+               response=models.Statement, scope="credit", paged=True, problems=(404,),
+               params=(AFTER, LIMIT, *TIME_BOUNDS, query("methodology", {"type": "string"}),
+                       query("subtree", {"type": "boolean"})))
     def account_statement(account_id: int):
         start, end = _bounds(DEFAULT_TIMEZONE)
         with get_db().read() as s:
             page = statements.statement(
                 s, g.api_user.id, account_id, after=int_arg("after", None), limit=_limit(),
                 start=start, end=end, subtree=_flag("subtree"),
-                methodology=request.args.get("methodology") or None)
-            return jsonify({"account": account_id, **page.to_dict()})
+                methodology=request.args.get("methodology") or None).to_dict()
+        return _paged(jsonify({"account": account_id, **page}), page)
 
-    @api.get("/accounts/<int:account_id>/balances")
+    @operation(api, "GET", "/accounts/<int:account_id>/balances",
+               summary="Reduction, points and bonus per period and methodology",
+               response=models.PeriodBalances, scope="credit", problems=(404,),
+               params=(query("period", {"type": "string", "enum": ["day", "week", "month", "year"]}),
+                       *TIME_BOUNDS, query("timezone", {"type": "string"}),
+                       query("subtree", {"type": "boolean"})))
     def account_balances(account_id: int):
         timezone = request.args.get("timezone") or DEFAULT_TIMEZONE
         start, end = _bounds(timezone)
@@ -68,7 +89,9 @@ def register(api: Blueprint) -> None:
                 s, g.api_user.id, account_id, request.args.get("period") or "month",
                 timezone=timezone, start=start, end=end, subtree=_flag("subtree")).to_dict())
 
-    @api.get("/credits/<path:record_id>")
+    @operation(api, "GET", "/credits/<path:record_id>", summary="Your credits of a record id",
+               response=models.RecordCredits, scope="credit", problems=(404,),
+               params=(query("methodology", {"type": "string"}),))
     def credit_of_record(record_id: str):
         with get_db().read() as s:
             found = statements.by_record(s, g.api_user.id, record_id,
@@ -78,9 +101,12 @@ def register(api: Blueprint) -> None:
             return jsonify({"record_id": record_id,
                             "items": [statements.entry_dict(e) for e in found]})
 
-    @api.get("/batches/<int:batch_id>")
+    @operation(api, "GET", "/batches/<int:batch_id>",
+               summary="One of your credit batches, its entries a page at a time",
+               response=models.BatchDetail, scope="credit", paged=True, problems=(404,),
+               params=(AFTER, LIMIT))
     def credit_batch(batch_id: int):
         with get_db().read() as s:
-            return jsonify(statements.batch(s, g.api_user.id, batch_id,
-                                            after=int_arg("after", None),
-                                            limit=_limit()).to_dict())
+            out = statements.batch(s, g.api_user.id, batch_id, after=int_arg("after", None),
+                                   limit=_limit()).to_dict()
+        return _paged(jsonify(out), out["entries"])

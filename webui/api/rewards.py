@@ -27,10 +27,12 @@ from __future__ import annotations
 from flask import Blueprint, g, jsonify, request
 
 from registry import accounts, retirements, reversals, rewards
-from registry.errors import NotFound
 from registry.models import Redemption, Reward
 
 from ..db import get_db
+from . import models
+from .accounts import IDEMPOTENCY_KEY, idempotent
+from .openapi import header, operation, query
 from .service import ApiError
 
 # the public part of /api/v1: outside the token-checked blueprint, registered beside it
@@ -57,13 +59,6 @@ def redemption_dict(redemption: Redemption) -> dict:
             "created_at": _time(redemption.created_at)}
 
 
-def body() -> dict:
-    data = request.get_json(silent=True)
-    if not isinstance(data, dict):
-        raise ApiError(400, "bad_request", "send a JSON object (Content-Type: application/json)")
-    return data
-
-
 def _created(payload: dict, status: int = 201):
     response = jsonify(payload)
     response.status_code = status
@@ -73,7 +68,10 @@ def _created(payload: dict, status: int = 201):
 def register(api: Blueprint) -> None:
     """Adds the routes to the API blueprint (before the app registers it)."""
 
-    @api.get("/rewards")
+    @operation(api, "GET", "/rewards", summary="The rewards catalogue",
+               response=models.RewardList, scope="redeem",
+               params=(query("all", {"type": "string", "enum": ["0", "1"]},
+                             "1: inactive rewards too (administrators)"),))
     def list_rewards():
         with get_db().read() as s:
             everything = (request.args.get("all") == "1"
@@ -81,34 +79,37 @@ def register(api: Blueprint) -> None:
             return jsonify({"items": [reward_dict(s, r) for r in
                                       rewards.list_rewards(s, include_inactive=everything)]})
 
-    @api.post("/rewards")
-    def create_reward():
-        data = body()
-        unknown = sorted(set(data) - set(rewards.REWARD_FIELDS))
-        if unknown:
-            raise ApiError(400, "bad_request", f"a reward has no {', '.join(unknown)} "
-                           f"({', '.join(rewards.REWARD_FIELDS)})")
+    @operation(api, "POST", "/rewards", summary="Add a reward (administrators)", status=201,
+               body=models.RewardCreate, response=models.Reward, scope="admin",
+               problems=(403, 409, 422))
+    def create_reward(body: models.RewardCreate):
+        data = body.model_dump(exclude_unset=True)
         with get_db().unit_of_work() as s:
             reward = rewards.create_reward(s, g.api_user.id, **data)
             return _created(reward_dict(s, reward))
 
-    @api.post("/accounts/<int:account_id>/redemptions")
-    def redeem(account_id: int):
-        data = body()
-        key = request.headers.get("Idempotency-Key") or data.get("idempotency_key")
+    @operation(api, "POST", "/accounts/<int:account_id>/redemptions",
+               summary="Redeem a reward (201; 200 when the key replays an earlier one)",
+               status=201, extra_statuses=(200,), body=models.RedemptionRequest,
+               response=models.RedemptionResponse, scope="redeem", problems=(403, 404, 409, 422),
+               params=(header("Idempotency-Key", "required (or `idempotency_key` in the body)"),))
+    def redeem(account_id: int, body: models.RedemptionRequest):
+        key = request.headers.get("Idempotency-Key") or body.idempotency_key
         if not isinstance(key, str) or not key.strip():
             raise ApiError(400, "bad_idempotency_key",
-                           "a redemption needs an Idempotency-Key header (a string)")
-        reward_id = data.get("reward")
-        if isinstance(reward_id, bool) or not isinstance(reward_id, int):
-            raise ApiError(400, "bad_request", "`reward`: the id of a reward")
+                           "a redemption needs an Idempotency-Key header (a string)",
+                           errors=[{"pointer": "#/header/Idempotency-Key",
+                                    "detail": "required", "code": "missing"}])
+        reward_id = body.reward
         with get_db().unit_of_work() as s:
             out = rewards.redeem(s, g.api_user.id, account_id, reward_id, key)
             return _created({"redemption": redemption_dict(out.redemption),
                              "replayed": out.replayed, "points": out.points.to_dict()},
                             200 if out.replayed else 201)
 
-    @api.get("/accounts/<int:account_id>/wallet")
+    @operation(api, "GET", "/accounts/<int:account_id>/wallet",
+               summary="An account's points and retirable grams", response=models.Wallet,
+               scope="redeem", problems=(404,))
     def wallet(account_id: int):
         with get_db().read() as s:
             accounts.visible(s, g.api_user.id, account_id)
@@ -116,12 +117,15 @@ def register(api: Blueprint) -> None:
                             "points": rewards.points_of(s, account_id).to_dict(),
                             "retirable_mg": retirements.retirable_mg(s, account_id)})
 
-    @api.post("/credits/<int:entry_id>/reversal")
-    def reverse(entry_id: int):
-        data = body()
-        reason = data.get("reason")
-        if not isinstance(reason, str) or not reason.strip():
-            raise ApiError(400, "bad_request", "`reason`: why the credit is reversed")
+    @operation(api, "POST", "/credits/<int:entry_id>/reversal",
+               summary="Reverse a credit (administrators; a second reversal is a conflict)",
+               status=201, body=models.ReversalRequest, response=models.ReversalResponse,
+               scope="admin", problems=(403, 404, 409, 422))
+    def reverse(entry_id: int, body: models.ReversalRequest):
+        reason = body.reason
+        if not reason.strip():
+            raise ApiError(400, "bad_request", "`reason`: why the credit is reversed",
+                           errors=[{"pointer": "/reason", "detail": "empty", "code": "empty"}])
         with get_db().unit_of_work() as s:
             out = reversals.reverse(s, g.api_user.id, entry_id, reason=reason)
             r = out.reversal
@@ -132,28 +136,29 @@ def register(api: Blueprint) -> None:
                 "caps": out.caps, "points_balance": out.points_balance,
                 "account_frozen": out.frozen})
 
-    @api.post("/accounts/<int:account_id>/retirements")
-    def retire(account_id: int):
-        data = body()
+    @operation(api, "POST", "/accounts/<int:account_id>/retirements",
+               summary="Retire reductions: 201 with the certificate", status=201,
+               body=models.RetirementRequest, response=models.Certificate, scope="redeem",
+               problems=(403, 404, 409, 422), params=(IDEMPOTENCY_KEY,))
+    def retire(account_id: int, body: models.RetirementRequest):
+        data = body.model_dump(exclude_unset=True)
         amounts = {unit: data[key] for key, unit in (("reduction_mg", "mg"), ("g", "g"),
                                                      ("kg", "kg"), ("t", "t")) if key in data}
-        purpose = data.get("purpose")
-        beneficiary = data.get("beneficiary") or ""
-        if not isinstance(purpose, str) or not isinstance(beneficiary, str):
-            raise ApiError(400, "bad_request", "`purpose` (and `beneficiary`): text")
+        purpose, beneficiary = body.purpose, body.beneficiary or ""
         mg = retirements.to_mg(**amounts)
-        with get_db().unit_of_work() as s:
+
+        def change(s):
             retirement = retirements.retire(s, g.api_user.id, account_id, mg, purpose, beneficiary)
-            return _created(retirements.certificate(s, retirement.id).to_dict())
+            return retirements.certificate(s, retirement.id).to_dict()
+        return idempotent("retire", data, change)
 
 
-@public.get("/retirements/<retirement_id>")
-def certificate(retirement_id: str):
-    """Anyone may verify a certificate: no token."""
-    try:
+def register_public(api: Blueprint = public) -> None:
+    """The public part: anyone verifies a certificate, no token."""
+
+    @operation(api, "GET", "/retirements/<retirement_id>",
+               summary="A retirement certificate and whether its digest verifies (public)",
+               response=models.Certificate, public=True, problems=(404,))
+    def certificate(retirement_id: str):
         with get_db().read() as s:
             return jsonify(retirements.certificate(s, retirement_id).to_dict())
-    except NotFound as error:
-        response = jsonify({"error": "not_found", "message": str(error)})
-        response.status_code = 404
-        return response

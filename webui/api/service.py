@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from engine.records import RecordError, parse_datetime_us, us_to_datetime
+from engine.explain import as_written
 from engine.result import INVALID, Result
 from engine.schema import describe
 from registry import ledger, workflow
@@ -35,18 +36,17 @@ CLOCK_SKEW = dt.timedelta(minutes=5)
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, details: Optional[dict] = None):
+    """An error the API answers as problem details (problems.py): an HTTP status, a short
+    code, a sentence, and `errors` (one per invalid field or record, with a JSON pointer)."""
+
+    def __init__(self, status: int, code: str, message: str, details: Optional[dict] = None,
+                 errors: Optional[list[dict]] = None):
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.details = details or {}
-
-    def to_dict(self) -> dict:
-        out = {"code": self.code, "message": self.message}
-        if self.details:
-            out["details"] = self.details
-        return out
+        self.errors = errors or []
 
 
 # ---------------------------------------------------------------- versions and engines
@@ -179,6 +179,10 @@ class Evaluation:
                 row.pop("row", None)
                 row.pop("values", None)
                 row = {"index": index, **row, "applicability": group.reason}
+                if explain:  # in the methodology's units, the SI value beside; text as text
+                    zone = group.engine.methodology.metadata.timezone
+                    row["explanation"] = [as_written(step, zone) for step in row["explanation"]]
+                    row["explanation_text"] = "\n".join(row["explanation_text"])
                 rows.append(row)
         rows.sort(key=lambda row: row["index"])
         return rows
@@ -186,8 +190,8 @@ class Evaluation:
 
 def _error(index: int, record, code: str, reason: str) -> dict:
     record_id = record.get("id") if isinstance(record, dict) else None
-    return {"index": index, "id": None if record_id is None else str(record_id),
-            "code": code, "reason": reason}
+    return {"index": index, "pointer": f"/records/{index}",
+            "id": None if record_id is None else str(record_id), "code": code, "reason": reason}
 
 
 def _activity_time(record: dict, schema) -> int:
@@ -229,11 +233,12 @@ def check_records(records) -> list:
 
 def evaluate(session: Session, methodology_id: str, records: list, *,
              as_of: Optional[dt.date] = None, require_ids: bool = False,
-             explain: bool = False) -> Evaluation:
+             explain: bool = False, column_units: Optional[dict] = None) -> Evaluation:
     """Each record evaluated by the version applicable at its time (on `as_of`, default
     today). A record that cannot be read, or for whose time no version applies, is an
     error with its index and reason; the others are evaluated, each version's records
-    together (so cross-record rules apply among them)."""
+    together (so cross-record rules apply among them). `column_units`: the units a
+    file's headers declare (`distance[km]`), for records read from a file (jobs)."""
     records = check_records(records)
     _, versions = _methodology(session, methodology_id)
     latest = max((v for v in versions if v.state in LISTED_STATES),
@@ -304,7 +309,7 @@ def evaluate(session: Session, methodology_id: str, records: list, *,
 
     for group in groups.values():
         group.engine = engine_of(group.version)
-        rows = Records([records[i] for i in group.indices])
+        rows = Records([records[i] for i in group.indices], dict(column_units or {}))
         # to credit: the per-record formulas here, the cross-record rules in the ledger,
         # after the state the accounts' earlier credits left
         group.results = evaluation.evaluate(group.engine, rows, explain=explain,
@@ -389,7 +394,8 @@ def credit(session: Session, actor_id: int, result: Evaluation, *,
         if after is not None:  # as the cross-record rules judged it in the ledger
             row.update(status=after.status, code=after.code, message=after.message,
                        reduction_mg=after.reduction_mg, reduction_kg=after.reduction_mg / 1_000_000,
-                       points=after.points, bonus=after.bonus, flags=list(after.flags))
+                       points=after.points, bonus=after.bonus, flags=list(after.flags),
+                       counters=list(after.counters))
         found = outcome_of.get(row["id"])
         if found is None or row["status"] not in evaluation.CREDIT_STATUSES:
             row["credit"] = "not_creditable"
@@ -411,6 +417,7 @@ def credit(session: Session, actor_id: int, result: Evaluation, *,
                 "version": entry.version, "content_hash": entry.content_hash,
                 "account": _sent_account(entry), "reduction_mg": entry.reduction_mg,
                 "points": entry.points, "bonus": entry.bonus, "batch_id": entry.batch_id,
+                "counters": [c for c in (entry.counters or "").split(";") if c],
                 "credited_at": entry.credited_at.isoformat().replace("+00:00", "Z")
                 if entry.credited_at else None}
     return {

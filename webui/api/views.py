@@ -2,7 +2,9 @@
 
     Authorization: Bearer tanpu_...              every /api/v1 request (an integrator's token)
 
-    GET  /api/v1/                                what is here
+    GET  /api/v1/                                what is here, and the token's scopes
+    GET  /api/v1/openapi.json                    (public, no token) the OpenAPI 3.1 document;
+    GET  /api/v1/docs                            its browsable reference (Swagger UI)
     GET  /api/v1/methodologies?page=&per_page=   published methodologies, with their versions
     GET  /api/v1/methodologies/<id>/schema       describe() of the version in force (or
                                                  ?version=X.Y.Z), with the input JSON Schema
@@ -35,136 +37,168 @@
     GET/POST /api/v1/rewards, POST /api/v1/accounts/<id>/redemptions, GET .../wallet,
     POST /api/v1/credits/<entry_id>/reversal, POST /api/v1/accounts/<id>/retirements,
     GET /api/v1/retirements/<id> (public): spending, reversal, retirement (rewards.py)
+    POST /api/v1/jobs, GET /api/v1/jobs[/<id>[/results|/errors]]: large submissions
+                                                 done by the worker (jobs.py)
+    POST/GET /api/v1/webhooks, GET/DELETE /api/v1/webhooks/<id>, GET .../deliveries:
+                                                 event subscriptions (webhooks.py)
 
     GET  /integrations/tokens                    (signed in) your API tokens; administrators
     POST /integrations/tokens                    see and make them for every integrator
     POST /integrations/tokens/<id>/revoke
 
-Errors are JSON, {"error": code, "message": text, "details": {...}}, never a traceback.
+Every body is a declared pydantic model (models.py); the OpenAPI document is generated
+from the declarations (openapi.py). Every error is application/problem+json (problems.py)
+and every response carries X-Request-Id, also written in the server's log line.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import time
 from typing import Optional
 
-from flask import (Blueprint, current_app, flash, g, jsonify, redirect, render_template,
-                   request, url_for)
+from flask import (Blueprint, Response, current_app, flash, g, jsonify, redirect,
+                   render_template, request, send_from_directory, url_for)
 from flask_babel import gettext as _
 from sqlalchemy import select
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, NotFound
 
 from registry import tokens as api_tokens
-from registry.errors import RegistryError
+from registry.errors import Invalid, RegistryError
 from registry.models import INTEGRATOR, User, UserRole
 
 from ..auth import current_user, login_required, require
 from ..db import get_db
-from . import accounts, ledger, rewards, service
+from ..limits import address, address_limit, limiter, token_key, token_limit
+from . import accounts, jobs, ledger, models, openapi, rewards, service, webhooks
+from .openapi import header, operation, query
+from .problems import REQUEST_ID, TITLES, problem, request_id
 from .service import ApiError
 
 bp = Blueprint("integrations", __name__)
 v1 = Blueprint("api", __name__, url_prefix="/api/v1")
+meta = Blueprint("api_meta", __name__, url_prefix="/api/v1")  # public: the API's own description
 pages = Blueprint("tokens", __name__, url_prefix="/integrations")
 
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+log = logging.getLogger("webui.api")
 
 
-# ---------------------------------------------------------------- JSON errors
-def _error(status: int, code: str, message: str, details: Optional[dict] = None,
-           headers: Optional[dict] = None):
-    body = {"error": code, "message": message}
-    if details:
-        body["details"] = details
-    response = jsonify(body)
-    response.status_code = status
-    for key, value in (headers or {}).items():
-        response.headers[key] = value
-    return response
+# ---------------------------------------------------------------- problems
+def _handle_api_error(error: ApiError):
+    return problem(error.status, error.code, error.message, errors=error.errors,
+                   **({"details": error.details} if error.details else {}))
 
 
-@v1.errorhandler(ApiError)
-def _api_error(error: ApiError):
-    return _error(error.status, error.code, error.message, error.details)
-
-
-@v1.errorhandler(RegistryError)
-def _registry_error(error: RegistryError):
+def _handle_registry_error(error: RegistryError):
     from ..errors import registry_status
     status = registry_status(error)
     code = {403: "forbidden", 404: "not_found", 409: "conflict", 422: "invalid"}.get(status,
                                                                                       "bad_request")
-    return _error(status, code, str(error))
+    return problem(status, code, str(error))
 
 
-@v1.errorhandler(HTTPException)
-def _http_error(error: HTTPException):
+def _handle_http_error(error: HTTPException):
     from ..errors import json_code
     message = error.description if error.description != type(error).description else error.name
-    headers = {"Allow": ", ".join(error.valid_methods)} if getattr(error, "valid_methods", None) else None
-    return _error(error.code or 500, json_code(error.code or 500), message, headers=headers)
+    headers = {"Allow": ", ".join(error.valid_methods)} if getattr(error, "valid_methods", None) else {}
+    if error.code == 429:
+        message = f"over the rate limit ({error.description}); wait and try again"
+        retry = (error.get_response().headers.get("Retry-After")
+                 if hasattr(error, "get_response") else None)
+        if retry:
+            headers["Retry-After"] = retry
+    return problem(error.code or 500, json_code(error.code or 500), message, headers=headers)
 
 
-@v1.errorhandler(Exception)
-def _unexpected(error: Exception):
-    current_app.logger.error("API error on %s %s", request.method, request.path,
-                             exc_info=(type(error), error, error.__traceback__))
-    return _error(500, "server_error", "an unexpected error occurred; it has been logged")
+def _handle_unexpected(error: Exception):
+    current_app.logger.error("API error on %s %s request_id=%s", request.method, request.path,
+                             request_id(), exc_info=(type(error), error, error.__traceback__))
+    return problem(500, "server_error", "an unexpected error occurred; it has been logged "
+                   f"with request id {request_id()}")
 
 
-# ---------------------------------------------------------------- authentication
+for _blueprint in (v1, meta, rewards.public):
+    _blueprint.register_error_handler(ApiError, _handle_api_error)
+    _blueprint.register_error_handler(RegistryError, _handle_registry_error)
+    _blueprint.register_error_handler(HTTPException, _handle_http_error)
+    _blueprint.register_error_handler(Exception, _handle_unexpected)
+
+
+# ---------------------------------------------------------------- authentication, limits
 @v1.before_request
 def _authenticate():
-    header = request.headers.get("Authorization", "")
-    scheme, _sep, token = header.partition(" ")
+    header_value = request.headers.get("Authorization", "")
+    scheme, _sep, token = header_value.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        return _error(401, "unauthenticated",
-                      "send an integrator's API token: Authorization: Bearer <token>",
-                      headers={"WWW-Authenticate": 'Bearer realm="tanpu"'})
+        return problem(401, "unauthenticated",
+                       "send an integrator's API token: Authorization: Bearer <token>",
+                       headers={"WWW-Authenticate": 'Bearer realm="tanpu"'})
     with get_db().read() as s:
-        user = api_tokens.authenticate(s, token.strip())
-    if user is None:
-        return _error(401, "invalid_token", "the token is unknown, revoked, or its user is no "
-                      "longer an active integrator",
-                      headers={"WWW-Authenticate": 'Bearer realm="tanpu", error="invalid_token"'})
-    g.api_user = user
+        grant = api_tokens.grant(s, token.strip())
+    if grant is None:
+        return problem(401, "invalid_token", "the token is unknown, revoked, expired, or its "
+                       "user is no longer an active integrator",
+                       headers={"WWW-Authenticate": 'Bearer realm="tanpu", error="invalid_token"'})
+    g.api_user = grant.user
+    g.api_scopes = grant.scopes
+    g.api_grant = grant
 
 
-def _body() -> dict:
-    try:
-        data = request.get_json(silent=True)
-    except RecursionError:  # nested deeper than the parser goes: not a record anyway
-        raise ApiError(400, "bad_request", "the JSON body is nested too deeply") from None
-    if not isinstance(data, dict):
-        raise ApiError(400, "bad_request", "send a JSON object (Content-Type: application/json)")
-    return data
+@v1.before_request
+def _ids_in_range():
+    """An id in the path beyond any database integer is no account, entry or batch (and
+    not a database error)."""
+    for name, value in (request.view_args or {}).items():
+        if isinstance(value, int) and not (0 <= value <= accounts.largest(name)):
+            raise ApiError(404, "not_found", f"no such {name.replace('_id', '')} {value}")
 
 
-def _methodology(data: dict) -> str:
-    methodology = data.get("methodology")
-    if not isinstance(methodology, str) or not methodology:
-        raise ApiError(400, "bad_request", "`methodology`: the id of a published methodology")
-    return methodology
+# per token (before the token is checked: its digest is the key) and per address
+limiter.limit(token_limit, key_func=token_key, scope="api-token")(v1)
+limiter.limit(address_limit, key_func=address, scope="api-address")(v1)
+
+
+def _int_query(name: str, description: str, minimum: int = 1, maximum: Optional[int] = None):
+    schema = {"type": "integer", "minimum": minimum}
+    if maximum is not None:
+        schema["maximum"] = maximum
+    return query(name, schema, description)
+
+
+def _link_next(response: Response, **changes) -> Response:
+    """Link: <this URL with `changes`>; rel="next"."""
+    args = request.args.to_dict()
+    args.update({k: str(v) for k, v in changes.items()})
+    url = url_for(request.endpoint, _external=False, **(request.view_args or {}), **args)
+    response.headers["Link"] = f'<{url}>; rel="next"'
+    return response
+
+
+def _json(out: dict) -> Response:
+    """A large answer (10,000 results) written without jsonify's key sorting and indent."""
+    return Response(json.dumps(out, ensure_ascii=False, separators=(",", ":")),
+                    mimetype="application/json")
 
 
 # ---------------------------------------------------------------- endpoints
-@v1.get("/")
+@operation(v1, "GET", "/", summary="What is here, and what this token may do",
+           response=models.Index)
 def index():
-    return jsonify({"version": "v1", "user": g.api_user.email, "endpoints": [
-        "GET /api/v1/methodologies", "GET /api/v1/methodologies/<id>/schema",
-        "POST /api/v1/evaluate", "POST /api/v1/credits", "POST /api/v1/accounts",
-        "GET /api/v1/accounts", "GET /api/v1/accounts/<id>", "PATCH /api/v1/accounts/<id>",
-        "PUT /api/v1/accounts/<id>/identities/<external_id>",
-        "DELETE /api/v1/accounts/<id>/identities/<external_id>",
-        "GET /api/v1/accounts/<id>/balance", "GET /api/v1/accounts/<id>/statement",
-        "GET /api/v1/accounts/<id>/balances", "GET /api/v1/credits/<record_id>",
-        "GET /api/v1/batches/<id>", "GET /api/v1/rewards", "POST /api/v1/rewards",
-        "POST /api/v1/accounts/<id>/redemptions", "GET /api/v1/accounts/<id>/wallet",
-        "POST /api/v1/credits/<entry_id>/reversal", "POST /api/v1/accounts/<id>/retirements",
-        "GET /api/v1/retirements/<id>"]})
+    return jsonify({"version": "v1", "user": g.api_user.email, "scopes": sorted(g.api_scopes),
+                    "openapi": url_for("integrations.api_meta.openapi_document"),
+                    "endpoints": [f"{op.method} /api/v1{op.path}" for op in openapi.OPERATIONS]})
 
 
-@v1.get("/methodologies")
+@operation(v1, "GET", "/methodologies", summary="Published methodologies, a page at a time",
+           response=models.MethodologyList, scope="evaluate", paged=True,
+           params=(_int_query("page", "page number", 1, service.MAX_PAGE),
+                   _int_query("per_page", "items per page", 1, 100)))
 def methodologies():
     try:
         page = int(request.args.get("page", 1))
@@ -172,49 +206,61 @@ def methodologies():
     except ValueError:
         raise ApiError(400, "bad_pagination", "page and per_page are numbers") from None
     with get_db().read() as s:
-        return jsonify(service.list_methodologies(s, page, per_page))
+        out = service.list_methodologies(s, page, per_page)
+    response = jsonify(out)
+    if out["page"] < out["pages"]:
+        _link_next(response, page=page + 1)
+    return response
 
 
-@v1.get("/methodologies/<path:methodology_id>/schema")
+@operation(v1, "GET", "/methodologies/<path:methodology_id>/schema",
+           summary="A version's description and the JSON Schema of its records",
+           response=models.MethodologySchema, scope="evaluate", problems=(304,),
+           params=(query("version", {"type": "string"}, "a published version (default: the "
+                         "one in force today)"),
+                   header("If-None-Match", "an ETag of this schema: 304 when it is the same")))
 def methodology_schema(methodology_id: str):
     with get_db().read() as s:
-        return jsonify(service.schema(s, methodology_id, request.args.get("version") or None))
+        out = service.schema(s, methodology_id, request.args.get("version") or None)
+    # the schema of a version is fixed by its content hash; which version is in force is not
+    tag = hashlib.sha256(f"{out['content_hash']}|{out['reason']}".encode()).hexdigest()[:32]
+    response = jsonify(out)
+    response.set_etag(tag)
+    response.headers["Cache-Control"] = "private, max-age=0, must-revalidate"
+    return response.make_conditional(request)
 
 
-@v1.post("/evaluate")
-def evaluate():
-    data = _body()
-    methodology_id = _methodology(data)
-    explain = data.get("explain") is True
-    as_of = None
-    if data.get("as_of") is not None:
-        try:
-            as_of = dt.date.fromisoformat(str(data["as_of"]))
-        except ValueError:
-            raise ApiError(400, "bad_request", "`as_of`: a date, YYYY-MM-DD") from None
+@operation(v1, "POST", "/evaluate", summary="Evaluate records (nothing is credited)",
+           body=models.EvaluateRequest, response=models.EvaluateResponse, scope="evaluate",
+           problems=(404, 413))
+def evaluate(body: models.EvaluateRequest):
     with get_db().read() as s:
-        result = service.evaluate(s, methodology_id, data.get("records"), as_of=as_of,
-                                  explain=explain)
-        return jsonify(service.evaluation_response(result, explain))
+        result = service.evaluate(s, body.methodology, body.records, as_of=body.as_of,
+                                  explain=body.explain)
+        return _json(service.evaluation_response(result, body.explain))
 
 
-@v1.post("/credits")
-def credits():
-    data = _body()
-    methodology_id = _methodology(data)
-    key = request.headers.get("Idempotency-Key") or data.get("idempotency_key")
-    if key is not None and not isinstance(key, str):
-        raise ApiError(400, "bad_idempotency_key", "an idempotency key is a string")
+@operation(v1, "POST", "/credits", summary="Evaluate and credit records, idempotently",
+           body=models.CreditRequest, response=models.CreditResponse, scope="credit",
+           problems=(404, 409, 413),
+           params=(header("Idempotency-Key", "the request's idempotency key (1 to 150 "
+                          "characters): a replay writes nothing and answers the same"),))
+def credits(body: models.CreditRequest):
+    key = request.headers.get("Idempotency-Key") or body.idempotency_key
     # evaluate outside the write transaction; the ledger checks the versions again inside it
     with get_db().read() as s:
-        result = service.evaluate(s, methodology_id, data.get("records"), require_ids=True)
+        result = service.evaluate(s, body.methodology, body.records, require_ids=True)
     with get_db().unit_of_work() as s:
-        return jsonify(service.credit(s, g.api_user.id, result, idempotency_key=key))
+        return _json(service.credit(s, g.api_user.id, result,
+                                                    idempotency_key=key))
 
 
 accounts.register(v1)
 ledger.register(v1)
 rewards.register(v1)
+rewards.register_public(rewards.public)
+jobs.register(v1)
+webhooks.register(v1)
 
 
 @v1.route("/<path:rest>", methods=ALL_METHODS)
@@ -229,9 +275,46 @@ def unknown(rest: str):
         if endpoint != "integrations.api.unknown":
             allowed.append(method)
     if allowed:
-        return _error(405, "method_not_allowed", f"{request.method} is not allowed here",
-                      headers={"Allow": ", ".join(allowed)})
-    return _error(404, "not_found", f"no API endpoint {request.path}")
+        return problem(405, "method_not_allowed", f"{request.method} is not allowed here",
+                       headers={"Allow": ", ".join(allowed)})
+    return problem(404, "not_found", f"no API endpoint {request.path}")
+
+
+# ---------------------------------------------------------------- the API's description
+def _swagger_dir() -> str:
+    """Swagger UI 5 as the flask-openapi3-swagger package ships it (not imported: only its
+    files are used)."""
+    spec = importlib.util.find_spec("flask_openapi3_swagger")
+    if spec is None or spec.origin is None:
+        raise NotFound("the API reference page needs the flask-openapi3-swagger package")
+    return os.path.join(os.path.dirname(spec.origin), "templates", "swagger")
+
+
+@meta.get("/openapi.json")
+def openapi_document():
+    document = openapi.document(request.script_root or "/")
+    text = json.dumps(document, ensure_ascii=False, sort_keys=True)
+    response = Response(text, mimetype="application/json")
+    response.set_etag(hashlib.sha256(text.encode()).hexdigest()[:32])
+    return response.make_conditional(request)
+
+
+@meta.get("/docs")
+def reference():
+    return render_template("api/reference.html")
+
+
+@meta.get("/docs/assets/<path:filename>")
+def reference_assets(filename: str):
+    return send_from_directory(_swagger_dir(), filename, max_age=3600)
+
+
+@meta.get("/problems/<code>")
+def problem_type(code: str):
+    """What a problem `type` names (its URI resolves here)."""
+    if code not in TITLES:
+        raise ApiError(404, "not_found", f"no problem type {code!r}")
+    return jsonify({"type": f"/api/v1/problems/{code}", "code": code, "title": TITLES[code]})
 
 
 # ---------------------------------------------------------------- token pages
@@ -250,15 +333,25 @@ def tokens_page():
         owners = _integrators(s) if is_admin else [s.get(User, current_user.id)]
         rows = [(owner, api_tokens.of_user(s, owner)) for owner in owners]
         return render_template("api/tokens.html", rows=rows, is_admin=is_admin,
-                               new_token=g.pop("new_token", None))
+                               new_token=g.pop("new_token", None), scopes=openapi.SCOPES)
 
 
 @pages.post("/tokens")
 @login_required
 def create_token():
     owner = request.form.get("user_id", type=int) or current_user.id
+    # the form lists the scopes as checkboxes (none checked is an error); without them, all
+    scopes = request.form.getlist("scope") if request.form.get("scopes_given") else None
+    expires_at = None
+    if request.form.get("expires"):
+        try:
+            day = dt.date.fromisoformat(request.form["expires"])
+        except ValueError:
+            raise Invalid("the expiry is a date, YYYY-MM-DD") from None
+        expires_at = dt.datetime.combine(day, dt.time(23, 59, 59), tzinfo=dt.timezone.utc)
     with get_db().unit_of_work() as s:
-        row, token = api_tokens.create(s, current_user.id, owner, request.form.get("name", ""))
+        row, token = api_tokens.create(s, current_user.id, owner, request.form.get("name", ""),
+                                       scopes=scopes, expires_at=expires_at)
         prefix = row.prefix
     flash(_("Token %(prefix)s… created. Copy it now: it is not shown again.", prefix=prefix), "success")
     g.new_token = token
@@ -275,6 +368,7 @@ def revoke_token(token_id: int):
 
 
 bp.register_blueprint(v1)
+bp.register_blueprint(meta)  # no token: the document, the reference page
 bp.register_blueprint(rewards.public)  # no token: anyone verifies a certificate
 bp.register_blueprint(pages)
 
@@ -282,3 +376,20 @@ bp.register_blueprint(pages)
 def init_app(app) -> None:
     from ..extensions import csrf
     csrf.exempt(v1)  # token-authenticated, never from a browser's cookie
+
+    @app.before_request
+    def _start():
+        g.started = time.perf_counter()
+        request_id()
+
+    @app.after_request
+    def _request_id(response):
+        """Every response says its request id; every API request is one log line with it."""
+        rid = request_id()
+        response.headers[REQUEST_ID] = rid
+        if request.path.startswith("/api/"):
+            took = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
+            grant = g.get("api_grant")
+            log.info("%s %s %s %.1fms token=%s request_id=%s", request.method, request.path,
+                     response.status_code, took, grant.token_id if grant else "-", rid)
+        return response

@@ -5,7 +5,7 @@
   "use strict";
 
   var DECLARATIONS = ["methodology", "input", "parameter", "let", "require", "cap", "forbid",
-    "bonus", "flag", "example"];
+    "bonus", "flag", "example", "counter", "reward"];
   var TYPES = ["quantity", "number", "integer", "boolean", "text", "date", "datetime",
     "duration", "choice"];
   var OUTPUTS = ["baseline", "project", "leakage", "reduction", "points"];

@@ -1,0 +1,137 @@
+"""engine/counters.py's semantics on columns: counter caps and reward conversions for
+every account at once.
+
+Records still credited are put in the canonical order (account, time, id, row) by the
+rules' own sort (engine/batch/rules.py). A counter cap is a per-(account, period) limit on non-negative amounts (a negative
+amount rejected the record already), so allowed_i = min(cs_i, L) - min(cs_i - a_i, L)
+on the cumulative sums of the group; a reward's count is floor(cs_i / N) -
+floor((cs_i - a_i) / N) on the per-account cumulative sums of its source.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+from ..counters import counter_cap_reached
+from ..plan.ast import CrossRecord
+from ..result import CAP_REACHED, CAPPED, CREDITED
+from .rules import HashCollision, account_hashes, canonical
+from .timezones import period_index, zone_table
+from .values import Reasons
+
+COLUMN = "counter:"  # the prefix of the amounts among the batch's kept columns
+
+
+class Counting:
+    def __init__(self, m: CrossRecord, reasons: Reasons):
+        self.m = m
+        self.reasons = reasons
+        units = dict(zip(m.counters, m.counter_units))
+        self.capped = [reasons.add(CAPPED, CAP_REACHED, counter_cap_reached(c, units.get(c.counter, "")))
+                       for c in m.counter_caps]
+
+    @property
+    def active(self) -> bool:
+        return bool(self.m.counters or self.m.rewards)
+
+    def apply(self, batch) -> pl.Series:
+        """The `counters` column of the results (List(String)); counter caps write their
+        reason into `batch.reason`."""
+        m = self.m
+        n = batch.n
+        # per reason index (a few), then per row by indexing booleans, not texts
+        statuses = self.reasons.column(0).to_list()
+        is_credited = np.array([s == CREDITED for s in statuses], dtype=bool)
+        counts = np.array([s in (CREDITED, CAPPED) for s in statuses], dtype=bool)
+        pos = np.flatnonzero(counts[batch.reason])
+        names = list(m.counters) + [r.name for r in m.rewards]
+        empty = pl.Series("counters", [[]], dtype=pl.List(pl.String)).new_from_index(0, n)
+        if pos.size == 0:
+            return empty
+        pos, new_account = _canonical(batch, pos)
+        account = np.cumsum(new_account) - 1
+        time = batch.time[pos]
+        amounts = {name: np.asarray(batch.columns[COLUMN + name], dtype=np.int64)[pos].copy()
+                   for name in m.counters}
+        for cap, reason in zip(m.counter_caps, self.capped):
+            period = period_index(zone_table(cap.timezone).local_day(time), cap.period)
+            value = amounts[cap.counter]
+            # groups (account, period), the canonical order kept inside each
+            if np.all(new_account[1:] | (period[1:] >= period[:-1])):
+                group_order = np.arange(pos.size)
+            else:  # a local clock that went back across midnight
+                group_order = np.lexsort((np.arange(pos.size), period, account))
+            v = value[group_order]
+            g_account, g_period = account[group_order], period[group_order]
+            new = np.r_[True, (g_account[1:] != g_account[:-1]) | (g_period[1:] != g_period[:-1])]
+            within = _segmented_cumsum(v, new)
+            allowed = np.minimum(within, cap.limit) - np.minimum(within - v, cap.limit)
+            cut = allowed < v
+            if cut.any():
+                at = group_order[cut]
+                rows = pos[at]
+                credited = is_credited[batch.reason[rows]]
+                batch.reason[rows[credited]] = reason
+                value[at] = allowed[cut]
+        counts = []
+        for reward in m.rewards:
+            if reward.source == "points":
+                given = np.maximum(batch.points[pos] + batch.bonus[pos], 0)
+            else:
+                given = amounts[reward.source]
+            cs = _segmented_cumsum(given, new_account)
+            counts.append(cs // reward.every - (cs - given) // reward.every)
+        columns = [amounts[name] for name in m.counters] + counts
+        lists = _lists(names, columns)
+        # back to row order: the rows that count at their positions, empty lists elsewhere
+        where = np.full(n, -1, dtype=np.int64)
+        where[pos] = np.arange(pos.size)
+        gathered = lists.gather(np.where(where >= 0, where, 0))
+        return gathered.zip_with(pl.Series(where >= 0), empty).alias("counters")
+
+
+def _canonical(batch, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The positions in canonical order within each account, and where each account
+    starts: the rules' sort (engine/batch/rules.py `canonical`: accounts by a 64-bit hash
+    of their text, then time; records at one time by id and row), by the text itself
+    when two accounts share a hash."""
+    first, second = account_hashes(batch.accounts, pos)
+    try:
+        order, code, _ = canonical(batch, pos, first, second)
+    except HashCollision:
+        exact = batch.accounts.gather(pos).rank("dense").cast(pl.UInt64).to_numpy()
+        order, code, _ = canonical(batch, pos, exact, exact)
+    return pos[order], np.r_[True, code[1:] != code[:-1]]
+
+
+def _lists(names: list[str], columns: list[np.ndarray]) -> pl.Series:
+    """`name=amount` lists of each record. Records moving the same amounts share one list,
+    made once and gathered: few combinations of amounts occur (a ride, no voucher)."""
+    k = columns[0].size
+    key, width = np.zeros(k, dtype=np.int64), 1
+    for column in columns:
+        low, high = (int(column.min()), int(column.max())) if k else (0, 0)
+        span = high - low + 1
+        if low < 0 or width * span > 4 * k + 1024:  # too many combinations: one list each
+            frame = pl.DataFrame({f"c{j}": c for j, c in enumerate(columns)})
+            return frame.select(pl.concat_list([pl.lit(f"{name}=") + pl.col(f"c{j}").cast(pl.String)
+                                                for j, name in enumerate(names)])).to_series()
+        key += (column - low) * width
+        width *= span
+    present = np.bincount(key, minlength=1) > 0
+    distinct = np.flatnonzero(present)
+    inverse = (np.cumsum(present) - 1)[key]
+    first = np.zeros(distinct.size, dtype=np.int64)
+    first[inverse[::-1]] = np.arange(k)[::-1]  # a record of each combination
+    lists = [[f"{name}={int(c[i])}" for name, c in zip(names, columns)] for i in first.tolist()]
+    return pl.Series("counters", lists, dtype=pl.List(pl.String)).gather(inverse)
+
+
+def _segmented_cumsum(values: np.ndarray, new: np.ndarray) -> np.ndarray:
+    """Cumulative sums restarting where `new` is true."""
+    cs = np.cumsum(values)
+    starts = np.flatnonzero(new)
+    base = np.repeat(np.r_[0, cs[starts[1:] - 1]] if starts.size else np.zeros(0, np.int64),
+                     np.diff(np.r_[starts, values.size]))
+    return cs - base

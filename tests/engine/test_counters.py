@@ -1,0 +1,91 @@
+"""Counters and rewards (engine/counters.py) on cases with known answers: the issue's
+45 points at 20 a ticket, a counter cap, a negative amount, the explanation, and the
+state carried between evaluations as the ledger stores it (JSON)."""
+
+from __future__ import annotations
+
+from dsl import compile_source
+from engine import Engine
+from engine.batch import BatchEngine
+from engine.explain import render
+from engine.state import AccountState
+
+HEADER = """methodology test.counters "counters" version 1.0.0 {
+  covers trip
+  effective from 2024-01-01
+  timezone Asia/Shanghai
+}
+"""
+BODY = """
+input earned: integer between -100 and 1000
+input kind: choice { ride, walk }
+points = earned
+counter rides [ride] = if kind == ride then 1 else 0
+counter bonus_rides [ride] = if kind == ride then earned - earned else 0 - 1 * earned
+cap counter rides at 2 ride per account per day
+reward ticket every 20 points worth 2 CNY
+"""
+
+
+def _engine():
+    compiled = compile_source(HEADER + BODY, "counters.tanpu")
+    assert compiled.ok, compiled.render()
+    return compiled.methodology, Engine(compiled.methodology)
+
+
+def _record(i, earned, kind="ride", day="2024-06-01", hour=8, account="a"):
+    return {"id": f"r{i}", "account": account, "time": f"{day}T{hour:02d}:00",
+            "earned": str(earned), "kind": kind}
+
+
+def test_45_points_at_20_a_ticket_give_two_tickets_and_keep_5():
+    _, engine = _engine()
+    first, second = engine.evaluate([_record(1, 45), _record(2, 15, hour=9)])
+    assert first.counters == ("rides=1", "bonus_rides=0", "ticket=2")
+    # the 5 points kept and 15 more make one ticket, nothing left
+    assert second.counters == ("rides=1", "bonus_rides=0", "ticket=1")
+
+
+def test_the_remainder_is_carried_in_the_state_between_evaluations():
+    m, engine = _engine()
+    state: dict = {}
+    engine.evaluate([_record(1, 45)], state=state)
+    stored = {a: s.to_json(engine.rules) for a, s in state.items()}
+    state = {a: AccountState.from_json(engine.rules, text) for a, text in stored.items()}
+    assert state["a"].balances == [5] and state["a"].counter_totals == [1, 0]
+    (second,) = engine.evaluate([_record(2, 15, hour=9)], state=state)
+    assert second.counters == ("rides=1", "bonus_rides=0", "ticket=1")
+    assert state["a"].balances == [0]
+
+
+def test_a_counter_cap_cuts_the_counter_not_the_points():
+    _, engine = _engine()
+    results = engine.evaluate([_record(i, 10, hour=8 + i) for i in range(3)])
+    assert [r.status for r in results] == ["credited", "credited", "capped"]
+    assert results[2].code == "CAP_REACHED" and results[2].points == 10
+    assert results[2].message == "counter rides cap of 2 ride per account per day reached"
+    assert [r.counters[0] for r in results] == ["rides=1", "rides=1", "rides=0"]
+
+
+def test_a_negative_counter_amount_rejects_the_record_on_every_path():
+    m, engine = _engine()
+    stream = [_record(1, 5, kind="walk")]  # bonus_rides = -5
+    scalar = engine.evaluate(stream)
+    batch = BatchEngine(m).evaluate(stream)
+    for results in (scalar, batch):
+        assert results[0].status == "rejected" and results[0].code == "NEGATIVE_COUNTER"
+        assert results[0].counters == ()
+
+
+def test_negative_points_convert_nothing_and_take_nothing_back():
+    _, engine = _engine()
+    results = engine.evaluate([_record(1, 15), _record(2, -50, hour=9), _record(3, 5, hour=10)])
+    assert [r.counters[2] for r in results] == ["ticket=0", "ticket=0", "ticket=1"]
+
+
+def test_the_explanation_says_what_each_counter_and_reward_moved():
+    _, engine = _engine()
+    (result,) = engine.evaluate([_record(1, 45)], explain=True)
+    lines = render(result.explanation)
+    assert "  counted    rides + 1 ride   account total 1" in lines
+    assert "  reward     ticket × 2 = 4 CNY   every 20 points; 5 kept" in lines

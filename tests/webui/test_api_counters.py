@@ -1,0 +1,106 @@
+"""Issue 12's counters and rewards through the ledger: what each credit moved is stored
+on its entry and returned, the counters' caps and the rewards' remainders carried in the
+accounts' state between requests, so that a stream credited one ride a request, or in
+requests of random sizes, moves exactly what one request (and the batch engine on the
+whole stream) moves (Flask test client, SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+
+import pytest
+import sqlalchemy as sa
+
+from dsl import compile_source
+from engine.batch import BatchEngine
+from registry import accounts, ledger, verify
+from tests.webui.reviewkit import *  # noqa: F401,F403 - fixtures
+from tests.webui.reviewkit import METHODOLOGY, source
+
+from .test_api_state import _second_integrator, platform_of, post, ride
+
+COUNTERS = """
+counter rides [ride] = 1
+cap counter rides at 3 ride per account per day
+reward voucher every 1000 points worth 5 CNY
+reward ticket every 2 rides worth 2 CNY
+"""
+
+
+def counting_source() -> str:
+    return source(METHODOLOGY, "1.0.0") + COUNTERS
+
+
+@pytest.fixture
+def counting(web):
+    web.published("1.0.0", dt.date(2024, 1, 1), counting_source())
+    return web, web.token()
+
+
+@pytest.fixture(autouse=True)
+def _the_ledger_verifies(reg):
+    yield
+    with reg.db.read() as s:
+        report = verify.verify(s)
+    assert report.ok, str(report)
+
+
+def _moved(web, integrator) -> dict:
+    """(record id, the integrator's account id) -> (status, points, counters) of its entries."""
+    named = platform_of(web, integrator)
+    with web.reg.db.engine.connect() as c:
+        rows = c.execute(sa.text("SELECT record_id, account, status, points, counters "
+                                 "FROM credit_entries WHERE integrator_id = :i"), {"i": integrator}).all()
+    return {(r[0], named[r[1]]): (r[2], r[3], r[4]) for r in rows}
+
+
+def _stream(rng: random.Random, n: int = 40) -> list[dict]:
+    stream = [ride(f"s{i}", i * 50 + rng.randrange(40), km=rng.randint(1, 25),
+                   account=f"acct-{rng.randrange(3)}", mode=rng.choice(["metro", "ebus"]))
+              for i in range(n)]
+    stream.sort(key=lambda r: r["boarded"])
+    return stream
+
+
+def test_one_ride_a_request_moves_what_one_request_moves(counting, reg):
+    web, token = counting
+    rides = _stream(random.Random(12), 24)
+    answer = post(web, token, rides)
+    whole = _moved(web, reg.integrator)
+    # the API answers with what each record moved
+    by_id = {row["id"]: row for row in answer["results"]}
+    assert all(by_id[record_id]["counters"] == counters.split(";")
+               for (record_id, _), (_, _, counters) in whole.items())
+    other = _second_integrator(reg)
+    bikes = web.token(other)
+    for r in rides:
+        post(web, bikes, [{**r, "account": r["account"] + "-b"}])
+    one_by_one = {(record_id, account[:-2]): rest for (record_id, account), rest in
+                  _moved(web, other).items()}
+    assert one_by_one == whole
+    # a ride cut by the counter cap, and vouchers and tickets given, are in the stream
+    moved = [dict(c.split("=") for c in counters.split(";")) for _, _, counters in whole.values()]
+    assert any(m["rides"] == "0" for m in moved)
+    assert sum(int(m["voucher"]) for m in moved) > 0 and sum(int(m["ticket"]) for m in moved) > 0
+
+
+def test_random_batches_move_what_the_batch_engine_moves_on_the_whole_stream(counting, reg):
+    web, token = counting
+    rng = random.Random(2026)
+    stream = _stream(rng, 50)
+    at = 0
+    while at < len(stream):
+        size = rng.randint(1, 9)
+        post(web, token, stream[at:at + size])
+        at += size
+    methodology = compile_source(counting_source(), "counting.tanpu").methodology
+    expected = {(r.id, r.account): (r.status, r.points, ";".join(r.counters))
+                for r in BatchEngine(methodology).evaluate(stream) if r.status in ("credited", "capped")}
+    assert _moved(web, reg.integrator) == expected
+    with web.reg.db.read() as s:
+        platform = accounts.resolve(s, reg.integrator, "acct-0", create=False)
+        totals = ledger.counter_totals(s, str(platform.id))
+    mine = [dict((k, int(v)) for k, v in (c.split("=") for c in counters.split(";")))
+            for (_, account), (_, _, counters) in expected.items() if account == "acct-0"]
+    assert totals == {name: sum(m[name] for m in mine) for name in ("rides", "voucher", "ticket")}
