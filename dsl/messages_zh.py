@@ -63,6 +63,7 @@ ZH: dict[str, str] = {
     "E0314": "`{name}` 的值必须是整毫克，实际为 {found}",
     "E0315": "可选输入 `{name}` 是{kind}，没有空值：请用 `= ...` 给出默认值",
     "E0316": "对{kind}的 `case` 无法列出所有取值：请加上 `else`",
+    "E0317": "计数器的单位必须计数某种事物（device、household、person、ride、trip）或是金额（CNY），实际为 `{unit}`",
     "E0330": "{problem}",
     "E0331": "行程段字段 `{name}` 是{kind}：行程段的字段只能是数量、数值、整数、布尔值、文本或选项",
     "E0332": "`{name}` 在此处不是行程段列表",
@@ -96,6 +97,12 @@ ZH: dict[str, str] = {
     "E0605": "时间窗口必须是时长，例如 `7 days` 或 `1 h`，实际为{found}",
     "E0606": "`{name}` 既被直接定义，又由 `baseline - project - leakage` 推导",
     "E0607": "序数 `{ordinal}` 必须是 1st 或更大",
+    "E0608": "`{name}` 不是计数器",
+    "E0609": "计数器 `{name}` 必须是整数，但它是{found}",
+    "E0610": "对计数器 `{name}` 的上限必须是{expected}（至少为 0），实际为{found}",
+    "E0611": "奖励至少需要每 1 个单位兑换一次，实际为 `every {found}`",
+    "E0612": "`{source}` 已经换算为 `{other}`：每种积分或计数器只能对应一种奖励",
+    "E0613": "奖励的价值必须是金额或数量，例如 `5 CNY` 或 `1 ride`，实际为{found}",
     # examples
     "E0701": "示例设置了 `{name}`，但它不是输入项",
     "E0702": "示例没有设置必填输入 `{name}`",
@@ -117,7 +124,7 @@ ZH: dict[str, str] = {
     "W0202": "此条件始终为 {value}",
     "W0301": f"上限周期没有时区；按 {DEFAULT_TIMEZONE} 处理",
     "W0302": "原因代码 `{code}` 没有使用 UPPER_SNAKE_CASE 写法",
-    "W0401": "两个方法学自 {start} 起都覆盖 `{activity}`，且都没有说明哪个优先",
+    "W0401": "两个方法学自 {start}{where}起都覆盖 `{activity}`，且都没有说明哪个优先",
     # the checker itself
     "E9999": "检查器处理此文件时出错（{error}）：这是 Tanpu 的缺陷，不是文件的问题",
 }
@@ -265,6 +272,16 @@ _PHRASES: list[tuple[str, str]] = [
      r"\1 有按键给出的值但没有 `by`：请说明按什么取值，例如 `by mode`"),
     (r"checking took longer than (.+) s and was stopped; shorten the file, or report it if it is short",
      r"检查用时超过 \1 秒，已停止；请缩短文件，如果文件并不长请报告此问题"),
+    # counters and rewards
+    (r"write a count unit such as (.+)", r"请写计数单位，例如 \1"),
+    (r"a counter adds whole units, e\.g\. (`.+`) or (`.+`)", r"计数器按整数单位累加，例如 \1 或 \2"),
+    (r"write what one reward is worth, e\.g\. (`.+`) or (`.+`)", r"请写明一份奖励的价值，例如 \1 或 \2"),
+    (r"a whole number of (\S+)", r"\1 的整数"),
+    (r"a quantity in (\S+) \((.+)\)", r"以 \1 计的量（{\2}）"),
+    (r"a count of (\S+)", r"\1 的计数"),
+    (r"write `reduction = \.\.\.` \(or `baseline = \.\.\.` with `project` and `leakage`\), `points = \.\.\.`, or a `counter`",
+     "请写 `reduction = ...`（或写 `baseline = ...` 并配以 `project` 和 `leakage`）、`points = ...`，或一个 `counter`"),
+    (r" in (.+)", r"（在 \1）"),
     # lists of legs (dsl/check/legs.py), histories, duplicate rules
     (r"a list input declares one name", "一个列表输入只声明一个名称"),
     (r"write one `input NAME: list \{ \.\.\. \}` per group", "每组写一个 `input NAME: list { ... }`"),
@@ -356,6 +373,7 @@ def _template(code: str) -> Optional[re.Pattern]:
     if english is None:
         return None
     pattern, seen = [], set()
+    shaped = {"start": r"\d{4}-\d{2}-\d{2}", "until": r"\d{4}-\d{2}-\d{2}"}  # fields side by side
     for literal, field, _spec, _conv in string.Formatter().parse(english):
         pattern.append(re.escape(literal))
         if field is None:
@@ -364,7 +382,7 @@ def _template(code: str) -> Optional[re.Pattern]:
             pattern.append(f"(?P={field})")
         else:
             seen.add(field)
-            pattern.append(f"(?P<{field}>.*?)")
+            pattern.append(f"(?P<{field}>{shaped.get(field, '.*?')})")
     return re.compile("".join(pattern), re.DOTALL)
 
 

@@ -104,6 +104,10 @@ ACTION_LABELS = {
     "reward.create": _l("Reward created"),
     "reward.update": _l("Reward changed"),
     "reward.redeem": _l("Reward redeemed"),
+    "job.submit": _l("Batch job submitted"),
+    "job.finish": _l("Batch job finished"),
+    "webhook.subscribe": _l("Webhook subscribed"),
+    "webhook.unsubscribe": _l("Webhook removed"),
 }
 
 
