@@ -247,3 +247,91 @@ def logout():
     sign_out()
     flash(_("You have signed out."), "info")
     return redirect(url_for("auth.login"))
+
+
+# ---------------------------------------------------------------- passwords
+RESET_SECONDS = 24 * 3600  # a reset link's life
+
+
+def _reset_serializer():
+    from itsdangerous import URLSafeTimedSerializer
+    return URLSafeTimedSerializer(current_app.secret_key, salt="tanpu-password-reset")
+
+
+def reset_link(user: User) -> str:
+    """A link that lets `user` choose a new password once, within RESET_SECONDS: it names
+    the password it replaces (its fingerprint), so it stops working once used, or once the
+    password changes some other way. Signed with the secret key: no table to keep."""
+    token = _reset_serializer().dumps({"uid": user.id, "fp": _fingerprint(user)})
+    return url_for("auth.reset_password", token=token, _external=True)
+
+
+def _user_of_reset(token: str) -> Optional[User]:
+    from itsdangerous import BadSignature
+    try:
+        data = _reset_serializer().loads(token, max_age=RESET_SECONDS)
+    except BadSignature:  # SignatureExpired is one
+        return None
+    with get_db().read() as s:
+        user = s.get(User, data.get("uid")) if isinstance(data, dict) else None
+        if user is None or not user.active or not hmac.compare_digest(
+                _fingerprint(user), str(data.get("fp", ""))):
+            return None
+        user.roles  # noqa: B018 - loaded while the session is open
+        return user
+
+
+def _new_password(user_id: int) -> Optional[str]:
+    """Sets the password typed twice in the form (None, with a message flashed, if not)."""
+    password = request.form.get("password") or ""
+    if password != (request.form.get("confirm") or ""):
+        flash(_("The two passwords differ."), "error")
+        return None
+    from registry.errors import RegistryError
+
+    from .i18n import server
+    try:
+        with get_db().unit_of_work() as s:
+            users.set_password(s, user_id, user_id, password)
+    except RegistryError as error:
+        flash(server(error), "error")
+        return None
+    return password
+
+
+@bp.route("/account/password", methods=["GET", "POST"])
+@login_required
+def change_password():
+    """Every user changes their own password, giving the current one first."""
+    status = 200
+    if request.method == "POST":
+        with get_db().read() as s:
+            known = users.authenticate(s, current_user.email, request.form.get("current") or "")
+        if known is None or known.id != current_user.id:
+            flash(_("The current password is not right."), "error")
+            status = 422
+        elif _new_password(current_user.id) is None:
+            status = 422
+        else:
+            with get_db().read() as s:
+                user = s.get(User, current_user.id)
+                user.roles  # noqa: B018
+            sign_in(user)  # the change ended every session: this one goes on
+            flash(_("Your password is changed; your other sessions are signed out."), "success")
+            return redirect(_safe_next(None), code=303)
+    return render_template("auth/password.html", min_password=users.MIN_PASSWORD_LENGTH, reset=False), status
+
+
+@bp.route("/password/reset/<token>", methods=["GET", "POST"])
+def reset_password(token: str):
+    """The page of a one-time link an administrator made: choose a new password."""
+    user = _user_of_reset(token)
+    if user is None:
+        return render_template("auth/password.html", min_password=users.MIN_PASSWORD_LENGTH, reset=True, invalid=True), 410
+    if request.method == "POST":
+        if _new_password(user.id) is not None:
+            sign_out()
+            flash(_("Your password is set: sign in with it."), "success")
+            return redirect(url_for("auth.login"), code=303)
+        return render_template("auth/password.html", min_password=users.MIN_PASSWORD_LENGTH, reset=True, user=user), 422
+    return render_template("auth/password.html", min_password=users.MIN_PASSWORD_LENGTH, reset=True, user=user)

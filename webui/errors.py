@@ -17,6 +17,7 @@ from registry.errors import (Conflict, Forbidden, Invalid, InvalidTransition, No
                              QuorumNotMet, RegistryError)
 
 from .auth import wants_json
+from .i18n import server
 
 
 def registry_status(error: RegistryError) -> int:
@@ -55,7 +56,7 @@ def render_error(status: int, detail: str = "", code: str = ""):
         from .api.problems import problem
         return problem(status, code or json_code(status), detail or explanation)
     return render_template("errors/error.html", status=status, title=title,
-                           explanation=explanation, detail=detail), status
+                           explanation=explanation, detail=server(detail)), status
 
 
 def json_code(status: int) -> str:

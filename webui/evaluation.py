@@ -68,8 +68,13 @@ class _Checker:
 
         with self._lock:
             if self._pool is None:  # forkserver: no fork of a process with server threads
+                import atexit
+
                 context = multiprocessing.get_context("forkserver")
                 self._pool = context.Pool(2, maxtasksperchild=500)
+                # ended before the interpreter tears its modules down (else the pool's own
+                # finalizer runs too late and prints a traceback at exit)
+                atexit.register(self._pool.terminate)
             return self._pool
 
     def run(self, source: str, file: str, seconds: float) -> Optional[dict]:

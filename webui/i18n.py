@@ -6,8 +6,9 @@ year), else zh. `?lang=en` on any page shows it in that language once.
 Messages: English msgids in the code and templates (`_("...")`), Chinese in
 translations/zh/LC_MESSAGES/messages.po. Each blueprint package may have its own
 `translations/` folder beside its `__init__.py` (webui/editor/translations/...): every
-such folder is used, and catalogs are merged. The .mo files are committed, and compiled
-again from the .po at start-up when missing or older (so a fresh clone works either way).
+such folder is used, and catalogs are merged. The .mo files are committed; where one does
+not say what its .po says, the catalogs are compiled into a temporary folder at start-up
+(never in place: running the tests or the server leaves the work tree clean).
 
     make i18n    # extract the msgids, update the .po files (then translate), compile
 """
@@ -56,6 +57,42 @@ def switch(code: str):
         response.set_cookie(COOKIE, code, max_age=365 * 24 * 3600, samesite="Lax",
                             httponly=True, secure=current_app.config["SESSION_COOKIE_SECURE"])
     return response
+
+
+def for_reader(diagnostics: Iterable[dict]) -> list[dict]:
+    """Diagnostics (as JSON) in the request's language: dsl/messages_zh.py translates
+    the message, label, help and notes of each for a zh page; `tanpu check` and the API
+    keep the English."""
+    if lang() != "zh":
+        return list(diagnostics)
+    from dsl.messages_zh import translate
+    return [translate(d) for d in diagnostics]
+
+
+def server(text) -> str:
+    """A message of the registry (why it refused) in the request's language."""
+    from .messages_zh import server_text
+    return server_text(str(text or ""), lang())
+
+
+def ticks(text) -> "Markup":
+    """A message with `backticks` (a name, a piece of the language) shown as code; the rest
+    escaped as text."""
+    import re
+
+    from markupsafe import Markup, escape
+    return Markup(re.sub(r"`([^`\n]+)`", r"<code>\1</code>", str(escape(str(text or "")))))
+
+
+def back_link() -> str:
+    """Where the user came from (the Referer, when it is a page of this site), else ""."""
+    from urllib.parse import urlsplit
+    referrer = request.referrer or ""
+    parts = urlsplit(referrer)
+    if not referrer or parts.netloc != request.host:
+        return ""
+    target = parts.path + ("?" + parts.query if parts.query else "")
+    return "" if target == request.full_path.rstrip("?") else target
 
 
 # ---------------------------------------------------------------- dates
@@ -120,8 +157,23 @@ def translation_directories() -> list[Path]:
     return [p for p in found if p.is_dir()]
 
 
-def _stale(po: Path, mo: Path) -> bool:
-    return not mo.exists() or mo.stat().st_mtime < po.stat().st_mtime
+def _messages(catalog) -> dict:
+    return {m.id: m.string for m in catalog if m.id and m.string and not m.fuzzy}
+
+
+def catalog_is_current(po: Path, mo: Path) -> bool:
+    """The .mo holds exactly the translations of its .po (compared by content, not by
+    modification time, which a git checkout sets arbitrarily)."""
+    from babel.messages.mofile import read_mo
+    from babel.messages.pofile import read_po
+
+    if not mo.exists():
+        return False
+    with po.open("rb") as f:
+        source = _messages(read_po(f))
+    with mo.open("rb") as f:
+        compiled = {m.id: m.string for m in read_mo(f) if m.id}
+    return compiled == source
 
 
 def compile_catalog(po: Path, mo: Path) -> None:
@@ -138,28 +190,35 @@ def compile_catalog(po: Path, mo: Path) -> None:
 
 
 def compiled_directories(directories: Iterable[Path]) -> list[str]:
-    """The directories Flask-Babel reads, each with .mo files as new as their .po.
+    """The directories Flask-Babel reads, each with .mo files that say what their .po say.
 
-    Compiles in place; where a folder cannot be written (an installed, read-only
-    package), into a temporary folder instead."""
+    Never writes into the source tree (running the tests or the server leaves the work
+    tree clean): where a committed .mo is out of date, every catalog of that folder is
+    compiled into a temporary folder, read from there, and a warning says to run
+    `pybabel compile -d webui/translations`."""
     out = []
     for directory in directories:
-        pos = list(directory.glob("*/LC_MESSAGES/*.po"))
-        if not any(_stale(po, po.with_suffix(".mo")) for po in pos):
-            out.append(str(directory))
-            continue
-        try:
-            for po in pos:
-                if _stale(po, po.with_suffix(".mo")):
-                    compile_catalog(po, po.with_suffix(".mo"))
-            out.append(str(directory))
-        except OSError:
-            target = Path(tempfile.mkdtemp(prefix="tanpu-i18n-"))
-            for po in pos:
-                compile_catalog(po, target / po.relative_to(directory).with_suffix(".mo"))
-            log.info("compiled the catalogs of %s into %s", directory, target)
-            out.append(str(target))
+        pos = sorted(directory.glob("*/LC_MESSAGES/*.po"))
+        key = (directory, tuple((p, p.stat().st_mtime_ns, p.with_suffix(".mo").exists() and
+                                 p.with_suffix(".mo").stat().st_mtime_ns) for p in pos))
+        if key not in _COMPILED:  # one app per test: each folder is read once per change
+            _COMPILED[key] = _readable_directory(directory, pos)
+        out.append(_COMPILED[key])
     return out
+
+
+_COMPILED: dict[tuple, str] = {}
+
+
+def _readable_directory(directory: Path, pos: list[Path]) -> str:
+    if all(catalog_is_current(po, po.with_suffix(".mo")) for po in pos):
+        return str(directory)
+    target = Path(tempfile.mkdtemp(prefix="tanpu-i18n-"))
+    for po in pos:
+        compile_catalog(po, target / po.relative_to(directory).with_suffix(".mo"))
+    log.warning("the .mo files of %s are out of date: compiled into %s "
+                "(run pybabel compile -d %s)", directory, target, directory)
+    return str(target)
 
 
 def init_app(app) -> None:
@@ -175,6 +234,10 @@ def init_app(app) -> None:
     app.add_template_filter(format_datetime, "datetime")
     app.add_template_filter(format_date, "date")
     app.add_template_filter(iso_utc, "utc")
+    app.add_template_global(for_reader)
+    app.add_template_global(back_link)
+    app.add_template_filter(server, "server")
+    app.add_template_filter(ticks, "ticks")
 
     @app.context_processor
     def _languages():

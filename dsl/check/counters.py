@@ -18,10 +18,9 @@ from ..suggestions import did_you_mean
 from ..surface import ast
 from ..types import Kind
 from ..units import COUNT_DIMENSIONS, CURRENCY, Unit
-from ..zones import DEFAULT_TIMEZONE, valid_zone
 from .expressions import ExpressionChecker, Uses, within_depth
 from .literals import INVALID, decimal_of, describe_literal, unit_of, whole_token
-from .scope import BUILTIN_TYPES, Scope
+from .scope import BUILTIN_TYPES, Scope, calendar_zone
 
 
 def counting(unit: Unit) -> bool:
@@ -106,18 +105,9 @@ def _cap(item, counters, units, nodes, scope: Scope, report: Reporter, zone_give
     if name not in counters:
         _unknown_counter(item.counter, nodes, report)
         return None
-    if item.zone is not None:
-        zone = str(item.zone)
-        if not valid_zone(zone):
-            report.report("E0503", item.zone, zone=zone)
-            return None
-    elif zone_given:
-        zone = scope.timezone
-    else:
-        report.report("W0301", item.period,
-                      help="write the zone of the calendar, e.g. `per day in Asia/Shanghai`, "
-                           "or `timezone Asia/Shanghai` in the header")
-        zone = DEFAULT_TIMEZONE
+    zone = calendar_zone(item, scope, report, zone_given)
+    if zone is None:
+        return None
     limit = _whole_in(item.limit, units[name], report)
     if limit is None:
         unit = units[name]

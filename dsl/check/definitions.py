@@ -15,7 +15,7 @@ from ..surface import ast
 from ..types import Kind, Type, is_mass, quantity
 from .expressions import ExpressionChecker, Uses, within_depth
 from .literals import unit_of
-from .scope import BUILTIN_TYPES, Scope
+from .scope import Scope, declare
 
 
 def names_in(node) -> set[str]:
@@ -44,14 +44,8 @@ def collect(items, scope: Scope, report: Reporter, declared: dict) -> dict:
         if not isinstance(item, (ast.LetDef, ast.OutputDef)):
             continue
         name = str(item.name)
-        if name in BUILTIN_TYPES:
-            report.report("E0206", item.name, name=name)
+        if not declare(name, item.name, declared, report):
             continue
-        if name in declared:
-            report.report("E0202", item.name, name=name,
-                          notes=[report.note("first defined here", declared[name])])
-            continue
-        declared[name] = item.name
         definitions[name] = item
         scope.definition_names.add(name)
     return definitions

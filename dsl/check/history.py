@@ -16,7 +16,7 @@ from ..messages import Reporter
 from ..surface import ast
 from ..types import INTEGER, NUMBER, Kind, Type
 from .literals import INVALID, check_code, literal_value
-from .scope import BUILTIN_TYPES, Scope
+from .scope import BUILTIN_TYPES, Scope, declare
 
 # the longest window: ten years of days, or as many records (a state kept per account
 # holds at most this many values of a record window)
@@ -39,14 +39,8 @@ def check_histories(items, scope: Scope, report: Reporter, declared: dict) -> li
         if not isinstance(item, ast.HistoryDef):
             continue
         name = str(item.name)
-        if name in BUILTIN_TYPES:
-            report.report("E0206", item.name, name=name)
+        if not declare(name, item.name, declared, report):
             continue
-        if name in declared:
-            report.report("E0202", item.name, name=name,
-                          notes=[report.note("first defined here", declared[name])])
-            continue
-        declared[name] = item.name
         history = _check(item, name, scope, report)
         if history is None:
             scope.failed.add(name)

@@ -10,11 +10,10 @@ from ..suggestions import did_you_mean
 from ..surface import ast
 from ..types import INTEGER, Kind, is_duration
 from ..units import MASS, SECOND
-from ..zones import DEFAULT_TIMEZONE, valid_zone
 from .expressions import ExpressionChecker, Uses, within_depth
 from .literals import (INVALID, check_code, describe_literal, literal_value, si_float, unit_of,
                        whole_milligrams, whole_token, whole_value)
-from .scope import Scope
+from .scope import Scope, calendar_zone
 
 
 def check_requires(items, scope: Scope, report: Reporter) -> tuple[list[ir.Require], list[Uses]]:
@@ -115,18 +114,9 @@ def check_cross_record(items, scope: Scope, report: Reporter, zone_given: bool) 
 
 def _cap(item: ast.CapRule, scope: Scope, report: Reporter, zone_given: bool) -> Optional[ir.Cap]:
     target = str(item.target)
-    if item.zone is not None:
-        zone = str(item.zone)
-        if not valid_zone(zone):
-            report.report("E0503", item.zone, zone=zone)
-            return None
-    elif zone_given:
-        zone = scope.timezone
-    else:
-        report.report("W0301", item.period,
-                      help="write the zone of the calendar, e.g. `per day in Asia/Shanghai`, "
-                           "or `timezone Asia/Shanghai` in the header")
-        zone = DEFAULT_TIMEZONE
+    zone = calendar_zone(item, scope, report, zone_given)
+    if zone is None:
+        return None
     if target == "reduction":
         if not isinstance(item.limit, ast.QuantityLiteral):
             report.report("E0603", item.limit, target=target, expected="a mass such as `2 kg`",

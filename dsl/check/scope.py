@@ -7,7 +7,7 @@ from typing import Optional
 
 from ..ir import ast as ir
 from ..types import DATETIME, TEXT, Kind, Type
-from ..zones import DEFAULT_TIMEZONE
+from ..zones import DEFAULT_TIMEZONE, valid_zone
 
 BUILTIN_TYPES: dict[str, Type] = {"id": TEXT, "account": TEXT, "time": DATETIME, "activity": TEXT}
 
@@ -46,3 +46,36 @@ class Scope:
         for spec in self.inputs.values():
             names |= set(spec.type.choices)
         return names
+
+
+def declare(name: str, node, declared: dict, report) -> bool:
+    """Whether `name` (written at `node`) may be defined: not a built-in field (E0206) and
+    not defined before (E0202, pointing at the first). Records it in `declared` when so.
+    One rule for every kind of definition (let, output, history, counter)."""
+    if name in BUILTIN_TYPES:
+        report.report("E0206", node, name=name)
+        return False
+    if name in declared:
+        report.report("E0202", node, name=name,
+                      notes=[report.note("first defined here", declared[name])])
+        return False
+    declared[name] = node
+    return True
+
+
+def calendar_zone(item, scope: "Scope", report, zone_given: bool) -> Optional[str]:
+    """The time zone of a cap's calendar (`per day in ZONE`), else the header's, else the
+    default with W0301; None after E0503 for a zone that is none. One rule for every cap
+    (reduction, points, counters)."""
+    if item.zone is not None:
+        zone = str(item.zone)
+        if not valid_zone(zone):
+            report.report("E0503", item.zone, zone=zone)
+            return None
+        return zone
+    if zone_given:
+        return scope.timezone
+    report.report("W0301", item.period,
+                  help="write the zone of the calendar, e.g. `per day in Asia/Shanghai`, "
+                       "or `timezone Asia/Shanghai` in the header")
+    return DEFAULT_TIMEZONE

@@ -130,7 +130,7 @@ class Actor:
 
     def state(self, state: str):
         from playwright.sync_api import expect
-        expect(self.page.locator("#version-state")).to_have_text(state)
+        expect(self.page.locator("#version-state")).to_have_attribute("data-state", state)
 
 
 # ---------------------------------------------------------------- the story
@@ -320,7 +320,7 @@ def _story(actor, step, shots: Shots, server, expect) -> None:
     step('meanwhile the author sees the review but no vote form, and a forged vote is refused')
     page = actor("expert").page
     page.goto(review_path)
-    expect(page.locator("#version-state")).to_have_text("in_review")
+    expect(page.locator("#version-state")).to_have_attribute("data-state", "in_review")
     expect(page.locator("#vote-form")).to_have_count(0)
     expect(page.locator("#vote-why-not")).to_contain_text("the author cannot vote")
     token = page.locator('meta[name="csrf-token"]').get_attribute("content")

@@ -74,7 +74,9 @@ def test_non_administrators_get_403_on_every_admin_route(site):
 def test_the_403_page_says_why(site):
     response = site.new_client(site.reg.expert).get("/admin/users")
     assert response.status_code == 403
-    assert "无权操作" in text_of(response) and "needs the administrator role" in text_of(response)
+    assert "无权操作" in text_of(response) and "需要管理员角色" in text_of(response)
+    english = site.new_client(site.reg.expert).get("/admin/users?lang=en")
+    assert "needs the administrator role" in text_of(english)
 
 
 def test_create_a_user_who_can_then_sign_in(site):
@@ -98,7 +100,16 @@ def test_create_a_user_who_can_then_sign_in(site):
     # a bad one comes back with the reason
     response = client.post("/admin/users", data={"email": "not an email", "name": "x",
                                                   "roles": "expert"}, follow_redirects=True)
-    assert "未能创建用户" in text_of(response) and "not an email address" in text_of(response)
+    assert "未能创建用户" in text_of(response) and "不是电子邮箱地址" in text_of(response)
+    # what was typed is still in the form (Chinese first; the English reason with ?lang=en)
+    html = response.get_data(as_text=True)
+    assert 'name="email" required value="not an email"' in html
+    assert 'value="expert" checked' in html
+    again = client.get("/admin/users").get_data(as_text=True)  # once only
+    assert 'value="not an email"' not in again
+    response = client.post("/admin/users?lang=en", data={"email": "not an email", "name": "x",
+                                                          "roles": "expert"}, follow_redirects=True)
+    assert "not an email address" in text_of(response)
 
 
 def test_grant_revoke_roles_deactivate_and_set_password(site):
@@ -113,7 +124,7 @@ def test_grant_revoke_roles_deactivate_and_set_password(site):
         assert "committee_member" not in s.get(User, reg.expert).roles
     response = client.post(f"{url}/roles", data={"role": "wizard", "op": "grant"},
                            follow_redirects=True)
-    assert "unknown role wizard" in text_of(response)
+    assert "未知角色 wizard" in text_of(response)
     # password: both fields must agree
     response = client.post(f"{url}/password", data={"password": "one long password",
                                                     "confirm": "another long password"},
@@ -160,7 +171,7 @@ def test_committees_members_and_quorum(site):
     client.post(f"/admin/committees/{waste.id}/members", data={"user_id": str(reg.outsider)})
     response = client.post(f"/admin/committees/{waste.id}/members",
                            data={"user_id": str(reg.expert)}, follow_redirects=True)
-    assert "needs the committee member role first" in text_of(response)
+    assert "需要先拥有委员会成员角色" in text_of(response)
     page = client.get(f"/admin/committees/{waste.id}")
     assert rows(page, "member") == [site.email(reg.outsider)]
     assert "委员会成员人数少于表决规则所需票数" in text_of(page)
@@ -182,7 +193,7 @@ def test_committees_members_and_quorum(site):
     # a domain taken already
     response = client.post("/admin/committees", data={"domain": "waste", "name": "again"},
                            follow_redirects=True)
-    assert "already a waste committee" in text_of(response)
+    assert "已有 waste 领域的委员会" in text_of(response)
 
 
 def test_suspend_reinstate_retire_a_published_version(site):
@@ -193,7 +204,7 @@ def test_suspend_reinstate_retire_a_published_version(site):
     # a reason is required
     response = client.post(f"/admin/versions/{vid}/suspend", data={"reason": " ", "next": page},
                            follow_redirects=True)
-    assert "needs a comment saying why" in text_of(response)
+    assert "需要填写意见说明理由" in text_of(response)
     assert reg.state(vid) == "published"
     response = client.post(f"/admin/versions/{vid}/suspend",
                            data={"reason": "因子待核实", "next": page})
@@ -209,7 +220,7 @@ def test_suspend_reinstate_retire_a_published_version(site):
     # retired is final: the form is gone and a forged request is refused with the reason
     response = client.post(f"/admin/versions/{vid}/reinstate", data={"reason": "x"},
                            follow_redirects=True)
-    assert "cannot reinstate" in text_of(response)
+    assert "不能恢复" in text_of(response)
     assert reg.state(vid) == "retired"
     entries = [e for e in _audit(site) if e.object_id == str(vid)
                and e.object_type == "methodology_version"]
@@ -225,7 +236,7 @@ def test_publish_an_approved_version_from_the_publication_page(site):
     vid = reg.to_state("approved", "1.0.0", METHODOLOGY)
     client = site.login(reg.admin)
     page = client.get("/admin/versions")
-    assert str(vid) in rows(page, "version-id") and "quorum met" in text_of(page)
+    assert str(vid) in rows(page, "version-id") and "表决规则已达到" in text_of(page)
     response = client.post(f"/admin/versions/{vid}/publish", data={
         "effective_from": "2030-02-01", "grace_days": "10"})
     assert response.status_code == 303
@@ -240,7 +251,7 @@ def test_publish_an_approved_version_from_the_publication_page(site):
     response = site.login(reg.admin).post(f"/admin/versions/{vid2}/publish",
                                           data={"effective_from": "tomorrow"},
                                           follow_redirects=True)
-    assert "not a date" in text_of(response) and reg.state(vid2) == "approved"
+    assert "不是日期" in text_of(response) and reg.state(vid2) == "approved"
 
 
 @pytest.mark.parametrize("lang", ["zh", "en"])

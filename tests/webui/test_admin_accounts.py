@@ -58,7 +58,7 @@ def test_create_list_and_show_accounts(site):
     unit = int(response.location.rsplit("/", 1)[1])
     bad = client.post("/admin/accounts", data={"kind": "region", "parent": str(unit)},
                       follow_redirects=True)
-    assert "未能创建账户" in text_of(bad) and "can be under" in text_of(bad)
+    assert "未能创建账户" in text_of(bad) and "账户只能挂在" in text_of(bad)
     with reg.uow() as s:
         person = accounts.resolve(s, reg.integrator, "rider-9")
         accounts.set_parent(s, reg.admin, person.id, unit)

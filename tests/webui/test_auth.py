@@ -188,3 +188,64 @@ def test_a_copied_cookie_stops_working_when_its_session_ends(site):
     with site.db.unit_of_work() as s:
         users.grant_role(s, site.reg.admin, site.reg.expert, "integrator")
     assert other.get("/").status_code == 302
+
+
+# ---------------------------------------------------------------- passwords (issue 15, item 7)
+def test_a_user_changes_their_own_password(site):
+    client = site.login(site.reg.expert)
+    email = site.email(site.reg.expert)
+    page = client.get("/account/password")
+    assert page.status_code == 200 and 'name="current"' in page.get_data(as_text=True)
+    wrong = client.post("/account/password", data={"current": "not it", "password": "a new long secret",
+                                                   "confirm": "a new long secret"})
+    assert wrong.status_code == 422 and "当前密码不正确" in text_of(wrong)
+    short = client.post("/account/password", data={"current": PASSWORD, "password": "short",
+                                                    "confirm": "short"})
+    assert short.status_code == 422 and "密码至少需要" in text_of(short)
+    done = client.post("/account/password", data={"current": PASSWORD, "password": "a new long secret",
+                                                   "confirm": "a new long secret"})
+    assert done.status_code == 303
+    assert client.get("/").status_code == 200  # this session goes on
+    other = make_app(site.db).test_client()
+    assert other.post("/login", data={"email": email, "password": PASSWORD}).status_code == 401
+    assert other.post("/login", data={"email": email,
+                                      "password": "a new long secret"}).status_code == 302
+
+
+def test_an_administrator_makes_a_one_time_reset_link(site):
+    admin = site.login(site.reg.admin)
+    response = admin.post(f"/admin/users/{site.reg.expert}/reset-link", follow_redirects=True)
+    import re
+    link = re.search(r"(http://localhost/password/reset/[\w.\-]+)", text_of(response))[1]
+    path = link.removeprefix("http://localhost")
+    visitor = site.new_client()
+    page = visitor.get(path)
+    assert page.status_code == 200 and site.email(site.reg.expert) in text_of(page)
+    differ = visitor.post(path, data={"password": "chosen by the user", "confirm": "other"})
+    assert differ.status_code == 422 and "两次输入的密码不一致" in text_of(differ)
+    assert visitor.post(path, data={"password": "chosen by the user",
+                                    "confirm": "chosen by the user"}).status_code == 303
+    again = visitor.get(path)  # once only
+    assert again.status_code == 410 and 'id="reset-invalid"' in again.get_data(as_text=True)
+    assert visitor.post("/login", data={"email": site.email(site.reg.expert),
+                                        "password": "chosen by the user"}).status_code == 302
+    assert site.new_client().get(path[:-3] + "abc").status_code == 410  # forged
+    with site.db.read() as s:
+        from sqlalchemy import select
+
+        from registry.models import AuditEntry
+        actions = [e.action for e in s.scalars(select(AuditEntry).where(
+            AuditEntry.object_id == str(site.reg.expert)))]
+    assert "user.reset_link" in actions and "user.set_password" in actions
+
+
+def test_the_menu_shows_only_pages_the_user_can_use(site):
+    integrator = site.new_client(site.reg.integrator).get("/methodologies").get_data(as_text=True)
+    nav = integrator[integrator.index('class="mainnav"'):integrator.index("</nav>")]
+    assert 'href="/integrations/tokens"' in nav
+    assert 'href="/editor/"' not in nav and 'href="/review/"' not in nav
+    assert 'href="/admin/"' not in nav
+    expert = site.new_client(site.reg.expert).get("/methodologies").get_data(as_text=True)
+    nav = expert[expert.index('class="mainnav"'):expert.index("</nav>")]
+    assert 'href="/editor/"' in nav and 'href="/review/"' in nav
+    assert 'href="/integrations/tokens"' not in nav

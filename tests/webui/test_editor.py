@@ -258,3 +258,46 @@ def test_a_new_methodology_from_the_editor(web):
     assert check.ok, check.problems
     assert client.post("/editor/methodologies", data={"id": "Bad Id", "title": "x",
                                                       "domain": "transport"}).status_code == 422
+
+
+def test_diagnostics_and_try_it_speak_the_readers_language(web):
+    """zh (the default): message, label and help from the Chinese catalogue; en: as
+    `tanpu check` says them. The codes and positions are the same."""
+    client = web.login(web.reg.author)
+    text = source(METHODOLOGY, "1.1.0").replace(
+        "reduction = reduction_factor[mode] * distance", UNIT_ERROR, 1)
+    zh = [d for d in client.post("/editor/check?lang=zh", json={"source": text}).get_json()[
+        "diagnostics"] if d["severity"] == "error"]
+    en = [d for d in client.post("/editor/check?lang=en", json={"source": text}).get_json()[
+        "diagnostics"] if d["severity"] == "error"]
+    assert [(d["code"], d["line"], d["column"]) for d in zh] == [
+        (d["code"], d["line"], d["column"]) for d in en]
+    assert en[0]["message"] == "cannot add a mass (g) and a mass per length (kg/km)"
+    assert zh[0]["message"] == "不能相加 质量（g） 与 单位长度质量（kg/km）"
+    assert "两边必须是同一类量" in zh[0]["help"] and "质量（g） + 单位长度质量（kg/km）" == zh[0]["label"]
+    body = client.post("/editor/try?lang=zh", json={"source": text, "records": "[]"}).get_json()
+    assert body["ok"] is False and body["message"] == "源文本无法编译：请先修正错误。"
+    assert body["diagnostics"][0]["message"].startswith("不能")
+
+
+def test_a_capped_record_says_what_was_credited_and_which_cap_cut_it(web):
+    """Issue 15, item 8: 430 g + 430 g, then a ride of 215 g under a cap of 1 kg a day."""
+    from pathlib import Path
+    text = (Path(__file__).resolve().parents[2] / "methodologies" / "chongqing-shared-ebike.tanpu"
+            ).read_text(encoding="utf-8")
+    records = ("id,account,time,activity,distance,started,ended\n"
+               "r1,a,2024-04-10T07:30:00+08:00,chongqing_ebike_ride,10 km,2024-04-10T07:30,2024-04-10T08:10\n"
+               "r2,a,2024-04-10T12:00:00+08:00,chongqing_ebike_ride,10 km,2024-04-10T12:00,2024-04-10T12:40\n"
+               "r3,a,2024-04-10T18:00:00+08:00,chongqing_ebike_ride,5 km,2024-04-10T18:00,2024-04-10T18:20\n")
+    client = web.login(web.reg.author)
+    body = client.post("/editor/try", json={"source": text, "records": records}).get_json()
+    assert body["ok"], body
+    third = body["results"][2]
+    assert third["status"] == "capped", third["message"]
+    assert "cap_note" not in body["results"][0]
+    assert third["cap_note"] == ("Credited 140.000 g of the 215.000 g computed: the cap of "
+                                 "1000.000 g per account per day cut it (860.000 g credited "
+                                 "earlier in that day).")
+    assert third["explanation_text"][0] == third["cap_note"]
+    zh = client.post("/editor/try?lang=zh", json={"source": text, "records": records}).get_json()
+    assert zh["results"][2]["cap_note"].startswith("计入 140.000 g")

@@ -333,3 +333,38 @@ def test_the_page_warns_when_the_quorum_can_no_longer_be_met(web, lang_client=No
         users.grant_role(s, reg.admin, reg.expert, "committee_member")
         workflow.add_member(s, reg.admin, reg.committee, reg.expert)
     assert 'id="quorum-unreachable"' not in _html(web.login(reg.members[2]).get(f"/review/{vid}"))
+
+
+def test_a_refusal_is_shown_at_its_form_with_what_was_typed(web):
+    """No dead end (issue 15, item 7): request changes without a comment, a vote to reject
+    without a reason, a comment on a line that is not there: the review page again, the
+    reason at the form (in the reader's language), the text typed still in it."""
+    reg = web.reg
+    _, vid = _faster(web)
+    member = web.new_client(reg.members[0])
+    page = member.post(f"/review/{vid}/request-changes", data={"comment": "  "})
+    html = page.get_data(as_text=True)
+    assert page.status_code == 422 and 'id="request-changes-form"' in html
+    assert 'data-refused="request-changes-form"' in html and "needs a comment saying why" in html
+    assert 'class="error-page"' not in html
+    page = member.post(f"/review/{vid}/vote", data={"decision": "reject", "comment": ""})
+    html = page.get_data(as_text=True)
+    assert page.status_code == 422 and 'data-refused="vote-form"' in html
+    assert 'value="reject" checked' in html
+    page = member.post(f"/review/{vid}/comment", data={"line": "99999", "body": "the 2024 factor?"})
+    html = page.get_data(as_text=True)
+    assert page.status_code == 422 and 'data-refused="comment-form"' in html
+    assert ">the 2024 factor?</textarea>" in html
+    zh = web.new_client(reg.members[0], lang="zh")
+    html = (zh.post(f"/review/{vid}/request-changes", data={"comment": ""})).get_data(as_text=True)
+    assert "要求修改需要填写意见说明理由" in html
+    assert reg.state(vid) == "in_review"
+
+
+def test_an_error_page_links_back_to_the_page_the_user_came_from(web):
+    client = web.new_client(web.reg.expert)
+    page = client.get("/admin/users", headers={"Referer": "http://localhost/methodologies?q=bus"})
+    assert page.status_code == 403
+    assert 'href="/methodologies?q=bus" id="error-back"' in page.get_data(as_text=True)
+    elsewhere = client.get("/admin/users", headers={"Referer": "https://evil.example/x"})
+    assert 'id="error-back"' not in elsewhere.get_data(as_text=True)

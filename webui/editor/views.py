@@ -28,6 +28,7 @@ from typing import Optional
 from flask import (Blueprint, abort, current_app, flash, jsonify, redirect, render_template,
                    request, url_for)
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 
 from registry import users, workflow
@@ -37,6 +38,7 @@ from registry.models import (DRAFT, FROZEN_STATES, Committee, Methodology, Metho
 from .. import evaluation
 from ..auth import current_user, login_required, require
 from ..db import get_db
+from ..i18n import for_reader
 from ..records import RecordsError, from_bytes, from_objects, from_text
 
 bp = Blueprint("editor", __name__, url_prefix="/editor")
@@ -134,6 +136,7 @@ def _editor_page(*, methodology: Methodology, version: Optional[MethodologyVersi
                  source: str, version_number: str, status: int = 200,
                  rejection: Optional[SubmissionRejected] = None):
     check = evaluation.check(source, f"{methodology.id}@{version_number}.tanpu")
+    check["diagnostics"] = for_reader(check["diagnostics"])
     submission = _submission(source, methodology.id, version_number)
     actions = {}
     if version is not None:
@@ -324,6 +327,7 @@ def check():
     number = (data.get("version") or "").strip()
     out = evaluation.check_in_time(source, f"{methodology_id or 'source'}@{number or '?'}.tanpu",
                                    current_app.config["EDITOR_CHECK_SECONDS"])
+    out["diagnostics"] = for_reader(out["diagnostics"])
     if methodology_id and number:
         out["submission"] = _submission(source, methodology_id, number)
     return jsonify(out)
@@ -357,7 +361,51 @@ def try_records():
             raise RecordsError("send records as text (CSV, JSON Lines, a JSON array) or a file")
     except RecordsError as error:
         return jsonify(ok=False, error="bad_records", message=str(error)), 422
-    return jsonify(evaluation.try_it(source.replace("\r\n", "\n"), parsed, explain=explain))
+    out = evaluation.try_it(source.replace("\r\n", "\n"), parsed, explain=explain)
+    for result in out.get("results", []):
+        note = cap_note(result)
+        if note:
+            result["cap_note"] = note
+            result["explanation_text"] = [note] + list(result.get("explanation_text") or [])
+    if not out["ok"]:
+        out["diagnostics"] = for_reader(out["diagnostics"])
+        out["message"] = _("The source does not compile: fix the errors first.")
+    return jsonify(out)
+
+
+def _amount(value: int, target: str) -> str:
+    return _("%(n)d points", n=value) if target == "points" else f"{value / 1000:.3f} g"
+
+
+def cap_note(result: dict) -> str:
+    """What a capped record was credited and which cap cut it, in the reader's language:
+    the amount computed (the explanation's output step), the amount credited, the cap, and
+    what the account had already been credited in the cap's period."""
+    if result.get("status") != "capped":
+        return ""
+    step = next((s for s in reversed(result.get("explanation") or [])
+                 if s.get("kind") == "rule" and s.get("status") == "capped"), None)
+    if step is None or "allowed" not in step:
+        return ""
+    target = "points" if (step.get("message") or "").startswith("points") else "reduction"
+    computed = next((s for s in result.get("explanation") or []
+                     if s.get("kind") == "output" and s.get("name") == target), None)
+    computed_value = None if computed is None else (
+        computed["mg"] if computed.get("mg") is not None else computed.get("value"))
+    period = str(PERIOD_LABELS.get(step.get("period"), step.get("period")))
+    cap = _amount(int(step["limit"]), target)
+    credited, before = _amount(int(step["allowed"]), target), _amount(int(step["before"]), target)
+    if isinstance(computed_value, int):
+        return _("Credited %(credited)s of the %(computed)s computed: the cap of %(cap)s per "
+                 "account per %(period)s cut it (%(before)s credited earlier in that %(period)s).",
+                 credited=credited, computed=_amount(computed_value, target), cap=cap,
+                 period=period, before=before)
+    return _("Credited %(credited)s: the cap of %(cap)s per account per %(period)s cut it "
+             "(%(before)s credited earlier in that %(period)s).",
+             credited=credited, cap=cap, period=period, before=before)
+
+
+PERIOD_LABELS = {"day": _l("day"), "week": _l("week"), "month": _l("month"), "year": _l("year")}
 
 
 def init_app(app) -> None:

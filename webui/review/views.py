@@ -36,7 +36,9 @@ from flask_babel import gettext as _
 from sqlalchemy import select
 
 from registry import users, workflow
-from registry.errors import Invalid
+import functools
+
+from registry.errors import Conflict, Invalid, InvalidTransition, QuorumNotMet
 from registry.models import (ADMINISTRATOR, COMMITTEE_MEMBER, EXPERT, FROZEN_STATES,
                              CommentLine, CommitteeMember, Methodology, MethodologyVersion,
                              User)
@@ -44,6 +46,7 @@ from registry.models import (ADMINISTRATOR, COMMITTEE_MEMBER, EXPERT, FROZEN_STA
 from .. import evaluation
 from ..auth import current_user, login_required, require
 from ..db import get_db
+from ..i18n import for_reader
 from ..records import RecordsError, from_bytes, from_text
 from . import diff as diffs
 from . import impact as impacts
@@ -132,7 +135,8 @@ def _resets(review: workflow.Review) -> list[dict]:
     return out
 
 
-def _page(version_id: int, *, records=None, status: int = 200, records_error: str = ""):
+def _page(version_id: int, *, records=None, status: int = 200, records_error: str = "",
+          refused: tuple[str, str] = ("", ""), typed: Optional[dict] = None):
     with get_db().read() as s:
         review = _load(s, version_id)
         version = review.version
@@ -174,11 +178,12 @@ def _page(version_id: int, *, records=None, status: int = 200, records_error: st
             quorum=review.quorum, discounted={v.id for v, _ in review.quorum.discounted},
             votes_by_round=dict(sorted(votes_by_round.items(), reverse=True)),
             resets=_resets(review), problems=problems,
-            diagnostics=version.diagnostics or [], examples=version.example_results or [],
+            diagnostics=for_reader(version.diagnostics or []), examples=version.example_results or [],
             impact=_impact_of(version, previous, records), records_error=records_error,
             actions=_actions(s, version, review), comment_line=line, full=full,
             effective=workflow.effective_date(s, version), caret=evaluation.caret_block,
-            decisions=DECISIONS, default_grace=workflow.DEFAULT_GRACE_DAYS), status
+            decisions=DECISIONS, default_grace=workflow.DEFAULT_GRACE_DAYS,
+            refused=refused, typed=typed or {}), status
 
 
 # ---------------------------------------------------------------- pages
@@ -257,6 +262,23 @@ def diff_json(version_id: int):
 
 
 # ---------------------------------------------------------------- actions
+def _refused_on_the_page(form_id: str):
+    """A refusal the user can mend (a comment missing, the state changed meanwhile) is
+    shown at the form, on the review page, with what was typed kept: no dead end."""
+    def wrap(view):
+        @functools.wraps(view)
+        def inner(version_id: int):
+            try:
+                return view(version_id)
+            except (Invalid, InvalidTransition, Conflict, QuorumNotMet) as error:
+                from ..errors import registry_status
+                from ..i18n import server
+                return _page(version_id, status=registry_status(error),
+                             refused=(form_id, server(error)), typed=request.form.to_dict())
+        return inner
+    return wrap
+
+
 def _back(version_id: int, anchor: str = ""):
     return redirect(url_for("review.show", version_id=version_id) + (f"#{anchor}" if anchor else ""),
                     code=303)
@@ -268,6 +290,7 @@ def _text(name: str) -> str:
 
 @bp.post("/<int:version_id>/comment")
 @login_required
+@_refused_on_the_page("comment-form")
 def comment(version_id: int):
     require(_may_see_reviews(current_user))
     body = _text("body")
@@ -279,10 +302,10 @@ def comment(version_id: int):
             try:
                 line = int(line_text)
             except ValueError:
-                raise Invalid(f"line {line_text!r} is not a number") from None
+                raise Invalid(_("Line %(text)s is not a number.", text=line_text)) from None
             count = len(version.source.split("\n"))
             if not 1 <= line <= count:
-                raise Invalid(f"line {line} is not in the source (1 to {count})")
+                raise Invalid(_("Line %(n)d is not in the source (1 to %(count)d).", n=line, count=count))
         row = workflow.comment(s, current_user.id, version_id, body)
         if line is not None:
             s.add(CommentLine(comment_id=row.id, version_id=version_id, line=line,
@@ -294,6 +317,7 @@ def comment(version_id: int):
 
 @bp.post("/<int:version_id>/vote")
 @login_required
+@_refused_on_the_page("vote-form")
 def vote(version_id: int):
     require(_may_see_reviews(current_user))
     decision = _text("decision")
@@ -307,6 +331,7 @@ def vote(version_id: int):
 
 @bp.post("/<int:version_id>/conflict")
 @login_required
+@_refused_on_the_page("conflict-form")
 def conflict(version_id: int):
     require(_may_see_reviews(current_user))
     with get_db().unit_of_work() as s:
@@ -317,6 +342,7 @@ def conflict(version_id: int):
 
 @bp.post("/<int:version_id>/open")
 @login_required
+@_refused_on_the_page("open-form")
 def open_review(version_id: int):
     with get_db().unit_of_work() as s:
         workflow.open_review(s, current_user.id, version_id)
@@ -326,6 +352,7 @@ def open_review(version_id: int):
 
 @bp.post("/<int:version_id>/request-changes")
 @login_required
+@_refused_on_the_page("request-changes-form")
 def request_changes(version_id: int):
     with get_db().unit_of_work() as s:
         workflow.request_changes(s, current_user.id, version_id, _text("comment"))
@@ -335,6 +362,7 @@ def request_changes(version_id: int):
 
 @bp.post("/<int:version_id>/approve")
 @login_required
+@_refused_on_the_page("approve-form")
 def approve(version_id: int):
     with get_db().unit_of_work() as s:
         workflow.approve(s, current_user.id, version_id)
@@ -344,6 +372,7 @@ def approve(version_id: int):
 
 @bp.post("/<int:version_id>/reject")
 @login_required
+@_refused_on_the_page("reject-form")
 def reject(version_id: int):
     with get_db().unit_of_work() as s:
         workflow.reject(s, current_user.id, version_id, _text("reason"))
@@ -353,17 +382,18 @@ def reject(version_id: int):
 
 @bp.post("/<int:version_id>/publish")
 @login_required
+@_refused_on_the_page("publish-form")
 def publish(version_id: int):
     effective = _text("effective_from")
     try:
         effective_from = dt.date.fromisoformat(effective) if effective else None
     except ValueError:
-        raise Invalid(f"effective date {effective!r} is not YYYY-MM-DD") from None
+        raise Invalid(_("Not a date (YYYY-MM-DD): %(text)s", text=effective)) from None
     grace = _text("grace_days")
     try:
         grace_days = int(grace) if grace else workflow.DEFAULT_GRACE_DAYS
     except ValueError:
-        raise Invalid(f"grace period {grace!r} is not a number of days") from None
+        raise Invalid(_("The grace period %(text)s is not a number of days.", text=grace)) from None
     with get_db().unit_of_work() as s:
         written = workflow.effective_date(s, workflow.get_version(s, version_id)).written
         publication = workflow.publish(s, current_user.id, version_id,
@@ -378,6 +408,7 @@ def publish(version_id: int):
 
 @bp.post("/<int:version_id>/withdraw")
 @login_required
+@_refused_on_the_page("withdraw-form")
 def withdraw(version_id: int):
     with get_db().unit_of_work() as s:
         workflow.withdraw(s, current_user.id, version_id, _text("reason"))

@@ -29,8 +29,8 @@ from registry.models import (ACCOUNT_DOMAINS, ACCOUNT_KINDS, ACCOUNT_STATUSES, A
 from .. import sources
 from ..auth import current_user, require, requires, roles_required, safe_next
 from ..db import get_db
-from ..i18n import lang
-from .common import Page, id_arg, page_number, paginate
+from ..i18n import lang, server
+from .common import Page, id_arg, keep_typed, page_number, paginate
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -103,7 +103,8 @@ def users_create():
                                      password=password)
             email = user.email
     except _EXPECTED as error:
-        flash(_("The user was not created: %(why)s", why=str(error)), "error")
+        keep_typed()
+        flash(_("The user was not created: %(why)s", why=server(error)), "error")
         return redirect(url_for("admin.users_list"), code=303)
     flash(_("User %(email)s created.", email=email), "success")
     return redirect(url_for("admin.users_list"), code=303)
@@ -138,7 +139,7 @@ def user_roles(user_id: int):
         with get_db().unit_of_work() as s:
             (users.grant_role if grant else users.revoke_role)(s, current_user.id, user_id, role)
     except _EXPECTED as error:
-        flash(str(error), "error")
+        flash(server(error), "error")
     else:
         flash(_("Role granted.") if grant else _("Role revoked."), "success")
     return _back(url_for("admin.user_detail", user_id=user_id))
@@ -152,7 +153,7 @@ def user_active(user_id: int):
         with get_db().unit_of_work() as s:
             users.set_active(s, current_user.id, user_id, active)
     except _EXPECTED as error:
-        flash(str(error), "error")
+        flash(server(error), "error")
     else:
         flash(_("Account activated.") if active else _("Account deactivated."), "success")
     return _back(url_for("admin.user_detail", user_id=user_id))
@@ -169,9 +170,27 @@ def user_password(user_id: int):
         with get_db().unit_of_work() as s:
             users.set_password(s, current_user.id, user_id, password)
     except _EXPECTED as error:
-        flash(str(error), "error")
+        flash(server(error), "error")
     else:
         flash(_("Password set."), "success")
+    return _back(url_for("admin.user_detail", user_id=user_id))
+
+
+@bp.post("/users/<int:user_id>/reset-link")
+@requires(users.can_manage_users)
+def user_reset_link(user_id: int):
+    """A one-time link (webui/auth.py reset_link) the administrator hands to the user,
+    who then chooses a password nobody else has seen. Recorded in the audit log."""
+    from registry import audit
+
+    from ..auth import RESET_SECONDS, reset_link
+    with get_db().unit_of_work() as s:
+        user = users.get(s, user_id)
+        link = reset_link(user)
+        audit.append(s, current_user.id, "user.reset_link", "user", user.id,
+                     {"valid_hours": RESET_SECONDS // 3600})
+    flash(_("A one-time link for %(email)s, valid for %(hours)d hours: %(link)s",
+            email=user.email, hours=RESET_SECONDS // 3600, link=link), "success")
     return _back(url_for("admin.user_detail", user_id=user_id))
 
 
@@ -198,7 +217,8 @@ def committees_create():
                 approval_share=(_int("numerator", 2), _int("denominator", 3)))
             committee_id = committee.id
     except _EXPECTED as error:
-        flash(_("The committee was not created: %(why)s", why=str(error)), "error")
+        keep_typed()
+        flash(_("The committee was not created: %(why)s", why=server(error)), "error")
         return redirect(url_for("admin.committees_list"), code=303)
     flash(_("Committee created."), "success")
     return redirect(url_for("admin.committee_detail", committee_id=committee_id), code=303)
@@ -234,7 +254,7 @@ def committee_quorum(committee_id: int):
                                 min_votes=_int("min_votes", 0),
                                 approval_share=(_int("numerator", 0), _int("denominator", 0)))
     except _EXPECTED as error:
-        flash(_("The quorum was not changed: %(why)s", why=str(error)), "error")
+        flash(_("The quorum was not changed: %(why)s", why=server(error)), "error")
     else:
         flash(_("Quorum changed; it applies to every decision from now on."), "success")
     return _back(url_for("admin.committee_detail", committee_id=committee_id))
@@ -247,10 +267,10 @@ def committee_add(committee_id: int):
     try:
         with get_db().unit_of_work() as s:
             if member is None:
-                raise Invalid("choose a user")
+                raise Invalid(_("Choose a user."))
             workflow.add_member(s, current_user.id, committee_id, member)
     except _EXPECTED as error:
-        flash(str(error), "error")
+        flash(server(error), "error")
     else:
         flash(_("Member added."), "success")
     return _back(url_for("admin.committee_detail", committee_id=committee_id))
@@ -263,7 +283,7 @@ def committee_remove(committee_id: int, user_id: int):
         with get_db().unit_of_work() as s:
             workflow.remove_member(s, current_user.id, committee_id, user_id)
     except _EXPECTED as error:
-        flash(str(error), "error")
+        flash(server(error), "error")
     else:
         flash(_("Member removed."), "success")
     return _back(url_for("admin.committee_detail", committee_id=committee_id))
@@ -312,7 +332,7 @@ def version_action(version_id: int, action: str):
                 try:
                     effective_from = dt.date.fromisoformat(effective) if effective else None
                 except ValueError:
-                    raise Invalid(f"not a date: {effective!r}") from None
+                    raise Invalid(_("Not a date (YYYY-MM-DD): %(text)s", text=effective)) from None
                 written = workflow.effective_date(s, version).written
                 publication = workflow.publish(s, current_user.id, version_id,
                                                effective_from=effective_from,
@@ -324,7 +344,7 @@ def version_action(version_id: int, action: str):
             else:
                 getattr(workflow, action)(s, current_user.id, version_id, reason)
     except _EXPECTED as error:
-        flash(str(error), "error")
+        flash(server(error), "error")
         return _back(url_for("admin.versions"))
     messages = {"publish": _("%(v)s is published.", v=label),
                 "suspend": _("%(v)s is suspended.", v=label),
@@ -388,7 +408,8 @@ def accounts_create():
                                       domains=[d for d in request.form.getlist("domains") if d])
             account_id = account.id
     except (*_EXPECTED, NotFound) as error:
-        flash(_("The account was not created: %(why)s", why=str(error)), "error")
+        keep_typed()
+        flash(_("The account was not created: %(why)s", why=server(error)), "error")
         return redirect(url_for("admin.accounts_list"), code=303)
     flash(_("Account %(id)d created.", id=account_id), "success")
     return redirect(url_for("admin.account_detail", account_id=account_id), code=303)
@@ -438,7 +459,7 @@ def account_status(account_id: int):
         with get_db().unit_of_work() as s:
             accounts.update_status(s, current_user.id, account_id, accounts.STATUS_ACTIONS[action])
     except (*_EXPECTED, NotFound) as error:
-        flash(str(error), "error")
+        flash(server(error), "error")
     else:
         flash({"freeze": _("Account frozen."), "unfreeze": _("Account unfrozen."),
                "close": _("Account closed.")}[action], "success")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 from urllib.parse import urlencode
 
-from flask import request
+from flask import g, request, session
 from flask_babel import lazy_gettext as _l
 
 from registry import users
@@ -40,6 +40,15 @@ DOMAIN_LABELS = {
     "waste": _l("Waste"),
     "forestry": _l("Forestry"),
     "buildings": _l("Buildings"),
+}
+
+RESULT_STATUS_LABELS = {
+    "credited": _l("credited"),
+    "capped": _l("capped"),
+    "rejected": _l("rejected"),
+    "duplicate": _l("duplicate"),
+    "not_applicable": _l("not applicable"),
+    "invalid": _l("invalid"),
 }
 
 DECISION_LABELS = {
@@ -79,6 +88,7 @@ ACTION_LABELS = {
     "user.activate": _l("User activated"),
     "user.deactivate": _l("User deactivated"),
     "user.set_password": _l("Password set"),
+    "user.reset_link": _l("Password link made"),
     "account.create": _l("Account created"),
     "account.resolve": _l("Accounts created for an integrator's ids"),
     "account.set_status": _l("Account status changed"),
@@ -86,11 +96,28 @@ ACTION_LABELS = {
     "account.update": _l("Account changed"),
     "account.link": _l("Account id linked"),
     "account.unlink": _l("Account id unlinked"),
+    "api_token.create": _l("API token created"),
+    "api_token.revoke": _l("API token revoked"),
+    "ledger.credit": _l("Credited"),
+    "ledger.retire": _l("Reductions retired"),
+    "ledger.reverse": _l("Credit reversed"),
+    "reward.create": _l("Reward created"),
+    "reward.update": _l("Reward changed"),
+    "reward.redeem": _l("Reward redeemed"),
+    "job.submit": _l("Batch job submitted"),
+    "job.finish": _l("Batch job finished"),
+    "webhook.subscribe": _l("Webhook subscribed"),
+    "webhook.unsubscribe": _l("Webhook removed"),
 }
 
 
 def action_label(action: str) -> str:
     return str(ACTION_LABELS.get(action, action))
+
+
+def result_status_label(status: str) -> str:
+    """A record's outcome (engine/result.py statuses) in the reader's language."""
+    return str(RESULT_STATUS_LABELS.get(status, status))
 
 
 def state_label(state: str) -> str:
@@ -226,14 +253,72 @@ def details_summary(details) -> list[tuple[str, str]]:
     quorum = details.get("quorum")
     if isinstance(quorum, dict) and "met" in quorum:
         out.append(("quorum", f"{quorum.get('approvals')}/{quorum.get('counted')} "
-                              f"({'met' if quorum.get('met') else 'not met'})"))
-    return out
+                              f"({_l('met') if quorum.get('met') else _l('not met')})"))
+    return [(str(DETAIL_LABELS.get(key, key)), _detail_value(key, text)) for key, text in out]
+
+
+# The audit details' keys and coded values in the reader's language (the JSON beside
+# them keeps the stored words).
+DETAIL_LABELS = {
+    "methodology": _l("methodology"), "version": _l("version"), "from": _l("from"),
+    "to": _l("to"), "decision": _l("decision"), "reason": _l("reason"),
+    "comment": _l("comment"), "role": _l("role"), "email": _l("email"), "name": _l("name"),
+    "roles": _l("roles"), "domain": _l("domain"), "effective_from": _l("effective from"),
+    "min_votes": _l("minimum votes"), "approval_share": _l("approving share"),
+    "successor": _l("successor"), "grace_days": _l("grace days"),
+    "idempotency_key": _l("idempotency key"), "credited": _l("credited"), "body": _l("text"),
+    "quorum": _l("quorum"),
+}
+
+
+def _detail_value(key: str, text: str) -> str:
+    if key in ("from", "to"):
+        return state_label(text)
+    if key == "decision":
+        return str(DECISION_LABELS.get(text, text))
+    if key == "role":
+        return role_label(text)
+    if key == "roles":
+        return ", ".join(role_label(r.strip()) for r in text.split(","))
+    if key == "domain":
+        return domain_label(text)
+    return text
+
+
+# ---------------------------------------------------------------- kept form values
+_SECRETS = ("password", "csrf_token", "token")
+
+
+def keep_typed() -> None:
+    """A refused form's values (not passwords) come back in it on the page the user is
+    sent back to, so nothing typed is lost: held in the session for the next page only."""
+    session["typed"] = {k: [v[:4000] for v in values[:50]]
+                        for k, values in request.form.to_dict(flat=False).items()
+                        if not any(secret in k for secret in _SECRETS)}
+
+
+def kept(name: str, default="") -> str:
+    """The value typed in the field `name` of a form just refused (else `default`)."""
+    values = (g.get("typed") or {}).get(name)
+    return values[0] if values else default
+
+
+def kept_all(name: str) -> list[str]:
+    return list((g.get("typed") or {}).get(name) or [])
 
 
 def init_app(app) -> None:
+    @app.before_request
+    def _typed():
+        if request.method == "GET" and "typed" in session:
+            g.typed = session.pop("typed")
+
+    app.add_template_global(kept)
+    app.add_template_global(kept_all)
     app.add_template_filter(json_text, "json_text")
     app.add_template_global(details_summary)
     app.add_template_global(state_label)
+    app.add_template_global(result_status_label)
     app.add_template_global(action_label)
     app.add_template_global(role_label)
     app.add_template_global(domain_label)

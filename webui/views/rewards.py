@@ -31,8 +31,8 @@ from registry.models import ADMINISTRATOR, REWARD_PERIODS, Account, RetirementPa
 
 from ..auth import current_user, roles_required
 from ..db import get_db
-from ..i18n import lang
-from .common import Page, id_arg, page_number
+from ..i18n import lang, server
+from .common import Page, id_arg, keep_typed, page_number
 
 bp = Blueprint("rewards", __name__)
 
@@ -73,7 +73,8 @@ def create():
                 limit_per_account_per_period=_count("limit_per_account_per_period"))
             name = reward.name
     except (Invalid, Forbidden) as error:
-        flash(_("The reward was not created: %(why)s", why=str(error)), "error")
+        keep_typed()
+        flash(_("The reward was not created: %(why)s", why=server(error)), "error")
     else:
         flash(_("Reward %(name)s created.", name=name), "success")
     return redirect(url_for("rewards.catalogue"), code=303)
@@ -89,7 +90,7 @@ def set_active(reward_id: int):
     except NotFound:
         abort(404)
     except (Invalid, InvalidTransition) as error:
-        flash(str(error), "error")
+        flash(server(error), "error")
     else:
         flash(_("The reward is offered again.") if offer else _("The reward is no longer offered."),
               "success")
@@ -170,9 +171,9 @@ def reverse(entry_id: int):
     except NotFound:
         abort(404)
     except Invalid as error:
-        return _reverse_page(entry_id, reason, str(error), 422)
+        return _reverse_page(entry_id, reason, server(error), 422)
     except (Conflict, InvalidTransition) as error:
-        return _reverse_page(entry_id, reason, str(error), 409)
+        return _reverse_page(entry_id, reason, server(error), 409)
     flash(_("Credit %(id)d reversed.", id=entry_id), "success")
     if frozen:
         flash(_("The points balance went below zero: the account is frozen until an "

@@ -25,7 +25,10 @@
 
   root.classList.add("enhanced");
 
-  function t(key) { return i18n[key] || key; }
+  // `name` in a message is code: shown as code, the rest escaped as text
+  function ticks(s) { return lexer.escapeHtml(s || "").replace(/`([^`\n]+)`/g, "<code>$1</code>"); }
+
+  function t(key) { return i18n[key] || key.replace(/^status:/, ""); }
 
   // ------------------------------------------------------------ rendering
   function marksByLine() {
@@ -119,7 +122,7 @@
       head.className = "head";
       head.innerHTML = '<span class="where">' + (d.line ? t("line") + " " + d.line + ":" + d.column : "") +
         '</span> <span class="code">' + lexer.escapeHtml(d.code) + '</span> <span class="message">' +
-        lexer.escapeHtml(d.message) + "</span>";
+        ticks(d.message) + "</span>";
       li.appendChild(head);
       if (d.line) {
         var pre = document.createElement("pre");
@@ -130,7 +133,7 @@
       if (d.help) {
         var help = document.createElement("p");
         help.className = "help";
-        help.textContent = t("help") + ": " + d.help;
+        help.innerHTML = lexer.escapeHtml(t("help")) + ": " + ticks(d.help);
         li.appendChild(help);
       }
       li.addEventListener("click", function () { jumpTo(d.line, d.column); });
@@ -281,7 +284,7 @@
     summary.setAttribute("data-reduction-mg", totals.reduction_mg);
     summary.textContent = totals.records + " " + t("records") + " · " + t("total reduction") + " " +
       money(totals.reduction_mg) + " · " + totals.points + " " + t("points") + " · " +
-      Object.keys(totals.by_status).map(function (k) { return k + " " + totals.by_status[k]; }).join(", ");
+      Object.keys(totals.by_status).map(function (k) { return t("status:" + k) + " " + totals.by_status[k]; }).join(", ");
     tryResults.appendChild(summary);
     var table = document.createElement("table");
     table.className = "list try-table";
@@ -296,9 +299,10 @@
       tr.setAttribute("data-status", r.status);
       var why = (r.explanation_text || []).join("\n");
       tr.innerHTML = "<td>" + (r.row || "") + "</td><td class=\"mono\">" + lexer.escapeHtml(r.id || "") +
-        '</td><td><span class="status">' + lexer.escapeHtml(r.status) + "</span>" +
+        '</td><td><span class="status">' + lexer.escapeHtml(t("status:" + r.status)) + "</span>" +
         (r.code ? ' <span class="tag">' + lexer.escapeHtml(r.code) + "</span>" : "") +
         (r.message ? '<div class="small muted">' + lexer.escapeHtml(r.message) + "</div>" : "") +
+        (r.cap_note ? '<div class="small cap-note">' + ticks(r.cap_note) + "</div>" : "") +
         '</td><td class="num">' + money(r.reduction_mg) + '</td><td class="num">' + r.points +
         (r.bonus ? " + " + r.bonus : "") + "</td><td>" +
         (why ? "<details><summary>" + t("why") + '</summary><pre class="explanation">' +
