@@ -1014,6 +1014,15 @@ def seed(database_url, demo_password):
         click.echo(line)
 
 
+def _server_logging() -> None:
+    """The log of `tanpu serve` and `tanpu worker`: INFO lines with time and logger name;
+    alembic's own chatter (a line per plugin at every check of the schema) left out."""
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
 @main.command()
 @_DATABASE_URL
 @click.option("--host", default="127.0.0.1", show_default=True,
@@ -1050,8 +1059,7 @@ def serve(database_url, host, port, threads, connection_limit, channel_timeout, 
 
     from .seed import ensure_first_admin, seed as run_seed
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    _server_logging()
     settings = load()
     if database_url:
         settings = Settings(database_url=database_url, secret_key=settings.secret_key,
@@ -1150,12 +1158,11 @@ class _WorkerSupervisor:
 def worker(database_url, once, parent):
     """Run the integrators' jobs and send their webhooks (`tanpu serve` starts one; more
     may run, on other machines sharing the database and TANPU_JOBS_DIR)."""
-    import logging
     import signal
 
     from webui.worker import Worker
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _server_logging()
     database = _database(database_url)
     running = Worker(database, parent_pid=parent)
     signal.signal(signal.SIGTERM, lambda *_: running.stop())
