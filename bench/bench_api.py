@@ -22,13 +22,14 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.parse
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+import pacing  # noqa: E402  (bench/pacing.py, beside this script)
 METHODOLOGY = "cn.shenzhen.public-transit"
 OPENFISCA_RECORDS_PER_S = 5_500
 
@@ -133,34 +134,7 @@ def paced(port: int, token: str, count: int, rate: float, clients: int = 8) -> t
     bodies = [body_of(rides(1, i)) for i in range(count)]
     for caller in callers:
         caller.evaluate(bodies[0])
-    latencies: list[float] = []
-    lock = threading.Lock()
-    next_index = [0]
-    begin = time.perf_counter() + 0.05
-
-    def work(caller):
-        while True:
-            with lock:
-                i = next_index[0]
-                next_index[0] += 1
-            if i >= count:
-                return
-            due = begin + i / rate
-            pause = due - time.perf_counter()
-            if pause > 0:
-                time.sleep(pause)
-            caller.evaluate(bodies[i])
-            done = time.perf_counter()
-            with lock:
-                latencies.append(done - due)
-
-    threads = [threading.Thread(target=work, args=(c,)) for c in callers]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    achieved = count / (time.perf_counter() - begin)
-    return sorted(latencies), achieved
+    return pacing.paced([lambda i, c=c: c.evaluate(bodies[i]) for c in callers], count, rate)
 
 
 def main() -> None:

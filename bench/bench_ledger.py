@@ -52,6 +52,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import pacing  # noqa: E402  (bench/pacing.py, beside this script)
+
 import sqlalchemy as sa  # noqa: E402
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/tanpu_bench"
@@ -340,37 +342,9 @@ def many_clients(make_run, clients: int, batches: int, size: int) -> float:
 
 
 def paced(make_run, count: int, rate: float, workers: int = 8) -> list[float]:
-    """Latencies (s) of `count` single-record credits scheduled at `rate` per second, from
-    each one's scheduled time (a request that starts late because the others are slow
-    counts its wait)."""
+    """Latencies (s) of `count` single-record credits scheduled at `rate` per second."""
     runs = [make_run(w) for w in range(workers)]
-    latencies: list[float] = []
-    lock = threading.Lock()
-    next_index = [0]
-    start = time.perf_counter() + 0.05
-
-    def work(run):
-        while True:
-            with lock:
-                i = next_index[0]
-                next_index[0] += 1
-            if i >= count:
-                return
-            due = start + i / rate
-            pause = due - time.perf_counter()
-            if pause > 0:
-                time.sleep(pause)
-            run(1)
-            done = time.perf_counter()
-            with lock:
-                latencies.append(done - due)
-
-    threads = [threading.Thread(target=work, args=(run,)) for run in runs]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return sorted(latencies)
+    return pacing.paced([lambda i, run=run: run(1) for run in runs], count, rate)[0]
 
 
 def sequential(run, count: int) -> list[float]:
