@@ -148,7 +148,8 @@ def _reward(item, counters, nodes, scope: Scope, report: Reporter, declared: dic
     if source != "points" and source not in counters:
         _unknown_counter(item.source, nodes, report, extra=("points",))
         return None
-    if Decimal(str(item.every)) % 1:
+    every_text = Decimal(str(item.every))
+    if every_text != every_text.to_integral_value():  # (not `% 1`: past 28 digits it raises)
         report.report("E0611", item.every, found=str(item.every))
         return None
     every = whole_token(item.every, report)

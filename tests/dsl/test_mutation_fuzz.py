@@ -108,3 +108,13 @@ def test_a_hundred_thousand_mutants(capsys):
         print(f"\nfuzz: {count:,} mutants (seed {seed}) in {time.perf_counter() - started:.1f} s;"
               f" slowest: " + ", ".join(f"#{i} {t:.2f} s" for t, i in slowest))
     assert slowest[0][0] < stall, f"mutant {slowest[0][1]} of seed {seed} took {slowest[0][0]:.1f} s"
+
+
+def test_what_the_long_runs_found_stays_fixed():
+    """Mutants `make fuzz` found: each once reached E9999 (the checker's own failure)."""
+    zhengzhou = (ROOT / "methodologies" / "zhengzhou-tanyixing-bus.tanpu").read_text(encoding="utf-8")
+    # seed 7, mutant 50,591: a reward `every` of 200 digits (Decimal's `% 1` raised
+    # DivisionImpossible past 28 digits)
+    text = re.sub(r"(reward \w+ every )\S+", r"\g<1>" + "5" * 200, zhengzhou, count=1)
+    codes = [d.code for d in compile_bytes(text.encode(), "z.tanpu").diagnostics]
+    assert codes == ["E0310"]
