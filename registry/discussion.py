@@ -20,7 +20,6 @@ every draft become visible in one transaction, or none does.
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -29,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from . import audit, notifications, users, workflow
 from .errors import Conflict, Forbidden, Invalid, NotFound
-from .models import (ADMINISTRATOR, APPROVE, IN_REVIEW, Comment, CommentLine, CommentReply,
+from .models import (ADMINISTRATOR, Comment, CommentLine, CommentReply,
                      CommentSpan, MethodologyVersion, ReviewDraft, ThreadResolution, User, Vote,
                      utcnow)
 from .users import require
@@ -83,6 +82,8 @@ def _anchor(session: Session, version: MethodologyVersion, *, line: Optional[int
         raise Invalid(f"line {line} is not in the source (1 to {count})")
     if not line <= last <= count:
         raise Invalid(f"the last line {last} is not between {line} and {count}")
+    if suggestion is not None and suggestion == _lines(version.source, line, last):
+        suggestion = None  # a suggestion that changes nothing is a plain comment
     return Anchor(line, last, suggestion)
 
 
@@ -147,7 +148,7 @@ def _resolutions(session: Session, thread_id: int) -> list[ThreadResolution]:
         ThreadResolution.thread_id == thread_id).order_by(ThreadResolution.id)))
 
 
-def _may_resolve(actor: Optional[User], version: MethodologyVersion, root: Comment) -> users.Decision:
+def may_resolve(actor: Optional[User], version: MethodologyVersion, root: Comment) -> users.Decision:
     ok = users.can_comment(actor, version)
     if not ok:
         return ok
@@ -178,7 +179,7 @@ def resolve(session: Session, actor: User | int, thread_id: int, resolved: bool 
     if session.get(CommentReply, thread_id) is not None:
         raise Invalid(f"comment {thread_id} is a reply: resolve its thread")
     version = workflow.get_version(session, root.version_id)
-    require(_may_resolve(actor, version, root))
+    require(may_resolve(actor, version, root))
     history = _resolutions(session, thread_id)
     now = bool(history and history[-1].resolved)
     if now == resolved:
@@ -381,21 +382,3 @@ def threads(session: Session, version: MethodologyVersion) -> list[Thread]:
                 or _lines(version.source, span.first_line, span.last_line) == span.original)))
     return list(out.values())
 
-
-def awaiting(session: Session, user: User | int) -> list[MethodologyVersion]:
-    """The versions in review where this user may vote and has not voted in the current
-    round: what waits for them."""
-    user = users.actor_in(session, user)
-    if user is None:
-        return []
-    out = []
-    for version in session.scalars(select(MethodologyVersion).where(
-            MethodologyVersion.state == IN_REVIEW).order_by(MethodologyVersion.updated_at)):
-        if not users.can_vote(user, version):
-            continue
-        voted = session.scalar(select(Vote.id).where(
-            Vote.version_id == version.id, Vote.voter_id == user.id,
-            Vote.review_round == version.review_round))
-        if voted is None:
-            out.append(version)
-    return out

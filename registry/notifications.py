@@ -17,7 +17,6 @@ say the same thing; `text(row, lang)` renders one.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import smtplib
 from dataclasses import dataclass
