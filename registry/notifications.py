@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Iterable, Optional
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from .models import MethodologyVersion, Notification, User, utcnow
@@ -91,6 +91,14 @@ def mark_read(session: Session, user_id: int, ids: Optional[Iterable[int]] = Non
     if ids is not None:
         query = query.where(Notification.id.in_(list(ids)))
     return session.execute(query.values(read_at=utcnow())).rowcount or 0
+
+
+def forget(session: Session, version_id: int) -> int:
+    """Drops every notification about a version: for steps that wait for nobody, such as
+    the bundled methodologies reviewed and published by the system in one transaction
+    (tanpu/seed.py)."""
+    return session.execute(delete(Notification).where(
+        Notification.version_id == version_id)).rowcount or 0
 
 
 def text(row: Notification, lang: str = "zh") -> str:
