@@ -75,6 +75,8 @@ _PATTERNS: list[tuple[str, str]] = [
     (r"decision (.+): one of (.+)", r"决定 \1：必须是 \2 之一"),
     (r"(\S+) has already voted in review round (\d+)", r"\1 已在第 \2 轮评审中投过票"),
     (r"an empty comment", "意见为空"),
+    (r"votes are cast during a review; this version is (\S+)", r"只能在评审期间投票；此版本的状态是{\1}"),
+    (r"you have voted in this review round", "你已在本轮评审中投票"),
     # review threads, suggestions, pending reviews (registry/discussion.py)
     (r"a reply answers its thread: it has no line or suggestion of its own",
      "回复属于所在的讨论：它没有自己的行号或修改建议"),

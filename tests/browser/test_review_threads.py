@@ -22,23 +22,30 @@ LINE = line_of(version_110(), OLD_SOURCE_TEXT)
 FACTOR = version_110().split("\n")[LINE - 1]
 SUGGESTED = FACTOR.replace(OLD_SOURCE_TEXT, NEW_SOURCE_TEXT)
 
-# an element whose content is wider than its box and is cut off (overflow hidden or clip),
-# or spills beyond the screen; `.who` (an ellipsis on purpose) and scroll areas aside
+# what a reader cannot read: an element whose content is wider than its box and cut off
+# (scrollWidth > clientWidth with overflow hidden or clip; an ellipsis on purpose aside),
+# and a page wider than the screen (then the elements sticking out, outside scroll areas)
 CLIPPED_JS = """(width) => {
     const out = [];
+    const scrolls = (el) => { for (let a = el.parentElement; a; a = a.parentElement) {
+        if (['auto', 'scroll'].includes(getComputedStyle(a).overflowX)) return true; } return false; };
+    const name = (el) => el.tagName + (el.id ? '#' + el.id : '') + (el.className && el.className.baseVal === undefined ? '.' + el.className.trim().replace(/\\s+/g, '.') : '');
     for (const el of document.querySelectorAll('body *')) {
-        if (el.closest('.who') || el.closest('.scroll') || el.closest('script,style,head')) continue;
         const style = getComputedStyle(el);
-        if (style.display === 'none' || style.visibility === 'hidden') continue;
-        const clips = ['hidden', 'clip'].includes(style.overflowX);
-        if (clips && el.scrollWidth > el.clientWidth + 1 && style.textOverflow !== 'ellipsis')
-            out.push('clipped ' + el.tagName + '#' + el.id + '.' + el.className + ' ' + el.scrollWidth + '>' + el.clientWidth);
-        const box = el.getBoundingClientRect();
-        if (box.width && box.right > width + 1 && !['auto', 'scroll'].includes(style.overflowX)
-            && !(el.parentElement && el.parentElement.closest('.scroll')))
-            out.push('off screen ' + el.tagName + '#' + el.id + '.' + el.className + ' ' + Math.round(box.right));
+        if (style.display === 'none' || style.visibility === 'hidden' || style.textOverflow === 'ellipsis') continue;
+        if (['hidden', 'clip'].includes(style.overflowX) && el.scrollWidth > el.clientWidth + 1)
+            out.push('clipped ' + name(el) + ' ' + el.scrollWidth + '>' + el.clientWidth);
     }
-    return out.slice(0, 12);
+    if (document.documentElement.scrollWidth > width + 1) {
+        out.push('page ' + document.documentElement.scrollWidth + ' px wide');
+        for (const el of document.querySelectorAll('body *')) {
+            const box = el.getBoundingClientRect();
+            if (box.width && box.right > width + 1 && !scrolls(el)
+                && !Array.from(el.children).some(c => c.getBoundingClientRect().right > width + 1))
+                out.push('sticks out ' + name(el) + ' ' + Math.round(box.right));
+        }
+    }
+    return out.slice(0, 8);
 }"""
 
 
