@@ -368,3 +368,24 @@ def test_an_error_page_links_back_to_the_page_the_user_came_from(web):
     assert 'href="/methodologies?q=bus" id="error-back"' in page.get_data(as_text=True)
     elsewhere = client.get("/admin/users", headers={"Referer": "https://evil.example/x"})
     assert 'id="error-back"' not in elsewhere.get_data(as_text=True)
+
+
+def test_the_impact_preview_runs_on_the_credited_records_anonymised(web):
+    """Issue 15, item 1: records of the ledger (the last 30 days) before the sample, their
+    accounts and ids replaced, and the page says which records it used and how many apply."""
+    from tests.webui.test_api_state import post, ride
+    old = web.published("1.0.0")
+    token = web.token()
+    post(web, token, [ride(f"secret-{n}", 40 * n, km=5 + n, account=f"1380000000{n % 2}",
+                           mode="metro" if n % 2 else "ebus") for n in range(6)])
+    vid = web.to_review(web.draft("1.1.0", faster_metro(source(METHODOLOGY, "1.1.0"))))
+    client = web.login(web.reg.members[0])
+    body = client.get(f"/review/{vid}/impact.json").get_json()
+    assert (body["kind"], body["records"], body["applied"]) == ("ledger", 6, 6)
+    assert body["changed_count"] == 3  # the metro rides
+    assert {c["id"] for c in body["changed"]} <= {f"rec-{n}" for n in range(1, 7)}
+    assert {c["account"] for c in body["changed"]} <= {"acct-1", "acct-2"}
+    html = _html(client.get(f"/review/{vid}"))
+    assert 'id="impact-kind" data-kind="ledger" data-applied="6"' in html
+    assert "secret-" not in html and "1380000000" not in html
+    assert old

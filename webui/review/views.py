@@ -42,7 +42,7 @@ from flask import (Blueprint, abort, flash, jsonify, redirect, render_template, 
 from flask_babel import gettext as _
 from sqlalchemy import select
 
-from registry import discussion, users, workflow
+from registry import discussion, ledger, users, workflow
 import functools
 
 from registry.errors import Conflict, Invalid, InvalidTransition, QuorumNotMet
@@ -88,21 +88,26 @@ def _load(session, version_id: int) -> workflow.Review:
     return workflow.review(session, current_user.id, version_id)
 
 
-def _impact_of(version: MethodologyVersion, previous: Optional[MethodologyVersion],
+def _impact_of(session, version: MethodologyVersion, previous: Optional[MethodologyVersion],
                records=None) -> impacts.Impact:
+    """The impact preview on `records` (an upload), else on records the methodology applies
+    to: the ledger's of the last 30 days, its sample, or records generated from its inputs
+    (impact.preview_records says which)."""
     compiled = evaluation.compiled(version.source)
+    kind = "upload"
     if records is None:
+        empty = impacts.SideTotals(None, None)
         if not compiled.ok:
-            empty = impacts.SideTotals(None, None)
             return impacts.Impact("", 0, empty, empty,
                                   error="the version does not compile: no impact preview")
-        records = impacts.sample_records(compiled.methodology)
+        records, kind = impacts.preview_records(
+            compiled.methodology, version.source,
+            ledger.recent_records(session, version.methodology_id))
         if records is None:
-            empty = impacts.SideTotals(None, None)
             return impacts.Impact("", 0, empty, empty,
-                                  error="no sample records for this methodology: upload some")
+                                  error="no records for this methodology: upload some")
     return impacts.impact(previous.source if previous is not None else None, version.source,
-                          records)
+                          records, kind=kind)
 
 
 def _actions(session, version: MethodologyVersion, review: workflow.Review) -> dict:
@@ -183,7 +188,7 @@ def _page(version_id: int, *, records=None, status: int = 200, records_error: st
             votes_by_round=dict(sorted(votes_by_round.items(), reverse=True)),
             resets=_resets(review), problems=problems,
             diagnostics=for_reader(version.diagnostics or []), examples=version.example_results or [],
-            impact=_impact_of(version, previous, records), records_error=records_error,
+            impact=_impact_of(s, version, previous, records), records_error=records_error,
             actions=_actions(s, version, review), comment_line=line, full=full,
             effective=workflow.effective_date(s, version), caret=evaluation.caret_block,
             decisions=DECISIONS, default_grace=workflow.DEFAULT_GRACE_DAYS,
@@ -240,7 +245,7 @@ def impact_json(version_id: int):
     with get_db().read() as s:
         review = _load(s, version_id)
         previous = previous_published(s, review.version)
-        result = _impact_of(review.version, previous)
+        result = _impact_of(s, review.version, previous)
         return jsonify(result.to_dict())
 
 
