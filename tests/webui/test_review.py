@@ -72,6 +72,9 @@ def test_the_first_version_has_nothing_to_compare_with(web):
     body = client.get(f"/review/{vid}/impact.json").get_json()
     assert body["old"] == {"ref": None, "totals": None} and body["delta_reduction_mg"] is None
     assert body["new"]["totals"]["records"] == 338
+    html = _html(client.get(f"/review/{vid}"))
+    assert 'class="diff single"' in html  # one column, not an empty left half
+    assert re.search(r'id="impact-check" data-kind="sample" data-changed="0"', html)
 
 
 def test_impact_preview_shows_the_change_in_total_and_the_records_that_changed(web):
