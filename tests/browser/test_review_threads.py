@@ -92,6 +92,7 @@ class Person:
         page.wait_for_url(lambda url: "/login" not in url)
 
     def readable(self) -> None:
+        self.page.wait_for_load_state("load")  # the page's own style sheets applied
         assert clipped(self.page, self.width) == [], (self.page.url, clipped(self.page, self.width))
 
 
@@ -149,6 +150,8 @@ def test_a_suggestion_from_a_pending_review_applied_with_one_click(browser, serv
         expect(resolved.locator(".suggestion")).to_have_attribute("data-applied", "true")
         resolved.locator(".reply-form textarea").fill("已采纳 (applied), thanks")
         resolved.locator('.reply-form button[value="now"]').click()
+        page.wait_for_url(f"**/review/{vid}#thread-*")
+        expect(page.locator(".thread .line-comment.reply")).to_have_count(1)
         author.readable()
         page.screenshot(path=str(shots / f"review-applied-{lang}-{width}.png"), full_page=True)
 
