@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from . import audit, notifications, users, workflow
 from .errors import Conflict, Forbidden, Invalid, NotFound
-from .models import (ADMINISTRATOR, Comment, CommentLine, CommentReply,
+from .models import (ADMINISTRATOR, Comment, CommentEdit, CommentLine, CommentReply,
                      CommentSpan, MethodologyVersion, ReviewDraft, ThreadResolution, User, Vote,
                      utcnow)
 from .users import require
@@ -140,6 +140,45 @@ def comment(session: Session, actor: User | int, version_id: int, body: str, *,
         notifications.notify(session, [version.author_id], "comment.added", version, actor,
                              excerpt=excerpt)
     return row
+
+
+# ---------------------------------------------------------------- editing
+def edit(session: Session, actor: User | int, comment_id: int, body: str = "", *,
+         delete: bool = False) -> CommentEdit:
+    """The author of a comment changes its text, or deletes it (its thread's replies stay;
+    a deleted comment shows as deleted). Append-only: every version is kept."""
+    actor = users.actor_in(session, actor)
+    row = session.get(Comment, comment_id)
+    if row is None:
+        raise NotFound(f"no comment {comment_id}")
+    version = workflow.get_version(session, row.version_id)
+    require(users.can_comment(actor, version))
+    if row.author_id != actor.id:
+        raise Forbidden("only its author edits or deletes a comment")
+    last = session.scalar(select(CommentEdit).where(CommentEdit.comment_id == comment_id)
+                          .order_by(CommentEdit.id.desc()).limit(1))
+    if last is not None and last.deleted:
+        raise Conflict(f"comment {comment_id} is deleted")
+    body = "" if delete else (body or "").strip()
+    if not delete and not body:
+        raise Invalid("an empty comment")
+    out = CommentEdit(comment_id=comment_id, body=body, deleted=delete, at=utcnow())
+    session.add(out)
+    session.flush()
+    audit.append(session, actor, "comment.delete" if delete else "comment.edit",
+                 "methodology_version", version.id, {"comment_id": comment_id, "body": body})
+    return out
+
+
+def shown(session: Session, comments: list[Comment]) -> dict[int, CommentEdit]:
+    """The last edit of each comment that has one."""
+    ids = [c.id for c in comments]
+    out: dict[int, CommentEdit] = {}
+    if ids:
+        for e in session.scalars(select(CommentEdit).where(CommentEdit.comment_id.in_(ids))
+                                 .order_by(CommentEdit.id)):
+            out[e.comment_id] = e
+    return out
 
 
 # ---------------------------------------------------------------- resolving
@@ -328,6 +367,7 @@ class Thread:
     span: Optional[CommentSpan]
     resolutions: list[ThreadResolution]
     current: bool = True  # made on the version's current content (its line still means it)
+    edits: dict = field(default_factory=dict)  # comment id -> its last CommentEdit
 
     @property
     def resolved(self) -> bool:
@@ -363,6 +403,7 @@ def threads(session: Session, version: MethodologyVersion) -> list[Thread]:
     for r in session.scalars(select(ThreadResolution).where(ThreadResolution.thread_id.in_(ids))
                              .order_by(ThreadResolution.id)):
         resolutions.setdefault(r.thread_id, []).append(r)
+    edits = shown(session, comments)
     out: dict[int, Thread] = {}
     for c in comments:
         if c.id in replies:
@@ -376,7 +417,7 @@ def threads(session: Session, version: MethodologyVersion) -> list[Thread]:
             root=c, replies=[], line=anchor.line if anchor else None,
             last_line=span.last_line if span else (anchor.line if anchor else None),
             content_hash=anchor.content_hash if anchor else None, span=span,
-            resolutions=resolutions.get(c.id, []),
+            resolutions=resolutions.get(c.id, []), edits=edits,
             current=anchor is None or (anchor.content_hash == version.content_hash and (
                 span is None or span.applied_at is not None
                 or _lines(version.source, span.first_line, span.last_line) == span.original)))

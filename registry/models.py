@@ -875,6 +875,20 @@ class CommentSpan(Base):
     applied_content_hash: Mapped[Optional[str]] = mapped_column(String(80))
 
 
+class CommentEdit(Base):
+    """A comment edited (its new body) or deleted by its author. Append-only: the comment
+    row keeps what was first written, the last edit is what is shown, and the audit chain
+    has each."""
+
+    __tablename__ = "comment_edits"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    comment_id: Mapped[int] = mapped_column(ForeignKey("comments.id"), index=True)
+    body: Mapped[str] = mapped_column(Text)
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class ReviewDraft(Base):
     """A comment of a pending review: seen only by its author until they submit the
     review with a verdict, when every draft becomes a comment in one transaction (and the

@@ -98,6 +98,8 @@ _PATTERNS: list[tuple[str, str]] = [
     (r"verdict (.+): one of (.+)", r"评审结论 \1：必须是 \2 之一"),
     (r"an empty review: write a comment or add comments on lines",
      "评审为空：请填写意见或在源文本行上添加意见"),
+    (r"only its author edits or deletes a comment", "只有作者本人可以编辑或删除意见"),
+    (r"comment (\d+) is deleted", r"意见 \1 已被删除"),
     (r"no comment (\d+)", r"没有意见 \1"),
     (rf"cannot (approve|publish) {_V}: (.+)", r"不能{\1} \2：{\3}"),
     (r"quorum (met|not met): (.+); needs (\d+) votes with (\S+) approving, from at least (\d+) people \((.+)\)",

@@ -146,7 +146,7 @@ def test_a_suggestion_from_a_pending_review_applied_with_one_click(browser, serv
         expect(page.locator(f"#L{line} td.new")).to_have_text(SUGGESTED)
         resolved = page.locator(f'.thread[data-resolved="true"]')
         expect(resolved).to_have_count(1)
-        resolved.locator("summary").click()
+        resolved.locator("details.resolved-thread > summary").click()
         expect(resolved.locator(".suggestion")).to_have_attribute("data-applied", "true")
         resolved.locator(".reply-form textarea").fill("已采纳 (applied), thanks")
         resolved.locator('.reply-form button[value="now"]').click()
@@ -162,7 +162,7 @@ def test_a_suggestion_from_a_pending_review_applied_with_one_click(browser, serv
         expect(page.locator("#notification-list")).to_contain_text("已采纳 (applied), thanks")
         page.goto(f"/review/{vid}")
         thread = page.locator(".thread").first
-        thread.locator("summary").click()
+        thread.locator("details.resolved-thread > summary").click()
         thread.locator(".resolve-form button").click()  # reopen it
         expect(page.locator('.thread[data-resolved="false"]')).to_have_count(1)
         reviewer.readable()

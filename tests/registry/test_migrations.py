@@ -16,7 +16,7 @@ TABLES = {"users", "user_roles", "audit_log", "committees", "committee_members",
           "accounts", "account_identities", "web_sessions", "rewards", "redemptions", "reversals",
           "retirements", "retirement_parts", "review_rounds", "jobs", "webhook_subscriptions",
           "webhook_deliveries", "api_idempotency", "comment_replies", "thread_resolutions",
-          "comment_spans", "review_drafts", "notifications", "alembic_version"}
+          "comment_spans", "comment_edits", "review_drafts", "notifications", "alembic_version"}
 
 
 def _diff(db: Database) -> list:

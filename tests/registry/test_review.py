@@ -615,3 +615,29 @@ def test_notifications_are_emailed_once_through_a_real_smtp_server(reg):
     body = message.get_content()
     assert "asks you to review test.transit 1.0.0" in body
     assert f"https://tanpu.test/review/{vid}" in body
+
+
+def test_a_comment_is_edited_or_deleted_by_its_author_only_and_every_version_is_kept(reg):
+    vid = reg.to_state("in_review")
+    with reg.uow() as s:
+        cid = discussion.comment(s, reg.members[0], vid, "typo in line 9", line=9).id
+    with pytest.raises(Forbidden, match="only its author"):
+        with reg.uow() as s:
+            discussion.edit(s, reg.author, cid, "not mine")
+    with pytest.raises(Invalid, match="empty"):
+        with reg.uow() as s:
+            discussion.edit(s, reg.members[0], cid, " ")
+    with reg.uow() as s:
+        discussion.edit(s, reg.members[0], cid, "typo in line 9 and 10")
+    with reg.db.read() as s:
+        (thread,) = discussion.threads(s, reg.version(vid))
+        assert thread.root.body == "typo in line 9"  # the row keeps what was first written
+        assert thread.edits[cid].body == "typo in line 9 and 10"
+    with reg.uow() as s:
+        discussion.edit(s, reg.members[0], cid, delete=True)
+    with pytest.raises(Conflict, match="deleted"):
+        with reg.uow() as s:
+            discussion.edit(s, reg.members[0], cid, "back again")
+    with reg.db.read() as s:
+        assert discussion.threads(s, reg.version(vid))[0].edits[cid].deleted
+    assert reg.count("comment_edits") == 2

@@ -164,3 +164,24 @@ def test_a_change_on_the_page_is_emailed_when_smtp_is_configured(web):
     (to_author,) = [m for rcpts, m in inbox.messages if rcpts == ["author@tanpu.test"]]
     assert len(inbox.messages) == 1
     assert "one question" in to_author and f"/review/{vid}" in to_author
+
+
+def test_the_author_of_a_comment_edits_and_deletes_it_on_the_page(web):
+    reg = web.reg
+    vid = _in_review(web)
+    member = web.new_client(reg.members[1])
+    member.post(f"/review/{vid}/comment", data={"line": "9", "body": "first words"})
+    html = _html(member.get(f"/review/{vid}"))
+    cid = int(re.search(r'/comments/(\d+)/edit', html).group(1))
+    assert f"/comments/{cid}/edit" not in _html(web.new_client(reg.author).get(f"/review/{vid}"))
+    assert web.new_client(reg.author).post(f"/review/{vid}/comments/{cid}/edit",
+                                           data={"body": "x"}).status_code == 403
+    assert member.post(f"/review/{vid}/comments/{cid}/edit",
+                       data={"body": "better words"}).status_code == 303
+    html = _html(web.new_client(reg.author).get(f"/review/{vid}"))
+    assert "better words" in html and 'data-edited="true"' in html and "first words" not in html
+    assert member.post(f"/review/{vid}/comments/{cid}/delete").status_code == 303
+    html = _html(web.new_client(reg.author).get(f"/review/{vid}"))
+    assert 'data-deleted="true"' in html and "better words" not in html
+    again = member.post(f"/review/{vid}/comments/{cid}/edit", data={"body": "undo"})
+    assert again.status_code == 409 and 'data-refused="comment-form"' in again.get_data(as_text=True)

@@ -17,6 +17,7 @@
     POST /review/<version_id>/drafts/<id>/delete           drop a pending comment
     POST /review/<version_id>/threads/<id>/resolve|reopen  resolve or reopen a thread
     POST /review/<version_id>/suggestions/<id>/apply       the author applies a suggestion
+    POST /review/<version_id>/comments/<id>/edit|delete    its author edits or deletes a comment
     POST /review/<version_id>/vote              approve / request_changes / reject, with a comment
     POST /review/<version_id>/conflict          declare a conflict of interest (an abstention)
     POST /review/<version_id>/open              open a review round
@@ -363,6 +364,31 @@ def delete_draft(version_id: int, draft_id: int):
         discussion.delete_draft(s, current_user.id, draft_id)
     flash(_("The pending comment is deleted."), "info")
     return _back(version_id, "pending-review")
+
+
+def _edit(version_id: int, comment_id: int, delete: bool):
+    with get_db().unit_of_work() as s:
+        if discussion.thread_of(s, comment_id).version_id != version_id:
+            abort(404)
+        discussion.edit(s, current_user.id, comment_id, _text("body"), delete=delete)
+        anchor = f"thread-{discussion.thread_of(s, comment_id).id}"
+    flash(_("The comment is deleted.") if delete else _("The comment is changed."), "info")
+    return _back(version_id, anchor)
+
+
+@bp.post("/<int:version_id>/comments/<int:comment_id>/edit")
+@login_required
+@_refused_on_the_page("comment-form")
+def edit_comment(version_id: int, comment_id: int):
+    """The author of a comment changes its text (every version is kept)."""
+    return _edit(version_id, comment_id, False)
+
+
+@bp.post("/<int:version_id>/comments/<int:comment_id>/delete")
+@login_required
+@_refused_on_the_page("comment-form")
+def delete_comment(version_id: int, comment_id: int):
+    return _edit(version_id, comment_id, True)
 
 
 def _resolution(version_id: int, thread_id: int, resolved: bool):

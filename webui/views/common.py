@@ -78,6 +78,8 @@ ACTION_LABELS = {
     "vote.cast": _l("Vote cast"),
     "comment.add": _l("Comment"),
     "comment.anchor": _l("Comment placed on lines or in a thread"),
+    "comment.edit": _l("Comment edited"),
+    "comment.delete": _l("Comment deleted"),
     "thread.resolve": _l("Thread resolved"),
     "thread.reopen": _l("Thread reopened"),
     "suggestion.apply": _l("Suggestion applied"),

@@ -1,7 +1,7 @@
 """Review like a pull request (issue 15, item 5): replies and resolved threads, comments on
 several lines with suggested changes, pending reviews, and notifications. Additive: no
-existing table changes (comments stay append-only; replies and resolutions are rows of
-their own).
+existing table changes (comments stay append-only; replies, resolutions and edits are
+rows of their own).
 
 Revision ID: 0015
 Revises: 0013
@@ -67,6 +67,18 @@ def upgrade() -> None:
     )
     op.create_index("ix_comment_spans_version_id", "comment_spans", ["version_id"])
     op.create_table(
+        "comment_edits",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("comment_id", sa.Integer(), nullable=False),
+        sa.Column("body", sa.Text(), nullable=False),
+        sa.Column("deleted", sa.Boolean(), nullable=False),
+        sa.Column("at", TS, nullable=False),
+        sa.ForeignKeyConstraint(["comment_id"], ["comments.id"], name="fk_comment_edits_comment_id"),
+        sa.PrimaryKeyConstraint("id", name="pk_comment_edits"),
+    )
+    op.create_index("ix_comment_edits_comment_id", "comment_edits", ["comment_id"])
+    g.append_only("comment_edits")
+    op.create_table(
         "review_drafts",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("version_id", sa.Integer(), nullable=False),
@@ -111,6 +123,9 @@ def downgrade() -> None:
     op.drop_index("ix_review_drafts_author_id", table_name="review_drafts")
     op.drop_index("ix_review_drafts_version_id", table_name="review_drafts")
     op.drop_table("review_drafts")
+    g.drop_append_only("comment_edits")
+    op.drop_index("ix_comment_edits_comment_id", table_name="comment_edits")
+    op.drop_table("comment_edits")
     op.drop_index("ix_comment_spans_version_id", table_name="comment_spans")
     op.drop_table("comment_spans")
     g.drop_append_only("thread_resolutions")
