@@ -110,12 +110,22 @@ def day_part(days: int, part: str) -> int:
 class ScalarProgram:
     """A methodology compiled for one record at a time. Immutable and thread-safe."""
 
-    def __init__(self, methodology: ir.Methodology):
+    def __init__(self, methodology: ir.Methodology, plan=None):
+        """`plan`: another plan of the methodology than its own (engine/plan/history.py's
+        `subject_plan`); by default `from_ir(methodology)`."""
         self.methodology = methodology
-        self.plan = from_ir(methodology)
+        self.plan = plan if plan is not None else from_ir(methodology)
         # the generated functions, `(values, trace, override_reduction_mg) -> verdict`
         self.run_plain = self._compile(explain=False)
         self.run_traced = self._compile(explain=True)
+        # the values of the definitions history windows aggregate, per record (None: no
+        # history aggregates a definition)
+        self.subjects = None
+        if plan is None:
+            from .plan.history import subject_plan
+            cut = subject_plan(methodology)
+            if cut is not None:
+                self.subjects = ScalarProgram(cut.methodology, cut)
 
     def _compile(self, explain: bool) -> Callable:
         gen = Source(self.plan, explain)

@@ -440,8 +440,9 @@ class _Gen:
         head.append(f"    int64_t *restrict P = (int64_t *)a[{k + 2}];")
         for j in range(len(plan.masses)):
             head.append(f"    int64_t *restrict O{j} = (int64_t *)a[{k + 3 + j}];")
-        for j in range(len(plan.counters)):
-            head.append(f"    int64_t *restrict C{j} = (int64_t *)a[{k + 3 + len(plan.masses) + j}];")
+        for j, name in enumerate(plan.counters):  # whole numbers; a definition a window
+            ctype = _CTYPE[plan.define(name).rep]  # aggregates may be a float (plan/history.py)
+            head.append(f"    {ctype} *restrict C{j} = ({ctype} *)a[{k + 3 + len(plan.masses) + j}];")
         base = k + 3 + len(plan.masses) + len(plan.counters)
         head.append(f"    const int64_t *restrict OV = (const int64_t *)a[{base}];")
         head.append(f"    int64_t *restrict X = (int64_t *)a[{base + 1}];")

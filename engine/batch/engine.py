@@ -71,6 +71,9 @@ class BatchEngine:
         self.masses = tuple(n for n in ("baseline", "project", "leakage") if n in self.plan.masses)
         keep = set(self.rules.needed_inputs())
         self.histories = self.plan.rules.histories
+        # the definitions the windows aggregate, as their own kernel (engine/plan/history.py)
+        self.subjects = (Kernels(self.scalar.subjects.plan, Reasons(), self.scalar.subjects, kernels)
+                         if self.scalar.subjects is not None else None)
         if any(c.target == "reduction" for c in methodology.caps):
             keep |= {s.name for s in methodology.inputs} | {"activity", "id", "account"}
             keep |= {name for name, _ in self.plan.inputs}  # the history windows' columns
@@ -116,8 +119,16 @@ class BatchEngine:
         columns["id"] = got.ids
         columns["account"] = got.accounts
         if self.histories:  # the chunk is the whole stream (evaluate_frame, evaluate_file)
+            defined = None
+            if self.subjects is not None:  # each record's value of the definitions aggregated
+                failed = np.zeros(n, dtype=np.int32)
+                failed[got.invalid] = Reasons.INVALID
+                values = self.subjects.run(columns, n, failed)
+                for name, column in zip(self.subjects.plan.counters, values.counters):
+                    columns[history.subject_key(name)] = column
+                defined = failed == Reasons.CREDITED
             history.compute(self.histories, columns, got.accounts, got.ids, columns["time"],
-                            got.rows, got.invalid, n, self.formulas.build)
+                            got.rows, got.invalid, n, self.formulas.build, defined)
         # amounts of credited rows only, on the whole chunk at once (C needs no
         # cache-sized slices)
         outcome = self.formulas.run(columns, n, reason)

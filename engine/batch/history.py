@@ -11,6 +11,9 @@ over the records sorted by account and time (sorted segmented scans).
   drop out as they finish), so that each row adds its values in canonical order from 0
   exactly as the reference does: the results are the same bits, not merely close.
 
+A history over a definition runs over the rows that have its value (`defined`), the
+same sweep on that subsequence of the order.
+
 The batch path keeps no account state between calls: a file is one stream.
 """
 
@@ -106,10 +109,21 @@ def canonical_order(accounts: pl.Series, ids: pl.Series, time: np.ndarray, rows:
     return positions[order], np.asarray(code, dtype=np.int64)
 
 
+def subject_key(name: str) -> str:
+    """The column of a definition's values that a history aggregates (engine/history.py's)."""
+    from ..history import subject_key as key
+    return key(name)
+
+
 def compute(histories: tuple[ir.History, ...], columns: dict, accounts: pl.Series,
             ids: pl.Series, time: np.ndarray, rows: np.ndarray, invalid: np.ndarray, n: int,
-            build=None) -> None:
-    """Adds each history's value and status column to `columns` (invalid rows: 0, OK)."""
+            build=None, defined: np.ndarray = None) -> None:
+    """Adds each history's value and status column to `columns` (invalid rows: 0, OK).
+
+    `defined`: the rows that have a value of the definitions histories aggregate (their
+    `subject_key` columns); a history over a definition runs over those rows only, in the
+    same canonical order, each account's first day being that of all its records (the
+    other rows: 0, OK; the formulas reject them before their windows matter)."""
     if not histories:
         return
     order, segment = canonical_order(accounts, ids, np.asarray(time, dtype=np.int64), rows, ~invalid)
@@ -128,12 +142,39 @@ def compute(histories: tuple[ir.History, ...], columns: dict, accounts: pl.Serie
     first_day = day[seg_start]
     day_key = None
     scan = _scanner(build)
+    subset = None
     for h in histories:
         low = int(day.min()) - 4000  # every day of a window start is above it
-        if h.unit == "days" and day_key is None and scan is None:
-            day_key = (segment << 32) | (day - low)
-        x = np.asarray(columns[h.subject])[order]
-        value, status = _one(h, x, day, first_day, seg_start, index, segment, day_key, low, scan)
+        key = subject_key(h.subject)
+        if defined is not None and key in columns:  # over a definition: its rows only
+            if subset is None:
+                keep = np.asarray(defined)[order]
+                sub_segment = segment[keep]
+                sub_index = np.arange(sub_segment.size, dtype=np.int64)
+                sub_starts = np.flatnonzero(np.r_[True, sub_segment[1:] != sub_segment[:-1]]) \
+                    if sub_segment.size else np.zeros(0, dtype=np.int64)
+                sub_rank = np.cumsum(np.r_[True, sub_segment[1:] != sub_segment[:-1]]) - 1 \
+                    if sub_segment.size else np.zeros(0, dtype=np.int64)
+                sub_day = day[keep]
+                subset = (keep, sub_segment, sub_index, sub_starts[sub_rank], sub_day, first_day[keep],
+                          (sub_segment << 32) | (sub_day - low) if scan is None else None)
+            keep, sub_segment, sub_index, sub_seg_start, sub_day, sub_first, sub_key = subset
+            x = np.asarray(columns[key])[order][keep]
+            if x.size:
+                got, got_status = _one(h, x, sub_day, sub_first, sub_seg_start, sub_index,
+                                       sub_segment, sub_key, low, scan)
+            else:
+                got, got_status = x, np.zeros(0, dtype=np.int64)
+            integer = h.type.kind == Kind.INTEGER
+            value = np.zeros(m, dtype=np.int64 if integer else np.float64)
+            status = np.zeros(m, dtype=np.int64)
+            value[keep] = got
+            status[keep] = got_status
+        else:
+            if h.unit == "days" and day_key is None and scan is None:
+                day_key = (segment << 32) | (day - low)
+            x = np.asarray(columns[h.subject])[order]
+            value, status = _one(h, x, day, first_day, seg_start, index, segment, day_key, low, scan)
         integer = h.type.kind == Kind.INTEGER
         out_value = np.zeros(n, dtype=np.int64 if integer else np.float64)
         out_status = np.zeros(n, dtype=np.int64)

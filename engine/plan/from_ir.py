@@ -264,8 +264,14 @@ class _Lower:
     def plan(self) -> p.Plan:
         m = self.m
         steps: list = self.checks()
+        # the definitions history windows aggregate, and what they use, come before the
+        # windows are judged (engine/plan/history.py's subject_plan says why)
+        early = history.subject_closure(m) if m.histories else set()
+        steps += [self.define(d) for d in m.definitions if d.name in early]
         steps += history.checks(m.histories, self.reason)
         for item in step_order(m):
+            if isinstance(item, ir.Definition) and item.name in early:
+                continue
             if isinstance(item, ir.Require):
                 self.context = f"a whole number in the require on line {item.line}"
                 steps.append(p.Check("require", self.expr(item.cond),

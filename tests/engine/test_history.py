@@ -31,9 +31,12 @@ POLICIES = {"reject": 'otherwise reject SHORT_HISTORY "too short"', "partial": "
             "value": None}
 
 
-def source(aggregate: str, side: str, size: int, unit: str, policy: str) -> str:
+def source(aggregate: str, side: str, size: int, unit: str, policy: str, subject: str = "input") -> str:
     """A methodology with one history over a quantity and one over an integer, each
-    given to an output, so that every path's result shows their values."""
+    given to an output, so that every path's result shows their values. With `subject`
+    "definition", the histories aggregate two `let`s instead of the inputs: `per_n`
+    (used / n, which no record with n = 0 has: its formula gives no finite number) and
+    `n3` (n * 3)."""
     if policy == "value":
         quantity_short = "otherwise 2.5 kWh" if aggregate != "count" else "otherwise 3"
         integer_short = "otherwise 3" if aggregate != "mean" else "otherwise 0.5"
@@ -42,6 +45,9 @@ def source(aggregate: str, side: str, size: int, unit: str, policy: str) -> str:
     window = f"over the {side} {size} {unit}"
     reduction = "h_used * 1 g" if aggregate == "count" else "h_used * 1 kg/kWh"
     points = "round(h_n * 1000)" if aggregate == "mean" else "h_n"
+    used, n, lets = "used", "n", ""
+    if subject == "definition":
+        used, n, lets = "per_n", "n3", "let per_n = used / n\nlet n3 = n * 3\n"
     return f"""
 methodology t.history "history" version 1.0.0 {{
   covers electricity
@@ -50,8 +56,8 @@ methodology t.history "history" version 1.0.0 {{
 }}
 input used: quantity [kWh] at least 0 kWh
 input n: integer
-history h_used = {aggregate} used {window} {quantity_short}
-history h_n = {aggregate} n {window} {integer_short}
+{lets}history h_used = {aggregate} {used} {window} {quantity_short}
+history h_n = {aggregate} {n} {window} {integer_short}
 reduction = {reduction}
 points = {points}
 """
@@ -77,7 +83,8 @@ def engines(*shape):
 
 shapes = st.tuples(st.sampled_from(["mean", "sum", "count", "min", "max"]),
                    st.sampled_from(["previous", "last"]), st.integers(1, 9),
-                   st.sampled_from(["days", "records"]), st.sampled_from(list(POLICIES)))
+                   st.sampled_from(["days", "records"]), st.sampled_from(list(POLICIES)),
+                   st.sampled_from(["input", "definition"]))
 
 
 @st.composite
@@ -105,15 +112,29 @@ def _local_day(us: int) -> dt.date:
     return (dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(microseconds=us)).astimezone(ZONE).date()
 
 
+def subject_value(r: dict, subject: str):
+    """A record's value of what a history aggregates: an input's, or a `let`'s from its
+    formula (None where one of those the windows aggregate gives no finite number)."""
+    if subject in ("per_n", "n3") and r["n"] == 0:
+        return None  # one definition a window aggregates rejects it: in none of them
+    if subject == "per_n":
+        return r["used"] / r["n"]
+    if subject == "n3":
+        return r["n"] * 3
+    return r[subject]
+
+
 def oracle(h, records: list[dict], i: int):
     """(status, value) of record i, from the definition: the account's records in
-    canonical order, the window chosen by calendar dates."""
+    canonical order (those with a value of the subject), the window chosen by calendar
+    dates; the account's first day is that of all its records."""
     me = records[i]
-    mine = sorted((r for r in records if r["account"] == me["account"]),
-                  key=lambda r: (r["time"], r["id"]))
+    everyone = sorted((r for r in records if r["account"] == me["account"]),
+                      key=lambda r: (r["time"], r["id"]))
+    first = _local_day(everyone[0]["time"])
+    mine = [r for r in everyone if subject_value(r, h.subject) is not None]
     position = next(k for k, r in enumerate(mine) if r is me)
     day = _local_day(me["time"])
-    first = _local_day(mine[0]["time"])
     if h.unit == "days":
         if h.side == "previous":
             start, end = day - dt.timedelta(days=h.size), day - dt.timedelta(days=1)
@@ -126,7 +147,7 @@ def oracle(h, records: list[dict], i: int):
         lo = position - h.size if h.side == "previous" else position - h.size + 1
         chosen = mine[max(0, lo):position + (h.side == "last")]
         short = len(chosen) < h.size
-    values = [r[h.subject] for r in chosen]
+    values = [subject_value(r, h.subject) for r in chosen]
     if short and h.short == "reject":
         return SHORT, None
     if short and h.short == "value":
@@ -139,7 +160,7 @@ def oracle(h, records: list[dict], i: int):
         return OK, min(values)
     if h.aggregate == "max":
         return OK, max(values)
-    total = 0 if h.subject == "n" else 0.0  # an integer input's sum is whole
+    total = 0 if h.subject in ("n", "n3") else 0.0  # an integer's sum is whole
     for v in values:
         total = total + v
     return OK, total if h.aggregate == "sum" else float(total) / len(values)
@@ -150,9 +171,11 @@ def oracle(h, records: list[dict], i: int):
 def test_the_reference_gives_what_the_definition_says(shape, raws):
     engine = Engine(methodology(*shape))
     records = [engine.reader.read(raw, raw["id"], None) for raw in raws]
-    history.apply(records, engine.histories)
+    history.apply(records, engine.histories, None, engine.program.subjects)
     for h in engine.histories:
         for i, values in enumerate(records):
+            if subject_value(values, h.subject) is None:
+                continue  # rejected by `per_n` before its windows are looked at
             status, value = oracle(h, records, i)
             assert values[status_name(h)] == status, (h, i)
             if status == OK:
