@@ -137,6 +137,11 @@ class _Lower:
             a, b = self.expr(e.left), self.expr(e.right)
             return p.DateShift(p.DAY, e.op, a, b, True, self.reason(
                 REJECTED, NOT_FINITE, f"`{self.context}`: a date moved beyond 0001-01-01 … 9999-12-31"))
+        if t is ir.Arith and e.type.kind == Kind.DATETIME:  # an instant moved by a duration
+            a, b = self.expr(e.left), self.expr(e.right)
+            return p.DateShift(p.DT, e.op, a, b, True, self.reason(
+                REJECTED, NOT_FINITE,
+                f"`{self.context}`: a datetime moved beyond 0001-01-03 … 2199-12-31 (UTC)"))
         if t is ir.Arith:
             a, b = self.expr(e.left), self.expr(e.right)
             rep = p.F if e.op == "/" or p.F in (a.rep, b.rep) else p.I
