@@ -104,7 +104,7 @@ CATALOGUE: dict[str, str] = {
     "E0704": "unknown reason code `{code}`",
     "E0705": "the expected `{output}` must be {expected}, found {found}",
     "E0707": "`{name}` is not a `let` or an output of this methodology",
-    "E0708": "a `total` is of `reduction` or `points`, not `{name}`",
+    "E0708": "a `total` is of `reduction`, `points`, a counter or a reward, not `{name}`",
     "E0706": "the methodology has no examples",
     # warnings
     "W0101": "the parameter `{name}` is never used",

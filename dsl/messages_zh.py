@@ -111,7 +111,7 @@ ZH: dict[str, str] = {
     "E0705": "期望的 `{output}` 应为{expected}，实际为{found}",
     "E0706": "方法学没有示例",
     "E0707": "`{name}` 不是此方法学的 `let` 或输出",
-    "E0708": "`total` 只能是 `reduction` 或 `points` 的合计，而不是 `{name}`",
+    "E0708": "`total` 只能是 `reduction`、`points`、计数器或奖励的合计，而不是 `{name}`",
     # histories
     "E1001": "历史只能汇总数值、整数或数量输入；`{name}` 是{found}",
     "E1002": "窗口应为 1 到 {most} {unit}，实际为 {found}",
