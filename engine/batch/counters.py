@@ -18,7 +18,7 @@ from ..plan.ast import CrossRecord
 from ..result import CAP_REACHED, CAPPED, CREDITED
 from .rules import HashCollision, account_hashes, canonical
 from .timezones import period_index, zone_table
-from .values import Reasons
+from .values import Reasons, empty_lists
 
 COLUMN = "counter:"  # the prefix of the amounts among the batch's kept columns
 
@@ -46,7 +46,7 @@ class Counting:
         counts = np.array([s in (CREDITED, CAPPED) for s in statuses], dtype=bool)
         pos = np.flatnonzero(counts[batch.reason])
         names = list(m.counters) + [r.name for r in m.rewards]
-        empty = pl.Series("counters", [[]], dtype=pl.List(pl.String)).new_from_index(0, n)
+        empty = empty_lists("counters", n)
         if pos.size == 0:
             return empty
         pos, new_account = _canonical(batch, pos)

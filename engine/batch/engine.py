@@ -34,7 +34,7 @@ from .part import Part, concat_parts
 from .counters import COLUMN as COUNTER_COLUMN
 from .rules import Batch, Rules
 from .store import DiskStore, MemoryStore
-from .values import Cat, Reasons
+from .values import Cat, Reasons, empty_lists
 
 CHUNK_ROWS = 1 << 18
 
@@ -220,7 +220,7 @@ class BatchEngine:
                 columns[f"{name}_mg"] = pl.repeat(None, n, dtype=pl.Int64, eager=True)
         columns["flags"] = self.flag_lists(batch.flags)
         columns["counters"] = batch.counters if batch.counters is not None else \
-            pl.Series("counters", [[]], dtype=pl.List(pl.String)).new_from_index(0, n)
+            empty_lists("counters", n)
         return pl.DataFrame({k: pl.Series(k, columns[k]) if isinstance(columns[k], np.ndarray)
                              else columns[k].alias(k) for k in RESULT_COLUMNS})
 
@@ -228,7 +228,7 @@ class BatchEngine:
         codes = self.rules.flag_codes
         if not codes or not flags.any():  # all empty: one empty list repeated, not via Arrow
             # (converting an Arrow array imports pyarrow.compute: 40 ms of every `tanpu eval`)
-            return pl.Series("flags", [[]], dtype=pl.List(pl.String)).new_from_index(0, flags.size)
+            return empty_lists("flags", flags.size)
         distinct, inverse = np.unique(flags, return_inverse=True)
         lists = [[c for i, c in enumerate(codes) if int(v) >> i & 1] for v in distinct]
         return pl.Series("flags", lists, dtype=pl.List(pl.String)).gather(inverse)
