@@ -84,10 +84,10 @@ class BatchEngine:
 
     # ------------------------------------------------------------ per record
     def per_record(self, frame: pl.DataFrame, column_units: Optional[Mapping[str, str]] = None,
-                   first_row: int = 1) -> Part:
-        """Reads and evaluates one chunk (no cross-record rules)."""
+                   first_row: int = 1, state: Optional[dict] = None) -> Part:
+        """Reads and evaluates one chunk (no cross-record rules); `state`: evaluate_frame's."""
         got = ingest_frame(frame, self.schema, column_units, first_row, self.native_text)
-        return self._evaluate(got)
+        return self._evaluate(got, state)
 
     def per_record_chunks(self, chunks: Iterable[tuple[pl.DataFrame, int]],
                           column_units: Optional[Mapping[str, str]] = None) -> Iterator[Part]:
@@ -111,7 +111,7 @@ class BatchEngine:
         while pending:
             yield pending.popleft().result()
 
-    def _evaluate(self, got: Ingested) -> Part:
+    def _evaluate(self, got: Ingested, state: Optional[dict] = None) -> Part:
         n = got.n
         reason = np.zeros(n, dtype=np.int32)
         reason[got.invalid] = Reasons.INVALID
@@ -127,8 +127,13 @@ class BatchEngine:
                 for name, column in zip(self.subjects.plan.counters, values.counters):
                     columns[history.subject_key(name)] = column
                 defined = failed == Reasons.CREDITED
-            history.compute(self.histories, columns, got.accounts, got.ids, columns["time"],
-                            got.rows, got.invalid, n, self.formulas.build, defined)
+            if state is not None:
+                history.compute_with_state(self.histories, columns, got.accounts, got.ids, columns["time"],
+                                           got.rows, got.invalid, n, state, self.plan.rules,
+                                           self.formulas.build, defined)
+            else:
+                history.compute(self.histories, columns, got.accounts, got.ids, columns["time"],
+                                got.rows, got.invalid, n, self.formulas.build, defined)
         # amounts of credited rows only, on the whole chunk at once (C needs no
         # cache-sized slices)
         outcome = self.formulas.run(columns, n, reason)
@@ -161,10 +166,27 @@ class BatchEngine:
 
     # ------------------------------------------------------------ whole frames
     def evaluate_frame(self, frame: pl.DataFrame, column_units: Optional[Mapping[str, str]] = None,
-                       first_row: int = 1) -> pl.DataFrame:
-        """Raw records (one per row) -> results (one per row, in the same order)."""
+                       first_row: int = 1, state: Optional[dict] = None) -> pl.DataFrame:
+        """Raw records (one per row) -> results (one per row, in the same order).
+
+        `state` (account -> engine.state.AccountState), as engine.Engine.evaluate takes
+        it: each account's history windows start from what it remembers, and it is left
+        updated (engine/batch/history.py `compute_with_state`), so a stream evaluated in
+        pieces in time order gives what it gives whole. Only the windows are carried: a
+        methodology with other cross-record rules (caps, duplicates, overlaps, flags,
+        bonuses, counters, rewards) is refused with a state (ValueError); the scalar
+        engine carries those."""
+        if state is not None:
+            r = self.plan.rules
+            if (r.duplicates or r.overlaps or r.flags or r.bonuses or r.caps or r.near_duplicates
+                    or r.counters or r.rewards or r.counter_caps):
+                raise ValueError("the batch engine carries the state of history windows only: "
+                                 "evaluate a methodology with other cross-record rules and a state "
+                                 "with engine.Engine")
+            if not self.histories:
+                return self.evaluate_frame(frame, column_units, first_row)
         if self.histories:  # a window reaches across chunks: the frame is one chunk
-            parts = [self.per_record(frame, column_units, first_row)]
+            parts = [self.per_record(frame, column_units, first_row, state)]
         else:
             parts = list(self.per_record_chunks(self.frame_chunks(frame, first_row), column_units)) or \
                 [self.per_record(frame, column_units, first_row)]
@@ -274,10 +296,11 @@ class BatchEngine:
 
     # ------------------------------------------------------------ the Result adapter
     def evaluate(self, raw_records: Iterable[Mapping], column_units: Optional[Mapping[str, str]] = None,
-                 first_row: int = 1) -> list[Result]:
-        """Like engine.Engine.evaluate (without explanations): dicts in, Results out."""
+                 first_row: int = 1, state: Optional[dict] = None) -> list[Result]:
+        """Like engine.Engine.evaluate (without explanations): dicts in, Results out;
+        `state` as evaluate_frame takes it."""
         frame = raw_frame(list(raw_records))
-        return to_results(self.evaluate_frame(frame, column_units, first_row))
+        return to_results(self.evaluate_frame(frame, column_units, first_row, state))
 
 
 class _Gathered(dict):

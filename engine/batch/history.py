@@ -287,3 +287,89 @@ def _aggregate(kind: str, x: np.ndarray, lo: np.ndarray, count: np.ndarray, m: i
         k += 1
         active = active[count[active] > k]
     return acc
+
+
+def compute_with_state(histories: tuple[ir.History, ...], columns: dict, accounts: pl.Series,
+                       ids: pl.Series, time: np.ndarray, rows: np.ndarray, invalid: np.ndarray,
+                       n: int, state: dict, rules, build=None, defined: np.ndarray = None) -> None:
+    """`compute`, each account's windows starting from what `state` (account ->
+    engine.state.AccountState) remembers of it, and `state` left updated, as
+    engine/history.py's `apply` does: the entries the state keeps go into the sorted
+    pass beside the records (ordered with them by account, time, id and row, a state's
+    entry before a record of the same time and id), each account's first day is the
+    earliest of the state's and its records', and the state then keeps what a later
+    record's window can still hold (the last N records, or the records of the last N
+    days before the latest). Made for requests and files of a stream in time order
+    (the ledger, a file a day); the windows' numbers are the same scans as `compute`'s."""
+    from ..state import AccountState
+    from ..history import Window
+    time = np.asarray(time, dtype=np.int64)
+    valid = np.flatnonzero(~invalid)
+    names = accounts.gather(valid).to_list()
+    code_of: dict[str, int] = {}
+    codes = np.fromiter((code_of.setdefault(a, len(code_of)) for a in names), dtype=np.int64,
+                        count=len(names))
+    code_at = np.full(n, -1, dtype=np.int64)
+    code_at[valid] = codes
+    local_day = np.floor_divide(time + zone_table(histories[0].timezone).utc_offsets(time), DAY_US)
+    # each account's first day among its records here (those without a subject's value too)
+    first_here = np.full(len(code_of), np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(first_here, codes, local_day[valid])
+    id_text = ids.to_list()
+    scan = _scanner(build)
+    accounts_here = list(code_of)
+    for account in accounts_here:
+        if account not in state:
+            state[account] = AccountState.empty(rules)
+    for j, h in enumerate(histories):
+        key = subject_key(h.subject)
+        over_definition = defined is not None and key in columns
+        mine = valid[np.asarray(defined)[valid]] if over_definition else valid
+        x_here = np.asarray(columns[key if over_definition else h.subject])[mine]
+        dtype = np.int64 if x_here.dtype.kind in "iu" else np.float64  # the subject's values
+        prior = [(code_of[a], e) for a in accounts_here for e in state[a].windows[j].entries]
+        k = len(prior)
+        all_code = np.r_[np.fromiter((c for c, _ in prior), dtype=np.int64, count=k), code_at[mine]]
+        all_time = np.r_[np.fromiter((e[0] for _, e in prior), dtype=np.int64, count=k), time[mine]]
+        all_day = np.r_[np.fromiter((e[2] for _, e in prior), dtype=np.int64, count=k), local_day[mine]]
+        all_x = np.r_[np.asarray([e[3] for _, e in prior], dtype=dtype), x_here.astype(dtype, copy=False)]
+        all_id = [str(e[1]) for _, e in prior] + [id_text[i] for i in mine.tolist()]
+        all_row = np.r_[np.full(k, -1, dtype=np.int64), np.asarray(rows, dtype=np.int64)[mine]]
+        id_rank = pl.Series(all_id, dtype=pl.String).rank("dense").cast(pl.Int64).to_numpy() \
+            if all_id else np.zeros(0, dtype=np.int64)
+        order = np.lexsort((all_row, id_rank, all_time, all_code))
+        segment, day, x = all_code[order], all_day[order], all_x[order]
+        m = order.size
+        value = np.zeros(n, dtype=np.int64 if h.type.kind == Kind.INTEGER else np.float64)
+        status = np.zeros(n, dtype=np.int64)
+        if m:
+            firsts = np.array([min(first_here[c], state[a].windows[j].first
+                                   if state[a].windows[j].first is not None else first_here[c])
+                               for a, c in code_of.items()], dtype=np.int64)
+            new = np.r_[True, segment[1:] != segment[:-1]]
+            starts = np.flatnonzero(new)
+            seg_start = starts[np.cumsum(new) - 1]
+            index = np.arange(m, dtype=np.int64)
+            low = int(day.min()) - 4000
+            day_key = (segment << 32) | (day - low) if scan is None else None
+            got, got_status = _one(h, x, day, firsts[segment], seg_start, index, segment, day_key,
+                                   low, scan)
+            here = order >= k  # the records of this call (not the state's entries)
+            value[mine[order[here] - k]] = got[here]
+            status[mine[order[here] - k]] = got_status[here]
+            # what each account's window keeps for the next call
+            ends = np.r_[starts[1:], m]
+            for s, e in zip(starts.tolist(), ends.tolist()):
+                if h.unit == "records":
+                    s = max(s, e - h.size)
+                else:
+                    s += int(np.searchsorted(day[s:e], day[e - 1] - h.size, side="left"))
+                account = accounts_here[int(segment[e - 1])]
+                picked = order[s:e]
+                state[account].windows[j] = Window(int(firsts[segment[e - 1]]), [
+                    (int(all_time[i]), all_id[i], int(all_day[i]), all_x[i].item()) for i in picked.tolist()])
+        for account, c in code_of.items():  # accounts whose records have no value here
+            w = state[account].windows[j]
+            w.first = int(first_here[c]) if w.first is None else min(w.first, int(first_here[c]))
+        columns[h.name] = value
+        columns[status_name(h)] = status

@@ -9,6 +9,7 @@ sides of midnight in Asia/Shanghai, windows longer than the history."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
@@ -310,3 +311,35 @@ def test_a_file_in_several_chunks_is_one_stream(tmp_path):
     expected = _keys(Engine(m).evaluate(raws))
     assert got == expected
     assert sum(1 for k in expected if k[1] == "credited") > 20
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(shape=shapes, raws=streams(), data=st.data())
+def test_the_batch_path_carries_the_state_as_the_scalar_path(shape, raws, data):
+    """The batch engine given each account's state (engine/batch/history.py
+    `compute_with_state`): a stream cut at random points, each piece evaluated with the
+    state of the pieces before (stored as JSON between them), gives the results of the
+    scalar engine on the stream whole, and leaves the state the scalar engine leaves."""
+    reference, batches = engines(*shape)
+    raws.sort(key=lambda r: (r["time"], r["id"]))
+    whole_state: dict = {}
+    whole = _keys(reference.evaluate(raws, state=whole_state))
+    cuts = sorted(data.draw(st.sets(st.integers(0, len(raws)), max_size=4)))
+    rules = reference.rules
+    for batch in batches:
+        state: dict = {}
+        out = []
+        for a, b in zip([0] + cuts, cuts + [len(raws)]):
+            out += _keys(batch.evaluate(raws[a:b], state=state))
+            state = {account: AccountState.from_json(rules, s.to_json(rules)) for account, s in state.items()}
+        assert sorted(out) == sorted(whole)
+        # equal as data (a reading the scalar path read as 0 is 0.0 in a float column)
+        assert {a: json.loads(s.to_json(rules)) for a, s in state.items()} == \
+            {a: json.loads(s.to_json(rules)) for a, s in whole_state.items()}
+
+
+def test_the_batch_engine_refuses_a_state_it_cannot_carry():
+    m = compile_source(source("sum", "previous", 2, "days", "partial")
+                       + "cap reduction at 30 kg per account per day\n").methodology
+    with pytest.raises(ValueError, match="history windows only"):
+        BatchEngine(m).evaluate([], state={})
