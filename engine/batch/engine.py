@@ -170,39 +170,37 @@ class BatchEngine:
         """Raw records (one per row) -> results (one per row, in the same order).
 
         `state` (account -> engine.state.AccountState), as engine.Engine.evaluate takes
-        it: each account's history windows start from what it remembers, and it is left
-        updated (engine/batch/history.py `compute_with_state`), so a stream evaluated in
-        pieces in time order gives what it gives whole. Only the windows are carried: a
-        methodology with other cross-record rules (caps, duplicates, overlaps, flags,
-        bonuses, counters, rewards) is refused with a state (ValueError); the scalar
-        engine carries those."""
+        it: each account's history windows (engine/batch/history.py
+        `compute_with_state`), counters' cap totals, counters' totals and rewards'
+        remainders (counters.py) start from what it remembers, and it is left updated,
+        so a stream evaluated in pieces in time order gives what it gives whole. The
+        other cross-record rules (caps, duplicates, overlaps, flags, bonuses) take no
+        state here: a methodology with one of them is refused with a state (ValueError);
+        the scalar engine carries theirs."""
         if state is not None:
             r = self.plan.rules
-            if (r.duplicates or r.overlaps or r.flags or r.bonuses or r.caps or r.near_duplicates
-                    or r.counters or r.rewards or r.counter_caps):
-                raise ValueError("the batch engine carries the state of history windows only: "
-                                 "evaluate a methodology with other cross-record rules and a state "
-                                 "with engine.Engine")
-            if not self.histories:
-                return self.evaluate_frame(frame, column_units, first_row)
+            if r.duplicates or r.overlaps or r.flags or r.bonuses or r.caps or r.near_duplicates:
+                raise ValueError("the batch engine carries the state of history windows, counters "
+                                 "and rewards only: evaluate a methodology with other cross-record "
+                                 "rules and a state with engine.Engine")
         if self.histories:  # a window reaches across chunks: the frame is one chunk
             parts = [self.per_record(frame, column_units, first_row, state)]
         else:
             parts = list(self.per_record_chunks(self.frame_chunks(frame, first_row), column_units)) or \
                 [self.per_record(frame, column_units, first_row)]
-        return self.finish(parts)
+        return self.finish(parts, state)
 
     def frame_chunks(self, frame: pl.DataFrame, first_row: int = 1) -> Iterator[tuple[pl.DataFrame, int]]:
         """A frame in memory as (chunk, first row) pieces for per_record_chunks."""
         step = self.frame_rows
         return ((frame.slice(start, step), first_row + start) for start in range(0, frame.height, step))
 
-    def finish(self, parts: list[Part]) -> pl.DataFrame:
+    def finish(self, parts: list[Part], state: Optional[dict] = None) -> pl.DataFrame:
         """Cross-record rules over the kept columns of every chunk -> results."""
         merged = concat_parts(parts)
         # the rules write into the batch: a concatenation is already a copy of the parts
         batch = self.batch_of(merged, copy=len(parts) == 1)
-        self.rules.apply(batch)
+        self.rules.apply(batch, state=state)
         return self.results(merged, batch)
 
     def batch_of(self, part: Part, copy: bool = True) -> Batch:

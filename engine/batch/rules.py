@@ -137,14 +137,16 @@ class Rules:
         return names - {"id", "account", "time"}
 
     # ------------------------------------------------------------ everything
-    def apply(self, batch: Batch, duplicate_ids: Optional[np.ndarray] = None) -> None:
+    def apply(self, batch: Batch, duplicate_ids: Optional[np.ndarray] = None,
+              state: Optional[dict] = None) -> None:
         """Applies the rules in place, then the counters and rewards (which leave the
         results' `counters` column in `batch.counters`). `duplicate_ids` (positions)
-        when already known."""
+        when already known; `state`: the accounts' states the counters and rewards start
+        from and leave updated (counters.py; the other rules take none)."""
         self._rules(batch, duplicate_ids)
         if self.counting.active:
             with np.errstate(all="ignore"):
-                batch.counters = self.counting.apply(batch)
+                batch.counters = self.counting.apply(batch, state)
 
     def _rules(self, batch: Batch, duplicate_ids: Optional[np.ndarray] = None) -> None:
         with np.errstate(all="ignore"):
