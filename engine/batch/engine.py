@@ -171,18 +171,18 @@ class BatchEngine:
 
         `state` (account -> engine.state.AccountState), as engine.Engine.evaluate takes
         it: each account's history windows (engine/batch/history.py
-        `compute_with_state`), counters' cap totals, counters' totals and rewards'
-        remainders (counters.py) start from what it remembers, and it is left updated,
-        so a stream evaluated in pieces in time order gives what it gives whole. The
-        other cross-record rules (caps, duplicates, overlaps, flags, bonuses) take no
-        state here: a methodology with one of them is refused with a state (ValueError);
-        the scalar engine carries theirs."""
+        `compute_with_state`), caps' period totals (rules.py `_cap`), counters' cap
+        totals, counters' totals and rewards' remainders (counters.py) start from what it
+        remembers, and it is left updated, so a stream evaluated in pieces in time order
+        gives what it gives whole. The other cross-record rules (duplicates, overlaps,
+        flags, bonuses) take no state here: a methodology with one of them is refused
+        with a state (ValueError); the scalar engine carries theirs."""
         if state is not None:
             r = self.plan.rules
-            if r.duplicates or r.overlaps or r.flags or r.bonuses or r.caps or r.near_duplicates:
-                raise ValueError("the batch engine carries the state of history windows, counters "
-                                 "and rewards only: evaluate a methodology with other cross-record "
-                                 "rules and a state with engine.Engine")
+            if r.duplicates or r.overlaps or r.flags or r.bonuses or r.near_duplicates:
+                raise ValueError("the batch engine carries the state of history windows, caps, "
+                                 "counters and rewards only: evaluate a methodology with other "
+                                 "cross-record rules and a state with engine.Engine")
         if self.histories:  # a window reaches across chunks: the frame is one chunk
             parts = [self.per_record(frame, column_units, first_row, state)]
         else:

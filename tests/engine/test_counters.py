@@ -4,6 +4,8 @@ state carried between evaluations as the ledger stores it (JSON)."""
 
 from __future__ import annotations
 
+import pytest
+
 from dsl import compile_source
 from engine import Engine
 from engine.batch import BatchEngine
@@ -91,7 +93,9 @@ def test_the_explanation_says_what_each_counter_and_reward_moved():
     assert "  reward     ticket × 2 = 4 CNY   every 20 points; 5 kept" in lines
 
 
-def test_the_batch_path_carries_counters_and_rewards_in_the_state():
+@pytest.mark.parametrize("caps", ["", "cap points at 25 per account per day\ncap points at 60 per account per week\n"],
+                         ids=["counters", "and point caps"])
+def test_the_batch_path_carries_counters_and_rewards_in_the_state(caps):
     """The batch engine given the accounts' state (engine/batch/counters.py): a stream of
     three accounts over four days cut at random points, each piece evaluated with the
     state of those before (stored as JSON between them), moves what the scalar engine
@@ -101,7 +105,9 @@ def test_the_batch_path_carries_counters_and_rewards_in_the_state():
     import json
     import random
 
-    methodology, engine = _engine()
+    compiled = compile_source(HEADER + BODY + caps, "counters.tanpu")
+    assert compiled.ok, compiled.render()
+    methodology, engine = compiled.methodology, Engine(compiled.methodology)
     batch = BatchEngine(methodology)
     rng = random.Random(7)
     for trial in range(25):

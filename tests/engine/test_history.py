@@ -340,8 +340,8 @@ def test_the_batch_path_carries_the_state_as_the_scalar_path(shape, raws, data):
 
 def test_the_batch_engine_refuses_a_state_it_cannot_carry():
     m = compile_source(source("sum", "previous", 2, "days", "partial")
-                       + "cap reduction at 30 kg per account per day\n").methodology
-    with pytest.raises(ValueError, match="history windows, counters and rewards only"):
+                       + "forbid duplicate n per account else DUP \"again\"\n").methodology
+    with pytest.raises(ValueError, match="history windows, caps, counters and rewards only"):
         BatchEngine(m).evaluate([], state={})
 
 
