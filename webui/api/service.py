@@ -17,7 +17,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from engine import records as records_module
@@ -73,7 +73,7 @@ def _standing(standing) -> Optional[dict]:
             "until": standing.until.isoformat() if standing.until else None}
 
 
-def engine_of(version: MethodologyVersion):
+def engine_of(version: "MethodologyVersion | Version"):
     """The Engine of a stored version; its content hash must be the stored one."""
     try:
         engine = evaluation.engine_for(version.source, f"{version.methodology_id}@{version.version}")
@@ -101,6 +101,81 @@ def _methodology(session: Session, methodology_id: str) -> tuple[Methodology, li
         raise ApiError(404, "methodology_not_found",
                        f"no published methodology {methodology_id!r}")
     return methodology, versions
+
+
+@dataclass(frozen=True)
+class Version:
+    """What evaluating and crediting read of a frozen version, kept outside any session."""
+    id: int
+    methodology_id: str
+    version: str
+    semver: tuple[int, int, int]
+    source: str
+    content_hash: str
+    state: str
+    effective_from: Optional[dt.date]
+
+
+# everything workflow.applicable_version() reads of a methodology's versions (and when
+# each last changed): while these rows are the same, so are its answers
+_FROZEN = (select(MethodologyVersion.id, MethodologyVersion.state, MethodologyVersion.effective_from,
+                  MethodologyVersion.major, MethodologyVersion.minor, MethodologyVersion.patch,
+                  MethodologyVersion.grace_days, MethodologyVersion.superseded_by_id,
+                  MethodologyVersion.timezone, MethodologyVersion.content_hash,
+                  MethodologyVersion.updated_at, MethodologyVersion.published_at)
+           .where(MethodologyVersion.methodology_id == bindparam("methodology"),
+                  MethodologyVersion.state.in_(FROZEN_STATES)))
+
+
+class _Kept:
+    """A methodology's frozen versions and the applicability answers given for them, kept
+    while one query finds its versions' rows unchanged (_versions). Loading the
+    methodology and its versions and asking applicable_version took four queries, about
+    half of a single-record evaluation (docs/api.md)."""
+
+    def __init__(self, fingerprint: tuple, versions: list[MethodologyVersion]):
+        self.fingerprint = fingerprint
+        self.versions = {v.id: Version(v.id, v.methodology_id, v.version, v.semver, v.source,
+                                       v.content_hash, v.state, v.effective_from) for v in versions}
+        listed = [v for v in self.versions.values() if v.state in LISTED_STATES]
+        self.latest = max(listed, key=lambda v: (v.effective_from, v.semver))
+        self.answers: dict[tuple, tuple[Optional[int], str]] = {}
+
+    def applicable(self, session: Session, day: dt.date, as_of) -> workflow.Applicability:
+        """applicable_version(day, as_of) with the version as a Version. It reads only the
+        local date of `as_of`: a datetime is keyed by its UTC quarter hour (every zone's
+        midnight falls on one), a date by itself."""
+        when = as_of if not isinstance(as_of, dt.datetime) else int(as_of.timestamp() // 900)
+        key = (day, when)
+        found = self.answers.get(key)
+        if found is None:
+            answer = workflow.applicable_version(session, self.latest.methodology_id, day, as_of=as_of)
+            found = (answer.version.id if answer.version is not None else None, answer.reason)
+            if len(self.answers) >= 10_000:
+                self.answers.clear()
+            self.answers[key] = found
+        version_id, reason = found
+        return workflow.Applicability(self.versions[version_id] if version_id is not None else None,
+                                      reason)
+
+
+_kept: dict[str, _Kept] = {}
+
+
+def _versions(session: Session, methodology_id: str) -> _Kept:
+    """The methodology's frozen versions (404 unless one is published or superseded), as
+    kept from an earlier request when one query finds their rows unchanged."""
+    fingerprint = tuple(sorted(tuple(row) for row in session.execute(
+        _FROZEN, {"methodology": methodology_id}))) if methodology_id else ()
+    kept = _kept.get(methodology_id)
+    if kept is not None and kept.fingerprint == fingerprint:
+        return kept
+    _, versions = _methodology(session, methodology_id)
+    kept = _Kept(fingerprint, versions)
+    if len(_kept) >= 1_000:
+        _kept.clear()
+    _kept[methodology_id] = kept
+    return kept
 
 
 # ---------------------------------------------------------------- GET /methodologies
@@ -160,7 +235,7 @@ def schema(session: Session, methodology_id: str, version: Optional[str] = None)
 class Group:
     """Records evaluated with one version (for one reason)."""
 
-    version: MethodologyVersion
+    version: Version
     reason: str
     indices: list[int] = field(default_factory=list)
     results: list[Result] = field(default_factory=list)
@@ -304,9 +379,8 @@ def evaluate(session: Session, methodology_id: str, records: list, *,
     (tests/webui/test_api_batch.py); the batch engine was measured 5-10x faster on
     batches of 10,000 (docs/api.md, bench/bench_api.py)."""
     records = check_records(records)
-    _, versions = _methodology(session, methodology_id)
-    latest = max((v for v in versions if v.state in LISTED_STATES),
-                 key=lambda v: (v.effective_from, v.semver))
+    kept = _versions(session, methodology_id)
+    latest = kept.latest
     schema = engine_of(latest).schema
     from dsl.zones import DEFAULT_TIMEZONE, zone as zone_of
     zone = zone_of(schema.timezone or DEFAULT_TIMEZONE)
@@ -370,9 +444,8 @@ def evaluate(session: Session, methodology_id: str, records: list, *,
     groups: dict[tuple[int, str], Group] = {}
     day_groups: dict[tuple[int, str], list[int]] = {}
     for k in np.argsort(first, kind="stable").tolist():  # in the order records show them
-        day = int(distinct[k])
-        applicable = workflow.applicable_version(
-            session, methodology_id, dt.date.fromordinal(day + EPOCH_DAY), as_of=as_of)
+        applicable = kept.applicable(session, dt.date.fromordinal(int(distinct[k]) + EPOCH_DAY),
+                                     as_of)
         if applicable.version is None:
             for position in good[of_day == k].tolist():
                 index = chosen[position]
