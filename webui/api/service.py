@@ -13,6 +13,7 @@ import hashlib
 import json
 from collections import Counter
 from dataclasses import dataclass, field, replace
+from operator import itemgetter
 from typing import Any, Optional
 
 import numpy as np
@@ -599,8 +600,9 @@ def evaluation_response(result: Evaluation, explain: bool) -> dict:
         "methodology": result.methodology_id,
         "summary": {"records": result.count, "evaluated": len(rows), "errors": len(result.errors),
                     "by_status": by_status,
-                    "reduction_mg": sum(r["reduction_mg"] for r in counted),
-                    "points": sum(r["points"] + r["bonus"] for r in counted),
+                    "reduction_mg": sum(map(itemgetter("reduction_mg"), counted)),
+                    "points": sum(map(itemgetter("points"), counted))
+                    + sum(map(itemgetter("bonus"), counted)),
                     "versions": sorted({f"{g.version.version}" for g in result.groups})},
         "results": rows, "errors": result.errors,
     }
