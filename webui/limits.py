@@ -6,7 +6,7 @@ sign-ins per email and per address.
                                                 a token: a flood of bad tokens is limited too)
     LOGIN_MAX_FAILURES, LOGIN_FAILURE_WINDOW_SECONDS   failed sign-ins (10 in 15 min)
 
-The counters live in the limiter's storage (RATELIMIT_STORAGE_URI, default memory://, per
+The counters live in the limiter's storage (RATELIMIT_STORAGE_URI, default tanpu-memory://, per
 process; a redis:// URI shares them between processes), whose entries expire with their
 window: nothing grows without bound, unlike the dictionary this replaces. API responses
 carry RateLimit-Limit, RateLimit-Remaining and RateLimit-Reset (seconds); a request over a
@@ -75,7 +75,10 @@ class _SweptMemory(MemoryStorage):
 
 
 limiter = Limiter(
-    address, headers_enabled=True, storage_uri="tanpu-memory://", strategy="moving-window",
+    # no storage_uri here: Flask-Limiter prefers its constructor's to the app's
+    # RATELIMIT_STORAGE_URI (webui/__init__.py: TANPU_RATELIMIT_STORAGE_URI, default
+    # tanpu-memory://), which was then never read
+    address, headers_enabled=True, strategy="moving-window",
     header_name_mapping={HeaderNames.LIMIT: "RateLimit-Limit",
                          HeaderNames.REMAINING: "RateLimit-Remaining",
                          HeaderNames.RESET: "RateLimit-Reset"})

@@ -230,3 +230,51 @@ def test_batch_and_scalar_agree_on_records_hypothesis_makes(web, monkeypatch):
         batch, scalar = both_ways(monkeypatch, call, batch_used=None)
         assert batch == scalar
     check()
+
+
+def test_what_is_kept_between_requests_follows_the_registry(web):
+    """The versions and token grants kept between requests (service._versions,
+    views._grant) are dropped as soon as the registry changes: a version published after
+    a request applies to the next one; a revoked token is refused on the next one."""
+    from registry import tokens
+    from tests.webui.reviewkit import faster_metro, source
+    web.published("1.0.0", dt.date(2024, 1, 1))
+    token = web.token()
+    body = {"methodology": METHODOLOGY, "records": [
+        {"id": "k1", "account": "a", "mode": "metro", "distance": "10 km",
+         "boarded": "2024-07-01T08:00", "alighted": "2024-07-01T08:30"}]}
+
+    def evaluate():
+        response = web.client.post("/api/v1/evaluate", headers=web.api(token), json=body)
+        return response.status_code, response.get_json()
+    status, first = evaluate()
+    assert status == 200 and first["results"][0]["version"] == "1.0.0"
+    web.published("1.1.0", dt.date(2024, 6, 1), faster_metro(source(METHODOLOGY, "1.1.0")))
+    status, second = evaluate()
+    assert second["results"][0]["version"] == "1.1.0"
+    assert second["results"][0]["reduction_mg"] != first["results"][0]["reduction_mg"]
+    with web.reg.uow() as s:
+        [row] = tokens.of_user(s, web.reg.integrator)
+        tokens.revoke(s, web.reg.integrator, row.id)
+    assert evaluate()[0] == 401
+
+
+def test_the_rate_limiter_starts_no_thread_per_request(web, monkeypatch):
+    """limits' memory storage started a timer thread whenever none ran: nearly one a
+    request at 200 requests/s (webui/limits.py sweeps in the request's thread instead)."""
+    import threading
+    web.published("1.0.0", dt.date(2024, 1, 1))
+    token = web.token()
+    web.client.get("/api/v1/", headers=web.api(token))
+    started = []
+    real = threading.Thread.start
+
+    def start(self, *args, **kwargs):
+        started.append(self.name)
+        return real(self, *args, **kwargs)
+    monkeypatch.setattr(threading.Thread, "start", start)
+    for _ in range(20):
+        assert web.client.get("/api/v1/", headers=web.api(token)).status_code == 200
+        import time
+        time.sleep(0.02)  # longer than the old timer's 10 ms: it would start again
+    assert started == []
