@@ -278,3 +278,36 @@ def test_the_rate_limiter_starts_no_thread_per_request(web, monkeypatch):
         import time
         time.sleep(0.02)  # longer than the old timer's 10 ms: it would start again
     assert started == []
+
+
+def test_concurrent_batches_answer_as_one_at_a_time(web):
+    """The batch engine is shared by the server's threads: four clients posting batches at
+    once get the answers they get one at a time."""
+    import threading
+    web.published("1.0.0", dt.date(2024, 1, 1))
+    token = web.token()
+    bodies = []
+    for b in range(4):
+        records = [{"id": f"c{b}-{k}", "account": f"a{k % 9}", "mode": ["metro", "ebus", "walk"][(k + b) % 3],
+                    "distance": f"{1 + (k * 7 + b) % 23} km",
+                    "boarded": f"2024-06-{10 + b:02d}T{6 + k % 15:02d}:{k % 60:02d}",
+                    "alighted": f"2024-06-{10 + b:02d}T{6 + k % 15:02d}:{k % 60:02d}:30"}
+                   for k in range(300)]
+        bodies.append({"methodology": METHODOLOGY, "records": records})
+
+    def post(body):
+        response = web.app.test_client().post("/api/v1/evaluate", headers=web.api(token), json=body)
+        assert response.status_code == 200, response.get_data(as_text=True)
+        return response.get_json()
+    alone = [post(body) for body in bodies]
+    together: list = [None] * len(bodies)
+
+    def run(i):
+        together[i] = post(bodies[i])
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(bodies))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert together == alone
+    assert all(a["summary"]["evaluated"] > 0 for a in alone)
