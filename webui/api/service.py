@@ -17,7 +17,6 @@ from operator import itemgetter
 from typing import Any, Optional
 
 import numpy as np
-
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
