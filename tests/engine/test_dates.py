@@ -135,7 +135,7 @@ moved = st.builds(
               st.sampled_from([0, 0.0000015, -0.0000015, 3600, 86400 * 180, 1e300, 5e12, 1e11])))
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
 @given(zone=st.sampled_from(sorted(ZONES)), raws=st.lists(moved, max_size=20, unique_by=lambda r: r["id"]))
 def test_the_kernel_moves_instants_as_the_scalar_path(zone, raws):
     scalar, kernel = ZONES[zone]
