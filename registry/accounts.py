@@ -264,12 +264,23 @@ class Balances:
                 "points_balance": self.points_balance, "retirable_mg": self.retirable_mg}
 
 
-def balance_statement(account_id: int, subtree: bool = True):
-    """The one statement of balances(): (methodology, own?, entries, mg, points, reversed
-    entries, reversed mg, reversed points) rows. Each entry is joined to its reversal (at
-    most one: UNIQUE entry_id)."""
+def with_reversals():
+    """credit_entries joined to their reversals (at most one each: UNIQUE entry_id), the
+    one way a balance takes reversals into account: balances() and the per-period
+    balances (statements.period_balances) both read entries through it, so an entry
+    reversed is netted out of both the same way (a reversal counts against its entry,
+    in the entry's account, methodology and period)."""
     entries = CreditEntry.__table__
     reversals = Reversal.__table__
+    return entries.outerjoin(reversals, reversals.c.entry_id == entries.c.id), reversals
+
+
+def balance_statement(account_id: int, subtree: bool = True):
+    """The one statement of balances(): (methodology, own?, entries, mg, points, reversed
+    entries, reversed mg, reversed points) rows. Each entry is joined to its reversal
+    (with_reversals)."""
+    entries = CreditEntry.__table__
+    joined, reversals = with_reversals()
     own = (entries.c.account == str(account_id)).label("own")
     columns = (entries.c.methodology_id, own, func.count(),
                func.coalesce(func.sum(entries.c.reduction_mg), 0),
@@ -277,7 +288,6 @@ def balance_statement(account_id: int, subtree: bool = True):
                func.count(reversals.c.id),
                func.coalesce(func.sum(reversals.c.reduction_mg), 0),
                func.coalesce(func.sum(reversals.c.points + reversals.c.bonus), 0))
-    joined = entries.outerjoin(reversals, reversals.c.entry_id == entries.c.id)
     if subtree:
         tree = _subtree(account_id)
         joined = joined.join(tree, entries.c.account == cast(tree.c.id, String))
