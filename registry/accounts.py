@@ -292,30 +292,43 @@ def with_reversals():
 
 def balance_statement(account_id: int, subtree: bool = True):
     """The one statement of balances(): (methodology, own?, entries, mg, points, reversed
-    entries, reversed mg, reversed points) rows. Each entry is joined to its reversal
-    (with_reversals). The account's own entries by their `account` index; those below
-    it by the closure's rows of the account (AccountAncestor: its primary key's prefix)
-    joined to the entries on `account`, text to text: one hash join, no walk."""
+    entries, reversed mg, reversed points) rows, several per methodology, to be added up:
+    the entries' totals and the reversals' totals come in rows of their own. A reversal
+    holds its entry's account and amounts (with_reversals' join, per entry, is what the
+    per-period balances need), so the million entries of a region are summed without
+    a join to reversals; only the few reversals are joined to their entries, for the
+    methodology. The account's own rows by the `account` indexes; those below it by the
+    closure's rows of the account (AccountAncestor: its primary key's prefix) joined on
+    `account`, text to text: one hash join, no walk of the hierarchy."""
     entries = CreditEntry.__table__
-    joined, reversals = with_reversals()
-
-    def totals(own: str):
-        return select(entries.c.methodology_id, literal_column(own).label("own"), func.count(),
-                      func.coalesce(func.sum(entries.c.reduction_mg), 0),
-                      func.coalesce(func.sum(entries.c.points + entries.c.bonus), 0),
-                      func.count(reversals.c.id),
-                      func.coalesce(func.sum(reversals.c.reduction_mg), 0),
-                      func.coalesce(func.sum(reversals.c.points + reversals.c.bonus), 0))
-
-    own = (totals("1").select_from(joined).where(entries.c.account == str(account_id))
-           .group_by(entries.c.methodology_id))
-    if not subtree:
-        return own
+    reversals = Reversal.__table__
     tree = AccountAncestor.__table__
-    below = (totals("0").select_from(joined.join(tree, and_(
-        tree.c.account == entries.c.account, tree.c.ancestor_id == account_id)))
-        .group_by(entries.c.methodology_id))
-    return union_all(own, below)
+    zero = literal_column("0")
+
+    def part(own: str, source, on_account, of_reversals: bool):
+        if of_reversals:
+            numbers = (zero, zero, zero, func.count(reversals.c.id),
+                       func.coalesce(func.sum(reversals.c.reduction_mg), 0),
+                       func.coalesce(func.sum(reversals.c.points + reversals.c.bonus), 0))
+            source = source.join(entries, entries.c.id == reversals.c.entry_id)
+        else:
+            numbers = (func.count(), func.coalesce(func.sum(entries.c.reduction_mg), 0),
+                       func.coalesce(func.sum(entries.c.points + entries.c.bonus), 0),
+                       zero, zero, zero)
+        query = select(entries.c.methodology_id, literal_column(own).label("own"), *numbers)
+        if own == "1":
+            query = query.select_from(source).where(on_account == str(account_id))
+        else:
+            query = query.select_from(source.join(tree, and_(
+                tree.c.account == on_account, tree.c.ancestor_id == account_id)))
+        return query.group_by(entries.c.methodology_id)
+
+    parts = [part("1", entries, entries.c.account, False),
+             part("1", reversals, reversals.c.account, True)]
+    if subtree:
+        parts += [part("0", entries, entries.c.account, False),
+                  part("0", reversals, reversals.c.account, True)]
+    return union_all(*parts)
 
 
 def remaining_mg():
