@@ -325,7 +325,7 @@ class Reference:
         digest = hashlib.sha256(json.dumps([row[:3] + (row[4],) for row in rows]).encode()).hexdigest()
         with conn.transaction(), conn.cursor() as cur:
             cur.execute("SELECT external_id, account_id FROM account_identities "
-                        "WHERE integrator_id = %s AND external_id = ANY(%s)",
+                        "WHERE integrator_id = %s AND external_id IN (SELECT unnest(%s::text[]))",
                         (self.integrator, sorted({row[1] for row in rows})))
             platform = {e: str(a) for e, a in cur.fetchall()}
             cur.execute("INSERT INTO credit_batches (idempotency_key, request_digest, actor_id, "
@@ -339,13 +339,13 @@ class Reference:
                         "SELECT %s, a, '', %s FROM unnest(%s::text[]) a ON CONFLICT DO NOTHING",
                         (METHODOLOGY, now, accounts))
             cur.execute("SELECT account, state FROM rule_states WHERE methodology_id = %s "
-                        "AND account = ANY(%s) ORDER BY account FOR UPDATE", (METHODOLOGY, accounts))
+                        "AND account IN (SELECT unnest(%s::text[])) ORDER BY account FOR UPDATE", (METHODOLOGY, accounts))
             states = {}
             for account, text in cur.fetchall():
                 data = json.loads(text) if text else {}
                 states[account] = (set(data.get("keys", ())), dict(data.get("caps", {})))
             cur.execute("SELECT record_id FROM credit_entries WHERE integrator_id = %s AND "
-                        "methodology_id = %s AND record_id = ANY(%s)",
+                        "methodology_id = %s AND record_id IN (SELECT unnest(%s::text[]))",
                         (self.integrator, METHODOLOGY, [row[0] for row in rows]))
             present = {r for (r,) in cur.fetchall()}
             entries = []

@@ -284,7 +284,9 @@ def credit(session: Session, actor, ref: MethodologyRef, results: Sequence[Resul
     raced = [record_id for record_id in chosen if record_id not in inserted and record_id not in present]
     present_entries = sorted([*present.values(), *_entries(session, actor.id, ref.id, raced)],
                              key=lambda e: e.record_id)
-    audit.append(session, actor, "ledger.credit", "credit_batch", batch_id, {
+    # appended when the transaction commits: the chain's lock is then held only for the
+    # commit, not while the caller goes on (audit.append_at_commit)
+    audit.append_at_commit(session, actor, "ledger.credit", "credit_batch", batch_id, {
         "idempotency_key": key, "request_digest": digest, "methodology": ref.id,
         "version": ref.version, "content_hash": ref.content_hash,
         "new": len(new), "already_present": len(present_entries), "not_creditable": len(skipped),
