@@ -325,7 +325,7 @@ class Reference:
         digest = hashlib.sha256(json.dumps([row[:3] + (row[4],) for row in rows]).encode()).hexdigest()
         with conn.transaction(), conn.cursor() as cur:
             cur.execute("SELECT external_id, account_id FROM account_identities "
-                        "WHERE integrator_id = %s AND external_id IN (SELECT unnest(%s::text[]))",
+                        "WHERE integrator_id = %s AND external_id = ANY(%s)",
                         (self.integrator, sorted({row[1] for row in rows})))
             platform = {e: str(a) for e, a in cur.fetchall()}
             cur.execute("INSERT INTO credit_batches (idempotency_key, request_digest, actor_id, "
@@ -339,14 +339,15 @@ class Reference:
                         "SELECT %s, a, '', %s FROM unnest(%s::text[]) a ON CONFLICT DO NOTHING",
                         (METHODOLOGY, now, accounts))
             cur.execute("SELECT account, state FROM rule_states WHERE methodology_id = %s "
-                        "AND account IN (SELECT unnest(%s::text[])) ORDER BY account FOR UPDATE", (METHODOLOGY, accounts))
+                        "AND account = ANY(%s) ORDER BY account FOR UPDATE", (METHODOLOGY, accounts))
             states = {}
             for account, text in cur.fetchall():
                 data = json.loads(text) if text else {}
                 states[account] = (set(data.get("keys", ())), dict(data.get("caps", {})))
-            cur.execute("SELECT record_id FROM credit_entries WHERE integrator_id = %s AND "
-                        "methodology_id = %s AND record_id IN (SELECT unnest(%s::text[]))",
-                        (self.integrator, METHODOLOGY, [row[0] for row in rows]))
+            cur.execute("SELECT e.record_id FROM unnest(%s::text[]) AS u(r) CROSS JOIN LATERAL "
+                        "(SELECT record_id FROM credit_entries WHERE integrator_id = %s AND "
+                        "methodology_id = %s AND record_id = u.r LIMIT 1) AS e",
+                        ([row[0] for row in rows], self.integrator, METHODOLOGY))
             present = {r for (r,) in cur.fetchall()}
             entries = []
             for record_id, account, order, when, mg in rows:  # the rules

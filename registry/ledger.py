@@ -45,7 +45,8 @@ from dataclasses import fields as dataclass_fields
 from typing import Iterable, Optional, Sequence
 
 from sqlalchemy import bindparam as sa_bindparam
-from sqlalchemy import select
+from sqlalchemy import String, func, select, true
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from engine import cross_record
@@ -139,6 +140,21 @@ def _entries(session: Session, integrator_id: int, methodology_id: str,
     which costs less than the ORM's loading for a query that usually finds nothing."""
     found: list[CreditEntry] = []
     table = CreditEntry.__table__
+    if bulk.is_postgresql(session) and record_ids:
+        # one index probe per id (the LIMIT keeps the planner from flattening the
+        # LATERAL): with `record_id = ANY(ids)` the planner, whose statistics said the
+        # table was small (not analyzed yet since it grew), scanned every entry of the
+        # integrator and methodology and compared each with all the ids: 377 ms to read
+        # 1,000 ids once the bench's table held 15,000 entries, and growing with it
+        ids = func.unnest(sa_bindparam(None, list(record_ids), type_=postgresql.ARRAY(String))
+                          ).table_valued("record_id").render_derived(name="wanted")
+        probe = (select(table).where(table.c.integrator_id == integrator_id,
+                                     table.c.methodology_id == methodology_id,
+                                     table.c.record_id == ids.c.record_id).limit(1).lateral("e"))
+        found.extend(_entry(**row._mapping) for row in session.execute(
+            select(probe).select_from(ids.join(probe, true()))))
+        found.sort(key=lambda e: e.record_id)
+        return found
     for among in bulk.among(session, table.c.record_id, record_ids):
         found.extend(_entry(**row._mapping) for row in session.execute(select(table).where(
             table.c.integrator_id == integrator_id, table.c.methodology_id == methodology_id,
