@@ -351,15 +351,35 @@ def _lock_records(session: Session, integrator_id: int, methodology_id: str,
 
 def _lock_states(session: Session, rules, methodology_id: str, accounts: list[str],
                  now) -> dict[str, AccountState]:
-    """The accounts' stored states, their rows locked until the transaction ends (made
-    first where missing, so that there is a row to lock), in account order."""
-    if bulk.is_postgresql(session):
-        session.connection().exec_driver_sql(_PG_MAKE_STATES, {
-            "methodology": methodology_id, "now": now, "accounts": accounts})
-    else:
-        _insert(session, RuleState.__table__, [
-            {"methodology_id": methodology_id, "account": a, "state": "", "updated_at": now}
-            for a in accounts], ["methodology_id", "account"])
+    """The accounts' stored states, their rows locked until the transaction ends: the
+    rows that exist locked first, in account order (one statement); then the missing
+    ones made, in account order, and locked in turn (the rows made now are ours; a row
+    another transaction made meanwhile is waited for by ON CONFLICT, then read). Usually
+    every account has its row: one statement, where making them all first took one more,
+    and 20-40 ms of probes for 1,000 known accounts on a loaded server.
+
+    No cycle of waits: a transaction waiting for an existing row holds no row it made
+    (it makes rows only after locking the existing ones), and rows are made in one order;
+    so a transaction waiting for a row being made never waits, through others, for one
+    that waits for an existing row it holds (the same order as before: existing rows
+    were never locked by the insert that made the missing ones)."""
+    stored = _locked_states(session, methodology_id, accounts)
+    missing = [a for a in accounts if a not in stored]
+    if missing:
+        if bulk.is_postgresql(session):
+            session.connection().exec_driver_sql(_PG_MAKE_STATES, {
+                "methodology": methodology_id, "now": now, "accounts": missing})
+        else:
+            _insert(session, RuleState.__table__, [
+                {"methodology_id": methodology_id, "account": a, "state": "", "updated_at": now}
+                for a in missing], ["methodology_id", "account"])
+        stored.update(_locked_states(session, methodology_id, missing))
+    return {a: AccountState.from_json(rules, stored.get(a)) for a in accounts}
+
+
+def _locked_states(session: Session, methodology_id: str, accounts: list[str]) -> dict[str, str]:
+    """account -> its stored state text, for the accounts that have a row, each row locked
+    (FOR UPDATE, in account order)."""
     stored: dict[str, str] = {}
     for among in bulk.among(session, RuleState.account, accounts):
         for row in session.execute(
@@ -367,19 +387,13 @@ def _lock_states(session: Session, rules, methodology_id: str, accounts: list[st
                 .where(RuleState.methodology_id == methodology_id, among)
                 .order_by(RuleState.account).with_for_update()):
             stored[row.account] = row.state
-    return {a: AccountState.from_json(rules, stored.get(a)) for a in accounts}
+    return stored
 
 
-# PostgreSQL, each one statement of arrays (see bulk.py). The missing state rows are made
-# without trying the existing ones: ON CONFLICT took 16-20 ms for 1,000 known accounts
-# (a conflict costs ~20 µs), NOT EXISTS (an index probe each) 1-4 ms. A row another
-# transaction is making (not yet visible) still meets ON CONFLICT, which waits for it
-# as before; existing rows were never locked by the INSERT, so the locks taken, and
-# their order, are unchanged.
+# PostgreSQL, each one statement of arrays (see bulk.py): the missing state rows made (ON
+# CONFLICT: a row another transaction is making, not yet visible, is waited for).
 _PG_MAKE_STATES = ("INSERT INTO rule_states (methodology_id, account, state, updated_at) "
                    "SELECT %(methodology)b, a, '', %(now)b FROM unnest(%(accounts)b::varchar[]) AS a "
-                   "WHERE NOT EXISTS (SELECT 1 FROM rule_states AS r "
-                   "WHERE r.methodology_id = %(methodology)b AND r.account = a) "
                    "ON CONFLICT (methodology_id, account) DO NOTHING")
 _PG_SAVE_STATES = ("UPDATE rule_states AS s SET state = v.state, updated_at = %(now)s "
                    "FROM unnest(%(accounts)b::varchar[], %(states)b::text[]) AS v(account, state) "
