@@ -381,6 +381,20 @@ def _locked_states(session: Session, methodology_id: str, accounts: list[str]) -
     """account -> its stored state text, for the accounts that have a row, each row locked
     (FOR UPDATE, in account order)."""
     stored: dict[str, str] = {}
+    if bulk.is_postgresql(session):
+        # one index probe per account, each row locked as it is found, in the array's
+        # order (sorted): as _entries reads, ANY was planned as a scan of the methodology's
+        # states compared with every account while the table was not analyzed
+        table = RuleState.__table__
+        wanted = func.unnest(sa_bindparam(None, sorted(accounts), type_=postgresql.ARRAY(String))
+                             ).table_valued("account").render_derived(name="wanted")
+        probe = (select(table.c.account, table.c.state)
+                 .where(table.c.methodology_id == methodology_id,
+                        table.c.account == wanted.c.account)
+                 .limit(1).with_for_update().lateral("s"))
+        stored.update(session.execute(select(probe.c.account, probe.c.state)
+                                      .select_from(wanted.join(probe, true()))).all())
+        return stored
     for among in bulk.among(session, RuleState.account, accounts):
         for row in session.execute(
                 select(RuleState.account, RuleState.state)
