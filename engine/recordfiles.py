@@ -684,3 +684,72 @@ class ResultWriter:
                 os.unlink(self.path)
             except OSError:
                 pass
+
+
+# ---------------------------------------------------------------- datasets
+@dataclass(frozen=True)
+class DatasetFile:
+    """One file of a dataset: where it is, its path below the dataset's base folder (its
+    partition in the output), and the values of the hive partitions its path names
+    (`day=2026-01-01/part-0.parquet`: {"day": "2026-01-01"})."""
+
+    path: Path
+    relative: Path
+    partitions: tuple[tuple[str, str], ...] = ()
+
+
+_GLOB = re.compile(r"[*?\[]")
+
+
+def is_dataset(spec: str) -> bool:
+    """A folder or a glob (not one file)."""
+    return Path(spec).is_dir() or (bool(_GLOB.search(spec)) and not Path(spec).is_file())
+
+
+def open_dataset(spec: str) -> list[DatasetFile]:
+    """A folder (every record file below it, recursively) or a glob -> its files, sorted
+    by path (the order they are read in; row numbers restart at 1 in each).
+
+    Partition values come from the folder names by PyArrow's hive partitioning
+    (`pyarrow.dataset.HivePartitioning`: `key=value`, URL-decoded, the null partition);
+    the files are read by this module's readers, so that a row of a file in a dataset is
+    read exactly as the same file given alone. Hidden files and folders (`.x`, `_x`:
+    `_SUCCESS`, the partial files of an interrupted run) hold no records.
+    """
+    import glob as globbing
+
+    base = Path(spec)
+    if base.is_dir():
+        candidates = [p for p in base.rglob("*") if p.is_file()]
+    else:
+        candidates = [Path(p) for p in globbing.glob(spec, recursive=True) if Path(p).is_file()]
+        fixed = _GLOB.split(spec, maxsplit=1)[0]  # the folder before the first wildcard
+        base = Path(fixed) if fixed.endswith(os.sep) else Path(fixed).parent
+    files = sorted(p for p in candidates
+                   if p.suffix.lower() in FORMATS
+                   and not any(part.startswith((".", "_")) for part in p.relative_to(base).parts))
+    if not files:
+        raise FileFormatError(f"{spec}: no record files (.csv, .jsonl, .parquet) found")
+    return [DatasetFile(path, path.relative_to(base), _hive_keys(path.relative_to(base)))
+            for path in files]
+
+
+def _hive_keys(relative: Path) -> tuple[tuple[str, str], ...]:
+    folders = [part for part in relative.parts[:-1] if "=" in part]
+    if not folders:
+        return ()
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    names = [part.split("=", 1)[0] for part in folders]
+    parse = ds.HivePartitioning(pa.schema([(name, pa.string()) for name in names])).parse
+    keys = ds.get_partition_keys(parse("/".join(folders) + "/"))  # folders end with a slash
+    return tuple((name, keys.get(name)) for name in names)
+
+
+def with_partitions(frame: pl.DataFrame, partitions) -> pl.DataFrame:
+    """A file's rows with its hive partition values as text columns (a column the file
+    itself has wins: the folder name repeats what the rows say)."""
+    added = [pl.lit(value, dtype=pl.String).alias(name) for name, value in partitions
+             if name not in frame.columns]
+    return frame.with_columns(added) if added else frame
