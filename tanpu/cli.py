@@ -317,9 +317,45 @@ def _remove_stale_partials(folder: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+SMALL_FILE = 256 << 10  # bytes: below this a CSV or JSON Lines file takes the small path
+
+
+def _small_path(records: Path, output, engine_name: str) -> bool:
+    """Whether the run is small enough that starting NumPy and Polars would cost more than
+    evaluating record by record: a CSV or JSON Lines file of at most SMALL_FILE bytes
+    (a few thousand records) and results to CSV, JSON Lines or the terminal. The scalar
+    engine gives the same results as the batch engine (tests/engine/test_batch_differential.py)
+    and recordfiles.result_lines the same bytes as ResultWriter (tests/test_eval_small.py)."""
+    from engine.recordfiles import format_of
+
+    if engine_name not in ("batch", "scalar") or format_of(records) not in ("csv", "jsonl"):
+        return False
+    if output and format_of(Path(output)) == "parquet":
+        return False
+    return records.stat().st_size <= SMALL_FILE
+
+
+def _eval_small(c, records: Path, output) -> None:
+    from engine import Engine
+    from engine.recordfiles import write_result_lines
+
+    engine = Engine(c.methodology)
+    results = _evaluate_scalar(engine, records)
+    try:
+        write_result_lines(results, engine.ref, Path(output) if output else None, stream=sys.stdout)
+    except OSError as error:
+        raise click.ClickException(f"writing the results failed: {error}") from None
+    summary = _Summary()
+    summary.add_results(results)
+    summary.echo(engine.ref)
+
+
 def _eval_to(c, records: Path, output, engine_name: str) -> None:
     from engine.recordfiles import ResultWriter
 
+    if _small_path(records, output, engine_name):
+        _eval_small(c, records, output)
+        return
     engine, frames_of = _engine_and_frames(c, engine_name)
     frames = frames_of(records)
     writer = ResultWriter(Path(output) if output else None, engine.ref, stream=sys.stdout)
@@ -430,6 +466,17 @@ class _Summary:
             bad = (frame.lazy().filter(pl.col("status") == "invalid").select("row", "message")
                    .head(21 - len(self.invalid)).collect())
             self.invalid += [(file, row, message) for row, message in bad.iter_rows()]
+
+    def add_results(self, results, file: str = "") -> None:
+        """As add, for engine.Result objects (the small path, without Polars)."""
+        for r in results:
+            self.total += 1
+            self.counts[r.status] += 1
+            if r.status in ("credited", "capped"):
+                self.mg += r.reduction_mg
+                self.points += r.points + r.bonus
+            elif r.status == "invalid" and len(self.invalid) < 21:
+                self.invalid.append((file, r.row, r.message))
 
     def echo(self, ref) -> None:
         echo = lambda text="": click.echo(text, err=True)  # noqa: E731
