@@ -252,7 +252,8 @@ class BatchEngine:
         expected = estimate_rows(path)
         if expected > memory_rows:
             # partitions of about half the in-memory budget: never more held than in memory
-            store = DiskStore(self, -(-expected * 2 // memory_rows) + 1, spill_dir)
+            store = DiskStore(self, -(-expected * 2 // memory_rows) + 1, spill_dir,
+                              run_rows=max(1, memory_rows // 4))
         else:
             store = MemoryStore(self)
         try:
