@@ -240,7 +240,16 @@ def _eval_dataset(c, spec: str, out: Path, engine_name: str, resume: bool, fmt: 
     if out.suffix.lower() in FORMATS:
         raise click.UsageError(f"-o {out}: a dataset's results are a folder (one file per record file), "
                                f"not one {out.suffix} file")
-    files = open_dataset(spec)
+    inside = out.resolve()
+    files = [f for f in open_dataset(spec) if inside not in f.path.resolve().parents]  # not our own results
+    if not files:
+        raise click.UsageError(f"{spec}: no record files outside -o {out}")
+    targets: dict[Path, Path] = {}
+    for f in files:
+        target = f.relative.with_suffix("." + fmt)
+        if target in targets:
+            raise click.UsageError(f"{targets[target]} and {f.relative} would both be written to {out / target}")
+        targets[target] = f.relative
     engine, frames_of = _engine_and_frames(c, engine_name)
     identity = {"methodology": engine.ref.content_hash, "format": fmt,
                 "inputs": [{"file": f.relative.as_posix(), "bytes": f.path.stat().st_size,

@@ -111,6 +111,15 @@ def test_an_output_folder_with_results_is_not_overwritten_without_resume(tmp_pat
     assert other.returncode == 2 and "another run" in other.stderr
     assert tanpu("eval", SHENZHEN, data, "-o", tmp_path / "one.parquet").returncode == 2
     assert tanpu("eval", SHENZHEN, data).returncode == 2  # no -o
+    # two files that would give one result file; results inside the records' folder
+    sample().slice(0, 5).write_parquet(data / "a.parquet")
+    clash = tanpu("eval", SHENZHEN, data, "-o", tmp_path / "clash")
+    assert clash.returncode == 2 and "would both be written" in clash.stderr
+    (data / "a.parquet").unlink()
+    inside = tanpu("eval", SHENZHEN, data, "-o", data / "results")
+    assert inside.returncode == 0, inside.stderr
+    again = tanpu("eval", SHENZHEN, data, "-o", data / "results", "--resume")
+    assert again.returncode == 0 and "1 of 1 file(s) already written" in again.stderr
 
 
 def _dataset(folder: Path, files: int, rows: int) -> None:
