@@ -9,7 +9,9 @@ per-account rules need) and the valid rows' (id, account, time, row) by a hash o
 ids partition by partition; the account rules partition by partition, each partition's
 results split by run; the results are merged back in row order run by run. Memory holds
 one run, or one partition, whatever the size of the file; one file is open at a time
-(`_Runs`); the folder is removed at the end, and a killed run's folder by the next run.
+(`_Runs`); the files of each step are removed when the next has what it needs (peak disk:
+the kept columns of every row, then the results), the folder at the end, and a killed
+run's folder by the next run.
 Pieces written: 3 × runs × P, where one per chunk and partition made 4 × chunks × P
 (about 2 ms each: the cost that grew with the rows squared, issue 16). Not compressed:
 Zstandard made a run a quarter of its size but cost 3 s of CPU more at 5M rows, LZ4
@@ -122,6 +124,10 @@ class _Runs:
                     writer.write_batch(batch.slice(int(bounds[i]), int(bounds[i + 1] - bounds[i])))
         self.paths.append(path)
 
+    def remove(self) -> None:
+        for path in self.paths:
+            path.unlink(missing_ok=True)
+
     def read(self, index: int) -> Optional[pl.DataFrame]:
         pieces = []
         for path in self.paths:
@@ -203,6 +209,7 @@ class DiskStore:
                                        np.ones(frame.height, dtype=bool))
             duplicates.append(rows[found])
         duplicate_rows = np.sort(np.concatenate(duplicates)) if duplicates else np.zeros(0, np.int64)
+        self.ids.remove()  # the disk of each step is given back before the next writes
         # 2. the account rules, partition by account; each partition's results as one
         # file of one batch per run (the rows of that run, in row order)
         starts = np.asarray(self.run_starts, dtype=np.int64)
@@ -221,6 +228,7 @@ class DiskStore:
             run = np.searchsorted(starts, rows, side="right") - 1
             results_of.write(results, run)
             del frame, part, batch, results
+        self.accounts.remove()
         # 3. merge back in row order, run by run
         step = engine.chunk_rows
         for k in range(starts.size):
