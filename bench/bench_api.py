@@ -7,8 +7,17 @@ Prints: records/s with batches of `--size` records (one client, one request afte
 other) and the latency of a batch (p50); single-record latency one at a time (the service
 time); and single-record latency p50/p99 with requests scheduled at `--rate` per second
 from 8 clients (measured from each request's scheduled time, so a request that waits for
-the others counts its wait). The reference line is the OpenFisca Web API's 5.5 k
-records/s (issue 14). Figures only: the machine may be shared (the load is printed).
+the others counts its wait). Figures only: the machine may be shared (the load is printed).
+
+Each figure is printed beside the same measurement of a hand-written reference run in the
+same run: `reference_app`, a bare WSGI function on the same server (waitress, 8 threads,
+its own process) doing this methodology's work by hand for these records: the JSON body
+parsed (orjson), distances and times read by Polars, the formula (46.7 or 26.9 g/km times
+the distance, in whole milligrams, 1 point a gram) and the overlap rule per account in
+NumPy, and the same answer (every result with the same fields) written by orjson; no
+token, no rate limit, no database, no version lookup, no checks beyond these records'.
+Its results are compared with the API's, field by field, before any figure is printed.
+The OpenFisca Web API's 5.5 k records/s (issue 14) is a published figure, not measured here.
 """
 
 from __future__ import annotations
@@ -67,6 +76,80 @@ def start(folder: Path):
         token = tokens.create(s, admin, integrator, "bench")[1]
     database.dispose()
     return process, port, token
+
+
+def reference_app(environ, start_response):
+    """The hand-written reference (module docstring): POST a body of rides, get results."""
+    import numpy as np
+    import orjson
+    import polars as pl
+
+    body = orjson.loads(environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0)))
+    records = body["records"]
+    frame = pl.DataFrame(records, schema={k: pl.String for k in
+                                          ("id", "account", "mode", "distance", "boarded", "alighted")})
+    km = frame["distance"].str.strip_suffix(" km").cast(pl.Float64).to_numpy()
+    shanghai = 8 * 3600 * 1_000_000  # Asia/Shanghai has kept +08:00 since 1991
+    boarded = frame["boarded"].str.to_datetime("%Y-%m-%dT%H:%M:%S").cast(pl.Int64).to_numpy() - shanghai
+    alighted = frame["alighted"].str.to_datetime("%Y-%m-%dT%H:%M:%S").cast(pl.Int64).to_numpy() - shanghai
+    mode = frame["mode"].to_numpy()
+    factor = np.where(mode == "metro", 46.7, np.where(mode == "ebus", 26.9, np.nan))
+    mg = np.rint(factor * km * 1000.0)
+    ok = (factor == factor) & (alighted > boarded)
+    # forbid overlap per account: a ride starting before the account's last credited end
+    accounts = frame["account"].to_numpy()
+    order = np.lexsort((boarded, accounts))
+    last_end: dict = {}
+    overlap = np.zeros(len(records), dtype=bool)
+    for i in order.tolist():
+        if not ok[i]:
+            continue
+        end = last_end.get(accounts[i])
+        if end is not None and boarded[i] < end:
+            overlap[i] = True
+            continue
+        last_end[accounts[i]] = alighted[i]
+    credited = ok & ~overlap
+    mg = np.where(credited, mg, 0).astype(np.int64)
+    times = (pl.Series(np.minimum(boarded, alighted)).cast(pl.Datetime("us"))
+             .dt.strftime("%Y-%m-%dT%H:%M:%SZ").to_list())
+    rows = []
+    for i, (rid, account, time_, reduction) in enumerate(zip(frame["id"].to_list(), accounts.tolist(),
+                                                            times, mg.tolist())):
+        status = "credited" if credited[i] else "rejected"
+        code = "" if credited[i] else ("OVERLAP" if overlap[i] else "NOT_COVERED")
+        rows.append({"index": i, "id": rid, "account": account, "time": time_, "status": status,
+                     "code": code, "message": "", "reduction_kg": reduction / 1_000_000,
+                     "reduction_mg": reduction, "points": reduction // 1000, "bonus": 0,
+                     "baseline_mg": None, "project_mg": None, "leakage_mg": None, "flags": [],
+                     "counters": [], "methodology": METHODOLOGY, "version": "1.0.0",
+                     "content_hash": "", "applicability": ""})
+    out = orjson.dumps({"methodology": METHODOLOGY, "summary": {
+        "records": len(rows), "evaluated": len(rows), "errors": 0,
+        "reduction_mg": int(mg.sum()), "points": int((mg // 1000).sum())},
+        "results": rows, "errors": []})
+    start_response("200 OK", [("Content-Type", "application/json"),
+                              ("Content-Length", str(len(out)))])
+    return [out]
+
+
+def start_reference(folder: Path):
+    """`reference_app` on waitress (8 threads, as `tanpu serve`) in its own process."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = open(folder / "reference.log", "ab")
+    process = subprocess.Popen([sys.executable, __file__, "--serve-reference", str(port)],
+                               cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return process, port
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"the reference did not start: see {folder / 'reference.log'}")
+            time.sleep(0.2)
 
 
 def rides(n: int, offset: int = 0) -> list[dict]:
@@ -137,34 +220,59 @@ def paced(port: int, token: str, count: int, rate: float, clients: int = 8) -> t
     return pacing.paced([lambda i, c=c: c.evaluate(bodies[i]) for c in callers], count, rate)
 
 
+def same_results(api: dict, reference: dict) -> None:
+    """The reference does the API's work: every result's amounts and outcome agree."""
+    fields = ("index", "id", "account", "time", "status", "code", "reduction_kg", "reduction_mg",
+              "points", "bonus", "flags", "counters")
+    mine = [tuple(r[f] for f in fields) for r in api["results"]]
+    theirs = [tuple(r[f] for f in fields) for r in reference["results"]]
+    if mine != theirs:
+        wrong = next(i for i, (a, b) in enumerate(zip(mine, theirs)) if a != b) if len(mine) == len(theirs) else -1
+        raise SystemExit(f"the reference's results differ from the API's (first at {wrong}: "
+                         f"{mine[wrong] if wrong >= 0 else len(mine)} vs {theirs[wrong] if wrong >= 0 else len(theirs)})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--batches", type=int, default=5)
     parser.add_argument("--size", type=int, default=10_000)
     parser.add_argument("--latency", type=int, default=1_000, help="paced single-record requests")
     parser.add_argument("--rate", type=float, default=200.0)
+    parser.add_argument("--serve-reference", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve_reference:
+        from waitress import serve
+        serve(reference_app, host="127.0.0.1", port=args.serve_reference, threads=8)
+        return
     with tempfile.TemporaryDirectory() as folder:
         process, port, token = start(Path(folder))
+        reference, reference_port = start_reference(Path(folder))
         try:
             print(f"load average before: {os.getloadavg()[0]:.2f} (2 cores shared)")
-            rate, times = batches(port, token, args.batches, args.size)
-            print(f"POST /api/v1/evaluate, batches of {args.size:,}: {rate:,.0f} records/s "
-                  f"(p50 {percentile(times, 50) * 1000:.0f} ms a batch)   "
-                  f"reference: OpenFisca Web API {OPENFISCA_RECORDS_PER_S:,} records/s; "
-                  f"issue 14's goal 100,000 records/s")
-            alone = one_at_a_time(port, token, 200)
-            print(f"single record, one at a time: p50 {percentile(alone, 50) * 1000:.1f} ms, "
-                  f"p99 {percentile(alone, 99) * 1000:.1f} ms")
-            latencies, achieved = paced(port, token, args.latency, args.rate)
-            print(f"single record at {args.rate:.0f} req/s from 8 clients: "
-                  f"p50 {percentile(latencies, 50) * 1000:.1f} ms, "
-                  f"p99 {percentile(latencies, 99) * 1000:.1f} ms "
-                  f"(achieved {achieved:.0f} req/s; goal p99 < 20 ms)")
+            check = body_of(rides(args.size, 10 ** 7))
+            same_results(Caller(port, token).evaluate(check), Caller(reference_port, "").evaluate(check))
+            print(f"results: the API's equal the hand-written reference's on {args.size:,} rides")
+            for name, where in (("POST /api/v1/evaluate", port), ("reference", reference_port)):
+                rate, times = batches(where, token, args.batches, args.size)
+                print(f"{name:>22}, batches of {args.size:,}: {rate:,.0f} records/s "
+                      f"(p50 {percentile(times, 50) * 1000:.0f} ms a batch)")
+            print(f"{'':>22}  (issue 14's goal 100,000 records/s; the OpenFisca Web API's "
+                  f"published {OPENFISCA_RECORDS_PER_S:,} records/s)")
+            for name, where in (("POST /api/v1/evaluate", port), ("reference", reference_port)):
+                alone = one_at_a_time(where, token, 200)
+                print(f"{name:>22}, single record, one at a time: p50 {percentile(alone, 50) * 1000:.1f} ms, "
+                      f"p99 {percentile(alone, 99) * 1000:.1f} ms")
+            for name, where in (("POST /api/v1/evaluate", port), ("reference", reference_port)):
+                latencies, achieved = paced(where, token, args.latency, args.rate)
+                print(f"{name:>22}, single record at {args.rate:.0f} req/s from 8 clients: "
+                      f"p50 {percentile(latencies, 50) * 1000:.1f} ms, "
+                      f"p99 {percentile(latencies, 99) * 1000:.1f} ms "
+                      f"(achieved {achieved:.0f} req/s; goal p99 < 20 ms)")
             print(f"load average after: {os.getloadavg()[0]:.2f}")
         finally:
-            process.terminate()
-            process.wait(30)
+            for child in (process, reference):
+                child.terminate()
+                child.wait(30)
 
 
 if __name__ == "__main__":

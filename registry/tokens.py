@@ -24,12 +24,12 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Iterable, Optional
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from . import audit, users
 from .errors import Invalid, NotFound
-from .models import INTEGRATOR, TOKEN_SCOPES, ApiToken, User, utcnow
+from .models import INTEGRATOR, TOKEN_SCOPES, ApiToken, User, UserRole, utcnow
 from .users import Decision, require
 
 PREFIX = "tanpu_"
@@ -129,6 +129,30 @@ def grant(session: Session, token: str) -> Optional[Grant]:
         return None
     _ = user.roles  # loaded: the caller uses it after the session
     return Grant(user, row.id, row.scope_set, row.expires_at)
+
+
+# built once: building the statement cost more than running it (SQLite)
+_STANDING = (select(ApiToken.id, ApiToken.token_hash, ApiToken.revoked_at, ApiToken.expires_at,
+                    ApiToken.scopes, User.active,
+                    select(UserRole.user_id).where(UserRole.user_id == ApiToken.user_id,
+                                                   UserRole.role == INTEGRATOR).exists())
+             .join(User, User.id == ApiToken.user_id)
+             .where(ApiToken.token_hash == bindparam("digest")))
+
+
+def standing(session: Session, token: str) -> Optional[tuple]:
+    """Everything grant() decides from, in one query without loading any row: (token id,
+    revoked at, expires at, scopes, user active, user is an integrator), or None for an
+    unknown token. A caller that keeps grants (webui/api/views.py) reuses one while its
+    token's standing is unchanged: revoking, expiring, deactivating or removing the
+    integrator role changes it."""
+    if not token or not token.startswith(PREFIX) or len(token) > 200:
+        return None
+    digest = hash_token(token)
+    row = session.execute(_STANDING, {"digest": digest}).first()
+    if row is None or not hmac.compare_digest(row.token_hash, digest):
+        return None
+    return (row.id, row.revoked_at, row.expires_at, row.scopes, row.active, row[6])
 
 
 def authenticate(session: Session, token: str) -> Optional[User]:

@@ -68,7 +68,8 @@ def _config(settings: Union[Settings, Mapping[str, Any], None]) -> dict[str, Any
         # /api/v1 rate limits (webui/limits.py): Flask-Limiter's "N per second|minute|hour"
         "API_RATE_LIMIT_TOKEN": os.environ.get("TANPU_API_RATE_LIMIT_TOKEN") or "6000 per minute",
         "API_RATE_LIMIT_ADDRESS": os.environ.get("TANPU_API_RATE_LIMIT_ADDRESS") or "12000 per minute",
-        "RATELIMIT_STORAGE_URI": os.environ.get("TANPU_RATELIMIT_STORAGE_URI") or "memory://",
+        # default: limits' memory storage without its timer thread (webui/limits.py)
+        "RATELIMIT_STORAGE_URI": os.environ.get("TANPU_RATELIMIT_STORAGE_URI") or "tanpu-memory://",
         "MAX_CONTENT_LENGTH": 16 * 1024 * 1024,
         "CATALOGUE_PAGE_SIZE": 20,
         "AUDIT_PAGE_SIZE": 50,

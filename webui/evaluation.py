@@ -146,6 +146,29 @@ def engine_for(source: str, file: str = "<source>") -> Engine:
     return engine
 
 
+_batch_engines: dict[str, object] = {}
+
+
+def batch_engine_for(source: str, file: str = "<source>"):
+    """The batch engine (engine/batch: the formulas as a generated C kernel over columns,
+    as `tanpu eval` runs them) of a source that compiles, cached like engine_for. Its
+    results are the scalar Engine's, bit for bit (the engine's own differential tests;
+    tests/webui/test_api_batch.py through the API); it gives no explanations."""
+    with _engines_lock:
+        found = _batch_engines.get(source)
+    if found is not None:
+        return found
+    from engine.batch import BatchEngine
+    from engine.native.build import build
+
+    engine = BatchEngine(engine_for(source, file).methodology, kernels=build)
+    with _engines_lock:
+        if len(_batch_engines) >= _MAX_ENGINES:
+            _batch_engines.pop(next(iter(_batch_engines)))
+        _batch_engines[source] = engine
+    return engine
+
+
 # ---------------------------------------------------------------- evaluating
 def evaluate(engine: Engine, records: Records, *, explain: bool = False,
              per_record_only: bool = False) -> list[Result]:

@@ -13,6 +13,7 @@ datetime int64 µs UTC, choice `Cat` (codes into the choices), text a String Ser
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import chain, repeat
 from typing import Any, Mapping, Optional
 
 import numpy as np
@@ -424,15 +425,19 @@ def raw_frame(raw_records) -> pl.DataFrame:
     A column whose values are all text (or missing) becomes a String column; any other
     column keeps the Python values (Object) and is read by engine/records.py.
     """
-    rows = [r if isinstance(r, Mapping) else {} for r in raw_records]
-    names: dict[str, None] = {}
-    for r in rows:
-        for key in r:
-            names.setdefault(key, None)
+    rows = raw_records if isinstance(raw_records, list) else list(raw_records)
+    plain = set(map(type, rows)) <= {dict}  # dicts only (JSON objects): C-speed calls below
+    if not plain:
+        rows = [r if isinstance(r, Mapping) else {} for r in rows]
+    names = dict.fromkeys(chain.from_iterable(rows))  # in the order records first show them
     data = {}
+    text_only = {str, type(None)}
+    get = dict.get if plain else (lambda r, name: r.get(name))
     for name in names:
-        values = [r.get(name) for r in rows]
-        if all(v is None or isinstance(v, str) for v in values):
+        values = list(map(get, rows, repeat(name, len(rows))))
+        # a set of the values' types, not isinstance per value: a third of an API request
+        # of 10,000 records went to that check
+        if set(map(type, values)) <= text_only:
             data[name] = pl.Series(name, values, dtype=pl.String)
         else:
             data[name] = pl.Series(name, values, dtype=pl.Object)

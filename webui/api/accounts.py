@@ -105,7 +105,7 @@ def idempotent(operation: str, sent: dict, change, status: int = 201):
                 response = Response(found[1], status=found[0], mimetype="application/json")
                 response.headers["Idempotent-Replayed"] = "true"
                 return response
-        text = json.dumps(change(s), ensure_ascii=False)
+        text = json.dumps(change(s), ensure_ascii=False) + "\n"  # as jsonify ends its answers
         if key is not None:
             idempotency.remember(s, g.api_user.id, operation, key, fingerprint, status, text)
     return Response(text, status=status, mimetype="application/json")

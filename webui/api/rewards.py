@@ -81,12 +81,13 @@ def register(api: Blueprint) -> None:
 
     @operation(api, "POST", "/rewards", summary="Add a reward (administrators)", status=201,
                body=models.RewardCreate, response=models.Reward, scope="admin",
-               problems=(403, 409, 422))
+               problems=(403, 409, 422), params=(IDEMPOTENCY_KEY,))
     def create_reward(body: models.RewardCreate):
         data = body.model_dump(exclude_unset=True)
-        with get_db().unit_of_work() as s:
-            reward = rewards.create_reward(s, g.api_user.id, **data)
-            return _created(reward_dict(s, reward))
+
+        def change(s):
+            return reward_dict(s, rewards.create_reward(s, g.api_user.id, **data))
+        return idempotent("create_reward", body.model_dump(mode="json", exclude_unset=True), change)
 
     @operation(api, "POST", "/accounts/<int:account_id>/redemptions",
                summary="Redeem a reward (201; 200 when the key replays an earlier one)",
@@ -120,21 +121,24 @@ def register(api: Blueprint) -> None:
     @operation(api, "POST", "/credits/<int:entry_id>/reversal",
                summary="Reverse a credit (administrators; a second reversal is a conflict)",
                status=201, body=models.ReversalRequest, response=models.ReversalResponse,
-               scope="admin", problems=(403, 404, 409, 422))
+               scope="admin", problems=(403, 404, 409, 422), params=(IDEMPOTENCY_KEY,))
     def reverse(entry_id: int, body: models.ReversalRequest):
         reason = body.reason
         if not reason.strip():
             raise ApiError(400, "bad_request", "`reason`: why the credit is reversed",
                            errors=[{"pointer": "/reason", "detail": "empty", "code": "empty"}])
-        with get_db().unit_of_work() as s:
+
+        def change(s):
             out = reversals.reverse(s, g.api_user.id, entry_id, reason=reason)
             r = out.reversal
-            return _created({"reversal": {
+            return {"reversal": {
                 "id": r.id, "entry": r.entry_id, "account": r.account,
                 "reduction_mg": r.reduction_mg, "points": r.points, "bonus": r.bonus,
                 "reason": r.reason, "created_at": _time(r.created_at)},
                 "caps": out.caps, "points_balance": out.points_balance,
-                "account_frozen": out.frozen})
+                "account_frozen": out.frozen}
+        # a retry after a lost answer replays the reversal instead of a 409 "already reversed"
+        return idempotent("reverse", body.model_dump(mode="json"), change)
 
     @operation(api, "POST", "/accounts/<int:account_id>/retirements",
                summary="Retire reductions: 201 with the certificate", status=201,

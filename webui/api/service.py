@@ -11,15 +11,21 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from dataclasses import dataclass, field
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from operator import itemgetter
 from typing import Any, Optional
 
-from sqlalchemy import func, select
+import numpy as np
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
-from engine.records import RecordError, parse_datetime_us, us_to_datetime
+from engine import records as records_module
+from engine.batch import to_results
+from engine.records import (EPOCH_DAY, RecordError, datetime_to_us, parse_datetime_us,
+                            us_to_datetime)
 from engine.explain import as_written
-from engine.result import INVALID, Result
+from engine.result import COLUMNS, INVALID, Result
 from engine.schema import describe
 from registry import ledger, workflow
 from registry.models import (FROZEN_STATES, PUBLISHED, SUPERSEDED, Methodology,
@@ -67,7 +73,7 @@ def _standing(standing) -> Optional[dict]:
             "until": standing.until.isoformat() if standing.until else None}
 
 
-def engine_of(version: MethodologyVersion):
+def engine_of(version: "MethodologyVersion | Version"):
     """The Engine of a stored version; its content hash must be the stored one."""
     try:
         engine = evaluation.engine_for(version.source, f"{version.methodology_id}@{version.version}")
@@ -95,6 +101,81 @@ def _methodology(session: Session, methodology_id: str) -> tuple[Methodology, li
         raise ApiError(404, "methodology_not_found",
                        f"no published methodology {methodology_id!r}")
     return methodology, versions
+
+
+@dataclass(frozen=True)
+class Version:
+    """What evaluating and crediting read of a frozen version, kept outside any session."""
+    id: int
+    methodology_id: str
+    version: str
+    semver: tuple[int, int, int]
+    source: str
+    content_hash: str
+    state: str
+    effective_from: Optional[dt.date]
+
+
+# everything workflow.applicable_version() reads of a methodology's versions (and when
+# each last changed): while these rows are the same, so are its answers
+_FROZEN = (select(MethodologyVersion.id, MethodologyVersion.state, MethodologyVersion.effective_from,
+                  MethodologyVersion.major, MethodologyVersion.minor, MethodologyVersion.patch,
+                  MethodologyVersion.grace_days, MethodologyVersion.superseded_by_id,
+                  MethodologyVersion.timezone, MethodologyVersion.content_hash,
+                  MethodologyVersion.updated_at, MethodologyVersion.published_at)
+           .where(MethodologyVersion.methodology_id == bindparam("methodology"),
+                  MethodologyVersion.state.in_(FROZEN_STATES)))
+
+
+class _Kept:
+    """A methodology's frozen versions and the applicability answers given for them, kept
+    while one query finds its versions' rows unchanged (_versions). Loading the
+    methodology and its versions and asking applicable_version took four queries, about
+    half of a single-record evaluation (docs/api.md)."""
+
+    def __init__(self, fingerprint: tuple, versions: list[MethodologyVersion]):
+        self.fingerprint = fingerprint
+        self.versions = {v.id: Version(v.id, v.methodology_id, v.version, v.semver, v.source,
+                                       v.content_hash, v.state, v.effective_from) for v in versions}
+        listed = [v for v in self.versions.values() if v.state in LISTED_STATES]
+        self.latest = max(listed, key=lambda v: (v.effective_from, v.semver))
+        self.answers: dict[tuple, tuple[Optional[int], str]] = {}
+
+    def applicable(self, session: Session, day: dt.date, as_of) -> workflow.Applicability:
+        """applicable_version(day, as_of) with the version as a Version. It reads only the
+        local date of `as_of`: a datetime is keyed by its UTC quarter hour (every zone's
+        midnight falls on one), a date by itself."""
+        when = as_of if not isinstance(as_of, dt.datetime) else int(as_of.timestamp() // 900)
+        key = (day, when)
+        found = self.answers.get(key)
+        if found is None:
+            answer = workflow.applicable_version(session, self.latest.methodology_id, day, as_of=as_of)
+            found = (answer.version.id if answer.version is not None else None, answer.reason)
+            if len(self.answers) >= 10_000:
+                self.answers.clear()
+            self.answers[key] = found
+        version_id, reason = found
+        return workflow.Applicability(self.versions[version_id] if version_id is not None else None,
+                                      reason)
+
+
+_kept: dict[str, _Kept] = {}
+
+
+def _versions(session: Session, methodology_id: str) -> _Kept:
+    """The methodology's frozen versions (404 unless one is published or superseded), as
+    kept from an earlier request when one query finds their rows unchanged."""
+    fingerprint = tuple(sorted(tuple(row) for row in session.execute(
+        _FROZEN, {"methodology": methodology_id}))) if methodology_id else ()
+    kept = _kept.get(methodology_id)
+    if kept is not None and kept.fingerprint == fingerprint:
+        return kept
+    _, versions = _methodology(session, methodology_id)
+    kept = _Kept(fingerprint, versions)
+    if len(_kept) >= 1_000:
+        _kept.clear()
+    _kept[methodology_id] = kept
+    return kept
 
 
 # ---------------------------------------------------------------- GET /methodologies
@@ -154,11 +235,13 @@ def schema(session: Session, methodology_id: str, version: Optional[str] = None)
 class Group:
     """Records evaluated with one version (for one reason)."""
 
-    version: MethodologyVersion
+    version: Version
     reason: str
     indices: list[int] = field(default_factory=list)
     results: list[Result] = field(default_factory=list)
     engine: Any = None
+    positions: list[int] = field(default_factory=list)  # in the request's frame
+    frame: Any = None  # the batch engine's results (then `results` only when crediting)
 
 
 @dataclass
@@ -172,6 +255,9 @@ class Evaluation:
     def result_rows(self, explain: bool) -> list[dict]:
         rows = []
         for group in self.groups:
+            if group.frame is not None:
+                rows.extend(_frame_rows(group))
+                continue
             for index, r in zip(group.indices, group.results):
                 if r.status == INVALID:
                     continue
@@ -186,6 +272,53 @@ class Evaluation:
                 rows.append(row)
         rows.sort(key=lambda row: row["index"])
         return rows
+
+
+def _frame_rows(group: Group) -> list[dict]:
+    """The batch engine's results as result_rows() gives the scalar Engine's: each as
+    Result.to_dict() (kilograms before milligrams, time as ISO text, lists) with the
+    request's index and the version's applicability, invalid ones left out."""
+    frame = group.frame
+    columns = [frame.get_column(name).to_list() for name in COLUMNS]
+    columns[COLUMNS.index("time")] = _iso_times(frame.get_column("time"))
+    ref = group.engine.ref
+    reason = group.reason
+
+    rows = []
+    for index, (_row, rid, account, time, status, code, message, mg, points, bonus, baseline,
+                project, leakage, flags, counters) in zip(group.indices, zip(*columns)):
+        if status == INVALID:
+            continue
+        rows.append({"index": index, "id": rid, "account": account, "time": time,
+                     "status": status, "code": code, "message": message,
+                     "reduction_kg": mg / 1_000_000, "reduction_mg": mg, "points": points,
+                     "bonus": bonus, "baseline_mg": baseline, "project_mg": project,
+                     "leakage_mg": leakage, "flags": flags, "counters": counters,
+                     "methodology": ref.id, "version": ref.version,
+                     "content_hash": ref.content_hash, "applicability": reason})
+    return rows
+
+
+_ISO_FIRST_US = datetime_to_us(dt.datetime(1000, 1, 1, tzinfo=dt.timezone.utc))
+
+
+def _iso_times(us) -> list:
+    """µs UTC (a Polars Int64 Series, nulls for none) as Result.to_dict() writes them
+    (`2024-05-20T08:30:00Z`, `.123456` only when there are microseconds), by Polars: one
+    isoformat() a record was a fifth of a 10,000-record request. Years before 1000 (which
+    strftime would not pad as isoformat does) are written one by one."""
+    import polars as pl
+    low = us.min()
+    if low is not None and low < _ISO_FIRST_US:
+        return [None if v is None else us_to_datetime(v).isoformat().replace("+00:00", "Z")
+                for v in us.to_list()]
+    stamp = pl.col("us").cast(pl.Datetime("us"))
+    whole = pl.col("us") % 1_000_000 == 0
+    text = pl.DataFrame({"us": us}).select(
+        stamp.dt.strftime("%Y-%m-%dT%H:%M:%S")
+        + pl.when(whole).then(pl.lit("")).otherwise(stamp.dt.strftime("%.6f")) + pl.lit("Z")
+    ).to_series()
+    return text.to_list()
 
 
 def _error(index: int, record, code: str, reason: str) -> dict:
@@ -238,11 +371,16 @@ def evaluate(session: Session, methodology_id: str, records: list, *,
     today). A record that cannot be read, or for whose time no version applies, is an
     error with its index and reason; the others are evaluated, each version's records
     together (so cross-record rules apply among them). `column_units`: the units a
-    file's headers declare (`distance[km]`), for records read from a file (jobs)."""
+    file's headers declare (`distance[km]`), for records read from a file (jobs).
+
+    From BATCH_FROM records of one version on, they are evaluated by the batch engine
+    (the generated C kernel over columns, as `tanpu eval` does) unless explanations are
+    asked; fewer, by the scalar Engine. The two give the same results, bit for bit
+    (tests/webui/test_api_batch.py); the batch engine was measured 5-10x faster on
+    batches of 10,000 (docs/api.md, bench/bench_api.py)."""
     records = check_records(records)
-    _, versions = _methodology(session, methodology_id)
-    latest = max((v for v in versions if v.state in LISTED_STATES),
-                 key=lambda v: (v.effective_from, v.semver))
+    kept = _versions(session, methodology_id)
+    latest = kept.latest
     schema = engine_of(latest).schema
     from dsl.zones import DEFAULT_TIMEZONE, zone as zone_of
     zone = zone_of(schema.timezone or DEFAULT_TIMEZONE)
@@ -250,8 +388,7 @@ def evaluate(session: Session, methodology_id: str, records: list, *,
     as_of = as_of or now
 
     errors: list[dict] = []
-    by_day: dict[dt.date, workflow.Applicability] = {}
-    groups: dict[tuple[int, str], Group] = {}
+    chosen: list[int] = []  # indices of the records read for their time
     seen_ids: dict[str, int] = {}
     for index, record in enumerate(records):
         if not isinstance(record, dict):
@@ -279,39 +416,71 @@ def evaluate(session: Session, methodology_id: str, records: list, *,
             if bad:  # checked here, the same on SQLite and PostgreSQL, before the database
                 errors.append(_error(index, record, f"invalid_{bad[0]}", bad[1]))
                 continue
-        try:
-            moment = us_to_datetime(_activity_time(record, schema))
-            day = moment.astimezone(zone).date()
-        except RecordError as error:
-            errors.append(_error(index, record, "invalid_record", f"{error.field}: {error.reason}"))
-            continue
-        except (OverflowError, ValueError):  # 0001-01-01T00:00 in a zone east of UTC
-            errors.append(_error(index, record, "invalid_record",
-                                 "time: outside the years 1 to 9999 in the methodology's time zone"))
-            continue
-        if require_ids and moment > now + CLOCK_SKEW:
-            errors.append(_error(index, record, "future_record",
+        chosen.append(index)
+
+    # the records as columns (for the batch engine), when there are enough of them
+    frame = _raw_frame([records[i] for i in chosen]) if len(chosen) >= BATCH_FROM else None
+    native = evaluation.batch_engine_for(latest.source).native_text if frame is not None else None
+    times, days, unreadable = _activity_times(records, chosen, schema, zone, frame, native)
+    # each record's version, by its local day: a few days (and versions) for many records
+    chosen_at = np.asarray(chosen, dtype=np.int64)
+    ok = np.ones(len(chosen), dtype=bool)
+    for position, reason in unreadable.items():
+        index = chosen[position]
+        errors.append(_error(index, records[index], "invalid_record", reason))
+        ok[position] = False
+    if require_ids:
+        for position in np.flatnonzero(ok & (times > datetime_to_us(now + CLOCK_SKEW))).tolist():
+            index = chosen[position]
+            moment = us_to_datetime(int(times[position]))
+            errors.append(_error(index, records[index], "future_record",
                                  f"the record's time {moment.isoformat().replace('+00:00', 'Z')} is "
                                  f"after now ({now.isoformat(timespec='seconds').replace('+00:00', 'Z')}"
                                  f", {int(CLOCK_SKEW.total_seconds() // 60)} min of clock skew "
                                  f"allowed): a record is credited once it has happened"))
-            continue
-        if day not in by_day:
-            by_day[day] = workflow.applicable_version(session, methodology_id, day, as_of=as_of)
-        applicable = by_day[day]
+            ok[position] = False
+    good = np.flatnonzero(ok)
+    distinct, first, of_day = np.unique(days[good], return_index=True, return_inverse=True)
+    groups: dict[tuple[int, str], Group] = {}
+    day_groups: dict[tuple[int, str], list[int]] = {}
+    for k in np.argsort(first, kind="stable").tolist():  # in the order records show them
+        applicable = kept.applicable(session, dt.date.fromordinal(int(distinct[k]) + EPOCH_DAY),
+                                     as_of)
         if applicable.version is None:
-            errors.append(_error(index, record, "no_applicable_version", applicable.reason))
+            for position in good[of_day == k].tolist():
+                index = chosen[position]
+                errors.append(_error(index, records[index], "no_applicable_version",
+                                     applicable.reason))
             continue
         key = (applicable.version.id, applicable.reason)
         if key not in groups:
             groups[key] = Group(applicable.version, applicable.reason)
-        groups[key].indices.append(index)
+        day_groups.setdefault(key, []).append(k)
+    for key, group in groups.items():
+        positions = good[np.isin(of_day, day_groups[key])] if len(distinct) > 1 else good
+        group.positions = positions.tolist()
+        group.indices = chosen_at[positions].tolist()
 
     for group in groups.values():
         group.engine = engine_of(group.version)
-        rows = Records([records[i] for i in group.indices], dict(column_units or {}))
+        rules = group.engine.rules
         # to credit: the per-record formulas here, the cross-record rules in the ledger,
-        # after the state the accounts' earlier credits left
+        # after the state the accounts' earlier credits left (which read each result's
+        # inputs: those results come from the scalar Engine, which keeps them)
+        if (frame is not None and not explain and len(group.indices) >= BATCH_FROM
+                and records_module.INVALID not in frame.columns
+                and not (require_ids and (rules.has_cross_record_rules or rules.histories))):
+            _evaluate_batch(group, frame, column_units, per_record_only=require_ids)
+            invalid = group.frame.get_column("status") == INVALID
+            if invalid.any():
+                for position, message in zip(np.flatnonzero(invalid.to_numpy()).tolist(),
+                                             group.frame.get_column("message").filter(invalid).to_list()):
+                    index = group.indices[position]
+                    errors.append(_error(index, records[index], "invalid_record", message))
+            if require_ids:  # the ledger takes Results
+                group.results = to_results(group.frame)
+            continue
+        rows = Records([records[i] for i in group.indices], dict(column_units or {}))
         group.results = evaluation.evaluate(group.engine, rows, explain=explain,
                                             per_record_only=require_ids)
         for index, r in zip(group.indices, group.results):
@@ -321,18 +490,118 @@ def evaluate(session: Session, methodology_id: str, records: list, *,
     return Evaluation(methodology_id, len(records), list(groups.values()), errors, records)
 
 
+# records of one version from which the batch engine evaluates them: below, building
+# columns costs more than the scalar Engine's per-record work (measured: docs/api.md)
+BATCH_FROM = 64
+# activity times read by columns within these (µs UTC); beyond, one by one, as they may
+# fall outside the years 1 to 9999 in the methodology's time zone
+_FIRST_US = datetime_to_us(dt.datetime(2, 1, 1, tzinfo=dt.timezone.utc))
+_LAST_US = datetime_to_us(dt.datetime(9998, 12, 31, tzinfo=dt.timezone.utc))
+
+
+def _raw_frame(chosen: list[dict]):
+    from engine.batch.ingest import raw_frame
+    return raw_frame(chosen)
+
+
+def _time_schema(schema):
+    """The schema of the datetime inputs that stand in for a missing `time`, alone: what
+    the columnar reader needs to read each record's activity time."""
+    fields = tuple(replace(f, required=True) for f in schema.fields
+                   if f.name in schema.time_default_from)
+    return records_module.Schema(fields, schema.timezone, schema.time_default_from, ())
+
+
+def _starts_with_digit(frame, name: str) -> Optional[np.ndarray]:
+    """Cells of `name` that are text beginning with an ASCII digit (never blank, as an
+    ISO date is); None when the column is absent or empty everywhere."""
+    import polars as pl
+    if name not in frame.columns or frame.get_column(name).dtype == pl.Null:
+        return None
+    column = frame.get_column(name)
+    if column.dtype != pl.String:
+        return np.zeros(frame.height, dtype=bool)
+    return column.str.contains("^[0-9]").fill_null(False).to_numpy()
+
+
+def _activity_times(records: list, chosen: list[int], schema, zone, frame, native):
+    """(µs UTC, local day since 1970-01-01, {position: reason}) of each chosen record's
+    activity time, as _activity_time() reads it one record at a time.
+
+    With a frame, the columnar reader (engine/batch/ingest.py, the batch engine's own)
+    reads the rows where it and _activity_time() cannot differ: `time` given as text
+    beginning with a digit, or absent and every datetime input standing in for it so
+    given (_activity_time() and the engine's reader differ only on blank or missing
+    cells). Every other row, and a row the columnar reader refuses, is read one by one."""
+    n = len(chosen)
+    times = np.zeros(n, dtype=np.int64)
+    days = np.zeros(n, dtype=np.int64)
+    slow: list[int] = list(range(n))
+    if frame is not None:
+        written = _starts_with_digit(frame, "time")
+        stand_ins = [_starts_with_digit(frame, name) for name in schema.time_default_from]
+        if stand_ins and all(s is not None for s in stand_ins):
+            every = np.logical_and.reduce(stand_ins)
+        else:
+            every = np.zeros(n, dtype=bool)
+        if written is None:
+            fast = every
+        else:
+            nulls = frame.get_column("time").is_null().to_numpy()
+            fast = written | (nulls & every)
+        if fast.any():
+            from engine.batch.ingest import ingest_frame
+            from engine.batch.timezones import zone_table
+            got = ingest_frame(frame, _time_schema(schema), None, 1, native)
+            read = got.columns["time"]
+            fast &= ~got.invalid & (read >= _FIRST_US) & (read <= _LAST_US)
+            times[fast] = read[fast]
+            days[fast] = zone_table(schema.timezone).local_day(read[fast])
+            slow = np.flatnonzero(~fast).tolist()
+    unreadable: dict[int, str] = {}
+    for position in slow:
+        record = records[chosen[position]]
+        try:
+            us = _activity_time(record, schema)
+            day = us_to_datetime(us).astimezone(zone).date()
+        except RecordError as error:
+            unreadable[position] = f"{error.field}: {error.reason}"
+            continue
+        except (OverflowError, ValueError):  # 0001-01-01T00:00 in a zone east of UTC
+            unreadable[position] = "time: outside the years 1 to 9999 in the methodology's time zone"
+            continue
+        times[position] = us
+        days[position] = day.toordinal() - EPOCH_DAY
+    return times, days, unreadable
+
+
+def _evaluate_batch(group: Group, frame, column_units: Optional[dict], per_record_only: bool):
+    """The group's records by the batch engine: its results frame on group.frame."""
+    import polars as pl
+    engine = evaluation.batch_engine_for(group.version.source,
+                                         f"{group.version.methodology_id}@{group.version.version}")
+    if len(group.positions) != frame.height:
+        frame = frame.select(pl.all().gather(group.positions))
+    units = dict(column_units or {})
+    if not per_record_only:
+        group.frame = engine.evaluate_frame(frame, units)
+        return
+    part = engine.per_record(frame, units)
+    group.frame = engine.results(part, engine.batch_of(part, copy=False))
+
+
 def evaluation_response(result: Evaluation, explain: bool) -> dict:
     rows = result.result_rows(explain)
-    counted = [r for r in rows if r["status"] in evaluation.CREDIT_STATUSES]
-    by_status: dict[str, int] = {}
-    for r in rows:
-        by_status[r["status"]] = by_status.get(r["status"], 0) + 1
+    by_status = dict(Counter(r["status"] for r in rows))
+    counted = [r for r in rows if r["status"] in evaluation.CREDIT_STATUSES] \
+        if len(by_status.keys() - set(evaluation.CREDIT_STATUSES)) else rows
     return {
         "methodology": result.methodology_id,
         "summary": {"records": result.count, "evaluated": len(rows), "errors": len(result.errors),
                     "by_status": by_status,
-                    "reduction_mg": sum(r["reduction_mg"] for r in counted),
-                    "points": sum(r["points"] + r["bonus"] for r in counted),
+                    "reduction_mg": sum(map(itemgetter("reduction_mg"), counted)),
+                    "points": sum(map(itemgetter("points"), counted))
+                    + sum(map(itemgetter("bonus"), counted)),
                     "versions": sorted({f"{g.version.version}" for g in result.groups})},
         "results": rows, "errors": result.errors,
     }

@@ -25,7 +25,7 @@ from registry import webhooks
 
 from ..db import get_db
 from . import models
-from .accounts import int_arg
+from .accounts import IDEMPOTENCY_KEY, idempotent, int_arg
 from .openapi import operation, query
 from .service import ApiError
 
@@ -76,14 +76,14 @@ def register(api: Blueprint) -> None:
     """Adds the webhook routes to the API blueprint."""
 
     @operation(api, "POST", "/webhooks", body=WebhookSubscribe, response=WebhookCreated,
-               status=201, summary="Subscribe a URL to events (the answer holds its secret)")
+               status=201, summary="Subscribe a URL to events (the answer holds its secret)",
+               params=(IDEMPOTENCY_KEY,))
     def subscribe(body: WebhookSubscribe):
-        with get_db().unit_of_work() as s:
+        def change(s):
             row, secret = webhooks.subscribe(s, g.api_user.id, body.url, list(body.events))
-            out = {**webhooks.subscription_dict(row), "secret": secret}
-        response = jsonify(out)
-        response.status_code = 201
-        return response
+            return {**webhooks.subscription_dict(row), "secret": secret}
+        # a retry with the key gets the same subscription (and secret), not a second one
+        return idempotent("subscribe_webhook", body.model_dump(mode="json"), change)
 
     @operation(api, "GET", "/webhooks", response=WebhookList, summary="Your subscriptions")
     def list_webhooks():
