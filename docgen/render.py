@@ -310,8 +310,8 @@ class _Builder:
             return self.tr("sym_builtin", name=name), self.tr("unit_none")
         history = next((h for h in m.histories if h.name == name), None)
         if history is not None:  # a history window (docs/language.md §9.6)
-            spec = self.inputs[history.subject]
-            label = pick(spec.label, self.lang) if spec.label else history.subject
+            spec = self.inputs.get(history.subject)  # an input, or a definition (its name)
+            label = pick(spec.label, self.lang) if spec is not None and spec.label else history.subject
             window = self.tr(f"window_{history.side}_{history.unit}", n=history.size)
             return (self.tr("sym_history", aggregate=self.tr("agg_" + history.aggregate),
                             input=label, window=window), self.unit_of(history.type))

@@ -96,6 +96,7 @@ CATALOGUE: dict[str, str] = {
     "E1001": "a history aggregates a number, integer or quantity input; `{name}` is {found}",
     "E1002": "a window is 1 to {most} {unit}, found {found}",
     "E1003": "the value of `{name}` when its history is short must be {expected}, found {found}",
+    "E1004": "a history aggregates `{name}`, which uses the history `{history}`: a window cannot depend on a window",
     # examples
     "E0701": "the example sets `{name}`, which is not an input",
     "E0702": "the example does not set the required input `{name}`",
@@ -103,7 +104,7 @@ CATALOGUE: dict[str, str] = {
     "E0704": "unknown reason code `{code}`",
     "E0705": "the expected `{output}` must be {expected}, found {found}",
     "E0707": "`{name}` is not a `let` or an output of this methodology",
-    "E0708": "a `total` is of `reduction` or `points`, not `{name}`",
+    "E0708": "a `total` is of `reduction`, `points`, a counter or a reward, not `{name}`",
     "E0706": "the methodology has no examples",
     # warnings
     "W0101": "the parameter `{name}` is never used",

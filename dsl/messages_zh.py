@@ -111,11 +111,12 @@ ZH: dict[str, str] = {
     "E0705": "期望的 `{output}` 应为{expected}，实际为{found}",
     "E0706": "方法学没有示例",
     "E0707": "`{name}` 不是此方法学的 `let` 或输出",
-    "E0708": "`total` 只能是 `reduction` 或 `points` 的合计，而不是 `{name}`",
+    "E0708": "`total` 只能是 `reduction`、`points`、计数器或奖励的合计，而不是 `{name}`",
     # histories
     "E1001": "历史只能汇总数值、整数或数量输入；`{name}` 是{found}",
     "E1002": "窗口应为 1 到 {most} {unit}，实际为 {found}",
     "E1003": "历史不足时 `{name}` 的值必须是{expected}，实际为{found}",
+    "E1004": "历史汇总的 `{name}` 使用了历史 `{history}`：窗口不能依赖另一个窗口",
     # warnings
     "W0101": "参数 `{name}` 从未被使用",
     "W0102": "`{name}` 已定义但从未被使用",
@@ -298,6 +299,10 @@ _PHRASES: list[tuple[str, str]] = [
     (r"not a field of the legs", "不是行程段的字段"),
     (r"write one of its fields, e\.g\. (`.+`)", r"请写出它的某个字段，例如 \1"),
     (r"a list is read through (`.+`) or (`.+`)", r"列表通过 \1 或 \2 读取"),
+    (r"name an input declared with (`.+`), (`.+`) or (`.+`), or a (`let`) of such a type",
+     r"请写用 \1、\2 或 \3 声明的输入，或这类类型的 \4"),
+    (r"aggregate an input, or a definition computed from the record's own inputs and parameters",
+     "请汇总一个输入，或只由本条记录的输入和参数计算的定义"),
     (r"name an input declared with (`.+`), (`.+`) or (`.+`)", r"请写用 \1、\2 或 \3 声明的输入"),
     (r"e\.g\. (`.+`) or (`.+`)", r"例如 \1 或 \2"),
     # E0302's actions

@@ -92,7 +92,8 @@ class Engine:
                     slots.append(invalid(row, str(fields.get("id") or f"row-{row}"),
                                          str(fields.get("account") or ""),
                                          f"{error.field}: {error.reason}"))
-            history.apply([s[1] for s in slots if isinstance(s, tuple)], self.histories, state)
+            history.apply([s[1] for s in slots if isinstance(s, tuple)], self.histories, state,
+                          self.program.subjects)
             results = [self.evaluate_values(s[1], explain, s[0]) if isinstance(s, tuple) else s
                        for s in slots]
             if not per_record_only:
@@ -116,7 +117,7 @@ class Engine:
             v = dict(r.values)
             v["account"] = r.account  # the ledger's platform account
             values.append(v)
-        history.apply(values, self.histories, state)
+        history.apply(values, self.histories, state, self.program.subjects)
         for r, v in zip(judged, values):
             fresh = self.evaluate_values(v, r.explanation is not None, r.row)
             for name in ("status", "code", "message", "reduction_mg", "points", "baseline_mg",
@@ -129,7 +130,7 @@ class Engine:
         evaluate_values = self.evaluate_values
         if self.histories:
             records = [dict(v) for v in records]
-            history.apply(records, self.histories, state)
+            history.apply(records, self.histories, state, self.program.subjects)
         with cycle_collector_paused():
             results = [evaluate_values(values, explain, row)
                        for row, values in enumerate(records, start=1)]

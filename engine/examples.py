@@ -8,6 +8,7 @@ from decimal import Decimal
 from dsl.ir import ast as ir
 
 from . import expectations
+from .counters import parse_moved
 from .evaluate import Engine
 from .records import from_example
 from .result import Result
@@ -71,9 +72,11 @@ def run_examples(engine: Engine) -> list[ExampleOutcome]:
         outcome = ExampleOutcome(example.title, example.line)
         totals: dict[str, dict] = {}
         for number, (step, result) in enumerate(zip(example.steps, results), start=1):
-            total = totals.setdefault(result.account, {"reduction_mg": 0, "points": 0})
+            total = totals.setdefault(result.account, {"reduction_mg": 0, "points": 0, "counters": {}})
             total["reduction_mg"] += result.reduction_mg
             total["points"] += result.points + result.bonus
+            for name, amount in parse_moved(result.counters).items():  # counters and rewards
+                total["counters"][name] = total["counters"].get(name, 0) + amount
             problems = compare(step, result)
             problems += [p for p in (expectations.compare(c, result, total) for c in step.expected.checks) if p]
             for problem in problems:

@@ -43,6 +43,8 @@ def computed(check: ir.ValueCheck, result, total: Optional[dict]):
     if check.kind == "total":
         if check.name == "points":
             return Decimal(total["points"]), "int"
+        if check.name != "reduction":  # a counter's or a reward's (engine/examples.py)
+            return Decimal(total.get("counters", {}).get(check.name, 0)), "int"
         return Decimal(total["reduction_mg"]) / MG_PER_KG, "mg"
     found = None
     for step in result.explanation or ():

@@ -12,6 +12,10 @@ Semantics (docs/language.md §9.6 says them for readers):
     last N days         the records of days d-N+1 .. d up to the record itself;
     previous N records  the N records before it;
     last N records      the record itself and the N-1 before it.
+- The subject is an input, or a definition that uses no window: then a record's value is
+  its formula's on the record's own inputs (engine/plan/history.py's subject_plan), and a
+  record whose formula rejects has no value and is in no window (it still counts as the
+  account's first record for a short history).
 - The history is short when the account's first record is on a later day than the
   window's first day (day windows), or when the window holds fewer than N records.
   Then `otherwise reject CODE` rejects the record, `otherwise VALUE` gives VALUE, and
@@ -126,14 +130,39 @@ def _zero(h: ir.History):
     return 0 if h.type.kind.value == "integer" else 0.0
 
 
+def subject_key(name: str) -> str:
+    """Where a record's value of a definition that a history aggregates is kept among its
+    values while the windows are computed (not a name a methodology can write)."""
+    return name + "#subject"
+
+
+def subject_values(records: list[dict], subjects) -> None:
+    """Each record's value of every definition a history aggregates, from `subjects`
+    (a ScalarProgram of engine/plan/history.py's subject_plan): `values[name#subject]`,
+    None where its formula rejects the record (it is then in no window)."""
+    names = subjects.plan.counters
+    run = subjects.run_plain
+    for values in records:
+        verdict = run(values, None, None)
+        got = verdict[8] if verdict[0] == "credited" else (None,) * len(names)
+        for name, value in zip(names, got):
+            values[subject_key(name)] = value
+
+
 def apply(records: list[dict], histories: tuple[ir.History, ...],
-          state: Optional[dict] = None) -> None:
+          state: Optional[dict] = None, subjects=None) -> None:
     """Gives each record (ingested values, with account, time, id) every history's value
     and status (`values[h.name]`, `values[status_name(h)]`). With `state` (account ->
     engine.state.AccountState), each account's windows start from what it remembers and
-    it is left updated."""
+    it is left updated. `subjects`: the program of the definitions histories aggregate
+    (ScalarProgram.subjects), when some do."""
     if not histories:
         return
+    if subjects is not None:
+        subject_values(records, subjects)
+        defined = set(subjects.plan.counters)
+    else:
+        defined = set()
     local = LocalTime(histories[0].timezone)
     by_account: dict[str, list[int]] = defaultdict(list)
     for i, values in enumerate(records):
@@ -148,7 +177,8 @@ def apply(records: list[dict], histories: tuple[ir.History, ...],
                 prior = state[account] = AccountState.empty(_rules_of(histories))
         windows = prior.windows if prior is not None else [Window() for _ in histories]
         for j, h in enumerate(histories):
-            _account(records, indexes, h, windows[j], local)
+            _account(records, indexes, h, windows[j], local,
+                     subject_key(h.subject) if h.subject in defined else h.subject)
 
 
 def _rules_of(histories):
@@ -157,14 +187,18 @@ def _rules_of(histories):
 
 
 def _account(records: list[dict], indexes: list[int], h: ir.History, window: Window,
-             local: LocalTime) -> None:
+             local: LocalTime, subject: str) -> None:
     entries = window.entries
     name, status = h.name, status_name(h)
     for i in indexes:
         values = records[i]
-        t, record_id, x = values["time"], values["id"], values[h.subject]
+        t, record_id, x = values["time"], values["id"], values[subject]
         day = local.day(t)
         window.first = day if window.first is None else min(window.first, day)
+        if x is None:  # a definition its formula could not give: in no window, and the
+            # record is rejected by that definition before its windows are looked at
+            values[status], values[name] = OK, _zero(h)
+            continue
         key = (t, record_id)
         if not entries or key >= entries[-1][:2]:
             position = len(entries)  # in time order: the usual case

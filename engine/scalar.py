@@ -18,7 +18,7 @@ from dsl.zones import zone
 
 from . import numeric, records
 from .plan import from_ir
-from .plan.ast import FIRST_DAY, LAST_DAY
+from .plan.ast import END_US, FIRST_DAY, FIRST_US, LAST_DAY
 from .result import NO_VALUE
 from .legs import shown as legs_shown
 from .to_python import Source
@@ -110,12 +110,22 @@ def day_part(days: int, part: str) -> int:
 class ScalarProgram:
     """A methodology compiled for one record at a time. Immutable and thread-safe."""
 
-    def __init__(self, methodology: ir.Methodology):
+    def __init__(self, methodology: ir.Methodology, plan=None):
+        """`plan`: another plan of the methodology than its own (engine/plan/history.py's
+        `subject_plan`); by default `from_ir(methodology)`."""
         self.methodology = methodology
-        self.plan = from_ir(methodology)
+        self.plan = plan if plan is not None else from_ir(methodology)
         # the generated functions, `(values, trace, override_reduction_mg) -> verdict`
         self.run_plain = self._compile(explain=False)
         self.run_traced = self._compile(explain=True)
+        # the values of the definitions history windows aggregate, per record (None: no
+        # history aggregates a definition)
+        self.subjects = None
+        if plan is None:
+            from .plan.history import subject_plan
+            cut = subject_plan(methodology)
+            if cut is not None:
+                self.subjects = ScalarProgram(cut.methodology, cut)
 
     def _compile(self, explain: bool) -> Callable:
         gen = Source(self.plan, explain)
@@ -150,6 +160,19 @@ class ScalarProgram:
                 status, code, message = reasons[reason]
                 raise Reject(code, message, status)
             return out
+        def shift_us(us, op, seconds, reason):
+            """plan.ast.DateShift of an instant: us ± floor(seconds × 10⁶), checked as C
+            checks it."""
+            q = (-seconds if op == "-" else seconds) * 1000000.0
+            if not -1e17 <= q <= 1e17:
+                status, code, message = reasons[reason]
+                raise Reject(code, message, status)
+            out = us + math.floor(q)
+            if not FIRST_US <= out < END_US:
+                status, code, message = reasons[reason]
+                raise Reject(code, message, status)
+            return out
+
         def isum(values, reason):
             """A sum of whole numbers over legs, each partial sum within int64 (as C's)."""
             total = 0
@@ -196,6 +219,7 @@ class ScalarProgram:
             "_ceil": numeric.ceil, "_half_away": numeric.half_away, "_whole_mg": numeric.whole_mg,
             "_day_part": day_part, "_bisect": bisect.bisect_right, "_missing": missing,
             "_lookup_traced": lookup_traced, "_int64": int64, "_shift_days": shift_days,
+            "_shift_us": shift_us,
             "_isum": isum, "_fsum": fsum_legs,
             "_legs_shown": legs_shown, "G": self.methodology.groups,
         }

@@ -128,6 +128,7 @@ def describe(methodology: ir.Methodology, content_hash: str) -> dict:
             "effective_from": meta.effective_from.isoformat() if meta.effective_from else None,
             "effective_until": meta.effective_until.isoformat() if meta.effective_until else None,
             "timezone": meta.timezone, "precedes": list(meta.precedes),
+            "regions": list(meta.regions),
         },
         "parameters": parameters,
         "requires": [{"code": r.code, "message": r.message} for r in methodology.requires],
@@ -144,6 +145,42 @@ def describe(methodology: ir.Methodology, content_hash: str) -> dict:
                         for b in methodology.bonuses],
             "flags": [{"count": f.count, "window_seconds": f.window_seconds, "code": f.code}
                       for f in methodology.flags],
+            "histories": [_history(h, methodology) for h in methodology.histories],
+            "counters": [{"name": c.name, "unit": c.unit} for c in methodology.counters],
+            "counter_caps": [{"counter": c.counter, "limit": c.limit, "period": c.period,
+                              "timezone": c.timezone} for c in methodology.counter_caps],
+            "rewards": [{"name": r.name, "every": r.every, "source": r.source, "worth": r.worth,
+                         "unit": r.unit} for r in methodology.rewards],
         },
+        # what each credited record's `counters` column lists, in this order: the
+        # counters' amounts, then the rewards' counts (engine/counters.py)
+        "moved": [c.name for c in methodology.counters] + [r.name for r in methodology.rewards],
+        "definitions": [_definition(d) for d in methodology.definitions],
         "input_schema": input_schema(methodology),
     }
+
+
+def _unit_of(t) -> dict:
+    """The type of a value as `inspect --json` describes it: the kind, and a quantity's unit."""
+    from dsl.types import Kind
+    if t.kind == Kind.QUANTITY:
+        return {"type": "number" if t.is_number else "quantity", "unit": t.unit.text}
+    return {"type": t.kind.value}
+
+
+def _definition(d: ir.Definition) -> dict:
+    """A `let` or output: what an example can expect of it (docs/language.md §10)."""
+    return {"name": d.name, "kind": d.kind, **_unit_of(d.type), "line": d.line}
+
+
+def _history(h: ir.History, m: ir.Methodology) -> dict:
+    """A history window (docs/language.md §9.6), its subject an input or a definition."""
+    subject = "definition" if any(d.name == h.subject for d in m.definitions) else "input"
+    value = h.value
+    if value is not None and h.type.kind.value == "quantity":
+        value = float(h.type.unit.from_si(value))
+    return {"name": h.name, "aggregate": h.aggregate, "subject": h.subject, "subject_kind": subject,
+            "side": h.side, "size": h.size, "unit": h.unit, "timezone": h.timezone,
+            **{f"value_{k}": v for k, v in _unit_of(h.type).items()},
+            "short": h.short, "code": h.code or None,
+            "short_value": value}

@@ -82,6 +82,7 @@ class _Gen:
         self.plan = plan
         self.args: list[Arg] = []
         self.statics: list[str] = []
+        self._zone_offset = None
         self.lines: list[str] = []
         self.temps = 0
         self.labels: dict[str, int] = {}
@@ -205,6 +206,15 @@ class _Gen:
             if e.end.rep == p.DAY:
                 return self.wrap(head, f"((double)t_sub({end}, {start}) * 86400.0)")
             return self.wrap(head, f"((double)t_sub(({end}).utc, ({start}).utc) / 1000000.0)")
+        if t is p.DateShift and e.rep == p.DT:  # as scalar.py's shift_us, operation for operation
+            head, (d, s) = self.operands((e.date, e.duration), temporaries=True)
+            q, out = self.temp(), self.temp()
+            sign = "-" if e.op == "-" else ""
+            return (f"({{ {head} double {q} = ({sign}(double)({s})) * 1000000.0; "
+                    f"if (!({q} >= -1e17 && {q} <= 1e17)) {self.reject(e.overflow)} "
+                    f"int64_t {out} = ({d}).utc + (int64_t)floor({q}); "
+                    f"if ({out} < {_int(p.FIRST_US)} || {out} >= {_int(p.END_US)}) "
+                    f"{self.reject(e.overflow)} (t_instant){{{out}, {out} + {self.zone_offset()}({out})}}; }})")
         if t is p.DateShift:  # as scalar.py's shift_days, operation for operation
             head, (d, s) = self.operands((e.date, e.duration), temporaries=True)
             q, out = self.temp(), self.temp()
@@ -298,6 +308,22 @@ class _Gen:
         elif ra != rb and p.F in (ra, rb):
             a, b = f"(double)({a})", f"(double)({b})"
         return self.wrap(head, f"(({a}) {e.op} ({b}))")
+
+    def zone_offset(self) -> str:
+        """The name of a function giving the zone's UTC offset (µs) of a UTC instant in
+        FIRST_US … END_US, from the zone's table of changes (engine/batch/timezones.py:
+        the offsets the per-call `offset` arguments come from), written once."""
+        if self._zone_offset is None:
+            from .batch.timezones import zone_table
+            changes, offsets = zone_table(self.plan.timezone).changes_us()
+            t = self.static("int64_t", [_int(v) for v in changes])
+            off = self.static("int64_t", [_int(v) for v in offsets])
+            self._zone_offset = "t_zone_offset"
+            self.statics.append(
+                f"static inline int64_t t_zone_offset(int64_t u) {{ int64_t lo = 0, hi = {len(changes)}; "
+                f"while (lo < hi) {{ int64_t mid = (lo + hi) / 2; if ({t}[mid] <= u) lo = mid + 1; else hi = mid; }} "
+                f"return {off}[lo]; }}")
+        return self._zone_offset
 
     def static(self, ctype: str, values: list[str]) -> str:
         name = f"s{len(self.statics)}"
@@ -440,8 +466,9 @@ class _Gen:
         head.append(f"    int64_t *restrict P = (int64_t *)a[{k + 2}];")
         for j in range(len(plan.masses)):
             head.append(f"    int64_t *restrict O{j} = (int64_t *)a[{k + 3 + j}];")
-        for j in range(len(plan.counters)):
-            head.append(f"    int64_t *restrict C{j} = (int64_t *)a[{k + 3 + len(plan.masses) + j}];")
+        for j, name in enumerate(plan.counters):  # whole numbers; a definition a window
+            ctype = _CTYPE[plan.define(name).rep]  # aggregates may be a float (plan/history.py)
+            head.append(f"    {ctype} *restrict C{j} = ({ctype} *)a[{k + 3 + len(plan.masses) + j}];")
         base = k + 3 + len(plan.masses) + len(plan.counters)
         head.append(f"    const int64_t *restrict OV = (const int64_t *)a[{base}];")
         head.append(f"    int64_t *restrict X = (int64_t *)a[{base + 1}];")

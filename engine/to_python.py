@@ -92,6 +92,8 @@ class Source:
             if e.end.rep == p.DAY:
                 return f"(({end} - {start}) * 86400.0)"
             return f"(({end} - {start}) / 1000000.0)"
+        if t is p.DateShift and e.rep == p.DT:
+            return f"_shift_us({self.expr(e.date)}, {e.op!r}, {self.expr(e.duration)}, {e.overflow})"
         if t is p.DateShift:
             return f"_shift_days({self.expr(e.date)}, {e.op!r}, {self.expr(e.duration)}, {e.overflow})"
         if t is p.DatePart:

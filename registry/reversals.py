@@ -20,6 +20,13 @@ What a reversal does, in one transaction, audited as `ledger.reverse`:
    alone (the credit no longer counts anywhere). Only existing parts and periods change,
    never below zero. Duplicate keys, overlap intervals and window times are not undone:
    the activity was seen, and a record claiming it again is still a duplicate;
+   likewise what the credit moved on counters and rewards (its `counters`, engine/
+   counters.py) is given back (`uncount`): each counter's amount comes off the counter's
+   total and off its period's total of each counter cap, and each reward's balance gets
+   back what the credit's rewards took from it less what the credit gave it (`every` ×
+   the rewards it gave − its contribution: 45 points that gave 2 tickets at 20 take the
+   remainder back down by 5), never below zero: a reward a later credit completed with
+   this one's units stays given, as a cap's total never goes below zero;
 4. points already spent: the balance may go negative only through a reversal; when it
    does, the account is frozen (status frozen, audited with the reason). A frozen account
    receives no credits and redeems nothing, so it cannot earn its way back on its own: an
@@ -62,7 +69,8 @@ _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 class ReversalOutcome:
     reversal: Reversal
     entry: CreditEntry
-    caps: list[dict] = field(default_factory=list)  # {"rule", "period", "before", "after"}
+    caps: list[dict] = field(default_factory=list)  # {"cap", "period", "before", "after"}
+    counters: list[dict] = field(default_factory=list)  # {"counter"|"reward", ...}: uncount
     points_balance: Optional[int] = None  # the account's, after (None: not a platform account)
     frozen: bool = False  # the reversal froze the account
 
@@ -109,10 +117,59 @@ def _platform_account(session: Session, entry: CreditEntry) -> Optional[Account]
     return session.get(Account, int(entry.account))
 
 
+def undoes(rules) -> bool:
+    """Whether reversing a credit changes what these rules remember of the account: caps,
+    counters, counter caps and rewards."""
+    return bool(rules.caps or rules.counters or rules.counter_caps or rules.rewards)
+
+
+def uncount(state: AccountState, rules, entry: CreditEntry) -> list[dict]:
+    """Gives back what the entry moved on counters and rewards (module docstring, 3),
+    never below 0. Pure, as `uncap`."""
+    from engine.counters import parse_moved
+    moved = parse_moved(entry.counters.split(";")) if entry.counters else {}
+    if not moved:
+        return []
+    changes = []
+    if entry.activity_time is not None:
+        us = (entry.activity_time - _EPOCH) // dt.timedelta(microseconds=1)
+        for cap, totals in zip(rules.counter_caps, state.counter_caps):
+            period = period_of(LocalTime(cap.timezone).day(us), cap.period)
+            amount = moved.get(cap.counter, 0)
+            if period not in totals or not amount:
+                continue
+            before = totals[period]
+            totals[period] = max(0, before - amount)
+            changes.append({"counter": cap.counter, "cap": f"per {cap.period}", "period": period,
+                            "before": before, "after": totals[period]})
+    for j, name in enumerate(rules.counters):
+        amount = moved.get(name, 0)
+        if amount:
+            before = state.counter_totals[j]
+            state.counter_totals[j] = max(0, before - amount)
+            changes.append({"counter": name, "before": before, "after": state.counter_totals[j]})
+    for k, reward in enumerate(rules.rewards):
+        given = max(0, entry.points + entry.bonus) if reward.source == "points" \
+            else moved.get(reward.source, 0)
+        back = moved.get(reward.name, 0) * reward.every - given
+        if back:
+            before = state.balances[k]
+            state.balances[k] = max(0, before + back)
+            changes.append({"reward": reward.name, "rewards": moved.get(reward.name, 0),
+                            "before": before, "after": state.balances[k]})
+    return changes
+
+
 def uncap(state: AccountState, rules, entry: CreditEntry) -> list[dict]:
     """Takes the entry's amounts off its period's totals of each cap in `state` (never
-    below 0): what a reversal does to the rules' memory. Pure: the ledger stores the
-    result (`_uncap`), verify replays it (registry/verify.py)."""
+    below 0), and gives back what it moved on counters and rewards (`uncount`, whose
+    changes are the list's items with a "counter" or "reward" key): what a reversal does
+    to the rules' memory. Pure: the ledger stores the result (`_uncap`), verify replays
+    it (registry/verify.py)."""
+    return _caps_of(state, rules, entry) + uncount(state, rules, entry)
+
+
+def _caps_of(state: AccountState, rules, entry: CreditEntry) -> list[dict]:
     if entry.activity_time is None:
         return []
     us = (entry.activity_time - _EPOCH) // dt.timedelta(microseconds=1)
@@ -132,13 +189,14 @@ def uncap(state: AccountState, rules, entry: CreditEntry) -> list[dict]:
 def _uncap(session: Session, entry: CreditEntry, now: dt.datetime) -> list[dict]:
     """Takes the entry's amounts off its period's cap totals in the account's stored state
     (module docstring, 3); what changed, per cap."""
-    if entry.activity_time is None or (entry.reduction_mg == 0 and entry.points == 0):
+    if not entry.counters and (entry.activity_time is None
+                               or (entry.reduction_mg == 0 and entry.points == 0)):
         return []
     version = session.scalar(select(MethodologyVersion).where(
         MethodologyVersion.methodology_id == entry.methodology_id,
         MethodologyVersion.version == entry.version))
     rules = _rules(version.source, f"{entry.methodology_id}@{entry.version}.tanpu")
-    if not rules.caps:
+    if not undoes(rules):
         return []
     row = session.scalar(select(RuleState).where(
         RuleState.methodology_id == entry.methodology_id, RuleState.account == entry.account)
@@ -191,8 +249,10 @@ def reverse(session: Session, actor, entry_id: Optional[int] = None, *,
         .on_conflict_do_nothing(index_elements=["entry_id"]).returning(table.c.id))
     if new_id is None:  # a concurrent reversal of an entry without a platform account
         raise Conflict(f"credit {entry.id} was reversed already")
-    caps = _uncap(session, entry, now)
-    outcome = ReversalOutcome(session.get(Reversal, new_id), entry, caps)
+    changes = _uncap(session, entry, now)
+    caps = [c for c in changes if "counter" not in c and "reward" not in c]
+    counted = [c for c in changes if "counter" in c or "reward" in c]
+    outcome = ReversalOutcome(session.get(Reversal, new_id), entry, caps, counted)
     if account is not None:
         outcome.points_balance = points_of(session, account.id).balance
         if outcome.points_balance < 0 and account.status == ACTIVE:
@@ -203,11 +263,13 @@ def reverse(session: Session, actor, entry_id: Optional[int] = None, *,
         "methodology": entry.methodology_id, "version": entry.version,
         "record_id": entry.record_id, "reduction_mg": entry.reduction_mg,
         "points": entry.points, "bonus": entry.bonus, "caps": caps,
+        **({"counters": counted, "moved": entry.counters} if counted else {}),
         "points_balance": outcome.points_balance, "froze_account": outcome.frozen})
     webhooks.emit(session, "credit.reversed", {
         "reversal": new_id, "entry": entry.id, "methodology": entry.methodology_id,
         "version": entry.version, "record_id": entry.record_id, "reason": reason,
         "reduction_mg": entry.reduction_mg, "points": entry.points, "bonus": entry.bonus,
+        **({"counters": entry.counters.split(";")} if entry.counters else {}),
         "created_at": now.isoformat().replace("+00:00", "Z")}, integrator_id=entry.integrator_id)
     return outcome
 

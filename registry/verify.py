@@ -77,7 +77,7 @@ from engine.state import AccountState
 
 from . import accounts, audit
 from .models import Account, CreditBatch, CreditEntry, MethodologyVersion, Reversal, RuleState
-from .reversals import uncap
+from .reversals import uncap, undoes
 
 _FIELDS = ("time", "status", "reduction_mg", "points", "bonus", "code")
 
@@ -301,7 +301,7 @@ def _replay(session: Session, engines: _Engines, methodology_id: str, account: s
         while pending and (moment is None or pending[0].created_at < moment):
             entry = by_id[pending.pop(0).entry_id]
             engine = engines(methodology_id, entry.version)
-            if engine is not None and engine.rules.caps and state_text is not None:
+            if engine is not None and undoes(engine.rules) and state_text is not None:
                 state = AccountState.from_json(engine.rules, state_text)
                 uncap(state, engine.rules, entry)
                 state_text = state.to_json(engine.rules)

@@ -186,3 +186,45 @@ def test_a_json_line_that_is_not_utf8_is_an_invalid_row_and_the_rest_goes_on(tmp
     statuses = [line.split(",")[4] for line in out.read_text().splitlines()[1:]]
     assert statuses == ["credited", "invalid", "credited"]
     assert "row 2: record: not UTF-8 text (byte 0xff at column" in done.stderr
+
+
+def test_inspect_json_describes_counters_rewards_histories_and_definitions(tmp_path):
+    """Issue 12: what the methodology counts and converts (counters with their units, their
+    caps, rewards with their worth), its history windows (over an input or a definition),
+    the order of the `counters` result column, and every definition with its unit."""
+    (tmp_path / "m.tanpu").write_text('''methodology test.counted "counted" version 1.0.0 {
+  covers ride in CN-HA
+  effective from 2024-01-01
+  timezone Asia/Shanghai
+}
+input distance: quantity [km]
+let per_ride [km] = distance * 1
+history usual = mean per_ride over the previous 7 days otherwise 3 km
+history rides_before = count distance over the last 10 records otherwise partial
+counter rides [ride] = 1
+cap counter rides at 4 ride per account per day
+reward ticket every 20 points worth 2 CNY
+points = if per_ride > usual and rides_before > 1 then 10 else 5
+''', encoding="utf-8")
+    done = tanpu("inspect", "--json", str(tmp_path / "m.tanpu"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    info = json.loads(done.stdout)
+    rules = info["cross_record_rules"]
+    assert rules["counters"] == [{"name": "rides", "unit": "ride"}]
+    assert rules["counter_caps"] == [{"counter": "rides", "limit": 4, "period": "day",
+                                      "timezone": "Asia/Shanghai"}]
+    assert rules["rewards"] == [{"name": "ticket", "every": 20, "source": "points", "worth": "2",
+                                 "unit": "CNY"}]
+    windows = {h["name"]: h for h in rules["histories"]}
+    usual, count = windows["usual"], windows["rides_before"]
+    assert {k: usual[k] for k in ("aggregate", "subject", "subject_kind", "side", "size", "unit",
+                                  "value_type", "value_unit", "short", "short_value")} == {
+        "aggregate": "mean", "subject": "per_ride", "subject_kind": "definition", "side": "previous",
+        "size": 7, "unit": "days", "value_type": "quantity", "value_unit": "km", "short": "value",
+        "short_value": 3.0}
+    assert (count["subject_kind"], count["value_type"], count["short"]) == ("input", "integer", "partial")
+    assert info["moved"] == ["rides", "ticket"]
+    assert info["metadata"]["regions"] == ["CN-HA"]
+    shown = {d["name"]: d for d in info["definitions"]}
+    assert (shown["per_ride"]["kind"], shown["per_ride"]["unit"]) == ("let", "km")
+    assert shown["points"]["type"] == "integer" and shown["reduction"]["unit"] == "g"

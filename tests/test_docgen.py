@@ -363,3 +363,15 @@ def test_cli_doc(tmp_path):
     assert result.exit_code == 0 and result.output == doc(SHENZHEN, "zh")
     result = runner.invoke(main, ["doc", str(SHENZHEN), "-o", str(tmp_path / "x.pdf")])
     assert result.exit_code == 2 and "HTML" in result.output
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_a_history_over_a_definition_renders(lang):
+    """A window over a `let` (docs/language.md §9.6) is explained by the let's name in
+    the legend, where one over an input gives the input's label."""
+    text = (Path(__file__).resolve().parent.parent / "docs" / "language.md").read_text(encoding="utf-8")
+    start = text.index("methodology demo.history_per_person")
+    c = compile_source(text[start:text.index("```", start)])
+    assert c.ok, c.render()
+    page = render_html(c.methodology, lang)
+    assert "per_person" in page and "history_per_person" in page

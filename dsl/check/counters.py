@@ -89,6 +89,7 @@ def check_counters(items, scope: Scope, report: Reporter, declared: dict, zone_g
                 continue
             converted[reward.source] = reward.name
             rewards.append(reward)
+    scope.counted |= set(counters) | {r.name for r in rewards}  # an example's totals name them
     return {"counters": tuple(counters.values()), "counter_caps": tuple(caps),
             "rewards": tuple(rewards)}, uses
 

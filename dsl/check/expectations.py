@@ -2,7 +2,7 @@
 total after a sequence of records, a value to a stated number of decimals.
 
     => car_factor 271.82 g/km to 2 decimals, reduction 3.23 kg to 2 decimals
-    => total points 935, total reduction 9.26 kg
+    => total points 935, total reduction 9.26 kg, total rides 3, total voucher 2
 
 The written value is kept as written (its decimal text and unit); engine/expectations.py
 compares it with what the engine computed.
@@ -14,7 +14,7 @@ from ..ir import ast as ir
 from ..messages import Reporter
 from ..suggestions import did_you_mean
 from ..surface import ast
-from ..types import Kind
+from ..types import INTEGER, Kind
 from .literals import INVALID, describe_literal, unit_of, whole_token
 from .scope import Scope
 
@@ -34,10 +34,14 @@ def check(node, scope: Scope, report: Reporter):
             return INVALID
     if isinstance(node, ast.ExpectTotal):
         name = str(node.output)
-        if name not in ("reduction", "points"):
-            report.report("E0708", node.output, name=name)
+        if name in scope.counted:  # a counter's or a reward's total: a whole number
+            t = INTEGER
+        elif name not in ("reduction", "points"):
+            report.report("E0708", node.output, name=name,
+                          help=did_you_mean(name, scope.counted) if scope.counted else "")
             return INVALID
-        t = scope.definitions.get(name)
+        else:
+            t = scope.definitions.get(name)
         kind = "total"
     else:
         name = str(node.output if isinstance(node, ast.ExpectRounded) else node.name)

@@ -157,8 +157,10 @@ class ExpressionChecker:
         lt, rt = left.type, right.type
         if op == "-" and lt.kind in (Kind.DATE, Kind.DATETIME) and rt.kind == lt.kind:
             return ir.Elapsed(duration(), left, right)
-        if op in "+-" and lt.kind == Kind.DATE and rt.kind == Kind.QUANTITY and is_duration(rt):
-            # a date moved by a duration: the date of its midnight moved (whole days down)
+        if op in "+-" and lt.kind in (Kind.DATE, Kind.DATETIME) and rt.kind == Kind.QUANTITY \
+                and is_duration(rt):
+            # a date moved by a duration: the date of its midnight moved (whole days down);
+            # a datetime: the instant moved (whole microseconds down)
             return ir.Arith(lt, op, left, right)
         if not lt.is_numeric or not rt.is_numeric:
             self._cannot(node, op, lt, rt)

@@ -26,6 +26,7 @@ class Scope:
     failed: set[str] = field(default_factory=set)  # names whose definition did not compile
     histories: dict[str, Type] = field(default_factory=dict)  # history windows (check/history.py)
     groups: dict[str, ir.Group] = field(default_factory=dict)  # repeated groups (legs)
+    counted: set[str] = field(default_factory=set)  # counters and rewards (check/counters.py)
 
     def input_type(self, name: str) -> Optional[Type]:
         if name in BUILTIN_TYPES:

@@ -34,7 +34,11 @@ def lower(module: ast.Module, report: Reporter, failed_names: set[str] = frozens
     declared: dict[str, object] = {}
 
     declarations.check_inputs(items, scope, report, declared)
-    histories = history.check_histories(items, scope, report, declared)
+    definition_names = {str(item.name) for item in items if isinstance(item, (ast.LetDef, ast.OutputDef))}
+    if "baseline" in definition_names:
+        definition_names.add("reduction")  # synthesized below when not written
+    histories, pending = history.check_histories(items, scope, report, declared,
+                                                 frozenset(definition_names))
     legs.check_groups(items, scope, report, declared)
     parameter_nodes = declarations.check_parameters(items, scope, report, declared)
     written = definitions.collect(items, scope, report, declared)
@@ -50,7 +54,7 @@ def lower(module: ast.Module, report: Reporter, failed_names: set[str] = frozens
     if module.header is not None:
         definitions.synthesize_zero(written, module.header, scope.failed)
     scope.definition_names |= set(written)
-    lowered, definition_uses = definitions.check_definitions(written, scope, report)
+    lowered, definition_uses = _check_definitions(written, pending, histories, scope, report)
     requires, require_uses = rules.check_requires(items, scope, report)
     cross = rules.check_cross_record(items, scope, report, declarations.timezone_given(module.header))
     counted, counter_uses = counters.check_counters(items, scope, report, declared,
@@ -91,6 +95,29 @@ def lower(module: ast.Module, report: Reporter, failed_names: set[str] = frozens
         near_duplicates=tuple(near_duplicates),
         **counted,
     )
+
+
+def _check_definitions(written: dict, pending: list, histories: list, scope: Scope,
+                       report: Reporter) -> tuple[list, dict]:
+    """The definitions, typed; with histories over definitions, in two halves: the
+    definitions those histories aggregate (and what these use, no history among it:
+    E1004), then those histories, then every other definition, which may use them."""
+    if not pending:
+        return definitions.check_definitions(written, scope, report)
+    history_names = {str(item.name) for item in pending} | {h.name for h in histories}
+    broken = history.report_windows_in_subjects(pending, history.subject_closure(
+        pending, written, definitions.names_in), written, history_names, definitions.names_in, report)
+    scope.failed |= broken
+    pending = [item for item in pending if str(item.name) not in broken]
+    closure = history.subject_closure(pending, written, definitions.names_in)
+    first = {name: node for name, node in written.items() if name in closure}
+    rest = {name: node for name, node in written.items() if name not in closure}
+    lowered, uses = definitions.check_definitions(first, scope, report)
+    histories += history.check_definition_histories(pending, scope, report)
+    more, more_uses = definitions.check_definitions(rest, scope, report)
+    for item in pending:  # the definition a history aggregates is used by it
+        uses.setdefault("#history " + str(item.name), Uses()).definitions.add(str(item.subject))
+    return lowered + more, {**uses, **more_uses}
 
 
 def _reason_codes(items, broken: set[str]) -> dict[str, Optional[set[str]]]:

@@ -18,7 +18,7 @@ from ..plan.ast import CrossRecord
 from ..result import CAP_REACHED, CAPPED, CREDITED
 from .rules import HashCollision, account_hashes, canonical
 from .timezones import period_index, zone_table
-from .values import Reasons
+from .values import Reasons, empty_lists
 
 COLUMN = "counter:"  # the prefix of the amounts among the batch's kept columns
 
@@ -35,9 +35,14 @@ class Counting:
     def active(self) -> bool:
         return bool(self.m.counters or self.m.rewards)
 
-    def apply(self, batch) -> pl.Series:
+    def apply(self, batch, state=None) -> pl.Series:
         """The `counters` column of the results (List(String)); counter caps write their
-        reason into `batch.reason`."""
+        reason into `batch.reason`. With `state` (account -> engine.state.AccountState,
+        as engine/counters.py takes it), each account's cap totals, counter totals and
+        reward remainders start from it, and it is left updated: the cumulative sums start
+        from the stored amount of their (account, period) or account, and a reward's
+        first record converts the stored remainder with its own units (the scalar path
+        converts a remainder only as a record adds to it)."""
         m = self.m
         n = batch.n
         # per reason index (a few), then per row by indexing booleans, not texts
@@ -46,15 +51,20 @@ class Counting:
         counts = np.array([s in (CREDITED, CAPPED) for s in statuses], dtype=bool)
         pos = np.flatnonzero(counts[batch.reason])
         names = list(m.counters) + [r.name for r in m.rewards]
-        empty = pl.Series("counters", [[]], dtype=pl.List(pl.String)).new_from_index(0, n)
+        empty = empty_lists("counters", n)
         if pos.size == 0:
             return empty
         pos, new_account = _canonical(batch, pos)
         account = np.cumsum(new_account) - 1
         time = batch.time[pos]
+        priors = None
+        if state is not None:  # the accounts' stored states, by account index
+            from ..state import AccountState
+            texts = batch.accounts.gather(pos[new_account]).to_list()
+            priors = [state.setdefault(a, AccountState.empty(m)) for a in texts]
         amounts = {name: np.asarray(batch.columns[COLUMN + name], dtype=np.int64)[pos].copy()
                    for name in m.counters}
-        for cap, reason in zip(m.counter_caps, self.capped):
+        for index, (cap, reason) in enumerate(zip(m.counter_caps, self.capped)):
             period = period_index(zone_table(cap.timezone).local_day(time), cap.period)
             value = amounts[cap.counter]
             # groups (account, period), the canonical order kept inside each
@@ -66,7 +76,16 @@ class Counting:
             g_account, g_period = account[group_order], period[group_order]
             new = np.r_[True, (g_account[1:] != g_account[:-1]) | (g_period[1:] != g_period[:-1])]
             within = _segmented_cumsum(v, new)
+            if priors is not None:  # what each (account, period) had counted before
+                heads = np.flatnonzero(new)
+                before = np.array([priors[int(g_account[h])].counter_caps[index].get(int(g_period[h]), 0)
+                                   for h in heads.tolist()], dtype=np.int64)
+                within = within + np.repeat(before, np.diff(np.r_[heads, v.size]))
             allowed = np.minimum(within, cap.limit) - np.minimum(within - v, cap.limit)
+            if priors is not None:
+                added = np.add.reduceat(allowed, heads) if heads.size else allowed[:0]
+                for h, b, a in zip(heads.tolist(), before.tolist(), added.tolist()):
+                    priors[int(g_account[h])].counter_caps[index][int(g_period[h])] = b + a
             cut = allowed < v
             if cut.any():
                 at = group_order[cut]
@@ -75,13 +94,28 @@ class Counting:
                 batch.reason[rows[credited]] = reason
                 value[at] = allowed[cut]
         counts = []
-        for reward in m.rewards:
+        for k, reward in enumerate(m.rewards):
             if reward.source == "points":
                 given = np.maximum(batch.points[pos] + batch.bonus[pos], 0)
             else:
                 given = amounts[reward.source]
             cs = _segmented_cumsum(given, new_account)
-            counts.append(cs // reward.every - (cs - given) // reward.every)
+            if priors is None:
+                counts.append(cs // reward.every - (cs - given) // reward.every)
+                continue
+            heads = np.flatnonzero(new_account)
+            before = np.array([p.balances[k] for p in priors], dtype=np.int64)
+            cs = cs + before[account]
+            count = cs // reward.every - np.where(new_account, 0, (cs - given) // reward.every)
+            counts.append(count)
+            moved, converted = np.add.reduceat(given, heads), np.add.reduceat(count, heads)
+            for p, b, g, c in zip(priors, before.tolist(), moved.tolist(), converted.tolist()):
+                p.balances[k] = b + g - c * reward.every
+        if priors is not None:  # the counters' totals, after their caps
+            heads = np.flatnonzero(new_account)
+            for j, name in enumerate(m.counters):
+                for p, added in zip(priors, np.add.reduceat(amounts[name], heads).tolist()):
+                    p.counter_totals[j] += added
         columns = [amounts[name] for name in m.counters] + counts
         lists = _lists(names, columns)
         # back to row order: the rows that count at their positions, empty lists elsewhere

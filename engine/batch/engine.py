@@ -34,7 +34,7 @@ from .part import Part, concat_parts
 from .counters import COLUMN as COUNTER_COLUMN
 from .rules import Batch, Rules
 from .store import DiskStore, MemoryStore
-from .values import Cat, Reasons
+from .values import Cat, Reasons, empty_lists
 
 CHUNK_ROWS = 1 << 18
 
@@ -71,6 +71,9 @@ class BatchEngine:
         self.masses = tuple(n for n in ("baseline", "project", "leakage") if n in self.plan.masses)
         keep = set(self.rules.needed_inputs())
         self.histories = self.plan.rules.histories
+        # the definitions the windows aggregate, as their own kernel (engine/plan/history.py)
+        self.subjects = (Kernels(self.scalar.subjects.plan, Reasons(), self.scalar.subjects, kernels)
+                         if self.scalar.subjects is not None else None)
         if any(c.target == "reduction" for c in methodology.caps):
             keep |= {s.name for s in methodology.inputs} | {"activity", "id", "account"}
             keep |= {name for name, _ in self.plan.inputs}  # the history windows' columns
@@ -81,10 +84,10 @@ class BatchEngine:
 
     # ------------------------------------------------------------ per record
     def per_record(self, frame: pl.DataFrame, column_units: Optional[Mapping[str, str]] = None,
-                   first_row: int = 1) -> Part:
-        """Reads and evaluates one chunk (no cross-record rules)."""
+                   first_row: int = 1, state: Optional[dict] = None) -> Part:
+        """Reads and evaluates one chunk (no cross-record rules); `state`: evaluate_frame's."""
         got = ingest_frame(frame, self.schema, column_units, first_row, self.native_text)
-        return self._evaluate(got)
+        return self._evaluate(got, state)
 
     def per_record_chunks(self, chunks: Iterable[tuple[pl.DataFrame, int]],
                           column_units: Optional[Mapping[str, str]] = None) -> Iterator[Part]:
@@ -108,7 +111,7 @@ class BatchEngine:
         while pending:
             yield pending.popleft().result()
 
-    def _evaluate(self, got: Ingested) -> Part:
+    def _evaluate(self, got: Ingested, state: Optional[dict] = None) -> Part:
         n = got.n
         reason = np.zeros(n, dtype=np.int32)
         reason[got.invalid] = Reasons.INVALID
@@ -116,8 +119,21 @@ class BatchEngine:
         columns["id"] = got.ids
         columns["account"] = got.accounts
         if self.histories:  # the chunk is the whole stream (evaluate_frame, evaluate_file)
-            history.compute(self.histories, columns, got.accounts, got.ids, columns["time"],
-                            got.rows, got.invalid, n, self.formulas.build)
+            defined = None
+            if self.subjects is not None:  # each record's value of the definitions aggregated
+                failed = np.zeros(n, dtype=np.int32)
+                failed[got.invalid] = Reasons.INVALID
+                values = self.subjects.run(columns, n, failed)
+                for name, column in zip(self.subjects.plan.counters, values.counters):
+                    columns[history.subject_key(name)] = column
+                defined = failed == Reasons.CREDITED
+            if state is not None:
+                history.compute_with_state(self.histories, columns, got.accounts, got.ids, columns["time"],
+                                           got.rows, got.invalid, n, state, self.plan.rules,
+                                           self.formulas.build, defined)
+            else:
+                history.compute(self.histories, columns, got.accounts, got.ids, columns["time"],
+                                got.rows, got.invalid, n, self.formulas.build, defined)
         # amounts of credited rows only, on the whole chunk at once (C needs no
         # cache-sized slices)
         outcome = self.formulas.run(columns, n, reason)
@@ -150,26 +166,41 @@ class BatchEngine:
 
     # ------------------------------------------------------------ whole frames
     def evaluate_frame(self, frame: pl.DataFrame, column_units: Optional[Mapping[str, str]] = None,
-                       first_row: int = 1) -> pl.DataFrame:
-        """Raw records (one per row) -> results (one per row, in the same order)."""
+                       first_row: int = 1, state: Optional[dict] = None) -> pl.DataFrame:
+        """Raw records (one per row) -> results (one per row, in the same order).
+
+        `state` (account -> engine.state.AccountState), as engine.Engine.evaluate takes
+        it: each account's history windows (engine/batch/history.py
+        `compute_with_state`), caps' period totals (rules.py `_cap`), counters' cap
+        totals, counters' totals and rewards' remainders (counters.py) start from what it
+        remembers, and it is left updated, so a stream evaluated in pieces in time order
+        gives what it gives whole. The other cross-record rules (duplicates, overlaps,
+        flags, bonuses) take no state here: a methodology with one of them is refused
+        with a state (ValueError); the scalar engine carries theirs."""
+        if state is not None:
+            r = self.plan.rules
+            if r.duplicates or r.overlaps or r.flags or r.bonuses or r.near_duplicates:
+                raise ValueError("the batch engine carries the state of history windows, caps, "
+                                 "counters and rewards only: evaluate a methodology with other "
+                                 "cross-record rules and a state with engine.Engine")
         if self.histories:  # a window reaches across chunks: the frame is one chunk
-            parts = [self.per_record(frame, column_units, first_row)]
+            parts = [self.per_record(frame, column_units, first_row, state)]
         else:
             parts = list(self.per_record_chunks(self.frame_chunks(frame, first_row), column_units)) or \
                 [self.per_record(frame, column_units, first_row)]
-        return self.finish(parts)
+        return self.finish(parts, state)
 
     def frame_chunks(self, frame: pl.DataFrame, first_row: int = 1) -> Iterator[tuple[pl.DataFrame, int]]:
         """A frame in memory as (chunk, first row) pieces for per_record_chunks."""
         step = self.frame_rows
         return ((frame.slice(start, step), first_row + start) for start in range(0, frame.height, step))
 
-    def finish(self, parts: list[Part]) -> pl.DataFrame:
+    def finish(self, parts: list[Part], state: Optional[dict] = None) -> pl.DataFrame:
         """Cross-record rules over the kept columns of every chunk -> results."""
         merged = concat_parts(parts)
         # the rules write into the batch: a concatenation is already a copy of the parts
         batch = self.batch_of(merged, copy=len(parts) == 1)
-        self.rules.apply(batch)
+        self.rules.apply(batch, state=state)
         return self.results(merged, batch)
 
     def batch_of(self, part: Part, copy: bool = True) -> Batch:
@@ -209,7 +240,7 @@ class BatchEngine:
                 columns[f"{name}_mg"] = pl.repeat(None, n, dtype=pl.Int64, eager=True)
         columns["flags"] = self.flag_lists(batch.flags)
         columns["counters"] = batch.counters if batch.counters is not None else \
-            pl.Series("counters", [[]], dtype=pl.List(pl.String)).new_from_index(0, n)
+            empty_lists("counters", n)
         return pl.DataFrame({k: pl.Series(k, columns[k]) if isinstance(columns[k], np.ndarray)
                              else columns[k].alias(k) for k in RESULT_COLUMNS})
 
@@ -217,27 +248,30 @@ class BatchEngine:
         codes = self.rules.flag_codes
         if not codes or not flags.any():  # all empty: one empty list repeated, not via Arrow
             # (converting an Arrow array imports pyarrow.compute: 40 ms of every `tanpu eval`)
-            return pl.Series("flags", [[]], dtype=pl.List(pl.String)).new_from_index(0, flags.size)
+            return empty_lists("flags", flags.size)
         distinct, inverse = np.unique(flags, return_inverse=True)
         lists = [[c for i, c in enumerate(codes) if int(v) >> i & 1] for v in distinct]
         return pl.Series("flags", lists, dtype=pl.List(pl.String)).gather(inverse)
 
     # ------------------------------------------------------------ files
     def evaluate_file(self, path, column_units: Optional[Mapping[str, str]] = None, *,
-                      memory_rows: int = 2_000_000, progress=None, spill_dir=None
-                      ) -> Iterator[pl.DataFrame]:
+                      memory_rows: int = 2_000_000, progress=None, spill_dir=None,
+                      partitions: tuple[tuple[str, str], ...] = ()) -> Iterator[pl.DataFrame]:
         """A record file (.csv, .jsonl, .parquet) -> frames of results, in row order.
 
         Streams: a chunk at a time is read and evaluated; what the cross-record rules need
         is kept in memory when the file has at most `memory_rows` rows (estimated from
         its size), else in partitions on disk (store.DiskStore). `progress(done, total)`
-        is called as the file is read.
+        is called as the file is read. `partitions`: (name, value) columns every row of the
+        file has (a hive-partitioned dataset's folder names, recordfiles.open_dataset).
         """
         from pathlib import Path
 
-        from ..recordfiles import estimate_rows, open_chunks
+        from ..recordfiles import estimate_rows, open_chunks, with_partitions
         path = Path(path)
         chunks = open_chunks(path, self.chunk_rows)
+        if partitions:
+            chunks.frames = ((with_partitions(frame, partitions), row) for frame, row in chunks.frames)
         units = dict(chunks.column_units)
         units.update(column_units or {})
         if self.histories:  # windows reach across chunks: the file is read whole, then evaluated
@@ -249,7 +283,8 @@ class BatchEngine:
         expected = estimate_rows(path)
         if expected > memory_rows:
             # partitions of about half the in-memory budget: never more held than in memory
-            store = DiskStore(self, -(-expected * 2 // memory_rows) + 1, spill_dir)
+            store = DiskStore(self, -(-expected * 2 // memory_rows) + 1, spill_dir,
+                              run_rows=max(1, memory_rows // 4))
         else:
             store = MemoryStore(self)
         try:
@@ -263,10 +298,11 @@ class BatchEngine:
 
     # ------------------------------------------------------------ the Result adapter
     def evaluate(self, raw_records: Iterable[Mapping], column_units: Optional[Mapping[str, str]] = None,
-                 first_row: int = 1) -> list[Result]:
-        """Like engine.Engine.evaluate (without explanations): dicts in, Results out."""
+                 first_row: int = 1, state: Optional[dict] = None) -> list[Result]:
+        """Like engine.Engine.evaluate (without explanations): dicts in, Results out;
+        `state` as evaluate_frame takes it."""
         frame = raw_frame(list(raw_records))
-        return to_results(self.evaluate_frame(frame, column_units, first_row))
+        return to_results(self.evaluate_frame(frame, column_units, first_row, state))
 
 
 class _Gathered(dict):

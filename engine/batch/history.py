@@ -11,6 +11,9 @@ over the records sorted by account and time (sorted segmented scans).
   drop out as they finish), so that each row adds its values in canonical order from 0
   exactly as the reference does: the results are the same bits, not merely close.
 
+A history over a definition runs over the rows that have its value (`defined`), the
+same sweep on that subsequence of the order.
+
 The batch path keeps no account state between calls: a file is one stream.
 """
 
@@ -106,10 +109,21 @@ def canonical_order(accounts: pl.Series, ids: pl.Series, time: np.ndarray, rows:
     return positions[order], np.asarray(code, dtype=np.int64)
 
 
+def subject_key(name: str) -> str:
+    """The column of a definition's values that a history aggregates (engine/history.py's)."""
+    from ..history import subject_key as key
+    return key(name)
+
+
 def compute(histories: tuple[ir.History, ...], columns: dict, accounts: pl.Series,
             ids: pl.Series, time: np.ndarray, rows: np.ndarray, invalid: np.ndarray, n: int,
-            build=None) -> None:
-    """Adds each history's value and status column to `columns` (invalid rows: 0, OK)."""
+            build=None, defined: np.ndarray = None) -> None:
+    """Adds each history's value and status column to `columns` (invalid rows: 0, OK).
+
+    `defined`: the rows that have a value of the definitions histories aggregate (their
+    `subject_key` columns); a history over a definition runs over those rows only, in the
+    same canonical order, each account's first day being that of all its records (the
+    other rows: 0, OK; the formulas reject them before their windows matter)."""
     if not histories:
         return
     order, segment = canonical_order(accounts, ids, np.asarray(time, dtype=np.int64), rows, ~invalid)
@@ -128,12 +142,39 @@ def compute(histories: tuple[ir.History, ...], columns: dict, accounts: pl.Serie
     first_day = day[seg_start]
     day_key = None
     scan = _scanner(build)
+    subset = None
     for h in histories:
         low = int(day.min()) - 4000  # every day of a window start is above it
-        if h.unit == "days" and day_key is None and scan is None:
-            day_key = (segment << 32) | (day - low)
-        x = np.asarray(columns[h.subject])[order]
-        value, status = _one(h, x, day, first_day, seg_start, index, segment, day_key, low, scan)
+        key = subject_key(h.subject)
+        if defined is not None and key in columns:  # over a definition: its rows only
+            if subset is None:
+                keep = np.asarray(defined)[order]
+                sub_segment = segment[keep]
+                sub_index = np.arange(sub_segment.size, dtype=np.int64)
+                sub_starts = np.flatnonzero(np.r_[True, sub_segment[1:] != sub_segment[:-1]]) \
+                    if sub_segment.size else np.zeros(0, dtype=np.int64)
+                sub_rank = np.cumsum(np.r_[True, sub_segment[1:] != sub_segment[:-1]]) - 1 \
+                    if sub_segment.size else np.zeros(0, dtype=np.int64)
+                sub_day = day[keep]
+                subset = (keep, sub_segment, sub_index, sub_starts[sub_rank], sub_day, first_day[keep],
+                          (sub_segment << 32) | (sub_day - low) if scan is None else None)
+            keep, sub_segment, sub_index, sub_seg_start, sub_day, sub_first, sub_key = subset
+            x = np.asarray(columns[key])[order][keep]
+            if x.size:
+                got, got_status = _one(h, x, sub_day, sub_first, sub_seg_start, sub_index,
+                                       sub_segment, sub_key, low, scan)
+            else:
+                got, got_status = x, np.zeros(0, dtype=np.int64)
+            integer = h.type.kind == Kind.INTEGER
+            value = np.zeros(m, dtype=np.int64 if integer else np.float64)
+            status = np.zeros(m, dtype=np.int64)
+            value[keep] = got
+            status[keep] = got_status
+        else:
+            if h.unit == "days" and day_key is None and scan is None:
+                day_key = (segment << 32) | (day - low)
+            x = np.asarray(columns[h.subject])[order]
+            value, status = _one(h, x, day, first_day, seg_start, index, segment, day_key, low, scan)
         integer = h.type.kind == Kind.INTEGER
         out_value = np.zeros(n, dtype=np.int64 if integer else np.float64)
         out_status = np.zeros(n, dtype=np.int64)
@@ -246,3 +287,89 @@ def _aggregate(kind: str, x: np.ndarray, lo: np.ndarray, count: np.ndarray, m: i
         k += 1
         active = active[count[active] > k]
     return acc
+
+
+def compute_with_state(histories: tuple[ir.History, ...], columns: dict, accounts: pl.Series,
+                       ids: pl.Series, time: np.ndarray, rows: np.ndarray, invalid: np.ndarray,
+                       n: int, state: dict, rules, build=None, defined: np.ndarray = None) -> None:
+    """`compute`, each account's windows starting from what `state` (account ->
+    engine.state.AccountState) remembers of it, and `state` left updated, as
+    engine/history.py's `apply` does: the entries the state keeps go into the sorted
+    pass beside the records (ordered with them by account, time, id and row, a state's
+    entry before a record of the same time and id), each account's first day is the
+    earliest of the state's and its records', and the state then keeps what a later
+    record's window can still hold (the last N records, or the records of the last N
+    days before the latest). Made for requests and files of a stream in time order
+    (the ledger, a file a day); the windows' numbers are the same scans as `compute`'s."""
+    from ..state import AccountState
+    from ..history import Window
+    time = np.asarray(time, dtype=np.int64)
+    valid = np.flatnonzero(~invalid)
+    names = accounts.gather(valid).to_list()
+    code_of: dict[str, int] = {}
+    codes = np.fromiter((code_of.setdefault(a, len(code_of)) for a in names), dtype=np.int64,
+                        count=len(names))
+    code_at = np.full(n, -1, dtype=np.int64)
+    code_at[valid] = codes
+    local_day = np.floor_divide(time + zone_table(histories[0].timezone).utc_offsets(time), DAY_US)
+    # each account's first day among its records here (those without a subject's value too)
+    first_here = np.full(len(code_of), np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(first_here, codes, local_day[valid])
+    id_text = ids.to_list()
+    scan = _scanner(build)
+    accounts_here = list(code_of)
+    for account in accounts_here:
+        if account not in state:
+            state[account] = AccountState.empty(rules)
+    for j, h in enumerate(histories):
+        key = subject_key(h.subject)
+        over_definition = defined is not None and key in columns
+        mine = valid[np.asarray(defined)[valid]] if over_definition else valid
+        x_here = np.asarray(columns[key if over_definition else h.subject])[mine]
+        dtype = np.int64 if x_here.dtype.kind in "iu" else np.float64  # the subject's values
+        prior = [(code_of[a], e) for a in accounts_here for e in state[a].windows[j].entries]
+        k = len(prior)
+        all_code = np.r_[np.fromiter((c for c, _ in prior), dtype=np.int64, count=k), code_at[mine]]
+        all_time = np.r_[np.fromiter((e[0] for _, e in prior), dtype=np.int64, count=k), time[mine]]
+        all_day = np.r_[np.fromiter((e[2] for _, e in prior), dtype=np.int64, count=k), local_day[mine]]
+        all_x = np.r_[np.asarray([e[3] for _, e in prior], dtype=dtype), x_here.astype(dtype, copy=False)]
+        all_id = [str(e[1]) for _, e in prior] + [id_text[i] for i in mine.tolist()]
+        all_row = np.r_[np.full(k, -1, dtype=np.int64), np.asarray(rows, dtype=np.int64)[mine]]
+        id_rank = pl.Series(all_id, dtype=pl.String).rank("dense").cast(pl.Int64).to_numpy() \
+            if all_id else np.zeros(0, dtype=np.int64)
+        order = np.lexsort((all_row, id_rank, all_time, all_code))
+        segment, day, x = all_code[order], all_day[order], all_x[order]
+        m = order.size
+        value = np.zeros(n, dtype=np.int64 if h.type.kind == Kind.INTEGER else np.float64)
+        status = np.zeros(n, dtype=np.int64)
+        if m:
+            firsts = np.array([min(first_here[c], state[a].windows[j].first
+                                   if state[a].windows[j].first is not None else first_here[c])
+                               for a, c in code_of.items()], dtype=np.int64)
+            new = np.r_[True, segment[1:] != segment[:-1]]
+            starts = np.flatnonzero(new)
+            seg_start = starts[np.cumsum(new) - 1]
+            index = np.arange(m, dtype=np.int64)
+            low = int(day.min()) - 4000
+            day_key = (segment << 32) | (day - low) if scan is None else None
+            got, got_status = _one(h, x, day, firsts[segment], seg_start, index, segment, day_key,
+                                   low, scan)
+            here = order >= k  # the records of this call (not the state's entries)
+            value[mine[order[here] - k]] = got[here]
+            status[mine[order[here] - k]] = got_status[here]
+            # what each account's window keeps for the next call
+            ends = np.r_[starts[1:], m]
+            for s, e in zip(starts.tolist(), ends.tolist()):
+                if h.unit == "records":
+                    s = max(s, e - h.size)
+                else:
+                    s += int(np.searchsorted(day[s:e], day[e - 1] - h.size, side="left"))
+                account = accounts_here[int(segment[e - 1])]
+                picked = order[s:e]
+                state[account].windows[j] = Window(int(firsts[segment[e - 1]]), [
+                    (int(all_time[i]), all_id[i], int(all_day[i]), all_x[i].item()) for i in picked.tolist()])
+        for account, c in code_of.items():  # accounts whose records have no value here
+            w = state[account].windows[j]
+            w.first = int(first_here[c]) if w.first is None else min(w.first, int(first_here[c]))
+        columns[h.name] = value
+        columns[status_name(h)] = status

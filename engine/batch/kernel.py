@@ -150,7 +150,7 @@ class Kernels:
         keep.extend((mask, override, spill))
         pointers += [mask.ctypes.data, reason.ctypes.data, points.ctypes.data]
         pointers += [m.ctypes.data for m in masses.values()]
-        counters = tuple(np.zeros(n, dtype=np.int64) for _ in self.plan.counters)
+        counters = self._counter_columns(n)
         keep.extend(counters)
         pointers += [c.ctypes.data for c in counters]
         pointers += [override.ctypes.data if override is not None else None,
@@ -161,6 +161,12 @@ class Kernels:
             if missed.size:
                 self._name_keys(kernel, missed, reason, spill, list(labels))
         return Outcome(reason, masses, points, counters)
+
+    def _counter_columns(self, n: int) -> tuple:
+        """The counters' amounts (int64), or the values of the definitions a window
+        aggregates (engine/plan/history.py's subject_plan: a float's are float64)."""
+        return tuple(np.zeros(n, dtype=np.float64 if self.plan.define(name).rep == p.F else np.int64)
+                     for name in self.plan.counters)
 
     def _name_keys(self, kernel: Kernel, rows, reason, spill, labels: list[str]) -> None:
         """A key the checker proved every table lists was missing after all: the
@@ -193,7 +199,7 @@ class Kernels:
                 values[name] = [np.asarray(column).item()] * n
         points = np.zeros(n, dtype=np.int64)
         masses = {name: np.zeros(n, dtype=np.int64) for name in self.plan.masses}
-        counters = tuple(np.zeros(n, dtype=np.int64) for _ in self.plan.counters)
+        counters = self._counter_columns(n)
         run = self.scalar.run_plain
         names = list(values)
         overrides = override_mg.tolist() if override_mg is not None else None

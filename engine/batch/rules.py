@@ -137,16 +137,20 @@ class Rules:
         return names - {"id", "account", "time"}
 
     # ------------------------------------------------------------ everything
-    def apply(self, batch: Batch, duplicate_ids: Optional[np.ndarray] = None) -> None:
+    def apply(self, batch: Batch, duplicate_ids: Optional[np.ndarray] = None,
+              state: Optional[dict] = None) -> None:
         """Applies the rules in place, then the counters and rewards (which leave the
         results' `counters` column in `batch.counters`). `duplicate_ids` (positions)
-        when already known."""
-        self._rules(batch, duplicate_ids)
+        when already known; `state`: the accounts' states the caps, counters and rewards
+        start from and leave updated (`_cap`, counters.py; the other rules take none here:
+        BatchEngine.evaluate_frame refuses a state for them)."""
+        self._rules(batch, duplicate_ids, state)
         if self.counting.active:
             with np.errstate(all="ignore"):
-                batch.counters = self.counting.apply(batch)
+                batch.counters = self.counting.apply(batch, state)
 
-    def _rules(self, batch: Batch, duplicate_ids: Optional[np.ndarray] = None) -> None:
+    def _rules(self, batch: Batch, duplicate_ids: Optional[np.ndarray] = None,
+               state: Optional[dict] = None) -> None:
         with np.errstate(all="ignore"):
             if duplicate_ids is None:
                 duplicate_ids = find_duplicate_ids(batch.ids, batch.accounts, batch.time, batch.rows,
@@ -165,7 +169,7 @@ class Rules:
             hashes = account_hashes(batch.accounts, credited)
             parts = max(1, credited.size // PARTITION_ROWS)
             if parts == 1:
-                self._accounts(batch, credited, hashes)
+                self._accounts(batch, credited, hashes, state)
                 return
             part = (hashes[0] % np.uint64(parts)).astype(np.uint16)
             order = np.argsort(part, kind="stable")
@@ -175,7 +179,8 @@ class Rules:
                 chosen = order[bounds[p]:bounds[p + 1]]
                 if chosen.size:
                     with np.errstate(all="ignore"):  # the error state is per thread
-                        self._accounts(batch, credited[chosen], (hashes[0][chosen], hashes[1][chosen]))
+                        self._accounts(batch, credited[chosen], (hashes[0][chosen], hashes[1][chosen]),
+                                       state)
             # partitions hold disjoint accounts, so they write disjoint rows; NumPy's
             # sorts release the GIL, so partitions in threads use every core
             list(_partition_pool().map(one, range(parts)))
@@ -206,7 +211,7 @@ class Rules:
                 batch.points[at] = 0
 
     # ------------------------------------------------------------ one partition
-    def _accounts(self, batch: Batch, positions: np.ndarray, hashes) -> None:
+    def _accounts(self, batch: Batch, positions: np.ndarray, hashes, state: Optional[dict] = None) -> None:
         try:
             order, account, time = canonical(batch, positions, *hashes)
         except HashCollision:  # two accounts with one 64-bit hash: sort by the text
@@ -223,7 +228,7 @@ class Rules:
         if self.m.flags or self.m.bonuses:
             self._windows(batch, pos, account, time)
         for index, cap in enumerate(self.m.caps):
-            self._cap(batch, pos, account, time, cap, self.capped[index])
+            self._cap(batch, pos, account, time, cap, self.capped[index], index, state)
 
     # ------------------------------------------------------------ duplicates, overlaps
     def _keys_and_overlaps(self, batch, pos, account, starts) -> np.ndarray:
@@ -372,7 +377,12 @@ class Rules:
                 batch.bonus[pos[hit]] += rule.points
 
     # ------------------------------------------------------------ caps
-    def _cap(self, batch, pos, account, time, cap: ir.Cap, reason: int):
+    def _cap(self, batch, pos, account, time, cap: ir.Cap, reason: int, index: int = 0,
+             state: Optional[dict] = None):
+        """One cap over the accepted records (canonical order). With `state`, each
+        (account, period) starts from the total its account's state holds for the cap and
+        the total is left updated (what was credited under it, a negative amount counting
+        as nothing), as engine/cross_record.py does."""
         zone = zone_table(cap.timezone)
         period = period_index(zone.local_day(time), cap.period)
         target = batch.reduction_mg if cap.target == "reduction" else batch.points
@@ -398,6 +408,15 @@ class Rules:
         base = np.repeat(np.r_[0, cs[starts[1:] - 1]] if starts.size else np.zeros(0, np.int64),
                          np.diff(np.r_[starts, v.size]))
         within = cs - base
+        stored = None
+        if state is not None:  # each (account, period)'s total so far, from the state
+            from ..state import AccountState
+            heads = order[starts]
+            texts = batch.accounts.gather(pos[heads]).to_list()
+            periods = period[heads].tolist()
+            states = [state.setdefault(a, AccountState.empty(self.m)) for a in texts]
+            stored = np.array([s.caps[index].get(p, 0) for s, p in zip(states, periods)], dtype=np.int64)
+            within = within + np.repeat(stored, np.diff(np.r_[starts, v.size]))
         before = within - v
         limit = cap.limit
         allowed = np.minimum(within, limit) - np.minimum(before, limit)
@@ -406,11 +425,15 @@ class Rules:
             for g in np.flatnonzero(negative_group).tolist():
                 lo = int(starts[g])
                 hi = int(starts[g + 1]) if g + 1 < starts.size else v.size
-                used = 0
+                used = int(stored[g]) if stored is not None else 0
                 for i in range(lo, hi):
                     a = max(0, min(int(v[i]), limit - used))
                     allowed[i] = a
                     used += a  # a negative amount counts as nothing (cross_record.py)
+        if stored is not None:  # what each (account, period) credited under the cap
+            added = np.add.reduceat(np.maximum(allowed, 0), starts) if starts.size else stored
+            for s, p, total in zip(states, periods, (stored + added).tolist()):
+                s.caps[index][p] = total
         capped_sorted = allowed < v
         if not capped_sorted.any():
             return

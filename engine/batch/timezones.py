@@ -129,6 +129,13 @@ class ZoneTable:
             offs.append(naive.replace(tzinfo=self.zone).utcoffset() // dt.timedelta(microseconds=1))
         return np.asarray(offs, dtype=np.int64)[inverse]
 
+    def changes_us(self) -> tuple[list[int], list[int]]:
+        """(the UTC µs of each change of offset, the offsets in µs: one more than the
+        changes, the one in force before the first change first); the offset of an
+        instant u is offsets[number of changes <= u], exact for u from 0001-01-03 up to
+        2200-01-01 in every zone (the kernels' moved instants, engine/to_c.py)."""
+        return [int(v) for v in self._t_us], [int(v) for v in self._off_us]
+
     # ------------------------------------------------------------ arrays
     def utc_offsets(self, utc_us: np.ndarray) -> np.ndarray | int:
         """Offset (µs) of the zone at each UTC instant; an int when it is the same for all."""

@@ -161,7 +161,13 @@ class DateShift:
     """A date (day) moved by a duration (f, seconds): day ± floor(seconds / 86400), the
     quotient first checked to lie within ±10⁸ days and the result within the dates a
     record can hold (0001-01-01 … 9999-12-31), else the record is rejected with
-    `overflow` (NOT_FINITE). Both backends do exactly these operations."""
+    `overflow` (NOT_FINITE). Both backends do exactly these operations.
+
+    With rep dt, an instant moved: utc ± floor(seconds × 10⁶) µs, the product first
+    checked to lie within ±10¹⁷ µs and the result within FIRST_US … END_US (where every
+    zone's table of offset changes is complete, engine/batch/timezones.py), else
+    `overflow`; its local time is that instant's in the methodology's zone (C looks the
+    offset up in the zone's table of changes, Python asks zoneinfo: the same offsets)."""
     rep: str
     op: str  # + | -
     date: "Expr"
@@ -171,6 +177,8 @@ class DateShift:
 
 
 FIRST_DAY, LAST_DAY = -719_162, 2_932_896  # 0001-01-01 and 9999-12-31, days since 1970
+# a moved instant: 0001-01-03T00:00Z up to (not including) 2200-01-01T00:00Z, in UTC µs
+FIRST_US, END_US = (-719_162 + 2) * 86_400_000_000, 84_006 * 86_400_000_000
 
 
 @dataclass(frozen=True)

@@ -137,6 +137,11 @@ class _Lower:
             a, b = self.expr(e.left), self.expr(e.right)
             return p.DateShift(p.DAY, e.op, a, b, True, self.reason(
                 REJECTED, NOT_FINITE, f"`{self.context}`: a date moved beyond 0001-01-01 … 9999-12-31"))
+        if t is ir.Arith and e.type.kind == Kind.DATETIME:  # an instant moved by a duration
+            a, b = self.expr(e.left), self.expr(e.right)
+            return p.DateShift(p.DT, e.op, a, b, True, self.reason(
+                REJECTED, NOT_FINITE,
+                f"`{self.context}`: a datetime moved beyond 0001-01-03 … 2199-12-31 (UTC)"))
         if t is ir.Arith:
             a, b = self.expr(e.left), self.expr(e.right)
             rep = p.F if e.op == "/" or p.F in (a.rep, b.rep) else p.I
@@ -264,8 +269,14 @@ class _Lower:
     def plan(self) -> p.Plan:
         m = self.m
         steps: list = self.checks()
+        # the definitions history windows aggregate, and what they use, come before the
+        # windows are judged (engine/plan/history.py's subject_plan says why)
+        early = history.subject_closure(m) if m.histories else set()
+        steps += [self.define(d) for d in m.definitions if d.name in early]
         steps += history.checks(m.histories, self.reason)
         for item in step_order(m):
+            if isinstance(item, ir.Definition) and item.name in early:
+                continue
             if isinstance(item, ir.Require):
                 self.context = f"a whole number in the require on line {item.line}"
                 steps.append(p.Check("require", self.expr(item.cond),

@@ -11,6 +11,9 @@ of whole numbers beyond int64, which the columnar path must not wrap).
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Optional
+
 from dsl.ir import ast as ir
 from dsl.types import Kind
 
@@ -53,3 +56,54 @@ def checks(histories: tuple[ir.History, ...], reason) -> list[p.Check]:
             out.append(p.Check("history", p.Compare(p.B, "!=", status, p.Const(p.I, EMPTY)),
                                reason(REJECTED, NO_HISTORY, empty_message(h)), NO_HISTORY, h.line))
     return out
+
+
+# ---------------------------------------------------------------- histories over definitions
+def subjects(m: ir.Methodology) -> tuple[str, ...]:
+    """The definitions some history aggregates, each once, in the histories' order."""
+    names = {d.name for d in m.definitions}
+    out: list[str] = []
+    for h in m.histories:
+        if h.subject in names and h.subject not in out:
+            out.append(h.subject)
+    return tuple(out)
+
+
+def subject_closure(m: ir.Methodology) -> set[str]:
+    """The definitions the histories over definitions need: their subjects and what these
+    use (none of it uses a history: the checker's E1004)."""
+    from .from_ir import refs
+    seen, stack = set(), list(subjects(m))
+    while stack:
+        name = stack.pop()
+        if name not in seen:
+            seen.add(name)
+            stack.extend(refs(m.definition(name).expr))
+    return seen
+
+
+def subject_plan(m: ir.Methodology) -> Optional[p.Plan]:
+    """The plan that gives each record's value of every definition a history aggregates
+    (as `Plan.counters`, the amounts a verdict carries), or None when no history
+    aggregates a definition.
+
+    It is the methodology cut down to those definitions: no period, activity or input
+    bound test, no `require`, no rule, no window; so a record's value is its formula's on
+    the record's own inputs and parameters, known before any window is computed. A record
+    whose formula rejects there (a table without its key, a division giving no finite
+    number) has no value and is in no window; the main plan computes the same
+    definitions right after the input bounds (from_ir), so such a record is rejected
+    there, with that definition's reason, before its own windows matter."""
+    names = subjects(m)
+    if not names:
+        return None
+    closure = subject_closure(m)
+    from dsl.types import INTEGER
+    from .from_ir import from_ir
+    kept = tuple(d for d in m.definitions if d.name in closure)
+    if "points" not in closure:  # every plan gives points; these give none
+        kept += (ir.Definition("points", "output", INTEGER, ir.Const(INTEGER, 0)),)
+    meta = dataclasses.replace(m.metadata, effective_from=None, effective_until=None, covers=())
+    cut = ir.Methodology(meta, tuple(dataclasses.replace(s, low=None, high=None) for s in m.inputs),
+                         m.parameters, kept, (), groups=m.groups)
+    return dataclasses.replace(from_ir(cut), counters=names)

@@ -31,7 +31,8 @@ def expr(e: p.Expr) -> str:
     if t is p.Elapsed:
         return f"seconds({expr(e.end)} - {expr(e.start)})"
     if t is p.DateShift:
-        return f"({expr(e.date)} {e.op} days({expr(e.duration)}))"
+        unit = "days" if e.rep == p.DAY else "us"
+        return f"({expr(e.date)} {e.op} {unit}({expr(e.duration)}))"
     if t is p.DatePart:
         return f"{e.part}({expr(e.operand)})"
     if t is p.Lookup:

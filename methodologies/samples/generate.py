@@ -540,6 +540,65 @@ def beijing_maas_green_trip() -> Sample:
     return s
 
 
+def wuhan_green_commute_loan() -> Sample:
+    """Commutes as repeated leg columns: a shared bike or a walk to the metro, the metro,
+    sometimes a bus; rides past the 3 kg cap, a trip over three hours, walking-only trips,
+    a repeated trip order and an overlap."""
+    legs_header = [f"legs[{k}].{f}" for k in range(3) for f in ("mode", "distance[km]")]
+    s = Sample("wuhan-green-commute-loan", ["id", "account", "trip_id", "started", "ended"] + legs_header)
+    r = s.rng
+    accounts = [f"wh-{i:03d}" for i in range(1, 13)]
+    speeds = {"walk": 4.5, "shared_bike": 12, "bus": 16, "metro": 30}
+
+    def trip(account: str, start: dt.datetime, chain: list[tuple[str, float]], trip_id: str = "",
+             minutes: int = 0) -> dict:
+        minutes = minutes or max(5, round(sum(km / speeds[m] * 60 for m, km in chain)))
+        row = {"id": s.next_id("wh"), "account": account, "trip_id": trip_id or f"W{s.count:05d}",
+               "started": stamp(start, r.random() < 0.03),
+               "ended": stamp(start + dt.timedelta(minutes=minutes))}
+        for k, (mode, km) in enumerate(chain):
+            row[f"legs[{k}].mode"], row[f"legs[{k}].distance"] = mode, f"{km:.1f}"
+        return s.add(row)
+
+    def chain() -> list[tuple[str, float]]:
+        kind = r.choices(["bike_metro", "walk_metro", "bike", "bus"], [0.45, 0.3, 0.15, 0.1])[0]
+        if kind == "bike_metro":
+            return [("shared_bike", r.uniform(0.6, 2.5)), ("metro", r.uniform(4, 16))]
+        if kind == "walk_metro":
+            return [("walk", r.uniform(0.2, 1.2)), ("metro", r.uniform(4, 16)), ("walk", r.uniform(0.2, 0.8))]
+        if kind == "bike":
+            return [("shared_bike", r.uniform(0.8, 5.0))]
+        return [("walk", r.uniform(0.2, 0.8)), ("bus", r.uniform(2, 12))]  # NOTHING_COVERED
+
+    for day in days(dt.date(2025, 8, 4), 14):
+        for account in accounts:
+            for hour in (7.8, 18.2):
+                if r.random() < (0.7 if day.weekday() < 5 else 0.25):
+                    row = trip(account, at(day, hour + r.uniform(-0.6, 1.0)), chain())
+                    if r.random() < 0.03:  # the same trip order reported again: DUPLICATE_TRIP
+                        s.add(dict(row, id=s.next_id("wh")))
+    # a long commute there and back: past the 3 kg daily cap
+    for account, day in (("wh-002", dt.date(2025, 8, 19)), ("wh-005", dt.date(2025, 8, 20))):
+        trip(account, at(day, 7.5), [("shared_bike", 1.5), ("metro", 24.0)])
+        trip(account, at(day, 19.0), [("metro", 24.0), ("shared_bike", 1.5)])
+    # a trip inside another of the same account: OVERLAP
+    trip("wh-004", at(dt.date(2025, 8, 21), 8.0), [("walk", 0.5), ("metro", 15.0)])
+    trip("wh-004", at(dt.date(2025, 8, 21), 8.2), [("shared_bike", 2.0)])
+    # a trip of 3 h 40 min: TOO_LONG (platform policy)
+    trip("wh-006", at(dt.date(2025, 8, 21), 9.0), [("metro", 20.0)], minutes=220)
+    s.add({"id": "wh-bad-times", "account": "wh-007", "trip_id": "W-bad", "started": "2025-08-12T19:40",
+           "ended": "2025-08-12T19:10", "legs[0].mode": "metro", "legs[0].distance": "5.0"})  # BAD_TIMES
+    s.repeat_ids(3)
+    s.break_rows([
+        {"id": "wh-broken-1", "account": "wh-003", "trip_id": "W-b1", "started": "2025-08-13T08:00",
+         "ended": "2025-08-13T08:40", "legs[0].mode": "shared_bike", "legs[0].distance": "1.5",
+         "legs[1].mode": "metro", "legs[1].distance": "12,5"},  # legs[1].distance: not a number
+        {"id": "wh-broken-2", "account": "wh-009", "trip_id": "W-b2", "started": "2025-08-14T08:00",
+         "ended": "2025-08-14T08:20", "legs[0].mode": "taxi", "legs[0].distance": "6.0"},  # not a mode
+    ])
+    return s
+
+
 SAMPLES = {
     "hello-shared-bike": hello_shared_bike,
     "shenzhen-public-transit": shenzhen_public_transit,
@@ -553,6 +612,7 @@ SAMPLES = {
     "public-bike-rule-of-thumb": public_bike_rule_of_thumb,
     "zhengzhou-tanyixing-bus": zhengzhou_tanyixing_bus,
     "beijing-maas-green-trip": beijing_maas_green_trip,
+    "wuhan-green-commute-loan": wuhan_green_commute_loan,
 }
 
 

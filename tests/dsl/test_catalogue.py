@@ -260,6 +260,10 @@ CASES = [
     case("E1002", "history h = sum distance over the previous 0 days otherwise partial\n", "0 days"),
     case("E1002", "history h = sum distance over the last 5000 records otherwise partial\n", "5000"),
     case("E1003", "history h = sum distance over the previous 7 days otherwise 5 kg\n", "5 kg"),
+    case("E1004", "history h = sum distance over the previous 7 days otherwise partial\n"
+         "let more [km] = distance + h\n"
+         "history h2 = sum more over the previous 7 days otherwise partial\n"
+         "require h2 >= 0 km else X \"m\"\n", "more over", help="aggregate an input"),
     # ------------------------------------------------------------ examples
     case("E0701", 'example "e" { distance: 1 km, distanse: 2 km } => credited\n',
          "distanse", help="did you mean `distance`?"),

@@ -4,6 +4,8 @@ state carried between evaluations as the ledger stores it (JSON)."""
 
 from __future__ import annotations
 
+import pytest
+
 from dsl import compile_source
 from engine import Engine
 from engine.batch import BatchEngine
@@ -89,3 +91,43 @@ def test_the_explanation_says_what_each_counter_and_reward_moved():
     lines = render(result.explanation)
     assert "  counted    rides + 1 ride   account total 1" in lines
     assert "  reward     ticket × 2 = 4 CNY   every 20 points; 5 kept" in lines
+
+
+@pytest.mark.parametrize("caps", ["", "cap points at 25 per account per day\ncap points at 60 per account per week\n"],
+                         ids=["counters", "and point caps"])
+def test_the_batch_path_carries_counters_and_rewards_in_the_state(caps):
+    """The batch engine given the accounts' state (engine/batch/counters.py): a stream of
+    three accounts over four days cut at random points, each piece evaluated with the
+    state of those before (stored as JSON between them), moves what the scalar engine
+    moves on the stream whole, and leaves its state; a stored reward remainder of a
+    whole unit or more (what a reversal can leave, registry/reversals.py) is converted
+    at the account's next record as the scalar engine converts it."""
+    import json
+    import random
+
+    compiled = compile_source(HEADER + BODY + caps, "counters.tanpu")
+    assert compiled.ok, compiled.render()
+    methodology, engine = compiled.methodology, Engine(compiled.methodology)
+    batch = BatchEngine(methodology)
+    rng = random.Random(7)
+    for trial in range(25):
+        raws = sorted((_record(i, rng.randint(-5, 30), rng.choice(["ride", "ride", "walk"]),
+                               f"2024-06-0{rng.randint(1, 4)}", rng.randint(6, 22), rng.choice("abc"))
+                       for i in range(rng.randint(0, 40))), key=lambda r: (r["time"], r["id"]))
+        start = {"a": AccountState.empty(engine.rules)}
+        start["a"].balances = [rng.randint(0, 45)]  # a remainder left by a reversal
+        whole_state = {a: AccountState.from_json(engine.rules, s.to_json(engine.rules)) for a, s in start.items()}
+        whole = [(r.id, r.status, r.points, r.counters) for r in engine.evaluate(raws, state=whole_state)]
+        cuts = sorted(rng.sample(range(len(raws) + 1), min(3, len(raws) + 1)))
+        state = {a: AccountState.from_json(engine.rules, s.to_json(engine.rules)) for a, s in start.items()}
+        out = []
+        for a, b in zip([0] + cuts, cuts + [len(raws)]):
+            out += [(r.id, r.status, r.points, r.counters) for r in batch.evaluate(raws[a:b], state=state)]
+            state = {k: AccountState.from_json(engine.rules, s.to_json(engine.rules)) for k, s in state.items()}
+        assert sorted(out) == sorted(whole), trial
+        empty = json.loads(AccountState.empty(engine.rules).to_json(engine.rules))
+
+        def stored(states):  # an account's empty state is as good as none (from_json(None))
+            return {k: v for k, v in ((k, json.loads(s.to_json(engine.rules))) for k, s in states.items())
+                    if v != empty}
+        assert stored(state) == stored(whole_state), trial

@@ -56,3 +56,27 @@ def test_a_definition_of_a_rejected_record_is_reported_as_missing():
     assert outcomes[0].failures == ["expected factor 271.82 g/km to 2 decimals, got nothing "
                                     "(rejected TOO_FAR: too far)"]
     assert outcomes[1].failures == ["expected reduction 1 kg to 0 decimals, got nothing (rejected TOO_FAR: too far)"]
+
+
+def test_totals_of_counters_and_rewards():
+    """`total COUNTER N` and `total REWARD N`: what the sequence moved so far (a counter
+    after its cap), two accounts apart; a wrong total names both numbers."""
+    body = """
+input line: text
+points = 10
+counter rides [ride] = 1
+cap counter rides at 2 ride per account per day
+reward voucher every 25 points worth 5 CNY
+example "rides and vouchers" {
+  { line: "K1", account: "a", time: 2024-05-20T07:00 } => total rides 1, total voucher 0
+  { line: "K1", account: "a", time: 2024-05-20T08:00 } => total rides 2, total voucher 0
+  { line: "K1", account: "b", time: 2024-05-20T08:30 } => total rides 1, total voucher 0
+  { line: "K1", account: "a", time: 2024-05-20T09:00 } => capped, total rides 2, total voucher 1
+}
+example "a wrong total" {
+  { line: "K1", time: 2024-05-20T07:00 } => total voucher 1
+}
+"""
+    outcomes = run_examples(Engine(compile_text(body)))
+    assert outcomes[0].passed, outcomes[0].failures
+    assert outcomes[1].failures == ["expected total voucher 1, got 0 (difference -1)"]

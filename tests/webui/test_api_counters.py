@@ -104,3 +104,28 @@ def test_random_batches_move_what_the_batch_engine_moves_on_the_whole_stream(cou
     mine = [dict((k, int(v)) for k, v in (c.split("=") for c in counters.split(";")))
             for (_, account), (_, _, counters) in expected.items() if account == "acct-0"]
     assert totals == {name: sum(m[name] for m in mine) for name in ("rides", "voucher", "ticket")}
+
+
+def test_a_reversal_gives_back_what_the_credit_moved_on_counters_and_rewards(counting, reg):
+    """Three rides counted (the fourth capped by 3 rides a day), one ticket every 2 rides:
+    reversing the second ride takes its ride off the day's cap and the counter's total,
+    and takes its ticket back (the ticket balance holds r0's and r2's rides again), so a
+    later ride of that day is counted and completes the ticket; `tanpu ledger verify`
+    replays the reversal (the autouse fixture)."""
+    from tests.webui.test_api_rewards import admin_token, call, entry_id
+    web, token = counting
+    moved = [post(web, token, [ride(f"r{i}", 40 * i)])["results"][0]["counters"] for i in range(4)]
+    rides = [dict(c.split("=") for c in m) for m in moved]
+    assert [(m["rides"], m["ticket"]) for m in rides] == [("1", "0"), ("1", "1"), ("1", "0"), ("0", "0")]
+    answer = call(web, "post", f"/api/v1/credits/{entry_id(web, 'r1')}/reversal", admin_token(web),
+                  json={"reason": "ride never happened"})
+    assert answer.status_code == 201, answer.get_data(as_text=True)
+    given_back = {(c.get("counter") or c.get("reward"), c.get("cap")): (c["before"], c["after"])
+                  for c in answer.get_json()["counters"]}
+    assert given_back[("rides", "per day")] == (3, 2)
+    assert given_back[("rides", None)] == (3, 2)
+    assert given_back[("ticket", None)] == (1, 2)  # r0's and r2's rides, not yet a ticket
+    later = dict(c.split("=") for c in post(web, token, [ride("r4", 200)])["results"][0]["counters"])
+    assert (later["rides"], later["ticket"]) == ("1", "1")
+    last = dict(c.split("=") for c in post(web, token, [ride("r5", 240)])["results"][0]["counters"])
+    assert (last["rides"], last["ticket"]) == ("0", "0")  # the day's 3 rides again

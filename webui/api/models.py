@@ -474,6 +474,7 @@ class ReversalRequest(Request):
 class ReversalResponse(Response):
     reversal: dict[str, Any]
     caps: Any = None
+    counters: Any = None  # what the reversal gave back on counters and rewards
     points_balance: Optional[int] = None
     account_frozen: bool
 

@@ -135,7 +135,7 @@ def register(api: Blueprint) -> None:
                 "id": r.id, "entry": r.entry_id, "account": r.account,
                 "reduction_mg": r.reduction_mg, "points": r.points, "bonus": r.bonus,
                 "reason": r.reason, "created_at": _time(r.created_at)},
-                "caps": out.caps, "points_balance": out.points_balance,
+                "caps": out.caps, "counters": out.counters, "points_balance": out.points_balance,
                 "account_frozen": out.frozen}
         # a retry after a lost answer replays the reversal instead of a 409 "already reversed"
         return idempotent("reverse", body.model_dump(mode="json"), change)
