@@ -39,11 +39,17 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Optional
 
-import numpy as np
-import polars as pl
+from typing import TYPE_CHECKING
 
 from .records import INVALID
 from .result import FILE_COLUMNS, REF_COLUMNS, SHORT_COLUMNS, MethodologyRef
+
+if TYPE_CHECKING:
+    import numpy as np
+    import polars as pl
+# NumPy and Polars are imported by the functions that use them: a small file is read and
+# its results written by the csv and json modules alone (`tanpu eval` of ten records does
+# not load them; Polars alone took longer to import than the whole run, docs/engine.md)
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
            ".parquet": "parquet"}
@@ -284,6 +290,7 @@ def _row_chunks(source: RecordSource, chunk_rows: int) -> Chunks:
 # ---------------------------------------------------------------- CSV
 def _blank_rows(frame: pl.DataFrame) -> np.ndarray:
     """Rows whose every cell is missing or only spaces (the csv path skips them)."""
+    import numpy as np
     from .batch import text as tx
 
     blank = np.ones(frame.height, dtype=bool)
@@ -302,13 +309,21 @@ def _blank_rows(frame: pl.DataFrame) -> np.ndarray:
 
 
 _QUOTE, _NEWLINE = 34, 10
-_FIELD_START = np.zeros(256, dtype=bool)
-_FIELD_START[[ord(","), 10, 13, _QUOTE]] = True
+
+
+@lru_cache(maxsize=1)
+def _field_start():
+    import numpy as np
+
+    starts = np.zeros(256, dtype=bool)
+    starts[[ord(","), 10, 13, _QUOTE]] = True
+    return starts
 
 
 def _record_end(buffer: bytes, final: bool) -> Optional[int]:
     """Where the last whole record of `buffer` ends (after its newline), by quote parity;
     -1 when a quote stands inside a field (parity then says nothing: read it all at once)."""
+    import numpy as np
     data = np.frombuffer(buffer, dtype=np.uint8)
     quotes = np.flatnonzero(data == _QUOTE)
     newlines = np.flatnonzero(data == _NEWLINE)
@@ -316,10 +331,10 @@ def _record_end(buffer: bytes, final: bool) -> Optional[int]:
         opening = quotes[0::2]
         closing = quotes[1::2]
         before = data[np.maximum(opening - 1, 0)]
-        if not np.all(_FIELD_START[before] | (opening == 0)):
+        if not np.all(_field_start()[before] | (opening == 0)):
             return -1
         after = data[np.minimum(closing + 1, data.size - 1)]
-        if not np.all(_FIELD_START[after] | (closing + 1 >= data.size)):
+        if not np.all(_field_start()[after] | (closing + 1 >= data.size)):
             return -1
         outside = np.searchsorted(quotes, newlines) % 2 == 0
         newlines = newlines[outside]
@@ -329,6 +344,7 @@ def _record_end(buffer: bytes, final: bool) -> Optional[int]:
 
 
 def _csv_chunks(path: Path, chunk_rows: int, block_bytes: int = 8 << 20) -> Chunks:
+    import polars as pl
     size = path.stat().st_size
     headers = _csv_header(path)
     if not headers:
@@ -448,6 +464,7 @@ def _header_end_any(data: bytes) -> int:
 
 def _header_end(head: bytes) -> Optional[int]:
     """Offset just after the header record (BOM included), or None."""
+    import numpy as np
     end = _record_end(head, final=False) if head else None
     if end in (None, -1):
         return None
@@ -485,6 +502,7 @@ def estimate_rows(path: Path) -> int:
 
 # ---------------------------------------------------------------- Parquet
 def _parquet_chunks(path: Path, chunk_rows: int) -> Chunks:
+    import polars as pl
     import pyarrow.parquet as pq
     table = pq.ParquetFile(path)
     total = table.metadata.num_rows or 0
@@ -549,6 +567,7 @@ def _kilograms(milligrams):
     Not Polars' `/ 1_000_000`: on long columns it multiplies by the reciprocal, and
     924193 mg came out as 0.9241929999999999 kg.
     """
+    import polars as pl
     return pl.Series(milligrams.name, milligrams.to_numpy() / 1_000_000, dtype=pl.Float64)
 
 
@@ -557,6 +576,7 @@ _WHOLE_SECONDS = "%Y-%m-%dT%H:%M:%SZ"
 
 def _result_columns(frame, ref, fmt: str):
     """A frame of engine results (engine.result.COLUMNS) -> the columns written (FILE_COLUMNS)."""
+    import polars as pl
     t = pl.col("time")
     moment = pl.from_epoch(t, time_unit="us")
     if frame.select((t % 1_000_000 != 0).any()).item():  # as isoformat: a fraction if any
@@ -590,6 +610,128 @@ def _result_columns(frame, ref, fmt: str):
         out = out.with_columns(pl.when(pl.col(c) == "").then(None).otherwise(pl.col(c)).alias(c)
                                for c in text)
     return out
+
+
+# ---------------------------------------------------------------- results, without Polars
+def format_float(value: float) -> str:
+    """A float as Polars writes it in CSV and JSON: the shortest digits that read back
+    as the same float (repr's), placed as Rust's `ryu` places them (plain from 1e-5 up to
+    1e16, else `d.ddde-7`; Polars adds `+` to a positive exponent). Checked against
+    Polars on 60,000 floats (tests/test_eval_small.py)."""
+    if value != value or value in (float("inf"), float("-inf")):
+        return repr(value)
+    text = repr(value)
+    sign = "-" if text.startswith("-") else ""
+    mantissa, _, exponent = text.lstrip("-").partition("e")
+    whole, _, fraction = mantissa.partition(".")
+    digits = (whole + fraction).lstrip("0")
+    if not digits:
+        return sign + "0.0"
+    k = int(exponent or 0) - len(fraction)  # value = digits * 10**k
+    stripped = digits.rstrip("0")
+    k += len(digits) - len(stripped)
+    digits = stripped
+    n = len(digits)
+    point = n + k  # where the decimal point falls after the first digit's place
+    if 0 <= k and point <= 16:
+        out = digits + "0" * k + ".0"
+    elif 0 < point <= 16:
+        out = digits[:point] + "." + digits[point:]
+    elif -5 < point <= 0:
+        out = "0." + "0" * -point + digits
+    else:
+        e = point - 1
+        out = (digits if n == 1 else digits[0] + "." + digits[1:]) + f"e{'-' if e < 0 else '+'}{abs(e)}"
+    return sign + out
+
+
+def _csv_cell(text: str) -> str:
+    """Quoted as Polars' write_csv quotes: only where needed (, " CR LF)."""
+    if any(c in text for c in ',"\n\r'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+def _iso_time(us) -> Optional[str]:
+    if us is None:
+        return None
+    from .records import us_to_datetime
+
+    return us_to_datetime(us).isoformat().replace("+00:00", "Z")
+
+
+def result_lines(results, ref, fmt: str) -> Iterator[str]:
+    """Results (engine.Result) as the lines ResultWriter writes for them, byte for byte
+    (fmt "csv", "jsonl", or "stdout": the first columns as CSV), by plain Python: for a
+    few records, where importing Polars would take longer than the whole run."""
+    ref_values = dict(zip(REF_COLUMNS, (getattr(ref, f.name) for f in fields(MethodologyRef))))
+    columns = SHORT_COLUMNS if fmt == "stdout" else FILE_COLUMNS
+    if fmt != "jsonl":
+        yield ",".join(columns) + "\n"
+    for r in results:
+        values = {}
+        for name in columns:
+            if name in ref_values:
+                values[name] = ref_values[name]
+            elif name == "time":
+                values[name] = _iso_time(r.time)
+            elif name == "reduction_kg":
+                values[name] = r.reduction_mg / 1_000_000
+            elif name in ("flags", "counters"):
+                values[name] = list(getattr(r, name))
+            else:
+                values[name] = getattr(r, name)
+        if fmt == "jsonl":
+            yield "{" + ",".join(f'"{name}":{_json_value(value)}' for name, value in values.items()) + "}\n"
+            continue
+        cells = []
+        for name, value in values.items():
+            if value is None or value == "" or value == []:
+                cells.append("")
+            elif isinstance(value, list):
+                cells.append(_csv_cell(";".join(value)))
+            elif isinstance(value, float):
+                cells.append(format_float(value))
+            elif isinstance(value, int):
+                cells.append(str(value))
+            else:
+                cells.append(_csv_cell(value))
+        yield ",".join(cells) + "\n"
+
+
+def _json_value(value) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, float):
+        return format_float(value)
+    if isinstance(value, list):
+        return "[" + ",".join(json.dumps(v, ensure_ascii=False) for v in value) + "]"
+    return json.dumps(value, ensure_ascii=False)
+
+
+def write_result_lines(results, ref, path: Optional[Path], stream=None) -> None:
+    """result_lines to a file (under a temporary name, renamed when whole, as
+    ResultWriter does) or to `stream`."""
+    if path is None:
+        for line in result_lines(results, ref, "stdout"):
+            stream.write(line)
+        stream.flush()
+        return
+    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    try:
+        with open(partial, "w", encoding="utf-8", newline="") as out:
+            out.writelines(result_lines(results, ref, format_of(path)))
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+
+
+# Parquet columns with few distinct values, dictionary-encoded; the others (row, id, account,
+# time, amounts) plain: PyArrow tries a dictionary on every column by default and gives up
+# on the long ones only after building it. Writing 1M results took 0.80 s instead of 1.35 s
+# (best of 4, load 10), the file 11 % larger (bench/README.md, issue 16).
+_FEW_VALUES = ["status", "code", "message", "flags", "counters", *REF_COLUMNS]
 
 
 class ResultWriter:
@@ -638,7 +780,7 @@ class ResultWriter:
             import pyarrow.parquet as pq
             table = out.to_arrow()
             if self._parquet is None:
-                self._parquet = pq.ParquetWriter(self.path, table.schema)
+                self._parquet = pq.ParquetWriter(self.path, table.schema, use_dictionary=_FEW_VALUES)
             self._parquet.write_table(table.cast(self._parquet.schema))
             return
         if self._handle is None:
@@ -684,3 +826,73 @@ class ResultWriter:
                 os.unlink(self.path)
             except OSError:
                 pass
+
+
+# ---------------------------------------------------------------- datasets
+@dataclass(frozen=True)
+class DatasetFile:
+    """One file of a dataset: where it is, its path below the dataset's base folder (its
+    partition in the output), and the values of the hive partitions its path names
+    (`day=2026-01-01/part-0.parquet`: {"day": "2026-01-01"})."""
+
+    path: Path
+    relative: Path
+    partitions: tuple[tuple[str, str], ...] = ()
+
+
+_GLOB = re.compile(r"[*?\[]")
+
+
+def is_dataset(spec: str) -> bool:
+    """A folder or a glob (not one file)."""
+    return Path(spec).is_dir() or (bool(_GLOB.search(spec)) and not Path(spec).is_file())
+
+
+def open_dataset(spec: str) -> list[DatasetFile]:
+    """A folder (every record file below it, recursively) or a glob -> its files, sorted
+    by path (the order they are read in; row numbers restart at 1 in each).
+
+    Partition values come from the folder names by PyArrow's hive partitioning
+    (`pyarrow.dataset.HivePartitioning`: `key=value`, URL-decoded, the null partition);
+    the files are read by this module's readers, so that a row of a file in a dataset is
+    read exactly as the same file given alone. Hidden files and folders (`.x`, `_x`:
+    `_SUCCESS`, the partial files of an interrupted run) hold no records.
+    """
+    import glob as globbing
+
+    base = Path(spec)
+    if base.is_dir():
+        candidates = [p for p in base.rglob("*") if p.is_file()]
+    else:
+        candidates = [Path(p) for p in globbing.glob(spec, recursive=True) if Path(p).is_file()]
+        fixed = _GLOB.split(spec, maxsplit=1)[0]  # the folder before the first wildcard
+        base = Path(fixed) if fixed.endswith(os.sep) else Path(fixed).parent
+    files = sorted(p for p in candidates
+                   if p.suffix.lower() in FORMATS
+                   and not any(part.startswith((".", "_")) for part in p.relative_to(base).parts))
+    if not files:
+        raise FileFormatError(f"{spec}: no record files (.csv, .jsonl, .parquet) found")
+    return [DatasetFile(path, path.relative_to(base), _hive_keys(path.relative_to(base)))
+            for path in files]
+
+
+def _hive_keys(relative: Path) -> tuple[tuple[str, str], ...]:
+    folders = [part for part in relative.parts[:-1] if "=" in part]
+    if not folders:
+        return ()
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    names = [part.split("=", 1)[0] for part in folders]
+    parse = ds.HivePartitioning(pa.schema([(name, pa.string()) for name in names])).parse
+    keys = ds.get_partition_keys(parse("/".join(folders) + "/"))  # folders end with a slash
+    return tuple((name, keys.get(name)) for name in names)
+
+
+def with_partitions(frame: pl.DataFrame, partitions) -> pl.DataFrame:
+    """A file's rows with its hive partition values as text columns (a column the file
+    itself has wins: the folder name repeats what the rows say)."""
+    import polars as pl
+    added = [pl.lit(value, dtype=pl.String).alias(name) for name, value in partitions
+             if name not in frame.columns]
+    return frame.with_columns(added) if added else frame

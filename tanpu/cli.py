@@ -127,9 +127,10 @@ def _progress(total: int):
 
 @main.command(name="eval")
 @click.argument("methodology", type=click.Path(exists=True, dir_okay=False))
-@click.argument("records", type=click.Path(exists=True, dir_okay=False))
-@click.option("-o", "--output", type=click.Path(dir_okay=False),
-              help="write results here (.csv, .jsonl or .parquet); default: CSV on stdout")
+@click.argument("records")
+@click.option("-o", "--output", type=click.Path(),
+              help="write results here (.csv, .jsonl or .parquet); default: CSV on stdout. "
+                   "For a dataset: a folder, one result file per record file")
 @click.option("--explain", is_flag=True,
               help="include where each number came from (always the scalar path)")
 @click.option("--engine", "engine_name", type=click.Choice(["batch", "scalar", "rules"]),
@@ -137,18 +138,42 @@ def _progress(total: int):
               help="batch: columnar, streams files of millions of records; scalar: record by "
                    "record; rules: scalar formulas, cross-record rules by durable_rules in a "
                    "worker process. All give the same results.")
-def eval_command(methodology, records, output, explain, engine_name):
-    """Evaluate the activity records in RECORDS (.csv, .jsonl, .parquet) with METHODOLOGY.
+@click.option("--resume", is_flag=True,
+              help="a dataset: finish an interrupted run into the same -o folder, "
+                   "skipping the files already written")
+@click.option("--output-format", type=click.Choice(["parquet", "csv", "jsonl"]), default="parquet",
+              show_default=True, help="a dataset: the format of the result files")
+def eval_command(methodology, records, output, explain, engine_name, resume, output_format):
+    """Evaluate the activity records in RECORDS with METHODOLOGY.
 
-    A row that cannot be read is reported with its row number and reason, and the
+    RECORDS is a file (.csv, .jsonl, .parquet), or a dataset: a folder of them (hive
+    partitions `day=2026-01-01/` become columns) or a quoted glob. Each file of a dataset
+    is evaluated as if given alone, into its own result file under the -o folder at the
+    same relative path; `--resume` skips those already written.
+
+    A row that cannot be read is reported with its file, row number and reason, and the
     others are still evaluated. A summary by status ends the run (on stderr).
     """
     from .memory import keep_freed_memory
 
     keep_freed_memory()  # before Polars loads: its allocator reads the setting then
-    from engine.recordfiles import FileFormatError, format_of
+    from engine.recordfiles import FileFormatError, format_of, is_dataset
 
+    if not Path(records).is_file() and not is_dataset(records):
+        raise click.UsageError(f"RECORDS {records}: no such file, folder or glob")
     c = _compile_one(methodology)
+    if is_dataset(records):
+        if explain:
+            raise click.UsageError("--explain takes one file, not a dataset")
+        if not output:
+            raise click.UsageError("a dataset needs -o FOLDER: its results are written one file per record file")
+        try:
+            _eval_dataset(c, records, Path(output), engine_name, resume, output_format)
+        except FileFormatError as error:
+            raise click.ClickException(str(error)) from None
+        return
+    if resume:
+        raise click.UsageError("--resume is for a dataset (a folder or a glob) written to a folder")
     try:
         if output:
             format_of(Path(output))
@@ -170,31 +195,178 @@ def eval_command(methodology, records, output, explain, engine_name):
         raise click.ClickException(str(error)) from None
 
 
-def _eval_to(c, records: Path, output, engine_name: str) -> None:
-    from engine.recordfiles import ResultWriter
-
-    if engine_name == "scalar":
-        from engine import Engine
-        from engine.batch import results_frame
-
-        engine = Engine(c.methodology)
-        frames = iter([results_frame(_evaluate_scalar(engine, records))])
-    elif engine_name == "rules":
-        from engine.batch import results_frame
-        from engine.rules import RulesEngineError, RulesPathEngine
-
-        engine = RulesPathEngine(c.methodology)
-        try:
-            frames = iter([results_frame(_evaluate_scalar(engine, records))])
-        except RulesEngineError as error:
-            raise click.ClickException(str(error)) from None
-    else:
+def _engine_and_frames(c, engine_name: str):
+    """(the engine, a function: (path, hive partitions) -> frames of results)."""
+    if engine_name == "batch":
         from engine.batch import BatchEngine
 
         from engine.native.build import build
 
         engine = BatchEngine(c.methodology, kernels=build)  # the formulas in C where it can
-        frames = _evaluate_batch(engine, records)
+
+        def frames(path: Path, partitions=()):
+            return _evaluate_batch(engine, path, partitions)
+        return engine, frames
+    from engine.batch import results_frame
+
+    if engine_name == "scalar":
+        from engine import Engine
+
+        engine = Engine(c.methodology)
+    else:
+        from engine.rules import RulesPathEngine
+
+        engine = RulesPathEngine(c.methodology)
+
+    def frames(path: Path, partitions=()):
+        from engine.rules import RulesEngineError
+
+        try:
+            return iter([results_frame(_evaluate_scalar(engine, path, partitions))])
+        except RulesEngineError as error:
+            raise click.ClickException(str(error)) from None
+    return engine, frames
+
+
+MANIFEST = "_tanpu_eval.json"  # in a dataset's output folder: what the run was (for --resume)
+
+
+def _eval_dataset(c, spec: str, out: Path, engine_name: str, resume: bool, fmt: str) -> None:
+    """Each file of the dataset -> its result file, written whole under a temporary name
+    and renamed (recordfiles.ResultWriter), so a result file that exists is complete: a
+    run killed at any point and resumed writes each missing one once, and none twice."""
+    from engine.recordfiles import FORMATS, ResultWriter, open_dataset
+
+    if out.suffix.lower() in FORMATS:
+        raise click.UsageError(f"-o {out}: a dataset's results are a folder (one file per record file), "
+                               f"not one {out.suffix} file")
+    inside = out.resolve()
+    files = [f for f in open_dataset(spec) if inside not in f.path.resolve().parents]  # not our own results
+    if not files:
+        raise click.UsageError(f"{spec}: no record files outside -o {out}")
+    targets: dict[Path, Path] = {}
+    for f in files:
+        target = f.relative.with_suffix("." + fmt)
+        if target in targets:
+            raise click.UsageError(f"{targets[target]} and {f.relative} would both be written to {out / target}")
+        targets[target] = f.relative
+    engine, frames_of = _engine_and_frames(c, engine_name)
+    identity = {"methodology": engine.ref.content_hash, "format": fmt,
+                "inputs": [{"file": f.relative.as_posix(), "bytes": f.path.stat().st_size,
+                            "modified_ns": f.path.stat().st_mtime_ns} for f in files]}
+    manifest = out / MANIFEST
+    if out.exists() and not out.is_dir():
+        raise click.UsageError(f"-o {out}: not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        if not resume:
+            raise click.UsageError(f"-o {out} is not empty: --resume finishes the run that wrote it; "
+                                   f"else give an empty or new folder")
+        try:
+            before = json.loads(manifest.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            before = None
+        if before != identity:
+            raise click.UsageError(f"-o {out} holds the results of another run (another methodology, "
+                                   f"format or input files): it cannot be resumed")
+    out.mkdir(parents=True, exist_ok=True)
+    if not manifest.exists():
+        partial = out / f".{MANIFEST}.partial-{os.getpid()}"
+        partial.write_text(json.dumps(identity, indent=1), encoding="utf-8")
+        os.replace(partial, manifest)
+    _remove_stale_partials(out)
+    if len(files) > 1 and _has_cross_record_rules(c.methodology):
+        click.echo("note: each file is evaluated as if given alone: the cross-record rules "
+                   "(caps, overlaps, duplicates, windows) judge the records of one file together, "
+                   "not across files", err=True)
+    summary = _Summary()
+    done = 0
+    for f in files:
+        target = out / f.relative.with_suffix("." + fmt)
+        if target.exists():  # only when resuming: an empty folder was required otherwise
+            done += 1
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        writer = ResultWriter(target, engine.ref)
+        try:
+            for frame in frames_of(f.path, f.partitions):
+                writer.write(frame)
+                summary.add(frame, f.relative.as_posix())
+            writer.close()
+        except OSError as error:
+            writer.abort()
+            raise click.ClickException(f"writing {target} failed: {error}") from None
+        except BaseException:
+            writer.abort()
+            raise
+    if done:
+        click.echo(f"{done} of {len(files)} file(s) already written by the interrupted run: skipped",
+                   err=True)
+    summary.echo(engine.ref)
+
+
+def _has_cross_record_rules(methodology) -> bool:
+    from engine.plan import from_ir
+
+    rules = from_ir(methodology).rules
+    return rules.has_cross_record_rules or bool(rules.histories)
+
+
+def _remove_stale_partials(folder: Path) -> None:
+    """Result files a killed run left half-written (`.NAME.partial-PID`, PID not running)."""
+    for path in folder.rglob(".*.partial-*"):
+        pid = path.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid():
+            try:
+                os.kill(int(pid), 0)
+                continue  # that run is still going
+            except ProcessLookupError:
+                pass
+            except PermissionError:
+                continue
+        path.unlink(missing_ok=True)
+
+
+SMALL_FILE = 256 << 10  # bytes: below this a CSV or JSON Lines file takes the small path
+
+
+def _small_path(records: Path, output, engine_name: str) -> bool:
+    """Whether the run is small enough that starting NumPy and Polars would cost more than
+    evaluating record by record: a CSV or JSON Lines file of at most SMALL_FILE bytes
+    (a few thousand records) and results to CSV, JSON Lines or the terminal. The scalar
+    engine gives the same results as the batch engine (tests/engine/test_batch_differential.py)
+    and recordfiles.result_lines the same bytes as ResultWriter (tests/test_eval_small.py)."""
+    from engine.recordfiles import format_of
+
+    if engine_name not in ("batch", "scalar") or format_of(records) not in ("csv", "jsonl"):
+        return False
+    if output and format_of(Path(output)) == "parquet":
+        return False
+    return records.stat().st_size <= SMALL_FILE
+
+
+def _eval_small(c, records: Path, output) -> None:
+    from engine import Engine
+    from engine.recordfiles import write_result_lines
+
+    engine = Engine(c.methodology)
+    results = _evaluate_scalar(engine, records)
+    try:
+        write_result_lines(results, engine.ref, Path(output) if output else None, stream=sys.stdout)
+    except OSError as error:
+        raise click.ClickException(f"writing the results failed: {error}") from None
+    summary = _Summary()
+    summary.add_results(results)
+    summary.echo(engine.ref)
+
+
+def _eval_to(c, records: Path, output, engine_name: str) -> None:
+    from engine.recordfiles import ResultWriter
+
+    if _small_path(records, output, engine_name):
+        _eval_small(c, records, output)
+        return
+    engine, frames_of = _engine_and_frames(c, engine_name)
+    frames = frames_of(records)
     writer = ResultWriter(Path(output) if output else None, engine.ref, stream=sys.stdout)
     summary = _Summary()
     try:
@@ -211,7 +383,7 @@ def _eval_to(c, records: Path, output, engine_name: str) -> None:
     summary.echo(engine.ref)
 
 
-def _evaluate_scalar(engine, path: Path):
+def _evaluate_scalar(engine, path: Path, partitions=()):
     from engine.recordfiles import open_records
 
     source = open_records(path)
@@ -221,6 +393,8 @@ def _evaluate_scalar(engine, path: Path):
         for n, row in enumerate(source.rows, start=1):
             if bar and n % 2048 == 0:
                 bar[0].update(bar[1], completed=source.position())
+            for name, value in partitions:  # as recordfiles.with_partitions: the row's own wins
+                row.setdefault(name, value)
             yield row
     try:
         return engine.evaluate(rows(), column_units=source.column_units)
@@ -229,14 +403,14 @@ def _evaluate_scalar(engine, path: Path):
             bar[0].stop()
 
 
-def _evaluate_batch(engine, path: Path):
+def _evaluate_batch(engine, path: Path, partitions=()):
     bar = _progress(path.stat().st_size or 1)
 
     def progress(done, total):
         if bar:
             bar[0].update(bar[1], completed=done, total=total)
     try:
-        yield from engine.evaluate_file(path, progress=progress)
+        yield from engine.evaluate_file(path, progress=progress, partitions=partitions)
     finally:
         if bar:
             bar[0].stop()
@@ -282,9 +456,10 @@ class _Summary:
         self.counts: Counter = Counter()
         self.mg = 0
         self.points = 0
-        self.invalid: list[tuple[int, str]] = []
+        self.invalid: list[tuple[str, int, str]] = []
 
-    def add(self, frame) -> None:
+    def add(self, frame, file: str = "") -> None:
+        """`file`: the record file the frame's rows are from (a dataset's; "" for one file)."""
         import polars as pl
 
         self.total += frame.height
@@ -299,7 +474,18 @@ class _Summary:
         if len(self.invalid) < 21 and self.counts.get("invalid"):
             bad = (frame.lazy().filter(pl.col("status") == "invalid").select("row", "message")
                    .head(21 - len(self.invalid)).collect())
-            self.invalid += list(bad.iter_rows())
+            self.invalid += [(file, row, message) for row, message in bad.iter_rows()]
+
+    def add_results(self, results, file: str = "") -> None:
+        """As add, for engine.Result objects (the small path, without Polars)."""
+        for r in results:
+            self.total += 1
+            self.counts[r.status] += 1
+            if r.status in ("credited", "capped"):
+                self.mg += r.reduction_mg
+                self.points += r.points + r.bonus
+            elif r.status == "invalid" and len(self.invalid) < 21:
+                self.invalid.append((file, r.row, r.message))
 
     def echo(self, ref) -> None:
         echo = lambda text="": click.echo(text, err=True)  # noqa: E731
@@ -308,8 +494,8 @@ class _Summary:
             if self.counts.get(status):
                 echo(f"  {status:<15} {self.counts[status]}")
         echo(f"  total reduction {self.mg / 1_000_000:.6f} kgCO2e, {self.points} points")
-        for row, message in self.invalid[:20]:
-            echo(f"  row {row}: {message}")
+        for file, row, message in self.invalid[:20]:
+            echo(f"  {file + ' ' if file else ''}row {row}: {message}")
         invalid = self.counts.get("invalid", 0)
         if invalid > 20:
             echo(f"  ... and {invalid - 20} more invalid rows")
@@ -1096,6 +1282,12 @@ def serve(database_url, host, port, threads, connection_limit, channel_timeout, 
     click.echo(f"Tanpu web UI on http://{shown}:{port}/  (Ctrl+C to stop)", nl=True)
     sys.stdout.flush()
     from registry.jobs import MAX_BYTES
+    # What the server holds once started (modules, the app, compiled methodologies) is
+    # never walked by the garbage collector again: a request makes many short-lived
+    # objects, and each collection of the oldest generation walked them all, 15-20 % of
+    # a 1,000-record credit's time (bench/bench_ledger.py prints the collector's share)
+    import gc
+    gc.freeze()
     try:
         # Idle connections are closed after channel_timeout, checked every cleanup_interval:
         # with waitress' defaults (100 connections, 120 s, checked every 30 s) 110 idle
@@ -1166,6 +1358,8 @@ def worker(database_url, once, parent):
     database = _database(database_url)
     running = Worker(database, parent_pid=parent)
     signal.signal(signal.SIGTERM, lambda *_: running.stop())
+    import gc
+    gc.freeze()  # as tanpu serve: what the worker holds once started is not walked again
     try:
         if once:
             running.run_once()

@@ -11,7 +11,11 @@ import sys
 
 import pytest
 
+from pathlib import Path
+
 from tanpu.memory import POLARS_ALLOCATOR
+
+ROOT_M = Path(__file__).resolve().parents[1] / "methodologies" / "chongqing-shared-ebike.tanpu"
 
 PROBE = """
 import resource, sys
@@ -78,3 +82,79 @@ def test_polars_setting_is_not_claimed_once_polars_is_loaded():
     done = subprocess.run([sys.executable, "-c", "import polars, tanpu.memory as m; "
                            "print(m.keep_polars_memory())"], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+# ---------------------------------------------------------------- spilling to disk (issue 16, item 6)
+SPILL = """
+import resource, sys, tempfile
+import polars as pl
+from dsl import compile_source
+from engine.batch import BatchEngine
+from engine.native.build import build
+
+limit = int(sys.argv[3])
+resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+methodology = compile_source(open(sys.argv[1]).read(), sys.argv[1]).methodology
+engine = BatchEngine(methodology, chunk_rows=500, kernels=build)
+memory_rows = int(sys.argv[4])
+frames = engine.evaluate_file(sys.argv[2], memory_rows=memory_rows)
+out = pl.concat(list(frames))
+print(out.height, out.get_column("reduction_mg").sum(), out.get_column("status").value_counts().sort("status").rows())
+"""
+
+
+def _rides(path, rows: int) -> None:
+    import polars as pl
+
+    n = pl.int_range(0, rows, eager=True)
+    start = pl.datetime(2024, 6, 1) + pl.duration(seconds=n * 37 % 200_000)
+    pl.DataFrame({"n": n}).select(
+        id=pl.format("r{}", pl.col("n") % (rows - 50)),  # 50 ids repeated
+        account=pl.format("a{}", pl.col("n") * 7919 % 97),
+        started=start, ended=start + pl.duration(minutes=12),
+        distance=(pl.col("n") % 50 / 10 + 0.5)).rename({"distance": "distance[km]"}).write_parquet(path)
+
+
+def _spill_run(path, open_files: int, memory_rows: int, **kwargs):
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    return subprocess.run([sys.executable, "-c", SPILL, str(root / "methodologies" / "chongqing-shared-ebike.tanpu"),
+                           str(path), str(open_files), str(memory_rows)], capture_output=True, text=True,
+                          cwd=root, **kwargs)
+
+
+def test_a_spill_of_many_partitions_runs_under_a_small_open_file_limit(tmp_path):
+    """101 partitions under `ulimit -n 64`: one appender per partition held 202 files
+    open at once ("Too many open files"); the runs hold one. Results as in memory."""
+    _rides(tmp_path / "rides.parquet", 4_000)
+    spilled = _spill_run(tmp_path / "rides.parquet", 64, 80)
+    assert spilled.returncode == 0, spilled.stderr
+    in_memory = _spill_run(tmp_path / "rides.parquet", 1024, 10_000_000)
+    assert in_memory.returncode == 0, in_memory.stderr
+    assert spilled.stdout == in_memory.stdout
+    assert "'duplicate', 50" in spilled.stdout and "'capped'" in spilled.stdout
+
+
+def test_the_spill_folder_of_a_killed_run_is_removed_by_the_next(tmp_path):
+    import signal
+    import time
+
+    _rides(tmp_path / "rides.parquet", 200_000)
+    env = dict(os.environ, TMPDIR=str(tmp_path))  # tempfile.gettempdir() of both runs
+    run = subprocess.Popen([sys.executable, "-c", SPILL, str(ROOT_M), str(tmp_path / "rides.parquet"),
+                            "1024", "4000"], env=env, cwd=ROOT_M.parents[1],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and run.poll() is None:
+        if any(folder.glob("*.arrow") for folder in tmp_path.glob("tanpu-batch-*")):
+            break
+        time.sleep(0.005)
+    run.send_signal(signal.SIGKILL)
+    run.wait()
+    left = list(tmp_path.glob("tanpu-batch-*"))
+    assert left, "the run ended before it spilled"
+    _rides(tmp_path / "small.parquet", 2_000)
+    again = _spill_run(tmp_path / "small.parquet", 1024, 200, env=env)
+    assert again.returncode == 0, again.stderr
+    assert list(tmp_path.glob("tanpu-batch-*")) == []  # the killed run's and its own

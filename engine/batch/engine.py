@@ -255,20 +255,23 @@ class BatchEngine:
 
     # ------------------------------------------------------------ files
     def evaluate_file(self, path, column_units: Optional[Mapping[str, str]] = None, *,
-                      memory_rows: int = 2_000_000, progress=None, spill_dir=None
-                      ) -> Iterator[pl.DataFrame]:
+                      memory_rows: int = 2_000_000, progress=None, spill_dir=None,
+                      partitions: tuple[tuple[str, str], ...] = ()) -> Iterator[pl.DataFrame]:
         """A record file (.csv, .jsonl, .parquet) -> frames of results, in row order.
 
         Streams: a chunk at a time is read and evaluated; what the cross-record rules need
         is kept in memory when the file has at most `memory_rows` rows (estimated from
         its size), else in partitions on disk (store.DiskStore). `progress(done, total)`
-        is called as the file is read.
+        is called as the file is read. `partitions`: (name, value) columns every row of the
+        file has (a hive-partitioned dataset's folder names, recordfiles.open_dataset).
         """
         from pathlib import Path
 
-        from ..recordfiles import estimate_rows, open_chunks
+        from ..recordfiles import estimate_rows, open_chunks, with_partitions
         path = Path(path)
         chunks = open_chunks(path, self.chunk_rows)
+        if partitions:
+            chunks.frames = ((with_partitions(frame, partitions), row) for frame, row in chunks.frames)
         units = dict(chunks.column_units)
         units.update(column_units or {})
         if self.histories:  # windows reach across chunks: the file is read whole, then evaluated
@@ -280,7 +283,8 @@ class BatchEngine:
         expected = estimate_rows(path)
         if expected > memory_rows:
             # partitions of about half the in-memory budget: never more held than in memory
-            store = DiskStore(self, -(-expected * 2 // memory_rows) + 1, spill_dir)
+            store = DiskStore(self, -(-expected * 2 // memory_rows) + 1, spill_dir,
+                              run_rows=max(1, memory_rows // 4))
         else:
             store = MemoryStore(self)
         try:

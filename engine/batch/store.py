@@ -1,17 +1,26 @@
 """Where the kept columns of a run wait for the cross-record rules.
 
 `MemoryStore` keeps them in memory. `DiskStore` (for files of more rows than fit a
-budget) writes each chunk, as Arrow IPC in a temporary folder, to two sets of P
-partitions: every row by a hash of its account (all of an account's records meet in one
-partition, which is all the per-account rules need) and the valid rows' (id, account,
-time, row) by a hash of the id (all records of an id meet, which is all the duplicate-id
-rule needs). Then: duplicate ids partition by partition; the account rules partition by
-partition; the results are merged back in row order chunk by chunk. Memory holds one
-partition and one chunk, whatever the size of the file.
+budget) gathers chunks into runs of up to a quarter of the budget and writes each run, as
+Arrow IPC in a temporary folder, split into P partitions twice: every row by a
+hash of its account (all of an account's records meet in one partition, which is all the
+per-account rules need) and the valid rows' (id, account, time, row) by a hash of the id
+(all records of an id meet, which is all the duplicate-id rule needs). Then: duplicate
+ids partition by partition; the account rules partition by partition, each partition's
+results split by run; the results are merged back in row order run by run. Memory holds
+one run, or one partition, whatever the size of the file; one file is open at a time
+(`_Runs`); the files of each step are removed when the next has what it needs (peak disk:
+the kept columns of every row, then the results), the folder at the end, and a killed
+run's folder by the next run.
+Pieces written: 3 × runs × P, where one per chunk and partition made 4 × chunks × P
+(about 2 ms each: the cost that grew with the rows squared, issue 16). Not compressed:
+Zstandard made a run a quarter of its size but cost 3 s of CPU more at 5M rows, LZ4
+more still (measured, docs/engine.md).
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -84,73 +93,109 @@ class MemoryStore:
         self.parts = []
 
 
-class _Appender:
-    """Arrow IPC stream files, one per partition, appended chunk by chunk."""
+class _Runs:
+    """Spilled rows as runs: each run (the rows of several chunks, up to the store's run
+    size) is one Arrow IPC file holding one record batch per partition, the partition's
+    rows of that run (none, possibly). A partition is then read as its batch of every run
+    (random access by the file's footer). Only one file is ever open at a time, however
+    many partitions and runs: the open-file limit (`ulimit -n`, 1,024 by default) never
+    binds, where one appender per partition opened 2 files per partition at once.
+    """
 
-    def __init__(self, folder: Path, prefix: str, count: int):
-        self.paths = [folder / f"{prefix}-{i}.arrows" for i in range(count)]
-        self.writers: list[Optional[pa.ipc.RecordBatchStreamWriter]] = [None] * count
+    def __init__(self, folder: Path, prefix: str, partitions: int):
+        self.folder, self.prefix, self.partitions = folder, prefix, partitions
+        self.paths: list[Path] = []
         self.schema: Optional[pa.Schema] = None
 
-    def write(self, index: int, frame: pl.DataFrame) -> None:
-        table = frame.to_arrow()
+    def write(self, frame: pl.DataFrame, partition: np.ndarray) -> None:
+        order = np.argsort(partition, kind="stable")
+        bounds = np.searchsorted(partition[order], np.arange(self.partitions + 1))
+        # offsets, not views: a slice of a string view column would write every data buffer
+        table = frame[order].to_arrow(compat_level=pl.CompatLevel.oldest())
         if self.schema is None:
             self.schema = table.schema
-        table = table.cast(self.schema)
-        if self.writers[index] is None:
-            self.writers[index] = pa.ipc.new_stream(str(self.paths[index]), self.schema)
-        self.writers[index].write_table(table)
+        table = table.cast(self.schema).combine_chunks()
+        whole = table.to_batches()
+        batch = whole[0] if whole else pa.RecordBatch.from_pylist([], schema=self.schema)
+        path = self.folder / f"{self.prefix}-{len(self.paths)}.arrow"
+        with pa.OSFile(str(path), "wb") as sink:
+            with pa.ipc.new_file(sink, self.schema) as writer:
+                for i in range(self.partitions):
+                    writer.write_batch(batch.slice(int(bounds[i]), int(bounds[i + 1] - bounds[i])))
+        self.paths.append(path)
 
-    def close(self) -> None:
-        for writer in self.writers:
-            if writer is not None:
-                writer.close()
-        self.writers = [None] * len(self.writers)
+    def remove(self) -> None:
+        for path in self.paths:
+            path.unlink(missing_ok=True)
 
     def read(self, index: int) -> Optional[pl.DataFrame]:
-        if not self.paths[index].exists():
+        pieces = []
+        for path in self.paths:
+            with pa.OSFile(str(path), "rb") as source:  # read, not mapped: RSS stays honest
+                batch = pa.ipc.open_file(source).get_batch(index)
+            if batch.num_rows:
+                pieces.append(batch)
+        if not pieces:
             return None
-        with pa.OSFile(str(self.paths[index]), "rb") as source:  # read, not mapped: RSS stays honest
-            table = pa.ipc.open_stream(source).read_all()
-        return pl.from_arrow(table)
+        return pl.from_arrow(pa.Table.from_batches(pieces, schema=self.schema))
+
+
+def _stale_spills(parent: Path) -> None:
+    """Removes the spill folders of runs that were killed (`tanpu-batch-PID-*`, PID gone):
+    a SIGKILL leaves no time to clean up, so the next run does."""
+    for folder in parent.glob("tanpu-batch-*-*"):
+        pid = folder.name.split("-")[2]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+            continue  # still running
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except PermissionError:  # another user's, running
+            continue
 
 
 class DiskStore:
-    def __init__(self, engine, partitions: int, folder: Optional[Path] = None):
+    def __init__(self, engine, partitions: int, folder: Optional[Path] = None, run_rows: int = 1_000_000):
+        """`run_rows`: rows gathered in memory before they are spilled as one run."""
         self.engine = engine
         self.partitions = max(1, partitions)
         self._own = folder is None
-        self.folder = Path(tempfile.mkdtemp(prefix="tanpu-batch-")) if folder is None else Path(folder)
+        if folder is None:
+            parent = Path(tempfile.gettempdir())
+            _stale_spills(parent)
+            folder = Path(tempfile.mkdtemp(prefix=f"tanpu-batch-{os.getpid()}-", dir=parent))
+        self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.accounts = _Appender(self.folder, "accounts", self.partitions)
-        self.ids = _Appender(self.folder, "ids", self.partitions)
-        self.chunk_starts: list[int] = []
-        self.result_paths = [self.folder / f"results-{i}.arrow" for i in range(self.partitions)]
+        self.run_rows = max(1, run_rows)
+        self.accounts = _Runs(self.folder, "accounts", self.partitions)
+        self.ids = _Runs(self.folder, "ids", self.partitions)
+        self.pending: list[Part] = []
+        self.pending_rows = 0
+        self.run_starts: list[int] = []  # the first row of each run (rows come in order)
 
     def add(self, part: Part) -> None:
         if part.n == 0:
             return
-        self.chunk_starts.append(int(part.rows[0]))
-        frame = part_frame(self.engine, part)
-        p = self.partitions
-        by_account = (frame.get_column("account").hash() % p).cast(pl.Int64).to_numpy()
-        self._split(self.accounts, frame, by_account)
-        valid = part.reason != Reasons.INVALID
-        ids = frame.select("id", "account", "time", "row").filter(pl.Series(valid))
-        by_id = (ids.get_column("id").hash() % p).cast(pl.Int64).to_numpy()
-        self._split(self.ids, ids, by_id)
+        self.pending.append(part_frame(self.engine, part))  # the part's arrays are let go
+        self.pending_rows += part.n
+        if self.pending_rows >= self.run_rows:
+            self._spill()
 
-    def _split(self, appender: _Appender, frame: pl.DataFrame, partition: np.ndarray) -> None:
-        order = np.argsort(partition, kind="stable")
-        bounds = np.searchsorted(partition[order], np.arange(self.partitions + 1))
-        for i in range(self.partitions):
-            chosen = order[bounds[i]:bounds[i + 1]]
-            if chosen.size:
-                appender.write(i, frame[chosen])
+    def _spill(self) -> None:
+        if not self.pending:
+            return
+        frame = pl.concat(self.pending, rechunk=False)
+        self.pending, self.pending_rows = [], 0
+        self.run_starts.append(int(frame.get_column("row")[0]))
+        p = self.partitions
+        self.accounts.write(frame, (frame.get_column("account").hash() % p).cast(pl.Int64).to_numpy())
+        ids = frame.filter(pl.col("reason") != Reasons.INVALID).select("id", "account", "time", "row")
+        self.ids.write(ids, (ids.get_column("id").hash() % p).cast(pl.Int64).to_numpy())
 
     def results(self) -> Iterator[pl.DataFrame]:
-        self.accounts.close()
-        self.ids.close()
+        self._spill()
         engine = self.engine
         # 1. duplicate ids, partition by id
         duplicates = []
@@ -164,9 +209,11 @@ class DiskStore:
                                        np.ones(frame.height, dtype=bool))
             duplicates.append(rows[found])
         duplicate_rows = np.sort(np.concatenate(duplicates)) if duplicates else np.zeros(0, np.int64)
-        # 2. the account rules, partition by account; results in row order, one Arrow
-        # record batch per input chunk
-        starts = np.asarray(self.chunk_starts, dtype=np.int64)
+        self.ids.remove()  # the disk of each step is given back before the next writes
+        # 2. the account rules, partition by account; each partition's results as one
+        # file of one batch per run (the rows of that run, in row order)
+        starts = np.asarray(self.run_starts, dtype=np.int64)
+        results_of = _Runs(self.folder, "results", starts.size)
         for i in range(self.partitions):
             frame = self.accounts.read(i)
             if frame is None:
@@ -178,34 +225,22 @@ class DiskStore:
             engine.rules.apply(batch, duplicate_ids=at)
             results = engine.results(part, batch)
             rows = results.get_column("row").to_numpy()
-            cuts = np.r_[np.searchsorted(rows, starts), rows.size]
-            table = results.to_arrow()
-            with pa.OSFile(str(self.result_paths[i]), "wb") as sink:
-                with pa.ipc.new_file(sink, table.schema) as writer:
-                    for k in range(starts.size):
-                        piece = table.slice(int(cuts[k]), int(cuts[k + 1] - cuts[k])).combine_chunks()
-                        batches = piece.to_batches()
-                        writer.write_batch(batches[0] if batches else
-                                           pa.RecordBatch.from_pylist([], schema=table.schema))
-            del frame, part, batch, results, table
-        # 3. merge back in row order
-        readers = []
-        maps = []
-        try:
-            for path in self.result_paths:
-                source = pa.OSFile(str(path), "rb")
-                maps.append(source)
-                readers.append(pa.ipc.open_file(source))
-            for k in range(starts.size):
-                pieces = [pl.from_arrow(r.get_batch(k)) for r in readers]
-                yield pl.concat([p for p in pieces if p.height] or pieces[:1]).sort("row")
-        finally:
-            for source in maps:
-                source.close()
+            run = np.searchsorted(starts, rows, side="right") - 1
+            results_of.write(results, run)
+            del frame, part, batch, results
+        self.accounts.remove()
+        # 3. merge back in row order, run by run
+        step = engine.chunk_rows
+        for k in range(starts.size):
+            merged = results_of.read(k)
+            if merged is None:
+                continue
+            merged = merged.sort("row")
+            for start in range(0, merged.height, step):
+                yield merged.slice(start, step)
 
     def close(self) -> None:
-        self.accounts.close()
-        self.ids.close()
+        self.pending = []
         if self._own:
             shutil.rmtree(self.folder, ignore_errors=True)
 

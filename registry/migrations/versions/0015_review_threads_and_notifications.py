@@ -4,7 +4,7 @@ existing table changes (comments stay append-only; replies, resolutions and edit
 rows of their own).
 
 Revision ID: 0015
-Revises: 0013
+Revises: 0014
 Create Date: 2026-12-06
 """
 from typing import Sequence, Union
@@ -15,7 +15,7 @@ from alembic import op
 from registry.migrations import sqlguards as g
 
 revision: str = "0015"
-down_revision: Union[str, Sequence[str], None] = "0013"
+down_revision: Union[str, Sequence[str], None] = "0014"
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 

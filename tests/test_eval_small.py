@@ -1,0 +1,97 @@
+"""`tanpu eval` of a small file runs without NumPy and Polars (startup), and writes the
+bytes the batch path writes: recordfiles.result_lines against ResultWriter."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from dsl import compile_source
+from engine.batch import BatchEngine, results_frame
+from engine.native.build import build
+from engine.recordfiles import ResultWriter, format_float, result_lines
+from engine.result import MethodologyRef, Result
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = sorted((ROOT / "methodologies" / "samples").glob("*.csv"))
+
+
+def test_floats_are_written_as_polars_writes_them():
+    rng = random.Random(7)
+    values = [0.0, -0.0, 1.0, 1e-06, 1.5e-05, 0.000123, 1e15, 1e16, 1.5e16, 1e22, 2.5e-7,
+              5e-324, 1.7976931348623157e308, -3.25, 1234567.0]
+    for _ in range(20_000):
+        values.append(rng.randint(-10 ** 12, 10 ** 12) / 1e6)  # milligrams as kilograms
+        values.append(rng.random() * 10 ** rng.randint(-30, 30))
+        values.append(float(rng.randint(0, 10 ** 18)))
+    written = pl.DataFrame({"x": values}).write_csv(include_header=False).splitlines()
+    assert [format_float(v) for v in values] == written
+
+
+def _polars_bytes(results, ref, fmt: str, tmp_path: Path) -> bytes:
+    import io
+
+    if fmt == "stdout":
+        stream = io.StringIO()
+        writer = ResultWriter(None, ref, stream=stream)
+    else:
+        target = tmp_path / f"polars.{fmt}"
+        writer = ResultWriter(target, ref)
+    writer.write(results_frame(results))
+    writer.close()
+    return stream.getvalue().encode() if fmt == "stdout" else target.read_bytes()
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "stdout"])
+def test_awkward_results_are_written_byte_for_byte_as_the_batch_path_writes_them(fmt, tmp_path):
+    ref = MethodologyRef("x.y", "1.0.0", "sha256:" + "ab" * 32)
+    results = [
+        Result("a,1", "acct \"q\"", 1_700_000_000_000_000, "credited", reduction_mg=1,
+               points=0, baseline_mg=5, project_mg=4, leakage_mg=0, row=1),
+        Result("b", "ü账户", 1_700_000_000_123_456, "capped", "CAP_REACHED", "第二\n行, \"quoted\"",
+               reduction_mg=15, points=15, bonus=2, flags=("A", "B"), counters=("rides=1",), row=2),
+        Result("c", "", None, "invalid", "INVALID_RECORD", "distance: not a number\r", row=3),
+        Result("d", "x", -86_400_000_000, "rejected", "NOT_COVERED", "", reduction_mg=10 ** 15, row=4),
+    ]
+    lines = "".join(result_lines(results, ref, fmt)).encode()
+    assert lines == _polars_bytes(results, ref, fmt, tmp_path)
+
+
+@pytest.mark.parametrize("sample", SAMPLES, ids=lambda p: p.stem)
+def test_every_bundled_sample_small_path_equals_the_batch_path(sample, tmp_path):
+    source = ROOT / "methodologies" / f"{sample.stem}.tanpu"
+    methodology = compile_source(source.read_text(encoding="utf-8"), str(source)).methodology
+    batch = BatchEngine(methodology, kernels=build)
+    for fmt in ("csv", "jsonl"):
+        writer = ResultWriter(tmp_path / f"batch.{fmt}", batch.ref)
+        for frame in batch.evaluate_file(sample):
+            writer.write(frame)
+        writer.close()
+    # JSON Lines: the small path's lines in this process; CSV: the command, in a process of
+    # its own, which must not load NumPy, Polars or PyArrow
+    from engine import Engine
+    from engine.recordfiles import open_records
+
+    engine = Engine(methodology)
+    source = open_records(sample)
+    results = engine.evaluate(source.rows, column_units=source.column_units)
+    assert "".join(result_lines(results, engine.ref, "jsonl")).encode() == \
+        (tmp_path / "batch.jsonl").read_bytes()
+    done = subprocess.run(
+        [sys.executable, "-c", "import atexit, sys; atexit.register(lambda: print("
+         "sorted(m for m in ('numpy', 'polars', 'pyarrow') if m in sys.modules), file=sys.stderr)); "
+         "from tanpu.cli import main; main()", "eval", str(source_path(sample)), str(sample),
+         "-o", str(tmp_path / "small.csv")],
+        capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip().endswith("[]"), done.stderr  # none of them loaded
+    assert (tmp_path / "small.csv").read_bytes() == (tmp_path / "batch.csv").read_bytes()
+
+
+def source_path(sample: Path) -> Path:
+    return ROOT / "methodologies" / f"{sample.stem}.tanpu"
