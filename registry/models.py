@@ -294,6 +294,10 @@ class ReviewRound(Base):
     approval_denominator: Mapped[int] = mapped_column(Integer)
     opened_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     opened_by: Mapped[Optional[int]] = mapped_column(ForeignKey("users.id"))
+    # the source the round opened on (a new content hash opens a new round, so it is the
+    # content the round reviewed): the "changes since round N" diff. Null for rounds
+    # opened before migration 0016.
+    source: Mapped[Optional[str]] = mapped_column(Text, nullable=True)
 
 
 class Vote(Base):
@@ -322,6 +326,24 @@ class Vote(Base):
     cast_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     voter: Mapped[User] = relationship()
+
+
+class VoteChange(Base):
+    """A member changing their vote within its round (migration 0016): the vote row stays
+    as cast, the last change counts, the rows before are its history. Append-only."""
+
+    __tablename__ = "vote_changes"
+    __table_args__ = (
+        CheckConstraint(f"decision IN {_in(DECISIONS)}", name="decision"),
+        CheckConstraint("NOT conflict_of_interest OR decision = 'abstain'", name="conflict_abstains"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    vote_id: Mapped[int] = mapped_column(ForeignKey("votes.id"), index=True)
+    decision: Mapped[str] = mapped_column(String(24))
+    conflict_of_interest: Mapped[bool] = mapped_column(Boolean, default=False)
+    comment: Mapped[str] = mapped_column(Text, default="")
+    changed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class Comment(Base):

@@ -15,6 +15,8 @@ so that the web UI and the command line, above it, read them from here too.
     TANPU_SMTP_PORT   its port (default 25); TANPU_SMTP_FROM the sender (default
                       tanpu@localhost); TANPU_SMTP_USER / TANPU_SMTP_PASSWORD to log in;
                       TANPU_SMTP_STARTTLS=1 to upgrade the connection first
+    TANPU_BASE_URL    the site's address (e.g. https://tanpu.example.org), for the links
+                      in the e-mails `tanpu worker` sends (the web server knows its own)
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ class Settings:
     secret_key_is_ephemeral: bool
     port: int
     smtp: Optional[SmtpSettings] = None
+    base_url: str = ""
 
     @classmethod
     def from_env(cls, env: Optional[Mapping[str, str]] = None) -> "Settings":
@@ -84,7 +87,8 @@ class Settings:
         return cls(database_url=env.get("DATABASE_URL") or default_database_url(),
                    secret_key=secret or secrets.token_urlsafe(32),
                    secret_key_is_ephemeral=not secret,
-                   port=port, smtp=SmtpSettings.from_env(env))
+                   port=port, smtp=SmtpSettings.from_env(env),
+                   base_url=(env.get("TANPU_BASE_URL") or "").strip())
 
 
 def load() -> Settings:

@@ -56,7 +56,7 @@ from .models import (ABSTAIN, APPROVE, APPROVED, CHANGES_REQUESTED, DECISIONS, D
                      FROZEN_STATES, IN_REVIEW, PUBLISHED, REJECT, REJECTED, REQUEST_CHANGES,
                      RESUBMITTED, RETIRED, SUBMITTED, SUPERSEDED, SUSPENDED, Comment, Committee,
                      Methodology, MethodologyVersion, Publication, PublicationVote, ReviewRound,
-                     User, Vote, utcnow)
+                     User, Vote, VoteChange, utcnow)
 from .users import Decision, require
 
 # ---------------------------------------------------------------- transitions
@@ -508,7 +508,18 @@ def _new_round(session: Session, actor: Optional[User], version: MethodologyVers
                             min_votes=committee.min_votes,
                             approval_numerator=committee.approval_numerator,
                             approval_denominator=committee.approval_denominator,
-                            opened_at=utcnow(), opened_by=actor.id if actor else None))
+                            opened_at=utcnow(), opened_by=actor.id if actor else None,
+                            source=version.source))
+
+
+def round_sources(session: Session, version: MethodologyVersion) -> dict[int, str]:
+    """{round: the source it reviewed} of the version's earlier rounds that kept it (those
+    opened since migration 0016), for the "changes since round N" diff."""
+    return {r.review_round: r.source for r in session.scalars(
+        select(ReviewRound).where(ReviewRound.version_id == version.id,
+                                  ReviewRound.review_round < version.review_round,
+                                  ReviewRound.source.isnot(None))
+        .order_by(ReviewRound.review_round))}
 
 
 def open_review(session: Session, actor: User | int, version_id: int) -> MethodologyVersion:
@@ -563,7 +574,8 @@ def reject(session: Session, actor: User | int, version_id: int, reason: str) ->
 # ---------------------------------------------------------------- votes and quorum
 def vote(session: Session, actor: User | int, version_id: int, decision: str,
          comment: str = "", *, conflict_of_interest: bool = False) -> Vote:
-    """One vote per member per review round, on the content hash in review.
+    """One vote per member per review round, on the content hash in review; voting again
+    in the round changes it (a VoteChange row: the last counts, the history is kept).
 
     approve needs no comment; request_changes, reject and a declared conflict of interest
     (recorded as abstain) do."""
@@ -585,7 +597,23 @@ def vote(session: Session, actor: User | int, version_id: int, decision: str,
         Vote.version_id == version.id, Vote.voter_id == actor.id,
         Vote.review_round == version.review_round))
     if existing is not None:
-        raise Conflict(f"{actor.email} has already voted in review round {version.review_round}")
+        # a change of mind within the round: the vote row stays as cast, the change is a
+        # row of its own and the last one counts (the quorum is recomputed from them)
+        (now,) = ballots(session, [existing])
+        if (now.decision, now.conflict_of_interest, now.comment) == (
+                decision, conflict_of_interest, comment):
+            raise Conflict(f"{actor.email} has already voted {decision.replace('_', ' ')} "
+                           f"in review round {version.review_round}")
+        change = VoteChange(vote_id=existing.id, decision=decision,
+                            conflict_of_interest=conflict_of_interest, comment=comment,
+                            changed_at=utcnow())
+        session.add(change)
+        session.flush()
+        audit.append(session, actor, "vote.change", "methodology_version", version.id, {
+            "vote_id": existing.id, "change_id": change.id, "from": now.decision,
+            "decision": decision, "conflict_of_interest": conflict_of_interest,
+            "comment": comment, "review_round": existing.review_round})
+        return existing
     row = Vote(version_id=version.id, voter_id=actor.id, review_round=version.review_round,
                content_hash=version.content_hash, decision=decision,
                conflict_of_interest=conflict_of_interest, comment=comment, cast_at=utcnow())
@@ -595,6 +623,46 @@ def vote(session: Session, actor: User | int, version_id: int, decision: str,
         "vote_id": row.id, "decision": decision, "conflict_of_interest": conflict_of_interest,
         "comment": comment, "content_hash": row.content_hash, "review_round": row.review_round})
     return row
+
+
+@dataclass
+class Ballot:
+    """A vote as it counts now: as cast, or as its voter last changed it within the round
+    (`changes`, oldest first, is its history). Reads like the Vote otherwise."""
+    vote: Vote
+    decision: str
+    conflict_of_interest: bool
+    comment: str
+    changes: list[VoteChange] = field(default_factory=list)
+
+    def __getattr__(self, name: str):
+        if name == "vote":  # not set yet (copying): no recursion
+            raise AttributeError(name)
+        return getattr(self.vote, name)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.changes)
+
+    @property
+    def first_decision(self) -> str:
+        return self.vote.decision
+
+
+def ballots(session: Session, votes: list[Vote]) -> list[Ballot]:
+    """The votes as they count now: each with its last change, if any."""
+    changes: dict[int, list[VoteChange]] = {}
+    ids = [v.id for v in votes]
+    if ids:
+        for change in session.scalars(select(VoteChange).where(VoteChange.vote_id.in_(ids))
+                                      .order_by(VoteChange.id)):
+            changes.setdefault(change.vote_id, []).append(change)
+    out = []
+    for v in votes:
+        history = changes.get(v.id, [])
+        last = history[-1] if history else v
+        out.append(Ballot(v, last.decision, last.conflict_of_interest, last.comment, history))
+    return out
 
 
 def declare_conflict(session: Session, actor: User | int, version_id: int, comment: str) -> Vote:
@@ -637,9 +705,9 @@ class Quorum:
     denominator: int
     review_round: int
     content_hash: Optional[str]
-    votes: list[Vote] = field(default_factory=list)  # counted, abstentions too
+    votes: list["Ballot"] = field(default_factory=list)  # counted, abstentions too (as last changed)
     # votes of this round that no longer count, with why (voter removed, role lost)
-    discounted: list[tuple[Vote, str]] = field(default_factory=list)
+    discounted: list[tuple["Ballot", str]] = field(default_factory=list)
     rule_changers: list[int] = field(default_factory=list)  # changed the committee's rules in the round
     waiting: list[int] = field(default_factory=list)  # members who may still vote
     problems: list[str] = field(default_factory=list)  # why it is not met
@@ -699,9 +767,9 @@ def quorum(session: Session, version: MethodologyVersion | int) -> Quorum:
     committee = version.methodology.committee
     min_votes, numerator, denominator, opened_at = round_rule(session, version)
     votes, discounted = [], []
-    for v in session.scalars(select(Vote).where(
+    for v in ballots(session, list(session.scalars(select(Vote).where(
             Vote.version_id == version.id, Vote.review_round == version.review_round,
-            Vote.content_hash == version.content_hash).order_by(Vote.id)):
+            Vote.content_hash == version.content_hash).order_by(Vote.id)))):
         still = users.can_vote(v.voter, version)
         (votes.append(v) if still else discounted.append((v, still.reason)))
     counted = [v for v in votes if v.decision != ABSTAIN]
@@ -1039,7 +1107,7 @@ def currency(session: Session, methodology_id: str, *,
 class Review:
     version: MethodologyVersion
     quorum: Quorum
-    votes: list[Vote]  # every round, oldest first
+    votes: list["Ballot"]  # every round, oldest first, as last changed
     comments: list[Comment]
     publication: Optional[Publication]
     history: list  # audit entries of this version
@@ -1053,8 +1121,8 @@ def review(session: Session, actor: User | int, version_id: int) -> Review:
     require(users.can_view_review(actor, version))
     return Review(
         version=version, quorum=quorum(session, version),
-        votes=list(session.scalars(select(Vote).where(Vote.version_id == version.id)
-                                   .order_by(Vote.id))),
+        votes=ballots(session, list(session.scalars(select(Vote).where(
+            Vote.version_id == version.id).order_by(Vote.id)))),
         comments=list(session.scalars(select(Comment).where(Comment.version_id == version.id)
                                       .order_by(Comment.id))),
         publication=session.scalar(select(Publication).where(Publication.version_id == version.id)),

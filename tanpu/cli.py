@@ -1348,7 +1348,8 @@ class _WorkerSupervisor:
 @click.option("--parent", type=int, default=None, hidden=True,
               help="stop when this process (tanpu serve) is gone")
 def worker(database_url, once, parent):
-    """Run the integrators' jobs and send their webhooks (`tanpu serve` starts one; more
+    """Run the integrators' jobs, send their webhooks and e-mail pending notifications
+    (with TANPU_SMTP_HOST set) (`tanpu serve` starts one; more
     may run, on other machines sharing the database and TANPU_JOBS_DIR)."""
     import signal
 
@@ -1356,7 +1357,9 @@ def worker(database_url, once, parent):
 
     _server_logging()
     database = _database(database_url)
-    running = Worker(database, parent_pid=parent)
+    from registry.settings import Settings
+    settings = Settings.from_env()
+    running = Worker(database, parent_pid=parent, smtp=settings.smtp, base_url=settings.base_url)
     signal.signal(signal.SIGTERM, lambda *_: running.stop())
     import gc
     gc.freeze()  # as tanpu serve: what the worker holds once started is not walked again

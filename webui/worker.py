@@ -1,4 +1,5 @@
-"""The worker: runs the integrators' jobs and sends their webhooks, in a process of its
+"""The worker: runs the integrators' jobs, sends their webhooks and e-mails the pending
+notifications, in a process of its
 own (`tanpu worker`; `tanpu serve` starts one beside the web server and starts it again
 if it dies).
 
@@ -35,10 +36,11 @@ from typing import Iterator, Optional
 from urllib.parse import urlsplit
 
 from engine.recordfiles import open_records
-from registry import jobs, webhooks
+from registry import jobs, notifications, webhooks
 from registry.db import Database
 from registry.errors import RegistryError
 from registry.models import Job
+from registry.settings import SmtpSettings
 
 from .api import service
 from .api.service import ApiError
@@ -58,8 +60,14 @@ class LostLease(Exception):
 
 class Worker:
     def __init__(self, database: Database, *, poll_seconds: float = 1.0,
-                 parent_pid: Optional[int] = None):
+                 parent_pid: Optional[int] = None, smtp: Optional[SmtpSettings] = None,
+                 base_url: str = ""):
         self.db = database
+        # the web server e-mails notifications after the POST that made them; those made by
+        # the API or the command line have no such POST, so the worker sends them too
+        # (each is claimed before sending: never twice, whichever process sends it)
+        self.smtp = smtp
+        self.base_url = base_url
         self.name = jobs.worker_name()
         self.poll_seconds = poll_seconds
         self.parent_pid = parent_pid
@@ -98,6 +106,7 @@ class Worker:
             except Exception:  # noqa: BLE001 - a database blip: try again later
                 log.exception("worker %s: sending webhooks", self.name)
                 sent = 0
+            self.send_email()
             if not sent:
                 self._stop.wait(min(self.poll_seconds, 1.0))
 
@@ -107,6 +116,18 @@ class Worker:
             pass
         while self.send_webhooks():
             pass
+        self.send_email()
+
+    def send_email(self) -> int:
+        """E-mails the notifications not e-mailed yet (nothing when SMTP is off); how many
+        were sent. A refused one stays pending for the next turn."""
+        if self.smtp is None:
+            return 0
+        try:
+            return notifications.deliver(self.db, self.smtp, base_url=self.base_url).sent
+        except Exception:  # noqa: BLE001 - the database or the SMTP server away: next turn
+            log.exception("worker %s: e-mailing notifications", self.name)
+            return 0
 
     # ------------------------------------------------------------ jobs
     def run_job(self) -> bool:

@@ -43,11 +43,54 @@ def test_only_members_of_the_methodologys_committee_vote(reg):
             _vote(reg, who, vid)
 
 
-def test_one_vote_per_member_per_round(reg):
+def test_a_member_changes_their_vote_within_the_round_the_last_counts(reg):
+    """One vote per member per round, which its voter may change: the vote row stays as
+    cast, each change is a row of its own (history kept), the quorum counts the last."""
     vid = reg.to_state("in_review")
-    _vote(reg, reg.members[0], vid)
-    with pytest.raises(Conflict, match="already voted"):
-        _vote(reg, reg.members[0], vid, "reject", "changed my mind")
+    reg.votes(vid, "approve", "reject", "reject")
+    with reg.uow() as s:
+        assert not workflow.quorum(s, vid).met  # 1 of 3 approve
+    _vote(reg, reg.members[1], vid, "approve", "")
+    with reg.uow() as s:
+        q = workflow.quorum(s, vid)
+        assert (q.met, q.counted, q.approvals, q.rejections) == (True, 3, 2, 1), q.explanation
+    with pytest.raises(Conflict, match="already voted approve"):
+        _vote(reg, reg.members[1], vid, "approve", "")  # the same again: nothing to change
+    _vote(reg, reg.members[1], vid, "request_changes", "the factor needs a source")
+    with reg.uow() as s:
+        q = workflow.quorum(s, vid)
+        assert (q.met, q.approvals, q.changes_requested, q.rejections) == (False, 1, 1, 1)
+        (ballot,) = [v for v in workflow.review(s, reg.admin, vid).votes
+                     if v.voter_id == reg.members[1]]
+        assert (ballot.first_decision, [c.decision for c in ballot.changes], ballot.decision,
+                ballot.comment) == ("reject", ["approve", "request_changes"], "request_changes",
+                                    "the factor needs a source")
+    assert (reg.count("votes"), reg.count("vote_changes")) == (3, 2)
+    with reg.db.read() as s:
+        actions = [e.action for e in workflow.audit.entries_for(s, "methodology_version", vid)]
+    assert actions.count("vote.change") == 2
+    with pytest.raises(sa.exc.DatabaseError):  # append-only
+        with reg.db.engine.begin() as c:
+            c.execute(sa.text("UPDATE vote_changes SET decision = 'approve'"))
+    # a conflict declared after voting changes the vote to an abstention
+    with reg.uow() as s:
+        workflow.declare_conflict(s, reg.members[0], vid, "I consult for the operator")
+        q = workflow.quorum(s, vid)
+        assert (q.counted, q.abstentions, q.conflicts) == (2, 1, 1)
+
+
+def test_each_round_keeps_the_content_it_reviewed(reg):
+    vid = reg.to_state("in_review")
+    first = reg.version(vid).source
+    with reg.uow() as s:
+        workflow.revise(s, reg.author, vid, source(title="Shenzhen transit, round two"))
+    with reg.db.read() as s:
+        version = workflow.get_version(s, vid)
+        assert version.review_round == 2
+        assert workflow.round_sources(s, version) == {1: first}  # earlier rounds only
+    # a vote of round 1 does not carry into round 2: a new vote, not a change
+    reg.votes(vid, "approve")
+    assert (reg.count("votes"), reg.count("vote_changes")) == (1, 0)
 
 
 def test_votes_other_than_approve_need_a_comment(reg):

@@ -207,6 +207,17 @@ def test_the_zh_pages_show_no_english_message(site, extracted):
     "a password needs at least 10 characters",
     "an author cannot approve or publish their own work",
     "cn.x 1.1.0 cannot be submitted: does not compile: 2 error(s)",
+    # the review page's impact preview and the records it reads
+    "the version does not compile: no impact preview",
+    "no records for this methodology: upload some",
+    "the previous version cannot be evaluated: does not compile: 2 error(s)",
+    "more than 100000 records: try fewer",
+    "the file is larger than 50 MB",
+    "the file is neither UTF-8 text nor .parquet",
+    "trips.csv: not UTF-8 text",
+    "no records: paste CSV (with a header row), JSON Lines or a JSON array",
+    "no records: CSV needs a header row and at least one record",
+    "records must be a JSON array of objects",
 ])
 def test_a_registry_refusal_reads_in_chinese(english):
     from webui.messages_zh import server_text

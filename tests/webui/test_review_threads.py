@@ -166,6 +166,53 @@ def test_a_change_on_the_page_is_emailed_when_smtp_is_configured(web):
     assert "one question" in to_author and f"/review/{vid}" in to_author
 
 
+def test_the_worker_emails_what_was_notified_outside_a_web_post(web):
+    """A comment made through the registry (as the API or the command line make them) has
+    no web POST after it: the worker's turn e-mails it, once, with the site's address."""
+    from aiosmtpd.controller import Controller
+
+    from registry import discussion
+    from webui.worker import Worker
+    reg = web.reg
+    vid = _in_review(web)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with reg.uow() as s:  # what the review's opening made was e-mailed earlier
+        s.execute(sa.update(Notification).values(emailed_at=sa.func.now()))
+    with reg.uow() as s:
+        discussion.comment(s, reg.members[1], vid, "asked from the command line")
+    smtp = SmtpSettings(host="127.0.0.1", port=port, sender="tanpu@test", timeout=2)
+    Worker(reg.db).run_once()  # e-mail off: nothing claimed
+    down = Worker(reg.db, smtp=smtp)
+    down.run_once()  # no server yet: released, sent at a later turn
+    inbox = _Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        worker = Worker(reg.db, smtp=smtp, base_url="https://tanpu.test")
+        worker.run_once()
+        worker.run_once()  # once only
+    finally:
+        controller.stop()
+    assert [rcpts for rcpts, _ in inbox.messages] == [["author@tanpu.test"]]
+    body = inbox.messages[0][1]
+    assert "asked from the command line" in body and f"https://tanpu.test/review/{vid}" in body
+
+
+def test_the_impact_previews_errors_read_in_chinese_on_a_zh_page(web):
+    reg = web.reg
+    vid = _in_review(web)
+    zh = web.new_client(reg.members[1], lang="zh")
+    response = zh.post(f"/review/{vid}/impact", data={"records": "[1, 2]"})
+    assert response.status_code == 422
+    html = response.get_data(as_text=True)
+    error = re.search(r'id="records-error">([^<]*)<', html).group(1)
+    assert error == "记录必须是由对象组成的 JSON 数组"
+    en = web.new_client(reg.members[1]).post(f"/review/{vid}/impact", data={"records": "  "})
+    assert "no records: paste CSV" in en.get_data(as_text=True)
+
+
 def test_the_author_of_a_comment_edits_and_deletes_it_on_the_page(web):
     reg = web.reg
     vid = _in_review(web)

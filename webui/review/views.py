@@ -119,10 +119,9 @@ def _actions(session, version: MethodologyVersion, review: workflow.Review) -> d
     vote = users.can_vote(current_user, version)
     if vote and version.state != "in_review":
         vote = users.deny(f"votes are cast during a review; this version is {version.state}")
-    if vote and any(v.voter_id == current_user.id and v.review_round == version.review_round
-                    for v in review.votes):
-        vote = users.deny("you have voted in this review round")
     out["vote"] = vote
+    # the reader's vote of this round, as it counts now: the form offers to change it
+    out["my_vote"] = next((v for v in review.quorum.votes if v.voter_id == current_user.id), None)
     out["comment"] = users.can_comment(current_user, version)
     out["edit"] = users.can_edit(current_user, version)
     if out["edit"] and version.frozen:
@@ -160,9 +159,17 @@ def _page(version_id: int, *, records=None, status: int = 200, records_error: st
                       if discussion.may_resolve(current_user, version, t.root)}
         drafts = discussion.drafts(s, current_user.id, version.id)
         full = request.args.get("full") == "1"
-        rows = diffs.side_by_side(previous.source if previous else None, version.source,
-                                  context=-1 if full else 4,
+        # "changes since round N": the content an earlier round reviewed against now, so
+        # that re-reviewers see only what changed since they looked; else the previous
+        # published version
+        earlier_rounds = workflow.round_sources(s, version)
+        since = request.args.get("since", type=int)
+        if since not in earlier_rounds:
+            since = None
+        base = earlier_rounds[since] if since else (previous.source if previous else None)
+        rows = diffs.side_by_side(base, version.source, context=-1 if full else 4,
                                   keep_lines=frozenset(line_threads))
+        since_stats = diffs.stats(diffs.full_rows(base, version.source)) if since else None
         stats = diffs.stats(diffs.full_rows(previous.source if previous else None, version.source))
         new_compiled = evaluation.compiled(version.source)
         old_compiled = evaluation.compiled(previous.source) if previous else None
@@ -183,7 +190,8 @@ def _page(version_id: int, *, records=None, status: int = 200, records_error: st
         return render_template(
             "review/show.html", review=review, version=version, previous=previous,
             methodology=version.methodology, rows=rows, stats=stats, changes=changes,
-            line_threads=line_threads, other_threads=other_threads, resolvable=resolvable,
+            line_threads=line_threads, other_threads=other_threads, since=since,
+            earlier_rounds=sorted(earlier_rounds), since_stats=since_stats, has_base=base is not None, resolvable=resolvable,
             drafts=drafts, verdicts=discussion.VERDICTS, source_lines=version.source.split("\n"),
             quorum=review.quorum, discounted={v.id for v, _ in review.quorum.discounted},
             votes_by_round=dict(sorted(votes_by_round.items(), reverse=True)),
