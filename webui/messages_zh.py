@@ -37,8 +37,8 @@ _PATTERNS: list[tuple[str, str]] = [
     # the review page's impact preview, and the records it reads (webui/records.py)
     (r"the version does not compile: no impact preview", "该版本无法编译：没有影响预览"),
     (r"no records for this methodology: upload some", "没有适用于此方法学的记录：请上传一些"),
-    (r"the new version cannot be evaluated: (.+)", r"新版本无法计算：\1"),
-    (r"the previous version cannot be evaluated: (.+)", r"上一版本无法计算：\1"),
+    (r"the new version cannot be evaluated: (.+)", r"新版本无法计算：{\1}"),
+    (r"the previous version cannot be evaluated: (.+)", r"上一版本无法计算：{\1}"),
     (r"more than (\d+) records: try fewer", r"记录超过 \1 条：请减少"),
     (r"more than (\d+) MB of records", r"记录超过 \1 MB"),
     (r"the file is larger than (\d+) MB", r"文件大于 \1 MB"),

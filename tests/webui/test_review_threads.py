@@ -204,11 +204,11 @@ def test_the_impact_previews_errors_read_in_chinese_on_a_zh_page(web):
     reg = web.reg
     vid = _in_review(web)
     zh = web.new_client(reg.members[1], lang="zh")
-    response = zh.post(f"/review/{vid}/impact", data={"records": "[1, 2]"})
+    response = zh.post(f"/review/{vid}/impact", data={"records": "  "})
     assert response.status_code == 422
     html = response.get_data(as_text=True)
     error = re.search(r'id="records-error">([^<]*)<', html).group(1)
-    assert error == "记录必须是由对象组成的 JSON 数组"
+    assert error == "没有记录：请粘贴 CSV（含表头行）、JSON Lines 或 JSON 数组"
     en = web.new_client(reg.members[1]).post(f"/review/{vid}/impact", data={"records": "  "})
     assert "no records: paste CSV" in en.get_data(as_text=True)
 

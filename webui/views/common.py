@@ -76,6 +76,7 @@ ACTION_LABELS = {
     "version.reinstate": _l("Reinstated"),
     "version.retire": _l("Retired"),
     "vote.cast": _l("Vote cast"),
+    "vote.change": _l("Vote changed"),
     "comment.add": _l("Comment"),
     "comment.anchor": _l("Comment placed on lines or in a thread"),
     "comment.edit": _l("Comment edited"),
