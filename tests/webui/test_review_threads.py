@@ -10,6 +10,7 @@ import socket
 
 import sqlalchemy as sa
 
+from registry import workflow
 from registry.models import Notification
 from registry.settings import SmtpSettings
 from tests.webui.reviewkit import *  # noqa: F401,F403 - fixtures
@@ -211,6 +212,49 @@ def test_the_impact_previews_errors_read_in_chinese_on_a_zh_page(web):
     assert error == "没有记录：请粘贴 CSV（含表头行）、JSON Lines 或 JSON 数组"
     en = web.new_client(reg.members[1]).post(f"/review/{vid}/impact", data={"records": "  "})
     assert "no records: paste CSV" in en.get_data(as_text=True)
+
+
+def test_a_member_changes_their_vote_on_the_page(web):
+    reg = web.reg
+    vid = _in_review(web)
+    member = web.new_client(reg.members[1])
+    assert member.post(f"/review/{vid}/vote", data={"decision": "approve"}).status_code == 303
+    html = _html(member.get(f"/review/{vid}"))
+    assert 'id="my-vote" data-decision="approve"' in html and "Change vote" in html
+    assert 'data-approvals="1"' in html
+    changed = member.post(f"/review/{vid}/vote", data={"decision": "reject", "comment": "no source"})
+    assert changed.status_code == 303
+    html = _html(web.new_client(reg.author).get(f"/review/{vid}"))
+    assert 'data-approvals="0"' in html and 'class="small vote-changed" data-first="approve"' in html
+    assert re.search(r'data-decision="reject"[^>]*data-voter="member2@tanpu.test" data-counts="true"', html)
+    # the same vote again changes nothing: refused on the form, as it was
+    again = member.post(f"/review/{vid}/vote", data={"decision": "reject", "comment": "no source"})
+    assert again.status_code == 409
+    zh = _html(web.new_client(reg.members[1], lang="zh").get(f"/review/{vid}"))
+    assert "修改投票" in zh and "你在本轮的投票：否决" in zh
+
+
+def test_the_changes_since_an_earlier_round(web):
+    """Re-reviewers see what changed since the round they reviewed, not the whole diff from
+    the published version again."""
+    reg = web.reg
+    vid = _in_review(web)
+    author = web.new_client(reg.author)
+    assert 'id="diff-bases"' not in _html(author.get(f"/review/{vid}"))  # round 1: none yet
+    with reg.uow() as s:
+        workflow.revise(s, reg.author, vid, reg.version(vid).source.replace("(trial)", "(trial two)"))
+    html = _html(author.get(f"/review/{vid}"))
+    assert 'data-since="1"' in html  # the link to the changes since round 1
+    since = _html(author.get(f"/review/{vid}?since=1&full=1"))
+    assert '<table class="diff" id="diff" data-since="1">' in since
+    changed = re.findall(r'<tr class="(replace|insert|delete)[^"]*"', since)
+    assert len(changed) == 1, changed  # only the title line, not faster_metro's changes
+    assert "(trial two)" in since and 'id="since-round" data-since="1"' in since
+    # since the published version: more lines changed
+    assert len(re.findall(r'<tr class="(replace|insert|delete)[^"]*"',
+                          _html(author.get(f"/review/{vid}?full=1")))) > 1
+    assert 'data-since="2"' not in html  # the current round is not an earlier one
+    assert "data-since" not in _html(author.get(f"/review/{vid}?since=7")).split('id="diff"')[1][:20]
 
 
 def test_the_author_of_a_comment_edits_and_deletes_it_on_the_page(web):
