@@ -315,7 +315,9 @@ def _story(actor, step, shots: Shots, server, expect) -> None:
     expect(page.locator('#votes li.vote[data-counts="true"]')).to_have_count(1)
     expect(page.locator('#votes li.vote[data-decision="request_changes"]')).to_contain_text(
         "Wang (member 1)")
-    expect(page.locator("#vote-why-not")).to_contain_text("you have voted in this review round")
+    # voted: the form now offers to change the vote (the last one counts)
+    expect(page.locator("#my-vote")).to_have_attribute("data-decision", "request_changes")
+    expect(page.get_by_role("button", name="Change vote")).to_be_visible()
 
     step('meanwhile the author sees the review but no vote form, and a forged vote is refused')
     page = actor("expert").page
