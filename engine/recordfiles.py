@@ -633,9 +633,10 @@ def _whole_seconds_in_range(frame) -> bool:
 def _iso_seconds(time):
     """Microseconds since the epoch (an Int64 Series, whole seconds, years 1000-9999) ->
     `YYYY-MM-DDTHH:MM:SSZ` as an Arrow string array, nulls kept: what
-    `strftime(_WHOLE_SECONDS)` gives (tests/test_eval_small.py compares them), written as
-    20 bytes a row by NumPy into one buffer. Polars' strftime took 0.55 s of CPU for 1M
-    times, this 0.05 s (issue 16)."""
+    `strftime(_WHOLE_SECONDS)` gives (tests/test_eval_small.py compares them), 20 bytes a
+    row gathered by NumPy into one buffer: the day's 11 bytes from a table of the days
+    the times span, the second's 9 from a table of a day's seconds. Polars' strftime took
+    0.55 s of CPU for 1M times (issue 16)."""
     import numpy as np
     import pyarrow as pa
 
@@ -644,22 +645,56 @@ def _iso_seconds(time):
     seconds = time.fill_null(0).to_numpy() // 1_000_000
     days = seconds // 86_400
     of_day = seconds - days * 86_400
-    day = days.astype("datetime64[D]")
-    month = day.astype("datetime64[M]")
-    year = month.astype("datetime64[Y]").astype(np.int64) + 1970
-    fields_ = ((year, 4, 0), (month.astype(np.int64) % 12 + 1, 2, 5), ((day - month).astype(np.int64) + 1, 2, 8),
-               (of_day // 3600, 2, 11), (of_day // 60 % 60, 2, 14), (of_day % 60, 2, 17))
-    text = np.empty((n, 20), dtype=np.uint8)
-    for at, char in ((4, "-"), (7, "-"), (10, "T"), (13, ":"), (16, ":"), (19, "Z")):
-        text[:, at] = ord(char)
-    for value, width, at in fields_:
-        for k in range(width):
-            text[:, at + width - 1 - k] = 48 + value // 10 ** k % 10
+    first = int(days[valid].min()) if valid.any() else 0
+    last = int(days[valid].max()) if valid.any() else 0
+    if last - first < 1 << 20:
+        index, spanned = np.where(valid, days - first, 0), np.arange(first, last + 1)
+    else:  # times over more than 2,800 years: a table of the days that occur
+        spanned, index = np.unique(days, return_inverse=True)
+    text = np.empty(n, dtype=[("day", "S11"), ("second", "S9")])
+    text["day"] = _day_texts(spanned)[index]
+    text["second"] = _second_texts()[of_day]
     offsets = pa.py_buffer(np.arange(0, 20 * n + 1, 20, dtype=np.int64))
     nulls = n - int(valid.sum())
     bitmap = pa.py_buffer(np.packbits(valid, bitorder="little")) if nulls else None
     return pa.Array.from_buffers(pa.large_string(), n, [bitmap, offsets, pa.py_buffer(text)],
                                  null_count=nulls)
+
+
+def _digits(value, width: int):
+    """Non-negative integers -> their decimal digits, zero-padded, as (n, width) bytes."""
+    import numpy as np
+    out = np.empty((len(value), width), dtype=np.uint8)
+    for k in range(width):
+        out[:, width - 1 - k] = 48 + value // 10 ** k % 10
+    return out
+
+
+def _day_texts(days):
+    """Days since the epoch -> `YYYY-MM-DDT` (S11)."""
+    import numpy as np
+    day = np.asarray(days, dtype=np.int64).astype("datetime64[D]")
+    month = day.astype("datetime64[M]")
+    year = month.astype("datetime64[Y]").astype(np.int64) + 1970
+    out = np.empty((len(day), 11), dtype=np.uint8)
+    out[:, 0:4] = _digits(year, 4)
+    out[:, 5:7] = _digits(month.astype(np.int64) % 12 + 1, 2)
+    out[:, 8:10] = _digits((day - month).astype(np.int64) + 1, 2)
+    out[:, [4, 7]], out[:, 10] = ord("-"), ord("T")
+    return out.view("S11").ravel()
+
+
+@lru_cache(maxsize=1)
+def _second_texts():
+    """A day's seconds -> `HH:MM:SSZ` (S9), 86,400 of them."""
+    import numpy as np
+    second = np.arange(86_400)
+    out = np.empty((86_400, 9), dtype=np.uint8)
+    out[:, 0:2] = _digits(second // 3600, 2)
+    out[:, 3:5] = _digits(second // 60 % 60, 2)
+    out[:, 6:8] = _digits(second % 60, 2)
+    out[:, [2, 5]], out[:, 8] = ord(":"), ord("Z")
+    return out.view("S9").ravel()
 
 
 def _parquet_table(frame, ref):
@@ -668,10 +703,14 @@ def _parquet_table(frame, ref):
     time as text by `_iso_seconds` where it can, the methodology as `_ref_columns`."""
     import polars as pl
     import pyarrow as pa
+    import pyarrow.compute as pc
 
     out = _result_columns(frame, ref, "parquet")
     table = out.to_arrow(compat_level=pl.CompatLevel.newest())
     columns = table.columns
+    for name in _CODES:  # a few values each: their dictionaries built here, in the preparing
+        at = table.column_names.index(name)  # threads, not by the one writing thread
+        columns[at] = pc.dictionary_encode(columns[at].cast(pa.large_string()))
     if out.schema["time"] != pl.String:
         columns[table.column_names.index("time")] = _iso_seconds(out.get_column("time"))
     return pa.Table.from_arrays([*columns, *_ref_columns(ref, table.num_rows)],
@@ -798,6 +837,7 @@ def write_result_lines(results, ref, path: Optional[Path], stream=None) -> None:
 # on the long ones only after building it. Writing 1M results took 0.80 s instead of 1.35 s
 # (best of 4, load 10), the file 11 % larger (bench/README.md, issue 16).
 _FEW_VALUES = ["status", "code", "message", "flags", "counters", *REF_COLUMNS]
+_CODES = ("status", "code", "message")
 
 
 def _ref_columns(ref, rows: int) -> list:
@@ -810,7 +850,8 @@ def _ref_columns(ref, rows: int) -> list:
     import pyarrow as pa
 
     zeros = pa.array(np.zeros(rows, dtype=np.int32))
-    return [pa.DictionaryArray.from_arrays(zeros, pa.array([getattr(ref, f.name)], type=pa.string()))
+    return [pa.DictionaryArray.from_arrays(zeros, pa.array([getattr(ref, f.name)], type=pa.string()),
+                                           safe=False)  # indices all 0: nothing to check
             for f in fields(MethodologyRef)]
 
 
