@@ -1282,6 +1282,7 @@ def serve(database_url, host, port, threads, connection_limit, channel_timeout, 
     click.echo(f"Tanpu web UI on http://{shown}:{port}/  (Ctrl+C to stop)", nl=True)
     sys.stdout.flush()
     from registry.jobs import MAX_BYTES
+    _steady_serving()
     try:
         # Idle connections are closed after channel_timeout, checked every cleanup_interval:
         # with waitress' defaults (100 connections, 120 s, checked every 30 s) 110 idle
@@ -1294,6 +1295,20 @@ def serve(database_url, host, port, threads, connection_limit, channel_timeout, 
     finally:
         if supervisor is not None:
             supervisor.stop()
+
+
+def _steady_serving() -> None:
+    """Before serving: the objects made at start (the app, the methodologies, Polars,
+    SQLAlchemy's mappers) moved out of the collector's sight (gc.freeze), so that a full
+    collection during a request walks only what requests made, and a GIL switch interval
+    of TANPU_SWITCH_INTERVAL_MS (default 1 ms instead of Python's 5): under 8 clients a
+    thread back from a database call or a socket waited up to 5 ms for the GIL per call
+    while another thread computed. Measured by bench/bench_api.py (docs/api.md)."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    sys.setswitchinterval(float(os.environ.get("TANPU_SWITCH_INTERVAL_MS", "1")) / 1000)
 
 
 class _WorkerSupervisor:
