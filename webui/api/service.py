@@ -165,7 +165,9 @@ _kept: dict[str, _Kept] = {}
 def _versions(session: Session, methodology_id: str) -> _Kept:
     """The methodology's frozen versions (404 unless one is published or superseded), as
     kept from an earlier request when one query finds their rows unchanged."""
-    fingerprint = tuple(sorted(tuple(row) for row in session.execute(
+    # on the session's connection (Core), as tokens.standing: no ORM result handling for
+    # rows that are only compared
+    fingerprint = tuple(sorted(tuple(row) for row in session.connection().execute(
         _FROZEN, {"methodology": methodology_id}))) if methodology_id else ()
     kept = _kept.get(methodology_id)
     if kept is not None and kept.fingerprint == fingerprint:
