@@ -1282,7 +1282,12 @@ def serve(database_url, host, port, threads, connection_limit, channel_timeout, 
     click.echo(f"Tanpu web UI on http://{shown}:{port}/  (Ctrl+C to stop)", nl=True)
     sys.stdout.flush()
     from registry.jobs import MAX_BYTES
-    _steady_serving()
+    # What the server holds once started (modules, the app, compiled methodologies) is
+    # never walked by the garbage collector again: a request makes many short-lived
+    # objects, and each collection of the oldest generation walked them all, 15-20 % of
+    # a 1,000-record credit's time (bench/bench_ledger.py prints the collector's share)
+    import gc
+    gc.freeze()
     try:
         # Idle connections are closed after channel_timeout, checked every cleanup_interval:
         # with waitress' defaults (100 connections, 120 s, checked every 30 s) 110 idle
@@ -1295,19 +1300,6 @@ def serve(database_url, host, port, threads, connection_limit, channel_timeout, 
     finally:
         if supervisor is not None:
             supervisor.stop()
-
-
-def _steady_serving() -> None:
-    """Before serving: the objects made at start (the app, the methodologies, Polars,
-    SQLAlchemy's mappers: some 200,000) moved out of the cycle collector's sight
-    (gc.freeze), so that a full collection during a request walks only what requests
-    made. Measured: a full collection of a started app took 127 ms (at load 10 on the
-    shared 2-core machine), every thread stopped meanwhile; frozen, under a millisecond
-    (docs/api.md)."""
-    import gc
-
-    gc.collect()
-    gc.freeze()
 
 
 class _WorkerSupervisor:
@@ -1366,6 +1358,8 @@ def worker(database_url, once, parent):
     database = _database(database_url)
     running = Worker(database, parent_pid=parent)
     signal.signal(signal.SIGTERM, lambda *_: running.stop())
+    import gc
+    gc.freeze()  # as tanpu serve: what the worker holds once started is not walked again
     try:
         if once:
             running.run_once()
