@@ -174,22 +174,16 @@ class BatchEngine:
         it: each account's history windows (engine/batch/history.py
         `compute_with_state`), caps' period totals (rules.py `_cap`), counters' cap
         totals, counters' totals and rewards' remainders (counters.py) start from what it
-        remembers, and it is left updated, so a stream evaluated in pieces in time order
-        gives what it gives whole. The other cross-record rules (duplicates, overlaps,
-        flags, bonuses) take no state here: a methodology with one of them is refused
-        with a state (ValueError); the scalar engine carries theirs.
+        remembers, and so do duplicate keys, near duplicates, overlaps, flag and bonus
+        windows (rules.py `_with_state`: the reference's own judging, on the credited
+        records); it is left updated, so a stream evaluated in pieces in time order
+        gives what it gives whole.
 
         `duplicate_ids`: the positions (in the frame) of the records whose id an earlier
         record has, when the frame is part of a larger stream that decided them (Spark's
         account partitions: a repeated id may be another account's); they are DUPLICATE_ID
         and no rule counts them, but a history window still holds them, as it holds every
         record read (engine/history.py)."""
-        if state is not None:
-            r = self.plan.rules
-            if r.duplicates or r.overlaps or r.flags or r.bonuses or r.near_duplicates:
-                raise ValueError("the batch engine carries the state of history windows, caps, "
-                                 "counters and rewards only: evaluate a methodology with other "
-                                 "cross-record rules and a state with engine.Engine")
         if self.histories:  # a window reaches across chunks: the frame is one chunk
             parts = [self.per_record(frame, column_units, first_row, state)]
         else:
