@@ -21,7 +21,7 @@ For a city or province whose records live in a data lake. The results are those 
    (not `groupBy(account).applyInArrow`, which calls it once per account: see
    partition_results). With prior states (engine/state.py's AccountState JSON, one per account, as the ledger keeps
    them), the account's records and its state are cogrouped and judged after it by the
-   scalar engine, the one path that carries state; the posterior states come back beside
+   scalar engine (the reference); the posterior states come back beside
    the results (`evaluate_with_states`).
 
 Why this lives in engine/ (and tanpu/spark.py only re-exports it): it needs nothing but
