@@ -1,6 +1,7 @@
 """Balances of a region with many accounts below it (registry/accounts.py balances: one
-statement, a recursive CTE joined to credit_entries), on PostgreSQL, beside the same sum
-in plain SQL over a precomputed list of the subtree's ids (the reference).
+statement, the hierarchy's closure joined to credit_entries), on PostgreSQL, beside the
+same sum in hand-written SQL through psycopg: over the closure, and by walking parent_id
+with a recursive CTE (how balances() summed a subtree before migration 0014).
 
     .venv/bin/python bench/bench_accounts.py [--accounts 1000000] [--url postgresql+psycopg://...]
 
@@ -12,6 +13,7 @@ balances() (best of 3). Figures only: nothing asserts a timing.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 import uuid
@@ -24,6 +26,30 @@ import sqlalchemy as sa  # noqa: E402
 
 from registry import accounts, migrate  # noqa: E402
 from registry.db import Database  # noqa: E402
+
+
+# Hand-written SQL (psycopg, no SQLAlchemy) doing the same sum: over the closure (what
+# balances() does, without the own/below split and the reversals), and by walking the
+# hierarchy with a recursive CTE (what balances() did before the closure).
+REFERENCES = [
+    ("plain SQL over the closure",
+     "SELECT e.methodology_id, count(*), sum(e.reduction_mg), sum(e.points + e.bonus) "
+     "FROM account_ancestors t JOIN credit_entries e ON e.account = t.account "
+     "WHERE t.ancestor_id = %(region)s GROUP BY e.methodology_id"),
+    ("plain SQL walking parent_id (recursive CTE)",
+     "WITH RECURSIVE tree (id) AS (SELECT id FROM accounts WHERE id = %(region)s "
+     "UNION ALL SELECT a.id FROM accounts a JOIN tree ON a.parent_id = tree.id) "
+     "SELECT e.methodology_id, count(*), sum(e.reduction_mg), sum(e.points + e.bonus) "
+     "FROM tree JOIN credit_entries e ON e.account = CAST(tree.id AS VARCHAR) "
+     "GROUP BY e.methodology_id"),
+]
+
+
+def load() -> str:
+    try:
+        return "load average %.2f %.2f %.2f" % os.getloadavg()
+    except OSError:
+        return "load average unknown"
 
 
 def main() -> None:
@@ -66,6 +92,12 @@ def main() -> None:
                 "CASE WHEN g % 3 = 0 THEN 'm.bike' ELSE 'm.bus' END, '1.0.0', 'h', 'r' || g, "
                 "now(), 1000, 1, 0, 'credited', '', now() FROM generate_series(1, :n) g"),
                 {"units": args.units, "n": args.accounts})
+            # the closure as accounts.create writes it: each unit under the region, each
+            # individual under its unit and the region
+            c.execute(sa.text(
+                "INSERT INTO account_ancestors (ancestor_id, account, account_id, depth) "
+                "SELECT parent_id, CAST(id AS VARCHAR), id, 1 FROM accounts WHERE parent_id IS NOT NULL "
+                "UNION ALL SELECT 1, CAST(id AS VARCHAR), id, 2 FROM accounts WHERE kind = 'individual'"))
             c.execute(sa.text("ANALYZE"))
         print(f"{args.accounts:,} individuals under {args.units:,} units under one region, "
               f"one entry each: made in {time.perf_counter() - started:.1f} s")
@@ -86,13 +118,20 @@ def main() -> None:
                                             compile_kwargs={"literal_binds": True}))
                 for line in s.execute(sa.text("EXPLAIN (ANALYZE, BUFFERS) " + sql)).scalars():
                     print(line)
-        with db.engine.connect() as c:
-            ids = [str(i) for i in c.execute(sa.text("SELECT id FROM accounts")).scalars()]
-            t = time.perf_counter()
-            c.execute(sa.text("SELECT methodology_id, count(*), sum(reduction_mg), "
-                              "sum(points + bonus) FROM credit_entries WHERE account = ANY(:ids) "
-                              "GROUP BY methodology_id"), {"ids": ids}).all()
-            print(f"reference, the sum over a given list of ids: {(time.perf_counter() - t) * 1000:.0f} ms")
+        import psycopg
+        dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        with psycopg.connect(dsn) as conn:
+            for name, sql in REFERENCES:
+                runs = []
+                for _ in range(3):
+                    t = time.perf_counter()
+                    rows = conn.execute(sql, {"region": 1}).fetchall()
+                    runs.append(time.perf_counter() - t)
+                    conn.rollback()
+                assert sum(r[1] for r in rows) == args.accounts, rows
+                print(f"reference, {name}: best {min(runs) * 1000:.0f} ms "
+                      f"(runs: {', '.join(f'{x * 1000:.0f}' for x in runs)} ms)")
+        print(load())
     finally:
         db.dispose()
         with admin.connect() as c:

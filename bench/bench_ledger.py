@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import datetime as dt
+import gc
 import hashlib
 import json
 import os
@@ -199,6 +200,92 @@ def credit_timed(db, integrator: int, records: list[dict], split: list) -> dict:
     return answer
 
 
+def evaluated(db, records: list[dict]):
+    """The records evaluated per record as the API does (webui/api/service.py), outside
+    the clock of the registry-level run: [(engine, results, sent records, reason)]."""
+    from webui.api import service
+    with db.read() as s:
+        result = service.evaluate(s, METHODOLOGY, records, require_ids=True)
+    out = []
+    for group in result.groups:
+        results = [r for r in group.results if r.status != "invalid"]
+        sent = {str(result.records[i].get("id")): result.records[i] for i in group.indices}
+        out.append((group.engine, results, sent, group.reason))
+    return out
+
+
+def ledger_only(db, integrator: int, groups) -> int:
+    """The registry's part of a credit alone (registry/ledger.py credit), as
+    service.credit calls it: what the plain-SQL reference does."""
+    from registry import ledger
+    new = 0
+    with db.unit_of_work() as s:
+        for engine, results, sent, reason in groups:
+            new += len(ledger.credit(s, integrator, engine.ref, results, reason=reason,
+                                     engine=engine, records=sent).new)
+    return new
+
+
+class StatementClock:
+    """The time of each SQL statement the ledger sends (its text's first words), from
+    SQLAlchemy's cursor events: where the database's share of a credit goes."""
+
+    def __init__(self, engine):
+        self.engine, self.times, self.started = engine, {}, {}
+
+    def __enter__(self):
+        sa.event.listen(self.engine, "before_cursor_execute", self._before)
+        sa.event.listen(self.engine, "after_cursor_execute", self._after)
+        return self
+
+    def __exit__(self, *exc):
+        sa.event.remove(self.engine, "before_cursor_execute", self._before)
+        sa.event.remove(self.engine, "after_cursor_execute", self._after)
+
+    def _before(self, conn, cursor, statement, parameters, context, executemany):
+        self.started[id(conn)] = time.perf_counter()
+
+    def _after(self, conn, cursor, statement, parameters, context, executemany):
+        key = " ".join(statement.split())[:90]
+        n, total = self.times.get(key, (0, 0.0))
+        self.times[key] = (n + 1, total + time.perf_counter() - self.started.pop(id(conn)))
+
+    def report(self, wall: float) -> str:
+        lines = [f"  {total * 1000:8.1f} ms {n:5d}x  {key}" for key, (n, total) in
+                 sorted(self.times.items(), key=lambda kv: -kv[1][1])[:15]]
+        spent = sum(t for _, t in self.times.values())
+        return (f"SQL statements: {spent:.2f} s of {wall:.2f} s ({spent / wall:.0%}); "
+                f"the rest is Python\n" + "\n".join(lines))
+
+
+class GcClock:
+    """The time Python's garbage collector took during a run, per generation: a credit
+    makes many objects, and a collection of the oldest generation walks every object
+    the process holds."""
+
+    def __init__(self):
+        self.spent, self.count, self.started = [0.0, 0.0, 0.0], [0, 0, 0], 0.0
+
+    def _callback(self, phase, info):
+        if phase == "start":
+            self.started = time.perf_counter()
+        else:
+            self.spent[info["generation"]] += time.perf_counter() - self.started
+            self.count[info["generation"]] += 1
+
+    def __enter__(self):
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc):
+        gc.callbacks.remove(self._callback)
+
+    def report(self, wall: float) -> str:
+        return (f"garbage collection: {sum(self.spent):.2f} s of {wall:.2f} s "
+                f"(generations 0/1/2: {'/'.join(map(str, self.count))} collections, "
+                f"{'/'.join(f'{t:.2f}' for t in self.spent)} s)")
+
+
 def warm_accounts(db, integrator: int, prefix: str, accounts: int) -> None:
     """The accounts exist before timing (an integrator's people are mostly known)."""
     from registry import accounts as registry_accounts
@@ -257,9 +344,10 @@ class Reference:
             for account, text in cur.fetchall():
                 data = json.loads(text) if text else {}
                 states[account] = (set(data.get("keys", ())), dict(data.get("caps", {})))
-            cur.execute("SELECT record_id FROM credit_entries WHERE integrator_id = %s AND "
-                        "methodology_id = %s AND record_id = ANY(%s)",
-                        (self.integrator, METHODOLOGY, [row[0] for row in rows]))
+            cur.execute("SELECT e.record_id FROM unnest(%s::text[]) AS u(r) CROSS JOIN LATERAL "
+                        "(SELECT record_id FROM credit_entries WHERE integrator_id = %s AND "
+                        "methodology_id = %s AND record_id = u.r LIMIT 1) AS e",
+                        ([row[0] for row in rows], self.integrator, METHODOLOGY))
             present = {r for (r,) in cur.fetchall()}
             entries = []
             for record_id, account, order, when, mg in rows:  # the rules
@@ -375,7 +463,11 @@ def main() -> None:
     parser.add_argument("--http", action="store_true", help="the one-client case through Flask too")
     parser.add_argument("--profile", action="store_true",
                         help="cProfile the one-client ledger run (top functions printed)")
-    parser.add_argument("--only", choices=["batch", "clients", "latency"], default=None)
+    parser.add_argument("--only", choices=["registry", "batch", "clients", "latency"], default=None)
+    parser.add_argument("--no-freeze", action="store_true",
+                        help="no gc.freeze() once set up (tanpu serve and tanpu worker freeze at start)")
+    parser.add_argument("--statements", action="store_true",
+                        help="the time of each SQL statement of the registry-level run")
     args = parser.parse_args()
 
     made = connect(args.url)
@@ -415,8 +507,47 @@ def main() -> None:
         # a first request compiles the methodology and fills the caches
         ledger_run("warm", accounts=1000)(100)
         reference_run("refwarm", accounts=1000)(100)
+        if not args.no_freeze:
+            # as tanpu serve does once started: what the process holds now is never walked
+            # by the collector again (a collection of the oldest generation took 0.2-0.6 s
+            # of a 1,000-record credit's run here without it)
+            gc.freeze()
         per_client = max(100, args.accounts // args.clients)  # each client its own people
         size = 1000
+        if args.only in (None, "batch", "registry"):
+            # the registry alone: records evaluated before the clock, ledger.credit timed
+            s = stream("reg")
+            prepared = [evaluated(db, s.take(size)) for _ in range(args.batches)]
+            if not args.no_freeze:
+                gc.freeze()  # the prepared records too: a server does not hold them
+            clock = StatementClock(db.engine) if args.statements else None
+            profile = cProfile.Profile() if args.profile and args.only == "registry" else None
+            if profile:
+                profile.enable()
+            started = time.perf_counter()
+            with GcClock() as collector:
+                if clock:
+                    with clock:
+                        for groups in prepared:
+                            ledger_only(db, ours, groups)
+                else:
+                    for groups in prepared:
+                        ledger_only(db, ours, groups)
+            wall = time.perf_counter() - started
+            if profile:
+                profile.disable()
+            reg_rate = args.batches * size / wall
+            ref_rate = one_client(reference_run("refreg"), args.batches, size)
+            print(f"registry level (ledger.credit alone, evaluated before), one client, batches "
+                  f"of {size:,}: {reg_rate:,.0f} records/s (a request: {wall / args.batches * 1000:.0f} ms); "
+                  f"reference {ref_rate:,.0f} records/s; ratio {ref_rate / reg_rate:.2f}x; {load()}")
+            print(collector.report(wall))
+            if clock:
+                print(clock.report(wall))
+            if profile:
+                stats = pstats.Stats(profile)
+                stats.sort_stats("cumulative").print_stats(45)
+                stats.sort_stats("tottime").print_stats(30)
         if args.only in (None, "batch"):
             split: list = []
             run = ledger_run("one", split)  # its accounts made before the clock starts

@@ -99,7 +99,7 @@ class AccountState:
         the rules it does not have are written back unchanged (`others`)."""
         data: dict = dict(self.others)
         for rule, keys in zip(rules.duplicates, self.keys):
-            data[_name(rule)] = sorted(json.dumps(list(k), ensure_ascii=False) for k in keys)
+            data[_name(rule)] = sorted(_KEY.encode(list(k)) for k in keys)
         for rule, end, kept in zip(rules.overlaps, self.ends, self.intervals):
             data[_name(rule)] = {"end": end, "intervals": [list(iv) for iv in kept]}
         for rule, times in zip(rules.flags, self.flag_times):
@@ -118,7 +118,7 @@ class AccountState:
             data[history_name(history)] = window.to_data()
         for rule, events in zip(rules.near_duplicates, self.near):
             data[_name(rule)] = events.to_data()
-        return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return _TEXT.encode(data)
 
     @classmethod
     def from_json(cls, rules: CrossRecord, text: Optional[str]) -> "AccountState":
@@ -127,14 +127,12 @@ class AccountState:
         if not text:
             return state
         data = json.loads(text)
-        mine = {_name(rule) for rules_of_a_kind in (rules.duplicates, rules.overlaps, rules.flags,
-                                                    rules.bonuses, rules.caps, rules.near_duplicates,
-                                                    rules.counter_caps, rules.rewards)
-                for rule in rules_of_a_kind} | {_counter_name(name) for name in rules.counters}
-        mine |= {history_name(h) for h in rules.histories}
+        mine = _parts(rules)
         state.others = {name: part for name, part in data.items() if name not in mine}
         for j, rule in enumerate(rules.duplicates):
-            state.keys[j] = {tuple(json.loads(k)) for k in data.get(_name(rule), ())}
+            # each key is a JSON array's text: parsed all at once, as one array of them
+            state.keys[j] = {tuple(k) for k in json.loads(
+                "[" + ",".join(data.get(_name(rule), ())) + "]")}
         for j, rule in enumerate(rules.overlaps):
             part = data.get(_name(rule)) or {}
             state.ends[j] = part.get("end")
@@ -157,6 +155,34 @@ class AccountState:
         for j, rule in enumerate(rules.near_duplicates):
             state.near[j] = Events.from_data(data.get(_name(rule)))
         return state
+
+
+# json.dumps with any option makes a new encoder per call; the state is written for every
+# account of every credit (twice a key per duplicate rule), so the encoders are made once.
+# Their output is json.dumps' with the same options, byte for byte.
+_KEY = json.JSONEncoder(ensure_ascii=False)
+_TEXT = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _parts(rules: CrossRecord) -> frozenset:
+    """The names of the state's parts that `rules` own (the rest is another version's,
+    kept as it was), remembered per rules object as _name does: from_json runs for every
+    account of a credit."""
+    cached = _PARTS.get(id(rules))
+    if cached is not None and cached[0] is rules:
+        return cached[1]
+    mine = {_name(rule) for rules_of_a_kind in (rules.duplicates, rules.overlaps, rules.flags,
+                                                rules.bonuses, rules.caps, rules.near_duplicates,
+                                                rules.counter_caps, rules.rewards)
+            for rule in rules_of_a_kind} | {_counter_name(name) for name in rules.counters}
+    mine = frozenset(mine | {history_name(h) for h in rules.histories})
+    if len(_PARTS) >= 1024:
+        _PARTS.clear()
+    _PARTS[id(rules)] = (rules, mine)
+    return mine
+
+
+_PARTS: dict[int, tuple[object, frozenset]] = {}
 
 
 def _counter_name(name: str) -> str:

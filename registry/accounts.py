@@ -24,8 +24,10 @@ platform account, creating an individual on first sight, race-free.
 
 Balances are computed, never stored: the ledger's entries whose `account` is the
 platform account id (as text) of any account in the subtree, net of their reversals,
-summed by one statement (a recursive CTE joined to credit_entries and reversals), so they
-cannot disagree with the entries. `balances()` is the only computation of a balance:
+summed by one statement (the hierarchy's closure, AccountAncestor, joined to
+credit_entries and reversals), so they cannot disagree with the entries. The closure is
+the hierarchy's shape, kept by create and set_parent in their transaction; it holds no
+amount (models.AccountAncestor says why it is there). `balances()` is the only computation of a balance:
 the API's /balance and /wallet, the account page, redemption and reversal use it.
 
 Every change appends to the audit chain in the same transaction. Permissions are the
@@ -38,24 +40,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable, Optional, Sequence
 
-from sqlalchemy import String, cast, delete, func, literal, or_, select, text
+from sqlalchemy import (String, and_, delete, func, literal, literal_column, or_, select, text,
+                        union_all)
 from sqlalchemy.orm import Session
 
 from . import audit, bulk, users
 from .errors import Conflict, Invalid, InvalidTransition, NotFound
 from .models import (ACCOUNT_DOMAINS, ACCOUNT_KINDS, ACCOUNT_STATUSES, ACTIVE, CLOSED, FROZEN,
-                     INDIVIDUAL, INTEGRATOR, PARENT_KINDS, REGION, Account, AccountIdentity,
+                     INDIVIDUAL, INTEGRATOR, PARENT_KINDS, REGION, Account, AccountAncestor,
+                     AccountIdentity,
                      CreditEntry, Redemption, RetirementPart, Reversal, User, utcnow)
 from .users import require
 
 MAX_EXTERNAL_ID = 200
 MAX_NAME = 200
-MAX_DEPTH = 64  # a guard for the upward walk; real hierarchies are a few levels deep
 # pg_advisory_xact_lock key for hierarchy changes: 'tanpuacc' as a 64-bit int
 _PG_HIERARCHY_LOCK = int.from_bytes(b"tanpuacc", "big") & 0x7FFF_FFFF_FFFF_FFFF
-
-# The kinds that can have accounts below them.
-PARENTS = tuple(sorted({k for kinds in PARENT_KINDS.values() for k in kinds}))
 
 # Status changes by their names in the API, the CLI and the admin page.
 STATUS_ACTIONS = {"freeze": FROZEN, "unfreeze": ACTIVE, "close": CLOSED}
@@ -159,46 +159,61 @@ def identities(session: Session, account_id: int,
                                                AccountIdentity.external_id)))
 
 
-def _subtree(account_id: int):
-    """A recursive CTE of the ids (and kinds) of the account and everything below it,
-    one level per step by ix_accounts_parent_id_kind_id. Only units and regions have
-    accounts below them, so the step looks for children of those alone: the million
-    individuals at the bottom of a region are found, never probed for children of their
-    own (which made the walk four times slower)."""
-    table = Account.__table__
-    tree = (select(table.c.id, table.c.kind).where(table.c.id == account_id)
-            .cte("subtree", recursive=True))
-    return tree.union_all(select(table.c.id, table.c.kind)
-                          .join(tree, table.c.parent_id == tree.c.id)
-                          .where(tree.c.kind.in_(PARENTS)))
-
-
 def subtree_keys(account_id: int):
     """A SELECT of the ledger keys (the account ids as text, what credit_entries.account
-    holds) of the account and everything below it: the statement and the period balances
-    of a subtree filter entries by it, as balance_statement joins them."""
-    tree = _subtree(account_id)
-    return select(cast(tree.c.id, String))
+    holds) of the account and everything below it, from the closure (AccountAncestor):
+    the statement and the period balances of a subtree filter entries by it."""
+    table = AccountAncestor.__table__
+    return union_all(select(table.c.account).where(table.c.ancestor_id == account_id),
+                     select(literal(str(account_id), String)))
 
 
 def descendants(session: Session, account_id: int) -> list[int]:
     """The ids of every account below `account_id` (not itself), by id."""
-    tree = _subtree(account_id)
-    return list(session.scalars(select(tree.c.id).where(tree.c.id != account_id)
-                                .order_by(tree.c.id)))
+    table = AccountAncestor.__table__
+    return list(session.scalars(select(table.c.account_id)
+                                .where(table.c.ancestor_id == account_id)
+                                .order_by(table.c.account_id)))
 
 
 def ancestors(session: Session, account_id: int) -> list[Account]:
     """The chain of parents, the top first (not the account itself): breadcrumbs."""
-    table = Account.__table__
-    up = (select(table.c.id, table.c.parent_id, literal(0).label("depth"))
-          .where(table.c.id == account_id).cte("ancestors", recursive=True))
-    up = up.union_all(select(table.c.id, table.c.parent_id, up.c.depth + 1)
-                      .join(up, table.c.id == up.c.parent_id).where(up.c.depth < MAX_DEPTH))
-    rows = session.execute(select(up.c.id, up.c.depth).where(up.c.depth > 0)).all()
-    ids = [r.id for r in sorted(rows, key=lambda r: -r.depth)]
+    table = AccountAncestor.__table__
+    rows = session.execute(select(table.c.ancestor_id, table.c.depth)
+                           .where(table.c.account_id == account_id)).all()
+    ids = [r.ancestor_id for r in sorted(rows, key=lambda r: -r.depth)]
     found = {a.id: a for a in session.scalars(select(Account).where(Account.id.in_(ids)))}
     return [found[i] for i in ids]
+
+
+# The closure's rows of an account and its subtree, rewritten when it is placed under a
+# parent (made, or moved): those linking the subtree to the ancestors above the account
+# go, and every (ancestor of the new parent or the parent itself) x (the account or an
+# account below it) pair comes, its depth the sum of both sides'. Plain SQL that SQLite
+# and PostgreSQL read alike; the subqueries are not correlated, so each runs once.
+_DETACH = text(
+    "DELETE FROM account_ancestors WHERE ancestor_id IN "
+    "(SELECT ancestor_id FROM account_ancestors WHERE account = :key) "
+    "AND (account = :key OR account IN "
+    "(SELECT account FROM account_ancestors WHERE ancestor_id = :id))")
+_ATTACH = text(
+    "INSERT INTO account_ancestors (ancestor_id, account, account_id, depth) "
+    "SELECT up.ancestor_id, down.account, down.account_id, up.depth + down.depth "
+    "FROM (SELECT ancestor_id, depth + 1 AS depth FROM account_ancestors WHERE account = :parent_key "
+    "      UNION ALL SELECT CAST(:parent AS INTEGER), 1) AS up "
+    "CROSS JOIN (SELECT account, account_id, depth FROM account_ancestors WHERE ancestor_id = :id "
+    "      UNION ALL SELECT CAST(:key AS VARCHAR(200)), CAST(:id AS INTEGER), 0) AS down")
+
+
+def _place(session: Session, account_id: int, parent_id: Optional[int], moved: bool) -> None:
+    """The closure after `account_id` is put under `parent_id` (None: the top); `moved`:
+    it had a place before (set_parent), a new account has none. Under the hierarchy's
+    lock (_lock_hierarchy), so that the parent's ancestors read here are not being moved."""
+    keys = {"id": account_id, "key": str(account_id)}
+    if moved:
+        session.execute(_DETACH, keys)
+    if parent_id is not None:
+        session.execute(_ATTACH, {**keys, "parent": parent_id, "parent_key": str(parent_id)})
 
 
 # ---------------------------------------------------------------- balances
@@ -264,27 +279,56 @@ class Balances:
                 "points_balance": self.points_balance, "retirable_mg": self.retirable_mg}
 
 
-def balance_statement(account_id: int, subtree: bool = True):
-    """The one statement of balances(): (methodology, own?, entries, mg, points, reversed
-    entries, reversed mg, reversed points) rows. Each entry is joined to its reversal (at
-    most one: UNIQUE entry_id)."""
+def with_reversals():
+    """credit_entries joined to their reversals (at most one each: UNIQUE entry_id), the
+    one way a balance takes reversals into account: balances() and the per-period
+    balances (statements.period_balances) both read entries through it, so an entry
+    reversed is netted out of both the same way (a reversal counts against its entry,
+    in the entry's account, methodology and period)."""
     entries = CreditEntry.__table__
     reversals = Reversal.__table__
-    own = (entries.c.account == str(account_id)).label("own")
-    columns = (entries.c.methodology_id, own, func.count(),
-               func.coalesce(func.sum(entries.c.reduction_mg), 0),
-               func.coalesce(func.sum(entries.c.points + entries.c.bonus), 0),
-               func.count(reversals.c.id),
-               func.coalesce(func.sum(reversals.c.reduction_mg), 0),
-               func.coalesce(func.sum(reversals.c.points + reversals.c.bonus), 0))
-    joined = entries.outerjoin(reversals, reversals.c.entry_id == entries.c.id)
+    return entries.outerjoin(reversals, reversals.c.entry_id == entries.c.id), reversals
+
+
+def balance_statement(account_id: int, subtree: bool = True):
+    """The one statement of balances(): (methodology, own?, entries, mg, points, reversed
+    entries, reversed mg, reversed points) rows, several per methodology, to be added up:
+    the entries' totals and the reversals' totals come in rows of their own. A reversal
+    holds its entry's account and amounts (with_reversals' join, per entry, is what the
+    per-period balances need), so the million entries of a region are summed without
+    a join to reversals; only the few reversals are joined to their entries, for the
+    methodology. The account's own rows by the `account` indexes; those below it by the
+    closure's rows of the account (AccountAncestor: its primary key's prefix) joined on
+    `account`, text to text: one hash join, no walk of the hierarchy."""
+    entries = CreditEntry.__table__
+    reversals = Reversal.__table__
+    tree = AccountAncestor.__table__
+    zero = literal_column("0")
+
+    def part(own: str, source, on_account, of_reversals: bool):
+        if of_reversals:
+            numbers = (zero, zero, zero, func.count(reversals.c.id),
+                       func.coalesce(func.sum(reversals.c.reduction_mg), 0),
+                       func.coalesce(func.sum(reversals.c.points + reversals.c.bonus), 0))
+            source = source.join(entries, entries.c.id == reversals.c.entry_id)
+        else:
+            numbers = (func.count(), func.coalesce(func.sum(entries.c.reduction_mg), 0),
+                       func.coalesce(func.sum(entries.c.points + entries.c.bonus), 0),
+                       zero, zero, zero)
+        query = select(entries.c.methodology_id, literal_column(own).label("own"), *numbers)
+        if own == "1":
+            query = query.select_from(source).where(on_account == str(account_id))
+        else:
+            query = query.select_from(source.join(tree, and_(
+                tree.c.account == on_account, tree.c.ancestor_id == account_id)))
+        return query.group_by(entries.c.methodology_id)
+
+    parts = [part("1", entries, entries.c.account, False),
+             part("1", reversals, reversals.c.account, True)]
     if subtree:
-        tree = _subtree(account_id)
-        joined = joined.join(tree, entries.c.account == cast(tree.c.id, String))
-        query = select(*columns).select_from(joined)
-    else:
-        query = select(*columns).select_from(joined).where(entries.c.account == str(account_id))
-    return query.group_by(entries.c.methodology_id, own)
+        parts += [part("0", entries, entries.c.account, False),
+                  part("0", reversals, reversals.c.account, True)]
+    return union_all(*parts)
 
 
 def remaining_mg():
@@ -301,11 +345,11 @@ def balances(session: Session, account_id: int, *, subtree: bool = True,
     """The totals of the account and of its subtree, net of reversals, per methodology
     too; its redeemed points and points balance; the grams it can retire.
 
-    One statement for the totals: the subtree's ids (a recursive CTE), joined to
-    credit_entries on `account` = the id as text (the ledger stores str(account.id)) and
-    to reversals on the entry, grouped by methodology and by whether the entry is the
-    account's own. No loop per account, so a region with a million accounts below it
-    costs one scan of each table at most. `subtree=False`: the account's own only (the
+    One statement for the totals (balance_statement): the account's own entries, and the
+    closure's rows of the accounts below it joined to credit_entries on `account` (the
+    ledger stores str(account.id)), each joined to reversals on the entry and grouped by
+    methodology. No loop per account and no walk of the hierarchy, so a region with a
+    million accounts below it costs one scan of its closure rows and of the entries. `subtree=False`: the account's own only (the
     subtree totals are then its own), for checks under the account's lock."""
     get(session, account_id)
     rows = session.execute(balance_statement(account_id, subtree)).all()
@@ -382,12 +426,15 @@ def create(session: Session, actor: Optional[User | int], kind: str,
         require(users.can_create_account(actor))
     _check(kind, ACCOUNT_KINDS, "kind")
     domains, name = _domains(domains), _name(name)
+    if parent_id is not None:
+        _lock_hierarchy(session)  # the parent's ancestors, copied below, stay where they are
     _check_parent(session, actor, kind, parent_id)
     now = utcnow()
     account = Account(kind=kind, parent_id=parent_id, name=name, domains=domains, status=ACTIVE,
                       created_by=actor.id if actor else None, created_at=now, updated_at=now)
     session.add(account)
     session.flush()
+    _place(session, account.id, parent_id, moved=False)
     audit.append(session, actor, "account.create", "account", account.id,
                  {"kind": kind, "parent": parent_id, "name": name, "domains": domains})
     return account
@@ -435,7 +482,9 @@ def set_parent(session: Session, actor: Optional[User | int], account_id: int,
     if account.parent_id == parent_id:
         return account
     _check_parent(session, actor, account.kind, parent_id, account.id)
-    return _set(session, actor, account, "parent_id", parent_id)
+    account = _set(session, actor, account, "parent_id", parent_id)
+    _place(session, account.id, parent_id, moved=True)
+    return account
 
 
 def update(session: Session, actor: Optional[User | int], account_id: int, *,

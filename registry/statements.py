@@ -21,7 +21,10 @@ many entries, and new ones arrive while it is read, which an offset would skip o
 Balances per period are summed in Python from the entries' activity times: a period is a
 calendar day, week (Monday first, as the caps count), month or year of a time zone
 (default dsl.zones.DEFAULT_TIMEZONE), and local calendars cannot be computed the same way
-in SQLite and PostgreSQL. The entries are read as rows, a chunk at a time, bounded by
+in SQLite and PostgreSQL. They are net of reversals, as every balance: the entries are
+read joined to their reversals by accounts.with_reversals, the join accounts.balances
+uses, and a reversal counts in its entry's period (the period whose cap it gives back),
+not the day it was made; so a month's rows add up to the all-time balance. The entries are read as rows, a chunk at a time, bounded by
 `from`/`to`; the all-time totals of a large subtree are accounts.balances' (one SQL
 statement).
 """
@@ -176,15 +179,24 @@ def statement(session: Session, actor, account_id: int, *, after: Optional[int] 
 class PeriodRow:
     period: str  # 2024-06-20, 2024-W25, 2024-06, 2024
     methodology: str
-    reduction_mg: int = 0
-    points: int = 0  # without bonuses
-    bonus: int = 0
-    entries: int = 0
+    reduction_mg: int = 0  # net of reversals, as every balance (accounts.with_reversals)
+    points: int = 0  # without bonuses, net of reversals
+    bonus: int = 0  # net of reversals
+    entries: int = 0  # every entry, reversed ones too
+    reversed_entries: int = 0
+    reversed_mg: int = 0
+    reversed_points: int = 0  # with bonuses
 
     def to_dict(self) -> dict:
         return {"period": self.period, "methodology": self.methodology,
                 "reduction_mg": self.reduction_mg, "reduction_kg": self.reduction_mg / 1_000_000,
-                "points": self.points, "bonus": self.bonus, "entries": self.entries}
+                "points": self.points, "bonus": self.bonus, "entries": self.entries,
+                "reversed_entries": self.reversed_entries, "reversed_mg": self.reversed_mg,
+                "reversed_points": self.reversed_points}
+
+
+_SUMMED = ("reduction_mg", "points", "bonus", "entries", "reversed_entries", "reversed_mg",
+           "reversed_points")
 
 
 @dataclass
@@ -199,12 +211,9 @@ class PeriodBalances:
         """Period -> the counters over every methodology."""
         out: dict[str, dict[str, int]] = {}
         for row in self.rows:
-            t = out.setdefault(row.period, {"reduction_mg": 0, "points": 0, "bonus": 0,
-                                            "entries": 0})
-            t["reduction_mg"] += row.reduction_mg
-            t["points"] += row.points
-            t["bonus"] += row.bonus
-            t["entries"] += row.entries
+            t = out.setdefault(row.period, dict.fromkeys(_SUMMED, 0))
+            for name in _SUMMED:
+                t[name] += getattr(row, name)
         return out
 
     def to_dict(self) -> dict:
@@ -235,7 +244,8 @@ def period_balances(session: Session, actor, account_id: int, period: str = "mon
                     end: Optional[dt.datetime] = None, subtree: bool = False) -> PeriodBalances:
     """Reduction (mg), points and bonus points of the account (with `subtree`, of the
     accounts below it too) per calendar period of the entries' activity times and per
-    methodology. An integrator's are its own entries' only."""
+    methodology, net of reversals (module docstring). An integrator's are its own
+    entries' only."""
     if period not in PERIODS:
         raise Invalid(f"period: one of {', '.join(PERIODS)}")
     try:
@@ -243,11 +253,14 @@ def period_balances(session: Session, actor, account_id: int, period: str = "mon
     except Exception:  # ZoneInfoNotFoundError, ValueError
         raise Invalid(f"timezone: no time zone {timezone!r}") from None
     actor, where = _keys(session, actor, account_id, subtree)
+    joined, reversals = accounts.with_reversals()
     query = _between(_scope(select(CreditEntry.activity_time, CreditEntry.methodology_id,
                                    CreditEntry.reduction_mg, CreditEntry.points,
-                                   CreditEntry.bonus).where(where), actor), start, end)
+                                   CreditEntry.bonus, reversals.c.id, reversals.c.reduction_mg,
+                                   reversals.c.points, reversals.c.bonus)
+                            .select_from(joined).where(where), actor), start, end)
     sums: dict[tuple[str, str], PeriodRow] = {}
-    for when, methodology, mg, points, bonus in session.execute(
+    for when, methodology, mg, points, bonus, reversal, r_mg, r_points, r_bonus in session.execute(
             query.execution_options(yield_per=5000)):
         key = (period_label(when, period, zone), methodology)
         row = sums.get(key)
@@ -257,6 +270,13 @@ def period_balances(session: Session, actor, account_id: int, period: str = "mon
         row.points += int(points)
         row.bonus += int(bonus or 0)
         row.entries += 1
+        if reversal is not None:
+            row.reduction_mg -= int(r_mg)
+            row.points -= int(r_points)
+            row.bonus -= int(r_bonus or 0)
+            row.reversed_entries += 1
+            row.reversed_mg += int(r_mg)
+            row.reversed_points += int(r_points) + int(r_bonus or 0)
     return PeriodBalances(account_id, period, timezone, subtree,
                           [sums[k] for k in sorted(sums)])
 

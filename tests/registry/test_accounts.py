@@ -14,7 +14,9 @@ import sqlalchemy as sa
 
 from registry import accounts, audit, users
 from registry.errors import Conflict, Forbidden, Invalid, InvalidTransition, NotFound
-from registry.models import Account, AccountIdentity, AuditEntry, CreditBatch, CreditEntry
+from registry.models import PARENT_KINDS
+from registry.models import (Account, AccountAncestor, AccountIdentity, AuditEntry, CreditBatch,
+                             CreditEntry)
 from tests.registry.helpers import METHODOLOGY
 
 NOW = dt.datetime(2024, 5, 20, tzinfo=dt.timezone.utc)
@@ -367,6 +369,13 @@ def test_balances_of_a_region_with_100k_accounts_below_it(reg):
                                        for _ in range(1000)])
         people = c.execute(sa.select(table.c.id).where(table.c.kind == "individual")
                            .order_by(table.c.id)).scalars().all()
+        # the closure as accounts.create would have made it (rows written directly here)
+        parent = dict(c.execute(sa.select(table.c.id, table.c.parent_id)
+                                .where(table.c.kind == "individual")).all())
+        c.execute(sa.insert(AccountAncestor.__table__), [
+            *({"ancestor_id": region, "account": str(u), "account_id": u, "depth": 1} for u in units),
+            *({"ancestor_id": parent[p], "account": str(p), "account_id": p, "depth": 1} for p in people),
+            *({"ancestor_id": region, "account": str(p), "account_id": p, "depth": 2} for p in people)])
     put_entries(reg, [(p, "a", 1000, 1, 0) for p in people])
     with reg.db.read() as s:
         started = time.perf_counter()
@@ -376,3 +385,45 @@ def test_balances_of_a_region_with_100k_accounts_below_it(reg):
           f"({reg.db.dialect}): {elapsed * 1000:.0f} ms")
     assert (total.subtree.entries, total.subtree.reduction_mg) == (100_000, 100_000_000)
     assert total.own.entries == 0
+
+
+def test_the_closure_follows_every_creation_and_move_as_the_parents_say(reg):
+    """Differential: after random creations and moves (whole subtrees, to the top and
+    back), the closure (AccountAncestor, which balances, statements, descendants and
+    ancestors read) holds exactly the pairs a walk up accounts.parent_id finds, with
+    their depths; and every account's subtree balance is the sum over that walk."""
+    import random
+    rng = random.Random(1413)
+    made = [make(reg, "region")]
+    kinds = {made[0]: "region"}
+    for _ in range(24):
+        kind = rng.choice(["region", "unit", "unit", "individual", "project"])
+        parents = [a for a in made if kinds[a] in PARENT_KINDS[kind]] + [None]
+        account = make(reg, kind, rng.choice(parents))
+        made.append(account)
+        kinds[account] = kind
+    for _ in range(30):
+        account = rng.choice(made)
+        parents = [a for a in made if kinds[a] in PARENT_KINDS[kinds[account]]] + [None]
+        with reg.uow() as s:
+            try:
+                accounts.set_parent(s, reg.admin, account, rng.choice(parents))
+            except Invalid:  # a region under itself: refused, nothing changed
+                s.rollback()
+    put_entries(reg, [(a, "a", 1000 * (n + 1), n, 0) for n, a in enumerate(made)])
+    with reg.db.read() as s:
+        parent = dict(s.execute(sa.select(Account.id, Account.parent_id)).all())
+        walked = set()
+        for account in made:
+            up, depth = parent[account], 1
+            while up is not None:
+                walked.add((up, str(account), account, depth))
+                up, depth = parent[up], depth + 1
+        stored = set(s.execute(sa.select(AccountAncestor.ancestor_id, AccountAncestor.account,
+                                         AccountAncestor.account_id, AccountAncestor.depth)).all())
+        assert stored == walked
+        for account in made:
+            below = sorted(a for (top, _, a, _) in walked if top == account)
+            assert accounts.descendants(s, account) == below
+            assert accounts.balances(s, account).subtree.reduction_mg == sum(
+                1000 * (made.index(a) + 1) for a in [account, *below])

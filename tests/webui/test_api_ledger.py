@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from registry import accounts, verify
+from registry.models import CreditEntry
 from tanpu.cli import main
 from tests.webui.reviewkit import *  # noqa: F401,F403 - fixtures
 from tests.webui.reviewkit import METHODOLOGY, source
@@ -204,6 +205,42 @@ def test_balances_per_period_add_up_to_the_accounts_balance(world, reg):
     assert all(t["period"].startswith("2024-W") for t in weeks["totals"])
     bad = get(web, bus, f"/api/v1/accounts/{person}/balances?period=hour", status=422)
     assert bad["code"] == "invalid"
+
+
+def test_balances_per_period_are_net_of_reversals_as_the_accounts_balance(world, reg):
+    """A reversal counts in its entry's period: each period loses what its entry gave,
+    the other periods are unchanged, and the periods still add up to accounts.balances
+    (one balance computation, accounts.with_reversals)."""
+    web, bus, app, person, unit = world
+    from registry import reversals, statements
+    with reg.db.read() as s:
+        before = statements.period_balances(s, None, person, "month").totals()
+        entry = max((e for e in s.scalars(sa.select(CreditEntry).where(
+            CreditEntry.account == str(person), CreditEntry.reduction_mg > 0))),
+            key=lambda e: (e.points + e.bonus, e.id))
+        month = statements.period_label(entry.activity_time, "month",
+                                        statements.zone_of("Asia/Shanghai"))
+    with reg.uow() as s:
+        reversals.reverse(s, reg.admin, entry.id, reason="fraud (test)")
+    with reg.db.read() as s:
+        after = statements.period_balances(s, None, person, "month").totals()
+        own = accounts.balances(s, person).own
+        subtree = statements.period_balances(s, None, unit, "month", subtree=True).totals()
+    assert after[month]["reduction_mg"] == before[month]["reduction_mg"] - entry.reduction_mg
+    assert after[month]["points"] == before[month]["points"] - entry.points
+    assert after[month]["bonus"] == before[month]["bonus"] - entry.bonus
+    assert after[month]["reversed_entries"] == 1
+    assert after[month]["reversed_mg"] == entry.reduction_mg
+    assert after[month]["reversed_points"] == entry.points + entry.bonus
+    assert after[month]["entries"] == before[month]["entries"]  # the entry is still there
+    assert {p: t for p, t in after.items() if p != month} == \
+        {p: t for p, t in before.items() if p != month}
+    assert sum(t["reduction_mg"] for t in after.values()) == own.reduction_mg
+    assert sum(t["points"] + t["bonus"] for t in after.values()) == own.points
+    assert subtree == after  # the unit has nothing but the person below it
+    months = get(web, bus, f"/api/v1/accounts/{person}/balances?period=month")
+    mine = [i for i in months["items"] if i["period"] == month]
+    assert sum(i["reversed_entries"] for i in mine) == (1 if entry.integrator_id == reg.integrator else 0)
 
 
 def test_credits_are_read_back_by_record_and_by_batch_by_their_integrator_only(world, reg):
