@@ -180,7 +180,9 @@ class ExplanationStep(Response):
     shown: Optional[str] = None
 
 
-class ResultRow(Response):
+class _ResultFields(Response):
+    """What every result row says, whether its version is named in the row (ResultRow)
+    or once for its group (CompactResultRow): one list of fields for both."""
     index: int = Field(description="the record's index in `records`")
     id: Optional[str]
     account: Optional[str]
@@ -193,6 +195,9 @@ class ResultRow(Response):
     points: int
     bonus: int
     flags: list[str]
+
+
+class ResultRow(_ResultFields):
     methodology: str
     version: str
     content_hash: str
@@ -201,21 +206,9 @@ class ResultRow(Response):
     explanation_text: Optional[str] = None
 
 
-class CompactResultRow(Response):
+class CompactResultRow(_ResultFields):
     """A result of a `compact` request: a ResultRow whose methodology, version,
     content_hash and applicability are those of `groups[group]`."""
-    index: int = Field(description="the record's index in `records`")
-    id: Optional[str]
-    account: Optional[str]
-    time: Optional[str]
-    status: str
-    code: str
-    message: str
-    reduction_mg: int
-    reduction_kg: float
-    points: int
-    bonus: int
-    flags: list[str]
     group: int = Field(description="its version's index in `groups`")
     explanation: Optional[list[ExplanationStep]] = None
     explanation_text: Optional[str] = None
