@@ -41,34 +41,55 @@ def humanize(trace: list[dict], timezone: str = "") -> list[dict]:
     return trace
 
 
-def render(trace: list[dict], timezone: str = "") -> list[str]:
+# kind -> the line's text in English; engine/explain_zh.py has the same in Chinese
+LINES = {
+    "input": "  input      {name} = {shown}",
+    "parameter": "  parameter  {name}{key} = {shown}   in force from {from_}; source: {source}{tag}",
+    "let": "  let        {name} = {shown}{note}   line {line}",
+    "output": "  output     {name} = {shown}{note}   line {line}",
+    "counter": "  counter    {name} = {shown}{note}   line {line}",
+    "history": "  history    {name} = {value}   {window}, line {line}",
+    "require": "  require    {code} {verdict}   line {line}",
+    "rule": "  rule       {status} {code}: {message}",
+    "counted": "  counted    {name} + {amount}{unit}   account total {total}",
+    "reward": "  reward     {name} × {count} = {value}   every {every} {source}; {remainder} kept",
+}
+
+
+def render(trace: list[dict], timezone: str = "", lang: str = "en") -> list[str]:
+    """The explanation as lines of text, in English or (lang "zh") Chinese: the words are
+    translated, the names, values, units and codes are not."""
+    if lang == "zh":
+        from . import explain_zh
+        lines_of, word, message = explain_zh.LINES, explain_zh.WORDS.get, explain_zh.message
+    else:
+        lines_of, word, message = LINES, None, None
+
+    def w(text: str) -> str:
+        return (word(text) or text) if word else text
+
     lines = []
     for step in humanize(trace, timezone):
         kind = step["kind"]
-        if kind == "input":
-            lines.append(f"  input      {step['name']} = {step['shown']}")
-        elif kind == "parameter":
-            key = f"[{', '.join(map(str, step['key']))}]" if step["key"] else ""
-            tag = f" [{step['tag']}]" if step.get("tag") else ""
-            lines.append(f"  parameter  {step['name']}{key} = {step['shown']}   "
-                         f"in force from {step['from']}; source: {step['source']}{tag}")
+        if kind not in lines_of:
+            continue
+        fields = {k: v for k, v in step.items() if k != "kind"}
+        if kind == "parameter":
+            fields["key"] = f"[{', '.join(map(str, step['key']))}]" if step["key"] else ""
+            fields["tag"] = f" [{step['tag']}]" if step.get("tag") else ""
+            fields["from_"] = step["from"]
         elif kind in ("let", "output", "counter"):
-            note = f" ({step['note']})" if step.get("note") else ""
-            lines.append(f"  {kind:<10} {step['name']} = {step['shown']}{note}   line {step['line']}")
+            fields["note"] = f" ({w(step['note'])})" if step.get("note") else ""
         elif kind == "history":
-            value = step["shown"] if step.get("status") == 0 else "none (short or empty)"
-            lines.append(f"  history    {step['name']} = {value}   {step['window']}, line {step['line']}")
+            fields["value"] = step["shown"] if step.get("status") == 0 else w("none (short or empty)")
         elif kind == "require":
-            verdict = "passed" if step["passed"] else "FAILED"
-            lines.append(f"  require    {step['code']} {verdict}   line {step['line']}")
+            fields["verdict"] = w("passed" if step["passed"] else "FAILED")
         elif kind == "rule":
-            lines.append(f"  rule       {step['status']} {step['code']}: {step['message']}")
-        elif kind == "counted":  # engine/counters.py: what the record added, after caps
-            lines.append(f"  counted    {step['name']} + {step['amount']} {step['unit']}".rstrip()
-                         + f"   account total {step['total']}")
-        elif kind == "reward":
-            lines.append(f"  reward     {step['name']} × {step['count']} = {step['value']}   "
-                         f"every {step['every']} {step['source']}; {step['remainder']} kept")
+            fields["status"] = w(str(step["status"]))
+            fields["message"] = message(step["message"]) if message else step["message"]
+        elif kind == "counted":
+            fields["unit"] = f" {step['unit']}" if step.get("unit") else ""
+        lines.append(lines_of[kind].format(**fields))
     return lines
 
 

@@ -624,3 +624,28 @@ def counter_totals(session: Session, account: str) -> dict[str, int]:
         for name, amount in parse_moved(text.split(";")).items():
             totals[name] = totals.get(name, 0) + amount
     return totals
+
+
+def recent_records(session: Session, methodology_id: str, *, days: int = 30,
+                   limit: int = 2000) -> list[dict]:
+    """The records credited under a methodology (any version) in the last `days` days, as
+    they were sent, anonymised: accounts and record ids replaced by `acct-N` / `rec-N` in
+    order of appearance (the impact preview of a new version runs on them; issue 15)."""
+    since = utcnow() - dt.timedelta(days=days)
+    texts = session.scalars(select(CreditEntry.record).where(
+        CreditEntry.methodology_id == methodology_id, CreditEntry.credited_at >= since,
+        CreditEntry.record.isnot(None)).order_by(CreditEntry.id.desc()).limit(limit))
+    accounts_seen: dict[str, str] = {}
+    out = []
+    for n, text in enumerate(reversed(list(texts)), start=1):
+        try:
+            record = json.loads(text)
+        except ValueError:
+            continue
+        if not isinstance(record, dict):
+            continue
+        account = str(record.get("account", ""))
+        record["account"] = accounts_seen.setdefault(account, f"acct-{len(accounts_seen) + 1}")
+        record["id"] = f"rec-{n}"
+        out.append(record)
+    return out

@@ -849,3 +849,103 @@ class WebhookDelivery(Base):
     last_error: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     delivered_at: Mapped[Optional[dt.datetime]] = mapped_column(UTCDateTime)
+
+
+# ---------------------------------------------------------------- review like a pull request
+class CommentReply(Base):
+    """A reply's thread: the comment it answers is the thread's first comment (replies to a
+    reply join the same thread). Append-only, like comments (migration 0015)."""
+
+    __tablename__ = "comment_replies"
+
+    comment_id: Mapped[int] = mapped_column(ForeignKey("comments.id"), primary_key=True)
+    thread_id: Mapped[int] = mapped_column(ForeignKey("comments.id"), index=True)
+
+
+class ThreadResolution(Base):
+    """A thread resolved or reopened, by whom and when. Append-only: the last row of a
+    thread says whether it is resolved, the rows before are its history."""
+
+    __tablename__ = "thread_resolutions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    thread_id: Mapped[int] = mapped_column(ForeignKey("comments.id"), index=True)
+    resolved: Mapped[bool] = mapped_column(Boolean)
+    actor_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    actor: Mapped[User] = relationship()
+
+
+class CommentSpan(Base):
+    """The lines a comment is about when there are several, and a suggested change: the
+    text that would replace lines first_line..last_line (`original`: those lines as they
+    were when suggested, so that applying checks they have not changed since). Written
+    once; applied_* are set once, when the author applies the suggestion."""
+
+    __tablename__ = "comment_spans"
+    __table_args__ = (CheckConstraint("first_line >= 1 AND last_line >= first_line",
+                                      name="lines"),)
+
+    comment_id: Mapped[int] = mapped_column(ForeignKey("comments.id"), primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("methodology_versions.id"), index=True)
+    first_line: Mapped[int] = mapped_column(Integer)
+    last_line: Mapped[int] = mapped_column(Integer)
+    original: Mapped[str] = mapped_column(Text)
+    suggestion: Mapped[Optional[str]] = mapped_column(Text)
+    applied_at: Mapped[Optional[dt.datetime]] = mapped_column(UTCDateTime)
+    applied_by: Mapped[Optional[int]] = mapped_column(ForeignKey("users.id"))
+    applied_content_hash: Mapped[Optional[str]] = mapped_column(String(80))
+
+
+class CommentEdit(Base):
+    """A comment edited (its new body) or deleted by its author. Append-only: the comment
+    row keeps what was first written, the last edit is what is shown, and the audit chain
+    has each."""
+
+    __tablename__ = "comment_edits"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    comment_id: Mapped[int] = mapped_column(ForeignKey("comments.id"), index=True)
+    body: Mapped[str] = mapped_column(Text)
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ReviewDraft(Base):
+    """A comment of a pending review: seen only by its author until they submit the
+    review with a verdict, when every draft becomes a comment in one transaction (and the
+    draft row goes)."""
+
+    __tablename__ = "review_drafts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("methodology_versions.id"), index=True)
+    author_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    body: Mapped[str] = mapped_column(Text)
+    first_line: Mapped[Optional[int]] = mapped_column(Integer)
+    last_line: Mapped[Optional[int]] = mapped_column(Integer)
+    suggestion: Mapped[Optional[str]] = mapped_column(Text)
+    reply_to: Mapped[Optional[int]] = mapped_column(ForeignKey("comments.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Notification(Base):
+    """Something that waits for a user (a review to do, a comment on their version, ...):
+    listed in the web UI until read, and e-mailed once when SMTP is configured
+    (registry.notifications)."""
+
+    __tablename__ = "notifications"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    version_id: Mapped[Optional[int]] = mapped_column(ForeignKey("methodology_versions.id"))
+    actor_id: Mapped[Optional[int]] = mapped_column(ForeignKey("users.id"))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    read_at: Mapped[Optional[dt.datetime]] = mapped_column(UTCDateTime)
+    emailed_at: Mapped[Optional[dt.datetime]] = mapped_column(UTCDateTime)
+
+    actor: Mapped[Optional[User]] = relationship(foreign_keys=[actor_id])
+    version: Mapped[Optional[MethodologyVersion]] = relationship()

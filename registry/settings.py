@@ -10,6 +10,11 @@ so that the web UI and the command line, above it, read them from here too.
     SECRET_KEY    signs web sessions; unset: a random key per process (sessions do not
                   survive a restart), which is fine for development only
     PORT          the web server's port (default 5000)
+    TANPU_SMTP_HOST   the SMTP server that sends notification e-mail; unset (the
+                      default): no e-mail, notifications are shown in the web UI only
+    TANPU_SMTP_PORT   its port (default 25); TANPU_SMTP_FROM the sender (default
+                      tanpu@localhost); TANPU_SMTP_USER / TANPU_SMTP_PASSWORD to log in;
+                      TANPU_SMTP_STARTTLS=1 to upgrade the connection first
 """
 
 from __future__ import annotations
@@ -35,11 +40,38 @@ def default_database_url() -> str:
 
 
 @dataclass(frozen=True)
+class SmtpSettings:
+    host: str
+    port: int = 25
+    sender: str = "tanpu@localhost"
+    user: str = ""
+    password: str = ""
+    starttls: bool = False
+    timeout: float = 10.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Optional["SmtpSettings"]:
+        """None unless TANPU_SMTP_HOST is set: e-mail is off by default."""
+        host = (env.get("TANPU_SMTP_HOST") or "").strip()
+        if not host:
+            return None
+        try:
+            port = int(env.get("TANPU_SMTP_PORT") or 25)
+        except ValueError:
+            raise ValueError(f"TANPU_SMTP_PORT must be a number, not {env.get('TANPU_SMTP_PORT')!r}") from None
+        return cls(host=host, port=port, sender=env.get("TANPU_SMTP_FROM") or "tanpu@localhost",
+                   user=env.get("TANPU_SMTP_USER") or "",
+                   password=env.get("TANPU_SMTP_PASSWORD") or "",
+                   starttls=(env.get("TANPU_SMTP_STARTTLS") or "") in ("1", "true", "yes"))
+
+
+@dataclass(frozen=True)
 class Settings:
     database_url: str
     secret_key: str
     secret_key_is_ephemeral: bool
     port: int
+    smtp: Optional[SmtpSettings] = None
 
     @classmethod
     def from_env(cls, env: Optional[Mapping[str, str]] = None) -> "Settings":
@@ -52,7 +84,7 @@ class Settings:
         return cls(database_url=env.get("DATABASE_URL") or default_database_url(),
                    secret_key=secret or secrets.token_urlsafe(32),
                    secret_key_is_ephemeral=not secret,
-                   port=port)
+                   port=port, smtp=SmtpSettings.from_env(env))
 
 
 def load() -> Settings:

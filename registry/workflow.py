@@ -49,7 +49,7 @@ from sqlalchemy.orm import Session, object_session
 
 from dsl.zones import DEFAULT_TIMEZONE, zone
 
-from . import audit, users, webhooks
+from . import audit, notifications, users, webhooks
 from .errors import (Conflict, Invalid, InvalidTransition, NotFound, QuorumNotMet,
                      SubmissionRejected)
 from .models import (ABSTAIN, APPROVE, APPROVED, CHANGES_REQUESTED, DECISIONS, DRAFT,
@@ -164,6 +164,22 @@ def _move(session: Session, actor: Optional[User], version: MethodologyVersion, 
         "methodology": version.methodology_id, "version": version.version, "from": old,
         "to": target, "content_hash": version.content_hash, "review_round": version.review_round,
         **details})
+    _tell(session, actor, version, action, target)
+
+
+def _tell(session: Session, actor: Optional[User], version: MethodologyVersion, action: str,
+          target: str) -> None:
+    """Who is told of a transition: opening a round asks the committee's members who may
+    vote to review; any other change the author did not make tells the author."""
+    if action == "open_review":
+        members = [m.user for m in version.methodology.committee.member_rows]
+        notifications.notify(session, [u.id for u in members if users.can_vote(u, version)],
+                             "review.requested", version, actor, round=version.review_round)
+    elif action == "resubmit":
+        return
+    else:
+        notifications.notify(session, [version.author_id], "version.changed_state", version,
+                             actor, state=target)
 
 
 # ---------------------------------------------------------------- semantic versions

@@ -27,7 +27,7 @@ from typing import Optional
 from sqlalchemy import select
 
 from dsl import compile_source
-from registry import users, workflow
+from registry import notifications, users, workflow
 from registry.db import Database
 from registry.errors import RegistryError
 from registry.models import (ADMINISTRATOR, COMMITTEE_MEMBER, EXPERT, FROZEN_STATES, Committee,
@@ -185,6 +185,7 @@ def _publish_one(db: Database, report: SeedReport, path: Path) -> None:
                 effective = max(utcnow().date(),
                                 max(v.effective_from for v in published) + dt.timedelta(days=1))
             workflow.publish(s, system, version.id, effective_from=effective)
+            notifications.forget(s, version.id)  # reviewed and published at once: nothing waits
         report.published.append(label)
     except RegistryError as error:
         report.skipped.append(f"{label}: {error}")

@@ -54,6 +54,8 @@ def _config(settings: Union[Settings, Mapping[str, Any], None]) -> dict[str, Any
         "DATABASE_URL": base.database_url,
         "SECRET_KEY": base.secret_key,
         "SECRET_KEY_IS_EPHEMERAL": base.secret_key_is_ephemeral,
+        # notification e-mail (registry.notifications): None, the default, sends none
+        "SMTP": base.smtp,
         # sessions: signed cookies that expire
         "SESSION_COOKIE_NAME": "tanpu_session",
         "SESSION_COOKIE_HTTPONLY": True,

@@ -28,6 +28,7 @@ BLUEPRINTS: list[tuple[str, Optional[str]]] = [
     ("webui.views.catalogue", None),
     ("webui.views.methodology", None),
     ("webui.views.dashboard", None),
+    ("webui.views.notifications", None),
     ("webui.views.audit", None),
     ("webui.views.admin", None),
     ("webui.views.rewards", None),

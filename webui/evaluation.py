@@ -192,12 +192,14 @@ def evaluate(engine: Engine, records: Records, *, explain: bool = False,
     return results
 
 
-def result_dict(engine: Engine, result: Result, *, explain: bool = False) -> dict:
+def result_dict(engine: Engine, result: Result, *, explain: bool = False,
+                lang: str = "en") -> dict:
+    """A result as JSON; with its explanation, whose text is in `lang` (en or zh)."""
     out = result.to_dict(engine.ref)
     if explain:
         out["explanation"] = result.explanation or []
         out["explanation_text"] = render(list(result.explanation or []),
-                                         engine.methodology.metadata.timezone)
+                                         engine.methodology.metadata.timezone, lang=lang)
     else:
         out.pop("explanation", None)
     return out
@@ -224,7 +226,8 @@ def totals(results: list[Result]) -> Totals:
                   {s: counts[s] for s in STATUS_ORDER if counts.get(s)})
 
 
-def try_it(source: str, records: Records, *, explain: bool = True, limit: int = 500) -> dict:
+def try_it(source: str, records: Records, *, explain: bool = True, limit: int = 500,
+           lang: str = "en") -> dict:
     """The try-it panel: the records evaluated with a source that compiles.
 
     {ok, ref, totals, results (the first `limit`, each with its explanation), truncated}.
@@ -241,7 +244,7 @@ def try_it(source: str, records: Records, *, explain: bool = True, limit: int = 
         "ref": {"id": engine.ref.id, "version": engine.ref.version,
                 "content_hash": engine.ref.content_hash},
         "totals": totals(results).to_dict(),
-        "results": [result_dict(engine, r, explain=explain) for r in shown],
+        "results": [result_dict(engine, r, explain=explain, lang=lang) for r in shown],
         "truncated": len(results) > len(shown),
     }
 

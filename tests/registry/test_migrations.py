@@ -15,7 +15,9 @@ TABLES = {"users", "user_roles", "audit_log", "committees", "committee_members",
           "credit_batches", "credit_entries", "api_tokens", "comment_lines", "rule_states",
           "accounts", "account_identities", "web_sessions", "rewards", "redemptions", "reversals",
           "retirements", "retirement_parts", "review_rounds", "jobs", "webhook_subscriptions",
-          "webhook_deliveries", "api_idempotency", "account_ancestors", "alembic_version"}
+          "webhook_deliveries", "api_idempotency", "account_ancestors", "comment_replies",
+          "thread_resolutions", "comment_spans", "comment_edits", "review_drafts",
+          "notifications", "alembic_version"}
 
 
 def _diff(db: Database) -> list:
@@ -29,9 +31,9 @@ def test_upgrade_creates_every_table_at_head(empty_url):
     try:
         assert migrate.current(db) is None
         assert not migrate.is_up_to_date(db)
-        assert migrate.upgrade(db) == migrate.head() == "0014"
+        assert migrate.upgrade(db) == migrate.head() == "0015"
         assert set(sa.inspect(db.engine).get_table_names()) == TABLES
-        assert migrate.upgrade(db) == "0014"  # again: nothing to do
+        assert migrate.upgrade(db) == "0015"  # again: nothing to do
     finally:
         db.dispose()
 
@@ -57,7 +59,7 @@ def test_downgrade_to_nothing_and_up_again(db):
         config.attributes["connection"] = connection
         command.downgrade(config, "base")
     assert set(sa.inspect(db.engine).get_table_names()) <= {"alembic_version"}
-    assert migrate.upgrade(db) == "0014"
+    assert migrate.upgrade(db) == "0015"
     assert _diff(db) == []
 
 
@@ -125,7 +127,7 @@ def test_0014_fills_the_closure_from_the_parents(empty_url):
                     "INSERT INTO accounts (id, kind, parent_id, name, domains, status, created_at, "
                     "updated_at) VALUES (:id, :kind, :parent, '', '[]', 'active', "
                     "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"), {"id": id_, "kind": kind, "parent": parent})
-        assert migrate.upgrade(db) == "0014"
+        assert migrate.upgrade(db) == migrate.head() == "0015"  # through 0014
         with db.engine.connect() as c:
             rows = set(c.execute(sa.text(
                 "SELECT ancestor_id, account, account_id, depth FROM account_ancestors")).all())

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+import sqlalchemy as sa
 
 from registry import workflow
 from registry.errors import Conflict, Forbidden, Invalid, InvalidTransition, QuorumNotMet
@@ -402,3 +403,241 @@ def test_review_shows_votes_comments_and_history(reg):
         assert [c.body for c in r.comments] == ["thanks, looking into it"]
         assert r.quorum.counted == 2 and r.publication is None
         assert r.history[-1].action == "comment.add"
+
+
+# ---------------------------------------------------------------- review like a pull request
+# (issue 15, item 5: registry.discussion and registry.notifications)
+from registry import discussion, notifications  # noqa: E402
+from registry.errors import NotFound  # noqa: E402
+from registry.models import Notification  # noqa: E402
+from registry.settings import SmtpSettings  # noqa: E402
+
+TITLE_LINE = 7  # `title en "Shenzhen low-carbon public transport (trial)"` in helpers.source()
+
+
+def _threads(reg, vid):
+    with reg.db.read() as s:
+        out = discussion.threads(s, workflow.get_version(s, vid))
+        return [(t.id, t.line, t.last_line, t.resolved, [r.body for r in t.replies], t.current,
+                 t.suggestion) for t in out]
+
+
+def _kinds(reg, user):
+    with reg.db.read() as s:
+        return [n.kind for n in notifications.listing(s, user)]
+
+
+def test_replies_join_their_thread_and_threads_resolve_and_reopen(reg):
+    vid = reg.to_state("in_review")
+    with reg.uow() as s:
+        root = discussion.comment(s, reg.members[0], vid, "why 2 decimals?", line=9, last_line=11).id
+    with reg.uow() as s:
+        first = discussion.comment(s, reg.author, vid, "the standard says so", reply_to=root).id
+    with reg.uow() as s:  # a reply to a reply joins the same thread
+        discussion.comment(s, reg.members[1], vid, "agreed", reply_to=first)
+    assert _threads(reg, vid) == [(root, 9, 11, False, ["the standard says so", "agreed"], True, None)]
+    with pytest.raises(Invalid, match="is a reply"):
+        with reg.uow() as s:
+            discussion.resolve(s, reg.author, first)
+    with pytest.raises(Forbidden, match="resolves a thread"):  # neither its author nor the version's
+        with reg.uow() as s:
+            discussion.resolve(s, reg.members[1], root)
+    with reg.uow() as s:
+        discussion.resolve(s, reg.author, root)
+    assert _threads(reg, vid)[0][3] is True
+    with pytest.raises(Conflict, match="already resolved"):
+        with reg.uow() as s:
+            discussion.resolve(s, reg.members[0], root)
+    with reg.uow() as s:
+        discussion.reopen(s, reg.members[0], root)
+    assert _threads(reg, vid)[0][3] is False
+    assert reg.count("thread_resolutions") == 2  # append-only history
+    other = reg.to_state("in_review", "1.1.0")
+    with pytest.raises(Invalid, match="is not on"):
+        with reg.uow() as s:
+            discussion.comment(s, reg.members[0], other, "wrong place", reply_to=root)
+    with pytest.raises(Invalid, match="not between"):
+        with reg.uow() as s:
+            discussion.comment(s, reg.members[0], vid, "backwards", line=9, last_line=8)
+    # the author heard of the comment; the thread's people of the replies
+    assert "comment.added" in _kinds(reg, reg.author)
+    assert "comment.reply" in _kinds(reg, reg.members[0])
+
+
+def test_the_author_applies_a_suggestion_with_one_click(reg):
+    vid = reg.to_state("in_review")
+    reg.votes(vid, "approve")
+    before = reg.version(vid)
+    with reg.uow() as s:
+        suggestion = discussion.comment(
+            s, reg.members[1], vid, "a clearer title", line=TITLE_LINE,
+            suggestion='  title en "Shenzhen green public transport (trial)"\r\n').id
+    with pytest.raises(Forbidden, match="expert role|only the author"):
+        with reg.uow() as s:
+            discussion.apply_suggestion(s, reg.members[0], suggestion)
+    with reg.uow() as s:
+        discussion.apply_suggestion(s, reg.author, suggestion)
+    after = reg.version(vid)
+    lines = after.source.split("\n")
+    assert lines[TITLE_LINE - 1] == '  title en "Shenzhen green public transport (trial)"'
+    assert len(lines) == len(before.source.split("\n"))
+    assert after.content_hash != before.content_hash
+    assert after.review_round == before.review_round + 1  # a new revision: the vote before no longer counts
+    with reg.db.read() as s:
+        assert workflow.quorum(s, vid).counted == 0
+    (thread,) = _threads(reg, vid)
+    assert thread[3] is True  # applying resolved its thread
+    with pytest.raises(Conflict, match="applied already"):
+        with reg.uow() as s:
+            discussion.apply_suggestion(s, reg.author, suggestion)
+    assert "suggestion.applied" in _kinds(reg, reg.members[1])
+
+
+def test_a_suggestion_on_lines_changed_since_is_refused_and_changes_nothing(reg):
+    vid = reg.to_state("in_review")
+    with reg.uow() as s:
+        a = discussion.comment(s, reg.members[0], vid, "shorter", line=TITLE_LINE,
+                               suggestion='  title en "Shenzhen transit"').id
+        b = discussion.comment(s, reg.members[1], vid, "drop these", line=TITLE_LINE,
+                               last_line=TITLE_LINE + 1, suggestion="").id
+    with reg.uow() as s:
+        discussion.apply_suggestion(s, reg.author, a)
+    source = reg.version(vid).source
+    assert _threads(reg, vid)[1][5] is False  # b is outdated: its lines changed
+    with pytest.raises(Conflict, match="changed since the suggestion"):
+        with reg.uow() as s:
+            discussion.apply_suggestion(s, reg.author, b)
+    assert reg.version(vid).source == source
+
+
+def test_a_suggestion_that_breaks_the_source_is_refused_under_review(reg):
+    vid = reg.to_state("in_review")
+    with reg.uow() as s:
+        bad = discussion.comment(s, reg.members[0], vid, "oops", line=TITLE_LINE,
+                                 suggestion="this is not a statement").id
+    source = reg.version(vid).source
+    with pytest.raises(Exception):
+        with reg.uow() as s:
+            discussion.apply_suggestion(s, reg.author, bad)
+    assert reg.version(vid).source == source
+    with reg.db.read() as s:
+        assert s.get(discussion.CommentSpan, bad).applied_at is None
+
+
+def test_a_pending_review_is_sent_with_its_verdict_or_not_at_all(reg):
+    vid = reg.to_state("in_review")
+    with reg.uow() as s:
+        discussion.add_draft(s, reg.members[0], vid, "line 9 is unclear", line=9)
+        d2 = discussion.add_draft(s, reg.members[0], vid, "and this", line=TITLE_LINE,
+                                  suggestion='  title en "X"').id
+    assert _threads(reg, vid) == []  # nobody sees drafts
+    assert reg.count("comments") == 0
+    with pytest.raises(Forbidden):
+        with reg.uow() as s:
+            discussion.delete_draft(s, reg.members[1], d2)
+    with pytest.raises(Invalid, match="needs a comment"):  # request changes without a comment
+        with reg.uow() as s:
+            discussion.submit_review(s, reg.members[0], vid, "request_changes", "")
+    assert (reg.count("comments"), reg.count("votes"), reg.count("review_drafts")) == (0, 0, 2)
+    with reg.uow() as s:
+        out = discussion.submit_review(s, reg.members[0], vid, "request_changes", "see my comments")
+        assert (out.vote.decision, len(out.comments)) == ("request_changes", 2)
+    assert (reg.count("comments"), reg.count("votes"), reg.count("review_drafts")) == (2, 1, 0)
+    assert [(t[1], t[6]) for t in _threads(reg, vid)] == [(9, None), (TITLE_LINE, '  title en "X"')]
+    with pytest.raises(Invalid, match="empty review"):
+        with reg.uow() as s:
+            discussion.submit_review(s, reg.members[1], vid, "comment", " ")
+    kinds = _kinds(reg, reg.author)
+    assert kinds.count("review.submitted") == 1 and "comment.added" not in kinds
+
+
+def test_notifications_tell_who_waits_and_are_read_by_their_owner_only(reg):
+    vid = reg.to_state("in_review")
+    for member in reg.members[1:]:  # member1 opened the review and asked the others
+        assert _kinds(reg, member) == ["review.requested"]
+    assert _kinds(reg, reg.members[0]) == []
+    assert "review.requested" not in _kinds(reg, reg.author)  # not the author
+    assert "review.requested" not in _kinds(reg, reg.outsider)
+    with reg.db.read() as s:
+        (row,) = notifications.listing(s, reg.members[1])
+        assert notifications.text(row, "zh").startswith("member1 请你评审 test.transit 1.0.0")
+        assert notifications.text(row, "en") == "member1 asks you to review test.transit 1.0.0 (round 1)"
+        assert notifications.unread_count(s, reg.members[1]) == 1
+    with reg.uow() as s:
+        assert notifications.mark_read(s, reg.members[2], [row.id]) == 0  # not theirs
+        assert notifications.mark_read(s, reg.members[1]) == 1
+    with reg.db.read() as s:
+        assert notifications.unread_count(s, reg.members[1]) == 0
+        assert notifications.unread_count(s, reg.members[2]) == 1
+
+
+class _Inbox:
+    def __init__(self):
+        self.messages = []
+
+    async def handle_DATA(self, server, session, envelope):
+        self.messages.append((envelope.rcpt_tos, envelope.content.decode("utf-8")))
+        return "250 OK"
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_notifications_are_emailed_once_through_a_real_smtp_server(reg):
+    from email import message_from_string, policy
+
+    from aiosmtpd.controller import Controller
+    vid = reg.to_state("in_review")  # three members asked to review
+    assert notifications.deliver(reg.db, None).sent == 0  # off by default: nothing marked
+    with reg.db.read() as s:
+        assert s.scalar(sa.select(sa.func.count()).where(Notification.emailed_at.isnot(None))) == 0
+    port = _free_port()
+    down = notifications.deliver(reg.db, SmtpSettings(host="127.0.0.1", port=port, timeout=2))
+    assert (down.sent, down.failed) == (0, 3)  # no server yet: released, tried again later
+    inbox = _Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        smtp = SmtpSettings(host="127.0.0.1", port=port, sender="tanpu@test")
+        done = notifications.deliver(reg.db, smtp, base_url="https://tanpu.test")
+        assert (done.sent, done.failed) == (3, 0)
+        assert notifications.deliver(reg.db, smtp).sent == 0  # once only
+    finally:
+        controller.stop()
+    assert sorted(r for rcpts, _ in inbox.messages for r in rcpts) == [
+        f"member{i}@tanpu.test" for i in range(2, 5)]
+    message = message_from_string(inbox.messages[0][1], policy=policy.default)
+    assert "请你评审 test.transit 1.0.0" in message["Subject"]
+    body = message.get_content()
+    assert "asks you to review test.transit 1.0.0" in body
+    assert f"https://tanpu.test/review/{vid}" in body
+
+
+def test_a_comment_is_edited_or_deleted_by_its_author_only_and_every_version_is_kept(reg):
+    vid = reg.to_state("in_review")
+    with reg.uow() as s:
+        cid = discussion.comment(s, reg.members[0], vid, "typo in line 9", line=9).id
+    with pytest.raises(Forbidden, match="only its author"):
+        with reg.uow() as s:
+            discussion.edit(s, reg.author, cid, "not mine")
+    with pytest.raises(Invalid, match="empty"):
+        with reg.uow() as s:
+            discussion.edit(s, reg.members[0], cid, " ")
+    with reg.uow() as s:
+        discussion.edit(s, reg.members[0], cid, "typo in line 9 and 10")
+    with reg.db.read() as s:
+        (thread,) = discussion.threads(s, reg.version(vid))
+        assert thread.root.body == "typo in line 9"  # the row keeps what was first written
+        assert thread.edits[cid].body == "typo in line 9 and 10"
+    with reg.uow() as s:
+        discussion.edit(s, reg.members[0], cid, delete=True)
+    with pytest.raises(Conflict, match="deleted"):
+        with reg.uow() as s:
+            discussion.edit(s, reg.members[0], cid, "back again")
+    with reg.db.read() as s:
+        assert discussion.threads(s, reg.version(vid))[0].edits[cid].deleted
+    assert reg.count("comment_edits") == 2

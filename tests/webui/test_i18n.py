@@ -230,3 +230,63 @@ def test_every_audit_action_has_a_label():
     written |= {"account.set_status", "account.set_parent"}  # f"account.set_{column}"
     assert len(written) > 30
     assert sorted(written - set(ACTION_LABELS)) == []
+
+
+# ---------------------------------------------------------------- explanations (issue 15, item 9)
+ENGLISH_WORDS = re.compile(r"\b(input|parameter|let|output|counter|history|require|rule|counted|"
+                           r"reward|in force from|source|line|passed|FAILED|account total|every|"
+                           r"kept|none|credited|capped|rejected|duplicate)\b")
+
+
+def _zh_words(line: str, step: dict) -> str:
+    """The line without what stays as written: the step's names, values, units, codes."""
+    for value in sorted((str(v) for v in step.values() if v not in (None, "")), key=len, reverse=True):
+        line = line.replace(value, "")
+    return line
+
+
+def test_the_explanation_trace_reads_in_chinese_and_the_english_is_unchanged():
+    """engine/explain.render in zh (engine/explain_zh.py) for every bundled methodology's
+    sample: one line per step as in English, and none of the English words left."""
+    import copy
+
+    from engine.explain import render
+    from webui import evaluation
+    from webui.records import from_path
+    checked = 0
+    for source in sorted((ROOT / "methodologies").glob("*.tanpu")):
+        sample = ROOT / "methodologies" / "samples" / f"{source.stem}.csv"
+        if not sample.is_file():
+            continue
+        engine = evaluation.engine_for(source.read_text(encoding="utf-8"))
+        records = from_path(sample)
+        zone = engine.methodology.metadata.timezone
+        for result in engine.evaluate(records.rows[:60], explain=True,
+                                      column_units=records.column_units or None):
+            trace = result.explanation or []
+            english = render(copy.deepcopy(trace), zone)
+            chinese = render(copy.deepcopy(trace), zone, lang="zh")
+            assert len(chinese) == len(english)
+            steps = [s for s in trace if s["kind"] in ("input", "parameter", "let", "output",
+                                                       "counter", "history", "require", "rule",
+                                                       "counted", "reward")]
+            for line, step in zip(chinese, steps):
+                words = _zh_words(line, step)
+                assert not ENGLISH_WORDS.search(words), (source.name, line)
+                checked += 1
+    assert checked > 1000
+
+
+def test_try_it_explains_in_the_readers_language(site):
+    source = (ROOT / "methodologies" / "shenzhen-public-transit.tanpu").read_text(encoding="utf-8")
+    records = ("id,account,mode,distance[km],boarded,alighted\n"
+               "r1,a1,metro,27.3,2024-05-06T07:41,2024-05-06T08:37\n")
+    texts = {}
+    for lang in ("zh", "en"):
+        client = site.new_client(site.reg.author)
+        client.set_cookie("tanpu_lang", lang)
+        body = client.post("/editor/try", json={"source": source, "records": records}).get_json()
+        texts[lang] = "\n".join(body["results"][0]["explanation_text"])
+    assert "  input      mode = metro" in texts["en"] and "line" in texts["en"]
+    assert "  输入　　 mode = metro" in texts["zh"] and "第" in texts["zh"]
+    assert not re.search(r"\b(input|line|passed|in force from)\b", texts["zh"]), texts["zh"]

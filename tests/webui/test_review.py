@@ -72,6 +72,9 @@ def test_the_first_version_has_nothing_to_compare_with(web):
     body = client.get(f"/review/{vid}/impact.json").get_json()
     assert body["old"] == {"ref": None, "totals": None} and body["delta_reduction_mg"] is None
     assert body["new"]["totals"]["records"] == 338
+    html = _html(client.get(f"/review/{vid}"))
+    assert 'class="diff single"' in html  # one column, not an empty left half
+    assert re.search(r'id="impact-check" data-kind="sample" data-changed="0"', html)
 
 
 def test_impact_preview_shows_the_change_in_total_and_the_records_that_changed(web):
@@ -225,7 +228,7 @@ def test_comments_on_lines_are_shown_at_their_line(web):
     line = source().split("\n").index("    metro: 46.7") + 1
     member = web.new_client(reg.members[0])
     page = _html(member.get(f"/review/{vid}?line={line}"))
-    assert f'name="line" min="1" value="{line}"' in page
+    assert re.search(rf'name="line" min="1" max="\d+" value="{line}"', page)
     response = member.post(f"/review/{vid}/comment", data={"line": str(line),
                                                            "body": "which year is 50.1 from?"})
     assert response.status_code == 303 and response.headers["Location"].endswith(f"#L{line}")
@@ -234,7 +237,7 @@ def test_comments_on_lines_are_shown_at_their_line(web):
     block = re.search(rf'<tr class="line-comments" data-line="{line}">(.*?)</tr>', html, re.S).group(1)
     assert "which year is 50.1 from?" in block and "member1" in block
     assert f'class="replace commented" id="L{line}"' in html
-    general = re.search(r'<ol class="timeline" id="comment-list">(.*?)</ol>', html, re.S).group(1)
+    general = html[html.index('id="comment-list"'):html.index('id="comment-form"')]
     assert "overall fine" in general and "which year" not in general
     assert member.post(f"/review/{vid}/comment", data={"line": "9999", "body": "x"}).status_code == 422
     assert member.post(f"/review/{vid}/comment", data={"body": " "}).status_code == 422
@@ -368,3 +371,24 @@ def test_an_error_page_links_back_to_the_page_the_user_came_from(web):
     assert 'href="/methodologies?q=bus" id="error-back"' in page.get_data(as_text=True)
     elsewhere = client.get("/admin/users", headers={"Referer": "https://evil.example/x"})
     assert 'id="error-back"' not in elsewhere.get_data(as_text=True)
+
+
+def test_the_impact_preview_runs_on_the_credited_records_anonymised(web):
+    """Issue 15, item 1: records of the ledger (the last 30 days) before the sample, their
+    accounts and ids replaced, and the page says which records it used and how many apply."""
+    from tests.webui.test_api_state import post, ride
+    old = web.published("1.0.0")
+    token = web.token()
+    post(web, token, [ride(f"secret-{n}", 40 * n, km=5 + n, account=f"1380000000{n % 2}",
+                           mode="metro" if n % 2 else "ebus") for n in range(6)])
+    vid = web.to_review(web.draft("1.1.0", faster_metro(source(METHODOLOGY, "1.1.0"))))
+    client = web.login(web.reg.members[0])
+    body = client.get(f"/review/{vid}/impact.json").get_json()
+    assert (body["kind"], body["records"], body["applied"]) == ("ledger", 6, 6)
+    assert body["changed_count"] == 3  # the metro rides
+    assert {c["id"] for c in body["changed"]} <= {f"rec-{n}" for n in range(1, 7)}
+    assert {c["account"] for c in body["changed"]} <= {"acct-1", "acct-2"}
+    html = _html(client.get(f"/review/{vid}"))
+    assert 'id="impact-kind" data-kind="ledger" data-applied="6"' in html
+    assert "secret-" not in html and "1380000000" not in html
+    assert old

@@ -198,3 +198,47 @@ def test_try_it_results_totals_and_explanations():
     assert len(limited["results"]) == 10 and limited["truncated"]
     assert limited["totals"]["records"] == 338
     assert evaluation.try_it("nonsense", rows)["ok"] is False
+
+
+# ---------------------------------------------------------------- which records (issue 15, item 1)
+HELLO = (ROOT / "methodologies" / "hello-shared-bike.tanpu").read_text(encoding="utf-8")
+
+
+def _ebike(ebike_factor: str) -> str:
+    """A new e-bike methodology whose columns are those of the Hello sample, but which
+    applies to nothing in it (in force from 2025; the sample is of 2024)."""
+    text = HELLO.replace("methodology cn.hello.shared-bike ", "methodology test.new-ebike ", 1)
+    text = text.replace("effective from 2022-07-21", "effective from 2025-01-01", 1)
+    return text.replace("    ebike: 35.01\n", f"    ebike: {ebike_factor}\n", 1)
+
+
+def test_a_sample_the_methodology_does_not_apply_to_is_not_its_preview():
+    old, new = _ebike("35.01"), _ebike("38.02")  # +8.6 %
+    assert "ebike: 38.02" in new
+    methodology = evaluation.compiled(new).methodology
+    records, kind = impact.preview_records(methodology, new, None)
+    assert kind == "generated" and records.name == "generated from the input schema"
+    assert {r["vehicle"] for r in records.rows} == {"bike", "ebike"}  # every choice
+    distances = [r["distance"] for r in records.rows]
+    assert 0 < min(distances) < 5 and 45 < max(distances) <= 50  # across the bounds, in km
+    result = impact.impact(old, new, records, kind=kind)
+    assert result.applied == result.records == len(records)
+    assert result.changed_count > 0 and result.delta_reduction_mg > 0
+    assert result.delta_percent > 0  # the e-bike rows moved
+    # the Hello sample itself: 2024 records, none in force for this methodology
+    sample = impact.sample_records(methodology)
+    on_sample = impact.impact(old, new, sample, kind="sample")
+    assert on_sample.applied < len(sample) * impact.APPLIES_AT_LEAST
+    # the bundled methodology keeps its own sample, and a copy of it under another id too
+    assert impact.preview_records(evaluation.compiled(HELLO).methodology, HELLO, None)[1] == "sample"
+    copy = SHENZHEN.replace("methodology cn.shenzhen.public-transit ", "methodology test.copy ", 1)
+    records, kind = impact.preview_records(evaluation.compiled(copy).methodology, copy, None)
+    assert (kind, records.name) == ("sample", "methodologies/samples/shenzhen-public-transit.csv")
+
+
+def test_credited_records_come_first_and_are_anonymised():
+    rows = [{"id": "secret-1", "account": "13800000000", "vehicle": "ebike", "distance": "3 km",
+             "time": "2025-02-01T08:00"}]
+    methodology = evaluation.compiled(_ebike("35.01")).methodology
+    records, kind = impact.preview_records(methodology, _ebike("35.01"), rows)
+    assert kind == "ledger" and records.rows == rows

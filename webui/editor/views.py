@@ -38,7 +38,7 @@ from registry.models import (DRAFT, FROZEN_STATES, Committee, Methodology, Metho
 from .. import evaluation
 from ..auth import current_user, login_required, require
 from ..db import get_db
-from ..i18n import for_reader
+from ..i18n import for_reader, lang
 from ..records import RecordsError, from_bytes, from_objects, from_text
 
 bp = Blueprint("editor", __name__, url_prefix="/editor")
@@ -361,7 +361,7 @@ def try_records():
             raise RecordsError("send records as text (CSV, JSON Lines, a JSON array) or a file")
     except RecordsError as error:
         return jsonify(ok=False, error="bad_records", message=str(error)), 422
-    out = evaluation.try_it(source.replace("\r\n", "\n"), parsed, explain=explain)
+    out = evaluation.try_it(source.replace("\r\n", "\n"), parsed, explain=explain, lang=lang())
     for result in out.get("results", []):
         note = cap_note(result)
         if note:

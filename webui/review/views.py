@@ -9,7 +9,15 @@
     POST /review/<version_id>/impact            the impact preview on uploaded records
     GET  /review/<version_id>/impact.json       the impact preview on the sample, as JSON
     GET  /review/<version_id>/diff.json         the diff and the changes in meaning, as JSON
-    POST /review/<version_id>/comment           a comment (optionally on a line)
+    POST /review/<version_id>/comment           a comment (optionally on lines, with a suggested
+                                                change, or a reply: reply_to); mode=draft adds
+                                                it to your pending review instead
+    POST /review/<version_id>/review            submit your pending review with a verdict
+                                                (comment, approve, request_changes, reject)
+    POST /review/<version_id>/drafts/<id>/delete           drop a pending comment
+    POST /review/<version_id>/threads/<id>/resolve|reopen  resolve or reopen a thread
+    POST /review/<version_id>/suggestions/<id>/apply       the author applies a suggestion
+    POST /review/<version_id>/comments/<id>/edit|delete    its author edits or deletes a comment
     POST /review/<version_id>/vote              approve / request_changes / reject, with a comment
     POST /review/<version_id>/conflict          declare a conflict of interest (an abstention)
     POST /review/<version_id>/open              open a review round
@@ -35,13 +43,12 @@ from flask import (Blueprint, abort, flash, jsonify, redirect, render_template, 
 from flask_babel import gettext as _
 from sqlalchemy import select
 
-from registry import users, workflow
+from registry import discussion, ledger, users, workflow
 import functools
 
 from registry.errors import Conflict, Invalid, InvalidTransition, QuorumNotMet
 from registry.models import (ADMINISTRATOR, COMMITTEE_MEMBER, EXPERT, FROZEN_STATES,
-                             CommentLine, CommitteeMember, Methodology, MethodologyVersion,
-                             User)
+                             CommitteeMember, Methodology, MethodologyVersion, User)
 
 from .. import evaluation
 from ..auth import current_user, login_required, require
@@ -82,26 +89,26 @@ def _load(session, version_id: int) -> workflow.Review:
     return workflow.review(session, current_user.id, version_id)
 
 
-def _line_of(session, version_id: int) -> dict[int, CommentLine]:
-    return {row.comment_id: row for row in session.scalars(
-        select(CommentLine).where(CommentLine.version_id == version_id))}
-
-
-def _impact_of(version: MethodologyVersion, previous: Optional[MethodologyVersion],
+def _impact_of(session, version: MethodologyVersion, previous: Optional[MethodologyVersion],
                records=None) -> impacts.Impact:
+    """The impact preview on `records` (an upload), else on records the methodology applies
+    to: the ledger's of the last 30 days, its sample, or records generated from its inputs
+    (impact.preview_records says which)."""
     compiled = evaluation.compiled(version.source)
+    kind = "upload"
     if records is None:
+        empty = impacts.SideTotals(None, None)
         if not compiled.ok:
-            empty = impacts.SideTotals(None, None)
             return impacts.Impact("", 0, empty, empty,
                                   error="the version does not compile: no impact preview")
-        records = impacts.sample_records(compiled.methodology)
+        records, kind = impacts.preview_records(
+            compiled.methodology, version.source,
+            ledger.recent_records(session, version.methodology_id))
         if records is None:
-            empty = impacts.SideTotals(None, None)
             return impacts.Impact("", 0, empty, empty,
-                                  error="no sample records for this methodology: upload some")
+                                  error="no records for this methodology: upload some")
     return impacts.impact(previous.source if previous is not None else None, version.source,
-                          records)
+                          records, kind=kind)
 
 
 def _actions(session, version: MethodologyVersion, review: workflow.Review) -> dict:
@@ -141,19 +148,21 @@ def _page(version_id: int, *, records=None, status: int = 200, records_error: st
         review = _load(s, version_id)
         version = review.version
         previous = previous_published(s, version)
-        lines = _line_of(s, version.id)
-        line_comments: dict[int, list] = defaultdict(list)
-        general = []
-        for c in review.comments:
-            anchor = lines.get(c.id)
-            if anchor is not None and anchor.content_hash == version.content_hash:
-                line_comments[anchor.line].append(c)
+        line_threads: dict[int, list] = defaultdict(list)  # on the current content, by line
+        other_threads = []  # general, or on lines of an earlier content
+        threads = discussion.threads(s, version)
+        for thread in threads:
+            if thread.line is not None and thread.current:
+                line_threads[thread.line].append(thread)
             else:
-                general.append((c, anchor))
+                other_threads.append(thread)
+        resolvable = {t.id for t in threads
+                      if discussion.may_resolve(current_user, version, t.root)}
+        drafts = discussion.drafts(s, current_user.id, version.id)
         full = request.args.get("full") == "1"
         rows = diffs.side_by_side(previous.source if previous else None, version.source,
                                   context=-1 if full else 4,
-                                  keep_lines=frozenset(line_comments))
+                                  keep_lines=frozenset(line_threads))
         stats = diffs.stats(diffs.full_rows(previous.source if previous else None, version.source))
         new_compiled = evaluation.compiled(version.source)
         old_compiled = evaluation.compiled(previous.source) if previous else None
@@ -174,12 +183,13 @@ def _page(version_id: int, *, records=None, status: int = 200, records_error: st
         return render_template(
             "review/show.html", review=review, version=version, previous=previous,
             methodology=version.methodology, rows=rows, stats=stats, changes=changes,
-            line_comments=line_comments, general_comments=general,
+            line_threads=line_threads, other_threads=other_threads, resolvable=resolvable,
+            drafts=drafts, verdicts=discussion.VERDICTS, source_lines=version.source.split("\n"),
             quorum=review.quorum, discounted={v.id for v, _ in review.quorum.discounted},
             votes_by_round=dict(sorted(votes_by_round.items(), reverse=True)),
             resets=_resets(review), problems=problems,
             diagnostics=for_reader(version.diagnostics or []), examples=version.example_results or [],
-            impact=_impact_of(version, previous, records), records_error=records_error,
+            impact=_impact_of(s, version, previous, records), records_error=records_error,
             actions=_actions(s, version, review), comment_line=line, full=full,
             effective=workflow.effective_date(s, version), caret=evaluation.caret_block,
             decisions=DECISIONS, default_grace=workflow.DEFAULT_GRACE_DAYS,
@@ -236,7 +246,7 @@ def impact_json(version_id: int):
     with get_db().read() as s:
         review = _load(s, version_id)
         previous = previous_published(s, review.version)
-        result = _impact_of(review.version, previous)
+        result = _impact_of(s, review.version, previous)
         return jsonify(result.to_dict())
 
 
@@ -267,9 +277,9 @@ def _refused_on_the_page(form_id: str):
     shown at the form, on the review page, with what was typed kept: no dead end."""
     def wrap(view):
         @functools.wraps(view)
-        def inner(version_id: int):
+        def inner(version_id: int, **ids):
             try:
-                return view(version_id)
+                return view(version_id, **ids)
             except (Invalid, InvalidTransition, Conflict, QuorumNotMet) as error:
                 from ..errors import registry_status
                 from ..i18n import server
@@ -288,31 +298,137 @@ def _text(name: str) -> str:
     return (request.form.get(name) or "").strip()
 
 
+def _number(name: str) -> Optional[int]:
+    text = _text(name)
+    if not text:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise Invalid(_("Line %(text)s is not a number.", text=text)) from None
+
+
 @bp.post("/<int:version_id>/comment")
 @login_required
 @_refused_on_the_page("comment-form")
 def comment(version_id: int):
+    """A comment now, or (mode=draft) a comment of your pending review; on lines
+    (line, last_line), with a suggested change (suggestion), or a reply (reply_to)."""
     require(_may_see_reviews(current_user))
-    body = _text("body")
-    line_text = _text("line")
+    line, last_line, reply_to = _number("line"), _number("last_line"), _number("reply_to")
+    suggestion = request.form.get("suggestion")
+    if suggestion is not None and not suggestion.strip() and not request.form.get("delete_lines"):
+        suggestion = None  # an empty box is no suggestion; deleting lines is asked for
+    draft = request.form.get("mode") == "draft"
     with get_db().unit_of_work() as s:
-        version = workflow.get_version(s, version_id)
-        line = None
-        if line_text:
-            try:
-                line = int(line_text)
-            except ValueError:
-                raise Invalid(_("Line %(text)s is not a number.", text=line_text)) from None
-            count = len(version.source.split("\n"))
-            if not 1 <= line <= count:
-                raise Invalid(_("Line %(n)d is not in the source (1 to %(count)d).", n=line, count=count))
-        row = workflow.comment(s, current_user.id, version_id, body)
-        if line is not None:
-            s.add(CommentLine(comment_id=row.id, version_id=version_id, line=line,
-                              content_hash=version.content_hash))
-            s.flush()
-    flash(_("Comment added."), "success")
+        if draft:
+            discussion.add_draft(s, current_user.id, version_id, _text("body"), line=line,
+                                 last_line=last_line, suggestion=suggestion, reply_to=reply_to)
+        else:
+            discussion.comment(s, current_user.id, version_id, _text("body"), line=line,
+                               last_line=last_line, suggestion=suggestion, reply_to=reply_to)
+    flash(_("Added to your pending review: it is sent when you submit the review.") if draft
+          else _("Comment added."), "success")
+    if draft:
+        return _back(version_id, "pending-review")
+    if reply_to:
+        return _back(version_id, f"thread-{discussion_thread(reply_to)}")
     return _back(version_id, f"L{line}" if line else "comments")
+
+
+def discussion_thread(comment_id: int) -> int:
+    with get_db().read() as s:
+        return discussion.thread_of(s, comment_id).id
+
+
+@bp.post("/<int:version_id>/review")
+@login_required
+@_refused_on_the_page("pending-review-form")
+def submit_review(version_id: int):
+    """Your pending review, sent with its verdict: every pending comment and the vote (or
+    a comment) together."""
+    require(_may_see_reviews(current_user))
+    with get_db().unit_of_work() as s:
+        done = discussion.submit_review(s, current_user.id, version_id, _text("verdict"),
+                                        _text("body"))
+        count = len(done.comments)
+    flash(_("Your review is submitted (%(n)d comment(s)).", n=count), "success")
+    return _back(version_id, "votes" if _text("verdict") != "comment" else "comments")
+
+
+@bp.post("/<int:version_id>/drafts/<int:draft_id>/delete")
+@login_required
+@_refused_on_the_page("pending-review-form")
+def delete_draft(version_id: int, draft_id: int):
+    with get_db().unit_of_work() as s:
+        discussion.delete_draft(s, current_user.id, draft_id)
+    flash(_("The pending comment is deleted."), "info")
+    return _back(version_id, "pending-review")
+
+
+def _edit(version_id: int, comment_id: int, delete: bool):
+    with get_db().unit_of_work() as s:
+        if discussion.thread_of(s, comment_id).version_id != version_id:
+            abort(404)
+        discussion.edit(s, current_user.id, comment_id, _text("body"), delete=delete)
+        anchor = f"thread-{discussion.thread_of(s, comment_id).id}"
+    flash(_("The comment is deleted.") if delete else _("The comment is changed."), "info")
+    return _back(version_id, anchor)
+
+
+@bp.post("/<int:version_id>/comments/<int:comment_id>/edit")
+@login_required
+@_refused_on_the_page("comment-form")
+def edit_comment(version_id: int, comment_id: int):
+    """The author of a comment changes its text (every version is kept)."""
+    return _edit(version_id, comment_id, False)
+
+
+@bp.post("/<int:version_id>/comments/<int:comment_id>/delete")
+@login_required
+@_refused_on_the_page("comment-form")
+def delete_comment(version_id: int, comment_id: int):
+    return _edit(version_id, comment_id, True)
+
+
+def _resolution(version_id: int, thread_id: int, resolved: bool):
+    with get_db().unit_of_work() as s:
+        root = discussion.thread_of(s, thread_id)
+        if root.version_id != version_id:
+            abort(404)
+        discussion.resolve(s, current_user.id, thread_id, resolved)
+    flash(_("The thread is resolved.") if resolved else _("The thread is open again."), "info")
+    return _back(version_id, f"thread-{thread_id}")
+
+
+@bp.post("/<int:version_id>/threads/<int:thread_id>/resolve")
+@login_required
+@_refused_on_the_page("comment-form")
+def resolve_thread(version_id: int, thread_id: int):
+    return _resolution(version_id, thread_id, True)
+
+
+@bp.post("/<int:version_id>/threads/<int:thread_id>/reopen")
+@login_required
+@_refused_on_the_page("comment-form")
+def reopen_thread(version_id: int, thread_id: int):
+    return _resolution(version_id, thread_id, False)
+
+
+@bp.post("/<int:version_id>/suggestions/<int:comment_id>/apply")
+@login_required
+@_refused_on_the_page("comment-form")
+def apply_suggestion(version_id: int, comment_id: int):
+    """One click: the suggestion replaces its lines in a new revision of the source."""
+    with get_db().unit_of_work() as s:
+        root = discussion.thread_of(s, comment_id)
+        if root.version_id != version_id:
+            abort(404)
+        version = discussion.apply_suggestion(s, current_user.id, comment_id)
+        new_round = version.review_round
+    flash(_("The suggestion is applied: a new revision of the source (review round %(n)d).",
+            n=new_round), "success")
+    return _back(version_id, f"thread-{comment_id}")
 
 
 @bp.post("/<int:version_id>/vote")
