@@ -17,6 +17,8 @@ the distance, in whole milligrams, 1 point a gram) and the overlap rule per acco
 NumPy, and the same answer (every result with the same fields) written by orjson; no
 token, no rate limit, no database, no version lookup, no checks beyond these records'.
 Its results are compared with the API's, field by field, before any figure is printed.
+Batches are measured twice: full rows, and `"compact": true` (each version once, docs/api.md),
+the reference writing the same shape; each with the answer's size and the client's parse time.
 The OpenFisca Web API's 5.5 k records/s (issue 14) is a published figure, not measured here.
 """
 
@@ -113,21 +115,28 @@ def reference_app(environ, start_response):
     mg = np.where(credited, mg, 0).astype(np.int64)
     times = (pl.Series(np.minimum(boarded, alighted)).cast(pl.Datetime("us"))
              .dt.strftime("%Y-%m-%dT%H:%M:%SZ").to_list())
+    compact = body.get("compact", False)
+    version = {"methodology": METHODOLOGY, "version": "1.0.0", "content_hash": "",
+               "applicability": ""}
     rows = []
     for i, (rid, account, time_, reduction) in enumerate(zip(frame["id"].to_list(), accounts.tolist(),
                                                             times, mg.tolist())):
         status = "credited" if credited[i] else "rejected"
         code = "" if credited[i] else ("OVERLAP" if overlap[i] else "NOT_COVERED")
-        rows.append({"index": i, "id": rid, "account": account, "time": time_, "status": status,
-                     "code": code, "message": "", "reduction_kg": reduction / 1_000_000,
-                     "reduction_mg": reduction, "points": reduction // 1000, "bonus": 0,
-                     "baseline_mg": None, "project_mg": None, "leakage_mg": None, "flags": [],
-                     "counters": [], "methodology": METHODOLOGY, "version": "1.0.0",
-                     "content_hash": "", "applicability": ""})
+        row = {"index": i, "id": rid, "account": account, "time": time_, "status": status,
+               "code": code, "message": "", "reduction_kg": reduction / 1_000_000,
+               "reduction_mg": reduction, "points": reduction // 1000, "bonus": 0,
+               "baseline_mg": None, "project_mg": None, "leakage_mg": None, "flags": [],
+               "counters": []}
+        if compact:
+            row["group"] = 0
+        else:
+            row.update(version)
+        rows.append(row)
     out = orjson.dumps({"methodology": METHODOLOGY, "summary": {
         "records": len(rows), "evaluated": len(rows), "errors": 0,
         "reduction_mg": int(mg.sum()), "points": int((mg // 1000).sum())},
-        "results": rows, "errors": []})
+        **({"groups": [version]} if compact else {}), "results": rows, "errors": []})
     start_response("200 OK", [("Content-Type", "application/json"),
                               ("Content-Length", str(len(out)))])
     return [out]
@@ -170,34 +179,45 @@ class Caller:
         self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
         self.headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
 
+    size = 0  # of the last answer, in bytes
+    parse = 0.0  # seconds json.loads took for it
+
     def evaluate(self, body: bytes) -> dict:
         self.connection.request("POST", "/api/v1/evaluate", body=body, headers=self.headers)
         response = self.connection.getresponse()
         data = response.read()
         if response.status != 200:
             raise SystemExit(f"{response.status}: {data[:500]!r}")
-        return json.loads(data)
+        t = time.perf_counter()
+        out = json.loads(data)
+        self.parse, self.size = time.perf_counter() - t, len(data)
+        return out
 
 
-def body_of(records: list[dict]) -> bytes:
-    return json.dumps({"methodology": METHODOLOGY, "records": records}).encode()
+def body_of(records: list[dict], compact: bool = False) -> bytes:
+    return json.dumps({"methodology": METHODOLOGY, "records": records,
+                       **({"compact": True} if compact else {})}).encode()
 
 
 def percentile(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
 
 
-def batches(port: int, token: str, count: int, size: int) -> tuple[float, list[float]]:
+def batches(port: int, token: str, count: int, size: int,
+            compact: bool = False) -> tuple[float, list[float], int, list[float]]:
+    """(records/s, sorted seconds a batch, bytes of an answer, sorted seconds the client's
+    json.loads took for an answer)"""
     caller = Caller(port, token)
-    bodies = [body_of(rides(size, i * size)) for i in range(count + 1)]
+    bodies = [body_of(rides(size, i * size), compact) for i in range(count + 1)]
     caller.evaluate(bodies[-1])  # warm: the methodology compiled, the connection open
-    times = []
+    times, parses = [], []
     for body in bodies[:count]:
         t = time.perf_counter()
         out = caller.evaluate(body)
         times.append(time.perf_counter() - t)
+        parses.append(caller.parse)
         assert out["summary"]["evaluated"] == size, out["summary"]
-    return count * size / sum(times), sorted(times)
+    return count * size / sum(times), sorted(times), caller.size, sorted(parses)
 
 
 def one_at_a_time(port: int, token: str, count: int) -> list[float]:
@@ -252,10 +272,14 @@ def main() -> None:
             check = body_of(rides(args.size, 10 ** 7))
             same_results(Caller(port, token).evaluate(check), Caller(reference_port, "").evaluate(check))
             print(f"results: the API's equal the hand-written reference's on {args.size:,} rides")
-            for name, where in (("POST /api/v1/evaluate", port), ("reference", reference_port)):
-                rate, times = batches(where, token, args.batches, args.size)
-                print(f"{name:>22}, batches of {args.size:,}: {rate:,.0f} records/s "
-                      f"(p50 {percentile(times, 50) * 1000:.0f} ms a batch)")
+            for compact in (False, True):
+                for name, where in (("POST /api/v1/evaluate", port), ("reference", reference_port)):
+                    rate, times, size, parses = batches(where, token, args.batches, args.size,
+                                                        compact)
+                    print(f"{name:>22}, batches of {args.size:,}{' compact' if compact else ''}: "
+                          f"{rate:,.0f} records/s (p50 {percentile(times, 50) * 1000:.0f} ms a "
+                          f"batch; answer {size / 1e6:.2f} MB, client json.loads p50 "
+                          f"{percentile(parses, 50) * 1000:.0f} ms)")
             print(f"{'':>22}  (issue 14's goal 100,000 records/s; the OpenFisca Web API's "
                   f"published {OPENFISCA_RECORDS_PER_S:,} records/s)")
             for name, where in (("POST /api/v1/evaluate", port), ("reference", reference_port)):

@@ -71,17 +71,29 @@ out.with_columns(pl.Series("reduction_mg", capped),
 """
 
 
+# Each measured process is started by this small one, itself a fresh process: Linux gives a
+# forked child its parent's resident size as the start of its peak (ru_maxrss, kept across
+# exec), so a command started by the bench itself, holding a frame of 5M rides, would show
+# at least the bench's size.
+LAUNCHER = """
+import os, subprocess, sys, time
+start = time.perf_counter()
+child = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)
+_, status, usage = os.wait4(child.pid, 0)
+wall = time.perf_counter() - start
+sys.stderr.write(f"\\nlaunched {os.waitstatus_to_exitcode(status)} {wall} {usage.ru_maxrss}\\n")
+"""
+
+
 def measured(*args: str, env=None) -> tuple[float, float]:
     """(wall seconds, peak RSS MiB) of one process."""
-    start = time.perf_counter()
-    child = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    _, status, usage = os.wait4(child.pid, 0)
-    wall = time.perf_counter() - start
-    child.returncode = os.waitstatus_to_exitcode(status)
-    if child.returncode != 0:
-        raise SystemExit(f"{' '.join(args)} failed:\n{child.stderr.read().decode()[-3000:]}")
-    child.stderr.close()
-    return wall, usage.ru_maxrss / 1024
+    child = subprocess.run([sys.executable, "-c", LAUNCHER, *args], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, env=env)
+    err = child.stderr.decode(errors="replace")
+    _, code, wall, rss = err.rstrip().rsplit("\n", 1)[-1].split()
+    if int(code) != 0:
+        raise SystemExit(f"{' '.join(args)} failed:\n{err[-3000:]}")
+    return float(wall), int(rss) / 1024
 
 
 def startup(work: Path, runs: int) -> None:

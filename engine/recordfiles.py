@@ -502,22 +502,23 @@ def estimate_rows(path: Path) -> int:
 
 # ---------------------------------------------------------------- Parquet
 def _parquet_chunks(path: Path, chunk_rows: int) -> Chunks:
+    """Polars' own reader, streaming (`collect_batches`): frames of `chunk_rows`, memory
+    bounded by a few of them whatever the file's row groups. PyArrow's `iter_batches`
+    and `pl.from_arrow` read 1M rows in 0.087 s, this in 0.057 s (one file of 8 row
+    groups), 0.140 s against 0.038 s in one row group (load 6, bench/README.md)."""
     import polars as pl
     import pyarrow.parquet as pq
-    table = pq.ParquetFile(path)
-    total = table.metadata.num_rows or 0
-    names, units = header_units(table.schema_arrow.names)
+    metadata = pq.read_metadata(path)
+    total = metadata.num_rows or 0
+    names, units = header_units(metadata.schema.to_arrow_schema().names)
     state = {"rows": 0}
 
     def frames():
         row = 1
-        for batch in table.iter_batches(batch_size=chunk_rows):
-            frame = pl.from_arrow(batch)
-            if isinstance(frame, pl.Series):  # pragma: no cover
-                frame = frame.to_frame()
-            last = {name: i for i, name in enumerate(names)}
-            frame = frame.select([frame.columns[i] for i in sorted(last.values())])
-            frame.columns = [names[i] for i in sorted(last.values())]
+        if not total:
+            return
+        for frame in pl.scan_parquet(path).collect_batches(chunk_size=chunk_rows):
+            frame.columns = names
             state["rows"] += frame.height
             if frame.height:
                 yield frame, row
@@ -584,6 +585,8 @@ def _result_columns(frame, ref, fmt: str):
                 .otherwise(moment.dt.strftime("%Y-%m-%dT%H:%M:%S%.6fZ")))
     elif fmt == "csv":  # formatted by write_csv's threads (_emit), not here on one
         time = moment
+    elif fmt == "parquet" and _whole_seconds_in_range(frame):  # as text by _parquet_table
+        time = t
     else:
         time = moment.dt.strftime(_WHOLE_SECONDS)
     if fmt == "jsonl":
@@ -603,13 +606,115 @@ def _result_columns(frame, ref, fmt: str):
         "reduction_kg": pl.col("reduction_mg").map_batches(_kilograms, return_dtype=pl.Float64),
         **{name: pl.lit(getattr(ref, f.name)) for name, f in zip(REF_COLUMNS, fields(MethodologyRef))},
     }
-    out = frame.select([computed.get(name, pl.col(name)).alias(name) for name in FILE_COLUMNS])
+    # Parquet: the methodology's columns are added by ResultWriter as Arrow dictionaries
+    # (one value, an index per row), not as a text repeated on every row
+    columns = FILE_COLUMNS if fmt != "parquet" else FILE_COLUMNS[:-len(REF_COLUMNS)]
+    out = frame.select([computed.get(name, pl.col(name)).alias(name) for name in columns])
     if fmt == "csv":  # an empty text is an empty cell, as the csv module writes it
         # (the methodology's columns are never empty)
         text = [c for c, t in out.schema.items() if t == pl.String and c not in REF_COLUMNS]
         out = out.with_columns(pl.when(pl.col(c) == "").then(None).otherwise(pl.col(c)).alias(c)
                                for c in text)
     return out
+
+
+_FIRST_US, _LAST_US = -30_610_224_000_000_000, 253_402_300_799_000_000  # 1000-01-01, 9999-12-31T23:59:59
+
+
+def _whole_seconds_in_range(frame) -> bool:
+    """Every time of the frame a whole second of the years 1000 to 9999 (the fixed-width
+    text `_iso_seconds` writes), or none at all."""
+    import polars as pl
+    t = pl.col("time")
+    low, high = frame.select(t.min().alias("low"), t.max().alias("high")).row(0)
+    return low is None or (_FIRST_US <= low and high <= _LAST_US)
+
+
+def _iso_seconds(time):
+    """Microseconds since the epoch (an Int64 Series, whole seconds, years 1000-9999) ->
+    `YYYY-MM-DDTHH:MM:SSZ` as an Arrow string array, nulls kept: what
+    `strftime(_WHOLE_SECONDS)` gives (tests/test_eval_small.py compares them), 20 bytes a
+    row gathered by NumPy into one buffer: the day's 11 bytes from a table of the days
+    the times span, the second's 9 from a table of a day's seconds. Polars' strftime took
+    0.55 s of CPU for 1M times (issue 16)."""
+    import numpy as np
+    import pyarrow as pa
+
+    n = len(time)
+    valid = time.is_not_null().to_numpy()
+    seconds = time.fill_null(0).to_numpy() // 1_000_000
+    days = seconds // 86_400
+    of_day = seconds - days * 86_400
+    first = int(days[valid].min()) if valid.any() else 0
+    last = int(days[valid].max()) if valid.any() else 0
+    if last - first < 1 << 20:
+        index, spanned = np.where(valid, days - first, 0), np.arange(first, last + 1)
+    else:  # times over more than 2,800 years: a table of the days that occur
+        spanned, index = np.unique(days, return_inverse=True)
+    text = np.empty(n, dtype=[("day", "S11"), ("second", "S9")])
+    text["day"] = _day_texts(spanned)[index]
+    text["second"] = _second_texts()[of_day]
+    offsets = pa.py_buffer(np.arange(0, 20 * n + 1, 20, dtype=np.int64))
+    nulls = n - int(valid.sum())
+    bitmap = pa.py_buffer(np.packbits(valid, bitorder="little")) if nulls else None
+    return pa.Array.from_buffers(pa.large_string(), n, [bitmap, offsets, pa.py_buffer(text)],
+                                 null_count=nulls)
+
+
+def _digits(value, width: int):
+    """Non-negative integers -> their decimal digits, zero-padded, as (n, width) bytes."""
+    import numpy as np
+    out = np.empty((len(value), width), dtype=np.uint8)
+    for k in range(width):
+        out[:, width - 1 - k] = 48 + value // 10 ** k % 10
+    return out
+
+
+def _day_texts(days):
+    """Days since the epoch -> `YYYY-MM-DDT` (S11)."""
+    import numpy as np
+    day = np.asarray(days, dtype=np.int64).astype("datetime64[D]")
+    month = day.astype("datetime64[M]")
+    year = month.astype("datetime64[Y]").astype(np.int64) + 1970
+    out = np.empty((len(day), 11), dtype=np.uint8)
+    out[:, 0:4] = _digits(year, 4)
+    out[:, 5:7] = _digits(month.astype(np.int64) % 12 + 1, 2)
+    out[:, 8:10] = _digits((day - month).astype(np.int64) + 1, 2)
+    out[:, [4, 7]], out[:, 10] = ord("-"), ord("T")
+    return out.view("S11").ravel()
+
+
+@lru_cache(maxsize=1)
+def _second_texts():
+    """A day's seconds -> `HH:MM:SSZ` (S9), 86,400 of them."""
+    import numpy as np
+    second = np.arange(86_400)
+    out = np.empty((86_400, 9), dtype=np.uint8)
+    out[:, 0:2] = _digits(second // 3600, 2)
+    out[:, 3:5] = _digits(second // 60 % 60, 2)
+    out[:, 6:8] = _digits(second % 60, 2)
+    out[:, [2, 5]], out[:, 8] = ord(":"), ord("Z")
+    return out.view("S9").ravel()
+
+
+def _parquet_table(frame, ref):
+    """A frame of engine results -> the Arrow table ResultWriter writes to Parquet: the
+    columns of `_result_columns` (Polars' string views handed over without a copy), the
+    time as text by `_iso_seconds` where it can, the methodology as `_ref_columns`."""
+    import polars as pl
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    out = _result_columns(frame, ref, "parquet")
+    table = out.to_arrow(compat_level=pl.CompatLevel.newest())
+    columns = table.columns
+    for name in _CODES:  # a few values each: their dictionaries built here, in the preparing
+        at = table.column_names.index(name)  # threads, not by the one writing thread
+        columns[at] = pc.dictionary_encode(columns[at].cast(pa.large_string()))
+    if out.schema["time"] != pl.String:
+        columns[table.column_names.index("time")] = _iso_seconds(out.get_column("time"))
+    return pa.Table.from_arrays([*columns, *_ref_columns(ref, table.num_rows)],
+                                names=[*table.column_names, *REF_COLUMNS])
 
 
 # ---------------------------------------------------------------- results, without Polars
@@ -732,6 +837,22 @@ def write_result_lines(results, ref, path: Optional[Path], stream=None) -> None:
 # on the long ones only after building it. Writing 1M results took 0.80 s instead of 1.35 s
 # (best of 4, load 10), the file 11 % larger (bench/README.md, issue 16).
 _FEW_VALUES = ["status", "code", "message", "flags", "counters", *REF_COLUMNS]
+_CODES = ("status", "code", "message")
+
+
+def _ref_columns(ref, rows: int) -> list:
+    """The methodology's columns (REF_COLUMNS) of `rows` results, as Arrow dictionary
+    arrays: its one value and an index per row. Written as they are (a dictionary page and
+    runs of zeros), not a 71-character hash copied a million times into a text column,
+    then hashed back into a dictionary by the writer (issue 16: 0.23 s -> 0.10 s to hand
+    1M results to PyArrow, and less to write; the file the same)."""
+    import numpy as np
+    import pyarrow as pa
+
+    zeros = pa.array(np.zeros(rows, dtype=np.int32))
+    return [pa.DictionaryArray.from_arrays(zeros, pa.array([getattr(ref, f.name)], type=pa.string()),
+                                           safe=False)  # indices all 0: nothing to check
+            for f in fields(MethodologyRef)]
 
 
 class ResultWriter:
@@ -739,11 +860,12 @@ class ResultWriter:
     first columns as CSV to a text stream (stdout).
 
     Turning a frame into the written columns (times as text, kilograms) is Polars work
-    that releases the GIL, so the next frames are prepared in threads while one is
-    written; frames are still written in the order they came.
+    that releases the GIL, so the next frames are prepared in threads; each is then
+    written by one writing thread (PyArrow's Parquet writer and Polars' CSV writer release
+    the GIL too), in the order they came, while the caller evaluates the next chunk.
     """
 
-    AHEAD = 2  # frames prepared ahead of the one being written
+    AHEAD = 2  # frames prepared or being written ahead of the caller
 
     def __init__(self, path: Optional[Path], ref, stream=None):
         """A file is written under a temporary name beside it and renamed when `close`
@@ -759,16 +881,24 @@ class ResultWriter:
         self._parquet = None
         self._header = True
         self._pending: deque = deque()
+        self._writing: Optional[ThreadPoolExecutor] = None
 
     def write(self, frame) -> None:
         fmt = "csv" if self.fmt == "stdout" else self.fmt
-        self._pending.append(_preparing_pool().submit(_result_columns, frame, self.ref, fmt))
+        prepare = _parquet_table if fmt == "parquet" else (lambda f, r: _result_columns(f, r, fmt))
+        prepared = _preparing_pool().submit(prepare, frame, self.ref)
+        if self._writing is None:
+            self._writing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tanpu-written")
+        self._pending.append(self._writing.submit(lambda: self._emit(prepared.result())))
         while len(self._pending) > self.AHEAD:
-            self._emit(self._pending.popleft().result())
+            self._pending.popleft().result()
 
     def _flush(self) -> None:
         while self._pending:
-            self._emit(self._pending.popleft().result())
+            self._pending.popleft().result()
+        if self._writing is not None:
+            self._writing.shutdown()
+            self._writing = None
 
     def _emit(self, out) -> None:
         if self.fmt == "stdout":
@@ -778,9 +908,12 @@ class ResultWriter:
             return
         if self.fmt == "parquet":
             import pyarrow.parquet as pq
-            table = out.to_arrow()
+            table = out  # _parquet_table's
             if self._parquet is None:
-                self._parquet = pq.ParquetWriter(self.path, table.schema, use_dictionary=_FEW_VALUES)
+                # store_schema=False: no Arrow schema in the file, so that readers see
+                # text (Parquet's String), not the dictionaries and views written here
+                self._parquet = pq.ParquetWriter(self.path, table.schema, use_dictionary=_FEW_VALUES,
+                                                 store_schema=False)
             self._parquet.write_table(table.cast(self._parquet.schema))
             return
         if self._handle is None:
@@ -795,7 +928,7 @@ class ResultWriter:
         self._flush()
         if self.fmt == "parquet" and self._parquet is None:
             from .batch.engine import results_frame
-            self._emit(_result_columns(results_frame([]), self.ref, "parquet"))
+            self._emit(_parquet_table(results_frame([]), self.ref))
         if self._parquet is not None:
             self._parquet.close()
         if self.fmt in ("csv", "jsonl") and self._handle is None:
@@ -815,6 +948,11 @@ class ResultWriter:
 
     def abort(self) -> None:
         """Removes the partial file (the run failed)."""
+        for waiting in self._pending:  # what is being written ends before the file closes
+            waiting.cancel()
+        if self._writing is not None:
+            self._writing.shutdown(wait=True, cancel_futures=True)
+            self._writing = None
         for closing in (self._handle, self._parquet):
             try:
                 if closing is not None:

@@ -12,13 +12,16 @@ For a city or province whose records live in a data lake. The results are those 
    record. A record whose id an earlier one (canonical order: account, time, row) has is
    a duplicate, as in `tanpu eval`; found by a window over the id (one shuffle of the
    results by id).
-3. Cross-record rules (duplicates, overlaps, windows, caps), if the methodology has any:
-   the records are repartitioned by account (its hash), so every record of an account
+3. Anything that judges a record by its account's other records (duplicates, overlaps,
+   flag and bonus windows, caps, near duplicates, counters and rewards, history windows:
+   CrossRecord.has_account_state), if the methodology has any: the readable records
+   (those with a repeated id too, marked: a history window holds every record read, the
+   rules none of them) are repartitioned by account (its hash), so every record of an account
    meets in one task, and `mapInArrow` runs the whole batch engine once on each partition
    (not `groupBy(account).applyInArrow`, which calls it once per account: see
    partition_results). With prior states (engine/state.py's AccountState JSON, one per account, as the ledger keeps
    them), the account's records and its state are cogrouped and judged after it by the
-   scalar engine, the one path that carries state; the posterior states come back beside
+   scalar engine (the reference); the posterior states come back beside
    the results (`evaluate_with_states`).
 
 Why this lives in engine/ (and tanpu/spark.py only re-exports it): it needs nothing but
@@ -51,6 +54,7 @@ import pyarrow as pa
 from .result import COLUMNS, DUPLICATE, DUPLICATE_ID, INVALID
 
 ROW = "__tanpu_row"        # the row number column carried with the records
+LATER = "__later"          # true on a record whose id an earlier record (anywhere) has
 ACCOUNT = "__tanpu_account"  # the account as the engine read it (results' `account`)
 STATE = "state"            # an account's AccountState JSON (input and output)
 
@@ -171,8 +175,15 @@ def partition_results(source: Source, units: dict):
             return
         engine = _engine(source)
         frame, rows = _sorted_by_row(pa.Table.from_batches(batches).drop_columns([ACCOUNT]))
-        yield from _as_table(engine.evaluate_frame(frame, units), rows).to_batches()
+        frame, later = _later(frame)
+        yield from _as_table(engine.evaluate_frame(frame, units, duplicate_ids=later), rows).to_batches()
     return run
+
+
+def _later(frame: pl.DataFrame) -> tuple[pl.DataFrame, np.ndarray]:
+    """The records without the LATER column, and the positions where it is true."""
+    later = np.flatnonzero(frame.get_column(LATER).fill_null(False).to_numpy())
+    return frame.drop(LATER), later
 
 
 def account_results_with_state(source: Source, units: dict):
@@ -186,13 +197,24 @@ def account_results_with_state(source: Source, units: dict):
         from .batch import results_frame
         from .state import AccountState
 
+        from .cross_record import decide
+        from .result import DUPLICATE, DUPLICATE_ID
+
         batch_engine = _engine(source)
         engine = Engine(batch_engine.methodology)
         frame, rows = _sorted_by_row(records.drop_columns([ACCOUNT]))
+        frame, later = _later(frame)
         account = records.column(ACCOUNT)[0].as_py()
         prior = states.column(STATE)[0].as_py() if states.num_rows else None
         state = {account: AccountState.from_json(engine.rules, prior)}
-        results = results_frame(engine.evaluate(frame.to_dicts(), column_units=units, state=state))
+        # the windows hold every record read, a repeated id too; the rules none of those
+        judged = engine.evaluate(frame.to_dicts(), column_units=units, state=state, per_record_only=True)
+        message = batch_engine.reasons.column(2)[batch_engine.rules.duplicate_id]
+        for i in later:
+            decide(judged[i], DUPLICATE, DUPLICATE_ID, message, False)
+            judged[i].reduction_mg, judged[i].points = 0, 0
+        engine.apply_cross_record(judged, state=state)
+        results = results_frame(judged)
         after = [None] * (len(rows) - 1) + [state[account].to_json(engine.rules)]
         return _as_table(results, rows, {STATE: pa.array(after, pa.string())})
     return run
@@ -273,7 +295,9 @@ def _mark_duplicate_ids(results, message: str):
 
 
 def _has_rules(source: Source) -> bool:
-    return _engine(source).plan.rules.has_cross_record_rules
+    """Whether records must meet their account's other records (history windows too:
+    computed per Arrow batch they would see only the batch's days)."""
+    return _engine(source).plan.rules.has_account_state
 
 
 def evaluate(df, methodology: Union[str, Path], *, row: Optional[str] = None):
@@ -307,10 +331,12 @@ def _evaluate(df, source: Source, row: Optional[str], states):
     marked = _mark_duplicate_ids(first, message)
     if not rules:
         return marked.select(*COLUMNS), None
-    settled = marked.filter((F.col("status") == INVALID) | F.col("__later")).select(*COLUMNS)
-    judged = marked.filter((F.col("status") != INVALID) & ~F.col("__later")).select(
+    # a record with a repeated id goes with its account's records too: no rule counts it,
+    # but a history window holds it (every record read is history: engine/history.py)
+    settled = marked.filter(F.col("status") == INVALID).select(*COLUMNS)
+    judged = marked.filter(F.col("status") != INVALID).select(
         *[F.col(f"__in_{name}").alias(name) for name in keep], F.col(ROW),
-        F.col("account").alias(ACCOUNT))
+        F.col("account").alias(ACCOUNT), F.col("__later").alias(LATER))
     if states is None:
         # every record of an account in one partition (by the account's hash), each
         # partition evaluated whole

@@ -56,7 +56,7 @@ from engine.state import AccountState
 from . import accounts, audit, bulk, precedence, reversals, users
 from .errors import Conflict, Invalid, InvalidTransition, NotFound
 from .models import (ACTIVE, CREDIT_STATUSES, PUBLISHED, SUPERSEDED, CreditBatch, CreditEntry,
-                     MethodologyVersion, RuleState, User, UTCDateTime, utcnow)
+                     MethodologyVersion, Reversal, RuleState, User, UTCDateTime, utcnow)
 from .users import require
 
 CREDITABLE_VERSION_STATES = (PUBLISHED, SUPERSEDED)
@@ -616,11 +616,14 @@ def balance(session: Session, account: str) -> dict[str, int]:
 
 
 def counter_totals(session: Session, account: str) -> dict[str, int]:
-    """What an account's credits moved, per counter and reward (engine/counters.py)."""
+    """What an account's credits moved, per counter and reward (engine/counters.py), net
+    of reversals: a reversed credit moved nothing (registry/reversals.py gives back what
+    it moved in the state; its entry stays, so it is left out here)."""
     from engine.counters import parse_moved
     totals: dict[str, int] = {}
+    reversed_ = select(Reversal.id).where(Reversal.entry_id == CreditEntry.id).exists()
     for text in session.scalars(select(CreditEntry.counters).where(
-            CreditEntry.account == account, CreditEntry.counters != "")):
+            CreditEntry.account == account, CreditEntry.counters != "", ~reversed_)):
         for name, amount in parse_moved(text.split(";")).items():
             totals[name] = totals.get(name, 0) + amount
     return totals

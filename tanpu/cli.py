@@ -307,8 +307,7 @@ def _eval_dataset(c, spec: str, out: Path, engine_name: str, resume: bool, fmt: 
 def _has_cross_record_rules(methodology) -> bool:
     from engine.plan import from_ir
 
-    rules = from_ir(methodology).rules
-    return rules.has_cross_record_rules or bool(rules.histories)
+    return from_ir(methodology).rules.has_account_state
 
 
 def _remove_stale_partials(folder: Path) -> None:

@@ -33,6 +33,27 @@ def test_floats_are_written_as_polars_writes_them():
     assert [format_float(v) for v in values] == written
 
 
+def test_times_are_written_to_parquet_as_polars_strftime_writes_them():
+    """recordfiles._iso_seconds (NumPy, the Parquet writer's) against Polars' strftime and
+    Python's isoformat: leap days, before 1970, the ends of the years it takes, nulls."""
+    from datetime import datetime, timezone
+
+    from engine.recordfiles import _iso_seconds
+
+    rng = random.Random(11)
+    ends = [datetime(1000, 1, 1, tzinfo=timezone.utc), datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone.utc),
+            datetime(1969, 12, 31, 23, 59, 59, tzinfo=timezone.utc), datetime(2024, 2, 29, 12, tzinfo=timezone.utc),
+            datetime(1900, 3, 1, tzinfo=timezone.utc), datetime(2000, 2, 29, 23, 59, 59, tzinfo=timezone.utc)]
+    seconds = [int(d.timestamp()) for d in ends]
+    seconds += [rng.randint(seconds[0], seconds[1]) for _ in range(20_000)]
+    seconds += [rng.randint(-10 ** 9, 4 * 10 ** 9) for _ in range(20_000)]
+    times = pl.Series("time", [s * 1_000_000 for s in seconds] + [None], dtype=pl.Int64)
+    expected = pl.from_epoch(times, time_unit="us").dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    got = pl.from_arrow(_iso_seconds(times))
+    assert got.to_list() == expected.to_list()
+    assert got.to_list()[:2] == [d.isoformat().replace("+00:00", "Z") for d in ends[:2]]
+
+
 def _polars_bytes(results, ref, fmt: str, tmp_path: Path) -> bytes:
     import io
 

@@ -17,6 +17,8 @@ the definitions by dsl/ir/from_surface.py).
 
 from __future__ import annotations
 
+from typing import Optional
+
 from ..ir import ast as ir
 from ..messages import Reporter
 from ..surface import ast
@@ -52,12 +54,7 @@ def check_histories(items, scope: Scope, report: Reporter, declared: dict,
         if str(item.subject) in definition_names and str(item.subject) not in scope.inputs:
             pending.append(item)
             continue
-        history = _check(item, name, scope, report)
-        if history is None:
-            scope.failed.add(name)
-            continue
-        scope.histories[name] = history.type
-        out.append(history)
+        _add(_check(item, name, scope, report), name, scope, out)
     return out, pending
 
 
@@ -66,13 +63,18 @@ def check_definition_histories(pending: list, scope: Scope, report: Reporter) ->
     out = []
     for item in pending:
         name = str(item.name)
-        history = _check(item, name, scope, report)
-        if history is None:
-            scope.failed.add(name)
-            continue
-        scope.histories[name] = history.type
-        out.append(history)
+        _add(_check(item, name, scope, report), name, scope, out)
     return out
+
+
+def _add(history: Optional[ir.History], name: str, scope: Scope, out: list) -> None:
+    """A checked history into scope (its type) and `out`; a broken one's name into
+    `scope.failed`, so that its uses are not reported again."""
+    if history is None:
+        scope.failed.add(name)
+        return
+    scope.histories[name] = history.type
+    out.append(history)
 
 
 def subject_closure(pending: list, written: dict, names_in) -> set[str]:

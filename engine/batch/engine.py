@@ -166,41 +166,44 @@ class BatchEngine:
 
     # ------------------------------------------------------------ whole frames
     def evaluate_frame(self, frame: pl.DataFrame, column_units: Optional[Mapping[str, str]] = None,
-                       first_row: int = 1, state: Optional[dict] = None) -> pl.DataFrame:
+                       first_row: int = 1, state: Optional[dict] = None,
+                       duplicate_ids: Optional[np.ndarray] = None) -> pl.DataFrame:
         """Raw records (one per row) -> results (one per row, in the same order).
 
         `state` (account -> engine.state.AccountState), as engine.Engine.evaluate takes
         it: each account's history windows (engine/batch/history.py
         `compute_with_state`), caps' period totals (rules.py `_cap`), counters' cap
         totals, counters' totals and rewards' remainders (counters.py) start from what it
-        remembers, and it is left updated, so a stream evaluated in pieces in time order
-        gives what it gives whole. The other cross-record rules (duplicates, overlaps,
-        flags, bonuses) take no state here: a methodology with one of them is refused
-        with a state (ValueError); the scalar engine carries theirs."""
-        if state is not None:
-            r = self.plan.rules
-            if r.duplicates or r.overlaps or r.flags or r.bonuses or r.near_duplicates:
-                raise ValueError("the batch engine carries the state of history windows, caps, "
-                                 "counters and rewards only: evaluate a methodology with other "
-                                 "cross-record rules and a state with engine.Engine")
+        remembers, and so do duplicate keys, near duplicates, overlaps, flag and bonus
+        windows (rules.py `_with_state`: the reference's own judging, on the credited
+        records); it is left updated, so a stream evaluated in pieces in time order
+        gives what it gives whole.
+
+        `duplicate_ids`: the positions (in the frame) of the records whose id an earlier
+        record has, when the frame is part of a larger stream that decided them (Spark's
+        account partitions: a repeated id may be another account's); they are DUPLICATE_ID
+        and no rule counts them, but a history window still holds them, as it holds every
+        record read (engine/history.py)."""
         if self.histories:  # a window reaches across chunks: the frame is one chunk
             parts = [self.per_record(frame, column_units, first_row, state)]
         else:
             parts = list(self.per_record_chunks(self.frame_chunks(frame, first_row), column_units)) or \
                 [self.per_record(frame, column_units, first_row)]
-        return self.finish(parts, state)
+        return self.finish(parts, state, duplicate_ids)
 
     def frame_chunks(self, frame: pl.DataFrame, first_row: int = 1) -> Iterator[tuple[pl.DataFrame, int]]:
         """A frame in memory as (chunk, first row) pieces for per_record_chunks."""
         step = self.frame_rows
         return ((frame.slice(start, step), first_row + start) for start in range(0, frame.height, step))
 
-    def finish(self, parts: list[Part], state: Optional[dict] = None) -> pl.DataFrame:
-        """Cross-record rules over the kept columns of every chunk -> results."""
+    def finish(self, parts: list[Part], state: Optional[dict] = None,
+               duplicate_ids: Optional[np.ndarray] = None) -> pl.DataFrame:
+        """Cross-record rules over the kept columns of every chunk -> results;
+        `duplicate_ids`: evaluate_frame's."""
         merged = concat_parts(parts)
         # the rules write into the batch: a concatenation is already a copy of the parts
         batch = self.batch_of(merged, copy=len(parts) == 1)
-        self.rules.apply(batch, state=state)
+        self.rules.apply(batch, duplicate_ids, state=state)
         return self.results(merged, batch)
 
     def batch_of(self, part: Part, copy: bool = True) -> Batch:

@@ -24,6 +24,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ from dsl.ir import ast as ir
 from ..plan.ast import CrossRecord
 from ..result import CAP_REACHED, CAPPED, DUPLICATE, DUPLICATE_ID, REJECTED
 from .. import channels
+from .. import cross_record
 from ..cross_record import cap_reached
 from .timezones import period_index, zone_table
 from .values import Reasons
@@ -126,6 +128,12 @@ class Rules:
         self.flag_bit = {code: 1 << i for i, code in enumerate(self.flag_codes)}
         from .counters import Counting
         self.counting = Counting(methodology, reasons)
+        # the rules whose state is carried by the reference, record by record (_with_state),
+        # the counters left to Counting
+        self.stateful = bool(methodology.duplicates or methodology.overlaps or methodology.flags
+                             or methodology.bonuses or methodology.near_duplicates)
+        self.without_counters = dataclasses.replace(methodology, counters=(), counter_units=(),
+                                                    counter_caps=(), rewards=())
 
     def needed_inputs(self) -> set[str]:
         names = set()
@@ -161,6 +169,9 @@ class Rules:
                 batch.points[duplicate_ids] = 0
             if not self.m.has_record_rules:
                 return
+            if state is not None and self.stateful:
+                self._with_state(batch, state)
+                return
             if self.m.near_duplicates:
                 self._near_duplicates(batch)
             credited = np.flatnonzero(batch.reason == Reasons.CREDITED)
@@ -184,6 +195,54 @@ class Rules:
             # partitions hold disjoint accounts, so they write disjoint rows; NumPy's
             # sorts release the GIL, so partitions in threads use every core
             list(_partition_pool().map(one, range(parts)))
+
+    # ------------------------------------------------------------ with a prior state
+    def _with_state(self, batch: Batch, state: dict) -> None:
+        """The rules judged after each account's prior state (engine/state.py), by the
+        reference itself (engine/cross_record.py) on the credited records, which leaves
+        the state as the scalar engine leaves it. Record by record in Python: a state
+        comes with a piece of a stream (a ledger request, an account's records on Spark),
+        rarely more than a few thousand records, and one implementation of what the
+        state remembers (late records against the intervals kept, windows spanning
+        pieces) is worth more there than vector speed. The counters and rewards stay
+        Counting's (apply)."""
+        from ..result import CREDITED, Result
+        from ..state import AccountState
+
+        credited = np.flatnonzero(batch.reason == Reasons.CREDITED)
+        if credited.size == 0:
+            return
+        names = sorted(self.needed_inputs())
+        columns = {name: _python_values(_value_column(batch, name), credited) for name in names}
+        ids = batch.ids.gather(credited).to_list()
+        accounts = batch.accounts.gather(credited).to_list()
+        time = batch.time[credited].tolist()
+        rows = batch.rows[credited].tolist()
+        reduction = batch.reduction_mg[credited].tolist()
+        points = batch.points[credited].tolist()
+        results = []
+        for j in range(credited.size):
+            values = {name: columns[name][j] for name in names}
+            values.update(id=ids[j], account=accounts[j], time=time[j])
+            results.append(Result(ids[j], accounts[j], time[j], CREDITED, "", "", reduction[j],
+                                  points[j], 0, row=rows[j], values=values))
+        for account in set(accounts):  # the whole rules' state (counters too), not the reference's
+            if account not in state:
+                state[account] = AccountState.empty(self.m)
+        at = {id(r): int(p) for r, p in zip(results, credited)}
+
+        def recompute_points(r: Result, allowed: int) -> int:
+            return int(self.recompute(batch, np.array([at[id(r)]]), np.array([allowed], dtype=np.int64))[0])
+        cross_record.apply(results, self.without_counters,
+                           recompute_points if self.recompute is not None else None, False, state)
+        for r, p in zip(results, credited):
+            if r.status != CREDITED:
+                batch.reason[p] = self.reasons.add(r.status, r.code, r.message)
+            batch.reduction_mg[p] = r.reduction_mg
+            batch.points[p] = r.points
+            batch.bonus[p] = r.bonus
+            if r.flags:
+                batch.flags[p] = sum(self.flag_bit[code] for code in r.flags)
 
     # ------------------------------------------------------------ one event, several reports
     def _near_duplicates(self, batch: Batch) -> None:

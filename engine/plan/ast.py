@@ -319,6 +319,14 @@ class CrossRecord:
         """Anything that depends on the account's other records (counters included)."""
         return self.has_record_rules or bool(self.counters or self.rewards)
 
+    @property
+    def has_account_state(self) -> bool:
+        """Anything a record is judged by that depends on the account's other records:
+        the cross-record rules, counters and rewards, and history windows (which judge
+        before the formulas). A path that splits the records up (Spark's Arrow batches)
+        must bring each account's records together for any of them."""
+        return self.has_cross_record_rules or bool(self.histories)
+
 
 @dataclass(frozen=True)
 class Plan:

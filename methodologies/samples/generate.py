@@ -482,6 +482,19 @@ def zhengzhou_tanyixing_bus() -> Sample:
     return s
 
 
+def leg_trip(s: "Sample", prefix: str, order: str, speeds: dict, account: str, start: dt.datetime,
+             chain: list[tuple[str, float]], trip_id: str = "", minutes: int = 0) -> dict:
+    """One trip chain as repeated leg columns (legs[k].mode, legs[k].distance), its end
+    from the legs' speeds unless `minutes` is given (the samples with `input legs`)."""
+    minutes = minutes or max(5, round(sum(km / speeds[m] * 60 for m, km in chain)))
+    row = {"id": s.next_id(prefix), "account": account, "trip_id": trip_id or f"{order}{s.count:05d}",
+           "started": stamp(start, s.rng.random() < 0.03),
+           "ended": stamp(start + dt.timedelta(minutes=minutes))}
+    for k, (mode, km) in enumerate(chain):
+        row[f"legs[{k}].mode"], row[f"legs[{k}].distance"] = mode, f"{km:.1f}"
+    return s.add(row)
+
+
 def beijing_maas_green_trip() -> Sample:
     """Trip chains as repeated leg columns (legs[0].mode, legs[0].distance[km], ...)."""
     legs_header = [f"legs[{k}].{f}" for k in range(4) for f in ("mode", "distance[km]")]
@@ -489,15 +502,10 @@ def beijing_maas_green_trip() -> Sample:
     r = s.rng
     accounts = [f"bj-{i:03d}" for i in range(1, 13)]
 
-    def trip(account: str, start: dt.datetime, chain: list[tuple[str, float]], trip_id: str = "") -> dict:
-        minutes = max(5, round(sum(km / {"walk": 4.5, "bike": 12, "bus": 16, "metro": 30}[m] * 60
-                                   for m, km in chain)))
-        row = {"id": s.next_id("bj"), "account": account, "trip_id": trip_id or f"T{s.count:05d}",
-               "started": stamp(start, r.random() < 0.03),
-               "ended": stamp(start + dt.timedelta(minutes=minutes))}
-        for k, (mode, km) in enumerate(chain):
-            row[f"legs[{k}].mode"], row[f"legs[{k}].distance"] = mode, f"{km:.1f}"
-        return s.add(row)
+    speeds = {"walk": 4.5, "bike": 12, "bus": 16, "metro": 30}
+
+    def trip(account: str, start: dt.datetime, chain: list[tuple[str, float]]) -> dict:
+        return leg_trip(s, "bj", "T", speeds, account, start, chain)
 
     def chain() -> list[tuple[str, float]]:
         kind = r.choices(["metro", "bus", "bike", "walk"], [0.45, 0.3, 0.15, 0.1])[0]
@@ -552,13 +560,7 @@ def wuhan_green_commute_loan() -> Sample:
 
     def trip(account: str, start: dt.datetime, chain: list[tuple[str, float]], trip_id: str = "",
              minutes: int = 0) -> dict:
-        minutes = minutes or max(5, round(sum(km / speeds[m] * 60 for m, km in chain)))
-        row = {"id": s.next_id("wh"), "account": account, "trip_id": trip_id or f"W{s.count:05d}",
-               "started": stamp(start, r.random() < 0.03),
-               "ended": stamp(start + dt.timedelta(minutes=minutes))}
-        for k, (mode, km) in enumerate(chain):
-            row[f"legs[{k}].mode"], row[f"legs[{k}].distance"] = mode, f"{km:.1f}"
-        return s.add(row)
+        return leg_trip(s, "wh", "W", speeds, account, start, chain, trip_id, minutes)
 
     def chain() -> list[tuple[str, float]]:
         kind = r.choices(["bike_metro", "walk_metro", "bike", "bus"], [0.45, 0.3, 0.15, 0.1])[0]

@@ -338,11 +338,19 @@ def test_the_batch_path_carries_the_state_as_the_scalar_path(shape, raws, data):
             {a: json.loads(s.to_json(rules)) for a, s in whole_state.items()}
 
 
-def test_the_batch_engine_refuses_a_state_it_cannot_carry():
+def test_the_batch_engine_carries_a_duplicate_rules_state_beside_the_windows():
+    """A duplicate key seen in an earlier piece is a duplicate in a later one, and the
+    window still holds its reading, as on the scalar path."""
     m = compile_source(source("sum", "previous", 2, "days", "partial")
                        + "forbid duplicate n per account else DUP \"again\"\n").methodology
-    with pytest.raises(ValueError, match="history windows, caps, counters and rewards only"):
-        BatchEngine(m).evaluate([], state={})
+    raws = [{"id": f"r{i}", "account": "a", "time": f"2024-03-0{1 + i}T12:00+08:00",
+             "used": f"{i + 1} kWh", "n": str(i % 2)} for i in range(4)]
+    whole = _keys(Engine(m).evaluate(raws))
+    state: dict = {}
+    batch = BatchEngine(m)
+    pieces = _keys(batch.evaluate(raws[:2], state=state)) + _keys(batch.evaluate(raws[2:], state=state))
+    assert pieces == whole
+    assert [k[1] for k in whole][2:] == ["duplicate", "duplicate"]
 
 
 def test_windows_over_definitions_of_legs_and_tables_agree_on_every_path():

@@ -3,7 +3,8 @@ the same results row for row, for a per-record methodology (mapInArrow only), on
 overlap rule and one with a daily cap besides (groupBy(account) + applyInArrow), with
 repeated ids across accounts and batches, records without ids and unreadable records; and
 a stream evaluated in two pieces with the account states carried between them equals the
-stream evaluated whole. One SparkSession for the module, a few thousand records."""
+stream evaluated whole. History windows (with a reward and a cap) over accounts whose days
+are spread over Arrow batches and partitions, whole and in pieces with states. One SparkSession for the module, a few thousand records."""
 
 from __future__ import annotations
 
@@ -170,3 +171,94 @@ def test_the_spark_eval_command_writes_the_results_of_tanpu_eval(spark, tmp_path
     assert got.get_column("content_hash").unique().to_list()[0].startswith("sha256:")
     again = CliRunner().invoke(main, ["spark-eval", str(methodology), str(path), "-o", str(out)])
     assert again.exit_code != 0  # an existing output is never overwritten
+
+
+# ---------------------------------------------------------------- history windows
+HOUSEHOLD = (ROOT / "methodologies" / "shenzhen-household-electricity.tanpu").read_text(encoding="utf-8")
+# a window, a reward's carried remainder and a daily cap on one account's stream
+HOUSEHOLD_REWARD = HOUSEHOLD + ("\nreward voucher every 2000 points worth 1 CNY\n"
+                                "cap reduction at 900 g per account per day\n")
+HOUSEHOLD_START_US = 1_682_953_200_000_000  # 2023-05-01T15:00Z, 23:00 in Shanghai
+
+
+def readings(accounts: int, days: int, seed: int) -> pl.DataFrame:
+    """A reading an account and a day (sometimes two, sometimes none), in random row order:
+    every account's days are spread over every Arrow batch and partition, so a window
+    computed per batch instead of per account over the whole stream sees other days.
+    Some ids repeated, some readings unreadable."""
+    rng = np.random.default_rng(seed)
+    account = np.repeat(np.arange(accounts), days)
+    day = np.tile(np.arange(days), accounts)
+    keep = rng.random(account.size) > 0.1
+    twice = rng.random(account.size) < 0.05
+    account = np.concatenate([account[keep], account[twice]])
+    day = np.concatenate([day[keep], day[twice]])
+    n = account.size
+    order = rng.permutation(n)
+    account, day = account[order], day[order]
+    time = HOUSEHOLD_START_US + day * 86_400_000_000 + rng.integers(0, 50, n) * 60_000_000
+    members = rng.integers(1, 4, n)
+    used = np.round(members * 2.5 * rng.uniform(0.6, 1.8, n), 2).astype(object)
+    used[rng.choice(n, n // 100, replace=False)] = "lots"  # unreadable: invalid
+    ids = np.array([f"k{seed}-{i}" for i in range(n)], dtype=object)
+    again = rng.choice(n, n // 100, replace=False)
+    ids[again] = ids[rng.integers(0, n, again.size)]
+    to_text = lambda us: pl.Series(us).cast(pl.Datetime("us")).dt.strftime("%Y-%m-%dT%H:%M")  # noqa: E731
+    return pl.DataFrame({
+        "id": pl.Series(list(ids), dtype=pl.String),
+        "account": pl.Series([f"h{k}" for k in account]),
+        "time": to_text(time),
+        "used[kWh]": pl.Series([str(u) for u in used], dtype=pl.String),
+        "members": pl.Series(members),
+    })
+
+
+@pytest.mark.parametrize("source", [HOUSEHOLD, HOUSEHOLD_REWARD], ids=["history", "history-reward-cap"])
+def test_history_windows_are_each_accounts_whole_stream(spark, tmp_path, source):
+    """Windows over an account's earlier days reach across Arrow batches and partitions:
+    Spark gives what `tanpu eval` gives, which computes them per account over the file."""
+    path = tmp_path / "readings.parquet"
+    readings(20, 45, seed=len(source)).with_row_index("line", offset=1).write_parquet(path)
+    want = expected(source, path)
+    assert want.height > 700  # more than an Arrow batch
+    # rows spread over three partitions in any order, numbered by their column
+    df = spark.read.parquet(str(path)).repartition(3)
+    got = collected(evaluate(df, source, row="line"))
+    assert {"credited", "duplicate", "invalid"} <= set(want.get_column("status"))
+    # records above the baseline credited through their 7-day mean: the window matters
+    assert want.filter((pl.col("status") == "credited") & (pl.col("reduction_mg") > 0)).height > 100
+    if source is HOUSEHOLD_REWARD:
+        assert want.filter(pl.col("status") == "capped").height > 0
+        assert want.filter(pl.col("counters").list.len() > 0).height > 0
+    assert got.equals(want), got.join(want, on="row", suffix="_want").filter(
+        pl.any_horizontal(pl.col(c).ne_missing(pl.col(f"{c}_want")) for c in want.columns if c != "row")
+    ).head(5)
+
+
+def test_history_states_carried_between_pieces_give_the_stream_whole(spark):
+    """A history methodology (with a reward and a cap) in three pieces in time order, the
+    states carried: each piece's records get what they get in the stream evaluated whole,
+    and the states after hold each account's window."""
+    frame = readings(8, 30, seed=5).filter(pl.col("used[kWh]") != "lots")
+    frame = frame.sort("time").with_columns(
+        pl.format("k{}", pl.int_range(1, frame.height + 1)).alias("id"),
+        pl.int_range(1, frame.height + 1).alias("line"))
+    # an id repeated within a piece (across accounts or not): a duplicate whose reading
+    # the windows still hold
+    ids = frame.get_column("id").to_list()
+    ids[10], ids[100], ids[101] = ids[5], ids[80], ids[90]
+    frame = frame.with_columns(pl.Series("id", ids))
+    whole = collected(evaluate(spark.createDataFrame(frame.to_arrow()), HOUSEHOLD_REWARD, row="line"))
+    states = spark.createDataFrame([], "account string, state string")
+    pieces = []
+    for piece in (frame.slice(0, 70), frame.slice(70, 60), frame.slice(130)):
+        got, states = evaluate_with_states(spark.createDataFrame(piece.to_arrow()), HOUSEHOLD_REWARD,
+                                           states, row="line")
+        pieces.append(collected(got))
+        states = spark.createDataFrame(states.toArrow())  # stored and read back
+    assert pl.concat(pieces).sort("row").equals(whole)
+    assert whole.filter(pl.col("status") == "credited").filter(pl.col("reduction_mg") > 0).height > 20
+    assert whole.filter(pl.col("code") == "DUPLICATE_ID").height == 3
+    kept = {r["account"]: r["state"] for r in states.toArrow().to_pylist()}
+    assert set(kept) == set(frame.get_column("account"))
+    assert all("history:" in state for state in kept.values())

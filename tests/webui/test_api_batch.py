@@ -178,15 +178,33 @@ def test_two_versions_split_one_batch_the_same_way(web, monkeypatch):
     records[5] = {**records[5], "distance": "3 kg"}
     records[9] = {**records[9], "boarded": "2023-12-31T23:00"}  # before any version
 
-    def post():
-        response = web.client.post("/api/v1/evaluate", headers=web.api(token),
-                                    json={"methodology": METHODOLOGY, "records": records})
+    def post(compact=None):
+        body = {"methodology": METHODOLOGY, "records": records}
+        if compact is not None:
+            body["compact"] = compact
+        response = web.client.post("/api/v1/evaluate", headers=web.api(token), json=body)
         assert response.status_code == 200, response.get_data(as_text=True)
-        return response.get_json()
-    batch, scalar = both_ways(monkeypatch, post)
+        return response.get_json(), len(response.get_data())
+    (batch, _), (scalar, _) = both_ways(monkeypatch, post)
     assert batch == scalar
     assert set(batch["summary"]["versions"]) == {"1.0.0", "1.1.0"}
     assert {e["code"] for e in batch["errors"]} == {"invalid_record", "no_applicable_version"}
+
+    # compact: the same answer with each version once, by either engine, in fewer bytes
+    (full, full_size), _ = both_ways(monkeypatch, lambda: post(False))
+    assert full == batch
+    for (compact, size) in both_ways(monkeypatch, lambda: post(True)):
+        groups = compact.pop("groups")
+        assert len(groups) == 2 and {g["version"] for g in groups} == {"1.0.0", "1.1.0"}
+        assert all(set(r) & {"methodology", "version", "content_hash", "applicability"} == set()
+                   for r in compact["results"])
+        compact["results"] = [{**{k: v for k, v in r.items() if k != "group"},
+                               **groups[r["group"]]} for r in compact["results"]]
+        assert compact == full
+        assert size < 0.8 * full_size
+    bad = web.client.post("/api/v1/evaluate", headers=web.api(token),
+                          json={"methodology": METHODOLOGY, "records": records, "compact": "yes"})
+    assert bad.status_code == 400 and bad.get_json()["errors"][0]["pointer"] == "/compact"
 
 
 TEXT_CELLS = st.one_of(
@@ -311,3 +329,40 @@ def test_concurrent_batches_answer_as_one_at_a_time(web):
         t.join()
     assert together == alone
     assert all(a["summary"]["evaluated"] > 0 for a in alone)
+
+
+def test_a_request_holds_one_connection_at_a_time(web):
+    """/evaluate reads the token and the versions in one session (views.reading): one
+    connection checked out a request. /credits reads, then writes: two, one after the
+    other. Another endpoint reads the token, then its own sessions, never two at once (a
+    server's threads would otherwise need twice the pool)."""
+    from sqlalchemy import event
+    web.published("1.0.0", dt.date(2024, 1, 1))
+    token = web.token()
+    engine = web.reg.db.engine
+    out = {"checkouts": 0, "open": 0, "most": 0}
+
+    def checkout(*_):
+        out["checkouts"] += 1
+        out["open"] += 1
+        out["most"] = max(out["most"], out["open"])
+
+    def checkin(*_):
+        out["open"] -= 1
+    event.listen(engine, "checkout", checkout)
+    event.listen(engine, "checkin", checkin)
+    ride = {"id": "p1", "account": "a", "mode": "metro", "distance": "3 km",
+            "boarded": "2024-05-20T08:00", "alighted": "2024-05-20T08:20"}
+    try:
+        for path, expected in (("/api/v1/evaluate", 1), ("/api/v1/credits", 2)):
+            out.update(checkouts=0, most=0)
+            response = web.client.post(path, headers=web.api(token),
+                                       json={"methodology": METHODOLOGY, "records": [ride]})
+            assert response.status_code == 200, response.get_data(as_text=True)
+            assert (out["checkouts"], out["most"], out["open"]) == (expected, 1, 0), path
+        out.update(checkouts=0, most=0)
+        assert web.client.get("/api/v1/methodologies", headers=web.api(token)).status_code == 200
+        assert out["most"] == 1 and out["open"] == 0
+    finally:
+        event.remove(engine, "checkout", checkout)
+        event.remove(engine, "checkin", checkin)

@@ -125,6 +125,11 @@ def test_a_reversal_gives_back_what_the_credit_moved_on_counters_and_rewards(cou
     assert given_back[("rides", "per day")] == (3, 2)
     assert given_back[("rides", None)] == (3, 2)
     assert given_back[("ticket", None)] == (1, 2)  # r0's and r2's rides, not yet a ticket
+    # the account's totals net of the reversal: r0's and r2's rides, no ticket
+    with web.reg.db.read() as s:
+        platform = accounts.resolve(s, reg.integrator, "acct-1", create=False)
+        totals = ledger.counter_totals(s, str(platform.id))
+    assert (totals["rides"], totals["ticket"]) == (2, 0)
     later = dict(c.split("=") for c in post(web, token, [ride("r4", 200)])["results"][0]["counters"])
     assert (later["rides"], later["ticket"]) == ("1", "1")
     last = dict(c.split("=") for c in post(web, token, [ride("r5", 240)])["results"][0]["counters"])

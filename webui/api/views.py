@@ -133,6 +133,33 @@ for _blueprint in (v1, meta, rewards.public):
 
 
 # ---------------------------------------------------------------- authentication, limits
+def reading():
+    """The request's read-only session, opened on first use and closed when the request
+    ends (init_app): checking the token and evaluating read in the same one. A session
+    each (a pool checkout, BEGIN, ROLLBACK, close) was a sixth of a single-record
+    evaluation, and under 8 clients each database call is one more wait for the GIL
+    (docs/api.md, bench/bench_api.py)."""
+    session = g.get("api_read")
+    if session is None:
+        g.api_read_block = get_db().read()
+        session = g.api_read = g.api_read_block.__enter__()
+    return session
+
+
+def done_reading() -> None:
+    """Close the request's read session now (before a write transaction, so that a
+    request holds one connection at a time); reading() opens another if asked."""
+    block = g.pop("api_read_block", None)
+    g.pop("api_read", None)
+    if block is not None:
+        block.__exit__(None, None, None)
+
+
+# the endpoints whose view reads in reading() too; every other one opens its own sessions
+# (a read after a write in the same request must not see an older SQLite snapshot), so the
+# token's session is closed before its view runs: a request holds one connection at a time
+_READ_ON = frozenset({"integrations.api.evaluate", "integrations.api.credits"})
+
 _grants: dict[str, tuple[tuple, api_tokens.Grant, float]] = {}
 _grants_lock = threading.Lock()
 GRANT_SECONDS = 60.0  # a kept grant's user (its roles, name) is read again after this
@@ -143,22 +170,22 @@ def _grant(token: str) -> Optional[api_tokens.Grant]:
     query, no rows loaded) is what it was: a revoked or expired token, a deactivated user
     or a removed role is refused on the next request, as before. Loading the token, its
     user and the user's roles took three queries, a third of a single-record evaluation."""
-    with get_db().read() as s:
-        now = api_tokens.standing(s, token)
-        if now is None:
+    s = reading()
+    now = api_tokens.standing(s, token)
+    if now is None:
+        return None
+    digest = api_tokens.hash_token(token)
+    kept = _grants.get(digest)
+    if kept is not None and kept[0] == now and time.monotonic() - kept[2] < GRANT_SECONDS:
+        grant = kept[1]
+    else:
+        grant = api_tokens.grant(s, token)
+        if grant is None:
             return None
-        digest = api_tokens.hash_token(token)
-        kept = _grants.get(digest)
-        if kept is not None and kept[0] == now and time.monotonic() - kept[2] < GRANT_SECONDS:
-            grant = kept[1]
-        else:
-            grant = api_tokens.grant(s, token)
-            if grant is None:
-                return None
-            with _grants_lock:
-                if len(_grants) >= 4096:
-                    _grants.clear()
-                _grants[digest] = (now, grant, time.monotonic())
+        with _grants_lock:
+            if len(_grants) >= 4096:
+                _grants.clear()
+            _grants[digest] = (now, grant, time.monotonic())
     if grant.expires_at is not None and grant.expires_at <= utcnow():
         return None
     return grant
@@ -180,6 +207,8 @@ def _authenticate():
     g.api_user = grant.user
     g.api_scopes = grant.scopes
     g.api_grant = grant
+    if request.endpoint not in _READ_ON:
+        done_reading()
 
 
 @v1.before_request
@@ -272,10 +301,9 @@ def methodology_schema(methodology_id: str):
            body=models.EvaluateRequest, response=models.EvaluateResponse, scope="evaluate",
            problems=(404, 413))
 def evaluate(body: models.EvaluateRequest):
-    with get_db().read() as s:
-        result = service.evaluate(s, body.methodology, body.records, as_of=body.as_of,
-                                  explain=body.explain)
-        return _json(service.evaluation_response(result, body.explain))
+    result = service.evaluate(reading(), body.methodology, body.records, as_of=body.as_of,
+                              explain=body.explain)
+    return _json(service.evaluation_response(result, body.explain, body.compact))
 
 
 @operation(v1, "POST", "/credits", summary="Evaluate and credit records, idempotently",
@@ -286,8 +314,8 @@ def evaluate(body: models.EvaluateRequest):
 def credits(body: models.CreditRequest):
     key = request.headers.get("Idempotency-Key") or body.idempotency_key
     # evaluate outside the write transaction; the ledger checks the versions again inside it
-    with get_db().read() as s:
-        result = service.evaluate(s, body.methodology, body.records, require_ids=True)
+    result = service.evaluate(reading(), body.methodology, body.records, require_ids=True)
+    done_reading()
     with get_db().unit_of_work() as s:
         return _json(service.credit(s, g.api_user.id, result,
                                                     idempotency_key=key))
@@ -419,6 +447,10 @@ def init_app(app) -> None:
     def _start():
         g.started = time.perf_counter()
         request_id()
+
+    @app.teardown_request
+    def _done_reading(_error=None):
+        done_reading()
 
     @app.after_request
     def _request_id(response):
