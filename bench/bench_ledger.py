@@ -228,34 +228,52 @@ def ledger_only(db, integrator: int, groups) -> int:
 
 class StatementClock:
     """The time of each SQL statement the ledger sends (its text's first words), from
-    SQLAlchemy's cursor events: where the database's share of a credit goes."""
+    SQLAlchemy's cursor events, and of each pipeline of statements sent in one round trip
+    (registry/bulk.py pipelined, its observers): where the database's share of a credit
+    goes, and how many round trips and statements a request makes."""
 
     def __init__(self, engine):
         self.engine, self.times, self.started = engine, {}, {}
+        self.round_trips = self.statements = 0
 
     def __enter__(self):
+        from registry import bulk
         sa.event.listen(self.engine, "before_cursor_execute", self._before)
         sa.event.listen(self.engine, "after_cursor_execute", self._after)
+        bulk.round_trip_observers.append(self._pipeline)
         return self
 
     def __exit__(self, *exc):
+        from registry import bulk
         sa.event.remove(self.engine, "before_cursor_execute", self._before)
         sa.event.remove(self.engine, "after_cursor_execute", self._after)
+        bulk.round_trip_observers.remove(self._pipeline)
 
     def _before(self, conn, cursor, statement, parameters, context, executemany):
         self.started[id(conn)] = time.perf_counter()
 
     def _after(self, conn, cursor, statement, parameters, context, executemany):
-        key = " ".join(statement.split())[:90]
-        n, total = self.times.get(key, (0, 0.0))
-        self.times[key] = (n + 1, total + time.perf_counter() - self.started.pop(id(conn)))
+        self._add(" ".join(statement.split())[:90], time.perf_counter() - self.started.pop(id(conn)), 1)
 
-    def report(self, wall: float) -> str:
+    def _pipeline(self, statements, seconds):
+        self._add("pipeline: " + " | ".join(" ".join(sql.split())[:40] for sql in statements),
+                  seconds, len(statements))
+
+    def _add(self, key, seconds, statements):
+        n, total = self.times.get(key, (0, 0.0))
+        self.times[key] = (n + 1, total + seconds)
+        self.round_trips += 1
+        self.statements += statements
+
+    def report(self, wall: float, requests: int = 0) -> str:
         lines = [f"  {total * 1000:8.1f} ms {n:5d}x  {key}" for key, (n, total) in
                  sorted(self.times.items(), key=lambda kv: -kv[1][1])[:15]]
         spent = sum(t for _, t in self.times.values())
+        each = (f"; a request: {self.round_trips / requests:.1f} round trips, "
+                f"{self.statements / requests:.1f} statements (BEGIN and COMMIT not counted)"
+                if requests else "")
         return (f"SQL statements: {spent:.2f} s of {wall:.2f} s ({spent / wall:.0%}); "
-                f"the rest is Python\n" + "\n".join(lines))
+                f"the rest is Python{each}\n" + "\n".join(lines))
 
 
 class GcClock:
@@ -543,7 +561,7 @@ def main() -> None:
                   f"reference {ref_rate:,.0f} records/s; ratio {ref_rate / reg_rate:.2f}x; {load()}")
             print(collector.report(wall))
             if clock:
-                print(clock.report(wall))
+                print(clock.report(wall, args.batches))
             if profile:
                 stats = pstats.Stats(profile)
                 stats.sort_stats("cumulative").print_stats(45)
@@ -586,6 +604,15 @@ def main() -> None:
         if args.only in (None, "latency"):
             one = ledger_run("lat")
             ref_one = reference_run("reflat")
+            if args.statements:  # the statements of one single-record credit, end to end
+                one(1)
+                with StatementClock(db.engine) as clock:
+                    started = time.perf_counter()
+                    for _ in range(20):
+                        one(1)
+                    wall = time.perf_counter() - started
+                print("single-record credits (20, end to end: evaluate's read transaction and "
+                      "the credit's): " + clock.report(wall, 20))
             alone = sequential(one, args.latency // 4)
             ref_alone = sequential(ref_one, args.latency // 4)
             print(f"single-record credits one at a time ({args.latency // 4:,}): "

@@ -38,6 +38,7 @@ from typing import Any, Optional
 from sqlalchemy import event, select, text
 from sqlalchemy.orm import Session
 
+from . import bulk
 from .models import (AuditEntry, CreditEntry, Redemption, Retirement, RetirementPart, Reversal,
                      User, utcnow)
 
@@ -79,6 +80,28 @@ def _lock(session: Session) -> None:
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
 
 
+_PG_LAST = "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"
+
+
+def _lock_and_last(session: Session) -> Optional[tuple[int, str]]:
+    """The chain's lock taken, the session's pending changes flushed (after the lock, as
+    always), and the chain's last entry (seq, hash) read. On PostgreSQL the lock and the
+    read go in one round trip (bulk.pipelined: the read runs after the lock is granted,
+    with its own snapshot, so it sees the entry the lock's previous holder committed),
+    one less for every credit; the flush comes after the read then, which changes
+    nothing, for a flush never writes the chain (append writes its entry itself)."""
+    if session.get_bind().dialect.name == "postgresql":
+        _, last = bulk.pipelined(session, [("SELECT pg_advisory_xact_lock(%(key)s)",
+                                            {"key": _PG_LOCK_KEY}, False), (_PG_LAST, {}, True)])
+        session.flush()
+        return last[0] if last else None
+    _lock(session)
+    session.flush()
+    last = session.execute(
+        select(AuditEntry.seq, AuditEntry.hash).order_by(AuditEntry.seq.desc()).limit(1)).first()
+    return tuple(last) if last else None
+
+
 def append(session: Session, actor: Optional[User | int], action: str, object_type: str,
            object_id: Any, details: Optional[dict] = None) -> AuditEntry:
     """Appends an entry in the session's transaction (committed with the change it records).
@@ -86,11 +109,8 @@ def append(session: Session, actor: Optional[User | int], action: str, object_ty
     actor: the user acting, or None for the system (e.g. the command line).
     details: JSON-able; numbers must be finite.
     """
-    _lock(session)
-    session.flush()
-    last = session.execute(
-        select(AuditEntry.seq, AuditEntry.hash).order_by(AuditEntry.seq.desc()).limit(1)).first()
-    seq, prev = (last.seq + 1, last.hash) if last else (1, GENESIS)
+    last = _lock_and_last(session)
+    seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
     actor_id = actor.id if isinstance(actor, User) else actor
     details = json.loads(canonical(details or {}))  # what the database will give back
     at = utcnow()

@@ -20,9 +20,11 @@ Both paths return the same things, so callers do not branch.
 
 from __future__ import annotations
 
+import time
 from typing import Iterable, Iterator, Sequence
 
 from sqlalchemy import Table, any_, bindparam
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -58,14 +60,8 @@ def insert_ignoring(session: Session, table: Table, rows: Sequence[dict],
     are their returns). Every row has the same keys. Returns the returned rows (tuples)."""
     if not rows:
         return []
-    columns = list(rows[0])
     if is_postgresql(session):
-        values = [[row[c] for row in rows] for c in columns]
-        # a column with one value for every row (the batch, the version, the time of a
-        # credit) goes as one parameter, not an array: less to send and to dump
-        same = tuple(all(v == column[0] for v in column) for column in values)
-        sql = _pg_statement(table, columns, same, tuple(conflict_columns), tuple(returning))
-        params = {f"c{i}": column[0] if same[i] else column for i, column in enumerate(values)}
+        sql, params = pg_insert(table, rows, conflict_columns, returning)
         result = session.connection().exec_driver_sql(sql, params)
         return [tuple(r) for r in result] if returning else []
     statement = sqlite_insert(table).on_conflict_do_nothing(index_elements=list(conflict_columns))
@@ -76,6 +72,19 @@ def insert_ignoring(session: Session, table: Table, rows: Sequence[dict],
     if len(rows) == 1:
         return [tuple(r) for r in session.execute(statement, dict(rows[0]))]
     return [tuple(r) for r in session.execute(statement, list(rows))]
+
+
+def pg_insert(table: Table, rows: Sequence[dict], conflict_columns: Sequence[str],
+              returning: Sequence[str] = ()) -> tuple[str, dict]:
+    """(sql, parameters) of insert_ignoring's PostgreSQL statement, to be run by the
+    caller (with others, `pipelined`). `rows` is not empty."""
+    columns = list(rows[0])
+    values = [[row[c] for row in rows] for c in columns]
+    # a column with one value for every row (the batch, the version, the time of a
+    # credit) goes as one parameter, not an array: less to send and to dump
+    same = tuple(all(v == column[0] for v in column) for column in values)
+    sql = _pg_statement(table, columns, same, tuple(conflict_columns), tuple(returning))
+    return sql, {f"c{i}": column[0] if same[i] else column for i, column in enumerate(values)}
 
 
 def _pg_statement(table: Table, columns: list[str], same: tuple, conflict: tuple,
@@ -103,3 +112,38 @@ def _pg_statement(table: Table, columns: list[str], same: tuple, conflict: tuple
 def _pg_type(column) -> str:
     """The column's PostgreSQL type as SQL (a TypeDecorator's implementation type)."""
     return column.type.compile(dialect=_PG)
+
+
+# Observers of pipelined round trips (`pipelined`), for measurement only
+# (bench/bench_ledger.py --statements): called with (statements' texts, seconds).
+round_trip_observers: list = []
+
+
+def pipelined(session: Session, statements: Sequence[tuple[str, dict, bool]]) -> list[list[tuple]]:
+    """PostgreSQL: runs the statements, in order, in one round trip (psycopg's pipeline
+    mode), and returns each one's rows ([] for those not asked: the bool says whether
+    rows are wanted). Each statement still runs alone and in order on the server, with
+    its own snapshot (READ COMMITTED): a read sent after a lock sees what the lock's
+    previous holder committed, as if sent after the lock's answer came back. For
+    statements whose parameters do not depend on each other's answers: a credit's
+    latency was its round trips (19 statements, 1.5-3 ms each on a loaded server;
+    docs/ledger.md, Session 8). An error aborts the rest, as it would the transaction."""
+    import psycopg  # the PostgreSQL driver (only PostgreSQL pipelines)
+    driver = session.connection().connection.driver_connection
+    started = time.perf_counter()
+    cursors = []
+    sql, params = statements[0][:2]
+    try:
+        with driver.pipeline():
+            for sql, params, wanted in statements:
+                cursor = driver.cursor()
+                cursor.execute(sql, params)
+                cursors.append((cursor, wanted))
+        out = [[tuple(r) for r in cursor.fetchall()] if wanted else [] for cursor, wanted in cursors]
+    except psycopg.Error as error:  # as SQLAlchemy would have raised it (a deadlock: OperationalError)
+        raise sa_exc.DBAPIError.instance(sql, params, error, psycopg.Error) from error
+    for cursor, _ in cursors:
+        cursor.close()
+    for observe in round_trip_observers:
+        observe([sql for sql, _, _ in statements], time.perf_counter() - started)
+    return out

@@ -46,8 +46,8 @@ from typing import Iterable, Optional, Sequence
 
 from sqlalchemy import bindparam as sa_bindparam
 from sqlalchemy import String, func, select, true
-from sqlalchemy.dialects import postgresql
-from sqlalchemy.orm import Session
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, joinedload
 
 from engine import cross_record
 from engine.result import MethodologyRef, Result
@@ -56,7 +56,7 @@ from engine.state import AccountState
 from . import accounts, audit, bulk, precedence, reversals, users
 from .errors import Conflict, Invalid, InvalidTransition, NotFound
 from .models import (ACTIVE, CREDIT_STATUSES, PUBLISHED, SUPERSEDED, CreditBatch, CreditEntry,
-                     MethodologyVersion, Reversal, RuleState, utcnow)
+                     MethodologyVersion, Reversal, RuleState, User, UTCDateTime, utcnow)
 from .users import require
 
 CREDITABLE_VERSION_STATES = (PUBLISHED, SUPERSEDED)
@@ -177,7 +177,7 @@ def credit(session: Session, actor, ref: MethodologyRef, results: Sequence[Resul
     cross-record rules are applied here with the accounts' stored state (module
     docstring). `records`: record id -> the record as sent, kept on its entry.
     """
-    actor = users.actor_in(session, actor)
+    actor = _actor(session, actor)
     require(users.can_credit(actor))
     results = list(results)
     judged_again = engine is not None and bool(engine.rules.histories)
@@ -187,29 +187,23 @@ def credit(session: Session, actor, ref: MethodologyRef, results: Sequence[Resul
     if len(key) > 200:
         raise Invalid("an idempotency key has at most 200 characters")
 
-    version = session.execute(select(MethodologyVersion.content_hash, MethodologyVersion.state)
-                              .where(MethodologyVersion.methodology_id == ref.id,
-                                     MethodologyVersion.version == ref.version)).first()
-    if version is None:
-        raise NotFound(f"no version {ref.version} of {ref.id}")
-    if version.content_hash != ref.content_hash:
-        raise Invalid(f"{ref.id} {ref.version} has content hash {version.content_hash}, "
-                      f"not {ref.content_hash}")
-    if version.state not in CREDITABLE_VERSION_STATES:
-        raise InvalidTransition(f"{ref.id} {ref.version} is {version.state}: nothing is credited with it")
-
     # The batch first: a concurrent call with the same key waits here for ours to commit.
+    # Made only if the version is creditable with this content hash (one statement: the
+    # version's read and the batch's insert); when nothing is made, _check_version says why
+    # (the version, or the key seen before: a replay).
     now = utcnow()
-    batch_ids = _insert(session, CreditBatch.__table__, [{
+    batch_ids = _insert_batch(session, {
         "idempotency_key": key, "request_digest": digest, "actor_id": actor.id,
         "methodology_id": ref.id, "version": ref.version, "content_hash": ref.content_hash,
-        "created_at": now}], ["actor_id", "idempotency_key"], ["id"])
+        "created_at": now})
     if not batch_ids:
+        _check_version(session, ref)
         return _replay(session, actor.id, key, digest, ref, chosen, skipped)
-    batch_id = batch_ids[0][0]
+    batch_id = batch_ids[0]
 
     conflicts: dict[str, list[str]] = {}
     judged: dict[str, Result] = {}
+    states = rules = None
     created: list = []
     across = precedence.Found()
     present: dict[str, CreditEntry] = {}
@@ -226,21 +220,25 @@ def credit(session: Session, actor, ref: MethodologyRef, results: Sequence[Resul
         # (registry/precedence.py): their credits of these accounts are judged one after
         # the other, the accounts' rows locked before the states (as reversals lock them)
         meta = engine.methodology.metadata
-        related = precedence.relations(session, ref.id, meta.covers, meta.precedes) if chosen else []
+        # (a methodology that covers no activity has none: no read)
+        related = (precedence.relations(session, ref.id, meta.covers, meta.precedes)
+                   if chosen and meta.covers else [])
         if related:
             precedence.lock_accounts(session, [r.account for r in chosen.values()])
         # the accounts' states first: a concurrent request for them waits here until
         # ours commits, and then sees our entries and our state
         rules = engine.rules
-        states = (_lock_states(session, rules, ref.id, sorted({r.account for r in chosen.values()}), now)
-                  if (rules.has_cross_record_rules or rules.histories) and chosen else None)
+        stateful = (rules.has_cross_record_rules or rules.histories) and chosen
         # the record ids locked (after every account and state lock, in one order), so
         # that of two requests crediting one record id to two accounts the second waits,
         # finds the first's entry below, and answers a conflict: its account's state never
-        # counts a record it did not credit
-        _lock_records(session, actor.id, ref.id, chosen)
-        # records credited before are not judged again; the others are, after the state
-        present = {e.record_id: e for e in _entries(session, actor.id, ref.id, sorted(chosen))}
+        # counts a record it did not credit. Records credited before are not judged
+        # again; the others are, after the state. (_lock_and_read: on PostgreSQL two
+        # round trips for all of it.)
+        states, found = _lock_and_read(
+            session, rules, ref.id, sorted({r.account for r in chosen.values()}) if stateful else None,
+            now, actor.id, chosen)
+        present = {e.record_id: e for e in found}
         for record_id, entry in present.items():
             differ = _differing(entry.record, (records or {}).get(record_id))
             if differ:
@@ -263,8 +261,6 @@ def credit(session: Session, actor, ref: MethodologyRef, results: Sequence[Resul
                 r.status, (r.code, r.message) = "duplicate", across.blocked[r.id]
                 r.reduction_mg = r.points = 0
         cross_record.apply(fresh, rules, engine.recompute_points, state=states)
-        if states is not None:
-            _save_states(session, rules, ref.id, states, now)
         judged = {r.id: r for r in fresh}
         chosen = {r.id: r for r in fresh if r.status in CREDIT_STATUSES}
         skipped = skipped + [r for r in fresh if r.status not in CREDIT_STATUSES]
@@ -279,9 +275,9 @@ def credit(session: Session, actor, ref: MethodologyRef, results: Sequence[Resul
         "message": r.message if r.status != "credited" else "",
         "record": _record_text((records or {}).get(record_id)), "counters": ";".join(r.counters)}
         for record_id, r in sorted(chosen.items())]
-    inserted = dict((record_id, entry_id) for entry_id, record_id in _insert(
-        session, CreditEntry.__table__, rows, ["integrator_id", "methodology_id", "record_id"],
-        ["id", "record_id"]))
+    # the states saved and the entries inserted (one round trip on PostgreSQL)
+    inserted = dict((record_id, entry_id) for entry_id, record_id in _save_and_insert(
+        session, rules, ref.id, states, now, rows))
     # The outcome from what was inserted (no reading back), and the entries credited
     # before: read before judging, plus any a concurrent transaction committed since
     # (not inserted here, yet not read then; usually none, so no query).
@@ -314,6 +310,124 @@ def credit(session: Session, actor, ref: MethodologyRef, results: Sequence[Resul
     return CreditOutcome(batch_id, key, False, new, present_entries, skipped, conflicts, judged)
 
 
+def _actor(session: Session, actor) -> Optional[User]:
+    """users.actor_in, the user and its roles read in one statement (a join) rather than
+    two: one round trip less per credit."""
+    if not isinstance(actor, int):
+        return users.actor_in(session, actor)
+    found = session.get(User, actor, options=[joinedload(User.role_rows)])
+    if found is None:
+        raise NotFound(f"no user {actor}")
+    return found
+
+
+def _insert_batch(session: Session, values: dict) -> list[int]:
+    """The batch row made (its id), only if the version `values` names is creditable with
+    its content hash: `INSERT ... SELECT ... FROM methodology_versions WHERE ...` in one
+    statement, where reading the version first took one more. Nothing made: the version
+    is not creditable (_check_version says why) or the key was seen (ON CONFLICT)."""
+    table, versions = CreditBatch.__table__, MethodologyVersion.__table__
+    source = select(*(sa_bindparam(f"b_{c}", v, type_=table.c[c].type) for c, v in values.items())
+                    ).where(versions.c.methodology_id == values["methodology_id"],
+                            versions.c.version == values["version"],
+                            versions.c.content_hash == values["content_hash"],
+                            versions.c.state.in_(CREDITABLE_VERSION_STATES))
+    insert = postgresql.insert if bulk.is_postgresql(session) else sqlite.insert
+    statement = (insert(table).from_select(list(values), source)
+                 .on_conflict_do_nothing(index_elements=["actor_id", "idempotency_key"])
+                 .returning(table.c.id))
+    return list(session.scalars(statement))
+
+
+def _check_version(session: Session, ref: MethodologyRef) -> None:
+    """Raises why `ref` is not creditable (no such version, another content hash, not in
+    a creditable state); returns when it is."""
+    version = session.execute(select(MethodologyVersion.content_hash, MethodologyVersion.state)
+                              .where(MethodologyVersion.methodology_id == ref.id,
+                                     MethodologyVersion.version == ref.version)).first()
+    if version is None:
+        raise NotFound(f"no version {ref.version} of {ref.id}")
+    if version.content_hash != ref.content_hash:
+        raise Invalid(f"{ref.id} {ref.version} has content hash {version.content_hash}, "
+                      f"not {ref.content_hash}")
+    if version.state not in CREDITABLE_VERSION_STATES:
+        raise InvalidTransition(f"{ref.id} {ref.version} is {version.state}: nothing is credited with it")
+
+
+_ENTRY_COLUMNS = [c.name for c in CreditEntry.__table__.c]
+_ENTRY_TIMES = [c.name for c in CreditEntry.__table__.c if isinstance(c.type, UTCDateTime)]
+# the integrator's entries of these record ids, one index probe per id (as _entries)
+_PG_ENTRIES = ("SELECT e.* FROM unnest(%(ids)b::varchar[]) AS wanted(record_id) CROSS JOIN LATERAL "
+               f"(SELECT {', '.join(_ENTRY_COLUMNS)} FROM credit_entries WHERE integrator_id = "
+               "%(integrator)s AND methodology_id = %(methodology)s AND record_id = wanted.record_id "
+               "LIMIT 1) AS e")
+
+
+def _lock_and_read(session: Session, rules, methodology_id: str, accounts: Optional[list[str]],
+                   now, integrator_id: int, chosen: dict[str, Result]
+                   ) -> tuple[Optional[dict[str, AccountState]], list[CreditEntry]]:
+    """(the accounts' states, locked: _lock_states; None without `accounts`), then the
+    record ids locked (_lock_records) and the integrator's entries of them read
+    (_entries), in this order. On PostgreSQL in two round trips instead of three to five:
+    the existing state rows locked (which says which are missing), then in one pipeline
+    (bulk.pipelined) the missing rows made and locked, the record locks and the read.
+    The server runs a pipeline's statements one after the other, each with its own
+    snapshot, so the read sees what the locks' previous holders committed, and the locks
+    are taken in the order argued in _lock_states and _lock_records."""
+    if not bulk.is_postgresql(session):
+        states = _lock_states(session, rules, methodology_id, accounts, now) if accounts else None
+        _lock_records(session, integrator_id, methodology_id, chosen)
+        return states, _entries(session, integrator_id, methodology_id, sorted(chosen))
+    stored = _locked_states(session, methodology_id, accounts) if accounts else {}
+    missing = [a for a in accounts or () if a not in stored]
+    statements = []
+    if missing:
+        statements += [(_PG_MAKE_STATES, {"methodology": methodology_id, "now": now,
+                                          "accounts": missing}, False),
+                       (_PG_LOCK_STATES, {"methodology": methodology_id, "accounts": missing}, True)]
+    if chosen:
+        statements += [(_PG_LOCK_RECORDS, {"ns": _PG_RECORD_NAMESPACE, "keys": _record_keys(
+                            integrator_id, methodology_id, chosen)}, False),
+                       (_PG_ENTRIES, {"ids": sorted(chosen), "integrator": integrator_id,
+                                      "methodology": methodology_id}, True)]
+    answers = bulk.pipelined(session, statements) if statements else []
+    if missing:
+        stored.update(answers[1])
+    states = ({a: AccountState.from_json(rules, stored.get(a)) for a in accounts}
+              if accounts else None)
+    found = []
+    for row in answers[-1] if chosen else ():
+        values = dict(zip(_ENTRY_COLUMNS, row))
+        for name in _ENTRY_TIMES:  # as UTCDateTime gives them
+            if values[name] is not None:
+                values[name] = values[name].astimezone(dt.timezone.utc)
+        found.append(_entry(**values))
+    found.sort(key=lambda e: e.record_id)
+    return states, found
+
+
+def _save_and_insert(session: Session, rules, methodology_id: str,
+                     states: Optional[dict[str, AccountState]], now, rows: list[dict]) -> list:
+    """The accounts' new states saved (_save_states), then the entries inserted ON
+    CONFLICT DO NOTHING: [(entry id, record id)] of those inserted. On PostgreSQL both
+    statements in one round trip (bulk.pipelined)."""
+    conflict = ["integrator_id", "methodology_id", "record_id"]
+    if not bulk.is_postgresql(session):
+        if states:
+            _save_states(session, rules, methodology_id, states, now)
+        return _insert(session, CreditEntry.__table__, rows, conflict, ["id", "record_id"])
+    statements = []
+    if states:
+        statements.append((_PG_SAVE_STATES, _save_params(rules, methodology_id, states, now), False))
+    if rows:
+        statements.append((*bulk.pg_insert(CreditEntry.__table__, rows, conflict,
+                                           ["id", "record_id"]), True))
+    if not statements:
+        return []
+    answers = bulk.pipelined(session, statements)
+    return answers[-1] if rows else []
+
+
 def _entry(**values) -> CreditEntry:
     """A CreditEntry holding `values` (every column), made without SQLAlchemy's event per
     attribute set (a fifth of a 1,000-record credit went there): the outcome's entries
@@ -343,10 +457,14 @@ def _lock_records(session: Session, integrator_id: int, methodology_id: str,
     its credits take only after the account rows this credit holds: registry/precedence.py)."""
     if not chosen or not bulk.is_postgresql(session):
         return
-    keys = sorted({int.from_bytes(hashlib.blake2b(
+    session.connection().exec_driver_sql(_PG_LOCK_RECORDS, {
+        "ns": _PG_RECORD_NAMESPACE, "keys": _record_keys(integrator_id, methodology_id, chosen)})
+
+
+def _record_keys(integrator_id: int, methodology_id: str, chosen) -> list[int]:
+    return sorted({int.from_bytes(hashlib.blake2b(
         f"{integrator_id}\x1f{methodology_id}\x1f{record_id}".encode("utf-8"), digest_size=4).digest(),
         "big", signed=True) for record_id in chosen})
-    session.connection().exec_driver_sql(_PG_LOCK_RECORDS, {"ns": _PG_RECORD_NAMESPACE, "keys": keys})
 
 
 def _lock_states(session: Session, rules, methodology_id: str, accounts: list[str],
@@ -385,15 +503,8 @@ def _locked_states(session: Session, methodology_id: str, accounts: list[str]) -
         # one index probe per account, each row locked as it is found, in the array's
         # order (sorted): as _entries reads, ANY was planned as a scan of the methodology's
         # states compared with every account while the table was not analyzed
-        table = RuleState.__table__
-        wanted = func.unnest(sa_bindparam(None, sorted(accounts), type_=postgresql.ARRAY(String))
-                             ).table_valued("account").render_derived(name="wanted")
-        probe = (select(table.c.account, table.c.state)
-                 .where(table.c.methodology_id == methodology_id,
-                        table.c.account == wanted.c.account)
-                 .limit(1).with_for_update().lateral("s"))
-        stored.update(session.execute(select(probe.c.account, probe.c.state)
-                                      .select_from(wanted.join(probe, true()))).all())
+        stored.update(session.connection().exec_driver_sql(_PG_LOCK_STATES, {
+            "methodology": methodology_id, "accounts": sorted(accounts)}).all())
         return stored
     for among in bulk.among(session, RuleState.account, accounts):
         for row in session.execute(
@@ -409,6 +520,9 @@ def _locked_states(session: Session, methodology_id: str, accounts: list[str]) -
 _PG_MAKE_STATES = ("INSERT INTO rule_states (methodology_id, account, state, updated_at) "
                    "SELECT %(methodology)b, a, '', %(now)b FROM unnest(%(accounts)b::varchar[]) AS a "
                    "ON CONFLICT (methodology_id, account) DO NOTHING")
+_PG_LOCK_STATES = ("SELECT s.account, s.state FROM unnest(%(accounts)b::varchar[]) AS wanted(account) "
+                   "CROSS JOIN LATERAL (SELECT account, state FROM rule_states WHERE methodology_id = "
+                   "%(methodology)s AND account = wanted.account LIMIT 1 FOR UPDATE) AS s")
 _PG_SAVE_STATES = ("UPDATE rule_states AS s SET state = v.state, updated_at = %(now)s "
                    "FROM unnest(%(accounts)b::varchar[], %(states)b::text[]) AS v(account, state) "
                    "WHERE s.methodology_id = %(methodology)s AND s.account = v.account")
@@ -416,18 +530,23 @@ _PG_SAVE_STATES = ("UPDATE rule_states AS s SET state = v.state, updated_at = %(
 
 def _save_states(session: Session, rules, methodology_id: str, states: dict[str, AccountState],
                  now) -> None:
-    texts = {a: s.to_json(rules) for a, s in states.items()}
     if bulk.is_postgresql(session):
-        session.connection().exec_driver_sql(_PG_SAVE_STATES, {
-            "now": now, "accounts": list(texts), "states": list(texts.values()),
-            "methodology": methodology_id})
+        session.connection().exec_driver_sql(_PG_SAVE_STATES, _save_params(
+            rules, methodology_id, states, now))
         return
+    texts = {a: s.to_json(rules) for a, s in states.items()}
     table = RuleState.__table__
     session.execute(
         table.update()
         .where(table.c.methodology_id == methodology_id, table.c.account == sa_bindparam("b_account"))
         .values(state=sa_bindparam("b_state"), updated_at=now),
         [{"b_account": a, "b_state": text} for a, text in texts.items()])
+
+
+def _save_params(rules, methodology_id: str, states: dict[str, AccountState], now) -> dict:
+    texts = {a: s.to_json(rules) for a, s in states.items()}
+    return {"now": now, "accounts": list(texts), "states": list(texts.values()),
+            "methodology": methodology_id}
 
 
 def _on_account(result: Result, account: str) -> Result:

@@ -1,0 +1,59 @@
+"""bulk.pipelined (PostgreSQL): statements sent in one round trip still run one after the
+other, each with its own snapshot, so a read sent after a lock sees what the lock's
+previous holder committed while it waited (the ledger's record locks and entries' read,
+and the audit chain's lock and last entry, rely on it); an error surfaces as
+SQLAlchemy's."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import sqlalchemy as sa
+
+from registry import bulk
+from registry.models import utcnow
+
+KEY = 7_346_001
+
+
+def test_a_read_after_a_lock_sees_what_the_holder_committed(reg, backend):
+    if backend != "postgresql":
+        pytest.skip("pipelines are PostgreSQL's")
+    methodology = "test.transit"
+    holding, done = threading.Event(), threading.Event()
+
+    def holder():
+        with reg.uow() as s:
+            s.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": KEY})
+            s.execute(sa.text("INSERT INTO rule_states (methodology_id, account, state, updated_at) "
+                              "VALUES (:m, 'pipe-1', 'written', :now)"), {"m": methodology, "now": utcnow()})
+            holding.set()
+            time.sleep(0.5)  # the other transaction's pipeline waits at the lock meanwhile
+        done.set()
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    holding.wait(10)
+    with reg.uow() as s:
+        locked, rows, none = bulk.pipelined(s, [
+            ("SELECT pg_advisory_xact_lock(%(k)s)", {"k": KEY}, False),
+            ("SELECT account, state FROM rule_states WHERE methodology_id = %(m)s AND account = "
+             "'pipe-1'", {"m": methodology}, True),
+            ("SELECT 1 WHERE false", {}, True)])
+        assert done.is_set()  # the lock was granted after the holder committed
+    thread.join()
+    assert locked == [] and none == []
+    assert rows == [("pipe-1", "written")]  # the read's snapshot is after the lock
+
+
+def test_an_error_in_a_pipeline_is_sqlalchemys_and_rolls_back(reg, backend):
+    if backend != "postgresql":
+        pytest.skip("pipelines are PostgreSQL's")
+    with pytest.raises(sa.exc.DBAPIError):
+        with reg.uow() as s:
+            bulk.pipelined(s, [("SELECT 1", {}, True), ("SELECT 1 / 0", {}, True),
+                               ("SELECT 2", {}, True)])
+    with reg.db.read() as s:  # the pool's connection is usable again
+        assert s.scalar(sa.text("SELECT 3")) == 3
