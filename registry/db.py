@@ -11,15 +11,38 @@ READ COMMITTED; `read()` sessions are READ ONLY.
 
 from __future__ import annotations
 
+import logging
+import random
+import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 _READ_ONLY = "tanpu_read_only"
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# PostgreSQL's SQLSTATEs after which the whole transaction may simply be run again:
+# serialization_failure and deadlock_detected (the server rolled one transaction back).
+RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
+
+
+def is_retryable(error: BaseException) -> bool:
+    """Whether `error` (or an error it was raised from) is a deadlock or a serialization
+    failure reported by the database: the transaction lost, not the request."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        for candidate in (error, getattr(error, "orig", None)):
+            state = getattr(candidate, "sqlstate", None) or getattr(candidate, "pgcode", None)
+            if state in RETRYABLE_SQLSTATES:
+                return True
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def make_engine(url: str, *, durable: bool = True, **kwargs) -> Engine:
@@ -90,6 +113,29 @@ class Database:
         """One transaction: committed when the block ends, rolled back on an exception."""
         with self._sessions.begin() as session:
             yield session
+
+    def retried(self, work: Callable[[Session], T], *, attempts: int = 3,
+                backoff: float = 0.05) -> T:
+        """`work(session)` in one unit of work, the whole transaction run again (from a new
+        session, the failed one rolled back) when the database reports a deadlock or a
+        serialization failure (is_retryable), at most `attempts` times in all, after a
+        short jittered pause (so the two losers of a deadlock do not meet again in step).
+        PostgreSQL breaks a cycle of waits by failing one transaction: that is the
+        transaction's failure, not the request's, and running it again after the winner
+        committed succeeds. `work` must be safe to run again: the ledger's credits are
+        (idempotency key; the failed attempt left nothing), and it must not keep anything
+        from the session of a failed attempt."""
+        for attempt in range(1, attempts + 1):
+            try:
+                with self.unit_of_work() as session:
+                    return work(session)
+            except Exception as error:  # noqa: BLE001 - re-raised unless retryable
+                if attempt == attempts or not is_retryable(error):
+                    raise
+                log.warning("transaction %d of %d failed (%s): run again", attempt, attempts,
+                            getattr(getattr(error, "orig", error), "sqlstate", "") or type(error).__name__)
+                time.sleep(backoff * attempt * (0.5 + random.random()))
+        raise AssertionError("unreachable")
 
     @contextmanager
     def read(self) -> Iterator[Session]:

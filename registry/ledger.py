@@ -476,11 +476,13 @@ def _lock_states(session: Session, rules, methodology_id: str, accounts: list[st
     every account has its row: one statement, where making them all first took one more,
     and 20-40 ms of probes for 1,000 known accounts on a loaded server.
 
-    No cycle of waits: a transaction waiting for an existing row holds no row it made
-    (it makes rows only after locking the existing ones), and rows are made in one order;
-    so a transaction waiting for a row being made never waits, through others, for one
-    that waits for an existing row it holds (the same order as before: existing rows
-    were never locked by the insert that made the missing ones)."""
+    Not free of cycles, rarely: T1 finds neither x's nor y's row; T3 makes x's and
+    commits; T2 finds x's and locks it; T1 makes y's and waits for x's; T2 makes y's and
+    waits for T1 (tests/webui/test_api_state.py plays it step by step). PostgreSQL fails
+    one of them with a deadlock, and its caller's transaction is run again whole
+    (Database.retried, for /credits and for a job's chunks): the second time every row
+    exists and is locked in account order. Making every row first (one statement more
+    on every credit) would avoid it; a retry costs only the rare loser."""
     stored = _locked_states(session, methodology_id, accounts)
     missing = [a for a in accounts if a not in stored]
     if missing:

@@ -219,7 +219,10 @@ class Worker:
         with self.db.read() as s:
             result = service.evaluate(s, job.methodology_id, sent, as_of=job.as_of,
                                       require_ids=credit, column_units=units)
-        with self.db.unit_of_work() as s:
+        # one transaction per chunk, run again whole after a deadlock or a serialization
+        # failure (Database.retried): the evaluation above is kept, the credit (its key
+        # makes a replay harmless), the part files and the progress redone
+        def write(s) -> None:
             if not jobs.renew(s, job.id, self.name, rows_done=offset):
                 raise LostLease()
             if credit:
@@ -230,6 +233,8 @@ class Worker:
             for row in out["results"]:
                 row["index"] += offset
                 row["row"] = row["index"] + 1
+            # copies: the evaluation's own error rows stay as they were for a retry
+            out["errors"] = [dict(error) for error in out["errors"]]
             for error in out["errors"]:
                 if error["index"] in unreadable:
                     error["code"], error["reason"] = "invalid_record", unreadable[error["index"]]
@@ -242,6 +247,8 @@ class Worker:
                 errors=len(out["errors"]), credited=summary.get("credited", 0),
                 reduction_mg=summary["credited_reduction_mg"] if credit else summary["reduction_mg"],
                 points=summary["credited_points"] if credit else summary["points"])
+
+        self.db.retried(write)
 
     # ------------------------------------------------------------ webhooks
     def send_webhooks(self) -> int:

@@ -337,3 +337,114 @@ def test_near_duplicates_one_by_one_and_at_once_give_the_same_ledger(web, reg):
     one_by_one = {(record_id, account[:-2]): rest for (record_id, account), rest in
                   _entries(web, integrator=_second_integrator(reg)).items()}
     assert one_by_one == whole
+
+
+# ---------------------------------------------------------------- deadlocks, retried
+def _wait_for_lock_waiters(web, count: int, timeout: float = 10.0) -> None:
+    """Until `count` other backends of this database wait for a lock (PostgreSQL)."""
+    import time
+    deadline = time.monotonic() + timeout
+    with web.reg.db.engine.connect() as c:
+        while time.monotonic() < deadline:
+            waiting = c.execute(sa.text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()")).scalar_one()
+            if waiting >= count:
+                return
+            time.sleep(0.02)
+    raise AssertionError(f"{count} lock waiter(s) never appeared")
+
+
+def test_three_credits_racing_for_new_state_rows_all_succeed(capped, monkeypatch, caplog):
+    """The three-transaction race of the state rows' locks (registry/ledger.py
+    _lock_states), played step by step: T1 finds neither x's nor y's state row and
+    pauses; T3 makes x's and commits; T2 finds x's, locks it, and pauses; T1 makes y's
+    and waits for x's (T2's); T2 makes y's and waits for T1's insert: a cycle, which
+    PostgreSQL breaks by failing one with a deadlock (40P01). Both credits succeed:
+    the loser's whole transaction is run again (Database.retried), and the ledger
+    holds every ride once, under the cap."""
+    web, token = capped
+    if web.reg.db.dialect != "postgresql":
+        pytest.skip("row locks and deadlocks: PostgreSQL")
+    from registry import bulk
+    with web.reg.db.unit_of_work() as s:  # the accounts exist; their state rows do not
+        accounts.resolve_statuses(s, web.reg.integrator, ["x", "y"])
+    real = bulk.pipelined
+    paused = {"T1": threading.Event(), "T2": threading.Event()}
+    go = {"T1": threading.Event(), "T2": threading.Event()}
+
+    def pausing(session, statements):
+        name = threading.current_thread().name
+        if name in paused and not paused[name].is_set():  # the first pipeline of the first try
+            paused[name].set()
+            assert go[name].wait(30)
+        return real(session, statements)
+
+    monkeypatch.setattr(bulk, "pipelined", pausing)
+    answers, errors = {}, []
+
+    def client(name, records):
+        try:
+            answers[name] = post(web, token, records)
+        except Exception as error:  # noqa: BLE001
+            errors.append((name, error))
+
+    t1 = threading.Thread(target=client, name="T1", args=("T1", [
+        ride("t1-x", 0, km=2, account="x"), ride("t1-y", 0, km=2, account="y")]))
+    t3 = threading.Thread(target=client, name="T3", args=("T3", [ride("t3-x", 60, km=2, account="x")]))
+    t2 = threading.Thread(target=client, name="T2", args=("T2", [
+        ride("t2-x", 120, km=2, account="x"), ride("t2-y", 120, km=2, account="y")]))
+    t1.start()
+    assert paused["T1"].wait(30)       # T1: no state row seen
+    t3.start()
+    t3.join(60)                        # T3: x's row made and committed
+    t2.start()
+    assert paused["T2"].wait(30)       # T2: x's row seen and locked
+    go["T1"].set()
+    _wait_for_lock_waiters(web, 1)     # T1: y's row made, waiting for x's
+    go["T2"].set()                     # T2: makes y's row: waits for T1
+    with caplog.at_level("WARNING", logger="registry.db"):
+        for t in (t1, t2):
+            t.join(60)
+    assert errors == []
+    assert "40P01" in caplog.text      # the deadlock happened, and was run again
+    assert sorted(answers) == ["T1", "T2", "T3"]
+    assert all(r["credit"] == "credited" for a in answers.values() for r in a["results"])
+    assert web.reg.count("credit_entries") == 5
+    assert credited_mg(web) == 5 * 2 * KM_MG
+
+
+def test_many_concurrent_credits_over_overlapping_new_accounts(capped):
+    """A stress of the same race without the pauses: rounds of three clients crediting
+    rides of overlapping accounts, some with a state row, most new. Every request
+    succeeds (a deadlock is retried) and every ride is credited once."""
+    web, token = capped
+    clients, rounds = 3, 6
+    errors, sent = [], 0
+    for round_ in range(rounds):
+        barrier = threading.Barrier(clients)
+        batches = []
+        for c in range(clients):
+            names = [f"old-{round_ % 2}", f"new-{round_}-{c}", f"new-{round_}-{(c + 1) % clients}",
+                     f"new-{round_}-{(c + 2) % clients}"]
+            batches.append([ride(f"s{round_}-{c}-{k}", 40 * (c * 4 + k), km=1, account=a,
+                                 day=f"2024-06-{10 + round_}")
+                            for k, a in enumerate(names)])
+            sent += len(names)
+
+        def send(batch):
+            try:
+                barrier.wait()
+                answer = post(web, token, batch)
+                assert all(r["credit"] == "credited" for r in answer["results"]), answer
+            except Exception as error:  # noqa: BLE001
+                errors.append(error)
+
+        threads = [threading.Thread(target=send, args=(b,)) for b in batches]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+    assert errors == []
+    assert web.reg.count("credit_entries") == sent
+    assert credited_mg(web) == sent * KM_MG

@@ -316,9 +316,11 @@ def credits(body: models.CreditRequest):
     # evaluate outside the write transaction; the ledger checks the versions again inside it
     result = service.evaluate(reading(), body.methodology, body.records, require_ids=True)
     done_reading()
-    with get_db().unit_of_work() as s:
-        return _json(service.credit(s, g.api_user.id, result,
-                                                    idempotency_key=key))
+    # the whole transaction again after a deadlock or serialization failure (Database.retried):
+    # the evaluation is kept, the ledger's work redone; the key makes a replay harmless
+    user_id = g.api_user.id
+    return _json(get_db().retried(
+        lambda s: service.credit(s, user_id, result, idempotency_key=key)))
 
 
 accounts.register(v1)

@@ -1,0 +1,92 @@
+"""Database.retried: a transaction the database fails with a deadlock or a serialization
+failure is run again whole; other errors are not (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from registry.db import is_retryable
+
+
+def _lock_user(session, user_id: int) -> None:
+    session.execute(sa.text("SELECT id FROM users WHERE id = :i FOR UPDATE"), {"i": user_id})
+
+
+def test_a_real_deadlock_is_run_again(reg):
+    """First attempt: this transaction locks user a, another locks user b and waits for
+    a, and this one then asks for b: a real deadlock (40P01), detected here (the other
+    waits longer before it looks). The second attempt meets no one and commits."""
+    if reg.db.dialect != "postgresql":
+        pytest.skip("row locks: PostgreSQL (SQLite has one writer)")
+    a, b = reg.admin, reg.integrator
+    attempts, errors = [], []
+    holding_b = threading.Event()
+
+    def other():
+        try:
+            with reg.db.unit_of_work() as s:
+                s.execute(sa.text("SET LOCAL deadlock_timeout = '10s'"))
+                _lock_user(s, b)
+                holding_b.set()
+                _lock_user(s, a)  # waits for the first attempt, which then fails
+        except Exception as error:  # noqa: BLE001
+            errors.append(error)
+
+    def work(session):
+        attempts.append(1)
+        session.execute(sa.text("SET LOCAL deadlock_timeout = '100ms'"))
+        _lock_user(session, a)
+        if len(attempts) == 1:
+            thread = threading.Thread(target=other)
+            thread.start()
+            assert holding_b.wait(10)
+            _wait_for_a_lock_waiter(reg)
+            work.thread = thread
+        _lock_user(session, b)
+        session.execute(sa.text("UPDATE users SET name = name WHERE id = :i"), {"i": b})
+        return "done"
+
+    assert reg.db.retried(work, backoff=0.01) == "done"
+    work.thread.join(30)
+    assert len(attempts) == 2 and errors == []
+
+
+def _wait_for_a_lock_waiter(reg) -> None:
+    with reg.db.engine.connect() as c:
+        for _ in range(500):
+            if c.execute(sa.text("SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                                 "current_database() AND wait_event_type = 'Lock'")).scalar_one():
+                return
+            time.sleep(0.02)
+    raise AssertionError("the other transaction never waited")
+
+
+def test_other_errors_are_not_run_again_and_attempts_are_bounded(reg):
+    calls = []
+
+    def duplicate(session):
+        calls.append(1)
+        session.execute(sa.text("INSERT INTO users (id, email, name, active, created_at) "
+                                "SELECT id, email, name, active, created_at "
+                                "FROM users WHERE id = :i"), {"i": reg.admin})
+
+    with pytest.raises(IntegrityError) as raised:
+        reg.db.retried(duplicate, backoff=0.0)
+    assert len(calls) == 1 and not is_retryable(raised.value)
+
+    class Serialization(Exception):
+        sqlstate = "40001"
+
+    def always(session):
+        calls.append(1)
+        raise Serialization()
+
+    calls.clear()
+    with pytest.raises(Serialization):
+        reg.db.retried(always, attempts=3, backoff=0.0)
+    assert len(calls) == 3
