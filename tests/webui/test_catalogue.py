@@ -29,7 +29,8 @@ def test_search_by_title_id_issuer_and_activity(site):
         return rows(client.get("/methodologies", query_string={"q": q}), "methodology")
     assert set(found("深圳")) == {"cn.shenzhen.household-electricity", "cn.shenzhen.public-transit"}
     assert found("SHENZHEN public") == ["cn.shenzhen.public-transit"]  # words, any case
-    assert set(found("武碳江湖")) == {"cn.wuhan.metro-bike", "cn.wuhan.electricity-saving"}
+    assert set(found("武碳江湖")) == {"cn.wuhan.metro-bike", "cn.wuhan.electricity-saving",
+                                  "cn.wuhan.green-commute-loan"}
     assert found("pv_generation") == ["cn.rooftop-pv-grid"]
     assert found("T/CSAE 235") == ["cn.ev-trip"]
     page = client.get("/methodologies", query_string={"q": "no such thing"})
@@ -48,7 +49,8 @@ def test_filters_by_domain_activity_and_state(site):
     assert rows(client.get("/methodologies?state=suspended"), "methodology") == []
     both = rows(client.get("/methodologies?domain=transport&q=metro"), "methodology")
     assert set(both) == {"cn.wuhan.metro-bike", "cn.guangzhou.metro-trip",
-                         "cn.shenzhen.public-transit", "cn.beijing.maas-green-trip"}
+                         "cn.shenzhen.public-transit", "cn.beijing.maas-green-trip",
+                         "cn.wuhan.green-commute-loan"}
 
 
 def test_pages(site):
