@@ -42,10 +42,14 @@ def test_a_read_after_a_lock_sees_what_the_holder_committed(reg, backend):
             ("SELECT account, state FROM rule_states WHERE methodology_id = %(m)s AND account = "
              "'pipe-1'", {"m": methodology}, True),
             ("SELECT 1 WHERE false", {}, True)])
-        assert done.is_set()  # the lock was granted after the holder committed
     thread.join()
+    assert done.is_set()
     assert locked == [] and none == []
-    assert rows == [("pipe-1", "written")]  # the read's snapshot is after the lock
+    # the holder's row was not committed when the pipeline was sent (`holding` is set
+    # inside its transaction): the read sees it only because its snapshot was taken after
+    # the lock, granted at the holder's commit. (Not `done` checked inside: the holder's
+    # thread sets it after its commit returns, which may be after the lock was granted.)
+    assert rows == [("pipe-1", "written")]
 
 
 def test_an_error_in_a_pipeline_is_sqlalchemys_and_rolls_back(reg, backend):
