@@ -343,11 +343,11 @@ def _iso_time_series(us):
                                   us_to_datetime(v).isoformat().replace("+00:00", "Z")
                                   for v in us.to_list()], dtype=pl.String)
     stamp = pl.col("us").cast(pl.Datetime("us"))
-    whole = pl.col("us") % 1_000_000 == 0
-    return pl.DataFrame({"us": us}).select(
-        stamp.dt.strftime("%Y-%m-%dT%H:%M:%S")
-        + pl.when(whole).then(pl.lit("")).otherwise(stamp.dt.strftime("%.6f")) + pl.lit("Z")
-    ).to_series().alias("time")
+    text = stamp.dt.strftime("%Y-%m-%dT%H:%M:%S")
+    if (us % 1_000_000 != 0).any():  # else no record has microseconds: not written at all
+        whole = pl.col("us") % 1_000_000 == 0
+        text = text + pl.when(whole).then(pl.lit("")).otherwise(stamp.dt.strftime("%.6f"))
+    return pl.DataFrame({"us": us}).select(text + pl.lit("Z")).to_series().alias("time")
 
 
 def _error(index: int, record, code: str, reason: str) -> dict:
