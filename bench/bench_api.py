@@ -131,8 +131,7 @@ def reference_app(environ, start_response):
     mg = np.where(credited, mg, 0).astype(np.int64)
     status = np.where(credited, "credited", "rejected")
     code = np.where(credited, "", np.where(overlap, "OVERLAP", "NOT_COVERED"))
-    nothing = pl.Series([None] * n, dtype=pl.Int64)
-    empty = pl.Series([[]] * n, dtype=pl.List(pl.String))
+    nothing = pl.repeat(None, n, dtype=pl.Int64, eager=True)
     table = pl.DataFrame({
         "index": np.arange(n), "id": frame["id"], "account": frame["account"],
         "time": pl.Series(np.minimum(boarded, alighted)).cast(pl.Datetime("us"))
@@ -140,7 +139,8 @@ def reference_app(environ, start_response):
         "status": status, "code": code, "message": pl.repeat("", n, eager=True),
         "reduction_kg": mg / 1_000_000, "reduction_mg": mg, "points": mg // 1000,
         "bonus": np.zeros(n, dtype=np.int64), "baseline_mg": nothing, "project_mg": nothing,
-        "leakage_mg": nothing, "flags": empty, "counters": empty})
+        "leakage_mg": nothing}).with_columns(
+        flags=pl.lit([], dtype=pl.List(pl.String)), counters=pl.lit([], dtype=pl.List(pl.String)))
     compact = body.get("compact", False)
     if compact:
         table = table.with_columns(group=pl.lit(0, dtype=pl.Int64))
