@@ -725,6 +725,8 @@ def _results_table(result: Evaluation, compact: bool):
             table = table.with_columns(*(pl.lit(value, dtype=pl.String).alias(name) for name, value in
                                          zip(_VERSION_FIELDS, (ref.id, ref.version, ref.content_hash,
                                                                group.reason))))
+        if pl.Object in table.dtypes:  # Python objects: the dictionaries write them
+            return None
         tables.append(table.filter(pl.col("status") != INVALID))
     if len(tables) == 1:
         return tables[0]
