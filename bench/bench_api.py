@@ -401,16 +401,21 @@ def main() -> None:
                               f"{percentile(parses, 50) * 1000:.0f} ms)")
             print(f"{'':>22}  (issue 14's goal 100,000 records/s; the OpenFisca Web API's "
                   f"published {OPENFISCA_RECORDS_PER_S:,} records/s)")
-            for name, where, key, _pid in servers:
+            for name, where, key, pid in servers:
+                cpu = cpu_seconds(pid)
                 alone = one_at_a_time(where, key, 200)
+                cpu = (cpu_seconds(pid) - cpu) / 201
                 print(f"{name:>22}, single record, one at a time: p50 {percentile(alone, 50) * 1000:.1f} ms, "
-                      f"p99 {percentile(alone, 99) * 1000:.1f} ms")
-            for name, where, key, _pid in servers:
+                      f"p99 {percentile(alone, 99) * 1000:.1f} ms (server CPU {cpu * 1000:.2f} ms a request)")
+            for name, where, key, pid in servers:
+                cpu = cpu_seconds(pid)
                 latencies, achieved = paced(where, key, args.latency, args.rate)
+                cpu = (cpu_seconds(pid) - cpu) / (args.latency + 8)
                 print(f"{name:>22}, single record at {args.rate:.0f} req/s from 8 clients: "
                       f"p50 {percentile(latencies, 50) * 1000:.1f} ms, "
                       f"p99 {percentile(latencies, 99) * 1000:.1f} ms "
-                      f"(achieved {achieved:.0f} req/s; goal p99 < 20 ms)")
+                      f"(achieved {achieved:.0f} req/s; server CPU {cpu * 1000:.2f} ms a request; "
+                      f"goal p99 < 20 ms)")
             print(f"load average after: {os.getloadavg()[0]:.2f}")
         finally:
             for child in children:
