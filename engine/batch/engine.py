@@ -67,7 +67,7 @@ class BatchEngine:
         self.plan = self.scalar.plan
         self.formulas = Kernels(self.plan, self.reasons, self.scalar, kernels)
         self.native_text = NativeText() if kernels is not None else None
-        self.rules = Rules(self.plan.rules, self.reasons, recompute=self._recompute)
+        self.rules = Rules(self.plan.rules, self.reasons, recompute=self._recompute, build=kernels)
         self.masses = tuple(n for n in ("baseline", "project", "leakage") if n in self.plan.masses)
         keep = set(self.rules.needed_inputs())
         self.histories = self.plan.rules.histories
@@ -118,6 +118,7 @@ class BatchEngine:
         columns = got.columns
         columns["id"] = got.ids
         columns["account"] = got.accounts
+        ordered = None  # the canonical order, where the windows sorted the records
         if self.histories:  # the chunk is the whole stream (evaluate_frame, evaluate_file)
             defined = None
             if self.subjects is not None:  # each record's value of the definitions aggregated
@@ -132,8 +133,8 @@ class BatchEngine:
                                            got.rows, got.invalid, n, state, self.plan.rules,
                                            self.formulas.build, defined)
             else:
-                history.compute(self.histories, columns, got.accounts, got.ids, columns["time"],
-                                got.rows, got.invalid, n, self.formulas.build, defined)
+                ordered = history.compute(self.histories, columns, got.accounts, got.ids, columns["time"],
+                                          got.rows, got.invalid, n, self.formulas.build, defined)
         # amounts of credited rows only, on the whole chunk at once (C needs no
         # cache-sized slices)
         outcome = self.formulas.run(columns, n, reason)
@@ -154,7 +155,7 @@ class BatchEngine:
             kept[COUNTER_COLUMN + name] = np.where(credited, amounts, 0)
         time = np.where(got.invalid, 0, columns["time"])
         return Part(got.rows, got.ids, got.accounts, time, reason, messages, reduction, points,
-                    {name: masses[name] for name in self.masses}, credited, kept)
+                    {name: masses[name] for name in self.masses}, credited, kept, ordered)
 
     def _recompute(self, batch: Batch, positions: np.ndarray, reduction_mg: np.ndarray) -> np.ndarray:
         """Points of capped records: the formulas re-run with the capped reduction."""
@@ -215,7 +216,7 @@ class BatchEngine:
             return array.copy() if copy else array
         return Batch(part.rows, part.ids, part.accounts, part.time, own(part.reason),
                      own(part.reduction_mg), own(part.points), np.zeros(n, dtype=np.int64),
-                     np.zeros(n, dtype=np.int64), part.columns)
+                     np.zeros(n, dtype=np.int64), part.columns, ordered=part.ordered)
 
     def results(self, part: Part, batch: Batch) -> pl.DataFrame:
         n = part.n
