@@ -56,11 +56,10 @@ class Counting:
         if pos.size == 0:
             return empty_lists("counters", n)
         if batch.ordered is not None:  # the valid records' order, sorted once already
-            pos, new_account = subsequence(batch.ordered, keep)
+            pos, new_account, time = subsequence(batch.ordered, keep)
         else:
-            pos, new_account = _canonical(batch, pos, self.native)
+            pos, new_account, time = _canonical(batch, pos, self.native)
         account = np.cumsum(new_account) - 1
-        time = batch.time[pos]
         priors = None
         if state is not None:  # the accounts' stored states, by account index
             from ..state import AccountState
@@ -102,7 +101,7 @@ class Counting:
         counts = []
         for k, reward in enumerate(m.rewards):
             if reward.source == "points":
-                given = np.maximum(batch.points[pos] + batch.bonus[pos], 0)
+                given = np.maximum(batch.points + batch.bonus, 0)[pos]  # in row order, one gather
             else:
                 given = amounts[reward.source]
             cs = _segmented_cumsum(given, new_account)
@@ -126,11 +125,11 @@ class Counting:
         return _lists(names, columns, pos, n)
 
 
-def _canonical(batch, pos: np.ndarray, native=None) -> tuple[np.ndarray, np.ndarray]:
-    """The positions in canonical order within each account, and where each account
-    starts: the rules' order (engine/batch/rules.py `canonical`)."""
-    pos, code, _ = ordered_positions(batch, pos, native)
-    return pos, np.r_[True, code[1:] != code[:-1]]
+def _canonical(batch, pos: np.ndarray, native=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The positions in canonical order, where each account starts, and the time along
+    it: the rules' order (engine/batch/rules.py `canonical`)."""
+    pos, code, time = ordered_positions(batch, pos, native)
+    return pos, np.r_[True, code[1:] != code[:-1]], time
 
 
 def _lists(names: list[str], columns: list[np.ndarray], pos: np.ndarray, n: int) -> pl.Series:

@@ -116,7 +116,8 @@ def compute(histories: tuple[ir.History, ...], columns: dict, accounts: pl.Serie
             build=None, defined: np.ndarray = None):
     """Adds each history's value and status column to `columns` (invalid rows: 0, OK);
     returns the canonical order it sorted the valid records in (positions, account code
-    along it; None when there is none), which the counters then reuse (Part.ordered).
+    and time along it; None when there is none), which the counters then reuse
+    (Part.ordered).
 
     `defined`: the rows that have a value of the definitions histories aggregate (their
     `subject_key` columns); a history over a definition runs over those rows only, in the
@@ -180,7 +181,7 @@ def compute(histories: tuple[ir.History, ...], columns: dict, accounts: pl.Serie
         out_status[order] = status
         columns[h.name] = out_value
         columns[status_name(h)] = out_status
-    return order, segment
+    return order, segment, t
 
 
 def _one(h: ir.History, x, day, first_day, seg_start, index, segment, day_key, low, scan=None):

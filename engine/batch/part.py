@@ -31,9 +31,10 @@ class Part:
     masses: dict[str, np.ndarray]  # baseline/project/leakage mg, where defined
     credited: np.ndarray           # credited by the formulas (the masses are shown)
     columns: dict = field(default_factory=dict)
-    # the valid records in canonical order and their account codes, when the history
-    # windows sorted them already (engine/batch/history.py): the counters reuse it
-    ordered: Optional[tuple[np.ndarray, np.ndarray]] = None
+    # the valid records in canonical order, their account codes and times along it, when
+    # the history windows sorted them already (engine/batch/history.py): the counters
+    # reuse it (rules.Batch.ordered)
+    ordered: Optional[tuple[np.ndarray, np.ndarray, np.ndarray]] = None
 
     @property
     def n(self) -> int:

@@ -67,9 +67,9 @@ class Batch:
     flags: np.ndarray         # int64 bit mask over Rules.flag_codes
     columns: dict             # inputs the rules read (keys, bounds, points recomputation)
     counters: Optional[pl.Series] = None  # the results' `counters` (engine/batch/counters.py)
-    # (positions of the valid records in canonical order, account code along it), made
-    # once and shared (`ordered`): a subset's canonical order is its subsequence
-    ordered: Optional[tuple[np.ndarray, np.ndarray]] = None
+    # (positions of the valid records in canonical order, account code and time along
+    # it), made once and shared (`ordered`): a subset's canonical order is its subsequence
+    ordered: Optional[tuple[np.ndarray, np.ndarray, np.ndarray]] = None
 
     @property
     def n(self) -> int:
@@ -168,7 +168,7 @@ class Rules:
         self._rules(batch, duplicate_ids, state)
         if self.counting.active:
             if ahead is not None:
-                batch.ordered = ahead.result()[:2]
+                batch.ordered = ahead.result()
             with np.errstate(all="ignore"):
                 batch.counters = self.counting.apply(batch, state)
 
@@ -604,14 +604,16 @@ def ordered_positions(batch, positions: np.ndarray, native: Optional["AccountOrd
     return positions[order], code, time
 
 
-def subsequence(ordered: tuple[np.ndarray, np.ndarray], keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The canonical order of the records `keep` (a boolean per row) selects among those
-    of `ordered`, and where each account starts along it: the order of a subset is the
-    subsequence of the whole's, since (account, time, id, row) is a total order."""
-    order, code = ordered
+def subsequence(ordered: tuple[np.ndarray, np.ndarray, np.ndarray], keep: np.ndarray):
+    """(positions, where each account starts, time) along the canonical order of the
+    records `keep` (a boolean per row) selects among those of `ordered`: the order of a
+    subset is the subsequence of the whole's, since (account, time, id, row) is a total
+    order; taken in one pass along it, not gathered at random."""
+    order, code, time = ordered
     chosen = keep[order]
     code = code[chosen]
-    return order[chosen], np.r_[True, code[1:] != code[:-1]] if code.size else np.zeros(0, dtype=bool)
+    return order[chosen], np.r_[True, code[1:] != code[:-1]] if code.size else np.zeros(0, dtype=bool), \
+        time[chosen]
 
 
 def _sorted_order(hashes: np.ndarray, check: np.ndarray, time: np.ndarray):
