@@ -8,7 +8,7 @@ uses store.py, store.py only the engine object it is given.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 import polars as pl
@@ -35,6 +35,9 @@ class Part:
     # the history windows sorted them already (engine/batch/history.py): the counters
     # reuse it (rules.Batch.ordered)
     ordered: Optional[tuple[np.ndarray, np.ndarray, np.ndarray]] = None
+    # a Future of rules.find_duplicate_ids' positions, when the chunk is the whole batch
+    # and they were sought beside its history windows (BatchEngine._evaluate)
+    duplicate_ids: Optional[Any] = None
 
     @property
     def n(self) -> int:
