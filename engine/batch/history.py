@@ -178,7 +178,8 @@ def compute(histories: tuple[ir.History, ...], columns: dict, accounts: pl.Serie
         out_value = np.zeros(n, dtype=np.int64 if integer else np.float64)
         out_status = np.zeros(n, dtype=np.int64)
         out_value[order] = value
-        out_status[order] = status
+        flagged = np.flatnonzero(status)  # most are OK (0): scatter the others only
+        out_status[order[flagged]] = status[flagged]
         columns[h.name] = out_value
         columns[status_name(h)] = out_status
     return order, segment, t

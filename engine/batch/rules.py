@@ -7,7 +7,10 @@
   seeded hash of the text (checked on neighbours in the sorted order, integers only:
   gathering the texts themselves in that order cost more than all the rest), and the
   partition is then sorted by the text itself. Both sorts sort one integer column with
-  the positions packed into its low bits (pack_sort), not an argsort.
+  the positions packed into its low bits (pack_sort), not an argsort. Where a C compiler
+  is, one sort of the times and one C pass grouping the accounts (AccountOrder) give the
+  same order within each account; the valid records' order is made once per batch and
+  shared (Batch.ordered), a subset taking its subsequence.
 - Duplicate ids: records whose id hash occurs twice are the only candidates; among them
   the first in canonical order (sorted on the text) keeps its status.
 - Duplicate keys and overlaps depend on which earlier records were accepted: a record
