@@ -32,7 +32,7 @@ from .kernel import Kernels
 from .native_text import NativeText
 from .part import Part, concat_parts
 from .counters import COLUMN as COUNTER_COLUMN
-from .rules import Batch, Rules
+from .rules import Batch, Rules, find_duplicate_ids
 from .store import DiskStore, MemoryStore
 from .values import Cat, Reasons, empty_lists
 
@@ -67,7 +67,7 @@ class BatchEngine:
         self.plan = self.scalar.plan
         self.formulas = Kernels(self.plan, self.reasons, self.scalar, kernels)
         self.native_text = NativeText() if kernels is not None else None
-        self.rules = Rules(self.plan.rules, self.reasons, recompute=self._recompute)
+        self.rules = Rules(self.plan.rules, self.reasons, recompute=self._recompute, build=kernels)
         self.masses = tuple(n for n in ("baseline", "project", "leakage") if n in self.plan.masses)
         keep = set(self.rules.needed_inputs())
         self.histories = self.plan.rules.histories
@@ -84,10 +84,12 @@ class BatchEngine:
 
     # ------------------------------------------------------------ per record
     def per_record(self, frame: pl.DataFrame, column_units: Optional[Mapping[str, str]] = None,
-                   first_row: int = 1, state: Optional[dict] = None) -> Part:
-        """Reads and evaluates one chunk (no cross-record rules); `state`: evaluate_frame's."""
+                   first_row: int = 1, state: Optional[dict] = None, whole: bool = False) -> Part:
+        """Reads and evaluates one chunk (no cross-record rules); `state`: evaluate_frame's;
+        `whole`: the chunk is the whole batch, whose repeated ids are then found on another
+        core while its history windows are computed (Part.duplicate_ids)."""
         got = ingest_frame(frame, self.schema, column_units, first_row, self.native_text)
-        return self._evaluate(got, state)
+        return self._evaluate(got, state, whole)
 
     def per_record_chunks(self, chunks: Iterable[tuple[pl.DataFrame, int]],
                           column_units: Optional[Mapping[str, str]] = None) -> Iterator[Part]:
@@ -111,13 +113,20 @@ class BatchEngine:
         while pending:
             yield pending.popleft().result()
 
-    def _evaluate(self, got: Ingested, state: Optional[dict] = None) -> Part:
+    def _evaluate(self, got: Ingested, state: Optional[dict] = None, whole: bool = False) -> Part:
         n = got.n
         reason = np.zeros(n, dtype=np.int32)
         reason[got.invalid] = Reasons.INVALID
         columns = got.columns
         columns["id"] = got.ids
         columns["account"] = got.accounts
+        ordered = None  # the canonical order, where the windows sorted the records
+        ahead = None
+        if whole and self.histories and n >= self.rules.ahead_rows:
+            # the ids repeated in the batch (finish's first step) beside the windows: they
+            # read ids, accounts, times and rows only, which nothing here writes
+            ahead = _pool(2).submit(find_duplicate_ids, got.ids, got.accounts, columns["time"], got.rows,
+                                    ~got.invalid)
         if self.histories:  # the chunk is the whole stream (evaluate_frame, evaluate_file)
             defined = None
             if self.subjects is not None:  # each record's value of the definitions aggregated
@@ -132,8 +141,8 @@ class BatchEngine:
                                            got.rows, got.invalid, n, state, self.plan.rules,
                                            self.formulas.build, defined)
             else:
-                history.compute(self.histories, columns, got.accounts, got.ids, columns["time"],
-                                got.rows, got.invalid, n, self.formulas.build, defined)
+                ordered = history.compute(self.histories, columns, got.accounts, got.ids, columns["time"],
+                                          got.rows, got.invalid, n, self.formulas.build, defined)
         # amounts of credited rows only, on the whole chunk at once (C needs no
         # cache-sized slices)
         outcome = self.formulas.run(columns, n, reason)
@@ -154,7 +163,7 @@ class BatchEngine:
             kept[COUNTER_COLUMN + name] = np.where(credited, amounts, 0)
         time = np.where(got.invalid, 0, columns["time"])
         return Part(got.rows, got.ids, got.accounts, time, reason, messages, reduction, points,
-                    {name: masses[name] for name in self.masses}, credited, kept)
+                    {name: masses[name] for name in self.masses}, credited, kept, ordered, ahead)
 
     def _recompute(self, batch: Batch, positions: np.ndarray, reduction_mg: np.ndarray) -> np.ndarray:
         """Points of capped records: the formulas re-run with the capped reduction."""
@@ -185,7 +194,7 @@ class BatchEngine:
         and no rule counts them, but a history window still holds them, as it holds every
         record read (engine/history.py)."""
         if self.histories:  # a window reaches across chunks: the frame is one chunk
-            parts = [self.per_record(frame, column_units, first_row, state)]
+            parts = [self.per_record(frame, column_units, first_row, state, whole=duplicate_ids is None)]
         else:
             parts = list(self.per_record_chunks(self.frame_chunks(frame, first_row), column_units)) or \
                 [self.per_record(frame, column_units, first_row)]
@@ -201,6 +210,8 @@ class BatchEngine:
         """Cross-record rules over the kept columns of every chunk -> results;
         `duplicate_ids`: evaluate_frame's."""
         merged = concat_parts(parts)
+        if duplicate_ids is None and merged.duplicate_ids is not None:  # found beside the windows
+            duplicate_ids = merged.duplicate_ids.result()
         # the rules write into the batch: a concatenation is already a copy of the parts
         batch = self.batch_of(merged, copy=len(parts) == 1)
         self.rules.apply(batch, duplicate_ids, state=state)
@@ -215,7 +226,7 @@ class BatchEngine:
             return array.copy() if copy else array
         return Batch(part.rows, part.ids, part.accounts, part.time, own(part.reason),
                      own(part.reduction_mg), own(part.points), np.zeros(n, dtype=np.int64),
-                     np.zeros(n, dtype=np.int64), part.columns)
+                     np.zeros(n, dtype=np.int64), part.columns, ordered=part.ordered)
 
     def results(self, part: Part, batch: Batch) -> pl.DataFrame:
         n = part.n
