@@ -49,6 +49,7 @@ class BatchEngine:
     """A methodology compiled for columns. `evaluate_frame` is the entry point."""
 
     threads = min(4, os.cpu_count() or 1)  # chunks evaluated at once
+    hash_rows = HASH_ROWS  # duplicate_rows: ids hashed in memory at most
 
     def __init__(self, methodology: ir.Methodology, chunk_rows: int = CHUNK_ROWS,
                  kernels: Optional[Callable[[str], Any]] = None):
@@ -339,15 +340,15 @@ class BatchEngine:
         return self.results(part, batch)
 
     def duplicate_rows(self, path, column_units: Optional[Mapping[str, str]] = None,
-                       partitions: tuple[tuple[str, str], ...] = (), memory_rows: int = 2_000_000,
-                       hash_rows: int = HASH_ROWS) -> Optional[np.ndarray]:
+                       partitions: tuple[tuple[str, str], ...] = (),
+                       memory_rows: int = 2_000_000) -> Optional[np.ndarray]:
         """The row numbers (sorted) of a Parquet file's records that the duplicate-id check
         rejects, before any record is evaluated; None when too many records share an id
         for this way (more than `memory_rows` // 2), which the store then decides.
 
         The ids are read from the `id` column alone (ingest.record_ids, the same code as
-        ingest_frame) and hashed, 8 bytes a row: in memory for up to `hash_rows` rows,
-        beyond that as that many hash files of about `hash_rows` hashes each, by hash (one
+        ingest_frame) and hashed, 8 bytes a row: in memory for up to `hash_rows` rows (HASH_ROWS),
+        beyond that in hash files of about `hash_rows` hashes each, by hash (one
         sorted at a time; the memory is that of `hash_rows` hashes, twice, whatever the
         file's size). Only the records whose hash is repeated (none, usually) are then
         evaluated (their chunks, read again), and find_duplicate_ids judges them as it
@@ -371,7 +372,7 @@ class BatchEngine:
                 yield record_ids(frame, self.schema, row, self.native_text).hash().to_numpy()
                 row += frame.height
 
-        files = -(-total // hash_rows)
+        files = -(-total // self.hash_rows)
         if files <= 1:
             hashes = np.empty(total, dtype=np.uint64)
             at = 0
