@@ -37,6 +37,11 @@ from .store import DiskStore, MemoryStore
 from .values import Cat, Reasons, empty_lists
 
 CHUNK_ROWS = 1 << 18
+# a file of at most this many rows keeps what the cross-record rules need in memory (more
+# spill to disk, store.py): about 1.6 GiB at the peak for 5M Shenzhen rides with a cap and
+# an overlap rule (bench/bench_eval.py); it was 2M, and the spill of 2M-6M rows cost
+# twice the time of the whole run in memory (docs/engine.md)
+MEMORY_ROWS = 6_000_000
 # ids hashed in memory for the duplicate-id check of a per-record methodology's file; a
 # larger file's hashes go to files of about this many (8 bytes each; about 1 GiB at
 # the peak while one is sorted)
@@ -267,7 +272,7 @@ class BatchEngine:
 
     # ------------------------------------------------------------ files
     def evaluate_file(self, path, column_units: Optional[Mapping[str, str]] = None, *,
-                      memory_rows: int = 2_000_000, progress=None, spill_dir=None,
+                      memory_rows: int = MEMORY_ROWS, progress=None, spill_dir=None,
                       partitions: tuple[tuple[str, str], ...] = ()) -> Iterator[pl.DataFrame]:
         """A record file (.csv, .jsonl, .parquet) -> frames of results, in row order.
 
@@ -304,9 +309,13 @@ class BatchEngine:
                 return
         expected = estimate_rows(path)
         if expected > memory_rows:
+            # a Parquet file's repeated ids found from its id column: only the account
+            # partitions are spilled, not the ids as well
+            known = self.duplicate_rows(path, units, partitions, memory_rows) \
+                if format_of(path) == "parquet" else None
             # partitions of about half the in-memory budget: never more held than in memory
             store = DiskStore(self, -(-expected * 2 // memory_rows) + 1, spill_dir,
-                              run_rows=max(1, memory_rows // 4))
+                              run_rows=max(1, memory_rows // 4), duplicates=known)
         else:
             store = MemoryStore(self)
         try:
@@ -341,7 +350,7 @@ class BatchEngine:
 
     def duplicate_rows(self, path, column_units: Optional[Mapping[str, str]] = None,
                        partitions: tuple[tuple[str, str], ...] = (),
-                       memory_rows: int = 2_000_000) -> Optional[np.ndarray]:
+                       memory_rows: int = MEMORY_ROWS) -> Optional[np.ndarray]:
         """The row numbers (sorted) of a Parquet file's records that the duplicate-id check
         rejects, before any record is evaluated; None when too many records share an id
         for this way (more than `memory_rows` // 2), which the store then decides.

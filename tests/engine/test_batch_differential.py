@@ -562,24 +562,28 @@ def _write_parquet(path: Path, stream: list[dict]) -> None:
                  schema={n: pl.String for n in names}).write_parquet(path)
 
 
-@pytest.mark.parametrize("hash_rows", [1 << 20, 3])
-def test_a_per_record_parquet_file_streams_with_the_whole_files_duplicate_ids(hash_rows, tmp_path_factory):
-    """A per-record methodology's Parquet file takes evaluate_file's streaming path (the
-    repeated ids found from the hashed `id` column first, duplicate_rows; with hash_rows
-    3 the hashes go through files): the results are the scalar path's."""
-    methodology = _synthetic("lazy")
-    assert BatchEngine(methodology).per_record_only
+@pytest.mark.parametrize("name,hash_rows", [("lazy", 1 << 20), ("lazy", 3), ("caps", 1 << 20), ("rules", 3)])
+def test_a_parquet_file_streamed_or_spilled_with_the_whole_files_duplicate_ids(name, hash_rows, tmp_path_factory):
+    """A Parquet file's repeated ids are found from its hashed `id` column first
+    (duplicate_rows; with hash_rows 3 the hashes go through files): a per-record
+    methodology's file is then streamed chunk by chunk (or, with more repeated records
+    than half the budget, stored as before), a file of more rows than the budget spills
+    only its account partitions. Either way the results are the scalar path's."""
+    methodology = _synthetic(name)
+    assert BatchEngine(methodology).per_record_only == (name == "lazy")
 
     @_settings(8)
-    @given(record_stream(methodology, max_size=40), st.integers(min_value=2, max_value=16))
-    def check(stream, chunk_rows):
-        path = tmp_path_factory.mktemp("parquet") / "records.parquet"
+    @given(record_stream(methodology, max_size=40), st.integers(min_value=2, max_value=16),
+           st.integers(min_value=1, max_value=60))
+    def check(stream, chunk_rows, memory_rows):
+        folder = tmp_path_factory.mktemp("parquet")
+        path = folder / "records.parquet"
         _write_parquet(path, stream)
         source = open_records(path)
         expected = _keys(Engine(methodology).evaluate(source.rows, column_units=source.column_units))
         engine = BatchEngine(methodology, chunk_rows=chunk_rows)
         engine.hash_rows = hash_rows
-        frames = list(engine.evaluate_file(path, memory_rows=1 << 20))
+        frames = list(engine.evaluate_file(path, memory_rows=memory_rows, spill_dir=folder / "spill"))
         assert (_keys(to_results(pl.concat(frames))) if frames else []) == expected
     check()
 
