@@ -466,11 +466,13 @@ def _repeated(hashes: np.ndarray) -> np.ndarray:
 def _repeated_on_disk(chunks: Iterable[np.ndarray], files: int) -> np.ndarray:
     """_repeated of the concatenated chunks, holding one of `files` parts at a time: each
     hash goes to the file of its value modulo `files` (every copy of a value to the same
-    one), then each file is read and sorted alone. `files` files are open at once."""
+    one), then each file is read and sorted alone. `files` files are open at once, in a
+    folder named as store.DiskStore's spill folders, so that a killed run's is removed by
+    the next run that spills."""
     import shutil
     import tempfile
 
-    folder = tempfile.mkdtemp(prefix=f"tanpu-ids-{os.getpid()}-")
+    folder = tempfile.mkdtemp(prefix=f"tanpu-batch-{os.getpid()}-ids-")
     try:
         handles = [open(os.path.join(folder, f"{k}.u64"), "wb") for k in range(files)]
         try:
