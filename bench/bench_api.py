@@ -2,7 +2,7 @@
 SQLite) in a subprocess, requests over keep-alive HTTP connections from this process.
 
     .venv/bin/python bench/bench_api.py [--batches 5] [--size 10000] [--latency 1000]
-                                        [--rounds 1] [--before /work/main]
+                                        [--rounds 1] [--before /work/main] [--threads 2,4]
 
 Prints: records/s with batches of `--size` records (one client, one request after the
 other), timed from the request to the answer's last byte, and again with the client's
@@ -12,8 +12,13 @@ single-record latency one at a time (the service time); and single-record latenc
 with requests scheduled at `--rate` per second from 8 clients (measured from each
 request's scheduled time, so a request that waits for the others counts its wait).
 Figures only: the machine may be shared (the load is printed). `--rounds`: the batch
-measurements repeated, the servers taking turns (A/B/A/B). `--before PATH`: also a
-`tanpu serve` of another checkout (the code before a change) in the same run.
+and paced measurements repeated, the servers taking turns (A/B/A/B). `--before PATH`: also
+a `tanpu serve` of another checkout (the code before a change) in the same run.
+`--threads 2,4`: also this checkout's `tanpu serve --threads N`, single records only.
+Beside each paced figure of a server that logs it (webui/api/views.py), the time its
+requests spent in the app, their thread's CPU time there, and the difference (what they
+waited for inside the app): the client's latency less the time in the app is spent
+outside it (waitress' queue and sockets, the client's own threads).
 
 Each figure is printed beside the same measurement of a hand-written reference run in the
 same run: `reference_app`, a bare WSGI function on the same server (waitress, 8 threads,
@@ -37,6 +42,7 @@ import datetime as dt
 import http.client
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -44,6 +50,7 @@ import tempfile
 import time
 import urllib.parse
 from pathlib import Path
+from typing import Optional
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -53,8 +60,9 @@ METHODOLOGY = "cn.shenzhen.public-transit"
 OPENFISCA_RECORDS_PER_S = 5_500
 
 
-def start(folder: Path, root: Path = ROOT):
-    """`tanpu serve` of the checkout at `root` on a fresh SQLite file in `folder`."""
+def start(folder: Path, root: Path = ROOT, threads: int = 8):
+    """`tanpu serve` of the checkout at `root` on a fresh SQLite file in `folder`, with
+    `threads` waitress threads."""
     from registry import tokens, users
     from registry.db import Database
     with socket.socket() as s:
@@ -67,7 +75,8 @@ def start(folder: Path, root: Path = ROOT):
     env.pop("DATABASE_URL", None)
     log = open(folder / "server.log", "ab")
     process = subprocess.Popen([sys.executable, "-m", "tanpu.cli", "serve", "--database-url", url,
-                                "--port", str(port)], cwd=root, env=env, stdout=log,
+                                "--port", str(port), "--threads", str(threads)],
+                               cwd=root, env=env, stdout=log,
                                stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 180
     while True:
@@ -322,6 +331,26 @@ def paced(port: int, token: str, count: int, rate: float, clients: int = 8) -> t
     return pacing.paced([lambda i, c=c: c.evaluate(bodies[i]) for c in callers], count, rate)
 
 
+_LOGGED = re.compile(rb"POST /api/v1/evaluate 200 ([0-9.]+)ms(?: cpu=([0-9.]+)ms)?")
+
+
+def in_app(log: Path, count: int) -> Optional[str]:
+    """The last `count` evaluations as the server logged them (webui/api/views.py: the
+    time in the app and its thread's CPU time there): p50/p99 of each and of their
+    difference, what a request waited for inside the app (the GIL, the database, locks,
+    the machine). The client's latency less this is the wait outside the app (waitress'
+    queue and sockets, the client's own threads)."""
+    lines = [m for m in map(_LOGGED.search, log.read_bytes().splitlines()) if m][-count:]
+    if not lines or lines[-1].group(2) is None:
+        return None
+    wall = sorted(float(m.group(1)) for m in lines)
+    cpu = sorted(float(m.group(2)) for m in lines)
+    waited = sorted(float(m.group(1)) - float(m.group(2)) for m in lines)
+    return (f"in the app p50/p99 {percentile(wall, 50):.1f}/{percentile(wall, 99):.1f} ms, "
+            f"its CPU {percentile(cpu, 50):.1f}/{percentile(cpu, 99):.1f} ms, waiting there "
+            f"{percentile(waited, 50):.1f}/{percentile(waited, 99):.1f} ms")
+
+
 def same_results(api: dict, reference: dict) -> None:
     """The reference does the API's work: every result's amounts and outcome agree."""
     fields = ("index", "id", "account", "time", "status", "code", "message", "reduction_kg",
@@ -345,6 +374,9 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--rounds", type=int, default=1, help="batch measurements, servers in turn")
     parser.add_argument("--before", type=Path, help="also `tanpu serve` of this checkout")
+    parser.add_argument("--threads", default="",
+                        help="also this checkout's tanpu serve with these numbers of waitress "
+                             "threads (comma-separated; the default is 8)")
     parser.add_argument("--io-rounds", type=int, default=0,
                         help="only waitress' buffers: its defaults against tanpu serve's, bare")
     parser.add_argument("--serve-reference", type=int, help=argparse.SUPPRESS)
@@ -370,11 +402,21 @@ def main() -> None:
         process, port, token = start(Path(folder) / "api")
         children = [process]
         try:
+            logs = {"POST /api/v1/evaluate": Path(folder) / "api" / "server.log"}
             servers = [("POST /api/v1/evaluate", port, token, process.pid)]
             if args.before:
                 before, before_port, before_token = start(Path(folder) / "before", args.before)
                 children.append(before)
                 servers.append(("the code before", before_port, before_token, before.pid))
+                logs["the code before"] = Path(folder) / "before" / "server.log"
+            single = []  # servers measured with single records only
+            for threads in filter(None, args.threads.split(",")):
+                name = f"API, {int(threads)} threads"
+                other, other_port, other_token = start(Path(folder) / f"threads{threads}",
+                                                       threads=int(threads))
+                children.append(other)
+                single.append((name, other_port, other_token, other.pid))
+                logs[name] = Path(folder) / f"threads{threads}" / "server.log"
             check = body_of(rides(args.size, 10 ** 7))
             answer = Caller(port, token).evaluate(check)
             version = {k: answer["results"][0][k]
@@ -401,21 +443,25 @@ def main() -> None:
                               f"{percentile(parses, 50) * 1000:.0f} ms)")
             print(f"{'':>22}  (issue 14's goal 100,000 records/s; the OpenFisca Web API's "
                   f"published {OPENFISCA_RECORDS_PER_S:,} records/s)")
-            for name, where, key, pid in servers:
+            for name, where, key, pid in servers + single:
                 cpu = cpu_seconds(pid)
                 alone = one_at_a_time(where, key, 200)
                 cpu = (cpu_seconds(pid) - cpu) / 201
                 print(f"{name:>22}, single record, one at a time: p50 {percentile(alone, 50) * 1000:.1f} ms, "
                       f"p99 {percentile(alone, 99) * 1000:.1f} ms (server CPU {cpu * 1000:.2f} ms a request)")
-            for name, where, key, pid in servers:
-                cpu = cpu_seconds(pid)
-                latencies, achieved = paced(where, key, args.latency, args.rate)
-                cpu = (cpu_seconds(pid) - cpu) / (args.latency + 8)
-                print(f"{name:>22}, single record at {args.rate:.0f} req/s from 8 clients: "
-                      f"p50 {percentile(latencies, 50) * 1000:.1f} ms, "
-                      f"p99 {percentile(latencies, 99) * 1000:.1f} ms "
-                      f"(achieved {achieved:.0f} req/s; server CPU {cpu * 1000:.2f} ms a request; "
-                      f"goal p99 < 20 ms)")
+            for round_ in range(args.rounds):  # the servers taking turns
+                if args.rounds > 1:
+                    print(f"single records, round {round_ + 1} (load average {os.getloadavg()[0]:.2f})")
+                for name, where, key, pid in servers + single:
+                    cpu = cpu_seconds(pid)
+                    latencies, achieved = paced(where, key, args.latency, args.rate)
+                    cpu = (cpu_seconds(pid) - cpu) / (args.latency + 8)
+                    inside = in_app(logs[name], args.latency) if name in logs else None
+                    print(f"{name:>22}, single record at {args.rate:.0f} req/s from 8 clients: "
+                          f"p50 {percentile(latencies, 50) * 1000:.1f} ms, "
+                          f"p99 {percentile(latencies, 99) * 1000:.1f} ms "
+                          f"(achieved {achieved:.0f} req/s; server CPU {cpu * 1000:.2f} ms a request; "
+                          f"goal p99 < 20 ms)" + (f"; {inside}" if inside else ""))
             print(f"load average after: {os.getloadavg()[0]:.2f}")
         finally:
             for child in children:

@@ -225,26 +225,34 @@ class Worker:
         def write(s) -> None:
             if not jobs.renew(s, job.id, self.name, rows_done=offset):
                 raise LostLease()
-            if credit:
-                out = service.credit(s, job.integrator_id, result,
-                                     idempotency_key=f"job:{job.id}:{chunk}")
+            # evaluating only, a chunk the batch engine evaluated whole: its results written
+            # from its columns (the same values as the dictionaries below)
+            lines = None if credit else service.evaluation_lines(result, offset)
+            if lines is not None:
+                summary, written = lines
+                results = summary["evaluated"]
+                _write_part(jobs.part_path(job.id, chunk, "results"), written)
             else:
-                out = service.evaluation_response(result, explain=False)
-            for row in out["results"]:
-                row["index"] += offset
-                row["row"] = row["index"] + 1
+                if credit:
+                    out = service.credit(s, job.integrator_id, result,
+                                         idempotency_key=f"job:{job.id}:{chunk}")
+                else:
+                    out = service.evaluation_response(result, explain=False)
+                for row in out["results"]:
+                    row["index"] += offset
+                    row["row"] = row["index"] + 1
+                summary, results = out["summary"], len(out["results"])
+                _write_part(jobs.part_path(job.id, chunk, "results"), out["results"])
             # copies: the evaluation's own error rows stay as they were for a retry
-            out["errors"] = [dict(error) for error in out["errors"]]
-            for error in out["errors"]:
+            errors = [dict(error) for error in result.errors]
+            for error in errors:
                 if error["index"] in unreadable:
                     error["code"], error["reason"] = "invalid_record", unreadable[error["index"]]
                 error["index"] += offset
-            _write_part(jobs.part_path(job.id, chunk, "results"), out["results"])
-            _write_part(jobs.part_path(job.id, chunk, "errors"), out["errors"])
-            summary = out["summary"]
+            _write_part(jobs.part_path(job.id, chunk, "errors"), errors)
             jobs.chunk_done(
-                s, job.id, self.name, rows=len(records), results=len(out["results"]),
-                errors=len(out["errors"]), credited=summary.get("credited", 0),
+                s, job.id, self.name, rows=len(records), results=results,
+                errors=len(errors), credited=summary.get("credited", 0),
                 reduction_mg=summary["credited_reduction_mg"] if credit else summary["reduction_mg"],
                 points=summary["credited_points"] if credit else summary["points"])
 
@@ -308,14 +316,19 @@ def _post(url: str, secret: str, payload: str, delivery_id: int, attempt: int,
         return None, f"{type(error).__name__}: {getattr(error, 'reason', error)}"
 
 
-def _write_part(path: Path, rows: list[dict]) -> None:
-    """A chunk's rows as JSON Lines, whole or not at all (written aside, synced, renamed)."""
+def _write_part(path: Path, rows: "list[dict] | bytes") -> None:
+    """A chunk's rows as JSON Lines (dictionaries, or lines written already), whole or not
+    at all (written aside, synced, renamed)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    with open(temporary, "w", encoding="utf-8") as out:
-        for row in rows:
-            out.write(json.dumps(row, ensure_ascii=False, separators=(",", ":"), default=str))
-            out.write("\n")
+    with open(temporary, "wb") as out:
+        if isinstance(rows, bytes):
+            out.write(rows)
+        else:
+            for row in rows:
+                out.write(json.dumps(row, ensure_ascii=False, separators=(",", ":"),
+                                     default=str).encode("utf-8"))
+                out.write(b"\n")
         out.flush()
         os.fsync(out.fileno())
     os.replace(temporary, path)

@@ -27,7 +27,7 @@ from ..records import Schema
 from ..result import COLUMNS, MethodologyRef, Result
 from ..scalar import ScalarProgram
 from . import history
-from .ingest import Ingested, ingest_frame, raw_frame, text_series
+from .ingest import Ingested, ReadDatetimes, ingest_frame, raw_frame, text_series
 from .kernel import Kernels
 from .native_text import NativeText
 from .part import Part, concat_parts
@@ -94,11 +94,13 @@ class BatchEngine:
 
     # ------------------------------------------------------------ per record
     def per_record(self, frame: pl.DataFrame, column_units: Optional[Mapping[str, str]] = None,
-                   first_row: int = 1, state: Optional[dict] = None, whole: bool = False) -> Part:
+                   first_row: int = 1, state: Optional[dict] = None, whole: bool = False,
+                   datetimes: Optional[ReadDatetimes] = None) -> Part:
         """Reads and evaluates one chunk (no cross-record rules); `state`: evaluate_frame's;
         `whole`: the chunk is the whole batch, whose repeated ids are then found on another
-        core while its history windows are computed (Part.duplicate_ids)."""
-        got = ingest_frame(frame, self.schema, column_units, first_row, self.native_text)
+        core while its history windows are computed (Part.duplicate_ids); `datetimes`:
+        the chunk's datetime text columns as read before (ingest.ReadDatetimes)."""
+        got = ingest_frame(frame, self.schema, column_units, first_row, self.native_text, datetimes)
         return self._evaluate(got, state, whole)
 
     def per_record_chunks(self, chunks: Iterable[tuple[pl.DataFrame, int]],
@@ -190,7 +192,8 @@ class BatchEngine:
     # ------------------------------------------------------------ whole frames
     def evaluate_frame(self, frame: pl.DataFrame, column_units: Optional[Mapping[str, str]] = None,
                        first_row: int = 1, state: Optional[dict] = None,
-                       duplicate_ids: Optional[np.ndarray] = None) -> pl.DataFrame:
+                       duplicate_ids: Optional[np.ndarray] = None,
+                       datetimes: Optional[ReadDatetimes] = None) -> pl.DataFrame:
         """Raw records (one per row) -> results (one per row, in the same order).
 
         `state` (account -> engine.state.AccountState), as engine.Engine.evaluate takes
@@ -206,9 +209,16 @@ class BatchEngine:
         record has, when the frame is part of a larger stream that decided them (Spark's
         account partitions: a repeated id may be another account's); they are DUPLICATE_ID
         and no rule counts them, but a history window still holds them, as it holds every
-        record read (engine/history.py)."""
+        record read (engine/history.py).
+
+        `datetimes`: the frame's datetime text columns as another reading of these rows
+        read them (ingest.ReadDatetimes: the API's reading of the activity times), taken
+        when the frame is one chunk."""
         if self.histories:  # a window reaches across chunks: the frame is one chunk
-            parts = [self.per_record(frame, column_units, first_row, state, whole=duplicate_ids is None)]
+            parts = [self.per_record(frame, column_units, first_row, state, whole=duplicate_ids is None,
+                                     datetimes=datetimes)]
+        elif datetimes is not None and frame.height <= self.frame_rows:
+            parts = [self.per_record(frame, column_units, first_row, datetimes=datetimes)]
         else:
             parts = list(self.per_record_chunks(self.frame_chunks(frame, first_row), column_units)) or \
                 [self.per_record(frame, column_units, first_row)]

@@ -333,3 +333,45 @@ def test_a_token_needs_the_scope_of_what_its_job_does(published):
     assert job_of(web, evaluate_only, job_id)["mode"] == "evaluate"
     with web.reg.db.engine.connect() as c:
         assert c.execute(sa.text("SELECT COUNT(*) FROM jobs")).scalar_one() == 1
+
+
+def test_an_evaluate_job_written_from_columns_gives_the_dictionaries_lines(published, monkeypatch):
+    """An evaluate job's chunks the batch engine evaluated are written from its columns
+    (service.evaluation_lines); the same job written from the dictionaries gives the same
+    lines: keys in the same order, the same values (floats to their repr), `index` and
+    `row` counted from the chunk's offset, and the same summary."""
+    from webui.api import service
+    web, token = published
+    monkeypatch.setenv("TANPU_JOB_CHUNK_ROWS", "100")
+    records = rides(270)  # chunks of 100, 100 and 70: each from 64 records on a batch
+    records[3] = {**records[3], "distance": "3 kg"}       # invalid: an error, not a result
+    records[120] = {**records[120], "mode": "walk"}       # not a mode: an error
+    records[180] = {**records[180], "distance": "0.000467 km"}  # 0.467 mg: kilograms' repr
+    written = []
+    real = service.evaluation_lines
+
+    def counted(result, offset=0):
+        out = real(result, offset)
+        written.append(out is not None)
+        return out
+    got = []
+    for lines in (counted, lambda result, offset=0: None):
+        monkeypatch.setattr(service, "evaluation_lines", lines)
+        job = submit(web, token, as_jsonl(records), "application/x-ndjson").get_json()
+        run_worker(web)
+        done = job_of(web, token, job["id"])
+        assert done["status"] == "succeeded", done
+        text = web.app.test_client().get(f"/api/v1/jobs/{job['id']}/results",
+                                         headers=web.api(token)).get_data(as_text=True)
+        got.append(([list(json.loads(line).items()) for line in text.splitlines()],
+                    download(web, token, job["id"], "errors"), done["summary"],
+                    download(web, token, job["id"], "results", "csv")))
+    assert written == [True, True, True]  # three chunks, each from columns
+    columns, dictionaries = got
+    assert [[(k, repr(v)) for k, v in r] for r in columns[0]] == \
+        [[(k, repr(v)) for k, v in r] for r in dictionaries[0]]
+    rows = [dict(r) for r in columns[0]]
+    assert [r["row"] for r in rows] == [r["index"] + 1 for r in rows]
+    assert sorted([r["index"] for r in rows] + [e["index"] for e in columns[1]]) == list(range(270))
+    assert columns[1:] == dictionaries[1:]
+    assert columns[1][0]["index"] == 3

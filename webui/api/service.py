@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from engine import records as records_module
 from engine.batch import to_results
+from engine.batch.ingest import ReadDatetimes
 from engine.records import (EPOCH_DAY, RecordError, datetime_to_us, parse_datetime_us,
                             us_to_datetime)
 from engine.explain import as_written
@@ -450,7 +451,9 @@ def evaluate(session: Session, methodology_id: str, records: list, *,
     # the records as columns (for the batch engine), when there are enough of them
     frame = _raw_frame([records[i] for i in chosen]) if len(chosen) >= BATCH_FROM else None
     native = evaluation.batch_engine_for(latest.source).native_text if frame is not None else None
-    times, days, unreadable = _activity_times(records, chosen, schema, zone, frame, native)
+    # the datetime columns read for the activity times, read once: the batch engine takes them
+    datetimes = ReadDatetimes(frame.height) if frame is not None else None
+    times, days, unreadable = _activity_times(records, chosen, schema, zone, frame, native, datetimes)
     # each record's version, by its local day: a few days (and versions) for many records
     chosen_at = np.asarray(chosen, dtype=np.int64)
     ok = np.ones(len(chosen), dtype=bool)
@@ -499,7 +502,8 @@ def evaluate(session: Session, methodology_id: str, records: list, *,
         if (frame is not None and not explain and len(group.indices) >= BATCH_FROM
                 and records_module.INVALID not in frame.columns
                 and not (require_ids and (rules.has_cross_record_rules or rules.histories))):
-            _evaluate_batch(group, frame, column_units, per_record_only=require_ids)
+            _evaluate_batch(group, frame, column_units, per_record_only=require_ids,
+                            datetimes=datetimes)
             invalid = group.frame.get_column("status") == INVALID
             if invalid.any():
                 for position, message in zip(np.flatnonzero(invalid.to_numpy()).tolist(),
@@ -553,7 +557,8 @@ def _starts_with_digit(frame, name: str) -> Optional[np.ndarray]:
     return column.str.contains("^[0-9]").fill_null(False).to_numpy()
 
 
-def _activity_times(records: list, chosen: list[int], schema, zone, frame, native):
+def _activity_times(records: list, chosen: list[int], schema, zone, frame, native,
+                    datetimes=None):
     """(µs UTC, local day since 1970-01-01, {position: reason}) of each chosen record's
     activity time, as _activity_time() reads it one record at a time.
 
@@ -561,7 +566,9 @@ def _activity_times(records: list, chosen: list[int], schema, zone, frame, nativ
     reads the rows where it and _activity_time() cannot differ: `time` given as text
     beginning with a digit, or absent and every datetime input standing in for it so
     given (_activity_time() and the engine's reader differ only on blank or missing
-    cells). Every other row, and a row the columnar reader refuses, is read one by one."""
+    cells). Every other row, and a row the columnar reader refuses, is read one by one.
+    `datetimes` (ingest.ReadDatetimes): receives the datetime columns so read, for the
+    batch engine to take instead of reading them again."""
     n = len(chosen)
     times = np.zeros(n, dtype=np.int64)
     days = np.zeros(n, dtype=np.int64)
@@ -581,7 +588,7 @@ def _activity_times(records: list, chosen: list[int], schema, zone, frame, nativ
         if fast.any():
             from engine.batch.ingest import ingest_frame
             from engine.batch.timezones import zone_table
-            got = ingest_frame(frame, _time_schema(schema), None, 1, native)
+            got = ingest_frame(frame, _time_schema(schema), None, 1, native, datetimes)
             read = got.columns["time"]
             fast &= ~got.invalid & (read >= _FIRST_US) & (read <= _LAST_US)
             times[fast] = read[fast]
@@ -604,18 +611,21 @@ def _activity_times(records: list, chosen: list[int], schema, zone, frame, nativ
     return times, days, unreadable
 
 
-def _evaluate_batch(group: Group, frame, column_units: Optional[dict], per_record_only: bool):
-    """The group's records by the batch engine: its results frame on group.frame."""
+def _evaluate_batch(group: Group, frame, column_units: Optional[dict], per_record_only: bool,
+                    datetimes=None):
+    """The group's records by the batch engine: its results frame on group.frame;
+    `datetimes`: the frame's datetime columns as _activity_times read them."""
     import polars as pl
     engine = evaluation.batch_engine_for(group.version.source,
                                          f"{group.version.methodology_id}@{group.version.version}")
     if len(group.positions) != frame.height:
         frame = frame.select(pl.all().gather(group.positions))
+        datetimes = datetimes.gather(group.positions) if datetimes is not None else None
     units = dict(column_units or {})
     if not per_record_only:
-        group.frame = engine.evaluate_frame(frame, units)
+        group.frame = engine.evaluate_frame(frame, units, datetimes=datetimes)
         return
-    part = engine.per_record(frame, units)
+    part = engine.per_record(frame, units, datetimes=datetimes)
     group.frame = engine.results(part, engine.batch_of(part, copy=False))
 
 
@@ -652,28 +662,53 @@ def evaluation_json(result: Evaluation, explain: bool, compact: bool = False) ->
         table = _results_table(result, compact)
     if table is None:
         return _dumps(evaluation_response(result, explain, compact))
-    import io
-    import polars as pl
-    status = table.get_column("status")
-    statuses = status.to_list()
-    counted = table.filter(status.is_in(list(evaluation.CREDIT_STATUSES)))
     head = {
         "methodology": result.methodology_id,
-        "summary": {"records": result.count, "evaluated": table.height,
-                    "errors": len(result.errors), "by_status": dict(Counter(statuses)),
-                    # Python's integers: a sum of int64 columns cannot overflow here
-                    "reduction_mg": sum(counted.get_column("reduction_mg").to_list()),
-                    "points": sum(counted.get_column("points").to_list())
-                    + sum(counted.get_column("bonus").to_list()),
-                    "versions": sorted({f"{g.version.version}" for g in result.groups})},
+        "summary": _table_summary(result, table),
         **({"groups": result.version_groups()} if compact else {}),
     }
-    lines = io.BytesIO()
-    table.write_ndjson(lines)
     # one object a line; a newline inside a value is written escaped (\n)
-    rows = lines.getvalue().rstrip(b"\n").replace(b"\n", b",")
+    rows = _ndjson(table).rstrip(b"\n").replace(b"\n", b",")
     return b"".join((_dumps(head)[:-1], b',"results":[', rows, b'],"errors":',
                      _dumps(result.errors), b"}"))
+
+
+def evaluation_lines(result: Evaluation, offset: int = 0) -> Optional[tuple[dict, bytes]]:
+    """(summary, results) of evaluation_response(result, explain=False) for a job's chunk
+    of records that begins at `offset`: the results as JSON Lines, each result's `index`
+    plus `offset` and its `row` (that index + 1) last, written from the batch engine's
+    columns as evaluation_json() writes them; None when the results are not all in
+    columns (then the dictionaries, webui/worker.py). Building and writing a dictionary a
+    result took most of an evaluate job's chunk once the engine was fast (docs/api.md)."""
+    if not result.groups or any(g.frame is None for g in result.groups):
+        return None
+    table = _results_table(result, False)
+    if table is None:
+        return None
+    import polars as pl
+    summary = _table_summary(result, table)
+    table = table.with_columns(pl.col("index") + offset).with_columns(row=pl.col("index") + 1)
+    return summary, _ndjson(table)
+
+
+def _ndjson(table) -> bytes:
+    import io
+    lines = io.BytesIO()
+    table.write_ndjson(lines)
+    return lines.getvalue()
+
+
+def _table_summary(result: Evaluation, table) -> dict:
+    """evaluation_response()'s summary, of _results_table()'s columns."""
+    status = table.get_column("status")
+    counted = table.filter(status.is_in(list(evaluation.CREDIT_STATUSES)))
+    return {"records": result.count, "evaluated": table.height,
+            "errors": len(result.errors), "by_status": dict(Counter(status.to_list())),
+            # Python's integers: a sum of int64 columns cannot overflow here
+            "reduction_mg": sum(counted.get_column("reduction_mg").to_list()),
+            "points": sum(counted.get_column("points").to_list())
+            + sum(counted.get_column("bonus").to_list()),
+            "versions": sorted({f"{g.version.version}" for g in result.groups})}
 
 
 def _dumps(value) -> bytes:

@@ -449,6 +449,7 @@ def init_app(app) -> None:
     @app.before_request
     def _start():
         g.started = time.perf_counter()
+        g.started_cpu = time.thread_time()  # a request runs in one of waitress' threads
         request_id()
 
     @app.teardown_request
@@ -457,12 +458,17 @@ def init_app(app) -> None:
 
     @app.after_request
     def _request_id(response):
-        """Every response says its request id; every API request is one log line with it."""
+        """Every response says its request id; every API request is one log line with it,
+        with its time in the app and the CPU time its thread spent there (`cpu=`): the
+        difference is what it waited for (the GIL, the database, a lock, the machine), as
+        bench/bench_api.py reads it."""
         rid = request_id()
         response.headers[REQUEST_ID] = rid
         if request.path.startswith("/api/"):
             took = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
+            cpu = (time.thread_time() - g.get("started_cpu", time.thread_time())) * 1000
             grant = g.get("api_grant")
-            log.info("%s %s %s %.1fms token=%s request_id=%s", request.method, request.path,
-                     response.status_code, took, grant.token_id if grant else "-", rid)
+            log.info("%s %s %s %.1fms cpu=%.1fms token=%s request_id=%s", request.method,
+                     request.path, response.status_code, took, cpu,
+                     grant.token_id if grant else "-", rid)
         return response
