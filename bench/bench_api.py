@@ -427,7 +427,7 @@ def main() -> None:
             print(f"load average before: {os.getloadavg()[0]:.2f} (2 cores shared)")
             same_results(answer, Caller(reference_port, "").evaluate(check))
             print(f"results: the API's equal the hand-written reference's on {args.size:,} rides")
-            for round_ in range(args.rounds):
+            for round_ in range(args.rounds if args.batches else 0):
                 if args.rounds > 1:
                     print(f"round {round_ + 1} (load average {os.getloadavg()[0]:.2f})")
                 for compact in (False, True):
