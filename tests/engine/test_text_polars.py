@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 from dsl.types import Kind
 from engine import records
 from engine.batch import text as tx
-from engine.batch.ingest import ingest_frame
+from engine.batch.ingest import ReadDatetimes, ingest_frame
 from engine.records import FieldSpec, RecordError, Schema
 
 # the Polars readers the benchmark measures live with it, in bench/ (not a package)
@@ -240,6 +240,50 @@ def test_ingest_reads_each_row_as_records_does(field):
             assert bits(float(read)) == bits(value), raw
         else:
             assert int(read) == value, raw
+
+
+def _same_reading(a, b) -> None:
+    assert a.invalid.tolist() == b.invalid.tolist() and a.messages == b.messages
+    assert a.ids.to_list() == b.ids.to_list() and a.accounts.to_list() == b.accounts.to_list()
+    assert a.columns.keys() == b.columns.keys()
+    for name, column in a.columns.items():
+        other = b.columns[name]
+        if isinstance(column, np.ndarray):
+            assert [bits(float(v)) if column.dtype.kind == "f" else v for v in column.tolist()] == \
+                [bits(float(v)) if other.dtype.kind == "f" else v for v in other.tolist()], name
+        elif hasattr(column, "codes"):  # a choice (Cat)
+            assert column.codes.tolist() == other.codes.tolist(), name
+            assert tuple(column.labels) == tuple(other.labels), name
+        else:
+            assert column.to_list() == other.to_list(), name
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(st.tuples(_DATETIME_CELL, _DATETIME_CELL, _NUMBER_CELL), min_size=1, max_size=30),
+       st.booleans(), st.data())
+def test_datetime_columns_read_once_are_what_a_second_reading_gives(rows, with_time, data):
+    """The API reads the activity times (`time`, else the datetime inputs standing in for
+    it) to find each record's version, then the batch engine reads the whole records,
+    taking the datetime columns from that first reading (ReadDatetimes), for all the rows
+    or a version's rows (gather): every column, invalid row and message is what reading
+    them afresh gives, in the methodology's zone or another's."""
+    cells = {"boarded": [r[0] for r in rows], "distance": [r[2] for r in rows]}
+    if with_time:
+        cells["time"] = [r[1] for r in rows]
+    frame = pl.DataFrame({k: pl.Series(k, v, dtype=pl.String) for k, v in cells.items()})
+    times = Schema((FieldSpec("boarded", Kind.DATETIME),), ZONE, ("boarded",))
+    read = ReadDatetimes(frame.height)
+    _same_reading(ingest_frame(frame, times, None, 1, None, read), ingest_frame(frame, times, None, 1))
+    assert set(read.read) == {("boarded", ZONE)} | ({("time", ZONE)} if with_time else set())
+    positions = sorted(data.draw(st.sets(st.integers(0, frame.height - 1), min_size=1)))
+    part = frame.select(pl.all().gather(positions))
+    zone = data.draw(st.sampled_from([ZONE, "America/New_York"]))
+    whole = Schema((FieldSpec("boarded", Kind.DATETIME, required=False, default=0),
+                    FieldSpec("distance", Kind.QUANTITY, LENGTH, "km")), zone, ("boarded",))
+    units = {"distance": "km"}
+    for rows_read, taken in ((frame, read), (part, read.gather(positions))):
+        _same_reading(ingest_frame(rows_read, whole, units, 1, None, taken),
+                      ingest_frame(rows_read, whole, units, 1))
 
 
 # ---------------------------------------------------------------- the bare Polars parsers
