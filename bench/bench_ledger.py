@@ -202,8 +202,7 @@ def credit_timed(db, integrator: int, records: list[dict], split: list) -> dict:
 
 def evaluated(db, records: list[dict]):
     """The records evaluated per record as the API does (webui/api/service.py), outside
-    the clock of the registry-level run: [(engine, results, sent records, reason,
-    recompute_points)] (recompute_points: the batch engine's, when it evaluated them)."""
+    the clock of the registry-level run: [(engine, results, sent records, reason)]."""
     from webui.api import service
     with db.read() as s:
         result = service.evaluate(s, METHODOLOGY, records, require_ids=True)
@@ -211,7 +210,7 @@ def evaluated(db, records: list[dict]):
     for group in result.groups:
         results = [r for r in group.results if r.status != "invalid"]
         sent = {str(result.records[i].get("id")): result.records[i] for i in group.indices}
-        out.append((group.engine, results, sent, group.reason, group.recompute))
+        out.append((group.engine, results, sent, group.reason))
     return out
 
 
@@ -221,9 +220,9 @@ def ledger_only(db, integrator: int, groups) -> int:
     from registry import ledger
     new = 0
     with db.unit_of_work() as s:
-        for engine, results, sent, reason, recompute in groups:
+        for engine, results, sent, reason in groups:
             new += len(ledger.credit(s, integrator, engine.ref, results, reason=reason,
-                                     engine=engine, records=sent, recompute_points=recompute).new)
+                                     engine=engine, records=sent).new)
     return new
 
 

@@ -42,7 +42,7 @@ import json
 import operator
 from dataclasses import dataclass, field
 from dataclasses import fields as dataclass_fields
-from typing import Callable, Iterable, Optional, Sequence
+from typing import Iterable, Optional, Sequence
 
 from sqlalchemy import bindparam as sa_bindparam
 from sqlalchemy import String, func, select, true
@@ -165,8 +165,7 @@ def _entries(session: Session, integrator_id: int, methodology_id: str,
 
 def credit(session: Session, actor, ref: MethodologyRef, results: Sequence[Result], *,
            idempotency_key: Optional[str] = None, reason: str = "", engine=None,
-           records: Optional[dict[str, dict]] = None,
-           recompute_points: Optional[Callable[[Result, int], int]] = None) -> CreditOutcome:
+           records: Optional[dict[str, dict]] = None) -> CreditOutcome:
     """Credits the creditable `results`, evaluated with `ref`, at most once per record.
 
     `ref` must be a published (or superseded, within its grace period: the caller's
@@ -177,9 +176,6 @@ def credit(session: Session, actor, ref: MethodologyRef, results: Sequence[Resul
     `engine` (the engine.Engine of `ref`): `results` are per-record results and the
     cross-record rules are applied here with the accounts' stored state (module
     docstring). `records`: record id -> the record as sent, kept on its entry.
-    `recompute_points(result, allowed_mg)`: a capped record's points, when the results
-    were not evaluated by `engine` (the batch engine's, BatchEngine.per_record_judged_later:
-    the results then carry the inputs the rules read); default engine.recompute_points.
     """
     actor = _actor(session, actor)
     require(users.can_credit(actor))
@@ -264,7 +260,7 @@ def credit(session: Session, actor, ref: MethodologyRef, results: Sequence[Resul
             if r.id in across.blocked:
                 r.status, (r.code, r.message) = "duplicate", across.blocked[r.id]
                 r.reduction_mg = r.points = 0
-        cross_record.apply(fresh, rules, recompute_points or engine.recompute_points, state=states)
+        cross_record.apply(fresh, rules, engine.recompute_points, state=states)
         judged = {r.id: r for r in fresh}
         chosen = {r.id: r for r in fresh if r.status in CREDIT_STATUSES}
         skipped = skipped + [r for r in fresh if r.status not in CREDIT_STATUSES]

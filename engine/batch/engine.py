@@ -206,32 +206,6 @@ class BatchEngine:
         self.rules.apply(batch, duplicate_ids, state=state)
         return self.results(merged, batch)
 
-    def per_record_judged_later(self, frame: pl.DataFrame,
-                                column_units: Optional[Mapping[str, str]] = None
-                                ) -> tuple[pl.DataFrame, list[Result], Callable[[Result, int], int]]:
-        """The per-record results of records whose cross-record rules are judged later,
-        elsewhere, after a stored state (the ledger: engine.cross_record.apply with the
-        accounts' `rule_states`): (the results frame, the same as Results, and
-        recompute_points). Each Result carries the inputs the rules read (`values`, as
-        Rules.inputs gives them, which is what the reference gets in `_with_state`), and
-        `recompute_points(result, allowed_mg)` gives a capped record's points by this
-        engine's formulas, found by the result's `row` (what engine.Engine.recompute_points
-        gives by the scalar's). Not for methodologies with history windows or counters:
-        their rules read what only the scalar Engine's results carry (Result.amounts, the
-        windows' inputs)."""
-        part = self.per_record(frame, column_units)
-        batch = self.batch_of(part, copy=False)
-        out = self.results(part, batch)
-        results = to_results(out)
-        for r, values in zip(results, self.rules.inputs(batch, np.arange(part.n))):
-            r.values = values
-        at = {row: position for position, row in enumerate(np.asarray(part.rows).tolist())}
-
-        def recompute_points(result: Result, allowed_mg: int) -> int:
-            return int(self._recompute(batch, np.array([at[result.row]]),
-                                       np.array([allowed_mg], dtype=np.int64))[0])
-        return out, results, recompute_points
-
     def batch_of(self, part: Part, copy: bool = True) -> Batch:
         """The part as the rules' batch; `copy=False` lets the rules write into the part's
         reason, reduction and points (which results() then no longer reads from it)."""

@@ -212,6 +212,8 @@ class Rules:
         credited = np.flatnonzero(batch.reason == Reasons.CREDITED)
         if credited.size == 0:
             return
+        names = sorted(self.needed_inputs())
+        columns = {name: _python_values(_value_column(batch, name), credited) for name in names}
         ids = batch.ids.gather(credited).to_list()
         accounts = batch.accounts.gather(credited).to_list()
         time = batch.time[credited].tolist()
@@ -219,7 +221,9 @@ class Rules:
         reduction = batch.reduction_mg[credited].tolist()
         points = batch.points[credited].tolist()
         results = []
-        for j, values in enumerate(self.inputs(batch, credited)):
+        for j in range(credited.size):
+            values = {name: columns[name][j] for name in names}
+            values.update(id=ids[j], account=accounts[j], time=time[j])
             results.append(Result(ids[j], accounts[j], time[j], CREDITED, "", "", reduction[j],
                                   points[j], 0, row=rows[j], values=values))
         for account in set(accounts):  # the whole rules' state (counters too), not the reference's
@@ -239,24 +243,6 @@ class Rules:
             batch.bonus[p] = r.bonus
             if r.flags:
                 batch.flags[p] = sum(self.flag_bit[code] for code in r.flags)
-
-    def inputs(self, batch: Batch, positions: np.ndarray) -> list[dict]:
-        """The records' inputs the rules read (`Result.values` as the reference,
-        engine/cross_record.py, reads them: the rules' inputs as Python values, with the
-        id, account and time), one dict per position: what `_with_state` hands the
-        reference, and what the ledger's rules read of a record the batch engine
-        evaluated (BatchEngine.per_record_judged_later)."""
-        names = sorted(self.needed_inputs())
-        columns = {name: _python_values(_value_column(batch, name), positions) for name in names}
-        ids = batch.ids.gather(positions).to_list()
-        accounts = batch.accounts.gather(positions).to_list()
-        time = batch.time[positions].tolist()
-        out = []
-        for j in range(len(ids)):
-            values = {name: columns[name][j] for name in names}
-            values.update(id=ids[j], account=accounts[j], time=time[j])
-            out.append(values)
-        return out
 
     # ------------------------------------------------------------ one event, several reports
     def _near_duplicates(self, batch: Batch) -> None:

@@ -15,7 +15,6 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.batch import BatchEngine
 from engine.result import INVALID
 from tanpu.cli import main
 from tests.webui.reviewkit import *  # noqa: F401,F403 - fixtures
@@ -118,24 +117,11 @@ def test_batch_scalar_and_tanpu_eval_agree_on_every_bundled_sample(web, monkeypa
     assert response["summary"]["evaluated"] > 0
     assert any(e["code"] == "invalid_record" for e in response["errors"])
     # the per-record step of /credits (the ledger's results: Result.key() of each), by the
-    # batch engine unless the ledger's rules read what only the scalar Engine's results
-    # carry (history windows, counters); the inputs the rules read are the same too
+    # batch engine where the ledger's rules need no record's inputs
     engine = service.engine_of(_version(web))
-    batch, scalar = evaluate(require_ids=True,
-                             batch_used=service.judged_later_by_batch(engine.rules))
+    batch, scalar = evaluate(require_ids=True, batch_used=not (
+        engine.rules.has_cross_record_rules or engine.rules.histories))
     assert batch == scalar
-    if engine.rules.has_record_rules and service.judged_later_by_batch(engine.rules):
-        def groups(batch_from):
-            monkeypatch.setattr(service, "BATCH_FROM", batch_from)
-            with web.reg.db.read() as s:
-                return service.evaluate(s, METHODOLOGY, records, column_units=units,
-                                        require_ids=True, as_of=dt.date(2100, 1, 1)).groups
-        by_batch, by_scalar = groups(1), groups(10 ** 9)
-        assert all(g.recompute is not None for g in by_batch)
-        needed = BatchEngine(engine.methodology).rules.needed_inputs() | {"id", "account", "time"}
-        for a, b in zip(by_batch, by_scalar, strict=True):
-            assert [{k: r.values[k] for k in needed} for r in a.results if r.status != "invalid"] == \
-                [{k: r.values[k] for k in needed} for r in b.results if r.status != "invalid"]
 
     # and `tanpu eval` of the sample's rows (one version applies to every row)
     file = tmp_path / "rows.csv"

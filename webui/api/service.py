@@ -244,9 +244,6 @@ class Group:
     engine: Any = None
     positions: list[int] = field(default_factory=list)  # in the request's frame
     frame: Any = None  # the batch engine's results (then `results` only when crediting)
-    # the batch engine's recompute_points for the ledger's caps, when it evaluated
-    # records whose cross-record rules the ledger judges (BatchEngine.per_record_judged_later)
-    recompute: Any = None
 
 
 @dataclass
@@ -492,12 +489,11 @@ def evaluate(session: Session, methodology_id: str, records: list, *,
         group.engine = engine_of(group.version)
         rules = group.engine.rules
         # to credit: the per-record formulas here, the cross-record rules in the ledger,
-        # after the state the accounts' earlier credits left. The rules read each
-        # result's inputs, which the batch engine gives them too (per_record_judged_later),
-        # except a history window's and the counters' (the scalar Engine's results only)
+        # after the state the accounts' earlier credits left (which read each result's
+        # inputs: those results come from the scalar Engine, which keeps them)
         if (frame is not None and not explain and len(group.indices) >= BATCH_FROM
                 and records_module.INVALID not in frame.columns
-                and not (require_ids and not judged_later_by_batch(rules))):
+                and not (require_ids and (rules.has_cross_record_rules or rules.histories))):
             _evaluate_batch(group, frame, column_units, per_record_only=require_ids)
             invalid = group.frame.get_column("status") == INVALID
             if invalid.any():
@@ -505,7 +501,7 @@ def evaluate(session: Session, methodology_id: str, records: list, *,
                                              group.frame.get_column("message").filter(invalid).to_list()):
                     index = group.indices[position]
                     errors.append(_error(index, records[index], "invalid_record", message))
-            if require_ids and not group.results:  # the ledger takes Results
+            if require_ids:  # the ledger takes Results
                 group.results = to_results(group.frame)
             continue
         rows = Records([records[i] for i in group.indices], dict(column_units or {}))
@@ -516,16 +512,6 @@ def evaluate(session: Session, methodology_id: str, records: list, *,
                 errors.append(_error(index, records[index], "invalid_record", r.message))
     errors.sort(key=lambda e: e["index"])
     return Evaluation(methodology_id, len(records), list(groups.values()), errors, records)
-
-
-def judged_later_by_batch(rules) -> bool:
-    """Whether the batch engine may evaluate the records of a methodology with these
-    rules (plan.rules) for the ledger, which judges the cross-record rules after the
-    stored state: not with a history window (the ledger evaluates those again, with the
-    windows, by the scalar Engine) nor with counters or rewards (they read what the
-    scalar Engine's results carry, Result.amounts). The two engines give the same
-    results, and the same state, either way (tests/webui/test_api_state.py)."""
-    return not (rules.histories or rules.counters or rules.rewards)
 
 
 # records of one version from which the batch engine evaluates them: below, building
@@ -624,9 +610,6 @@ def _evaluate_batch(group: Group, frame, column_units: Optional[dict], per_recor
     if not per_record_only:
         group.frame = engine.evaluate_frame(frame, units)
         return
-    if group.engine.rules.has_record_rules:  # the ledger's rules read the inputs
-        group.frame, group.results, group.recompute = engine.per_record_judged_later(frame, units)
-        return
     part = engine.per_record(frame, units)
     group.frame = engine.results(part, engine.batch_of(part, copy=False))
 
@@ -689,8 +672,7 @@ def credit(session: Session, actor_id: int, result: Evaluation, *,
         sent = {str(result.records[i].get("id")): result.records[i] for i in group.indices}
         outcome = ledger.credit(session, actor_id, engine.ref, results,
                                 idempotency_key=_group_key(idempotency_key, group),
-                                reason=group.reason, engine=engine, records=sent,
-                                recompute_points=group.recompute)
+                                reason=group.reason, engine=engine, records=sent)
         conflicts.update(outcome.conflicts)
         judged.update(outcome.judged)
         batches.append({"batch_id": outcome.batch_id, "version": group.version.version,
