@@ -202,12 +202,15 @@ def credit(session: Session, actor, ref: MethodologyRef, results: Sequence[Resul
               "created_at": now}
     # the other methodologies' versions, for the `precedes` relations, when they matter
     # (a methodology that covers no activity has none): read in the same pipeline
+    # and the integrator's known account ids (accounts.resolve_statuses), in the same
+    # pipeline
     meta = engine.methodology.metadata if engine is not None else None
-    versions = None
+    versions = known = None
     if acting is not None:
         asks = bool(chosen and meta is not None and meta.covers)
-        actor, batch_ids, versions = _pipelined_batch(session, acting, values,
-                                                      ref.id if asks else None)
+        ids = ({r.account for r in chosen.values()} if engine is not None and chosen else None)
+        actor, batch_ids, versions, known = _pipelined_batch(
+            session, acting, values, ref.id if asks else None, ids)
     else:
         batch_ids = _insert_batch(session, values)
     if not batch_ids:
@@ -226,7 +229,7 @@ def credit(session: Session, actor, ref: MethodologyRef, results: Sequence[Resul
         # entries are about: one person seen by two integrators is one account
         platform = accounts.resolve_statuses(session, actor.id,
                                              {r.account for r in chosen.values()},
-                                             created=created) if chosen else {}
+                                             created=created, known=known) if chosen else {}
         chosen = {record_id: _on_account(r, str(platform[r.account][0]))
                   for record_id, r in chosen.items()}
         shut = {str(a): status for a, status in platform.values() if status != ACTIVE}
@@ -360,7 +363,8 @@ _PG_BATCH = ("INSERT INTO credit_batches (idempotency_key, request_digest, actor
 
 
 def _pipelined_batch(session: Session, actor_id: int, values: dict,
-                     versions_of: Optional[str] = None) -> tuple[_Acting, list[int], Optional[list]]:
+                     versions_of: Optional[str] = None, account_ids: Optional[set] = None
+                     ) -> tuple[_Acting, list[int], Optional[list], Optional[list]]:
     """PostgreSQL: the acting user (its roles) read and the batch row made (_insert_batch)
     in one round trip (bulk.pipelined) where they took two: a single-record credit's
     latency is its round trips (docs/ledger.md, Session 9). The permission is checked on
@@ -368,17 +372,23 @@ def _pipelined_batch(session: Session, actor_id: int, values: dict,
     left to the rollback that an error always calls for (one call is the caller's unit
     of work: tests/registry/test_ledger.py checks nothing is left). `versions_of`: the
     methodology whose related methodologies' versions are read too (precedence.PG_VERSIONS,
-    the third of the answer; None without)."""
+    the third of the answer; None without). `account_ids`: the integrator's account ids
+    whose known accounts and statuses are read too (accounts.known_statuses, the fourth;
+    None without)."""
     statements = [(_PG_ACTOR, {"actor_id": actor_id}, True), (_PG_BATCH, values, True)]
     if versions_of is not None:
         statements.append((precedence.PG_VERSIONS, {"methodology": versions_of}, True))
-    found, batch, *versions = bulk.pipelined(session, statements)
+    if account_ids:
+        statements.append((*accounts.known_statuses(actor_id, account_ids), True))
+    found, batch, *rest = bulk.pipelined(session, statements)
+    versions = rest.pop(0) if versions_of is not None else None
+    known = rest.pop(0) if account_ids else None
     if not found:
         raise NotFound(f"no user {actor_id}")
     active, roles = found[0]
     acting = _Acting(actor_id, bool(active), frozenset(roles or ()))
     require(users.can_credit(acting))
-    return acting, [row[0] for row in batch], versions[0] if versions else None
+    return acting, [row[0] for row in batch], versions, known
 
 
 def _insert_batch(session: Session, values: dict) -> list[int]:
