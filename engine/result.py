@@ -99,6 +99,11 @@ FILE_COLUMNS = tuple(c for name in COLUMNS
                      for c in (("reduction_kg", name) if name == "reduction_mg" else (name,))) + REF_COLUMNS
 # Written to the terminal: up to the amounts (not the masses, flags or methodology).
 SHORT_COLUMNS = FILE_COLUMNS[:FILE_COLUMNS.index("bonus") + 1]
+# Written by `tanpu eval --compact` (Parquet only): what a national day of records needs
+# per row (issue 16); the methodology (REF_COLUMNS) once, in the file's metadata
+# (COMPACT_METADATA), not on every row.
+COMPACT_COLUMNS = ("id", "account", "status", "code", "reduction_mg", "points")
+COMPACT_METADATA = tuple(f"tanpu.{name}" for name in REF_COLUMNS)
 
 def invalid(row: Optional[int], record_id: str, account: str, reason: str) -> Result:
     """A record that could not be read: no time, no amounts, the reason in the message."""

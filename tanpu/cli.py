@@ -143,7 +143,10 @@ def _progress(total: int):
                    "skipping the files already written")
 @click.option("--output-format", type=click.Choice(["parquet", "csv", "jsonl"]), default="parquet",
               show_default=True, help="a dataset: the format of the result files")
-def eval_command(methodology, records, output, explain, engine_name, resume, output_format):
+@click.option("--compact", is_flag=True,
+              help="Parquet results of id, account, status, code, reduction_mg and points only; "
+                   "the methodology, version and content hash once, in the file's metadata")
+def eval_command(methodology, records, output, explain, engine_name, resume, output_format, compact):
     """Evaluate the activity records in RECORDS with METHODOLOGY.
 
     RECORDS is a file (.csv, .jsonl, .parquet), or a dataset: a folder of them (hive
@@ -161,6 +164,10 @@ def eval_command(methodology, records, output, explain, engine_name, resume, out
 
     if not Path(records).is_file() and not is_dataset(records):
         raise click.UsageError(f"RECORDS {records}: no such file, folder or glob")
+    if compact and (explain or (output_format != "parquet" if is_dataset(records) else
+                                 not output or format_of(Path(output)) != "parquet")):
+        raise click.UsageError("--compact writes Parquet results (-o FILE.parquet, or a dataset's "
+                               "--output-format parquet) without --explain")
     c = _compile_one(methodology)
     if is_dataset(records):
         if explain:
@@ -168,7 +175,7 @@ def eval_command(methodology, records, output, explain, engine_name, resume, out
         if not output:
             raise click.UsageError("a dataset needs -o FOLDER: its results are written one file per record file")
         try:
-            _eval_dataset(c, records, Path(output), engine_name, resume, output_format)
+            _eval_dataset(c, records, Path(output), engine_name, resume, output_format, compact)
         except FileFormatError as error:
             raise click.ClickException(str(error)) from None
         return
@@ -190,7 +197,7 @@ def eval_command(methodology, records, output, explain, engine_name, resume, out
         _eval_explained(c.methodology, Path(records), output)
         return
     try:
-        _eval_to(c, Path(records), output, engine_name)
+        _eval_to(c, Path(records), output, engine_name, compact)
     except FileFormatError as error:  # the file cannot be read on: said, no output left
         raise click.ClickException(str(error)) from None
 
@@ -231,7 +238,8 @@ def _engine_and_frames(c, engine_name: str):
 MANIFEST = "_tanpu_eval.json"  # in a dataset's output folder: what the run was (for --resume)
 
 
-def _eval_dataset(c, spec: str, out: Path, engine_name: str, resume: bool, fmt: str) -> None:
+def _eval_dataset(c, spec: str, out: Path, engine_name: str, resume: bool, fmt: str,
+                  compact: bool = False) -> None:
     """Each file of the dataset -> its result file, written whole under a temporary name
     and renamed (recordfiles.ResultWriter), so a result file that exists is complete: a
     run killed at any point and resumed writes each missing one once, and none twice."""
@@ -251,7 +259,7 @@ def _eval_dataset(c, spec: str, out: Path, engine_name: str, resume: bool, fmt: 
             raise click.UsageError(f"{targets[target]} and {f.relative} would both be written to {out / target}")
         targets[target] = f.relative
     engine, frames_of = _engine_and_frames(c, engine_name)
-    identity = {"methodology": engine.ref.content_hash, "format": fmt,
+    identity = {"methodology": engine.ref.content_hash, "format": fmt + (" compact" if compact else ""),
                 "inputs": [{"file": f.relative.as_posix(), "bytes": f.path.stat().st_size,
                             "modified_ns": f.path.stat().st_mtime_ns} for f in files]}
     manifest = out / MANIFEST
@@ -286,7 +294,7 @@ def _eval_dataset(c, spec: str, out: Path, engine_name: str, resume: bool, fmt: 
             done += 1
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
-        writer = ResultWriter(target, engine.ref)
+        writer = ResultWriter(target, engine.ref, compact=compact)
         try:
             for frame in frames_of(f.path, f.partitions):
                 writer.write(frame)
@@ -358,7 +366,7 @@ def _eval_small(c, records: Path, output) -> None:
     summary.echo(engine.ref)
 
 
-def _eval_to(c, records: Path, output, engine_name: str) -> None:
+def _eval_to(c, records: Path, output, engine_name: str, compact: bool = False) -> None:
     from engine.recordfiles import ResultWriter
 
     if _small_path(records, output, engine_name):
@@ -366,7 +374,7 @@ def _eval_to(c, records: Path, output, engine_name: str) -> None:
         return
     engine, frames_of = _engine_and_frames(c, engine_name)
     frames = frames_of(records)
-    writer = ResultWriter(Path(output) if output else None, engine.ref, stream=sys.stdout)
+    writer = ResultWriter(Path(output) if output else None, engine.ref, stream=sys.stdout, compact=compact)
     summary = _Summary()
     try:
         for frame in frames:
@@ -1296,10 +1304,21 @@ def serve(database_url, host, port, threads, connection_limit, channel_timeout, 
         waitress_serve(app, host=host, port=port, threads=threads, ident="tanpu",
                        connection_limit=connection_limit, channel_timeout=channel_timeout,
                        cleanup_interval=max(1, min(30, channel_timeout // 4)),
-                       max_request_body_size=MAX_BYTES)
+                       max_request_body_size=MAX_BYTES, **IO_SETTINGS)
     finally:
         if supervisor is not None:
             supervisor.stop()
+
+
+# waitress' buffers, for API batches: a 10,000-record /evaluate is a 1-3 MB body and a
+# 2.8-4.7 MB answer. With waitress' defaults (8 KiB a read, 18,000 bytes a send, a body
+# over 512 KiB and an answer over 1 MiB spooled through a temporary file) moving them took
+# 7.0-8.4 ms of server CPU a request; with these 4.0-4.4 ms (wall 16-31 ms against 8.5-12
+# ms, three alternating rounds of 50 on the shared machine; docs/deploy.md). An answer is
+# already whole in memory when waitress gets it, so it is never spooled; a body is held in
+# memory up to 2 MiB a connection (larger ones, jobs' files, still go to a temporary file).
+IO_SETTINGS = {"recv_bytes": 256 * 1024, "send_bytes": 256 * 1024,
+               "inbuf_overflow": 2 * 1024 * 1024, "outbuf_overflow": 64 * 1024 * 1024}
 
 
 class _WorkerSupervisor:

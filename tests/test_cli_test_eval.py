@@ -124,6 +124,30 @@ def test_eval_writes_the_whole_file_under_its_name(tmp_path):
     assert out.read_text().count("\n") > 300
 
 
+def test_eval_compact_writes_the_full_files_columns_and_the_methodology_once(tmp_path):
+    """`--compact`: the full Parquet file's id, account, status, code, reduction_mg and
+    points, row for row, and the methodology, version and content hash in the file's
+    metadata (as each full row says them); refused for any other output."""
+    import polars as pl
+
+    from engine.recordfiles import compact_metadata
+    from engine.result import COMPACT_COLUMNS, REF_COLUMNS
+
+    records = tmp_path / "rides.parquet"
+    pl.read_csv(ROOT / SAMPLE, infer_schema=False).write_parquet(records)  # text cells, as in the CSV
+    full, compact = tmp_path / "full.parquet", tmp_path / "compact.parquet"
+    for out, flags in ((full, ()), (compact, ("--compact",))):
+        done = tanpu("eval", SHENZHEN, str(records), "-o", str(out), *flags)
+        assert done.returncode == 0, done.stderr
+    whole, small = pl.read_parquet(full), pl.read_parquet(compact)
+    assert small.columns == list(COMPACT_COLUMNS) and small.height > 300
+    assert small.equals(whole.select(COMPACT_COLUMNS))
+    assert compact_metadata(compact) == dict(zip(REF_COLUMNS, whole.select(REF_COLUMNS).row(0)))
+    assert set(whole.get_column("status")) >= {"credited", "rejected"}
+    done = tanpu("eval", SHENZHEN, str(records), "-o", str(tmp_path / "out.csv"), "--compact")
+    assert done.returncode == 2 and "--compact writes Parquet" in done.stderr
+
+
 # ---------------------------------------------------------------- malformed record files
 HEADER = b"id,account,mode,distance[km],boarded,alighted\n"
 GOOD = b"r1,a,metro,27.3,2024-05-06T07:41,2024-05-06T08:37\n"  # 50 bytes

@@ -16,7 +16,7 @@ import polars as pl
 from ..counters import counter_cap_reached
 from ..plan.ast import CrossRecord
 from ..result import CAP_REACHED, CAPPED, CREDITED
-from .rules import HashCollision, account_hashes, canonical
+from .rules import ordered_positions, subsequence
 from .timezones import period_index, zone_table
 from .values import Reasons, empty_lists
 
@@ -24,8 +24,9 @@ COLUMN = "counter:"  # the prefix of the amounts among the batch's kept columns
 
 
 class Counting:
-    def __init__(self, m: CrossRecord, reasons: Reasons):
+    def __init__(self, m: CrossRecord, reasons: Reasons, native=None):
         self.m = m
+        self.native = native  # rules.AccountOrder, or None
         self.reasons = reasons
         units = dict(zip(m.counters, m.counter_units))
         self.capped = [reasons.add(CAPPED, CAP_REACHED, counter_cap_reached(c, units.get(c.counter, "")))
@@ -49,14 +50,16 @@ class Counting:
         statuses = self.reasons.column(0).to_list()
         is_credited = np.array([s == CREDITED for s in statuses], dtype=bool)
         counts = np.array([s in (CREDITED, CAPPED) for s in statuses], dtype=bool)
-        pos = np.flatnonzero(counts[batch.reason])
+        keep = counts[batch.reason]
+        pos = np.flatnonzero(keep)
         names = list(m.counters) + [r.name for r in m.rewards]
-        empty = empty_lists("counters", n)
         if pos.size == 0:
-            return empty
-        pos, new_account = _canonical(batch, pos)
+            return empty_lists("counters", n)
+        if batch.ordered is not None:  # the valid records' order, sorted once already
+            pos, new_account, time = subsequence(batch.ordered, keep)
+        else:
+            pos, new_account, time = _canonical(batch, pos, self.native)
         account = np.cumsum(new_account) - 1
-        time = batch.time[pos]
         priors = None
         if state is not None:  # the accounts' stored states, by account index
             from ..state import AccountState
@@ -69,12 +72,14 @@ class Counting:
             value = amounts[cap.counter]
             # groups (account, period), the canonical order kept inside each
             if np.all(new_account[1:] | (period[1:] >= period[:-1])):
-                group_order = np.arange(pos.size)
+                group_order = None  # already grouped: no gathers
+                v, g_account, g_period = value, account, period
+                new = new_account | np.r_[True, period[1:] != period[:-1]]
             else:  # a local clock that went back across midnight
                 group_order = np.lexsort((np.arange(pos.size), period, account))
-            v = value[group_order]
-            g_account, g_period = account[group_order], period[group_order]
-            new = np.r_[True, (g_account[1:] != g_account[:-1]) | (g_period[1:] != g_period[:-1])]
+                v = value[group_order]
+                g_account, g_period = account[group_order], period[group_order]
+                new = np.r_[True, (g_account[1:] != g_account[:-1]) | (g_period[1:] != g_period[:-1])]
             within = _segmented_cumsum(v, new)
             if priors is not None:  # what each (account, period) had counted before
                 heads = np.flatnonzero(new)
@@ -88,7 +93,7 @@ class Counting:
                     priors[int(g_account[h])].counter_caps[index][int(g_period[h])] = b + a
             cut = allowed < v
             if cut.any():
-                at = group_order[cut]
+                at = np.flatnonzero(cut) if group_order is None else group_order[cut]
                 rows = pos[at]
                 credited = is_credited[batch.reason[rows]]
                 batch.reason[rows[credited]] = reason
@@ -96,7 +101,7 @@ class Counting:
         counts = []
         for k, reward in enumerate(m.rewards):
             if reward.source == "points":
-                given = np.maximum(batch.points[pos] + batch.bonus[pos], 0)
+                given = np.maximum(batch.points + batch.bonus, 0)[pos]  # in row order, one gather
             else:
                 given = amounts[reward.source]
             cs = _segmented_cumsum(given, new_account)
@@ -117,31 +122,21 @@ class Counting:
                 for p, added in zip(priors, np.add.reduceat(amounts[name], heads).tolist()):
                     p.counter_totals[j] += added
         columns = [amounts[name] for name in m.counters] + counts
-        lists = _lists(names, columns)
-        # back to row order: the rows that count at their positions, empty lists elsewhere
-        where = np.full(n, -1, dtype=np.int64)
-        where[pos] = np.arange(pos.size)
-        gathered = lists.gather(np.where(where >= 0, where, 0))
-        return gathered.zip_with(pl.Series(where >= 0), empty).alias("counters")
+        return _lists(names, columns, pos, n)
 
 
-def _canonical(batch, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The positions in canonical order within each account, and where each account
-    starts: the rules' sort (engine/batch/rules.py `canonical`: accounts by a 64-bit hash
-    of their text, then time; records at one time by id and row), by the text itself
-    when two accounts share a hash."""
-    first, second = account_hashes(batch.accounts, pos)
-    try:
-        order, code, _ = canonical(batch, pos, first, second)
-    except HashCollision:
-        exact = batch.accounts.gather(pos).rank("dense").cast(pl.UInt64).to_numpy()
-        order, code, _ = canonical(batch, pos, exact, exact)
-    return pos[order], np.r_[True, code[1:] != code[:-1]]
+def _canonical(batch, pos: np.ndarray, native=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The positions in canonical order, where each account starts, and the time along
+    it: the rules' order (engine/batch/rules.py `canonical`)."""
+    pos, code, time = ordered_positions(batch, pos, native)
+    return pos, np.r_[True, code[1:] != code[:-1]], time
 
 
-def _lists(names: list[str], columns: list[np.ndarray]) -> pl.Series:
-    """`name=amount` lists of each record. Records moving the same amounts share one list,
-    made once and gathered: few combinations of amounts occur (a ride, no voucher)."""
+def _lists(names: list[str], columns: list[np.ndarray], pos: np.ndarray, n: int) -> pl.Series:
+    """The `counters` column in row order: `name=amount` lists of the records at `pos`
+    (`columns` along `pos`), empty lists elsewhere. Records moving the same amounts share
+    one list, made once, and each row gathers its own (one gather from a few lists, an
+    empty one among them): few combinations of amounts occur (a ride, no voucher)."""
     k = columns[0].size
     key, width = np.zeros(k, dtype=np.int64), 1
     for column in columns:
@@ -149,8 +144,12 @@ def _lists(names: list[str], columns: list[np.ndarray]) -> pl.Series:
         span = high - low + 1
         if low < 0 or width * span > 4 * k + 1024:  # too many combinations: one list each
             frame = pl.DataFrame({f"c{j}": c for j, c in enumerate(columns)})
-            return frame.select(pl.concat_list([pl.lit(f"{name}=") + pl.col(f"c{j}").cast(pl.String)
-                                                for j, name in enumerate(names)])).to_series()
+            lists = frame.select(pl.concat_list([pl.lit(f"{name}=") + pl.col(f"c{j}").cast(pl.String)
+                                                 for j, name in enumerate(names)])).to_series()
+            where = np.full(n, -1, dtype=np.int64)
+            where[pos] = np.arange(pos.size)
+            gathered = lists.gather(np.where(where >= 0, where, 0))
+            return gathered.zip_with(pl.Series(where >= 0), empty_lists("counters", n)).alias("counters")
         key += (column - low) * width
         width *= span
     present = np.bincount(key, minlength=1) > 0
@@ -159,13 +158,19 @@ def _lists(names: list[str], columns: list[np.ndarray]) -> pl.Series:
     first = np.zeros(distinct.size, dtype=np.int64)
     first[inverse[::-1]] = np.arange(k)[::-1]  # a record of each combination
     lists = [[f"{name}={int(c[i])}" for name, c in zip(names, columns)] for i in first.tolist()]
-    return pl.Series("counters", lists, dtype=pl.List(pl.String)).gather(inverse)
+    at = np.full(n, distinct.size, dtype=np.int64)  # the empty list, after the combinations
+    at[pos] = inverse
+    return pl.Series("counters", lists + [[]], dtype=pl.List(pl.String)).gather(at)
 
 
 def _segmented_cumsum(values: np.ndarray, new: np.ndarray) -> np.ndarray:
-    """Cumulative sums restarting where `new` is true."""
-    cs = np.cumsum(values)
+    """Cumulative sums restarting where `new` is true (`new[0]` is): one cumulative sum of
+    the values with each segment's first value lowered by the sum of the segment before
+    it. The same integers as subtracting each segment's base from one cumulative sum
+    (modulo 2**64, as NumPy's int64 sums are), without spreading the bases over the rows."""
     starts = np.flatnonzero(new)
-    base = np.repeat(np.r_[0, cs[starts[1:] - 1]] if starts.size else np.zeros(0, np.int64),
-                     np.diff(np.r_[starts, values.size]))
-    return cs - base
+    if starts.size <= 1:
+        return np.cumsum(values)
+    adjusted = values.copy()
+    adjusted[starts[1:]] -= np.add.reduceat(values, starts)[:-1]
+    return np.cumsum(adjusted)

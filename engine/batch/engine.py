@@ -32,11 +32,20 @@ from .kernel import Kernels
 from .native_text import NativeText
 from .part import Part, concat_parts
 from .counters import COLUMN as COUNTER_COLUMN
-from .rules import Batch, Rules
+from .rules import Batch, Rules, find_duplicate_ids
 from .store import DiskStore, MemoryStore
 from .values import Cat, Reasons, empty_lists
 
 CHUNK_ROWS = 1 << 18
+# a file of at most this many rows keeps what the cross-record rules need in memory (more
+# spill to disk, store.py): about 1.6 GiB at the peak for 5M Shenzhen rides with a cap and
+# an overlap rule (bench/bench_eval.py); it was 2M, and the spill of 2M-6M rows cost
+# twice the time of the whole run in memory (docs/engine.md)
+MEMORY_ROWS = 6_000_000
+# ids hashed in memory for the duplicate-id check of a per-record methodology's file; a
+# larger file's hashes go to files of about this many (8 bytes each; about 1 GiB at
+# the peak while one is sorted)
+HASH_ROWS = 64 << 20
 
 RESULT_COLUMNS = COLUMNS  # the results frame's columns: engine.result's, in its order
 
@@ -45,6 +54,7 @@ class BatchEngine:
     """A methodology compiled for columns. `evaluate_frame` is the entry point."""
 
     threads = min(4, os.cpu_count() or 1)  # chunks evaluated at once
+    hash_rows = HASH_ROWS  # duplicate_rows: ids hashed in memory at most
 
     def __init__(self, methodology: ir.Methodology, chunk_rows: int = CHUNK_ROWS,
                  kernels: Optional[Callable[[str], Any]] = None):
@@ -67,7 +77,7 @@ class BatchEngine:
         self.plan = self.scalar.plan
         self.formulas = Kernels(self.plan, self.reasons, self.scalar, kernels)
         self.native_text = NativeText() if kernels is not None else None
-        self.rules = Rules(self.plan.rules, self.reasons, recompute=self._recompute)
+        self.rules = Rules(self.plan.rules, self.reasons, recompute=self._recompute, build=kernels)
         self.masses = tuple(n for n in ("baseline", "project", "leakage") if n in self.plan.masses)
         keep = set(self.rules.needed_inputs())
         self.histories = self.plan.rules.histories
@@ -84,40 +94,53 @@ class BatchEngine:
 
     # ------------------------------------------------------------ per record
     def per_record(self, frame: pl.DataFrame, column_units: Optional[Mapping[str, str]] = None,
-                   first_row: int = 1, state: Optional[dict] = None) -> Part:
-        """Reads and evaluates one chunk (no cross-record rules); `state`: evaluate_frame's."""
+                   first_row: int = 1, state: Optional[dict] = None, whole: bool = False) -> Part:
+        """Reads and evaluates one chunk (no cross-record rules); `state`: evaluate_frame's;
+        `whole`: the chunk is the whole batch, whose repeated ids are then found on another
+        core while its history windows are computed (Part.duplicate_ids)."""
         got = ingest_frame(frame, self.schema, column_units, first_row, self.native_text)
-        return self._evaluate(got, state)
+        return self._evaluate(got, state, whole)
 
     def per_record_chunks(self, chunks: Iterable[tuple[pl.DataFrame, int]],
-                          column_units: Optional[Mapping[str, str]] = None) -> Iterator[Part]:
+                          column_units: Optional[Mapping[str, str]] = None,
+                          work: Optional[Callable[..., Any]] = None) -> Iterator[Any]:
         """(frame, first row) chunks -> their Parts, in order, several chunks at once.
 
         Reading a chunk (mostly Polars and NumPy, which release the GIL) and evaluating it
         take about as long as each other, so whole chunks in threads keep every core busy
         where slices of one chunk leave the reading single-threaded. At most `threads`
         chunks beyond the one being handed out are in flight, so memory stays bounded.
+        `work(frame, column_units, first_row)`: what is done with each chunk in its thread
+        (per_record, by default).
         """
+        work = work or self.per_record
         if self.threads <= 1:
             for frame, first_row in chunks:
-                yield self.per_record(frame, column_units, first_row)
+                yield work(frame, column_units, first_row)
             return
         pool = _pool(self.threads)
         pending: deque = deque()
         for frame, first_row in chunks:
-            pending.append(pool.submit(self.per_record, frame, column_units, first_row))
+            pending.append(pool.submit(work, frame, column_units, first_row))
             if len(pending) > self.threads:
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
 
-    def _evaluate(self, got: Ingested, state: Optional[dict] = None) -> Part:
+    def _evaluate(self, got: Ingested, state: Optional[dict] = None, whole: bool = False) -> Part:
         n = got.n
         reason = np.zeros(n, dtype=np.int32)
         reason[got.invalid] = Reasons.INVALID
         columns = got.columns
         columns["id"] = got.ids
         columns["account"] = got.accounts
+        ordered = None  # the canonical order, where the windows sorted the records
+        ahead = None
+        if whole and self.histories and n >= self.rules.ahead_rows:
+            # the ids repeated in the batch (finish's first step) beside the windows: they
+            # read ids, accounts, times and rows only, which nothing here writes
+            ahead = _pool(2).submit(find_duplicate_ids, got.ids, got.accounts, columns["time"], got.rows,
+                                    ~got.invalid)
         if self.histories:  # the chunk is the whole stream (evaluate_frame, evaluate_file)
             defined = None
             if self.subjects is not None:  # each record's value of the definitions aggregated
@@ -132,8 +155,8 @@ class BatchEngine:
                                            got.rows, got.invalid, n, state, self.plan.rules,
                                            self.formulas.build, defined)
             else:
-                history.compute(self.histories, columns, got.accounts, got.ids, columns["time"],
-                                got.rows, got.invalid, n, self.formulas.build, defined)
+                ordered = history.compute(self.histories, columns, got.accounts, got.ids, columns["time"],
+                                          got.rows, got.invalid, n, self.formulas.build, defined)
         # amounts of credited rows only, on the whole chunk at once (C needs no
         # cache-sized slices)
         outcome = self.formulas.run(columns, n, reason)
@@ -154,7 +177,7 @@ class BatchEngine:
             kept[COUNTER_COLUMN + name] = np.where(credited, amounts, 0)
         time = np.where(got.invalid, 0, columns["time"])
         return Part(got.rows, got.ids, got.accounts, time, reason, messages, reduction, points,
-                    {name: masses[name] for name in self.masses}, credited, kept)
+                    {name: masses[name] for name in self.masses}, credited, kept, ordered, ahead)
 
     def _recompute(self, batch: Batch, positions: np.ndarray, reduction_mg: np.ndarray) -> np.ndarray:
         """Points of capped records: the formulas re-run with the capped reduction."""
@@ -185,7 +208,7 @@ class BatchEngine:
         and no rule counts them, but a history window still holds them, as it holds every
         record read (engine/history.py)."""
         if self.histories:  # a window reaches across chunks: the frame is one chunk
-            parts = [self.per_record(frame, column_units, first_row, state)]
+            parts = [self.per_record(frame, column_units, first_row, state, whole=duplicate_ids is None)]
         else:
             parts = list(self.per_record_chunks(self.frame_chunks(frame, first_row), column_units)) or \
                 [self.per_record(frame, column_units, first_row)]
@@ -201,6 +224,8 @@ class BatchEngine:
         """Cross-record rules over the kept columns of every chunk -> results;
         `duplicate_ids`: evaluate_frame's."""
         merged = concat_parts(parts)
+        if duplicate_ids is None and merged.duplicate_ids is not None:  # found beside the windows
+            duplicate_ids = merged.duplicate_ids.result()
         # the rules write into the batch: a concatenation is already a copy of the parts
         batch = self.batch_of(merged, copy=len(parts) == 1)
         self.rules.apply(batch, duplicate_ids, state=state)
@@ -215,7 +240,7 @@ class BatchEngine:
             return array.copy() if copy else array
         return Batch(part.rows, part.ids, part.accounts, part.time, own(part.reason),
                      own(part.reduction_mg), own(part.points), np.zeros(n, dtype=np.int64),
-                     np.zeros(n, dtype=np.int64), part.columns)
+                     np.zeros(n, dtype=np.int64), part.columns, ordered=part.ordered)
 
     def results(self, part: Part, batch: Batch) -> pl.DataFrame:
         n = part.n
@@ -258,7 +283,7 @@ class BatchEngine:
 
     # ------------------------------------------------------------ files
     def evaluate_file(self, path, column_units: Optional[Mapping[str, str]] = None, *,
-                      memory_rows: int = 2_000_000, progress=None, spill_dir=None,
+                      memory_rows: int = MEMORY_ROWS, progress=None, spill_dir=None,
                       partitions: tuple[tuple[str, str], ...] = ()) -> Iterator[pl.DataFrame]:
         """A record file (.csv, .jsonl, .parquet) -> frames of results, in row order.
 
@@ -270,7 +295,7 @@ class BatchEngine:
         """
         from pathlib import Path
 
-        from ..recordfiles import estimate_rows, open_chunks, with_partitions
+        from ..recordfiles import estimate_rows, format_of, open_chunks, with_partitions
         path = Path(path)
         chunks = open_chunks(path, self.chunk_rows)
         if partitions:
@@ -283,11 +308,25 @@ class BatchEngine:
             if whole is not None:
                 yield self.evaluate_frame(whole, units)
             return
+        if self.per_record_only and format_of(path) == "parquet":
+            duplicates = self.duplicate_rows(path, units, partitions, memory_rows)
+            if duplicates is not None:  # no store: each chunk's results as it is evaluated
+                def work(frame, units, first_row):
+                    return self.chunk_results(self.per_record(frame, units, first_row), duplicates)
+                for results in self.per_record_chunks(chunks.frames, units, work):
+                    if progress is not None:
+                        progress(chunks.position(), chunks.size)
+                    yield results
+                return
         expected = estimate_rows(path)
         if expected > memory_rows:
+            # a Parquet file's repeated ids found from its id column: only the account
+            # partitions are spilled, not the ids as well
+            known = self.duplicate_rows(path, units, partitions, memory_rows) \
+                if format_of(path) == "parquet" else None
             # partitions of about half the in-memory budget: never more held than in memory
             store = DiskStore(self, -(-expected * 2 // memory_rows) + 1, spill_dir,
-                              run_rows=max(1, memory_rows // 4))
+                              run_rows=max(1, memory_rows // 4), duplicates=known)
         else:
             store = MemoryStore(self)
         try:
@@ -298,6 +337,98 @@ class BatchEngine:
             yield from store.results()
         finally:
             store.close()
+
+    # ------------------------------------------------------------ per record, streaming
+    @property
+    def per_record_only(self) -> bool:
+        """Whether the only rule that reads other records is the duplicate-id check (no
+        caps, overlaps, duplicate keys, flags, bonuses, counters, rewards, windows): then a
+        file's results can be written chunk by chunk once the repeated ids are known."""
+        return not self.histories and not self.plan.rules.has_cross_record_rules
+
+    def chunk_results(self, part: Part, duplicates: np.ndarray) -> pl.DataFrame:
+        """A chunk's results for a per-record methodology, `duplicates` the sorted row
+        numbers of the whole file's records the duplicate-id check rejects
+        (duplicate_rows): what finish() gives those rows, without the other chunks."""
+        if part.n:
+            lo, hi = np.searchsorted(duplicates, (part.rows[0], part.rows[-1] + 1))
+            at = duplicates[lo:hi] - part.rows[0]
+        else:
+            at = np.zeros(0, dtype=np.int64)
+        batch = self.batch_of(part, copy=False)  # the part is not read again
+        self.rules.apply(batch, duplicate_ids=at)
+        return self.results(part, batch)
+
+    def duplicate_rows(self, path, column_units: Optional[Mapping[str, str]] = None,
+                       partitions: tuple[tuple[str, str], ...] = (),
+                       memory_rows: int = MEMORY_ROWS) -> Optional[np.ndarray]:
+        """The row numbers (sorted) of a Parquet file's records that the duplicate-id check
+        rejects, before any record is evaluated; None when too many records share an id
+        for this way (more than `memory_rows` // 2), which the store then decides.
+
+        The ids are read from the `id` column alone (ingest.record_ids, the same code as
+        ingest_frame) and hashed, 8 bytes a row: in memory for up to `hash_rows` rows (HASH_ROWS),
+        beyond that in hash files of about `hash_rows` hashes each, by hash (one
+        sorted at a time; the memory is that of `hash_rows` hashes, twice, whatever the
+        file's size). Only the records whose hash is repeated (none, usually) are then
+        evaluated (their chunks, read again), and find_duplicate_ids judges them as it
+        judges a whole file: the same records, the same canonical order."""
+        from pathlib import Path
+
+        from ..recordfiles import estimate_rows, parquet_column_chunks, parquet_rows, with_partitions
+        from .ingest import record_ids
+        from .rules import find_duplicate_ids
+
+        path = Path(path)
+        total = estimate_rows(path)
+        step = self.chunk_rows
+        named_id = tuple((k, v) for k, v in partitions if k == "id")
+
+        def hashed() -> Iterator[np.ndarray]:
+            row = 1
+            for frame in parquet_column_chunks(path, "id", step):
+                if named_id:
+                    frame = with_partitions(frame, named_id)
+                yield record_ids(frame, self.schema, row, self.native_text).hash().to_numpy()
+                row += frame.height
+
+        files = -(-total // self.hash_rows)
+        if files <= 1:
+            hashes = np.empty(total, dtype=np.uint64)
+            at = 0
+            for h in hashed():
+                hashes[at:at + h.size] = h
+                at += h.size
+            hashes = hashes[:at]
+            repeated = _repeated(hashes)
+        else:
+            hashes = None
+            repeated = _repeated_on_disk(hashed(), files)
+        if repeated.size == 0:
+            return np.zeros(0, dtype=np.int64)
+        if hashes is None:
+            hashes = np.concatenate([h for h in hashed()])
+        candidates = np.flatnonzero(np.isin(hashes, repeated))
+        del hashes
+        if candidates.size > memory_rows // 2:
+            return None
+        ids, accounts, times, rows, valid = [], [], [], [], []
+        for chunk in np.unique(candidates // step):
+            start = int(chunk) * step
+            frame = parquet_rows(path, start, step)
+            if partitions:
+                frame = with_partitions(frame, partitions)
+            part = self.per_record(frame, column_units, start + 1)
+            local = candidates[(candidates >= start) & (candidates < start + step)] - start
+            ids.append(part.ids.gather(local))
+            accounts.append(part.accounts.gather(local))
+            times.append(part.time[local])
+            rows.append(part.rows[local])
+            valid.append(part.reason[local] != Reasons.INVALID)
+        rows_of = np.concatenate(rows)
+        found = find_duplicate_ids(pl.concat(ids), pl.concat(accounts), np.concatenate(times), rows_of,
+                                   np.concatenate(valid))
+        return np.sort(rows_of[found])
 
     # ------------------------------------------------------------ the Result adapter
     def evaluate(self, raw_records: Iterable[Mapping], column_units: Optional[Mapping[str, str]] = None,
@@ -332,6 +463,45 @@ class _Gathered(dict):
             value = column[positions]
         self[name] = value
         return value
+
+
+def _repeated(hashes: np.ndarray) -> np.ndarray:
+    """The values that occur more than once in `hashes` (uint64), sorted."""
+    if hashes.size < 2:
+        return np.zeros(0, dtype=np.uint64)
+    ordered = pl.Series(hashes).sort().to_numpy()  # Polars' sort (rules.pack_sort says why)
+    same = ordered[1:] == ordered[:-1]
+    return np.unique(ordered[1:][same]) if same.any() else np.zeros(0, dtype=np.uint64)
+
+
+def _repeated_on_disk(chunks: Iterable[np.ndarray], files: int) -> np.ndarray:
+    """_repeated of the concatenated chunks, holding one of `files` parts at a time: each
+    hash goes to the file of its value modulo `files` (every copy of a value to the same
+    one), then each file is read and sorted alone. `files` files are open at once, in a
+    folder named as store.DiskStore's spill folders, so that a killed run's is removed by
+    the next run that spills."""
+    import shutil
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix=f"tanpu-batch-{os.getpid()}-ids-")
+    try:
+        handles = [open(os.path.join(folder, f"{k}.u64"), "wb") for k in range(files)]
+        try:
+            for h in chunks:
+                which = h % np.uint64(files)
+                order = np.argsort(which, kind="stable")
+                bounds = np.searchsorted(which[order], np.arange(files + 1))
+                ordered = h[order]
+                for k in range(files):
+                    ordered[bounds[k]:bounds[k + 1]].tofile(handles[k])
+        finally:
+            for handle in handles:
+                handle.close()
+        found = [_repeated(np.fromfile(os.path.join(folder, f"{k}.u64"), dtype=np.uint64))
+                 for k in range(files)]
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return np.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.uint64)
 
 
 @lru_cache(maxsize=8)

@@ -28,7 +28,7 @@ from dsl.ir import ast as ir
 from dsl.types import Kind
 
 from ..plan.history import EMPTY, OK, SHORT, TOO_LARGE, status_name
-from .rules import HashCollision, account_hashes, canonical
+from .rules import AccountOrder, ordered_positions
 from .timezones import zone_table
 
 DAY_US = 86_400_000_000
@@ -93,20 +93,16 @@ def _scanner(build):
 
 
 def canonical_order(accounts: pl.Series, ids: pl.Series, time: np.ndarray, rows: np.ndarray,
-                    valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(positions of the valid records in canonical order, their account code along it):
-    the cross-record rules' own sort (rules.canonical: two hashes of the account, the
-    time, ties by id and row), so that both mean the same order."""
+                    valid: np.ndarray, build=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(positions of the valid records in canonical order, their account code and time
+    along it): the cross-record rules' own order (rules.ordered_positions), so that both
+    mean the same; with `build`, its C pass (rules.AccountOrder)."""
     positions = np.flatnonzero(valid)
     if positions.size == 0:
-        return positions, np.zeros(0, dtype=np.int64)
-    batch = SimpleNamespace(time=time, ids=ids, rows=rows)
-    try:
-        order, code, _ = canonical(batch, positions, *account_hashes(accounts, positions))
-    except HashCollision:  # two accounts with one 64-bit hash: by the text
-        exact = accounts.gather(positions).rank("dense").cast(pl.UInt64).to_numpy()
-        order, code, _ = canonical(batch, positions, exact, exact)
-    return positions[order], np.asarray(code, dtype=np.int64)
+        return positions, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    batch = SimpleNamespace(time=time, ids=ids, rows=rows, accounts=accounts)
+    order, code, t = ordered_positions(batch, positions, AccountOrder.of(build))
+    return order, np.asarray(code, dtype=np.int64), t
 
 
 def subject_key(name: str) -> str:
@@ -117,23 +113,26 @@ def subject_key(name: str) -> str:
 
 def compute(histories: tuple[ir.History, ...], columns: dict, accounts: pl.Series,
             ids: pl.Series, time: np.ndarray, rows: np.ndarray, invalid: np.ndarray, n: int,
-            build=None, defined: np.ndarray = None) -> None:
-    """Adds each history's value and status column to `columns` (invalid rows: 0, OK).
+            build=None, defined: np.ndarray = None):
+    """Adds each history's value and status column to `columns` (invalid rows: 0, OK);
+    returns the canonical order it sorted the valid records in (positions, account code
+    and time along it; None when there is none), which the counters then reuse
+    (Part.ordered).
 
     `defined`: the rows that have a value of the definitions histories aggregate (their
     `subject_key` columns); a history over a definition runs over those rows only, in the
     same canonical order, each account's first day being that of all its records (the
     other rows: 0, OK; the formulas reject them before their windows matter)."""
     if not histories:
-        return
-    order, segment = canonical_order(accounts, ids, np.asarray(time, dtype=np.int64), rows, ~invalid)
+        return None
+    order, segment, t = canonical_order(accounts, ids, np.asarray(time, dtype=np.int64), rows, ~invalid,
+                                        build)
     m = order.size
     if m == 0:  # nothing read: every row is invalid, the columns are never looked at
         for h in histories:
             columns[h.name] = np.zeros(n, dtype=np.int64 if h.type.kind == Kind.INTEGER else np.float64)
             columns[status_name(h)] = np.zeros(n, dtype=np.int64)
-        return
-    t = np.asarray(time, dtype=np.int64)[order]
+        return None
     offsets = zone_table(histories[0].timezone).utc_offsets(t)
     day = np.floor_divide(t + offsets, DAY_US)
     index = np.arange(m, dtype=np.int64)
@@ -179,9 +178,11 @@ def compute(histories: tuple[ir.History, ...], columns: dict, accounts: pl.Serie
         out_value = np.zeros(n, dtype=np.int64 if integer else np.float64)
         out_status = np.zeros(n, dtype=np.int64)
         out_value[order] = value
-        out_status[order] = status
+        flagged = np.flatnonzero(status)  # most are OK (0): scatter the others only
+        out_status[order[flagged]] = status[flagged]
         columns[h.name] = out_value
         columns[status_name(h)] = out_status
+    return order, segment, t
 
 
 def _one(h: ir.History, x, day, first_day, seg_start, index, segment, day_key, low, scan=None):
@@ -215,20 +216,21 @@ def _one(h: ir.History, x, day, first_day, seg_start, index, segment, day_key, l
     too_large = np.zeros(m, dtype=np.uint8)
     value = _aggregate(h.aggregate, x, lo, count, m, integer, scan, too_large)
     status = np.zeros(m, dtype=np.int64)
-    status[too_large.view(bool)] = TOO_LARGE
+    if too_large.any():
+        status[too_large.view(bool)] = TOO_LARGE
     if h.short == "reject":
         status[short] = SHORT
-        value = np.where(short, 0, value).astype(value.dtype)
+        value = np.where(short, 0, value).astype(value.dtype, copy=False)
     elif h.short == "value":
-        value = np.where(short, h.value, value).astype(value.dtype)
+        value = np.where(short, h.value, value).astype(value.dtype, copy=False)
         status[short] = OK  # the declared value, whatever the window would have summed
     if h.aggregate in ("mean", "min", "max"):
         empty = (count == 0) & (status == OK) & ~(short & (h.short == "value"))
         if h.short == "value":
-            value = np.where(empty, h.value, value).astype(value.dtype)
+            value = np.where(empty, h.value, value).astype(value.dtype, copy=False)
         else:
             status[empty] = EMPTY
-            value = np.where(empty, 0, value).astype(value.dtype)
+            value = np.where(empty, 0, value).astype(value.dtype, copy=False)
     return value, status
 
 
@@ -251,7 +253,7 @@ def _aggregate(kind: str, x: np.ndarray, lo: np.ndarray, count: np.ndarray, m: i
         if kind != "mean":
             return out
         with np.errstate(invalid="ignore", divide="ignore"):
-            return out.astype(np.float64) / np.maximum(count, 1)
+            return out.astype(np.float64, copy=False) / np.maximum(count, 1)
     if kind in ("sum", "mean"):
         acc = np.zeros(m, dtype=np.int64 if integer else np.float64)
         x = x.astype(acc.dtype, copy=False)

@@ -315,6 +315,25 @@ def _stripped(reader: _Reader, name: str):
     return values.rename(name), present
 
 
+def _ids(reader: _Reader, first_row: int) -> pl.Series:
+    """Each row's result id: the `id` cell stripped, `row-N` where there is none."""
+    ids, id_present = _stripped(reader, "id")
+    if not id_present.all():
+        n = reader.n
+        numbered = pl.select(pl.format("row-{}", pl.int_range(first_row, first_row + n))).to_series()
+        ids = ids.zip_with(pl.Series(id_present), numbered)
+    return ids
+
+
+def record_ids(frame: pl.DataFrame, schema: Schema, first_row: int = 1, native=None) -> pl.Series:
+    """The ids ingest_frame gives the rows of `frame` (the same code), from the `id` column
+    alone: what the duplicate-id check reads before the records are evaluated
+    (BatchEngine.duplicate_rows). A row the fast path is not sure of may be read another way
+    by ingest_frame, but only for an invalid row (which no duplicate check counts) does its
+    id come out otherwise (the cell unstripped)."""
+    return _ids(_Reader(frame, schema, {}, native), first_row)
+
+
 def ingest_frame(frame: pl.DataFrame, schema: Schema, column_units: Optional[Mapping[str, str]] = None,
                  first_row: int = 1, native=None) -> Ingested:
     """`native`: a native_text.NativeText, to read text cells in C (else text.py's NumPy)."""
@@ -334,10 +353,7 @@ def ingest_frame(frame: pl.DataFrame, schema: Schema, column_units: Optional[Map
         columns[group.name], legs_ok = legs_column(frame, group, units, schema.timezone, reader)
         ok &= legs_ok
     # id, account, activity
-    ids, id_present = _stripped(reader, "id")
-    if not id_present.all():
-        numbered = pl.select(pl.format("row-{}", pl.int_range(first_row, first_row + n))).to_series()
-        ids = ids.zip_with(pl.Series(id_present), numbered)
+    ids = _ids(reader, first_row)
     accounts, _ = _stripped(reader, "account")
     if reader.series("activity") is None:
         columns["activity"] = Cat(np.zeros(n, dtype=np.int32), ("",))

@@ -8,6 +8,7 @@ uses store.py, store.py only the engine object it is given.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, Optional
 
 import numpy as np
 import polars as pl
@@ -30,6 +31,13 @@ class Part:
     masses: dict[str, np.ndarray]  # baseline/project/leakage mg, where defined
     credited: np.ndarray           # credited by the formulas (the masses are shown)
     columns: dict = field(default_factory=dict)
+    # the valid records in canonical order, their account codes and times along it, when
+    # the history windows sorted them already (engine/batch/history.py): the counters
+    # reuse it (rules.Batch.ordered)
+    ordered: Optional[tuple[np.ndarray, np.ndarray, np.ndarray]] = None
+    # a Future of rules.find_duplicate_ids' positions, when the chunk is the whole batch
+    # and they were sought beside its history windows (BatchEngine._evaluate)
+    duplicate_ids: Optional[Any] = None
 
     @property
     def n(self) -> int:

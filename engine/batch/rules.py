@@ -7,7 +7,10 @@
   seeded hash of the text (checked on neighbours in the sorted order, integers only:
   gathering the texts themselves in that order cost more than all the rest), and the
   partition is then sorted by the text itself. Both sorts sort one integer column with
-  the positions packed into its low bits (pack_sort), not an argsort.
+  the positions packed into its low bits (pack_sort), not an argsort. Where a C compiler
+  is, one sort of the times and one C pass grouping the accounts (AccountOrder) give the
+  same order within each account; the valid records' order is made once per batch and
+  shared (Batch.ordered), a subset taking its subsequence.
 - Duplicate ids: records whose id hash occurs twice are the only candidates; among them
   the first in canonical order (sorted on the text) keeps its status.
 - Duplicate keys and overlaps depend on which earlier records were accepted: a record
@@ -67,6 +70,9 @@ class Batch:
     flags: np.ndarray         # int64 bit mask over Rules.flag_codes
     columns: dict             # inputs the rules read (keys, bounds, points recomputation)
     counters: Optional[pl.Series] = None  # the results' `counters` (engine/batch/counters.py)
+    # (positions of the valid records in canonical order, account code and time along
+    # it), made once and shared (`ordered`): a subset's canonical order is its subsequence
+    ordered: Optional[tuple[np.ndarray, np.ndarray, np.ndarray]] = None
 
     @property
     def n(self) -> int:
@@ -114,10 +120,14 @@ class Rules:
     """The cross-record rules of a plan (`plan.rules`), ready for batches."""
 
     rounds = 32  # fixed-point rounds for duplicates/overlaps before replaying an account
+    ahead_rows = PARTITION_ROWS  # from this many rows, the counters' order is sorted beside the rules
 
     def __init__(self, methodology: CrossRecord, reasons: Reasons,
-                 recompute: Optional[Callable[[Batch, np.ndarray, np.ndarray], np.ndarray]] = None):
+                 recompute: Optional[Callable[[Batch, np.ndarray, np.ndarray], np.ndarray]] = None,
+                 build=None):
+        """`build`: engine/native/build.py's, for the canonical order's C pass (AccountOrder)."""
         self.m = methodology
+        self.native = AccountOrder.of(build)
         self.reasons = reasons
         self.recompute = recompute
         self.duplicate_id = reasons.add(DUPLICATE, DUPLICATE_ID, "this record id was already evaluated")
@@ -127,7 +137,7 @@ class Rules:
         self.flag_codes = sorted({f.code for f in methodology.flags})
         self.flag_bit = {code: 1 << i for i, code in enumerate(self.flag_codes)}
         from .counters import Counting
-        self.counting = Counting(methodology, reasons)
+        self.counting = Counting(methodology, reasons, self.native)
         # the rules whose state is carried by the reference, record by record (_with_state),
         # the counters left to Counting
         self.stateful = bool(methodology.duplicates or methodology.overlaps or methodology.flags
@@ -152,8 +162,16 @@ class Rules:
         when already known; `state`: the accounts' states the caps, counters and rewards
         start from and leave updated (`_cap`, counters.py; the other rules take none here:
         BatchEngine.evaluate_frame refuses a state for them)."""
+        ahead = None
+        if self.counting.active and batch.ordered is None and batch.n >= self.ahead_rows:
+            # the counters' canonical order, sorted on another core while the rules judge
+            # (it reads only ids, accounts, times and rows, which the rules never write)
+            valid = batch.reason != Reasons.INVALID
+            ahead = _partition_pool().submit(ordered_positions, batch, np.flatnonzero(valid), self.native)
         self._rules(batch, duplicate_ids, state)
         if self.counting.active:
+            if ahead is not None:
+                batch.ordered = ahead.result()
             with np.errstate(all="ignore"):
                 batch.counters = self.counting.apply(batch, state)
 
@@ -272,7 +290,7 @@ class Rules:
     # ------------------------------------------------------------ one partition
     def _accounts(self, batch: Batch, positions: np.ndarray, hashes, state: Optional[dict] = None) -> None:
         try:
-            order, account, time = canonical(batch, positions, *hashes)
+            order, account, time = canonical(batch, positions, *hashes, native=self.native)
         except HashCollision:  # two accounts with one 64-bit hash: sort by the text
             exact = batch.accounts.gather(positions).rank("dense").cast(pl.UInt64).to_numpy()
             order, account, time = canonical(batch, positions, exact, exact)
@@ -542,16 +560,67 @@ def account_hashes(accounts: pl.Series, positions: np.ndarray) -> tuple[np.ndarr
 
 
 
-def canonical(batch: Batch, positions: np.ndarray, hashes: np.ndarray, check: np.ndarray):
+def canonical(batch: Batch, positions: np.ndarray, hashes: np.ndarray, check: np.ndarray,
+              native: Optional["AccountOrder"] = None):
     """(order of `positions` by (account, time, id, row), account code and time along it).
 
     Accounts are told apart by `hashes` (a 64-bit hash of their text); `check`, another
     hash of the same texts, must agree wherever the `hashes` sorted on agree, else
-    HashCollision.
+    HashCollision. With `native` (AccountOrder: C, where a compiler is), one sort of the
+    times and one C pass grouping the accounts (`_native_order`); without, two sorts on
+    NumPy/Polars (`_sorted_order`). Within an account both give (time, position), so the
+    same order, whichever accounts come first (no rule looks across accounts).
     """
     time = batch.time[positions]
     if time.size == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), time
+    got = native.order(hashes, check, time) if native is not None else None
+    if got is not None:
+        order, code = got
+    else:
+        order, code = _sorted_order(hashes, check, time)
+    c, t = code, time[order]
+    tie = np.r_[False, (c[1:] == c[:-1]) & (t[1:] == t[:-1])]
+    if tie.any():
+        # runs of equal (account, time): order them by (id, row)
+        run_start = tie.copy()
+        run_start[:-1] |= tie[1:]
+        members = np.flatnonzero(run_start)
+        run = np.cumsum(~tie[members])
+        chosen = order[members]
+        ids = batch.ids.gather(positions[chosen])
+        id_rank = ids.rank("dense").cast(pl.Int64).to_numpy()
+        inner = np.lexsort((batch.rows[positions[chosen]], id_rank, run))
+        order[members] = chosen[inner]
+    return order, code, t
+
+
+def ordered_positions(batch, positions: np.ndarray, native: Optional["AccountOrder"] = None):
+    """(`positions` in canonical order, the account code along it, the time along it):
+    `canonical` on the accounts' hashes, on the text itself when two share a hash."""
+    first, second = account_hashes(batch.accounts, positions)
+    try:
+        order, code, time = canonical(batch, positions, first, second, native)
+    except HashCollision:
+        exact = batch.accounts.gather(positions).rank("dense").cast(pl.UInt64).to_numpy()
+        order, code, time = canonical(batch, positions, exact, exact)
+    return positions[order], code, time
+
+
+def subsequence(ordered: tuple[np.ndarray, np.ndarray, np.ndarray], keep: np.ndarray):
+    """(positions, where each account starts, time) along the canonical order of the
+    records `keep` (a boolean per row) selects among those of `ordered`: the order of a
+    subset is the subsequence of the whole's, since (account, time, id, row) is a total
+    order; taken in one pass along it, not gathered at random."""
+    order, code, time = ordered
+    chosen = keep[order]
+    code = code[chosen]
+    return order[chosen], np.r_[True, code[1:] != code[:-1]] if code.size else np.zeros(0, dtype=bool), \
+        time[chosen]
+
+
+def _sorted_order(hashes: np.ndarray, check: np.ndarray, time: np.ndarray):
+    """(order by (account hash, time, position), account code along it), by two sorts."""
     # by the hashes' high bits (pack_sort keeps about 46 of 64): two accounts alike there
     # differ in `check` but for a chance of 2**-64 per pair
     by_hash, prefix, _ = pack_sort(hashes)
@@ -573,22 +642,144 @@ def canonical(batch: Batch, positions: np.ndarray, hashes: np.ndarray, check: np
             within = np.argsort(key, kind="stable")
     else:  # pragma: no cover - centuries of microseconds times millions of accounts
         within = np.lexsort((time, code))
-    order = by_hash[within]
-    code = code[within]
-    c, t = code, time[within]
-    tie = np.r_[False, (c[1:] == c[:-1]) & (t[1:] == t[:-1])]
-    if tie.any():
-        # runs of equal (account, time): order them by (id, row)
-        run_start = tie.copy()
-        run_start[:-1] |= tie[1:]
-        members = np.flatnonzero(run_start)
-        run = np.cumsum(~tie[members])
-        chosen = order[members]
-        ids = batch.ids.gather(positions[chosen])
-        id_rank = ids.rank("dense").cast(pl.Int64).to_numpy()
-        inner = np.lexsort((batch.rows[positions[chosen]], id_rank, run))
-        order[members] = chosen[inner]
-    return order, code, t
+    return by_hash[within], code[within]
+
+
+def time_order(time: np.ndarray) -> Optional[np.ndarray]:
+    """The positions of int64 `time` in (time, position) order; None when `time` is in
+    that order already (a file written in time order: one comparison pass, no sort)."""
+    if time.size < 2 or bool((time[1:] >= time[:-1]).all()):
+        return None
+    offset = (time - int(time.min())).view(np.uint64)
+    bits = (time.size - 1).bit_length()
+    if int(offset.max()).bit_length() + bits > 64:
+        # microseconds over weeks beside millions of positions: as multiples of their
+        # step (a second, a minute), which keeps their order
+        step = int(np.gcd.reduce(offset.view(np.int64))) or 1
+        if step > 1:
+            offset = offset // np.uint64(step)
+    order, _, lossy = pack_sort(offset)
+    if lossy:
+        order = np.argsort(time, kind="stable")
+    return order
+
+
+# One pass grouping records by account (a hash table of the account hashes, in C), then
+# a stable counting sort of the records taken in time order into their account's run:
+# O(n) after the one sort of the times, where _sorted_order needs two sorts and the
+# gathers between them (bench/bench_history.py, bench_rewards.py; docs/engine.md).
+ORDER_SOURCE = r"""
+#include <stdint.h>
+#include <stdlib.h>
+typedef struct { uint64_t h1, h2; int64_t code; } slot_t;  /* code + 1; 0: empty */
+static inline int64_t place(uint64_t h, int bits) {
+    return (int64_t)((h * 0x9E3779B97F4A7C15ULL) >> (64 - bits));
+}
+/* a[0] h1, a[1] h2 (uint64 n), a[2] by_time (int64 n, or 0: the identity),
+   a[3] order (int64 n, out), a[4] code along order (int64 n, out), a[5] int64[1] out:
+   the number of accounts, -1 when two accounts share h1, -2 when out of memory. */
+void tanpu_account_order(int64_t n, void **a) {
+    const uint64_t *h1 = (const uint64_t *)a[0], *h2 = (const uint64_t *)a[1];
+    const int64_t *by_time = (const int64_t *)a[2];
+    int64_t *order = (int64_t *)a[3], *code = (int64_t *)a[4], *result = (int64_t *)a[5];
+    int bits = 10;
+    int64_t slots = (int64_t)1 << bits, room = 1024, k = 0;
+    slot_t *slot = calloc(slots, sizeof(slot_t));
+    int64_t *count = malloc(room * sizeof(int64_t));
+    uint32_t *code_at = malloc((n > 0 ? n : 1) * sizeof(uint32_t));
+    result[0] = -2;
+    if (!slot || !count || !code_at || n >= ((int64_t)1 << 32)) goto done;
+    for (int64_t i = 0; i < n; i++) {
+        uint64_t h = h1[i];
+        int64_t s = place(h, bits), c;
+        while (slot[s].code && slot[s].h1 != h) s = (s + 1) & (slots - 1);
+        if (slot[s].code) {
+            if (slot[s].h2 != h2[i]) { result[0] = -1; goto done; }
+            c = slot[s].code - 1;
+        } else {
+            if (k == room) {
+                room *= 2;
+                int64_t *more = realloc(count, room * sizeof(int64_t));
+                if (!more) goto done;
+                count = more;
+            }
+            c = k++;
+            count[c] = 0;
+            slot[s].h1 = h; slot[s].h2 = h2[i]; slot[s].code = c + 1;
+            if (2 * k > slots) {  /* at most half full: twice the slots, each account again */
+                slot_t *old = slot;
+                int64_t old_slots = slots;
+                bits++; slots <<= 1;
+                slot = calloc(slots, sizeof(slot_t));
+                if (!slot) { free(old); goto done; }
+                for (int64_t j = 0; j < old_slots; j++) {
+                    if (!old[j].code) continue;
+                    int64_t t = place(old[j].h1, bits);
+                    while (slot[t].code) t = (t + 1) & (slots - 1);
+                    slot[t] = old[j];
+                }
+                free(old);
+            }
+        }
+        count[c]++;
+        code_at[i] = (uint32_t)c;
+    }
+    int64_t start = 0;
+    for (int64_t c = 0; c < k; c++) {  /* count -> the next free place of the account's run */
+        int64_t m = count[c];
+        for (int64_t j = start; j < start + m; j++) code[j] = c;
+        count[c] = start;
+        start += m;
+    }
+    for (int64_t j = 0; j < n; j++) {
+        int64_t p = by_time ? by_time[j] : j;
+        order[count[code_at[p]]++] = p;
+    }
+    result[0] = k;
+done:
+    free(slot); free(count); free(code_at);
+}
+"""
+
+
+class AccountOrder:
+    """`canonical`'s C pass (ORDER_SOURCE), built by `build` (engine/native/build.py)."""
+
+    def __init__(self, function):
+        self.function = function
+
+    @classmethod
+    def of(cls, build) -> Optional["AccountOrder"]:
+        """The C pass, or None without a compiler (canonical then sorts twice)."""
+        if build is None:
+            return None
+        library = build(ORDER_SOURCE)
+        if library is None:
+            return None
+        from .kernel import entry
+        return cls(entry(library, "tanpu_account_order"))
+
+    def order(self, hashes: np.ndarray, check: np.ndarray, time: np.ndarray):
+        """(order, code along it), None when out of memory; HashCollision when two
+        accounts share `hashes`."""
+        import ctypes
+        n = time.size
+        by_time = time_order(time)
+        h1 = np.ascontiguousarray(hashes, dtype=np.uint64)
+        h2 = np.ascontiguousarray(check, dtype=np.uint64)
+        order = np.empty(n, dtype=np.int64)
+        code = np.empty(n, dtype=np.int64)
+        result = np.zeros(1, dtype=np.int64)
+        if by_time is not None:
+            by_time = np.ascontiguousarray(by_time, dtype=np.int64)
+        self.function(n, (ctypes.c_void_p * 6)(
+            h1.ctypes.data, h2.ctypes.data, by_time.ctypes.data if by_time is not None else None,
+            order.ctypes.data, code.ctypes.data, result.ctypes.data))
+        if result[0] == -1:
+            raise HashCollision()
+        if result[0] < 0:  # pragma: no cover - out of memory in C: the sorts instead
+            return None
+        return order, code
 
 
 def pack_sort(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:

@@ -157,9 +157,14 @@ def _stale_spills(parent: Path) -> None:
 
 
 class DiskStore:
-    def __init__(self, engine, partitions: int, folder: Optional[Path] = None, run_rows: int = 1_000_000):
-        """`run_rows`: rows gathered in memory before they are spilled as one run."""
+    def __init__(self, engine, partitions: int, folder: Optional[Path] = None, run_rows: int = 1_000_000,
+                 duplicates: Optional[np.ndarray] = None):
+        """`run_rows`: rows gathered in memory before they are spilled as one run;
+        `duplicates`: the row numbers the duplicate-id check rejects, when already known
+        (BatchEngine.duplicate_rows, from a Parquet file's ids): then the ids are not
+        spilled at all."""
         self.engine = engine
+        self.duplicates = duplicates
         self.partitions = max(1, partitions)
         self._own = folder is None
         if folder is None:
@@ -191,15 +196,16 @@ class DiskStore:
         self.run_starts.append(int(frame.get_column("row")[0]))
         p = self.partitions
         self.accounts.write(frame, (frame.get_column("account").hash() % p).cast(pl.Int64).to_numpy())
-        ids = frame.filter(pl.col("reason") != Reasons.INVALID).select("id", "account", "time", "row")
-        self.ids.write(ids, (ids.get_column("id").hash() % p).cast(pl.Int64).to_numpy())
+        if self.duplicates is None:
+            ids = frame.filter(pl.col("reason") != Reasons.INVALID).select("id", "account", "time", "row")
+            self.ids.write(ids, (ids.get_column("id").hash() % p).cast(pl.Int64).to_numpy())
 
     def results(self) -> Iterator[pl.DataFrame]:
         self._spill()
         engine = self.engine
-        # 1. duplicate ids, partition by id
-        duplicates = []
-        for i in range(self.partitions):
+        # 1. duplicate ids, partition by id (unless known)
+        duplicates = [] if self.duplicates is None else [self.duplicates]
+        for i in range(self.partitions if self.duplicates is None else 0):
             frame = self.ids.read(i)
             if frame is None or frame.height == 0:
                 continue

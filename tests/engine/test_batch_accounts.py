@@ -8,6 +8,8 @@ fallback to the text itself is exercised.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import polars as pl
 import pytest
@@ -18,7 +20,8 @@ from dsl import compile_source
 from engine import Engine
 from engine.batch import BatchEngine
 from engine.batch import text as tx
-from engine.batch.rules import HashCollision, account_hashes, canonical, pack_sort
+from engine.batch.rules import AccountOrder, HashCollision, account_hashes, canonical, pack_sort, time_order
+from engine.native.build import build, compiler
 
 CAPPED = '''methodology test.collide "collide" version 1.0.0 {
   covers ride
@@ -95,6 +98,62 @@ def test_wide_keys_that_differ_only_in_their_low_bits_are_caught():
     near = np.where(alice, np.uint64(2 ** 63), np.uint64(2 ** 63 + 1))  # differ in bit 0 only
     with pytest.raises(HashCollision):
         canonical(batch, positions, near, near)
+
+
+def _native() -> AccountOrder:
+    if compiler() is None:
+        pytest.skip("no C compiler")
+    native = AccountOrder.of(build)
+    assert native is not None, "the canonical order's C pass did not build"
+    return native
+
+
+def _per_account(accounts: list, order: np.ndarray) -> dict:
+    runs: dict = {}
+    for i in order.tolist():
+        runs.setdefault(accounts[i], []).append(i)
+    return runs
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 6), st.integers(0, 5), st.integers(0, 9)), min_size=1, max_size=120),
+       st.booleans(), st.integers(0, 2 ** 62))
+def test_the_c_pass_orders_each_account_as_the_two_sorts_do(rows, in_time_order, base):
+    """canonical with its C pass (one sort of the times, accounts grouped by a hash
+    table) and without (two sorts): the same records of each account in the same
+    order, ties on time by id and row, whichever accounts come first; the account code
+    rises along the order, one code a run; also for times already in order (no sort)."""
+    if in_time_order:
+        rows = sorted(rows, key=lambda r: r[1])
+    accounts = [f"acc{a}" for a, _, _ in rows]
+    time = base + np.array([t for _, t, _ in rows], dtype=np.int64) * 60_000_000
+    ids = pl.Series([f"r{i}" for _, _, i in rows])
+    batch = SimpleNamespace(time=time, ids=ids, rows=np.arange(len(rows), dtype=np.int64) + 1)
+    positions = np.arange(len(rows))
+    hashes = account_hashes(pl.Series(accounts), positions)
+    sorts, sorts_code, sorts_time = canonical(batch, positions, *hashes)
+    c_pass, code, t = canonical(batch, positions, *hashes, native=_native())
+    assert _per_account(accounts, c_pass) == _per_account(accounts, sorts)
+    ordered = [accounts[i] for i in c_pass.tolist()]
+    assert code.tolist() == sorted(code.tolist())
+    assert [a != b for a, b in zip(ordered[1:], ordered[:-1])] == np.diff(code).astype(bool).tolist()
+    assert t.tolist() == time[c_pass].tolist()
+    assert (time_order(time) is None) == bool((np.diff(time) >= 0).all())
+
+
+def test_the_c_pass_catches_colliding_hashes_and_tells_near_ones_apart():
+    engine = _engine()
+    batch = _batch(engine, _records())
+    positions = np.arange(batch.n)
+    _, check = account_hashes(batch.accounts, positions)
+    native = _native()
+    with pytest.raises(HashCollision):
+        canonical(batch, positions, np.zeros(batch.n, dtype=np.uint64), check, native=native)
+    alice = batch.accounts.to_numpy() == "alice"
+    near = np.where(alice, np.uint64(2 ** 63), np.uint64(2 ** 63 + 1))  # differ in bit 0 only
+    order, code, _ = canonical(batch, positions, near, near, native=native)  # all 64 bits compared
+    assert _per_account(batch.accounts.to_list(), order) == {
+        "alice": np.flatnonzero(alice).tolist(), "bob": np.flatnonzero(~alice).tolist()}
 
 
 def test_a_collision_falls_back_to_the_text_and_gives_the_same_results():

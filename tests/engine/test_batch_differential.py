@@ -551,3 +551,57 @@ def test_counters_of_records_at_one_time_follow_the_canonical_order():
     _agree(methodology, stream)
     results = Engine(methodology).evaluate(stream)
     assert {r.code for r in results} == {"", "CAP_REACHED"}  # the cap falls inside a run
+
+
+def _write_parquet(path: Path, stream: list[dict]) -> None:
+    """Every cell as text (a Parquet file's typed columns are read by other tests), a
+    missing one null."""
+    names = sorted({k for r in stream for k in r}) or ["id"]
+    pl.DataFrame({n: [None if r.get(n) is None else str(r[n]) if not isinstance(r[n], str) else r[n]
+                      for r in stream] for n in names},
+                 schema={n: pl.String for n in names}).write_parquet(path)
+
+
+@pytest.mark.parametrize("name,hash_rows", [("lazy", 1 << 20), ("lazy", 3), ("caps", 1 << 20), ("rules", 3)])
+def test_a_parquet_file_streamed_or_spilled_with_the_whole_files_duplicate_ids(name, hash_rows, tmp_path_factory):
+    """A Parquet file's repeated ids are found from its hashed `id` column first
+    (duplicate_rows; with hash_rows 3 the hashes go through files): a per-record
+    methodology's file is then streamed chunk by chunk (or, with more repeated records
+    than half the budget, stored as before), a file of more rows than the budget spills
+    only its account partitions. Either way the results are the scalar path's."""
+    methodology = _synthetic(name)
+    assert BatchEngine(methodology).per_record_only == (name == "lazy")
+
+    @_settings(8)
+    @given(record_stream(methodology, max_size=40), st.integers(min_value=2, max_value=16),
+           st.integers(min_value=1, max_value=60))
+    def check(stream, chunk_rows, memory_rows):
+        folder = tmp_path_factory.mktemp("parquet")
+        path = folder / "records.parquet"
+        _write_parquet(path, stream)
+        source = open_records(path)
+        expected = _keys(Engine(methodology).evaluate(source.rows, column_units=source.column_units))
+        engine = BatchEngine(methodology, chunk_rows=chunk_rows)
+        engine.hash_rows = hash_rows
+        frames = list(engine.evaluate_file(path, memory_rows=memory_rows, spill_dir=folder / "spill"))
+        assert (_keys(to_results(pl.concat(frames))) if frames else []) == expected
+    check()
+
+
+def test_streamed_duplicate_ids_padded_numbered_and_invalid(tmp_path):
+    """The ids duplicate_rows hashes are the ids the records get: a padded id is the
+    stripped one, a row without an id is `row-N` (and a record may say `row-N` itself),
+    an invalid record's id repeats nothing; spread over chunks."""
+    methodology = _synthetic("lazy")
+    good = {"kind": "a", "size": "3", "amount": "2 kWh", "flagged": "true", "note": "a",
+            "day": "2024-05-20", "at": "2024-05-20T09:00"}
+    stream = [dict(good, id=i) for i in ("x", " y ", "y", None, "row-4", "z", "x")]
+    stream += [dict(good, id="z", size="nine"), dict(good, id="w", size="nine"), dict(good, id="w")]
+    path = tmp_path / "records.parquet"
+    _write_parquet(path, stream)
+    source = open_records(path)
+    expected = _keys(Engine(methodology).evaluate(source.rows, column_units=source.column_units))
+    assert [k[3] for k in expected].count("duplicate") == 3  # y, row-4, x
+    for chunk_rows in (2, 3, 100):
+        engine = BatchEngine(methodology, chunk_rows=chunk_rows)
+        assert _keys(to_results(pl.concat(list(engine.evaluate_file(path))))) == expected

@@ -10,6 +10,7 @@ from dsl import compile_source
 from engine import Engine
 from engine.batch import BatchEngine
 from engine.explain import render
+from engine.native.build import build
 from engine.state import AccountState
 
 HEADER = """methodology test.counters "counters" version 1.0.0 {
@@ -101,14 +102,19 @@ def test_the_batch_path_carries_counters_and_rewards_in_the_state(caps):
     state of those before (stored as JSON between them), moves what the scalar engine
     moves on the stream whole, and leaves its state; a stored reward remainder of a
     whole unit or more (what a reversal can leave, registry/reversals.py) is converted
-    at the account's next record as the scalar engine converts it."""
-    import json
-    import random
-
+    at the account's next record as the scalar engine converts it. Both batch paths: the
+    canonical order by two sorts, and by its C pass (rules.AccountOrder)."""
     compiled = compile_source(HEADER + BODY + caps, "counters.tanpu")
     assert compiled.ok, compiled.render()
     methodology, engine = compiled.methodology, Engine(compiled.methodology)
-    batch = BatchEngine(methodology)
+    for batch in (BatchEngine(methodology), BatchEngine(methodology, kernels=build)):
+        _carries(engine, batch, methodology)
+
+
+def _carries(engine, batch, methodology):
+    import json
+    import random
+
     rng = random.Random(7)
     for trial in range(25):
         raws = sorted((_record(i, rng.randint(-5, 30), rng.choice(["ride", "ride", "walk"]),
@@ -131,3 +137,29 @@ def test_the_batch_path_carries_counters_and_rewards_in_the_state(caps):
             return {k: v for k, v in ((k, json.loads(s.to_json(engine.rules))) for k, s in states.items())
                     if v != empty}
         assert stored(state) == stored(whole_state), trial
+
+
+@pytest.mark.parametrize("history", ["", "history usual = mean earned over the previous 2 days\n"
+                                         "  otherwise partial\n"],
+                         ids=["order sorted beside the rules", "order of the history windows"])
+def test_the_counters_reuse_one_canonical_order_and_move_what_the_scalar_path_moves(history):
+    """The counters take the canonical order made once for the whole batch (rules.py
+    `ordered_positions`, sorted beside the rules from `Rules.ahead_rows` rows, or the
+    one the history windows sorted, Part.ordered) and keep the subsequence of their
+    records: the same counters, statuses and points as the scalar engine, on both batch
+    paths, with records at one time (ties by id), several accounts and days."""
+    import random
+
+    compiled = compile_source(HEADER + BODY + history, "counters.tanpu")
+    assert compiled.ok, compiled.render()
+    methodology = compiled.methodology
+    rng = random.Random(11)
+    raws = [_record(i, rng.randint(-5, 30), rng.choice(["ride", "ride", "walk"]),
+                    f"2024-06-0{rng.randint(1, 4)}", rng.choice([6, 8, 8, 23]), rng.choice("abcd"))
+            for i in range(300)]
+    raws[7]["earned"] = "many"  # an invalid record among them
+    expected = [(r.id, r.status, r.code, r.points, r.counters) for r in Engine(methodology).evaluate(raws)]
+    for batch in (BatchEngine(methodology), BatchEngine(methodology, kernels=build)):
+        batch.rules.ahead_rows = 0
+        got = [(r.id, r.status, r.code, r.points, r.counters) for r in batch.evaluate(raws)]
+        assert got == expected

@@ -379,3 +379,23 @@ points = floor(reduction / 1 g)
     assert sum(1 for k in expected if k[1] == "credited") > 20
     for engine in (BatchEngine(m), BatchEngine(m, kernels=build), RulesPathEngine(m)):
         assert _keys(engine.evaluate(raws)) == expected
+
+
+def test_repeated_ids_found_beside_the_windows_are_those_found_after_them():
+    """With the frame one batch, BatchEngine looks for repeated ids on another core while
+    the windows are computed (Part.duplicate_ids, from `Rules.ahead_rows` rows): the
+    same DUPLICATE_ID records as the scalar engine, a repeated record still in the
+    windows of later ones, an invalid record among them."""
+    m = methodology("mean", "previous", 2, "days", "partial")
+    raws = []
+    for i in range(60):
+        day = START + dt.timedelta(hours=7 * i)
+        raws.append({"id": f"r{i % 45}", "account": "ab"[i % 2], "time": day.isoformat(),
+                     "used": f"{(i * 7) % 11} kWh", "n": str(i % 5)})
+    raws[9]["used"] = "lots"
+    expected = [r.key() for r in Engine(m).evaluate(raws)]
+    assert sum(key[4] == "DUPLICATE_ID" for key in expected) == 14  # r9 repeats the invalid one
+    batches = [BatchEngine(m)] + ([BatchEngine(m, kernels=build)] if compiler() is not None else [])
+    for batch in batches:
+        batch.rules.ahead_rows = 0
+        assert [r.key() for r in batch.evaluate(raws)] == expected

@@ -67,6 +67,20 @@ def broken(rows: list[dict]) -> list:
     return spoiled + rows
 
 
+def answer(out: service.Evaluation) -> dict:
+    """evaluation_response(), checked against what the view writes (evaluation_json: from
+    the batch engine's columns by Polars when every group is a batch, else the same
+    dictionaries by orjson), full and compact: the same keys in the same order and the
+    same values, floats to the bit (their shortest repr)."""
+    if out.groups and all(g.frame is not None for g in out.groups):  # written from columns
+        assert service._results_table(out, False) is not None
+    for compact in (False, True):
+        expected = service.evaluation_response(out, False, compact)
+        written = json.loads(service.evaluation_json(out, False, compact))
+        assert json.dumps(written) == json.dumps(expected)
+    return service.evaluation_response(out, False)
+
+
 def both_ways(monkeypatch, call, batch_used=True):
     """call() with the batch engine on every group, then with the scalar Engine only
     (checking that the batch engine did evaluate the first time: `batch_used`)."""
@@ -101,7 +115,7 @@ def test_batch_scalar_and_tanpu_eval_agree_on_every_bundled_sample(web, monkeypa
             with web.reg.db.read() as s:
                 out = service.evaluate(s, METHODOLOGY, records, column_units=units,
                                        require_ids=require_ids, as_of=dt.date(2100, 1, 1))
-                return (service.evaluation_response(out, False),
+                return (answer(out),
                         [[r.key() for r in g.results] for g in out.groups] if require_ids else None)
         return both_ways(monkeypatch, call, batch_used)
 
@@ -243,7 +257,7 @@ def test_batch_and_scalar_agree_on_records_hypothesis_makes(web, monkeypatch):
             with web.reg.db.read() as s:
                 out = service.evaluate(s, METHODOLOGY, records, require_ids=require_ids,
                                        as_of=dt.date(2100, 1, 1))
-                return (service.evaluation_response(out, False),
+                return (answer(out),
                         [[r.key() for r in g.results] for g in out.groups] if require_ids else None)
         batch, scalar = both_ways(monkeypatch, call, batch_used=None)
         assert batch == scalar
@@ -366,3 +380,26 @@ def test_a_request_holds_one_connection_at_a_time(web):
     finally:
         event.remove(engine, "checkout", checkout)
         event.remove(engine, "checkin", checkin)
+
+
+def test_huge_reductions_in_kilograms_as_python_divides(web, monkeypatch):
+    """Beyond 2**53 mg numpy's int64 -> float64 rounds before dividing: the written
+    kilograms are Python's mg / 1_000_000 by either engine (evaluation_json)."""
+    from tests.webui.reviewkit import source
+    text = source(METHODOLOGY, "1.0.0")
+    assert "between 0 km and 200 km" in text
+    web.published("1.0.0", dt.date(2024, 1, 1),
+                  text.replace("between 0 km and 200 km", "between 0 km and 10000000000000 km"))
+    records = [{"id": f"g{k}", "account": f"a{k}", "mode": ["metro", "ebus"][k % 2],
+                "distance": f"{d} km", "boarded": f"2024-06-0{1 + k % 5}T08:00",
+                "alighted": f"2024-06-0{1 + k % 5}T08:30"}
+               for k, d in enumerate([1, 3, 7, 123456789012, 192837465019, 10 ** 12 + 7, 3 * 10 ** 12 + 1,
+                                      999999999999, 4.5, 0.001])]
+
+    def call():
+        with web.reg.db.read() as s:
+            return answer(service.evaluate(s, METHODOLOGY, records, as_of=dt.date(2100, 1, 1)))
+    batch, scalar = both_ways(monkeypatch, call)
+    assert batch == scalar
+    big = [r for r in batch["results"] if r["reduction_mg"] > 2 ** 53]
+    assert big and all(r["reduction_kg"] == r["reduction_mg"] / 1_000_000 for r in big)

@@ -331,18 +331,23 @@ def _iso_times(us) -> list:
     (`2024-05-20T08:30:00Z`, `.123456` only when there are microseconds), by Polars: one
     isoformat() a record was a fifth of a 10,000-record request. Years before 1000 (which
     strftime would not pad as isoformat does) are written one by one."""
+    return _iso_time_series(us).to_list()
+
+
+def _iso_time_series(us):
+    """_iso_times() as a Polars String Series."""
     import polars as pl
     low = us.min()
     if low is not None and low < _ISO_FIRST_US:
-        return [None if v is None else us_to_datetime(v).isoformat().replace("+00:00", "Z")
-                for v in us.to_list()]
+        return pl.Series("time", [None if v is None else
+                                  us_to_datetime(v).isoformat().replace("+00:00", "Z")
+                                  for v in us.to_list()], dtype=pl.String)
     stamp = pl.col("us").cast(pl.Datetime("us"))
-    whole = pl.col("us") % 1_000_000 == 0
-    text = pl.DataFrame({"us": us}).select(
-        stamp.dt.strftime("%Y-%m-%dT%H:%M:%S")
-        + pl.when(whole).then(pl.lit("")).otherwise(stamp.dt.strftime("%.6f")) + pl.lit("Z")
-    ).to_series()
-    return text.to_list()
+    text = stamp.dt.strftime("%Y-%m-%dT%H:%M:%S")
+    if (us % 1_000_000 != 0).any():  # else no record has microseconds: not written at all
+        whole = pl.col("us") % 1_000_000 == 0
+        text = text + pl.when(whole).then(pl.lit("")).otherwise(stamp.dt.strftime("%.6f"))
+    return pl.DataFrame({"us": us}).select(text + pl.lit("Z")).to_series().alias("time")
 
 
 def _error(index: int, record, code: str, reason: str) -> dict:
@@ -633,6 +638,102 @@ def evaluation_response(result: Evaluation, explain: bool, compact: bool = False
         **({"groups": result.version_groups()} if compact else {}),
         "results": rows, "errors": result.errors,
     }
+
+
+def evaluation_json(result: Evaluation, explain: bool, compact: bool = False) -> bytes:
+    """evaluation_response() written as JSON (UTF-8 bytes). When the batch engine gave
+    every group's results, the results are written from its columns by Polars' JSON
+    writer, without a dictionary a result: building those 10,000 dictionaries and
+    writing them took about a third of a 10,000-record request (docs/api.md). The same
+    values either way (tests/webui/test_api_batch.py compares both with
+    evaluation_response())."""
+    table = None
+    if not explain and result.groups and all(g.frame is not None for g in result.groups):
+        table = _results_table(result, compact)
+    if table is None:
+        return _dumps(evaluation_response(result, explain, compact))
+    import io
+    import polars as pl
+    status = table.get_column("status")
+    statuses = status.to_list()
+    counted = table.filter(status.is_in(list(evaluation.CREDIT_STATUSES)))
+    head = {
+        "methodology": result.methodology_id,
+        "summary": {"records": result.count, "evaluated": table.height,
+                    "errors": len(result.errors), "by_status": dict(Counter(statuses)),
+                    # Python's integers: a sum of int64 columns cannot overflow here
+                    "reduction_mg": sum(counted.get_column("reduction_mg").to_list()),
+                    "points": sum(counted.get_column("points").to_list())
+                    + sum(counted.get_column("bonus").to_list()),
+                    "versions": sorted({f"{g.version.version}" for g in result.groups})},
+        **({"groups": result.version_groups()} if compact else {}),
+    }
+    lines = io.BytesIO()
+    table.write_ndjson(lines)
+    # one object a line; a newline inside a value is written escaped (\n)
+    rows = lines.getvalue().rstrip(b"\n").replace(b"\n", b",")
+    return b"".join((_dumps(head)[:-1], b',"results":[', rows, b'],"errors":',
+                     _dumps(result.errors), b"}"))
+
+
+def _dumps(value) -> bytes:
+    """orjson; a value it does not write (an integer beyond 64 bits) by the standard
+    library."""
+    import orjson
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+# beyond 2**53 milligrams, numpy's int64 -> float64 rounds before dividing; Python divides
+# the exact integers
+_EXACT_MG = 2 ** 53
+
+
+def _results_table(result: Evaluation, compact: bool):
+    """Every batch group's results as one Polars frame with the columns, in the order and
+    with the values of result_rows()' dictionaries (invalid results left out), sorted by
+    the request's index; None when a column is not as expected (then the dictionaries)."""
+    import polars as pl
+    tables = []
+    for number, group in enumerate(result.groups):
+        frame = group.frame
+        mg = frame.get_column("reduction_mg")
+        if mg.null_count() or mg.dtype != pl.Int64:
+            return None
+        mg_values = mg.to_numpy()
+        # reduction_mg / 1_000_000 as Python divides it (Polars multiplies by the reciprocal,
+        # which is not the same double for 467 mg)
+        kg = mg_values / 1_000_000
+        big = np.flatnonzero(np.abs(mg_values) > _EXACT_MG)
+        for position in big.tolist():
+            kg[position] = int(mg_values[position]) / 1_000_000
+        columns = [pl.Series("index", group.indices, dtype=pl.Int64)]
+        for name in COLUMNS[1:]:
+            if name == "time":
+                columns.append(_iso_time_series(frame.get_column("time")))
+                continue
+            if name == "reduction_mg":
+                columns.append(pl.Series("reduction_kg", kg, dtype=pl.Float64))
+            columns.append(frame.get_column(name))
+        table = pl.DataFrame(columns)
+        if compact:
+            table = table.with_columns(pl.lit(number, dtype=pl.Int64).alias("group"))
+        else:
+            ref = group.engine.ref
+            table = table.with_columns(*(pl.lit(value, dtype=pl.String).alias(name) for name, value in
+                                         zip(_VERSION_FIELDS, (ref.id, ref.version, ref.content_hash,
+                                                               group.reason))))
+        if pl.Object in table.dtypes:  # Python objects: the dictionaries write them
+            return None
+        tables.append(table.filter(pl.col("status") != INVALID))
+    if len(tables) == 1:
+        return tables[0]
+    try:
+        return pl.concat(tables, how="vertical").sort("index")
+    except (pl.exceptions.SchemaError, pl.exceptions.ShapeError):
+        return None
 
 
 # ---------------------------------------------------------------- POST /credits

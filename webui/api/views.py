@@ -303,7 +303,8 @@ def methodology_schema(methodology_id: str):
 def evaluate(body: models.EvaluateRequest):
     result = service.evaluate(reading(), body.methodology, body.records, as_of=body.as_of,
                               explain=body.explain)
-    return _json(service.evaluation_response(result, body.explain, body.compact))
+    return Response(service.evaluation_json(result, body.explain, body.compact),
+                    mimetype="application/json")
 
 
 @operation(v1, "POST", "/credits", summary="Evaluate and credit records, idempotently",
