@@ -49,10 +49,10 @@ class Ingested:
 
 class ReadDatetimes:
     """Datetime text columns as one ingest_frame read them, for another ingest_frame of
-    the same rows (the same frame, or `gather` of both) to take instead of
-    reading them again: the API reads each record's activity time to choose its version,
-    then the batch engine reads the whole record (the same text, the same reader): the
-    second reading was 4.6 ms of a 10,000-record request (docs/api.md). Keyed by column
+    the same rows (the same frame, or `gather` of both) to take instead of reading them
+    again: the API reads each record's activity time to choose its version, then the
+    batch engine reads the whole record (the same text, the same reader): the second
+    reading was 1-2 ms of CPU of a 10,000-record request (docs/api.md). Keyed by column
     and time zone (a naive time is local); the values are copied out, as the reader
     writes into its columns."""
 
