@@ -87,17 +87,26 @@ void tanpu_window_days(int64_t n, void **a) {
    a[0] x (double, per row), a[1] order, a[2] segment, a[3] day (int64, along the order),
    a[4] int64 p[]: size, previous, days, mean, short (0 partial, 1 reject, 2 value),
    a[5] double[1]: the declared value, a[6] value (double, per row), a[7] status (int64,
-   per row); rows not in the order are left as they are. */
+   per row), a[8] room for x along the order (double m: each value is read from its row
+   once, when the sweep reaches it, and the windows behind it are read in sequence); rows
+   not in the order are left as they are. */
 void tanpu_window_fused_f(int64_t m, void **a) {
     const double *x = (const double *)a[0];
     const int64_t *order = (const int64_t *)a[1], *seg = (const int64_t *)a[2];
     const int64_t *day = (const int64_t *)a[3], *p = (const int64_t *)a[4];
     const double declared = ((const double *)a[5])[0];
     double *value = (double *)a[6]; int64_t *status = (int64_t *)a[7];
+    double *xs = (double *)a[8];
     const int64_t size = p[0], previous = p[1], days = p[2], mean = p[3], shortness = p[4];
     int64_t s = 0, l = 0, h = 0;
     for (int64_t i = 0; i < m; i++) {
         if (i == 0 || seg[i] != seg[i - 1]) { s = i; l = i; h = i; }
+        if (i + 24 < m) {  /* the rows a few steps on: their reads and writes are at random */
+            int64_t r = order[i + 24];
+            __builtin_prefetch(x + r, 0); __builtin_prefetch(value + r, 1);
+            __builtin_prefetch(status + r, 1);
+        }
+        xs[i] = x[order[i]];
         int64_t lo, hi, short_;
         if (days) {
             int64_t start = day[i] - (previous ? size : size - 1);
@@ -120,7 +129,7 @@ void tanpu_window_fused_f(int64_t m, void **a) {
         int64_t count = hi - lo, st = 0;
         double acc = 0.0;
         if (count > 0) {
-            for (int64_t k = lo; k < hi; k++) acc = acc + x[order[k]];
+            for (int64_t k = lo; k < hi; k++) acc = acc + xs[k];
         } else {
             acc = 0;
         }
@@ -269,9 +278,10 @@ def _one_fused(h: ir.History, x: np.ndarray, order, segment, day, n: int, column
     declared = np.array([float(h.value) if h.short == "value" else 0.0], dtype=np.float64)
     assert (SHORT, EMPTY) == (1, 2)  # the codes the C sweep writes
     order, segment, day = (np.ascontiguousarray(a, dtype=np.int64) for a in (order, segment, day))
-    scan("tanpu_window_fused_f")(m, (ctypes.c_void_p * 8)(
+    room = np.empty(m, dtype=np.float64)
+    scan("tanpu_window_fused_f")(m, (ctypes.c_void_p * 9)(
         x.ctypes.data, order.ctypes.data, segment.ctypes.data, day.ctypes.data, terms.ctypes.data,
-        declared.ctypes.data, value.ctypes.data, status.ctypes.data))
+        declared.ctypes.data, value.ctypes.data, status.ctypes.data, room.ctypes.data))
     columns[h.name] = value
     columns[status_name(h)] = status
 
