@@ -617,16 +617,34 @@ def resolve_many(session: Session, integrator_id: int, external_ids: Iterable[st
     return {e: accounts[account_id] for e, account_id in found.items()}
 
 
+# resolve_statuses' read of the known ids, written out for a caller that sends it in a
+# pipeline with other statements (the ledger, PostgreSQL): known_statuses()
+_PG_KNOWN = ("SELECT i.external_id, a.id, a.status FROM account_identities AS i "
+             "JOIN accounts AS a ON a.id = i.account_id WHERE i.integrator_id = %(integrator)s::int "
+             "AND i.external_id = ANY(%(ids)s::varchar[])")
+
+
+def known_statuses(integrator_id: int, external_ids: Iterable[str]) -> tuple[str, dict]:
+    """(sql, parameters) of resolve_statuses' read of the known ids, for PostgreSQL: its
+    rows are what `known` takes."""
+    return _PG_KNOWN, {"integrator": integrator_id,
+                       "ids": sorted({_external_id(e) for e in external_ids})}
+
+
 def resolve_statuses(session: Session, integrator_id: int, external_ids: Iterable[str], *,
-                     created: Optional[list] = None) -> dict[str, tuple[int, str]]:
+                     created: Optional[list] = None,
+                     known: Optional[Iterable[tuple[str, int, str]]] = None) -> dict[str, tuple[int, str]]:
     """resolve_many() as the ledger needs it, external id → (account id, status): the
     known ids and their accounts' statuses in one query (a credit is a few statements
     more than its round trips are worth), without an Account object per id (making them
     was a good part of a 1,000-record credit); new accounts are made as resolve_many
-    makes them."""
+    makes them. `known`: the rows of known_statuses() when the caller read them already
+    (in a pipeline with its other first statements: one round trip less a credit)."""
     wanted = sorted({_external_id(e) for e in external_ids})
     found: dict[str, tuple[int, str]] = {}
-    for among in bulk.among(session, AccountIdentity.external_id, wanted):
+    if known is not None:
+        found.update((external, (account_id, status)) for external, account_id, status in known)
+    for among in bulk.among(session, AccountIdentity.external_id, wanted if known is None else ()):
         found.update((external, (account_id, status)) for external, account_id, status in
                      session.execute(select(AccountIdentity.external_id, Account.id, Account.status)
                                      .join(Account, Account.id == AccountIdentity.account_id)

@@ -101,11 +101,15 @@ class Database:
         self.engine = make_engine(url, durable=durable, **engine_kwargs)
         self.dialect = self.engine.dialect.name
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        reader = self.engine.execution_options(**{_READ_ONLY: True})
         if self.dialect == "postgresql":
-            @event.listens_for(reader, "begin")
-            def _read_only(connection):
-                connection.exec_driver_sql("SET TRANSACTION READ ONLY")
+            # psycopg's `read_only`: the transaction starts with BEGIN READ ONLY, where a
+            # SET TRANSACTION READ ONLY after the BEGIN was one round trip more on every
+            # read (a single-record /credits has one, its evaluation); SQLAlchemy sets it
+            # on the connection for this session and resets it when the connection goes
+            # back to the pool
+            reader = self.engine.execution_options(**{_READ_ONLY: True}, postgresql_readonly=True)
+        else:
+            reader = self.engine.execution_options(**{_READ_ONLY: True})
         self._readers = sessionmaker(reader, expire_on_commit=False)
 
     @contextmanager

@@ -177,8 +177,12 @@ def credit(session: Session, actor, ref: MethodologyRef, results: Sequence[Resul
     cross-record rules are applied here with the accounts' stored state (module
     docstring). `records`: record id -> the record as sent, kept on its entry.
     """
-    actor = _actor(session, actor)
-    require(users.can_credit(actor))
+    acting = None
+    if isinstance(actor, int) and bulk.is_postgresql(session):
+        acting = actor  # read with the batch's insert, in one round trip (_pipelined_batch)
+    else:
+        actor = _actor(session, actor)
+        require(users.can_credit(actor))
     results = list(results)
     judged_again = engine is not None and bool(engine.rules.histories)
     chosen, skipped = _creditable(results, judged_again)
@@ -192,10 +196,23 @@ def credit(session: Session, actor, ref: MethodologyRef, results: Sequence[Resul
     # version's read and the batch's insert); when nothing is made, _check_version says why
     # (the version, or the key seen before: a replay).
     now = utcnow()
-    batch_ids = _insert_batch(session, {
-        "idempotency_key": key, "request_digest": digest, "actor_id": actor.id,
-        "methodology_id": ref.id, "version": ref.version, "content_hash": ref.content_hash,
-        "created_at": now})
+    values = {"idempotency_key": key, "request_digest": digest,
+              "actor_id": acting if acting is not None else actor.id,
+              "methodology_id": ref.id, "version": ref.version, "content_hash": ref.content_hash,
+              "created_at": now}
+    # the other methodologies' versions, for the `precedes` relations, when they matter
+    # (a methodology that covers no activity has none): read in the same pipeline
+    # and the integrator's known account ids (accounts.resolve_statuses), in the same
+    # pipeline
+    meta = engine.methodology.metadata if engine is not None else None
+    versions = known = None
+    if acting is not None:
+        asks = bool(chosen and meta is not None and meta.covers)
+        ids = ({r.account for r in chosen.values()} if engine is not None and chosen else None)
+        actor, batch_ids, versions, known = _pipelined_batch(
+            session, acting, values, ref.id if asks else None, ids)
+    else:
+        batch_ids = _insert_batch(session, values)
     if not batch_ids:
         _check_version(session, ref)
         return _replay(session, actor.id, key, digest, ref, chosen, skipped)
@@ -212,16 +229,15 @@ def credit(session: Session, actor, ref: MethodologyRef, results: Sequence[Resul
         # entries are about: one person seen by two integrators is one account
         platform = accounts.resolve_statuses(session, actor.id,
                                              {r.account for r in chosen.values()},
-                                             created=created) if chosen else {}
+                                             created=created, known=known) if chosen else {}
         chosen = {record_id: _on_account(r, str(platform[r.account][0]))
                   for record_id, r in chosen.items()}
         shut = {str(a): status for a, status in platform.values() if status != ACTIVE}
         # methodologies covering the same activity with a `precedes` order between them
         # (registry/precedence.py): their credits of these accounts are judged one after
         # the other, the accounts' rows locked before the states (as reversals lock them)
-        meta = engine.methodology.metadata
         # (a methodology that covers no activity has none: no read)
-        related = (precedence.relations(session, ref.id, meta.covers, meta.precedes)
+        related = (precedence.relations(session, ref.id, meta.covers, meta.precedes, versions)
                    if chosen and meta.covers else [])
         if related:
             precedence.lock_accounts(session, [r.account for r in chosen.values()])
@@ -298,7 +314,7 @@ def credit(session: Session, actor, ref: MethodologyRef, results: Sequence[Resul
                              key=lambda e: e.record_id)
     # appended when the transaction commits: the chain's lock is then held only for the
     # commit, not while the caller goes on (audit.append_at_commit)
-    audit.append_at_commit(session, actor, "ledger.credit", "credit_batch", batch_id, {
+    audit.append_at_commit(session, actor.id, "ledger.credit", "credit_batch", batch_id, {
         "idempotency_key": key, "request_digest": digest, "methodology": ref.id,
         "version": ref.version, "content_hash": ref.content_hash,
         "new": len(new), "already_present": len(present_entries), "not_creditable": len(skipped),
@@ -319,6 +335,60 @@ def _actor(session: Session, actor) -> Optional[User]:
     if found is None:
         raise NotFound(f"no user {actor}")
     return found
+
+
+@dataclass(frozen=True)
+class _Acting:
+    """The acting user as users.can_credit reads it (active, roles), read by one raw
+    statement; the rest of a credit needs only its id."""
+    id: int
+    active: bool
+    roles: frozenset
+
+
+_PG_ACTOR = ("SELECT u.active, ARRAY(SELECT r.role FROM user_roles r WHERE r.user_id = u.id) "
+             "FROM users u WHERE u.id = %(actor_id)s::int")
+# _insert_batch's statement, written out (for the pipeline); EXISTS: no batch row for a
+# user that does not exist (its foreign key would fail the pipeline before _PG_ACTOR's
+# answer says so)
+_PG_BATCH = ("INSERT INTO credit_batches (idempotency_key, request_digest, actor_id, methodology_id, "
+             "version, content_hash, created_at) SELECT %(idempotency_key)s::text, "
+             "%(request_digest)s::text, %(actor_id)s::int, %(methodology_id)s::text, %(version)s::text, "
+             "%(content_hash)s::text, %(created_at)s::timestamptz FROM methodology_versions AS v "
+             "WHERE v.methodology_id = %(methodology_id)s::text AND v.version = %(version)s::text "
+             "AND v.content_hash = %(content_hash)s::text AND v.state IN ("
+             + ", ".join(f"'{state}'" for state in CREDITABLE_VERSION_STATES) + ") "
+             "AND EXISTS (SELECT 1 FROM users WHERE id = %(actor_id)s::int) "
+             "ON CONFLICT (actor_id, idempotency_key) DO NOTHING RETURNING id")
+
+
+def _pipelined_batch(session: Session, actor_id: int, values: dict,
+                     versions_of: Optional[str] = None, account_ids: Optional[set] = None
+                     ) -> tuple[_Acting, list[int], Optional[list], Optional[list]]:
+    """PostgreSQL: the acting user (its roles) read and the batch row made (_insert_batch)
+    in one round trip (bulk.pipelined) where they took two: a single-record credit's
+    latency is its round trips (docs/ledger.md, Session 9). The permission is checked on
+    the answer (users.can_credit, as before); when it is refused, the batch row made is
+    left to the rollback that an error always calls for (one call is the caller's unit
+    of work: tests/registry/test_ledger.py checks nothing is left). `versions_of`: the
+    methodology whose related methodologies' versions are read too (precedence.PG_VERSIONS,
+    the third of the answer; None without). `account_ids`: the integrator's account ids
+    whose known accounts and statuses are read too (accounts.known_statuses, the fourth;
+    None without)."""
+    statements = [(_PG_ACTOR, {"actor_id": actor_id}, True), (_PG_BATCH, values, True)]
+    if versions_of is not None:
+        statements.append((precedence.PG_VERSIONS, {"methodology": versions_of}, True))
+    if account_ids:
+        statements.append((*accounts.known_statuses(actor_id, account_ids), True))
+    found, batch, *rest = bulk.pipelined(session, statements)
+    versions = rest.pop(0) if versions_of is not None else None
+    known = rest.pop(0) if account_ids else None
+    if not found:
+        raise NotFound(f"no user {actor_id}")
+    active, roles = found[0]
+    acting = _Acting(actor_id, bool(active), frozenset(roles or ()))
+    require(users.can_credit(acting))
+    return acting, [row[0] for row in batch], versions, known
 
 
 def _insert_batch(session: Session, values: dict) -> list[int]:

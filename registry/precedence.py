@@ -74,30 +74,41 @@ def _header(source: str, name: str) -> tuple[frozenset[str], frozenset[str]]:
 _BY_HASH: dict[str, tuple[frozenset[str], frozenset[str]]] = {}
 
 
+# what `relations` reads (the other methodologies' creditable versions), written out for
+# a caller that sends it in a pipeline with other statements (the ledger, PostgreSQL)
+PG_VERSIONS = ("SELECT methodology_id, content_hash FROM methodology_versions WHERE state IN ("
+               + ", ".join(f"'{state}'" for state in (PUBLISHED, SUPERSEDED))
+               + ") AND methodology_id <> %(methodology)s::text")
+
+
 def relations(session: Session, methodology_id: str, covers: Iterable[str],
-              precedes: Iterable[str]) -> list[Relation]:
+              precedes: Iterable[str], versions: Optional[Sequence[tuple[str, str]]] = None
+              ) -> list[Relation]:
     """The methodologies related to `methodology_id` (whose version being credited covers
-    `covers` and says `precedes`), by the module's rule."""
+    `covers` and says `precedes`), by the module's rule. `versions`: the rows of
+    PG_VERSIONS when the caller read them already (else read here)."""
     covers, precedes = frozenset(covers), frozenset(precedes)
-    versions = session.execute(select(MethodologyVersion.methodology_id, MethodologyVersion.content_hash)
-                               .where(MethodologyVersion.state.in_((PUBLISHED, SUPERSEDED)),
-                                      MethodologyVersion.methodology_id != methodology_id)).all()
-    missing = [v.content_hash for v in versions if v.content_hash not in _BY_HASH]
+    if versions is None:
+        versions = session.execute(select(MethodologyVersion.methodology_id, MethodologyVersion.content_hash)
+                                   .where(MethodologyVersion.state.in_((PUBLISHED, SUPERSEDED)),
+                                          MethodologyVersion.methodology_id != methodology_id)).all()
+    versions = [(other, content_hash) for other, content_hash in versions]
+    missing = [content_hash for _, content_hash in versions if content_hash not in _BY_HASH]
     if missing:
         for row in session.execute(select(MethodologyVersion.methodology_id, MethodologyVersion.version,
                                           MethodologyVersion.content_hash, MethodologyVersion.source)
                                    .where(MethodologyVersion.content_hash.in_(missing))):
             _BY_HASH[row.content_hash] = _header(row.source, f"{row.methodology_id}@{row.version}.tanpu")
     found: dict[str, Relation] = {}
-    for v in versions:
-        other_covers, other_precedes = _BY_HASH[v.content_hash]
+    for other, content_hash in versions:
+        other_covers, other_precedes = _BY_HASH[content_hash]
         shared = covers & other_covers
         if not shared:
             continue
         if methodology_id in other_precedes:
-            found[v.methodology_id] = Relation(v.methodology_id, shared, True)
-        elif v.methodology_id in precedes and v.methodology_id not in found:
-            found[v.methodology_id] = Relation(v.methodology_id, shared, False)
+            found[other] = Relation(other, shared, True)
+        elif other in precedes and other not in found:
+            found[other] = Relation(other, shared, False)
     return sorted(found.values(), key=lambda r: r.other)
 
 

@@ -733,15 +733,16 @@ def _account_row(a) -> dict:
 
 
 def _accounts_command(work):
-    """Runs work(session) in a unit of work on the database; registry errors end the
-    command with their message (as the system: the command line may do everything)."""
+    """Runs work(session) in a unit of work on the database, run again whole after a
+    deadlock or serialization failure (Database.retried: the failed attempt committed
+    nothing); registry errors end the command with their message (as the system: the
+    command line may do everything)."""
     from registry.errors import RegistryError
 
     def run(database_url):
         database = _database(database_url)
         try:
-            with database.unit_of_work() as session:
-                return work(session)
+            return database.retried(work)
         except RegistryError as error:
             raise click.ClickException(str(error)) from None
         finally:

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from engine.result import MethodologyRef, Result
 from registry import audit, ledger, workflow
-from registry.errors import Conflict, Forbidden, Invalid, InvalidTransition
+from registry.errors import Conflict, Forbidden, Invalid, InvalidTransition, NotFound
 
 T0 = int(dt.datetime(2024, 5, 20, tzinfo=dt.timezone.utc).timestamp() * 1_000_000)
 
@@ -105,6 +105,15 @@ def test_only_integrators_and_administrators_credit(published):
         with pytest.raises(Forbidden):
             credit(reg, ref, [result("r1")], actor=who)
     assert credit(reg, ref, [result("r1")], actor=reg.admin).new_record_ids == ["r1"]
+
+
+def test_an_unknown_user_credits_nothing(published):
+    """The user is read with the batch's insert (one round trip on PostgreSQL): an unknown
+    one is NotFound, and no batch row is made for it."""
+    reg, ref = published
+    with pytest.raises(NotFound):
+        credit(reg, ref, [result("r1")], actor=987_654)
+    assert reg.count("credit_batches") == 0 and reg.count("credit_entries") == 0
 
 
 def test_one_record_twice_in_a_batch(published):

@@ -99,6 +99,34 @@ def test_read_sessions_are_read_only_on_postgresql(db):
                               "approval_denominator, created_at) VALUES ('x', 'x', 1, 1, 1, now())"))
 
 
+def test_a_read_leaves_its_connection_writable_for_the_next_unit_of_work(db):
+    """Read sessions are read only on the connection (BEGIN READ ONLY); the same pooled
+    connection then serves a unit of work that writes, and a read again refuses to."""
+    import pytest
+    from registry.db import Database
+    if db.dialect != "postgresql":
+        return
+    one = Database(db.url, pool_size=1, max_overflow=0)
+    try:
+        insert = sa.text("INSERT INTO committees (domain, name, min_votes, approval_numerator, "
+                         "approval_denominator, created_at) VALUES (:n, :n, 1, 1, 1, now())")
+        for n in range(2):
+            with one.read() as s:
+                assert s.execute(sa.text("SHOW transaction_read_only")).scalar_one() == "on"
+                pid = s.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
+            with one.unit_of_work() as s:
+                assert s.execute(sa.text("SELECT pg_backend_pid()")).scalar_one() == pid
+                assert s.execute(sa.text("SHOW transaction_read_only")).scalar_one() == "off"
+                s.execute(insert, {"n": f"x{n}"})
+            with pytest.raises(sa.exc.InternalError, match="read-only"):
+                with one.read() as s:
+                    s.execute(insert, {"n": f"y{n}"})
+        with one.read() as s:
+            assert s.execute(sa.text("SELECT count(*) FROM committees WHERE name LIKE 'x%'")).scalar_one() == 2
+    finally:
+        one.dispose()
+
+
 def test_unit_of_work_rolls_back_on_error(db):
     import pytest
     from registry import users

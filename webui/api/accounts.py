@@ -85,7 +85,9 @@ def int_arg(name: str, default: Optional[int]) -> Optional[int]:
 
 
 def idempotent(operation: str, sent: dict, change, status: int = 201):
-    """`change(session) -> answer` in one transaction, once per Idempotency-Key header:
+    """`change(session) -> answer` in one transaction (run again whole after a deadlock or
+    a serialization failure: `change` must keep nothing from a failed attempt), once per
+    Idempotency-Key header:
     a retry with the same key and body answers the stored answer (header
     Idempotent-Replayed: true) and writes nothing; with another body it is a 409
     (registry/idempotency.py). Without the header: no key, as before."""
@@ -98,17 +100,25 @@ def idempotent(operation: str, sent: dict, change, status: int = 201):
                            errors=[{"pointer": "#/header/Idempotency-Key", "detail": str(error),
                                     "code": "bad_idempotency_key"}]) from None
     fingerprint = idempotency.digest({"path": request.path, "body": sent})
-    with get_db().unit_of_work() as s:
+    user_id = g.api_user.id
+
+    def unit(s) -> tuple[int, str, bool]:
         if key is not None:
-            found = idempotency.replay(s, g.api_user.id, operation, key, fingerprint)
+            found = idempotency.replay(s, user_id, operation, key, fingerprint)
             if found is not None:
-                response = Response(found[1], status=found[0], mimetype="application/json")
-                response.headers["Idempotent-Replayed"] = "true"
-                return response
+                return found[0], found[1], True
         text = json.dumps(change(s), ensure_ascii=False) + "\n"  # as jsonify ends its answers
         if key is not None:
-            idempotency.remember(s, g.api_user.id, operation, key, fingerprint, status, text)
-    return Response(text, status=status, mimetype="application/json")
+            idempotency.remember(s, user_id, operation, key, fingerprint, status, text)
+        return status, text, False
+    # the whole transaction again after a deadlock or serialization failure
+    # (Database.retried): the failed attempt committed nothing, so the change, the
+    # replay check and the remembered answer are redone together, once
+    code, text, replayed = get_db().retried(unit)
+    response = Response(text, status=code, mimetype="application/json")
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response
 
 
 def link_next(response, **changes):

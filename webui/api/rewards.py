@@ -101,12 +101,16 @@ def register(api: Blueprint) -> None:
                            "a redemption needs an Idempotency-Key header (a string)",
                            errors=[{"pointer": "#/header/Idempotency-Key",
                                     "detail": "required", "code": "missing"}])
-        reward_id = body.reward
-        with get_db().unit_of_work() as s:
-            out = rewards.redeem(s, g.api_user.id, account_id, reward_id, key)
-            return _created({"redemption": redemption_dict(out.redemption),
-                             "replayed": out.replayed, "points": out.points.to_dict()},
-                            200 if out.replayed else 201)
+        reward_id, user_id = body.reward, g.api_user.id
+
+        def change(s) -> tuple[dict, bool]:
+            out = rewards.redeem(s, user_id, account_id, reward_id, key)
+            return ({"redemption": redemption_dict(out.redemption), "replayed": out.replayed,
+                     "points": out.points.to_dict()}, out.replayed)
+        # run again whole after a deadlock or serialization failure (Database.retried):
+        # the failed attempt committed nothing, and the key makes a replay harmless
+        payload, replayed = get_db().retried(change)
+        return _created(payload, 200 if replayed else 201)
 
     @operation(api, "GET", "/accounts/<int:account_id>/wallet",
                summary="An account's points and retirable grams", response=models.Wallet,

@@ -165,9 +165,13 @@ def reverse(entry_id: int):
     """Reverses the credit; a refusal shows the form again with the reason as typed."""
     reason = request.form.get("reason", "")
     try:
-        with get_db().unit_of_work() as s:
-            out = reversals.reverse(s, current_user.id, entry_id, reason=reason)
-            account, frozen = out.entry.account, out.frozen
+        user_id = current_user.id
+
+        def change(s):
+            out = reversals.reverse(s, user_id, entry_id, reason=reason)
+            return out.entry.account, out.frozen
+        # run again whole after a deadlock or serialization failure (Database.retried)
+        account, frozen = get_db().retried(change)
     except NotFound:
         abort(404)
     except Invalid as error:
