@@ -14,6 +14,11 @@ over the records sorted by account and time (sorted segmented scans).
 A history over a definition runs over the rows that have its value (`defined`), the
 same sweep on that subsequence of the order.
 
+With a C compiler, a sum or mean of binary64 values of an input is the whole window in
+one C sweep (`tanpu_window_fused_f`: bounds, sum, mean, short and empty rules, the write
+to each row), the same operations in the same order as the NumPy steps, which remain for
+the other histories; it saves their dozen passes over the records (docs/engine.md).
+
 The batch path keeps no account state between calls: a file is one stream.
 """
 
