@@ -139,6 +139,18 @@ def main() -> None:
               f"{n / got['cpu'] / 1e6:6.2f} M records/CPU-s ({got['cpu']:.2f} s CPU)")
     print(f"  ratio engine / reference: {theirs['wall'] / ours['wall']:.2f}x the speed (wall), "
           f"{theirs['cpu'] / ours['cpu']:.2f}x (CPU); load average after {os.getloadavg()[0]:.2f}")
+    # the sort pack_sort uses (engine/batch/rules.py: NumPy's where its AVX-512 kernel
+    # runs, else Polars'), both measured here on the packed (time, position) keys
+    from engine.batch.rules import NUMPY_SORTS_FAST
+    t = frame.get_column("time").cast(pl.Int64).to_numpy()
+    bits = (n - 1).bit_length()
+    packed = (((t - t.min()) // 60_000_000).astype(np.uint64) << np.uint64(bits)) | np.arange(n, dtype=np.uint64)
+    by_numpy, by_polars = alternate(lambda: np.sort(packed),
+                                    lambda: pl.Series(packed).sort(multithreaded=False).to_numpy(), args.repeat)
+    assert np.array_equal(by_numpy["value"], by_polars["value"])
+    print(f"  sort of {n:,} packed uint64 keys: NumPy {by_numpy['cpu']:.3f} s CPU ({by_numpy['wall']:.3f} s wall), "
+          f"Polars {by_polars['cpu']:.3f} s CPU ({by_polars['wall']:.3f} s wall); "
+          f"pack_sort uses {'NumPy' if NUMPY_SORTS_FAST else 'Polars'}")
     joined = results.select("id", "code", "reduction_mg").join(by_hand, on="id", suffix="_ref")
     same_code = (joined["code"] == joined["code_ref"]).sum()
     same_mg = (joined["reduction_mg"] == joined["reduction_mg_ref"]).sum()

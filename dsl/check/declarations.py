@@ -354,12 +354,15 @@ def _key_value(token, key_name: str, kt: Type, report: Reporter):
     return INVALID
 
 
-def check_table_coverage(scope: Scope, nodes: dict, required: dict, report: Reporter) -> None:
+def check_table_coverage(scope: Scope, nodes: dict, required: dict, report: Reporter,
+                         leg_keys: Optional[dict] = None) -> None:
     """Tables without `otherwise` must list every key that can be looked up.
 
     ``required`` maps a parameter to the set of key tuples its lookup sites can ask for
-    (after the narrowing that earlier `require`s give); a parameter never looked up must
-    cover its whole key domain.
+    (after the narrowing that earlier `require`s and a sum's `where` give); a parameter
+    never looked up must cover its whole key domain. ``leg_keys`` names the leg field a
+    table is looked up by, (leg variable, group, field), so the help can offer the
+    `where` that keeps only the legs with a value.
     """
     import itertools
     for name, parameter in scope.parameters.items():
@@ -381,9 +384,17 @@ def check_table_coverage(scope: Scope, nodes: dict, required: dict, report: Repo
                 shown = ", ".join("`" + "/".join(map(str, k)) + "`" for k in missing[:6])
                 if len(missing) > 6:
                     shown += f" and {len(missing) - 6} more"
+                help = ('add the missing keys, or say what happens without one: '
+                        '`otherwise reject CODE "message"` or `otherwise VALUE`')
+                leg = (leg_keys or {}).get(name)
+                if leg is not None and len(parameter.keys) == 1 and \
+                        parameter.key_types[0].kind == Kind.CHOICE:
+                    kept = ", ".join(str(k[0]) for k in sorted(listed, key=str))
+                    help = (f"add the missing keys, or sum only over the legs that have one: "
+                            f"`for {leg[0]} in {leg[1]} where {leg[0]}.{leg[2]} in {{ {kept} }}`, or say what "
+                            f"happens without one: `otherwise VALUE` or `otherwise reject CODE \"message\"`")
                 report.report("E0403", period_node, name=name, missing=shown, start=period.start,
-                              help='add the missing keys, or say what happens without one: '
-                                   '`otherwise reject CODE "message"` or `otherwise VALUE`')
+                              help=help)
 
 
 def check_value_in_force(scope: Scope, nodes: dict, report: Reporter) -> None:

@@ -26,9 +26,13 @@ from .scope import BUILTIN_TYPES, FUNCTIONS, Scope
 
 @dataclass
 class LookupSite:
+    """A table lookup; ``where`` is the condition of the sum or count over legs it is
+    inside (None elsewhere): the body is evaluated only for the legs where it holds, so
+    it narrows the keys a leg field can ask for as a `require` narrows an input's."""
     parameter: str
     keys: tuple
     node: object
+    where: Optional[object] = None
 
 
 @dataclass
@@ -56,6 +60,7 @@ class ExpressionChecker:
         self.report = report
         self.uses = Uses()
         self.leg_binding: Optional[tuple[str, str]] = None  # (leg variable, group) inside an aggregate
+        self.leg_where = None  # the `where` of that aggregate, once checked (narrows its body's lookups)
 
     # ------------------------------------------------------------ entry
     def check(self, node, hint: Optional[Type] = None) -> Optional[ir.Expr]:
@@ -393,7 +398,7 @@ class ExpressionChecker:
                                    found=key.type.describe())
                 return None
             keys.append(key)
-        self.uses.lookups.append(LookupSite(name, tuple(keys), node))
+        self.uses.lookups.append(LookupSite(name, tuple(keys), node, self.leg_where))
         return ir.Lookup(parameter.type, name, tuple(keys))
 
     def _LegAggregate(self, node: ast.LegAggregate, hint):

@@ -144,6 +144,9 @@ def check_aggregate(checker, node: ast.LegAggregate, hint) -> Optional[ir.Expr]:
                               help=f"write `count({var} for {var} in {group_name} where ...)`")
                 return None
             return ir.LegAggregate(INTEGER, "count", group_name, None, where)
+        # every path evaluates the body only for the legs where `where` holds (the plan's
+        # LegAggregate), so the lookups in the body see only those legs' keys
+        checker.leg_where = where
         body = checker.check(node.body, hint)
         if body is None:
             return None
@@ -154,6 +157,7 @@ def check_aggregate(checker, node: ast.LegAggregate, hint) -> Optional[ir.Expr]:
         return ir.LegAggregate(body.type, "sum", group_name, body, where)
     finally:
         checker.leg_binding = None
+        checker.leg_where = None
 
 
 def check_field(checker, node: ast.LegField) -> Optional[ir.Expr]:

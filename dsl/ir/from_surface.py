@@ -65,9 +65,9 @@ def lower(module: ast.Module, report: Reporter, failed_names: set[str] = frozens
     # that uses a name: then a missing key or an unused name is not reported.
     requires_complete = "require" not in broken and \
         len(requires) == sum(isinstance(item, ast.RequireStmt) for item in items)
-    required = _required_keys(scope, lowered, definition_uses, requires, require_uses)
+    required, leg_keys = _required_keys(scope, lowered, definition_uses, requires, require_uses)
     if requires_complete:
-        declarations.check_table_coverage(scope, parameter_nodes, required, report)
+        declarations.check_table_coverage(scope, parameter_nodes, required, report, leg_keys)
     declarations.check_value_in_force(scope, parameter_nodes, report)
 
     codes = _reason_codes(items, broken)
@@ -151,20 +151,31 @@ def _reason_codes(items, broken: set[str]) -> dict[str, Optional[set[str]]]:
 
 
 # ---------------------------------------------------------------- narrowing
-def _facts(cond: ir.Expr) -> list[tuple[str, set, bool]]:
-    """(input, values, allowed?) that a passing `require` guarantees about choice inputs."""
+def _subject(e: ir.Expr):
+    """What a fact is about: an input (narrowed by `require`s) or a leg field (narrowed by
+    the `where` of the sum or count going over the legs)."""
+    if isinstance(e, ir.Input):
+        return e.name
+    if isinstance(e, ir.LegField):
+        return (e.group, e.name)
+    return None
+
+
+def _facts(cond: ir.Expr) -> list[tuple[object, set, bool]]:
+    """(subject, values, allowed?) that a condition guarantees where it holds: a passing
+    `require` about choice inputs, a sum's `where` about the leg's fields."""
     if isinstance(cond, ir.Logic) and cond.op == "and":
         return _facts(cond.left) + _facts(cond.right)
     negated = False
     if isinstance(cond, ir.Not):
         cond, negated = cond.operand, True
-    if isinstance(cond, ir.InSet) and isinstance(cond.operand, ir.Input) and \
+    if isinstance(cond, ir.InSet) and _subject(cond.operand) is not None and \
             all(isinstance(v, ir.Const) for v in cond.values):
-        return [(cond.operand.name, {v.value for v in cond.values}, not negated)]
+        return [(_subject(cond.operand), {v.value for v in cond.values}, not negated)]
     if isinstance(cond, ir.Compare) and cond.op in ("==", "!=") and \
-            isinstance(cond.left, ir.Input) and isinstance(cond.right, ir.Const):
+            _subject(cond.left) is not None and isinstance(cond.right, ir.Const):
         allowed = (cond.op == "==") != negated
-        return [(cond.left.name, {cond.right.value}, allowed)]
+        return [(_subject(cond.left), {cond.right.value}, allowed)]
     return []
 
 
@@ -181,13 +192,17 @@ def _closure(names: set[str], uses: dict[str, Uses]) -> set[str]:
 
 
 def _required_keys(scope: Scope, lowered, definition_uses: dict[str, Uses], requires,
-                   require_uses: list[Uses]) -> dict[str, set]:
-    """For each table, the key tuples its lookups can ask for, after narrowing.
+                   require_uses: list[Uses]) -> tuple[dict[str, set], dict[str, tuple]]:
+    """For each table, the key tuples its lookups can ask for, after narrowing; and for
+    each table looked up by a leg's field, (leg variable, group, field) as written (for
+    E0403's help).
 
     `require`s are checked in order before any output; a definition is first evaluated
     by the first `require` that needs it (or after all of them), so only the `require`s
-    before that point narrow the keys its lookups see.
+    before that point narrow the keys its lookups see. A lookup in the body of a sum over
+    legs also sees only the legs its `where` keeps.
     """
+    leg_keys: dict[str, tuple] = {}
     first_use: dict[str, int] = {}
     for index, uses in enumerate(require_uses):
         for name in _closure(set(uses.definitions), definition_uses):
@@ -204,7 +219,7 @@ def _required_keys(scope: Scope, lowered, definition_uses: dict[str, Uses], requ
     for site, limit in sites:
         parameter = scope.parameters[site.parameter]
         domains = []
-        for key, key_type in zip(site.keys, parameter.key_types):
+        for position, (key, key_type) in enumerate(zip(site.keys, parameter.key_types)):
             if key_type.kind == Kind.CHOICE:
                 domain = set(key_type.choices)
             elif key_type.kind == Kind.BOOLEAN:
@@ -213,16 +228,22 @@ def _required_keys(scope: Scope, lowered, definition_uses: dict[str, Uses], requ
                 domain = None  # unbounded: the table has `otherwise`
             if isinstance(key, ir.Const):
                 domain = {key.value}
-            elif isinstance(key, ir.Input) and domain is not None:
-                for guard in facts[:limit]:
-                    for name, values, allowed in guard:
-                        if name == key.name:
+            elif domain is not None and _subject(key) is not None:
+                guards = facts[:limit] if isinstance(key, ir.Input) else []
+                if site.where is not None:  # the lookup is in the body of a sum over legs
+                    guards = guards + [_facts(site.where)]
+                if isinstance(key, ir.LegField):
+                    leg_keys.setdefault(site.parameter,
+                                        (str(site.node.keys[position].var), key.group, key.name))
+                for guard in guards:
+                    for subject, values, allowed in guard:
+                        if subject == _subject(key):
                             domain = domain & values if allowed else domain - values
             domains.append(domain)
         if any(d is None for d in domains):
             continue
         required.setdefault(site.parameter, set()).update(itertools.product(*domains))
-    return required
+    return required, leg_keys
 
 
 # ---------------------------------------------------------------- unused

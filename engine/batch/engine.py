@@ -32,7 +32,7 @@ from .kernel import Kernels
 from .native_text import NativeText
 from .part import Part, concat_parts
 from .counters import COLUMN as COUNTER_COLUMN
-from .rules import Batch, Rules, find_duplicate_ids
+from .rules import Batch, Rules, find_duplicate_ids, sort_values
 from .store import DiskStore, MemoryStore
 from .values import Cat, Reasons, empty_lists
 
@@ -479,7 +479,7 @@ def _repeated(hashes: np.ndarray) -> np.ndarray:
     """The values that occur more than once in `hashes` (uint64), sorted."""
     if hashes.size < 2:
         return np.zeros(0, dtype=np.uint64)
-    ordered = pl.Series(hashes).sort().to_numpy()  # Polars' sort (rules.pack_sort says why)
+    ordered = sort_values(hashes)  # NumPy's or Polars', whichever is faster here
     same = ordered[1:] == ordered[:-1]
     return np.unique(ordered[1:][same]) if same.any() else np.zeros(0, dtype=np.uint64)
 

@@ -14,6 +14,11 @@ over the records sorted by account and time (sorted segmented scans).
 A history over a definition runs over the rows that have its value (`defined`), the
 same sweep on that subsequence of the order.
 
+With a C compiler, a sum or mean of binary64 values of an input is the whole window in
+one C sweep (`tanpu_window_fused_f`: bounds, sum, mean, short and empty rules, the write
+to each row), the same operations in the same order as the NumPy steps, which remain for
+the other histories; it saves their dozen passes over the records (docs/engine.md).
+
 The batch path keeps no account state between calls: a file is one stream.
 """
 
@@ -78,6 +83,71 @@ void tanpu_window_days(int64_t n, void **a) {
         lo[i] = l;
     }
 }
+/* A whole window of binary64 values (sum or mean over days or records) in one sweep along
+   the canonical order, written straight to the rows: the same steps, in the same order,
+   as canonical_order's numbers through _one and the scatter in compute (the bounds of
+   tanpu_window_days, the sum of tanpu_window_sum_f from 0 upwards, the mean as that sum
+   divided by the count, then the short and empty rules), so the same bits; it saves the
+   dozen passes of NumPy between them (bench/bench_history.py).
+   a[0] x (double, per row), a[1] order, a[2] segment, a[3] day (int64, along the order),
+   a[4] int64 p[]: size, previous, days, mean, short (0 partial, 1 reject, 2 value),
+   a[5] double[1]: the declared value, a[6] value (double, per row), a[7] status (int64,
+   per row), a[8] room for x along the order (double m: each value is read from its row
+   once, when the sweep reaches it, and the windows behind it are read in sequence); rows
+   not in the order are left as they are. */
+void tanpu_window_fused_f(int64_t m, void **a) {
+    const double *x = (const double *)a[0];
+    const int64_t *order = (const int64_t *)a[1], *seg = (const int64_t *)a[2];
+    const int64_t *day = (const int64_t *)a[3], *p = (const int64_t *)a[4];
+    const double declared = ((const double *)a[5])[0];
+    double *value = (double *)a[6]; int64_t *status = (int64_t *)a[7];
+    double *xs = (double *)a[8];
+    const int64_t size = p[0], previous = p[1], days = p[2], mean = p[3], shortness = p[4];
+    int64_t s = 0, l = 0, h = 0;
+    for (int64_t i = 0; i < m; i++) {
+        if (i == 0 || seg[i] != seg[i - 1]) { s = i; l = i; h = i; }
+        if (i + 24 < m) {  /* the rows a few steps on: their reads and writes are at random */
+            int64_t r = order[i + 24];
+            __builtin_prefetch(x + r, 0); __builtin_prefetch(value + r, 1);
+            __builtin_prefetch(status + r, 1);
+        }
+        xs[i] = x[order[i]];
+        int64_t lo, hi, short_;
+        if (days) {
+            int64_t start = day[i] - (previous ? size : size - 1);
+            while (l < i && day[l] < start) l++;
+            if (previous) {
+                if (h < l) h = l;
+                while (h < i && day[h] < day[i]) h++;
+                hi = h;
+            } else {
+                hi = i + 1;
+            }
+            lo = l;
+            short_ = day[s] > start;
+        } else {
+            lo = previous ? i - size : i - size + 1;
+            if (lo < s) lo = s;
+            hi = previous ? i : i + 1;
+            short_ = hi - lo < size;
+        }
+        int64_t count = hi - lo, st = 0;
+        double acc = 0.0;
+        if (count > 0) {
+            for (int64_t k = lo; k < hi; k++) acc = acc + xs[k];
+        } else {
+            acc = 0;
+        }
+        if (mean) acc = acc / (double)(count > 1 ? count : 1);
+        if (short_ && shortness == 1) { st = 1; acc = 0.0; }
+        else if (short_ && shortness == 2) { acc = declared; }
+        if (mean && count == 0 && st == 0 && !(short_ && shortness == 2)) {
+            if (shortness == 2) acc = declared; else { st = 2; acc = 0.0; }
+        }
+        value[order[i]] = acc;
+        status[order[i]] = st;
+    }
+}
 """
 
 
@@ -135,14 +205,19 @@ def compute(histories: tuple[ir.History, ...], columns: dict, accounts: pl.Serie
         return None
     offsets = zone_table(histories[0].timezone).utc_offsets(t)
     day = np.floor_divide(t + offsets, DAY_US)
-    index = np.arange(m, dtype=np.int64)
-    starts = np.flatnonzero(np.r_[True, segment[1:] != segment[:-1]])
-    seg_start = starts[segment]
-    first_day = day[seg_start]
-    day_key = None
     scan = _scanner(build)
+    fused = [scan is not None and _fused(h, columns, defined) for h in histories]
+    if not all(fused):  # what the NumPy steps of the others share
+        index = np.arange(m, dtype=np.int64)
+        starts = np.flatnonzero(np.r_[True, segment[1:] != segment[:-1]])
+        seg_start = starts[segment]
+        first_day = day[seg_start]
+    day_key = None
     subset = None
-    for h in histories:
+    for h, whole_in_c in zip(histories, fused):
+        if whole_in_c:  # the whole window in one C sweep
+            _one_fused(h, np.ascontiguousarray(columns[h.subject]), order, segment, day, n, columns, scan)
+            continue
         low = int(day.min()) - 4000  # every day of a window start is above it
         key = subject_key(h.subject)
         if defined is not None and key in columns:  # over a definition: its rows only
@@ -183,6 +258,37 @@ def compute(histories: tuple[ir.History, ...], columns: dict, accounts: pl.Serie
         columns[h.name] = out_value
         columns[status_name(h)] = out_status
     return order, segment, t
+
+
+def _fused(h: ir.History, columns: dict, defined) -> bool:
+    """Whether tanpu_window_fused_f computes `h`: a sum or mean of binary64 values of an
+    input (not of a definition's rows only), its short history rejected, used as it is
+    or replaced by a plain number."""
+    if defined is not None and subject_key(h.subject) in columns:
+        return False
+    x = columns.get(h.subject)
+    return (h.aggregate in ("sum", "mean") and h.type.kind != Kind.INTEGER
+            and isinstance(x, np.ndarray) and x.dtype == np.float64
+            and h.short in ("reject", "partial", "value")
+            and (h.short != "value" or isinstance(h.value, (int, float))))
+
+
+def _one_fused(h: ir.History, x: np.ndarray, order, segment, day, n: int, columns: dict, scan) -> None:
+    import ctypes
+    m = order.size
+    value = np.zeros(n, dtype=np.float64)
+    status = np.zeros(n, dtype=np.int64)
+    terms = np.array([h.size, h.side == "previous", h.unit == "days", h.aggregate == "mean",
+                      {"partial": 0, "reject": 1, "value": 2}[h.short]], dtype=np.int64)
+    declared = np.array([float(h.value) if h.short == "value" else 0.0], dtype=np.float64)
+    assert (SHORT, EMPTY) == (1, 2)  # the codes the C sweep writes
+    order, segment, day = (np.ascontiguousarray(a, dtype=np.int64) for a in (order, segment, day))
+    room = np.empty(m, dtype=np.float64)
+    scan("tanpu_window_fused_f")(m, (ctypes.c_void_p * 9)(
+        x.ctypes.data, order.ctypes.data, segment.ctypes.data, day.ctypes.data, terms.ctypes.data,
+        declared.ctypes.data, value.ctypes.data, status.ctypes.data, room.ctypes.data))
+    columns[h.name] = value
+    columns[status_name(h)] = status
 
 
 def _one(h: ir.History, x, day, first_day, seg_start, index, segment, day_key, low, scan=None):

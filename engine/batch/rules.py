@@ -782,16 +782,42 @@ class AccountOrder:
         return order, code
 
 
+def _numpy_sorts_fast() -> bool:
+    """Whether NumPy's sort of uint64 has its AVX-512 kernel (x86-simd-sort) on this CPU.
+
+    Measured on 5M packed uint64 keys (bench/bench_history.py prints both): on an AVX-512 machine NumPy 2.4 sorts them in 0.054 s CPU against Polars' 0.112 s
+    (one thread); on the project's earlier AMD VM, without that kernel, NumPy took 0.33 s
+    against Polars' 0.11 s. Decided once from the CPU features NumPy itself reports
+    (`numpy.__config__`): the same machine always takes the same sort, and both give the
+    same bits (the keys sorted are distinct, or plain values), so results never depend
+    on it."""
+    try:
+        found = np.__config__.CONFIG["SIMD Extensions"]["found"]
+    except (AttributeError, KeyError, TypeError):  # NumPy 1.x: no such report
+        return False
+    return int(np.__version__.split(".")[0]) >= 2 and ("X86_V4" in found or "AVX512_SKX" in found)
+
+
+NUMPY_SORTS_FAST = _numpy_sorts_fast()
+
+
+def sort_values(values: np.ndarray) -> np.ndarray:
+    """`values` (a plain integer column) sorted ascending, by the faster sort measured for
+    this CPU (_numpy_sorts_fast): the same bits either way."""
+    if NUMPY_SORTS_FAST:
+        return np.sort(values)
+    return pl.Series(values).sort(multithreaded=False).to_numpy()
+
+
 def pack_sort(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
     """(order, sorted keys, lossy) of non-negative integer keys, ties in position order.
 
     Sorts one uint64 column of (key, position) packed together instead of arg-sorting:
     a plain integer column sorts several times faster than an argsort moves its indexes.
-    Polars sorts it, on one thread (partitions already run in threads): NumPy's sort is
-    as fast only where it has a SIMD kernel for the CPU (on this project's AMD VM it has
-    none, and took 0.33 s for 5M keys against Polars' 0.11 s). A key too wide to share
-    64 bits with a position keeps only its high bits (`lossy`): equal sorted keys may
-    then stand for different keys, which the caller must check.
+    NumPy sorts it where its AVX-512 kernel runs, Polars (one thread: partitions already
+    run in threads) elsewhere (sort_values says why). A key too wide to share 64 bits
+    with a position keeps only its high bits (`lossy`): equal sorted keys may then stand
+    for different keys, which the caller must check.
     """
     n = keys.size
     bits = max(1, (n - 1).bit_length())
@@ -800,7 +826,7 @@ def pack_sort(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
     shift = max(0, width + bits - 64)
     packed = np.left_shift(np.right_shift(keys, np.uint64(shift)) if shift else keys, np.uint64(bits))
     packed |= np.arange(n, dtype=np.uint64)
-    packed = pl.Series(packed).sort(multithreaded=False).to_numpy()
+    packed = sort_values(packed)
     order = (packed & np.uint64((1 << bits) - 1)).astype(np.int64)
     return order, np.right_shift(packed, np.uint64(bits)), shift > 0
 
@@ -818,7 +844,7 @@ def find_duplicate_ids(ids: pl.Series, accounts: pl.Series, time: np.ndarray, ro
     hashes = ids.hash().to_numpy()
     if candidates.size < hashes.size:
         hashes = hashes[candidates]
-    ordered = pl.Series(hashes).sort().to_numpy()  # see pack_sort: Polars' sort, not NumPy's
+    ordered = sort_values(hashes)
     repeated = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
     if repeated.size == 0:
         return np.zeros(0, dtype=np.int64)

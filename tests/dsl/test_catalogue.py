@@ -463,6 +463,67 @@ def test_otherwise_makes_a_table_complete():
     assert check(text).diagnostics == []
 
 
+# ---------------------------------------------------------------- narrowing by a sum's `where`
+TRIP = ("input legs: list { mode: choice { walk, metro, bike, bus }, distance: quantity [km] }\n"
+        'parameter lf [g/km] by mode source "s" { metro: 78.4, bike: 93.3 }\n')
+
+
+def _over_legs(where: str, added: str = "l.distance * lf[l.mode]") -> str:
+    return body(TRIP + f"let x [g] = sum({added} for l in legs{where})\n"
+                "require x > 0 g else X \"m\"\n")
+
+
+@pytest.mark.parametrize("where", [
+    " where l.mode in { metro, bike }",
+    " where l.mode not in { walk, bus }",
+    " where l.mode != walk and l.mode != bus",
+    " where not (l.mode in { walk, bus })",
+    " where l.mode in { metro, bike, bus } and l.distance > 0 km and l.mode != bus",
+    " where l.mode == metro",
+])
+def test_a_sums_where_narrows_a_table_keyed_by_a_leg_field(where):
+    compiled = check(_over_legs(where))
+    assert compiled.diagnostics == [], compiled.render()
+    assert compiled.ok
+
+
+@pytest.mark.parametrize("where, missing", [
+    ("", "`bus`, `walk`"),
+    (" where l.mode != walk", "`bus`"),
+    (" where l.mode == metro or l.mode == bike", "`bus`, `walk`"),  # `or` does not narrow
+    (" where l.distance > 1 km", "`bus`, `walk`"),
+])
+def test_a_where_that_lets_an_unlisted_key_through_is_still_e0403(where, missing):
+    text = _over_legs(where)
+    (error,) = check(text).diagnostics
+    assert error.code == "E0403" and f"has no value for {missing} " in error.message, error.message
+    assert (error.span.line, error.span.column) == position(text, "lf [g/km]")
+    # the help offers the `where` that keeps only the legs the table has a value for
+    assert "`for l in legs where l.mode in { bike, metro }`" in error.help, error.help
+
+
+def test_a_lookup_in_the_where_itself_is_not_narrowed_by_it():
+    text = _over_legs(" where l.mode in { metro, bike } and lf[l.mode] > 0 g/km", "l.distance * 1 g/km")
+    assert [d.code for d in check(text).diagnostics] == ["E0403"]
+
+
+def test_a_where_narrows_only_the_sum_it_belongs_to():
+    text = body(TRIP + "let x [g] = sum(l.distance * lf[l.mode] for l in legs where l.mode != walk and "
+                "l.mode != bus)\nlet y [g] = sum(l.distance * lf[l.mode] for l in legs)\n"
+                "require x + y > 0 g else X \"m\"\n")
+    (error,) = check(text).diagnostics
+    assert error.code == "E0403" and "`bus`, `walk`" in error.message
+
+
+def test_a_where_on_an_input_narrows_a_lookup_by_that_input_in_the_sum():
+    text = body("input line: choice { ebus, metro, bike }\n"
+                "input legs: list { mode: choice { walk, metro }, distance: quantity [km] }\n"
+                'parameter f [g/km] by line source "s" { ebus: 26.9, metro: 46.7 }\n'
+                "let x [g] = sum(l.distance * f[line] for l in legs where line != bike)\n"
+                "require x > 0 g else X \"m\"\n")
+    assert check(text).diagnostics == [], check(text).render()
+
+
 # ---------------------------------------------------------------- unused and unreachable
 def test_unused_warnings_do_not_fail_the_file():
     compiled = check(body('input spare: text\nparameter p = 1 source "s"\nlet l = 1\n'))

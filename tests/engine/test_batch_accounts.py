@@ -68,6 +68,26 @@ def test_colliding_hashes_with_different_checks_raise():
         canonical(batch, positions, same, check)
 
 
+@settings(max_examples=200)
+@given(st.lists(st.integers(0, 2 ** 64 - 1) | st.integers(0, 40), max_size=300))
+def test_numpys_and_polars_sorts_give_pack_sort_the_same_bits(values):
+    """pack_sort takes NumPy's sort or Polars' by the CPU (rules.NUMPY_SORTS_FAST): a
+    machine's choice must never change an order or a sorted value."""
+    from engine.batch import rules
+    keys = np.array(values, dtype=np.uint64)
+    chosen = rules.NUMPY_SORTS_FAST
+    try:
+        got = []
+        for numpy_sorts in (True, False):
+            rules.NUMPY_SORTS_FAST = numpy_sorts
+            order, sorted_keys, lossy = pack_sort(keys)
+            got.append((order.tolist(), sorted_keys.tolist(), lossy, rules.sort_values(keys).tolist()))
+    finally:
+        rules.NUMPY_SORTS_FAST = chosen
+    assert got[0] == got[1]
+    assert got[0][3] == sorted(values)
+
+
 @settings(max_examples=300)
 @given(st.lists(st.integers(0, 2 ** 64 - 1) | st.integers(0, 40), max_size=300))
 def test_pack_sort_orders_like_a_stable_argsort(values):

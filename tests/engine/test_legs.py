@@ -250,3 +250,59 @@ def test_repeated_columns_read_column_by_column_agree_with_the_scalar_path(strea
     expected = _keys(ENGINE.evaluate(stream, column_units=units))
     for batch in BATCHES:
         assert _keys(batch.evaluate(stream, column_units=units)) == expected
+
+
+# ---------------------------------------------------------------- a table narrowed by `where`
+# The table lists metro and bus only; the sums' `where`s keep only those legs, so the
+# checker accepts it (no E0403) and no path may look up a walk or bike leg's factor: the
+# body is evaluated only for the legs the `where` keeps (a lookup of an unlisted key
+# would reject the record with NO_VALUE).
+NARROWED_BODY = """
+input legs: list {
+  mode: choice { walk, metro, bike, bus },
+  distance: quantity [km] between 0 km and 100 km,
+  riders: integer = 1 at least 0,
+} at most 6 label "行程段 / legs"
+parameter transit [g/km] by mode from 2024-01-01 source "test" [ASM] { metro: 78.4, bus: 55.1 }
+parameter seats by mode from 2024-01-01 source "test" [ASM] { metro: 3, bus: 2 }
+reduction = sum(leg.distance * transit[leg.mode] for leg in legs where leg.mode in { metro, bus })
+  + sum(leg.distance * 1 g/km for leg in legs where not (leg.mode in { metro, bus }))
+points = round(reduction / 1 g)
+  + floor(sum(seats[leg.mode] * leg.riders for leg in legs where leg.mode != walk and leg.mode != bike))
+cap reduction at 3 kg per account per day
+"""
+NARROWED = compile_text(NARROWED_BODY)
+NARROWED_ENGINE = Engine(NARROWED)
+NARROWED_BATCHES = (BatchEngine(NARROWED),) + \
+    ((BatchEngine(NARROWED, kernels=build),) if compiler() is not None else ())
+NARROWED_RULES = RulesEngine(NARROWED, engine=NARROWED_ENGINE, retries=0)
+
+
+def test_a_narrowed_table_is_looked_up_only_for_the_legs_the_where_keeps():
+    trip = [{"mode": "walk", "distance": "0.5 km"}, {"mode": "metro", "distance": "10 km", "riders": 2},
+            {"mode": "bike", "distance": "2 km"}, {"mode": "bus", "distance": "4 km"}]
+    stream = [{"id": "t", "account": "a", "time": "2024-05-06T08:00", "legs": trip}]
+    [result] = NARROWED_ENGINE.evaluate(stream)
+    assert result.status == "credited", result.message
+    # metro 10 km × 78.4 + bus 4 km × 55.1 + (walk 0.5 + bike 2) km × 1 g/km
+    assert result.reduction_mg == 784_000 + 220_400 + 2_500
+    assert result.points == 1007 + 3 * 2 + 2 * 1
+    for batch in NARROWED_BATCHES:
+        assert _keys(batch.evaluate(stream)) == _keys([result])
+    if compiler() is not None:
+        assert NARROWED_BATCHES[-1].formulas.compiles(), "the kernel did not build"
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_stream())
+def test_a_narrowed_table_gives_the_same_results_on_every_path(stream):
+    expected = NARROWED_ENGINE.evaluate(stream)
+    # the where keeps the lookups to listed keys: nothing is rejected for a missing factor
+    assert not any(r.status == "rejected" and r.code == "NO_VALUE" for r in expected)
+    for batch in NARROWED_BATCHES:
+        assert _keys(batch.evaluate(stream)) == _keys(expected)
+    reference = NARROWED_ENGINE.evaluate(stream, per_record_only=True)
+    mine = NARROWED_ENGINE.evaluate(stream, per_record_only=True)
+    cross_record.apply(reference, NARROWED, NARROWED_ENGINE.recompute_points)
+    NARROWED_RULES.apply(mine)
+    assert _keys(mine) == _keys(reference)
