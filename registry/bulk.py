@@ -141,7 +141,10 @@ def pipelined(session: Session, statements: Sequence[tuple[str, dict, bool]]) ->
                 cursors.append((cursor, wanted))
         out = [[tuple(r) for r in cursor.fetchall()] if wanted else [] for cursor, wanted in cursors]
     except psycopg.Error as error:  # as SQLAlchemy would have raised it (a deadlock: OperationalError)
-        raise sa_exc.DBAPIError.instance(sql, params, error, psycopg.Error) from error
+        # a connection lost is said so, as SQLAlchemy says it of its own statements
+        # (Database.retried runs the unit of work again after a disconnect)
+        raise sa_exc.DBAPIError.instance(sql, params, error, psycopg.Error,
+                                         connection_invalidated=driver.closed or driver.broken) from error
     for cursor, _ in cursors:
         cursor.close()
     for observe in round_trip_observers:

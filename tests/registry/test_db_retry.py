@@ -90,3 +90,87 @@ def test_other_errors_are_not_run_again_and_attempts_are_bounded(reg):
     with pytest.raises(Serialization):
         reg.db.retried(always, attempts=3, backoff=0.0)
     assert len(calls) == 3
+
+
+def _terminate(reg, pid: int) -> None:
+    """pg_terminate_backend(pid) from a connection of its own, waiting (up to 60 s, the
+    machine may be loaded) until the backend is gone: what a server restart does to every
+    pooled connection."""
+    with reg.db.engine.connect() as c:
+        c.execute(sa.text("SELECT pg_terminate_backend(:p, 60000)"), {"p": pid})
+        for _ in range(3000):
+            if not c.execute(sa.text("SELECT count(*) FROM pg_stat_activity WHERE pid = :p"),
+                             {"p": pid}).scalar_one():
+                return
+            time.sleep(0.01)
+    raise AssertionError(f"backend {pid} still there")
+
+
+def test_the_next_unit_of_work_after_the_server_closed_the_pooled_connection_succeeds(reg):
+    """No pre-ping (a round trip at every checkout): a pooled connection whose backend the
+    server terminated is found closed when checked out and replaced, for a read, a unit
+    of work and a retried one alike."""
+    from registry.db import Database
+    if reg.db.dialect != "postgresql":
+        pytest.skip("SQLite has no server to close the connection")
+    one = Database(reg.db.url, pool_size=1, max_overflow=0)
+    pid = "SELECT pg_backend_pid()"
+    try:
+        assert one.engine.pool._pre_ping is False  # noqa: SLF001 - SQLAlchemy's, not ours
+        with one.read() as s:
+            first = s.execute(sa.text(pid)).scalar_one()
+        _terminate(reg, first)
+        with one.read() as s:
+            second = s.execute(sa.text(pid)).scalar_one()
+        assert second != first
+        _terminate(reg, second)
+        with one.unit_of_work() as s:
+            third = s.execute(sa.text(pid)).scalar_one()
+            s.execute(sa.text("UPDATE users SET name = 'after restart' WHERE id = :i"),
+                      {"i": reg.admin})
+        assert third not in (first, second)
+        _terminate(reg, third)
+        assert one.retried(lambda s: s.execute(sa.text(pid)).scalar_one()) not in (first, second, third)
+        with one.read() as s:
+            assert s.execute(sa.text("SELECT name FROM users WHERE id = :i"),
+                             {"i": reg.admin}).scalar_one() == "after restart"
+    finally:
+        one.dispose()
+
+
+def test_a_connection_lost_before_the_commit_is_run_again_once(reg):
+    """The connection dies in the middle of the unit of work (its backend terminated, as
+    when the server restarts between the checkout and the first statement): the server
+    rolled the transaction back, so it is run again whole on a new connection, and what it
+    writes is written once."""
+    if reg.db.dialect != "postgresql":
+        pytest.skip("SQLite has no server to close the connection")
+    attempts = []
+
+    def work(session):
+        attempts.append(session.execute(sa.text("SELECT pg_backend_pid()")).scalar_one())
+        session.execute(sa.text("UPDATE users SET name = name || '+' WHERE id = :i"), {"i": reg.admin})
+        if len(attempts) == 1:
+            session.execute(sa.text("SELECT pg_terminate_backend(pg_backend_pid())"))
+        return "done"
+
+    with reg.db.read() as s:
+        before = s.execute(sa.text("SELECT name FROM users WHERE id = :i"), {"i": reg.admin}).scalar_one()
+    assert reg.db.retried(work, backoff=0.0) == "done"
+    assert len(attempts) == 2 and attempts[0] != attempts[1]
+    with reg.db.read() as s:
+        assert s.execute(sa.text("SELECT name FROM users WHERE id = :i"),
+                         {"i": reg.admin}).scalar_one() == before + "+"
+
+
+def test_a_lost_connection_is_told_apart_from_other_errors():
+    from registry.db import is_disconnect
+
+    class Shutdown(Exception):
+        sqlstate = "57P01"
+
+    class Canceled(Exception):
+        sqlstate = "57014"  # a statement timeout: the connection is fine
+
+    assert is_disconnect(Shutdown()) and not is_disconnect(Canceled())
+    assert not is_retryable(Shutdown())
