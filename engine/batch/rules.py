@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
@@ -743,26 +744,38 @@ done:
 
 
 class AccountOrder:
-    """`canonical`'s C pass (ORDER_SOURCE), built by `build` (engine/native/build.py)."""
+    """`canonical`'s C pass (ORDER_SOURCE), built by `build` (engine/native/build.py) the
+    first time an order is asked for: a methodology that never sorts (or a process that
+    only checks) compiles nothing, and a compiler's failure is warned where it happens."""
 
-    def __init__(self, function):
-        self.function = function
+    def __init__(self, build):
+        self.build = build
+        self.function = None  # resolved by `_entry`; False: no compiler, the sorts instead
+        self.lock = threading.Lock()
 
     @classmethod
     def of(cls, build) -> Optional["AccountOrder"]:
-        """The C pass, or None without a compiler (canonical then sorts twice)."""
-        if build is None:
-            return None
-        library = build(ORDER_SOURCE)
-        if library is None:
-            return None
-        from .kernel import entry
-        return cls(entry(library, "tanpu_account_order"))
+        """The C pass to be built, or None without a compiler (canonical then sorts twice)."""
+        return None if build is None else cls(build)
+
+    def _entry(self):
+        with self.lock:
+            if self.function is None:
+                library = self.build(ORDER_SOURCE)
+                if library is None:
+                    self.function = False
+                else:
+                    from .kernel import entry
+                    self.function = entry(library, "tanpu_account_order")
+            return self.function
 
     def order(self, hashes: np.ndarray, check: np.ndarray, time: np.ndarray):
         """(order, code along it), None when out of memory; HashCollision when two
-        accounts share `hashes`."""
+        accounts share `hashes`; None too without a compiler."""
         import ctypes
+        function = self._entry()
+        if not function:
+            return None
         n = time.size
         by_time = time_order(time)
         h1 = np.ascontiguousarray(hashes, dtype=np.uint64)
@@ -772,7 +785,7 @@ class AccountOrder:
         result = np.zeros(1, dtype=np.int64)
         if by_time is not None:
             by_time = np.ascontiguousarray(by_time, dtype=np.int64)
-        self.function(n, (ctypes.c_void_p * 6)(
+        function(n, (ctypes.c_void_p * 6)(
             h1.ctypes.data, h2.ctypes.data, by_time.ctypes.data if by_time is not None else None,
             order.ctypes.data, code.ctypes.data, result.ctypes.data))
         if result[0] == -1:
