@@ -137,16 +137,21 @@ def _per_account(accounts: list, order: np.ndarray) -> dict:
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 6), st.integers(0, 5), st.integers(0, 9)), min_size=1, max_size=120),
-       st.booleans(), st.integers(0, 2 ** 62))
-def test_the_c_pass_orders_each_account_as_the_two_sorts_do(rows, in_time_order, base):
+       st.booleans(), st.integers(-2 ** 62, 2 ** 62), st.sampled_from([60_000_000, 2 ** 57]), st.booleans())
+def test_the_c_pass_orders_each_account_as_the_two_sorts_do(rows, in_time_order, base, step, odd):
     """canonical with its C pass (one sort of the times, accounts grouped by a hash
     table) and without (two sorts): the same records of each account in the same
     order, ties on time by id and row, whichever accounts come first; the account code
-    rises along the order, one code a run; also for times already in order (no sort)."""
+    rises along the order, one code a run, and the time along it is the records' own;
+    also for times already in order (no sort), negative times, and times too wide to
+    pack beside the positions (as multiples of their step 2**57, or, one of them odd,
+    by an argsort)."""
     if in_time_order:
         rows = sorted(rows, key=lambda r: r[1])
     accounts = [f"acc{a}" for a, _, _ in rows]
-    time = base + np.array([t for _, t, _ in rows], dtype=np.int64) * 60_000_000
+    time = base + np.array([t for _, t, _ in rows], dtype=np.int64) * step
+    if odd and not in_time_order:
+        time[0] += 1
     ids = pl.Series([f"r{i}" for _, _, i in rows])
     batch = SimpleNamespace(time=time, ids=ids, rows=np.arange(len(rows), dtype=np.int64) + 1)
     positions = np.arange(len(rows))
