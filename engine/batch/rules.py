@@ -696,6 +696,7 @@ def _times_sorted(time: np.ndarray):
 ORDER_SOURCE = r"""
 #include <stdint.h>
 #include <stdlib.h>
+#define AHEAD 16  /* records ahead whose random reads are prefetched */
 typedef struct { uint64_t h1, h2; int64_t code; } slot_t;  /* code + 1; 0: empty */
 static inline int64_t place(uint64_t h, int bits) {
     return (int64_t)((h * 0x9E3779B97F4A7C15ULL) >> (64 - bits));
@@ -727,6 +728,7 @@ void tanpu_account_order(int64_t n, void **a) {
     for (int64_t i = 0; i < n; i++) {
         uint64_t h = h1[i];
         int64_t s = place(h, bits), c;
+        if (i + AHEAD < n) __builtin_prefetch(&slot[place(h1[i + AHEAD], bits)]);
         while (slot[s].code && slot[s].h1 != h) s = (s + 1) & (slots - 1);
         if (slot[s].code) {
             if (slot[s].h2 != h2[i]) { io[3] = -1; goto done; }
@@ -769,12 +771,14 @@ void tanpu_account_order(int64_t n, void **a) {
     if (packed) {  /* the sorted times unpacked here: no gather of the times along the order */
         for (int64_t j = 0; j < n; j++) {
             uint64_t w = packed[j];
+            if (j + AHEAD < n) __builtin_prefetch(&code_at[packed[j + AHEAD] & mask]);
             int64_t p = (int64_t)(w & mask), at = count[code_at[p]]++;
             order[at] = p;
             along[at] = (int64_t)((w >> low) * step + base);  /* mod 2**64 */
         }
     } else {
         for (int64_t j = 0; j < n; j++) {
+            if (by_time && j + AHEAD < n) __builtin_prefetch(&code_at[by_time[j + AHEAD]]);
             int64_t p = by_time ? by_time[j] : j, at = count[code_at[p]]++;
             order[at] = p;
             along[at] = time[p];
