@@ -692,7 +692,9 @@ def _times_sorted(time: np.ndarray):
 # One pass grouping records by account (a hash table of the account hashes, in C), then
 # a stable counting sort of the records taken in time order into their account's run:
 # O(n) after the one sort of the times, where _sorted_order needs two sorts and the
-# gathers between them (bench/bench_history.py, bench_rewards.py; docs/engine.md).
+# gathers between them (bench/bench_history.py, bench_rewards.py; docs/engine.md). It also
+# writes the time along the order, unpacked from the sorted words, and whether any tie on
+# (account, time) is there: a gather of the times and three NumPy passes less per order.
 ORDER_SOURCE = r"""
 #include <stdint.h>
 #include <stdlib.h>
