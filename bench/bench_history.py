@@ -14,7 +14,6 @@ how many of its results equal the engine's. The two alternate (engine, reference
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 import sys
 import time
@@ -24,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tanpu.memory import keep_freed_memory  # noqa: E402
+from alternating import alternate  # noqa: E402
 
 keep_freed_memory()
 
@@ -96,23 +96,6 @@ def reference(frame: pl.DataFrame) -> pl.DataFrame:
                    .otherwise((mg + 0.5).floor()).cast(pl.Int64).alias("reduction_mg"))
            .collect())
     return out
-
-
-def alternate(engine, reference, repeat: int = 3) -> tuple[dict, dict]:
-    """Runs engine, reference, engine, reference, ... (A/B/A/B: the shared machine's load
-    falls on both alike); of each, the best wall time, the best CPU time (user + system,
-    all threads: what the work costs whatever else runs) and the last result."""
-    import resource
-    got = ({"wall": float("inf"), "cpu": float("inf")}, {"wall": float("inf"), "cpu": float("inf")})
-    for _ in range(repeat):
-        for fn, best in zip((engine, reference), got):
-            gc.collect()
-            before, started = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-            best["value"] = fn()
-            wall, after = time.perf_counter() - started, resource.getrusage(resource.RUSAGE_SELF)
-            cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
-            best["wall"], best["cpu"] = min(best["wall"], wall), min(best["cpu"], cpu)
-    return got
 
 
 def main() -> None:

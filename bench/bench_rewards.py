@@ -16,7 +16,6 @@ a timing.
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 import sys
 import time
@@ -26,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tanpu.memory import keep_freed_memory  # noqa: E402
+from alternating import alternate  # noqa: E402
 
 KEPT = keep_freed_memory()
 
@@ -93,23 +93,6 @@ def segmented_cumsum(values: np.ndarray, new: np.ndarray) -> np.ndarray:
     starts = np.flatnonzero(new)
     base = np.repeat(np.r_[0, cs[starts[1:] - 1]], np.diff(np.r_[starts, values.size]))
     return cs - base
-
-
-def alternate(engine, reference, repeat: int = 3) -> tuple[dict, dict]:
-    """Runs engine, reference, engine, reference, ... (A/B/A/B: the shared machine's load
-    falls on both alike); of each, the best wall time, the best CPU time (user + system,
-    all threads: what the work costs whatever else runs) and the last result."""
-    import resource
-    got = ({"wall": float("inf"), "cpu": float("inf")}, {"wall": float("inf"), "cpu": float("inf")})
-    for _ in range(repeat):
-        for fn, best in zip((engine, reference), got):
-            gc.collect()
-            before, started = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-            best["value"] = fn()
-            wall, after = time.perf_counter() - started, resource.getrusage(resource.RUSAGE_SELF)
-            cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
-            best["wall"], best["cpu"] = min(best["wall"], wall), min(best["cpu"], cpu)
-    return got
 
 
 def main() -> None:
