@@ -166,6 +166,30 @@ def test_the_c_pass_orders_each_account_as_the_two_sorts_do(rows, in_time_order,
     assert (time_order(time) is None) == bool((np.diff(time) >= 0).all())
 
 
+@pytest.mark.parametrize("late", [None, 1, 2 ** 20])
+def test_wide_times_are_divided_by_a_step_that_divides_them_all(late):
+    """Times too wide to pack beside the positions are divided by the step of the first
+    4096 only when it divides every time: a later time off that step (by 1, or a
+    multiple of a smaller step) still sorts by its own value, the same order as a
+    stable argsort, and the C pass gives the times along its order unchanged."""
+    rng = np.random.default_rng(1)
+    n = 6000
+    time = -2 ** 61 + rng.integers(0, 40, n) * 2 ** 56
+    if late is not None:
+        time[5000] += late
+        time[5001] = time[5000]  # a tie, broken by the position
+    assert time_order(time).tolist() == np.argsort(time, kind="stable").tolist()
+    accounts = pl.Series([f"a{k}" for k in rng.integers(0, 30, n)])
+    batch = SimpleNamespace(time=time, ids=pl.Series([f"r{i}" for i in range(n)]),
+                            rows=np.arange(n, dtype=np.int64))
+    positions = np.arange(n)
+    hashes = account_hashes(accounts, positions)
+    sorts, sorts_code, _ = canonical(batch, positions, *hashes)
+    c_pass, code, t = canonical(batch, positions, *hashes, native=_native())
+    assert _per_account(accounts.to_list(), c_pass) == _per_account(accounts.to_list(), sorts)
+    assert t.tolist() == time[c_pass].tolist()
+
+
 def test_the_c_pass_catches_colliding_hashes_and_tells_near_ones_apart():
     engine = _engine()
     batch = _batch(engine, _records())
