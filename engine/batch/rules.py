@@ -572,17 +572,20 @@ def canonical(batch: Batch, positions: np.ndarray, hashes: np.ndarray, check: np
     NumPy/Polars (`_sorted_order`). Within an account both give (time, position), so the
     same order, whichever accounts come first (no rule looks across accounts).
     """
-    time = batch.time[positions]
+    time = batch.time if _everything(batch, positions) else batch.time[positions]
     if time.size == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), time
     got = native.order(hashes, check, time) if native is not None else None
     if got is not None:
-        order, code = got
+        order, c, t, tied = got
     else:
-        order, code = _sorted_order(hashes, check, time)
-    c, t = code, time[order]
-    tie = np.r_[False, (c[1:] == c[:-1]) & (t[1:] == t[:-1])]
-    if tie.any():
+        order, c = _sorted_order(hashes, check, time)
+        t = time[order]
+        tied = True
+    if tied:  # the C pass said whether there is a tie: the mask is made only then
+        tie = np.r_[False, (c[1:] == c[:-1]) & (t[1:] == t[:-1])]
+        tied = bool(tie.any())
+    if tied:
         # runs of equal (account, time): order them by (id, row)
         run_start = tie.copy()
         run_start[:-1] |= tie[1:]
@@ -593,7 +596,13 @@ def canonical(batch: Batch, positions: np.ndarray, hashes: np.ndarray, check: np
         id_rank = ids.rank("dense").cast(pl.Int64).to_numpy()
         inner = np.lexsort((batch.rows[positions[chosen]], id_rank, run))
         order[members] = chosen[inner]
-    return order, code, t
+    return order, c, t
+
+
+def _everything(batch, positions: np.ndarray) -> bool:
+    """Whether `positions` (increasing, as np.flatnonzero gives them) are all the
+    batch's rows: then they are 0..n-1, and the gathers through them are skipped."""
+    return positions.size == batch.time.size
 
 
 def ordered_positions(batch, positions: np.ndarray, native: Optional["AccountOrder"] = None):
@@ -605,7 +614,7 @@ def ordered_positions(batch, positions: np.ndarray, native: Optional["AccountOrd
     except HashCollision:
         exact = batch.accounts.gather(positions).rank("dense").cast(pl.UInt64).to_numpy()
         order, code, time = canonical(batch, positions, exact, exact)
-    return positions[order], code, time
+    return (order if _everything(batch, positions) else positions[order]), code, time
 
 
 def subsequence(ordered: tuple[np.ndarray, np.ndarray, np.ndarray], keep: np.ndarray):
@@ -649,53 +658,87 @@ def _sorted_order(hashes: np.ndarray, check: np.ndarray, time: np.ndarray):
 def time_order(time: np.ndarray) -> Optional[np.ndarray]:
     """The positions of int64 `time` in (time, position) order; None when `time` is in
     that order already (a file written in time order: one comparison pass, no sort)."""
+    got = _times_sorted(time)
+    if got is None or isinstance(got, np.ndarray):
+        return got
+    packed, bits, _, _ = got
+    return (packed & np.uint64((1 << bits) - 1)).astype(np.int64)
+
+
+def _times_sorted(time: np.ndarray):
+    """`time` (int64) in (time, position) order: None when in that order already (one
+    comparison pass, no sort); else (packed, bits, step, base), the sorted uint64 words
+    ((time - base) / step << bits | position) that AccountOrder's C pass unpacks itself
+    (no separate passes taking the positions and the times out); or, where the times are
+    too wide to pack, the positions by a stable argsort."""
     if time.size < 2 or bool((time[1:] >= time[:-1]).all()):
         return None
-    offset = (time - int(time.min())).view(np.uint64)
+    base = int(time.min())
+    offset = (time - base).view(np.uint64)
     bits = (time.size - 1).bit_length()
+    step = 1
     if int(offset.max()).bit_length() + bits > 64:
         # microseconds over weeks beside millions of positions: as multiples of their
-        # step (a second, a minute), which keeps their order
-        step = int(np.gcd.reduce(offset.view(np.int64))) or 1
-        if step > 1:
-            offset = offset // np.uint64(step)
-    order, _, lossy = pack_sort(offset)
-    if lossy:
-        order = np.argsort(time, kind="stable")
-    return order
+        # step (a second, a minute), which keeps their order. The step of the first 4096
+        # times, checked on all by the division itself (a third of the CPU of a gcd over
+        # all), their gcd where it does not divide them all; any common divisor gives
+        # the same order
+        sample = int(np.gcd.reduce(offset[:4096].view(np.int64)))
+        divided, step = _divided(offset, sample) if sample else (offset, 0)
+        if step == 0:
+            divided, step = _divided(offset, int(np.gcd.reduce(offset.view(np.int64))))
+        offset = divided
+    packed, bits, shift = _packed_sort(offset)
+    if shift:
+        return np.argsort(time, kind="stable")
+    return packed, bits, step, base
 
 
 # One pass grouping records by account (a hash table of the account hashes, in C), then
 # a stable counting sort of the records taken in time order into their account's run:
 # O(n) after the one sort of the times, where _sorted_order needs two sorts and the
-# gathers between them (bench/bench_history.py, bench_rewards.py; docs/engine.md).
+# gathers between them (bench/bench_history.py, bench_rewards.py; docs/engine.md). It also
+# writes the time along the order, unpacked from the sorted words, and whether any tie on
+# (account, time) is there: a gather of the times and three NumPy passes less per order.
 ORDER_SOURCE = r"""
 #include <stdint.h>
 #include <stdlib.h>
+#define AHEAD 16  /* records ahead whose random reads are prefetched */
 typedef struct { uint64_t h1, h2; int64_t code; } slot_t;  /* code + 1; 0: empty */
 static inline int64_t place(uint64_t h, int bits) {
     return (int64_t)((h * 0x9E3779B97F4A7C15ULL) >> (64 - bits));
 }
-/* a[0] h1, a[1] h2 (uint64 n), a[2] by_time (int64 n, or 0: the identity),
-   a[3] order (int64 n, out), a[4] code along order (int64 n, out), a[5] int64[1] out:
-   the number of accounts, -1 when two accounts share h1, -2 when out of memory. */
+/* a[0] h1, a[1] h2 (uint64 n); the records in (time, position) order, one of:
+   a[2] packed (uint64 n: (time - base) / step << bits | position, sorted; or 0),
+   a[3] by_time (int64 n positions; or 0), neither: the identity;
+   a[4] time (int64 n); out: a[5] order, a[6] code and a[7] time along order (int64 n);
+   a[8] int64[5]: in [0] bits, [1] step, [2] base; out [3] the number of accounts, -1
+   when two accounts share h1, -2 when out of memory; [4] 1 when two neighbours along
+   the order have the same account and time (a tie for (id, row) to break), else 0. */
 void tanpu_account_order(int64_t n, void **a) {
     const uint64_t *h1 = (const uint64_t *)a[0], *h2 = (const uint64_t *)a[1];
-    const int64_t *by_time = (const int64_t *)a[2];
-    int64_t *order = (int64_t *)a[3], *code = (int64_t *)a[4], *result = (int64_t *)a[5];
+    const uint64_t *packed = (const uint64_t *)a[2];
+    const int64_t *by_time = (const int64_t *)a[3], *time = (const int64_t *)a[4];
+    int64_t *order = (int64_t *)a[5], *code = (int64_t *)a[6], *along = (int64_t *)a[7];
+    int64_t *io = (int64_t *)a[8];
+    const int low = (int)io[0];  /* the bits of the position, 1..63 */
+    const uint64_t mask = ((uint64_t)1 << low) - 1, step = (uint64_t)io[1];
+    const uint64_t base = (uint64_t)io[2];
     int bits = 10;
     int64_t slots = (int64_t)1 << bits, room = 1024, k = 0;
     slot_t *slot = calloc(slots, sizeof(slot_t));
     int64_t *count = malloc(room * sizeof(int64_t));
     uint32_t *code_at = malloc((n > 0 ? n : 1) * sizeof(uint32_t));
-    result[0] = -2;
+    io[3] = -2;
+    io[4] = 0;
     if (!slot || !count || !code_at || n >= ((int64_t)1 << 32)) goto done;
     for (int64_t i = 0; i < n; i++) {
         uint64_t h = h1[i];
         int64_t s = place(h, bits), c;
+        if (i + AHEAD < n) __builtin_prefetch(&slot[place(h1[i + AHEAD], bits)]);
         while (slot[s].code && slot[s].h1 != h) s = (s + 1) & (slots - 1);
         if (slot[s].code) {
-            if (slot[s].h2 != h2[i]) { result[0] = -1; goto done; }
+            if (slot[s].h2 != h2[i]) { io[3] = -1; goto done; }
             c = slot[s].code - 1;
         } else {
             if (k == room) {
@@ -732,11 +775,26 @@ void tanpu_account_order(int64_t n, void **a) {
         count[c] = start;
         start += m;
     }
-    for (int64_t j = 0; j < n; j++) {
-        int64_t p = by_time ? by_time[j] : j;
-        order[count[code_at[p]]++] = p;
+    if (packed) {  /* the sorted times unpacked here: no gather of the times along the order */
+        for (int64_t j = 0; j < n; j++) {
+            uint64_t w = packed[j];
+            if (j + AHEAD < n) __builtin_prefetch(&code_at[packed[j + AHEAD] & mask]);
+            int64_t p = (int64_t)(w & mask), at = count[code_at[p]]++;
+            order[at] = p;
+            along[at] = (int64_t)((w >> low) * step + base);  /* mod 2**64 */
+        }
+    } else {
+        for (int64_t j = 0; j < n; j++) {
+            if (by_time && j + AHEAD < n) __builtin_prefetch(&code_at[by_time[j + AHEAD]]);
+            int64_t p = by_time ? by_time[j] : j, at = count[code_at[p]]++;
+            order[at] = p;
+            along[at] = time[p];
+        }
     }
-    result[0] = k;
+    for (int64_t j = 1; j < n; j++) {
+        if (code[j] == code[j - 1] && along[j] == along[j - 1]) { io[4] = 1; break; }
+    }
+    io[3] = k;
 done:
     free(slot); free(count); free(code_at);
 }
@@ -770,29 +828,37 @@ class AccountOrder:
             return self.function
 
     def order(self, hashes: np.ndarray, check: np.ndarray, time: np.ndarray):
-        """(order, code along it), None when out of memory; HashCollision when two
+        """(order, code along it, time along it, whether any two neighbours along it
+        have one account and one time), None when out of memory; HashCollision when two
         accounts share `hashes`; None too without a compiler."""
         import ctypes
         function = self._entry()
         if not function:
             return None
         n = time.size
-        by_time = time_order(time)
+        time = np.ascontiguousarray(time, dtype=np.int64)
+        sorted_times = _times_sorted(time)
+        packed = by_time = None
+        io = np.zeros(5, dtype=np.int64)
+        if isinstance(sorted_times, tuple):
+            packed, io[0], io[1], base = sorted_times
+            io[2] = base  # the times' minimum: an int64
+        elif sorted_times is not None:
+            by_time = np.ascontiguousarray(sorted_times, dtype=np.int64)
         h1 = np.ascontiguousarray(hashes, dtype=np.uint64)
         h2 = np.ascontiguousarray(check, dtype=np.uint64)
         order = np.empty(n, dtype=np.int64)
         code = np.empty(n, dtype=np.int64)
-        result = np.zeros(1, dtype=np.int64)
-        if by_time is not None:
-            by_time = np.ascontiguousarray(by_time, dtype=np.int64)
-        function(n, (ctypes.c_void_p * 6)(
-            h1.ctypes.data, h2.ctypes.data, by_time.ctypes.data if by_time is not None else None,
-            order.ctypes.data, code.ctypes.data, result.ctypes.data))
-        if result[0] == -1:
+        along = np.empty(n, dtype=np.int64)
+        function(n, (ctypes.c_void_p * 9)(
+            h1.ctypes.data, h2.ctypes.data, packed.ctypes.data if packed is not None else None,
+            by_time.ctypes.data if by_time is not None else None, time.ctypes.data,
+            order.ctypes.data, code.ctypes.data, along.ctypes.data, io.ctypes.data))
+        if io[3] == -1:
             raise HashCollision()
-        if result[0] < 0:  # pragma: no cover - out of memory in C: the sorts instead
+        if io[3] < 0:  # pragma: no cover - out of memory in C: the sorts instead
             return None
-        return order, code
+        return order, code, along, bool(io[4])
 
 
 def _numpy_sorts_fast() -> bool:
@@ -832,6 +898,25 @@ def pack_sort(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
     with a position keeps only its high bits (`lossy`): equal sorted keys may then stand
     for different keys, which the caller must check.
     """
+    packed, bits, shift = _packed_sort(keys)
+    order = (packed & np.uint64((1 << bits) - 1)).astype(np.int64)
+    return order, np.right_shift(packed, np.uint64(bits)), shift > 0
+
+
+def _divided(offset: np.ndarray, step: int) -> tuple[np.ndarray, int]:
+    """(offset / step, step) when `step` divides every offset, (offset, 1) for a step of
+    0 (all offsets 0) or 1, else (offset, 0)."""
+    if step <= 1:
+        return offset, 1
+    quotient, remainder = np.divmod(offset, np.uint64(step))
+    if remainder.any():
+        return offset, 0
+    return quotient, step
+
+
+def _packed_sort(keys: np.ndarray) -> tuple[np.ndarray, int, int]:
+    """(the sorted uint64 words key >> shift << bits | position, bits, shift): pack_sort
+    before its unpacking."""
     n = keys.size
     bits = max(1, (n - 1).bit_length())
     keys = keys.astype(np.uint64, copy=False)
@@ -839,9 +924,7 @@ def pack_sort(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
     shift = max(0, width + bits - 64)
     packed = np.left_shift(np.right_shift(keys, np.uint64(shift)) if shift else keys, np.uint64(bits))
     packed |= np.arange(n, dtype=np.uint64)
-    packed = sort_values(packed)
-    order = (packed & np.uint64((1 << bits) - 1)).astype(np.int64)
-    return order, np.right_shift(packed, np.uint64(bits)), shift > 0
+    return sort_values(packed), bits, shift
 
 
 class HashCollision(Exception):

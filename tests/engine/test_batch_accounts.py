@@ -137,16 +137,21 @@ def _per_account(accounts: list, order: np.ndarray) -> dict:
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 6), st.integers(0, 5), st.integers(0, 9)), min_size=1, max_size=120),
-       st.booleans(), st.integers(0, 2 ** 62))
-def test_the_c_pass_orders_each_account_as_the_two_sorts_do(rows, in_time_order, base):
+       st.booleans(), st.integers(-2 ** 62, 2 ** 62), st.sampled_from([60_000_000, 2 ** 57]), st.booleans())
+def test_the_c_pass_orders_each_account_as_the_two_sorts_do(rows, in_time_order, base, step, odd):
     """canonical with its C pass (one sort of the times, accounts grouped by a hash
     table) and without (two sorts): the same records of each account in the same
     order, ties on time by id and row, whichever accounts come first; the account code
-    rises along the order, one code a run; also for times already in order (no sort)."""
+    rises along the order, one code a run, and the time along it is the records' own;
+    also for times already in order (no sort), negative times, and times too wide to
+    pack beside the positions (as multiples of their step 2**57, or, one of them odd,
+    by an argsort)."""
     if in_time_order:
         rows = sorted(rows, key=lambda r: r[1])
     accounts = [f"acc{a}" for a, _, _ in rows]
-    time = base + np.array([t for _, t, _ in rows], dtype=np.int64) * 60_000_000
+    time = base + np.array([t for _, t, _ in rows], dtype=np.int64) * step
+    if odd and not in_time_order:
+        time[0] += 1
     ids = pl.Series([f"r{i}" for _, _, i in rows])
     batch = SimpleNamespace(time=time, ids=ids, rows=np.arange(len(rows), dtype=np.int64) + 1)
     positions = np.arange(len(rows))
@@ -159,6 +164,30 @@ def test_the_c_pass_orders_each_account_as_the_two_sorts_do(rows, in_time_order,
     assert [a != b for a, b in zip(ordered[1:], ordered[:-1])] == np.diff(code).astype(bool).tolist()
     assert t.tolist() == time[c_pass].tolist()
     assert (time_order(time) is None) == bool((np.diff(time) >= 0).all())
+
+
+@pytest.mark.parametrize("late", [None, 1, 2 ** 20])
+def test_wide_times_are_divided_by_a_step_that_divides_them_all(late):
+    """Times too wide to pack beside the positions are divided by the step of the first
+    4096 only when it divides every time: a later time off that step (by 1, or a
+    multiple of a smaller step) still sorts by its own value, the same order as a
+    stable argsort, and the C pass gives the times along its order unchanged."""
+    rng = np.random.default_rng(1)
+    n = 6000
+    time = -2 ** 61 + rng.integers(0, 40, n) * 2 ** 56
+    if late is not None:
+        time[5000] += late
+        time[5001] = time[5000]  # a tie, broken by the position
+    assert time_order(time).tolist() == np.argsort(time, kind="stable").tolist()
+    accounts = pl.Series([f"a{k}" for k in rng.integers(0, 30, n)])
+    batch = SimpleNamespace(time=time, ids=pl.Series([f"r{i}" for i in range(n)]),
+                            rows=np.arange(n, dtype=np.int64))
+    positions = np.arange(n)
+    hashes = account_hashes(accounts, positions)
+    sorts, sorts_code, _ = canonical(batch, positions, *hashes)
+    c_pass, code, t = canonical(batch, positions, *hashes, native=_native())
+    assert _per_account(accounts.to_list(), c_pass) == _per_account(accounts.to_list(), sorts)
+    assert t.tolist() == time[c_pass].tolist()
 
 
 def test_the_c_pass_catches_colliding_hashes_and_tells_near_ones_apart():
