@@ -20,6 +20,7 @@ the other in the same minutes. Without strace or a server it says so and exits 0
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import shutil
@@ -37,47 +38,54 @@ START, END = "/tanpu-round-trips-start", "/tanpu-round-trips-end"
 CALL = re.compile(r"(?:\d+\s+)?(sendto|recvfrom)\((\d+),.*\)\s*=\s*(-?\d+)")
 
 
-def credits(url: str, count: int, pre_ping: bool = False) -> None:
-    """The traced part: count single-record credits between the two markers."""
+@contextlib.contextmanager
+def bench_schema(url: str, prefix: str, accounts: int, pre_ping: bool = False):
+    """(bench_ledger, its Database, the other with `pool_pre_ping`, the integrator, a record
+    stream) on a schema of its own with `accounts` warm accounts, dropped afterwards; None
+    without a server. `pre_ping`: the first Database pings too."""
     import bench_ledger as b
     made = b.connect(url)
     if made is None:
+        yield None
         return
     admin, schema, db = made
+    pinging = type(db)(db.url, pool_size=20, max_overflow=4, pool_pre_ping=True)
     if pre_ping:
         db.dispose()
-        db = type(db)(db.url, pool_size=20, max_overflow=4, pool_pre_ping=True)
+        db = pinging
     try:
         with tempfile.TemporaryDirectory() as folder:
             ours, _ = b.prepare(db, Path(folder))
-        stream = b.Stream("rt", 200, seed=1)
-        b.warm_accounts(db, ours, "rt", 200)
+        b.warm_accounts(db, ours, prefix, accounts)
+        yield b, db, pinging, ours, b.Stream(prefix, accounts, seed=1)
+    finally:
+        pinging.dispose()
+        db.dispose()
+        with admin.connect() as c:
+            c.execute(b.sa.text(f"DROP SCHEMA {schema} CASCADE"))
+
+
+def credits(url: str, count: int, pre_ping: bool = False) -> None:
+    """The traced part: count single-record credits between the two markers."""
+    with bench_schema(url, "rt", 200, pre_ping) as made:
+        if made is None:
+            return
+        b, db, _, ours, stream = made
         for _ in range(5):
             b.credit_once(db, ours, stream.take(1))
         os.access(START, os.F_OK)
         for _ in range(count):
             b.credit_once(db, ours, stream.take(1))
         os.access(END, os.F_OK)
-    finally:
-        db.dispose()
-        with admin.connect() as c:
-            c.execute(b.sa.text(f"DROP SCHEMA {schema} CASCADE"))
 
 
 def alternate(url: str, total: int, block: int = 20) -> None:
     """Single-record credits one at a time, blocks of `block` alternately without and with
     the pool's pre-ping (two Databases on one schema, one process)."""
-    import bench_ledger as b
-    made = b.connect(url)
-    if made is None:
-        return
-    admin, schema, db = made
-    pinging = type(db)(db.url, pool_size=20, max_overflow=4, pool_pre_ping=True)
-    try:
-        with tempfile.TemporaryDirectory() as folder:
-            ours, _ = b.prepare(db, Path(folder))
-        stream = b.Stream("alt", 1000, seed=1)
-        b.warm_accounts(db, ours, "alt", 1000)
+    with bench_schema(url, "alt", 1000) as made:
+        if made is None:
+            return
+        b, db, pinging, ours, stream = made
         sides = {"without pre-ping": db, "with pool_pre_ping": pinging}
         times = {name: [] for name in sides}
         cpu = dict.fromkeys(sides, 0.0)
@@ -99,11 +107,6 @@ def alternate(url: str, total: int, block: int = 20) -> None:
                   f"{b.percentile(values, 50) * 1000:.1f} ms, p99 {b.percentile(values, 99) * 1000:.1f} ms, "
                   f"CPU {cpu[name] / len(values) * 1000:.2f} ms a credit")
         print(b.load())
-    finally:
-        pinging.dispose()
-        db.dispose()
-        with admin.connect() as c:
-            c.execute(b.sa.text(f"DROP SCHEMA {schema} CASCADE"))
 
 
 def count(trace: str) -> tuple[int, int]:
