@@ -189,8 +189,10 @@ def test_integrators_have_their_own_record_ids_and_keys(capped, reg):
 
 def test_a_record_from_the_future_is_refused_with_its_own_code(capped):
     web, token = capped
-    tomorrow = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1)).date().isoformat()
-    body = post(web, token, [ride("late", 0), ride("soon", 0, day=tomorrow)])
+    # two days on: the ride is at 06:00 in the methodology's zone (UTC+8), so "tomorrow"
+    # by UTC's date was already past between 22:00 and 24:00 UTC
+    later = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=2)).date().isoformat()
+    body = post(web, token, [ride("late", 0), ride("soon", 0, day=later)])
     assert [e["code"] for e in body["errors"]] == ["future_record"]
     assert body["errors"][0]["id"] == "soon" and "after now" in body["errors"][0]["reason"]
     assert [r["id"] for r in body["results"]] == ["late"]
