@@ -183,9 +183,10 @@ def _step(total: np.ndarray, new: np.ndarray) -> np.ndarray:
     """total_i - total_(i-1) within each segment, total_i at a segment's start: f(cs_i) -
     f(cs_i - a_i) when cs_i - a_i is the previous cumulative sum (0 at a start, f(0) = 0),
     with one f (a division, a minimum) instead of two; the same integers."""
-    step = total.copy()
-    step[1:] -= total[:-1]
-    step[new] = total[new]
+    step = np.empty_like(total)
+    np.subtract(total[1:], total[:-1], out=step[1:])
+    starts = np.flatnonzero(new)  # few: set by index, not by a mask over every record
+    step[starts] = total[starts]
     return step
 
 
