@@ -65,7 +65,8 @@ class Counting:
             from ..state import AccountState
             texts = batch.accounts.gather(pos[new_account]).to_list()
             priors = [state.setdefault(a, AccountState.empty(m)) for a in texts]
-        amounts = {name: np.asarray(batch.columns[COLUMN + name], dtype=np.int64)[pos].copy()
+        # a gather copies already: the caps below may write into these
+        amounts = {name: np.asarray(batch.columns[COLUMN + name], dtype=np.int64)[pos]
                    for name in m.counters}
         for index, (cap, reason) in enumerate(zip(m.counter_caps, self.capped)):
             period = period_index(zone_table(cap.timezone).local_day(time), cap.period)
@@ -86,7 +87,10 @@ class Counting:
                 before = np.array([priors[int(g_account[h])].counter_caps[index].get(int(g_period[h]), 0)
                                    for h in heads.tolist()], dtype=np.int64)
                 within = within + np.repeat(before, np.diff(np.r_[heads, v.size]))
-            allowed = np.minimum(within, cap.limit) - np.minimum(within - v, cap.limit)
+            if priors is None and cap.limit >= 0:  # within - v is the group's previous `within`, 0 at its start
+                allowed = _step(np.minimum(within, cap.limit), new)
+            else:
+                allowed = np.minimum(within, cap.limit) - np.minimum(within - v, cap.limit)
             if priors is not None:
                 added = np.add.reduceat(allowed, heads) if heads.size else allowed[:0]
                 for h, b, a in zip(heads.tolist(), before.tolist(), added.tolist()):
@@ -101,12 +105,14 @@ class Counting:
         counts = []
         for k, reward in enumerate(m.rewards):
             if reward.source == "points":
-                given = np.maximum(batch.points + batch.bonus, 0)[pos]  # in row order, one gather
+                # one gather, then the sum and the floor on the records counted only
+                earned = batch.points + batch.bonus if batch.bonus.any() else batch.points
+                given = np.maximum(earned[pos], 0)
             else:
                 given = amounts[reward.source]
             cs = _segmented_cumsum(given, new_account)
-            if priors is None:
-                counts.append(cs // reward.every - (cs - given) // reward.every)
+            if priors is None:  # cs - given is the account's previous cs, 0 at its start
+                counts.append(_step(cs // reward.every, new_account))
                 continue
             heads = np.flatnonzero(new_account)
             before = np.array([p.balances[k] for p in priors], dtype=np.int64)
@@ -138,7 +144,7 @@ def _lists(names: list[str], columns: list[np.ndarray], pos: np.ndarray, n: int)
     one list, made once, and each row gathers its own (one gather from a few lists, an
     empty one among them): few combinations of amounts occur (a ride, no voucher)."""
     k = columns[0].size
-    key, width = np.zeros(k, dtype=np.int64), 1
+    key, width, lows, spans = None, 1, [], []
     for column in columns:
         low, high = (int(column.min()), int(column.max())) if k else (0, 0)
         span = high - low + 1
@@ -150,17 +156,38 @@ def _lists(names: list[str], columns: list[np.ndarray], pos: np.ndarray, n: int)
             where[pos] = np.arange(pos.size)
             gathered = lists.gather(np.where(where >= 0, where, 0))
             return gathered.zip_with(pl.Series(where >= 0), empty_lists("counters", n)).alias("counters")
-        key += (column - low) * width
+        part = column - low if low else column  # no copy of a column from 0
+        if width > 1:
+            part = part * width
+        key = part if key is None else key + part
         width *= span
+        lows.append(low)
+        spans.append(span)
     present = np.bincount(key, minlength=1) > 0
     distinct = np.flatnonzero(present)
-    inverse = (np.cumsum(present) - 1)[key]
-    first = np.zeros(distinct.size, dtype=np.int64)
-    first[inverse[::-1]] = np.arange(k)[::-1]  # a record of each combination
-    lists = [[f"{name}={int(c[i])}" for name, c in zip(names, columns)] for i in first.tolist()]
-    at = np.full(n, distinct.size, dtype=np.int64)  # the empty list, after the combinations
+    # each combination's amounts read back from its key, not from a record holding it
+    lists, rest = [[] for _ in distinct.tolist()], distinct
+    for name, low, span in zip(names, lows, spans):
+        for one, amount in zip(lists, (rest % span + low).tolist()):
+            one.append(f"{name}={amount}")
+        rest = rest // span
+    # row -> its list, scattered in the narrowest type (a random write per record)
+    small = np.uint8 if distinct.size < 255 else np.uint16 if distinct.size < 65535 else np.uint32
+    inverse = (np.cumsum(present) - 1).astype(small)[key]
+    at = np.full(n, distinct.size, dtype=small)  # the empty list, after the combinations
     at[pos] = inverse
     return pl.Series("counters", lists + [[]], dtype=pl.List(pl.String)).gather(at)
+
+
+def _step(total: np.ndarray, new: np.ndarray) -> np.ndarray:
+    """total_i - total_(i-1) within each segment, total_i at a segment's start: f(cs_i) -
+    f(cs_i - a_i) when cs_i - a_i is the previous cumulative sum (0 at a start, f(0) = 0),
+    with one f (a division, a minimum) instead of two; the same integers."""
+    step = np.empty_like(total)
+    np.subtract(total[1:], total[:-1], out=step[1:])
+    starts = np.flatnonzero(new)  # few: set by index, not by a mask over every record
+    step[starts] = total[starts]
+    return step
 
 
 def _segmented_cumsum(values: np.ndarray, new: np.ndarray) -> np.ndarray:

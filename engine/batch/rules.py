@@ -624,9 +624,9 @@ def subsequence(ordered: tuple[np.ndarray, np.ndarray, np.ndarray], keep: np.nda
     order; taken in one pass along it, not gathered at random."""
     order, code, time = ordered
     chosen = keep[order]
-    code = code[chosen]
-    return order[chosen], np.r_[True, code[1:] != code[:-1]] if code.size else np.zeros(0, dtype=bool), \
-        time[chosen]
+    if not chosen.all():  # else all of them (no record refused): no copies
+        order, code, time = order[chosen], code[chosen], time[chosen]
+    return order, np.r_[True, code[1:] != code[:-1]] if code.size else np.zeros(0, dtype=bool), time
 
 
 def _sorted_order(hashes: np.ndarray, check: np.ndarray, time: np.ndarray):
