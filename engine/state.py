@@ -34,6 +34,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Optional
 
+from .channels import Events
 from .history import Window
 from .plan.ast import CrossRecord
 
@@ -68,13 +69,17 @@ class AccountState:
 
     @classmethod
     def empty(cls, rules: CrossRecord) -> "AccountState":
-        from .channels import Events
-        return cls([set() for _ in rules.duplicates], [None for _ in rules.overlaps],
-                   [[] for _ in rules.overlaps], [[] for _ in rules.flags],
-                   [[] for _ in rules.bonuses], [{} for _ in rules.caps],
-                   [{} for _ in rules.counter_caps], [0 for _ in rules.counters],
-                   [0 for _ in rules.rewards], windows=[Window() for _ in rules.histories],
-                   near=[Events() for _ in rules.near_duplicates])
+        # the ledger makes one per account of a credit (from_json): a rule kind the
+        # methodology does not have costs no comprehension, and the immutable parts are
+        # repeated rather than made one by one
+        d, o, f, b = rules.duplicates, rules.overlaps, rules.flags, rules.bonuses
+        c, cc, h, n = rules.caps, rules.counter_caps, rules.histories, rules.near_duplicates
+        return cls([set() for _ in d] if d else [], [None] * len(o),
+                   [[] for _ in o] if o else [], [[] for _ in f] if f else [],
+                   [[] for _ in b] if b else [], [{} for _ in c] if c else [],
+                   [{} for _ in cc] if cc else [], [0] * len(rules.counters),
+                   [0] * len(rules.rewards), [Window() for _ in h] if h else [], {},
+                   [Events() for _ in n] if n else [])
 
     def prune(self, rules: CrossRecord) -> None:
         """Drops the window times no later record in time order can count, and the
@@ -99,7 +104,7 @@ class AccountState:
         the rules it does not have are written back unchanged (`others`)."""
         data: dict = dict(self.others)
         for rule, keys in zip(rules.duplicates, self.keys):
-            data[_name(rule)] = sorted(_KEY.encode(list(k)) for k in keys)
+            data[_name(rule)] = sorted(map(_key_text, keys))
         for rule, end, kept in zip(rules.overlaps, self.ends, self.intervals):
             data[_name(rule)] = {"end": end, "intervals": [list(iv) for iv in kept]}
         for rule, times in zip(rules.flags, self.flag_times):
@@ -161,6 +166,18 @@ class AccountState:
 # account of every credit (twice a key per duplicate rule), so the encoders are made once.
 # Their output is json.dumps' with the same options, byte for byte.
 _KEY = json.JSONEncoder(ensure_ascii=False)
+_STRING = json.encoder.encode_basestring  # the string encoder _KEY's C encoder uses
+
+
+def _key_text(key: tuple) -> str:
+    """_KEY.encode(list(key)): a key of strings (what a duplicate rule's keys usually
+    are) written by _KEY's own string encoder, without making an encoder per key (half
+    of to_json's time, which runs for every account of a credit); others by _KEY.
+    tests/engine/test_state_key_text.py compares the two texts."""
+    for v in key:
+        if type(v) is not str:
+            return _KEY.encode(list(key))
+    return "[" + ", ".join(map(_STRING, key)) + "]"
 _TEXT = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
