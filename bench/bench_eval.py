@@ -1,12 +1,15 @@
 """`tanpu eval` end to end, as a user runs it, beside a hand-written program in the same run.
 
     .venv/bin/python bench/bench_eval.py [--n 1000000 5000000 50000000] [--startup-runs 10]
-        [--repeat 2] [--dataset-up-to 5000000]
+        [--cold-runs 3] [--repeat 2] [--dataset-up-to 5000000]
 
 Each figure is a whole process, wall clock, its peak RSS from wait4(2):
 1. startup: `tanpu eval` of a 10-record CSV (warm: the methodology's compilation cached,
    bytecode written), beside `python -c pass` and `python -c "import polars"` (best and
-   median of --startup-runs);
+   median of --startup-runs), to CSV, the terminal and Parquet, and `tanpu check
+   methodologies/`; with --cold-runs (as root: it drops the page cache, for every process
+   on the machine), the same cases cold, the page cache dropped before each process
+   (`sync; echo 3 > /proc/sys/vm/drop_caches`);
 2. for each --n, Shenzhen rides (bench_engine.typed_frame, generated, not stored; above
    5M in pieces of 5M, the accounts drawn over the whole file), Parquet in and Parquet
    out, `tanpu eval --compact` (id, account, status, code, reduction_mg, points; the
@@ -113,19 +116,7 @@ def measured(*args: str, env=None) -> tuple[float, float]:
 def startup(work: Path, runs: int) -> None:
     import polars as pl
 
-    sample = ROOT / "methodologies" / "samples" / "shenzhen-public-transit.csv"
-    ten = work / "ten.csv"
-    ten.write_text("".join(sample.read_text(encoding="utf-8").splitlines(keepends=True)[:11]),
-                   encoding="utf-8")
-    methodology = ROOT / "methodologies" / "shenzhen-public-transit.tanpu"
-    cases = {
-        "python -c pass": [sys.executable, "-c", "pass"],
-        "python -c 'import polars'": [sys.executable, "-c", "import polars"],
-        "tanpu eval, 10 records -> CSV": [TANPU, "eval", str(methodology), str(ten), "-o", str(work / "ten.out.csv")],
-        "tanpu eval, 10 records -> stdout": [TANPU, "eval", str(methodology), str(ten)],
-        "tanpu eval, 10 records -> Parquet": [TANPU, "eval", str(methodology), str(ten), "-o",
-                                              str(work / "ten.out.parquet")],
-    }
+    cases = startup_cases(work)
     measured(*cases["tanpu eval, 10 records -> CSV"])  # warm: compilation cached
     times: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(runs):  # interleaved, so that a change of load touches every case alike
@@ -135,6 +126,43 @@ def startup(work: Path, runs: int) -> None:
     for name, got in times.items():
         print(f"  {name:<36} best {min(got):6.3f} s  median {statistics.median(got):6.3f} s")
     del pl
+
+
+def cold_startup(work: Path, runs: int) -> None:
+    """As startup, each process after the page cache was dropped: the interpreter, the
+    libraries and the methodology read from the disk again (the compilation cache is kept:
+    it is on the disk too, read cold)."""
+    cases = startup_cases(work)
+    measured(*cases["tanpu eval, 10 records -> CSV"])  # the compilation cached, as a user's second run
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    loads = [os.getloadavg()[0]]
+    for _ in range(runs):
+        for name, args in cases.items():
+            subprocess.run(["sync"], check=True)
+            Path("/proc/sys/vm/drop_caches").write_text("3\n")
+            times[name].append(measured(*args)[0])
+    loads.append(os.getloadavg()[0])
+    print(f"cold startup (page cache dropped before each), {runs} runs each, "
+          f"load average {min(loads):.1f}-{max(loads):.1f}")
+    for name, got in times.items():
+        print(f"  {name:<36} best {min(got):6.3f} s  median {statistics.median(got):6.3f} s")
+
+
+def startup_cases(work: Path) -> dict[str, list[str]]:
+    sample = ROOT / "methodologies" / "samples" / "shenzhen-public-transit.csv"
+    ten = work / "ten.csv"
+    ten.write_text("".join(sample.read_text(encoding="utf-8").splitlines(keepends=True)[:11]),
+                   encoding="utf-8")
+    methodology = ROOT / "methodologies" / "shenzhen-public-transit.tanpu"
+    return {
+        "python -c pass": [sys.executable, "-c", "pass"],
+        "python -c 'import polars'": [sys.executable, "-c", "import polars"],
+        "tanpu eval, 10 records -> CSV": [TANPU, "eval", str(methodology), str(ten), "-o", str(work / "ten.out.csv")],
+        "tanpu eval, 10 records -> stdout": [TANPU, "eval", str(methodology), str(ten)],
+        "tanpu eval, 10 records -> Parquet": [TANPU, "eval", str(methodology), str(ten), "-o",
+                                              str(work / "ten.out.parquet")],
+        "tanpu check methodologies/": [TANPU, "check", str(ROOT / "methodologies")],
+    }
 
 
 PIECE = 5_000_000  # rows generated at once: a file of more is written in pieces
@@ -241,6 +269,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, nargs="*", default=[1_000_000])
     parser.add_argument("--startup-runs", type=int, default=10, help="0: no startup figures")
+    parser.add_argument("--cold-runs", type=int, default=0,
+                        help="startup with the page cache dropped before each process (root)")
     parser.add_argument("--repeat", type=int, default=1, help="runs of each pair, alternating")
     parser.add_argument("--dataset-up-to", type=int, default=5_000_000,
                         help="the 8-partition dataset case for files of at most this many records")
@@ -249,6 +279,8 @@ def main() -> None:
     try:
         if args.startup_runs:
             startup(work, args.startup_runs)
+        if args.cold_runs:
+            cold_startup(work, args.cold_runs)
         for n in args.n:
             end_to_end(work, n, args.repeat, args.dataset_up_to)
     finally:

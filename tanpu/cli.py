@@ -339,26 +339,28 @@ SMALL_FILE = 256 << 10  # bytes: below this a CSV or JSON Lines file takes the s
 def _small_path(records: Path, output, engine_name: str) -> bool:
     """Whether the run is small enough that starting NumPy and Polars would cost more than
     evaluating record by record: a CSV or JSON Lines file of at most SMALL_FILE bytes
-    (a few thousand records) and results to CSV, JSON Lines or the terminal. The scalar
-    engine gives the same results as the batch engine (tests/engine/test_batch_differential.py)
-    and recordfiles.result_lines the same bytes as ResultWriter (tests/test_eval_small.py)."""
+    (a few thousand records), whatever the results are written to. The scalar engine gives
+    the same results as the batch engine (tests/engine/test_batch_differential.py);
+    recordfiles.result_lines writes the same bytes as ResultWriter, and
+    recordfiles.result_table (PyArrow alone) the same Parquet table (tests/test_eval_small.py)."""
     from engine.recordfiles import format_of
 
     if engine_name not in ("batch", "scalar") or format_of(records) not in ("csv", "jsonl"):
         return False
-    if output and format_of(Path(output)) == "parquet":
-        return False
     return records.stat().st_size <= SMALL_FILE
 
 
-def _eval_small(c, records: Path, output) -> None:
+def _eval_small(c, records: Path, output, compact: bool = False) -> None:
     from engine import Engine
-    from engine.recordfiles import write_result_lines
+    from engine.recordfiles import format_of, write_result_lines, write_result_table
 
     engine = Engine(c.methodology)
     results = _evaluate_scalar(engine, records)
     try:
-        write_result_lines(results, engine.ref, Path(output) if output else None, stream=sys.stdout)
+        if output and format_of(Path(output)) == "parquet":
+            write_result_table(results, engine.ref, Path(output), compact=compact)
+        else:
+            write_result_lines(results, engine.ref, Path(output) if output else None, stream=sys.stdout)
     except OSError as error:
         raise click.ClickException(f"writing the results failed: {error}") from None
     summary = _Summary()
@@ -370,7 +372,7 @@ def _eval_to(c, records: Path, output, engine_name: str, compact: bool = False) 
     from engine.recordfiles import ResultWriter
 
     if _small_path(records, output, engine_name):
-        _eval_small(c, records, output)
+        _eval_small(c, records, output, compact)
         return
     engine, frames_of = _engine_and_frames(c, engine_name)
     frames = frames_of(records)

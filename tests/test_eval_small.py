@@ -1,5 +1,6 @@
-"""`tanpu eval` of a small file runs without NumPy and Polars (startup), and writes the
-bytes the batch path writes: recordfiles.result_lines against ResultWriter."""
+"""`tanpu eval` of a small file runs without NumPy and Polars (startup; to Parquet, without
+Polars), and writes the bytes the batch path writes: recordfiles.result_lines and
+recordfiles.result_table against ResultWriter."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pytest
 from dsl import compile_source
 from engine.batch import BatchEngine, results_frame
 from engine.native.build import build
-from engine.recordfiles import ResultWriter, format_float, result_lines
+from engine.recordfiles import (ResultWriter, format_float, result_lines, write_result_table)
 from engine.result import MethodologyRef, Result
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,6 +84,41 @@ def test_awkward_results_are_written_byte_for_byte_as_the_batch_path_writes_them
     assert lines == _polars_bytes(results, ref, fmt, tmp_path)
 
 
+AWKWARD = [
+    Result("a,1", "acct \"q\"", 1_700_000_000_000_000, "credited", reduction_mg=1,
+           points=0, baseline_mg=5, project_mg=4, leakage_mg=0, row=1),
+    Result("b", "ü账户", 1_700_000_000_000_001, "capped", "CAP_REACHED", "第二\n行",
+           reduction_mg=15, points=15, bonus=2, flags=("A", "B"), counters=("rides=1",), row=2),
+    Result("c", "", None, "invalid", "INVALID_RECORD", "distance: not a number", row=3),
+    Result("d", "x", -86_400_000_000, "rejected", "NOT_COVERED", "", reduction_mg=924193, row=4),
+]
+
+
+@pytest.mark.parametrize("compact", [False, True], ids=["full", "compact"])
+@pytest.mark.parametrize("results", [AWKWARD, AWKWARD[:1] + AWKWARD[2:], AWKWARD[2:3], []],
+                         ids=["flags-fraction", "whole-seconds", "no-time", "none"])
+def test_awkward_results_are_written_to_parquet_as_the_batch_path_writes_them(results, compact, tmp_path):
+    """Flags on some rows (the others "") or on none (null), times with a fraction, none,
+    no result at all: result_table (PyArrow alone) against the batch path's frame."""
+    ref = MethodologyRef("x.y", "1.0.0", "sha256:" + "ab" * 32)
+    write_result_table(results, ref, tmp_path / "small.parquet", compact=compact)
+    writer = ResultWriter(tmp_path / "batch.parquet", ref, compact=compact)
+    writer.write(results_frame(results))
+    writer.close()
+    _assert_same_parquet(tmp_path / "small.parquet", tmp_path / "batch.parquet")
+
+
+def _assert_same_parquet(small: Path, batch: Path) -> None:
+    """The same table read back, the same metadata and Parquet schema, the same bytes."""
+    import pyarrow.parquet as pq
+
+    got, expected = pq.read_table(small), pq.read_table(batch)
+    assert got.schema.equals(expected.schema, check_metadata=True)
+    assert got.equals(expected)
+    assert pq.read_metadata(small).schema.equals(pq.read_metadata(batch).schema)
+    assert small.read_bytes() == batch.read_bytes()
+
+
 @pytest.mark.parametrize("sample", SAMPLES, ids=lambda p: p.stem)
 def test_every_bundled_sample_small_path_equals_the_batch_path(sample, tmp_path):
     source = ROOT / "methodologies" / f"{sample.stem}.tanpu"
@@ -112,6 +148,29 @@ def test_every_bundled_sample_small_path_equals_the_batch_path(sample, tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stderr.strip().endswith("[]"), done.stderr  # none of them loaded
     assert (tmp_path / "small.csv").read_bytes() == (tmp_path / "batch.csv").read_bytes()
+
+
+@pytest.mark.parametrize("compact", [False, True], ids=["full", "compact"])
+@pytest.mark.parametrize("sample", SAMPLES, ids=lambda p: p.stem)
+def test_every_bundled_sample_small_path_to_parquet_equals_the_batch_path(sample, compact, tmp_path):
+    """`tanpu eval SAMPLE -o x.parquet [--compact]` (the small path: the scalar engine and
+    PyArrow, without Polars or the batch engine) against the batch path's ResultWriter."""
+    source = source_path(sample)
+    methodology = compile_source(source.read_text(encoding="utf-8"), str(source)).methodology
+    batch = BatchEngine(methodology, kernels=build)
+    writer = ResultWriter(tmp_path / "batch.parquet", batch.ref, compact=compact)
+    for frame in batch.evaluate_file(sample):
+        writer.write(frame)
+    writer.close()
+    done = subprocess.run(
+        [sys.executable, "-c", "import atexit, sys; atexit.register(lambda: print(sorted(m for m in "
+         "('polars', 'pandas', 'engine.batch', 'pyarrow.compute') if m in sys.modules), file=sys.stderr)); "
+         "from tanpu.cli import main; main()", "eval", str(source), str(sample),
+         "-o", str(tmp_path / "small.parquet"), *(["--compact"] if compact else [])],
+        capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip().endswith("[]"), done.stderr  # none of them loaded
+    _assert_same_parquet(tmp_path / "small.parquet", tmp_path / "batch.parquet")
 
 
 def source_path(sample: Path) -> Path:
