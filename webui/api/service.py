@@ -657,9 +657,7 @@ def evaluation_json(result: Evaluation, explain: bool, compact: bool = False) ->
     writing them took about a third of a 10,000-record request (docs/api.md). The same
     values either way (tests/webui/test_api_batch.py compares both with
     evaluation_response())."""
-    table = None
-    if not explain and result.groups and all(g.frame is not None for g in result.groups):
-        table = _results_table(result, compact)
+    table = None if explain else _results_table(result, compact)
     if table is None:
         return _dumps(evaluation_response(result, explain, compact))
     head = {
@@ -680,8 +678,6 @@ def evaluation_lines(result: Evaluation, offset: int = 0) -> Optional[tuple[dict
     columns as evaluation_json() writes them; None when the results are not all in
     columns (then the dictionaries, webui/worker.py). Building and writing a dictionary a
     result took most of an evaluate job's chunk once the engine was fast (docs/api.md)."""
-    if not result.groups or any(g.frame is None for g in result.groups):
-        return None
     table = _results_table(result, False)
     if table is None:
         return None
@@ -729,8 +725,11 @@ _EXACT_MG = 2 ** 53
 def _results_table(result: Evaluation, compact: bool):
     """Every batch group's results as one Polars frame with the columns, in the order and
     with the values of result_rows()' dictionaries (invalid results left out), sorted by
-    the request's index; None when a column is not as expected (then the dictionaries)."""
+    the request's index; None when a group was not evaluated by the batch engine or a
+    column is not as expected (then the dictionaries)."""
     import polars as pl
+    if not result.groups or any(g.frame is None for g in result.groups):
+        return None
     tables = []
     for number, group in enumerate(result.groups):
         frame = group.frame
