@@ -136,7 +136,22 @@ def test_a_spill_of_many_partitions_runs_under_a_small_open_file_limit(tmp_path)
     assert "'duplicate', 50" in spilled.stdout and "'capped'" in spilled.stdout
 
 
-def test_the_spill_folder_of_a_killed_run_is_removed_by_the_next(tmp_path):
+def _spill_files(pid: int, folder) -> list[str]:
+    """The files process `pid` holds open in `folder` (its spill files: unlinked)."""
+    found = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith(str(folder) + "/") and not target.endswith(".parquet"):
+            found.append(target)
+    return found
+
+
+def test_a_killed_spilling_run_leaves_nothing_on_the_disk(tmp_path):
+    """The spill files are unlinked from the start: a SIGKILL (no time to clean up)
+    leaves no file behind, and the disk they used is given back with the process."""
     import signal
     import time
 
@@ -146,15 +161,19 @@ def test_the_spill_folder_of_a_killed_run_is_removed_by_the_next(tmp_path):
                             "1024", "4000"], env=env, cwd=ROOT_M.parents[1],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and run.poll() is None:
-        if any(folder.glob("*.arrow") for folder in tmp_path.glob("tanpu-batch-*")):
+    held = []
+    while time.monotonic() < deadline and run.poll() is None and not held:
+        try:
+            held = _spill_files(run.pid, tmp_path)
+        except FileNotFoundError:
             break
         time.sleep(0.005)
     run.send_signal(signal.SIGKILL)
     run.wait()
-    left = list(tmp_path.glob("tanpu-batch-*"))
-    assert left, "the run ended before it spilled"
+    assert held, "the run ended before it spilled"
+    assert all(name.endswith("(deleted)") for name in held), held  # never named in the folder
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rides.parquet"]
     _rides(tmp_path / "small.parquet", 2_000)
     again = _spill_run(tmp_path / "small.parquet", 1024, 200, env=env)
     assert again.returncode == 0, again.stderr
-    assert list(tmp_path.glob("tanpu-batch-*")) == []  # the killed run's and its own
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rides.parquet", "small.parquet"]

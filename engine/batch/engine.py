@@ -253,20 +253,22 @@ class BatchEngine:
                      np.zeros(n, dtype=np.int64), part.columns, ordered=part.ordered)
 
     def results(self, part: Part, batch: Batch) -> pl.DataFrame:
+        return self.presented(self.outcomes(part, batch))
+
+    def outcomes(self, part: Part, batch: Batch) -> pl.DataFrame:
+        """What results() shows, before it is shown: the reason as its index, the flags as
+        their bit mask, a time or mass that is not shown as null; a mass the methodology
+        does not define, and counters when it counts nothing, left out. A spilled run
+        (store.DiskStore) keeps these, half the bytes of the results, until `presented`
+        shows them in row order."""
         n = part.n
-        reason = pl.Series(batch.reason).cast(pl.UInt32)
-        status = self.reasons.column(0).gather(reason)
-        code = self.reasons.column(1).gather(reason)
-        message = self.reasons.column(2).gather(reason)
         time = pl.Series("time", batch.time)
         invalid = batch.reason == Reasons.INVALID
         if invalid.any():
-            valid = pl.Series(~invalid)
-            message = message.zip_with(valid, part.messages)
-            time = time.zip_with(valid, pl.repeat(None, n, dtype=pl.Int64, eager=True))
+            time = time.zip_with(pl.Series(~invalid), pl.repeat(None, n, dtype=pl.Int64, eager=True))
         columns = {
             "row": part.rows, "id": part.ids, "account": part.accounts, "time": time,
-            "status": status, "code": code, "message": message,
+            "reason": batch.reason, "message": part.messages,
             "reduction_mg": batch.reduction_mg, "points": batch.points, "bonus": batch.bonus,
         }
         credited = pl.Series(part.credited)
@@ -274,13 +276,33 @@ class BatchEngine:
             if name in part.masses:
                 columns[f"{name}_mg"] = pl.Series(part.masses[name]).zip_with(
                     credited, pl.repeat(None, n, dtype=pl.Int64, eager=True))
-            else:
-                columns[f"{name}_mg"] = pl.repeat(None, n, dtype=pl.Int64, eager=True)
-        columns["flags"] = self.flag_lists(batch.flags)
-        columns["counters"] = batch.counters if batch.counters is not None else \
+        columns["flags"] = batch.flags
+        if batch.counters is not None:
+            columns["counters"] = batch.counters
+        return pl.DataFrame({k: pl.Series(k, v) if isinstance(v, np.ndarray) else v.alias(k)
+                             for k, v in columns.items()})
+
+    def presented(self, outcomes: pl.DataFrame) -> pl.DataFrame:
+        """outcomes() as the results frame (RESULT_COLUMNS)."""
+        n = outcomes.height
+        reason_codes = outcomes.get_column("reason")
+        reason = reason_codes.cast(pl.UInt32)
+        status = self.reasons.column(0).gather(reason)
+        code = self.reasons.column(1).gather(reason)
+        message = self.reasons.column(2).gather(reason)
+        invalid = (reason_codes == Reasons.INVALID).to_numpy()
+        if invalid.any():
+            message = message.zip_with(pl.Series(~invalid), outcomes.get_column("message"))
+        columns = {name: outcomes.get_column(name)
+                   for name in ("row", "id", "account", "time", "reduction_mg", "points", "bonus")}
+        columns.update(status=status, code=code, message=message)
+        for name in ("baseline_mg", "project_mg", "leakage_mg"):
+            columns[name] = outcomes.get_column(name) if name in outcomes.columns else \
+                pl.repeat(None, n, dtype=pl.Int64, eager=True)
+        columns["flags"] = self.flag_lists(outcomes.get_column("flags").to_numpy())
+        columns["counters"] = outcomes.get_column("counters") if "counters" in outcomes.columns else \
             empty_lists("counters", n)
-        return pl.DataFrame({k: pl.Series(k, columns[k]) if isinstance(columns[k], np.ndarray)
-                             else columns[k].alias(k) for k in RESULT_COLUMNS})
+        return pl.DataFrame([columns[k].alias(k) for k in RESULT_COLUMNS])
 
     def flag_lists(self, flags: np.ndarray) -> pl.Series:
         codes = self.rules.flag_codes

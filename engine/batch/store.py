@@ -24,6 +24,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Iterator, Optional
 
 import numpy as np
@@ -44,6 +45,8 @@ def part_frame(engine, part: Part) -> pl.DataFrame:
     for name, values in part.masses.items():
         columns[f"m:{name}"] = values
     for name, column in part.columns.items():
+        if column is part.ids or column is part.accounts:  # written once, as `id`, `account`
+            continue
         columns[f"k:{name}"] = column.codes if isinstance(column, Cat) else column
     return pl.DataFrame({k: (v.alias(k) if isinstance(v, pl.Series) else pl.Series(k, v))
                          for k, v in columns.items()})
@@ -66,7 +69,11 @@ def frame_part(engine, frame: pl.DataFrame) -> Part:
             columns[name] = series.alias(name)
         else:
             columns[name] = series.to_numpy()
-    return Part(array("row", np.int64), frame.get_column("id"), frame.get_column("account"),
+    ids, accounts = frame.get_column("id"), frame.get_column("account")
+    for name in engine.keep:  # the kept columns part_frame did not write again
+        if f"k:{name}" not in frame.columns and name in ("id", "account"):
+            columns[name] = (ids if name == "id" else accounts).alias(name)
+    return Part(array("row", np.int64), ids, accounts,
                 array("time", np.int64), array("reason", np.int32).copy(), frame.get_column("message"),
                 array("reduction_mg", np.int64), array("points", np.int64), masses,
                 frame.get_column("credited").to_numpy(), columns)
@@ -93,56 +100,92 @@ class MemoryStore:
         self.parts = []
 
 
-class _Runs:
-    """Spilled rows as runs: each run (the rows of several chunks, up to the store's run
-    size) is one Arrow IPC file holding one record batch per partition, the partition's
-    rows of that run (none, possibly). A partition is then read as its batch of every run
-    (random access by the file's footer). Only one file is ever open at a time, however
-    many partitions and runs: the open-file limit (`ulimit -n`, 1,024 by default) never
-    binds, where one appender per partition opened 2 files per partition at once.
+class _Segments:
+    """Spilled rows in one file: segments appended one after the other, each the rows of
+    one (run, partition) pair as one Arrow IPC stream, found again by its key through an
+    index held in memory (offset, length). The file is unlinked from the start (O_TMPFILE
+    where the system has it): a killed run leaves nothing on the disk, and each store
+    holds one open file however many partitions and runs it has (`ulimit -n` never
+    binds). A segment is read by one pread at its offset: where a file per run, opened
+    and its footer parsed for each partition, cost about 2 ms a (partition, run) pair,
+    a cost that grew with the rows squared (issue 16).
+
+    A column that is null in every row of a segment (the messages of valid records, the
+    masses a methodology does not define) is not written: `get` puts it back.
     """
 
-    def __init__(self, folder: Path, prefix: str, partitions: int):
-        self.folder, self.prefix, self.partitions = folder, prefix, partitions
-        self.paths: list[Path] = []
+    def __init__(self, folder: Path):
+        self.file = tempfile.TemporaryFile(dir=folder, buffering=0)  # pread sees every write
+        self.index: dict = {}
+        self.size = 0
         self.schema: Optional[pa.Schema] = None
 
-    def write(self, frame: pl.DataFrame, partition: np.ndarray) -> None:
-        order = np.argsort(partition, kind="stable")
-        bounds = np.searchsorted(partition[order], np.arange(self.partitions + 1))
-        # offsets, not views: a slice of a string view column would write every data buffer
-        table = frame[order].to_arrow(compat_level=pl.CompatLevel.oldest())
+    def put(self, key, batch: pa.RecordBatch) -> None:
         if self.schema is None:
-            self.schema = table.schema
-        table = table.cast(self.schema).combine_chunks()
-        whole = table.to_batches()
-        batch = whole[0] if whole else pa.RecordBatch.from_pylist([], schema=self.schema)
-        path = self.folder / f"{self.prefix}-{len(self.paths)}.arrow"
-        with pa.OSFile(str(path), "wb") as sink:
-            with pa.ipc.new_file(sink, self.schema) as writer:
-                for i in range(self.partitions):
-                    writer.write_batch(batch.slice(int(bounds[i]), int(bounds[i + 1] - bounds[i])))
-        self.paths.append(path)
+            self.schema = batch.schema
+        if batch.num_rows == 0:
+            self.index[key] = (0, 0, 0)
+            return
+        kept = [i for i, column in enumerate(batch.columns)
+                if batch.num_rows == 0 or column.null_count < batch.num_rows]
+        if len(kept) < batch.num_columns:
+            batch = batch.select(kept)
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, batch.schema) as writer:
+            writer.write_batch(batch)
+        data = sink.getvalue()
+        view, done = memoryview(data), 0
+        while done < data.size:  # an unbuffered write may write part of it
+            done += self.file.write(view[done:])
+        self.index[key] = (self.size, data.size, batch.num_rows)
+        self.size += data.size
 
-    def remove(self) -> None:
-        for path in self.paths:
-            path.unlink(missing_ok=True)
+    def get(self, key) -> Optional[pa.RecordBatch]:
+        if key not in self.index:
+            return None
+        offset, length, rows = self.index[key]
+        if rows == 0:
+            return None
+        data = os.pread(self.file.fileno(), length, offset)
+        batch = pa.ipc.open_stream(data).read_next_batch()
+        if batch.num_columns < len(self.schema):
+            batch = pa.RecordBatch.from_arrays(
+                [batch.column(f.name) if f.name in batch.schema.names else pa.nulls(rows, f.type)
+                 for f in self.schema], schema=self.schema)
+        return batch
 
-    def read(self, index: int) -> Optional[pl.DataFrame]:
-        pieces = []
-        for path in self.paths:
-            with pa.OSFile(str(path), "rb") as source:  # read, not mapped: RSS stays honest
-                batch = pa.ipc.open_file(source).get_batch(index)
-            if batch.num_rows:
-                pieces.append(batch)
+    def frame(self, keys) -> Optional[pl.DataFrame]:
+        """The segments of `keys` as one frame; None when they hold no row."""
+        pieces = [b for b in (self.get(k) for k in keys) if b is not None]
         if not pieces:
             return None
         return pl.from_arrow(pa.Table.from_batches(pieces, schema=self.schema))
 
+    def write(self, frame: pl.DataFrame, partition: np.ndarray, partitions: int, key) -> None:
+        """`frame`'s rows split by `partition` (0 .. partitions - 1): segment `key(i)` for
+        partition i (an empty one where it has no row)."""
+        order = np.argsort(partition.astype(np.uint16 if partitions <= 1 << 16 else np.int64),
+                           kind="stable")  # 16-bit keys: a radix sort
+        bounds = np.searchsorted(partition[order], np.arange(partitions + 1))
+        # offsets, not views: a slice of a string view column would write every data buffer
+        table = frame[order].to_arrow(compat_level=pl.CompatLevel.oldest())
+        if self.schema is not None:
+            table = table.cast(self.schema)
+        whole = table.combine_chunks().to_batches()
+        batch = whole[0] if whole else pa.RecordBatch.from_pylist([], schema=table.schema)
+        for i in range(partitions):
+            self.put(key(i), batch.slice(int(bounds[i]), int(bounds[i + 1] - bounds[i])))
+
+    def close(self) -> None:
+        self.file.close()
+        self.index = {}
+
 
 def _stale_spills(parent: Path) -> None:
     """Removes the spill folders of runs that were killed (`tanpu-batch-PID-*`, PID gone):
-    a SIGKILL leaves no time to clean up, so the next run does."""
+    a SIGKILL leaves no time to clean up, so the next run does. (DiskStore's own files
+    are unlinked from the start; what is left is folders of older versions and of
+    engine._repeated_on_disk.)"""
     for folder in parent.glob("tanpu-batch-*-*"):
         pid = folder.name.split("-")[2]
         if not pid.isdigit() or int(pid) == os.getpid():
@@ -162,23 +205,26 @@ class DiskStore:
         """`run_rows`: rows gathered in memory before they are spilled as one run;
         `duplicates`: the row numbers the duplicate-id check rejects, when already known
         (BatchEngine.duplicate_rows, from a Parquet file's ids): then the ids are not
-        spilled at all."""
+        spilled at all. `folder`: where the (unlinked) spill files are made, the system's
+        temporary folder by default."""
         self.engine = engine
         self.duplicates = duplicates
         self.partitions = max(1, partitions)
-        self._own = folder is None
         if folder is None:
-            parent = Path(tempfile.gettempdir())
-            _stale_spills(parent)
-            folder = Path(tempfile.mkdtemp(prefix=f"tanpu-batch-{os.getpid()}-", dir=parent))
+            folder = Path(tempfile.gettempdir())
+            _stale_spills(folder)
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.run_rows = max(1, run_rows)
-        self.accounts = _Runs(self.folder, "accounts", self.partitions)
-        self.ids = _Runs(self.folder, "ids", self.partitions)
-        self.pending: list[Part] = []
+        self.accounts = _Segments(self.folder)
+        self.ids = _Segments(self.folder)
+        self.pending: list[pl.DataFrame] = []
         self.pending_rows = 0
         self.run_starts: list[int] = []  # the first row of each run (rows come in order)
+        # a run is written by one thread while the next chunks are evaluated (Arrow and
+        # the writes release the GIL): one run waiting at most
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tanpu-spill")
+        self._written: Optional[Future] = None
 
     def add(self, part: Part) -> None:
         if part.n == 0:
@@ -193,20 +239,32 @@ class DiskStore:
             return
         frame = pl.concat(self.pending, rechunk=False)
         self.pending, self.pending_rows = [], 0
+        run = len(self.run_starts)
         self.run_starts.append(int(frame.get_column("row")[0]))
+        if self._written is not None:
+            self._written.result()
+        self._written = self._writer.submit(self._write_run, frame, run)
+
+    def _write_run(self, frame: pl.DataFrame, run: int) -> None:
         p = self.partitions
-        self.accounts.write(frame, (frame.get_column("account").hash() % p).cast(pl.Int64).to_numpy())
+        self.accounts.write(frame, (frame.get_column("account").hash() % p).cast(pl.Int64).to_numpy(),
+                            p, lambda i: (i, run))
         if self.duplicates is None:
             ids = frame.filter(pl.col("reason") != Reasons.INVALID).select("id", "account", "time", "row")
-            self.ids.write(ids, (ids.get_column("id").hash() % p).cast(pl.Int64).to_numpy())
+            self.ids.write(ids, (ids.get_column("id").hash() % p).cast(pl.Int64).to_numpy(),
+                           p, lambda i: (i, run))
 
     def results(self) -> Iterator[pl.DataFrame]:
         self._spill()
+        if self._written is not None:
+            self._written.result()
+            self._written = None
         engine = self.engine
+        runs = len(self.run_starts)
         # 1. duplicate ids, partition by id (unless known)
         duplicates = [] if self.duplicates is None else [self.duplicates]
         for i in range(self.partitions if self.duplicates is None else 0):
-            frame = self.ids.read(i)
+            frame = self.ids.frame([(i, r) for r in range(runs)])
             if frame is None or frame.height == 0:
                 continue
             rows = frame.get_column("row").to_numpy()
@@ -215,40 +273,50 @@ class DiskStore:
                                        np.ones(frame.height, dtype=bool))
             duplicates.append(rows[found])
         duplicate_rows = np.sort(np.concatenate(duplicates)) if duplicates else np.zeros(0, np.int64)
-        self.ids.remove()  # the disk of each step is given back before the next writes
-        # 2. the account rules, partition by account; each partition's results as one
-        # file of one batch per run (the rows of that run, in row order)
+        self.ids.close()  # the disk of each step is given back before the next writes
+        # 2. the account rules, partition by account; each partition's outcomes
+        # (engine.outcomes) split by run; the next partition is read meanwhile
         starts = np.asarray(self.run_starts, dtype=np.int64)
-        results_of = _Runs(self.folder, "results", starts.size)
-        for i in range(self.partitions):
-            frame = self.accounts.read(i)
-            if frame is None:
-                frame = part_frame(engine, _empty_part(engine))
-            part = frame_part(engine, frame)
-            batch = engine.batch_of(part)
-            at = np.flatnonzero(np.isin(part.rows, duplicate_rows)) if duplicate_rows.size else \
-                np.zeros(0, dtype=np.int64)
-            engine.rules.apply(batch, duplicate_ids=at)
-            results = engine.results(part, batch)
-            rows = results.get_column("row").to_numpy()
-            run = np.searchsorted(starts, rows, side="right") - 1
-            results_of.write(results, run)
-            del frame, part, batch, results
-        self.accounts.remove()
-        # 3. merge back in row order, run by run
-        step = engine.chunk_rows
-        for k in range(starts.size):
-            merged = results_of.read(k)
-            if merged is None:
-                continue
-            merged = merged.sort("row")
-            for start in range(0, merged.height, step):
-                yield merged.slice(start, step)
+        outcomes = _Segments(self.folder)
+        try:
+            def read(i):
+                return self.accounts.frame([(i, r) for r in range(runs)])
+            reading = self._writer.submit(read, 0)
+            for i in range(self.partitions):
+                frame = reading.result()
+                if i + 1 < self.partitions:
+                    reading = self._writer.submit(read, i + 1)
+                if frame is None:
+                    frame = part_frame(engine, _empty_part(engine))
+                part = frame_part(engine, frame)
+                batch = engine.batch_of(part)
+                at = np.flatnonzero(np.isin(part.rows, duplicate_rows)) if duplicate_rows.size else \
+                    np.zeros(0, dtype=np.int64)
+                engine.rules.apply(batch, duplicate_ids=at)
+                got = engine.outcomes(part, batch)
+                run = np.searchsorted(starts, got.get_column("row").to_numpy(), side="right") - 1
+                outcomes.write(got, run, runs, lambda k, i=i: (k, i))
+                del frame, part, batch, got
+            self.accounts.close()
+            # 3. merged back in row order, run by run, shown as results
+            step = engine.chunk_rows
+            for k in range(runs):
+                merged = outcomes.frame([(k, i) for i in range(self.partitions)])
+                if merged is None:
+                    continue
+                merged = engine.presented(merged.sort("row"))
+                for start in range(0, merged.height, step):
+                    yield merged.slice(start, step)
+        finally:
+            outcomes.close()
 
     def close(self) -> None:
         self.pending = []
-        if self._own:
-            shutil.rmtree(self.folder, ignore_errors=True)
+        if self._written is not None:
+            self._written.cancel()
+        self._writer.shutdown(wait=True)
+        self.accounts.close()
+        self.ids.close()
 
 
 def _empty_part(engine) -> Part:
