@@ -177,3 +177,40 @@ def test_a_killed_spilling_run_leaves_nothing_on_the_disk(tmp_path):
     again = _spill_run(tmp_path / "small.parquet", 1024, 200, env=env)
     assert again.returncode == 0, again.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rides.parquet", "small.parquet"]
+
+
+@pytest.mark.parametrize("codec", [("zstd", 1), None])
+def test_spilled_segments_with_and_without_messages_give_the_in_memory_results(codec, tmp_path, monkeypatch):
+    """A CSV file (its ids spilled too) with invalid rows in the middle: the segments
+    of those runs carry the `message` column, the others leave it out (null in every
+    row) and get it back when read; compressed or not, every column of every
+    result is the in-memory run's."""
+    import polars as pl
+
+    from dsl import compile_source
+    from engine.batch import BatchEngine
+    from engine.batch import store
+    from engine.native.build import build
+
+    monkeypatch.setattr(store, "SPILL_CODEC", codec)
+    store._written_as.cache_clear()
+    _rides(tmp_path / "rides.parquet", 3_000)
+    frame = pl.read_parquet(tmp_path / "rides.parquet").with_columns(pl.col("distance[km]").cast(pl.String))
+    frame = frame.with_columns(pl.when(pl.int_range(pl.len()).is_between(1_000, 1_119)).then(pl.lit("far"))
+                               .otherwise(pl.col("distance[km]")).alias("distance[km]"))
+    frame.write_csv(tmp_path / "rides.csv")
+    methodology = compile_source(ROOT_M.read_text(encoding="utf-8"), str(ROOT_M)).methodology
+
+    def run(memory_rows):
+        engine = BatchEngine(methodology, chunk_rows=64, kernels=build)
+        return pl.concat(list(engine.evaluate_file(tmp_path / "rides.csv", memory_rows=memory_rows,
+                                                   spill_dir=tmp_path / "spill")))
+    try:
+        spilled, in_memory = run(400), run(10_000_000)
+    finally:
+        store._written_as.cache_clear()
+    assert spilled.height == 3_000
+    assert {"invalid", "capped", "duplicate"} <= set(spilled.get_column("status"))
+    assert spilled.filter(pl.col("message").str.contains("far")).height == 120
+    assert spilled.equals(in_memory)
+    assert list((tmp_path / "spill").iterdir()) == []  # the spill files were never named
