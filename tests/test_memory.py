@@ -179,7 +179,7 @@ def test_a_killed_spilling_run_leaves_nothing_on_the_disk(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rides.parquet", "small.parquet"]
 
 
-@pytest.mark.parametrize("codec", [("zstd", 1), None])
+@pytest.mark.parametrize("codec", [("lz4", None), ("zstd", 1), None])
 def test_spilled_segments_with_and_without_messages_give_the_in_memory_results(codec, tmp_path, monkeypatch):
     """A CSV file (its ids spilled too) with invalid rows in the middle: the segments
     of those runs carry the `message` column, the others leave it out (null in every

@@ -101,13 +101,14 @@ class MemoryStore:
         self.parts = []
 
 
-# Spilled segments are compressed by Zstandard at level 1: on 1.5M kept rows of Shenzhen
-# rides (110 bytes a row in memory) 37 bytes a row for 0.56 s of CPU to write and 0.25 s to
-# read, where uncompressed took 0.54 s to write (the copy into the stream) and LZ4 made 61
-# bytes (0.33 s + 0.16 s; load 12, noisy). A third of the bytes is what matters at scale:
-# 200M rows spill 12 GB instead of 38, which the page cache mostly holds, and the disk
-# (about 144 MB/s here) is not waited for.
-SPILL_CODEC = ("zstd", 1)
+# Spilled segments are compressed by LZ4: on 1.5M kept rows of Shenzhen rides (110 bytes a
+# row in memory) 61 bytes a row for 0.33 s of CPU to write and 0.16 s to read, where
+# uncompressed took 0.54 s to write (the copy into the stream) and Zstandard (level 1) made
+# 37 bytes for 0.56 s + 0.25 s, and a small segment took about 7 times longer to read than
+# LZ4's (a decompression context per buffer; load 12-17, noisy). Fewer bytes is what
+# matters at scale: the page cache holds more of the spill, and the disk (about 144 MB/s
+# here) is waited for less.
+SPILL_CODEC = ("lz4", None)  # (codec, level) for pyarrow.Codec; None: not compressed
 
 
 @lru_cache(maxsize=1)
@@ -117,16 +118,19 @@ def _written_as() -> pa.ipc.IpcWriteOptions:
 
 class _Segments:
     """Spilled rows in one file: segments appended one after the other, each the rows of
-    one (run, partition) pair as one Arrow IPC stream, found again by its key through an
-    index held in memory (offset, length). The file is unlinked from the start (O_TMPFILE
-    where the system has it): a killed run leaves nothing on the disk, and each store
-    holds one open file however many partitions and runs it has (`ulimit -n` never
-    binds). A segment is read by one pread at its offset: where a file per run, opened
-    and its footer parsed for each partition, cost about 2 ms a (partition, run) pair,
-    a cost that grew with the rows squared (issue 16).
+    one (run, partition) pair as one Arrow IPC record batch message, found again by its
+    key through an index held in memory (offset, length, rows, schema). The file is
+    unlinked from the start (O_TMPFILE where the system has it): a killed run leaves
+    nothing on the disk, and each store holds one open file however many partitions and
+    runs it has (`ulimit -n` never binds). A segment is read by one pread at its offset
+    and decoded against the schema kept in the index: where a file per run, opened and
+    its footer parsed for each partition, cost about 2 ms a (partition, run) pair (the
+    cost that grew with the rows squared, issue 16), and a stream of its own per segment
+    (its schema written and parsed each time) about as much.
 
-    A column that is null in every row of a segment (the messages of valid records, the
-    masses a methodology does not define) is not written: `get` puts it back.
+    A column that is null in every row of what one `write` is given (the messages of
+    valid records, the masses a methodology does not define) is not written: `get` puts
+    it back.
     """
 
     def __init__(self, folder: Path):
@@ -135,37 +139,53 @@ class _Segments:
         self.size = 0
         self.schema: Optional[pa.Schema] = None
 
-    def put(self, key, batch: pa.RecordBatch) -> None:
-        if self.schema is None:
-            self.schema = batch.schema
-        if batch.num_rows == 0:
-            self.index[key] = (0, 0, 0)
+    def write(self, frame: pl.DataFrame, partition: np.ndarray, partitions: int, key) -> None:
+        """`frame`'s rows split by `partition` (0 .. partitions - 1): segment `key(i)` for
+        partition i (none where it has no row)."""
+        order = np.argsort(partition.astype(np.uint16 if partitions <= 1 << 16 else np.int64),
+                           kind="stable")  # 16-bit keys: a radix sort
+        bounds = np.searchsorted(partition[order], np.arange(partitions + 1))
+        # offsets, not views: a slice of a string view column would write every data buffer
+        table = frame[order].to_arrow(compat_level=pl.CompatLevel.oldest())
+        if self.schema is None:  # dictionaries as their values: a segment is read without them
+            self.schema = pa.schema([f.with_type(f.type.value_type) if pa.types.is_dictionary(f.type) else f
+                                     for f in table.schema])
+        table = table.cast(self.schema)
+        whole = table.combine_chunks().to_batches()
+        if not whole or whole[0].num_rows == 0:
             return
-        kept = [i for i, column in enumerate(batch.columns)
-                if batch.num_rows == 0 or column.null_count < batch.num_rows]
+        batch = whole[0]
+        kept = [i for i, column in enumerate(batch.columns) if column.null_count < batch.num_rows]
         if len(kept) < batch.num_columns:
             batch = batch.select(kept)
         sink = pa.BufferOutputStream()
+        placed = []
         with pa.ipc.new_stream(sink, batch.schema, options=_written_as()) as writer:
-            writer.write_batch(batch)
+            writer.write_batch(batch.slice(0, 0))  # the schema first: then one message a segment
+            for i in range(partitions):
+                rows = int(bounds[i + 1] - bounds[i])
+                if rows:
+                    at = sink.tell()
+                    writer.write_batch(batch.slice(int(bounds[i]), rows))
+                    placed.append((key(i), at, sink.tell() - at, rows))
         data = sink.getvalue()
         view, done = memoryview(data), 0
         while done < data.size:  # an unbuffered write may write part of it
             done += self.file.write(view[done:])
-        self.index[key] = (self.size, data.size, batch.num_rows)
+        for k, at, length, rows in placed:
+            self.index[k] = (self.size + at, length, batch.schema)
         self.size += data.size
 
     def get(self, key) -> Optional[pa.RecordBatch]:
-        if key not in self.index:
+        found = self.index.get(key)
+        if found is None:
             return None
-        offset, length, rows = self.index[key]
-        if rows == 0:
-            return None
-        data = os.pread(self.file.fileno(), length, offset)
-        batch = pa.ipc.open_stream(data).read_next_batch()
+        offset, length, schema = found
+        data = pa.py_buffer(os.pread(self.file.fileno(), length, offset))
+        batch = pa.ipc.read_record_batch(pa.ipc.read_message(data), schema)
         if batch.num_columns < len(self.schema):
             batch = pa.RecordBatch.from_arrays(
-                [batch.column(f.name) if f.name in batch.schema.names else pa.nulls(rows, f.type)
+                [batch.column(f.name) if f.name in schema.names else pa.nulls(batch.num_rows, f.type)
                  for f in self.schema], schema=self.schema)
         return batch
 
@@ -175,21 +195,6 @@ class _Segments:
         if not pieces:
             return None
         return pl.from_arrow(pa.Table.from_batches(pieces, schema=self.schema))
-
-    def write(self, frame: pl.DataFrame, partition: np.ndarray, partitions: int, key) -> None:
-        """`frame`'s rows split by `partition` (0 .. partitions - 1): segment `key(i)` for
-        partition i (an empty one where it has no row)."""
-        order = np.argsort(partition.astype(np.uint16 if partitions <= 1 << 16 else np.int64),
-                           kind="stable")  # 16-bit keys: a radix sort
-        bounds = np.searchsorted(partition[order], np.arange(partitions + 1))
-        # offsets, not views: a slice of a string view column would write every data buffer
-        table = frame[order].to_arrow(compat_level=pl.CompatLevel.oldest())
-        if self.schema is not None:
-            table = table.cast(self.schema)
-        whole = table.combine_chunks().to_batches()
-        batch = whole[0] if whole else pa.RecordBatch.from_pylist([], schema=table.schema)
-        for i in range(partitions):
-            self.put(key(i), batch.slice(int(bounds[i]), int(bounds[i + 1] - bounds[i])))
 
     def close(self) -> None:
         self.file.close()
