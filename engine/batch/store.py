@@ -1,21 +1,18 @@
 """Where the kept columns of a run wait for the cross-record rules.
 
 `MemoryStore` keeps them in memory. `DiskStore` (for files of more rows than fit a
-budget) gathers chunks into runs of up to a quarter of the budget and writes each run, as
-Arrow IPC in a temporary folder, split into P partitions twice: every row by a
-hash of its account (all of an account's records meet in one partition, which is all the
-per-account rules need) and the valid rows' (id, account, time, row) by a hash of the id
-(all records of an id meet, which is all the duplicate-id rule needs). Then: duplicate
-ids partition by partition; the account rules partition by partition, each partition's
-results split by run; the results are merged back in row order run by run. Memory holds
-one run, or one partition, whatever the size of the file; one file is open at a time
-(`_Runs`); the files of each step are removed when the next has what it needs (peak disk:
-the kept columns of every row, then the results), the folder at the end, and a killed
-run's folder by the next run.
-Pieces written: 3 × runs × P, where one per chunk and partition made 4 × chunks × P
-(about 2 ms each: the cost that grew with the rows squared, issue 16). Not compressed:
-Zstandard made a run a quarter of its size but cost 3 s of CPU more at 5M rows, LZ4
-more still (measured, docs/engine.md).
+budget) gathers chunks into runs of up to a quarter of the budget and writes each run
+(by a thread, while the next chunks are evaluated) into one unlinked file (`_Segments`),
+split into P partitions twice: every row by a hash of its account (all of an account's
+records meet in one partition, which is all the per-account rules need) and the valid
+rows' (id, account, time, row) by a hash of the id (all records of an id meet, which is
+all the duplicate-id rule needs; not when the repeated ids are known already). Then:
+duplicate ids partition by partition; the account rules partition by partition, each
+partition's outcomes (engine.outcomes) split by run into a second file; run by run they
+are read back in row order and shown (engine.presented). Memory holds one run, or one
+partition, whatever the size of the file; three files at most are open, whatever P and the
+number of runs; a killed run leaves nothing (the files never had a name). Measured and
+argued in docs/engine.md, "Spilling to disk".
 """
 
 from __future__ import annotations
