@@ -32,6 +32,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import operator
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -48,9 +49,19 @@ _PG_LOCK_KEY = int.from_bytes(b"tanpuaud", "big") & 0x7FFF_FFFF_FFFF_FFFF
 
 
 def _time_text(at: dt.datetime) -> str:
-    if at.tzinfo is None:
-        at = at.replace(tzinfo=dt.timezone.utc)
-    return at.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """`%Y-%m-%dT%H:%M:%S.%fZ` of the time in UTC. By isoformat where it gives the same
+    text (a year of four digits: strftime's %Y does not pad a year below 1000 to four),
+    about a third cheaper than strftime: the ledger's digest formats one per entry."""
+    if at.tzinfo is not _UTC:
+        if at.tzinfo is None:
+            at = at.replace(tzinfo=_UTC)
+        at = at.astimezone(_UTC)
+    if at.year < 1000:
+        return at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return at.isoformat(timespec="microseconds")[:-6] + "Z"
+
+
+_UTC = dt.timezone.utc
 
 
 def canonical(fields: dict[str, Any]) -> str:
@@ -157,17 +168,34 @@ def ledger_digest(entries) -> str:
     over each entry's columns that say what was credited, to whom, by which version, from
     which record (every column but the ids, the batch and the write time), in record-id
     order. Tab-separated text: no column holds a tab or a newline raw (the record is
-    JSON)."""
-    lines = "\n".join("\t".join(str(v) for v in (
-        e.record_id, e.account, e.methodology_id, e.version, e.content_hash,
-        _time_text(e.activity_time) if e.activity_time is not None else "",
-        e.reduction_mg, e.points, e.bonus, e.status, e.code or "", e.message or "",
-        e.reason or "", e.record if e.record is not None else "")
+    JSON). `entries`: objects or rows with the columns as attributes (ledger_digest_rows
+    takes them as tuples)."""
+    return ledger_digest_rows([(
+        e.record_id, e.account, e.methodology_id, e.version, e.content_hash, e.activity_time,
+        e.reduction_mg, e.points, e.bonus, e.status, e.code, e.message, e.reason, e.record,
+        getattr(e, "counters", "")) for e in entries])
+
+
+def ledger_digest_rows(rows) -> str:
+    """ledger_digest of entries given as tuples (record_id, account, methodology_id,
+    version, content_hash, activity_time, reduction_mg, points, bonus, status, code,
+    message, reason, record, counters): the same digest, byte for byte, for the ledger
+    to make from the columns it inserts, without an object per entry
+    (tests/registry/test_audit_digest.py)."""
+    lines = []
+    for (record_id, account, methodology_id, version, content_hash, at, reduction_mg, points,
+         bonus, status, code, message, reason, record, counters) in sorted(rows, key=_FIRST):
+        line = (f"{record_id}\t{account}\t{methodology_id}\t{version}\t{content_hash}\t"
+                f"{_time_text(at) if at is not None else ''}\t{reduction_mg}\t{points}\t{bonus}\t"
+                f"{status}\t{code or ''}\t{message or ''}\t{reason or ''}\t"
+                f"{record if record is not None else ''}")
         # what the record moved (issue 12), only where it moved something: the digests of
         # entries of methodologies without counters are what they were before the column
-        + ((e.counters,) if getattr(e, "counters", "") else ()))
-        for e in sorted(entries, key=lambda e: e.record_id))
-    return hashlib.sha256(lines.encode("utf-8")).hexdigest()
+        lines.append(f"{line}\t{counters}" if counters else line)
+    return hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()
+
+
+_FIRST = operator.itemgetter(0)
 
 
 @dataclass

@@ -79,12 +79,26 @@ def pg_insert(table: Table, rows: Sequence[dict], conflict_columns: Sequence[str
     """(sql, parameters) of insert_ignoring's PostgreSQL statement, to be run by the
     caller (with others, `pipelined`). `rows` is not empty."""
     columns = list(rows[0])
-    values = [[row[c] for row in rows] for c in columns]
+    return pg_insert_columns(table, {c: [row[c] for row in rows] for c in columns}, {},
+                             conflict_columns, returning)
+
+
+def pg_insert_columns(table: Table, columns: dict[str, list], constant: dict,
+                      conflict_columns: Sequence[str], returning: Sequence[str] = ()
+                      ) -> tuple[str, dict]:
+    """pg_insert of rows given column by column: `columns` (name -> one value per row, the
+    lists of equal length, not empty) and `constant` (name -> one value for every row),
+    for a caller that has its rows as columns already (a ledger credit)."""
+    names = list(constant) + list(columns)
+    values = list(constant.values()) + list(columns.values())
     # a column with one value for every row (the batch, the version, the time of a
     # credit) goes as one parameter, not an array: less to send and to dump
-    same = tuple(all(v == column[0] for v in column) for column in values)
-    sql = _pg_statement(table, columns, same, tuple(conflict_columns), tuple(returning))
-    return sql, {f"c{i}": column[0] if same[i] else column for i, column in enumerate(values)}
+    same = tuple([True] * len(constant)
+                 + [column.count(column[0]) == len(column) for column in columns.values()])
+    sql = _pg_statement(table, names, same, tuple(conflict_columns), tuple(returning))
+    first = len(constant)
+    return sql, {f"c{i}": value if i < first else (value[0] if same[i] else value)
+                 for i, value in enumerate(values)}
 
 
 def _pg_statement(table: Table, columns: list[str], same: tuple, conflict: tuple,

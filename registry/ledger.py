@@ -282,23 +282,20 @@ def credit(session: Session, actor, ref: MethodologyRef, results: Sequence[Resul
         skipped = skipped + [r for r in fresh if r.status not in CREDIT_STATUSES]
 
     # Sorted by record id, so that concurrent batches lock index entries in one order.
-    rows = [{
-        "batch_id": batch_id, "integrator_id": actor.id, "account": r.account,
-        "methodology_id": ref.id, "version": ref.version, "content_hash": ref.content_hash,
-        "record_id": record_id, "activity_time": _us_to_datetime(r.time),
-        "reduction_mg": r.reduction_mg, "points": r.points, "bonus": r.bonus, "status": r.status,
-        "reason": reason, "credited_at": now, "code": r.code if r.status != "credited" else "",
-        "message": r.message if r.status != "credited" else "",
-        "record": _record_text((records or {}).get(record_id)), "counters": ";".join(r.counters)}
-        for record_id, r in sorted(chosen.items())]
+    # Column by column (one list per column that varies, one value for those that do
+    # not): what the INSERT's arrays, the audit digest and the outcome's entries are made
+    # of, without a dict per row transposed again (_EntryColumns).
+    columns = _EntryColumns(sorted(chosen.items()), records or {})
+    constant = {"batch_id": batch_id, "integrator_id": actor.id, "methodology_id": ref.id,
+                "version": ref.version, "content_hash": ref.content_hash, "reason": reason,
+                "credited_at": now}
     # the states saved and the entries inserted (one round trip on PostgreSQL)
     inserted = dict((record_id, entry_id) for entry_id, record_id in _save_and_insert(
-        session, rules, ref.id, states, now, rows))
+        session, rules, ref.id, states, now, columns, constant))
     # The outcome from what was inserted (no reading back), and the entries credited
     # before: read before judging, plus any a concurrent transaction committed since
     # (not inserted here, yet not read then; usually none, so no query).
-    new = [_entry(id=inserted[row["record_id"]], **row) for row in rows
-           if row["record_id"] in inserted]
+    new = columns.entries(inserted, constant)
     # a credit under a methodology this one precedes, of an activity just credited here,
     # is reversed (after our entries, so the points balance counts them)
     displaced = []
@@ -320,7 +317,7 @@ def credit(session: Session, actor, ref: MethodologyRef, results: Sequence[Resul
         "new": len(new), "already_present": len(present_entries), "not_creditable": len(skipped),
         "reduction_mg": sum(e.reduction_mg for e in new),
         "points": sum(e.points + e.bonus for e in new),
-        "entries_digest": audit.ledger_digest(new),
+        "entries_digest": columns.digest(inserted, constant),
         **({"accounts_created": created} if created else {}),
         **({"reversed_preceded": displaced} if displaced else {})})
     return CreditOutcome(batch_id, key, False, new, present_entries, skipped, conflicts, judged)
@@ -477,25 +474,92 @@ def _lock_and_read(session: Session, rules, methodology_id: str, accounts: Optio
 
 
 def _save_and_insert(session: Session, rules, methodology_id: str,
-                     states: Optional[dict[str, AccountState]], now, rows: list[dict]) -> list:
+                     states: Optional[dict[str, AccountState]], now, columns: "_EntryColumns",
+                     constant: dict) -> list:
     """The accounts' new states saved (_save_states), then the entries inserted ON
-    CONFLICT DO NOTHING: [(entry id, record id)] of those inserted. On PostgreSQL both
-    statements in one round trip (bulk.pipelined)."""
+    CONFLICT DO NOTHING (`columns`, with the `constant` columns): [(entry id, record id)]
+    of those inserted. On PostgreSQL both statements in one round trip (bulk.pipelined)."""
     conflict = ["integrator_id", "methodology_id", "record_id"]
     if not bulk.is_postgresql(session):
         if states:
             _save_states(session, rules, methodology_id, states, now)
-        return _insert(session, CreditEntry.__table__, rows, conflict, ["id", "record_id"])
+        return _insert(session, CreditEntry.__table__, columns.rows(constant), conflict,
+                       ["id", "record_id"])
     statements = []
     if states:
         statements.append((_PG_SAVE_STATES, _save_params(rules, methodology_id, states, now), False))
-    if rows:
-        statements.append((*bulk.pg_insert(CreditEntry.__table__, rows, conflict,
-                                           ["id", "record_id"]), True))
+    if columns.record_id:
+        statements.append((*bulk.pg_insert_columns(CreditEntry.__table__, columns.varying(), constant,
+                                                   conflict, ["id", "record_id"]), True))
     if not statements:
         return []
     answers = bulk.pipelined(session, statements)
-    return answers[-1] if rows else []
+    return answers[-1] if columns.record_id else []
+
+
+class _EntryColumns:
+    """The entries a credit inserts, column by column (the columns whose value differs
+    from entry to entry; those that do not, the batch, the version, the time, are given
+    apart as `constant`), in record-id order. The INSERT's arrays, the audit digest and
+    the outcome's entries are made from these lists; a dict per entry, transposed again
+    for the arrays and read again attribute by attribute from a CreditEntry for the
+    digest, was a quarter of a 1,000-record credit's Python (docs/ledger.md, Session 12)."""
+
+    _READ = operator.attrgetter("account", "time", "reduction_mg", "points", "bonus", "status",
+                                "code", "message", "counters")
+
+    def __init__(self, chosen: list[tuple[str, Result]], records: dict[str, dict]):
+        self.record_id = [record_id for record_id, _ in chosen]
+        read = self._READ
+        (self.account, times, self.reduction_mg, self.points, self.bonus, self.status, codes,
+         messages, counters) = (list(c) for c in zip(*(read(r) for _, r in chosen))) if chosen else (
+            [] for _ in range(9))
+        self.activity_time = [_us_to_datetime(t) for t in times]
+        # a credited record's code and message are empty (its evaluation's may not be)
+        self.code = [c if s != "credited" else "" for c, s in zip(codes, self.status)]
+        self.message = [m if s != "credited" else "" for m, s in zip(messages, self.status)]
+        get = records.get
+        self.record = [_record_text(get(record_id)) for record_id in self.record_id]
+        self.counters = [";".join(c) for c in counters]
+
+    _NAMES = ("record_id", "account", "activity_time", "reduction_mg", "points", "bonus",
+              "status", "code", "message", "record", "counters")
+
+    def varying(self) -> dict[str, list]:
+        return {name: getattr(self, name) for name in self._NAMES}
+
+    def rows(self, constant: dict) -> list[dict]:
+        """A dict per entry (SQLite's executemany)."""
+        return [{**constant, **dict(zip(self._NAMES, values))}
+                for values in zip(*(getattr(self, name) for name in self._NAMES))]
+
+    def _inserted(self, inserted: dict[str, int]) -> list[int]:
+        return [i for i, record_id in enumerate(self.record_id) if record_id in inserted]
+
+    def entries(self, inserted: dict[str, int], constant: dict) -> list[CreditEntry]:
+        """The entries inserted (`inserted`: record id -> entry id), as detached CreditEntry
+        objects (_entry)."""
+        names = self._NAMES
+        columns = [getattr(self, name) for name in names]
+        out = []
+        for i in self._inserted(inserted):
+            entry = _NEW_ENTRY()
+            values = entry.__dict__
+            values.update(constant)
+            values.update(zip(names, [column[i] for column in columns]))
+            values["id"] = inserted[self.record_id[i]]
+            out.append(entry)
+        return out
+
+    def digest(self, inserted: dict[str, int], constant: dict) -> str:
+        """audit.ledger_digest of the entries inserted, from the columns."""
+        at = self._inserted(inserted)
+        m, v, h, why = (constant["methodology_id"], constant["version"], constant["content_hash"],
+                        constant["reason"])
+        return audit.ledger_digest_rows([(
+            self.record_id[i], self.account[i], m, v, h, self.activity_time[i],
+            self.reduction_mg[i], self.points[i], self.bonus[i], self.status[i], self.code[i],
+            self.message[i], why, self.record[i], self.counters[i]) for i in at])
 
 
 def _entry(**values) -> CreditEntry:
