@@ -26,6 +26,7 @@ from engine.batch.ingest import ReadDatetimes
 from engine.records import (EPOCH_DAY, RecordError, datetime_to_us, parse_datetime_us,
                             us_to_datetime)
 from engine.explain import as_written
+from engine.gc_pause import cycle_collector_paused
 from engine.result import COLUMNS, INVALID, Result
 from engine.schema import describe
 from registry import ledger, workflow
@@ -793,7 +794,15 @@ def credit(session: Session, actor_id: int, result: Evaluation, *,
     """Credits the evaluated records (one ledger call per version, all in the caller's
     transaction). A record credited before, by this or another request, is said to be
     `already_credited` with what it was credited; a replay of the same request writes
-    nothing."""
+    nothing. The cycle collector is paused meanwhile, as for the view's body: the answer's
+    rows and the ledger's objects hold no cycles (engine/gc_pause.py; registry/ledger.py
+    credit pauses it for its part too)."""
+    with cycle_collector_paused():
+        return _credit(session, actor_id, result, idempotency_key=idempotency_key)
+
+
+def _credit(session: Session, actor_id: int, result: Evaluation, *,
+            idempotency_key: Optional[str]) -> dict:
     if idempotency_key is not None and not (1 <= len(idempotency_key) <= 150):
         raise ApiError(400, "bad_idempotency_key", "an idempotency key has 1 to 150 characters")
     outcome_of: dict[str, tuple[str, Any, Group, bool]] = {}
