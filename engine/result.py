@@ -93,8 +93,26 @@ class Result:
 
 
 def _iso_time(us: int) -> str:
-    """ISO text of a time in UTC, `Z` for the zone."""
-    return (_EPOCH + _timedelta(microseconds=us)).isoformat().replace("+00:00", "Z")
+    """ISO text of a time in UTC, `Z` for the zone: what
+    `datetime.isoformat().replace("+00:00", "Z")` gives (microseconds only when there are
+    some), the date's text kept per day and the time of day formatted from the integer,
+    in about half isoformat's time (one per result the API answers;
+    tests/engine/test_result_time_text.py compares)."""
+    day, rest = divmod(us, 86_400_000_000)
+    date = _DAYS.get(day)
+    if date is None:
+        if len(_DAYS) > 4096:
+            _DAYS.clear()
+        date = _DAYS[day] = (_EPOCH + _timedelta(days=day)).date().isoformat()
+    second, micro = divmod(rest, 1_000_000)
+    hour, second = divmod(second, 3600)
+    minute, second = divmod(second, 60)
+    if micro:
+        return f"{date}T{hour:02d}:{minute:02d}:{second:02d}.{micro:06d}Z"
+    return f"{date}T{hour:02d}:{minute:02d}:{second:02d}Z"
+
+
+_DAYS: dict[int, str] = {}  # days since the epoch -> the date's ISO text
 
 
 # The columns of a result, in the order every path and every file gives them: the row
