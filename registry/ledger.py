@@ -554,14 +554,17 @@ class _EntryColumns:
         """The entries inserted (`inserted`: record id -> entry id), as detached CreditEntry
         objects (_entry)."""
         names = self._NAMES
-        columns = [getattr(self, name) for name in names]
         out = []
-        for i in self._inserted(inserted):
+        # the rows by zip (in C) rather than each column indexed per entry
+        for record_id, row in zip(self.record_id, zip(*(getattr(self, name) for name in names))):
+            entry_id = inserted.get(record_id)
+            if entry_id is None:
+                continue
             entry = _NEW_ENTRY()
             values = entry.__dict__
             values.update(constant)
-            values.update(zip(names, [column[i] for column in columns]))
-            values["id"] = inserted[self.record_id[i]]
+            values.update(zip(names, row))
+            values["id"] = entry_id
             out.append(entry)
         return out
 
