@@ -212,6 +212,7 @@ def _append_and_commit(session: Session, pending: list) -> None:
     statements += [(_PG_APPEND, _append_params(*entry), False) for entry in pending]
     statements.append(("COMMIT", None, False))
     bulk.pipelined(session, statements)
+    bulk.restore(session)  # the transaction ended: psycopg's own BEGIN for the next one
 
 
 @event.listens_for(Session, "after_rollback")
