@@ -8,7 +8,9 @@ first broken entry (`tanpu audit verify`).
 
 The database adds its own guards (migrations): UPDATE and DELETE are refused, and an
 INSERT must continue the chain (next seq, previous hash). Appends are serialized: on
-PostgreSQL by a transaction-level advisory lock, on SQLite by its single writer.
+PostgreSQL by a transaction-level advisory lock, on SQLite by its single writer. Entries
+appended at commit (append_at_commit, the ledger's credits) take that lock in the
+COMMIT's own round trip on PostgreSQL, so it is held only while the server commits.
 
 The chain also covers the ledger's rows, which live in their own tables: the entry of a
 credit batch holds `entries_digest` (`ledger_digest`: sha256 over every column of the
