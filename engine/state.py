@@ -204,7 +204,7 @@ def _dumps(data: dict, plain: bool) -> str:
     (the same escapes, without ensure_ascii: every code point compared; keys sorted by
     code point). What orjson refuses (an integer beyond 64 bits, a lone surrogate, a key
     that is not text) is written by json. 5-7 times faster than json's encoder, for every
-    account of a credit (docs/ledger.md, Session 12; tests/engine/test_state_text.py)."""
+    account of a credit (docs/ledger.md, Session 13; tests/engine/test_state_text.py)."""
     if plain:
         try:
             return orjson.dumps(data, option=orjson.OPT_SORT_KEYS).decode()
