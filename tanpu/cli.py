@@ -483,14 +483,14 @@ class _Summary:
         import polars as pl
 
         self.total += frame.height
-        for status, count in frame.group_by("status").len().iter_rows():
+        # one grouping for the counts and the sums (a count, then two filtered sums took
+        # twice as long: 5M results, 0.45 s against 0.17-0.4 s)
+        for status, count, mg, points in frame.group_by("status").agg(
+                pl.len(), pl.col("reduction_mg").sum(), (pl.col("points") + pl.col("bonus")).sum()).iter_rows():
             self.counts[status] += count
-        # expressions on the columns needed, not filtered copies of the whole frame
-        counted = pl.col("status").is_in(["credited", "capped"])
-        mg, points = frame.select(pl.col("reduction_mg").filter(counted).sum(),
-                                  (pl.col("points") + pl.col("bonus")).filter(counted).sum()).row(0)
-        self.mg += int(mg or 0)
-        self.points += int(points or 0)
+            if status in ("credited", "capped"):
+                self.mg += int(mg or 0)
+                self.points += int(points or 0)
         if len(self.invalid) < 21 and self.counts.get("invalid"):
             bad = (frame.lazy().filter(pl.col("status") == "invalid").select("row", "message")
                    .head(21 - len(self.invalid)).collect())
