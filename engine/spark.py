@@ -6,23 +6,30 @@
 For a city or province whose records live in a data lake. The results are those of
 `tanpu eval` on the same records, row for row (tests/engine/test_spark.py runs both):
 
-1. Per record (PySpark's `mapInArrow`): each Arrow batch goes through
-   `BatchEngine.per_record` as it is, in whatever task holds it; nothing is shuffled.
-2. Record ids repeated anywhere in the DataFrame: the only step that looks at every
-   record. A record whose id an earlier one (canonical order: account, time, row) has is
-   a duplicate, as in `tanpu eval`; found by a window over the id (one shuffle of the
-   results by id).
+1. Record ids repeated anywhere in the DataFrame (a record whose id an earlier one,
+   in canonical order account, time, row, has is a duplicate, as in `tanpu eval`):
+   found as `tanpu eval` finds them in a file (BatchEngine.duplicate_rows). The ids are
+   hashed (without whitespace: ids the engine reads alike hash alike) and grouped, a
+   shuffle of 8 bytes a record; only the records whose hash is repeated (none, usually)
+   are evaluated, and find_duplicate_ids judges them on the driver (`_later_rows`). Their
+   row numbers go to the tasks with the function. Beyond MAX_REPEATED repeated hashes a
+   window over the results by id decides instead (`_mark_duplicate_ids`: one shuffle and
+   sort of every result, which was about half of the jobs' time).
+2. Per record (PySpark's `mapInArrow`), when no rule reads an account's other records:
+   each Arrow batch goes through `BatchEngine.per_record` and `chunk_results` (which
+   marks the repeated ids) as it is, in whatever task holds it; nothing is shuffled.
 3. Anything that judges a record by its account's other records (duplicates, overlaps,
    flag and bonus windows, caps, near duplicates, counters and rewards, history windows:
-   CrossRecord.has_account_state), if the methodology has any: the readable records
-   (those with a repeated id too, marked: a history window holds every record read, the
-   rules none of them) are repartitioned by account (its hash), so every record of an account
-   meets in one task, and `mapInArrow` runs the whole batch engine once on each partition
-   (not `groupBy(account).applyInArrow`, which calls it once per account: see
-   partition_results). With prior states (engine/state.py's AccountState JSON, one per account, as the ledger keeps
-   them), the account's records and its state are cogrouped and judged after it by the
-   scalar engine (the reference); the posterior states come back beside
-   the results (`evaluate_with_states`).
+   CrossRecord.has_account_state): the records themselves are repartitioned by account
+   (the hash of the account without whitespace), so every record of an account meets in
+   one task, and `mapInArrow` runs the whole batch engine once on each partition, as
+   `tanpu eval` runs it on a file, the repeated ids of step 1 told to it (not
+   `groupBy(account).applyInArrow`, which calls it once per account: see
+   partition_results). With prior states (engine/state.py's AccountState JSON, one per
+   account, as the ledger keeps them), the records are evaluated per record first, the
+   repeated ids marked by the window, and each account's records and its state are
+   cogrouped and judged after it by the scalar engine (the reference); the posterior
+   states come back beside the results (`evaluate_with_states`).
 
 Why this lives in engine/ (and tanpu/spark.py only re-exports it): it needs nothing but
 the compiler and the engine, and executors import it by name, so it must not pull in the
