@@ -1113,6 +1113,17 @@ class ResultWriter:
         else:
             os.replace(self.path, self.final)
 
+    def restart(self) -> None:
+        """Discards what was written: the frames come again from the first (the engine's
+        `rewind`, BatchEngine.evaluate_file). A file only: what went to a stream is gone."""
+        if self.path is None:
+            raise ValueError("what was written to a stream cannot be taken back")
+        self.abort()
+        self._pending.clear()
+        self._handle = None
+        self._parquet = None
+        self._header = True
+
     def abort(self) -> None:
         """Removes the partial file (the run failed)."""
         for waiting in self._pending:  # what is being written ends before the file closes

@@ -6,23 +6,30 @@
 For a city or province whose records live in a data lake. The results are those of
 `tanpu eval` on the same records, row for row (tests/engine/test_spark.py runs both):
 
-1. Per record (PySpark's `mapInArrow`): each Arrow batch goes through
-   `BatchEngine.per_record` as it is, in whatever task holds it; nothing is shuffled.
-2. Record ids repeated anywhere in the DataFrame: the only step that looks at every
-   record. A record whose id an earlier one (canonical order: account, time, row) has is
-   a duplicate, as in `tanpu eval`; found by a window over the id (one shuffle of the
-   results by id).
+1. Record ids repeated anywhere in the DataFrame (a record whose id an earlier one,
+   in canonical order account, time, row, has is a duplicate, as in `tanpu eval`):
+   found as `tanpu eval` finds them in a file (BatchEngine.duplicate_rows). The ids are
+   hashed (without whitespace: ids the engine reads alike hash alike) and grouped, a
+   shuffle of 8 bytes a record; only the records whose hash is repeated (none, usually)
+   are evaluated, and find_duplicate_ids judges them on the driver (`_later_rows`). Their
+   row numbers go to the tasks with the function. Beyond MAX_REPEATED repeated hashes a
+   window over the results by id decides instead (`_mark_duplicate_ids`: one shuffle and
+   sort of every result, about half of the jobs' time per record at 1 M records).
+2. Per record (PySpark's `mapInArrow`), when no rule reads an account's other records:
+   each Arrow batch goes through `BatchEngine.per_record` and `chunk_results` (which
+   marks the repeated ids) as it is, in whatever task holds it; nothing is shuffled.
 3. Anything that judges a record by its account's other records (duplicates, overlaps,
    flag and bonus windows, caps, near duplicates, counters and rewards, history windows:
-   CrossRecord.has_account_state), if the methodology has any: the readable records
-   (those with a repeated id too, marked: a history window holds every record read, the
-   rules none of them) are repartitioned by account (its hash), so every record of an account
-   meets in one task, and `mapInArrow` runs the whole batch engine once on each partition
-   (not `groupBy(account).applyInArrow`, which calls it once per account: see
-   partition_results). With prior states (engine/state.py's AccountState JSON, one per account, as the ledger keeps
-   them), the account's records and its state are cogrouped and judged after it by the
-   scalar engine (the reference); the posterior states come back beside
-   the results (`evaluate_with_states`).
+   CrossRecord.has_account_state): the records themselves are repartitioned by account
+   (the hash of the account without whitespace), so every record of an account meets in
+   one task, and `mapInArrow` runs the whole batch engine once on each partition, as
+   `tanpu eval` runs it on a file, the repeated ids of step 1 told to it (not
+   `groupBy(account).applyInArrow`, which calls it once per account: see
+   partition_results). With prior states (engine/state.py's AccountState JSON, one per
+   account, as the ledger keeps them), the records are evaluated per record first, the
+   repeated ids marked by the window, and each account's records and its state are
+   cogrouped and judged after it by the scalar engine (the reference); the posterior
+   states come back beside the results (`evaluate_with_states`).
 
 Why this lives in engine/ (and tanpu/spark.py only re-exports it): it needs nothing but
 the compiler and the engine, and executors import it by name, so it must not pull in the
@@ -143,9 +150,13 @@ def _as_table(results: pl.DataFrame, rows: np.ndarray, extra: Optional[dict] = N
     return table
 
 
-def per_record_batches(source: Source, units: dict, keep: tuple[str, ...] = ()):
-    """The function `mapInArrow` runs: record batches -> per-record results (no duplicate
-    ids marked, no cross-record rules), with the input columns `keep` passed through."""
+def per_record_batches(source: Source, units: dict, keep: tuple[str, ...] = (),
+                       later: Optional[np.ndarray] = None):
+    """The function `mapInArrow` runs: record batches -> per-record results (no
+    cross-record rules), with the input columns `keep` passed through. `later`: the sorted
+    row numbers of the records whose id an earlier record has (_later_rows), marked
+    DUPLICATE_ID here by the engine's own chunk_results; None: none marked (the window of
+    _mark_duplicate_ids does it after)."""
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         engine = _engine(source)
         for batch in batches:
@@ -153,7 +164,11 @@ def per_record_batches(source: Source, units: dict, keep: tuple[str, ...] = ()):
                 continue
             frame, rows = _sorted_by_row(pa.Table.from_batches([batch]))
             part = engine.per_record(frame, units)
-            results = engine.results(part, engine.batch_of(part, copy=False))
+            if later is not None:
+                # part.rows are 1..n (first_row 1): the positions of the later rows, + 1
+                results = engine.chunk_results(part, _positions(rows, later) + 1)
+            else:
+                results = engine.results(part, engine.batch_of(part, copy=False))
             extra = {name: frame.get_column(name).to_arrow() for name in keep}
             extra[ROW] = pa.array(rows, pa.int64())
             yield from _as_table(results, rows, extra).to_batches()
@@ -177,6 +192,34 @@ def partition_results(source: Source, units: dict):
         frame, rows = _sorted_by_row(pa.Table.from_batches(batches).drop_columns([ACCOUNT]))
         frame, later = _later(frame)
         yield from _as_table(engine.evaluate_frame(frame, units, duplicate_ids=later), rows).to_batches()
+    return run
+
+
+def _positions(rows: np.ndarray, later: np.ndarray) -> np.ndarray:
+    """The positions in `rows` (sorted) of the row numbers in `later` (sorted)."""
+    if later.size == 0 or rows.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    lo, hi = np.searchsorted(later, (rows[0], rows[-1] + 1))
+    return np.flatnonzero(np.isin(rows, later[lo:hi], assume_unique=True)).astype(np.int64)
+
+
+def accounts_results(source: Source, units: dict, later: np.ndarray):
+    """The function `mapInArrow` runs on the records themselves partitioned by account:
+    each partition (every record of its accounts, unreadable ones too) -> its results,
+    the whole batch engine run once on it as `tanpu eval` runs it on a file, the records
+    in `later` (row numbers: _later_rows) told to it as repeated ids.
+
+    The per-record step and the id window before it are not needed then: the engine
+    reads the account, the validity and the time itself, and an unreadable record is
+    judged in its partition as in a file."""
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        batches = [b for b in batches if b.num_rows]
+        if not batches:
+            return
+        engine = _engine(source)
+        frame, rows = _sorted_by_row(pa.Table.from_batches(batches).drop_columns([ACCOUNT]))
+        results = engine.evaluate_frame(frame, units, duplicate_ids=_positions(rows, later))
+        yield from _as_table(results, rows).to_batches()
     return run
 
 
@@ -246,12 +289,24 @@ def _prepared(df, row: Optional[str]):
         df = df.withColumn(ROW, F.col(row).cast("long"))
     default = F.concat(F.lit("row-"), F.col(ROW).cast("string"))
     if "id" in df.columns:
-        if dict(df.dtypes)["id"] == "string":
-            df = df.withColumn("id", F.when(F.col("id").isNull() | (F.col("id") == ""), default)
+        if dict(df.dtypes)["id"] == "string":  # blank as the engine strips: no id
+            df = df.withColumn("id", F.when(F.col("id").isNull() | (_text_key("id") == ""), default)
                                .otherwise(F.col("id")))
     else:
         df = df.withColumn("id", default)
     return df, units
+
+
+# Every character str.strip() removes (str.isspace: ASCII whitespace, the separators of
+# class Z, U+001C..U+001F, U+0085), in Java's regular expressions.
+_SPACE = r"[\s\p{Z}\x{1c}-\x{1f}\x{85}]+"
+
+
+def _text_key(column: str):
+    """A text column with every whitespace character removed: two cells the engine reads
+    as the same text (stripped, ingest._stripped) have the same key."""
+    from pyspark.sql import functions as F
+    return F.regexp_replace(F.col(column).cast("string"), _SPACE, "")
 
 
 def _numbered(df):
@@ -294,6 +349,48 @@ def _mark_duplicate_ids(results, message: str):
         F.col("__later"))
 
 
+MAX_REPEATED = 500_000  # repeated id hashes beyond which the id window decides instead
+
+
+def _later_rows(df, source: Source, units: dict) -> Optional[np.ndarray]:
+    """The sorted row numbers of the records the duplicate-id check rejects, found as
+    `tanpu eval` finds them in a file (BatchEngine.duplicate_rows): the ids hashed (a
+    shuffle of 8 bytes a record: the hash of the id without its whitespace, so ids the
+    engine reads alike hash alike), and only the records whose hash is repeated (none,
+    usually) evaluated and judged by find_duplicate_ids on the driver. None when more
+    than MAX_REPEATED hashes are repeated: the window over the results decides then.
+
+    This replaced a window over every result by id (_mark_duplicate_ids): a shuffle and
+    sort of the whole results, about half of the jobs' time per record at 1 M records,
+    where the hashes are 8 bytes a record, partly aggregated before the shuffle; with
+    cross-record rules it also spares evaluating every record twice (docs/spark.md)."""
+    from pyspark.sql import functions as F
+
+    from .batch.rules import find_duplicate_ids
+
+    key = F.xxhash64(_text_key("id")) if "id" in df.columns else F.lit(0)
+    repeated = df.select(key.alias("__h")).groupBy("__h").count() \
+                 .filter(F.col("count") > 1).select("__h")
+    hashes = repeated.limit(MAX_REPEATED + 1).toArrow()
+    if hashes.num_rows > MAX_REPEATED:
+        return None
+    if hashes.num_rows == 0:
+        return np.zeros(0, dtype=np.int64)
+    spark = df.sparkSession
+    wanted = F.broadcast(spark.createDataFrame(hashes))
+    candidates = df.join(wanted, key == wanted["__h"], "left_semi")
+    schema = RESULTS_SCHEMA.append(pa.field(ROW, pa.int64()))
+    judged = candidates.mapInArrow(_renamed(per_record_batches(source, units), schema),
+                                   _spark_schema(schema)) \
+                       .select("id", "account", "time", "status", "row").toArrow()
+    found = pl.from_arrow(judged)
+    rows = found.get_column("row").to_numpy()
+    later = find_duplicate_ids(found.get_column("id"), found.get_column("account"),
+                               found.get_column("time").fill_null(0).to_numpy(), rows,
+                               (found.get_column("status") != INVALID).to_numpy())
+    return np.sort(rows[later]).astype(np.int64)
+
+
 def _has_rules(source: Source) -> bool:
     """Whether records must meet their account's other records (history windows too:
     computed per Arrow batch they would see only the batch's days)."""
@@ -321,6 +418,17 @@ def _evaluate(df, source: Source, row: Optional[str], states):
     message = _duplicate_message(source)  # compiles on the driver: errors before any task
     df, units = _prepared(df, row)
     rules = _has_rules(source)
+    later = _later_rows(df, source, units) if states is None else None
+    if later is not None and not rules:
+        schema = RESULTS_SCHEMA.append(pa.field(ROW, pa.int64()))
+        return df.mapInArrow(_renamed(per_record_batches(source, units, (), later), schema),
+                             _spark_schema(schema)).select(*COLUMNS), None
+    if later is not None:
+        # every record of an account in one partition (the hash of its account as the
+        # engine reads it: stripped), each partition evaluated whole
+        parts = df.withColumn(ACCOUNT, _text_key("account") if "account" in df.columns else F.lit(""))
+        return parts.repartition(ACCOUNT).mapInArrow(
+            accounts_results(source, units, later), _spark_schema(RESULTS_SCHEMA)), None
     keep = tuple(c for c in df.columns if c != ROW) if rules else ()
     out_schema = RESULTS_SCHEMA
     for name in keep:

@@ -21,13 +21,14 @@ Both paths return the same things, so callers do not branch.
 from __future__ import annotations
 
 import time
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Iterator, Optional, Sequence
 
-from sqlalchemy import Table, any_, bindparam
+from sqlalchemy import Engine, Table, any_, bindparam, event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import Pool
 
 CHUNK = 500  # ids per IN (...) on SQLite
 
@@ -79,12 +80,26 @@ def pg_insert(table: Table, rows: Sequence[dict], conflict_columns: Sequence[str
     """(sql, parameters) of insert_ignoring's PostgreSQL statement, to be run by the
     caller (with others, `pipelined`). `rows` is not empty."""
     columns = list(rows[0])
-    values = [[row[c] for row in rows] for c in columns]
+    return pg_insert_columns(table, {c: [row[c] for row in rows] for c in columns}, {},
+                             conflict_columns, returning)
+
+
+def pg_insert_columns(table: Table, columns: dict[str, list], constant: dict,
+                      conflict_columns: Sequence[str], returning: Sequence[str] = ()
+                      ) -> tuple[str, dict]:
+    """pg_insert of rows given column by column: `columns` (name -> one value per row, the
+    lists of equal length, not empty) and `constant` (name -> one value for every row),
+    for a caller that has its rows as columns already (a ledger credit)."""
+    names = list(constant) + list(columns)
+    values = list(constant.values()) + list(columns.values())
     # a column with one value for every row (the batch, the version, the time of a
     # credit) goes as one parameter, not an array: less to send and to dump
-    same = tuple(all(v == column[0] for v in column) for column in values)
-    sql = _pg_statement(table, columns, same, tuple(conflict_columns), tuple(returning))
-    return sql, {f"c{i}": column[0] if same[i] else column for i, column in enumerate(values)}
+    same = tuple([True] * len(constant)
+                 + [column.count(column[0]) == len(column) for column in columns.values()])
+    sql = _pg_statement(table, names, same, tuple(conflict_columns), tuple(returning))
+    first = len(constant)
+    return sql, {f"c{i}": value if i < first else (value[0] if same[i] else value)
+                 for i, value in enumerate(values)}
 
 
 def _pg_statement(table: Table, columns: list[str], same: tuple, conflict: tuple,
@@ -127,14 +142,21 @@ def pipelined(session: Session, statements: Sequence[tuple[str, dict, bool]]) ->
     previous holder committed, as if sent after the lock's answer came back. For
     statements whose parameters do not depend on each other's answers: a credit's
     latency was its round trips (19 statements, 1.5-3 ms each on a loaded server;
-    docs/ledger.md, Session 8). An error aborts the rest, as it would the transaction."""
+    docs/ledger.md, Session 8). An error aborts the rest, as it would the transaction.
+
+    The first statements of a transaction: its BEGIN goes in the same round trip
+    (_begin_here), where psycopg sent it alone and waited for its answer."""
     import psycopg  # the PostgreSQL driver (only PostgreSQL pipelines)
-    driver = session.connection().connection.driver_connection
+    fairy = session.connection().connection
+    driver = fairy.driver_connection
+    begin = _begin_here(session, fairy, driver)
     started = time.perf_counter()
     cursors = []
     sql, params = statements[0][:2]
     try:
         with driver.pipeline():
+            if begin:
+                driver.execute(begin, prepare=False)
             for sql, params, wanted in statements:
                 cursor = driver.cursor()
                 cursor.execute(sql, params)
@@ -150,3 +172,53 @@ def pipelined(session: Session, statements: Sequence[tuple[str, dict, bool]]) ->
     for observe in round_trip_observers:
         observe([sql for sql, _, _ in statements], time.perf_counter() - started)
     return out
+
+
+_BEGUN = "tanpu_begun_in_pipeline"
+
+
+def _begin_here(session: Session, fairy, driver) -> Optional[bytes]:
+    """The BEGIN to send in the pipeline, when the session's transaction has not started
+    on the server yet (psycopg sends BEGIN on the first statement, and in a pipeline it
+    sends it alone and waits for its answer: one round trip of a single-record credit's
+    nine, docs/ledger.md Session 11); None otherwise. The connection is put in psycopg's
+    autocommit mode, in which psycopg sends no BEGIN of its own, so the pipeline's BEGIN
+    opens the transaction; psycopg's commit() and rollback() still end it (they look at
+    the server's transaction status, not at the mode). The mode is set back when the
+    transaction has ended: at once after the COMMIT sent in a pipeline (audit.py
+    _append_and_commit: `restore`), and whenever the connection goes back to the pool
+    (_restore_on_checkin), which a session bound to an Engine does at the end of every
+    transaction: so only such sessions (not one joined to a caller's Connection, whose
+    next transaction would find the mode set)."""
+    from psycopg import pq
+    if driver.autocommit or driver.pgconn.transaction_status != pq.TransactionStatus.IDLE:
+        return None
+    if not isinstance(session.get_bind(), Engine) or session.in_nested_transaction():
+        return None
+    parts = ["BEGIN"]
+    if driver.isolation_level is not None:
+        parts.append("ISOLATION LEVEL " + driver.isolation_level.name.replace("_", " "))
+    if driver.read_only is not None:
+        parts.append("READ ONLY" if driver.read_only else "READ WRITE")
+    if driver.deferrable is not None:
+        parts.append("DEFERRABLE" if driver.deferrable else "NOT DEFERRABLE")
+    driver.autocommit = True
+    fairy.info[_BEGUN] = True
+    return " ".join(parts).encode()
+
+
+def restore(session: Session) -> None:
+    """After a transaction begun by _begin_here ended (its COMMIT sent in a pipeline):
+    psycopg's own transaction handling back (no round trip)."""
+    fairy = session.connection().connection
+    if fairy.info.pop(_BEGUN, False):
+        fairy.driver_connection.autocommit = False
+
+
+@event.listens_for(Pool, "checkin")
+def _restore_on_checkin(dbapi_connection, record) -> None:
+    if record is not None and record.info.pop(_BEGUN, False) and dbapi_connection is not None:
+        try:
+            dbapi_connection.autocommit = False
+        except Exception:  # noqa: BLE001 - a connection that cannot be reset is not kept
+            record.invalidate()

@@ -50,6 +50,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, joinedload
 
 from engine import cross_record
+from engine.gc_pause import cycle_collector_paused
 from engine.result import MethodologyRef, Result
 from engine.state import AccountState
 
@@ -176,7 +177,20 @@ def credit(session: Session, actor, ref: MethodologyRef, results: Sequence[Resul
     `engine` (the engine.Engine of `ref`): `results` are per-record results and the
     cross-record rules are applied here with the accounts' stored state (module
     docstring). `records`: record id -> the record as sent, kept on its entry.
+
+    Python's cycle collector is paused meanwhile (engine/gc_pause.py, as the API's views
+    pause it for a request's body): a 1,000-record credit makes some 50,000 objects that
+    live until it returns and hold no cycles, and the collector ran over them 40 times a
+    credit, 9-22 ms of its 80-100 ms of CPU (docs/ledger.md, Session 13).
     """
+    with cycle_collector_paused():
+        return _credit(session, actor, ref, results, idempotency_key=idempotency_key,
+                       reason=reason, engine=engine, records=records)
+
+
+def _credit(session: Session, actor, ref: MethodologyRef, results: Sequence[Result], *,
+            idempotency_key: Optional[str], reason: str, engine, records: Optional[dict[str, dict]]
+            ) -> CreditOutcome:
     acting = None
     if isinstance(actor, int) and bulk.is_postgresql(session):
         acting = actor  # read with the batch's insert, in one round trip (_pipelined_batch)
@@ -282,23 +296,20 @@ def credit(session: Session, actor, ref: MethodologyRef, results: Sequence[Resul
         skipped = skipped + [r for r in fresh if r.status not in CREDIT_STATUSES]
 
     # Sorted by record id, so that concurrent batches lock index entries in one order.
-    rows = [{
-        "batch_id": batch_id, "integrator_id": actor.id, "account": r.account,
-        "methodology_id": ref.id, "version": ref.version, "content_hash": ref.content_hash,
-        "record_id": record_id, "activity_time": _us_to_datetime(r.time),
-        "reduction_mg": r.reduction_mg, "points": r.points, "bonus": r.bonus, "status": r.status,
-        "reason": reason, "credited_at": now, "code": r.code if r.status != "credited" else "",
-        "message": r.message if r.status != "credited" else "",
-        "record": _record_text((records or {}).get(record_id)), "counters": ";".join(r.counters)}
-        for record_id, r in sorted(chosen.items())]
+    # Column by column (one list per column that varies, one value for those that do
+    # not): what the INSERT's arrays, the audit digest and the outcome's entries are made
+    # of, without a dict per row transposed again (_EntryColumns).
+    columns = _EntryColumns(sorted(chosen.items()), records or {})
+    constant = {"batch_id": batch_id, "integrator_id": actor.id, "methodology_id": ref.id,
+                "version": ref.version, "content_hash": ref.content_hash, "reason": reason,
+                "credited_at": now}
     # the states saved and the entries inserted (one round trip on PostgreSQL)
     inserted = dict((record_id, entry_id) for entry_id, record_id in _save_and_insert(
-        session, rules, ref.id, states, now, rows))
+        session, rules, ref.id, states, now, columns, constant))
     # The outcome from what was inserted (no reading back), and the entries credited
     # before: read before judging, plus any a concurrent transaction committed since
     # (not inserted here, yet not read then; usually none, so no query).
-    new = [_entry(id=inserted[row["record_id"]], **row) for row in rows
-           if row["record_id"] in inserted]
+    new = columns.entries(inserted, constant)
     # a credit under a methodology this one precedes, of an activity just credited here,
     # is reversed (after our entries, so the points balance counts them)
     displaced = []
@@ -320,7 +331,7 @@ def credit(session: Session, actor, ref: MethodologyRef, results: Sequence[Resul
         "new": len(new), "already_present": len(present_entries), "not_creditable": len(skipped),
         "reduction_mg": sum(e.reduction_mg for e in new),
         "points": sum(e.points + e.bonus for e in new),
-        "entries_digest": audit.ledger_digest(new),
+        "entries_digest": columns.digest(inserted, constant),
         **({"accounts_created": created} if created else {}),
         **({"reversed_preceded": displaced} if displaced else {})})
     return CreditOutcome(batch_id, key, False, new, present_entries, skipped, conflicts, judged)
@@ -440,7 +451,8 @@ def _lock_and_read(session: Session, rules, methodology_id: str, accounts: Optio
     record ids locked (_lock_records) and the integrator's entries of them read
     (_entries), in this order. On PostgreSQL in two round trips instead of three to five:
     the existing state rows locked (which says which are missing), then in one pipeline
-    (bulk.pipelined) the missing rows made and locked, the record locks and the read.
+    (bulk.pipelined) the missing rows made and locked, the record locks and the read; for
+    up to _MAKE_FIRST_UP_TO accounts in one, every row made if missing and locked there.
     The server runs a pipeline's statements one after the other, each with its own
     snapshot, so the read sees what the locks' previous holders committed, and the locks
     are taken in the order argued in _lock_states and _lock_records."""
@@ -448,8 +460,13 @@ def _lock_and_read(session: Session, rules, methodology_id: str, accounts: Optio
         states = _lock_states(session, rules, methodology_id, accounts, now) if accounts else None
         _lock_records(session, integrator_id, methodology_id, chosen)
         return states, _entries(session, integrator_id, methodology_id, sorted(chosen))
-    stored = _locked_states(session, methodology_id, accounts) if accounts else {}
-    missing = [a for a in accounts or () if a not in stored]
+    if accounts and len(accounts) <= _MAKE_FIRST_UP_TO:
+        # few accounts: every row made if missing (ON CONFLICT DO NOTHING) and all locked,
+        # in the pipeline below: one round trip for the whole of it
+        stored, missing = {}, list(accounts)
+    else:
+        stored = _locked_states(session, methodology_id, accounts) if accounts else {}
+        missing = [a for a in accounts or () if a not in stored]
     statements = []
     if missing:
         statements += [(_PG_MAKE_STATES, {"methodology": methodology_id, "now": now,
@@ -476,26 +493,108 @@ def _lock_and_read(session: Session, rules, methodology_id: str, accounts: Optio
     return states, found
 
 
+# Up to this many accounts, _lock_and_read makes the missing state rows and locks them all
+# in one pipeline without first locking those that exist (which says which are missing):
+# one round trip less for a small credit (a single record: 9 round trips to 8), at the cost
+# of an INSERT probing every account's row, which for 1,000 accounts that all exist took
+# 20-40 ms on a loaded server (hence the two steps for larger requests). Making every row
+# first, then locking in account order, takes no lock out of order among small requests;
+# against a large one that locked an existing row and then makes one a small request has
+# just made, the two wait for each other: PostgreSQL fails one and it is run again
+# (Database.retried), as for the rare cycle _lock_states describes.
+_MAKE_FIRST_UP_TO = 128
+
+
 def _save_and_insert(session: Session, rules, methodology_id: str,
-                     states: Optional[dict[str, AccountState]], now, rows: list[dict]) -> list:
+                     states: Optional[dict[str, AccountState]], now, columns: "_EntryColumns",
+                     constant: dict) -> list:
     """The accounts' new states saved (_save_states), then the entries inserted ON
-    CONFLICT DO NOTHING: [(entry id, record id)] of those inserted. On PostgreSQL both
-    statements in one round trip (bulk.pipelined)."""
+    CONFLICT DO NOTHING (`columns`, with the `constant` columns): [(entry id, record id)]
+    of those inserted. On PostgreSQL both statements in one round trip (bulk.pipelined)."""
     conflict = ["integrator_id", "methodology_id", "record_id"]
     if not bulk.is_postgresql(session):
         if states:
             _save_states(session, rules, methodology_id, states, now)
-        return _insert(session, CreditEntry.__table__, rows, conflict, ["id", "record_id"])
+        return _insert(session, CreditEntry.__table__, columns.rows(constant), conflict,
+                       ["id", "record_id"])
     statements = []
     if states:
         statements.append((_PG_SAVE_STATES, _save_params(rules, methodology_id, states, now), False))
-    if rows:
-        statements.append((*bulk.pg_insert(CreditEntry.__table__, rows, conflict,
-                                           ["id", "record_id"]), True))
+    if columns.record_id:
+        statements.append((*bulk.pg_insert_columns(CreditEntry.__table__, columns.varying(), constant,
+                                                   conflict, ["id", "record_id"]), True))
     if not statements:
         return []
     answers = bulk.pipelined(session, statements)
-    return answers[-1] if rows else []
+    return answers[-1] if columns.record_id else []
+
+
+class _EntryColumns:
+    """The entries a credit inserts, column by column (the columns whose value differs
+    from entry to entry; those that do not, the batch, the version, the time, are given
+    apart as `constant`), in record-id order. The INSERT's arrays, the audit digest and
+    the outcome's entries are made from these lists; a dict per entry, transposed again
+    for the arrays and read again attribute by attribute from a CreditEntry for the
+    digest, was a quarter of a 1,000-record credit's Python (docs/ledger.md, Session 13)."""
+
+    _READ = operator.attrgetter("account", "time", "reduction_mg", "points", "bonus", "status",
+                                "code", "message", "counters")
+
+    def __init__(self, chosen: list[tuple[str, Result]], records: dict[str, dict]):
+        self.record_id = [record_id for record_id, _ in chosen]
+        read = self._READ
+        (self.account, times, self.reduction_mg, self.points, self.bonus, self.status, codes,
+         messages, counters) = (list(c) for c in zip(*(read(r) for _, r in chosen))) if chosen else (
+            [] for _ in range(9))
+        self.activity_time = [_us_to_datetime(t) for t in times]
+        # a credited record's code and message are empty (its evaluation's may not be)
+        self.code = [c if s != "credited" else "" for c, s in zip(codes, self.status)]
+        self.message = [m if s != "credited" else "" for m, s in zip(messages, self.status)]
+        get = records.get
+        self.record = [_record_text(get(record_id)) for record_id in self.record_id]
+        self.counters = [";".join(c) for c in counters]
+
+    _NAMES = ("record_id", "account", "activity_time", "reduction_mg", "points", "bonus",
+              "status", "code", "message", "record", "counters")
+
+    def varying(self) -> dict[str, list]:
+        return {name: getattr(self, name) for name in self._NAMES}
+
+    def rows(self, constant: dict) -> list[dict]:
+        """A dict per entry (SQLite's executemany)."""
+        return [{**constant, **dict(zip(self._NAMES, values))}
+                for values in zip(*(getattr(self, name) for name in self._NAMES))]
+
+    def _inserted(self, inserted: dict[str, int]) -> list[int]:
+        return [i for i, record_id in enumerate(self.record_id) if record_id in inserted]
+
+    def entries(self, inserted: dict[str, int], constant: dict) -> list[CreditEntry]:
+        """The entries inserted (`inserted`: record id -> entry id), as detached CreditEntry
+        objects (_entry)."""
+        names = self._NAMES
+        out = []
+        # the rows by zip (in C) rather than each column indexed per entry
+        for record_id, row in zip(self.record_id, zip(*(getattr(self, name) for name in names))):
+            entry_id = inserted.get(record_id)
+            if entry_id is None:
+                continue
+            entry = _NEW_ENTRY()
+            values = entry.__dict__
+            values.update(constant)
+            values.update(zip(names, row))
+            values["id"] = entry_id
+            out.append(entry)
+        return out
+
+    def digest(self, inserted: dict[str, int], constant: dict) -> str:
+        """audit.ledger_digest of the entries inserted, from the columns."""
+        at = self._inserted(inserted)
+        m, v, h, why = (constant["methodology_id"], constant["version"], constant["content_hash"],
+                        constant["reason"])
+        return audit.ledger_digest_rows([(
+            self.record_id[i], self.account[i], m, v, h, self.activity_time[i],
+            self.reduction_mg[i], self.points[i], self.bonus[i], self.status[i], self.code[i],
+            self.message[i], why, self.record[i], self.counters[i]) for i in at])
 
 
 def _entry(**values) -> CreditEntry:
@@ -644,10 +743,28 @@ _RECORD_TEXT = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(
                                 default=str)
 
 
+def _made_once(encoder: json.JSONEncoder):
+    """encoder.encode, with json's C encoder made once rather than on every call (as
+    JSONEncoder.iterencode does): the same text, a third less time for the record of
+    every entry of a credit. Without the check for cycles: a record read from JSON or a
+    file holds none (one would recurse until Python stops it, rather than be named)."""
+    make = json.encoder.c_make_encoder
+    if make is None or encoder.indent is not None:
+        return encoder.encode
+    strings = json.encoder.encode_basestring_ascii if encoder.ensure_ascii else json.encoder.encode_basestring
+    once = make(None, encoder.default, strings, None, encoder.key_separator, encoder.item_separator,
+                encoder.sort_keys, encoder.skipkeys, encoder.allow_nan)
+    return lambda value: "".join(once(value, 0))
+
+
+_ENCODE_RECORD = _made_once(_RECORD_TEXT)
+
+
 def _record_text(record: Optional[dict]) -> Optional[str]:
+    """The record as sent, as json.dumps writes it (tests/registry/test_ledger.py)."""
     if record is None:
         return None
-    return _RECORD_TEXT.encode(record)
+    return _ENCODE_RECORD(record)
 
 
 def _differing(stored: Optional[str], record: Optional[dict]) -> list[str]:

@@ -211,8 +211,8 @@ def _engine_and_frames(c, engine_name: str):
 
         engine = BatchEngine(c.methodology, kernels=build)  # the formulas in C where it can
 
-        def frames(path: Path, partitions=()):
-            return _evaluate_batch(engine, path, partitions)
+        def frames(path: Path, partitions=(), rewind=None):
+            return _evaluate_batch(engine, path, partitions, rewind)
         return engine, frames
     from engine.batch import results_frame
 
@@ -225,7 +225,7 @@ def _engine_and_frames(c, engine_name: str):
 
         engine = RulesPathEngine(c.methodology)
 
-    def frames(path: Path, partitions=()):
+    def frames(path: Path, partitions=(), rewind=None):  # noqa: ARG001 - read whole, never rewound
         from engine.rules import RulesEngineError
 
         try:
@@ -295,8 +295,9 @@ def _eval_dataset(c, spec: str, out: Path, engine_name: str, resume: bool, fmt: 
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
         writer = ResultWriter(target, engine.ref, compact=compact)
+        before = summary.copy()
         try:
-            for frame in frames_of(f.path, f.partitions):
+            for frame in frames_of(f.path, f.partitions, _rewinder(writer, summary, before)):
                 writer.write(frame)
                 summary.add(frame, f.relative.as_posix())
             writer.close()
@@ -375,9 +376,10 @@ def _eval_to(c, records: Path, output, engine_name: str, compact: bool = False) 
         _eval_small(c, records, output, compact)
         return
     engine, frames_of = _engine_and_frames(c, engine_name)
-    frames = frames_of(records)
     writer = ResultWriter(Path(output) if output else None, engine.ref, stream=sys.stdout, compact=compact)
     summary = _Summary()
+    # to a file the frames can be taken back: a per-record methodology's file is read once
+    frames = frames_of(records, rewind=_rewinder(writer, summary, summary.copy()) if output else None)
     try:
         for frame in frames:
             writer.write(frame)
@@ -390,6 +392,15 @@ def _eval_to(c, records: Path, output, engine_name: str, compact: bool = False) 
         writer.abort()
         raise
     summary.echo(engine.ref)
+
+
+def _rewinder(writer, summary, before):
+    """The engine's `rewind` (BatchEngine.evaluate_file): the file begun anew and the
+    summary back to `before`, as the frames come again from the first."""
+    def rewind():
+        writer.restart()
+        summary.__dict__.update(before.copy().__dict__)
+    return rewind
 
 
 def _evaluate_scalar(engine, path: Path, partitions=()):
@@ -412,14 +423,14 @@ def _evaluate_scalar(engine, path: Path, partitions=()):
             bar[0].stop()
 
 
-def _evaluate_batch(engine, path: Path, partitions=()):
+def _evaluate_batch(engine, path: Path, partitions=(), rewind=None):
     bar = _progress(path.stat().st_size or 1)
 
     def progress(done, total):
         if bar:
             bar[0].update(bar[1], completed=done, total=total)
     try:
-        yield from engine.evaluate_file(path, progress=progress, partitions=partitions)
+        yield from engine.evaluate_file(path, progress=progress, partitions=partitions, rewind=rewind)
     finally:
         if bar:
             bar[0].stop()
@@ -472,18 +483,24 @@ class _Summary:
         import polars as pl
 
         self.total += frame.height
-        for status, count in frame.group_by("status").len().iter_rows():
+        # one grouping for the counts and the sums (a count, then two filtered sums took
+        # twice as long: 5M results, 0.45 s against 0.17-0.4 s)
+        for status, count, mg, points in frame.group_by("status").agg(
+                pl.len(), pl.col("reduction_mg").sum(), (pl.col("points") + pl.col("bonus")).sum()).iter_rows():
             self.counts[status] += count
-        # expressions on the columns needed, not filtered copies of the whole frame
-        counted = pl.col("status").is_in(["credited", "capped"])
-        mg, points = frame.select(pl.col("reduction_mg").filter(counted).sum(),
-                                  (pl.col("points") + pl.col("bonus")).filter(counted).sum()).row(0)
-        self.mg += int(mg or 0)
-        self.points += int(points or 0)
+            if status in ("credited", "capped"):
+                self.mg += int(mg or 0)
+                self.points += int(points or 0)
         if len(self.invalid) < 21 and self.counts.get("invalid"):
             bad = (frame.lazy().filter(pl.col("status") == "invalid").select("row", "message")
                    .head(21 - len(self.invalid)).collect())
             self.invalid += [(file, row, message) for row, message in bad.iter_rows()]
+
+    def copy(self) -> "_Summary":
+        other = _Summary()
+        other.total, other.counts, other.mg, other.points = self.total, Counter(self.counts), self.mg, self.points
+        other.invalid = list(self.invalid)
+        return other
 
     def add_results(self, results, file: str = "") -> None:
         """As add, for engine.Result objects (the small path, without Polars)."""

@@ -50,7 +50,7 @@ def __getattr__(name: str):
 @click.option("--master", help="the Spark master (default: spark-submit's, else local[*])")
 @click.option("--partitions", type=int,
               help="shuffle partitions (spark.sql.shuffle.partitions): the accounts are "
-                   "spread over this many tasks by hash")
+                   "spread over this many tasks by hash (default on local[N]: N)")
 @click.option("--batch-rows", type=int, default=65_536, show_default=True,
               help="rows per Arrow batch handed to the engine "
                    "(spark.sql.execution.arrow.maxRecordsPerBatch)")
@@ -81,6 +81,8 @@ def spark_eval(methodology, records, output, row, states, states_out, master, pa
     if master:
         builder = builder.master(master)
     builder = builder.config("spark.sql.execution.arrow.maxRecordsPerBatch", str(batch_rows))
+    if not partitions and master and master.startswith("local"):
+        partitions = _local_cores(master)  # Spark's 200 are 200 engine calls on a few cores
     if partitions:
         builder = builder.config("spark.sql.shuffle.partitions", str(partitions))
     spark = builder.getOrCreate()
@@ -103,6 +105,13 @@ def spark_eval(methodology, records, output, row, states, states_out, master, pa
                err=True)
     for status in sorted(counts):
         click.echo(f"  {status:<15} {counts[status]}", err=True)
+
+
+def _local_cores(master: str) -> int:
+    """The cores of `local`, `local[N]`, `local[*]` or `local[N,F]`."""
+    inside = master[master.find("[") + 1:master.find("]")] if "[" in master else "1"
+    count = inside.split(",")[0].strip()
+    return (os.cpu_count() or 1) if count == "*" else max(1, int(count))
 
 
 def main() -> None:

@@ -186,3 +186,31 @@ def test_resume_after_a_kill_writes_what_an_uninterrupted_run_writes(tmp_path):
     # every record once: ids are unique across the dataset
     ids = pl.concat(after.values()).get_column("id")
     assert ids.n_unique() == ids.len() == 6 * 40_000
+
+
+def test_a_datasets_file_with_a_late_duplicate_is_rewound_alone(tmp_path):
+    """A per-record methodology's Parquet files are read once each; a file whose last
+    record repeats its first id is taken back and written again (its results the scalar
+    engine's), the files before it kept, and the summary counts each record once."""
+    text = SHENZHEN.read_text(encoding="utf-8")
+    per_record = tmp_path / "m.tanpu"
+    per_record.write_text(text[:text.index("forbid overlap")], encoding="utf-8")
+    records = sample()
+    data = tmp_path / "rides"
+    for day, piece in enumerate((records.slice(0, 50), records.slice(50))):
+        (data / f"day={day}").mkdir(parents=True)
+        if day == 1:
+            piece = pl.concat([piece, piece.head(1)])
+        piece.write_parquet(data / f"day={day}" / "rides.parquet")
+    outputs = {}
+    for engine in ("batch", "scalar"):
+        done = tanpu("eval", per_record, data, "-o", tmp_path / engine, "--engine", engine)
+        assert done.returncode == 0, done.stderr
+        outputs[engine] = (written(tmp_path / engine), done.stderr)
+    (batch, said), (scalar, told) = outputs["batch"], outputs["scalar"]
+    assert sorted(batch) == sorted(scalar)
+    for name in batch:
+        assert_frame_equal(batch[name], scalar[name])
+    assert batch["day=1/rides.parquet"].get_column("status")[-1] == "duplicate"  # the one added
+    assert said == told and f"{records.height + 1} record(s)" in said
+    assert not list((tmp_path / "batch").rglob(".*partial*"))

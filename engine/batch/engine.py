@@ -316,7 +316,8 @@ class BatchEngine:
     # ------------------------------------------------------------ files
     def evaluate_file(self, path, column_units: Optional[Mapping[str, str]] = None, *,
                       memory_rows: int = MEMORY_ROWS, progress=None, spill_dir=None,
-                      partitions: tuple[tuple[str, str], ...] = ()) -> Iterator[pl.DataFrame]:
+                      partitions: tuple[tuple[str, str], ...] = (),
+                      rewind: Optional[Callable[[], None]] = None) -> Iterator[pl.DataFrame]:
         """A record file (.csv, .jsonl, .parquet) -> frames of results, in row order.
 
         Streams: a chunk at a time is read and evaluated; what the cross-record rules need
@@ -324,6 +325,12 @@ class BatchEngine:
         its size), else in partitions on disk (store.DiskStore). `progress(done, total)`
         is called as the file is read. `partitions`: (name, value) columns every row of the
         file has (a hive-partitioned dataset's folder names, recordfiles.open_dataset).
+
+        `rewind`: given by a caller that can discard the frames it was given (a result file
+        written under a temporary name), it lets a per-record methodology's Parquet file be
+        read once instead of twice (_per_record_once): the results are yielded before the
+        repeated ids are known, and if some record turns out to be a duplicate, `rewind()`
+        is called and every frame is yielded again, from the first, right this time.
         """
         from pathlib import Path
 
@@ -341,7 +348,17 @@ class BatchEngine:
                 yield self.evaluate_frame(whole, units)
             return
         if self.per_record_only and format_of(path) == "parquet":
-            duplicates = self.duplicate_rows(path, units, partitions, memory_rows)
+            if rewind is not None:
+                stands, duplicates = yield from self._per_record_once(chunks, path, units, partitions,
+                                                                      memory_rows, progress)
+                if stands:
+                    return
+                rewind()  # a duplicate found once its record's results were yielded: again
+                chunks = open_chunks(path, self.chunk_rows)
+                if partitions:
+                    chunks.frames = ((with_partitions(frame, partitions), row) for frame, row in chunks.frames)
+            else:
+                duplicates = self.duplicate_rows(path, units, partitions, memory_rows)
             if duplicates is not None:  # no store: each chunk's results as it is evaluated
                 def work(frame, units, first_row):
                     return self.chunk_results(self.per_record(frame, units, first_row), duplicates)
@@ -390,6 +407,42 @@ class BatchEngine:
         batch = self.batch_of(part, copy=False)  # the part is not read again
         self.rules.apply(batch, duplicate_ids=at)
         return self.results(part, batch)
+
+    def _per_record_once(self, chunks, path, units, partitions, memory_rows, progress):
+        """Generator: a per-record methodology's Parquet file read once (evaluate_file's
+        `rewind`): each chunk's results are yielded as if no record were a duplicate, its
+        ids hashed in the chunk's thread as they were made for evaluation; the hashes that
+        occur twice are found at the end (_Hashes), while the last results are still being
+        written. Returns (whether the results yielded stand, the duplicate rows if not).
+
+        Usually no hash occurs twice: then no record is a duplicate (the check compares
+        these ids, and equal ids have equal hashes) and the results stand. Otherwise
+        duplicate_rows decides as before (the id column read again): the results stand if
+        no record is rejected, else they are rewound and the file evaluated again with
+        those rows known (None: too many, for the store). Against duplicate_rows first,
+        the id column is read and its ids made once instead of twice, and the sort of
+        the hashes overlaps the writing."""
+        from ..recordfiles import estimate_rows
+
+        hashes = _Hashes(estimate_rows(path), self.hash_rows)
+        nothing = np.zeros(0, dtype=np.int64)
+
+        def work(frame, units, first_row):
+            part = self.per_record(frame, units, first_row)
+            return self.chunk_results(part, nothing), _Hashes.split(part.ids.hash().to_numpy())
+        try:
+            for results, hashed in self.per_record_chunks(chunks.frames, units, work):
+                hashes.add(hashed)
+                if progress is not None:
+                    progress(chunks.position(), chunks.size)
+                yield results
+            repeated = hashes.repeated()
+        finally:
+            hashes.close()
+        if repeated.size == 0:
+            return True, nothing
+        duplicates = self.duplicate_rows(path, units, partitions, memory_rows)
+        return duplicates is not None and duplicates.size == 0, duplicates
 
     def duplicate_rows(self, path, column_units: Optional[Mapping[str, str]] = None,
                        partitions: tuple[tuple[str, str], ...] = (),
@@ -506,34 +559,103 @@ def _repeated(hashes: np.ndarray) -> np.ndarray:
     return np.unique(ordered[1:][same]) if same.any() else np.zeros(0, dtype=np.uint64)
 
 
+class _Hashes:
+    """uint64 hashes gathered chunk by chunk, for the values among them that occur more
+    than once (`repeated`): in memory up to `hash_rows` of them, else in hash files as
+    _repeated_on_disk keeps them (a folder removed by `close`).
+
+    In memory, each chunk's hashes are split by their top bits (`split`, in the chunk's
+    thread) into BUCKETS parts, every copy of a value in the same one, so that the parts
+    are sorted at the end on both cores (`repeated`): the one sort that cannot begin
+    before the last chunk is read, and `tanpu eval` waits for it."""
+
+    BUCKETS = 16
+    SHIFT = np.uint64(60)  # 64 - log2(BUCKETS)
+
+    def __init__(self, expected: int, hash_rows: int):
+        self.files = -(-expected // hash_rows)
+        self.disk = _HashFiles(self.files) if self.files > 1 else None
+        self.parts: list[list[np.ndarray]] = [[] for _ in range(self.BUCKETS)]
+
+    @classmethod
+    def split(cls, hashes: np.ndarray) -> list[np.ndarray]:
+        """A chunk's hashes by bucket (what `add` takes): boolean masks, not an argsort,
+        which took ten times as long."""
+        top = (hashes >> cls.SHIFT).astype(np.uint8)
+        return [hashes[top == k] for k in range(cls.BUCKETS)]
+
+    def add(self, parts: list[np.ndarray]) -> None:
+        if self.disk is not None:
+            self.disk.add(np.concatenate(parts))
+            return
+        for into, part in zip(self.parts, parts):
+            into.append(part)
+
+    def repeated(self) -> np.ndarray:
+        if self.disk is not None:
+            return self.disk.repeated()
+        parts, self.parts = self.parts, []
+
+        def one(bucket: list[np.ndarray]) -> np.ndarray:
+            return _repeated(np.concatenate(bucket)) if bucket else np.zeros(0, dtype=np.uint64)
+        found = list(_pool(2).map(one, parts))  # sort_values releases the GIL
+        return np.concatenate(found)  # each bucket's sorted, the buckets in order
+
+    def close(self) -> None:
+        if self.disk is not None:
+            self.disk.close()
+
+
+class _HashFiles:
+    """_repeated_on_disk's files: each hash goes to the file of its value modulo their
+    number (every copy of a value to the same one); `repeated` reads and sorts one at a time."""
+
+    def __init__(self, files: int):
+        import tempfile
+
+        self.folder = tempfile.mkdtemp(prefix=f"tanpu-batch-{os.getpid()}-ids-")
+        self.files = files
+        self.handles = [open(os.path.join(self.folder, f"{k}.u64"), "wb") for k in range(files)]
+
+    def add(self, h: np.ndarray) -> None:
+        files = self.files
+        which = h % np.uint64(files)
+        order = np.argsort(which, kind="stable")
+        bounds = np.searchsorted(which[order], np.arange(files + 1))
+        ordered = h[order]
+        for k in range(files):
+            ordered[bounds[k]:bounds[k + 1]].tofile(self.handles[k])
+
+    def repeated(self) -> np.ndarray:
+        self._close_handles()
+        found = [_repeated(np.fromfile(os.path.join(self.folder, f"{k}.u64"), dtype=np.uint64))
+                 for k in range(self.files)]
+        return np.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.uint64)
+
+    def _close_handles(self) -> None:
+        for handle in self.handles:
+            handle.close()
+
+    def close(self) -> None:
+        import shutil
+
+        self._close_handles()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
 def _repeated_on_disk(chunks: Iterable[np.ndarray], files: int) -> np.ndarray:
     """_repeated of the concatenated chunks, holding one of `files` parts at a time: each
     hash goes to the file of its value modulo `files` (every copy of a value to the same
     one), then each file is read and sorted alone. `files` files are open at once, in a
     folder named as store.DiskStore's spill folders, so that a killed run's is removed by
     the next run that spills."""
-    import shutil
-    import tempfile
-
-    folder = tempfile.mkdtemp(prefix=f"tanpu-batch-{os.getpid()}-ids-")
+    sink = _HashFiles(files)
     try:
-        handles = [open(os.path.join(folder, f"{k}.u64"), "wb") for k in range(files)]
-        try:
-            for h in chunks:
-                which = h % np.uint64(files)
-                order = np.argsort(which, kind="stable")
-                bounds = np.searchsorted(which[order], np.arange(files + 1))
-                ordered = h[order]
-                for k in range(files):
-                    ordered[bounds[k]:bounds[k + 1]].tofile(handles[k])
-        finally:
-            for handle in handles:
-                handle.close()
-        found = [_repeated(np.fromfile(os.path.join(folder, f"{k}.u64"), dtype=np.uint64))
-                 for k in range(files)]
+        for h in chunks:
+            sink.add(h)
+        return sink.repeated()
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
-    return np.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.uint64)
+        sink.close()
 
 
 @lru_cache(maxsize=8)

@@ -15,7 +15,9 @@ import csv
 import datetime as dt
 import io
 import json
+import os
 import random
+import tempfile
 from decimal import Decimal
 from pathlib import Path
 
@@ -605,3 +607,101 @@ def test_streamed_duplicate_ids_padded_numbered_and_invalid(tmp_path):
     for chunk_rows in (2, 3, 100):
         engine = BatchEngine(methodology, chunk_rows=chunk_rows)
         assert _keys(to_results(pl.concat(list(engine.evaluate_file(path))))) == expected
+
+
+def _read_once(engine: BatchEngine, path: Path, **options) -> tuple[list[pl.DataFrame], int]:
+    """evaluate_file with `rewind` (a per-record methodology's Parquet file read once): the
+    frames that stand (those yielded since the last rewind) and how many rewinds there were."""
+    frames: list[pl.DataFrame] = []
+    rewinds = []
+
+    def rewind():
+        rewinds.append(len(frames))
+        frames.clear()
+    for frame in engine.evaluate_file(path, rewind=rewind, **options):
+        frames.append(frame)
+    return frames, len(rewinds)
+
+
+@pytest.mark.parametrize("hash_rows", [1 << 20, 3])
+def test_a_parquet_file_read_once_agrees_with_reading_its_ids_first(hash_rows, tmp_path_factory):
+    """Read once (evaluate_file's `rewind`; with hash_rows 3 the hashes go through files):
+    the frames that stand are, bit for bit, those of the two readings (the id column
+    first, duplicate_rows), and their results the scalar path's; a rewind happens exactly
+    when some record is a duplicate, and then only once."""
+    methodology = _synthetic("lazy")
+
+    @_settings(10)
+    @given(record_stream(methodology, max_size=40), st.integers(min_value=2, max_value=16),
+           st.integers(min_value=1, max_value=60), st.booleans())
+    def check(stream, chunk_rows, memory_rows, repeat):
+        if repeat and stream:  # a repeated id, late: the last record's id is the first's
+            stream = stream + [dict(stream[-1], id=stream[0].get("id"))]
+        folder = tmp_path_factory.mktemp("parquet")
+        path = folder / "records.parquet"
+        _write_parquet(path, stream)
+        source = open_records(path)
+        expected = _keys(Engine(methodology).evaluate(source.rows, column_units=source.column_units))
+        engine = BatchEngine(methodology, chunk_rows=chunk_rows)
+        engine.hash_rows = hash_rows
+        twice = list(engine.evaluate_file(path, memory_rows=memory_rows))
+        once, rewinds = _read_once(engine, path, memory_rows=memory_rows)
+        assert len(once) == len(twice) and all(a.equals(b) for a, b in zip(once, twice))
+        assert (_keys(to_results(pl.concat(once))) if once else []) == expected
+        assert rewinds == (1 if any(k[3] == "duplicate" for k in expected) else 0)
+        assert not list(Path(tempfile.gettempdir()).glob(f"tanpu-batch-{os.getpid()}-ids-*"))
+    check()
+
+
+def test_a_parquet_file_read_once_rewinds_for_duplicates_only(tmp_path):
+    """The ids hashed while the file is read once are the ids the records get: a padded id
+    repeating a stripped one, a missing id repeating a written `row-N`, found in the last
+    chunk, rewind the results; an invalid record sharing a valid one's id (its hash
+    repeated, no record rejected) and distinct ids do not."""
+    methodology = _synthetic("lazy")
+    good = {"kind": "a", "size": "3", "amount": "2 kWh", "flagged": "true", "note": "a",
+            "day": "2024-05-20", "at": "2024-05-20T09:00"}
+    cases = {
+        "padded": ([dict(good, id=i) for i in ("x", "y", "z", "v", " x ")], 1),
+        "numbered": ([dict(good, id=i) for i in ("row-3", "y", None, "z")], 1),
+        "invalid": ([dict(good, id="w"), dict(good, id="q"), dict(good, id="w", size="nine")], 0),
+        "distinct": ([dict(good, id=i) for i in ("a", "b", "c", "d", "e")], 0),
+    }
+    for name, (stream, rewinds) in cases.items():
+        path = tmp_path / f"{name}.parquet"
+        _write_parquet(path, stream)
+        source = open_records(path)
+        expected = _keys(Engine(methodology).evaluate(source.rows, column_units=source.column_units))
+        assert [k[3] for k in expected].count("duplicate") == rewinds, name
+        for chunk_rows in (2, 100):
+            frames, got = _read_once(BatchEngine(methodology, chunk_rows=chunk_rows), path)
+            assert got == rewinds, name
+            assert _keys(to_results(pl.concat(frames))) == expected, name
+
+
+def test_tanpu_eval_rewinds_its_result_file_and_summary(tmp_path):
+    """`tanpu eval -o FILE.parquet` reads a per-record methodology's Parquet file once; a
+    duplicate found at the end takes back the file written so far and the summary: the
+    file and the counts are the scalar engine's, each record once."""
+    methodology = ROOT / "methodologies" / "shenzhen-public-transit.tanpu"
+    per_record = tmp_path / "m.tanpu"
+    source = methodology.read_text(encoding="utf-8")
+    per_record.write_text(source[:source.index("forbid overlap")], encoding="utf-8")
+    rides = pl.read_csv(ROOT / "methodologies" / "samples" / "shenzhen-public-transit.csv",
+                        infer_schema=False)
+    rides = pl.concat([rides] * 30).with_columns(id=pl.format("r{}", pl.int_range(pl.len())))
+    rides = pl.concat([rides, rides.head(1)])  # the first ride again, last
+    records = tmp_path / "rides.parquet"
+    rides.write_parquet(records)
+    outputs = {}
+    for engine in ("batch", "scalar"):
+        out = tmp_path / f"{engine}.parquet"
+        done = _tanpu("eval", str(per_record), str(records), "--engine", engine, "-o", str(out), "--compact")
+        assert done.exit_code == 0, done.stderr
+        outputs[engine] = (pl.read_parquet(out), done.stderr)
+    (batch, said), (scalar, told) = outputs["batch"], outputs["scalar"]
+    assert batch.equals(scalar) and batch.height == rides.height
+    assert batch.get_column("status").value_counts().sort("status").rows() == \
+        scalar.get_column("status").value_counts().sort("status").rows()
+    assert "duplicate" in said and said == told
+    assert not list(tmp_path.glob(".*partial*"))

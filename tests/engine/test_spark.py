@@ -262,3 +262,67 @@ def test_history_states_carried_between_pieces_give_the_stream_whole(spark):
     kept = {r["account"]: r["state"] for r in states.toArrow().to_pylist()}
     assert set(kept) == set(frame.get_column("account"))
     assert all("history:" in state for state in kept.values())
+
+
+# ---------------------------------------------------------------- repeated ids
+@pytest.mark.parametrize("source", [PER_RECORD, CAPPED], ids=["per-record", "cap"])
+def test_the_id_window_when_too_many_ids_repeat_gives_the_same(spark, tmp_path, monkeypatch, source):
+    """Beyond MAX_REPEATED repeated id hashes the repeated ids are found by a window over
+    the results instead of on the driver: the same results."""
+    import engine.spark as module
+
+    path = tmp_path / "records.parquet"
+    records(1500, seed=21).write_parquet(path)
+    want = expected(source, path)
+    assert want.filter(pl.col("code") == "DUPLICATE_ID").height > 0
+    monkeypatch.setattr(module, "MAX_REPEATED", 0)
+    assert module._later_rows(module._prepared(spark.read.parquet(str(path)), None)[0],
+                              module.Source.of(source), {"distance": "km"}) is None
+    got = collected(evaluate(spark.read.parquet(str(path)), source))
+    assert got.equals(want)
+
+
+@pytest.mark.parametrize("source", [PER_RECORD, SHENZHEN], ids=["per-record", "overlap"])
+def test_ids_the_engine_strips_are_the_same_id(spark, tmp_path, source):
+    """Ids with whitespace around them (ASCII, ideographic) are the id without it, and a
+    blank id is no id (`row-N`), as `tanpu eval` reads them: the hashed ids Spark groups
+    by and the row numbers of blank ids agree with the engine's reading."""
+    frame = records(1200, seed=9)
+    ids = frame.get_column("id").to_list()
+    for i in range(0, 300, 3):
+        ids[i + 600] = f" {ids[i]}\u3000" if ids[i] else "\t"  # the same id, padded
+    for i in range(900, 960):
+        ids[i] = " \u3000 "  # blank: no id
+    path = tmp_path / "records.parquet"
+    frame.with_columns(pl.Series("id", ids, dtype=pl.String)).write_parquet(path)
+    want = expected(source, path)
+    assert want.filter(pl.col("id").str.starts_with("row-9")).height >= 60
+    assert want.filter(pl.col("code") == "DUPLICATE_ID").height > 100
+    got = collected(evaluate(spark.read.parquet(str(path)), source))
+    assert got.equals(want), got.join(want, on="row", suffix="_want").filter(
+        pl.any_horizontal(pl.col(c).ne_missing(pl.col(f"{c}_want")) for c in want.columns if c != "row")
+    ).head(5)
+
+
+def test_each_python_worker_compiles_the_methodology_once(spark, tmp_path):
+    """After a run, the next job's tasks find the methodology compiled in their Python
+    worker (reused between tasks and jobs: spark.python.worker.reuse), by the text's hash."""
+    from engine.spark import Source
+
+    path = tmp_path / "records.parquet"
+    records(800, seed=4).write_parquet(path)
+    evaluate(spark.read.parquet(str(path)), CAPPED).count()
+    key = Source.of(CAPPED).key
+
+    def probe(batches):
+        import pyarrow as pa
+
+        from engine import spark as module
+        for _ in batches:
+            pass
+        yield pa.RecordBatch.from_pydict({"pid": [os.getpid()], "cached": [key in module._ENGINES]})
+
+    seen = spark.range(0, 8, numPartitions=4).mapInArrow(probe, "pid long, cached boolean").collect()
+    assert len(seen) == 4
+    assert all(row["cached"] for row in seen)
+    assert len({row["pid"] for row in seen}) <= 2  # local[2]: two workers, reused

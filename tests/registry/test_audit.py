@@ -124,3 +124,73 @@ def test_details_round_trip_with_unicode_and_numbers(reg):
         audit.append(s, reg.admin, "test.details", "x", 1,
                      {"名称": "深圳", "n": 12345678901234, "f": 0.1, "nested": [1, {"a": None}]})
     assert verify(reg.db).ok
+
+
+def test_entries_appended_at_commit_continue_the_chain(reg):
+    """append_at_commit: on PostgreSQL the server computes the entry's hash from the
+    canonical JSON Python made of the other fields (audit._PG_APPEND) and the COMMIT goes
+    in the same round trip; the chain verifies in Python (entry_hash), whatever the
+    details hold, with entries appended at once in the same transaction first."""
+    details = {"名称": "深圳", "n": 12345678901234, "f": 0.1, "nested": [1, {"a": None}],
+               "quote": 'a "b" \\ c', "seq": 3, "prev_hash": "x"}
+    with reg.uow() as s:
+        audit.append_at_commit(s, None, "test.later", "x", 1, details)
+        audit.append(s, reg.admin, "test.now", "x", 2, {"k": 1})
+        audit.append_at_commit(s, reg.admin, "test.later", "x", 3, {})
+    result = verify(reg.db)
+    assert result.ok, str(result)
+    with reg.db.read() as s:
+        rows = s.execute(sa.select(AuditEntry.action, AuditEntry.object_id, AuditEntry.details,
+                                   AuditEntry.actor_id).order_by(AuditEntry.seq.desc()).limit(3)).all()
+    assert [(r.action, r.object_id) for r in reversed(rows)] == [
+        ("test.now", "2"), ("test.later", "1"), ("test.later", "3")]
+    assert rows[1].details == details and rows[0].actor_id == reg.admin
+
+
+def test_entries_appended_at_commit_by_concurrent_transactions(reg):
+    errors = []
+
+    def work(n):
+        try:
+            for i in range(8):
+                with reg.db.unit_of_work() as s:
+                    audit.append_at_commit(s, None, "test.later", "thread", n, {"i": i})
+        except Exception as error:  # noqa: BLE001
+            errors.append(error)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors
+    result = verify(reg.db)
+    assert result.ok and reg.count("audit_log") == result.checked
+    with reg.db.read() as s:
+        assert s.scalar(sa.select(sa.func.count()).where(AuditEntry.action == "test.later")) == 32
+
+
+def test_an_entry_at_commit_is_dropped_with_a_rollback_and_waits_for_the_outer_commit(reg):
+    """A rolled-back transaction appends nothing; a session joined to a caller's
+    connection, or a savepoint released, does not end the caller's transaction."""
+    before = reg.count("audit_log")
+    with pytest.raises(RuntimeError):
+        with reg.uow() as s:
+            audit.append_at_commit(s, None, "test.later", "x", 1, {})
+            raise RuntimeError("rolled back")
+    assert reg.count("audit_log") == before
+    with reg.db.engine.connect() as connection:
+        outer = connection.begin()
+        session = sa.orm.Session(bind=connection, join_transaction_mode="create_savepoint")
+        audit.append_at_commit(session, None, "test.later", "x", 2, {})
+        session.commit()  # the savepoint's: the caller's transaction goes on
+        session.close()
+        assert connection.in_transaction()
+        outer.rollback()
+    assert reg.count("audit_log") == before
+    with reg.uow() as s:
+        with s.begin_nested():
+            audit.append_at_commit(s, None, "test.later", "x", 3, {})
+        assert s.in_transaction()
+        audit.append(s, None, "test.now", "x", 4, {})
+    assert reg.count("audit_log") == before + 2 and verify(reg.db).ok

@@ -61,3 +61,48 @@ def test_an_error_in_a_pipeline_is_sqlalchemys_and_rolls_back(reg, backend):
                                ("SELECT 2", {}, True)])
     with reg.db.read() as s:  # the pool's connection is usable again
         assert s.scalar(sa.text("SELECT 3")) == 3
+
+
+def _in_transaction_after(reg) -> None:
+    """A unit of work after the one under test, on the pool's connection: it is a
+    transaction (its write is gone when it fails), and psycopg begins it as usual."""
+    with pytest.raises(RuntimeError):
+        with reg.uow() as s:
+            s.execute(sa.text("INSERT INTO rule_states (methodology_id, account, state, updated_at) "
+                              "VALUES ('test.transit', 'after', '', :now)"), {"now": utcnow()})
+            assert not s.connection().connection.driver_connection.autocommit
+            raise RuntimeError("rolled back")
+    with reg.db.read() as s:
+        assert s.scalar(sa.text("SELECT count(*) FROM rule_states WHERE account = 'after'")) == 0
+
+
+def test_a_transaction_begun_by_a_pipeline_is_one_transaction(reg, backend):
+    """The BEGIN sent in the transaction's first pipeline (bulk._begin_here): what the
+    pipeline wrote and what came after are rolled back together, or committed together;
+    the connection goes back to the pool with psycopg's own transactions."""
+    if backend != "postgresql":
+        pytest.skip("pipelines are PostgreSQL's")
+    insert = ("INSERT INTO rule_states (methodology_id, account, state, updated_at) "
+              "VALUES ('test.transit', %(a)s, '', now())")
+    with pytest.raises(RuntimeError):
+        with reg.uow() as s:
+            bulk.pipelined(s, [(insert, {"a": "begun-1"}, False)])
+            s.execute(sa.text("INSERT INTO rule_states (methodology_id, account, state, updated_at) "
+                              "VALUES ('test.transit', 'begun-2', '', :now)"), {"now": utcnow()})
+            raise RuntimeError("rolled back")
+    _in_transaction_after(reg)
+    with pytest.raises(sa.exc.DBAPIError):
+        with reg.uow() as s:
+            bulk.pipelined(s, [(insert, {"a": "begun-3"}, False), ("SELECT 1 / 0", {}, True)])
+    _in_transaction_after(reg)
+    with reg.uow() as s:
+        bulk.pipelined(s, [(insert, {"a": "begun-4"}, False)])
+        s.execute(sa.text("INSERT INTO rule_states (methodology_id, account, state, updated_at) "
+                          "VALUES ('test.transit', 'begun-5', '', :now)"), {"now": utcnow()})
+    _in_transaction_after(reg)
+    with reg.db.read() as s:
+        assert s.scalars(sa.text("SELECT account FROM rule_states WHERE account LIKE 'begun-%' "
+                                 "ORDER BY account")).all() == ["begun-4", "begun-5"]
+        # a read session's pipeline begins a read-only transaction
+        with pytest.raises(sa.exc.DBAPIError, match="read-only"):
+            bulk.pipelined(s, [(insert, {"a": "begun-6"}, False)])

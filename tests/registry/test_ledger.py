@@ -236,3 +236,30 @@ def test_the_same_idempotency_key_concurrently(published):
     assert sorted(o.replayed for o in outs) == [False, True, True, True]
     assert {o.batch_id for o in outs} == {outs[0].batch_id}
     assert reg.count("credit_entries") == 2 and reg.count("credit_batches") == 1
+
+
+def test_the_record_as_sent_is_kept_as_jsons_text(published):
+    """An entry keeps its record as json.dumps writes it (sorted keys, no spaces, UTF-8,
+    str() of what JSON has no type for), the text the audit digest covers and a
+    conflict check reads back; the ledger writes it with an encoder made once."""
+    import decimal
+    import json
+    reg, ref = published
+    rng = random.Random(3)
+    values = [1e16, 1e-7, 2.5, float("nan"), float("inf"), -0.0, 2 ** 70, -3, True, None, "",
+              "订单 \u2028 \"q\" \\ \x00 😀", [1, [2, {"b": 1, "a": 2}]], {"z": {"y": [None]}},
+              decimal.Decimal("1.10"), dt.date(2024, 5, 20)]
+    records = {f"t{i}": {"id": f"t{i}", "account": "acct-1",
+                         **{rng.choice(["k", "é", "a b", "Z", "0"]) + str(j): rng.choice(values)
+                            for j in range(rng.randrange(1, 6))}} for i in range(40)}
+    with reg.uow() as s:
+        out = ledger.credit(s, reg.integrator, ref, [result(i) for i in records], records=records,
+                            reason="1.0.0 in force since 2024-01-01")
+    expected = {i: json.dumps(r, sort_keys=True, ensure_ascii=False, separators=(",", ":"),
+                              default=str) for i, r in records.items()}
+    assert {e.record_id: e.record for e in out.new} == expected
+    with reg.db.read() as s:
+        stored = dict(s.execute(sa.select(ledger.CreditEntry.record_id, ledger.CreditEntry.record)
+                                .where(ledger.CreditEntry.record_id.in_(list(records)))).all())
+        assert stored == expected
+        assert audit.verify(s).ok

@@ -424,7 +424,10 @@ def test_three_credits_racing_for_new_state_rows_all_succeed(capped, monkeypatch
     web, token = capped
     if web.reg.db.dialect != "postgresql":
         pytest.skip("row locks and deadlocks: PostgreSQL")
-    from registry import bulk
+    from registry import bulk, ledger
+    # the two steps that larger requests take (existing rows locked, then the missing
+    # made): requests of a few accounts make every row first, in one pipeline (below)
+    monkeypatch.setattr(ledger, "_MAKE_FIRST_UP_TO", 0)
     with web.reg.db.unit_of_work() as s:  # the accounts exist; their state rows do not
         accounts.resolve_statuses(s, web.reg.integrator, ["x", "y"])
     real = bulk.pipelined
@@ -469,6 +472,62 @@ def test_three_credits_racing_for_new_state_rows_all_succeed(capped, monkeypatch
             t.join(60)
     assert errors == []
     assert "40P01" in caplog.text      # the deadlock happened, and was run again
+    assert sorted(answers) == ["T1", "T2", "T3"]
+    assert all(r["credit"] == "credited" for a in answers.values() for r in a["results"])
+    assert web.reg.count("credit_entries") == 5
+    assert credited_mg(web) == 5 * 2 * KM_MG
+
+
+def test_the_same_race_of_small_credits_needs_no_retry(capped, monkeypatch, caplog):
+    """The same three requests in the same order with the one-pipeline protocol of small
+    requests (registry/ledger.py _MAKE_FIRST_UP_TO): each makes its missing state rows and
+    locks them all in one round trip, so T1, let go while T2 waits before its own, never
+    waits for a row T2 holds: no deadlock, nothing run again, and the same ledger."""
+    web, token = capped
+    if web.reg.db.dialect != "postgresql":
+        pytest.skip("row locks and deadlocks: PostgreSQL")
+    from registry import bulk
+    with web.reg.db.unit_of_work() as s:
+        accounts.resolve_statuses(s, web.reg.integrator, ["x", "y"])
+    real = bulk.pipelined
+    paused = {"T1": threading.Event(), "T2": threading.Event()}
+    go = {"T1": threading.Event(), "T2": threading.Event()}
+
+    def pausing(session, statements):
+        name = threading.current_thread().name
+        makes_states = any("INSERT INTO rule_states" in sql for sql, *_ in statements)
+        if name in paused and not paused[name].is_set() and makes_states:
+            paused[name].set()
+            assert go[name].wait(30)
+        return real(session, statements)
+
+    monkeypatch.setattr(bulk, "pipelined", pausing)
+    answers, errors = {}, []
+
+    def client(name, records):
+        try:
+            answers[name] = post(web, token, records)
+        except Exception as error:  # noqa: BLE001
+            errors.append((name, error))
+
+    t1 = threading.Thread(target=client, name="T1", args=("T1", [
+        ride("t1-x", 0, km=2, account="x"), ride("t1-y", 0, km=2, account="y")]))
+    t3 = threading.Thread(target=client, name="T3", args=("T3", [ride("t3-x", 60, km=2, account="x")]))
+    t2 = threading.Thread(target=client, name="T2", args=("T2", [
+        ride("t2-x", 120, km=2, account="x"), ride("t2-y", 120, km=2, account="y")]))
+    t1.start()
+    assert paused["T1"].wait(30)
+    t3.start()
+    t3.join(60)
+    t2.start()
+    assert paused["T2"].wait(30)
+    with caplog.at_level("WARNING", logger="registry.db"):
+        go["T1"].set()
+        t1.join(60)
+        go["T2"].set()
+        t2.join(60)
+    assert errors == []
+    assert "40P01" not in caplog.text
     assert sorted(answers) == ["T1", "T2", "T3"]
     assert all(r["credit"] == "credited" for a in answers.values() for r in a["results"])
     assert web.reg.count("credit_entries") == 5

@@ -26,9 +26,10 @@ from engine.batch.ingest import ReadDatetimes
 from engine.records import (EPOCH_DAY, RecordError, datetime_to_us, parse_datetime_us,
                             us_to_datetime)
 from engine.explain import as_written
+from engine.gc_pause import cycle_collector_paused
 from engine.result import COLUMNS, INVALID, Result
 from engine.schema import describe
-from registry import ledger, workflow
+from registry import bulk, ledger, workflow
 from registry.models import (FROZEN_STATES, PUBLISHED, SUPERSEDED, Methodology,
                              MethodologyVersion, utcnow)
 
@@ -128,6 +129,13 @@ _FROZEN = (select(MethodologyVersion.id, MethodologyVersion.state, MethodologyVe
                   MethodologyVersion.state.in_(FROZEN_STATES)))
 
 
+# _FROZEN on PostgreSQL, as text for bulk.pipelined (the same columns; its rows are only
+# compared with the rows it gave before)
+_PG_FROZEN = ("SELECT id, state, effective_from, major, minor, patch, grace_days, superseded_by_id, "
+              "timezone, content_hash, updated_at, published_at FROM methodology_versions "
+              "WHERE methodology_id = %(methodology)s AND state = ANY(%(states)s)")
+
+
 class _Kept:
     """A methodology's frozen versions and the applicability answers given for them, kept
     while one query finds its versions' rows unchanged (_versions). Loading the
@@ -168,8 +176,16 @@ def _versions(session: Session, methodology_id: str) -> _Kept:
     kept from an earlier request when one query finds their rows unchanged."""
     # on the session's connection (Core), as tokens.standing: no ORM result handling for
     # rows that are only compared
-    fingerprint = tuple(sorted(tuple(row) for row in session.connection().execute(
-        _FROZEN, {"methodology": methodology_id}))) if methodology_id else ()
+    if not methodology_id:
+        fingerprint = ()
+    elif bulk.is_postgresql(session):
+        # written out, as a pipeline of one (bulk.pipelined): the first statement of the
+        # request's read transaction, and its BEGIN goes with it (one round trip less)
+        fingerprint = tuple(sorted(bulk.pipelined(session, [(_PG_FROZEN, {
+            "methodology": methodology_id, "states": list(FROZEN_STATES)}, True)])[0]))
+    else:
+        fingerprint = tuple(sorted(tuple(row) for row in session.connection().execute(
+            _FROZEN, {"methodology": methodology_id})))
     kept = _kept.get(methodology_id)
     if kept is not None and kept.fingerprint == fingerprint:
         return kept
@@ -793,7 +809,15 @@ def credit(session: Session, actor_id: int, result: Evaluation, *,
     """Credits the evaluated records (one ledger call per version, all in the caller's
     transaction). A record credited before, by this or another request, is said to be
     `already_credited` with what it was credited; a replay of the same request writes
-    nothing."""
+    nothing. The cycle collector is paused meanwhile, as for the view's body: the answer's
+    rows and the ledger's objects hold no cycles (engine/gc_pause.py; registry/ledger.py
+    credit pauses it for its part too)."""
+    with cycle_collector_paused():
+        return _credit(session, actor_id, result, idempotency_key=idempotency_key)
+
+
+def _credit(session: Session, actor_id: int, result: Evaluation, *,
+            idempotency_key: Optional[str]) -> dict:
     if idempotency_key is not None and not (1 <= len(idempotency_key) <= 150):
         raise ApiError(400, "bad_idempotency_key", "an idempotency key has 1 to 150 characters")
     outcome_of: dict[str, tuple[str, Any, Group, bool]] = {}
