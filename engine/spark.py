@@ -175,10 +175,24 @@ def per_record_batches(source: Source, units: dict, keep: tuple[str, ...] = (),
     return run
 
 
-def partition_results(source: Source, units: dict):
-    """The function `mapInArrow` runs on the records partitioned by account: the whole
+def _positions(rows: np.ndarray, later: np.ndarray) -> np.ndarray:
+    """The positions in `rows` (sorted) of the row numbers in `later` (sorted)."""
+    if later.size == 0 or rows.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    lo, hi = np.searchsorted(later, (rows[0], rows[-1] + 1))
+    return np.flatnonzero(np.isin(rows, later[lo:hi], assume_unique=True)).astype(np.int64)
+
+
+def partition_results(source: Source, units: dict, later: Optional[np.ndarray] = None):
+    """The function `mapInArrow` runs on records partitioned by account: the whole
     partition (all the records of its accounts) -> their results, the whole batch engine
-    (duplicate keys, overlaps, windows, caps) run once on it.
+    (duplicate keys, overlaps, windows, caps) run once on it as `tanpu eval` runs it on a
+    file.
+
+    The records repeating an id are told to the engine: with `later` (row numbers:
+    _later_rows), the records themselves come partitioned (unreadable ones too, judged in
+    their partition as in a file; no per-record step before); without it, they come from
+    the per-record step and its id window, marked in their LATER column.
 
     Once per partition, not once per account as `groupBy(account).applyInArrow` would:
     the engine has a fixed cost per call, which at ~40 records an account was most of
@@ -190,36 +204,12 @@ def partition_results(source: Source, units: dict):
             return
         engine = _engine(source)
         frame, rows = _sorted_by_row(pa.Table.from_batches(batches).drop_columns([ACCOUNT]))
-        frame, later = _later(frame)
-        yield from _as_table(engine.evaluate_frame(frame, units, duplicate_ids=later), rows).to_batches()
-    return run
-
-
-def _positions(rows: np.ndarray, later: np.ndarray) -> np.ndarray:
-    """The positions in `rows` (sorted) of the row numbers in `later` (sorted)."""
-    if later.size == 0 or rows.size == 0:
-        return np.zeros(0, dtype=np.int64)
-    lo, hi = np.searchsorted(later, (rows[0], rows[-1] + 1))
-    return np.flatnonzero(np.isin(rows, later[lo:hi], assume_unique=True)).astype(np.int64)
-
-
-def accounts_results(source: Source, units: dict, later: np.ndarray):
-    """The function `mapInArrow` runs on the records themselves partitioned by account:
-    each partition (every record of its accounts, unreadable ones too) -> its results,
-    the whole batch engine run once on it as `tanpu eval` runs it on a file, the records
-    in `later` (row numbers: _later_rows) told to it as repeated ids.
-
-    The per-record step and the id window before it are not needed then: the engine
-    reads the account, the validity and the time itself, and an unreadable record is
-    judged in its partition as in a file."""
-    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        batches = [b for b in batches if b.num_rows]
-        if not batches:
-            return
-        engine = _engine(source)
-        frame, rows = _sorted_by_row(pa.Table.from_batches(batches).drop_columns([ACCOUNT]))
-        results = engine.evaluate_frame(frame, units, duplicate_ids=_positions(rows, later))
-        yield from _as_table(results, rows).to_batches()
+        if later is None:
+            frame, repeated = _later(frame)
+        else:
+            repeated = _positions(rows, later)
+        yield from _as_table(engine.evaluate_frame(frame, units, duplicate_ids=repeated),
+                             rows).to_batches()
     return run
 
 
@@ -428,7 +418,7 @@ def _evaluate(df, source: Source, row: Optional[str], states):
         # engine reads it: stripped), each partition evaluated whole
         parts = df.withColumn(ACCOUNT, _text_key("account") if "account" in df.columns else F.lit(""))
         return parts.repartition(ACCOUNT).mapInArrow(
-            accounts_results(source, units, later), _spark_schema(RESULTS_SCHEMA)), None
+            partition_results(source, units, later), _spark_schema(RESULTS_SCHEMA)), None
     keep = tuple(c for c in df.columns if c != ROW) if rules else ()
     out_schema = RESULTS_SCHEMA
     for name in keep:

@@ -579,10 +579,7 @@ def test_a_parquet_file_streamed_or_spilled_with_the_whole_files_duplicate_ids(n
            st.integers(min_value=1, max_value=60))
     def check(stream, chunk_rows, memory_rows):
         folder = tmp_path_factory.mktemp("parquet")
-        path = folder / "records.parquet"
-        _write_parquet(path, stream)
-        source = open_records(path)
-        expected = _keys(Engine(methodology).evaluate(source.rows, column_units=source.column_units))
+        path, expected = _parquet_and_scalar_keys(methodology, stream, folder)
         engine = BatchEngine(methodology, chunk_rows=chunk_rows)
         engine.hash_rows = hash_rows
         frames = list(engine.evaluate_file(path, memory_rows=memory_rows, spill_dir=folder / "spill"))
@@ -607,6 +604,15 @@ def test_streamed_duplicate_ids_padded_numbered_and_invalid(tmp_path):
     for chunk_rows in (2, 3, 100):
         engine = BatchEngine(methodology, chunk_rows=chunk_rows)
         assert _keys(to_results(pl.concat(list(engine.evaluate_file(path))))) == expected
+
+
+def _parquet_and_scalar_keys(methodology, stream, folder: Path) -> tuple[Path, list]:
+    """The stream written as `folder`/records.parquet, and the scalar path's results of
+    that file (the reference the batch engine's file paths are compared with)."""
+    path = folder / "records.parquet"
+    _write_parquet(path, stream)
+    source = open_records(path)
+    return path, _keys(Engine(methodology).evaluate(source.rows, column_units=source.column_units))
 
 
 def _read_once(engine: BatchEngine, path: Path, **options) -> tuple[list[pl.DataFrame], int]:
@@ -638,10 +644,7 @@ def test_a_parquet_file_read_once_agrees_with_reading_its_ids_first(hash_rows, t
         if repeat and stream:  # a repeated id, late: the last record's id is the first's
             stream = stream + [dict(stream[-1], id=stream[0].get("id"))]
         folder = tmp_path_factory.mktemp("parquet")
-        path = folder / "records.parquet"
-        _write_parquet(path, stream)
-        source = open_records(path)
-        expected = _keys(Engine(methodology).evaluate(source.rows, column_units=source.column_units))
+        path, expected = _parquet_and_scalar_keys(methodology, stream, folder)
         engine = BatchEngine(methodology, chunk_rows=chunk_rows)
         engine.hash_rows = hash_rows
         twice = list(engine.evaluate_file(path, memory_rows=memory_rows))

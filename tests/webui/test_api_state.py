@@ -413,6 +413,62 @@ def _wait_for_lock_waiters(web, count: int, timeout: float = 10.0) -> None:
     raise AssertionError(f"{count} lock waiter(s) never appeared")
 
 
+class _StateRowsRace:
+    """The three requests of the state rows' race, each stopped where it is about to make
+    missing state rows (its pipeline carrying `INSERT INTO rule_states`; the credit's
+    earlier pipeline, the user and the batch, is let by) until the test lets it go."""
+
+    def __init__(self, web, token, monkeypatch):
+        from registry import bulk
+        self.web = web
+        with web.reg.db.unit_of_work() as s:  # the accounts exist; their state rows do not
+            accounts.resolve_statuses(s, web.reg.integrator, ["x", "y"])
+        real = bulk.pipelined
+        self.paused = {"T1": threading.Event(), "T2": threading.Event()}
+        self.go = {"T1": threading.Event(), "T2": threading.Event()}
+
+        def pausing(session, statements):
+            name = threading.current_thread().name
+            makes_states = any("INSERT INTO rule_states" in sql for sql, *_ in statements)
+            if name in self.paused and not self.paused[name].is_set() and makes_states:
+                self.paused[name].set()
+                assert self.go[name].wait(30)
+            return real(session, statements)
+
+        monkeypatch.setattr(bulk, "pipelined", pausing)
+        self.answers, self.errors = {}, []
+
+        def client(name, records):
+            try:
+                self.answers[name] = post(web, token, records)
+            except Exception as error:  # noqa: BLE001
+                self.errors.append((name, error))
+
+        self.t1 = threading.Thread(target=client, name="T1", args=("T1", [
+            ride("t1-x", 0, km=2, account="x"), ride("t1-y", 0, km=2, account="y")]))
+        self.t3 = threading.Thread(target=client, name="T3", args=(
+            "T3", [ride("t3-x", 60, km=2, account="x")]))
+        self.t2 = threading.Thread(target=client, name="T2", args=("T2", [
+            ride("t2-x", 120, km=2, account="x"), ride("t2-y", 120, km=2, account="y")]))
+
+    def start(self) -> None:
+        """T1 pauses having seen no state row; T3 makes x's and commits; T2 pauses having
+        seen (and, in two steps, locked) x's."""
+        self.t1.start()
+        assert self.paused["T1"].wait(30)
+        self.t3.start()
+        self.t3.join(60)
+        self.t2.start()
+        assert self.paused["T2"].wait(30)
+
+    def assert_every_ride_credited_once(self) -> None:
+        assert self.errors == []
+        assert sorted(self.answers) == ["T1", "T2", "T3"]
+        assert all(r["credit"] == "credited" for a in self.answers.values() for r in a["results"])
+        assert self.web.reg.count("credit_entries") == 5
+        assert credited_mg(self.web) == 5 * 2 * KM_MG
+
+
 def test_three_credits_racing_for_new_state_rows_all_succeed(capped, monkeypatch, caplog):
     """The three-transaction race of the state rows' locks (registry/ledger.py
     _lock_states), played step by step: T1 finds neither x's nor y's state row and
@@ -424,58 +480,20 @@ def test_three_credits_racing_for_new_state_rows_all_succeed(capped, monkeypatch
     web, token = capped
     if web.reg.db.dialect != "postgresql":
         pytest.skip("row locks and deadlocks: PostgreSQL")
-    from registry import bulk, ledger
+    from registry import ledger
     # the two steps that larger requests take (existing rows locked, then the missing
     # made): requests of a few accounts make every row first, in one pipeline (below)
     monkeypatch.setattr(ledger, "_MAKE_FIRST_UP_TO", 0)
-    with web.reg.db.unit_of_work() as s:  # the accounts exist; their state rows do not
-        accounts.resolve_statuses(s, web.reg.integrator, ["x", "y"])
-    real = bulk.pipelined
-    paused = {"T1": threading.Event(), "T2": threading.Event()}
-    go = {"T1": threading.Event(), "T2": threading.Event()}
-
-    def pausing(session, statements):
-        name = threading.current_thread().name
-        # the first try's pipeline that makes the missing state rows (after the existing
-        # ones were locked; the credit's earlier pipeline, the user and the batch, is let by)
-        makes_states = any("INSERT INTO rule_states" in sql for sql, *_ in statements)
-        if name in paused and not paused[name].is_set() and makes_states:
-            paused[name].set()
-            assert go[name].wait(30)
-        return real(session, statements)
-
-    monkeypatch.setattr(bulk, "pipelined", pausing)
-    answers, errors = {}, []
-
-    def client(name, records):
-        try:
-            answers[name] = post(web, token, records)
-        except Exception as error:  # noqa: BLE001
-            errors.append((name, error))
-
-    t1 = threading.Thread(target=client, name="T1", args=("T1", [
-        ride("t1-x", 0, km=2, account="x"), ride("t1-y", 0, km=2, account="y")]))
-    t3 = threading.Thread(target=client, name="T3", args=("T3", [ride("t3-x", 60, km=2, account="x")]))
-    t2 = threading.Thread(target=client, name="T2", args=("T2", [
-        ride("t2-x", 120, km=2, account="x"), ride("t2-y", 120, km=2, account="y")]))
-    t1.start()
-    assert paused["T1"].wait(30)       # T1: no state row seen
-    t3.start()
-    t3.join(60)                        # T3: x's row made and committed
-    t2.start()
-    assert paused["T2"].wait(30)       # T2: x's row seen and locked
-    go["T1"].set()
+    race = _StateRowsRace(web, token, monkeypatch)
+    race.start()
+    race.go["T1"].set()
     _wait_for_lock_waiters(web, 1)     # T1: y's row made, waiting for x's
-    go["T2"].set()                     # T2: makes y's row: waits for T1
+    race.go["T2"].set()                # T2: makes y's row: waits for T1
     with caplog.at_level("WARNING", logger="registry.db"):
-        for t in (t1, t2):
+        for t in (race.t1, race.t2):
             t.join(60)
-    assert errors == []
     assert "40P01" in caplog.text      # the deadlock happened, and was run again
-    assert sorted(answers) == ["T1", "T2", "T3"]
-    assert all(r["credit"] == "credited" for a in answers.values() for r in a["results"])
-    assert web.reg.count("credit_entries") == 5
-    assert credited_mg(web) == 5 * 2 * KM_MG
+    race.assert_every_ride_credited_once()
 
 
 def test_the_same_race_of_small_credits_needs_no_retry(capped, monkeypatch, caplog):
@@ -486,52 +504,15 @@ def test_the_same_race_of_small_credits_needs_no_retry(capped, monkeypatch, capl
     web, token = capped
     if web.reg.db.dialect != "postgresql":
         pytest.skip("row locks and deadlocks: PostgreSQL")
-    from registry import bulk
-    with web.reg.db.unit_of_work() as s:
-        accounts.resolve_statuses(s, web.reg.integrator, ["x", "y"])
-    real = bulk.pipelined
-    paused = {"T1": threading.Event(), "T2": threading.Event()}
-    go = {"T1": threading.Event(), "T2": threading.Event()}
-
-    def pausing(session, statements):
-        name = threading.current_thread().name
-        makes_states = any("INSERT INTO rule_states" in sql for sql, *_ in statements)
-        if name in paused and not paused[name].is_set() and makes_states:
-            paused[name].set()
-            assert go[name].wait(30)
-        return real(session, statements)
-
-    monkeypatch.setattr(bulk, "pipelined", pausing)
-    answers, errors = {}, []
-
-    def client(name, records):
-        try:
-            answers[name] = post(web, token, records)
-        except Exception as error:  # noqa: BLE001
-            errors.append((name, error))
-
-    t1 = threading.Thread(target=client, name="T1", args=("T1", [
-        ride("t1-x", 0, km=2, account="x"), ride("t1-y", 0, km=2, account="y")]))
-    t3 = threading.Thread(target=client, name="T3", args=("T3", [ride("t3-x", 60, km=2, account="x")]))
-    t2 = threading.Thread(target=client, name="T2", args=("T2", [
-        ride("t2-x", 120, km=2, account="x"), ride("t2-y", 120, km=2, account="y")]))
-    t1.start()
-    assert paused["T1"].wait(30)
-    t3.start()
-    t3.join(60)
-    t2.start()
-    assert paused["T2"].wait(30)
+    race = _StateRowsRace(web, token, monkeypatch)
+    race.start()
     with caplog.at_level("WARNING", logger="registry.db"):
-        go["T1"].set()
-        t1.join(60)
-        go["T2"].set()
-        t2.join(60)
-    assert errors == []
+        race.go["T1"].set()
+        race.t1.join(60)
+        race.go["T2"].set()
+        race.t2.join(60)
     assert "40P01" not in caplog.text
-    assert sorted(answers) == ["T1", "T2", "T3"]
-    assert all(r["credit"] == "credited" for a in answers.values() for r in a["results"])
-    assert web.reg.count("credit_entries") == 5
-    assert credited_mg(web) == 5 * 2 * KM_MG
+    race.assert_every_ride_credited_once()
 
 
 def test_many_concurrent_credits_over_overlapping_new_accounts(capped):
