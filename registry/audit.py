@@ -213,7 +213,7 @@ def _append_and_commit(session: Session, pending: list) -> None:
     commits, never across a round trip to this process: with 16 concurrent clients the
     holder waited for its answer to come back and for Python's lock (the GIL) before it
     could send the COMMIT that released the chain, and every other credit queued behind
-    it (docs/ledger.md, Session 11). SQLAlchemy's own COMMIT then finds the transaction
+    it (docs/ledger.md, Session 12). SQLAlchemy's own COMMIT then finds the transaction
     ended (psycopg sends nothing on an idle connection). A COMMIT that fails (a lost
     connection) raises here, as SQLAlchemy's would have."""
     session.flush()

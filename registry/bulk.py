@@ -181,7 +181,7 @@ def _begin_here(session: Session, fairy, driver) -> Optional[bytes]:
     """The BEGIN to send in the pipeline, when the session's transaction has not started
     on the server yet (psycopg sends BEGIN on the first statement, and in a pipeline it
     sends it alone and waits for its answer: one round trip of a single-record credit's
-    nine, docs/ledger.md Session 11); None otherwise. The connection is put in psycopg's
+    nine, docs/ledger.md Session 12); None otherwise. The connection is put in psycopg's
     autocommit mode, in which psycopg sends no BEGIN of its own, so the pipeline's BEGIN
     opens the transaction; psycopg's commit() and rollback() still end it (they look at
     the server's transaction status, not at the mode). The mode is set back when the

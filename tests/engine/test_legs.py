@@ -23,12 +23,16 @@ from engine.rules import RulesEngine
 
 from .conftest import compile_text
 
-BODY = """
+# the legs input both bodies below declare
+LEGS = '''
 input legs: list {
   mode: choice { walk, metro, bike, bus },
   distance: quantity [km] between 0 km and 100 km,
   riders: integer = 1 at least 0,
 } at most 6 label "行程段 / legs"
+'''
+
+BODY = LEGS + """
 parameter factor [g/km] by mode from 2024-01-01 source "test" [ASM] {
   walk: 0, metro: 33.3, bike: 0, bus: 55.1
 }
@@ -257,12 +261,7 @@ def test_repeated_columns_read_column_by_column_agree_with_the_scalar_path(strea
 # checker accepts it (no E0403) and no path may look up a walk or bike leg's factor: the
 # body is evaluated only for the legs the `where` keeps (a lookup of an unlisted key
 # would reject the record with NO_VALUE).
-NARROWED_BODY = """
-input legs: list {
-  mode: choice { walk, metro, bike, bus },
-  distance: quantity [km] between 0 km and 100 km,
-  riders: integer = 1 at least 0,
-} at most 6 label "行程段 / legs"
+NARROWED_BODY = LEGS + """
 parameter transit [g/km] by mode from 2024-01-01 source "test" [ASM] { metro: 78.4, bus: 55.1 }
 parameter seats by mode from 2024-01-01 source "test" [ASM] { metro: 3, bus: 2 }
 reduction = sum(leg.distance * transit[leg.mode] for leg in legs where leg.mode in { metro, bus })
