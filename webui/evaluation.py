@@ -77,6 +77,13 @@ class _Checker:
                 atexit.register(self._pool.terminate)
             return self._pool
 
+    def stop(self) -> None:
+        """Ends the worker processes (the next check starts new ones)."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.terminate()
+
     def run(self, source: str, file: str, seconds: float) -> Optional[dict]:
         """check()'s answer, or None when it took more than `seconds` (then the pool is
         replaced: its processes are killed, and checks running in them answer None)."""
@@ -96,6 +103,12 @@ class _Checker:
 
 
 _checker = _Checker()
+
+
+def stop_checks() -> None:
+    """Ends check_in_time's worker processes; the next check starts them afresh (a cold
+    start is what a time limit measured from the request must cover)."""
+    _checker.stop()
 
 
 def check_in_time(source: str, file: str, seconds: float) -> dict:
