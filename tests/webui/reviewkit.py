@@ -128,8 +128,8 @@ class Web:
                                            text or source(METHODOLOGY, version)).id
 
 
-@pytest.fixture
-def web(reg) -> Web:
+def make_web(reg: Registry) -> Web:
+    """The app on `reg`'s database, with a test client."""
     from webui import create_app
     app = create_app({"TESTING": True, "WTF_CSRF_ENABLED": False, "SECRET_KEY": "test-secret",
                       "DATABASE_URL": reg.db.url}, database=reg.db)
@@ -138,11 +138,16 @@ def web(reg) -> Web:
     return Web(reg, app, client)
 
 
+@pytest.fixture
+def web(reg) -> Web:
+    return make_web(reg)
+
+
 def text_of(response) -> str:
     """The page's text without tags (to look for sentences)."""
     html = response.get_data(as_text=True)
     return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
 
 
-__all__ = sorted(_FIXTURES) + ["web", "Web", "text_of", "faster_metro", "line_of", "SAMPLE",
+__all__ = sorted(_FIXTURES) + ["web", "Web", "make_web", "text_of", "faster_metro", "line_of", "SAMPLE",
                                 "METHODOLOGY", "source"]

@@ -7,6 +7,7 @@ hierarchy. Tampering with an entry is found, with the record id and the field.""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import random
@@ -16,11 +17,14 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from registry import accounts, verify
+import tests.registry.conftest as _registry_fixtures
+from registry import accounts, migrate, verify
+from registry.db import Database
 from registry.models import CreditEntry
 from tanpu.cli import main
+from tests.registry.helpers import Registry
 from tests.webui.reviewkit import *  # noqa: F401,F403 - fixtures
-from tests.webui.reviewkit import METHODOLOGY, source
+from tests.webui.reviewkit import METHODOLOGY, make_web, source
 from tests.webui.test_api_state import _second_integrator, post, ride
 
 RULES = """
@@ -37,10 +41,10 @@ bonus 5 points on the 3rd record per account within 1 d
 """
 
 
-@pytest.fixture
-def world(web, reg):
+def _build_world(web, reg) -> tuple[str, str, int, int]:
     """Two versions (the second from July, another cap), a bus operator and a bike app,
-    a unit with a person below it, and a varied stream credited in requests of 1 to 6."""
+    a unit with a person below it, and a varied stream credited in requests of 1 to 6:
+    (bus token, app token, person id, unit id)."""
     web.published("1.0.0", dt.date(2024, 1, 1), source(METHODOLOGY, "1.0.0") + RULES)
     web.published("1.1.0", dt.date(2024, 7, 1), source(METHODOLOGY, "1.1.0") + NEXT_RULES,
                   grace_days=36500)  # 1.0.0 still credits June (the grace runs from now)
@@ -73,7 +77,55 @@ def world(web, reg):
                 post(web, token, chunk)
         at += size
     post(web, bus, [r for t, r in stream[:10] if t == bus])  # sent again: nothing twice
-    return web, bus, app, person.id, unit.id
+    return bus, app, person.id, unit.id
+
+
+# The world is built once per test session and backend, through the API as above, in a
+# database of its own made by the migrations and seeded as `reg`'s; each test gets a copy
+# (the registry fixtures' templates: the SQLite file copied, PostgreSQL's rows put back after
+# the test, or the schema made again when a test dropped a trigger). Its tests get that
+# database as `reg`, and `web` on it; the others get the usual seeded `reg`.
+def _prepare_world(url: str) -> tuple[Registry, tuple[str, str, int, int]]:
+    database = Database(url, durable=False, pool_pre_ping=False)
+    try:
+        migrate.upgrade(database)
+        reg = Registry.setup(database)
+        built = _build_world(make_web(reg), reg)
+        return dataclasses.replace(reg, db=None), built
+    finally:
+        database.dispose()  # no connection may stay open on a template
+
+
+@pytest.fixture
+def world_db(request, backend, tmp_path):
+    """(the world's Registry on a copy of its database, what _build_world returned)."""
+    url, (template, built), release = _registry_fixtures._copy(request, backend, tmp_path,
+                                                               "webui-ledger-world", _prepare_world)
+    database = Database(url, durable=False, pool_pre_ping=False)
+    yield dataclasses.replace(template, db=database), built
+    database.dispose()
+    release()
+
+
+@pytest.fixture
+def reg(request, backend, tmp_path):
+    """The world's database for the tests of the world, else the seeded one of tests/registry."""
+    if "world" in request.fixturenames:
+        yield request.getfixturevalue("world_db")[0]
+        return
+    url, template, release = _registry_fixtures._copy(request, backend, tmp_path, "seeded",
+                                                      _registry_fixtures._seeded)
+    database = Database(url, durable=False, pool_pre_ping=False)
+    yield dataclasses.replace(template, db=database)
+    database.dispose()
+    release()
+
+
+@pytest.fixture
+def world(web, world_db):
+    """(web, bus token, app token, person id, unit id) on the world's database (`reg`)."""
+    assert web.reg.db is world_db[0].db
+    return (web, *world_db[1])
 
 
 def report_of(reg, **kwargs):
