@@ -15,6 +15,7 @@ bring versions along.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 import time
@@ -24,7 +25,8 @@ from pathlib import Path
 import pytest
 
 import tests.registry.conftest as _registry_fixtures
-from registry import tokens, users, workflow
+from registry import migrate, tokens, users, workflow
+from registry.db import Database
 from registry.models import User
 from tests.registry.helpers import METHODOLOGY, Registry, source
 
@@ -143,11 +145,36 @@ def web(reg) -> Web:
     return make_web(reg)
 
 
+def built_copy(request, backend, tmp_path, kind: str, build):
+    """A generator for a `reg` fixture of its own (a module overrides `reg` with it): the
+    seeded database of `reg` on which `build(web)` brought its tests' common start (published
+    versions, credits through the API) once per test session and backend, the registry
+    fixtures' template named `kind`; each test gets a copy of it (SQLite: the file copied;
+    PostgreSQL: the rows put back after the test, or the schema made again when the test
+    changed it). Yields (Registry on the copy, what build returned)."""
+    def prepare(url: str):
+        database = Database(url, durable=False, pool_pre_ping=False)
+        try:
+            migrate.upgrade(database)
+            reg = Registry.setup(database)
+            extra = build(make_web(reg))
+            return dataclasses.replace(reg, db=None), extra
+        finally:
+            database.dispose()  # no connection may stay open on a template
+
+    url, (template, extra), release = _registry_fixtures._copy(request, backend, tmp_path, kind,
+                                                               prepare)
+    database = Database(url, durable=False, pool_pre_ping=False)
+    yield dataclasses.replace(template, db=database), extra
+    database.dispose()
+    release()
+
+
 def text_of(response) -> str:
     """The page's text without tags (to look for sentences)."""
     html = response.get_data(as_text=True)
     return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
 
 
-__all__ = sorted(_FIXTURES) + ["web", "Web", "make_web", "text_of", "faster_metro", "line_of", "SAMPLE",
+__all__ = sorted(_FIXTURES) + ["web", "Web", "make_web", "built_copy", "text_of", "faster_metro", "line_of", "SAMPLE",
                                 "METHODOLOGY", "source"]

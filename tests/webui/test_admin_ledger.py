@@ -10,7 +10,7 @@ from registry import retirements
 from tests.webui.reviewkit import *  # noqa: F401,F403 - fixtures
 from tests.webui.reviewkit import text_of
 from tests.webui.test_api_rewards import call, entry_id, platform_id
-from tests.webui.test_api_state import capped, post, ride  # noqa: F401 - the capped fixture
+from tests.webui.test_api_state import capped, post, reg, ride  # noqa: F401 - the capped fixture (and its reg)
 
 
 def test_empty_lists_say_what_to_do(web):

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from tests.webui.reviewkit import *  # noqa: F401,F403 - fixtures
 from tests.webui.test_api_rewards import admin_token, call, entry_id
-from tests.webui.test_api_state import capped, post, ride  # noqa: F401 - the capped fixture
+from tests.webui.test_api_state import capped, post, reg, ride  # noqa: F401 - the capped fixture (and its reg)
 
 
 def count(web, table: str) -> int:

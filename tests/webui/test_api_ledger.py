@@ -7,7 +7,6 @@ hierarchy. Tampering with an entry is found, with the record id and the field.""
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import json
 import random
@@ -18,13 +17,11 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 import tests.registry.conftest as _registry_fixtures
-from registry import accounts, migrate, verify
-from registry.db import Database
+from registry import accounts, verify
 from registry.models import CreditEntry
 from tanpu.cli import main
-from tests.registry.helpers import Registry
 from tests.webui.reviewkit import *  # noqa: F401,F403 - fixtures
-from tests.webui.reviewkit import METHODOLOGY, make_web, source
+from tests.webui.reviewkit import METHODOLOGY, built_copy, source
 from tests.webui.test_api_state import _second_integrator, post, ride
 
 RULES = """
@@ -80,31 +77,14 @@ def _build_world(web, reg) -> tuple[str, str, int, int]:
     return bus, app, person.id, unit.id
 
 
-# The world is built once per test session and backend, through the API as above, in a
-# database of its own made by the migrations and seeded as `reg`'s; each test gets a copy
-# (the registry fixtures' templates: the SQLite file copied, PostgreSQL's rows put back after
-# the test, or the schema made again when a test dropped a trigger). Its tests get that
-# database as `reg`, and `web` on it; the others get the usual seeded `reg`.
-def _prepare_world(url: str) -> tuple[Registry, tuple[str, str, int, int]]:
-    database = Database(url, durable=False, pool_pre_ping=False)
-    try:
-        migrate.upgrade(database)
-        reg = Registry.setup(database)
-        built = _build_world(make_web(reg), reg)
-        return dataclasses.replace(reg, db=None), built
-    finally:
-        database.dispose()  # no connection may stay open on a template
-
-
+# The world is built once per test session and backend, through the API as above
+# (reviewkit.built_copy); each test gets a copy of that database as `reg`, and `web` on it.
+# The tests without `world` get the usual seeded `reg`.
 @pytest.fixture
 def world_db(request, backend, tmp_path):
     """(the world's Registry on a copy of its database, what _build_world returned)."""
-    url, (template, built), release = _registry_fixtures._copy(request, backend, tmp_path,
-                                                               "webui-ledger-world", _prepare_world)
-    database = Database(url, durable=False, pool_pre_ping=False)
-    yield dataclasses.replace(template, db=database), built
-    database.dispose()
-    release()
+    yield from built_copy(request, backend, tmp_path, "webui-ledger-world",
+                          lambda web: _build_world(web, web.reg))
 
 
 @pytest.fixture
@@ -113,12 +93,7 @@ def reg(request, backend, tmp_path):
     if "world" in request.fixturenames:
         yield request.getfixturevalue("world_db")[0]
         return
-    url, template, release = _registry_fixtures._copy(request, backend, tmp_path, "seeded",
-                                                      _registry_fixtures._seeded)
-    database = Database(url, durable=False, pool_pre_ping=False)
-    yield dataclasses.replace(template, db=database)
-    database.dispose()
-    release()
+    yield from _registry_fixtures.reg.__wrapped__(request, backend, tmp_path)
 
 
 @pytest.fixture

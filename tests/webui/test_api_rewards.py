@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from registry import users, verify
 from tests.webui.reviewkit import *  # noqa: F401,F403 - fixtures
-from tests.webui.test_api_state import capped, post, ride  # noqa: F401 - the capped fixture
+from tests.webui.test_api_state import capped, post, reg, ride  # noqa: F401 - the capped fixture (and its reg)
 
 
 def admin_token(web) -> str:
