@@ -170,11 +170,32 @@ def built_copy(request, backend, tmp_path, kind: str, build):
     release()
 
 
+def reg_built_for(fixture: str, kind: str, build):
+    """A `reg` fixture for a module: for the tests that use `fixture`, the copy of `build`'s
+    template (built_copy); for the others, the seeded database of tests/registry.
+
+        reg = reg_built_for("api", "webui-published", lambda web: web.published("1.0.0"))
+
+    The same `kind` must always mean the same `build` (one template per kind and backend)."""
+    @pytest.fixture
+    def reg(request, backend, tmp_path):
+        if fixture in request.fixturenames:
+            yield from (r for r, _ in built_copy(request, backend, tmp_path, kind, build))
+            return
+        yield from _registry_fixtures.reg.__wrapped__(request, backend, tmp_path)
+    return reg
+
+
+def publish_first(web) -> None:
+    """The methodology's 1.0.0, effective from 2024-01-01, published through the workflow."""
+    web.published("1.0.0", dt.date(2024, 1, 1))
+
+
 def text_of(response) -> str:
     """The page's text without tags (to look for sentences)."""
     html = response.get_data(as_text=True)
     return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
 
 
-__all__ = sorted(_FIXTURES) + ["web", "Web", "make_web", "built_copy", "text_of", "faster_metro", "line_of", "SAMPLE",
+__all__ = sorted(_FIXTURES) + ["web", "Web", "make_web", "built_copy", "reg_built_for", "publish_first", "text_of", "faster_metro", "line_of", "SAMPLE",
                                 "METHODOLOGY", "source"]

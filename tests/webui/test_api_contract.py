@@ -14,15 +14,18 @@ import pytest
 
 from registry import tokens
 from tests.webui.reviewkit import *  # noqa: F401,F403 - fixtures
-from tests.webui.reviewkit import METHODOLOGY
+from tests.webui.reviewkit import METHODOLOGY, publish_first, reg_built_for
 
 RIDE = {"id": "r1", "account": "a1", "mode": "metro", "distance": "3 km",
         "boarded": "2024-06-20T08:00", "alighted": "2024-06-20T08:30"}
 
 
+# Published once per session and backend (reviewkit.reg_built_for); each test of `api` gets a copy.
+reg = reg_built_for("api", "webui-published", publish_first)
+
+
 @pytest.fixture
 def api(web):
-    web.published("1.0.0")
     return web, web.api(web.token())
 
 

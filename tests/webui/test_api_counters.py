@@ -16,7 +16,7 @@ from dsl import compile_source
 from engine.batch import BatchEngine
 from registry import accounts, ledger, verify
 from tests.webui.reviewkit import *  # noqa: F401,F403 - fixtures
-from tests.webui.reviewkit import METHODOLOGY, source
+from tests.webui.reviewkit import METHODOLOGY, reg_built_for, source
 
 from .test_api_state import _second_integrator, platform_of, post, ride
 
@@ -32,9 +32,17 @@ def counting_source() -> str:
     return source(METHODOLOGY, "1.0.0") + COUNTERS
 
 
+def _publish_counting(web) -> None:
+    web.published("1.0.0", dt.date(2024, 1, 1), counting_source())
+
+
+# Published once per session and backend (reviewkit.reg_built_for); each test of `counting`
+# gets a copy.
+reg = reg_built_for("counting", "webui-counting", _publish_counting)
+
+
 @pytest.fixture
 def counting(web):
-    web.published("1.0.0", dt.date(2024, 1, 1), counting_source())
     return web, web.token()
 
 

@@ -7,13 +7,17 @@ from __future__ import annotations
 import pytest
 
 from tests.webui.reviewkit import *  # noqa: F401,F403 - fixtures
+from tests.webui.reviewkit import publish_first, reg_built_for
 
 HUGE = "99999999999999999999"
 
 
+# Published once per session and backend (reviewkit.reg_built_for); each test of `api` gets a copy.
+reg = reg_built_for("api", "webui-published", publish_first)
+
+
 @pytest.fixture
 def api(web):
-    web.published("1.0.0")
     headers = web.api(web.token())
     return web.app.test_client(), headers
 

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from registry import accounts, reversals, verify
 from tests.webui.reviewkit import *  # noqa: F401,F403 - fixtures
-from tests.webui.reviewkit import METHODOLOGY, source
+from tests.webui.reviewkit import METHODOLOGY, reg_built_for, source
 
 PREFERRED = "test.metro-first"  # says `precedes test.transit`
 KM_MG = 46_700
@@ -34,11 +34,19 @@ def preferred_source() -> str:
     return text.replace("  covers transit_trip\n", f"  covers transit_trip\n  precedes {METHODOLOGY}\n", 1)
 
 
-@pytest.fixture
-def two(web):
+def _publish_two(web) -> None:
     web.published("1.0.0", dt.date(2024, 1, 1))
     web.reg.new_version("0.0.1", PREFERRED)  # makes the methodology (a draft left aside)
     web.published("1.0.0", dt.date(2024, 1, 1), preferred_source(), methodology_id=PREFERRED)
+
+
+# Published once per session and backend (reviewkit.reg_built_for); each test of `two` gets
+# a copy.
+reg = reg_built_for("two", "webui-precedence", _publish_two)
+
+
+@pytest.fixture
+def two(web):
     return web, web.token()
 
 

@@ -15,10 +15,9 @@ import sqlalchemy as sa
 
 from dsl import compile_source
 from engine.batch import BatchEngine
-import tests.registry.conftest as _registry_fixtures
 from registry import accounts, ledger, users, verify
 from tests.webui.reviewkit import *  # noqa: F401,F403 - fixtures
-from tests.webui.reviewkit import METHODOLOGY, built_copy, source
+from tests.webui.reviewkit import METHODOLOGY, reg_built_for, source
 
 CAP_MG = 1_000_000  # 1 kg a day
 KM_MG = 46_700      # a metro kilometre
@@ -28,18 +27,13 @@ def capped_source() -> str:
     return source(METHODOLOGY, "1.0.0") + "\ncap reduction at 1 kg per account per day\n"
 
 
-@pytest.fixture
-def reg(request, backend, tmp_path):
-    """For the tests of `capped`: the seeded database with the capped version published,
-    once per session and backend (reviewkit.built_copy), copied per test; else the seeded one."""
-    if "capped" in request.fixturenames:
-        yield from (r for r, _ in built_copy(request, backend, tmp_path, "webui-capped", _publish_capped))
-        return
-    yield from _registry_fixtures.reg.__wrapped__(request, backend, tmp_path)
-
-
 def _publish_capped(web) -> None:
     web.published("1.0.0", dt.date(2024, 1, 1), capped_source())
+
+
+# The capped version is published once per session and backend (reviewkit.reg_built_for);
+# each test of `capped` gets a copy of that database.
+reg = reg_built_for("capped", "webui-capped", _publish_capped)
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from registry import jobs
 from webui.worker import LostLease, Worker
 from tests.webui.reviewkit import *  # noqa: F401,F403 - fixtures
-from tests.webui.reviewkit import METHODOLOGY
+from tests.webui.reviewkit import METHODOLOGY, publish_first, reg_built_for
 from tests.webui.test_api_state import _second_integrator, ride
 
 
@@ -29,9 +29,12 @@ def _jobs_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("TANPU_JOBS_DIR", str(tmp_path / "jobs"))
 
 
+# Published once per session and backend (reviewkit.reg_built_for); each test of `published` gets a copy.
+reg = reg_built_for("published", "webui-published", publish_first)
+
+
 @pytest.fixture
 def published(web):
-    web.published("1.0.0", dt.date(2024, 1, 1))
     return web, web.token()
 
 
