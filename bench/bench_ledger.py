@@ -493,17 +493,29 @@ class Server:
 
     def cpu(self) -> float:
         """Seconds of CPU (user + system) of the server's processes so far."""
+        return sum(self.cpu_each().values())
+
+    def cpu_each(self) -> dict[int, float]:
+        """Seconds of CPU of each of the server's processes (the parent and its workers):
+        how evenly the kernel spread the connections shows in the workers' shares."""
         pids = [self.process.pid]
         for task in Path(f"/proc/{self.process.pid}/task").iterdir():
             pids += [int(p) for p in (task / "children").read_text().split()]
-        total = 0
+        out = {}
         for pid in pids:
             try:
                 fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             except OSError:
                 continue
-            total += int(fields[11]) + int(fields[12])  # utime, stime (clock ticks)
-        return total / os.sysconf("SC_CLK_TCK")
+            out[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+        return out
+
+    def shares(self, before: dict[int, float]) -> str:
+        """The workers' shares of the CPU used since `before` (cpu_each())."""
+        now = self.cpu_each()
+        used = {pid: now[pid] - before.get(pid, 0.0) for pid in now if pid != self.process.pid}
+        total = sum(used.values()) or 1.0
+        return "/".join(f"{used[pid] / total:.0%}" for pid in sorted(used))
 
     def stop(self) -> None:
         self.process.terminate()
@@ -755,9 +767,11 @@ def main() -> None:
                   f"reference p50 {percentile(ref_alone, 50) * 1000:.1f} ms, "
                   f"p99 {percentile(ref_alone, 99) * 1000:.1f} ms; {load()}")
             started, cpu = time.perf_counter(), server.cpu() if server else 0.0
+            each = server.cpu_each() if server else {}
             lat = paced(lambda w: ledger_run("lat"), args.latency, args.rate)
             achieved = args.latency / (time.perf_counter() - started)
             cpu = (server.cpu() - cpu) / args.latency if server else 0.0
+            split_note = f", split {server.shares(each)} over its workers" if server and server.workers > 1 else ""
             started = time.perf_counter()
             ref_lat = paced(lambda w: reference_run("reflat"), args.latency, args.rate)
             ref_achieved = args.latency / (time.perf_counter() - started)
@@ -765,7 +779,7 @@ def main() -> None:
             print(f"single-record credits paced at {args.rate:.0f}/s ({args.latency:,}, 8 workers, {where}): "
                   f"p50 {percentile(lat, 50) * 1000:.1f} ms, p99 {percentile(lat, 99) * 1000:.1f} ms "
                   f"({achieved:.0f}/s done"
-                  f"{f'; {cpu * 1000:.1f} ms of the server CPU a request' if server else ''}); reference p50 {percentile(ref_lat, 50) * 1000:.1f} ms, "
+                  f"{f'; {cpu * 1000:.1f} ms of the server CPU a request{split_note}' if server else ''}); reference p50 {percentile(ref_lat, 50) * 1000:.1f} ms, "
                   f"p99 {percentile(ref_lat, 99) * 1000:.1f} ms ({ref_achieved:.0f}/s done); {load()}")
     finally:
         if server is not None:
