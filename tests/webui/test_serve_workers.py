@@ -43,6 +43,27 @@ def _children(pid: int) -> set[int]:
     return found
 
 
+def _database_sockets(pid: int, port: int) -> int:
+    """How many of process `pid`'s sockets are TCP connections to `port` (its pooled
+    database connections: a worker opens them only when it serves a request)."""
+    remote = f":{port:04X}"
+    inodes = set()
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[2].endswith(remote) and fields[3] == "01":  # ESTABLISHED
+                inodes.add(fields[9])
+    count = 0
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:[") and target[8:-1] in inodes:
+            count += 1
+    return count
+
+
 def _alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -67,6 +88,7 @@ def test_two_server_processes_keep_caps_and_exactly_once(capped, tmp_path):
     try:
         workers = _children(server.pid)
         assert len(workers) == 2, (tmp_path / "server.log").read_text()[-2000:]
+        port = sa.engine.make_url(web.reg.db.url).port or 5432
 
         clients, per_client, accounts = 16, 5, 4
         rng = random.Random(99)
@@ -96,6 +118,8 @@ def test_two_server_processes_keep_caps_and_exactly_once(capped, tmp_path):
         for t in threads:
             t.join(120)
         assert errors == []
+        assert all(_database_sockets(pid, port) > 0 for pid in workers), \
+            "both processes served credits"
         assert web.reg.count("credit_entries") == clients * per_client  # each ride once
         sent: dict = {}
         for batch in jobs:
