@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from tests.webui.reviewkit import *  # noqa: F401,F403 - fixtures
 from tests.webui.reviewkit import METHODOLOGY
 from tests.webui.serverkit import start_server
-from tests.webui.test_api_state import CAP_MG, KM_MG, capped, platform_of, ride  # noqa: F401
+from tests.webui.test_api_state import CAP_MG, KM_MG, capped, platform_of, reg, ride  # noqa: F401 - capped and its reg
 
 pytestmark = pytest.mark.parametrize(
     "backend", [pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres)])
