@@ -125,6 +125,9 @@ def main() -> None:
     parser.add_argument("--records", metavar="PARQUET",
                         help="a file bench_engine.typed_frame wrote before (kept), instead of generating one")
     parser.add_argument("--driver-memory", default="4g", help="spark.driver.memory (local mode)")
+    parser.add_argument("--partitions", type=int, default=2,
+                        help="spark.sql.shuffle.partitions: with --rules, the tasks the accounts are "
+                             "spread over (each holds all its accounts' records: more for large n)")
     args = parser.parse_args()
     import importlib.util
     if importlib.util.find_spec("pyspark") is None or shutil.which("java") is None:
@@ -143,6 +146,7 @@ def main() -> None:
             typed_frame(args.n).rename({"distance": "distance[km]"}).write_parquet(records)
         print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: {args.n} records, "
               f"{'overlap rule + daily cap' if args.rules else 'per record'}, "
+              f"{args.partitions} shuffle partitions, "
               f"load average {os.getloadavg()[0]:.1f}", flush=True)
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
@@ -160,7 +164,7 @@ def main() -> None:
         spark = (SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false")
                  .config("spark.ui.showConsoleProgress", "false")
                  .config("spark.driver.memory", args.driver_memory)
-                 .config("spark.sql.shuffle.partitions", "2")
+                 .config("spark.sql.shuffle.partitions", str(args.partitions))
                  .config("spark.sql.execution.arrow.maxRecordsPerBatch", "65536").getOrCreate())
         spark.sparkContext.setLogLevel("ERROR")
         jvm = spark.sparkContext._gateway.proc.pid
@@ -186,7 +190,7 @@ def main() -> None:
         if args.command:
             note("tanpu spark-eval local[2]", timed(lambda: run(
                 TANPU, "spark-eval", str(methodology), str(records), "-o", str(work / "spark-cli"),
-                "--master", "local[2]", "--partitions", "2")))
+                "--master", "local[2]", "--partitions", str(args.partitions))))
 
         want = fingerprint(str(work / "eval.parquet"))
         same = fingerprint(str(work / "spark-api" / "*.parquet")) == want
