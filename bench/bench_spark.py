@@ -74,15 +74,29 @@ def tree_cpu(root: int) -> float:
     return total
 
 
+def jvm_cpu(pid: int) -> float:
+    """CPU seconds of Spark's JVM alone (its Python daemon and workers are the rest of
+    its tree: tree_cpu)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(f) for f in fields[11:13]) / TICK
+
+
 def timed(fn, jvm: int | None = None) -> tuple[float, float, float]:
-    """(wall s, CPU s, load average) of fn()."""
-    cpu, spark_cpu, start = own_cpu(), tree_cpu(jvm) if jvm else 0.0, time.perf_counter()
+    """(wall s, CPU s, load average) of fn(); with `jvm`, the Python workers' share of
+    the CPU in PYTHON_CPU[0]."""
+    cpu, start = own_cpu(), time.perf_counter()
+    spark_cpu, jvm_alone = (tree_cpu(jvm), jvm_cpu(jvm)) if jvm else (0.0, 0.0)
     TREE_CPU[0] = 0.0
     fn()
     wall = time.perf_counter() - start
     # a subprocess's own CPU (reaped) or, where more, its tree's as sampled
     cpu = max(own_cpu() - cpu, TREE_CPU[0]) + ((tree_cpu(jvm) - spark_cpu) if jvm else 0.0)
+    if jvm:
+        PYTHON_CPU[0] = (tree_cpu(jvm) - spark_cpu) - (jvm_cpu(jvm) - jvm_alone)
     return wall, cpu, os.getloadavg()[0]
+
+
+PYTHON_CPU = [0.0]  # the last timed Spark run's Python workers' CPU seconds
 
 
 TREE_CPU = [0.0]  # the last run()'s process tree's CPU seconds, sampled while it ran
@@ -183,6 +197,8 @@ def main() -> None:
         note("hand-written Polars", timed(hand))
         note("tanpu eval", timed(cli))
         note("engine.spark.evaluate (jobs)", timed(jobs, jvm))
+        print(f"  {'  of which Python workers':<30} {'':>15} {PYTHON_CPU[0]:8.2f} s CPU (the engine, "
+              "Arrow to Polars and back; the rest is the JVM's)", flush=True)
         spark.stop()
         if not args.once:
             note("tanpu eval", timed(cli))
