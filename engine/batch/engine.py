@@ -88,6 +88,10 @@ class BatchEngine:
             keep |= {s.name for s in methodology.inputs} | {"activity", "id", "account"}
             keep |= {name for name, _ in self.plan.inputs}  # the history windows' columns
             keep |= {g.name for g in methodology.groups}
+        # the time is the part's own column (Part.time, equal on every valid row, and only
+        # valid rows are judged or recomputed: rules._value_column and _Gathered read it
+        # there); kept again it cost 8 bytes a row in memory and in the spill
+        keep.discard("time")
         self.keep = sorted(keep)
         self.kinds = {s.name: s.type.kind for s in methodology.inputs}
         self.kinds.update(activity=Kind.TEXT, id=Kind.TEXT, account=Kind.TEXT)
@@ -169,10 +173,13 @@ class BatchEngine:
         reduction = masses["reduction"]
         if got.messages:
             positions = np.fromiter(got.messages.keys(), dtype=np.int64)
-            messages = pl.Series("message", [None] * n, dtype=pl.String)
+            messages = pl.Series("message", [None], dtype=pl.String).new_from_index(0, n)
             messages.scatter(positions, pl.Series(list(got.messages.values()), dtype=pl.String))
         else:
-            messages = pl.repeat(None, n, dtype=pl.String, eager=True).alias("message")
+            # one null repeated, not pl.repeat: that runs on Polars' thread pool, which the
+            # chunk threads and the spill writer share (a profile at 20M rows found the
+            # chunk threads waiting on it for about 6% of the samples)
+            messages = pl.Series("message", [None], dtype=pl.String).new_from_index(0, n)
         kept = {name: text_series(columns[name]) if self.kinds.get(name) == Kind.TEXT else columns[name]
                 for name in self.keep}
         for name, amounts in zip(self.plan.counters, outcome.counters):  # kept for the counters
