@@ -237,14 +237,15 @@ class BatchEngine:
         return ((frame.slice(start, step), first_row + start) for start in range(0, frame.height, step))
 
     def finish(self, parts: list[Part], state: Optional[dict] = None,
-               duplicate_ids: Optional[np.ndarray] = None) -> pl.DataFrame:
+               duplicate_ids: Optional[np.ndarray] = None, own: bool = False) -> pl.DataFrame:
         """Cross-record rules over the kept columns of every chunk -> results;
-        `duplicate_ids`: evaluate_frame's."""
+        `duplicate_ids`: evaluate_frame's; `own`: the parts' arrays are the caller's to
+        give (store.MemoryStore's), written into rather than copied."""
         merged = concat_parts(parts)
         if duplicate_ids is None and merged.duplicate_ids is not None:  # found beside the windows
             duplicate_ids = merged.duplicate_ids.result()
         # the rules write into the batch: a concatenation is already a copy of the parts
-        batch = self.batch_of(merged, copy=len(parts) == 1)
+        batch = self.batch_of(merged, copy=len(parts) == 1 and not own)
         self.rules.apply(batch, duplicate_ids, state=state)
         return self.results(merged, batch)
 
@@ -384,7 +385,7 @@ class BatchEngine:
             store = DiskStore(self, -(-expected * 2 // memory_rows) + 1, spill_dir,
                               run_rows=max(1, memory_rows // 4), duplicates=known)
         else:
-            store = MemoryStore(self)
+            store = MemoryStore(self, expected)
         try:
             for part in self.per_record_chunks(chunks.frames, units):
                 store.add(part)

@@ -31,6 +31,7 @@ from dsl import compile_source
 from engine import Engine, records
 from engine.batch import BatchEngine, to_results
 from engine.batch import text as tx
+from engine.batch.ingest import raw_frame
 from engine.batch.timezones import zone_table
 from engine.native.build import build, compiler
 from engine.recordfiles import open_records
@@ -625,6 +626,42 @@ def test_a_spilled_parquet_files_uncredited_records_are_judged_as_their_run_is_s
             return
         assert pl.concat(spilled).equals(pl.concat(whole))
         assert _keys(to_results(pl.concat(spilled))) == expected
+    check()
+
+
+@pytest.mark.parametrize("name", ["shenzhen", "rules", "counters"])
+def test_the_memory_store_fills_its_arrays_as_the_concatenated_parts(name):
+    """store.MemoryStore copies each chunk's columns into arrays sized for the expected
+    rows as the chunks come (grown when a file holds more than expected, as a CSV file's
+    estimate may): its results are those of the parts concatenated at the end
+    (BatchEngine.finish), and the scalar path's."""
+    from engine.batch.store import MemoryStore
+
+    if name == "shenzhen":
+        source = (ROOT / "methodologies" / "shenzhen-public-transit.tanpu").read_text(encoding="utf-8")
+        methodology = _compile(source + "\ncap reduction at 2 kg per account per day\n")
+    else:
+        methodology = _synthetic(name)
+    scalar = Engine(methodology)
+
+    @_settings(10)
+    @given(record_stream(methodology, max_size=40), st.integers(min_value=1, max_value=9),
+           st.integers(min_value=0, max_value=50))
+    def check(stream, chunk_rows, expected):
+        engine = BatchEngine(methodology, chunk_rows=chunk_rows)
+        frame = raw_frame(stream)
+        chunks = list(engine.frame_chunks(frame)) if stream else []
+        store = MemoryStore(engine, expected)
+        for chunk, first_row in chunks:
+            store.add(engine.per_record(chunk, None, first_row))
+        filled = list(store.results())
+        parts = [engine.per_record(chunk, None, first_row) for chunk, first_row in chunks]
+        if not parts:
+            assert filled == []
+            return
+        whole = engine.finish(parts)
+        assert pl.concat(filled).equals(whole)
+        assert _keys(to_results(whole)) == _keys(scalar.evaluate(stream))
     check()
 
 
