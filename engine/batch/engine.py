@@ -241,13 +241,20 @@ class BatchEngine:
         """Cross-record rules over the kept columns of every chunk -> results;
         `duplicate_ids`: evaluate_frame's; `own`: the parts' arrays are the caller's to
         give (store.MemoryStore's), written into rather than copied."""
+        return self.presented(self.judged(parts, state, duplicate_ids, own))
+
+    def judged(self, parts: list[Part], state: Optional[dict] = None,
+               duplicate_ids: Optional[np.ndarray] = None, own: bool = False) -> pl.DataFrame:
+        """finish() before the results are shown: their outcomes (`outcomes`), which a
+        caller may show a slice at a time (`presented` of each slice is that slice of
+        the whole's)."""
         merged = concat_parts(parts)
         if duplicate_ids is None and merged.duplicate_ids is not None:  # found beside the windows
             duplicate_ids = merged.duplicate_ids.result()
         # the rules write into the batch: a concatenation is already a copy of the parts
         batch = self.batch_of(merged, copy=len(parts) == 1 and not own)
         self.rules.apply(batch, duplicate_ids, state=state)
-        return self.results(merged, batch)
+        return self.outcomes(merged, batch)
 
     def batch_of(self, part: Part, copy: bool = True) -> Batch:
         """The part as the rules' batch; `copy=False` lets the rules write into the part's

@@ -127,16 +127,21 @@ class MemoryStore:
                     {k: got[("mass", k)] for k in first.masses}, got[("credited",)], columns)
 
     def results(self) -> Iterator[pl.DataFrame]:
+        """The results a chunk at a time, each shown (engine.presented) as it is handed
+        out: the whole file's shown results (status, code and message as text, the flags
+        as lists) are never held at once, and showing overlaps the writing of the chunk
+        before."""
+        engine = self.engine
         if self.first is not None:
-            frame = self.engine.finish([self._filled()], own=True)
+            outcomes = engine.judged([self._filled()], own=True)
         elif self.parts:
-            frame = self.engine.finish(self.parts)
+            outcomes = engine.judged(self.parts)
         else:
             return
         self.close()
-        step = self.engine.chunk_rows
-        for start in range(0, frame.height, step):
-            yield frame.slice(start, step)
+        step = engine.chunk_rows
+        for start in range(0, outcomes.height, step):
+            yield engine.presented(outcomes.slice(start, step))
 
     def close(self) -> None:
         self.parts = []
