@@ -38,10 +38,15 @@ from .values import Cat, Reasons, empty_lists
 
 CHUNK_ROWS = 1 << 18
 # a file of at most this many rows keeps what the cross-record rules need in memory (more
-# spill to disk, store.py): about 1.6 GiB at the peak for 5M Shenzhen rides with a cap and
-# an overlap rule (bench/bench_eval.py); it was 2M, and the spill of 2M-6M rows cost
-# twice the time of the whole run in memory (docs/engine.md)
-MEMORY_ROWS = 6_000_000
+# spill to disk, store.py): 1,958 MiB at the peak for 10M Shenzhen rides with a cap and an
+# overlap rule, in 18.8 s against 40.5 s and 2,202 MiB spilled (`tanpu eval --compact`,
+# load 19-22, 2026-12-07). It was 2M, then 6M (1.6 GiB at 5M before the store filled
+# its arrays as the chunks came and showed the results a chunk at a time; docs/engine.md)
+MEMORY_ROWS = 10_000_000
+# a spilled file's runs and partitions are sized for this budget, whatever `memory_rows`
+# (smaller, as tests give it, is taken): sized for 10M, 50M capped rides peaked at
+# 4,381 MiB, over issue 16's 4 GB; for 6M, at 2,178-2,355 MiB
+SPILL_ROWS = 6_000_000
 # ids hashed in memory for the duplicate-id check of a per-record methodology's file; a
 # larger file's hashes go to files of about this many (8 bytes each; about 1 GiB at
 # the peak while one is sorted)
@@ -389,8 +394,9 @@ class BatchEngine:
             known = self.duplicate_rows(path, units, partitions, memory_rows) \
                 if format_of(path) == "parquet" else None
             # partitions of about half the in-memory budget: never more held than in memory
-            store = DiskStore(self, -(-expected * 2 // memory_rows) + 1, spill_dir,
-                              run_rows=max(1, memory_rows // 4), duplicates=known)
+            budget = min(memory_rows, SPILL_ROWS)
+            store = DiskStore(self, -(-expected * 2 // budget) + 1, spill_dir,
+                              run_rows=max(1, budget // 4), duplicates=known)
         else:
             store = MemoryStore(self, expected)
         try:
