@@ -38,9 +38,9 @@ from .values import Cat, Reasons, empty_lists
 
 CHUNK_ROWS = 1 << 18
 # a file of at most this many rows keeps what the cross-record rules need in memory (more
-# spill to disk, store.py): 1,958 MiB at the peak for 10M Shenzhen rides with a cap and an
-# overlap rule, in 18.8 s against 40.5 s and 2,202 MiB spilled (`tanpu eval --compact`,
-# load 19-22, 2026-12-07). It was 2M, then 6M (1.6 GiB at 5M before the store filled
+# spill to disk, store.py): 1,958-2,165 MiB at the peak for 10M Shenzhen rides with a cap
+# and an overlap rule, in 18.8 s against 40.5 s and 2,202 MiB spilled (`tanpu eval
+# --compact`, load 19-22, 2026-12-07). It was 2M, then 6M (1.6 GiB at 5M before the store filled
 # its arrays as the chunks came and showed the results a chunk at a time; docs/engine.md)
 MEMORY_ROWS = 10_000_000
 # a spilled file's runs and partitions are sized for this budget, whatever `memory_rows`
