@@ -1004,6 +1004,28 @@ def _arrow_numbers(values: list, kind):
     return pa.Array.from_buffers(kind, len(values), [bitmap, pa.py_buffer(filled)], null_count=nulls)
 
 
+def parquet_writer(path: Path, schema, **options):
+    """PyArrow's Parquet writer of `path` with pyarrow.parquet.ParquetWriter's settings
+    (`options` added): the class that one wraps, pyarrow._parquet.ParquetWriter, made
+    directly, because importing pyarrow.parquet imports pyarrow.fs, its cloud file
+    systems and ssl: 18 ms of CPU of every `tanpu eval` to Parquet (0.040 s against 0.022
+    s after NumPy, median of 15, 2026-12-07, load 14; issue 16, startup). The same C++
+    writer and properties: the same bytes (tests/test_eval_small.py compares the files
+    with pyarrow.parquet's). Where a PyArrow lacks that class, the public one. Both take
+    write_table(table), add_key_value_metadata(mapping) and close()."""
+    try:
+        from pyarrow._parquet import ParquetWriter
+    except ImportError:  # pragma: no cover - a PyArrow without it
+        import pyarrow.parquet as pq
+        return pq.ParquetWriter(str(path), schema, **options)
+    # pyarrow.parquet.ParquetWriter's defaults, as it passes them on
+    settings = dict(version="2.6", compression="snappy", write_statistics=True,
+                    use_deprecated_int96_timestamps=False, writer_engine_version="V2",
+                    data_page_version="1.0", use_compliant_nested_type=True, use_dictionary=True)
+    settings.update(options)
+    return ParquetWriter(str(path), schema, **settings)
+
+
 class ResultWriter:
     """Writes frames of results as they come: to a file (.csv, .jsonl, .parquet), or the
     first columns as CSV to a text stream (stdout).
@@ -1032,6 +1054,7 @@ class ResultWriter:
         self.stream = stream
         self._handle = None
         self._parquet = None
+        self._parquet_schema = None
         self._header = True
         self._pending: deque = deque()
         self._writing: Optional[ThreadPoolExecutor] = None
@@ -1069,18 +1092,18 @@ class ResultWriter:
             self._header = False
             return
         if self.fmt == "parquet":
-            import pyarrow.parquet as pq
             table = out  # _parquet_table's
             if self._parquet is None:
                 # store_schema=False: no Arrow schema in the file, so that readers see
                 # text (Parquet's String), not the dictionaries and views written here
-                self._parquet = pq.ParquetWriter(self.path, table.schema,
-                                                 use_dictionary=list(_CODES[:2]) if self.compact
-                                                 else _FEW_VALUES, store_schema=False)
+                self._parquet = parquet_writer(self.path, table.schema,
+                                               use_dictionary=list(_CODES[:2]) if self.compact
+                                               else _FEW_VALUES, store_schema=False)
+                self._parquet_schema = table.schema
                 if self.compact:  # kept apart: store_schema=False drops the schema's metadata
                     self._parquet.add_key_value_metadata(table.schema.metadata)
-            if not table.schema.equals(self._parquet.schema):  # (Table.cast imports pyarrow.compute)
-                table = table.cast(self._parquet.schema)
+            if not table.schema.equals(self._parquet_schema):  # (Table.cast imports pyarrow.compute)
+                table = table.cast(self._parquet_schema)
             self._parquet.write_table(table)
             return
         if self._handle is None:
