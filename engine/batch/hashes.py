@@ -12,7 +12,8 @@ no argsort). A range is a region of one preallocated array when the file's hashe
 `memory_rows` (`_Buckets`), else a file of about `file_rows` hashes (`_Files`). At the
 end each range is sorted in place and its neighbours compared: in memory the ranges are
 small (about a million hashes, sorted in cache) and sorted on both cores, so that little
-is left to do after the last chunk; on disk one file is read and sorted at a time.
+is left to do after the last chunk; on disk two files are read and sorted at a time, one
+a core.
 
 Measured in docs/engine.md ("Read once, rewound if need be"): the hash files kept every
 file above 64M rows waiting after its evaluation (a stable argsort per chunk on the main
@@ -32,7 +33,7 @@ import numpy as np
 
 # hashes kept in memory at most (8 bytes each: 2 GiB): a larger file's go to files
 MEMORY_ROWS = 256 << 20
-# hashes in one file at most (512 MiB, read and sorted one file at a time)
+# hashes in one file at most (512 MiB; two files read and sorted at a time)
 FILE_ROWS = 64 << 20
 # about this many hashes in a range in memory: sorted in cache, many ranges for 2 cores
 BUCKET_ROWS = 1 << 20
@@ -153,14 +154,15 @@ class _Files:
 
     def repeated(self) -> np.ndarray:
         self._close_handles()
-        found = []
-        for k in range(len(self.handles)):
+
+        def one(k: int) -> np.ndarray:
             path = os.path.join(self.folder, f"{k}.u64")
             bucket = np.fromfile(path, dtype=np.uint64)
             os.unlink(path)  # the disk given back as soon as it is read
             bucket.sort()
-            found.append(repeated_sorted(bucket))
-            del bucket
+            return repeated_sorted(bucket)
+        # two files at a time, one a core (the memory of two files)
+        found = list(_pool().map(one, range(len(self.handles))))
         return np.concatenate(found) if found else NOTHING
 
     def _close_handles(self) -> None:
