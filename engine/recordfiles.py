@@ -497,22 +497,26 @@ def _bytes_per_row(path: Path, size: int) -> float:
 def estimate_rows(path: Path) -> int:
     """About how many rows a file holds (exact for Parquet)."""
     if format_of(path) == "parquet":
-        import pyarrow.parquet as pq
-        return pq.ParquetFile(path).metadata.num_rows
+        return parquet_shape(path)[1]
     size = path.stat().st_size
     return int(size / _bytes_per_row(path, size))
 
 
 # ---------------------------------------------------------------- Parquet
+def parquet_shape(path: Path) -> tuple[list[str], int]:
+    """(column names as written, rows) of a Parquet file, from its footer, by Polars: the
+    batch engine's reading needs no `pyarrow.parquet`, whose import (with `pyarrow.fs`,
+    the cloud file systems and `ssl`) costs 18 ms of CPU (parquet_writer)."""
+    import polars as pl
+    return list(pl.read_parquet_schema(path)), pl.scan_parquet(path).select(pl.len()).collect().item()
+
+
 def parquet_column_chunks(path: Path, name: str, chunk_rows: int) -> Iterator[pl.DataFrame]:
     """The one column of a Parquet file whose header (its unit aside) is `name`, as frames
     of `chunk_rows` rows in file order (the frames open_chunks gives, of that column
     alone); frames of no column when the file has none."""
     import polars as pl
-    import pyarrow.parquet as pq
-    metadata = pq.read_metadata(path)
-    total = metadata.num_rows or 0
-    raw = metadata.schema.to_arrow_schema().names
+    raw, total = parquet_shape(path)
     names, _ = header_units(raw)
     chosen = [r for r, n in zip(raw, names) if n == name][:1]
     if not chosen:
@@ -529,8 +533,7 @@ def parquet_rows(path: Path, start: int, length: int) -> pl.DataFrame:
     """Rows start .. start + length - 1 (from 0) of a Parquet file, every column, named as
     open_chunks names them."""
     import polars as pl
-    import pyarrow.parquet as pq
-    names, _ = header_units(pq.read_metadata(path).schema.to_arrow_schema().names)
+    names, _ = header_units(parquet_shape(path)[0])
     frame = pl.scan_parquet(path).slice(start, length).collect()
     frame.columns = names
     return frame
@@ -542,10 +545,8 @@ def _parquet_chunks(path: Path, chunk_rows: int) -> Chunks:
     and `pl.from_arrow` read 1M rows in 0.087 s, this in 0.057 s (one file of 8 row
     groups), 0.140 s against 0.038 s in one row group (load 6, bench/README.md)."""
     import polars as pl
-    import pyarrow.parquet as pq
-    metadata = pq.read_metadata(path)
-    total = metadata.num_rows or 0
-    names, units = header_units(metadata.schema.to_arrow_schema().names)
+    written, total = parquet_shape(path)
+    names, units = header_units(written)
     state = {"rows": 0}
 
     def frames():
