@@ -199,3 +199,26 @@ def test_every_bundled_sample_small_path_to_parquet_equals_the_batch_path(sample
 
 def source_path(sample: Path) -> Path:
     return ROOT / "methodologies" / f"{sample.stem}.tanpu"
+
+
+@pytest.mark.parametrize("compact", [False, True], ids=["full", "compact"])
+def test_a_parquet_file_to_parquet_loads_no_pyarrow_parquet(compact, tmp_path):
+    """The batch path, Parquet in and out, reads the footer by Polars and writes by
+    recordfiles.parquet_writer: `pyarrow.parquet` (and with it `pyarrow.fs` and `ssl`) is
+    never imported, and the results are those of the same records read from CSV."""
+    sample = ROOT / "methodologies" / "samples" / "shenzhen-public-transit.csv"
+    records = tmp_path / "rides.parquet"
+    pl.read_csv(sample, infer_schema=False).write_parquet(records)
+    outputs = {}
+    for name, source in (("parquet", records), ("csv", sample)):
+        done = subprocess.run(
+            [sys.executable, "-c", "import atexit, sys; atexit.register(lambda: print(sorted(m for m in "
+             "('pyarrow.parquet', 'pyarrow.fs', 'ssl') if m in sys.modules), file=sys.stderr)); "
+             "from tanpu.cli import main; main()", "eval", str(source_path(sample)), str(source),
+             "-o", str(tmp_path / f"{name}.parquet.out.parquet"), *(["--compact"] if compact else [])],
+            capture_output=True, text=True, cwd=ROOT, timeout=120)
+        assert done.returncode == 0, done.stderr
+        if name == "parquet":
+            assert done.stderr.strip().endswith("[]"), done.stderr  # none of them loaded
+        outputs[name] = pl.read_parquet(tmp_path / f"{name}.parquet.out.parquet")
+    assert outputs["parquet"].height > 0 and outputs["parquet"].equals(outputs["csv"])
