@@ -6,7 +6,7 @@ in Python (issue 13, item 10).
 
     .venv/bin/python bench/bench_ledger.py [--batches 15] [--client-batches 10]
         [--latency 600] [--accounts 20000] [--only batch|clients|latency] [--http]
-        [--profile] [--url postgresql+psycopg://...]
+        [--profile] [--server N] [--url postgresql+psycopg://...]
 
 Figures printed (nothing asserts a timing):
   - records/s, one client, batches of 1,000 (and the share of it in evaluate and credit);
@@ -17,7 +17,12 @@ Figures printed (nothing asserts a timing):
     starts late because the others are slow counts its wait; the rate achieved is printed);
   - the reference for each, and the ratio;
   - with --http, the one-client case again through the Flask test client;
-  - with --profile, cProfile's top functions of the one-client run.
+  - with --profile, cProfile's top functions of the one-client run;
+  - with --server N, the ledger's side of the one-client, 16-client and latency runs is
+    sent over HTTP (keep-alive connections, one per client) to a real `tanpu serve
+    --workers N` started on the bench's schema, as integrators send it; the server's
+    CPU a request (its processes' user + system time from /proc) is printed too. The
+    reference stays in this process: it is the database work without HTTP.
 
 The records: bike rides a few seconds apart in time order over 20,000 accounts (each
 client of the concurrent run has its own 1,250), 2 % repeating an order number of their
@@ -43,6 +48,7 @@ import json
 import os
 import pstats
 import random
+import shutil
 import sys
 import tempfile
 import threading
@@ -430,6 +436,95 @@ class Reference:
         return len(entries)
 
 
+# ---------------------------------------------------------------- a real server
+class Server:
+    """`tanpu serve --workers N --no-seed --no-worker` on a free port, on the bench's
+    schema (the methodology is already published), with a token of the bench's
+    integrator; `post(conn, records)` credits over HTTP on a keep-alive connection."""
+
+    def __init__(self, db, integrator: int, workers: int, folder: Path):
+        import socket
+        import subprocess
+        import urllib.request
+        from registry import tokens, users
+        from tanpu.seed import SYSTEM_EMAIL
+        with db.unit_of_work() as s:
+            self.token = tokens.create(s, users.by_email(s, SYSTEM_EMAIL), integrator, "bench")[1]
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        env = {**os.environ, "SECRET_KEY": "bench", "TANPU_API_RATE_LIMIT_TOKEN": "10000000 per minute",
+               "TANPU_API_RATE_LIMIT_ADDRESS": "10000000 per minute"}
+        env.pop("DATABASE_URL", None)
+        self.log = folder / "serve.log"
+        with open(self.log, "wb") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "tanpu.cli", "serve", "--database-url", db.url, "--port",
+                 str(self.port), "--workers", str(workers), "--no-seed", "--no-worker"],
+                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 120
+        while True:
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("tanpu serve did not start: " + self.log.read_text()[-2000:])
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2):
+                    break
+            except OSError:
+                time.sleep(0.2)
+        self.workers = workers
+
+    def connection(self):
+        import http.client
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
+
+    def post(self, conn, records: list[dict]) -> None:
+        body = json.dumps({"methodology": METHODOLOGY, "records": records})
+        conn.request("POST", "/api/v1/credits", body=body,
+                     headers={"Authorization": f"Bearer {self.token}",
+                              "Content-Type": "application/json"})
+        response = conn.getresponse()
+        answer = response.read()
+        if response.status != 200:
+            raise RuntimeError(f"HTTP {response.status}: {answer[:300]!r}")
+
+    def run(self, stream: "Stream"):
+        conn = self.connection()
+        return lambda n: self.post(conn, stream.take(n))
+
+    def cpu(self) -> float:
+        """Seconds of CPU (user + system) of the server's processes so far."""
+        return sum(self.cpu_each().values())
+
+    def cpu_each(self) -> dict[int, float]:
+        """Seconds of CPU of each of the server's processes (the parent and its workers):
+        how evenly the kernel spread the connections shows in the workers' shares."""
+        pids = [self.process.pid]
+        for task in Path(f"/proc/{self.process.pid}/task").iterdir():
+            pids += [int(p) for p in (task / "children").read_text().split()]
+        out = {}
+        for pid in pids:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            out[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+        return out
+
+    def shares(self, before: dict[int, float]) -> str:
+        """The workers' shares of the CPU used since `before` (cpu_each())."""
+        now = self.cpu_each()
+        used = {pid: now[pid] - before.get(pid, 0.0) for pid in now if pid != self.process.pid}
+        total = sum(used.values()) or 1.0
+        return "/".join(f"{used[pid] / total:.0%}" for pid in sorted(used))
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(30)
+        except Exception:  # noqa: BLE001
+            self.process.kill()
+
+
 # ---------------------------------------------------------------- the measurements
 def one_client(run, batches: int, size: int) -> float:
     t = time.perf_counter()
@@ -501,6 +596,8 @@ def main() -> None:
     parser.add_argument("--only", choices=["registry", "batch", "clients", "latency"], default=None)
     parser.add_argument("--no-freeze", action="store_true",
                         help="no gc.freeze() once set up (tanpu serve and tanpu worker freeze at start)")
+    parser.add_argument("--server", type=int, default=None, metavar="N",
+                        help="send the ledger's requests over HTTP to `tanpu serve --workers N`")
     parser.add_argument("--statements", action="store_true",
                         help="the time of each SQL statement of the registry-level run")
     args = parser.parse_args()
@@ -509,6 +606,7 @@ def main() -> None:
     if made is None:
         return
     admin, schema, db = made
+    server, server_folder = None, tempfile.mkdtemp(prefix="bench-ledger-serve-")
     print(f"PostgreSQL {sa.engine.make_url(args.url).render_as_string(hide_password=True)}, "
           f"schema {schema}; {load()}")
     try:
@@ -519,6 +617,9 @@ def main() -> None:
             version = service._methodology(s, METHODOLOGY)[1][-1]
             content_hash = version.content_hash
         reference = Reference(db, theirs, content_hash)
+        if args.server:
+            server = Server(db, ours, args.server, Path(server_folder))
+            print(f"tanpu serve --workers {args.server} on port {server.port}; {load()}")
         streams: dict[str, Stream] = {}
 
         def stream(prefix: str, accounts: int = args.accounts) -> Stream:
@@ -530,6 +631,8 @@ def main() -> None:
 
         def ledger_run(prefix: str, split=None, accounts: int = args.accounts):
             s = stream(prefix, accounts)
+            if server is not None:
+                return server.run(s)
             if split is None:
                 return lambda n: credit_once(db, ours, s.take(n))
             return lambda n: credit_timed(db, ours, s.take(n), split)
@@ -539,8 +642,11 @@ def main() -> None:
             conn = reference.connection()
             return lambda n: reference.credit(conn, s.take(n))
 
-        # a first request compiles the methodology and fills the caches
+        # a first request compiles the methodology and fills the caches (of each of the
+        # server's processes: several connections at once reach all of them)
         ledger_run("warm", accounts=1000)(100)
+        if server is not None:
+            many_clients(lambda c: ledger_run(f"warm{c}", accounts=100), 4 * server.workers, 3, 20)
         reference_run("refwarm", accounts=1000)(100)
         if not args.no_freeze:
             # as tanpu serve does once started: what the process holds now is never walked
@@ -549,7 +655,7 @@ def main() -> None:
             gc.freeze()
         per_client = max(100, args.accounts // args.clients)  # each client its own people
         size = 1000
-        if args.only in (None, "batch", "registry"):
+        if args.only in (None, "batch", "registry") and server is None:
             # the registry alone: records evaluated before the clock, ledger.credit timed
             s = stream("reg")
             prepared = [evaluated(db, s.take(size)) for _ in range(args.batches)]
@@ -595,45 +701,54 @@ def main() -> None:
             profile = cProfile.Profile() if args.profile else None
             if profile:
                 profile.enable()
-            cpu = time.process_time()
+            cpu = server.cpu() if server else time.process_time()
             rate = one_client(run, args.batches, size)
-            cpu = time.process_time() - cpu  # the process's own CPU: the Python share, less noisy
+            # the process's own CPU (or the server's): the Python share, less noisy
+            cpu = (server.cpu() if server else time.process_time()) - cpu
             if profile:
                 profile.disable()
             ref_run = reference_run("refone")
             ref_cpu = time.process_time()
             ref_rate = one_client(ref_run, args.batches, size)
             ref_cpu = time.process_time() - ref_cpu
-            evaluate_s = sum(e for e, _ in split)
-            credit_s = sum(c for _, c in split)
-            p50 = sorted(e + c for e, c in split)[len(split) // 2]
+            if server is None:
+                evaluate_s = sum(e for e, _ in split)
+                credit_s = sum(c for _, c in split)
+                p50 = sorted(e + c for e, c in split)[len(split) // 2]
+                detail = (f"p50 {p50 * 1000:.0f} ms, {cpu / args.batches * 1000:.0f} ms of the "
+                          f"process's CPU; evaluate {evaluate_s / (evaluate_s + credit_s):.0%}, "
+                          f"credit {credit_s / (evaluate_s + credit_s):.0%}")
+            else:
+                detail = (f"over HTTP to {server.workers} server process(es), "
+                          f"{cpu / args.batches * 1000:.0f} ms of the server's CPU")
             print(f"one client, batches of {size:,} ({args.batches * size:,} records): "
-                  f"{rate:,.0f} records/s (a request: p50 {p50 * 1000:.0f} ms, "
-                  f"{cpu / args.batches * 1000:.0f} ms of the process's CPU; "
-                  f"evaluate {evaluate_s / (evaluate_s + credit_s):.0%}, "
-                  f"credit {credit_s / (evaluate_s + credit_s):.0%}); "
+                  f"{rate:,.0f} records/s (a request: {detail}); "
                   f"reference {ref_rate:,.0f} records/s ({ref_cpu / args.batches * 1000:.0f} ms of "
                   f"CPU a request); ratio {ref_rate / rate:.2f}x; {load()}")
             if profile:
                 stats = pstats.Stats(profile)
                 stats.sort_stats("cumulative").print_stats(40)
                 stats.sort_stats("tottime").print_stats(25)
-            if args.http:
+            if args.http and server is None:
                 http_rate = http_one_client(db, ours, stream("http"), args.batches, size)
                 print(f"one client through Flask (test client), batches of {size:,}: "
                       f"{http_rate:,.0f} records/s; {load()}")
         if args.only in (None, "clients"):
+            cpu = server.cpu() if server else 0.0
             many = many_clients(lambda c: ledger_run(f"c{c}", accounts=per_client), args.clients,
                                 args.client_batches, 100)
+            cpu = (server.cpu() - cpu) / (args.clients * args.client_batches) if server else 0.0
             ref_many = many_clients(lambda c: reference_run(f"refc{c}", accounts=per_client),
                                     args.clients, args.client_batches, 100)
             print(f"{args.clients} clients, batches of 100 ({args.clients * args.client_batches * 100:,} "
-                  f"records): {many:,.0f} records/s; reference {ref_many:,.0f} records/s; "
+                  f"records): {many:,.0f} records/s"
+                  f"{f' ({cpu * 1000:.0f} ms of the server CPU a request)' if server else ''}; "
+                  f"reference {ref_many:,.0f} records/s; "
                   f"ratio {ref_many / many:.2f}x; {load()}")
         if args.only in (None, "latency"):
             one = ledger_run("lat")
             ref_one = reference_run("reflat")
-            if args.statements:  # the statements of one single-record credit, end to end
+            if args.statements and server is None:  # the statements of one single-record credit, end to end
                 one(1)
                 with StatementClock(db.engine) as clock:
                     started = time.perf_counter()
@@ -642,23 +757,34 @@ def main() -> None:
                     wall = time.perf_counter() - started
                 print("single-record credits (20, end to end: evaluate's read transaction and "
                       "the credit's): " + clock.report(wall, 20))
+            cpu = server.cpu() if server else 0.0
             alone = sequential(one, args.latency // 4)
+            cpu = (server.cpu() - cpu) / (args.latency // 4) if server else 0.0
             ref_alone = sequential(ref_one, args.latency // 4)
             print(f"single-record credits one at a time ({args.latency // 4:,}): "
-                  f"p50 {percentile(alone, 50) * 1000:.1f} ms, p99 {percentile(alone, 99) * 1000:.1f} ms; "
+                  f"p50 {percentile(alone, 50) * 1000:.1f} ms, p99 {percentile(alone, 99) * 1000:.1f} ms"
+                  f"{f' ({cpu * 1000:.1f} ms of the server CPU a request)' if server else ''}; "
                   f"reference p50 {percentile(ref_alone, 50) * 1000:.1f} ms, "
                   f"p99 {percentile(ref_alone, 99) * 1000:.1f} ms; {load()}")
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), server.cpu() if server else 0.0
+            each = server.cpu_each() if server else {}
             lat = paced(lambda w: ledger_run("lat"), args.latency, args.rate)
             achieved = args.latency / (time.perf_counter() - started)
+            cpu = (server.cpu() - cpu) / args.latency if server else 0.0
+            split_note = f", split {server.shares(each)} over its workers" if server and server.workers > 1 else ""
             started = time.perf_counter()
             ref_lat = paced(lambda w: reference_run("reflat"), args.latency, args.rate)
             ref_achieved = args.latency / (time.perf_counter() - started)
-            print(f"single-record credits paced at {args.rate:.0f}/s ({args.latency:,}, 8 workers): "
+            where = f"over HTTP to {server.workers} server process(es)" if server else "in this process"
+            print(f"single-record credits paced at {args.rate:.0f}/s ({args.latency:,}, 8 workers, {where}): "
                   f"p50 {percentile(lat, 50) * 1000:.1f} ms, p99 {percentile(lat, 99) * 1000:.1f} ms "
-                  f"({achieved:.0f}/s done); reference p50 {percentile(ref_lat, 50) * 1000:.1f} ms, "
+                  f"({achieved:.0f}/s done"
+                  f"{f'; {cpu * 1000:.1f} ms of the server CPU a request{split_note}' if server else ''}); reference p50 {percentile(ref_lat, 50) * 1000:.1f} ms, "
                   f"p99 {percentile(ref_lat, 99) * 1000:.1f} ms ({ref_achieved:.0f}/s done); {load()}")
     finally:
+        if server is not None:
+            server.stop()
+        shutil.rmtree(server_folder, ignore_errors=True)
         db.dispose()
         with admin.connect() as c:
             c.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))

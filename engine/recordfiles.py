@@ -598,6 +598,11 @@ def _preparing_pool() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=min(2, os.cpu_count() or 1), thread_name_prefix="tanpu-write")
 
 
+# a forked process (a pre-forked server's worker) has none of this pool's threads: it
+# makes its own
+os.register_at_fork(after_in_child=_preparing_pool.cache_clear)
+
+
 def _kilograms(milligrams):
     """mg / 10**6, correctly rounded as Python's `/` (engine.Result.reduction_kg) gives it.
 

@@ -1242,7 +1242,11 @@ def _server_logging() -> None:
               help="address to listen on (0.0.0.0: every interface)")
 @click.option("--port", type=int, envvar="PORT", default=5000, show_default=True,
               help="port to listen on (env PORT)")
-@click.option("--threads", type=int, default=8, show_default=True)
+@click.option("--threads", type=int, default=8, show_default=True,
+              help="request threads in each server process")
+@click.option("--workers", type=click.IntRange(1), envvar="TANPU_WORKERS", default=None,
+              help="server processes sharing the port (env TANPU_WORKERS); default: one per "
+                   "CPU, at most 8; one on SQLite (tanpu/server.py, docs/deploy.md)")
 @click.option("--connection-limit", type=click.IntRange(1), envvar="TANPU_CONNECTION_LIMIT",
               default=1000, show_default=True,
               help="open connections accepted at once; more wait in the listen queue "
@@ -1255,11 +1259,13 @@ def _server_logging() -> None:
 @click.option("--no-worker", is_flag=True,
               help="do not start a worker for jobs and webhooks (run `tanpu worker` elsewhere)")
 @_DEMO_PASSWORD
-def serve(database_url, host, port, threads, connection_limit, channel_timeout, no_seed,
-          no_worker, demo_password):
+def serve(database_url, host, port, threads, workers, connection_limit, channel_timeout,
+          no_seed, no_worker, demo_password):
     """Run the web UI with waitress: migrates the database, seeds it, and creates (and
-    prints, once) a first administrator when none can sign in. Starts a worker process
-    (`tanpu worker`) for the API's jobs and webhooks, and starts it again if it dies."""
+    prints, once) a first administrator when none can sign in. Serves from `--workers`
+    processes sharing the port (one Python process runs one request's Python at a time),
+    each with `--threads` threads. Starts a worker process (`tanpu worker`) for the API's
+    jobs and webhooks, and starts it again if it dies."""
     import logging
 
     from .memory import keep_freed_memory
@@ -1299,31 +1305,49 @@ def serve(database_url, host, port, threads, connection_limit, channel_timeout, 
         click.echo("")
     if settings.secret_key_is_ephemeral:
         click.echo("note: SECRET_KEY is not set: sessions end when the server restarts")
-    app = create_app(settings, database=database)
     from registry import audit
     with database.read() as session:  # a copy of the head outside the database, in the log
         logging.getLogger("tanpu.audit").info("audit chain head at start: %s",
                                               json.dumps(audit.head_entry(session)))
-    shown = f"[{host}]" if ":" in host else host
-    supervisor = None if no_worker else _WorkerSupervisor(settings.database_url)
-    click.echo(f"Tanpu web UI on http://{shown}:{port}/  (Ctrl+C to stop)", nl=True)
-    sys.stdout.flush()
     from registry.jobs import MAX_BYTES
+
+    from .server import Prefork, default_workers, listening_socket
+    workers = workers or default_workers(settings.database_url)
+    # Idle connections are closed after channel_timeout, checked every cleanup_interval:
+    # with waitress' defaults (100 connections, 120 s, checked every 30 s) 110 idle
+    # sockets locked every other client out for minutes (issue 17; docs/deploy.md).
+    # A job's file may be larger than waitress's default limit of 1 GB.
+    options = dict(threads=threads, ident="tanpu", connection_limit=connection_limit,
+                   channel_timeout=channel_timeout,
+                   cleanup_interval=max(1, min(30, channel_timeout // 4)),
+                   max_request_body_size=MAX_BYTES, **IO_SETTINGS)
     # What the server holds once started (modules, the app, compiled methodologies) is
     # never walked by the garbage collector again: a request makes many short-lived
     # objects, and each collection of the oldest generation walked them all, 15-20 % of
-    # a 1,000-record credit's time (bench/bench_ledger.py prints the collector's share)
+    # a 1,000-record credit's time (bench/bench_ledger.py prints the collector's share).
+    # Before a fork it also keeps the shared pages shared (the collector writes to them).
     import gc
+    app = create_app(settings, database=database)  # before a fork: its pages shared by all
     gc.freeze()
+    shown = f"[{host}]" if ":" in host else host
+    sock = listening_socket(host, port) if workers > 1 else None
+    supervisor = None if no_worker else _WorkerSupervisor(settings.database_url)
+    click.echo(f"Tanpu web UI on http://{shown}:{port}/ ({workers} process"
+               f"{'es' if workers > 1 else ''} of {threads} threads; Ctrl+C to stop)", nl=True)
+    sys.stdout.flush()
     try:
-        # Idle connections are closed after channel_timeout, checked every cleanup_interval:
-        # with waitress' defaults (100 connections, 120 s, checked every 30 s) 110 idle
-        # sockets locked every other client out for minutes (issue 17; docs/deploy.md).
-        # A job's file may be larger than waitress's default limit of 1 GB.
-        waitress_serve(app, host=host, port=port, threads=threads, ident="tanpu",
-                       connection_limit=connection_limit, channel_timeout=channel_timeout,
-                       cleanup_interval=max(1, min(30, channel_timeout // 4)),
-                       max_request_body_size=MAX_BYTES, **IO_SETTINGS)
+        if sock is None:
+            waitress_serve(app, host=host, port=port, **options)
+        else:
+            database.dispose()  # no pooled connection crosses the fork
+
+            def serve_one(listening):
+                # SQLAlchemy's recipe for an engine inherited by a fork: a fresh pool, the
+                # parent's connections (none, disposed above) left alone
+                database.engine.dispose(close=False)
+                waitress_serve(app, sockets=[listening], **options)
+
+            Prefork(sock, workers, serve_one).run()
     finally:
         if supervisor is not None:
             supervisor.stop()

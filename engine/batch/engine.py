@@ -551,6 +551,9 @@ def _pool(threads: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="tanpu-chunk")
 
 
+# a forked process (a pre-forked server's worker) has none of this pool's threads: it
+# makes its own
+os.register_at_fork(after_in_child=_pool.cache_clear)
 
 
 def to_results(frame: pl.DataFrame) -> list[Result]:

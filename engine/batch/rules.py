@@ -56,6 +56,11 @@ def _partition_pool() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="tanpu-rules")
 
 
+# a forked process (a pre-forked server's worker) has none of this pool's threads: it
+# makes its own
+os.register_at_fork(after_in_child=_partition_pool.cache_clear)
+
+
 @dataclass
 class Batch:
     """The records of a run that cross-record rules need, as columns (all rows)."""
