@@ -177,3 +177,8 @@ class _Files:
 @lru_cache(maxsize=1)
 def _pool() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=min(2, os.cpu_count() or 1), thread_name_prefix="tanpu-hashes")
+
+
+# a forked process (a pre-forked server's worker) has none of this pool's threads: it
+# makes its own
+os.register_at_fork(after_in_child=_pool.cache_clear)
