@@ -32,7 +32,8 @@ from .kernel import Kernels
 from .native_text import NativeText
 from .part import Part, concat_parts
 from .counters import COLUMN as COUNTER_COLUMN
-from .rules import Batch, Rules, find_duplicate_ids, sort_values
+from .hashes import MEMORY_ROWS as HASHES_IN_MEMORY, RepeatedHashes
+from .rules import Batch, Rules, find_duplicate_ids
 from .store import DiskStore, MemoryStore
 from .values import Cat, Reasons, empty_lists
 
@@ -47,10 +48,9 @@ MEMORY_ROWS = 10_000_000
 # (smaller, as tests give it, is taken): sized for 10M, 50M capped rides peaked at
 # 4,381 MiB, over issue 16's 4 GB; for 6M, at 2,178-2,355 MiB
 SPILL_ROWS = 6_000_000
-# ids hashed in memory for the duplicate-id check of a per-record methodology's file; a
-# larger file's hashes go to files of about this many (8 bytes each; about 1 GiB at
-# the peak while one is sorted)
-HASH_ROWS = 64 << 20
+# ids hashed in memory for the duplicate-id check of a per-record methodology's file (8
+# bytes each); a larger file's hashes go to files (hashes.RepeatedHashes)
+HASH_ROWS = HASHES_IN_MEMORY
 
 RESULT_COLUMNS = COLUMNS  # the results frame's columns: engine.result's, in its order
 
@@ -393,7 +393,7 @@ class BatchEngine:
             # partitions are spilled, not the ids as well
             known = self.duplicate_rows(path, units, partitions, memory_rows) \
                 if format_of(path) == "parquet" else None
-            # partitions of about half the in-memory budget: never more held than in memory
+            # partitions of about half the spill budget: never more held than in memory
             budget = min(memory_rows, SPILL_ROWS)
             store = DiskStore(self, -(-expected * 2 // budget) + 1, spill_dir,
                               run_rows=max(1, budget // 4), duplicates=known)
@@ -433,8 +433,8 @@ class BatchEngine:
         """Generator: a per-record methodology's Parquet file read once (evaluate_file's
         `rewind`): each chunk's results are yielded as if no record were a duplicate, its
         ids hashed in the chunk's thread as they were made for evaluation; the hashes that
-        occur twice are found at the end (_Hashes), while the last results are still being
-        written. Returns (whether the results yielded stand, the duplicate rows if not).
+        occur twice are found at the end (hashes.RepeatedHashes: each chunk's hashes
+        sorted in its thread, the ranges of them sorted on both cores at the end). Returns (whether the results yielded stand, the duplicate rows if not).
 
         Usually no hash occurs twice: then no record is a duplicate (the check compares
         these ids, and equal ids have equal hashes) and the results stand. Otherwise
@@ -445,12 +445,12 @@ class BatchEngine:
         the hashes overlaps the writing."""
         from ..recordfiles import estimate_rows
 
-        hashes = _Hashes(estimate_rows(path), self.hash_rows)
+        hashes = RepeatedHashes(estimate_rows(path), self.hash_rows)
         nothing = np.zeros(0, dtype=np.int64)
 
         def work(frame, units, first_row):
             part = self.per_record(frame, units, first_row)
-            return self.chunk_results(part, nothing), _Hashes.split(part.ids.hash().to_numpy())
+            return self.chunk_results(part, nothing), hashes.prepare(part.ids.hash().to_numpy())
         try:
             for results, hashed in self.per_record_chunks(chunks.frames, units, work):
                 hashes.add(hashed)
@@ -474,9 +474,9 @@ class BatchEngine:
 
         The ids are read from the `id` column alone (ingest.record_ids, the same code as
         ingest_frame) and hashed, 8 bytes a row: in memory for up to `hash_rows` rows (HASH_ROWS),
-        beyond that in hash files of about `hash_rows` hashes each, by hash (one
-        sorted at a time; the memory is that of `hash_rows` hashes, twice, whatever the
-        file's size). Only the records whose hash is repeated (none, usually) are then
+        beyond that in hash files (hashes.RepeatedHashes; one read and sorted at a time,
+        whatever the file's size). Only when some hash is repeated (rarely) is the id
+        column read again, for the rows of those hashes; only their records are then
         evaluated (their chunks, read again), and find_duplicate_ids judges them as it
         judges a whole file: the same records, the same canonical order."""
         from pathlib import Path
@@ -498,24 +498,20 @@ class BatchEngine:
                 yield record_ids(frame, self.schema, row, self.native_text).hash().to_numpy()
                 row += frame.height
 
-        files = -(-total // self.hash_rows)
-        if files <= 1:
-            hashes = np.empty(total, dtype=np.uint64)
-            at = 0
+        hashes = RepeatedHashes(total, self.hash_rows)
+        try:
             for h in hashed():
-                hashes[at:at + h.size] = h
-                at += h.size
-            hashes = hashes[:at]
-            repeated = _repeated(hashes)
-        else:
-            hashes = None
-            repeated = _repeated_on_disk(hashed(), files)
+                hashes.add(hashes.prepare(h))
+            repeated = hashes.repeated()
+        finally:
+            hashes.close()
         if repeated.size == 0:
             return np.zeros(0, dtype=np.int64)
-        if hashes is None:
-            hashes = np.concatenate([h for h in hashed()])
-        candidates = np.flatnonzero(np.isin(hashes, repeated))
-        del hashes
+        found, at = [], 0  # the rows of the repeated hashes: the id column read again
+        for h in hashed():
+            found.append(np.flatnonzero(np.isin(h, repeated)) + at)
+            at += h.size
+        candidates = np.concatenate(found)
         if candidates.size > memory_rows // 2:
             return None
         ids, accounts, times, rows, valid = [], [], [], [], []
@@ -569,114 +565,6 @@ class _Gathered(dict):
             value = column[positions]
         self[name] = value
         return value
-
-
-def _repeated(hashes: np.ndarray) -> np.ndarray:
-    """The values that occur more than once in `hashes` (uint64), sorted."""
-    if hashes.size < 2:
-        return np.zeros(0, dtype=np.uint64)
-    ordered = sort_values(hashes)  # NumPy's or Polars', whichever is faster here
-    same = ordered[1:] == ordered[:-1]
-    return np.unique(ordered[1:][same]) if same.any() else np.zeros(0, dtype=np.uint64)
-
-
-class _Hashes:
-    """uint64 hashes gathered chunk by chunk, for the values among them that occur more
-    than once (`repeated`): in memory up to `hash_rows` of them, else in hash files as
-    _repeated_on_disk keeps them (a folder removed by `close`).
-
-    In memory, each chunk's hashes are split by their top bits (`split`, in the chunk's
-    thread) into BUCKETS parts, every copy of a value in the same one, so that the parts
-    are sorted at the end on both cores (`repeated`): the one sort that cannot begin
-    before the last chunk is read, and `tanpu eval` waits for it."""
-
-    BUCKETS = 16
-    SHIFT = np.uint64(60)  # 64 - log2(BUCKETS)
-
-    def __init__(self, expected: int, hash_rows: int):
-        self.files = -(-expected // hash_rows)
-        self.disk = _HashFiles(self.files) if self.files > 1 else None
-        self.parts: list[list[np.ndarray]] = [[] for _ in range(self.BUCKETS)]
-
-    @classmethod
-    def split(cls, hashes: np.ndarray) -> list[np.ndarray]:
-        """A chunk's hashes by bucket (what `add` takes): boolean masks, not an argsort,
-        which took ten times as long."""
-        top = (hashes >> cls.SHIFT).astype(np.uint8)
-        return [hashes[top == k] for k in range(cls.BUCKETS)]
-
-    def add(self, parts: list[np.ndarray]) -> None:
-        if self.disk is not None:
-            self.disk.add(np.concatenate(parts))
-            return
-        for into, part in zip(self.parts, parts):
-            into.append(part)
-
-    def repeated(self) -> np.ndarray:
-        if self.disk is not None:
-            return self.disk.repeated()
-        parts, self.parts = self.parts, []
-
-        def one(bucket: list[np.ndarray]) -> np.ndarray:
-            return _repeated(np.concatenate(bucket)) if bucket else np.zeros(0, dtype=np.uint64)
-        found = list(_pool(2).map(one, parts))  # sort_values releases the GIL
-        return np.concatenate(found)  # each bucket's sorted, the buckets in order
-
-    def close(self) -> None:
-        if self.disk is not None:
-            self.disk.close()
-
-
-class _HashFiles:
-    """_repeated_on_disk's files: each hash goes to the file of its value modulo their
-    number (every copy of a value to the same one); `repeated` reads and sorts one at a time."""
-
-    def __init__(self, files: int):
-        import tempfile
-
-        self.folder = tempfile.mkdtemp(prefix=f"tanpu-batch-{os.getpid()}-ids-")
-        self.files = files
-        self.handles = [open(os.path.join(self.folder, f"{k}.u64"), "wb") for k in range(files)]
-
-    def add(self, h: np.ndarray) -> None:
-        files = self.files
-        which = h % np.uint64(files)
-        order = np.argsort(which, kind="stable")
-        bounds = np.searchsorted(which[order], np.arange(files + 1))
-        ordered = h[order]
-        for k in range(files):
-            ordered[bounds[k]:bounds[k + 1]].tofile(self.handles[k])
-
-    def repeated(self) -> np.ndarray:
-        self._close_handles()
-        found = [_repeated(np.fromfile(os.path.join(self.folder, f"{k}.u64"), dtype=np.uint64))
-                 for k in range(self.files)]
-        return np.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.uint64)
-
-    def _close_handles(self) -> None:
-        for handle in self.handles:
-            handle.close()
-
-    def close(self) -> None:
-        import shutil
-
-        self._close_handles()
-        shutil.rmtree(self.folder, ignore_errors=True)
-
-
-def _repeated_on_disk(chunks: Iterable[np.ndarray], files: int) -> np.ndarray:
-    """_repeated of the concatenated chunks, holding one of `files` parts at a time: each
-    hash goes to the file of its value modulo `files` (every copy of a value to the same
-    one), then each file is read and sorted alone. `files` files are open at once, in a
-    folder named as store.DiskStore's spill folders, so that a killed run's is removed by
-    the next run that spills."""
-    sink = _HashFiles(files)
-    try:
-        for h in chunks:
-            sink.add(h)
-        return sink.repeated()
-    finally:
-        sink.close()
 
 
 @lru_cache(maxsize=8)

@@ -283,7 +283,7 @@ def _stale_spills(parent: Path) -> None:
     """Removes the spill folders of runs that were killed (`tanpu-batch-PID-*`, PID gone):
     a SIGKILL leaves no time to clean up, so the next run does. (DiskStore's own files
     are unlinked from the start; what is left is folders of older versions and of
-    engine._repeated_on_disk.)"""
+    hashes.RepeatedHashes.)"""
     for folder in parent.glob("tanpu-batch-*-*"):
         pid = folder.name.split("-")[2]
         if not pid.isdigit() or int(pid) == os.getpid():
