@@ -1017,19 +1017,20 @@ def parquet_writer(path: Path, schema, **options):
     systems and ssl: 18 ms of CPU of every `tanpu eval` to Parquet (0.040 s against 0.022
     s after NumPy, median of 15, 2026-12-07, load 14; issue 16, startup). The same C++
     writer and properties: the same bytes (tests/test_eval_small.py compares the files
-    with pyarrow.parquet's). Where a PyArrow lacks that class, the public one. Both take
-    write_table(table), add_key_value_metadata(mapping) and close()."""
-    try:
-        from pyarrow._parquet import ParquetWriter
-    except ImportError:  # pragma: no cover - a PyArrow without it
-        import pyarrow.parquet as pq
-        return pq.ParquetWriter(str(path), schema, **options)
+    with pyarrow.parquet's). Where a PyArrow lacks that class or it takes other arguments,
+    the public one. Both take write_table(table), add_key_value_metadata(mapping) and
+    close()."""
     # pyarrow.parquet.ParquetWriter's defaults, as it passes them on
     settings = dict(version="2.6", compression="snappy", write_statistics=True,
                     use_deprecated_int96_timestamps=False, writer_engine_version="V2",
                     data_page_version="1.0", use_compliant_nested_type=True, use_dictionary=True)
     settings.update(options)
-    return ParquetWriter(str(path), schema, **settings)
+    try:
+        from pyarrow._parquet import ParquetWriter
+        return ParquetWriter(str(path), schema, **settings)
+    except (ImportError, TypeError):  # pragma: no cover - a PyArrow whose private class differs
+        import pyarrow.parquet as pq
+        return pq.ParquetWriter(str(path), schema, **options)
 
 
 class ResultWriter:
