@@ -74,15 +74,29 @@ def tree_cpu(root: int) -> float:
     return total
 
 
+def jvm_cpu(pid: int) -> float:
+    """CPU seconds of Spark's JVM alone (its Python daemon and workers are the rest of
+    its tree: tree_cpu)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(f) for f in fields[11:13]) / TICK
+
+
 def timed(fn, jvm: int | None = None) -> tuple[float, float, float]:
-    """(wall s, CPU s, load average) of fn()."""
-    cpu, spark_cpu, start = own_cpu(), tree_cpu(jvm) if jvm else 0.0, time.perf_counter()
+    """(wall s, CPU s, load average) of fn(); with `jvm`, the Python workers' share of
+    the CPU in PYTHON_CPU[0]."""
+    cpu, start = own_cpu(), time.perf_counter()
+    spark_cpu, jvm_alone = (tree_cpu(jvm), jvm_cpu(jvm)) if jvm else (0.0, 0.0)
     TREE_CPU[0] = 0.0
     fn()
     wall = time.perf_counter() - start
     # a subprocess's own CPU (reaped) or, where more, its tree's as sampled
     cpu = max(own_cpu() - cpu, TREE_CPU[0]) + ((tree_cpu(jvm) - spark_cpu) if jvm else 0.0)
+    if jvm:
+        PYTHON_CPU[0] = (tree_cpu(jvm) - spark_cpu) - (jvm_cpu(jvm) - jvm_alone)
     return wall, cpu, os.getloadavg()[0]
+
+
+PYTHON_CPU = [0.0]  # the last timed Spark run's Python workers' CPU seconds
 
 
 TREE_CPU = [0.0]  # the last run()'s process tree's CPU seconds, sampled while it ran
@@ -125,6 +139,9 @@ def main() -> None:
     parser.add_argument("--records", metavar="PARQUET",
                         help="a file bench_engine.typed_frame wrote before (kept), instead of generating one")
     parser.add_argument("--driver-memory", default="4g", help="spark.driver.memory (local mode)")
+    parser.add_argument("--partitions", type=int, default=2,
+                        help="spark.sql.shuffle.partitions: with --rules, the tasks the accounts are "
+                             "spread over (each holds all its accounts' records: more for large n)")
     args = parser.parse_args()
     import importlib.util
     if importlib.util.find_spec("pyspark") is None or shutil.which("java") is None:
@@ -143,6 +160,7 @@ def main() -> None:
             typed_frame(args.n).rename({"distance": "distance[km]"}).write_parquet(records)
         print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: {args.n} records, "
               f"{'overlap rule + daily cap' if args.rules else 'per record'}, "
+              f"{args.partitions} shuffle partitions, "
               f"load average {os.getloadavg()[0]:.1f}", flush=True)
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
@@ -160,7 +178,7 @@ def main() -> None:
         spark = (SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false")
                  .config("spark.ui.showConsoleProgress", "false")
                  .config("spark.driver.memory", args.driver_memory)
-                 .config("spark.sql.shuffle.partitions", "2")
+                 .config("spark.sql.shuffle.partitions", str(args.partitions))
                  .config("spark.sql.execution.arrow.maxRecordsPerBatch", "65536").getOrCreate())
         spark.sparkContext.setLogLevel("ERROR")
         jvm = spark.sparkContext._gateway.proc.pid
@@ -179,6 +197,8 @@ def main() -> None:
         note("hand-written Polars", timed(hand))
         note("tanpu eval", timed(cli))
         note("engine.spark.evaluate (jobs)", timed(jobs, jvm))
+        print(f"  {'  of which Python workers':<30} {'':>15} {PYTHON_CPU[0]:8.2f} s CPU (the engine, "
+              "Arrow to Polars and back; the rest is the JVM's)", flush=True)
         spark.stop()
         if not args.once:
             note("tanpu eval", timed(cli))
@@ -186,7 +206,7 @@ def main() -> None:
         if args.command:
             note("tanpu spark-eval local[2]", timed(lambda: run(
                 TANPU, "spark-eval", str(methodology), str(records), "-o", str(work / "spark-cli"),
-                "--master", "local[2]", "--partitions", "2")))
+                "--master", "local[2]", "--partitions", str(args.partitions))))
 
         want = fingerprint(str(work / "eval.parquet"))
         same = fingerprint(str(work / "spark-api" / "*.parquet")) == want

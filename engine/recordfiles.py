@@ -497,22 +497,26 @@ def _bytes_per_row(path: Path, size: int) -> float:
 def estimate_rows(path: Path) -> int:
     """About how many rows a file holds (exact for Parquet)."""
     if format_of(path) == "parquet":
-        import pyarrow.parquet as pq
-        return pq.ParquetFile(path).metadata.num_rows
+        return parquet_shape(path)[1]
     size = path.stat().st_size
     return int(size / _bytes_per_row(path, size))
 
 
 # ---------------------------------------------------------------- Parquet
+def parquet_shape(path: Path) -> tuple[list[str], int]:
+    """(column names as written, rows) of a Parquet file, from its footer, by Polars: the
+    batch engine's reading needs no `pyarrow.parquet`, whose import (with `pyarrow.fs`,
+    the cloud file systems and `ssl`) costs 18 ms of CPU (parquet_writer)."""
+    import polars as pl
+    return list(pl.read_parquet_schema(path)), pl.scan_parquet(path).select(pl.len()).collect().item()
+
+
 def parquet_column_chunks(path: Path, name: str, chunk_rows: int) -> Iterator[pl.DataFrame]:
     """The one column of a Parquet file whose header (its unit aside) is `name`, as frames
     of `chunk_rows` rows in file order (the frames open_chunks gives, of that column
     alone); frames of no column when the file has none."""
     import polars as pl
-    import pyarrow.parquet as pq
-    metadata = pq.read_metadata(path)
-    total = metadata.num_rows or 0
-    raw = metadata.schema.to_arrow_schema().names
+    raw, total = parquet_shape(path)
     names, _ = header_units(raw)
     chosen = [r for r, n in zip(raw, names) if n == name][:1]
     if not chosen:
@@ -529,8 +533,7 @@ def parquet_rows(path: Path, start: int, length: int) -> pl.DataFrame:
     """Rows start .. start + length - 1 (from 0) of a Parquet file, every column, named as
     open_chunks names them."""
     import polars as pl
-    import pyarrow.parquet as pq
-    names, _ = header_units(pq.read_metadata(path).schema.to_arrow_schema().names)
+    names, _ = header_units(parquet_shape(path)[0])
     frame = pl.scan_parquet(path).slice(start, length).collect()
     frame.columns = names
     return frame
@@ -542,10 +545,8 @@ def _parquet_chunks(path: Path, chunk_rows: int) -> Chunks:
     and `pl.from_arrow` read 1M rows in 0.087 s, this in 0.057 s (one file of 8 row
     groups), 0.140 s against 0.038 s in one row group (load 6, bench/README.md)."""
     import polars as pl
-    import pyarrow.parquet as pq
-    metadata = pq.read_metadata(path)
-    total = metadata.num_rows or 0
-    names, units = header_units(metadata.schema.to_arrow_schema().names)
+    written, total = parquet_shape(path)
+    names, units = header_units(written)
     state = {"rows": 0}
 
     def frames():
@@ -1009,6 +1010,29 @@ def _arrow_numbers(values: list, kind):
     return pa.Array.from_buffers(kind, len(values), [bitmap, pa.py_buffer(filled)], null_count=nulls)
 
 
+def parquet_writer(path: Path, schema, **options):
+    """PyArrow's Parquet writer of `path` with pyarrow.parquet.ParquetWriter's settings
+    (`options` added): the class that one wraps, pyarrow._parquet.ParquetWriter, made
+    directly, because importing pyarrow.parquet imports pyarrow.fs, its cloud file
+    systems and ssl: 18 ms of CPU of every `tanpu eval` to Parquet (0.040 s against 0.022
+    s after NumPy, median of 15, 2026-12-07, load 14; issue 16, startup). The same C++
+    writer and properties: the same bytes (tests/test_eval_small.py compares the files
+    with pyarrow.parquet's). Where a PyArrow lacks that class or it takes other arguments,
+    the public one. Both take write_table(table), add_key_value_metadata(mapping) and
+    close()."""
+    # pyarrow.parquet.ParquetWriter's defaults, as it passes them on
+    settings = dict(version="2.6", compression="snappy", write_statistics=True,
+                    use_deprecated_int96_timestamps=False, writer_engine_version="V2",
+                    data_page_version="1.0", use_compliant_nested_type=True, use_dictionary=True)
+    settings.update(options)
+    try:
+        from pyarrow._parquet import ParquetWriter
+        return ParquetWriter(str(path), schema, **settings)
+    except (ImportError, TypeError):  # pragma: no cover - a PyArrow whose private class differs
+        import pyarrow.parquet as pq
+        return pq.ParquetWriter(str(path), schema, **options)
+
+
 class ResultWriter:
     """Writes frames of results as they come: to a file (.csv, .jsonl, .parquet), or the
     first columns as CSV to a text stream (stdout).
@@ -1037,6 +1061,7 @@ class ResultWriter:
         self.stream = stream
         self._handle = None
         self._parquet = None
+        self._parquet_schema = None
         self._header = True
         self._pending: deque = deque()
         self._writing: Optional[ThreadPoolExecutor] = None
@@ -1074,18 +1099,18 @@ class ResultWriter:
             self._header = False
             return
         if self.fmt == "parquet":
-            import pyarrow.parquet as pq
             table = out  # _parquet_table's
             if self._parquet is None:
                 # store_schema=False: no Arrow schema in the file, so that readers see
                 # text (Parquet's String), not the dictionaries and views written here
-                self._parquet = pq.ParquetWriter(self.path, table.schema,
-                                                 use_dictionary=list(_CODES[:2]) if self.compact
-                                                 else _FEW_VALUES, store_schema=False)
+                self._parquet = parquet_writer(self.path, table.schema,
+                                               use_dictionary=list(_CODES[:2]) if self.compact
+                                               else _FEW_VALUES, store_schema=False)
+                self._parquet_schema = table.schema
                 if self.compact:  # kept apart: store_schema=False drops the schema's metadata
                     self._parquet.add_key_value_metadata(table.schema.metadata)
-            if not table.schema.equals(self._parquet.schema):  # (Table.cast imports pyarrow.compute)
-                table = table.cast(self._parquet.schema)
+            if not table.schema.equals(self._parquet_schema):  # (Table.cast imports pyarrow.compute)
+                table = table.cast(self._parquet_schema)
             self._parquet.write_table(table)
             return
         if self._handle is None:

@@ -203,7 +203,10 @@ def partition_results(source: Source, units: dict, later: Optional[np.ndarray] =
         if not batches:
             return
         engine = _engine(source)
-        frame, rows = _sorted_by_row(pa.Table.from_batches(batches).drop_columns([ACCOUNT]))
+        table = pa.Table.from_batches(batches)
+        if ACCOUNT in table.column_names:  # the window's way carries the account it shuffled by
+            table = table.drop_columns([ACCOUNT])
+        frame, rows = _sorted_by_row(table)
         if later is None:
             frame, repeated = _later(frame)
         else:
@@ -416,8 +419,9 @@ def _evaluate(df, source: Source, row: Optional[str], states):
     if later is not None:
         # every record of an account in one partition (the hash of its account as the
         # engine reads it: stripped), each partition evaluated whole
-        parts = df.withColumn(ACCOUNT, _text_key("account") if "account" in df.columns else F.lit(""))
-        return parts.repartition(ACCOUNT).mapInArrow(
+        # (by the expression itself: a column of it would be shuffled and handed to Python)
+        by_account = _text_key("account") if "account" in df.columns else F.lit("")
+        return df.repartition(by_account).mapInArrow(
             partition_results(source, units, later), _spark_schema(RESULTS_SCHEMA)), None
     keep = tuple(c for c in df.columns if c != ROW) if rules else ()
     out_schema = RESULTS_SCHEMA

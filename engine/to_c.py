@@ -30,13 +30,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
+from importlib import resources
 
 from .plan import ast as p
 from .plan.ast import ident
 
 REASON_BASE = 2  # the batch engine's reasons 0 (credited) and 1 (invalid) come first
-_NATIVE = Path(__file__).resolve().parent / "native"
 _CTYPE = {p.F: "double", p.I: "int64_t", p.B: "uint8_t", p.T: "int32_t", p.DAY: "int64_t",
           p.DT: "t_instant"}
 _PARTS = {"year": 0, "month": 1, "day": 2, "weekday": 3, "hour": 4, "days_in_year": 5}
@@ -44,8 +43,10 @@ DAY_US = 86_400_000_000
 
 
 def prelude() -> str:
-    """The fixed C every kernel starts with."""
-    return "".join((_NATIVE / name).read_text(encoding="utf-8") for name in ("numeric.h", "calendar.h"))
+    """The fixed C every kernel starts with. Read as the package's resources, not by path:
+    the package may be imported from a zip (Spark's --py-files, docs/spark.md)."""
+    native = resources.files(__package__).joinpath("native")
+    return "".join(native.joinpath(name).read_text(encoding="utf-8") for name in ("numeric.h", "calendar.h"))
 
 
 @dataclass(frozen=True)

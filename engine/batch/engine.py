@@ -32,20 +32,25 @@ from .kernel import Kernels
 from .native_text import NativeText
 from .part import Part, concat_parts
 from .counters import COLUMN as COUNTER_COLUMN
-from .rules import Batch, Rules, find_duplicate_ids, sort_values
+from .hashes import MEMORY_ROWS as HASHES_IN_MEMORY, RepeatedHashes
+from .rules import Batch, Rules, find_duplicate_ids
 from .store import DiskStore, MemoryStore
 from .values import Cat, Reasons, empty_lists
 
 CHUNK_ROWS = 1 << 18
 # a file of at most this many rows keeps what the cross-record rules need in memory (more
-# spill to disk, store.py): about 1.6 GiB at the peak for 5M Shenzhen rides with a cap and
-# an overlap rule (bench/bench_eval.py); it was 2M, and the spill of 2M-6M rows cost
-# twice the time of the whole run in memory (docs/engine.md)
-MEMORY_ROWS = 6_000_000
-# ids hashed in memory for the duplicate-id check of a per-record methodology's file; a
-# larger file's hashes go to files of about this many (8 bytes each; about 1 GiB at
-# the peak while one is sorted)
-HASH_ROWS = 64 << 20
+# spill to disk, store.py): 1,958-2,165 MiB at the peak for 10M Shenzhen rides with a cap
+# and an overlap rule, in 18.8 s against 40.5 s and 2,202 MiB spilled (`tanpu eval
+# --compact`, load 19-22, 2026-12-07). It was 2M, then 6M (1.6 GiB at 5M before the store filled
+# its arrays as the chunks came and showed the results a chunk at a time; docs/engine.md)
+MEMORY_ROWS = 10_000_000
+# a spilled file's runs and partitions are sized for this budget, whatever `memory_rows`
+# (smaller, as tests give it, is taken): sized for 10M, 50M capped rides peaked at
+# 4,381 MiB, over issue 16's 4 GB; for 6M, at 2,178-2,355 MiB
+SPILL_ROWS = 6_000_000
+# ids hashed in memory for the duplicate-id check of a per-record methodology's file (8
+# bytes each); a larger file's hashes go to files (hashes.RepeatedHashes)
+HASH_ROWS = HASHES_IN_MEMORY
 
 RESULT_COLUMNS = COLUMNS  # the results frame's columns: engine.result's, in its order
 
@@ -88,6 +93,10 @@ class BatchEngine:
             keep |= {s.name for s in methodology.inputs} | {"activity", "id", "account"}
             keep |= {name for name, _ in self.plan.inputs}  # the history windows' columns
             keep |= {g.name for g in methodology.groups}
+        # the time is the part's own column (Part.time, equal on every valid row, and only
+        # valid rows are judged or recomputed: rules._value_column and _Gathered read it
+        # there); kept again it cost 8 bytes a row in memory and in the spill
+        keep.discard("time")
         self.keep = sorted(keep)
         self.kinds = {s.name: s.type.kind for s in methodology.inputs}
         self.kinds.update(activity=Kind.TEXT, id=Kind.TEXT, account=Kind.TEXT)
@@ -169,10 +178,13 @@ class BatchEngine:
         reduction = masses["reduction"]
         if got.messages:
             positions = np.fromiter(got.messages.keys(), dtype=np.int64)
-            messages = pl.Series("message", [None] * n, dtype=pl.String)
+            messages = pl.Series("message", [None], dtype=pl.String).new_from_index(0, n)
             messages.scatter(positions, pl.Series(list(got.messages.values()), dtype=pl.String))
         else:
-            messages = pl.repeat(None, n, dtype=pl.String, eager=True).alias("message")
+            # one null repeated, not pl.repeat: that runs on Polars' thread pool, which the
+            # chunk threads and the spill writer share (a profile at 20M rows found the
+            # chunk threads waiting on it for about 6% of the samples)
+            messages = pl.Series("message", [None], dtype=pl.String).new_from_index(0, n)
         kept = {name: text_series(columns[name]) if self.kinds.get(name) == Kind.TEXT else columns[name]
                 for name in self.keep}
         for name, amounts in zip(self.plan.counters, outcome.counters):  # kept for the counters
@@ -230,16 +242,24 @@ class BatchEngine:
         return ((frame.slice(start, step), first_row + start) for start in range(0, frame.height, step))
 
     def finish(self, parts: list[Part], state: Optional[dict] = None,
-               duplicate_ids: Optional[np.ndarray] = None) -> pl.DataFrame:
+               duplicate_ids: Optional[np.ndarray] = None, own: bool = False) -> pl.DataFrame:
         """Cross-record rules over the kept columns of every chunk -> results;
-        `duplicate_ids`: evaluate_frame's."""
+        `duplicate_ids`: evaluate_frame's; `own`: the parts' arrays are the caller's to
+        give (store.MemoryStore's), written into rather than copied."""
+        return self.presented(self.judged(parts, state, duplicate_ids, own))
+
+    def judged(self, parts: list[Part], state: Optional[dict] = None,
+               duplicate_ids: Optional[np.ndarray] = None, own: bool = False) -> pl.DataFrame:
+        """finish() before the results are shown: their outcomes (`outcomes`), which a
+        caller may show a slice at a time (`presented` of each slice is that slice of
+        the whole's)."""
         merged = concat_parts(parts)
         if duplicate_ids is None and merged.duplicate_ids is not None:  # found beside the windows
             duplicate_ids = merged.duplicate_ids.result()
         # the rules write into the batch: a concatenation is already a copy of the parts
-        batch = self.batch_of(merged, copy=len(parts) == 1)
+        batch = self.batch_of(merged, copy=len(parts) == 1 and not own)
         self.rules.apply(batch, duplicate_ids, state=state)
-        return self.results(merged, batch)
+        return self.outcomes(merged, batch)
 
     def batch_of(self, part: Part, copy: bool = True) -> Batch:
         """The part as the rules' batch; `copy=False` lets the rules write into the part's
@@ -373,11 +393,12 @@ class BatchEngine:
             # partitions are spilled, not the ids as well
             known = self.duplicate_rows(path, units, partitions, memory_rows) \
                 if format_of(path) == "parquet" else None
-            # partitions of about half the in-memory budget: never more held than in memory
-            store = DiskStore(self, -(-expected * 2 // memory_rows) + 1, spill_dir,
-                              run_rows=max(1, memory_rows // 4), duplicates=known)
+            # partitions of about half the spill budget: never more held than in memory
+            budget = min(memory_rows, SPILL_ROWS)
+            store = DiskStore(self, -(-expected * 2 // budget) + 1, spill_dir,
+                              run_rows=max(1, budget // 4), duplicates=known)
         else:
-            store = MemoryStore(self)
+            store = MemoryStore(self, expected)
         try:
             for part in self.per_record_chunks(chunks.frames, units):
                 store.add(part)
@@ -412,8 +433,8 @@ class BatchEngine:
         """Generator: a per-record methodology's Parquet file read once (evaluate_file's
         `rewind`): each chunk's results are yielded as if no record were a duplicate, its
         ids hashed in the chunk's thread as they were made for evaluation; the hashes that
-        occur twice are found at the end (_Hashes), while the last results are still being
-        written. Returns (whether the results yielded stand, the duplicate rows if not).
+        occur twice are found at the end (hashes.RepeatedHashes: each chunk's hashes
+        sorted in its thread, the ranges of them sorted on both cores at the end). Returns (whether the results yielded stand, the duplicate rows if not).
 
         Usually no hash occurs twice: then no record is a duplicate (the check compares
         these ids, and equal ids have equal hashes) and the results stand. Otherwise
@@ -424,12 +445,12 @@ class BatchEngine:
         the hashes overlaps the writing."""
         from ..recordfiles import estimate_rows
 
-        hashes = _Hashes(estimate_rows(path), self.hash_rows)
+        hashes = RepeatedHashes(estimate_rows(path), self.hash_rows)
         nothing = np.zeros(0, dtype=np.int64)
 
         def work(frame, units, first_row):
             part = self.per_record(frame, units, first_row)
-            return self.chunk_results(part, nothing), _Hashes.split(part.ids.hash().to_numpy())
+            return self.chunk_results(part, nothing), hashes.prepare(part.ids.hash().to_numpy())
         try:
             for results, hashed in self.per_record_chunks(chunks.frames, units, work):
                 hashes.add(hashed)
@@ -453,9 +474,9 @@ class BatchEngine:
 
         The ids are read from the `id` column alone (ingest.record_ids, the same code as
         ingest_frame) and hashed, 8 bytes a row: in memory for up to `hash_rows` rows (HASH_ROWS),
-        beyond that in hash files of about `hash_rows` hashes each, by hash (one
-        sorted at a time; the memory is that of `hash_rows` hashes, twice, whatever the
-        file's size). Only the records whose hash is repeated (none, usually) are then
+        beyond that in hash files (hashes.RepeatedHashes; one read and sorted at a time,
+        whatever the file's size). Only when some hash is repeated (rarely) is the id
+        column read again, for the rows of those hashes; only their records are then
         evaluated (their chunks, read again), and find_duplicate_ids judges them as it
         judges a whole file: the same records, the same canonical order."""
         from pathlib import Path
@@ -477,24 +498,20 @@ class BatchEngine:
                 yield record_ids(frame, self.schema, row, self.native_text).hash().to_numpy()
                 row += frame.height
 
-        files = -(-total // self.hash_rows)
-        if files <= 1:
-            hashes = np.empty(total, dtype=np.uint64)
-            at = 0
+        hashes = RepeatedHashes(total, self.hash_rows)
+        try:
             for h in hashed():
-                hashes[at:at + h.size] = h
-                at += h.size
-            hashes = hashes[:at]
-            repeated = _repeated(hashes)
-        else:
-            hashes = None
-            repeated = _repeated_on_disk(hashed(), files)
+                hashes.add(hashes.prepare(h))
+            repeated = hashes.repeated()
+        finally:
+            hashes.close()
         if repeated.size == 0:
             return np.zeros(0, dtype=np.int64)
-        if hashes is None:
-            hashes = np.concatenate([h for h in hashed()])
-        candidates = np.flatnonzero(np.isin(hashes, repeated))
-        del hashes
+        found, at = [], 0  # the rows of the repeated hashes: the id column read again
+        for h in hashed():
+            found.append(np.flatnonzero(np.isin(h, repeated)) + at)
+            at += h.size
+        candidates = np.concatenate(found)
         if candidates.size > memory_rows // 2:
             return None
         ids, accounts, times, rows, valid = [], [], [], [], []
@@ -548,114 +565,6 @@ class _Gathered(dict):
             value = column[positions]
         self[name] = value
         return value
-
-
-def _repeated(hashes: np.ndarray) -> np.ndarray:
-    """The values that occur more than once in `hashes` (uint64), sorted."""
-    if hashes.size < 2:
-        return np.zeros(0, dtype=np.uint64)
-    ordered = sort_values(hashes)  # NumPy's or Polars', whichever is faster here
-    same = ordered[1:] == ordered[:-1]
-    return np.unique(ordered[1:][same]) if same.any() else np.zeros(0, dtype=np.uint64)
-
-
-class _Hashes:
-    """uint64 hashes gathered chunk by chunk, for the values among them that occur more
-    than once (`repeated`): in memory up to `hash_rows` of them, else in hash files as
-    _repeated_on_disk keeps them (a folder removed by `close`).
-
-    In memory, each chunk's hashes are split by their top bits (`split`, in the chunk's
-    thread) into BUCKETS parts, every copy of a value in the same one, so that the parts
-    are sorted at the end on both cores (`repeated`): the one sort that cannot begin
-    before the last chunk is read, and `tanpu eval` waits for it."""
-
-    BUCKETS = 16
-    SHIFT = np.uint64(60)  # 64 - log2(BUCKETS)
-
-    def __init__(self, expected: int, hash_rows: int):
-        self.files = -(-expected // hash_rows)
-        self.disk = _HashFiles(self.files) if self.files > 1 else None
-        self.parts: list[list[np.ndarray]] = [[] for _ in range(self.BUCKETS)]
-
-    @classmethod
-    def split(cls, hashes: np.ndarray) -> list[np.ndarray]:
-        """A chunk's hashes by bucket (what `add` takes): boolean masks, not an argsort,
-        which took ten times as long."""
-        top = (hashes >> cls.SHIFT).astype(np.uint8)
-        return [hashes[top == k] for k in range(cls.BUCKETS)]
-
-    def add(self, parts: list[np.ndarray]) -> None:
-        if self.disk is not None:
-            self.disk.add(np.concatenate(parts))
-            return
-        for into, part in zip(self.parts, parts):
-            into.append(part)
-
-    def repeated(self) -> np.ndarray:
-        if self.disk is not None:
-            return self.disk.repeated()
-        parts, self.parts = self.parts, []
-
-        def one(bucket: list[np.ndarray]) -> np.ndarray:
-            return _repeated(np.concatenate(bucket)) if bucket else np.zeros(0, dtype=np.uint64)
-        found = list(_pool(2).map(one, parts))  # sort_values releases the GIL
-        return np.concatenate(found)  # each bucket's sorted, the buckets in order
-
-    def close(self) -> None:
-        if self.disk is not None:
-            self.disk.close()
-
-
-class _HashFiles:
-    """_repeated_on_disk's files: each hash goes to the file of its value modulo their
-    number (every copy of a value to the same one); `repeated` reads and sorts one at a time."""
-
-    def __init__(self, files: int):
-        import tempfile
-
-        self.folder = tempfile.mkdtemp(prefix=f"tanpu-batch-{os.getpid()}-ids-")
-        self.files = files
-        self.handles = [open(os.path.join(self.folder, f"{k}.u64"), "wb") for k in range(files)]
-
-    def add(self, h: np.ndarray) -> None:
-        files = self.files
-        which = h % np.uint64(files)
-        order = np.argsort(which, kind="stable")
-        bounds = np.searchsorted(which[order], np.arange(files + 1))
-        ordered = h[order]
-        for k in range(files):
-            ordered[bounds[k]:bounds[k + 1]].tofile(self.handles[k])
-
-    def repeated(self) -> np.ndarray:
-        self._close_handles()
-        found = [_repeated(np.fromfile(os.path.join(self.folder, f"{k}.u64"), dtype=np.uint64))
-                 for k in range(self.files)]
-        return np.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.uint64)
-
-    def _close_handles(self) -> None:
-        for handle in self.handles:
-            handle.close()
-
-    def close(self) -> None:
-        import shutil
-
-        self._close_handles()
-        shutil.rmtree(self.folder, ignore_errors=True)
-
-
-def _repeated_on_disk(chunks: Iterable[np.ndarray], files: int) -> np.ndarray:
-    """_repeated of the concatenated chunks, holding one of `files` parts at a time: each
-    hash goes to the file of its value modulo `files` (every copy of a value to the same
-    one), then each file is read and sorted alone. `files` files are open at once, in a
-    folder named as store.DiskStore's spill folders, so that a killed run's is removed by
-    the next run that spills."""
-    sink = _HashFiles(files)
-    try:
-        for h in chunks:
-            sink.add(h)
-        return sink.repeated()
-    finally:
-        sink.close()
 
 
 @lru_cache(maxsize=8)

@@ -8,10 +8,12 @@ build gives a library or None, never raises, says so in one RuntimeWarning per c
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import platform
 import shutil
 import subprocess
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -226,3 +228,41 @@ def test_a_failing_compiler_warns_once_for_every_methodology(tmp_path, monkeypat
     monkeypatch.setattr(kernels, "_loaded", {})
     with pytest.warns(RuntimeWarning, match="cannot be started"):
         _evaluate(compiles=False)
+
+
+def test_the_engine_imported_from_a_zip_builds_its_kernel(tmp_path):
+    """Spark's --py-files puts the wheel, renamed .zip, on the executors' path
+    (docs/spark.md): the engine is imported from inside the zip, and its kernel's fixed C
+    (numeric.h, calendar.h) must be read from there too. The results: the NumPy path's."""
+    import json
+    import zipfile
+
+    archive = tmp_path / "tanpu.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for package in ("dsl", "engine"):
+            for path in sorted((ROOT / package).rglob("*")):
+                if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".so":
+                    zipped.write(path, path.relative_to(ROOT).as_posix())
+    program = f"""
+import json, sys, warnings
+sys.path.insert(0, {str(archive)!r})
+import engine
+assert engine.__file__.startswith({str(archive)!r}), engine.__file__
+from dsl import compile_source
+from engine.batch import BatchEngine
+from engine.native.build import build
+import polars as pl
+compiled = compile_source(open({str(SHENZHEN)!r}, encoding="utf-8").read(), "shenzhen.tanpu")
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", RuntimeWarning)  # no _fixed in the zip: NumPy text readers
+    batch = BatchEngine(compiled.methodology, kernels=build)
+    results = pl.concat(list(batch.evaluate_file({str(SAMPLES)!r})))
+print(json.dumps({{"compiles": batch.formulas.compiles(), "results": results.write_json()}}))
+"""
+    done = subprocess.run([sys.executable, "-c", program], cwd=tmp_path, capture_output=True, text=True,
+                          env={**os.environ, "TANPU_CACHE_DIR": str(tmp_path / "cache"),
+                               "PYTHONPATH": ""}, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    assert got["compiles"] is True
+    assert pl.read_json(io.StringIO(got["results"]), schema=EXPECTED.schema).equals(EXPECTED)
