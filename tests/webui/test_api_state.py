@@ -117,37 +117,47 @@ def test_overlapping_rides_in_two_requests_credit_the_first_only(capped):
     assert credited_mg(web) == 2 * KM_MG
 
 
-def test_sixteen_concurrent_clients_never_exceed_a_cap(capped):
-    web, token = capped
-    clients, per_client, accounts = 16, 5, 4
-    rng = random.Random(13)
+def concurrent_rides(prefix: str, seed: int, clients: int = 16, per_client: int = 5,
+                     accounts: int = 4) -> list[list[dict]]:
+    """One list of rides per client: the same few accounts and days for all of them, so
+    that the clients race for the same caps."""
+    rng = random.Random(seed)
     jobs = []
     for c in range(clients):
         batch = []
         for k in range(per_client):
             n = c * per_client + k
-            batch.append(ride(f"c{n}", n * 35 // accounts * accounts + n % accounts,
+            batch.append(ride(f"{prefix}{n}", n * 35 // accounts * accounts + n % accounts,
                               km=rng.randint(1, 15), account=f"acct-{n % accounts}"))
         jobs.append(batch)
-    barrier = threading.Barrier(clients)
-    errors = []
+    return jobs
 
-    def send(batch):
+
+def send_all_at_once(jobs: list[list[dict]], send) -> None:
+    """send(batch) for every batch in its own thread, released together; what any of
+    them raised fails the test."""
+    barrier = threading.Barrier(len(jobs))
+    errors: list = []
+
+    def run(batch):
         try:
             barrier.wait()
-            post(web, token, batch)
-            post(web, token, batch)  # a retry after a timeout: nothing twice
+            send(batch)
         except Exception as error:  # noqa: BLE001
             errors.append(error)
 
-    threads = [threading.Thread(target=send, args=(batch,)) for batch in jobs]
+    threads = [threading.Thread(target=run, args=(batch,)) for batch in jobs]
     for t in threads:
         t.start()
     for t in threads:
         t.join(120)
     assert errors == []
-    assert web.reg.count("credit_entries") == clients * per_client  # each ride once
-    # per account and local day: exactly what the cap lets through, never more
+
+
+def assert_each_ride_once_and_caps_held(web, jobs: list[list[dict]]) -> None:
+    """Every ride sent is one entry, and per account and local day (Shanghai's) exactly
+    what the cap lets through was credited, never more."""
+    assert web.reg.count("credit_entries") == sum(map(len, jobs))
     sent: dict = {}
     for batch in jobs:
         for r in batch:
@@ -158,12 +168,24 @@ def test_sixteen_concurrent_clients_never_exceed_a_cap(capped):
     named = platform_of(web, web.reg.integrator)
     got: dict = {}
     for account, when, mg in rows:
-        account = named[account]
         when = dt.datetime.fromisoformat(when) if isinstance(when, str) else when  # SQLite: text
         local = (when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)) + dt.timedelta(hours=8)
-        key = (account, local.date().isoformat())
+        key = (named[account], local.date().isoformat())
         got[key] = got.get(key, 0) + mg
     assert got == {key: min(CAP_MG, total) for key, total in sent.items()}
+    assert any(total > CAP_MG for total in sent.values())  # the cap was reached
+
+
+def test_sixteen_concurrent_clients_never_exceed_a_cap(capped):
+    web, token = capped
+    jobs = concurrent_rides("c", seed=13)
+
+    def send(batch):
+        post(web, token, batch)
+        post(web, token, batch)  # a retry after a timeout: nothing twice
+
+    send_all_at_once(jobs, send)
+    assert_each_ride_once_and_caps_held(web, jobs)
 
 
 def _second_integrator(reg) -> int:

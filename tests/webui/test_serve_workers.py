@@ -6,12 +6,9 @@ kill -9 of `tanpu serve` ends its workers with it (none is left holding the port
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
-import random
 import signal
-import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -22,7 +19,8 @@ import sqlalchemy as sa
 from tests.webui.reviewkit import *  # noqa: F401,F403 - fixtures
 from tests.webui.reviewkit import METHODOLOGY
 from tests.webui.serverkit import start_server
-from tests.webui.test_api_state import CAP_MG, KM_MG, capped, platform_of, reg, ride  # noqa: F401 - capped and its reg
+from tests.webui.test_api_state import (  # noqa: F401 - capped and its reg
+    assert_each_ride_once_and_caps_held, capped, concurrent_rides, reg, ride, send_all_at_once)
 
 pytestmark = pytest.mark.parametrize(
     "backend", [pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres)])
@@ -90,52 +88,17 @@ def test_two_server_processes_keep_caps_and_exactly_once(capped, tmp_path):
         assert len(workers) == 2, (tmp_path / "server.log").read_text()[-2000:]
         port = sa.engine.make_url(web.reg.db.url).port or 5432
 
-        clients, per_client, accounts = 16, 5, 4
-        rng = random.Random(99)
-        jobs = []
-        for c in range(clients):
-            batch = []
-            for k in range(per_client):
-                n = c * per_client + k
-                batch.append(ride(f"w{n}", n * 35 // accounts * accounts + n % accounts,
-                                  km=rng.randint(1, 15), account=f"acct-{n % accounts}"))
-            jobs.append(batch)
-        barrier = threading.Barrier(clients)
-        errors: list = []
+        jobs = concurrent_rides("w", seed=99)
 
         def send(batch):
-            try:
-                barrier.wait()
-                for record in batch:  # one record a request, as integrators send them
-                    _post(url, token, [record])
-                _post(url, token, batch)  # a retry of all of them: nothing twice
-            except Exception as error:  # noqa: BLE001
-                errors.append(error)
+            for record in batch:  # one record a request, as integrators send them
+                _post(url, token, [record])
+            _post(url, token, batch)  # a retry of all of them: nothing twice
 
-        threads = [threading.Thread(target=send, args=(batch,)) for batch in jobs]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(120)
-        assert errors == []
+        send_all_at_once(jobs, send)
         assert all(_database_sockets(pid, port) > 0 for pid in workers), \
             "both processes served credits"
-        assert web.reg.count("credit_entries") == clients * per_client  # each ride once
-        sent: dict = {}
-        for batch in jobs:
-            for r in batch:
-                key = (r["account"], r["boarded"][:10])
-                sent[key] = sent.get(key, 0) + int(r["distance"].split()[0]) * KM_MG
-        with web.reg.db.engine.connect() as c:
-            rows = c.execute(sa.text("SELECT account, activity_time, reduction_mg "
-                                     "FROM credit_entries")).all()
-        named = platform_of(web, web.reg.integrator)
-        got: dict = {}
-        for account, when, mg in rows:  # the day of the cap: Shanghai's (UTC+8)
-            key = (named[account], (when + dt.timedelta(hours=8)).date().isoformat())
-            got[key] = got.get(key, 0) + mg
-        assert got == {key: min(CAP_MG, total) for key, total in sent.items()}
-        assert any(total > CAP_MG for total in sent.values())  # the cap was reached
+        assert_each_ride_once_and_caps_held(web, jobs)
 
         # a worker killed with -9 is replaced, and the server keeps answering
         killed = sorted(workers)[0]
