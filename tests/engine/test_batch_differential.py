@@ -588,6 +588,13 @@ def test_a_parquet_file_streamed_or_spilled_with_the_whole_files_duplicate_ids(n
     check()
 
 
+def _capped_shenzhen():
+    """The Shenzhen rides with a 2 kg daily cap, as bench/bench_eval.py's capped case runs
+    them (some rides rejected, some capped)."""
+    source = (ROOT / "methodologies" / "shenzhen-public-transit.tanpu").read_text(encoding="utf-8")
+    return _compile(source + "\ncap reduction at 2 kg per account per day\n")
+
+
 @pytest.mark.parametrize("name", ["shenzhen", "caps", "counters"])
 def test_a_spilled_parquet_files_uncredited_records_are_judged_as_their_run_is_spilled(name, tmp_path_factory):
     """With a Parquet file's repeated ids known and no counters, the records the formulas
@@ -598,11 +605,7 @@ def test_a_spilled_parquet_files_uncredited_records_are_judged_as_their_run_is_s
     Shenzhen rides with a daily cap, as bench/bench_eval.py runs them, reject some)."""
     from engine.batch.store import DiskStore
 
-    if name == "shenzhen":
-        source = (ROOT / "methodologies" / "shenzhen-public-transit.tanpu").read_text(encoding="utf-8")
-        methodology = _compile(source + "\ncap reduction at 2 kg per account per day\n")
-    else:
-        methodology = _synthetic(name)
+    methodology = _capped_shenzhen() if name == "shenzhen" else _synthetic(name)
     probe = BatchEngine(methodology)
     store = DiskStore(probe, 2, tmp_path_factory.mktemp("probe"), duplicates=np.zeros(0, dtype=np.int64))
     try:
@@ -637,11 +640,7 @@ def test_the_memory_store_fills_its_arrays_as_the_concatenated_parts(name):
     (BatchEngine.finish), and the scalar path's."""
     from engine.batch.store import MemoryStore
 
-    if name == "shenzhen":
-        source = (ROOT / "methodologies" / "shenzhen-public-transit.tanpu").read_text(encoding="utf-8")
-        methodology = _compile(source + "\ncap reduction at 2 kg per account per day\n")
-    else:
-        methodology = _synthetic(name)
+    methodology = _capped_shenzhen() if name == "shenzhen" else _synthetic(name)
     scalar = Engine(methodology)
 
     @_settings(10)
