@@ -26,7 +26,7 @@ from dsl.types import Kind
 from ..records import Schema
 from ..result import COLUMNS, MethodologyRef, Result
 from ..scalar import ScalarProgram
-from . import history
+from . import carried, history
 from .ingest import Ingested, ReadDatetimes, ingest_frame, raw_frame, text_series
 from .kernel import Kernels
 from .native_text import NativeText
@@ -60,6 +60,9 @@ class BatchEngine:
 
     threads = min(4, os.cpu_count() or 1)  # chunks evaluated at once
     hash_rows = HASH_ROWS  # duplicate_rows: ids hashed in memory at most
+    # evaluate_file's carried runs (carried.CarriedRun) are appended here when it is a
+    # list: how a file was read (tests)
+    carried_runs: Optional[list] = None
 
     def __init__(self, methodology: ir.Methodology, chunk_rows: int = CHUNK_ROWS,
                  kernels: Optional[Callable[[str], Any]] = None):
@@ -350,15 +353,23 @@ class BatchEngine:
         written under a temporary name), it lets a per-record methodology's Parquet file be
         read once instead of twice (_per_record_once): the results are yielded before the
         repeated ids are known, and if some record turns out to be a duplicate, `rewind()`
-        is called and every frame is yielded again, from the first, right this time.
+        is called and every frame is yielded again, from the first, right this time. It
+        also lets a file whose only cross-record rules are overlap rules and caps
+        (`carries`) be judged chunk by chunk when its records come in time order, each
+        account's state carried in memory (carried.py), with no store: if the order breaks
+        after some frames were yielded, `rewind()` and the file is evaluated as before.
         """
         from pathlib import Path
 
         from ..recordfiles import estimate_rows, format_of, open_chunks, with_partitions
         path = Path(path)
-        chunks = open_chunks(path, self.chunk_rows)
-        if partitions:
-            chunks.frames = ((with_partitions(frame, partitions), row) for frame, row in chunks.frames)
+
+        def opened():
+            chunks = open_chunks(path, self.chunk_rows)
+            if partitions:
+                chunks.frames = ((with_partitions(frame, partitions), row) for frame, row in chunks.frames)
+            return chunks
+        chunks = opened()
         units = dict(chunks.column_units)
         units.update(column_units or {})
         if self.histories:  # windows reach across chunks: the file is read whole, then evaluated
@@ -387,6 +398,20 @@ class BatchEngine:
                         progress(chunks.position(), chunks.size)
                     yield results
                 return
+        parts = None  # the parts already evaluated when a carried run handed them on
+        if rewind is not None and self.carries:
+            first = [chunks]
+
+            def again():
+                return first.pop() if first else opened()
+            stands, parts = yield from carried.stream(self, again, path, units, partitions, memory_rows,
+                                                      progress, rewind, self.carried_runs)
+            if stands:
+                return
+            if parts is None:
+                chunks = opened()
+        if parts is None:
+            parts = self.per_record_chunks(chunks.frames, units)
         expected = estimate_rows(path)
         if expected > memory_rows:
             # a Parquet file's repeated ids found from its id column: only the account
@@ -400,7 +425,7 @@ class BatchEngine:
         else:
             store = MemoryStore(self, expected)
         try:
-            for part in self.per_record_chunks(chunks.frames, units):
+            for part in parts:
                 store.add(part)
                 if progress is not None:
                     progress(chunks.position(), chunks.size)
@@ -409,6 +434,13 @@ class BatchEngine:
             store.close()
 
     # ------------------------------------------------------------ per record, streaming
+    @property
+    def carries(self) -> bool:
+        """Whether a file in time order can be judged chunk by chunk with each account's
+        state carried (carried.py): overlap rules and caps only (Rules.carries), and a C
+        compiler for the account table (the chunk's canonical order needs it too)."""
+        return not self.histories and self.rules.carries and self.rules.native is not None
+
     @property
     def per_record_only(self) -> bool:
         """Whether the only rule that reads other records is the duplicate-id check (no

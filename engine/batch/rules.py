@@ -187,10 +187,7 @@ class Rules:
             if duplicate_ids is None:
                 duplicate_ids = find_duplicate_ids(batch.ids, batch.accounts, batch.time, batch.rows,
                                                    batch.reason != Reasons.INVALID)
-            if duplicate_ids.size:
-                batch.reason[duplicate_ids] = self.duplicate_id
-                batch.reduction_mg[duplicate_ids] = 0
-                batch.points[duplicate_ids] = 0
+            self.mark_duplicate_ids(batch, duplicate_ids)
             if not self.m.has_record_rules:
                 return
             if state is not None and self.stateful:
@@ -219,6 +216,46 @@ class Rules:
             # partitions hold disjoint accounts, so they write disjoint rows; NumPy's
             # sorts release the GIL, so partitions in threads use every core
             list(_partition_pool().map(one, range(parts)))
+
+    def mark_duplicate_ids(self, batch: Batch, positions: np.ndarray) -> None:
+        """The records at `positions` (an earlier record has their id) as DUPLICATE_ID:
+        nothing credited, and no other rule counts them."""
+        if positions.size:
+            batch.reason[positions] = self.duplicate_id
+            batch.reduction_mg[positions] = 0
+            batch.points[positions] = 0
+
+    # ------------------------------------------------------------ carried chunk by chunk
+    @property
+    def carries(self) -> bool:
+        """Whether what the rules remember of an account between chunks is a few numbers
+        (carried.Carried: the latest accepted end per overlap rule, the current period's
+        total per cap): overlap rules and caps only. Duplicate keys and near duplicates
+        remember every key, windows a list of times, counters and rewards are Counting's:
+        a methodology with any of them is judged whole."""
+        m = self.m
+        return bool(m.overlaps or m.caps) and not (
+            m.duplicates or m.flags or m.bonuses or m.near_duplicates or m.histories
+            or self.counting.active)
+
+    def judge_carried(self, batch: Batch, pos: np.ndarray, account: np.ndarray, time: np.ndarray,
+                      carried) -> None:
+        """The overlap rules and caps (`carries`) of one chunk's credited records, `pos`
+        in canonical order, `account` their accounts' lasting codes and `time` their
+        times along it, after what `carried` (carried.Carried) remembers of each
+        account's records in the chunks before, which is left updated: a file whose
+        accounts' records come chunk after chunk in canonical order is judged as whole.
+        NotInOrder when this chunk cannot be judged so (a cap's period that goes back),
+        and then `carried` is not to be used again."""
+        if pos.size == 0:
+            return
+        starts = np.flatnonzero(np.r_[True, account[1:] != account[:-1]])
+        accepted = self._keys_and_overlaps(batch, pos, account, starts, carried)
+        pos, account, time = pos[accepted], account[accepted], time[accepted]
+        if pos.size == 0:
+            return
+        for index, cap in enumerate(self.m.caps):
+            self._cap(batch, pos, account, time, cap, self.capped[index], index, carried=carried)
 
     # ------------------------------------------------------------ with a prior state
     def _with_state(self, batch: Batch, state: dict) -> None:
@@ -314,7 +351,7 @@ class Rules:
             self._cap(batch, pos, account, time, cap, self.capped[index], index, state)
 
     # ------------------------------------------------------------ duplicates, overlaps
-    def _keys_and_overlaps(self, batch, pos, account, starts) -> np.ndarray:
+    def _keys_and_overlaps(self, batch, pos, account, starts, carried=None) -> np.ndarray:
         """Which records the duplicate and overlap rules accept (rejecting the others).
 
         Whether a record is accepted depends only on the accepted records before it in its
@@ -322,7 +359,9 @@ class Rules:
         records whose keys no earlier record of A had and that start at or after every
         earlier end in A. F is computed on arrays and iterated from A = everything; the
         few accounts still changing after a number of rounds are replayed one record at a
-        time.
+        time. With `carried` (judge_carried; overlap rules only), each account starts
+        from the latest end it remembers, as if its earlier accepted records came first,
+        and the latest end is left updated.
         """
         m = self.m
         n = pos.size
@@ -333,10 +372,17 @@ class Rules:
         lengths = np.diff(np.r_[starts, n])
         keys = [self._key_groups(batch, pos, account, rule) for rule in m.duplicates]
         bounds = []
-        for rule in m.overlaps:
+        for r, rule in enumerate(m.overlaps):
             start = np.asarray(_take(_value_column(batch, rule.start), pos), dtype=np.int64)
             end = np.asarray(_take(_value_column(batch, rule.end), pos), dtype=np.int64)
-            bounds.append((start, end, int(end.min())))
+            low = int(end.min())
+            prior = None
+            if carried is not None:  # (whether any was accepted before, its latest end) per account
+                had, latest = carried.overlap_prior(r, account[starts])
+                if had.any():
+                    low = min(low, int(latest[had].min()))
+                prior = (had, np.where(had, latest, low))
+            bounds.append((start, end, low, prior))
 
         def rejections(accepted):
             """Per rule, the records it rejects given that `accepted` are accepted."""
@@ -351,12 +397,17 @@ class Rules:
             if bounds:
                 counts = np.cumsum(accepted.astype(np.int64)) - accepted
                 earlier = counts - np.repeat(counts[starts], lengths)
-            for start, end, low in bounds:
+            for start, end, low, prior in bounds:
                 latest = segmented_cummax(np.where(accepted, end, low), starts)
                 previous = np.empty(n, dtype=np.int64)
                 previous[1:] = latest[:-1]
                 previous[segment_start] = low
-                out.append((earlier > 0) & (start < previous))
+                before = earlier > 0
+                if prior is not None:  # the account's earlier chunks count as earlier records
+                    had, ends = prior
+                    previous = np.maximum(previous, np.repeat(ends, lengths))
+                    before |= np.repeat(had, lengths)
+                out.append(before & (start < previous))
             return out
 
         accepted = np.ones(n, dtype=bool)
@@ -374,8 +425,15 @@ class Rules:
                 lo = int(starts[s])
                 hi = int(starts[s + 1]) if s + 1 < starts.size else n
                 accepted[lo:hi] = True
-                self._replay(batch, pos, lo, hi, accepted)
+                latest = [int(prior[1][s]) if prior is not None and prior[0][s] else None
+                          for _, _, _, prior in bounds]
+                self._replay(batch, pos, lo, hi, accepted, latest)
             rejected = rejections(accepted)
+        if carried is not None:  # each account's latest accepted end, for its next chunk
+            took = np.logical_or.reduceat(accepted, starts)
+            for r, (_, end, low, (had, ends)) in enumerate(bounds):
+                reached = np.maximum(np.maximum.reduceat(np.where(accepted, end, low), starts), ends)
+                carried.keep_overlap(r, account[starts][took], reached[took])
         # the reason: the first rule (duplicates, then overlaps, in source order) that rejects
         codes = self.duplicate + self.overlap
         reason = np.zeros(n, dtype=np.int32)
@@ -410,7 +468,9 @@ class Rules:
                                  .fill_null(True)).to_series().to_numpy()
         return order, np.flatnonzero(changed)
 
-    def _replay(self, batch, pos, lo, hi, accepted):
+    def _replay(self, batch, pos, lo, hi, accepted, latest=None):
+        """One account's records pos[lo:hi] judged one at a time; `latest`: each overlap
+        rule's latest end accepted before them (None: none)."""
         m = self.m
         where = pos[lo:hi]
         keys = [list(zip(*[_python_values(_value_column(batch, k), where) for k in rule.keys]))
@@ -418,7 +478,7 @@ class Rules:
         bounds = [(_python_values(_value_column(batch, o.start), where),
                    _python_values(_value_column(batch, o.end), where)) for o in m.overlaps]
         seen = [set() for _ in m.duplicates]
-        latest = [None for _ in m.overlaps]
+        latest = list(latest) if latest is not None else [None for _ in m.overlaps]
         for i in range(hi - lo):
             rejected = False
             for r, rule in enumerate(m.duplicates):
@@ -461,11 +521,14 @@ class Rules:
 
     # ------------------------------------------------------------ caps
     def _cap(self, batch, pos, account, time, cap: ir.Cap, reason: int, index: int = 0,
-             state: Optional[dict] = None):
+             state: Optional[dict] = None, carried=None):
         """One cap over the accepted records (canonical order). With `state`, each
         (account, period) starts from the total its account's state holds for the cap and
         the total is left updated (what was credited under it, a negative amount counting
-        as nothing), as engine/cross_record.py does."""
+        as nothing), as engine/cross_record.py does. With `carried` (judge_carried: the
+        accounts' lasting codes in `account`), likewise from the total of the account's
+        latest period, which is all it keeps: a period before it (a local clock gone back
+        across midnight) raises NotInOrder, as does one going back within the chunk."""
         zone = zone_table(cap.timezone)
         period = period_index(zone.local_day(time), cap.period)
         target = batch.reduction_mg if cap.target == "reduction" else batch.points
@@ -477,6 +540,8 @@ class Rules:
             order = np.arange(pos.size)
             new = np.r_[True, account_change | (period[1:] != period[:-1])]
         else:
+            if carried is not None:
+                raise NotInOrder("a cap's period goes back within an account")
             order = np.lexsort((np.arange(pos.size), period, account))
             g_account, g_period = account[order], period[order]
             new = np.r_[True, (g_account[1:] != g_account[:-1]) | (g_period[1:] != g_period[:-1])]
@@ -500,6 +565,9 @@ class Rules:
             states = [state.setdefault(a, AccountState.empty(self.m)) for a in texts]
             stored = np.array([s.caps[index].get(p, 0) for s, p in zip(states, periods)], dtype=np.int64)
             within = within + np.repeat(stored, np.diff(np.r_[starts, v.size]))
+        elif carried is not None:  # the groups in canonical order (order is the identity)
+            stored = carried.cap_prior(index, account[starts], period[starts])
+            within = within + np.repeat(stored, np.diff(np.r_[starts, v.size]))
         before = within - v
         limit = cap.limit
         allowed = np.minimum(within, limit) - np.minimum(before, limit)
@@ -515,8 +583,13 @@ class Rules:
                     used += a  # a negative amount counts as nothing (cross_record.py)
         if stored is not None:  # what each (account, period) credited under the cap
             added = np.add.reduceat(np.maximum(allowed, 0), starts) if starts.size else stored
-            for s, p, total in zip(states, periods, (stored + added).tolist()):
-                s.caps[index][p] = total
+            if carried is not None:  # each account's last group is its latest period
+                heads = account[starts]
+                last = np.r_[heads[1:] != heads[:-1], True]
+                carried.keep_cap(index, heads[last], period[starts][last], (stored + added)[last])
+            else:
+                for s, p, total in zip(states, periods, (stored + added).tolist()):
+                    s.caps[index][p] = total
         capped_sorted = allowed < v
         if not capped_sorted.any():
             return
@@ -934,6 +1007,11 @@ def _packed_sort(keys: np.ndarray) -> tuple[np.ndarray, int, int]:
 
 class HashCollision(Exception):
     """Two accounts (or ids) with the same 64-bit hash: the caller sorts by the text."""
+
+
+class NotInOrder(Exception):
+    """Records that a state carried from chunk to chunk cannot judge as the whole file
+    would be judged (Rules.judge_carried, carried.py): the caller judges the file whole."""
 
 
 def find_duplicate_ids(ids: pl.Series, accounts: pl.Series, time: np.ndarray, rows: np.ndarray,

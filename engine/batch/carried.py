@@ -1,0 +1,468 @@
+"""A time-ordered file judged chunk by chunk, each account's rule state carried in arrays.
+
+A day's feed usually comes in time order. When every account's records come chunk after
+chunk in canonical order (account, time, id, row), the cross-record rules can judge each
+chunk after what the chunks before left of each account, the "prior state in, new state
+out" model of the ledger (engine/state.py), instead of keeping every record for the end
+(store.py: in memory, or spilled to disk partitioned by account). For overlap rules and
+caps (Rules.carries) that state is a few numbers an account, held in NumPy arrays indexed
+by a lasting account code (`Carried`):
+
+- per overlap rule, the latest end of the account's accepted records (none: NO_END);
+- per cap, the account's latest period and what it credited in it.
+
+Memory grows with the accounts, not the records: about 60 bytes an account with one cap
+and one overlap rule (AccountIndex's table and hashes, the arrays; grown by half).
+
+The conditions, each checked, and what happens when one fails (`stream`: the frames
+already given are taken back by the caller's `rewind` and the file is evaluated as
+before, BatchEngine.evaluate_file):
+- order: no record the rules judge (credited by the formulas) has a time before the
+  latest such time of an earlier chunk (`TimeOrder`); records of one account at that very
+  time in two chunks are in canonical order only when the later chunk's ids do not sort
+  before the earlier's (their rows always come later), which is checked on those records;
+- a cap's period never goes back within an account (a clock set back across midnight in
+  a zone with daylight saving time): Rules._cap raises NotInOrder;
+- two accounts with one 64-bit hash (AccountIndex, or the chunk's own canonical order):
+  HashCollision;
+- repeated ids: hashed as the chunks come (hashes.RepeatedHashes, as BatchEngine's
+  `_per_record_once`); when some record turns out to be a duplicate, a Parquet file is
+  streamed again with the repeated rows known (BatchEngine.duplicate_rows), another file
+  is evaluated as before.
+
+Why a hash table of our own (AccountIndex, C) rather than Polars' categoricals (a lasting
+string -> u32 mapping, `pl.Categorical(pl.Categories(name))`): casting a 262k-row chunk of
+accounts took 73 ms with 5M accounts known and 180-310 ms with 10-20M (Polars 2.1, load
+4), about 1 µs a record, where the whole per-record evaluation costs about 0.17 µs; and
+20M accounts held 2.2 GB. The table here looks up each chunk's accounts (their two 64-bit
+hashes, which Polars makes in about 1 ms a chunk) in a few ms, in about 28 bytes an
+account (docs/engine.md, "Time-ordered files").
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Optional
+
+import numpy as np
+import polars as pl
+
+from .hashes import RepeatedHashes
+from .rules import HashCollision, NotInOrder, account_hashes, canonical
+from .values import Reasons
+
+NO_END = np.iinfo(np.int64).min  # no accepted record yet (a date or datetime is never this)
+NO_PERIOD = np.iinfo(np.int64).min
+
+# A lasting account -> code table: open addressing on the first hash (linear probing, at
+# most half full), each slot the code + 1 (0: empty), each code's two hashes beside it to
+# tell two accounts apart (a shared first hash with another second hash: -1).
+INDEX_SOURCE = r"""
+#include <stdint.h>
+#define AHEAD 16  /* lookups ahead whose slots are prefetched (their hashes AHEAD / 2 later) */
+static inline uint64_t place(uint64_t h, int bits) {
+    return (h * 0x9E3779B97F4A7C15ULL) >> (64 - bits);
+}
+/* a[0] h1, a[1] h2 (uint64 n): the accounts; out a[2] code (int64 n); a[3] slots (uint32
+   2**bits); a[4] the hashes by code (uint64 2 * capacity: h1, h2); a[5] int64[3]: in [0]
+   bits, [1] count; out [1] the new count, [2] -1 when two accounts share h1, else 0.
+   The caller leaves room: count + n codes, and count + n <= 2**bits / 2. */
+void tanpu_account_codes(int64_t n, void **a) {
+    const uint64_t *h1 = (const uint64_t *)a[0], *h2 = (const uint64_t *)a[1];
+    int64_t *code = (int64_t *)a[2];
+    uint32_t *slot = (uint32_t *)a[3];
+    uint64_t *hashes = (uint64_t *)a[4];
+    int64_t *io = (int64_t *)a[5];
+    const int bits = (int)io[0];
+    const uint64_t mask = ((uint64_t)1 << bits) - 1;
+    int64_t count = io[1];
+    io[2] = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (i + AHEAD < n) __builtin_prefetch(&slot[place(h1[i + AHEAD], bits)]);
+        if (i + AHEAD / 2 < n) {
+            uint32_t ahead = slot[place(h1[i + AHEAD / 2], bits)];
+            if (ahead) __builtin_prefetch(&hashes[2 * (uint64_t)(ahead - 1)]);
+        }
+        uint64_t h = h1[i], s = place(h, bits);
+        for (;;) {
+            uint32_t c = slot[s];
+            if (!c) {
+                slot[s] = (uint32_t)(count + 1);
+                hashes[2 * count] = h;
+                hashes[2 * count + 1] = h2[i];
+                code[i] = count++;
+                break;
+            }
+            if (hashes[2 * (uint64_t)(c - 1)] == h) {
+                if (hashes[2 * (uint64_t)(c - 1) + 1] != h2[i]) { io[2] = -1; io[1] = count; return; }
+                code[i] = c - 1;
+                break;
+            }
+            s = (s + 1) & mask;
+        }
+    }
+    io[1] = count;
+}
+/* a[0] slots (uint32 2**bits, zeroed); a[1] the hashes by code (uint64 2 * n); a[2] int64[1]:
+   bits. Every code placed again (the table grown). */
+void tanpu_account_rehash(int64_t n, void **a) {
+    uint32_t *slot = (uint32_t *)a[0];
+    const uint64_t *hashes = (const uint64_t *)a[1];
+    const int bits = (int)((int64_t *)a[2])[0];
+    const uint64_t mask = ((uint64_t)1 << bits) - 1;
+    for (int64_t c = 0; c < n; c++) {
+        uint64_t s = place(hashes[2 * c], bits);
+        while (slot[s]) s = (s + 1) & mask;
+        slot[s] = (uint32_t)(c + 1);
+    }
+}
+"""
+
+_LIBRARIES: dict = {}
+_LOCK = threading.Lock()
+
+
+def _functions(build) -> Optional[tuple[Any, Any]]:
+    """The table's two C functions, built once per `build` (None without a compiler)."""
+    with _LOCK:
+        if build not in _LIBRARIES:
+            library = build(INDEX_SOURCE)
+            if library is None:
+                _LIBRARIES[build] = None
+            else:
+                from .kernel import entry
+                _LIBRARIES[build] = (entry(library, "tanpu_account_codes"),
+                                     entry(library, "tanpu_account_rehash"))
+        return _LIBRARIES[build]
+
+
+class AccountIndex:
+    """Accounts (two independently seeded 64-bit hashes of the text, rules.account_hashes)
+    -> codes 0, 1, 2, ... in order of first sight, lasting from chunk to chunk."""
+
+    def __init__(self, functions, capacity: int = 1 << 16):
+        self.codes_of, self.rehash = functions
+        self.count = 0
+        self.bits = max(4, (2 * capacity - 1).bit_length())
+        self.slots = np.zeros(1 << self.bits, dtype=np.uint32)
+        self.hashes = np.zeros(2 * capacity, dtype=np.uint64)
+
+    @property
+    def capacity(self) -> int:
+        return self.hashes.size // 2
+
+    def codes(self, h1: np.ndarray, h2: np.ndarray) -> np.ndarray:
+        """The codes of these accounts (new ones given the next codes); HashCollision when
+        two accounts share `h1` (their `h2` differ)."""
+        n = h1.size
+        need = self.count + n
+        if need > self.capacity:
+            grown = np.zeros(2 * max(need, self.capacity * 3 // 2), dtype=np.uint64)
+            grown[:2 * self.count] = self.hashes[:2 * self.count]
+            self.hashes = grown
+        if 2 * need > self.slots.size:
+            bits = self.bits
+            while 2 * need > 1 << bits:
+                bits += 1
+            self.bits = bits
+            self.slots = np.zeros(1 << bits, dtype=np.uint32)
+            io = np.array([bits], dtype=np.int64)
+            self.rehash(self.count, (ctypes.c_void_p * 3)(self.slots.ctypes.data, self.hashes.ctypes.data,
+                                                         io.ctypes.data))
+        h1 = np.ascontiguousarray(h1, dtype=np.uint64)
+        h2 = np.ascontiguousarray(h2, dtype=np.uint64)
+        out = np.empty(n, dtype=np.int64)
+        io = np.array([self.bits, self.count, 0], dtype=np.int64)
+        self.codes_of(n, (ctypes.c_void_p * 6)(h1.ctypes.data, h2.ctypes.data, out.ctypes.data,
+                                                self.slots.ctypes.data, self.hashes.ctypes.data, io.ctypes.data))
+        self.count = int(io[1])
+        if io[2] < 0:
+            raise HashCollision()
+        return out
+
+
+class Carried:
+    """What the overlap rules and caps (Rules.carries) remember of every account so far,
+    as arrays indexed by its AccountIndex code; Rules.judge_carried reads and updates it."""
+
+    def __init__(self, rules, functions):
+        self.index = AccountIndex(functions)
+        size = self.index.capacity
+        self.ends = [np.full(size, NO_END, dtype=np.int64) for _ in rules.m.overlaps]
+        self.periods = [np.full(size, NO_PERIOD, dtype=np.int64) for _ in rules.m.caps]
+        self.totals = [np.zeros(size, dtype=np.int64) for _ in rules.m.caps]
+
+    def codes(self, h1: np.ndarray, h2: np.ndarray) -> np.ndarray:
+        codes = self.index.codes(h1, h2)
+        size = self.index.capacity
+        if self.ends and self.ends[0].size < size or self.periods and self.periods[0].size < size:
+            self.ends = [_grown(a, size, NO_END) for a in self.ends]
+            self.periods = [_grown(a, size, NO_PERIOD) for a in self.periods]
+            self.totals = [_grown(a, size, 0) for a in self.totals]
+        return codes
+
+    def overlap_prior(self, rule: int, accounts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(whether any record was accepted, the latest end) of each account, for rule `rule`."""
+        ends = self.ends[rule][accounts]
+        return ends != NO_END, ends
+
+    def keep_overlap(self, rule: int, accounts: np.ndarray, ends: np.ndarray) -> None:
+        self.ends[rule][accounts] = ends
+
+    def cap_prior(self, cap: int, accounts: np.ndarray, periods: np.ndarray) -> np.ndarray:
+        """What each (account, period) credited under cap `cap` before (accounts distinct
+        or in increasing periods); NotInOrder for a period before the account's latest."""
+        latest = self.periods[cap][accounts]
+        if (periods < latest).any():
+            raise NotInOrder("a cap's period before the account's latest")
+        return np.where(periods == latest, self.totals[cap][accounts], 0)
+
+    def keep_cap(self, cap: int, accounts: np.ndarray, periods: np.ndarray, totals: np.ndarray) -> None:
+        """Each account's latest period and its total (accounts distinct)."""
+        self.periods[cap][accounts] = periods
+        self.totals[cap][accounts] = totals
+
+
+def _grown(array: np.ndarray, size: int, fill) -> np.ndarray:
+    grown = np.full(size, fill, dtype=array.dtype)
+    grown[:array.size] = array
+    return grown
+
+
+@dataclass
+class _Edges:
+    """A chunk's judged records at its earliest and its latest time: the least id of
+    each account at the earliest, the greatest at the latest (TimeOrder)."""
+
+    first: int
+    last: int
+    first_ids: pl.DataFrame  # account, id
+    last_ids: pl.DataFrame
+
+
+def edges_of(batch, positions: np.ndarray, time: np.ndarray) -> Optional[_Edges]:
+    """The _Edges of the records at `positions` (their times `time`); None when none."""
+    if positions.size == 0:
+        return None
+    first, last = int(time.min()), int(time.max())
+
+    def ids_at(t: int, least: bool) -> pl.DataFrame:
+        at = positions[time == t]
+        frame = pl.DataFrame({"account": batch.accounts.gather(at), "id": batch.ids.gather(at)})
+        return frame.group_by("account").agg(pl.col("id").min() if least else pl.col("id").max())
+    return _Edges(first, last, ids_at(first, True), ids_at(last, False))
+
+
+class TimeOrder:
+    """Whether the judged records of the chunks so far come in canonical order per
+    account: each chunk's earliest time at or after the latest time before it, and at that
+    very time no account's id in the later chunk before its id in an earlier one."""
+
+    def __init__(self):
+        self.latest: Optional[int] = None
+        self.tail: Optional[pl.DataFrame] = None  # the greatest id per account at `latest`
+
+    def check(self, edges: Optional[_Edges]) -> None:
+        """Takes the chunk's edges in; NotInOrder when its records break the order."""
+        if edges is None:
+            return
+        if self.latest is not None:
+            if edges.first < self.latest:
+                raise NotInOrder("a record before a record of an earlier chunk")
+            if edges.first == self.latest:
+                both = edges.first_ids.join(self.tail, on="account", suffix="_before")
+                if both.height and (both.get_column("id") < both.get_column("id_before")).any():
+                    raise NotInOrder("an id that sorts before one of an earlier chunk at the same time")
+        if self.latest is None or edges.last > self.latest:
+            self.latest, self.tail = edges.last, edges.last_ids
+        else:  # the whole chunk at the latest time: the greatest ids of both
+            self.tail = pl.concat([self.tail, edges.last_ids]).group_by("account").agg(pl.col("id").max())
+
+
+@dataclass
+class _Prepared:
+    """A chunk evaluated record by record and made ready for the carried rules in its
+    thread: all that does not depend on the chunks before it."""
+
+    part: Any
+    batch: Any
+    pos: np.ndarray            # the credited records, canonical order
+    time: np.ndarray           # their times along it
+    lengths: np.ndarray        # each account's records along it
+    h1: np.ndarray             # each account's hashes, in that order
+    h2: np.ndarray
+    edges: Optional[_Edges]
+    hashed: Any                # the chunk's id hashes for RepeatedHashes (None: known)
+    collision: bool = False    # two of the chunk's accounts share a hash
+
+
+def _prepare(engine, part, duplicates: Optional[np.ndarray], hashes: Optional[RepeatedHashes],
+             copy: bool = False) -> _Prepared:
+    """`copy`: the rules write into a copy of the part's outcomes (the part may go on to
+    the store as it is); else into the part's own."""
+    rules = engine.rules
+    batch = engine.batch_of(part, copy=copy)
+    hashed = None
+    if duplicates is None:
+        hashed = hashes.prepare(part.ids.hash().to_numpy())
+    elif part.n and duplicates.size:
+        lo, hi = np.searchsorted(duplicates, (part.rows[0], part.rows[-1] + 1))
+        rules.mark_duplicate_ids(batch, duplicates[lo:hi] - part.rows[0])
+    credited = np.flatnonzero(batch.reason == Reasons.CREDITED)
+    empty = np.zeros(0, dtype=np.int64)
+    if credited.size == 0:
+        return _Prepared(part, batch, empty, empty, empty, empty, empty, None, hashed)
+    h1, h2 = account_hashes(batch.accounts, credited)
+    try:
+        order, code, time = canonical(batch, credited, h1, h2, rules.native)
+    except HashCollision:
+        return _Prepared(part, batch, empty, empty, empty, empty, empty, None, hashed, collision=True)
+    starts = np.flatnonzero(np.r_[True, code[1:] != code[:-1]])
+    heads = order[starts]
+    return _Prepared(part, batch, credited[order], time, np.diff(np.r_[starts, order.size]),
+                     h1[heads], h2[heads], edges_of(batch, credited, batch.time[credited]), hashed)
+
+
+STANDS, AGAIN, BROKEN = "stands", "again", "broken"
+# the first chunks' frames are held back until this many chunks were judged: a file out of
+# time order is usually seen to be at the first chunk boundary, and its parts, not judged
+# yet, then go on to the store as they are (nothing was given out: nothing is read again)
+HOLD_CHUNKS = 4
+
+
+class CarriedRun:
+    """One reading of a file's chunks, judged with the state carried (`frames`).
+
+    `taken`: chunks judged so far; `yielded`: frames given out (which the caller takes
+    back if the run does not stand); `parts`, after a BROKEN return with nothing given
+    out: the parts of the file's chunks as per-record evaluation left them, an iterator
+    to hand on to the store (store.py); `why`: what broke the order."""
+
+    def __init__(self, engine, functions, expected_rows: int, duplicates: Optional[np.ndarray]):
+        self.engine = engine
+        self.duplicates = duplicates
+        self.carried = Carried(engine.rules, functions)
+        self.order = TimeOrder()
+        self.hashes = RepeatedHashes(expected_rows, engine.hash_rows) if duplicates is None else None
+        self.taken = 0
+        self.yielded = 0
+        self.parts: Optional[Iterator] = None
+        self.broken = False
+        self.why = ""
+
+    def frames(self, chunks, units, progress: Optional[Callable] = None):
+        """Generator of the result frames; returns STANDS, AGAIN (some hash of an id is
+        repeated: the repeated rows must be found, and the file read again) or BROKEN
+        (the records are not in an order this run can judge)."""
+        engine = self.engine
+        copied: set = set()  # the first rows of the chunks that may go on to the store
+
+        def numbered():
+            for k, (frame, first_row) in enumerate(chunks.frames):
+                if k <= HOLD_CHUNKS:
+                    copied.add(first_row)
+                yield frame, first_row
+
+        def work(frame, units, first_row):
+            part = engine.per_record(frame, units, first_row)
+            if self.broken:  # on to the store as it is
+                return part
+            # a part that may go on to the store is judged in a copy of its outcomes
+            return _prepare(engine, part, self.duplicates, self.hashes, copy=first_row in copied)
+        stream = engine.per_record_chunks(numbered(), units, work)
+        held: list = []
+        handed_on = False
+        try:
+            for prepared in stream:
+                try:
+                    results = self._judged(prepared)
+                except (NotInOrder, HashCollision) as error:
+                    self.why = type(error).__name__ + (f": {error}" if str(error) else "")
+                    self.broken = True
+                    if not self.yielded:  # nothing given out: the parts go on to the store
+                        before = [p.part for _, p in held] + [prepared.part]
+                        self.parts = _parts(before, stream)
+                        handed_on = True
+                    return BROKEN
+                if self.hashes is not None:
+                    self.hashes.add(prepared.hashed)
+                self.taken += 1
+                if progress is not None:
+                    progress(chunks.position(), chunks.size)
+                if self.taken <= HOLD_CHUNKS:
+                    held.append((results, prepared))
+                    continue
+                for frame, _ in held:
+                    self.yielded += 1
+                    yield frame
+                held = []
+                self.yielded += 1
+                yield results
+            for frame, _ in held:
+                self.yielded += 1
+                yield frame
+            if self.hashes is not None and self.hashes.repeated().size:
+                return AGAIN
+            return STANDS
+        finally:
+            if not handed_on:
+                stream.close()
+            if self.hashes is not None:
+                self.hashes.close()
+
+    def _judged(self, prepared: _Prepared) -> pl.DataFrame:
+        if prepared.collision:
+            raise HashCollision()
+        self.order.check(prepared.edges)
+        engine = self.engine
+        if prepared.pos.size:
+            codes = self.carried.codes(prepared.h1, prepared.h2)
+            account = np.repeat(codes, prepared.lengths)
+            engine.rules.judge_carried(prepared.batch, prepared.pos, account, prepared.time, self.carried)
+        return engine.results(prepared.part, prepared.batch)
+
+
+def _parts(before: list, stream) -> Iterator:
+    """The parts judged or made ready so far, then those still to come (a chunk in flight
+    when the order broke may come prepared: its part was not judged)."""
+    yield from before
+    try:
+        for got in stream:
+            yield got.part if isinstance(got, _Prepared) else got
+    finally:
+        stream.close()
+
+
+def stream(engine, open_chunks: Callable[[], Any], path, units, partitions, memory_rows: int,
+           progress, rewind: Callable[[], None], runs: Optional[list] = None):
+    """Generator: a file whose methodology `engine.carries` judged chunk by chunk with the
+    state carried (module docstring). Returns (whether the frames given stand, the parts
+    to hand on to the store when the order broke before any frame was given: None when the
+    file is to be read again). When the frames do not stand, `rewind()` was called if
+    any was given, and the caller evaluates the file as before. `runs`: each CarriedRun
+    made is appended (tests look at them)."""
+    from ..recordfiles import estimate_rows, format_of
+
+    functions = _functions(engine.rules.native.build) if engine.rules.native is not None else None
+    if functions is None:
+        return False, None
+    duplicates = None
+    while True:
+        run = CarriedRun(engine, functions, estimate_rows(path), duplicates)
+        if runs is not None:
+            runs.append(run)
+        outcome = yield from run.frames(open_chunks(), units, progress)
+        if outcome == STANDS:
+            return True, None
+        if outcome == AGAIN:  # some id hash repeated: the repeated records, if any
+            duplicates = engine.duplicate_rows(path, units, partitions, memory_rows) \
+                if format_of(path) == "parquet" else None
+            if duplicates is not None and duplicates.size == 0:
+                return True, None
+        if run.yielded:
+            rewind()
+        if outcome == AGAIN and duplicates is not None:
+            continue  # read again with the repeated records known: the order held
+        return False, run.parts
