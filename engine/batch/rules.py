@@ -357,16 +357,51 @@ class Rules:
         Whether a record is accepted depends only on the accepted records before it in its
         account, so the acceptance A is the unique fixed point of A = F(A), F giving the
         records whose keys no earlier record of A had and that start at or after every
-        earlier end in A. F is computed on arrays and iterated from A = everything; the
-        few accounts still changing after a number of rounds are replayed one record at a
-        time. With `carried` (judge_carried; overlap rules only), each account starts
-        from the latest end it remembers, as if its earlier accepted records came first,
-        and the latest end is left updated.
+        earlier end in A. F is computed on arrays and iterated from A = everything
+        (`_acceptance`); the few accounts still changing after a number of rounds are
+        replayed one record at a time. With `carried` (judge_carried; overlap rules
+        only), each account starts from the latest end it remembers, as if its earlier
+        accepted records came first, and the latest end is left updated.
         """
         m = self.m
         n = pos.size
         if not (m.duplicates or m.overlaps) or n == 0:
             return np.ones(n, dtype=bool)
+        priors = None
+        if carried is not None:  # (whether any was accepted before, its latest end) per account
+            heads = account[starts]
+            priors = [carried.overlap_prior(r, heads) for r in range(len(m.overlaps))]
+        accepted, rejected = self._acceptance(batch, pos, account, starts, priors)
+        if carried is not None:  # each account's latest accepted end, for its next chunk
+            took = np.logical_or.reduceat(accepted, starts)
+            for r, (rule, (had, ends)) in enumerate(zip(m.overlaps, priors)):
+                end = np.asarray(_take(_value_column(batch, rule.end), pos), dtype=np.int64)
+                low = int(end.min())
+                reached = np.maximum.reduceat(np.where(accepted, end, low), starts)
+                reached = np.where(had, np.maximum(reached, ends), reached)
+                carried.keep_overlap(r, account[starts][took], reached[took])
+        # the reason: the first rule (duplicates, then overlaps, in source order) that rejects
+        codes = self.duplicate + self.overlap
+        reason = np.zeros(n, dtype=np.int32)
+        for index, hit in zip(codes[::-1], rejected[::-1]):
+            reason[hit] = index
+        out = ~accepted
+        at = pos[out]
+        batch.reason[at] = reason[out]
+        batch.reduction_mg[at] = 0
+        batch.points[at] = 0
+        return accepted
+
+    def _acceptance(self, batch, pos, account, starts, priors=None, narrow: bool = True):
+        """(accepted, what each rule rejects) of _keys_and_overlaps; `priors`: per
+        overlap rule (whether any record was accepted before, the latest end) per account.
+
+        F is antitone (fewer accepted records reject fewer), so F(everything) is a subset
+        of the fixed point: an account none of whose records F(everything) rejects is
+        done after one round. With `narrow`, only the other accounts' records are
+        iterated further (most accounts of a chunk have nothing to reject)."""
+        m = self.m
+        n = pos.size
         segment_start = np.zeros(n, dtype=bool)
         segment_start[starts] = True
         lengths = np.diff(np.r_[starts, n])
@@ -377,8 +412,8 @@ class Rules:
             end = np.asarray(_take(_value_column(batch, rule.end), pos), dtype=np.int64)
             low = int(end.min())
             prior = None
-            if carried is not None:  # (whether any was accepted before, its latest end) per account
-                had, latest = carried.overlap_prior(r, account[starts])
+            if priors is not None:
+                had, latest = priors[r]
                 if had.any():
                     low = min(low, int(latest[had].min()))
                 prior = (had, np.where(had, latest, low))
@@ -411,6 +446,23 @@ class Rules:
             return out
 
         accepted = np.ones(n, dtype=bool)
+        if narrow and n > 1:
+            rejected = rejections(accepted)
+            hit = np.logical_or.reduce(rejected)
+            busy = np.logical_or.reduceat(hit, starts)
+            if not busy.any():
+                return accepted, rejected
+            if not busy.all():  # the accounts with some record rejected, on their own
+                chosen = np.repeat(busy, lengths)
+                sub_starts = np.flatnonzero(np.r_[True, account[chosen][1:] != account[chosen][:-1]])
+                sub_priors = None if priors is None else [(had[busy], ends[busy]) for had, ends in priors]
+                got, sub_rejected = self._acceptance(batch, pos[chosen], account[chosen], sub_starts,
+                                                     sub_priors, narrow=False)
+                accepted[chosen] = got
+                for whole, part in zip(rejected, sub_rejected):
+                    whole[:] = False
+                    whole[chosen] = part
+                return accepted, rejected
         for _ in range(self.rounds):
             rejected = rejections(accepted)
             new = ~np.logical_or.reduce(rejected)
@@ -429,22 +481,7 @@ class Rules:
                           for _, _, _, prior in bounds]
                 self._replay(batch, pos, lo, hi, accepted, latest)
             rejected = rejections(accepted)
-        if carried is not None:  # each account's latest accepted end, for its next chunk
-            took = np.logical_or.reduceat(accepted, starts)
-            for r, (_, end, low, (had, ends)) in enumerate(bounds):
-                reached = np.maximum(np.maximum.reduceat(np.where(accepted, end, low), starts), ends)
-                carried.keep_overlap(r, account[starts][took], reached[took])
-        # the reason: the first rule (duplicates, then overlaps, in source order) that rejects
-        codes = self.duplicate + self.overlap
-        reason = np.zeros(n, dtype=np.int32)
-        for index, hit in zip(codes[::-1], rejected[::-1]):
-            reason[hit] = index
-        out = ~accepted
-        at = pos[out]
-        batch.reason[at] = reason[out]
-        batch.reduction_mg[at] = 0
-        batch.points[at] = 0
-        return accepted
+        return accepted, rejected
 
     def _key_groups(self, batch, pos, account, rule):
         """(order, group starts): records sorted by (account, keys, position), and where

@@ -135,7 +135,7 @@ def _agree(methodology, path: Path, chunk_rows: int, memory_rows: int, folder: P
     carried, _ = _read(engine, path, memory_rows=memory_rows, spill_dir=folder / "spill")
     before = list(BatchEngine(methodology, chunk_rows=chunk_rows, kernels=build).evaluate_file(
         path, memory_rows=memory_rows, spill_dir=folder / "spill-before"))
-    assert len(carried) == len(before) == (0 if not expected else len(carried))
+    assert bool(carried) == bool(before) == bool(expected)  # the frames may be cut elsewhere
     if expected:
         assert pl.concat(carried).equals(pl.concat(before))
         assert _keys(to_results(pl.concat(carried))) == expected
