@@ -18,6 +18,7 @@ from typing import Any, Optional
 
 import numpy as np
 from sqlalchemy import bindparam, func, select
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from engine import records as records_module
@@ -129,11 +130,10 @@ _FROZEN = (select(MethodologyVersion.id, MethodologyVersion.state, MethodologyVe
                   MethodologyVersion.state.in_(FROZEN_STATES)))
 
 
-# _FROZEN on PostgreSQL, as text for bulk.pipelined (the same columns; its rows are only
-# compared with the rows it gave before)
-_PG_FROZEN = ("SELECT id, state, effective_from, major, minor, patch, grace_days, superseded_by_id, "
-              "timezone, content_hash, updated_at, published_at FROM methodology_versions "
-              "WHERE methodology_id = %(methodology)s AND state = ANY(%(states)s)")
+# _FROZEN as PostgreSQL's text and its fixed parameters (the states), for bulk.pipelined,
+# which sends the driver's SQL: compiled from _FROZEN, so that the two cannot differ
+_PG_FROZEN = (_FROZEN.compile(dialect=postgresql.psycopg.dialect())
+              .construct_expanded_state({"methodology": None}))
 
 
 class _Kept:
@@ -181,8 +181,8 @@ def _versions(session: Session, methodology_id: str) -> _Kept:
     elif bulk.is_postgresql(session):
         # written out, as a pipeline of one (bulk.pipelined): the first statement of the
         # request's read transaction, and its BEGIN goes with it (one round trip less)
-        fingerprint = tuple(sorted(bulk.pipelined(session, [(_PG_FROZEN, {
-            "methodology": methodology_id, "states": list(FROZEN_STATES)}, True)])[0]))
+        fingerprint = tuple(sorted(bulk.pipelined(session, [(_PG_FROZEN.statement, {
+            **_PG_FROZEN.parameters, "methodology": methodology_id}, True)])[0]))
     else:
         fingerprint = tuple(sorted(tuple(row) for row in session.connection().execute(
             _FROZEN, {"methodology": methodology_id})))
