@@ -22,12 +22,12 @@ import hmac
 import secrets
 import datetime as dt
 from dataclasses import dataclass
-from typing import Iterable, Optional
+from typing import Iterable, Optional, Sequence
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from . import audit, users
+from . import audit, bulk, users
 from .errors import Invalid, NotFound
 from .models import INTEGRATOR, TOKEN_SCOPES, ApiToken, User, UserRole, utcnow
 from .users import Decision, require
@@ -139,22 +139,51 @@ _STANDING = (select(ApiToken.id, ApiToken.token_hash, ApiToken.revoked_at, ApiTo
              .join(User, User.id == ApiToken.user_id)
              .where(ApiToken.token_hash == bindparam("digest")))
 
+# _STANDING on PostgreSQL, as text for bulk.pipelined (the same columns, in the same order)
+_PG_STANDING = ("SELECT t.id, t.token_hash, t.revoked_at, t.expires_at, t.scopes, u.active, "
+                "EXISTS (SELECT 1 FROM user_roles r WHERE r.user_id = t.user_id AND r.role = "
+                "%(role)s) FROM api_tokens t JOIN users u ON u.id = t.user_id "
+                "WHERE t.token_hash = %(digest)s")
 
-def standing(session: Session, token: str) -> Optional[tuple]:
+
+def standing(session: Session, token: str, *, also: Sequence[tuple[str, dict, bool]] = (),
+             answers: Optional[list] = None) -> Optional[tuple]:
     """Everything grant() decides from, in one query without loading any row: (token id,
     revoked at, expires at, scopes, user active, user is an integrator), or None for an
     unknown token. A caller that keeps grants (webui/api/views.py) reuses one while its
     token's standing is unchanged: revoking, expiring, deactivating or removing the
-    integrator role changes it."""
+    integrator role changes it.
+
+    `also`: statements (bulk.pipelined's) sent in the same round trip on PostgreSQL, after
+    this one; their rows are appended to `answers` (nothing is sent elsewhere, or for a
+    token that is not even well formed)."""
     if not token or not token.startswith(PREFIX) or len(token) > 200:
         return None
     digest = hash_token(token)
+    if bulk.is_postgresql(session):
+        # written out, as a pipeline of one (bulk.pipelined): the first statement of an
+        # API request's read transaction, whose BEGIN goes with it (one round trip where
+        # there were two) and without SQLAlchemy's execution of a Core statement (half of
+        # this check's CPU; docs/ledger.md, Session 16)
+        rows, *more = bulk.pipelined(session, [(_PG_STANDING, {"digest": digest,
+                                                                "role": INTEGRATOR}, True), *also])
+        if answers is not None:
+            answers.extend(more)
+        if not rows or not hmac.compare_digest(rows[0][1], digest):
+            return None
+        id_, _hash, revoked_at, expires_at, scopes, active, integrator = rows[0]
+        return (id_, _utc(revoked_at), _utc(expires_at), scopes, active, integrator)
     # on the session's connection (Core): the ORM's result handling, for a row it does not
     # load, took two thirds of this query's time, paid by every API request
     row = session.connection().execute(_STANDING, {"digest": digest}).first()
     if row is None or not hmac.compare_digest(row.token_hash, digest):
         return None
     return (row.id, row.revoked_at, row.expires_at, row.scopes, row.active, row[6])
+
+
+def _utc(value: Optional[dt.datetime]) -> Optional[dt.datetime]:
+    """A time as UTCDateTime reads it (aware, in UTC)."""
+    return None if value is None else value.astimezone(dt.timezone.utc)
 
 
 def authenticate(session: Session, token: str) -> Optional[User]:

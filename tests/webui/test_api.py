@@ -319,3 +319,32 @@ def test_integrators_manage_their_tokens_on_a_page(web):
     assert made.status_code == 200 and "new-token-value" in made.get_data(as_text=True)
     refused = admin.post("/integrations/tokens", data={"name": "x", "user_id": reg.expert})
     assert refused.status_code == 422 and "not an active integrator" in text_of(refused)
+
+
+def test_a_version_published_between_two_requests_of_a_token_applies_to_the_second(web):
+    """The versions' fingerprint is read with the token's check (the methodology the token
+    used last, webui/api/views.py _fingerprint) and the kept versions are used only while
+    it is unchanged: a version published after a token's request applies to its next one,
+    by evaluate and by credits; and a request naming another methodology than the last
+    one reads that methodology's own versions."""
+    web.published("1.0.0", dt.date(2024, 1, 1))
+    token = web.token()
+
+    def version(path, record_id):
+        response = web.client.post(f"/api/v1/{path}", headers=web.api(token), json={
+            "methodology": METHODOLOGY, "records": [ride(record_id)], "as_of": "2024-06-25"}
+            if path == "evaluate" else {"methodology": METHODOLOGY, "records": [ride(record_id)]})
+        assert response.status_code == 200, response.get_data(as_text=True)
+        [result] = response.get_json()["results"]
+        return result["version"]
+
+    assert version("evaluate", "a") == "1.0.0"
+    assert version("credits", "b") == "1.0.0"
+    web.published("1.1.0", dt.date(2024, 6, 1), faster_metro(source(METHODOLOGY, "1.1.0")),
+                  grace_days=100_000)
+    assert version("evaluate", "c") == "1.1.0"
+    assert version("credits", "d") == "1.1.0"
+    other = web.client.post("/api/v1/evaluate", headers=web.api(token), json={
+        "methodology": "test.no-such-methodology", "records": [ride("e")]})
+    assert other.status_code == 404
+    assert version("credits", "f") == "1.1.0"

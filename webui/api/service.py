@@ -18,6 +18,7 @@ from typing import Any, Optional
 
 import numpy as np
 from sqlalchemy import bindparam, func, select
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from engine import records as records_module
@@ -129,11 +130,10 @@ _FROZEN = (select(MethodologyVersion.id, MethodologyVersion.state, MethodologyVe
                   MethodologyVersion.state.in_(FROZEN_STATES)))
 
 
-# _FROZEN on PostgreSQL, as text for bulk.pipelined (the same columns; its rows are only
-# compared with the rows it gave before)
-_PG_FROZEN = ("SELECT id, state, effective_from, major, minor, patch, grace_days, superseded_by_id, "
-              "timezone, content_hash, updated_at, published_at FROM methodology_versions "
-              "WHERE methodology_id = %(methodology)s AND state = ANY(%(states)s)")
+# _FROZEN as PostgreSQL's text and its fixed parameters (the states), for bulk.pipelined,
+# which sends the driver's SQL: compiled from _FROZEN, so that the two cannot differ
+_PG_FROZEN = (_FROZEN.compile(dialect=postgresql.psycopg.dialect())
+              .construct_expanded_state({"methodology": None}))
 
 
 class _Kept:
@@ -171,18 +171,28 @@ class _Kept:
 _kept: dict[str, _Kept] = {}
 
 
-def _versions(session: Session, methodology_id: str) -> _Kept:
+def fingerprint_statement(methodology_id: str) -> tuple[str, dict, bool]:
+    """The versions' fingerprint read on PostgreSQL, as a statement of bulk.pipelined, for
+    a caller that sends it with another one (the API sends it with the token's check,
+    webui/api/views.py) and gives its rows to evaluate(fingerprint=...)."""
+    return (_PG_FROZEN.statement, {**_PG_FROZEN.parameters, "methodology": methodology_id}, True)
+
+
+def _versions(session: Session, methodology_id: str, read: Optional[list] = None) -> _Kept:
     """The methodology's frozen versions (404 unless one is published or superseded), as
-    kept from an earlier request when one query finds their rows unchanged."""
+    kept from an earlier request when one query finds their rows unchanged. `read`: the
+    rows of fingerprint_statement(methodology_id), read by the caller in this session's
+    transaction (on PostgreSQL), instead of reading them here."""
     # on the session's connection (Core), as tokens.standing: no ORM result handling for
     # rows that are only compared
     if not methodology_id:
         fingerprint = ()
+    elif read is not None:
+        fingerprint = tuple(sorted(read))
     elif bulk.is_postgresql(session):
         # written out, as a pipeline of one (bulk.pipelined): the first statement of the
         # request's read transaction, and its BEGIN goes with it (one round trip less)
-        fingerprint = tuple(sorted(bulk.pipelined(session, [(_PG_FROZEN, {
-            "methodology": methodology_id, "states": list(FROZEN_STATES)}, True)])[0]))
+        fingerprint = tuple(sorted(bulk.pipelined(session, [fingerprint_statement(methodology_id)])[0]))
     else:
         fingerprint = tuple(sorted(tuple(row) for row in session.connection().execute(
             _FROZEN, {"methodology": methodology_id})))
@@ -412,7 +422,8 @@ def check_records(records) -> list:
 
 def evaluate(session: Session, methodology_id: str, records: list, *,
              as_of: Optional[dt.date] = None, require_ids: bool = False,
-             explain: bool = False, column_units: Optional[dict] = None) -> Evaluation:
+             explain: bool = False, column_units: Optional[dict] = None,
+             fingerprint: Optional[list] = None) -> Evaluation:
     """Each record evaluated by the version applicable at its time (on `as_of`, default
     today). A record that cannot be read, or for whose time no version applies, is an
     error with its index and reason; the others are evaluated, each version's records
@@ -423,9 +434,11 @@ def evaluate(session: Session, methodology_id: str, records: list, *,
     (the generated C kernel over columns, as `tanpu eval` does) unless explanations are
     asked; fewer, by the scalar Engine. The two give the same results, bit for bit
     (tests/webui/test_api_batch.py); the batch engine was measured 5-10x faster on
-    batches of 10,000 (docs/api.md, bench/bench_api.py)."""
+    batches of 10,000 (docs/api.md, bench/bench_api.py). `fingerprint`: the rows of
+    fingerprint_statement(methodology_id) read in `session`'s transaction by the caller
+    (_versions)."""
     records = check_records(records)
-    kept = _versions(session, methodology_id)
+    kept = _versions(session, methodology_id, fingerprint)
     latest = kept.latest
     schema = engine_of(latest).schema
     from dsl.zones import DEFAULT_TIMEZONE, zone as zone_of

@@ -171,10 +171,19 @@ def _grant(token: str) -> Optional[api_tokens.Grant]:
     or a removed role is refused on the next request, as before. Loading the token, its
     user and the user's roles took three queries, a third of a single-record evaluation."""
     s = reading()
-    now = api_tokens.standing(s, token)
+    digest = api_tokens.hash_token(token)
+    # the versions' fingerprint of the methodology this token evaluated or credited last,
+    # read in the same round trip as the token's standing (PostgreSQL), for the view to
+    # give to service.evaluate when its body names the same methodology (_fingerprint)
+    methodology = _methodology_of.get(digest) if request.endpoint in _READ_ON else None
+    answers: list = []
+    now = api_tokens.standing(s, token, answers=answers, also=(
+        [service.fingerprint_statement(methodology)] if methodology else ()))
+    if answers:
+        g.api_fingerprint = (methodology, answers[0])
+    g.api_token_digest = digest
     if now is None:
         return None
-    digest = api_tokens.hash_token(token)
     kept = _grants.get(digest)
     if kept is not None and kept[0] == now and time.monotonic() - kept[2] < GRANT_SECONDS:
         grant = kept[1]
@@ -189,6 +198,24 @@ def _grant(token: str) -> Optional[api_tokens.Grant]:
     if grant.expires_at is not None and grant.expires_at <= utcnow():
         return None
     return grant
+
+
+# token digest -> the methodology of its last evaluation or credit (_grant, _fingerprint)
+_methodology_of: dict[str, str] = {}
+
+
+def _fingerprint(methodology: str) -> Optional[list]:
+    """The rows of the versions' fingerprint of `methodology` if _grant read them with the
+    token's standing in this request's read transaction, else None (service.evaluate
+    reads them then): one round trip and one pipeline less a request (docs/ledger.md,
+    Session 16). Remembers the methodology for the token's next request."""
+    digest = g.get("api_token_digest")
+    if digest is not None and _methodology_of.get(digest) != methodology:
+        if len(_methodology_of) >= 4096:
+            _methodology_of.clear()
+        _methodology_of[digest] = methodology
+    read = g.pop("api_fingerprint", None)
+    return read[1] if read is not None and read[0] == methodology else None
 
 
 @v1.before_request
@@ -302,7 +329,7 @@ def methodology_schema(methodology_id: str):
            problems=(404, 413))
 def evaluate(body: models.EvaluateRequest):
     result = service.evaluate(reading(), body.methodology, body.records, as_of=body.as_of,
-                              explain=body.explain)
+                              explain=body.explain, fingerprint=_fingerprint(body.methodology))
     return Response(service.evaluation_json(result, body.explain, body.compact),
                     mimetype="application/json")
 
@@ -315,7 +342,8 @@ def evaluate(body: models.EvaluateRequest):
 def credits(body: models.CreditRequest):
     key = request.headers.get("Idempotency-Key") or body.idempotency_key
     # evaluate outside the write transaction; the ledger checks the versions again inside it
-    result = service.evaluate(reading(), body.methodology, body.records, require_ids=True)
+    result = service.evaluate(reading(), body.methodology, body.records, require_ids=True,
+                              fingerprint=_fingerprint(body.methodology))
     done_reading()
     # the whole transaction again after a deadlock or serialization failure (Database.retried):
     # the evaluation is kept, the ledger's work redone; the key makes a replay harmless
