@@ -43,6 +43,7 @@ from typing import Callable, Iterable, Iterator, Optional
 
 from typing import TYPE_CHECKING
 
+from . import pools
 from .records import INVALID
 from .result import (COMPACT_COLUMNS, COMPACT_METADATA, FILE_COLUMNS, REF_COLUMNS, SHORT_COLUMNS,
                      MethodologyRef)
@@ -593,14 +594,8 @@ def write_results(path: Path, rows: list[dict]) -> None:
 
 
 # ---------------------------------------------------------------- results as columns
-@lru_cache(maxsize=1)
 def _preparing_pool() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=min(2, os.cpu_count() or 1), thread_name_prefix="tanpu-write")
-
-
-# a forked process (a pre-forked server's worker) has none of this pool's threads: it
-# makes its own
-os.register_at_fork(after_in_child=_preparing_pool.cache_clear)
+    return pools.pool("write", pools.up_to(2))
 
 
 def _kilograms(milligrams):

@@ -1331,12 +1331,16 @@ def serve(database_url, host, port, threads, workers, connection_limit, channel_
     gc.freeze()
     shown = f"[{host}]" if ":" in host else host
     sock = listening_socket(host, port) if workers > 1 else None
+    # the jobs worker's process; watched from a thread only when nothing forks after it
+    # (one process), else from Prefork's loop: no thread may run at a fork (tanpu/server.py)
     supervisor = None if no_worker else _WorkerSupervisor(settings.database_url)
     click.echo(f"Tanpu web UI on http://{shown}:{port}/ ({workers} process"
                f"{'es' if workers > 1 else ''} of {threads} threads; Ctrl+C to stop)", nl=True)
     sys.stdout.flush()
     try:
         if sock is None:
+            if supervisor is not None:
+                supervisor.watch_in_thread()
             waitress_serve(app, host=host, port=port, **options)
         else:
             database.dispose()  # no pooled connection crosses the fork
@@ -1347,7 +1351,8 @@ def serve(database_url, host, port, threads, workers, connection_limit, channel_
                 database.engine.dispose(close=False)
                 waitress_serve(app, sockets=[listening], **options)
 
-            Prefork(sock, workers, serve_one).run()
+            Prefork(sock, workers, serve_one,
+                    tick=supervisor.poll if supervisor is not None else None).run()
     finally:
         if supervisor is not None:
             supervisor.stop()
@@ -1367,7 +1372,11 @@ IO_SETTINGS = {"recv_bytes": 256 * 1024, "send_bytes": 256 * 1024,
 class _WorkerSupervisor:
     """`tanpu worker` as a child of `tanpu serve`, started again when it dies (a crash,
     a kill -9: its job is resumed from the database, registry/jobs.py). The worker
-    stops by itself when this process is gone."""
+    stops by itself when this process is gone.
+
+    Watched by poll(), without a thread of its own where this process forks server
+    workers (tanpu/server.py's loop calls it: a fork with a thread running copies the
+    locks it holds into the child), from a thread (watch_in_thread) where it does not."""
 
     def __init__(self, database_url: str):
         import subprocess
@@ -1377,26 +1386,45 @@ class _WorkerSupervisor:
                          database_url, "--parent", str(os.getpid())]
         self._popen = subprocess.Popen
         self._stopping = threading.Event()
+        self._lock = threading.Lock()  # poll() in a thread against stop()
+        self._restart_at: float | None = None  # when an ended worker is started again
         self.process = self._start()
-        threading.Thread(target=self._watch, name="worker-supervisor", daemon=True).start()
 
     def _start(self):
         process = self._popen(self._command)
         click.echo(f"worker: process {process.pid}")
         return process
 
-    def _watch(self) -> None:
-        while not self._stopping.is_set():
-            code = self.process.wait()
+    def poll(self) -> None:
+        """Notices an ended worker and starts another a second later (one failing at
+        start is not restarted in a busy loop). Never waits."""
+        import time
+
+        with self._lock:
             if self._stopping.is_set():
                 return
-            click.echo(f"worker: process {self.process.pid} ended ({code}); starting another")
-            self._stopping.wait(1.0)
-            if not self._stopping.is_set():
+            if self._restart_at is None:
+                code = self.process.poll()
+                if code is None:
+                    return
+                click.echo(f"worker: process {self.process.pid} ended ({code}); starting another")
+                self._restart_at = time.monotonic() + 1.0
+            if time.monotonic() >= self._restart_at:
+                self._restart_at = None
                 self.process = self._start()
 
+    def watch_in_thread(self) -> None:
+        import threading
+
+        def watch():
+            while not self._stopping.wait(0.2):
+                self.poll()
+
+        threading.Thread(target=watch, name="worker-supervisor", daemon=True).start()
+
     def stop(self) -> None:
-        self._stopping.set()
+        with self._lock:
+            self._stopping.set()
         self.process.terminate()
         try:
             self.process.wait(30)

@@ -16,9 +16,16 @@ Fork safety: the parent forks before it holds a database connection (its Databas
 used to migrate and seed, is disposed first) and each worker builds its own app and
 Database after the fork, so no pooled connection or thread is shared across processes
 (modules that keep a thread pool forget it in the child: os.register_at_fork in
-engine/batch and engine/recordfiles). A worker dies with the parent (Linux
-PR_SET_PDEATHSIG, SIGKILL): a kill -9 of `tanpu serve` ends the whole server at once,
-as it did with one process, and leaves no worker holding the port.
+engine/batch and engine/recordfiles). The parent runs no thread but its main one, ever:
+a fork copies the locks another thread holds at that moment (the logging module's, a
+stream's buffer, a Popen's) into the child, where nothing will release them, and a
+worker is forked again whenever one dies, not only at start. So what the parent must
+watch besides its workers (the jobs worker of tanpu/cli.py) is polled from this loop
+(`tick`), not from a thread, and a fork with another thread running is refused.
+
+A worker dies with the parent (Linux PR_SET_PDEATHSIG, SIGKILL): a kill -9 of `tanpu
+serve` ends the whole server at once, as it did with one process, and leaves no worker
+holding the port.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 from typing import Callable
 
@@ -74,16 +82,29 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
+def single_threaded() -> None:
+    """Raises RuntimeError unless the calling process runs one thread (the fork point's
+    condition: see the module's docstring)."""
+    if threading.active_count() != 1:
+        others = sorted(t.name for t in threading.enumerate() if t is not threading.current_thread())
+        raise RuntimeError(f"a fork with other threads running ({', '.join(others)}): "
+                           f"locks they hold would stay locked in the child")
+
+
 class Prefork:
     """Runs `serve_one(sock)` in `workers` forked processes and keeps them running until
-    SIGTERM or SIGINT (then it stops them and returns)."""
+    SIGTERM or SIGINT (then it stops them and returns). `tick()`, when given, is called
+    from the same loop about every 0.2 s (what else the parent watches, without a thread).
+    """
 
-    def __init__(self, sock: socket.socket, workers: int, serve_one: Callable[[socket.socket], None]):
-        self.sock, self.workers, self.serve_one = sock, workers, serve_one
+    def __init__(self, sock: socket.socket, workers: int, serve_one: Callable[[socket.socket], None],
+                 tick: Callable[[], None] | None = None):
+        self.sock, self.workers, self.serve_one, self.tick = sock, workers, serve_one, tick
         self.children: dict[int, int] = {}  # pid -> slot
         self._stopping = False
 
     def _fork(self, slot: int) -> None:
+        single_threaded()
         parent = os.getpid()
         sys.stdout.flush()
         sys.stderr.flush()
@@ -132,6 +153,8 @@ class Prefork:
                     time.sleep(1.0)  # a worker failing at start is not restarted in a busy loop
                     if not self._stopping:
                         self._fork(slot)
+                if self.tick is not None and not self._stopping:
+                    self.tick()
                 time.sleep(0.2)
         finally:
             for s, handler in previous.items():

@@ -57,7 +57,9 @@ class _Checker:
     (its process killed) instead of holding a web server thread: the editor checks what
     an author types, whatever it is (issue 17). The language's own limits (dsl/surface/
     parse.py: size, line length, tokens) keep every check well under a second; this is
-    the guard behind them, for what they miss."""
+    the guard behind them, for what they miss. Each server process (`tanpu serve
+    --workers`) has its own, started at its first check; a check carries its whole
+    source and is answered in the same request, so no other state is per process."""
 
     def __init__(self):
         self._pool = None
@@ -71,6 +73,12 @@ class _Checker:
                 import atexit
 
                 context = multiprocessing.get_context("forkserver")
+                # the forkserver imports the compiler and warms it up once (webui/
+                # check_process.py), and each check process starts as a fork of it, warm:
+                # else each did that at its first check, inside the check's time limit.
+                # Pool() returns once its processes are forked, so that start is not
+                # counted in the limit (run() starts the clock after _current()).
+                context.set_forkserver_preload(["webui.check_process"])
                 self._pool = context.Pool(2, maxtasksperchild=500)
                 # ended before the interpreter tears its modules down (else the pool's own
                 # finalizer runs too late and prints a traceback at exit)
@@ -106,8 +114,8 @@ _checker = _Checker()
 
 
 def stop_checks() -> None:
-    """Ends check_in_time's worker processes; the next check starts them afresh (a cold
-    start is what a time limit measured from the request must cover)."""
+    """Ends check_in_time's worker processes; the next check starts them afresh (from
+    the forkserver, warm: webui/check_process.py)."""
     _checker.stop()
 
 

@@ -13,7 +13,6 @@ import dataclasses
 import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from functools import lru_cache
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
 
 import numpy as np
@@ -23,6 +22,7 @@ from dsl.ir import ast as ir
 from dsl.ir.printer import content_hash
 from dsl.types import Kind
 
+from .. import pools
 from ..records import Schema
 from ..result import COLUMNS, MethodologyRef, Result
 from ..scalar import ScalarProgram
@@ -567,14 +567,8 @@ class _Gathered(dict):
         return value
 
 
-@lru_cache(maxsize=8)
 def _pool(threads: int) -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="tanpu-chunk")
-
-
-# a forked process (a pre-forked server's worker) has none of this pool's threads: it
-# makes its own
-os.register_at_fork(after_in_child=_pool.cache_clear)
+    return pools.pool("chunk", threads)
 
 
 def to_results(frame: pl.DataFrame) -> list[Result]:

@@ -27,9 +27,10 @@ import os
 import shutil
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
-from functools import lru_cache
 
 import numpy as np
+
+from .. import pools
 
 # hashes kept in memory at most (8 bytes each: 2 GiB): a larger file's go to files
 MEMORY_ROWS = 256 << 20
@@ -174,11 +175,5 @@ class _Files:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-@lru_cache(maxsize=1)
 def _pool() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=min(2, os.cpu_count() or 1), thread_name_prefix="tanpu-hashes")
-
-
-# a forked process (a pre-forked server's worker) has none of this pool's threads: it
-# makes its own
-os.register_at_fork(after_in_child=_pool.cache_clear)
+    return pools.pool("hashes", pools.up_to(2))

@@ -32,7 +32,6 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Callable, Optional
 
 import numpy as np
@@ -42,7 +41,7 @@ from dsl.ir import ast as ir
 
 from ..plan.ast import CrossRecord
 from ..result import CAP_REACHED, CAPPED, DUPLICATE, DUPLICATE_ID, REJECTED
-from .. import channels
+from .. import channels, pools
 from .. import cross_record
 from ..cross_record import cap_reached
 from .timezones import period_index, zone_table
@@ -51,14 +50,8 @@ from .values import Reasons
 PARTITION_ROWS = 1 << 18
 
 
-@lru_cache(maxsize=1)
 def _partition_pool() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="tanpu-rules")
-
-
-# a forked process (a pre-forked server's worker) has none of this pool's threads: it
-# makes its own
-os.register_at_fork(after_in_child=_partition_pool.cache_clear)
+    return pools.pool("rules", pools.up_to(4))
 
 
 @dataclass

@@ -63,8 +63,9 @@ def test_check_of_a_good_source_runs_its_examples_and_says_it_could_be_submitted
 
 def test_a_check_that_runs_too_long_is_stopped_and_says_so(web):
     """The editor's check runs in a worker process with a time limit (issue 17): the
-    limit made tiny here, and the workers stopped first, so that starting a worker alone
-    is over it (a warm worker answers a check it has compiled before in under 1 ms)."""
+    limit made tiny here, and the workers stopped first, so that the check is of a source
+    its new worker has not compiled, tens of milliseconds, over it (a worker answers a
+    check it has compiled before in under 1 ms)."""
     client = web.login(web.reg.author)
     evaluation.stop_checks()
     web.app.config["EDITOR_CHECK_SECONDS"] = 0.001
@@ -304,3 +305,14 @@ def test_a_capped_record_says_what_was_credited_and_which_cap_cut_it(web):
     assert third["explanation_text"][0] == third["cap_note"]
     zh = client.post("/editor/try?lang=zh", json={"source": text, "records": records}).get_json()
     assert zh["results"][2]["cap_note"].startswith("计入 140.000 g")
+
+
+def test_the_check_processes_warm_up_source_compiles_and_its_example_passes():
+    """webui/check_process.py checks a small source in the check processes' forkserver so
+    that each starts warm; a source that no longer compiled would still warm the parser
+    but not the later stages (and say nothing): it must compile, its example pass."""
+    from webui import check_process
+
+    assert check_process.warm_up_check is not None
+    assert check_process.warm_up_check["ok"] and check_process.warm_up_check["examples_passed"]
+    assert check_process.warm_up_check["warnings"] == 0

@@ -37,3 +37,28 @@ def test_idle_connections_beyond_the_limit_time_out_and_a_client_gets_through(tm
             s.close()
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_prefork_refuses_to_fork_while_another_thread_runs():
+    """A fork copies the locks another thread holds into the child, where nothing will
+    release them (tanpu/server.py): `tanpu serve` runs no thread in the process that forks
+    its workers, and Prefork refuses a fork when one runs, naming it, with no child made."""
+    import threading
+
+    import pytest
+
+    from tanpu.server import Prefork
+
+    served = []
+    release = threading.Event()
+    held = threading.Thread(target=release.wait, name="holding-a-lock")
+    held.start()
+    try:
+        with socket.socket() as sock:
+            prefork = Prefork(sock, 2, served.append)
+            with pytest.raises(RuntimeError, match="holding-a-lock"):
+                prefork.run()
+            assert prefork.children == {} and served == []
+    finally:
+        release.set()
+        held.join()

@@ -18,6 +18,7 @@ from typing import Any, Optional
 
 import numpy as np
 from sqlalchemy import bindparam, func, select
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from engine import records as records_module
@@ -129,11 +130,10 @@ _FROZEN = (select(MethodologyVersion.id, MethodologyVersion.state, MethodologyVe
                   MethodologyVersion.state.in_(FROZEN_STATES)))
 
 
-# _FROZEN on PostgreSQL, as text for bulk.pipelined (the same columns; its rows are only
-# compared with the rows it gave before)
-_PG_FROZEN = ("SELECT id, state, effective_from, major, minor, patch, grace_days, superseded_by_id, "
-              "timezone, content_hash, updated_at, published_at FROM methodology_versions "
-              "WHERE methodology_id = %(methodology)s AND state = ANY(%(states)s)")
+# _FROZEN as PostgreSQL's text and its fixed parameters (the states), for bulk.pipelined,
+# which sends the driver's SQL: compiled from _FROZEN, so that the two cannot differ
+_PG_FROZEN = (_FROZEN.compile(dialect=postgresql.psycopg.dialect())
+              .construct_expanded_state({"methodology": None}))
 
 
 class _Kept:
@@ -175,7 +175,7 @@ def fingerprint_statement(methodology_id: str) -> tuple[str, dict, bool]:
     """The versions' fingerprint read on PostgreSQL, as a statement of bulk.pipelined, for
     a caller that sends it with another one (the API sends it with the token's check,
     webui/api/views.py) and gives its rows to evaluate(fingerprint=...)."""
-    return (_PG_FROZEN, {"methodology": methodology_id, "states": list(FROZEN_STATES)}, True)
+    return (_PG_FROZEN.statement, {**_PG_FROZEN.parameters, "methodology": methodology_id}, True)
 
 
 def _versions(session: Session, methodology_id: str, read: Optional[list] = None) -> _Kept:
