@@ -183,8 +183,17 @@ class Database:
         with self._sessions.begin() as session:
             yield session
 
+    def session(self) -> Session:
+        """A read-write session whose transaction begins with its first statement: for a
+        caller that reads, then hands it to retried(first=...) to write in the same
+        transaction (the API's credit on PostgreSQL: its token's check and versions'
+        fingerprint are the transaction's first pipeline, where a read-only transaction of
+        their own cost a ROLLBACK's round trip and a second session; docs/ledger.md,
+        Session 16). The caller closes it if it does not hand it over."""
+        return self._sessions()
+
     def retried(self, work: Callable[[Session], T], *, attempts: int = 3,
-                backoff: float = 0.05) -> T:
+                backoff: float = 0.05, first: Optional[Session] = None) -> T:
         """`work(session)` in one unit of work, the whole transaction run again (from a new
         session, the failed one rolled back) when the database reports a deadlock or a
         serialization failure (is_retryable), at most `attempts` times in all, after a
@@ -193,10 +202,20 @@ class Database:
         transaction's failure, not the request's, and running it again after the winner
         committed succeeds. `work` must be safe to run again: the ledger's credits are
         (idempotency key; the failed attempt left nothing), and it must not keep anything
-        from the session of a failed attempt."""
+        from the session of a failed attempt.
+
+        `first`: a session from session(), possibly with the caller's reads in its
+        transaction, for the first attempt; it is committed, or rolled back, and closed
+        here; a second attempt has a new session, as always."""
         for attempt in range(1, attempts + 1):
             committing = False
             try:
+                if attempt == 1 and first is not None:
+                    with first:  # closed when the block ends: rolled back unless committed
+                        out = work(first)
+                        committing = True
+                        first.commit()
+                    return out
                 with self.unit_of_work() as session:
                     out = work(session)
                     committing = True

@@ -92,6 +92,52 @@ def test_other_errors_are_not_run_again_and_attempts_are_bounded(reg):
     assert len(calls) == 3
 
 
+def test_a_first_session_is_the_first_attempts_and_a_retry_has_a_new_one(reg):
+    """retried(first=...): the caller's work in that session is the first attempt's
+    transaction (committed with it), or rolled back with it when the attempt fails and
+    is run again in a new session (the API's credit on PostgreSQL reads its token and
+    versions in `first`)."""
+    class Serialization(Exception):
+        sqlstate = "40001"
+
+    def named(session) -> str:
+        return session.execute(sa.text("SELECT name FROM users WHERE id = :i"),
+                               {"i": reg.admin}).scalar_one()
+
+    def rename(session, name: str) -> None:
+        session.execute(sa.text("UPDATE users SET name = :n WHERE id = :i"),
+                        {"n": name, "i": reg.admin})
+
+    sessions = []
+
+    def fails_once(session):
+        sessions.append(session)
+        rename(session, f"attempt {len(sessions)}")
+        if len(sessions) == 1:
+            raise Serialization()
+        return named(session)
+
+    first = reg.db.session()
+    rename(first, "before the attempts")  # the caller's work, in the first transaction
+    assert reg.db.retried(fails_once, backoff=0.0, first=first) == "attempt 2"
+    assert sessions[0] is first and sessions[1] is not first
+    with reg.db.read() as s:
+        assert named(s) == "attempt 2"
+
+    first = reg.db.session()
+    rename(first, "the caller's")
+    assert reg.db.retried(lambda s: named(s), first=first) == "the caller's"
+    with reg.db.read() as s:
+        assert named(s) == "the caller's"  # committed with the attempt
+
+    first = reg.db.session()
+    rename(first, "never committed")
+    with pytest.raises(Serialization):
+        reg.db.retried(lambda s: (_ for _ in ()).throw(Serialization()), attempts=1, first=first)
+    with reg.db.read() as s:
+        assert named(s) == "the caller's"  # the failed first attempt rolled back
+
+
 def _terminate(reg, pid: int) -> None:
     """pg_terminate_backend(pid) from a connection of its own, waiting (up to 60 s, the
     machine may be loaded) until the backend is gone: what a server restart does to every
