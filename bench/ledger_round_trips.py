@@ -1,6 +1,8 @@
 """Round trips of a single-record credit on PostgreSQL, counted on the wire: the credit
 made as bench_ledger.py makes it (service.evaluate in a read session, then service.credit
-in a unit of work, as POST /api/v1/credits does without HTTP), this process traced by
+in a unit of work, as POST /api/v1/credits did until session 16; on PostgreSQL the API
+now reads and credits in one session, one round trip less: docs/ledger.md, Session 16),
+this process traced by
 `strace` (Linux), and every send on a socket followed by a successful receive on it
 counted as one round trip (docs/ledger.md, Sessions 9 and 10). Counted, not timed: the
 figure does not move with the machine's load.
