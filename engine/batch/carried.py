@@ -44,13 +44,14 @@ from __future__ import annotations
 import ctypes
 import threading
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import wait
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 import polars as pl
 
+from .. import pools
 from .hashes import RepeatedHashes
 from .rules import HashCollision, NotInOrder, account_hashes, canonical
 from .values import Reasons
@@ -379,7 +380,7 @@ class CarriedRun:
         # each chunk's results are shown (status, code, message as text) by a thread of
         # their own while the next chunk is judged: the judging is the one step that runs
         # chunk after chunk, on the main thread (a profile of 5M rides: half its samples)
-        showing = self.showing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tanpu-shown")
+        self.showing = pools.pool("shown", 1)
         pending: deque = deque()
         try:
             for prepared in stream:
@@ -417,7 +418,12 @@ class CarriedRun:
         finally:
             if not handed_on:
                 stream.close()
-            showing.shutdown(wait=True, cancel_futures=True)
+            # what is still queued is not needed; what runs is waited for (nothing of this
+            # run goes on after it)
+            left = list(pending) + [frame for frame, _ in held]
+            for future in left:
+                future.cancel()
+            wait(left)
             if self.hashes is not None:
                 self.hashes.close()
 

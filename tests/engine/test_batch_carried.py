@@ -27,7 +27,7 @@ from engine.batch.rules import HashCollision
 from engine.native.build import build, compiler
 from engine.recordfiles import open_records
 
-from .test_batch_differential import _capped_shenzhen, _compile, _keys, _settings, _write, _write_parquet
+from .test_batch_differential import _capped_shenzhen, _compile, _keys, _read_once as _read, _settings, _write, _write_parquet
 
 pytestmark = pytest.mark.skipif(compiler() is None, reason="the carried run needs a C compiler")
 
@@ -110,19 +110,6 @@ def _ordered(draw, name: str):
                            draw(st.integers(min_value=-400, max_value=300)),
                            draw(st.integers(min_value=0, max_value=12))))
     return out
-
-
-def _read(engine: BatchEngine, path: Path, **options) -> tuple[list[pl.DataFrame], int]:
-    """evaluate_file with `rewind`: the frames that stand, and how many rewinds there were."""
-    frames: list[pl.DataFrame] = []
-    rewinds = []
-
-    def rewind():
-        rewinds.append(len(frames))
-        frames.clear()
-    for frame in engine.evaluate_file(path, rewind=rewind, **options):
-        frames.append(frame)
-    return frames, len(rewinds)
 
 
 def _agree(methodology, path: Path, chunk_rows: int, memory_rows: int, folder: Path) -> BatchEngine:
