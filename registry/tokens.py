@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Iterable, Optional, Sequence
 
 from sqlalchemy import bindparam, select
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from . import audit, bulk, users
@@ -139,11 +140,10 @@ _STANDING = (select(ApiToken.id, ApiToken.token_hash, ApiToken.revoked_at, ApiTo
              .join(User, User.id == ApiToken.user_id)
              .where(ApiToken.token_hash == bindparam("digest")))
 
-# _STANDING on PostgreSQL, as text for bulk.pipelined (the same columns, in the same order)
-_PG_STANDING = ("SELECT t.id, t.token_hash, t.revoked_at, t.expires_at, t.scopes, u.active, "
-                "EXISTS (SELECT 1 FROM user_roles r WHERE r.user_id = t.user_id AND r.role = "
-                "%(role)s) FROM api_tokens t JOIN users u ON u.id = t.user_id "
-                "WHERE t.token_hash = %(digest)s")
+# _STANDING as PostgreSQL's text and its fixed parameters (the role), for bulk.pipelined,
+# which sends the driver's SQL: compiled from _STANDING, so that the two cannot differ
+_PG_STANDING = (_STANDING.compile(dialect=postgresql.psycopg.dialect())
+                .construct_expanded_state({"digest": None}))
 
 
 def standing(session: Session, token: str, *, also: Sequence[tuple[str, dict, bool]] = (),
@@ -165,8 +165,8 @@ def standing(session: Session, token: str, *, also: Sequence[tuple[str, dict, bo
         # API request's read transaction, whose BEGIN goes with it (one round trip where
         # there were two) and without SQLAlchemy's execution of a Core statement (half of
         # this check's CPU; docs/ledger.md, Session 16)
-        rows, *more = bulk.pipelined(session, [(_PG_STANDING, {"digest": digest,
-                                                                "role": INTEGRATOR}, True), *also])
+        rows, *more = bulk.pipelined(session, [(_PG_STANDING.statement, {**_PG_STANDING.parameters,
+                                                                          "digest": digest}, True), *also])
         if answers is not None:
             answers.extend(more)
         if not rows or not hmac.compare_digest(rows[0][1], digest):
