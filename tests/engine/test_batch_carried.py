@@ -29,7 +29,9 @@ from engine.recordfiles import open_records
 
 from .test_batch_differential import _capped_shenzhen, _compile, _keys, _read_once as _read, _settings, _write, _write_parquet
 
-pytestmark = pytest.mark.skipif(compiler() is None, reason="the carried run needs a C compiler")
+pytestmark = [pytest.mark.skipif(compiler() is None, reason="the carried run needs a C compiler"),
+              # the example counts follow the profile (test_batch_differential._settings)
+              pytest.mark.fuzz]
 
 HEADER = '''methodology test.{id} "{id}" version 1.0.0 {{
   covers thing

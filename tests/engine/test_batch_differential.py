@@ -42,8 +42,12 @@ ROOT = Path(__file__).resolve().parents[2]
 METHODOLOGIES = sorted((ROOT / "methodologies").glob("*.tanpu"))
 
 
+# the example counts follow the profile: `make fuzz` runs this file with four times `make test`'s
+pytestmark = pytest.mark.fuzz
+
+
 def _examples(n: int) -> int:
-    """n examples under the default profile, twice that in CI (profile 'ci')."""
+    """n examples under the default and ci profiles (`make test`), 4n under fuzz (`make fuzz`)."""
     return max(5, min(n * settings.default.max_examples // 100, 4 * n))
 
 

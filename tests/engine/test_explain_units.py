@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -79,6 +80,7 @@ def test_values_are_in_the_written_unit_with_si_beside():
     assert steps["points"]["value"] == r.points and "si_value" not in steps["points"]
 
 
+@pytest.mark.fuzz  # the profile's example count: `make fuzz` runs it with its budget
 @given(st.floats(min_value=1e-9, max_value=1e12, allow_nan=False))
 def test_a_written_number_reads_back_to_the_same_si_value(value):
     for unit in ("km", "g", "kWh", "MW", "g/km"):

@@ -8,11 +8,15 @@ import math
 import struct
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from dsl.ir.ast import SNAP_TOLERANCE
 from engine import numeric
+
+# the example counts are the profile's: `make fuzz` runs this file with its budget
+pytestmark = pytest.mark.fuzz
 
 floats = st.floats(allow_nan=True, allow_infinity=True, width=64)
 finite = st.floats(allow_nan=False, allow_infinity=False, width=64)

@@ -138,7 +138,9 @@ ENGINES = {name: Engine(m) for name, m in METHODOLOGIES}
 RULES = {name: RulesEngine(m, engine=ENGINES[name], retries=0) for name, m in METHODOLOGIES}
 TINY = {name: RulesEngine(m, engine=ENGINES[name], retries=0, chunk_size=3) for name, m in METHODOLOGIES}
 
-EXAMPLES = min(30, max(15, settings().max_examples // 6))  # each example: a round trip to the worker
+# each example: a round trip to the worker; 16 under `make test`, 30 under `make fuzz`
+EXAMPLES = min(30, max(15, settings().max_examples // 6))
+pytestmark = pytest.mark.fuzz
 
 
 def _per_record(engine: Engine, raws: list[dict]):
