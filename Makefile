@@ -37,10 +37,11 @@ $(STAMP): pyproject.toml setup.py clients/python/pyproject.toml $(wildcard engin
 
 # The suite in parallel (pytest-xdist): one worker per core, at most 4 (each may start a
 # server, a browser or Spark); a test file stays on one worker, so its module fixtures are
-# made once. TEST_WORKERS=0 runs it in this process (pdb, -x).
+# made once; the files are handed out in collection order, the slowest first
+# (tests/conftest.py HEAVY). TEST_WORKERS=0 runs it in this process (pdb, -x).
 TEST_WORKERS ?= auto
 test: $(STAMP)
-	$(VENV)/bin/pytest -n $(TEST_WORKERS) --maxprocesses=4 --dist loadfile $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) --maxprocesses=4 --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 # The web UI on http://127.0.0.1:5000 (PORT overrides) with waitress: migrates the
 # SQLite database (var/tanpu.db; DATABASE_URL overrides), publishes the bundled

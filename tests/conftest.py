@@ -28,14 +28,41 @@ settings.load_profile(
 )
 
 
+# The files that took longest in a run of the whole suite (2026-12-07, 2 workers: 30-170 s
+# each, most of it starting servers, browsers, Spark, or killing processes), longest first.
+# Under xdist (`make test`: --dist loadfile --no-loadscope-reorder) a worker takes the next
+# file in collection order, so these go first and the run ends on short files, not with one
+# worker alone on a browser story. xdist's own reordering (by number of tests) put them last.
+HEAVY = (
+    "tests/browser/test_story.py",
+    "tests/engine/test_spark.py",
+    "tests/webui/test_jobs_crash.py",
+    "tests/browser/test_phone.py",
+    "tests/browser/test_review_threads.py",
+    "tests/dsl/test_cache.py",
+    "tests/browser/test_clipping.py",
+    "tests/engine/test_batch_differential.py",
+    "tests/engine/test_batch_carried.py",
+    "tests/webui/test_api_fuzz.py",
+    "tests/webui/test_review_threads.py",
+    "tests/webui/test_crash.py",
+    "tests/webui/test_hostile_routes.py",
+    "tests/webui/test_serve_workers.py",
+)
+
+
 def pytest_collection_modifyitems(config, items):
     """`make test` stays fast: tests marked slow run only when asked for (`make fuzz`
-    runs `pytest -m slow` with the fuzz profile)."""
+    runs `pytest -m "slow or fuzz"` with the fuzz profile); in an xdist worker the HEAVY
+    files come first (the order of the other files, and within a file, is kept)."""
     import pytest
 
+    if hasattr(config, "workerinput"):  # an xdist worker: its order is the order handed out
+        rank = {path: i for i, path in enumerate(HEAVY)}
+        items.sort(key=lambda item: rank.get(item.nodeid.partition("::")[0], len(HEAVY)))
     if "slow" in (config.getoption("markexpr") or ""):
         return
-    skip = pytest.mark.skip(reason="slow: run by `make fuzz` (pytest -m slow)")
+    skip = pytest.mark.skip(reason="slow: run by `make fuzz`")
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
