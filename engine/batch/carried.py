@@ -122,14 +122,72 @@ void tanpu_account_rehash(int64_t n, void **a) {
         slot[s] = (uint32_t)(c + 1);
     }
 }
+/* The overlap rules of one chunk's credited records, n in canonical order (an account's
+   records together), one pass: a record is rejected by the first rule whose start is
+   before the latest end the account's accepted records reached (its state: NO_END, the
+   least int64, before any); an accepted record moves each rule's latest end on.
+   a[0] account codes (int64 n); a[1] int64[1]: the number of rules R; per rule r,
+   a[2 + 4r] starts and a[3 + 4r] ends (int64, read at the positions a[4 + 4r], int64 n:
+   the whole columns, gathered here), a[5 + 4r] the latest end by code (int64, updated);
+   out a[2 + 4R] (int32 n): -1 accepted, else the rule that rejects. */
+void tanpu_carried_overlaps(int64_t n, void **a) {
+    const int64_t *account = (const int64_t *)a[0];
+    const int64_t rules = ((const int64_t *)a[1])[0];
+    int32_t *out = (int32_t *)a[2 + 4 * rules];
+    for (int64_t i = 0; i < n; i++) {
+        const int64_t c = account[i];
+        int32_t rejected = -1;
+        for (int64_t r = 0; r < rules; r++) {
+            const int64_t *start = (const int64_t *)a[2 + 4 * r], *at = (const int64_t *)a[4 + 4 * r];
+            const int64_t *latest = (const int64_t *)a[5 + 4 * r];
+            if (start[at[i]] < latest[c]) { rejected = (int32_t)r; break; }
+        }
+        out[i] = rejected;
+        if (rejected >= 0) continue;
+        for (int64_t r = 0; r < rules; r++) {
+            const int64_t *end = (const int64_t *)a[3 + 4 * r], *at = (const int64_t *)a[4 + 4 * r];
+            int64_t *latest = (int64_t *)a[5 + 4 * r];
+            if (end[at[i]] > latest[c]) latest[c] = end[at[i]];
+        }
+    }
+}
+/* One cap over one chunk's accepted records, n in canonical order: each record is allowed
+   max(0, min(value, limit - used)), `used` what its account credited in the period so far
+   (engine/cross_record.py: a negative amount counts as nothing), the account's state its
+   latest period and that period's total (NO_PERIOD before any).
+   a[0] account codes, a[1] periods, a[2] values (int64 n); a[3] the latest period and
+   a[4] its total by code (int64, updated); out a[5] allowed (int64 n); a[6] int64[2]: in
+   [0] the limit; out [1] -1 when a period comes before the account's latest (the state is
+   then not to be used again), else 0. */
+void tanpu_carried_cap(int64_t n, void **a) {
+    const int64_t *account = (const int64_t *)a[0], *period = (const int64_t *)a[1];
+    const int64_t *value = (const int64_t *)a[2];
+    int64_t *latest = (int64_t *)a[3], *total = (int64_t *)a[4], *allowed = (int64_t *)a[5];
+    int64_t *io = (int64_t *)a[6];
+    const int64_t limit = io[0];
+    io[1] = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const int64_t c = account[i], p = period[i];
+        if (p != latest[c]) {
+            if (p < latest[c]) { io[1] = -1; return; }
+            latest[c] = p;
+            total[c] = 0;
+        }
+        const int64_t room = limit - total[c], v = value[i];
+        const int64_t got = v < room ? v : room;
+        allowed[i] = got > 0 ? got : 0;
+        total[c] += allowed[i];
+    }
+}
 """
 
 _LIBRARIES: dict = {}
 _LOCK = threading.Lock()
 
 
-def _functions(build) -> Optional[tuple[Any, Any]]:
-    """The table's two C functions, built once per `build` (None without a compiler)."""
+def _functions(build) -> Optional[tuple[Any, Any, Any, Any]]:
+    """INDEX_SOURCE's C functions (the table's two, the overlap rules' and a cap's
+    passes), built once per `build` (None without a compiler)."""
     with _LOCK:
         if build not in _LIBRARIES:
             library = build(INDEX_SOURCE)
@@ -137,8 +195,8 @@ def _functions(build) -> Optional[tuple[Any, Any]]:
                 _LIBRARIES[build] = None
             else:
                 from .kernel import entry
-                _LIBRARIES[build] = (entry(library, "tanpu_account_codes"),
-                                     entry(library, "tanpu_account_rehash"))
+                _LIBRARIES[build] = tuple(entry(library, f"tanpu_{name}") for name in (
+                    "account_codes", "account_rehash", "carried_overlaps", "carried_cap"))
         return _LIBRARIES[build]
 
 
@@ -147,7 +205,7 @@ class AccountIndex:
     -> codes 0, 1, 2, ... in order of first sight, lasting from chunk to chunk."""
 
     def __init__(self, functions, capacity: int = 1 << 16):
-        self.codes_of, self.rehash = functions
+        self.codes_of, self.rehash = functions[:2]
         self.count = 0
         self.bits = max(4, (2 * capacity - 1).bit_length())
         self.slots = np.zeros(1 << self.bits, dtype=np.uint32)
@@ -193,6 +251,7 @@ class Carried:
 
     def __init__(self, rules, functions):
         self.index = AccountIndex(functions)
+        self.judge_overlaps, self.judge_cap = functions[2:]
         size = self.index.capacity
         self.ends = [np.full(size, NO_END, dtype=np.int64) for _ in rules.m.overlaps]
         self.periods = [np.full(size, NO_PERIOD, dtype=np.int64) for _ in rules.m.caps]
@@ -207,26 +266,37 @@ class Carried:
             self.totals = [_grown(a, size, 0) for a in self.totals]
         return codes
 
-    def overlap_prior(self, rule: int, accounts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(whether any record was accepted, the latest end) of each account, for rule `rule`."""
-        ends = self.ends[rule][accounts]
-        return ends != NO_END, ends
+    def overlaps(self, account: np.ndarray, bounds: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> np.ndarray:
+        """The overlap rules of records in canonical order (`account` their codes; `bounds`
+        per rule (starts, ends, positions): the records' start and end are at their
+        positions in those int64 columns), after each account's latest accepted end, which
+        is left updated: per record -1 when accepted, else the first rule that rejects it
+        (one C pass, tanpu_carried_overlaps)."""
+        n = account.size
+        account = np.ascontiguousarray(account, dtype=np.int64)
+        out = np.empty(n, dtype=np.int32)
+        keep = [account, np.array([len(bounds)], dtype=np.int64)]
+        for (start, end, at), ends in zip(bounds, self.ends):
+            keep += [np.ascontiguousarray(start, dtype=np.int64), np.ascontiguousarray(end, dtype=np.int64),
+                     np.ascontiguousarray(at, dtype=np.int64), ends]
+        keep.append(out)
+        self.judge_overlaps(n, (ctypes.c_void_p * len(keep))(*[k.ctypes.data for k in keep]))
+        return out
 
-    def keep_overlap(self, rule: int, accounts: np.ndarray, ends: np.ndarray) -> None:
-        self.ends[rule][accounts] = ends
-
-    def cap_prior(self, cap: int, accounts: np.ndarray, periods: np.ndarray) -> np.ndarray:
-        """What each (account, period) credited under cap `cap` before (accounts distinct
-        or in increasing periods); NotInOrder for a period before the account's latest."""
-        latest = self.periods[cap][accounts]
-        if (periods < latest).any():
+    def cap(self, cap: int, account: np.ndarray, periods: np.ndarray, values: np.ndarray, limit: int) -> np.ndarray:
+        """What cap `cap` allows each record (canonical order, `account` their codes),
+        after what each account credited in its latest period, which is left updated
+        (one C pass, tanpu_carried_cap); NotInOrder for a period before the account's
+        latest (a local clock set back across midnight)."""
+        n = account.size
+        allowed = np.empty(n, dtype=np.int64)
+        io = np.array([limit, 0], dtype=np.int64)
+        keep = [np.ascontiguousarray(account, dtype=np.int64), np.ascontiguousarray(periods, dtype=np.int64),
+                np.ascontiguousarray(values, dtype=np.int64), self.periods[cap], self.totals[cap], allowed, io]
+        self.judge_cap(n, (ctypes.c_void_p * len(keep))(*[k.ctypes.data for k in keep]))
+        if io[1] < 0:
             raise NotInOrder("a cap's period before the account's latest")
-        return np.where(periods == latest, self.totals[cap][accounts], 0)
-
-    def keep_cap(self, cap: int, accounts: np.ndarray, periods: np.ndarray, totals: np.ndarray) -> None:
-        """Each account's latest period and its total (accounts distinct)."""
-        self.periods[cap][accounts] = periods
-        self.totals[cap][accounts] = totals
+        return allowed
 
 
 def _grown(array: np.ndarray, size: int, fill) -> np.ndarray:
