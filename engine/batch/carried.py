@@ -23,7 +23,7 @@ before, BatchEngine.evaluate_file):
   and judged with the next chunk of a later time, in canonical order
   (CarriedRun._judge_held), so a feed of whole-minute times with ids in no order holds;
 - a cap's period never goes back within an account (a clock set back across midnight in
-  a zone with daylight saving time): Rules._cap raises NotInOrder;
+  a zone with daylight saving time): the cap's C pass (Carried.cap) raises NotInOrder;
 - two accounts with one 64-bit hash (AccountIndex, or the chunk's own canonical order):
   HashCollision;
 - repeated ids: hashed as the chunks come (hashes.RepeatedHashes, as BatchEngine's
@@ -414,7 +414,7 @@ class CarriedRun:
             # a part that may go on to the store is judged in a copy of its outcomes
             return _prepare(engine, part, self.duplicates, self.hashes, copy=first_row in copied)
         stream = engine.per_record_chunks(numbered(), units, work)
-        seen: list = []  # every chunk so far, while none may be handed on any more
+        seen: list = []  # every chunk so far, while they may be handed on to the store
         handed_on = False
         # each chunk's results are shown (status, code, message as text) by a thread of
         # their own while the next chunk is judged: the judging is the one step that runs
@@ -438,6 +438,8 @@ class CarriedRun:
                 if self.hashes is not None:
                     self.hashes.add(prepared.hashed)
                 self.taken += 1
+                if self.taken > HOLD_CHUNKS + 1:  # none can be handed on any more: let them go
+                    seen = []
                 if progress is not None:
                     progress(chunks.position(), chunks.size)
                 pending.extend(self._shown(p) for p in done)
