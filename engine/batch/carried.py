@@ -126,30 +126,43 @@ void tanpu_account_rehash(int64_t n, void **a) {
    records together), one pass: a record is rejected by the first rule whose start is
    before the latest end the account's accepted records reached (its state: NO_END, the
    least int64, before any); an accepted record moves each rule's latest end on.
-   a[0] account codes (int64 n); a[1] int64[1]: the number of rules R; per rule r,
-   a[2 + 4r] starts and a[3 + 4r] ends (int64, read at the positions a[4 + 4r], int64 n:
-   the whole columns, gathered here), a[5 + 4r] the latest end by code (int64, updated);
-   out a[2 + 4R] (int32 n): -1 accepted, else the rule that rejects. */
+   a[0] positions, a[1] account codes, a[2] times (int64 n); a[3] int64[2]: in [0] the
+   number of rules R; out [1] the number accepted, k; per rule r, a[4 + 3r] starts and
+   a[5 + 3r] ends (int64, whole columns read at the positions), a[6 + 3r] the latest end
+   by code (int64, updated); a[4 + 3R] the rules' reasons (int32 R); the batch's a[5 + 3R]
+   reason (int32), a[6 + 3R] reduction and a[7 + 3R] points (int64), a rejected record's
+   written there (the rule's reason, 0, 0); the accepted records' positions, codes and
+   times moved to the first k places of a[0], a[1], a[2], in order. */
 void tanpu_carried_overlaps(int64_t n, void **a) {
-    const int64_t *account = (const int64_t *)a[0];
-    const int64_t rules = ((const int64_t *)a[1])[0];
-    int32_t *out = (int32_t *)a[2 + 4 * rules];
+    int64_t *pos = (int64_t *)a[0], *account = (int64_t *)a[1], *time = (int64_t *)a[2];
+    int64_t *io = (int64_t *)a[3];
+    const int64_t rules = io[0];
+    const int32_t *reasons = (const int32_t *)a[4 + 3 * rules];
+    int32_t *reason = (int32_t *)a[5 + 3 * rules];
+    int64_t *reduction = (int64_t *)a[6 + 3 * rules], *points = (int64_t *)a[7 + 3 * rules];
+    int64_t k = 0;
     for (int64_t i = 0; i < n; i++) {
-        const int64_t c = account[i];
-        int32_t rejected = -1;
+        const int64_t c = account[i], p = pos[i];
+        int64_t rejected = -1;
         for (int64_t r = 0; r < rules; r++) {
-            const int64_t *start = (const int64_t *)a[2 + 4 * r], *at = (const int64_t *)a[4 + 4 * r];
-            const int64_t *latest = (const int64_t *)a[5 + 4 * r];
-            if (start[at[i]] < latest[c]) { rejected = (int32_t)r; break; }
+            const int64_t *start = (const int64_t *)a[4 + 3 * r], *latest = (const int64_t *)a[6 + 3 * r];
+            if (start[p] < latest[c]) { rejected = r; break; }
         }
-        out[i] = rejected;
-        if (rejected >= 0) continue;
+        if (rejected >= 0) {
+            reason[p] = reasons[rejected];
+            reduction[p] = 0;
+            points[p] = 0;
+            continue;
+        }
         for (int64_t r = 0; r < rules; r++) {
-            const int64_t *end = (const int64_t *)a[3 + 4 * r], *at = (const int64_t *)a[4 + 4 * r];
-            int64_t *latest = (int64_t *)a[5 + 4 * r];
-            if (end[at[i]] > latest[c]) latest[c] = end[at[i]];
+            const int64_t *end = (const int64_t *)a[5 + 3 * r];
+            int64_t *latest = (int64_t *)a[6 + 3 * r];
+            if (end[p] > latest[c]) latest[c] = end[p];
         }
+        pos[k] = p; account[k] = c; time[k] = time[i];
+        k++;
     }
+    io[1] = k;
 }
 /* One cap over one chunk's accepted records, n in canonical order: each record is allowed
    max(0, min(value, limit - used)), `used` what its account credited in the period so far
@@ -266,22 +279,25 @@ class Carried:
             self.totals = [_grown(a, size, 0) for a in self.totals]
         return codes
 
-    def overlaps(self, account: np.ndarray, bounds: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> np.ndarray:
-        """The overlap rules of records in canonical order (`account` their codes; `bounds`
-        per rule (starts, ends, positions): the records' start and end are at their
-        positions in those int64 columns), after each account's latest accepted end, which
-        is left updated: per record -1 when accepted, else the first rule that rejects it
-        (one C pass, tanpu_carried_overlaps)."""
-        n = account.size
-        account = np.ascontiguousarray(account, dtype=np.int64)
-        out = np.empty(n, dtype=np.int32)
-        keep = [account, np.array([len(bounds)], dtype=np.int64)]
-        for (start, end, at), ends in zip(bounds, self.ends):
-            keep += [np.ascontiguousarray(start, dtype=np.int64), np.ascontiguousarray(end, dtype=np.int64),
-                     np.ascontiguousarray(at, dtype=np.int64), ends]
-        keep.append(out)
+    def overlaps(self, batch, pos: np.ndarray, account: np.ndarray, time: np.ndarray,
+                 bounds: list[tuple[np.ndarray, np.ndarray]], reasons: list[int]):
+        """The overlap rules of the records at `pos` (canonical order, `account` their
+        codes, `time` their times; `bounds` per rule the whole int64 columns of starts and
+        ends), after each account's latest accepted end, which is left updated: each
+        record a rule rejects is given that rule's reason (`reasons`, the first rule that
+        rejects) and no reduction or points in `batch`; (pos, account, time) of the
+        accepted ones back, in order. One C pass, tanpu_carried_overlaps."""
+        n = pos.size
+        pos, account, time = (np.array(a, dtype=np.int64) for a in (pos, account, time))  # written
+        io = np.array([len(bounds), 0], dtype=np.int64)
+        keep = [pos, account, time, io]
+        for (start, end), ends in zip(bounds, self.ends):
+            keep += [np.ascontiguousarray(start, dtype=np.int64), np.ascontiguousarray(end, dtype=np.int64), ends]
+        keep += [np.array(reasons, dtype=np.int32), batch.reason, batch.reduction_mg, batch.points]
+        assert batch.reason.dtype == np.int32 and batch.reduction_mg.dtype == batch.points.dtype == np.int64
         self.judge_overlaps(n, (ctypes.c_void_p * len(keep))(*[k.ctypes.data for k in keep]))
-        return out
+        k = int(io[1])
+        return pos[:k], account[:k], time[:k]
 
     def cap(self, cap: int, account: np.ndarray, periods: np.ndarray, values: np.ndarray, limit: int) -> np.ndarray:
         """What cap `cap` allows each record (canonical order, `account` their codes),

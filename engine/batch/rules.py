@@ -252,20 +252,11 @@ class Rules:
             bounds = []
             for o in m.overlaps:
                 start, end = _value_column(batch, o.start), _value_column(batch, o.end)
-                if all(isinstance(c, np.ndarray) and c.dtype == np.int64 for c in (start, end)):
-                    bounds.append((start, end, pos))  # read at `pos` by the C pass itself
-                else:
-                    bounds.append((np.asarray(_take(start, pos), dtype=np.int64),
-                                   np.asarray(_take(end, pos), dtype=np.int64), np.arange(pos.size)))
-            rule = carried.overlaps(account, bounds)
-            out = rule >= 0
-            if out.any():
-                at = pos[out]
-                batch.reason[at] = np.asarray(self.overlap, dtype=np.int32)[rule[out]]
-                batch.reduction_mg[at] = 0
-                batch.points[at] = 0
-                accepted = ~out
-                pos, account, time = pos[accepted], account[accepted], time[accepted]
+                if not all(isinstance(c, np.ndarray) and c.dtype == np.int64 for c in (start, end)):
+                    start, end = (np.asarray(c if isinstance(c, np.ndarray) else _take(c, np.arange(batch.n)),
+                                             dtype=np.int64) for c in (start, end))
+                bounds.append((start, end))  # read at `pos` by the C pass itself
+            pos, account, time = carried.overlaps(batch, pos, account, time, bounds, self.overlap)
         for index, cap in enumerate(m.caps):
             if pos.size == 0:
                 return
