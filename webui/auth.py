@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 
 from flask import (Blueprint, abort, current_app, flash, g, redirect, render_template,
                    request, session, url_for)
+from flask.sessions import SecureCookieSessionInterface
 from flask_babel import gettext as _
 from werkzeug.local import LocalProxy
 
@@ -45,6 +46,22 @@ from .limits import address, login_email, sign_in_attempt
 bp = Blueprint("auth", __name__)
 
 _SESSION_KEY = "auth"
+
+
+class Sessions(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions, their signing serializer made once per secret key
+    (and fallbacks) instead of on every request: Flask makes one to open the session even
+    when the request sends no cookie (every API request), a sixtieth of a single-record
+    credit's CPU (docs/ledger.md, Session 17). The serializer holds no request's state."""
+
+    _made: Optional[tuple] = None
+
+    def get_signing_serializer(self, app):
+        keys = (app.secret_key, tuple(app.config["SECRET_KEY_FALLBACKS"] or ()))
+        made = self._made
+        if made is None or made[0] != keys:
+            made = self._made = (keys, super().get_signing_serializer(app))
+        return made[1]
 
 
 # ---------------------------------------------------------------- the current user
