@@ -65,7 +65,7 @@ def side(root: str, url: str, token: str, prefix: str, accounts: int) -> None:
                       "API_RATE_LIMIT_ADDRESS": "10000000 per minute"}, database=db)
     client = app.test_client()
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-    stream = b.Stream(prefix, accounts, seed=hash(prefix) & 0xFFFF)
+    stream = b.Stream(prefix, accounts, seed=sum(map(ord, prefix)))
 
     def credit() -> None:
         body = json.dumps({"methodology": b.METHODOLOGY, "records": stream.take(1)})
