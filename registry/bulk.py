@@ -151,27 +151,44 @@ def pipelined(session: Session, statements: Sequence[tuple[str, dict, bool]]) ->
     driver = fairy.driver_connection
     begin = _begin_here(session, fairy, driver)
     started = time.perf_counter()
-    cursors = []
+    cursors = _cursors(fairy, driver, len(statements))
     sql, params = statements[0][:2]
     try:
         with driver.pipeline():
             if begin:
                 driver.execute(begin, prepare=False)
-            for sql, params, wanted in statements:
-                cursor = driver.cursor()
+            for cursor, (sql, params, _wanted) in zip(cursors, statements):
                 cursor.execute(sql, params)
-                cursors.append((cursor, wanted))
-        out = [[tuple(r) for r in cursor.fetchall()] if wanted else [] for cursor, wanted in cursors]
+        out = [cursor.fetchall() if wanted else [] for cursor, (_, _, wanted) in zip(cursors, statements)]
     except psycopg.Error as error:  # as SQLAlchemy would have raised it (a deadlock: OperationalError)
+        fairy.info.pop(_CURSORS, None)  # in whatever state the error left them: not reused
         # a connection lost is said so, as SQLAlchemy says it of its own statements
         # (Database.retried runs the unit of work again after a disconnect)
         raise sa_exc.DBAPIError.instance(sql, params, error, psycopg.Error,
                                          connection_invalidated=driver.closed or driver.broken) from error
-    for cursor, _ in cursors:
-        cursor.close()
     for observe in round_trip_observers:
         observe([sql for sql, _, _ in statements], time.perf_counter() - started)
     return out
+
+
+_CURSORS = "tanpu_pipeline_cursors"
+
+
+def _cursors(fairy, driver, count: int) -> list:
+    """`count` cursors of the connection, kept between pipelines in its pool record's info
+    (with the connection they belong to: a connection replaced after a disconnect gets
+    new ones). A cursor made for each statement cost 10-12 µs of CPU more a statement
+    than one used again (its adapters and its dumpers looked up afresh: measured on
+    PostgreSQL, docs/ledger.md Session 17), 16 statements a single-record credit. A
+    cursor kept holds its last result until its next statement (rows are tuples
+    already: psycopg's default row factory, copied by no one)."""
+    kept = fairy.info.get(_CURSORS)
+    if kept is None or kept[0] is not driver:
+        kept = fairy.info[_CURSORS] = (driver, [])
+    cursors = kept[1]
+    while len(cursors) < count:
+        cursors.append(driver.cursor())
+    return cursors[:count]
 
 
 _BEGUN = "tanpu_begun_in_pipeline"

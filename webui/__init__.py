@@ -100,6 +100,8 @@ def create_app(settings: Union[Settings, Mapping[str, Any], None] = None, *,
     overrides (DATABASE_URL, SECRET_KEY, TESTING, ...); None: from the environment.
     `database`: an existing registry Database to use (else one for DATABASE_URL)."""
     app = Flask(__name__)
+    from .auth import Sessions
+    app.session_interface = Sessions()
     # `<int:id>` in every route: at most a 64-bit id, so that a larger number is a 404
     # here rather than an overflow in the database driver (a 500; issue 17)
     app.url_map.converters["int"] = _Id
@@ -140,14 +142,15 @@ def create_app(settings: Union[Settings, Mapping[str, Any], None] = None, *,
 
     @app.after_request
     def _security_headers(response):
+        # the names already set read in one pass (each setdefault scanned every header)
         headers = response.headers
-        headers.setdefault("X-Content-Type-Options", "nosniff")
-        headers.setdefault("X-Frame-Options", "DENY")
-        headers.setdefault("Referrer-Policy", "same-origin")
-        if app.config["CONTENT_SECURITY_POLICY"]:
-            headers.setdefault("Content-Security-Policy", app.config["CONTENT_SECURITY_POLICY"])
-        if response.mimetype == "text/html":
-            headers.setdefault("Cache-Control", "no-store")
+        present = {key.lower() for key in headers.keys()}
+        policy = app.config["CONTENT_SECURITY_POLICY"]
+        for name, value in (("X-Content-Type-Options", "nosniff"), ("X-Frame-Options", "DENY"),
+                            ("Referrer-Policy", "same-origin"), ("Content-Security-Policy", policy),
+                            ("Cache-Control", "no-store" if response.mimetype == "text/html" else None)):
+            if value and name.lower() not in present:
+                headers.add(name, value)
         return response
 
     app.add_url_rule("/healthz", "healthz", lambda: {"ok": True})

@@ -72,7 +72,7 @@ def init_app(app) -> None:
         """A NUL character is in no text any database stores (PostgreSQL refuses it in
         the middle of a query: a 500), so a path, query or form holding one is a 400
         before any view sees it, on every route (issue 17)."""
-        values = list(request.args.items(multi=True))
+        values = list(request.args.items(multi=True)) if request.query_string else []
         if request.method in ("POST", "PUT", "PATCH") and request.mimetype in (
                 "application/x-www-form-urlencoded", "multipart/form-data"):
             values += list(request.form.items(multi=True))

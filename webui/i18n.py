@@ -246,6 +246,14 @@ def init_app(app) -> None:
 
     @app.after_request
     def _content_language(response):
-        response.headers.setdefault("Content-Language", "zh-Hans" if lang() == "zh" else "en")
-        response.vary.add("Cookie")
+        # select_locale() is what get_locale() parses into the request's locale (lang()),
+        # read without making babel's Locale: most responses (every API one) render no
+        # text that needs it; "Vary: Cookie" written directly when no Vary is there yet
+        headers = response.headers
+        if "Content-Language" not in headers:
+            headers["Content-Language"] = "zh-Hans" if select_locale() == "zh" else "en"
+        if "Vary" in headers:
+            response.vary.add("Cookie")
+        else:
+            headers["Vary"] = "Cookie"
         return response

@@ -18,11 +18,12 @@ The conditions, each checked, and what happens when one fails (`stream`: the fra
 already given are taken back by the caller's `rewind` and the file is evaluated as
 before, BatchEngine.evaluate_file):
 - order: no record the rules judge (credited by the formulas) has a time before the
-  latest such time of an earlier chunk (`TimeOrder`); records of one account at that very
-  time in two chunks are in canonical order only when the later chunk's ids do not sort
-  before the earlier's (their rows always come later), which is checked on those records;
+  latest such time of an earlier chunk. Records of one account at that very time in two
+  chunks may sort either way (by id): each chunk's records at its latest time are held
+  and judged with the next chunk of a later time, in canonical order
+  (CarriedRun._judge_held), so a feed of whole-minute times with ids in no order holds;
 - a cap's period never goes back within an account (a clock set back across midnight in
-  a zone with daylight saving time): Rules._cap raises NotInOrder;
+  a zone with daylight saving time): the cap's C pass (Carried.cap) raises NotInOrder;
 - two accounts with one 64-bit hash (AccountIndex, or the chunk's own canonical order):
   HashCollision;
 - repeated ids: hashed as the chunks come (hashes.RepeatedHashes, as BatchEngine's
@@ -121,14 +122,85 @@ void tanpu_account_rehash(int64_t n, void **a) {
         slot[s] = (uint32_t)(c + 1);
     }
 }
+/* The overlap rules of one chunk's credited records, n in canonical order (an account's
+   records together), one pass: a record is rejected by the first rule whose start is
+   before the latest end the account's accepted records reached (its state: NO_END, the
+   least int64, before any); an accepted record moves each rule's latest end on.
+   a[0] positions, a[1] account codes, a[2] times (int64 n); a[3] int64[2]: in [0] the
+   number of rules R; out [1] the number accepted, k; per rule r, a[4 + 3r] starts and
+   a[5 + 3r] ends (int64, whole columns read at the positions), a[6 + 3r] the latest end
+   by code (int64, updated); a[4 + 3R] the rules' reasons (int32 R); the batch's a[5 + 3R]
+   reason (int32), a[6 + 3R] reduction and a[7 + 3R] points (int64), a rejected record's
+   written there (the rule's reason, 0, 0); the accepted records' positions, codes and
+   times moved to the first k places of a[0], a[1], a[2], in order. */
+void tanpu_carried_overlaps(int64_t n, void **a) {
+    int64_t *pos = (int64_t *)a[0], *account = (int64_t *)a[1], *time = (int64_t *)a[2];
+    int64_t *io = (int64_t *)a[3];
+    const int64_t rules = io[0];
+    const int32_t *reasons = (const int32_t *)a[4 + 3 * rules];
+    int32_t *reason = (int32_t *)a[5 + 3 * rules];
+    int64_t *reduction = (int64_t *)a[6 + 3 * rules], *points = (int64_t *)a[7 + 3 * rules];
+    int64_t k = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const int64_t c = account[i], p = pos[i];
+        int64_t rejected = -1;
+        for (int64_t r = 0; r < rules; r++) {
+            const int64_t *start = (const int64_t *)a[4 + 3 * r], *latest = (const int64_t *)a[6 + 3 * r];
+            if (start[p] < latest[c]) { rejected = r; break; }
+        }
+        if (rejected >= 0) {
+            reason[p] = reasons[rejected];
+            reduction[p] = 0;
+            points[p] = 0;
+            continue;
+        }
+        for (int64_t r = 0; r < rules; r++) {
+            const int64_t *end = (const int64_t *)a[5 + 3 * r];
+            int64_t *latest = (int64_t *)a[6 + 3 * r];
+            if (end[p] > latest[c]) latest[c] = end[p];
+        }
+        pos[k] = p; account[k] = c; time[k] = time[i];
+        k++;
+    }
+    io[1] = k;
+}
+/* One cap over one chunk's accepted records, n in canonical order: each record is allowed
+   max(0, min(value, limit - used)), `used` what its account credited in the period so far
+   (engine/cross_record.py: a negative amount counts as nothing), the account's state its
+   latest period and that period's total (NO_PERIOD before any).
+   a[0] account codes, a[1] periods, a[2] values (int64 n); a[3] the latest period and
+   a[4] its total by code (int64, updated); out a[5] allowed (int64 n); a[6] int64[2]: in
+   [0] the limit; out [1] -1 when a period comes before the account's latest (the state is
+   then not to be used again), else 0. */
+void tanpu_carried_cap(int64_t n, void **a) {
+    const int64_t *account = (const int64_t *)a[0], *period = (const int64_t *)a[1];
+    const int64_t *value = (const int64_t *)a[2];
+    int64_t *latest = (int64_t *)a[3], *total = (int64_t *)a[4], *allowed = (int64_t *)a[5];
+    int64_t *io = (int64_t *)a[6];
+    const int64_t limit = io[0];
+    io[1] = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const int64_t c = account[i], p = period[i];
+        if (p != latest[c]) {
+            if (p < latest[c]) { io[1] = -1; return; }
+            latest[c] = p;
+            total[c] = 0;
+        }
+        const int64_t room = limit - total[c], v = value[i];
+        const int64_t got = v < room ? v : room;
+        allowed[i] = got > 0 ? got : 0;
+        total[c] += allowed[i];
+    }
+}
 """
 
 _LIBRARIES: dict = {}
 _LOCK = threading.Lock()
 
 
-def _functions(build) -> Optional[tuple[Any, Any]]:
-    """The table's two C functions, built once per `build` (None without a compiler)."""
+def _functions(build) -> Optional[tuple[Any, Any, Any, Any]]:
+    """INDEX_SOURCE's C functions (the table's two, the overlap rules' and a cap's
+    passes), built once per `build` (None without a compiler)."""
     with _LOCK:
         if build not in _LIBRARIES:
             library = build(INDEX_SOURCE)
@@ -136,8 +208,8 @@ def _functions(build) -> Optional[tuple[Any, Any]]:
                 _LIBRARIES[build] = None
             else:
                 from .kernel import entry
-                _LIBRARIES[build] = (entry(library, "tanpu_account_codes"),
-                                     entry(library, "tanpu_account_rehash"))
+                _LIBRARIES[build] = tuple(entry(library, f"tanpu_{name}") for name in (
+                    "account_codes", "account_rehash", "carried_overlaps", "carried_cap"))
         return _LIBRARIES[build]
 
 
@@ -146,7 +218,7 @@ class AccountIndex:
     -> codes 0, 1, 2, ... in order of first sight, lasting from chunk to chunk."""
 
     def __init__(self, functions, capacity: int = 1 << 16):
-        self.codes_of, self.rehash = functions
+        self.codes_of, self.rehash = functions[:2]
         self.count = 0
         self.bits = max(4, (2 * capacity - 1).bit_length())
         self.slots = np.zeros(1 << self.bits, dtype=np.uint32)
@@ -192,6 +264,7 @@ class Carried:
 
     def __init__(self, rules, functions):
         self.index = AccountIndex(functions)
+        self.judge_overlaps, self.judge_cap = functions[2:]
         size = self.index.capacity
         self.ends = [np.full(size, NO_END, dtype=np.int64) for _ in rules.m.overlaps]
         self.periods = [np.full(size, NO_PERIOD, dtype=np.int64) for _ in rules.m.caps]
@@ -206,82 +279,46 @@ class Carried:
             self.totals = [_grown(a, size, 0) for a in self.totals]
         return codes
 
-    def overlap_prior(self, rule: int, accounts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(whether any record was accepted, the latest end) of each account, for rule `rule`."""
-        ends = self.ends[rule][accounts]
-        return ends != NO_END, ends
+    def overlaps(self, batch, pos: np.ndarray, account: np.ndarray, time: np.ndarray,
+                 bounds: list[tuple[np.ndarray, np.ndarray]], reasons: list[int]):
+        """The overlap rules of the records at `pos` (canonical order, `account` their
+        codes, `time` their times; `bounds` per rule the whole int64 columns of starts and
+        ends), after each account's latest accepted end, which is left updated: each
+        record a rule rejects is given that rule's reason (`reasons`, the first rule that
+        rejects) and no reduction or points in `batch`; (pos, account, time) of the
+        accepted ones back, in order. One C pass, tanpu_carried_overlaps."""
+        n = pos.size
+        pos, account, time = (np.array(a, dtype=np.int64) for a in (pos, account, time))  # written
+        io = np.array([len(bounds), 0], dtype=np.int64)
+        keep = [pos, account, time, io]
+        for (start, end), ends in zip(bounds, self.ends):
+            keep += [np.ascontiguousarray(start, dtype=np.int64), np.ascontiguousarray(end, dtype=np.int64), ends]
+        keep += [np.array(reasons, dtype=np.int32), batch.reason, batch.reduction_mg, batch.points]
+        assert batch.reason.dtype == np.int32 and batch.reduction_mg.dtype == batch.points.dtype == np.int64
+        self.judge_overlaps(n, (ctypes.c_void_p * len(keep))(*[k.ctypes.data for k in keep]))
+        k = int(io[1])
+        return pos[:k], account[:k], time[:k]
 
-    def keep_overlap(self, rule: int, accounts: np.ndarray, ends: np.ndarray) -> None:
-        self.ends[rule][accounts] = ends
-
-    def cap_prior(self, cap: int, accounts: np.ndarray, periods: np.ndarray) -> np.ndarray:
-        """What each (account, period) credited under cap `cap` before (accounts distinct
-        or in increasing periods); NotInOrder for a period before the account's latest."""
-        latest = self.periods[cap][accounts]
-        if (periods < latest).any():
+    def cap(self, cap: int, account: np.ndarray, periods: np.ndarray, values: np.ndarray, limit: int) -> np.ndarray:
+        """What cap `cap` allows each record (canonical order, `account` their codes),
+        after what each account credited in its latest period, which is left updated
+        (one C pass, tanpu_carried_cap); NotInOrder for a period before the account's
+        latest (a local clock set back across midnight)."""
+        n = account.size
+        allowed = np.empty(n, dtype=np.int64)
+        io = np.array([limit, 0], dtype=np.int64)
+        keep = [np.ascontiguousarray(account, dtype=np.int64), np.ascontiguousarray(periods, dtype=np.int64),
+                np.ascontiguousarray(values, dtype=np.int64), self.periods[cap], self.totals[cap], allowed, io]
+        self.judge_cap(n, (ctypes.c_void_p * len(keep))(*[k.ctypes.data for k in keep]))
+        if io[1] < 0:
             raise NotInOrder("a cap's period before the account's latest")
-        return np.where(periods == latest, self.totals[cap][accounts], 0)
-
-    def keep_cap(self, cap: int, accounts: np.ndarray, periods: np.ndarray, totals: np.ndarray) -> None:
-        """Each account's latest period and its total (accounts distinct)."""
-        self.periods[cap][accounts] = periods
-        self.totals[cap][accounts] = totals
+        return allowed
 
 
 def _grown(array: np.ndarray, size: int, fill) -> np.ndarray:
     grown = np.full(size, fill, dtype=array.dtype)
     grown[:array.size] = array
     return grown
-
-
-@dataclass
-class _Edges:
-    """A chunk's judged records at its earliest and its latest time: the least id of
-    each account at the earliest, the greatest at the latest (TimeOrder)."""
-
-    first: int
-    last: int
-    first_ids: pl.DataFrame  # account, id
-    last_ids: pl.DataFrame
-
-
-def edges_of(batch, positions: np.ndarray, time: np.ndarray) -> Optional[_Edges]:
-    """The _Edges of the records at `positions` (their times `time`); None when none."""
-    if positions.size == 0:
-        return None
-    first, last = int(time.min()), int(time.max())
-
-    def ids_at(t: int, least: bool) -> pl.DataFrame:
-        at = positions[time == t]
-        frame = pl.DataFrame({"account": batch.accounts.gather(at), "id": batch.ids.gather(at)})
-        return frame.group_by("account").agg(pl.col("id").min() if least else pl.col("id").max())
-    return _Edges(first, last, ids_at(first, True), ids_at(last, False))
-
-
-class TimeOrder:
-    """Whether the judged records of the chunks so far come in canonical order per
-    account: each chunk's earliest time at or after the latest time before it, and at that
-    very time no account's id in the later chunk before its id in an earlier one."""
-
-    def __init__(self):
-        self.latest: Optional[int] = None
-        self.tail: Optional[pl.DataFrame] = None  # the greatest id per account at `latest`
-
-    def check(self, edges: Optional[_Edges]) -> None:
-        """Takes the chunk's edges in; NotInOrder when its records break the order."""
-        if edges is None:
-            return
-        if self.latest is not None:
-            if edges.first < self.latest:
-                raise NotInOrder("a record before a record of an earlier chunk")
-            if edges.first == self.latest:
-                both = edges.first_ids.join(self.tail, on="account", suffix="_before")
-                if both.height and (both.get_column("id") < both.get_column("id_before")).any():
-                    raise NotInOrder("an id that sorts before one of an earlier chunk at the same time")
-        if self.latest is None or edges.last > self.latest:
-            self.latest, self.tail = edges.last, edges.last_ids
-        else:  # the whole chunk at the latest time: the greatest ids of both
-            self.tail = pl.concat([self.tail, edges.last_ids]).group_by("account").agg(pl.col("id").max())
 
 
 @dataclass
@@ -296,7 +333,6 @@ class _Prepared:
     lengths: np.ndarray        # each account's records along it
     h1: np.ndarray             # each account's hashes, in that order
     h2: np.ndarray
-    edges: Optional[_Edges]
     hashed: Any                # the chunk's id hashes for RepeatedHashes (None: known)
     collision: bool = False    # two of the chunk's accounts share a hash
 
@@ -316,16 +352,28 @@ def _prepare(engine, part, duplicates: Optional[np.ndarray], hashes: Optional[Re
     credited = np.flatnonzero(batch.reason == Reasons.CREDITED)
     empty = np.zeros(0, dtype=np.int64)
     if credited.size == 0:
-        return _Prepared(part, batch, empty, empty, empty, empty, empty, None, hashed)
+        return _Prepared(part, batch, empty, empty, empty, empty, empty, hashed)
     h1, h2 = account_hashes(batch.accounts, credited)
     try:
         order, code, time = canonical(batch, credited, h1, h2, rules.native)
     except HashCollision:
-        return _Prepared(part, batch, empty, empty, empty, empty, empty, None, hashed, collision=True)
+        return _Prepared(part, batch, empty, empty, empty, empty, empty, hashed, collision=True)
     starts = np.flatnonzero(np.r_[True, code[1:] != code[:-1]])
     heads = order[starts]
     return _Prepared(part, batch, credited[order], time, np.diff(np.r_[starts, order.size]),
-                     h1[heads], h2[heads], edges_of(batch, credited, batch.time[credited]), hashed)
+                     h1[heads], h2[heads], hashed)
+
+
+@dataclass
+class _Held:
+    """A chunk's judged records at the latest time so far, judged with the next chunk
+    that has a later time (`CarriedRun._judged`): records of one account at that time in
+    the next chunk may sort before them (a smaller id)."""
+
+    prepared: _Prepared
+    pos: np.ndarray       # canonical order
+    account: np.ndarray   # lasting codes along it
+    time: np.ndarray
 
 
 STANDS, AGAIN, BROKEN = "stands", "again", "broken"
@@ -341,19 +389,26 @@ class CarriedRun:
     `taken`: chunks judged so far; `yielded`: frames given out (which the caller takes
     back if the run does not stand); `parts`, after a BROKEN return with nothing given
     out: the parts of the file's chunks as per-record evaluation left them, an iterator
-    to hand on to the store (store.py); `why`: what broke the order."""
+    to hand on to the store (store.py); `why`: what broke the order; `tied`: how often
+    an account's records at one time were judged against their chunks' order (a later
+    chunk's record sorting before a held one of an earlier chunk: `_judge_held`)."""
 
     def __init__(self, engine, functions, expected_rows: int, duplicates: Optional[np.ndarray]):
         self.engine = engine
         self.duplicates = duplicates
         self.carried = Carried(engine.rules, functions)
-        self.order = TimeOrder()
         self.hashes = RepeatedHashes(expected_rows, engine.hash_rows) if duplicates is None else None
         self.taken = 0
         self.yielded = 0
         self.parts: Optional[Iterator] = None
         self.broken = False
         self.why = ""
+        self.tied = 0
+        # the records at the latest time so far (`latest`), of one chunk or several, not
+        # judged yet; the chunks whose frames wait for them (or for an earlier chunk's)
+        self.latest: Optional[int] = None
+        self.held: list[_Held] = []
+        self.waiting: deque = deque()
 
     def frames(self, chunks, units, progress: Optional[Callable] = None):
         """Generator of the result frames; returns STANDS, AGAIN (some hash of an id is
@@ -375,40 +430,48 @@ class CarriedRun:
             # a part that may go on to the store is judged in a copy of its outcomes
             return _prepare(engine, part, self.duplicates, self.hashes, copy=first_row in copied)
         stream = engine.per_record_chunks(numbered(), units, work)
-        held: list = []
+        seen: list = []  # every chunk so far, while they may be handed on to the store
         handed_on = False
         # each chunk's results are shown (status, code, message as text) by a thread of
         # their own while the next chunk is judged: the judging is the one step that runs
         # chunk after chunk, on the main thread (a profile of 5M rides: half its samples)
         self.showing = pools.pool("shown", 1)
-        pending: deque = deque()
+        pending: deque = deque()  # the frames of the chunks judged whole, in order
         try:
             for prepared in stream:
+                if self.taken <= HOLD_CHUNKS:
+                    seen.append(prepared)
                 try:
-                    results = self._judged(prepared)
+                    done = self._judged(prepared)
                 except (NotInOrder, HashCollision) as error:
-                    self.why = type(error).__name__ + (f": {error}" if str(error) else "")
-                    self.broken = True
-                    if not self.yielded:  # nothing given out: the parts go on to the store
-                        before = [p.part for _, p in held] + [prepared.part]
-                        self.parts = _parts(before, stream)
+                    self._broke(error)
+                    # nothing given out and every part judged in a copy (the first
+                    # HOLD_CHUNKS + 1 chunks): the parts go on to the store as they are
+                    if not self.yielded and self.taken <= HOLD_CHUNKS:
+                        self.parts = _parts([p.part for p in seen], stream)
                         handed_on = True
                     return BROKEN
                 if self.hashes is not None:
                     self.hashes.add(prepared.hashed)
                 self.taken += 1
+                if self.taken > HOLD_CHUNKS + 1:  # none can be handed on any more: let them go
+                    seen = []
                 if progress is not None:
                     progress(chunks.position(), chunks.size)
+                pending.extend(self._shown(p) for p in done)
                 if self.taken <= HOLD_CHUNKS:
-                    held.append((results, prepared))
                     continue
-                pending.extend(frame for frame, _ in held)
-                held = []
-                pending.append(results)
                 while len(pending) > 1:  # one chunk shown while the next is judged
                     self.yielded += 1
                     yield pending.popleft().result()
-            pending.extend(frame for frame, _ in held)
+            try:
+                done = self._finished()
+            except NotInOrder as error:
+                self._broke(error)
+                if not self.yielded and self.taken <= HOLD_CHUNKS + 1:  # every part in `seen`
+                    self.parts = _parts([p.part for p in seen], (p for p in ()))
+                return BROKEN
+            pending.extend(self._shown(p) for p in done)
             while pending:
                 self.yielded += 1
                 yield pending.popleft().result()
@@ -420,23 +483,118 @@ class CarriedRun:
                 stream.close()
             # what is still queued is not needed; what runs is waited for (nothing of this
             # run goes on after it)
-            left = list(pending) + [frame for frame, _ in held]
+            left = list(pending)
             for future in left:
                 future.cancel()
             wait(left)
             if self.hashes is not None:
                 self.hashes.close()
 
-    def _judged(self, prepared: _Prepared) -> pl.DataFrame:
+    def _broke(self, error: Exception) -> None:
+        self.why = type(error).__name__ + (f": {error}" if str(error) else "")
+        self.broken = True
+
+    def _shown(self, prepared: _Prepared):
+        return self.showing.submit(self.engine.results, prepared.part, prepared.batch)
+
+    def _judged(self, prepared: _Prepared) -> list:
+        """Judges what of the chunk can be judged now; the chunks (this or earlier ones)
+        whose records are then all judged, in order.
+
+        The chunk's records at its latest time are held (`held`) until a chunk with a
+        later time comes (or the file ends): an account's records at that time in the
+        next chunk come before them in canonical order when their ids sort first, and
+        are then judged in that order (`_judge_held`). Each chunk's frame is shown once
+        all its records are judged: the frames keep the chunks' order."""
         if prepared.collision:
             raise HashCollision()
-        self.order.check(prepared.edges)
-        engine = self.engine
-        if prepared.pos.size:
-            codes = self.carried.codes(prepared.h1, prepared.h2)
-            account = np.repeat(codes, prepared.lengths)
-            engine.rules.judge_carried(prepared.batch, prepared.pos, account, prepared.time, self.carried)
-        return self.showing.submit(engine.results, prepared.part, prepared.batch)
+        self.waiting.append(prepared)
+        if prepared.pos.size == 0:
+            return self._complete() if not self.held else []
+        codes = self.carried.codes(prepared.h1, prepared.h2)
+        account = np.repeat(codes, prepared.lengths)
+        pos, time = prepared.pos, prepared.time
+        first, last = int(time.min()), int(time.max())
+        later = None
+        if self.latest is not None:
+            if first < self.latest:
+                raise NotInOrder("a record before a record of an earlier chunk")
+            if first == self.latest:  # those at the held time join the held ones
+                at = time == first
+                self.held.append(_Held(prepared, pos[at], account[at], time[at]))
+                if last == first:  # the whole chunk at that time: held too
+                    return []
+                later = ~at
+        self._judge_held()
+        rules = self.engine.rules
+        before = time < last
+        if later is not None:
+            before &= later
+        if before.any():
+            rules.judge_carried(prepared.batch, pos[before], account[before], time[before], self.carried)
+        at = time == last
+        self.latest = last
+        self.held = [_Held(prepared, pos[at], account[at], time[at])]
+        return self._complete(keep=1)
+
+    def _finished(self) -> list:
+        """The held records judged (the file ended): the chunks still waiting."""
+        self._judge_held()
+        self.held = []
+        return self._complete()
+
+    def _complete(self, keep: int = 0) -> list:
+        """The waiting chunks but the last `keep`."""
+        out = []
+        while len(self.waiting) > keep:
+            out.append(self.waiting.popleft())
+        return out
+
+    def _judge_held(self) -> None:
+        """The held records (all at `latest`) judged in canonical order (account, time,
+        id, row). An account's records in one chunk are in that order already; those of
+        an account held from several chunks are sorted by (id, row) and judged in runs
+        of one chunk's records, the first run of every such account, then the second,
+        ...: each account starts where its previous run left its state (`Carried`)."""
+        held = [h for h in self.held if h.pos.size]
+        self.held = []
+        rules = self.engine.rules
+        if len(held) == 1:
+            h = held[0]
+            rules.judge_carried(h.prepared.batch, h.pos, h.account, h.time, self.carried)
+            return
+        if not held:
+            return
+        # the accounts held from more than one chunk
+        distinct = np.concatenate([np.unique(h.account) for h in held])
+        values, counts = np.unique(distinct, return_counts=True)
+        shared = values[counts > 1]
+        mixed = [np.isin(h.account, shared) for h in held]
+        for h, mix in zip(held, mixed):  # the others: in their chunk's order, any chunk first
+            alone = ~mix
+            if alone.any():
+                rules.judge_carried(h.prepared.batch, h.pos[alone], h.account[alone], h.time[alone], self.carried)
+        if shared.size == 0:
+            return
+        frame = pl.concat([pl.DataFrame({
+            "account": h.account[mix], "id": h.prepared.batch.ids.gather(h.pos[mix]),
+            "row": h.prepared.batch.rows[h.pos[mix]], "chunk": np.full(int(mix.sum()), k, dtype=np.int64),
+            "at": np.flatnonzero(mix)}) for k, (h, mix) in enumerate(zip(held, mixed))])
+        frame = frame.sort(["account", "id", "row"])
+        account = frame.get_column("account").to_numpy()
+        chunk = frame.get_column("chunk").to_numpy()
+        at = frame.get_column("at").to_numpy()
+        new_account = np.r_[True, account[1:] != account[:-1]]
+        new_run = new_account | np.r_[True, chunk[1:] != chunk[:-1]]
+        runs = np.cumsum(new_run) - 1
+        run = runs - np.maximum.accumulate(np.where(new_account, runs, 0))  # the run's rank in its account
+        self.tied += int((~new_account[1:] & (chunk[1:] < chunk[:-1])).sum())
+        for r in range(int(run.max()) + 1):
+            for k, h in enumerate(held):
+                chosen = at[(run == r) & (chunk == k)]
+                if chosen.size:
+                    rules.judge_carried(h.prepared.batch, h.pos[chosen], h.account[chosen], h.time[chosen],
+                                        self.carried)
 
 
 def _parts(before: list, stream) -> Iterator:

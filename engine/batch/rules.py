@@ -239,16 +239,34 @@ class Rules:
         account's records in the chunks before, which is left updated: a file whose
         accounts' records come chunk after chunk in canonical order is judged as whole.
         NotInOrder when this chunk cannot be judged so (a cap's period that goes back),
-        and then `carried` is not to be used again."""
+        and then `carried` is not to be used again.
+
+        Each step is one C pass along the records (Carried.overlaps, Carried.cap), record
+        by record as engine/cross_record.py judges them, each account starting from its
+        state: no fixed point to iterate, no groups to make (docs/engine.md, "Time-ordered
+        files", says what it saved)."""
+        m = self.m
         if pos.size == 0:
             return
-        starts = np.flatnonzero(np.r_[True, account[1:] != account[:-1]])
-        accepted = self._keys_and_overlaps(batch, pos, account, starts, carried)
-        pos, account, time = pos[accepted], account[accepted], time[accepted]
-        if pos.size == 0:
-            return
-        for index, cap in enumerate(self.m.caps):
-            self._cap(batch, pos, account, time, cap, self.capped[index], index, carried=carried)
+        if m.overlaps:
+            bounds = []
+            for o in m.overlaps:
+                start, end = _value_column(batch, o.start), _value_column(batch, o.end)
+                if not all(isinstance(c, np.ndarray) and c.dtype == np.int64 for c in (start, end)):
+                    start, end = (np.asarray(c if isinstance(c, np.ndarray) else _take(c, np.arange(batch.n)),
+                                             dtype=np.int64) for c in (start, end))
+                bounds.append((start, end))  # read at `pos` by the C pass itself
+            pos, account, time = carried.overlaps(batch, pos, account, time, bounds, self.overlap)
+        for index, cap in enumerate(m.caps):
+            if pos.size == 0:
+                return
+            period = period_index(zone_table(cap.timezone).local_day(time), cap.period)
+            target = batch.reduction_mg if cap.target == "reduction" else batch.points
+            value = target[pos]
+            allowed = carried.cap(index, account, period, value, cap.limit)
+            capped = allowed < value
+            if capped.any():
+                self._capped(batch, cap, self.capped[index], pos[capped], allowed[capped])
 
     # ------------------------------------------------------------ with a prior state
     def _with_state(self, batch: Batch, state: dict) -> None:
@@ -344,7 +362,7 @@ class Rules:
             self._cap(batch, pos, account, time, cap, self.capped[index], index, state)
 
     # ------------------------------------------------------------ duplicates, overlaps
-    def _keys_and_overlaps(self, batch, pos, account, starts, carried=None) -> np.ndarray:
+    def _keys_and_overlaps(self, batch, pos, account, starts) -> np.ndarray:
         """Which records the duplicate and overlap rules accept (rejecting the others).
 
         Whether a record is accepted depends only on the accepted records before it in its
@@ -352,27 +370,13 @@ class Rules:
         records whose keys no earlier record of A had and that start at or after every
         earlier end in A. F is computed on arrays and iterated from A = everything
         (`_acceptance`); the few accounts still changing after a number of rounds are
-        replayed one record at a time. With `carried` (judge_carried; overlap rules
-        only), each account starts from the latest end it remembers, as if its earlier
-        accepted records came first, and the latest end is left updated.
+        replayed one record at a time.
         """
         m = self.m
         n = pos.size
         if not (m.duplicates or m.overlaps) or n == 0:
             return np.ones(n, dtype=bool)
-        priors = None
-        if carried is not None:  # (whether any was accepted before, its latest end) per account
-            heads = account[starts]
-            priors = [carried.overlap_prior(r, heads) for r in range(len(m.overlaps))]
-        accepted, rejected = self._acceptance(batch, pos, account, starts, priors)
-        if carried is not None:  # each account's latest accepted end, for its next chunk
-            took = np.logical_or.reduceat(accepted, starts)
-            for r, (rule, (had, ends)) in enumerate(zip(m.overlaps, priors)):
-                end = np.asarray(_take(_value_column(batch, rule.end), pos), dtype=np.int64)
-                low = int(end.min())
-                reached = np.maximum.reduceat(np.where(accepted, end, low), starts)
-                reached = np.where(had, np.maximum(reached, ends), reached)
-                carried.keep_overlap(r, account[starts][took], reached[took])
+        accepted, rejected = self._acceptance(batch, pos, account, starts)
         # the reason: the first rule (duplicates, then overlaps, in source order) that rejects
         codes = self.duplicate + self.overlap
         reason = np.zeros(n, dtype=np.int32)
@@ -385,9 +389,8 @@ class Rules:
         batch.points[at] = 0
         return accepted
 
-    def _acceptance(self, batch, pos, account, starts, priors=None, narrow: bool = True):
-        """(accepted, what each rule rejects) of _keys_and_overlaps; `priors`: per
-        overlap rule (whether any record was accepted before, the latest end) per account.
+    def _acceptance(self, batch, pos, account, starts, narrow: bool = True):
+        """(accepted, what each rule rejects) of _keys_and_overlaps.
 
         F is antitone (fewer accepted records reject fewer), so F(everything) is a subset
         of the fixed point: an account none of whose records F(everything) rejects is
@@ -403,14 +406,7 @@ class Rules:
         for r, rule in enumerate(m.overlaps):
             start = np.asarray(_take(_value_column(batch, rule.start), pos), dtype=np.int64)
             end = np.asarray(_take(_value_column(batch, rule.end), pos), dtype=np.int64)
-            low = int(end.min())
-            prior = None
-            if priors is not None:
-                had, latest = priors[r]
-                if had.any():
-                    low = min(low, int(latest[had].min()))
-                prior = (had, np.where(had, latest, low))
-            bounds.append((start, end, low, prior))
+            bounds.append((start, end, int(end.min())))
 
         def rejections(accepted):
             """Per rule, the records it rejects given that `accepted` are accepted."""
@@ -425,17 +421,12 @@ class Rules:
             if bounds:
                 counts = np.cumsum(accepted.astype(np.int64)) - accepted
                 earlier = counts - np.repeat(counts[starts], lengths)
-            for start, end, low, prior in bounds:
+            for start, end, low in bounds:
                 latest = segmented_cummax(np.where(accepted, end, low), starts)
                 previous = np.empty(n, dtype=np.int64)
                 previous[1:] = latest[:-1]
                 previous[segment_start] = low
-                before = earlier > 0
-                if prior is not None:  # the account's earlier chunks count as earlier records
-                    had, ends = prior
-                    previous = np.maximum(previous, np.repeat(ends, lengths))
-                    before |= np.repeat(had, lengths)
-                out.append(before & (start < previous))
+                out.append((earlier > 0) & (start < previous))
             return out
 
         accepted = np.ones(n, dtype=bool)
@@ -448,9 +439,8 @@ class Rules:
             if not busy.all():  # the accounts with some record rejected, on their own
                 chosen = np.repeat(busy, lengths)
                 sub_starts = np.flatnonzero(np.r_[True, account[chosen][1:] != account[chosen][:-1]])
-                sub_priors = None if priors is None else [(had[busy], ends[busy]) for had, ends in priors]
                 got, sub_rejected = self._acceptance(batch, pos[chosen], account[chosen], sub_starts,
-                                                     sub_priors, narrow=False)
+                                                     narrow=False)
                 accepted[chosen] = got
                 for whole, part in zip(rejected, sub_rejected):
                     whole[:] = False
@@ -470,9 +460,7 @@ class Rules:
                 lo = int(starts[s])
                 hi = int(starts[s + 1]) if s + 1 < starts.size else n
                 accepted[lo:hi] = True
-                latest = [int(prior[1][s]) if prior is not None and prior[0][s] else None
-                          for _, _, _, prior in bounds]
-                self._replay(batch, pos, lo, hi, accepted, latest)
+                self._replay(batch, pos, lo, hi, accepted)
             rejected = rejections(accepted)
         return accepted, rejected
 
@@ -498,9 +486,8 @@ class Rules:
                                  .fill_null(True)).to_series().to_numpy()
         return order, np.flatnonzero(changed)
 
-    def _replay(self, batch, pos, lo, hi, accepted, latest=None):
-        """One account's records pos[lo:hi] judged one at a time; `latest`: each overlap
-        rule's latest end accepted before them (None: none)."""
+    def _replay(self, batch, pos, lo, hi, accepted):
+        """One account's records pos[lo:hi] judged one at a time."""
         m = self.m
         where = pos[lo:hi]
         keys = [list(zip(*[_python_values(_value_column(batch, k), where) for k in rule.keys]))
@@ -508,7 +495,7 @@ class Rules:
         bounds = [(_python_values(_value_column(batch, o.start), where),
                    _python_values(_value_column(batch, o.end), where)) for o in m.overlaps]
         seen = [set() for _ in m.duplicates]
-        latest = list(latest) if latest is not None else [None for _ in m.overlaps]
+        latest = [None for _ in m.overlaps]
         for i in range(hi - lo):
             rejected = False
             for r, rule in enumerate(m.duplicates):
@@ -551,14 +538,11 @@ class Rules:
 
     # ------------------------------------------------------------ caps
     def _cap(self, batch, pos, account, time, cap: ir.Cap, reason: int, index: int = 0,
-             state: Optional[dict] = None, carried=None):
+             state: Optional[dict] = None):
         """One cap over the accepted records (canonical order). With `state`, each
         (account, period) starts from the total its account's state holds for the cap and
         the total is left updated (what was credited under it, a negative amount counting
-        as nothing), as engine/cross_record.py does. With `carried` (judge_carried: the
-        accounts' lasting codes in `account`), likewise from the total of the account's
-        latest period, which is all it keeps: a period before it (a local clock gone back
-        across midnight) raises NotInOrder, as does one going back within the chunk."""
+        as nothing), as engine/cross_record.py does."""
         zone = zone_table(cap.timezone)
         period = period_index(zone.local_day(time), cap.period)
         target = batch.reduction_mg if cap.target == "reduction" else batch.points
@@ -570,8 +554,6 @@ class Rules:
             order = np.arange(pos.size)
             new = np.r_[True, account_change | (period[1:] != period[:-1])]
         else:
-            if carried is not None:
-                raise NotInOrder("a cap's period goes back within an account")
             order = np.lexsort((np.arange(pos.size), period, account))
             g_account, g_period = account[order], period[order]
             new = np.r_[True, (g_account[1:] != g_account[:-1]) | (g_period[1:] != g_period[:-1])]
@@ -595,9 +577,6 @@ class Rules:
             states = [state.setdefault(a, AccountState.empty(self.m)) for a in texts]
             stored = np.array([s.caps[index].get(p, 0) for s, p in zip(states, periods)], dtype=np.int64)
             within = within + np.repeat(stored, np.diff(np.r_[starts, v.size]))
-        elif carried is not None:  # the groups in canonical order (order is the identity)
-            stored = carried.cap_prior(index, account[starts], period[starts])
-            within = within + np.repeat(stored, np.diff(np.r_[starts, v.size]))
         before = within - v
         limit = cap.limit
         allowed = np.minimum(within, limit) - np.minimum(before, limit)
@@ -613,18 +592,15 @@ class Rules:
                     used += a  # a negative amount counts as nothing (cross_record.py)
         if stored is not None:  # what each (account, period) credited under the cap
             added = np.add.reduceat(np.maximum(allowed, 0), starts) if starts.size else stored
-            if carried is not None:  # each account's last group is its latest period
-                heads = account[starts]
-                last = np.r_[heads[1:] != heads[:-1], True]
-                carried.keep_cap(index, heads[last], period[starts][last], (stored + added)[last])
-            else:
-                for s, p, total in zip(states, periods, (stored + added).tolist()):
-                    s.caps[index][p] = total
+            for s, p, total in zip(states, periods, (stored + added).tolist()):
+                s.caps[index][p] = total
         capped_sorted = allowed < v
-        if not capped_sorted.any():
-            return
-        capped_at = pos[order[capped_sorted]]
-        new_value = allowed[capped_sorted]
+        if capped_sorted.any():
+            self._capped(batch, cap, reason, pos[order[capped_sorted]], allowed[capped_sorted])
+
+    def _capped(self, batch, cap: ir.Cap, reason: int, capped_at: np.ndarray, new_value: np.ndarray) -> None:
+        """The records at `capped_at` capped by `cap` to `new_value` (points recomputed
+        by the methodology's formulas after a capped reduction)."""
         batch.reason[capped_at] = reason
         if cap.target == "reduction":
             batch.reduction_mg[capped_at] = new_value

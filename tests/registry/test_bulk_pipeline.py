@@ -106,3 +106,23 @@ def test_a_transaction_begun_by_a_pipeline_is_one_transaction(reg, backend):
         # a read session's pipeline begins a read-only transaction
         with pytest.raises(sa.exc.DBAPIError, match="read-only"):
             bulk.pipelined(s, [(insert, {"a": "begun-6"}, False)])
+
+
+def test_pipelines_on_one_connection_answer_each_statement_its_own_rows(reg, backend):
+    """bulk.pipelined keeps its cursors per connection (bulk._cursors): a pipeline after a
+    longer one, after one whose rows were not asked for, and after one that failed on the
+    same connection, answers exactly its own statements' rows."""
+    if backend != "postgresql":
+        pytest.skip("pipelines are PostgreSQL's")
+    with reg.uow() as s:
+        first = bulk.pipelined(s, [("SELECT %(a)s::int, 'a'", {"a": i}, True) for i in range(4)])
+        assert first == [[(i, "a")] for i in range(4)]
+        assert bulk.pipelined(s, [("SELECT generate_series(1, %(n)s)", {"n": 3}, True),
+                                  ("SELECT 'x' WHERE false", {}, True)]) == [[(1,), (2,), (3,)], []]
+        assert bulk.pipelined(s, [("SELECT 9", {}, False), ("SELECT 8", {}, False)]) == [[], []]
+        assert bulk.pipelined(s, [("SELECT 'only'", {}, True)]) == [[("only",)]]
+    with pytest.raises(sa.exc.DBAPIError):
+        with reg.uow() as s:
+            bulk.pipelined(s, [("SELECT 1", {}, True), ("SELECT 1 / 0", {}, True)])
+    with reg.uow() as s:
+        assert bulk.pipelined(s, [("SELECT 5", {}, True), ("SELECT 6", {}, True)]) == [[(5,)], [(6,)]]

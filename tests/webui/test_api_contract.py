@@ -229,8 +229,11 @@ def test_rate_limits_per_token_and_per_address(web):
     body = _problem(answers[3], 429, "too_many_requests")
     assert "rate limit" in body["detail"] and int(answers[3].headers["Retry-After"]) > 0
     # another token has its own budget, until the address's is spent (5 in all)
-    statuses = [client.get("/api/v1/", headers=second).status_code for _ in range(3)]
-    assert statuses[0] == 200 and statuses[-1] == 429
+    answers = [client.get("/api/v1/", headers=second) for _ in range(3)]
+    assert answers[0].status_code == 200 and answers[-1].status_code == 429
+    # the headers speak of the limit nearest to being spent: the address's (1 of 5 left)
+    assert (answers[0].headers["RateLimit-Limit"], answers[0].headers["RateLimit-Remaining"]) == ("5", "1")
+    assert "5 per 1 minute" in _problem(answers[-1], 429, "too_many_requests")["detail"]
 
 
 def test_schema_etag_and_link_headers(api):

@@ -76,7 +76,7 @@ from registry.models import INTEGRATOR, User, UserRole, utcnow
 
 from ..auth import current_user, login_required, require
 from ..db import get_db
-from ..limits import address, address_limit, limiter, token_key, token_limit
+from .. import limits
 from . import accounts, jobs, ledger, models, openapi, rewards, service, webhooks
 from .openapi import header, operation, query
 from .problems import REQUEST_ID, TITLES, problem, request_id
@@ -242,6 +242,12 @@ def _fingerprint(methodology: str) -> Optional[list]:
     return read[1] if read is not None and read[0] == methodology else None
 
 
+# per token (before the token is checked: its digest is the key) and per address; the
+# first of v1's hooks, so that a flood of bad tokens is refused before any is checked
+v1.before_request(limits.check_api)
+v1.after_request(limits.api_headers)
+
+
 @v1.before_request
 def _authenticate():
     header_value = request.headers.get("Authorization", "")
@@ -269,11 +275,6 @@ def _ids_in_range():
     for name, value in (request.view_args or {}).items():
         if isinstance(value, int) and not (0 <= value <= accounts.largest(name)):
             raise ApiError(404, "not_found", f"no such {name.replace('_id', '')} {value}")
-
-
-# per token (before the token is checked: its digest is the key) and per address
-limiter.limit(token_limit, key_func=token_key, scope="api-token")(v1)
-limiter.limit(address_limit, key_func=address, scope="api-address")(v1)
 
 
 def _int_query(name: str, description: str, minimum: int = 1, maximum: Optional[int] = None):
