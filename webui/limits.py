@@ -1,9 +1,10 @@
 """Rate limits (the `limits` library): the JSON API per token and per address, and failed
 sign-ins per email and per address.
 
-    API_RATE_LIMIT_TOKEN    "600 per minute"    requests of one token
-    API_RATE_LIMIT_ADDRESS  "1200 per minute"   requests from one address (with or without
-                                                a token: a flood of bad tokens is limited too)
+    API_RATE_LIMIT_TOKEN    requests of one token
+    API_RATE_LIMIT_ADDRESS  requests from one address (with or without a token: a flood of
+                            bad tokens is limited too)
+    (their defaults are set once, by the app factory: webui/__init__.py)
     LOGIN_MAX_FAILURES, LOGIN_FAILURE_WINDOW_SECONDS   failed sign-ins (10 in 15 min)
 
 The counters live in the limits' storage (RATELIMIT_STORAGE_URI, default tanpu-memory://, per
@@ -139,9 +140,6 @@ def api_headers(response):
 
 
 def init_app(app) -> None:
-    app.config.setdefault("API_RATE_LIMIT_TOKEN", "600 per minute")
-    app.config.setdefault("API_RATE_LIMIT_ADDRESS", "1200 per minute")
-    app.config.setdefault("RATELIMIT_STORAGE_URI", "tanpu-memory://")
     app.extensions[EXTENSION] = MovingWindowRateLimiter(
         storage_from_string(app.config["RATELIMIT_STORAGE_URI"]))
 
