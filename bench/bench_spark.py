@@ -19,6 +19,18 @@ work costs whatever else runs. Without --rules the methodology is per record (it
 rule dropped); with it, the overlap rule and a 2 kg daily cap. The results of Spark and
 of `tanpu eval` are compared (a hash of the compared columns of every row, and the
 totals). Figures only; nothing here asserts a timing.
+
+With --executors, the scaling with executors instead (docs/spark.md, "Scaling with
+executors"): a Spark standalone cluster started here (a master and a worker JVM from
+PySpark's own Spark, 2 cores), the same jobs run from this process as an application of
+1 executor x 1 core, then of 2 executors x 1 core (each executor its own JVM and Python
+workers), then on local[1] and local[2] for comparison, in turn --rounds times (1, 2, 1,
+2, ...: the load of the shared machine falls on all); each run in wall time, CPU seconds
+(this process, the driver's JVM and, on the cluster, the worker's tree: the executors'
+JVMs and their Python workers) and records a second, its results compared with `tanpu
+eval`'s; then the speed-up from 1 to 2 executors (cores) and its efficiency, per round.
+
+    .venv/bin/python bench/bench_spark.py --executors --records /work/bench-records/rides-5000000.parquet [--rules]
 """
 
 from __future__ import annotations
@@ -142,6 +154,10 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=2,
                         help="spark.sql.shuffle.partitions: with --rules, the tasks the accounts are "
                              "spread over (each holds all its accounts' records: more for large n)")
+    parser.add_argument("--executors", action="store_true",
+                        help="the scaling with executors: a standalone cluster, 1 then 2 executors x "
+                             "1 core, and local[1] / local[2], alternated --rounds times")
+    parser.add_argument("--rounds", type=int, default=2, help="with --executors: the alternations")
     args = parser.parse_args()
     import importlib.util
     if importlib.util.find_spec("pyspark") is None or shutil.which("java") is None:
@@ -163,6 +179,8 @@ def main() -> None:
               f"{args.partitions} shuffle partitions, "
               f"load average {os.getloadavg()[0]:.1f}", flush=True)
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        if args.executors:
+            return scaling(args, text, methodology, records, work)
 
         def hand():
             handwritten_polars(pl.read_parquet(records).rename({"distance[km]": "distance"})) \
@@ -225,6 +243,109 @@ def main() -> None:
         print(f"Spark's results equal tanpu eval's ({', '.join(COMPARED)}): {same}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+SPLIT = "8m"  # spark.sql.files.maxPartitionBytes: ~10 input tasks of a 5 M file, whatever the cores
+
+
+def standalone(work: Path, port: int) -> list[subprocess.Popen]:
+    """A Spark standalone master and a worker of 2 cores on 127.0.0.1 (PySpark's own Spark,
+    as bench/spark_standalone.sh starts them), once they are registered."""
+    import pyspark
+    home = os.path.dirname(pyspark.__file__)
+    env = dict(os.environ, SPARK_HOME=home, SPARK_LOCAL_IP="127.0.0.1",
+               SPARK_LOCAL_DIRS=str(work / "local"), SPARK_WORKER_DIR=str(work / "worker"),
+               SPARK_LOG_DIR=str(work / "logs"),
+               SPARK_DAEMON_JAVA_OPTS=f"-Djava.io.tmpdir={work}")
+    started = []
+    for name, argv, ready in [
+            ("master", ["org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
+                        "--port", str(port), "--webui-port", str(port + 1)], "I have been elected leader"),
+            ("worker", ["org.apache.spark.deploy.worker.Worker", f"spark://127.0.0.1:{port}",
+                        "--host", "127.0.0.1", "--cores", "2", "--memory", "6g",
+                        "--webui-port", str(port + 2), "--work-dir", str(work / "worker")],
+             "Successfully registered with master")]:
+        log = work / f"{name}.out"
+        with open(log, "w") as out:
+            started.append(subprocess.Popen([f"{home}/bin/spark-class", *argv], env=env,
+                                            stdout=out, stderr=subprocess.STDOUT))
+        for _ in range(120):
+            if ready in log.read_text():
+                break
+            time.sleep(0.5)
+        else:
+            raise SystemExit(f"the {name} did not start:\n{log.read_text()[-3000:]}")
+    return started
+
+
+def scaling(args, text: str, methodology: Path, records: Path, work: Path) -> None:
+    """The same jobs on 1 and 2 executors of 1 core (a standalone cluster) and on local[1]
+    and local[2], alternated; figures printed (see the module's docstring)."""
+    from pyspark.sql import SparkSession
+
+    from engine.spark import evaluate
+    cli_out = work / "eval.parquet"
+    wall, cpu, load = timed(lambda: run(TANPU, "eval", str(methodology), str(records), "-o", str(cli_out)))
+    want = fingerprint(str(cli_out))
+    print(f"  {'tanpu eval':<30} {wall:8.2f} s wall {cpu:8.2f} s CPU  load {load:.1f}", flush=True)
+    port = int(os.environ.get("PORT", "7177"))
+    daemons = standalone(work, port)
+    worker = daemons[1].pid
+    configs = [("standalone 1 executor x 1 core", f"spark://127.0.0.1:{port}", 1),
+               ("standalone 2 executors x 1 core", f"spark://127.0.0.1:{port}", 2),
+               ("local[1]", "local[1]", 1), ("local[2]", "local[2]", 2)]
+    figures: dict[str, list] = {}
+    try:
+        for round_ in range(args.rounds):
+            for name, master, cores in configs:
+                builder = (SparkSession.builder.master(master).appName(f"tanpu-scaling-{cores}")
+                           .config("spark.ui.enabled", "false")
+                           .config("spark.ui.showConsoleProgress", "false")
+                           .config("spark.driver.memory", args.driver_memory)
+                           .config("spark.sql.shuffle.partitions", str(args.partitions))
+                           .config("spark.sql.files.maxPartitionBytes", SPLIT)
+                           .config("spark.sql.execution.arrow.maxRecordsPerBatch", "65536"))
+                if master.startswith("spark://"):
+                    builder = (builder.config("spark.cores.max", str(cores))
+                               .config("spark.executor.cores", "1")
+                               .config("spark.executor.memory", "2g")
+                               .config("spark.pyspark.python", sys.executable)
+                               .config("spark.executorEnv.POLARS_MAX_THREADS", "1")
+                               .config("spark.executor.extraJavaOptions", f"-Djava.io.tmpdir={work}")
+                               .config("spark.scheduler.minRegisteredResourcesRatio", "1.0")
+                               .config("spark.scheduler.maxRegisteredResourcesWaitingTime", "120s"))
+                spark = builder.getOrCreate()
+                spark.sparkContext.setLogLevel("ERROR")
+                jvm = spark.sparkContext._gateway.proc.pid
+                # the executors registered, their Python workers started and the methodology
+                # compiled: small jobs of several tasks first
+                small = spark.read.parquet(str(records)).limit(20000).repartition(4 * cores)
+                evaluate(small, text).count()
+                evaluate(small, text).count()
+                roots = [jvm, worker] if master.startswith("spark://") else [jvm]
+                before = sum(tree_cpu(r) for r in roots)
+                out = work / f"spark-{round_}-{cores}-{master[:5]}"
+                wall, own, load = timed(lambda: evaluate(spark.read.parquet(str(records)), text)
+                                        .write.parquet(str(out)))
+                cpu = own + sum(tree_cpu(r) for r in roots) - before
+                spark.stop()
+                same = fingerprint(str(out / "*.parquet")) == want
+                shutil.rmtree(out, ignore_errors=True)
+                figures.setdefault(name, []).append((wall, cpu))
+                print(f"  round {round_ + 1} {name:<32} {wall:8.2f} s wall {cpu:8.2f} s CPU "
+                      f"{args.n / wall / 1000:8,.0f} k rec/s  load {load:.1f} "
+                      f"({os.getloadavg()[0]:.1f} after)  results = tanpu eval's: {same}", flush=True)
+                if not same:
+                    raise SystemExit(f"{name}: results differ from tanpu eval's")
+    finally:
+        for daemon in reversed(daemons):
+            daemon.terminate()
+            daemon.wait(60)
+    print(f"speed-up 1 -> 2 ({args.n} records, {'overlap rule + daily cap' if args.rules else 'per record'}):")
+    for one, two in [(configs[0][0], configs[1][0]), (configs[2][0], configs[3][0])]:
+        for k, ((w1, c1), (w2, c2)) in enumerate(zip(figures[one], figures[two])):
+            print(f"  round {k + 1} {two:<32} {w1 / w2:5.2f}x wall (efficiency {w1 / w2 / 2:4.0%}), "
+                  f"CPU {c2 / c1:5.2f}x the 1-core run's")
 
 
 if __name__ == "__main__":
