@@ -252,9 +252,11 @@ class Rules:
             bounds = []
             for o in m.overlaps:
                 start, end = _value_column(batch, o.start), _value_column(batch, o.end)
-                if not all(isinstance(c, np.ndarray) and c.dtype == np.int64 for c in (start, end)):
-                    start, end = (np.asarray(c if isinstance(c, np.ndarray) else _take(c, np.arange(batch.n)),
-                                             dtype=np.int64) for c in (start, end))
+                # a bound is a date or datetime input (E0604), which ingest.py always reads
+                # into int64 days or µs (Parquet Date or Datetime, text, a row read by
+                # records.py): tests/engine/test_batch_carried.py drives each way here
+                assert all(isinstance(c, np.ndarray) and c.dtype == np.int64 for c in (start, end)), \
+                    (o.start, o.end)
                 bounds.append((start, end))  # read at `pos` by the C pass itself
             pos, account, time = carried.overlaps(batch, pos, account, time, bounds, self.overlap)
         for index, cap in enumerate(m.caps):

@@ -327,3 +327,66 @@ def test_the_account_index_keeps_codes_grows_and_tells_colliding_accounts():
     assert index.count == 5000
     with pytest.raises(HashCollision):
         index.codes(h1[5:6], h2[5:6] + np.uint64(1))
+
+
+# an overlap rule between two dates (int64 days at run time) beside one between two datetimes
+# (int64 µs UTC), with a daily cap
+DAYS = HEADER.format(id="days", zone="Asia/Shanghai") + '''
+input booked: date
+input until: date
+input started: datetime
+input ended: datetime
+input distance: quantity [km] between 0 km and 30 km
+reduction = 40 g/km * distance
+points = floor(reduction / 1 g)
+forbid overlap between booked and until per account else DAYS "days booked twice"
+forbid overlap between started and ended per account else OVERLAP "overlap"
+cap reduction at 1 kg per account per day
+'''
+
+
+def _bookings(n: int, seed: int) -> pl.DataFrame:
+    """n rides in time order (whole minutes, ties), three accounts, each booked for a span
+    of days that often meets the account's previous one (the DAYS rule rejects)."""
+    rng = np.random.default_rng(seed)
+    minute = np.sort(rng.integers(0, 6 * 24 * 60, n))
+    started = [dt.datetime(2024, 5, 19, 20) + dt.timedelta(minutes=int(m)) for m in minute]
+    booked = [s.date() + dt.timedelta(days=int(k)) for s, k in zip(started, rng.integers(-1, 2, n))]
+    return pl.DataFrame({
+        "id": [f"{i:04d}" for i in rng.permutation(n)], "account": rng.choice(["a", "b", "c"], n).tolist(),
+        "time": started, "started": started,
+        "ended": [s + dt.timedelta(minutes=int(k)) for s, k in zip(started, rng.integers(1, 90, n))],
+        "booked": booked, "until": [b + dt.timedelta(days=int(k)) for b, k in zip(booked, rng.integers(0, 3, n))],
+        "distance": [f"{int(k)} km" for k in rng.integers(1, 30, n)]})
+
+
+@pytest.mark.parametrize("encoding", ["typed", "typed, datetimes in UTC", "text", "text, dates padded"])
+def test_overlaps_between_dates_are_judged_carried_as_the_store_and_the_scalar_engine_judge_them(
+        encoding, tmp_path):
+    """Overlap bounds of every type the language allows (E0604: date or datetime), from
+    every kind of column a file gives them in: Parquet Date and Datetime columns (naive,
+    read in the methodology's zone, or in UTC), text, and text dates padded with spaces
+    (read row by row by engine/records.py, written into the same int64 column). Each reaches the carried run's C pass
+    as int64 (days, µs UTC: Rules.judge_carried asserts it, there being no other way in),
+    and the run's frames are the store's and its results the scalar engine's, with the
+    days' overlaps rejected."""
+    methodology = _compile(DAYS)
+    frame = _bookings(300, 5)
+    if encoding == "typed, datetimes in UTC":
+        frame = frame.with_columns(pl.col("time", "started", "ended").dt.replace_time_zone("Asia/Shanghai")
+                                   .dt.convert_time_zone("UTC"))
+    elif encoding.startswith("text"):
+        frame = frame.with_columns(pl.all().cast(pl.String))
+        if encoding.endswith("padded"):  # every third date read by engine/records.py
+            padded = pl.int_range(pl.len()) % 3 == 0
+            frame = frame.with_columns(pl.when(padded).then(" " + pl.col(c) + " ").otherwise(pl.col(c)).alias(c)
+                                       for c in ("booked", "until"))
+    path = tmp_path / "bookings.parquet"
+    frame.write_parquet(path)
+    for chunk_rows in (7, 64):
+        engine = _agree(methodology, path, chunk_rows, 10, tmp_path / str(chunk_rows))
+        [run] = engine.carried_runs
+        assert not run.broken and run.taken == -(-frame.height // chunk_rows)
+    source = open_records(path)
+    codes = {k[4] for k in _keys(Engine(methodology).evaluate(source.rows, column_units=source.column_units))}
+    assert {"DAYS", "OVERLAP", "CAP_REACHED"} <= codes
