@@ -158,6 +158,8 @@ def main() -> None:
                         help="the scaling with executors: a standalone cluster, 1 then 2 executors x "
                              "1 core, and local[1] / local[2], alternated --rounds times")
     parser.add_argument("--rounds", type=int, default=2, help="with --executors: the alternations")
+    parser.add_argument("--cluster-only", action="store_true",
+                        help="with --executors: the standalone cluster's two only (no local[1], local[2])")
     args = parser.parse_args()
     import importlib.util
     if importlib.util.find_spec("pyspark") is None or shutil.which("java") is None:
@@ -293,7 +295,7 @@ def scaling(args, text: str, methodology: Path, records: Path, work: Path) -> No
     worker = daemons[1].pid
     configs = [("standalone 1 executor x 1 core", f"spark://127.0.0.1:{port}", 1),
                ("standalone 2 executors x 1 core", f"spark://127.0.0.1:{port}", 2),
-               ("local[1]", "local[1]", 1), ("local[2]", "local[2]", 2)]
+               ("local[1]", "local[1]", 1), ("local[2]", "local[2]", 2)][:2 if args.cluster_only else 4]
     figures: dict[str, list] = {}
     try:
         for round_ in range(args.rounds):
@@ -342,10 +344,11 @@ def scaling(args, text: str, methodology: Path, records: Path, work: Path) -> No
             daemon.terminate()
             daemon.wait(60)
     print(f"speed-up 1 -> 2 ({args.n} records, {'overlap rule + daily cap' if args.rules else 'per record'}):")
-    for one, two in [(configs[0][0], configs[1][0]), (configs[2][0], configs[3][0])]:
+    for one, two in [(configs[k][0], configs[k + 1][0]) for k in range(0, len(configs), 2)]:
         for k, ((w1, c1), (w2, c2)) in enumerate(zip(figures[one], figures[two])):
             print(f"  round {k + 1} {two:<32} {w1 / w2:5.2f}x wall (efficiency {w1 / w2 / 2:4.0%}), "
-                  f"CPU {c2 / c1:5.2f}x the 1-core run's")
+                  f"CPU {c2 / c1:5.2f}x the 1-core run's; cores kept busy (CPU / wall) "
+                  f"{c1 / w1:.2f} and {c2 / w2:.2f}")
 
 
 if __name__ == "__main__":
