@@ -250,16 +250,17 @@ def main() -> None:
 SPLIT = "8m"  # spark.sql.files.maxPartitionBytes: ~10 input tasks of a 5 M file, whatever the cores
 
 
-def standalone(work: Path, port: int) -> list[subprocess.Popen]:
+def standalone(work: Path, port: int, started: list) -> None:
     """A Spark standalone master and a worker of 2 cores on 127.0.0.1 (PySpark's own Spark,
-    as bench/spark_standalone.sh starts them), once they are registered."""
+    as bench/spark_standalone.sh starts them), once they are registered; their processes
+    (spark-class execs the JVM) put in `started` as they start, for the caller to stop
+    whatever happens."""
     import pyspark
     home = os.path.dirname(pyspark.__file__)
     env = dict(os.environ, SPARK_HOME=home, SPARK_LOCAL_IP="127.0.0.1",
                SPARK_LOCAL_DIRS=str(work / "local"), SPARK_WORKER_DIR=str(work / "worker"),
                SPARK_LOG_DIR=str(work / "logs"),
                SPARK_DAEMON_JAVA_OPTS=f"-Djava.io.tmpdir={work}")
-    started = []
     for name, argv, ready in [
             ("master", ["org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
                         "--port", str(port), "--webui-port", str(port + 1)], "I have been elected leader"),
@@ -277,7 +278,6 @@ def standalone(work: Path, port: int) -> list[subprocess.Popen]:
             time.sleep(0.5)
         else:
             raise SystemExit(f"the {name} did not start:\n{log.read_text()[-3000:]}")
-    return started
 
 
 def scaling(args, text: str, methodology: Path, records: Path, work: Path) -> None:
@@ -291,13 +291,14 @@ def scaling(args, text: str, methodology: Path, records: Path, work: Path) -> No
     want = fingerprint(str(cli_out))
     print(f"  {'tanpu eval':<30} {wall:8.2f} s wall {cpu:8.2f} s CPU  load {load:.1f}", flush=True)
     port = int(os.environ.get("PORT", "7177"))
-    daemons = standalone(work, port)
-    worker = daemons[1].pid
+    daemons: list[subprocess.Popen] = []
     configs = [("standalone 1 executor x 1 core", f"spark://127.0.0.1:{port}", 1),
                ("standalone 2 executors x 1 core", f"spark://127.0.0.1:{port}", 2),
                ("local[1]", "local[1]", 1), ("local[2]", "local[2]", 2)][:2 if args.cluster_only else 4]
     figures: dict[str, list] = {}
     try:
+        standalone(work, port, daemons)
+        worker = daemons[1].pid
         for round_ in range(args.rounds):
             for name, master, cores in configs:
                 builder = (SparkSession.builder.master(master).appName(f"tanpu-scaling-{cores}")
