@@ -370,14 +370,19 @@ def _stale_spills(parent: Path) -> None:
 
 class DiskStore:
     def __init__(self, engine, partitions: int, folder: Optional[Path] = None, run_rows: int = 1_000_000,
-                 duplicates: Optional[np.ndarray] = None):
+                 duplicates: Optional[np.ndarray] = None, recall=None):
         """`run_rows`: rows gathered in memory before they are spilled as one run;
         `duplicates`: the row numbers the duplicate-id check rejects, when already known
         (BatchEngine.duplicate_rows, from a Parquet file's ids): then the ids are not
         spilled at all. `folder`: where the (unlinked) spill files are made, the system's
-        temporary folder by default."""
+        temporary folder by default. `recall(first_row, rows)`: (ids, accounts) of those
+        rows as the records were read (a Parquet input's id and account columns read
+        again, BatchEngine.evaluate_file): then the outcomes keep the id and account of
+        the invalid records only (the slow reading's, which may differ), and the others
+        are recalled as each run is shown."""
         self.engine = engine
         self.duplicates = duplicates
+        self.recall = recall
         self.partitions = max(1, partitions)
         if folder is None:
             folder = Path(tempfile.gettempdir())
@@ -450,8 +455,33 @@ class DiskStore:
         at = np.flatnonzero(np.isin(part.rows, self.duplicates)) if self.duplicates.size else \
             np.zeros(0, dtype=np.int64)
         engine.rules.apply(batch, duplicate_ids=at)
-        got = engine.outcomes(part, batch)
+        got = self._shed(engine.outcomes(part, batch))
         self.outcomes.write(got, np.zeros(got.height, dtype=np.int64), 1, lambda _: (run, self.partitions))
+
+    def _shed(self, outcomes: pl.DataFrame) -> pl.DataFrame:
+        """Outcomes as spilled: with `recall`, the id and account of the invalid records
+        only (null elsewhere: a column null in every row of a write is not written)."""
+        if self.recall is None:
+            return outcomes
+        invalid = pl.col("reason") == Reasons.INVALID
+        return outcomes.with_columns(pl.when(invalid).then(pl.col(name)).alias(name) for name in ("id", "account"))
+
+    def _recalled(self, merged: pl.DataFrame, run: int) -> pl.DataFrame:
+        """A run's outcomes (in row order, every row of the run) with the id and account
+        `_shed` left out given back by `recall`."""
+        if self.recall is None or merged.height == 0:
+            return merged
+        first = self.run_starts[run]
+        rows = merged.get_column("row")
+        if rows[0] != first or rows[-1] != first + merged.height - 1:  # pragma: no cover - every row has one
+            raise ValueError("a spilled run's outcomes do not cover its rows")
+        ids, accounts = self.recall(first, merged.height)
+        replaced = []
+        for name, again in (("id", ids), ("account", accounts)):
+            spilled = merged.get_column(name)
+            replaced.append(again.alias(name) if spilled.null_count() == merged.height else
+                            again.zip_with(spilled.is_null(), spilled).alias(name))
+        return merged.with_columns(replaced)
 
     def results(self) -> Iterator[pl.DataFrame]:
         self._spill()
@@ -499,7 +529,7 @@ class DiskStore:
                 at = np.flatnonzero(np.isin(part.rows, duplicate_rows)) if duplicate_rows.size else \
                     np.zeros(0, dtype=np.int64)
                 engine.rules.apply(batch, duplicate_ids=at)
-                got = engine.outcomes(part, batch)
+                got = self._shed(engine.outcomes(part, batch))
                 run = np.searchsorted(starts, got.get_column("row").to_numpy(), side="right") - 1
                 if written is not None:
                     written.result()
@@ -512,7 +542,7 @@ class DiskStore:
             # 3. merged back in row order, run by run, shown as results
             def shown(k):
                 merged = outcomes.frame([(k, i) for i in range(self.partitions + 1)])
-                return None if merged is None else engine.presented(merged.sort("row"))
+                return None if merged is None else engine.presented(self._recalled(merged.sort("row"), k))
             step = engine.chunk_rows
             showing = self._writer.submit(shown, 0) if runs else None
             for k in range(runs):
