@@ -13,9 +13,10 @@ are read back in row order and shown (engine.presented). Memory holds one run, o
 partition, whatever the size of the file; three files at most are open, whatever P and the
 number of runs; a killed run leaves nothing (the files never had a name). The segments
 are compressed by Zstandard, their row numbers written as steps and their datetime inputs
-as differences from the time (`_Segments`): 37 bytes a row on disk at the peak for 50M
-capped rides, 2.95 times the Parquet input, where LZ4 and whole values took 86. Measured
-and argued in docs/engine.md, "Spilling to disk".
+as differences from the time (`_Segments`); from a Parquet file the outcomes leave the
+id and account of valid records out, read again from the file as each run is shown
+(`recall`). Measured and argued in docs/engine.md, "Spilling to disk" and "The spill's
+bytes".
 """
 
 from __future__ import annotations
