@@ -180,10 +180,10 @@ def _flat(part: Part):
 # against 107 ns a row, 50k rows 102 against 75; load 5). What decided it, measured end to
 # end (50M capped rides, 2026-12-07, load 10-12, with the coded columns of `_Segments`):
 # the spill's peak on disk 4.3 GB -> 1.85 GB (86 -> 37 bytes a row, 2.95 times the
-# Parquet input) for the same CPU time (the page faults of the larger writes cost as much
-# as the compression saved) and the same wall time; and at 1 billion rows LZ4's ~73 GB
-# would not fit this machine's free disk. uncompressed: 0.54 s to write the 1.5M rows (the
-# copy into the stream).
+# Parquet input) for the same CPU time (0.97-1.03x: the page faults of the larger writes
+# cost as much as the compression saved), wall 0.96-1.19x at that load; in process, 5M
+# rides spilled, 5-10% more CPU. Uncompressed: 0.54 s to write the 1.5M rows (the copy
+# into the stream).
 SPILL_CODEC = ("zstd", 1)  # (codec, level) for pyarrow.Codec; None: not compressed
 
 
