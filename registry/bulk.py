@@ -151,12 +151,12 @@ def pipelined(session: Session, statements: Sequence[tuple[str, dict, bool]]) ->
     driver = fairy.driver_connection
     begin = _begin_here(session, fairy, driver)
     started = time.perf_counter()
-    cursors = _cursors(fairy, driver, len(statements))
+    cursors = _cursors(fairy, driver, len(statements) + 1)
     sql, params = statements[0][:2]
     try:
         with driver.pipeline():
-            if begin:
-                driver.execute(begin, prepare=False)
+            if begin:  # on a kept cursor too (one made for it cost as much as the BEGIN)
+                cursors[-1].execute(begin, prepare=False)
             for cursor, (sql, params, _wanted) in zip(cursors, statements):
                 cursor.execute(sql, params)
         out = [cursor.fetchall() if wanted else [] for cursor, (_, _, wanted) in zip(cursors, statements)]

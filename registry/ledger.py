@@ -357,11 +357,9 @@ class _Acting:
     roles: frozenset
 
 
-_PG_ACTOR = ("SELECT u.active, ARRAY(SELECT r.role FROM user_roles r WHERE r.user_id = u.id) "
-             "FROM users u WHERE u.id = %(actor_id)s::int")
 # _insert_batch's statement, written out (for the pipeline); EXISTS: no batch row for a
-# user that does not exist (its foreign key would fail the pipeline before _PG_ACTOR's
-# answer says so)
+# user that does not exist (its foreign key would fail the statement before the user's
+# row, read with it, says so)
 _PG_BATCH = ("INSERT INTO credit_batches (idempotency_key, request_digest, actor_id, methodology_id, "
              "version, content_hash, created_at) SELECT %(idempotency_key)s::text, "
              "%(request_digest)s::text, %(actor_id)s::int, %(methodology_id)s::text, %(version)s::text, "
@@ -371,35 +369,43 @@ _PG_BATCH = ("INSERT INTO credit_batches (idempotency_key, request_digest, actor
              + ", ".join(f"'{state}'" for state in CREDITABLE_VERSION_STATES) + ") "
              "AND EXISTS (SELECT 1 FROM users WHERE id = %(actor_id)s::int) "
              "ON CONFLICT (actor_id, idempotency_key) DO NOTHING RETURNING id")
+# The acting user (active, its roles) read and the batch made (_PG_BATCH, in a
+# data-modifying WITH, which runs whether or not its rows are read) in one statement,
+# where they were two of the pipeline: one statement's psycopg Python less a credit
+# (docs/ledger.md, Session 18). No user: no row, and no batch (_PG_BATCH's EXISTS).
+_PG_ACTOR_AND_BATCH = ("WITH b AS (" + _PG_BATCH + ") SELECT u.active, ARRAY(SELECT r.role FROM "
+                       "user_roles r WHERE r.user_id = u.id), ARRAY(SELECT id FROM b) FROM users u "
+                       "WHERE u.id = %(actor_id)s::int")
 
 
 def _pipelined_batch(session: Session, actor_id: int, values: dict,
                      versions_of: Optional[str] = None, account_ids: Optional[set] = None
                      ) -> tuple[_Acting, list[int], Optional[list], Optional[list]]:
     """PostgreSQL: the acting user (its roles) read and the batch row made (_insert_batch)
-    in one round trip (bulk.pipelined) where they took two: a single-record credit's
+    in one statement (_PG_ACTOR_AND_BATCH) of one round trip (bulk.pipelined) where they
+    took two round trips: a single-record credit's
     latency is its round trips (docs/ledger.md, Session 9). The permission is checked on
     the answer (users.can_credit, as before); when it is refused, the batch row made is
     left to the rollback that an error always calls for (one call is the caller's unit
     of work: tests/registry/test_ledger.py checks nothing is left). `versions_of`: the
     methodology whose related methodologies' versions are read too (precedence.PG_VERSIONS,
-    the third of the answer; None without). `account_ids`: the integrator's account ids
-    whose known accounts and statuses are read too (accounts.known_statuses, the fourth;
+    the second statement; None without). `account_ids`: the integrator's account ids
+    whose known accounts and statuses are read too (accounts.known_statuses, the last;
     None without)."""
-    statements = [(_PG_ACTOR, {"actor_id": actor_id}, True), (_PG_BATCH, values, True)]
+    statements = [(_PG_ACTOR_AND_BATCH, values, True)]
     if versions_of is not None:
         statements.append((precedence.PG_VERSIONS, {"methodology": versions_of}, True))
     if account_ids:
         statements.append((*accounts.known_statuses(actor_id, account_ids), True))
-    found, batch, *rest = bulk.pipelined(session, statements)
+    found, *rest = bulk.pipelined(session, statements)
     versions = rest.pop(0) if versions_of is not None else None
     known = rest.pop(0) if account_ids else None
     if not found:
         raise NotFound(f"no user {actor_id}")
-    active, roles = found[0]
+    active, roles, batch = found[0]
     acting = _Acting(actor_id, bool(active), frozenset(roles or ()))
     require(users.can_credit(acting))
-    return acting, [row[0] for row in batch], versions, known
+    return acting, list(batch or ()), versions, known
 
 
 def _insert_batch(session: Session, values: dict) -> list[int]:
@@ -510,23 +516,40 @@ def _save_and_insert(session: Session, rules, methodology_id: str,
                      constant: dict) -> list:
     """The accounts' new states saved (_save_states), then the entries inserted ON
     CONFLICT DO NOTHING (`columns`, with the `constant` columns): [(entry id, record id)]
-    of those inserted. On PostgreSQL both statements in one round trip (bulk.pipelined)."""
+    of those inserted. On PostgreSQL both in one statement of one round trip
+    (bulk.pipelined)."""
     conflict = ["integrator_id", "methodology_id", "record_id"]
     if not bulk.is_postgresql(session):
         if states:
             _save_states(session, rules, methodology_id, states, now)
         return _insert(session, CreditEntry.__table__, columns.rows(constant), conflict,
                        ["id", "record_id"])
-    statements = []
-    if states:
-        statements.append((_PG_SAVE_STATES, _save_params(rules, methodology_id, states, now), False))
-    if columns.record_id:
-        statements.append((*bulk.pg_insert_columns(CreditEntry.__table__, columns.varying(), constant,
-                                                   conflict, ["id", "record_id"]), True))
-    if not statements:
+    save = (_PG_SAVE_STATES, _save_params(rules, methodology_id, states, now), False) if states else None
+    if not columns.record_id:
+        if save is not None:
+            bulk.pipelined(session, [save])
         return []
-    answers = bulk.pipelined(session, statements)
-    return answers[-1] if columns.record_id else []
+    sql, params = bulk.pg_insert_columns(CreditEntry.__table__, columns.varying(), constant,
+                                         conflict, ["id", "record_id"])
+    if save is not None:
+        # one statement: the states' UPDATE in a data-modifying WITH (it runs whether or not
+        # its rows are read; the two touch different tables, so sharing one snapshot changes
+        # nothing), one statement's psycopg Python less a credit (docs/ledger.md, Session 18)
+        sql, params = _with_states_saved(sql), {**save[1], **params}
+    return bulk.pipelined(session, [(sql, params, True)])[0]
+
+
+_WITH_SAVED: dict[str, str] = {}
+
+
+def _with_states_saved(insert_sql: str) -> str:
+    """`WITH s AS (_PG_SAVE_STATES) <insert_sql>`, built once per INSERT text (the cache
+    key of psycopg's prepared statements: its text must not change). The INSERT's
+    parameters are named c0, c1, ...; the UPDATE's are not."""
+    sql = _WITH_SAVED.get(insert_sql)
+    if sql is None:
+        sql = _WITH_SAVED[insert_sql] = f"WITH s AS ({_PG_SAVE_STATES}) {insert_sql}"
+    return sql
 
 
 class _EntryColumns:
