@@ -166,7 +166,7 @@ def _entries(session: Session, integrator_id: int, methodology_id: str,
 
 def credit(session: Session, actor, ref: MethodologyRef, results: Sequence[Result], *,
            idempotency_key: Optional[str] = None, reason: str = "", engine=None,
-           records: Optional[dict[str, dict]] = None) -> CreditOutcome:
+           records: Optional[dict[str, dict]] = None, at_commit: bool = False) -> CreditOutcome:
     """Credits the creditable `results`, evaluated with `ref`, at most once per record.
 
     `ref` must be a published (or superseded, within its grace period: the caller's
@@ -182,15 +182,20 @@ def credit(session: Session, actor, ref: MethodologyRef, results: Sequence[Resul
     pause it for a request's body): a 1,000-record credit makes some 50,000 objects that
     live until it returns and hold no cycles, and the collector ran over them 40 times a
     credit, 9-22 ms of its 80-100 ms of CPU (docs/ledger.md, Session 13).
+
+    `at_commit` (PostgreSQL; the caller's transaction then commits next, sending nothing
+    before): the states and the entries are written in the COMMIT's round trip, with the
+    audit entry, where they took one of their own (_defer_save_and_insert); the new
+    entries' ids are filled in when that round trip comes back (None until then).
     """
     with cycle_collector_paused():
         return _credit(session, actor, ref, results, idempotency_key=idempotency_key,
-                       reason=reason, engine=engine, records=records)
+                       reason=reason, engine=engine, records=records, at_commit=at_commit)
 
 
 def _credit(session: Session, actor, ref: MethodologyRef, results: Sequence[Result], *,
-            idempotency_key: Optional[str], reason: str, engine, records: Optional[dict[str, dict]]
-            ) -> CreditOutcome:
+            idempotency_key: Optional[str], reason: str, engine, records: Optional[dict[str, dict]],
+            at_commit: bool = False) -> CreditOutcome:
     acting = None
     if isinstance(actor, int) and bulk.is_postgresql(session):
         acting = actor  # read with the batch's insert, in one round trip (_pipelined_batch)
@@ -303,13 +308,21 @@ def _credit(session: Session, actor, ref: MethodologyRef, results: Sequence[Resu
     constant = {"batch_id": batch_id, "integrator_id": actor.id, "methodology_id": ref.id,
                 "version": ref.version, "content_hash": ref.content_hash, "reason": reason,
                 "credited_at": now}
-    # the states saved and the entries inserted (one round trip on PostgreSQL)
-    inserted = dict((record_id, entry_id) for entry_id, record_id in _save_and_insert(
-        session, rules, ref.id, states, now, columns, constant))
+    # the states saved and the entries inserted (one round trip on PostgreSQL, or none of
+    # their own: sent with the COMMIT when the caller asks and nothing needs their ids)
+    deferred = (at_commit and engine is not None and columns.record_id and not across.displaces
+                and bulk.is_postgresql(session) and audit.commits_with_chain(session))
+    if deferred:
+        inserted = dict.fromkeys(columns.record_id)  # all of them, or the commit fails (Raced)
+    else:
+        inserted = dict((record_id, entry_id) for entry_id, record_id in _save_and_insert(
+            session, rules, ref.id, states, now, columns, constant))
     # The outcome from what was inserted (no reading back), and the entries credited
     # before: read before judging, plus any a concurrent transaction committed since
     # (not inserted here, yet not read then; usually none, so no query).
     new = columns.entries(inserted, constant)
+    if deferred:
+        _defer_save_and_insert(session, rules, ref.id, states, now, columns, constant, new)
     # a credit under a methodology this one precedes, of an activity just credited here,
     # is reversed (after our entries, so the points balance counts them)
     displaced = []
@@ -539,6 +552,52 @@ def _save_and_insert(session: Session, rules, methodology_id: str,
     return bulk.pipelined(session, [(sql, params, True)])[0]
 
 
+# The entries' INSERT (with the states' UPDATE, or alone) sent at commit, guarded: when
+# ON CONFLICT skipped any of the entries (a record credited by a transaction that took
+# no record lock: none of ours does, but the database is not only ours), the count
+# differs and the division fails the statement, the rest of its pipeline (the audit entry,
+# whose figures assumed them all) and the COMMIT with it. `g.ok` is selected so that it is
+# evaluated; the LEFT JOIN gives it a row when nothing was inserted.
+_GUARD = (" SELECT ins.id, ins.record_id, g.ok FROM (SELECT 1 / (CASE WHEN (SELECT count(*) FROM ins)"
+          " = %(expected)s::bigint THEN 1 ELSE 0 END) AS ok) AS g LEFT JOIN ins ON true")
+_DIVISION_BY_ZERO = "22012"
+_GUARDED: dict[tuple[str, bool], str] = {}
+
+
+def _defer_save_and_insert(session: Session, rules, methodology_id: str,
+                           states: Optional[dict[str, AccountState]], now, columns: "_EntryColumns",
+                           constant: dict, new: list[CreditEntry]) -> None:
+    """_save_and_insert's writes (one statement) sent at the head of the session's next
+    pipeline (bulk.defer): the COMMIT's, with the chain's lock and the audit entry, where
+    they took a round trip of their own (5 → 4 a single-record credit over HTTP;
+    docs/ledger.md, Session 18). The outcome and the audit entry are made before, from
+    the entries to insert: every one of them is inserted, since each record id is locked
+    (_lock_records) and was read after its lock (_lock_and_read). That no transaction
+    inserted one without the lock meanwhile is checked by the statement itself (_GUARD):
+    if one did, the transaction fails with bulk.Raced, and Database.retried runs it again,
+    which then finds that entry present. The new entries' ids are set when the rows come
+    back."""
+    conflict = ["integrator_id", "methodology_id", "record_id"]
+    insert_sql, params = bulk.pg_insert_columns(CreditEntry.__table__, columns.varying(), constant,
+                                                conflict, ["id", "record_id"])
+    key = (insert_sql, bool(states))
+    sql = _GUARDED.get(key)
+    if sql is None:
+        sql = _GUARDED[key] = ("WITH " + (f"s AS ({_PG_SAVE_STATES}), " if states else "")
+                               + f"ins AS ({insert_sql})" + _GUARD)
+    if states:
+        params = {**_save_params(rules, methodology_id, states, now), **params}
+    params["expected"] = len(columns.record_id)
+    by_record = {entry.record_id: entry for entry in new}
+
+    def answer(rows) -> None:
+        for entry_id, record_id, _ok in rows:
+            if entry_id is not None:  # (the guard's row alone when nothing was inserted)
+                by_record[record_id].__dict__["id"] = entry_id
+
+    bulk.defer(session, (sql, params, True), answer, raced=_DIVISION_BY_ZERO)
+
+
 _WITH_SAVED: dict[str, str] = {}
 
 
@@ -598,9 +657,9 @@ class _EntryColumns:
         out = []
         # the rows by zip (in C) rather than each column indexed per entry
         for record_id, row in zip(self.record_id, zip(*(getattr(self, name) for name in names))):
-            entry_id = inserted.get(record_id)
-            if entry_id is None:
+            if record_id not in inserted:
                 continue
+            entry_id = inserted[record_id]  # None until a deferred INSERT's rows come back
             entry = _NEW_ENTRY()
             values = entry.__dict__
             values.update(constant)
