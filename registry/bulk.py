@@ -201,9 +201,10 @@ def defer(session: Session, statement: tuple[str, dict, bool], answer, raced: Op
     sent with the audit entry and the COMMIT: one round trip less; docs/ledger.md,
     Session 18). `answer(rows)` is called with its rows. `raced`: the SQLSTATE its guard
     raises when the rows it was computed from changed meanwhile; the pipeline's error is
-    then `Raced` (retryable). Dropped, unsent, with a rollback. The caller sends nothing
+    then `Raced` (retryable). Dropped, unsent, when the transaction ends without it. The caller sends nothing
     through the session but pipelines until then (a statement run otherwise would run
     before it)."""
+    session.connection()  # in the session's transaction (begun now if it was not): it ends with it
     session.info.setdefault(_DEFERRED, []).append((statement, answer, raced))
 
 
@@ -211,9 +212,12 @@ def has_deferred(session: Session) -> bool:
     return bool(session.info.get(_DEFERRED))
 
 
-@event.listens_for(Session, "after_rollback")
-def _drop_deferred(session: Session) -> None:
-    session.info.pop(_DEFERRED, None)
+@event.listens_for(Session, "after_transaction_end")
+def _drop_deferred(session: Session, transaction) -> None:
+    """Whatever was deferred and not sent goes with the transaction (rolled back, or
+    closed without a commit)."""
+    if transaction.parent is None:
+        session.info.pop(_DEFERRED, None)
 
 
 _CURSORS = "tanpu_pipeline_cursors"
