@@ -2,7 +2,9 @@
 a way the machine's load does not move much: the process's CPU time a credit
 (`time.process_time`: a wait for the database or for a core costs nothing there) and the
 Python function calls a credit (cProfile's count: the same on an idle and a busy machine),
-with the credits sent one at a time through Flask's test client to the app that `tanpu
+and the pipelines (round trips: every statement of the hot path is sent in one, registry/bulk.py)
+and statements a credit (bulk.round_trip_observers, counted in the same block), with the credits
+sent one at a time through Flask's test client to the app that `tanpu
 serve` runs (`create_app`, `gc.freeze()`, its INFO log; no waitress, which costs about
 0.3-0.6 ms a request on its own: docs/ledger.md, Session 16). Issue 13's paced p99 over
 HTTP follows this CPU (docs/ledger.md, Sessions 15-17).
@@ -88,13 +90,18 @@ def side(root: str, url: str, token: str, prefix: str, accounts: int) -> None:
                 credit()
             out = {"cpu": (time.process_time() - cpu) / n, "wall": (time.perf_counter() - wall) / n}
         else:
+            from registry import bulk
+            sent = []  # (statements) of each pipeline, i.e. each round trip on the hot path
+            bulk.round_trip_observers.append(lambda texts, _seconds: sent.append(len(texts)))
             profile = cProfile.Profile(time.process_time)  # CPU, not the waits
             profile.enable()
             for _ in range(n):
                 credit()
             profile.disable()
+            bulk.round_trip_observers.clear()
             stats = pstats.Stats(profile, stream=io.StringIO())
-            out = {"calls": stats.total_calls / n}
+            out = {"calls": stats.total_calls / n, "pipelines": len(sent) / n,
+                   "statements": sum(sent) / n}
             if words[0] == "profile":
                 with open(words[3], "w") as text:
                     stats.stream = text
@@ -177,7 +184,12 @@ def main() -> None:
                     print((Path(folder) / "sides.log").read_text()[-3000:])
                     raise
             cpu: dict[str, list[float]] = {s.name: [] for s in sides}
-            calls = {s.name: s.ask(f"count {args.credits // 2}")["calls"] for s in sides}
+            counted = {s.name: s.ask(f"count {args.credits // 2}") for s in sides}
+            calls = {name: got["calls"] for name, got in counted.items()}
+            for name, got in counted.items():
+                print(f"{name}: {got['calls']:,.0f} Python calls, {got['pipelines']:.2f} pipelines "
+                      f"(round trips) and {got['statements']:.2f} statements in them a credit "
+                      "(a pipeline's BEGIN not counted)", flush=True)
             for r in range(args.rounds):
                 for s in sides:
                     got = s.ask(f"run {args.credits}")

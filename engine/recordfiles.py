@@ -530,6 +530,21 @@ def parquet_column_chunks(path: Path, name: str, chunk_rows: int) -> Iterator[pl
             yield frame
 
 
+def parquet_column_rows(path: Path, names: tuple, start: int, length: int) -> pl.DataFrame:
+    """Rows start .. start + length - 1 (from 0) of the columns of a Parquet file whose
+    headers (their units aside) are `names`, named so (a name the file has no column of
+    left out): what open_chunks gives of those columns, for one range of rows."""
+    import polars as pl
+    raw, _ = parquet_shape(path)
+    named, _ = header_units(raw)
+    chosen = [(r, n) for r, n in zip(raw, named) if n in names]
+    if not chosen:
+        return pl.DataFrame(height=length)
+    frame = pl.scan_parquet(path).select([r for r, _ in chosen]).slice(start, length).collect()
+    frame.columns = [n for _, n in chosen]
+    return frame
+
+
 def parquet_rows(path: Path, start: int, length: int) -> pl.DataFrame:
     """Rows start .. start + length - 1 (from 0) of a Parquet file, every column, named as
     open_chunks names them."""

@@ -165,6 +165,13 @@ def _append_pending(session: Session) -> None:
         append(session, actor, action, object_type, object_id, details)
 
 
+def commits_with_chain(session: Session) -> bool:
+    """Whether the entries appended at commit go with the COMMIT in one pipeline
+    (_append_and_commit), so that what is deferred to the session's next pipeline
+    (bulk.defer) goes with them."""
+    return _commits_with_chain(session)
+
+
 def _commits_with_chain(session: Session) -> bool:
     """Whether the pending entries may be appended and the transaction committed in one
     round trip (_append_and_commit): PostgreSQL, the outermost transaction (not a

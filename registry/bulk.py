@@ -147,28 +147,77 @@ def pipelined(session: Session, statements: Sequence[tuple[str, dict, bool]]) ->
     The first statements of a transaction: its BEGIN goes in the same round trip
     (_begin_here), where psycopg sent it alone and waited for its answer."""
     import psycopg  # the PostgreSQL driver (only PostgreSQL pipelines)
+    deferred = session.info.pop(_DEFERRED, None)
+    if deferred:  # sent first, their rows given to their callers (defer)
+        statements = [statement for statement, _answer, _raced in deferred] + list(statements)
     fairy = session.connection().connection
     driver = fairy.driver_connection
     begin = _begin_here(session, fairy, driver)
     started = time.perf_counter()
-    cursors = _cursors(fairy, driver, len(statements))
+    cursors = _cursors(fairy, driver, len(statements) + 1)
     sql, params = statements[0][:2]
     try:
         with driver.pipeline():
-            if begin:
-                driver.execute(begin, prepare=False)
+            if begin:  # on a kept cursor too (one made for it cost as much as the BEGIN)
+                cursors[-1].execute(begin, prepare=False)
             for cursor, (sql, params, _wanted) in zip(cursors, statements):
                 cursor.execute(sql, params)
         out = [cursor.fetchall() if wanted else [] for cursor, (_, _, wanted) in zip(cursors, statements)]
     except psycopg.Error as error:  # as SQLAlchemy would have raised it (a deadlock: OperationalError)
         fairy.info.pop(_CURSORS, None)  # in whatever state the error left them: not reused
+        raced = {r for _statement, _answer, r in deferred or () if r}
+        if getattr(error, "sqlstate", None) in raced:
+            raise Raced("a deferred statement found the rows changed since they were read: "
+                        "the transaction is run again") from error
         # a connection lost is said so, as SQLAlchemy says it of its own statements
         # (Database.retried runs the unit of work again after a disconnect)
         raise sa_exc.DBAPIError.instance(sql, params, error, psycopg.Error,
                                          connection_invalidated=driver.closed or driver.broken) from error
     for observe in round_trip_observers:
         observe([sql for sql, _, _ in statements], time.perf_counter() - started)
+    if deferred:
+        for (_statement, answer, _raced), rows in zip(deferred, out):
+            answer(rows)
+        out = out[len(deferred):]
     return out
+
+
+_DEFERRED = "tanpu_deferred_statements"
+
+
+class Raced(Exception):
+    """A deferred statement's guard failed (`defer`'s `raced`): what it was written for
+    changed between the reads it was computed from and its run. Said to be a
+    serialization failure (SQLSTATE 40001), which is what it is, so that
+    Database.retried runs the whole transaction again, as after the database's own."""
+
+    sqlstate = "40001"
+
+
+def defer(session: Session, statement: tuple[str, dict, bool], answer, raced: Optional[str] = None) -> None:
+    """PostgreSQL: `statement` sent at the head of the session's next pipeline (pipelined),
+    whichever it is, rather than in a round trip of its own: for a write whose answer the
+    caller does not need before the transaction commits (a single-record credit's entries,
+    sent with the audit entry and the COMMIT: one round trip less; docs/ledger.md,
+    Session 18). `answer(rows)` is called with its rows. `raced`: the SQLSTATE its guard
+    raises when the rows it was computed from changed meanwhile; the pipeline's error is
+    then `Raced` (retryable). Dropped, unsent, when the transaction ends without it. The caller sends nothing
+    through the session but pipelines until then (a statement run otherwise would run
+    before it)."""
+    session.connection()  # in the session's transaction (begun now if it was not): it ends with it
+    session.info.setdefault(_DEFERRED, []).append((statement, answer, raced))
+
+
+def has_deferred(session: Session) -> bool:
+    return bool(session.info.get(_DEFERRED))
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _drop_deferred(session: Session, transaction) -> None:
+    """Whatever was deferred and not sent goes with the transaction (rolled back, or
+    closed without a commit)."""
+    if transaction.parent is None:
+        session.info.pop(_DEFERRED, None)
 
 
 _CURSORS = "tanpu_pipeline_cursors"

@@ -166,7 +166,7 @@ def _entries(session: Session, integrator_id: int, methodology_id: str,
 
 def credit(session: Session, actor, ref: MethodologyRef, results: Sequence[Result], *,
            idempotency_key: Optional[str] = None, reason: str = "", engine=None,
-           records: Optional[dict[str, dict]] = None) -> CreditOutcome:
+           records: Optional[dict[str, dict]] = None, at_commit: bool = False) -> CreditOutcome:
     """Credits the creditable `results`, evaluated with `ref`, at most once per record.
 
     `ref` must be a published (or superseded, within its grace period: the caller's
@@ -182,15 +182,20 @@ def credit(session: Session, actor, ref: MethodologyRef, results: Sequence[Resul
     pause it for a request's body): a 1,000-record credit makes some 50,000 objects that
     live until it returns and hold no cycles, and the collector ran over them 40 times a
     credit, 9-22 ms of its 80-100 ms of CPU (docs/ledger.md, Session 13).
+
+    `at_commit` (PostgreSQL; the caller's transaction then commits next, sending nothing
+    before): the states and the entries are written in the COMMIT's round trip, with the
+    audit entry, where they took one of their own (_defer_save_and_insert); the new
+    entries' ids are filled in when that round trip comes back (None until then).
     """
     with cycle_collector_paused():
         return _credit(session, actor, ref, results, idempotency_key=idempotency_key,
-                       reason=reason, engine=engine, records=records)
+                       reason=reason, engine=engine, records=records, at_commit=at_commit)
 
 
 def _credit(session: Session, actor, ref: MethodologyRef, results: Sequence[Result], *,
-            idempotency_key: Optional[str], reason: str, engine, records: Optional[dict[str, dict]]
-            ) -> CreditOutcome:
+            idempotency_key: Optional[str], reason: str, engine, records: Optional[dict[str, dict]],
+            at_commit: bool = False) -> CreditOutcome:
     acting = None
     if isinstance(actor, int) and bulk.is_postgresql(session):
         acting = actor  # read with the batch's insert, in one round trip (_pipelined_batch)
@@ -303,13 +308,21 @@ def _credit(session: Session, actor, ref: MethodologyRef, results: Sequence[Resu
     constant = {"batch_id": batch_id, "integrator_id": actor.id, "methodology_id": ref.id,
                 "version": ref.version, "content_hash": ref.content_hash, "reason": reason,
                 "credited_at": now}
-    # the states saved and the entries inserted (one round trip on PostgreSQL)
-    inserted = dict((record_id, entry_id) for entry_id, record_id in _save_and_insert(
-        session, rules, ref.id, states, now, columns, constant))
+    # the states saved and the entries inserted (one round trip on PostgreSQL, or none of
+    # their own: sent with the COMMIT when the caller asks and nothing needs their ids)
+    deferred = (at_commit and engine is not None and columns.record_id and not across.displaces
+                and bulk.is_postgresql(session) and audit.commits_with_chain(session))
+    if deferred:
+        inserted = dict.fromkeys(columns.record_id)  # all of them, or the commit fails (Raced)
+    else:
+        inserted = dict((record_id, entry_id) for entry_id, record_id in _save_and_insert(
+            session, rules, ref.id, states, now, columns, constant))
     # The outcome from what was inserted (no reading back), and the entries credited
     # before: read before judging, plus any a concurrent transaction committed since
     # (not inserted here, yet not read then; usually none, so no query).
     new = columns.entries(inserted, constant)
+    if deferred:
+        _defer_save_and_insert(session, rules, ref.id, states, now, columns, constant, new)
     # a credit under a methodology this one precedes, of an activity just credited here,
     # is reversed (after our entries, so the points balance counts them)
     displaced = []
@@ -357,11 +370,9 @@ class _Acting:
     roles: frozenset
 
 
-_PG_ACTOR = ("SELECT u.active, ARRAY(SELECT r.role FROM user_roles r WHERE r.user_id = u.id) "
-             "FROM users u WHERE u.id = %(actor_id)s::int")
 # _insert_batch's statement, written out (for the pipeline); EXISTS: no batch row for a
-# user that does not exist (its foreign key would fail the pipeline before _PG_ACTOR's
-# answer says so)
+# user that does not exist (its foreign key would fail the statement before the user's
+# row, read with it, says so)
 _PG_BATCH = ("INSERT INTO credit_batches (idempotency_key, request_digest, actor_id, methodology_id, "
              "version, content_hash, created_at) SELECT %(idempotency_key)s::text, "
              "%(request_digest)s::text, %(actor_id)s::int, %(methodology_id)s::text, %(version)s::text, "
@@ -371,35 +382,43 @@ _PG_BATCH = ("INSERT INTO credit_batches (idempotency_key, request_digest, actor
              + ", ".join(f"'{state}'" for state in CREDITABLE_VERSION_STATES) + ") "
              "AND EXISTS (SELECT 1 FROM users WHERE id = %(actor_id)s::int) "
              "ON CONFLICT (actor_id, idempotency_key) DO NOTHING RETURNING id")
+# The acting user (active, its roles) read and the batch made (_PG_BATCH, in a
+# data-modifying WITH, which runs whether or not its rows are read) in one statement,
+# where they were two of the pipeline: one statement's psycopg Python less a credit
+# (docs/ledger.md, Session 18). No user: no row, and no batch (_PG_BATCH's EXISTS).
+_PG_ACTOR_AND_BATCH = ("WITH b AS (" + _PG_BATCH + ") SELECT u.active, ARRAY(SELECT r.role FROM "
+                       "user_roles r WHERE r.user_id = u.id), ARRAY(SELECT id FROM b) FROM users u "
+                       "WHERE u.id = %(actor_id)s::int")
 
 
 def _pipelined_batch(session: Session, actor_id: int, values: dict,
                      versions_of: Optional[str] = None, account_ids: Optional[set] = None
                      ) -> tuple[_Acting, list[int], Optional[list], Optional[list]]:
     """PostgreSQL: the acting user (its roles) read and the batch row made (_insert_batch)
-    in one round trip (bulk.pipelined) where they took two: a single-record credit's
+    in one statement (_PG_ACTOR_AND_BATCH) of one round trip (bulk.pipelined) where they
+    took two round trips: a single-record credit's
     latency is its round trips (docs/ledger.md, Session 9). The permission is checked on
     the answer (users.can_credit, as before); when it is refused, the batch row made is
     left to the rollback that an error always calls for (one call is the caller's unit
     of work: tests/registry/test_ledger.py checks nothing is left). `versions_of`: the
     methodology whose related methodologies' versions are read too (precedence.PG_VERSIONS,
-    the third of the answer; None without). `account_ids`: the integrator's account ids
-    whose known accounts and statuses are read too (accounts.known_statuses, the fourth;
+    the second statement; None without). `account_ids`: the integrator's account ids
+    whose known accounts and statuses are read too (accounts.known_statuses, the last;
     None without)."""
-    statements = [(_PG_ACTOR, {"actor_id": actor_id}, True), (_PG_BATCH, values, True)]
+    statements = [(_PG_ACTOR_AND_BATCH, values, True)]
     if versions_of is not None:
         statements.append((precedence.PG_VERSIONS, {"methodology": versions_of}, True))
     if account_ids:
         statements.append((*accounts.known_statuses(actor_id, account_ids), True))
-    found, batch, *rest = bulk.pipelined(session, statements)
+    found, *rest = bulk.pipelined(session, statements)
     versions = rest.pop(0) if versions_of is not None else None
     known = rest.pop(0) if account_ids else None
     if not found:
         raise NotFound(f"no user {actor_id}")
-    active, roles = found[0]
+    active, roles, batch = found[0]
     acting = _Acting(actor_id, bool(active), frozenset(roles or ()))
     require(users.can_credit(acting))
-    return acting, [row[0] for row in batch], versions, known
+    return acting, list(batch or ()), versions, known
 
 
 def _insert_batch(session: Session, values: dict) -> list[int]:
@@ -510,23 +529,86 @@ def _save_and_insert(session: Session, rules, methodology_id: str,
                      constant: dict) -> list:
     """The accounts' new states saved (_save_states), then the entries inserted ON
     CONFLICT DO NOTHING (`columns`, with the `constant` columns): [(entry id, record id)]
-    of those inserted. On PostgreSQL both statements in one round trip (bulk.pipelined)."""
+    of those inserted. On PostgreSQL both in one statement of one round trip
+    (bulk.pipelined)."""
     conflict = ["integrator_id", "methodology_id", "record_id"]
     if not bulk.is_postgresql(session):
         if states:
             _save_states(session, rules, methodology_id, states, now)
         return _insert(session, CreditEntry.__table__, columns.rows(constant), conflict,
                        ["id", "record_id"])
-    statements = []
-    if states:
-        statements.append((_PG_SAVE_STATES, _save_params(rules, methodology_id, states, now), False))
-    if columns.record_id:
-        statements.append((*bulk.pg_insert_columns(CreditEntry.__table__, columns.varying(), constant,
-                                                   conflict, ["id", "record_id"]), True))
-    if not statements:
+    save = (_PG_SAVE_STATES, _save_params(rules, methodology_id, states, now), False) if states else None
+    if not columns.record_id:
+        if save is not None:
+            bulk.pipelined(session, [save])
         return []
-    answers = bulk.pipelined(session, statements)
-    return answers[-1] if columns.record_id else []
+    sql, params = bulk.pg_insert_columns(CreditEntry.__table__, columns.varying(), constant,
+                                         conflict, ["id", "record_id"])
+    if save is not None:
+        # one statement: the states' UPDATE in a data-modifying WITH (it runs whether or not
+        # its rows are read; the two touch different tables, so sharing one snapshot changes
+        # nothing), one statement's psycopg Python less a credit (docs/ledger.md, Session 18)
+        sql, params = _with_states_saved(sql), {**save[1], **params}
+    return bulk.pipelined(session, [(sql, params, True)])[0]
+
+
+# The entries' INSERT (with the states' UPDATE, or alone) sent at commit, guarded: when
+# ON CONFLICT skipped any of the entries (a record credited by a transaction that took
+# no record lock: none of ours does, but the database is not only ours), the count
+# differs and the division fails the statement, the rest of its pipeline (the audit entry,
+# whose figures assumed them all) and the COMMIT with it. `g.ok` is selected so that it is
+# evaluated; the LEFT JOIN gives it a row when nothing was inserted.
+_GUARD = (" SELECT ins.id, ins.record_id, g.ok FROM (SELECT 1 / (CASE WHEN (SELECT count(*) FROM ins)"
+          " = %(expected)s::bigint THEN 1 ELSE 0 END) AS ok) AS g LEFT JOIN ins ON true")
+_DIVISION_BY_ZERO = "22012"
+_GUARDED: dict[tuple[str, bool], str] = {}
+
+
+def _defer_save_and_insert(session: Session, rules, methodology_id: str,
+                           states: Optional[dict[str, AccountState]], now, columns: "_EntryColumns",
+                           constant: dict, new: list[CreditEntry]) -> None:
+    """_save_and_insert's writes (one statement) sent at the head of the session's next
+    pipeline (bulk.defer): the COMMIT's, with the chain's lock and the audit entry, where
+    they took a round trip of their own (5 → 4 a single-record credit over HTTP;
+    docs/ledger.md, Session 18). The outcome and the audit entry are made before, from
+    the entries to insert: every one of them is inserted, since each record id is locked
+    (_lock_records) and was read after its lock (_lock_and_read). That no transaction
+    inserted one without the lock meanwhile is checked by the statement itself (_GUARD):
+    if one did, the transaction fails with bulk.Raced, and Database.retried runs it again,
+    which then finds that entry present. The new entries' ids are set when the rows come
+    back."""
+    conflict = ["integrator_id", "methodology_id", "record_id"]
+    insert_sql, params = bulk.pg_insert_columns(CreditEntry.__table__, columns.varying(), constant,
+                                                conflict, ["id", "record_id"])
+    key = (insert_sql, bool(states))
+    sql = _GUARDED.get(key)
+    if sql is None:
+        sql = _GUARDED[key] = ("WITH " + (f"s AS ({_PG_SAVE_STATES}), " if states else "")
+                               + f"ins AS ({insert_sql})" + _GUARD)
+    if states:
+        params = {**_save_params(rules, methodology_id, states, now), **params}
+    params["expected"] = len(columns.record_id)
+    by_record = {entry.record_id: entry for entry in new}
+
+    def answer(rows) -> None:
+        for entry_id, record_id, _ok in rows:
+            if entry_id is not None:  # (the guard's row alone when nothing was inserted)
+                by_record[record_id].__dict__["id"] = entry_id
+
+    bulk.defer(session, (sql, params, True), answer, raced=_DIVISION_BY_ZERO)
+
+
+_WITH_SAVED: dict[str, str] = {}
+
+
+def _with_states_saved(insert_sql: str) -> str:
+    """`WITH s AS (_PG_SAVE_STATES) <insert_sql>`, built once per INSERT text (the cache
+    key of psycopg's prepared statements: its text must not change). The INSERT's
+    parameters are named c0, c1, ...; the UPDATE's are not."""
+    sql = _WITH_SAVED.get(insert_sql)
+    if sql is None:
+        sql = _WITH_SAVED[insert_sql] = f"WITH s AS ({_PG_SAVE_STATES}) {insert_sql}"
+    return sql
 
 
 class _EntryColumns:
@@ -575,9 +657,9 @@ class _EntryColumns:
         out = []
         # the rows by zip (in C) rather than each column indexed per entry
         for record_id, row in zip(self.record_id, zip(*(getattr(self, name) for name in names))):
-            entry_id = inserted.get(record_id)
-            if entry_id is None:
+            if record_id not in inserted:
                 continue
+            entry_id = inserted[record_id]  # None until a deferred INSERT's rows come back
             entry = _NEW_ENTRY()
             values = entry.__dict__
             values.update(constant)

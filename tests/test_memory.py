@@ -214,3 +214,107 @@ def test_spilled_segments_with_and_without_messages_give_the_in_memory_results(c
     assert spilled.filter(pl.col("message").str.contains("far")).height == 120
     assert spilled.equals(in_memory)
     assert list((tmp_path / "spill").iterdir()) == []  # the spill files were never named
+
+
+def test_spilled_steps_and_differences_read_back_exactly(tmp_path):
+    """`_Segments` writes the row numbers as steps along each segment and a datetime as
+    its difference from the time, each in the narrowest integer type that holds them:
+    every value comes back as it was given, extremes whose differences wrap included,
+    segment by segment (a segment's first row is written whole), a column with nulls
+    as it is; and ascending row numbers take fewer bytes than written whole."""
+    import numpy as np
+    import polars as pl
+
+    from engine.batch import store
+
+    rng = np.random.default_rng(16)
+    n, partitions = 5_000, 7
+    extremes = np.array([np.iinfo(np.int64).min, np.iinfo(np.int64).max, 0, -1], dtype=np.int64)
+    time = rng.integers(-2**62, 2**62, n, dtype=np.int64)
+    time[:4] = extremes
+    end = time + rng.integers(0, 3_600_000_000, n, dtype=np.int64)
+    end[4:8] = extremes[::-1]  # differences from the time that wrap
+    frame = pl.DataFrame({
+        "row": np.sort(rng.integers(1, 10**12, n, dtype=np.int64)),
+        "time": time,
+        "k:end": end,
+        "k:start": time,
+        "k:gaps": pl.Series(rng.integers(0, 5, n, dtype=np.int64)).set(pl.Series(np.arange(n) % 3 == 0), None),
+        "id": [f"r{i}" for i in range(n)],
+    })
+    partition = rng.integers(0, partitions, n)
+    partition[-100:] = partitions - 1
+    coded = store._Segments(tmp_path, along=("row", "k:gaps"),
+                            against={"k:end": "time", "k:start": "time", "k:gaps": "time"})
+    plain = store._Segments(tmp_path)
+    try:
+        for segments in (coded, plain):
+            segments.write(frame, partition, partitions, lambda i: (i, 0))
+            segments.write(frame.head(1), np.zeros(1, dtype=np.int64), 1, lambda _: (0, 1))
+            for i in range(partitions):
+                got = pl.from_arrow(segments.get((i, 0)))
+                assert got.equals(frame.filter(pl.Series(partition == i)))
+            assert pl.from_arrow(segments.get((0, 1))).equals(frame.head(1))
+            assert segments.frame([(i, 0) for i in range(partitions)]).height == n
+        assert coded.size < plain.size
+    finally:
+        coded.close()
+        plain.close()
+
+
+def test_a_spilled_parquet_files_ids_and_accounts_read_again_give_the_in_memory_results(tmp_path):
+    """A Parquet file spilled: its outcomes keep the id and account of the invalid records
+    only, and the others are read again from the file as each run is shown
+    (DiskStore's `recall`). Padded, missing and repeated ids, padded and missing accounts,
+    invalid rows whose padded id and account the slow reading keeps as written, times in
+    two zones; a second file whose account is a categorical column and whose id is a
+    number, a third without ids (`row-N`): every column of every result is the in-memory
+    run's, and the scalar engine's."""
+    import polars as pl
+
+    from dsl import compile_source
+    from engine import Engine
+    from engine.batch import BatchEngine, results_frame
+    from engine.native.build import build
+
+    rows = 2_000
+    n = pl.int_range(0, rows, eager=True)
+    start = pl.datetime(2024, 6, 1) + pl.duration(seconds=n * 37 % 200_000)
+    frame = pl.DataFrame({"n": n}).select(
+        id=pl.when(pl.col("n") % 97 == 5).then(None)
+        .when(pl.col("n") % 13 == 0).then(pl.format("  r{} ", pl.col("n") % (rows - 40)))
+        .otherwise(pl.format("r{}", pl.col("n") % (rows - 40))),  # 40 ids repeated
+        account=pl.when(pl.col("n") % 89 == 3).then(None)
+        .when(pl.col("n") % 7 == 0).then(pl.format(" a{}  ", pl.col("n") * 7919 % 31))
+        .otherwise(pl.format("a{}", pl.col("n") * 7919 % 31)),
+        started=pl.when(pl.col("n") % 2 == 0).then(start.dt.strftime("%Y-%m-%dT%H:%M:%S+08:00"))
+        .otherwise((start - pl.duration(hours=8)).dt.strftime("%Y-%m-%dT%H:%M:%SZ")),
+        ended=(start + pl.duration(minutes=12)).dt.strftime("%Y-%m-%dT%H:%M:%S+08:00"),
+        distance=pl.when(pl.col("n").is_between(700, 760) | (pl.col("n") % 13 == 0) & (pl.col("n") > 1500))
+        .then(pl.lit("far")).otherwise((pl.col("n") % 50 / 10 + 0.5).cast(pl.String)),
+    ).rename({"distance": "distance[km]"})
+    frame.write_parquet(tmp_path / "rides.parquet", row_group_size=300)
+    other = frame.with_columns(id=pl.int_range(0, rows) % (rows - 40),
+                               account=pl.col("account").str.strip_chars().cast(pl.Categorical))
+    other.write_parquet(tmp_path / "numbered.parquet", row_group_size=300)
+    frame.drop("id").write_parquet(tmp_path / "unnamed.parquet", row_group_size=300)  # ids row-N
+    methodology = compile_source(ROOT_M.read_text(encoding="utf-8"), str(ROOT_M)).methodology
+
+    for name in ("rides.parquet", "numbered.parquet", "unnamed.parquet"):
+        def run(memory_rows):
+            engine = BatchEngine(methodology, chunk_rows=64, kernels=build)
+            return pl.concat(list(engine.evaluate_file(tmp_path / name, memory_rows=memory_rows,
+                                                       spill_dir=tmp_path / "spill")))
+        spilled, in_memory = run(300), run(10_000_000)
+        assert spilled.height == rows
+        assert {"invalid", "capped", "credited"} <= set(spilled.get_column("status"))
+        assert spilled.equals(in_memory)
+        scalar = results_frame(Engine(methodology).evaluate(pl.read_parquet(tmp_path / name).rename(
+            {"distance[km]": "distance"}).to_dicts(), column_units={"distance": "km"}))
+        assert spilled.equals(scalar.select(spilled.columns))
+        assert name == "unnamed.parquet" or "duplicate" in set(spilled.get_column("status"))
+        if name == "rides.parquet":  # invalid rows' ids as written (the slow reading's), others stripped
+            invalid = pl.col("status") == "invalid"
+            assert spilled.filter(invalid & pl.col("id").str.starts_with(" ")).height > 0
+            assert spilled.filter(~invalid & pl.col("id").str.starts_with(" ")).height == 0
+    assert list((tmp_path / "spill").iterdir()) == []

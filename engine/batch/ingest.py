@@ -374,6 +374,14 @@ def record_ids(frame: pl.DataFrame, schema: Schema, first_row: int = 1, native=N
     return _ids(_Reader(frame, schema, {}, native), first_row)
 
 
+def record_accounts(frame: pl.DataFrame, schema: Schema, native=None) -> pl.Series:
+    """The accounts ingest_frame gives the rows of `frame` (the same code), from the
+    `account` column alone: what a spilled run's results are shown with (store.DiskStore's
+    `recall`). As for record_ids, only an invalid row, read the slow way, may come out
+    otherwise (the cell unstripped)."""
+    return _stripped(_Reader(frame, schema, {}, native), "account")[0]
+
+
 def ingest_frame(frame: pl.DataFrame, schema: Schema, column_units: Optional[Mapping[str, str]] = None,
                  first_row: int = 1, native=None, datetimes: Optional[ReadDatetimes] = None) -> Ingested:
     """`native`: a native_text.NativeText, to read text cells in C (else text.py's NumPy);

@@ -11,8 +11,12 @@ duplicate ids partition by partition; the account rules partition by partition, 
 partition's outcomes (engine.outcomes) split by run into a second file; run by run they
 are read back in row order and shown (engine.presented). Memory holds one run, or one
 partition, whatever the size of the file; three files at most are open, whatever P and the
-number of runs; a killed run leaves nothing (the files never had a name). Measured and
-argued in docs/engine.md, "Spilling to disk".
+number of runs; a killed run leaves nothing (the files never had a name). The segments
+are compressed by Zstandard, their row numbers written as steps and their datetime inputs
+as differences from the time (`_Segments`); from a Parquet file the outcomes leave the
+id and account of valid records out, read again from the file as each run is shown
+(`recall`). Measured and argued in docs/engine.md, "Spilling to disk" and "The spill's
+bytes".
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ from typing import Iterator, Optional
 import numpy as np
 import polars as pl
 import pyarrow as pa
+
+from dsl.types import Kind
 
 from .part import Part
 from .rules import find_duplicate_ids
@@ -167,14 +173,18 @@ def _flat(part: Part):
         yield ("col", name), column.codes if isinstance(column, Cat) else column
 
 
-# Spilled segments are compressed by LZ4: on 1.5M kept rows of Shenzhen rides (110 bytes a
-# row in memory) 61 bytes a row for 0.33 s of CPU to write and 0.16 s to read, where
-# uncompressed took 0.54 s to write (the copy into the stream) and Zstandard (level 1) made
-# 37 bytes for 0.56 s + 0.25 s, and a small segment took about 7 times longer to read than
-# LZ4's (a decompression context per buffer; load 12-17, noisy). Fewer bytes is what
-# matters at scale: the page cache holds more of the spill, and the disk (about 144 MB/s
-# here) is waited for less.
-SPILL_CODEC = ("lz4", None)  # (codec, level) for pyarrow.Codec; None: not compressed
+# Spilled segments are compressed by Zstandard (level 1), LZ4 before: on 1.5M kept rows of
+# Shenzhen rides (110 bytes a row in memory) LZ4 made 61 bytes a row for 0.33 s of CPU to
+# write and 0.16 s to read, Zstandard 37 bytes for 0.56 s + 0.25 s, and a small segment
+# took longer to read (a decompression context per buffer; 3k rows of 12 columns: 204
+# against 107 ns a row, 50k rows 102 against 75; load 5). What decided it, measured end to
+# end (50M capped rides, 2026-12-07, load 10-12, with the coded columns of `_Segments`):
+# the spill's peak on disk 4.3 GB -> 1.85 GB (86 -> 37 bytes a row, 2.95 times the
+# Parquet input) for the same CPU time (0.97-1.03x: the page faults of the larger writes
+# cost as much as the compression saved), wall 0.96-1.19x at that load; in process, 5M
+# rides spilled, 5-10% more CPU. Uncompressed: 0.54 s to write the 1.5M rows (the copy
+# into the stream).
+SPILL_CODEC = ("zstd", 1)  # (codec, level) for pyarrow.Codec; None: not compressed
 
 
 @lru_cache(maxsize=1)
@@ -199,11 +209,20 @@ class _Segments:
     it back.
     """
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, along: tuple = (), against: Optional[dict] = None):
+        """`along`: Int64 columns written as the difference from the row before in their
+        segment (its first row as it is), read back as their running sum: the row
+        numbers, ascending in every segment, become small steps; `against`: {column:
+        base} Int64 columns written as their difference from another column of the same
+        rows, read back by adding it (a datetime input minus the record's time: nothing
+        for the time's own input, the ride's duration for its end). Both exact for every
+        value (64-bit arithmetic wraps, and wraps back)."""
         self.file = tempfile.TemporaryFile(dir=folder, buffering=0)  # pread sees every write
         self.index: dict = {}
         self.size = 0
         self.schema: Optional[pa.Schema] = None
+        self.along = tuple(along)
+        self.against = dict(against or {})
 
     def write(self, frame: pl.DataFrame, partition: np.ndarray, partitions: int, key) -> None:
         """`frame`'s rows split by `partition` (0 .. partitions - 1): segment `key(i)` for
@@ -232,7 +251,8 @@ class _Segments:
             chosen = chosen[order]
         table = chosen.to_arrow(compat_level=pl.CompatLevel.oldest())
         table = table.cast(pa.schema([self.schema.field(name) for name in kept]))
-        whole = table.combine_chunks().to_batches()
+        table, coded = self._encoded(table.combine_chunks(), bounds)
+        whole = table.to_batches()
         if not whole or whole[0].num_rows == 0:
             return
         batch = whole[0]
@@ -251,21 +271,57 @@ class _Segments:
         while done < data.size:  # an unbuffered write may write part of it
             done += self.file.write(view[done:])
         for k, at, length, rows in placed:
-            self.index[k] = (self.size + at, length, batch.schema)
+            self.index[k] = (self.size + at, length, batch.schema, coded)
         self.size += data.size
 
     def get(self, key) -> Optional[pa.RecordBatch]:
         found = self.index.get(key)
         if found is None:
             return None
-        offset, length, schema = found
+        offset, length, schema, coded = found
         data = pa.py_buffer(os.pread(self.file.fileno(), length, offset))
         batch = pa.ipc.read_record_batch(pa.ipc.read_message(data), schema)
+        if coded:
+            batch = _decoded(batch, coded)
         if batch.num_columns < len(self.schema):
             batch = pa.RecordBatch.from_arrays(
                 [batch.column(f.name) if f.name in schema.names else pa.nulls(batch.num_rows, f.type)
                  for f in self.schema], schema=self.schema)
         return batch
+
+    def _encoded(self, table: pa.Table, bounds: np.ndarray) -> tuple[pa.Table, tuple]:
+        """`table` (its rows in segment order, segment i from bounds[i] to bounds[i + 1])
+        with the coded columns (`along`, `against`: those present as 64-bit integers
+        without nulls, and their bases too) replaced by their differences, each in the
+        narrowest integer type that holds them (LZ4 finds little to squeeze in the zero
+        high bytes of a 64-bit step: 3M capped rides, the outcomes' row numbers 4.0 bytes
+        a row as they are, 2.7 as 64-bit steps); and (column, base) of the coded ones,
+        base None for `along`."""
+        def plain(name):
+            at = table.schema.get_field_index(name)
+            return at >= 0 and table.schema.field(at).type == pa.int64() and table.column(at).null_count == 0
+        coded = [(name, None) for name in self.along if plain(name)]
+        coded += [(name, base) for name, base in self.against.items() if plain(name) and plain(base)]
+        if not coded or table.num_rows == 0:
+            return table, ()
+        for name, base in coded:
+            values = table.column(name).to_numpy()
+            if base is None:
+                steps = np.empty_like(values)
+                steps[0] = values[0]
+                np.subtract(values[1:], values[:-1], out=steps[1:])
+                starts = bounds[:-1][bounds[:-1] < bounds[1:]]  # each segment's first row
+                steps[starts] = values[starts]
+            else:
+                steps = values - table.column(base).to_numpy()
+            low, high = int(steps.min()), int(steps.max())
+            for narrow in (np.int8, np.int16, np.int32, np.int64):
+                info = np.iinfo(narrow)
+                if info.min <= low and high <= info.max:
+                    break
+            at = table.schema.get_field_index(name)
+            table = table.set_column(at, name, pa.array(steps.astype(narrow, copy=False)))
+        return table, tuple(coded)
 
     def frame(self, keys) -> Optional[pl.DataFrame]:
         """The segments of `keys` as one frame; None when they hold no row."""
@@ -277,6 +333,22 @@ class _Segments:
     def close(self) -> None:
         self.file.close()
         self.index = {}
+
+
+def _decoded(batch: pa.RecordBatch, coded: tuple) -> pa.RecordBatch:
+    """A segment's columns as they were given to `_Segments.write` (`coded`: its
+    (column, base) pairs, as `_encoded` wrote them)."""
+    schema = batch.schema
+    arrays = dict(zip(schema.names, batch.columns))
+    for name, base in coded:  # the bases are never coded themselves
+        steps = batch.column(name).to_numpy().astype(np.int64)
+        if base is None:
+            values = np.cumsum(steps)
+        else:
+            values = steps + batch.column(base).to_numpy()
+        arrays[name] = pa.array(values, type=pa.int64())
+        schema = schema.set(schema.get_field_index(name), schema.field(name).with_type(pa.int64()))
+    return pa.RecordBatch.from_arrays([arrays[n] for n in schema.names], schema=schema)
 
 
 def _stale_spills(parent: Path) -> None:
@@ -299,14 +371,19 @@ def _stale_spills(parent: Path) -> None:
 
 class DiskStore:
     def __init__(self, engine, partitions: int, folder: Optional[Path] = None, run_rows: int = 1_000_000,
-                 duplicates: Optional[np.ndarray] = None):
+                 duplicates: Optional[np.ndarray] = None, recall=None):
         """`run_rows`: rows gathered in memory before they are spilled as one run;
         `duplicates`: the row numbers the duplicate-id check rejects, when already known
         (BatchEngine.duplicate_rows, from a Parquet file's ids): then the ids are not
         spilled at all. `folder`: where the (unlinked) spill files are made, the system's
-        temporary folder by default."""
+        temporary folder by default. `recall(first_row, rows)`: (ids, accounts) of those
+        rows as the records were read (a Parquet input's id and account columns read
+        again, BatchEngine.evaluate_file): then the outcomes keep the id and account of
+        the invalid records only (the slow reading's, which may differ), and the others
+        are recalled as each run is shown."""
         self.engine = engine
         self.duplicates = duplicates
+        self.recall = recall
         self.partitions = max(1, partitions)
         if folder is None:
             folder = Path(tempfile.gettempdir())
@@ -314,9 +391,14 @@ class DiskStore:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.run_rows = max(1, run_rows)
-        self.accounts = _Segments(self.folder)
-        self.ids = _Segments(self.folder)
-        self.outcomes = _Segments(self.folder)
+        # the row numbers as steps along each segment, a kept datetime input as its
+        # difference from the record's time (`_Segments`): 3M capped rides, a 1M budget,
+        # LZ4: kept rows 42.2 -> 33.8 bytes a file row, outcomes 42.0 -> 39.5 (Zstandard:
+        # 23.0 -> 16.6 and 18.7 -> 18.5)
+        datetimes = {f"k:{name}": "time" for name in engine.keep if engine.kinds.get(name) == Kind.DATETIME}
+        self.accounts = _Segments(self.folder, along=("row",), against=datetimes)
+        self.ids = _Segments(self.folder, along=("row",))
+        self.outcomes = _Segments(self.folder, along=("row",))
         # with the repeated ids known and no counters, a record the formulas did not
         # credit is touched by no other rule but the duplicate-id check (rules.py: the
         # account rules judge the credited records only): its outcome is made as its run
@@ -374,8 +456,33 @@ class DiskStore:
         at = np.flatnonzero(np.isin(part.rows, self.duplicates)) if self.duplicates.size else \
             np.zeros(0, dtype=np.int64)
         engine.rules.apply(batch, duplicate_ids=at)
-        got = engine.outcomes(part, batch)
+        got = self._shed(engine.outcomes(part, batch))
         self.outcomes.write(got, np.zeros(got.height, dtype=np.int64), 1, lambda _: (run, self.partitions))
+
+    def _shed(self, outcomes: pl.DataFrame) -> pl.DataFrame:
+        """Outcomes as spilled: with `recall`, the id and account of the invalid records
+        only (null elsewhere: a column null in every row of a write is not written)."""
+        if self.recall is None:
+            return outcomes
+        invalid = pl.col("reason") == Reasons.INVALID
+        return outcomes.with_columns(pl.when(invalid).then(pl.col(name)).alias(name) for name in ("id", "account"))
+
+    def _recalled(self, merged: pl.DataFrame, run: int) -> pl.DataFrame:
+        """A run's outcomes (in row order, every row of the run) with the id and account
+        `_shed` left out given back by `recall`."""
+        if self.recall is None or merged.height == 0:
+            return merged
+        first = self.run_starts[run]
+        rows = merged.get_column("row")
+        if rows[0] != first or rows[-1] != first + merged.height - 1:  # pragma: no cover - every row has one
+            raise ValueError("a spilled run's outcomes do not cover its rows")
+        ids, accounts = self.recall(first, merged.height)
+        replaced = []
+        for name, again in (("id", ids), ("account", accounts)):
+            spilled = merged.get_column(name)
+            replaced.append(again.alias(name) if spilled.null_count() == merged.height else
+                            again.zip_with(spilled.is_null(), spilled).alias(name))
+        return merged.with_columns(replaced)
 
     def results(self) -> Iterator[pl.DataFrame]:
         self._spill()
@@ -423,7 +530,7 @@ class DiskStore:
                 at = np.flatnonzero(np.isin(part.rows, duplicate_rows)) if duplicate_rows.size else \
                     np.zeros(0, dtype=np.int64)
                 engine.rules.apply(batch, duplicate_ids=at)
-                got = engine.outcomes(part, batch)
+                got = self._shed(engine.outcomes(part, batch))
                 run = np.searchsorted(starts, got.get_column("row").to_numpy(), side="right") - 1
                 if written is not None:
                     written.result()
@@ -436,7 +543,7 @@ class DiskStore:
             # 3. merged back in row order, run by run, shown as results
             def shown(k):
                 merged = outcomes.frame([(k, i) for i in range(self.partitions + 1)])
-                return None if merged is None else engine.presented(merged.sort("row"))
+                return None if merged is None else engine.presented(self._recalled(merged.sort("row"), k))
             step = engine.chunk_rows
             showing = self._writer.submit(shown, 0) if runs else None
             for k in range(runs):

@@ -126,3 +126,42 @@ def test_pipelines_on_one_connection_answer_each_statement_its_own_rows(reg, bac
             bulk.pipelined(s, [("SELECT 1", {}, True), ("SELECT 1 / 0", {}, True)])
     with reg.uow() as s:
         assert bulk.pipelined(s, [("SELECT 5", {}, True), ("SELECT 6", {}, True)]) == [[(5,)], [(6,)]]
+
+
+def test_a_deferred_statement_leads_the_next_pipeline_and_goes_with_a_rollback(reg, backend):
+    """bulk.defer: the statement is sent first in the session's next pipeline (its rows to
+    its callback, the caller's answers as if it were not there); one deferred in a
+    transaction rolled back is never sent, in that session's next transaction or anywhere;
+    its guard's SQLSTATE comes back as bulk.Raced, retryable (Database.retried)."""
+    if backend != "postgresql":
+        pytest.skip("pipelines are PostgreSQL's")
+    from registry.db import is_retryable
+    insert = ("INSERT INTO rule_states (methodology_id, account, state, updated_at) VALUES "
+              "('test.transit', %(a)s, 'x', now()) RETURNING account")
+    got = []
+    with reg.uow() as s:
+        bulk.defer(s, (insert, {"a": "d-1"}, True), got.extend)
+        assert got == []  # nothing sent yet
+        (seen,) = bulk.pipelined(s, [("SELECT account FROM rule_states WHERE methodology_id = "
+                                      "'test.transit' AND account LIKE 'd-%%'", {}, True)])
+    assert got == [("d-1",)] and seen == [("d-1",)]  # sent before the read, in the same round trip
+
+    session = reg.db.session()
+    try:
+        bulk.defer(session, (insert, {"a": "d-2"}, True), got.extend)
+        session.rollback()
+        bulk.pipelined(session, [("SELECT 1", {}, True)])  # the session's next transaction
+        session.commit()
+    finally:
+        session.close()
+    with reg.uow() as s:
+        (rows,) = bulk.pipelined(s, [("SELECT account FROM rule_states WHERE methodology_id = "
+                                      "'test.transit' AND account LIKE 'd-%%' ORDER BY account", {}, True)])
+    assert rows == [("d-1",)] and got == [("d-1",)]
+
+    with pytest.raises(bulk.Raced) as raised:
+        with reg.uow() as s:
+            bulk.defer(s, ("SELECT 1 / (SELECT count(*) - 1 FROM rule_states WHERE methodology_id "
+                           "= 'test.transit' AND account LIKE 'd-%%')", {}, True), got.extend, raced="22012")
+            bulk.pipelined(s, [("SELECT 1", {}, True)])
+    assert is_retryable(raised.value)

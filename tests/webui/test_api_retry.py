@@ -152,3 +152,61 @@ def test_a_reversal_from_the_administration_page_is_run_again_once(credited, cap
         _check(web, caplog, "40P01", guard)
     assert count(web, "SELECT count(*) FROM reversals") == 1
     assert audited(web, "ledger.reverse") == 1
+
+
+def test_an_entry_written_meanwhile_without_the_record_lock_fails_the_commit_and_the_credit_runs_again(
+        credited, caplog):
+    """A single-version credit writes its entries in the COMMIT's round trip, with the audit
+    entry made for them all (ledger.credit's at_commit; docs/ledger.md, Session 18). Every
+    credit of ours locks its record ids first, so none is inserted by another meanwhile;
+    here one is, by a plain INSERT that takes no lock, between the credit's read of its
+    records and its commit: that INSERT wins, ours skips it (ON CONFLICT), and the guard
+    fails the statement, the audit entry and the COMMIT. The transaction is run again
+    (a serialization failure, 40001), finds the record credited, and answers so; the audit
+    chain holds no entry for the failed attempt."""
+    from registry import bulk
+    from registry.models import CreditEntry
+
+    web, token = credited
+    copied = [c.name for c in CreditEntry.__table__.c if c.name not in ("id", "batch_id", "record_id", "record")]
+    competitor = sa.text(
+        "WITH b AS (INSERT INTO credit_batches (idempotency_key, request_digest, actor_id, methodology_id, "
+        "version, content_hash, created_at) SELECT 'competitor', request_digest, actor_id, methodology_id, "
+        "version, content_hash, created_at FROM credit_batches ORDER BY id LIMIT 1 RETURNING id) "
+        f"INSERT INTO credit_entries (batch_id, record_id, {', '.join(copied)}) "
+        f"SELECT b.id, 'r2', {', '.join('e.' + c for c in copied)} FROM credit_entries e, b "
+        "WHERE e.record_id = 'r0'")
+    raced = []
+
+    def race(texts, _seconds):
+        # once, right after the round trip that locked the record ids and read their entries
+        if not raced and any("FROM credit_entries WHERE integrator_id" in sql for sql in texts):
+            raced.append(texts)
+            with web.reg.db.engine.begin() as c:
+                c.execute(competitor)
+
+    before = audited(web, "ledger.credit")
+    bulk.round_trip_observers.append(race)
+    try:
+        with caplog.at_level("WARNING", logger="registry.db"):
+            answer = post(web, token, [ride("r2", 120)])
+    finally:
+        bulk.round_trip_observers.remove(race)
+    assert raced and "40001" in caplog.text  # the first attempt failed at its commit
+    assert [r["credit"] for r in answer["results"]] == ["already_credited"]
+    assert answer["summary"]["credited"] == 0 and answer["batches"][0]["new"] == 0
+    assert count(web, "SELECT count(*) FROM credit_entries WHERE record_id = 'r2'") == 1
+    assert count(web, "SELECT count(*) FROM credit_entries e JOIN credit_batches b ON b.id = e.batch_id "
+                      "WHERE e.record_id = 'r2' AND b.idempotency_key = 'competitor'") == 1
+    assert audited(web, "ledger.credit") == before + 1  # the second attempt's, not the first's
+    with web.reg.db.engine.connect() as c:
+        details = c.execute(sa.text("SELECT details FROM audit_log WHERE action = 'ledger.credit' "
+                                    "ORDER BY seq DESC LIMIT 1")).scalar_one()
+    assert details["new"] == 0 and details["already_present"] == 1
+    from registry import audit
+    competitor_batch = count(web, "SELECT id FROM credit_batches WHERE idempotency_key = 'competitor'")
+    with web.reg.db.read() as s:
+        chain = audit.verify(s)
+    # the chain is whole; the one thing it finds is the competitor's row, which no entry records
+    assert chain.first_broken is None and not chain.problem
+    assert len(chain.ledger_problems) == 1 and chain.ledger_problems[0].startswith(f"credit batch {competitor_batch}: 1 ledger row")

@@ -818,19 +818,24 @@ def _group_key(key: Optional[str], group: Group) -> Optional[str]:
 
 
 def credit(session: Session, actor_id: int, result: Evaluation, *,
-           idempotency_key: Optional[str] = None) -> dict:
+           idempotency_key: Optional[str] = None, at_commit: bool = False) -> dict:
     """Credits the evaluated records (one ledger call per version, all in the caller's
     transaction). A record credited before, by this or another request, is said to be
     `already_credited` with what it was credited; a replay of the same request writes
     nothing. The cycle collector is paused meanwhile, as for the view's body: the answer's
     rows and the ledger's objects hold no cycles (engine/gc_pause.py; registry/ledger.py
-    credit pauses it for its part too)."""
+    credit pauses it for its part too).
+
+    `at_commit`: the caller commits the transaction next, sending nothing before; a single
+    version's entries are then written in the COMMIT's round trip (ledger.credit's
+    `at_commit`: the answer needs no entry's id)."""
     with cycle_collector_paused():
-        return _credit(session, actor_id, result, idempotency_key=idempotency_key)
+        return _credit(session, actor_id, result, idempotency_key=idempotency_key,
+                       at_commit=at_commit)
 
 
 def _credit(session: Session, actor_id: int, result: Evaluation, *,
-            idempotency_key: Optional[str]) -> dict:
+            idempotency_key: Optional[str], at_commit: bool = False) -> dict:
     if idempotency_key is not None and not (1 <= len(idempotency_key) <= 150):
         raise ApiError(400, "bad_idempotency_key", "an idempotency key has 1 to 150 characters")
     outcome_of: dict[str, tuple[str, Any, Group, bool]] = {}
@@ -844,7 +849,9 @@ def _credit(session: Session, actor_id: int, result: Evaluation, *,
         sent = {str(result.records[i].get("id")): result.records[i] for i in group.indices}
         outcome = ledger.credit(session, actor_id, engine.ref, results,
                                 idempotency_key=_group_key(idempotency_key, group),
-                                reason=group.reason, engine=engine, records=sent)
+                                reason=group.reason, engine=engine, records=sent,
+                                # the last ledger call of the transaction
+                                at_commit=at_commit and len(result.groups) == 1)
         conflicts.update(outcome.conflicts)
         judged.update(outcome.judged)
         batches.append({"batch_id": outcome.batch_id, "version": group.version.version,

@@ -374,7 +374,8 @@ def credits(body: models.CreditRequest):
     # the evaluation is kept, the ledger's work redone; the key makes a replay harmless
     user_id = g.api_user.id
     return _json(get_db().retried(
-        lambda s: service.credit(s, user_id, result, idempotency_key=key),
+        # committed as soon as it returns: the entries go with the COMMIT (at_commit)
+        lambda s: service.credit(s, user_id, result, idempotency_key=key, at_commit=True),
         first=_credit_session()))
 
 
