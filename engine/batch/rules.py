@@ -254,9 +254,10 @@ class Rules:
                 start, end = _value_column(batch, o.start), _value_column(batch, o.end)
                 # a bound is a date or datetime input (E0604), which ingest.py always reads
                 # into int64 days or µs (Parquet Date or Datetime, text, a row read by
-                # records.py): tests/engine/test_batch_carried.py drives each way here
-                assert all(isinstance(c, np.ndarray) and c.dtype == np.int64 for c in (start, end)), \
-                    (o.start, o.end)
+                # records.py): tests/engine/test_batch_carried.py drives each way here. A
+                # raise, not an assert: the C pass reads the arrays as int64 even under -O
+                if not all(isinstance(c, np.ndarray) and c.dtype == np.int64 for c in (start, end)):
+                    raise TypeError(f"the overlap bounds {o.start}, {o.end} are not int64 arrays")
                 bounds.append((start, end))  # read at `pos` by the C pass itself
             pos, account, time = carried.overlaps(batch, pos, account, time, bounds, self.overlap)
         for index, cap in enumerate(m.caps):
