@@ -158,7 +158,7 @@ def _append_pending(session: Session) -> None:
     pending = session.info.pop(_PENDING, None)
     if not pending:
         return
-    if _commits_with_chain(session):
+    if commits_with_chain(session):
         _append_and_commit(session, pending)
         return
     for actor, action, object_type, object_id, details in pending:
@@ -166,17 +166,11 @@ def _append_pending(session: Session) -> None:
 
 
 def commits_with_chain(session: Session) -> bool:
-    """Whether the entries appended at commit go with the COMMIT in one pipeline
-    (_append_and_commit), so that what is deferred to the session's next pipeline
-    (bulk.defer) goes with them."""
-    return _commits_with_chain(session)
-
-
-def _commits_with_chain(session: Session) -> bool:
     """Whether the pending entries may be appended and the transaction committed in one
     round trip (_append_and_commit): PostgreSQL, the outermost transaction (not a
     savepoint's release), on a session that owns its connection (bound to an Engine, not
-    joined to a caller's Connection, whose transaction is the caller's to commit)."""
+    joined to a caller's Connection, whose transaction is the caller's to commit). Then
+    what is deferred to the session's next pipeline (bulk.defer) goes with them."""
     if session.in_nested_transaction():
         return False
     bind = session.get_bind()

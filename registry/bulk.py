@@ -208,10 +208,6 @@ def defer(session: Session, statement: tuple[str, dict, bool], answer, raced: Op
     session.info.setdefault(_DEFERRED, []).append((statement, answer, raced))
 
 
-def has_deferred(session: Session) -> bool:
-    return bool(session.info.get(_DEFERRED))
-
-
 @event.listens_for(Session, "after_transaction_end")
 def _drop_deferred(session: Session, transaction) -> None:
     """Whatever was deferred and not sent goes with the transaction (rolled back, or
