@@ -193,7 +193,7 @@ def test_spilled_segments_with_and_without_messages_give_the_in_memory_results(c
     from engine.native.build import build
 
     monkeypatch.setattr(store, "SPILL_CODEC", codec)
-    store._written_as.cache_clear()
+    store._codec.cache_clear()
     _rides(tmp_path / "rides.parquet", 3_000)
     frame = pl.read_parquet(tmp_path / "rides.parquet").with_columns(pl.col("distance[km]").cast(pl.String))
     frame = frame.with_columns(pl.when(pl.int_range(pl.len()).is_between(1_000, 1_119)).then(pl.lit("far"))
@@ -208,7 +208,7 @@ def test_spilled_segments_with_and_without_messages_give_the_in_memory_results(c
     try:
         spilled, in_memory = run(400), run(10_000_000)
     finally:
-        store._written_as.cache_clear()
+        store._codec.cache_clear()
     assert spilled.height == 3_000
     assert {"invalid", "capped", "duplicate"} <= set(spilled.get_column("status"))
     assert spilled.filter(pl.col("message").str.contains("far")).height == 120

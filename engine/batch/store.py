@@ -184,18 +184,27 @@ def _flat(part: Part):
 # cost as much as the compression saved), wall 0.96-1.19x at that load; in process, 5M
 # rides spilled, 5-10% more CPU. Uncompressed: 0.54 s to write the 1.5M rows (the copy
 # into the stream).
+#
+# A segment is compressed whole, as one buffer (its IPC message), not buffer by buffer as
+# Arrow's IPC compression does: each compression or decompression call makes a Zstandard
+# context of its own, about 60 us of CPU and fresh pages (system time) however small the
+# buffer, and a segment has a dozen buffers. At 1 billion rows a segment is about 3k rows
+# (335 partitions x 667 runs, twice: kept rows and outcomes), and those calls were about
+# 1.5 ms a segment, written and read: some 10 minutes of CPU, the part of the run that
+# grew with the rows squared (docs/engine.md, "Segments compressed whole").
 SPILL_CODEC = ("zstd", 1)  # (codec, level) for pyarrow.Codec; None: not compressed
 
 
 @lru_cache(maxsize=1)
-def _written_as() -> pa.ipc.IpcWriteOptions:
-    return pa.ipc.IpcWriteOptions(compression=pa.Codec(*SPILL_CODEC) if SPILL_CODEC else None)
+def _codec() -> Optional[pa.Codec]:
+    return pa.Codec(*SPILL_CODEC) if SPILL_CODEC else None
 
 
 class _Segments:
     """Spilled rows in one file: segments appended one after the other, each the rows of
-    one (run, partition) pair as one Arrow IPC record batch message, found again by its
-    key through an index held in memory (offset, length, rows, schema). The file is
+    one (run, partition) pair as one Arrow IPC record batch message compressed whole
+    (SPILL_CODEC, one call a segment), found again by its key through an index held in
+    memory (offset, length, size uncompressed, schema, coded columns). The file is
     unlinked from the start (O_TMPFILE where the system has it): a killed run leaves
     nothing on the disk, and each store holds one open file however many partitions and
     runs it has (`ulimit -n` never binds). A segment is read by one pread at its offset
@@ -256,31 +265,35 @@ class _Segments:
         if not whole or whole[0].num_rows == 0:
             return
         batch = whole[0]
-        sink = pa.BufferOutputStream()
-        placed = []
-        with pa.ipc.new_stream(sink, batch.schema, options=_written_as()) as writer:
-            writer.write_batch(batch.slice(0, 0))  # the schema first: then one message a segment
-            for i in range(partitions):
-                rows = int(bounds[i + 1] - bounds[i])
-                if rows:
-                    at = sink.tell()
-                    writer.write_batch(batch.slice(int(bounds[i]), rows))
-                    placed.append((key(i), at, sink.tell() - at, rows))
-        data = sink.getvalue()
+        codec = _codec()
+        pieces, placed, at = [], [], 0
+        for i in range(partitions):
+            rows = int(bounds[i + 1] - bounds[i])
+            if rows:
+                # one IPC message (no schema: the index keeps it), compressed as one buffer
+                message = batch.slice(int(bounds[i]), rows).serialize()
+                # bytes: a compressed ResizableBuffer exports its capacity, not its size
+                stored = codec.compress(message, asbytes=True) if codec is not None else message.to_pybytes()
+                pieces.append(stored)
+                placed.append((key(i), at, len(stored), message.size if codec is not None else 0))
+                at += len(stored)
+        data = b"".join(pieces)
         view, done = memoryview(data), 0
-        while done < data.size:  # an unbuffered write may write part of it
+        while done < len(view):  # an unbuffered write may write part of it
             done += self.file.write(view[done:])
-        for k, at, length, rows in placed:
-            self.index[k] = (self.size + at, length, batch.schema, coded)
-        self.size += data.size
+        for k, offset, length, raw in placed:
+            self.index[k] = (self.size + offset, length, raw, batch.schema, coded)
+        self.size += at
 
     def get(self, key) -> Optional[pa.RecordBatch]:
         found = self.index.get(key)
         if found is None:
             return None
-        offset, length, schema, coded = found
+        offset, length, raw, schema, coded = found
         data = pa.py_buffer(os.pread(self.file.fileno(), length, offset))
-        batch = pa.ipc.read_record_batch(pa.ipc.read_message(data), schema)
+        if raw:  # compressed whole (`write`)
+            data = _codec().decompress(data, decompressed_size=raw, asbytes=False)
+        batch = pa.ipc.read_record_batch(data, schema)
         if coded:
             batch = _decoded(batch, coded)
         if batch.num_columns < len(self.schema):
