@@ -262,6 +262,62 @@ def test_spilled_steps_and_differences_read_back_exactly(tmp_path):
         plain.close()
 
 
+@pytest.mark.parametrize("codec", [("zstd", 1), ("lz4", None), None])
+def test_many_small_segments_each_compressed_whole_read_back_exactly(codec, tmp_path, monkeypatch):
+    """A billion rows spill about 3k rows a (run, partition) segment, and each segment is
+    compressed as one buffer (one call, not one per column buffer: store.SPILL_CODEC).
+    Segments of 0 to a few dozen rows, over several writes (runs) of one file, text with
+    empty and non-ASCII values, nulls, coded row numbers: each comes back as it was
+    given, at the offset the index says, and the file holds exactly the bytes the index
+    counts (a compressed Arrow buffer exports its capacity, not its size: written as
+    such, every later segment was read from the wrong place)."""
+    import numpy as np
+    import polars as pl
+
+    from engine.batch import store
+
+    monkeypatch.setattr(store, "SPILL_CODEC", codec)
+    store._codec.cache_clear()
+    rng = np.random.default_rng(6)
+    partitions, runs = 211, 5
+    segments = store._Segments(tmp_path, along=("row",), against={"k:end": "time"})
+    try:
+        expected = {}
+        row = 1
+        for run in range(runs):
+            n = int(rng.integers(500, 3_000))
+            rows = np.arange(row, row + n, dtype=np.int64)
+            row += n
+            time = rng.integers(0, 2**40, n, dtype=np.int64)
+            frame = pl.DataFrame({
+                "row": rows, "time": time, "k:end": time + rng.integers(0, 10**9, n, dtype=np.int64),
+                "account": pl.Series([["", "帐户", "a" * 40, "b"][i % 4] + str(i % 97) for i in range(n)]),
+                "message": pl.Series([None if i % 5 else "far" for i in range(n)], dtype=pl.String),
+                "points": pl.Series(rng.integers(-5, 5, n)).set(pl.Series(np.arange(n) % 7 == 0), None),
+            })
+            if run == 2:  # one segment, as DiskStore.early writes a run's early outcomes
+                segments.write(frame, np.zeros(n, dtype=np.int64), 1, lambda _: (partitions, 2))
+                expected[(partitions, 2)] = frame
+            partition = rng.integers(0, partitions, n)
+            partition[partition == run] = run + 1  # a partition without rows in this run
+            segments.write(frame, partition, partitions, lambda i, run=run: (i, run))
+            for i in range(partitions):
+                chosen = frame.filter(pl.Series(partition == i))
+                if chosen.height:
+                    expected[(i, run)] = chosen
+        assert segments.size == sum(length for _, length, *_ in segments.index.values())
+        assert os.fstat(segments.file.fileno()).st_size == segments.size
+        for key, frame in expected.items():
+            assert pl.from_arrow(segments.get(key)).equals(frame)
+        for run in range(runs):
+            assert segments.get((run, run)) is None
+        assert segments.frame([(i, r) for r in range(runs) for i in range(partitions)]).height == row - 1
+        assert segments.frame([(partitions, 2)]).equals(expected[(partitions, 2)])
+    finally:
+        segments.close()
+        store._codec.cache_clear()
+
+
 def test_a_spilled_parquet_files_ids_and_accounts_read_again_give_the_in_memory_results(tmp_path):
     """A Parquet file spilled: its outcomes keep the id and account of the invalid records
     only, and the others are read again from the file as each run is shown
