@@ -440,12 +440,13 @@ class BatchEngine:
         id and account columns alone: a spilled run's results are shown with them
         (store.DiskStore's `recall`) instead of spilling them twice (about 6.6 bytes a
         row of the spill, Zstandard; docs/engine.md, "The spill's bytes")."""
-        from ..recordfiles import parquet_column_rows, with_partitions
+        from ..recordfiles import parquet_column_rows, parquet_shape, with_partitions
         from .ingest import record_accounts, record_ids
         named = tuple((k, v) for k, v in partitions if k in ("id", "account"))
+        shape = parquet_shape(path)  # read once, not once a run
 
         def recall(first_row: int, rows: int):
-            frame = parquet_column_rows(path, ("id", "account"), first_row - 1, rows)
+            frame = parquet_column_rows(path, ("id", "account"), first_row - 1, rows, shape)
             if named:
                 frame = with_partitions(frame, named)
             return (record_ids(frame, self.schema, first_row, self.native_text),
