@@ -9,8 +9,11 @@ serve` runs (`create_app`, `gc.freeze()`, its INFO log; no waitress, which costs
 0.3-0.6 ms a request on its own: docs/ledger.md, Session 16). Issue 13's paced p99 over
 HTTP follows this CPU (docs/ledger.md, Sessions 15-17).
 
-    .venv/bin/python bench/credit_cpu.py [--credits 200] [--rounds 5]
+    .venv/bin/python bench/credit_cpu.py [--credits 200] [--rounds 5] [--records 1]
         [--reference PATH] [--profile 40] [--url postgresql+psycopg://...]
+
+`--records N`: N records a credit (1,000: issue 13's batch case, with `--accounts 20000`
+as bench_ledger.py's stream; `--credits 10`), each figure then a request's.
 
 `--reference PATH`: a second checkout (e.g. `git archive main | tar -x -C /tmp/ref`) whose
 code is measured alternately with this one's, A B A B, on the same schema and database,
