@@ -9,8 +9,11 @@ serve` runs (`create_app`, `gc.freeze()`, its INFO log; no waitress, which costs
 0.3-0.6 ms a request on its own: docs/ledger.md, Session 16). Issue 13's paced p99 over
 HTTP follows this CPU (docs/ledger.md, Sessions 15-17).
 
-    .venv/bin/python bench/credit_cpu.py [--credits 200] [--rounds 5]
+    .venv/bin/python bench/credit_cpu.py [--credits 200] [--rounds 5] [--records 1]
         [--reference PATH] [--profile 40] [--url postgresql+psycopg://...]
+
+`--records N`: N records a credit (1,000: issue 13's batch case, with `--accounts 20000`
+as bench_ledger.py's stream; `--credits 10`), each figure then a request's.
 
 `--reference PATH`: a second checkout (e.g. `git archive main | tar -x -C /tmp/ref`) whose
 code is measured alternately with this one's, A B A B, on the same schema and database,
@@ -43,7 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 # ---------------------------------------------------------------- one side (a child process)
-def side(root: str, url: str, token: str, prefix: str, accounts: int) -> None:
+def side(root: str, url: str, token: str, prefix: str, accounts: int, records: int = 1) -> None:
     """Serves the parent's commands on stdin, one a line: `run N` (N credits timed: the
     process's CPU and wall time), `count N` (N credits under cProfile: the calls),
     `profile N TOP FILE` (N credits under cProfile, its top functions written to FILE)."""
@@ -70,7 +73,7 @@ def side(root: str, url: str, token: str, prefix: str, accounts: int) -> None:
     stream = b.Stream(prefix, accounts, seed=sum(map(ord, prefix)))
 
     def credit() -> None:
-        body = json.dumps({"methodology": b.METHODOLOGY, "records": stream.take(1)})
+        body = json.dumps({"methodology": b.METHODOLOGY, "records": stream.take(records)})
         response = client.post("/api/v1/credits", headers=headers, data=body)
         if response.status_code != 200:
             raise RuntimeError(f"HTTP {response.status_code}: {response.get_data()[:300]!r}")
@@ -113,11 +116,11 @@ def side(root: str, url: str, token: str, prefix: str, accounts: int) -> None:
 # ---------------------------------------------------------------- the parent
 class Side:
     def __init__(self, name: str, root: Path, url: str, token: str, prefix: str, accounts: int,
-                 log):
+                 records: int, log):
         self.name, self.root = name, root
         self.process = subprocess.Popen(
             [sys.executable, __file__, "--side", str(root), "--url", url, "--token", token,
-             "--prefix", prefix, "--accounts", str(accounts)],
+             "--prefix", prefix, "--accounts", str(accounts), "--records", str(records)],
             cwd=root, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True)
         self.ready = json.loads(self.process.stdout.readline() or '{"failed": true}')
         if "ready" not in self.ready:
@@ -146,6 +149,8 @@ def main() -> None:
     parser.add_argument("--credits", type=int, default=200, help="credits a timed block")
     parser.add_argument("--rounds", type=int, default=5, help="timed blocks of each side")
     parser.add_argument("--accounts", type=int, default=1000)
+    parser.add_argument("--records", type=int, default=1,
+                        help="records a credit (1,000: issue 13's batch case)")
     parser.add_argument("--reference", type=Path, default=None,
                         help="another checkout, measured alternately with this one")
     parser.add_argument("--profile", type=int, default=0, metavar="TOP",
@@ -155,7 +160,7 @@ def main() -> None:
     parser.add_argument("--prefix", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.side:
-        side(args.side, args.url, args.token, args.prefix, args.accounts)
+        side(args.side, args.url, args.token, args.prefix, args.accounts, args.records)
         return
 
     made = b.connect(args.url)
@@ -178,7 +183,8 @@ def main() -> None:
                 with db.unit_of_work() as s:
                     token = tokens.create(s, users.by_email(s, SYSTEM_EMAIL), ours, name)[1]
                 try:
-                    sides.append(Side(name, root, db.url, token, prefix, args.accounts, log))
+                    sides.append(Side(name, root, db.url, token, prefix, args.accounts, args.records,
+                                      log))
                 except RuntimeError:
                     log.close()
                     print((Path(folder) / "sides.log").read_text()[-3000:])

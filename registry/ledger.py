@@ -342,8 +342,7 @@ def _credit(session: Session, actor, ref: MethodologyRef, results: Sequence[Resu
         "idempotency_key": key, "request_digest": digest, "methodology": ref.id,
         "version": ref.version, "content_hash": ref.content_hash,
         "new": len(new), "already_present": len(present_entries), "not_creditable": len(skipped),
-        "reduction_mg": sum(e.reduction_mg for e in new),
-        "points": sum(e.points + e.bonus for e in new),
+        **columns.sums(inserted),
         "entries_digest": columns.digest(inserted, constant),
         **({"accounts_created": created} if created else {}),
         **({"reversed_preceded": displaced} if displaced else {})})
@@ -588,7 +587,8 @@ def _defer_save_and_insert(session: Session, rules, methodology_id: str,
     if states:
         params = {**_save_params(rules, methodology_id, states, now), **params}
     params["expected"] = len(columns.record_id)
-    by_record = {entry.record_id: entry for entry in new}
+    # every entry is inserted, so `new` is in the columns' order (_EntryColumns.entries)
+    by_record = dict(zip(columns.record_id, new))
 
     def answer(rows) -> None:
         for entry_id, record_id, _ok in rows:
@@ -667,6 +667,18 @@ class _EntryColumns:
             values["id"] = entry_id
             out.append(entry)
         return out
+
+    def sums(self, inserted: dict[str, int]) -> dict[str, int]:
+        """The audit entry's `reduction_mg` and `points` (with the bonuses) of the entries
+        inserted, summed over the columns (in C) rather than read back from each entry
+        through SQLAlchemy's attribute descriptors."""
+        if len(inserted) == len(self.record_id):  # all of them (always, when deferred)
+            mg, points, bonus = self.reduction_mg, self.points, self.bonus
+        else:
+            at = self._inserted(inserted)
+            mg, points, bonus = ([column[i] for i in at]
+                                 for column in (self.reduction_mg, self.points, self.bonus))
+        return {"reduction_mg": sum(mg), "points": sum(points) + sum(bonus)}
 
     def digest(self, inserted: dict[str, int], constant: dict) -> str:
         """audit.ledger_digest of the entries inserted, from the columns."""
@@ -776,9 +788,18 @@ _PG_MAKE_STATES = ("INSERT INTO rule_states (methodology_id, account, state, upd
 _PG_LOCK_STATES = ("SELECT s.account, s.state FROM unnest(%(accounts)b::varchar[]) AS wanted(account) "
                    "CROSS JOIN LATERAL (SELECT account, state FROM rule_states WHERE methodology_id = "
                    "%(methodology)s AND account = wanted.account LIMIT 1 FOR UPDATE) AS s")
+# The states written: each account's row found by one index probe (LATERAL, as they were
+# locked), then updated by its tuple id. As `UPDATE ... FROM unnest(...) WHERE s.account =
+# v.account` it was planned, whenever the planner's statistics call the table small (not
+# analyzed since it grew, or a server's prepared statement planned while it was small), as
+# a hash join over every state row of the methodology: 26 ms of 37 for 1,000 accounts
+# among 40,000 rows, growing with the table (docs/ledger.md, Session 19). The rows are
+# locked by this transaction (FOR UPDATE, or made by it), so their tuple ids hold.
 _PG_SAVE_STATES = ("UPDATE rule_states AS s SET state = v.state, updated_at = %(now)s "
-                   "FROM unnest(%(accounts)b::varchar[], %(states)b::text[]) AS v(account, state) "
-                   "WHERE s.methodology_id = %(methodology)s AND s.account = v.account")
+                   "FROM (SELECT r.tid, w.state FROM unnest(%(accounts)b::varchar[], "
+                   "%(states)b::text[]) AS w(account, state) CROSS JOIN LATERAL (SELECT ctid AS tid "
+                   "FROM rule_states WHERE methodology_id = %(methodology)s AND account = w.account "
+                   "LIMIT 1) AS r) AS v WHERE s.ctid = v.tid")
 
 
 def _save_states(session: Session, rules, methodology_id: str, states: dict[str, AccountState],

@@ -144,6 +144,13 @@ def test_eval_compact_writes_the_full_files_columns_and_the_methodology_once(tmp
     assert small.equals(whole.select(COMPACT_COLUMNS))
     assert compact_metadata(compact) == dict(zip(REF_COLUMNS, whole.select(REF_COLUMNS).row(0)))
     assert set(whole.get_column("status")) >= {"credited", "rejected"}
+    # min/max statistics on the numbers only (recordfiles.COMPACT_STATISTICS), right ones
+    import pyarrow.parquet as pq
+
+    group = pq.ParquetFile(compact).metadata.row_group(0)
+    stats = {group.column(i).path_in_schema: group.column(i).statistics for i in range(group.num_columns)}
+    assert {name for name, s in stats.items() if s is not None and s.has_min_max} == {"reduction_mg", "points"}
+    assert (stats["points"].min, stats["points"].max) == (small["points"].min(), small["points"].max())
     done = tanpu("eval", SHENZHEN, str(records), "-o", str(tmp_path / "out.csv"), "--compact")
     assert done.returncode == 2 and "--compact writes Parquet" in done.stderr
 

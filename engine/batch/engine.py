@@ -35,7 +35,7 @@ from .counters import COLUMN as COUNTER_COLUMN
 from .hashes import MEMORY_ROWS as HASHES_IN_MEMORY, RepeatedHashes
 from .rules import Batch, Rules, find_duplicate_ids
 from .store import DiskStore, MemoryStore
-from .values import Cat, Reasons, empty_lists
+from .values import Cat, Reasons, empty_lists, nulls
 
 CHUNK_ROWS = 1 << 18
 # a file of at most this many rows keeps what the cross-record rules need in memory (more
@@ -107,13 +107,14 @@ class BatchEngine:
     # ------------------------------------------------------------ per record
     def per_record(self, frame: pl.DataFrame, column_units: Optional[Mapping[str, str]] = None,
                    first_row: int = 1, state: Optional[dict] = None, whole: bool = False,
-                   datetimes: Optional[ReadDatetimes] = None) -> Part:
+                   datetimes: Optional[ReadDatetimes] = None, coded: bool = False) -> Part:
         """Reads and evaluates one chunk (no cross-record rules); `state`: evaluate_frame's;
         `whole`: the chunk is the whole batch, whose repeated ids are then found on another
         core while its history windows are computed (Part.duplicate_ids); `datetimes`:
-        the chunk's datetime text columns as read before (ingest.ReadDatetimes)."""
+        the chunk's datetime text columns as read before (ingest.ReadDatetimes); `coded`:
+        the text columns read as codes kept so too (Part.coded: a carried run's)."""
         got = ingest_frame(frame, self.schema, column_units, first_row, self.native_text, datetimes)
-        return self._evaluate(got, state, whole)
+        return self._evaluate(got, state, whole, coded)
 
     def per_record_chunks(self, chunks: Iterable[tuple[pl.DataFrame, int]],
                           column_units: Optional[Mapping[str, str]] = None,
@@ -141,7 +142,8 @@ class BatchEngine:
         while pending:
             yield pending.popleft().result()
 
-    def _evaluate(self, got: Ingested, state: Optional[dict] = None, whole: bool = False) -> Part:
+    def _evaluate(self, got: Ingested, state: Optional[dict] = None, whole: bool = False,
+                  keep_coded: bool = False) -> Part:
         n = got.n
         reason = np.zeros(n, dtype=np.int32)
         reason[got.invalid] = Reasons.INVALID
@@ -190,11 +192,13 @@ class BatchEngine:
             messages = pl.Series("message", [None], dtype=pl.String).new_from_index(0, n)
         kept = {name: text_series(columns[name]) if self.kinds.get(name) == Kind.TEXT else columns[name]
                 for name in self.keep}
+        coded = {name: columns[name] for name in self.keep
+                 if self.kinds.get(name) == Kind.TEXT and isinstance(columns[name], Cat)} if keep_coded else {}
         for name, amounts in zip(self.plan.counters, outcome.counters):  # kept for the counters
             kept[COUNTER_COLUMN + name] = np.where(credited, amounts, 0)
         time = np.where(got.invalid, 0, columns["time"])
         return Part(got.rows, got.ids, got.accounts, time, reason, messages, reduction, points,
-                    {name: masses[name] for name in self.masses}, credited, kept, ordered, ahead)
+                    {name: masses[name] for name in self.masses}, credited, kept, ordered, ahead, coded)
 
     def _recompute(self, batch: Batch, positions: np.ndarray, reduction_mg: np.ndarray) -> np.ndarray:
         """Points of capped records: the formulas re-run with the capped reduction."""
@@ -288,7 +292,7 @@ class BatchEngine:
         time = pl.Series("time", batch.time)
         invalid = batch.reason == Reasons.INVALID
         if invalid.any():
-            time = time.zip_with(pl.Series(~invalid), pl.repeat(None, n, dtype=pl.Int64, eager=True))
+            time = time.zip_with(pl.Series(~invalid), nulls(n))
         columns = {
             "row": part.rows, "id": part.ids, "account": part.accounts, "time": time,
             "reason": batch.reason, "message": part.messages,
@@ -298,7 +302,7 @@ class BatchEngine:
         for name in ("baseline", "project", "leakage"):
             if name in part.masses:
                 columns[f"{name}_mg"] = pl.Series(part.masses[name]).zip_with(
-                    credited, pl.repeat(None, n, dtype=pl.Int64, eager=True))
+                    credited, nulls(n))
         columns["flags"] = batch.flags
         if batch.counters is not None:
             columns["counters"] = batch.counters
@@ -321,7 +325,7 @@ class BatchEngine:
         columns.update(status=status, code=code, message=message)
         for name in ("baseline_mg", "project_mg", "leakage_mg"):
             columns[name] = outcomes.get_column(name) if name in outcomes.columns else \
-                pl.repeat(None, n, dtype=pl.Int64, eager=True)
+                nulls(n)
         columns["flags"] = self.flag_lists(outcomes.get_column("flags").to_numpy())
         columns["counters"] = outcomes.get_column("counters") if "counters" in outcomes.columns else \
             empty_lists("counters", n)

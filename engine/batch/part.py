@@ -38,6 +38,11 @@ class Part:
     # a Future of rules.find_duplicate_ids' positions, when the chunk is the whole batch
     # and they were sought beside its history windows (BatchEngine._evaluate)
     duplicate_ids: Optional[Any] = None
+    # the kept text columns that were read as codes (a Cat: an input the file does not
+    # have, as `activity` mostly), as read: `columns` holds them as text (the store joins
+    # and spills chunks of other labels), and the carried rules' points recomputed after a
+    # cap read these instead, without Polars making the codes again (carried._prepare)
+    coded: dict = field(default_factory=dict)
 
     @property
     def n(self) -> int:

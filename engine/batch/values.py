@@ -70,6 +70,13 @@ class Reasons:
         return pl.Series([item[part] for item in self.items], dtype=pl.String)
 
 
+def nulls(n: int, dtype=pl.Int64) -> pl.Series:
+    """n nulls: one null repeated (`new_from_index`), not `pl.repeat`, which runs on
+    Polars' thread pool, shared with the chunk threads' Polars work: 0.1-0.5 ms a call
+    for 262k rows against 0.005 ms (2026-12-07), four calls a chunk shown."""
+    return pl.Series("", [None], dtype=dtype).new_from_index(0, n)
+
+
 def empty_lists(name: str, n: int) -> pl.Series:
     """n empty lists of text (the `flags` and `counters` of records that have none).
 

@@ -314,6 +314,34 @@ def test_repeated_ids_read_a_parquet_file_again_with_them_known(tmp_path):
         assert rewinds == 1
 
 
+def test_accounts_sharing_a_hash_in_different_chunks_break_the_run(tmp_path, monkeypatch):
+    """An account first seen at chunk 13 whose first hash is that of a0, which it takes
+    the place of from there (no chunk has both: the chunk's own order cannot tell them
+    apart, only the lasting table, looked up in the chunks' threads): the run breaks with
+    HashCollision after frames were given, they are taken back, and the store judges (its
+    own hashes, not these): the same results."""
+    from engine.batch import carried
+    from engine.batch.rules import account_hashes
+
+    def colliding(accounts, positions):
+        first, second = account_hashes(accounts, positions)
+        late = (accounts == "zlate").to_numpy()[positions] if positions.size else np.zeros(0, dtype=bool)
+        first = first.copy()
+        first[late] = account_hashes(pl.Series(["a0"]), np.zeros(1, dtype=np.int64))[0][0]
+        return first, second
+    monkeypatch.setattr(carried, "account_hashes", colliding)
+    stream = _rides(300)
+    for record in stream[13 * 16:]:
+        if record["account"] == "a0":
+            record["account"] = "zlate"
+    path = tmp_path / "rides.parquet"
+    _write_parquet(path, stream)
+    engine = _agree(_capped_shenzhen(), path, 16, 10_000, tmp_path)
+    [run] = engine.carried_runs
+    assert run.broken and run.why.startswith("HashCollision") and run.yielded >= HOLD_CHUNKS
+    assert 13 <= run.taken <= 14  # the chunk before was judged, and given out or held
+
+
 def test_the_account_index_keeps_codes_grows_and_tells_colliding_accounts():
     index = AccountIndex(_functions(build), capacity=4)
     rng = np.random.default_rng(7)
