@@ -98,16 +98,25 @@ class AccountState:
                     times_of[j] = [t for t in times if t > horizon]
 
     # ------------------------------------------------------------ storage
-    def to_json(self, rules: CrossRecord, *, by_json: bool = False) -> str:
+    def to_json(self, rules: CrossRecord, *, by_json: bool = False, keys: bool = True) -> str:
         """Canonical JSON (sorted keys and sets), so that equal states are equal text.
         Each rule's part is named by what the rule is (its kind and terms), so that a new
         version of the methodology keeps the state of the rules it keeps, and starts
         afresh for a rule it changes (a cap per week instead of per day); the parts of
         the rules it does not have are written back unchanged (`others`). `by_json`: the
-        text made by json's encoder alone, which _dumps's is the same as (tests compare)."""
+        text made by json's encoder alone, which _dumps's is the same as (tests compare).
+
+        `keys=False`: without the duplicate rules' parts (this version's and any other's
+        in `others`): the ledger keeps those keys in a table of their own, read only for
+        the keys a credit brings (registry/duplicate_keys.py), so that the text written
+        on every credit does not grow with the account's history (docs/ledger.md,
+        Session 20)."""
         data: dict = dict(self.others)
-        for rule, keys in zip(rules.duplicates, self.keys):
-            data[_name(rule)] = sorted(map(_key_text, keys))
+        if keys:
+            for rule, kept in zip(rules.duplicates, self.keys):
+                data[_name(rule)] = sorted(map(_key_text, kept))
+        elif data:
+            data = {name: part for name, part in data.items() if not is_key_part(name)}
         for rule, end, kept in zip(rules.overlaps, self.ends, self.intervals):
             data[_name(rule)] = {"end": end, "intervals": [list(iv) for iv in kept]}
         for rule, times in zip(rules.flags, self.flag_times):
@@ -182,6 +191,31 @@ def _loads(text: str):
 # Their output is json.dumps' with the same options, byte for byte.
 _KEY = json.JSONEncoder(ensure_ascii=False)
 _STRING = json.encoder.encode_basestring  # the string encoder _KEY's C encoder uses
+
+
+def key_text(key: tuple) -> str:
+    """A duplicate rule's key as its state part holds it (JSON text of an array)."""
+    return _key_text(key)
+
+
+def parse_key(text: str) -> tuple:
+    """The key `key_text` wrote, as the engine compares it (a tuple of JSON values)."""
+    return tuple(_loads(text))
+
+
+def rule_part(rule) -> str:
+    """The name of a rule's part of the state (its kind and terms): what the ledger's
+    table of duplicate keys names the rule by, as the JSON state names its part."""
+    return _name(rule)
+
+
+def is_key_part(name: str) -> bool:
+    """Whether a part of the state (by its name) is a `forbid duplicate` rule's keys
+    (a near-duplicate rule's part is named `nearduplicate:`, and is not)."""
+    return name.startswith(_KEY_PART)
+
+
+_KEY_PART = "duplicate:"  # _name of an ir.Duplicate (type name, lowered, then ":")
 
 
 def _key_text(key: tuple) -> str:

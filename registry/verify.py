@@ -73,9 +73,9 @@ from engine import Engine
 from engine import cross_record
 from engine.records import us_to_datetime
 from engine.result import INVALID
-from engine.state import AccountState
+from engine.state import AccountState, is_key_part
 
-from . import accounts, audit
+from . import accounts, audit, duplicate_keys
 from .models import Account, CreditBatch, CreditEntry, MethodologyVersion, Reversal, RuleState
 from .reversals import uncap, undoes
 
@@ -254,6 +254,12 @@ def _credits(session: Session, chosen: set[str], report: Report) -> None:
             if not _empty(row.state):
                 report.differences.append(Difference(
                     "state", row.account, "", "rule_state", row.state, None, row.methodology_id))
+    # an account without entries accepted no key either
+    for methodology_id, account in sorted(duplicate_keys.accounts_with_keys(session)):
+        if account in chosen and (methodology_id, account) not in replayed:
+            report.differences.append(Difference(
+                "state", account, "", "duplicate_keys",
+                _key_text(duplicate_keys.stored(session, methodology_id, account)), None, methodology_id))
 
 
 def _empty(text: Optional[str]) -> bool:
@@ -346,10 +352,25 @@ def _replay(session: Session, engines: _Engines, methodology_id: str, account: s
                     "state", account, "", "rule_state", row.state, None, methodology_id))
         return
     report.states += 1
-    stored = AccountState.from_json(rules, row.state).to_json(rules) if row else None
-    if stored != state_text:
+    # the state without the duplicate rules' keys, which are rows of their own
+    # (registry/duplicate_keys.py): those compared with the keys replayed, rule by rule
+    stored = AccountState.from_json(rules, row.state).to_json(rules, keys=False) if row else None
+    again = AccountState.from_json(rules, state_text).to_json(rules, keys=False)
+    if stored != again:
         report.differences.append(Difference("state", account, "", "rule_state", stored,
-                                             state_text, methodology_id))
+                                             again, methodology_id))
+    kept = {name: set(part) for name, part in json.loads(state_text).items()
+            if is_key_part(name) and part}
+    rows = duplicate_keys.stored(session, methodology_id, account)
+    if rows != kept:
+        report.differences.append(Difference("state", account, "", "duplicate_keys",
+                                             _key_text(rows), _key_text(kept), methodology_id))
+
+
+def _key_text(parts: dict[str, set[str]]) -> str:
+    """Keys per rule, as a difference shows them."""
+    return json.dumps({name: sorted(texts) for name, texts in sorted(parts.items())},
+                      ensure_ascii=False)
 
 
 def _compare(entry: CreditEntry, r, report: Report) -> None:

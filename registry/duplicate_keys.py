@@ -1,0 +1,206 @@
+"""The keys `forbid duplicate` rules accepted, in a table of their own (`duplicate_keys`).
+
+A duplicate rule has no horizon: an account's state must answer "was this key accepted,
+ever?". Kept in the JSON state (engine/state.py), every key the account was ever credited
+with was parsed and written again on every credit of the account, so a credit's CPU grew
+with the account's history (docs/ledger.md, Session 20). Here each accepted key is a row
+(methodology, account, rule part name, 64-bit hash, key text), and a credit
+
+1. computes the keys its records bring (`Wanted`: for every record, every duplicate rule),
+2. reads, after the accounts' state rows are locked, only the rows whose hash is one of
+   theirs (one indexed statement: `read_sql` on PostgreSQL, in the pipeline of the locks;
+   `read` elsewhere),
+3. gives the engine exactly the stored keys equal to one of them (`load`: the row's
+   methodology, account and rule compared, and its key parsed and compared in full with
+   Python's equality, as the state's set compared it: a hash shared by two keys reads
+   one row more and decides nothing),
+4. writes the keys the engine accepted now (`new_rows`, `insert`), in the transaction
+   of the entries and the states.
+
+So `key in seen` in the engine (cross_record._judge) answers as it did with every key in
+the state: every stored key equal to an incoming one is in `seen`, and the keys accepted
+within the request are added by the engine itself. The accounts' state rows are locked
+before the read (registry/ledger.py), so two credits of one account read and write these
+rows one after the other, and a key is never inserted twice. Reversals leave the keys, as
+they left them in the state (docs/ledger.md, Reversal). `tanpu ledger verify` compares the
+replayed keys with the rows (registry/verify.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from typing import Iterable, Optional
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from engine.state import AccountState, key_text, parse_key, rule_part
+
+from . import bulk
+from .models import duplicate_keys
+
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def key_hash(methodology_id: str, account: str, rule: str, key: tuple) -> int:
+    """64 bits (signed, as BIGINT holds them) of what a row is: equal for keys Python
+    calls equal (1, 1.0 and True; the key's values made plain first), so that a key the
+    state's set would have found is found. Two different keys may share one: the rows
+    read are compared in full (`load`). The one place the hash is made: the ledger, the
+    migration that moved the keys here (0017) and the tests (which replace it by a
+    constant to make every key collide) call this."""
+    text = "\x1f".join((methodology_id, account, rule, _ENCODE([_plain(v) for v in key])))
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest(),
+                          "big", signed=True)
+
+
+def _plain(value):
+    """A key value as one text for every value equal to it (True == 1 == 1.0)."""
+    if value is True or value is False:
+        return int(value)
+    if type(value) is float and value.is_integer():
+        return int(value)
+    return value
+
+
+class Wanted:
+    """The keys a credit's records bring, per account and duplicate rule: what `read`
+    looks up, and what `load` keeps of the rows read."""
+
+    def __init__(self, methodology_id: str, rules, records: Iterable):
+        self.methodology_id = methodology_id
+        self.rules = rules.duplicates
+        self.names = [rule_part(rule) for rule in self.rules]
+        self.index = {name: j for j, name in enumerate(self.names)}
+        self.keys: set[tuple] = set()  # (account, rule index, key)
+        hashes = set()
+        hash_of = key_hash  # the module's, looked up once (tests replace it)
+        for r in records:
+            values = r.values
+            if values is None:
+                continue
+            for j, rule in enumerate(self.rules):
+                try:
+                    key = tuple(values[k] for k in rule.keys)
+                except KeyError:  # a record without the field is not judged by the rule
+                    continue
+                try:
+                    if (r.account, j, key) in self.keys:
+                        continue
+                except TypeError:  # an unhashable value: the engine would fail on it too
+                    continue
+                self.keys.add((r.account, j, key))
+                hashes.add(hash_of(methodology_id, r.account, self.names[j], key))
+        self.hashes = sorted(hashes)
+
+    def __bool__(self) -> bool:
+        return bool(self.hashes)
+
+
+# one index probe per hash (the OFFSET keeps the planner from flattening the LATERAL
+# into a join it may plan as a scan while the table's statistics call it small, as
+# _entries and the states' reads say in registry/ledger.py)
+READ_SQL = ("SELECT d.account, d.rule, d.key FROM unnest(%(hashes)b::int8[]) AS wanted(h) "
+            "CROSS JOIN LATERAL (SELECT account, rule, key FROM duplicate_keys WHERE key_hash = wanted.h "
+            "AND methodology_id = %(methodology)s OFFSET 0) AS d")
+
+
+def read_statement(wanted: Wanted) -> tuple[str, dict, bool]:
+    """PostgreSQL: the read, as a statement of a pipeline (bulk.pipelined)."""
+    return READ_SQL, {"hashes": wanted.hashes, "methodology": wanted.methodology_id}, True
+
+
+def read(session: Session, wanted: Wanted) -> list[tuple]:
+    """The rows (account, rule, key text) whose hash one of the wanted keys has."""
+    if not wanted:
+        return []
+    if bulk.is_postgresql(session):
+        return [tuple(row) for row in bulk.pipelined(session, [read_statement(wanted)])[0]]
+    t = duplicate_keys.c
+    rows: list[tuple] = []
+    for among in bulk.among(session, t.key_hash, wanted.hashes):
+        rows.extend(tuple(row) for row in session.execute(
+            select(t.account, t.rule, t.key).where(t.methodology_id == wanted.methodology_id, among)))
+    return rows
+
+
+def load(wanted: Wanted, rows: Iterable[tuple], states: dict[str, AccountState]) -> dict:
+    """Puts into each account's state the stored keys equal to a wanted one (rule and
+    account compared as text, the key in full after parsing). Returns what was put,
+    (account, rule index) -> keys, for `new_rows`."""
+    loaded: dict[tuple[str, int], set] = defaultdict(set)
+    for account, rule, text in rows:
+        j = wanted.index.get(rule)
+        state = states.get(account)
+        if j is None or state is None:
+            continue
+        key = parse_key(text)
+        if (account, j, key) in wanted.keys:
+            state.keys[j].add(key)
+            loaded[account, j].add(key)
+    return loaded
+
+
+def new_rows(wanted: Wanted, states: dict[str, AccountState], loaded: dict) -> dict[str, list]:
+    """The keys the engine accepted in this credit (in the states, not loaded), as the
+    table's columns (methodology_id aside, the same for all)."""
+    columns: dict[str, list] = {"account": [], "rule": [], "key_hash": [], "key": []}
+    hash_of = key_hash
+    for account in sorted(states):
+        state = states[account]
+        for j, kept in enumerate(state.keys):
+            if not kept:
+                continue
+            fresh = kept - loaded[account, j] if (account, j) in loaded else kept
+            name = wanted.names[j]
+            for key in sorted(fresh, key=key_text):
+                columns["account"].append(account)
+                columns["rule"].append(name)
+                columns["key_hash"].append(hash_of(wanted.methodology_id, account, name, key))
+                columns["key"].append(key_text(key))
+    return columns
+
+
+INSERT_SQL = ("INSERT INTO duplicate_keys (methodology_id, account, rule, key_hash, key) "
+              "SELECT %(methodology)s, u.a, u.r, u.h, u.k FROM unnest(%(accounts)b::varchar[], "
+              "%(rules)b::text[], %(hashes)b::int8[], %(keys)b::text[]) AS u(a, r, h, k)")
+
+
+def insert_statement(methodology_id: str, columns: dict[str, list]) -> Optional[tuple[str, dict, bool]]:
+    """PostgreSQL: the insert of `new_rows`, as a statement of a pipeline (None: nothing
+    to insert)."""
+    if not columns["key"]:
+        return None
+    return INSERT_SQL, {"methodology": methodology_id, "accounts": columns["account"],
+                        "rules": columns["rule"], "hashes": columns["key_hash"],
+                        "keys": columns["key"]}, False
+
+
+def insert(session: Session, methodology_id: str, columns: dict[str, list]) -> None:
+    """The rows inserted (SQLite; PostgreSQL sends insert_statement in a pipeline)."""
+    if not columns["key"]:
+        return
+    if bulk.is_postgresql(session):
+        bulk.pipelined(session, [insert_statement(methodology_id, columns)])
+        return
+    session.execute(duplicate_keys.insert(), [
+        {"methodology_id": methodology_id, "account": a, "rule": r, "key_hash": h, "key": k}
+        for a, r, h, k in zip(columns["account"], columns["rule"], columns["key_hash"], columns["key"])])
+
+
+def stored(session: Session, methodology_id: str, account: str) -> dict[str, set[str]]:
+    """rule part name -> the key texts stored for the account (`tanpu ledger verify`)."""
+    t = duplicate_keys.c
+    out: dict[str, set[str]] = defaultdict(set)
+    for rule, text in session.execute(select(t.rule, t.key).where(
+            t.methodology_id == methodology_id, t.account == account)):
+        out[rule].add(text)
+    return dict(out)
+
+
+def accounts_with_keys(session: Session) -> set[tuple[str, str]]:
+    """(methodology, account) of every stored key (`tanpu ledger verify`)."""
+    t = duplicate_keys.c
+    return {tuple(row) for row in session.execute(select(t.methodology_id, t.account).distinct())}
