@@ -51,7 +51,11 @@ def key_hash(methodology_id: str, account: str, rule: str, key: tuple) -> int:
     read are compared in full (`load`). The one place the hash is made: the ledger, the
     migration that moved the keys here (0017) and the tests (which replace it by a
     constant to make every key collide) call this."""
-    text = "\x1f".join((methodology_id, account, rule, _ENCODE([_plain(v) for v in key])))
+    for v in key:
+        if type(v) is not str:  # (keys of text, the usual ones, need nothing made plain)
+            key = [_plain(v) for v in key]
+            break
+    text = "\x1f".join((methodology_id, account, rule, _ENCODE(key)))
     return int.from_bytes(hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest(),
                           "big", signed=True)
 
@@ -74,8 +78,7 @@ class Wanted:
         self.rules = rules.duplicates
         self.names = [rule_part(rule) for rule in self.rules]
         self.index = {name: j for j, name in enumerate(self.names)}
-        self.keys: set[tuple] = set()  # (account, rule index, key)
-        hashes = set()
+        self.keys: dict[tuple, int] = {}  # (account, rule index, key) -> its hash
         hash_of = key_hash  # the module's, looked up once (tests replace it)
         for r in records:
             values = r.values
@@ -91,9 +94,8 @@ class Wanted:
                         continue
                 except TypeError:  # an unhashable value: the engine would fail on it too
                     continue
-                self.keys.add((r.account, j, key))
-                hashes.add(hash_of(methodology_id, r.account, self.names[j], key))
-        self.hashes = sorted(hashes)
+                self.keys[r.account, j, key] = hash_of(methodology_id, r.account, self.names[j], key)
+        self.hashes = sorted(set(self.keys.values()))
 
     def __bool__(self) -> bool:
         return bool(self.hashes)
@@ -147,7 +149,7 @@ def new_rows(wanted: Wanted, states: dict[str, AccountState], loaded: dict) -> d
     """The keys the engine accepted in this credit (in the states, not loaded), as the
     table's columns (methodology_id aside, the same for all)."""
     columns: dict[str, list] = {"account": [], "rule": [], "key_hash": [], "key": []}
-    hash_of = key_hash
+    hashes, hash_of = wanted.keys, key_hash
     for account in sorted(states):
         state = states[account]
         for j, kept in enumerate(state.keys):
@@ -158,7 +160,9 @@ def new_rows(wanted: Wanted, states: dict[str, AccountState], loaded: dict) -> d
             for key in sorted(fresh, key=key_text):
                 columns["account"].append(account)
                 columns["rule"].append(name)
-                columns["key_hash"].append(hash_of(wanted.methodology_id, account, name, key))
+                h = hashes.get((account, j, key))  # every key accepted came with a record
+                columns["key_hash"].append(h if h is not None else
+                                           hash_of(wanted.methodology_id, account, name, key))
                 columns["key"].append(key_text(key))
     return columns
 
