@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import operator
 from collections import defaultdict
 from typing import Iterable, Optional
 
@@ -52,10 +53,12 @@ def key_hash(methodology_id: str, account: str, rule: str, key: tuple) -> int:
     migration that moved the keys here (0017) and the tests (which replace it by a
     constant to make every key collide) call this."""
     for v in key:
-        if type(v) is not str:  # (keys of text, the usual ones, need nothing made plain)
-            key = [_plain(v) for v in key]
+        if type(v) is not str:
+            text = _ENCODE([_plain(v) for v in key])
             break
-    text = "\x1f".join((methodology_id, account, rule, _ENCODE(key)))
+    else:  # a key of text (the usual one) equals only keys of the same texts
+        text = key_text(key)
+    text = "\x1f".join((methodology_id, account, rule, text))
     return int.from_bytes(hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest(),
                           "big", signed=True)
 
@@ -80,13 +83,14 @@ class Wanted:
         self.index = {name: j for j, name in enumerate(self.names)}
         self.keys: dict[tuple, int] = {}  # (account, rule index, key) -> its hash
         hash_of = key_hash  # the module's, looked up once (tests replace it)
+        readers = [_reader(rule.keys) for rule in self.rules]
         for r in records:
             values = r.values
             if values is None:
                 continue
-            for j, rule in enumerate(self.rules):
+            for j, read in enumerate(readers):
                 try:
-                    key = tuple(values[k] for k in rule.keys)
+                    key = read(values)
                 except KeyError:  # a record without the field is not judged by the rule
                     continue
                 try:
@@ -99,6 +103,13 @@ class Wanted:
 
     def __bool__(self) -> bool:
         return bool(self.hashes)
+
+
+def _reader(names: tuple):
+    """values -> the tuple of the named values, as cross_record._judge makes a key (an
+    itemgetter: one C call a record)."""
+    get = operator.itemgetter(*names)
+    return (lambda values: (get(values),)) if len(names) == 1 else get
 
 
 # one index probe per hash (the OFFSET keeps the planner from flattening the LATERAL
@@ -157,7 +168,7 @@ def new_rows(wanted: Wanted, states: dict[str, AccountState], loaded: dict) -> d
                 continue
             fresh = kept - loaded[account, j] if (account, j) in loaded else kept
             name = wanted.names[j]
-            for key in sorted(fresh, key=key_text):
+            for key in fresh:  # (in no order: the rows are a set)
                 columns["account"].append(account)
                 columns["rule"].append(name)
                 h = hashes.get((account, j, key))  # every key accepted came with a record

@@ -43,8 +43,11 @@ What is recomputed, and against what:
 
 3. **The stored state.** The replayed state of each (methodology, account) must equal its
    `rule_states` row (AccountState.to_json, both read with the rules of the last version
-   replayed); a row of an account without entries must hold nothing (its records were all
-   rejected).
+   replayed, without the duplicate rules' keys: to_json(keys=False)); a row of an account
+   without entries must hold nothing (its records were all rejected). The keys the
+   replay's duplicate rules accepted (every version's: the replay carries them in its
+   JSON) must be the account's rows of `duplicate_keys` (registry/duplicate_keys.py),
+   rule by rule; an account without entries has none.
 
 4. **The audit chain** verifies (registry.audit.verify).
 
