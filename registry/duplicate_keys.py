@@ -159,23 +159,21 @@ def load(wanted: Wanted, rows: Iterable[tuple], states: dict[str, AccountState])
 def new_rows(wanted: Wanted, states: dict[str, AccountState], loaded: dict) -> dict[str, list]:
     """The keys the engine accepted in this credit (in the states, not loaded), as the
     table's columns (methodology_id aside, the same for all)."""
-    columns: dict[str, list] = {"account": [], "rule": [], "key_hash": [], "key": []}
-    hashes, hash_of = wanted.keys, key_hash
-    for account in sorted(states):
-        state = states[account]
+    rows: list[tuple] = []
+    hashes, hash_of, add = wanted.keys, key_hash, rows.append
+    for account, state in states.items():
         for j, kept in enumerate(state.keys):
             if not kept:
                 continue
             fresh = kept - loaded[account, j] if (account, j) in loaded else kept
             name = wanted.names[j]
             for key in fresh:  # (in no order: the rows are a set)
-                columns["account"].append(account)
-                columns["rule"].append(name)
                 h = hashes.get((account, j, key))  # every key accepted came with a record
-                columns["key_hash"].append(h if h is not None else
-                                           hash_of(wanted.methodology_id, account, name, key))
-                columns["key"].append(key_text(key))
-    return columns
+                if h is None:
+                    h = hash_of(wanted.methodology_id, account, name, key)
+                add((account, name, h, key_text(key)))
+    account, rule, key_hashes, keys = (list(c) for c in zip(*rows)) if rows else ([], [], [], [])
+    return {"account": account, "rule": rule, "key_hash": key_hashes, "key": keys}
 
 
 INSERT_SQL = ("INSERT INTO duplicate_keys (methodology_id, account, rule, key_hash, key) "
