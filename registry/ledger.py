@@ -24,7 +24,10 @@ The cross-record rules (caps, duplicate keys, overlaps, windows) hold across req
 given the methodology's `engine`, `credit` takes the per-record results
 (`Engine.evaluate(..., per_record_only=True)`) and applies the rules itself, each account
 judged after the state its earlier credits left (`rule_states`, engine/state.py), and
-stores the new state in the same transaction. The accounts' state rows are locked first
+stores the new state in the same transaction. The duplicate rules' keys are rows of
+their own (`duplicate_keys`): a credit reads only those equal to the keys its records
+bring, and inserts those it accepts (registry/duplicate_keys.py), so what a credit reads
+and writes does not grow with the accounts' history. The accounts' state rows are locked first
 (in account order, so that two requests never wait for each other in a circle):
 PostgreSQL `SELECT ... FOR UPDATE`; SQLite has one writer at a time (BEGIN IMMEDIATE).
 So concurrent requests for the same accounts are judged one after the other, and a cap is
