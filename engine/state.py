@@ -110,16 +110,18 @@ class AccountState:
         text made by json's encoder alone, which _dumps's is the same as (tests compare).
 
         `keys=False`: without the duplicate rules' parts (this version's and any other's
-        in `others`): the ledger keeps those keys in a table of their own, read only for
-        the keys a credit brings (registry/duplicate_keys.py), so that the text written
-        on every credit does not grow with the account's history (docs/ledger.md,
+        in `others`), and with only the count of each near-duplicate rule's events: the
+        ledger keeps those keys and events in a table of their own, read only for the
+        keys a credit brings (registry/duplicate_keys.py), so that the text written on
+        every credit does not grow with the account's history (docs/ledger.md,
         Session 20)."""
         data: dict = dict(self.others)
         if keys:
             for rule, kept in zip(rules.duplicates, self.keys):
                 data[_name(rule)] = sorted(map(_key_text, kept))
         elif data:
-            data = {name: part for name, part in data.items() if not is_key_part(name)}
+            data = {name: _counted(name, part) for name, part in data.items()
+                    if not name.startswith(_KEY_PART)}
         for rule, end, kept in zip(rules.overlaps, self.ends, self.intervals):
             data[_name(rule)] = {"end": end, "intervals": [list(iv) for iv in kept]}
         for rule, times in zip(rules.flags, self.flag_times):
@@ -137,7 +139,7 @@ class AccountState:
         for history, window in zip(rules.histories, self.windows):
             data[history_name(history)] = window.to_data()
         for rule, events in zip(rules.near_duplicates, self.near):
-            data[_name(rule)] = events.to_data()
+            data[_name(rule)] = events.to_data() if keys else {"count": events.count}
         if by_json:
             return _TEXT.encode(data)
         return _dumps(data, not (self.others or rules.histories or rules.near_duplicates))
@@ -174,7 +176,9 @@ class AccountState:
         for j, history in enumerate(rules.histories):
             state.windows[j] = Window.of_data(data.get(history_name(history)))
         for j, rule in enumerate(rules.near_duplicates):
-            state.near[j] = Events.from_data(data.get(_name(rule)))
+            part = data.get(_name(rule))
+            state.near[j] = (Events(count=part["count"]) if isinstance(part, dict)
+                             else Events.from_data(part))
         return state
 
 
@@ -213,12 +217,22 @@ def rule_part(rule) -> str:
 
 
 def is_key_part(name: str) -> bool:
-    """Whether a part of the state (by its name) is a `forbid duplicate` rule's keys
-    (a near-duplicate rule's part is named `nearduplicate:`, and is not)."""
-    return name.startswith(_KEY_PART)
+    """Whether a part of the state (by its name) is what the ledger keeps as rows of
+    `duplicate_keys` when written with keys=False: a `forbid duplicate` rule's keys, or
+    a near-duplicate rule's events (of which the state then keeps only the count)."""
+    return name.startswith(_KEY_PART) or name.startswith(_EVENT_PART)
 
 
 _KEY_PART = "duplicate:"  # _name of an ir.Duplicate (type name, lowered, then ":")
+_EVENT_PART = "nearduplicate:"  # _name of an ir.NearDuplicate
+
+
+def _counted(name: str, part):
+    """Another version's part as keys=False writes it: a near-duplicate rule's events
+    (a list, as keys=True wrote them) as their count; any other part as it is."""
+    if name.startswith(_EVENT_PART) and isinstance(part, list):
+        return {"count": len(part)}
+    return part
 
 
 def _key_text(key: tuple) -> str:

@@ -29,6 +29,7 @@ replayed keys with the rows (registry/verify.py).
 from __future__ import annotations
 
 import hashlib
+from bisect import insort
 import json
 import operator
 from collections import defaultdict
@@ -37,7 +38,8 @@ from typing import Iterable, Optional
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine.state import AccountState, key_text, parse_key, rule_part
+from engine import channels
+from engine.state import AccountState, is_key_part, key_text, parse_key, rule_part
 
 from . import bulk
 from .models import duplicate_keys
@@ -73,17 +75,20 @@ def _plain(value):
 
 
 class Wanted:
-    """The keys a credit's records bring, per account and duplicate rule: what `read`
+    """The keys a credit's records bring, per account and rule (the duplicate rules, then
+    the near-duplicate rules: rule index j counts both, in that order): what `read`
     looks up, and what `load` keeps of the rows read."""
 
     def __init__(self, methodology_id: str, rules, records: Iterable):
         self.methodology_id = methodology_id
-        self.rules = rules.duplicates
-        self.names = [rule_part(rule) for rule in self.rules]
+        self.plain = len(rules.duplicates)  # rules below this index: `forbid duplicate`
+        every = list(rules.duplicates) + list(rules.near_duplicates)
+        self.names = [rule_part(rule) for rule in every]
         self.index = {name: j for j, name in enumerate(self.names)}
         self.keys: dict[tuple, int] = {}  # (account, rule index, key) -> its hash
         hash_of = key_hash  # the module's, looked up once (tests replace it)
-        readers = [_reader(rule.keys) for rule in self.rules]
+        readers = ([_reader(rule.keys) for rule in rules.duplicates]
+                   + [_event_reader(rule) for rule in rules.near_duplicates])
         for r in records:
             values = r.values
             if values is None:
@@ -92,6 +97,8 @@ class Wanted:
                 try:
                     key = read(values)
                 except KeyError:  # a record without the field is not judged by the rule
+                    continue
+                if key is None:  # not one the near-duplicate rule's `where` takes
                     continue
                 try:
                     if (r.account, j, key) in self.keys:
@@ -112,11 +119,18 @@ def _reader(names: tuple):
     return (lambda values: (get(values),)) if len(names) == 1 else get
 
 
+def _event_reader(rule):
+    """values -> the key its event is kept under (channels.event_key), or None when the
+    rule's `where` does not take the record."""
+    return lambda values: channels.event_key(rule, values) if channels.applies(rule, values) else None
+
+
+_COLUMNS = "account, rule, key, near, ordinal, record_id"
 # one index probe per hash (the OFFSET keeps the planner from flattening the LATERAL
 # into a join it may plan as a scan while the table's statistics call it small, as
 # _entries and the states' reads say in registry/ledger.py)
-READ_SQL = ("SELECT d.account, d.rule, d.key FROM unnest(%(hashes)b::int8[]) AS wanted(h) "
-            "CROSS JOIN LATERAL (SELECT account, rule, key FROM duplicate_keys WHERE key_hash = wanted.h "
+READ_SQL = (f"SELECT d.* FROM unnest(%(hashes)b::int8[]) AS wanted(h) CROSS JOIN LATERAL "
+            f"(SELECT {_COLUMNS} FROM duplicate_keys WHERE key_hash = wanted.h "
             "AND methodology_id = %(methodology)s OFFSET 0) AS d")
 
 
@@ -126,7 +140,8 @@ def read_statement(wanted: Wanted) -> tuple[str, dict, bool]:
 
 
 def read(session: Session, wanted: Wanted) -> list[tuple]:
-    """The rows (account, rule, key text) whose hash one of the wanted keys has."""
+    """The rows (account, rule, key text, near, ordinal, record id) whose hash one of the
+    wanted keys has."""
     if not wanted:
         return []
     if bulk.is_postgresql(session):
@@ -135,50 +150,78 @@ def read(session: Session, wanted: Wanted) -> list[tuple]:
     rows: list[tuple] = []
     for among in bulk.among(session, t.key_hash, wanted.hashes):
         rows.extend(tuple(row) for row in session.execute(
-            select(t.account, t.rule, t.key).where(t.methodology_id == wanted.methodology_id, among)))
+            select(t.account, t.rule, t.key, t.near, t.ordinal, t.record_id)
+            .where(t.methodology_id == wanted.methodology_id, among)))
     return rows
 
 
-def load(wanted: Wanted, rows: Iterable[tuple], states: dict[str, AccountState]) -> dict:
-    """Puts into each account's state the stored keys equal to a wanted one (rule and
-    account compared as text, the key in full after parsing). Returns what was put,
-    (account, rule index) -> keys, for `new_rows`."""
-    loaded: dict[tuple[str, int], set] = defaultdict(set)
-    for account, rule, text in rows:
+class Loaded:
+    """What `load` put into the states: the keys per (account, duplicate rule), and the
+    count of each near-duplicate rule's events before the credit (those kept since are
+    the new ones)."""
+
+    def __init__(self, states: dict[str, AccountState]):
+        self.keys: dict[tuple[str, int], set] = defaultdict(set)
+        self.counts = {(account, j): events.count for account, state in states.items()
+                       for j, events in enumerate(state.near)}
+
+
+def load(wanted: Wanted, rows: Iterable[tuple], states: dict[str, AccountState]) -> Loaded:
+    """Puts into each account's state the stored keys and events whose key equals a
+    wanted one (rule and account compared as text, the key in full after parsing)."""
+    loaded = Loaded(states)
+    for account, rule, text, near, ordinal, record_id in rows:
         j = wanted.index.get(rule)
         state = states.get(account)
         if j is None or state is None:
             continue
         key = parse_key(text)
-        if (account, j, key) in wanted.keys:
+        if (account, j, key) not in wanted.keys:
+            continue
+        if j < wanted.plain:
             state.keys[j].add(key)
-            loaded[account, j].add(key)
+            loaded.keys[account, j].add(key)
+        else:  # the state holds the count of its events and none of them: kept by near time
+            insort(state.near[j - wanted.plain].kept.setdefault(key, []), (near, ordinal, record_id))
     return loaded
 
 
-def new_rows(wanted: Wanted, states: dict[str, AccountState], loaded: dict) -> dict[str, list]:
-    """The keys the engine accepted in this credit (in the states, not loaded), as the
-    table's columns (methodology_id aside, the same for all)."""
+def new_rows(wanted: Wanted, states: dict[str, AccountState], loaded: Loaded) -> dict[str, list]:
+    """The keys the engine accepted in this credit (in the states, not loaded) and the
+    events it kept (those after the count before), as the table's columns
+    (methodology_id aside, the same for all)."""
     rows: list[tuple] = []
     hashes, hash_of, add = wanted.keys, key_hash, rows.append
+    plain = wanted.plain
     for account, state in states.items():
         for j, kept in enumerate(state.keys):
             if not kept:
                 continue
-            fresh = kept - loaded[account, j] if (account, j) in loaded else kept
+            fresh = kept - loaded.keys[account, j] if (account, j) in loaded.keys else kept
             name = wanted.names[j]
             for key in fresh:  # (in no order: the rows are a set)
                 h = hashes.get((account, j, key))  # every key accepted came with a record
                 if h is None:
                     h = hash_of(wanted.methodology_id, account, name, key)
-                add((account, name, h, key_text(key)))
-    account, rule, key_hashes, keys = (list(c) for c in zip(*rows)) if rows else ([], [], [], [])
-    return {"account": account, "rule": rule, "key_hash": key_hashes, "key": keys}
+                add((account, name, h, key_text(key), None, None, None))
+        for j, events in enumerate(state.near):
+            before = loaded.counts.get((account, j), 0)
+            if events.count == before:
+                continue
+            name = wanted.names[plain + j]
+            for key, near, order, record_id in events.since(before):
+                h = hashes.get((account, plain + j, key))
+                if h is None:
+                    h = hash_of(wanted.methodology_id, account, name, key)
+                add((account, name, h, key_text(key), near, order, record_id))
+    columns = (list(c) for c in zip(*rows)) if rows else ([] for _ in range(7))
+    return dict(zip(("account", "rule", "key_hash", "key", "near", "ordinal", "record_id"), columns))
 
 
-INSERT_SQL = ("INSERT INTO duplicate_keys (methodology_id, account, rule, key_hash, key) "
-              "SELECT %(methodology)s, u.a, u.r, u.h, u.k FROM unnest(%(accounts)b::varchar[], "
-              "%(rules)b::text[], %(hashes)b::int8[], %(keys)b::text[]) AS u(a, r, h, k)")
+INSERT_SQL = ("INSERT INTO duplicate_keys (methodology_id, account, rule, key_hash, key, near, "
+              "ordinal, record_id) SELECT %(methodology)s, u.a, u.r, u.h, u.k, u.n, u.o, u.i FROM "
+              "unnest(%(accounts)b::varchar[], %(rules)b::text[], %(hashes)b::int8[], %(keys)b::text[], "
+              "%(near)b::int8[], %(ordinal)b::int8[], %(ids)b::text[]) AS u(a, r, h, k, n, o, i)")
 
 
 def insert_statement(methodology_id: str, columns: dict[str, list]) -> Optional[tuple[str, dict, bool]]:
@@ -188,7 +231,8 @@ def insert_statement(methodology_id: str, columns: dict[str, list]) -> Optional[
         return None
     return INSERT_SQL, {"methodology": methodology_id, "accounts": columns["account"],
                         "rules": columns["rule"], "hashes": columns["key_hash"],
-                        "keys": columns["key"]}, False
+                        "keys": columns["key"], "near": columns["near"],
+                        "ordinal": columns["ordinal"], "ids": columns["record_id"]}, False
 
 
 def insert(session: Session, methodology_id: str, columns: dict[str, list]) -> None:
@@ -198,19 +242,36 @@ def insert(session: Session, methodology_id: str, columns: dict[str, list]) -> N
     if bulk.is_postgresql(session):
         bulk.pipelined(session, [insert_statement(methodology_id, columns)])
         return
+    names = list(columns)
     session.execute(duplicate_keys.insert(), [
-        {"methodology_id": methodology_id, "account": a, "rule": r, "key_hash": h, "key": k}
-        for a, r, h, k in zip(columns["account"], columns["rule"], columns["key_hash"], columns["key"])])
+        {"methodology_id": methodology_id, **dict(zip(names, row))} for row in zip(*columns.values())])
 
 
-def stored(session: Session, methodology_id: str, account: str) -> dict[str, set[str]]:
-    """rule part name -> the key texts stored for the account (`tanpu ledger verify`)."""
+def stored(session: Session, methodology_id: str, account: str) -> dict[str, set[tuple]]:
+    """rule part name -> the rows stored for the account, (key text, near, ordinal,
+    record id) each (None for a duplicate rule's key) (`tanpu ledger verify`)."""
     t = duplicate_keys.c
-    out: dict[str, set[str]] = defaultdict(set)
-    for rule, text in session.execute(select(t.rule, t.key).where(
+    out: dict[str, set[tuple]] = defaultdict(set)
+    for rule, text, near, ordinal, record_id in session.execute(select(
+            t.rule, t.key, t.near, t.ordinal, t.record_id).where(
             t.methodology_id == methodology_id, t.account == account)):
-        out[rule].add(text)
+        out[rule].add((text, near, ordinal, record_id))
     return dict(out)
+
+
+def of_state(data: dict) -> dict[str, set[tuple]]:
+    """rule part name -> the rows a state's JSON (written with keys) stands for, as
+    `stored` gives them: what `tanpu ledger verify` compares them with."""
+    out: dict[str, set[tuple]] = {}
+    for name, part in data.items():
+        if not is_key_part(name) or not part or not isinstance(part, list):
+            continue
+        if name.startswith("duplicate:"):
+            out[name] = {(text, None, None, None) for text in part}
+        else:  # a near-duplicate rule's events, [key, near, order, id] each
+            out[name] = {(key_text(tuple(key)), near, order, record_id)
+                         for key, near, order, record_id in part}
+    return out
 
 
 def accounts_with_keys(session: Session) -> set[tuple[str, str]]:

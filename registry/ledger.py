@@ -277,11 +277,11 @@ def _credit(session: Session, actor, ref: MethodologyRef, results: Sequence[Resu
         # the keys the records bring, for the duplicate rules: only the stored keys equal
         # to one of them are read (registry/duplicate_keys.py), with the locks
         wanted = (duplicate_keys.Wanted(ref.id, rules, chosen.values())
-                  if stateful and rules.duplicates else None)
+                  if stateful and (rules.duplicates or rules.near_duplicates) else None)
         states, found, key_rows = _lock_and_read(
             session, rules, ref.id, sorted({r.account for r in chosen.values()}) if stateful else None,
             now, actor.id, chosen, wanted)
-        loaded = duplicate_keys.load(wanted, key_rows, states) if wanted else None
+        loaded = duplicate_keys.load(wanted, key_rows, states) if wanted is not None else None
         present = {e.record_id: e for e in found}
         for record_id, entry in present.items():
             differ = _differing(entry.record, (records or {}).get(record_id))

@@ -503,7 +503,8 @@ class RuleState(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-# The keys a `forbid duplicate` rule accepted, per methodology, account and rule (the
+# The keys a `forbid duplicate` rule accepted (and the events a near-duplicate rule
+# kept), per methodology, account and rule (the
 # rule's part name, engine/state.rule_part), kept out of the JSON state so that a credit
 # reads only the keys its records bring (registry/duplicate_keys.py; docs/ledger.md,
 # Session 20). `key`: the key as the state wrote it (engine/state.key_text); `key_hash`:
@@ -517,6 +518,11 @@ duplicate_keys = Table(
     Column("rule", Text, nullable=False),
     Column("key_hash", BigInteger, nullable=False),
     Column("key", Text, nullable=False),
+    # a near-duplicate rule's event (engine/channels.py Events): its time, its order
+    # among the account's events of the rule, the record it was (None for a plain key)
+    Column("near", BigInteger),
+    Column("ordinal", BigInteger),
+    Column("record_id", Text),
     Index("ix_duplicate_keys_key_hash", "key_hash"),
 )
 

@@ -76,7 +76,7 @@ from engine import Engine
 from engine import cross_record
 from engine.records import us_to_datetime
 from engine.result import INVALID
-from engine.state import AccountState, is_key_part
+from engine.state import AccountState
 
 from . import accounts, audit, duplicate_keys
 from .models import Account, CreditBatch, CreditEntry, MethodologyVersion, Reversal, RuleState
@@ -362,17 +362,16 @@ def _replay(session: Session, engines: _Engines, methodology_id: str, account: s
     if stored != again:
         report.differences.append(Difference("state", account, "", "rule_state", stored,
                                              again, methodology_id))
-    kept = {name: set(part) for name, part in json.loads(state_text).items()
-            if is_key_part(name) and part}
+    kept = duplicate_keys.of_state(json.loads(state_text))
     rows = duplicate_keys.stored(session, methodology_id, account)
     if rows != kept:
         report.differences.append(Difference("state", account, "", "duplicate_keys",
                                              _key_text(rows), _key_text(kept), methodology_id))
 
 
-def _key_text(parts: dict[str, set[str]]) -> str:
-    """Keys per rule, as a difference shows them."""
-    return json.dumps({name: sorted(texts) for name, texts in sorted(parts.items())},
+def _key_text(parts: dict[str, set[tuple]]) -> str:
+    """Keys (and events) per rule, as a difference shows them."""
+    return json.dumps({name: sorted(rows, key=repr) for name, rows in sorted(parts.items())},
                       ensure_ascii=False)
 
 

@@ -654,7 +654,7 @@ def test_an_accounts_state_does_not_grow_with_its_duplicate_keys(web, reg, monke
                               ride("new", 60, km=99, day="2024-06-20")])["results"]
     assert [(r["id"], r["status"], r["code"]) for r in again] == [
         ("again", "duplicate", "SAME"), ("new", "credited", "")]
-    assert len(read[-1]) == 1 and tuple(read[-1][0]) in _key_rows(web)  # r0's key alone
+    assert len(read[-1]) == 1 and tuple(read[-1][0][:3]) in _key_rows(web)  # r0's key alone
     assert len(_key_rows(web)) == 41  # the duplicate accepted no key
 
 
