@@ -7,6 +7,7 @@ client, SQLite and PostgreSQL)."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import random
 import threading
 
@@ -368,6 +369,12 @@ def test_near_duplicates_one_by_one_and_at_once_give_the_same_ledger(web, reg):
     assert "the same event as record feed" in by_id["app"]["message"]
     assert (by_id["again"]["status"], by_id["again"]["code"]) == ("duplicate", "SAME_RIDE")
     assert by_id["feed"]["status"] == by_id["later"]["status"] == by_id["other"]["status"] == "credited"
+    with web.reg.db.engine.connect() as c:  # the events are rows; the state keeps their count
+        states = [json.loads(t) for t in c.execute(sa.text("SELECT state FROM rule_states")).scalars()]
+        events = c.execute(sa.text("SELECT record_id FROM duplicate_keys ORDER BY record_id")).scalars().all()
+    assert sorted(part["count"] for state in states for part in state.values()
+                  if isinstance(part, dict) and "count" in part) == [1, 2]
+    assert events == ["feed", "later", "other"]
     whole = _entries(web)
     other = web.token(_second_integrator(reg))
     for r in rides:
@@ -594,14 +601,25 @@ def test_many_concurrent_credits_over_overlapping_new_accounts(capped):
 
 # ---------------------------------------------------------------- duplicate keys, a table of their own
 DUPLICATE_RULE = "forbid duplicate mode, distance per account else SAME \"the same ride\"\n"
+NEAR_RULE = ("forbid duplicate mode, boarded within 5 min per account where mode != ebus\n"
+             "  else SAME_RIDE \"the same ride reported again\"\n")
 
 
 def _keys_stream(seed: int, n: int = 80) -> list[dict]:
     """Rides in time order over three accounts, an hour apart (no overlap), whose
-    (mode, distance) repeat now and then: the duplicate rule's work."""
+    (mode, distance) repeat now and then (the duplicate rule's work), and a fifth of
+    them reported twice, two minutes apart (the near-duplicate rule's)."""
     rng = random.Random(seed)
-    return [ride(f"k{i}", 60 * i, km=rng.randint(1, 25), account=f"acct-{rng.randrange(3)}",
-                 mode=rng.choice(["metro", "ebus"])) for i in range(n)]
+    out = []
+    for i in range(n):
+        if out and rng.random() < 0.2:
+            first = out[-1]
+            out.append(ride(f"k{i}", 60 * (i - 1) + 2, km=rng.randint(1, 25), account=first["account"],
+                            mode=first["mode"]))
+            continue
+        out.append(ride(f"k{i}", 60 * i, km=rng.randint(1, 25), account=f"acct-{rng.randrange(3)}",
+                        mode=rng.choice(["metro", "ebus"])))
+    return sorted(out, key=lambda r: r["boarded"])
 
 
 def _expected(text: str, stream: list[dict]) -> dict:
@@ -658,13 +676,21 @@ def test_an_accounts_state_does_not_grow_with_its_duplicate_keys(web, reg, monke
     assert len(_key_rows(web)) == 41  # the duplicate accepted no key
 
 
-def test_keys_that_share_a_hash_are_compared_in_full(web, reg, monkeypatch):
+# one rule at a time: `tanpu ledger verify` replays the entries alone, and a record a
+# near-duplicate rule kept as an event but a later rule rejected is no entry (the live
+# state keeps its event; the replay cannot), which the two rules together would produce
+RULES = [pytest.param(DUPLICATE_RULE, "SAME", id="duplicate"),
+         pytest.param(NEAR_RULE, "SAME_RIDE", id="near")]
+
+
+@pytest.mark.parametrize("rule, code", RULES)
+def test_keys_that_share_a_hash_are_compared_in_full(web, reg, monkeypatch, rule, code):
     """Every key given one hash (the table's index then finds every stored key of the
     methodology for each): a stored key that is not equal to a record's never makes it a
     duplicate. One ride a request and one request for all give the batch engine's ledger."""
     from registry import duplicate_keys
     monkeypatch.setattr(duplicate_keys, "key_hash", lambda *_: 42)
-    text = source(METHODOLOGY, "1.0.0") + "\n" + DUPLICATE_RULE
+    text = source(METHODOLOGY, "1.0.0") + "\n" + rule
     web.published("1.0.0", dt.date(2024, 1, 1), text)
     read = _rows_read(monkeypatch)
     stream = _keys_stream(7)
@@ -674,6 +700,8 @@ def test_keys_that_share_a_hash_are_compared_in_full(web, reg, monkeypatch):
     post(web, web.token(other), [{**r, "account": r["account"] + "-b"} for r in stream])
     expected = _expected(text, stream)
     assert 0 < len(expected) < len(stream)  # some duplicates
+    codes = {r.code for r in BatchEngine(compile_source(text, "j.tanpu").methodology).evaluate(stream)}
+    assert code in codes  # the rule at work
     assert _entries(web) == expected
     assert {(record_id, account[:-2]): rest for (record_id, account), rest in
             _entries(web, integrator=other).items()} == expected
@@ -693,15 +721,17 @@ def test_the_hash_is_the_same_for_keys_python_calls_equal():
     assert key_hash("m", "a", "duplicate:x", (1,)) != key_hash("m", "b", "duplicate:x", (1,))
 
 
-def test_migration_0017_moves_the_keys_and_the_verdicts_stay(web, reg):
-    """A ledger credited before migration 0017 (its states holding every key, as the
-    code before wrote them: made here by the migration's downgrade, and compared with
-    the engine's own state text) is upgraded: the keys become rows, the states lose
-    them, and the rest of the stream is judged as the batch engine judges it whole."""
+@pytest.mark.parametrize("rule, code", RULES)
+def test_migration_0017_moves_the_keys_and_the_verdicts_stay(web, reg, rule, code):
+    """A ledger credited before migration 0017 (its states holding every key and every
+    near-duplicate event, as the code before wrote them: made here by the migration's
+    downgrade, and compared with the engine's own state text) is upgraded: the keys and
+    events become rows, the states keep only the events' count, and the rest of the
+    stream is judged as the batch engine judges it whole."""
     from alembic import command
     from engine.state import AccountState
     from registry import migrate
-    text = source(METHODOLOGY, "1.0.0") + "\n" + DUPLICATE_RULE
+    text = source(METHODOLOGY, "1.0.0") + "\n" + rule
     web.published("1.0.0", dt.date(2024, 1, 1), text)
     token = web.token()
     stream = _keys_stream(11)
@@ -728,13 +758,17 @@ def test_migration_0017_moves_the_keys_and_the_verdicts_stay(web, reg):
         states = {account: AccountState.empty(engine.rules)}
         cross_record.apply(results, engine.rules, engine.recompute_points, state=states)
         assert state == states[account].to_json(engine.rules)
-        assert "duplicate:" in state
+        assert ('"duplicate:' if code == "SAME" else '"nearduplicate:') in state
     migrate.upgrade(web.reg.db)
     web.reg.db.engine.dispose()
     assert _key_rows(web) == moved
     with web.reg.db.engine.connect() as c:
         after = dict(c.execute(sa.text("SELECT account, state FROM rule_states")).all())
-    assert all("duplicate:" not in state for state in after.values())
+    assert all('"duplicate:' not in state for state in after.values())
+    for account, state in after.items():  # of the events, their count
+        events = [part for name, part in json.loads(state).items() if name.startswith("nearduplicate:")]
+        assert events == [{"count": len(part)} for name, part in json.loads(before[account]).items()
+                          if name.startswith("nearduplicate:")]
     for at in range(40, len(stream), 9):
         post(web, token, stream[at:at + 9])
     assert _entries(web) == _expected(text, stream)
