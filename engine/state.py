@@ -14,7 +14,8 @@ What is kept, per rule, is only what a later record can be judged by:
   horizon: every key ever accepted). The ledger keeps them apart, in a table, and gives
   a credit only the stored keys its records bring (to_json(keys=False),
   registry/duplicate_keys.py): the state a credit parses and writes does not grow with
-  the account's history;
+  the account's history (nor with a near-duplicate rule's events: the ledger keeps
+  those apart too, and the state their count);
 - `forbid overlap`: the latest end among the accepted records, and the accepted
   intervals of the last week, for a record that arrives after later ones;
 - `flag` and `bonus` windows: the accepted records' times that can still fall in the

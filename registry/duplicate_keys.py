@@ -8,7 +8,7 @@ with the account's history (docs/ledger.md, Session 20). Here each accepted key 
 
 1. computes the keys its records bring (`Wanted`: for every record, every duplicate rule),
 2. reads, after the accounts' state rows are locked, only the rows whose hash is one of
-   theirs (one indexed statement: `read_sql` on PostgreSQL, in the pipeline of the locks;
+   theirs (one indexed statement: `read_statement` on PostgreSQL, in the pipeline of the locks;
    `read` elsewhere),
 3. gives the engine exactly the stored keys equal to one of them (`load`: the row's
    methodology, account and rule compared, and its key parsed and compared in full with
@@ -19,7 +19,13 @@ with the account's history (docs/ledger.md, Session 20). Here each accepted key 
 
 So `key in seen` in the engine (cross_record._judge) answers as it did with every key in
 the state: every stored key equal to an incoming one is in `seen`, and the keys accepted
-within the request are added by the engine itself. The accounts' state rows are locked
+within the request are added by the engine itself.
+
+A near-duplicate rule's events (engine/channels.py `Events`: `within`, `where`, `keep
+first by`) are rows the same way, keyed by the fields that must be equal, with the event's
+near time, order and record id: a credit reads every stored event of the keys its records
+bring (the engine compares the times), and the state keeps only how many events the rule
+has kept (`{"count": N}`), so that an event kept now ranks after every stored one. The accounts' state rows are locked
 before the read (registry/ledger.py), so two credits of one account read and write these
 rows one after the other, and a key is never inserted twice. Reversals leave the keys, as
 they left them in the state (docs/ledger.md, Reversal). `tanpu ledger verify` compares the
