@@ -55,7 +55,11 @@ What this cannot replay: an entry without its record (written before records wer
 kept) cannot be recomputed: it is counted in `unverifiable`, and its account's later
 credits are not judged (their state is unknown). Nor can the credits of a methodology
 with a history window (docs/language.md §9.6): its windows count every record judged,
-the rejected ones too, which are not entries; they are counted in `unverifiable`. The parts of another version's rules
+the rejected ones too, which are not entries; they are counted in `unverifiable`. Nor the
+event a near-duplicate rule kept for a record that a later rule then rejected (a plain
+duplicate, an overlap): that record is no entry, so the replay keeps no event for it and
+reports the account's state (its events, their count) as different (docs/ledger.md,
+Session 20). The parts of another version's rules
 are kept in the state (engine/state.py, `others`), so records of two versions
 interleaved replay as they were judged.
 """
