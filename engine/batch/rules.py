@@ -811,7 +811,8 @@ void tanpu_account_order(int64_t n, void **a) {
     const int low = (int)io[0];  /* the bits of the position, 1..63 */
     const uint64_t mask = ((uint64_t)1 << low) - 1, step = (uint64_t)io[1];
     const uint64_t base = (uint64_t)io[2];
-    int bits = 10;
+    int bits = 10;  /* room for every record's account at most half full: no growing */
+    while (bits < 40 && ((int64_t)1 << bits) < 2 * n) bits++;
     int64_t slots = (int64_t)1 << bits, room = 1024, k = 0;
     slot_t *slot = calloc(slots, sizeof(slot_t));
     int64_t *count = malloc(room * sizeof(int64_t));
