@@ -938,8 +938,9 @@ COMPACT_STATISTICS = ("reduction_mg", "points")
 # bit-packed), not compressed: Snappy over plain 64-bit values was a fifth of the writer's
 # CPU and squeezed them to 3.6 and 2.5 bytes a row; packed they take 2.8 and 1.5, in half
 # the CPU (5M results, one thread, 2026-12-07, load 8-12: reduction_mg 0.087 -> 0.046 s,
-# points 0.085 -> 0.040 s). A standard encoding: PyArrow, Polars, Spark and DuckDB read it
-# (docs/engine.md, "sixth round"); the text columns stay plain (or a dictionary) + Snappy.
+# points 0.085 -> 0.040 s). One of Parquet's standard encodings (PyArrow and Polars read
+# the same values back, tests/test_cli_test_eval.py; docs/engine.md, "sixth round"); the
+# text columns stay plain (or a dictionary) + Snappy.
 COMPACT_ENCODINGS = {"reduction_mg": "DELTA_BINARY_PACKED", "points": "DELTA_BINARY_PACKED"}
 
 
