@@ -92,9 +92,19 @@ class Wanted:
         self.names = [rule_part(rule) for rule in every]
         self.index = {name: j for j, name in enumerate(self.names)}
         self.keys: dict[tuple, int] = {}  # (account, rule index, key) -> its hash
+        # hash -> the spans of near times its stored events must lie within to be
+        # matched, [(lo, hi), ...], or None: every row of the hash (a plain key; a rule without `within`; a
+        # record without its time). A `within` rule matches an event only within its
+        # window of a record's time (channels.Events.match), so an account's events of
+        # one key long before or after the records a credit brings are not read: the
+        # read does not grow with the account's history (the key may be only `mode`)
+        self.bounds: dict[int, Optional[list]] = {}
         hash_of = key_hash  # the module's, looked up once (tests replace it)
         readers = ([_reader(rule.keys) for rule in rules.duplicates]
                    + [_event_reader(rule) for rule in rules.near_duplicates])
+        timed = [None] * self.plain + [(rule.near, rule.window_us) if rule.near is not None else None
+                                       for rule in rules.near_duplicates]
+        bounds = self.bounds
         for r in records:
             values = r.values
             if values is None:
@@ -107,12 +117,36 @@ class Wanted:
                 if key is None:  # not one the near-duplicate rule's `where` takes
                     continue
                 try:
-                    if (r.account, j, key) in self.keys:
-                        continue
+                    h = self.keys.get((r.account, j, key))
                 except TypeError:  # an unhashable value: the engine would fail on it too
                     continue
-                self.keys[r.account, j, key] = hash_of(methodology_id, r.account, self.names[j], key)
-        self.hashes = sorted(set(self.keys.values()))
+                if h is None:
+                    h = self.keys[r.account, j, key] = hash_of(methodology_id, r.account, self.names[j], key)
+                near = values.get(timed[j][0]) if timed[j] is not None else None
+                if near is None or type(near) is not int:
+                    bounds[h] = None
+                elif h not in bounds:
+                    bounds[h] = [(near - timed[j][1], near + timed[j][1])]
+                elif bounds[h] is not None:
+                    bounds[h].append((near - timed[j][1], near + timed[j][1]))
+        self.hashes = sorted(bounds)
+        # what the read probes: (hash, lo, hi), a hash's windows merged where they meet
+        # (a late report and today's rides of one key are two short spans, not the
+        # month between them); (hash, None, None) for every row of the hash
+        self.probes: list[tuple] = []
+        for h in self.hashes:
+            spans = bounds[h]
+            if spans is None:
+                self.probes.append((h, None, None))
+                continue
+            spans.sort()
+            lo, hi = spans[0]
+            for a, b in spans[1:]:
+                if a > hi:
+                    self.probes.append((h, lo, hi))
+                    lo = a
+                hi = max(hi, b)
+            self.probes.append((h, lo, hi))
 
     def __bool__(self) -> bool:
         return bool(self.hashes)
@@ -135,30 +169,39 @@ _COLUMNS = "account, rule, key, near, ordinal, record_id"
 # one index probe per hash (the OFFSET keeps the planner from flattening the LATERAL
 # into a join it may plan as a scan while the table's statistics call it small, as
 # _entries and the states' reads say in registry/ledger.py)
-READ_SQL = (f"SELECT d.* FROM unnest(%(hashes)b::int8[]) AS wanted(h) CROSS JOIN LATERAL "
-            f"(SELECT {_COLUMNS} FROM duplicate_keys WHERE key_hash = wanted.h "
+# (the index is on (key_hash, near): a `within` rule's events of one key are read by their
+# near times, Wanted.bounds)
+READ_SQL = (f"SELECT d.* FROM unnest(%(hashes)b::int8[], %(lo)s::int8[], %(hi)s::int8[]) AS wanted(h, lo, hi) "
+            f"CROSS JOIN LATERAL (SELECT {_COLUMNS} FROM duplicate_keys WHERE key_hash = wanted.h "
+            "AND (wanted.lo IS NULL OR near BETWEEN wanted.lo AND wanted.hi) "
             "AND methodology_id = %(methodology)s OFFSET 0) AS d")
 
 
 def read_statement(wanted: Wanted) -> tuple[str, dict, bool]:
-    """PostgreSQL: the read, as a statement of a pipeline (bulk.pipelined)."""
-    return READ_SQL, {"hashes": wanted.hashes, "methodology": wanted.methodology_id}, True
+    """PostgreSQL: the read, as a statement of a pipeline (bulk.pipelined): one probe a
+    hash and span (Wanted.probes; the spans of a hash do not meet, so no row twice)."""
+    hashes, lo, hi = (list(c) for c in zip(*wanted.probes))
+    return READ_SQL, {"hashes": hashes, "lo": lo, "hi": hi,
+                      "methodology": wanted.methodology_id}, True
 
 
 def read(session: Session, wanted: Wanted) -> list[tuple]:
     """The rows (account, rule, key text, near, ordinal, record id) whose hash one of the
-    wanted keys has."""
+    wanted keys has, and, for a `within` rule's events, whose near time lies within the
+    wanted bounds of that hash."""
     if not wanted:
         return []
     if bulk.is_postgresql(session):
         return [tuple(row) for row in bulk.pipelined(session, [read_statement(wanted)])[0]]
     t = duplicate_keys.c
     rows: list[tuple] = []
+    bounds = wanted.bounds
     for among in bulk.among(session, t.key_hash, wanted.hashes):
         rows.extend(tuple(row) for row in session.execute(
-            select(t.account, t.rule, t.key, t.near, t.ordinal, t.record_id)
+            select(t.account, t.rule, t.key, t.near, t.ordinal, t.record_id, t.key_hash)
             .where(t.methodology_id == wanted.methodology_id, among)))
-    return rows
+    return [row[:6] for row in rows if bounds[row[6]] is None
+            or (row[3] is not None and any(lo <= row[3] <= hi for lo, hi in bounds[row[6]]))]
 
 
 class Loaded:

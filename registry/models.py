@@ -508,8 +508,9 @@ class RuleState(Base):
 # rule's part name, engine/state.rule_part), kept out of the JSON state so that a credit
 # reads only the keys its records bring (registry/duplicate_keys.py; docs/ledger.md,
 # Session 20). `key`: the key as the state wrote it (engine/state.key_text); `key_hash`:
-# 64 bits of the methodology, account, rule and key, the only indexed column (one
-# 8-byte index entry a key), compared in full after the match. No primary key: rows are
+# 64 bits of the methodology, account, rule and key, indexed with `near` (a `within`
+# rule's events of one key are read by their time: duplicate_keys.Wanted.bounds),
+# compared in full after the match. No primary key: rows are
 # only inserted, under the account's state lock, for keys the credit did not find.
 duplicate_keys = Table(
     "duplicate_keys", Base.metadata,
@@ -523,7 +524,7 @@ duplicate_keys = Table(
     Column("near", BigInteger),
     Column("ordinal", BigInteger),
     Column("record_id", Text),
-    Index("ix_duplicate_keys_key_hash", "key_hash"),
+    Index("ix_duplicate_keys_key_hash_near", "key_hash", "near"),
 )
 
 

@@ -807,3 +807,28 @@ def test_verify_knows_the_events_of_rides_a_later_rule_rejected(web, reg):
     with reg.db.engine.begin() as c:  # put back, for the check after every test here
         c.execute(sa.text(f"INSERT INTO duplicate_keys ({', '.join(lost)}) VALUES "
                           f"({', '.join(':' + name for name in lost)})"), dict(lost))
+
+
+def test_a_within_rule_reads_only_the_events_near_its_records(web, reg, monkeypatch):
+    """A near-duplicate rule's key may be as broad as the mode: an account's metro rides
+    over years are all events of one key. A credit reads only those within the rule's
+    window of its records' times (the table's index is on the hash and the time), so the
+    read does not grow with the account's history; a report two minutes after a ride of
+    thirty days before is still found as its duplicate."""
+    text = source(METHODOLOGY, "1.0.0") + "\n" + NEAR_RULE
+    web.published("1.0.0", dt.date(2024, 1, 1), text)
+    token = web.token()
+    read = _rows_read(monkeypatch)
+    days = [dt.date(2024, 5, 1) + dt.timedelta(days=i) for i in range(30)]
+    for i, day in enumerate(days):
+        assert post(web, token, [ride(f"m{i}", 0, km=i + 1, day=day.isoformat())])["results"][0]["status"] == "credited"
+    assert all(rows == [] for rows in read)  # each ride a day after the last: none near
+    late = post(web, token, [ride("late", 2, km=3, day=days[0].isoformat()),
+                             ride("new", 0, km=4, day="2024-06-20")])["results"]
+    assert [(r["id"], r["status"], r["code"]) for r in late] == [
+        ("late", "duplicate", "SAME_RIDE"), ("new", "credited", "")]
+    assert [row[5] for row in read[-1]] == ["m0"]  # one event read of the thirty
+    assert _entries(web) == _expected(text, [ride(f"m{i}", 0, km=i + 1, day=day.isoformat())
+                                             for i, day in enumerate(days)]
+                                      + [ride("late", 2, km=3, day=days[0].isoformat()),
+                                         ride("new", 0, km=4, day="2024-06-20")])

@@ -51,7 +51,7 @@ def upgrade() -> None:
         sa.Column("ordinal", sa.BigInteger(), nullable=True),
         sa.Column("record_id", sa.Text(), nullable=True),
     )
-    op.create_index("ix_duplicate_keys_key_hash", "duplicate_keys", ["key_hash"])
+    op.create_index("ix_duplicate_keys_key_hash_near", "duplicate_keys", ["key_hash", "near"])
     from engine.state import key_text, parse_key
     from registry.duplicate_keys import key_hash
     bind = op.get_bind()
@@ -120,5 +120,5 @@ def downgrade() -> None:
             data[rule] = sorted(kept)
         bind.execute(states.update().where(states.c.methodology_id == methodology_id,
                                            states.c.account == account).values(state=_text(data)))
-    op.drop_index("ix_duplicate_keys_key_hash", table_name="duplicate_keys")
+    op.drop_index("ix_duplicate_keys_key_hash_near", table_name="duplicate_keys")
     op.drop_table("duplicate_keys")
