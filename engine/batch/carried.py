@@ -14,6 +14,10 @@ by a lasting account code (`Carried`):
 Memory grows with the accounts, not the records: about 60 bytes an account with one cap
 and one overlap rule (AccountIndex's table and hashes, the arrays; grown by half).
 
+The same C passes judge the store's partitions of a file in any order (Carried.fresh, from
+Rules._accounts): a partition holds every record of its accounts, so one pass in canonical
+order from a state in which no account has a record yet is the whole file's verdict.
+
 The conditions, each checked, and what happens when one fails (`stream`: the frames
 already given are taken back by the caller's `rewind` and the file is evaluated as
 before, BatchEngine.evaluate_file):

@@ -23,6 +23,10 @@
   on the cumulative sums when every value of the group is >= 0 and L >= 0; other groups
   are replayed record by record. Capped reductions recompute points with the
   methodology's own formula (the formulas run again with the capped reduction).
+- When overlap rules and caps are the only rules on other records (`carries`), each
+  partition is judged instead by the time-ordered path's C passes (carried.py) from a
+  fresh state, one pass in canonical order (`_fresh_passes`); the steps above remain for
+  the other rules, a prior state, and a cap whose local period goes back.
 """
 
 from __future__ import annotations
