@@ -46,9 +46,16 @@ class Events:
     """The events one rule has kept for one account: key -> [(near, order, id)] sorted
     by near time (order: when it was kept, to name the first of several)."""
 
-    def __init__(self, kept: Optional[dict] = None):
+    def __init__(self, kept: Optional[dict] = None, count: Optional[int] = None):
         self.kept: dict[tuple, list] = kept if kept is not None else {}
-        self.count = sum(len(v) for v in self.kept.values())
+        # how many were ever kept (the next one's order): given when `kept` holds only
+        # some of them (the ledger reads only the events of the keys a credit brings)
+        self.count = count if count is not None else sum(len(v) for v in self.kept.values())
+
+    def since(self, count: int) -> list[tuple]:
+        """The events kept after the first `count`: (key, near, order, id) each."""
+        return [(key, near, order, rid) for key, entries in self.kept.items()
+                for near, order, rid in entries if order >= count]
 
     def match(self, key: tuple, near: Optional[int], window: int) -> Optional[str]:
         entries = self.kept.get(key)
@@ -97,7 +104,7 @@ def judge(rules: tuple[ir.NearDuplicate, ...], records: list[tuple[Any, str, dic
             candidates.sort(key=lambda c: (c[3][rule.arrival], c[0]))
         kept = events[r]
         for _, index, rid, values in candidates:
-            key = tuple(_plain(values[k]) for k in rule.keys)
+            key = event_key(rule, values)
             near = values[rule.near] if rule.near is not None else None
             event = kept.match(key, near, rule.window_us)
             if event is None:
@@ -106,6 +113,11 @@ def judge(rules: tuple[ir.NearDuplicate, ...], records: list[tuple[Any, str, dic
                 out.append((index, r, event))
                 taken.add(index)
     return out
+
+
+def event_key(rule: ir.NearDuplicate, values) -> tuple:
+    """The key a record's event is kept and matched under (the fields that must be equal)."""
+    return tuple(_plain(values[k]) for k in rule.keys)
 
 
 def _plain(value):
@@ -123,4 +135,4 @@ def events_from_json(data: list, rules: tuple) -> list[Events]:
     return [Events.from_data(part) for part in (data or [[] for _ in rules])]
 
 
-__all__ = ["judge", "message", "applies", "Events"]
+__all__ = ["judge", "message", "applies", "event_key", "Events"]

@@ -934,6 +934,23 @@ _CODES = ("status", "code", "message")
 # columns' statistics against 1.07-1.17 s with them; the status and code alone 0.24
 # against 0.34 s)
 COMPACT_STATISTICS = ("reduction_mg", "points")
+# the compact file's numbers as Parquet's DELTA_BINARY_PACKED (each page's differences,
+# bit-packed), not compressed: Snappy over plain 64-bit values was a fifth of the writer's
+# CPU and squeezed them to 3.6 and 2.5 bytes a row; packed they take 2.8 and 1.5, in half
+# the CPU (5M results, one thread, 2026-12-07, load 8-12: reduction_mg 0.087 -> 0.046 s,
+# points 0.085 -> 0.040 s). One of Parquet's standard encodings (PyArrow and Polars read
+# the same values back, tests/test_cli_test_eval.py; docs/engine.md, "sixth round"); the
+# text columns stay plain (or a dictionary) + Snappy.
+COMPACT_ENCODINGS = {"reduction_mg": "DELTA_BINARY_PACKED", "points": "DELTA_BINARY_PACKED"}
+
+
+def _compact_settings(schema) -> dict:
+    """The compact file's writer settings beyond the dictionaries: statistics on the
+    numbers only (COMPACT_STATISTICS), the numbers packed and not compressed
+    (COMPACT_ENCODINGS), the rest compressed by Snappy, as before."""
+    packed = {name: encoding for name, encoding in COMPACT_ENCODINGS.items() if name in schema.names}
+    return {"write_statistics": list(COMPACT_STATISTICS), "column_encoding": packed,
+            "compression": {name: "none" if name in packed else "snappy" for name in schema.names}}
 
 
 def _ref_columns(ref, rows: int) -> list:
@@ -1052,6 +1069,51 @@ def parquet_writer(path: Path, schema, **options):
         return pq.ParquetWriter(str(path), schema, **options)
 
 
+class WrittenPages:
+    """The page cache of a result file being written, let go behind the writer: each time
+    the file has grown by STEP, the kernel is asked (posix_fadvise DONTNEED) to write its
+    pages out and to drop those already written out, from where the call before began
+    (so the pages whose writing out that call started, clean by now, are dropped). A
+    result file is written once and not read by the run: at a billion compact results
+    (19 GB) beside their input (9.3 GB) the cache of 23 GiB overflowed, and in the run's
+    last minutes the kernel spent 57-86 % of the CPU reclaiming it while the input was
+    read from disk again (docs/performance.md, Session 19, quiet); with this the result
+    file holds about 2 STEP of the cache at any time (docs/engine.md, "sixth round").
+
+    A descriptor of its own on the file (the advice is about the file, not the
+    descriptor): PyArrow's and Python's file objects are not touched. Where posix_fadvise
+    is missing (not Linux) or fails, nothing is done: the pages are only a cache."""
+
+    STEP = 64 << 20
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.fd: Optional[int] = None
+        self.kicked = 0   # the end of the range advised last
+        self.begun = 0    # where that call's range began
+
+    def grown(self) -> None:
+        if not hasattr(os, "posix_fadvise"):  # pragma: no cover - not Linux
+            return
+        try:
+            if self.fd is None:
+                self.fd = os.open(self.path, os.O_RDONLY)
+            size = os.fstat(self.fd).st_size
+            if size - self.kicked < self.STEP:
+                return
+            os.posix_fadvise(self.fd, self.begun, size - self.begun, os.POSIX_FADV_DONTNEED)
+            self.begun, self.kicked = self.kicked, size
+        except OSError:  # pragma: no cover - the cache is left as it is
+            pass
+
+    def close(self) -> None:
+        """The descriptor closed; the next `grown` (a file written anew) starts over."""
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+        self.kicked = self.begun = 0
+
+
 class ResultWriter:
     """Writes frames of results as they come: to a file (.csv, .jsonl, .parquet), or the
     first columns as CSV to a text stream (stdout).
@@ -1084,6 +1146,7 @@ class ResultWriter:
         self._header = True
         self._pending: deque = deque()
         self._writing: Optional[ThreadPoolExecutor] = None
+        self._pages = WrittenPages(self.path) if self.path is not None else None
 
     def write(self, frame) -> None:
         fmt = "csv" if self.fmt == "stdout" else self.fmt
@@ -1129,14 +1192,14 @@ class ResultWriter:
                 self._parquet = parquet_writer(self.path, table.schema,
                                                use_dictionary=list(_CODES[:2]) if self.compact
                                                else _FEW_VALUES, store_schema=False,
-                                               **({"write_statistics": list(COMPACT_STATISTICS)}
-                                                  if self.compact else {}))
+                                               **(_compact_settings(table.schema) if self.compact else {}))
                 self._parquet_schema = table.schema
                 if self.compact:  # kept apart: store_schema=False drops the schema's metadata
                     self._parquet.add_key_value_metadata(table.schema.metadata)
             if not table.schema.equals(self._parquet_schema):  # (Table.cast imports pyarrow.compute)
                 table = table.cast(self._parquet_schema)
             self._parquet.write_table(table)
+            self._pages.grown()
             return
         if self._handle is None:
             self._handle = open(self.path, "wb")
@@ -1145,6 +1208,8 @@ class ResultWriter:
         else:
             out.write_ndjson(self._handle)
         self._header = False
+        self._handle.flush()  # what was written is in the file: its pages can be let go
+        self._pages.grown()
 
     def close(self) -> None:
         self._flush()
@@ -1161,6 +1226,8 @@ class ResultWriter:
                     self._handle, datetime_format=_WHOLE_SECONDS)
         if self._handle is not None:
             self._handle.close()
+        if self._pages is not None:
+            self._pages.close()
         if self.fmt == "stdout":
             if self._header:
                 self.stream.write(",".join(SHORT_COLUMNS) + "\n")
@@ -1186,6 +1253,8 @@ class ResultWriter:
         if self._writing is not None:
             self._writing.shutdown(wait=True, cancel_futures=True)
             self._writing = None
+        if self._pages is not None:
+            self._pages.close()
         for closing in (self._handle, self._parquet):
             try:
                 if closing is not None:

@@ -11,7 +11,11 @@ tested in tests/engine/test_state.py with the state sent through JSON in between
 
 What is kept, per rule, is only what a later record can be judged by:
 - `forbid duplicate`: the keys of the account's accepted records (a duplicate rule has no
-  horizon: every key ever accepted);
+  horizon: every key ever accepted). The ledger keeps them apart, in a table, and gives
+  a credit only the stored keys its records bring (to_json(keys=False),
+  registry/duplicate_keys.py): the state a credit parses and writes does not grow with
+  the account's history (nor with a near-duplicate rule's events: the ledger keeps
+  those apart too, and the state their count);
 - `forbid overlap`: the latest end among the accepted records, and the accepted
   intervals of the last week, for a record that arrives after later ones;
 - `flag` and `bonus` windows: the accepted records' times that can still fall in the
@@ -98,16 +102,27 @@ class AccountState:
                     times_of[j] = [t for t in times if t > horizon]
 
     # ------------------------------------------------------------ storage
-    def to_json(self, rules: CrossRecord, *, by_json: bool = False) -> str:
+    def to_json(self, rules: CrossRecord, *, by_json: bool = False, keys: bool = True) -> str:
         """Canonical JSON (sorted keys and sets), so that equal states are equal text.
         Each rule's part is named by what the rule is (its kind and terms), so that a new
         version of the methodology keeps the state of the rules it keeps, and starts
         afresh for a rule it changes (a cap per week instead of per day); the parts of
         the rules it does not have are written back unchanged (`others`). `by_json`: the
-        text made by json's encoder alone, which _dumps's is the same as (tests compare)."""
+        text made by json's encoder alone, which _dumps's is the same as (tests compare).
+
+        `keys=False`: without the duplicate rules' parts (this version's and any other's
+        in `others`), and with only the count of each near-duplicate rule's events: the
+        ledger keeps those keys and events in a table of their own, read only for the
+        keys a credit brings (registry/duplicate_keys.py), so that the text written on
+        every credit does not grow with the account's history (docs/ledger.md,
+        Session 20)."""
         data: dict = dict(self.others)
-        for rule, keys in zip(rules.duplicates, self.keys):
-            data[_name(rule)] = sorted(map(_key_text, keys))
+        if keys:
+            for rule, kept in zip(rules.duplicates, self.keys):
+                data[_name(rule)] = sorted(map(_key_text, kept))
+        elif data:
+            data = {name: _counted(name, part) for name, part in data.items()
+                    if not name.startswith(_KEY_PART)}
         for rule, end, kept in zip(rules.overlaps, self.ends, self.intervals):
             data[_name(rule)] = {"end": end, "intervals": [list(iv) for iv in kept]}
         for rule, times in zip(rules.flags, self.flag_times):
@@ -125,7 +140,7 @@ class AccountState:
         for history, window in zip(rules.histories, self.windows):
             data[history_name(history)] = window.to_data()
         for rule, events in zip(rules.near_duplicates, self.near):
-            data[_name(rule)] = events.to_data()
+            data[_name(rule)] = events.to_data() if keys else {"count": events.count}
         if by_json:
             return _TEXT.encode(data)
         return _dumps(data, not (self.others or rules.histories or rules.near_duplicates))
@@ -162,7 +177,9 @@ class AccountState:
         for j, history in enumerate(rules.histories):
             state.windows[j] = Window.of_data(data.get(history_name(history)))
         for j, rule in enumerate(rules.near_duplicates):
-            state.near[j] = Events.from_data(data.get(_name(rule)))
+            part = data.get(_name(rule))
+            state.near[j] = (Events(count=part["count"]) if isinstance(part, dict)
+                             else Events.from_data(part))
         return state
 
 
@@ -182,6 +199,41 @@ def _loads(text: str):
 # Their output is json.dumps' with the same options, byte for byte.
 _KEY = json.JSONEncoder(ensure_ascii=False)
 _STRING = json.encoder.encode_basestring  # the string encoder _KEY's C encoder uses
+
+
+def key_text(key: tuple) -> str:
+    """A duplicate rule's key as its state part holds it (JSON text of an array)."""
+    return _key_text(key)
+
+
+def parse_key(text: str) -> tuple:
+    """The key `key_text` wrote, as the engine compares it (a tuple of JSON values)."""
+    return tuple(_loads(text))
+
+
+def rule_part(rule) -> str:
+    """The name of a rule's part of the state (its kind and terms): what the ledger's
+    table of duplicate keys names the rule by, as the JSON state names its part."""
+    return _name(rule)
+
+
+def is_key_part(name: str) -> bool:
+    """Whether a part of the state (by its name) is what the ledger keeps as rows of
+    `duplicate_keys` when written with keys=False: a `forbid duplicate` rule's keys, or
+    a near-duplicate rule's events (of which the state then keeps only the count)."""
+    return name.startswith(_KEY_PART) or name.startswith(_EVENT_PART)
+
+
+_KEY_PART = "duplicate:"  # _name of an ir.Duplicate (type name, lowered, then ":")
+_EVENT_PART = "nearduplicate:"  # _name of an ir.NearDuplicate
+
+
+def _counted(name: str, part):
+    """Another version's part as keys=False writes it: a near-duplicate rule's events
+    (a list, as keys=True wrote them) as their count; any other part as it is."""
+    if name.startswith(_EVENT_PART) and isinstance(part, list):
+        return {"count": len(part)}
+    return part
 
 
 def _key_text(key: tuple) -> str:

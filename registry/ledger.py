@@ -24,7 +24,10 @@ The cross-record rules (caps, duplicate keys, overlaps, windows) hold across req
 given the methodology's `engine`, `credit` takes the per-record results
 (`Engine.evaluate(..., per_record_only=True)`) and applies the rules itself, each account
 judged after the state its earlier credits left (`rule_states`, engine/state.py), and
-stores the new state in the same transaction. The accounts' state rows are locked first
+stores the new state in the same transaction. The duplicate rules' keys are rows of
+their own (`duplicate_keys`): a credit reads only those equal to the keys its records
+bring, and inserts those it accepts (registry/duplicate_keys.py), so what a credit reads
+and writes does not grow with the accounts' history. The accounts' state rows are locked first
 (in account order, so that two requests never wait for each other in a circle):
 PostgreSQL `SELECT ... FOR UPDATE`; SQLite has one writer at a time (BEGIN IMMEDIATE).
 So concurrent requests for the same accounts are judged one after the other, and a cap is
@@ -54,7 +57,7 @@ from engine.gc_pause import cycle_collector_paused
 from engine.result import MethodologyRef, Result
 from engine.state import AccountState
 
-from . import accounts, audit, bulk, precedence, reversals, users
+from . import accounts, audit, bulk, duplicate_keys, precedence, reversals, users
 from .errors import Conflict, Invalid, InvalidTransition, NotFound
 from .models import (ACTIVE, CREDIT_STATUSES, PUBLISHED, SUPERSEDED, CreditBatch, CreditEntry,
                      MethodologyVersion, Reversal, RuleState, User, UTCDateTime, utcnow)
@@ -240,6 +243,7 @@ def _credit(session: Session, actor, ref: MethodologyRef, results: Sequence[Resu
     conflicts: dict[str, list[str]] = {}
     judged: dict[str, Result] = {}
     states = rules = None
+    new_keys = None  # the duplicate rules' keys accepted now (duplicate_keys.new_rows)
     created: list = []
     across = precedence.Found()
     present: dict[str, CreditEntry] = {}
@@ -270,9 +274,14 @@ def _credit(session: Session, actor, ref: MethodologyRef, results: Sequence[Resu
         # counts a record it did not credit. Records credited before are not judged
         # again; the others are, after the state. (_lock_and_read: on PostgreSQL two
         # round trips for all of it.)
-        states, found = _lock_and_read(
+        # the keys the records bring, for the duplicate rules: only the stored keys equal
+        # to one of them are read (registry/duplicate_keys.py), with the locks
+        wanted = (duplicate_keys.Wanted(ref.id, rules, chosen.values())
+                  if stateful and (rules.duplicates or rules.near_duplicates) else None)
+        states, found, key_rows = _lock_and_read(
             session, rules, ref.id, sorted({r.account for r in chosen.values()}) if stateful else None,
-            now, actor.id, chosen)
+            now, actor.id, chosen, wanted)
+        loaded = duplicate_keys.load(wanted, key_rows, states) if wanted is not None else None
         present = {e.record_id: e for e in found}
         for record_id, entry in present.items():
             differ = _differing(entry.record, (records or {}).get(record_id))
@@ -296,6 +305,8 @@ def _credit(session: Session, actor, ref: MethodologyRef, results: Sequence[Resu
                 r.status, (r.code, r.message) = "duplicate", across.blocked[r.id]
                 r.reduction_mg = r.points = 0
         cross_record.apply(fresh, rules, engine.recompute_points, state=states)
+        if wanted is not None:
+            new_keys = duplicate_keys.new_rows(wanted, states, loaded)
         judged = {r.id: r for r in fresh}
         chosen = {r.id: r for r in fresh if r.status in CREDIT_STATUSES}
         skipped = skipped + [r for r in fresh if r.status not in CREDIT_STATUSES]
@@ -316,13 +327,13 @@ def _credit(session: Session, actor, ref: MethodologyRef, results: Sequence[Resu
         inserted = dict.fromkeys(columns.record_id)  # all of them, or the commit fails (Raced)
     else:
         inserted = dict((record_id, entry_id) for entry_id, record_id in _save_and_insert(
-            session, rules, ref.id, states, now, columns, constant))
+            session, rules, ref.id, states, now, columns, constant, new_keys))
     # The outcome from what was inserted (no reading back), and the entries credited
     # before: read before judging, plus any a concurrent transaction committed since
     # (not inserted here, yet not read then; usually none, so no query).
     new = columns.entries(inserted, constant)
     if deferred:
-        _defer_save_and_insert(session, rules, ref.id, states, now, columns, constant, new)
+        _defer_save_and_insert(session, rules, ref.id, states, now, columns, constant, new, new_keys)
     # a credit under a methodology this one precedes, of an activity just credited here,
     # is reversed (after our entries, so the points balance counts them)
     displaced = []
@@ -463,11 +474,14 @@ _PG_ENTRIES = ("SELECT e.* FROM unnest(%(ids)b::varchar[]) AS wanted(record_id) 
 
 
 def _lock_and_read(session: Session, rules, methodology_id: str, accounts: Optional[list[str]],
-                   now, integrator_id: int, chosen: dict[str, Result]
-                   ) -> tuple[Optional[dict[str, AccountState]], list[CreditEntry]]:
+                   now, integrator_id: int, chosen: dict[str, Result],
+                   wanted: Optional[duplicate_keys.Wanted] = None
+                   ) -> tuple[Optional[dict[str, AccountState]], list[CreditEntry], list[tuple]]:
     """(the accounts' states, locked: _lock_states; None without `accounts`), then the
     record ids locked (_lock_records) and the integrator's entries of them read
-    (_entries), in this order. On PostgreSQL in two round trips instead of three to five:
+    (_entries), in this order; then the stored duplicate keys `wanted` (rows,
+    duplicate_keys.read: after the states' locks, so what their previous holders
+    committed). On PostgreSQL in two round trips instead of three to five:
     the existing state rows locked (which says which are missing), then in one pipeline
     (bulk.pipelined) the missing rows made and locked, the record locks and the read; for
     up to _MAKE_FIRST_UP_TO accounts in one, every row made if missing and locked there.
@@ -477,7 +491,8 @@ def _lock_and_read(session: Session, rules, methodology_id: str, accounts: Optio
     if not bulk.is_postgresql(session):
         states = _lock_states(session, rules, methodology_id, accounts, now) if accounts else None
         _lock_records(session, integrator_id, methodology_id, chosen)
-        return states, _entries(session, integrator_id, methodology_id, sorted(chosen))
+        found = _entries(session, integrator_id, methodology_id, sorted(chosen))
+        return states, found, duplicate_keys.read(session, wanted) if wanted else []
     if accounts and len(accounts) <= _MAKE_FIRST_UP_TO:
         # few accounts: every row made if missing (ON CONFLICT DO NOTHING) and all locked,
         # in the pipeline below: one round trip for the whole of it
@@ -495,7 +510,10 @@ def _lock_and_read(session: Session, rules, methodology_id: str, accounts: Optio
                             integrator_id, methodology_id, chosen)}, False),
                        (_PG_ENTRIES, {"ids": sorted(chosen), "integrator": integrator_id,
                                       "methodology": methodology_id}, True)]
+    if wanted:
+        statements.append(duplicate_keys.read_statement(wanted))
     answers = bulk.pipelined(session, statements) if statements else []
+    key_rows = answers.pop() if wanted else []
     if missing:
         stored.update(answers[1])
     states = ({a: AccountState.from_json(rules, stored.get(a)) for a in accounts}
@@ -508,7 +526,7 @@ def _lock_and_read(session: Session, rules, methodology_id: str, accounts: Optio
                 values[name] = values[name].astimezone(dt.timezone.utc)
         found.append(_entry(**values))
     found.sort(key=lambda e: e.record_id)
-    return states, found
+    return states, found, key_rows
 
 
 # Up to this many accounts, _lock_and_read makes the missing state rows and locks them all
@@ -525,21 +543,26 @@ _MAKE_FIRST_UP_TO = 128
 
 def _save_and_insert(session: Session, rules, methodology_id: str,
                      states: Optional[dict[str, AccountState]], now, columns: "_EntryColumns",
-                     constant: dict) -> list:
-    """The accounts' new states saved (_save_states), then the entries inserted ON
+                     constant: dict, new_keys: Optional[dict] = None) -> list:
+    """The accounts' new states saved (_save_states), the duplicate keys accepted now
+    inserted (`new_keys`, duplicate_keys.new_rows), then the entries inserted ON
     CONFLICT DO NOTHING (`columns`, with the `constant` columns): [(entry id, record id)]
-    of those inserted. On PostgreSQL both in one statement of one round trip
-    (bulk.pipelined)."""
+    of those inserted. On PostgreSQL in one round trip (bulk.pipelined): the states and
+    the entries in one statement, the keys in a second."""
     conflict = ["integrator_id", "methodology_id", "record_id"]
     if not bulk.is_postgresql(session):
         if states:
             _save_states(session, rules, methodology_id, states, now)
+        if new_keys:
+            duplicate_keys.insert(session, methodology_id, new_keys)
         return _insert(session, CreditEntry.__table__, columns.rows(constant), conflict,
                        ["id", "record_id"])
     save = (_PG_SAVE_STATES, _save_params(rules, methodology_id, states, now), False) if states else None
+    keys = duplicate_keys.insert_statement(methodology_id, new_keys) if new_keys else None
     if not columns.record_id:
-        if save is not None:
-            bulk.pipelined(session, [save])
+        writes = [statement for statement in (save, keys) if statement is not None]
+        if writes:
+            bulk.pipelined(session, writes)
         return []
     sql, params = bulk.pg_insert_columns(CreditEntry.__table__, columns.varying(), constant,
                                          conflict, ["id", "record_id"])
@@ -548,7 +571,7 @@ def _save_and_insert(session: Session, rules, methodology_id: str,
         # its rows are read; the two touch different tables, so sharing one snapshot changes
         # nothing), one statement's psycopg Python less a credit (docs/ledger.md, Session 18)
         sql, params = _with_states_saved(sql), {**save[1], **params}
-    return bulk.pipelined(session, [(sql, params, True)])[0]
+    return bulk.pipelined(session, [(sql, params, True)] + ([keys] if keys else []))[0]
 
 
 # The entries' INSERT (with the states' UPDATE, or alone) sent at commit, guarded: when
@@ -565,7 +588,8 @@ _GUARDED: dict[tuple[str, bool], str] = {}
 
 def _defer_save_and_insert(session: Session, rules, methodology_id: str,
                            states: Optional[dict[str, AccountState]], now, columns: "_EntryColumns",
-                           constant: dict, new: list[CreditEntry]) -> None:
+                           constant: dict, new: list[CreditEntry],
+                           new_keys: Optional[dict] = None) -> None:
     """_save_and_insert's writes (one statement) sent at the head of the session's next
     pipeline (bulk.defer): the COMMIT's, with the chain's lock and the audit entry, where
     they took a round trip of their own (5 → 4 a single-record credit over HTTP;
@@ -596,6 +620,9 @@ def _defer_save_and_insert(session: Session, rules, methodology_id: str,
                 by_record[record_id].__dict__["id"] = entry_id
 
     bulk.defer(session, (sql, params, True), answer, raced=_DIVISION_BY_ZERO)
+    keys = duplicate_keys.insert_statement(methodology_id, new_keys) if new_keys else None
+    if keys is not None:  # the duplicate keys accepted now, in the same pipeline
+        bulk.defer(session, keys, lambda rows: None)
 
 
 _WITH_SAVED: dict[str, str] = {}
@@ -808,7 +835,7 @@ def _save_states(session: Session, rules, methodology_id: str, states: dict[str,
         session.connection().exec_driver_sql(_PG_SAVE_STATES, _save_params(
             rules, methodology_id, states, now))
         return
-    texts = {a: s.to_json(rules) for a, s in states.items()}
+    texts = {a: s.to_json(rules, keys=False) for a, s in states.items()}
     table = RuleState.__table__
     session.execute(
         table.update()
@@ -818,7 +845,8 @@ def _save_states(session: Session, rules, methodology_id: str, states: dict[str,
 
 
 def _save_params(rules, methodology_id: str, states: dict[str, AccountState], now) -> dict:
-    texts = {a: s.to_json(rules) for a, s in states.items()}
+    # without the duplicate keys: those are rows of their own (duplicate_keys)
+    texts = {a: s.to_json(rules, keys=False) for a, s in states.items()}
     return {"now": now, "accounts": list(texts), "states": list(texts.values()),
             "methodology": methodology_id}
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Optional
 
-from sqlalchemy import (JSON, BigInteger, Boolean, CheckConstraint, Date, DateTime,
+from sqlalchemy import (JSON, BigInteger, Boolean, CheckConstraint, Column, Date, DateTime,
                         ForeignKey, ForeignKeyConstraint, Index, Integer, MetaData, String, Text,
-                        TypeDecorator, UniqueConstraint)
+                        Table, TypeDecorator, UniqueConstraint)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 UTC = dt.timezone.utc
@@ -501,6 +501,30 @@ class RuleState(Base):
     account: Mapped[str] = mapped_column(String(200), primary_key=True)
     state: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# The keys a `forbid duplicate` rule accepted (and the events a near-duplicate rule
+# kept), per methodology, account and rule (the
+# rule's part name, engine/state.rule_part), kept out of the JSON state so that a credit
+# reads only the keys its records bring (registry/duplicate_keys.py; docs/ledger.md,
+# Session 20). `key`: the key as the state wrote it (engine/state.key_text); `key_hash`:
+# 64 bits of the methodology, account, rule and key, the only indexed column (one
+# 8-byte index entry a key), compared in full after the match. No primary key: rows are
+# only inserted, under the account's state lock, for keys the credit did not find.
+duplicate_keys = Table(
+    "duplicate_keys", Base.metadata,
+    Column("methodology_id", String(128), nullable=False),
+    Column("account", String(200), nullable=False),
+    Column("rule", Text, nullable=False),
+    Column("key_hash", BigInteger, nullable=False),
+    Column("key", Text, nullable=False),
+    # a near-duplicate rule's event (engine/channels.py Events): its time, its order
+    # among the account's events of the rule, the record it was (None for a plain key)
+    Column("near", BigInteger),
+    Column("ordinal", BigInteger),
+    Column("record_id", Text),
+    Index("ix_duplicate_keys_key_hash", "key_hash"),
+)
 
 
 # ---------------------------------------------------------------- carbon accounts

@@ -43,8 +43,11 @@ What is recomputed, and against what:
 
 3. **The stored state.** The replayed state of each (methodology, account) must equal its
    `rule_states` row (AccountState.to_json, both read with the rules of the last version
-   replayed); a row of an account without entries must hold nothing (its records were all
-   rejected).
+   replayed, without the duplicate rules' keys: to_json(keys=False)); a row of an account
+   without entries must hold nothing (its records were all rejected). The keys the
+   replay's duplicate rules accepted (every version's: the replay carries them in its
+   JSON) must be the account's rows of `duplicate_keys` (registry/duplicate_keys.py),
+   rule by rule; an account without entries has none.
 
 4. **The audit chain** verifies (registry.audit.verify).
 
@@ -52,7 +55,11 @@ What this cannot replay: an entry without its record (written before records wer
 kept) cannot be recomputed: it is counted in `unverifiable`, and its account's later
 credits are not judged (their state is unknown). Nor can the credits of a methodology
 with a history window (docs/language.md §9.6): its windows count every record judged,
-the rejected ones too, which are not entries; they are counted in `unverifiable`. The parts of another version's rules
+the rejected ones too, which are not entries; they are counted in `unverifiable`. Nor the
+event a near-duplicate rule kept for a record that a later rule then rejected (a plain
+duplicate, an overlap): that record is no entry, so the replay keeps no event for it and
+reports the account's state (its events, their count) as different (docs/ledger.md,
+Session 20). The parts of another version's rules
 are kept in the state (engine/state.py, `others`), so records of two versions
 interleaved replay as they were judged.
 """
@@ -75,7 +82,7 @@ from engine.records import us_to_datetime
 from engine.result import INVALID
 from engine.state import AccountState
 
-from . import accounts, audit
+from . import accounts, audit, duplicate_keys
 from .models import Account, CreditBatch, CreditEntry, MethodologyVersion, Reversal, RuleState
 from .reversals import uncap, undoes
 
@@ -254,6 +261,12 @@ def _credits(session: Session, chosen: set[str], report: Report) -> None:
             if not _empty(row.state):
                 report.differences.append(Difference(
                     "state", row.account, "", "rule_state", row.state, None, row.methodology_id))
+    # an account without entries accepted no key either
+    for methodology_id, account in sorted(duplicate_keys.accounts_with_keys(session)):
+        if account in chosen and (methodology_id, account) not in replayed:
+            report.differences.append(Difference(
+                "state", account, "", "duplicate_keys",
+                _key_text(duplicate_keys.stored(session, methodology_id, account)), None, methodology_id))
 
 
 def _empty(text: Optional[str]) -> bool:
@@ -346,10 +359,24 @@ def _replay(session: Session, engines: _Engines, methodology_id: str, account: s
                     "state", account, "", "rule_state", row.state, None, methodology_id))
         return
     report.states += 1
-    stored = AccountState.from_json(rules, row.state).to_json(rules) if row else None
-    if stored != state_text:
+    # the state without the duplicate rules' keys, which are rows of their own
+    # (registry/duplicate_keys.py): those compared with the keys replayed, rule by rule
+    stored = AccountState.from_json(rules, row.state).to_json(rules, keys=False) if row else None
+    again = AccountState.from_json(rules, state_text).to_json(rules, keys=False)
+    if stored != again:
         report.differences.append(Difference("state", account, "", "rule_state", stored,
-                                             state_text, methodology_id))
+                                             again, methodology_id))
+    kept = duplicate_keys.of_state(json.loads(state_text))
+    rows = duplicate_keys.stored(session, methodology_id, account)
+    if rows != kept:
+        report.differences.append(Difference("state", account, "", "duplicate_keys",
+                                             _key_text(rows), _key_text(kept), methodology_id))
+
+
+def _key_text(parts: dict[str, set[tuple]]) -> str:
+    """Keys (and events) per rule, as a difference shows them."""
+    return json.dumps({name: sorted(rows, key=repr) for name, rows in sorted(parts.items())},
+                      ensure_ascii=False)
 
 
 def _compare(entry: CreditEntry, r, report: Report) -> None:

@@ -151,6 +151,13 @@ def test_eval_compact_writes_the_full_files_columns_and_the_methodology_once(tmp
     stats = {group.column(i).path_in_schema: group.column(i).statistics for i in range(group.num_columns)}
     assert {name for name, s in stats.items() if s is not None and s.has_min_max} == {"reduction_mg", "points"}
     assert (stats["points"].min, stats["points"].max) == (small["points"].min(), small["points"].max())
+    # the numbers packed (DELTA_BINARY_PACKED) and not compressed, the text by Snappy
+    # (recordfiles.COMPACT_ENCODINGS); read back above by Polars, here by PyArrow too
+    chunks = {group.column(i).path_in_schema: group.column(i) for i in range(group.num_columns)}
+    for name in ("reduction_mg", "points"):
+        assert "DELTA_BINARY_PACKED" in chunks[name].encodings and chunks[name].compression == "UNCOMPRESSED"
+    assert {chunks[name].compression for name in ("id", "account", "status", "code")} == {"SNAPPY"}
+    assert pl.from_arrow(pq.read_table(compact)).equals(small)
     done = tanpu("eval", SHENZHEN, str(records), "-o", str(tmp_path / "out.csv"), "--compact")
     assert done.returncode == 2 and "--compact writes Parquet" in done.stderr
 

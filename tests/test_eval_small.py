@@ -297,3 +297,45 @@ class SmallRuns(dict):
 @pytest.fixture(scope="module")
 def small_runs(tmp_path_factory) -> SmallRuns:
     return SmallRuns(tmp_path_factory)
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_a_result_file_s_pages_are_let_go_behind_the_writer(fmt, tmp_path, monkeypatch):
+    """ResultWriter asks the kernel to drop the pages of what it wrote (WrittenPages):
+    each time the file grew by STEP, from where the call before began (the pages whose
+    writing out that call started) up to what is written; the file is the one written
+    without it; a file begun anew (`restart`) is advised from its start again."""
+    import os
+
+    from engine import recordfiles
+
+    monkeypatch.setattr(recordfiles.WrittenPages, "STEP", 2000)
+    ref = MethodologyRef("x.y", "1.0.0", "sha256:" + "ab" * 32)
+    frames = [results_frame([Result(f"r{k}-{i}", f"a{i}", 1_700_000_000_000_000 + i, "credited", "", "",
+                                    reduction_mg=i * 7919, points=i, row=k * 500 + i) for i in range(500)])
+              for k in range(4)]
+    calls = []
+
+    def recorded(fd, offset, length, advice):
+        calls.append((offset, offset + length, advice, os.fstat(fd).st_size))
+
+    def written(name: str, advise) -> tuple[bytes, list]:
+        monkeypatch.setattr(os, "posix_fadvise", advise)
+        writer = ResultWriter(tmp_path / f"{name}.{fmt}", ref)
+        for frame in frames:  # written, then begun anew (the engine's rewind)
+            writer.write(frame)
+        writer.restart()
+        calls.clear()
+        for frame in frames:
+            writer.write(frame)
+        writer.close()
+        return (tmp_path / f"{name}.{fmt}").read_bytes(), list(calls)
+
+    plain, _ = written("plain", lambda *args: None)
+    advised, ranges = written("advised", recorded)
+    assert advised == plain
+    assert len(ranges) >= 3 and {advice for _, _, advice, _ in ranges} == {os.POSIX_FADV_DONTNEED}
+    assert all(end == size for _, end, _, size in ranges)  # up to what is written
+    ends = [end for _, end, _, _ in ranges]
+    assert all(later - end >= 2000 for end, later in zip(ends, ends[1:]))  # a STEP at least between
+    assert [start for start, *_ in ranges] == [0, 0] + ends[:-2]  # the range before's start kept

@@ -146,6 +146,14 @@ void tanpu_carried_overlaps(int64_t n, void **a) {
     int64_t *reduction = (int64_t *)a[6 + 3 * rules], *points = (int64_t *)a[7 + 3 * rules];
     int64_t k = 0;
     for (int64_t i = 0; i < n; i++) {
+        if (i + AHEAD < n) {  /* the state and the columns read AHEAD records on: random reads */
+            const int64_t ca = account[i + AHEAD], pa = pos[i + AHEAD];
+            for (int64_t r = 0; r < rules; r++) {
+                __builtin_prefetch(&((const int64_t *)a[4 + 3 * r])[pa]);
+                __builtin_prefetch(&((const int64_t *)a[5 + 3 * r])[pa]);
+                __builtin_prefetch(&((const int64_t *)a[6 + 3 * r])[ca]);
+            }
+        }
         const int64_t c = account[i], p = pos[i];
         int64_t rejected = -1;
         for (int64_t r = 0; r < rules; r++) {
@@ -184,6 +192,10 @@ void tanpu_carried_cap(int64_t n, void **a) {
     const int64_t limit = io[0];
     io[1] = 0;
     for (int64_t i = 0; i < n; i++) {
+        if (i + AHEAD < n) {  /* the account's state AHEAD records on: random reads */
+            __builtin_prefetch(&latest[account[i + AHEAD]]);
+            __builtin_prefetch(&total[account[i + AHEAD]]);
+        }
         const int64_t c = account[i], p = period[i];
         if (p != latest[c]) {
             if (p < latest[c]) { io[1] = -1; return; }

@@ -302,3 +302,28 @@ def test_days_from_civil_by_the_month_table(first_year, years):
     got = days_from_civil(np.array([d.year for d in dates]), np.array([d.month for d in dates]),
                           np.array([d.day for d in dates]))
     assert got.tolist() == [(d - dt.date(1970, 1, 1)).days for d in dates]
+
+
+@pytest.mark.parametrize("table_bits", [4, 10])
+def test_the_c_pass_grows_its_table_as_accounts_come(table_bits, monkeypatch):
+    """The C pass's account table is made for all the records' accounts up to
+    rules.TABLE_BITS and grown beyond (a whole file of millions of records): with a
+    table made too small for the accounts it grows, several times, and orders each
+    account as the two sorts do."""
+    from engine.batch import rules
+
+    monkeypatch.setattr(rules, "TABLE_BITS", table_bits)
+    rng = np.random.default_rng(5)
+    n = 5000
+    accounts = pl.Series([f"a{k}" for k in rng.integers(0, 3000, n)])
+    time = np.sort(rng.integers(0, 10 ** 9, n)) * 1_000_000
+    batch = SimpleNamespace(time=time, ids=pl.Series([f"r{i}" for i in range(n)]),
+                            rows=np.arange(n, dtype=np.int64))
+    positions = np.arange(n)
+    hashes = account_hashes(accounts, positions)
+    assert rules.table_bits(n) == table_bits < (2 * accounts.n_unique()).bit_length()
+    sorts, _, _ = canonical(batch, positions, *hashes)
+    c_pass, code, t = canonical(batch, positions, *hashes, native=_native())
+    assert _per_account(accounts.to_list(), c_pass) == _per_account(accounts.to_list(), sorts)
+    assert code.tolist() == sorted(code.tolist()) and int(code[-1]) + 1 == accounts.n_unique()
+    assert t.tolist() == time[c_pass].tolist()

@@ -17,7 +17,7 @@ TABLES = {"users", "user_roles", "audit_log", "committees", "committee_members",
           "retirements", "retirement_parts", "review_rounds", "jobs", "webhook_subscriptions",
           "webhook_deliveries", "api_idempotency", "account_ancestors", "comment_replies",
           "thread_resolutions", "comment_spans", "comment_edits", "review_drafts",
-          "notifications", "vote_changes", "alembic_version"}
+          "notifications", "vote_changes", "duplicate_keys", "alembic_version"}
 
 
 def _diff(db: Database) -> list:
@@ -31,9 +31,9 @@ def test_upgrade_creates_every_table_at_head(empty_url):
     try:
         assert migrate.current(db) is None
         assert not migrate.is_up_to_date(db)
-        assert migrate.upgrade(db) == migrate.head() == "0016"
+        assert migrate.upgrade(db) == migrate.head() == "0017"
         assert set(sa.inspect(db.engine).get_table_names()) == TABLES
-        assert migrate.upgrade(db) == "0016"  # again: nothing to do
+        assert migrate.upgrade(db) == "0017"  # again: nothing to do
     finally:
         db.dispose()
 
@@ -59,7 +59,7 @@ def test_downgrade_to_nothing_and_up_again(db):
         config.attributes["connection"] = connection
         command.downgrade(config, "base")
     assert set(sa.inspect(db.engine).get_table_names()) <= {"alembic_version"}
-    assert migrate.upgrade(db) == "0016"
+    assert migrate.upgrade(db) == "0017"
     assert _diff(db) == []
 
 
@@ -155,7 +155,7 @@ def test_0014_fills_the_closure_from_the_parents(empty_url):
                     "INSERT INTO accounts (id, kind, parent_id, name, domains, status, created_at, "
                     "updated_at) VALUES (:id, :kind, :parent, '', '[]', 'active', "
                     "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"), {"id": id_, "kind": kind, "parent": parent})
-        assert migrate.upgrade(db) == migrate.head() == "0016"  # through 0014
+        assert migrate.upgrade(db) == migrate.head() == "0017"  # through 0014
         with db.engine.connect() as c:
             rows = set(c.execute(sa.text(
                 "SELECT ancestor_id, account, account_id, depth FROM account_ancestors")).all())

@@ -7,6 +7,7 @@ client, SQLite and PostgreSQL)."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import random
 import threading
 
@@ -368,6 +369,12 @@ def test_near_duplicates_one_by_one_and_at_once_give_the_same_ledger(web, reg):
     assert "the same event as record feed" in by_id["app"]["message"]
     assert (by_id["again"]["status"], by_id["again"]["code"]) == ("duplicate", "SAME_RIDE")
     assert by_id["feed"]["status"] == by_id["later"]["status"] == by_id["other"]["status"] == "credited"
+    with web.reg.db.engine.connect() as c:  # the events are rows; the state keeps their count
+        states = [json.loads(t) for t in c.execute(sa.text("SELECT state FROM rule_states")).scalars()]
+        events = c.execute(sa.text("SELECT record_id FROM duplicate_keys ORDER BY record_id")).scalars().all()
+    assert sorted(part["count"] for state in states for part in state.values()
+                  if isinstance(part, dict) and "count" in part) == [1, 2]
+    assert events == ["feed", "later", "other"]
     whole = _entries(web)
     other = web.token(_second_integrator(reg))
     for r in rides:
@@ -382,7 +389,7 @@ def test_requests_of_any_size_leave_the_same_entries_and_states(web, reg):
     integrators (each its own ids) in requests of random sizes, one ride at a time and
     in one request gives the same entries and leaves the same stored states (the rules'
     state compared as stored, text for text), and the entries are the batch engine's on
-    the whole stream."""
+    the whole stream. The duplicate rule's keys, rows of their own, are the same rows too."""
     text = source(METHODOLOGY, "1.0.0") + (
         "\ncap reduction at 1 kg per account per day\n"
         "forbid duplicate mode, distance per account else SAME \"the same ride\"\n"
@@ -420,10 +427,15 @@ def test_requests_of_any_size_leave_the_same_entries_and_states(web, reg):
                 "SELECT account, state FROM rule_states WHERE account IN "
                 "(SELECT CAST(account_id AS VARCHAR) FROM account_identities WHERE integrator_id = :i)"),
                 {"i": integrator}).all()}
-        return entries, states
+            keys = sorted((named[a][:len(named[a]) - len(suffix)], rule, key) for a, rule, key in c.execute(
+                sa.text("SELECT account, rule, key FROM duplicate_keys WHERE account IN "
+                        "(SELECT CAST(account_id AS VARCHAR) FROM account_identities WHERE integrator_id = :i)"),
+                {"i": integrator}).all())
+        return entries, states, keys
     by_sizes, one_by_one, at_once = (ledger_of(i, suffix) for i, suffix in zip(integrators, ["", "-b", "-c"]))
     assert by_sizes == one_by_one == at_once
     assert len(by_sizes[1]) == 4 and all(by_sizes[1].values())
+    assert by_sizes[2]  # the duplicate rule's keys, the same rows however the stream came
     statuses = {status for status, *_ in by_sizes[0].values()}
     assert statuses == {"credited", "capped"}  # the cap was reached; the others are not entries
     assert len(by_sizes[0]) < len(stream)  # duplicates and overlaps rejected
@@ -585,3 +597,178 @@ def test_many_concurrent_credits_over_overlapping_new_accounts(capped):
     assert errors == []
     assert web.reg.count("credit_entries") == sent
     assert credited_mg(web) == sent * KM_MG
+
+
+# ---------------------------------------------------------------- duplicate keys, a table of their own
+DUPLICATE_RULE = "forbid duplicate mode, distance per account else SAME \"the same ride\"\n"
+NEAR_RULE = ("forbid duplicate mode, boarded within 5 min per account where mode != ebus\n"
+             "  else SAME_RIDE \"the same ride reported again\"\n")
+
+
+def _keys_stream(seed: int, n: int = 80) -> list[dict]:
+    """Rides in time order over three accounts, an hour apart (no overlap), whose
+    (mode, distance) repeat now and then (the duplicate rule's work), and a fifth of
+    them reported twice, two minutes apart (the near-duplicate rule's)."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        if out and rng.random() < 0.2:
+            first = out[-1]
+            out.append(ride(f"k{i}", 60 * (i - 1) + 2, km=rng.randint(1, 25), account=first["account"],
+                            mode=first["mode"]))
+            continue
+        out.append(ride(f"k{i}", 60 * i, km=rng.randint(1, 25), account=f"acct-{rng.randrange(3)}",
+                        mode=rng.choice(["metro", "ebus"])))
+    return sorted(out, key=lambda r: r["boarded"])
+
+
+def _expected(text: str, stream: list[dict]) -> dict:
+    """(record id, account) -> (status, mg, points, code) as the batch engine judges the
+    whole stream: what every way of crediting it must leave."""
+    methodology = compile_source(text, "judged.tanpu").methodology
+    return {(r.id, r.account): (r.status, r.reduction_mg, r.points, r.code if r.status == "capped" else "")
+            for r in BatchEngine(methodology).evaluate(stream) if r.status in ("credited", "capped")}
+
+
+def _rows_read(monkeypatch) -> list:
+    """The rows of duplicate_keys each credit read (one list per credit)."""
+    from registry import duplicate_keys
+    read, real = [], duplicate_keys.load
+
+    def load(wanted, rows, states):
+        rows = list(rows)
+        read.append(rows)
+        return real(wanted, rows, states)
+    monkeypatch.setattr(duplicate_keys, "load", load)
+    return read
+
+
+def _key_rows(web) -> list[tuple]:
+    with web.reg.db.engine.connect() as c:
+        return sorted(tuple(row) for row in c.execute(sa.text(
+            "SELECT account, rule, key FROM duplicate_keys")).all())
+
+
+def test_an_accounts_state_does_not_grow_with_its_duplicate_keys(web, reg, monkeypatch):
+    """A duplicate rule's keys are rows of their own, not part of the account's state: the
+    state written on every credit holds none of them, and a credit reads only the stored
+    keys equal to those its records bring, however many the account has. A key accepted
+    forty requests earlier still makes a duplicate."""
+    text = source(METHODOLOGY, "1.0.0") + "\n" + DUPLICATE_RULE
+    web.published("1.0.0", dt.date(2024, 1, 1), text)
+    token = web.token()
+    read = _rows_read(monkeypatch)
+    states = []
+    for i in range(40):  # one ride a day, each its own key
+        post(web, token, [ride(f"r{i}", 0, km=i + 1, day=f"2024-0{5 + i // 28}-{1 + i % 28:02d}")])
+        with web.reg.db.engine.connect() as c:
+            states.append(c.execute(sa.text("SELECT state FROM rule_states")).scalar_one())
+    assert len(_key_rows(web)) == 40
+    assert all("duplicate:" not in state for state in states)
+    # the overlap's intervals of the last week, no more: the text stops growing
+    assert max(map(len, states[20:])) <= max(map(len, states[8:20]))
+    assert all(rows == [] for rows in read)  # each key new: nothing stored matched
+    again = post(web, token, [ride("again", 0, km=1, day="2024-06-20"),
+                              ride("new", 60, km=99, day="2024-06-20")])["results"]
+    assert [(r["id"], r["status"], r["code"]) for r in again] == [
+        ("again", "duplicate", "SAME"), ("new", "credited", "")]
+    assert len(read[-1]) == 1 and tuple(read[-1][0][:3]) in _key_rows(web)  # r0's key alone
+    assert len(_key_rows(web)) == 41  # the duplicate accepted no key
+
+
+# one rule at a time: `tanpu ledger verify` replays the entries alone, and a record a
+# near-duplicate rule kept as an event but a later rule rejected is no entry (the live
+# state keeps its event; the replay cannot), which the two rules together would produce
+RULES = [pytest.param(DUPLICATE_RULE, "SAME", id="duplicate"),
+         pytest.param(NEAR_RULE, "SAME_RIDE", id="near")]
+
+
+@pytest.mark.parametrize("rule, code", RULES)
+def test_keys_that_share_a_hash_are_compared_in_full(web, reg, monkeypatch, rule, code):
+    """Every key given one hash (the table's index then finds every stored key of the
+    methodology for each): a stored key that is not equal to a record's never makes it a
+    duplicate. One ride a request and one request for all give the batch engine's ledger."""
+    from registry import duplicate_keys
+    monkeypatch.setattr(duplicate_keys, "key_hash", lambda *_: 42)
+    text = source(METHODOLOGY, "1.0.0") + "\n" + rule
+    web.published("1.0.0", dt.date(2024, 1, 1), text)
+    read = _rows_read(monkeypatch)
+    stream = _keys_stream(7)
+    other = _second_integrator(reg)
+    for r in stream:
+        post(web, web.token(), [r])
+    post(web, web.token(other), [{**r, "account": r["account"] + "-b"} for r in stream])
+    expected = _expected(text, stream)
+    assert 0 < len(expected) < len(stream)  # some duplicates
+    codes = {r.code for r in BatchEngine(compile_source(text, "j.tanpu").methodology).evaluate(stream)}
+    assert code in codes  # the rule at work
+    assert _entries(web) == expected
+    assert {(record_id, account[:-2]): rest for (record_id, account), rest in
+            _entries(web, integrator=other).items()} == expected
+    assert max(map(len, read)) >= 20  # the collisions happened: many rows read, few equal
+    with web.reg.db.engine.connect() as c:
+        assert set(c.execute(sa.text("SELECT key_hash FROM duplicate_keys")).scalars()) == {42}
+
+
+def test_the_hash_is_the_same_for_keys_python_calls_equal():
+    """The state's set found a key equal by Python's ==; the table finds it by its hash
+    first, so equal keys must hash alike: 1, 1.0 and True; -0.0 and 0."""
+    from registry.duplicate_keys import key_hash
+    h = lambda *key: key_hash("m", "a", "duplicate:x", key)  # noqa: E731
+    assert h("bus", 1) == h("bus", 1.0) == h("bus", True)
+    assert h(0) == h(-0.0) == h(False)
+    assert h("bus", 1) != h("bus", 2) and h("bus", 1) != h("bus", "1") and h(1.5) != h(1)
+    assert key_hash("m", "a", "duplicate:x", (1,)) != key_hash("m", "b", "duplicate:x", (1,))
+
+
+@pytest.mark.parametrize("rule, code", RULES)
+def test_migration_0017_moves_the_keys_and_the_verdicts_stay(web, reg, rule, code):
+    """A ledger credited before migration 0017 (its states holding every key and every
+    near-duplicate event, as the code before wrote them: made here by the migration's
+    downgrade, and compared with the engine's own state text) is upgraded: the keys and
+    events become rows, the states keep only the events' count, and the rest of the
+    stream is judged as the batch engine judges it whole."""
+    from alembic import command
+    from engine.state import AccountState
+    from registry import migrate
+    text = source(METHODOLOGY, "1.0.0") + "\n" + rule
+    web.published("1.0.0", dt.date(2024, 1, 1), text)
+    token = web.token()
+    stream = _keys_stream(11)
+    for at in range(0, 40, 7):
+        post(web, token, stream[at:min(at + 7, 40)])
+    moved = _key_rows(web)
+    config = migrate.alembic_config()
+    with web.reg.db.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0016")
+    web.reg.db.engine.dispose()
+    rules = compile_source(text, "judged.tanpu").methodology
+    from engine import Engine
+    from engine import cross_record
+    engine = Engine(rules)
+    named = platform_of(web, web.reg.integrator)
+    with web.reg.db.engine.connect() as c:
+        before = dict(c.execute(sa.text("SELECT account, state FROM rule_states")).all())
+    for account, state in before.items():  # the states as the code before 0017 wrote them
+        mine = [r for r in stream[:40] if r["account"] == named[account]]
+        results = engine.evaluate(mine, per_record_only=True)
+        for r in results:
+            r.account = account
+        states = {account: AccountState.empty(engine.rules)}
+        cross_record.apply(results, engine.rules, engine.recompute_points, state=states)
+        assert state == states[account].to_json(engine.rules)
+        assert ('"duplicate:' if code == "SAME" else '"nearduplicate:') in state
+    migrate.upgrade(web.reg.db)
+    web.reg.db.engine.dispose()
+    assert _key_rows(web) == moved
+    with web.reg.db.engine.connect() as c:
+        after = dict(c.execute(sa.text("SELECT account, state FROM rule_states")).all())
+    assert all('"duplicate:' not in state for state in after.values())
+    for account, state in after.items():  # of the events, their count
+        events = [part for name, part in json.loads(state).items() if name.startswith("nearduplicate:")]
+        assert events == [{"count": len(part)} for name, part in json.loads(before[account]).items()
+                          if name.startswith("nearduplicate:")]
+    for at in range(40, len(stream), 9):
+        post(web, token, stream[at:at + 9])
+    assert _entries(web) == _expected(text, stream)
