@@ -14,6 +14,10 @@ by a lasting account code (`Carried`):
 Memory grows with the accounts, not the records: about 60 bytes an account with one cap
 and one overlap rule (AccountIndex's table and hashes, the arrays; grown by half).
 
+The same C passes judge the store's partitions of a file in any order (Carried.fresh, from
+Rules._accounts): a partition holds every record of its accounts, so one pass in canonical
+order from a state in which no account has a record yet is the whole file's verdict.
+
 The conditions, each checked, and what happens when one fails (`stream`: the frames
 already given are taken back by the caller's `rewind` and the file is evaluated as
 before, BatchEngine.evaluate_file):
@@ -274,14 +278,26 @@ class Carried:
     """What the overlap rules and caps (Rules.carries) remember of every account so far,
     as arrays indexed by its AccountIndex code; Rules.judge_carried reads and updates it."""
 
-    def __init__(self, rules, functions):
-        self.index = AccountIndex(functions)
+    def __init__(self, rules, functions, accounts: Optional[int] = None):
+        """`accounts`: a fresh state for that many accounts, coded 0 .. accounts - 1 by
+        the caller (`fresh`), with no table of its own; else a lasting table (`codes`)."""
+        self.index = AccountIndex(functions) if accounts is None else None
         self.lock = threading.Lock()  # the index is looked up by the chunks' threads
         self.judge_overlaps, self.judge_cap = functions[2:]
-        size = self.index.capacity
+        size = self.index.capacity if accounts is None else max(1, accounts)
         self.ends = [np.full(size, NO_END, dtype=np.int64) for _ in rules.m.overlaps]
         self.periods = [np.full(size, NO_PERIOD, dtype=np.int64) for _ in rules.m.caps]
         self.totals = [np.zeros(size, dtype=np.int64) for _ in rules.m.caps]
+
+    @classmethod
+    def fresh(cls, rules, accounts: int) -> Optional["Carried"]:
+        """A state in which no account has a record yet, for `accounts` accounts whose
+        codes the caller gives (rules.canonical's, 0 .. accounts - 1): every record of
+        those accounts judged in one call of Rules.judge_carried from it is judged as the
+        whole-file steps judge them (Rules._accounts: a partition of the store, whose
+        accounts are all there). None without a compiler."""
+        functions = _functions(rules.native.build) if rules.native is not None else None
+        return None if functions is None else cls(rules, functions, accounts)
 
     def codes(self, h1: np.ndarray, h2: np.ndarray) -> tuple[np.ndarray, int]:
         """The accounts' lasting codes (AccountIndex.codes) and how many codes there are

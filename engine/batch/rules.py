@@ -23,6 +23,10 @@
   on the cumulative sums when every value of the group is >= 0 and L >= 0; other groups
   are replayed record by record. Capped reductions recompute points with the
   methodology's own formula (the formulas run again with the capped reduction).
+- When overlap rules and caps are the only rules on other records (`carries`), each
+  partition is judged instead by the time-ordered path's C passes (carried.py) from a
+  fresh state, one pass in canonical order (`_fresh_passes`); the steps above remain for
+  the other rules, a prior state, and a cap whose local period goes back.
 """
 
 from __future__ import annotations
@@ -119,6 +123,9 @@ class Rules:
     """The cross-record rules of a plan (`plan.rules`), ready for batches."""
 
     rounds = 32  # fixed-point rounds for duplicates/overlaps before replaying an account
+    # overlap rules and caps (`carries`) judged by C passes from a fresh state
+    # (`_fresh_passes`); False: by the whole-file NumPy steps (tests compare the two)
+    fresh = True
     ahead_rows = PARTITION_ROWS  # from this many rows, the counters' order is sorted beside the rules
 
     def __init__(self, methodology: CrossRecord, reasons: Reasons,
@@ -245,31 +252,83 @@ class Rules:
         by record as engine/cross_record.py judges them, each account starting from its
         state: no fixed point to iterate, no groups to make (docs/engine.md, "Time-ordered
         files", says what it saved)."""
-        m = self.m
         if pos.size == 0:
             return
-        if m.overlaps:
-            bounds = []
-            for o in m.overlaps:
-                start, end = _value_column(batch, o.start), _value_column(batch, o.end)
-                # a bound is a date or datetime input (E0604), which ingest.py always reads
-                # into int64 days or µs (Parquet Date or Datetime, text, a row read by
-                # records.py): tests/engine/test_batch_carried.py drives each way here. A
-                # raise, not an assert: the C pass reads the arrays as int64 even under -O
-                if not all(isinstance(c, np.ndarray) and c.dtype == np.int64 for c in (start, end)):
-                    raise TypeError(f"the overlap bounds {o.start}, {o.end} are not int64 arrays")
-                bounds.append((start, end))  # read at `pos` by the C pass itself
-            pos, account, time = carried.overlaps(batch, pos, account, time, bounds, self.overlap)
-        for index, cap in enumerate(m.caps):
+        bounds = self._overlap_bounds(batch)
+        if bounds is None:
+            raise TypeError("the overlap bounds are not int64 arrays")
+        pos, account, time = self._carried_overlaps(batch, pos, account, time, carried, bounds)
+        for index, cap in enumerate(self.m.caps):
             if pos.size == 0:
                 return
-            period = period_index(zone_table(cap.timezone).local_day(time), cap.period)
-            target = batch.reduction_mg if cap.target == "reduction" else batch.points
-            value = target[pos]
-            allowed = carried.cap(index, account, period, value, cap.limit)
-            capped = allowed < value
-            if capped.any():
-                self._capped(batch, cap, self.capped[index], pos[capped], allowed[capped])
+            self._carried_cap(batch, pos, account, time, carried, index, cap)
+
+    def _overlap_bounds(self, batch: Batch) -> Optional[list[tuple[np.ndarray, np.ndarray]]]:
+        """Per overlap rule, its whole start and end columns (int64 arrays, read at the
+        records' positions by the C pass itself); None when one is not such an array."""
+        bounds = []
+        for o in self.m.overlaps:
+            start, end = _value_column(batch, o.start), _value_column(batch, o.end)
+            # a bound is a date or datetime input (E0604), which ingest.py always reads
+            # into int64 days or µs (Parquet Date or Datetime, text, a row read by
+            # records.py): tests/engine/test_batch_carried.py drives each way here. Checked
+            # at run time, not asserted: the C pass reads the arrays as int64 even under -O
+            if not all(isinstance(c, np.ndarray) and c.dtype == np.int64 for c in (start, end)):
+                return None
+            bounds.append((start, end))
+        return bounds
+
+    def _carried_overlaps(self, batch: Batch, pos, account, time, carried, bounds):
+        """The overlap rules' C pass (Carried.overlaps): (pos, account, time) of the
+        records accepted."""
+        if not self.m.overlaps:
+            return pos, account, time
+        return carried.overlaps(batch, pos, account, time, bounds, self.overlap)
+
+    def _carried_cap(self, batch: Batch, pos, account, time, carried, index: int, cap: ir.Cap) -> None:
+        """Cap `index`'s C pass (Carried.cap) over the accepted records; NotInOrder for a
+        period before the account's latest (nothing written then)."""
+        period = period_index(zone_table(cap.timezone).local_day(time), cap.period)
+        target = batch.reduction_mg if cap.target == "reduction" else batch.points
+        value = target[pos]
+        allowed = carried.cap(index, account, period, value, cap.limit)
+        capped = allowed < value
+        if capped.any():
+            self._capped(batch, cap, self.capped[index], pos[capped], allowed[capped])
+
+    def _fresh_passes(self, batch: Batch, pos, account, time) -> bool:
+        """The overlap rules and caps of records whose accounts are all here (a batch, or
+        a partition of one: every record of each account), `pos` in canonical order,
+        `account` canonical's codes along it, judged by the time-ordered path's C passes
+        from a fresh state (carried.Carried.fresh): one pass in canonical order, exact
+        since each record's verdict depends only on its account's records before it,
+        instead of `_keys_and_overlaps`' fixed point and `_cap`'s groups (docs/engine.md,
+        "Random order, sixth round"). A cap whose local period goes back within an
+        account (a clock set back across midnight) is judged by `_cap` instead, which
+        groups by period. False
+        (nothing judged) when these passes do not apply: other rules than overlaps and
+        caps, no compiler, bounds not int64 arrays."""
+        if not (self.fresh and self.carries) or pos.size == 0:
+            return False
+        bounds = self._overlap_bounds(batch)
+        if bounds is None:
+            return False
+        carried = self._fresh_state(int(account.max()) + 1)
+        if carried is None:
+            return False
+        pos, account, time = self._carried_overlaps(batch, pos, account, time, carried, bounds)
+        for index, cap in enumerate(self.m.caps):
+            if pos.size == 0:
+                break
+            try:
+                self._carried_cap(batch, pos, account, time, carried, index, cap)
+            except NotInOrder:
+                self._cap(batch, pos, account, time, cap, self.capped[index], index)
+        return True
+
+    def _fresh_state(self, accounts: int):
+        from .carried import Carried  # carried.py builds on this module
+        return Carried.fresh(self, accounts)
 
     # ------------------------------------------------------------ with a prior state
     def _with_state(self, batch: Batch, state: dict) -> None:
@@ -352,6 +411,8 @@ class Rules:
             exact = batch.accounts.gather(positions).rank("dense").cast(pl.UInt64).to_numpy()
             order, account, time = canonical(batch, positions, exact, exact)
         pos = positions[order]
+        if state is None and self._fresh_passes(batch, pos, account, time):
+            return
         starts = np.flatnonzero(np.r_[True, account[1:] != account[:-1]])
         accepted = self._keys_and_overlaps(batch, pos, account, starts)
         pos = pos[accepted]
@@ -900,7 +961,7 @@ def table_bits(n: int) -> int:
     """The bits of the C pass's first table for n records: room for n accounts at most
     half full, 2**10 slots at least, 2**TABLE_BITS at most. Growing it from 2**10 as accounts
     came took 19-29 ms of a chunk of 175k credited records of 163k accounts, against
-    2.5-3.5 ms made at its size at once (docs/engine.md, "sixth round")."""
+    2.5-3.5 ms made at its size at once (docs/engine.md, "Time-ordered files, sixth round")."""
     return min(TABLE_BITS, max(10, (2 * max(n, 1) - 1).bit_length()))
 
 

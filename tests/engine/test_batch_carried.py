@@ -418,3 +418,109 @@ def test_overlaps_between_dates_are_judged_carried_as_the_store_and_the_scalar_e
     source = open_records(path)
     codes = {k[4] for k in _keys(Engine(methodology).evaluate(source.rows, column_units=source.column_units))}
     assert {"DAYS", "OVERLAP", "CAP_REACHED"} <= codes
+
+
+# ---------------------------------------------------------------- the store's partitions by the C passes
+@st.composite
+def _any_order(draw, name: str):
+    """Records in no order: many ties in time (40 minutes for up to 80 records), 9 accounts
+    (spread over the store's partitions), repeated ids, invalid rows and null cells."""
+    size = draw(st.integers(min_value=0, max_value=80))
+    out = []
+    for i in range(size):
+        repeat = draw(st.integers(min_value=0, max_value=10)) == 0
+        ident = f"r{draw(st.integers(min_value=0, max_value=i))}" if repeat else f"u{draw(st.integers(0, 99)):02d}-{i}"
+        # St John's: half the rides near 02:30Z, where the local day goes 6, 7, 6 again
+        minute = draw(st.integers(min_value=0, max_value=40) if name != "dst" else
+                      st.one_of(st.integers(min_value=36, max_value=46), st.integers(min_value=0, max_value=90)))
+        record = _record(name, i, minute,
+                         draw(st.sampled_from(["a", "b", "c", "d", "e", "f", "g", "h", "张"])), ident,
+                         draw(st.integers(min_value=1, max_value=60)), draw(st.integers(min_value=0, max_value=30)),
+                         draw(st.integers(min_value=-400, max_value=300)), draw(st.integers(min_value=0, max_value=14)))
+        null = draw(st.integers(min_value=0, max_value=20))
+        if null < 3:  # a null cell: the account, the end of an interval, or the distance
+            record[["account", "ended" if name != "shenzhen" else "alighted", "distance"][null]] = None
+        out.append(record)
+    return out
+
+
+def _judged(methodology, path: Path, chunk_rows: int, memory_rows: int, folder: Path, fresh: bool,
+            rewind: bool = False) -> pl.DataFrame:
+    engine = BatchEngine(methodology, chunk_rows=chunk_rows, kernels=build)
+    engine.rules.fresh = fresh
+    if rewind:
+        frames, _ = _read(engine, path, memory_rows=memory_rows, spill_dir=folder / "spill")
+    else:
+        frames = list(engine.evaluate_file(path, memory_rows=memory_rows, spill_dir=folder / "spill"))
+    return pl.concat(frames) if frames else pl.DataFrame()
+
+
+@pytest.mark.parametrize("name", ["shenzhen", "both", "dst"])
+def test_records_in_any_order_spilled_and_judged_by_the_c_passes_agree_with_every_path(name, tmp_path_factory):
+    """The store judges each partition (every record of its accounts) by the time-ordered
+    path's C passes from a fresh state (Rules._fresh_passes). A file in random order,
+    spilled over several partitions and runs, in memory, and judged by the whole-file
+    NumPy steps instead (Rules.fresh False), gives the same frames column for column; the
+    same records sorted by time (ties kept in file order, so the canonical order's row
+    tie-break is unchanged) judged carried chunk by chunk give each record the same
+    result; and the results are the scalar engine's. Caps reached (and, in St John's, a
+    daily cap's day going back: that cap by `_cap`), overlaps by two rules, negative
+    amounts, ties in time with ids either way, repeated ids, invalid rows and nulls."""
+    methodology = _methodology(name)
+
+    @_settings(15)
+    @given(_any_order(name), st.integers(min_value=1, max_value=7), st.integers(min_value=6, max_value=30))
+    def check(stream, chunk_rows, memory_rows):
+        folder = tmp_path_factory.mktemp("fresh")
+        path = folder / "records.parquet"
+        _write_parquet(path, stream)
+        spilled = _judged(methodology, path, chunk_rows, memory_rows, folder / "a", True)
+        source = open_records(path)
+        expected = _keys(Engine(methodology).evaluate(source.rows, column_units=source.column_units))
+        if not expected:
+            assert spilled.height == 0
+            return
+        assert _keys(to_results(spilled)) == expected
+        for other in (_judged(methodology, path, chunk_rows, memory_rows, folder / "b", False),
+                      _judged(methodology, path, chunk_rows, 10_000, folder / "c", True),
+                      _judged(methodology, path, chunk_rows, 10_000, folder / "d", False)):
+            assert spilled.equals(other)
+        # in time order (a stable sort: records at one time keep their file order)
+        by_time = sorted(range(len(stream)), key=lambda i: _minute(stream[i]))
+        ordered = folder / "ordered.parquet"
+        _write_parquet(ordered, [stream[i] for i in by_time])
+        carried = _judged(methodology, ordered, chunk_rows, memory_rows, folder / "e", True, rewind=True)
+        back = pl.Series("row", np.array(by_time, dtype=np.int64)[carried.get_column("row").to_numpy() - 1] + 1)
+        assert carried.with_columns(back).sort("row").equals(spilled.sort("row"))
+    check()
+
+
+def _minute(record: dict) -> str:
+    return record.get("boarded") or record.get("started") or ""
+
+
+def test_the_stores_partitions_are_judged_by_the_c_passes(tmp_path, monkeypatch):
+    """Shuffled rides spilled over several partitions: the whole-file steps
+    (_keys_and_overlaps, _cap) are not called, and the results are theirs (Rules.fresh
+    False calls them) and the scalar engine's, with overlaps rejected and caps reached."""
+    from engine.batch import rules as rules_module
+
+    methodology = _capped_shenzhen()
+    stream = _rides(400, accounts=11, step=1)
+    np.random.default_rng(6).shuffle(stream)
+    path = tmp_path / "rides.parquet"
+    _write_parquet(path, stream)
+    calls = []
+    for step in ("_keys_and_overlaps", "_cap"):
+        original = getattr(rules_module.Rules, step)
+        monkeypatch.setattr(rules_module.Rules, step,
+                            lambda self, *a, _original=original, _step=step, **k: (calls.append(_step),
+                                                                                   _original(self, *a, **k))[1])
+    fresh = _judged(methodology, path, 16, 60, tmp_path / "a", True)
+    assert calls == []
+    whole = _judged(methodology, path, 16, 60, tmp_path / "b", False)
+    assert "_keys_and_overlaps" in calls and "_cap" in calls
+    assert fresh.equals(whole)
+    expected = _keys(Engine(methodology).evaluate(open_records(path).rows))
+    assert _keys(to_results(fresh)) == expected
+    assert {"CAP_REACHED", "OVERLAP"} <= {k[4] for k in expected}
