@@ -224,6 +224,12 @@ def is_key_part(name: str) -> bool:
     return name.startswith(_KEY_PART) or name.startswith(_EVENT_PART)
 
 
+def is_event_part(name: str) -> bool:
+    """Whether a part of the state (by its name) is a near-duplicate rule's events (the
+    other key parts, is_key_part's, are a `forbid duplicate` rule's keys)."""
+    return name.startswith(_EVENT_PART)
+
+
 _KEY_PART = "duplicate:"  # _name of an ir.Duplicate (type name, lowered, then ":")
 _EVENT_PART = "nearduplicate:"  # _name of an ir.NearDuplicate
 

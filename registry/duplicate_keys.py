@@ -45,7 +45,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine import channels
-from engine.state import AccountState, is_key_part, key_text, parse_key, rule_part
+from engine.state import AccountState, is_event_part, is_key_part, key_text, parse_key, rule_part
 
 from . import bulk
 from .models import duplicate_keys
@@ -315,7 +315,7 @@ def of_state(data: dict) -> dict[str, set[tuple]]:
     for name, part in data.items():
         if not is_key_part(name) or not part or not isinstance(part, list):
             continue
-        if name.startswith("duplicate:"):
+        if not is_event_part(name):  # a duplicate rule's keys
             out[name] = {(text, None, None, None) for text in part}
         else:  # a near-duplicate rule's events, [key, near, order, id] each
             out[name] = {(key_text(tuple(key)), near, order, record_id)
