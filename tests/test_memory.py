@@ -153,7 +153,7 @@ def test_a_killed_spilling_run_leaves_nothing_on_the_disk(tmp_path):
     """The spill files are unlinked from the start: a SIGKILL (no time to clean up)
     leaves no file behind, and the disk they used is given back with the process."""
     import signal
-    import time
+    import time as clock
 
     _rides(tmp_path / "rides.parquet", 200_000)
     env = dict(os.environ, TMPDIR=str(tmp_path))  # tempfile.gettempdir() of both runs
@@ -374,3 +374,72 @@ def test_a_spilled_parquet_files_ids_and_accounts_read_again_give_the_in_memory_
             assert spilled.filter(invalid & pl.col("id").str.starts_with(" ")).height > 0
             assert spilled.filter(~invalid & pl.col("id").str.starts_with(" ")).height == 0
     assert list((tmp_path / "spill").iterdir()) == []
+
+
+def test_segments_written_by_several_threads_at_once_read_back_exactly(tmp_path):
+    """DiskStore's spill writers (store.SPILL_WRITERS) call `_Segments.write` for
+    different runs at once: each segment comes back as it was given, whichever thread
+    appended first, and the file holds exactly the bytes the index counts. The same
+    writes one after the other give the same segments (the index's offsets differ)."""
+    import time as clock
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
+    import polars as pl
+
+    from engine.batch import store
+
+    rng = np.random.default_rng(61)
+    partitions, runs = 13, 24
+    frames, placed = [], []
+    for run in range(runs):
+        n = int(rng.integers(1, 4_000))
+        time = rng.integers(0, 2**40, n, dtype=np.int64)
+        frames.append(pl.DataFrame({
+            "row": np.arange(run * 10_000, run * 10_000 + n, dtype=np.int64), "time": time,
+            "k:end": time + rng.integers(0, 10**9, n, dtype=np.int64),
+            "account": [f"a{i % 31}-{run}" for i in range(n)],
+            "message": pl.Series([None if (i + run) % 3 else "far" for i in range(n)], dtype=pl.String),
+        }))
+        placed.append(rng.integers(0, partitions, n))
+    class Slow:
+        """The spill file, each append counted a little later: another thread's write
+        comes meanwhile (without the lock, its index took a stale offset)"""
+        def __init__(self, file):
+            self.raw = file
+
+        def write(self, data):
+            written = self.raw.write(data)
+            clock.sleep(0.002)  # written, not yet counted
+            return written
+
+        def fileno(self):
+            return self.raw.fileno()
+
+        def close(self):
+            self.raw.close()
+
+    at_once = store._Segments(tmp_path, along=("row",), against={"k:end": "time"})
+    at_once.file = Slow(at_once.file)
+    in_turn = store._Segments(tmp_path, along=("row",), against={"k:end": "time"})
+    try:
+        def write(segments, run):
+            segments.write(frames[run], placed[run], partitions, lambda i, run=run: (i, run))
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            list(pool.map(lambda run: write(at_once, run), range(runs)))
+        for run in range(runs):
+            write(in_turn, run)
+        assert at_once.size == sum(length for _, length, *_ in at_once.index.values())
+        assert os.fstat(at_once.file.fileno()).st_size == at_once.size == in_turn.size
+        assert at_once.index.keys() == in_turn.index.keys()
+        for run in range(runs):
+            for i in range(partitions):
+                expected = frames[run].filter(pl.Series(placed[run] == i))
+                got = at_once.get((i, run))
+                assert (got is None) == (expected.height == 0)
+                if got is not None:
+                    assert pl.from_arrow(got).equals(expected)
+                    assert pl.from_arrow(in_turn.get((i, run))).equals(expected)
+    finally:
+        at_once.close()
+        in_turn.close()

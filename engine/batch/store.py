@@ -24,6 +24,8 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import threading
+from collections import deque
 from pathlib import Path
 from concurrent.futures import Future, ThreadPoolExecutor, wait as futures_wait
 from functools import lru_cache
@@ -228,6 +230,10 @@ class _Segments:
         value (64-bit arithmetic wraps, and wraps back)."""
         self.file = tempfile.TemporaryFile(dir=folder, buffering=0)  # pread sees every write
         self.index: dict = {}
+        # `write` may be called by several threads at once (DiskStore's spill writers):
+        # each gathers, codes and compresses its segments alone, and only the append of
+        # their bytes, the index and the schema are taken one thread at a time
+        self.lock = threading.Lock()
         self.size = 0
         self.schema: Optional[pa.Schema] = None
         self.along = tuple(along)
@@ -242,10 +248,11 @@ class _Segments:
             bounds = np.searchsorted(partition[order], np.arange(partitions + 1))
         else:
             bounds = np.array([0, frame.height])
-        if self.schema is None:  # dictionaries as their values: a segment is read without them
-            empty = frame.head(0).to_arrow(compat_level=pl.CompatLevel.oldest())
-            self.schema = pa.schema([f.with_type(f.type.value_type) if pa.types.is_dictionary(f.type) else f
-                                     for f in empty.schema])
+        with self.lock:
+            if self.schema is None:  # dictionaries as their values: a segment is read without them
+                empty = frame.head(0).to_arrow(compat_level=pl.CompatLevel.oldest())
+                self.schema = pa.schema([f.with_type(f.type.value_type) if pa.types.is_dictionary(f.type) else f
+                                         for f in empty.schema])
         # the columns null in every row are left out before the rows are gathered (`get`
         # puts them back), and the rest made one chunk first: Polars gathers a column of
         # several chunks (a run's parts) about three times slower, and an all-null text
@@ -278,12 +285,13 @@ class _Segments:
                 placed.append((key(i), at, len(stored), message.size if codec is not None else 0))
                 at += len(stored)
         data = b"".join(pieces)
-        view, done = memoryview(data), 0
-        while done < len(view):  # an unbuffered write may write part of it
-            done += self.file.write(view[done:])
-        for k, offset, length, raw in placed:
-            self.index[k] = (self.size + offset, length, raw, batch.schema, coded)
-        self.size += at
+        with self.lock:  # appended at the end, whichever thread's segments come first
+            view, done = memoryview(data), 0
+            while done < len(view):  # an unbuffered write may write part of it
+                done += self.file.write(view[done:])
+            for k, offset, length, raw in placed:
+                self.index[k] = (self.size + offset, length, raw, batch.schema, coded)
+            self.size += at
 
     def get(self, key) -> Optional[pa.RecordBatch]:
         found = self.index.get(key)
@@ -382,6 +390,11 @@ def _stale_spills(parent: Path) -> None:
             continue
 
 
+# threads writing spilled runs at once (DiskStore): each holds a run (about a quarter of
+# the spill budget's rows) while it is written
+SPILL_WRITERS = 2
+
+
 class DiskStore:
     def __init__(self, engine, partitions: int, folder: Optional[Path] = None, run_rows: int = 1_000_000,
                  duplicates: Optional[np.ndarray] = None, recall=None):
@@ -421,10 +434,12 @@ class DiskStore:
         self.pending: list[pl.DataFrame] = []
         self.pending_rows = 0
         self.run_starts: list[int] = []  # the first row of each run (rows come in order)
-        # a run is written by one thread while the next chunks are evaluated (Arrow and
-        # the writes release the GIL): one run waiting at most
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tanpu-spill")
-        self._written: Optional[Future] = None
+        # the runs are written by SPILL_WRITERS threads while the next chunks are evaluated
+        # (Polars, Arrow, Zstandard and the writes release the GIL), SPILL_WRITERS runs in
+        # flight at most: with one writer the chunk threads waited for it, and phase 1 kept
+        # 1.3 of the 2 cores busy (docs/engine.md, "Random order, seventh round")
+        self._writer = ThreadPoolExecutor(max_workers=SPILL_WRITERS, thread_name_prefix="tanpu-spill")
+        self._written: deque[Future] = deque()
 
     def add(self, part: Part) -> None:
         if part.n == 0:
@@ -441,9 +456,14 @@ class DiskStore:
         self.pending, self.pending_rows = [], 0
         run = len(self.run_starts)
         self.run_starts.append(int(frame.get_column("row")[0]))
-        if self._written is not None:
-            self._written.result()
-        self._written = self._writer.submit(self._write_run, frame, run)
+        while len(self._written) >= SPILL_WRITERS:
+            self._written.popleft().result()
+        self._written.append(self._writer.submit(self._write_run, frame, run))
+
+    def _wait_written(self) -> None:
+        """Every run spilled so far written (the first error raised)."""
+        while self._written:
+            self._written.popleft().result()
 
     def _write_run(self, frame: pl.DataFrame, run: int) -> None:
         p = self.partitions
@@ -499,9 +519,7 @@ class DiskStore:
 
     def results(self) -> Iterator[pl.DataFrame]:
         self._spill()
-        if self._written is not None:
-            self._written.result()
-            self._written = None
+        self._wait_written()
         engine = self.engine
         runs = len(self.run_starts)
         # 1. duplicate ids, partition by id (unless known)
@@ -577,8 +595,9 @@ class DiskStore:
 
     def close(self) -> None:
         self.pending = []
-        if self._written is not None:
-            self._written.cancel()
+        for future in self._written:
+            future.cancel()
+        self._written.clear()
         self._writer.shutdown(wait=True)
         self.accounts.close()
         self.ids.close()
