@@ -153,7 +153,7 @@ def test_a_killed_spilling_run_leaves_nothing_on_the_disk(tmp_path):
     """The spill files are unlinked from the start: a SIGKILL (no time to clean up)
     leaves no file behind, and the disk they used is given back with the process."""
     import signal
-    import time as clock
+    import time
 
     _rides(tmp_path / "rides.parquet", 200_000)
     env = dict(os.environ, TMPDIR=str(tmp_path))  # tempfile.gettempdir() of both runs
