@@ -443,3 +443,71 @@ def test_segments_written_by_several_threads_at_once_read_back_exactly(tmp_path)
     finally:
         at_once.close()
         in_turn.close()
+
+
+def test_a_spilled_parquet_files_repeated_ids_found_after_its_runs_were_written(tmp_path, monkeypatch):
+    """A spilled Parquet file's ids are hashed as its runs are written, and its repeated
+    ids found at the end of phase 1 (DiskStore's `later`, `settle`): the early outcomes
+    (records the formulas did not credit) were written without them and are marked as
+    their run is shown. Capped Shenzhen rides whose repeated ids fall on credited, not
+    covered, badly timed and invalid rides, earlier and later copies in different runs:
+    every column of every result is the in-memory run's and the scalar engine's. With
+    more records sharing an id than duplicate_rows finds (memory_rows // 2), the file is
+    spilled again with its ids: the same results."""
+    import numpy as np
+    import polars as pl
+
+    from dsl import compile_source
+    from engine import Engine
+    from engine.batch import BatchEngine, results_frame
+    from engine.batch import store
+    from engine.native.build import build
+
+    root = Path(__file__).resolve().parents[1]
+    source = (root / "methodologies" / "shenzhen-public-transit.tanpu").read_text(encoding="utf-8")
+    methodology = compile_source(source + "\ncap reduction at 2 kg per account per day\n", "capped").methodology
+    rows = 3_000
+    rng = np.random.default_rng(16)
+    boarded = np.datetime64("2024-06-01T00:00", "us") + rng.integers(0, 3 * 24 * 60, rows) * np.timedelta64(1, "m")
+    n = np.arange(rows)
+    frame = pl.DataFrame({
+        "id": [f"r{i % (rows - 60)}" for i in n],  # rows 2,940.. repeat the ids of rows 0..59
+        "account": [f"a{i}" for i in rng.integers(0, 40, rows)],
+        "mode": np.array(["ebus", "metro", "diesel_bus"])[n % 3],
+        "distance[km]": [("far" if i % 41 == 7 else str(d)) for i, d in zip(n, rng.integers(1, 300, rows) / 10)],
+        "boarded": boarded,
+        "alighted": boarded + np.where(n % 17 == 4, -5, rng.integers(5, 60, rows)) * np.timedelta64(1, "m"),
+    })
+    frame.write_parquet(tmp_path / "rides.parquet", row_group_size=500)
+    crowded = frame.with_columns(pl.format("r{}", pl.int_range(0, rows) % 1_000).alias("id"))
+    crowded.write_parquet(tmp_path / "crowded.parquet", row_group_size=500)
+
+    settled, got = [], {}
+    settle = store.DiskStore.settle
+
+    def counted(self):
+        settled.append(settle(self))
+        return settled[-1]
+    monkeypatch.setattr(store.DiskStore, "settle", counted)
+    for name, attempts in (("rides.parquet", [True]), ("crowded.parquet", [False, True])):
+        def run(memory_rows):
+            engine = BatchEngine(methodology, chunk_rows=64, kernels=build)
+            return pl.concat(list(engine.evaluate_file(tmp_path / name, memory_rows=memory_rows,
+                                                       spill_dir=tmp_path / "spill")))
+        settled.clear()
+        spilled = run(300)
+        assert settled[:len(attempts)] == attempts
+        in_memory = run(10_000_000)
+        statuses = set(spilled.get_column("code"))
+        assert {"DUPLICATE_ID", "NOT_COVERED", "BAD_TIMES", "CAP_REACHED"} <= statuses
+        assert spilled.equals(in_memory)
+        records = pl.read_parquet(tmp_path / name).rename({"distance[km]": "distance"}).with_columns(
+            pl.col("boarded").dt.strftime("%Y-%m-%dT%H:%M"), pl.col("alighted").dt.strftime("%Y-%m-%dT%H:%M"))
+        scalar = results_frame(Engine(methodology).evaluate(records.to_dicts(), column_units={"distance": "km"}))
+        assert spilled.equals(scalar.select(spilled.columns))
+        got[name] = spilled
+    # a not covered ride's id repeated: the later copy's early outcome said NOT_COVERED
+    # and it is shown DUPLICATE_ID (the mark `settle` made possible)
+    marked = got["rides.parquet"].with_columns(mode=frame.get_column("mode")).filter(pl.col("code") == "DUPLICATE_ID")
+    assert marked.height >= 50 and marked.filter(pl.col("mode") == "diesel_bus").height >= 10
+    assert list((tmp_path / "spill").iterdir()) == []

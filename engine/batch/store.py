@@ -29,7 +29,7 @@ from collections import deque
 from pathlib import Path
 from concurrent.futures import Future, ThreadPoolExecutor, wait as futures_wait
 from functools import lru_cache
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 import numpy as np
 import polars as pl
@@ -37,6 +37,7 @@ import pyarrow as pa
 
 from dsl.types import Kind
 
+from .hashes import RepeatedHashes
 from .part import Part
 from .rules import find_duplicate_ids
 from .values import Cat, Reasons
@@ -133,6 +134,10 @@ class MemoryStore:
         return Part(got[("rows",)], got[("ids",)], got[("accounts",)], got[("time",)], got[("reason",)],
                     got[("messages",)], got[("reduction_mg",)], got[("points",)],
                     {k: got[("mass", k)] for k in first.masses}, got[("credited",)], columns)
+
+    def settle(self) -> bool:
+        """DiskStore's end of phase 1: nothing to wait for here."""
+        return True
 
     def results(self) -> Iterator[pl.DataFrame]:
         """The results a chunk at a time, each shown (engine.presented) as it is handed
@@ -393,15 +398,23 @@ def _stale_spills(parent: Path) -> None:
 # threads writing spilled runs at once (DiskStore): each holds a run (about a quarter of
 # the spill budget's rows) while it is written
 SPILL_WRITERS = 2
+# ids hashed in memory at most by a DiskStore (8 bytes each, 512 MiB), beside the runs
+# being written; beyond, in files (hashes.RepeatedHashes)
+HASHED_ROWS = 64 << 20
 
 
 class DiskStore:
     def __init__(self, engine, partitions: int, folder: Optional[Path] = None, run_rows: int = 1_000_000,
-                 duplicates: Optional[np.ndarray] = None, recall=None):
+                 duplicates: Optional[np.ndarray] = None, recall=None,
+                 later: Optional[Callable[[], Optional[np.ndarray]]] = None, expected: int = 0):
         """`run_rows`: rows gathered in memory before they are spilled as one run;
         `duplicates`: the row numbers the duplicate-id check rejects, when already known
         (BatchEngine.duplicate_rows, from a Parquet file's ids): then the ids are not
-        spilled at all. `folder`: where the (unlinked) spill files are made, the system's
+        spilled at all. `later()`: those row numbers, asked for at the end of phase 1
+        when some hash of an id occurs twice (None: too many to find so); with it the ids
+        are not spilled either, but hashed as each run is written (`expected`: about how
+        many rows the file has) and, usually, found all different (`settle`).
+        `folder`: where the (unlinked) spill files are made, the system's
         temporary folder by default. `recall(first_row, rows)`: (ids, accounts) of those
         rows as the records were read (a Parquet input's id and account columns read
         again, BatchEngine.evaluate_file): then the outcomes keep the id and account of
@@ -410,6 +423,15 @@ class DiskStore:
         self.engine = engine
         self.duplicates = duplicates
         self.recall = recall
+        # the ids hashed by the spill writers (`later`), in memory up to HASHED_ROWS: the
+        # hashes wait beside the runs being written, where duplicate_rows's, made before
+        # the first chunk, did not
+        self.later = later if duplicates is None else None
+        self.hashes = RepeatedHashes(expected, HASHED_ROWS) if self.later is not None else None
+        self._hashes_lock = threading.Lock()
+        # the duplicates found by `settle` after the early outcomes were written without
+        # them: those rows' early outcomes are marked as their run is shown (`_marked`)
+        self.late = np.zeros(0, dtype=np.int64)
         self.partitions = max(1, partitions)
         if folder is None:
             folder = Path(tempfile.gettempdir())
@@ -430,7 +452,7 @@ class DiskStore:
         # account rules judge the credited records only): its outcome is made as its run
         # is spilled, and only the credited records go to the account partitions (the
         # Shenzhen rides: a third of the rows, written and read once instead of twice)
-        self.early = duplicates is not None and not engine.rules.counting.active
+        self.early = (duplicates is not None or self.later is not None) and not engine.rules.counting.active
         self.pending: list[pl.DataFrame] = []
         self.pending_rows = 0
         self.run_starts: list[int] = []  # the first row of each run (rows come in order)
@@ -467,6 +489,10 @@ class DiskStore:
 
     def _write_run(self, frame: pl.DataFrame, run: int) -> None:
         p = self.partitions
+        if self.hashes is not None:  # every row's id, as the duplicate-id check compares them
+            hashed = self.hashes.prepare(frame.get_column("id").hash().to_numpy())
+            with self._hashes_lock:
+                self.hashes.add(hashed)
         if self.early:
             credited = frame.get_column("reason") == Reasons.CREDITED
             if not credited.all():
@@ -486,8 +512,9 @@ class DiskStore:
         engine = self.engine
         part = frame_part(engine, frame)
         batch = engine.batch_of(part)
-        at = np.flatnonzero(np.isin(part.rows, self.duplicates)) if self.duplicates.size else \
-            np.zeros(0, dtype=np.int64)
+        # not known yet (`later`): none, and those found by `settle` are marked as shown
+        known = self.duplicates if self.duplicates is not None else self.late
+        at = np.flatnonzero(np.isin(part.rows, known)) if known.size else np.zeros(0, dtype=np.int64)
         engine.rules.apply(batch, duplicate_ids=at)
         got = self._shed(engine.outcomes(part, batch))
         self.outcomes.write(got, np.zeros(got.height, dtype=np.int64), 1, lambda _: (run, self.partitions))
@@ -499,6 +526,49 @@ class DiskStore:
             return outcomes
         invalid = pl.col("reason") == Reasons.INVALID
         return outcomes.with_columns(pl.when(invalid).then(pl.col(name)).alias(name) for name in ("id", "account"))
+
+    def settle(self) -> bool:
+        """The end of phase 1: every run written, and, with `later`, the repeated ids
+        found. No hash of an id twice (the usual case): no record is a duplicate, and the
+        early outcomes stand. Some: `later()` gives the rows the duplicate-id check
+        rejects, marked in the account partitions as before and in the early outcomes as
+        their runs are shown (`_marked`). False when `later()` cannot tell (too many
+        records share an id): then the ids were not spilled, and the file must be spilled
+        again with them (BatchEngine.evaluate_file does)."""
+        self._spill()
+        self._wait_written()
+        if self.hashes is None:
+            return True
+        hashes, self.hashes = self.hashes, None
+        if hashes.repeated().size == 0:
+            self.duplicates = np.zeros(0, dtype=np.int64)
+            return True
+        found = self.later()
+        if found is None:
+            return False
+        self.duplicates = self.late = found
+        return True
+
+    def _marked(self, merged: pl.DataFrame) -> pl.DataFrame:
+        """A run's outcomes (in row order) with the rows `settle` found duplicates marked
+        as Rules.mark_duplicate_ids marks them (reason, reduction and points; the early
+        outcomes were made without them; the account partitions' have them already, and
+        marking again changes nothing)."""
+        late = self.late
+        if late.size == 0 or merged.height == 0:
+            return merged
+        rows = merged.get_column("row").to_numpy()
+        lo, hi = np.searchsorted(late, (rows[0], rows[-1] + 1))
+        at = np.flatnonzero(np.isin(rows, late[lo:hi])) if hi > lo else ()
+        if len(at) == 0:
+            return merged
+        marked = []
+        for name, value in (("reason", self.engine.rules.duplicate_id), ("reduction_mg", 0), ("points", 0)):
+            column = merged.get_column(name)
+            values = column.to_numpy().copy()
+            values[at] = value
+            marked.append(pl.Series(name, values, dtype=column.dtype))
+        return merged.with_columns(marked)
 
     def _recalled(self, merged: pl.DataFrame, run: int) -> pl.DataFrame:
         """A run's outcomes (in row order, every row of the run) with the id and account
@@ -518,8 +588,8 @@ class DiskStore:
         return merged.with_columns(replaced)
 
     def results(self) -> Iterator[pl.DataFrame]:
-        self._spill()
-        self._wait_written()
+        if not self.settle():
+            raise RuntimeError("the repeated ids of a spilled file could not be found (DiskStore.settle)")
         engine = self.engine
         runs = len(self.run_starts)
         # 1. duplicate ids, partition by id (unless known)
@@ -574,7 +644,7 @@ class DiskStore:
             # 3. merged back in row order, run by run, shown as results
             def shown(k):
                 merged = outcomes.frame([(k, i) for i in range(self.partitions + 1)])
-                return None if merged is None else engine.presented(self._recalled(merged.sort("row"), k))
+                return None if merged is None else engine.presented(self._recalled(self._marked(merged.sort("row")), k))
             step = engine.chunk_rows
             showing = self._writer.submit(shown, 0) if runs else None
             for k in range(runs):
@@ -599,6 +669,9 @@ class DiskStore:
             future.cancel()
         self._written.clear()
         self._writer.shutdown(wait=True)
+        if self.hashes is not None:
+            self.hashes.close()
+            self.hashes = None
         self.accounts.close()
         self.ids.close()
         self.outcomes.close()
