@@ -500,7 +500,7 @@ class DiskStore:
                 frame = frame.filter(credited)
         self.accounts.write(frame, (frame.get_column("account").hash() % p).cast(pl.Int64).to_numpy(),
                             p, lambda i: (i, run))
-        if self.duplicates is None:
+        if self.duplicates is None and self.later is None:  # else known, or found by `settle`
             ids = frame.filter(pl.col("reason") != Reasons.INVALID).select("id", "account", "time", "row")
             self.ids.write(ids, (ids.get_column("id").hash() % p).cast(pl.Int64).to_numpy(),
                            p, lambda i: (i, run))
