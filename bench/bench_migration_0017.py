@@ -107,6 +107,7 @@ def main(argv=None) -> int:
     parser.add_argument("--keys", type=int, default=100, help="a duplicate rule's keys per account")
     parser.add_argument("--events", type=int, default=0, help="a near-duplicate rule's events per account")
     parser.add_argument("--profile", type=int, default=0, help="cProfile the migration: the N top functions")
+    parser.add_argument("--wall", action="store_true", help="the profile by wall time (waits included), not CPU")
     parser.add_argument("--keep", action="store_true", help="leave the schema")
     parser.add_argument("--url", default=os.environ.get("TANPU_BENCH_POSTGRES_URL",
                                                         "postgresql+psycopg://postgres@127.0.0.1:5432/tanpu_bench"))
@@ -144,7 +145,7 @@ def main(argv=None) -> int:
         profiler = None
         if args.profile:
             import cProfile
-            profiler = cProfile.Profile(time.process_time)
+            profiler = cProfile.Profile(time.perf_counter if args.wall else time.process_time)
         with engine.connect() as connection:
             pid = connection.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
             connection.commit()
