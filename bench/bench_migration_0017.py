@@ -164,6 +164,8 @@ def main(argv=None) -> int:
             server1 = backend_cpu(pid)
             cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
             found = digest(connection)
+            size = connection.execute(sa.text(
+                "SELECT pg_table_size('duplicate_keys'), pg_indexes_size('duplicate_keys')")).one()
         moved = args.accounts * (args.keys + args.events)
         print(f"migration 0017: {started:%Y-%m-%d %H:%M} UTC, load {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} "
               f"-> {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
@@ -171,6 +173,7 @@ def main(argv=None) -> int:
               f"this process's CPU {cpu:.1f} s"
               + (f", the PostgreSQL backend's CPU {server1 - server0:.1f} s" if server0 is not None and server1 is not None
                  else ""))
+        print(f"  duplicate_keys: the table {size[0] / 2**20:,.0f} MiB, its index {size[1] / 2**20:,.0f} MiB")
         print(f"  peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
         print("  digest " + json.dumps(found, sort_keys=True))
         assert found["rows"] == moved, found
