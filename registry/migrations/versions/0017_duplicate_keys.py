@@ -7,6 +7,11 @@ state; every `nearduplicate:` part becomes one row per event (key, near time, or
 record id) and the state keeps `{"count": N}`. The state is written again canonically
 (sorted keys, as engine/state.py writes it). The downgrade puts them back.
 
+At Quzhou's scale (2.4 million accounts, hundreds of keys each: docs/ledger.md, Session
+21) the move is by PostgreSQL's COPY (the rows, and the states written again into a
+temporary table, joined in one UPDATE at the end), and the index is made once after the
+rows are in; on SQLite by executemany, the index made after the rows too.
+
 Revision ID: 0017
 Revises: 0016
 Create Date: 2026-12-07
