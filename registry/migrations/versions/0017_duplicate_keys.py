@@ -29,7 +29,7 @@ depends_on: Union[str, Sequence[str], None] = None
 
 KEY_PART = "duplicate:"  # engine/state.is_key_part
 EVENT_PART = "nearduplicate:"
-BATCH = 1000  # state rows read, and written back, at a time
+BATCH = 1000  # state rows read at a time (and their keys sent: COPY or executemany)
 
 states = sa.table("rule_states", sa.column("methodology_id", sa.String), sa.column("account", sa.String),
                   sa.column("state", sa.Text))
