@@ -2,11 +2,13 @@
 
 `MemoryStore` keeps them in memory. `DiskStore` (for files of more rows than fit a
 budget) gathers chunks into runs of up to a quarter of the budget and writes each run
-(by a thread, while the next chunks are evaluated) into one unlinked file (`_Segments`),
-split into P partitions twice: every row by a hash of its account (all of an account's
-records meet in one partition, which is all the per-account rules need) and the valid
-rows' (id, account, time, row) by a hash of the id (all records of an id meet, which is
-all the duplicate-id rule needs; not when the repeated ids are known already). Then:
+(by one of SPILL_WRITERS threads, while the next chunks are evaluated) into one unlinked
+file (`_Segments`), split into P partitions twice: every row by a hash of its account (all
+of an account's records meet in one partition, which is all the per-account rules need)
+and the valid rows' (id, account, time, row) by a hash of the id (all records of an id
+meet, which is all the duplicate-id rule needs; not when the repeated ids are known
+already, or hashed as the runs are written and found at the end of phase 1: `later`,
+`settle`). Then:
 duplicate ids partition by partition; the account rules partition by partition, each
 partition's outcomes (engine.outcomes) split by run into a second file; run by run they
 are read back in row order and shown (engine.presented). Memory holds one run, or one
