@@ -639,10 +639,10 @@ def _in_row_order(merged: pl.DataFrame, first: int) -> pl.DataFrame:
     n = merged.height
     at = merged.get_column("row").to_numpy() - first
     order = np.full(n, -1, dtype=np.int64)
-    if n and (at.min() < 0 or at.max() >= n):  # pragma: no cover - every row has one outcome
+    if n and (at.min() < 0 or at.max() >= n):  # every row has one outcome: never, unless broken
         raise ValueError("a spilled run's outcomes do not cover its rows")
     order[at] = np.arange(n, dtype=np.int64)
-    if n and order.min() < 0:  # pragma: no cover - a row twice, another missing
+    if n and order.min() < 0:  # a row twice, another missing: never, unless broken
         raise ValueError("a spilled run's outcomes do not cover its rows")
     return merged[order]
 
