@@ -88,11 +88,14 @@ def frame_part(engine, frame: pl.DataFrame) -> Part:
 _SHOWN_AS_THEMSELVES = ("time", "message", "reduction_mg", "points", "bonus", "baseline_mg", "project_mg",
                         "leakage_mg", "flags", "counters")
 # phase 3 shows several runs at once when the partitions are many (DiskStore._shown_runs):
-# the outcome segments about this many rows each, at most SHOWN_RUNS runs (the spill
-# budget's rows) at once. A billion rows: 636 runs x 335 partitions, segments of ~3k rows,
-# become 159 groups of 4 runs, segments of ~18k (docs/engine.md, "seventh round")
+# the outcome segments about this many rows each, at most SHOWN_RUNS runs at once. A
+# billion rows: 636 runs x 335 partitions, ~213k segments of ~3k rows, become 318 groups
+# of 2 runs, ~107k segments of ~9k (about 0.25 ms a segment: ~27 s of CPU, extrapolated).
+# Not 4: a shown row costs about 225 bytes at phase 3's peak (a group shown, the next
+# read meanwhile); 50M rides in process with groups of 4 runs peaked at 3,940 MiB, of 2
+# at 2,612 MiB, of 1 at 1,937 MiB (docs/engine.md, "seventh round")
 SHOWN_SEGMENT_ROWS = 16_384
-SHOWN_RUNS = 4
+SHOWN_RUNS = 2
 
 
 class MemoryStore:
@@ -513,8 +516,8 @@ class DiskStore:
         """How many runs phase 3 shows at once (their outcomes split so by phase 2): as
         many as make the outcomes' segments about SHOWN_SEGMENT_ROWS rows each (a segment
         costs about 0.25 ms written and read back beyond its rows, and runs x partitions
-        grows with the rows squared), at most SHOWN_RUNS (the rows of the spill budget
-        shown at once: memory)."""
+        grows with the rows squared), at most SHOWN_RUNS (memory: each run shown at once
+        holds about 225 bytes a row at the peak)."""
         if self.shown_runs is not None:
             return max(1, self.shown_runs)
         return max(1, min(SHOWN_RUNS, -(-self.partitions * SHOWN_SEGMENT_ROWS // self.run_rows)))
