@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -163,3 +165,79 @@ def test_0014_fills_the_closure_from_the_parents(empty_url):
                         (2, "4", 4, 2), (1, "4", 4, 3)}
     finally:
         db.dispose()
+
+
+def _states_0016(rng) -> dict:
+    """(methodology, account) -> a state as the code before 0017 wrote it, for 2,600
+    accounts of two methodologies (three pages of the migration's 1,000): a duplicate
+    rule's keys (texts with escapes, quotes, tabs and backslashes written by JSON, other
+    scripts, numbers, booleans and null), a near-duplicate rule's events, both, neither,
+    an empty list of each."""
+    texts = ["bus", 'say "hi"', "back\\slash", "tab\there", "line\nbreak", "碳普惠", "😀", "", "\\N", "a\tb\\c"]
+    def value():
+        return rng.choice([rng.choice(texts), rng.randint(-10**12, 10**12), 1.5, True, False, None])
+    def text(data):
+        return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    states = {}
+    for i in range(2_600):
+        methodology = "test.bike" if i % 5 == 0 else "test.transit"
+        data = {"cap:reduction|account|day": {"19894": i}}
+        if i % 4:
+            data['duplicate:["operator","trip"]'] = sorted({text([value(), f"trip-{i}-{k}"])
+                                                             for k in range(i % 9)})
+        if i % 3 == 0:
+            data['nearduplicate:["mode"]|boarded|300000000'] = [
+                [[value()], 1_718_863_200_000_000 + k * 600_000_000, k, f"ride-{i}-{k}"] for k in range(i % 7)]
+        if i % 13 == 0:
+            data["duplicate:[\"other\"]"] = [text([i])]  # another version's rule, kept apart
+        states[methodology, f"{100_000 + i}"] = text(data)
+    return states
+
+
+def test_0017_moves_every_page_of_keys_and_events(reg):
+    """Migration 0017 over three pages of states (SQLite: rows inserted; PostgreSQL:
+    rows by COPY and the states by one UPDATE from a temporary table, the index made
+    after the rows): every key and event is a row as the ledger would have written it
+    (its hash by duplicate_keys.key_hash of the parsed key), every state keeps the rest
+    and only the count of its events, states with nothing to move are not touched, and
+    the index is there. The expectation is computed here from the states, so both
+    backends are held to the same rows and texts."""
+    import random
+    from alembic import command
+    from engine.state import key_text, parse_key
+    from registry import workflow
+    from registry.duplicate_keys import key_hash
+    with reg.uow() as s:
+        workflow.create_methodology(s, reg.author, id="test.bike", title="bike", domain="transport")
+    config = migrate.alembic_config()
+    with reg.db.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0016")
+    states = _states_0016(random.Random(17))
+    with reg.db.engine.begin() as c:
+        c.execute(sa.text("INSERT INTO rule_states (methodology_id, account, state, updated_at) "
+                          "VALUES (:m, :a, :s, '2026-12-01 00:00:00')"),
+                  [{"m": m, "a": a, "s": text} for (m, a), text in states.items()])
+    rows, after = [], {}
+    for (m, a), text in states.items():
+        data = json.loads(text)
+        for name in [name for name in data if name.startswith("duplicate:")]:
+            rows += [(m, a, name, key_hash(m, a, name, parse_key(k)), k, None, None, None) for k in data.pop(name)]
+        for name in [name for name in data if name.startswith("nearduplicate:")]:
+            rows += [(m, a, name, key_hash(m, a, name, tuple(k)), key_text(tuple(k)), near, order, record)
+                     for k, near, order, record in data[name]]
+            data[name] = {"count": len(data[name])}
+        after[m, a] = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert len(rows) > 10_000 and any(after[k] == states[k] for k in states)
+
+    assert migrate.upgrade(reg.db) == "0017"
+    with reg.db.engine.connect() as c:
+        moved = c.execute(sa.text("SELECT methodology_id, account, rule, key_hash, key, near, ordinal, "
+                                  "record_id FROM duplicate_keys")).all()
+        stored = {(m, a): s for m, a, s in c.execute(sa.text(
+            "SELECT methodology_id, account, state FROM rule_states")).all()}
+    assert sorted(map(tuple, moved), key=repr) == sorted(rows, key=repr)
+    assert stored == after
+    index = {i["name"]: i["column_names"] for i in sa.inspect(reg.db.engine).get_indexes("duplicate_keys")}
+    assert index == {"ix_duplicate_keys_key_hash_near": ["key_hash", "near"]}
+    assert _diff(reg.db) == []

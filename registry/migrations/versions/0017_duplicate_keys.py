@@ -7,6 +7,11 @@ state; every `nearduplicate:` part becomes one row per event (key, near time, or
 record id) and the state keeps `{"count": N}`. The state is written again canonically
 (sorted keys, as engine/state.py writes it). The downgrade puts them back.
 
+At Quzhou's scale (2.4 million accounts, hundreds of keys each: docs/ledger.md, Session
+21) the move is by PostgreSQL's COPY (the rows, and the states written again into a
+temporary table, joined in one UPDATE at the end), and the index is made once after the
+rows are in; on SQLite by executemany, the index made after the rows too.
+
 Revision ID: 0017
 Revises: 0016
 Create Date: 2026-12-07
@@ -24,7 +29,7 @@ depends_on: Union[str, Sequence[str], None] = None
 
 KEY_PART = "duplicate:"  # engine/state.is_key_part
 EVENT_PART = "nearduplicate:"
-BATCH = 1000  # state rows read, and written back, at a time
+BATCH = 1000  # state rows read at a time (and their keys sent: COPY or executemany)
 
 states = sa.table("rule_states", sa.column("methodology_id", sa.String), sa.column("account", sa.String),
                   sa.column("state", sa.Text))
@@ -51,17 +56,17 @@ def upgrade() -> None:
         sa.Column("ordinal", sa.BigInteger(), nullable=True),
         sa.Column("record_id", sa.Text(), nullable=True),
     )
-    op.create_index("ix_duplicate_keys_key_hash_near", "duplicate_keys", ["key_hash", "near"])
     from engine.state import key_text, parse_key
     from registry.duplicate_keys import key_hash
     bind = op.get_bind()
+    sink = _Copied(bind) if _copies(bind) else _Executed(bind)
     after = ("", "")
     while True:  # in pages by (methodology, account): a large ledger is not read at once
         page = bind.execute(sa.select(states.c.methodology_id, states.c.account, states.c.state)
                             .where(sa.tuple_(states.c.methodology_id, states.c.account) > sa.tuple_(*after))
                             .order_by(states.c.methodology_id, states.c.account).limit(BATCH)).all()
         if not page:
-            return
+            break
         after = (page[-1].methodology_id, page[-1].account)
         rows, rewritten = [], []
         for methodology_id, account, text in page:
@@ -75,25 +80,100 @@ def upgrade() -> None:
             for name in moved:
                 if name.startswith(KEY_PART):
                     for key in data.pop(name) or ():
-                        rows.append({"methodology_id": methodology_id, "account": account, "rule": name,
-                                     "key_hash": key_hash(methodology_id, account, name, parse_key(key)),
-                                     "key": key, "near": None, "ordinal": None, "record_id": None})
+                        rows.append((methodology_id, account, name,
+                                     key_hash(methodology_id, account, name, parse_key(key)),
+                                     key, None, None, None))
                     continue
                 events = data[name]
                 data[name] = {"count": len(events)}
                 for key, near, order, record_id in events:
                     key = tuple(key)
-                    rows.append({"methodology_id": methodology_id, "account": account, "rule": name,
-                                 "key_hash": key_hash(methodology_id, account, name, key),
-                                 "key": key_text(key), "near": near, "ordinal": order,
-                                 "record_id": record_id})
-            rewritten.append({"m": methodology_id, "a": account, "s": _text(data)})
-        if rows:
-            bind.execute(keys.insert(), rows)
-        if rewritten:
-            bind.execute(states.update().where(states.c.methodology_id == sa.bindparam("m"),
-                                               states.c.account == sa.bindparam("a"))
-                         .values(state=sa.bindparam("s")), rewritten)
+                    rows.append((methodology_id, account, name, key_hash(methodology_id, account, name, key),
+                                 key_text(key), near, order, record_id))
+            rewritten.append((methodology_id, account, _text(data)))
+        sink.add(rows, rewritten)
+    sink.finish()
+    # the index made once over every row moved (a sort), not maintained row by row as
+    # they came, each hash a probe at random into a growing tree (docs/ledger.md, Session 21)
+    op.create_index("ix_duplicate_keys_key_hash_near", "duplicate_keys", ["key_hash", "near"])
+
+
+COLUMNS = ("methodology_id", "account", "rule", "key_hash", "key", "near", "ordinal", "record_id")
+
+
+def _copies(bind) -> bool:
+    """Whether the rows can go by PostgreSQL's COPY: psycopg (3) under the connection."""
+    return bind.dialect.name == "postgresql" and bind.dialect.driver == "psycopg"
+
+
+class _Executed:
+    """The rows inserted and the states updated by executemany (SQLite, and any database
+    whose driver has no COPY): in SQLite a statement executed many times costs no round
+    trip."""
+
+    def __init__(self, bind):
+        self.bind = bind
+        # SQLite's driver takes the rows' tuples as they are (a dict a row made and
+        # processed by SQLAlchemy was a quarter of the migration's CPU there)
+        self.plain = bind.dialect.paramstyle == "qmark"
+
+    def add(self, rows: list, rewritten: list) -> None:
+        if rows and self.plain:
+            self.bind.exec_driver_sql(f"INSERT INTO duplicate_keys ({', '.join(COLUMNS)}) "
+                                      f"VALUES ({', '.join('?' * len(COLUMNS))})", rows)
+        elif rows:
+            self.bind.execute(keys.insert(), [dict(zip(COLUMNS, row)) for row in rows])
+        if rewritten and self.plain:
+            self.bind.exec_driver_sql("UPDATE rule_states SET state = ? WHERE methodology_id = ? AND account = ?",
+                                      [(s, m, a) for m, a, s in rewritten])
+        elif rewritten:
+            self.bind.execute(states.update().where(states.c.methodology_id == sa.bindparam("m"),
+                                                    states.c.account == sa.bindparam("a"))
+                              .values(state=sa.bindparam("s")),
+                              [{"m": m, "a": a, "s": s} for m, a, s in rewritten])
+
+    def finish(self) -> None:
+        pass
+
+
+class _Copied:
+    """PostgreSQL: the rows by COPY, a page at a time (psycopg's executemany made a
+    statement of each row: 1,000,000 keys in 32 s, most of it the client's and the
+    server's work per statement); the states written again by COPY into a temporary table,
+    then one UPDATE joined with it at the end (one pass over `rule_states`, planned once
+    on a table analyzed, rather than a statement per state). The same transaction: the
+    COPYs run on the migration's own connection."""
+
+    TEMPORARY = "migration_0017_states"
+
+    def __init__(self, bind):
+        self.bind = bind
+        self.raw = bind.connection.driver_connection
+        self.written = 0
+        with self.raw.cursor() as cursor:
+            cursor.execute(f"CREATE TEMPORARY TABLE {self.TEMPORARY} (methodology_id text, account text, "
+                           f"state text) ON COMMIT DROP")
+
+    def add(self, rows: list, rewritten: list) -> None:
+        with self.raw.cursor() as cursor:
+            if rows:
+                with cursor.copy(f"COPY duplicate_keys ({', '.join(COLUMNS)}) FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row(row)
+            if rewritten:
+                with cursor.copy(f"COPY {self.TEMPORARY} (methodology_id, account, state) FROM STDIN") as copy:
+                    for row in rewritten:
+                        copy.write_row(row)
+                self.written += len(rewritten)
+
+    def finish(self) -> None:
+        with self.raw.cursor() as cursor:
+            if self.written:
+                cursor.execute(f"ANALYZE {self.TEMPORARY}")
+                cursor.execute(f"UPDATE rule_states SET state = t.state FROM {self.TEMPORARY} t "
+                               f"WHERE rule_states.methodology_id = t.methodology_id "
+                               f"AND rule_states.account = t.account")
+            cursor.execute(f"DROP TABLE {self.TEMPORARY}")
 
 
 def downgrade() -> None:
