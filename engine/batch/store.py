@@ -8,9 +8,11 @@ records meet in one partition, which is all the per-account rules need) and the 
 rows' (id, account, time, row) by a hash of the id (all records of an id meet, which is
 all the duplicate-id rule needs; not when the repeated ids are known already). Then:
 duplicate ids partition by partition; the account rules partition by partition, each
-partition's outcomes (engine.outcomes) split by run into a second file; run by run they
-are read back in row order and shown (engine.presented). Memory holds one run, or one
-partition, whatever the size of the file; three files at most are open, whatever P and the
+partition's outcomes (engine.outcomes) split by run (by group of runs where the
+partitions are many: `_shown_runs`) into a second file; group by group they are read back,
+put in row order and shown (engine.presented; only the columns the caller reads, which a
+compact run's outcomes are spilled without the others for). Memory holds one group of runs,
+or one partition, whatever the size of the file; three files at most are open, whatever P and the
 number of runs; a killed run leaves nothing (the files never had a name). The segments
 are compressed by Zstandard, their row numbers written as steps and their datetime inputs
 as differences from the time (`_Segments`); from a Parquet file the outcomes leave the
