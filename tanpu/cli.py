@@ -202,17 +202,22 @@ def eval_command(methodology, records, output, explain, engine_name, resume, out
         raise click.ClickException(str(error)) from None
 
 
-def _engine_and_frames(c, engine_name: str):
-    """(the engine, a function: (path, hive partitions) -> frames of results)."""
+def _engine_and_frames(c, engine_name: str, compact: bool = False):
+    """(the engine, a function: (path, hive partitions) -> frames of results). `compact`:
+    the frames are written as a compact file (recordfiles.ResultWriter) and summed up
+    (_Summary), so the batch engine makes only those columns (a spilled file's outcomes
+    then keep no time, flags or masses)."""
     if engine_name == "batch":
         from engine.batch import BatchEngine
+        from engine.result import COMPACT_COLUMNS
 
         from engine.native.build import build
 
         engine = BatchEngine(c.methodology, kernels=build)  # the formulas in C where it can
+        columns = (*COMPACT_COLUMNS, *_Summary.COLUMNS) if compact else None
 
         def frames(path: Path, partitions=(), rewind=None):
-            return _evaluate_batch(engine, path, partitions, rewind)
+            return _evaluate_batch(engine, path, partitions, rewind, columns)
         return engine, frames
     from engine.batch import results_frame
 
@@ -258,7 +263,7 @@ def _eval_dataset(c, spec: str, out: Path, engine_name: str, resume: bool, fmt: 
         if target in targets:
             raise click.UsageError(f"{targets[target]} and {f.relative} would both be written to {out / target}")
         targets[target] = f.relative
-    engine, frames_of = _engine_and_frames(c, engine_name)
+    engine, frames_of = _engine_and_frames(c, engine_name, compact)
     identity = {"methodology": engine.ref.content_hash, "format": fmt + (" compact" if compact else ""),
                 "inputs": [{"file": f.relative.as_posix(), "bytes": f.path.stat().st_size,
                             "modified_ns": f.path.stat().st_mtime_ns} for f in files]}
@@ -375,7 +380,7 @@ def _eval_to(c, records: Path, output, engine_name: str, compact: bool = False) 
     if _small_path(records, output, engine_name):
         _eval_small(c, records, output, compact)
         return
-    engine, frames_of = _engine_and_frames(c, engine_name)
+    engine, frames_of = _engine_and_frames(c, engine_name, compact)
     writer = ResultWriter(Path(output) if output else None, engine.ref, stream=sys.stdout, compact=compact)
     summary = _Summary()
     # to a file the frames can be taken back: a per-record methodology's file is read once
@@ -423,14 +428,15 @@ def _evaluate_scalar(engine, path: Path, partitions=()):
             bar[0].stop()
 
 
-def _evaluate_batch(engine, path: Path, partitions=(), rewind=None):
+def _evaluate_batch(engine, path: Path, partitions=(), rewind=None, columns=None):
     bar = _progress(path.stat().st_size or 1)
 
     def progress(done, total):
         if bar:
             bar[0].update(bar[1], completed=done, total=total)
     try:
-        yield from engine.evaluate_file(path, progress=progress, partitions=partitions, rewind=rewind)
+        yield from engine.evaluate_file(path, progress=progress, partitions=partitions, rewind=rewind,
+                                        columns=columns)
     finally:
         if bar:
             bar[0].stop()
@@ -470,6 +476,7 @@ class _Summary:
     """Counts by status, totals and the first invalid rows, over frames of results."""
 
     STATUSES = ("credited", "capped", "rejected", "duplicate", "not_applicable", "invalid")
+    COLUMNS = ("row", "status", "reduction_mg", "points", "bonus", "message")  # what `add` reads
 
     def __init__(self):
         self.total = 0

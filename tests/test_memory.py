@@ -512,3 +512,106 @@ def test_a_spilled_parquet_files_repeated_ids_found_after_its_runs_were_written(
     marked = got["rides.parquet"].with_columns(mode=frame.get_column("mode")).filter(pl.col("code") == "DUPLICATE_ID")
     assert marked.height >= 50 and marked.filter(pl.col("mode") == "diesel_bus").height >= 10
     assert list((tmp_path / "spill").iterdir()) == []
+
+
+@pytest.mark.parametrize("shown_runs", [1, 2, 5, 1_000])
+def test_runs_shown_together_and_compact_columns_give_the_in_memory_results(shown_runs, tmp_path, monkeypatch):
+    """Phase 3 shows a group of runs at once (DiskStore's `shown_runs`: phase 2 splits
+    each partition's outcomes by group, cut without a gather as they come in row order,
+    and the group's early outcomes are read by run), put in row order by one scatter;
+    with `columns` (a `--compact` run's) the outcomes spill no time and no flags and
+    only those columns are shown. Groups of one run, of two and five (the last one
+    short), one of all: every column is the in-memory run's, with and without `columns`
+    (the in-memory run given them too); fewer runs at once write more outcome segments."""
+    import polars as pl
+
+    from dsl import compile_source
+    from engine.batch import BatchEngine
+    from engine.batch import store
+    from engine.native.build import build
+    from engine.result import COMPACT_COLUMNS
+
+    _rides(tmp_path / "rides.parquet", 3_000)
+    n = pl.int_range(0, pl.len())
+    pl.read_parquet(tmp_path / "rides.parquet").with_columns(  # rides the formulas reject (early
+        # outcomes, a segment a run), out of range and overlapping
+        ended=pl.when(n % 11 == 0).then(pl.col("started") - pl.duration(minutes=1))
+        .when(n % 13 == 0).then(pl.col("ended") + pl.duration(hours=3)).otherwise(pl.col("ended")),
+        distance=pl.when(n % 17 == 0).then(150.0).otherwise(pl.col("distance[km]")),
+    ).drop("distance[km]").rename({"distance": "distance[km]"}).write_parquet(tmp_path / "rides.parquet")
+    methodology = compile_source(ROOT_M.read_text(encoding="utf-8"), str(ROOT_M)).methodology
+    seen = []
+    results = store.DiskStore.results
+
+    def kept(self):
+        seen.append(self)
+        self.shown_runs = shown_runs
+        yield from results(self)
+    monkeypatch.setattr(store.DiskStore, "results", kept)
+    segments = []
+    close = store._Segments.close
+
+    def counted(self):
+        if any(s.outcomes is self for s in seen):
+            segments.append(len(self.index))
+        close(self)
+    monkeypatch.setattr(store._Segments, "close", counted)
+
+    def run(memory_rows, columns=None):
+        engine = BatchEngine(methodology, chunk_rows=64, kernels=build)
+        return pl.concat(list(engine.evaluate_file(tmp_path / "rides.parquet", memory_rows=memory_rows,
+                                                   spill_dir=tmp_path / "spill", columns=columns)))
+    compact = (*COMPACT_COLUMNS, "row", "status", "bonus", "message")
+    in_memory = run(10_000_000)
+    assert {"capped", "duplicate", "credited", "rejected"} <= set(in_memory.get_column("status"))
+    assert {"OVERLAP", "BAD_TIMES"} <= set(in_memory.get_column("code"))
+    spilled = run(400)
+    assert spilled.equals(in_memory)
+    assert "time" in seen[-1].outcomes.schema.names and "flags" in seen[-1].outcomes.schema.names
+    shown = run(400, compact)
+    assert "time" not in seen[-1].outcomes.schema.names and "flags" not in seen[-1].outcomes.schema.names
+    assert set(shown.columns) == set(compact)
+    assert shown.equals(in_memory.select(shown.columns))
+    assert run(10_000_000, compact).equals(shown)
+    runs, partitions = len(seen[-1].run_starts), seen[-1].partitions
+    assert runs >= 8 and partitions >= 10
+    groups = -(-runs // shown_runs)
+    assert segments[-1] <= groups * partitions + runs and (shown_runs == 1 or segments[-1] < runs * partitions)
+    assert list((tmp_path / "spill").iterdir()) == []
+
+
+def test_outcomes_put_in_row_order_by_their_rows_and_cut_in_order():
+    """`_in_row_order` (a scatter by row number) gives what sorting by row gives, and
+    refuses outcomes that miss a row or hold one twice; `_Segments.write` of rows whose
+    partition never goes down (`ordered`) writes the segments a sort and gather write."""
+    import tempfile
+
+    import numpy as np
+    import polars as pl
+
+    from engine.batch import store
+
+    rng = np.random.default_rng(7)
+    n, first = 5_000, 1_234
+    rows = rng.permutation(n) + first
+    frame = pl.DataFrame({"row": rows, "points": rng.integers(0, 9, n), "id": [f"r{i}" for i in rows]})
+    assert store._in_row_order(frame, first).equals(frame.sort("row"))
+    twice = frame.with_columns(row=pl.when(pl.col("row") == first).then(first + 1).otherwise(pl.col("row")))
+    for broken in (frame.head(n - 1), twice):
+        with pytest.raises(ValueError):
+            store._in_row_order(broken, first)
+    ordered = frame.sort("row")
+    partition = np.sort(rng.integers(0, 9, n))
+    partition[partition == 4] = 5  # a partition without rows
+    with tempfile.TemporaryDirectory() as folder:
+        cut, gathered = store._Segments(folder, along=("row",)), store._Segments(folder, along=("row",))
+        try:
+            cut.write(ordered, partition, 9, lambda i: (i, 0), ordered=True)
+            gathered.write(ordered, partition, 9, lambda i: (i, 0))
+            assert cut.index.keys() == gathered.index.keys() and (4, 0) not in cut.index
+            for key in cut.index:
+                assert pl.from_arrow(cut.get(key)).equals(pl.from_arrow(gathered.get(key)))
+                assert pl.from_arrow(cut.get(key)).equals(ordered.filter(pl.Series(partition == key[0])))
+        finally:
+            cut.close()
+            gathered.close()

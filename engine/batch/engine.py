@@ -13,7 +13,7 @@ import dataclasses
 import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
+from typing import Any, Callable, Collection, Iterable, Iterator, Mapping, Optional
 
 import numpy as np
 import polars as pl
@@ -309,27 +309,35 @@ class BatchEngine:
         return pl.DataFrame({k: pl.Series(k, v) if isinstance(v, np.ndarray) else v.alias(k)
                              for k, v in columns.items()})
 
-    def presented(self, outcomes: pl.DataFrame) -> pl.DataFrame:
-        """outcomes() as the results frame (RESULT_COLUMNS)."""
+    def presented(self, outcomes: pl.DataFrame, columns: Optional[Collection[str]] = None) -> pl.DataFrame:
+        """outcomes() as the results frame (RESULT_COLUMNS); `columns`: only those of them
+        (in RESULT_COLUMNS' order), the others not made (`evaluate_file`'s `columns`: a
+        compact file's run makes no flags, time or masses to drop them)."""
         n = outcomes.height
+        wanted = RESULT_COLUMNS if columns is None else [k for k in RESULT_COLUMNS if k in columns]
+        made = {}
         reason_codes = outcomes.get_column("reason")
-        reason = reason_codes.cast(pl.UInt32)
-        status = self.reasons.column(0).gather(reason)
-        code = self.reasons.column(1).gather(reason)
-        message = self.reasons.column(2).gather(reason)
-        invalid = (reason_codes == Reasons.INVALID).to_numpy()
-        if invalid.any():
-            message = message.zip_with(pl.Series(~invalid), outcomes.get_column("message"))
-        columns = {name: outcomes.get_column(name)
-                   for name in ("row", "id", "account", "time", "reduction_mg", "points", "bonus")}
-        columns.update(status=status, code=code, message=message)
-        for name in ("baseline_mg", "project_mg", "leakage_mg"):
-            columns[name] = outcomes.get_column(name) if name in outcomes.columns else \
-                nulls(n)
-        columns["flags"] = self.flag_lists(outcomes.get_column("flags").to_numpy())
-        columns["counters"] = outcomes.get_column("counters") if "counters" in outcomes.columns else \
-            empty_lists("counters", n)
-        return pl.DataFrame([columns[k].alias(k) for k in RESULT_COLUMNS])
+        reason = reason_codes.cast(pl.UInt32) if {"status", "code", "message"} & set(wanted) else None
+
+        def shown(name: str) -> pl.Series:
+            if name in ("status", "code", "message"):
+                value = self.reasons.column(("status", "code", "message").index(name)).gather(reason)
+                if name == "message":
+                    invalid = (reason_codes == Reasons.INVALID).to_numpy()
+                    if invalid.any():
+                        value = value.zip_with(pl.Series(~invalid), outcomes.get_column("message"))
+                return value
+            if name in ("baseline_mg", "project_mg", "leakage_mg"):
+                return outcomes.get_column(name) if name in outcomes.columns else nulls(n)
+            if name == "flags":
+                return self.flag_lists(outcomes.get_column("flags").to_numpy())
+            if name == "counters":
+                return outcomes.get_column("counters") if "counters" in outcomes.columns else \
+                    empty_lists("counters", n)
+            return outcomes.get_column(name)  # row, id, account, time, reduction_mg, points, bonus
+        for name in wanted:
+            made[name] = shown(name).alias(name)
+        return pl.DataFrame([made[k] for k in wanted])
 
     def flag_lists(self, flags: np.ndarray) -> pl.Series:
         codes = self.rules.flag_codes
@@ -344,7 +352,8 @@ class BatchEngine:
     def evaluate_file(self, path, column_units: Optional[Mapping[str, str]] = None, *,
                       memory_rows: int = MEMORY_ROWS, progress=None, spill_dir=None,
                       partitions: tuple[tuple[str, str], ...] = (),
-                      rewind: Optional[Callable[[], None]] = None) -> Iterator[pl.DataFrame]:
+                      rewind: Optional[Callable[[], None]] = None,
+                      columns: Optional[Collection[str]] = None) -> Iterator[pl.DataFrame]:
         """A record file (.csv, .jsonl, .parquet) -> frames of results, in row order.
 
         Streams: a chunk at a time is read and evaluated; what the cross-record rules need
@@ -362,6 +371,13 @@ class BatchEngine:
         (`carries`) be judged chunk by chunk when its records come in time order, each
         account's state carried in memory (carried.py), with no store: if the order breaks
         after some frames were yielded, `rewind()` and the file is evaluated as before.
+
+        `columns`: the result columns the caller reads (RESULT_COLUMNS by default); the
+        frames hold at least these. A file kept in memory or spilled then makes only these
+        (`presented`), and a spilled one keeps out of its spilled outcomes what none of
+        them shows (a `--compact` run's: the time, flags and masses; 5M rides spilled,
+        the outcomes 10.1 -> 4.5 bytes a row written, 48 -> 32 before compression:
+        written, read back and shown for nothing; docs/engine.md, "seventh round").
         """
         from pathlib import Path
 
@@ -429,8 +445,8 @@ class BatchEngine:
             later = (lambda: self.duplicate_rows(path, units, partitions, memory_rows)) if hashed else None
             return DiskStore(self, -(-expected * 2 // budget) + 1, spill_dir, run_rows=max(1, budget // 4),
                              later=later, expected=expected,
-                             recall=self._recall(path, partitions) if parquet else None)
-        store = spilled(parquet) if expected > memory_rows else MemoryStore(self, expected)
+                             recall=self._recall(path, partitions) if parquet else None, columns=columns)
+        store = spilled(parquet) if expected > memory_rows else MemoryStore(self, expected, columns)
         try:
             for part in parts:
                 store.add(part)

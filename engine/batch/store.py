@@ -10,9 +10,11 @@ meet, which is all the duplicate-id rule needs; not when the repeated ids are kn
 already, or hashed as the runs are written and found at the end of phase 1: `later`,
 `settle`). Then:
 duplicate ids partition by partition; the account rules partition by partition, each
-partition's outcomes (engine.outcomes) split by run into a second file; run by run they
-are read back in row order and shown (engine.presented). Memory holds one run, or one
-partition, whatever the size of the file; three files at most are open, whatever P and the
+partition's outcomes (engine.outcomes) split by run (by group of runs where the
+partitions are many: `_shown_runs`) into a second file; group by group they are read back,
+put in row order and shown (engine.presented; only the columns the caller reads, which a
+compact run's outcomes are spilled without the others for). Memory holds one group of runs,
+or one partition, whatever the size of the file; three files at most are open, whatever P and the
 number of runs; a killed run leaves nothing (the files never had a name). The segments
 are compressed by Zstandard, their row numbers written as steps and their datetime inputs
 as differences from the time (`_Segments`); from a Parquet file the outcomes leave the
@@ -31,7 +33,7 @@ from collections import deque
 from pathlib import Path
 from concurrent.futures import Future, ThreadPoolExecutor, wait as futures_wait
 from functools import lru_cache
-from typing import Callable, Iterator, Optional
+from typing import Callable, Collection, Iterator, Optional
 
 import numpy as np
 import polars as pl
@@ -88,6 +90,21 @@ def frame_part(engine, frame: pl.DataFrame) -> Part:
                 frame.get_column("credited").to_numpy(), columns)
 
 
+# the outcome columns shown as the result column of the same name (BatchEngine.presented):
+# left out of the spill when the caller shows none of them (DiskStore's `columns`)
+_SHOWN_AS_THEMSELVES = ("time", "message", "reduction_mg", "points", "bonus", "baseline_mg", "project_mg",
+                        "leakage_mg", "flags", "counters")
+# phase 3 shows several runs at once when the partitions are many (DiskStore._shown_runs):
+# the outcome segments about this many rows each, at most SHOWN_RUNS runs at once. A
+# billion rows: 636 runs x 335 partitions, ~213k segments of ~3k rows, become 318 groups
+# of 2 runs, ~107k segments of ~9k (about 0.25 ms a segment: ~27 s of CPU, extrapolated).
+# Not 4: a shown row costs about 225 bytes at phase 3's peak (a group shown, the next
+# read meanwhile); 50M rides in process with groups of 4 runs peaked at 3,940 MiB, of 2
+# at 2,612 MiB, of 1 at 1,937 MiB (docs/engine.md, "seventh round")
+SHOWN_SEGMENT_ROWS = 16_384
+SHOWN_RUNS = 2
+
+
 class MemoryStore:
     """The kept columns of every chunk, in memory. The numeric ones are copied as each
     chunk arrives into arrays sized for the file's expected rows (grown by half when it
@@ -96,8 +113,10 @@ class MemoryStore:
     copy (5M capped rides: about 75 bytes a row, a seventh of the main thread's samples
     in a profile). Text columns are joined as they are (Polars, no copy)."""
 
-    def __init__(self, engine, expected: int = 0):
+    def __init__(self, engine, expected: int = 0, columns: Optional[Collection[str]] = None):
+        """`columns`: the result columns shown (BatchEngine.presented; all by default)."""
         self.engine = engine
+        self.columns = columns
         self.expected = max(1, expected)
         self.parts: list[Part] = []  # parts that cannot be filled in (a chunk's windows' order)
         self.first: Optional[Part] = None
@@ -156,7 +175,7 @@ class MemoryStore:
         self.close()
         step = engine.chunk_rows
         for start in range(0, outcomes.height, step):
-            yield engine.presented(outcomes.slice(start, step))
+            yield engine.presented(outcomes.slice(start, step), self.columns)
 
     def close(self) -> None:
         self.parts = []
@@ -246,10 +265,15 @@ class _Segments:
         self.along = tuple(along)
         self.against = dict(against or {})
 
-    def write(self, frame: pl.DataFrame, partition: np.ndarray, partitions: int, key) -> None:
+    def write(self, frame: pl.DataFrame, partition: np.ndarray, partitions: int, key,
+              ordered: bool = False) -> None:
         """`frame`'s rows split by `partition` (0 .. partitions - 1): segment `key(i)` for
-        partition i (none where it has no row)."""
-        if partitions > 1:
+        partition i (none where it has no row). `ordered`: `partition` never goes down
+        along the rows (a partition's outcomes, in row order, split by run), so the rows
+        are cut where it steps, not sorted and gathered (a copy of every column)."""
+        if ordered:
+            bounds = np.searchsorted(partition, np.arange(partitions + 1))
+        elif partitions > 1:
             order = np.argsort(partition.astype(np.uint16 if partitions <= 1 << 16 else np.int64),
                                kind="stable")  # 16-bit keys: a radix sort
             bounds = np.searchsorted(partition[order], np.arange(partitions + 1))
@@ -270,7 +294,7 @@ class _Segments:
             return
         # offsets, not views: a slice of a string view column would write every data buffer
         chosen = frame.select(kept).rechunk()
-        if partitions > 1:  # one partition: the rows as they are
+        if partitions > 1 and not ordered:  # one partition, or ordered: the rows as they are
             chosen = chosen[order]
         table = chosen.to_arrow(compat_level=pl.CompatLevel.oldest())
         table = table.cast(pa.schema([self.schema.field(name) for name in kept]))
@@ -408,6 +432,7 @@ HASHED_ROWS = 64 << 20
 class DiskStore:
     def __init__(self, engine, partitions: int, folder: Optional[Path] = None, run_rows: int = 1_000_000,
                  duplicates: Optional[np.ndarray] = None, recall=None,
+                 columns: Optional[Collection[str]] = None, shown_runs: Optional[int] = None,
                  later: Optional[Callable[[], Optional[np.ndarray]]] = None, expected: int = 0):
         """`run_rows`: rows gathered in memory before they are spilled as one run;
         `duplicates`: the row numbers the duplicate-id check rejects, when already known
@@ -421,8 +446,14 @@ class DiskStore:
         rows as the records were read (a Parquet input's id and account columns read
         again, BatchEngine.evaluate_file): then the outcomes keep the id and account of
         the invalid records only (the slow reading's, which may differ), and the others
-        are recalled as each run is shown."""
+        are recalled as each run is shown. `columns`: the result columns shown (all by
+        default): the outcome columns none of them shows are not spilled (`_shed`).
+        `shown_runs`: how many runs are shown at once (`_shown_runs` by default)."""
         self.engine = engine
+        self.columns = columns
+        self.unshown = tuple(name for name in _SHOWN_AS_THEMSELVES if name not in columns) \
+            if columns is not None else ()
+        self.shown_runs = shown_runs
         self.duplicates = duplicates
         self.recall = recall
         # the ids hashed by the spill writers (`later`), in memory up to HASHED_ROWS: the
@@ -522,8 +553,11 @@ class DiskStore:
         self.outcomes.write(got, np.zeros(got.height, dtype=np.int64), 1, lambda _: (run, self.partitions))
 
     def _shed(self, outcomes: pl.DataFrame) -> pl.DataFrame:
-        """Outcomes as spilled: with `recall`, the id and account of the invalid records
-        only (null elsewhere: a column null in every row of a write is not written)."""
+        """Outcomes as spilled: without the columns no result column shown needs
+        (`columns`); with `recall`, the id and account of the invalid records only (null
+        elsewhere: a column null in every row of a write is not written)."""
+        if self.unshown:
+            outcomes = outcomes.drop(self.unshown, strict=False)
         if self.recall is None:
             return outcomes
         invalid = pl.col("reason") == Reasons.INVALID
@@ -566,21 +600,29 @@ class DiskStore:
             return merged
         marked = []
         for name, value in (("reason", self.engine.rules.duplicate_id), ("reduction_mg", 0), ("points", 0)):
+            if name not in merged.columns:  # not shown (DiskStore's `columns`)
+                continue
             column = merged.get_column(name)
             values = column.to_numpy().copy()
             values[at] = value
             marked.append(pl.Series(name, values, dtype=column.dtype))
         return merged.with_columns(marked)
 
-    def _recalled(self, merged: pl.DataFrame, run: int) -> pl.DataFrame:
-        """A run's outcomes (in row order, every row of the run) with the id and account
-        `_shed` left out given back by `recall`."""
+    def _shown_runs(self) -> int:
+        """How many runs phase 3 shows at once (their outcomes split so by phase 2): as
+        many as make the outcomes' segments about SHOWN_SEGMENT_ROWS rows each (a segment
+        costs about 0.25 ms written and read back beyond its rows, and runs x partitions
+        grows with the rows squared), at most SHOWN_RUNS (memory: each run shown at once
+        holds about 225 bytes a row at the peak)."""
+        if self.shown_runs is not None:
+            return max(1, self.shown_runs)
+        return max(1, min(SHOWN_RUNS, -(-self.partitions * SHOWN_SEGMENT_ROWS // self.run_rows)))
+
+    def _recalled(self, merged: pl.DataFrame, first: int) -> pl.DataFrame:
+        """Shown runs' outcomes (in row order, every row from `first` on) with the id and
+        account `_shed` left out given back by `recall`."""
         if self.recall is None or merged.height == 0:
             return merged
-        first = self.run_starts[run]
-        rows = merged.get_column("row")
-        if rows[0] != first or rows[-1] != first + merged.height - 1:  # pragma: no cover - every row has one
-            raise ValueError("a spilled run's outcomes do not cover its rows")
         ids, accounts = self.recall(first, merged.height)
         replaced = []
         for name, again in (("id", ids), ("account", accounts)):
@@ -608,8 +650,11 @@ class DiskStore:
         duplicate_rows = np.sort(np.concatenate(duplicates)) if duplicates else np.zeros(0, np.int64)
         self.ids.close()  # the disk of each step is given back before the next writes
         # 2. the account rules, partition by account; each partition's outcomes
-        # (engine.outcomes) split by run; the next partition is read meanwhile
-        starts = np.asarray(self.run_starts, dtype=np.int64)
+        # (engine.outcomes) split by the runs shown together (`_shown_runs`: a group of
+        # runs, one of their segments a partition); the next partition is read meanwhile
+        together = self._shown_runs()
+        starts = np.asarray(self.run_starts, dtype=np.int64)[::together]  # each group's first row
+        groups = starts.size
         outcomes = self.outcomes
         # the outcomes of a partition are written by a thread of their own while the next
         # partition is judged, and a run's results are merged and shown by the reading
@@ -634,24 +679,33 @@ class DiskStore:
                     np.zeros(0, dtype=np.int64)
                 engine.rules.apply(batch, duplicate_ids=at)
                 got = self._shed(engine.outcomes(part, batch))
-                run = np.searchsorted(starts, got.get_column("row").to_numpy(), side="right") - 1
+                group = np.searchsorted(starts, got.get_column("row").to_numpy(), side="right") - 1
+                # in row order (the runs' segments read one after the other, each ascending):
+                # cut, not sorted and gathered; checked, as it costs one pass
+                ordered = bool(np.all(group[1:] >= group[:-1]))
                 if written is not None:
                     written.result()
-                written = writer.submit(outcomes.write, got, run, runs, lambda k, i=i: (k, i))
+                written = writer.submit(outcomes.write, got, group, groups, lambda k, i=i: (k, i), ordered)
                 del frame, part, batch, got
             if written is not None:
                 written.result()
             self.accounts.close()
 
-            # 3. merged back in row order, run by run, shown as results
-            def shown(k):
-                merged = outcomes.frame([(k, i) for i in range(self.partitions + 1)])
-                return None if merged is None else engine.presented(self._recalled(self._marked(merged.sort("row")), k))
+            # 3. merged back in row order, a group of runs at a time, shown as results
+            # (the early outcomes are a segment a run: partition P of each run)
+            def shown(g):
+                ran = range(g * together, min(runs, (g + 1) * together))
+                merged = outcomes.frame([(g, i) for i in range(self.partitions)] +
+                                        [(r, self.partitions) for r in ran])
+                if merged is None:
+                    return None
+                first = self.run_starts[ran[0]]
+                return engine.presented(self._recalled(self._marked(_in_row_order(merged, first)), first), self.columns)
             step = engine.chunk_rows
-            showing = self._writer.submit(shown, 0) if runs else None
-            for k in range(runs):
+            showing = self._writer.submit(shown, 0) if groups else None
+            for k in range(groups):
                 merged = showing.result()
-                if k + 1 < runs:
+                if k + 1 < groups:
                     showing = self._writer.submit(shown, k + 1)
                 if merged is None:
                     continue
@@ -677,6 +731,21 @@ class DiskStore:
         self.accounts.close()
         self.ids.close()
         self.outcomes.close()
+
+
+def _in_row_order(merged: pl.DataFrame, first: int) -> pl.DataFrame:
+    """Outcomes of every row from `first` on, each once, put in row order: each row's
+    place is its number less `first`, so the order is one scatter (a sort of the rows
+    found the same order in O(n log n); a shown run's rows are known to be exactly these)."""
+    n = merged.height
+    at = merged.get_column("row").to_numpy() - first
+    order = np.full(n, -1, dtype=np.int64)
+    if n and (at.min() < 0 or at.max() >= n):  # every row has one outcome: never, unless broken
+        raise ValueError("a spilled run's outcomes do not cover its rows")
+    order[at] = np.arange(n, dtype=np.int64)
+    if n and order.min() < 0:  # a row twice, another missing: never, unless broken
+        raise ValueError("a spilled run's outcomes do not cover its rows")
+    return merged[order]
 
 
 def _empty_part(engine) -> Part:
