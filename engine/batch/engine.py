@@ -436,17 +436,22 @@ class BatchEngine:
         parquet = format_of(path) == "parquet"
 
         def spilled(hashed: bool) -> DiskStore:
-            """`hashed`: a Parquet file's ids are hashed as its runs are written, and its
-            repeated ids, if some hash occurs twice, found from its id column at the end
-            of phase 1 (DiskStore's `later`, `settle`): only the account partitions are
-            spilled, not the ids as well, and the id column is not read before the
-            first chunk (duplicate_rows did: 11 % of a billion rows' samples)."""
+            """`hashed`: the file's ids are hashed as its runs are written, and its
+            repeated ids, if some hash occurs twice, found at the end of phase 1
+            (DiskStore's `later`, `settle`): only the account partitions are spilled, not
+            the ids as well, and the id column is not read before the first chunk
+            (duplicate_rows did: 11 % of a billion rows' samples). A Parquet file's are
+            found from its id column; a CSV or JSON Lines file has no column to read
+            alone, so one with a repeated id (rare) is spilled again with its ids."""
             budget = min(memory_rows, SPILL_ROWS)  # partitions of about half of it
-            later = (lambda: self.duplicate_rows(path, units, partitions, memory_rows)) if hashed else None
+            later = None
+            if hashed:
+                later = (lambda: self.duplicate_rows(path, units, partitions, memory_rows)) if parquet else \
+                    (lambda: None)
             return DiskStore(self, -(-expected * 2 // budget) + 1, spill_dir, run_rows=max(1, budget // 4),
                              later=later, expected=expected,
                              recall=self._recall(path, partitions) if parquet else None, columns=columns)
-        store = spilled(parquet) if expected > memory_rows else MemoryStore(self, expected, columns)
+        store = spilled(True) if expected > memory_rows else MemoryStore(self, expected, columns)
         try:
             for part in parts:
                 store.add(part)

@@ -522,8 +522,12 @@ class DiskStore:
 
     def _write_run(self, frame: pl.DataFrame, run: int) -> None:
         p = self.partitions
-        if self.hashes is not None:  # every row's id, as the duplicate-id check compares them
-            hashed = self.hashes.prepare(frame.get_column("id").hash().to_numpy())
+        if self.hashes is not None:  # the ids the duplicate-id check compares: the valid records'
+            # (find_duplicate_ids judges those alone; a feed's invalid rows often share a
+            # missing id, which would make every CSV file's `later` spill it again)
+            ids = frame.get_column("id")
+            valid = frame.get_column("reason") != Reasons.INVALID
+            hashed = self.hashes.prepare((ids if valid.all() else ids.filter(valid)).hash().to_numpy())
             with self._hashes_lock:
                 self.hashes.add(hashed)
         if self.early:
