@@ -217,13 +217,19 @@ class Rules:
             # sorts release the GIL, so partitions in threads use every core
             list(_partition_pool().map(one, range(parts)))
 
+    @property
+    def duplicate_marks(self) -> dict:
+        """What a record the duplicate-id check rejects is given: its reason, and nothing
+        credited (the batch's arrays and the outcome columns of the same names; one place
+        for mark_duplicate_ids and a spilled file's late marks, store.DiskStore._marked)."""
+        return {"reason": self.duplicate_id, "reduction_mg": 0, "points": 0}
+
     def mark_duplicate_ids(self, batch: Batch, positions: np.ndarray) -> None:
         """The records at `positions` (an earlier record has their id) as DUPLICATE_ID:
         nothing credited, and no other rule counts them."""
         if positions.size:
-            batch.reason[positions] = self.duplicate_id
-            batch.reduction_mg[positions] = 0
-            batch.points[positions] = 0
+            for name, value in self.duplicate_marks.items():
+                getattr(batch, name)[positions] = value
 
     # ------------------------------------------------------------ carried chunk by chunk
     @property

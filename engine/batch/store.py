@@ -603,7 +603,7 @@ class DiskStore:
         if len(at) == 0:
             return merged
         marked = []
-        for name, value in (("reason", self.engine.rules.duplicate_id), ("reduction_mg", 0), ("points", 0)):
+        for name, value in self.engine.rules.duplicate_marks.items():
             if name not in merged.columns:  # not shown (DiskStore's `columns`)
                 continue
             column = merged.get_column(name)
