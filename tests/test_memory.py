@@ -262,6 +262,72 @@ def test_spilled_steps_and_differences_read_back_exactly(tmp_path):
         plain.close()
 
 
+def test_spilled_constants_and_narrowed_columns_read_back_exactly(tmp_path):
+    """`_Segments` leaves out a column of one value in every row of a write (the reason and
+    `credited` of the credited records, an input the file does not have, a datetime input
+    that is the time itself), writes an integer column as its difference from its least
+    value divided by their greatest common divisor (times in whole minutes) in the
+    narrowest unsigned type, and text with 32-bit offsets: every value of every type comes
+    back as given, extremes that wrap included, in writes whose columns are all constant
+    too; the segment's stored columns are the narrow ones."""
+    import numpy as np
+    import polars as pl
+    import pyarrow as pa
+
+    from engine.batch import store
+
+    rng = np.random.default_rng(61)
+    n, partitions = 4_000, 5
+    minute = 60_000_000
+    time = 1_714_485_600_000_000 + rng.integers(0, 43_200, n, dtype=np.int64) * minute
+    wide = rng.integers(-2**62, 2**62, n, dtype=np.int64)
+    wide[:2] = (np.iinfo(np.int64).min, np.iinfo(np.int64).max)  # differences that wrap
+    frame = pl.DataFrame({
+        "row": np.arange(10, 10 + n, dtype=np.int64),
+        "time": time,
+        "reason": pl.Series(np.zeros(n, dtype=np.int32)),
+        "credited": np.ones(n, dtype=bool),
+        "k:activity": [""] * n,
+        "k:label": ["帐户"] * n,
+        "k:boarded": time,
+        "k:alighted": time + rng.integers(5, 90, n, dtype=np.int64) * minute,
+        "k:wide": wide,
+        "k:mode": pl.Series(rng.integers(-3, 3, n).astype(np.int32)),
+        "k:small": pl.Series(rng.integers(0, 200, n).astype(np.int16)),
+        "k:flag": rng.integers(0, 2, n).astype(bool),
+        "k:distance": rng.random(n) * 30_000,
+        "k:same": np.full(n, -0.0),
+        "id": [f"r{i}" for i in range(n)],
+        "points": pl.Series(rng.integers(-5, 5, n)).set(pl.Series(np.arange(n) % 7 == 0), None),
+        "message": pl.Series([None if i % 9 else "far" for i in range(n)], dtype=pl.String),
+    })
+    partition = rng.integers(0, partitions, n)
+    segments = store._Segments(tmp_path, along=("row",), against={"k:boarded": "time", "k:alighted": "time"})
+    try:
+        segments.write(frame, partition, partitions, lambda i: (i, 0))
+        segments.write(frame.head(1), np.zeros(1, dtype=np.int64), 1, lambda _: (0, 1))  # one row
+        segments.write(frame.select("reason", "credited", "k:activity").head(3), np.zeros(3, dtype=np.int64), 1,
+                       lambda _: (0, 2))
+        for i in range(partitions):
+            got = pl.from_arrow(segments.get((i, 0)))
+            assert got.equals(frame.filter(pl.Series(partition == i)))
+            assert got.get_column("k:same").cast(pl.String).to_list()[0] == "-0.0"
+        assert pl.from_arrow(segments.get((0, 1))).equals(frame.head(1))
+        assert pl.from_arrow(segments.get((0, 2))).select("reason", "credited", "k:activity").equals(
+            frame.select("reason", "credited", "k:activity").head(3))
+        stored = segments.index[(0, 0)][3]  # the schema the segment was written with
+        for name in ("reason", "credited", "k:activity", "k:label", "k:boarded", "k:same"):
+            assert name not in stored.names
+        assert stored.field("time").type == pa.uint16()  # 43,200 minutes
+        assert stored.field("k:alighted").type == pa.uint8()  # whole minutes, 5 to 89
+        assert stored.field("k:wide").type == pa.uint64()
+        assert stored.field("k:mode").type == pa.uint8()
+        assert stored.field("id").type == pa.string()
+        assert stored.field("points").type == pa.int64()  # nulls: as it is
+    finally:
+        segments.close()
+
+
 @pytest.mark.parametrize("codec", [("zstd", 1), ("lz4", None), None])
 def test_many_small_segments_each_compressed_whole_read_back_exactly(codec, tmp_path, monkeypatch):
     """A billion rows spill about 3k rows a (run, partition) segment, and each segment is

@@ -33,11 +33,12 @@ from collections import deque
 from pathlib import Path
 from concurrent.futures import Future, ThreadPoolExecutor, wait as futures_wait
 from functools import lru_cache
-from typing import Callable, Collection, Iterator, Optional
+from typing import Callable, Collection, Iterator, NamedTuple, Optional
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from dsl.types import Kind
 
@@ -298,13 +299,14 @@ class _Segments:
             chosen = chosen[order]
         table = chosen.to_arrow(compat_level=pl.CompatLevel.oldest())
         table = table.cast(pa.schema([self.schema.field(name) for name in kept]))
-        table, coded = self._encoded(table.combine_chunks(), bounds)
+        table, coding, firsts = self._encoded(table.combine_chunks(), bounds)
         whole = table.to_batches()
         if not whole or whole[0].num_rows == 0:
             return
         batch = whole[0]
         codec = _codec()
         pieces, placed, at = [], [], 0
+        segment = 0
         for i in range(partitions):
             rows = int(bounds[i + 1] - bounds[i])
             if rows:
@@ -313,14 +315,16 @@ class _Segments:
                 # bytes: a compressed ResizableBuffer exports its capacity, not its size
                 stored = codec.compress(message, asbytes=True) if codec is not None else message.to_pybytes()
                 pieces.append(stored)
-                placed.append((key(i), at, len(stored), message.size if codec is not None else 0))
+                coded = (coding, firsts[segment]) if coding is not None else ()
+                placed.append((key(i), at, len(stored), message.size if codec is not None else 0, coded))
                 at += len(stored)
+                segment += 1
         data = b"".join(pieces)
         with self.lock:  # appended at the end, whichever thread's segments come first
             view, done = memoryview(data), 0
             while done < len(view):  # an unbuffered write may write part of it
                 done += self.file.write(view[done:])
-            for k, offset, length, raw in placed:
+            for k, offset, length, raw, coded in placed:
                 self.index[k] = (self.size + offset, length, raw, batch.schema, coded)
             self.size += at
 
@@ -337,43 +341,110 @@ class _Segments:
             batch = _decoded(batch, coded)
         if batch.num_columns < len(self.schema):
             batch = pa.RecordBatch.from_arrays(
-                [batch.column(f.name) if f.name in schema.names else pa.nulls(batch.num_rows, f.type)
+                [batch.column(f.name) if f.name in batch.schema.names else pa.nulls(batch.num_rows, f.type)
                  for f in self.schema], schema=self.schema)
         return batch
 
-    def _encoded(self, table: pa.Table, bounds: np.ndarray) -> tuple[pa.Table, tuple]:
+    def _encoded(self, table: pa.Table, bounds: np.ndarray) -> tuple[pa.Table, Optional["_Coding"], list]:
         """`table` (its rows in segment order, segment i from bounds[i] to bounds[i + 1])
-        with the coded columns (`along`, `against`: those present as 64-bit integers
-        without nulls, and their bases too) replaced by their differences, each in the
-        narrowest integer type that holds them (LZ4 finds little to squeeze in the zero
-        high bytes of a 64-bit step: 3M capped rides, the outcomes' row numbers 4.0 bytes
-        a row as they are, 2.7 as 64-bit steps); and (column, base) of the coded ones,
-        base None for `along`."""
+        as written, how it was coded (`_Coding`, None when nothing was) and, for each
+        segment, the first value of each `along` column in it (kept in the index).
+
+        - `along`: an Int64 column without nulls as the step from the row before in its
+          segment, 0 for the segment's first row (its value kept in the index);
+        - `against`: an Int64 column without nulls (and its base without) as its
+          difference from the base;
+        - then every column: one value in every row (the reason and `credited` of the
+          credited records, an input the file does not have, a datetime input that is the
+          time itself) is not written (`_Coding.constants`); an integer column without
+          nulls as its difference from its least value, divided by their greatest common
+          divisor (an Int64's: times and durations in whole minutes or seconds), in the
+          narrowest unsigned type that holds them (`_Coding.narrowed`); a text column with
+          32-bit offsets (Polars hands 64-bit ones over) when its text fits.
+        Exact for every value: 64-bit differences wrap, and wrap back."""
+        n = table.num_rows
+        if n == 0:
+            return table, None, []
+        columns = dict(zip(table.column_names, (c.chunk(0) if c.num_chunks == 1 else c.combine_chunks()
+                                                for c in table.columns)))
+
         def plain(name):
-            at = table.schema.get_field_index(name)
-            return at >= 0 and table.schema.field(at).type == pa.int64() and table.column(at).null_count == 0
-        coded = [(name, None) for name in self.along if plain(name)]
-        coded += [(name, base) for name, base in self.against.items() if plain(name) and plain(base)]
-        if not coded or table.num_rows == 0:
-            return table, ()
-        for name, base in coded:
-            values = table.column(name).to_numpy()
-            if base is None:
-                steps = np.empty_like(values)
-                steps[0] = values[0]
-                np.subtract(values[1:], values[:-1], out=steps[1:])
-                starts = bounds[:-1][bounds[:-1] < bounds[1:]]  # each segment's first row
-                steps[starts] = values[starts]
+            column = columns.get(name)
+            return column is not None and column.type == pa.int64() and column.null_count == 0
+        along = tuple(name for name in self.along if plain(name))
+        against = tuple((name, base) for name, base in self.against.items() if plain(name) and plain(base))
+        starts = bounds[:-1][bounds[:-1] < bounds[1:]]  # each (non-empty) segment's first row
+        firsts = []
+        for name in along:
+            values = columns[name].to_numpy()
+            steps = np.empty_like(values)
+            steps[0] = 0
+            np.subtract(values[1:], values[:-1], out=steps[1:])
+            steps[starts] = 0
+            firsts.append(values[starts])
+            columns[name] = steps
+        for name, base in against:
+            columns[name] = columns[name].to_numpy() - columns[base].to_numpy()
+        constants, narrowed, texts = {}, {}, []
+        for name, column in list(columns.items()):
+            if isinstance(column, np.ndarray):
+                values, kind = column, table.schema.field(name).type
+            elif column.null_count:
+                if column.type == pa.large_string() and _fits_32(column):
+                    columns[name] = column.cast(pa.string())
+                    texts.append(name)
+                continue
             else:
-                steps = values - table.column(base).to_numpy()
-            low, high = int(steps.min()), int(steps.max())
-            for narrow in (np.int8, np.int16, np.int32, np.int64):
-                info = np.iinfo(narrow)
-                if info.min <= low and high <= info.max:
-                    break
-            at = table.schema.get_field_index(name)
-            table = table.set_column(at, name, pa.array(steps.astype(narrow, copy=False)))
-        return table, tuple(coded)
+                values, kind = None, column.type
+            if pa.types.is_integer(kind) and kind.bit_width <= 64 and not (
+                    pa.types.is_unsigned_integer(kind) and kind.bit_width == 64):
+                if values is None:
+                    values = column.to_numpy()
+                values = values.astype(np.int64, copy=False)
+                low, high = int(values.min()), int(values.max())
+                if low == high:
+                    constants[name] = (low, kind)
+                    continue
+                spread = (values - np.int64(low)).view(np.uint64)  # wraps: the true difference
+                step = 1
+                if kind.bit_width == 64 and high - low > 0xFFFF:
+                    step = int(np.gcd.reduce(spread))
+                    if step > 1:
+                        spread = spread // np.uint64(step)
+                top = (high - low) // step
+                narrow = next(t for t in (np.uint8, np.uint16, np.uint32, np.uint64) if top <= np.iinfo(t).max)
+                columns[name] = spread.astype(narrow)
+                narrowed[name] = (low, step, kind)
+            elif values is not None:
+                columns[name] = pa.array(values)
+            elif pa.types.is_boolean(kind):
+                trues = column.true_count
+                if trues in (0, n):
+                    constants[name] = (trues == n, kind)
+            elif pa.types.is_floating(kind):
+                bits = column.to_numpy().view(np.int64 if kind.bit_width == 64 else np.int32)
+                if bits.min() == bits.max():
+                    constants[name] = (column[0].as_py(), kind)
+            elif pa.types.is_large_string(kind) or pa.types.is_string(kind):
+                first = column[0]
+                if column.slice(0, 16).equals(pa.repeat(first, min(n, 16))) and \
+                        pc.all(pc.equal(column, first)).as_py():
+                    constants[name] = (first.as_py(), kind)
+                elif kind == pa.large_string() and _fits_32(column):
+                    columns[name] = column.cast(pa.string())
+                    texts.append(name)
+        if len(constants) == len(columns):  # a segment holds one column at least (its rows)
+            name = next(iter(constants))
+            value, kind = constants.pop(name)
+            columns[name] = pa.repeat(pa.scalar(value, kind), n)
+        if not (along or against or constants or narrowed or texts):
+            return table, None, []
+        arrays = [pa.array(c) if isinstance(c, np.ndarray) else c for name, c in columns.items()
+                  if name not in constants]
+        names = [name for name in columns if name not in constants]
+        coding = _Coding(table.schema, along, against, constants, narrowed, tuple(texts))
+        segments = [tuple(int(f[i]) for f in firsts) for i in range(starts.size)]
+        return pa.table(arrays, names=names), coding, segments
 
     def frame(self, keys) -> Optional[pl.DataFrame]:
         """The segments of `keys` as one frame; None when they hold no row."""
@@ -387,20 +458,57 @@ class _Segments:
         self.index = {}
 
 
+class _Coding(NamedTuple):
+    """How one `_Segments.write` coded its columns (`_Segments._encoded`), shared by its
+    segments; each segment's index entry holds it with the first value of each `along`
+    column in that segment."""
+    schema: pa.Schema      # the columns as given, which `_decoded` gives back
+    along: tuple           # columns written as steps along their segment
+    against: tuple         # (column, base): columns written as their difference from base
+    constants: dict        # column: (value, type), one value in every row: not written
+    narrowed: dict         # column: (least value, divisor, type): (value - least) / divisor, unsigned
+    texts: tuple           # text columns written with 32-bit offsets
+
+
+def _fits_32(column: pa.Array) -> bool:
+    """Whether a 64-bit offset text column's text fits 32-bit offsets."""
+    data = column.buffers()[2]  # the whole buffer, a slice's or not: never too small
+    return data is None or data.size < 2**31 - 1
+
+
 def _decoded(batch: pa.RecordBatch, coded: tuple) -> pa.RecordBatch:
-    """A segment's columns as they were given to `_Segments.write` (`coded`: its
-    (column, base) pairs, as `_encoded` wrote them)."""
-    schema = batch.schema
-    arrays = dict(zip(schema.names, batch.columns))
-    for name, base in coded:  # the bases are never coded themselves
-        steps = batch.column(name).to_numpy().astype(np.int64)
-        if base is None:
-            values = np.cumsum(steps)
-        else:
-            values = steps + batch.column(base).to_numpy()
-        arrays[name] = pa.array(values, type=pa.int64())
-        schema = schema.set(schema.get_field_index(name), schema.field(name).with_type(pa.int64()))
-    return pa.RecordBatch.from_arrays([arrays[n] for n in schema.names], schema=schema)
+    """A segment's columns as they were given to `_Segments.write` (`coded`: the write's
+    `_Coding` and the segment's first value of each `along` column)."""
+    coding, firsts = coded
+    n = batch.num_rows
+    arrays = dict(zip(batch.schema.names, batch.columns))
+    values = {}  # int64, as given to the narrowing
+
+    def numbers(name):
+        if name in values:
+            return values[name]
+        if name in coding.constants:
+            return np.full(n, coding.constants[name][0], dtype=np.int64)
+        return arrays[name].to_numpy().astype(np.int64)
+    for name, (low, step, kind) in coding.narrowed.items():
+        spread = arrays[name].to_numpy().astype(np.uint64)
+        if step != 1:
+            spread *= np.uint64(step)
+        values[name] = spread.view(np.int64) + np.int64(low)  # wraps back
+    for name, first in zip(coding.along, firsts):
+        steps = numbers(name)
+        values[name] = np.cumsum(steps) + np.int64(first)
+    for name, base in coding.against:  # the bases are never coded so themselves
+        values[name] = numbers(name) + numbers(base)
+    for name, (value, kind) in coding.constants.items():
+        if name not in values:
+            arrays[name] = pa.repeat(pa.scalar(value, kind), n)
+    for name, got in values.items():
+        kind = coding.schema.field(name).type
+        arrays[name] = pa.array(got if kind == pa.int64() else got.astype(kind.to_pandas_dtype()), type=kind)
+    for name in coding.texts:
+        arrays[name] = arrays[name].cast(pa.large_string())
+    return pa.RecordBatch.from_arrays([arrays[f.name] for f in coding.schema], schema=coding.schema)
 
 
 def _stale_spills(parent: Path) -> None:
