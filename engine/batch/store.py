@@ -44,7 +44,7 @@ from dsl.types import Kind
 from .hashes import RepeatedHashes
 from .part import Part
 from .rules import find_duplicate_ids
-from .values import Cat, Reasons
+from .values import Cat, Reasons, nulls
 
 
 def part_frame(engine, part: Part) -> pl.DataFrame:
@@ -564,6 +564,10 @@ class DiskStore:
             outcomes = outcomes.drop(self.unshown, strict=False)
         if self.recall is None:
             return outcomes
+        reason = outcomes.get_column("reason").to_numpy()
+        if not (reason == Reasons.INVALID).any():  # an account partition's, with `early`: all credited
+            return outcomes.with_columns(nulls(outcomes.height, outcomes.schema[name]).alias(name)
+                                         for name in ("id", "account"))
         invalid = pl.col("reason") == Reasons.INVALID
         return outcomes.with_columns(pl.when(invalid).then(pl.col(name)).alias(name) for name in ("id", "account"))
 
