@@ -503,7 +503,7 @@ class _Summary:
             self.counts.update({name: count for name, count in zip(self.STATUSES, counts) if count})
             self.mg += int(mg or 0)
             self.points += int(points or 0)
-        else:  # pragma: no cover - the engines give no other status
+        else:  # a status not among STATUSES (none of the engines gives one)
             for name, count, mg, points in frame.group_by("status").agg(
                     pl.len(), pl.col("reduction_mg").sum(), (pl.col("points") + pl.col("bonus")).sum()).iter_rows():
                 self.counts[name] += count
