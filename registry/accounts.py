@@ -635,7 +635,7 @@ def known_statuses(integrator_id: int, external_ids: Iterable[str]) -> tuple[str
     """(sql, parameters) of resolve_statuses' read of the known ids, for PostgreSQL: its
     rows are what `known` takes."""
     return _PG_KNOWN, {"integrator": integrator_id,
-                       "ids": sorted({_external_id(e) for e in external_ids})}
+                       "ids": bulk.array(sorted({_external_id(e) for e in external_ids}))}
 
 
 def resolve_statuses(session: Session, integrator_id: int, external_ids: Iterable[str], *,
