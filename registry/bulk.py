@@ -20,6 +20,8 @@ Both paths return the same things, so callers do not branch.
 
 from __future__ import annotations
 
+import datetime as dt
+import operator
 import time
 from types import NoneType
 from typing import Iterable, Iterator, Optional, Sequence
@@ -41,6 +43,8 @@ _statements: dict[tuple, str] = {}
 
 # The element types array() writes as one literal; anything else goes as the list
 _LITERAL_TYPES = {str, int, NoneType}
+_TIME_TYPES = {dt.datetime, NoneType}
+_TZINFO = operator.attrgetter("tzinfo")
 # what orjson writes for a control character in a string (\n, \t, ... \u001f), which an
 # array literal would read otherwise; also found where the text held a backslash followed
 # by one of these letters (then the list goes as it is: slower, the same values)
@@ -57,13 +61,19 @@ def array(values: list):
     as an array literal does, writes null (an array literal's NULL, in any case) and
     numbers as they are read back. Returned as the list itself, for psycopg to dump as
     before, when the literal could differ: an element not a str, an int or None (a
-    bool, a float, a datetime...), an integer beyond 64 bits, a lone surrogate (orjson
+    bool, a float, a time not in UTC...), an integer beyond 64 bits, a lone surrogate (orjson
     refuses them), a control character (JSON escapes it, a literal would not unescape
     it). Either way the server gets the same values (tests/registry/test_bulk_array.py)."""
     if not values:
         return "{}"
-    if not set(map(type, values)) <= _LITERAL_TYPES:
-        return values
+    types = set(map(type, values))
+    if not types <= _LITERAL_TYPES:
+        # times in UTC (a credit's activity times), which orjson writes as RFC 3339 text
+        # with +00:00; not another offset (orjson rounds one of seconds to minutes) nor
+        # none (the server's time zone would then say)
+        if not (types <= _TIME_TYPES
+                and set(map(_TZINFO, filter(None, values))) == {dt.timezone.utc}):
+            return values
     try:
         out = orjson.dumps(values)
     except orjson.JSONEncodeError:

@@ -78,3 +78,21 @@ def test_the_unnest_of_literals_zips_the_columns(pg):
         "SELECT * FROM unnest(%(a)b::varchar[], %(n)b::int8[]) AS u(a, n)",
         {"a": bulk.array(ids), "n": bulk.array(numbers)}).all()
     assert [tuple(r) for r in rows] == list(zip(ids, numbers))
+
+
+def test_times_in_utc_come_back_as_sent(pg):
+    import datetime as dt
+    utc = dt.timezone.utc
+    times = [dt.datetime(2024, 5, 20, 1, 2, 3, tzinfo=utc), dt.datetime(2024, 5, 20, 1, 2, 3, 5, tzinfo=utc),
+             None, dt.datetime(1, 1, 1, tzinfo=utc), dt.datetime(9999, 12, 30, 23, 59, 59, 999999, tzinfo=utc),
+             dt.datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=utc)]
+    literal = bulk.array(times)
+    assert isinstance(literal, str)
+    pg.connection().exec_driver_sql("SET LOCAL TIME ZONE 'Asia/Shanghai'")
+    assert _round_trip(pg, literal, "timestamptz") == times
+    assert _round_trip(pg, literal, "timestamptz") == _round_trip(pg, times, "timestamptz")
+    # another offset, or none, goes as the list (orjson rounds an offset of seconds)
+    for other in (dt.timezone(dt.timedelta(hours=8)), dt.timezone(dt.timedelta(seconds=30)), None):
+        values = [dt.datetime(2024, 5, 20, tzinfo=utc), dt.datetime(2024, 5, 20, tzinfo=other)]
+        assert bulk.array(values) is values
+    assert bulk.array([times[0], "a"]) == [times[0], "a"]
