@@ -280,7 +280,7 @@ def insert_statement(methodology_id: str, columns: dict[str, list]) -> Optional[
         return None
     return INSERT_SQL, {"methodology": methodology_id, "accounts": bulk.array(columns["account"]),
                         "rules": bulk.array(columns["rule"]), "hashes": bulk.array(columns["key_hash"]),
-                        "keys": bulk.array(columns["key"]), "near": bulk.array(columns["near"]),
+                        "keys": bulk.array(columns["key"], json=True), "near": bulk.array(columns["near"]),
                         "ordinal": bulk.array(columns["ordinal"]),
                         "ids": bulk.array(columns["record_id"])}, False
 

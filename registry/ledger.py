@@ -566,7 +566,7 @@ def _save_and_insert(session: Session, rules, methodology_id: str,
             bulk.pipelined(session, writes)
         return []
     sql, params = bulk.pg_insert_columns(CreditEntry.__table__, columns.varying(), constant,
-                                         conflict, ["id", "record_id"])
+                                         conflict, ["id", "record_id"], json=["record"])
     if save is not None:
         # one statement: the states' UPDATE in a data-modifying WITH (it runs whether or not
         # its rows are read; the two touch different tables, so sharing one snapshot changes
@@ -603,7 +603,7 @@ def _defer_save_and_insert(session: Session, rules, methodology_id: str,
     back."""
     conflict = ["integrator_id", "methodology_id", "record_id"]
     insert_sql, params = bulk.pg_insert_columns(CreditEntry.__table__, columns.varying(), constant,
-                                                conflict, ["id", "record_id"])
+                                                conflict, ["id", "record_id"], json=["record"])
     key = (insert_sql, bool(states))
     sql = _GUARDED.get(key)
     if sql is None:
@@ -849,7 +849,7 @@ def _save_states(session: Session, rules, methodology_id: str, states: dict[str,
 def _save_params(rules, methodology_id: str, states: dict[str, AccountState], now) -> dict:
     # without the duplicate keys: those are rows of their own (duplicate_keys)
     texts = {a: s.to_json(rules, keys=False) for a, s in states.items()}
-    return {"now": now, "accounts": bulk.array(list(texts)), "states": bulk.array(list(texts.values())),
+    return {"now": now, "accounts": bulk.array(list(texts)), "states": bulk.array(list(texts.values()), json=True),
             "methodology": methodology_id}
 
 

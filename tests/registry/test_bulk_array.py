@@ -96,3 +96,15 @@ def test_times_in_utc_come_back_as_sent(pg):
         values = [dt.datetime(2024, 5, 20, tzinfo=utc), dt.datetime(2024, 5, 20, tzinfo=other)]
         assert bulk.array(values) is values
     assert bulk.array([times[0], "a"]) == [times[0], "a"]
+
+
+def test_json_texts_go_as_one_literal_with_their_escapes(pg):
+    import json
+    texts = [json.dumps({"note": t, "n": i}, ensure_ascii=False) for i, t in enumerate(TRICKY)]
+    texts += [json.dumps(TRICKY), json.dumps(TRICKY, ensure_ascii=True), None]
+    assert any("\\n" in t for t in texts if t)  # escapes of control characters among them
+    literal = bulk.array(texts, json=True)
+    assert isinstance(literal, str)
+    assert bulk.array(texts) is texts  # without saying so, the escapes send the list
+    for pg_type in ("text", "varchar"):
+        assert _round_trip(pg, literal, pg_type) == texts
