@@ -9,8 +9,10 @@ each rendered, then parsed again by psycopg), and reading ids 500 at a time with
   parameter per column: `INSERT ... SELECT * FROM unnest(%(c0)s::type[], ...)` and
   `column = ANY(%(ids)s)`. The text is built once per table and columns, so nothing is
   compiled again, psycopg prepares it on the server after a few runs, and the rows travel
-  as arrays in the binary format (`%b`: the text format escapes every string of an array
-  with a regular expression, which cost more than the whole INSERT), not as SQL;
+  as arrays, not as SQL: each array one literal text made by orjson in C (`array`), which
+  the server's cast parses; psycopg's own dumping of a list runs Python for every element
+  (its binary format a loop of `struct.pack`s, its text format a regular expression per
+  string, which cost more than the whole INSERT);
 - elsewhere (SQLite, the embedded default) the portable statements: an executemany of one
   cached `INSERT ... ON CONFLICT DO NOTHING RETURNING` (SQLAlchemy's insertmanyvalues
   batches it), and `IN (...)` lists of at most 500 ids (SQLite's bound-parameter limit).
