@@ -117,30 +117,31 @@ class AccountState:
         every credit does not grow with the account's history (docs/ledger.md,
         Session 20)."""
         data: dict = dict(self.others)
+        names = _names(rules)
         if keys:
-            for rule, kept in zip(rules.duplicates, self.keys):
-                data[_name(rule)] = sorted(map(_key_text, kept))
+            for name, kept in zip(names.duplicates, self.keys):
+                data[name] = sorted(map(_key_text, kept))
         elif data:
             data = {name: _counted(name, part) for name, part in data.items()
                     if not name.startswith(_KEY_PART)}
-        for rule, end, kept in zip(rules.overlaps, self.ends, self.intervals):
-            data[_name(rule)] = {"end": end, "intervals": [list(iv) for iv in kept]}
-        for rule, times in zip(rules.flags, self.flag_times):
-            data[_name(rule)] = sorted(times)
-        for rule, times in zip(rules.bonuses, self.bonus_times):
-            data[_name(rule)] = sorted(times)
-        for rule, periods in zip(rules.caps, self.caps):
-            data[_name(rule)] = {str(p): used for p, used in sorted(periods.items())}
-        for rule, periods in zip(rules.counter_caps, self.counter_caps):
-            data[_name(rule)] = {str(p): used for p, used in sorted(periods.items())}
-        for name, total in zip(rules.counters, self.counter_totals):
-            data[_counter_name(name)] = total
-        for rule, balance in zip(rules.rewards, self.balances):
-            data[_name(rule)] = balance
-        for history, window in zip(rules.histories, self.windows):
-            data[history_name(history)] = window.to_data()
-        for rule, events in zip(rules.near_duplicates, self.near):
-            data[_name(rule)] = events.to_data() if keys else {"count": events.count}
+        for name, end, kept in zip(names.overlaps, self.ends, self.intervals):
+            data[name] = {"end": end, "intervals": [list(iv) for iv in kept]}
+        for name, times in zip(names.flags, self.flag_times):
+            data[name] = sorted(times)
+        for name, times in zip(names.bonuses, self.bonus_times):
+            data[name] = sorted(times)
+        for name, periods in zip(names.caps, self.caps):
+            data[name] = {str(p): used for p, used in sorted(periods.items())}
+        for name, periods in zip(names.counter_caps, self.counter_caps):
+            data[name] = {str(p): used for p, used in sorted(periods.items())}
+        for name, total in zip(names.counters, self.counter_totals):
+            data[name] = total
+        for name, balance in zip(names.rewards, self.balances):
+            data[name] = balance
+        for name, window in zip(names.histories, self.windows):
+            data[name] = window.to_data()
+        for name, events in zip(names.near_duplicates, self.near):
+            data[name] = events.to_data() if keys else {"count": events.count}
         if by_json:
             return _TEXT.encode(data)
         return _dumps(data, not (self.others or rules.histories or rules.near_duplicates))
@@ -152,32 +153,35 @@ class AccountState:
         if not text:
             return state
         data = _loads(text)
-        mine = _parts(rules)
+        names = _names(rules)
+        mine = names.mine
         state.others = {name: part for name, part in data.items() if name not in mine}
-        for j, rule in enumerate(rules.duplicates):
+        for j, name in enumerate(names.duplicates):
             # each key is a JSON array's text: parsed all at once, as one array of them
-            state.keys[j] = {tuple(k) for k in _loads(
-                "[" + ",".join(data.get(_name(rule), ())) + "]")}
-        for j, rule in enumerate(rules.overlaps):
-            part = data.get(_name(rule)) or {}
+            # (none stored: the ledger keeps them as rows, registry/duplicate_keys.py)
+            kept = data.get(name)
+            if kept:
+                state.keys[j] = {tuple(k) for k in _loads("[" + ",".join(kept) + "]")}
+        for j, name in enumerate(names.overlaps):
+            part = data.get(name) or {}
             state.ends[j] = part.get("end")
             state.intervals[j] = [tuple(iv) for iv in part.get("intervals", ())]
-        for j, rule in enumerate(rules.flags):
-            state.flag_times[j] = list(data.get(_name(rule), ()))
-        for j, rule in enumerate(rules.bonuses):
-            state.bonus_times[j] = list(data.get(_name(rule), ()))
-        for j, rule in enumerate(rules.caps):
-            state.caps[j] = {int(p): int(used) for p, used in data.get(_name(rule), {}).items()}
-        for j, rule in enumerate(rules.counter_caps):
-            state.counter_caps[j] = {int(p): int(used) for p, used in data.get(_name(rule), {}).items()}
-        for j, name in enumerate(rules.counters):
-            state.counter_totals[j] = int(data.get(_counter_name(name), 0))
-        for j, rule in enumerate(rules.rewards):
-            state.balances[j] = int(data.get(_name(rule), 0))
-        for j, history in enumerate(rules.histories):
-            state.windows[j] = Window.of_data(data.get(history_name(history)))
-        for j, rule in enumerate(rules.near_duplicates):
-            part = data.get(_name(rule))
+        for j, name in enumerate(names.flags):
+            state.flag_times[j] = list(data.get(name, ()))
+        for j, name in enumerate(names.bonuses):
+            state.bonus_times[j] = list(data.get(name, ()))
+        for j, name in enumerate(names.caps):
+            state.caps[j] = {int(p): int(used) for p, used in data.get(name, {}).items()}
+        for j, name in enumerate(names.counter_caps):
+            state.counter_caps[j] = {int(p): int(used) for p, used in data.get(name, {}).items()}
+        for j, name in enumerate(names.counters):
+            state.counter_totals[j] = int(data.get(name, 0))
+        for j, name in enumerate(names.rewards):
+            state.balances[j] = int(data.get(name, 0))
+        for j, name in enumerate(names.histories):
+            state.windows[j] = Window.of_data(data.get(name))
+        for j, name in enumerate(names.near_duplicates):
+            part = data.get(name)
             state.near[j] = (Events(count=part["count"]) if isinstance(part, dict)
                              else Events.from_data(part))
         return state
@@ -273,23 +277,46 @@ def _dumps(data: dict, plain: bool) -> str:
 
 def _parts(rules: CrossRecord) -> frozenset:
     """The names of the state's parts that `rules` own (the rest is another version's,
-    kept as it was), remembered per rules object as _name does: from_json runs for every
-    account of a credit."""
+    kept as it was)."""
+    return _names(rules).mine
+
+
+class _Names:
+    """The names of the state's parts, per kind of rule, in the rules' order (and `mine`,
+    all of them): made once per rules object, where from_json and to_json, which run for
+    every account of a credit, looked each one up again (_name, and json.dumps for a
+    counter or a history window) for every account (docs/ledger.md, Session 22)."""
+
+    def __init__(self, rules: CrossRecord):
+        self.duplicates = [_name(rule) for rule in rules.duplicates]
+        self.overlaps = [_name(rule) for rule in rules.overlaps]
+        self.flags = [_name(rule) for rule in rules.flags]
+        self.bonuses = [_name(rule) for rule in rules.bonuses]
+        self.caps = [_name(rule) for rule in rules.caps]
+        self.counter_caps = [_name(rule) for rule in rules.counter_caps]
+        self.counters = [_counter_name(name) for name in rules.counters]
+        self.rewards = [_name(rule) for rule in rules.rewards]
+        self.histories = [history_name(h) for h in rules.histories]
+        self.near_duplicates = [_name(rule) for rule in rules.near_duplicates]
+        self.mine = frozenset(self.duplicates + self.overlaps + self.flags + self.bonuses
+                              + self.caps + self.near_duplicates + self.counter_caps
+                              + self.rewards + self.counters + self.histories)
+
+
+def _names(rules: CrossRecord) -> _Names:
+    """_Names of `rules`, remembered per rules object (kept alive, so its id is not
+    reused), as _name remembers a rule's."""
     cached = _PARTS.get(id(rules))
     if cached is not None and cached[0] is rules:
         return cached[1]
-    mine = {_name(rule) for rules_of_a_kind in (rules.duplicates, rules.overlaps, rules.flags,
-                                                rules.bonuses, rules.caps, rules.near_duplicates,
-                                                rules.counter_caps, rules.rewards)
-            for rule in rules_of_a_kind} | {_counter_name(name) for name in rules.counters}
-    mine = frozenset(mine | {history_name(h) for h in rules.histories})
+    names = _Names(rules)
     if len(_PARTS) >= 1024:
         _PARTS.clear()
-    _PARTS[id(rules)] = (rules, mine)
-    return mine
+    _PARTS[id(rules)] = (rules, names)
+    return names
 
 
-_PARTS: dict[int, tuple[object, frozenset]] = {}
+_PARTS: dict[int, tuple[object, _Names]] = {}
 
 
 def _counter_name(name: str) -> str:

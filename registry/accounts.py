@@ -520,6 +520,17 @@ def _external_id(external_id: str) -> str:
     return external_id
 
 
+def _external_ids(external_ids: Iterable[str]) -> list[str]:
+    """sorted({_external_id(e) for e in external_ids}): for a credit's many ids, the
+    checks made over the whole set in C (every id a str, none blank, none too long), and
+    _external_id called for each only to say which one fails (it raises)."""
+    given = list(external_ids)
+    if given and (set(map(type, given)) != {str} or not all(map(str.strip, given))
+                  or max(map(len, given)) > MAX_EXTERNAL_ID):
+        return sorted({_external_id(e) for e in given})
+    return sorted(set(given))
+
+
 def _integrator(session: Session, integrator_id: int) -> User:
     integrator = session.get(User, integrator_id)
     if integrator is None or not integrator.has_role(INTEGRATOR):
@@ -635,7 +646,7 @@ def known_statuses(integrator_id: int, external_ids: Iterable[str]) -> tuple[str
     """(sql, parameters) of resolve_statuses' read of the known ids, for PostgreSQL: its
     rows are what `known` takes."""
     return _PG_KNOWN, {"integrator": integrator_id,
-                       "ids": sorted({_external_id(e) for e in external_ids})}
+                       "ids": bulk.array(_external_ids(external_ids))}
 
 
 def resolve_statuses(session: Session, integrator_id: int, external_ids: Iterable[str], *,
@@ -647,7 +658,7 @@ def resolve_statuses(session: Session, integrator_id: int, external_ids: Iterabl
     was a good part of a 1,000-record credit); new accounts are made as resolve_many
     makes them. `known`: the rows of known_statuses() when the caller read them already
     (in a pipeline with its other first statements: one round trip less a credit)."""
-    wanted = sorted({_external_id(e) for e in external_ids})
+    wanted = _external_ids(external_ids)
     found: dict[str, tuple[int, str]] = {}
     if known is not None:
         found.update((external, (account_id, status)) for external, account_id, status in known)

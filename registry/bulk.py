@@ -9,8 +9,10 @@ each rendered, then parsed again by psycopg), and reading ids 500 at a time with
   parameter per column: `INSERT ... SELECT * FROM unnest(%(c0)s::type[], ...)` and
   `column = ANY(%(ids)s)`. The text is built once per table and columns, so nothing is
   compiled again, psycopg prepares it on the server after a few runs, and the rows travel
-  as arrays in the binary format (`%b`: the text format escapes every string of an array
-  with a regular expression, which cost more than the whole INSERT), not as SQL;
+  as arrays, not as SQL: each array one literal text made by orjson in C (`array`), which
+  the server's cast parses; psycopg's own dumping of a list runs Python for every element
+  (its binary format a loop of `struct.pack`s, its text format a regular expression per
+  string, which cost more than the whole INSERT);
 - elsewhere (SQLite, the embedded default) the portable statements: an executemany of one
   cached `INSERT ... ON CONFLICT DO NOTHING RETURNING` (SQLAlchemy's insertmanyvalues
   batches it), and `IN (...)` lists of at most 500 ids (SQLite's bound-parameter limit).
@@ -20,7 +22,11 @@ Both paths return the same things, so callers do not branch.
 
 from __future__ import annotations
 
+import datetime as dt
+import operator
+import re
 import time
+from types import NoneType
 from typing import Iterable, Iterator, Optional, Sequence
 
 from sqlalchemy import Engine, Table, any_, bindparam, event
@@ -30,10 +36,59 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import Pool
 
+import orjson
+
 CHUNK = 500  # ids per IN (...) on SQLite
 
 _PG = postgresql.dialect()
 _statements: dict[tuple, str] = {}
+
+
+# The element types array() writes as one literal; anything else goes as the list
+_LITERAL_TYPES = {str, int, NoneType}
+_TIME_TYPES = {dt.datetime, NoneType}
+_TZINFO = operator.attrgetter("tzinfo")
+# what orjson writes for a control character in a string (\n, \t, ... \u001f), which an
+# array literal would read otherwise; also found where the text held a backslash followed
+# by one of these letters (then the list goes as it is: slower, the same values)
+_CONTROL_ESCAPE = re.compile(rb"\\[bfnrtu]")
+
+
+def array(values: list, json: bool = False):
+    """An array parameter for PostgreSQL (`%(x)b::varchar[]`, `int8[]`, `text[]`...): its
+    values as one array literal in a text (`{"a","b\\"c",NULL}`, `{1,2,null}`), which the
+    server's cast parses, where psycopg's binary array dumper runs a Python loop over the
+    elements (a `struct.pack` and an `append` each: 27 arrays a 1,000-record credit, a
+    fifth of its CPU under cProfile; docs/ledger.md, Session 22). The literal is
+    orjson's JSON of the list with its brackets made braces: JSON escapes `"` and `\\`
+    as an array literal does, writes null (an array literal's NULL, in any case) and
+    numbers as they are read back. Returned as the list itself, for psycopg to dump as
+    before, when the literal could differ: an element not a str, an int or None (a
+    bool, a float, a time not in UTC...), an integer beyond 64 bits, a lone surrogate (orjson
+    refuses them), a control character (JSON escapes it, a literal would not unescape
+    it). Either way the server gets the same values (tests/registry/test_bulk_array.py).
+
+    `json`: every element is a JSON text or None (a record as sent, a state, a key, as
+    json or orjson wrote them), which holds no control character (JSON writes each as
+    an escape), so the search for one is skipped (for 1,000 records' texts, 150 kB, it
+    cost as much as the rest)."""
+    if not values:
+        return "{}"
+    types = set(map(type, values))
+    if not types <= _LITERAL_TYPES:
+        # times in UTC (a credit's activity times), which orjson writes as RFC 3339 text
+        # with +00:00; not another offset (orjson rounds one of seconds to minutes) nor
+        # none (the server's time zone would then say)
+        if not (types <= _TIME_TYPES
+                and set(map(_TZINFO, filter(None, values))) == {dt.timezone.utc}):
+            return values
+    try:
+        out = orjson.dumps(values)
+    except orjson.JSONEncodeError:
+        return values
+    if not json and b"\\" in out and _CONTROL_ESCAPE.search(out) is not None:
+        return values
+    return "{" + out[1:-1].decode() + "}"
 
 
 def is_postgresql(session: Session) -> bool:
@@ -85,11 +140,12 @@ def pg_insert(table: Table, rows: Sequence[dict], conflict_columns: Sequence[str
 
 
 def pg_insert_columns(table: Table, columns: dict[str, list], constant: dict,
-                      conflict_columns: Sequence[str], returning: Sequence[str] = ()
-                      ) -> tuple[str, dict]:
+                      conflict_columns: Sequence[str], returning: Sequence[str] = (),
+                      json: Sequence[str] = ()) -> tuple[str, dict]:
     """pg_insert of rows given column by column: `columns` (name -> one value per row, the
     lists of equal length, not empty) and `constant` (name -> one value for every row),
-    for a caller that has its rows as columns already (a ledger credit)."""
+    for a caller that has its rows as columns already (a ledger credit). `json`: the
+    columns whose values are JSON texts (array's `json`)."""
     names = list(constant) + list(columns)
     values = list(constant.values()) + list(columns.values())
     # a column with one value for every row (the batch, the version, the time of a
@@ -98,7 +154,7 @@ def pg_insert_columns(table: Table, columns: dict[str, list], constant: dict,
                  + [column.count(column[0]) == len(column) for column in columns.values()])
     sql = _pg_statement(table, names, same, tuple(conflict_columns), tuple(returning))
     first = len(constant)
-    return sql, {f"c{i}": value if i < first else (value[0] if same[i] else value)
+    return sql, {f"c{i}": value if i < first else (value[0] if same[i] else array(value, names[i] in json))
                  for i, value in enumerate(values)}
 
 

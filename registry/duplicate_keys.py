@@ -181,7 +181,7 @@ def read_statement(wanted: Wanted) -> tuple[str, dict, bool]:
     """PostgreSQL: the read, as a statement of a pipeline (bulk.pipelined): one probe a
     hash and span (Wanted.probes; the spans of a hash do not meet, so no row twice)."""
     hashes, lo, hi = (list(c) for c in zip(*wanted.probes))
-    return READ_SQL, {"hashes": hashes, "lo": lo, "hi": hi,
+    return READ_SQL, {"hashes": bulk.array(hashes), "lo": bulk.array(lo), "hi": bulk.array(hi),
                       "methodology": wanted.methodology_id}, True
 
 
@@ -278,10 +278,11 @@ def insert_statement(methodology_id: str, columns: dict[str, list]) -> Optional[
     to insert)."""
     if not columns["key"]:
         return None
-    return INSERT_SQL, {"methodology": methodology_id, "accounts": columns["account"],
-                        "rules": columns["rule"], "hashes": columns["key_hash"],
-                        "keys": columns["key"], "near": columns["near"],
-                        "ordinal": columns["ordinal"], "ids": columns["record_id"]}, False
+    return INSERT_SQL, {"methodology": methodology_id, "accounts": bulk.array(columns["account"]),
+                        "rules": bulk.array(columns["rule"]), "hashes": bulk.array(columns["key_hash"]),
+                        "keys": bulk.array(columns["key"], json=True), "near": bulk.array(columns["near"]),
+                        "ordinal": bulk.array(columns["ordinal"]),
+                        "ids": bulk.array(columns["record_id"])}, False
 
 
 def insert(session: Session, methodology_id: str, columns: dict[str, list]) -> None:

@@ -502,13 +502,14 @@ def _lock_and_read(session: Session, rules, methodology_id: str, accounts: Optio
         missing = [a for a in accounts or () if a not in stored]
     statements = []
     if missing:
+        listed = bulk.array(missing)
         statements += [(_PG_MAKE_STATES, {"methodology": methodology_id, "now": now,
-                                          "accounts": missing}, False),
-                       (_PG_LOCK_STATES, {"methodology": methodology_id, "accounts": missing}, True)]
+                                          "accounts": listed}, False),
+                       (_PG_LOCK_STATES, {"methodology": methodology_id, "accounts": listed}, True)]
     if chosen:
-        statements += [(_PG_LOCK_RECORDS, {"ns": _PG_RECORD_NAMESPACE, "keys": _record_keys(
-                            integrator_id, methodology_id, chosen)}, False),
-                       (_PG_ENTRIES, {"ids": sorted(chosen), "integrator": integrator_id,
+        statements += [(_PG_LOCK_RECORDS, {"ns": _PG_RECORD_NAMESPACE, "keys": bulk.array(_record_keys(
+                            integrator_id, methodology_id, chosen))}, False),
+                       (_PG_ENTRIES, {"ids": bulk.array(sorted(chosen)), "integrator": integrator_id,
                                       "methodology": methodology_id}, True)]
     if wanted:
         statements.append(duplicate_keys.read_statement(wanted))
@@ -565,7 +566,7 @@ def _save_and_insert(session: Session, rules, methodology_id: str,
             bulk.pipelined(session, writes)
         return []
     sql, params = bulk.pg_insert_columns(CreditEntry.__table__, columns.varying(), constant,
-                                         conflict, ["id", "record_id"])
+                                         conflict, ["id", "record_id"], json=["record"])
     if save is not None:
         # one statement: the states' UPDATE in a data-modifying WITH (it runs whether or not
         # its rows are read; the two touch different tables, so sharing one snapshot changes
@@ -602,7 +603,7 @@ def _defer_save_and_insert(session: Session, rules, methodology_id: str,
     back."""
     conflict = ["integrator_id", "methodology_id", "record_id"]
     insert_sql, params = bulk.pg_insert_columns(CreditEntry.__table__, columns.varying(), constant,
-                                                conflict, ["id", "record_id"])
+                                                conflict, ["id", "record_id"], json=["record"])
     key = (insert_sql, bool(states))
     sql = _GUARDED.get(key)
     if sql is None:
@@ -748,7 +749,8 @@ def _lock_records(session: Session, integrator_id: int, methodology_id: str,
     if not chosen or not bulk.is_postgresql(session):
         return
     session.connection().exec_driver_sql(_PG_LOCK_RECORDS, {
-        "ns": _PG_RECORD_NAMESPACE, "keys": _record_keys(integrator_id, methodology_id, chosen)})
+        "ns": _PG_RECORD_NAMESPACE,
+        "keys": bulk.array(_record_keys(integrator_id, methodology_id, chosen))})
 
 
 def _record_keys(integrator_id: int, methodology_id: str, chosen) -> list[int]:
@@ -778,7 +780,7 @@ def _lock_states(session: Session, rules, methodology_id: str, accounts: list[st
     if missing:
         if bulk.is_postgresql(session):
             session.connection().exec_driver_sql(_PG_MAKE_STATES, {
-                "methodology": methodology_id, "now": now, "accounts": missing})
+                "methodology": methodology_id, "now": now, "accounts": bulk.array(missing)})
         else:
             _insert(session, RuleState.__table__, [
                 {"methodology_id": methodology_id, "account": a, "state": "", "updated_at": now}
@@ -796,7 +798,7 @@ def _locked_states(session: Session, methodology_id: str, accounts: list[str]) -
         # order (sorted): as _entries reads, ANY was planned as a scan of the methodology's
         # states compared with every account while the table was not analyzed
         stored.update(session.connection().exec_driver_sql(_PG_LOCK_STATES, {
-            "methodology": methodology_id, "accounts": sorted(accounts)}).all())
+            "methodology": methodology_id, "accounts": bulk.array(sorted(accounts))}).all())
         return stored
     for among in bulk.among(session, RuleState.account, accounts):
         for row in session.execute(
@@ -847,7 +849,7 @@ def _save_states(session: Session, rules, methodology_id: str, states: dict[str,
 def _save_params(rules, methodology_id: str, states: dict[str, AccountState], now) -> dict:
     # without the duplicate keys: those are rows of their own (duplicate_keys)
     texts = {a: s.to_json(rules, keys=False) for a, s in states.items()}
-    return {"now": now, "accounts": list(texts), "states": list(texts.values()),
+    return {"now": now, "accounts": bulk.array(list(texts)), "states": bulk.array(list(texts.values()), json=True),
             "methodology": methodology_id}
 
 

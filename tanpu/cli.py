@@ -490,14 +490,26 @@ class _Summary:
         import polars as pl
 
         self.total += frame.height
-        # one grouping for the counts and the sums (a count, then two filtered sums took
-        # twice as long: 5M results, 0.45 s against 0.17-0.4 s)
-        for status, count, mg, points in frame.group_by("status").agg(
-                pl.len(), pl.col("reduction_mg").sum(), (pl.col("points") + pl.col("bonus")).sum()).iter_rows():
-            self.counts[status] += count
-            if status in ("credited", "capped"):
-                self.mg += int(mg or 0)
-                self.points += int(points or 0)
+        # one query: each status counted by comparing the text with it, the credited and
+        # capped records' sums (no grouping: hashing every row's status took 0.11 s of CPU
+        # for 5M results against 0.08 s; a grouping, if a status is not one of STATUSES)
+        status = pl.col("status")
+        paid = (status == "credited") | (status == "capped")
+        *counts, mg, points = frame.select(
+            *[(status == name).sum().alias(name) for name in self.STATUSES],
+            pl.col("reduction_mg").filter(paid).sum().alias("mg"),
+            (pl.col("points") + pl.col("bonus")).filter(paid).sum().alias("points")).row(0)
+        if sum(counts) == frame.height:
+            self.counts.update({name: count for name, count in zip(self.STATUSES, counts) if count})
+            self.mg += int(mg or 0)
+            self.points += int(points or 0)
+        else:  # a status not among STATUSES (none of the engines gives one)
+            for name, count, mg, points in frame.group_by("status").agg(
+                    pl.len(), pl.col("reduction_mg").sum(), (pl.col("points") + pl.col("bonus")).sum()).iter_rows():
+                self.counts[name] += count
+                if name in ("credited", "capped"):
+                    self.mg += int(mg or 0)
+                    self.points += int(points or 0)
         if len(self.invalid) < 21 and self.counts.get("invalid"):
             bad = (frame.lazy().filter(pl.col("status") == "invalid").select("row", "message")
                    .head(21 - len(self.invalid)).collect())

@@ -307,3 +307,36 @@ def test_eval_of_capped_rides_in_random_and_in_time_order_gives_each_ride_one_re
     assert results["random"].equals(results["scalar"])
     counts = dict(results["random"].group_by("code").len().rows())
     assert counts["CAP_REACHED"] > 50 and counts["OVERLAP"] > 50 and counts["NOT_COVERED"] > 100
+
+
+def test_summary_counts_and_sums_every_status_over_frames():
+    """`_Summary.add` (each status counted by comparison, the credited and capped records'
+    reduction and points summed, nulls left out) gives what a grouping by status gives,
+    over frames of every status; a status none of the engines gives is still counted."""
+    import numpy as np
+    import polars as pl
+
+    from tanpu.cli import _Summary
+
+    rng = np.random.default_rng(3)
+    n = 20_000
+    statuses = np.array(_Summary.STATUSES)[rng.integers(0, len(_Summary.STATUSES), n)]
+    statuses[:5] = "another"
+    frame = pl.DataFrame({
+        "row": np.arange(1, n + 1), "status": statuses,
+        "reduction_mg": pl.Series(rng.integers(0, 10_000, n)).zip_with(pl.Series(rng.random(n) > 0.1),
+                                                                        pl.Series([None] * n, dtype=pl.Int64)),
+        "points": rng.integers(0, 50, n), "bonus": rng.integers(0, 3, n),
+        "message": [f"m{i}" for i in range(n)],
+    })
+    summary = _Summary()
+    for start in range(0, n, 3_000):
+        summary.add(frame.slice(start, 3_000))
+    grouped = {status: (count, mg, points) for status, count, mg, points in frame.group_by("status").agg(
+        pl.len(), pl.col("reduction_mg").sum(), (pl.col("points") + pl.col("bonus")).sum()).iter_rows()}
+    assert summary.total == n
+    assert dict(summary.counts) == {status: got[0] for status, got in grouped.items()}
+    assert summary.mg == grouped["credited"][1] + grouped["capped"][1]
+    assert summary.points == grouped["credited"][2] + grouped["capped"][2]
+    invalid = frame.filter(pl.col("status") == "invalid").head(21)
+    assert summary.invalid == [("", row, message) for row, message in invalid.select("row", "message").iter_rows()]

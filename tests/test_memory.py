@@ -667,8 +667,10 @@ def test_runs_shown_together_and_compact_columns_give_the_in_memory_results(show
 
 
 def test_outcomes_put_in_row_order_by_their_rows_and_cut_in_order():
-    """`_in_row_order` (a scatter by row number) gives what sorting by row gives, and
-    refuses outcomes that miss a row or hold one twice; `_Segments.write` of rows whose
+    """`_in_row_order` (a scatter by row number of segments' record batches) gives what
+    concatenating them and sorting by row gives, column for column (numbers, text, a
+    column with nulls, one null in every row), and refuses outcomes that miss a row, hold
+    one twice or go past the run; `_Segments.write` of rows whose
     partition never goes down (`ordered`) writes the segments a sort and gather write."""
     import tempfile
 
@@ -680,12 +682,23 @@ def test_outcomes_put_in_row_order_by_their_rows_and_cut_in_order():
     rng = np.random.default_rng(7)
     n, first = 5_000, 1_234
     rows = rng.permutation(n) + first
-    frame = pl.DataFrame({"row": rows, "points": rng.integers(0, 9, n), "id": [f"r{i}" for i in rows]})
-    assert store._in_row_order(frame, first).equals(frame.sort("row"))
+    points = rng.integers(0, 9, n)
+    frame = pl.DataFrame({"row": rows, "points": points, "id": [f"r{i}" for i in rows],
+                          "reason": points.astype(np.int32), "mg": points * 1.5,
+                          "time": pl.Series(points).zip_with(pl.Series(points > 2), pl.Series([None] * n, dtype=pl.Int64)),
+                          "message": pl.Series([None] * n, dtype=pl.String)})
+
+    def pieces(frame, cuts=(0, 1, 1, 700, 3_000, n)):  # segments of 1 to a few thousand rows, one empty
+        table = frame.to_arrow()
+        return [b for a, b in zip(cuts, cuts[1:]) for b in table.slice(a, b - a).to_batches()], table.schema
+    got = store._in_row_order(*[pieces(frame)[0], first, pieces(frame)[1]])
+    assert got.equals(frame.sort("row")) and got.schema == frame.schema
+    assert store._in_row_order([], first, pieces(frame)[1]) is None
     twice = frame.with_columns(row=pl.when(pl.col("row") == first).then(first + 1).otherwise(pl.col("row")))
-    for broken in (frame.head(n - 1), twice):
+    for broken in (frame.head(n - 1), twice, frame.with_columns(row=pl.col("row") + 1)):
+        batches, schema = pieces(broken, (0, 10, broken.height))
         with pytest.raises(ValueError):
-            store._in_row_order(broken, first)
+            store._in_row_order(batches, first, schema)
     ordered = frame.sort("row")
     partition = np.sort(rng.integers(0, 9, n))
     partition[partition == 4] = 5  # a partition without rows

@@ -47,7 +47,7 @@ from dsl.types import Kind
 from .hashes import RepeatedHashes
 from .part import Part
 from .rules import find_duplicate_ids
-from .values import Cat, Reasons
+from .values import Cat, Reasons, nulls
 
 
 def part_frame(engine, part: Part) -> pl.DataFrame:
@@ -675,6 +675,10 @@ class DiskStore:
             outcomes = outcomes.drop(self.unshown, strict=False)
         if self.recall is None:
             return outcomes
+        reason = outcomes.get_column("reason").to_numpy()
+        if not (reason == Reasons.INVALID).any():  # an account partition's, with `early`: all credited
+            return outcomes.with_columns(nulls(outcomes.height, outcomes.schema[name]).alias(name)
+                                         for name in ("id", "account"))
         invalid = pl.col("reason") == Reasons.INVALID
         return outcomes.with_columns(pl.when(invalid).then(pl.col(name)).alias(name) for name in ("id", "account"))
 
@@ -810,12 +814,13 @@ class DiskStore:
             # (the early outcomes are a segment a run: partition P of each run)
             def shown(g):
                 ran = range(g * together, min(runs, (g + 1) * together))
-                merged = outcomes.frame([(g, i) for i in range(self.partitions)] +
-                                        [(r, self.partitions) for r in ran])
+                pieces = [outcomes.get(k) for k in [(g, i) for i in range(self.partitions)] +
+                          [(r, self.partitions) for r in ran]]
+                first = self.run_starts[ran[0]]
+                merged = _in_row_order([p for p in pieces if p is not None and p.num_rows], first, outcomes.schema)
                 if merged is None:
                     return None
-                first = self.run_starts[ran[0]]
-                return engine.presented(self._recalled(self._marked(_in_row_order(merged, first)), first), self.columns)
+                return engine.presented(self._recalled(self._marked(merged), first), self.columns)
             step = engine.chunk_rows
             showing = self._writer.submit(shown, 0) if groups else None
             for k in range(groups):
@@ -848,19 +853,49 @@ class DiskStore:
         self.outcomes.close()
 
 
-def _in_row_order(merged: pl.DataFrame, first: int) -> pl.DataFrame:
-    """Outcomes of every row from `first` on, each once, put in row order: each row's
-    place is its number less `first`, so the order is one scatter (a sort of the rows
-    found the same order in O(n log n); a shown run's rows are known to be exactly these)."""
-    n = merged.height
-    at = merged.get_column("row").to_numpy() - first
-    order = np.full(n, -1, dtype=np.int64)
-    if n and (at.min() < 0 or at.max() >= n):  # every row has one outcome: never, unless broken
+def _in_row_order(pieces: list, first: int, schema: pa.Schema) -> Optional[pl.DataFrame]:
+    """Outcomes of every row from `first` on, each once, spread over `pieces` (the record
+    batches of a shown group's segments, as `_Segments.get` gives them; `schema`: their
+    columns, in the frame's order), as one frame in row order; None without a row. Each row's place is its number less `first`, so each
+    column is put in order by one scatter of each piece into it: the segments are not
+    concatenated first (Polars' copy of every column) and then gathered (a second): a
+    number column without nulls straight into a NumPy array, a column null in every row
+    as one null repeated, the rows as the range they are; the others (text, nulls in some
+    rows) concatenated and gathered. Refuses a row missing or twice (never, unless broken)."""
+    if not pieces:
+        return None
+    n = sum(p.num_rows for p in pieces)
+    order = np.full(n, -1, dtype=np.int64)  # the piece row each place takes, pieces one after the other
+    places, done = [], 0
+    for piece in pieces:
+        at = piece.column("row").to_numpy() - first
+        if at.size and (at.min() < 0 or at.max() >= n):
+            raise ValueError("a spilled run's outcomes do not cover its rows")
+        order[at] = np.arange(done, done + at.size, dtype=np.int64)
+        places.append(at)
+        done += at.size
+    if n and order.min() < 0:  # a row twice, another missing
         raise ValueError("a spilled run's outcomes do not cover its rows")
-    order[at] = np.arange(n, dtype=np.int64)
-    if n and order.min() < 0:  # a row twice, another missing: never, unless broken
-        raise ValueError("a spilled run's outcomes do not cover its rows")
-    return merged[order]
+    dtypes = pl.from_arrow(pa.Table.from_batches([], schema=schema)).schema
+    columns = []
+    for f in schema:
+        name, dtype = f.name, dtypes[f.name]
+        arrays = [p.column(name) for p in pieces]
+        nulls = sum(a.null_count for a in arrays)
+        if name == "row" and f.type == pa.int64():
+            columns.append(pl.Series(name, np.arange(first, first + n, dtype=np.int64)))
+        elif nulls == n:
+            columns.append(pl.Series(name, [None], dtype=dtype).new_from_index(0, n))
+        elif nulls == 0 and (pa.types.is_integer(f.type) or pa.types.is_floating(f.type)):
+            into = np.empty(n, dtype=f.type.to_pandas_dtype())
+            for at, values in zip(places, arrays):
+                into[at] = values.to_numpy()
+            got = pl.Series(name, into)
+            columns.append(got if got.dtype == dtype else got.cast(dtype))
+        else:
+            whole = pl.from_arrow(pa.chunked_array(arrays, type=f.type))
+            columns.append(whole.gather(order).alias(name))
+    return pl.DataFrame(columns)
 
 
 def _empty_part(engine) -> Part:

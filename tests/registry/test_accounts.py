@@ -428,3 +428,21 @@ def test_the_closure_follows_every_creation_and_move_as_the_parents_say(reg):
             assert accounts.descendants(s, account) == below
             assert accounts.balances(s, account).subtree.reduction_mg == sum(
                 1000 * (made.index(a) + 1) for a in [account, *below])
+
+
+def test_a_credits_account_ids_are_checked_as_a_set_and_one_at_a_time_alike(reg):
+    """resolve_statuses and known_statuses check many ids over the set at once
+    (accounts._external_ids); a bad id among many is refused as _external_id refuses it."""
+    good = [f"set-{n}" for n in range(50)]
+    assert accounts._external_ids(reversed(good)) == sorted(good)
+    assert accounts._external_ids(good + good) == sorted(good)
+    assert accounts._external_ids([]) == []
+    for bad, reason in (("", "non-empty"), ("  ", "non-empty"), (7, "non-empty"),
+                        ("x" * (accounts.MAX_EXTERNAL_ID + 1), "at most")):
+        with pytest.raises(Invalid, match=reason):
+            accounts._external_ids(good + [bad])
+        with reg.uow() as s, pytest.raises(Invalid, match=reason):
+            accounts.resolve_statuses(s, reg.integrator, good + [bad])
+    with reg.uow() as s:
+        found = accounts.resolve_statuses(s, reg.integrator, good)
+    assert sorted(found) == sorted(good) and len({a for a, _ in found.values()}) == 50
