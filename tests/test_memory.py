@@ -269,7 +269,9 @@ def test_spilled_constants_and_narrowed_columns_read_back_exactly(tmp_path):
     value divided by their greatest common divisor (times in whole minutes) in the
     narrowest unsigned type, and text with 32-bit offsets: every value of every type comes
     back as given, extremes that wrap included, in writes whose columns are all constant
-    too; the segment's stored columns are the narrow ones."""
+    too; the segment's stored columns are the narrow ones. A float column of whole
+    numbers (a distance in metres) is narrowed as integers and given back bit for bit;
+    one with a fraction, -0.0, NaN, an infinity or a value beyond int64 is written as it is."""
     import numpy as np
     import polars as pl
     import pyarrow as pa
@@ -297,6 +299,13 @@ def test_spilled_constants_and_narrowed_columns_read_back_exactly(tmp_path):
         "k:flag": rng.integers(0, 2, n).astype(bool),
         "k:distance": rng.random(n) * 30_000,
         "k:same": np.full(n, -0.0),
+        "k:metres": rng.integers(100, 30_000, n).astype(np.float64),  # whole numbers: narrowed
+        "k:far": np.where(np.arange(n) % 2 == 0, -2.0**63, 2.0**53),  # the extremes int64 holds
+        "k:single": pl.Series(rng.integers(-500, 500, n).astype(np.float32)),
+        "k:zero": np.where(np.arange(n) == 5, -0.0, rng.integers(0, 9, n).astype(np.float64)),  # as given
+        "k:nan": np.where(np.arange(n) == n - 1, np.nan, np.arange(n, dtype=np.float64)),
+        "k:inf": np.where(np.arange(n) == n - 1, np.inf, np.arange(n, dtype=np.float64)),
+        "k:beyond": np.where(np.arange(n) == n - 1, 2.0**63, np.arange(n, dtype=np.float64)),
         "id": [f"r{i}" for i in range(n)],
         "points": pl.Series(rng.integers(-5, 5, n)).set(pl.Series(np.arange(n) % 7 == 0), None),
         "message": pl.Series([None if i % 9 else "far" for i in range(n)], dtype=pl.String),
@@ -312,6 +321,10 @@ def test_spilled_constants_and_narrowed_columns_read_back_exactly(tmp_path):
             got = pl.from_arrow(segments.get((i, 0)))
             assert got.equals(frame.filter(pl.Series(partition == i)))
             assert got.get_column("k:same").cast(pl.String).to_list()[0] == "-0.0"
+            for name, kind in got.schema.items():  # floats bit for bit (-0.0, NaN)
+                if kind.is_float():
+                    want = frame.filter(pl.Series(partition == i)).get_column(name).to_numpy()
+                    assert got.get_column(name).to_numpy().tobytes() == want.tobytes(), name
         assert pl.from_arrow(segments.get((0, 1))).equals(frame.head(1))
         assert pl.from_arrow(segments.get((0, 2))).select("reason", "credited", "k:activity").equals(
             frame.select("reason", "credited", "k:activity").head(3))
@@ -324,6 +337,11 @@ def test_spilled_constants_and_narrowed_columns_read_back_exactly(tmp_path):
         assert stored.field("k:mode").type == pa.uint8()
         assert stored.field("id").type == pa.string()
         assert stored.field("points").type == pa.int64()  # nulls: as it is
+        assert stored.field("k:metres").type == pa.uint16()  # whole numbers as integers
+        assert stored.field("k:far").type == pa.uint8()  # two values: their difference's divisor
+        assert stored.field("k:single").type == pa.uint16()
+        for name in ("k:distance", "k:zero", "k:nan", "k:inf", "k:beyond"):  # fractions, -0.0, NaN, ...
+            assert stored.field(name).type == pa.float64(), name
     finally:
         segments.close()
 
