@@ -270,8 +270,10 @@ def test_spilled_constants_and_narrowed_columns_read_back_exactly(tmp_path):
     narrowest unsigned type, and text with 32-bit offsets: every value of every type comes
     back as given, extremes that wrap included, in writes whose columns are all constant
     too; the segment's stored columns are the narrow ones. A float column of whole
-    numbers (a distance in metres) is narrowed as integers and given back bit for bit;
-    one with a fraction, -0.0, NaN, an infinity or a value beyond int64 is written as it is."""
+    numbers (a distance in metres) is narrowed as integers and given back bit for bit, as
+    is one of nearly whole numbers (km times 1,000: 16047.999999999998), with each value's
+    bits less its whole number's beside; one with a fraction, -0.0, NaN, an infinity or a
+    value beyond int64 is written as it is."""
     import numpy as np
     import polars as pl
     import pyarrow as pa
@@ -302,6 +304,7 @@ def test_spilled_constants_and_narrowed_columns_read_back_exactly(tmp_path):
         "k:metres": rng.integers(100, 30_000, n).astype(np.float64),  # whole numbers: narrowed
         "k:far": np.where(np.arange(n) % 2 == 0, -2.0**63, 2.0**53),  # the extremes int64 holds
         "k:single": pl.Series(rng.integers(-500, 500, n).astype(np.float32)),
+        "k:near": rng.integers(100, 30_000, n) / 1000 * 1000,  # km in metres: some 1 bit off whole
         "k:zero": np.where(np.arange(n) == 5, -0.0, rng.integers(0, 9, n).astype(np.float64)),  # as given
         "k:nan": np.where(np.arange(n) == n - 1, np.nan, np.arange(n, dtype=np.float64)),
         "k:inf": np.where(np.arange(n) == n - 1, np.inf, np.arange(n, dtype=np.float64)),
@@ -340,6 +343,9 @@ def test_spilled_constants_and_narrowed_columns_read_back_exactly(tmp_path):
         assert stored.field("k:metres").type == pa.uint16()  # whole numbers as integers
         assert stored.field("k:far").type == pa.uint8()  # two values: their difference's divisor
         assert stored.field("k:single").type == pa.uint16()
+        near = frame.get_column("k:near").to_numpy()
+        assert (near != np.rint(near)).any()  # nearly whole: the whole numbers and each one's bits off
+        assert stored.field("k:near").type == pa.uint16() and stored.field("k:near\x00ulps").type == pa.uint8()
         for name in ("k:distance", "k:zero", "k:nan", "k:inf", "k:beyond"):  # fractions, -0.0, NaN, ...
             assert stored.field(name).type == pa.float64(), name
     finally:
