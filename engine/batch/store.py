@@ -550,7 +550,7 @@ def _decoded(batch: pa.RecordBatch, coded: tuple) -> pa.RecordBatch:
     coding, firsts = coded
     n = batch.num_rows
     arrays = dict(zip(batch.schema.names, batch.columns))
-    values = {}  # int64, as given to the narrowing
+    values = {}  # int64, as given to the narrowing; each array its own (added to in place)
 
     def numbers(name):
         if name in values:
@@ -562,16 +562,22 @@ def _decoded(batch: pa.RecordBatch, coded: tuple) -> pa.RecordBatch:
         spread = arrays[name].to_numpy().astype(np.uint64)
         if step != 1:
             spread *= np.uint64(step)
-        values[name] = spread.view(np.int64) + np.int64(low)  # wraps back
+        spread = spread.view(np.int64)
+        spread += np.int64(low)  # wraps back
+        values[name] = spread
     for name, extra in coding.ulps:  # the whole numbers' bits moved back to the values'
         whole = values[name].astype(coding.schema.field(name).type.to_pandas_dtype())
         values[name] = (whole.view(np.int64) + numbers(extra)).view(whole.dtype)
         values.pop(extra, None)
     for name, first in zip(coding.along, firsts):
         steps = numbers(name)
-        values[name] = np.cumsum(steps) + np.int64(first)
+        np.cumsum(steps, out=steps)
+        steps += np.int64(first)
+        values[name] = steps
     for name, base in coding.against:  # the bases are never coded so themselves
-        values[name] = numbers(name) + numbers(base)
+        got = numbers(name)
+        got += numbers(base)
+        values[name] = got
     for name, (value, kind) in coding.constants.items():
         if name not in values:
             arrays[name] = pa.repeat(pa.scalar(value, kind), n)
