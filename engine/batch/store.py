@@ -17,12 +17,13 @@ compact run's outcomes are spilled without the others for). Memory holds one gro
 or one partition, whatever the size of the file; three files at most are open, whatever P and the
 number of runs; a killed run leaves nothing (the files never had a name). The segments
 are compressed by Zstandard, their row numbers written as steps and their datetime inputs
-as differences from the time, a column of one value left out, the integers narrowed and
-text given 32-bit offsets (`_Segments._encoded`: a kept row 91 -> 42 bytes before
-compression, half the bytes to compress and decompress); from a Parquet file the outcomes leave the
+as differences from the time, a column of one value left out, the integers (and floats
+that are whole numbers, or nearly: a distance in metres) narrowed and text given 32-bit
+offsets (`_Segments._encoded`: a kept row 91 -> 38 bytes before compression), the number
+columns put in partition order once narrowed; from a Parquet file the outcomes leave the
 id and account of valid records out, read again from the file as each run is shown
-(`recall`). Measured and argued in docs/engine.md, "Spilling to disk" and "The spill's
-bytes".
+(`recall`). Measured and argued in docs/engine.md, "Spilling to disk", "The spill's
+bytes" and "Random order, eighth round" and "ninth round".
 """
 
 from __future__ import annotations
