@@ -348,6 +348,17 @@ def test_spilled_constants_and_narrowed_columns_read_back_exactly(tmp_path):
         assert stored.field("k:near").type == pa.uint16() and stored.field("k:near\x00ulps").type == pa.uint8()
         for name in ("k:distance", "k:zero", "k:nan", "k:inf", "k:beyond"):  # fractions, -0.0, NaN, ...
             assert stored.field(name).type == pa.float64(), name
+        # nothing to code (no steps, fractions, 64-bit unsigned, Booleans of both values):
+        # the numbers still put in partition order after the others (`later`)
+        plain = frame.select("k:distance", "k:nan", "k:flag").with_columns(
+            pl.Series("k:huge", rng.integers(0, 2**63, n, dtype=np.uint64) * np.uint64(2)))
+        uncoded = store._Segments(tmp_path)
+        uncoded.write(plain, partition, partitions, lambda i: (i, 0))
+        for i in range(partitions):
+            assert uncoded.index[(i, 0)][4] == ()  # not coded
+            got = pl.from_arrow(uncoded.get((i, 0)))
+            assert got.equals(plain.filter(pl.Series(partition == i)))
+        uncoded.close()
     finally:
         segments.close()
 
