@@ -142,3 +142,20 @@ def test_a_state_written_by_the_code_before_is_read_and_written_back_the_same():
     assert without == BEFORE_EVERYTHING.replace(
         '"duplicate:{\\"keys\\": [\\"route\\", \\"started\\"]}":["[\\"r1\\", 1716163200000000]"],', "")
     assert without == state.general_text(rules, keys=False)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_credits_states_read_and_written_together_are_each_ones(name):
+    """read_states and state_texts (the ledger's, for every account of a credit at once)
+    give what from_json and to_json(keys=False) give each account, another version's
+    parts and an account seen for the first time included."""
+    from engine.state import read_states, state_texts
+    rules, other = ENGINES[name].rules, ENGINES["everything"].rules
+    rng = random.Random(name + "together")
+    stored = {f"a{i}": _random_state(rules, rng, big=i % 4 == 0).general_text(rules) for i in range(40)}
+    stored["theirs"] = _random_state(other, rng, big=False).general_text(other)
+    accounts = sorted(stored) + ["new"]
+    states = read_states(rules, accounts, stored)
+    assert states == {a: AccountState.general_read(rules, stored.get(a)) for a in accounts}
+    assert list(states) == accounts
+    assert state_texts(rules, states) == {a: s.general_text(rules, keys=False) for a, s in states.items()}
