@@ -282,6 +282,15 @@ class BatchEngine:
     def results(self, part: Part, batch: Batch) -> pl.DataFrame:
         return self.presented(self.outcomes(part, batch))
 
+    def per_record_results(self, part: Part, batch: Batch, frame: pl.DataFrame):
+        """`frame` (results(part, batch) of a part no rule judged) as the scalar Engine's
+        per-record Results, carrying what a caller applying the cross-record rules itself
+        reads (the ledger: per_record.py), with the points of a capped record recomputed
+        over the batch's columns (`recompute_points`)."""
+        from .per_record import PerRecordResults
+        return PerRecordResults(frame, part, batch, self.rules, tuple(self.plan.counters),
+                                self._recompute)
+
     def outcomes(self, part: Part, batch: Batch) -> pl.DataFrame:
         """What results() shows, before it is shown: the reason as its index, the flags as
         their bit mask, a time or mass that is not shown as null; a mass the methodology

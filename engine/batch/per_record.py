@@ -1,0 +1,92 @@
+"""The batch engine's per-record results for a caller that applies the cross-record rules
+itself, after each account's stored state: the ledger (registry/ledger.py), which judges
+a credit's records after what the account's earlier credits left.
+
+The ledger's rules read more of a result than its outcome: a duplicate rule's key fields,
+an overlap's start and end, a near-duplicate rule's fields (`Result.values`), what the
+formulas gave each counter (`Result.amounts`), and, for a record a reduction cap cuts, its
+points computed again from the capped reduction. The scalar Engine's results carry all of
+it (every input in `values`, the points recomputed by its formulas from them); these
+carry the same, taken from the batch's columns: `values` holds only what the rules read
+(Rules.needed_inputs, as Rules._with_state gives the reference when the batch engine
+itself judges with a state) with the record's id, account and time, and the points are
+recomputed by the batch's own formulas over its columns (BatchEngine._recompute, which
+the batch engine's caps use). tests/webui/test_api_credit_batch.py credits the same
+streams both ways and compares the ledgers.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import numpy as np
+import polars as pl
+
+from ..result import COLUMNS, Result
+from .counters import COLUMN as COUNTER_COLUMN
+from .part import Part
+from .rules import Batch, Rules
+from .values import Reasons
+
+# the frame's columns in the order Result takes them positionally (row after counters)
+_FIELDS = tuple(name for name in COLUMNS if name != "row")
+assert _FIELDS == tuple(Result.__dataclass_fields__)[:len(_FIELDS)]
+assert tuple(Result.__dataclass_fields__)[len(_FIELDS):] == ("row", "explanation", "values", "amounts")
+
+
+class PerRecordResults:
+    """`results`: the results of engine.Engine.evaluate(per_record_only=True) for the
+    same records, in their order, equal in every field the ledger reads (module
+    docstring); `recompute_points(result, capped mg)`: the points of one of them (or of
+    a copy: found by its row) after a cap cut its reduction, as Engine.recompute_points
+    gives them."""
+
+    def __init__(self, frame: pl.DataFrame, part: Part, batch: Batch, rules: Rules,
+                 counters: tuple[str, ...],
+                 recompute: Callable[[Batch, np.ndarray, np.ndarray], np.ndarray]):
+        self._batch = batch
+        self._recompute = recompute
+        self._rows = part.rows
+        self._at: Optional[dict[int, int]] = None
+        self.results = _results(frame, part, batch, rules, counters)
+
+    def recompute_points(self, result: Result, reduction_mg: int) -> int:
+        if self._at is None:
+            self._at = {row: position for position, row in enumerate(self._rows.tolist())}
+        position = self._at[result.row]
+        return int(self._recompute(self._batch, np.array([position], dtype=np.int64),
+                                   np.array([reduction_mg], dtype=np.int64))[0])
+
+
+def _results(frame: pl.DataFrame, part: Part, batch: Batch, rules: Rules,
+             counters: tuple[str, ...]) -> list[Result]:
+    columns = [frame.get_column(name).to_list() for name in _FIELDS]
+    flags_at, counters_at = _FIELDS.index("flags"), _FIELDS.index("counters")
+    columns[flags_at] = [tuple(f) if f else () for f in columns[flags_at]]
+    columns[counters_at] = [tuple(c) if c else () for c in columns[counters_at]]
+    rows = frame.get_column("row").to_list()
+    n = len(rows)
+
+    # what the rules read, for the records that were read (an invalid one has no values)
+    valid = np.flatnonzero(part.reason != Reasons.INVALID)
+    inputs = rules.input_values(batch, valid)
+    names = tuple(inputs) + ("id", "account", "time")
+    ids, accounts, times = (columns[_FIELDS.index(name)] for name in ("id", "account", "time"))
+    values: list[Optional[dict]] = [None] * n
+    positions = valid.tolist()
+    for position, *read in zip(positions, *inputs.values(),
+                               map(ids.__getitem__, positions), map(accounts.__getitem__, positions),
+                               map(times.__getitem__, positions)):
+        values[position] = dict(zip(names, read))
+
+    # what the formulas gave each counter, for a credited record (the scalar Engine's
+    # verdict of any other has none)
+    amounts: list[tuple] = [()] * n
+    if counters:
+        kept = [part.columns[COUNTER_COLUMN + name].tolist() for name in counters]
+        for position in np.flatnonzero(part.credited).tolist():
+            amounts[position] = tuple(column[position] for column in kept)
+
+    return [Result(*fields, row, None, v, a)
+            for *fields, row, v, a in zip(*columns, rows, values, amounts)]
+
