@@ -9,16 +9,17 @@ points computed again from the capped reduction. The scalar Engine's results car
 it (every input in `values`, the points recomputed by its formulas from them); these
 carry the same, taken from the batch's columns: `values` holds only what the rules read
 (Rules.needed_inputs, as Rules._with_state gives the reference when the batch engine
-itself judges with a state) with the record's id, account and time, and the points are
-recomputed by the batch's own formulas over its columns (BatchEngine._recompute, which
-the batch engine's caps use). tests/webui/test_api_credit_batch.py credits the same
-streams both ways and compares the ledgers.
+itself judges with a state) with the record's id, account and time, and a capped
+record's points are recomputed from the record as sent, read again (PerRecordResults).
+tests/engine/test_batch_per_record.py compares them with the scalar Engine's;
+tests/webui/test_api_credit_batch.py credits the same streams both ways and compares
+the ledgers.
 """
 
 from __future__ import annotations
 
 from itertools import repeat
-from typing import Callable, Optional
+from typing import Mapping, Optional, Sequence
 
 import numpy as np
 import polars as pl
@@ -40,13 +41,17 @@ class PerRecordResults:
     same records, in their order, equal in every field the ledger reads (module
     docstring); `recompute_points(result, capped mg)`: the points of one of them (or of
     a copy: found by its row) after a cap cut its reduction, as Engine.recompute_points
-    gives them."""
+    gives them: the record as sent read again by the scalar reader and its formulas run
+    with the capped reduction, which is what the scalar Engine's results did (their
+    `values` are that reading). A credit caps a few records in a hundred; the batch's
+    own recomputation over its columns (BatchEngine._recompute, for thousands at once)
+    cost 1-5 ms a call for one record (its text columns coded again each time)."""
 
     def __init__(self, frame: pl.DataFrame, part: Part, batch: Batch, rules: Rules,
-                 counters: tuple[str, ...],
-                 recompute: Callable[[Batch, np.ndarray, np.ndarray], np.ndarray]):
-        self._batch = batch
-        self._recompute = recompute
+                 counters: tuple[str, ...], program, reader, records: Sequence[Mapping],
+                 column_units: Optional[Mapping[str, str]]):
+        self._program, self._reader = program, reader
+        self._records, self._units = records, dict(column_units or {})
         self._rows = part.rows
         self._at: Optional[dict[int, int]] = None
         self.results = _results(frame, part, batch, rules, counters)
@@ -54,9 +59,9 @@ class PerRecordResults:
     def recompute_points(self, result: Result, reduction_mg: int) -> int:
         if self._at is None:
             self._at = {row: position for position, row in enumerate(self._rows.tolist())}
-        position = self._at[result.row]
-        return int(self._recompute(self._batch, np.array([position], dtype=np.int64),
-                                   np.array([reduction_mg], dtype=np.int64))[0])
+        row = result.row
+        values = self._reader.read(self._records[self._at[row]], f"row-{row}", self._units)
+        return self._program.run(values, None, reduction_mg)[4]  # the verdict's points
 
 
 def _results(frame: pl.DataFrame, part: Part, batch: Batch, rules: Rules,

@@ -103,7 +103,7 @@ def _per_record(methodology, stream):
     engine = BatchEngine(methodology, kernels=build)
     part = engine.per_record(raw_frame(stream))
     batch = engine.batch_of(part, copy=False)
-    judged = engine.per_record_results(part, batch, engine.results(part, batch))
+    judged = engine.per_record_results(part, batch, engine.results(part, batch), stream)
     return scalar, judged.results, judged.recompute_points, engine.rules.needed_inputs()
 
 

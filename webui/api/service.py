@@ -549,7 +549,7 @@ def evaluate(session: Session, methodology_id: str, records: list, *,
                 and records_module.INVALID not in frame.columns
                 and not (require_ids and rules.histories)):
             _evaluate_batch(group, frame, column_units, per_record_only=require_ids,
-                            datetimes=datetimes)
+                            datetimes=datetimes, records=records)
             invalid = group.frame.get_column("status") == INVALID
             if invalid.any():
                 for position, message in zip(np.flatnonzero(invalid.to_numpy()).tolist(),
@@ -656,9 +656,10 @@ def _activity_times(records: list, chosen: list[int], schema, zone, frame, nativ
 
 
 def _evaluate_batch(group: Group, frame, column_units: Optional[dict], per_record_only: bool,
-                    datetimes=None):
+                    datetimes=None, records: Optional[list] = None):
     """The group's records by the batch engine: its results frame on group.frame;
-    `datetimes`: the frame's datetime columns as _activity_times read them."""
+    `datetimes`: the frame's datetime columns as _activity_times read them; `records`:
+    the request's records (per_record_only: the ledger's recomputed points read them)."""
     import polars as pl
     engine = evaluation.batch_engine_for(group.version.source,
                                          f"{group.version.methodology_id}@{group.version.version}")
@@ -673,7 +674,8 @@ def _evaluate_batch(group: Group, frame, column_units: Optional[dict], per_recor
     batch = engine.batch_of(part, copy=False)
     group.frame = engine.results(part, batch)
     # the ledger takes Results, with what its rules read of each record
-    judged = engine.per_record_results(part, batch, group.frame)
+    judged = engine.per_record_results(part, batch, group.frame, [records[i] for i in group.indices],
+                                       units)
     group.results = judged.results
     group.judging = group.engine.recomputing_by(judged.recompute_points)
 
