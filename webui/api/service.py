@@ -23,7 +23,6 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from engine import records as records_module
-from engine.batch import to_results
 from engine.batch.ingest import ReadDatetimes
 from engine.records import (EPOCH_DAY, RecordError, datetime_to_us, parse_datetime_us,
                             us_to_datetime)
@@ -272,6 +271,9 @@ class Group:
     engine: Any = None
     positions: list[int] = field(default_factory=list)  # in the request's frame
     frame: Any = None  # the batch engine's results (then `results` only when crediting)
+    # the engine the ledger judges `results` with, when not `engine`: the batch engine's
+    # results recompute a capped record's points over its columns (_evaluate_batch)
+    judging: Any = None
 
 
 @dataclass
@@ -447,7 +449,12 @@ def evaluate(session: Session, methodology_id: str, records: list, *,
     (the generated C kernel over columns, as `tanpu eval` does) unless explanations are
     asked; fewer, by the scalar Engine. The two give the same results, bit for bit
     (tests/webui/test_api_batch.py); the batch engine was measured 5-10x faster on
-    batches of 10,000 (docs/api.md, bench/bench_api.py). `fingerprint`: the rows of
+    batches of 10,000 (docs/api.md, bench/bench_api.py). To credit (`require_ids`), the
+    batch engine's per-record results carry what the ledger's cross-record rules read
+    (engine/batch/per_record.py; the same ledger: tests/webui/test_api_credit_batch.py),
+    except for a methodology with history windows: the ledger evaluates its records'
+    formulas again with the stored windows (Engine.apply_history), from every input of
+    each record, which the scalar Engine's results keep and the batch's do not. `fingerprint`: the rows of
     fingerprint_statement(methodology_id) read in `session`'s transaction by the caller
     (_versions)."""
     records = check_records(records)
@@ -540,20 +547,19 @@ def evaluate(session: Session, methodology_id: str, records: list, *,
         rules = group.engine.rules
         # to credit: the per-record formulas here, the cross-record rules in the ledger,
         # after the state the accounts' earlier credits left (which read each result's
-        # inputs: those results come from the scalar Engine, which keeps them)
+        # inputs: the batch engine's results carry those the rules read; a history
+        # window's records are evaluated again there from every input: the scalar Engine)
         if (frame is not None and not explain and len(group.indices) >= BATCH_FROM
                 and records_module.INVALID not in frame.columns
-                and not (require_ids and (rules.has_cross_record_rules or rules.histories))):
+                and not (require_ids and rules.histories)):
             _evaluate_batch(group, frame, column_units, per_record_only=require_ids,
-                            datetimes=datetimes)
+                            datetimes=datetimes, records=records)
             invalid = group.frame.get_column("status") == INVALID
             if invalid.any():
                 for position, message in zip(np.flatnonzero(invalid.to_numpy()).tolist(),
                                              group.frame.get_column("message").filter(invalid).to_list()):
                     index = group.indices[position]
                     errors.append(_error(index, records[index], "invalid_record", message))
-            if require_ids:  # the ledger takes Results
-                group.results = to_results(group.frame)
             continue
         rows = Records([records[i] for i in group.indices], dict(column_units or {}))
         group.results = evaluation.evaluate(group.engine, rows, explain=explain,
@@ -654,9 +660,10 @@ def _activity_times(records: list, chosen: list[int], schema, zone, frame, nativ
 
 
 def _evaluate_batch(group: Group, frame, column_units: Optional[dict], per_record_only: bool,
-                    datetimes=None):
+                    datetimes=None, records: Optional[list] = None):
     """The group's records by the batch engine: its results frame on group.frame;
-    `datetimes`: the frame's datetime columns as _activity_times read them."""
+    `datetimes`: the frame's datetime columns as _activity_times read them; `records`:
+    the request's records (per_record_only: the ledger's recomputed points read them)."""
     import polars as pl
     engine = evaluation.batch_engine_for(group.version.source,
                                          f"{group.version.methodology_id}@{group.version.version}")
@@ -668,7 +675,13 @@ def _evaluate_batch(group: Group, frame, column_units: Optional[dict], per_recor
         group.frame = engine.evaluate_frame(frame, units, datetimes=datetimes)
         return
     part = engine.per_record(frame, units, datetimes=datetimes)
-    group.frame = engine.results(part, engine.batch_of(part, copy=False))
+    batch = engine.batch_of(part, copy=False)
+    group.frame = engine.results(part, batch)
+    # the ledger takes Results, with what its rules read of each record
+    judged = engine.per_record_results(part, batch, group.frame, [records[i] for i in group.indices],
+                                       units)
+    group.results = judged.results
+    group.judging = group.engine.recomputing_by(judged.recompute_points)
 
 
 def evaluation_response(result: Evaluation, explain: bool, compact: bool = False) -> dict:
@@ -903,7 +916,7 @@ def _credit(session: Session, actor_id: int, result: Evaluation, *,
     judged: dict[str, Result] = {}
     # the groups in the order of their versions' dates: an account's state follows time
     for group in sorted(result.groups, key=lambda g: (g.version.effective_from, g.version.semver)):
-        engine = group.engine
+        engine = group.engine if group.judging is None else group.judging
         results = [r for r in group.results if r.status != INVALID]
         sent = {str(result.records[i].get("id")): result.records[i] for i in group.indices}
         outcome = ledger.credit(session, actor_id, engine.ref, results,
