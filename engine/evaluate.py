@@ -5,6 +5,7 @@ Pure: records in, results out. Files, progress bars and databases are the caller
 
 from __future__ import annotations
 
+import copy
 from typing import Iterable, Mapping, Optional
 
 from dsl.ir import ast as ir
@@ -45,6 +46,16 @@ class Engine:
 
     def recompute_points(self, result: Result, reduction_mg: int) -> int:
         return self.program.run(result.values, None, reduction_mg)[4]  # the verdict's points
+
+    def recomputing_by(self, recompute_points) -> "Engine":
+        """This engine with another `recompute_points(result, capped mg)`, for results
+        whose `values` hold only what the cross-record rules read (the batch engine's
+        per-record results, engine/batch/per_record.py: their points are recomputed over
+        the batch's columns, not by these formulas on `values`). A shallow copy: the
+        compiled program, schema and reader are shared, this engine is left as it is."""
+        other = copy.copy(self)
+        other.recompute_points = recompute_points
+        return other
 
     # ------------------------------------------------------------ many records
     def evaluate(self, raw_records: Iterable[Mapping], *, explain: bool = False,

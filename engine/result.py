@@ -114,6 +114,10 @@ def _iso_time(us: int) -> str:
 
 _DAYS: dict[int, str] = {}  # days since the epoch -> the date's ISO text
 
+# the ISO text of a time in UTC as to_dict writes it, for a caller that writes a result's
+# fields itself (webui/api/service.py: a credit's answer rows in one dict display each)
+iso_time = _iso_time
+
 
 # The columns of a result, in the order every path and every file gives them: the row
 # number first, then Result's fields, without the explanation and the inputs (no columns).

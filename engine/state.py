@@ -75,17 +75,9 @@ class AccountState:
 
     @classmethod
     def empty(cls, rules: CrossRecord) -> "AccountState":
-        # the ledger makes one per account of a credit (from_json): a rule kind the
-        # methodology does not have costs no comprehension, and the immutable parts are
-        # repeated rather than made one by one
-        d, o, f, b = rules.duplicates, rules.overlaps, rules.flags, rules.bonuses
-        c, cc, h, n = rules.caps, rules.counter_caps, rules.histories, rules.near_duplicates
-        return cls([set() for _ in d] if d else [], [None] * len(o),
-                   [[] for _ in o] if o else [], [[] for _ in f] if f else [],
-                   [[] for _ in b] if b else [], [{} for _ in c] if c else [],
-                   [{} for _ in cc] if cc else [], [0] * len(rules.counters),
-                   [0] * len(rules.rewards), [Window() for _ in h] if h else [], {},
-                   [Events() for _ in n] if n else [])
+        # the ledger makes one per account of a credit (from_json): made by the rules'
+        # codec, which knows which kinds of rule they have (_Codec.empty)
+        return _codec(rules).empty()
 
     def prune(self, rules: CrossRecord) -> None:
         """Drops the window times no later record in time order can count, and the
@@ -116,6 +108,14 @@ class AccountState:
         keys a credit brings (registry/duplicate_keys.py), so that the text written on
         every credit does not grow with the account's history (docs/ledger.md,
         Session 20)."""
+        codec = _codec(rules)
+        if not keys and not by_json and not self.others and codec.plain:
+            return codec.write(self)
+        return self.general_text(rules, by_json=by_json, keys=keys)
+
+    def general_text(self, rules: CrossRecord, *, by_json: bool = False, keys: bool = True) -> str:
+        """to_json's text made the general way, whatever the rules (not by their codec's
+        `write`): what the codec's text is compared with (tests/engine/test_state_codec.py)."""
         data: dict = dict(self.others)
         names = _names(rules)
         if keys:
@@ -149,7 +149,16 @@ class AccountState:
     @classmethod
     def from_json(cls, rules: CrossRecord, text: Optional[str]) -> "AccountState":
         """The state stored as `text` (None or "": an account seen for the first time)."""
-        state = cls.empty(rules)
+        codec = _codec(rules)
+        if codec.plain:
+            return codec.read(text)
+        return cls.general_read(rules, text)
+
+    @classmethod
+    def general_read(cls, rules: CrossRecord, text: Optional[str]) -> "AccountState":
+        """from_json's state read the general way, whatever the rules (not by their
+        codec's `read`): what the codec's state is compared with."""
+        state = _codec(rules).empty()
         if not text:
             return state
         data = _loads(text)
@@ -185,6 +194,27 @@ class AccountState:
             state.near[j] = (Events(count=part["count"]) if isinstance(part, dict)
                              else Events.from_data(part))
         return state
+
+
+def read_states(rules: CrossRecord, accounts, stored: dict) -> dict[str, AccountState]:
+    """{account: AccountState.from_json(rules, stored.get(account))} for the accounts:
+    the rules' codec looked up once for all of them (the ledger reads every account's of
+    a credit: the lookup per account was a third of the codec's own time)."""
+    codec = _codec(rules)
+    if not codec.plain:
+        return {a: AccountState.general_read(rules, stored.get(a)) for a in accounts}
+    read, get = codec.read, stored.get
+    return {a: read(get(a)) for a in accounts}
+
+
+def state_texts(rules: CrossRecord, states: dict[str, AccountState]) -> dict[str, str]:
+    """{account: state.to_json(rules, keys=False)} for the states, as read_states (the
+    ledger writes every account's of a credit, without the duplicate keys)."""
+    codec = _codec(rules)
+    if not codec.plain:
+        return {a: s.to_json(rules, keys=False) for a, s in states.items()}
+    write = codec.write
+    return {a: s.general_text(rules, keys=False) if s.others else write(s) for a, s in states.items()}
 
 
 def _loads(text: str):
@@ -304,19 +334,119 @@ class _Names:
 
 
 def _names(rules: CrossRecord) -> _Names:
-    """_Names of `rules`, remembered per rules object (kept alive, so its id is not
+    """_Names of `rules` (their codec's)."""
+    return _codec(rules).names
+
+
+def _codec(rules: CrossRecord) -> "_Codec":
+    """_Codec of `rules`, remembered per rules object (kept alive, so its id is not
     reused), as _name remembers a rule's."""
     cached = _PARTS.get(id(rules))
     if cached is not None and cached[0] is rules:
         return cached[1]
-    names = _Names(rules)
+    codec = _Codec(rules)
     if len(_PARTS) >= 1024:
         _PARTS.clear()
-    _PARTS[id(rules)] = (rules, names)
-    return names
+    _PARTS[id(rules)] = (rules, codec)
+    return codec
 
 
-_PARTS: dict[int, tuple[object, _Names]] = {}
+_PARTS: dict[int, tuple[object, "_Codec"]] = {}
+
+
+class _Codec:
+    """A rules object's empty state, and its state read from and written to text, as
+    functions made for the kinds and numbers of rules it has (`empty`, `read`, `write`).
+
+    The ledger reads and writes the state of every account of a credit: 9-14 µs an
+    account the general way (a dataclass of twelve lists made, then ten loops over the
+    kinds of rule, most of them empty: a methodology has a cap and a duplicate rule),
+    14 ms of a 1,000-record credit (docs/ledger.md, Session 23). These functions are
+    written once per rules object as Python source, with one expression per rule and
+    nothing for a kind the rules lack, and compiled (as dataclasses writes __init__):
+    the same values and the same text as from_json's and to_json's general code, which
+    tests/engine/test_state_codec.py compares for every kind of part.
+
+    `read` and `write` serve only `plain` rules (no history window, no near-duplicate
+    events: their parts are made by their own classes) and `write` only keys=False and
+    a state without another version's parts; the rest goes the general way."""
+
+    def __init__(self, rules: CrossRecord):
+        self.names = names = _Names(rules)
+        self.plain = not (rules.histories or rules.near_duplicates)
+        ns: dict = {"AccountState": AccountState, "Window": Window, "Events": Events,
+                    "_keys_part": _keys_part, "_periods": _periods, "_loads": _loads,
+                    "_dumps": _dumps, "mine": names.mine}
+
+        def name(kind: str, j: int, text: str) -> str:
+            ns[f"{kind}{j}"] = text
+            return f"{kind}{j}"
+
+        def listed(items) -> str:
+            return "[" + ", ".join(items) + "]"
+
+        d, o, f = names.duplicates, names.overlaps, names.flags
+        b, c, cc = names.bonuses, names.caps, names.counter_caps
+        k, r = names.counters, names.rewards
+        blank = [listed("set()" for _ in d), listed("None" for _ in o), listed("[]" for _ in o),
+                 listed("[]" for _ in f), listed("[]" for _ in b), listed("{}" for _ in c),
+                 listed("{}" for _ in cc), listed("0" for _ in k), listed("0" for _ in r),
+                 listed("Window()" for _ in rules.histories), "{}",
+                 listed("Events()" for _ in rules.near_duplicates)]
+        read = [
+            listed(f"_keys_part(data.get({name('d', j, n)}))" for j, n in enumerate(d)),
+            listed(f"(data.get({name('o', j, n)}) or {{}}).get('end')" for j, n in enumerate(o)),
+            listed(f"[tuple(iv) for iv in (data.get(o{j}) or {{}}).get('intervals', ())]"
+                   for j in range(len(o))),
+            listed(f"list(data.get({name('f', j, n)}, ()))" for j, n in enumerate(f)),
+            listed(f"list(data.get({name('b', j, n)}, ()))" for j, n in enumerate(b)),
+            listed(f"_periods(data.get({name('c', j, n)}))" for j, n in enumerate(c)),
+            listed(f"_periods(data.get({name('cc', j, n)}))" for j, n in enumerate(cc)),
+            listed(f"int(data.get({name('k', j, n)}, 0))" for j, n in enumerate(k)),
+            listed(f"int(data.get({name('r', j, n)}, 0))" for j, n in enumerate(r)),
+            blank[9], "others", blank[11]]
+        write = ([f"    data[o{j}] = {{'end': s.ends[{j}], 'intervals': [list(iv) for iv in "
+                  f"s.intervals[{j}]]}}" for j in range(len(o))]
+                 + [f"    data[f{j}] = sorted(s.flag_times[{j}])" for j in range(len(f))]
+                 + [f"    data[b{j}] = sorted(s.bonus_times[{j}])" for j in range(len(b))]
+                 + [f"    p = s.caps[{j}]\n    data[c{j}] = dict(zip(map(str, p), p.values()))"
+                    for j in range(len(c))]
+                 + [f"    p = s.counter_caps[{j}]\n    data[cc{j}] = dict(zip(map(str, p), p.values()))"
+                    for j in range(len(cc))]
+                 + [f"    data[k{j}] = s.counter_totals[{j}]" for j in range(len(k))]
+                 + [f"    data[r{j}] = s.balances[{j}]" for j in range(len(r))])
+        source = "\n".join([
+            "def empty():",
+            f"    return AccountState({', '.join(blank)})",
+            "def read(text):",
+            "    if not text:",
+            f"        return AccountState({', '.join(blank)})",
+            "    data = _loads(text)",
+            "    others = {} if data.keys() <= mine else {n: p for n, p in data.items() if n not in mine}",
+            f"    return AccountState({', '.join(read)})",
+            "def write(s):",
+            "    data = {}",
+            *write,
+            "    return _dumps(data, True)", ""])
+        exec(compile(source, f"<state codec {id(rules):x}>", "exec"), ns)
+        self.source = source
+        self.empty, self.read, self.write = ns["empty"], ns["read"], ns["write"]
+
+
+def _keys_part(kept) -> set:
+    """A duplicate rule's stored keys (JSON texts of arrays) as the engine compares them,
+    parsed all at once as one array of them (none stored: the ledger keeps them as rows,
+    registry/duplicate_keys.py)."""
+    if not kept:
+        return set()
+    return {tuple(k) for k in _loads("[" + ",".join(kept) + "]")}
+
+
+def _periods(part) -> dict:
+    """A cap's stored part (period's text -> amount) as the engine counts it."""
+    if not part:
+        return {}
+    return {int(p): int(used) for p, used in part.items()}
 
 
 def _counter_name(name: str) -> str:

@@ -55,7 +55,7 @@ from sqlalchemy.orm import Session, joinedload
 from engine import cross_record
 from engine.gc_pause import cycle_collector_paused
 from engine.result import MethodologyRef, Result
-from engine.state import AccountState
+from engine.state import AccountState, read_states, state_texts
 
 from . import accounts, audit, bulk, duplicate_keys, precedence, reversals, users
 from .errors import Conflict, Invalid, InvalidTransition, NotFound
@@ -517,8 +517,7 @@ def _lock_and_read(session: Session, rules, methodology_id: str, accounts: Optio
     key_rows = answers.pop() if wanted else []
     if missing:
         stored.update(answers[1])
-    states = ({a: AccountState.from_json(rules, stored.get(a)) for a in accounts}
-              if accounts else None)
+    states = read_states(rules, accounts, stored) if accounts else None
     found = []
     for row in answers[-1] if chosen else ():
         values = dict(zip(_ENTRY_COLUMNS, row))
@@ -786,7 +785,7 @@ def _lock_states(session: Session, rules, methodology_id: str, accounts: list[st
                 {"methodology_id": methodology_id, "account": a, "state": "", "updated_at": now}
                 for a in missing], ["methodology_id", "account"])
         stored.update(_locked_states(session, methodology_id, missing))
-    return {a: AccountState.from_json(rules, stored.get(a)) for a in accounts}
+    return read_states(rules, accounts, stored)
 
 
 def _locked_states(session: Session, methodology_id: str, accounts: list[str]) -> dict[str, str]:
@@ -837,7 +836,7 @@ def _save_states(session: Session, rules, methodology_id: str, states: dict[str,
         session.connection().exec_driver_sql(_PG_SAVE_STATES, _save_params(
             rules, methodology_id, states, now))
         return
-    texts = {a: s.to_json(rules, keys=False) for a, s in states.items()}
+    texts = state_texts(rules, states)
     table = RuleState.__table__
     session.execute(
         table.update()
@@ -848,7 +847,7 @@ def _save_states(session: Session, rules, methodology_id: str, states: dict[str,
 
 def _save_params(rules, methodology_id: str, states: dict[str, AccountState], now) -> dict:
     # without the duplicate keys: those are rows of their own (duplicate_keys)
-    texts = {a: s.to_json(rules, keys=False) for a, s in states.items()}
+    texts = state_texts(rules, states)
     return {"now": now, "accounts": bulk.array(list(texts)), "states": bulk.array(list(texts.values()), json=True),
             "methodology": methodology_id}
 

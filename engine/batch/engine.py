@@ -13,7 +13,7 @@ import dataclasses
 import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Collection, Iterable, Iterator, Mapping, Optional
+from typing import Any, Callable, Collection, Iterable, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 import polars as pl
@@ -281,6 +281,17 @@ class BatchEngine:
 
     def results(self, part: Part, batch: Batch) -> pl.DataFrame:
         return self.presented(self.outcomes(part, batch))
+
+    def per_record_results(self, part: Part, batch: Batch, frame: pl.DataFrame,
+                           records: "Sequence[Mapping]", column_units: Optional[Mapping[str, str]] = None):
+        """`frame` (results(part, batch) of a part no rule judged) as the scalar Engine's
+        per-record Results, carrying what a caller applying the cross-record rules itself
+        reads (the ledger: per_record.py); `records`: the part's records as sent, one a
+        row, from which a capped record's points are recomputed (`recompute_points`)."""
+        from ..records import reader
+        from .per_record import PerRecordResults
+        return PerRecordResults(frame, part, batch, self.rules, tuple(self.plan.counters),
+                                self.scalar, reader(self.schema), records, column_units)
 
     def outcomes(self, part: Part, batch: Batch) -> pl.DataFrame:
         """What results() shows, before it is shown: the reason as its index, the flags as

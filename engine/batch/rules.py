@@ -160,6 +160,14 @@ class Rules:
         names |= _near_inputs(self.m)
         return names - {"id", "account", "time"}
 
+    def input_values(self, batch: Batch, positions: np.ndarray) -> dict[str, list]:
+        """The inputs the rules read (needed_inputs) at `positions`, each as a list of the
+        Python values the scalar Engine's reader gives (a choice's label, a quantity's SI
+        float, a datetime's µs): what the reference judges by, here (_with_state) and in
+        the ledger (BatchEngine.per_record_results)."""
+        return {name: _python_values(_value_column(batch, name), positions)
+                for name in sorted(self.needed_inputs())}
+
     # ------------------------------------------------------------ everything
     def apply(self, batch: Batch, duplicate_ids: Optional[np.ndarray] = None,
               state: Optional[dict] = None) -> None:
@@ -352,8 +360,8 @@ class Rules:
         credited = np.flatnonzero(batch.reason == Reasons.CREDITED)
         if credited.size == 0:
             return
-        names = sorted(self.needed_inputs())
-        columns = {name: _python_values(_value_column(batch, name), credited) for name in names}
+        columns = self.input_values(batch, credited)
+        names = list(columns)
         ids = batch.ids.gather(credited).to_list()
         accounts = batch.accounts.gather(credited).to_list()
         time = batch.time[credited].tolist()

@@ -131,10 +131,9 @@ def test_batch_scalar_and_tanpu_eval_agree_on_every_bundled_sample(web, monkeypa
     assert response["summary"]["evaluated"] > 0
     assert any(e["code"] == "invalid_record" for e in response["errors"])
     # the per-record step of /credits (the ledger's results: Result.key() of each), by the
-    # batch engine where the ledger's rules need no record's inputs
+    # batch engine unless history windows (which the ledger evaluates again from every input)
     engine = service.engine_of(_version(web))
-    batch, scalar = evaluate(require_ids=True, batch_used=not (
-        engine.rules.has_cross_record_rules or engine.rules.histories))
+    batch, scalar = evaluate(require_ids=True, batch_used=not engine.rules.histories)
     assert batch == scalar
 
     # and `tanpu eval` of the sample's rows (one version applies to every row)

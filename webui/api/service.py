@@ -23,13 +23,12 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from engine import records as records_module
-from engine.batch import to_results
 from engine.batch.ingest import ReadDatetimes
 from engine.records import (EPOCH_DAY, RecordError, datetime_to_us, parse_datetime_us,
                             us_to_datetime)
 from engine.explain import as_written
 from engine.gc_pause import cycle_collector_paused
-from engine.result import COLUMNS, INVALID, Result
+from engine.result import COLUMNS, INVALID, Result, iso_time
 from engine.schema import describe
 from registry import bulk, ledger, workflow
 from registry.models import (FROZEN_STATES, PUBLISHED, SUPERSEDED, Methodology,
@@ -272,6 +271,9 @@ class Group:
     engine: Any = None
     positions: list[int] = field(default_factory=list)  # in the request's frame
     frame: Any = None  # the batch engine's results (then `results` only when crediting)
+    # the engine the ledger judges `results` with, when not `engine`: the batch engine's
+    # results recompute a capped record's points over its columns (_evaluate_batch)
+    judging: Any = None
 
 
 @dataclass
@@ -289,11 +291,15 @@ class Evaluation:
                  "content_hash": g.engine.ref.content_hash, "applicability": g.reason}
                 for g in self.groups]
 
-    def result_rows(self, explain: bool, compact: bool = False) -> list[dict]:
+    def result_rows(self, explain: bool, compact: bool = False,
+                    only: Optional[list[int]] = None) -> list[dict]:
         """The results in the order of the records. compact: each row's `group` (its index
-        in version_groups()) instead of its version's four fields."""
+        in version_groups()) instead of its version's four fields. `only`: the rows of
+        these groups (by number) alone."""
         rows = []
         for number, group in enumerate(self.groups):
+            if only is not None and number not in only:
+                continue
             if group.frame is not None:
                 rows.extend(_frame_rows(group, number if compact else None))
                 continue
@@ -443,7 +449,12 @@ def evaluate(session: Session, methodology_id: str, records: list, *,
     (the generated C kernel over columns, as `tanpu eval` does) unless explanations are
     asked; fewer, by the scalar Engine. The two give the same results, bit for bit
     (tests/webui/test_api_batch.py); the batch engine was measured 5-10x faster on
-    batches of 10,000 (docs/api.md, bench/bench_api.py). `fingerprint`: the rows of
+    batches of 10,000 (docs/api.md, bench/bench_api.py). To credit (`require_ids`), the
+    batch engine's per-record results carry what the ledger's cross-record rules read
+    (engine/batch/per_record.py; the same ledger: tests/webui/test_api_credit_batch.py),
+    except for a methodology with history windows: the ledger evaluates its records'
+    formulas again with the stored windows (Engine.apply_history), from every input of
+    each record, which the scalar Engine's results keep and the batch's do not. `fingerprint`: the rows of
     fingerprint_statement(methodology_id) read in `session`'s transaction by the caller
     (_versions)."""
     records = check_records(records)
@@ -536,20 +547,19 @@ def evaluate(session: Session, methodology_id: str, records: list, *,
         rules = group.engine.rules
         # to credit: the per-record formulas here, the cross-record rules in the ledger,
         # after the state the accounts' earlier credits left (which read each result's
-        # inputs: those results come from the scalar Engine, which keeps them)
+        # inputs: the batch engine's results carry those the rules read; a history
+        # window's records are evaluated again there from every input: the scalar Engine)
         if (frame is not None and not explain and len(group.indices) >= BATCH_FROM
                 and records_module.INVALID not in frame.columns
-                and not (require_ids and (rules.has_cross_record_rules or rules.histories))):
+                and not (require_ids and rules.histories)):
             _evaluate_batch(group, frame, column_units, per_record_only=require_ids,
-                            datetimes=datetimes)
+                            datetimes=datetimes, records=records)
             invalid = group.frame.get_column("status") == INVALID
             if invalid.any():
                 for position, message in zip(np.flatnonzero(invalid.to_numpy()).tolist(),
                                              group.frame.get_column("message").filter(invalid).to_list()):
                     index = group.indices[position]
                     errors.append(_error(index, records[index], "invalid_record", message))
-            if require_ids:  # the ledger takes Results
-                group.results = to_results(group.frame)
             continue
         rows = Records([records[i] for i in group.indices], dict(column_units or {}))
         group.results = evaluation.evaluate(group.engine, rows, explain=explain,
@@ -650,9 +660,10 @@ def _activity_times(records: list, chosen: list[int], schema, zone, frame, nativ
 
 
 def _evaluate_batch(group: Group, frame, column_units: Optional[dict], per_record_only: bool,
-                    datetimes=None):
+                    datetimes=None, records: Optional[list] = None):
     """The group's records by the batch engine: its results frame on group.frame;
-    `datetimes`: the frame's datetime columns as _activity_times read them."""
+    `datetimes`: the frame's datetime columns as _activity_times read them; `records`:
+    the request's records (per_record_only: the ledger's recomputed points read them)."""
     import polars as pl
     engine = evaluation.batch_engine_for(group.version.source,
                                          f"{group.version.methodology_id}@{group.version.version}")
@@ -664,7 +675,13 @@ def _evaluate_batch(group: Group, frame, column_units: Optional[dict], per_recor
         group.frame = engine.evaluate_frame(frame, units, datetimes=datetimes)
         return
     part = engine.per_record(frame, units, datetimes=datetimes)
-    group.frame = engine.results(part, engine.batch_of(part, copy=False))
+    batch = engine.batch_of(part, copy=False)
+    group.frame = engine.results(part, batch)
+    # the ledger takes Results, with what its rules read of each record
+    judged = engine.per_record_results(part, batch, group.frame, [records[i] for i in group.indices],
+                                       units)
+    group.results = judged.results
+    group.judging = group.engine.recomputing_by(judged.recompute_points)
 
 
 def evaluation_response(result: Evaluation, explain: bool, compact: bool = False) -> dict:
@@ -843,6 +860,52 @@ def credit(session: Session, actor_id: int, result: Evaluation, *,
                        at_commit=at_commit)
 
 
+def _judged_rows(result: Evaluation, judged: dict[str, Result], *, fast: bool = True) -> list[dict]:
+    """The answer's rows of a credit before their credit fields: result_rows(explain=False)
+    with each result the ledger's cross-record rules judged (`judged`, by record id) taken
+    as they judged it (status, code, message, amounts, flags, counters).
+
+    A scalar group's rows (`fast`) are each made in one dict display from the result and
+    its judged copy, in result_rows' order of keys: result_rows made each by to_dict, two
+    pops and a copy, and the judged ones were then updated field by field, about 5 ms of
+    a 1,000-record credit's CPU (docs/ledger.md, Session 23). The batch engine's groups
+    (a frame), and every group with fast=False, go the general way, which
+    tests/webui/test_api_credit_rows.py compares the answer's body with."""
+    groups = [(n, g) for n, g in enumerate(result.groups) if not fast or g.frame is not None]
+    rows = result.result_rows(explain=False, only=[n for n, _ in groups]) if groups else []
+    for row in rows:
+        after = judged.get(row["id"])
+        if after is not None:  # as the cross-record rules judged it in the ledger
+            row.update(status=after.status, code=after.code, message=after.message,
+                       reduction_mg=after.reduction_mg, reduction_kg=after.reduction_mg / 1_000_000,
+                       points=after.points, bonus=after.bonus, flags=list(after.flags),
+                       counters=list(after.counters))
+    if not fast:
+        return rows
+    get = judged.get
+    for group in result.groups:
+        if group.frame is not None:
+            continue
+        ref, reason = group.engine.ref, group.reason
+        methodology, version, content_hash = ref.id, ref.version, ref.content_hash
+        for index, r in zip(group.indices, group.results):
+            if r.status == INVALID:
+                continue
+            a = get(r.id) or r
+            time, mg = r.time, a.reduction_mg
+            rows.append({"index": index, "id": r.id, "account": r.account,
+                         "time": None if time is None else iso_time(time),
+                         "status": a.status, "code": a.code, "message": a.message,
+                         "reduction_kg": mg / 1_000_000, "reduction_mg": mg, "points": a.points,
+                         "bonus": a.bonus, "baseline_mg": r.baseline_mg,
+                         "project_mg": r.project_mg, "leakage_mg": r.leakage_mg,
+                         "flags": list(a.flags), "counters": list(a.counters),
+                         "methodology": methodology, "version": version,
+                         "content_hash": content_hash, "applicability": reason})
+    rows.sort(key=itemgetter("index"))
+    return rows
+
+
 def _credit(session: Session, actor_id: int, result: Evaluation, *,
             idempotency_key: Optional[str], at_commit: bool = False) -> dict:
     if idempotency_key is not None and not (1 <= len(idempotency_key) <= 150):
@@ -853,7 +916,7 @@ def _credit(session: Session, actor_id: int, result: Evaluation, *,
     judged: dict[str, Result] = {}
     # the groups in the order of their versions' dates: an account's state follows time
     for group in sorted(result.groups, key=lambda g: (g.version.effective_from, g.version.semver)):
-        engine = group.engine
+        engine = group.engine if group.judging is None else group.judging
         results = [r for r in group.results if r.status != INVALID]
         sent = {str(result.records[i].get("id")): result.records[i] for i in group.indices}
         outcome = ledger.credit(session, actor_id, engine.ref, results,
@@ -872,15 +935,9 @@ def _credit(session: Session, actor_id: int, result: Evaluation, *,
         for entry in outcome.present:
             outcome_of[entry.record_id] = ("already_credited", entry, group, outcome.replayed)
 
-    rows = result.result_rows(explain=False)
+    rows = _judged_rows(result, judged)
     credited_mg = credited_points = new = already = 0
     for row in rows:
-        after = judged.get(row["id"])
-        if after is not None:  # as the cross-record rules judged it in the ledger
-            row.update(status=after.status, code=after.code, message=after.message,
-                       reduction_mg=after.reduction_mg, reduction_kg=after.reduction_mg / 1_000_000,
-                       points=after.points, bonus=after.bonus, flags=list(after.flags),
-                       counters=list(after.counters))
         found = outcome_of.get(row["id"])
         if found is None or row["status"] not in evaluation.CREDIT_STATUSES:
             row["credit"] = "not_creditable"
