@@ -10,18 +10,16 @@ another version's parts, and a text written by the code before the codec."""
 
 from __future__ import annotations
 
-import copy
 import random
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine import cross_record
 from engine.state import AccountState
 
-from .strategies import record_stream
 from .test_rules_differential import ENGINES, METHODOLOGIES
+from .test_state_text import states_left
 
 NAMES = [name for name, _ in METHODOLOGIES]
 
@@ -46,16 +44,8 @@ def _same_both_ways(rules, state: AccountState) -> None:
 @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
 @given(data=st.data())
 def test_the_states_rules_leave_are_read_and_written_as_the_general_way_does(name, data):
-    engine = ENGINES[name]
-    raws = data.draw(record_stream(dict(METHODOLOGIES)[name], max_size=30, broken=False))
-    for i, raw in enumerate(raws):
-        raw["id"] = f"r{i}"
-    results = [r for r in engine.evaluate(raws, per_record_only=True) if r.status != "invalid"]
-    results.sort(key=lambda r: (r.time, r.account, r.id))
-    state: dict = {}
-    cross_record.apply(copy.deepcopy(results), engine.rules, engine.recompute_points, state=state)
-    for s in state.values():
-        _same_both_ways(engine.rules, s)
+    for s in states_left(name, data):
+        _same_both_ways(ENGINES[name].rules, s)
 
 
 def _random_state(rules, rng: random.Random, big: bool) -> AccountState:

@@ -23,10 +23,9 @@ from .test_state_key_text import _keys
 NAMES = [name for name, _ in METHODOLOGIES]
 
 
-@pytest.mark.parametrize("name", NAMES)
-@settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
-@given(data=st.data())
-def test_the_states_rules_leave_are_written_as_json_writes_them(name, data):
+def states_left(name: str, data) -> list[AccountState]:
+    """The accounts' states the methodology `name`'s rules leave after a drawn stream of
+    its records, judged in time order (shared by test_state_codec.py)."""
     engine = ENGINES[name]
     raws = data.draw(record_stream(dict(METHODOLOGIES)[name], max_size=30, broken=False))
     for i, raw in enumerate(raws):
@@ -35,7 +34,15 @@ def test_the_states_rules_leave_are_written_as_json_writes_them(name, data):
     results.sort(key=lambda r: (r.time, r.account, r.id))
     state: dict = {}
     cross_record.apply(copy.deepcopy(results), engine.rules, engine.recompute_points, state=state)
-    for s in state.values():
+    return list(state.values())
+
+
+@pytest.mark.parametrize("name", NAMES)
+@settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_the_states_rules_leave_are_written_as_json_writes_them(name, data):
+    engine = ENGINES[name]
+    for s in states_left(name, data):
         text = s.to_json(engine.rules)
         assert text == s.to_json(engine.rules, by_json=True)
         # read back and written again: the same text
