@@ -50,8 +50,8 @@ class Engine:
     def recomputing_by(self, recompute_points) -> "Engine":
         """This engine with another `recompute_points(result, capped mg)`, for results
         whose `values` hold only what the cross-record rules read (the batch engine's
-        per-record results, engine/batch/per_record.py: their points are recomputed over
-        the batch's columns, not by these formulas on `values`). A shallow copy: the
+        per-record results, engine/batch/per_record.py: their points are recomputed from
+        the record as sent, read again, not by these formulas on `values`). A shallow copy: the
         compiled program, schema and reader are shared, this engine is left as it is."""
         other = copy.copy(self)
         other.recompute_points = recompute_points
